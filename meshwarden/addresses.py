@@ -1,0 +1,45 @@
+"""HOST:PORT parsing shared by every flag that takes an address."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+
+class AddressError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+def parse_host_port(text: str, *, what: str = "address") -> HostPort:
+    """Parses "127.0.0.1:7000", "[::1]:7000" or "localhost:0"; port 0 means "pick one"."""
+    raw = text.strip()
+    if raw.startswith("["):
+        host, sep, rest = raw[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise AddressError(f"{what} must be HOST:PORT or [IPv6]:PORT, got {text!r}")
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = raw.rpartition(":")
+        if not sep or not host or ":" in host:
+            raise AddressError(f"{what} must be HOST:PORT (IPv6 in brackets), got {text!r}")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise AddressError(f"{what} port must be a number from 0 to 65535, got {text!r}")
+    return HostPort(host, int(port_text))

@@ -1,0 +1,1 @@
+"""The `meshwarden` command: one entry point, one module per subcommand."""

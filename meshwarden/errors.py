@@ -1,0 +1,156 @@
+"""The errors the mesh raises, shared by the sidecar (which sends them) and the SDK (which
+raises the same class in the agent). Branched by what the caller can do about them:
+
+    MeshError
+      Refused                 the mesh said no; the same call will fail again
+        BadPayload            INVALID_ARGUMENT   fix the arguments
+        PayloadTooLarge       RESOURCE_EXHAUSTED send less, or raise the limit
+        UnknownCapability     NOT_FOUND          check the name (meshwarden agents list)
+        SchemaDrift           FAILED_PRECONDITION the callee's contract changed under you
+        NotRegistered         FAILED_PRECONDITION register the agent first
+      Unreachable             transient; a later attempt may succeed
+        NoHealthyInstance     UNAVAILABLE        nothing live matches right now
+        PeerUnavailable       UNAVAILABLE        the chosen instance could not be reached
+        DeadlineExceeded      DEADLINE_EXCEEDED  the caller's deadline passed
+      AgentFailed             the callee agent itself failed; its code is passed through
+
+Each class fixes a gRPC status code and a stable `kind`, sent in the trailer
+"meshwarden-error" so the SDK can raise the same class on the other side.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import grpc
+
+ERROR_TRAILER = "meshwarden-error"
+
+
+class MeshError(Exception):
+    code: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNKNOWN
+    kind: ClassVar[str] = "mesh_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def status_code(self) -> grpc.StatusCode:
+        return self.code
+
+    @classmethod
+    def from_wire(cls, kind: str, code: grpc.StatusCode, message: str) -> MeshError:
+        """Rebuilds the error a sidecar sent (by its trailer kind), keeping its message."""
+        target = _BY_KIND.get(kind)
+        if target is None or target is AgentFailed:
+            return AgentFailed(code, message) if kind == AgentFailed.kind else _Unclassified(code, kind, message)
+        err = target.__new__(target)
+        MeshError.__init__(err, message)
+        return err
+
+
+class Refused(MeshError):
+    kind = "refused"
+
+
+class Unreachable(MeshError):
+    code = grpc.StatusCode.UNAVAILABLE
+    kind = "unreachable"
+
+
+class BadPayload(Refused):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    kind = "bad_payload"
+
+
+class PayloadTooLarge(Refused):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    kind = "payload_too_large"
+
+    def __init__(self, size_bytes: int, limit_bytes: int, capability: str) -> None:
+        super().__init__(
+            f"payload for {capability} is {size_bytes} bytes, over the limit of {limit_bytes} bytes; "
+            "send less, or raise the sidecar's --max-payload-bytes"
+        )
+
+
+class UnknownCapability(Refused):
+    code = grpc.StatusCode.NOT_FOUND
+    kind = "unknown_capability"
+
+    def __init__(self, capability: str) -> None:
+        super().__init__(
+            f"no agent in the mesh serves capability {capability!r}; "
+            "see what is served with: meshwarden agents list"
+        )
+
+
+class SchemaDrift(Refused):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    kind = "schema_drift"
+
+    def __init__(self, capability: str, pinned: str, found: list[str]) -> None:
+        super().__init__(
+            f"schema drift on {capability}: the call pins {pinned} but live instances serve "
+            f"{', '.join(sorted(set(found)))}; review the new schema and update the pin"
+        )
+
+
+class NotRegistered(Refused):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    kind = "not_registered"
+
+
+class NoHealthyInstance(Unreachable):
+    kind = "no_healthy_instance"
+
+    def __init__(self, capability: str, version_range: str, detail: str) -> None:
+        wanted = f"{capability} ({version_range})" if version_range else capability
+        super().__init__(f"no live instance serves {wanted}: {detail}")
+
+
+class PeerUnavailable(Unreachable):
+    kind = "peer_unavailable"
+
+
+class DeadlineExceeded(Unreachable):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    kind = "deadline_exceeded"
+
+
+class AgentFailed(MeshError):
+    """The callee agent failed; its status code and message are passed through."""
+
+    kind = "agent_failed"
+
+    def __init__(self, agent_code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.agent_code = agent_code
+
+    def status_code(self) -> grpc.StatusCode:
+        return self.agent_code
+
+
+class _Unclassified(MeshError):
+    """A kind this version does not know (a newer sidecar); keeps code, kind and message."""
+
+    def __init__(self, code: grpc.StatusCode, kind: str, message: str) -> None:
+        super().__init__(message)
+        self._code, self._kind = code, kind
+
+    def status_code(self) -> grpc.StatusCode:
+        return self._code
+
+
+def _all_subclasses(cls: type[MeshError]) -> list[type[MeshError]]:
+    found: list[type[MeshError]] = []
+    for sub in cls.__subclasses__():
+        found.append(sub)
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+# Built from the class tree above, once, at import; never mutated afterwards.
+_BY_KIND: dict[str, type[MeshError]] = {
+    c.kind: c for c in _all_subclasses(MeshError) if not c.__name__.startswith("_")
+}

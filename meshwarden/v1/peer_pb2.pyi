@@ -1,0 +1,41 @@
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Optional as _Optional
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class PeerCall(_message.Message):
+    __slots__ = ("call_id", "capability", "payload_json", "target_instance_id", "schema_hash", "caller_agent", "caller_instance_id", "session_id", "workflow_id", "attempt")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
+    TARGET_INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_HASH_FIELD_NUMBER: _ClassVar[int]
+    CALLER_AGENT_FIELD_NUMBER: _ClassVar[int]
+    CALLER_INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    capability: str
+    payload_json: bytes
+    target_instance_id: str
+    schema_hash: str
+    caller_agent: str
+    caller_instance_id: str
+    session_id: str
+    workflow_id: str
+    attempt: int
+    def __init__(self, call_id: _Optional[str] = ..., capability: _Optional[str] = ..., payload_json: _Optional[bytes] = ..., target_instance_id: _Optional[str] = ..., schema_hash: _Optional[str] = ..., caller_agent: _Optional[str] = ..., caller_instance_id: _Optional[str] = ..., session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class PeerReply(_message.Message):
+    __slots__ = ("result_json", "instance_id", "agent", "version")
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    result_json: bytes
+    instance_id: str
+    agent: str
+    version: str
+    def __init__(self, result_json: _Optional[bytes] = ..., instance_id: _Optional[str] = ..., agent: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...

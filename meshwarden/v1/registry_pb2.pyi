@@ -1,0 +1,99 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from meshwarden.v1 import catalog_pb2 as _catalog_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RegisterRequest(_message.Message):
+    __slots__ = ("instance",)
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    instance: _catalog_pb2.Instance
+    def __init__(self, instance: _Optional[_Union[_catalog_pb2.Instance, _Mapping]] = ...) -> None: ...
+
+class RegisterResponse(_message.Message):
+    __slots__ = ("instance_id", "lease_ttl", "heartbeat_interval", "revision")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TTL_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    lease_ttl: _duration_pb2.Duration
+    heartbeat_interval: _duration_pb2.Duration
+    revision: int
+    def __init__(self, instance_id: _Optional[str] = ..., lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class RenewRequest(_message.Message):
+    __slots__ = ("instance_id",)
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    def __init__(self, instance_id: _Optional[str] = ...) -> None: ...
+
+class RenewResponse(_message.Message):
+    __slots__ = ("lease_ttl",)
+    LEASE_TTL_FIELD_NUMBER: _ClassVar[int]
+    lease_ttl: _duration_pb2.Duration
+    def __init__(self, lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class DeregisterRequest(_message.Message):
+    __slots__ = ("instance_id",)
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    def __init__(self, instance_id: _Optional[str] = ...) -> None: ...
+
+class DeregisterResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListInstancesRequest(_message.Message):
+    __slots__ = ("agent", "capability")
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    agent: str
+    capability: str
+    def __init__(self, agent: _Optional[str] = ..., capability: _Optional[str] = ...) -> None: ...
+
+class ListInstancesResponse(_message.Message):
+    __slots__ = ("instances", "revision")
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    instances: _containers.RepeatedCompositeFieldContainer[_catalog_pb2.Instance]
+    revision: int
+    def __init__(self, instances: _Optional[_Iterable[_Union[_catalog_pb2.Instance, _Mapping]]] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ("since_revision",)
+    SINCE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    since_revision: int
+    def __init__(self, since_revision: _Optional[int] = ...) -> None: ...
+
+class CatalogSnapshot(_message.Message):
+    __slots__ = ("instances",)
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    instances: _containers.RepeatedCompositeFieldContainer[_catalog_pb2.Instance]
+    def __init__(self, instances: _Optional[_Iterable[_Union[_catalog_pb2.Instance, _Mapping]]] = ...) -> None: ...
+
+class InstanceRemoved(_message.Message):
+    __slots__ = ("instance_id", "reason")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    reason: str
+    def __init__(self, instance_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class WatchEvent(_message.Message):
+    __slots__ = ("revision", "snapshot", "upserted", "removed")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    UPSERTED_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    snapshot: CatalogSnapshot
+    upserted: _catalog_pb2.Instance
+    removed: InstanceRemoved
+    def __init__(self, revision: _Optional[int] = ..., snapshot: _Optional[_Union[CatalogSnapshot, _Mapping]] = ..., upserted: _Optional[_Union[_catalog_pb2.Instance, _Mapping]] = ..., removed: _Optional[_Union[InstanceRemoved, _Mapping]] = ...) -> None: ...

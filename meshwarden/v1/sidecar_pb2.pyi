@@ -1,0 +1,68 @@
+from meshwarden.v1 import catalog_pb2 as _catalog_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RegisterAgentRequest(_message.Message):
+    __slots__ = ("version", "capabilities")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    capabilities: _containers.RepeatedCompositeFieldContainer[_catalog_pb2.Capability]
+    def __init__(self, version: _Optional[str] = ..., capabilities: _Optional[_Iterable[_Union[_catalog_pb2.Capability, _Mapping]]] = ...) -> None: ...
+
+class RegisterAgentResponse(_message.Message):
+    __slots__ = ("instance_id", "agent", "capabilities")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    agent: str
+    capabilities: _containers.RepeatedCompositeFieldContainer[_catalog_pb2.Capability]
+    def __init__(self, instance_id: _Optional[str] = ..., agent: _Optional[str] = ..., capabilities: _Optional[_Iterable[_Union[_catalog_pb2.Capability, _Mapping]]] = ...) -> None: ...
+
+class InvokeRequest(_message.Message):
+    __slots__ = ("capability", "payload_json", "version_range", "schema_hash", "session_id", "workflow_id")
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
+    VERSION_RANGE_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_HASH_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    capability: str
+    payload_json: bytes
+    version_range: str
+    schema_hash: str
+    session_id: str
+    workflow_id: str
+    def __init__(self, capability: _Optional[str] = ..., payload_json: _Optional[bytes] = ..., version_range: _Optional[str] = ..., schema_hash: _Optional[str] = ..., session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ...) -> None: ...
+
+class InvokeResponse(_message.Message):
+    __slots__ = ("result_json", "instance_id", "agent", "version", "call_id")
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    result_json: bytes
+    instance_id: str
+    agent: str
+    version: str
+    call_id: str
+    def __init__(self, result_json: _Optional[bytes] = ..., instance_id: _Optional[str] = ..., agent: _Optional[str] = ..., version: _Optional[str] = ..., call_id: _Optional[str] = ...) -> None: ...
+
+class ListCapabilitiesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListCapabilitiesResponse(_message.Message):
+    __slots__ = ("instances", "revision")
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    instances: _containers.RepeatedCompositeFieldContainer[_catalog_pb2.Instance]
+    revision: int
+    def __init__(self, instances: _Optional[_Iterable[_Union[_catalog_pb2.Instance, _Mapping]]] = ..., revision: _Optional[int] = ...) -> None: ...
