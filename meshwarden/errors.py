@@ -142,6 +142,18 @@ class _Unclassified(MeshError):
         return self._code
 
 
+def from_rpc_error(err: grpc.RpcError) -> MeshError | None:
+    """The MeshError a sidecar sent (it carries the meshwarden-error trailer), else None.
+
+    Works for both grpc.aio.AioRpcError and the sync stack's errors (which are grpc.Call)."""
+    trailers = err.trailing_metadata() if isinstance(err, (grpc.aio.AioRpcError, grpc.Call)) else None
+    for key, value in trailers or ():
+        if key == ERROR_TRAILER:
+            kind = value.decode() if isinstance(value, bytes) else value
+            return MeshError.from_wire(kind, err.code(), err.details() or "")
+    return None
+
+
 def _all_subclasses(cls: type[MeshError]) -> list[type[MeshError]]:
     found: list[type[MeshError]] = []
     for sub in cls.__subclasses__():

@@ -8,12 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RegisterAgentRequest(_message.Message):
-    __slots__ = ("version", "capabilities")
+    __slots__ = ("version", "capabilities", "callback_address")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    CALLBACK_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     version: str
     capabilities: _containers.RepeatedCompositeFieldContainer[_catalog_pb2.Capability]
-    def __init__(self, version: _Optional[str] = ..., capabilities: _Optional[_Iterable[_Union[_catalog_pb2.Capability, _Mapping]]] = ...) -> None: ...
+    callback_address: str
+    def __init__(self, version: _Optional[str] = ..., capabilities: _Optional[_Iterable[_Union[_catalog_pb2.Capability, _Mapping]]] = ..., callback_address: _Optional[str] = ...) -> None: ...
 
 class RegisterAgentResponse(_message.Message):
     __slots__ = ("instance_id", "agent", "capabilities")

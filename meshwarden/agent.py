@@ -1,0 +1,256 @@
+"""Write an agent in a few lines: declare capabilities, serve them, call others.
+
+    agent = meshwarden.Agent(version="1.0.0", sidecar="127.0.0.1:7410", listen="127.0.0.1:7412")
+
+    @agent.capability("echo", input_schema={"type": "object"})
+    async def echo(args: dict, ctx: meshwarden.CallContext) -> dict:
+        return {"echo": args}
+
+    agent.run()
+
+`listen` is the agent's callback endpoint: the sidecar's --app must name the same address.
+The agent's name is the sidecar's --agent: the agent cannot choose who it is.
+
+Handlers may be `async def` (they can `await ctx.invoke(...)`) or plain `def` (run in a
+worker thread; they can call `ctx.invoke_sync(...)`). Raise `HandlerError` to refuse a call
+with a status of your choice; any other exception is reported as INTERNAL and logged here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import inspect
+import json
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from meshwarden.addresses import parse_host_port
+from meshwarden.client import Client, Result, SyncClient
+from meshwarden.errors import MeshError
+from meshwarden.ready import announce_ready
+from meshwarden.standard_services import add_standard_services, set_serving
+from meshwarden.v1 import agent_pb2, agent_pb2_grpc, catalog_pb2, sidecar_pb2, sidecar_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+AGENT_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["Agent"].full_name
+Handler = Callable[[Any, "CallContext"], Any]
+
+
+class HandlerError(Exception):
+    """Raise in a handler to fail the call with `code` and a message meant for the caller."""
+
+    def __init__(self, message: str, code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT) -> None:
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+@dataclass(frozen=True)
+class CallContext:
+    call_id: str
+    capability: str
+    caller_agent: str
+    caller_spiffe_id: str
+    session_id: str
+    workflow_id: str
+    attempt: int
+    deadline: float | None  # time.monotonic() seconds; None when the caller set none
+    _client: Client = field(repr=False)
+    _sidecar: str = field(repr=False)
+
+    def time_remaining(self) -> float | None:
+        return None if self.deadline is None else max(self.deadline - time.monotonic(), 0.0)
+
+    async def invoke(self, capability: str, payload: object, **options: Any) -> Result:
+        """Calls another capability within this call: same session and workflow, and no more
+        time than this call has left (unless `timeout` asks for less)."""
+        return await self._client.invoke(capability, payload, **self._nested(options))
+
+    def invoke_sync(self, capability: str, payload: object, **options: Any) -> Result:
+        """`invoke` for plain-`def` handlers, which run in a worker thread."""
+        with SyncClient(self._sidecar) as client:
+            return client.invoke(capability, payload, **self._nested(options))
+
+    def _nested(self, options: dict[str, Any]) -> dict[str, Any]:
+        remaining = self.time_remaining()
+        if remaining is not None:
+            options["timeout"] = min(options.get("timeout") or remaining, remaining)
+        options.setdefault("session_id", self.session_id or None)
+        options.setdefault("workflow_id", self.workflow_id or None)
+        return options
+
+
+@dataclass(frozen=True)
+class _Capability:
+    name: str
+    handler: Handler
+    input_schema: dict[str, Any] | None
+    output_schema: dict[str, Any] | None
+    description: str
+
+    def to_proto(self) -> catalog_pb2.Capability:
+        return catalog_pb2.Capability(
+            name=self.name,
+            input_schema_json=json.dumps(self.input_schema) if self.input_schema is not None else "",
+            output_schema_json=json.dumps(self.output_schema) if self.output_schema is not None else "",
+            description=self.description,
+        )
+
+
+class Agent:
+    def __init__(self, *, version: str, sidecar: str, listen: str = "127.0.0.1:7412") -> None:
+        self.version, self.sidecar, self.listen = version, sidecar, listen
+        self._client: Client | None = None  # grpc.aio channels belong to the loop that serves
+        self.instance_id = ""
+        self.name = ""
+        self.schema_hashes: dict[str, str] = {}
+        self._capabilities: dict[str, _Capability] = {}
+        self._server: grpc.aio.Server | None = None
+
+    @property
+    def client(self) -> Client:
+        """A client of this agent's sidecar, for calls made outside a handler."""
+        if self._client is None:
+            raise RuntimeError("the agent is not started: call start() or run() first")
+        return self._client
+
+    def capability(
+        self,
+        name: str,
+        *,
+        input_schema: dict[str, Any] | None = None,
+        output_schema: dict[str, Any] | None = None,
+        description: str = "",
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            if name in self._capabilities:
+                raise ValueError(f"capability {name!r} is declared twice")
+            self._capabilities[name] = _Capability(name, handler, input_schema, output_schema, description or (handler.__doc__ or "").strip())
+            return handler
+
+        return register
+
+    async def start(self, *, register_timeout_s: float = 30.0) -> None:
+        """Serves the callback endpoint, then registers with the sidecar (retrying while the
+        sidecar is not up yet). Returns once the sidecar has accepted the registration."""
+        self._client = Client(self.sidecar)
+        server = grpc.aio.server()
+        agent_pb2_grpc.add_AgentServicer_to_server(_Servicer(self), server)
+        health = add_standard_services(server, [AGENT_SERVICE])
+        try:
+            port = server.add_insecure_port(self.listen)
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen on {self.listen}: {exc}; is the port in use?") from exc
+        self.listen = str(dataclasses.replace(parse_host_port(self.listen, what="listen"), port=int(port)))
+        await server.start()
+        self._server = server
+        await set_serving(health, [AGENT_SERVICE], True)
+        await self._register(register_timeout_s)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(grace=2.0)
+        if self._client is not None:
+            await self._client.close()
+
+    async def serve_forever(self, *, announce: bool = False) -> None:
+        """Serves until SIGTERM or SIGINT. With `announce`, prints the ready line
+        (meshwarden.ready) once registered, for supervisors that start agents on port 0."""
+        await self.start()
+        if announce:
+            announce_ready("agent", listen=self.listen, instance_id=self.instance_id, agent=self.name)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await self.stop()
+
+    def run(self, *, announce: bool = False) -> None:
+        """Blocks until SIGTERM or SIGINT."""
+        asyncio.run(self.serve_forever(announce=announce))
+
+    async def _register(self, timeout_s: float) -> None:
+        stub = sidecar_pb2_grpc.SidecarStub(self.client._channel)
+        request = sidecar_pb2.RegisterAgentRequest(
+            version=self.version,
+            capabilities=[c.to_proto() for c in self._capabilities.values()],
+            callback_address=self.listen,
+        )
+        deadline = time.monotonic() + timeout_s
+        delay = 0.05
+        while True:
+            try:
+                reply = await stub.RegisterAgent(request, timeout=10.0, wait_for_ready=True)
+                break
+            except grpc.aio.AioRpcError as err:
+                if err.code() != grpc.StatusCode.UNAVAILABLE and err.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise MeshError(f"sidecar at {self.sidecar} refused the registration: {err.details()}") from err
+                if time.monotonic() + delay > deadline:
+                    raise MeshError(f"sidecar at {self.sidecar} was not reachable within {timeout_s} s") from err
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        self.instance_id, self.name = reply.instance_id, reply.agent
+        self.schema_hashes = {c.name: c.schema_hash for c in reply.capabilities}
+        log.info("agent %s %s registered as instance %s", self.name, self.version, self.instance_id)
+
+
+class _Servicer(agent_pb2_grpc.AgentServicer):
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+
+    async def Handle(
+        self, request: agent_pb2.Delivery, context: grpc.aio.ServicerContext[object, object]
+    ) -> agent_pb2.Outcome:
+        cap = self._agent._capabilities.get(request.capability)
+        if cap is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"this agent does not serve {request.capability!r}")
+            raise AssertionError("unreachable")  # pragma: no cover
+        remaining = context.time_remaining()
+        ctx = CallContext(
+            call_id=request.call_id,
+            capability=request.capability,
+            caller_agent=request.caller_agent,
+            caller_spiffe_id=request.caller_spiffe_id,
+            session_id=request.session_id,
+            workflow_id=request.workflow_id,
+            attempt=request.attempt,
+            deadline=None if remaining is None else time.monotonic() + remaining,
+            _client=self._agent.client,
+            _sidecar=self._agent.sidecar,
+        )
+        try:
+            args = json.loads(request.payload_json)
+            value = await _invoke(cap.handler, args, ctx)
+            result = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        except HandlerError as exc:
+            await context.abort(exc.code, exc.message)
+        except MeshError as exc:  # a nested call failed: report it with its own status
+            await context.abort(exc.status_code(), f"{exc.kind}: {exc.message}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in the handler: log it here, tell the caller little
+            log.exception("handler for %s failed (call %s)", request.capability, request.call_id)
+            await context.abort(
+                grpc.StatusCode.INTERNAL,
+                f"handler for {request.capability} failed with {type(exc).__name__}; see the agent's log for call {request.call_id}",
+            )
+        return agent_pb2.Outcome(result_json=result)
+
+
+async def _invoke(handler: Handler, args: Any, ctx: CallContext) -> Any:
+    if inspect.iscoroutinefunction(handler):
+        return await handler(args, ctx)
+    value = await asyncio.to_thread(handler, args, ctx)
+    if inspect.isawaitable(value):
+        return await value
+    return value

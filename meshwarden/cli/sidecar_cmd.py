@@ -1,0 +1,33 @@
+"""`meshwarden sidecar run`: the sidecar beside one agent."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from meshwarden.cli import exit_codes
+from meshwarden.config_layers import add_options
+
+
+def add_to(commands: Any) -> None:
+    sidecar = commands.add_parser("sidecar", help="run the sidecar beside an agent")
+    actions = sidecar.add_subparsers(dest="action", metavar="ACTION", required=True)
+    run = actions.add_parser("run", help="run a sidecar until SIGTERM or SIGINT")
+    from sidecar.config import ENV_PREFIX, OPTIONS
+
+    add_options(run, OPTIONS, ENV_PREFIX)
+    run.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sidecar import app, config
+
+    cfg = config.load(args)
+    try:
+        asyncio.run(app.serve(cfg))
+    except app.ListenError as exc:
+        print(f"meshwarden sidecar: {exc}", file=sys.stderr)
+        return exit_codes.USAGE
+    return exit_codes.OK

@@ -1,0 +1,165 @@
+"""Call capabilities through your own sidecar, async (`Client`) or blocking (`SyncClient`).
+
+    async with meshwarden.Client("127.0.0.1:7410") as mesh:
+        result = await mesh.invoke("billing.refund", {"amount": 50}, version="^2", timeout=5)
+        print(result.value, result.agent, result.version)
+
+Errors are the classes of meshwarden.errors (PolicyDenied, UnknownCapability, ...), the
+same ones the sidecar raised, rebuilt from the "meshwarden-error" trailer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from meshwarden.errors import DeadlineExceeded, MeshError, PeerUnavailable, from_rpc_error
+from meshwarden.v1 import sidecar_pb2, sidecar_pb2_grpc
+
+
+class SidecarUnreachable(PeerUnavailable):
+    """The agent's own sidecar did not answer: nothing was sent anywhere."""
+
+    kind = "sidecar_unreachable"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    raw: bytes  # the result as UTF-8 JSON text, exactly as the callee produced it
+    agent: str
+    version: str
+    instance_id: str
+    call_id: str
+
+    @property
+    def value(self) -> Any:
+        return json.loads(self.raw)
+
+
+def encode(payload: object) -> bytes:
+    """JSON text of the arguments; bytes are taken as JSON text already."""
+    if isinstance(payload, bytes):
+        return payload
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def request(
+    capability: str,
+    payload: object,
+    version: str | None,
+    schema_hash: str | None,
+    session_id: str | None,
+    workflow_id: str | None,
+) -> sidecar_pb2.InvokeRequest:
+    return sidecar_pb2.InvokeRequest(
+        capability=capability,
+        payload_json=encode(payload),
+        version_range=version or "",
+        schema_hash=schema_hash or "",
+        session_id=session_id or "",
+        workflow_id=workflow_id or "",
+    )
+
+
+def to_result(reply: sidecar_pb2.InvokeResponse) -> Result:
+    return Result(reply.result_json, reply.agent, reply.version, reply.instance_id, reply.call_id)
+
+
+def to_error(err: grpc.RpcError, sidecar: str) -> MeshError:
+    """The MeshError the sidecar sent, or SidecarUnreachable when the sidecar itself failed."""
+    sent = from_rpc_error(err)
+    if sent is not None:
+        return sent
+    if isinstance(err, (grpc.aio.AioRpcError, grpc.Call)):
+        if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return DeadlineExceeded(f"no answer within the call's timeout (through sidecar {sidecar})")
+        return SidecarUnreachable(f"sidecar at {sidecar} did not answer: {err.code().name}: {err.details()}")
+    return SidecarUnreachable(f"sidecar at {sidecar} did not answer: {err}")
+
+
+class Client:
+    """Async client of the local sidecar. One per process is plenty; it is safe to share."""
+
+    def __init__(self, sidecar: str, *, max_message_bytes: int = 5 * 1024 * 1024) -> None:
+        self.sidecar = sidecar
+        options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ]
+        self._channel = grpc.aio.insecure_channel(sidecar, options=options)
+        self._stub = sidecar_pb2_grpc.SidecarStub(self._channel)
+
+    async def invoke(
+        self,
+        capability: str,
+        payload: object,
+        *,
+        version: str | None = None,
+        timeout: float | None = None,
+        schema_hash: str | None = None,
+        session_id: str | None = None,
+        workflow_id: str | None = None,
+    ) -> Result:
+        req = request(capability, payload, version, schema_hash, session_id, workflow_id)
+        try:
+            reply = await self._stub.Invoke(req, timeout=timeout)
+        except grpc.aio.AioRpcError as err:
+            raise to_error(err, self.sidecar) from err
+        return to_result(reply)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+class SyncClient:
+    """Blocking client of the local sidecar, for scripts and synchronous agents."""
+
+    def __init__(self, sidecar: str, *, max_message_bytes: int = 5 * 1024 * 1024) -> None:
+        self.sidecar = sidecar
+        options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ]
+        self._channel = grpc.insecure_channel(sidecar, options=options)
+        self._stub = sidecar_pb2_grpc.SidecarStub(self._channel)
+
+    def invoke(
+        self,
+        capability: str,
+        payload: object,
+        *,
+        version: str | None = None,
+        timeout: float | None = None,
+        schema_hash: str | None = None,
+        session_id: str | None = None,
+        workflow_id: str | None = None,
+    ) -> Result:
+        req = request(capability, payload, version, schema_hash, session_id, workflow_id)
+        try:
+            reply = self._stub.Invoke(req, timeout=timeout)
+        except grpc.RpcError as err:
+            raise to_error(err, self.sidecar) from err
+        return to_result(reply)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

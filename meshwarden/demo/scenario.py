@@ -1,0 +1,253 @@
+"""The demo: a support desk on a local mesh, every piece a real process on real sockets.
+
+Starts the registry, then each agent with its own sidecar, and a "frontdesk" sidecar that the
+demo itself calls through, as an agent would. It files tickets, shows the mesh refusing bad
+calls before they leave, routes around a registry outage, and stops everything cleanly.
+Exits non-zero when anything did not go as the narration says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from meshwarden.client import Client
+from meshwarden.errors import MeshError
+from meshwarden.registry_client import registry_channel
+from meshwarden.supervise import Child, meshwarden_argv, start
+from meshwarden.v1 import registry_pb2, registry_pb2_grpc
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    agent: str
+    module: str
+    version: str
+
+
+AGENTS = [
+    AgentSpec("kb", "meshwarden.demo.kb_agent", "1.2.0"),
+    AgentSpec("billing", "meshwarden.demo.billing_agent", "2.3.1"),
+    AgentSpec("billing", "meshwarden.demo.billing_agent", "2.4.0"),
+    AgentSpec("support", "meshwarden.demo.support_agent", "1.0.0"),
+]
+
+
+class Narrator:
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+
+    def section(self, title: str) -> None:
+        print(f"\n== {title}", flush=True)
+
+    def say(self, text: str) -> None:
+        print(f"   {text}", flush=True)
+
+    def ok(self, text: str) -> None:
+        print(f"   ok    {text}", flush=True)
+
+    def fail(self, text: str) -> None:
+        self.failures.append(text)
+        print(f"   FAIL  {text}", flush=True)
+
+
+class Mesh:
+    """The processes of the demo, stopped in reverse order of start."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.children: list[Child] = []
+        self.registry: Child | None = None
+
+    async def start_registry(self, listen: str = "127.0.0.1:0") -> Child:
+        child = await start(
+            "registry",
+            meshwarden_argv("registry", "serve", "--listen", listen, "--data-dir", str(self.workdir / "registry"),
+                            "--heartbeat-interval-s", "1"),
+            log_dir=self.workdir / "logs",
+        )
+        self.registry = child
+        return child
+
+    async def start_sidecar(self, agent: str, index: int) -> Child:
+        if self.registry is None:
+            raise RuntimeError("start the registry first")
+        child = await start(
+            f"sidecar-{agent}-{index}",
+            meshwarden_argv(
+                "sidecar", "run", "--agent", agent, "--instance-id", f"{agent}-{index}",
+                "--registry", self.registry.addresses["listen"],
+                "--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0",
+            ),
+            log_dir=self.workdir / "logs",
+        )
+        self.children.append(child)
+        return child
+
+    async def start_agent(self, spec: AgentSpec, sidecar: Child, index: int) -> Child:
+        child = await start(
+            f"agent-{spec.agent}-{index}",
+            [sys.executable, "-m", spec.module, "--sidecar", sidecar.addresses["listen"], "--version", spec.version],
+            log_dir=self.workdir / "logs",
+        )
+        self.children.append(child)
+        return child
+
+    async def stop(self) -> list[tuple[str, int]]:
+        codes = []
+        for child in reversed(self.children):
+            codes.append((child.name, await child.stop()))
+        if self.registry is not None:
+            codes.append(("registry", await self.registry.stop()))
+        return codes
+
+
+async def run_demo(keep_logs: bool = False) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="meshwarden-demo-"))
+    narrator = Narrator()
+    mesh = Mesh(workdir)
+    print("meshwarden demo: a support desk of AI agents on a local mesh")
+    print(f"(work directory {workdir}; every process's log is in {workdir / 'logs'})")
+    try:
+        await _scenario(mesh, narrator)
+    except Exception as exc:  # the demo's own rescue: say what broke and where the logs are
+        narrator.fail(f"the demo stopped early: {type(exc).__name__}: {exc}")
+    finally:
+        narrator.section("Stopping every process")
+        codes = await mesh.stop()
+        unclean = [f"{name} exited {code}" for name, code in codes if code != 0]
+        if unclean:
+            narrator.fail("not every process stopped cleanly: " + ", ".join(unclean))
+        else:
+            narrator.ok(f"{len(codes)} processes stopped cleanly (exit code 0)")
+    if narrator.failures:
+        print(f"\nThe demo found {len(narrator.failures)} problem(s); logs kept in {workdir / 'logs'}")
+        return 1
+    print("\nDone: every call went through the mesh, and every refusal said why.")
+    if not keep_logs:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+async def _scenario(mesh: Mesh, n: Narrator) -> None:
+    n.section("Starting the registry and one sidecar per agent")
+    registry = await mesh.start_registry()
+    n.ok(f"registry on {registry.addresses['listen']} (pid {registry.process.pid})")
+    for index, spec in enumerate(AGENTS, start=1):
+        sidecar = await mesh.start_sidecar(spec.agent, index)
+        agent = await mesh.start_agent(spec, sidecar, index)
+        n.ok(f"{spec.agent} {spec.version}: agent pid {agent.process.pid}, sidecar pid {sidecar.process.pid} "
+             f"(local API {sidecar.addresses['listen']}, peer {sidecar.addresses['peer']})")
+    frontdesk = await mesh.start_sidecar("frontdesk", 0)
+    n.ok(f"frontdesk sidecar on {frontdesk.addresses['listen']}: the demo calls through it, as an agent would")
+
+    n.section("The catalog, as the registry sees it (meshwarden agents list)")
+    await _print_catalog(registry.addresses["listen"], n)
+
+    async with Client(frontdesk.addresses["listen"]) as mesh_client:
+        await _wait_routable(mesh_client, n)
+        n.section("A ticket: frontdesk -> support -> kb and billing, every hop through two sidecars")
+        ticket = {"ticket_id": "T-1001", "customer_id": "C42", "text": "I was charged twice, please refund the duplicate charge",
+                  "charged_twice_cents": 1999}
+        started = time.perf_counter()
+        result = await mesh_client.invoke("support.resolve_ticket", ticket, timeout=10, session_id="demo-session-1")
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        n.ok(f"support.resolve_ticket answered by {result.agent} {result.version} in {elapsed_ms:.1f} ms")
+        for step in result.value["steps"]:
+            n.say(f"      {step['call']:<16} answered by {step['answered_by']}")
+        n.say(f"      resolution: {result.value['resolution']}")
+
+        n.section("Twenty refunds for version ^2: spread over both billing 2.x instances")
+        seen: Counter[str] = Counter()
+        for i in range(20):
+            r = await mesh_client.invoke("billing.refund", {"customer_id": "C7", "amount_cents": 100 + i}, version="^2", timeout=5)
+            seen[f"{r.agent} {r.version} ({r.instance_id})"] += 1
+        for who, count in sorted(seen.items()):
+            n.say(f"      {count:>2} answered by {who}")
+        (n.ok if len(seen) == 2 else n.fail)(f"{len(seen)} instances shared the load (the less loaded of two random picks)")
+
+        n.section("What the mesh refuses, and why (each refusal names the problem)")
+        await _expect_refusal(n, "amount as text", grpc.StatusCode.INVALID_ARGUMENT, "amount_cents",
+                              lambda: mesh_client.invoke("billing.refund", {"customer_id": "C7", "amount_cents": "19.99"}, timeout=5))
+        await _expect_refusal(n, "a capability nobody serves", grpc.StatusCode.NOT_FOUND, "shipping.track",
+                              lambda: mesh_client.invoke("shipping.track", {"parcel": "P1"}, timeout=5))
+        await _expect_refusal(n, "a version nobody runs", grpc.StatusCode.UNAVAILABLE, "2.3.1",
+                              lambda: mesh_client.invoke("billing.refund", {"customer_id": "C7", "amount_cents": 5}, version="^3", timeout=5))
+        await _expect_refusal(n, "a pinned schema that changed", grpc.StatusCode.FAILED_PRECONDITION, "schema drift",
+                              lambda: mesh_client.invoke("billing.refund", {"customer_id": "C7", "amount_cents": 5},
+                                                         schema_hash="sha256:" + "0" * 64, timeout=5))
+        await _expect_refusal(n, "a slow answer past the deadline", grpc.StatusCode.DEADLINE_EXCEEDED, "deadline",
+                              lambda: mesh_client.invoke("kb.search", {"query": "refund", "think_s": 2.0}, timeout=0.3))
+
+        n.section("The registry goes down: the mesh keeps routing from what it last knew")
+        await registry.stop()
+        r = await mesh_client.invoke("support.resolve_ticket", {**ticket, "ticket_id": "T-1002"}, timeout=10)
+        n.ok(f"ticket T-1002 resolved with the registry down: {r.value['resolution']}")
+        restarted = await mesh.start_registry(listen=registry.addresses["listen"])
+        n.ok(f"registry restarted on {restarted.addresses['listen']} from its data directory")
+        await _print_catalog(restarted.addresses["listen"], n)
+        r = await mesh_client.invoke("kb.search", {"query": "password"}, timeout=5)
+        n.ok(f"sidecars resynchronised; kb.search answered by {r.agent} {r.version}")
+
+
+async def _wait_routable(client: Client, n: Narrator) -> None:
+    """The frontdesk sidecar learns the catalog over its watch stream; wait until it has."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            await client.invoke("kb.search", {"query": "refund"}, timeout=2)
+            return
+        except MeshError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+async def _print_catalog(registry_address: str, n: Narrator) -> None:
+    channel = registry_channel(registry_address)
+    try:
+        reply = await registry_pb2_grpc.RegistryStub(channel).ListInstances(registry_pb2.ListInstancesRequest(), timeout=5)
+    finally:
+        await channel.close()
+    n.say(f"{'AGENT':<10} {'VERSION':<8} {'INSTANCE':<12} {'PEER':<18} CAPABILITIES")
+    for inst in sorted(reply.instances, key=lambda i: (i.agent, i.version)):
+        caps = ", ".join(c.name for c in inst.capabilities) or "-"
+        n.say(f"{inst.agent:<10} {inst.version:<8} {inst.instance_id:<12} {inst.peer_address:<18} {caps}")
+    n.say(f"(catalog revision {reply.revision})")
+
+
+async def _expect_refusal(
+    n: Narrator, what: str, code: grpc.StatusCode, must_mention: str, attempt: Callable[[], Awaitable[Any]]
+) -> None:
+    try:
+        await attempt()
+    except MeshError as err:
+        got = err.status_code()
+        if got == code and must_mention in err.message:
+            n.ok(f"{what}: {got.name}")
+            n.say(f"      \"{err.message}\"")
+        else:
+            n.fail(f"{what}: expected {code.name} mentioning {must_mention!r}, got {got.name}: {err.message}")
+        return
+    n.fail(f"{what}: the call succeeded, but the mesh should have refused it")
+
+
+def main(keep_logs: bool = False) -> int:
+    return asyncio.run(run_demo(keep_logs))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["main", "run_demo"]

@@ -1,0 +1,41 @@
+"""Leases: expire instances whose sidecar stopped renewing, and forgive downtime at start.
+
+The reaper wakes at the earliest lease expiry, and at least every heartbeat_interval/2, and
+removes every expired instance with reason "lease_expired". Waking at the earliest expiry
+means a stopped sidecar leaves the catalog about lease_ttl after its last renewal (never later
+than lease_ttl + heartbeat_interval/2, i.e. under 3 heartbeat intervals with the default TTL).
+
+On start, every persisted lease is first extended to now + lease_ttl. While the registry was
+down, no sidecar could renew; expiring their leases at once would evict live instances that
+never had a chance to. A sidecar that really is gone stops renewing and expires one TTL later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from registry.catalog import Catalog
+
+log = logging.getLogger(__name__)
+
+
+def forgive_downtime(catalog: Catalog) -> None:
+    """Run once at registry start, before serving: every stored lease gets a full TTL."""
+    extended = catalog.extend_all_leases()
+    if extended:
+        log.info("extended %d persisted lease(s) by %.3g s after start", extended, catalog.lease_ttl_s)
+
+
+async def reap_expired_leases(catalog: Catalog, heartbeat_interval_s: float) -> None:
+    """Runs until cancelled. A failing pass is logged and retried: the reaper must not die."""
+    max_wait_s = heartbeat_interval_s / 2
+    while True:
+        next_expiry_s = catalog.seconds_until_next_expiry()
+        wait_s = max_wait_s if next_expiry_s is None else min(max_wait_s, next_expiry_s)
+        await asyncio.sleep(wait_s)
+        try:
+            catalog.expire_leases()
+        except Exception:  # the task's supervisor: log, keep reaping
+            log.exception("lease reaper pass failed; retrying in %.3g s", max_wait_s)
+            await asyncio.sleep(max_wait_s)

@@ -1,0 +1,82 @@
+"""The registry's domain values: instances, capabilities and catalog events.
+
+Frozen dataclasses so that what the store reads, the catalog decides and the server sends can
+never be changed behind anyone's back; the server converts them to protobuf at the edge
+(registry.wire). Times are wall-clock seconds since the Unix epoch (from the injected Clock),
+because leases are stored on disk and must mean the same thing after a restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+RemovalReason = Literal["deregistered", "lease_expired"]
+DEREGISTERED: Final[RemovalReason] = "deregistered"
+LEASE_EXPIRED: Final[RemovalReason] = "lease_expired"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Capability:
+    name: str
+    input_schema_json: str = ""
+    output_schema_json: str = ""
+    schema_hash: str
+    description: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class InstanceSpec:
+    """What a sidecar asks to register; `instance_id` is empty when the registry should pick one."""
+
+    instance_id: str = ""
+    agent: str
+    version: str
+    peer_address: str
+    capabilities: tuple[Capability, ...] = ()
+    spiffe_id: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Instance:
+    """One registered instance with its lease."""
+
+    instance_id: str
+    agent: str
+    version: str
+    peer_address: str
+    capabilities: tuple[Capability, ...]
+    spiffe_id: str
+    registered_at: float
+    lease_expires_at: float
+
+    def serves(self, capability: str) -> bool:
+        return any(c.name == capability for c in self.capabilities)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Upserted:
+    """An instance was added or replaced; brings a watcher to `revision`."""
+
+    revision: int
+    instance: Instance
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Removed:
+    """An instance left the catalog; brings a watcher to `revision`."""
+
+    revision: int
+    instance_id: str
+    reason: RemovalReason
+
+
+CatalogEvent = Upserted | Removed
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Snapshot:
+    """The whole catalog at one revision."""
+
+    revision: int
+    instances: tuple[Instance, ...]

@@ -1,0 +1,297 @@
+"""The registry's durable state: instances with their leases, and the catalog event log.
+
+SQLite in `<data_dir>/registry.db`, WAL mode. One change to the catalog (an instance added,
+replaced or removed) is one transaction that writes the instance row, appends the event at
+its revision, stores the new revision and trims the log to its retention, so the revision on
+disk always matches the catalog on disk.
+
+Why synchronous calls on the event loop thread, and no worker thread: every statement here
+touches one row or one small index range and takes well under a millisecond with WAL;
+a thread hop would cost about as much as the work, and running on the loop thread makes each
+catalog change atomic with respect to watchers (nothing else runs between a commit and the
+publication of its event). `synchronous=NORMAL` in WAL mode loses nothing when the process
+crashes; after an OS crash the last few commits may be lost, which the registry tolerates:
+sidecars re-register on NOT_FOUND and watchers ahead of the revision get a snapshot.
+
+A lock file (`registry.lock`, flock) keeps a second registry process off the same data dir.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Final, TextIO
+
+from registry.errors import StoreError
+from registry.model import (
+    DEREGISTERED,
+    LEASE_EXPIRED,
+    Capability,
+    CatalogEvent,
+    Instance,
+    Removed,
+    Upserted,
+)
+
+log = logging.getLogger(__name__)
+
+DB_NAME: Final = "registry.db"
+LOCK_NAME: Final = "registry.lock"
+SCHEMA_VERSION: Final = 1
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS instances (
+    instance_id TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    lease_expires_at REAL NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS instances_by_lease ON instances (lease_expires_at);
+CREATE TABLE IF NOT EXISTS events (
+    revision INTEGER PRIMARY KEY,
+    instance_id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('upserted', 'removed')),
+    body TEXT,
+    reason TEXT
+);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0);
+"""
+
+
+class Store:
+    """Opened with `Store.open(data_dir, event_log_retention=...)`; close it with `close()`."""
+
+    def __init__(self, db: sqlite3.Connection, lock_file: TextIO, path: Path, retention: int) -> None:
+        self._db, self._lock_file, self._path, self._retention = db, lock_file, path, retention
+        self._revision = self._read_revision()
+
+    @classmethod
+    def open(cls, data_dir: Path, *, event_log_retention: int) -> Store:
+        """Creates `data_dir` (mode 0700) and the database if needed, and locks the directory."""
+        _make_private_dir(data_dir)
+        lock_file = _lock(data_dir / LOCK_NAME)
+        path = data_dir / DB_NAME
+        try:
+            db = sqlite3.connect(path, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            _migrate(db, path)
+            store = cls(db, lock_file, path, event_log_retention)
+        except sqlite3.Error as exc:
+            lock_file.close()
+            raise StoreError(f"cannot open the registry database {path}: {exc}") from exc
+        log.info("opened %s at revision %d", path, store.revision)
+        return store
+
+    def close(self) -> None:
+        self._db.close()
+        self._lock_file.close()  # releases the flock
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def revision(self) -> int:
+        """The revision of the last committed catalog change; 0 when none was ever made."""
+        return self._revision
+
+    def instance(self, instance_id: str) -> Instance | None:
+        row = self._db.execute(
+            "SELECT body, lease_expires_at FROM instances WHERE instance_id = ?", (instance_id,)
+        ).fetchone()
+        return None if row is None else _instance_from_row(row[0], row[1])
+
+    def instances(self) -> list[Instance]:
+        rows = self._db.execute(
+            "SELECT body, lease_expires_at FROM instances ORDER BY agent, instance_id"
+        ).fetchall()
+        return [_instance_from_row(body, lease) for body, lease in rows]
+
+    def commit(self, event: CatalogEvent) -> None:
+        """Applies one catalog change and appends its event, atomically.
+
+        `event.revision` must be exactly one more than `revision`: revisions have no gaps, so
+        "the log holds every event after N" can be checked from the oldest revision kept.
+        """
+        if event.revision != self._revision + 1:
+            raise ValueError(f"event revision {event.revision} does not follow store revision {self._revision}")
+        with self._transaction():
+            if isinstance(event, Upserted):
+                body = _instance_body(event.instance)
+                self._db.execute(
+                    "INSERT OR REPLACE INTO instances (instance_id, agent, lease_expires_at, body) "
+                    "VALUES (?, ?, ?, ?)",
+                    (event.instance.instance_id, event.instance.agent, event.instance.lease_expires_at, body),
+                )
+                self._db.execute(
+                    "INSERT INTO events (revision, instance_id, kind, body) VALUES (?, ?, 'upserted', ?)",
+                    (event.revision, event.instance.instance_id,
+                     _instance_body(event.instance, with_lease=True)),
+                )
+            else:
+                self._db.execute("DELETE FROM instances WHERE instance_id = ?", (event.instance_id,))
+                self._db.execute(
+                    "INSERT INTO events (revision, instance_id, kind, reason) VALUES (?, ?, 'removed', ?)",
+                    (event.revision, event.instance_id, event.reason),
+                )
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'revision'", (event.revision,))
+            self._db.execute("DELETE FROM events WHERE revision <= ?", (event.revision - self._retention,))
+        self._revision = event.revision
+
+    def set_lease(self, instance_id: str, lease_expires_at: float) -> bool:
+        """Moves one lease's expiry; False when the instance is not in the catalog.
+
+        Not a catalog change: it bumps no revision and appends no event (see registry.catalog).
+        """
+        with self._transaction():
+            cursor = self._db.execute(
+                "UPDATE instances SET lease_expires_at = ? WHERE instance_id = ?", (lease_expires_at, instance_id)
+            )
+        return cursor.rowcount == 1
+
+    def extend_all_leases(self, until: float) -> int:
+        """Moves every lease that expires before `until` to `until`; returns how many moved."""
+        with self._transaction():
+            cursor = self._db.execute(
+                "UPDATE instances SET lease_expires_at = ? WHERE lease_expires_at < ?", (until, until)
+            )
+        return cursor.rowcount
+
+    def expired_ids(self, now: float) -> list[str]:
+        rows = self._db.execute(
+            "SELECT instance_id FROM instances WHERE lease_expires_at <= ? ORDER BY lease_expires_at", (now,)
+        ).fetchall()
+        return [instance_id for (instance_id,) in rows]
+
+    def earliest_lease_expiry(self) -> float | None:
+        value = self._db.execute("SELECT MIN(lease_expires_at) FROM instances").fetchone()[0]
+        return None if value is None else float(value)
+
+    def events_after(self, revision: int) -> list[CatalogEvent] | None:
+        """Every event after `revision`, oldest first; None when the log no longer holds them all
+        (trimmed by retention) or `revision` is ahead of this store (e.g. the data dir was wiped)."""
+        if revision > self._revision:
+            return None
+        if revision == self._revision:
+            return []
+        oldest = self.oldest_event_revision()
+        if oldest is None or oldest > revision + 1:
+            return None
+        rows = self._db.execute(
+            "SELECT revision, instance_id, kind, body, reason FROM events WHERE revision > ? ORDER BY revision",
+            (revision,),
+        ).fetchall()
+        return [_event_from_row(*row) for row in rows]
+
+    def oldest_event_revision(self) -> int | None:
+        value = self._db.execute("SELECT MIN(revision) FROM events").fetchone()[0]
+        return None if value is None else int(value)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT; rolls back on any error and reports SQLite's as StoreError."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise StoreError(f"{self._path}: write failed: {exc}") from exc
+
+    def _read_revision(self) -> int:
+        return int(self._db.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()[0])
+
+
+def _make_private_dir(data_dir: Path) -> None:
+    """Creates the data dir readable by its owner only: it holds who runs where in the mesh."""
+    existed = data_dir.is_dir()
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not existed:
+            os.chmod(data_dir, 0o700)  # mkdir's mode is filtered by the umask; be explicit
+    except OSError as exc:
+        raise StoreError(f"cannot create the registry data directory {data_dir}: {exc.strerror}") from exc
+
+
+def _lock(path: Path) -> TextIO:
+    try:
+        lock_file = path.open("a")
+    except OSError as exc:
+        raise StoreError(f"cannot open {path}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        lock_file.close()
+        raise StoreError(
+            f"{path.parent} is in use by another registry process (lock {path} is held); "
+            "stop it or choose another --data-dir"
+        ) from exc
+    return lock_file
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} has schema version {version}, newer than this registry understands ({SCHEMA_VERSION}); "
+            "run a newer meshwarden or use another --data-dir"
+        )
+    db.executescript("BEGIN;" + _SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+
+
+def _instance_body(instance: Instance, *, with_lease: bool = False) -> str:
+    data = asdict(instance)
+    if not with_lease:
+        del data["lease_expires_at"]  # kept in its own column: renewals update only that
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+def _instance_from_row(body: str, lease_expires_at: float) -> Instance:
+    return _instance_from_json(json.loads(body), lease_expires_at)
+
+
+def _instance_from_json(data: dict[str, object], lease_expires_at: float) -> Instance:
+    capabilities = data["capabilities"]
+    if not isinstance(capabilities, list):
+        raise StoreError(f"corrupt instance record {data.get('instance_id')!r}: capabilities is not a list")
+    return Instance(
+        instance_id=str(data["instance_id"]),
+        agent=str(data["agent"]),
+        version=str(data["version"]),
+        peer_address=str(data["peer_address"]),
+        capabilities=tuple(Capability(**c) for c in capabilities),
+        spiffe_id=str(data["spiffe_id"]),
+        registered_at=_number(data["registered_at"]),
+        lease_expires_at=float(lease_expires_at),
+    )
+
+
+def _number(value: object) -> float:
+    if not isinstance(value, (int, float)):
+        raise StoreError(f"corrupt record: expected a number, got {value!r}")
+    return float(value)
+
+
+def _event_from_row(revision: int, instance_id: str, kind: str, body: str | None, reason: str | None) -> CatalogEvent:
+    if kind == "upserted":
+        if body is None:
+            raise StoreError(f"corrupt event at revision {revision}: upserted without an instance")
+        data = json.loads(body)
+        return Upserted(revision=revision, instance=_instance_from_json(data, _number(data["lease_expires_at"])))
+    if reason not in (DEREGISTERED, LEASE_EXPIRED):
+        raise StoreError(f"corrupt event at revision {revision}: unknown removal reason {reason!r}")
+    return Removed(revision=revision, instance_id=instance_id, reason=reason)

@@ -1,0 +1,113 @@
+"""Checks a registration request field by field, before anything is stored.
+
+Each rule raises InvalidInput naming the field path the sidecar sent ("instance.version",
+"instance.capabilities[1].schema_hash"), the rule, and the value, so an operator can fix the
+agent's manifest from the message alone. The registry is the one place every sidecar's input
+meets, so it refuses anything that would later confuse routing: bad names, bad versions,
+duplicate capabilities, schemas that are not JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Final, NoReturn
+
+import semantic_version
+
+from meshwarden.addresses import AddressError, parse_host_port
+from registry.errors import InvalidInput
+from registry.model import Capability, InstanceSpec
+
+AGENT_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+CAPABILITY_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,127}")
+INSTANCE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+SCHEMA_HASH: Final = re.compile(r"sha256:[0-9a-f]{64}")
+_SHOWN_CHARS: Final = 80
+
+
+def validate_spec(spec: InstanceSpec) -> None:
+    """Raises InvalidInput for the first field of `spec` that breaks a rule."""
+    if spec.instance_id and not INSTANCE_ID.fullmatch(spec.instance_id):
+        _refuse("instance.instance_id", f"must be empty or match {INSTANCE_ID.pattern}", spec.instance_id)
+    validate_agent_name(spec.agent, "instance.agent")
+    _check_version(spec.version)
+    _check_peer_address(spec.peer_address)
+    if spec.spiffe_id and not spec.spiffe_id.startswith("spiffe://"):
+        _refuse("instance.spiffe_id", "must be empty or a spiffe:// URI", spec.spiffe_id)
+    first_index: dict[str, int] = {}
+    for index, capability in enumerate(spec.capabilities):
+        where = f"instance.capabilities[{index}]"
+        _check_capability(capability, where)
+        if capability.name in first_index:
+            raise InvalidInput(
+                f"{where}.name",
+                f"{capability.name!r} duplicates instance.capabilities[{first_index[capability.name]}]; "
+                "each capability may be registered once per instance",
+            )
+        first_index[capability.name] = index
+
+
+def validate_agent_name(name: str, field: str) -> None:
+    """Also used for the `agent` filter of ListInstances."""
+    if not AGENT_NAME.fullmatch(name):
+        _refuse(field, f"must match {AGENT_NAME.pattern} (1-63 characters)", name)
+
+
+def validate_capability_name(name: str, field: str) -> None:
+    """Also used for the `capability` filter of ListInstances."""
+    if not CAPABILITY_NAME.fullmatch(name):
+        _refuse(field, f"must match {CAPABILITY_NAME.pattern} (1-128 characters)", name)
+
+
+def _check_version(version: str) -> None:
+    try:
+        semantic_version.Version(version)
+    except ValueError:
+        _refuse("instance.version", "must be a semantic version such as 2.3.1", version)
+
+
+def _check_peer_address(address: str) -> None:
+    try:
+        parsed = parse_host_port(address, what="peer address")
+    except AddressError as exc:
+        raise InvalidInput("instance.peer_address", f"is invalid: {exc}") from exc
+    if parsed.port == 0:
+        _refuse("instance.peer_address", "must name the port the sidecar listens on, not 0", address)
+
+
+def _check_capability(capability: Capability, where: str) -> None:
+    validate_capability_name(capability.name, f"{where}.name")
+    for field, text in (
+        (f"{where}.input_schema_json", capability.input_schema_json),
+        (f"{where}.output_schema_json", capability.output_schema_json),
+    ):
+        _check_schema(field, text)
+    if not SCHEMA_HASH.fullmatch(capability.schema_hash):
+        _refuse(f"{where}.schema_hash", "is required, as sha256:<64 lowercase hex digits>", capability.schema_hash)
+
+
+def _check_schema(field: str, text: str) -> None:
+    if not text:
+        return  # empty means "any JSON value"
+    try:
+        schema = json.loads(text)
+    except ValueError as exc:
+        raise InvalidInput(field, f"is not valid JSON: {exc}") from exc
+    if not isinstance(schema, (dict, bool)):
+        raise InvalidInput(field, f"must be a JSON Schema (an object or a boolean), got {_json_kind(schema)}")
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    return "a number"
+
+
+def _refuse(field: str, rule: str, value: str) -> NoReturn:
+    shown = value if len(value) <= _SHOWN_CHARS else value[:_SHOWN_CHARS] + "..."
+    raise InvalidInput(field, f"{rule}, got {shown!r}")

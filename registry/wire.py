@@ -1,0 +1,84 @@
+"""Converts between the registry's domain values and meshwarden.v1 protobuf messages.
+
+Pure functions with no decisions in them: registry.server calls them at the gRPC edge, so
+the catalog never sees protobuf and the wire never sees a domain object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+from meshwarden.v1 import catalog_pb2, registry_pb2
+from registry.model import Capability, CatalogEvent, Instance, InstanceSpec, Snapshot, Upserted
+
+
+def spec_from_proto(message: catalog_pb2.Instance) -> InstanceSpec:
+    return InstanceSpec(
+        instance_id=message.instance_id,
+        agent=message.agent,
+        version=message.version,
+        peer_address=message.peer_address,
+        capabilities=tuple(
+            Capability(
+                name=c.name,
+                input_schema_json=c.input_schema_json,
+                output_schema_json=c.output_schema_json,
+                schema_hash=c.schema_hash,
+                description=c.description,
+            )
+            for c in message.capabilities
+        ),
+        spiffe_id=message.spiffe_id,
+    )
+
+
+def instance_to_proto(instance: Instance) -> catalog_pb2.Instance:
+    return catalog_pb2.Instance(
+        instance_id=instance.instance_id,
+        agent=instance.agent,
+        version=instance.version,
+        peer_address=instance.peer_address,
+        capabilities=[
+            catalog_pb2.Capability(
+                name=c.name,
+                input_schema_json=c.input_schema_json,
+                output_schema_json=c.output_schema_json,
+                schema_hash=c.schema_hash,
+                description=c.description,
+            )
+            for c in instance.capabilities
+        ],
+        spiffe_id=instance.spiffe_id,
+        registered_at=timestamp(instance.registered_at),
+        lease_expires_at=timestamp(instance.lease_expires_at),
+    )
+
+
+def event_to_proto(event: CatalogEvent) -> registry_pb2.WatchEvent:
+    if isinstance(event, Upserted):
+        return registry_pb2.WatchEvent(revision=event.revision, upserted=instance_to_proto(event.instance))
+    return registry_pb2.WatchEvent(
+        revision=event.revision,
+        removed=registry_pb2.InstanceRemoved(instance_id=event.instance_id, reason=event.reason),
+    )
+
+
+def snapshot_to_proto(snapshot: Snapshot) -> registry_pb2.WatchEvent:
+    return registry_pb2.WatchEvent(
+        revision=snapshot.revision,
+        snapshot=registry_pb2.CatalogSnapshot(instances=instances_to_proto(snapshot.instances)),
+    )
+
+
+def instances_to_proto(instances: Iterable[Instance]) -> list[catalog_pb2.Instance]:
+    return [instance_to_proto(i) for i in instances]
+
+
+def timestamp(seconds: float) -> datetime:
+    """Wall-clock seconds as the aware datetime protobuf accepts for a Timestamp field."""
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def duration(seconds: float) -> timedelta:
+    return timedelta(seconds=seconds)

@@ -1,0 +1,61 @@
+"""The only contract stages share: a Call goes in, a Reply comes out, a Layer wraps a Handler.
+
+A stage learns things about a call (the instance routing picked, the attempt number) and
+passes them on with `dataclasses.replace`; it never mutates the Call it was given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from sidecar.catalog import Endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who makes the call, as this sidecar knows it."""
+
+    agent: str
+    instance_id: str
+    spiffe_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    call_id: str
+    capability: str
+    payload: bytes  # UTF-8 JSON text, passed through untouched
+    caller: Caller
+    # Absolute deadline on the sidecar's monotonic clock; every call has one (a default
+    # applies when the agent sets none), so nothing waits forever.
+    deadline: float
+    version_range: str = ""
+    schema_hash: str = ""
+    session_id: str = ""
+    workflow_id: str = ""
+    attempt: int = 1
+    # Inbound only: the instance the calling sidecar routed to.
+    target_instance_id: str = ""
+    # Set by routing (outbound) or by the target check (inbound).
+    target: Endpoint | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    result: bytes  # UTF-8 JSON text
+    instance_id: str
+    agent: str
+    version: str
+
+
+Handler = Callable[[Call], Awaitable[Reply]]
+Layer = Callable[[Handler], Handler]
+
+
+def compose(layers: Sequence[Layer], innermost: Handler) -> Handler:
+    """Wraps `innermost` in `layers`, the first layer outermost (the order a call travels)."""
+    handler = innermost
+    for layer in reversed(layers):
+        handler = layer(handler)
+    return handler

@@ -1,0 +1,80 @@
+"""This sidecar's view of the mesh catalog, kept current by the registry watch stream.
+
+Routing reads `endpoints(capability)` on every call, so the index by capability is rebuilt
+when the catalog changes (rare) rather than computed per call (often). While the registry is
+unreachable the view simply stops changing: routing goes on from the last known catalog.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import semantic_version
+
+from meshwarden.v1 import catalog_pb2, registry_pb2
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CapabilitySpec:
+    name: str
+    input_schema_json: str
+    output_schema_json: str
+    schema_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One capability as served by one instance: what routing chooses between."""
+
+    instance_id: str
+    agent: str
+    version: semantic_version.Version
+    peer_address: str
+    spiffe_id: str
+    capability: CapabilitySpec
+
+
+class Catalog:
+    def __init__(self) -> None:
+        self._instances: dict[str, catalog_pb2.Instance] = {}
+        self._by_capability: dict[str, tuple[Endpoint, ...]] = {}
+        self.revision = 0
+        self.synced = False  # True once a first snapshot or replay arrived
+
+    def apply(self, event: registry_pb2.WatchEvent) -> None:
+        change = event.WhichOneof("change")
+        if change == "snapshot":
+            self._instances = {i.instance_id: i for i in event.snapshot.instances}
+        elif change == "upserted":
+            self._instances[event.upserted.instance_id] = event.upserted
+        elif change == "removed":
+            self._instances.pop(event.removed.instance_id, None)
+        else:
+            log.warning("ignoring a watch event of unknown kind %r at revision %d", change, event.revision)
+        self.revision = max(self.revision, event.revision)
+        self.synced = True
+        self._reindex()
+
+    def endpoints(self, capability: str) -> tuple[Endpoint, ...]:
+        return self._by_capability.get(capability, ())
+
+    def instances(self) -> list[catalog_pb2.Instance]:
+        return sorted(self._instances.values(), key=lambda i: (i.agent, i.version, i.instance_id))
+
+    def _reindex(self) -> None:
+        index: dict[str, list[Endpoint]] = {}
+        for inst in self._instances.values():
+            try:
+                version = semantic_version.Version(inst.version)
+            except ValueError:
+                log.warning("instance %s has an invalid version %r; not routable", inst.instance_id, inst.version)
+                continue
+            for cap in inst.capabilities:
+                spec = CapabilitySpec(cap.name, cap.input_schema_json, cap.output_schema_json, cap.schema_hash)
+                index.setdefault(cap.name, []).append(
+                    Endpoint(inst.instance_id, inst.agent, version, inst.peer_address, inst.spiffe_id, spec)
+                )
+        self._by_capability = {name: tuple(eps) for name, eps in index.items()}

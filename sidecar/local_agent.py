@@ -1,0 +1,92 @@
+"""The agent this sidecar serves: its name (fixed by the sidecar's configuration, never by the
+agent), its instance id, and what it declared through RegisterAgent."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+
+import semantic_version
+
+from meshwarden.errors import BadPayload
+from meshwarden.v1 import catalog_pb2
+from sidecar.catalog import CapabilitySpec, Endpoint
+from sidecar.schemas import InvalidSchema, canonical_schema, schema_hash
+
+CAPABILITY_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,127}")
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    version: semantic_version.Version
+    capabilities: dict[str, CapabilitySpec]
+    descriptions: dict[str, str]
+
+
+class LocalAgent:
+    def __init__(self, name: str, instance_id: str, peer_address: str, spiffe_id: str) -> None:
+        self.name, self.instance_id = name, instance_id
+        self.peer_address, self.spiffe_id = peer_address, spiffe_id
+        self.registration: Registration | None = None
+        # Set whenever the registration changes, so the lease loop re-registers at once.
+        self.changed = asyncio.Event()
+
+    def register(self, version: str, capabilities: list[catalog_pb2.Capability]) -> Registration:
+        """Validates what the agent declared; raises BadPayload naming the first problem."""
+        try:
+            parsed_version = semantic_version.Version(version)
+        except ValueError as exc:
+            raise BadPayload(f"version {version!r} is not a semantic version (like 1.4.0)") from exc
+        specs: dict[str, CapabilitySpec] = {}
+        descriptions: dict[str, str] = {}
+        for cap in capabilities:
+            if not CAPABILITY_NAME.fullmatch(cap.name):
+                raise BadPayload(
+                    f"capability name {cap.name!r} must be 1-128 characters of a-z, 0-9, '_', '.', '-', "
+                    "starting with a letter or digit"
+                )
+            if cap.name in specs:
+                raise BadPayload(f"capability {cap.name!r} is declared twice")
+            try:
+                in_schema = canonical_schema(cap.input_schema_json, where=f"input schema of {cap.name}")
+                out_schema = canonical_schema(cap.output_schema_json, where=f"output schema of {cap.name}")
+            except InvalidSchema as exc:
+                raise BadPayload(str(exc)) from exc
+            specs[cap.name] = CapabilitySpec(
+                cap.name, cap.input_schema_json, cap.output_schema_json, schema_hash(in_schema, out_schema)
+            )
+            descriptions[cap.name] = cap.description
+        self.registration = Registration(parsed_version, specs, descriptions)
+        self.changed.set()
+        return self.registration
+
+    def endpoint(self, capability: str) -> Endpoint | None:
+        reg = self.registration
+        if reg is None or capability not in reg.capabilities:
+            return None
+        return Endpoint(
+            self.instance_id, self.name, reg.version, self.peer_address, self.spiffe_id, reg.capabilities[capability]
+        )
+
+    def instance_proto(self) -> catalog_pb2.Instance | None:
+        reg = self.registration
+        if reg is None:
+            return None
+        return catalog_pb2.Instance(
+            instance_id=self.instance_id,
+            agent=self.name,
+            version=str(reg.version),
+            peer_address=self.peer_address,
+            spiffe_id=self.spiffe_id,
+            capabilities=[
+                catalog_pb2.Capability(
+                    name=spec.name,
+                    input_schema_json=spec.input_schema_json,
+                    output_schema_json=spec.output_schema_json,
+                    schema_hash=spec.schema_hash,
+                    description=reg.descriptions.get(spec.name, ""),
+                )
+                for spec in reg.capabilities.values()
+            ],
+        )

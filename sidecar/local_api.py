@@ -1,0 +1,109 @@
+"""meshwarden.v1.Sidecar, the agent's local API: converts protobuf to `Call` and back and
+makes no decisions of its own; the outbound pipeline does."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+import grpc
+
+from meshwarden.addresses import AddressError, parse_host_port
+from meshwarden.errors import BadPayload, MeshError
+from meshwarden.v1 import catalog_pb2, sidecar_pb2, sidecar_pb2_grpc
+from sidecar.call import Call, Caller, Handler
+from sidecar.config import SidecarConfig
+from sidecar.lease import Lease
+from sidecar.local_agent import CAPABILITY_NAME
+from sidecar.runtime import Runtime
+from sidecar.rescue import abort_unexpected, abort_with
+
+log = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[object, object]
+_REGISTER_WAIT_S = 5.0
+
+
+def _answer_margin_s(remaining_s: float) -> float:
+    return min(0.005, remaining_s * 0.05)
+
+
+class LocalApi(sidecar_pb2_grpc.SidecarServicer):
+    def __init__(self, config: SidecarConfig, outbound: Handler, rt: Runtime, lease: Lease) -> None:
+        self._config, self._outbound, self._lease = config, outbound, lease
+        self._local, self._catalog, self._clock, self._app = rt.local, rt.catalog, rt.clock, rt.agent_app
+        self._caller = Caller(agent=rt.local.name, instance_id=rt.local.instance_id, spiffe_id=rt.local.spiffe_id)
+
+    async def RegisterAgent(
+        self, request: sidecar_pb2.RegisterAgentRequest, context: Context
+    ) -> sidecar_pb2.RegisterAgentResponse:
+        try:
+            callback = self._callback_address(request.callback_address)
+            self._local.register(request.version, list(request.capabilities))
+        except MeshError as err:
+            await abort_with(context, err)
+        if callback:
+            await self._app.retarget(callback)
+        # Answer once the registry holds the registration, so that "registered" means
+        # "routable"; with the registry down, answer anyway: the lease loop keeps trying.
+        self._lease.registered.clear()
+        try:
+            await asyncio.wait_for(self._lease.registered.wait(), _REGISTER_WAIT_S)
+        except TimeoutError:
+            log.warning("registry has not confirmed %s yet; it will join the catalog when it does", self._local.instance_id)
+        instance = self._local.instance_proto() or catalog_pb2.Instance()
+        return sidecar_pb2.RegisterAgentResponse(
+            instance_id=self._local.instance_id, agent=self._local.name, capabilities=instance.capabilities
+        )
+
+    async def Invoke(self, request: sidecar_pb2.InvokeRequest, context: Context) -> sidecar_pb2.InvokeResponse:
+        call_id = uuid.uuid4().hex
+        try:
+            reply = await self._outbound(self._to_call(request, context, call_id))
+        except MeshError as err:
+            await abort_with(context, err)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the server rescue: a bug, logged in full, revealed to nobody
+            await abort_unexpected(context, f"invoke {request.capability}", call_id)
+        return sidecar_pb2.InvokeResponse(
+            result_json=reply.result, instance_id=reply.instance_id, agent=reply.agent, version=reply.version, call_id=call_id
+        )
+
+    async def ListCapabilities(
+        self, request: sidecar_pb2.ListCapabilitiesRequest, context: Context
+    ) -> sidecar_pb2.ListCapabilitiesResponse:
+        return sidecar_pb2.ListCapabilitiesResponse(instances=self._catalog.instances(), revision=self._catalog.revision)
+
+    @staticmethod
+    def _callback_address(text: str) -> str:
+        if not text:
+            return ""
+        try:
+            return str(parse_host_port(text, what="callback_address"))
+        except AddressError as exc:
+            raise BadPayload(str(exc)) from exc
+
+    def _to_call(self, request: sidecar_pb2.InvokeRequest, context: Context, call_id: str) -> Call:
+        if not CAPABILITY_NAME.fullmatch(request.capability):
+            raise BadPayload(
+                f"capability {request.capability!r} is not a capability name (1-128 characters of a-z, 0-9, '_', '.', '-')"
+            )
+        if not request.payload_json:
+            raise BadPayload(f"payload_json for {request.capability} is empty; send JSON text, e.g. {{}}")
+        remaining = context.time_remaining()
+        # The sidecar gives up a moment before the agent does, so the agent receives the
+        # sidecar's explanation rather than its own bare "Deadline Exceeded".
+        timeout = self._config.default_timeout_s if remaining is None else remaining - _answer_margin_s(remaining)
+        return Call(
+            call_id=call_id,
+            capability=request.capability,
+            payload=request.payload_json,
+            caller=self._caller,
+            deadline=self._clock.monotonic() + timeout,
+            version_range=request.version_range.strip(),
+            schema_hash=request.schema_hash.strip(),
+            session_id=request.session_id,
+            workflow_id=request.workflow_id,
+        )

@@ -1,0 +1,37 @@
+"""The order of the stages, in the order a call travels. This is the only place it is set;
+tests/unit/sidecar/test_pipeline.py checks it against the order README.md documents."""
+
+from __future__ import annotations
+
+from sidecar.call import Handler, Layer, compose
+from sidecar.runtime import Runtime
+from sidecar.stages import deadline, deliver, payload_limit, peer, result_contract, routing, schema_check, target_check
+
+
+def outbound_layers(rt: Runtime) -> list[Layer]:
+    return [  # outermost first
+        payload_limit.layer(rt.config.max_payload_bytes),  # cheapest refusal first
+        routing.layer(rt.catalog, rt.rng),  # a live instance of the right version and schema
+        schema_check.layer(rt.schemas),  # a bad call never leaves
+        deadline.layer(rt.clock),  # the call ends when the caller's deadline does
+    ]
+
+
+def inbound_layers(rt: Runtime) -> list[Layer]:
+    return [
+        target_check.layer(rt.local),  # for this instance and a capability it serves?
+        payload_limit.layer(rt.config.max_payload_bytes),
+        schema_check.layer(rt.schemas),  # zero trust: check again what the caller checked
+        result_contract.layer(rt.schemas),  # the agent's result matches its output schema
+        deadline.layer(rt.clock),
+    ]
+
+
+def outbound(rt: Runtime) -> Handler:
+    return compose(outbound_layers(rt), innermost=peer.Send(rt.peer_channels, rt.clock))
+
+
+def inbound(rt: Runtime) -> Handler:
+    return compose(
+        inbound_layers(rt), innermost=deliver.ToAgent(rt.agent_app, rt.local, rt.clock)
+    )

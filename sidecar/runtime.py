@@ -1,0 +1,26 @@
+"""Everything the stages share at run time, built once by sidecar/app.py."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from meshwarden.clock import Clock
+from sidecar.agent_app import AgentApp
+from sidecar.catalog import Catalog
+from sidecar.config import SidecarConfig
+from sidecar.local_agent import LocalAgent
+from sidecar.peer_channels import PeerChannels
+from sidecar.schemas import SchemaCache
+
+
+@dataclass(frozen=True, kw_only=True)
+class Runtime:
+    config: SidecarConfig
+    clock: Clock
+    rng: random.Random
+    catalog: Catalog
+    schemas: SchemaCache
+    local: LocalAgent
+    peer_channels: PeerChannels
+    agent_app: AgentApp

@@ -1,0 +1,1 @@
+"""One module per concern on the call path; sidecar/pipeline.py sets their order."""

@@ -1,0 +1,50 @@
+"""Send the call to the chosen instance's sidecar: the innermost outbound handler."""
+
+from __future__ import annotations
+
+import grpc
+
+from meshwarden.clock import Clock
+from meshwarden.errors import DeadlineExceeded, MeshError, PeerUnavailable, from_rpc_error
+from meshwarden.v1 import peer_pb2
+from sidecar.call import Call, Reply
+from sidecar.catalog import Endpoint
+from sidecar.peer_channels import PeerChannels
+
+
+class Send:
+    def __init__(self, channels: PeerChannels, clock: Clock) -> None:
+        self._channels, self._clock = channels, clock
+
+    async def __call__(self, call: Call) -> Reply:
+        target = call.target
+        if target is None:
+            raise RuntimeError("peer.Send needs a target: routing must run before it")
+        request = peer_pb2.PeerCall(
+            call_id=call.call_id,
+            capability=call.capability,
+            payload_json=call.payload,
+            target_instance_id=target.instance_id,
+            schema_hash=target.capability.schema_hash,
+            caller_agent=call.caller.agent,
+            caller_instance_id=call.caller.instance_id,
+            session_id=call.session_id,
+            workflow_id=call.workflow_id,
+            attempt=call.attempt,
+        )
+        timeout = max(call.deadline - self._clock.monotonic(), 0.001)
+        try:
+            reply = await self._channels.stub(target.peer_address).Deliver(request, timeout=timeout)
+        except grpc.aio.AioRpcError as err:
+            raise _translate(err, target) from err
+        return Reply(reply.result_json, reply.instance_id, reply.agent, reply.version)
+
+
+def _translate(err: grpc.aio.AioRpcError, target: Endpoint) -> MeshError:
+    sent = from_rpc_error(err)
+    if sent is not None:  # the peer sidecar refused or its agent failed: pass it on as it is
+        return sent
+    where = f"{target.agent} {target.version} (instance {target.instance_id} at {target.peer_address})"
+    if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return DeadlineExceeded(f"{where} did not answer within the deadline")
+    return PeerUnavailable(f"could not reach {where}: {err.code().name}: {err.details()}")
