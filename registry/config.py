@@ -7,8 +7,9 @@ with a message naming the setting, the rule and the value.
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -36,16 +37,21 @@ class RegistryConfig:
     listen: HostPort = DEFAULT_LISTEN
     data_dir: Path = DEFAULT_DATA_DIR
     heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S
-    lease_ttl_s: float = field(default=default_lease_ttl_s(DEFAULT_HEARTBEAT_INTERVAL_S))
+    # Left unset (NaN), it becomes 2.5 x heartbeat_interval_s in __post_init__, so that
+    # RegistryConfig(heartbeat_interval_s=0.3) is valid as written.
+    lease_ttl_s: float = math.nan
     # How many catalog events are kept so that a watcher can resume by revision.
     event_log_retention: int = DEFAULT_EVENT_LOG_RETENTION
     # Events queued for one watcher before it is cut off (it resumes by revision).
     watch_queue_events: int = DEFAULT_WATCH_QUEUE_EVENTS
 
     def __post_init__(self) -> None:
-        hb, ttl = self.heartbeat_interval_s, self.lease_ttl_s
+        hb = self.heartbeat_interval_s
         if not hb > 0:
             raise ConfigError(f"heartbeat_interval_s must be greater than 0, got {hb}")
+        if math.isnan(self.lease_ttl_s):
+            object.__setattr__(self, "lease_ttl_s", default_lease_ttl_s(hb))  # frozen: set once, here
+        ttl = self.lease_ttl_s
         if not hb < ttl < MAX_TTL_PER_HEARTBEAT * hb:
             raise ConfigError(
                 f"lease_ttl_s must be more than heartbeat_interval_s ({hb}) and less than "
@@ -85,13 +91,12 @@ OPTIONS: Final[tuple[Option[Any], ...]] = (
 def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> RegistryConfig:
     """The registry configuration from flags, MESHWARDEN_REGISTRY_* and the TOML file."""
     values = resolve(OPTIONS, args, ENV_PREFIX, environ)
-    heartbeat: float = values["heartbeat_interval_s"]
     ttl: float | None = values["lease_ttl_s"]
     return RegistryConfig(
         listen=values["listen"],
         data_dir=values["data_dir"],
-        heartbeat_interval_s=heartbeat,
-        lease_ttl_s=default_lease_ttl_s(heartbeat) if ttl is None else ttl,
+        heartbeat_interval_s=values["heartbeat_interval_s"],
+        lease_ttl_s=math.nan if ttl is None else ttl,
         event_log_retention=values["event_log_retention"],
         watch_queue_events=values["watch_queue_events"],
     )

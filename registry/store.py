@@ -79,15 +79,20 @@ class Store:
         _make_private_dir(data_dir)
         lock_file = _lock(data_dir / LOCK_NAME)
         path = data_dir / DB_NAME
+        db: sqlite3.Connection | None = None
         try:
             db = sqlite3.connect(path, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             _migrate(db, path)
             store = cls(db, lock_file, path, event_log_retention)
-        except sqlite3.Error as exc:
+        except BaseException as exc:
+            if db is not None:
+                db.close()
             lock_file.close()
-            raise StoreError(f"cannot open the registry database {path}: {exc}") from exc
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"cannot open the registry database {path}: {exc}") from exc
+            raise
         log.info("opened %s at revision %d", path, store.revision)
         return store
 

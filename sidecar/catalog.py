@@ -41,6 +41,9 @@ class Catalog:
     def __init__(self) -> None:
         self._instances: dict[str, catalog_pb2.Instance] = {}
         self._by_capability: dict[str, tuple[Endpoint, ...]] = {}
+        # Capabilities served at some point since this sidecar started: a call to one that has
+        # no live instance right now is "unavailable", not "unknown".
+        self._seen: set[str] = set()
         self.revision = 0
         self.synced = False  # True once a first snapshot or replay arrived
 
@@ -61,6 +64,9 @@ class Catalog:
     def endpoints(self, capability: str) -> tuple[Endpoint, ...]:
         return self._by_capability.get(capability, ())
 
+    def has_seen(self, capability: str) -> bool:
+        return capability in self._seen
+
     def instances(self) -> list[catalog_pb2.Instance]:
         return sorted(self._instances.values(), key=lambda i: (i.agent, i.version, i.instance_id))
 
@@ -78,3 +84,4 @@ class Catalog:
                     Endpoint(inst.instance_id, inst.agent, version, inst.peer_address, inst.spiffe_id, spec)
                 )
         self._by_capability = {name: tuple(eps) for name, eps in index.items()}
+        self._seen.update(self._by_capability)

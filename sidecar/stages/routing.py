@@ -43,6 +43,8 @@ class Routing:
                 raise NoHealthyInstance(
                     call.capability, call.version_range, "this sidecar has not received the catalog from the registry yet"
                 )
+            if self._catalog.has_seen(call.capability):
+                raise NoHealthyInstance(call.capability, call.version_range, "its last instance left the catalog")
             raise UnknownCapability(call.capability)
         if call.version_range:
             spec = self._range(call.version_range)

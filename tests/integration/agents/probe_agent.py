@@ -1,0 +1,76 @@
+"""A real agent for the integration tests: echoes, reports the deadline it was given, sleeps,
+fails on request, and can break its own output contract."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from typing import Any
+
+import meshwarden
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--sidecar", required=True)
+parser.add_argument("--listen", default="127.0.0.1:0")
+parser.add_argument("--version", default="1.0.0")
+parser.add_argument("--schema-variant", default="a", help="b changes echo's input schema (schema drift)")
+options = parser.parse_args()
+
+agent = meshwarden.Agent(version=options.version, sidecar=options.sidecar, listen=options.listen)
+calls_seen = 0
+
+ECHO_INPUT: dict[str, Any] = {
+    "type": "object",
+    "properties": {"n": {"type": "integer"}, "text": {"type": "string"}},
+}
+if options.schema_variant == "b":
+    ECHO_INPUT = {**ECHO_INPUT, "required": ["text"]}
+
+
+@agent.capability("echo", input_schema=ECHO_INPUT)
+async def echo(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
+    global calls_seen
+    calls_seen += 1
+    return {
+        "echo": args,
+        "instance_id": agent.instance_id,
+        "version": agent.version,
+        "pid": os.getpid(),
+        "caller": ctx.caller_agent,
+        "session_id": ctx.session_id,
+        "calls_seen": calls_seen,
+    }
+
+
+@agent.capability("probe.deadline")
+async def deadline(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
+    return {"time_remaining": ctx.time_remaining()}
+
+
+@agent.capability("probe.sleep", input_schema={"type": "object", "required": ["seconds"]})
+async def sleep(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
+    await asyncio.sleep(args["seconds"])
+    return {"slept": args["seconds"]}
+
+
+@agent.capability("probe.fail")
+async def fail(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
+    if args.get("how") == "refuse":
+        raise meshwarden.HandlerError("the probe refuses: amount too high")
+    raise RuntimeError("secret internal detail")
+
+
+@agent.capability("probe.bad_result", output_schema={"type": "object", "required": ["ok"]})
+async def bad_result(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
+    return {"not_ok": True}
+
+
+@agent.capability("probe.sync_relay")
+def sync_relay(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
+    """A plain-def handler that calls on through the mesh with the blocking client."""
+    inner = ctx.invoke_sync("echo", {"text": "via sync"})
+    return {"relayed": inner.value, "by": inner.agent}
+
+
+agent.run(announce=True)

@@ -1,0 +1,76 @@
+"""A local mesh of real processes for the integration tests.
+
+Every process binds port 0 and reports its addresses in its ready line; `LocalMesh.close()`
+stops them all, and when a test failed the fixture prints each process's stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from meshwarden.supervise import Child, meshwarden_argv, start
+
+AGENTS = Path(__file__).parent / "agents"
+PROBE = AGENTS / "probe_agent.py"
+ECHO_EXAMPLE = Path(__file__).parents[2] / "examples" / "echo_agent.py"
+
+
+class LocalMesh:
+    def __init__(self, workdir: Path, heartbeat_interval_s: float = 0.5) -> None:
+        self.workdir = workdir
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.children: list[Child] = []
+        self.registry: Child | None = None
+        self._count = 0
+
+    @property
+    def registry_address(self) -> str:
+        if self.registry is None:
+            raise RuntimeError("no registry started")
+        return self.registry.addresses["listen"]
+
+    async def start_registry(self, listen: str = "127.0.0.1:0") -> Child:
+        self.registry = await self._start(
+            "registry",
+            meshwarden_argv(
+                "registry", "serve", "--listen", listen, "--data-dir", str(self.workdir / "registry"),
+                "--heartbeat-interval-s", str(self.heartbeat_interval_s),
+            ),
+        )
+        return self.registry
+
+    async def sidecar(self, agent: str, *extra: str, registry: str | None = None) -> Child:
+        return await self._start(
+            f"sidecar-{agent}",
+            meshwarden_argv(
+                "sidecar", "run", "--agent", agent, "--registry", registry or self.registry_address,
+                "--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0", *extra,
+            ),
+        )
+
+    async def agent(self, sidecar: Child, version: str = "1.0.0", *extra: str, script: Path = PROBE) -> Child:
+        return await self._start(
+            f"agent-{sidecar.addresses['agent']}",
+            [sys.executable, str(script), "--sidecar", sidecar.addresses["listen"], "--version", version, *extra],
+        )
+
+    async def pair(self, agent: str, version: str = "1.0.0", *agent_args: str) -> tuple[Child, Child]:
+        """A sidecar and its probe agent, registered and routable once this returns."""
+        side = await self.sidecar(agent)
+        return side, await self.agent(side, version, *agent_args)
+
+    async def _start(self, name: str, argv: list[str]) -> Child:
+        self._count += 1
+        child = await start(f"{self._count:02d}-{name}", argv, log_dir=self.workdir / "logs")
+        self.children.append(child)
+        return child
+
+    def logs(self) -> str:
+        return "\n".join(f"----- {c.name} (exit {c.process.returncode})\n{c.stderr_text()}" for c in self.children)
+
+    async def close(self) -> dict[str, int]:
+        codes = {}
+        for child in reversed(self.children):
+            codes[child.name] = await child.stop()
+        return codes

@@ -1,0 +1,98 @@
+"""The mesh keeps working when parts of it fail: the registry, an agent, a whole instance."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+import meshwarden
+from meshwarden import errors
+from tests.integration.mesh import LocalMesh
+from tests.integration.test_calls import routable
+
+pytestmark = pytest.mark.integration
+
+
+async def test_registry_outage_routing_continues_and_resyncs(mesh: LocalMesh) -> None:
+    caller = await mesh.sidecar("frontdesk")
+    await mesh.pair("early")
+    registry = mesh.registry
+    assert registry is not None
+    async with meshwarden.Client(caller.addresses["listen"]) as client:
+        await routable(client, "echo")
+        await registry.kill()  # a crash, not a clean stop
+        for n in range(20):  # the last known catalog keeps routing
+            assert (await client.invoke("echo", {"n": n}, timeout=5)).value["echo"] == {"n": n}
+        await mesh.start_registry(listen=registry.addresses["listen"])
+        # a newcomer registered after the outage reaches the old sidecar via the watch stream
+        late_side = await mesh.sidecar("late")
+        await mesh.agent(late_side, "3.0.0")
+        result = await routable(client, "echo", version="^3")
+        assert result.agent == "late"
+        # and the instance from before the outage is still there: it kept its lease
+        assert (await client.invoke("echo", {}, version="^1", timeout=5)).agent == "early"
+
+
+async def test_a_crashed_instance_leaves_routing_within_three_heartbeats(mesh: LocalMesh) -> None:
+    caller = await mesh.sidecar("frontdesk")
+    side, agent = await mesh.pair("fragile")
+    async with meshwarden.Client(caller.addresses["listen"]) as client:
+        await routable(client, "echo")
+        await agent.kill()
+        await side.kill()
+        killed_at = time.monotonic()
+        while True:
+            try:
+                await client.invoke("echo", {}, timeout=2)
+            except errors.NoHealthyInstance as err:
+                assert "left the catalog" in err.message
+                break
+            except errors.Unreachable:
+                pass  # PeerUnavailable until the lease expires: the caller still has it
+            assert time.monotonic() - killed_at < 10, "the dead instance was never removed"
+            await asyncio.sleep(0.05)
+    # heartbeat 0.5 s: the lease is 1.25 s; removal plus the watch push must land within 3 intervals
+    assert time.monotonic() - killed_at < 3 * mesh.heartbeat_interval_s + 0.5
+
+
+async def test_agent_down_behind_a_live_sidecar_is_unavailable_and_names_it(mesh: LocalMesh) -> None:
+    caller = await mesh.sidecar("frontdesk")
+    _, agent = await mesh.pair("sleepy")
+    async with meshwarden.Client(caller.addresses["listen"]) as client:
+        await routable(client, "echo")
+        await agent.kill()
+        with pytest.raises(errors.PeerUnavailable) as info:
+            await client.invoke("echo", {}, timeout=5)
+    assert "sleepy" in info.value.message and "callback endpoint" in info.value.message
+
+
+@pytest.mark.parametrize("which", ["listen", "peer", "agent"])
+async def test_every_grpc_server_serves_health_and_reflection(mesh: LocalMesh, which: str) -> None:
+    side, agent = await mesh.pair("observed")
+    address = agent.addresses["listen"] if which == "agent" else side.addresses[which]
+    expected = {"listen": "meshwarden.v1.Sidecar", "peer": "meshwarden.v1.Peer", "agent": "meshwarden.v1.Agent"}[which]
+    async with grpc.aio.insecure_channel(address) as channel:
+        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=expected), timeout=5)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        stream = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+        )
+        names = {s.name async for r in stream for s in r.list_services_response.service}
+    assert {expected, "grpc.health.v1.Health"} <= names
+
+
+async def test_sidecar_deregisters_and_exits_zero_on_sigterm(mesh: LocalMesh) -> None:
+    from meshwarden.registry_client import registry_channel, registry_stub
+    from meshwarden.v1 import registry_pb2
+
+    side, agent = await mesh.pair("tidy")
+    await agent.stop()
+    assert await side.stop() == 0
+    async with registry_channel(mesh.registry_address) as channel:
+        listing = await registry_stub(channel).ListInstances(registry_pb2.ListInstancesRequest(agent="tidy"), timeout=5)
+    assert list(listing.instances) == []  # gone at once, not after the lease

@@ -1,0 +1,70 @@
+"""registry.config: defaults, the three layers, and validation that names the setting."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from meshwarden.addresses import HostPort
+from meshwarden.config_layers import ConfigError, add_options
+from registry.config import ENV_PREFIX, OPTIONS, RegistryConfig, load
+
+
+def _load(argv: list[str], environ: dict[str, str] | None = None) -> RegistryConfig:
+    parser = argparse.ArgumentParser()
+    add_options(parser, OPTIONS, ENV_PREFIX)
+    return load(parser.parse_args(argv), environ or {})
+
+
+def test_defaults() -> None:
+    config = _load([])
+    assert config.listen == HostPort("127.0.0.1", 7400)
+    assert config.data_dir == Path("./.meshwarden/registry")
+    assert config.heartbeat_interval_s == 2.0
+    assert config.lease_ttl_s == 5.0
+    assert config.event_log_retention == 10_000
+
+
+def test_lease_ttl_follows_the_heartbeat_interval_unless_set() -> None:
+    assert _load(["--heartbeat-interval-s", "0.4"]).lease_ttl_s == pytest.approx(1.0)
+    assert _load(["--heartbeat-interval-s", "1", "--lease-ttl-s", "2.9"]).lease_ttl_s == 2.9
+
+
+def test_flags_override_env_override_file(tmp_path: Path) -> None:
+    file = tmp_path / "mesh.toml"
+    file.write_text('[registry]\nlisten = "127.0.0.1:1000"\ndata_dir = "/from/file"\nheartbeat_interval_s = 3\n')
+    environ = {"MESHWARDEN_REGISTRY_LISTEN": "127.0.0.1:2000", "MESHWARDEN_REGISTRY_CONFIG": str(file)}
+    config = _load(["--data-dir", "/from/flag"], environ)
+    assert config.listen == HostPort("127.0.0.1", 2000)
+    assert config.data_dir == Path("/from/flag")
+    assert config.heartbeat_interval_s == 3.0 and config.lease_ttl_s == 7.5
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--heartbeat-interval-s", "1", "--lease-ttl-s", "3"], "lease_ttl_s must be more than"),
+        (["--heartbeat-interval-s", "1", "--lease-ttl-s", "0.5"], "lease_ttl_s must be more than"),
+        (["--heartbeat-interval-s", "0"], "--heartbeat-interval-s: must be a number greater than 0"),
+        (["--listen", "nowhere"], "--listen: listen address must be HOST:PORT"),
+        (["--event-log-retention", "0"], "--event-log-retention: must be a whole number"),
+    ],
+)
+def test_bad_values_name_the_setting(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _load(argv)
+
+
+def test_unknown_file_keys_are_errors(tmp_path: Path) -> None:
+    file = tmp_path / "mesh.toml"
+    file.write_text("[registry]\nlisten_port = 7400\n")
+    with pytest.raises(ConfigError, match="unknown key.*listen_port"):
+        _load(["--config", str(file)])
+
+
+def test_the_dataclass_derives_and_validates_when_built_directly() -> None:
+    assert RegistryConfig(heartbeat_interval_s=0.3).lease_ttl_s == pytest.approx(0.75)
+    with pytest.raises(ConfigError, match="lease_ttl_s"):
+        RegistryConfig(heartbeat_interval_s=1.0, lease_ttl_s=3.5)

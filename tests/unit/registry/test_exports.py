@@ -1,0 +1,21 @@
+"""The registry package exports exactly the names in __all__, and each one exists."""
+
+from __future__ import annotations
+
+import registry
+
+
+def test_every_exported_name_exists() -> None:
+    missing = [name for name in registry.__all__ if not hasattr(registry, name)]
+    assert missing == []
+
+
+def test_all_has_no_duplicates() -> None:
+    assert len(set(registry.__all__)) == len(registry.__all__)
+
+
+def test_public_modules_name_what_they_export() -> None:
+    exported = {name for name in dir(registry) if not name.startswith("_")}
+    modules = {"app", "catalog", "config", "errors", "leases", "model", "server", "store", "validation",
+               "watch_hub", "wire"}
+    assert exported - modules == set(registry.__all__)

@@ -1,0 +1,214 @@
+"""registry.server and registry.app in-process, over real gRPC on a loopback port (port 0)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from meshwarden.addresses import HostPort
+from meshwarden.registry_client import registry_channel, registry_stub
+from meshwarden.v1 import catalog_pb2, registry_pb2, registry_pb2_grpc
+from registry import app
+from registry.catalog import Catalog
+from registry.config import RegistryConfig
+from registry.errors import InvalidInput, StoreError, UnknownInstance
+from registry.server import RegistryService, status_for
+from registry.store import Store
+from registry.wire import spec_from_proto
+from registry.watch_hub import WatchEnded, WatchHub
+
+HASH = "sha256:" + "c" * 64
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return self.now
+
+
+def _instance(agent: str = "billing") -> catalog_pb2.Instance:
+    return catalog_pb2.Instance(
+        agent=agent,
+        version="1.0.0",
+        peer_address="127.0.0.1:7411",
+        capabilities=[catalog_pb2.Capability(name=f"{agent}.run", schema_hash=HASH)],
+    )
+
+
+@dataclass
+class Running:
+    address: str
+    stub: registry_pb2_grpc.RegistryStub
+    clock: FakeClock
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[Running]:
+    clock, stop, ready = FakeClock(), asyncio.Event(), asyncio.Future[HostPort]()
+    config = RegistryConfig(listen=HostPort("127.0.0.1", 0), data_dir=tmp_path, watch_queue_events=4)
+    task = asyncio.create_task(app.serve(config, clock, stop=stop, on_ready=ready.set_result))
+    address = str(await asyncio.wait_for(ready, 10))
+    async with registry_channel(address) as channel:
+        yield Running(address, registry_stub(channel), clock)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+
+async def test_register_renew_list_deregister(running: Running) -> None:
+    reply = await running.stub.Register(registry_pb2.RegisterRequest(instance=_instance()))
+    assert reply.revision == 1 and len(reply.instance_id) == 12
+    assert reply.lease_ttl.ToTimedelta().total_seconds() == 5.0
+    assert reply.heartbeat_interval.ToTimedelta().total_seconds() == 2.0
+    await running.stub.Renew(registry_pb2.RenewRequest(instance_id=reply.instance_id))
+    listed = await running.stub.ListInstances(registry_pb2.ListInstancesRequest(capability="billing.run"))
+    assert [i.instance_id for i in listed.instances] == [reply.instance_id]
+    assert listed.instances[0].lease_expires_at.ToSeconds() == int(running.clock.now + 5)
+    await running.stub.Deregister(registry_pb2.DeregisterRequest(instance_id=reply.instance_id))
+    listed = await running.stub.ListInstances(registry_pb2.ListInstancesRequest())
+    assert list(listed.instances) == [] and listed.revision == 2
+
+
+async def test_errors_become_statuses(running: Running) -> None:
+    bad = _instance()
+    bad.capabilities[0].schema_hash = "sha256:nope"
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await running.stub.Register(registry_pb2.RegisterRequest(instance=bad))
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "instance.capabilities[0].schema_hash" in (info.value.details() or "")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await running.stub.Renew(registry_pb2.RenewRequest(instance_id="gone"))
+    assert info.value.code() is grpc.StatusCode.NOT_FOUND
+    assert "lease expired or unknown; register again" in (info.value.details() or "")
+
+
+async def test_watch_sends_initial_metadata_then_live_changes(running: Running) -> None:
+    await running.stub.Register(registry_pb2.RegisterRequest(instance=_instance()))
+    call = running.stub.Watch(registry_pb2.WatchRequest(since_revision=1))  # nothing missed
+    await asyncio.wait_for(call.initial_metadata(), 5)
+    await running.stub.Register(registry_pb2.RegisterRequest(instance=_instance("search")))
+    event = await asyncio.wait_for(call.read(), 5)
+    assert event.revision == 2 and event.upserted.agent == "search"
+    call.cancel()
+
+
+@dataclass
+class Direct:
+    """A RegistryService on a loopback port whose catalog the test can also drive directly."""
+
+    catalog: Catalog
+    stub: registry_pb2_grpc.RegistryStub
+
+
+@pytest.fixture
+async def direct(tmp_path: Path) -> AsyncIterator[Direct]:
+    store = Store.open(tmp_path, event_log_retention=10)
+    hub = WatchHub(max_queued_per_watcher=4)
+    catalog = Catalog(store, FakeClock(), lease_ttl_s=5.0, publish=hub.publish)
+    server = grpc.aio.server()
+    service = RegistryService(catalog, hub, heartbeat_interval_s=2.0)
+    registry_pb2_grpc.add_RegistryServicer_to_server(service, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with registry_channel(f"127.0.0.1:{port}") as channel:
+            yield Direct(catalog, registry_stub(channel))
+    finally:
+        await server.stop(None)
+        store.close()
+
+
+async def test_a_watcher_that_falls_behind_is_cut_off_with_unavailable(direct: Direct) -> None:
+    direct.catalog.register(spec_from_proto(_instance()))
+    call = direct.stub.Watch(registry_pb2.WatchRequest(since_revision=0))
+    first = await asyncio.wait_for(call.read(), 5)
+    assert first.WhichOneof("change") == "snapshot" and first.revision == 1
+    for _ in range(6):  # no await in between: the stream cannot drain, its queue (4) overflows
+        direct.catalog.register(spec_from_proto(_instance()))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await asyncio.wait_for(call.read(), 5)
+    assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert "fell behind" in (info.value.details() or "")
+    # Reconnecting with the last revision applied replays exactly what was missed.
+    resumed = direct.stub.Watch(registry_pb2.WatchRequest(since_revision=first.revision))
+    replayed = [(await asyncio.wait_for(resumed.read(), 5)).revision for _ in range(6)]
+    assert replayed == [2, 3, 4, 5, 6, 7]
+    resumed.cancel()
+
+
+async def test_a_watcher_ahead_of_the_registry_gets_a_snapshot(direct: Direct) -> None:
+    direct.catalog.register(spec_from_proto(_instance()))
+    call = direct.stub.Watch(registry_pb2.WatchRequest(since_revision=99))
+    event = await asyncio.wait_for(call.read(), 5)
+    assert event.WhichOneof("change") == "snapshot"
+    assert event.revision == 1 and len(event.snapshot.instances) == 1
+    call.cancel()
+
+
+async def test_a_watcher_behind_the_retained_log_gets_a_snapshot(direct: Direct) -> None:
+    for _ in range(12):  # retention is 10: revisions 1 and 2 are gone
+        direct.catalog.register(spec_from_proto(_instance()))
+    call = direct.stub.Watch(registry_pb2.WatchRequest(since_revision=1))
+    event = await asyncio.wait_for(call.read(), 5)
+    assert event.WhichOneof("change") == "snapshot" and event.revision == 12
+    call.cancel()
+    call = direct.stub.Watch(registry_pb2.WatchRequest(since_revision=2))
+    event = await asyncio.wait_for(call.read(), 5)
+    assert event.WhichOneof("change") == "upserted" and event.revision == 3
+    call.cancel()
+
+
+async def test_unexpected_errors_are_internal_and_the_server_keeps_serving(direct: Direct) -> None:
+    real = direct.catalog.list_instances
+
+    def broken(**filters: str) -> object:
+        raise RuntimeError("secret internal detail")
+
+    direct.catalog.list_instances = broken  # type: ignore[assignment, method-assign]
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await direct.stub.ListInstances(registry_pb2.ListInstancesRequest())
+    assert info.value.code() is grpc.StatusCode.INTERNAL
+    assert "secret" not in (info.value.details() or "")
+    direct.catalog.list_instances = real  # type: ignore[method-assign]
+    reply = await direct.stub.Register(registry_pb2.RegisterRequest(instance=_instance()))
+    assert reply.revision == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (InvalidInput("instance.agent", "is bad"), grpc.StatusCode.INVALID_ARGUMENT),
+        (UnknownInstance("x"), grpc.StatusCode.NOT_FOUND),
+        (WatchEnded("fell behind"), grpc.StatusCode.UNAVAILABLE),
+        (StoreError("disk full"), grpc.StatusCode.UNAVAILABLE),
+        (KeyError("bug"), grpc.StatusCode.INTERNAL),
+    ],
+)
+def test_status_for(error: Exception, code: grpc.StatusCode) -> None:
+    assert status_for(error)[0] is code
+
+
+async def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
+    stop, ready = asyncio.Event(), asyncio.Future[HostPort]()
+    first = asyncio.create_task(
+        app.serve(RegistryConfig(listen=HostPort("127.0.0.1", 0), data_dir=tmp_path / "a"), FakeClock(),
+                  stop=stop, on_ready=ready.set_result)
+    )
+    bound = await asyncio.wait_for(ready, 10)
+    try:
+        with pytest.raises(app.StartError, match="cannot listen on 127.0.0.1"):
+            await app.serve(RegistryConfig(listen=bound, data_dir=tmp_path / "b"), FakeClock(), stop=asyncio.Event())
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(first, 10)
