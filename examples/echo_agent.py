@@ -1,8 +1,8 @@
 """The smallest meshwarden agent: serves `echo`, answering with what it got and who answered.
 
-    meshwarden sidecar run --agent echo --listen 127.0.0.1:7410 --app 127.0.0.1:7412 ...
-    python examples/echo_agent.py --sidecar 127.0.0.1:7410 --listen 127.0.0.1:7412 --version 1.0.0
-    meshwarden call --sidecar 127.0.0.1:7410 echo '{"hello": "mesh"}'
+meshwarden sidecar run --agent echo --listen 127.0.0.1:7410 --app 127.0.0.1:7412 ...
+python examples/echo_agent.py --sidecar 127.0.0.1:7410 --listen 127.0.0.1:7412 --version 1.0.0
+meshwarden call --sidecar 127.0.0.1:7410 echo '{"hello": "mesh"}'
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import json
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,7 +133,9 @@ class Agent:
         def register(handler: Handler) -> Handler:
             if name in self._capabilities:
                 raise ValueError(f"capability {name!r} is declared twice")
-            self._capabilities[name] = _Capability(name, handler, input_schema, output_schema, description or (handler.__doc__ or "").strip())
+            self._capabilities[name] = _Capability(
+                name, handler, input_schema, output_schema, description or (handler.__doc__ or "").strip()
+            )
             return handler
 
         return register

@@ -100,7 +100,9 @@ def _read_file(path: Path, table: str, known: set[str]) -> dict[str, object]:
         raise ConfigError(f"{path}: [{table}] must be a table")
     unknown = sorted(set(section) - known)
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) in [{table}]: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"{path}: unknown key(s) in [{table}]: {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
     return section
 
 

@@ -80,8 +80,7 @@ class UnknownCapability(Refused):
 
     def __init__(self, capability: str) -> None:
         super().__init__(
-            f"no agent in the mesh serves capability {capability!r}; "
-            "see what is served with: meshwarden agents list"
+            f"no agent in the mesh serves capability {capability!r}; see what is served with: meshwarden agents list"
         )
 
 
@@ -163,6 +162,4 @@ def _all_subclasses(cls: type[MeshError]) -> list[type[MeshError]]:
 
 
 # Built from the class tree above, once, at import; never mutated afterwards.
-_BY_KIND: dict[str, type[MeshError]] = {
-    c.kind: c for c in _all_subclasses(MeshError) if not c.__name__.startswith("_")
-}
+_BY_KIND: dict[str, type[MeshError]] = {c.kind: c for c in _all_subclasses(MeshError) if not c.__name__.startswith("_")}

@@ -133,11 +133,11 @@ async def wait_serving(address: str, *, credentials: grpc.ChannelCredentials | N
     """Polls grpc.health.v1 at `address` until the overall status is SERVING."""
     delay = 0.02
     while True:
-        channel = (
-            grpc.aio.secure_channel(address, credentials) if credentials else grpc.aio.insecure_channel(address)
-        )
+        channel = grpc.aio.secure_channel(address, credentials) if credentials else grpc.aio.insecure_channel(address)
         try:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=1.0
+            )
             if reply.status == health_pb2.HealthCheckResponse.SERVING:
                 return
         except grpc.aio.AioRpcError:

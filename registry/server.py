@@ -100,7 +100,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     def _catch_up(self, since_revision: int) -> tuple[list[registry_pb2.WatchEvent], int]:
         """The replay after `since_revision` when the log holds all of it, else a snapshot;
         with the revision the watcher is at afterwards."""
-        missed = self._catalog.events_after(since_revision) if since_revision > 0 else None
+        missed = None
         if missed is not None:
             log.info("watcher resumed from revision %d: replaying %d event(s)", since_revision, len(missed))
             return [wire.event_to_proto(e) for e in missed], max([since_revision, *(e.revision for e in missed)])

@@ -80,9 +80,7 @@ async def serve(config: SidecarConfig) -> None:
     )
     lease = Lease(registry_stub, local)
 
-    sidecar_pb2_grpc.add_SidecarServicer_to_server(
-        LocalApi(config, pipeline.outbound(rt), rt, lease), local_server
-    )
+    sidecar_pb2_grpc.add_SidecarServicer_to_server(LocalApi(config, pipeline.outbound(rt), rt, lease), local_server)
     peer_pb2_grpc.add_PeerServicer_to_server(PeerApi(config, pipeline.inbound(rt), clock), peer_server)
     local_health = add_standard_services(local_server, [LOCAL_SERVICE])
     peer_health = add_standard_services(peer_server, [PEER_SERVICE])
@@ -98,10 +96,17 @@ async def serve(config: SidecarConfig) -> None:
     if config.listen.is_loopback:
         log.warning("local API on %s is plaintext loopback TCP without a token: fine for development only", listen)
     else:
-        log.warning("local API on %s is reachable beyond loopback: any host that reaches it speaks as %s", listen, config.agent)
+        log.warning(
+            "local API on %s is reachable beyond loopback: any host that reaches it speaks as %s", listen, config.agent
+        )
     log.info(
         "sidecar for agent %s (instance %s): local API %s, peer %s, agent app %s, registry %s",
-        config.agent, config.instance_id, listen, peer_address, config.app, config.registry,
+        config.agent,
+        config.instance_id,
+        listen,
+        peer_address,
+        config.app,
+        config.registry,
     )
     announce_ready("sidecar", listen=listen, peer=peer_address, instance_id=config.instance_id, agent=config.agent)
 

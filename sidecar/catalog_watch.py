@@ -38,7 +38,9 @@ async def run(registry: registry_pb2_grpc.RegistryStub, catalog: Catalog, rng: r
             if not outage:
                 log.warning(
                     "catalog watch lost (%s: %s); routing from the last known catalog (revision %d)",
-                    err.code().name, err.details(), catalog.revision,
+                    err.code().name,
+                    err.details(),
+                    catalog.revision,
                 )
             outage = True
         await asyncio.sleep(backoff * (0.5 + rng.random()))

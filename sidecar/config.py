@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshwarden.addresses import AddressError, HostPort, parse_host_port
-from meshwarden.config_layers import ConfigError, Option, positive_float, positive_int, resolve, text
+from meshwarden.config_layers import (
+    ConfigError,
+    Option,
+    positive_float,
+    positive_int,
+    resolve,
+    text,
+)
 
 ENV_PREFIX = "SIDECAR"
 AGENT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -27,17 +34,43 @@ def _address(value: str) -> HostPort:
 
 def _agent_name(value: str) -> str:
     if not AGENT_NAME.fullmatch(value):
-        raise ValueError(f"must be 1-63 characters of a-z, 0-9, '_', '-', starting with a letter or digit, got {value!r}")
+        raise ValueError(
+            f"must be 1-63 characters of a-z, 0-9, '_', '-', starting with a letter or digit, got {value!r}"
+        )
     return value
 
 
 OPTIONS: list[Option[Any]] = [
     Option("agent", _agent_name, None, "name of the agent this sidecar serves", required=True, metavar="NAME"),
     Option("registry", _address, parse_host_port("127.0.0.1:7400"), "registry address", metavar="HOST:PORT"),
-    Option("listen", _address, parse_host_port("127.0.0.1:7410"), "local API for the agent (keep it on loopback)", metavar="HOST:PORT"),
-    Option("peer_listen", _address, parse_host_port("127.0.0.1:7411"), "endpoint other sidecars deliver calls to", metavar="HOST:PORT"),
-    Option("peer_advertise", text, "", "peer address other sidecars should dial (default: the bound peer address)", metavar="HOST:PORT"),
-    Option("app", _address, parse_host_port("127.0.0.1:7412"), "the agent's callback endpoint (serves meshwarden.v1.Agent)", metavar="HOST:PORT"),
+    Option(
+        "listen",
+        _address,
+        parse_host_port("127.0.0.1:7410"),
+        "local API for the agent (keep it on loopback)",
+        metavar="HOST:PORT",
+    ),
+    Option(
+        "peer_listen",
+        _address,
+        parse_host_port("127.0.0.1:7411"),
+        "endpoint other sidecars deliver calls to",
+        metavar="HOST:PORT",
+    ),
+    Option(
+        "peer_advertise",
+        text,
+        "",
+        "peer address other sidecars should dial (default: the bound peer address)",
+        metavar="HOST:PORT",
+    ),
+    Option(
+        "app",
+        _address,
+        parse_host_port("127.0.0.1:7412"),
+        "the agent's callback endpoint (serves meshwarden.v1.Agent)",
+        metavar="HOST:PORT",
+    ),
     Option("instance_id", text, "", "stable id of this agent instance (default: <agent>-<random>)", metavar="ID"),
     Option("max_payload_bytes", positive_int, 4 * MiB, "largest payload accepted, in bytes", metavar="N"),
     Option("default_timeout_s", positive_float, 30.0, "deadline applied when the agent sets none", metavar="SECONDS"),

@@ -47,14 +47,18 @@ class Lease:
             )
             log.info("deregistered instance %s", self._local.instance_id)
         except grpc.aio.AioRpcError as err:
-            log.warning("could not deregister instance %s: %s; its lease will expire", self._local.instance_id, err.details())
+            log.warning(
+                "could not deregister instance %s: %s; its lease will expire", self._local.instance_id, err.details()
+            )
 
     async def _register(self) -> bool:
         instance = self._local.instance_proto()
         if instance is None:
             return False
         try:
-            reply = await self._registry.Register(registry_pb2.RegisterRequest(instance=instance), timeout=_RPC_TIMEOUT_S)
+            reply = await self._registry.Register(
+                registry_pb2.RegisterRequest(instance=instance), timeout=_RPC_TIMEOUT_S
+            )
         except grpc.aio.AioRpcError as err:
             self.registered.clear()
             self._report_failure("register", err)
@@ -64,7 +68,11 @@ class Lease:
         self.registered.set()
         log.info(
             "registered %s %s as instance %s (catalog revision %d, heartbeat every %.1f s)",
-            instance.agent, instance.version, reply.instance_id, reply.revision, self._interval_s,
+            instance.agent,
+            instance.version,
+            reply.instance_id,
+            reply.revision,
+            self._interval_s,
         )
         return True
 
@@ -97,7 +105,11 @@ class Lease:
     def _report_failure(self, what: str, err: grpc.aio.AioRpcError) -> None:
         if err.code() == grpc.StatusCode.UNAVAILABLE:
             if not self._outage:
-                log.warning("registry unreachable (%s failed: %s); retrying every %.1f s", what, err.details(), self._interval_s)
+                log.warning(
+                    "registry unreachable (%s failed: %s); retrying every %.1f s", what, err.details(), self._interval_s
+                )
             self._outage = True
         else:
-            log.error("registry refused %s of %s: %s: %s", what, self._local.instance_id, err.code().name, err.details())
+            log.error(
+                "registry refused %s of %s: %s: %s", what, self._local.instance_id, err.code().name, err.details()
+            )

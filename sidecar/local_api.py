@@ -16,8 +16,8 @@ from sidecar.call import Call, Caller, Handler
 from sidecar.config import SidecarConfig
 from sidecar.lease import Lease
 from sidecar.local_agent import CAPABILITY_NAME
-from sidecar.runtime import Runtime
 from sidecar.rescue import abort_unexpected, abort_with
+from sidecar.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,9 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
         try:
             await asyncio.wait_for(self._lease.registered.wait(), _REGISTER_WAIT_S)
         except TimeoutError:
-            log.warning("registry has not confirmed %s yet; it will join the catalog when it does", self._local.instance_id)
+            log.warning(
+                "registry has not confirmed %s yet; it will join the catalog when it does", self._local.instance_id
+            )
         instance = self._local.instance_proto() or catalog_pb2.Instance()
         return sidecar_pb2.RegisterAgentResponse(
             instance_id=self._local.instance_id, agent=self._local.name, capabilities=instance.capabilities
@@ -65,16 +67,22 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
             await abort_with(context, err)
         except asyncio.CancelledError:
             raise
-        except Exception:  # the server rescue: a bug, logged in full, revealed to nobody
+        except Exception:  # noqa: BLE001 - the server rescue: a bug, logged in full, revealed to nobody
             await abort_unexpected(context, f"invoke {request.capability}", call_id)
         return sidecar_pb2.InvokeResponse(
-            result_json=reply.result, instance_id=reply.instance_id, agent=reply.agent, version=reply.version, call_id=call_id
+            result_json=reply.result,
+            instance_id=reply.instance_id,
+            agent=reply.agent,
+            version=reply.version,
+            call_id=call_id,
         )
 
     async def ListCapabilities(
         self, request: sidecar_pb2.ListCapabilitiesRequest, context: Context
     ) -> sidecar_pb2.ListCapabilitiesResponse:
-        return sidecar_pb2.ListCapabilitiesResponse(instances=self._catalog.instances(), revision=self._catalog.revision)
+        return sidecar_pb2.ListCapabilitiesResponse(
+            instances=self._catalog.instances(), revision=self._catalog.revision
+        )
 
     @staticmethod
     def _callback_address(text: str) -> str:

@@ -28,7 +28,7 @@ class PeerApi(peer_pb2_grpc.PeerServicer):
             await abort_with(context, err)
         except asyncio.CancelledError:
             raise
-        except Exception:  # the server rescue: a bug, logged in full, revealed to nobody
+        except Exception:  # noqa: BLE001 - the server rescue: a bug, logged in full, revealed to nobody
             await abort_unexpected(context, f"deliver {request.capability}", request.call_id)
         return peer_pb2.PeerReply(
             result_json=reply.result, instance_id=reply.instance_id, agent=reply.agent, version=reply.version

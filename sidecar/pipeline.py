@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from sidecar.call import Handler, Layer, compose
 from sidecar.runtime import Runtime
-from sidecar.stages import deadline, deliver, payload_limit, peer, result_contract, routing, schema_check, target_check
+from sidecar.stages import (
+    deadline,
+    deliver,
+    payload_limit,
+    peer,
+    result_contract,
+    routing,
+    schema_check,
+    target_check,
+)
 
 
 def outbound_layers(rt: Runtime) -> list[Layer]:
@@ -32,6 +41,4 @@ def outbound(rt: Runtime) -> Handler:
 
 
 def inbound(rt: Runtime) -> Handler:
-    return compose(
-        inbound_layers(rt), innermost=deliver.ToAgent(rt.agent_app, rt.local, rt.clock)
-    )
+    return compose(inbound_layers(rt), innermost=deliver.ToAgent(rt.agent_app, rt.local, rt.clock))

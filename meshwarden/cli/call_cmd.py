@@ -59,8 +59,17 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{err.status_code().name}: {err.message}", file=sys.stderr)
             return exit_codes.UNREACHABLE if isinstance(err, SidecarUnreachable) else exit_codes.FAILED
     if args.output == "full":
-        print(json.dumps({"result": result.value, "agent": result.agent, "version": result.version,
-                          "instance_id": result.instance_id, "call_id": result.call_id}))
+        print(
+            json.dumps(
+                {
+                    "result": result.value,
+                    "agent": result.agent,
+                    "version": result.version,
+                    "instance_id": result.instance_id,
+                    "call_id": result.call_id,
+                }
+            )
+        )
     else:
         print(result.raw.decode())
     return exit_codes.OK

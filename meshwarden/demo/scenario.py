@@ -72,8 +72,16 @@ class Mesh:
     async def start_registry(self, listen: str = "127.0.0.1:0") -> Child:
         child = await start(
             "registry",
-            meshwarden_argv("registry", "serve", "--listen", listen, "--data-dir", str(self.workdir / "registry"),
-                            "--heartbeat-interval-s", "1"),
+            meshwarden_argv(
+                "registry",
+                "serve",
+                "--listen",
+                listen,
+                "--data-dir",
+                str(self.workdir / "registry"),
+                "--heartbeat-interval-s",
+                "1",
+            ),
             log_dir=self.workdir / "logs",
         )
         self.registry = child
@@ -85,9 +93,18 @@ class Mesh:
         child = await start(
             f"sidecar-{agent}-{index}",
             meshwarden_argv(
-                "sidecar", "run", "--agent", agent, "--instance-id", f"{agent}-{index}",
-                "--registry", self.registry.addresses["listen"],
-                "--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0",
+                "sidecar",
+                "run",
+                "--agent",
+                agent,
+                "--instance-id",
+                f"{agent}-{index}",
+                "--registry",
+                self.registry.addresses["listen"],
+                "--listen",
+                "127.0.0.1:0",
+                "--peer-listen",
+                "127.0.0.1:0",
             ),
             log_dir=self.workdir / "logs",
         )
@@ -120,7 +137,7 @@ async def run_demo(keep_logs: bool = False) -> int:
     print(f"(work directory {workdir}; every process's log is in {workdir / 'logs'})")
     try:
         await _scenario(mesh, narrator)
-    except Exception as exc:  # the demo's own rescue: say what broke and where the logs are
+    except Exception as exc:  # noqa: BLE001 - the demo's rescue: say what broke, keep the logs
         narrator.fail(f"the demo stopped early: {type(exc).__name__}: {exc}")
     finally:
         narrator.section("Stopping every process")
@@ -146,8 +163,10 @@ async def _scenario(mesh: Mesh, n: Narrator) -> None:
     for index, spec in enumerate(AGENTS, start=1):
         sidecar = await mesh.start_sidecar(spec.agent, index)
         agent = await mesh.start_agent(spec, sidecar, index)
-        n.ok(f"{spec.agent} {spec.version}: agent pid {agent.process.pid}, sidecar pid {sidecar.process.pid} "
-             f"(local API {sidecar.addresses['listen']}, peer {sidecar.addresses['peer']})")
+        n.ok(
+            f"{spec.agent} {spec.version}: agent pid {agent.process.pid}, sidecar pid {sidecar.process.pid} "
+            f"(local API {sidecar.addresses['listen']}, peer {sidecar.addresses['peer']})"
+        )
     frontdesk = await mesh.start_sidecar("frontdesk", 0)
     n.ok(f"frontdesk sidecar on {frontdesk.addresses['listen']}: the demo calls through it, as an agent would")
 
@@ -157,8 +176,12 @@ async def _scenario(mesh: Mesh, n: Narrator) -> None:
     async with Client(frontdesk.addresses["listen"]) as mesh_client:
         await _wait_routable(mesh_client, n)
         n.section("A ticket: frontdesk -> support -> kb and billing, every hop through two sidecars")
-        ticket = {"ticket_id": "T-1001", "customer_id": "C42", "text": "I was charged twice, please refund the duplicate charge",
-                  "charged_twice_cents": 1999}
+        ticket = {
+            "ticket_id": "T-1001",
+            "customer_id": "C42",
+            "text": "I was charged twice, please refund the duplicate charge",
+            "charged_twice_cents": 1999,
+        }
         started = time.perf_counter()
         result = await mesh_client.invoke("support.resolve_ticket", ticket, timeout=10, session_id="demo-session-1")
         elapsed_ms = (time.perf_counter() - started) * 1000
@@ -170,24 +193,56 @@ async def _scenario(mesh: Mesh, n: Narrator) -> None:
         n.section("Twenty refunds for version ^2: spread over both billing 2.x instances")
         seen: Counter[str] = Counter()
         for i in range(20):
-            r = await mesh_client.invoke("billing.refund", {"customer_id": "C7", "amount_cents": 100 + i}, version="^2", timeout=5)
+            r = await mesh_client.invoke(
+                "billing.refund", {"customer_id": "C7", "amount_cents": 100 + i}, version="^2", timeout=5
+            )
             seen[f"{r.agent} {r.version} ({r.instance_id})"] += 1
         for who, count in sorted(seen.items()):
             n.say(f"      {count:>2} answered by {who}")
-        (n.ok if len(seen) == 2 else n.fail)(f"{len(seen)} instances shared the load (the less loaded of two random picks)")
+        (n.ok if len(seen) == 2 else n.fail)(
+            f"{len(seen)} instances shared the load (the less loaded of two random picks)"
+        )
 
         n.section("What the mesh refuses, and why (each refusal names the problem)")
-        await _expect_refusal(n, "amount as text", grpc.StatusCode.INVALID_ARGUMENT, "amount_cents",
-                              lambda: mesh_client.invoke("billing.refund", {"customer_id": "C7", "amount_cents": "19.99"}, timeout=5))
-        await _expect_refusal(n, "a capability nobody serves", grpc.StatusCode.NOT_FOUND, "shipping.track",
-                              lambda: mesh_client.invoke("shipping.track", {"parcel": "P1"}, timeout=5))
-        await _expect_refusal(n, "a version nobody runs", grpc.StatusCode.UNAVAILABLE, "2.3.1",
-                              lambda: mesh_client.invoke("billing.refund", {"customer_id": "C7", "amount_cents": 5}, version="^3", timeout=5))
-        await _expect_refusal(n, "a pinned schema that changed", grpc.StatusCode.FAILED_PRECONDITION, "schema drift",
-                              lambda: mesh_client.invoke("billing.refund", {"customer_id": "C7", "amount_cents": 5},
-                                                         schema_hash="sha256:" + "0" * 64, timeout=5))
-        await _expect_refusal(n, "a slow answer past the deadline", grpc.StatusCode.DEADLINE_EXCEEDED, "deadline",
-                              lambda: mesh_client.invoke("kb.search", {"query": "refund", "think_s": 2.0}, timeout=0.3))
+        await _expect_refusal(
+            n,
+            "amount as text",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "amount_cents",
+            lambda: mesh_client.invoke("billing.refund", {"customer_id": "C7", "amount_cents": "19.99"}, timeout=5),
+        )
+        await _expect_refusal(
+            n,
+            "a capability nobody serves",
+            grpc.StatusCode.NOT_FOUND,
+            "shipping.track",
+            lambda: mesh_client.invoke("shipping.track", {"parcel": "P1"}, timeout=5),
+        )
+        await _expect_refusal(
+            n,
+            "a version nobody runs",
+            grpc.StatusCode.UNAVAILABLE,
+            "2.3.1",
+            lambda: mesh_client.invoke(
+                "billing.refund", {"customer_id": "C7", "amount_cents": 5}, version="^3", timeout=5
+            ),
+        )
+        await _expect_refusal(
+            n,
+            "a pinned schema that changed",
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "schema drift",
+            lambda: mesh_client.invoke(
+                "billing.refund", {"customer_id": "C7", "amount_cents": 5}, schema_hash="sha256:" + "0" * 64, timeout=5
+            ),
+        )
+        await _expect_refusal(
+            n,
+            "a slow answer past the deadline",
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            "deadline",
+            lambda: mesh_client.invoke("kb.search", {"query": "refund", "think_s": 2.0}, timeout=0.3),
+        )
 
         n.section("The registry goes down: the mesh keeps routing from what it last knew")
         await registry.stop()
@@ -216,7 +271,9 @@ async def _wait_routable(client: Client, n: Narrator) -> None:
 async def _print_catalog(registry_address: str, n: Narrator) -> None:
     channel = registry_channel(registry_address)
     try:
-        reply = await registry_pb2_grpc.RegistryStub(channel).ListInstances(registry_pb2.ListInstancesRequest(), timeout=5)
+        reply = await registry_pb2_grpc.RegistryStub(channel).ListInstances(
+            registry_pb2.ListInstancesRequest(), timeout=5
+        )
     finally:
         await channel.close()
     n.say(f"{'AGENT':<10} {'VERSION':<8} {'INSTANCE':<12} {'PEER':<18} CAPABILITIES")
@@ -235,7 +292,7 @@ async def _expect_refusal(
         got = err.status_code()
         if got == code and must_mention in err.message:
             n.ok(f"{what}: {got.name}")
-            n.say(f"      \"{err.message}\"")
+            n.say(f'      "{err.message}"')
         else:
             n.fail(f"{what}: expected {code.name} mentioning {must_mention!r}, got {got.name}: {err.message}")
         return

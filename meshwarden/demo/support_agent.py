@@ -29,15 +29,27 @@ async def resolve_ticket(args: dict[str, Any], ctx: meshwarden.CallContext) -> d
     steps: list[dict[str, Any]] = []
     found = await ctx.invoke("kb.search", {"query": args["text"], "limit": 2})
     articles = found.value["articles"]
-    steps.append({"call": "kb.search", "answered_by": f"{found.agent} {found.version}", "articles": [a["id"] for a in articles]})
+    steps.append(
+        {"call": "kb.search", "answered_by": f"{found.agent} {found.version}", "articles": [a["id"] for a in articles]}
+    )
     resolution = f"sent {', '.join(a['id'] for a in articles) or 'no article'}"
     if args.get("charged_twice_cents"):
         refund = await ctx.invoke(
             "billing.refund",
-            {"customer_id": args["customer_id"], "amount_cents": args["charged_twice_cents"], "reason": "duplicate charge"},
+            {
+                "customer_id": args["customer_id"],
+                "amount_cents": args["charged_twice_cents"],
+                "reason": "duplicate charge",
+            },
             version="^2.0.0",
         )
-        steps.append({"call": "billing.refund", "answered_by": f"{refund.agent} {refund.version}", "refund_id": refund.value["refund_id"]})
+        steps.append(
+            {
+                "call": "billing.refund",
+                "answered_by": f"{refund.agent} {refund.version}",
+                "refund_id": refund.value["refund_id"],
+            }
+        )
         resolution += f" and refunded {args['charged_twice_cents']} cents ({refund.value['refund_id']})"
     return {"ticket_id": args["ticket_id"], "resolution": resolution, "steps": steps}
 

@@ -41,7 +41,9 @@ class Routing:
         if not candidates:
             if not self._catalog.synced:
                 raise NoHealthyInstance(
-                    call.capability, call.version_range, "this sidecar has not received the catalog from the registry yet"
+                    call.capability,
+                    call.version_range,
+                    "this sidecar has not received the catalog from the registry yet",
                 )
             if self._catalog.has_seen(call.capability):
                 raise NoHealthyInstance(call.capability, call.version_range, "its last instance left the catalog")

@@ -34,8 +34,14 @@ class LocalMesh:
         self.registry = await self._start(
             "registry",
             meshwarden_argv(
-                "registry", "serve", "--listen", listen, "--data-dir", str(self.workdir / "registry"),
-                "--heartbeat-interval-s", str(self.heartbeat_interval_s),
+                "registry",
+                "serve",
+                "--listen",
+                listen,
+                "--data-dir",
+                str(self.workdir / "registry"),
+                "--heartbeat-interval-s",
+                str(self.heartbeat_interval_s),
             ),
         )
         return self.registry
@@ -44,8 +50,17 @@ class LocalMesh:
         return await self._start(
             f"sidecar-{agent}",
             meshwarden_argv(
-                "sidecar", "run", "--agent", agent, "--registry", registry or self.registry_address,
-                "--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0", *extra,
+                "sidecar",
+                "run",
+                "--agent",
+                agent,
+                "--registry",
+                registry or self.registry_address,
+                "--listen",
+                "127.0.0.1:0",
+                "--peer-listen",
+                "127.0.0.1:0",
+                *extra,
             ),
         )
 

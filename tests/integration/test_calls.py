@@ -18,7 +18,9 @@ from tests.integration.mesh import ECHO_EXAMPLE, LocalMesh
 pytestmark = pytest.mark.integration
 
 
-async def routable(client: meshwarden.Client, capability: str, payload: object = None, **kw: object) -> meshwarden.Result:
+async def routable(
+    client: meshwarden.Client, capability: str, payload: object = None, **kw: object
+) -> meshwarden.Result:
     """Calls until the caller's sidecar has learned of the capability (catalog watch lag)."""
     for _ in range(100):
         try:
@@ -58,7 +60,9 @@ async def test_example_echo_agent_and_sync_client_and_cli(mesh: LocalMesh) -> No
     cli = await asyncio.to_thread(
         subprocess.run,
         meshwarden_argv("call", "--sidecar", caller.addresses["listen"], "echo", '{"c": 3}', "--timeout", "5"),
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert cli.returncode == 0, cli.stderr
     assert json.loads(cli.stdout)["echo"] == {"c": 3}
@@ -69,7 +73,9 @@ async def test_cli_error_goes_to_stderr_with_status_and_nonzero_exit(mesh: Local
     cli = await asyncio.to_thread(
         subprocess.run,
         meshwarden_argv("call", "--sidecar", caller.addresses["listen"], "no.such.capability", "{}"),
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert cli.returncode == 1 and cli.stdout == ""
     assert "NOT_FOUND" in cli.stderr and "no.such.capability" in cli.stderr
@@ -136,10 +142,14 @@ async def test_version_range_and_schema_pin_route_to_the_right_instance(mesh: Lo
         assert v2 == {"2.4.0"}
         everyone = {(await client.invoke("echo", {"text": "t"}, timeout=5)).version for _ in range(30)}
         assert everyone == {"1.9.0", "2.4.0"}  # P2C spreads calls over both
-        hash_v1 = (await client.invoke("echo", {"text": "t"}, version="^1", timeout=5))
+        hash_v1 = await client.invoke("echo", {"text": "t"}, version="^1", timeout=5)
         listing = await _catalog(caller.addresses["listen"])
-        v1_hash = next(c.schema_hash for i in listing if i.version == "1.9.0" for c in i.capabilities if c.name == "echo")
-        pinned = {(await client.invoke("echo", {"text": "t"}, schema_hash=v1_hash, timeout=5)).version for _ in range(10)}
+        v1_hash = next(
+            c.schema_hash for i in listing if i.version == "1.9.0" for c in i.capabilities if c.name == "echo"
+        )
+        pinned = {
+            (await client.invoke("echo", {"text": "t"}, schema_hash=v1_hash, timeout=5)).version for _ in range(10)
+        }
         assert pinned == {"1.9.0"} and hash_v1.version == "1.9.0"
 
 
@@ -159,9 +169,18 @@ async def test_invalid_registration_is_refused_with_the_reason(mesh: LocalMesh) 
         stub = sidecar_pb2_grpc.SidecarStub(channel)
         for request, mention in [
             (sidecar_pb2.RegisterAgentRequest(version="one"), "semantic version"),
-            (sidecar_pb2.RegisterAgentRequest(version="1.0.0", capabilities=[
-                catalog_pb2.Capability(name="x", input_schema_json='{"type": 12}')]), "not a valid JSON Schema"),
-            (sidecar_pb2.RegisterAgentRequest(version="1.0.0", capabilities=[catalog_pb2.Capability(name="Bad Name")]), "Bad Name"),
+            (
+                sidecar_pb2.RegisterAgentRequest(
+                    version="1.0.0", capabilities=[catalog_pb2.Capability(name="x", input_schema_json='{"type": 12}')]
+                ),
+                "not a valid JSON Schema",
+            ),
+            (
+                sidecar_pb2.RegisterAgentRequest(
+                    version="1.0.0", capabilities=[catalog_pb2.Capability(name="Bad Name")]
+                ),
+                "Bad Name",
+            ),
         ]:
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await stub.RegisterAgent(request, timeout=5)

@@ -77,7 +77,9 @@ async def test_every_grpc_server_serves_health_and_reflection(mesh: LocalMesh, w
     address = agent.addresses["listen"] if which == "agent" else side.addresses[which]
     expected = {"listen": "meshwarden.v1.Sidecar", "peer": "meshwarden.v1.Peer", "agent": "meshwarden.v1.Agent"}[which]
     async with grpc.aio.insecure_channel(address) as channel:
-        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=expected), timeout=5)
+        health = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=expected), timeout=5
+        )
         assert health.status == health_pb2.HealthCheckResponse.SERVING
         stream = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5

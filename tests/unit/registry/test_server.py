@@ -20,8 +20,8 @@ from registry.config import RegistryConfig
 from registry.errors import InvalidInput, StoreError, UnknownInstance
 from registry.server import RegistryService, status_for
 from registry.store import Store
-from registry.wire import spec_from_proto
 from registry.watch_hub import WatchEnded, WatchHub
+from registry.wire import spec_from_proto
 
 HASH = "sha256:" + "c" * 64
 

@@ -20,8 +20,14 @@ def hash_of(n: int) -> str:
     return "sha256:" + f"{n:064x}"
 
 
-def instance(instance_id: str, agent: str, version: str, capability: str = "billing.refund",
-             schema: str = OBJECT_WITH_AMOUNT, schema_hash: str = hash_of(1)) -> catalog_pb2.Instance:
+def instance(
+    instance_id: str,
+    agent: str,
+    version: str,
+    capability: str = "billing.refund",
+    schema: str = OBJECT_WITH_AMOUNT,
+    schema_hash: str = hash_of(1),
+) -> catalog_pb2.Instance:
     return catalog_pb2.Instance(
         instance_id=instance_id,
         agent=agent,
@@ -33,13 +39,23 @@ def instance(instance_id: str, agent: str, version: str, capability: str = "bill
 
 def catalog_of(*instances: catalog_pb2.Instance, revision: int = 1) -> Catalog:
     catalog = Catalog()
-    catalog.apply(registry_pb2.WatchEvent(revision=revision, snapshot=registry_pb2.CatalogSnapshot(instances=instances)))
+    catalog.apply(
+        registry_pb2.WatchEvent(revision=revision, snapshot=registry_pb2.CatalogSnapshot(instances=instances))
+    )
     return catalog
 
 
-def call(capability: str = "billing.refund", payload: bytes = b'{"amount": 50}', deadline: float = 1e9, **kw: object) -> Call:
-    return Call(call_id="c1", capability=capability, payload=payload, caller=Caller("caller", "caller-1"),
-                deadline=deadline, **kw)  # type: ignore[arg-type]
+def call(
+    capability: str = "billing.refund", payload: bytes = b'{"amount": 50}', deadline: float = 1e9, **kw: object
+) -> Call:
+    return Call(
+        call_id="c1",
+        capability=capability,
+        payload=payload,
+        caller=Caller("caller", "caller-1"),
+        deadline=deadline,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 @dataclass

@@ -62,8 +62,12 @@ async def test_invalid_range_is_bad_input() -> None:
 
 
 async def test_pinned_schema_routes_to_matching_hash_only() -> None:
-    stage, rec = route(catalog_of(instance("old", "billing", "2.0.0", schema_hash=hash_of(1)),
-                                  instance("new", "billing", "2.1.0", schema_hash=hash_of(2))))
+    stage, rec = route(
+        catalog_of(
+            instance("old", "billing", "2.0.0", schema_hash=hash_of(1)),
+            instance("new", "billing", "2.1.0", schema_hash=hash_of(2)),
+        )
+    )
     for _ in range(10):
         await stage(call(schema_hash=hash_of(1)))
     assert {c.target.instance_id for c in rec.calls if c.target} == {"old"}

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from meshwarden.errors import BadPayload
 from sidecar.schemas import SchemaCache
 from sidecar.stages import routing, schema_check
 from tests.unit.sidecar.fakes import Recorder, call, catalog_of, instance
-
-import random
 
 
 def stage() -> tuple[routing.Routing, Recorder]:

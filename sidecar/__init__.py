@@ -1,0 +1,9 @@
+"""The meshwarden sidecar: runs beside one agent, on every call it makes and receives.
+
+Run it with `meshwarden sidecar run`; the call path is the composition in sidecar/pipeline.py.
+"""
+
+from sidecar.app import serve
+from sidecar.config import SidecarConfig, load
+
+__all__ = ["SidecarConfig", "load", "serve"]

@@ -1,0 +1,59 @@
+"""The stage order in sidecar/pipeline.py is the order README.md documents."""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+from pathlib import Path
+
+from meshwarden.clock import SystemClock
+from sidecar import config, pipeline
+from sidecar.agent_app import AgentApp
+from sidecar.call import Handler
+from sidecar.catalog import Catalog
+from sidecar.local_agent import LocalAgent
+from sidecar.peer_channels import PeerChannels
+from sidecar.runtime import Runtime
+from sidecar.schemas import SchemaCache
+
+README = Path(__file__).parents[3] / "README.md"
+
+
+def documented(direction: str) -> list[str]:
+    text = README.read_text()
+    block = text.split(f"<!-- pipeline:{direction} -->", 1)[1].split("<!-- /pipeline -->", 1)[0]
+    return re.findall(r"^\d+\. `([a-z_]+)`", block, flags=re.MULTILINE)
+
+
+def stage_names(handler: Handler) -> list[str]:
+    names = []
+    current: object = handler
+    while current is not None:
+        names.append(type(current).__module__.rsplit(".", 1)[-1])
+        current = getattr(current, "_next", None)
+    return names
+
+
+async def runtime() -> Runtime:
+    cfg = config.load(argparse.Namespace(agent="a"), {})
+    return Runtime(
+        config=cfg,
+        clock=SystemClock(),
+        rng=random.Random(1),
+        catalog=Catalog(),
+        schemas=SchemaCache(),
+        local=LocalAgent("a", "a-1", "127.0.0.1:1", ""),
+        peer_channels=PeerChannels([]),
+        agent_app=AgentApp("127.0.0.1:1", []),
+    )
+
+
+async def test_outbound_order_matches_the_readme() -> None:
+    assert stage_names(pipeline.outbound(await runtime())) == documented("outbound")
+    assert documented("outbound")[-1] == "peer"
+
+
+async def test_inbound_order_matches_the_readme() -> None:
+    assert stage_names(pipeline.inbound(await runtime())) == documented("inbound")
+    assert documented("inbound")[-1] == "deliver"
