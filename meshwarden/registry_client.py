@@ -34,4 +34,4 @@ def registry_channel(address: str) -> grpc.aio.Channel:
 
 def registry_stub(channel: grpc.aio.Channel) -> registry_pb2_grpc.RegistryStub:
     """The meshwarden.v1.Registry client stub on `channel`."""
-    return registry_pb2_grpc.RegistryStub(channel)  # type: ignore[no-untyped-call]
+    return registry_pb2_grpc.RegistryStub(channel)

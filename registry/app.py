@@ -75,7 +75,7 @@ async def _serve_catalog(
 ) -> None:
     server = grpc.aio.server(options=SERVER_OPTIONS)
     service = RegistryService(catalog, hub, heartbeat_interval_s=config.heartbeat_interval_s)
-    registry_pb2_grpc.add_RegistryServicer_to_server(service, server)  # type: ignore[no-untyped-call]
+    registry_pb2_grpc.add_RegistryServicer_to_server(service, server)
     health = add_standard_services(server, [SERVICE_NAME])
     try:
         port = server.add_insecure_port(str(config.listen))

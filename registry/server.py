@@ -27,6 +27,7 @@ SERVICE_NAME: Final[str] = registry_pb2.DESCRIPTOR.services_by_name["Registry"].
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
+Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class RegistryService(registry_pb2_grpc.RegistryServicer):
@@ -34,27 +35,27 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         self._catalog, self._hub, self._heartbeat_interval_s = catalog, hub, heartbeat_interval_s
 
     async def Register(
-        self, request: registry_pb2.RegisterRequest, context: grpc.aio.ServicerContext
+        self, request: registry_pb2.RegisterRequest, context: Context
     ) -> registry_pb2.RegisterResponse:
         return await _rescue("Register", self._register, request, context)
 
     async def Renew(
-        self, request: registry_pb2.RenewRequest, context: grpc.aio.ServicerContext
+        self, request: registry_pb2.RenewRequest, context: Context
     ) -> registry_pb2.RenewResponse:
         return await _rescue("Renew", self._renew, request, context)
 
     async def Deregister(
-        self, request: registry_pb2.DeregisterRequest, context: grpc.aio.ServicerContext
+        self, request: registry_pb2.DeregisterRequest, context: Context
     ) -> registry_pb2.DeregisterResponse:
         return await _rescue("Deregister", self._deregister, request, context)
 
     async def ListInstances(
-        self, request: registry_pb2.ListInstancesRequest, context: grpc.aio.ServicerContext
+        self, request: registry_pb2.ListInstancesRequest, context: Context
     ) -> registry_pb2.ListInstancesResponse:
         return await _rescue("ListInstances", self._list_instances, request, context)
 
     async def Watch(
-        self, request: registry_pb2.WatchRequest, context: grpc.aio.ServicerContext
+        self, request: registry_pb2.WatchRequest, context: Context
     ) -> AsyncIterator[registry_pb2.WatchEvent]:
         # Subscribe before reading the catalog, with no await in between: every change after
         # the replay or snapshot is then in the subscription, and older ones are skipped below.
@@ -100,7 +101,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     def _catch_up(self, since_revision: int) -> tuple[list[registry_pb2.WatchEvent], int]:
         """The replay after `since_revision` when the log holds all of it, else a snapshot;
         with the revision the watcher is at afterwards."""
-        missed = None
+        missed = self._catalog.events_after(since_revision) if since_revision > 0 else None
         if missed is not None:
             log.info("watcher resumed from revision %d: replaying %d event(s)", since_revision, len(missed))
             return [wire.event_to_proto(e) for e in missed], max([since_revision, *(e.revision for e in missed)])
@@ -126,7 +127,7 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
 
 
 async def _rescue(
-    method: str, handler: Callable[[Request], Response], request: Request, context: grpc.aio.ServicerContext
+    method: str, handler: Callable[[Request], Response], request: Request, context: Context
 ) -> Response:
     """Runs one unary handler; any error it raises ends the call with the status `status_for` picks."""
     try:
@@ -135,7 +136,7 @@ async def _rescue(
         await _abort(context, exc, method)
 
 
-async def _abort(context: Any, exc: Exception, method: str) -> NoReturn:
+async def _abort(context: Context, exc: Exception, method: str) -> NoReturn:
     code, message = status_for(exc)
     if isinstance(exc, WatchEnded):
         log.info("watch stream ended: %s", exc)

@@ -14,6 +14,7 @@ crashes; after an OS crash the last few commits may be lost, which the registry 
 sidecars re-register on NOT_FOUND and watchers ahead of the revision get a snapshot.
 
 A lock file (`registry.lock`, flock) keeps a second registry process off the same data dir.
+About 300 lines because the schema and the row codecs stay next to the only queries using them.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from registry.model import Capability, InstanceSpec
 
 AGENT_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 CAPABILITY_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,127}")
-INSTANCE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+INSTANCE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # room for <agent>-<suffix>
 SCHEMA_HASH: Final = re.compile(r"sha256:[0-9a-f]{64}")
 _SHOWN_CHARS: Final = 80
 

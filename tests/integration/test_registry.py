@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -67,10 +68,32 @@ async def _listed(stub: registry_pb2_grpc.RegistryStub, **filters: str) -> regis
     return reply
 
 
-async def _read(call: grpc.aio.UnaryStreamCall, timeout_s: float = 5.0) -> registry_pb2.WatchEvent:
+@contextlib.asynccontextmanager
+async def _kept_alive(stub: registry_pb2_grpc.RegistryStub, *instance_ids: str) -> AsyncIterator[None]:
+    """Renews the leases every heartbeat, as sidecars do, while a slow step (a CLI run) happens."""
+
+    async def renew_forever() -> None:
+        while True:
+            for instance_id in instance_ids:
+                await stub.Renew(registry_pb2.RenewRequest(instance_id=instance_id), timeout=5)
+            await asyncio.sleep(HEARTBEAT_S)
+
+    renewer = asyncio.create_task(renew_forever())
+    try:
+        yield
+    finally:
+        renewer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewer
+
+
+async def _read(
+    call: grpc.aio.UnaryStreamCall[registry_pb2.WatchRequest, registry_pb2.WatchEvent], timeout_s: float = 5.0
+) -> registry_pb2.WatchEvent:
     event = await asyncio.wait_for(call.read(), timeout_s)
-    assert event is not grpc.aio.EOF, "the watch stream ended"
-    return event  # type: ignore[no-any-return]
+    if not isinstance(event, registry_pb2.WatchEvent):
+        pytest.fail("the watch stream ended")
+    return event
 
 
 async def test_health_is_serving_and_reflection_lists_the_registry(local: LocalMesh) -> None:
@@ -107,32 +130,24 @@ async def test_renewed_leases_stay_and_unrenewed_ones_expire_within_three_heartb
     stub: registry_pb2_grpc.RegistryStub,
 ) -> None:
     kept = await _register(stub, _instance("kept", "kept.run"))
-    watch = stub.Watch(registry_pb2.WatchRequest(since_revision=kept.revision))
-    await asyncio.wait_for(watch.initial_metadata(), 5)
-    dropped = await _register(stub, _instance("dropped", "dropped.run"))
-    registered_at = time.monotonic()
-    assert (await _read(watch)).upserted.instance_id == dropped.instance_id
-
-    async def renew_kept() -> None:
-        while True:
-            await stub.Renew(registry_pb2.RenewRequest(instance_id=kept.instance_id), timeout=5)
-            await asyncio.sleep(HEARTBEAT_S)
-
-    renewer = asyncio.create_task(renew_kept())
-    try:
-        removal = await _read(watch, timeout_s=10 * HEARTBEAT_S)
-        removed_after_s = time.monotonic() - registered_at
-        assert removal.removed.instance_id == dropped.instance_id
-        assert removal.removed.reason == "lease_expired"
-        assert removal.revision == dropped.revision + 1
-        # Never before the lease ran out; well within three heartbeat intervals of the last renewal.
-        assert 2.5 * HEARTBEAT_S - 0.05 <= removed_after_s < 3 * HEARTBEAT_S
-        remaining = await _listed(stub)
-        assert [i.instance_id for i in remaining.instances] == [kept.instance_id]
-        assert not renewer.done()  # every renewal of the kept instance succeeded
-    finally:
-        renewer.cancel()
-        watch.cancel()
+    async with _kept_alive(stub, kept.instance_id):
+        watch = stub.Watch(registry_pb2.WatchRequest(since_revision=kept.revision))
+        await asyncio.wait_for(watch.initial_metadata(), 5)
+        dropped = await _register(stub, _instance("dropped", "dropped.run"))
+        registered_at = time.monotonic()
+        try:
+            assert (await _read(watch)).upserted.instance_id == dropped.instance_id
+            removal = await _read(watch, timeout_s=10 * HEARTBEAT_S)
+            removed_after_s = time.monotonic() - registered_at
+            remaining = await _listed(stub)
+        finally:
+            watch.cancel()
+    assert removal.removed.instance_id == dropped.instance_id
+    assert removal.removed.reason == "lease_expired"
+    assert removal.revision == dropped.revision + 1
+    # Never before the lease ran out; within three heartbeat intervals of the registration.
+    assert 2.5 * HEARTBEAT_S - 0.05 <= removed_after_s < 3 * HEARTBEAT_S
+    assert [i.instance_id for i in remaining.instances] == [kept.instance_id]
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.Renew(registry_pb2.RenewRequest(instance_id=dropped.instance_id), timeout=5)
     assert info.value.code() is grpc.StatusCode.NOT_FOUND
@@ -241,10 +256,12 @@ async def _cli(*args: str) -> tuple[int, str, str]:
 
 async def test_agents_list_prints_json_and_a_table(local: LocalMesh, stub: registry_pb2_grpc.RegistryStub) -> None:
     billing = await _register(stub, _instance("billing", "billing.refund", "billing.quote", version="2.3.1"))
-    await _register(stub, _instance("search", "search.web"))
-
-    code, out, err = await _cli("agents", "list", "--registry", local.registry_address, "--output", "json",
-                                "--agent", "billing")
+    search = await _register(stub, _instance("search", "search.web"))
+    async with _kept_alive(stub, billing.instance_id, search.instance_id):
+        code, out, err = await _cli(
+            "agents", "list", "--registry", local.registry_address, "--output", "json", "--agent", "billing"
+        )
+        table_code, table, table_err = await _cli("agents", "list", "--registry", local.registry_address)
     assert code == exit_codes.OK, err
     (entry,) = json.loads(out)
     assert entry["agent"] == "billing" and entry["version"] == "2.3.1"
@@ -255,9 +272,8 @@ async def test_agents_list_prints_json_and_a_table(local: LocalMesh, stub: regis
     assert all(c["schema_hash"] == HASH for c in entry["capabilities"])
     assert entry["lease_expires_at"].endswith("Z") and "T" in entry["lease_expires_at"]
 
-    code, out, err = await _cli("agents", "list", "--registry", local.registry_address)
-    assert code == exit_codes.OK, err
-    lines = out.splitlines()
+    assert table_code == exit_codes.OK, table_err
+    lines = table.splitlines()
     assert lines[0].split() == ["AGENT", "VERSION", "INSTANCE", "PEER", "CAPABILITIES", "LEASE-EXPIRES-IN"]
     assert any("billing.refund,billing.quote" in line for line in lines[1:])
     assert len(lines) == 3

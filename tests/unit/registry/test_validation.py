@@ -32,6 +32,7 @@ def _spec(**changes: object) -> InstanceSpec:
 def test_a_well_formed_spec_passes() -> None:
     validate_spec(_spec())
     validate_spec(_spec(instance_id="host-1.billing_0", spiffe_id="", capabilities=()))
+    validate_spec(_spec(agent="a" * 63, instance_id="a" * 63 + "-0123abcd"))  # the sidecar's default id form
     validate_spec(_spec(version="1.0.0-rc.1+build.5", peer_address="[::1]:7411"))
     validate_spec(_spec(capabilities=(_capability(input_schema_json="", output_schema_json="true"),)))
 
@@ -49,6 +50,7 @@ def test_a_well_formed_spec_passes() -> None:
         ({"peer_address": "127.0.0.1:0"}, "instance.peer_address", "not 0"),
         ({"peer_address": "127.0.0.1:99999"}, "instance.peer_address", "0 to 65535"),
         ({"instance_id": "has space"}, "instance.instance_id", "'has space'"),
+        ({"instance_id": "i" * 129}, "instance.instance_id", "must be empty or match"),
         ({"spiffe_id": "billing"}, "instance.spiffe_id", "spiffe://"),
     ],
 )
