@@ -16,11 +16,10 @@ from typing import Final, NoReturn
 import semantic_version
 
 from meshwarden.addresses import AddressError, parse_host_port
+from meshwarden.names import AGENT_NAME, AGENT_NAME_RULE, CAPABILITY_NAME, CAPABILITY_NAME_RULE
 from registry.errors import InvalidInput
 from registry.model import Capability, InstanceSpec
 
-AGENT_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
-CAPABILITY_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,127}")
 INSTANCE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # room for <agent>-<suffix>
 SCHEMA_HASH: Final = re.compile(r"sha256:[0-9a-f]{64}")
 _SHOWN_CHARS: Final = 80
@@ -51,13 +50,13 @@ def validate_spec(spec: InstanceSpec) -> None:
 def validate_agent_name(name: str, field: str) -> None:
     """Also used for the `agent` filter of ListInstances."""
     if not AGENT_NAME.fullmatch(name):
-        _refuse(field, f"must match {AGENT_NAME.pattern} (1-63 characters)", name)
+        _refuse(field, f"must be {AGENT_NAME_RULE}", name)
 
 
 def validate_capability_name(name: str, field: str) -> None:
     """Also used for the `capability` filter of ListInstances."""
     if not CAPABILITY_NAME.fullmatch(name):
-        _refuse(field, f"must match {CAPABILITY_NAME.pattern} (1-128 characters)", name)
+        _refuse(field, f"must be {CAPABILITY_NAME_RULE}", name)
 
 
 def _check_version(version: str) -> None:

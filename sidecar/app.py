@@ -57,8 +57,10 @@ async def serve(config: SidecarConfig) -> None:
         ("grpc.max_receive_message_length", config.grpc_message_limit_bytes),
         ("grpc.max_send_message_length", config.grpc_message_limit_bytes),
     ]
-    local_server = grpc.aio.server(options=options)
-    peer_server = grpc.aio.server(options=options)
+    # so_reuseport=0: a second sidecar on the same port must fail to bind, not share it.
+    server_options = [*options, ("grpc.so_reuseport", 0)]
+    local_server = grpc.aio.server(options=server_options)
+    peer_server = grpc.aio.server(options=server_options)
     local_port = _bind(local_server, str(config.listen), "local API")
     peer_port = _bind(peer_server, str(config.peer_listen), "peer endpoint")
     listen = f"{config.listen.host}:{local_port}"

@@ -4,7 +4,6 @@ validated at load time. Every default is safe for a single development machine."
 from __future__ import annotations
 
 import argparse
-import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,9 +18,9 @@ from meshwarden.config_layers import (
     resolve,
     text,
 )
+from meshwarden.names import AGENT_NAME, AGENT_NAME_RULE
 
 ENV_PREFIX = "SIDECAR"
-AGENT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 MiB = 1024 * 1024
 
 
@@ -34,9 +33,7 @@ def _address(value: str) -> HostPort:
 
 def _agent_name(value: str) -> str:
     if not AGENT_NAME.fullmatch(value):
-        raise ValueError(
-            f"must be 1-63 characters of a-z, 0-9, '_', '-', starting with a letter or digit, got {value!r}"
-        )
+        raise ValueError(f"must be {AGENT_NAME_RULE}, got {value!r}")
     return value
 
 

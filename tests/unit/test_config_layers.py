@@ -52,3 +52,9 @@ def test_missing_agent_is_an_error() -> None:
 def test_wildcard_peer_listen_needs_an_advertised_address() -> None:
     with pytest.raises(ConfigError, match="--peer-advertise"):
         config.load(parse("--agent", "a", "--peer-listen", "0.0.0.0:7411"), {})
+
+
+@pytest.mark.parametrize("name", ["under_score", "-lead", "trail-", "UPPER", "a" * 64, ""])
+def test_agent_names_must_be_dns_labels(name: str) -> None:
+    with pytest.raises(ConfigError, match="1-63 characters"):
+        config.load(parse("--agent", name), {})

@@ -171,9 +171,9 @@ def test_list_filters_by_agent_and_capability(h: Harness) -> None:
     assert agents(capability="billing.quote") == ["billing", "quotes"]
     assert agents(agent="billing", capability="search.web") == []
     assert h.catalog.list_instances().revision == 3
-    with pytest.raises(InvalidInput, match="^agent must match"):
+    with pytest.raises(InvalidInput, match="^agent must be 1-63 characters"):
         h.catalog.list_instances(agent="Bad Name")
-    with pytest.raises(InvalidInput, match="^capability must match"):
+    with pytest.raises(InvalidInput, match="^capability must be 1-128 characters"):
         h.catalog.list_instances(capability="Bad Name")
 
 
