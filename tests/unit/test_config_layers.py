@@ -57,4 +57,4 @@ def test_wildcard_peer_listen_needs_an_advertised_address() -> None:
 @pytest.mark.parametrize("name", ["under_score", "-lead", "trail-", "UPPER", "a" * 64, ""])
 def test_agent_names_must_be_dns_labels(name: str) -> None:
     with pytest.raises(ConfigError, match="1-63 characters"):
-        config.load(parse("--agent", name), {})
+        config.load(parse(), {"MESHWARDEN_SIDECAR_AGENT": name})
