@@ -24,7 +24,7 @@ class Capability(_message.Message):
     def __init__(self, name: _Optional[str] = ..., input_schema_json: _Optional[str] = ..., output_schema_json: _Optional[str] = ..., schema_hash: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class Instance(_message.Message):
-    __slots__ = ("instance_id", "agent", "version", "peer_address", "capabilities", "spiffe_id", "registered_at", "lease_expires_at")
+    __slots__ = ("instance_id", "agent", "version", "peer_address", "capabilities", "spiffe_id", "registered_at", "lease_expires_at", "svid_expires_at")
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,7 @@ class Instance(_message.Message):
     SPIFFE_ID_FIELD_NUMBER: _ClassVar[int]
     REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
     LEASE_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    SVID_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     instance_id: str
     agent: str
     version: str
@@ -41,4 +42,5 @@ class Instance(_message.Message):
     spiffe_id: str
     registered_at: _timestamp_pb2.Timestamp
     lease_expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, instance_id: _Optional[str] = ..., agent: _Optional[str] = ..., version: _Optional[str] = ..., peer_address: _Optional[str] = ..., capabilities: _Optional[_Iterable[_Union[Capability, _Mapping]]] = ..., spiffe_id: _Optional[str] = ..., registered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    svid_expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, instance_id: _Optional[str] = ..., agent: _Optional[str] = ..., version: _Optional[str] = ..., peer_address: _Optional[str] = ..., capabilities: _Optional[_Iterable[_Union[Capability, _Mapping]]] = ..., spiffe_id: _Optional[str] = ..., registered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., svid_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
