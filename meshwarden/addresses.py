@@ -43,3 +43,30 @@ def parse_host_port(text: str, *, what: str = "address") -> HostPort:
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise AddressError(f"{what} port must be a number from 0 to 65535, got {text!r}")
     return HostPort(host, int(port_text))
+
+
+@dataclass(frozen=True, slots=True)
+class UnixSocket:
+    path: str
+
+    def __str__(self) -> str:
+        return f"unix:{self.path}"
+
+    @property
+    def is_loopback(self) -> bool:
+        return True  # never reachable from another host
+
+
+ListenAddress = HostPort | UnixSocket
+
+
+def parse_listen(text: str, *, what: str = "address") -> ListenAddress:
+    """HOST:PORT, or unix:PATH (also unix:///abs/path) for a Unix domain socket."""
+    if text.startswith("unix:"):
+        path = text[len("unix:") :]
+        if path.startswith("//"):
+            path = path[2:]
+        if not path:
+            raise AddressError(f"{what} unix socket needs a path, e.g. unix:/run/meshwarden/agent.sock")
+        return UnixSocket(path)
+    return parse_host_port(text, what=what)

@@ -65,6 +65,7 @@ class CallContext:
     deadline: float | None  # time.monotonic() seconds; None when the caller set none
     _client: Client = field(repr=False)
     _sidecar: str = field(repr=False)
+    _api_token: str | None = field(default=None, repr=False)
 
     def time_remaining(self) -> float | None:
         return None if self.deadline is None else max(self.deadline - time.monotonic(), 0.0)
@@ -76,7 +77,7 @@ class CallContext:
 
     def invoke_sync(self, capability: str, payload: object, **options: Any) -> Result:
         """`invoke` for plain-`def` handlers, which run in a worker thread."""
-        with SyncClient(self._sidecar) as client:
+        with SyncClient(self._sidecar, api_token=self._api_token) as client:
             return client.invoke(capability, payload, **self._nested(options))
 
     def _nested(self, options: dict[str, Any]) -> dict[str, Any]:
@@ -106,8 +107,11 @@ class _Capability:
 
 
 class Agent:
-    def __init__(self, *, version: str, sidecar: str, listen: str = "127.0.0.1:7412") -> None:
+    def __init__(
+        self, *, version: str, sidecar: str, listen: str = "127.0.0.1:7412", api_token: str | None = None
+    ) -> None:
         self.version, self.sidecar, self.listen = version, sidecar, listen
+        self._api_token = api_token
         self._client: Client | None = None  # grpc.aio channels belong to the loop that serves
         self.instance_id = ""
         self.name = ""
@@ -143,7 +147,7 @@ class Agent:
     async def start(self, *, register_timeout_s: float = 30.0) -> None:
         """Serves the callback endpoint, then registers with the sidecar (retrying while the
         sidecar is not up yet). Returns once the sidecar has accepted the registration."""
-        self._client = Client(self.sidecar)
+        self._client = Client(self.sidecar, api_token=self._api_token)
         server = grpc.aio.server()
         agent_pb2_grpc.add_AgentServicer_to_server(_Servicer(self), server)
         health = add_standard_services(server, [AGENT_SERVICE])
@@ -151,7 +155,8 @@ class Agent:
             port = server.add_insecure_port(self.listen)
         except RuntimeError as exc:
             raise OSError(f"cannot listen on {self.listen}: {exc}; is the port in use?") from exc
-        self.listen = str(dataclasses.replace(parse_host_port(self.listen, what="listen"), port=int(port)))
+        if not self.listen.startswith("unix:"):  # a TCP port 0 became a real port: say which
+            self.listen = str(dataclasses.replace(parse_host_port(self.listen, what="listen"), port=int(port)))
         await server.start()
         self._server = server
         await set_serving(health, [AGENT_SERVICE], True)
@@ -192,7 +197,9 @@ class Agent:
         delay = 0.05
         while True:
             try:
-                reply = await stub.RegisterAgent(request, timeout=10.0, wait_for_ready=True)
+                reply = await stub.RegisterAgent(
+                    request, timeout=10.0, wait_for_ready=True, metadata=self.client.metadata
+                )
                 break
             except grpc.aio.AioRpcError as err:
                 if err.code() != grpc.StatusCode.UNAVAILABLE and err.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -229,6 +236,7 @@ class _Servicer(agent_pb2_grpc.AgentServicer):
             deadline=None if remaining is None else time.monotonic() + remaining,
             _client=self._agent.client,
             _sidecar=self._agent.sidecar,
+            _api_token=self._agent._api_token,
         )
         try:
             args = json.loads(request.payload_json)

@@ -11,7 +11,9 @@ same ones the sidecar raised, rebuilt from the "meshwarden-error" trailer.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -81,11 +83,24 @@ def to_error(err: grpc.RpcError, sidecar: str) -> MeshError:
     return SidecarUnreachable(f"sidecar at {sidecar} did not answer: {err}")
 
 
-class Client:
-    """Async client of the local sidecar. One per process is plenty; it is safe to share."""
+def api_token_metadata(api_token: str | None) -> tuple[tuple[str, str], ...]:
+    """The local API token as call metadata: given, else MESHWARDEN_SIDECAR_TOKEN, else the file
+    named by MESHWARDEN_SIDECAR_TOKEN_FILE, else none (a development sidecar needs none)."""
+    token = api_token or os.environ.get("MESHWARDEN_SIDECAR_TOKEN", "")
+    if not token and os.environ.get("MESHWARDEN_SIDECAR_TOKEN_FILE"):
+        token = Path(os.environ["MESHWARDEN_SIDECAR_TOKEN_FILE"]).read_text().strip()
+    return (("authorization", f"Bearer {token}"),) if token else ()
 
-    def __init__(self, sidecar: str, *, max_message_bytes: int = 5 * 1024 * 1024) -> None:
+
+class Client:
+    """Async client of the local sidecar. One per process is plenty; it is safe to share.
+
+    `sidecar` is HOST:PORT or unix:PATH; `api_token` is needed when the sidecar requires one.
+    """
+
+    def __init__(self, sidecar: str, *, api_token: str | None = None, max_message_bytes: int = 5 * 1024 * 1024) -> None:
         self.sidecar = sidecar
+        self.metadata = api_token_metadata(api_token)
         options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
@@ -106,7 +121,7 @@ class Client:
     ) -> Result:
         req = request(capability, payload, version, schema_hash, session_id, workflow_id)
         try:
-            reply = await self._stub.Invoke(req, timeout=timeout)
+            reply = await self._stub.Invoke(req, timeout=timeout, metadata=self.metadata)
         except grpc.aio.AioRpcError as err:
             raise to_error(err, self.sidecar) from err
         return to_result(reply)
@@ -126,8 +141,9 @@ class Client:
 class SyncClient:
     """Blocking client of the local sidecar, for scripts and synchronous agents."""
 
-    def __init__(self, sidecar: str, *, max_message_bytes: int = 5 * 1024 * 1024) -> None:
+    def __init__(self, sidecar: str, *, api_token: str | None = None, max_message_bytes: int = 5 * 1024 * 1024) -> None:
         self.sidecar = sidecar
+        self.metadata = api_token_metadata(api_token)
         options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
@@ -148,7 +164,7 @@ class SyncClient:
     ) -> Result:
         req = request(capability, payload, version, schema_hash, session_id, workflow_id)
         try:
-            reply = self._stub.Invoke(req, timeout=timeout)
+            reply = self._stub.Invoke(req, timeout=timeout, metadata=self.metadata)
         except grpc.RpcError as err:
             raise to_error(err, self.sidecar) from err
         return to_result(reply)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import time
 from typing import Protocol
 
@@ -22,3 +23,8 @@ class SystemClock:
 
     def wall(self) -> float:
         return time.time()
+
+
+def iso_utc(seconds: float) -> str:
+    """An epoch timestamp as RFC 3339 UTC, for logs and tables people read."""
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat(timespec="seconds")

@@ -3,6 +3,7 @@ raises the same class in the agent). Branched by what the caller can do about th
 
     MeshError
       Refused                 the mesh said no; the same call will fail again
+        Unidentified          UNAUTHENTICATED    no verifiable identity (certificate, API token)
         BadPayload            INVALID_ARGUMENT   fix the arguments
         PayloadTooLarge       RESOURCE_EXHAUSTED send less, or raise the limit
         UnknownCapability     NOT_FOUND          check the name (meshwarden agents list)
@@ -11,6 +12,7 @@ raises the same class in the agent). Branched by what the caller can do about th
       Unreachable             transient; a later attempt may succeed
         NoHealthyInstance     UNAVAILABLE        nothing live matches right now
         PeerUnavailable       UNAVAILABLE        the chosen instance could not be reached
+        PeerIdentityMismatch  UNAVAILABLE        the instance reached is not who the catalog says
         DeadlineExceeded      DEADLINE_EXCEEDED  the caller's deadline passed
       AgentFailed             the callee agent itself failed; its code is passed through
 
@@ -56,6 +58,11 @@ class Refused(MeshError):
 class Unreachable(MeshError):
     code = grpc.StatusCode.UNAVAILABLE
     kind = "unreachable"
+
+
+class Unidentified(Refused):
+    code = grpc.StatusCode.UNAUTHENTICATED
+    kind = "unidentified"
 
 
 class BadPayload(Refused):
@@ -110,6 +117,10 @@ class NoHealthyInstance(Unreachable):
 
 class PeerUnavailable(Unreachable):
     kind = "peer_unavailable"
+
+
+class PeerIdentityMismatch(Unreachable):
+    kind = "peer_identity_mismatch"
 
 
 class DeadlineExceeded(Unreachable):

@@ -10,26 +10,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import signal
+from pathlib import Path
 
 import grpc
 
+from meshwarden.addresses import ListenAddress, UnixSocket
 from meshwarden.clock import SystemClock
+from meshwarden.identity.credentials import server_credentials
 from meshwarden.ready import announce_ready
-from meshwarden.registry_client import registry_channel
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.tasks import cancel_all, supervise
-from meshwarden.v1 import peer_pb2, peer_pb2_grpc, registry_pb2_grpc, sidecar_pb2, sidecar_pb2_grpc
-from sidecar import catalog_watch, pipeline
+from meshwarden.v1 import peer_pb2, peer_pb2_grpc, sidecar_pb2, sidecar_pb2_grpc
+from sidecar import catalog_watch, pipeline, svids
 from sidecar.agent_app import AgentApp
 from sidecar.catalog import Catalog
 from sidecar.config import SidecarConfig
 from sidecar.lease import Lease
 from sidecar.local_agent import LocalAgent
 from sidecar.local_api import LocalApi
+from sidecar.local_auth import RequireToken, TokenError, read_token
 from sidecar.peer_api import PeerApi
 from sidecar.peer_channels import PeerChannels
+from sidecar.registry_link import RegistryLink
 from sidecar.runtime import Runtime
 from sidecar.schemas import SchemaCache
 
@@ -39,37 +44,61 @@ LOCAL_SERVICE = sidecar_pb2.DESCRIPTOR.services_by_name["Sidecar"].full_name
 PEER_SERVICE = peer_pb2.DESCRIPTOR.services_by_name["Peer"].full_name
 
 
-class ListenError(RuntimeError):
-    pass
+class StartError(RuntimeError):
+    """The sidecar cannot start as configured; the message says why and what to do."""
 
 
-def _bind(server: grpc.aio.Server, address: str, what: str) -> int:
+def _bind_local(server: grpc.aio.Server, address: ListenAddress) -> str:
+    """Binds the local API; a Unix socket is created 0600 (only this user may speak as the agent)."""
+    if isinstance(address, UnixSocket):
+        path = Path(address.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        previous = os.umask(0o177)
+        try:
+            _bind(server, str(address), "local API", None)
+        finally:
+            os.umask(previous)
+        return str(address)
+    port = _bind(server, str(address), "local API", None)
+    return f"{address.host}:{port}"
+
+
+def _bind(server: grpc.aio.Server, address: str, what: str, credentials: grpc.ServerCredentials | None) -> int:
     try:
-        port = server.add_insecure_port(address)
+        port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     except RuntimeError as exc:
-        raise ListenError(f"cannot listen on {address} for the {what}: {exc}; is the port in use?") from exc
+        raise StartError(f"cannot listen on {address} for the {what}: {exc}; is it in use?") from exc
     return int(port)
 
 
 async def serve(config: SidecarConfig) -> None:
     clock = SystemClock()
+    try:
+        supply = await svids.obtain(config, clock)
+    except svids.IdentityError as exc:
+        raise StartError(f"no identity for agent {config.agent}: {exc}") from exc
+    current_svid = supply.svids.current
+    token = read_api_token(config)
     options = [
         ("grpc.max_receive_message_length", config.grpc_message_limit_bytes),
         ("grpc.max_send_message_length", config.grpc_message_limit_bytes),
     ]
     # so_reuseport=0: a second sidecar on the same port must fail to bind, not share it.
     server_options = [*options, ("grpc.so_reuseport", 0)]
-    local_server = grpc.aio.server(options=server_options)
+    interceptors = [RequireToken(token)] if token else []
+    local_server = grpc.aio.server(options=server_options, interceptors=interceptors)
     peer_server = grpc.aio.server(options=server_options)
-    local_port = _bind(local_server, str(config.listen), "local API")
-    peer_port = _bind(peer_server, str(config.peer_listen), "peer endpoint")
-    listen = f"{config.listen.host}:{local_port}"
+    listen = _bind_local(local_server, config.listen)
+    # mTLS only: a peer must present an SVID of this trust domain; no plaintext peer port exists.
+    peer_credentials = server_credentials(current_svid, require_client_auth=True)
+    peer_port = _bind(peer_server, str(config.peer_listen), "peer endpoint", peer_credentials)
     peer_address = config.peer_advertise or f"{config.peer_listen.host}:{peer_port}"
 
-    local = LocalAgent(config.agent, config.instance_id, peer_address, spiffe_id="")
+    spiffe_id = current_svid().spiffe_id
+    local = LocalAgent(config.agent, config.instance_id, peer_address, spiffe_id=spiffe_id)
     agent_app = AgentApp(str(config.app), options)
-    registry = registry_channel(str(config.registry))
-    registry_stub = registry_pb2_grpc.RegistryStub(registry)
+    registry = RegistryLink(str(config.registry), config.trust_domain, current_svid)
     rt = Runtime(
         config=config,
         clock=clock,
@@ -77,10 +106,10 @@ async def serve(config: SidecarConfig) -> None:
         catalog=Catalog(),
         schemas=SchemaCache(),
         local=local,
-        peer_channels=PeerChannels(options),
+        peer_channels=PeerChannels(options, current_svid),
         agent_app=agent_app,
     )
-    lease = Lease(registry_stub, local)
+    lease = Lease(registry.stub, local)
 
     sidecar_pb2_grpc.add_SidecarServicer_to_server(LocalApi(config, pipeline.outbound(rt), rt, lease), local_server)
     peer_pb2_grpc.add_PeerServicer_to_server(PeerApi(config, pipeline.inbound(rt), clock), peer_server)
@@ -91,26 +120,30 @@ async def serve(config: SidecarConfig) -> None:
     await peer_server.start()
     tasks = [
         supervise("lease", lease.run),
-        supervise("catalog-watch", lambda: catalog_watch.run(registry_stub, rt.catalog, rt.rng)),
+        supervise("catalog-watch", lambda: catalog_watch.run(registry.stub, rt.catalog, rt.rng)),
     ]
     await set_serving(local_health, [LOCAL_SERVICE], True)
     await set_serving(peer_health, [PEER_SERVICE], True)
-    if config.listen.is_loopback:
-        log.warning("local API on %s is plaintext loopback TCP without a token: fine for development only", listen)
-    else:
-        log.warning(
-            "local API on %s is reachable beyond loopback: any host that reaches it speaks as %s", listen, config.agent
-        )
+    _warn_about_local_api(config, listen, token is not None)
     log.info(
-        "sidecar for agent %s (instance %s): local API %s, peer %s, agent app %s, registry %s",
+        "sidecar for agent %s as %s (instance %s): local API %s, peer %s (mTLS), agent app %s, registry %s",
         config.agent,
+        spiffe_id,
         config.instance_id,
         listen,
         peer_address,
         config.app,
         config.registry,
     )
-    announce_ready("sidecar", listen=listen, peer=peer_address, instance_id=config.instance_id, agent=config.agent)
+    announce_ready(
+        "sidecar",
+        listen=listen,
+        peer=peer_address,
+        instance_id=config.instance_id,
+        agent=config.agent,
+        spiffe_id=spiffe_id,
+        workload_api=supply.workload_socket,
+    )
 
     await _wait_for_stop_signal()
     log.info("stopping: deregistering and draining calls")
@@ -122,7 +155,36 @@ async def serve(config: SidecarConfig) -> None:
     await rt.peer_channels.close()
     await agent_app.close()
     await registry.close()
+    await supply.close()
     log.info("stopped")
+
+
+def read_api_token(config: SidecarConfig) -> bytes | None:
+    if config.api_token_file is None:
+        return None
+    try:
+        return read_token(config.api_token_file)
+    except TokenError as exc:
+        raise StartError(str(exc)) from exc
+
+
+def _warn_about_local_api(config: SidecarConfig, listen: str, has_token: bool) -> None:
+    if isinstance(config.listen, UnixSocket):
+        log.info("local API on %s (mode 0600)%s", listen, " with an API token" if has_token else "")
+    elif not config.listen.is_loopback:
+        log.warning(
+            "local API on %s is reachable beyond loopback: any host that reaches it speaks as %s%s",
+            listen,
+            config.agent,
+            "" if has_token else ", and it has NO API token",
+        )
+    elif not has_token:
+        log.warning(
+            "local API on %s is loopback TCP without an API token: any local process can speak as %s. "
+            "Fine for development; in production use --listen unix:PATH and --api-token-file",
+            listen,
+            config.agent,
+        )
 
 
 async def _wait_for_stop_signal() -> None:

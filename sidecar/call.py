@@ -35,8 +35,10 @@ class Call:
     session_id: str = ""
     workflow_id: str = ""
     attempt: int = 1
-    # Inbound only: the instance the calling sidecar routed to.
+    # Inbound only: the instance the calling sidecar routed to, and the agent it says it
+    # calls for (checked against its certificate by peer_identity, never trusted).
     target_instance_id: str = ""
+    claimed_caller: str = ""
     # Set by routing (outbound) or by the target check (inbound).
     target: Endpoint | None = None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 
 import grpc
 
@@ -22,12 +23,12 @@ _FIRST_BACKOFF_S = 0.1
 _MAX_BACKOFF_S = 5.0
 
 
-async def run(registry: registry_pb2_grpc.RegistryStub, catalog: Catalog, rng: random.Random) -> None:
+async def run(registry: Callable[[], registry_pb2_grpc.RegistryStub], catalog: Catalog, rng: random.Random) -> None:
     backoff = _FIRST_BACKOFF_S
     outage = False
     while True:
         try:
-            stream = registry.Watch(registry_pb2.WatchRequest(since_revision=catalog.revision))
+            stream = registry().Watch(registry_pb2.WatchRequest(since_revision=catalog.revision))
             async for event in stream:
                 catalog.apply(event)
                 backoff = _FIRST_BACKOFF_S

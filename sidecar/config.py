@@ -4,12 +4,15 @@ validated at load time. Every default is safe for a single development machine."
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from meshwarden.addresses import AddressError, HostPort, parse_host_port
+from meshwarden.addresses import AddressError, HostPort, ListenAddress, parse_host_port, parse_listen
 from meshwarden.config_layers import (
     ConfigError,
     Option,
@@ -18,6 +21,7 @@ from meshwarden.config_layers import (
     resolve,
     text,
 )
+from meshwarden.identity.spiffe_ids import DEFAULT_TRUST_DOMAIN, IdentityError, check_trust_domain
 from meshwarden.names import AGENT_NAME, AGENT_NAME_RULE
 
 ENV_PREFIX = "SIDECAR"
@@ -31,6 +35,24 @@ def _address(value: str) -> HostPort:
         raise ValueError(str(exc)) from exc
 
 
+def _listen(value: str) -> ListenAddress:
+    try:
+        return parse_listen(value)
+    except AddressError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _trust_domain(value: str) -> str:
+    try:
+        return check_trust_domain(value)
+    except IdentityError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _optional_path(value: str) -> Path | None:
+    return Path(value) if value else None
+
+
 def _agent_name(value: str) -> str:
     if not AGENT_NAME.fullmatch(value):
         raise ValueError(f"must be {AGENT_NAME_RULE}, got {value!r}")
@@ -42,10 +64,10 @@ OPTIONS: list[Option[Any]] = [
     Option("registry", _address, parse_host_port("127.0.0.1:7400"), "registry address", metavar="HOST:PORT"),
     Option(
         "listen",
-        _address,
+        _listen,
         parse_host_port("127.0.0.1:7410"),
-        "local API for the agent (keep it on loopback)",
-        metavar="HOST:PORT",
+        "local API for the agent: loopback HOST:PORT, or unix:PATH (a 0600 socket; production)",
+        metavar="ADDRESS",
     ),
     Option(
         "peer_listen",
@@ -71,6 +93,41 @@ OPTIONS: list[Option[Any]] = [
     Option("instance_id", text, "", "stable id of this agent instance (default: <agent>-<random>)", metavar="ID"),
     Option("max_payload_bytes", positive_int, 4 * MiB, "largest payload accepted, in bytes", metavar="N"),
     Option("default_timeout_s", positive_float, 30.0, "deadline applied when the agent sets none", metavar="SECONDS"),
+    Option(
+        "data_dir", Path, None, "SVID, trust bundle and sockets (default ./.meshwarden/sidecars/<agent>)", metavar="DIR"
+    ),
+    Option(
+        "api_token_file",
+        _optional_path,
+        None,
+        "file holding the token the agent must send on every local call",
+        metavar="FILE",
+    ),
+    # identity
+    Option("trust_domain", _trust_domain, DEFAULT_TRUST_DOMAIN, "SPIFFE trust domain of the mesh", metavar="DOMAIN"),
+    Option(
+        "spiffe_endpoint_socket",
+        text,
+        "",
+        "SPIRE agent Workload API socket (else SPIFFE_ENDPOINT_SOCKET; else the registry's embedded issuer)",
+        metavar="unix:PATH",
+    ),
+    Option(
+        "join_token",
+        text,
+        "",
+        "one-time join token for this agent (prefer the env var or --join-token-file)",
+        metavar="TOKEN",
+    ),
+    Option("join_token_file", _optional_path, None, "file holding the join token", metavar="FILE"),
+    Option(
+        "trust_bundle",
+        _optional_path,
+        None,
+        "PEM trust bundle of the mesh (skips learning it from the registry)",
+        metavar="FILE",
+    ),
+    Option("ca_pin", text, "", "sha256:<hex> fingerprint the registry's CA must have", metavar="sha256:HEX"),
 ]
 
 
@@ -78,13 +135,21 @@ OPTIONS: list[Option[Any]] = [
 class SidecarConfig:
     agent: str
     registry: HostPort
-    listen: HostPort
+    listen: ListenAddress
     peer_listen: HostPort
     peer_advertise: str
     app: HostPort
     instance_id: str
     max_payload_bytes: int
     default_timeout_s: float
+    data_dir: Path
+    api_token_file: Path | None
+    trust_domain: str
+    spiffe_endpoint_socket: str
+    join_token: str = field(repr=False)
+    join_token_file: Path | None
+    trust_bundle: Path | None
+    ca_pin: str
 
     @property
     def grpc_message_limit_bytes(self) -> int:
@@ -94,7 +159,14 @@ class SidecarConfig:
 
 
 def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> SidecarConfig:
-    values = resolve(OPTIONS, args, ENV_PREFIX, environ)
+    env = os.environ if environ is None else environ
+    values = resolve(OPTIONS, args, ENV_PREFIX, env)
+    if values["data_dir"] is None:
+        values["data_dir"] = Path(".meshwarden") / "sidecars" / values["agent"]
+    if not values["spiffe_endpoint_socket"]:
+        values["spiffe_endpoint_socket"] = env.get("SPIFFE_ENDPOINT_SOCKET", "")  # the SPIFFE standard variable
+    if values["ca_pin"] and not re.fullmatch(r"sha256:[0-9a-f]{64}", values["ca_pin"]):
+        raise ConfigError(f"--ca-pin must be sha256:<64 hex digits>, got {values['ca_pin']!r}")
     if values["peer_advertise"]:
         try:
             parse_host_port(values["peer_advertise"], what="--peer-advertise")

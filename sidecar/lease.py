@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import grpc
 
@@ -22,7 +23,7 @@ _FALLBACK_INTERVAL_S = 2.0
 
 
 class Lease:
-    def __init__(self, registry: registry_pb2_grpc.RegistryStub, local: LocalAgent) -> None:
+    def __init__(self, registry: Callable[[], registry_pb2_grpc.RegistryStub], local: LocalAgent) -> None:
         self._registry, self._local = registry, local
         self.registered = asyncio.Event()  # set while the registry holds our current registration
         self._interval_s = _FALLBACK_INTERVAL_S
@@ -42,7 +43,7 @@ class Lease:
         if not self.registered.is_set():
             return
         try:
-            await self._registry.Deregister(
+            await self._registry().Deregister(
                 registry_pb2.DeregisterRequest(instance_id=self._local.instance_id), timeout=1.0
             )
             log.info("deregistered instance %s", self._local.instance_id)
@@ -56,7 +57,7 @@ class Lease:
         if instance is None:
             return False
         try:
-            reply = await self._registry.Register(
+            reply = await self._registry().Register(
                 registry_pb2.RegisterRequest(instance=instance), timeout=_RPC_TIMEOUT_S
             )
         except grpc.aio.AioRpcError as err:
@@ -81,7 +82,7 @@ class Lease:
             if await self._wait_or_change(self._interval_s):
                 return  # the agent registered something new: register it
             try:
-                await self._registry.Renew(
+                await self._registry().Renew(
                     registry_pb2.RenewRequest(instance_id=self._local.instance_id), timeout=_RPC_TIMEOUT_S
                 )
                 if self._outage:

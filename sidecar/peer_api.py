@@ -4,17 +4,20 @@ inbound pipeline, which decides everything."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import grpc
 
 from meshwarden.clock import Clock
-from meshwarden.errors import MeshError
+from meshwarden.errors import MeshError, Unidentified
+from meshwarden.identity.peer import Unauthenticated, peer_identity
 from meshwarden.v1 import peer_pb2, peer_pb2_grpc
 from sidecar.call import Call, Caller, Handler
 from sidecar.config import SidecarConfig
 from sidecar.rescue import abort_unexpected, abort_with
 
 Context = grpc.aio.ServicerContext[object, object]
+log = logging.getLogger(__name__)
 
 
 class PeerApi(peer_pb2_grpc.PeerServicer):
@@ -24,6 +27,9 @@ class PeerApi(peer_pb2_grpc.PeerServicer):
     async def Deliver(self, request: peer_pb2.PeerCall, context: Context) -> peer_pb2.PeerReply:
         try:
             reply = await self._inbound(self._to_call(request, context))
+        except Unidentified as err:
+            log.warning("refused %s from %s: %s", request.capability, context.peer(), err.message)
+            await abort_with(context, err)
         except MeshError as err:
             await abort_with(context, err)
         except asyncio.CancelledError:
@@ -35,13 +41,20 @@ class PeerApi(peer_pb2_grpc.PeerServicer):
         )
 
     def _to_call(self, request: peer_pb2.PeerCall, context: Context) -> Call:
+        try:  # the caller is whoever its certificate says, nothing else
+            identity = peer_identity(context, self._config.trust_domain)
+        except Unauthenticated as exc:
+            raise Unidentified(str(exc)) from exc
+        if identity.kind != "agent":
+            raise Unidentified(f"{identity.spiffe_id} is not an agent's sidecar; only sidecars deliver calls")
         remaining = context.time_remaining()
         timeout = self._config.default_timeout_s if remaining is None else remaining
         return Call(
             call_id=request.call_id,
             capability=request.capability,
             payload=request.payload_json,
-            caller=Caller(agent=request.caller_agent, instance_id=request.caller_instance_id),
+            caller=Caller(agent=identity.name, instance_id=request.caller_instance_id, spiffe_id=identity.spiffe_id),
+            claimed_caller=request.caller_agent,
             deadline=self._clock.monotonic() + timeout,
             schema_hash=request.schema_hash,
             session_id=request.session_id,

@@ -1,28 +1,60 @@
-"""One long-lived gRPC channel per peer sidecar address, reused by every call to it."""
+"""One long-lived mTLS channel per peer sidecar, reused by every call to it.
+
+Each channel presents this sidecar's SVID and checks that the server holds the SPIFFE ID
+the catalog lists for that instance. When the SVID rotates, later calls get new channels;
+the old ones are closed after a grace period, so calls already on them finish.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 import grpc
 
+from meshwarden.identity.credentials import channel_credentials, expect_peer
+from meshwarden.identity.svid import Svid
 from meshwarden.v1 import peer_pb2_grpc
+
+_OLD_CHANNEL_GRACE_S = 30.0
 
 
 class PeerChannels:
-    def __init__(self, options: list[tuple[str, int]]) -> None:
-        self._options = options
-        self._stubs: dict[str, peer_pb2_grpc.PeerStub] = {}
-        self._channels: dict[str, grpc.aio.Channel] = {}
+    def __init__(self, options: list[tuple[str, int]], current_svid: Callable[[], Svid]) -> None:
+        self._options, self._current_svid = options, current_svid
+        self._svid: Svid | None = None
+        self._stubs: dict[tuple[str, str], peer_pb2_grpc.PeerStub] = {}
+        self._channels: list[grpc.aio.Channel] = []
+        self._retiring: set[asyncio.Task[None]] = set()
 
-    def stub(self, address: str) -> peer_pb2_grpc.PeerStub:
-        stub = self._stubs.get(address)
+    def stub(self, address: str, spiffe_id: str) -> peer_pb2_grpc.PeerStub:
+        svid = self._current_svid()
+        if svid is not self._svid:
+            self._retire_all()
+            self._svid = svid
+        key = (address, spiffe_id)
+        stub = self._stubs.get(key)
         if stub is None:
-            channel = grpc.aio.insecure_channel(address, options=self._options)
-            self._channels[address] = channel
-            stub = self._stubs[address] = peer_pb2_grpc.PeerStub(channel)
+            channel = grpc.aio.secure_channel(
+                address,
+                channel_credentials(svid, svid.trust_bundle_pem),
+                options=[*self._options, *expect_peer(spiffe_id)],
+            )
+            self._channels.append(channel)
+            stub = self._stubs[key] = peer_pb2_grpc.PeerStub(channel)
         return stub
 
     async def close(self) -> None:
-        for channel in self._channels.values():
+        for channel in self._channels:
             await channel.close()
         self._channels.clear()
         self._stubs.clear()
+        for task in self._retiring:
+            task.cancel()
+
+    def _retire_all(self) -> None:
+        old, self._channels, self._stubs = self._channels, [], {}
+        for channel in old:
+            task = asyncio.ensure_future(channel.close(grace=_OLD_CHANNEL_GRACE_S))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)

@@ -10,6 +10,7 @@ from sidecar.stages import (
     deliver,
     payload_limit,
     peer,
+    peer_identity,
     result_contract,
     routing,
     schema_check,
@@ -28,6 +29,7 @@ def outbound_layers(rt: Runtime) -> list[Layer]:
 
 def inbound_layers(rt: Runtime) -> list[Layer]:
     return [
+        peer_identity.layer(),  # the caller is its certificate's SPIFFE ID, whatever it claims
         target_check.layer(rt.local),  # for this instance and a capability it serves?
         payload_limit.layer(rt.config.max_payload_bytes),
         schema_check.layer(rt.schemas),  # zero trust: check again what the caller checked

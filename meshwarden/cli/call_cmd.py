@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from meshwarden.cli import exit_codes
@@ -26,6 +27,11 @@ def add_to(commands: Any) -> None:
         metavar="HOST:PORT",
         help="local API of the sidecar to call through (env MESHWARDEN_SIDECAR; default 127.0.0.1:7410)",
     )
+    call.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="the sidecar's API token, when it requires one (else env MESHWARDEN_SIDECAR_TOKEN[_FILE])",
+    )
     call.add_argument("capability", metavar="CAPABILITY")
     call.add_argument("payload", metavar="JSON", help="the arguments as JSON text ('-' reads stdin)")
     call.add_argument("--version", dest="version_range", metavar="RANGE", help="semver range, npm syntax: ^2.3, ~1.4.0")
@@ -44,7 +50,8 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"meshwarden call: JSON argument is not valid JSON: {exc}", file=sys.stderr)
         return exit_codes.USAGE
-    with SyncClient(args.sidecar) as client:
+    token = Path(args.token_file).read_text().strip() if args.token_file else None
+    with SyncClient(args.sidecar, api_token=token) as client:
         try:
             result = client.invoke(
                 args.capability,

@@ -27,7 +27,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg = config.load(args)
     try:
         asyncio.run(app.serve(cfg))
-    except app.ListenError as exc:
+    except app.StartError as exc:
         print(f"meshwarden sidecar: {exc}", file=sys.stderr)
         return exit_codes.USAGE
     return exit_codes.OK

@@ -16,11 +16,7 @@ class Unauthenticated(Exception):
 
 def peer_identity(context: grpc.aio.ServicerContext[object, object], trust_domain: str) -> Identity:
     auth = context.auth_context()
-    uris = [
-        value.decode()
-        for value in auth.get("x509_subject_alternative_name", [])
-        if value.startswith(b"spiffe://")
-    ]
+    uris = [value.decode() for value in auth.get("x509_subject_alternative_name", []) if value.startswith(b"spiffe://")]
     if not uris:
         raise Unauthenticated("the peer presented no certificate with a SPIFFE ID; mTLS with an SVID is required")
     if len(uris) > 1:

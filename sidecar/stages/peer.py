@@ -5,11 +5,14 @@ from __future__ import annotations
 import grpc
 
 from meshwarden.clock import Clock
-from meshwarden.errors import DeadlineExceeded, MeshError, PeerUnavailable, from_rpc_error
+from meshwarden.errors import DeadlineExceeded, MeshError, PeerIdentityMismatch, PeerUnavailable, from_rpc_error
 from meshwarden.v1 import peer_pb2
 from sidecar.call import Call, Reply
 from sidecar.catalog import Endpoint
 from sidecar.peer_channels import PeerChannels
+
+# What gRPC core says when the TLS handshake fails on who the server is.
+_IDENTITY_FAILURES = ("Peer name", "Hostname Verification", "certificate verify failed", "CERTIFICATE_VERIFY_FAILED")
 
 
 class Send:
@@ -20,6 +23,10 @@ class Send:
         target = call.target
         if target is None:
             raise RuntimeError("peer.Send needs a target: routing must run before it")
+        if not target.spiffe_id:
+            raise PeerIdentityMismatch(
+                f"the catalog lists no SPIFFE ID for instance {target.instance_id}; not calling it"
+            )
         request = peer_pb2.PeerCall(
             call_id=call.call_id,
             capability=call.capability,
@@ -34,7 +41,7 @@ class Send:
         )
         timeout = max(call.deadline - self._clock.monotonic(), 0.001)
         try:
-            reply = await self._channels.stub(target.peer_address).Deliver(request, timeout=timeout)
+            reply = await self._channels.stub(target.peer_address, target.spiffe_id).Deliver(request, timeout=timeout)
         except grpc.aio.AioRpcError as err:
             raise _translate(err, target) from err
         return Reply(reply.result_json, reply.instance_id, reply.agent, reply.version)
@@ -47,4 +54,7 @@ def _translate(err: grpc.aio.AioRpcError, target: Endpoint) -> MeshError:
     where = f"{target.agent} {target.version} (instance {target.instance_id} at {target.peer_address})"
     if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
         return DeadlineExceeded(f"{where} did not answer within the deadline")
+    details = err.details() or ""
+    if any(sign in details for sign in _IDENTITY_FAILURES):
+        return PeerIdentityMismatch(f"{where} did not prove it is {target.spiffe_id}: {details}")
     return PeerUnavailable(f"could not reach {where}: {err.code().name}: {err.details()}")

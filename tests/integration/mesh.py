@@ -23,6 +23,7 @@ class LocalMesh:
         self.children: list[Child] = []
         self.registry: Child | None = None
         self._count = 0
+        self._sidecars = 0
 
     @property
     def registry_address(self) -> str:
@@ -46,21 +47,18 @@ class LocalMesh:
         )
         return self.registry
 
-    async def sidecar(self, agent: str, *extra: str, registry: str | None = None) -> Child:
+    async def sidecar(
+        self, agent: str, *extra: str, registry: str | None = None, data_dir: Path | None = None
+    ) -> Child:
+        """A sidecar with its own data directory (identity, sockets), enrolled with the registry's
+        embedded issuer (open enrolment on loopback) unless `extra` says otherwise."""
+        self._sidecars += 1
+        directory = data_dir or self.workdir / "sidecars" / f"{agent}-{self._sidecars}"
         return await self._start(
             f"sidecar-{agent}",
             meshwarden_argv(
-                "sidecar",
-                "run",
-                "--agent",
-                agent,
-                "--registry",
-                registry or self.registry_address,
-                "--listen",
-                "127.0.0.1:0",
-                "--peer-listen",
-                "127.0.0.1:0",
-                *extra,
+                "sidecar", "run", "--agent", agent, "--registry", registry or self.registry_address,
+                "--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0", "--data-dir", str(directory), *extra,
             ),
         )
 

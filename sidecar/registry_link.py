@@ -1,0 +1,44 @@
+"""This sidecar's connection to the registry: mTLS with its current SVID, checking that the
+server holds the registry's SPIFFE ID. After an SVID rotation the next caller gets a channel
+with the new SVID; streams on the old one run on until they end."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import grpc
+
+from meshwarden.identity.svid import Svid
+from meshwarden.registry_client import RegistryTrust, registry_channel
+from meshwarden.v1 import registry_pb2_grpc
+
+_OLD_CHANNEL_GRACE_S = 10.0
+
+
+class RegistryLink:
+    def __init__(self, address: str, trust_domain: str, current_svid: Callable[[], Svid]) -> None:
+        self._address, self._trust_domain, self._current_svid = address, trust_domain, current_svid
+        self._svid: Svid | None = None
+        self._stub: registry_pb2_grpc.RegistryStub | None = None
+        self._channel: grpc.aio.Channel | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    def stub(self) -> registry_pb2_grpc.RegistryStub:
+        svid = self._current_svid()
+        if self._stub is None or svid is not self._svid:
+            if self._channel is not None:  # a watch stream on it reconnects and resumes by revision
+                retiring = asyncio.ensure_future(self._channel.close(grace=_OLD_CHANNEL_GRACE_S))
+                self._retiring.add(retiring)
+                retiring.add_done_callback(self._retiring.discard)
+            self._channel = registry_channel(
+                self._address, RegistryTrust(self._trust_domain, svid.trust_bundle_pem, svid)
+            )
+            self._stub, self._svid = registry_pb2_grpc.RegistryStub(self._channel), svid
+        return self._stub
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+        for task in self._retiring:
+            task.cancel()

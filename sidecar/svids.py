@@ -1,0 +1,74 @@
+"""Where this sidecar's SVIDs come from, decided once at start-up.
+
+With a Workload API socket (a SPIRE agent): read it. Without: enrol with the registry's
+embedded issuer, serve the result on this sidecar's own Workload API socket, and read that.
+Either way the rest of the sidecar sees one `WorkloadSvids`, read through spiffe.X509Source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import grpc
+
+from meshwarden.clock import Clock
+from meshwarden.identity.spiffe_ids import agent_id
+from meshwarden.identity.workload_source import WorkloadApiError, WorkloadSvids
+from meshwarden.tasks import supervise
+from sidecar import workload_api_server
+from sidecar.config import SidecarConfig
+from sidecar.enrollment import Enrollment, EnrollmentError
+
+log = logging.getLogger(__name__)
+
+
+class IdentityError(Exception):
+    """The sidecar could not obtain the identity of its agent; the message says why."""
+
+
+@dataclass
+class SvidSupply:
+    svids: WorkloadSvids
+    workload_socket: str  # what the agent may use as SPIFFE_ENDPOINT_SOCKET
+    server: grpc.aio.Server | None  # the embedded Workload API, when this sidecar serves one
+    renewal: asyncio.Task[None] | None
+
+    async def close(self) -> None:
+        if self.renewal is not None:
+            self.renewal.cancel()
+        self.svids.close()
+        if self.server is not None:
+            await self.server.stop(grace=0.5)
+
+
+async def obtain(config: SidecarConfig, clock: Clock) -> SvidSupply:
+    expected = agent_id(config.trust_domain, config.agent)
+    server: grpc.aio.Server | None = None
+    renewal: asyncio.Task[None] | None = None
+    if config.spiffe_endpoint_socket:
+        socket = config.spiffe_endpoint_socket
+        log.info("identity from the Workload API at %s", socket)
+    else:
+        enrollment = Enrollment(config, clock)
+        try:
+            first = await enrollment.first_svid()
+        except EnrollmentError as exc:
+            raise IdentityError(str(exc)) from exc
+        feed = workload_api_server.SvidFeed(first)
+        path = (config.data_dir / "identity" / "workload.sock").resolve()
+        server = await workload_api_server.serve(feed, path)
+        socket = f"unix://{path}"
+        renewal = supervise("svid-renewal", lambda: enrollment.keep_fresh(feed.svid, feed.publish))
+    try:
+        svids = await asyncio.to_thread(WorkloadSvids, socket, config.trust_domain)
+    except WorkloadApiError as exc:
+        raise IdentityError(str(exc)) from exc
+    if svids.current().spiffe_id != expected:
+        svids.close()
+        raise IdentityError(
+            f"the Workload API gave this sidecar {svids.current().spiffe_id}, but it runs agent {config.agent} "
+            f"({expected}); fix the SPIRE registration entry or --agent"
+        )
+    return SvidSupply(svids, socket, server, renewal)
