@@ -3,7 +3,10 @@
     RegistryError
       InvalidInput       fix the request; names the field (server: INVALID_ARGUMENT)
       UnknownInstance    the lease expired or never existed; register again (server: NOT_FOUND)
+      Unauthenticated    no usable identity: no or a bad SVID, no operator token (server: UNAUTHENTICATED)
+      PermissionDenied   the identity is known but may not do this (server: PERMISSION_DENIED)
       StoreError         the data directory or database cannot be used (startup fails)
+      CaError            the embedded CA cannot be created or used (startup fails)
 
 registry.server maps them to gRPC status codes, in one place.
 """
@@ -32,3 +35,15 @@ class UnknownInstance(RegistryError):
 
 class StoreError(RegistryError):
     """The registry's data directory or database is unusable; says which path and why."""
+
+
+class Unauthenticated(RegistryError):
+    """The caller presented no usable identity; the message says which one the call needs."""
+
+
+class PermissionDenied(RegistryError):
+    """The caller's identity is known but does not allow this call; the message names both sides."""
+
+
+class CaError(RegistryError):
+    """The embedded CA in the data directory cannot be created or used; says which file and what to do."""
