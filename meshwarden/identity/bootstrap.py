@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import select
 import socket
+import time
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -83,14 +85,28 @@ def _presented_chain(registry: HostPort, timeout_s: float) -> list[x509.Certific
         raise BootstrapError(f"cannot reach the registry at {registry}: {exc}") from exc
     connection = SSL.Connection(context, raw)
     try:
-        raw.setblocking(True)
-        raw.settimeout(timeout_s)
         connection.set_connect_state()
-        connection.do_handshake()
+        _handshake(connection, raw, timeout_s)
         chain = connection.get_peer_cert_chain(as_cryptography=True) or []
     except (SSL.Error, OSError) as exc:
-        raise BootstrapError(f"TLS handshake with the registry at {registry} failed: {exc}") from exc
+        raise BootstrapError(f"TLS handshake with the registry at {registry} failed: {exc!r}") from exc
     finally:
         connection.close()
         raw.close()
     return list(chain)
+
+
+def _handshake(connection: SSL.Connection, raw: socket.socket, timeout_s: float) -> None:
+    """do_handshake on a socket with a timeout: such a socket is non-blocking underneath, so
+    pyOpenSSL asks to be called again when the socket is ready (WantRead/WantWrite)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            connection.do_handshake()
+            return
+        except (SSL.WantReadError, SSL.WantWriteError) as want:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise OSError(f"no TLS handshake within {timeout_s} s") from None
+            writing = isinstance(want, SSL.WantWriteError)
+            select.select([] if writing else [raw], [raw] if writing else [], [], remaining)
