@@ -1,14 +1,27 @@
-"""The meshwarden registry: the catalog of agent instances, with TTL leases and a watch stream.
+"""The meshwarden registry: the catalog of agent instances, with TTL leases and a watch stream,
+and the embedded SPIFFE issuer that gives every sidecar its identity.
 
-Sidecars register their agent's instance, renew its lease every heartbeat interval and watch
-the catalog for changes; operators list it (`meshwarden agents list`). Run it with
+Sidecars enrol (a join token, or open enrolment on loopback) for an SVID, register their
+agent's instance over mTLS, renew its lease every heartbeat interval and watch the catalog for
+changes; operators list it (`meshwarden agents list`) and make join tokens. Run it with
 `meshwarden registry serve`, or in-process with `registry.app.serve` (tests, the demo).
 """
 
-from registry.app import StartError, run, serve
+from registry.app import Ready, StartError, run, serve
 from registry.catalog import Catalog, Listing, Registration
 from registry.config import RegistryConfig, load
-from registry.errors import InvalidInput, RegistryError, StoreError, UnknownInstance
+from registry.errors import (
+    CaError,
+    InvalidInput,
+    PermissionDenied,
+    RegistryError,
+    StoreError,
+    Unauthenticated,
+    UnknownInstance,
+)
+from registry.identity_server import IdentityService
+from registry.issuer import Issued, Issuer
+from registry.join_tokens import CreatedToken, JoinTokenRefused, JoinTokens
 from registry.model import (
     Capability,
     CatalogEvent,
@@ -18,19 +31,30 @@ from registry.model import (
     Snapshot,
     Upserted,
 )
+from registry.operators import OperatorCredential
 from registry.server import SERVICE_NAME, RegistryService
 from registry.store import Store
 from registry.watch_hub import WatchHub
 
 __all__ = [
     "SERVICE_NAME",
+    "CaError",
     "Capability",
     "Catalog",
     "CatalogEvent",
+    "CreatedToken",
+    "IdentityService",
     "Instance",
     "InstanceSpec",
     "InvalidInput",
+    "Issued",
+    "Issuer",
+    "JoinTokenRefused",
+    "JoinTokens",
     "Listing",
+    "OperatorCredential",
+    "PermissionDenied",
+    "Ready",
     "Registration",
     "RegistryConfig",
     "RegistryError",
@@ -40,6 +64,7 @@ __all__ = [
     "StartError",
     "Store",
     "StoreError",
+    "Unauthenticated",
     "UnknownInstance",
     "Upserted",
     "WatchHub",

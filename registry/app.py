@@ -1,10 +1,22 @@
-"""Runs the registry: opens the store, serves gRPC, reaps leases, shuts down cleanly.
+"""Runs the registry: opens the store and the embedded CA, serves gRPC on two TLS ports,
+reaps leases, rotates its own SVID, shuts down cleanly.
 
-Start order matters: the store is opened and persisted leases are extended (registry.leases)
-before the port is bound; health turns SERVING only once the server and the reaper run; the
-ready line (meshwarden.ready) is printed last, naming the port actually bound (port 0 allowed).
+Two ports, because gRPC Python can either require a client certificate or not ask for one
+(there is no "ask, but accept none"; checked with grpcio 1.85):
+- `listen`: TLS without client certificates. Enrolment, the trust bundle, operators (their
+  token), health and reflection. Every service is served, but a call that needs an SVID is
+  refused (UNAUTHENTICATED, naming the mTLS port).
+- `mtls_listen`: mutual TLS; the client's certificate must chain to the trust bundle, and the
+  SPIFFE ID in it is who the caller is. Sidecars register, renew, watch and renew SVIDs here.
+Neither port speaks plaintext.
+
+Start order matters: the store is opened (and its data dir locked) before the CA is opened or
+made, so two registries never race to make one; persisted leases are extended
+(registry.leases) before the ports are bound; health turns SERVING only once the server, the
+reaper and the SVID rotation run; the ready line (meshwarden.ready) is printed last, naming the
+ports actually bound (port 0 allowed), the trust domain and the CA fingerprint.
 On SIGTERM or SIGINT: health NOT_SERVING, watchers told to reconnect, in-flight calls given a
-short grace, reaper stopped, database closed, exit 0.
+short grace, background tasks stopped, database closed, exit 0.
 """
 
 from __future__ import annotations
@@ -14,19 +26,29 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 import grpc
 
+from meshwarden import tasks
 from meshwarden.addresses import HostPort
 from meshwarden.clock import Clock, SystemClock
+from meshwarden.identity.credentials import server_credentials
 from meshwarden.ready import announce_ready
 from meshwarden.standard_services import add_standard_services, set_serving
-from meshwarden.v1 import registry_pb2_grpc
+from meshwarden.v1 import identity_pb2_grpc, registry_pb2_grpc
 from registry import leases
+from registry.authz import Authorizer
 from registry.catalog import Catalog
 from registry.config import RegistryConfig
 from registry.errors import RegistryError
+from registry.identity_server import SERVICE_NAME as IDENTITY_SERVICE_NAME
+from registry.identity_server import IdentityService
+from registry.issuer import CA_DIR_NAME, Issuer
+from registry.join_tokens import JoinTokens
+from registry.operators import OperatorCredential
+from registry.own_svid import CurrentSvid, EmbeddedRegistrySvid
 from registry.server import SERVICE_NAME, RegistryService
 from registry.store import Store
 from registry.watch_hub import WatchHub
@@ -34,6 +56,7 @@ from registry.watch_hub import WatchHub
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S: Final = 2.0
+WILDCARD_HOSTS: Final = frozenset({"0.0.0.0", "::", ""})
 
 # so_reuseport=0: a second registry on the same port must fail to bind, not share the
 # traffic with the first. Keepalive pings every 20 s are accepted so that watch clients can
@@ -50,56 +73,117 @@ class StartError(RegistryError):
     """The registry could not start (port in use, unresolvable host); says which and why."""
 
 
-OnReady = Callable[[HostPort], None]
+@dataclass(frozen=True)
+class Ready:
+    """What the registry tells its supervisor once it serves (all of it public)."""
+
+    listen: HostPort  # TLS, no client certificate: enrolment, trust bundle, operators, health
+    mtls: HostPort  # mutual TLS: SVID holders
+    trust_domain: str
+    ca_fingerprint: str  # "sha256:<hex>": what --ca-pin and join tokens carry
+    bundle_pem: bytes
 
 
-def announce(address: HostPort) -> None:
-    announce_ready("registry", listen=str(address))
+OnReady = Callable[[Ready], None]
+
+
+def announce(ready: Ready) -> None:
+    announce_ready(
+        "registry",
+        listen=str(ready.listen),
+        mtls=str(ready.mtls),
+        trust_domain=ready.trust_domain,
+        ca_fingerprint=ready.ca_fingerprint,
+    )
 
 
 async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on_ready: OnReady = announce) -> None:
-    """Serves until `stop` is set. Raises StoreError or StartError when it cannot start."""
+    """Serves until `stop` is set. Raises StoreError, CaError or StartError when it cannot start."""
     store = Store.open(config.data_dir, event_log_retention=config.event_log_retention)
     try:
+        issuer = Issuer.open(config.data_dir / CA_DIR_NAME, config.trust_domain, clock)
+        operators = OperatorCredential.load_or_create(config.data_dir)
+        # The seam for SPIRE: with a Workload API source (meshwarden/identity/workload_source.py)
+        # `current_svid` would come from it instead; the embedded issuer still serves Identity.
+        own_svid = EmbeddedRegistrySvid(issuer, config.svid_ttl_s, clock)
         hub = WatchHub(config.watch_queue_events)
         catalog = Catalog(store, clock, lease_ttl_s=config.lease_ttl_s, publish=hub.publish)
         leases.forgive_downtime(catalog)
-        await _serve_catalog(config, catalog, hub, stop, on_ready)
+        parts = _Parts(catalog, hub, issuer, JoinTokens(store, clock, ca_fingerprint=issuer.fingerprint), operators)
+        rotation = tasks.supervise("registry-svid-rotation", own_svid.rotate_forever)
+        try:
+            await _serve(config, parts, own_svid.current, stop, on_ready)
+        finally:
+            await tasks.cancel_all([rotation])
     finally:
         store.close()
         log.info("closed %s", store.path)
 
 
-async def _serve_catalog(
-    config: RegistryConfig, catalog: Catalog, hub: WatchHub, stop: asyncio.Event, on_ready: OnReady
+@dataclass(frozen=True)
+class _Parts:
+    catalog: Catalog
+    hub: WatchHub
+    issuer: Issuer
+    tokens: JoinTokens
+    operators: OperatorCredential
+
+
+async def _serve(
+    config: RegistryConfig, parts: _Parts, current_svid: CurrentSvid, stop: asyncio.Event, on_ready: OnReady
 ) -> None:
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    service = RegistryService(catalog, hub, heartbeat_interval_s=config.heartbeat_interval_s)
-    registry_pb2_grpc.add_RegistryServicer_to_server(service, server)
-    health = add_standard_services(server, [SERVICE_NAME])
-    try:
-        port = server.add_insecure_port(str(config.listen))
-    except RuntimeError as exc:
-        raise StartError(f"cannot listen on {config.listen}: the port is in use or the host unknown") from exc
-    address = HostPort(config.listen.host, port)
+    listen = _bind(server, config.listen, server_credentials(current_svid, require_client_auth=False))
+    mtls = _bind(server, config.mtls_address, server_credentials(current_svid, require_client_auth=True))
+    mtls_advertised = config.mtls_advertise or _advertised(mtls)
+    authorizer = Authorizer(config.trust_domain, parts.operators, mtls_address=mtls_advertised)
+    registry_pb2_grpc.add_RegistryServicer_to_server(
+        RegistryService(parts.catalog, parts.hub, authorizer, heartbeat_interval_s=config.heartbeat_interval_s),
+        server,
+    )
+    identity_pb2_grpc.add_IdentityServicer_to_server(
+        IdentityService(
+            parts.issuer, parts.tokens, authorizer, open_enrollment=config.open_enrollment_enabled,
+            svid_ttl_s=config.svid_ttl_s, mtls_address=mtls_advertised,
+        ),
+        server,
+    )
+    services = [SERVICE_NAME, IDENTITY_SERVICE_NAME]
+    health = add_standard_services(server, services)
     await server.start()
-    reaper = asyncio.create_task(leases.reap_expired_leases(catalog, config.heartbeat_interval_s))
+    reaper = asyncio.create_task(leases.reap_expired_leases(parts.catalog, config.heartbeat_interval_s))
     try:
-        await set_serving(health, [SERVICE_NAME], True)
+        await set_serving(health, services, True)
         log.info(
-            "registry serving on %s at revision %d (heartbeat %.3g s, lease %.3g s)",
-            address, catalog.revision, config.heartbeat_interval_s, config.lease_ttl_s,
+            "registry serving on %s (TLS: enrolment, operators, health) and %s (mTLS: sidecars) at revision %d "
+            "(heartbeat %.3g s, lease %.3g s); trust domain %s, CA %s, SVIDs for %.0f s, open enrolment %s",
+            listen, mtls, parts.catalog.revision, config.heartbeat_interval_s, config.lease_ttl_s,
+            config.trust_domain, parts.issuer.fingerprint, config.svid_ttl_s,
+            "on (loopback only)" if config.open_enrollment_enabled else "off (sidecars need join tokens)",
         )
-        on_ready(address)
+        on_ready(Ready(listen, mtls, config.trust_domain, parts.issuer.fingerprint, parts.issuer.bundle_pem))
         await stop.wait()
-        log.info("shutting down: %d watcher(s) told to reconnect", hub.watcher_count)
-        await set_serving(health, [SERVICE_NAME], False)
-        hub.close()
+        log.info("shutting down: %d watcher(s) told to reconnect", parts.hub.watcher_count)
+        await set_serving(health, services, False)
+        parts.hub.close()
     finally:
         await server.stop(SHUTDOWN_GRACE_S)
         reaper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reaper
+
+
+def _bind(server: grpc.aio.Server, address: HostPort, credentials: grpc.ServerCredentials) -> HostPort:
+    try:
+        port = server.add_secure_port(str(address), credentials)
+    except RuntimeError as exc:
+        raise StartError(f"cannot listen on {address}: the port is in use or the host unknown") from exc
+    return HostPort(address.host, port)
+
+
+def _advertised(bound: HostPort) -> str:
+    """What clients should dial for `bound`; an empty host means "the host you dialled"."""
+    return f":{bound.port}" if bound.host in WILDCARD_HOSTS else str(bound)
 
 
 def run(config: RegistryConfig, clock: Clock | None = None) -> None:

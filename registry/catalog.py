@@ -8,7 +8,8 @@ Lease renewals are deliberately *not* catalog changes: they bump no revision and
 nothing. With hundreds of sidecars renewing every couple of seconds, renewals as events would
 flood every watcher and push the changes that matter out of the event log's retention. So
 `lease_expires_at` in an upserted event is the lease at that change; ListInstances reports
-the current one.
+the current one. The same holds for `svid_expires_at`: a renewal records the expiry of the
+SVID the sidecar presented, without an event.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class Catalog:
             spiffe_id=spec.spiffe_id,
             registered_at=existing.registered_at if existing else now,
             lease_expires_at=now + self._ttl_s,
+            svid_expires_at=spec.svid_expires_at,
         )
         event = Upserted(revision=self._store.revision + 1, instance=instance)
         self._commit(event)
@@ -93,8 +95,13 @@ class Catalog:
         )
         return Registration(instance=instance, revision=event.revision)
 
-    def renew(self, instance_id: str) -> float:
-        """Extends the lease by the TTL and returns its new expiry.
+    def instance(self, instance_id: str) -> Instance | None:
+        """The registered instance with this id, or None."""
+        return self._store.instance(instance_id) if instance_id else None
+
+    def renew(self, instance_id: str, *, svid_expires_at: float | None = None) -> float:
+        """Extends the lease by the TTL and returns its new expiry; records the expiry of the
+        SVID the sidecar presented, when given.
 
         Raises UnknownInstance when the instance is not registered or its lease already
         expired (then it is removed now rather than at the reaper's next pass: the sidecar
@@ -108,7 +115,7 @@ class Catalog:
             self._remove(instance_id, LEASE_EXPIRED)
             raise UnknownInstance(instance_id)
         expires_at = now + self._ttl_s
-        if not self._store.set_lease(instance_id, expires_at):
+        if not self._store.set_lease(instance_id, expires_at, svid_expires_at):
             raise UnknownInstance(instance_id)
         log.debug("renewed %s until %.3f", instance_id, expires_at)
         return expires_at

@@ -11,10 +11,11 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal, cast
 
 from meshwarden.addresses import AddressError, HostPort, parse_host_port
-from meshwarden.config_layers import ConfigError, Option, positive_float, positive_int, resolve
+from meshwarden.config_layers import ConfigError, Option, choice, positive_float, positive_int, resolve, text
+from meshwarden.identity.spiffe_ids import DEFAULT_TRUST_DOMAIN, IdentityError, check_trust_domain
 
 ENV_PREFIX: Final = "REGISTRY"
 DEFAULT_LISTEN: Final = HostPort("127.0.0.1", 7400)
@@ -26,6 +27,12 @@ DEFAULT_TTL_PER_HEARTBEAT: Final = 2.5
 MAX_TTL_PER_HEARTBEAT: Final = 3.0
 DEFAULT_EVENT_LOG_RETENTION: Final = 10_000
 DEFAULT_WATCH_QUEUE_EVENTS: Final = 1024
+DEFAULT_SVID_TTL_S: Final = 3600.0
+MIN_SVID_TTL_S: Final = 60.0
+MAX_SVID_TTL_S: Final = 30 * 24 * 3600.0
+
+OpenEnrollment = Literal["auto", "on", "off"]
+OPEN_ENROLLMENT_CHOICES: Final = ("auto", "on", "off")
 
 
 def default_lease_ttl_s(heartbeat_interval_s: float) -> float:
@@ -44,8 +51,22 @@ class RegistryConfig:
     event_log_retention: int = DEFAULT_EVENT_LOG_RETENTION
     # Events queued for one watcher before it is cut off (it resumes by revision).
     watch_queue_events: int = DEFAULT_WATCH_QUEUE_EVENTS
+    # Where SVID holders call the registry over mTLS. gRPC Python cannot ask for a client
+    # certificate without requiring one, so `listen` (TLS, no client certificate: enrolment,
+    # trust bundle, operators, health) and this port (mTLS required) are separate. Left unset,
+    # it is listen's host with the next port, or port 0 when listen's port is 0.
+    mtls_listen: HostPort | None = None
+    # "HOST:PORT" that clients should dial for the mTLS port, when the bound address is not
+    # it (a wildcard listen, NAT); told to clients by GetTrustBundle and Enroll.
+    mtls_advertise: str = ""
+    trust_domain: str = DEFAULT_TRUST_DOMAIN
+    # Lifetime of the SVIDs the embedded issuer signs (the registry's own included).
+    svid_ttl_s: float = DEFAULT_SVID_TTL_S
+    # "auto": enrolment without a join token only while the registry listens on loopback.
+    open_enrollment: OpenEnrollment = "auto"
 
     def __post_init__(self) -> None:
+        self._check_identity()
         hb = self.heartbeat_interval_s
         if not hb > 0:
             raise ConfigError(f"heartbeat_interval_s must be greater than 0, got {hb}")
@@ -62,6 +83,49 @@ class RegistryConfig:
             raise ConfigError(f"event_log_retention must be at least 1, got {self.event_log_retention}")
         if self.watch_queue_events < 1:
             raise ConfigError(f"watch_queue_events must be at least 1, got {self.watch_queue_events}")
+
+    @property
+    def mtls_address(self) -> HostPort:
+        """The mTLS listen address, derived from `listen` when it was not set."""
+        if self.mtls_listen is not None:
+            return self.mtls_listen
+        return HostPort(self.listen.host, self.listen.port + 1 if self.listen.port else 0)
+
+    @property
+    def only_on_loopback(self) -> bool:
+        return self.listen.is_loopback and self.mtls_address.is_loopback
+
+    @property
+    def open_enrollment_enabled(self) -> bool:
+        """Whether a sidecar may enrol without a join token ("auto": only on loopback)."""
+        return self.open_enrollment == "on" or (self.open_enrollment == "auto" and self.only_on_loopback)
+
+    def _check_identity(self) -> None:
+        try:
+            check_trust_domain(self.trust_domain)
+        except IdentityError as exc:
+            raise ConfigError(f"trust_domain: {exc}") from exc
+        if not MIN_SVID_TTL_S <= self.svid_ttl_s <= MAX_SVID_TTL_S:
+            raise ConfigError(
+                f"svid_ttl_s must be from {MIN_SVID_TTL_S:.0f} to {MAX_SVID_TTL_S:.0f} seconds (30 days), "
+                f"got {self.svid_ttl_s:g}; SVIDs are meant to be short-lived (default {DEFAULT_SVID_TTL_S:g})"
+            )
+        if self.open_enrollment not in OPEN_ENROLLMENT_CHOICES:
+            raise ConfigError(f"open_enrollment must be one of auto, on, off, got {self.open_enrollment!r}")
+        if self.listen.port == 65535 and self.mtls_listen is None:
+            raise ConfigError("listen uses port 65535, so the mTLS port cannot be the next one; set mtls_listen")
+        if self.open_enrollment == "on" and not self.only_on_loopback:
+            raise ConfigError(
+                f"open_enrollment=on needs the registry to listen on loopback only, but it listens on "
+                f"{self.listen} and {self.mtls_address}: beyond loopback anybody who reaches the port could "
+                "enrol as any agent. Use join tokens (meshwarden identity token create --agent NAME) "
+                "with open_enrollment auto or off"
+            )
+        if self.mtls_advertise:
+            try:
+                parse_host_port(self.mtls_advertise, what="mtls_advertise")
+            except AddressError as exc:
+                raise ConfigError(str(exc)) from exc
 
 
 def _listen(text: str) -> HostPort:
@@ -85,6 +149,18 @@ OPTIONS: Final[tuple[Option[Any], ...]] = (
            "catalog events kept so that watchers can resume by revision", metavar="EVENTS"),
     Option("watch_queue_events", positive_int, DEFAULT_WATCH_QUEUE_EVENTS,
            "events queued for one slow watcher before it is disconnected", metavar="EVENTS"),
+    Option("mtls_listen", _listen, None,
+           "HOST:PORT where SVID holders call the registry over mTLS; default: --listen's host and next port "
+           "(0 when --listen's port is 0)", metavar="HOST:PORT"),
+    Option("mtls_advertise", text, "",
+           "HOST:PORT clients should dial for the mTLS port when the bound address is not it (wildcard, NAT)",
+           metavar="HOST:PORT"),
+    Option("trust_domain", text, DEFAULT_TRUST_DOMAIN, "SPIFFE trust domain of the mesh", metavar="DOMAIN"),
+    Option("svid_ttl_s", positive_float, DEFAULT_SVID_TTL_S,
+           "lifetime of the SVIDs the embedded issuer signs (60 s to 30 days)", metavar="SECONDS"),
+    Option("open_enrollment", choice(*OPEN_ENROLLMENT_CHOICES), "auto",
+           "enrolment without a join token: auto = only while listening on loopback; on is refused beyond loopback",
+           metavar="auto|on|off"),
 )
 
 
@@ -99,4 +175,9 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> 
         lease_ttl_s=math.nan if ttl is None else ttl,
         event_log_retention=values["event_log_retention"],
         watch_queue_events=values["watch_queue_events"],
+        mtls_listen=values["mtls_listen"],
+        mtls_advertise=values["mtls_advertise"],
+        trust_domain=values["trust_domain"],
+        svid_ttl_s=values["svid_ttl_s"],
+        open_enrollment=cast(OpenEnrollment, values["open_enrollment"]),
     )

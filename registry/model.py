@@ -34,7 +34,8 @@ class InstanceSpec:
     version: str
     peer_address: str
     capabilities: tuple[Capability, ...] = ()
-    spiffe_id: str = ""
+    spiffe_id: str = ""  # set by the registry from the caller's SVID, never taken from the sidecar
+    svid_expires_at: float = 0.0  # notAfter of that SVID; 0 when unknown
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -49,6 +50,8 @@ class Instance:
     spiffe_id: str
     registered_at: float
     lease_expires_at: float
+    # notAfter of the SVID the sidecar last presented (Register or Renew); 0 when unknown.
+    svid_expires_at: float = 0.0
 
     def serves(self, capability: str) -> bool:
         return any(c.name == capability for c in self.capabilities)

@@ -1,19 +1,20 @@
 """Files only the registry's user may read: the CA key and the operator token.
 
-A secret is written so that it is never, even for an instant, readable by anybody else and
-never half-written: a temporary file created with mode 0600 from the start (os.open with a
-mode, so the umask cannot widen it), written, fsynced, renamed over the target, and the
-directory fsynced so the rename survives a crash. Reading refuses a file that others can
-read or write, as ssh does with private keys: a leaked key must be replaced, not used.
+Writing goes through meshwarden.secure_files (a temporary file created 0600, fsync, rename,
+fsync the directory: never half-written, never readable by others). What this module adds is
+the registry's stricter stance on reading: a private file or directory that others can read
+or write is refused, as ssh does with private keys (a leaked key must be replaced, not used),
+and every failure is a PrivateFileError naming the path and the fix.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import stat
 from pathlib import Path
 from typing import Final
+
+from meshwarden.secure_files import write_atomically
 
 PRIVATE_FILE_MODE: Final = 0o600
 PRIVATE_DIR_MODE: Final = 0o700
@@ -37,19 +38,9 @@ def make_private_dir(path: Path) -> None:
 
 def write_private(path: Path, data: bytes) -> None:
     """Atomically replaces `path` with `data`, mode 0600 from the first byte on."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
-        try:
-            os.fchmod(fd, PRIVATE_FILE_MODE)  # O_CREAT's mode is filtered by the umask too
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
-        _fsync_dir(path.parent)
+        write_atomically(path, data, mode=PRIVATE_FILE_MODE)
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
         raise PrivateFileError(f"cannot write {path}: {exc.strerror}") from exc
 
 
@@ -72,11 +63,3 @@ def _refuse_if_shared(path: Path, what: str, fix: str) -> None:
             f"{path} is a private {what} but has mode {mode:04o} (others may use it); "
             f"run `{fix} {path}` and, if others could read it, replace what it holds"
         )
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

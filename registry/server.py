@@ -1,62 +1,75 @@
 """The gRPC face of the registry (meshwarden.v1.Registry): proto in, catalog call, proto out.
 
-It makes no decisions of its own. Errors become statuses in one place, `status_for`:
-invalid input is INVALID_ARGUMENT naming the field, an unknown or expired lease NOT_FOUND,
-a watcher cut off (it fell behind, or the registry is stopping) or a storage failure
-UNAVAILABLE, so clients retry; anything else is a bug: INTERNAL with a generic message, while
-the full traceback goes to the registry's log. No exception ends the process.
+It makes no decisions of its own beyond who may touch which instance: every call passes
+registry.authz (the caller's SVID or operator token, against the RPC's entry in the table),
+and a call about one instance needs the SVID of that instance's agent. The SPIFFE ID and SVID
+expiry recorded for an instance come from the certificate the sidecar presented, never from
+what it wrote in the request. Errors become statuses in registry.rescue.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Any, Final, NoReturn, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any, Final
 
 import grpc
 
 from meshwarden.v1 import registry_pb2, registry_pb2_grpc
 from registry import wire
+from registry.authz import Authorizer, Caller, method, require_agent
 from registry.catalog import Catalog
-from registry.errors import InvalidInput, StoreError, UnknownInstance
-from registry.watch_hub import WatchEnded, WatchHub
+from registry.rescue import abort, serve_unary
+from registry.validation import validate_agent_name
+from registry.watch_hub import WatchHub
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME: Final[str] = registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name
+REGISTER: Final = method(SERVICE_NAME, "Register")
+RENEW: Final = method(SERVICE_NAME, "Renew")
+DEREGISTER: Final = method(SERVICE_NAME, "Deregister")
+LIST_INSTANCES: Final = method(SERVICE_NAME, "ListInstances")
+WATCH: Final = method(SERVICE_NAME, "Watch")
 
-Request = TypeVar("Request")
-Response = TypeVar("Response")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class RegistryService(registry_pb2_grpc.RegistryServicer):
-    def __init__(self, catalog: Catalog, hub: WatchHub, *, heartbeat_interval_s: float) -> None:
-        self._catalog, self._hub, self._heartbeat_interval_s = catalog, hub, heartbeat_interval_s
+    def __init__(
+        self, catalog: Catalog, hub: WatchHub, authorizer: Authorizer, *, heartbeat_interval_s: float
+    ) -> None:
+        self._catalog, self._hub, self._authorizer = catalog, hub, authorizer
+        self._heartbeat_interval_s = heartbeat_interval_s
 
     async def Register(
         self, request: registry_pb2.RegisterRequest, context: Context
     ) -> registry_pb2.RegisterResponse:
-        return await _rescue("Register", self._register, request, context)
+        return await serve_unary(REGISTER, self._register, request, context, self._authorizer)
 
     async def Renew(
         self, request: registry_pb2.RenewRequest, context: Context
     ) -> registry_pb2.RenewResponse:
-        return await _rescue("Renew", self._renew, request, context)
+        return await serve_unary(RENEW, self._renew, request, context, self._authorizer)
 
     async def Deregister(
         self, request: registry_pb2.DeregisterRequest, context: Context
     ) -> registry_pb2.DeregisterResponse:
-        return await _rescue("Deregister", self._deregister, request, context)
+        return await serve_unary(DEREGISTER, self._deregister, request, context, self._authorizer)
 
     async def ListInstances(
         self, request: registry_pb2.ListInstancesRequest, context: Context
     ) -> registry_pb2.ListInstancesResponse:
-        return await _rescue("ListInstances", self._list_instances, request, context)
+        return await serve_unary(LIST_INSTANCES, self._list_instances, request, context, self._authorizer)
 
     async def Watch(
         self, request: registry_pb2.WatchRequest, context: Context
     ) -> AsyncIterator[registry_pb2.WatchEvent]:
+        try:
+            self._authorizer.check(WATCH, self._authorizer.caller(context))
+        except Exception as exc:  # noqa: BLE001 -- the stream's rescue: the error becomes a status
+            await abort(context, exc, WATCH)
         # Subscribe before reading the catalog, with no await in between: every change after
         # the replay or snapshot is then in the subscription, and older ones are skipped below.
         subscription = self._hub.subscribe()
@@ -71,12 +84,19 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
                     yield wire.event_to_proto(event)
                     revision = event.revision
         except Exception as exc:  # noqa: BLE001 -- the stream's rescue: the error becomes a status
-            await _abort(context, exc, "Watch")
+            await abort(context, exc, WATCH)
         finally:
             self._hub.unsubscribe(subscription)
 
-    def _register(self, request: registry_pb2.RegisterRequest) -> registry_pb2.RegisterResponse:
-        registration = self._catalog.register(wire.spec_from_proto(request.instance))
+    def _register(self, request: registry_pb2.RegisterRequest, caller: Caller) -> registry_pb2.RegisterResponse:
+        spec = wire.spec_from_proto(request.instance)
+        validate_agent_name(spec.agent, "instance.agent")
+        identity = require_agent(caller, spec.agent, "register instances")
+        existing = self._catalog.instance(spec.instance_id)
+        if existing is not None:
+            require_agent(caller, existing.agent, f"replace instance {existing.instance_id}")
+        spec = dataclasses.replace(spec, spiffe_id=identity.spiffe_id, svid_expires_at=caller.svid_expires_at)
+        registration = self._catalog.register(spec)
         return registry_pb2.RegisterResponse(
             instance_id=registration.instance.instance_id,
             lease_ttl=wire.duration(self._catalog.lease_ttl_s),
@@ -84,15 +104,26 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             revision=registration.revision,
         )
 
-    def _renew(self, request: registry_pb2.RenewRequest) -> registry_pb2.RenewResponse:
-        self._catalog.renew(request.instance_id)
+    def _renew(self, request: registry_pb2.RenewRequest, caller: Caller) -> registry_pb2.RenewResponse:
+        self._require_owner(request.instance_id, caller, "renew the lease")
+        self._catalog.renew(request.instance_id, svid_expires_at=caller.svid_expires_at)
         return registry_pb2.RenewResponse(lease_ttl=wire.duration(self._catalog.lease_ttl_s))
 
-    def _deregister(self, request: registry_pb2.DeregisterRequest) -> registry_pb2.DeregisterResponse:
+    def _deregister(self, request: registry_pb2.DeregisterRequest, caller: Caller) -> registry_pb2.DeregisterResponse:
+        self._require_owner(request.instance_id, caller, "deregister")
         self._catalog.deregister(request.instance_id)
         return registry_pb2.DeregisterResponse()
 
-    def _list_instances(self, request: registry_pb2.ListInstancesRequest) -> registry_pb2.ListInstancesResponse:
+    def _require_owner(self, instance_id: str, caller: Caller, action: str) -> None:
+        """PermissionDenied unless the caller is the agent of the instance (unknown ones pass:
+        the catalog answers those as it always does)."""
+        instance = self._catalog.instance(instance_id)
+        if instance is not None:
+            require_agent(caller, instance.agent, f"{action} of instance {instance_id}")
+
+    def _list_instances(
+        self, request: registry_pb2.ListInstancesRequest, _caller: Caller
+    ) -> registry_pb2.ListInstancesResponse:
         listing = self._catalog.list_instances(agent=request.agent, capability=request.capability)
         return registry_pb2.ListInstancesResponse(
             instances=wire.instances_to_proto(listing.instances), revision=listing.revision
@@ -112,35 +143,3 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         )
         return [wire.snapshot_to_proto(snapshot)], snapshot.revision
 
-
-def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
-    """The status code and client-facing message for an error raised while serving a call."""
-    if isinstance(exc, InvalidInput):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-    if isinstance(exc, UnknownInstance):
-        return grpc.StatusCode.NOT_FOUND, str(exc)
-    if isinstance(exc, WatchEnded):
-        return grpc.StatusCode.UNAVAILABLE, str(exc)
-    if isinstance(exc, StoreError):
-        return grpc.StatusCode.UNAVAILABLE, "registry storage failed; retry shortly (details in the registry log)"
-    return grpc.StatusCode.INTERNAL, "registry fault; the registry log has the details"
-
-
-async def _rescue(
-    method: str, handler: Callable[[Request], Response], request: Request, context: Context
-) -> Response:
-    """Runs one unary handler; any error it raises ends the call with the status `status_for` picks."""
-    try:
-        return handler(request)
-    except Exception as exc:  # noqa: BLE001 -- the unary rescue: every error becomes a status here
-        await _abort(context, exc, method)
-
-
-async def _abort(context: Context, exc: Exception, method: str) -> NoReturn:
-    code, message = status_for(exc)
-    if isinstance(exc, WatchEnded):
-        log.info("watch stream ended: %s", exc)
-    elif code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE):
-        log.error("%s failed", method, exc_info=exc)
-    await context.abort(code, message)
-    raise RuntimeError("context.abort returned")  # it always raises; this keeps the types honest

@@ -15,6 +15,8 @@ sidecars re-register on NOT_FOUND and watchers ahead of the revision get a snaps
 
 A lock file (`registry.lock`, flock) keeps a second registry process off the same data dir.
 About 300 lines because the schema and the row codecs stay next to the only queries using them.
+The schema of the join tokens is here too (one place for every table and migration); their
+queries live in registry.join_tokens, through `transaction()` and `query()`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Final, TextIO
+from typing import Any, Final, TextIO
 
 from registry.errors import StoreError
 from registry.model import (
@@ -45,7 +47,18 @@ log = logging.getLogger(__name__)
 
 DB_NAME: Final = "registry.db"
 LOCK_NAME: Final = "registry.lock"
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+
+_JOIN_TOKENS: Final = """
+CREATE TABLE IF NOT EXISTS join_tokens (
+    token_id TEXT PRIMARY KEY,
+    secret_sha256 TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    used_at REAL
+);
+"""
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -53,6 +66,7 @@ CREATE TABLE IF NOT EXISTS instances (
     instance_id TEXT PRIMARY KEY,
     agent TEXT NOT NULL,
     lease_expires_at REAL NOT NULL,
+    svid_expires_at REAL NOT NULL DEFAULT 0,
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS instances_by_lease ON instances (lease_expires_at);
@@ -64,7 +78,12 @@ CREATE TABLE IF NOT EXISTS events (
     reason TEXT
 );
 INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0);
-"""
+""" + _JOIN_TOKENS
+
+# Version 1 -> 2 (identity): the SVID expiry of each instance, and join tokens.
+_UPGRADE_TO_2: Final = "ALTER TABLE instances ADD COLUMN svid_expires_at REAL NOT NULL DEFAULT 0;" + _JOIN_TOKENS
+
+Row = tuple[Any, ...]
 
 
 class Store:
@@ -112,15 +131,15 @@ class Store:
 
     def instance(self, instance_id: str) -> Instance | None:
         row = self._db.execute(
-            "SELECT body, lease_expires_at FROM instances WHERE instance_id = ?", (instance_id,)
+            "SELECT body, lease_expires_at, svid_expires_at FROM instances WHERE instance_id = ?", (instance_id,)
         ).fetchone()
-        return None if row is None else _instance_from_row(row[0], row[1])
+        return None if row is None else _instance_from_row(row[0], row[1], row[2])
 
     def instances(self) -> list[Instance]:
         rows = self._db.execute(
-            "SELECT body, lease_expires_at FROM instances ORDER BY agent, instance_id"
+            "SELECT body, lease_expires_at, svid_expires_at FROM instances ORDER BY agent, instance_id"
         ).fetchall()
-        return [_instance_from_row(body, lease) for body, lease in rows]
+        return [_instance_from_row(body, lease, svid) for body, lease, svid in rows]
 
     def commit(self, event: CatalogEvent) -> None:
         """Applies one catalog change and appends its event, atomically.
@@ -134,9 +153,10 @@ class Store:
             if isinstance(event, Upserted):
                 body = _instance_body(event.instance)
                 self._db.execute(
-                    "INSERT OR REPLACE INTO instances (instance_id, agent, lease_expires_at, body) "
-                    "VALUES (?, ?, ?, ?)",
-                    (event.instance.instance_id, event.instance.agent, event.instance.lease_expires_at, body),
+                    "INSERT OR REPLACE INTO instances (instance_id, agent, lease_expires_at, svid_expires_at, body) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (event.instance.instance_id, event.instance.agent, event.instance.lease_expires_at,
+                     event.instance.svid_expires_at, body),
                 )
                 self._db.execute(
                     "INSERT INTO events (revision, instance_id, kind, body) VALUES (?, ?, 'upserted', ?)",
@@ -153,15 +173,22 @@ class Store:
             self._db.execute("DELETE FROM events WHERE revision <= ?", (event.revision - self._retention,))
         self._revision = event.revision
 
-    def set_lease(self, instance_id: str, lease_expires_at: float) -> bool:
-        """Moves one lease's expiry; False when the instance is not in the catalog.
+    def set_lease(self, instance_id: str, lease_expires_at: float, svid_expires_at: float | None = None) -> bool:
+        """Moves one lease's expiry (and the SVID expiry, when given); False when the instance
+        is not in the catalog.
 
         Not a catalog change: it bumps no revision and appends no event (see registry.catalog).
         """
         with self._transaction():
-            cursor = self._db.execute(
-                "UPDATE instances SET lease_expires_at = ? WHERE instance_id = ?", (lease_expires_at, instance_id)
-            )
+            if svid_expires_at is None:
+                cursor = self._db.execute(
+                    "UPDATE instances SET lease_expires_at = ? WHERE instance_id = ?", (lease_expires_at, instance_id)
+                )
+            else:
+                cursor = self._db.execute(
+                    "UPDATE instances SET lease_expires_at = ?, svid_expires_at = ? WHERE instance_id = ?",
+                    (lease_expires_at, svid_expires_at, instance_id),
+                )
         return cursor.rowcount == 1
 
     def extend_all_leases(self, until: float) -> int:
@@ -201,6 +228,19 @@ class Store:
     def oldest_event_revision(self) -> int | None:
         value = self._db.execute("SELECT MIN(revision) FROM events").fetchone()[0]
         return None if value is None else int(value)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction for modules that own a table of their own (registry.join_tokens)."""
+        with self._transaction():
+            yield self._db
+
+    def query(self, sql: str, parameters: tuple[object, ...] = ()) -> list[Row]:
+        """The rows of one read-only statement, for modules that own a table of their own."""
+        try:
+            return list(self._db.execute(sql, parameters).fetchall())
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self._path}: read failed: {exc}") from exc
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -256,21 +296,25 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
             f"{path} has schema version {version}, newer than this registry understands ({SCHEMA_VERSION}); "
             "run a newer meshwarden or use another --data-dir"
         )
-    db.executescript("BEGIN;" + _SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+    steps = _SCHEMA if version == 0 else _UPGRADE_TO_2 if version == 1 else ""
+    db.executescript("BEGIN;" + steps + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+    if 0 < version < SCHEMA_VERSION:
+        log.info("upgraded %s from schema version %d to %d", path, version, SCHEMA_VERSION)
 
 
 def _instance_body(instance: Instance, *, with_lease: bool = False) -> str:
     data = asdict(instance)
     if not with_lease:
-        del data["lease_expires_at"]  # kept in its own column: renewals update only that
+        del data["lease_expires_at"]  # kept in their own columns: renewals update only those
+        del data["svid_expires_at"]
     return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
 
-def _instance_from_row(body: str, lease_expires_at: float) -> Instance:
-    return _instance_from_json(json.loads(body), lease_expires_at)
+def _instance_from_row(body: str, lease_expires_at: float, svid_expires_at: float) -> Instance:
+    return _instance_from_json(json.loads(body), lease_expires_at, svid_expires_at)
 
 
-def _instance_from_json(data: dict[str, object], lease_expires_at: float) -> Instance:
+def _instance_from_json(data: dict[str, object], lease_expires_at: float, svid_expires_at: float) -> Instance:
     capabilities = data["capabilities"]
     if not isinstance(capabilities, list):
         raise StoreError(f"corrupt instance record {data.get('instance_id')!r}: capabilities is not a list")
@@ -283,6 +327,7 @@ def _instance_from_json(data: dict[str, object], lease_expires_at: float) -> Ins
         spiffe_id=str(data["spiffe_id"]),
         registered_at=_number(data["registered_at"]),
         lease_expires_at=float(lease_expires_at),
+        svid_expires_at=float(svid_expires_at),
     )
 
 
@@ -297,7 +342,10 @@ def _event_from_row(revision: int, instance_id: str, kind: str, body: str | None
         if body is None:
             raise StoreError(f"corrupt event at revision {revision}: upserted without an instance")
         data = json.loads(body)
-        return Upserted(revision=revision, instance=_instance_from_json(data, _number(data["lease_expires_at"])))
+        instance = _instance_from_json(
+            data, _number(data["lease_expires_at"]), _number(data.get("svid_expires_at", 0.0))  # absent before v2
+        )
+        return Upserted(revision=revision, instance=instance)
     if reason not in (DEREGISTERED, LEASE_EXPIRED):
         raise StoreError(f"corrupt event at revision {revision}: unknown removal reason {reason!r}")
     return Removed(revision=revision, instance_id=instance_id, reason=reason)

@@ -29,7 +29,7 @@ def spec_from_proto(message: catalog_pb2.Instance) -> InstanceSpec:
             )
             for c in message.capabilities
         ),
-        spiffe_id=message.spiffe_id,
+        spiffe_id=message.spiffe_id,  # the server replaces it with the SPIFFE ID of the caller's SVID
     )
 
 
@@ -52,6 +52,7 @@ def instance_to_proto(instance: Instance) -> catalog_pb2.Instance:
         spiffe_id=instance.spiffe_id,
         registered_at=timestamp(instance.registered_at),
         lease_expires_at=timestamp(instance.lease_expires_at),
+        svid_expires_at=timestamp(instance.svid_expires_at) if instance.svid_expires_at > 0 else None,
     )
 
 

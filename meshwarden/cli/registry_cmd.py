@@ -18,8 +18,10 @@ def add_to(commands: Any) -> None:
     serve = actions.add_parser(
         "serve",
         help="serve the registry until SIGTERM or SIGINT",
-        description="Serves meshwarden.v1.Registry, grpc.health.v1 and reflection on --listen, "
-        "keeps its state in --data-dir, and prints one JSON ready line on stdout once serving.",
+        description="Serves meshwarden.v1.Registry and meshwarden.v1.Identity (the embedded SPIFFE issuer) "
+        "over TLS on --listen (no client certificate: enrolment, operators, health, reflection) and over mTLS "
+        "on --mtls-listen (sidecars with SVIDs), keeps its state and CA in --data-dir, and prints one JSON "
+        "ready line on stdout once serving.",
     )
     add_options(serve, OPTIONS, ENV_PREFIX)
     serve.set_defaults(run=_serve)
@@ -27,12 +29,12 @@ def add_to(commands: Any) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from registry import app, config
-    from registry.errors import StoreError
+    from registry.errors import CaError, StoreError
 
     cfg = config.load(args)
     try:
         app.run(cfg)
-    except (StoreError, app.StartError) as exc:
+    except (StoreError, CaError, app.StartError) as exc:
         print(f"meshwarden registry: {exc}", file=sys.stderr)
         return exit_codes.USAGE
     return exit_codes.OK

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmeshwarden/v1/identity.proto\x12\rmeshwarden.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"C\n\rEnrollRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\t\x12\x12\n\njoin_token\x18\x03 \x01(\t\"#\n\x10RenewSvidRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\t\"\x83\x01\n\x0cSvidResponse\x12\x11\n\tspiffe_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63\x65rt_chain_pem\x18\x02 \x01(\t\x12\x18\n\x10trust_bundle_pem\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x17\n\x15GetTrustBundleRequest\"7\n\x0bTrustBundle\x12\x14\n\x0ctrust_domain\x18\x01 \x01(\t\x12\x12\n\nbundle_pem\x18\x02 \x01(\t\"6\n\x16\x43reateJoinTokenRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\r\n\x05ttl_s\x18\x02 \x01(\r\"l\n\tJoinToken\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x11\n\tspiffe_id\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xbe\x02\n\x08Identity\x12\x43\n\x06\x45nroll\x12\x1c.meshwarden.v1.EnrollRequest\x1a\x1b.meshwarden.v1.SvidResponse\x12\x45\n\x05Renew\x12\x1f.meshwarden.v1.RenewSvidRequest\x1a\x1b.meshwarden.v1.SvidResponse\x12R\n\x0eGetTrustBundle\x12$.meshwarden.v1.GetTrustBundleRequest\x1a\x1a.meshwarden.v1.TrustBundle\x12R\n\x0f\x43reateJoinToken\x12%.meshwarden.v1.CreateJoinTokenRequest\x1a\x18.meshwarden.v1.JoinTokenb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmeshwarden/v1/identity.proto\x12\rmeshwarden.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"C\n\rEnrollRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\t\x12\x12\n\njoin_token\x18\x03 \x01(\t\"#\n\x10RenewSvidRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\t\"\xa2\x01\n\x0cSvidResponse\x12\x11\n\tspiffe_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63\x65rt_chain_pem\x18\x02 \x01(\t\x12\x18\n\x10trust_bundle_pem\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15registry_mtls_address\x18\x05 \x01(\t\"\x17\n\x15GetTrustBundleRequest\"V\n\x0bTrustBundle\x12\x14\n\x0ctrust_domain\x18\x01 \x01(\t\x12\x12\n\nbundle_pem\x18\x02 \x01(\t\x12\x1d\n\x15registry_mtls_address\x18\x03 \x01(\t\"6\n\x16\x43reateJoinTokenRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\r\n\x05ttl_s\x18\x02 \x01(\r\"l\n\tJoinToken\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x11\n\tspiffe_id\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xbe\x02\n\x08Identity\x12\x43\n\x06\x45nroll\x12\x1c.meshwarden.v1.EnrollRequest\x1a\x1b.meshwarden.v1.SvidResponse\x12\x45\n\x05Renew\x12\x1f.meshwarden.v1.RenewSvidRequest\x1a\x1b.meshwarden.v1.SvidResponse\x12R\n\x0eGetTrustBundle\x12$.meshwarden.v1.GetTrustBundleRequest\x1a\x1a.meshwarden.v1.TrustBundle\x12R\n\x0f\x43reateJoinToken\x12%.meshwarden.v1.CreateJoinTokenRequest\x1a\x18.meshwarden.v1.JoinTokenb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,15 +37,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RENEWSVIDREQUEST']._serialized_start=149
   _globals['_RENEWSVIDREQUEST']._serialized_end=184
   _globals['_SVIDRESPONSE']._serialized_start=187
-  _globals['_SVIDRESPONSE']._serialized_end=318
-  _globals['_GETTRUSTBUNDLEREQUEST']._serialized_start=320
-  _globals['_GETTRUSTBUNDLEREQUEST']._serialized_end=343
-  _globals['_TRUSTBUNDLE']._serialized_start=345
-  _globals['_TRUSTBUNDLE']._serialized_end=400
-  _globals['_CREATEJOINTOKENREQUEST']._serialized_start=402
-  _globals['_CREATEJOINTOKENREQUEST']._serialized_end=456
-  _globals['_JOINTOKEN']._serialized_start=458
-  _globals['_JOINTOKEN']._serialized_end=566
-  _globals['_IDENTITY']._serialized_start=569
-  _globals['_IDENTITY']._serialized_end=887
+  _globals['_SVIDRESPONSE']._serialized_end=349
+  _globals['_GETTRUSTBUNDLEREQUEST']._serialized_start=351
+  _globals['_GETTRUSTBUNDLEREQUEST']._serialized_end=374
+  _globals['_TRUSTBUNDLE']._serialized_start=376
+  _globals['_TRUSTBUNDLE']._serialized_end=462
+  _globals['_CREATEJOINTOKENREQUEST']._serialized_start=464
+  _globals['_CREATEJOINTOKENREQUEST']._serialized_end=518
+  _globals['_JOINTOKEN']._serialized_start=520
+  _globals['_JOINTOKEN']._serialized_end=628
+  _globals['_IDENTITY']._serialized_start=631
+  _globals['_IDENTITY']._serialized_end=949
 # @@protoc_insertion_point(module_scope)

@@ -25,28 +25,32 @@ class RenewSvidRequest(_message.Message):
     def __init__(self, csr_pem: _Optional[str] = ...) -> None: ...
 
 class SvidResponse(_message.Message):
-    __slots__ = ("spiffe_id", "cert_chain_pem", "trust_bundle_pem", "expires_at")
+    __slots__ = ("spiffe_id", "cert_chain_pem", "trust_bundle_pem", "expires_at", "registry_mtls_address")
     SPIFFE_ID_FIELD_NUMBER: _ClassVar[int]
     CERT_CHAIN_PEM_FIELD_NUMBER: _ClassVar[int]
     TRUST_BUNDLE_PEM_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_MTLS_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     spiffe_id: str
     cert_chain_pem: str
     trust_bundle_pem: str
     expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, spiffe_id: _Optional[str] = ..., cert_chain_pem: _Optional[str] = ..., trust_bundle_pem: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    registry_mtls_address: str
+    def __init__(self, spiffe_id: _Optional[str] = ..., cert_chain_pem: _Optional[str] = ..., trust_bundle_pem: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., registry_mtls_address: _Optional[str] = ...) -> None: ...
 
 class GetTrustBundleRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class TrustBundle(_message.Message):
-    __slots__ = ("trust_domain", "bundle_pem")
+    __slots__ = ("trust_domain", "bundle_pem", "registry_mtls_address")
     TRUST_DOMAIN_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_PEM_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_MTLS_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     trust_domain: str
     bundle_pem: str
-    def __init__(self, trust_domain: _Optional[str] = ..., bundle_pem: _Optional[str] = ...) -> None: ...
+    registry_mtls_address: str
+    def __init__(self, trust_domain: _Optional[str] = ..., bundle_pem: _Optional[str] = ..., registry_mtls_address: _Optional[str] = ...) -> None: ...
 
 class CreateJoinTokenRequest(_message.Message):
     __slots__ = ("agent", "ttl_s")

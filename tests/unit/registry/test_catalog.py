@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,19 @@ def test_renew_extends_the_lease_without_a_catalog_change(h: Harness) -> None:
     stored = h.store.instance(instance_id)
     assert stored is not None and stored.lease_expires_at == expires_at
     assert h.catalog.revision == 1 and len(h.published) == 1
+
+
+def test_the_svid_expiry_is_kept_at_register_and_moved_by_renew_without_an_event(h: Harness) -> None:
+    registered = h.catalog.register(replace(_spec(), svid_expires_at=h.clock.now + 100)).instance
+    assert registered.svid_expires_at == h.clock.now + 100
+    h.catalog.renew(registered.instance_id, svid_expires_at=h.clock.now + 200)
+    assert h.catalog.instance(registered.instance_id) == replace(
+        registered, svid_expires_at=h.clock.now + 200, lease_expires_at=h.clock.now + TTL_S
+    )
+    h.catalog.renew(registered.instance_id)  # no SVID expiry given: kept
+    stored = h.catalog.instance(registered.instance_id)
+    assert stored is not None and stored.svid_expires_at == h.clock.now + 200
+    assert len(h.published) == 1
 
 
 def test_renew_of_an_unknown_id_is_unknown_instance(h: Harness) -> None:

@@ -68,3 +68,53 @@ def test_the_dataclass_derives_and_validates_when_built_directly() -> None:
     assert RegistryConfig(heartbeat_interval_s=0.3).lease_ttl_s == pytest.approx(0.75)
     with pytest.raises(ConfigError, match="lease_ttl_s"):
         RegistryConfig(heartbeat_interval_s=1.0, lease_ttl_s=3.5)
+
+
+def test_identity_defaults() -> None:
+    config = _load([])
+    assert config.trust_domain == "meshwarden.local"
+    assert config.svid_ttl_s == 3600.0
+    assert config.open_enrollment == "auto" and config.open_enrollment_enabled
+    assert config.mtls_address == HostPort("127.0.0.1", 7401)  # the port after --listen's
+    assert config.mtls_advertise == ""
+
+
+def test_the_mtls_port_follows_listen_unless_set() -> None:
+    assert _load(["--listen", "127.0.0.1:0"]).mtls_address == HostPort("127.0.0.1", 0)
+    assert _load(["--listen", "10.0.0.5:9000"]).mtls_address == HostPort("10.0.0.5", 9001)
+    assert _load(["--mtls-listen", "127.0.0.1:5"]).mtls_address == HostPort("127.0.0.1", 5)
+    with pytest.raises(ConfigError, match="port 65535.*set mtls_listen"):
+        _load(["--listen", "127.0.0.1:65535"])
+
+
+def test_open_enrolment_auto_is_on_only_on_loopback() -> None:
+    assert not _load(["--listen", "0.0.0.0:0"]).open_enrollment_enabled
+    assert not _load(["--mtls-listen", "0.0.0.0:0"]).open_enrollment_enabled
+    assert _load(["--open-enrollment", "on"]).open_enrollment_enabled
+    assert not _load(["--open-enrollment", "off"]).open_enrollment_enabled
+
+
+def test_open_enrolment_on_beyond_loopback_is_refused_saying_why() -> None:
+    with pytest.raises(ConfigError, match="open_enrollment=on needs the registry to listen on loopback only.*join tokens"):
+        _load(["--listen", "0.0.0.0:0", "--open-enrollment", "on"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--trust-domain", "Mesh_Local"], "trust_domain: trust domain must be a lower-case DNS name"),
+        (["--svid-ttl-s", "59"], "svid_ttl_s must be from 60 to 2592000 seconds"),
+        (["--svid-ttl-s", "9999999"], "svid_ttl_s must be from 60"),
+        (["--open-enrollment", "maybe"], "--open-enrollment: must be one of auto, on, off"),
+        (["--mtls-advertise", "nowhere"], "mtls_advertise must be HOST:PORT"),
+    ],
+)
+def test_bad_identity_values_name_the_setting(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _load(argv)
+
+
+def test_identity_settings_come_from_the_environment_too() -> None:
+    config = _load([], {"MESHWARDEN_REGISTRY_TRUST_DOMAIN": "prod.example.com",
+                        "MESHWARDEN_REGISTRY_SVID_TTL_S": "600", "MESHWARDEN_REGISTRY_OPEN_ENROLLMENT": "off"})
+    assert (config.trust_domain, config.svid_ttl_s, config.open_enrollment) == ("prod.example.com", 600.0, "off")

@@ -1,9 +1,10 @@
-"""registry.server and registry.app in-process, over real gRPC on a loopback port (port 0)."""
+"""registry.server and registry.app in-process, over real gRPC (TLS and mTLS) on loopback ports."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,29 +13,25 @@ import grpc
 import pytest
 
 from meshwarden.addresses import HostPort
-from meshwarden.registry_client import registry_channel, registry_stub
+from meshwarden.identity.credentials import server_credentials
+from meshwarden.identity.spiffe_ids import agent_id, registry_id
+from meshwarden.registry_client import RegistryTrust, registry_channel, registry_stub
 from meshwarden.v1 import catalog_pb2, registry_pb2, registry_pb2_grpc
 from registry import app
+from registry.authz import Authorizer
 from registry.catalog import Catalog
 from registry.config import RegistryConfig
-from registry.errors import InvalidInput, StoreError, UnknownInstance
-from registry.server import RegistryService, status_for
+from registry.errors import InvalidInput, PermissionDenied, StoreError, Unauthenticated, UnknownInstance
+from registry.issuer import Issuer
+from registry.operators import OperatorCredential
+from registry.rescue import status_for
+from registry.server import RegistryService
 from registry.store import Store
 from registry.watch_hub import WatchEnded, WatchHub
 from registry.wire import spec_from_proto
+from tests.identity_helpers import FakeClock, enrol
 
 HASH = "sha256:" + "c" * 64
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def wall(self) -> float:
-        return self.now
 
 
 def _instance(agent: str = "billing") -> catalog_pb2.Instance:
@@ -55,12 +52,17 @@ class Running:
 
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
-    clock, stop, ready = FakeClock(), asyncio.Event(), asyncio.Future[HostPort]()
+    """A registry served by registry.app, and a stub holding agent billing's SVID over mTLS."""
+    # Starting at the real time: the registry signs SVIDs with this clock, and TLS checks them
+    # against the real one.
+    clock, stop, ready = FakeClock(time.time()), asyncio.Event(), asyncio.Future[app.Ready]()
     config = RegistryConfig(listen=HostPort("127.0.0.1", 0), data_dir=tmp_path, watch_queue_events=4)
     task = asyncio.create_task(app.serve(config, clock, stop=stop, on_ready=ready.set_result))
-    address = str(await asyncio.wait_for(ready, 10))
-    async with registry_channel(address) as channel:
-        yield Running(address, registry_stub(channel), clock)
+    bound = await asyncio.wait_for(ready, 10)
+    trust = RegistryTrust(bound.trust_domain, bound.bundle_pem)
+    svid = await enrol(str(bound.listen), trust, "billing")
+    async with registry_channel(str(bound.mtls), RegistryTrust(bound.trust_domain, bound.bundle_pem, svid)) as channel:
+        yield Running(str(bound.mtls), registry_stub(channel), clock)
     stop.set()
     await asyncio.wait_for(task, 10)
 
@@ -74,6 +76,9 @@ async def test_register_renew_list_deregister(running: Running) -> None:
     listed = await running.stub.ListInstances(registry_pb2.ListInstancesRequest(capability="billing.run"))
     assert [i.instance_id for i in listed.instances] == [reply.instance_id]
     assert listed.instances[0].lease_expires_at.ToSeconds() == int(running.clock.now + 5)
+    # Who the instance is comes from the SVID presented, not from the request.
+    assert listed.instances[0].spiffe_id == "spiffe://meshwarden.local/agent/billing"
+    assert listed.instances[0].svid_expires_at.ToSeconds() == pytest.approx(running.clock.now + 3600, abs=2)
     await running.stub.Deregister(registry_pb2.DeregisterRequest(instance_id=reply.instance_id))
     listed = await running.stub.ListInstances(registry_pb2.ListInstancesRequest())
     assert list(listed.instances) == [] and listed.revision == 2
@@ -92,13 +97,23 @@ async def test_errors_become_statuses(running: Running) -> None:
     assert "lease expired or unknown; register again" in (info.value.details() or "")
 
 
+async def test_an_agent_registers_only_itself(running: Running) -> None:
+    claimed = _instance("search")
+    claimed.spiffe_id = "spiffe://meshwarden.local/agent/search"
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await running.stub.Register(registry_pb2.RegisterRequest(instance=claimed))
+    assert info.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert "spiffe://meshwarden.local/agent/billing may not" in (info.value.details() or "")
+    assert "'search'" in (info.value.details() or "")
+
+
 async def test_watch_sends_initial_metadata_then_live_changes(running: Running) -> None:
     await running.stub.Register(registry_pb2.RegisterRequest(instance=_instance()))
     call = running.stub.Watch(registry_pb2.WatchRequest(since_revision=1))  # nothing missed
     await asyncio.wait_for(call.initial_metadata(), 5)
-    await running.stub.Register(registry_pb2.RegisterRequest(instance=_instance("search")))
+    second = await running.stub.Register(registry_pb2.RegisterRequest(instance=_instance()))
     event = await asyncio.wait_for(call.read(), 5)
-    assert event.revision == 2 and event.upserted.agent == "search"
+    assert event.revision == 2 and event.upserted.instance_id == second.instance_id
     call.cancel()
 
 
@@ -112,16 +127,21 @@ class Direct:
 
 @pytest.fixture
 async def direct(tmp_path: Path) -> AsyncIterator[Direct]:
+    """A RegistryService on an mTLS port of its own, called with agent billing's SVID."""
     store = Store.open(tmp_path, event_log_retention=10)
     hub = WatchHub(max_queued_per_watcher=4)
     catalog = Catalog(store, FakeClock(), lease_ttl_s=5.0, publish=hub.publish)
+    issuer = Issuer.ephemeral("mesh.test", FakeClock(time.time()))
+    registry_svid = issuer.issue(registry_id("mesh.test"), 600)
+    authorizer = Authorizer("mesh.test", OperatorCredential.load_or_create(tmp_path), mtls_address="")
     server = grpc.aio.server()
-    service = RegistryService(catalog, hub, heartbeat_interval_s=2.0)
+    service = RegistryService(catalog, hub, authorizer, heartbeat_interval_s=2.0)
     registry_pb2_grpc.add_RegistryServicer_to_server(service, server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = server.add_secure_port("127.0.0.1:0", server_credentials(lambda: registry_svid, require_client_auth=True))
     await server.start()
+    trust = RegistryTrust("mesh.test", issuer.bundle_pem, issuer.issue(agent_id("mesh.test", "billing"), 600))
     try:
-        async with registry_channel(f"127.0.0.1:{port}") as channel:
+        async with registry_channel(f"127.0.0.1:{port}", trust) as channel:
             yield Direct(catalog, registry_stub(channel))
     finally:
         await server.stop(None)
@@ -188,6 +208,8 @@ async def test_unexpected_errors_are_internal_and_the_server_keeps_serving(direc
     ("error", "code"),
     [
         (InvalidInput("instance.agent", "is bad"), grpc.StatusCode.INVALID_ARGUMENT),
+        (Unauthenticated("no SVID"), grpc.StatusCode.UNAUTHENTICATED),
+        (PermissionDenied("not yours"), grpc.StatusCode.PERMISSION_DENIED),
         (UnknownInstance("x"), grpc.StatusCode.NOT_FOUND),
         (WatchEnded("fell behind"), grpc.StatusCode.UNAVAILABLE),
         (StoreError("disk full"), grpc.StatusCode.UNAVAILABLE),
@@ -199,12 +221,12 @@ def test_status_for(error: Exception, code: grpc.StatusCode) -> None:
 
 
 async def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
-    stop, ready = asyncio.Event(), asyncio.Future[HostPort]()
+    stop, ready = asyncio.Event(), asyncio.Future[app.Ready]()
     first = asyncio.create_task(
         app.serve(RegistryConfig(listen=HostPort("127.0.0.1", 0), data_dir=tmp_path / "a"), FakeClock(),
                   stop=stop, on_ready=ready.set_result)
     )
-    bound = await asyncio.wait_for(ready, 10)
+    bound = (await asyncio.wait_for(ready, 10)).listen
     try:
         with pytest.raises(app.StartError, match="cannot listen on 127.0.0.1"):
             await app.serve(RegistryConfig(listen=bound, data_dir=tmp_path / "b"), FakeClock(), stop=asyncio.Event())

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import stat
 from collections.abc import Iterator
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 
 from registry.errors import StoreError
 from registry.model import DEREGISTERED, LEASE_EXPIRED, Capability, Instance, Removed, Upserted
-from registry.store import DB_NAME, Store
+from registry.store import DB_NAME, SCHEMA_VERSION, Store
 
 
 def _instance(instance_id: str, *, agent: str = "billing", lease: float = 1000.0) -> Instance:
@@ -140,10 +142,45 @@ def test_refuses_a_database_from_a_newer_schema(tmp_path: Path) -> None:
         Store.open(tmp_path, event_log_retention=10)
     # The refused open released its lock: once fixed, the database opens again.
     db = sqlite3.connect(tmp_path / DB_NAME)
-    db.execute("PRAGMA user_version = 1")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     db.commit()
     db.close()
     Store.open(tmp_path, event_log_retention=10).close()
+
+
+# The schema and one row as registry version 1 (before identity) wrote them.
+_V1_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE instances (instance_id TEXT PRIMARY KEY, agent TEXT NOT NULL, lease_expires_at REAL NOT NULL,
+                        body TEXT NOT NULL);
+CREATE INDEX instances_by_lease ON instances (lease_expires_at);
+CREATE TABLE events (revision INTEGER PRIMARY KEY, instance_id TEXT NOT NULL,
+                     kind TEXT NOT NULL CHECK (kind IN ('upserted', 'removed')), body TEXT, reason TEXT);
+INSERT INTO meta (key, value) VALUES ('revision', 1);
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    old = _instance("a1")
+    body = {k: v for k, v in asdict(old).items() if k not in ("lease_expires_at", "svid_expires_at")}
+    event_body = {**body, "lease_expires_at": old.lease_expires_at}
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    db.executescript(_V1_SCHEMA)
+    db.execute("INSERT INTO instances VALUES ('a1', 'billing', ?, ?)", (old.lease_expires_at, json.dumps(body)))
+    db.execute("INSERT INTO events VALUES (1, 'a1', 'upserted', ?, NULL)", (json.dumps(event_body),))
+    db.commit()
+    db.close()
+    store = Store.open(tmp_path, event_log_retention=10)
+    try:
+        assert store.instance("a1") == old and old.svid_expires_at == 0.0
+        assert store.events_after(0) == [Upserted(revision=1, instance=old)]
+        assert store.query("SELECT COUNT(*) FROM join_tokens") == [(0,)]
+        assert store.set_lease("a1", 2000.0, svid_expires_at=3000.0)
+        assert store.instance("a1") == replace(old, lease_expires_at=2000.0, svid_expires_at=3000.0)
+    finally:
+        store.close()
+    assert sqlite3.connect(tmp_path / DB_NAME).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_an_unusable_data_dir_is_a_store_error(tmp_path: Path) -> None:

@@ -1,0 +1,160 @@
+"""Who may call what on the registry: each RPC's required identity, in one table.
+
+The caller is what the TLS handshake proved (the SPIFFE ID in the certificate it presented on
+the mTLS port, with that certificate's expiry) plus the operator token it may send as
+`authorization: Bearer ...`. A SPIFFE ID claimed in metadata is never believed: one that
+differs from the certificate, or comes without one, is refused (UNAUTHENTICATED).
+
+Certificates from another CA, expired ones and plaintext never get this far: the TLS
+handshake refuses them, and gRPC core logs why ("Handshake failed ... certificate has
+expired"). What the handshake accepts but the mesh does not (another trust domain, a path
+that is no mesh identity) is refused here.
+
+Beyond the table, calls about one agent's instance also need that agent's own SVID:
+`require_agent` (Register, Renew, Deregister), checked by registry.server with the instance.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Final
+
+import grpc
+from cryptography import x509
+
+from meshwarden.identity.peer import CLAIMED_IDENTITY_HEADER, peer_identity
+from meshwarden.identity.peer import Unauthenticated as PeerUnauthenticated
+from meshwarden.identity.spiffe_ids import Identity
+from meshwarden.v1 import identity_pb2, registry_pb2
+from registry.errors import PermissionDenied, Unauthenticated
+from registry.operators import OperatorCredential, bearer_token
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+_REGISTRY: Final = registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name
+_IDENTITY: Final = identity_pb2.DESCRIPTOR.services_by_name["Identity"].full_name
+
+
+class Need(enum.Enum):
+    NOTHING = "nothing"  # anybody over TLS: enrolment brings its own proof (join token)
+    AGENT = "an agent's SVID"
+    AGENT_OR_OPERATOR = "an agent's SVID or the operator token"
+    OPERATOR = "the operator token"
+
+
+def method(service: str, name: str) -> str:
+    return f"/{service}/{name}"
+
+
+REQUIRED: Final[Mapping[str, Need]] = MappingProxyType(
+    {
+        method(_REGISTRY, "Register"): Need.AGENT,  # plus: the instance's agent is the caller's
+        method(_REGISTRY, "Renew"): Need.AGENT,  # plus: the stored instance's agent is the caller's
+        method(_REGISTRY, "Deregister"): Need.AGENT,  # plus: as Renew
+        method(_REGISTRY, "Watch"): Need.AGENT,
+        method(_REGISTRY, "ListInstances"): Need.AGENT_OR_OPERATOR,
+        method(_IDENTITY, "Enroll"): Need.NOTHING,  # a join token, or open enrolment on loopback
+        method(_IDENTITY, "Renew"): Need.AGENT,
+        method(_IDENTITY, "GetTrustBundle"): Need.NOTHING,
+        method(_IDENTITY, "CreateJoinToken"): Need.OPERATOR,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Caller:
+    identity: Identity | None  # from the certificate presented in the handshake
+    svid_expires_at: float  # that certificate's notAfter; 0 without one
+    operator: bool  # sent this registry's operator token
+    sent_bad_operator_token: bool
+    peer: str  # transport address, for log lines
+
+    def __str__(self) -> str:
+        if self.identity is not None:
+            return self.identity.spiffe_id
+        return "an operator" if self.operator else f"a client without SVID at {self.peer}"
+
+
+class Authorizer:
+    def __init__(self, trust_domain: str, operators: OperatorCredential, *, mtls_address: str) -> None:
+        self._trust_domain, self._operators, self._mtls_address = trust_domain, operators, mtls_address
+
+    def caller(self, context: Context) -> Caller:
+        """Who is calling, as the handshake and the operator token prove it; raises
+        Unauthenticated for a certificate the mesh does not accept or a false metadata claim."""
+        auth = context.auth_context()
+        identity, expires_at = None, 0.0
+        certificates = list(auth.get("x509_pem_cert", []))
+        if certificates:
+            try:
+                identity = peer_identity(context, self._trust_domain)
+            except PeerUnauthenticated as exc:
+                raise Unauthenticated(str(exc)) from None
+            expires_at = _not_after(certificates[0])
+        else:
+            claimed = _metadata(context, CLAIMED_IDENTITY_HEADER)
+            if claimed:
+                raise Unauthenticated(
+                    f"the caller claims {claimed} in metadata but presented no certificate; identity comes from the "
+                    f"SVID presented over mTLS only (the registry's mTLS port is {self._mtls_address})"
+                )
+        token = bearer_token(context.invocation_metadata())
+        accepted = bool(token) and self._operators.accepts(token)
+        return Caller(identity, expires_at, accepted, bool(token) and not accepted, context.peer())
+
+    def check(self, rpc: str, caller: Caller) -> None:
+        """Raises Unauthenticated or PermissionDenied unless `caller` has what `rpc` needs."""
+        need = REQUIRED.get(rpc)
+        if need is None:
+            raise PermissionDenied(f"{rpc} is not in the registry's authorization table")  # a bug: fail closed
+        if need is Need.NOTHING:
+            return
+        if need in (Need.OPERATOR, Need.AGENT_OR_OPERATOR) and caller.operator:
+            return
+        if need in (Need.AGENT, Need.AGENT_OR_OPERATOR) and caller.identity is not None:
+            if caller.identity.kind == "agent":
+                return
+            raise PermissionDenied(f"{rpc} is for agents, and {caller.identity.spiffe_id} is no agent's SPIFFE ID")
+        raise Unauthenticated(self._how_to_authenticate(rpc, need, caller))
+
+    def _how_to_authenticate(self, rpc: str, need: Need, caller: Caller) -> str:
+        steps = []
+        if need in (Need.AGENT, Need.AGENT_OR_OPERATOR):
+            steps.append(
+                f"present an agent's SVID on the registry's mTLS port {self._mtls_address} (sidecars get one "
+                "with Identity.Enroll)"
+            )
+        if need in (Need.OPERATOR, Need.AGENT_OR_OPERATOR):
+            bad = "the operator token sent is not this registry's; " if caller.sent_bad_operator_token else ""
+            steps.append(
+                f"{bad}send the operator token as 'authorization: Bearer <token>' (the CLI reads it with "
+                "--operator-token-file <registry data dir>/operator.token or MESHWARDEN_OPERATOR_TOKEN)"
+            )
+        return f"{rpc} needs {need.value}, and {caller} has none: " + ", or ".join(steps)
+
+
+def require_agent(caller: Caller, agent: str, action: str) -> Identity:
+    """The caller's identity when it is agent `agent`'s SVID; PermissionDenied naming both otherwise."""
+    identity = caller.identity
+    if identity is None or identity.kind != "agent":
+        raise Unauthenticated(f"{action} needs agent {agent!r}'s SVID, and {caller} presented none")
+    if identity.name != agent:
+        raise PermissionDenied(
+            f"{identity.spiffe_id} may not {action} of agent {agent!r}: a sidecar acts only for the agent "
+            f"its SVID names ({identity.name!r})"
+        )
+    return identity
+
+
+def _not_after(pem: bytes) -> float:
+    return x509.load_pem_x509_certificate(pem).not_valid_after_utc.timestamp()
+
+
+def _metadata(context: Context, key: str) -> str:
+    for name, value in context.invocation_metadata() or ():
+        if name == key:
+            return value.decode() if isinstance(value, bytes) else value
+    return ""

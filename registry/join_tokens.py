@@ -1,0 +1,112 @@
+"""One-time join tokens: how an operator lets exactly one sidecar become agent X.
+
+`meshwarden identity token create --agent X` asks the registry for a token; the registry
+stores only the SHA-256 of its secret, with the agent it is for and its expiry, in the
+`join_tokens` table of the registry's store. A sidecar enrols with it once: consuming a token
+checks, in this order, that it is a token of this registry (the CA fingerprint it carries),
+that its id is known, that its secret matches (constant-time), that it is unused and
+unexpired, and that it was made for the agent asked for; then it marks it used in the same
+transaction. A token that fails any check is not consumed, so a typo does not burn it.
+Used and expired tokens are kept a week for the record, then deleted when a token is made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass, field
+from typing import Final
+
+from meshwarden.clock import Clock, iso_utc
+from meshwarden.identity import join_token
+from registry.errors import InvalidInput, PermissionDenied
+from registry.store import Store
+from registry.validation import validate_agent_name
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TTL_S: Final = 3600
+MIN_TTL_S: Final = 60
+MAX_TTL_S: Final = 7 * 24 * 3600
+KEPT_AFTER_EXPIRY_S: Final = 7 * 24 * 3600
+
+
+class JoinTokenRefused(PermissionDenied):
+    """The join token cannot be used for this enrolment; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class CreatedToken:
+    text: str = field(repr=False)  # the secret token; shown once, to the operator who asked
+    token_id: str
+    agent: str
+    expires_at: float
+
+
+class JoinTokens:
+    def __init__(self, store: Store, clock: Clock, *, ca_fingerprint: str) -> None:
+        self._store, self._clock, self._ca_fingerprint = store, clock, ca_fingerprint
+
+    def create(self, agent: str, ttl_s: int = DEFAULT_TTL_S) -> CreatedToken:
+        validate_agent_name(agent, "agent")
+        if not MIN_TTL_S <= ttl_s <= MAX_TTL_S:
+            raise InvalidInput("ttl_s", f"must be from {MIN_TTL_S} s to {MAX_TTL_S} s (7 days), got {ttl_s}")
+        token = join_token.make(self._ca_fingerprint)
+        now = self._clock.wall()
+        with self._store.transaction() as db:
+            db.execute("DELETE FROM join_tokens WHERE expires_at < ?", (now - KEPT_AFTER_EXPIRY_S,))
+            db.execute(
+                "INSERT INTO join_tokens (token_id, secret_sha256, agent, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                (token.token_id, _digest(token.secret), agent, now, now + ttl_s),
+            )
+        log.info("created join token %s for agent %s, valid until %s", token.token_id, agent, iso_utc(now + ttl_s))
+        return CreatedToken(join_token.render(token), token.token_id, agent, now + ttl_s)
+
+    def consume(self, text: str, agent: str) -> str:
+        """Marks the token used for enrolling `agent`; returns its id. Raises JoinTokenRefused."""
+        try:
+            token = join_token.parse(text)
+        except join_token.JoinTokenError as exc:
+            raise JoinTokenRefused(str(exc)) from None
+        if token.ca_pin != self._ca_fingerprint:
+            raise JoinTokenRefused(
+                f"join token {token.token_id} was made by a registry with CA {token.ca_pin}, not by this one "
+                f"({self._ca_fingerprint}); make a token with this registry"
+            )
+        rows = self._store.query(
+            "SELECT secret_sha256, agent, expires_at, used_at FROM join_tokens WHERE token_id = ?", (token.token_id,)
+        )
+        if not rows or not hmac.compare_digest(str(rows[0][0]), _digest(token.secret)):
+            raise JoinTokenRefused(
+                f"join token {token.token_id} is unknown to this registry or its secret does not match; "
+                f"make a new one with: meshwarden identity token create --agent {agent}"
+            )
+        _, made_for, expires_at, used_at = rows[0]
+        now = self._clock.wall()
+        if used_at is not None:
+            raise JoinTokenRefused(
+                f"join token {token.token_id} was already used at {iso_utc(used_at)}; join tokens are single-use: "
+                f"make a new one with: meshwarden identity token create --agent {agent}"
+            )
+        if expires_at <= now:
+            raise JoinTokenRefused(
+                f"join token {token.token_id} expired at {iso_utc(expires_at)}; "
+                f"make a new one with: meshwarden identity token create --agent {agent}"
+            )
+        if made_for != agent:
+            raise JoinTokenRefused(
+                f"join token {token.token_id} was made for agent {made_for!r}, not {agent!r}; "
+                f"run the sidecar as {made_for!r}, or make a token for {agent!r}"
+            )
+        with self._store.transaction() as db:
+            cursor = db.execute(
+                "UPDATE join_tokens SET used_at = ? WHERE token_id = ? AND used_at IS NULL", (now, token.token_id)
+            )
+        if cursor.rowcount != 1:
+            raise JoinTokenRefused(f"join token {token.token_id} was already used; join tokens are single-use")
+        return token.token_id
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()

@@ -1,0 +1,70 @@
+"""The operator credential: who may make join tokens and list the catalog without an SVID.
+
+For now one random bearer token, made at the registry's first start in
+`<data-dir>/operator.token` (mode 0600, written atomically). Whoever can read that file is an
+operator: on one machine that is the user who runs the registry, with no set-up. Clients send
+it as gRPC metadata `authorization: Bearer <token>` (over TLS); it is compared in constant
+time and never logged, only the path of its file is. A later issue generalises operator
+credentials (operator SVIDs, several operators); this module is where that goes.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Final
+
+from registry.errors import StoreError
+from registry.private_files import PrivateFileError, read_private, write_private
+
+log = logging.getLogger(__name__)
+
+OPERATOR_TOKEN_FILE: Final = "operator.token"
+AUTHORIZATION_HEADER: Final = "authorization"
+BEARER_PREFIX: Final = "Bearer "
+TOKEN_PREFIX: Final = "mwo1."
+
+
+class OperatorCredential:
+    def __init__(self, token: str, path: Path) -> None:
+        self._token, self._path = token, path
+
+    def __repr__(self) -> str:
+        return f"OperatorCredential(path={str(self._path)!r})"  # never the token
+
+    @classmethod
+    def load_or_create(cls, data_dir: Path) -> OperatorCredential:
+        """The token in `<data_dir>/operator.token`, made there first if there is none."""
+        path = data_dir / OPERATOR_TOKEN_FILE
+        try:
+            if path.exists():
+                token = read_private(path).decode().strip()
+                if not token.startswith(TOKEN_PREFIX):
+                    raise StoreError(f"{path} does not hold an operator token; delete it to make a new one")
+                log.info("operator token in %s", path)
+                return cls(token, path)
+            token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+            write_private(path, (token + "\n").encode())
+        except PrivateFileError as exc:
+            raise StoreError(str(exc)) from exc
+        log.info("created the operator token in %s (give it to operators' CLI with --operator-token-file)", path)
+        return cls(token, path)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def accepts(self, presented: str) -> bool:
+        return hmac.compare_digest(presented.encode(), self._token.encode())
+
+
+def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+    """The token of an `authorization: Bearer <token>` metadata entry; "" when there is none."""
+    for key, value in metadata or ():
+        if key == AUTHORIZATION_HEADER:
+            text = value.decode() if isinstance(value, bytes) else value
+            return text[len(BEARER_PREFIX):].strip() if text.startswith(BEARER_PREFIX) else ""
+    return ""

@@ -1,0 +1,71 @@
+"""The one place where the registry's errors become gRPC statuses, for every servicer.
+
+`serve_unary` runs one unary call: who is calling (registry.authz), may they (the RPC's entry
+in the authorization table), then the handler; any error it raises ends the call with the
+status `status_for` picks. Invalid input is INVALID_ARGUMENT naming the field, no usable
+identity UNAUTHENTICATED, an identity without the right PERMISSION_DENIED, an unknown or
+expired lease NOT_FOUND, a watcher cut off or a storage failure UNAVAILABLE (clients retry);
+anything else is a bug: INTERNAL with a generic message, while the full traceback goes to
+the registry's log. Each refusal is logged once, with its reason and never a secret. No
+exception ends the process.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+
+from registry.authz import Authorizer, Caller
+from registry.errors import InvalidInput, PermissionDenied, StoreError, Unauthenticated, UnknownInstance
+from registry.watch_hub import WatchEnded
+
+log = logging.getLogger(__name__)
+
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+Context = grpc.aio.ServicerContext[Any, Any]
+Handler = Callable[[Request, Caller], Response]
+
+
+def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
+    """The status code and client-facing message for an error raised while serving a call."""
+    if isinstance(exc, InvalidInput):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, Unauthenticated):
+        return grpc.StatusCode.UNAUTHENTICATED, str(exc)
+    if isinstance(exc, PermissionDenied):
+        return grpc.StatusCode.PERMISSION_DENIED, str(exc)
+    if isinstance(exc, UnknownInstance):
+        return grpc.StatusCode.NOT_FOUND, str(exc)
+    if isinstance(exc, WatchEnded):
+        return grpc.StatusCode.UNAVAILABLE, str(exc)
+    if isinstance(exc, StoreError):
+        return grpc.StatusCode.UNAVAILABLE, "registry storage failed; retry shortly (details in the registry log)"
+    return grpc.StatusCode.INTERNAL, "registry fault; the registry log has the details"
+
+
+async def serve_unary(
+    rpc: str, handler: Handler[Request, Response], request: Request, context: Context, authorizer: Authorizer
+) -> Response:
+    """Authorizes the caller for `rpc` and runs `handler`; every error becomes a status here."""
+    try:
+        caller = authorizer.caller(context)
+        authorizer.check(rpc, caller)
+        return handler(request, caller)
+    except Exception as exc:  # noqa: BLE001 -- the unary rescue: every error becomes a status here
+        await abort(context, exc, rpc)
+
+
+async def abort(context: Context, exc: Exception, rpc: str) -> NoReturn:
+    code, message = status_for(exc)
+    if isinstance(exc, WatchEnded):
+        log.info("watch stream ended: %s", exc)
+    elif code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        log.warning("refused %s from %s (%s): %s", rpc, context.peer(), code.name, message)
+    elif code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE):
+        log.error("%s failed", rpc, exc_info=exc)
+    await context.abort(code, message)
+    raise RuntimeError("context.abort returned")  # it always raises; this keeps the types honest
