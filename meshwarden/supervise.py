@@ -3,6 +3,9 @@
 Used by `meshwarden demo`, the integration tests and the benchmarks: a child binds port 0,
 prints its ready line (meshwarden.ready) with the real addresses, and is then checked with
 grpc.health.v1 until SERVING. Stopping sends SIGTERM, then SIGKILL after a grace period.
+
+Servers that speak only TLS (the registry) are checked over TLS: `start(..., health_tls=...)`
+builds the credentials from the ready line (`registry_health_tls` does it for the registry).
 """
 
 from __future__ import annotations
@@ -12,18 +15,45 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from meshwarden.addresses import parse_host_port
+from meshwarden.identity.bootstrap import BootstrapError, learn_registry_ca
+from meshwarden.identity.credentials import expect_peer
+from meshwarden.identity.spiffe_ids import registry_id
 from meshwarden.ready import parse_ready
 
 
 class StartError(RuntimeError):
     """A child process exited or stayed silent before it was ready; carries its stderr."""
+
+
+@dataclass(frozen=True)
+class HealthTls:
+    """How to reach a TLS-only server's health service: credentials and channel options."""
+
+    credentials: grpc.ChannelCredentials
+    options: tuple[tuple[str, Any], ...] = ()
+
+
+# Builds HealthTls from a child's ready line (its addresses and public facts). May block briefly.
+HealthTlsFor = Callable[[Mapping[str, str]], HealthTls]
+
+
+def registry_health_tls(ready: Mapping[str, str]) -> HealthTls:
+    """TLS to a registry from its ready line: its CA, read from the TLS port it serves and pinned
+    to the ready line's `ca_fingerprint`; the server must prove the registry's SPIFFE ID."""
+    learned = learn_registry_ca(parse_host_port(ready["listen"]), pin=ready["ca_fingerprint"])
+    return HealthTls(
+        grpc.ssl_channel_credentials(root_certificates=learned.bundle_pem),
+        tuple(expect_peer(registry_id(ready["trust_domain"]))),
+    )
 
 
 @dataclass
@@ -77,9 +107,10 @@ async def start(
     health_address_key: str | None = "listen",
     env: dict[str, str] | None = None,
     timeout_s: float = 30.0,
+    health_tls: HealthTlsFor | None = None,
 ) -> Child:
     """Starts `argv`, waits for its ready line and, if `health_address_key` names one of its
-    addresses, for grpc.health.v1 SERVING there."""
+    addresses, for grpc.health.v1 SERVING there (over TLS when `health_tls` is given)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     stderr_path = log_dir / f"{name}.stderr.log"
     stderr_file = stderr_path.open("wb")
@@ -99,8 +130,16 @@ async def start(
         child.addresses = addresses
         child._stdout_drain = asyncio.create_task(_drain(process.stdout))
         if health_address_key is not None:
-            await asyncio.wait_for(wait_serving(addresses[health_address_key]), timeout_s)
-    except (TimeoutError, StartError, KeyError) as exc:
+            tls = None if health_tls is None else await asyncio.to_thread(health_tls, addresses)
+            await asyncio.wait_for(
+                wait_serving(
+                    addresses[health_address_key],
+                    credentials=None if tls is None else tls.credentials,
+                    options=() if tls is None else tls.options,
+                ),
+                timeout_s,
+            )
+    except (TimeoutError, StartError, KeyError, BootstrapError) as exc:
         await child.stop(grace_s=1.0)
         if isinstance(exc, StartError):
             raise
@@ -129,11 +168,17 @@ async def _drain(stream: asyncio.StreamReader) -> None:
         pass
 
 
-async def wait_serving(address: str, *, credentials: grpc.ChannelCredentials | None = None) -> None:
+async def wait_serving(
+    address: str, *, credentials: grpc.ChannelCredentials | None = None, options: Sequence[tuple[str, Any]] = ()
+) -> None:
     """Polls grpc.health.v1 at `address` until the overall status is SERVING."""
     delay = 0.02
     while True:
-        channel = grpc.aio.secure_channel(address, credentials) if credentials else grpc.aio.insecure_channel(address)
+        channel = (
+            grpc.aio.secure_channel(address, credentials, options=list(options))
+            if credentials
+            else grpc.aio.insecure_channel(address, options=list(options))
+        )
         try:
             reply = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=1.0

@@ -1,7 +1,11 @@
 """`meshwarden agents list`: what runs in the mesh, as the registry sees it.
 
 A table for people; `--output json` for scripts (a JSON list of instances, stable keys).
-Exit codes: 0 listed, 2 bad flags or filters, 3 registry unreachable, 1 any other failure.
+Each instance shows the SPIFFE ID of its sidecar and when the SVID it last presented to the
+registry expires. The CLI calls the registry over TLS with the operator token
+(meshwarden.cli.registry_access).
+Exit codes: 0 listed, 2 bad flags, filters or trust settings, 3 registry unreachable, 1 any
+other failure (a refused operator token included).
 """
 
 from __future__ import annotations
@@ -12,18 +16,19 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import grpc
+from google.protobuf import timestamp_pb2
 
-from meshwarden.cli import exit_codes
-from meshwarden.registry_client import DEFAULT_REGISTRY_ADDRESS, registry_channel, registry_stub
+from meshwarden.cli import exit_codes, registry_access
+from meshwarden.registry_client import registry_channel, registry_stub
 from meshwarden.v1 import catalog_pb2, registry_pb2
 
-REGISTRY_ENV: Final = "MESHWARDEN_REGISTRY"
-TABLE_COLUMNS: Final = ("AGENT", "VERSION", "INSTANCE", "PEER", "CAPABILITIES", "LEASE-EXPIRES-IN")
-_UNREACHABLE_CODES: Final = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+TABLE_COLUMNS: Final = (
+    "AGENT", "VERSION", "INSTANCE", "PEER", "CAPABILITIES", "LEASE-EXPIRES-IN", "SVID-EXPIRES-IN", "SPIFFE-ID"
+)
 
 
 def add_to(commands: Any) -> None:
@@ -35,11 +40,7 @@ def add_to(commands: Any) -> None:
         description="Lists the agent instances registered with the registry. Exits 3 when the "
         "registry cannot be reached.",
     )
-    listing.add_argument(
-        "--registry",
-        metavar="HOST:PORT",
-        help=f"registry address (env {REGISTRY_ENV}; default {DEFAULT_REGISTRY_ADDRESS})",
-    )
+    registry_access.add_registry_flags(listing)
     listing.add_argument("--output", choices=["table", "json"], default="table", help="default table")
     listing.add_argument("--agent", default="", metavar="NAME", help="only instances of this agent")
     listing.add_argument("--capability", default="", metavar="NAME", help="only instances serving this capability")
@@ -47,18 +48,16 @@ def add_to(commands: Any) -> None:
     listing.set_defaults(run=_list)
 
 
-def registry_address(flag: str | None, environ: Mapping[str, str]) -> str:
-    """--registry, else $MESHWARDEN_REGISTRY, else the default local registry."""
-    return flag or environ.get(REGISTRY_ENV) or DEFAULT_REGISTRY_ADDRESS
-
-
 def _list(args: argparse.Namespace) -> int:
-
-    address = registry_address(args.registry, os.environ)
     try:
-        reply = asyncio.run(_fetch(address, args.agent, args.capability, args.timeout))
+        access = registry_access.resolve(args, os.environ)
+    except registry_access.AccessError as exc:
+        print(f"meshwarden agents list: {exc}", file=sys.stderr)
+        return exc.exit_code
+    try:
+        reply = asyncio.run(_fetch(access, args.agent, args.capability, args.timeout))
     except grpc.aio.AioRpcError as err:
-        return _report(err, address)
+        return registry_access.report_rpc_error("meshwarden agents list", err, access.address)
     instances = list(reply.instances)
     if args.output == "json":
         print(json.dumps([instance_json(i) for i in instances], indent=2))
@@ -69,26 +68,15 @@ def _list(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-async def _fetch(address: str, agent: str, capability: str, timeout_s: float) -> registry_pb2.ListInstancesResponse:
-    async with registry_channel(address) as channel:
+async def _fetch(
+    access: registry_access.RegistryAccess, agent: str, capability: str, timeout_s: float
+) -> registry_pb2.ListInstancesResponse:
+    async with registry_channel(access.address, access.trust) as channel:
         request = registry_pb2.ListInstancesRequest(agent=agent, capability=capability)
         reply: registry_pb2.ListInstancesResponse = await registry_stub(channel).ListInstances(
-            request, timeout=timeout_s
+            request, timeout=timeout_s, metadata=access.metadata()
         )
         return reply
-
-
-def _report(err: grpc.aio.AioRpcError, address: str) -> int:
-    code = err.code()
-    if code in _UNREACHABLE_CODES:
-        print(
-            f"meshwarden agents list: cannot reach the registry at {address} ({code.name}: {err.details()}); "
-            f"is it running? Point to it with --registry or {REGISTRY_ENV}",
-            file=sys.stderr,
-        )
-        return exit_codes.UNREACHABLE
-    print(f"meshwarden agents list: {code.name}: {err.details()}", file=sys.stderr)
-    return exit_codes.USAGE if code is grpc.StatusCode.INVALID_ARGUMENT else exit_codes.FAILED
 
 
 def instance_json(instance: catalog_pb2.Instance) -> dict[str, object]:
@@ -105,6 +93,7 @@ def instance_json(instance: catalog_pb2.Instance) -> dict[str, object]:
         ],
         "registered_at": instance.registered_at.ToJsonString(),
         "lease_expires_at": instance.lease_expires_at.ToJsonString(),
+        "svid_expires_at": instance.svid_expires_at.ToJsonString() if instance.HasField("svid_expires_at") else None,
     }
 
 
@@ -117,6 +106,8 @@ def render_table(instances: Sequence[catalog_pb2.Instance], *, now: float) -> st
             i.peer_address,
             ",".join(c.name for c in i.capabilities) or "-",
             _expires_in(i.lease_expires_at.ToNanoseconds() / 1e9 - now),
+            _svid_expires_in(i.svid_expires_at, now) if i.HasField("svid_expires_at") else "-",
+            i.spiffe_id or "-",
         )
         for i in instances
     ]
@@ -128,3 +119,15 @@ def render_table(instances: Sequence[catalog_pb2.Instance], *, now: float) -> st
 
 def _expires_in(seconds: float) -> str:
     return "expired" if seconds <= 0 else f"{seconds:.1f}s"
+
+
+def _svid_expires_in(expires_at: timestamp_pb2.Timestamp, now: float) -> str:
+    """SVIDs live for hours: "59m58s", "1h00m", "2d03h"."""
+    seconds = int(expires_at.ToNanoseconds() / 1e9 - now)
+    if seconds <= 0:
+        return "expired"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"

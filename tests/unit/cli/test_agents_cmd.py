@@ -1,4 +1,4 @@
-"""meshwarden.cli.agents_cmd: address precedence, JSON shape, table layout."""
+"""meshwarden.cli.agents_cmd: JSON shape, table layout, flags."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from meshwarden.v1 import catalog_pb2
 HASH = "sha256:" + "e" * 64
 
 
-def _instance(agent: str, instance_id: str, capabilities: list[str], expires_at_s: int) -> catalog_pb2.Instance:
+def _instance(
+    agent: str, instance_id: str, capabilities: list[str], expires_at_s: int, svid_expires_at_s: int = 0
+) -> catalog_pb2.Instance:
     message = catalog_pb2.Instance(
         instance_id=instance_id,
         agent=agent,
@@ -22,18 +24,13 @@ def _instance(agent: str, instance_id: str, capabilities: list[str], expires_at_
     )
     message.registered_at.FromSeconds(1_700_000_000)
     message.lease_expires_at.FromSeconds(expires_at_s)
+    if svid_expires_at_s:
+        message.svid_expires_at.FromSeconds(svid_expires_at_s)
     return message
 
 
-def test_registry_address_precedence() -> None:
-    env = {"MESHWARDEN_REGISTRY": "10.0.0.1:7400"}
-    assert agents_cmd.registry_address("127.0.0.1:9", env) == "127.0.0.1:9"
-    assert agents_cmd.registry_address(None, env) == "10.0.0.1:7400"
-    assert agents_cmd.registry_address(None, {}) == "127.0.0.1:7400"
-
-
 def test_instance_json_has_the_documented_keys() -> None:
-    data = agents_cmd.instance_json(_instance("billing", "abc", ["billing.refund"], 1_700_000_005))
+    data = agents_cmd.instance_json(_instance("billing", "abc", ["billing.refund"], 1_700_000_005, 1_700_003_600))
     assert json.loads(json.dumps(data)) == {
         "agent": "billing",
         "version": "1.4.0",
@@ -43,27 +40,39 @@ def test_instance_json_has_the_documented_keys() -> None:
         "capabilities": [{"name": "billing.refund", "schema_hash": HASH, "description": ""}],
         "registered_at": "2023-11-14T22:13:20Z",
         "lease_expires_at": "2023-11-14T22:13:25Z",
+        "svid_expires_at": "2023-11-14T23:13:20Z",
     }
+    assert agents_cmd.instance_json(_instance("billing", "abc", [], 1_700_000_005))["svid_expires_at"] is None
 
 
 def test_table_aligns_columns_and_joins_capabilities() -> None:
     table = agents_cmd.render_table(
         [
-            _instance("billing", "abc123def456", ["billing.refund", "billing.quote"], 1_700_000_004),
+            _instance("billing", "abc123def456", ["billing.refund", "billing.quote"], 1_700_000_004, 1_700_003_599),
             _instance("search", "0123", [], 1_699_999_999),
+            _instance("kb", "4567", ["kb.search"], 1_700_000_004, 1_700_000_042),
         ],
         now=1_700_000_000.0,
     )
-    header, first, second = table.splitlines()
-    assert header.split() == ["AGENT", "VERSION", "INSTANCE", "PEER", "CAPABILITIES", "LEASE-EXPIRES-IN"]
-    assert first.split() == ["billing", "1.4.0", "abc123def456", "127.0.0.1:7411", "billing.refund,billing.quote", "4.0s"]
-    assert second.split() == ["search", "1.4.0", "0123", "127.0.0.1:7411", "-", "expired"]
+    header, first, second, third = table.splitlines()
+    assert header.split() == [
+        "AGENT", "VERSION", "INSTANCE", "PEER", "CAPABILITIES", "LEASE-EXPIRES-IN", "SVID-EXPIRES-IN", "SPIFFE-ID"
+    ]
+    assert first.split() == ["billing", "1.4.0", "abc123def456", "127.0.0.1:7411", "billing.refund,billing.quote",
+                             "4.0s", "59m59s", "spiffe://mesh.local/agent/billing"]
+    assert second.split() == ["search", "1.4.0", "0123", "127.0.0.1:7411", "-", "expired", "-",
+                              "spiffe://mesh.local/agent/search"]
+    assert third.split()[6] == "42s"
     assert header.index("VERSION") == first.index("1.4.0") == second.index("1.4.0")
 
 
 def test_add_to_registers_agents_list() -> None:
     parser = argparse.ArgumentParser()
     agents_cmd.add_to(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["agents", "list", "--output", "json", "--capability", "billing.refund"])
+    args = parser.parse_args(
+        ["agents", "list", "--output", "json", "--capability", "billing.refund", "--ca-pin", "sha256:ab",
+         "--operator-token-file", "/tmp/t"]
+    )
     assert args.output == "json" and args.capability == "billing.refund" and args.registry is None
+    assert args.ca_pin == "sha256:ab" and args.operator_token_file == "/tmp/t" and args.trust_bundle is None
     assert callable(args.run)

@@ -1,0 +1,76 @@
+"""meshwarden.cli.registry_access: where the address, the trust and the operator token come from."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from meshwarden.cli import exit_codes, registry_access
+from meshwarden.cli.registry_access import AccessError
+from registry.issuer import Issuer
+from tests.identity_helpers import FakeClock
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    registry_access.add_registry_flags(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_registry_address_precedence() -> None:
+    env = {"MESHWARDEN_REGISTRY": "10.0.0.1:7400"}
+    assert registry_access.registry_address("127.0.0.1:9", env) == "127.0.0.1:9"
+    assert registry_access.registry_address(None, env) == "10.0.0.1:7400"
+    assert registry_access.registry_address(None, {}) == "127.0.0.1:7400"
+
+
+def test_operator_token_from_a_file_then_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no default registry data dir here
+    file = tmp_path / "token"
+    file.write_text("mwo1.from-file\n")
+    env = {"MESHWARDEN_OPERATOR_TOKEN": "mwo1.from-env"}
+    assert registry_access.operator_token(str(file), env) == "mwo1.from-file"
+    assert registry_access.operator_token(None, env) == "mwo1.from-env"
+    with pytest.raises(AccessError, match="needs the registry's operator token") as info:
+        registry_access.operator_token(None, {})
+    assert info.value.exit_code == exit_codes.USAGE
+
+
+def test_operator_token_defaults_to_the_default_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    default = tmp_path / ".meshwarden" / "registry" / "operator.token"
+    default.parent.mkdir(parents=True)
+    default.write_text("mwo1.local\n")
+    assert registry_access.operator_token(None, {}) == "mwo1.local"
+
+
+def test_a_trust_bundle_file_is_used_as_is_and_names_the_trust_domain(tmp_path: Path) -> None:
+    issuer = Issuer.ephemeral("prod.example.com", FakeClock())
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(issuer.bundle_pem)
+    access = registry_access.resolve(
+        _args("--trust-bundle", str(bundle), "--registry", "10.0.0.1:7400"), {"MESHWARDEN_OPERATOR_TOKEN": "t"}
+    )
+    assert access.trust.bundle_pem == issuer.bundle_pem
+    assert access.trust.trust_domain == "prod.example.com"
+    assert access.metadata() == (("authorization", "Bearer t"),)
+    assert "Bearer" not in repr(access) and "'t'" not in repr(access)
+    assert registry_access.trust_domain("other.test", issuer.bundle_pem) == "other.test"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message", "code"),
+    [
+        (["--trust-bundle", "/nonexistent.pem"], "cannot read the trust bundle", exit_codes.USAGE),
+        (["--trust-bundle", "x", "--ca-pin", "sha256:00"], "either --trust-bundle or --ca-pin", exit_codes.USAGE),
+        (["--registry", "10.255.255.1"], "registry address must be HOST:PORT", exit_codes.USAGE),
+        (["--registry", "127.0.0.1:1"], "cannot reach the registry at 127.0.0.1:1", exit_codes.UNREACHABLE),
+        (["--trust-bundle", __file__], "holds no PEM certificates", exit_codes.USAGE),
+    ],
+)
+def test_trust_problems_say_what_to_fix(argv: list[str], message: str, code: int) -> None:
+    with pytest.raises(AccessError, match=message) as info:
+        registry_access.resolve(_args(*argv), {"MESHWARDEN_OPERATOR_TOKEN": "t"})
+    assert info.value.exit_code == code
