@@ -1,10 +1,12 @@
-"""The registry as a real process (`meshwarden registry serve`), checked over real gRPC."""
+"""The registry as a real process (`meshwarden registry serve`), checked over real gRPC: TLS on
+its listen port, mTLS with enrolled agents' SVIDs on its mTLS port."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,10 +17,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from meshwarden.cli import exit_codes
-from meshwarden.registry_client import registry_channel, registry_stub
 from meshwarden.supervise import meshwarden_argv
 from meshwarden.v1 import catalog_pb2, registry_pb2, registry_pb2_grpc
-from tests.integration.mesh import LocalMesh
+from registry.operators import OPERATOR_TOKEN_FILE
+from tests.integration.registry_process import RegistryProcess, start_registry
 
 pytestmark = pytest.mark.integration
 
@@ -27,20 +29,38 @@ HASH = "sha256:" + "f" * 64
 
 
 @pytest.fixture
-async def local(tmp_path: Path) -> AsyncIterator[LocalMesh]:
-    mesh = LocalMesh(tmp_path, heartbeat_interval_s=HEARTBEAT_S)
-    await mesh.start_registry()
+async def registry(tmp_path: Path) -> AsyncIterator[RegistryProcess]:
+    running = await start_registry(tmp_path, heartbeat_interval_s=HEARTBEAT_S)
     try:
-        yield mesh
+        yield running
     finally:
-        await mesh.close()
-        print(mesh.logs())  # pytest shows it only when the test failed
+        await running.close_channels()
+        await running.child.stop()
+        print(running.child.stderr_text())  # pytest shows it only when the test failed
+
+
+class Agents:
+    """One mTLS stub per agent, each presenting that agent's own SVID (as its sidecar would)."""
+
+    def __init__(self, registry: RegistryProcess) -> None:
+        self._registry = registry
+
+    async def stub(self, agent: str) -> registry_pb2_grpc.RegistryStub:
+        return await self._registry.stub(agent)
+
+    async def register(self, instance: catalog_pb2.Instance) -> registry_pb2.RegisterResponse:
+        return await _register(await self.stub(instance.agent), instance)
 
 
 @pytest.fixture
-async def stub(local: LocalMesh) -> AsyncIterator[registry_pb2_grpc.RegistryStub]:
-    async with registry_channel(local.registry_address) as channel:
-        yield registry_stub(channel)
+def agents(registry: RegistryProcess) -> Agents:
+    return Agents(registry)
+
+
+@pytest.fixture
+async def stub(registry: RegistryProcess) -> registry_pb2_grpc.RegistryStub:
+    """Any agent's view, for listing and watching."""
+    return await registry.stub("watcher")
 
 
 def _instance(agent: str, *capabilities: str, version: str = "1.0.0") -> catalog_pb2.Instance:
@@ -48,7 +68,6 @@ def _instance(agent: str, *capabilities: str, version: str = "1.0.0") -> catalog
         agent=agent,
         version=version,
         peer_address="127.0.0.1:7411",
-        spiffe_id=f"spiffe://mesh.test/agent/{agent}",
         capabilities=[
             catalog_pb2.Capability(name=name, input_schema_json='{"type":"object"}', schema_hash=HASH)
             for name in capabilities
@@ -69,13 +88,14 @@ async def _listed(stub: registry_pb2_grpc.RegistryStub, **filters: str) -> regis
 
 
 @contextlib.asynccontextmanager
-async def _kept_alive(stub: registry_pb2_grpc.RegistryStub, *instance_ids: str) -> AsyncIterator[None]:
-    """Renews the leases every heartbeat, as sidecars do, while a slow step (a CLI run) happens."""
+async def _kept_alive(agents: Agents, *registered: tuple[str, str]) -> AsyncIterator[None]:
+    """Renews the leases of (agent, instance id) every heartbeat, each with its agent's SVID, as
+    sidecars do, while a slow step (a CLI run) happens."""
 
     async def renew_forever() -> None:
         while True:
-            for instance_id in instance_ids:
-                await stub.Renew(registry_pb2.RenewRequest(instance_id=instance_id), timeout=5)
+            for agent, instance_id in registered:
+                await (await agents.stub(agent)).Renew(registry_pb2.RenewRequest(instance_id=instance_id), timeout=5)
             await asyncio.sleep(HEARTBEAT_S)
 
     renewer = asyncio.create_task(renew_forever())
@@ -96,22 +116,21 @@ async def _read(
     return event
 
 
-async def test_health_is_serving_and_reflection_lists_the_registry(local: LocalMesh) -> None:
-    async with registry_channel(local.registry_address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        for service in ("", "meshwarden.v1.Registry"):
-            reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
-            assert reply.status == health_pb2.HealthCheckResponse.SERVING
-        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
-        responses = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
-        names = [s.name async for r in responses for s in r.list_services_response.service]
-    assert "meshwarden.v1.Registry" in names
-    assert "grpc.health.v1.Health" in names
+async def test_health_and_reflection_need_tls_but_no_client_certificate(registry: RegistryProcess) -> None:
+    channel = registry.channel(None, mtls=False)
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", "meshwarden.v1.Registry", "meshwarden.v1.Identity"):
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+    responses = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    names = [s.name async for r in responses for s in r.list_services_response.service]
+    assert {"meshwarden.v1.Registry", "meshwarden.v1.Identity", "grpc.health.v1.Health"} <= set(names)
 
 
-async def test_register_then_list_with_filters(stub: registry_pb2_grpc.RegistryStub) -> None:
-    billing = await _register(stub, _instance("billing", "billing.refund", "billing.quote", version="2.3.1"))
-    search = await _register(stub, _instance("search", "search.web"))
+async def test_register_then_list_with_filters(agents: Agents, stub: registry_pb2_grpc.RegistryStub) -> None:
+    billing = await agents.register(_instance("billing", "billing.refund", "billing.quote", version="2.3.1"))
+    search = await agents.register(_instance("search", "search.web"))
     assert billing.revision < search.revision
     assert billing.lease_ttl.ToTimedelta().total_seconds() == pytest.approx(2.5 * HEARTBEAT_S)
     assert billing.heartbeat_interval.ToTimedelta().total_seconds() == pytest.approx(HEARTBEAT_S)
@@ -123,17 +142,20 @@ async def test_register_then_list_with_filters(stub: registry_pb2_grpc.RegistryS
     assert only.instance_id == billing.instance_id and only.version == "2.3.1"
     assert [c.name for c in only.capabilities] == ["billing.refund", "billing.quote"]
     assert only.lease_expires_at.ToNanoseconds() > only.registered_at.ToNanoseconds()
+    assert only.spiffe_id == "spiffe://meshwarden.local/agent/billing"  # from its SVID
+    assert only.svid_expires_at.ToSeconds() == pytest.approx(time.time() + 3600, abs=30)
     assert [i.agent for i in (await _listed(stub, agent="search")).instances] == ["search"]
 
 
 async def test_renewed_leases_stay_and_unrenewed_ones_expire_within_three_heartbeats(
-    stub: registry_pb2_grpc.RegistryStub,
+    agents: Agents, stub: registry_pb2_grpc.RegistryStub
 ) -> None:
-    kept = await _register(stub, _instance("kept", "kept.run"))
-    async with _kept_alive(stub, kept.instance_id):
+    kept = await agents.register(_instance("kept", "kept.run"))
+    dropper = await agents.stub("dropped")  # enrolled before the clock starts
+    async with _kept_alive(agents, ("kept", kept.instance_id)):
         watch = stub.Watch(registry_pb2.WatchRequest(since_revision=kept.revision))
         await asyncio.wait_for(watch.initial_metadata(), 5)
-        dropped = await _register(stub, _instance("dropped", "dropped.run"))
+        dropped = await _register(dropper, _instance("dropped", "dropped.run"))
         registered_at = time.monotonic()
         try:
             assert (await _read(watch)).upserted.instance_id == dropped.instance_id
@@ -149,15 +171,15 @@ async def test_renewed_leases_stay_and_unrenewed_ones_expire_within_three_heartb
     assert 2.5 * HEARTBEAT_S - 0.05 <= removed_after_s < 3 * HEARTBEAT_S
     assert [i.instance_id for i in remaining.instances] == [kept.instance_id]
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stub.Renew(registry_pb2.RenewRequest(instance_id=dropped.instance_id), timeout=5)
+        await dropper.Renew(registry_pb2.RenewRequest(instance_id=dropped.instance_id), timeout=5)
     assert info.value.code() is grpc.StatusCode.NOT_FOUND
 
 
 async def test_watch_gives_a_snapshot_then_resumes_with_exactly_the_missed_events(
-    stub: registry_pb2_grpc.RegistryStub,
+    agents: Agents, stub: registry_pb2_grpc.RegistryStub
 ) -> None:
-    first = await _register(stub, _instance("alpha", "alpha.run"))
-    second = await _register(stub, _instance("beta", "beta.run"))
+    first = await agents.register(_instance("alpha", "alpha.run"))
+    second = await agents.register(_instance("beta", "beta.run"))
 
     watch = stub.Watch(registry_pb2.WatchRequest(since_revision=0))
     snapshot = await _read(watch)
@@ -169,8 +191,8 @@ async def test_watch_gives_a_snapshot_then_resumes_with_exactly_the_missed_event
     )
 
     # While nobody watches: one removal, one addition.
-    await stub.Deregister(registry_pb2.DeregisterRequest(instance_id=first.instance_id), timeout=5)
-    third = await _register(stub, _instance("gamma", "gamma.run"))
+    await (await agents.stub("alpha")).Deregister(registry_pb2.DeregisterRequest(instance_id=first.instance_id), timeout=5)
+    third = await agents.register(_instance("gamma", "gamma.run"))
 
     resumed = stub.Watch(registry_pb2.WatchRequest(since_revision=snapshot.revision))
     missed = [await _read(resumed), await _read(resumed)]
@@ -180,49 +202,55 @@ async def test_watch_gives_a_snapshot_then_resumes_with_exactly_the_missed_event
     assert missed[1].WhichOneof("change") == "upserted" and missed[1].upserted.instance_id == third.instance_id
 
     # Then live changes, nothing replayed twice.
-    fourth = await _register(stub, _instance("delta", "delta.run"))
+    fourth = await agents.register(_instance("delta", "delta.run"))
     live = await _read(resumed)
     assert live.revision == fourth.revision == missed[1].revision + 1
     assert live.upserted.agent == "delta"
     resumed.cancel()
 
 
-async def test_state_and_revision_survive_a_restart(local: LocalMesh) -> None:
-    async with registry_channel(local.registry_address) as channel:
-        stub = registry_stub(channel)
-        await _register(stub, _instance("billing", "billing.refund"))
-        last = await _register(stub, _instance("search", "search.web"))
-        before = await _listed(stub)
-        watcher = stub.Watch(registry_pb2.WatchRequest(since_revision=last.revision))
-        await asyncio.wait_for(watcher.initial_metadata(), 5)
-        assert local.registry is not None
-        assert await local.registry.stop() == 0  # SIGTERM: a clean exit
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await _read(watcher)
-        assert info.value.code() is grpc.StatusCode.UNAVAILABLE  # told to reconnect
+async def test_state_revision_and_ca_survive_a_restart(tmp_path: Path, registry: RegistryProcess) -> None:
+    agents = Agents(registry)
+    await agents.register(_instance("billing", "billing.refund"))
+    last = await agents.register(_instance("search", "search.web"))
+    stub = await registry.stub("watcher")
+    before = await _listed(stub)
+    watcher = stub.Watch(registry_pb2.WatchRequest(since_revision=last.revision))
+    await asyncio.wait_for(watcher.initial_metadata(), 5)
+    assert await registry.child.stop() == 0  # SIGTERM: a clean exit
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await _read(watcher)
+    assert info.value.code() is grpc.StatusCode.UNAVAILABLE  # told to reconnect
 
     # Stay down until every stored lease has run out: only the restart's grace keeps them.
     latest_expiry_s = max(i.lease_expires_at.ToNanoseconds() for i in before.instances) / 1e9
     await asyncio.sleep(max(0.0, latest_expiry_s - time.time()) + 0.05)
 
-    await local.start_registry()
-    async with registry_channel(local.registry_address) as channel:
-        stub = registry_stub(channel)
-        for instance in before.instances:  # still there, and renewable
-            await stub.Renew(registry_pb2.RenewRequest(instance_id=instance.instance_id), timeout=5)
+    restarted = await registry.restart(tmp_path, heartbeat_interval_s=HEARTBEAT_S)
+    try:
+        assert restarted.ca_fingerprint == registry.ca_fingerprint  # same CA: SVIDs from before stay valid
+        for instance in before.instances:  # still there, and renewable by their own agents
+            await (await restarted.stub(instance.agent)).Renew(
+                registry_pb2.RenewRequest(instance_id=instance.instance_id), timeout=5
+            )
+        stub = await restarted.stub("watcher")
         after = await _listed(stub)
         assert after.revision == before.revision
         assert sorted(i.instance_id for i in after.instances) == sorted(i.instance_id for i in before.instances)
-        newcomer = await _register(stub, _instance("late", "late.run"))
+        newcomer = await _register(await restarted.stub("late"), _instance("late", "late.run"))
         assert newcomer.revision == before.revision + 1
         resumed = stub.Watch(registry_pb2.WatchRequest(since_revision=before.revision))
         event = await _read(resumed)
         assert (event.revision, event.upserted.instance_id) == (newcomer.revision, newcomer.instance_id)
         resumed.cancel()
+    finally:
+        await restarted.close_channels()
+        await restarted.child.stop()
+        print(restarted.child.stderr_text())
 
 
 async def test_invalid_input_names_the_field_and_unknown_renewals_are_not_found(
-    stub: registry_pb2_grpc.RegistryStub,
+    registry: RegistryProcess, stub: registry_pb2_grpc.RegistryStub
 ) -> None:
     cases = [
         (_instance("billing", "billing.refund", version="two"), "instance.version"),
@@ -232,9 +260,10 @@ async def test_invalid_input_names_the_field_and_unknown_renewals_are_not_found(
     broken_schema = _instance("billing", "billing.refund")
     broken_schema.capabilities[0].input_schema_json = "{"
     cases.append((broken_schema, "instance.capabilities[0].input_schema_json"))
+    billing = await registry.stub("billing")
     for instance, field in cases:
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await _register(stub, instance)
+            await _register(billing, instance)
         assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
         assert (info.value.details() or "").startswith(field + " ")
     assert (await _listed(stub)).revision == 0  # nothing was stored
@@ -245,43 +274,60 @@ async def test_invalid_input_names_the_field_and_unknown_renewals_are_not_found(
     assert "register again" in (info.value.details() or "")
 
 
-async def _cli(*args: str) -> tuple[int, str, str]:
+async def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        *meshwarden_argv(*args), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        *meshwarden_argv(*args), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
     )
     out, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
 
 
-async def test_agents_list_prints_json_and_a_table(local: LocalMesh, stub: registry_pb2_grpc.RegistryStub) -> None:
-    billing = await _register(stub, _instance("billing", "billing.refund", "billing.quote", version="2.3.1"))
-    search = await _register(stub, _instance("search", "search.web"))
-    async with _kept_alive(stub, billing.instance_id, search.instance_id):
+async def test_agents_list_prints_json_and_a_table_with_identities(registry: RegistryProcess, agents: Agents) -> None:
+    billing = await agents.register(_instance("billing", "billing.refund", "billing.quote", version="2.3.1"))
+    search = await agents.register(_instance("search", "search.web"))
+    operator = ("--registry", registry.listen, "--operator-token-file", str(registry.data_dir / OPERATOR_TOKEN_FILE))
+    async with _kept_alive(agents, ("billing", billing.instance_id), ("search", search.instance_id)):
         code, out, err = await _cli(
-            "agents", "list", "--registry", local.registry_address, "--output", "json", "--agent", "billing"
+            "agents", "list", *operator, "--ca-pin", registry.ca_fingerprint, "--output", "json", "--agent", "billing"
         )
-        table_code, table, table_err = await _cli("agents", "list", "--registry", local.registry_address)
+        table_code, table, table_err = await _cli("agents", "list", *operator)  # loopback: trust on first use
     assert code == exit_codes.OK, err
     (entry,) = json.loads(out)
     assert entry["agent"] == "billing" and entry["version"] == "2.3.1"
     assert entry["instance_id"] == billing.instance_id
     assert entry["peer_address"] == "127.0.0.1:7411"
-    assert entry["spiffe_id"] == "spiffe://mesh.test/agent/billing"
+    assert entry["spiffe_id"] == "spiffe://meshwarden.local/agent/billing"
+    assert entry["svid_expires_at"].endswith("Z") and entry["svid_expires_at"] > entry["lease_expires_at"]
     assert [c["name"] for c in entry["capabilities"]] == ["billing.refund", "billing.quote"]
     assert all(c["schema_hash"] == HASH for c in entry["capabilities"])
     assert entry["lease_expires_at"].endswith("Z") and "T" in entry["lease_expires_at"]
 
     assert table_code == exit_codes.OK, table_err
     lines = table.splitlines()
-    assert lines[0].split() == ["AGENT", "VERSION", "INSTANCE", "PEER", "CAPABILITIES", "LEASE-EXPIRES-IN"]
-    assert any("billing.refund,billing.quote" in line for line in lines[1:])
+    assert lines[0].split() == [
+        "AGENT", "VERSION", "INSTANCE", "PEER", "CAPABILITIES", "LEASE-EXPIRES-IN", "SVID-EXPIRES-IN", "SPIFFE-ID"
+    ]
+    billing_line = next(line for line in lines[1:] if "billing.refund,billing.quote" in line)
+    assert billing_line.split()[-1] == "spiffe://meshwarden.local/agent/billing"
+    assert billing_line.split()[-2].startswith("59m")
     assert len(lines) == 3
+    assert registry.ca_fingerprint in table_err  # the CA trusted on first use is named, to be pinned
+
+
+async def test_agents_list_needs_the_operator_token(registry: RegistryProcess) -> None:
+    code, _out, err = await _cli(
+        "agents", "list", "--registry", registry.listen, env={"MESHWARDEN_OPERATOR_TOKEN": "mwo1.guess"}
+    )
+    assert code == exit_codes.FAILED
+    assert "UNAUTHENTICATED" in err and "the operator token sent is not this registry's" in err
 
 
 async def test_agents_list_exits_3_when_the_registry_is_unreachable() -> None:
     # Port 1 (tcpmux) is privileged and has nothing listening on a test machine.
-    code, _out, err = await _cli("agents", "list", "--registry", "127.0.0.1:1", "--timeout", "3")
+    code, _out, err = await _cli(
+        "agents", "list", "--registry", "127.0.0.1:1", "--timeout", "3", env={"MESHWARDEN_OPERATOR_TOKEN": "t"}
+    )
     assert code == exit_codes.UNREACHABLE
     assert "cannot reach the registry at 127.0.0.1:1" in err
-
