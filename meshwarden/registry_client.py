@@ -12,6 +12,7 @@ from typing import Any, Final
 
 import grpc
 
+from meshwarden.addresses import AddressError, HostPort, parse_host_port
 from meshwarden.identity.credentials import channel_credentials, expect_peer
 from meshwarden.identity.spiffe_ids import registry_id
 from meshwarden.identity.svid import Svid
@@ -48,6 +49,20 @@ def registry_channel(address: str, trust: RegistryTrust) -> grpc.aio.Channel:
         channel_credentials(trust.svid, trust.bundle_pem),
         options=[*CHANNEL_OPTIONS, *expect_peer(registry_id(trust.trust_domain))],
     )
+
+
+def mtls_address(dialled: str, advertised: str) -> str:
+    """Where to reach the registry's mTLS port, from the address dialled for its TLS port and
+    the `registry_mtls_address` it returned (GetTrustBundle, Enroll, Renew). The registry's
+    mTLS port is separate because gRPC Python servers cannot ask for a client certificate
+    without requiring one; an advertised address with no host (":7401") means "the host you
+    dialled" (the registry listens on a wildcard address)."""
+    if not advertised.startswith(":"):
+        return str(parse_host_port(advertised, what="registry mTLS address"))
+    port = advertised[1:]
+    if not port.isdigit() or int(port) > 65535:
+        raise AddressError(f"registry mTLS address must be HOST:PORT or :PORT, got {advertised!r}")
+    return str(HostPort(parse_host_port(dialled, what="registry address").host, int(port)))
 
 
 def registry_stub(channel: grpc.aio.Channel) -> registry_pb2_grpc.RegistryStub:

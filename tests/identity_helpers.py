@@ -6,10 +6,6 @@ Shared by the in-process registry tests (tests/unit/registry) and the real-proce
 
 from __future__ import annotations
 
-from typing import Any
-
-import grpc
-
 from meshwarden.identity.csr import new_key_and_csr
 from meshwarden.identity.svid import Svid, svid_from_pem
 from meshwarden.registry_client import RegistryTrust, registry_channel
@@ -35,7 +31,3 @@ async def enrol(address: str, trust: RegistryTrust, agent: str, token: str = "")
             identity_pb2.EnrollRequest(agent=agent, csr_pem=key_and_csr.csr_pem.decode(), join_token=token), timeout=5
         )
     return svid_from_pem(reply.cert_chain_pem.encode(), key_and_csr.private_key_pem, reply.trust_bundle_pem.encode())
-
-
-def identity_stub(channel: grpc.aio.Channel) -> Any:
-    return identity_pb2_grpc.IdentityStub(channel)

@@ -20,7 +20,7 @@ from meshwarden.identity.csr import new_key_and_csr
 from meshwarden.identity.peer import CLAIMED_IDENTITY_HEADER
 from meshwarden.identity.spiffe_ids import agent_id
 from meshwarden.identity.svid import Svid
-from meshwarden.registry_client import registry_stub
+from meshwarden.registry_client import mtls_address, registry_stub
 from meshwarden.supervise import meshwarden_argv
 from meshwarden.v1 import catalog_pb2, identity_pb2, identity_pb2_grpc, registry_pb2
 from registry.issuer import Issuer
@@ -266,7 +266,9 @@ async def test_beyond_loopback_open_enrolment_is_off_by_default(tmp_path: Path) 
             identity_pb2.GetTrustBundleRequest(), timeout=5
         )
         # A wildcard listener does not know how it is reached: the client keeps the host it dialled.
-        assert bundle.registry_mtls_address == ":" + registry.mtls.rsplit(":", 1)[1]
+        mtls_port = registry.mtls.rsplit(":", 1)[1]
+        assert bundle.registry_mtls_address == ":" + mtls_port
+        assert mtls_address(f"127.0.0.1:{port}", bundle.registry_mtls_address) == f"127.0.0.1:{mtls_port}"
         assert "open enrolment off" in registry.child.stderr_text()
     finally:
         await registry.close_channels()
