@@ -138,7 +138,7 @@ def _listen(text: str) -> HostPort:
 OPTIONS: Final[tuple[Option[Any], ...]] = (
     Option("listen", _listen, DEFAULT_LISTEN, "HOST:PORT to serve gRPC on; port 0 picks a free one",
            metavar="HOST:PORT"),
-    Option("data_dir", Path, DEFAULT_DATA_DIR, "directory for registry.db (created with mode 0700)",
+    Option("data_dir", Path, DEFAULT_DATA_DIR, "directory for registry.db, the CA (ca/) and operator.token (mode 0700)",
            metavar="DIR"),
     Option("heartbeat_interval_s", positive_float, DEFAULT_HEARTBEAT_INTERVAL_S,
            "how often sidecars must renew their lease", metavar="SECONDS"),
