@@ -106,8 +106,18 @@ class _Capability:
 
 
 class Agent:
-    def __init__(self, *, version: str, sidecar: str, listen: str = "127.0.0.1:7412") -> None:
+    def __init__(
+        self,
+        *,
+        version: str,
+        sidecar: str,
+        listen: str = "127.0.0.1:7412",
+        max_message_bytes: int = 5 * 1024 * 1024,
+    ) -> None:
+        """`max_message_bytes` bounds what the callback endpoint accepts; keep it above the
+        sidecar's --max-payload-bytes (default 4 MiB) plus envelope, as the default does."""
         self.version, self.sidecar, self.listen = version, sidecar, listen
+        self._max_message_bytes = max_message_bytes
         self._client: Client | None = None  # grpc.aio channels belong to the loop that serves
         self.instance_id = ""
         self.name = ""
@@ -144,7 +154,12 @@ class Agent:
         """Serves the callback endpoint, then registers with the sidecar (retrying while the
         sidecar is not up yet). Returns once the sidecar has accepted the registration."""
         self._client = Client(self.sidecar)
-        server = grpc.aio.server()
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", self._max_message_bytes),
+                ("grpc.max_send_message_length", self._max_message_bytes),
+            ]
+        )
         agent_pb2_grpc.add_AgentServicer_to_server(_Servicer(self), server)
         health = add_standard_services(server, [AGENT_SERVICE])
         try:
