@@ -93,8 +93,8 @@ class Fleet:
     """The children of one run, each in its own session (so its pid is its process group).
 
     `async with fleet:` stops them in reverse order of start. `kill_leftovers`, called
-    after the event loop has gone, SIGKILLs any group still known: a second Ctrl-C
-    interrupts the asyncio clean-up, and must still leave nothing behind.
+    after the event loop has gone, SIGKILLs whatever is left: a second Ctrl-C interrupts
+    the asyncio clean-up, and must still leave nothing behind.
     """
 
     def __init__(self, work: Path) -> None:
@@ -116,7 +116,15 @@ class Fleet:
 
     async def start(self, name: str, argv: Sequence[str]) -> Child:
         """A meshwarden-style child: waits for its ready line and for health SERVING."""
-        child = await start(name, argv, log_dir=self.logs)
+        starting = asyncio.ensure_future(start(name, argv, log_dir=self.logs))
+        try:
+            child = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # meshwarden.supervise.start, cancelled while it waits for the ready line, would
+            # leave its child running: let it finish starting, then stop the child.
+            with contextlib.suppress(StartError, OSError):
+                await (await starting).stop(grace_s=1.0)
+            raise
         self.groups[child.process.pid] = name
 
         async def stop() -> None:
@@ -144,7 +152,14 @@ class Fleet:
         return totals
 
     def kill_leftovers(self) -> None:
-        for group in sorted(self.groups):
+        """SIGKILLs the group of every child of this process still there, known or not (a
+        second Ctrl-C can land while a child is starting, before its pid is known here)."""
+        groups = set(self.groups)
+        for entry in Path("/proc").iterdir():
+            fields = read_text(entry / "stat").rpartition(")")[2].split() if entry.name.isdigit() else []
+            if len(fields) > 2 and int(fields[1]) == os.getpid() and int(fields[2]) == int(entry.name):
+                groups.add(int(entry.name))  # a child that leads its own group: start_new_session
+        for group in sorted(groups):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(group, signal.SIGKILL)
         self.groups.clear()
@@ -353,6 +368,9 @@ async def first_answer(path: str, invoke: Invoke, payload_bytes: int) -> None:
         try:
             size = await invoke()
         except grpc.aio.AioRpcError as err:
+            # UNAVAILABLE / NOT_FOUND: sidecar A has no catalog, or not the echo agent, yet
+            if err.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND):
+                raise BenchError(f"{path}: the first call failed: {err.code().name}: {err.details()}") from err
             if time.monotonic() > deadline:
                 raise BenchError(
                     f"{path}: no answer within {FIRST_ANSWER_TIMEOUT_S} s: {err.code().name}: {err.details()}"
@@ -486,6 +504,15 @@ def machine(nginx: str | None) -> dict[str, str]:
     }
 
 
+def without_nan(value: object) -> object:
+    """`value` with NaN (a figure that could not be computed) as null: JSON has no NaN."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: without_nan(v) for k, v in value.items()}
+    return value
+
+
 def table(results: dict[str, PathFigures], skipped: dict[str, str], concurrency: int) -> str:
     c = str(concurrency)
     head = (
@@ -508,7 +535,7 @@ def table(results: dict[str, PathFigures], skipped: dict[str, str], concurrency:
         lines += ["", f"CPU time per call at concurrency {title}, microseconds, by process:"]
         for path, f in results.items():
             cpu: dict[str, float] = getattr(f, key)
-            parts = [f"{name} {us:.0f}" for name, us in cpu.items() if name != "total" and us >= 1]
+            parts = [f"{name} {us:.0f}" for name, us in cpu.items() if name != "total" and us > 10]
             lines.append(f"{path:<8} total {cpu['total']:>5.0f}: {', '.join(parts)}")
     return "\n".join(lines)
 
@@ -580,7 +607,7 @@ async def measure(args: argparse.Namespace, fleet: Fleet) -> int:
     )
     print(human, file=sys.stderr if args.output == "json" else sys.stdout)
     if args.output == "json":
-        print(json.dumps(report, indent=2))
+        print(json.dumps(without_nan(report), indent=2))
     failed = {p: f for p, f in results.items() if f.errors}
     for path, f in failed.items():
         log(f"{path}: {f.errors} calls failed; the first: {f.first_error}")

@@ -108,10 +108,20 @@ class _Capability:
 
 class Agent:
     def __init__(
-        self, *, version: str, sidecar: str, listen: str = "127.0.0.1:7412", api_token: str | None = None
+        self,
+        *,
+        version: str,
+        sidecar: str,
+        listen: str = "127.0.0.1:7412",
+        api_token: str | None = None,
+        max_message_bytes: int = 5 * 1024 * 1024,
     ) -> None:
+        """`api_token` is needed when the sidecar requires one (else MESHWARDEN_SIDECAR_TOKEN[_FILE]).
+        `max_message_bytes` bounds what the callback endpoint accepts; keep it above the
+        sidecar's --max-payload-bytes (default 4 MiB) plus envelope, as the default does."""
         self.version, self.sidecar, self.listen = version, sidecar, listen
         self._api_token = api_token
+        self._max_message_bytes = max_message_bytes
         self._client: Client | None = None  # grpc.aio channels belong to the loop that serves
         self.instance_id = ""
         self.name = ""
@@ -148,7 +158,12 @@ class Agent:
         """Serves the callback endpoint, then registers with the sidecar (retrying while the
         sidecar is not up yet). Returns once the sidecar has accepted the registration."""
         self._client = Client(self.sidecar, api_token=self._api_token)
-        server = grpc.aio.server()
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", self._max_message_bytes),
+                ("grpc.max_send_message_length", self._max_message_bytes),
+            ]
+        )
         agent_pb2_grpc.add_AgentServicer_to_server(_Servicer(self), server)
         health = add_standard_services(server, [AGENT_SERVICE])
         try:

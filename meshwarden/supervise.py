@@ -144,6 +144,11 @@ async def start(
         if isinstance(exc, StartError):
             raise
         raise StartError(f"{name} was not ready within {timeout_s} s ({exc!r}):\n{child.stderr_text()}") from exc
+    except BaseException:
+        # Cancelled (Ctrl-C, a test timeout) while waiting: the child is in its own session and
+        # never saw the terminal's SIGINT, so stop it here rather than leave it orphaned.
+        await asyncio.shield(child.stop(grace_s=1.0))
+        raise
     return child
 
 

@@ -21,7 +21,7 @@ from meshwarden.errors import ERROR_TRAILER, Unidentified
 log = logging.getLogger(__name__)
 
 PROTECTED_PREFIX = "/meshwarden.v1.Sidecar/"
-Handler = grpc.RpcMethodHandler[object, object]
+Handler = "grpc.RpcMethodHandler[object, object]"  # a string: grpc's class is not subscriptable at run time
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 

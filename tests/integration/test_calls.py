@@ -189,3 +189,16 @@ async def test_invalid_registration_is_refused_with_the_reason(mesh: LocalMesh) 
 
 if sys.platform == "win32":  # pragma: no cover
     pytest.skip("process signals differ on Windows", allow_module_level=True)
+
+
+async def test_payload_at_the_limit_reaches_the_agent_and_one_byte_more_is_refused(mesh: LocalMesh) -> None:
+    limit = 4 * 1024 * 1024
+    caller = await mesh.sidecar("frontdesk")
+    await mesh.pair("bulk")
+    text_at_limit = "x" * (limit - len('{"text":""}'))
+    async with meshwarden.Client(caller.addresses["listen"]) as client:
+        await routable(client, "echo")
+        result = await client.invoke("echo", {"text": text_at_limit}, timeout=20)
+        assert len(result.value["echo"]["text"]) == len(text_at_limit)
+        with pytest.raises(errors.PayloadTooLarge):
+            await client.invoke("echo", {"text": text_at_limit + "x"}, timeout=20)
