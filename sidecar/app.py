@@ -98,7 +98,7 @@ async def serve(config: SidecarConfig) -> None:
     spiffe_id = current_svid().spiffe_id
     local = LocalAgent(config.agent, config.instance_id, peer_address, spiffe_id=spiffe_id)
     agent_app = AgentApp(str(config.app), options)
-    registry = RegistryLink(str(config.registry), config.trust_domain, current_svid)
+    registry = RegistryLink(supply.registry_mtls, config.trust_domain, current_svid)
     rt = Runtime(
         config=config,
         clock=clock,

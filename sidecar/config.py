@@ -127,6 +127,13 @@ OPTIONS: list[Option[Any]] = [
         "PEM trust bundle of the mesh (skips learning it from the registry)",
         metavar="FILE",
     ),
+    Option(
+        "registry_mtls",
+        text,
+        "",
+        "registry mTLS address for SVID holders (default: what the registry advertises)",
+        metavar="HOST:PORT",
+    ),
     Option("ca_pin", text, "", "sha256:<hex> fingerprint the registry's CA must have", metavar="sha256:HEX"),
 ]
 
@@ -150,6 +157,7 @@ class SidecarConfig:
     join_token_file: Path | None
     trust_bundle: Path | None
     ca_pin: str
+    registry_mtls: str
 
     @property
     def grpc_message_limit_bytes(self) -> int:

@@ -30,6 +30,7 @@ from meshwarden.identity.spiffe_ids import agent_id, registry_id
 from meshwarden.identity.svid import Svid, svid_from_pem
 from meshwarden.secure_files import ensure_private_dir, write_atomically
 from meshwarden.v1 import identity_pb2, identity_pb2_grpc
+from sidecar import registry_endpoint
 from sidecar.config import SidecarConfig
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class Enrollment:
         directory = ensure_private_dir(config.data_dir / "identity")
         self._paths = _Paths(directory / "trust-bundle.pem", directory / "svid.pem", directory / "svid.key")
 
+        self.registry_mtls = ""  # learned from the registry, see sidecar/registry_endpoint.py
+
     @property
     def spiffe_id(self) -> str:
         return self._spiffe_id
@@ -67,6 +70,10 @@ class Enrollment:
         persisted = self._persisted(bundle)
         if persisted is not None:
             log.info("using the persisted SVID %s (valid until %s)", persisted.spiffe_id, iso_utc(persisted.not_after))
+            try:
+                self.registry_mtls = await registry_endpoint.discover(self._config, bundle)
+            except registry_endpoint.RegistryEndpointError as exc:
+                raise EnrollmentError(str(exc)) from exc
             return persisted
         return await self._enroll(bundle)
 
@@ -126,7 +133,7 @@ class Enrollment:
     async def _enroll(self, bundle: bytes) -> Svid:
         key, csr = _key_and_csr(self._spiffe_id)
         request = identity_pb2.EnrollRequest(agent=self._config.agent, csr_pem=csr, join_token=self._token())
-        async with self._channel(bundle, None) as channel:
+        async with self._channel(bundle, None, str(self._config.registry)) as channel:
             try:
                 reply = await identity_pb2_grpc.IdentityStub(channel).Enroll(request, timeout=_RPC_TIMEOUT_S)
             except grpc.aio.AioRpcError as err:
@@ -140,7 +147,7 @@ class Enrollment:
 
     async def _renew(self, current: Svid) -> Svid:
         key, csr = _key_and_csr(self._spiffe_id)
-        async with self._channel(current.trust_bundle_pem, current) as channel:
+        async with self._channel(current.trust_bundle_pem, current, self.registry_mtls) as channel:
             reply = await identity_pb2_grpc.IdentityStub(channel).Renew(
                 identity_pb2.RenewSvidRequest(csr_pem=csr), timeout=_RPC_TIMEOUT_S
             )
@@ -153,11 +160,15 @@ class Enrollment:
         write_atomically(self._paths.key, key)
         write_atomically(self._paths.chain, svid.cert_chain_pem, mode=0o644)
         write_atomically(self._paths.bundle, svid.trust_bundle_pem, mode=0o644)
+        if reply.registry_mtls_address and not self._config.registry_mtls:
+            self.registry_mtls = registry_endpoint.remember(self._config, reply.registry_mtls_address)
+        elif self._config.registry_mtls:
+            self.registry_mtls = self._config.registry_mtls
         return svid
 
-    def _channel(self, bundle: bytes, svid: Svid | None) -> grpc.aio.Channel:
+    def _channel(self, bundle: bytes, svid: Svid | None, address: str) -> grpc.aio.Channel:
         return grpc.aio.secure_channel(
-            str(self._config.registry),
+            address,
             channel_credentials(svid, bundle),
             options=expect_peer(registry_id(self._config.trust_domain)),
         )

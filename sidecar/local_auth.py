@@ -12,7 +12,7 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import TypeAlias, TypeVar, cast
 
 import grpc
 
@@ -21,7 +21,7 @@ from meshwarden.errors import ERROR_TRAILER, Unidentified
 log = logging.getLogger(__name__)
 
 PROTECTED_PREFIX = "/meshwarden.v1.Sidecar/"
-Handler = "grpc.RpcMethodHandler[object, object]"  # a string: grpc's class is not subscriptable at run time
+Handler: TypeAlias = "grpc.RpcMethodHandler[object, object]"  # quoted: not subscriptable at run time
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 

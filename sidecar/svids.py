@@ -17,7 +17,7 @@ from meshwarden.clock import Clock
 from meshwarden.identity.spiffe_ids import agent_id
 from meshwarden.identity.workload_source import WorkloadApiError, WorkloadSvids
 from meshwarden.tasks import supervise
-from sidecar import workload_api_server
+from sidecar import registry_endpoint, workload_api_server
 from sidecar.config import SidecarConfig
 from sidecar.enrollment import Enrollment, EnrollmentError
 
@@ -34,6 +34,7 @@ class SvidSupply:
     workload_socket: str  # what the agent may use as SPIFFE_ENDPOINT_SOCKET
     server: grpc.aio.Server | None  # the embedded Workload API, when this sidecar serves one
     renewal: asyncio.Task[None] | None
+    registry_mtls: str  # where SVID holders reach the registry
 
     async def close(self) -> None:
         if self.renewal is not None:
@@ -50,6 +51,7 @@ async def obtain(config: SidecarConfig, clock: Clock) -> SvidSupply:
     if config.spiffe_endpoint_socket:
         socket = config.spiffe_endpoint_socket
         log.info("identity from the Workload API at %s", socket)
+        registry_mtls = ""
     else:
         enrollment = Enrollment(config, clock)
         try:
@@ -61,6 +63,7 @@ async def obtain(config: SidecarConfig, clock: Clock) -> SvidSupply:
         server = await workload_api_server.serve(feed, path)
         socket = f"unix://{path}"
         renewal = supervise("svid-renewal", lambda: enrollment.keep_fresh(feed.svid, feed.publish))
+        registry_mtls = enrollment.registry_mtls
     try:
         svids = await asyncio.to_thread(WorkloadSvids, socket, config.trust_domain)
     except WorkloadApiError as exc:
@@ -71,4 +74,10 @@ async def obtain(config: SidecarConfig, clock: Clock) -> SvidSupply:
             f"the Workload API gave this sidecar {svids.current().spiffe_id}, but it runs agent {config.agent} "
             f"({expected}); fix the SPIRE registration entry or --agent"
         )
-    return SvidSupply(svids, socket, server, renewal)
+    if not registry_mtls:
+        try:
+            registry_mtls = await registry_endpoint.discover(config, svids.current().trust_bundle_pem)
+        except registry_endpoint.RegistryEndpointError as exc:
+            svids.close()
+            raise IdentityError(str(exc)) from exc
+    return SvidSupply(svids, socket, server, renewal, registry_mtls)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meshwarden.client import Client
 from meshwarden.errors import MeshError
-from meshwarden.registry_client import registry_channel
-from meshwarden.supervise import Child, meshwarden_argv, start
-from meshwarden.v1 import registry_pb2, registry_pb2_grpc
+from meshwarden.supervise import Child, meshwarden_argv, registry_health_tls, start
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class Mesh:
         self.children: list[Child] = []
         self.registry: Child | None = None
 
-    async def start_registry(self, listen: str = "127.0.0.1:0") -> Child:
+    async def start_registry(self, listen: str = "127.0.0.1:0", mtls_listen: str = "127.0.0.1:0") -> Child:
         child = await start(
             "registry",
             meshwarden_argv(
@@ -77,12 +77,15 @@ class Mesh:
                 "serve",
                 "--listen",
                 listen,
+                "--mtls-listen",
+                mtls_listen,
                 "--data-dir",
                 str(self.workdir / "registry"),
                 "--heartbeat-interval-s",
                 "1",
             ),
             log_dir=self.workdir / "logs",
+            health_tls=registry_health_tls,
         )
         self.registry = child
         return child
@@ -105,6 +108,8 @@ class Mesh:
                 "127.0.0.1:0",
                 "--peer-listen",
                 "127.0.0.1:0",
+                "--data-dir",
+                str(self.workdir / "sidecars" / f"{agent}-{index}"),
             ),
             log_dir=self.workdir / "logs",
         )
@@ -170,8 +175,13 @@ async def _scenario(mesh: Mesh, n: Narrator) -> None:
     frontdesk = await mesh.start_sidecar("frontdesk", 0)
     n.ok(f"frontdesk sidecar on {frontdesk.addresses['listen']}: the demo calls through it, as an agent would")
 
-    n.section("The catalog, as the registry sees it (meshwarden agents list)")
-    await _print_catalog(registry.addresses["listen"], n)
+    n.section("Who is who: every sidecar enrolled with the registry's embedded SPIFFE issuer")
+    await _print_catalog(registry, mesh.workdir, n)
+    billing_peer = mesh.children[2].addresses["peer"]
+    refused = await _plaintext_is_refused(billing_peer)
+    (n.ok if refused == "UNAVAILABLE" else n.fail)(
+        f"a plaintext client on billing's peer port {billing_peer}: {refused} (mTLS only; the caller is its certificate)"
+    )
 
     async with Client(frontdesk.addresses["listen"]) as mesh_client:
         await _wait_routable(mesh_client, n)
@@ -248,9 +258,9 @@ async def _scenario(mesh: Mesh, n: Narrator) -> None:
         await registry.stop()
         r = await mesh_client.invoke("support.resolve_ticket", {**ticket, "ticket_id": "T-1002"}, timeout=10)
         n.ok(f"ticket T-1002 resolved with the registry down: {r.value['resolution']}")
-        restarted = await mesh.start_registry(listen=registry.addresses["listen"])
+        restarted = await mesh.start_registry(registry.addresses["listen"], registry.addresses["mtls"])
         n.ok(f"registry restarted on {restarted.addresses['listen']} from its data directory")
-        await _print_catalog(restarted.addresses["listen"], n)
+        await _print_catalog(restarted, mesh.workdir, n)
         r = await mesh_client.invoke("kb.search", {"query": "password"}, timeout=5)
         n.ok(f"sidecars resynchronised; kb.search answered by {r.agent} {r.version}")
 
@@ -268,19 +278,35 @@ async def _wait_routable(client: Client, n: Narrator) -> None:
             await asyncio.sleep(0.1)
 
 
-async def _print_catalog(registry_address: str, n: Narrator) -> None:
-    channel = registry_channel(registry_address)
-    try:
-        reply = await registry_pb2_grpc.RegistryStub(channel).ListInstances(
-            registry_pb2.ListInstancesRequest(), timeout=5
-        )
-    finally:
-        await channel.close()
-    n.say(f"{'AGENT':<10} {'VERSION':<8} {'INSTANCE':<12} {'PEER':<18} CAPABILITIES")
-    for inst in sorted(reply.instances, key=lambda i: (i.agent, i.version)):
-        caps = ", ".join(c.name for c in inst.capabilities) or "-"
-        n.say(f"{inst.agent:<10} {inst.version:<8} {inst.instance_id:<12} {inst.peer_address:<18} {caps}")
-    n.say(f"(catalog revision {reply.revision})")
+async def _print_catalog(registry: Child, workdir: Path, n: Narrator) -> None:
+    """Runs the operator's real command, as a person would type it."""
+    argv = meshwarden_argv(
+        "agents",
+        "list",
+        "--registry",
+        registry.addresses["listen"],
+        "--ca-pin",
+        registry.addresses["ca_fingerprint"],
+        "--operator-token-file",
+        str(workdir / "registry" / "operator.token"),
+    )
+    shown = " ".join(["meshwarden", *argv[3:5], "--registry", registry.addresses["listen"], "--ca-pin", "sha256:…"])
+    n.say(f"$ {shown}")
+    done = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=60)
+    for line in done.stdout.splitlines():
+        n.say(line)
+    if done.returncode != 0:
+        n.fail(f"agents list exited {done.returncode}: {done.stderr.strip()}")
+
+
+async def _plaintext_is_refused(address: str) -> str:
+    """What a client without TLS gets from a peer port: the handshake fails, nothing is served."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        try:
+            await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+        except grpc.aio.AioRpcError as err:
+            return err.code().name
+    return "SERVED"
 
 
 async def _expect_refusal(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from meshwarden.supervise import Child, meshwarden_argv, start
+from meshwarden.supervise import Child, HealthTlsFor, meshwarden_argv, registry_health_tls, start
 
 AGENTS = Path(__file__).parent / "agents"
 PROBE = AGENTS / "probe_agent.py"
@@ -31,7 +31,10 @@ class LocalMesh:
             raise RuntimeError("no registry started")
         return self.registry.addresses["listen"]
 
-    async def start_registry(self, listen: str = "127.0.0.1:0") -> Child:
+    async def start_registry(self, listen: str = "127.0.0.1:0", mtls_listen: str = "") -> Child:
+        """The registry on `listen` (TLS) and `mtls_listen` (mTLS; port 0 when not given). To
+        restart it where sidecars expect it, pass both addresses of the previous one."""
+        extra = ["--mtls-listen", mtls_listen] if mtls_listen else []
         self.registry = await self._start(
             "registry",
             meshwarden_argv(
@@ -40,12 +43,29 @@ class LocalMesh:
                 "--listen",
                 listen,
                 "--data-dir",
-                str(self.workdir / "registry"),
+                str(self.registry_data_dir),
                 "--heartbeat-interval-s",
                 str(self.heartbeat_interval_s),
+                *extra,
             ),
+            health_tls=registry_health_tls,
         )
         return self.registry
+
+    async def restart_registry(self) -> Child:
+        old = self.registry
+        if old is None:
+            raise RuntimeError("no registry started")
+        if old.running:
+            await old.stop()
+        return await self.start_registry(old.addresses["listen"], old.addresses["mtls"])
+
+    @property
+    def registry_data_dir(self) -> Path:
+        return self.workdir / "registry"
+
+    def operator_token(self) -> str:
+        return (self.registry_data_dir / "operator.token").read_text().strip()
 
     async def sidecar(
         self, agent: str, *extra: str, registry: str | None = None, data_dir: Path | None = None
@@ -57,8 +77,19 @@ class LocalMesh:
         return await self._start(
             f"sidecar-{agent}",
             meshwarden_argv(
-                "sidecar", "run", "--agent", agent, "--registry", registry or self.registry_address,
-                "--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0", "--data-dir", str(directory), *extra,
+                "sidecar",
+                "run",
+                "--agent",
+                agent,
+                "--registry",
+                registry or self.registry_address,
+                "--listen",
+                "127.0.0.1:0",
+                "--peer-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                str(directory),
+                *extra,
             ),
         )
 
@@ -73,9 +104,9 @@ class LocalMesh:
         side = await self.sidecar(agent)
         return side, await self.agent(side, version, *agent_args)
 
-    async def _start(self, name: str, argv: list[str]) -> Child:
+    async def _start(self, name: str, argv: list[str], health_tls: HealthTlsFor | None = None) -> Child:
         self._count += 1
-        child = await start(f"{self._count:02d}-{name}", argv, log_dir=self.workdir / "logs")
+        child = await start(f"{self._count:02d}-{name}", argv, log_dir=self.workdir / "logs", health_tls=health_tls)
         self.children.append(child)
         return child
 

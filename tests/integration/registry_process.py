@@ -81,7 +81,10 @@ class RegistryProcess:
         await self.close_channels()
         await self.child.stop()
         again = await start_registry(
-            workdir, *extra, heartbeat_interval_s=heartbeat_interval_s, data_dir=self.data_dir,
+            workdir,
+            *extra,
+            heartbeat_interval_s=heartbeat_interval_s,
+            data_dir=self.data_dir,
             name=f"{self.child.name}-again",
         )
         again._svids.update(self._svids)
@@ -94,15 +97,26 @@ class RegistryProcess:
 
 
 async def start_registry(
-    workdir: Path, *extra: str, heartbeat_interval_s: float = 0.5, listen: str = "127.0.0.1:0",
-    data_dir: Path | None = None, name: str = "registry",
+    workdir: Path,
+    *extra: str,
+    heartbeat_interval_s: float = 0.5,
+    listen: str = "127.0.0.1:0",
+    data_dir: Path | None = None,
+    name: str = "registry",
 ) -> RegistryProcess:
     directory = data_dir or workdir / "registry"
     child = await start(
         name,
         meshwarden_argv(
-            "registry", "serve", "--listen", listen, "--data-dir", str(directory),
-            "--heartbeat-interval-s", str(heartbeat_interval_s), *extra,
+            "registry",
+            "serve",
+            "--listen",
+            listen,
+            "--data-dir",
+            str(directory),
+            "--heartbeat-interval-s",
+            str(heartbeat_interval_s),
+            *extra,
         ),
         log_dir=workdir / "logs",
         health_tls=registry_health_tls,

@@ -60,14 +60,18 @@ async def _assert_serving(registry: RegistryProcess) -> None:
 
 def _instance(agent: str) -> catalog_pb2.Instance:
     return catalog_pb2.Instance(
-        agent=agent, version="1.0.0", peer_address="127.0.0.1:7411",
+        agent=agent,
+        version="1.0.0",
+        peer_address="127.0.0.1:7411",
         capabilities=[catalog_pb2.Capability(name=f"{agent}.run", schema_hash=HASH)],
     )
 
 
 async def _cli(*args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        *meshwarden_argv(*args), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        *meshwarden_argv(*args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         env={k: v for k, v in os.environ.items() if not k.startswith("MESHWARDEN_")},
     )
     out, err = await asyncio.wait_for(process.communicate(), 30)
@@ -78,9 +82,21 @@ async def _cli(*args: str) -> tuple[int, str, str]:
 async def _token(registry: RegistryProcess, agent: str) -> str:
     """A join token made the way an operator makes one: with the CLI."""
     code, out, err = await _cli(
-        "identity", "token", "create", "--agent", agent, "--ttl", "10m", "--output", "json",
-        "--registry", registry.listen, "--ca-pin", registry.ca_fingerprint,
-        "--operator-token-file", str(registry.data_dir / OPERATOR_TOKEN_FILE),
+        "identity",
+        "token",
+        "create",
+        "--agent",
+        agent,
+        "--ttl",
+        "10m",
+        "--output",
+        "json",
+        "--registry",
+        registry.listen,
+        "--ca-pin",
+        registry.ca_fingerprint,
+        "--operator-token-file",
+        str(registry.data_dir / OPERATOR_TOKEN_FILE),
     )
     assert code == exit_codes.OK, err
     made = json.loads(out)
@@ -99,15 +115,26 @@ async def _refused(call: object, code: grpc.StatusCode, *fragments: str) -> None
 
 async def test_a_join_token_makes_one_sidecar_that_agent_once(registry: RegistryProcess) -> None:
     token = await _token(registry, "billing")
-    await _refused(enrol(registry.listen, registry.trust(), "search", token),
-                   grpc.StatusCode.PERMISSION_DENIED, "made for agent 'billing', not 'search'")
+    await _refused(
+        enrol(registry.listen, registry.trust(), "search", token),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "made for agent 'billing', not 'search'",
+    )
     svid = await enrol(registry.listen, registry.trust(), "billing", token)
     assert svid.spiffe_id == agent_id(TD, "billing")
     assert svid.not_after == pytest.approx(time.time() + 3600, abs=30)
-    await _refused(enrol(registry.listen, registry.trust(), "billing", token),
-                   grpc.StatusCode.PERMISSION_DENIED, "already used", "single-use")
-    await _refused(enrol(registry.listen, registry.trust(), "billing"),
-                   grpc.StatusCode.PERMISSION_DENIED, "needs a join token", "meshwarden identity token create")
+    await _refused(
+        enrol(registry.listen, registry.trust(), "billing", token),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "already used",
+        "single-use",
+    )
+    await _refused(
+        enrol(registry.listen, registry.trust(), "billing"),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "needs a join token",
+        "meshwarden identity token create",
+    )
     # The SVID works for its own agent on the mTLS port.
     reply = await registry_stub(registry.channel(svid)).Register(
         registry_pb2.RegisterRequest(instance=_instance("billing")), timeout=5
@@ -128,7 +155,9 @@ async def test_renewal_over_mtls_keeps_the_spiffe_id(registry: RegistryProcess) 
         identity_pb2_grpc.IdentityStub(registry.channel(None, mtls=False)).Renew(
             identity_pb2.RenewSvidRequest(csr_pem=csr.csr_pem.decode()), timeout=5
         ),
-        grpc.StatusCode.UNAUTHENTICATED, "needs an agent's SVID", registry.mtls,
+        grpc.StatusCode.UNAUTHENTICATED,
+        "needs an agent's SVID",
+        registry.mtls,
     )
 
 
@@ -143,13 +172,21 @@ async def test_the_trust_bundle_is_public_and_names_the_mtls_port(registry: Regi
 async def test_making_join_tokens_needs_the_operator_token(registry: RegistryProcess) -> None:
     request = identity_pb2.CreateJoinTokenRequest(agent="billing")
     anonymous = identity_pb2_grpc.IdentityStub(registry.channel(None, mtls=False))
-    await _refused(anonymous.CreateJoinToken(request, timeout=5), grpc.StatusCode.UNAUTHENTICATED,
-                   "needs the operator token", "operator.token")
-    await _refused(anonymous.CreateJoinToken(request, timeout=5, metadata=(("authorization", "Bearer mwo1.x"),)),
-                   grpc.StatusCode.UNAUTHENTICATED, "not this registry's")
+    await _refused(
+        anonymous.CreateJoinToken(request, timeout=5),
+        grpc.StatusCode.UNAUTHENTICATED,
+        "needs the operator token",
+        "operator.token",
+    )
+    await _refused(
+        anonymous.CreateJoinToken(request, timeout=5, metadata=(("authorization", "Bearer mwo1.x"),)),
+        grpc.StatusCode.UNAUTHENTICATED,
+        "not this registry's",
+    )
     agent = identity_pb2_grpc.IdentityStub(registry.channel(await _enrolled(registry, "billing")))
-    await _refused(agent.CreateJoinToken(request, timeout=5), grpc.StatusCode.UNAUTHENTICATED,
-                   "needs the operator token")
+    await _refused(
+        agent.CreateJoinToken(request, timeout=5), grpc.StatusCode.UNAUTHENTICATED, "needs the operator token"
+    )
     made = await anonymous.CreateJoinToken(request, timeout=5, metadata=registry.operator_metadata())
     assert made.token.startswith("mwj1.") and made.agent == "billing"
 
@@ -161,17 +198,30 @@ async def _enrolled(registry: RegistryProcess, agent: str) -> Svid:
 async def test_an_agent_acts_only_for_itself(registry: RegistryProcess) -> None:
     billing = registry_stub(registry.channel(await _enrolled(registry, "billing")))
     search = registry_stub(registry.channel(await _enrolled(registry, "search")))
-    await _refused(billing.Register(registry_pb2.RegisterRequest(instance=_instance("search")), timeout=5),
-                   grpc.StatusCode.PERMISSION_DENIED, agent_id(TD, "billing"), "'search'")
+    await _refused(
+        billing.Register(registry_pb2.RegisterRequest(instance=_instance("search")), timeout=5),
+        grpc.StatusCode.PERMISSION_DENIED,
+        agent_id(TD, "billing"),
+        "'search'",
+    )
     mine = await search.Register(registry_pb2.RegisterRequest(instance=_instance("search")), timeout=5)
     hijack = _instance("billing")
     hijack.instance_id = mine.instance_id
-    await _refused(billing.Register(registry_pb2.RegisterRequest(instance=hijack), timeout=5),
-                   grpc.StatusCode.PERMISSION_DENIED, f"replace instance {mine.instance_id}")
-    await _refused(billing.Renew(registry_pb2.RenewRequest(instance_id=mine.instance_id), timeout=5),
-                   grpc.StatusCode.PERMISSION_DENIED, "renew the lease")
-    await _refused(billing.Deregister(registry_pb2.DeregisterRequest(instance_id=mine.instance_id), timeout=5),
-                   grpc.StatusCode.PERMISSION_DENIED, "deregister")
+    await _refused(
+        billing.Register(registry_pb2.RegisterRequest(instance=hijack), timeout=5),
+        grpc.StatusCode.PERMISSION_DENIED,
+        f"replace instance {mine.instance_id}",
+    )
+    await _refused(
+        billing.Renew(registry_pb2.RenewRequest(instance_id=mine.instance_id), timeout=5),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "renew the lease",
+    )
+    await _refused(
+        billing.Deregister(registry_pb2.DeregisterRequest(instance_id=mine.instance_id), timeout=5),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "deregister",
+    )
     await search.Renew(registry_pb2.RenewRequest(instance_id=mine.instance_id), timeout=5)
     listed = await billing.ListInstances(registry_pb2.ListInstancesRequest(), timeout=5)
     assert [(i.agent, i.spiffe_id) for i in listed.instances] == [("search", agent_id(TD, "search"))]
@@ -184,23 +234,30 @@ async def test_a_metadata_claim_that_differs_from_the_certificate_is_unauthentic
     claim = ((CLAIMED_IDENTITY_HEADER, agent_id(TD, "search")),)
     await _refused(
         billing.Register(registry_pb2.RegisterRequest(instance=_instance("search")), timeout=5, metadata=claim),
-        grpc.StatusCode.UNAUTHENTICATED, "claims spiffe://meshwarden.local/agent/search in metadata",
+        grpc.StatusCode.UNAUTHENTICATED,
+        "claims spiffe://meshwarden.local/agent/search in metadata",
     )
     anonymous = registry_stub(registry.channel(None, mtls=False))
     await _refused(
         anonymous.ListInstances(registry_pb2.ListInstancesRequest(), timeout=5, metadata=claim),
-        grpc.StatusCode.UNAUTHENTICATED, "presented no certificate",
+        grpc.StatusCode.UNAUTHENTICATED,
+        "presented no certificate",
     )
 
 
 async def test_without_an_svid_the_catalog_is_closed(registry: RegistryProcess) -> None:
     anonymous = registry_stub(registry.channel(None, mtls=False))
-    await _refused(anonymous.Register(registry_pb2.RegisterRequest(instance=_instance("billing")), timeout=5),
-                   grpc.StatusCode.UNAUTHENTICATED, "needs an agent's SVID", registry.mtls)
+    await _refused(
+        anonymous.Register(registry_pb2.RegisterRequest(instance=_instance("billing")), timeout=5),
+        grpc.StatusCode.UNAUTHENTICATED,
+        "needs an agent's SVID",
+        registry.mtls,
+    )
     watch = anonymous.Watch(registry_pb2.WatchRequest())
     await _refused(watch.read(), grpc.StatusCode.UNAUTHENTICATED, "needs an agent's SVID")
-    listed = await anonymous.ListInstances(registry_pb2.ListInstancesRequest(), timeout=5,
-                                           metadata=registry.operator_metadata())
+    listed = await anonymous.ListInstances(
+        registry_pb2.ListInstancesRequest(), timeout=5, metadata=registry.operator_metadata()
+    )
     assert list(listed.instances) == []
 
 
@@ -243,8 +300,11 @@ async def test_certificates_from_the_right_ca_with_the_wrong_identity_are_unauth
     now = time.time()
     odd = registry.issuer(FakeClock(now)).issue_between(spiffe_id, now - 60, now + 600)
     stub = registry_stub(registry.channel(odd))
-    await _refused(stub.Register(registry_pb2.RegisterRequest(instance=_instance("billing")), timeout=5),
-                   grpc.StatusCode.UNAUTHENTICATED, reason)
+    await _refused(
+        stub.Register(registry_pb2.RegisterRequest(instance=_instance("billing")), timeout=5),
+        grpc.StatusCode.UNAUTHENTICATED,
+        reason,
+    )
     assert "refused /meshwarden.v1.Registry/Register from ipv4:127.0.0.1" in registry.child.stderr_text()
 
 
@@ -260,8 +320,11 @@ async def test_beyond_loopback_open_enrolment_is_off_by_default(tmp_path: Path) 
     registry = await start_registry(tmp_path, listen="0.0.0.0:0")
     try:
         port = registry.listen.rsplit(":", 1)[1]
-        await _refused(enrol(f"127.0.0.1:{port}", registry.trust(), "billing"),
-                       grpc.StatusCode.PERMISSION_DENIED, "needs a join token")
+        await _refused(
+            enrol(f"127.0.0.1:{port}", registry.trust(), "billing"),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "needs a join token",
+        )
         bundle = await identity_pb2_grpc.IdentityStub(registry.channel(None, mtls=False)).GetTrustBundle(
             identity_pb2.GetTrustBundleRequest(), timeout=5
         )

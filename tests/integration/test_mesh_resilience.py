@@ -12,6 +12,13 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 import meshwarden
 from meshwarden import errors
+from meshwarden.addresses import parse_host_port
+from meshwarden.identity.bootstrap import learn_registry_ca
+from meshwarden.identity.credentials import channel_credentials, expect_peer
+from meshwarden.identity.svid import svid_from_pem
+from meshwarden.registry_client import RegistryTrust, registry_channel, registry_stub
+from meshwarden.supervise import Child
+from meshwarden.v1 import catalog_pb2, registry_pb2
 from tests.integration.mesh import LocalMesh
 from tests.integration.test_calls import routable
 
@@ -28,7 +35,7 @@ async def test_registry_outage_routing_continues_and_resyncs(mesh: LocalMesh) ->
         await registry.kill()  # a crash, not a clean stop
         for n in range(20):  # the last known catalog keeps routing
             assert (await client.invoke("echo", {"n": n}, timeout=5)).value["echo"] == {"n": n}
-        await mesh.start_registry(listen=registry.addresses["listen"])
+        await mesh.restart_registry()
         # a newcomer registered after the outage reaches the old sidecar via the watch stream
         late_side = await mesh.sidecar("late")
         await mesh.agent(late_side, "3.0.0")
@@ -71,12 +78,28 @@ async def test_agent_down_behind_a_live_sidecar_is_unavailable_and_names_it(mesh
     assert "sleepy" in info.value.message and "callback endpoint" in info.value.message
 
 
+def peer_channel(mesh: LocalMesh, side: Child, as_agent: str = "observed") -> grpc.aio.Channel:
+    """An mTLS channel to `side`'s peer port, presenting the SVID of the sidecar of `as_agent`."""
+    identity = next(mesh.workdir.glob(f"sidecars/{as_agent}-*/identity"))
+    svid = svid_from_pem(
+        (identity / "svid.pem").read_bytes(),
+        (identity / "svid.key").read_bytes(),
+        (identity / "trust-bundle.pem").read_bytes(),
+    )
+    return grpc.aio.secure_channel(
+        side.addresses["peer"],
+        channel_credentials(svid, svid.trust_bundle_pem),
+        options=expect_peer(side.addresses["spiffe_id"]),
+    )
+
+
 @pytest.mark.parametrize("which", ["listen", "peer", "agent"])
 async def test_every_grpc_server_serves_health_and_reflection(mesh: LocalMesh, which: str) -> None:
     side, agent = await mesh.pair("observed")
     address = agent.addresses["listen"] if which == "agent" else side.addresses[which]
     expected = {"listen": "meshwarden.v1.Sidecar", "peer": "meshwarden.v1.Peer", "agent": "meshwarden.v1.Agent"}[which]
-    async with grpc.aio.insecure_channel(address) as channel:
+    channel = peer_channel(mesh, side) if which == "peer" else grpc.aio.insecure_channel(address)
+    async with channel:
         health = await health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service=expected), timeout=5
         )
@@ -89,12 +112,23 @@ async def test_every_grpc_server_serves_health_and_reflection(mesh: LocalMesh, w
 
 
 async def test_sidecar_deregisters_and_exits_zero_on_sigterm(mesh: LocalMesh) -> None:
-    from meshwarden.registry_client import registry_channel, registry_stub
-    from meshwarden.v1 import registry_pb2
-
     side, agent = await mesh.pair("tidy")
     await agent.stop()
     assert await side.stop() == 0
-    async with registry_channel(mesh.registry_address) as channel:
-        listing = await registry_stub(channel).ListInstances(registry_pb2.ListInstancesRequest(agent="tidy"), timeout=5)
-    assert list(listing.instances) == []  # gone at once, not after the lease
+    assert await operator_listing(mesh, agent="tidy") == []  # gone at once, not after the lease
+
+
+async def operator_listing(mesh: LocalMesh, **filters: str) -> list[catalog_pb2.Instance]:
+    """ListInstances as an operator: TLS port, operator token, CA pinned from the ready line."""
+    if mesh.registry is None:
+        raise RuntimeError("no registry")
+    ready = mesh.registry.addresses
+    learned = await asyncio.to_thread(learn_registry_ca, parse_host_port(ready["listen"]), pin=ready["ca_fingerprint"])
+    trust = RegistryTrust(ready["trust_domain"], learned.bundle_pem)
+    async with registry_channel(ready["listen"], trust) as channel:
+        reply = await registry_stub(channel).ListInstances(
+            registry_pb2.ListInstancesRequest(**filters),
+            metadata=(("authorization", f"Bearer {mesh.operator_token()}"),),
+            timeout=5,
+        )
+    return list(reply.instances)

@@ -75,8 +75,12 @@ def _instance(agent: str, *capabilities: str, version: str = "1.0.0") -> catalog
     )
 
 
-async def _register(stub: registry_pb2_grpc.RegistryStub, instance: catalog_pb2.Instance) -> registry_pb2.RegisterResponse:
-    reply: registry_pb2.RegisterResponse = await stub.Register(registry_pb2.RegisterRequest(instance=instance), timeout=5)
+async def _register(
+    stub: registry_pb2_grpc.RegistryStub, instance: catalog_pb2.Instance
+) -> registry_pb2.RegisterResponse:
+    reply: registry_pb2.RegisterResponse = await stub.Register(
+        registry_pb2.RegisterRequest(instance=instance), timeout=5
+    )
     return reply
 
 
@@ -186,12 +190,12 @@ async def test_watch_gives_a_snapshot_then_resumes_with_exactly_the_missed_event
     watch.cancel()
     assert snapshot.WhichOneof("change") == "snapshot"
     assert snapshot.revision == second.revision
-    assert sorted(i.instance_id for i in snapshot.snapshot.instances) == sorted(
-        [first.instance_id, second.instance_id]
-    )
+    assert sorted(i.instance_id for i in snapshot.snapshot.instances) == sorted([first.instance_id, second.instance_id])
 
     # While nobody watches: one removal, one addition.
-    await (await agents.stub("alpha")).Deregister(registry_pb2.DeregisterRequest(instance_id=first.instance_id), timeout=5)
+    await (await agents.stub("alpha")).Deregister(
+        registry_pb2.DeregisterRequest(instance_id=first.instance_id), timeout=5
+    )
     third = await agents.register(_instance("gamma", "gamma.run"))
 
     resumed = stub.Watch(registry_pb2.WatchRequest(since_revision=snapshot.revision))
@@ -276,7 +280,9 @@ async def test_invalid_input_names_the_field_and_unknown_renewals_are_not_found(
 
 async def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        *meshwarden_argv(*args), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        *meshwarden_argv(*args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
     )
     out, err = await asyncio.wait_for(process.communicate(), 30)
@@ -307,7 +313,14 @@ async def test_agents_list_prints_json_and_a_table_with_identities(registry: Reg
     assert table_code == exit_codes.OK, table_err
     lines = table.splitlines()
     assert lines[0].split() == [
-        "AGENT", "VERSION", "INSTANCE", "PEER", "CAPABILITIES", "LEASE-EXPIRES-IN", "SVID-EXPIRES-IN", "SPIFFE-ID"
+        "AGENT",
+        "VERSION",
+        "INSTANCE",
+        "PEER",
+        "CAPABILITIES",
+        "LEASE-EXPIRES-IN",
+        "SVID-EXPIRES-IN",
+        "SPIFFE-ID",
     ]
     billing_line = next(line for line in lines[1:] if "billing.refund,billing.quote" in line)
     assert billing_line.split()[-1] == "spiffe://meshwarden.local/agent/billing"

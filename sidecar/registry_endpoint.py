@@ -1,0 +1,67 @@
+"""Where this sidecar reaches the registry's mTLS port.
+
+The registry serves SVID holders on a port of its own (gRPC Python servers cannot ask for a
+client certificate without requiring one), and says where in GetTrustBundle and in every
+Enroll/Renew answer. --registry-mtls overrides it. The last known address is kept in the
+data directory, so a sidecar that restarts while the registry is down still knows it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import grpc
+
+from meshwarden.addresses import AddressError
+from meshwarden.identity.credentials import channel_credentials, expect_peer
+from meshwarden.identity.spiffe_ids import registry_id
+from meshwarden.registry_client import mtls_address
+from meshwarden.secure_files import write_atomically
+from meshwarden.v1 import identity_pb2, identity_pb2_grpc
+from sidecar.config import SidecarConfig
+
+log = logging.getLogger(__name__)
+
+
+class RegistryEndpointError(Exception):
+    pass
+
+
+def cache_file(config: SidecarConfig) -> Path:
+    return config.data_dir / "identity" / "registry-mtls-address"
+
+
+def remember(config: SidecarConfig, advertised: str) -> str:
+    """Turns what the registry advertised into an address to dial, and keeps it."""
+    try:
+        address = mtls_address(str(config.registry), advertised)
+    except AddressError as exc:
+        raise RegistryEndpointError(f"the registry advertised an unusable mTLS address: {exc}") from exc
+    write_atomically(cache_file(config), address.encode(), mode=0o644)
+    return address
+
+
+async def discover(config: SidecarConfig, bundle_pem: bytes) -> str:
+    if config.registry_mtls:
+        return config.registry_mtls
+    channel = grpc.aio.secure_channel(
+        str(config.registry),
+        channel_credentials(None, bundle_pem),
+        options=expect_peer(registry_id(config.trust_domain)),
+    )
+    try:
+        reply = await identity_pb2_grpc.IdentityStub(channel).GetTrustBundle(
+            identity_pb2.GetTrustBundleRequest(), timeout=5.0
+        )
+        return remember(config, reply.registry_mtls_address)
+    except grpc.aio.AioRpcError as err:
+        cached = cache_file(config)
+        if cached.exists():
+            log.warning("registry unreachable (%s); using its last known mTLS address", err.code().name)
+            return cached.read_text().strip()
+        raise RegistryEndpointError(
+            f"cannot reach the registry at {config.registry} to learn its mTLS address: {err.details()}"
+        ) from err
+    finally:
+        await channel.close()
