@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from meshwarden.clock import SystemClock
+from meshwarden.identity.svid import Svid
 from sidecar import config, pipeline
 from sidecar.agent_app import AgentApp
 from sidecar.call import Handler
@@ -35,8 +36,12 @@ def stage_names(handler: Handler) -> list[str]:
     return names
 
 
+def no_svid() -> Svid:
+    raise AssertionError("building the pipeline must not need an SVID")
+
+
 async def runtime() -> Runtime:
-    cfg = config.load(argparse.Namespace(agent="a"), {})
+    cfg = config.load(argparse.Namespace(agent="a", data_dir="/nonexistent"), {})
     return Runtime(
         config=cfg,
         clock=SystemClock(),
@@ -44,7 +49,7 @@ async def runtime() -> Runtime:
         catalog=Catalog(),
         schemas=SchemaCache(),
         local=LocalAgent("a", "a-1", "127.0.0.1:1", ""),
-        peer_channels=PeerChannels([]),
+        peer_channels=PeerChannels([], no_svid),
         agent_app=AgentApp("127.0.0.1:1", []),
     )
 
