@@ -28,7 +28,7 @@ MAX_TTL_PER_HEARTBEAT: Final = 3.0
 DEFAULT_EVENT_LOG_RETENTION: Final = 10_000
 DEFAULT_WATCH_QUEUE_EVENTS: Final = 1024
 DEFAULT_SVID_TTL_S: Final = 3600.0
-MIN_SVID_TTL_S: Final = 60.0
+MIN_SVID_TTL_S: Final = 10.0
 MAX_SVID_TTL_S: Final = 30 * 24 * 3600.0
 
 OpenEnrollment = Literal["auto", "on", "off"]
@@ -157,7 +157,7 @@ OPTIONS: Final[tuple[Option[Any], ...]] = (
            metavar="HOST:PORT"),
     Option("trust_domain", text, DEFAULT_TRUST_DOMAIN, "SPIFFE trust domain of the mesh", metavar="DOMAIN"),
     Option("svid_ttl_s", positive_float, DEFAULT_SVID_TTL_S,
-           "lifetime of the SVIDs the embedded issuer signs (60 s to 30 days)", metavar="SECONDS"),
+           "lifetime of the SVIDs the embedded issuer signs (10 s to 30 days)", metavar="SECONDS"),
     Option("open_enrollment", choice(*OPEN_ENROLLMENT_CHOICES), "auto",
            "enrolment without a join token: auto = only while listening on loopback; on is refused beyond loopback",
            metavar="auto|on|off"),

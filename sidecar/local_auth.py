@@ -58,7 +58,7 @@ class RequireToken(grpc.aio.ServerInterceptor):
         if hmac.compare_digest(presented_bytes, self._expected):
             return await continuation(details)
         log.warning("refused %s on the local API: %s API token", details.method, "wrong" if presented else "no")
-        return cast(grpc.RpcMethodHandler[Req, Resp], _refusal(details.method))
+        return cast("grpc.RpcMethodHandler[Req, Resp]", _refusal(details.method))
 
 
 def _refusal(method: str) -> Handler:

@@ -17,7 +17,7 @@ from meshwarden.addresses import AddressError
 from meshwarden.identity.credentials import channel_credentials, expect_peer
 from meshwarden.identity.spiffe_ids import registry_id
 from meshwarden.registry_client import mtls_address
-from meshwarden.secure_files import write_atomically
+from meshwarden.secure_files import ensure_private_dir, write_atomically
 from meshwarden.v1 import identity_pb2, identity_pb2_grpc
 from sidecar.config import SidecarConfig
 
@@ -29,7 +29,7 @@ class RegistryEndpointError(Exception):
 
 
 def cache_file(config: SidecarConfig) -> Path:
-    return config.data_dir / "identity" / "registry-mtls-address"
+    return ensure_private_dir(config.data_dir / "identity") / "registry-mtls-address"
 
 
 def remember(config: SidecarConfig, advertised: str) -> str:

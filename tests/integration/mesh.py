@@ -6,10 +6,15 @@ stops them all, and when a test failed the fixture prints each process's stderr.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
+from meshwarden.addresses import parse_host_port
+from meshwarden.identity.bootstrap import learn_registry_ca
+from meshwarden.registry_client import RegistryTrust, registry_channel, registry_stub
 from meshwarden.supervise import Child, HealthTlsFor, meshwarden_argv, registry_health_tls, start
+from meshwarden.v1 import catalog_pb2, registry_pb2
 
 AGENTS = Path(__file__).parent / "agents"
 PROBE = AGENTS / "probe_agent.py"
@@ -31,10 +36,11 @@ class LocalMesh:
             raise RuntimeError("no registry started")
         return self.registry.addresses["listen"]
 
-    async def start_registry(self, listen: str = "127.0.0.1:0", mtls_listen: str = "") -> Child:
-        """The registry on `listen` (TLS) and `mtls_listen` (mTLS; port 0 when not given). To
-        restart it where sidecars expect it, pass both addresses of the previous one."""
-        extra = ["--mtls-listen", mtls_listen] if mtls_listen else []
+    async def start_registry(self, listen: str = "127.0.0.1:0", mtls_listen: str = "", *flags: str) -> Child:
+        """The registry on `listen` (TLS) and `mtls_listen` (mTLS; port 0 when not given), with
+        any further `flags`. To restart it where sidecars expect it, pass both addresses of the
+        previous one."""
+        extra = [*(["--mtls-listen", mtls_listen] if mtls_listen else []), *flags]
         self.registry = await self._start(
             "registry",
             meshwarden_argv(
@@ -66,6 +72,24 @@ class LocalMesh:
 
     def operator_token(self) -> str:
         return (self.registry_data_dir / "operator.token").read_text().strip()
+
+    async def list_instances(self, **filters: str) -> list[catalog_pb2.Instance]:
+        """ListInstances as an operator: TLS port, operator token, CA pinned from the ready line."""
+        if self.registry is None:
+            raise RuntimeError("no registry")
+        ready = self.registry.addresses
+        learned = await asyncio.to_thread(
+            learn_registry_ca, parse_host_port(ready["listen"]), pin=ready["ca_fingerprint"]
+        )
+        async with registry_channel(
+            ready["listen"], RegistryTrust(ready["trust_domain"], learned.bundle_pem)
+        ) as channel:
+            reply = await registry_stub(channel).ListInstances(
+                registry_pb2.ListInstancesRequest(**filters),
+                metadata=(("authorization", f"Bearer {self.operator_token()}"),),
+                timeout=5,
+            )
+        return list(reply.instances)
 
     async def sidecar(
         self, agent: str, *extra: str, registry: str | None = None, data_dir: Path | None = None

@@ -12,13 +12,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 import meshwarden
 from meshwarden import errors
-from meshwarden.addresses import parse_host_port
-from meshwarden.identity.bootstrap import learn_registry_ca
 from meshwarden.identity.credentials import channel_credentials, expect_peer
 from meshwarden.identity.svid import svid_from_pem
-from meshwarden.registry_client import RegistryTrust, registry_channel, registry_stub
 from meshwarden.supervise import Child
-from meshwarden.v1 import catalog_pb2, registry_pb2
 from tests.integration.mesh import LocalMesh
 from tests.integration.test_calls import routable
 
@@ -115,20 +111,4 @@ async def test_sidecar_deregisters_and_exits_zero_on_sigterm(mesh: LocalMesh) ->
     side, agent = await mesh.pair("tidy")
     await agent.stop()
     assert await side.stop() == 0
-    assert await operator_listing(mesh, agent="tidy") == []  # gone at once, not after the lease
-
-
-async def operator_listing(mesh: LocalMesh, **filters: str) -> list[catalog_pb2.Instance]:
-    """ListInstances as an operator: TLS port, operator token, CA pinned from the ready line."""
-    if mesh.registry is None:
-        raise RuntimeError("no registry")
-    ready = mesh.registry.addresses
-    learned = await asyncio.to_thread(learn_registry_ca, parse_host_port(ready["listen"]), pin=ready["ca_fingerprint"])
-    trust = RegistryTrust(ready["trust_domain"], learned.bundle_pem)
-    async with registry_channel(ready["listen"], trust) as channel:
-        reply = await registry_stub(channel).ListInstances(
-            registry_pb2.ListInstancesRequest(**filters),
-            metadata=(("authorization", f"Bearer {mesh.operator_token()}"),),
-            timeout=5,
-        )
-    return list(reply.instances)
+    assert await mesh.list_instances(agent="tidy") == []  # gone at once, not after the lease

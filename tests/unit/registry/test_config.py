@@ -103,8 +103,8 @@ def test_open_enrolment_on_beyond_loopback_is_refused_saying_why() -> None:
     ("argv", "message"),
     [
         (["--trust-domain", "Mesh_Local"], "trust_domain: trust domain must be a lower-case DNS name"),
-        (["--svid-ttl-s", "59"], "svid_ttl_s must be from 60 to 2592000 seconds"),
-        (["--svid-ttl-s", "9999999"], "svid_ttl_s must be from 60"),
+        (["--svid-ttl-s", "9"], "svid_ttl_s must be from 10 to 2592000 seconds"),
+        (["--svid-ttl-s", "9999999"], "svid_ttl_s must be from 10"),
         (["--open-enrollment", "maybe"], "--open-enrollment: must be one of auto, on, off"),
         (["--mtls-advertise", "nowhere"], "mtls_advertise must be HOST:PORT"),
     ],
