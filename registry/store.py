@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 DB_NAME: Final = "registry.db"
 LOCK_NAME: Final = "registry.lock"
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 _JOIN_TOKENS: Final = """
 CREATE TABLE IF NOT EXISTS join_tokens (
@@ -57,6 +57,25 @@ CREATE TABLE IF NOT EXISTS join_tokens (
     created_at REAL NOT NULL,
     expires_at REAL NOT NULL,
     used_at REAL
+);
+"""
+
+_BUNDLES: Final = """
+CREATE TABLE IF NOT EXISTS policy_bundles (
+    revision INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    artifact BLOB NOT NULL,
+    pushed_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bundle_status (
+    instance_id TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    active_revision INTEGER NOT NULL,
+    active_digest TEXT NOT NULL,
+    refused_revision INTEGER NOT NULL,
+    refusal TEXT NOT NULL,
+    reported_at REAL NOT NULL
 );
 """
 
@@ -78,7 +97,7 @@ CREATE TABLE IF NOT EXISTS events (
     reason TEXT
 );
 INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0);
-""" + _JOIN_TOKENS
+""" + _JOIN_TOKENS + _BUNDLES
 
 # Version 1 -> 2 (identity): the SVID expiry of each instance, and join tokens.
 _UPGRADE_TO_2: Final = "ALTER TABLE instances ADD COLUMN svid_expires_at REAL NOT NULL DEFAULT 0;" + _JOIN_TOKENS
@@ -296,7 +315,8 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
             f"{path} has schema version {version}, newer than this registry understands ({SCHEMA_VERSION}); "
             "run a newer meshwarden or use another --data-dir"
         )
-    steps = _SCHEMA if version == 0 else _UPGRADE_TO_2 if version == 1 else ""
+    # Version 2 -> 3 (policy bundles): every pushed revision, and what each sidecar enforces.
+    steps = _SCHEMA if version == 0 else {1: _UPGRADE_TO_2 + _BUNDLES, 2: _BUNDLES}.get(version, "")
     db.executescript("BEGIN;" + steps + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
     if 0 < version < SCHEMA_VERSION:
         log.info("upgraded %s from schema version %d to %d", path, version, SCHEMA_VERSION)

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from meshwarden.v1 import catalog_pb2 as _catalog_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -9,6 +10,88 @@ from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class PolicyBundle(_message.Message):
+    __slots__ = ("name", "revision", "digest", "artifact", "pushed_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    PUSHED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    revision: int
+    digest: str
+    artifact: bytes
+    pushed_at: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., revision: _Optional[int] = ..., digest: _Optional[str] = ..., artifact: _Optional[bytes] = ..., pushed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PushBundleRequest(_message.Message):
+    __slots__ = ("artifact",)
+    ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    artifact: bytes
+    def __init__(self, artifact: _Optional[bytes] = ...) -> None: ...
+
+class PushBundleResponse(_message.Message):
+    __slots__ = ("name", "revision", "digest", "watchers")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    WATCHERS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    revision: int
+    digest: str
+    watchers: int
+    def __init__(self, name: _Optional[str] = ..., revision: _Optional[int] = ..., digest: _Optional[str] = ..., watchers: _Optional[int] = ...) -> None: ...
+
+class BundleStatusReport(_message.Message):
+    __slots__ = ("instance_id", "active_revision", "active_digest", "refused_revision", "refusal")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    REFUSAL_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    active_revision: int
+    active_digest: str
+    refused_revision: int
+    refusal: str
+    def __init__(self, instance_id: _Optional[str] = ..., active_revision: _Optional[int] = ..., active_digest: _Optional[str] = ..., refused_revision: _Optional[int] = ..., refusal: _Optional[str] = ...) -> None: ...
+
+class BundleStatusAck(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListBundleStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class BundleStatus(_message.Message):
+    __slots__ = ("instance_id", "agent", "active_revision", "active_digest", "refused_revision", "refusal", "reported_at", "live")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    REFUSAL_FIELD_NUMBER: _ClassVar[int]
+    REPORTED_AT_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    agent: str
+    active_revision: int
+    active_digest: str
+    refused_revision: int
+    refusal: str
+    reported_at: _timestamp_pb2.Timestamp
+    live: bool
+    def __init__(self, instance_id: _Optional[str] = ..., agent: _Optional[str] = ..., active_revision: _Optional[int] = ..., active_digest: _Optional[str] = ..., refused_revision: _Optional[int] = ..., refusal: _Optional[str] = ..., reported_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., live: _Optional[bool] = ...) -> None: ...
+
+class ListBundleStatusResponse(_message.Message):
+    __slots__ = ("latest", "sidecars")
+    LATEST_FIELD_NUMBER: _ClassVar[int]
+    SIDECARS_FIELD_NUMBER: _ClassVar[int]
+    latest: PolicyBundle
+    sidecars: _containers.RepeatedCompositeFieldContainer[BundleStatus]
+    def __init__(self, latest: _Optional[_Union[PolicyBundle, _Mapping]] = ..., sidecars: _Optional[_Iterable[_Union[BundleStatus, _Mapping]]] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
     __slots__ = ("instance",)
@@ -67,10 +150,12 @@ class ListInstancesResponse(_message.Message):
     def __init__(self, instances: _Optional[_Iterable[_Union[_catalog_pb2.Instance, _Mapping]]] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
-    __slots__ = ("since_revision",)
+    __slots__ = ("since_revision", "bundle_revision")
     SINCE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_REVISION_FIELD_NUMBER: _ClassVar[int]
     since_revision: int
-    def __init__(self, since_revision: _Optional[int] = ...) -> None: ...
+    bundle_revision: int
+    def __init__(self, since_revision: _Optional[int] = ..., bundle_revision: _Optional[int] = ...) -> None: ...
 
 class CatalogSnapshot(_message.Message):
     __slots__ = ("instances",)
@@ -87,13 +172,15 @@ class InstanceRemoved(_message.Message):
     def __init__(self, instance_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class WatchEvent(_message.Message):
-    __slots__ = ("revision", "snapshot", "upserted", "removed")
+    __slots__ = ("revision", "snapshot", "upserted", "removed", "bundle")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     UPSERTED_FIELD_NUMBER: _ClassVar[int]
     REMOVED_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_FIELD_NUMBER: _ClassVar[int]
     revision: int
     snapshot: CatalogSnapshot
     upserted: _catalog_pb2.Instance
     removed: InstanceRemoved
-    def __init__(self, revision: _Optional[int] = ..., snapshot: _Optional[_Union[CatalogSnapshot, _Mapping]] = ..., upserted: _Optional[_Union[_catalog_pb2.Instance, _Mapping]] = ..., removed: _Optional[_Union[InstanceRemoved, _Mapping]] = ...) -> None: ...
+    bundle: PolicyBundle
+    def __init__(self, revision: _Optional[int] = ..., snapshot: _Optional[_Union[CatalogSnapshot, _Mapping]] = ..., upserted: _Optional[_Union[_catalog_pb2.Instance, _Mapping]] = ..., removed: _Optional[_Union[InstanceRemoved, _Mapping]] = ..., bundle: _Optional[_Union[PolicyBundle, _Mapping]] = ...) -> None: ...

@@ -59,6 +59,21 @@ class RegistryStub:
                 request_serializer=meshwarden_dot_v1_dot_registry__pb2.WatchRequest.SerializeToString,
                 response_deserializer=meshwarden_dot_v1_dot_registry__pb2.WatchEvent.FromString,
                 _registered_method=True)
+        self.PushBundle = channel.unary_unary(
+                '/meshwarden.v1.Registry/PushBundle',
+                request_serializer=meshwarden_dot_v1_dot_registry__pb2.PushBundleRequest.SerializeToString,
+                response_deserializer=meshwarden_dot_v1_dot_registry__pb2.PushBundleResponse.FromString,
+                _registered_method=True)
+        self.ReportBundleStatus = channel.unary_unary(
+                '/meshwarden.v1.Registry/ReportBundleStatus',
+                request_serializer=meshwarden_dot_v1_dot_registry__pb2.BundleStatusReport.SerializeToString,
+                response_deserializer=meshwarden_dot_v1_dot_registry__pb2.BundleStatusAck.FromString,
+                _registered_method=True)
+        self.ListBundleStatus = channel.unary_unary(
+                '/meshwarden.v1.Registry/ListBundleStatus',
+                request_serializer=meshwarden_dot_v1_dot_registry__pb2.ListBundleStatusRequest.SerializeToString,
+                response_deserializer=meshwarden_dot_v1_dot_registry__pb2.ListBundleStatusResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServicer:
@@ -100,6 +115,28 @@ class RegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PushBundle(self, request, context):
+        """Operators publish a signed policy bundle (operator credential, TLS port). The registry
+        stores every revision and pushes the newest to every watcher; revisions only go up.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportBundleStatus(self, request, context):
+        """A sidecar says which revision it enforces and why it refused one (its own instance only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBundleStatus(self, request, context):
+        """Which revision each sidecar runs (operators, or any agent SVID).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -127,6 +164,21 @@ def add_RegistryServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=meshwarden_dot_v1_dot_registry__pb2.WatchRequest.FromString,
                     response_serializer=meshwarden_dot_v1_dot_registry__pb2.WatchEvent.SerializeToString,
+            ),
+            'PushBundle': grpc.unary_unary_rpc_method_handler(
+                    servicer.PushBundle,
+                    request_deserializer=meshwarden_dot_v1_dot_registry__pb2.PushBundleRequest.FromString,
+                    response_serializer=meshwarden_dot_v1_dot_registry__pb2.PushBundleResponse.SerializeToString,
+            ),
+            'ReportBundleStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportBundleStatus,
+                    request_deserializer=meshwarden_dot_v1_dot_registry__pb2.BundleStatusReport.FromString,
+                    response_serializer=meshwarden_dot_v1_dot_registry__pb2.BundleStatusAck.SerializeToString,
+            ),
+            'ListBundleStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBundleStatus,
+                    request_deserializer=meshwarden_dot_v1_dot_registry__pb2.ListBundleStatusRequest.FromString,
+                    response_serializer=meshwarden_dot_v1_dot_registry__pb2.ListBundleStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -264,6 +316,87 @@ class Registry:
             '/meshwarden.v1.Registry/Watch',
             meshwarden_dot_v1_dot_registry__pb2.WatchRequest.SerializeToString,
             meshwarden_dot_v1_dot_registry__pb2.WatchEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PushBundle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwarden.v1.Registry/PushBundle',
+            meshwarden_dot_v1_dot_registry__pb2.PushBundleRequest.SerializeToString,
+            meshwarden_dot_v1_dot_registry__pb2.PushBundleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportBundleStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwarden.v1.Registry/ReportBundleStatus',
+            meshwarden_dot_v1_dot_registry__pb2.BundleStatusReport.SerializeToString,
+            meshwarden_dot_v1_dot_registry__pb2.BundleStatusAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBundleStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwarden.v1.Registry/ListBundleStatus',
+            meshwarden_dot_v1_dot_registry__pb2.ListBundleStatusRequest.SerializeToString,
+            meshwarden_dot_v1_dot_registry__pb2.ListBundleStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,
