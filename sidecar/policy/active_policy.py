@@ -88,6 +88,7 @@ class _Evaluator:
 
     policy_set: cedarpy.PolicySet | None  # None: no policy can apply, so default deny
     reads: Reads
+    plan: tuple[tuple[str, Reads], ...]  # the context fields to build, with what is read of each
     forbids: frozenset[str]
     size: int
 
@@ -169,7 +170,7 @@ class ActivePolicy:
                     self._constant[key] = constant
             return constant
         try:
-            context = self._context(evaluator.reads, args_json, facts)
+            context = self._context(evaluator.plan, args_json, facts)
         except ArgumentsNotMappable as exc:
             raise exc.for_bundle(self.label) from None
         cached = self._decisions.get((key, context))
@@ -245,10 +246,9 @@ class ActivePolicy:
             found = self._evaluators[indexes] = _build_evaluator([self._policies[i] for i in sorted(indexes)])
         return found
 
-    def _context(self, reads: Reads, args_json: bytes, facts: CallFacts) -> str:
+    def _context(self, plan: tuple[tuple[str, Reads], ...], args_json: bytes, facts: CallFacts) -> str:
         context: dict[str, object] = {}
-        for name in CONTEXT_FIELDS if reads.whole else tuple(reads.parts):
-            part = EVERYTHING if reads.whole else reads.parts[name]
+        for name, part in plan:
             if name == ARGS:
                 context[ARGS] = (
                     True if part.presence_only else project(parse_arguments(args_json), part, self._args_type)
@@ -266,14 +266,15 @@ class ActivePolicy:
     def _decision(
         self, result: cedarpy.AuthzResult, evaluator: _Evaluator, caller: Caller, capability: str
     ) -> Decision:
-        errors = _evaluation_errors(result.diagnostics.errors)
-        if result.decision is cedarpy.Decision.NoDecision:
-            detail = "; ".join(result.diagnostics.errors) or "no detail"
+        outcome, diagnostics = result.decision, result.diagnostics
+        errors = _evaluation_errors(diagnostics.errors) if diagnostics.errors else {}
+        if outcome is cedarpy.Decision.NoDecision:
+            detail = "; ".join(diagnostics.errors) or "no detail"
             return Decision(
                 False, (), f"the policy engine could not evaluate this call ({detail}); denied ({self.label})"
             )
-        deciding = tuple(sorted(result.diagnostics.reasons))
-        if result.allowed:
+        deciding = tuple(sorted(diagnostics.reasons))
+        if outcome is cedarpy.Decision.Allow:
             unevaluated = sorted(pid for pid in errors if pid in evaluator.forbids)
             if unevaluated:
                 shown = "; ".join(f"{pid}: {errors[pid]}" for pid in unevaluated)
@@ -316,9 +317,11 @@ def _policies(tree: pst.PolicySet, label: str) -> list[_Policy]:
 
 def _build_evaluator(policies: list[_Policy]) -> _Evaluator:
     if not policies:
-        return _Evaluator(None, Reads(), frozenset(), 0)
+        return _Evaluator(None, Reads(), (), frozenset(), 0)
     forbids = frozenset(p.policy_id for p in policies if p.effect == "forbid")
-    return _Evaluator(_policy_set(policies), context_reads(p.template for p in policies), forbids, len(policies))
+    reads = context_reads(p.template for p in policies)
+    plan = tuple((name, EVERYTHING) for name in CONTEXT_FIELDS) if reads.whole else tuple(reads.parts.items())
+    return _Evaluator(_policy_set(policies), reads, plan, forbids, len(policies))
 
 
 def _policy_set(policies: list[_Policy]) -> cedarpy.PolicySet:
@@ -349,9 +352,17 @@ def _evaluation_errors(errors: list[str]) -> dict[str, str]:
 
 def _time_record(now_unix_s: int, reads: Reads) -> dict[str, int]:
     """UTC; weekday as in ISO 8601: 1 = Monday ... 7 = Sunday. Only the fields read."""
-    moment = time.gmtime(now_unix_s)
-    record = {"unix": now_unix_s, "hour": moment.tm_hour, "weekday": moment.tm_wday + 1}
-    return record if reads.whole or reads.presence_only else {k: v for k, v in record.items() if k in reads.parts}
+    every = reads.whole or reads.presence_only
+    record: dict[str, int] = {}
+    if every or "unix" in reads.parts:
+        record["unix"] = now_unix_s
+    if every or "hour" in reads.parts or "weekday" in reads.parts:
+        moment = time.gmtime(now_unix_s)
+        if every or "hour" in reads.parts:
+            record["hour"] = moment.tm_hour
+        if every or "weekday" in reads.parts:
+            record["weekday"] = moment.tm_wday + 1
+    return record
 
 
 def _cost(value: int) -> int:
