@@ -1,0 +1,103 @@
+"""The Cedar model every bundle shares with the sidecar: who calls (Agent), what is called
+(Capability), the one action (Action::"call") and the context the sidecar provides.
+
+A bundle's schema may declare less context than the sidecar provides (policies then cannot
+read the rest) but never something else: a policy reading `context.foo` that no sidecar ever
+sends would fail on every call, so build refuses it up front.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from policy_bundle.schema_shape import Attribute, CallAction, CedarType, Named, Primitive, RecordOf, SetOf
+
+AGENT_TYPE: Final = "Agent"
+CAPABILITY_TYPE: Final = "Capability"
+ACTION_TYPE: Final = "Action"
+CALL_ACTION: Final = "call"
+
+ARGS: Final = "args"
+SESSION_ID: Final = "session_id"
+WORKFLOW_ID: Final = "workflow_id"
+TIME: Final = "time"
+COST_ESTIMATE: Final = "cost_estimate_micro_usd"
+TIME_FIELDS: Final = ("unix", "hour", "weekday")
+CONTEXT_FIELDS: Final = (ARGS, SESSION_ID, WORKFLOW_ID, TIME, COST_ESTIMATE)
+
+_LONG: Final = Primitive("Long")
+_STRING: Final = Primitive("String")
+
+
+def call_action_problems(action: CallAction) -> list[tuple[int, str]]:
+    """(line, message) for each way `action "call"` departs from the model; empty if none."""
+    problems: list[tuple[int, str]] = []
+    if action.principal_types != (AGENT_TYPE,):
+        problems.append((action.line, f'action "call" must apply to principal [{AGENT_TYPE}] only'))
+    if action.resource_types != (CAPABILITY_TYPE,):
+        problems.append((action.line, f'action "call" must apply to resource [{CAPABILITY_TYPE}] only'))
+    for name, attribute in action.context.attributes.items():
+        problems.extend(_context_field_problems(name, attribute))
+    return problems
+
+
+def _context_field_problems(name: str, attribute: Attribute) -> list[tuple[int, str]]:
+    line, declared = attribute.line, attribute.type
+    if name == ARGS:
+        if not isinstance(declared, RecordOf):
+            return [(line, "context.args must be a record type: { name?: Type, ... }")]
+        return _args_problems(declared, "context.args", line)
+    if name in (SESSION_ID, WORKFLOW_ID) and declared != _STRING:
+        return [(line, f"context.{name} must be String")]
+    if name == TIME:
+        return _time_problems(declared, line)
+    if name == COST_ESTIMATE:
+        if declared != _LONG:
+            return [(line, f"context.{COST_ESTIMATE} must be Long (millionths of a dollar)")]
+        if attribute.required:
+            return [
+                (
+                    line,
+                    f"declare context.{COST_ESTIMATE} optional ({COST_ESTIMATE}?: Long): callers need not "
+                    "declare an estimate; policies check `context has cost_estimate_micro_usd`",
+                )
+            ]
+        return []
+    if name not in CONTEXT_FIELDS:
+        return [
+            (line, f"context.{name} is not provided by meshwarden sidecars; they provide {', '.join(CONTEXT_FIELDS)}")
+        ]
+    return []
+
+
+def _time_problems(declared: CedarType, line: int) -> list[tuple[int, str]]:
+    if not isinstance(declared, RecordOf):
+        return [(line, "context.time must be a record { unix: Long, hour: Long, weekday: Long } (or part of it)")]
+    return [
+        (
+            a.line,
+            f"context.time.{field} must be Long" if field in TIME_FIELDS else f"context.time.{field} is not provided",
+        )
+        for field, a in declared.attributes.items()
+        if field not in TIME_FIELDS or a.type != _LONG
+    ]
+
+
+def _args_problems(declared: CedarType, path: str, line: int) -> list[tuple[int, str]]:
+    """JSON arguments map to Long, String, Bool, Set and Record only (see policy_bundle/README.md)."""
+    if isinstance(declared, RecordOf):
+        found: list[tuple[int, str]] = []
+        for name, attribute in declared.attributes.items():
+            found.extend(_args_problems(attribute.type, f"{path}.{name}", attribute.line))
+        return found
+    if isinstance(declared, SetOf):
+        return _args_problems(declared.element, f"{path}[]", line)
+    if isinstance(declared, Named):
+        return [
+            (
+                line,
+                f"{path} is declared as {declared.name}, but call arguments are JSON: declare it as Long, "
+                "String, Bool, Set<...> or a record",
+            )
+        ]
+    return []

@@ -1,0 +1,387 @@
+"""ActivePolicy: one verified bundle revision, ready to decide calls for one local agent.
+
+Built once per revision (STYLE.md §6, step 3) and swapped in whole; deciding never parses
+policies, schema or entities. What it costs per decision, measured with cedarpy 4.12
+(benchmarks/README.md has the figures):
+
+- Cedar evaluates every policy in the set it is given, about 0.8 µs each, whether or not
+  its scope matches. So each (caller, capability) pair gets its own policy set holding only
+  the policies whose scope matches that pair (scopes.py explains why that is exact). With a
+  1,000-policy bundle a pair typically sees a handful; the sets are built here, up front,
+  for every pair this agent can be part of, and shared between pairs that see the same
+  policies. Pairs no one foresaw (a capability no entity or scope names) get theirs on
+  first use; their number is bounded by the bundle, not by callers.
+- Cedar parses the request context from JSON on every call, about 3 µs per field. So only
+  the context the pair's policies read is built (reads.py), and a call whose policies read
+  no arguments never has them parsed.
+- Principal, action and resource go to cedarpy as {"type", "id"} records: its string form
+  ('Agent::"kb"') goes through the policy parser and costs about 15 µs more.
+- Entities are parsed once, into one cedarpy.Entities handle; passing it costs nothing per
+  entity.
+
+Fail-closed rules on top of Cedar's: a forbid policy that errors during evaluation (an
+agent missing from entities.json has no attributes to read) denies the call rather than
+being skipped, and a caller whose SPIFFE ID differs from the one entities.json pins for
+its agent name is denied.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+import time
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
+from typing import Final
+
+import cedarpy
+from cedarpy import pst
+
+from policy_bundle.errors import BundleError
+from policy_bundle.model import (
+    AGENT_TYPE,
+    ARGS,
+    CALL_ACTION,
+    CAPABILITY_TYPE,
+    CONTEXT_FIELDS,
+    COST_ESTIMATE,
+    SESSION_ID,
+    TIME,
+    WORKFLOW_ID,
+)
+from policy_bundle.schema_shape import RecordOf, SchemaShapeError, read_call_action
+from policy_bundle.verify import VerifiedBundle
+from sidecar.policy.cedar_values import LONG_MAX, LONG_MIN, ArgumentsNotMappable, parse_arguments, project
+from sidecar.policy.decision import Caller, CallFacts, Decision, Direction
+from sidecar.policy.pruning import prune_false_context_free
+from sidecar.policy.reads import EVERYTHING, Reads, context_reads
+from sidecar.policy.scopes import Hierarchy, ScopeIndex, action_may_match
+
+_ACTION: Final = {"type": "Action", "id": CALL_ACTION}
+_Pair = tuple[Direction, str, str]  # (direction, caller agent, capability)
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"))  # built once: json.dumps(separators=...) builds one per call
+DEFAULT_DECISION_CACHE: Final = 4096
+_EVALUATION_ERROR: Final = re.compile(r"error while evaluating policy `([^`]+)`: (.*)", re.DOTALL)
+
+
+class Slicing(enum.Enum):
+    """Which policies Cedar is given for a decision. Every choice decides the same; they
+    differ in cost. SCOPE is what a sidecar runs; the others exist to measure and to check."""
+
+    SCOPE = "scope"  # only the policies whose scope matches the (caller, capability) pair
+    AGENT = "agent"  # the local agent's slice: outbound, its principal matches; inbound, a local capability matches
+    NONE = "none"  # every policy in the bundle
+
+
+@dataclass(frozen=True, slots=True)
+class _Policy:
+    policy_id: str
+    effect: str  # "permit" | "forbid"
+    reason: str  # its @reason, "" if it has none
+    template: pst.Template
+
+
+@dataclass(frozen=True, slots=True)
+class _Evaluator:
+    """What Cedar needs for the requests one set of policies decides."""
+
+    policy_set: cedarpy.PolicySet | None  # None: no policy can apply, so default deny
+    reads: Reads
+    plan: tuple[tuple[str, Reads], ...]  # the context fields to build, with what is read of each
+    forbids: frozenset[str]
+    size: int
+
+
+class ActivePolicy:
+    def __init__(
+        self,
+        bundle: VerifiedBundle,
+        *,
+        local_agent: str,
+        local_capabilities: Collection[str],
+        slicing: Slicing = Slicing.SCOPE,
+        decision_cache_size: int = DEFAULT_DECISION_CACHE,
+    ) -> None:
+        contents = bundle.contents
+        self.label = contents.manifest.label
+        self.name, self.revision, self.digest = contents.manifest.name, contents.manifest.revision, bundle.digest
+        self.local_agent, self.slicing = local_agent, slicing
+        self._local_capabilities = frozenset(local_capabilities)
+        try:
+            schema = cedarpy.Schema.from_str(contents.schema_text)
+            parsed = cedarpy.PolicySet.from_str("\n".join(f.text for f in contents.policy_files))
+            self._entities = cedarpy.Entities.from_json_str(contents.entities_text, schema)
+            args_type = read_call_action(contents.schema_text).context.attributes.get(ARGS)
+        except (ValueError, SchemaShapeError) as exc:
+            raise BundleError(
+                f"cannot be activated ({exc}); rebuild it with `meshwarden bundle build`", bundle=self.label
+            ) from exc
+        self._args_type = args_type.type if args_type and isinstance(args_type.type, RecordOf) else RecordOf({})
+        self._policies = _policies(parsed.to_pst(), self.label)
+        self._reasons = {p.policy_id: p.reason for p in self._policies}
+        hierarchy = Hierarchy.from_entities_json(contents.entities_text)
+        self._pinned_spiffe_ids = _pinned_spiffe_ids(contents.entities_text)
+        self._principals = ScopeIndex(AGENT_TYPE, [p.template.principal for p in self._policies], hierarchy)
+        self._resources = ScopeIndex(CAPABILITY_TYPE, [p.template.resource for p in self._policies], hierarchy)
+        self._callable = frozenset(i for i, p in enumerate(self._policies) if action_may_match(p.template.action))
+        self._outbound_slice = self._principals.matching(local_agent) & self._callable
+        inbound: frozenset[int] = frozenset()
+        for capability in self._local_capabilities:
+            inbound |= self._resources.matching(capability)
+        self._inbound_slice = inbound & self._callable
+        self._evaluators: dict[frozenset[int], _Evaluator] = {}  # grows only to the bundle's distinct sets
+        self._pairs = self._foreseen_pairs(_entity_names(contents.entities_text))
+        # Decisions of foreseen pairs whose policies read no context: the same on every call.
+        self._constant: dict[_Pair, Decision] = {}
+        # Cedar is deterministic: the same pair with the same context (as built for Cedar)
+        # gets the same decision. First in, first out beyond the bound; 0 turns it off.
+        self._decisions: dict[tuple[_Pair, str], Decision] = {}
+        self._decision_cache_size = decision_cache_size
+
+    def decide(
+        self, direction: Direction, caller: Caller, capability: str, args_json: bytes, facts: CallFacts
+    ) -> Decision:
+        """Whether `caller` may call `capability` with these arguments, and why.
+
+        Raises ArgumentsNotMappable when an argument some applicable policy reads cannot be
+        given to Cedar as sent (a float, null, a type the schema does not declare); the
+        message names its JSON path. The call should then be refused as a bad payload."""
+        pinned = self._pinned_spiffe_ids.get(caller.agent)
+        if pinned and caller.spiffe_id and caller.spiffe_id != pinned:
+            return Decision(
+                False,
+                (),
+                f"{self.label} gives agent {caller.agent} the SPIFFE ID {pinned}, but the caller presented "
+                f"{caller.spiffe_id}; check the trust domain of spiffe_id in the bundle's entities.json",
+            )
+        key = (direction, caller.agent, capability)
+        evaluator = self._pairs.get(key)
+        foreseen = evaluator is not None
+        if evaluator is None:
+            evaluator = self._evaluator(self._select(direction, caller.agent, capability))
+        if evaluator.policy_set is None:
+            return self._default_deny(caller, capability, {})
+        if not evaluator.reads.anything:
+            constant = self._constant.get(key) if foreseen else None
+            if constant is None:
+                constant = self._evaluate(evaluator, caller, capability, None)
+                if foreseen:
+                    self._constant[key] = constant
+            return constant
+        try:
+            context = self._context(evaluator.plan, args_json, facts)
+        except ArgumentsNotMappable as exc:
+            raise exc.for_bundle(self.label) from None
+        cached = self._decisions.get((key, context))
+        if cached is not None:
+            return cached
+        decision = self._evaluate(evaluator, caller, capability, context)
+        if self._decision_cache_size:
+            if len(self._decisions) >= self._decision_cache_size:
+                self._decisions.pop(next(iter(self._decisions)), None)
+            self._decisions[(key, context)] = decision
+        return decision
+
+    def _evaluate(self, evaluator: _Evaluator, caller: Caller, capability: str, context: str | None) -> Decision:
+        request = _request(caller.agent, capability)
+        if context is not None:
+            request["context"] = context
+        if evaluator.policy_set is None:
+            return self._default_deny(caller, capability, {})
+        result = cedarpy.is_authorized(request, evaluator.policy_set, self._entities)
+        return self._decision(result, evaluator, caller, capability)
+
+    def slice_size(self, direction: Direction, caller: str, capability: str) -> int:
+        """How many policies Cedar sees for this pair (for status pages and benchmarks)."""
+        found = self._pairs.get((direction, caller, capability))
+        return (found or self._evaluator(self._select(direction, caller, capability))).size
+
+    @property
+    def policy_count(self) -> int:
+        return len(self._policies)
+
+    @property
+    def decision_cache_entries(self) -> int:
+        return len(self._decisions)
+
+    def _foreseen_pairs(self, entity_names: Mapping[str, frozenset[str]]) -> dict[_Pair, _Evaluator]:
+        """Every pair this agent can be part of whose policies differ from an unknown name's:
+        outbound, this agent with every capability the bundle names; inbound, every agent the
+        bundle names with every local capability."""
+        capabilities = (
+            entity_names.get(CAPABILITY_TYPE, frozenset()) | self._resources.named() | self._local_capabilities
+        )
+        agents = entity_names.get(AGENT_TYPE, frozenset()) | self._principals.named() | {self.local_agent}
+        keys = [(Direction.OUTBOUND, self.local_agent, c) for c in sorted(capabilities)]
+        keys += [(Direction.INBOUND, a, c) for a in sorted(agents) for c in sorted(self._local_capabilities)]
+        sets = {key: self._select(*key) for key in keys}
+        if self.slicing is Slicing.SCOPE:
+            context_free = frozenset(
+                i for i, p in enumerate(self._policies) if not context_reads([p.template]).anything
+            )
+            sets = prune_false_context_free(
+                sets,
+                context_free,
+                lambda i: _policy_set([self._policies[i]]),
+                lambda key: _request(key[1], key[2]),
+                self._entities,
+            )
+        return {key: self._evaluator(indexes) for key, indexes in sets.items()}
+
+    def _select(self, direction: Direction, caller: str, capability: str) -> frozenset[int]:
+        if self.slicing is Slicing.NONE:
+            return self._callable
+        if self.slicing is Slicing.AGENT:
+            if direction is Direction.OUTBOUND and caller == self.local_agent:
+                return self._outbound_slice
+            if direction is Direction.INBOUND and capability in self._local_capabilities:
+                return self._inbound_slice
+            return self._callable  # outside this agent's slice: the whole bundle, still correct
+        return self._principals.matching(caller) & self._resources.matching(capability) & self._callable
+
+    def _evaluator(self, indexes: frozenset[int]) -> _Evaluator:
+        found = self._evaluators.get(indexes)
+        if found is None:
+            found = self._evaluators[indexes] = _build_evaluator([self._policies[i] for i in sorted(indexes)])
+        return found
+
+    def _context(self, plan: tuple[tuple[str, Reads], ...], args_json: bytes, facts: CallFacts) -> str:
+        context: dict[str, object] = {}
+        for name, part in plan:
+            if name == ARGS:
+                context[ARGS] = (
+                    True if part.presence_only else project(parse_arguments(args_json), part, self._args_type)
+                )
+            elif name == SESSION_ID:
+                context[SESSION_ID] = facts.session_id
+            elif name == WORKFLOW_ID:
+                context[WORKFLOW_ID] = facts.workflow_id
+            elif name == TIME:
+                context[TIME] = _time_record(facts.now_unix_s, part)
+            elif name == COST_ESTIMATE and facts.cost_estimate_micro_usd is not None:
+                context[COST_ESTIMATE] = _cost(facts.cost_estimate_micro_usd)
+        return _ENCODER.encode(context)
+
+    def _decision(
+        self, result: cedarpy.AuthzResult, evaluator: _Evaluator, caller: Caller, capability: str
+    ) -> Decision:
+        outcome, diagnostics = result.decision, result.diagnostics
+        errors = _evaluation_errors(diagnostics.errors) if diagnostics.errors else {}
+        if outcome is cedarpy.Decision.NoDecision:
+            detail = "; ".join(diagnostics.errors) or "no detail"
+            return Decision(
+                False, (), f"the policy engine could not evaluate this call ({detail}); denied ({self.label})"
+            )
+        deciding = tuple(sorted(diagnostics.reasons))
+        if outcome is cedarpy.Decision.Allow:
+            unevaluated = sorted(pid for pid in errors if pid in evaluator.forbids)
+            if unevaluated:
+                shown = "; ".join(f"{pid}: {errors[pid]}" for pid in unevaluated)
+                return Decision(
+                    False,
+                    tuple(unevaluated),
+                    f"denied because a forbid policy could not be evaluated and might apply ({shown}) ({self.label})",
+                )
+            return Decision(True, deciding, f"permitted by {self._explain(deciding)} ({self.label})")
+        if deciding:
+            return Decision(False, deciding, f"denied by {self._explain(deciding)} ({self.label})")
+        return self._default_deny(caller, capability, errors)
+
+    def _default_deny(self, caller: Caller, capability: str, errors: Mapping[str, str]) -> Decision:
+        reason = f"no policy permits {caller.agent} to call {capability} ({self.label})"
+        if errors:
+            reason += "; could not be evaluated: " + "; ".join(
+                f"{pid}: {message}" for pid, message in sorted(errors.items())
+            )
+        return Decision(False, (), reason)
+
+    def _explain(self, policy_ids: tuple[str, ...]) -> str:
+        return "; ".join(f"{pid}: {self._reasons[pid]}" if self._reasons.get(pid) else pid for pid in policy_ids)
+
+
+def _policies(tree: pst.PolicySet, label: str) -> list[_Policy]:
+    found: list[_Policy] = []
+    seen: set[str] = set()
+    for template in tree.static_policies.values():
+        policy_id = template.annotations.get("id") or template.id
+        if policy_id in seen:
+            raise BundleError(
+                f'cannot be activated: two policies have @id("{policy_id}"); rebuild it with `meshwarden bundle build`',
+                bundle=label,
+            )
+        seen.add(policy_id)
+        found.append(_Policy(policy_id, template.effect, template.annotations.get("reason", ""), template))
+    return found
+
+
+def _build_evaluator(policies: list[_Policy]) -> _Evaluator:
+    if not policies:
+        return _Evaluator(None, Reads(), (), frozenset(), 0)
+    forbids = frozenset(p.policy_id for p in policies if p.effect == "forbid")
+    reads = context_reads(p.template for p in policies)
+    plan = tuple((name, EVERYTHING) for name in CONTEXT_FIELDS) if reads.whole else tuple(reads.parts.items())
+    return _Evaluator(_policy_set(policies), reads, plan, forbids, len(policies))
+
+
+def _policy_set(policies: list[_Policy]) -> cedarpy.PolicySet:
+    """A cedarpy PolicySet of `policies`, each under its @id, so Cedar's diagnostics name
+    policies as people do."""
+    templates = pst.FrozenMap({p.policy_id: replace(p.template, id=p.policy_id) for p in policies})
+    return cedarpy.PolicySet.from_pst(
+        pst.PolicySet(templates=pst.FrozenMap(), static_policies=templates, template_links=())
+    )
+
+
+def _request(agent: str, capability: str) -> dict[str, object]:
+    return {
+        "principal": {"type": AGENT_TYPE, "id": agent},
+        "action": _ACTION,
+        "resource": {"type": CAPABILITY_TYPE, "id": capability},
+    }
+
+
+def _evaluation_errors(errors: list[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for text in errors:
+        match = _EVALUATION_ERROR.match(text)
+        if match:
+            found[match.group(1)] = match.group(2)
+    return found
+
+
+def _time_record(now_unix_s: int, reads: Reads) -> dict[str, int]:
+    """UTC; weekday as in ISO 8601: 1 = Monday ... 7 = Sunday. Only the fields read."""
+    every = reads.whole or reads.presence_only
+    record: dict[str, int] = {}
+    if every or "unix" in reads.parts:
+        record["unix"] = now_unix_s
+    if every or "hour" in reads.parts or "weekday" in reads.parts:
+        moment = time.gmtime(now_unix_s)
+        if every or "hour" in reads.parts:
+            record["hour"] = moment.tm_hour
+        if every or "weekday" in reads.parts:
+            record["weekday"] = moment.tm_wday + 1
+    return record
+
+
+def _cost(value: int) -> int:
+    if not LONG_MIN <= value <= LONG_MAX:
+        raise ArgumentsNotMappable(COST_ESTIMATE, f"the cost estimate {value} is outside Cedar's Long range")
+    return value
+
+
+def _entity_names(entities_text: str) -> dict[str, frozenset[str]]:
+    names: dict[str, set[str]] = {}
+    for entity in json.loads(entities_text):
+        names.setdefault(entity["uid"]["type"], set()).add(entity["uid"]["id"])
+    return {kind: frozenset(found) for kind, found in names.items()}
+
+
+def _pinned_spiffe_ids(entities_text: str) -> dict[str, str]:
+    pinned: dict[str, str] = {}
+    for entity in json.loads(entities_text):
+        spiffe_id = entity.get("attrs", {}).get("spiffe_id")
+        if entity["uid"]["type"] == AGENT_TYPE and isinstance(spiffe_id, str):
+            pinned[entity["uid"]["id"]] = spiffe_id
+    return pinned
