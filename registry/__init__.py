@@ -8,6 +8,7 @@ changes; operators list it (`meshwarden agents list`) and make join tokens. Run 
 """
 
 from registry.app import Ready, StartError, run, serve
+from registry.bundles import Bundles, StoredBundle
 from registry.catalog import Catalog, Listing, Registration
 from registry.config import RegistryConfig, load
 from registry.errors import (
@@ -38,6 +39,8 @@ from registry.watch_hub import WatchHub
 
 __all__ = [
     "SERVICE_NAME",
+    "Bundles",
+    "StoredBundle",
     "CaError",
     "Capability",
     "Catalog",

@@ -40,6 +40,7 @@ from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.v1 import identity_pb2_grpc, registry_pb2_grpc
 from registry import leases
 from registry.authz import Authorizer
+from registry.bundles import Bundles
 from registry.catalog import Catalog
 from registry.config import RegistryConfig
 from registry.errors import RegistryError
@@ -109,7 +110,8 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
         hub = WatchHub(config.watch_queue_events)
         catalog = Catalog(store, clock, lease_ttl_s=config.lease_ttl_s, publish=hub.publish)
         leases.forgive_downtime(catalog)
-        parts = _Parts(catalog, hub, issuer, JoinTokens(store, clock, ca_fingerprint=issuer.fingerprint), operators)
+        tokens = JoinTokens(store, clock, ca_fingerprint=issuer.fingerprint)
+        parts = _Parts(catalog, hub, issuer, tokens, operators, Bundles(store, clock))
         rotation = tasks.supervise("registry-svid-rotation", own_svid.rotate_forever)
         try:
             await _serve(config, parts, own_svid.current, stop, on_ready)
@@ -127,6 +129,7 @@ class _Parts:
     issuer: Issuer
     tokens: JoinTokens
     operators: OperatorCredential
+    bundles: Bundles
 
 
 async def _serve(
@@ -138,13 +141,19 @@ async def _serve(
     mtls_advertised = config.mtls_advertise or _advertised(mtls)
     authorizer = Authorizer(config.trust_domain, parts.operators, mtls_address=mtls_advertised)
     registry_pb2_grpc.add_RegistryServicer_to_server(
-        RegistryService(parts.catalog, parts.hub, authorizer, heartbeat_interval_s=config.heartbeat_interval_s),
+        RegistryService(
+            parts.catalog, parts.hub, authorizer, parts.bundles, heartbeat_interval_s=config.heartbeat_interval_s
+        ),
         server,
     )
     identity_pb2_grpc.add_IdentityServicer_to_server(
         IdentityService(
-            parts.issuer, parts.tokens, authorizer, open_enrollment=config.open_enrollment_enabled,
-            svid_ttl_s=config.svid_ttl_s, mtls_address=mtls_advertised,
+            parts.issuer,
+            parts.tokens,
+            authorizer,
+            open_enrollment=config.open_enrollment_enabled,
+            svid_ttl_s=config.svid_ttl_s,
+            mtls_address=mtls_advertised,
         ),
         server,
     )
@@ -157,8 +166,14 @@ async def _serve(
         log.info(
             "registry serving on %s (TLS: enrolment, operators, health) and %s (mTLS: sidecars) at revision %d "
             "(heartbeat %.3g s, lease %.3g s); trust domain %s, CA %s, SVIDs for %.0f s, open enrolment %s",
-            listen, mtls, parts.catalog.revision, config.heartbeat_interval_s, config.lease_ttl_s,
-            config.trust_domain, parts.issuer.fingerprint, config.svid_ttl_s,
+            listen,
+            mtls,
+            parts.catalog.revision,
+            config.heartbeat_interval_s,
+            config.lease_ttl_s,
+            config.trust_domain,
+            parts.issuer.fingerprint,
+            config.svid_ttl_s,
             "on (loopback only)" if config.open_enrollment_enabled else "off (sidecars need join tokens)",
         )
         on_ready(Ready(listen, mtls, config.trust_domain, parts.issuer.fingerprint, parts.issuer.bundle_pem))

@@ -56,6 +56,9 @@ REQUIRED: Final[Mapping[str, Need]] = MappingProxyType(
         method(_REGISTRY, "Deregister"): Need.AGENT,  # plus: as Renew
         method(_REGISTRY, "Watch"): Need.AGENT,
         method(_REGISTRY, "ListInstances"): Need.AGENT_OR_OPERATOR,
+        method(_REGISTRY, "PushBundle"): Need.OPERATOR,
+        method(_REGISTRY, "ReportBundleStatus"): Need.AGENT,  # plus: the instance's agent is the caller's
+        method(_REGISTRY, "ListBundleStatus"): Need.AGENT_OR_OPERATOR,
         method(_IDENTITY, "Enroll"): Need.NOTHING,  # a join token, or open enrolment on loopback
         method(_IDENTITY, "Renew"): Need.AGENT,
         method(_IDENTITY, "GetTrustBundle"): Need.NOTHING,

@@ -90,8 +90,13 @@ class Catalog:
         self._commit(event)
         log.info(
             "%s %s %s as %s (peer %s, %d capabilities) at revision %d",
-            "re-registered" if existing else "registered", instance.agent, instance.version,
-            instance.instance_id, instance.peer_address, len(instance.capabilities), event.revision,
+            "re-registered" if existing else "registered",
+            instance.agent,
+            instance.version,
+            instance.instance_id,
+            instance.peer_address,
+            len(instance.capabilities),
+            event.revision,
         )
         return Registration(instance=instance, revision=event.revision)
 
@@ -153,7 +158,8 @@ class Catalog:
         if capability:
             validate_capability_name(capability, "capability")
         instances = tuple(
-            i for i in self._store.instances()
+            i
+            for i in self._store.instances()
             if (not agent or i.agent == agent) and (not capability or i.serves(capability))
         )
         return Listing(instances=instances, revision=self._store.revision)

@@ -136,31 +136,74 @@ def _listen(text: str) -> HostPort:
 
 
 OPTIONS: Final[tuple[Option[Any], ...]] = (
-    Option("listen", _listen, DEFAULT_LISTEN, "HOST:PORT to serve gRPC on; port 0 picks a free one",
-           metavar="HOST:PORT"),
-    Option("data_dir", Path, DEFAULT_DATA_DIR, "directory for registry.db, the CA (ca/) and operator.token (mode 0700)",
-           metavar="DIR"),
-    Option("heartbeat_interval_s", positive_float, DEFAULT_HEARTBEAT_INTERVAL_S,
-           "how often sidecars must renew their lease", metavar="SECONDS"),
-    Option("lease_ttl_s", positive_float, None,
-           "lease lifetime without renewal; default 2.5 x heartbeat interval, must be under 3 x",
-           metavar="SECONDS"),
-    Option("event_log_retention", positive_int, DEFAULT_EVENT_LOG_RETENTION,
-           "catalog events kept so that watchers can resume by revision", metavar="EVENTS"),
-    Option("watch_queue_events", positive_int, DEFAULT_WATCH_QUEUE_EVENTS,
-           "events queued for one slow watcher before it is disconnected", metavar="EVENTS"),
-    Option("mtls_listen", _listen, None,
-           "HOST:PORT where SVID holders call the registry over mTLS; default: --listen's host and next port "
-           "(0 when --listen's port is 0)", metavar="HOST:PORT"),
-    Option("mtls_advertise", text, "",
-           "HOST:PORT clients should dial for the mTLS port when the bound address is not it (wildcard, NAT)",
-           metavar="HOST:PORT"),
+    Option(
+        "listen", _listen, DEFAULT_LISTEN, "HOST:PORT to serve gRPC on; port 0 picks a free one", metavar="HOST:PORT"
+    ),
+    Option(
+        "data_dir",
+        Path,
+        DEFAULT_DATA_DIR,
+        "directory for registry.db, the CA (ca/) and operator.token (mode 0700)",
+        metavar="DIR",
+    ),
+    Option(
+        "heartbeat_interval_s",
+        positive_float,
+        DEFAULT_HEARTBEAT_INTERVAL_S,
+        "how often sidecars must renew their lease",
+        metavar="SECONDS",
+    ),
+    Option(
+        "lease_ttl_s",
+        positive_float,
+        None,
+        "lease lifetime without renewal; default 2.5 x heartbeat interval, must be under 3 x",
+        metavar="SECONDS",
+    ),
+    Option(
+        "event_log_retention",
+        positive_int,
+        DEFAULT_EVENT_LOG_RETENTION,
+        "catalog events kept so that watchers can resume by revision",
+        metavar="EVENTS",
+    ),
+    Option(
+        "watch_queue_events",
+        positive_int,
+        DEFAULT_WATCH_QUEUE_EVENTS,
+        "events queued for one slow watcher before it is disconnected",
+        metavar="EVENTS",
+    ),
+    Option(
+        "mtls_listen",
+        _listen,
+        None,
+        "HOST:PORT where SVID holders call the registry over mTLS; default: --listen's host and next port "
+        "(0 when --listen's port is 0)",
+        metavar="HOST:PORT",
+    ),
+    Option(
+        "mtls_advertise",
+        text,
+        "",
+        "HOST:PORT clients should dial for the mTLS port when the bound address is not it (wildcard, NAT)",
+        metavar="HOST:PORT",
+    ),
     Option("trust_domain", text, DEFAULT_TRUST_DOMAIN, "SPIFFE trust domain of the mesh", metavar="DOMAIN"),
-    Option("svid_ttl_s", positive_float, DEFAULT_SVID_TTL_S,
-           "lifetime of the SVIDs the embedded issuer signs (10 s to 30 days)", metavar="SECONDS"),
-    Option("open_enrollment", choice(*OPEN_ENROLLMENT_CHOICES), "auto",
-           "enrolment without a join token: auto = only while listening on loopback; on is refused beyond loopback",
-           metavar="auto|on|off"),
+    Option(
+        "svid_ttl_s",
+        positive_float,
+        DEFAULT_SVID_TTL_S,
+        "lifetime of the SVIDs the embedded issuer signs (10 s to 30 days)",
+        metavar="SECONDS",
+    ),
+    Option(
+        "open_enrollment",
+        choice(*OPEN_ENROLLMENT_CHOICES),
+        "auto",
+        "enrolment without a join token: auto = only while listening on loopback; on is refused beyond loopback",
+        metavar="auto|on|off",
+    ),
 )
 
 

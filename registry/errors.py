@@ -47,3 +47,7 @@ class PermissionDenied(RegistryError):
 
 class CaError(RegistryError):
     """The embedded CA in the data directory cannot be created or used; says which file and what to do."""
+
+
+class Conflict(RegistryError):
+    """The request is well formed but contradicts what the registry holds (FAILED_PRECONDITION)."""

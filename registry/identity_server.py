@@ -82,8 +82,13 @@ class IdentityService(identity_pb2_grpc.IdentityServicer):
                 f"meshwarden identity token create --agent {agent}"
             )
         issued = self._issuer.sign_csr(csr, agent_id(self._issuer.trust_domain, agent), self._ttl_s)
-        log.info("enrolled %s (%s) from %s; SVID valid until %s", issued.spiffe_id, how, caller.peer,
-                 iso_utc(issued.not_after))
+        log.info(
+            "enrolled %s (%s) from %s; SVID valid until %s",
+            issued.spiffe_id,
+            how,
+            caller.peer,
+            iso_utc(issued.not_after),
+        )
         return self._svid_response(issued)
 
     def _renew(self, request: identity_pb2.RenewSvidRequest, caller: Caller) -> identity_pb2.SvidResponse:

@@ -132,7 +132,7 @@ class Issuer:
 
     @property
     def fingerprint(self) -> str:
-        """"sha256:<hex>" of the CA certificate; join tokens and --ca-pin carry it."""
+        """ "sha256:<hex>" of the CA certificate; join tokens and --ca-pin carry it."""
         return self._fingerprint
 
     @property
@@ -238,7 +238,10 @@ class Issuer:
         if left_s < CA_EXPIRY_WARNING_S:
             log.warning(
                 "the CA in %s expires on %s (in %.0f days); plan to replace it (move the directory away and "
-                "re-enrol every sidecar)", ca_dir, f"{_utc(self.ca_not_after):%Y-%m-%d}", left_s / 86400,
+                "re-enrol every sidecar)",
+                ca_dir,
+                f"{_utc(self.ca_not_after):%Y-%m-%d}",
+                left_s / 86400,
             )
 
     @classmethod
@@ -259,7 +262,10 @@ class Issuer:
         issuer = cls(cert, key, clock)
         log.info(
             "created the embedded CA for trust domain %s in %s (fingerprint %s, valid until %s)",
-            trust_domain, ca_dir, issuer.fingerprint, f"{_utc(issuer.ca_not_after):%Y-%m-%d}",
+            trust_domain,
+            ca_dir,
+            issuer.fingerprint,
+            f"{_utc(issuer.ca_not_after):%Y-%m-%d}",
         )
         return issuer
 
@@ -305,13 +311,22 @@ def _trust_domain_of(ca_cert: x509.Certificate) -> str:
 
 
 def _key_usage(
-    *, digital_signature: bool = False, key_encipherment: bool = False, key_cert_sign: bool = False,
+    *,
+    digital_signature: bool = False,
+    key_encipherment: bool = False,
+    key_cert_sign: bool = False,
     crl_sign: bool = False,
 ) -> x509.KeyUsage:
     return x509.KeyUsage(
-        digital_signature=digital_signature, content_commitment=False, key_encipherment=key_encipherment,
-        data_encipherment=False, key_agreement=False, key_cert_sign=key_cert_sign, crl_sign=crl_sign,
-        encipher_only=False, decipher_only=False,
+        digital_signature=digital_signature,
+        content_commitment=False,
+        key_encipherment=key_encipherment,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=key_cert_sign,
+        crl_sign=crl_sign,
+        encipher_only=False,
+        decipher_only=False,
     )
 
 

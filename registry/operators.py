@@ -66,5 +66,5 @@ def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
     for key, value in metadata or ():
         if key == AUTHORIZATION_HEADER:
             text = value.decode() if isinstance(value, bytes) else value
-            return text[len(BEARER_PREFIX):].strip() if text.startswith(BEARER_PREFIX) else ""
+            return text[len(BEARER_PREFIX) :].strip() if text.startswith(BEARER_PREFIX) else ""
     return ""

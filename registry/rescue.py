@@ -19,7 +19,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 
 from registry.authz import Authorizer, Caller
-from registry.errors import InvalidInput, PermissionDenied, StoreError, Unauthenticated, UnknownInstance
+from registry.errors import Conflict, InvalidInput, PermissionDenied, StoreError, Unauthenticated, UnknownInstance
 from registry.watch_hub import WatchEnded
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.UNAUTHENTICATED, str(exc)
     if isinstance(exc, PermissionDenied):
         return grpc.StatusCode.PERMISSION_DENIED, str(exc)
+    if isinstance(exc, Conflict):
+        return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
     if isinstance(exc, UnknownInstance):
         return grpc.StatusCode.NOT_FOUND, str(exc)
     if isinstance(exc, WatchEnded):

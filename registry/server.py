@@ -19,7 +19,9 @@ import grpc
 from meshwarden.v1 import registry_pb2, registry_pb2_grpc
 from registry import wire
 from registry.authz import Authorizer, Caller, method, require_agent
+from registry.bundles import BundlePublished, Bundles
 from registry.catalog import Catalog
+from registry.errors import UnknownInstance
 from registry.rescue import abort, serve_unary
 from registry.validation import validate_agent_name
 from registry.watch_hub import WatchHub
@@ -32,25 +34,30 @@ RENEW: Final = method(SERVICE_NAME, "Renew")
 DEREGISTER: Final = method(SERVICE_NAME, "Deregister")
 LIST_INSTANCES: Final = method(SERVICE_NAME, "ListInstances")
 WATCH: Final = method(SERVICE_NAME, "Watch")
+PUSH_BUNDLE: Final = method(SERVICE_NAME, "PushBundle")
+REPORT_BUNDLE_STATUS: Final = method(SERVICE_NAME, "ReportBundleStatus")
+LIST_BUNDLE_STATUS: Final = method(SERVICE_NAME, "ListBundleStatus")
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class RegistryService(registry_pb2_grpc.RegistryServicer):
     def __init__(
-        self, catalog: Catalog, hub: WatchHub, authorizer: Authorizer, *, heartbeat_interval_s: float
+        self,
+        catalog: Catalog,
+        hub: WatchHub,
+        authorizer: Authorizer,
+        bundles: Bundles,
+        *,
+        heartbeat_interval_s: float,
     ) -> None:
-        self._catalog, self._hub, self._authorizer = catalog, hub, authorizer
+        self._catalog, self._hub, self._authorizer, self._bundles = catalog, hub, authorizer, bundles
         self._heartbeat_interval_s = heartbeat_interval_s
 
-    async def Register(
-        self, request: registry_pb2.RegisterRequest, context: Context
-    ) -> registry_pb2.RegisterResponse:
+    async def Register(self, request: registry_pb2.RegisterRequest, context: Context) -> registry_pb2.RegisterResponse:
         return await serve_unary(REGISTER, self._register, request, context, self._authorizer)
 
-    async def Renew(
-        self, request: registry_pb2.RenewRequest, context: Context
-    ) -> registry_pb2.RenewResponse:
+    async def Renew(self, request: registry_pb2.RenewRequest, context: Context) -> registry_pb2.RenewResponse:
         return await serve_unary(RENEW, self._renew, request, context, self._authorizer)
 
     async def Deregister(
@@ -78,15 +85,74 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             await context.send_initial_metadata(())  # the client knows the stream is up
             for message in first:
                 yield message
+            bundle_revision = request.bundle_revision
+            latest = self._bundles.latest()
+            if latest is not None and latest.revision > bundle_revision:
+                yield registry_pb2.WatchEvent(revision=revision, bundle=wire.bundle_to_proto(latest))
+                bundle_revision = latest.revision
             while True:
                 event = await subscription.next()
-                if event.revision > revision:
+                if isinstance(event, BundlePublished):
+                    if event.bundle.revision > bundle_revision:
+                        yield registry_pb2.WatchEvent(revision=revision, bundle=wire.bundle_to_proto(event.bundle))
+                        bundle_revision = event.bundle.revision
+                elif event.revision > revision:
                     yield wire.event_to_proto(event)
                     revision = event.revision
         except Exception as exc:  # noqa: BLE001 -- the stream's rescue: the error becomes a status
             await abort(context, exc, WATCH)
         finally:
             self._hub.unsubscribe(subscription)
+
+    async def PushBundle(
+        self, request: registry_pb2.PushBundleRequest, context: Context
+    ) -> registry_pb2.PushBundleResponse:
+        return await serve_unary(PUSH_BUNDLE, self._push_bundle, request, context, self._authorizer)
+
+    async def ReportBundleStatus(
+        self, request: registry_pb2.BundleStatusReport, context: Context
+    ) -> registry_pb2.BundleStatusAck:
+        return await serve_unary(REPORT_BUNDLE_STATUS, self._report_bundle_status, request, context, self._authorizer)
+
+    async def ListBundleStatus(
+        self, request: registry_pb2.ListBundleStatusRequest, context: Context
+    ) -> registry_pb2.ListBundleStatusResponse:
+        return await serve_unary(LIST_BUNDLE_STATUS, self._list_bundle_status, request, context, self._authorizer)
+
+    def _push_bundle(self, request: registry_pb2.PushBundleRequest, _caller: Caller) -> registry_pb2.PushBundleResponse:
+        stored = self._bundles.push(request.artifact)
+        watchers = self._hub.watcher_count
+        self._hub.publish(BundlePublished(bundle=stored))
+        return registry_pb2.PushBundleResponse(
+            name=stored.name, revision=stored.revision, digest=stored.digest, watchers=watchers
+        )
+
+    def _report_bundle_status(
+        self, request: registry_pb2.BundleStatusReport, caller: Caller
+    ) -> registry_pb2.BundleStatusAck:
+        instance = self._catalog.instance(request.instance_id)
+        if instance is None:
+            raise UnknownInstance(request.instance_id)
+        require_agent(caller, instance.agent, f"report the bundle status of instance {request.instance_id}")
+        self._bundles.report(
+            instance_id=request.instance_id,
+            agent=instance.agent,
+            active_revision=request.active_revision,
+            active_digest=request.active_digest,
+            refused_revision=request.refused_revision,
+            refusal=request.refusal[:2000],
+        )
+        return registry_pb2.BundleStatusAck()
+
+    def _list_bundle_status(
+        self, request: registry_pb2.ListBundleStatusRequest, _caller: Caller
+    ) -> registry_pb2.ListBundleStatusResponse:
+        latest = self._bundles.latest()
+        live = {i.instance_id for i in self._catalog.list_instances().instances}
+        return registry_pb2.ListBundleStatusResponse(
+            latest=wire.bundle_to_proto(latest, with_artifact=False) if latest else None,
+            sidecars=[wire.bundle_status_to_proto(s, live=s.instance_id in live) for s in self._bundles.statuses()],
+        )
 
     def _register(self, request: registry_pb2.RegisterRequest, caller: Caller) -> registry_pb2.RegisterResponse:
         spec = wire.spec_from_proto(request.instance)
@@ -139,7 +205,8 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         snapshot = self._catalog.snapshot()
         log.info(
             "watcher from revision %d: snapshot of %d instance(s) at revision %d",
-            since_revision, len(snapshot.instances), snapshot.revision,
+            since_revision,
+            len(snapshot.instances),
+            snapshot.revision,
         )
         return [wire.snapshot_to_proto(snapshot)], snapshot.revision
-

@@ -79,7 +79,8 @@ CREATE TABLE IF NOT EXISTS bundle_status (
 );
 """
 
-_SCHEMA: Final = """
+_SCHEMA: Final = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS instances (
     instance_id TEXT PRIMARY KEY,
@@ -97,7 +98,10 @@ CREATE TABLE IF NOT EXISTS events (
     reason TEXT
 );
 INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0);
-""" + _JOIN_TOKENS + _BUNDLES
+"""
+    + _JOIN_TOKENS
+    + _BUNDLES
+)
 
 # Version 1 -> 2 (identity): the SVID expiry of each instance, and join tokens.
 _UPGRADE_TO_2: Final = "ALTER TABLE instances ADD COLUMN svid_expires_at REAL NOT NULL DEFAULT 0;" + _JOIN_TOKENS
@@ -174,13 +178,17 @@ class Store:
                 self._db.execute(
                     "INSERT OR REPLACE INTO instances (instance_id, agent, lease_expires_at, svid_expires_at, body) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    (event.instance.instance_id, event.instance.agent, event.instance.lease_expires_at,
-                     event.instance.svid_expires_at, body),
+                    (
+                        event.instance.instance_id,
+                        event.instance.agent,
+                        event.instance.lease_expires_at,
+                        event.instance.svid_expires_at,
+                        body,
+                    ),
                 )
                 self._db.execute(
                     "INSERT INTO events (revision, instance_id, kind, body) VALUES (?, ?, 'upserted', ?)",
-                    (event.revision, event.instance.instance_id,
-                     _instance_body(event.instance, with_lease=True)),
+                    (event.revision, event.instance.instance_id, _instance_body(event.instance, with_lease=True)),
                 )
             else:
                 self._db.execute("DELETE FROM instances WHERE instance_id = ?", (event.instance_id,))
@@ -363,7 +371,9 @@ def _event_from_row(revision: int, instance_id: str, kind: str, body: str | None
             raise StoreError(f"corrupt event at revision {revision}: upserted without an instance")
         data = json.loads(body)
         instance = _instance_from_json(
-            data, _number(data["lease_expires_at"]), _number(data.get("svid_expires_at", 0.0))  # absent before v2
+            data,
+            _number(data["lease_expires_at"]),
+            _number(data.get("svid_expires_at", 0.0)),  # absent before v2
         )
         return Upserted(revision=revision, instance=instance)
     if reason not in (DEREGISTERED, LEASE_EXPIRED):

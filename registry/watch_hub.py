@@ -13,7 +13,11 @@ import logging
 from dataclasses import dataclass
 from typing import Final
 
+from registry.bundles import BundlePublished
 from registry.model import CatalogEvent
+
+# What watchers receive: catalog changes, and new policy bundle revisions.
+HubEvent = CatalogEvent | BundlePublished
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +38,7 @@ class Subscription:
     """One watcher's feed. Get events with `await next()`; leave with `WatchHub.unsubscribe`."""
 
     def __init__(self, max_queued: int) -> None:
-        self._queue: asyncio.Queue[CatalogEvent | _Ended] = asyncio.Queue(max_queued + 1)
+        self._queue: asyncio.Queue[HubEvent | _Ended] = asyncio.Queue(max_queued + 1)
         self._max_queued = max_queued
         self._ended = False
 
@@ -42,14 +46,14 @@ class Subscription:
     def ended(self) -> bool:
         return self._ended
 
-    async def next(self) -> CatalogEvent:
+    async def next(self) -> HubEvent:
         """The next event; raises WatchEnded once the hub cut this watcher off or shut down."""
         item = await self._queue.get()
         if isinstance(item, _Ended):
             raise WatchEnded(item.reason)
         return item
 
-    def _offer(self, event: CatalogEvent) -> bool:
+    def _offer(self, event: HubEvent) -> bool:
         """Queues `event`; False (and the watcher ended) when its queue was full."""
         if self._ended:
             return True
@@ -94,12 +98,17 @@ class WatchHub:
     def unsubscribe(self, subscription: Subscription) -> None:
         self._subscriptions.discard(subscription)
 
-    def publish(self, event: CatalogEvent) -> None:
+    def publish(self, event: HubEvent) -> None:
         """Queues `event` for every watcher, cutting off those whose queue is full. Never blocks."""
         for subscription in list(self._subscriptions):
             if not subscription._offer(event):
                 self._subscriptions.discard(subscription)
-                log.warning("disconnected a watcher that fell behind at revision %d", event.revision)
+                at = (
+                    f"bundle revision {event.bundle.revision}"
+                    if isinstance(event, BundlePublished)
+                    else f"revision {event.revision}"
+                )
+                log.warning("disconnected a watcher that fell behind at %s", at)
 
     def close(self) -> None:
         """Ends every feed (shutdown); later subscriptions end at once."""

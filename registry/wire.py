@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from meshwarden.v1 import catalog_pb2, registry_pb2
+from registry.bundles import SidecarBundleStatus, StoredBundle
 from registry.model import Capability, CatalogEvent, Instance, InstanceSpec, Snapshot, Upserted
 
 
@@ -83,3 +84,26 @@ def timestamp(seconds: float) -> datetime:
 
 def duration(seconds: float) -> timedelta:
     return timedelta(seconds=seconds)
+
+
+def bundle_to_proto(bundle: StoredBundle, *, with_artifact: bool = True) -> registry_pb2.PolicyBundle:
+    return registry_pb2.PolicyBundle(
+        name=bundle.name,
+        revision=bundle.revision,
+        digest=bundle.digest,
+        artifact=bundle.artifact if with_artifact else b"",
+        pushed_at=timestamp(bundle.pushed_at),
+    )
+
+
+def bundle_status_to_proto(status: SidecarBundleStatus, *, live: bool) -> registry_pb2.BundleStatus:
+    return registry_pb2.BundleStatus(
+        instance_id=status.instance_id,
+        agent=status.agent,
+        active_revision=status.active_revision,
+        active_digest=status.active_digest,
+        refused_revision=status.refused_revision,
+        refusal=status.refusal,
+        reported_at=timestamp(status.reported_at),
+        live=live,
+    )

@@ -19,6 +19,7 @@ from meshwarden.registry_client import RegistryTrust, registry_channel, registry
 from meshwarden.v1 import catalog_pb2, registry_pb2, registry_pb2_grpc
 from registry import app
 from registry.authz import Authorizer
+from registry.bundles import Bundles
 from registry.catalog import Catalog
 from registry.config import RegistryConfig
 from registry.errors import InvalidInput, PermissionDenied, StoreError, Unauthenticated, UnknownInstance
@@ -135,7 +136,7 @@ async def direct(tmp_path: Path) -> AsyncIterator[Direct]:
     registry_svid = issuer.issue(registry_id("mesh.test"), 600)
     authorizer = Authorizer("mesh.test", OperatorCredential.load_or_create(tmp_path), mtls_address="")
     server = grpc.aio.server()
-    service = RegistryService(catalog, hub, authorizer, heartbeat_interval_s=2.0)
+    service = RegistryService(catalog, hub, authorizer, Bundles(store, FakeClock()), heartbeat_interval_s=2.0)
     registry_pb2_grpc.add_RegistryServicer_to_server(service, server)
     port = server.add_secure_port("127.0.0.1:0", server_credentials(lambda: registry_svid, require_client_auth=True))
     await server.start()
