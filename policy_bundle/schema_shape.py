@@ -6,7 +6,10 @@ types, and the sidecar needs the declared type of `context.args` to map a call's
 arguments exactly (a string where the schema says Long is refused, naming the JSON path, rather
 than left to Cedar's `==`, which is quietly false across types). The text given here has
 already been accepted by `cedarpy.Schema.from_str`, so this reader only has to follow the
-grammar far enough to find one action and the types it uses; it skips entity bodies.
+grammar far enough to find the declarations and the types they use.
+
+Over 300 lines: one reader for one grammar (tokens, declarations, types, alias resolution);
+split, its parts would only call each other.
 """
 
 from __future__ import annotations

@@ -1,35 +1,40 @@
 """ActivePolicy: one verified bundle revision, ready to decide calls for one local agent.
 
 Built once per revision (STYLE.md §6, step 3) and swapped in whole; deciding never parses
-policies, schema or entities. What it costs per decision, measured with cedarpy 4.12
-(benchmarks/README.md has the figures):
+policies, schema or entities. What a decision costs with cedarpy 4.12, and what is done
+about it (benchmarks/README.md has the figures):
 
 - Cedar evaluates every policy in the set it is given, about 0.8 µs each, whether or not
-  its scope matches. So each (caller, capability) pair gets its own policy set holding only
-  the policies whose scope matches that pair (scopes.py explains why that is exact). With a
-  1,000-policy bundle a pair typically sees a handful; the sets are built here, up front,
-  for every pair this agent can be part of, and shared between pairs that see the same
-  policies. Pairs no one foresaw (a capability no entity or scope names) get theirs on
-  first use; their number is bounded by the bundle, not by callers.
-- Cedar parses the request context from JSON on every call, about 3 µs per field. So only
-  the context the pair's policies read is built (reads.py), and a call whose policies read
-  no arguments never has them parsed.
-- Principal, action and resource go to cedarpy as {"type", "id"} records: its string form
-  ('Agent::"kb"') goes through the policy parser and costs about 15 µs more.
+  its scope matches. So each (caller, capability) pair gets its own policy set: only the
+  policies whose scope matches the pair (exact, see scopes.py), less those that read no
+  context and are false for the pair (pruning.py). With a 1,000-policy bundle a pair sees a
+  handful. The sets of every pair this agent can be part of are built here, and shared
+  between pairs that see the same policies; a pair no one foresaw (a name neither entities
+  nor scopes mention) gets its set on first use, from a memo bounded by the bundle.
+- Cedar parses the request context from JSON on every call, 1.5-2 µs per value. So only
+  the context the pair's policies read is built (reads.py), and the arguments are parsed
+  only if some applicable policy reads them.
+- Principal, action and resource go to cedarpy as {"type", "id"} records; its string form
+  ('Agent::"kb"') goes through the policy parser, about 15 µs more.
 - Entities are parsed once, into one cedarpy.Entities handle; passing it costs nothing per
   entity.
+- Cedar is deterministic, so a pair whose policies read no context has one decision, kept
+  after its first call, and any other decision is kept (first in, first out, bounded) under
+  the exact context string Cedar saw: a repeat skips Cedar.
 
 Fail-closed rules on top of Cedar's: a forbid policy that errors during evaluation (an
 agent missing from entities.json has no attributes to read) denies the call rather than
-being skipped, and a caller whose SPIFFE ID differs from the one entities.json pins for
-its agent name is denied.
+being skipped (outcome.py), and a caller whose SPIFFE ID differs from the one entities.json
+pins for its agent name is denied.
+
+Over 300 lines: preparing the pairs and deciding share the same state, and what stands on
+its own (scopes, reads, pruning, values, outcomes) is already in its own module.
 """
 
 from __future__ import annotations
 
 import enum
 import json
-import re
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
@@ -54,6 +59,7 @@ from policy_bundle.schema_shape import RecordOf, SchemaShapeError, read_call_act
 from policy_bundle.verify import VerifiedBundle
 from sidecar.policy.cedar_values import LONG_MAX, LONG_MIN, ArgumentsNotMappable, parse_arguments, project
 from sidecar.policy.decision import Caller, CallFacts, Decision, Direction
+from sidecar.policy.outcome import Outcomes
 from sidecar.policy.pruning import prune_false_context_free
 from sidecar.policy.reads import EVERYTHING, Reads, context_reads
 from sidecar.policy.scopes import Hierarchy, ScopeIndex, action_may_match
@@ -62,7 +68,6 @@ _ACTION: Final = {"type": "Action", "id": CALL_ACTION}
 _Pair = tuple[Direction, str, str]  # (direction, caller agent, capability)
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"))  # built once: json.dumps(separators=...) builds one per call
 DEFAULT_DECISION_CACHE: Final = 4096
-_EVALUATION_ERROR: Final = re.compile(r"error while evaluating policy `([^`]+)`: (.*)", re.DOTALL)
 
 
 class Slicing(enum.Enum):
@@ -119,7 +124,7 @@ class ActivePolicy:
             ) from exc
         self._args_type = args_type.type if args_type and isinstance(args_type.type, RecordOf) else RecordOf({})
         self._policies = _policies(parsed.to_pst(), self.label)
-        self._reasons = {p.policy_id: p.reason for p in self._policies}
+        self._outcomes = Outcomes(self.label, {p.policy_id: p.reason for p in self._policies})
         hierarchy = Hierarchy.from_entities_json(contents.entities_text)
         self._pinned_spiffe_ids = _pinned_spiffe_ids(contents.entities_text)
         self._principals = ScopeIndex(AGENT_TYPE, [p.template.principal for p in self._policies], hierarchy)
@@ -161,7 +166,7 @@ class ActivePolicy:
         if evaluator is None:
             evaluator = self._evaluator(self._select(direction, caller.agent, capability))
         if evaluator.policy_set is None:
-            return self._default_deny(caller, capability, {})
+            return self._outcomes.default_deny(caller.agent, capability)
         if not evaluator.reads.anything:
             constant = self._constant.get(key) if foreseen else None
             if constant is None:
@@ -188,9 +193,9 @@ class ActivePolicy:
         if context is not None:
             request["context"] = context
         if evaluator.policy_set is None:
-            return self._default_deny(caller, capability, {})
+            return self._outcomes.default_deny(caller.agent, capability)
         result = cedarpy.is_authorized(request, evaluator.policy_set, self._entities)
-        return self._decision(result, evaluator, caller, capability)
+        return self._outcomes.decision(result, evaluator.forbids, caller.agent, capability)
 
     def slice_size(self, direction: Direction, caller: str, capability: str) -> int:
         """How many policies Cedar sees for this pair (for status pages and benchmarks)."""
@@ -263,42 +268,6 @@ class ActivePolicy:
                 context[COST_ESTIMATE] = _cost(facts.cost_estimate_micro_usd)
         return _ENCODER.encode(context)
 
-    def _decision(
-        self, result: cedarpy.AuthzResult, evaluator: _Evaluator, caller: Caller, capability: str
-    ) -> Decision:
-        outcome, diagnostics = result.decision, result.diagnostics
-        errors = _evaluation_errors(diagnostics.errors) if diagnostics.errors else {}
-        if outcome is cedarpy.Decision.NoDecision:
-            detail = "; ".join(diagnostics.errors) or "no detail"
-            return Decision(
-                False, (), f"the policy engine could not evaluate this call ({detail}); denied ({self.label})"
-            )
-        deciding = tuple(sorted(diagnostics.reasons))
-        if outcome is cedarpy.Decision.Allow:
-            unevaluated = sorted(pid for pid in errors if pid in evaluator.forbids)
-            if unevaluated:
-                shown = "; ".join(f"{pid}: {errors[pid]}" for pid in unevaluated)
-                return Decision(
-                    False,
-                    tuple(unevaluated),
-                    f"denied because a forbid policy could not be evaluated and might apply ({shown}) ({self.label})",
-                )
-            return Decision(True, deciding, f"permitted by {self._explain(deciding)} ({self.label})")
-        if deciding:
-            return Decision(False, deciding, f"denied by {self._explain(deciding)} ({self.label})")
-        return self._default_deny(caller, capability, errors)
-
-    def _default_deny(self, caller: Caller, capability: str, errors: Mapping[str, str]) -> Decision:
-        reason = f"no policy permits {caller.agent} to call {capability} ({self.label})"
-        if errors:
-            reason += "; could not be evaluated: " + "; ".join(
-                f"{pid}: {message}" for pid, message in sorted(errors.items())
-            )
-        return Decision(False, (), reason)
-
-    def _explain(self, policy_ids: tuple[str, ...]) -> str:
-        return "; ".join(f"{pid}: {self._reasons[pid]}" if self._reasons.get(pid) else pid for pid in policy_ids)
-
 
 def _policies(tree: pst.PolicySet, label: str) -> list[_Policy]:
     found: list[_Policy] = []
@@ -339,15 +308,6 @@ def _request(agent: str, capability: str) -> dict[str, object]:
         "action": _ACTION,
         "resource": {"type": CAPABILITY_TYPE, "id": capability},
     }
-
-
-def _evaluation_errors(errors: list[str]) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for text in errors:
-        match = _EVALUATION_ERROR.match(text)
-        if match:
-            found[match.group(1)] = match.group(2)
-    return found
 
 
 def _time_record(now_unix_s: int, reads: Reads) -> dict[str, int]:
