@@ -4,6 +4,7 @@ raises the same class in the agent). Branched by what the caller can do about th
     MeshError
       Refused                 the mesh said no; the same call will fail again
         Unidentified          UNAUTHENTICATED    no verifiable identity (certificate, API token)
+        PolicyDenied          PERMISSION_DENIED  the policy bundle says no; the message names the policy
         BadPayload            INVALID_ARGUMENT   fix the arguments
         PayloadTooLarge       RESOURCE_EXHAUSTED send less, or raise the limit
         UnknownCapability     NOT_FOUND          check the name (meshwarden agents list)
@@ -63,6 +64,11 @@ class Unreachable(MeshError):
 class Unidentified(Refused):
     code = grpc.StatusCode.UNAUTHENTICATED
     kind = "unidentified"
+
+
+class PolicyDenied(Refused):
+    code = grpc.StatusCode.PERMISSION_DENIED
+    kind = "policy_denied"
 
 
 class BadPayload(Refused):

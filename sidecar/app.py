@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import signal
+from collections.abc import Mapping
 from pathlib import Path
 
 import grpc
@@ -23,9 +24,10 @@ from meshwarden.identity.credentials import server_credentials
 from meshwarden.ready import announce_ready
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.tasks import cancel_all, supervise
-from meshwarden.v1 import peer_pb2, peer_pb2_grpc, sidecar_pb2, sidecar_pb2_grpc
+from meshwarden.v1 import peer_pb2, peer_pb2_grpc, registry_pb2, sidecar_pb2, sidecar_pb2_grpc
 from sidecar import catalog_watch, pipeline, svids
 from sidecar.agent_app import AgentApp
+from sidecar.bundle_loader import BundleLoader, BundleStatus, KeysError, PolicyHolder, load_trusted_keys
 from sidecar.catalog import Catalog
 from sidecar.config import SidecarConfig
 from sidecar.lease import Lease
@@ -108,22 +110,63 @@ async def serve(config: SidecarConfig) -> None:
         local=local,
         peer_channels=PeerChannels(options, current_svid),
         agent_app=agent_app,
+        policy=PolicyHolder(),
     )
     lease = Lease(registry.stub, local)
-
-    sidecar_pb2_grpc.add_SidecarServicer_to_server(LocalApi(config, pipeline.outbound(rt), rt, lease), local_server)
-    peer_pb2_grpc.add_PeerServicer_to_server(PeerApi(config, pipeline.inbound(rt), clock), peer_server)
     local_health = add_standard_services(local_server, [LOCAL_SERVICE])
     peer_health = add_standard_services(peer_server, [PEER_SERVICE])
+
+    async def readiness() -> None:
+        # Ready once a policy revision is active: until then every call would be denied.
+        ready = rt.policy.active is not None or config.allow_without_policy
+        await set_serving(local_health, [LOCAL_SERVICE], ready)
+        await set_serving(peer_health, [PEER_SERVICE], ready)
+
+    async def report(status: BundleStatus) -> None:
+        await readiness()
+        if lease.registered.is_set():
+            await _report_bundle_status(registry, local.instance_id, status)
+
+    try:
+        trusted_keys = load_trusted_keys(config.bundle_keys)
+    except KeysError as exc:
+        raise StartError(str(exc)) from exc
+    loader = BundleLoader(
+        rt.policy,
+        agent=config.agent,
+        capabilities=local.capability_names,
+        trusted_keys=trusted_keys,
+        data_dir=config.data_dir,
+        report=report,
+    )
+    loader.load_last_good()
+
+    async def on_registered() -> None:
+        loader.rebuild_for_capabilities()
+        await report(rt.policy.status)
+
+    sidecar_pb2_grpc.add_SidecarServicer_to_server(
+        LocalApi(config, pipeline.outbound(rt), rt, lease, on_registered), local_server
+    )
+    peer_pb2_grpc.add_PeerServicer_to_server(PeerApi(config, pipeline.inbound(rt), clock), peer_server)
 
     await local_server.start()
     await peer_server.start()
     tasks = [
         supervise("lease", lease.run),
-        supervise("catalog-watch", lambda: catalog_watch.run(registry.stub, rt.catalog, rt.rng)),
+        supervise(
+            "catalog-watch",
+            lambda: catalog_watch.run(
+                registry.stub,
+                rt.catalog,
+                rt.rng,
+                lambda bundle: loader.offer(bundle.artifact, bundle.revision),
+                lambda: rt.policy.status.active_revision,
+            ),
+        ),
     ]
-    await set_serving(local_health, [LOCAL_SERVICE], True)
-    await set_serving(peer_health, [PEER_SERVICE], True)
+    await readiness()
+    _warn_about_policy(config, rt.policy, trusted_keys)
     _warn_about_local_api(config, listen, token is not None)
     log.info(
         "sidecar for agent %s as %s (instance %s): local API %s, peer %s (mTLS), agent app %s, registry %s",
@@ -157,6 +200,34 @@ async def serve(config: SidecarConfig) -> None:
     await registry.close()
     await supply.close()
     log.info("stopped")
+
+
+async def _report_bundle_status(registry: RegistryLink, instance_id: str, status: BundleStatus) -> None:
+    try:
+        await registry.stub().ReportBundleStatus(
+            registry_pb2.BundleStatusReport(
+                instance_id=instance_id,
+                active_revision=status.active_revision,
+                active_digest=status.active_digest,
+                refused_revision=status.refused_revision,
+                refusal=status.refusal,
+            ),
+            timeout=5.0,
+        )
+    except grpc.aio.AioRpcError as err:
+        log.warning("could not report the bundle status to the registry: %s", err.details())
+
+
+def _warn_about_policy(config: SidecarConfig, holder: PolicyHolder, keys: Mapping[str, object]) -> None:
+    if not keys:
+        log.warning("no trusted bundle keys (--bundle-keys): every policy bundle will be refused")
+    if config.allow_without_policy:
+        log.warning(
+            "DEVELOPMENT MODE: --allow-without-policy lets every call through while no policy bundle is "
+            "active. Never run this in production."
+        )
+    elif holder.active is None:
+        log.warning("no policy bundle active yet: every call is denied until one arrives (default deny)")
 
 
 def read_api_token(config: SidecarConfig) -> bytes | None:

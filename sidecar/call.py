@@ -35,6 +35,9 @@ class Call:
     session_id: str = ""
     workflow_id: str = ""
     attempt: int = 1
+    cost_estimate_micro_usd: int | None = None
+    # Set by the policy stage: the @ids of the policies that allowed the call (for receipts).
+    policy_ids: tuple[str, ...] = ()
     # Inbound only: the instance the calling sidecar routed to, and the agent it says it
     # calls for (checked against its certificate by peer_identity, never trusted).
     target_instance_id: str = ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import grpc
 
@@ -23,13 +23,27 @@ _FIRST_BACKOFF_S = 0.1
 _MAX_BACKOFF_S = 5.0
 
 
-async def run(registry: Callable[[], registry_pb2_grpc.RegistryStub], catalog: Catalog, rng: random.Random) -> None:
+OnBundle = Callable[[registry_pb2.PolicyBundle], Awaitable[None]]
+
+
+async def run(
+    registry: Callable[[], registry_pb2_grpc.RegistryStub],
+    catalog: Catalog,
+    rng: random.Random,
+    on_bundle: OnBundle,
+    bundle_revision: Callable[[], int],
+) -> None:
+    """Follows the watch stream: catalog changes go to `catalog`, policy bundles to `on_bundle`
+    (the bundle loader), which the stream carries separately from catalog revisions."""
     backoff = _FIRST_BACKOFF_S
     outage = False
     while True:
         try:
-            stream = registry().Watch(registry_pb2.WatchRequest(since_revision=catalog.revision))
-            async for event in stream:
+            request = registry_pb2.WatchRequest(since_revision=catalog.revision, bundle_revision=bundle_revision())
+            async for event in registry().Watch(request):
+                if event.WhichOneof("change") == "bundle":
+                    await on_bundle(event.bundle)
+                    continue
                 catalog.apply(event)
                 backoff = _FIRST_BACKOFF_S
                 if outage:

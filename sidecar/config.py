@@ -16,6 +16,7 @@ from meshwarden.addresses import AddressError, HostPort, ListenAddress, parse_ho
 from meshwarden.config_layers import (
     ConfigError,
     Option,
+    boolean,
     positive_float,
     positive_int,
     resolve,
@@ -134,6 +135,20 @@ OPTIONS: list[Option[Any]] = [
         "registry mTLS address for SVID holders (default: what the registry advertises)",
         metavar="HOST:PORT",
     ),
+    Option(
+        "bundle_keys",
+        _optional_path,
+        None,
+        "directory of trusted policy bundle signing keys, one <key-id>.pub each",
+        metavar="DIR",
+    ),
+    Option(
+        "allow_without_policy",
+        boolean,
+        False,
+        "DEVELOPMENT ONLY: allow every call while no policy bundle is active (default: deny)",
+        metavar="true|false",
+    ),
     Option("ca_pin", text, "", "sha256:<hex> fingerprint the registry's CA must have", metavar="sha256:HEX"),
 ]
 
@@ -157,6 +172,8 @@ class SidecarConfig:
     join_token_file: Path | None
     trust_bundle: Path | None
     ca_pin: str
+    bundle_keys: Path | None
+    allow_without_policy: bool
     registry_mtls: str
 
     @property

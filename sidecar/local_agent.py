@@ -69,6 +69,10 @@ class LocalAgent:
             self.instance_id, self.name, reg.version, self.peer_address, self.spiffe_id, reg.capabilities[capability]
         )
 
+    def capability_names(self) -> list[str]:
+        reg = self.registration
+        return sorted(reg.capabilities) if reg else []
+
     def instance_proto(self) -> catalog_pb2.Instance | None:
         reg = self.registration
         if reg is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 
 import grpc
 
@@ -30,8 +31,16 @@ def _answer_margin_s(remaining_s: float) -> float:
 
 
 class LocalApi(sidecar_pb2_grpc.SidecarServicer):
-    def __init__(self, config: SidecarConfig, outbound: Handler, rt: Runtime, lease: Lease) -> None:
+    def __init__(
+        self,
+        config: SidecarConfig,
+        outbound: Handler,
+        rt: Runtime,
+        lease: Lease,
+        on_registered: Callable[[], Awaitable[None]],
+    ) -> None:
         self._config, self._outbound, self._lease = config, outbound, lease
+        self._on_registered = on_registered
         self._local, self._catalog, self._clock, self._app = rt.local, rt.catalog, rt.clock, rt.agent_app
         self._caller = Caller(agent=rt.local.name, instance_id=rt.local.instance_id, spiffe_id=rt.local.spiffe_id)
 
@@ -54,6 +63,7 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
             log.warning(
                 "registry has not confirmed %s yet; it will join the catalog when it does", self._local.instance_id
             )
+        await self._on_registered()  # the inbound policy slice follows what the agent serves
         instance = self._local.instance_proto() or catalog_pb2.Instance()
         return sidecar_pb2.RegisterAgentResponse(
             instance_id=self._local.instance_id, agent=self._local.name, capabilities=instance.capabilities
@@ -114,4 +124,7 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
             schema_hash=request.schema_hash.strip(),
             session_id=request.session_id,
             workflow_id=request.workflow_id,
+            cost_estimate_micro_usd=(
+                request.cost_estimate_micro_usd if request.HasField("cost_estimate_micro_usd") else None
+            ),
         )

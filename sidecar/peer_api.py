@@ -60,5 +60,8 @@ class PeerApi(peer_pb2_grpc.PeerServicer):
             session_id=request.session_id,
             workflow_id=request.workflow_id,
             attempt=max(request.attempt, 1),
+            cost_estimate_micro_usd=(
+                request.cost_estimate_micro_usd if request.HasField("cost_estimate_micro_usd") else None
+            ),
             target_instance_id=request.target_instance_id,
         )

@@ -8,6 +8,8 @@ from sidecar.runtime import Runtime
 from sidecar.stages import (
     deadline,
     deliver,
+    inbound_policy,
+    outbound_policy,
     payload_limit,
     peer,
     peer_identity,
@@ -21,6 +23,7 @@ from sidecar.stages import (
 def outbound_layers(rt: Runtime) -> list[Layer]:
     return [  # outermost first
         payload_limit.layer(rt.config.max_payload_bytes),  # cheapest refusal first
+        outbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # may it call this? (Cedar)
         routing.layer(rt.catalog, rt.rng),  # a live instance of the right version and schema
         schema_check.layer(rt.schemas),  # a bad call never leaves
         deadline.layer(rt.clock),  # the call ends when the caller's deadline does
@@ -32,6 +35,7 @@ def inbound_layers(rt: Runtime) -> list[Layer]:
         peer_identity.layer(),  # the caller is its certificate's SPIFFE ID, whatever it claims
         target_check.layer(rt.local),  # for this instance and a capability it serves?
         payload_limit.layer(rt.config.max_payload_bytes),
+        inbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # again, with the mTLS caller
         schema_check.layer(rt.schemas),  # zero trust: check again what the caller checked
         result_contract.layer(rt.schemas),  # the agent's result matches its output schema
         deadline.layer(rt.clock),

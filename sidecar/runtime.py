@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from meshwarden.clock import Clock
 from sidecar.agent_app import AgentApp
+from sidecar.bundle_loader import PolicyHolder
 from sidecar.catalog import Catalog
 from sidecar.config import SidecarConfig
 from sidecar.local_agent import LocalAgent
@@ -24,3 +25,4 @@ class Runtime:
     local: LocalAgent
     peer_channels: PeerChannels
     agent_app: AgentApp
+    policy: PolicyHolder

@@ -23,7 +23,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from meshwarden.cli import exit_codes
+from meshwarden.cli import bundle_rollout_cmd, exit_codes
 from meshwarden.secure_files import write_atomically
 from policy_bundle import artifact as fmt
 from policy_bundle.build import build
@@ -82,6 +82,8 @@ def add_to(commands: Any) -> None:
     _trusted_key_flag(showing, required=False)
     showing.add_argument("--output", choices=["text", "json"], default="text", help="default text")
     showing.set_defaults(run=_show)
+
+    bundle_rollout_cmd.add_actions(actions)  # push and status: through the registry
 
 
 def _trusted_key_flag(parser: argparse.ArgumentParser, *, required: bool) -> None:

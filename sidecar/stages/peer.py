@@ -38,6 +38,7 @@ class Send:
             session_id=call.session_id,
             workflow_id=call.workflow_id,
             attempt=call.attempt,
+            cost_estimate_micro_usd=call.cost_estimate_micro_usd,
         )
         timeout = max(call.deadline - self._clock.monotonic(), 0.001)
         try:

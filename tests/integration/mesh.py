@@ -10,11 +10,14 @@ import asyncio
 import sys
 from pathlib import Path
 
+import grpc
+
 from meshwarden.addresses import parse_host_port
 from meshwarden.identity.bootstrap import learn_registry_ca
 from meshwarden.registry_client import RegistryTrust, registry_channel, registry_stub
 from meshwarden.supervise import Child, HealthTlsFor, meshwarden_argv, registry_health_tls, start
 from meshwarden.v1 import catalog_pb2, registry_pb2
+from tests.integration.bundles import ALLOW_ALL, BundleMaker
 
 AGENTS = Path(__file__).parent / "agents"
 PROBE = AGENTS / "probe_agent.py"
@@ -29,6 +32,8 @@ class LocalMesh:
         self.registry: Child | None = None
         self._count = 0
         self._sidecars = 0
+        self.bundles = BundleMaker(workdir)
+        self._bundle_revision = 0
 
     @property
     def registry_address(self) -> str:
@@ -56,7 +61,25 @@ class LocalMesh:
             ),
             health_tls=registry_health_tls,
         )
+        if self._bundle_revision == 0:  # a fresh mesh: everything allowed, by a signed bundle
+            await self.push_bundle(self.bundles.make(1, {"allow-all.cedar": ALLOW_ALL}))
         return self.registry
+
+    async def push_bundle(self, raw: bytes) -> registry_pb2.PushBundleResponse:
+        """`meshwarden bundle push`, as an operator."""
+        async with await self._operator_channel() as channel:
+            reply: registry_pb2.PushBundleResponse = await registry_stub(channel).PushBundle(
+                registry_pb2.PushBundleRequest(artifact=raw), metadata=self._operator_metadata(), timeout=10
+            )
+        self._bundle_revision = max(self._bundle_revision, reply.revision)
+        return reply
+
+    async def bundle_status(self) -> registry_pb2.ListBundleStatusResponse:
+        async with await self._operator_channel() as channel:
+            reply: registry_pb2.ListBundleStatusResponse = await registry_stub(channel).ListBundleStatus(
+                registry_pb2.ListBundleStatusRequest(), metadata=self._operator_metadata(), timeout=10
+            )
+        return reply
 
     async def restart_registry(self) -> Child:
         old = self.registry
@@ -75,21 +98,23 @@ class LocalMesh:
 
     async def list_instances(self, **filters: str) -> list[catalog_pb2.Instance]:
         """ListInstances as an operator: TLS port, operator token, CA pinned from the ready line."""
+        async with await self._operator_channel() as channel:
+            reply = await registry_stub(channel).ListInstances(
+                registry_pb2.ListInstancesRequest(**filters), metadata=self._operator_metadata(), timeout=5
+            )
+        return list(reply.instances)
+
+    async def _operator_channel(self) -> grpc.aio.Channel:
         if self.registry is None:
             raise RuntimeError("no registry")
         ready = self.registry.addresses
         learned = await asyncio.to_thread(
             learn_registry_ca, parse_host_port(ready["listen"]), pin=ready["ca_fingerprint"]
         )
-        async with registry_channel(
-            ready["listen"], RegistryTrust(ready["trust_domain"], learned.bundle_pem)
-        ) as channel:
-            reply = await registry_stub(channel).ListInstances(
-                registry_pb2.ListInstancesRequest(**filters),
-                metadata=(("authorization", f"Bearer {self.operator_token()}"),),
-                timeout=5,
-            )
-        return list(reply.instances)
+        return registry_channel(ready["listen"], RegistryTrust(ready["trust_domain"], learned.bundle_pem))
+
+    def _operator_metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.operator_token()}"),)
 
     async def sidecar(
         self, agent: str, *extra: str, registry: str | None = None, data_dir: Path | None = None
@@ -113,6 +138,8 @@ class LocalMesh:
                 "127.0.0.1:0",
                 "--data-dir",
                 str(directory),
+                "--bundle-keys",
+                str(self.bundles.trusted_keys_dir),
                 *extra,
             ),
         )

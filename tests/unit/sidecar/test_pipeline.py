@@ -11,6 +11,7 @@ from meshwarden.clock import SystemClock
 from meshwarden.identity.svid import Svid
 from sidecar import config, pipeline
 from sidecar.agent_app import AgentApp
+from sidecar.bundle_loader import PolicyHolder
 from sidecar.call import Handler
 from sidecar.catalog import Catalog
 from sidecar.local_agent import LocalAgent
@@ -51,6 +52,7 @@ async def runtime() -> Runtime:
         local=LocalAgent("a", "a-1", "127.0.0.1:1", ""),
         peer_channels=PeerChannels([], no_svid),
         agent_app=AgentApp("127.0.0.1:1", []),
+        policy=PolicyHolder(),
     )
 
 

@@ -1,0 +1,138 @@
+"""Policy bundles, OPA's way: verify, activate atomically, keep the last good one, report.
+
+For each revision offered (from the watch stream, or from disk at start-up):
+1. refuse it unless it is newer than the active one;
+2. verify it against the trusted Ed25519 keys (policy_bundle.verify);
+3. build an immutable ActivePolicy for this agent (Cedar parsed once, only its slice);
+4. swap it in with one reference assignment (calls in flight keep the one they started with);
+5. persist the raw bundle as last good (temp file, fsync, rename);
+6. report what is active, or why a revision was refused, to the registry.
+A refused revision changes nothing: the last good policy stays active. Until some revision is
+active, every call is denied (or, with --allow-without-policy, loudly allowed).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from meshwarden.secure_files import ensure_private_dir, write_atomically
+from policy_bundle.errors import BundleError
+from policy_bundle.keys import load_public_key
+from policy_bundle.verify import VerifiedBundle, verify
+from sidecar.policy import ActivePolicy
+
+log = logging.getLogger(__name__)
+
+LAST_GOOD = "last-good.bundle.json"
+
+
+class KeysError(Exception):
+    pass
+
+
+@dataclass
+class BundleStatus:
+    """What the admin port, the registry and `meshwarden bundle status` are told."""
+
+    active_revision: int = 0
+    active_digest: str = ""
+    refused_revision: int = 0
+    refusal: str = ""
+
+
+@dataclass
+class PolicyHolder:
+    """The active policy: one reference, swapped whole. Stages read `active` once per call."""
+
+    active: ActivePolicy | None = None
+    verified: VerifiedBundle | None = None
+    status: BundleStatus = field(default_factory=BundleStatus)
+
+
+Report = Callable[[BundleStatus], Awaitable[None]]
+
+
+def load_trusted_keys(directory: Path | None) -> dict[str, Ed25519PublicKey]:
+    """`<key-id>.pub` files in `directory`; none configured means every bundle is refused."""
+    if directory is None:
+        return {}
+    try:
+        files = sorted(directory.glob("*.pub"))
+    except OSError as exc:
+        raise KeysError(f"cannot read --bundle-keys {directory}: {exc.strerror}") from exc
+    try:
+        return {f.stem: load_public_key(f) for f in files}
+    except BundleError as exc:
+        raise KeysError(str(exc)) from exc
+
+
+class BundleLoader:
+    def __init__(
+        self,
+        holder: PolicyHolder,
+        *,
+        agent: str,
+        capabilities: Callable[[], list[str]],
+        trusted_keys: dict[str, Ed25519PublicKey],
+        data_dir: Path,
+        report: Report,
+    ) -> None:
+        self._holder, self._agent, self._capabilities = holder, agent, capabilities
+        self._keys, self._report = trusted_keys, report
+        self._last_good = ensure_private_dir(data_dir / "policy") / LAST_GOOD
+
+    def load_last_good(self) -> None:
+        """At start-up, before the registry is reachable: re-verify and activate what was
+        persisted. A file that no longer verifies (keys rotated, disk tampered) is ignored."""
+        if not self._last_good.exists():
+            return
+        try:
+            self._activate(self._last_good.read_bytes(), persist=False)
+        except BundleError as exc:
+            log.error("ignoring the persisted policy bundle %s: %s", self._last_good, exc)
+
+    async def offer(self, raw: bytes, revision: int) -> None:
+        try:
+            self._activate(raw, persist=True)
+        except BundleError as exc:
+            self._holder.status.refused_revision, self._holder.status.refusal = revision, str(exc)
+            log.error(
+                "refused policy bundle revision %d: %s; keeping revision %d",
+                revision,
+                exc,
+                self._holder.status.active_revision,
+            )
+        await self._report(self._holder.status)
+
+    def rebuild_for_capabilities(self) -> None:
+        """The agent (re)registered: the inbound slice depends on what it serves."""
+        verified = self._holder.verified
+        if verified is not None:
+            self._holder.active = self._build(verified)
+
+    def _activate(self, raw: bytes, *, persist: bool) -> None:
+        if not self._keys:
+            raise BundleError("no trusted bundle keys are configured on this sidecar (--bundle-keys DIR)")
+        current = self._holder.verified
+        verified = verify(raw, self._keys, newer_than=current.manifest.revision if current else None)
+        active = self._build(verified)
+        self._holder.active, self._holder.verified = active, verified  # the swap
+        self._holder.status.active_revision = verified.manifest.revision
+        self._holder.status.active_digest = verified.digest
+        if persist:
+            write_atomically(self._last_good, raw)
+        log.info(
+            "policy bundle %s active (%s, signed by %s; %d policies)",
+            verified.manifest.label,
+            verified.digest,
+            verified.key_id,
+            active.policy_count,
+        )
+
+    def _build(self, verified: VerifiedBundle) -> ActivePolicy:
+        return ActivePolicy(verified, local_agent=self._agent, local_capabilities=self._capabilities())

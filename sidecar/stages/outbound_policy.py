@@ -1,0 +1,18 @@
+"""Outbound: may the local agent call this capability, with these arguments? Decided by the
+active Cedar bundle before anything leaves the caller's sidecar."""
+
+from __future__ import annotations
+
+from meshwarden.clock import Clock
+from sidecar.bundle_loader import PolicyHolder
+from sidecar.call import Layer
+from sidecar.policy import Direction
+from sidecar.stages.policy_gate import PolicyGate
+
+
+class OutboundPolicy(PolicyGate):
+    direction = Direction.OUTBOUND
+
+
+def layer(holder: PolicyHolder, clock: Clock, allow_without_policy: bool) -> Layer:
+    return lambda next: OutboundPolicy(next, holder, clock, allow_without_policy)

@@ -1,0 +1,53 @@
+"""What the outbound and inbound policy stages share: ask the active policy, refuse with the
+deciding policy's id and reason. Each direction is its own stage module (outbound_policy,
+inbound_policy) so the pipeline reads as what it does."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from meshwarden.clock import Clock
+from meshwarden.errors import BadPayload, PolicyDenied
+from sidecar.bundle_loader import PolicyHolder
+from sidecar.call import Call, Handler, Reply
+from sidecar.policy import ArgumentsNotMappable, Caller, CallFacts, Direction
+
+log = logging.getLogger(__name__)
+
+
+class PolicyGate:
+    direction: Direction
+
+    def __init__(self, next: Handler, holder: PolicyHolder, clock: Clock, allow_without_policy: bool) -> None:
+        self._next, self._holder, self._clock = next, holder, clock
+        self._allow_without_policy = allow_without_policy
+
+    async def __call__(self, call: Call) -> Reply:
+        active = self._holder.active  # read once: a swap mid-call does not change this call's answer
+        if active is None:
+            if self._allow_without_policy:
+                return await self._next(call)
+            raise PolicyDenied(
+                f"{call.caller.agent} may not call {call.capability}: no policy bundle is active on this sidecar "
+                "(default deny); push one with `meshwarden bundle push`, or see `meshwarden bundle status`"
+            )
+        facts = CallFacts(
+            now_unix_s=int(self._clock.wall()),
+            session_id=call.session_id,
+            workflow_id=call.workflow_id,
+            cost_estimate_micro_usd=call.cost_estimate_micro_usd,
+        )
+        try:
+            decision = active.decide(
+                self.direction, Caller(call.caller.agent, call.caller.spiffe_id), call.capability, call.payload, facts
+            )
+        except ArgumentsNotMappable as exc:
+            raise BadPayload(str(exc)) from exc
+        if not decision.allowed:
+            deciding = f" (policy {', '.join(decision.policy_ids)})" if decision.policy_ids else ""
+            raise PolicyDenied(
+                f"{call.caller.spiffe_id or call.caller.agent} may not call {call.capability}{deciding}: "
+                f"{decision.reason} [{self.direction.value}, bundle {active.label}]"
+            )
+        return await self._next(replace(call, policy_ids=decision.policy_ids))

@@ -1,0 +1,46 @@
+"""Signed policy bundles for the integration tests, made the way a platform team makes them:
+`bundle init`'s starting bundle, with the policies (and revision) the test wants, built and
+signed with a test key. Sidecars trust the public half only (--bundle-keys)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from policy_bundle.artifact import encode
+from policy_bundle.build import build
+from policy_bundle.init import init as write_starting_bundle
+from policy_bundle.keys import keygen, load_private_key
+from policy_bundle.sign import sign
+
+ALLOW_ALL = '@id("allow-all")\n@reason("the test mesh allows every call")\npermit (principal, action, resource);\n'
+KEY_ID = "test-platform"
+
+
+class BundleMaker:
+    def __init__(self, workdir: Path) -> None:
+        self._workdir = workdir
+        keys = keygen(workdir / "bundle-signing", KEY_ID)
+        self._key = load_private_key(keys.private_key)
+        self.trusted_keys_dir = workdir / "trusted-bundle-keys"
+        self.trusted_keys_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(keys.public_key, self.trusted_keys_dir / keys.public_key.name)
+        self._made = 0
+
+    def make(self, revision: int, policies: dict[str, str] | None = None, *, entities: str | None = None) -> bytes:
+        """A signed artifact: the starting bundle with `policies` (file name -> Cedar text)
+        instead of its own when given, at `revision`."""
+        self._made += 1
+        directory = self._workdir / "bundles" / f"{self._made:02d}"
+        write_starting_bundle(directory)
+        if policies is not None:
+            for old in (directory / "policies").glob("*.cedar"):
+                old.unlink()
+            for name, text in policies.items():
+                (directory / "policies" / name).write_text(text)
+        if entities is not None:
+            (directory / "entities.json").write_text(entities)
+        manifest = directory / "manifest.toml"
+        manifest.write_text(re.sub(r"(?m)^revision = \d+$", f"revision = {revision}", manifest.read_text()))
+        return sign(encode(build(directory).artifact), self._key, KEY_ID)
