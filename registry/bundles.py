@@ -90,6 +90,9 @@ class Bundles:
         log.info("bundle %s revision %d pushed (%s)", stored.name, stored.revision, stored.digest)
         return stored
 
+    def now(self) -> float:
+        return self._clock.wall()
+
     def latest(self) -> StoredBundle | None:
         rows = self._store.query(
             "SELECT name, revision, digest, artifact, pushed_at FROM policy_bundles ORDER BY revision DESC LIMIT 1"

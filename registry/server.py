@@ -21,7 +21,7 @@ from registry import wire
 from registry.authz import Authorizer, Caller, method, require_agent
 from registry.bundles import BundlePublished, Bundles
 from registry.catalog import Catalog
-from registry.errors import UnknownInstance
+from registry.errors import InvalidInput, UnknownInstance
 from registry.rescue import abort, serve_unary
 from registry.validation import validate_agent_name
 from registry.watch_hub import WatchHub
@@ -34,6 +34,9 @@ RENEW: Final = method(SERVICE_NAME, "Renew")
 DEREGISTER: Final = method(SERVICE_NAME, "Deregister")
 LIST_INSTANCES: Final = method(SERVICE_NAME, "ListInstances")
 WATCH: Final = method(SERVICE_NAME, "Watch")
+# Sidecars report their bundle status at least this often (sidecar/app.py), so a report this
+# recent means the sidecar is alive even when it is not in the catalog (a pure caller).
+REPORT_FRESH_S: Final = 45.0
 PUSH_BUNDLE: Final = method(SERVICE_NAME, "PushBundle")
 REPORT_BUNDLE_STATUS: Final = method(SERVICE_NAME, "ReportBundleStatus")
 LIST_BUNDLE_STATUS: Final = method(SERVICE_NAME, "ListBundleStatus")
@@ -130,13 +133,21 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     def _report_bundle_status(
         self, request: registry_pb2.BundleStatusReport, caller: Caller
     ) -> registry_pb2.BundleStatusAck:
+        # Pure callers (sidecars whose agent serves nothing) are not in the catalog, but their
+        # policy matters as much: any agent SVID may report for an instance id that is not
+        # another agent's.
         instance = self._catalog.instance(request.instance_id)
-        if instance is None:
+        if instance is not None:
+            identity = require_agent(caller, instance.agent, f"report the bundle status of {request.instance_id}")
+        elif caller.identity is not None and caller.identity.kind == "agent":
+            identity = caller.identity
+        else:
             raise UnknownInstance(request.instance_id)
-        require_agent(caller, instance.agent, f"report the bundle status of instance {request.instance_id}")
+        if not request.instance_id:
+            raise InvalidInput("instance_id", "is required")
         self._bundles.report(
             instance_id=request.instance_id,
-            agent=instance.agent,
+            agent=identity.name,
             active_revision=request.active_revision,
             active_digest=request.active_digest,
             refused_revision=request.refused_revision,
@@ -148,10 +159,14 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         self, request: registry_pb2.ListBundleStatusRequest, _caller: Caller
     ) -> registry_pb2.ListBundleStatusResponse:
         latest = self._bundles.latest()
-        live = {i.instance_id for i in self._catalog.list_instances().instances}
+        in_catalog = {i.instance_id for i in self._catalog.list_instances().instances}
+        recent = self._bundles.now() - REPORT_FRESH_S
         return registry_pb2.ListBundleStatusResponse(
             latest=wire.bundle_to_proto(latest, with_artifact=False) if latest else None,
-            sidecars=[wire.bundle_status_to_proto(s, live=s.instance_id in live) for s in self._bundles.statuses()],
+            sidecars=[
+                wire.bundle_status_to_proto(s, live=s.instance_id in in_catalog or s.reported_at >= recent)
+                for s in self._bundles.statuses()
+            ],
         )
 
     def _register(self, request: registry_pb2.RegisterRequest, caller: Caller) -> registry_pb2.RegisterResponse:

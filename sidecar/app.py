@@ -46,6 +46,9 @@ LOCAL_SERVICE = sidecar_pb2.DESCRIPTOR.services_by_name["Sidecar"].full_name
 PEER_SERVICE = peer_pb2.DESCRIPTOR.services_by_name["Peer"].full_name
 
 
+BUNDLE_REPORT_INTERVAL_S = 15.0  # under the registry's REPORT_FRESH_S
+
+
 class StartError(RuntimeError):
     """The sidecar cannot start as configured; the message says why and what to do."""
 
@@ -124,8 +127,12 @@ async def serve(config: SidecarConfig) -> None:
 
     async def report(status: BundleStatus) -> None:
         await readiness()
-        if lease.registered.is_set():
-            await _report_bundle_status(registry, local.instance_id, status)
+        await _report_bundle_status(registry, local.instance_id, status)
+
+    async def report_forever() -> None:  # also a liveness signal for sidecars not in the catalog
+        while True:
+            await _report_bundle_status(registry, local.instance_id, rt.policy.status)
+            await asyncio.sleep(BUNDLE_REPORT_INTERVAL_S)
 
     try:
         trusted_keys = load_trusted_keys(config.bundle_keys)
@@ -154,6 +161,7 @@ async def serve(config: SidecarConfig) -> None:
     await peer_server.start()
     tasks = [
         supervise("lease", lease.run),
+        supervise("bundle-status", report_forever),
         supervise(
             "catalog-watch",
             lambda: catalog_watch.run(

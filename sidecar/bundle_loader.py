@@ -127,7 +127,7 @@ class BundleLoader:
         if persist:
             write_atomically(self._last_good, raw)
         log.info(
-            "policy bundle %s active (%s, signed by %s; %d policies)",
+            "policy %s active (%s, signed by %s; %d policies)",
             verified.manifest.label,
             verified.digest,
             verified.key_id,
