@@ -61,6 +61,83 @@ class Narrator:
         print(f"   FAIL  {text}", flush=True)
 
 
+KB_MAINTENANCE = """@id("kb-maintenance")
+@reason("the knowledge base is in maintenance; try again in a few minutes")
+forbid (principal, action == Action::"call", resource == Capability::"kb.search");
+"""
+
+
+class PolicyDesk:
+    """The platform team's side: a bundle in a directory, a signing key, and the real
+    `meshwarden bundle ...` commands, run as a person would run them."""
+
+    def __init__(self, workdir: Path, registry: Child, n: Narrator) -> None:
+        self.directory, self.keys, self.trusted = workdir / "policy", workdir / "keys", workdir / "trusted-keys"
+        self._registry, self._n, self._revision = registry, n, 0
+        self._base = ""
+
+    async def prepare(self) -> None:
+        await _cli(self._n, "bundle", "init", str(self.directory))
+        await _cli(self._n, "bundle", "keygen", "--key-id", "platform-1", "--out-dir", str(self.keys))
+        self.trusted.mkdir(parents=True, exist_ok=True)
+        shutil.copy(self.keys / "platform-1.pub", self.trusted / "platform-1.pub")  # sidecars get the public half
+        self._base = (self.directory / "manifest.toml").read_text()
+
+    async def release(self, *, extra: dict[str, str] | None = None, wait: bool = True) -> None:
+        """Edit, build, sign and push the next revision, with `extra` policy files added."""
+        self._revision += 1
+        for stale in (self.directory / "policies").glob("kb-*.cedar"):
+            stale.unlink()
+        for name, text in (extra or {}).items():
+            (self.directory / "policies" / name).write_text(text)
+        (self.directory / "manifest.toml").write_text(
+            self._base.replace("revision = 1", f"revision = {self._revision}")
+        )
+        artifact = self.directory.parent / f"demo.rev{self._revision}.bundle.json"
+        await _cli(self._n, "bundle", "build", str(self.directory), "-o", str(artifact), quiet=True)
+        await _cli(
+            self._n,
+            "bundle",
+            "sign",
+            str(artifact),
+            "--key",
+            str(self.keys / "platform-1.key"),
+            "--key-id",
+            "platform-1",
+            quiet=True,
+        )
+        started = time.perf_counter()
+        await _cli(
+            self._n,
+            "bundle",
+            "push",
+            str(artifact),
+            "--registry",
+            self._registry.addresses["listen"],
+            "--ca-pin",
+            self._registry.addresses["ca_fingerprint"],
+            "--operator-token-file",
+            str(self.directory.parent / "registry" / "operator.token"),
+            *(["--wait-s", "5"] if wait else []),
+        )
+        if wait:
+            self._n.ok(
+                f"revision {self._revision} enforced {(time.perf_counter() - started) * 1000:.0f} ms after the push"
+            )
+
+
+async def _cli(n: Narrator, *args: str, quiet: bool = False) -> None:
+    """Runs one `meshwarden` command the way a person would, and shows it."""
+    n.say("$ meshwarden " + " ".join(a if len(a) < 60 else a[:24] + "…" for a in args))
+    done = await asyncio.to_thread(subprocess.run, meshwarden_argv(*args), capture_output=True, text=True, timeout=60)
+    if not quiet:
+        for line in done.stdout.splitlines()[:6]:
+            n.say(f"  {line}")
+    if done.returncode != 0:
+        n.fail(f"meshwarden {args[0]} {args[1]} exited {done.returncode}: {done.stderr.strip()}")
+        raise RuntimeError(f"meshwarden {' '.join(args[:2])} failed")
+
+
 class Mesh:
     """The processes of the demo, stopped in reverse order of start."""
 
@@ -110,6 +187,8 @@ class Mesh:
                 "127.0.0.1:0",
                 "--data-dir",
                 str(self.workdir / "sidecars" / f"{agent}-{index}"),
+                "--bundle-keys",
+                str(self.workdir / "trusted-keys"),
             ),
             log_dir=self.workdir / "logs",
         )
@@ -162,9 +241,13 @@ async def run_demo(keep_logs: bool = False) -> int:
 
 
 async def _scenario(mesh: Mesh, n: Narrator) -> None:
-    n.section("Starting the registry and one sidecar per agent")
+    n.section("Starting the registry; the platform team signs and pushes a Cedar policy bundle")
     registry = await mesh.start_registry()
     n.ok(f"registry on {registry.addresses['listen']} (pid {registry.process.pid})")
+    policy = PolicyDesk(mesh.workdir, registry, n)
+    await policy.prepare()
+    await policy.release(wait=False)
+    n.section("One sidecar per agent, each a separate process beside its agent")
     for index, spec in enumerate(AGENTS, start=1):
         sidecar = await mesh.start_sidecar(spec.agent, index)
         agent = await mesh.start_agent(spec, sidecar, index)
@@ -200,51 +283,67 @@ async def _scenario(mesh: Mesh, n: Narrator) -> None:
             n.say(f"      {step['call']:<16} answered by {step['answered_by']}")
         n.say(f"      resolution: {result.value['resolution']}")
 
-        n.section("Twenty refunds for version ^2: spread over both billing 2.x instances")
+        n.section("Twenty tickets with refunds: billing.refund (version ^2) spread over both billing instances")
         seen: Counter[str] = Counter()
         for i in range(20):
             r = await mesh_client.invoke(
-                "billing.refund", {"customer_id": "C7", "amount_cents": 100 + i}, version="^2", timeout=5
+                "support.resolve_ticket",
+                {**ticket, "ticket_id": f"T-{1100 + i}", "charged_twice_cents": 100 + i},
+                timeout=10,
             )
-            seen[f"{r.agent} {r.version} ({r.instance_id})"] += 1
+            seen.update(s["answered_by"] for s in r.value["steps"] if s["call"] == "billing.refund")
         for who, count in sorted(seen.items()):
-            n.say(f"      {count:>2} answered by {who}")
+            n.say(f"      {count:>2} refunds by {who}")
         (n.ok if len(seen) == 2 else n.fail)(
             f"{len(seen)} instances shared the load (the less loaded of two random picks)"
         )
 
-        n.section("What the mesh refuses, and why (each refusal names the problem)")
+        n.section("Policy: what the bundle forbids is refused before it leaves, and the refusal says why")
         await _expect_refusal(
             n,
-            "amount as text",
-            grpc.StatusCode.INVALID_ARGUMENT,
-            "amount_cents",
-            lambda: mesh_client.invoke("billing.refund", {"customer_id": "C7", "amount_cents": "19.99"}, timeout=5),
+            "frontdesk (tier 1) calling billing.refund (risk tier 3) itself",
+            grpc.StatusCode.PERMISSION_DENIED,
+            "tier1-no-risk3",
+            lambda: mesh_client.invoke("billing.refund", {"customer_id": "C7", "amount_cents": 500}, timeout=5),
         )
         await _expect_refusal(
             n,
-            "a capability nobody serves",
-            grpc.StatusCode.NOT_FOUND,
+            "a ticket whose refund is 150 dollars: support may refund only under 100",
+            grpc.StatusCode.PERMISSION_DENIED,
+            "refunds-under-100-dollars",
+            lambda: mesh_client.invoke(
+                "support.resolve_ticket", {**ticket, "ticket_id": "T-1999", "charged_twice_cents": 15000}, timeout=10
+            ),
+        )
+        await _expect_refusal(
+            n,
+            "a capability no policy mentions (default deny)",
+            grpc.StatusCode.PERMISSION_DENIED,
             "shipping.track",
             lambda: mesh_client.invoke("shipping.track", {"parcel": "P1"}, timeout=5),
+        )
+
+        n.section("Contracts, versions and deadlines: refused with the reason")
+        await _expect_refusal(
+            n,
+            "limit as text",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "$.limit",
+            lambda: mesh_client.invoke("kb.search", {"query": "refund", "limit": "three"}, timeout=5),
         )
         await _expect_refusal(
             n,
             "a version nobody runs",
             grpc.StatusCode.UNAVAILABLE,
-            "2.3.1",
-            lambda: mesh_client.invoke(
-                "billing.refund", {"customer_id": "C7", "amount_cents": 5}, version="^3", timeout=5
-            ),
+            "1.2.0",
+            lambda: mesh_client.invoke("kb.search", {"query": "refund"}, version="^3", timeout=5),
         )
         await _expect_refusal(
             n,
             "a pinned schema that changed",
             grpc.StatusCode.FAILED_PRECONDITION,
             "schema drift",
-            lambda: mesh_client.invoke(
-                "billing.refund", {"customer_id": "C7", "amount_cents": 5}, schema_hash="sha256:" + "0" * 64, timeout=5
-            ),
+            lambda: mesh_client.invoke("kb.search", {"query": "refund"}, schema_hash="sha256:" + "0" * 64, timeout=5),
         )
         await _expect_refusal(
             n,
@@ -253,6 +352,19 @@ async def _scenario(mesh: Mesh, n: Narrator) -> None:
             "deadline",
             lambda: mesh_client.invoke("kb.search", {"query": "refund", "think_s": 2.0}, timeout=0.3),
         )
+
+        n.section("A policy change on the running mesh: kb goes into maintenance, then comes back")
+        await policy.release(extra={"kb-maintenance.cedar": KB_MAINTENANCE})
+        await _expect_refusal(
+            n,
+            "kb.search during maintenance",
+            grpc.StatusCode.PERMISSION_DENIED,
+            "kb-maintenance",
+            lambda: mesh_client.invoke("kb.search", {"query": "refund"}, timeout=5),
+        )
+        await policy.release()
+        r = await mesh_client.invoke("kb.search", {"query": "refund"}, timeout=5)
+        n.ok(f"kb.search allowed again: answered by {r.agent} {r.version}")
 
         n.section("The registry goes down: the mesh keeps routing from what it last knew")
         await registry.stop()

@@ -44,10 +44,9 @@ class PolicyGate:
             )
         except ArgumentsNotMappable as exc:
             raise BadPayload(str(exc)) from exc
-        if not decision.allowed:
-            deciding = f" (policy {', '.join(decision.policy_ids)})" if decision.policy_ids else ""
+        if not decision.allowed:  # the reason names the deciding policies and the bundle revision
             raise PolicyDenied(
-                f"{call.caller.spiffe_id or call.caller.agent} may not call {call.capability}{deciding}: "
-                f"{decision.reason} [{self.direction.value}, bundle {active.label}]"
+                f"{call.caller.spiffe_id or call.caller.agent} may not call {call.capability} "
+                f"({self.direction.value} policy): {decision.reason}"
             )
         return await self._next(replace(call, policy_ids=decision.policy_ids))
