@@ -122,7 +122,8 @@ class PolicyDesk:
         )
         if wait:
             self._n.ok(
-                f"revision {self._revision} enforced {(time.perf_counter() - started) * 1000:.0f} ms after the push"
+                f"every sidecar enforces revision {self._revision} "
+                f"{(time.perf_counter() - started) * 1000:.0f} ms after the push command started"
             )
 
 

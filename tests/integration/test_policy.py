@@ -96,7 +96,7 @@ async def test_the_callee_decides_again_with_the_caller_from_mtls(mesh: LocalMes
                 await asyncio.sleep(0.05)
         else:
             raise AssertionError("billing.refund never became routable")
-    assert "[inbound" in denial.message and "tier1-no-risk3" in denial.message
+    assert "(inbound policy)" in denial.message and "tier1-no-risk3" in denial.message
     assert "DEVELOPMENT MODE" in permissive.stderr_text()
 
 
