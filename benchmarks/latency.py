@@ -1,23 +1,33 @@
 """Latency and throughput of one unary call: direct, through the mesh, through plain relays.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/latency.py [--calls 2000] [--concurrency 16]
-        [--payload-bytes 1024] [--duration-s 5] [--paths direct,mesh,nginx,pyrelay] [--output json]
+    PYTHONPATH=. .venv/bin/python benchmarks/latency.py [--calls 4000] [--concurrency 16]
+        [--payload-bytes 1024] [--duration-s 5] [--paths direct,mesh,nginx,pyrelay,pyrelay-mtls]
+        [--handshakes 200] [--output json]
 
 Paths, all on loopback, all ending at the same echo agent process (examples/echo_agent.py):
   direct   client -> agent (meshwarden.v1.Agent/Handle)
   mesh     client -> sidecar A -> sidecar B -> agent (meshwarden.v1.Sidecar/Invoke; a real
-           registry, two real sidecars, a real agent, each its own process)
+           registry, two real sidecars, a real agent, each its own process; mTLS with SPIFFE
+           SVIDs between the sidecars and from each sidecar to the registry; a signed policy
+           bundle that permits every call, evaluated by both sidecars on every call)
   nginx    client -> nginx A -> nginx B -> agent (grpc_pass, cleartext HTTP/2), only when
            `nginx` is on PATH: the plain-proxy reference for two relays in series
   pyrelay  client -> relay A -> relay B -> agent, two bare grpc.aio relays
            (benchmarks/grpc_relay.py): what two Python hops cost before deciding anything
+  pyrelay-mtls  the same with mTLS on the hop between the relays only, as the mesh has it
+           (SVIDs of a throwaway CA, the sidecars' credentials, the caller's SPIFFE ID read
+           on every call): pyrelay-mtls - pyrelay is what identity costs per call
+
+The handshake, paid once per connection, is measured apart (--handshakes): a fresh channel
+to relay B and its first call, plaintext against mTLS.
 
 The load generator is this process's own asyncio loop (grpc.aio), the same client code for
 every path; README.md says why. Latency is measured at concurrency 1 in interleaved rounds
 (the paths take turns, so a noisy neighbour slows all of them alike); throughput at
---concurrency for --duration-s per path, with each process's CPU time per call read from
-/proc. Every child runs in its own session and is stopped at the end, on error, on Ctrl-C
-and on SIGTERM alike.
+--concurrency for --duration-s per path, in interleaved rounds too. Each process's CPU time
+per call is read from /proc, and how busy the rest of the machine was meanwhile from
+/proc/stat. Every child runs in its own session and is stopped at the end, on error, on
+Ctrl-C and on SIGTERM alike.
 
 One file, over 300 lines: it is a script run by path, and each part (processes, nginx,
 load, figures) serves only this run. The sections follow the order of a run.
@@ -35,6 +45,7 @@ import math
 import os
 import platform
 import random
+import resource
 import shutil
 import signal
 import subprocess
@@ -49,8 +60,31 @@ from types import TracebackType
 try:
     import grpc
 
-    from meshwarden.supervise import Child, StartError, meshwarden_argv, start, wait_serving
-    from meshwarden.v1 import agent_pb2, agent_pb2_grpc, sidecar_pb2, sidecar_pb2_grpc
+    from meshwarden.addresses import parse_host_port
+    from meshwarden.clock import SystemClock
+    from meshwarden.identity.bootstrap import learn_registry_ca
+    from meshwarden.identity.credentials import channel_credentials, expect_peer
+    from meshwarden.identity.spiffe_ids import agent_id
+    from meshwarden.identity.svid import Svid
+    from meshwarden.registry_client import RegistryTrust, registry_channel, registry_stub
+    from meshwarden.secure_files import ensure_private_dir, write_atomically
+    from meshwarden.supervise import (
+        Child,
+        HealthTls,
+        HealthTlsFor,
+        StartError,
+        meshwarden_argv,
+        registry_health_tls,
+        start,
+        wait_serving,
+    )
+    from meshwarden.v1 import agent_pb2, agent_pb2_grpc, registry_pb2, sidecar_pb2, sidecar_pb2_grpc
+    from policy_bundle.artifact import encode
+    from policy_bundle.build import build
+    from policy_bundle.init import init as write_starting_bundle
+    from policy_bundle.keys import keygen, load_private_key
+    from policy_bundle.sign import sign
+    from registry.issuer import Issuer
 except ModuleNotFoundError as exc:  # run from a checkout without PYTHONPATH
     sys.exit(
         f"latency.py: cannot import {exc.name}; run it with the project's venv and "
@@ -60,7 +94,7 @@ except ModuleNotFoundError as exc:  # run from a checkout without PYTHONPATH
 HERE = Path(__file__).resolve().parent
 ECHO_AGENT = HERE.parent / "examples" / "echo_agent.py"
 RELAY = HERE / "grpc_relay.py"
-PATHS = ("direct", "mesh", "nginx", "pyrelay")
+PATHS = ("direct", "mesh", "nginx", "pyrelay", "pyrelay-mtls")
 CALL_TIMEOUT_S = 10.0
 FIRST_ANSWER_TIMEOUT_S = 30.0  # sidecar A answers once its catalog holds the echo agent
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -69,6 +103,16 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 NGINX_PORTS = range(20000, 32000)
 NGINX_BIND_ATTEMPTS = 20
 NGINX_READY_TIMEOUT_S = 10.0
+# The throwaway CA of the pyrelay-mtls path: its own trust domain, SVIDs outliving any run.
+BENCH_TRUST_DOMAIN = "bench.meshwarden.local"
+BENCH_SVID_TTL_S = 6 * 3600.0
+# Fresh channels of one kind in a row before the other kind's turn: few blocks, because each
+# block's CPU reading is off by up to one clock tick (10 ms) per process.
+HANDSHAKE_BLOCK = 50
+# The mesh's policy: `bundle init`'s starting bundle with this one policy, signed with a key
+# made for the run; sidecars trust its public half (--bundle-keys) and evaluate it per call.
+ALLOW_ALL = '@id("allow-all")\n@reason("the benchmark calls the echo agent")\npermit (principal, action, resource);\n'
+BUNDLE_KEY_ID = "bench"
 
 
 class BenchError(RuntimeError):
@@ -77,6 +121,16 @@ class BenchError(RuntimeError):
 
 def log(text: str) -> None:
     print(f"[latency] {text}", file=sys.stderr, flush=True)
+
+
+def machine_busy_s() -> float:
+    """CPU seconds spent on the whole machine (every core, every process, and the time the
+    hypervisor gave to other guests: "steal"), from /proc/stat."""
+    fields = read_text(Path("/proc/stat")).partition("\n")[0].split()[1:9]
+    if len(fields) < 8:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields)
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def read_text(path: Path) -> str:
@@ -114,9 +168,10 @@ class Fleet:
     def on_exit(self, callback: Callable[[], Awaitable[object]]) -> None:
         self._stack.push_async_callback(callback)
 
-    async def start(self, name: str, argv: Sequence[str]) -> Child:
-        """A meshwarden-style child: waits for its ready line and for health SERVING."""
-        starting = asyncio.ensure_future(start(name, argv, log_dir=self.logs))
+    async def start(self, name: str, argv: Sequence[str], health_tls: HealthTlsFor | None = None) -> Child:
+        """A meshwarden-style child: waits for its ready line and for health SERVING (over TLS
+        with `health_tls`, for a server that speaks nothing else)."""
+        starting = asyncio.ensure_future(start(name, argv, log_dir=self.logs, health_tls=health_tls))
         try:
             child = await asyncio.shield(starting)
         except asyncio.CancelledError:
@@ -137,8 +192,8 @@ class Fleet:
         return child
 
     def cpu_seconds(self) -> dict[str, float]:
-        """User + system CPU seconds so far of each child's whole process group, and of
-        this process (the client) under "client"."""
+        """User + system CPU seconds so far of each child's whole process group (in clock
+        ticks), and of this process (the client, to the microsecond) under "client"."""
         tick = os.sysconf("SC_CLK_TCK")
         totals = dict.fromkeys(self.groups.values(), 0.0)
         for entry in Path("/proc").iterdir():
@@ -147,8 +202,8 @@ class Fleet:
             fields = read_text(entry / "stat").rpartition(")")[2].split()
             if len(fields) > 12 and int(fields[2]) in self.groups:
                 totals[self.groups[int(fields[2])]] += (int(fields[11]) + int(fields[12])) / tick
-        times = os.times()
-        totals["client"] = times.user + times.system
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        totals["client"] = usage.ru_utime + usage.ru_stime
         return totals
 
     def kill_leftovers(self) -> None:
@@ -165,11 +220,45 @@ class Fleet:
         self.groups.clear()
 
 
-def sidecar_argv(agent: str, registry: str) -> list[str]:
+def sidecar_argv(agent: str, registry: str, data_dir: Path, bundle_keys: Path) -> list[str]:
+    """A sidecar on loopback: it enrols with the registry's embedded issuer (open enrolment on
+    loopback), keeps its SVID, trust bundle and Workload API socket in `data_dir`, and takes
+    policy bundles signed by a key in `bundle_keys`."""
     return meshwarden_argv(
         *("sidecar", "run", "--agent", agent, "--instance-id", f"{agent}-1", "--registry", registry),
-        *("--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0"),
+        *("--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0", "--data-dir", str(data_dir)),
+        *("--bundle-keys", str(bundle_keys)),
     )
+
+
+def allow_all_bundle(directory: Path) -> tuple[bytes, Path]:
+    """A signed policy bundle that permits every call, made as a platform team makes one
+    (`bundle init`, `keygen`, `build`, `sign`), and the directory of its trusted public key."""
+    keys = keygen(directory / "signing", BUNDLE_KEY_ID)
+    trusted = directory / "trusted"
+    trusted.mkdir(parents=True)
+    shutil.copy(keys.public_key, trusted / keys.public_key.name)
+    source = directory / "source"
+    write_starting_bundle(source)
+    for policy in (source / "policies").glob("*.cedar"):
+        policy.unlink()
+    (source / "policies" / "allow-all.cedar").write_text(ALLOW_ALL)
+    return sign(encode(build(source).artifact), load_private_key(keys.private_key), BUNDLE_KEY_ID), trusted
+
+
+async def push_bundle(registry: Child, data_dir: Path, artifact: bytes) -> int:
+    """`meshwarden bundle push` as an operator: the registry's TLS port with its CA pinned from
+    the ready line, and the operator token from its data directory. Returns the revision."""
+    ready = registry.addresses
+    learned = await asyncio.to_thread(learn_registry_ca, parse_host_port(ready["listen"]), pin=ready["ca_fingerprint"])
+    token = (data_dir / "operator.token").read_text().strip()
+    async with registry_channel(ready["listen"], RegistryTrust(ready["trust_domain"], learned.bundle_pem)) as channel:
+        reply: registry_pb2.PushBundleResponse = await registry_stub(channel).PushBundle(
+            registry_pb2.PushBundleRequest(artifact=artifact),
+            metadata=(("authorization", f"Bearer {token}"),),
+            timeout=10,
+        )
+    return int(reply.revision)
 
 
 @dataclass
@@ -179,24 +268,102 @@ class Mesh:
 
 
 async def start_mesh(fleet: Fleet) -> Mesh:
+    """The registry (TLS on --listen, mTLS for SVID holders on a second port 0, both in its
+    ready line; its health is checked over TLS with the CA pinned from the ready line) with
+    an allow-all policy bundle pushed (a sidecar serves once a bundle is active), the callee's
+    sidecar, the echo agent, and the caller's sidecar."""
+    data_dir = fleet.work / "registry"
     registry = await fleet.start(
         "registry",
-        meshwarden_argv("registry", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(fleet.work / "registry")),
+        meshwarden_argv("registry", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)),
+        health_tls=registry_health_tls,
     )
-    callee = await fleet.start("sidecar-b", sidecar_argv("echo", registry.addresses["listen"]))
+    log(
+        f"registry: TLS {registry.addresses['listen']}, mTLS {registry.addresses['mtls']}, "
+        f"trust domain {registry.addresses['trust_domain']}"
+    )
+    artifact, bundle_keys = await asyncio.to_thread(allow_all_bundle, fleet.work / "policy")
+    revision = await push_bundle(registry, data_dir, artifact)
+    log(f"policy: pushed an allow-all bundle, revision {revision}, signed with key {BUNDLE_KEY_ID!r}")
+    sidecars = fleet.work / "sidecars"
+    callee = await fleet.start(
+        "sidecar-b", sidecar_argv("echo", registry.addresses["listen"], sidecars / "echo", bundle_keys)
+    )
     agent = await fleet.start(
         "agent",
         [sys.executable, str(ECHO_AGENT), "--sidecar", callee.addresses["listen"]]
         + ["--listen", "127.0.0.1:0", "--version", "1.0.0", "--announce"],
     )
-    caller = await fleet.start("sidecar-a", sidecar_argv("bench-client", registry.addresses["listen"]))
+    caller = await fleet.start(
+        "sidecar-a", sidecar_argv("bench-client", registry.addresses["listen"], sidecars / "bench-client", bundle_keys)
+    )
+    for side in (caller, callee):
+        log(f"{side.name}: {side.addresses['spiffe_id']}, peer port {side.addresses['peer']} (mTLS)")
     return Mesh(agent=agent.addresses["listen"], caller_sidecar=caller.addresses["listen"])
 
 
-async def start_pyrelays(fleet: Fleet, agent: str) -> str:
-    relay_b = await fleet.start("pyrelay-b", [sys.executable, str(RELAY), "--upstream", agent])
-    relay_a = await fleet.start("pyrelay-a", [sys.executable, str(RELAY), "--upstream", relay_b.addresses["listen"]])
-    return relay_a.addresses["listen"]
+class ThrowawayCa:
+    """The pyrelay-mtls path's identities: an in-memory SPIFFE CA (the registry's issuer, made
+    ephemeral) that issues P-256 SVIDs like the registry's, written for the relays to read."""
+
+    def __init__(self, directory: Path) -> None:
+        self.issuer = Issuer.ephemeral(BENCH_TRUST_DOMAIN, SystemClock())
+        self.directory = directory
+        self.client = self.svid("bench-client")  # the load generator's, for fresh channels to relay B
+
+    def svid(self, name: str) -> Svid:
+        return self.issuer.issue(agent_id(BENCH_TRUST_DOMAIN, name), BENCH_SVID_TTL_S)
+
+    def svid_dir(self, name: str) -> tuple[Path, str]:
+        """A directory holding a new SVID for agent `name` as grpc_relay.py reads it (its
+        SVID_FILE, KEY_FILE and BUNDLE_FILE; the key 0600), and the SVID's SPIFFE ID."""
+        svid = self.svid(name)
+        directory = ensure_private_dir(self.directory / name)
+        for file, data in (
+            ("svid.pem", svid.cert_chain_pem),
+            ("svid.key", svid.private_key_pem),
+            ("bundle.pem", svid.trust_bundle_pem),
+        ):
+            write_atomically(directory / file, data)
+        return directory, svid.spiffe_id
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        """Client mTLS as a sidecar dials a peer: trust the CA, present the client's SVID."""
+        return channel_credentials(self.client, self.client.trust_bundle_pem)
+
+    def health_tls(self, server_id: str) -> HealthTlsFor:
+        return lambda _ready: HealthTls(self.credentials(), tuple(expect_peer(server_id)))
+
+
+@dataclass
+class Relays:
+    entry: str  # relay A, where the client calls
+    last: str  # relay B, which calls the agent
+    last_name: str  # relay B's process, as Fleet names it
+    last_id: str = ""  # relay B's SPIFFE ID when it serves mTLS
+
+
+async def start_pyrelays(fleet: Fleet, agent: str, ca: ThrowawayCa | None = None) -> Relays:
+    """Relay B then relay A, ending at `agent`. With `ca`, the hop A -> B is mTLS: B serves
+    with its SVID and requires the caller's, A presents its own and checks B's SPIFFE ID."""
+    name = "pyrelay" if ca is None else "pyrelay-mtls"
+    relay = [sys.executable, str(RELAY)]
+    if ca is None:
+        relay_b = await fleet.start(f"{name}-b", [*relay, "--upstream", agent])
+        relay_a = await fleet.start(f"{name}-a", [*relay, "--upstream", relay_b.addresses["listen"]])
+        return Relays(relay_a.addresses["listen"], relay_b.addresses["listen"], relay_b.name)
+    dir_b, id_b = ca.svid_dir(f"{name}-b")
+    dir_a, _ = ca.svid_dir(f"{name}-a")
+    relay_b = await fleet.start(
+        f"{name}-b",
+        [*relay, "--upstream", agent, "--svid-dir", str(dir_b), "--mtls-listen"],
+        health_tls=ca.health_tls(id_b),
+    )
+    relay_a = await fleet.start(
+        f"{name}-a",
+        [*relay, "--upstream", relay_b.addresses["listen"], "--svid-dir", str(dir_a), "--upstream-spiffe-id", id_b],
+    )
+    return Relays(relay_a.addresses["listen"], relay_b.addresses["listen"], relay_b.name, id_b)
 
 
 # -------------------------------------------------------------------------------- nginx
@@ -327,12 +494,17 @@ def payload_of(size: int) -> bytes:
     return frame[:-2] + b"x" * (size - len(frame)) + frame[-2:]
 
 
-def channel_to(address: str) -> grpc.aio.Channel:
+def channel_to(
+    address: str, credentials: grpc.ChannelCredentials | None = None, extra: Sequence[tuple[str, object]] = ()
+) -> grpc.aio.Channel:
     options = [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        *extra,
     ]
-    return grpc.aio.insecure_channel(address, options=options)
+    if credentials is None:
+        return grpc.aio.insecure_channel(address, options=options)
+    return grpc.aio.secure_channel(address, credentials, options=options)
 
 
 def agent_invoke(channel: grpc.aio.Channel, payload: bytes) -> Invoke:
@@ -388,15 +560,17 @@ class Samples:
     errors: int = 0
     first_error: str = ""
 
-    async def call(self, invoke: Invoke) -> None:
+    async def call(self, invoke: Invoke) -> bool:
+        """Makes one call and records it; True when it succeeded."""
         started = time.perf_counter_ns()
         try:
             await invoke()
         except grpc.aio.AioRpcError as err:
             self.errors += 1
             self.first_error = self.first_error or f"{err.code().name}: {err.details()}"
-            return
+            return False
         self.latencies_ns.append(time.perf_counter_ns() - started)
+        return True
 
 
 async def sequential(invoke: Invoke, count: int, into: Samples) -> None:
@@ -404,19 +578,82 @@ async def sequential(invoke: Invoke, count: int, into: Samples) -> None:
         await into.call(invoke)
 
 
-async def concurrent(invoke: Invoke, concurrency: int, duration_s: float) -> tuple[Samples, float]:
-    """`concurrency` callers, each calling back to back until `duration_s` has passed.
-    Returns the samples and the time elapsed until the last answer."""
-    samples = Samples()
+async def concurrent(invoke: Invoke, concurrency: int, duration_s: float, into: Samples) -> int:
+    """`concurrency` callers, each calling back to back until `duration_s` has passed, their
+    calls recorded `into`. Returns how many calls succeeded within `duration_s`: the calls
+    still in flight then are waited for but not counted, so that the wind-down (fewer than
+    `concurrency` calls in flight) does not count as time at full load."""
     stop_at = time.perf_counter() + duration_s
+    answered = 0
 
     async def caller() -> None:
+        nonlocal answered
         while time.perf_counter() < stop_at:
-            await samples.call(invoke)
+            if await into.call(invoke) and time.perf_counter() <= stop_at:
+                answered += 1
 
-    started = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(concurrency)))
-    return samples, time.perf_counter() - started
+    return answered
+
+
+@dataclass
+class Handshakes:
+    """Fresh channels to relay B, each closed after its first call, by kind."""
+
+    latencies_ns: dict[str, list[int]] = field(default_factory=lambda: {"plaintext": [], "mtls": []})
+    cpu_s: dict[str, dict[str, float]] = field(default_factory=lambda: {"plaintext": {}, "mtls": {}})
+    errors: int = 0
+    first_error: str = ""
+
+
+async def fresh_channel_call(
+    address: str, payload: bytes, credentials: grpc.ChannelCredentials | None, extra: Sequence[tuple[str, object]]
+) -> int:
+    """Nanoseconds from a new channel to the answer of its first call: connect (TCP, the TLS
+    handshake when `credentials` are given, HTTP/2 set-up) plus one call. The channel gets its
+    own subchannel pool, so it never reuses a connection another channel left behind."""
+    started = time.perf_counter_ns()
+    channel = channel_to(address, credentials, [("grpc.use_local_subchannel_pool", 1), *extra])
+    try:
+        await agent_invoke(channel, payload)()
+        return time.perf_counter_ns() - started
+    finally:
+        await channel.close()
+
+
+async def measure_handshakes(
+    fleet: Fleet, plain: Relays, mtls: Relays, ca: ThrowawayCa, payload: bytes, count: int
+) -> Handshakes:
+    """`count` fresh channels of each kind to relay B of `plain` and of `mtls` (the same relay
+    but for mTLS), in alternating blocks of HANDSHAKE_BLOCK, with the CPU that the client,
+    relay B and the agent spent (the other processes take no part)."""
+    kinds: dict[str, tuple[Relays, grpc.ChannelCredentials | None, list[tuple[str, object]]]] = {
+        "plaintext": (plain, None, []),
+        "mtls": (mtls, ca.credentials(), [*expect_peer(mtls.last_id)]),
+    }
+    found = Handshakes()
+    for kind, (relays, credentials, extra) in kinds.items():  # one unmeasured of each first
+        try:
+            await fresh_channel_call(relays.last, payload, credentials, extra)
+        except grpc.aio.AioRpcError as err:
+            raise BenchError(f"handshakes: a fresh {kind} channel failed: {err.code().name}: {err.details()}") from err
+    done = 0
+    while done < count:
+        block = min(HANDSHAKE_BLOCK, count - done)
+        for kind, (relays, credentials, extra) in kinds.items():
+            before = fleet.cpu_seconds()
+            for _ in range(block):
+                try:
+                    found.latencies_ns[kind].append(await fresh_channel_call(relays.last, payload, credentials, extra))
+                except grpc.aio.AioRpcError as err:
+                    found.errors += 1
+                    found.first_error = found.first_error or f"{kind}: {err.code().name}: {err.details()}"
+            after = fleet.cpu_seconds()
+            for process, name in (("client", "client"), (relays.last_name, "relay B"), ("agent", "agent")):
+                spent = after.get(process, 0.0) - before.get(process, 0.0)
+                found.cpu_s[kind][name] = found.cpu_s[kind].get(name, 0.0) + spent
+        done += block
+    return found
 
 
 # ------------------------------------------------------------------------------ figures
@@ -431,9 +668,30 @@ def percentile_ms(sorted_ns: Sequence[int], q: float) -> float:
 
 @dataclass
 class Run:
-    samples: Samples
-    elapsed_s: float
-    cpu_s: dict[str, float]  # CPU seconds each process spent meanwhile
+    """The calls of one path at one concurrency, made in slices (the rounds), and what the
+    machine spent meanwhile."""
+
+    samples: Samples = field(default_factory=Samples)
+    wall_s: float = 0.0  # time the slices took, wind-down included
+    window_s: float = 0.0  # the slices' set durations (throughput only)
+    window_calls: int = 0  # calls answered within them
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds each process spent meanwhile
+    others_s: float = 0.0  # CPU seconds the rest of the machine spent meanwhile
+
+    async def slice(self, fleet: Fleet, work: Awaitable[int | None]) -> None:
+        """Runs `work` (calls into self.samples), adding the time and CPU it took."""
+        before, busy, started = fleet.cpu_seconds(), machine_busy_s(), time.perf_counter()
+        answered = await work
+        self.wall_s += time.perf_counter() - started
+        spent = {name: seconds - before.get(name, 0.0) for name, seconds in fleet.cpu_seconds().items()}
+        self.others_s += machine_busy_s() - busy - sum(spent.values())
+        for name, seconds in spent.items():
+            self.cpu_s[name] = self.cpu_s.get(name, 0.0) + seconds
+        self.window_calls += answered or 0
+
+    def other_load_cores(self) -> float:
+        """How many cores, on average, the rest of the machine kept busy meanwhile."""
+        return max(self.others_s, 0.0) / self.wall_s if self.wall_s > 0 else math.nan
 
     def cpu_us_per_call(self) -> dict[str, float]:
         """By process, the ones that did any work; "total" sums them."""
@@ -458,6 +716,8 @@ class PathFigures:
     loaded_p50_ms: float
     loaded_p99_ms: float
     loaded_cpu_us_per_call: dict[str, float]  # at --concurrency, by process
+    other_load_cores: float  # cores the rest of the machine kept busy meanwhile, at concurrency 1
+    loaded_other_load_cores: float  # and at --concurrency
     errors: int
     first_error: str
 
@@ -474,14 +734,79 @@ def figures(seq: Run, load: Run, concurrency: int, direct_p50: float) -> PathFig
         p50_vs_direct=p50 / direct_p50 if direct_p50 > 0 else math.nan,
         cpu_us_per_call=seq.cpu_us_per_call(),
         concurrency=concurrency,
-        throughput_calls_per_s=len(loaded) / load.elapsed_s,
-        throughput_calls=len(loaded),
+        throughput_calls_per_s=load.window_calls / load.window_s if load.window_s > 0 else math.nan,
+        throughput_calls=load.window_calls,
         loaded_p50_ms=percentile_ms(loaded, 50),
         loaded_p99_ms=percentile_ms(loaded, 99),
         loaded_cpu_us_per_call=load.cpu_us_per_call(),
+        other_load_cores=seq.other_load_cores(),
+        loaded_other_load_cores=load.other_load_cores(),
         errors=seq.samples.errors + load.samples.errors,
         first_error=seq.samples.first_error or load.samples.first_error,
     )
+
+
+@dataclass
+class HandshakeFigures:
+    """A fresh channel to relay B and its first call: plaintext against mTLS."""
+
+    samples: int  # per kind
+    plaintext_p50_ms: float
+    plaintext_p90_ms: float
+    mtls_p50_ms: float
+    mtls_p90_ms: float
+    plaintext_cpu_us: dict[str, float]  # per fresh channel and first call, by process
+    mtls_cpu_us: dict[str, float]
+    errors: int
+    first_error: str
+
+
+def handshake_figures(found: Handshakes) -> HandshakeFigures:
+    plain, mtls = sorted(found.latencies_ns["plaintext"]), sorted(found.latencies_ns["mtls"])
+
+    def per_channel(kind: str, count: int) -> dict[str, float]:
+        spent = {name: s * 1e6 / count for name, s in found.cpu_s[kind].items() if count and s > 0}
+        spent["total"] = sum(spent.values())
+        return spent
+
+    return HandshakeFigures(
+        samples=len(plain),
+        plaintext_p50_ms=percentile_ms(plain, 50),
+        plaintext_p90_ms=percentile_ms(plain, 90),
+        mtls_p50_ms=percentile_ms(mtls, 50),
+        mtls_p90_ms=percentile_ms(mtls, 90),
+        plaintext_cpu_us=per_channel("plaintext", len(plain)),
+        mtls_cpu_us=per_channel("mtls", len(mtls)),
+        errors=found.errors,
+        first_error=found.first_error,
+    )
+
+
+def difference(a: PathFigures, b: PathFigures) -> dict[str, float]:
+    """What path `a` costs per call over path `b` (measured in the same run)."""
+    return {
+        "p50_ms": a.p50_ms - b.p50_ms,
+        "p99_ms": a.p99_ms - b.p99_ms,
+        "cpu_us_per_call": a.cpu_us_per_call["total"] - b.cpu_us_per_call["total"],
+        "loaded_cpu_us_per_call": a.loaded_cpu_us_per_call["total"] - b.loaded_cpu_us_per_call["total"],
+        "throughput_calls_per_s": a.throughput_calls_per_s - b.throughput_calls_per_s,
+        "throughput_ratio": a.throughput_calls_per_s / b.throughput_calls_per_s
+        if b.throughput_calls_per_s
+        else math.nan,
+        "loaded_p50_ms": a.loaded_p50_ms - b.loaded_p50_ms,
+        "loaded_p99_ms": a.loaded_p99_ms - b.loaded_p99_ms,
+    }
+
+
+# What the differences between paths tell, each when both paths ran: name -> (path, minus path).
+DIFFERENCES = {
+    "identity": ("pyrelay-mtls", "pyrelay"),  # mTLS on the relays' hop: what identity costs per call
+    "mesh_stages": ("mesh", "pyrelay-mtls"),  # the mesh's own stages, identity's transport set aside
+}
+
+
+def differences(results: dict[str, PathFigures]) -> dict[str, dict[str, float]]:
+    return {name: difference(results[a], results[b]) for name, (a, b) in DIFFERENCES.items() if {a, b} <= set(results)}
 
 
 def machine(nginx: str | None) -> dict[str, str]:
@@ -513,30 +838,65 @@ def without_nan(value: object) -> object:
     return value
 
 
-def table(results: dict[str, PathFigures], skipped: dict[str, str], concurrency: int) -> str:
+def table(
+    results: dict[str, PathFigures],
+    skipped: dict[str, str],
+    concurrency: int,
+    handshakes: HandshakeFigures | None,
+) -> str:
     c = str(concurrency)
     head = (
-        f"{'path':<8} {'p50 ms':>7} {'p99 ms':>7} {'p50/direct':>10} {'calls/s @' + c:>12} "
+        f"{'path':<12} {'p50 ms':>7} {'p99 ms':>7} {'p50/direct':>10} {'calls/s @' + c:>12} "
         f"{'p50 ms @' + c:>11} {'p99 ms @' + c:>11} {'errors':>6}"
     )
     lines = [head, "-" * len(head)]
     for path in PATHS:
         if path in skipped:
-            lines.append(f"{path:<8} skipped: {skipped[path]}")
+            lines.append(f"{path:<12} skipped: {skipped[path]}")
         if path not in results:
             continue
         f = results[path]
         ratio = f"{f.p50_vs_direct:.2f}x" if not math.isnan(f.p50_vs_direct) else "-"
         lines.append(
-            f"{path:<8} {f.p50_ms:>7.3f} {f.p99_ms:>7.3f} {ratio:>10} {f.throughput_calls_per_s:>12.0f} "
+            f"{path:<12} {f.p50_ms:>7.3f} {f.p99_ms:>7.3f} {ratio:>10} {f.throughput_calls_per_s:>12.0f} "
             f"{f.loaded_p50_ms:>11.3f} {f.loaded_p99_ms:>11.3f} {f.errors:>6}"
         )
     for title, key in (("1", "cpu_us_per_call"), (c, "loaded_cpu_us_per_call")):
-        lines += ["", f"CPU time per call at concurrency {title}, microseconds, by process:"]
+        lines += [
+            "",
+            f"CPU time per call at concurrency {title}, microseconds, by process (other work: cores that the "
+            "rest of the machine kept busy meanwhile):",
+        ]
         for path, f in results.items():
             cpu: dict[str, float] = getattr(f, key)
             parts = [f"{name} {us:.0f}" for name, us in cpu.items() if name != "total" and us > 10]
-            lines.append(f"{path:<8} total {cpu['total']:>5.0f}: {', '.join(parts)}")
+            others: float = f.other_load_cores if key == "cpu_us_per_call" else f.loaded_other_load_cores
+            lines.append(f"{path:<12} total {cpu['total']:>5.0f}: {', '.join(parts)}; other work {others:.2f} cores")
+    titles = {"identity": "identity (mTLS) per call", "mesh_stages": "the mesh's own stages"}
+    for name, d in differences(results).items():
+        a, b = DIFFERENCES[name]
+        lines += [
+            "",
+            f"{titles[name]} = {a} - {b}: p50 {d['p50_ms']:+.3f} ms, p99 {d['p99_ms']:+.3f} ms, "
+            f"CPU {d['cpu_us_per_call']:+.0f} us per call at concurrency 1 and {d['loaded_cpu_us_per_call']:+.0f} "
+            f"at {c}, throughput {d['throughput_calls_per_s']:+.0f} calls/s ({d['throughput_ratio'] - 1:+.1%}), "
+            f"p50 @{c} {d['loaded_p50_ms']:+.3f} ms, p99 @{c} {d['loaded_p99_ms']:+.3f} ms",
+        ]
+    if handshakes is not None:
+        h = handshakes
+        lines += ["", f"A fresh channel to relay B and its first call, {h.samples} of each kind:"]
+        for kind, p50, p90, cpu in (
+            ("plaintext", h.plaintext_p50_ms, h.plaintext_p90_ms, h.plaintext_cpu_us),
+            ("mtls", h.mtls_p50_ms, h.mtls_p90_ms, h.mtls_cpu_us),
+        ):
+            parts = [f"{name} {us:.0f}" for name, us in cpu.items() if name != "total" and us > 10]
+            lines.append(
+                f"{kind:<12} p50 {p50:.3f} ms, p90 {p90:.3f} ms; CPU us total {cpu['total']:.0f}: {', '.join(parts)}"
+            )
+        lines.append(
+            f"the handshake  p50 {h.mtls_p50_ms - h.plaintext_p50_ms:+.3f} ms, "
+            f"CPU {h.mtls_cpu_us['total'] - h.plaintext_cpu_us['total']:+.0f} us per connection"
+        )
     return "\n".join(lines)
 
 
@@ -561,8 +921,14 @@ async def measure(args: argparse.Namespace, fleet: Fleet) -> int:
             relay_b = await start_nginx(fleet, "nginx-b", mesh.agent, random.Random())
             targets["nginx"] = await start_nginx(fleet, "nginx-a", relay_b, random.Random())
             log(f"nginx relays: {targets['nginx']} -> {relay_b} -> agent {mesh.agent}")
+        relays: dict[str, Relays] = {}
         if "pyrelay" in paths:
-            targets["pyrelay"] = await start_pyrelays(fleet, mesh.agent)
+            relays["pyrelay"] = await start_pyrelays(fleet, mesh.agent)
+        ca = ThrowawayCa(fleet.work / "svids") if "pyrelay-mtls" in paths else None
+        if ca is not None:
+            relays["pyrelay-mtls"] = await start_pyrelays(fleet, mesh.agent, ca)
+            log(f"pyrelay-mtls: relay B is {relays['pyrelay-mtls'].last_id}, SVIDs of a throwaway CA")
+        targets.update({path: r.entry for path, r in relays.items()})
         invokes: dict[str, Invoke] = {}
         for path in paths:
             channel = channel_to(targets[path])
@@ -574,36 +940,48 @@ async def measure(args: argparse.Namespace, fleet: Fleet) -> int:
         for path in paths:
             await sequential(invokes[path], args.warmup, Samples())
         log(f"latency at concurrency 1: {args.calls} calls per path in {args.rounds} interleaved rounds")
-        seq = {path: Run(Samples(), 0.0, {}) for path in paths}
+        seq = {path: Run() for path in paths}
         for r in range(args.rounds):
             count = args.calls // args.rounds + (1 if r < args.calls % args.rounds else 0)
             for path in paths[r % len(paths) :] + paths[: r % len(paths)]:
-                before = fleet.cpu_seconds()
-                await sequential(invokes[path], count, seq[path].samples)
-                for name, seconds in fleet.cpu_seconds().items():
-                    seq[path].cpu_s[name] = seq[path].cpu_s.get(name, 0.0) + seconds - before.get(name, 0.0)
-        loaded: dict[str, Run] = {}
-        for path in paths:
-            log(f"throughput of {path} at concurrency {args.concurrency} for {args.duration_s} s")
-            await concurrent(invokes[path], args.concurrency, min(1.0, args.duration_s / 5))  # warm-up
-            before = fleet.cpu_seconds()
-            samples, elapsed = await concurrent(invokes[path], args.concurrency, args.duration_s)
-            after = fleet.cpu_seconds()
-            loaded[path] = Run(samples, elapsed, {k: after[k] - before.get(k, 0.0) for k in after})
+                await seq[path].slice(fleet, sequential(invokes[path], count, seq[path].samples))
+        log(f"throughput at concurrency {args.concurrency}: {args.duration_s} s per path in {args.rounds} rounds")
+        for path in paths:  # unmeasured warm-up at that concurrency
+            await concurrent(invokes[path], args.concurrency, min(1.0, args.duration_s / 5), Samples())
+        loaded = {path: Run() for path in paths}
+        window_s = args.duration_s / args.rounds
+        for r in range(args.rounds):
+            for path in paths[r % len(paths) :] + paths[: r % len(paths)]:
+                run = loaded[path]
+                await run.slice(fleet, concurrent(invokes[path], args.concurrency, window_s, run.samples))
+                run.window_s += window_s
+        handshakes = None
+        if args.handshakes and not {"pyrelay", "pyrelay-mtls"} <= relays.keys():
+            log("handshakes not measured: they need both the pyrelay and the pyrelay-mtls paths")
+        elif args.handshakes and ca is not None:
+            log(f"handshakes: {args.handshakes} fresh channels to relay B, plaintext and mTLS each")
+            found = await measure_handshakes(
+                fleet, relays["pyrelay"], relays["pyrelay-mtls"], ca, payload, args.handshakes
+            )
+            handshakes = handshake_figures(found)
         log("stopping every process")
 
     direct_p50 = percentile_ms(sorted(seq["direct"].samples.latencies_ns), 50) if "direct" in seq else math.nan
     results = {p: figures(seq[p], loaded[p], args.concurrency, direct_p50) for p in paths}
+    host = machine(nginx)
     report = {
-        "machine": machine(nginx),
+        "machine": host,
         "settings": {
-            k: getattr(args, k) for k in ("calls", "warmup", "rounds", "concurrency", "duration_s", "payload_bytes")
+            k: getattr(args, k)
+            for k in ("calls", "warmup", "rounds", "concurrency", "duration_s", "payload_bytes", "handshakes")
         },
         "paths": {p: asdict(f) for p, f in results.items()},
+        "differences": differences(results),
+        "handshakes": None if handshakes is None else asdict(handshakes),
         "skipped": skipped,
     }
     human = (
-        table(results, skipped, args.concurrency) + "\n\n" + ", ".join(f"{k} {v}" for k, v in report["machine"].items())
+        table(results, skipped, args.concurrency, handshakes) + "\n\n" + ", ".join(f"{k} {v}" for k, v in host.items())
     )
     print(human, file=sys.stderr if args.output == "json" else sys.stdout)
     if args.output == "json":
@@ -611,19 +989,30 @@ async def measure(args: argparse.Namespace, fleet: Fleet) -> int:
     failed = {p: f for p, f in results.items() if f.errors}
     for path, f in failed.items():
         log(f"{path}: {f.errors} calls failed; the first: {f.first_error}")
-    return 1 if failed else 0
+    if handshakes is not None and handshakes.errors:
+        log(f"handshakes: {handshakes.errors} first calls failed; the first: {handshakes.first_error}")
+    return 1 if failed or (handshakes is not None and handshakes.errors) else 0
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=(__doc__ or "").split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("--calls", type=int, default=2000, help="calls per path at concurrency 1")
+    parser.add_argument("--calls", type=int, default=4000, help="calls per path at concurrency 1")
     parser.add_argument("--warmup", type=int, default=200, help="unmeasured calls per path first")
-    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds the calls are split into")
+    parser.add_argument(
+        "--rounds", type=int, default=8, help="interleaved rounds the calls, and the throughput time, are split into"
+    )
     parser.add_argument("--concurrency", type=int, default=16, help="callers in flight for throughput")
     parser.add_argument("--duration-s", type=float, default=5.0, help="throughput run per path, seconds")
     parser.add_argument("--payload-bytes", type=int, default=1024, help="size of the JSON payload sent")
+    parser.add_argument(
+        "--handshakes",
+        type=int,
+        default=200,
+        help="fresh channels to relay B of each kind, plaintext and mTLS, to time the handshake "
+        "(needs the pyrelay and pyrelay-mtls paths; 0: none)",
+    )
     parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated subset of " + ",".join(PATHS))
     parser.add_argument(
         "--output",
@@ -637,7 +1026,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     unknown = [p for p in args.paths if p not in PATHS]
     if unknown or not args.paths:
         parser.error(f"--paths takes a subset of {','.join(PATHS)}, got {unknown or 'nothing'}")
-    for name, least in (("calls", 1), ("warmup", 0), ("rounds", 1), ("concurrency", 1)):
+    for name, least in (("calls", 1), ("warmup", 0), ("rounds", 1), ("concurrency", 1), ("handshakes", 0)):
         if getattr(args, name) < least:
             parser.error(f"--{name} must be at least {least}, got {getattr(args, name)}")
     if args.rounds > args.calls:
