@@ -99,6 +99,10 @@ class _Evaluator:
 
 
 class ActivePolicy:
+    """Immutable in what it decides. `decide` fills two memos (policy sets of unforeseen
+    pairs, kept decisions) computed only from the revision and the call, so concurrent
+    callers at worst compute an entry twice."""
+
     def __init__(
         self,
         bundle: VerifiedBundle,
