@@ -79,5 +79,8 @@ def _check_files(artifact: fmt.Artifact, label: str) -> None:
         actual = fmt.file_digest(artifact.files[path])
         if actual != expected:
             raise DigestMismatch(path, expected, actual, bundle=label)
-    for path in sorted(set(artifact.digests) - set(artifact.files)):
-        raise BundleNotTrusted(f"{path} is signed but missing from the bundle; fetch the bundle again", bundle=label)
+    missing = sorted(set(artifact.digests) - set(artifact.files))
+    if missing:
+        raise BundleNotTrusted(
+            f"{missing[0]} is signed but missing from the bundle; fetch the bundle again", bundle=label
+        )

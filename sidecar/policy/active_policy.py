@@ -60,7 +60,7 @@ from policy_bundle.verify import VerifiedBundle
 from sidecar.policy.cedar_values import LONG_MAX, LONG_MIN, ArgumentsNotMappable, parse_arguments, project
 from sidecar.policy.decision import Caller, CallFacts, Decision, Direction
 from sidecar.policy.outcome import Outcomes
-from sidecar.policy.pruning import prune_false_context_free
+from sidecar.policy.pruning import context_free_probe, prune_false_for_pair
 from sidecar.policy.reads import EVERYTHING, Reads, context_reads
 from sidecar.policy.scopes import Hierarchy, ScopeIndex, action_may_match
 
@@ -99,6 +99,10 @@ class _Evaluator:
 
 
 class ActivePolicy:
+    """Immutable in what it decides. `decide` fills two memos (policy sets of unforeseen
+    pairs, kept decisions) computed only from the revision and the call, so concurrent
+    callers at worst compute an entry twice."""
+
     def __init__(
         self,
         bundle: VerifiedBundle,
@@ -222,13 +226,11 @@ class ActivePolicy:
         keys += [(Direction.INBOUND, a, c) for a in sorted(agents) for c in sorted(self._local_capabilities)]
         sets = {key: self._select(*key) for key in keys}
         if self.slicing is Slicing.SCOPE:
-            context_free = frozenset(
-                i for i, p in enumerate(self._policies) if not context_reads([p.template]).anything
-            )
-            sets = prune_false_context_free(
+            probes = {i: probe for i, p in enumerate(self._policies) if (probe := context_free_probe(p.template))}
+            sets = prune_false_for_pair(
                 sets,
-                context_free,
-                lambda i: _policy_set([self._policies[i]]),
+                probes,
+                lambda probe: _policy_set({"probe": probe}),
                 lambda key: _request(key[1], key[2]),
                 self._entities,
             )
@@ -290,15 +292,15 @@ def _build_evaluator(policies: list[_Policy]) -> _Evaluator:
     forbids = frozenset(p.policy_id for p in policies if p.effect == "forbid")
     reads = context_reads(p.template for p in policies)
     plan = tuple((name, EVERYTHING) for name in CONTEXT_FIELDS) if reads.whole else tuple(reads.parts.items())
-    return _Evaluator(_policy_set(policies), reads, plan, forbids, len(policies))
+    return _Evaluator(_policy_set({p.policy_id: p.template for p in policies}), reads, plan, forbids, len(policies))
 
 
-def _policy_set(policies: list[_Policy]) -> cedarpy.PolicySet:
-    """A cedarpy PolicySet of `policies`, each under its @id, so Cedar's diagnostics name
-    policies as people do."""
-    templates = pst.FrozenMap({p.policy_id: replace(p.template, id=p.policy_id) for p in policies})
+def _policy_set(templates: Mapping[str, pst.Template]) -> cedarpy.PolicySet:
+    """A cedarpy PolicySet of `templates`, each under its given id (the @id), so Cedar's
+    diagnostics name policies as people do."""
+    static = pst.FrozenMap({policy_id: replace(t, id=policy_id) for policy_id, t in templates.items()})
     return cedarpy.PolicySet.from_pst(
-        pst.PolicySet(templates=pst.FrozenMap(), static_policies=templates, template_links=())
+        pst.PolicySet(templates=pst.FrozenMap(), static_policies=static, template_links=())
     )
 
 

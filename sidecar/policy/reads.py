@@ -43,6 +43,13 @@ def context_reads(policies: Iterable[pst.Template]) -> Reads:
     return _build(paths)
 
 
+def expression_reads(expr: pst.Expr) -> Reads:
+    """What one condition reads of `context`."""
+    paths: list[tuple[tuple[str, ...], bool]] = []
+    _collect(expr, paths)
+    return _build(paths)
+
+
 def _collect(node: object, paths: list[tuple[tuple[str, ...], bool]]) -> None:
     if isinstance(node, pst.GetAttr):
         chain = _context_chain(node)

@@ -206,3 +206,19 @@ def test_the_engine_reports_what_it_runs(bundle: VerifiedBundle) -> None:
     assert (engine.name, engine.revision, engine.digest, engine.policy_count) == ("demo", 1, bundle.digest, 5)
     assert engine.slice_size(OUT, "support", "kb.search") == 1  # only low-and-medium-risk can apply
     assert engine.slice_size(OUT, "support", "billing.refund") == 2  # refunds-by-support, refunds-under-100-dollars
+
+
+def test_policies_whose_leading_entity_conditions_are_false_for_a_pair_are_left_out(tmp_path: Path) -> None:
+    weekend = (
+        '@id("no-risky-weekends")\nforbid (principal, action == Action::"call", resource)\n'
+        "when { resource.risk_tier == 3 && context.time.weekday >= 6 };\n"
+    )
+    engine = ActivePolicy(
+        verified(tmp_path, {"policies/weekend.cedar": weekend}), local_agent="billing", local_capabilities=[]
+    )
+    assert engine.slice_size(OUT, "billing", "kb.search") == 1  # risk tier 1: the weekend rule cannot apply
+    assert engine.slice_size(OUT, "billing", "billing.refund") == 3  # risk tier 3: it can
+    saturday = CallFacts(now_unix_s=1_763_800_000)
+    refund = engine.decide(OUT, Caller("billing"), "billing.refund", b'{"amount_cents": 5}', saturday)
+    assert refund.policy_ids == ("no-risky-weekends",)
+    assert engine.decide(OUT, Caller("billing"), "kb.search", b"{}", saturday).allowed
