@@ -38,7 +38,7 @@ import json
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
-from typing import Final
+from typing import Final, TypeVar
 
 import cedarpy
 from cedarpy import pst
@@ -68,6 +68,9 @@ _ACTION: Final = {"type": "Action", "id": CALL_ACTION}
 _Pair = tuple[Direction, str, str]  # (direction, caller agent, capability)
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"))  # built once: json.dumps(separators=...) builds one per call
 DEFAULT_DECISION_CACHE: Final = 4096
+
+
+_V = TypeVar("_V")
 
 
 class Slicing(enum.Enum):
@@ -143,6 +146,7 @@ class ActivePolicy:
         self._pairs = self._foreseen_pairs(_entity_names(contents.entities_text))
         # Decisions of foreseen pairs whose policies read no context: the same on every call.
         self._constant: dict[_Pair, Decision] = {}
+        self._unforeseen: dict[_Pair, _Evaluator] = {}
         # Cedar is deterministic: the same pair with the same context (as built for Cedar)
         # gets the same decision. First in, first out beyond the bound; 0 turns it off.
         self._decisions: dict[tuple[_Pair, str], Decision] = {}
@@ -165,18 +169,19 @@ class ActivePolicy:
                 f"{caller.spiffe_id}; check the trust domain of spiffe_id in the bundle's entities.json",
             )
         key = (direction, caller.agent, capability)
-        evaluator = self._pairs.get(key)
-        foreseen = evaluator is not None
+        evaluator = self._pairs.get(key) or self._unforeseen.get(key)
         if evaluator is None:
+            # A pair the bundle's entities do not name (a capability or agent it does not
+            # describe): worked out once, then remembered within the cache bound.
             evaluator = self._evaluator(self._select(direction, caller.agent, capability))
+            self._bounded_put(self._unforeseen, key, evaluator)
         if evaluator.policy_set is None:
             return self._outcomes.default_deny(caller.agent, capability)
         if not evaluator.reads.anything:
-            constant = self._constant.get(key) if foreseen else None
+            constant = self._constant.get(key)
             if constant is None:
                 constant = self._evaluate(evaluator, caller, capability, None)
-                if foreseen:
-                    self._constant[key] = constant
+                self._bounded_put(self._constant, key, constant)
             return constant
         try:
             context = self._context(evaluator.plan, args_json, facts)
@@ -191,6 +196,13 @@ class ActivePolicy:
                 self._decisions.pop(next(iter(self._decisions)), None)
             self._decisions[(key, context)] = decision
         return decision
+
+    def _bounded_put(self, cache: dict[_Pair, _V], key: _Pair, value: _V) -> None:
+        """Foreseen pairs are few and fixed per revision; unforeseen ones come from callers, so
+        what is remembered about them is bounded (first in, first out)."""
+        if key not in self._pairs and len(cache) >= max(self._decision_cache_size, 1):
+            cache.pop(next(iter(cache)), None)
+        cache[key] = value
 
     def _evaluate(self, evaluator: _Evaluator, caller: Caller, capability: str, context: str | None) -> Decision:
         request = _request(caller.agent, capability)
