@@ -56,8 +56,9 @@ def request(
     schema_hash: str | None,
     session_id: str | None,
     workflow_id: str | None,
+    cost_estimate_micro_usd: int | None = None,
 ) -> sidecar_pb2.InvokeRequest:
-    return sidecar_pb2.InvokeRequest(
+    message = sidecar_pb2.InvokeRequest(
         capability=capability,
         payload_json=encode(payload),
         version_range=version or "",
@@ -65,6 +66,9 @@ def request(
         session_id=session_id or "",
         workflow_id=workflow_id or "",
     )
+    if cost_estimate_micro_usd is not None:  # policies see it; absent is not zero
+        message.cost_estimate_micro_usd = cost_estimate_micro_usd
+    return message
 
 
 def to_result(reply: sidecar_pb2.InvokeResponse) -> Result:
@@ -118,8 +122,9 @@ class Client:
         schema_hash: str | None = None,
         session_id: str | None = None,
         workflow_id: str | None = None,
+        cost_estimate_micro_usd: int | None = None,
     ) -> Result:
-        req = request(capability, payload, version, schema_hash, session_id, workflow_id)
+        req = request(capability, payload, version, schema_hash, session_id, workflow_id, cost_estimate_micro_usd)
         try:
             reply = await self._stub.Invoke(req, timeout=timeout, metadata=self.metadata)
         except grpc.aio.AioRpcError as err:
@@ -161,8 +166,9 @@ class SyncClient:
         schema_hash: str | None = None,
         session_id: str | None = None,
         workflow_id: str | None = None,
+        cost_estimate_micro_usd: int | None = None,
     ) -> Result:
-        req = request(capability, payload, version, schema_hash, session_id, workflow_id)
+        req = request(capability, payload, version, schema_hash, session_id, workflow_id, cost_estimate_micro_usd)
         try:
             reply = self._stub.Invoke(req, timeout=timeout, metadata=self.metadata)
         except grpc.RpcError as err:

@@ -39,6 +39,9 @@ def add_to(commands: Any) -> None:
     call.add_argument("--schema-hash", metavar="sha256:...", help="pin the schema the call was written against")
     call.add_argument("--session", metavar="ID", help="session id to carry with the call")
     call.add_argument("--workflow", metavar="ID", help="workflow id to carry with the call")
+    call.add_argument(
+        "--cost-estimate-micro-usd", type=int, metavar="N", help="declared cost estimate, millionths of a dollar"
+    )
     call.add_argument("--output", choices=["json", "full"], default="json", help="full: result plus who answered")
     call.set_defaults(run=_run)
 
@@ -61,6 +64,7 @@ def _run(args: argparse.Namespace) -> int:
                 schema_hash=args.schema_hash,
                 session_id=args.session,
                 workflow_id=args.workflow,
+                cost_estimate_micro_usd=args.cost_estimate_micro_usd,
             )
         except MeshError as err:
             print(f"{err.status_code().name}: {err.message}", file=sys.stderr)

@@ -248,3 +248,25 @@ async def test_without_any_bundle_everything_is_denied_and_the_sidecar_is_not_re
         assert "every policy bundle will be refused" in lonely.stderr_text()
     finally:
         await lonely.stop()
+
+
+async def test_policies_see_the_calls_context_cost_session_and_workflow(mesh: LocalMesh) -> None:
+    context_rules = {
+        "allow.cedar": '@id("allow-all")\npermit (principal, action, resource);\n',
+        "budget.cedar": '@id("no-big-spend")\n@reason("calls estimated over 1 dollar need a budget owner")\n'
+        "forbid (principal, action, resource) when "
+        "{ context has cost_estimate_micro_usd && context.cost_estimate_micro_usd > 1000000 };\n",
+        "flows.cedar": '@id("frozen-workflow")\n@reason("workflow wf-frozen is frozen")\n'
+        'forbid (principal, action, resource) when { context.workflow_id == "wf-frozen" };\n',
+    }
+    await mesh.push_bundle(mesh.bundles.make(2, context_rules))
+    caller = await mesh.sidecar("frontdesk")
+    await mesh.pair("kb")
+    await wait_for_revision(mesh, 2, 2)
+    async with meshwarden.Client(caller.addresses["listen"]) as client:
+        await routable(client, "echo", cost_estimate_micro_usd=500_000, workflow_id="wf-ok")
+        with pytest.raises(errors.PolicyDenied, match="no-big-spend"):
+            await client.invoke("echo", {}, cost_estimate_micro_usd=2_000_000, timeout=5)
+        with pytest.raises(errors.PolicyDenied, match="frozen-workflow"):
+            await client.invoke("echo", {}, workflow_id="wf-frozen", timeout=5)
+        assert (await client.invoke("echo", {}, timeout=5)).agent == "kb"  # no estimate: the rule does not apply
