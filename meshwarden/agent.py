@@ -21,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import inspect
+import itertools
 import json
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +68,9 @@ class CallContext:
     _client: Client = field(repr=False)
     _sidecar: str = field(repr=False)
     _api_token: str | None = field(default=None, repr=False)
+    # The caller's key for this call ("" for none); nested calls derive theirs from it.
+    idempotency_key: str = ""
+    _nested_calls: Iterator[int] = field(default_factory=itertools.count, repr=False)
 
     def time_remaining(self) -> float | None:
         return None if self.deadline is None else max(self.deadline - time.monotonic(), 0.0)
@@ -73,19 +78,25 @@ class CallContext:
     async def invoke(self, capability: str, payload: object, **options: Any) -> Result:
         """Calls another capability within this call: same session and workflow, and no more
         time than this call has left (unless `timeout` asks for less)."""
-        return await self._client.invoke(capability, payload, **self._nested(options))
+        return await self._client.invoke(capability, payload, **self._nested(capability, options))
 
     def invoke_sync(self, capability: str, payload: object, **options: Any) -> Result:
         """`invoke` for plain-`def` handlers, which run in a worker thread."""
         with SyncClient(self._sidecar, api_token=self._api_token) as client:
-            return client.invoke(capability, payload, **self._nested(options))
+            return client.invoke(capability, payload, **self._nested(capability, options))
 
-    def _nested(self, options: dict[str, Any]) -> dict[str, Any]:
+    def _nested(self, capability: str, options: dict[str, Any]) -> dict[str, Any]:
         remaining = self.time_remaining()
         if remaining is not None:
             options["timeout"] = min(options.get("timeout") or remaining, remaining)
         options.setdefault("session_id", self.session_id or None)
         options.setdefault("workflow_id", self.workflow_id or None)
+        if self.idempotency_key and options.get("idempotent", True) and not options.get("idempotency_key"):
+            # The nth call to a capability within this call: a retried parent replays the
+            # same child keys, so the children it already ran are not run again.
+            n = next(self._nested_calls)
+            seed = f"{self.idempotency_key}\n{capability}\n{n}".encode()
+            options["idempotency_key"] = hashlib.sha256(seed).hexdigest()[:32]
         return options
 
 
@@ -248,6 +259,7 @@ class _Servicer(agent_pb2_grpc.AgentServicer):
             session_id=request.session_id,
             workflow_id=request.workflow_id,
             attempt=request.attempt,
+            idempotency_key=request.idempotency_key,
             deadline=None if remaining is None else time.monotonic() + remaining,
             _client=self._agent.client,
             _sidecar=self._agent.sidecar,

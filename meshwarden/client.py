@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -57,6 +58,8 @@ def request(
     session_id: str | None,
     workflow_id: str | None,
     cost_estimate_micro_usd: int | None = None,
+    idempotent: bool = True,
+    idempotency_key: str | None = None,
 ) -> sidecar_pb2.InvokeRequest:
     message = sidecar_pb2.InvokeRequest(
         capability=capability,
@@ -65,6 +68,7 @@ def request(
         schema_hash=schema_hash or "",
         session_id=session_id or "",
         workflow_id=workflow_id or "",
+        idempotency_key=idempotency_key or (uuid.uuid4().hex if idempotent else ""),
     )
     if cost_estimate_micro_usd is not None:  # policies see it; absent is not zero
         message.cost_estimate_micro_usd = cost_estimate_micro_usd
@@ -123,8 +127,23 @@ class Client:
         session_id: str | None = None,
         workflow_id: str | None = None,
         cost_estimate_micro_usd: int | None = None,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
     ) -> Result:
-        req = request(capability, payload, version, schema_hash, session_id, workflow_id, cost_estimate_micro_usd)
+        """`idempotent=True` (the default) gives the call a fresh idempotency key, so the sidecars
+        may retry it after a transient failure and the callee runs it at most once; pass
+        `idempotency_key=` to reuse your own across calls, or `idempotent=False` for none."""
+        req = request(
+            capability,
+            payload,
+            version,
+            schema_hash,
+            session_id,
+            workflow_id,
+            cost_estimate_micro_usd,
+            idempotent,
+            idempotency_key,
+        )
         try:
             reply = await self._stub.Invoke(req, timeout=timeout, metadata=self.metadata)
         except grpc.aio.AioRpcError as err:
@@ -167,8 +186,23 @@ class SyncClient:
         session_id: str | None = None,
         workflow_id: str | None = None,
         cost_estimate_micro_usd: int | None = None,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
     ) -> Result:
-        req = request(capability, payload, version, schema_hash, session_id, workflow_id, cost_estimate_micro_usd)
+        """`idempotent=True` (the default) gives the call a fresh idempotency key, so the sidecars
+        may retry it after a transient failure and the callee runs it at most once; pass
+        `idempotency_key=` to reuse your own across calls, or `idempotent=False` for none."""
+        req = request(
+            capability,
+            payload,
+            version,
+            schema_hash,
+            session_id,
+            workflow_id,
+            cost_estimate_micro_usd,
+            idempotent,
+            idempotency_key,
+        )
         try:
             reply = self._stub.Invoke(req, timeout=timeout, metadata=self.metadata)
         except grpc.RpcError as err:

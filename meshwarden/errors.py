@@ -13,6 +13,7 @@ raises the same class in the agent). Branched by what the caller can do about th
       Unreachable             transient; a later attempt may succeed
         NoHealthyInstance     UNAVAILABLE        nothing live matches right now
         PeerUnavailable       UNAVAILABLE        the chosen instance could not be reached
+          NotSent             UNAVAILABLE        ... and certainly did not start the call (safe to resend)
         PeerIdentityMismatch  UNAVAILABLE        the instance reached is not who the catalog says
         DeadlineExceeded      DEADLINE_EXCEEDED  the caller's deadline passed
       AgentFailed             the callee agent itself failed; its code is passed through
@@ -33,6 +34,8 @@ ERROR_TRAILER = "meshwarden-error"
 class MeshError(Exception):
     code: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNKNOWN
     kind: ClassVar[str] = "mesh_error"
+    # Set by routing (outbound) when an attempt on a chosen instance failed; retries avoid it.
+    failed_instance: str = ""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -123,6 +126,13 @@ class NoHealthyInstance(Unreachable):
 
 class PeerUnavailable(Unreachable):
     kind = "peer_unavailable"
+
+
+class NotSent(PeerUnavailable):
+    """The call certainly never started at the callee: the connection was refused, or the
+    sidecar reached serves another instance. Resending it, even without a key, is safe."""
+
+    kind = "not_sent"
 
 
 class PeerIdentityMismatch(Unreachable):

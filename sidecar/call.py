@@ -36,6 +36,12 @@ class Call:
     workflow_id: str = ""
     attempt: int = 1
     cost_estimate_micro_usd: int | None = None
+    # The caller's key for this logical call ("" for none): retries may resend a keyed call
+    # that failed in transit, and the callee's sidecar runs each key once.
+    idempotency_key: str = ""
+    # Set by retries (outbound): instances a previous attempt failed on; routing avoids them
+    # while any other instance qualifies.
+    avoid_instances: frozenset[str] = frozenset()
     # Set by the policy stage: the @ids of the policies that allowed the call (for receipts).
     policy_ids: tuple[str, ...] = ()
     # Inbound only: the instance the calling sidecar routed to, and the agent it says it

@@ -54,6 +54,19 @@ def _optional_path(value: str) -> Path | None:
     return Path(value) if value else None
 
 
+def _attempts(value: str) -> int:
+    if not value.strip().isdigit() or not 1 <= int(value) <= 10:
+        raise ValueError(f"must be a whole number from 1 to 10, got {value}")
+    return int(value)
+
+
+def _ratio(value: str) -> float:
+    ratio = float(value)
+    if not 0 <= ratio <= 1:
+        raise ValueError(f"must be a number from 0 to 1, got {value}")
+    return ratio
+
+
 def _agent_name(value: str) -> str:
     if not AGENT_NAME.fullmatch(value):
         raise ValueError(f"must be {AGENT_NAME_RULE}, got {value!r}")
@@ -94,6 +107,27 @@ OPTIONS: list[Option[Any]] = [
     Option("instance_id", text, "", "stable id of this agent instance (default: <agent>-<random>)", metavar="ID"),
     Option("max_payload_bytes", positive_int, 4 * MiB, "largest payload accepted, in bytes", metavar="N"),
     Option("default_timeout_s", positive_float, 30.0, "deadline applied when the agent sets none", metavar="SECONDS"),
+    Option(
+        "retry_max_attempts",
+        _attempts,
+        3,
+        "attempts per call, the first included, when a retry is safe (1 turns retries off)",
+        metavar="N",
+    ),
+    Option(
+        "retry_budget_ratio",
+        _ratio,
+        0.2,
+        "retries may add at most this share of the recent call rate (plus 10 retries/s)",
+        metavar="RATIO",
+    ),
+    Option(
+        "idempotency_ttl_s",
+        positive_float,
+        600.0,
+        "how long a callee remembers the result of a call with an idempotency key",
+        metavar="SECONDS",
+    ),
     Option(
         "data_dir", Path, None, "SVID, trust bundle and sockets (default ./.meshwarden/sidecars/<agent>)", metavar="DIR"
     ),
@@ -164,6 +198,9 @@ class SidecarConfig:
     instance_id: str
     max_payload_bytes: int
     default_timeout_s: float
+    retry_max_attempts: int
+    retry_budget_ratio: float
+    idempotency_ttl_s: float
     data_dir: Path
     api_token_file: Path | None
     trust_domain: str

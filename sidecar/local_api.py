@@ -110,6 +110,11 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
             )
         if not request.payload_json:
             raise BadPayload(f"payload_json for {request.capability} is empty; send JSON text, e.g. {{}}")
+        if len(request.idempotency_key) > 128:
+            raise BadPayload(
+                f"idempotency_key for {request.capability} is {len(request.idempotency_key)} characters; "
+                "send at most 128 (a UUID is plenty)"
+            )
         remaining = context.time_remaining()
         # The sidecar gives up a moment before the agent does, so the agent receives the
         # sidecar's explanation rather than its own bare "Deadline Exceeded".
@@ -124,6 +129,7 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
             schema_hash=request.schema_hash.strip(),
             session_id=request.session_id,
             workflow_id=request.workflow_id,
+            idempotency_key=request.idempotency_key,
             cost_estimate_micro_usd=(
                 request.cost_estimate_micro_usd if request.HasField("cost_estimate_micro_usd") else None
             ),

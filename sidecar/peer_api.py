@@ -59,6 +59,7 @@ class PeerApi(peer_pb2_grpc.PeerServicer):
             schema_hash=request.schema_hash,
             session_id=request.session_id,
             workflow_id=request.workflow_id,
+            idempotency_key=request.idempotency_key,
             attempt=max(request.attempt, 1),
             cost_estimate_micro_usd=(
                 request.cost_estimate_micro_usd if request.HasField("cost_estimate_micro_usd") else None

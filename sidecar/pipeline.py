@@ -8,12 +8,14 @@ from sidecar.runtime import Runtime
 from sidecar.stages import (
     deadline,
     deliver,
+    idempotency,
     inbound_policy,
     outbound_policy,
     payload_limit,
     peer,
     peer_identity,
     result_contract,
+    retries,
     routing,
     schema_check,
     target_check,
@@ -24,6 +26,7 @@ def outbound_layers(rt: Runtime) -> list[Layer]:
     return [  # outermost first
         payload_limit.layer(rt.config.max_payload_bytes),  # cheapest refusal first
         outbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # may it call this? (Cedar)
+        retries.layer(_retry_settings(rt), rt.clock, rt.rng),  # safe retries only, each re-routed
         routing.layer(rt.catalog, rt.rng),  # a live instance of the right version and schema
         schema_check.layer(rt.schemas),  # a bad call never leaves
         deadline.layer(rt.clock),  # the call ends when the caller's deadline does
@@ -39,7 +42,12 @@ def inbound_layers(rt: Runtime) -> list[Layer]:
         schema_check.layer(rt.schemas),  # zero trust: check again what the caller checked
         result_contract.layer(rt.schemas),  # the agent's result matches its output schema
         deadline.layer(rt.clock),
+        idempotency.layer(rt.config.idempotency_ttl_s, rt.clock),  # a key runs once; repeats get its result
     ]
+
+
+def _retry_settings(rt: Runtime) -> retries.RetrySettings:
+    return retries.RetrySettings(max_attempts=rt.config.retry_max_attempts, budget_ratio=rt.config.retry_budget_ratio)
 
 
 def outbound(rt: Runtime) -> Handler:

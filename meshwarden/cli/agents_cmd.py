@@ -27,7 +27,14 @@ from meshwarden.registry_client import registry_channel, registry_stub
 from meshwarden.v1 import catalog_pb2, registry_pb2
 
 TABLE_COLUMNS: Final = (
-    "AGENT", "VERSION", "INSTANCE", "PEER", "CAPABILITIES", "LEASE-EXPIRES-IN", "SVID-EXPIRES-IN", "SPIFFE-ID"
+    "AGENT",
+    "VERSION",
+    "INSTANCE",
+    "PEER",
+    "CAPABILITIES",
+    "LEASE-EXPIRES-IN",
+    "SVID-EXPIRES-IN",
+    "SPIFFE-ID",
 )
 
 
@@ -88,8 +95,7 @@ def instance_json(instance: catalog_pb2.Instance) -> dict[str, object]:
         "peer_address": instance.peer_address,
         "spiffe_id": instance.spiffe_id,
         "capabilities": [
-            {"name": c.name, "schema_hash": c.schema_hash, "description": c.description}
-            for c in instance.capabilities
+            {"name": c.name, "schema_hash": c.schema_hash, "description": c.description} for c in instance.capabilities
         ],
         "registered_at": instance.registered_at.ToJsonString(),
         "lease_expires_at": instance.lease_expires_at.ToJsonString(),

@@ -42,7 +42,10 @@ def add_to(commands: Any) -> None:
     )
     create.add_argument("--agent", required=True, metavar="NAME", help="the agent the token lets a sidecar become")
     create.add_argument(
-        "--ttl", default=DEFAULT_TTL, type=duration_s, metavar="DURATION",
+        "--ttl",
+        default=DEFAULT_TTL,
+        type=duration_s,
+        metavar="DURATION",
         help=f"how long the token may wait to be used: 90s, 30m, 1h, 7d (default {DEFAULT_TTL}, at most 7d)",
     )
     registry_access.add_registry_flags(create)
@@ -52,7 +55,7 @@ def add_to(commands: Any) -> None:
 
 
 def duration_s(text: str) -> int:
-    """"90s", "30m", "1h", "7d" or plain seconds, as whole seconds."""
+    """ "90s", "30m", "1h", "7d" or plain seconds, as whole seconds."""
     match = _DURATION.fullmatch(text.strip())
     if match is None:
         raise argparse.ArgumentTypeError(f"must be a duration such as 90s, 30m, 1h or 7d, got {text!r}")
@@ -95,7 +98,8 @@ async def _request(
 ) -> identity_pb2.JoinToken:
     async with registry_channel(access.address, access.trust) as channel:
         reply: identity_pb2.JoinToken = await identity_pb2_grpc.IdentityStub(channel).CreateJoinToken(
-            identity_pb2.CreateJoinTokenRequest(agent=agent, ttl_s=ttl_s), timeout=timeout_s,
+            identity_pb2.CreateJoinTokenRequest(agent=agent, ttl_s=ttl_s),
+            timeout=timeout_s,
             metadata=access.metadata(),
         )
         return reply

@@ -64,21 +64,27 @@ class RegistryAccess:
 
 def add_registry_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--registry", metavar="HOST:PORT",
+        "--registry",
+        metavar="HOST:PORT",
         help=f"the registry's TLS address, its --listen (env {REGISTRY_ENV}; default {DEFAULT_REGISTRY_ADDRESS})",
     )
-    parser.add_argument("--trust-bundle", metavar="FILE", help=f"CA certificates to trust, PEM (env {TRUST_BUNDLE_ENV})")
     parser.add_argument(
-        "--ca-pin", metavar="sha256:HEX",
+        "--trust-bundle", metavar="FILE", help=f"CA certificates to trust, PEM (env {TRUST_BUNDLE_ENV})"
+    )
+    parser.add_argument(
+        "--ca-pin",
+        metavar="sha256:HEX",
         help=f"trust the CA the registry presents only with this fingerprint (env {CA_PIN_ENV}); "
         "without it or --trust-bundle, a loopback registry is trusted on first use",
     )
     parser.add_argument(
-        "--trust-domain", metavar="DOMAIN",
+        "--trust-domain",
+        metavar="DOMAIN",
         help=f"the mesh's trust domain (env {TRUST_DOMAIN_ENV}; default: from the CA certificate)",
     )
     parser.add_argument(
-        "--operator-token-file", metavar="FILE",
+        "--operator-token-file",
+        metavar="FILE",
         help=f"the registry's operator.token (or env {OPERATOR_TOKEN_ENV} with the token itself; "
         f"default {DEFAULT_OPERATOR_TOKEN_FILE} when it exists)",
     )
@@ -94,8 +100,9 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str]) -> RegistryAcc
     learn its CA); raises AccessError saying what to fix."""
     address = registry_address(args.registry, environ)
     token = operator_token(args.operator_token_file, environ)
-    bundle = trust_bundle(address, args.trust_bundle or environ.get(TRUST_BUNDLE_ENV),
-                          args.ca_pin or environ.get(CA_PIN_ENV))
+    bundle = trust_bundle(
+        address, args.trust_bundle or environ.get(TRUST_BUNDLE_ENV), args.ca_pin or environ.get(CA_PIN_ENV)
+    )
     domain = trust_domain(args.trust_domain or environ.get(TRUST_DOMAIN_ENV), bundle)
     return RegistryAccess(address, RegistryTrust(domain, bundle), token)
 

@@ -5,7 +5,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Delivery(_message.Message):
-    __slots__ = ("call_id", "capability", "payload_json", "caller_agent", "caller_spiffe_id", "session_id", "workflow_id", "attempt")
+    __slots__ = ("call_id", "capability", "payload_json", "caller_agent", "caller_spiffe_id", "session_id", "workflow_id", "attempt", "idempotency_key")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
@@ -14,6 +14,7 @@ class Delivery(_message.Message):
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     capability: str
     payload_json: bytes
@@ -22,7 +23,8 @@ class Delivery(_message.Message):
     session_id: str
     workflow_id: str
     attempt: int
-    def __init__(self, call_id: _Optional[str] = ..., capability: _Optional[str] = ..., payload_json: _Optional[bytes] = ..., caller_agent: _Optional[str] = ..., caller_spiffe_id: _Optional[str] = ..., session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, call_id: _Optional[str] = ..., capability: _Optional[str] = ..., payload_json: _Optional[bytes] = ..., caller_agent: _Optional[str] = ..., caller_spiffe_id: _Optional[str] = ..., session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., attempt: _Optional[int] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class Outcome(_message.Message):
     __slots__ = ("result_json",)

@@ -28,7 +28,7 @@ class RegisterAgentResponse(_message.Message):
     def __init__(self, instance_id: _Optional[str] = ..., agent: _Optional[str] = ..., capabilities: _Optional[_Iterable[_Union[_catalog_pb2.Capability, _Mapping]]] = ...) -> None: ...
 
 class InvokeRequest(_message.Message):
-    __slots__ = ("capability", "payload_json", "version_range", "schema_hash", "session_id", "workflow_id", "cost_estimate_micro_usd")
+    __slots__ = ("capability", "payload_json", "version_range", "schema_hash", "session_id", "workflow_id", "cost_estimate_micro_usd", "idempotency_key")
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
     VERSION_RANGE_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,7 @@ class InvokeRequest(_message.Message):
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     COST_ESTIMATE_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     capability: str
     payload_json: bytes
     version_range: str
@@ -43,7 +44,8 @@ class InvokeRequest(_message.Message):
     session_id: str
     workflow_id: str
     cost_estimate_micro_usd: int
-    def __init__(self, capability: _Optional[str] = ..., payload_json: _Optional[bytes] = ..., version_range: _Optional[str] = ..., schema_hash: _Optional[str] = ..., session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., cost_estimate_micro_usd: _Optional[int] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, capability: _Optional[str] = ..., payload_json: _Optional[bytes] = ..., version_range: _Optional[str] = ..., schema_hash: _Optional[str] = ..., session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., cost_estimate_micro_usd: _Optional[int] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class InvokeResponse(_message.Message):
     __slots__ = ("result_json", "instance_id", "agent", "version", "call_id")

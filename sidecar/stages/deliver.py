@@ -26,6 +26,7 @@ class ToAgent:
             session_id=call.session_id,
             workflow_id=call.workflow_id,
             attempt=call.attempt,
+            idempotency_key=call.idempotency_key,
         )
         timeout = max(call.deadline - self._clock.monotonic(), 0.001)
         try:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import grpc
 
 from meshwarden.clock import Clock
-from meshwarden.errors import DeadlineExceeded, MeshError, PeerIdentityMismatch, PeerUnavailable, from_rpc_error
+from meshwarden.errors import (
+    DeadlineExceeded,
+    MeshError,
+    NotSent,
+    PeerIdentityMismatch,
+    PeerUnavailable,
+    from_rpc_error,
+)
 from meshwarden.v1 import peer_pb2
 from sidecar.call import Call, Reply
 from sidecar.catalog import Endpoint
@@ -13,6 +20,8 @@ from sidecar.peer_channels import PeerChannels
 
 # What gRPC core says when the TLS handshake fails on who the server is.
 _IDENTITY_FAILURES = ("Peer name", "Hostname Verification", "certificate verify failed", "CERTIFICATE_VERIFY_FAILED")
+# What it says when no connection could be made at all: the call never left this sidecar.
+_CONNECT_FAILURES = ("failed to connect", "Connection refused", "connections to all backends failing")
 
 
 class Send:
@@ -39,6 +48,7 @@ class Send:
             workflow_id=call.workflow_id,
             attempt=call.attempt,
             cost_estimate_micro_usd=call.cost_estimate_micro_usd,
+            idempotency_key=call.idempotency_key,
         )
         timeout = max(call.deadline - self._clock.monotonic(), 0.001)
         try:
@@ -58,4 +68,6 @@ def _translate(err: grpc.aio.AioRpcError, target: Endpoint) -> MeshError:
     details = err.details() or ""
     if any(sign in details for sign in _IDENTITY_FAILURES):
         return PeerIdentityMismatch(f"{where} did not prove it is {target.spiffe_id}: {details}")
+    if err.code() == grpc.StatusCode.UNAVAILABLE and any(sign in details for sign in _CONNECT_FAILURES):
+        return NotSent(f"could not connect to {where}: {details}")
     return PeerUnavailable(f"could not reach {where}: {err.code().name}: {err.details()}")

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import semantic_version
 
-from meshwarden.errors import BadPayload, NoHealthyInstance, SchemaDrift, UnknownCapability
+from meshwarden.errors import BadPayload, MeshError, NoHealthyInstance, SchemaDrift, UnknownCapability
 from sidecar.call import Call, Handler, Layer, Reply
 from sidecar.catalog import Catalog, Endpoint
 
@@ -31,6 +31,9 @@ class Routing:
         self._inflight[endpoint.instance_id] += 1
         try:
             return await self._next(replace(call, target=endpoint))
+        except MeshError as err:
+            err.failed_instance = err.failed_instance or endpoint.instance_id
+            raise
         finally:
             self._inflight[endpoint.instance_id] -= 1
             if self._inflight[endpoint.instance_id] <= 0:
@@ -60,6 +63,9 @@ class Routing:
             if not pinned:
                 raise SchemaDrift(call.capability, call.schema_hash, [ep.capability.schema_hash for ep in candidates])
             candidates = pinned
+        if call.avoid_instances:  # a retry: another instance than the one that failed, if any
+            others = tuple(ep for ep in candidates if ep.instance_id not in call.avoid_instances)
+            candidates = others or candidates
         if len(candidates) == 1:
             return candidates[0]
         first, second = self._rng.sample(candidates, 2)

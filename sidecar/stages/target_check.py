@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from meshwarden.errors import NotRegistered, PeerUnavailable, UnknownCapability
+from meshwarden.errors import NotRegistered, NotSent, UnknownCapability
 from sidecar.call import Call, Handler, Layer, Reply
 from sidecar.local_agent import LocalAgent
 
@@ -17,7 +17,7 @@ class TargetCheck:
 
     async def __call__(self, call: Call) -> Reply:
         if call.target_instance_id and call.target_instance_id != self._local.instance_id:
-            raise PeerUnavailable(
+            raise NotSent(
                 f"this sidecar serves instance {self._local.instance_id}, not {call.target_instance_id}; "
                 "the caller's catalog is stale"
             )

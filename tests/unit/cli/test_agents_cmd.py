@@ -56,12 +56,35 @@ def test_table_aligns_columns_and_joins_capabilities() -> None:
     )
     header, first, second, third = table.splitlines()
     assert header.split() == [
-        "AGENT", "VERSION", "INSTANCE", "PEER", "CAPABILITIES", "LEASE-EXPIRES-IN", "SVID-EXPIRES-IN", "SPIFFE-ID"
+        "AGENT",
+        "VERSION",
+        "INSTANCE",
+        "PEER",
+        "CAPABILITIES",
+        "LEASE-EXPIRES-IN",
+        "SVID-EXPIRES-IN",
+        "SPIFFE-ID",
     ]
-    assert first.split() == ["billing", "1.4.0", "abc123def456", "127.0.0.1:7411", "billing.refund,billing.quote",
-                             "4.0s", "59m59s", "spiffe://mesh.local/agent/billing"]
-    assert second.split() == ["search", "1.4.0", "0123", "127.0.0.1:7411", "-", "expired", "-",
-                              "spiffe://mesh.local/agent/search"]
+    assert first.split() == [
+        "billing",
+        "1.4.0",
+        "abc123def456",
+        "127.0.0.1:7411",
+        "billing.refund,billing.quote",
+        "4.0s",
+        "59m59s",
+        "spiffe://mesh.local/agent/billing",
+    ]
+    assert second.split() == [
+        "search",
+        "1.4.0",
+        "0123",
+        "127.0.0.1:7411",
+        "-",
+        "expired",
+        "-",
+        "spiffe://mesh.local/agent/search",
+    ]
     assert third.split()[6] == "42s"
     assert header.index("VERSION") == first.index("1.4.0") == second.index("1.4.0")
 
@@ -70,8 +93,18 @@ def test_add_to_registers_agents_list() -> None:
     parser = argparse.ArgumentParser()
     agents_cmd.add_to(parser.add_subparsers(dest="command"))
     args = parser.parse_args(
-        ["agents", "list", "--output", "json", "--capability", "billing.refund", "--ca-pin", "sha256:ab",
-         "--operator-token-file", "/tmp/t"]
+        [
+            "agents",
+            "list",
+            "--output",
+            "json",
+            "--capability",
+            "billing.refund",
+            "--ca-pin",
+            "sha256:ab",
+            "--operator-token-file",
+            "/tmp/t",
+        ]
     )
     assert args.output == "json" and args.capability == "billing.refund" and args.registry is None
     assert args.ca_pin == "sha256:ab" and args.operator_token_file == "/tmp/t" and args.trust_bundle is None

@@ -36,7 +36,9 @@ class FakeClock:
         return self.now
 
 
-def _spec(agent: str = "billing", *, instance_id: str = "", capabilities: tuple[str, ...] = ("billing.refund",)) -> InstanceSpec:
+def _spec(
+    agent: str = "billing", *, instance_id: str = "", capabilities: tuple[str, ...] = ("billing.refund",)
+) -> InstanceSpec:
     return InstanceSpec(
         instance_id=instance_id,
         agent=agent,

@@ -95,7 +95,9 @@ def test_open_enrolment_auto_is_on_only_on_loopback() -> None:
 
 
 def test_open_enrolment_on_beyond_loopback_is_refused_saying_why() -> None:
-    with pytest.raises(ConfigError, match="open_enrollment=on needs the registry to listen on loopback only.*join tokens"):
+    with pytest.raises(
+        ConfigError, match="open_enrollment=on needs the registry to listen on loopback only.*join tokens"
+    ):
         _load(["--listen", "0.0.0.0:0", "--open-enrollment", "on"])
 
 
@@ -115,6 +117,12 @@ def test_bad_identity_values_name_the_setting(argv: list[str], message: str) -> 
 
 
 def test_identity_settings_come_from_the_environment_too() -> None:
-    config = _load([], {"MESHWARDEN_REGISTRY_TRUST_DOMAIN": "prod.example.com",
-                        "MESHWARDEN_REGISTRY_SVID_TTL_S": "600", "MESHWARDEN_REGISTRY_OPEN_ENROLLMENT": "off"})
+    config = _load(
+        [],
+        {
+            "MESHWARDEN_REGISTRY_TRUST_DOMAIN": "prod.example.com",
+            "MESHWARDEN_REGISTRY_SVID_TTL_S": "600",
+            "MESHWARDEN_REGISTRY_OPEN_ENROLLMENT": "off",
+        },
+    )
     assert (config.trust_domain, config.svid_ttl_s, config.open_enrollment) == ("prod.example.com", 600.0, "off")

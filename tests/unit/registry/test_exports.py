@@ -16,7 +16,26 @@ def test_all_has_no_duplicates() -> None:
 
 def test_public_modules_name_what_they_export() -> None:
     exported = {name for name in dir(registry) if not name.startswith("_")}
-    modules = {"app", "authz", "bundles", "catalog", "config", "errors", "identity_server", "issuer", "join_tokens", "leases",
-               "model", "operators", "own_svid", "private_files", "rescue", "server", "store", "validation",
-               "watch_hub", "wire"}
+    modules = {
+        "app",
+        "authz",
+        "bundles",
+        "catalog",
+        "config",
+        "errors",
+        "identity_server",
+        "issuer",
+        "join_tokens",
+        "leases",
+        "model",
+        "operators",
+        "own_svid",
+        "private_files",
+        "rescue",
+        "server",
+        "store",
+        "validation",
+        "watch_hub",
+        "wire",
+    }
     assert exported - modules == set(registry.__all__)

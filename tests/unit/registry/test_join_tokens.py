@@ -60,7 +60,9 @@ def test_tampered_foreign_and_malformed_tokens_are_refused(tokens: JoinTokens) -
     created = tokens.create("billing", 600)
     parsed = join_token.parse(created.text)
     wrong_secret = join_token.render(join_token.ParsedJoinToken(parsed.token_id, "A" * 43, PIN))
-    other_registry = join_token.render(join_token.ParsedJoinToken(parsed.token_id, parsed.secret, "sha256:" + "cd" * 32))
+    other_registry = join_token.render(
+        join_token.ParsedJoinToken(parsed.token_id, parsed.secret, "sha256:" + "cd" * 32)
+    )
     unknown = join_token.render(join_token.ParsedJoinToken("0" * 16, parsed.secret, PIN))
     cases = [
         (wrong_secret, "unknown to this registry or its secret does not match"),
@@ -86,8 +88,10 @@ def test_only_a_hash_of_the_secret_is_stored(tokens: JoinTokens, tmp_path: Path)
     assert "secret" not in repr(created) and created.text not in repr(created)
 
 
-@pytest.mark.parametrize(("agent", "ttl_s", "field"), [("Billing", 600, "agent"), ("billing", 10, "ttl_s"),
-                                                       ("billing", MAX_TTL_S + 1, "ttl_s")])
+@pytest.mark.parametrize(
+    ("agent", "ttl_s", "field"),
+    [("Billing", 600, "agent"), ("billing", 10, "ttl_s"), ("billing", MAX_TTL_S + 1, "ttl_s")],
+)
 def test_bad_requests_name_the_field(tokens: JoinTokens, agent: str, ttl_s: int, field: str) -> None:
     with pytest.raises(InvalidInput) as info:
         tokens.create(agent, ttl_s)

@@ -224,8 +224,12 @@ def test_status_for(error: Exception, code: grpc.StatusCode) -> None:
 async def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
     stop, ready = asyncio.Event(), asyncio.Future[app.Ready]()
     first = asyncio.create_task(
-        app.serve(RegistryConfig(listen=HostPort("127.0.0.1", 0), data_dir=tmp_path / "a"), FakeClock(),
-                  stop=stop, on_ready=ready.set_result)
+        app.serve(
+            RegistryConfig(listen=HostPort("127.0.0.1", 0), data_dir=tmp_path / "a"),
+            FakeClock(),
+            stop=stop,
+            on_ready=ready.set_result,
+        )
     )
     bound = (await asyncio.wait_for(ready, 10)).listen
     try:

@@ -22,7 +22,9 @@ def _instance(instance_id: str, *, agent: str = "billing", lease: float = 1000.0
         agent=agent,
         version="1.2.3",
         peer_address="127.0.0.1:9000",
-        capabilities=(Capability(name="billing.refund", input_schema_json='{"type":"object"}', schema_hash="sha256:" + "a" * 64),),
+        capabilities=(
+            Capability(name="billing.refund", input_schema_json='{"type":"object"}', schema_hash="sha256:" + "a" * 64),
+        ),
         spiffe_id="spiffe://mesh.local/agent/billing",
         registered_at=900.5,
         lease_expires_at=lease,

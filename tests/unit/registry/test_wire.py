@@ -32,7 +32,10 @@ def test_instance_to_proto_and_back_to_a_spec() -> None:
     spec = spec_from_proto(message)
     assert spec.instance_id == INSTANCE.instance_id
     assert (spec.agent, spec.version, spec.peer_address, spec.spiffe_id) == (
-        "billing", "2.3.1", "10.0.0.5:7411", "spiffe://mesh.local/agent/billing"
+        "billing",
+        "2.3.1",
+        "10.0.0.5:7411",
+        "spiffe://mesh.local/agent/billing",
     )
     assert spec.capabilities == (CAPABILITY,)
 

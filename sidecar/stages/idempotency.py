@@ -1,0 +1,70 @@
+"""Inbound: run each idempotency key once. A repeat of a completed call gets the stored reply
+without reaching the agent; a repeat that arrives while the first is still running waits for
+it. Keys are per caller SPIFFE ID and capability, so one caller cannot read another's
+results. Failed calls are forgotten, so a retry may still succeed.
+
+Results are kept in memory for `ttl_s`, at most `max_entries` of them (least recently used
+go first): a sidecar restart forgets them, which a retry after a crash must tolerate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+
+from meshwarden.clock import Clock
+from sidecar.call import Call, Handler, Layer, Reply
+
+Key = tuple[str, str, str]  # caller SPIFFE ID, capability, idempotency key
+
+MAX_ENTRIES = 10_000
+
+
+class Idempotency:
+    def __init__(self, next: Handler, ttl_s: float, clock: Clock, max_entries: int = MAX_ENTRIES) -> None:
+        self._next, self._ttl_s, self._clock, self._max = next, ttl_s, clock, max_entries
+        self._done: OrderedDict[Key, tuple[float, Reply]] = OrderedDict()  # key -> (expires at, reply)
+        self._running: dict[Key, asyncio.Future[None]] = {}
+
+    async def __call__(self, call: Call) -> Reply:
+        if not call.idempotency_key:
+            return await self._next(call)
+        key = (call.caller.spiffe_id, call.capability, call.idempotency_key)
+        while True:
+            stored = self._lookup(key)
+            if stored is not None:
+                return stored
+            running = self._running.get(key)
+            if running is None:
+                break
+            await asyncio.shield(running)  # then look again: it may have failed, and we run it
+        finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._running[key] = finished
+        try:
+            reply = await self._next(call)
+            self._remember(key, reply)
+            return reply
+        finally:
+            del self._running[key]
+            finished.set_result(None)
+
+    def _lookup(self, key: Key) -> Reply | None:
+        entry = self._done.get(key)
+        if entry is None:
+            return None
+        expires_at, reply = entry
+        if expires_at <= self._clock.monotonic():
+            del self._done[key]
+            return None
+        self._done.move_to_end(key)
+        return reply
+
+    def _remember(self, key: Key, reply: Reply) -> None:
+        self._done[key] = (self._clock.monotonic() + self._ttl_s, reply)
+        self._done.move_to_end(key)
+        while len(self._done) > self._max:
+            self._done.popitem(last=False)
+
+
+def layer(ttl_s: float, clock: Clock, max_entries: int = MAX_ENTRIES) -> Layer:
+    return lambda next: Idempotency(next, ttl_s, clock, max_entries)
