@@ -43,6 +43,22 @@ async def echo(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
     }
 
 
+runs_by_key: dict[str, int] = {}
+
+
+@agent.capability("probe.count")
+async def count(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
+    """Counts its runs per idempotency key (after an optional sleep, so calls are in flight)."""
+    await asyncio.sleep(args.get("sleep", 0))
+    runs_by_key[ctx.idempotency_key] = runs_by_key.get(ctx.idempotency_key, 0) + 1
+    return {"key": ctx.idempotency_key, "runs": runs_by_key[ctx.idempotency_key], "instance_id": agent.instance_id}
+
+
+@agent.capability("probe.runs")
+async def runs(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
+    return {"runs_by_key": runs_by_key, "instance_id": agent.instance_id}
+
+
 @agent.capability("probe.deadline")
 async def deadline(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
     return {"time_remaining": ctx.time_remaining()}
