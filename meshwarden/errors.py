@@ -14,6 +14,7 @@ raises the same class in the agent). Branched by what the caller can do about th
         NoHealthyInstance     UNAVAILABLE        nothing live matches right now
         PeerUnavailable       UNAVAILABLE        the chosen instance could not be reached
         PeerIdentityMismatch  UNAVAILABLE        the instance reached is not who the catalog says
+        CircuitOpen           UNAVAILABLE        the instance kept failing; calls to it pause a while
         DeadlineExceeded      DEADLINE_EXCEEDED  the caller's deadline passed
       AgentFailed             the callee agent itself failed; its code is passed through
 
@@ -127,6 +128,17 @@ class PeerUnavailable(Unreachable):
 
 class PeerIdentityMismatch(Unreachable):
     kind = "peer_identity_mismatch"
+
+
+class CircuitOpen(Unreachable):
+    kind = "circuit_open"
+
+    def __init__(self, instance_id: str, agent: str, version: str, retry_in_s: float, reason: str = "") -> None:
+        why = f" ({reason})" if reason else ""
+        super().__init__(
+            f"circuit open for instance {instance_id} of {agent} {version}{why}: its recent calls kept failing "
+            f"and no other instance could take the call; it gets a trial call in {max(retry_in_s, 0.0):.1f} s"
+        )
 
 
 class DeadlineExceeded(Unreachable):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sidecar.call import Handler, Layer, compose
 from sidecar.runtime import Runtime
 from sidecar.stages import (
+    breaker,
     deadline,
     deliver,
     inbound_policy,
@@ -24,7 +25,8 @@ def outbound_layers(rt: Runtime) -> list[Layer]:
     return [  # outermost first
         payload_limit.layer(rt.config.max_payload_bytes),  # cheapest refusal first
         outbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # may it call this? (Cedar)
-        routing.layer(rt.catalog, rt.rng),  # a live instance of the right version and schema
+        routing.layer(rt.catalog, rt.rng, rt.breakers),  # a live instance of the right version and schema
+        breaker.layer(rt.breakers),  # fail fast on an instance that keeps failing
         schema_check.layer(rt.schemas),  # a bad call never leaves
         deadline.layer(rt.clock),  # the call ends when the caller's deadline does
     ]
