@@ -112,3 +112,31 @@ async def test_sidecar_deregisters_and_exits_zero_on_sigterm(mesh: LocalMesh) ->
     await agent.stop()
     assert await side.stop() == 0
     assert await mesh.list_instances(agent="tidy") == []  # gone at once, not after the lease
+
+
+async def test_breaker_opens_on_a_failing_instance_and_routing_moves_to_the_healthy_one(mesh: LocalMesh) -> None:
+    caller = await mesh.sidecar("frontdesk", "--breaker-failures", "2", "--breaker-reset-s", "60")
+    healthy, _ = await mesh.pair("twin")
+    failing, failing_agent = await mesh.pair("twin")
+    ids = {healthy.addresses["instance_id"], failing.addresses["instance_id"]}
+    async with meshwarden.Client(caller.addresses["listen"]) as client:
+        seen: set[str] = set()
+        for _ in range(200):  # both instances in the caller's catalog
+            seen.add((await routable(client, "echo")).instance_id)
+            if seen == ids:
+                break
+        assert seen == ids
+        await failing_agent.kill()  # its sidecar stays up and answers UNAVAILABLE
+        outcomes: list[str] = []
+        for n in range(60):
+            try:
+                result = await client.invoke("echo", {"n": n}, timeout=5)
+                outcomes.append(result.instance_id)
+            except errors.PeerUnavailable as err:
+                assert "callback endpoint" in err.message
+                outcomes.append("failed")
+    assert outcomes.count("failed") == 2  # --breaker-failures, then never again
+    last_failure = max(i for i, o in enumerate(outcomes) if o == "failed")
+    assert set(outcomes[last_failure + 1 :]) == {healthy.addresses["instance_id"]}
+    assert len(outcomes) - last_failure > 30
+    assert f"circuit opened for instance {failing.addresses['instance_id']}" in caller.stderr_text()
