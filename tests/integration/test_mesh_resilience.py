@@ -15,6 +15,7 @@ from meshwarden import errors
 from meshwarden.identity.credentials import channel_credentials, expect_peer
 from meshwarden.identity.svid import svid_from_pem
 from meshwarden.supervise import Child
+from meshwarden.v1 import sidecar_pb2, sidecar_pb2_grpc
 from tests.integration.mesh import LocalMesh
 from tests.integration.test_calls import routable
 
@@ -140,3 +141,11 @@ async def test_breaker_opens_on_a_failing_instance_and_routing_moves_to_the_heal
     assert set(outcomes[last_failure + 1 :]) == {healthy.addresses["instance_id"]}
     assert len(outcomes) - last_failure > 30
     assert f"circuit opened for instance {failing.addresses['instance_id']}" in caller.stderr_text()
+    async with grpc.aio.insecure_channel(caller.addresses["listen"]) as channel:
+        listed = await sidecar_pb2_grpc.SidecarStub(channel).ListCapabilities(
+            sidecar_pb2.ListCapabilitiesRequest(), timeout=5
+        )
+    assert dict(listed.breaker_states) == {
+        failing.addresses["instance_id"]: "open",
+        healthy.addresses["instance_id"]: "closed",
+    }
