@@ -15,6 +15,7 @@ raises the same class in the agent). Branched by what the caller can do about th
         PeerUnavailable       UNAVAILABLE        the chosen instance could not be reached
           NotSent             UNAVAILABLE        ... and certainly did not start the call (safe to resend)
         PeerIdentityMismatch  UNAVAILABLE        the instance reached is not who the catalog says
+        CircuitOpen           UNAVAILABLE        the instance kept failing; calls to it pause a while
         DeadlineExceeded      DEADLINE_EXCEEDED  the caller's deadline passed
       AgentFailed             the callee agent itself failed; its code is passed through
 
@@ -137,6 +138,17 @@ class NotSent(PeerUnavailable):
 
 class PeerIdentityMismatch(Unreachable):
     kind = "peer_identity_mismatch"
+
+
+class CircuitOpen(Unreachable):
+    kind = "circuit_open"
+
+    def __init__(self, instance_id: str, agent: str, version: str, retry_in_s: float, reason: str = "") -> None:
+        why = f" ({reason})" if reason else ""
+        super().__init__(
+            f"circuit open for instance {instance_id} of {agent} {version}{why}: its recent calls kept failing "
+            f"and no other instance could take the call; it gets a trial call in {max(retry_in_s, 0.0):.1f} s"
+        )
 
 
 class DeadlineExceeded(Unreachable):

@@ -39,6 +39,7 @@ from sidecar.peer_channels import PeerChannels
 from sidecar.registry_link import RegistryLink
 from sidecar.runtime import Runtime
 from sidecar.schemas import SchemaCache
+from sidecar.stages.breaker import BreakerBoard
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ async def serve(config: SidecarConfig) -> None:
         peer_channels=PeerChannels(options, current_svid),
         agent_app=agent_app,
         policy=PolicyHolder(),
+        breakers=BreakerBoard(config.breaker_failures, config.breaker_reset_s),
     )
     lease = Lease(registry.stub, local)
     local_health = add_standard_services(local_server, [LOCAL_SERVICE])

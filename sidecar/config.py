@@ -106,6 +106,20 @@ OPTIONS: list[Option[Any]] = [
     ),
     Option("instance_id", text, "", "stable id of this agent instance (default: <agent>-<random>)", metavar="ID"),
     Option("max_payload_bytes", positive_int, 4 * MiB, "largest payload accepted, in bytes", metavar="N"),
+    Option(
+        "breaker_failures",
+        positive_int,
+        5,
+        "consecutive failures after which an instance's circuit opens",
+        metavar="N",
+    ),
+    Option(
+        "breaker_reset_s",
+        positive_float,
+        5.0,
+        "seconds an open circuit waits before letting one trial call through",
+        metavar="SECONDS",
+    ),
     Option("default_timeout_s", positive_float, 30.0, "deadline applied when the agent sets none", metavar="SECONDS"),
     Option(
         "retry_max_attempts",
@@ -201,6 +215,8 @@ class SidecarConfig:
     retry_max_attempts: int
     retry_budget_ratio: float
     idempotency_ttl_s: float
+    breaker_failures: int
+    breaker_reset_s: float
     data_dir: Path
     api_token_file: Path | None
     trust_domain: str

@@ -42,6 +42,7 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
         self._config, self._outbound, self._lease = config, outbound, lease
         self._on_registered = on_registered
         self._local, self._catalog, self._clock, self._app = rt.local, rt.catalog, rt.clock, rt.agent_app
+        self._breakers = rt.breakers
         self._caller = Caller(agent=rt.local.name, instance_id=rt.local.instance_id, spiffe_id=rt.local.spiffe_id)
 
     async def RegisterAgent(
@@ -91,7 +92,9 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
         self, request: sidecar_pb2.ListCapabilitiesRequest, context: Context
     ) -> sidecar_pb2.ListCapabilitiesResponse:
         return sidecar_pb2.ListCapabilitiesResponse(
-            instances=self._catalog.instances(), revision=self._catalog.revision
+            instances=self._catalog.instances(),
+            revision=self._catalog.revision,
+            breaker_states=self._breakers.states(),
         )
 
     @staticmethod

@@ -13,6 +13,7 @@ from sidecar.config import SidecarConfig
 from sidecar.local_agent import LocalAgent
 from sidecar.peer_channels import PeerChannels
 from sidecar.schemas import SchemaCache
+from sidecar.stages.breaker import BreakerBoard
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,3 +27,4 @@ class Runtime:
     peer_channels: PeerChannels
     agent_app: AgentApp
     policy: PolicyHolder
+    breakers: BreakerBoard

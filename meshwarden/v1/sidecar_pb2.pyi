@@ -66,9 +66,18 @@ class ListCapabilitiesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListCapabilitiesResponse(_message.Message):
-    __slots__ = ("instances", "revision")
+    __slots__ = ("instances", "revision", "breaker_states")
+    class BreakerStatesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    BREAKER_STATES_FIELD_NUMBER: _ClassVar[int]
     instances: _containers.RepeatedCompositeFieldContainer[_catalog_pb2.Instance]
     revision: int
-    def __init__(self, instances: _Optional[_Iterable[_Union[_catalog_pb2.Instance, _Mapping]]] = ..., revision: _Optional[int] = ...) -> None: ...
+    breaker_states: _containers.ScalarMap[str, str]
+    def __init__(self, instances: _Optional[_Iterable[_Union[_catalog_pb2.Instance, _Mapping]]] = ..., revision: _Optional[int] = ..., breaker_states: _Optional[_Mapping[str, str]] = ...) -> None: ...

@@ -3,6 +3,9 @@ schema hash the caller pinned, then the less loaded of two random choices (P2C).
 
 Load is this sidecar's count of its own calls in flight to each instance: cheap, local,
 and good enough to steer away from a slow instance, as in Linkerd's and Envoy's P2C.
+
+Instances whose circuit breaker is open are skipped while another one is available; when all
+are open, routing picks anyway so the breaker stage says so (CircuitOpen).
 """
 
 from __future__ import annotations
@@ -16,13 +19,16 @@ import semantic_version
 from meshwarden.errors import BadPayload, MeshError, NoHealthyInstance, SchemaDrift, UnknownCapability
 from sidecar.call import Call, Handler, Layer, Reply
 from sidecar.catalog import Catalog, Endpoint
+from sidecar.stages.breaker import BreakerBoard
 
 _MAX_CACHED_RANGES = 256
 
 
 class Routing:
-    def __init__(self, next: Handler, catalog: Catalog, rng: random.Random) -> None:
-        self._next, self._catalog, self._rng = next, catalog, rng
+    def __init__(
+        self, next: Handler, catalog: Catalog, rng: random.Random, breakers: BreakerBoard | None = None
+    ) -> None:
+        self._next, self._catalog, self._rng, self._breakers = next, catalog, rng, breakers
         self._inflight: Counter[str] = Counter()
         self._ranges: OrderedDict[str, semantic_version.NpmSpec] = OrderedDict()
 
@@ -66,6 +72,9 @@ class Routing:
         if call.avoid_instances:  # a retry: another instance than the one that failed, if any
             others = tuple(ep for ep in candidates if ep.instance_id not in call.avoid_instances)
             candidates = others or candidates
+        if self._breakers is not None and len(candidates) > 1:
+            allowed = tuple(ep for ep in candidates if self._breakers.allows(ep.instance_id))
+            candidates = allowed or candidates
         if len(candidates) == 1:
             return candidates[0]
         first, second = self._rng.sample(candidates, 2)
@@ -87,5 +96,5 @@ class Routing:
         return spec
 
 
-def layer(catalog: Catalog, rng: random.Random) -> Layer:
-    return lambda next: Routing(next, catalog, rng)
+def layer(catalog: Catalog, rng: random.Random, breakers: BreakerBoard | None = None) -> Layer:
+    return lambda next: Routing(next, catalog, rng, breakers)

@@ -15,6 +15,7 @@ from meshwarden import errors
 from meshwarden.identity.credentials import channel_credentials, expect_peer
 from meshwarden.identity.svid import svid_from_pem
 from meshwarden.supervise import Child
+from meshwarden.v1 import sidecar_pb2, sidecar_pb2_grpc
 from tests.integration.mesh import LocalMesh
 from tests.integration.test_calls import routable
 
@@ -112,3 +113,44 @@ async def test_sidecar_deregisters_and_exits_zero_on_sigterm(mesh: LocalMesh) ->
     await agent.stop()
     assert await side.stop() == 0
     assert await mesh.list_instances(agent="tidy") == []  # gone at once, not after the lease
+
+
+async def test_breaker_opens_on_a_failing_instance_and_routing_moves_to_the_healthy_one(mesh: LocalMesh) -> None:
+    caller = await mesh.sidecar("frontdesk", "--breaker-failures", "2", "--breaker-reset-s", "60")
+    healthy, _ = await mesh.pair("twin")
+    failing, failing_agent = await mesh.pair("twin")
+    ids = {healthy.addresses["instance_id"], failing.addresses["instance_id"]}
+    async with meshwarden.Client(caller.addresses["listen"]) as client:
+        seen: set[str] = set()
+        for _ in range(200):  # both instances in the caller's catalog
+            seen.add((await routable(client, "echo")).instance_id)
+            if seen == ids:
+                break
+        assert seen == ids
+        await failing_agent.kill()  # its sidecar stays up and answers UNAVAILABLE
+        outcomes: list[str] = []
+        for n in range(60):
+            try:  # no idempotency key: no retries, so the breaker alone is seen
+                result = await client.invoke("echo", {"n": n}, timeout=5, idempotent=False)
+                outcomes.append(result.instance_id)
+            except errors.PeerUnavailable as err:
+                assert "callback endpoint" in err.message
+                outcomes.append("failed")
+    assert outcomes.count("failed") == 2  # --breaker-failures, then never again
+    last_failure = max(i for i, o in enumerate(outcomes) if o == "failed")
+    assert set(outcomes[last_failure + 1 :]) == {healthy.addresses["instance_id"]}
+    assert len(outcomes) - last_failure > 30
+    assert f"circuit opened for instance {failing.addresses['instance_id']}" in caller.stderr_text()
+    async with grpc.aio.insecure_channel(caller.addresses["listen"]) as channel:
+        listed = await sidecar_pb2_grpc.SidecarStub(channel).ListCapabilities(
+            sidecar_pb2.ListCapabilitiesRequest(), timeout=5
+        )
+    assert dict(listed.breaker_states) == {
+        failing.addresses["instance_id"]: "open",
+        healthy.addresses["instance_id"]: "closed",
+    }
+    # With idempotency keys (the SDK's default) the same outage is invisible to the agent:
+    # the breaker keeps the dead instance out, and a retry would cover any slip.
+    async with meshwarden.Client(caller.addresses["listen"]) as client:
+        for n in range(20):
+            assert (await client.invoke("echo", {"n": n}, timeout=5)).instance_id == healthy.addresses["instance_id"]

@@ -18,6 +18,7 @@ from sidecar.local_agent import LocalAgent
 from sidecar.peer_channels import PeerChannels
 from sidecar.runtime import Runtime
 from sidecar.schemas import SchemaCache
+from sidecar.stages.breaker import BreakerBoard
 
 README = Path(__file__).parents[3] / "README.md"
 
@@ -53,6 +54,7 @@ async def runtime() -> Runtime:
         peer_channels=PeerChannels([], no_svid),
         agent_app=AgentApp("127.0.0.1:1", []),
         policy=PolicyHolder(),
+        breakers=BreakerBoard(),
     )
 
 
