@@ -33,6 +33,7 @@ from registry.model import (
     Upserted,
 )
 from registry.operators import OperatorCredential
+from registry.routes import Routes, StoredRoute
 from registry.server import SERVICE_NAME, RegistryService
 from registry.store import Store
 from registry.watch_hub import WatchHub
@@ -41,6 +42,8 @@ __all__ = [
     "SERVICE_NAME",
     "Bundles",
     "StoredBundle",
+    "Routes",
+    "StoredRoute",
     "CaError",
     "Capability",
     "Catalog",

@@ -50,6 +50,7 @@ from registry.issuer import CA_DIR_NAME, Issuer
 from registry.join_tokens import JoinTokens
 from registry.operators import OperatorCredential
 from registry.own_svid import CurrentSvid, EmbeddedRegistrySvid
+from registry.routes import Routes
 from registry.server import SERVICE_NAME, RegistryService
 from registry.store import Store
 from registry.watch_hub import WatchHub
@@ -111,7 +112,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
         catalog = Catalog(store, clock, lease_ttl_s=config.lease_ttl_s, publish=hub.publish)
         leases.forgive_downtime(catalog)
         tokens = JoinTokens(store, clock, ca_fingerprint=issuer.fingerprint)
-        parts = _Parts(catalog, hub, issuer, tokens, operators, Bundles(store, clock))
+        parts = _Parts(catalog, hub, issuer, tokens, operators, Bundles(store, clock), Routes(store, clock))
         rotation = tasks.supervise("registry-svid-rotation", own_svid.rotate_forever)
         try:
             await _serve(config, parts, own_svid.current, stop, on_ready)
@@ -130,6 +131,7 @@ class _Parts:
     tokens: JoinTokens
     operators: OperatorCredential
     bundles: Bundles
+    routes: Routes
 
 
 async def _serve(
@@ -142,7 +144,12 @@ async def _serve(
     authorizer = Authorizer(config.trust_domain, parts.operators, mtls_address=mtls_advertised)
     registry_pb2_grpc.add_RegistryServicer_to_server(
         RegistryService(
-            parts.catalog, parts.hub, authorizer, parts.bundles, heartbeat_interval_s=config.heartbeat_interval_s
+            parts.catalog,
+            parts.hub,
+            authorizer,
+            parts.bundles,
+            heartbeat_interval_s=config.heartbeat_interval_s,
+            routes=parts.routes,
         ),
         server,
     )

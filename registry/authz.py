@@ -59,6 +59,8 @@ REQUIRED: Final[Mapping[str, Need]] = MappingProxyType(
         method(_REGISTRY, "PushBundle"): Need.OPERATOR,
         method(_REGISTRY, "ReportBundleStatus"): Need.AGENT,  # plus: the instance's agent is the caller's
         method(_REGISTRY, "ListBundleStatus"): Need.AGENT_OR_OPERATOR,
+        method(_REGISTRY, "SetRoute"): Need.OPERATOR,
+        method(_REGISTRY, "ListRoutes"): Need.AGENT_OR_OPERATOR,
         method(_IDENTITY, "Enroll"): Need.NOTHING,  # a join token, or open enrolment on loopback
         method(_IDENTITY, "Renew"): Need.AGENT,
         method(_IDENTITY, "GetTrustBundle"): Need.NOTHING,

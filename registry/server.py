@@ -23,6 +23,7 @@ from registry.bundles import BundlePublished, Bundles
 from registry.catalog import Catalog
 from registry.errors import InvalidInput, UnknownInstance
 from registry.rescue import abort, serve_unary
+from registry.routes import RouteChanged, Routes
 from registry.validation import validate_agent_name
 from registry.watch_hub import WatchHub
 
@@ -40,6 +41,8 @@ REPORT_FRESH_S: Final = 45.0
 PUSH_BUNDLE: Final = method(SERVICE_NAME, "PushBundle")
 REPORT_BUNDLE_STATUS: Final = method(SERVICE_NAME, "ReportBundleStatus")
 LIST_BUNDLE_STATUS: Final = method(SERVICE_NAME, "ListBundleStatus")
+SET_ROUTE: Final = method(SERVICE_NAME, "SetRoute")
+LIST_ROUTES: Final = method(SERVICE_NAME, "ListRoutes")
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -53,8 +56,10 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         bundles: Bundles,
         *,
         heartbeat_interval_s: float,
+        routes: Routes | None = None,
     ) -> None:
         self._catalog, self._hub, self._authorizer, self._bundles = catalog, hub, authorizer, bundles
+        self._routes = routes
         self._heartbeat_interval_s = heartbeat_interval_s
 
     async def Register(self, request: registry_pb2.RegisterRequest, context: Context) -> registry_pb2.RegisterResponse:
@@ -93,9 +98,17 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             if latest is not None and latest.revision > bundle_revision:
                 yield registry_pb2.WatchEvent(revision=revision, bundle=wire.bundle_to_proto(latest))
                 bundle_revision = latest.revision
+            if self._routes is not None:  # every route, replacing what the watcher had
+                routes = [wire.route_to_proto(r) for r in self._routes.list()]
+                yield registry_pb2.WatchEvent(
+                    revision=revision, routes=registry_pb2.RouteUpdate(full=True, routes=routes)
+                )
             while True:
                 event = await subscription.next()
-                if isinstance(event, BundlePublished):
+                if isinstance(event, RouteChanged):
+                    update = registry_pb2.RouteUpdate(full=False, routes=[wire.route_to_proto(event.route)])
+                    yield registry_pb2.WatchEvent(revision=revision, routes=update)
+                elif isinstance(event, BundlePublished):
                     if event.bundle.revision > bundle_revision:
                         yield registry_pb2.WatchEvent(revision=revision, bundle=wire.bundle_to_proto(event.bundle))
                         bundle_revision = event.bundle.revision
@@ -121,6 +134,28 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         self, request: registry_pb2.ListBundleStatusRequest, context: Context
     ) -> registry_pb2.ListBundleStatusResponse:
         return await serve_unary(LIST_BUNDLE_STATUS, self._list_bundle_status, request, context, self._authorizer)
+
+    async def SetRoute(self, request: registry_pb2.SetRouteRequest, context: Context) -> registry_pb2.SetRouteResponse:
+        return await serve_unary(SET_ROUTE, self._set_route, request, context, self._authorizer)
+
+    async def ListRoutes(
+        self, request: registry_pb2.ListRoutesRequest, context: Context
+    ) -> registry_pb2.ListRoutesResponse:
+        return await serve_unary(LIST_ROUTES, self._list_routes, request, context, self._authorizer)
+
+    def _set_route(self, request: registry_pb2.SetRouteRequest, _caller: Caller) -> registry_pb2.SetRouteResponse:
+        if self._routes is None:
+            raise InvalidInput("capability", "cannot be routed: this registry keeps no routes")
+        stored = self._routes.set(request.capability, dict(request.weights))
+        watchers = self._hub.watcher_count
+        self._hub.publish(RouteChanged(route=stored))
+        return registry_pb2.SetRouteResponse(route=wire.route_to_proto(stored), watchers=watchers)
+
+    def _list_routes(
+        self, _request: registry_pb2.ListRoutesRequest, _caller: Caller
+    ) -> registry_pb2.ListRoutesResponse:
+        routes = self._routes.list() if self._routes is not None else []
+        return registry_pb2.ListRoutesResponse(routes=[wire.route_to_proto(r) for r in routes])
 
     def _push_bundle(self, request: registry_pb2.PushBundleRequest, _caller: Caller) -> registry_pb2.PushBundleResponse:
         stored = self._bundles.push(request.artifact)

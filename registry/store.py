@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 DB_NAME: Final = "registry.db"
 LOCK_NAME: Final = "registry.lock"
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 _JOIN_TOKENS: Final = """
 CREATE TABLE IF NOT EXISTS join_tokens (
@@ -79,6 +79,14 @@ CREATE TABLE IF NOT EXISTS bundle_status (
 );
 """
 
+_ROUTES: Final = """
+CREATE TABLE IF NOT EXISTS routes (
+    capability TEXT PRIMARY KEY,
+    weights TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
 _SCHEMA: Final = (
     """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -101,6 +109,7 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0);
 """
     + _JOIN_TOKENS
     + _BUNDLES
+    + _ROUTES
 )
 
 # Version 1 -> 2 (identity): the SVID expiry of each instance, and join tokens.
@@ -324,7 +333,9 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
             "run a newer meshwarden or use another --data-dir"
         )
     # Version 2 -> 3 (policy bundles): every pushed revision, and what each sidecar enforces.
-    steps = _SCHEMA if version == 0 else {1: _UPGRADE_TO_2 + _BUNDLES, 2: _BUNDLES}.get(version, "")
+    # Version 3 -> 4 (routes): weighted version routes by capability.
+    upgrades = {1: _UPGRADE_TO_2 + _BUNDLES + _ROUTES, 2: _BUNDLES + _ROUTES, 3: _ROUTES}
+    steps = _SCHEMA if version == 0 else upgrades.get(version, "")
     db.executescript("BEGIN;" + steps + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
     if 0 < version < SCHEMA_VERSION:
         log.info("upgraded %s from schema version %d to %d", path, version, SCHEMA_VERSION)

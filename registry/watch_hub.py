@@ -15,9 +15,10 @@ from typing import Final
 
 from registry.bundles import BundlePublished
 from registry.model import CatalogEvent
+from registry.routes import RouteChanged
 
-# What watchers receive: catalog changes, and new policy bundle revisions.
-HubEvent = CatalogEvent | BundlePublished
+# What watchers receive: catalog changes, new policy bundle revisions, and route changes.
+HubEvent = CatalogEvent | BundlePublished | RouteChanged
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +104,12 @@ class WatchHub:
         for subscription in list(self._subscriptions):
             if not subscription._offer(event):
                 self._subscriptions.discard(subscription)
-                at = (
-                    f"bundle revision {event.bundle.revision}"
-                    if isinstance(event, BundlePublished)
-                    else f"revision {event.revision}"
-                )
+                if isinstance(event, BundlePublished):
+                    at = f"bundle revision {event.bundle.revision}"
+                elif isinstance(event, RouteChanged):
+                    at = f"the route change of {event.route.capability}"
+                else:
+                    at = f"revision {event.revision}"
                 log.warning("disconnected a watcher that fell behind at %s", at)
 
     def close(self) -> None:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from meshwarden.v1 import catalog_pb2, registry_pb2
 from registry.bundles import SidecarBundleStatus, StoredBundle
 from registry.model import Capability, CatalogEvent, Instance, InstanceSpec, Snapshot, Upserted
+from registry.routes import StoredRoute
 
 
 def spec_from_proto(message: catalog_pb2.Instance) -> InstanceSpec:
@@ -106,4 +107,10 @@ def bundle_status_to_proto(status: SidecarBundleStatus, *, live: bool) -> regist
         refusal=status.refusal,
         reported_at=timestamp(status.reported_at),
         live=live,
+    )
+
+
+def route_to_proto(route: StoredRoute) -> registry_pb2.Route:
+    return registry_pb2.Route(
+        capability=route.capability, weights=dict(route.weights), updated_at=timestamp(route.updated_at)
     )

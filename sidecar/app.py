@@ -172,6 +172,7 @@ async def serve(config: SidecarConfig) -> None:
                 rt.rng,
                 lambda bundle: loader.offer(bundle.artifact, bundle.revision),
                 lambda: rt.policy.status.active_revision,
+                rt.routes,
             ),
         ),
     ]

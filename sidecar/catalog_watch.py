@@ -16,6 +16,7 @@ import grpc
 
 from meshwarden.v1 import registry_pb2, registry_pb2_grpc
 from sidecar.catalog import Catalog
+from sidecar.routes import RouteTable
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +33,24 @@ async def run(
     rng: random.Random,
     on_bundle: OnBundle,
     bundle_revision: Callable[[], int],
+    routes: RouteTable | None = None,
 ) -> None:
     """Follows the watch stream: catalog changes go to `catalog`, policy bundles to `on_bundle`
-    (the bundle loader), which the stream carries separately from catalog revisions."""
+    (the bundle loader) and weighted routes to `routes`, which the stream carries separately
+    from catalog revisions."""
     backoff = _FIRST_BACKOFF_S
     outage = False
     while True:
         try:
             request = registry_pb2.WatchRequest(since_revision=catalog.revision, bundle_revision=bundle_revision())
             async for event in registry().Watch(request):
-                if event.WhichOneof("change") == "bundle":
+                change = event.WhichOneof("change")
+                if change == "bundle":
                     await on_bundle(event.bundle)
+                    continue
+                if change == "routes":
+                    if routes is not None:
+                        routes.apply(event.routes)
                     continue
                 catalog.apply(event)
                 backoff = _FIRST_BACKOFF_S

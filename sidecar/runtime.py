@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from meshwarden.clock import Clock
 from sidecar.agent_app import AgentApp
@@ -12,6 +12,7 @@ from sidecar.catalog import Catalog
 from sidecar.config import SidecarConfig
 from sidecar.local_agent import LocalAgent
 from sidecar.peer_channels import PeerChannels
+from sidecar.routes import RouteTable, SessionPins
 from sidecar.schemas import SchemaCache
 from sidecar.stages.breaker import BreakerBoard
 
@@ -28,3 +29,5 @@ class Runtime:
     agent_app: AgentApp
     policy: PolicyHolder
     breakers: BreakerBoard
+    routes: RouteTable = field(default_factory=RouteTable)
+    sessions: SessionPins = field(default_factory=SessionPins)

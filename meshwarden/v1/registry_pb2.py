@@ -27,53 +27,73 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from meshwarden.v1 import catalog_pb2 as meshwarden_dot_v1_dot_catalog__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmeshwarden/v1/registry.proto\x12\rmeshwarden.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bmeshwarden/v1/catalog.proto\"\x7f\n\x0cPolicyBundle\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x10\n\x08\x61rtifact\x18\x04 \x01(\x0c\x12-\n\tpushed_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"%\n\x11PushBundleRequest\x12\x10\n\x08\x61rtifact\x18\x01 \x01(\x0c\"V\n\x12PushBundleResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x10\n\x08watchers\x18\x04 \x01(\r\"\x84\x01\n\x12\x42undleStatusReport\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x17\n\x0f\x61\x63tive_revision\x18\x02 \x01(\x04\x12\x15\n\ractive_digest\x18\x03 \x01(\t\x12\x18\n\x10refused_revision\x18\x04 \x01(\x04\x12\x0f\n\x07refusal\x18\x05 \x01(\t\"\x11\n\x0f\x42undleStatusAck\"\x19\n\x17ListBundleStatusRequest\"\xcc\x01\n\x0c\x42undleStatus\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x17\n\x0f\x61\x63tive_revision\x18\x03 \x01(\x04\x12\x15\n\ractive_digest\x18\x04 \x01(\t\x12\x18\n\x10refused_revision\x18\x05 \x01(\x04\x12\x0f\n\x07refusal\x18\x06 \x01(\t\x12/\n\x0breported_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04live\x18\x08 \x01(\x08\"v\n\x18ListBundleStatusResponse\x12+\n\x06latest\x18\x01 \x01(\x0b\x32\x1b.meshwarden.v1.PolicyBundle\x12-\n\x08sidecars\x18\x02 \x03(\x0b\x32\x1b.meshwarden.v1.BundleStatus\"<\n\x0fRegisterRequest\x12)\n\x08instance\x18\x01 \x01(\x0b\x32\x17.meshwarden.v1.Instance\"\x9e\x01\n\x10RegisterResponse\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12,\n\tlease_ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x12heartbeat_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08revision\x18\x04 \x01(\x04\"#\n\x0cRenewRequest\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\"=\n\rRenewResponse\x12,\n\tlease_ttl\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"(\n\x11\x44\x65registerRequest\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\"\x14\n\x12\x44\x65registerResponse\"9\n\x14ListInstancesRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x12\n\ncapability\x18\x02 \x01(\t\"U\n\x15ListInstancesResponse\x12*\n\tinstances\x18\x01 \x03(\x0b\x32\x17.meshwarden.v1.Instance\x12\x10\n\x08revision\x18\x02 \x01(\x04\"?\n\x0cWatchRequest\x12\x16\n\x0esince_revision\x18\x01 \x01(\x04\x12\x17\n\x0f\x62undle_revision\x18\x02 \x01(\x04\"=\n\x0f\x43\x61talogSnapshot\x12*\n\tinstances\x18\x01 \x03(\x0b\x32\x17.meshwarden.v1.Instance\"6\n\x0fInstanceRemoved\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xeb\x01\n\nWatchEvent\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12\x32\n\x08snapshot\x18\x02 \x01(\x0b\x32\x1e.meshwarden.v1.CatalogSnapshotH\x00\x12+\n\x08upserted\x18\x03 \x01(\x0b\x32\x17.meshwarden.v1.InstanceH\x00\x12\x31\n\x07removed\x18\x04 \x01(\x0b\x32\x1e.meshwarden.v1.InstanceRemovedH\x00\x12-\n\x06\x62undle\x18\x05 \x01(\x0b\x32\x1b.meshwarden.v1.PolicyBundleH\x00\x42\x08\n\x06\x63hange2\x9e\x05\n\x08Registry\x12K\n\x08Register\x12\x1e.meshwarden.v1.RegisterRequest\x1a\x1f.meshwarden.v1.RegisterResponse\x12\x42\n\x05Renew\x12\x1b.meshwarden.v1.RenewRequest\x1a\x1c.meshwarden.v1.RenewResponse\x12Q\n\nDeregister\x12 .meshwarden.v1.DeregisterRequest\x1a!.meshwarden.v1.DeregisterResponse\x12Z\n\rListInstances\x12#.meshwarden.v1.ListInstancesRequest\x1a$.meshwarden.v1.ListInstancesResponse\x12\x41\n\x05Watch\x12\x1b.meshwarden.v1.WatchRequest\x1a\x19.meshwarden.v1.WatchEvent0\x01\x12Q\n\nPushBundle\x12 .meshwarden.v1.PushBundleRequest\x1a!.meshwarden.v1.PushBundleResponse\x12W\n\x12ReportBundleStatus\x12!.meshwarden.v1.BundleStatusReport\x1a\x1e.meshwarden.v1.BundleStatusAck\x12\x63\n\x10ListBundleStatus\x12&.meshwarden.v1.ListBundleStatusRequest\x1a\'.meshwarden.v1.ListBundleStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmeshwarden/v1/registry.proto\x12\rmeshwarden.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bmeshwarden/v1/catalog.proto\"\xaf\x01\n\x05Route\x12\x12\n\ncapability\x18\x01 \x01(\t\x12\x32\n\x07weights\x18\x02 \x03(\x0b\x32!.meshwarden.v1.Route.WeightsEntry\x12.\n\nupdated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a.\n\x0cWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\x93\x01\n\x0fSetRouteRequest\x12\x12\n\ncapability\x18\x01 \x01(\t\x12<\n\x07weights\x18\x02 \x03(\x0b\x32+.meshwarden.v1.SetRouteRequest.WeightsEntry\x1a.\n\x0cWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"I\n\x10SetRouteResponse\x12#\n\x05route\x18\x01 \x01(\x0b\x32\x14.meshwarden.v1.Route\x12\x10\n\x08watchers\x18\x02 \x01(\r\"\x13\n\x11ListRoutesRequest\":\n\x12ListRoutesResponse\x12$\n\x06routes\x18\x01 \x03(\x0b\x32\x14.meshwarden.v1.Route\"A\n\x0bRouteUpdate\x12\x0c\n\x04\x66ull\x18\x01 \x01(\x08\x12$\n\x06routes\x18\x02 \x03(\x0b\x32\x14.meshwarden.v1.Route\"\x7f\n\x0cPolicyBundle\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x10\n\x08\x61rtifact\x18\x04 \x01(\x0c\x12-\n\tpushed_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"%\n\x11PushBundleRequest\x12\x10\n\x08\x61rtifact\x18\x01 \x01(\x0c\"V\n\x12PushBundleResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x10\n\x08watchers\x18\x04 \x01(\r\"\x84\x01\n\x12\x42undleStatusReport\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x17\n\x0f\x61\x63tive_revision\x18\x02 \x01(\x04\x12\x15\n\ractive_digest\x18\x03 \x01(\t\x12\x18\n\x10refused_revision\x18\x04 \x01(\x04\x12\x0f\n\x07refusal\x18\x05 \x01(\t\"\x11\n\x0f\x42undleStatusAck\"\x19\n\x17ListBundleStatusRequest\"\xcc\x01\n\x0c\x42undleStatus\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x17\n\x0f\x61\x63tive_revision\x18\x03 \x01(\x04\x12\x15\n\ractive_digest\x18\x04 \x01(\t\x12\x18\n\x10refused_revision\x18\x05 \x01(\x04\x12\x0f\n\x07refusal\x18\x06 \x01(\t\x12/\n\x0breported_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04live\x18\x08 \x01(\x08\"v\n\x18ListBundleStatusResponse\x12+\n\x06latest\x18\x01 \x01(\x0b\x32\x1b.meshwarden.v1.PolicyBundle\x12-\n\x08sidecars\x18\x02 \x03(\x0b\x32\x1b.meshwarden.v1.BundleStatus\"<\n\x0fRegisterRequest\x12)\n\x08instance\x18\x01 \x01(\x0b\x32\x17.meshwarden.v1.Instance\"\x9e\x01\n\x10RegisterResponse\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12,\n\tlease_ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x12heartbeat_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08revision\x18\x04 \x01(\x04\"#\n\x0cRenewRequest\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\"=\n\rRenewResponse\x12,\n\tlease_ttl\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"(\n\x11\x44\x65registerRequest\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\"\x14\n\x12\x44\x65registerResponse\"9\n\x14ListInstancesRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x12\n\ncapability\x18\x02 \x01(\t\"U\n\x15ListInstancesResponse\x12*\n\tinstances\x18\x01 \x03(\x0b\x32\x17.meshwarden.v1.Instance\x12\x10\n\x08revision\x18\x02 \x01(\x04\"?\n\x0cWatchRequest\x12\x16\n\x0esince_revision\x18\x01 \x01(\x04\x12\x17\n\x0f\x62undle_revision\x18\x02 \x01(\x04\"=\n\x0f\x43\x61talogSnapshot\x12*\n\tinstances\x18\x01 \x03(\x0b\x32\x17.meshwarden.v1.Instance\"6\n\x0fInstanceRemoved\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x99\x02\n\nWatchEvent\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12\x32\n\x08snapshot\x18\x02 \x01(\x0b\x32\x1e.meshwarden.v1.CatalogSnapshotH\x00\x12+\n\x08upserted\x18\x03 \x01(\x0b\x32\x17.meshwarden.v1.InstanceH\x00\x12\x31\n\x07removed\x18\x04 \x01(\x0b\x32\x1e.meshwarden.v1.InstanceRemovedH\x00\x12-\n\x06\x62undle\x18\x05 \x01(\x0b\x32\x1b.meshwarden.v1.PolicyBundleH\x00\x12,\n\x06routes\x18\x06 \x01(\x0b\x32\x1a.meshwarden.v1.RouteUpdateH\x00\x42\x08\n\x06\x63hange2\xbe\x06\n\x08Registry\x12K\n\x08Register\x12\x1e.meshwarden.v1.RegisterRequest\x1a\x1f.meshwarden.v1.RegisterResponse\x12\x42\n\x05Renew\x12\x1b.meshwarden.v1.RenewRequest\x1a\x1c.meshwarden.v1.RenewResponse\x12Q\n\nDeregister\x12 .meshwarden.v1.DeregisterRequest\x1a!.meshwarden.v1.DeregisterResponse\x12Z\n\rListInstances\x12#.meshwarden.v1.ListInstancesRequest\x1a$.meshwarden.v1.ListInstancesResponse\x12\x41\n\x05Watch\x12\x1b.meshwarden.v1.WatchRequest\x1a\x19.meshwarden.v1.WatchEvent0\x01\x12Q\n\nPushBundle\x12 .meshwarden.v1.PushBundleRequest\x1a!.meshwarden.v1.PushBundleResponse\x12W\n\x12ReportBundleStatus\x12!.meshwarden.v1.BundleStatusReport\x1a\x1e.meshwarden.v1.BundleStatusAck\x12\x63\n\x10ListBundleStatus\x12&.meshwarden.v1.ListBundleStatusRequest\x1a\'.meshwarden.v1.ListBundleStatusResponse\x12K\n\x08SetRoute\x12\x1e.meshwarden.v1.SetRouteRequest\x1a\x1f.meshwarden.v1.SetRouteResponse\x12Q\n\nListRoutes\x12 .meshwarden.v1.ListRoutesRequest\x1a!.meshwarden.v1.ListRoutesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'meshwarden.v1.registry_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_POLICYBUNDLE']._serialized_start=141
-  _globals['_POLICYBUNDLE']._serialized_end=268
-  _globals['_PUSHBUNDLEREQUEST']._serialized_start=270
-  _globals['_PUSHBUNDLEREQUEST']._serialized_end=307
-  _globals['_PUSHBUNDLERESPONSE']._serialized_start=309
-  _globals['_PUSHBUNDLERESPONSE']._serialized_end=395
-  _globals['_BUNDLESTATUSREPORT']._serialized_start=398
-  _globals['_BUNDLESTATUSREPORT']._serialized_end=530
-  _globals['_BUNDLESTATUSACK']._serialized_start=532
-  _globals['_BUNDLESTATUSACK']._serialized_end=549
-  _globals['_LISTBUNDLESTATUSREQUEST']._serialized_start=551
-  _globals['_LISTBUNDLESTATUSREQUEST']._serialized_end=576
-  _globals['_BUNDLESTATUS']._serialized_start=579
-  _globals['_BUNDLESTATUS']._serialized_end=783
-  _globals['_LISTBUNDLESTATUSRESPONSE']._serialized_start=785
-  _globals['_LISTBUNDLESTATUSRESPONSE']._serialized_end=903
-  _globals['_REGISTERREQUEST']._serialized_start=905
-  _globals['_REGISTERREQUEST']._serialized_end=965
-  _globals['_REGISTERRESPONSE']._serialized_start=968
-  _globals['_REGISTERRESPONSE']._serialized_end=1126
-  _globals['_RENEWREQUEST']._serialized_start=1128
-  _globals['_RENEWREQUEST']._serialized_end=1163
-  _globals['_RENEWRESPONSE']._serialized_start=1165
-  _globals['_RENEWRESPONSE']._serialized_end=1226
-  _globals['_DEREGISTERREQUEST']._serialized_start=1228
-  _globals['_DEREGISTERREQUEST']._serialized_end=1268
-  _globals['_DEREGISTERRESPONSE']._serialized_start=1270
-  _globals['_DEREGISTERRESPONSE']._serialized_end=1290
-  _globals['_LISTINSTANCESREQUEST']._serialized_start=1292
-  _globals['_LISTINSTANCESREQUEST']._serialized_end=1349
-  _globals['_LISTINSTANCESRESPONSE']._serialized_start=1351
-  _globals['_LISTINSTANCESRESPONSE']._serialized_end=1436
-  _globals['_WATCHREQUEST']._serialized_start=1438
-  _globals['_WATCHREQUEST']._serialized_end=1501
-  _globals['_CATALOGSNAPSHOT']._serialized_start=1503
-  _globals['_CATALOGSNAPSHOT']._serialized_end=1564
-  _globals['_INSTANCEREMOVED']._serialized_start=1566
-  _globals['_INSTANCEREMOVED']._serialized_end=1620
-  _globals['_WATCHEVENT']._serialized_start=1623
-  _globals['_WATCHEVENT']._serialized_end=1858
-  _globals['_REGISTRY']._serialized_start=1861
-  _globals['_REGISTRY']._serialized_end=2531
+  _globals['_ROUTE_WEIGHTSENTRY']._loaded_options = None
+  _globals['_ROUTE_WEIGHTSENTRY']._serialized_options = b'8\001'
+  _globals['_SETROUTEREQUEST_WEIGHTSENTRY']._loaded_options = None
+  _globals['_SETROUTEREQUEST_WEIGHTSENTRY']._serialized_options = b'8\001'
+  _globals['_ROUTE']._serialized_start=142
+  _globals['_ROUTE']._serialized_end=317
+  _globals['_ROUTE_WEIGHTSENTRY']._serialized_start=271
+  _globals['_ROUTE_WEIGHTSENTRY']._serialized_end=317
+  _globals['_SETROUTEREQUEST']._serialized_start=320
+  _globals['_SETROUTEREQUEST']._serialized_end=467
+  _globals['_SETROUTEREQUEST_WEIGHTSENTRY']._serialized_start=271
+  _globals['_SETROUTEREQUEST_WEIGHTSENTRY']._serialized_end=317
+  _globals['_SETROUTERESPONSE']._serialized_start=469
+  _globals['_SETROUTERESPONSE']._serialized_end=542
+  _globals['_LISTROUTESREQUEST']._serialized_start=544
+  _globals['_LISTROUTESREQUEST']._serialized_end=563
+  _globals['_LISTROUTESRESPONSE']._serialized_start=565
+  _globals['_LISTROUTESRESPONSE']._serialized_end=623
+  _globals['_ROUTEUPDATE']._serialized_start=625
+  _globals['_ROUTEUPDATE']._serialized_end=690
+  _globals['_POLICYBUNDLE']._serialized_start=692
+  _globals['_POLICYBUNDLE']._serialized_end=819
+  _globals['_PUSHBUNDLEREQUEST']._serialized_start=821
+  _globals['_PUSHBUNDLEREQUEST']._serialized_end=858
+  _globals['_PUSHBUNDLERESPONSE']._serialized_start=860
+  _globals['_PUSHBUNDLERESPONSE']._serialized_end=946
+  _globals['_BUNDLESTATUSREPORT']._serialized_start=949
+  _globals['_BUNDLESTATUSREPORT']._serialized_end=1081
+  _globals['_BUNDLESTATUSACK']._serialized_start=1083
+  _globals['_BUNDLESTATUSACK']._serialized_end=1100
+  _globals['_LISTBUNDLESTATUSREQUEST']._serialized_start=1102
+  _globals['_LISTBUNDLESTATUSREQUEST']._serialized_end=1127
+  _globals['_BUNDLESTATUS']._serialized_start=1130
+  _globals['_BUNDLESTATUS']._serialized_end=1334
+  _globals['_LISTBUNDLESTATUSRESPONSE']._serialized_start=1336
+  _globals['_LISTBUNDLESTATUSRESPONSE']._serialized_end=1454
+  _globals['_REGISTERREQUEST']._serialized_start=1456
+  _globals['_REGISTERREQUEST']._serialized_end=1516
+  _globals['_REGISTERRESPONSE']._serialized_start=1519
+  _globals['_REGISTERRESPONSE']._serialized_end=1677
+  _globals['_RENEWREQUEST']._serialized_start=1679
+  _globals['_RENEWREQUEST']._serialized_end=1714
+  _globals['_RENEWRESPONSE']._serialized_start=1716
+  _globals['_RENEWRESPONSE']._serialized_end=1777
+  _globals['_DEREGISTERREQUEST']._serialized_start=1779
+  _globals['_DEREGISTERREQUEST']._serialized_end=1819
+  _globals['_DEREGISTERRESPONSE']._serialized_start=1821
+  _globals['_DEREGISTERRESPONSE']._serialized_end=1841
+  _globals['_LISTINSTANCESREQUEST']._serialized_start=1843
+  _globals['_LISTINSTANCESREQUEST']._serialized_end=1900
+  _globals['_LISTINSTANCESRESPONSE']._serialized_start=1902
+  _globals['_LISTINSTANCESRESPONSE']._serialized_end=1987
+  _globals['_WATCHREQUEST']._serialized_start=1989
+  _globals['_WATCHREQUEST']._serialized_end=2052
+  _globals['_CATALOGSNAPSHOT']._serialized_start=2054
+  _globals['_CATALOGSNAPSHOT']._serialized_end=2115
+  _globals['_INSTANCEREMOVED']._serialized_start=2117
+  _globals['_INSTANCEREMOVED']._serialized_end=2171
+  _globals['_WATCHEVENT']._serialized_start=2174
+  _globals['_WATCHEVENT']._serialized_end=2455
+  _globals['_REGISTRY']._serialized_start=2458
+  _globals['_REGISTRY']._serialized_end=3288
 # @@protoc_insertion_point(module_scope)

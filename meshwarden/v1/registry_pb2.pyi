@@ -11,6 +11,64 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Route(_message.Message):
+    __slots__ = ("capability", "weights", "updated_at")
+    class WeightsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    capability: str
+    weights: _containers.ScalarMap[str, int]
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, capability: _Optional[str] = ..., weights: _Optional[_Mapping[str, int]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SetRouteRequest(_message.Message):
+    __slots__ = ("capability", "weights")
+    class WeightsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    capability: str
+    weights: _containers.ScalarMap[str, int]
+    def __init__(self, capability: _Optional[str] = ..., weights: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class SetRouteResponse(_message.Message):
+    __slots__ = ("route", "watchers")
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    WATCHERS_FIELD_NUMBER: _ClassVar[int]
+    route: Route
+    watchers: int
+    def __init__(self, route: _Optional[_Union[Route, _Mapping]] = ..., watchers: _Optional[int] = ...) -> None: ...
+
+class ListRoutesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListRoutesResponse(_message.Message):
+    __slots__ = ("routes",)
+    ROUTES_FIELD_NUMBER: _ClassVar[int]
+    routes: _containers.RepeatedCompositeFieldContainer[Route]
+    def __init__(self, routes: _Optional[_Iterable[_Union[Route, _Mapping]]] = ...) -> None: ...
+
+class RouteUpdate(_message.Message):
+    __slots__ = ("full", "routes")
+    FULL_FIELD_NUMBER: _ClassVar[int]
+    ROUTES_FIELD_NUMBER: _ClassVar[int]
+    full: bool
+    routes: _containers.RepeatedCompositeFieldContainer[Route]
+    def __init__(self, full: _Optional[bool] = ..., routes: _Optional[_Iterable[_Union[Route, _Mapping]]] = ...) -> None: ...
+
 class PolicyBundle(_message.Message):
     __slots__ = ("name", "revision", "digest", "artifact", "pushed_at")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -172,15 +230,17 @@ class InstanceRemoved(_message.Message):
     def __init__(self, instance_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class WatchEvent(_message.Message):
-    __slots__ = ("revision", "snapshot", "upserted", "removed", "bundle")
+    __slots__ = ("revision", "snapshot", "upserted", "removed", "bundle", "routes")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     UPSERTED_FIELD_NUMBER: _ClassVar[int]
     REMOVED_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_FIELD_NUMBER: _ClassVar[int]
+    ROUTES_FIELD_NUMBER: _ClassVar[int]
     revision: int
     snapshot: CatalogSnapshot
     upserted: _catalog_pb2.Instance
     removed: InstanceRemoved
     bundle: PolicyBundle
-    def __init__(self, revision: _Optional[int] = ..., snapshot: _Optional[_Union[CatalogSnapshot, _Mapping]] = ..., upserted: _Optional[_Union[_catalog_pb2.Instance, _Mapping]] = ..., removed: _Optional[_Union[InstanceRemoved, _Mapping]] = ..., bundle: _Optional[_Union[PolicyBundle, _Mapping]] = ...) -> None: ...
+    routes: RouteUpdate
+    def __init__(self, revision: _Optional[int] = ..., snapshot: _Optional[_Union[CatalogSnapshot, _Mapping]] = ..., upserted: _Optional[_Union[_catalog_pb2.Instance, _Mapping]] = ..., removed: _Optional[_Union[InstanceRemoved, _Mapping]] = ..., bundle: _Optional[_Union[PolicyBundle, _Mapping]] = ..., routes: _Optional[_Union[RouteUpdate, _Mapping]] = ...) -> None: ...

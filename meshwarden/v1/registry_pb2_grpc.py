@@ -74,6 +74,16 @@ class RegistryStub:
                 request_serializer=meshwarden_dot_v1_dot_registry__pb2.ListBundleStatusRequest.SerializeToString,
                 response_deserializer=meshwarden_dot_v1_dot_registry__pb2.ListBundleStatusResponse.FromString,
                 _registered_method=True)
+        self.SetRoute = channel.unary_unary(
+                '/meshwarden.v1.Registry/SetRoute',
+                request_serializer=meshwarden_dot_v1_dot_registry__pb2.SetRouteRequest.SerializeToString,
+                response_deserializer=meshwarden_dot_v1_dot_registry__pb2.SetRouteResponse.FromString,
+                _registered_method=True)
+        self.ListRoutes = channel.unary_unary(
+                '/meshwarden.v1.Registry/ListRoutes',
+                request_serializer=meshwarden_dot_v1_dot_registry__pb2.ListRoutesRequest.SerializeToString,
+                response_deserializer=meshwarden_dot_v1_dot_registry__pb2.ListRoutesResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServicer:
@@ -137,6 +147,21 @@ class RegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetRoute(self, request, context):
+        """Operators set a capability's weighted version route (operator credential, TLS port); no
+        weights clears it. Every watcher receives the change.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRoutes(self, request, context):
+        """Every route (operators, or any agent SVID).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -179,6 +204,16 @@ def add_RegistryServicer_to_server(servicer, server):
                     servicer.ListBundleStatus,
                     request_deserializer=meshwarden_dot_v1_dot_registry__pb2.ListBundleStatusRequest.FromString,
                     response_serializer=meshwarden_dot_v1_dot_registry__pb2.ListBundleStatusResponse.SerializeToString,
+            ),
+            'SetRoute': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRoute,
+                    request_deserializer=meshwarden_dot_v1_dot_registry__pb2.SetRouteRequest.FromString,
+                    response_serializer=meshwarden_dot_v1_dot_registry__pb2.SetRouteResponse.SerializeToString,
+            ),
+            'ListRoutes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRoutes,
+                    request_deserializer=meshwarden_dot_v1_dot_registry__pb2.ListRoutesRequest.FromString,
+                    response_serializer=meshwarden_dot_v1_dot_registry__pb2.ListRoutesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -397,6 +432,60 @@ class Registry:
             '/meshwarden.v1.Registry/ListBundleStatus',
             meshwarden_dot_v1_dot_registry__pb2.ListBundleStatusRequest.SerializeToString,
             meshwarden_dot_v1_dot_registry__pb2.ListBundleStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetRoute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwarden.v1.Registry/SetRoute',
+            meshwarden_dot_v1_dot_registry__pb2.SetRouteRequest.SerializeToString,
+            meshwarden_dot_v1_dot_registry__pb2.SetRouteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRoutes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwarden.v1.Registry/ListRoutes',
+            meshwarden_dot_v1_dot_registry__pb2.ListRoutesRequest.SerializeToString,
+            meshwarden_dot_v1_dot_registry__pb2.ListRoutesResponse.FromString,
             options,
             channel_credentials,
             insecure,

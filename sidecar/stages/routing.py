@@ -6,10 +6,17 @@ and good enough to steer away from a slow instance, as in Linkerd's and Envoy's 
 
 Instances whose circuit breaker is open are skipped while another one is available; when all
 are open, routing picks anyway so the breaker stage says so (CircuitOpen).
+
+Weighted routes (`meshwarden route set`) choose the version first: among the versions in range
+that have a usable instance (not failed in this call, circuit not open), by weight; versions
+with weight 0 or not listed are chosen only when no weighted one is usable. A call with a
+session_id keeps the version its session first resolved to while that version has a usable
+instance in range; otherwise the session moves to another version (by weight) and says so.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import Counter, OrderedDict
 from dataclasses import replace
@@ -19,16 +26,26 @@ import semantic_version
 from meshwarden.errors import BadPayload, MeshError, NoHealthyInstance, SchemaDrift, UnknownCapability
 from sidecar.call import Call, Handler, Layer, Reply
 from sidecar.catalog import Catalog, Endpoint
+from sidecar.routes import RouteTable, SessionPins
 from sidecar.stages.breaker import BreakerBoard
+
+log = logging.getLogger(__name__)
 
 _MAX_CACHED_RANGES = 256
 
 
 class Routing:
     def __init__(
-        self, next: Handler, catalog: Catalog, rng: random.Random, breakers: BreakerBoard | None = None
+        self,
+        next: Handler,
+        catalog: Catalog,
+        rng: random.Random,
+        breakers: BreakerBoard | None = None,
+        routes: RouteTable | None = None,
+        sessions: SessionPins | None = None,
     ) -> None:
         self._next, self._catalog, self._rng, self._breakers = next, catalog, rng, breakers
+        self._routes, self._sessions = routes, sessions
         self._inflight: Counter[str] = Counter()
         self._ranges: OrderedDict[str, semantic_version.NpmSpec] = OrderedDict()
 
@@ -69,6 +86,70 @@ class Routing:
             if not pinned:
                 raise SchemaDrift(call.capability, call.schema_hash, [ep.capability.schema_hash for ep in candidates])
             candidates = pinned
+        candidates, pin, moved_from = self._by_version(call, candidates)
+        endpoint = self._instance(call, candidates)
+        if pin and self._sessions is not None:
+            self._sessions.pin(call.session_id, call.capability, endpoint.version)
+            if moved_from is not None:
+                log.info(
+                    "session %s moved %s from version %s to %s",
+                    call.session_id,
+                    call.capability,
+                    moved_from,
+                    endpoint.version,
+                )
+        return endpoint
+
+    def _by_version(
+        self, call: Call, candidates: tuple[Endpoint, ...]
+    ) -> tuple[tuple[Endpoint, ...], bool, str | None]:
+        """The candidates of the version this call goes to; whether to pin the session to the
+        chosen instance's version; and the version the session moved away from, if it did."""
+        weights = self._routes.weights(call.capability) if self._routes is not None else {}
+        session = call.session_id if self._sessions is not None else ""
+        if not weights and not session:
+            return candidates, False, None
+        by_version: dict[semantic_version.Version, list[Endpoint]] = {}
+        for ep in candidates:
+            by_version.setdefault(ep.version, []).append(ep)
+        usable = {v for v, eps in by_version.items() if any(self._usable(ep, call) for ep in eps)}
+        eligible = usable or set(by_version)
+        moved_from: str | None = None
+        if session and self._sessions is not None:
+            pinned = self._sessions.get(session, call.capability)
+            if pinned is not None and pinned in eligible:
+                return tuple(by_version[pinned]), False, None
+            if pinned is not None:
+                why = "its instances failed or their circuits are open" if pinned in by_version else "it is gone"
+                moved_from = f"{pinned} ({why})"
+                candidates = tuple(ep for ep in candidates if ep.version in eligible)
+        version = self._weighted(eligible, weights)
+        if version is not None:
+            candidates = tuple(by_version[version])
+        return candidates, bool(session), moved_from
+
+    def _usable(self, ep: Endpoint, call: Call) -> bool:
+        if ep.instance_id in call.avoid_instances:
+            return False
+        return self._breakers is None or self._breakers.allows(ep.instance_id)
+
+    def _weighted(
+        self, versions: set[semantic_version.Version], weights: dict[semantic_version.Version, int]
+    ) -> semantic_version.Version | None:
+        """A version drawn by weight among `versions`; None when none of them has a weight."""
+        weighted = [(v, weights[v]) for v in sorted(versions) if weights.get(v, 0) > 0]
+        if not weighted:
+            return None
+        if len(weighted) == 1:
+            return weighted[0][0]
+        point = self._rng.random() * sum(w for _, w in weighted)
+        for version, weight in weighted:
+            point -= weight
+            if point < 0:
+                return version
+        return weighted[-1][0]
+
+    def _instance(self, call: Call, candidates: tuple[Endpoint, ...]) -> Endpoint:
         if call.avoid_instances:  # a retry: another instance than the one that failed, if any
             others = tuple(ep for ep in candidates if ep.instance_id not in call.avoid_instances)
             candidates = others or candidates
@@ -96,5 +177,11 @@ class Routing:
         return spec
 
 
-def layer(catalog: Catalog, rng: random.Random, breakers: BreakerBoard | None = None) -> Layer:
-    return lambda next: Routing(next, catalog, rng, breakers)
+def layer(
+    catalog: Catalog,
+    rng: random.Random,
+    breakers: BreakerBoard | None = None,
+    routes: RouteTable | None = None,
+    sessions: SessionPins | None = None,
+) -> Layer:
+    return lambda next: Routing(next, catalog, rng, breakers, routes, sessions)

@@ -114,10 +114,13 @@ async def _kept_alive(agents: Agents, *registered: tuple[str, str]) -> AsyncIter
 async def _read(
     call: grpc.aio.UnaryStreamCall[registry_pb2.WatchRequest, registry_pb2.WatchEvent], timeout_s: float = 5.0
 ) -> registry_pb2.WatchEvent:
-    event = await asyncio.wait_for(call.read(), timeout_s)
-    if not isinstance(event, registry_pb2.WatchEvent):
-        pytest.fail("the watch stream ended")
-    return event
+    """The next catalog event (the route table sent after the catch-up is skipped)."""
+    while True:
+        event = await asyncio.wait_for(call.read(), timeout_s)
+        if not isinstance(event, registry_pb2.WatchEvent):
+            pytest.fail("the watch stream ended")
+        if event.WhichOneof("change") != "routes":
+            return event
 
 
 async def test_health_and_reflection_need_tls_but_no_client_certificate(registry: RegistryProcess) -> None:

@@ -32,6 +32,7 @@ def test_public_modules_name_what_they_export() -> None:
         "own_svid",
         "private_files",
         "rescue",
+        "routes",
         "server",
         "store",
         "validation",
