@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 from pathlib import Path
 
 import grpc
@@ -35,6 +33,7 @@ from meshwarden.identity.peer import Unauthenticated, peer_identity
 from meshwarden.identity.svid import Svid, svid_from_pem
 from meshwarden.ready import announce_ready
 from meshwarden.standard_services import add_standard_services, set_serving
+from meshwarden.stop_signals import stop_on_signals
 from meshwarden.v1 import agent_pb2, agent_pb2_grpc
 
 AGENT_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["Agent"].full_name
@@ -103,12 +102,7 @@ async def serve(listen: str, upstream: str, svid: Svid | None, mtls_listen: bool
         listen_tls="mtls" if trust_domain else "plaintext",
         upstream_tls="mtls" if upstream_id else "plaintext",
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await stop_on_signals().wait()
     await server.stop(grace=1.0)
     await channel.close()
 

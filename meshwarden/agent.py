@@ -19,14 +19,12 @@ with a status of your choice; any other exception is reported as INTERNAL and lo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import inspect
 import itertools
 import json
 import logging
-import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -39,6 +37,7 @@ from meshwarden.client import Client, Result, SyncClient
 from meshwarden.errors import MeshError
 from meshwarden.ready import announce_ready
 from meshwarden.standard_services import add_standard_services, set_serving
+from meshwarden.stop_signals import stop_on_signals
 from meshwarden.v1 import agent_pb2, agent_pb2_grpc, catalog_pb2, sidecar_pb2, sidecar_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -200,12 +199,7 @@ class Agent:
         await self.start()
         if announce:
             announce_ready("agent", listen=self.listen, instance_id=self.instance_id, agent=self.name)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await stop_on_signals().wait()
         await self.stop()
 
     def run(self, *, announce: bool = False) -> None:

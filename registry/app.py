@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -37,6 +36,7 @@ from meshwarden.clock import Clock, SystemClock
 from meshwarden.identity.credentials import server_credentials
 from meshwarden.ready import announce_ready
 from meshwarden.standard_services import add_standard_services, set_serving
+from meshwarden.stop_signals import stop_on_signals
 from meshwarden.v1 import identity_pb2_grpc, registry_pb2_grpc
 from registry import leases
 from registry.authz import Authorizer
@@ -214,9 +214,5 @@ def run(config: RegistryConfig, clock: Clock | None = None) -> None:
 
 
 async def _run(config: RegistryConfig, clock: Clock) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await serve(config, clock, stop=stop)
+    await serve(config, clock, stop=stop_on_signals())
     log.info("registry stopped")

@@ -8,11 +8,9 @@ background loops: the lease and the catalog watch.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
-import signal
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from meshwarden.clock import SystemClock
 from meshwarden.identity.credentials import server_credentials
 from meshwarden.ready import announce_ready
 from meshwarden.standard_services import add_standard_services, set_serving
+from meshwarden.stop_signals import stop_on_signals
 from meshwarden.tasks import cancel_all, supervise
 from meshwarden.v1 import peer_pb2, peer_pb2_grpc, registry_pb2, sidecar_pb2, sidecar_pb2_grpc
 from sidecar import catalog_watch, pipeline, svids
@@ -199,7 +198,7 @@ async def serve(config: SidecarConfig) -> None:
         workload_api=supply.workload_socket,
     )
 
-    await _wait_for_stop_signal()
+    await stop_on_signals().wait()
     log.info("stopping: deregistering and draining calls")
     await set_serving(local_health, [LOCAL_SERVICE], False)
     await set_serving(peer_health, [PEER_SERVICE], False)
@@ -269,10 +268,4 @@ def _warn_about_local_api(config: SidecarConfig, listen: str, has_token: bool) -
         )
 
 
-async def _wait_for_stop_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+
