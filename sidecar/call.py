@@ -51,6 +51,11 @@ class Call:
     # Set by routing (outbound) or by the target check (inbound).
     target: Endpoint | None = None
 
+    def next_hop_timeout_s(self, now: float) -> float:
+        """The gRPC timeout for the next hop: what is left of the deadline, at least 1 ms (a
+        call whose deadline already passed was refused earlier, by the deadline stage)."""
+        return max(self.deadline - now, 0.001)
+
 
 @dataclass(frozen=True, slots=True)
 class Reply:

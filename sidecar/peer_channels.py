@@ -7,7 +7,6 @@ the old ones are closed after a grace period, so calls already on them finish.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 import grpc
@@ -15,6 +14,7 @@ import grpc
 from meshwarden.identity.credentials import channel_credentials, expect_peer
 from meshwarden.identity.svid import Svid
 from meshwarden.v1 import peer_pb2_grpc
+from sidecar.channel_retirement import ChannelRetirement
 
 _OLD_CHANNEL_GRACE_S = 30.0
 
@@ -25,7 +25,7 @@ class PeerChannels:
         self._svid: Svid | None = None
         self._stubs: dict[tuple[str, str], peer_pb2_grpc.PeerStub] = {}
         self._channels: list[grpc.aio.Channel] = []
-        self._retiring: set[asyncio.Task[None]] = set()
+        self._retirement = ChannelRetirement(_OLD_CHANNEL_GRACE_S)
 
     def stub(self, address: str, spiffe_id: str) -> peer_pb2_grpc.PeerStub:
         svid = self._current_svid()
@@ -49,12 +49,9 @@ class PeerChannels:
             await channel.close()
         self._channels.clear()
         self._stubs.clear()
-        for task in self._retiring:
-            task.cancel()
+        self._retirement.cancel()
 
     def _retire_all(self) -> None:
         old, self._channels, self._stubs = self._channels, [], {}
         for channel in old:
-            task = asyncio.ensure_future(channel.close(grace=_OLD_CHANNEL_GRACE_S))
-            self._retiring.add(task)
-            task.add_done_callback(self._retiring.discard)
+            self._retirement.retire(channel)

@@ -4,7 +4,6 @@ with the new SVID; streams on the old one run on until they end."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 import grpc
@@ -12,6 +11,7 @@ import grpc
 from meshwarden.identity.svid import Svid
 from meshwarden.registry_client import RegistryTrust, registry_channel
 from meshwarden.v1 import registry_pb2_grpc
+from sidecar.channel_retirement import ChannelRetirement
 
 _OLD_CHANNEL_GRACE_S = 10.0
 
@@ -22,15 +22,13 @@ class RegistryLink:
         self._svid: Svid | None = None
         self._stub: registry_pb2_grpc.RegistryStub | None = None
         self._channel: grpc.aio.Channel | None = None
-        self._retiring: set[asyncio.Task[None]] = set()
+        self._retirement = ChannelRetirement(_OLD_CHANNEL_GRACE_S)
 
     def stub(self) -> registry_pb2_grpc.RegistryStub:
         svid = self._current_svid()
         if self._stub is None or svid is not self._svid:
             if self._channel is not None:  # a watch stream on it reconnects and resumes by revision
-                retiring = asyncio.ensure_future(self._channel.close(grace=_OLD_CHANNEL_GRACE_S))
-                self._retiring.add(retiring)
-                retiring.add_done_callback(self._retiring.discard)
+                self._retirement.retire(self._channel)
             self._channel = registry_channel(
                 self._address, RegistryTrust(self._trust_domain, svid.trust_bundle_pem, svid)
             )
@@ -40,5 +38,4 @@ class RegistryLink:
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()
-        for task in self._retiring:
-            task.cancel()
+        self._retirement.cancel()

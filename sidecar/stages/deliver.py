@@ -28,7 +28,7 @@ class ToAgent:
             attempt=call.attempt,
             idempotency_key=call.idempotency_key,
         )
-        timeout = max(call.deadline - self._clock.monotonic(), 0.001)
+        timeout = call.next_hop_timeout_s(self._clock.monotonic())
         try:
             outcome = await self._app.stub.Handle(delivery, timeout=timeout)
         except grpc.aio.AioRpcError as err:

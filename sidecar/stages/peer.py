@@ -50,7 +50,7 @@ class Send:
             cost_estimate_micro_usd=call.cost_estimate_micro_usd,
             idempotency_key=call.idempotency_key,
         )
-        timeout = max(call.deadline - self._clock.monotonic(), 0.001)
+        timeout = call.next_hop_timeout_s(self._clock.monotonic())
         try:
             reply = await self._channels.stub(target.peer_address, target.spiffe_id).Deliver(request, timeout=timeout)
         except grpc.aio.AioRpcError as err:
