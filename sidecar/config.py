@@ -22,32 +22,11 @@ from meshwarden.config_layers import (
     resolve,
     text,
 )
-from meshwarden.identity.spiffe_ids import DEFAULT_TRUST_DOMAIN, IdentityError, check_trust_domain
+from meshwarden.identity.spiffe_ids import DEFAULT_TRUST_DOMAIN, check_trust_domain
 from meshwarden.names import AGENT_NAME, AGENT_NAME_RULE
 
 ENV_PREFIX = "SIDECAR"
 MiB = 1024 * 1024
-
-
-def _address(value: str) -> HostPort:
-    try:
-        return parse_host_port(value)
-    except AddressError as exc:
-        raise ValueError(str(exc)) from exc
-
-
-def _listen(value: str) -> ListenAddress:
-    try:
-        return parse_listen(value)
-    except AddressError as exc:
-        raise ValueError(str(exc)) from exc
-
-
-def _trust_domain(value: str) -> str:
-    try:
-        return check_trust_domain(value)
-    except IdentityError as exc:
-        raise ValueError(str(exc)) from exc
 
 
 def _optional_path(value: str) -> Path | None:
@@ -73,19 +52,21 @@ def _agent_name(value: str) -> str:
     return value
 
 
+# parse_host_port, parse_listen and check_trust_domain raise ValueError subclasses
+# (AddressError, IdentityError), which config_layers reports with the setting's source.
 OPTIONS: list[Option[Any]] = [
     Option("agent", _agent_name, None, "name of the agent this sidecar serves", required=True, metavar="NAME"),
-    Option("registry", _address, parse_host_port("127.0.0.1:7400"), "registry address", metavar="HOST:PORT"),
+    Option("registry", parse_host_port, parse_host_port("127.0.0.1:7400"), "registry address", metavar="HOST:PORT"),
     Option(
         "listen",
-        _listen,
+        parse_listen,
         parse_host_port("127.0.0.1:7410"),
         "local API for the agent: loopback HOST:PORT, or unix:PATH (a 0600 socket; production)",
         metavar="ADDRESS",
     ),
     Option(
         "peer_listen",
-        _address,
+        parse_host_port,
         parse_host_port("127.0.0.1:7411"),
         "endpoint other sidecars deliver calls to",
         metavar="HOST:PORT",
@@ -99,7 +80,7 @@ OPTIONS: list[Option[Any]] = [
     ),
     Option(
         "app",
-        _address,
+        parse_host_port,
         parse_host_port("127.0.0.1:7412"),
         "the agent's callback endpoint (serves meshwarden.v1.Agent)",
         metavar="HOST:PORT",
@@ -153,7 +134,9 @@ OPTIONS: list[Option[Any]] = [
         metavar="FILE",
     ),
     # identity
-    Option("trust_domain", _trust_domain, DEFAULT_TRUST_DOMAIN, "SPIFFE trust domain of the mesh", metavar="DOMAIN"),
+    Option(
+        "trust_domain", check_trust_domain, DEFAULT_TRUST_DOMAIN, "SPIFFE trust domain of the mesh", metavar="DOMAIN"
+    ),
     Option(
         "spiffe_endpoint_socket",
         text,
