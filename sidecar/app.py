@@ -266,6 +266,3 @@ def _warn_about_local_api(config: SidecarConfig, listen: str, has_token: bool) -
             listen,
             config.agent,
         )
-
-
-

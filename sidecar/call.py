@@ -1,13 +1,15 @@
 """The only contract stages share: a Call goes in, a Reply comes out, a Layer wraps a Handler.
 
 A stage learns things about a call (the instance routing picked, the attempt number) and
-passes them on with `dataclasses.replace`; it never mutates the Call it was given.
+passes them on with `dataclasses.replace`; it never mutates the Call it was given. What the
+reporting concerns (spans, receipts, metrics) need once the call has ended goes into the
+call's `CallRecord` instead, because an outer stage never sees the Calls inner stages made.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sidecar.catalog import Endpoint
 
@@ -19,6 +21,35 @@ class Caller:
     agent: str
     instance_id: str
     spiffe_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What the callee says the call consumed (model, tokens, money), for receipts and costs."""
+
+    model: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_micro_usd: int = 0
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """What happened to one call, written by the stage that learns it and read once the call
+    has ended by the stages that report it (tracing, receipts, metrics).
+
+    It is the one mutable thing a Call carries: every `replace` of a Call shares the same
+    record, so the outermost stage sees the decision, the attempts and the instance that the
+    inner stages saw. Only the stage named beside a field writes it.
+    """
+
+    policy_decision: str = ""  # policy gate: "allow" or "deny"; "" when no decision was made
+    policy_ids: tuple[str, ...] = ()  # policy gate: the deciding policies' @ids
+    attempt: int = 0  # routing / target_check: the number of the last attempt (0: none was routed)
+    target: Endpoint | None = None  # routing / target_check: the instance of the last attempt
+    breaker_state: str = ""  # breaker: the target's breaker state when the attempt went through
+    kill_switch_id: str = ""  # the kill-switch stage: the switch that refused or cancelled the call
+    usage: Usage | None = None  # peer (outbound) / deliver (inbound): as the callee reported it
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,14 +73,14 @@ class Call:
     # Set by retries (outbound): instances a previous attempt failed on; routing avoids them
     # while any other instance qualifies.
     avoid_instances: frozenset[str] = frozenset()
-    # Set by the policy stage: the @ids of the policies that allowed the call (for receipts).
-    policy_ids: tuple[str, ...] = ()
     # Inbound only: the instance the calling sidecar routed to, and the agent it says it
     # calls for (checked against its certificate by peer_identity, never trusted).
     target_instance_id: str = ""
     claimed_caller: str = ""
     # Set by routing (outbound) or by the target check (inbound).
     target: Endpoint | None = None
+    # Shared by every replace() of this call; see CallRecord.
+    record: CallRecord = field(default_factory=CallRecord, compare=False, repr=False)
 
     def next_hop_timeout_s(self, now: float) -> float:
         """The gRPC timeout for the next hop: what is left of the deadline, at least 1 ms (a

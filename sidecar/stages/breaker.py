@@ -134,7 +134,9 @@ class Breaker:
             return await self._next(call)
         instance_id = target.instance_id
         cb = self._board.breaker(instance_id)
-        trial = cb.current_state != pybreaker.STATE_CLOSED
+        state = cb.current_state
+        call.record.breaker_state = state
+        trial = state != pybreaker.STATE_CLOSED
         try:
             if trial and instance_id in self._board._trials:
                 raise pybreaker.CircuitBreakerError("a trial call is already in flight")

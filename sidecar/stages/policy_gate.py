@@ -5,7 +5,6 @@ inbound_policy) so the pipeline reads as what it does."""
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 
 from meshwarden.clock import Clock
 from meshwarden.errors import BadPayload, PolicyDenied
@@ -44,9 +43,11 @@ class PolicyGate:
             )
         except ArgumentsNotMappable as exc:
             raise BadPayload(str(exc)) from exc
+        call.record.policy_decision = "allow" if decision.allowed else "deny"
+        call.record.policy_ids = decision.policy_ids
         if not decision.allowed:  # the reason names the deciding policies and the bundle revision
             raise PolicyDenied(
                 f"{call.caller.spiffe_id or call.caller.agent} may not call {call.capability} "
                 f"({self.direction.value} policy): {decision.reason}"
             )
-        return await self._next(replace(call, policy_ids=decision.policy_ids))
+        return await self._next(call)

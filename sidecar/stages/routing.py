@@ -51,6 +51,7 @@ class Routing:
 
     async def __call__(self, call: Call) -> Reply:
         endpoint = self.choose(call)
+        call.record.target, call.record.attempt = endpoint, call.attempt
         self._inflight[endpoint.instance_id] += 1
         try:
             return await self._next(replace(call, target=endpoint))

@@ -26,6 +26,7 @@ class TargetCheck:
         endpoint = self._local.endpoint(call.capability)
         if endpoint is None:
             raise UnknownCapability(call.capability)
+        call.record.target, call.record.attempt = endpoint, call.attempt
         return await self._next(replace(call, target=endpoint))
 
 
