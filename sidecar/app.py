@@ -1,8 +1,9 @@
 """Build a sidecar from its configuration and run it until SIGTERM or SIGINT.
 
 Two gRPC servers: the local API for the agent (meshwarden.v1.Sidecar) and the peer endpoint
-for other sidecars (meshwarden.v1.Peer); both also serve health and reflection. Two
-background loops: the lease and the catalog watch.
+for other sidecars (meshwarden.v1.Peer); both also serve health and reflection. Background
+loops: the lease, the registry watch, and with --discovery consul the Consul registration and
+watch (sidecar/discovery/).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from sidecar.agent_app import AgentApp
 from sidecar.bundle_loader import BundleLoader, BundleStatus, KeysError, PolicyHolder, load_trusted_keys
 from sidecar.catalog import Catalog
 from sidecar.config import SidecarConfig
+from sidecar.discovery.consul_discovery import ConsulDiscovery
+from sidecar.discovery.source import Discovery, RegistryDiscovery
 from sidecar.lease import Lease
 from sidecar.local_agent import LocalAgent
 from sidecar.local_api import LocalApi
@@ -117,6 +120,7 @@ async def serve(config: SidecarConfig) -> None:
         breakers=BreakerBoard(config.breaker_failures, config.breaker_reset_s),
     )
     lease = Lease(registry.stub, local)
+    discovery = _discovery(config, rt)
     local_health = add_standard_services(local_server, [LOCAL_SERVICE])
     peer_health = add_standard_services(peer_server, [PEER_SERVICE])
 
@@ -167,17 +171,20 @@ async def serve(config: SidecarConfig) -> None:
             "catalog-watch",
             lambda: catalog_watch.run(
                 registry.stub,
-                rt.catalog,
+                discovery.registry_view,
                 rt.rng,
                 lambda bundle: loader.offer(bundle.artifact, bundle.revision),
                 lambda: rt.policy.status.active_revision,
                 rt.routes,
             ),
         ),
+        *(supervise(name, loop) for name, loop in discovery.loops().items()),
     ]
     await readiness()
     _warn_about_policy(config, rt.policy, trusted_keys)
     _warn_about_local_api(config, listen, token is not None)
+    if config.consul is not None:
+        log.info("discovery through Consul at %s (registry catalog kept as the operator view)", config.consul.base_url)
     log.info(
         "sidecar for agent %s as %s (instance %s): local API %s, peer %s (mTLS), agent app %s, registry %s",
         config.agent,
@@ -196,20 +203,49 @@ async def serve(config: SidecarConfig) -> None:
         agent=config.agent,
         spiffe_id=spiffe_id,
         workload_api=supply.workload_socket,
+        discovery=config.discovery,
     )
 
     await stop_on_signals().wait()
     log.info("stopping: deregistering and draining calls")
     await set_serving(local_health, [LOCAL_SERVICE], False)
     await set_serving(peer_health, [PEER_SERVICE], False)
-    await lease.deregister()
+    await asyncio.gather(lease.deregister(), discovery.withdraw())
     await asyncio.gather(local_server.stop(grace=2.0), peer_server.stop(grace=2.0))
     await cancel_all(tasks)
     await rt.peer_channels.close()
     await agent_app.close()
     await registry.close()
+    await discovery.close()
     await supply.close()
     log.info("stopped")
+
+
+def _discovery(config: SidecarConfig, rt: Runtime) -> Discovery:
+    if config.discovery != "consul" or config.consul is None:
+        return RegistryDiscovery(rt.catalog)
+    policy = rt.policy
+
+    def health() -> tuple[str, str]:  # the same readiness as the gRPC health service
+        revision = policy.status.active_revision
+        if policy.active is not None:
+            return "passing", f"policy bundle revision {revision} active"
+        if config.allow_without_policy:
+            return "passing", "no policy bundle active; --allow-without-policy lets calls through"
+        return "warning", "no policy bundle active yet: every call would be denied"
+
+    return ConsulDiscovery(
+        config.consul,
+        routing_catalog=rt.catalog,
+        local=rt.local,
+        health=health,
+        trust_domain=config.trust_domain,
+        check_ttl_s=config.consul_check_ttl_s,
+        deregister_critical_after_s=config.consul_deregister_critical_after_s,
+        wait_s=config.consul_wait_s,
+        rng=rt.rng,
+        clock=rt.clock,
+    )
 
 
 async def _report_bundle_status(registry: RegistryLink, instance_id: str, status: BundleStatus) -> None:

@@ -8,6 +8,7 @@ unreachable the view simply stops changing: routing goes on from the last known 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import semantic_version
@@ -58,6 +59,12 @@ class Catalog:
         else:
             log.warning("ignoring a watch event of unknown kind %r at revision %d", change, event.revision)
         self.revision = max(self.revision, event.revision)
+        self.synced = True
+        self._reindex()
+
+    def replace(self, instances: Iterable[catalog_pb2.Instance]) -> None:
+        """The whole view at once, from a discovery that keeps no revisions (Consul)."""
+        self._instances = {i.instance_id: i for i in instances}
         self.synced = True
         self._reindex()
 

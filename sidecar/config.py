@@ -17,6 +17,7 @@ from meshwarden.config_layers import (
     ConfigError,
     Option,
     boolean,
+    choice,
     positive_float,
     positive_int,
     resolve,
@@ -24,6 +25,8 @@ from meshwarden.config_layers import (
 )
 from meshwarden.identity.spiffe_ids import DEFAULT_TRUST_DOMAIN, check_trust_domain
 from meshwarden.names import AGENT_NAME, AGENT_NAME_RULE
+from sidecar.discovery import consul_settings
+from sidecar.discovery.consul_settings import ConsulSettings
 
 ENV_PREFIX = "SIDECAR"
 MiB = 1024 * 1024
@@ -44,6 +47,22 @@ def _ratio(value: str) -> float:
     if not 0 <= ratio <= 1:
         raise ValueError(f"must be a number from 0 to 1, got {value}")
     return ratio
+
+
+def _at_least_a_minute(value: str) -> float:
+    seconds = float(value)
+    if seconds < 60:
+        raise ValueError(
+            f"must be at least 60 (Consul reaps critical services after a minute at the earliest), got {value}"
+        )
+    return seconds
+
+
+def _consul_wait(value: str) -> float:
+    seconds = float(value)
+    if not 1 <= seconds <= 600:
+        raise ValueError(f"must be a number of seconds from 1 to 600 (Consul caps wait at 10 minutes), got {value}")
+    return seconds
 
 
 def _agent_name(value: str) -> str:
@@ -181,6 +200,36 @@ OPTIONS: list[Option[Any]] = [
         metavar="true|false",
     ),
     Option("ca_pin", text, "", "sha256:<hex> fingerprint the registry's CA must have", metavar="sha256:HEX"),
+    # discovery
+    Option(
+        "discovery",
+        choice("registry", "consul"),
+        "registry",
+        "where routing learns the live instances: the registry's watch stream, or Consul (CONSUL_HTTP_ADDR, "
+        "CONSUL_HTTP_TOKEN, CONSUL_CACERT, ... as for the consul CLI)",
+        metavar="registry|consul",
+    ),
+    Option(
+        "consul_check_ttl_s",
+        positive_float,
+        10.0,
+        "TTL of the Consul check the sidecar renews every TTL/3; a crashed sidecar leaves routing after it",
+        metavar="SECONDS",
+    ),
+    Option(
+        "consul_deregister_critical_after_s",
+        _at_least_a_minute,
+        60.0,
+        "Consul removes an instance whose check stayed critical this long (Consul's minimum is 60)",
+        metavar="SECONDS",
+    ),
+    Option(
+        "consul_wait_s",
+        _consul_wait,
+        30.0,
+        "longest a Consul blocking query waits for a change (1 to 600)",
+        metavar="SECONDS",
+    ),
 ]
 
 
@@ -211,6 +260,12 @@ class SidecarConfig:
     bundle_keys: Path | None
     allow_without_policy: bool
     registry_mtls: str
+    discovery: str = "registry"
+    consul_check_ttl_s: float = 10.0
+    consul_deregister_critical_after_s: float = 60.0
+    consul_wait_s: float = 30.0
+    # Read from the standard CONSUL_* variables when discovery is "consul".
+    consul: ConsulSettings | None = None
 
     @property
     def grpc_message_limit_bytes(self) -> int:
@@ -238,6 +293,8 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> 
             f"--peer-listen {values['peer_listen']} binds every interface; set --peer-advertise to the "
             "address other sidecars should dial"
         )
+    if values["discovery"] == "consul":
+        values["consul"] = consul_settings.from_environment(env)
     if not values["instance_id"]:
         values["instance_id"] = f"{values['agent']}-{secrets.token_hex(4)}"
     return SidecarConfig(**values)

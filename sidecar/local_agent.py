@@ -31,6 +31,16 @@ class LocalAgent:
         self.registration: Registration | None = None
         # Set whenever the registration changes, so the lease loop re-registers at once.
         self.changed = asyncio.Event()
+        self._listeners: list[asyncio.Event] = []
+
+    def subscribe(self) -> asyncio.Event:
+        """An event of the caller's own, set at every registration change (the lease loop clears
+        `changed`, so a second loop needs its own)."""
+        event = asyncio.Event()
+        if self.registration is not None:
+            event.set()
+        self._listeners.append(event)
+        return event
 
     def register(self, version: str, capabilities: list[catalog_pb2.Capability]) -> Registration:
         """Validates what the agent declared; raises BadPayload naming the first problem."""
@@ -59,6 +69,8 @@ class LocalAgent:
             descriptions[cap.name] = cap.description
         self.registration = Registration(parsed_version, specs, descriptions)
         self.changed.set()
+        for listener in self._listeners:
+            listener.set()
         return self.registration
 
     def endpoint(self, capability: str) -> Endpoint | None:
