@@ -117,7 +117,12 @@ class LocalMesh:
         return (("authorization", f"Bearer {self.operator_token()}"),)
 
     async def sidecar(
-        self, agent: str, *extra: str, registry: str | None = None, data_dir: Path | None = None
+        self,
+        agent: str,
+        *extra: str,
+        registry: str | None = None,
+        data_dir: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> Child:
         """A sidecar with its own data directory (identity, sockets), enrolled with the registry's
         embedded issuer (open enrolment on loopback) unless `extra` says otherwise."""
@@ -142,6 +147,7 @@ class LocalMesh:
                 str(self.bundles.trusted_keys_dir),
                 *extra,
             ),
+            env=env,
         )
 
     async def agent(self, sidecar: Child, version: str = "1.0.0", *extra: str, script: Path = PROBE) -> Child:
@@ -155,9 +161,13 @@ class LocalMesh:
         side = await self.sidecar(agent)
         return side, await self.agent(side, version, *agent_args)
 
-    async def _start(self, name: str, argv: list[str], health_tls: HealthTlsFor | None = None) -> Child:
+    async def _start(
+        self, name: str, argv: list[str], health_tls: HealthTlsFor | None = None, env: dict[str, str] | None = None
+    ) -> Child:
         self._count += 1
-        child = await start(f"{self._count:02d}-{name}", argv, log_dir=self.workdir / "logs", health_tls=health_tls)
+        child = await start(
+            f"{self._count:02d}-{name}", argv, log_dir=self.workdir / "logs", health_tls=health_tls, env=env
+        )
         self.children.append(child)
         return child
 
