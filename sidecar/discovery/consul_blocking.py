@@ -19,9 +19,9 @@ from meshwarden.clock import Clock
 
 def next_index(previous: int, returned: int) -> int:
     """The index to send on the next blocking request, given the one Consul just returned."""
-    if returned < previous:
+    if previous > 0 and returned < previous:
         return 0  # went backwards: restart the loop with a non-blocking read
-    return max(returned, 1)
+    return max(returned, 1)  # after a first read (or a reset), never less than 1
 
 
 class RateLimit:

@@ -36,9 +36,8 @@ class ConsulSettings:
 def from_environment(env: Mapping[str, str]) -> ConsulSettings:
     """The settings the Consul CLI would use with `env`; raises ConfigError naming the variable."""
     raw_address = env.get("CONSUL_HTTP_ADDR", "").strip() or DEFAULT_ADDRESS
-    scheme, address = _split_address(raw_address)
-    if "CONSUL_HTTP_SSL" in env:
-        scheme = "https" if _boolean(env, "CONSUL_HTTP_SSL") else "http"
+    ssl = _boolean(env, "CONSUL_HTTP_SSL") if "CONSUL_HTTP_SSL" in env else None
+    scheme, address = _split_address(raw_address, ssl)
     verify = _boolean(env, "CONSUL_HTTP_SSL_VERIFY") if "CONSUL_HTTP_SSL_VERIFY" in env else True
     cert, key = env.get("CONSUL_CLIENT_CERT", ""), env.get("CONSUL_CLIENT_KEY", "")
     if bool(cert) != bool(key):
@@ -67,7 +66,8 @@ def from_environment(env: Mapping[str, str]) -> ConsulSettings:
     )
 
 
-def _split_address(raw: str) -> tuple[str, HostPort]:
+def _split_address(raw: str, ssl: bool | None) -> tuple[str, HostPort]:
+    """CONSUL_HTTP_SSL, when set, wins over the scheme in the address (as in the Consul CLI)."""
     if raw.startswith("unix://"):
         raise ConfigError(f"CONSUL_HTTP_ADDR={raw}: Unix sockets are not supported; give HOST:PORT")
     scheme = "http"
@@ -76,6 +76,8 @@ def _split_address(raw: str) -> tuple[str, HostPort]:
         if parts.scheme not in {"http", "https"}:
             raise ConfigError(f"CONSUL_HTTP_ADDR={raw}: the scheme must be http or https")
         scheme, raw = parts.scheme, parts.netloc
+    if ssl is not None:
+        scheme = "https" if ssl else "http"
     if raw.rpartition(":")[2].isdigit() or raw.startswith("["):
         hostport = raw
     else:  # the Consul CLI's default port when none is given
