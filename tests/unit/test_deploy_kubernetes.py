@@ -1,0 +1,382 @@
+"""deploy/kubernetes, deploy/spire, deploy/consul and deploy/otel against the code they run, so
+they cannot rot: every manifest parses; names, ports, volumes and probes agree with each other;
+the containers' flags and environment load through the real configuration code; SPIFFE IDs
+and DNS names are the ones the code derives; the Consul example reads back through the codec.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+import yaml
+
+from meshwarden.addresses import UnixSocket, parse_host_port
+from meshwarden.cli.main import build_parser
+from meshwarden.identity.spiffe_ids import agent_id, dns_name
+from registry import config as registry_config
+from registry.operators import OPERATOR_TOKEN_FILE
+from sidecar import config as sidecar_config
+from sidecar.discovery.consul_api import ServiceEntry
+from sidecar.discovery.consul_service import (
+    MAX_META_KEYS,
+    MAX_META_VALUE_LENGTH,
+    MESH_TAG,
+    META_KEY,
+    META_SPIFFE_ID,
+    SCHEMA_KEY_PREFIX,
+    check_id,
+    decode_capabilities,
+    instance_from_entry,
+)
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+K8S = DEPLOY / "kubernetes"
+NAMESPACE = "meshwarden"
+# The admin HTTP port (/metrics, /healthz, /readyz) arrives with the observability work; until
+# its flag exists, these values are checked here and the flag is taken out before parsing.
+# Remove this allow-list once `--admin-listen` is an option of both components.
+PENDING_FLAGS = {"registry": {"--admin-listen": "0.0.0.0:9900"}, "sidecar": {"--admin-listen": "0.0.0.0:9901"}}
+# What the kubelet would put in the downward-API variables the manifests use.
+DOWNWARD = {"POD_IP": "10.42.3.17", "POD_NAME": "billing-7d9f8c6b5-x2x4q", "HOST_IP": "10.0.0.5"}
+NAMESPACED = {"ConfigMap", "PersistentVolumeClaim", "Deployment", "Service", "ServiceAccount"}
+
+
+def documents() -> list[dict[str, Any]]:
+    docs = []
+    for path in sorted(K8S.glob("*.yaml")):
+        docs.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None)
+    return docs
+
+
+def find(kind: str, name: str) -> dict[str, Any]:
+    matches = [d for d in documents() if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind} {name} in deploy/kubernetes, found {len(matches)}"
+    return matches[0]
+
+
+def pod_spec(deployment: str) -> dict[str, Any]:
+    spec: dict[str, Any] = find("Deployment", deployment)["spec"]["template"]["spec"]
+    return spec
+
+
+def container(deployment: str, name: str) -> dict[str, Any]:
+    found = [c for c in pod_spec(deployment)["containers"] if c["name"] == name]
+    assert len(found) == 1, f"{deployment} has no container {name}"
+    return found[0]
+
+
+def port(c: dict[str, Any], name: str) -> int:
+    return int(next(p["containerPort"] for p in c["ports"] if p["name"] == name))
+
+
+def mounts(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {m["mountPath"]: m for m in c.get("volumeMounts", [])}
+
+
+def volume(deployment: str, name: str) -> dict[str, Any]:
+    return next(v for v in pod_spec(deployment)["volumes"] if v["name"] == name)
+
+
+def mount_holding(c: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The volume mount `path` lives under (a subPath mount only for that exact file)."""
+    p = PurePosixPath(str(path))
+    for mount_path, mount in mounts(c).items():
+        if p == PurePosixPath(mount_path) or (not mount.get("subPath") and PurePosixPath(mount_path) in p.parents):
+            return mount
+    raise AssertionError(f"container {c['name']}: {path} is on no volume (the root file system is read-only)")
+
+
+def expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion in args and env values."""
+    return re.sub(r"\$\((\w+)\)", lambda m: env[m[1]], text)
+
+
+def container_env(deployment: str, c: dict[str, Any], tmp_path: Path) -> dict[str, str]:
+    """The container's environment as the kubelet builds it: downward API values, secrets as
+    placeholders, config files written out from their ConfigMaps."""
+    env = dict(DOWNWARD)
+    for item in c.get("env", []):
+        if "value" in item:
+            env[item["name"]] = expand(item["value"], env)
+        elif "secretKeyRef" in item.get("valueFrom", {}):
+            env[item["name"]] = f"<secret {item['valueFrom']['secretKeyRef']['name']}>"
+    for name in [n for n in env if n.startswith("MESHWARDEN_") and n.endswith("_CONFIG")]:
+        mount = mount_holding(c, env[name])
+        config_map = find("ConfigMap", volume(deployment, mount["name"])["configMap"]["name"])
+        local = tmp_path / mount["subPath"]
+        local.write_text(config_map["data"][mount["subPath"]])
+        env[name] = str(local)
+    return env
+
+
+def args_of(c: dict[str, Any], component: str) -> tuple[argparse.Namespace, dict[str, str]]:
+    """The container's args parsed by the real CLI parser; flags pending elsewhere are taken out
+    (and returned) while their option does not exist."""
+    argv = [expand(a, DOWNWARD) for a in c["args"]]
+    options = registry_config.OPTIONS if component == "registry" else sidecar_config.OPTIONS
+    known = {o.flag for o in options}
+    pending: dict[str, str] = {}
+    for flag in PENDING_FLAGS[component]:
+        if flag in argv and flag not in known:
+            at = argv.index(flag)
+            pending[flag] = argv[at + 1]
+            del argv[at : at + 2]
+    unknown = [w for w in argv if w.startswith("--") and w not in known | {"--log-format", "--log-level"}]
+    assert not unknown, f"{c['name']}: {unknown} are no options of meshwarden {component}"
+    return build_parser().parse_args(argv), pending
+
+
+def admin_port(c: dict[str, Any], component: str, pending: dict[str, str], args: argparse.Namespace) -> int:
+    value = pending.get("--admin-listen") or getattr(args, "admin_listen", None)
+    assert value, f"{c['name']} sets no --admin-listen"
+    return parse_host_port(value).port
+
+
+def readme() -> str:
+    return (DEPLOY / "README.md").read_text()
+
+
+# -- structure
+
+
+def test_every_manifest_parses_and_names_its_kind_and_namespace() -> None:
+    docs = documents()
+    assert {d["kind"] for d in docs} >= {"Namespace", "ConfigMap", "PersistentVolumeClaim", "Deployment", "Service"}
+    for doc in docs:
+        assert doc.get("apiVersion") and doc["metadata"].get("name"), doc
+        if doc["kind"] in NAMESPACED:
+            assert doc["metadata"].get("namespace") == NAMESPACE, f"{doc['kind']} {doc['metadata']['name']}"
+    assert find("Namespace", NAMESPACE)
+
+
+def deployments() -> Iterator[dict[str, Any]]:
+    return (d for d in documents() if d["kind"] == "Deployment")
+
+
+def test_deployments_select_their_own_pods_and_services_select_a_deployment_s_named_ports() -> None:
+    pods = {}
+    for d in deployments():
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        assert d["spec"]["selector"]["matchLabels"].items() <= labels.items(), d["metadata"]["name"]
+        pods[d["metadata"]["name"]] = (labels, d["spec"]["template"]["spec"])
+    for service in (d for d in documents() if d["kind"] == "Service"):
+        selector = service["spec"]["selector"]
+        matched = [spec for labels, spec in pods.values() if selector.items() <= labels.items()]
+        assert len(matched) == 1, f"Service {service['metadata']['name']} selects {len(matched)} Deployments"
+        named = {p["name"]: p["containerPort"] for c in matched[0]["containers"] for p in c.get("ports", [])}
+        for p in service["spec"]["ports"]:
+            assert p["targetPort"] in named, f"Service port {p['name']} targets no container port"
+            assert p["port"] == named[p["targetPort"]], (
+                "Service and container ports differ; clients use the same number"
+            )
+
+
+def test_every_volume_source_exists_or_is_made_by_a_readme_command() -> None:
+    made_by_readme = set(
+        re.findall(r"kubectl -n meshwarden create (?:secret generic|configmap) ([a-z0-9-]+)", readme())
+    )
+    for d in deployments():
+        spec = d["spec"]["template"]["spec"]
+        names = {v["name"] for v in spec["volumes"]}
+        for c in [*spec.get("initContainers", []), *spec["containers"]]:
+            for m in c.get("volumeMounts", []):
+                assert m["name"] in names, f"{c['name']} mounts {m['name']}, which the pod does not declare"
+        for v in spec["volumes"]:
+            if "configMap" in v:
+                name = v["configMap"]["name"]
+                assert name in made_by_readme or find("ConfigMap", name)
+            if "secret" in v:
+                assert v["secret"]["secretName"] in made_by_readme, (
+                    f"README must say how to make {v['secret']['secretName']}"
+                )
+            if "persistentVolumeClaim" in v:
+                find("PersistentVolumeClaim", v["persistentVolumeClaim"]["claimName"])
+        for c in spec["containers"]:
+            for item in c.get("env", []):
+                ref = item.get("valueFrom", {}).get("secretKeyRef")
+                assert ref is None or ref["name"] in made_by_readme, f"README must say how to make {ref}"
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False
+        assert spec["securityContext"]["runAsNonRoot"] is True
+
+
+def test_probes_and_prometheus_use_the_admin_port() -> None:
+    for deployment, name, component in (
+        ("meshwarden-registry", "registry", "registry"),
+        ("billing", "sidecar", "sidecar"),
+    ):
+        c = container(deployment, name)
+        args, pending = args_of(c, component)
+        number = admin_port(c, component, pending, args)
+        assert port(c, "admin") == number
+        assert (c["readinessProbe"]["httpGet"]["path"], c["readinessProbe"]["httpGet"]["port"]) == ("/readyz", "admin")
+        assert (c["livenessProbe"]["httpGet"]["path"], c["livenessProbe"]["httpGet"]["port"]) == ("/healthz", "admin")
+        annotations = find("Deployment", deployment)["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == str(number) and annotations["prometheus.io/path"] == "/metrics"
+
+
+# -- the registry
+
+
+def test_registry_flags_and_config_load_and_agree_with_its_service_and_volume(tmp_path: Path) -> None:
+    c = container("meshwarden-registry", "registry")
+    args, _ = args_of(c, "registry")
+    assert (args.command, args.action) == ("registry", "serve")
+    cfg = registry_config.load(args, container_env("meshwarden-registry", c, tmp_path))
+    assert not cfg.open_enrollment_enabled, "beyond loopback, join tokens (or SPIRE) only"
+    assert cfg.listen.port == port(c, "registry") and cfg.mtls_listen.port == port(c, "registry-mtls")
+    service = find("Service", "meshwarden-registry")
+    mtls_port = next(p["port"] for p in service["spec"]["ports"] if p["targetPort"] == "registry-mtls")
+    assert cfg.mtls_advertise == f"meshwarden-registry.{NAMESPACE}.svc:{mtls_port}"
+    data = mount_holding(c, cfg.data_dir)
+    assert "persistentVolumeClaim" in volume("meshwarden-registry", data["name"])
+    seed = next(i for i in pod_spec("meshwarden-registry")["initContainers"] if i["name"] == "seed-operator-token")
+    assert str(cfg.data_dir / OPERATOR_TOKEN_FILE) in " ".join(seed["command"])
+    assert find("Deployment", "meshwarden-registry")["spec"]["strategy"]["type"] == "Recreate"
+    assert find("Deployment", "meshwarden-registry")["spec"]["replicas"] == 1, "SQLite: one writer"
+
+
+# -- an agent pod: agent + sidecar
+
+
+def sidecar_config_loaded(tmp_path: Path) -> tuple[dict[str, Any], sidecar_config.SidecarConfig]:
+    c = container("billing", "sidecar")
+    args, _ = args_of(c, "sidecar")
+    assert (args.command, args.action) == ("sidecar", "run")
+    return c, sidecar_config.load(args, container_env("billing", c, tmp_path))
+
+
+def test_sidecar_flags_config_and_environment_load(tmp_path: Path) -> None:
+    c, cfg = sidecar_config_loaded(tmp_path)
+    labels = find("Deployment", "billing")["spec"]["template"]["metadata"]["labels"]
+    assert cfg.agent == labels["meshwarden.io/agent"] == pod_spec("billing")["serviceAccountName"]
+    assert cfg.instance_id == DOWNWARD["POD_NAME"]
+    assert cfg.peer_listen.port == port(c, "peer") and cfg.peer_advertise == f"{DOWNWARD['POD_IP']}:{port(c, 'peer')}"
+    service = find("Service", "meshwarden-registry")
+    ports = {p["targetPort"]: p["port"] for p in service["spec"]["ports"]}
+    assert str(cfg.registry) == f"meshwarden-registry.{NAMESPACE}.svc:{ports['registry']}"
+    assert cfg.registry_mtls == f"meshwarden-registry.{NAMESPACE}.svc:{ports['registry-mtls']}"
+    registry_toml = tomllib.loads(find("ConfigMap", "meshwarden-registry-config")["data"]["registry.toml"])
+    assert cfg.trust_domain == registry_toml["registry"]["trust_domain"]
+    assert cfg.discovery == "consul" and cfg.consul is not None
+    assert cfg.consul.base_url == f"http://{DOWNWARD['HOST_IP']}:8500" and cfg.consul.token.startswith("<secret ")
+
+
+def test_agent_and_sidecar_share_the_socket_and_token_and_nothing_else(tmp_path: Path) -> None:
+    side, cfg = sidecar_config_loaded(tmp_path)
+    agent = container("billing", "agent")
+    assert isinstance(cfg.listen, UnixSocket) and cfg.api_token_file is not None
+    argv = agent["args"]
+    assert argv[argv.index("--sidecar") + 1] == str(cfg.listen)
+    assert parse_host_port(argv[argv.index("--listen") + 1]) == cfg.app
+    for path in (cfg.listen.path, cfg.api_token_file):
+        assert mount_holding(side, path)["name"] == mount_holding(agent, path)["name"]
+    socket_volume = volume("billing", mount_holding(side, cfg.listen.path)["name"])
+    assert "emptyDir" in socket_volume, "the socket stays inside the pod"
+    agent_env = {e["name"]: e.get("value") for e in agent["env"]}
+    assert agent_env["MESHWARDEN_SIDECAR_TOKEN_FILE"] == str(cfg.api_token_file)
+    assert "secret" in volume("billing", mount_holding(side, cfg.api_token_file)["name"])
+    agent_volumes = {m["name"] for m in agent["volumeMounts"]}
+    assert not agent_volumes & {"spiffe-workload-api", "sidecar-state"}, (
+        "the agent must not hold the sidecar's identity"
+    )
+
+
+def test_sidecar_paths_are_on_the_right_volumes(tmp_path: Path) -> None:
+    c, cfg = sidecar_config_loaded(tmp_path)
+    assert cfg.bundle_keys is not None
+    keys = mount_holding(c, cfg.bundle_keys)
+    assert "configMap" in volume("billing", keys["name"]) and keys.get("readOnly")
+    state = mount_holding(c, cfg.data_dir)
+    assert not state.get("readOnly")
+    socket = cfg.spiffe_endpoint_socket.removeprefix("unix://")
+    assert volume("billing", mount_holding(c, socket)["name"])["csi"]["driver"] == "csi.spiffe.io"
+
+
+# -- SPIRE
+
+
+def test_spire_entries_give_the_spiffe_id_and_dns_name_the_code_expects(tmp_path: Path) -> None:
+    c, cfg = sidecar_config_loaded(tmp_path)
+    td, agent = cfg.trust_domain, cfg.agent
+    crd = yaml.safe_load((DEPLOY / "spire" / "cluster-spiffe-id.yaml").read_text())
+
+    def render(template: str) -> str:
+        return template.replace("{{ .TrustDomain }}", td).replace(
+            '{{ index .PodMeta.Labels "meshwarden.io/agent" }}', agent
+        )
+
+    assert render(crd["spec"]["spiffeIDTemplate"]) == agent_id(td, agent)
+    assert [render(t) for t in crd["spec"]["dnsNameTemplates"]] == [dns_name(agent_id(td, agent))]
+    assert crd["spec"]["workloadSelectorTemplates"] == [f"k8s:container-name:{c['name']}"]
+    assert crd["spec"]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == NAMESPACE
+
+    script = (DEPLOY / "spire" / "entries.sh").read_text()
+    assert f"TRUST_DOMAIN=${{TRUST_DOMAIN:-{td}}}" in script
+    symbolic = agent_id("$TRUST_DOMAIN", "$AGENT")
+    assert f'-spiffeID "{symbolic}"' in script
+    assert (
+        f'-dns "{dns_name(agent_id("td.example", "name")).replace("name", "$AGENT").replace("td.example", "$TRUST_DOMAIN")}"'
+        in script
+    )
+    assert "-selector k8s:container-name:sidecar" in script and f"-selector k8s:ns:{NAMESPACE}" in script
+    assert re.search(rf'trust_domain = "{re.escape(td)}"', (DEPLOY / "spire" / "server-upstream.conf").read_text())
+
+
+# -- Consul
+
+
+def test_consul_service_example_is_what_the_sidecar_registers() -> None:
+    service = json.loads((DEPLOY / "consul" / "billing.service.json").read_text())["service"]
+    meta = service["meta"]
+    assert MESH_TAG in service["tags"]
+    assert len(meta) <= MAX_META_KEYS and all(META_KEY.fullmatch(k) for k in meta)
+    assert all(len(v) <= MAX_META_VALUE_LENGTH for v in meta.values())
+    entry = ServiceEntry(
+        service["id"], service["name"], service["address"], service["port"], tuple(service["tags"]), meta
+    )
+    with pytest.raises(ValueError, match="no valid schema document"):
+        instance_from_entry(entry, "meshwarden.local", {})  # well-formed; only the KV documents are missing
+    assert meta[META_SPIFFE_ID] == agent_id("meshwarden.local", service["name"])
+    assert decode_capabilities(meta)
+    assert meta["meshwarden-peer-address"] == f"{service['address']}:{service['port']}"
+    (check,) = service["checks"]
+    assert check["id"] == check_id(service["id"]) and check["ttl"].endswith("s")
+    assert float(check["deregister_critical_service_after"].removesuffix("s")) >= 60
+
+    policy = (DEPLOY / "consul" / "sidecar-policy.hcl").read_text()
+    assert f'service "{service["name"]}" {{\n  policy = "write"' in policy
+    assert f'key_prefix "{SCHEMA_KEY_PREFIX}" {{\n  policy = "write"' in policy
+
+
+# -- OpenTelemetry Collector
+
+
+def test_collector_pipelines_use_defined_parts_and_the_port_the_manifests_send_to() -> None:
+    collector = yaml.safe_load((DEPLOY / "otel" / "collector.yaml").read_text())
+    for name, pipeline in collector["service"]["pipelines"].items():
+        for part in ("receivers", "processors", "exporters"):
+            missing = set(pipeline.get(part, [])) - set(collector[part])
+            assert not missing, f"pipeline {name} uses undefined {part} {missing}"
+    grpc_port = parse_host_port(collector["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]).port
+    endpoints = {
+        e["value"]
+        for d in deployments()
+        for c in d["spec"]["template"]["spec"]["containers"]
+        for e in c.get("env", [])
+        if e["name"] == "OTEL_EXPORTER_OTLP_ENDPOINT"
+    }
+    assert endpoints == {f"http://otel-collector.{NAMESPACE}.svc:{grpc_port}"}
+
+
+def test_readme_explains_every_file_in_deploy() -> None:
+    text = readme()
+    for path in sorted(p for p in DEPLOY.rglob("*") if p.is_file() and p.name != "README.md"):
+        assert str(path.relative_to(DEPLOY)) in text, f"deploy/README.md does not mention {path.relative_to(DEPLOY)}"
