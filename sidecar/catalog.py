@@ -62,10 +62,12 @@ class Catalog:
         self.synced = True
         self._reindex()
 
-    def replace(self, instances: Iterable[catalog_pb2.Instance]) -> None:
-        """The whole view at once, from a discovery that keeps no revisions (Consul)."""
+    def replace(self, instances: Iterable[catalog_pb2.Instance], *, complete: bool = True) -> None:
+        """The whole view at once, from a discovery that keeps no revisions (Consul); `complete`
+        once every part of it has been heard from (until then a missing capability is "not
+        received yet", not "unknown")."""
         self._instances = {i.instance_id: i for i in instances}
-        self.synced = True
+        self.synced = self.synced or complete
         self._reindex()
 
     def endpoints(self, capability: str) -> tuple[Endpoint, ...]:

@@ -27,7 +27,7 @@ def next_index(previous: int, returned: int) -> int:
 class RateLimit:
     """A token bucket: `burst` requests at once, then one per `interval_s`."""
 
-    def __init__(self, clock: Clock, *, burst: int = 2, interval_s: float = 1.0) -> None:
+    def __init__(self, clock: Clock, *, burst: int = 5, interval_s: float = 1.0) -> None:
         self._clock, self._burst, self._interval_s = clock, burst, interval_s
         self._tokens = float(burst)
         self._last = clock.monotonic()

@@ -58,6 +58,7 @@ class ConsulWatch:
         # Content-addressed, so an entry never goes stale; bounded by the contracts in the mesh.
         self._schemas: dict[str, SchemaPair] = {}
         self._reported: set[str] = set()  # problems already logged, so each is logged once
+        self._answered: set[str] = set()  # services whose health query answered at least once
 
     async def run(self) -> None:
         try:
@@ -88,6 +89,8 @@ class ConsulWatch:
                 outage = False
             backoff.reset()
             self._follow({name for name, tags in answer.value.items() if MESH_TAG in tags})
+            if not self._followers:
+                self._publish()  # an empty mesh is a complete view too
             index = next_index(index, answer.index)
 
     def _follow(self, names: set[str]) -> None:
@@ -97,6 +100,7 @@ class ConsulWatch:
         for name in gone:
             self._followers.pop(name).cancel()
             self._views.pop(name, None)
+            self._answered.discard(name)
         if gone:
             log.info("agents %s are no longer registered in Consul", ", ".join(gone))
             self._publish()
@@ -134,7 +138,9 @@ class ConsulWatch:
                 self._report(str(exc))
             except InvalidEntry as exc:
                 self._report(f"ignoring a Consul entry: {exc}")
-        if [i.SerializeToString(deterministic=True) for i in instances] != [
+        first = name not in self._answered
+        self._answered.add(name)
+        if first or [i.SerializeToString(deterministic=True) for i in instances] != [
             i.SerializeToString(deterministic=True) for i in self._views.get(name, [])
         ]:
             self._views[name] = instances
@@ -159,7 +165,7 @@ class ConsulWatch:
 
     def _publish(self) -> None:
         instances = sorted((i for view in self._views.values() for i in view), key=lambda i: (i.agent, i.instance_id))
-        self._catalog.replace(instances)
+        self._catalog.replace(instances, complete=self._followers.keys() <= self._answered)
 
     def _report(self, problem: str) -> None:
         if problem not in self._reported:

@@ -70,7 +70,7 @@ class Routing:
                 raise NoHealthyInstance(
                     call.capability,
                     call.version_range,
-                    "this sidecar has not received the catalog from the registry yet",
+                    "this sidecar has not received the catalog from its discovery (registry or Consul) yet",
                 )
             if self._catalog.has_seen(call.capability):
                 raise NoHealthyInstance(call.capability, call.version_range, "its last instance left the catalog")

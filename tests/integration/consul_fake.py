@@ -62,6 +62,7 @@ class Recorded:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    t: float = field(default_factory=time.monotonic)
 
     def json(self) -> Any:
         return json.loads(self.body)
