@@ -33,6 +33,7 @@ from sidecar.lease import Lease
 from sidecar.local_agent import LocalAgent
 from sidecar.local_api import LocalApi
 from sidecar.local_auth import RequireToken, TokenError, read_token
+from sidecar.outcome_reporter import OutcomeReporter
 from sidecar.peer_api import PeerApi
 from sidecar.peer_channels import PeerChannels
 from sidecar.registry_link import RegistryLink
@@ -154,7 +155,7 @@ async def serve(config: SidecarConfig) -> None:
         await report(rt.policy.status)
 
     sidecar_pb2_grpc.add_SidecarServicer_to_server(
-        LocalApi(config, pipeline.outbound(rt), rt, lease, on_registered), local_server
+        LocalApi(config, pipeline.outbound(rt), rt, lease, on_registered, OutcomeReporter(registry)), local_server
     )
     peer_pb2_grpc.add_PeerServicer_to_server(PeerApi(config, pipeline.inbound(rt), clock), peer_server)
 

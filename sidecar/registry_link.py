@@ -10,7 +10,7 @@ import grpc
 
 from meshwarden.identity.svid import Svid
 from meshwarden.registry_client import RegistryTrust, registry_channel
-from meshwarden.v1 import registry_pb2_grpc
+from meshwarden.v1 import receipts_pb2_grpc, registry_pb2_grpc
 from sidecar.channel_retirement import ChannelRetirement
 
 _OLD_CHANNEL_GRACE_S = 10.0
@@ -34,6 +34,13 @@ class RegistryLink:
             )
             self._stub, self._svid = registry_pb2_grpc.RegistryStub(self._channel), svid
         return self._stub
+
+    def receipts_stub(self) -> receipts_pb2_grpc.ReceiptsStub:
+        """The registry's Receipts service, on the same channel as `stub()`."""
+        self.stub()  # (re)builds the channel for the current SVID
+        if self._channel is None:
+            raise RuntimeError("stub() leaves a channel")
+        return receipts_pb2_grpc.ReceiptsStub(self._channel)
 
     async def close(self) -> None:
         if self._channel is not None:
