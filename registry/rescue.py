@@ -19,7 +19,15 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 
 from registry.authz import Authorizer, Caller
-from registry.errors import Conflict, InvalidInput, PermissionDenied, StoreError, Unauthenticated, UnknownInstance
+from registry.errors import (
+    Conflict,
+    InvalidInput,
+    PermissionDenied,
+    StoreError,
+    Unauthenticated,
+    UnknownInstance,
+    UnknownSession,
+)
 from registry.watch_hub import WatchEnded
 
 log = logging.getLogger(__name__)
@@ -40,7 +48,7 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.PERMISSION_DENIED, str(exc)
     if isinstance(exc, Conflict):
         return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
-    if isinstance(exc, UnknownInstance):
+    if isinstance(exc, (UnknownInstance, UnknownSession)):
         return grpc.StatusCode.NOT_FOUND, str(exc)
     if isinstance(exc, WatchEnded):
         return grpc.StatusCode.UNAVAILABLE, str(exc)

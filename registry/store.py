@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 DB_NAME: Final = "registry.db"
 LOCK_NAME: Final = "registry.lock"
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 
 _JOIN_TOKENS: Final = """
 CREATE TABLE IF NOT EXISTS join_tokens (
@@ -87,6 +87,17 @@ CREATE TABLE IF NOT EXISTS routes (
 );
 """
 
+# One row per session that reported how it ended; the first report stands (registry.outcomes).
+_OUTCOMES: Final = """
+CREATE TABLE IF NOT EXISTS session_outcomes (
+    session_id TEXT PRIMARY KEY,
+    outcome TEXT NOT NULL CHECK (outcome IN ('succeeded', 'failed', 'abandoned')),
+    detail TEXT NOT NULL,
+    reported_by TEXT NOT NULL,
+    reported_at REAL NOT NULL
+);
+"""
+
 _SCHEMA: Final = (
     """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -110,6 +121,7 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0);
     + _JOIN_TOKENS
     + _BUNDLES
     + _ROUTES
+    + _OUTCOMES
 )
 
 # Version 1 -> 2 (identity): the SVID expiry of each instance, and join tokens.
@@ -334,7 +346,13 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
         )
     # Version 2 -> 3 (policy bundles): every pushed revision, and what each sidecar enforces.
     # Version 3 -> 4 (routes): weighted version routes by capability.
-    upgrades = {1: _UPGRADE_TO_2 + _BUNDLES + _ROUTES, 2: _BUNDLES + _ROUTES, 3: _ROUTES}
+    # Version 4 -> 5 (outcomes): how each session ended, as its agents reported it.
+    upgrades = {
+        1: _UPGRADE_TO_2 + _BUNDLES + _ROUTES + _OUTCOMES,
+        2: _BUNDLES + _ROUTES + _OUTCOMES,
+        3: _ROUTES + _OUTCOMES,
+        4: _OUTCOMES,
+    }
     steps = _SCHEMA if version == 0 else upgrades.get(version, "")
     db.executescript("BEGIN;" + steps + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
     if 0 < version < SCHEMA_VERSION:
