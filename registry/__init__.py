@@ -33,6 +33,8 @@ from registry.model import (
     Upserted,
 )
 from registry.operators import OperatorCredential
+from registry.receipt_store import ChainHead, ReceiptStore
+from registry.receipts_server import ReceiptsService
 from registry.routes import Routes, StoredRoute
 from registry.server import SERVICE_NAME, RegistryService
 from registry.store import Store
@@ -59,6 +61,9 @@ __all__ = [
     "JoinTokens",
     "Listing",
     "OperatorCredential",
+    "ChainHead",
+    "ReceiptStore",
+    "ReceiptsService",
     "PermissionDenied",
     "Ready",
     "Registration",

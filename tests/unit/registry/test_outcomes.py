@@ -61,10 +61,10 @@ def test_many_sessions_are_looked_up_in_chunks(tmp_path: Path) -> None:
         store.close()
 
 
-def test_a_version_4_database_gains_the_outcomes_table(tmp_path: Path) -> None:
+def test_a_version_5_database_gains_the_outcomes_table(tmp_path: Path) -> None:
     Store.open(tmp_path, event_log_retention=10).close()
     db = sqlite3.connect(tmp_path / DB_NAME)
-    db.executescript("DROP TABLE session_outcomes; PRAGMA user_version = 4;")
+    db.executescript("DROP TABLE session_outcomes; PRAGMA user_version = 5;")
     db.close()
     store = Store.open(tmp_path, event_log_retention=10)
     try:
