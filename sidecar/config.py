@@ -10,13 +10,14 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from meshwarden.addresses import AddressError, HostPort, ListenAddress, parse_host_port, parse_listen
 from meshwarden.config_layers import (
     ConfigError,
     Option,
     boolean,
+    choice,
     positive_float,
     positive_int,
     resolve,
@@ -44,6 +45,12 @@ def _ratio(value: str) -> float:
     if not 0 <= ratio <= 1:
         raise ValueError(f"must be a number from 0 to 1, got {value}")
     return ratio
+
+
+def _batch_size(value: str) -> int:
+    if not value.strip().isdigit() or not 1 <= int(value) <= 1000:
+        raise ValueError(f"must be a whole number from 1 to 1000 (the registry's limit per batch), got {value}")
+    return int(value)
 
 
 def _agent_name(value: str) -> str:
@@ -124,6 +131,28 @@ OPTIONS: list[Option[Any]] = [
         metavar="SECONDS",
     ),
     Option(
+        "receipts",
+        boolean,
+        True,
+        "write a receipt of every call and ship them to the registry; false only to measure what they cost",
+        metavar="true|false",
+    ),
+    Option(
+        "receipt_sync",
+        choice("normal", "full"),
+        "normal",
+        "normal: a spooled receipt survives a crash or kill -9; full: also a power loss (one fsync per call)",
+        metavar="normal|full",
+    ),
+    Option(
+        "receipt_ship_interval_s",
+        positive_float,
+        1.0,
+        "how often spooled receipts are shipped to the registry",
+        metavar="SECONDS",
+    ),
+    Option("receipt_batch_size", _batch_size, 200, "receipts per batch shipped to the registry", metavar="N"),
+    Option(
         "data_dir", Path, None, "SVID, trust bundle and sockets (default ./.meshwarden/sidecars/<agent>)", metavar="DIR"
     ),
     Option(
@@ -198,6 +227,10 @@ class SidecarConfig:
     retry_max_attempts: int
     retry_budget_ratio: float
     idempotency_ttl_s: float
+    receipts: bool
+    receipt_sync: Literal["normal", "full"]
+    receipt_ship_interval_s: float
+    receipt_batch_size: int
     breaker_failures: int
     breaker_reset_s: float
     data_dir: Path

@@ -22,6 +22,7 @@ class RegistryLink:
         self._svid: Svid | None = None
         self._stub: registry_pb2_grpc.RegistryStub | None = None
         self._channel: grpc.aio.Channel | None = None
+        self._receipts: tuple[grpc.aio.Channel, receipts_pb2_grpc.ReceiptsStub] | None = None
         self._retirement = ChannelRetirement(_OLD_CHANNEL_GRACE_S)
 
     def stub(self) -> registry_pb2_grpc.RegistryStub:
@@ -36,11 +37,13 @@ class RegistryLink:
         return self._stub
 
     def receipts_stub(self) -> receipts_pb2_grpc.ReceiptsStub:
-        """The registry's Receipts service, on the same channel as `stub()`."""
-        self.stub()  # (re)builds the channel for the current SVID
+        """meshwarden.v1.Receipts on the same channel (so with the same, current SVID)."""
+        self.stub()
         if self._channel is None:
-            raise RuntimeError("stub() leaves a channel")
-        return receipts_pb2_grpc.ReceiptsStub(self._channel)
+            raise RuntimeError("stub() always makes a channel")
+        if self._receipts is None or self._receipts[0] is not self._channel:
+            self._receipts = (self._channel, receipts_pb2_grpc.ReceiptsStub(self._channel))
+        return self._receipts[1]
 
     async def close(self) -> None:
         if self._channel is not None:
