@@ -36,7 +36,7 @@ async def search(args: dict[str, Any], ctx: meshwarden.CallContext) -> dict[str,
     """Ranks articles by how many of their tags the query mentions."""
     if args.get("think_s"):
         await asyncio.sleep(args["think_s"])  # a slow model call, for the deadline part of the demo
-    pricing.report(ctx, "text-embedding-3-small", pricing.tokens(args["query"]), 0)  # the query's embedding
+    pricing.report(ctx, "gpt-4.1-nano", 600 + pricing.tokens(args["query"]), 40)  # reranking the articles
     words = set(args["query"].lower().replace(",", " ").split())
     ranked = sorted(ARTICLES, key=lambda a: -len(words & set(a["tags"])))
     hits = [a for a in ranked if words & set(a["tags"])][: args.get("limit", 3)]

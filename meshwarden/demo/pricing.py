@@ -12,7 +12,7 @@ import meshwarden
 PRICES: Final = {
     "gpt-4o-mini": (150_000, 600_000),
     "claude-3-5-haiku": (800_000, 4_000_000),
-    "text-embedding-3-small": (20_000, 0),
+    "gpt-4.1-nano": (100_000, 400_000),
 }
 
 

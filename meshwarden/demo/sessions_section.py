@@ -32,7 +32,7 @@ TICKETS: Final = {
     "T-2003": ("charged twice for the annual plan, please refund", 15000, "failed", 3),
 }
 ABANDONED: Final = "T-2004"
-RECEIPTS_WAIT_S: Final = 20.0
+RECEIPTS_WAIT_S: Final = 30.0  # shipping backs off while the registry was down a moment ago
 
 
 async def sessions_and_costs(client: Client, registry: Child, workdir: Path, n: Narrator) -> None:
@@ -63,8 +63,11 @@ async def sessions_and_costs(client: Client, registry: Child, workdir: Path, n: 
 
     flags = _registry_flags(registry, workdir)
     n.say("waiting for the sidecars to ship their receipts to the registry ...")
-    if not await _receipts_arrived(flags):
-        n.fail(f"the registry did not hold every call of the {WORKFLOW} sessions within {RECEIPTS_WAIT_S:.0f} s")
+    missing = await _receipts_arrived(flags)
+    if missing:
+        n.fail(
+            f"the registry did not hold every call of the {WORKFLOW} sessions within {RECEIPTS_WAIT_S:.0f} s: {missing}"
+        )
         return
     n.section("What the operator sees: sessions, one session's timeline, and what it all cost")
     await _show(n, ["sessions", "list", "--workflow", WORKFLOW, *flags])
@@ -84,20 +87,25 @@ def _registry_flags(registry: Child, workdir: Path) -> list[str]:
     ]
 
 
-async def _receipts_arrived(flags: list[str]) -> bool:
-    """Every call of every ticket is in the registry, and every session has its outcome."""
+async def _receipts_arrived(flags: list[str]) -> str:
+    """ "" once every call of every ticket is in the registry and every session has its
+    outcome; else what is still missing."""
     expected = {f"ticket-{t}": (outcome, calls) for t, (_, _, outcome, calls) in TICKETS.items()}
     expected[f"ticket-{ABANDONED}"] = ("abandoned", 1)
     deadline = time.monotonic() + RECEIPTS_WAIT_S
+    missing = "no answer from the registry"
     while time.monotonic() < deadline:
         argv = meshwarden_argv("sessions", "list", "--workflow", WORKFLOW, "--output", "json", *flags)
         done = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=60)
         if done.returncode == 0:
             seen = {s["session_id"]: (s["state"], s["calls"]) for s in json.loads(done.stdout)}
             if seen == expected:
-                return True
+                return ""
+            missing = f"expected (state, calls) {expected}, the registry has {seen}"
+        else:
+            missing = done.stderr.strip()
         await asyncio.sleep(0.5)
-    return False
+    return missing
 
 
 async def _show(n: Narrator, args: list[str]) -> None:
