@@ -21,7 +21,7 @@ from registry.authz import Authorizer, Caller, method
 from registry.errors import Unauthenticated
 from registry.outcomes import Outcomes
 from registry.receipt_store import ReceiptStore
-from registry.rescue import abort, serve_unary
+from registry.rescue import abort, serve_unary, serve_unary_async
 from registry.session_queries import SessionQueries
 
 SERVICE_NAME: Final[str] = receipts_pb2.DESCRIPTOR.services_by_name["Receipts"].full_name
@@ -74,7 +74,7 @@ class ReceiptsService(receipts_pb2_grpc.ReceiptsServicer):
     async def ListSessions(
         self, request: receipts_pb2.ListSessionsRequest, context: Context
     ) -> receipts_pb2.ListSessionsResponse:
-        return await serve_unary(LIST_SESSIONS, self._sessions.list_sessions, request, context, self._authorizer)
+        return await serve_unary_async(LIST_SESSIONS, self._sessions.list_sessions, request, context, self._authorizer)
 
     async def GetSession(
         self, request: receipts_pb2.GetSessionRequest, context: Context
@@ -82,7 +82,7 @@ class ReceiptsService(receipts_pb2_grpc.ReceiptsServicer):
         return await serve_unary(GET_SESSION, self._sessions.get_session, request, context, self._authorizer)
 
     async def Costs(self, request: receipts_pb2.CostsRequest, context: Context) -> receipts_pb2.CostsResponse:
-        return await serve_unary(COSTS, self._sessions.costs, request, context, self._authorizer)
+        return await serve_unary_async(COSTS, self._sessions.costs, request, context, self._authorizer)
 
     def _ship(self, request: receipts_pb2.ShipReceiptsRequest, caller: Caller) -> receipts_pb2.ShipReceiptsResponse:
         if caller.identity is None:  # the table already requires an agent's SVID; this keeps the types honest
