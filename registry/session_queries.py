@@ -54,7 +54,9 @@ class SessionQueries:
         self, request: receipts_pb2.ListSessionsRequest, _caller: Caller
     ) -> receipts_pb2.ListSessionsResponse:
         wanted = SessionFilter.from_proto(request)
-        since, until = self._window(request.since if request.HasField("since") else None, request)
+        since, until = self._window(
+            request.since if request.HasField("since") else None, request.until if request.HasField("until") else None
+        )
         receipts = await self._read(since, until)
         outcomes = self._outcomes.for_sessions(session_views.session_ids(receipts))
         sessions = await asyncio.to_thread(session_views.list_sessions, receipts, outcomes, wanted)
@@ -94,12 +96,11 @@ class SessionQueries:
         return receipts
 
     def _window(
-        self, since: timestamp_pb2.Timestamp | None, request: receipts_pb2.ListSessionsRequest | None
+        self, since: timestamp_pb2.Timestamp | None, until: timestamp_pb2.Timestamp | None
     ) -> tuple[float, float]:
+        """[since, until) in Unix seconds; open ends reach back to the start and far ahead."""
         start = _seconds(since) if since is not None else 0.0
-        end = self._clock.wall() + _FUTURE_S
-        if request is not None and request.HasField("until"):
-            end = _seconds(request.until)
+        end = _seconds(until) if until is not None else self._clock.wall() + _FUTURE_S
         if end <= start:
             raise InvalidInput("until", "is not after since; give a window that ends after it starts")
         return start, end
