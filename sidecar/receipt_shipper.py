@@ -112,7 +112,7 @@ class ReceiptShipper:
                     batch.first_seq,
                 )
                 raise _Refused()
-            deleted = await asyncio.to_thread(self._reader.acknowledge, chain, acknowledged)
+            deleted = await asyncio.to_thread(self._reader.acknowledge, batch, acknowledged)
             self.shipped += deleted
             if self._refusals.pop(chain, None) is not None:
                 log.info("the registry accepts the receipts of %s again", chain)
