@@ -8,7 +8,7 @@ is deleted before that answer, so a registry that is down, or a sidecar killed m
 delays receipts: they are shipped again (the registry acknowledges receipts it already holds
 without storing them twice), after a restart too, since the spool is on disk.
 
-While the registry is unreachable it backs off (full jitter, doubling up to `backoff_max_s`).
+While the registry is unreachable it backs off (full jitter, doubling from 0.5 s up to 10 s).
 A chain the registry refuses (a gap, a fork, receipts of another SPIFFE ID: it says which) is
 logged and retried with the same backoff, and does not hold up the other chains.
 """
@@ -41,7 +41,7 @@ class ShippingSettings:
     batch_receipts: int = 200
     batch_bytes: int = 2 * 1024 * 1024  # under gRPC's default 4 MiB message limit at the registry
     backoff_initial_s: float = 0.5
-    backoff_max_s: float = 30.0
+    backoff_max_s: float = 10.0
 
 
 class _NotShipped(Exception):
@@ -112,7 +112,7 @@ class ReceiptShipper:
                     batch.first_seq,
                 )
                 raise _Refused()
-            deleted = await asyncio.to_thread(self._reader.acknowledge, chain, acknowledged)
+            deleted = await asyncio.to_thread(self._reader.acknowledge, batch, acknowledged)
             self.shipped += deleted
             if self._refusals.pop(chain, None) is not None:
                 log.info("the registry accepts the receipts of %s again", chain)

@@ -17,7 +17,7 @@ from meshwarden.addresses import parse_host_port
 from meshwarden.identity.bootstrap import learn_registry_ca
 from meshwarden.registry_client import RegistryTrust, registry_channel, registry_stub
 from meshwarden.supervise import Child, HealthTlsFor, meshwarden_argv, registry_health_tls, start
-from meshwarden.v1 import catalog_pb2, receipts_pb2_grpc, registry_pb2
+from meshwarden.v1 import catalog_pb2, receipts_pb2, receipts_pb2_grpc, registry_pb2
 from tests.integration.bundles import ALLOW_ALL, BundleMaker
 
 AGENTS = Path(__file__).parent / "agents"
@@ -79,6 +79,16 @@ class LocalMesh:
         async with await self._operator_channel() as channel:
             reply: registry_pb2.ListBundleStatusResponse = await registry_stub(channel).ListBundleStatus(
                 registry_pb2.ListBundleStatusRequest(), metadata=self._operator_metadata(), timeout=10
+            )
+        return reply
+
+    async def verify_receipts(self, sidecar_instance_id: str = "") -> receipts_pb2.VerifyReceiptsResponse:
+        """`meshwarden receipts verify`, as an operator."""
+        async with await self._operator_channel() as channel:
+            reply: receipts_pb2.VerifyReceiptsResponse = await receipts_pb2_grpc.ReceiptsStub(channel).VerifyReceipts(
+                receipts_pb2.VerifyReceiptsRequest(sidecar_instance_id=sidecar_instance_id),
+                metadata=self._operator_metadata(),
+                timeout=30,
             )
         return reply
 

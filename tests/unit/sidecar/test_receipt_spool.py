@@ -43,7 +43,8 @@ def test_a_reopened_spool_continues_its_chain_even_after_everything_was_acknowle
     appended = _append(spool, 3)
     spool.close()  # as after kill -9: nothing but the file is left
     reader = SpoolReader(spool_path(tmp_path))
-    assert reader.acknowledge("support-1", 3) == 3
+    batch = reader.batch("support-1", 10, 1 << 20)
+    assert batch is not None and reader.acknowledge(batch, 3) == 3
     assert reader.pending() == 0
     again = ReceiptSpool.open(tmp_path, instance_id="support-1", spiffe_id=SPIFFE_ID)
     [fourth] = _append(again, 1)
@@ -74,11 +75,12 @@ def test_batches_are_bounded_by_count_and_bytes_but_hold_at_least_one(tmp_path: 
     assert by_bytes is not None and len(by_bytes.bodies) == 3
     one = reader.batch("support-1", 10, 10)
     assert one is not None and len(one.bodies) == 1
-    reader.acknowledge("support-1", 8)
+    first = reader.batch("support-1", 8, 1 << 20)
+    assert first is not None and reader.acknowledge(first, 8) == 8
     rest = reader.batch("support-1", 10, 1 << 20)
     assert rest is not None and (rest.first_seq, rest.last_seq) == (9, 10)
     assert [_parse(b).seq for b in rest.bodies] == [9, 10]
-    reader.acknowledge("support-1", 10)
+    reader.acknowledge(rest, 10)
     assert reader.batch("support-1", 10, 1 << 20) is None
     assert reader.chains() == []
     reader.checkpoint()
