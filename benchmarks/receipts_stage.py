@@ -5,7 +5,9 @@
 Runs the real `receipts` stage (sidecar/stages/receipts.py) around an inner handler that
 records what routing and policy would and answers at once, with a real spool in a temporary
 directory, and times each call with perf_counter_ns: the stage's whole cost on the call path
-(build the receipt, digest the arguments, chain and hash it, insert it). Then the parts alone:
+(build the receipt, digest the arguments, chain and hash it, insert it). Every 400 calls,
+untimed, the receipts are deleted, and every 2,000 the WAL is checkpointed, as the shipper
+does; the first append after a checkpoint pays an fsync of the WAL header (sidecar.receipt_shipper). Then the parts alone:
 building the Receipt, hashing it, and the INSERT. `full` fsyncs every receipt, so it gets a
 tenth of the calls. The latency benchmark (latency.py, path mesh-noreceipts) gives the cost
 seen end to end, two sidecars and shipping included.
@@ -34,12 +36,14 @@ try:
     from sidecar.catalog import CapabilitySpec, Endpoint
     from sidecar.local_agent import LocalAgent
     from sidecar.policy import ActivePolicy
-    from sidecar.receipt_spool import ReceiptSpool, Sync
+    from sidecar.receipt_spool import ReceiptSpool, SpoolReader, Sync
     from sidecar.stages import receipts
 except ModuleNotFoundError as exc:  # run from a checkout without PYTHONPATH
     sys.exit(f"receipts_stage.py: cannot import {exc.name}; run it with the project's venv and PYTHONPATH=<repo root>")
 
 SUPPORT = "spiffe://meshwarden.local/agent/support"
+SHIPPED_EVERY = 400  # receipts: about what a sidecar at 400 calls/s ships each second
+CHECKPOINT_EVERY = 2000  # as ShippingSettings.checkpoint_every
 TARGET = Endpoint(
     "billing-1",
     "billing",
@@ -100,11 +104,19 @@ async def measure(calls: int, payload_bytes: int, work: Path) -> None:
         stage = receipts.Receipts(answer, "outbound", spool, holder, local, SystemClock())
         for _ in range(min(count, 200)):
             await stage(call)
+        reader = SpoolReader(spool.path, sync)
         samples = []
-        for _ in range(count):
+        for n in range(count):
             started = time.perf_counter_ns()
             await stage(call)
             samples.append(time.perf_counter_ns() - started)
+            if n % SHIPPED_EVERY == SHIPPED_EVERY - 1:  # as the shipper does, untimed
+                batch = reader.batch("support-1", SHIPPED_EVERY * 2, 1 << 30)
+                if batch is not None:
+                    reader.acknowledge(batch, batch.last_seq)
+            if n % CHECKPOINT_EVERY == CHECKPOINT_EVERY - 1:
+                reader.checkpoint()
+        reader.close()
         bare = []
         for _ in range(count):
             started = time.perf_counter_ns()

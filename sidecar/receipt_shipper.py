@@ -3,7 +3,7 @@
 Every `interval_s` (and right after a batch, while receipts remain) it sends the oldest
 receipts of each chain in the spool, at most `batch_receipts` and `batch_bytes` per
 ShipReceipts, over the registry's mTLS port. The registry answers with the seq it now holds
-durably; receipts up to there are deleted from the spool, and the WAL is checkpointed. Nothing
+durably; receipts up to there are deleted from the spool. Nothing
 is deleted before that answer, so a registry that is down, or a sidecar killed mid-batch, only
 delays receipts: they are shipped again (the registry acknowledges receipts it already holds
 without storing them twice), after a restart too, since the spool is on disk.
@@ -11,6 +11,12 @@ without storing them twice), after a restart too, since the spool is on disk.
 While the registry is unreachable it backs off (full jitter, doubling from 0.5 s up to 10 s).
 A chain the registry refuses (a gap, a fork, receipts of another SPIFFE ID: it says which) is
 logged and retried with the same backoff, and does not hold up the other chains.
+
+The WAL is checkpointed once every `checkpoint_every` acknowledged receipts, not every round:
+the first append after a checkpoint restarts the WAL, and SQLite then fsyncs the WAL header,
+on the call path (about 2 ms on the benchmark machine, against 15-30 µs for an append). So
+one call in about 2,000 pays it, and the WAL stays under about 16 MB while the registry
+acknowledges.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class ShippingSettings:
     batch_bytes: int = 2 * 1024 * 1024  # under gRPC's default 4 MiB message limit at the registry
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 10.0
+    checkpoint_every: int = 2000  # acknowledged receipts
 
 
 class _NotShipped(Exception):
@@ -59,6 +66,7 @@ class ReceiptShipper:
         self._reader, self._stub, self._settings, self._rng = reader, stub, settings, rng
         self._refusals: dict[str, str] = {}  # chain -> the last refusal logged, to log each once
         self.shipped = 0  # receipts acknowledged since start (for tests and logs)
+        self._checkpointed_at = 0  # `shipped` when the WAL was last checkpointed
 
     async def run(self) -> None:
         backoff = self._settings.backoff_initial_s
@@ -81,7 +89,9 @@ class ReceiptShipper:
                 await self._ship_chain(chain, timeout_s)
             except _Refused:
                 refused = True
-        await asyncio.to_thread(self._reader.checkpoint)
+        if self.shipped - self._checkpointed_at >= self._settings.checkpoint_every:
+            await asyncio.to_thread(self._reader.checkpoint)
+            self._checkpointed_at = self.shipped
         if refused:
             raise _NotShipped()
 

@@ -24,7 +24,7 @@ own used from a worker thread, so reading a batch, deleting acknowledged receipt
 checkpointing the WAL never hold the event loop (WAL lets the reader and the writer work at
 once; a delete holds the write lock for the few milliseconds it takes, and an append waits for
 it up to the busy timeout). The writer does not checkpoint by itself (wal_autocheckpoint=0):
-the shipper does it after each batch.
+the shipper does it, now and then (sidecar.receipt_shipper says how often, and why not more).
 """
 
 from __future__ import annotations

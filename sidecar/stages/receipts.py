@@ -15,6 +15,7 @@ import asyncio
 import logging
 from typing import Final, Literal
 
+from google.protobuf import timestamp_pb2
 from opentelemetry import trace
 
 from meshwarden.clock import Clock
@@ -143,11 +144,17 @@ class Receipts:
                 if usage
                 else None
             ),
+            started_at=_timestamp(started_ns),
+            ended_at=_timestamp(started_ns + int(latency_s * 1e9)),
             latency_us=int(latency_s * 1e6),
         )
-        receipt.started_at.FromNanoseconds(started_ns)
-        receipt.ended_at.FromNanoseconds(started_ns + int(latency_s * 1e9))
         return receipt
+
+
+def _timestamp(ns: int) -> timestamp_pb2.Timestamp:
+    """Built directly: Timestamp.FromNanoseconds validates in Python, 4 µs a call on the call path."""
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
 
 
 def layer(
