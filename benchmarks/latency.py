@@ -2,6 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python benchmarks/latency.py [--calls 4000] [--concurrency 16]
         [--payload-bytes 1024] [--duration-s 5] [--paths direct,mesh,nginx,pyrelay,pyrelay-mtls]
+        (add mesh-noreceipts to --paths to measure what receipts cost)
         [--handshakes 200] [--output json]
 
 Paths, all on loopback, all ending at the same echo agent process (examples/echo_agent.py):
@@ -10,6 +11,9 @@ Paths, all on loopback, all ending at the same echo agent process (examples/echo
            registry, two real sidecars, a real agent, each its own process; mTLS with SPIFFE
            SVIDs between the sidecars and from each sidecar to the registry; a signed policy
            bundle that permits every call, evaluated by both sidecars on every call)
+  mesh-noreceipts  the same on a second mesh of its own (registry, two sidecars, echo agent)
+           whose sidecars run with --receipts false: mesh - mesh-noreceipts is what writing,
+           spooling and shipping receipts costs per call (only when --paths names it)
   nginx    client -> nginx A -> nginx B -> agent (grpc_pass, cleartext HTTP/2), only when
            `nginx` is on PATH: the plain-proxy reference for two relays in series
   pyrelay  client -> relay A -> relay B -> agent, two bare grpc.aio relays
@@ -94,7 +98,8 @@ except ModuleNotFoundError as exc:  # run from a checkout without PYTHONPATH
 HERE = Path(__file__).resolve().parent
 ECHO_AGENT = HERE.parent / "examples" / "echo_agent.py"
 RELAY = HERE / "grpc_relay.py"
-PATHS = ("direct", "mesh", "nginx", "pyrelay", "pyrelay-mtls")
+PATHS = ("direct", "mesh", "mesh-noreceipts", "nginx", "pyrelay", "pyrelay-mtls")
+DEFAULT_PATHS = ("direct", "mesh", "nginx", "pyrelay", "pyrelay-mtls")
 CALL_TIMEOUT_S = 10.0
 FIRST_ANSWER_TIMEOUT_S = 30.0  # sidecar A answers once its catalog holds the echo agent
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -220,14 +225,14 @@ class Fleet:
         self.groups.clear()
 
 
-def sidecar_argv(agent: str, registry: str, data_dir: Path, bundle_keys: Path) -> list[str]:
+def sidecar_argv(agent: str, registry: str, data_dir: Path, bundle_keys: Path, *extra: str) -> list[str]:
     """A sidecar on loopback: it enrols with the registry's embedded issuer (open enrolment on
     loopback), keeps its SVID, trust bundle and Workload API socket in `data_dir`, and takes
     policy bundles signed by a key in `bundle_keys`."""
     return meshwarden_argv(
         *("sidecar", "run", "--agent", agent, "--instance-id", f"{agent}-1", "--registry", registry),
         *("--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0", "--data-dir", str(data_dir)),
-        *("--bundle-keys", str(bundle_keys)),
+        *("--bundle-keys", str(bundle_keys), *extra),
     )
 
 
@@ -267,14 +272,17 @@ class Mesh:
     caller_sidecar: str  # sidecar A's local API (meshwarden.v1.Sidecar)
 
 
-async def start_mesh(fleet: Fleet) -> Mesh:
+async def start_mesh(fleet: Fleet, name: str = "", sidecar_flags: Sequence[str] = ()) -> Mesh:
     """The registry (TLS on --listen, mTLS for SVID holders on a second port 0, both in its
     ready line; its health is checked over TLS with the CA pinned from the ready line) with
     an allow-all policy bundle pushed (a sidecar serves once a bundle is active), the callee's
-    sidecar, the echo agent, and the caller's sidecar."""
-    data_dir = fleet.work / "registry"
+    sidecar, the echo agent, and the caller's sidecar. A second mesh in the same run has a
+    `name`, which prefixes its processes and directories."""
+    prefix = f"{name}-" if name else ""
+    work = fleet.work / name if name else fleet.work
+    data_dir = work / "registry"
     registry = await fleet.start(
-        "registry",
+        f"{prefix}registry",
         meshwarden_argv("registry", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)),
         health_tls=registry_health_tls,
     )
@@ -282,20 +290,24 @@ async def start_mesh(fleet: Fleet) -> Mesh:
         f"registry: TLS {registry.addresses['listen']}, mTLS {registry.addresses['mtls']}, "
         f"trust domain {registry.addresses['trust_domain']}"
     )
-    artifact, bundle_keys = await asyncio.to_thread(allow_all_bundle, fleet.work / "policy")
+    artifact, bundle_keys = await asyncio.to_thread(allow_all_bundle, work / "policy")
     revision = await push_bundle(registry, data_dir, artifact)
     log(f"policy: pushed an allow-all bundle, revision {revision}, signed with key {BUNDLE_KEY_ID!r}")
-    sidecars = fleet.work / "sidecars"
+    sidecars = work / "sidecars"
     callee = await fleet.start(
-        "sidecar-b", sidecar_argv("echo", registry.addresses["listen"], sidecars / "echo", bundle_keys)
+        f"{prefix}sidecar-b",
+        sidecar_argv("echo", registry.addresses["listen"], sidecars / "echo", bundle_keys, *sidecar_flags),
     )
     agent = await fleet.start(
-        "agent",
+        f"{prefix}agent",
         [sys.executable, str(ECHO_AGENT), "--sidecar", callee.addresses["listen"]]
         + ["--listen", "127.0.0.1:0", "--version", "1.0.0", "--announce"],
     )
     caller = await fleet.start(
-        "sidecar-a", sidecar_argv("bench-client", registry.addresses["listen"], sidecars / "bench-client", bundle_keys)
+        f"{prefix}sidecar-a",
+        sidecar_argv(
+            "bench-client", registry.addresses["listen"], sidecars / "bench-client", bundle_keys, *sidecar_flags
+        ),
     )
     for side in (caller, callee):
         log(f"{side.name}: {side.addresses['spiffe_id']}, peer port {side.addresses['peer']} (mTLS)")
@@ -802,6 +814,7 @@ def difference(a: PathFigures, b: PathFigures) -> dict[str, float]:
 DIFFERENCES = {
     "identity": ("pyrelay-mtls", "pyrelay"),  # mTLS on the relays' hop: what identity costs per call
     "mesh_stages": ("mesh", "pyrelay-mtls"),  # the mesh's own stages, identity's transport set aside
+    "receipts": ("mesh", "mesh-noreceipts"),  # writing, spooling and shipping receipts
 }
 
 
@@ -846,19 +859,19 @@ def table(
 ) -> str:
     c = str(concurrency)
     head = (
-        f"{'path':<12} {'p50 ms':>7} {'p99 ms':>7} {'p50/direct':>10} {'calls/s @' + c:>12} "
+        f"{'path':<15} {'p50 ms':>7} {'p99 ms':>7} {'p50/direct':>10} {'calls/s @' + c:>12} "
         f"{'p50 ms @' + c:>11} {'p99 ms @' + c:>11} {'errors':>6}"
     )
     lines = [head, "-" * len(head)]
     for path in PATHS:
         if path in skipped:
-            lines.append(f"{path:<12} skipped: {skipped[path]}")
+            lines.append(f"{path:<15} skipped: {skipped[path]}")
         if path not in results:
             continue
         f = results[path]
         ratio = f"{f.p50_vs_direct:.2f}x" if not math.isnan(f.p50_vs_direct) else "-"
         lines.append(
-            f"{path:<12} {f.p50_ms:>7.3f} {f.p99_ms:>7.3f} {ratio:>10} {f.throughput_calls_per_s:>12.0f} "
+            f"{path:<15} {f.p50_ms:>7.3f} {f.p99_ms:>7.3f} {ratio:>10} {f.throughput_calls_per_s:>12.0f} "
             f"{f.loaded_p50_ms:>11.3f} {f.loaded_p99_ms:>11.3f} {f.errors:>6}"
         )
     for title, key in (("1", "cpu_us_per_call"), (c, "loaded_cpu_us_per_call")):
@@ -871,8 +884,12 @@ def table(
             cpu: dict[str, float] = getattr(f, key)
             parts = [f"{name} {us:.0f}" for name, us in cpu.items() if name != "total" and us > 10]
             others: float = f.other_load_cores if key == "cpu_us_per_call" else f.loaded_other_load_cores
-            lines.append(f"{path:<12} total {cpu['total']:>5.0f}: {', '.join(parts)}; other work {others:.2f} cores")
-    titles = {"identity": "identity (mTLS) per call", "mesh_stages": "the mesh's own stages"}
+            lines.append(f"{path:<15} total {cpu['total']:>5.0f}: {', '.join(parts)}; other work {others:.2f} cores")
+    titles = {
+        "identity": "identity (mTLS) per call",
+        "mesh_stages": "the mesh's own stages",
+        "receipts": "receipts per call",
+    }
     for name, d in differences(results).items():
         a, b = DIFFERENCES[name]
         lines += [
@@ -917,6 +934,10 @@ async def measure(args: argparse.Namespace, fleet: Fleet) -> int:
         log(f"starting the registry, two sidecars and the echo agent (logs in {fleet.logs})")
         mesh = await start_mesh(fleet)
         targets = {"direct": mesh.agent, "mesh": mesh.caller_sidecar}
+        if "mesh-noreceipts" in paths:
+            log("starting a second mesh whose sidecars write no receipts (--receipts false)")
+            plain = await start_mesh(fleet, "noreceipts", ("--receipts", "false"))
+            targets["mesh-noreceipts"] = plain.caller_sidecar
         if "nginx" in paths:
             relay_b = await start_nginx(fleet, "nginx-b", mesh.agent, random.Random())
             targets["nginx"] = await start_nginx(fleet, "nginx-a", relay_b, random.Random())
@@ -933,7 +954,7 @@ async def measure(args: argparse.Namespace, fleet: Fleet) -> int:
         for path in paths:
             channel = channel_to(targets[path])
             fleet.on_exit(channel.close)
-            invokes[path] = (sidecar_invoke if path == "mesh" else agent_invoke)(channel, payload)
+            invokes[path] = (sidecar_invoke if path.startswith("mesh") else agent_invoke)(channel, payload)
             await first_answer(path, invokes[path], args.payload_bytes)
 
         log(f"warm-up: {args.warmup} calls per path")
@@ -1013,7 +1034,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="fresh channels to relay B of each kind, plaintext and mTLS, to time the handshake "
         "(needs the pyrelay and pyrelay-mtls paths; 0: none)",
     )
-    parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated subset of " + ",".join(PATHS))
+    parser.add_argument("--paths", default=",".join(DEFAULT_PATHS), help="comma-separated subset of " + ",".join(PATHS))
     parser.add_argument(
         "--output",
         choices=["table", "json"],

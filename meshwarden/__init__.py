@@ -7,6 +7,7 @@ local sidecar, and `meshwarden.errors` holds the errors both raise.
 from meshwarden.agent import Agent, CallContext, HandlerError
 from meshwarden.client import Client, Result, SidecarUnreachable, SyncClient
 from meshwarden.errors import MeshError, Refused, Unreachable
+from meshwarden.usage import Usage
 
 __all__ = [
     "Agent",
@@ -19,4 +20,5 @@ __all__ = [
     "SidecarUnreachable",
     "SyncClient",
     "Unreachable",
+    "Usage",
 ]

@@ -28,16 +28,19 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import grpc
 
+from meshwarden import outcomes
 from meshwarden.addresses import parse_host_port
 from meshwarden.client import Client, Result, SyncClient
 from meshwarden.errors import MeshError
 from meshwarden.ready import announce_ready
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
+from meshwarden.usage import Usage, UsageTally, checked_usage
 from meshwarden.v1 import agent_pb2, agent_pb2_grpc, catalog_pb2, sidecar_pb2, sidecar_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,52 @@ class CallContext:
     # The caller's key for this call ("" for none); nested calls derive theirs from it.
     idempotency_key: str = ""
     _nested_calls: Iterator[int] = field(default_factory=itertools.count, repr=False)
+    _usage: UsageTally = field(default_factory=UsageTally, repr=False)
+    # The call the caller was handling when it made this one ("" at the top of a session).
+    parent_call_id: str = ""
+
+    def report_usage(
+        self,
+        *,
+        model: str = "",
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost_usd: Decimal | int | float | str | None = None,
+        cost_micro_usd: int | None = None,
+    ) -> Usage:
+        """Reports what handling this call consumed; it travels back with the result into both
+        sidecars' receipts and the caller's `Result.usage`. Reports within one call add up.
+        Give the cost as `cost_usd` (Decimal or str for exact cents) or `cost_micro_usd`.
+        Raises ValueError for negative or non-integer token counts, or a negative cost.
+        Returns the total reported so far."""
+        self._usage.add(
+            checked_usage(
+                model=model,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cost_usd=cost_usd,
+                cost_micro_usd=cost_micro_usd,
+            )
+        )
+        total = self._usage.total
+        if total is None:
+            raise RuntimeError("a tally holds what was just added")
+        return total
+
+    @property
+    def usage(self) -> Usage | None:
+        """What this call reported so far (None: nothing)."""
+        return self._usage.total
+
+    async def report_outcome(self, outcome: outcomes.OutcomeName, detail: str = "", *, session_id: str = "") -> None:
+        """Reports how this call's session (or `session_id`) ended: "succeeded", "failed" or
+        "abandoned"; once per session (OutcomeAlreadyReported otherwise)."""
+        await self._client.report_outcome(session_id or self.session_id, outcome, detail)
+
+    def report_outcome_sync(self, outcome: outcomes.OutcomeName, detail: str = "", *, session_id: str = "") -> None:
+        """`report_outcome` for plain-`def` handlers."""
+        with SyncClient(self._sidecar, api_token=self._api_token) as client:
+            client.report_outcome(session_id or self.session_id, outcome, detail)
 
     def time_remaining(self) -> float | None:
         return None if self.deadline is None else max(self.deadline - time.monotonic(), 0.0)
@@ -90,6 +139,7 @@ class CallContext:
             options["timeout"] = min(options.get("timeout") or remaining, remaining)
         options.setdefault("session_id", self.session_id or None)
         options.setdefault("workflow_id", self.workflow_id or None)
+        options.setdefault("parent_call_id", self.call_id or None)  # the session's timeline is a tree
         if self.idempotency_key and options.get("idempotent", True) and not options.get("idempotency_key"):
             # The nth call to a capability within this call: a retried parent replays the
             # same child keys, so the children it already ran are not run again.
@@ -254,6 +304,7 @@ class _Servicer(agent_pb2_grpc.AgentServicer):
             workflow_id=request.workflow_id,
             attempt=request.attempt,
             idempotency_key=request.idempotency_key,
+            parent_call_id=request.parent_call_id,
             deadline=None if remaining is None else time.monotonic() + remaining,
             _client=self._agent.client,
             _sidecar=self._agent.sidecar,
@@ -275,7 +326,8 @@ class _Servicer(agent_pb2_grpc.AgentServicer):
                 grpc.StatusCode.INTERNAL,
                 f"handler for {request.capability} failed with {type(exc).__name__}; see the agent's log for call {request.call_id}",
             )
-        return agent_pb2.Outcome(result_json=result)
+        usage = ctx.usage
+        return agent_pb2.Outcome(result_json=result, usage=usage.to_proto() if usage is not None else None)
 
 
 async def _invoke(handler: Handler, args: Any, ctx: CallContext) -> Any:

@@ -20,8 +20,12 @@ from typing import Any
 
 import grpc
 
+from meshwarden import outcomes
 from meshwarden.errors import DeadlineExceeded, MeshError, PeerUnavailable, from_rpc_error
-from meshwarden.v1 import sidecar_pb2, sidecar_pb2_grpc
+from meshwarden.usage import Usage
+from meshwarden.v1 import receipts_pb2, sidecar_pb2, sidecar_pb2_grpc
+
+OUTCOME_TIMEOUT_S = 10.0
 
 
 class SidecarUnreachable(PeerUnavailable):
@@ -37,6 +41,7 @@ class Result:
     version: str
     instance_id: str
     call_id: str
+    usage: Usage | None = None  # what the callee reported the call consumed; None when it reported nothing
 
     @property
     def value(self) -> Any:
@@ -60,6 +65,7 @@ def request(
     cost_estimate_micro_usd: int | None = None,
     idempotent: bool = True,
     idempotency_key: str | None = None,
+    parent_call_id: str | None = None,
 ) -> sidecar_pb2.InvokeRequest:
     message = sidecar_pb2.InvokeRequest(
         capability=capability,
@@ -69,6 +75,7 @@ def request(
         session_id=session_id or "",
         workflow_id=workflow_id or "",
         idempotency_key=idempotency_key or (uuid.uuid4().hex if idempotent else ""),
+        parent_call_id=parent_call_id or "",
     )
     if cost_estimate_micro_usd is not None:  # policies see it; absent is not zero
         message.cost_estimate_micro_usd = cost_estimate_micro_usd
@@ -76,7 +83,16 @@ def request(
 
 
 def to_result(reply: sidecar_pb2.InvokeResponse) -> Result:
-    return Result(reply.result_json, reply.agent, reply.version, reply.instance_id, reply.call_id)
+    usage = Usage.from_proto(reply.usage) if reply.HasField("usage") else None
+    return Result(reply.result_json, reply.agent, reply.version, reply.instance_id, reply.call_id, usage)
+
+
+def outcome_request(session_id: str, outcome: str, detail: str) -> receipts_pb2.ReportOutcomeRequest:
+    """The report, checked before it is sent; ValueError naming the argument that is wrong."""
+    found = outcomes.problem(session_id, outcome, detail)
+    if found is not None:
+        raise ValueError(f"{found[0]} {found[1]}")
+    return receipts_pb2.ReportOutcomeRequest(session_id=session_id, outcome=outcome, detail=detail)
 
 
 def to_error(err: grpc.RpcError, sidecar: str) -> MeshError:
@@ -129,10 +145,12 @@ class Client:
         cost_estimate_micro_usd: int | None = None,
         idempotent: bool = True,
         idempotency_key: str | None = None,
+        parent_call_id: str | None = None,
     ) -> Result:
         """`idempotent=True` (the default) gives the call a fresh idempotency key, so the sidecars
         may retry it after a transient failure and the callee runs it at most once; pass
-        `idempotency_key=` to reuse your own across calls, or `idempotent=False` for none."""
+        `idempotency_key=` to reuse your own across calls, or `idempotent=False` for none.
+        `parent_call_id=` names the call being handled (a CallContext sets it for you)."""
         req = request(
             capability,
             payload,
@@ -143,12 +161,24 @@ class Client:
             cost_estimate_micro_usd,
             idempotent,
             idempotency_key,
+            parent_call_id,
         )
         try:
             reply = await self._stub.Invoke(req, timeout=timeout, metadata=self.metadata)
         except grpc.aio.AioRpcError as err:
             raise to_error(err, self.sidecar) from err
         return to_result(reply)
+
+    async def report_outcome(
+        self, session_id: str, outcome: outcomes.OutcomeName, detail: str = "", *, timeout: float = OUTCOME_TIMEOUT_S
+    ) -> None:
+        """Tells the registry, through the sidecar, how a session ended: "succeeded", "failed" or
+        "abandoned". Once per session: a second report raises OutcomeAlreadyReported."""
+        req = outcome_request(session_id, outcome, detail)
+        try:
+            await self._stub.ReportOutcome(req, timeout=timeout, metadata=self.metadata)
+        except grpc.aio.AioRpcError as err:
+            raise to_error(err, self.sidecar) from err
 
     async def close(self) -> None:
         await self._channel.close()
@@ -188,10 +218,12 @@ class SyncClient:
         cost_estimate_micro_usd: int | None = None,
         idempotent: bool = True,
         idempotency_key: str | None = None,
+        parent_call_id: str | None = None,
     ) -> Result:
         """`idempotent=True` (the default) gives the call a fresh idempotency key, so the sidecars
         may retry it after a transient failure and the callee runs it at most once; pass
-        `idempotency_key=` to reuse your own across calls, or `idempotent=False` for none."""
+        `idempotency_key=` to reuse your own across calls, or `idempotent=False` for none.
+        `parent_call_id=` names the call being handled (a CallContext sets it for you)."""
         req = request(
             capability,
             payload,
@@ -202,12 +234,23 @@ class SyncClient:
             cost_estimate_micro_usd,
             idempotent,
             idempotency_key,
+            parent_call_id,
         )
         try:
             reply = self._stub.Invoke(req, timeout=timeout, metadata=self.metadata)
         except grpc.RpcError as err:
             raise to_error(err, self.sidecar) from err
         return to_result(reply)
+
+    def report_outcome(
+        self, session_id: str, outcome: outcomes.OutcomeName, detail: str = "", *, timeout: float = OUTCOME_TIMEOUT_S
+    ) -> None:
+        """`Client.report_outcome`, blocking."""
+        req = outcome_request(session_id, outcome, detail)
+        try:
+            self._stub.ReportOutcome(req, timeout=timeout, metadata=self.metadata)
+        except grpc.RpcError as err:
+            raise to_error(err, self.sidecar) from err
 
     def close(self) -> None:
         self._channel.close()

@@ -10,6 +10,7 @@ raises the same class in the agent). Branched by what the caller can do about th
         UnknownCapability     NOT_FOUND          check the name (meshwarden agents list)
         SchemaDrift           FAILED_PRECONDITION the callee's contract changed under you
         NotRegistered         FAILED_PRECONDITION register the agent first
+        OutcomeAlreadyReported FAILED_PRECONDITION the session's outcome was reported before; the message says what
       Unreachable             transient; a later attempt may succeed
         NoHealthyInstance     UNAVAILABLE        nothing live matches right now
         PeerUnavailable       UNAVAILABLE        the chosen instance could not be reached
@@ -17,6 +18,7 @@ raises the same class in the agent). Branched by what the caller can do about th
         PeerIdentityMismatch  UNAVAILABLE        the instance reached is not who the catalog says
         CircuitOpen           UNAVAILABLE        the instance kept failing; calls to it pause a while
         DeadlineExceeded      DEADLINE_EXCEEDED  the caller's deadline passed
+        RegistryUnavailable   UNAVAILABLE        the sidecar could not reach the registry; try again
       AgentFailed             the callee agent itself failed; its code is passed through
 
 Each class fixes a gRPC status code and a stable `kind`, sent in the trailer
@@ -117,6 +119,11 @@ class NotRegistered(Refused):
     kind = "not_registered"
 
 
+class OutcomeAlreadyReported(Refused):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    kind = "outcome_already_reported"
+
+
 class NoHealthyInstance(Unreachable):
     kind = "no_healthy_instance"
 
@@ -154,6 +161,10 @@ class CircuitOpen(Unreachable):
 class DeadlineExceeded(Unreachable):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
     kind = "deadline_exceeded"
+
+
+class RegistryUnavailable(Unreachable):
+    kind = "registry_unavailable"
 
 
 class AgentFailed(MeshError):

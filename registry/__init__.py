@@ -33,8 +33,12 @@ from registry.model import (
     Upserted,
 )
 from registry.operators import OperatorCredential
+from registry.outcomes import Outcomes, StoredOutcome
+from registry.receipt_store import ChainHead, ReceiptStore
+from registry.receipts_server import ReceiptsService
 from registry.routes import Routes, StoredRoute
 from registry.server import SERVICE_NAME, RegistryService
+from registry.session_queries import SessionQueries
 from registry.store import Store
 from registry.watch_hub import WatchHub
 
@@ -59,6 +63,12 @@ __all__ = [
     "JoinTokens",
     "Listing",
     "OperatorCredential",
+    "Outcomes",
+    "StoredOutcome",
+    "SessionQueries",
+    "ChainHead",
+    "ReceiptStore",
+    "ReceiptsService",
     "PermissionDenied",
     "Ready",
     "Registration",

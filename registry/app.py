@@ -37,7 +37,7 @@ from meshwarden.identity.credentials import server_credentials
 from meshwarden.ready import announce_ready
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
-from meshwarden.v1 import identity_pb2_grpc, registry_pb2_grpc
+from meshwarden.v1 import identity_pb2_grpc, receipts_pb2_grpc, registry_pb2_grpc
 from registry import leases
 from registry.authz import Authorizer
 from registry.bundles import Bundles
@@ -49,9 +49,14 @@ from registry.identity_server import IdentityService
 from registry.issuer import CA_DIR_NAME, Issuer
 from registry.join_tokens import JoinTokens
 from registry.operators import OperatorCredential
+from registry.outcomes import Outcomes
 from registry.own_svid import CurrentSvid, EmbeddedRegistrySvid
+from registry.receipt_store import ReceiptStore
+from registry.receipts_server import SERVICE_NAME as RECEIPTS_SERVICE_NAME
+from registry.receipts_server import ReceiptsService
 from registry.routes import Routes
 from registry.server import SERVICE_NAME, RegistryService
+from registry.session_queries import SessionQueries
 from registry.store import Store
 from registry.watch_hub import WatchHub
 
@@ -112,7 +117,18 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
         catalog = Catalog(store, clock, lease_ttl_s=config.lease_ttl_s, publish=hub.publish)
         leases.forgive_downtime(catalog)
         tokens = JoinTokens(store, clock, ca_fingerprint=issuer.fingerprint)
-        parts = _Parts(catalog, hub, issuer, tokens, operators, Bundles(store, clock), Routes(store, clock))
+        parts = _Parts(
+            catalog,
+            hub,
+            issuer,
+            tokens,
+            operators,
+            Bundles(store, clock),
+            Routes(store, clock),
+            ReceiptStore(store, clock),
+            Outcomes(store, clock),
+            clock,
+        )
         rotation = tasks.supervise("registry-svid-rotation", own_svid.rotate_forever)
         try:
             await _serve(config, parts, own_svid.current, stop, on_ready)
@@ -132,6 +148,9 @@ class _Parts:
     operators: OperatorCredential
     bundles: Bundles
     routes: Routes
+    receipts: ReceiptStore
+    outcomes: Outcomes
+    clock: Clock
 
 
 async def _serve(
@@ -164,7 +183,10 @@ async def _serve(
         ),
         server,
     )
-    services = [SERVICE_NAME, IDENTITY_SERVICE_NAME]
+    receipts_pb2_grpc.add_ReceiptsServicer_to_server(
+        ReceiptsService(parts.receipts, authorizer, SessionQueries(parts.receipts, parts.outcomes, parts.clock)), server
+    )
+    services = [SERVICE_NAME, IDENTITY_SERVICE_NAME, RECEIPTS_SERVICE_NAME]
     health = add_standard_services(server, services)
     await server.start()
     reaper = asyncio.create_task(leases.reap_expired_leases(parts.catalog, config.heartbeat_interval_s))

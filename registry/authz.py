@@ -28,7 +28,7 @@ from cryptography import x509
 from meshwarden.identity.peer import CLAIMED_IDENTITY_HEADER, peer_identity
 from meshwarden.identity.peer import Unauthenticated as PeerUnauthenticated
 from meshwarden.identity.spiffe_ids import Identity
-from meshwarden.v1 import identity_pb2, registry_pb2
+from meshwarden.v1 import identity_pb2, receipts_pb2, registry_pb2
 from registry.errors import PermissionDenied, Unauthenticated
 from registry.operators import OperatorCredential, bearer_token
 
@@ -36,6 +36,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 _REGISTRY: Final = registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name
 _IDENTITY: Final = identity_pb2.DESCRIPTOR.services_by_name["Identity"].full_name
+_RECEIPTS: Final = receipts_pb2.DESCRIPTOR.services_by_name["Receipts"].full_name
 
 
 class Need(enum.Enum):
@@ -65,6 +66,12 @@ REQUIRED: Final[Mapping[str, Need]] = MappingProxyType(
         method(_IDENTITY, "Renew"): Need.AGENT,
         method(_IDENTITY, "GetTrustBundle"): Need.NOTHING,
         method(_IDENTITY, "CreateJoinToken"): Need.OPERATOR,
+        method(_RECEIPTS, "ShipReceipts"): Need.AGENT,  # plus: every receipt names the caller's SPIFFE ID
+        method(_RECEIPTS, "VerifyReceipts"): Need.OPERATOR,
+        method(_RECEIPTS, "ReportOutcome"): Need.AGENT,
+        method(_RECEIPTS, "ListSessions"): Need.AGENT_OR_OPERATOR,
+        method(_RECEIPTS, "GetSession"): Need.AGENT_OR_OPERATOR,
+        method(_RECEIPTS, "Costs"): Need.AGENT_OR_OPERATOR,
     }
 )
 

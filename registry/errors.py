@@ -33,6 +33,14 @@ class UnknownInstance(RegistryError):
         self.instance_id = instance_id
 
 
+class UnknownSession(RegistryError):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            f"session {session_id!r}: the registry holds no receipt and no outcome for it "
+            "(receipts arrive in batches a few seconds after the calls; meshwarden sessions list shows the known ones)"
+        )
+
+
 class StoreError(RegistryError):
     """The registry's data directory or database is unusable; says which path and why."""
 

@@ -13,13 +13,21 @@ exception ends the process.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
 
 from registry.authz import Authorizer, Caller
-from registry.errors import Conflict, InvalidInput, PermissionDenied, StoreError, Unauthenticated, UnknownInstance
+from registry.errors import (
+    Conflict,
+    InvalidInput,
+    PermissionDenied,
+    StoreError,
+    Unauthenticated,
+    UnknownInstance,
+    UnknownSession,
+)
 from registry.watch_hub import WatchEnded
 
 log = logging.getLogger(__name__)
@@ -28,6 +36,7 @@ Request = TypeVar("Request")
 Response = TypeVar("Response")
 Context = grpc.aio.ServicerContext[Any, Any]
 Handler = Callable[[Request, Caller], Response]
+AsyncHandler = Callable[[Request, Caller], Awaitable[Response]]
 
 
 def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
@@ -40,7 +49,7 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.PERMISSION_DENIED, str(exc)
     if isinstance(exc, Conflict):
         return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
-    if isinstance(exc, UnknownInstance):
+    if isinstance(exc, (UnknownInstance, UnknownSession)):
         return grpc.StatusCode.NOT_FOUND, str(exc)
     if isinstance(exc, WatchEnded):
         return grpc.StatusCode.UNAVAILABLE, str(exc)
@@ -57,6 +66,18 @@ async def serve_unary(
         caller = authorizer.caller(context)
         authorizer.check(rpc, caller)
         return handler(request, caller)
+    except Exception as exc:  # noqa: BLE001 -- the unary rescue: every error becomes a status here
+        await abort(context, exc, rpc)
+
+
+async def serve_unary_async(
+    rpc: str, handler: AsyncHandler[Request, Response], request: Request, context: Context, authorizer: Authorizer
+) -> Response:
+    """`serve_unary` for handlers that await (long reads that must not hold the event loop)."""
+    try:
+        caller = authorizer.caller(context)
+        authorizer.check(rpc, caller)
+        return await handler(request, caller)
     except Exception as exc:  # noqa: BLE001 -- the unary rescue: every error becomes a status here
         await abort(context, exc, rpc)
 

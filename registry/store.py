@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 DB_NAME: Final = "registry.db"
 LOCK_NAME: Final = "registry.lock"
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 6
 
 _JOIN_TOKENS: Final = """
 CREATE TABLE IF NOT EXISTS join_tokens (
@@ -87,6 +87,53 @@ CREATE TABLE IF NOT EXISTS routes (
 );
 """
 
+# Receipts (registry.receipt_store): each sidecar's hash chain as shipped, and the head (seq,
+# hash) it last reported. `body` is the Receipt as shipped and is what the hash covers; the
+# other columns copy fields of it for queries, and `receipts verify` checks that they agree.
+_RECEIPTS: Final = """
+CREATE TABLE IF NOT EXISTS receipt_chains (
+    sidecar_instance_id TEXT PRIMARY KEY,
+    sidecar_spiffe_id TEXT NOT NULL,
+    head_seq INTEGER NOT NULL,
+    head_hash TEXT NOT NULL,
+    shipped_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS receipts (
+    sidecar_instance_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    workflow_id TEXT NOT NULL,
+    caller_agent TEXT NOT NULL,
+    caller_team TEXT NOT NULL,
+    callee_agent TEXT NOT NULL,
+    callee_team TEXT NOT NULL,
+    capability TEXT NOT NULL,
+    status TEXT NOT NULL,
+    model TEXT NOT NULL,
+    cost_micro_usd INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (sidecar_instance_id, seq)
+);
+CREATE INDEX IF NOT EXISTS receipts_by_session ON receipts (session_id, started_at);
+CREATE INDEX IF NOT EXISTS receipts_by_start ON receipts (started_at);
+"""
+
+# One row per session that reported how it ended; the first report stands (registry.outcomes).
+_OUTCOMES: Final = """
+CREATE TABLE IF NOT EXISTS session_outcomes (
+    session_id TEXT PRIMARY KEY,
+    outcome TEXT NOT NULL CHECK (outcome IN ('succeeded', 'failed', 'abandoned')),
+    detail TEXT NOT NULL,
+    reported_by TEXT NOT NULL,
+    reported_at REAL NOT NULL
+);
+"""
+
 _SCHEMA: Final = (
     """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -110,6 +157,8 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0);
     + _JOIN_TOKENS
     + _BUNDLES
     + _ROUTES
+    + _RECEIPTS
+    + _OUTCOMES
 )
 
 # Version 1 -> 2 (identity): the SVID expiry of each instance, and join tokens.
@@ -266,10 +315,22 @@ class Store:
         return None if value is None else int(value)
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction for modules that own a table of their own (registry.join_tokens)."""
-        with self._transaction():
-            yield self._db
+    def transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction for modules that own a table of their own (registry.join_tokens).
+
+        `durable`: the commit is on disk (fsync) before this returns, so it survives a power
+        loss too; for writes the registry acknowledges to someone who then forgets the data
+        (receipts a sidecar prunes from its spool)."""
+        if not durable:
+            with self._transaction():
+                yield self._db
+            return
+        self._db.execute("PRAGMA synchronous=FULL")
+        try:
+            with self._transaction():
+                yield self._db
+        finally:
+            self._db.execute("PRAGMA synchronous=NORMAL")
 
     def query(self, sql: str, parameters: tuple[object, ...] = ()) -> list[Row]:
         """The rows of one read-only statement, for modules that own a table of their own."""
@@ -334,7 +395,15 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
         )
     # Version 2 -> 3 (policy bundles): every pushed revision, and what each sidecar enforces.
     # Version 3 -> 4 (routes): weighted version routes by capability.
-    upgrades = {1: _UPGRADE_TO_2 + _BUNDLES + _ROUTES, 2: _BUNDLES + _ROUTES, 3: _ROUTES}
+    # Version 4 -> 5 (receipts): receipt chains and their heads.
+    # Version 5 -> 6 (outcomes): how each session ended, as its agents reported it.
+    upgrades = {
+        1: _UPGRADE_TO_2 + _BUNDLES + _ROUTES + _RECEIPTS + _OUTCOMES,
+        2: _BUNDLES + _ROUTES + _RECEIPTS + _OUTCOMES,
+        3: _ROUTES + _RECEIPTS + _OUTCOMES,
+        4: _RECEIPTS + _OUTCOMES,
+        5: _OUTCOMES,
+    }
     steps = _SCHEMA if version == 0 else upgrades.get(version, "")
     db.executescript("BEGIN;" + steps + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
     if 0 < version < SCHEMA_VERSION:

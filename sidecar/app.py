@@ -36,8 +36,11 @@ from sidecar.lease import Lease
 from sidecar.local_agent import LocalAgent
 from sidecar.local_api import LocalApi
 from sidecar.local_auth import RequireToken, TokenError, read_token
+from sidecar.outcome_reporter import OutcomeReporter
 from sidecar.peer_api import PeerApi
 from sidecar.peer_channels import PeerChannels
+from sidecar.receipt_shipper import ReceiptShipper, ShippingSettings
+from sidecar.receipt_spool import ReceiptSpool, SpoolError, SpoolReader
 from sidecar.registry_link import RegistryLink
 from sidecar.runtime import Runtime
 from sidecar.schemas import SchemaCache
@@ -50,6 +53,7 @@ PEER_SERVICE = peer_pb2.DESCRIPTOR.services_by_name["Peer"].full_name
 
 
 BUNDLE_REPORT_INTERVAL_S = 15.0  # under the registry's REPORT_FRESH_S
+RECEIPT_FLUSH_S = 3.0  # at shutdown, the last receipts get this long to reach the registry
 
 
 class StartError(RuntimeError):
@@ -107,6 +111,7 @@ async def serve(config: SidecarConfig) -> None:
     local = LocalAgent(config.agent, config.instance_id, peer_address, spiffe_id=spiffe_id)
     agent_app = AgentApp(str(config.app), options)
     registry = RegistryLink(supply.registry_mtls, config.trust_domain, current_svid)
+    spool = _open_spool(config, spiffe_id)
     rt = Runtime(
         config=config,
         clock=clock,
@@ -118,6 +123,7 @@ async def serve(config: SidecarConfig) -> None:
         agent_app=agent_app,
         policy=PolicyHolder(),
         breakers=BreakerBoard(config.breaker_failures, config.breaker_reset_s),
+        receipts=spool,
     )
     lease = Lease(registry.stub, local)
     discovery = _discovery(config, rt)
@@ -158,7 +164,7 @@ async def serve(config: SidecarConfig) -> None:
         await report(rt.policy.status)
 
     sidecar_pb2_grpc.add_SidecarServicer_to_server(
-        LocalApi(config, pipeline.outbound(rt), rt, lease, on_registered), local_server
+        LocalApi(config, pipeline.outbound(rt), rt, lease, on_registered, OutcomeReporter(registry)), local_server
     )
     peer_pb2_grpc.add_PeerServicer_to_server(PeerApi(config, pipeline.inbound(rt), clock), peer_server)
 
@@ -180,6 +186,11 @@ async def serve(config: SidecarConfig) -> None:
         ),
         *(supervise(name, loop) for name, loop in discovery.loops().items()),
     ]
+    shipper: ReceiptShipper | None = None
+    settings = ShippingSettings(interval_s=config.receipt_ship_interval_s, batch_receipts=config.receipt_batch_size)
+    if spool is not None:
+        shipper = ReceiptShipper(SpoolReader(spool.path, config.receipt_sync), registry.receipts_stub, settings, rt.rng)
+        tasks.append(supervise("receipt-shipping", shipper.run))
     await readiness()
     _warn_about_policy(config, rt.policy, trusted_keys)
     _warn_about_local_api(config, listen, token is not None)
@@ -213,6 +224,15 @@ async def serve(config: SidecarConfig) -> None:
     await asyncio.gather(lease.deregister(), discovery.withdraw())
     await asyncio.gather(local_server.stop(grace=2.0), peer_server.stop(grace=2.0))
     await cancel_all(tasks)
+    if shipper is not None and spool is not None:
+        # Every call has ended, so its receipts are in the spool: a last round, on a connection
+        # of its own (a batch of the cancelled loop may still be finishing in its thread).
+        last = ReceiptShipper(SpoolReader(spool.path, config.receipt_sync), registry.receipts_stub, settings, rt.rng)
+        await last.flush(RECEIPT_FLUSH_S)
+        last.close()
+        shipper.close()
+    if spool is not None:
+        spool.close()
     await rt.peer_channels.close()
     await agent_app.close()
     await registry.close()
@@ -246,6 +266,18 @@ def _discovery(config: SidecarConfig, rt: Runtime) -> Discovery:
         rng=rt.rng,
         clock=rt.clock,
     )
+
+
+def _open_spool(config: SidecarConfig, spiffe_id: str) -> ReceiptSpool | None:
+    if not config.receipts:
+        log.warning("--receipts false: calls through this sidecar leave NO receipts (for measuring their cost only)")
+        return None
+    try:
+        return ReceiptSpool.open(
+            config.data_dir, instance_id=config.instance_id, spiffe_id=spiffe_id, sync=config.receipt_sync
+        )
+    except SpoolError as exc:
+        raise StartError(str(exc)) from exc
 
 
 async def _report_bundle_status(registry: RegistryLink, instance_id: str, status: BundleStatus) -> None:

@@ -77,6 +77,9 @@ class Call:
     # calls for (checked against its certificate by peer_identity, never trusted).
     target_instance_id: str = ""
     claimed_caller: str = ""
+    # The call the calling agent was handling when it made this one ("" at a session's top):
+    # what makes a session's timeline a tree. Carried to the callee and into receipts.
+    parent_call_id: str = ""
     # Set by routing (outbound) or by the target check (inbound).
     target: Endpoint | None = None
     # Shared by every replace() of this call; see CallRecord.

@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from meshwarden.addresses import AddressError, HostPort, ListenAddress, parse_host_port, parse_listen
 from meshwarden.config_layers import (
@@ -63,6 +63,12 @@ def _consul_wait(value: str) -> float:
     if not 1 <= seconds <= 600:
         raise ValueError(f"must be a number of seconds from 1 to 600 (Consul caps wait at 10 minutes), got {value}")
     return seconds
+
+
+def _batch_size(value: str) -> int:
+    if not value.strip().isdigit() or not 1 <= int(value) <= 1000:
+        raise ValueError(f"must be a whole number from 1 to 1000 (the registry's limit per batch), got {value}")
+    return int(value)
 
 
 def _agent_name(value: str) -> str:
@@ -142,6 +148,28 @@ OPTIONS: list[Option[Any]] = [
         "how long a callee remembers the result of a call with an idempotency key",
         metavar="SECONDS",
     ),
+    Option(
+        "receipts",
+        boolean,
+        True,
+        "write a receipt of every call and ship them to the registry; false only to measure what they cost",
+        metavar="true|false",
+    ),
+    Option(
+        "receipt_sync",
+        choice("normal", "full"),
+        "normal",
+        "normal: a spooled receipt survives a crash or kill -9; full: also a power loss (one fsync per call)",
+        metavar="normal|full",
+    ),
+    Option(
+        "receipt_ship_interval_s",
+        positive_float,
+        1.0,
+        "how often spooled receipts are shipped to the registry",
+        metavar="SECONDS",
+    ),
+    Option("receipt_batch_size", _batch_size, 200, "receipts per batch shipped to the registry", metavar="N"),
     Option(
         "data_dir", Path, None, "SVID, trust bundle and sockets (default ./.meshwarden/sidecars/<agent>)", metavar="DIR"
     ),
@@ -247,6 +275,10 @@ class SidecarConfig:
     retry_max_attempts: int
     retry_budget_ratio: float
     idempotency_ttl_s: float
+    receipts: bool
+    receipt_sync: Literal["normal", "full"]
+    receipt_ship_interval_s: float
+    receipt_batch_size: int
     breaker_failures: int
     breaker_reset_s: float
     data_dir: Path

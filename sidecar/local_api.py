@@ -11,12 +11,14 @@ from collections.abc import Awaitable, Callable
 import grpc
 
 from meshwarden.addresses import AddressError, parse_host_port
-from meshwarden.errors import BadPayload, MeshError
-from meshwarden.v1 import catalog_pb2, sidecar_pb2, sidecar_pb2_grpc
+from meshwarden.errors import BadPayload, MeshError, RegistryUnavailable
+from meshwarden.v1 import catalog_pb2, receipts_pb2, sidecar_pb2, sidecar_pb2_grpc
+from sidecar import usage
 from sidecar.call import Call, Caller, Handler
 from sidecar.config import SidecarConfig
 from sidecar.lease import Lease
 from sidecar.local_agent import CAPABILITY_NAME
+from sidecar.outcome_reporter import OutcomeReporter
 from sidecar.rescue import abort_unexpected, abort_with
 from sidecar.runtime import Runtime
 
@@ -38,8 +40,10 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
         rt: Runtime,
         lease: Lease,
         on_registered: Callable[[], Awaitable[None]],
+        outcomes: OutcomeReporter | None = None,
     ) -> None:
         self._config, self._outbound, self._lease = config, outbound, lease
+        self._outcomes = outcomes
         self._on_registered = on_registered
         self._local, self._catalog, self._clock, self._app = rt.local, rt.catalog, rt.clock, rt.agent_app
         self._breakers = rt.breakers
@@ -73,7 +77,8 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
     async def Invoke(self, request: sidecar_pb2.InvokeRequest, context: Context) -> sidecar_pb2.InvokeResponse:
         call_id = uuid.uuid4().hex
         try:
-            reply = await self._outbound(self._to_call(request, context, call_id))
+            call = self._to_call(request, context, call_id)
+            reply = await self._outbound(call)
         except MeshError as err:
             await abort_with(context, err)
         except asyncio.CancelledError:
@@ -86,7 +91,20 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
             agent=reply.agent,
             version=reply.version,
             call_id=call_id,
+            usage=usage.to_proto(call.record.usage),  # as the peer stage read it from the callee's reply
         )
+
+    async def ReportOutcome(
+        self, request: receipts_pb2.ReportOutcomeRequest, context: Context
+    ) -> receipts_pb2.ReportOutcomeResponse:
+        try:
+            if self._outcomes is None:
+                raise RegistryUnavailable("this sidecar has no registry link to report outcomes to")
+            await self._outcomes.report(request, context.time_remaining())
+        except MeshError as err:
+            await abort_with(context, err)
+        log.info("session %s reported %s by %s", request.session_id, request.outcome, self._local.name)
+        return receipts_pb2.ReportOutcomeResponse()
 
     async def ListCapabilities(
         self, request: sidecar_pb2.ListCapabilitiesRequest, context: Context
@@ -113,6 +131,11 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
             )
         if not request.payload_json:
             raise BadPayload(f"payload_json for {request.capability} is empty; send JSON text, e.g. {{}}")
+        if len(request.parent_call_id) > 128:
+            raise BadPayload(
+                f"parent_call_id for {request.capability} is {len(request.parent_call_id)} characters; "
+                "send the call_id of the call being handled (at most 128)"
+            )
         if len(request.idempotency_key) > 128:
             raise BadPayload(
                 f"idempotency_key for {request.capability} is {len(request.idempotency_key)} characters; "
@@ -133,6 +156,7 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
             session_id=request.session_id,
             workflow_id=request.workflow_id,
             idempotency_key=request.idempotency_key,
+            parent_call_id=request.parent_call_id,
             cost_estimate_micro_usd=(
                 request.cost_estimate_micro_usd if request.HasField("cost_estimate_micro_usd") else None
             ),

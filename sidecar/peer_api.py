@@ -12,6 +12,7 @@ from meshwarden.clock import Clock
 from meshwarden.errors import MeshError, Unidentified
 from meshwarden.identity.peer import Unauthenticated, peer_identity
 from meshwarden.v1 import peer_pb2, peer_pb2_grpc
+from sidecar import usage
 from sidecar.call import Call, Caller, Handler
 from sidecar.config import SidecarConfig
 from sidecar.rescue import abort_unexpected, abort_with
@@ -26,7 +27,8 @@ class PeerApi(peer_pb2_grpc.PeerServicer):
 
     async def Deliver(self, request: peer_pb2.PeerCall, context: Context) -> peer_pb2.PeerReply:
         try:
-            reply = await self._inbound(self._to_call(request, context))
+            call = self._to_call(request, context)
+            reply = await self._inbound(call)
         except Unidentified as err:
             log.warning("refused %s from %s: %s", request.capability, context.peer(), err.message)
             await abort_with(context, err)
@@ -37,7 +39,11 @@ class PeerApi(peer_pb2_grpc.PeerServicer):
         except Exception:  # noqa: BLE001 - the server rescue: a bug, logged in full, revealed to nobody
             await abort_unexpected(context, f"deliver {request.capability}", request.call_id)
         return peer_pb2.PeerReply(
-            result_json=reply.result, instance_id=reply.instance_id, agent=reply.agent, version=reply.version
+            result_json=reply.result,
+            instance_id=reply.instance_id,
+            agent=reply.agent,
+            version=reply.version,
+            usage=usage.to_proto(call.record.usage),  # as deliver read it from the agent
         )
 
     def _to_call(self, request: peer_pb2.PeerCall, context: Context) -> Call:
@@ -65,4 +71,5 @@ class PeerApi(peer_pb2_grpc.PeerServicer):
                 request.cost_estimate_micro_usd if request.HasField("cost_estimate_micro_usd") else None
             ),
             target_instance_id=request.target_instance_id,
+            parent_call_id=request.parent_call_id,
         )

@@ -15,6 +15,7 @@ from sidecar.stages import (
     payload_limit,
     peer,
     peer_identity,
+    receipts,
     result_contract,
     retries,
     routing,
@@ -25,6 +26,7 @@ from sidecar.stages import (
 
 def outbound_layers(rt: Runtime) -> list[Layer]:
     return [  # outermost first
+        receipts.layer("outbound", rt.receipts, rt.policy, rt.local, rt.clock),  # every call, however it ends
         payload_limit.layer(rt.config.max_payload_bytes),  # cheapest refusal first
         outbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # may it call this? (Cedar)
         retries.layer(_retry_settings(rt), rt.clock, rt.rng),  # safe retries only, each re-routed
@@ -39,6 +41,7 @@ def outbound_layers(rt: Runtime) -> list[Layer]:
 
 def inbound_layers(rt: Runtime) -> list[Layer]:
     return [
+        receipts.layer("inbound", rt.receipts, rt.policy, rt.local, rt.clock),
         peer_identity.layer(),  # the caller is its certificate's SPIFFE ID, whatever it claims
         target_check.layer(rt.local),  # for this instance and a capability it serves?
         payload_limit.layer(rt.config.max_payload_bytes),

@@ -10,7 +10,7 @@ import grpc
 
 from meshwarden.identity.svid import Svid
 from meshwarden.registry_client import RegistryTrust, registry_channel
-from meshwarden.v1 import registry_pb2_grpc
+from meshwarden.v1 import receipts_pb2_grpc, registry_pb2_grpc
 from sidecar.channel_retirement import ChannelRetirement
 
 _OLD_CHANNEL_GRACE_S = 10.0
@@ -22,6 +22,7 @@ class RegistryLink:
         self._svid: Svid | None = None
         self._stub: registry_pb2_grpc.RegistryStub | None = None
         self._channel: grpc.aio.Channel | None = None
+        self._receipts: tuple[grpc.aio.Channel, receipts_pb2_grpc.ReceiptsStub] | None = None
         self._retirement = ChannelRetirement(_OLD_CHANNEL_GRACE_S)
 
     def stub(self) -> registry_pb2_grpc.RegistryStub:
@@ -34,6 +35,15 @@ class RegistryLink:
             )
             self._stub, self._svid = registry_pb2_grpc.RegistryStub(self._channel), svid
         return self._stub
+
+    def receipts_stub(self) -> receipts_pb2_grpc.ReceiptsStub:
+        """meshwarden.v1.Receipts on the same channel (so with the same, current SVID)."""
+        self.stub()
+        if self._channel is None:
+            raise RuntimeError("stub() always makes a channel")
+        if self._receipts is None or self._receipts[0] is not self._channel:
+            self._receipts = (self._channel, receipts_pb2_grpc.ReceiptsStub(self._channel))
+        return self._receipts[1]
 
     async def close(self) -> None:
         if self._channel is not None:

@@ -12,6 +12,7 @@ from sidecar.catalog import Catalog
 from sidecar.config import SidecarConfig
 from sidecar.local_agent import LocalAgent
 from sidecar.peer_channels import PeerChannels
+from sidecar.receipt_spool import ReceiptSpool
 from sidecar.routes import RouteTable, SessionPins
 from sidecar.schemas import SchemaCache
 from sidecar.stages.breaker import BreakerBoard
@@ -31,3 +32,4 @@ class Runtime:
     breakers: BreakerBoard
     routes: RouteTable = field(default_factory=RouteTable)
     sessions: SessionPins = field(default_factory=SessionPins)
+    receipts: ReceiptSpool | None = None  # None: receipts turned off (--receipts false)

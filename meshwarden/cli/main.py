@@ -13,11 +13,14 @@ from meshwarden.cli import (
     agents_cmd,
     bundle_cmd,
     call_cmd,
+    costs_cmd,
     demo_cmd,
     exit_codes,
     identity_cmd,
+    receipts_cmd,
     registry_cmd,
     route_cmd,
+    sessions_cmd,
     sidecar_cmd,
 )
 from meshwarden.config_layers import ConfigError
@@ -31,7 +34,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one object per line")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (registry_cmd, sidecar_cmd, agents_cmd, identity_cmd, bundle_cmd, route_cmd, call_cmd, demo_cmd):
+    for module in (
+        registry_cmd,
+        sidecar_cmd,
+        agents_cmd,
+        identity_cmd,
+        bundle_cmd,
+        route_cmd,
+        receipts_cmd,
+        call_cmd,
+        demo_cmd,
+    ):
+        module.add_to(commands)
+    for module in (sessions_cmd, costs_cmd):  # what sessions did and cost (issue 6)
         module.add_to(commands)
     return parser
 

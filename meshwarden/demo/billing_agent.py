@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 import meshwarden
+from meshwarden.demo import pricing
 from meshwarden.demo.agent_main import build
 
 agent = build(__doc__ or "")
@@ -27,6 +28,7 @@ agent = build(__doc__ or "")
 )
 async def refund(args: dict[str, Any], ctx: meshwarden.CallContext) -> dict[str, Any]:
     """Issues a refund and answers with its id."""
+    pricing.report(ctx, "claude-3-5-haiku", 420 + pricing.tokens(args.get("reason", "")), 90)  # the refund check
     return {
         "refund_id": f"R-{uuid.uuid4().hex[:8]}",
         "amount_cents": args["amount_cents"],

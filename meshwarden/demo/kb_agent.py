@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import meshwarden
+from meshwarden.demo import pricing
 from meshwarden.demo.agent_main import build
 
 ARTICLES = [
@@ -35,6 +36,7 @@ async def search(args: dict[str, Any], ctx: meshwarden.CallContext) -> dict[str,
     """Ranks articles by how many of their tags the query mentions."""
     if args.get("think_s"):
         await asyncio.sleep(args["think_s"])  # a slow model call, for the deadline part of the demo
+    pricing.report(ctx, "gpt-4.1-nano", 600 + pricing.tokens(args["query"]), 40)  # reranking the articles
     words = set(args["query"].lower().replace(",", " ").split())
     ranked = sorted(ARTICLES, key=lambda a: -len(words & set(a["tags"])))
     hits = [a for a in ranked if words & set(a["tags"])][: args.get("limit", 3)]

@@ -24,6 +24,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meshwarden.client import Client
+from meshwarden.demo.sessions_section import sessions_and_costs
 from meshwarden.errors import MeshError
 from meshwarden.supervise import Child, meshwarden_argv, registry_health_tls, start
 
@@ -376,6 +377,8 @@ async def _scenario(mesh: Mesh, n: Narrator) -> None:
         await _print_catalog(restarted, mesh.workdir, n)
         r = await mesh_client.invoke("kb.search", {"query": "password"}, timeout=5)
         n.ok(f"sidecars resynchronised; kb.search answered by {r.agent} {r.version}")
+
+        await sessions_and_costs(mesh_client, restarted, mesh.workdir, n)  # the demo ends with the cost table
 
 
 async def _wait_routable(client: Client, n: Narrator) -> None:

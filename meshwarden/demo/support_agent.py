@@ -1,12 +1,19 @@
 """Support agent: resolves a ticket by asking the knowledge base and, when the customer was
-charged twice, asking billing for a refund: two calls through the mesh per ticket."""
+charged twice, asking billing for a refund: two calls through the mesh per ticket. It reports
+its own model usage, and the outcome of the ticket's session when the ticket has one."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import meshwarden
+from meshwarden.demo import pricing
 from meshwarden.demo.agent_main import build
+from meshwarden.errors import MeshError, PolicyDenied
+from meshwarden.outcomes import OutcomeName
+
+log = logging.getLogger(__name__)
 
 agent = build(__doc__ or "")
 
@@ -27,6 +34,7 @@ agent = build(__doc__ or "")
 )
 async def resolve_ticket(args: dict[str, Any], ctx: meshwarden.CallContext) -> dict[str, Any]:
     steps: list[dict[str, Any]] = []
+    pricing.report(ctx, "gpt-4o-mini", 350 + pricing.tokens(args["text"]), 120)  # reading the ticket
     found = await ctx.invoke("kb.search", {"query": args["text"], "limit": 2})
     articles = found.value["articles"]
     steps.append(
@@ -34,15 +42,19 @@ async def resolve_ticket(args: dict[str, Any], ctx: meshwarden.CallContext) -> d
     )
     resolution = f"sent {', '.join(a['id'] for a in articles) or 'no article'}"
     if args.get("charged_twice_cents"):
-        refund = await ctx.invoke(
-            "billing.refund",
-            {
-                "customer_id": args["customer_id"],
-                "amount_cents": args["charged_twice_cents"],
-                "reason": "duplicate charge",
-            },
-            version="^2.0.0",
-        )
+        try:
+            refund = await ctx.invoke(
+                "billing.refund",
+                {
+                    "customer_id": args["customer_id"],
+                    "amount_cents": args["charged_twice_cents"],
+                    "reason": "duplicate charge",
+                },
+                version="^2.0.0",
+            )
+        except PolicyDenied:
+            await _report_outcome(ctx, "failed", f"ticket {args['ticket_id']}: the refund was not allowed")
+            raise
         steps.append(
             {
                 "call": "billing.refund",
@@ -51,7 +63,19 @@ async def resolve_ticket(args: dict[str, Any], ctx: meshwarden.CallContext) -> d
             }
         )
         resolution += f" and refunded {args['charged_twice_cents']} cents ({refund.value['refund_id']})"
+    await _report_outcome(ctx, "succeeded", f"ticket {args['ticket_id']}: {resolution}")
     return {"ticket_id": args["ticket_id"], "resolution": resolution, "steps": steps}
+
+
+async def _report_outcome(ctx: meshwarden.CallContext, outcome: OutcomeName, detail: str) -> None:
+    """A ticket with a session ends it; an outcome the registry cannot take now costs the
+    customer nothing, so it is logged rather than failing the ticket."""
+    if not ctx.session_id:
+        return
+    try:
+        await ctx.report_outcome(outcome, detail)
+    except MeshError as err:
+        log.warning("outcome of session %s not recorded: %s", ctx.session_id, err.message)
 
 
 if __name__ == "__main__":

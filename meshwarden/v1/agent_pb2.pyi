@@ -1,11 +1,13 @@
+from meshwarden.v1 import receipts_pb2 as _receipts_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Delivery(_message.Message):
-    __slots__ = ("call_id", "capability", "payload_json", "caller_agent", "caller_spiffe_id", "session_id", "workflow_id", "attempt", "idempotency_key")
+    __slots__ = ("call_id", "capability", "payload_json", "caller_agent", "caller_spiffe_id", "session_id", "workflow_id", "attempt", "idempotency_key", "parent_call_id")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
@@ -15,6 +17,7 @@ class Delivery(_message.Message):
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    PARENT_CALL_ID_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     capability: str
     payload_json: bytes
@@ -24,10 +27,13 @@ class Delivery(_message.Message):
     workflow_id: str
     attempt: int
     idempotency_key: str
-    def __init__(self, call_id: _Optional[str] = ..., capability: _Optional[str] = ..., payload_json: _Optional[bytes] = ..., caller_agent: _Optional[str] = ..., caller_spiffe_id: _Optional[str] = ..., session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., attempt: _Optional[int] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    parent_call_id: str
+    def __init__(self, call_id: _Optional[str] = ..., capability: _Optional[str] = ..., payload_json: _Optional[bytes] = ..., caller_agent: _Optional[str] = ..., caller_spiffe_id: _Optional[str] = ..., session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., attempt: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., parent_call_id: _Optional[str] = ...) -> None: ...
 
 class Outcome(_message.Message):
-    __slots__ = ("result_json",)
+    __slots__ = ("result_json", "usage")
     RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
     result_json: bytes
-    def __init__(self, result_json: _Optional[bytes] = ...) -> None: ...
+    usage: _receipts_pb2.Usage
+    def __init__(self, result_json: _Optional[bytes] = ..., usage: _Optional[_Union[_receipts_pb2.Usage, _Mapping]] = ...) -> None: ...

@@ -1,11 +1,13 @@
+from meshwarden.v1 import receipts_pb2 as _receipts_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PeerCall(_message.Message):
-    __slots__ = ("call_id", "capability", "payload_json", "target_instance_id", "schema_hash", "caller_agent", "caller_instance_id", "session_id", "workflow_id", "attempt", "cost_estimate_micro_usd", "idempotency_key")
+    __slots__ = ("call_id", "capability", "payload_json", "target_instance_id", "schema_hash", "caller_agent", "caller_instance_id", "session_id", "workflow_id", "attempt", "cost_estimate_micro_usd", "idempotency_key", "parent_call_id")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +20,7 @@ class PeerCall(_message.Message):
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     COST_ESTIMATE_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    PARENT_CALL_ID_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     capability: str
     payload_json: bytes
@@ -30,16 +33,19 @@ class PeerCall(_message.Message):
     attempt: int
     cost_estimate_micro_usd: int
     idempotency_key: str
-    def __init__(self, call_id: _Optional[str] = ..., capability: _Optional[str] = ..., payload_json: _Optional[bytes] = ..., target_instance_id: _Optional[str] = ..., schema_hash: _Optional[str] = ..., caller_agent: _Optional[str] = ..., caller_instance_id: _Optional[str] = ..., session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., attempt: _Optional[int] = ..., cost_estimate_micro_usd: _Optional[int] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    parent_call_id: str
+    def __init__(self, call_id: _Optional[str] = ..., capability: _Optional[str] = ..., payload_json: _Optional[bytes] = ..., target_instance_id: _Optional[str] = ..., schema_hash: _Optional[str] = ..., caller_agent: _Optional[str] = ..., caller_instance_id: _Optional[str] = ..., session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., attempt: _Optional[int] = ..., cost_estimate_micro_usd: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., parent_call_id: _Optional[str] = ...) -> None: ...
 
 class PeerReply(_message.Message):
-    __slots__ = ("result_json", "instance_id", "agent", "version")
+    __slots__ = ("result_json", "instance_id", "agent", "version", "usage")
     RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
     result_json: bytes
     instance_id: str
     agent: str
     version: str
-    def __init__(self, result_json: _Optional[bytes] = ..., instance_id: _Optional[str] = ..., agent: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+    usage: _receipts_pb2.Usage
+    def __init__(self, result_json: _Optional[bytes] = ..., instance_id: _Optional[str] = ..., agent: _Optional[str] = ..., version: _Optional[str] = ..., usage: _Optional[_Union[_receipts_pb2.Usage, _Mapping]] = ...) -> None: ...

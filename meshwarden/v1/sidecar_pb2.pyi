@@ -1,4 +1,5 @@
 from meshwarden.v1 import catalog_pb2 as _catalog_pb2
+from meshwarden.v1 import receipts_pb2 as _receipts_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -28,7 +29,7 @@ class RegisterAgentResponse(_message.Message):
     def __init__(self, instance_id: _Optional[str] = ..., agent: _Optional[str] = ..., capabilities: _Optional[_Iterable[_Union[_catalog_pb2.Capability, _Mapping]]] = ...) -> None: ...
 
 class InvokeRequest(_message.Message):
-    __slots__ = ("capability", "payload_json", "version_range", "schema_hash", "session_id", "workflow_id", "cost_estimate_micro_usd", "idempotency_key")
+    __slots__ = ("capability", "payload_json", "version_range", "schema_hash", "session_id", "workflow_id", "cost_estimate_micro_usd", "idempotency_key", "parent_call_id")
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
     VERSION_RANGE_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +38,7 @@ class InvokeRequest(_message.Message):
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     COST_ESTIMATE_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    PARENT_CALL_ID_FIELD_NUMBER: _ClassVar[int]
     capability: str
     payload_json: bytes
     version_range: str
@@ -45,21 +47,24 @@ class InvokeRequest(_message.Message):
     workflow_id: str
     cost_estimate_micro_usd: int
     idempotency_key: str
-    def __init__(self, capability: _Optional[str] = ..., payload_json: _Optional[bytes] = ..., version_range: _Optional[str] = ..., schema_hash: _Optional[str] = ..., session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., cost_estimate_micro_usd: _Optional[int] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    parent_call_id: str
+    def __init__(self, capability: _Optional[str] = ..., payload_json: _Optional[bytes] = ..., version_range: _Optional[str] = ..., schema_hash: _Optional[str] = ..., session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., cost_estimate_micro_usd: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., parent_call_id: _Optional[str] = ...) -> None: ...
 
 class InvokeResponse(_message.Message):
-    __slots__ = ("result_json", "instance_id", "agent", "version", "call_id")
+    __slots__ = ("result_json", "instance_id", "agent", "version", "call_id", "usage")
     RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
     result_json: bytes
     instance_id: str
     agent: str
     version: str
     call_id: str
-    def __init__(self, result_json: _Optional[bytes] = ..., instance_id: _Optional[str] = ..., agent: _Optional[str] = ..., version: _Optional[str] = ..., call_id: _Optional[str] = ...) -> None: ...
+    usage: _receipts_pb2.Usage
+    def __init__(self, result_json: _Optional[bytes] = ..., instance_id: _Optional[str] = ..., agent: _Optional[str] = ..., version: _Optional[str] = ..., call_id: _Optional[str] = ..., usage: _Optional[_Union[_receipts_pb2.Usage, _Mapping]] = ...) -> None: ...
 
 class ListCapabilitiesRequest(_message.Message):
     __slots__ = ()

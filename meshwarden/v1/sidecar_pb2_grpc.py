@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from meshwarden.v1 import receipts_pb2 as meshwarden_dot_v1_dot_receipts__pb2
 from meshwarden.v1 import sidecar_pb2 as meshwarden_dot_v1_dot_sidecar__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -49,6 +50,11 @@ class SidecarStub:
                 request_serializer=meshwarden_dot_v1_dot_sidecar__pb2.ListCapabilitiesRequest.SerializeToString,
                 response_deserializer=meshwarden_dot_v1_dot_sidecar__pb2.ListCapabilitiesResponse.FromString,
                 _registered_method=True)
+        self.ReportOutcome = channel.unary_unary(
+                '/meshwarden.v1.Sidecar/ReportOutcome',
+                request_serializer=meshwarden_dot_v1_dot_receipts__pb2.ReportOutcomeRequest.SerializeToString,
+                response_deserializer=meshwarden_dot_v1_dot_receipts__pb2.ReportOutcomeResponse.FromString,
+                _registered_method=True)
 
 
 class SidecarServicer:
@@ -78,6 +84,15 @@ class SidecarServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportOutcome(self, request, context):
+        """Reports how a session ended ("succeeded", "failed" or "abandoned"); the sidecar forwards
+        it to the registry over mTLS, as this agent. A session's outcome is reported once: a
+        second report gets FAILED_PRECONDITION naming the first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SidecarServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,6 +110,11 @@ def add_SidecarServicer_to_server(servicer, server):
                     servicer.ListCapabilities,
                     request_deserializer=meshwarden_dot_v1_dot_sidecar__pb2.ListCapabilitiesRequest.FromString,
                     response_serializer=meshwarden_dot_v1_dot_sidecar__pb2.ListCapabilitiesResponse.SerializeToString,
+            ),
+            'ReportOutcome': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportOutcome,
+                    request_deserializer=meshwarden_dot_v1_dot_receipts__pb2.ReportOutcomeRequest.FromString,
+                    response_serializer=meshwarden_dot_v1_dot_receipts__pb2.ReportOutcomeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +198,33 @@ class Sidecar:
             '/meshwarden.v1.Sidecar/ListCapabilities',
             meshwarden_dot_v1_dot_sidecar__pb2.ListCapabilitiesRequest.SerializeToString,
             meshwarden_dot_v1_dot_sidecar__pb2.ListCapabilitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportOutcome(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwarden.v1.Sidecar/ReportOutcome',
+            meshwarden_dot_v1_dot_receipts__pb2.ReportOutcomeRequest.SerializeToString,
+            meshwarden_dot_v1_dot_receipts__pb2.ReportOutcomeResponse.FromString,
             options,
             channel_credentials,
             insecure,

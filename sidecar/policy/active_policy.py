@@ -134,6 +134,9 @@ class ActivePolicy:
         self._outcomes = Outcomes(self.label, {p.policy_id: p.reason for p in self._policies})
         hierarchy = Hierarchy.from_entities_json(contents.entities_text)
         self._pinned_spiffe_ids = _pinned_spiffe_ids(contents.entities_text)
+        self._teams = _teams(contents.entities_text)
+        # Receipts keep the call's arguments, not only their digest, when the bundle says so.
+        self.store_raw_arguments = contents.manifest.settings.store_raw_arguments
         self._principals = ScopeIndex(AGENT_TYPE, [p.template.principal for p in self._policies], hierarchy)
         self._resources = ScopeIndex(CAPABILITY_TYPE, [p.template.resource for p in self._policies], hierarchy)
         self._callable = frozenset(i for i, p in enumerate(self._policies) if action_may_match(p.template.action))
@@ -212,6 +215,10 @@ class ActivePolicy:
             return self._outcomes.default_deny(caller.agent, capability)
         result = cedarpy.is_authorized(request, evaluator.policy_set, self._entities)
         return self._outcomes.decision(result, evaluator.forbids, caller.agent, capability)
+
+    def team_of(self, agent: str) -> str:
+        """The `team` attribute of the agent's entity in this bundle; "" when it has none."""
+        return self._teams.get(agent, "")
 
     def slice_size(self, direction: Direction, caller: str, capability: str) -> int:
         """How many policies Cedar sees for this pair (for status pages and benchmarks)."""
@@ -359,3 +366,12 @@ def _pinned_spiffe_ids(entities_text: str) -> dict[str, str]:
         if entity["uid"]["type"] == AGENT_TYPE and isinstance(spiffe_id, str):
             pinned[entity["uid"]["id"]] = spiffe_id
     return pinned
+
+
+def _teams(entities_text: str) -> dict[str, str]:
+    teams: dict[str, str] = {}
+    for entity in json.loads(entities_text):
+        team = entity.get("attrs", {}).get("team")
+        if entity["uid"]["type"] == AGENT_TYPE and isinstance(team, str):
+            teams[entity["uid"]["id"]] = team
+    return teams

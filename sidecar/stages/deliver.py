@@ -7,6 +7,7 @@ import grpc
 from meshwarden.clock import Clock
 from meshwarden.errors import AgentFailed, DeadlineExceeded, MeshError, PeerUnavailable
 from meshwarden.v1 import agent_pb2
+from sidecar import usage
 from sidecar.agent_app import AgentApp
 from sidecar.call import Call, Reply
 from sidecar.local_agent import LocalAgent
@@ -27,12 +28,14 @@ class ToAgent:
             workflow_id=call.workflow_id,
             attempt=call.attempt,
             idempotency_key=call.idempotency_key,
+            parent_call_id=call.parent_call_id,
         )
         timeout = call.next_hop_timeout_s(self._clock.monotonic())
         try:
             outcome = await self._app.stub.Handle(delivery, timeout=timeout)
         except grpc.aio.AioRpcError as err:
             raise self._translate(err, call) from err
+        call.record.usage = usage.from_proto(outcome.usage if outcome.HasField("usage") else None)
         reg = self._local.registration
         version = str(reg.version) if reg else ""
         return Reply(outcome.result_json, self._local.instance_id, self._local.name, version)

@@ -14,6 +14,7 @@ from meshwarden.errors import (
     from_rpc_error,
 )
 from meshwarden.v1 import peer_pb2
+from sidecar import usage
 from sidecar.call import Call, Reply
 from sidecar.catalog import Endpoint
 from sidecar.peer_channels import PeerChannels
@@ -49,12 +50,14 @@ class Send:
             attempt=call.attempt,
             cost_estimate_micro_usd=call.cost_estimate_micro_usd,
             idempotency_key=call.idempotency_key,
+            parent_call_id=call.parent_call_id,
         )
         timeout = call.next_hop_timeout_s(self._clock.monotonic())
         try:
             reply = await self._channels.stub(target.peer_address, target.spiffe_id).Deliver(request, timeout=timeout)
         except grpc.aio.AioRpcError as err:
             raise _translate(err, target) from err
+        call.record.usage = usage.from_proto(reply.usage if reply.HasField("usage") else None)
         return Reply(reply.result_json, reply.instance_id, reply.agent, reply.version)
 
 

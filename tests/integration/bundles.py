@@ -28,9 +28,17 @@ class BundleMaker:
         shutil.copy(keys.public_key, self.trusted_keys_dir / keys.public_key.name)
         self._made = 0
 
-    def make(self, revision: int, policies: dict[str, str] | None = None, *, entities: str | None = None) -> bytes:
+    def make(
+        self,
+        revision: int,
+        policies: dict[str, str] | None = None,
+        *,
+        entities: str | None = None,
+        store_raw_arguments: bool = False,
+    ) -> bytes:
         """A signed artifact: the starting bundle with `policies` (file name -> Cedar text)
-        instead of its own when given, at `revision`."""
+        instead of its own when given, at `revision`, keeping raw arguments in receipts when
+        `store_raw_arguments`."""
         self._made += 1
         directory = self._workdir / "bundles" / f"{self._made:02d}"
         write_starting_bundle(directory)
@@ -42,5 +50,8 @@ class BundleMaker:
         if entities is not None:
             (directory / "entities.json").write_text(entities)
         manifest = directory / "manifest.toml"
-        manifest.write_text(re.sub(r"(?m)^revision = \d+$", f"revision = {revision}", manifest.read_text()))
+        text = re.sub(r"(?m)^revision = \d+$", f"revision = {revision}", manifest.read_text())
+        if store_raw_arguments:
+            text = text.replace("store_raw_arguments = false", "store_raw_arguments = true")
+        manifest.write_text(text)
         return sign(encode(build(directory).artifact), self._key, KEY_ID)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -16,7 +17,7 @@ from meshwarden.addresses import parse_host_port
 from meshwarden.identity.bootstrap import learn_registry_ca
 from meshwarden.registry_client import RegistryTrust, registry_channel, registry_stub
 from meshwarden.supervise import Child, HealthTlsFor, meshwarden_argv, registry_health_tls, start
-from meshwarden.v1 import catalog_pb2, registry_pb2
+from meshwarden.v1 import catalog_pb2, receipts_pb2, receipts_pb2_grpc, registry_pb2
 from tests.integration.bundles import ALLOW_ALL, BundleMaker
 
 AGENTS = Path(__file__).parent / "agents"
@@ -81,6 +82,16 @@ class LocalMesh:
             )
         return reply
 
+    async def verify_receipts(self, sidecar_instance_id: str = "") -> receipts_pb2.VerifyReceiptsResponse:
+        """`meshwarden receipts verify`, as an operator."""
+        async with await self._operator_channel() as channel:
+            reply: receipts_pb2.VerifyReceiptsResponse = await receipts_pb2_grpc.ReceiptsStub(channel).VerifyReceipts(
+                receipts_pb2.VerifyReceiptsRequest(sidecar_instance_id=sidecar_instance_id),
+                metadata=self._operator_metadata(),
+                timeout=30,
+            )
+        return reply
+
     async def restart_registry(self) -> Child:
         old = self.registry
         if old is None:
@@ -103,6 +114,12 @@ class LocalMesh:
                 registry_pb2.ListInstancesRequest(**filters), metadata=self._operator_metadata(), timeout=5
             )
         return list(reply.instances)
+
+    async def ask_receipts(self, rpc: str, request: Any) -> Any:
+        """One call to the registry's Receipts service (sessions, costs) as an operator."""
+        async with await self._operator_channel() as channel:
+            method = getattr(receipts_pb2_grpc.ReceiptsStub(channel), rpc)
+            return await method(request, metadata=self._operator_metadata(), timeout=10)
 
     async def _operator_channel(self) -> grpc.aio.Channel:
         if self.registry is None:

@@ -15,6 +15,7 @@ parser.add_argument("--sidecar", required=True)
 parser.add_argument("--listen", default="127.0.0.1:0")
 parser.add_argument("--version", default="1.0.0")
 parser.add_argument("--schema-variant", default="a", help="b changes echo's input schema (schema drift)")
+parser.add_argument("--work-as", default="probe.work", help="the name probe.work is served under (call trees)")
 options = parser.parse_args()
 
 agent = meshwarden.Agent(version=options.version, sidecar=options.sidecar, listen=options.listen)
@@ -80,6 +81,29 @@ async def fail(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
 @agent.capability("probe.bad_result", output_schema={"type": "object", "required": ["ok"]})
 async def bad_result(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
     return {"not_ok": True}
+
+
+@agent.capability(options.work_as)
+async def work(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
+    """Reports the usage it is given (deterministic costs for the tests), makes the nested calls
+    it is given (a tree within one session), and reports the session's outcome when asked."""
+    if "usage" in args:
+        ctx.report_usage(**args["usage"])
+    children = []
+    for nested in args.get("calls", []):
+        result = await ctx.invoke(nested["capability"], nested.get("args", {}))
+        children.append(
+            {"call_id": result.call_id, "value": result.value, "cost": result.usage and result.usage.cost_micro_usd}
+        )
+    if "outcome" in args:
+        await ctx.report_outcome(args["outcome"], args.get("detail", ""))
+    return {
+        "call_id": ctx.call_id,
+        "parent_call_id": ctx.parent_call_id,
+        "session_id": ctx.session_id,
+        "workflow_id": ctx.workflow_id,
+        "children": children,
+    }
 
 
 @agent.capability("probe.sync_relay")

@@ -16,6 +16,7 @@ from sidecar.call import Handler
 from sidecar.catalog import Catalog
 from sidecar.local_agent import LocalAgent
 from sidecar.peer_channels import PeerChannels
+from sidecar.receipt_spool import ReceiptSpool
 from sidecar.runtime import Runtime
 from sidecar.schemas import SchemaCache
 from sidecar.stages.breaker import BreakerBoard
@@ -42,7 +43,7 @@ def no_svid() -> Svid:
     raise AssertionError("building the pipeline must not need an SVID")
 
 
-async def runtime() -> Runtime:
+async def runtime(tmp_path: Path) -> Runtime:
     cfg = config.load(argparse.Namespace(agent="a", data_dir="/nonexistent"), {})
     return Runtime(
         config=cfg,
@@ -55,14 +56,15 @@ async def runtime() -> Runtime:
         agent_app=AgentApp("127.0.0.1:1", []),
         policy=PolicyHolder(),
         breakers=BreakerBoard(),
+        receipts=ReceiptSpool.open(tmp_path, instance_id="a-1", spiffe_id=""),
     )
 
 
-async def test_outbound_order_matches_the_readme() -> None:
-    assert stage_names(pipeline.outbound(await runtime())) == documented("outbound")
+async def test_outbound_order_matches_the_readme(tmp_path: Path) -> None:
+    assert stage_names(pipeline.outbound(await runtime(tmp_path))) == documented("outbound")
     assert documented("outbound")[-1] == "peer"
 
 
-async def test_inbound_order_matches_the_readme() -> None:
-    assert stage_names(pipeline.inbound(await runtime())) == documented("inbound")
+async def test_inbound_order_matches_the_readme(tmp_path: Path) -> None:
+    assert stage_names(pipeline.inbound(await runtime(tmp_path))) == documented("inbound")
     assert documented("inbound")[-1] == "deliver"

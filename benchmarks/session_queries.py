@@ -1,0 +1,173 @@
+"""How long the registry takes to answer `sessions list`, `session show` and `costs` as its
+receipts grow: SessionQueries on a real registry store (SQLite, WAL) filled with synthetic
+receipts, both sidecars' receipts of each call, sessions of four calls (a tree of three levels),
+usage on every callee-side receipt. No gRPC: the figures are the query and the arithmetic.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/session_queries.py [--calls 10000 50000] [--repeat 5]
+
+Prints one row per size: median seconds of ListSessions (whole history), ListSessions over the
+last 1 % of the time range, GetSession, and Costs by agent and by model; then the longest time
+the event loop went without a turn while they ran (a ticker task asks for one every 5 ms): what
+the registry's lease renewals and watchers would have waited.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from google.protobuf import timestamp_pb2
+
+from meshwarden.clock import SystemClock
+from meshwarden.receipt_hash import receipt_hash
+from meshwarden.v1 import receipts_pb2
+from registry.authz import Caller
+from registry.outcomes import Outcomes
+from registry.receipt_store import ReceiptStore
+from registry.session_queries import SessionQueries
+from registry.store import Store
+
+AGENTS = ("frontdesk", "support", "billing", "kb")
+MODELS = ("gpt-4o-mini", "claude-3-5-haiku", "gpt-4.1-nano")
+OPERATOR = Caller(identity=None, svid_expires_at=0.0, operator=True, sent_bad_operator_token=False, peer="bench")
+T0 = 1_790_000_000.0
+
+
+def _stamp(seconds: float) -> timestamp_pb2.Timestamp:
+    t = timestamp_pb2.Timestamp()
+    t.FromNanoseconds(int(seconds * 1e9))
+    return t
+
+
+class _Chain:
+    """One sidecar's chain, hashed as the receipt store checks it."""
+
+    def __init__(self, instance_id: str, spiffe_id: str) -> None:
+        self.instance_id, self.spiffe_id, self.seq, self.head = instance_id, spiffe_id, 0, ""
+        self.pending: list[receipts_pb2.Receipt] = []
+
+    def add(self, receipt: receipts_pb2.Receipt) -> None:
+        self.seq += 1
+        receipt.sidecar_instance_id, receipt.sidecar_spiffe_id = self.instance_id, self.spiffe_id
+        receipt.seq, receipt.prev_hash = self.seq, self.head
+        receipt.hash = receipt_hash(receipt)
+        self.head = receipt.hash
+        self.pending.append(receipt)
+
+
+def fill(receipts: ReceiptStore, outcomes: Outcomes, calls: int) -> float:
+    """Writes `calls` calls (two receipts each); returns the time range's end."""
+    chains = {a: _Chain(f"{a}-1", f"spiffe://meshwarden.local/agent/{a}") for a in AGENTS}
+    at = T0
+    for n in range(calls):
+        session, position = n // 4, n % 4
+        caller, callee = (
+            (AGENTS[0], AGENTS[1]) if position == 0 else (AGENTS[1 + position % 2], AGENTS[1 + (position + 1) % 3])
+        )
+        at += 0.01
+        common = {
+            "call_id": f"c{n}",
+            "parent_call_id": f"c{n - position}" if position else "",
+            "session_id": f"s{session}",
+            "workflow_id": f"w{session % 20}",
+            "caller_agent": caller,
+            "callee_agent": callee,
+            "capability": f"{callee}.work",
+            "version": "1.0.0",
+            "status": "OK",
+            "policy_decision": "allow",
+            "attempt": 1,
+            "started_at": _stamp(at),
+            "latency_us": 3000,
+        }
+        chains[caller].add(receipts_pb2.Receipt(direction="outbound", **common))  # type: ignore[arg-type]
+        usage = receipts_pb2.Usage(model=MODELS[n % 3], input_tokens=500, output_tokens=80, cost_micro_usd=100 + n % 50)
+        chains[callee].add(receipts_pb2.Receipt(direction="inbound", usage=usage, **common))  # type: ignore[arg-type]
+        if position == 3 and session % 3:
+            outcomes.report(f"s{session}", "succeeded" if session % 3 == 1 else "failed", "", reported_by=caller)
+        if n % 500 == 499 or n == calls - 1:
+            for chain in chains.values():
+                for start in range(0, len(chain.pending), 1000):
+                    receipts.ship(chain.spiffe_id, chain.pending[start : start + 1000])
+                chain.pending.clear()
+    return at
+
+
+async def median_s(action: Callable[[], Awaitable[object] | object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = action()
+        if asyncio.iscoroutine(result):
+            await result
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+class LoopWatch:
+    """The longest the event loop went without running a task that asked for a turn every 5 ms."""
+
+    def __init__(self) -> None:
+        self.longest_s = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            self.longest_s = max(self.longest_s, now - last - 0.005)
+            last = now
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._tick())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+async def measure(calls: int, repeat: int) -> list[float]:
+    with tempfile.TemporaryDirectory() as directory:
+        store = Store.open(Path(directory), event_log_retention=100)
+        try:
+            clock = SystemClock()
+            receipts, outcomes = ReceiptStore(store, clock), Outcomes(store, clock)
+            end = fill(receipts, outcomes, calls)
+            queries = SessionQueries(receipts, outcomes, clock)
+            everything = receipts_pb2.ListSessionsRequest(limit=1000)
+            recent = receipts_pb2.ListSessionsRequest(since=_stamp(end - (end - T0) / 100), limit=1000)
+            one = receipts_pb2.GetSessionRequest(session_id="s7")
+            watch = LoopWatch()
+            watch.start()
+            figures = [
+                await median_s(lambda: queries.list_sessions(everything, OPERATOR), repeat),
+                await median_s(lambda: queries.list_sessions(recent, OPERATOR), repeat),
+                await median_s(lambda: queries.get_session(one, OPERATOR), repeat),
+                await median_s(lambda: queries.costs(receipts_pb2.CostsRequest(by="agent"), OPERATOR), repeat),
+                await median_s(lambda: queries.costs(receipts_pb2.CostsRequest(by="model"), OPERATOR), repeat),
+            ]
+            watch.stop()
+            return [*figures, watch.longest_s]
+        finally:
+            store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, nargs="+", default=[10_000, 50_000])
+    parser.add_argument("--repeat", type=int, default=5)
+    options = parser.parse_args()
+    print("calls   receipts    list-all  list-last-1%    show-one  costs-agent  costs-model  loop-stall  (seconds)")
+    for calls in options.calls:
+        figures = asyncio.run(measure(calls, options.repeat))
+        print(f"{calls:<7} {calls * 2:<9} " + "  ".join(f"{f:>10.4f}" for f in figures))
+
+
+if __name__ == "__main__":
+    main()

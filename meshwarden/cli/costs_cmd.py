@@ -1,0 +1,67 @@
+"""`meshwarden costs --by agent|team|workflow|capability|model [--since 1h]`: spend, calls,
+successful outcomes and cost per successful outcome, from the usage callee agents reported
+(counted once per call, as the callee's sidecar recorded it) and the outcomes sessions
+reported. Agent and team are the callee's: who did the work and reported its cost.
+
+A table for people (with a total); `--output json` for scripts. Exit codes as `sessions list`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from meshwarden.cli import exit_codes, registry_access, session_render
+from meshwarden.cli.receipts_query import ask_receipts
+from meshwarden.cli.time_window import parse_time, timestamp
+from meshwarden.v1 import receipts_pb2
+
+KEYS = ("agent", "team", "workflow", "capability", "model")
+
+
+def add_to(commands: Any) -> None:
+    costs = commands.add_parser(
+        "costs",
+        help="spend, calls and cost per successful outcome",
+        description="Groups the calls' reported usage by callee agent, callee team, workflow, capability or "
+        "model. A successful outcome is a session that reported 'succeeded' and has a call in the group.",
+    )
+    costs.add_argument("--by", choices=KEYS, default="agent", help="default agent")
+    costs.add_argument("--since", default="", metavar="AGE|TIME", help="e.g. 1h, 30m, 2026-11-21T08:00Z")
+    costs.add_argument("--output", choices=["table", "json"], default="table", help="default table")
+    costs.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="default 10")
+    registry_access.add_registry_flags(costs)
+    costs.set_defaults(run=_costs)
+
+
+def costs_request(by: str, since: str, now: float) -> receipts_pb2.CostsRequest:
+    request = receipts_pb2.CostsRequest(by=by)
+    if since:
+        try:
+            request.since.CopyFrom(timestamp(parse_time(since, now=now)))
+        except ValueError as exc:
+            raise ValueError(f"--since: {exc}") from exc
+    return request
+
+
+def _costs(args: argparse.Namespace) -> int:
+    command = "meshwarden costs"
+    try:
+        request = costs_request(args.by, args.since, time.time())
+    except ValueError as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return exit_codes.USAGE
+    code, reply = ask_receipts(command, args, "Costs", request)
+    if reply is None:
+        return code
+    rows = list(reply.rows)
+    if args.output == "json":
+        print(json.dumps([session_render.cost_json(r) for r in rows], indent=2))
+    elif rows:
+        print(session_render.costs_table(args.by, rows))
+    else:
+        print("(no calls in that window)", file=sys.stderr)
+    return exit_codes.OK

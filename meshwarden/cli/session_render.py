@@ -1,0 +1,231 @@
+"""How sessions, timelines and cost tables look on a terminal and in `--output json`. Pure
+functions of the registry's answers, so tests need no registry.
+
+A session's timeline is its calls in the order they started; its tree follows parent_call_id
+(who called whom). A call whose parent is not in the session (or that has none) is a root.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from google.protobuf import json_format, timestamp_pb2
+
+from meshwarden.clock import iso_utc
+from meshwarden.receipt_calls import ReceiptCall, calls_of
+from meshwarden.v1 import receipts_pb2
+
+SESSION_COLUMNS: Final = ("SESSION", "STATE", "WORKFLOW", "CALLS", "COST", "AGENTS", "STARTED", "LAST-ACTIVITY")
+TIMELINE_COLUMNS: Final = (
+    "#",
+    "AT",
+    "CALLER",
+    "CALLEE",
+    "CAPABILITY",
+    "VERSION",
+    "POLICY",
+    "ATTEMPT",
+    "LATENCY",
+    "STATUS",
+    "USAGE",
+    "COST",
+)
+
+
+def usd(micro: int) -> str:
+    return f"${micro / 1_000_000:.6f}"
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def _seconds(stamp: timestamp_pb2.Timestamp) -> float:
+    return stamp.ToNanoseconds() / 1e9
+
+
+def sessions_table(sessions: Sequence[receipts_pb2.SessionSummary]) -> str:
+    rows = [SESSION_COLUMNS] + [
+        (
+            s.session_id,
+            s.state,
+            s.workflow_id or "-",
+            str(s.calls),
+            usd(s.cost_micro_usd),
+            ",".join(s.agents) or "-",
+            iso_utc(_seconds(s.started_at)),
+            iso_utc(_seconds(s.last_activity_at)),
+        )
+        for s in sessions
+    ]
+    return table(rows)
+
+
+def session_json(summary: receipts_pb2.SessionSummary) -> dict[str, object]:
+    return {
+        "session_id": summary.session_id,
+        "workflow_id": summary.workflow_id,
+        "state": summary.state,
+        "agents": list(summary.agents),
+        "teams": list(summary.teams),
+        "calls": summary.calls,
+        "cost_micro_usd": summary.cost_micro_usd,
+        "started_at": summary.started_at.ToJsonString(),
+        "last_activity_at": summary.last_activity_at.ToJsonString(),
+    }
+
+
+def _usage_text(call: ReceiptCall) -> str:
+    if call.usage is None:
+        return "-"
+    model = call.usage.model or "?"
+    return f"{model} {call.usage.input_tokens}+{call.usage.output_tokens} tok"
+
+
+def _latency(call: ReceiptCall) -> str:
+    return f"{call.latency_us / 1000:.1f}ms"
+
+
+def _status(call: ReceiptCall) -> str:
+    if call.kill_switch_id:
+        return f"{call.status} (kill switch {call.kill_switch_id})"
+    return call.status + (f" ({call.error_kind})" if call.error_kind else "")
+
+
+def timeline(response: receipts_pb2.GetSessionResponse) -> str:
+    """The header, the calls in order, and the tree of who called whom."""
+    calls = calls_of(response.receipts)
+    summary = response.summary
+    head = f"session {summary.session_id}" + (f" (workflow {summary.workflow_id})" if summary.workflow_id else "")
+    state = summary.state + (f": {response.outcome_detail}" if response.outcome_detail else "")
+    lines = [
+        f"{head}: {state}",
+        f"{summary.calls} calls, {usd(summary.cost_micro_usd)}, agents {', '.join(summary.agents) or '-'}, "
+        f"from {iso_utc(_seconds(summary.started_at))} to {iso_utc(_seconds(summary.last_activity_at))}",
+        "",
+    ]
+    start = calls[0].started_at if calls else 0.0
+    rows = [TIMELINE_COLUMNS] + [
+        (
+            str(n),
+            f"+{(c.started_at - start) * 1000:.0f}ms",
+            c.caller_agent or "-",
+            c.callee_agent or "-",
+            c.capability,
+            c.version or "-",
+            c.policy_decision or "-",
+            str(c.attempt),
+            _latency(c),
+            _status(c),
+            _usage_text(c),
+            usd(c.cost_micro_usd),
+        )
+        for n, c in enumerate(calls, start=1)
+    ]
+    lines += [table(rows), "", "who called whom:"]
+    lines += tree_lines(calls) or ["(no calls)"]
+    return "\n".join(lines)
+
+
+def tree_lines(calls: Sequence[ReceiptCall]) -> list[str]:
+    ids = {c.call_id for c in calls}
+    children: dict[str, list[ReceiptCall]] = {}
+    roots = []
+    for call in calls:  # already in start order, so siblings are too
+        if call.parent_call_id and call.parent_call_id in ids and call.parent_call_id != call.call_id:
+            children.setdefault(call.parent_call_id, []).append(call)
+        else:
+            roots.append(call)
+    lines: list[str] = []
+
+    def walk(call: ReceiptCall, prefix: str, branch: str, seen: frozenset[str]) -> None:
+        lines.append(f"{prefix}{branch}{_node(call)}")
+        below = children.get(call.call_id, [])
+        inner = prefix + ("" if not branch else ("   " if branch == "└─ " else "│  "))
+        for i, child in enumerate(below):
+            if child.call_id not in seen:  # receipts could name a cycle; never loop on one
+                walk(child, inner, "└─ " if i == len(below) - 1 else "├─ ", seen | {child.call_id})
+
+    for root in roots:
+        walk(root, "", "", frozenset({root.call_id}))
+    return lines
+
+
+def _node(call: ReceiptCall) -> str:
+    callee = f"{call.callee_agent} {call.version}".strip() or "?"
+    parts = [
+        f"{call.caller_agent or '?'} -> {call.capability} ({callee})",
+        call.policy_decision or "-",
+        f"attempt {call.attempt}",
+        _latency(call),
+        _status(call),
+    ]
+    if call.usage is not None:
+        parts += [_usage_text(call), usd(call.cost_micro_usd)]
+    return "  ".join(parts)
+
+
+def timeline_json(response: receipts_pb2.GetSessionResponse) -> dict[str, object]:
+    calls = calls_of(response.receipts)
+    return {
+        "session": session_json(response.summary),
+        "outcome_detail": response.outcome_detail,
+        "calls": [call_json(c) for c in calls],
+        "receipts": [json_format.MessageToDict(r, preserving_proto_field_name=True) for r in response.receipts],
+    }
+
+
+def call_json(call: ReceiptCall) -> dict[str, object]:
+    return {
+        "call_id": call.call_id,
+        "parent_call_id": call.parent_call_id,
+        "caller_agent": call.caller_agent,
+        "callee_agent": call.callee_agent,
+        "capability": call.capability,
+        "version": call.version,
+        "policy_decision": call.policy_decision,
+        "attempt": call.attempt,
+        "latency_us": call.latency_us,
+        "status": call.status,
+        "error_kind": call.error_kind,
+        "kill_switch_id": call.kill_switch_id,
+        "started_at": call.started_at,
+        "usage": None
+        if call.usage is None
+        else {
+            "model": call.usage.model,
+            "input_tokens": call.usage.input_tokens,
+            "output_tokens": call.usage.output_tokens,
+            "cost_micro_usd": call.usage.cost_micro_usd,
+        },
+        "cost_micro_usd": call.cost_micro_usd,
+    }
+
+
+def costs_table(by: str, rows: Sequence[receipts_pb2.CostRow]) -> str:
+    header = (by.upper(), "SPEND", "CALLS", "SUCCESSFUL-OUTCOMES", "COST/SUCCESS")
+    body = [
+        (
+            r.key or "(none)",
+            usd(r.cost_micro_usd),
+            str(r.calls),
+            str(r.successful_outcomes),
+            usd(r.cost_per_successful_outcome_micro_usd) if r.successful_outcomes else "-",
+        )
+        for r in rows
+    ]
+    total = sum(r.cost_micro_usd for r in rows)
+    calls = sum(r.calls for r in rows)
+    return table([header, *body, ("TOTAL", usd(total), str(calls), "", "")])
+
+
+def cost_json(row: receipts_pb2.CostRow) -> dict[str, object]:
+    return {
+        "key": row.key,
+        "cost_micro_usd": row.cost_micro_usd,
+        "calls": row.calls,
+        "successful_outcomes": row.successful_outcomes,
+        "cost_per_successful_outcome_micro_usd": row.cost_per_successful_outcome_micro_usd,
+    }

@@ -1,0 +1,107 @@
+"""`meshwarden sessions list` and `meshwarden session show ID`: what sessions ran, and what one
+of them did, call by call and as a tree of who called whom, rebuilt by the registry from the
+receipts both sidecars of each call wrote. Receipts reach the registry in batches, so a call
+shows up a moment after it ended.
+
+A table for people; `--output json` for scripts. Exit codes: 0 shown, 1 the registry refused
+(an unknown session included), 2 bad flags, 3 registry unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from meshwarden.cli import exit_codes, registry_access, session_render
+from meshwarden.cli.receipts_query import ask_receipts
+from meshwarden.cli.time_window import parse_time, timestamp
+from meshwarden.v1 import receipts_pb2
+
+
+def add_to(commands: Any) -> None:
+    sessions = commands.add_parser("sessions", help="sessions the registry holds receipts for")
+    actions = sessions.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser(
+        "list",
+        help="list sessions, newest activity first",
+        description="Lists sessions with their state (running until an agent reports an outcome), calls and "
+        "cost. --since/--until select the calls in that window.",
+    )
+    listing.add_argument("--state", choices=["running", "finished"], default="", help="default both")
+    listing.add_argument("--agent", default="", metavar="NAME", help="only sessions this agent took part in")
+    listing.add_argument("--team", default="", metavar="TEAM", help="only sessions an agent of this team took part in")
+    listing.add_argument("--workflow", default="", metavar="ID", help="only sessions of this workflow")
+    listing.add_argument("--since", default="", metavar="AGE|TIME", help="e.g. 1h, 30m, 2026-11-21T08:00Z")
+    listing.add_argument("--until", default="", metavar="AGE|TIME", help="e.g. 5m, 2026-11-21T09:00Z")
+    listing.add_argument("--limit", type=int, default=100, metavar="N", help="default 100, at most 1000")
+    _common(listing)
+    listing.set_defaults(run=_list)
+
+    session = commands.add_parser("session", help="one session's timeline")
+    session_actions = session.add_subparsers(dest="action", metavar="ACTION", required=True)
+    show = session_actions.add_parser(
+        "show",
+        help="a session's calls in order and as a tree of who called whom",
+        description="Each call with its capability, callee version, policy decision, attempt, latency, status, "
+        "usage and cost, in order, then as a tree (parent_call_id).",
+    )
+    show.add_argument("session_id", metavar="ID")
+    _common(show)
+    show.set_defaults(run=_show)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", choices=["table", "json"], default="table", help="default table")
+    parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="default 10")
+    registry_access.add_registry_flags(parser)
+
+
+def list_request(args: argparse.Namespace, now: float) -> receipts_pb2.ListSessionsRequest:
+    """The request the flags ask for; ValueError naming a bad flag."""
+    if not 1 <= args.limit <= 1000:
+        raise ValueError(f"--limit must be from 1 to 1000, got {args.limit}")
+    request = receipts_pb2.ListSessionsRequest(
+        state=args.state, agent=args.agent, team=args.team, workflow_id=args.workflow, limit=args.limit
+    )
+    for flag, text in (("since", args.since), ("until", args.until)):
+        if text:
+            try:
+                getattr(request, flag).CopyFrom(timestamp(parse_time(text, now=now)))
+            except ValueError as exc:
+                raise ValueError(f"--{flag}: {exc}") from exc
+    return request
+
+
+def _list(args: argparse.Namespace) -> int:
+    command = "meshwarden sessions list"
+    try:
+        request = list_request(args, time.time())
+    except ValueError as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return exit_codes.USAGE
+    code, reply = ask_receipts(command, args, "ListSessions", request)
+    if reply is None:
+        return code
+    sessions = list(reply.sessions)
+    if args.output == "json":
+        print(json.dumps([session_render.session_json(s) for s in sessions], indent=2))
+    elif sessions:
+        print(session_render.sessions_table(sessions))
+    else:
+        print("(no sessions match)", file=sys.stderr)
+    return exit_codes.OK
+
+
+def _show(args: argparse.Namespace) -> int:
+    request = receipts_pb2.GetSessionRequest(session_id=args.session_id)
+    code, reply = ask_receipts("meshwarden session show", args, "GetSession", request)
+    if reply is None:
+        return code
+    if args.output == "json":
+        print(json.dumps(session_render.timeline_json(reply), indent=2))
+    else:
+        print(session_render.timeline(reply))
+    return exit_codes.OK

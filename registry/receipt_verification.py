@@ -1,0 +1,147 @@
+"""`receipts verify`: proves that no stored receipt was altered, removed or added.
+
+For every chain: each receipt's hash is recomputed from its stored encoding; each receipt
+links to the one before it; seqs run from 1 with no gap; the columns the registry copies
+out of each receipt for queries still say what the receipt says; and the chain ends at the
+head its sidecar last shipped, so rows cut from its end show too. What it cannot see: a
+whole chain removed together with its head, or a chain rewritten from the start by someone
+who can also recompute every hash (the registry holds no signing key; sidecars only hash).
+
+It reads through a connection of its own, read-only, in a worker thread: a large table takes
+seconds to check, and the registry's event loop keeps serving meanwhile (WAL lets a reader
+and the writer work at once).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from google.protobuf.message import DecodeError
+
+from meshwarden.receipt_hash import receipt_hash
+from meshwarden.v1 import receipts_pb2
+from registry.errors import StoreError
+from registry.receipt_store import COLUMNS, ChainHead, columns_of
+
+_PAGE: Final = 1000
+MAX_PROBLEMS: Final = 20  # per chain; a mass edit is named by its first few
+
+
+@dataclass(frozen=True, slots=True)
+class ChainVerdict:
+    sidecar_instance_id: str
+    receipts: int
+    problems: tuple[str, ...]
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+    @property
+    def problem(self) -> str:
+        return "; ".join(self.problems)
+
+
+def verify(db_path: Path, sidecar_instance_id: str = "") -> list[ChainVerdict]:
+    """A verdict per chain (only `sidecar_instance_id`'s when given), ordered by chain."""
+    try:
+        db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {db_path} to verify receipts: {exc}") from exc
+    try:
+        heads = {head.sidecar_instance_id: head for head in _heads(db, sidecar_instance_id)}
+        chains = sorted(set(heads) | set(_chains_with_rows(db, sidecar_instance_id)))
+        return [_verify_chain(db, chain, heads.get(chain)) for chain in chains]
+    except sqlite3.Error as exc:
+        raise StoreError(f"{db_path}: reading receipts failed: {exc}") from exc
+    finally:
+        db.close()
+
+
+def _heads(db: sqlite3.Connection, only: str) -> list[ChainHead]:
+    sql = "SELECT sidecar_instance_id, sidecar_spiffe_id, head_seq, head_hash, shipped_at FROM receipt_chains"
+    rows = db.execute(sql + " WHERE sidecar_instance_id = ?", (only,)) if only else db.execute(sql)
+    return [ChainHead(*row) for row in rows]
+
+
+def _chains_with_rows(db: sqlite3.Connection, only: str) -> list[str]:
+    if only:
+        found = db.execute("SELECT 1 FROM receipts WHERE sidecar_instance_id = ? LIMIT 1", (only,)).fetchone()
+        return [only] if found else []
+    return [chain for (chain,) in db.execute("SELECT DISTINCT sidecar_instance_id FROM receipts")]
+
+
+def _rows(db: sqlite3.Connection, chain: str) -> Iterator[tuple[object, ...]]:
+    after = 0
+    while True:
+        page = db.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM receipts WHERE sidecar_instance_id = ? AND seq > ? "
+            f"ORDER BY seq LIMIT {_PAGE}",
+            (chain, after),
+        ).fetchall()
+        yield from page
+        if len(page) < _PAGE:
+            return
+        last = page[-1][1]
+        after = last if isinstance(last, int) else after + _PAGE
+
+
+class _Findings:
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.more = 0
+
+    def add(self, problem: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(problem)
+        else:
+            self.more += 1
+
+    def result(self) -> tuple[str, ...]:
+        tail = [f"and {self.more} more problem(s)"] if self.more else []
+        return (*self.problems, *tail)
+
+
+def _verify_chain(db: sqlite3.Connection, chain: str, head: ChainHead | None) -> ChainVerdict:
+    found = _Findings()
+    count, expected, last_seq, last_hash = 0, 1, 0, ""
+    for row in _rows(db, chain):
+        count += 1
+        seq, body = row[1] if isinstance(row[1], int) else -1, row[-1]
+        linked = seq == expected  # after a gap the previous receipt is unknown: no link to check
+        if seq != expected:
+            missing = f"seq {expected}" if seq == expected + 1 else f"seqs {expected} to {seq - 1}"
+            found.add(f"{missing} missing (removed)")
+        receipt = receipts_pb2.Receipt()
+        try:
+            if not isinstance(body, bytes):
+                raise DecodeError("not a blob")
+            receipt.ParseFromString(body)
+        except DecodeError:
+            found.add(f"seq {seq}: the stored receipt is unreadable (edited)")
+            expected, last_seq, last_hash = seq + 1, seq, str(row[3])
+            continue
+        if receipt_hash(receipt) != receipt.hash:
+            found.add(f"seq {seq}: hash does not match its contents (edited)")
+        for name, stored, hashed in zip(COLUMNS, row, columns_of(receipt, body), strict=True):
+            if stored != hashed:
+                found.add(f"seq {seq}: column {name} is {stored!r}, but the hashed receipt says {hashed!r} (edited)")
+        if linked and receipt.prev_hash != last_hash:
+            found.add(f"seq {seq}: does not link to seq {seq - 1} (prev_hash differs)")
+        expected, last_seq, last_hash = seq + 1, seq, receipt.hash
+    if head is None:
+        found.add(f"no head recorded for this chain (its receipt_chains row was removed); it ends at seq {last_seq}")
+    elif last_seq < head.seq:
+        found.add(
+            f"truncated: the chain ends at seq {last_seq}, but its sidecar shipped up to seq {head.seq} "
+            f"(seq {last_seq + 1} to {head.seq} removed)"
+        )
+    elif last_seq > head.seq:
+        found.add(f"seq {head.seq + 1} to {last_seq} lie beyond the head its sidecar shipped (seq {head.seq}): added")
+    elif last_hash != head.hash:
+        found.add(f"seq {last_seq}: differs from the head its sidecar shipped")
+    return ChainVerdict(chain, count, found.result())

@@ -1,0 +1,45 @@
+"""Forward an agent's session outcome to the registry (Receipts.ReportOutcome over mTLS, as
+this sidecar's SVID), after checking it here so a bad report fails before it leaves.
+
+Nothing is queued: the agent learns at once whether the registry holds the outcome, and
+retries a RegistryUnavailable itself (a repeat of a stored outcome is refused, so a retry
+after an answer that was lost says so rather than storing twice).
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from meshwarden import outcomes
+from meshwarden.errors import BadPayload, MeshError, OutcomeAlreadyReported, RegistryUnavailable
+from meshwarden.v1 import receipts_pb2
+from sidecar.registry_link import RegistryLink
+
+TIMEOUT_S = 5.0
+
+
+class OutcomeReporter:
+    def __init__(self, registry: RegistryLink) -> None:
+        self._registry = registry
+
+    async def report(self, request: receipts_pb2.ReportOutcomeRequest, timeout_s: float | None) -> None:
+        found = outcomes.problem(request.session_id, request.outcome, request.detail)
+        if found is not None:
+            field, what = found
+            raise BadPayload(f"outcome report: {field} {what}")
+        try:
+            await self._registry.receipts_stub().ReportOutcome(request, timeout=min(timeout_s or TIMEOUT_S, TIMEOUT_S))
+        except grpc.aio.AioRpcError as err:
+            raise _translate(err, request.session_id) from err
+
+
+def _translate(err: grpc.aio.AioRpcError, session_id: str) -> MeshError:
+    code, details = err.code(), err.details() or ""
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return OutcomeAlreadyReported(details)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return BadPayload(f"the registry refused the outcome of session {session_id}: {details}")
+    return RegistryUnavailable(
+        f"could not report the outcome of session {session_id} to the registry ({code.name}: {details}); "
+        "nothing was stored, report it again"
+    )

@@ -1,0 +1,155 @@
+"""Ships the spool's receipts to the registry, off the call path.
+
+Every `interval_s` (and right after a batch, while receipts remain) it sends the oldest
+receipts of each chain in the spool, at most `batch_receipts` and `batch_bytes` per
+ShipReceipts, over the registry's mTLS port. The registry answers with the seq it now holds
+durably; receipts up to there are deleted from the spool. Nothing
+is deleted before that answer, so a registry that is down, or a sidecar killed mid-batch, only
+delays receipts: they are shipped again (the registry acknowledges receipts it already holds
+without storing them twice), after a restart too, since the spool is on disk.
+
+While the registry is unreachable it backs off (full jitter, doubling from 0.5 s up to 10 s).
+A chain the registry refuses (a gap, a fork, receipts of another SPIFFE ID: it says which) is
+logged and retried with the same backoff, and does not hold up the other chains.
+
+The WAL is checkpointed once every `checkpoint_every` acknowledged receipts, not every round:
+the first append after a checkpoint restarts the WAL, and SQLite then fsyncs the WAL header,
+on the call path (about 2 ms on the benchmark machine, against 15-30 µs for an append). So
+one call in about 2,000 pays it, and the WAL stays under about 16 MB while the registry
+acknowledges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+import grpc
+
+from meshwarden.v1 import receipts_pb2, receipts_pb2_grpc
+from sidecar.receipt_spool import Batch, SpoolReader
+
+log = logging.getLogger(__name__)
+
+_UNREACHABLE: Final = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+)
+SHIP_TIMEOUT_S: Final = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShippingSettings:
+    interval_s: float = 1.0
+    batch_receipts: int = 200
+    batch_bytes: int = 2 * 1024 * 1024  # under gRPC's default 4 MiB message limit at the registry
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 10.0
+    checkpoint_every: int = 2000  # acknowledged receipts
+
+
+class _NotShipped(Exception):
+    """This round ended early; retry after a backoff."""
+
+
+class ReceiptShipper:
+    def __init__(
+        self,
+        reader: SpoolReader,
+        stub: Callable[[], receipts_pb2_grpc.ReceiptsStub],
+        settings: ShippingSettings,
+        rng: random.Random,
+    ) -> None:
+        self._reader, self._stub, self._settings, self._rng = reader, stub, settings, rng
+        self._refusals: dict[str, str] = {}  # chain -> the last refusal logged, to log each once
+        self.shipped = 0  # receipts acknowledged since start (for tests and logs)
+        self._checkpointed_at = 0  # `shipped` when the WAL was last checkpointed
+
+    async def run(self) -> None:
+        backoff = self._settings.backoff_initial_s
+        while True:
+            try:
+                await self.ship_all()
+            except _NotShipped:
+                await asyncio.sleep(self._rng.uniform(0, backoff))
+                backoff = min(backoff * 2, self._settings.backoff_max_s)
+                continue
+            backoff = self._settings.backoff_initial_s
+            await asyncio.sleep(self._settings.interval_s)
+
+    async def ship_all(self, timeout_s: float = SHIP_TIMEOUT_S) -> None:
+        """One round: every chain until the spool is empty. Raises _NotShipped if anything was
+        left behind (registry down, or a chain refused)."""
+        refused = False
+        for chain in await asyncio.to_thread(self._reader.chains):
+            try:
+                await self._ship_chain(chain, timeout_s)
+            except _Refused:
+                refused = True
+        if self.shipped - self._checkpointed_at >= self._settings.checkpoint_every:
+            await asyncio.to_thread(self._reader.checkpoint)
+            self._checkpointed_at = self.shipped
+        if refused:
+            raise _NotShipped()
+
+    async def flush(self, timeout_s: float) -> None:
+        """A last round at shutdown, so a sidecar that is going away leaves as little behind as
+        it can; what remains stays in the spool for the next start."""
+        try:
+            await asyncio.wait_for(self.ship_all(timeout_s), timeout_s)
+        except (_NotShipped, TimeoutError):
+            pending = await asyncio.to_thread(self._reader.pending)
+            log.warning("stopping with %d receipt(s) not yet shipped; they stay in the spool", pending)
+
+    def close(self) -> None:
+        self._reader.close()
+
+    async def _ship_chain(self, chain: str, timeout_s: float) -> None:
+        settings = self._settings
+        while True:
+            batch = await asyncio.to_thread(self._reader.batch, chain, settings.batch_receipts, settings.batch_bytes)
+            if batch is None:
+                return
+            acknowledged = await self._send(batch, timeout_s)
+            if acknowledged < batch.first_seq:
+                log.error(
+                    "the registry acknowledged receipts of %s only up to seq %d after a batch from seq %d; retrying",
+                    chain,
+                    acknowledged,
+                    batch.first_seq,
+                )
+                raise _Refused()
+            deleted = await asyncio.to_thread(self._reader.acknowledge, batch, acknowledged)
+            self.shipped += deleted
+            if self._refusals.pop(chain, None) is not None:
+                log.info("the registry accepts the receipts of %s again", chain)
+
+    async def _send(self, batch: Batch, timeout_s: float) -> int:
+        request = receipts_pb2.ShipReceiptsRequest()
+        for body in batch.bodies:
+            request.receipts.add().ParseFromString(body)
+        try:
+            reply = await self._stub().ShipReceipts(request, timeout=timeout_s)
+        except grpc.aio.AioRpcError as err:
+            if err.code() in _UNREACHABLE:
+                log.info("registry unreachable for receipts (%s); %s", err.code().name, "retrying with backoff")
+                raise _NotShipped() from err
+            problem = f"{err.code().name}: {err.details()}"
+            if self._refusals.get(batch.instance_id) != problem:
+                log.error(
+                    "the registry refused receipts %d to %d of %s: %s; they stay in the spool",
+                    batch.first_seq,
+                    batch.last_seq,
+                    batch.instance_id,
+                    problem,
+                )
+                self._refusals[batch.instance_id] = problem
+            raise _Refused() from err
+        return int(reply.acknowledged_seq)
+
+
+class _Refused(Exception):
+    """The registry refused one chain's batch; the other chains go on."""

@@ -1,0 +1,39 @@
+"""Usage on the wire: what a callee agent reports a call consumed, read from the agent's
+Outcome (deliver) or the peer's reply (peer) into `CallRecord.usage`, and written back out.
+
+The agent's word is all there is, so the sidecar only keeps it bounded: a model name longer
+than MAX_MODEL_CHARS is cut (receipts and cost tables group by it). A message without usage,
+or with an all-empty one, is no usage at all (None), so receipts tell "not reported" apart.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from meshwarden.v1 import receipts_pb2
+from sidecar.call import Usage
+
+MAX_MODEL_CHARS: Final = 128
+
+
+def from_proto(message: receipts_pb2.Usage | None) -> Usage | None:
+    if message is None:
+        return None
+    usage = Usage(
+        model=message.model[:MAX_MODEL_CHARS],
+        input_tokens=message.input_tokens,
+        output_tokens=message.output_tokens,
+        cost_micro_usd=message.cost_micro_usd,
+    )
+    return None if usage == Usage() else usage
+
+
+def to_proto(usage: Usage | None) -> receipts_pb2.Usage | None:
+    if usage is None:
+        return None
+    return receipts_pb2.Usage(
+        model=usage.model,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cost_micro_usd=usage.cost_micro_usd,
+    )

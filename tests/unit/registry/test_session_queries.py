@@ -1,0 +1,75 @@
+"""SessionQueries over a receipt source and a real outcomes table: windows, refusals, NOT_FOUND."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from meshwarden.identity.spiffe_ids import Identity
+from meshwarden.v1 import receipts_pb2
+from registry.authz import Caller
+from registry.errors import InvalidInput, PermissionDenied, UnknownSession
+from registry.outcomes import Outcomes
+from registry.session_queries import SessionQueries
+from registry.store import Store
+from tests.unit.receipt_fixtures import both_sides, stamp
+from tests.unit.sidecar.fakes import FakeClock
+
+OPERATOR = Caller(identity=None, svid_expires_at=0.0, operator=True, sent_bad_operator_token=False, peer="t")
+
+
+class Receipts:
+    def __init__(self, receipts: list[receipts_pb2.Receipt]) -> None:
+        self._all = receipts
+
+    def for_session(self, session_id: str) -> list[receipts_pb2.Receipt]:
+        return [r for r in self._all if r.session_id == session_id]
+
+    def between(self, since: float, until: float) -> Iterator[receipts_pb2.Receipt]:
+        return (r for r in self._all if since <= r.started_at.ToNanoseconds() / 1e9 < until)
+
+
+@pytest.fixture
+def queries(tmp_path: Path) -> Iterator[SessionQueries]:
+    receipts = [
+        *both_sides("c1", "frontdesk", "billing", "billing.refund", session="early", at=1000.0, usage=("m", 1, 1, 10)),
+        *both_sides("c2", "frontdesk", "billing", "billing.refund", session="late", at=2000.0, usage=("m", 1, 1, 20)),
+    ]
+    store = Store.open(tmp_path, event_log_retention=10)
+    try:
+        yield SessionQueries(Receipts(receipts), Outcomes(store, FakeClock()), FakeClock())
+    finally:
+        store.close()
+
+
+def agent(name: str) -> Caller:
+    identity = Identity(
+        spiffe_id=f"spiffe://meshwarden.local/agent/{name}", trust_domain="meshwarden.local", kind="agent", name=name
+    )
+    return Caller(identity=identity, svid_expires_at=0.0, operator=False, sent_bad_operator_token=False, peer="t")
+
+
+async def test_windows_select_calls_and_outcomes_are_stored_as_the_calling_agent(queries: SessionQueries) -> None:
+    queries.report_outcome(
+        receipts_pb2.ReportOutcomeRequest(session_id="late", outcome="succeeded"), agent("frontdesk")
+    )
+    recent = receipts_pb2.ListSessionsRequest(since=stamp(1500.0))
+    listed = await queries.list_sessions(recent, OPERATOR)
+    assert [(s.session_id, s.state) for s in listed.sessions] == [("late", "succeeded")]
+    costs = await queries.costs(receipts_pb2.CostsRequest(by="agent", since=stamp(500.0)), OPERATOR)
+    assert [(r.key, r.cost_micro_usd, r.successful_outcomes) for r in costs.rows] == [("billing", 30, 1)]
+    shown = queries.get_session(receipts_pb2.GetSessionRequest(session_id="early"), OPERATOR)
+    assert (shown.summary.state, len(shown.receipts)) == ("running", 2)
+
+
+async def test_refusals(queries: SessionQueries) -> None:
+    with pytest.raises(PermissionDenied):
+        queries.report_outcome(receipts_pb2.ReportOutcomeRequest(session_id="s", outcome="failed"), OPERATOR)
+    with pytest.raises(UnknownSession, match="nope"):
+        queries.get_session(receipts_pb2.GetSessionRequest(session_id="nope"), OPERATOR)
+    with pytest.raises(InvalidInput, match="until"):
+        await queries.list_sessions(receipts_pb2.ListSessionsRequest(since=stamp(10.0), until=stamp(5.0)), OPERATOR)
+    with pytest.raises(InvalidInput, match="by"):
+        await queries.costs(receipts_pb2.CostsRequest(by="colour"), OPERATOR)
