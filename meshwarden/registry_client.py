@@ -7,6 +7,7 @@ its own SVID when it has one (sidecars do; operators' CLI calls may not).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -26,6 +27,10 @@ DEFAULT_REGISTRY_ADDRESS: Final = "127.0.0.1:7400"
 CHANNEL_OPTIONS: Final[list[tuple[str, Any]]] = [
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
+    # Without these two, gRPC core stops pinging an idle stream after two pings, and a
+    # flow-control ping in flight holds keepalive back for 60 s (meshwarden/connection_liveness.py).
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.http2.ping_timeout_ms", 10_000),
 ]
 
 
@@ -38,8 +43,9 @@ class RegistryTrust:
     svid: Svid | None = None  # present it (mTLS) when there is one
 
 
-def registry_channel(address: str, trust: RegistryTrust) -> grpc.aio.Channel:
-    """A grpc.aio channel to the registry at `address` ("HOST:PORT").
+def registry_channel(address: str, trust: RegistryTrust, options: Sequence[tuple[str, Any]] = ()) -> grpc.aio.Channel:
+    """A grpc.aio channel to the registry at `address` ("HOST:PORT"); `options` replace the
+    default channel options of the same name (a sidecar's keepalive settings).
 
     Create it inside the event loop that uses it, and close it (`await channel.close()`, or
     `async with registry_channel(address, trust) as channel:`) when done.
@@ -47,8 +53,13 @@ def registry_channel(address: str, trust: RegistryTrust) -> grpc.aio.Channel:
     return grpc.aio.secure_channel(
         address,
         channel_credentials(trust.svid, trust.bundle_pem),
-        options=[*CHANNEL_OPTIONS, *expect_peer(registry_id(trust.trust_domain))],
+        options=[*_merged(CHANNEL_OPTIONS, options), *expect_peer(registry_id(trust.trust_domain))],
     )
+
+
+def _merged(defaults: Sequence[tuple[str, Any]], chosen: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    names = {name for name, _ in chosen}
+    return [*(option for option in defaults if option[0] not in names), *chosen]
 
 
 def mtls_address(dialled: str, advertised: str) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import grpc
 
+from meshwarden import connection_liveness
 from meshwarden.addresses import ListenAddress, UnixSocket
 from meshwarden.clock import SystemClock
 from meshwarden.identity.credentials import server_credentials
@@ -100,17 +101,19 @@ async def serve(config: SidecarConfig) -> None:
     server_options = [*options, ("grpc.so_reuseport", 0)]
     interceptors = [RequireToken(token)] if token else []
     local_server = grpc.aio.server(options=server_options, interceptors=interceptors)
-    peer_server = grpc.aio.server(options=server_options)
+    peer_server = grpc.aio.server(options=[*server_options, *connection_liveness.SERVER_OPTIONS])
+    liveness = connection_liveness.channel_options(config.keepalive_s, config.connect_timeout_s)
     listen = _bind_local(local_server, config.listen)
     # mTLS only: a peer must present an SVID of this trust domain; no plaintext peer port exists.
     peer_credentials = server_credentials(current_svid, require_client_auth=True)
     peer_port = _bind(peer_server, str(config.peer_listen), "peer endpoint", peer_credentials)
-    peer_address = config.peer_advertise or f"{config.peer_listen.host}:{peer_port}"
+    peer_bound = f"{config.peer_listen.host}:{peer_port}"
+    peer_address = config.peer_advertise or peer_bound  # what the catalog tells other sidecars to dial
 
     spiffe_id = current_svid().spiffe_id
     local = LocalAgent(config.agent, config.instance_id, peer_address, spiffe_id=spiffe_id)
     agent_app = AgentApp(str(config.app), options)
-    registry = RegistryLink(supply.registry_mtls, config.trust_domain, current_svid)
+    registry = RegistryLink(supply.registry_mtls, config.trust_domain, current_svid, liveness)
     spool = _open_spool(config, spiffe_id)
     rt = Runtime(
         config=config,
@@ -119,7 +122,7 @@ async def serve(config: SidecarConfig) -> None:
         catalog=Catalog(),
         schemas=SchemaCache(),
         local=local,
-        peer_channels=PeerChannels(options, current_svid),
+        peer_channels=PeerChannels([*options, *liveness], current_svid),
         agent_app=agent_app,
         policy=PolicyHolder(),
         breakers=BreakerBoard(config.breaker_failures, config.breaker_reset_s),
@@ -210,6 +213,7 @@ async def serve(config: SidecarConfig) -> None:
         "sidecar",
         listen=listen,
         peer=peer_address,
+        peer_bound=peer_bound,
         instance_id=config.instance_id,
         agent=config.agent,
         spiffe_id=spiffe_id,

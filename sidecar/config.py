@@ -23,6 +23,7 @@ from meshwarden.config_layers import (
     resolve,
     text,
 )
+from meshwarden.connection_liveness import MIN_KEEPALIVE_S
 from meshwarden.identity.spiffe_ids import DEFAULT_TRUST_DOMAIN, check_trust_domain
 from meshwarden.names import AGENT_NAME, AGENT_NAME_RULE
 from sidecar.discovery import consul_settings
@@ -71,6 +72,13 @@ def _batch_size(value: str) -> int:
     return int(value)
 
 
+def _keepalive_s(value: str) -> float:
+    seconds = float(value)
+    if not seconds >= MIN_KEEPALIVE_S:  # the peer server refuses pings more frequent than this
+        raise ValueError(f"must be a number of seconds from {MIN_KEEPALIVE_S:g} up, got {value}")
+    return seconds
+
+
 def _agent_name(value: str) -> str:
     if not AGENT_NAME.fullmatch(value):
         raise ValueError(f"must be {AGENT_NAME_RULE}, got {value!r}")
@@ -102,6 +110,21 @@ OPTIONS: list[Option[Any]] = [
         "",
         "peer address other sidecars should dial (default: the bound peer address)",
         metavar="HOST:PORT",
+    ),
+    Option(
+        "keepalive_s",
+        _keepalive_s,
+        10.0,
+        "ping a connection to a peer or the registry this often while calls are on it; drop it when a ping "
+        "goes unanswered as long",
+        metavar="SECONDS",
+    ),
+    Option(
+        "connect_timeout_s",
+        positive_float,
+        5.0,
+        "give up connecting (TCP and TLS) to a peer sidecar or the registry after this long",
+        metavar="SECONDS",
     ),
     Option(
         "app",
@@ -268,6 +291,8 @@ class SidecarConfig:
     listen: ListenAddress
     peer_listen: HostPort
     peer_advertise: str
+    keepalive_s: float
+    connect_timeout_s: float
     app: HostPort
     instance_id: str
     max_payload_bytes: int

@@ -4,7 +4,7 @@ with the new SVID; streams on the old one run on until they end."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import grpc
 
@@ -17,8 +17,15 @@ _OLD_CHANNEL_GRACE_S = 10.0
 
 
 class RegistryLink:
-    def __init__(self, address: str, trust_domain: str, current_svid: Callable[[], Svid]) -> None:
+    def __init__(
+        self,
+        address: str,
+        trust_domain: str,
+        current_svid: Callable[[], Svid],
+        options: Sequence[tuple[str, int]] = (),
+    ) -> None:
         self._address, self._trust_domain, self._current_svid = address, trust_domain, current_svid
+        self._options = options
         self._svid: Svid | None = None
         self._stub: registry_pb2_grpc.RegistryStub | None = None
         self._channel: grpc.aio.Channel | None = None
@@ -31,7 +38,7 @@ class RegistryLink:
             if self._channel is not None:  # a watch stream on it reconnects and resumes by revision
                 self._retirement.retire(self._channel)
             self._channel = registry_channel(
-                self._address, RegistryTrust(self._trust_domain, svid.trust_bundle_pem, svid)
+                self._address, RegistryTrust(self._trust_domain, svid.trust_bundle_pem, svid), self._options
             )
             self._stub, self._svid = registry_pb2_grpc.RegistryStub(self._channel), svid
         return self._stub

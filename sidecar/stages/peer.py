@@ -73,4 +73,7 @@ def _translate(err: grpc.aio.AioRpcError, target: Endpoint) -> MeshError:
         return PeerIdentityMismatch(f"{where} did not prove it is {target.spiffe_id}: {details}")
     if err.code() == grpc.StatusCode.UNAVAILABLE and any(sign in details for sign in _CONNECT_FAILURES):
         return NotSent(f"could not connect to {where}: {details}")
-    return PeerUnavailable(f"could not reach {where}: {err.code().name}: {err.details()}")
+    return PeerUnavailable(
+        f"the call to {where} failed in transit ({err.code().name}: {details}); it may have started there, "
+        "so the mesh resends it only when it carries an idempotency key"
+    )

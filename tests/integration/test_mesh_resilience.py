@@ -16,30 +16,36 @@ from meshwarden.identity.credentials import channel_credentials, expect_peer
 from meshwarden.identity.svid import svid_from_pem
 from meshwarden.supervise import Child
 from meshwarden.v1 import sidecar_pb2, sidecar_pb2_grpc
+from tests.integration.load import SteadyLoad
 from tests.integration.mesh import LocalMesh
 from tests.integration.test_calls import routable
 
 pytestmark = pytest.mark.integration
 
 
-async def test_registry_outage_routing_continues_and_resyncs(mesh: LocalMesh) -> None:
+async def test_registry_killed_under_load_routing_continues_and_resyncs(mesh: LocalMesh) -> None:
     caller = await mesh.sidecar("frontdesk")
     await mesh.pair("early")
     registry = mesh.registry
     assert registry is not None
     async with meshwarden.Client(caller.addresses["listen"]) as client:
         await routable(client, "echo")
-        await registry.kill()  # a crash, not a clean stop
-        for n in range(20):  # the last known catalog keeps routing
-            assert (await client.invoke("echo", {"n": n}, timeout=5)).value["echo"] == {"n": n}
-        await mesh.restart_registry()
-        # a newcomer registered after the outage reaches the old sidecar via the watch stream
-        late_side = await mesh.sidecar("late")
-        await mesh.agent(late_side, "3.0.0")
-        result = await routable(client, "echo", version="^3")
-        assert result.agent == "late"
+        # Calls keep flowing, from three callers at once, through the crash, the outage and the restart.
+        async with SteadyLoad(client, "echo", {"n": 7}, invoke_options={"version": "^1"}) as load:
+            await load.wait_for(10)
+            await registry.kill()  # a crash, not a clean stop
+            await load.wait_for(30)  # the last known catalog keeps routing
+            await mesh.restart_registry()
+            # a newcomer registered after the outage reaches the old sidecar via the watch stream
+            late_side = await mesh.sidecar("late")
+            await mesh.agent(late_side, "3.0.0")
+            result = await routable(client, "echo", version="^3")
+            assert result.agent == "late"
+            await load.wait_for(10)
         # and the instance from before the outage is still there: it kept its lease
         assert (await client.invoke("echo", {}, version="^1", timeout=5)).agent == "early"
+    assert load.failures == []
+    assert len(load.results) >= 50 and all(r.value["echo"] == {"n": 7} for r in load.results)
 
 
 async def test_a_crashed_instance_leaves_routing_within_three_heartbeats(mesh: LocalMesh) -> None:
