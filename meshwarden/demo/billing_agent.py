@@ -9,7 +9,7 @@ import meshwarden
 from meshwarden.demo import pricing
 from meshwarden.demo.agent_main import build
 
-agent = build(__doc__ or "")
+agent, _ = build(__doc__ or "")
 
 
 @agent.capability(

@@ -15,7 +15,7 @@ ARTICLES = [
     {"id": "KB-310", "title": "Changing your plan", "tags": ["plan", "upgrade", "billing"]},
 ]
 
-agent = build(__doc__ or "")
+agent, outage = build(__doc__ or "")
 
 
 @agent.capability(
@@ -34,6 +34,7 @@ agent = build(__doc__ or "")
 )
 async def search(args: dict[str, Any], ctx: meshwarden.CallContext) -> dict[str, Any]:
     """Ranks articles by how many of their tags the query mentions."""
+    outage.check()
     if args.get("think_s"):
         await asyncio.sleep(args["think_s"])  # a slow model call, for the deadline part of the demo
     pricing.report(ctx, "gpt-4.1-nano", 600 + pricing.tokens(args["query"]), 40)  # reranking the articles

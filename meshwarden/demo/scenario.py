@@ -2,7 +2,8 @@
 
 Starts the registry, then each agent with its own sidecar, and a "frontdesk" sidecar that the
 demo itself calls through, as an agent would. It files tickets, shows the mesh refusing bad
-calls before they leave, routes around a registry outage, and stops everything cleanly.
+calls before they leave, isolates a failing agent instance and fails calls over to a healthy
+one, routes around a registry outage, and stops everything cleanly.
 Exits non-zero when anything did not go as the narration says.
 """
 
@@ -27,6 +28,7 @@ from meshwarden.client import Client
 from meshwarden.demo.sessions_section import sessions_and_costs
 from meshwarden.errors import MeshError
 from meshwarden.supervise import Child, meshwarden_argv, registry_health_tls, start
+from meshwarden.v1 import sidecar_pb2, sidecar_pb2_grpc
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,7 @@ class Mesh:
         self.registry = child
         return child
 
-    async def start_sidecar(self, agent: str, index: int) -> Child:
+    async def start_sidecar(self, agent: str, index: int, *extra: str) -> Child:
         if self.registry is None:
             raise RuntimeError("start the registry first")
         child = await start(
@@ -191,16 +193,26 @@ class Mesh:
                 str(self.workdir / "sidecars" / f"{agent}-{index}"),
                 "--bundle-keys",
                 str(self.workdir / "trusted-keys"),
+                *extra,
             ),
             log_dir=self.workdir / "logs",
         )
         self.children.append(child)
         return child
 
-    async def start_agent(self, spec: AgentSpec, sidecar: Child, index: int) -> Child:
+    async def start_agent(self, spec: AgentSpec, sidecar: Child, index: int, *extra: str) -> Child:
         child = await start(
             f"agent-{spec.agent}-{index}",
-            [sys.executable, "-m", spec.module, "--sidecar", sidecar.addresses["listen"], "--version", spec.version],
+            [
+                sys.executable,
+                "-m",
+                spec.module,
+                "--sidecar",
+                sidecar.addresses["listen"],
+                "--version",
+                spec.version,
+                *extra,
+            ],
             log_dir=self.workdir / "logs",
         )
         self.children.append(child)
@@ -257,7 +269,8 @@ async def _scenario(mesh: Mesh, n: Narrator) -> None:
             f"{spec.agent} {spec.version}: agent pid {agent.process.pid}, sidecar pid {sidecar.process.pid} "
             f"(local API {sidecar.addresses['listen']}, peer {sidecar.addresses['peer']})"
         )
-    frontdesk = await mesh.start_sidecar("frontdesk", 0)
+    # Quick to isolate a failing instance and quick to try it again, so the demo stays short.
+    frontdesk = await mesh.start_sidecar("frontdesk", 0, "--breaker-failures", "3", "--breaker-reset-s", "2")
     n.ok(f"frontdesk sidecar on {frontdesk.addresses['listen']}: the demo calls through it, as an agent would")
 
     n.section("Who is who: every sidecar enrolled with the registry's embedded SPIFFE issuer")
@@ -368,6 +381,8 @@ async def _scenario(mesh: Mesh, n: Narrator) -> None:
         r = await mesh_client.invoke("kb.search", {"query": "refund"}, timeout=5)
         n.ok(f"kb.search allowed again: answered by {r.agent} {r.version}")
 
+        await _failover(mesh, frontdesk, mesh_client, n)
+
         n.section("The registry goes down: the mesh keeps routing from what it last knew")
         await registry.stop()
         r = await mesh_client.invoke("support.resolve_ticket", {**ticket, "ticket_id": "T-1002"}, timeout=10)
@@ -379,6 +394,58 @@ async def _scenario(mesh: Mesh, n: Narrator) -> None:
         n.ok(f"sidecars resynchronised; kb.search answered by {r.agent} {r.version}")
 
         await sessions_and_costs(mesh_client, restarted, mesh.workdir, n)  # the demo ends with the cost table
+
+
+async def _failover(mesh: Mesh, frontdesk: Child, client: Client, n: Narrator) -> None:
+    n.section("An agent fails: a second kb instance loses its model provider, and the mesh isolates it")
+    side = await mesh.start_sidecar("kb", 5)
+    outage = mesh.workdir / "kb-5.outage"
+    await mesh.start_agent(AGENTS[0], side, 5, "--outage-file", str(outage))
+    await _wait_for_instances(client, "kb.search", {"kb-1", "kb-5"})
+    n.ok("kb-5 joined: kb.search has two instances, and calls go to both")
+    outage.touch()
+    n.say("kb-5's model provider goes down: from now on it answers UNAVAILABLE")
+    answered: Counter[str] = Counter()
+    for _ in range(20):
+        answered[(await client.invoke("kb.search", {"query": "refund"}, timeout=5)).instance_id] += 1
+    states = await _breaker_states(frontdesk)
+    (n.ok if answered == Counter({"kb-1": 20}) else n.fail)(
+        f"20 of 20 kb.search calls succeeded, answered by {', '.join(f'{k} ({v})' for k, v in answered.items())}: "
+        "each attempt that hit kb-5 was retried on kb-1 (its idempotency key makes that safe)"
+    )
+    (n.ok if states.get("kb-5") == "open" else n.fail)(
+        f"frontdesk's circuit breakers (ListCapabilities): kb-5 {states.get('kb-5')}, kb-1 {states.get('kb-1')}; "
+        "an open circuit gets no calls"
+    )
+    outage.unlink()
+    n.say("kb-5 recovers; 2 s after its circuit opened (--breaker-reset-s) one trial call goes to it")
+    deadline = time.monotonic() + 15
+    while (await _breaker_states(frontdesk)).get("kb-5") != "closed" and time.monotonic() < deadline:
+        await client.invoke("kb.search", {"query": "refund"}, timeout=5)
+        await asyncio.sleep(0.1)
+    closed = (await _breaker_states(frontdesk)).get("kb-5") == "closed"
+    (n.ok if closed else n.fail)("the trial call succeeded: kb-5's circuit closed, and both instances serve again")
+
+
+async def _wait_for_instances(client: Client, capability: str, instances: set[str]) -> None:
+    seen: set[str] = set()
+    deadline = time.monotonic() + 15
+    while seen != instances:
+        try:
+            seen.add((await client.invoke(capability, {"query": "refund"}, timeout=2)).instance_id)
+        except MeshError:
+            await asyncio.sleep(0.1)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {sorted(seen)} of {sorted(instances)} answered {capability}")
+
+
+async def _breaker_states(sidecar: Child) -> dict[str, str]:
+    """The circuit breaker state per instance, as a sidecar reports it on its local API."""
+    async with grpc.aio.insecure_channel(sidecar.addresses["listen"]) as channel:
+        listed = await sidecar_pb2_grpc.SidecarStub(channel).ListCapabilities(
+            sidecar_pb2.ListCapabilitiesRequest(), timeout=5
+        )
+    return dict(listed.breaker_states)
 
 
 async def _wait_routable(client: Client, n: Narrator) -> None:

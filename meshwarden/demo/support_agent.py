@@ -15,7 +15,7 @@ from meshwarden.outcomes import OutcomeName
 
 log = logging.getLogger(__name__)
 
-agent = build(__doc__ or "")
+agent, _ = build(__doc__ or "")
 
 
 @agent.capability(

@@ -2,8 +2,9 @@
 
 Safe means: the attempt certainly never started at the callee (NotSent, NotRegistered,
 PeerIdentityMismatch), or the call carries an idempotency key (the callee's sidecar runs a
-key once) and failed with an Unreachable error. Refusals and the agent's own failures are
-never retried: the same call would fail the same way.
+key once) and failed with an Unreachable error or with the agent itself answering UNAVAILABLE
+(gRPC's "try again": its model provider is down, say; another instance may serve). Refusals
+and the agent's other failures are never retried: the same call would fail the same way.
 
 Each attempt goes back through routing, which avoids the instances that already failed
 while another qualifies. Backoff is exponential with full jitter (AWS's "full jitter"),
@@ -21,8 +22,10 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
+import grpc
+
 from meshwarden.clock import Clock
-from meshwarden.errors import MeshError, NotRegistered, NotSent, PeerIdentityMismatch, Unreachable
+from meshwarden.errors import AgentFailed, MeshError, NotRegistered, NotSent, PeerIdentityMismatch, Unreachable
 from sidecar.call import Call, Handler, Layer, Reply
 
 log = logging.getLogger(__name__)
@@ -72,7 +75,11 @@ class RetryBudget:
 def safe_to_retry(call: Call, err: MeshError) -> bool:
     if isinstance(err, (NotSent, NotRegistered, PeerIdentityMismatch)):
         return True  # the callee never began: resending cannot run anything twice
-    return bool(call.idempotency_key) and isinstance(err, Unreachable)
+    if not call.idempotency_key:
+        return False
+    return isinstance(err, Unreachable) or (
+        isinstance(err, AgentFailed) and err.agent_code == grpc.StatusCode.UNAVAILABLE
+    )
 
 
 class Retries:

@@ -80,6 +80,16 @@ async def test_refusals_and_agent_failures_are_never_retried(err: MeshError) -> 
     assert len(inner.calls) == 1
 
 
+async def test_a_keyed_call_the_agent_answered_unavailable_is_retried_elsewhere_an_unkeyed_one_is_not() -> None:
+    inner = Script(AgentFailed(grpc.StatusCode.UNAVAILABLE, "model provider down"))
+    await stage(inner, FakeClock())[0](call(idempotency_key="k1"))
+    assert [c.attempt for c in inner.calls] == [1, 2]
+    inner = Script(AgentFailed(grpc.StatusCode.UNAVAILABLE, "model provider down"))
+    with pytest.raises(AgentFailed):
+        await stage(inner, FakeClock())[0](call())
+    assert len(inner.calls) == 1
+
+
 async def test_attempts_are_capped() -> None:
     inner = Script(*[PeerIdentityMismatch("who?") for _ in range(5)])
     with pytest.raises(PeerIdentityMismatch):
