@@ -10,8 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar, dataclass_transform
 
 from sidecar.catalog import Endpoint
+
+_T = TypeVar("_T")
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
+def _immutable(cls: type[_T]) -> type[_T]:
+    """A frozen dataclass to the type checker (mypy --strict refuses any assignment to a field),
+    a plain slots dataclass at run time. A `Call` is built and copied (`dataclasses.replace`)
+    several times per call on each sidecar, and a frozen dataclass's `__init__` sets each of
+    its many fields through `object.__setattr__`: 5 times slower than plain assignment
+    (benchmarks/README.md, "Retries, idempotency and the circuit breaker on the hot path")."""
+    return dataclass(slots=True)(cls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +65,7 @@ class CallRecord:
     usage: Usage | None = None  # peer (outbound) / deliver (inbound): as the callee reported it
 
 
-@dataclass(frozen=True, slots=True)
+@_immutable
 class Call:
     call_id: str
     capability: str
