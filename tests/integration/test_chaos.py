@@ -97,7 +97,11 @@ async def test_resets_open_the_breaker_and_once_they_stop_it_half_opens_and_clos
             during = await load(client, 2.0, 0.01)
             opened = list(states)
             proxy.pass_through()
-            after = await load(client, 4.0, 0.2)  # calls that last, so a trial call is seen half-open
+            after: list[str] = []  # calls that last, so that the trial call is seen half-open
+            deadline = time.monotonic() + 20
+            while not (states[-1:] == ["closed"] and flaky_id in after):
+                assert time.monotonic() < deadline, f"never closed again: {states}, {after[-12:]}"
+                after += await load(client, 1.0, 0.2)
         finally:
             watcher.cancel()
 
@@ -109,7 +113,7 @@ async def test_resets_open_the_breaker_and_once_they_stop_it_half_opens_and_clos
     assert during[-10:] == [healthy_id] * 10
     assert states[:3] == ["closed", "open", "half-open"] and states[-1] == "closed", states
     assert all(step in _LEGAL for step in zip(states, states[1:], strict=False)), states
-    assert set(after) == {flaky_id, healthy_id} and after[-1:] != [], after  # no failures, both serve again
+    assert set(after) == {flaky_id, healthy_id}, after  # no failures once the resets stopped
     log = caller.stderr_text()
     assert f"circuit opened for instance {flaky_id}" in log and f"circuit closed for instance {flaky_id}" in log
 
@@ -151,7 +155,7 @@ async def test_a_blackholed_peer_keyed_calls_fail_over_unkeyed_ones_that_started
     assert {r.instance_id for r in served} == {healthy_id}
     for err in lost:  # not retried: it may have run; the message says why and what to do
         assert type(err) is errors.PeerUnavailable, err
-        assert dark_id in err.message and "ping timeout" in err.message, err.message
+        assert dark_id in err.message and ("ping timeout" in err.message or "keepalive" in err.message), err.message
         assert "may have started" in err.message and "idempotency key" in err.message, err.message
 
 

@@ -58,3 +58,10 @@ def test_wildcard_peer_listen_needs_an_advertised_address() -> None:
 def test_agent_names_must_be_dns_labels(name: str) -> None:
     with pytest.raises(ConfigError, match="1-63 characters"):
         config.load(parse(), {"MESHWARDEN_SIDECAR_AGENT": name})
+
+
+def test_keepalive_below_the_servers_ping_floor_is_refused() -> None:
+    with pytest.raises(ConfigError, match="--keepalive-s.*from 1 up"):
+        config.load(parse("--agent", "a", "--keepalive-s", "0.5"), {})
+    cfg = config.load(parse("--agent", "a", "--connect-timeout-s", "2"), {"MESHWARDEN_SIDECAR_KEEPALIVE_S": "3"})
+    assert (cfg.keepalive_s, cfg.connect_timeout_s) == (3.0, 2.0)
