@@ -15,9 +15,12 @@ Connect timeout: gRPC core waits 20 s for the TCP and TLS handshake by default
 handshake that never completes certainly never started, so it fails as NotSent and is
 retried at once on another instance.
 
-Reconnect backoff grows to 120 s by default; it is capped at a few seconds, because the
-circuit breaker already paces calls to a failing instance, and a channel still backing off
-would fail the breaker's trial call after the instance recovered.
+Reconnect backoff starts at 1 s and grows to 120 s by default. It starts at 0.25 s here, so a
+registry or peer that restarts in a second or two is reached again within a fraction of a
+second rather than up to 2.5 s later (calls and reports fail fast while a channel backs off);
+and it is capped at a few seconds, because the circuit breaker already paces calls to a
+failing instance, and a channel still backing off would fail the breaker's trial call after
+the instance recovered.
 
 The servers must accept the pings: by default gRPC core answers a client pinging more often
 than every 5 minutes without data with GOAWAY (too_many_pings).
@@ -29,6 +32,7 @@ from typing import Final
 
 # No keepalive setting below this is accepted (sidecar/config.py), so servers' floor holds.
 MIN_KEEPALIVE_S: Final = 1.0
+_FIRST_RECONNECT_BACKOFF_S: Final = 0.25
 _MAX_RECONNECT_BACKOFF_S: Final = 5.0
 
 SERVER_OPTIONS: Final[list[tuple[str, int]]] = [
@@ -46,5 +50,6 @@ def channel_options(keepalive_s: float, connect_timeout_s: float) -> list[tuple[
         ("grpc.keepalive_permit_without_calls", 0),  # an idle connection costs nothing; no pings
         ("grpc.http2.max_pings_without_data", 0),  # a long call sends no data: keep pinging anyway
         ("grpc.min_reconnect_backoff_ms", int(connect_timeout_s * 1000)),
+        ("grpc.initial_reconnect_backoff_ms", int(_FIRST_RECONNECT_BACKOFF_S * 1000)),
         ("grpc.max_reconnect_backoff_ms", int(max(_MAX_RECONNECT_BACKOFF_S, connect_timeout_s) * 1000)),
     ]

@@ -12,6 +12,7 @@ def test_every_ping_is_bounded_and_pings_never_stop_on_a_quiet_stream() -> None:
     assert options["grpc.http2.ping_timeout_ms"] == 2000  # a BDP ping in flight must not hold keepalive back
     assert options["grpc.http2.max_pings_without_data"] == 0
     assert options["grpc.min_reconnect_backoff_ms"] == 3000  # gRPC core's connect timeout
+    assert options["grpc.initial_reconnect_backoff_ms"] == 250  # a registry back within a second is reached at once
     assert options["grpc.max_reconnect_backoff_ms"] == 5000
 
 
