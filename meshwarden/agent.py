@@ -156,6 +156,7 @@ class _Capability:
     input_schema: dict[str, Any] | None
     output_schema: dict[str, Any] | None
     description: str
+    timeout_s: float | None = None
 
     def to_proto(self) -> catalog_pb2.Capability:
         return catalog_pb2.Capability(
@@ -163,6 +164,7 @@ class _Capability:
             input_schema_json=json.dumps(self.input_schema) if self.input_schema is not None else "",
             output_schema_json=json.dumps(self.output_schema) if self.output_schema is not None else "",
             description=self.description,
+            default_timeout_ms=round(self.timeout_s * 1000) if self.timeout_s is not None else 0,
         )
 
 
@@ -203,12 +205,18 @@ class Agent:
         input_schema: dict[str, Any] | None = None,
         output_schema: dict[str, Any] | None = None,
         description: str = "",
+        timeout_s: float | None = None,
     ) -> Callable[[Handler], Handler]:
+        """`timeout_s` is the deadline callers get when they set none (else their sidecar's
+        --default-timeout-s): how long this capability may reasonably take, at most an hour."""
+        if timeout_s is not None and not 0.001 <= timeout_s <= 3600:
+            raise ValueError(f"timeout_s of capability {name!r} must be from 0.001 to 3600 seconds, got {timeout_s}")
+
         def register(handler: Handler) -> Handler:
             if name in self._capabilities:
                 raise ValueError(f"capability {name!r} is declared twice")
             self._capabilities[name] = _Capability(
-                name, handler, input_schema, output_schema, description or (handler.__doc__ or "").strip()
+                name, handler, input_schema, output_schema, description or (handler.__doc__ or "").strip(), timeout_s
             )
             return handler
 

@@ -20,6 +20,7 @@ from registry.errors import (
     Unauthenticated,
     UnknownInstance,
 )
+from registry.health_reports import HealthReports
 from registry.identity_server import IdentityService
 from registry.issuer import Issued, Issuer
 from registry.join_tokens import CreatedToken, JoinTokenRefused, JoinTokens
@@ -53,6 +54,7 @@ __all__ = [
     "Catalog",
     "CatalogEvent",
     "CreatedToken",
+    "HealthReports",
     "IdentityService",
     "Instance",
     "InstanceSpec",

@@ -44,6 +44,7 @@ from registry.bundles import Bundles
 from registry.catalog import Catalog
 from registry.config import RegistryConfig
 from registry.errors import RegistryError
+from registry.health_reports import HealthReports
 from registry.identity_server import SERVICE_NAME as IDENTITY_SERVICE_NAME
 from registry.identity_server import IdentityService
 from registry.issuer import CA_DIR_NAME, Issuer
@@ -128,6 +129,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             ReceiptStore(store, clock),
             Outcomes(store, clock),
             clock,
+            HealthReports(clock),
         )
         rotation = tasks.supervise("registry-svid-rotation", own_svid.rotate_forever)
         try:
@@ -151,6 +153,7 @@ class _Parts:
     receipts: ReceiptStore
     outcomes: Outcomes
     clock: Clock
+    health: HealthReports
 
 
 async def _serve(
@@ -169,6 +172,7 @@ async def _serve(
             parts.bundles,
             heartbeat_interval_s=config.heartbeat_interval_s,
             routes=parts.routes,
+            health=parts.health,
         ),
         server,
     )

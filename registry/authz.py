@@ -62,6 +62,7 @@ REQUIRED: Final[Mapping[str, Need]] = MappingProxyType(
         method(_REGISTRY, "ListBundleStatus"): Need.AGENT_OR_OPERATOR,
         method(_REGISTRY, "SetRoute"): Need.OPERATOR,
         method(_REGISTRY, "ListRoutes"): Need.AGENT_OR_OPERATOR,
+        method(_REGISTRY, "ReportHealth"): Need.AGENT,  # plus: a registered reporter is the caller's instance
         method(_IDENTITY, "Enroll"): Need.NOTHING,  # a join token, or open enrolment on loopback
         method(_IDENTITY, "Renew"): Need.AGENT,
         method(_IDENTITY, "GetTrustBundle"): Need.NOTHING,

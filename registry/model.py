@@ -23,6 +23,7 @@ class Capability:
     output_schema_json: str = ""
     schema_hash: str
     description: str = ""
+    default_timeout_ms: int = 0  # 0: the caller's sidecar applies its own default
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

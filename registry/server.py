@@ -22,6 +22,7 @@ from registry.authz import Authorizer, Caller, method, require_agent
 from registry.bundles import BundlePublished, Bundles
 from registry.catalog import Catalog
 from registry.errors import InvalidInput, UnknownInstance
+from registry.health_reports import HealthReports, findings_from_proto
 from registry.rescue import abort, serve_unary
 from registry.routes import RouteChanged, Routes
 from registry.validation import validate_agent_name
@@ -43,6 +44,7 @@ REPORT_BUNDLE_STATUS: Final = method(SERVICE_NAME, "ReportBundleStatus")
 LIST_BUNDLE_STATUS: Final = method(SERVICE_NAME, "ListBundleStatus")
 SET_ROUTE: Final = method(SERVICE_NAME, "SetRoute")
 LIST_ROUTES: Final = method(SERVICE_NAME, "ListRoutes")
+REPORT_HEALTH: Final = method(SERVICE_NAME, "ReportHealth")
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -57,9 +59,10 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         *,
         heartbeat_interval_s: float,
         routes: Routes | None = None,
+        health: HealthReports | None = None,
     ) -> None:
         self._catalog, self._hub, self._authorizer, self._bundles = catalog, hub, authorizer, bundles
-        self._routes = routes
+        self._routes, self._health = routes, health
         self._heartbeat_interval_s = heartbeat_interval_s
 
     async def Register(self, request: registry_pb2.RegisterRequest, context: Context) -> registry_pb2.RegisterResponse:
@@ -142,6 +145,30 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         self, request: registry_pb2.ListRoutesRequest, context: Context
     ) -> registry_pb2.ListRoutesResponse:
         return await serve_unary(LIST_ROUTES, self._list_routes, request, context, self._authorizer)
+
+    async def ReportHealth(self, request: registry_pb2.HealthReport, context: Context) -> registry_pb2.HealthReportAck:
+        return await serve_unary(REPORT_HEALTH, self._report_health, request, context, self._authorizer)
+
+    def _report_health(self, request: registry_pb2.HealthReport, caller: Caller) -> registry_pb2.HealthReportAck:
+        if not request.reporter_instance_id:
+            raise InvalidInput("reporter_instance_id", "is required: the reporting sidecar's own instance id")
+        # As for bundle status: a registered reporter must be the caller's own instance; a pure
+        # caller (never registered) reports under any id that is not another agent's instance.
+        reporter = self._catalog.instance(request.reporter_instance_id)
+        if reporter is not None:
+            identity = require_agent(
+                caller, reporter.agent, f"report health as instance {request.reporter_instance_id}"
+            )
+        elif caller.identity is not None and caller.identity.kind == "agent":
+            identity = caller.identity
+        else:
+            raise UnknownInstance(request.reporter_instance_id)
+        findings = findings_from_proto(request.instances)
+        if self._health is not None:
+            self._health.report(
+                identity.name, request.reporter_instance_id, registered=reporter is not None, findings=findings
+            )
+        return registry_pb2.HealthReportAck()
 
     def _set_route(self, request: registry_pb2.SetRouteRequest, _caller: Caller) -> registry_pb2.SetRouteResponse:
         if self._routes is None:
@@ -241,8 +268,17 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         self, request: registry_pb2.ListInstancesRequest, _caller: Caller
     ) -> registry_pb2.ListInstancesResponse:
         listing = self._catalog.list_instances(agent=request.agent, capability=request.capability)
+        health = (
+            self._health.health(
+                [i.instance_id for i in listing.instances], lambda i: self._catalog.instance(i) is not None
+            )
+            if self._health is not None
+            else []
+        )
         return registry_pb2.ListInstancesResponse(
-            instances=wire.instances_to_proto(listing.instances), revision=listing.revision
+            instances=wire.instances_to_proto(listing.instances),
+            revision=listing.revision,
+            health=[wire.health_to_proto(h) for h in health],
         )
 
     def _catch_up(self, since_revision: int) -> tuple[list[registry_pb2.WatchEvent], int]:

@@ -75,6 +75,9 @@ def _check_peer_address(address: str) -> None:
         _refuse("instance.peer_address", "must name the port the sidecar listens on, not 0", address)
 
 
+MAX_DEFAULT_TIMEOUT_MS = 3_600_000
+
+
 def _check_capability(capability: Capability, where: str) -> None:
     validate_capability_name(capability.name, f"{where}.name")
     for field, text in (
@@ -84,6 +87,12 @@ def _check_capability(capability: Capability, where: str) -> None:
         _check_schema(field, text)
     if not SCHEMA_HASH.fullmatch(capability.schema_hash):
         _refuse(f"{where}.schema_hash", "is required, as sha256:<64 lowercase hex digits>", capability.schema_hash)
+    if capability.default_timeout_ms > MAX_DEFAULT_TIMEOUT_MS:
+        _refuse(
+            f"{where}.default_timeout_ms",
+            f"must be at most {MAX_DEFAULT_TIMEOUT_MS} (one hour), or 0 for none",
+            str(capability.default_timeout_ms),
+        )
 
 
 def _check_schema(field: str, text: str) -> None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from meshwarden.v1 import catalog_pb2, registry_pb2
 from registry.bundles import SidecarBundleStatus, StoredBundle
+from registry.health_reports import InstanceHealth
 from registry.model import Capability, CatalogEvent, Instance, InstanceSpec, Snapshot, Upserted
 from registry.routes import StoredRoute
 
@@ -28,6 +29,7 @@ def spec_from_proto(message: catalog_pb2.Instance) -> InstanceSpec:
                 output_schema_json=c.output_schema_json,
                 schema_hash=c.schema_hash,
                 description=c.description,
+                default_timeout_ms=c.default_timeout_ms,
             )
             for c in message.capabilities
         ),
@@ -48,6 +50,7 @@ def instance_to_proto(instance: Instance) -> catalog_pb2.Instance:
                 output_schema_json=c.output_schema_json,
                 schema_hash=c.schema_hash,
                 description=c.description,
+                default_timeout_ms=c.default_timeout_ms,
             )
             for c in instance.capabilities
         ],
@@ -113,4 +116,14 @@ def bundle_status_to_proto(status: SidecarBundleStatus, *, live: bool) -> regist
 def route_to_proto(route: StoredRoute) -> registry_pb2.Route:
     return registry_pb2.Route(
         capability=route.capability, weights=dict(route.weights), updated_at=timestamp(route.updated_at)
+    )
+
+
+def health_to_proto(health: InstanceHealth) -> catalog_pb2.InstanceHealth:
+    return catalog_pb2.InstanceHealth(
+        instance_id=health.instance_id,
+        state=health.state,
+        reason=health.reason,
+        reporters=health.reporters,
+        updated_at=timestamp(health.updated_at) if health.updated_at > 0 else None,
     )

@@ -33,6 +33,8 @@ from sidecar.catalog import Catalog
 from sidecar.config import SidecarConfig
 from sidecar.discovery.consul_discovery import ConsulDiscovery
 from sidecar.discovery.source import Discovery, RegistryDiscovery
+from sidecar.health_reporter import HealthReporter
+from sidecar.latency import LatencyBoard
 from sidecar.lease import Lease
 from sidecar.local_agent import LocalAgent
 from sidecar.local_api import LocalApi
@@ -125,9 +127,18 @@ async def serve(config: SidecarConfig) -> None:
         peer_channels=PeerChannels([*options, *liveness], current_svid),
         agent_app=agent_app,
         policy=PolicyHolder(),
-        breakers=BreakerBoard(config.breaker_failures, config.breaker_reset_s),
+        breakers=BreakerBoard(
+            config.breaker_failures,
+            config.breaker_reset_s,
+            failure_rate=config.breaker_failure_rate,
+            window_s=config.breaker_window_s,
+            min_calls=config.breaker_min_calls,
+            now=clock.monotonic,
+        ),
+        latency=LatencyBoard(clock.monotonic),
         receipts=spool,
     )
+    health = HealthReporter(registry.stub, local.instance_id, rt.catalog, rt.breakers, rt.latency, clock)
     lease = Lease(registry.stub, local)
     discovery = _discovery(config, rt)
     local_health = add_standard_services(local_server, [LOCAL_SERVICE])
@@ -167,7 +178,10 @@ async def serve(config: SidecarConfig) -> None:
         await report(rt.policy.status)
 
     sidecar_pb2_grpc.add_SidecarServicer_to_server(
-        LocalApi(config, pipeline.outbound(rt), rt, lease, on_registered, OutcomeReporter(registry)), local_server
+        LocalApi(
+            config, pipeline.outbound(rt), rt, lease, on_registered, OutcomeReporter(registry), health=health.current
+        ),
+        local_server,
     )
     peer_pb2_grpc.add_PeerServicer_to_server(PeerApi(config, pipeline.inbound(rt), clock), peer_server)
 
@@ -176,6 +190,7 @@ async def serve(config: SidecarConfig) -> None:
     tasks = [
         supervise("lease", lease.run),
         supervise("bundle-status", report_forever),
+        supervise("health-reports", health.run),
         supervise(
             "catalog-watch",
             lambda: catalog_watch.run(

@@ -24,6 +24,8 @@ class CapabilitySpec:
     input_schema_json: str
     output_schema_json: str
     schema_hash: str
+    # The deadline its author declared for callers that set none (0: the sidecar's default).
+    default_timeout_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,7 @@ class Catalog:
     def __init__(self) -> None:
         self._instances: dict[str, catalog_pb2.Instance] = {}
         self._by_capability: dict[str, tuple[Endpoint, ...]] = {}
+        self._default_timeouts: dict[str, float] = {}
         # Capabilities served at some point since this sidecar started: a call to one that has
         # no live instance right now is "unavailable", not "unknown".
         self._seen: set[str] = set()
@@ -73,6 +76,11 @@ class Catalog:
     def endpoints(self, capability: str) -> tuple[Endpoint, ...]:
         return self._by_capability.get(capability, ())
 
+    def default_timeout_s(self, capability: str) -> float:
+        """The longest default timeout a live instance declares for the capability (0: none),
+        so that no version is cut short by a shorter default another version declared."""
+        return self._default_timeouts.get(capability, 0.0)
+
     def has_seen(self, capability: str) -> bool:
         return capability in self._seen
 
@@ -88,9 +96,20 @@ class Catalog:
                 log.warning("instance %s has an invalid version %r; not routable", inst.instance_id, inst.version)
                 continue
             for cap in inst.capabilities:
-                spec = CapabilitySpec(cap.name, cap.input_schema_json, cap.output_schema_json, cap.schema_hash)
+                spec = CapabilitySpec(
+                    cap.name,
+                    cap.input_schema_json,
+                    cap.output_schema_json,
+                    cap.schema_hash,
+                    cap.default_timeout_ms / 1000.0,
+                )
                 index.setdefault(cap.name, []).append(
                     Endpoint(inst.instance_id, inst.agent, version, inst.peer_address, inst.spiffe_id, spec)
                 )
         self._by_capability = {name: tuple(eps) for name, eps in index.items()}
+        self._default_timeouts = {
+            name: max(ep.capability.default_timeout_s for ep in eps)
+            for name, eps in index.items()
+            if any(ep.capability.default_timeout_s for ep in eps)
+        }
         self._seen.update(self._by_capability)

@@ -79,6 +79,13 @@ def _keepalive_s(value: str) -> float:
     return seconds
 
 
+def _rate(value: str) -> float:
+    rate = float(value)
+    if not 0 < rate <= 1:
+        raise ValueError(f"must be a number greater than 0 and at most 1, got {value}")
+    return rate
+
+
 def _agent_name(value: str) -> str:
     if not AGENT_NAME.fullmatch(value):
         raise ValueError(f"must be {AGENT_NAME_RULE}, got {value!r}")
@@ -148,6 +155,27 @@ OPTIONS: list[Option[Any]] = [
         5.0,
         "seconds an open circuit waits before letting one trial call through",
         metavar="SECONDS",
+    ),
+    Option(
+        "breaker_failure_rate",
+        _rate,
+        0.5,
+        "or: the share of failed calls over --breaker-window-s that opens an instance's circuit",
+        metavar="RATIO",
+    ),
+    Option(
+        "breaker_window_s",
+        positive_float,
+        10.0,
+        "the window the failure rate is measured over",
+        metavar="SECONDS",
+    ),
+    Option(
+        "breaker_min_calls",
+        positive_int,
+        20,
+        "calls the window must hold before the failure rate can open a circuit",
+        metavar="N",
     ),
     Option("default_timeout_s", positive_float, 30.0, "deadline applied when the agent sets none", metavar="SECONDS"),
     Option(
@@ -306,6 +334,9 @@ class SidecarConfig:
     receipt_batch_size: int
     breaker_failures: int
     breaker_reset_s: float
+    breaker_failure_rate: float
+    breaker_window_s: float
+    breaker_min_calls: int
     data_dir: Path
     api_token_file: Path | None
     trust_domain: str

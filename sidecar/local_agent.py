@@ -15,6 +15,7 @@ from sidecar.catalog import CapabilitySpec, Endpoint
 from sidecar.schemas import InvalidSchema, canonical_schema, schema_hash
 
 CAPABILITY_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,127}")
+MAX_DEFAULT_TIMEOUT_MS = 3_600_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +64,17 @@ class LocalAgent:
                 out_schema = canonical_schema(cap.output_schema_json, where=f"output schema of {cap.name}")
             except InvalidSchema as exc:
                 raise BadPayload(str(exc)) from exc
+            if cap.default_timeout_ms > MAX_DEFAULT_TIMEOUT_MS:
+                raise BadPayload(
+                    f"default_timeout_ms of {cap.name} is {cap.default_timeout_ms}; declare at most "
+                    f"{MAX_DEFAULT_TIMEOUT_MS} (one hour), or 0 for the sidecar's default"
+                )
             specs[cap.name] = CapabilitySpec(
-                cap.name, cap.input_schema_json, cap.output_schema_json, schema_hash(in_schema, out_schema)
+                cap.name,
+                cap.input_schema_json,
+                cap.output_schema_json,
+                schema_hash(in_schema, out_schema),
+                cap.default_timeout_ms / 1000.0,
             )
             descriptions[cap.name] = cap.description
         self.registration = Registration(parsed_version, specs, descriptions)
@@ -102,6 +112,7 @@ class LocalAgent:
                     output_schema_json=spec.output_schema_json,
                     schema_hash=spec.schema_hash,
                     description=reg.descriptions.get(spec.name, ""),
+                    default_timeout_ms=round(spec.default_timeout_s * 1000),
                 )
                 for spec in reg.capabilities.values()
             ],

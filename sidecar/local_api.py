@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 
@@ -16,6 +16,7 @@ from meshwarden.v1 import catalog_pb2, receipts_pb2, sidecar_pb2, sidecar_pb2_gr
 from sidecar import usage
 from sidecar.call import Call, Caller, Handler
 from sidecar.config import SidecarConfig
+from sidecar.instance_health import Assessment
 from sidecar.lease import Lease
 from sidecar.local_agent import CAPABILITY_NAME
 from sidecar.outcome_reporter import OutcomeReporter
@@ -41,9 +42,10 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
         lease: Lease,
         on_registered: Callable[[], Awaitable[None]],
         outcomes: OutcomeReporter | None = None,
+        health: Callable[[], Sequence[Assessment]] = list,
     ) -> None:
         self._config, self._outbound, self._lease = config, outbound, lease
-        self._outcomes = outcomes
+        self._outcomes, self._health = outcomes, health
         self._on_registered = on_registered
         self._local, self._catalog, self._clock, self._app = rt.local, rt.catalog, rt.clock, rt.agent_app
         self._breakers = rt.breakers
@@ -113,6 +115,7 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
             instances=self._catalog.instances(),
             revision=self._catalog.revision,
             breaker_states=self._breakers.states(),
+            health=[a.to_proto() for a in self._health()],
         )
 
     @staticmethod
@@ -144,7 +147,10 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
         remaining = context.time_remaining()
         # The sidecar gives up a moment before the agent does, so the agent receives the
         # sidecar's explanation rather than its own bare "Deadline Exceeded".
-        timeout = self._config.default_timeout_s if remaining is None else remaining - _answer_margin_s(remaining)
+        if remaining is None:  # the capability's declared default, else the sidecar's
+            timeout = self._catalog.default_timeout_s(request.capability) or self._config.default_timeout_s
+        else:
+            timeout = remaining - _answer_margin_s(remaining)
         return Call(
             call_id=call_id,
             capability=request.capability,

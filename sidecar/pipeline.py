@@ -31,8 +31,8 @@ def outbound_layers(rt: Runtime) -> list[Layer]:
         outbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # may it call this? (Cedar)
         retries.layer(_retry_settings(rt), rt.clock, rt.rng),  # safe retries only, each re-routed
         routing.layer(
-            rt.catalog, rt.rng, rt.breakers, rt.routes, rt.sessions
-        ),  # a live instance of the right version and schema
+            rt.catalog, rt.rng, rt.breakers, rt.routes, rt.sessions, rt.latency
+        ),  # a live instance of the right version and schema, the faster and less loaded of two
         breaker.layer(rt.breakers),  # fail fast on an instance that keeps failing
         schema_check.layer(rt.schemas),  # a bad call never leaves
         deadline.layer(rt.clock),  # the call ends when the caller's deadline does

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
 
 from meshwarden.clock import Clock
@@ -10,6 +11,7 @@ from sidecar.agent_app import AgentApp
 from sidecar.bundle_loader import PolicyHolder
 from sidecar.catalog import Catalog
 from sidecar.config import SidecarConfig
+from sidecar.latency import LatencyBoard
 from sidecar.local_agent import LocalAgent
 from sidecar.peer_channels import PeerChannels
 from sidecar.receipt_spool import ReceiptSpool
@@ -33,3 +35,4 @@ class Runtime:
     routes: RouteTable = field(default_factory=RouteTable)
     sessions: SessionPins = field(default_factory=SessionPins)
     receipts: ReceiptSpool | None = None  # None: receipts turned off (--receipts false)
+    latency: LatencyBoard = field(default_factory=lambda: LatencyBoard(time.monotonic))

@@ -1,8 +1,9 @@
 """`meshwarden agents list`: what runs in the mesh, as the registry sees it.
 
 A table for people; `--output json` for scripts (a JSON list of instances, stable keys).
-Each instance shows the SPIFFE ID of its sidecar and when the SVID it last presented to the
-registry expires. The CLI calls the registry over TLS with the operator token
+Each instance shows the SPIFFE ID of its sidecar, when the SVID it last presented to the
+registry expires, and its health as its callers' sidecars report it (HEALTH, WHY: the worst
+state a live caller reports, HEALTHY with "no reports" when none does). The CLI calls the registry over TLS with the operator token
 (meshwarden.cli.registry_access).
 Exit codes: 0 listed, 2 bad flags, filters or trust settings, 3 registry unreachable, 1 any
 other failure (a refused operator token included).
@@ -16,7 +17,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import grpc
@@ -30,12 +31,20 @@ TABLE_COLUMNS: Final = (
     "AGENT",
     "VERSION",
     "INSTANCE",
+    "HEALTH",
     "PEER",
     "CAPABILITIES",
     "LEASE-EXPIRES-IN",
     "SVID-EXPIRES-IN",
     "SPIFFE-ID",
+    "WHY",
 )
+HEALTH_NAMES: Final = {
+    catalog_pb2.HEALTH_STATE_HEALTHY: "HEALTHY",
+    catalog_pb2.HEALTH_STATE_DEGRADED: "DEGRADED",
+    catalog_pb2.HEALTH_STATE_ISOLATED: "ISOLATED",
+}
+NO_REPORTS: Final = catalog_pb2.InstanceHealth(state=catalog_pb2.HEALTH_STATE_HEALTHY, reason="no reports")
 
 
 def add_to(commands: Any) -> None:
@@ -66,10 +75,11 @@ def _list(args: argparse.Namespace) -> int:
     except grpc.aio.AioRpcError as err:
         return registry_access.report_rpc_error("meshwarden agents list", err, access.address)
     instances = list(reply.instances)
+    health = {h.instance_id: h for h in reply.health}
     if args.output == "json":
-        print(json.dumps([instance_json(i) for i in instances], indent=2))
+        print(json.dumps([instance_json(i, health.get(i.instance_id)) for i in instances], indent=2))
     else:
-        print(render_table(instances, now=time.time()))
+        print(render_table(instances, now=time.time(), health=health))
         if not instances:
             print("(no instances match)", file=sys.stderr)
     return exit_codes.OK
@@ -86,8 +96,11 @@ async def _fetch(
         return reply
 
 
-def instance_json(instance: catalog_pb2.Instance) -> dict[str, object]:
+def instance_json(
+    instance: catalog_pb2.Instance, health: catalog_pb2.InstanceHealth | None = None
+) -> dict[str, object]:
     """The JSON object `--output json` prints for one instance (keys are a stable interface)."""
+    health = health or NO_REPORTS
     return {
         "agent": instance.agent,
         "version": instance.version,
@@ -95,25 +108,45 @@ def instance_json(instance: catalog_pb2.Instance) -> dict[str, object]:
         "peer_address": instance.peer_address,
         "spiffe_id": instance.spiffe_id,
         "capabilities": [
-            {"name": c.name, "schema_hash": c.schema_hash, "description": c.description} for c in instance.capabilities
+            {
+                "name": c.name,
+                "schema_hash": c.schema_hash,
+                "description": c.description,
+                "default_timeout_ms": c.default_timeout_ms or None,
+            }
+            for c in instance.capabilities
         ],
         "registered_at": instance.registered_at.ToJsonString(),
         "lease_expires_at": instance.lease_expires_at.ToJsonString(),
         "svid_expires_at": instance.svid_expires_at.ToJsonString() if instance.HasField("svid_expires_at") else None,
+        "health": {
+            "state": HEALTH_NAMES.get(health.state, "HEALTHY"),
+            "reason": health.reason,
+            "reporters": health.reporters,
+            "updated_at": health.updated_at.ToJsonString() if health.HasField("updated_at") else None,
+        },
     }
 
 
-def render_table(instances: Sequence[catalog_pb2.Instance], *, now: float) -> str:
+def render_table(
+    instances: Sequence[catalog_pb2.Instance],
+    *,
+    now: float,
+    health: Mapping[str, catalog_pb2.InstanceHealth] | None = None,
+) -> str:
+    health = health or {}
     rows = [TABLE_COLUMNS] + [
         (
             i.agent,
             i.version,
             i.instance_id,
+            HEALTH_NAMES.get(health.get(i.instance_id, NO_REPORTS).state, "HEALTHY"),
             i.peer_address,
             ",".join(c.name for c in i.capabilities) or "-",
             _expires_in(i.lease_expires_at.ToNanoseconds() / 1e9 - now),
             _svid_expires_in(i.svid_expires_at, now) if i.HasField("svid_expires_at") else "-",
             i.spiffe_id or "-",
+            health.get(i.instance_id, NO_REPORTS).reason or "-",
         )
         for i in instances
     ]

@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -9,19 +10,32 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class HealthState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HEALTH_STATE_UNSPECIFIED: _ClassVar[HealthState]
+    HEALTH_STATE_HEALTHY: _ClassVar[HealthState]
+    HEALTH_STATE_DEGRADED: _ClassVar[HealthState]
+    HEALTH_STATE_ISOLATED: _ClassVar[HealthState]
+HEALTH_STATE_UNSPECIFIED: HealthState
+HEALTH_STATE_HEALTHY: HealthState
+HEALTH_STATE_DEGRADED: HealthState
+HEALTH_STATE_ISOLATED: HealthState
+
 class Capability(_message.Message):
-    __slots__ = ("name", "input_schema_json", "output_schema_json", "schema_hash", "description")
+    __slots__ = ("name", "input_schema_json", "output_schema_json", "schema_hash", "description", "default_timeout_ms")
     NAME_FIELD_NUMBER: _ClassVar[int]
     INPUT_SCHEMA_JSON_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_SCHEMA_JSON_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_HASH_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     name: str
     input_schema_json: str
     output_schema_json: str
     schema_hash: str
     description: str
-    def __init__(self, name: _Optional[str] = ..., input_schema_json: _Optional[str] = ..., output_schema_json: _Optional[str] = ..., schema_hash: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+    default_timeout_ms: int
+    def __init__(self, name: _Optional[str] = ..., input_schema_json: _Optional[str] = ..., output_schema_json: _Optional[str] = ..., schema_hash: _Optional[str] = ..., description: _Optional[str] = ..., default_timeout_ms: _Optional[int] = ...) -> None: ...
 
 class Instance(_message.Message):
     __slots__ = ("instance_id", "agent", "version", "peer_address", "capabilities", "spiffe_id", "registered_at", "lease_expires_at", "svid_expires_at")
@@ -44,3 +58,17 @@ class Instance(_message.Message):
     lease_expires_at: _timestamp_pb2.Timestamp
     svid_expires_at: _timestamp_pb2.Timestamp
     def __init__(self, instance_id: _Optional[str] = ..., agent: _Optional[str] = ..., version: _Optional[str] = ..., peer_address: _Optional[str] = ..., capabilities: _Optional[_Iterable[_Union[Capability, _Mapping]]] = ..., spiffe_id: _Optional[str] = ..., registered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., svid_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class InstanceHealth(_message.Message):
+    __slots__ = ("instance_id", "state", "reason", "reporters", "updated_at")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REPORTERS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    state: HealthState
+    reason: str
+    reporters: int
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, instance_id: _Optional[str] = ..., state: _Optional[_Union[HealthState, str]] = ..., reason: _Optional[str] = ..., reporters: _Optional[int] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

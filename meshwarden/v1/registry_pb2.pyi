@@ -11,6 +11,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class HealthReport(_message.Message):
+    __slots__ = ("reporter_instance_id", "instances")
+    REPORTER_INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    reporter_instance_id: str
+    instances: _containers.RepeatedCompositeFieldContainer[_catalog_pb2.InstanceHealth]
+    def __init__(self, reporter_instance_id: _Optional[str] = ..., instances: _Optional[_Iterable[_Union[_catalog_pb2.InstanceHealth, _Mapping]]] = ...) -> None: ...
+
+class HealthReportAck(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class Route(_message.Message):
     __slots__ = ("capability", "weights", "updated_at")
     class WeightsEntry(_message.Message):
@@ -200,12 +212,14 @@ class ListInstancesRequest(_message.Message):
     def __init__(self, agent: _Optional[str] = ..., capability: _Optional[str] = ...) -> None: ...
 
 class ListInstancesResponse(_message.Message):
-    __slots__ = ("instances", "revision")
+    __slots__ = ("instances", "revision", "health")
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
     instances: _containers.RepeatedCompositeFieldContainer[_catalog_pb2.Instance]
     revision: int
-    def __init__(self, instances: _Optional[_Iterable[_Union[_catalog_pb2.Instance, _Mapping]]] = ..., revision: _Optional[int] = ...) -> None: ...
+    health: _containers.RepeatedCompositeFieldContainer[_catalog_pb2.InstanceHealth]
+    def __init__(self, instances: _Optional[_Iterable[_Union[_catalog_pb2.Instance, _Mapping]]] = ..., revision: _Optional[int] = ..., health: _Optional[_Iterable[_Union[_catalog_pb2.InstanceHealth, _Mapping]]] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
     __slots__ = ("since_revision", "bundle_revision")

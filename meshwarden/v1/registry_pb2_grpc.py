@@ -84,6 +84,11 @@ class RegistryStub:
                 request_serializer=meshwarden_dot_v1_dot_registry__pb2.ListRoutesRequest.SerializeToString,
                 response_deserializer=meshwarden_dot_v1_dot_registry__pb2.ListRoutesResponse.FromString,
                 _registered_method=True)
+        self.ReportHealth = channel.unary_unary(
+                '/meshwarden.v1.Registry/ReportHealth',
+                request_serializer=meshwarden_dot_v1_dot_registry__pb2.HealthReport.SerializeToString,
+                response_deserializer=meshwarden_dot_v1_dot_registry__pb2.HealthReportAck.FromString,
+                _registered_method=True)
 
 
 class RegistryServicer:
@@ -162,6 +167,14 @@ class RegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportHealth(self, request, context):
+        """A sidecar reports how it sees the instances it calls (its own instance id only); sent on
+        a change of state and periodically. ListInstances shows the worst live report.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -214,6 +227,11 @@ def add_RegistryServicer_to_server(servicer, server):
                     servicer.ListRoutes,
                     request_deserializer=meshwarden_dot_v1_dot_registry__pb2.ListRoutesRequest.FromString,
                     response_serializer=meshwarden_dot_v1_dot_registry__pb2.ListRoutesResponse.SerializeToString,
+            ),
+            'ReportHealth': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportHealth,
+                    request_deserializer=meshwarden_dot_v1_dot_registry__pb2.HealthReport.FromString,
+                    response_serializer=meshwarden_dot_v1_dot_registry__pb2.HealthReportAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -486,6 +504,33 @@ class Registry:
             '/meshwarden.v1.Registry/ListRoutes',
             meshwarden_dot_v1_dot_registry__pb2.ListRoutesRequest.SerializeToString,
             meshwarden_dot_v1_dot_registry__pb2.ListRoutesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportHealth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwarden.v1.Registry/ReportHealth',
+            meshwarden_dot_v1_dot_registry__pb2.HealthReport.SerializeToString,
+            meshwarden_dot_v1_dot_registry__pb2.HealthReportAck.FromString,
             options,
             channel_credentials,
             insecure,

@@ -71,7 +71,7 @@ class ListCapabilitiesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListCapabilitiesResponse(_message.Message):
-    __slots__ = ("instances", "revision", "breaker_states")
+    __slots__ = ("instances", "revision", "breaker_states", "health")
     class BreakerStatesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -82,7 +82,9 @@ class ListCapabilitiesResponse(_message.Message):
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     BREAKER_STATES_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
     instances: _containers.RepeatedCompositeFieldContainer[_catalog_pb2.Instance]
     revision: int
     breaker_states: _containers.ScalarMap[str, str]
-    def __init__(self, instances: _Optional[_Iterable[_Union[_catalog_pb2.Instance, _Mapping]]] = ..., revision: _Optional[int] = ..., breaker_states: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    health: _containers.RepeatedCompositeFieldContainer[_catalog_pb2.InstanceHealth]
+    def __init__(self, instances: _Optional[_Iterable[_Union[_catalog_pb2.Instance, _Mapping]]] = ..., revision: _Optional[int] = ..., breaker_states: _Optional[_Mapping[str, str]] = ..., health: _Optional[_Iterable[_Union[_catalog_pb2.InstanceHealth, _Mapping]]] = ...) -> None: ...

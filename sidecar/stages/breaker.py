@@ -7,19 +7,29 @@ lets every call through while half-open, so the board admits one trial call at a
 Only outages count: Unreachable errors and AgentFailed with INTERNAL or UNAVAILABLE. A refusal
 (policy, bad payload) or an agent's own business error is no outage (`exclude=`).
 
-Consecutive failures only: pybreaker 1.4 has no failure-rate window.
+Two ways to open: `failures` consecutive outages (pybreaker's own count), or a failure rate
+over a window (pybreaker 1.4 has none): the board keeps a FailureWindow per instance and opens
+the pybreaker breaker itself when at least `min_calls` calls in the last `window_s` seconds
+saw a share of outages of at least `failure_rate`. pybreaker keeps the state either way
+(closed, open, half-open and its trial call). Each opening keeps its reason for people ("5
+consecutive failures", "42% failures over 10 s (21 of 50 calls)"); `snapshot()` gives the
+whole board as plain data (metrics, health reports).
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import grpc
 import pybreaker
 
-from meshwarden.errors import AgentFailed, CircuitOpen, Unreachable
+from meshwarden.errors import AgentFailed, CircuitOpen, MeshError, Unreachable
 from sidecar.call import Call, Handler, Layer, Reply
+from sidecar.failure_window import FailureWindow, WindowCounts
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +48,11 @@ def _not_an_outage(exc: BaseException) -> bool:
 
 
 class _Transitions(pybreaker.CircuitBreakerListener):
-    """Logs every change of state with its reason (the failure that tripped it)."""
+    """Keeps why each breaker opened, logs every change of state, and starts the failure
+    window afresh on each change (old failures must not reopen a breaker that just closed)."""
 
-    def __init__(self) -> None:
+    def __init__(self, board: BreakerBoard) -> None:
+        self._board = board
         self.last_failure: dict[str, str] = {}
 
     def failure(self, cb: pybreaker.CircuitBreaker, exc: BaseException) -> None:
@@ -53,12 +65,24 @@ class _Transitions(pybreaker.CircuitBreakerListener):
         new_state: pybreaker.CircuitBreakerState,
     ) -> None:
         name, old = cb.name or "", old_state.name if old_state else "none"
+        board = self._board
+        window = board._windows.get(name)
+        if window is not None:
+            window.clear()
         if new_state.name == pybreaker.STATE_OPEN:
+            reason = board._rate_trips.pop(name, "")
+            if not reason:
+                reason = (
+                    "the trial call failed"
+                    if old == pybreaker.STATE_HALF_OPEN
+                    else f"{cb.fail_counter} consecutive failures"
+                )
+            board._reasons[name] = reason
             log.warning(
-                "circuit opened for instance %s (was %s) after %d failure(s); last: %s; trial call in %.1f s",
+                "circuit opened for instance %s (was %s) after %s; last: %s; trial call in %.1f s",
                 name,
                 old,
-                cb.fail_counter,
+                reason,
                 self.last_failure.get(name, "?"),
                 cb.reset_timeout,
             )
@@ -67,18 +91,67 @@ class _Transitions(pybreaker.CircuitBreakerListener):
                 "circuit half-open for instance %s: %.1f s passed, one trial call goes through", name, cb.reset_timeout
             )
         else:
+            board._reasons.pop(name, None)
             log.info("circuit closed for instance %s: the trial call succeeded", name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BreakerSettings:
+    """When a breaker opens, and for how long (sidecar flags --breaker-*)."""
+
+    failures: int = 5  # consecutive outages
+    failure_rate: float = 0.5  # or this share of outages over the window...
+    window_s: float = 10.0
+    min_calls: int = 20  # ...once the window holds at least this many calls
+    reset_s: float = 5.0  # open -> half-open
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerView:
+    """One instance's breaker as plain data, for metrics and health reports."""
+
+    instance_id: str
+    state: str  # "closed", "open", "half-open"
+    reason: str  # why it opened ("" while closed)
+    consecutive_failures: int
+    window_failures: int
+    window_calls: int
 
 
 class BreakerBoard:
     """The breakers of this sidecar, by instance id; shared by routing (which avoids open
     instances while others are live) and the breaker stage (which drives them)."""
 
-    def __init__(self, failures: int = 5, reset_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        failures: int = 5,
+        reset_s: float = 5.0,
+        *,
+        failure_rate: float = 0.5,
+        window_s: float = 10.0,
+        min_calls: int = 20,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.failures, self.reset_s = failures, reset_s
+        self.failure_rate, self.window_s, self.min_calls = failure_rate, window_s, min_calls
+        self._now = now
         self._breakers: dict[str, pybreaker.CircuitBreaker] = {}
+        self._windows: dict[str, FailureWindow] = {}
         self._trials: set[str] = set()  # instances with a half-open trial call in flight
-        self._transitions = _Transitions()
+        self._reasons: dict[str, str] = {}  # why each open breaker opened
+        self._rate_trips: dict[str, str] = {}  # set just before the board opens a breaker itself
+        self._transitions = _Transitions(self)
+
+    @classmethod
+    def from_settings(cls, settings: BreakerSettings, now: Callable[[], float] = time.monotonic) -> BreakerBoard:
+        return cls(
+            settings.failures,
+            settings.reset_s,
+            failure_rate=settings.failure_rate,
+            window_s=settings.window_s,
+            min_calls=settings.min_calls,
+            now=now,
+        )
 
     def breaker(self, instance_id: str) -> pybreaker.CircuitBreaker:
         cb = self._breakers.get(instance_id)
@@ -119,8 +192,58 @@ class BreakerBoard:
             return False
         return state == pybreaker.STATE_HALF_OPEN or self.retry_in_s(instance_id) <= 0.0
 
+    def record(self, instance_id: str, *, failed: bool) -> None:
+        """Counts one finished call to a closed breaker's instance in its failure window, and
+        opens the breaker when the window's failure rate reaches the threshold."""
+        window = self._windows.get(instance_id)
+        if window is None:
+            window = self._windows[instance_id] = FailureWindow(self.window_s)
+        now = self._now()
+        window.record(now, failed)
+        if not failed:
+            return
+        counts = window.counts(now)
+        if counts.calls < self.min_calls or counts.rate < self.failure_rate:
+            return
+        cb = self._breakers.get(instance_id)
+        if cb is not None and cb.current_state == pybreaker.STATE_CLOSED:
+            self._rate_trips[instance_id] = (
+                f"{counts.rate:.0%} failures over {self.window_s:g} s ({counts.failures} of {counts.calls} calls)"
+            )
+            cb.open()
+
+    def window(self, instance_id: str) -> WindowCounts:
+        window = self._windows.get(instance_id)
+        return window.counts(self._now()) if window is not None else WindowCounts(0, 0)
+
+    def reason(self, instance_id: str) -> str:
+        """Why the instance's breaker is open or half-open ("" while closed)."""
+        state = self.state(instance_id)
+        if state == pybreaker.STATE_CLOSED:
+            return ""
+        why = self._reasons.get(instance_id, "repeated failures")
+        return why if state == pybreaker.STATE_OPEN else f"half-open after {why}: one trial call goes through"
+
+    def snapshot(self) -> list[BreakerView]:
+        views = []
+        for instance_id, cb in self._breakers.items():
+            counts = self.window(instance_id)
+            views.append(
+                BreakerView(
+                    instance_id,
+                    cb.current_state,
+                    self.reason(instance_id),
+                    cb.fail_counter,
+                    counts.failures,
+                    counts.calls,
+                )
+            )
+        return views
+
     def forget(self, instance_id: str) -> None:
         self._breakers.pop(instance_id, None)
+        self._windows.pop(instance_id, None)
+        self._reasons.pop(instance_id, None)
         self._trials.discard(instance_id)
 
 
@@ -144,10 +267,17 @@ class Breaker:
                 self._board._trials.add(instance_id)
             try:
                 with cb.calling():  # pybreaker's call_async needs Tornado; this does not
-                    return await self._next(call)
+                    reply = await self._next(call)
+            except MeshError as err:
+                if not trial:
+                    self._board.record(instance_id, failed=is_outage(err))
+                raise
             finally:
                 if trial:
                     self._board._trials.discard(instance_id)
+            if not trial:
+                self._board.record(instance_id, failed=False)
+            return reply
         except pybreaker.CircuitBreakerError as exc:
             raise CircuitOpen(
                 instance_id,
@@ -158,8 +288,9 @@ class Breaker:
             ) from exc
 
     def _transitions_reason(self, instance_id: str) -> str:
+        why = self._board._reasons.get(instance_id, "")
         last = self._board._transitions.last_failure.get(instance_id, "")
-        return f"last failure: {last}" if last else ""
+        return "; ".join(part for part in (why, f"last failure: {last}" if last else "") if part)
 
 
 def layer(board: BreakerBoard) -> Layer:

@@ -1,8 +1,10 @@
 """Pick a live instance for the call: right capability, version in the caller's range,
 schema hash the caller pinned, then the less loaded of two random choices (P2C).
 
-Load is this sidecar's count of its own calls in flight to each instance: cheap, local,
-and good enough to steer away from a slow instance, as in Linkerd's and Envoy's P2C.
+Load is Linkerd's peak-EWMA cost: how fast the instance answered this sidecar lately (the
+LatencyBoard, fed here with each attempt's latency) times this sidecar's calls in flight to it
+plus one. A slow instance therefore gets less traffic, and a busy one too. Without a latency
+board, the calls in flight alone decide.
 
 Instances whose circuit breaker is open are skipped while another one is available; when all
 are open, routing picks anyway so the breaker stage says so (CircuitOpen).
@@ -12,6 +14,8 @@ that have a usable instance (not failed in this call, circuit not open), by weig
 with weight 0 or not listed are chosen only when no weighted one is usable. A call with a
 session_id keeps the version its session first resolved to while that version has a usable
 instance in range; otherwise the session moves to another version (by weight) and says so.
+When no version has an instance whose circuit is not open, a session's call fails with
+NoHealthyInstance naming the session and its version rather than the breaker's CircuitOpen.
 """
 
 from __future__ import annotations
@@ -23,9 +27,17 @@ from dataclasses import replace
 
 import semantic_version
 
-from meshwarden.errors import BadPayload, MeshError, NoHealthyInstance, SchemaDrift, UnknownCapability
+from meshwarden.errors import (
+    BadPayload,
+    DeadlineExceeded,
+    MeshError,
+    NoHealthyInstance,
+    SchemaDrift,
+    UnknownCapability,
+)
 from sidecar.call import Call, Handler, Layer, Reply
 from sidecar.catalog import Catalog, Endpoint
+from sidecar.latency import LatencyBoard
 from sidecar.routes import RouteTable, SessionPins
 from sidecar.stages.breaker import BreakerBoard
 
@@ -43,25 +55,35 @@ class Routing:
         breakers: BreakerBoard | None = None,
         routes: RouteTable | None = None,
         sessions: SessionPins | None = None,
+        latency: LatencyBoard | None = None,
     ) -> None:
         self._next, self._catalog, self._rng, self._breakers = next, catalog, rng, breakers
-        self._routes, self._sessions = routes, sessions
+        self._routes, self._sessions, self._latency = routes, sessions, latency
         self._inflight: Counter[str] = Counter()
         self._ranges: OrderedDict[str, semantic_version.NpmSpec] = OrderedDict()
 
     async def __call__(self, call: Call) -> Reply:
         endpoint = self.choose(call)
         call.record.target, call.record.attempt = endpoint, call.attempt
-        self._inflight[endpoint.instance_id] += 1
+        instance_id, latency = endpoint.instance_id, self._latency
+        self._inflight[instance_id] += 1
+        started = latency.now() if latency is not None else 0.0
         try:
-            return await self._next(replace(call, target=endpoint))
+            reply = await self._next(replace(call, target=endpoint))
         except MeshError as err:
-            err.failed_instance = err.failed_instance or endpoint.instance_id
+            err.failed_instance = err.failed_instance or instance_id
+            if latency is not None and isinstance(err, DeadlineExceeded):  # slow, not broken: it counts
+                now = latency.now()
+                latency.observe(call.capability, instance_id, now - started, now)
             raise
         finally:
-            self._inflight[endpoint.instance_id] -= 1
-            if self._inflight[endpoint.instance_id] <= 0:
-                del self._inflight[endpoint.instance_id]
+            self._inflight[instance_id] -= 1
+            if self._inflight[instance_id] <= 0:
+                del self._inflight[instance_id]
+        if latency is not None:
+            now = latency.now()
+            latency.observe(call.capability, instance_id, now - started, now)
+        return reply
 
     def choose(self, call: Call) -> Endpoint:
         candidates = self._catalog.endpoints(call.capability)
@@ -80,7 +102,9 @@ class Routing:
             in_range = tuple(ep for ep in candidates if spec.match(ep.version))
             if not in_range:
                 live = ", ".join(sorted({str(ep.version) for ep in candidates}))
-                raise NoHealthyInstance(call.capability, call.version_range, f"live versions are {live}")
+                raise NoHealthyInstance(
+                    call.capability, call.version_range, f"live versions are {live}{self._session_note(call)}"
+                )
             candidates = in_range
         if call.schema_hash:
             pinned = tuple(ep for ep in candidates if ep.capability.schema_hash == call.schema_hash)
@@ -118,6 +142,14 @@ class Routing:
         moved_from: str | None = None
         if session and self._sessions is not None:
             pinned = self._sessions.get(session, call.capability)
+            if pinned is not None and not usable and pinned in by_version and self._all_isolated(candidates):
+                raise NoHealthyInstance(
+                    call.capability,
+                    call.version_range,
+                    f"session {session} is on version {pinned}, whose instances are all isolated (circuit open), "
+                    f"and no other version{' in range' if call.version_range else ''} has an instance that is not; "
+                    "retry after the breaker's reset time, or start a new session",
+                )
             if pinned is not None and pinned in eligible:
                 return tuple(by_version[pinned]), False, None
             if pinned is not None:
@@ -128,6 +160,17 @@ class Routing:
         if version is not None:
             candidates = tuple(by_version[version])
         return candidates, bool(session), moved_from
+
+    def _all_isolated(self, candidates: tuple[Endpoint, ...]) -> bool:
+        breakers = self._breakers
+        return breakers is not None and not any(breakers.allows(ep.instance_id) for ep in candidates)
+
+    def _session_note(self, call: Call) -> str:
+        """For errors: the version the call's session was on, if it had one."""
+        if not call.session_id or self._sessions is None:
+            return ""
+        pinned = self._sessions.get(call.session_id, call.capability)
+        return f"; session {call.session_id} was on version {pinned}" if pinned is not None else ""
 
     def _usable(self, ep: Endpoint, call: Call) -> bool:
         if ep.instance_id in call.avoid_instances:
@@ -160,7 +203,13 @@ class Routing:
         if len(candidates) == 1:
             return candidates[0]
         first, second = self._rng.sample(candidates, 2)
-        return first if self._inflight[first.instance_id] <= self._inflight[second.instance_id] else second
+        inflight, latency = self._inflight, self._latency
+        if latency is None:
+            return first if inflight[first.instance_id] <= inflight[second.instance_id] else second
+        now, capability = latency.now(), call.capability
+        first_cost = latency.cost(capability, first.instance_id, now) * (inflight[first.instance_id] + 1)
+        second_cost = latency.cost(capability, second.instance_id, now) * (inflight[second.instance_id] + 1)
+        return first if first_cost <= second_cost else second
 
     def _range(self, text: str) -> semantic_version.NpmSpec:
         spec = self._ranges.get(text)
@@ -184,5 +233,6 @@ def layer(
     breakers: BreakerBoard | None = None,
     routes: RouteTable | None = None,
     sessions: SessionPins | None = None,
+    latency: LatencyBoard | None = None,
 ) -> Layer:
-    return lambda next: Routing(next, catalog, rng, breakers, routes, sessions)
+    return lambda next: Routing(next, catalog, rng, breakers, routes, sessions, latency)

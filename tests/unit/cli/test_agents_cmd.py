@@ -9,6 +9,30 @@ from meshwarden.cli import agents_cmd
 from meshwarden.v1 import catalog_pb2
 
 HASH = "sha256:" + "e" * 64
+ISOLATED = catalog_pb2.InstanceHealth(
+    instance_id="abc123def456",
+    state=catalog_pb2.HEALTH_STATE_ISOLATED,
+    reason="5 consecutive failures",
+    reporters=2,
+)
+
+
+def test_instance_json_carries_the_reported_health_and_default_timeout() -> None:
+    instance = _instance("billing", "abc123def456", ["billing.refund"], 1_700_000_005)
+    instance.capabilities[0].default_timeout_ms = 2500
+    isolated_at = catalog_pb2.InstanceHealth()
+    isolated_at.CopyFrom(ISOLATED)
+    isolated_at.updated_at.FromSeconds(1_700_000_000)
+    data = agents_cmd.instance_json(instance, isolated_at)
+    assert data["health"] == {
+        "state": "ISOLATED",
+        "reason": "5 consecutive failures",
+        "reporters": 2,
+        "updated_at": "2023-11-14T22:13:20Z",
+    }
+    assert data["capabilities"] == [
+        {"name": "billing.refund", "schema_hash": HASH, "description": "", "default_timeout_ms": 2500}
+    ]
 
 
 def _instance(
@@ -37,10 +61,13 @@ def test_instance_json_has_the_documented_keys() -> None:
         "instance_id": "abc",
         "peer_address": "127.0.0.1:7411",
         "spiffe_id": "spiffe://mesh.local/agent/billing",
-        "capabilities": [{"name": "billing.refund", "schema_hash": HASH, "description": ""}],
+        "capabilities": [
+            {"name": "billing.refund", "schema_hash": HASH, "description": "", "default_timeout_ms": None}
+        ],
         "registered_at": "2023-11-14T22:13:20Z",
         "lease_expires_at": "2023-11-14T22:13:25Z",
         "svid_expires_at": "2023-11-14T23:13:20Z",
+        "health": {"state": "HEALTHY", "reason": "no reports", "reporters": 0, "updated_at": None},
     }
     assert agents_cmd.instance_json(_instance("billing", "abc", [], 1_700_000_005))["svid_expires_at"] is None
 
@@ -53,39 +80,49 @@ def test_table_aligns_columns_and_joins_capabilities() -> None:
             _instance("kb", "4567", ["kb.search"], 1_700_000_004, 1_700_000_042),
         ],
         now=1_700_000_000.0,
+        health={"abc123def456": ISOLATED},
     )
     header, first, second, third = table.splitlines()
     assert header.split() == [
         "AGENT",
         "VERSION",
         "INSTANCE",
+        "HEALTH",
         "PEER",
         "CAPABILITIES",
         "LEASE-EXPIRES-IN",
         "SVID-EXPIRES-IN",
         "SPIFFE-ID",
+        "WHY",
     ]
     assert first.split() == [
         "billing",
         "1.4.0",
         "abc123def456",
+        "ISOLATED",
         "127.0.0.1:7411",
         "billing.refund,billing.quote",
         "4.0s",
         "59m59s",
         "spiffe://mesh.local/agent/billing",
+        "5",
+        "consecutive",
+        "failures",
     ]
     assert second.split() == [
         "search",
         "1.4.0",
         "0123",
+        "HEALTHY",
         "127.0.0.1:7411",
         "-",
         "expired",
         "-",
         "spiffe://mesh.local/agent/search",
+        "no",
+        "reports",
     ]
-    assert third.split()[6] == "42s"
+    assert third.split()[7] == "42s"
     assert header.index("VERSION") == first.index("1.4.0") == second.index("1.4.0")
 
 

@@ -23,6 +23,7 @@ def test_public_modules_name_what_they_export() -> None:
         "catalog",
         "config",
         "errors",
+        "health_reports",
         "identity_server",
         "issuer",
         "join_tokens",

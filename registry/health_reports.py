@@ -1,0 +1,111 @@
+"""What the callers' sidecars report about the instances they call, kept in memory only.
+
+Each reporter's last report replaces its previous one. A report counts while it is fresh
+(`ttl_s`, three reporting periods) and while its reporter is live: a reporter that was in the
+catalog when it reported must still be there (a reporter that never registered, a pure
+caller, lives by the TTL alone). For each instance, the worst state among the live reports
+wins, with that report's reason; no live report means HEALTHY ("no reports"). A restart
+forgets everything, and sidecars report again within one period.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from meshwarden.clock import Clock
+from meshwarden.v1 import catalog_pb2
+from registry.errors import InvalidInput
+
+DEFAULT_TTL_S = 30.0
+MAX_INSTANCES_PER_REPORT = 10_000
+MAX_REASON_CHARS = 300
+
+HEALTHY = catalog_pb2.HEALTH_STATE_HEALTHY
+_KNOWN_STATES = frozenset(
+    {catalog_pb2.HEALTH_STATE_HEALTHY, catalog_pb2.HEALTH_STATE_DEGRADED, catalog_pb2.HEALTH_STATE_ISOLATED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    state: catalog_pb2.HealthState
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    reporter_agent: str  # from the reporter's SVID
+    reporter_instance_id: str
+    reporter_registered: bool  # in the catalog when it reported
+    findings: Mapping[str, Finding]
+    reported_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceHealth:
+    instance_id: str
+    state: catalog_pb2.HealthState
+    reason: str
+    reporters: int
+    updated_at: float  # 0 when no report
+
+
+def findings_from_proto(instances: Iterable[catalog_pb2.InstanceHealth]) -> dict[str, Finding]:
+    """The report's findings, validated; InvalidInput names the first bad entry."""
+    findings: dict[str, Finding] = {}
+    for index, entry in enumerate(instances):
+        where = f"instances[{index}]"
+        if index >= MAX_INSTANCES_PER_REPORT:
+            raise InvalidInput("instances", f"holds more than {MAX_INSTANCES_PER_REPORT} entries")
+        if not entry.instance_id:
+            raise InvalidInput(f"{where}.instance_id", "is required")
+        if entry.state not in _KNOWN_STATES:
+            raise InvalidInput(f"{where}.state", f"must be HEALTHY, DEGRADED or ISOLATED, got {entry.state}")
+        findings[entry.instance_id] = Finding(entry.state, entry.reason[:MAX_REASON_CHARS])
+    return findings
+
+
+class HealthReports:
+    def __init__(self, clock: Clock, ttl_s: float = DEFAULT_TTL_S) -> None:
+        self._clock, self._ttl_s = clock, ttl_s
+        # By (agent, instance id): a sidecar can replace only reports made with its agent's SVID.
+        self._reports: dict[tuple[str, str], Report] = {}
+
+    def report(
+        self, reporter_agent: str, reporter_instance_id: str, *, registered: bool, findings: Mapping[str, Finding]
+    ) -> None:
+        self._reports[(reporter_agent, reporter_instance_id)] = Report(
+            reporter_agent, reporter_instance_id, registered, findings, self._clock.wall()
+        )
+
+    def health(self, instance_ids: Iterable[str], is_registered: Callable[[str], bool]) -> list[InstanceHealth]:
+        """The health of each instance in `instance_ids`, from the live reports."""
+        live = self._live(is_registered)
+        results = []
+        for instance_id in instance_ids:
+            worst: tuple[Finding, float] | None = None
+            reporters, updated_at = 0, 0.0
+            for report in live:
+                finding = report.findings.get(instance_id)
+                if finding is None:
+                    continue
+                reporters += 1
+                updated_at = max(updated_at, report.reported_at)
+                if worst is None or finding.state > worst[0].state:
+                    worst = (finding, report.reported_at)
+            if worst is None:
+                results.append(InstanceHealth(instance_id, HEALTHY, "no reports", 0, 0.0))
+            else:
+                results.append(InstanceHealth(instance_id, worst[0].state, worst[0].reason, reporters, updated_at))
+        return results
+
+    def _live(self, is_registered: Callable[[str], bool]) -> list[Report]:
+        oldest = self._clock.wall() - self._ttl_s
+        for reporter in [
+            (r.reporter_agent, r.reporter_instance_id)
+            for r in self._reports.values()
+            if r.reported_at < oldest or (r.reporter_registered and not is_registered(r.reporter_instance_id))
+        ]:
+            del self._reports[reporter]
+        return list(self._reports.values())
