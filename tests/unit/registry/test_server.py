@@ -241,3 +241,46 @@ async def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
         stop.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(first, 10)
+
+
+async def test_health_reports_show_in_the_listing_and_default_timeouts_round_trip(running: Running) -> None:
+    declared = _instance()
+    declared.capabilities[0].default_timeout_ms = 2500
+    reply = await running.stub.Register(registry_pb2.RegisterRequest(instance=declared))
+    listed = await running.stub.ListInstances(registry_pb2.ListInstancesRequest())
+    assert listed.instances[0].capabilities[0].default_timeout_ms == 2500
+    assert [(h.instance_id, h.state, h.reason, h.reporters) for h in listed.health] == [
+        (reply.instance_id, catalog_pb2.HEALTH_STATE_HEALTHY, "no reports", 0)
+    ]
+    await running.stub.ReportHealth(
+        registry_pb2.HealthReport(
+            reporter_instance_id="billing-caller-1",  # a pure caller: not in the catalog
+            instances=[
+                catalog_pb2.InstanceHealth(
+                    instance_id=reply.instance_id,
+                    state=catalog_pb2.HEALTH_STATE_ISOLATED,
+                    reason="3 consecutive failures",
+                )
+            ],
+        )
+    )
+    (health,) = (await running.stub.ListInstances(registry_pb2.ListInstancesRequest())).health
+    assert (health.state, health.reason, health.reporters) == (
+        catalog_pb2.HEALTH_STATE_ISOLATED,
+        "3 consecutive failures",
+        1,
+    )
+    assert health.updated_at.ToSeconds() == int(running.clock.now)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await running.stub.ReportHealth(
+            registry_pb2.HealthReport(
+                reporter_instance_id=reply.instance_id, instances=[catalog_pb2.InstanceHealth(instance_id="x")]
+            )
+        )
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "instances[0].state" in (info.value.details() or "")
+    too_long = _instance()
+    too_long.capabilities[0].default_timeout_ms = 3_600_001
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await running.stub.Register(registry_pb2.RegisterRequest(instance=too_long))
+    assert "instance.capabilities[0].default_timeout_ms" in (info.value.details() or "")

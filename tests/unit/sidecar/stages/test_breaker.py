@@ -10,7 +10,7 @@ import pytest
 from meshwarden.errors import AgentFailed, CircuitOpen, MeshError, PeerUnavailable, PolicyDenied
 from sidecar.call import Call, Reply
 from sidecar.stages import breaker, routing
-from tests.unit.sidecar.fakes import call, catalog_of, instance
+from tests.unit.sidecar.fakes import FakeClock, call, catalog_of, instance
 
 RESET_S = 0.05
 
@@ -164,3 +164,67 @@ async def test_when_every_instance_is_open_the_caller_gets_circuit_open() -> Non
             await stack(call())
         seen.append(type(info.value))
     assert seen.count(PeerUnavailable) == 2 and seen[-1] is CircuitOpen
+
+
+async def alternate(cb: breaker.Breaker, inner: Flaky, clock: FakeClock, calls: int, every: int = 2) -> int:
+    """`calls` calls to b1, every `every`th one failing; returns how many failed."""
+    failed = 0
+    for n in range(calls):
+        clock.now += 0.1
+        if n % every == 0:
+            inner.failing["b1"] = down()
+        else:
+            inner.failing.pop("b1", None)
+        try:
+            await cb(to("b1"))
+        except PeerUnavailable:
+            failed += 1
+    return failed
+
+
+async def test_a_failure_rate_over_the_window_opens_a_breaker_consecutive_counting_never_would() -> None:
+    clock = FakeClock()
+    board = breaker.BreakerBoard(
+        failures=5, reset_s=60, failure_rate=0.5, window_s=10.0, min_calls=10, now=clock.monotonic
+    )
+    inner = Flaky()
+    cb = breaker.Breaker(inner, board)
+    await alternate(cb, inner, clock, 8)  # 4 of 8 failed, but fewer calls than min_calls
+    assert board.state("b1") == "closed"
+    assert board.window("b1").failures == 4 and board.window("b1").calls == 8
+    await alternate(cb, inner, clock, 2)  # the 9th call fails: 5 of 9; the 10th succeeds
+    await alternate(cb, inner, clock, 1)  # the 11th fails: 6 of 11 = 55%
+    assert board.state("b1") == "open"
+    assert board.reason("b1") == "55% failures over 10 s (6 of 11 calls)"
+    with pytest.raises(CircuitOpen) as info:
+        await cb(to("b1"))
+    assert "55% failures over 10 s" in info.value.message
+    (view,) = board.snapshot()
+    assert view.instance_id == "b1" and view.state == "open" and view.reason.startswith("55%")
+    assert (view.window_calls, view.window_failures) == (0, 0)  # the window starts afresh on opening
+
+
+async def test_a_rate_below_the_threshold_or_failures_gone_from_the_window_do_not_open() -> None:
+    clock = FakeClock()
+    board = breaker.BreakerBoard(
+        failures=5, reset_s=60, failure_rate=0.5, window_s=10.0, min_calls=10, now=clock.monotonic
+    )
+    inner = Flaky()
+    cb = breaker.Breaker(inner, board)
+    await alternate(cb, inner, clock, 30, every=3)  # 33 %
+    assert board.state("b1") == "closed"
+    inner.failing["b1"] = down()
+    for _ in range(4):  # 4 more failures, spread over more than the window
+        clock.now += 4.0
+        with pytest.raises(PeerUnavailable):
+            await cb(to("b1"))
+    assert board.state("b1") == "closed" and board.window("b1").calls < 10
+
+
+async def test_consecutive_failures_give_their_own_reason() -> None:
+    cb, board, _ = stage(failures=3)
+    for _ in range(3):
+        with pytest.raises(PeerUnavailable):
+            await cb(to("b1"))
+    assert board.reason("b1") == "3 consecutive failures"
+    assert board.reason("b2") == ""

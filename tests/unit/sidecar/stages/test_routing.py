@@ -2,14 +2,16 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 
 import pytest
 
 from meshwarden.errors import BadPayload, NoHealthyInstance, SchemaDrift, UnknownCapability
 from meshwarden.v1 import registry_pb2
 from sidecar.catalog import Catalog
+from sidecar.latency import LatencyBoard
 from sidecar.stages import routing
-from tests.unit.sidecar.fakes import Recorder, call, catalog_of, hash_of, instance
+from tests.unit.sidecar.fakes import FakeClock, Recorder, call, catalog_of, hash_of, instance
 
 
 def route(catalog: Catalog, inner: Recorder | None = None) -> tuple[routing.Routing, Recorder]:
@@ -94,3 +96,27 @@ async def test_p2c_avoids_the_instance_with_a_call_in_flight() -> None:
     assert held.hold is not None
     held.hold.set()
     await first
+
+
+async def test_p2c_sends_less_traffic_to_an_instance_that_answered_slowly() -> None:
+    clock = FakeClock()
+    latency = LatencyBoard(clock.monotonic)
+    catalog = catalog_of(instance("b1", "billing", "2.0.0"), instance("b2", "billing", "2.0.0"))
+    stage = routing.Routing(Recorder(), catalog, random.Random(7), latency=latency)
+    latency.observe("billing.refund", "b1", 0.300, clock.now)
+    latency.observe("billing.refund", "b2", 0.010, clock.now)
+    picks = Counter(stage.choose(call()).instance_id for _ in range(200))
+    assert picks["b2"] == 200  # two instances: P2C compares both, and b1 costs 30 times more
+    clock.now += 60  # b1 got no calls for a minute, b2 kept answering in 10 ms: b1 gets a probe
+    latency.observe("billing.refund", "b2", 0.010, clock.now)
+    assert stage.choose(call()).instance_id == "b1"
+
+
+async def test_routing_feeds_the_latency_board_with_each_attempt() -> None:
+    clock = FakeClock()
+    latency = LatencyBoard(clock.monotonic)
+    stage, _ = route(catalog_of(instance("b1", "billing", "2.0.0")))
+    stage._latency = latency
+    await stage(call())
+    (view,) = latency.snapshot()
+    assert (view.capability, view.instance_id, view.calls) == ("billing.refund", "b1", 1)

@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from meshwarden.errors import NoHealthyInstance
 from meshwarden.v1 import registry_pb2
 from sidecar.catalog import Catalog
 from sidecar.routes import RouteTable, SessionPins
@@ -156,3 +157,26 @@ def test_pins_are_a_bounded_lru_that_expires() -> None:
     assert pins.get("s3", "billing.refund") is not None
     now.t = 11.0
     assert pins.get("s3", "billing.refund") is None
+
+
+def test_a_session_whose_versions_are_all_isolated_fails_naming_the_session_and_version() -> None:
+    board = BreakerBoard(failures=1, reset_s=60.0)
+    s, _, _ = stage(catalog_of(*TWO_VERSIONS), {"2.4.0": 100}, breakers=board)
+    assert str(s.choose(call(session_id="s1")).version) == "2.4.0"
+    for instance_id in ("a1", "a2", "b1"):
+        board.breaker(instance_id).open()
+    with pytest.raises(NoHealthyInstance) as info:
+        s.choose(call(session_id="s1", version_range="^2.3"))
+    assert "session s1 is on version 2.4.0, whose instances are all isolated (circuit open)" in info.value.message
+    assert "no other version in range" in info.value.message and "billing.refund (^2.3)" in info.value.message
+    assert s.choose(call()).instance_id in {"a1", "a2", "b1"}  # without a session the breaker stage says it
+
+
+def test_a_session_whose_version_left_the_range_says_so() -> None:
+    catalog = catalog_of(*TWO_VERSIONS)
+    s, _, _ = stage(catalog, {"2.4.0": 100})
+    assert str(s.choose(call(session_id="s1")).version) == "2.4.0"
+    catalog.apply(registry_pb2.WatchEvent(revision=5, removed=registry_pb2.InstanceRemoved(instance_id="b1")))
+    with pytest.raises(NoHealthyInstance) as info:
+        s.choose(call(session_id="s1", version_range="^2.4"))
+    assert "live versions are 2.3.1; session s1 was on version 2.4.0" in info.value.message

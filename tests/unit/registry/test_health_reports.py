@@ -1,0 +1,61 @@
+"""registry.health_reports: the worst live report wins; stale reports and departed reporters drop out."""
+
+from __future__ import annotations
+
+import pytest
+
+from meshwarden.v1 import catalog_pb2
+from registry.errors import InvalidInput
+from registry.health_reports import Finding, HealthReports, InstanceHealth, findings_from_proto
+from tests.unit.sidecar.fakes import FakeClock
+
+HEALTHY, DEGRADED, ISOLATED = (
+    catalog_pb2.HEALTH_STATE_HEALTHY,
+    catalog_pb2.HEALTH_STATE_DEGRADED,
+    catalog_pb2.HEALTH_STATE_ISOLATED,
+)
+
+
+def test_no_reports_is_healthy_and_says_so() -> None:
+    reports = HealthReports(FakeClock())
+    assert reports.health(["b1"], lambda _: True) == [InstanceHealth("b1", HEALTHY, "no reports", 0, 0.0)]
+
+
+def test_the_worst_state_of_the_live_reporters_wins_and_all_are_counted() -> None:
+    clock = FakeClock()
+    reports = HealthReports(clock)
+    reports.report("frontdesk", "f1", registered=False, findings={"b1": Finding(HEALTHY, "")})
+    clock.now += 1
+    reports.report("support", "s1", registered=True, findings={"b1": Finding(ISOLATED, "5 consecutive failures")})
+    clock.now += 1
+    reports.report("kb", "k1", registered=True, findings={"b1": Finding(DEGRADED, "slow")})
+    (health,) = reports.health(["b1"], lambda _: True)
+    assert (health.state, health.reason, health.reporters) == (ISOLATED, "5 consecutive failures", 3)
+    assert health.updated_at == clock.wall()
+
+
+def test_reports_expire_after_the_ttl_and_when_a_registered_reporter_left() -> None:
+    clock = FakeClock()
+    reports = HealthReports(clock, ttl_s=30)
+    reports.report("support", "s1", registered=True, findings={"b1": Finding(ISOLATED, "down")})
+    reports.report("frontdesk", "f1", registered=False, findings={"b2": Finding(DEGRADED, "slow")})
+    left = {"s1"}
+    assert [h.state for h in reports.health(["b1", "b2"], lambda i: i not in left)] == [HEALTHY, DEGRADED]
+    clock.now += 31
+    assert [h.state for h in reports.health(["b1", "b2"], lambda _: True)] == [HEALTHY, HEALTHY]
+
+
+def test_a_new_report_replaces_the_reporters_previous_one() -> None:
+    reports = HealthReports(FakeClock())
+    reports.report("support", "s1", registered=True, findings={"b1": Finding(ISOLATED, "down")})
+    reports.report("support", "s1", registered=True, findings={"b1": Finding(HEALTHY, "")})
+    assert reports.health(["b1"], lambda _: True)[0].state == HEALTHY
+
+
+def test_findings_are_validated_and_reasons_bounded() -> None:
+    good = catalog_pb2.InstanceHealth(instance_id="b1", state=ISOLATED, reason="x" * 1000)
+    assert len(findings_from_proto([good])["b1"].reason) == 300
+    with pytest.raises(InvalidInput, match=r"instances\[1\]\.state"):
+        findings_from_proto([good, catalog_pb2.InstanceHealth(instance_id="b2")])
+    with pytest.raises(InvalidInput, match=r"instances\[0\]\.instance_id"):
+        findings_from_proto([catalog_pb2.InstanceHealth(state=HEALTHY)])
