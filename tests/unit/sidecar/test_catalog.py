@@ -6,7 +6,11 @@ from tests.unit.sidecar.fakes import catalog_of, instance
 
 
 def test_the_longest_declared_default_timeout_of_the_live_instances_applies() -> None:
-    old, new, silent = instance("a", "billing", "1.0.0"), instance("b", "billing", "2.0.0"), instance("c", "kb", "1.0.0")
+    old, new, silent = (
+        instance("a", "billing", "1.0.0"),
+        instance("b", "billing", "2.0.0"),
+        instance("c", "kb", "1.0.0"),
+    )
     old.capabilities[0].default_timeout_ms = 1500
     new.capabilities[0].default_timeout_ms = 4000
     silent.capabilities[0].name = "kb.search"
