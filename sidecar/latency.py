@@ -11,8 +11,10 @@ decayed by the time between observations (time constant `tau_s`):
 - `smooth`, a plain EWMA: what health compares with an instance's peers (one outlier does not
   make an instance DEGRADED for the next ten seconds).
 
-An instance nobody has measured yet costs `DEFAULT_RTT_S`, so new instances get tried. One
-observation is two dict lookups, one `exp` and a few multiplications.
+An instance this sidecar has not measured yet costs nothing while it has no call in flight
+(so a new instance gets tried at once) and `DEFAULT_RTT_S` per call in flight after that (so
+a burst does not all land on it before its first answer). One observation is two dict
+lookups, one `exp` and a few multiplications.
 """
 
 from __future__ import annotations
@@ -72,9 +74,12 @@ class LatencyBoard:
         else:
             ewma.observe(now, latency_s, self.tau_s)
 
-    def cost(self, capability: str, instance_id: str, now: float) -> float:
+    def cost(self, capability: str, instance_id: str, now: float, inflight: int) -> float:
+        """Routing's load for the instance: its decayed peak latency times (calls in flight + 1)."""
         ewma = self._by_capability.get(capability, {}).get(instance_id)
-        return DEFAULT_RTT_S if ewma is None else ewma.cost(now, self.tau_s)
+        if ewma is None:
+            return DEFAULT_RTT_S * inflight
+        return ewma.cost(now, self.tau_s) * (inflight + 1)
 
     def snapshot(self) -> list[LatencyView]:
         now = self.now()

@@ -207,8 +207,8 @@ class Routing:
         if latency is None:
             return first if inflight[first.instance_id] <= inflight[second.instance_id] else second
         now, capability = latency.now(), call.capability
-        first_cost = latency.cost(capability, first.instance_id, now) * (inflight[first.instance_id] + 1)
-        second_cost = latency.cost(capability, second.instance_id, now) * (inflight[second.instance_id] + 1)
+        first_cost = latency.cost(capability, first.instance_id, now, inflight[first.instance_id])
+        second_cost = latency.cost(capability, second.instance_id, now, inflight[second.instance_id])
         return first if first_cost <= second_cost else second
 
     def _range(self, text: str) -> semantic_version.NpmSpec:

@@ -16,6 +16,8 @@ parser.add_argument("--listen", default="127.0.0.1:0")
 parser.add_argument("--version", default="1.0.0")
 parser.add_argument("--schema-variant", default="a", help="b changes echo's input schema (schema drift)")
 parser.add_argument("--work-as", default="probe.work", help="the name probe.work is served under (call trees)")
+parser.add_argument("--delay-s", type=float, default=0.0, help="echo answers this much later (a slow instance)")
+parser.add_argument("--fail-every", type=int, default=0, help="probe.flaky fails every Nth call (0: never)")
 options = parser.parse_args()
 
 agent = meshwarden.Agent(version=options.version, sidecar=options.sidecar, listen=options.listen)
@@ -33,6 +35,8 @@ if options.schema_variant == "b":
 async def echo(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
     global calls_seen
     calls_seen += 1
+    if options.delay_s:
+        await asyncio.sleep(options.delay_s)
     return {
         "echo": args,
         "instance_id": agent.instance_id,
@@ -63,6 +67,32 @@ async def runs(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
 @agent.capability("probe.deadline")
 async def deadline(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
     return {"time_remaining": ctx.time_remaining()}
+
+
+@agent.capability("probe.deadline_default", timeout_s=7.0)
+async def deadline_default(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
+    """Declares a 7 s default timeout; reports the deadline it was given."""
+    return {"time_remaining": ctx.time_remaining()}
+
+
+@agent.capability("probe.slow_default", timeout_s=0.5)
+async def slow_default(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
+    """Declares a 0.5 s default timeout, and takes longer."""
+    await asyncio.sleep(3)
+    return {}
+
+
+flaky_calls = 0
+
+
+@agent.capability("probe.flaky")
+async def flaky(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
+    """Fails every --fail-every'th call with INTERNAL (never when 0)."""
+    global flaky_calls
+    flaky_calls += 1
+    if options.fail_every and flaky_calls % options.fail_every == 0:
+        raise RuntimeError("intermittent failure")
+    return {"instance_id": agent.instance_id, "n": flaky_calls}
 
 
 @agent.capability("probe.sleep", input_schema={"type": "object", "required": ["seconds"]})

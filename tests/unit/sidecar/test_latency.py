@@ -35,10 +35,16 @@ def test_cost_decays_towards_zero_while_an_instance_gets_no_calls() -> None:
     clock = FakeClock()
     board = LatencyBoard(clock.monotonic, tau_s=TAU)
     board.observe("echo", "slow", 0.300, clock.now)
-    assert board.cost("echo", "slow", clock.now) == pytest.approx(0.300)
+    assert board.cost("echo", "slow", clock.now, inflight=0) == pytest.approx(0.300)
+    assert board.cost("echo", "slow", clock.now, inflight=2) == pytest.approx(0.900)
     later = clock.now + 3 * TAU
-    assert board.cost("echo", "slow", later) == pytest.approx(0.300 * math.exp(-3))
-    assert board.cost("echo", "never-called", later) == DEFAULT_RTT_S
+    assert board.cost("echo", "slow", later, inflight=0) == pytest.approx(0.300 * math.exp(-3))
+
+
+def test_an_instance_not_measured_yet_is_free_while_idle_and_priced_per_call_in_flight() -> None:
+    board = LatencyBoard(FakeClock().monotonic)
+    assert board.cost("echo", "new", 0.0, inflight=0) == 0.0
+    assert board.cost("echo", "new", 0.0, inflight=3) == 3 * DEFAULT_RTT_S
 
 
 def test_snapshot_is_plain_data_per_capability_and_retain_forgets_departed_instances() -> None:
