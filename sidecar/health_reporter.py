@@ -52,9 +52,10 @@ class HealthReporter:
         return [a for a in assess(self._breakers, self._latency, self._rules) if a.instance_id in live]
 
     def forget_departed(self) -> None:
-        live = {i.instance_id for i in self._catalog.instances()}
+        """Drops what the boards hold on instances that left the catalog (bounded memory)."""
         if not self._catalog.synced:
             return
+        live = {i.instance_id for i in self._catalog.instances()}
         self._latency.retain(live)
         for view in self._breakers.snapshot():
             if view.instance_id not in live:

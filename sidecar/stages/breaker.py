@@ -95,17 +95,6 @@ class _Transitions(pybreaker.CircuitBreakerListener):
             log.info("circuit closed for instance %s: the trial call succeeded", name)
 
 
-@dataclass(frozen=True, kw_only=True)
-class BreakerSettings:
-    """When a breaker opens, and for how long (sidecar flags --breaker-*)."""
-
-    failures: int = 5  # consecutive outages
-    failure_rate: float = 0.5  # or this share of outages over the window...
-    window_s: float = 10.0
-    min_calls: int = 20  # ...once the window holds at least this many calls
-    reset_s: float = 5.0  # open -> half-open
-
-
 @dataclass(frozen=True, slots=True)
 class BreakerView:
     """One instance's breaker as plain data, for metrics and health reports."""
@@ -141,17 +130,6 @@ class BreakerBoard:
         self._reasons: dict[str, str] = {}  # why each open breaker opened
         self._rate_trips: dict[str, str] = {}  # set just before the board opens a breaker itself
         self._transitions = _Transitions(self)
-
-    @classmethod
-    def from_settings(cls, settings: BreakerSettings, now: Callable[[], float] = time.monotonic) -> BreakerBoard:
-        return cls(
-            settings.failures,
-            settings.reset_s,
-            failure_rate=settings.failure_rate,
-            window_s=settings.window_s,
-            min_calls=settings.min_calls,
-            now=now,
-        )
 
     def breaker(self, instance_id: str) -> pybreaker.CircuitBreaker:
         cb = self._breakers.get(instance_id)
