@@ -11,10 +11,11 @@ decayed by the time between observations (time constant `tau_s`):
 - `smooth`, a plain EWMA: what health compares with an instance's peers (one outlier does not
   make an instance DEGRADED for the next ten seconds).
 
-An instance this sidecar has not measured yet costs nothing while it has no call in flight
-(so a new instance gets tried at once) and `DEFAULT_RTT_S` per call in flight after that (so
-a burst does not all land on it before its first answer). One observation is two dict
-lookups, one `exp` and a few multiplications.
+The first call to each (capability, instance) is not measured: the first call to an instance
+pays the mTLS handshake, tens of milliseconds that say nothing about the instance and would
+keep it out of routing for half a minute. Until its second answer an instance has no
+estimate (`peak_s` returns None). One observation is two dict lookups, one `exp` and a few
+multiplications.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 DEFAULT_TAU_S = 10.0  # Linkerd's default decay
-DEFAULT_RTT_S = 0.010  # the cost of an instance not measured yet
 
 
 class PeakEwma:
@@ -36,6 +36,10 @@ class PeakEwma:
         self.calls = 1
 
     def observe(self, now: float, latency_s: float, tau_s: float) -> None:
+        if self.calls == 0:  # the first measured answer
+            self.peak = self.smooth = latency_s
+            self.at, self.calls = now, 1
+            return
         decay = math.exp(-max(now - self.at, 0.0) / tau_s)
         self.smooth = self.smooth * decay + latency_s * (1.0 - decay)
         self.peak = latency_s if latency_s > self.peak else self.peak * decay + latency_s * (1.0 - decay)
@@ -69,17 +73,19 @@ class LatencyBoard:
         if instances is None:
             instances = self._by_capability[capability] = {}
         ewma = instances.get(instance_id)
-        if ewma is None:
-            instances[instance_id] = PeakEwma(now, latency_s)
+        if ewma is None:  # the first call: seen, not measured (it paid for the connection)
+            ewma = instances[instance_id] = PeakEwma(now, 0.0)
+            ewma.calls = 0
         else:
             ewma.observe(now, latency_s, self.tau_s)
 
-    def cost(self, capability: str, instance_id: str, now: float, inflight: int) -> float:
-        """Routing's load for the instance: its decayed peak latency times (calls in flight + 1)."""
+    def peak_s(self, capability: str, instance_id: str, now: float) -> float | None:
+        """The instance's peak-EWMA latency for the capability, decayed to `now`; None before
+        its second answer."""
         ewma = self._by_capability.get(capability, {}).get(instance_id)
-        if ewma is None:
-            return DEFAULT_RTT_S * inflight
-        return ewma.cost(now, self.tau_s) * (inflight + 1)
+        if ewma is None or ewma.calls == 0:
+            return None
+        return ewma.cost(now, self.tau_s)
 
     def snapshot(self) -> list[LatencyView]:
         now = self.now()
@@ -87,6 +93,7 @@ class LatencyBoard:
             LatencyView(capability, instance_id, e.smooth, e.peak, e.calls, max(now - e.at, 0.0))
             for capability, instances in self._by_capability.items()
             for instance_id, e in instances.items()
+            if e.calls > 0
         ]
 
     def retain(self, live_instance_ids: Iterable[str]) -> None:

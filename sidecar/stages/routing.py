@@ -1,10 +1,12 @@
 """Pick a live instance for the call: right capability, version in the caller's range,
 schema hash the caller pinned, then the less loaded of two random choices (P2C).
 
-Load is Linkerd's peak-EWMA cost: how fast the instance answered this sidecar lately (the
-LatencyBoard, fed here with each attempt's latency) times this sidecar's calls in flight to it
-plus one. A slow instance therefore gets less traffic, and a busy one too. Without a latency
-board, the calls in flight alone decide.
+Load is this sidecar's count of its own calls in flight to each instance, as in Linkerd's and
+Envoy's P2C, and latency when it differs markedly: when one of the two measured instances'
+peak-EWMA latency (the LatencyBoard, fed here with each attempt's latency) is more than
+`LATENCY_MARGIN` times the other's, the cheaper by Linkerd's cost, latency times (calls in
+flight + 1), wins. A slow instance therefore gets less traffic, while comparable instances
+share calls as before instead of the marginally faster one taking them all at low load.
 
 Instances whose circuit breaker is open are skipped while another one is available; when all
 are open, routing picks anyway so the breaker stage says so (CircuitOpen).
@@ -44,6 +46,7 @@ from sidecar.stages.breaker import BreakerBoard
 log = logging.getLogger(__name__)
 
 _MAX_CACHED_RANGES = 256
+LATENCY_MARGIN = 2.0
 
 
 class Routing:
@@ -203,13 +206,19 @@ class Routing:
         if len(candidates) == 1:
             return candidates[0]
         first, second = self._rng.sample(candidates, 2)
-        inflight, latency = self._inflight, self._latency
-        if latency is None:
-            return first if inflight[first.instance_id] <= inflight[second.instance_id] else second
-        now, capability = latency.now(), call.capability
-        first_cost = latency.cost(capability, first.instance_id, now, inflight[first.instance_id])
-        second_cost = latency.cost(capability, second.instance_id, now, inflight[second.instance_id])
-        return first if first_cost <= second_cost else second
+        first_load, second_load = self._inflight[first.instance_id], self._inflight[second.instance_id]
+        latency = self._latency
+        if latency is not None:
+            now = latency.now()
+            first_s = latency.peak_s(call.capability, first.instance_id, now)
+            second_s = latency.peak_s(call.capability, second.instance_id, now)
+            if (
+                first_s is not None
+                and second_s is not None
+                and (first_s > LATENCY_MARGIN * second_s or second_s > LATENCY_MARGIN * first_s)
+            ):
+                return first if first_s * (first_load + 1) <= second_s * (second_load + 1) else second
+        return first if first_load <= second_load else second
 
     def _range(self, text: str) -> semantic_version.NpmSpec:
         spec = self._ranges.get(text)

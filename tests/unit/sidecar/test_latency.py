@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sidecar.latency import DEFAULT_RTT_S, LatencyBoard, PeakEwma
+from sidecar.latency import LatencyBoard, PeakEwma
 from tests.unit.sidecar.fakes import FakeClock
 
 TAU = 10.0
@@ -31,28 +31,32 @@ def test_the_smooth_average_ignores_a_lone_outlier_more_than_the_peak() -> None:
     assert ewma.peak == 0.500 and ewma.smooth < 0.020
 
 
-def test_cost_decays_towards_zero_while_an_instance_gets_no_calls() -> None:
+def test_the_first_answer_pays_for_the_connection_and_is_not_measured() -> None:
     clock = FakeClock()
     board = LatencyBoard(clock.monotonic, tau_s=TAU)
-    board.observe("echo", "slow", 0.300, clock.now)
-    assert board.cost("echo", "slow", clock.now, inflight=0) == pytest.approx(0.300)
-    assert board.cost("echo", "slow", clock.now, inflight=2) == pytest.approx(0.900)
-    later = clock.now + 3 * TAU
-    assert board.cost("echo", "slow", later, inflight=0) == pytest.approx(0.300 * math.exp(-3))
+    board.observe("echo", "new", 0.080, clock.now)  # the mTLS handshake
+    assert board.peak_s("echo", "new", clock.now) is None and board.snapshot() == []
+    board.observe("echo", "new", 0.004, clock.now)
+    assert board.peak_s("echo", "new", clock.now) == pytest.approx(0.004)
+    assert board.peak_s("echo", "never-called", clock.now) is None
 
 
-def test_an_instance_not_measured_yet_is_free_while_idle_and_priced_per_call_in_flight() -> None:
-    board = LatencyBoard(FakeClock().monotonic)
-    assert board.cost("echo", "new", 0.0, inflight=0) == 0.0
-    assert board.cost("echo", "new", 0.0, inflight=3) == 3 * DEFAULT_RTT_S
+def test_the_peak_decays_towards_zero_while_an_instance_gets_no_calls() -> None:
+    clock = FakeClock()
+    board = LatencyBoard(clock.monotonic, tau_s=TAU)
+    for _ in range(2):
+        board.observe("echo", "slow", 0.300, clock.now)
+    assert board.peak_s("echo", "slow", clock.now) == pytest.approx(0.300)
+    assert board.peak_s("echo", "slow", clock.now + 3 * TAU) == pytest.approx(0.300 * math.exp(-3))
 
 
 def test_snapshot_is_plain_data_per_capability_and_retain_forgets_departed_instances() -> None:
     clock = FakeClock()
     board = LatencyBoard(clock.monotonic)
-    board.observe("echo", "a", 0.010, clock.now)
-    board.observe("echo", "b", 0.020, clock.now)
-    board.observe("kb.search", "a", 0.030, clock.now)
+    for _ in range(2):
+        board.observe("echo", "a", 0.010, clock.now)
+        board.observe("echo", "b", 0.020, clock.now)
+        board.observe("kb.search", "a", 0.030, clock.now)
     clock.now += 2
     views = {(v.capability, v.instance_id): v for v in board.snapshot()}
     assert set(views) == {("echo", "a"), ("echo", "b"), ("kb.search", "a")}

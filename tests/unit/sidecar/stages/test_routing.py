@@ -98,18 +98,34 @@ async def test_p2c_avoids_the_instance_with_a_call_in_flight() -> None:
     await first
 
 
-async def test_p2c_sends_less_traffic_to_an_instance_that_answered_slowly() -> None:
+def measured(latency: LatencyBoard, instance_id: str, seconds: float, now: float) -> None:
+    for _ in range(2):  # the first answer is not measured (it paid for the connection)
+        latency.observe("billing.refund", instance_id, seconds, now)
+
+
+async def test_p2c_sends_less_traffic_to_an_instance_that_answered_markedly_slower() -> None:
     clock = FakeClock()
     latency = LatencyBoard(clock.monotonic)
     catalog = catalog_of(instance("b1", "billing", "2.0.0"), instance("b2", "billing", "2.0.0"))
     stage = routing.Routing(Recorder(), catalog, random.Random(7), latency=latency)
-    latency.observe("billing.refund", "b1", 0.300, clock.now)
-    latency.observe("billing.refund", "b2", 0.010, clock.now)
+    measured(latency, "b1", 0.300, clock.now)
+    measured(latency, "b2", 0.010, clock.now)
     picks = Counter(stage.choose(call()).instance_id for _ in range(200))
-    assert picks["b2"] == 200  # two instances: P2C compares both, and b1 costs 30 times more
+    assert picks["b2"] == 200  # two instances: P2C compares both, and b1 is 30 times slower
     clock.now += 60  # b1 got no calls for a minute, b2 kept answering in 10 ms: b1 gets a probe
-    latency.observe("billing.refund", "b2", 0.010, clock.now)
+    measured(latency, "b2", 0.010, clock.now)
     assert stage.choose(call()).instance_id == "b1"
+
+
+async def test_comparable_latencies_leave_the_choice_to_calls_in_flight() -> None:
+    clock = FakeClock()
+    latency = LatencyBoard(clock.monotonic)
+    catalog = catalog_of(instance("b1", "billing", "2.0.0"), instance("b2", "billing", "2.0.0"))
+    stage = routing.Routing(Recorder(), catalog, random.Random(7), latency=latency)
+    measured(latency, "b1", 0.004, clock.now)
+    measured(latency, "b2", 0.003, clock.now)  # faster, but not markedly
+    picks = Counter(stage.choose(call()).instance_id for _ in range(200))
+    assert picks["b1"] > 50 and picks["b2"] > 50
 
 
 async def test_routing_feeds_the_latency_board_with_each_attempt() -> None:
@@ -117,6 +133,7 @@ async def test_routing_feeds_the_latency_board_with_each_attempt() -> None:
     latency = LatencyBoard(clock.monotonic)
     stage, _ = route(catalog_of(instance("b1", "billing", "2.0.0")))
     stage._latency = latency
+    await stage(call())
     await stage(call())
     (view,) = latency.snapshot()
     assert (view.capability, view.instance_id, view.calls) == ("billing.refund", "b1", 1)
