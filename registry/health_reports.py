@@ -4,7 +4,8 @@ Each reporter's last report replaces its previous one. A report counts while it 
 (`ttl_s`, three reporting periods) and while its reporter is live: a reporter that was in the
 catalog when it reported must still be there (a reporter that never registered, a pure
 caller, lives by the TTL alone). For each instance, the worst state among the live reports
-wins, with that report's reason; no live report means HEALTHY ("no reports"). A restart
+wins, with that report's reason ("2 callers saw no problem" when all say HEALTHY); no live
+report means HEALTHY ("no reports"). A restart
 forgets everything, and sidecars report again within one period.
 """
 
@@ -96,8 +97,11 @@ class HealthReports:
                     worst = (finding, report.reported_at)
             if worst is None:
                 results.append(InstanceHealth(instance_id, HEALTHY, "no reports", 0, 0.0))
-            else:
-                results.append(InstanceHealth(instance_id, worst[0].state, worst[0].reason, reporters, updated_at))
+                continue
+            reason = worst[0].reason
+            if worst[0].state == HEALTHY and not reason:
+                reason = f"{reporters} caller{'s' if reporters > 1 else ''} saw no problem"
+            results.append(InstanceHealth(instance_id, worst[0].state, reason, reporters, updated_at))
         return results
 
     def _live(self, is_registered: Callable[[str], bool]) -> list[Report]:
