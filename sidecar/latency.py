@@ -9,7 +9,9 @@ decayed by the time between observations (time constant `tau_s`):
   while an instance gets no calls, so a slow instance gets an occasional probe and can win
   its traffic back once it is fast again.
 - `smooth`, a plain EWMA: what health compares with an instance's peers (one outlier does not
-  make an instance DEGRADED for the next ten seconds).
+  make an instance DEGRADED for the next ten seconds). Until it has seen `tau_s` worth of
+  calls it weighs each new answer at least 1/n, the running mean of the n answers so far, so
+  that the first answer measured does not stick.
 
 The first call to each (capability, instance) is not measured: the first call to an instance
 pays the mTLS handshake, tens of milliseconds that say nothing about the instance and would
@@ -41,10 +43,11 @@ class PeakEwma:
             self.at, self.calls = now, 1
             return
         decay = math.exp(-max(now - self.at, 0.0) / tau_s)
-        self.smooth = self.smooth * decay + latency_s * (1.0 - decay)
+        self.calls += 1
+        weight = max(1.0 - decay, 1.0 / self.calls)
+        self.smooth += (latency_s - self.smooth) * weight
         self.peak = latency_s if latency_s > self.peak else self.peak * decay + latency_s * (1.0 - decay)
         self.at = now
-        self.calls += 1
 
     def cost(self, now: float, tau_s: float) -> float:
         """The peak, decayed towards zero for the time since the last observation."""

@@ -113,7 +113,7 @@ async def test_a_failure_rate_isolates_an_instance_and_agents_list_shows_it(mesh
 async def test_a_slow_instance_is_degraded_and_gets_less_traffic(mesh: LocalMesh) -> None:
     caller = await mesh.sidecar("frontdesk")
     fast, _ = await mesh.pair("twin")
-    slow, _ = await mesh.pair("twin", "1.0.0", "--delay-s", "0.3")
+    slow, _ = await mesh.pair("twin", "1.0.0", "--delay-s", "0.5")
     fast_id, slow_id = fast.addresses["instance_id"], slow.addresses["instance_id"]
     async with meshwarden.Client(caller.addresses["listen"]) as client:
         await both_seen(client, "echo", {fast_id, slow_id})

@@ -16,11 +16,21 @@ def test_a_higher_latency_replaces_the_peak_at_once_and_lower_ones_pull_it_down_
     ewma = PeakEwma(0.0, 0.010)
     ewma.observe(1.0, 0.200, TAU)
     assert ewma.peak == 0.200
-    assert ewma.smooth == pytest.approx(0.010 + (0.200 - 0.010) * (1 - math.exp(-0.1)))
+    assert ewma.smooth == pytest.approx(0.105)  # the mean of two answers, while it warms up
     ewma.observe(2.0, 0.010, TAU)
     decay = math.exp(-0.1)
     assert ewma.peak == pytest.approx(0.200 * decay + 0.010 * (1 - decay))
     assert 0.010 < ewma.peak < 0.200
+
+
+def test_the_smooth_average_is_the_running_mean_at_first_then_weighs_by_time() -> None:
+    ewma = PeakEwma(0.0, 0.300)  # an unlucky first answer
+    for n in range(1, 100):
+        ewma.observe(n * 0.01, 0.010, TAU)
+    assert ewma.smooth == pytest.approx((0.300 + 99 * 0.010) / 100)
+    before = ewma.smooth
+    ewma.observe(60.0, 0.050, TAU)  # a minute later: the new answer weighs 1 - e^-6
+    assert ewma.smooth == pytest.approx(before + (0.050 - before) * (1 - math.exp(-(60.0 - 0.99) / TAU)))
 
 
 def test_the_smooth_average_ignores_a_lone_outlier_more_than_the_peak() -> None:
