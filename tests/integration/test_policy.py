@@ -42,11 +42,12 @@ async def wait_for_revision(mesh: LocalMesh, revision: int, sidecars: int, timeo
 
 async def billing_pair(mesh: LocalMesh) -> None:
     side = await mesh.sidecar("billing")
-    await start(
+    agent = await start(
         "agent-billing",
         [*meshwarden_argv()[:1], "-m", REFUND, "--sidecar", side.addresses["listen"], "--version", "2.4.0"],
         log_dir=mesh.workdir / "logs",
     )
+    mesh.children.append(agent)  # stopped with the mesh (it was left running after each test)
 
 
 async def test_denied_calls_name_the_policy_and_the_reason(mesh: LocalMesh) -> None:
