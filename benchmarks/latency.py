@@ -2,7 +2,8 @@
 
     PYTHONPATH=. .venv/bin/python benchmarks/latency.py [--calls 4000] [--concurrency 16]
         [--payload-bytes 1024] [--duration-s 5] [--paths direct,mesh,nginx,pyrelay,pyrelay-mtls]
-        (add mesh-noreceipts to --paths to measure what receipts cost)
+        (add mesh-noreceipts to --paths to measure what receipts cost, mesh-traced and
+        mesh-traced-0 to measure what tracing costs)
         [--handshakes 200] [--output json]
 
 Paths, all on loopback, all ending at the same echo agent process (examples/echo_agent.py):
@@ -14,6 +15,12 @@ Paths, all on loopback, all ending at the same echo agent process (examples/echo
   mesh-noreceipts  the same on a second mesh of its own (registry, two sidecars, echo agent)
            whose sidecars run with --receipts false: mesh - mesh-noreceipts is what writing,
            spooling and shipping receipts costs per call (only when --paths names it)
+  mesh-traced  the same on a mesh of its own whose sidecars trace every call and export the
+           spans over OTLP/gRPC to a receiver in another process (benchmarks/otlp_sink.py):
+           mesh-traced - mesh is what tracing costs per call (only when --paths names it)
+  mesh-traced-0  the same with the sampler's ratio at 0 (OTEL_TRACES_SAMPLER_ARG=0): every
+           span is recorded and none exported, since no call fails: what tracing costs
+           when a production sampler keeps few traces (only when --paths names it)
   nginx    client -> nginx A -> nginx B -> agent (grpc_pass, cleartext HTTP/2), only when
            `nginx` is on PATH: the plain-proxy reference for two relays in series
   pyrelay  client -> relay A -> relay B -> agent, two bare grpc.aio relays
@@ -98,7 +105,8 @@ except ModuleNotFoundError as exc:  # run from a checkout without PYTHONPATH
 HERE = Path(__file__).resolve().parent
 ECHO_AGENT = HERE.parent / "examples" / "echo_agent.py"
 RELAY = HERE / "grpc_relay.py"
-PATHS = ("direct", "mesh", "mesh-noreceipts", "nginx", "pyrelay", "pyrelay-mtls")
+OTLP_SINK = HERE / "otlp_sink.py"
+PATHS = ("direct", "mesh", "mesh-noreceipts", "mesh-traced", "mesh-traced-0", "nginx", "pyrelay", "pyrelay-mtls")
 DEFAULT_PATHS = ("direct", "mesh", "nginx", "pyrelay", "pyrelay-mtls")
 CALL_TIMEOUT_S = 10.0
 FIRST_ANSWER_TIMEOUT_S = 30.0  # sidecar A answers once its catalog holds the echo agent
@@ -173,10 +181,16 @@ class Fleet:
     def on_exit(self, callback: Callable[[], Awaitable[object]]) -> None:
         self._stack.push_async_callback(callback)
 
-    async def start(self, name: str, argv: Sequence[str], health_tls: HealthTlsFor | None = None) -> Child:
+    async def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        health_tls: HealthTlsFor | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Child:
         """A meshwarden-style child: waits for its ready line and for health SERVING (over TLS
-        with `health_tls`, for a server that speaks nothing else)."""
-        starting = asyncio.ensure_future(start(name, argv, log_dir=self.logs, health_tls=health_tls))
+        with `health_tls`, for a server that speaks nothing else); `env` is added to its environment."""
+        starting = asyncio.ensure_future(start(name, argv, log_dir=self.logs, health_tls=health_tls, env=env))
         try:
             child = await asyncio.shield(starting)
         except asyncio.CancelledError:
@@ -231,9 +245,26 @@ def sidecar_argv(agent: str, registry: str, data_dir: Path, bundle_keys: Path, *
     policy bundles signed by a key in `bundle_keys`."""
     return meshwarden_argv(
         *("sidecar", "run", "--agent", agent, "--instance-id", f"{agent}-1", "--registry", registry),
-        *("--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0", "--data-dir", str(data_dir)),
-        *("--bundle-keys", str(bundle_keys), *extra),
+        *("--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"),
+        *("--data-dir", str(data_dir), "--bundle-keys", str(bundle_keys), *extra),
     )
+
+
+def tracing_env(endpoint: str, ratio: str) -> dict[str, str]:
+    """The OTEL_* variables an operator sets to export spans to `endpoint` (OTLP/gRPC),
+    sampling traces at `ratio` (failed calls are exported whatever the ratio)."""
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{endpoint}",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": ratio,
+    }
+
+
+def exported_spans(sink: Child) -> str | None:
+    """The sink's last word ("received N spans in M exports"), once it has stopped."""
+    lines = [line for line in sink.stderr_text().splitlines() if line.startswith("received ")]
+    return lines[-1] if lines else None
 
 
 def allow_all_bundle(directory: Path) -> tuple[bytes, Path]:
@@ -272,18 +303,23 @@ class Mesh:
     caller_sidecar: str  # sidecar A's local API (meshwarden.v1.Sidecar)
 
 
-async def start_mesh(fleet: Fleet, name: str = "", sidecar_flags: Sequence[str] = ()) -> Mesh:
+async def start_mesh(
+    fleet: Fleet, name: str = "", sidecar_flags: Sequence[str] = (), sidecar_env: dict[str, str] | None = None
+) -> Mesh:
     """The registry (TLS on --listen, mTLS for SVID holders on a second port 0, both in its
     ready line; its health is checked over TLS with the CA pinned from the ready line) with
     an allow-all policy bundle pushed (a sidecar serves once a bundle is active), the callee's
     sidecar, the echo agent, and the caller's sidecar. A second mesh in the same run has a
-    `name`, which prefixes its processes and directories."""
+    `name`, which prefixes its processes and directories; `sidecar_env` is added to both
+    sidecars' environment."""
     prefix = f"{name}-" if name else ""
     work = fleet.work / name if name else fleet.work
     data_dir = work / "registry"
     registry = await fleet.start(
         f"{prefix}registry",
-        meshwarden_argv("registry", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)),
+        meshwarden_argv(
+            "registry", "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", str(data_dir)
+        ),
         health_tls=registry_health_tls,
     )
     log(
@@ -297,6 +333,7 @@ async def start_mesh(fleet: Fleet, name: str = "", sidecar_flags: Sequence[str] 
     callee = await fleet.start(
         f"{prefix}sidecar-b",
         sidecar_argv("echo", registry.addresses["listen"], sidecars / "echo", bundle_keys, *sidecar_flags),
+        env=sidecar_env,
     )
     agent = await fleet.start(
         f"{prefix}agent",
@@ -308,6 +345,7 @@ async def start_mesh(fleet: Fleet, name: str = "", sidecar_flags: Sequence[str] 
         sidecar_argv(
             "bench-client", registry.addresses["listen"], sidecars / "bench-client", bundle_keys, *sidecar_flags
         ),
+        env=sidecar_env,
     )
     for side in (caller, callee):
         log(f"{side.name}: {side.addresses['spiffe_id']}, peer port {side.addresses['peer']} (mTLS)")
@@ -815,6 +853,8 @@ DIFFERENCES = {
     "identity": ("pyrelay-mtls", "pyrelay"),  # mTLS on the relays' hop: what identity costs per call
     "mesh_stages": ("mesh", "pyrelay-mtls"),  # the mesh's own stages, identity's transport set aside
     "receipts": ("mesh", "mesh-noreceipts"),  # writing, spooling and shipping receipts
+    "tracing": ("mesh-traced", "mesh"),  # spans at both sidecars, exported over OTLP
+    "tracing_sampled_out": ("mesh-traced-0", "mesh"),  # spans recorded, none exported
 }
 
 
@@ -889,6 +929,8 @@ def table(
         "identity": "identity (mTLS) per call",
         "mesh_stages": "the mesh's own stages",
         "receipts": "receipts per call",
+        "tracing": "tracing, every span exported",
+        "tracing_sampled_out": "tracing, sampled out",
     }
     for name, d in differences(results).items():
         a, b = DIFFERENCES[name]
@@ -938,6 +980,14 @@ async def measure(args: argparse.Namespace, fleet: Fleet) -> int:
             log("starting a second mesh whose sidecars write no receipts (--receipts false)")
             plain = await start_mesh(fleet, "noreceipts", ("--receipts", "false"))
             targets["mesh-noreceipts"] = plain.caller_sidecar
+        sink: Child | None = None
+        if {"mesh-traced", "mesh-traced-0"} & set(paths):
+            sink = await fleet.start("otlp-sink", [sys.executable, str(OTLP_SINK), "--listen", "127.0.0.1:0"])
+        for path, ratio in (("mesh-traced", "1"), ("mesh-traced-0", "0")):
+            if path in paths and sink is not None:
+                log(f"starting {path}: a mesh whose sidecars trace with ratio {ratio}, to {sink.addresses['listen']}")
+                traced = await start_mesh(fleet, path[len("mesh-") :], (), tracing_env(sink.addresses["listen"], ratio))
+                targets[path] = traced.caller_sidecar
         if "nginx" in paths:
             relay_b = await start_nginx(fleet, "nginx-b", mesh.agent, random.Random())
             targets["nginx"] = await start_nginx(fleet, "nginx-a", relay_b, random.Random())
@@ -987,6 +1037,9 @@ async def measure(args: argparse.Namespace, fleet: Fleet) -> int:
             handshakes = handshake_figures(found)
         log("stopping every process")
 
+    spans_exported = exported_spans(sink) if sink is not None else None
+    if spans_exported is not None:
+        log(f"otlp-sink: {spans_exported}")
     direct_p50 = percentile_ms(sorted(seq["direct"].samples.latencies_ns), 50) if "direct" in seq else math.nan
     results = {p: figures(seq[p], loaded[p], args.concurrency, direct_p50) for p in paths}
     host = machine(nginx)
@@ -999,6 +1052,7 @@ async def measure(args: argparse.Namespace, fleet: Fleet) -> int:
         "paths": {p: asdict(f) for p, f in results.items()},
         "differences": differences(results),
         "handshakes": None if handshakes is None else asdict(handshakes),
+        "otlp_sink": spans_exported,
         "skipped": skipped,
     }
     human = (

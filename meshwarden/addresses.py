@@ -45,6 +45,13 @@ def parse_host_port(text: str, *, what: str = "address") -> HostPort:
     return HostPort(host, int(port_text))
 
 
+def parse_optional_host_port(text: str, *, what: str = "address") -> HostPort | None:
+    """HOST:PORT, or "off" for none (the admin ports)."""
+    if text.strip().lower() == "off":
+        return None
+    return parse_host_port(text, what=what)
+
+
 @dataclass(frozen=True, slots=True)
 class UnixSocket:
     path: str

@@ -40,6 +40,7 @@ from meshwarden.errors import MeshError
 from meshwarden.ready import announce_ready
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
+from meshwarden.trace_context import attach_headers, detach, headers_from_metadata
 from meshwarden.usage import Usage, UsageTally, checked_usage
 from meshwarden.v1 import agent_pb2, agent_pb2_grpc, catalog_pb2, sidecar_pb2, sidecar_pb2_grpc
 
@@ -318,6 +319,9 @@ class _Servicer(agent_pb2_grpc.AgentServicer):
             _sidecar=self._agent.sidecar,
             _api_token=self._agent._api_token,
         )
+        # The trace context the sidecar passed is current while the handler runs: its calls
+        # continue this trace (no OpenTelemetry SDK needed in the agent).
+        trace_token = attach_headers(*headers_from_metadata(context.invocation_metadata()))
         try:
             args = json.loads(request.payload_json)
             value = await _invoke(cap.handler, args, ctx)
@@ -334,6 +338,8 @@ class _Servicer(agent_pb2_grpc.AgentServicer):
                 grpc.StatusCode.INTERNAL,
                 f"handler for {request.capability} failed with {type(exc).__name__}; see the agent's log for call {request.call_id}",
             )
+        finally:
+            detach(trace_token)
         usage = ctx.usage
         return agent_pb2.Outcome(result_json=result, usage=usage.to_proto() if usage is not None else None)
 

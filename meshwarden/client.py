@@ -6,6 +6,9 @@
 
 Errors are the classes of meshwarden.errors (PolicyDenied, UnknownCapability, ...), the
 same ones the sidecar raised, rebuilt from the "meshwarden-error" trailer.
+
+Every call carries the current W3C trace context (meshwarden.trace_context), so a call made
+inside a handler, or inside a span of your own tracing, continues that trace.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import grpc
 
 from meshwarden import outcomes
 from meshwarden.errors import DeadlineExceeded, MeshError, PeerUnavailable, from_rpc_error
+from meshwarden.trace_context import outgoing_metadata
 from meshwarden.usage import Usage
 from meshwarden.v1 import receipts_pb2, sidecar_pb2, sidecar_pb2_grpc
 
@@ -164,7 +168,7 @@ class Client:
             parent_call_id,
         )
         try:
-            reply = await self._stub.Invoke(req, timeout=timeout, metadata=self.metadata)
+            reply = await self._stub.Invoke(req, timeout=timeout, metadata=self.metadata + outgoing_metadata())
         except grpc.aio.AioRpcError as err:
             raise to_error(err, self.sidecar) from err
         return to_result(reply)
@@ -237,7 +241,7 @@ class SyncClient:
             parent_call_id,
         )
         try:
-            reply = self._stub.Invoke(req, timeout=timeout, metadata=self.metadata)
+            reply = self._stub.Invoke(req, timeout=timeout, metadata=self.metadata + outgoing_metadata())
         except grpc.RpcError as err:
             raise to_error(err, self.sidecar) from err
         return to_result(reply)

@@ -32,6 +32,7 @@ import grpc
 
 from meshwarden import tasks
 from meshwarden.addresses import HostPort
+from meshwarden.admin_http import AdminBindError, AdminServer
 from meshwarden.clock import Clock, SystemClock
 from meshwarden.identity.credentials import server_credentials
 from meshwarden.ready import announce_ready
@@ -49,6 +50,7 @@ from registry.identity_server import SERVICE_NAME as IDENTITY_SERVICE_NAME
 from registry.identity_server import IdentityService
 from registry.issuer import CA_DIR_NAME, Issuer
 from registry.join_tokens import JoinTokens
+from registry.metrics import registry_metrics
 from registry.operators import OperatorCredential
 from registry.outcomes import Outcomes
 from registry.own_svid import CurrentSvid, EmbeddedRegistrySvid
@@ -90,6 +92,7 @@ class Ready:
     trust_domain: str
     ca_fingerprint: str  # "sha256:<hex>": what --ca-pin and join tokens carry
     bundle_pem: bytes
+    admin: HostPort | None = None  # the admin HTTP port (metrics, health), when on
 
 
 OnReady = Callable[[Ready], None]
@@ -102,6 +105,7 @@ def announce(ready: Ready) -> None:
         mtls=str(ready.mtls),
         trust_domain=ready.trust_domain,
         ca_fingerprint=ready.ca_fingerprint,
+        admin=str(ready.admin) if ready.admin is not None else "off",
     )
 
 
@@ -192,10 +196,18 @@ async def _serve(
     )
     services = [SERVICE_NAME, IDENTITY_SERVICE_NAME, RECEIPTS_SERVICE_NAME]
     health = add_standard_services(server, services)
+    serving = False
+    admin = AdminServer(
+        "registry",
+        registry_metrics(parts.catalog, parts.hub, parts.bundles),
+        lambda: "" if serving else "the registry is starting or stopping",
+    )
+    admin_address = await _start_admin(admin, config.admin_listen)
     await server.start()
     reaper = asyncio.create_task(leases.reap_expired_leases(parts.catalog, config.heartbeat_interval_s))
     try:
         await set_serving(health, services, True)
+        serving = True
         log.info(
             "registry serving on %s (TLS: enrolment, operators, health) and %s (mTLS: sidecars) at revision %d "
             "(heartbeat %.3g s, lease %.3g s); trust domain %s, CA %s, SVIDs for %.0f s, open enrolment %s",
@@ -209,13 +221,17 @@ async def _serve(
             config.svid_ttl_s,
             "on (loopback only)" if config.open_enrollment_enabled else "off (sidecars need join tokens)",
         )
-        on_ready(Ready(listen, mtls, config.trust_domain, parts.issuer.fingerprint, parts.issuer.bundle_pem))
+        on_ready(
+            Ready(listen, mtls, config.trust_domain, parts.issuer.fingerprint, parts.issuer.bundle_pem, admin_address)
+        )
         await stop.wait()
         log.info("shutting down: %d watcher(s) told to reconnect", parts.hub.watcher_count)
+        serving = False
         await set_serving(health, services, False)
         parts.hub.close()
     finally:
         await server.stop(SHUTDOWN_GRACE_S)
+        await admin.stop()
         reaper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reaper
@@ -227,6 +243,17 @@ def _bind(server: grpc.aio.Server, address: HostPort, credentials: grpc.ServerCr
     except RuntimeError as exc:
         raise StartError(f"cannot listen on {address}: the port is in use or the host unknown") from exc
     return HostPort(address.host, port)
+
+
+async def _start_admin(admin: AdminServer, address: HostPort | None) -> HostPort | None:
+    if address is None:
+        return None
+    try:
+        bound = await admin.start(address)
+    except AdminBindError as exc:
+        raise StartError(str(exc)) from exc
+    log.info("admin HTTP on http://%s (/metrics, /healthz, /readyz)", bound)
+    return bound
 
 
 def _advertised(bound: HostPort) -> str:

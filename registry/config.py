@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, cast
 
-from meshwarden.addresses import AddressError, HostPort, parse_host_port
+from meshwarden.addresses import AddressError, HostPort, parse_host_port, parse_optional_host_port
 from meshwarden.config_layers import ConfigError, Option, choice, positive_float, positive_int, resolve, text
 from meshwarden.identity.spiffe_ids import DEFAULT_TRUST_DOMAIN, IdentityError, check_trust_domain
 
 ENV_PREFIX: Final = "REGISTRY"
 DEFAULT_LISTEN: Final = HostPort("127.0.0.1", 7400)
+DEFAULT_ADMIN_LISTEN: Final = HostPort("127.0.0.1", 9900)
 DEFAULT_DATA_DIR: Final = Path("./.meshwarden/registry")
 DEFAULT_HEARTBEAT_INTERVAL_S: Final = 2.0
 # A lease survives two missed heartbeats (2.5 intervals) but not three: a sidecar that stopped
@@ -64,6 +65,9 @@ class RegistryConfig:
     svid_ttl_s: float = DEFAULT_SVID_TTL_S
     # "auto": enrolment without a join token only while the registry listens on loopback.
     open_enrollment: OpenEnrollment = "auto"
+    # The admin HTTP port (/metrics, /healthz, /readyz). `meshwarden registry serve` defaults
+    # to DEFAULT_ADMIN_LISTEN; a registry built in code (tests) has none unless asked.
+    admin_listen: HostPort | None = None
 
     def __post_init__(self) -> None:
         self._check_identity()
@@ -189,6 +193,13 @@ OPTIONS: Final[tuple[Option[Any], ...]] = (
         "HOST:PORT clients should dial for the mTLS port when the bound address is not it (wildcard, NAT)",
         metavar="HOST:PORT",
     ),
+    Option(
+        "admin_listen",
+        lambda value: parse_optional_host_port(value, what="admin listen address"),
+        DEFAULT_ADMIN_LISTEN,
+        "admin HTTP port: /metrics (Prometheus), /healthz, /readyz; port 0 picks one; off disables",
+        metavar="HOST:PORT|off",
+    ),
     Option("trust_domain", text, DEFAULT_TRUST_DOMAIN, "SPIFFE trust domain of the mesh", metavar="DOMAIN"),
     Option(
         "svid_ttl_s",
@@ -223,4 +234,5 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> 
         trust_domain=values["trust_domain"],
         svid_ttl_s=values["svid_ttl_s"],
         open_enrollment=cast(OpenEnrollment, values["open_enrollment"]),
+        admin_listen=values["admin_listen"],
     )

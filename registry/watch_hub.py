@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from typing import Final
 
@@ -82,6 +83,9 @@ class WatchHub:
         self._max_queued = max_queued_per_watcher
         self._subscriptions: set[Subscription] = set()
         self._closed = False
+        # Events published and watchers cut off since start, by event type (read by /metrics).
+        self.published: Counter[str] = Counter()
+        self.disconnected_slow = 0
 
     @property
     def watcher_count(self) -> int:
@@ -101,9 +105,11 @@ class WatchHub:
 
     def publish(self, event: HubEvent) -> None:
         """Queues `event` for every watcher, cutting off those whose queue is full. Never blocks."""
+        self.published[type(event).__name__] += 1
         for subscription in list(self._subscriptions):
             if not subscription._offer(event):
                 self._subscriptions.discard(subscription)
+                self.disconnected_slow += 1
                 if isinstance(event, BundlePublished):
                     at = f"bundle revision {event.bundle.revision}"
                 elif isinstance(event, RouteChanged):

@@ -1,9 +1,10 @@
 """Build a sidecar from its configuration and run it until SIGTERM or SIGINT.
 
 Two gRPC servers: the local API for the agent (meshwarden.v1.Sidecar) and the peer endpoint
-for other sidecars (meshwarden.v1.Peer); both also serve health and reflection. Background
-loops: the lease, the registry watch, and with --discovery consul the Consul registration and
-watch (sidecar/discovery/).
+for other sidecars (meshwarden.v1.Peer); both also serve health and reflection. The admin
+HTTP port (metrics, liveness, readiness) unless it is off. Background loops: the lease, the
+registry watch, and with --discovery consul the Consul registration and watch
+(sidecar/discovery/). Tracing, when an OTLP endpoint is configured, exports on its own thread.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pathlib import Path
 import grpc
 
 from meshwarden import connection_liveness
-from meshwarden.addresses import ListenAddress, UnixSocket
+from meshwarden.addresses import HostPort, ListenAddress, UnixSocket
+from meshwarden.admin_http import AdminBindError, AdminServer
 from meshwarden.clock import SystemClock
 from meshwarden.identity.credentials import server_credentials
 from meshwarden.ready import announce_ready
@@ -26,9 +28,10 @@ from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
 from meshwarden.tasks import cancel_all, supervise
 from meshwarden.v1 import peer_pb2, peer_pb2_grpc, registry_pb2, sidecar_pb2, sidecar_pb2_grpc
-from sidecar import catalog_watch, pipeline, svids
+from sidecar import catalog_watch, pipeline, svids, tracing_setup
 from sidecar.agent_app import AgentApp
 from sidecar.bundle_loader import BundleLoader, BundleStatus, KeysError, PolicyHolder, load_trusted_keys
+from sidecar.call_metrics import SidecarMetrics, SidecarState
 from sidecar.catalog import Catalog
 from sidecar.config import SidecarConfig
 from sidecar.discovery.consul_discovery import ConsulDiscovery
@@ -137,6 +140,23 @@ async def serve(config: SidecarConfig) -> None:
         ),
         latency=LatencyBoard(clock.monotonic),
         receipts=spool,
+        tracing=tracing_setup.build(config.tracing, agent=config.agent, instance_id=config.instance_id),
+        metrics=SidecarMetrics(),
+    )
+    if rt.tracing is not None:
+        log.info(
+            "tracing: spans to %s over OTLP %s, sampler %s (ratio %g); failed calls are always exported",
+            config.tracing.endpoint,
+            config.tracing.protocol,
+            config.tracing.sampler,
+            config.tracing.sampler_ratio,
+        )
+    rt.metrics.watch(
+        SidecarState(
+            breaker_states=lambda: _live_breaker_states(rt),
+            bundle_revision=lambda: rt.policy.active.revision if rt.policy.active is not None else 0,
+            catalog_revision=lambda: rt.catalog.revision,
+        )
     )
     health = HealthReporter(registry.stub, local.instance_id, rt.catalog, rt.breakers, rt.latency, clock)
     lease = Lease(registry.stub, local)
@@ -144,9 +164,14 @@ async def serve(config: SidecarConfig) -> None:
     local_health = add_standard_services(local_server, [LOCAL_SERVICE])
     peer_health = add_standard_services(peer_server, [PEER_SERVICE])
 
-    async def readiness() -> None:
+    def not_ready_because() -> str:
         # Ready once a policy revision is active: until then every call would be denied.
-        ready = rt.policy.active is not None or config.allow_without_policy
+        if rt.policy.active is not None or config.allow_without_policy:
+            return ""
+        return "no policy bundle is active yet (every call would be denied)"
+
+    async def readiness() -> None:
+        ready = not not_ready_because()
         await set_serving(local_health, [LOCAL_SERVICE], ready)
         await set_serving(peer_health, [PEER_SERVICE], ready)
 
@@ -185,6 +210,8 @@ async def serve(config: SidecarConfig) -> None:
     )
     peer_pb2_grpc.add_PeerServicer_to_server(PeerApi(config, pipeline.inbound(rt), clock), peer_server)
 
+    admin = AdminServer("sidecar", rt.metrics.registry, not_ready_because)
+    admin_address = await _start_admin(admin, config.admin_listen)
     await local_server.start()
     await peer_server.start()
     tasks = [
@@ -234,6 +261,7 @@ async def serve(config: SidecarConfig) -> None:
         spiffe_id=spiffe_id,
         workload_api=supply.workload_socket,
         discovery=config.discovery,
+        admin=str(admin_address) if admin_address else "off",
     )
 
     await stop_on_signals().wait()
@@ -252,6 +280,9 @@ async def serve(config: SidecarConfig) -> None:
         shipper.close()
     if spool is not None:
         spool.close()
+    await admin.stop()
+    if rt.tracing is not None:
+        rt.tracing.shutdown()  # flushes queued spans, for 3 s at most
     await rt.peer_channels.close()
     await agent_app.close()
     await registry.close()
@@ -297,6 +328,25 @@ def _open_spool(config: SidecarConfig, spiffe_id: str) -> ReceiptSpool | None:
         )
     except SpoolError as exc:
         raise StartError(str(exc)) from exc
+
+
+def _live_breaker_states(rt: Runtime) -> dict[str, str]:
+    """Breaker states of the instances in the catalog now: instance ids change at every restart
+    (by default), and a departed instance's breaker would otherwise stay a series for ever."""
+    live = {instance.instance_id for instance in rt.catalog.instances()}
+    return {instance_id: state for instance_id, state in rt.breakers.states().items() if instance_id in live}
+
+
+async def _start_admin(admin: AdminServer, address: HostPort | None) -> HostPort | None:
+    if address is None:
+        log.info("admin HTTP port off (--admin-listen off): no /metrics, /healthz, /readyz")
+        return None
+    try:
+        bound = await admin.start(address)
+    except AdminBindError as exc:
+        raise StartError(str(exc)) from exc
+    log.info("admin HTTP on http://%s (/metrics, /healthz, /readyz)", bound)
+    return bound
 
 
 async def _report_bundle_status(registry: RegistryLink, instance_id: str, status: BundleStatus) -> None:

@@ -95,6 +95,10 @@ class Call:
     parent_call_id: str = ""
     # Set by routing (outbound) or by the target check (inbound).
     target: Endpoint | None = None
+    # W3C trace context as received ("" when none): the tracing stage continues it and puts
+    # its own span's context here for the next hop (the peer call, the agent's delivery).
+    traceparent: str = ""
+    tracestate: str = ""
     # Shared by every replace() of this call; see CallRecord.
     record: CallRecord = field(default_factory=CallRecord, compare=False, repr=False)
 

@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from meshwarden.addresses import AddressError, HostPort, ListenAddress, parse_host_port, parse_listen
+from meshwarden.addresses import (
+    AddressError,
+    HostPort,
+    ListenAddress,
+    parse_host_port,
+    parse_listen,
+    parse_optional_host_port,
+)
 from meshwarden.config_layers import (
     ConfigError,
     Option,
@@ -26,8 +33,10 @@ from meshwarden.config_layers import (
 from meshwarden.connection_liveness import MIN_KEEPALIVE_S
 from meshwarden.identity.spiffe_ids import DEFAULT_TRUST_DOMAIN, check_trust_domain
 from meshwarden.names import AGENT_NAME, AGENT_NAME_RULE
+from sidecar import tracing_settings
 from sidecar.discovery import consul_settings
 from sidecar.discovery.consul_settings import ConsulSettings
+from sidecar.tracing_settings import TracingSettings
 
 ENV_PREFIX = "SIDECAR"
 MiB = 1024 * 1024
@@ -139,6 +148,13 @@ OPTIONS: list[Option[Any]] = [
         parse_host_port("127.0.0.1:7412"),
         "the agent's callback endpoint (serves meshwarden.v1.Agent)",
         metavar="HOST:PORT",
+    ),
+    Option(
+        "admin_listen",
+        lambda value: parse_optional_host_port(value, what="admin listen address"),
+        parse_host_port("127.0.0.1:9901"),
+        "admin HTTP port: /metrics (Prometheus), /healthz, /readyz; port 0 picks one; off disables",
+        metavar="HOST:PORT|off",
     ),
     Option("instance_id", text, "", "stable id of this agent instance (default: <agent>-<random>)", metavar="ID"),
     Option("max_payload_bytes", positive_int, 4 * MiB, "largest payload accepted, in bytes", metavar="N"),
@@ -354,6 +370,9 @@ class SidecarConfig:
     consul_wait_s: float = 30.0
     # Read from the standard CONSUL_* variables when discovery is "consul".
     consul: ConsulSettings | None = None
+    admin_listen: HostPort | None = None
+    # From the standard OTEL_* variables (sidecar/tracing_settings.py); off without an endpoint.
+    tracing: TracingSettings = field(default_factory=TracingSettings)
 
     @property
     def grpc_message_limit_bytes(self) -> int:
@@ -385,4 +404,4 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> 
         values["consul"] = consul_settings.from_environment(env)
     if not values["instance_id"]:
         values["instance_id"] = f"{values['agent']}-{secrets.token_hex(4)}"
-    return SidecarConfig(**values)
+    return SidecarConfig(**values, tracing=tracing_settings.from_environ(env))

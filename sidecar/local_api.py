@@ -12,6 +12,7 @@ import grpc
 
 from meshwarden.addresses import AddressError, parse_host_port
 from meshwarden.errors import BadPayload, MeshError, RegistryUnavailable
+from meshwarden.trace_context import headers_from_metadata
 from meshwarden.v1 import catalog_pb2, receipts_pb2, sidecar_pb2, sidecar_pb2_grpc
 from sidecar import usage
 from sidecar.call import Call, Caller, Handler
@@ -151,6 +152,7 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
             timeout = self._catalog.default_timeout_s(request.capability) or self._config.default_timeout_s
         else:
             timeout = remaining - _answer_margin_s(remaining)
+        traceparent, tracestate = headers_from_metadata(context.invocation_metadata())
         return Call(
             call_id=call_id,
             capability=request.capability,
@@ -166,4 +168,6 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
             cost_estimate_micro_usd=(
                 request.cost_estimate_micro_usd if request.HasField("cost_estimate_micro_usd") else None
             ),
+            traceparent=traceparent,
+            tracestate=tracestate,
         )

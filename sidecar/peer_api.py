@@ -11,6 +11,7 @@ import grpc
 from meshwarden.clock import Clock
 from meshwarden.errors import MeshError, Unidentified
 from meshwarden.identity.peer import Unauthenticated, peer_identity
+from meshwarden.trace_context import headers_from_metadata
 from meshwarden.v1 import peer_pb2, peer_pb2_grpc
 from sidecar import usage
 from sidecar.call import Call, Caller, Handler
@@ -55,6 +56,7 @@ class PeerApi(peer_pb2_grpc.PeerServicer):
             raise Unidentified(f"{identity.spiffe_id} is not an agent's sidecar; only sidecars deliver calls")
         remaining = context.time_remaining()
         timeout = self._config.default_timeout_s if remaining is None else remaining
+        traceparent, tracestate = headers_from_metadata(context.invocation_metadata())
         return Call(
             call_id=request.call_id,
             capability=request.capability,
@@ -72,4 +74,6 @@ class PeerApi(peer_pb2_grpc.PeerServicer):
             ),
             target_instance_id=request.target_instance_id,
             parent_call_id=request.parent_call_id,
+            traceparent=traceparent,
+            tracestate=tracestate,
         )

@@ -11,6 +11,7 @@ from sidecar.stages import (
     deliver,
     idempotency,
     inbound_policy,
+    metrics,
     outbound_policy,
     payload_limit,
     peer,
@@ -21,11 +22,14 @@ from sidecar.stages import (
     routing,
     schema_check,
     target_check,
+    tracing,
 )
 
 
 def outbound_layers(rt: Runtime) -> list[Layer]:
     return [  # outermost first
+        tracing.layer(rt.tracing, "outbound", _kind_of(rt)),  # a CLIENT span, continuing the agent's trace
+        metrics.layer(rt.metrics, "outbound", rt.catalog.has_seen, rt.clock),  # counted and timed once it ends
         receipts.layer("outbound", rt.receipts, rt.policy, rt.local, rt.clock),  # every call, however it ends
         payload_limit.layer(rt.config.max_payload_bytes),  # cheapest refusal first
         outbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # may it call this? (Cedar)
@@ -41,6 +45,8 @@ def outbound_layers(rt: Runtime) -> list[Layer]:
 
 def inbound_layers(rt: Runtime) -> list[Layer]:
     return [
+        tracing.layer(rt.tracing, "inbound", _kind_of(rt)),  # a SERVER span, continuing the caller's trace
+        metrics.layer(rt.metrics, "inbound", _serves(rt), rt.clock),
         receipts.layer("inbound", rt.receipts, rt.policy, rt.local, rt.clock),
         peer_identity.layer(),  # the caller is its certificate's SPIFFE ID, whatever it claims
         target_check.layer(rt.local),  # for this instance and a capability it serves?
@@ -51,6 +57,22 @@ def inbound_layers(rt: Runtime) -> list[Layer]:
         deadline.layer(rt.clock),
         idempotency.layer(rt.config.idempotency_ttl_s, rt.clock),  # a key runs once; repeats get its result
     ]
+
+
+def _kind_of(rt: Runtime) -> tracing.KindOf:
+    def kind_of(capability: str) -> str:
+        active = rt.policy.active
+        return active.capability_kind(capability) if active is not None else ""
+
+    return kind_of
+
+
+def _serves(rt: Runtime) -> metrics.Known:
+    def serves(capability: str) -> bool:
+        registration = rt.local.registration
+        return registration is not None and capability in registration.capabilities
+
+    return serves
 
 
 def _retry_settings(rt: Runtime) -> retries.RetrySettings:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from meshwarden.clock import Clock
 from sidecar.agent_app import AgentApp
 from sidecar.bundle_loader import PolicyHolder
+from sidecar.call_metrics import SidecarMetrics
 from sidecar.catalog import Catalog
 from sidecar.config import SidecarConfig
 from sidecar.latency import LatencyBoard
@@ -18,6 +19,7 @@ from sidecar.receipt_spool import ReceiptSpool
 from sidecar.routes import RouteTable, SessionPins
 from sidecar.schemas import SchemaCache
 from sidecar.stages.breaker import BreakerBoard
+from sidecar.tracing_setup import SidecarTracing
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,3 +38,5 @@ class Runtime:
     sessions: SessionPins = field(default_factory=SessionPins)
     receipts: ReceiptSpool | None = None  # None: receipts turned off (--receipts false)
     latency: LatencyBoard = field(default_factory=lambda: LatencyBoard(time.monotonic))
+    tracing: SidecarTracing | None = None  # None: tracing is off (no OTLP endpoint configured)
+    metrics: SidecarMetrics = field(default_factory=SidecarMetrics)

@@ -14,7 +14,13 @@ from meshwarden.config_layers import add_options
 def add_to(commands: Any) -> None:
     sidecar = commands.add_parser("sidecar", help="run the sidecar beside an agent")
     actions = sidecar.add_subparsers(dest="action", metavar="ACTION", required=True)
-    run = actions.add_parser("run", help="run a sidecar until SIGTERM or SIGINT")
+    run = actions.add_parser(
+        "run",
+        help="run a sidecar until SIGTERM or SIGINT",
+        description="Runs the sidecar beside one agent. Traces go to an OpenTelemetry collector when "
+        "OTEL_EXPORTER_OTLP_ENDPOINT is set (and the other standard OTEL_* variables: protocol, sampler, "
+        "service name); metrics and health are on --admin-listen.",
+    )
     from sidecar.config import ENV_PREFIX, OPTIONS
 
     add_options(run, OPTIONS, ENV_PREFIX)

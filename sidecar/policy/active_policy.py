@@ -137,6 +137,7 @@ class ActivePolicy:
         self._teams = _teams(contents.entities_text)
         # Receipts keep the call's arguments, not only their digest, when the bundle says so.
         self.store_raw_arguments = contents.manifest.settings.store_raw_arguments
+        self._capability_kinds = _capability_kinds(contents.entities_text)
         self._principals = ScopeIndex(AGENT_TYPE, [p.template.principal for p in self._policies], hierarchy)
         self._resources = ScopeIndex(CAPABILITY_TYPE, [p.template.resource for p in self._policies], hierarchy)
         self._callable = frozenset(i for i, p in enumerate(self._policies) if action_may_match(p.template.action))
@@ -219,6 +220,10 @@ class ActivePolicy:
     def team_of(self, agent: str) -> str:
         """The `team` attribute of the agent's entity in this bundle; "" when it has none."""
         return self._teams.get(agent, "")
+
+    def capability_kind(self, capability: str) -> str:
+        """The bundle's `kind` of a capability ("capability" or "tool"); "" when it names none."""
+        return self._capability_kinds.get(capability, "")
 
     def slice_size(self, direction: Direction, caller: str, capability: str) -> int:
         """How many policies Cedar sees for this pair (for status pages and benchmarks)."""
@@ -375,3 +380,12 @@ def _teams(entities_text: str) -> dict[str, str]:
         if entity["uid"]["type"] == AGENT_TYPE and isinstance(team, str):
             teams[entity["uid"]["id"]] = team
     return teams
+
+
+def _capability_kinds(entities_text: str) -> dict[str, str]:
+    kinds: dict[str, str] = {}
+    for entity in json.loads(entities_text):
+        kind = entity.get("attrs", {}).get("kind")
+        if entity["uid"]["type"] == CAPABILITY_TYPE and isinstance(kind, str):
+            kinds[entity["uid"]["id"]] = kind
+    return kinds

@@ -6,6 +6,7 @@ import grpc
 
 from meshwarden.clock import Clock
 from meshwarden.errors import AgentFailed, DeadlineExceeded, MeshError, PeerUnavailable
+from meshwarden.trace_context import metadata_for
 from meshwarden.v1 import agent_pb2
 from sidecar import usage
 from sidecar.agent_app import AgentApp
@@ -32,7 +33,9 @@ class ToAgent:
         )
         timeout = call.next_hop_timeout_s(self._clock.monotonic())
         try:
-            outcome = await self._app.stub.Handle(delivery, timeout=timeout)
+            outcome = await self._app.stub.Handle(
+                delivery, timeout=timeout, metadata=metadata_for(call.traceparent, call.tracestate)
+            )
         except grpc.aio.AioRpcError as err:
             raise self._translate(err, call) from err
         call.record.usage = usage.from_proto(outcome.usage if outcome.HasField("usage") else None)

@@ -13,6 +13,7 @@ from meshwarden.errors import (
     PeerUnavailable,
     from_rpc_error,
 )
+from meshwarden.trace_context import metadata_for
 from meshwarden.v1 import peer_pb2
 from sidecar import usage
 from sidecar.call import Call, Reply
@@ -54,7 +55,9 @@ class Send:
         )
         timeout = call.next_hop_timeout_s(self._clock.monotonic())
         try:
-            reply = await self._channels.stub(target.peer_address, target.spiffe_id).Deliver(request, timeout=timeout)
+            reply = await self._channels.stub(target.peer_address, target.spiffe_id).Deliver(
+                request, timeout=timeout, metadata=metadata_for(call.traceparent, call.tracestate)
+            )
         except grpc.aio.AioRpcError as err:
             raise _translate(err, target) from err
         call.record.usage = usage.from_proto(reply.usage if reply.HasField("usage") else None)

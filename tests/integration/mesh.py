@@ -28,6 +28,8 @@ ECHO_EXAMPLE = Path(__file__).parents[2] / "examples" / "echo_agent.py"
 class LocalMesh:
     def __init__(self, workdir: Path, heartbeat_interval_s: float = 0.5) -> None:
         self.workdir = workdir
+        # Extra environment for every sidecar started from now on (e.g. OTEL_* variables).
+        self.sidecar_env: dict[str, str] = {}
         self.heartbeat_interval_s = heartbeat_interval_s
         self.children: list[Child] = []
         self.registry: Child | None = None
@@ -42,10 +44,12 @@ class LocalMesh:
             raise RuntimeError("no registry started")
         return self.registry.addresses["listen"]
 
-    async def start_registry(self, listen: str = "127.0.0.1:0", mtls_listen: str = "", *flags: str) -> Child:
+    async def start_registry(
+        self, listen: str = "127.0.0.1:0", mtls_listen: str = "", *flags: str, allow_all: bool = True
+    ) -> Child:
         """The registry on `listen` (TLS) and `mtls_listen` (mTLS; port 0 when not given), with
         any further `flags`. To restart it where sidecars expect it, pass both addresses of the
-        previous one."""
+        previous one. A fresh mesh gets a signed allow-all bundle unless `allow_all` is False."""
         extra = [*(["--mtls-listen", mtls_listen] if mtls_listen else []), *flags]
         self.registry = await self._start(
             "registry",
@@ -56,13 +60,15 @@ class LocalMesh:
                 listen,
                 "--data-dir",
                 str(self.registry_data_dir),
+                "--admin-listen",
+                "127.0.0.1:0",
                 "--heartbeat-interval-s",
                 str(self.heartbeat_interval_s),
                 *extra,
             ),
             health_tls=registry_health_tls,
         )
-        if self._bundle_revision == 0:  # a fresh mesh: everything allowed, by a signed bundle
+        if self._bundle_revision == 0 and allow_all:  # a fresh mesh: everything allowed, by a signed bundle
             await self.push_bundle(self.bundles.make(1, {"allow-all.cedar": ALLOW_ALL}))
         return self.registry
 
@@ -140,9 +146,12 @@ class LocalMesh:
         registry: str | None = None,
         data_dir: Path | None = None,
         env: dict[str, str] | None = None,
+        wait_ready: bool = True,
     ) -> Child:
         """A sidecar with its own data directory (identity, sockets), enrolled with the registry's
-        embedded issuer (open enrolment on loopback) unless `extra` says otherwise."""
+        embedded issuer (open enrolment on loopback) unless `extra` says otherwise; its
+        environment has `sidecar_env` and `env` added. With `wait_ready=False` it returns after
+        the ready line, without waiting for its health to turn SERVING."""
         self._sidecars += 1
         directory = data_dir or self.workdir / "sidecars" / f"{agent}-{self._sidecars}"
         return await self._start(
@@ -158,13 +167,16 @@ class LocalMesh:
                 "127.0.0.1:0",
                 "--peer-listen",
                 "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
                 "--data-dir",
                 str(directory),
                 "--bundle-keys",
                 str(self.bundles.trusted_keys_dir),
                 *extra,
             ),
-            env=env,
+            env={**self.sidecar_env, **(env or {})},
+            wait_health=wait_ready,
         )
 
     async def agent(self, sidecar: Child, version: str = "1.0.0", *extra: str, script: Path = PROBE) -> Child:
@@ -179,11 +191,21 @@ class LocalMesh:
         return side, await self.agent(side, version, *agent_args)
 
     async def _start(
-        self, name: str, argv: list[str], health_tls: HealthTlsFor | None = None, env: dict[str, str] | None = None
+        self,
+        name: str,
+        argv: list[str],
+        health_tls: HealthTlsFor | None = None,
+        env: dict[str, str] | None = None,
+        wait_health: bool = True,
     ) -> Child:
         self._count += 1
         child = await start(
-            f"{self._count:02d}-{name}", argv, log_dir=self.workdir / "logs", health_tls=health_tls, env=env
+            f"{self._count:02d}-{name}",
+            argv,
+            log_dir=self.workdir / "logs",
+            health_tls=health_tls,
+            env=env,
+            health_address_key="listen" if wait_health else None,
         )
         self.children.append(child)
         return child

@@ -114,6 +114,8 @@ async def start_registry(
             listen,
             "--data-dir",
             str(directory),
+            "--admin-listen",
+            "127.0.0.1:0",
             "--heartbeat-interval-s",
             str(heartbeat_interval_s),
             *extra,

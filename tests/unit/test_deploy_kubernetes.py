@@ -39,10 +39,6 @@ from sidecar.discovery.consul_service import (
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S = DEPLOY / "kubernetes"
 NAMESPACE = "meshwarden"
-# The admin HTTP port (/metrics, /healthz, /readyz) arrives with the observability work; until
-# its flag exists, these values are checked here and the flag is taken out before parsing.
-# Remove this allow-list once `--admin-listen` is an option of both components.
-PENDING_FLAGS = {"registry": {"--admin-listen": "0.0.0.0:9900"}, "sidecar": {"--admin-listen": "0.0.0.0:9901"}}
 # What the kubelet would put in the downward-API variables the manifests use.
 DOWNWARD = {"POD_IP": "10.42.3.17", "POD_NAME": "billing-7d9f8c6b5-x2x4q", "HOST_IP": "10.0.0.5"}
 NAMESPACED = {"ConfigMap", "PersistentVolumeClaim", "Deployment", "Service", "ServiceAccount"}
@@ -116,25 +112,18 @@ def container_env(deployment: str, c: dict[str, Any], tmp_path: Path) -> dict[st
     return env
 
 
-def args_of(c: dict[str, Any], component: str) -> tuple[argparse.Namespace, dict[str, str]]:
-    """The container's args parsed by the real CLI parser; flags pending elsewhere are taken out
-    (and returned) while their option does not exist."""
+def args_of(c: dict[str, Any], component: str) -> argparse.Namespace:
+    """The container's args parsed by the real CLI parser."""
     argv = [expand(a, DOWNWARD) for a in c["args"]]
     options = registry_config.OPTIONS if component == "registry" else sidecar_config.OPTIONS
     known = {o.flag for o in options}
-    pending: dict[str, str] = {}
-    for flag in PENDING_FLAGS[component]:
-        if flag in argv and flag not in known:
-            at = argv.index(flag)
-            pending[flag] = argv[at + 1]
-            del argv[at : at + 2]
     unknown = [w for w in argv if w.startswith("--") and w not in known | {"--log-format", "--log-level"}]
     assert not unknown, f"{c['name']}: {unknown} are no options of meshwarden {component}"
-    return build_parser().parse_args(argv), pending
+    return build_parser().parse_args(argv)
 
 
-def admin_port(c: dict[str, Any], component: str, pending: dict[str, str], args: argparse.Namespace) -> int:
-    value = pending.get("--admin-listen") or getattr(args, "admin_listen", None)
+def admin_port(c: dict[str, Any], args: argparse.Namespace) -> int:
+    value = getattr(args, "admin_listen", None)
     assert value, f"{c['name']} sets no --admin-listen"
     return parse_host_port(value).port
 
@@ -213,8 +202,8 @@ def test_probes_and_prometheus_use_the_admin_port() -> None:
         ("billing", "sidecar", "sidecar"),
     ):
         c = container(deployment, name)
-        args, pending = args_of(c, component)
-        number = admin_port(c, component, pending, args)
+        args = args_of(c, component)
+        number = admin_port(c, args)
         assert port(c, "admin") == number
         assert (c["readinessProbe"]["httpGet"]["path"], c["readinessProbe"]["httpGet"]["port"]) == ("/readyz", "admin")
         assert (c["livenessProbe"]["httpGet"]["path"], c["livenessProbe"]["httpGet"]["port"]) == ("/healthz", "admin")
@@ -227,7 +216,7 @@ def test_probes_and_prometheus_use_the_admin_port() -> None:
 
 def test_registry_flags_and_config_load_and_agree_with_its_service_and_volume(tmp_path: Path) -> None:
     c = container("meshwarden-registry", "registry")
-    args, _ = args_of(c, "registry")
+    args = args_of(c, "registry")
     assert (args.command, args.action) == ("registry", "serve")
     cfg = registry_config.load(args, container_env("meshwarden-registry", c, tmp_path))
     assert not cfg.open_enrollment_enabled, "beyond loopback, join tokens (or SPIRE) only"
@@ -248,7 +237,7 @@ def test_registry_flags_and_config_load_and_agree_with_its_service_and_volume(tm
 
 def sidecar_config_loaded(tmp_path: Path) -> tuple[dict[str, Any], sidecar_config.SidecarConfig]:
     c = container("billing", "sidecar")
-    args, _ = args_of(c, "sidecar")
+    args = args_of(c, "sidecar")
     assert (args.command, args.action) == ("sidecar", "run")
     return c, sidecar_config.load(args, container_env("billing", c, tmp_path))
 

@@ -8,6 +8,8 @@ import asyncio
 import os
 from typing import Any
 
+from opentelemetry import trace
+
 import meshwarden
 
 parser = argparse.ArgumentParser()
@@ -18,6 +20,7 @@ parser.add_argument("--schema-variant", default="a", help="b changes echo's inpu
 parser.add_argument("--work-as", default="probe.work", help="the name probe.work is served under (call trees)")
 parser.add_argument("--delay-s", type=float, default=0.0, help="echo answers this much later (a slow instance)")
 parser.add_argument("--fail-every", type=int, default=0, help="probe.flaky fails every Nth call (0: never)")
+parser.add_argument("--relay-as", default="probe.relay", help="name of the relay capability (distinct per agent)")
 options = parser.parse_args()
 
 agent = meshwarden.Agent(version=options.version, sidecar=options.sidecar, listen=options.listen)
@@ -141,6 +144,18 @@ def sync_relay(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
     """A plain-def handler that calls on through the mesh with the blocking client."""
     inner = ctx.invoke_sync("echo", {"text": "via sync"})
     return {"relayed": inner.value, "by": inner.agent}
+
+
+@agent.capability(options.relay_as)
+async def relay(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
+    """Reports the trace context it runs in (no OpenTelemetry SDK here: only the API), then
+    calls `to` if given, so tests can follow one trace across agents."""
+    here = trace.get_current_span().get_span_context()
+    seen = {"agent": agent.name, "trace_id": f"{here.trace_id:032x}", "parent_span_id": f"{here.span_id:016x}"}
+    if not args.get("to"):
+        return {"seen": [seen]}
+    inner = await ctx.invoke(args["to"], args.get("payload", {}))
+    return {"seen": [seen, *inner.value["seen"]]}
 
 
 agent.run(announce=True)

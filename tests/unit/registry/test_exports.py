@@ -28,6 +28,7 @@ def test_public_modules_name_what_they_export() -> None:
         "issuer",
         "join_tokens",
         "leases",
+        "metrics",
         "model",
         "operators",
         "outcomes",

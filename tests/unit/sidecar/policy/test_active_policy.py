@@ -222,3 +222,10 @@ def test_policies_whose_leading_entity_conditions_are_false_for_a_pair_are_left_
     refund = engine.decide(OUT, Caller("billing"), "billing.refund", b'{"amount_cents": 5}', saturday)
     assert refund.policy_ids == ("no-risky-weekends",)
     assert engine.decide(OUT, Caller("billing"), "kb.search", b"{}", saturday).allowed
+
+
+def test_capability_kind_is_the_bundles_kind_attribute(bundle: VerifiedBundle) -> None:
+    engine = ActivePolicy(bundle, local_agent="support", local_capabilities=[])
+    assert engine.capability_kind("billing.refund") == "tool"
+    assert engine.capability_kind("support.resolve_ticket") == "capability"
+    assert engine.capability_kind("not.in.the.bundle") == ""

@@ -1,0 +1,83 @@
+"""The admin HTTP port of the sidecar and the registry: /metrics, /healthz, /readyz.
+
+- /metrics: Prometheus text (or OpenMetrics when the scraper asks for it) of the component's
+  own CollectorRegistry.
+- /healthz: 200 while the process runs its event loop (a liveness probe).
+- /readyz: 200 when the component would serve calls, the same readiness its gRPC health
+  service reports; 503 with the reason otherwise.
+
+Plain HTTP, loopback by default: it reveals metric labels (agent, capability and instance
+names) and nothing secret, and takes no writes. Beyond loopback, restrict who reaches it
+(a network policy, a firewall, or a scraping proxy with TLS), as README.md says.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from meshwarden.addresses import HostPort
+
+log = logging.getLogger(__name__)
+
+# "" when ready, else why not (shown in the 503 body).
+Readiness = Callable[[], str]
+
+
+class AdminBindError(OSError):
+    """The admin port could not be bound; the message names the address and what to do."""
+
+
+class AdminServer:
+    def __init__(self, component: str, registry: CollectorRegistry, readiness: Readiness) -> None:
+        self._component, self._registry, self._readiness = component, registry, readiness
+        self._runner: web.AppRunner | None = None
+
+    async def start(self, address: HostPort) -> HostPort:
+        """Serves on `address`; returns the address bound (its real port when given 0)."""
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, address.host, address.port, reuse_port=False)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise AdminBindError(
+                f"cannot listen on {address} for the {self._component}'s admin HTTP port: {exc.strerror or exc}; "
+                "is another one on this host using it? give each its own --admin-listen (port 0 picks a free "
+                "one), or `off`"
+            ) from exc
+        self._runner = runner
+        bound = runner.addresses[0]
+        if not address.is_loopback:
+            log.warning(
+                "admin HTTP port (metrics, health) on %s is plain HTTP beyond loopback: restrict who reaches it",
+                address,
+            )
+        return HostPort(address.host, int(bound[1]))
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return web.Response(body=encoder(self._registry), headers={"Content-Type": content_type})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        reason = self._readiness()
+        if reason:
+            return web.Response(status=503, text=f"not ready: {reason}\n")
+        return web.Response(text="ready\n")

@@ -1,0 +1,71 @@
+"""The registry's Prometheus metrics, all read from its state when Prometheus scrapes (the
+registry's request paths pay nothing): live instances per agent, watchers, the catalog and
+bundle revisions, and what the watch hub published. Served on the admin port (/metrics)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from registry.bundles import Bundles
+from registry.catalog import Catalog
+from registry.watch_hub import WatchHub
+
+
+class _RegistryState(Collector):
+    def __init__(self, catalog: Catalog, hub: WatchHub, bundles: Bundles) -> None:
+        self._catalog, self._hub, self._bundles = catalog, hub, bundles
+
+    def collect(self) -> Iterator[Metric]:
+        listing = self._catalog.list_instances()
+        instances = GaugeMetricFamily(
+            "meshwarden_registry_instances", "Agent instances with a live lease, by agent", labels=["agent"]
+        )
+        for agent, count in sorted(Counter(i.agent for i in listing.instances).items()):
+            instances.add_metric([agent], count)
+        yield instances
+        yield GaugeMetricFamily(
+            "meshwarden_registry_catalog_revision", "Current catalog revision", value=listing.revision
+        )
+        yield GaugeMetricFamily(
+            "meshwarden_registry_watchers", "Sidecars following the watch stream now", value=self._hub.watcher_count
+        )
+        latest = self._bundles.latest()
+        yield GaugeMetricFamily(
+            "meshwarden_registry_bundle_revision",
+            "Latest policy bundle revision pushed (0: none)",
+            value=latest.revision if latest is not None else 0,
+        )
+        published = self._hub.published
+        yield CounterMetricFamily(
+            "meshwarden_registry_bundle_pushes",
+            "Policy bundle revisions pushed since the registry started",
+            value=published["BundlePublished"],
+        )
+        events = CounterMetricFamily(
+            "meshwarden_registry_watch_events",
+            "Events published on the watch stream since start, by type",
+            labels=["type"],
+        )
+        for kind, count in sorted(published.items()):
+            events.add_metric([kind], count)
+        yield events
+        yield CounterMetricFamily(
+            "meshwarden_registry_watchers_disconnected_slow",
+            "Watchers cut off because they fell too far behind (they resume by revision)",
+            value=self._hub.disconnected_slow,
+        )
+
+
+def registry_metrics(catalog: Catalog, hub: WatchHub, bundles: Bundles) -> CollectorRegistry:
+    """The registry's own CollectorRegistry (never the process-global one)."""
+    registry = CollectorRegistry()
+    registry.register(_RegistryState(catalog, hub, bundles))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry

@@ -1,0 +1,73 @@
+"""meshwarden.admin_http on a real loopback port: metrics, liveness, readiness, a busy port;
+and the admin-listen settings of both components."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+
+from meshwarden.addresses import HostPort
+from meshwarden.admin_http import AdminBindError, AdminServer
+from registry import config as registry_config
+from sidecar import config as sidecar_config
+
+LOOPBACK_ANY_PORT = HostPort("127.0.0.1", 0)
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[AdminServer, str, list[str]]]:
+    registry = CollectorRegistry()
+    Counter("meshwarden_test_things", "Things counted", registry=registry).inc(3)
+    not_ready = ["no policy bundle is active yet"]
+    server = AdminServer("sidecar", registry, lambda: not_ready[0] if not_ready else "")
+    bound = await server.start(LOOPBACK_ANY_PORT)
+    try:
+        yield server, f"http://{bound}", not_ready
+    finally:
+        await server.stop()
+
+
+async def get(url: str, accept: str = "") -> tuple[int, str, str]:
+    headers = {"Accept": accept} if accept else {}
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as response:
+        return response.status, response.headers["Content-Type"], await response.text()
+
+
+async def test_metrics_in_prometheus_text_and_openmetrics(served: tuple[AdminServer, str, list[str]]) -> None:
+    _, base, _ = served
+    status, content_type, body = await get(f"{base}/metrics")
+    assert status == 200 and content_type.startswith("text/plain; version=0.0.4")
+    assert "meshwarden_test_things_total 3.0" in body
+    _, content_type, body = await get(f"{base}/metrics", accept="application/openmetrics-text; version=1.0.0")
+    assert content_type.startswith("application/openmetrics-text") and body.rstrip().endswith("# EOF")
+
+
+async def test_readyz_says_why_until_ready_and_healthz_is_always_ok(
+    served: tuple[AdminServer, str, list[str]],
+) -> None:
+    _, base, not_ready = served
+    assert (await get(f"{base}/healthz"))[::2] == (200, "ok\n")
+    assert (await get(f"{base}/readyz"))[::2] == (503, "not ready: no policy bundle is active yet\n")
+    not_ready.clear()
+    assert (await get(f"{base}/readyz"))[::2] == (200, "ready\n")
+
+
+async def test_a_busy_port_is_an_error_that_says_what_to_do(served: tuple[AdminServer, str, list[str]]) -> None:
+    _, base, _ = served
+    taken = HostPort("127.0.0.1", int(base.rsplit(":", 1)[1]))
+    with pytest.raises(AdminBindError, match=r"127\.0\.0\.1:\d+ for the registry's admin HTTP port.*--admin-listen"):
+        await AdminServer("registry", CollectorRegistry(), lambda: "").start(taken)
+
+
+def test_admin_listen_defaults_and_off() -> None:
+    sidecar = sidecar_config.load(argparse.Namespace(agent="a", data_dir="/x"), {})
+    assert sidecar.admin_listen == HostPort("127.0.0.1", 9901)
+    off = sidecar_config.load(argparse.Namespace(agent="a", data_dir="/x"), {"MESHWARDEN_SIDECAR_ADMIN_LISTEN": "off"})
+    assert off.admin_listen is None
+    registry = registry_config.load(argparse.Namespace(), {})
+    assert registry.admin_listen == HostPort("127.0.0.1", 9900)
+    assert registry_config.load(argparse.Namespace(admin_listen="127.0.0.1:0"), {}).admin_listen == LOOPBACK_ANY_PORT
