@@ -73,6 +73,20 @@ def detach(token: Token[Context]) -> None:
     otel_context.detach(token)
 
 
+def trace_and_span_ids(traceparent: str) -> tuple[str, str]:
+    """(trace id, span id) in hex from a W3C traceparent; ("", "") when it is missing or malformed."""
+    parts = traceparent.split("-")
+    if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
+        return "", ""
+    trace_id, span_id = parts[1].lower(), parts[2].lower()
+    try:
+        if not int(trace_id, 16) or not int(span_id, 16):
+            return "", ""
+    except ValueError:
+        return "", ""
+    return trace_id, span_id
+
+
 def session_trace_id(session_id: str) -> int:
     """The trace id of a session: the first 16 bytes of SHA-256 over the session id."""
     digest = hashlib.sha256(b"meshwarden-session\n" + session_id.encode()).digest()

@@ -16,11 +16,11 @@ import logging
 from typing import Final, Literal
 
 from google.protobuf import timestamp_pb2
-from opentelemetry import trace
 
 from meshwarden.clock import Clock
 from meshwarden.errors import MeshError
 from meshwarden.receipt_hash import payload_digest
+from meshwarden.trace_context import trace_and_span_ids
 from meshwarden.v1 import receipts_pb2
 from sidecar.bundle_loader import PolicyHolder
 from sidecar.call import Call, Handler, Layer, Reply
@@ -100,7 +100,9 @@ class Receipts:
                 self._local.spiffe_id,
             )
             version = reply.version if reply else str(registration.version) if registration else ""
-        span = trace.get_current_span().get_span_context()
+        # The tracing stage (outside this one) put its span's context in the call; with
+        # tracing off it is the caller's, as received.
+        trace_id, span_id = trace_and_span_ids(call.traceparent)
         usage = record.usage
         receipt = receipts_pb2.Receipt(
             direction=self._direction,
@@ -108,8 +110,8 @@ class Receipts:
             parent_call_id=call.parent_call_id,
             session_id=call.session_id,
             workflow_id=call.workflow_id,
-            trace_id=format(span.trace_id, "032x") if span.is_valid else "",
-            span_id=format(span.span_id, "016x") if span.is_valid else "",
+            trace_id=trace_id,
+            span_id=span_id,
             caller_agent=call.caller.agent,
             caller_spiffe_id=call.caller.spiffe_id,
             caller_team=active.team_of(call.caller.agent) if active else "",

@@ -12,6 +12,7 @@ from meshwarden.trace_context import (
     headers_from_metadata,
     outgoing_metadata,
     session_trace_id,
+    trace_and_span_ids,
 )
 
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -52,3 +53,9 @@ async def test_a_plain_def_handler_in_a_worker_thread_sees_the_same_context() ->
         assert dict(await asyncio.to_thread(outgoing_metadata)) == {"traceparent": PARENT}
     finally:
         detach(token)
+
+
+def test_trace_and_span_ids_of_a_traceparent() -> None:
+    assert trace_and_span_ids(PARENT) == ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")
+    for bad in ("", "00-xyz-b7ad6b7169203331-01", f"00-{'0' * 32}-b7ad6b7169203331-01", "00-abc-def"):
+        assert trace_and_span_ids(bad) == ("", "")

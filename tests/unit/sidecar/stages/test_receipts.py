@@ -110,7 +110,7 @@ async def test_a_served_call_leaves_a_receipt_with_what_the_inner_stages_recorde
     assert receipt.breaker_state == "closed"
     assert receipt.usage == receipts_pb2.Usage(model="gpt-x", input_tokens=10, output_tokens=5, cost_micro_usd=1234)
     assert receipt.started_at.seconds == 1_700_001_000 and receipt.ended_at == receipt.started_at
-    assert (receipt.trace_id, receipt.span_id) == ("", "")  # no span is current
+    assert (receipt.trace_id, receipt.span_id) == ("", "")  # the call came with no trace context
 
 
 async def test_a_refused_call_leaves_a_receipt_naming_the_refusal_and_still_raises(tmp_path: Path) -> None:
@@ -189,3 +189,13 @@ def test_without_a_spool_the_stage_is_not_there() -> None:
         raise AssertionError("not called")
 
     assert receipts.layer("outbound", None, PolicyHolder(), LocalAgent("a", "a-1", "", ""), FakeClock())(inner) is inner
+
+
+async def test_a_traced_call_s_receipt_names_the_span_the_tracing_stage_made(tmp_path: Path) -> None:
+    async def inner(call: Call) -> Reply:
+        return Reply(b"{}", "billing-1", "billing", "2.4.0")
+
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    await stage(tmp_path, "outbound", inner, policy(tmp_path))(refund_call(traceparent=traceparent))
+    (receipt,) = spooled(tmp_path)
+    assert (receipt.trace_id, receipt.span_id) == ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")
