@@ -53,18 +53,17 @@ class Receipts:
         started_ns = int(self._clock.wall() * 1e9)
         began = self._clock.monotonic()
         reply: Reply | None = None
-        status, kind, message = "OK", "", ""
+        # Anything but a MeshError or a cancellation is a bug; the server's rescue logs it.
+        status, kind, message = "INTERNAL", "internal", "sidecar fault (see the sidecar's log)"
         try:
             reply = await self._next(call)
+            status, kind, message = "OK", "", ""
             return reply
         except MeshError as err:
             status, kind, message = err.status_code().name, err.kind, err.message
             raise
         except asyncio.CancelledError:
             status, kind, message = "CANCELLED", "cancelled", "the call was cancelled before it ended"
-            raise
-        except Exception:
-            status, kind, message = "INTERNAL", "internal", "sidecar fault (see the sidecar's log)"
             raise
         finally:
             latency_s = self._clock.monotonic() - began

@@ -127,6 +127,17 @@ async def test_a_refused_call_leaves_a_receipt_naming_the_refusal_and_still_rais
     assert (receipt.callee_agent, receipt.attempt) == ("", 0)  # never routed
 
 
+async def test_a_sidecar_fault_leaves_a_receipt_that_says_so_and_reveals_nothing(tmp_path: Path) -> None:
+    async def inner(call: Call) -> Reply:
+        raise RuntimeError("secret internal detail")
+
+    with pytest.raises(RuntimeError):
+        await stage(tmp_path, "outbound", inner, policy(tmp_path))(refund_call())
+    [receipt] = spooled(tmp_path)
+    assert (receipt.status, receipt.error_kind) == ("INTERNAL", "internal")
+    assert "secret" not in receipt.error_message
+
+
 async def test_a_cancelled_call_leaves_a_receipt(tmp_path: Path) -> None:
     started = asyncio.Event()
 
