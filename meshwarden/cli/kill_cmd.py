@@ -58,7 +58,21 @@ def _run(args: argparse.Namespace) -> int:
     if args.id:
         print(f"meshwarden kill: unexpected {args.id!r}; scopes are flags, e.g. --agent billing", file=sys.stderr)
         return exit_codes.USAGE
+    try:  # checked before anything is sent (or the registry's CA is learned)
+        args.request = kill_request(args)
+    except ScopeError as exc:
+        print(f"meshwarden kill: {exc}", file=sys.stderr)
+        return exit_codes.USAGE
     return _call("meshwarden kill", args, _kill)
+
+
+def kill_request(args: argparse.Namespace) -> controls_pb2.KillRequest:
+    kind, value = _scope(args)
+    request = controls_pb2.KillRequest(scope_kind=kind, scope_value=value, reason=check_reason(args.reason))  # type: ignore[arg-type]
+    if args.ttl:
+        request.ttl.FromTimedelta(datetime.timedelta(seconds=parse_duration(args.ttl, "--ttl")))
+    request.wait.FromTimedelta(datetime.timedelta(seconds=args.wait_s))
+    return request
 
 
 def _scope(args: argparse.Namespace) -> tuple[int, str]:
@@ -73,18 +87,7 @@ def _scope(args: argparse.Namespace) -> tuple[int, str]:
 
 
 async def _kill(stub: controls_pb2_grpc.ControlsStub, args: argparse.Namespace, metadata: Any) -> int:
-    try:
-        kind, value = _scope(args)
-        reason = check_reason(args.reason)
-        ttl_s = parse_duration(args.ttl, "--ttl") if args.ttl else 0.0
-    except ScopeError as exc:
-        print(f"meshwarden kill: {exc}", file=sys.stderr)
-        return exit_codes.USAGE
-    request = controls_pb2.KillRequest(scope_kind=kind, scope_value=value, reason=reason)  # type: ignore[arg-type]
-    if ttl_s:
-        request.ttl.FromTimedelta(datetime.timedelta(seconds=ttl_s))
-    request.wait.FromTimedelta(datetime.timedelta(seconds=args.wait_s))
-    reply: controls_pb2.KillResponse = await stub.Kill(request, metadata=metadata, timeout=args.wait_s + 10)
+    reply: controls_pb2.KillResponse = await stub.Kill(args.request, metadata=metadata, timeout=args.wait_s + 10)
     if args.output == "json":
         print(json.dumps({"kill_switch": _switch_json(reply.kill_switch), **_enforcement_json(reply.enforcement)}))
         return exit_codes.OK
