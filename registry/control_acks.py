@@ -19,9 +19,13 @@ from registry.errors import PermissionDenied, UnknownInstance
 
 @dataclass(slots=True)
 class _Watcher:
-    spiffe_id: str
     streams: int = 0
     acknowledged: int = 0
+
+
+# A watcher is its instance id and the SPIFFE ID it watches with: an instance id is only what
+# the sidecar says, so another agent naming it counts (and acknowledges) as a watcher of its own.
+_Key = tuple[str, str]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -36,7 +40,7 @@ class Enforcement:
 class Acknowledgements:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._live: dict[str, _Watcher] = {}
+        self._live: dict[_Key, _Watcher] = {}
         self._progress = asyncio.Event()
 
     @property
@@ -45,26 +49,23 @@ class Acknowledgements:
 
     def watching(self, instance_id: str, spiffe_id: str) -> None:
         """A watch stream opened for `instance_id` (a restarted sidecar may overlap its old stream)."""
-        watcher = self._live.get(instance_id)
-        if watcher is None or watcher.spiffe_id != spiffe_id:
-            watcher = self._live[instance_id] = _Watcher(spiffe_id)
-        watcher.streams += 1
+        self._live.setdefault((instance_id, spiffe_id), _Watcher()).streams += 1
 
     def stopped(self, instance_id: str, spiffe_id: str) -> None:
-        watcher = self._live.get(instance_id)
-        if watcher is None or watcher.spiffe_id != spiffe_id:
+        watcher = self._live.get((instance_id, spiffe_id))
+        if watcher is None:
             return
         watcher.streams -= 1
         if watcher.streams <= 0:
-            del self._live[instance_id]
+            del self._live[(instance_id, spiffe_id)]
             self._progress.set()
 
     def acknowledge(self, instance_id: str, revision: int, spiffe_id: str) -> None:
-        watcher = self._live.get(instance_id)
+        watcher = self._live.get((instance_id, spiffe_id))
         if watcher is None:
+            if any(key[0] == instance_id for key in self._live):
+                raise PermissionDenied(f"{spiffe_id} may not acknowledge for {instance_id}: it does not watch as it")
             raise UnknownInstance(instance_id)
-        if watcher.spiffe_id != spiffe_id:
-            raise PermissionDenied(f"{spiffe_id} may not acknowledge for {instance_id}, watched by {watcher.spiffe_id}")
         if revision > watcher.acknowledged:
             watcher.acknowledged = revision
             self._progress.set()
@@ -91,5 +92,5 @@ class Acknowledgements:
             enforced=len(expected) - len(pending),
             expected=len(expected),
             took_s=max(took, 0.0),
-            not_acknowledged=tuple(sorted(pending)),
+            not_acknowledged=tuple(sorted(instance_id for instance_id, _ in pending)),
         )

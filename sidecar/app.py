@@ -308,6 +308,7 @@ async def serve(config: SidecarConfig) -> None:
     if rt.tracing is not None:
         rt.tracing.shutdown()  # flushes queued spans, for 3 s at most
     await acknowledger.close()
+    await rt.controls.flush()
     await rt.peer_channels.close()
     await agent_app.close()
     await registry.close()

@@ -89,6 +89,8 @@ class Controls:
         self.from_registry = asyncio.Event()  # a set came from the registry since start-up
         self._inflight: set[InFlight] = set()
         self._listeners: list[Callable[[frozenset[tuple[str, str]]], None]] = []
+        self._unsaved: controls_pb2.ControlsUpdate | None = None
+        self._saver: asyncio.Task[None] | None = None
 
     @property
     def revision(self) -> int:
@@ -154,9 +156,14 @@ class Controls:
         for listener in self._listeners:
             listener(self._index.isolated)
         if persist:
-            self._persist(update)
+            self._save_soon(update)
             self.from_registry.set()
         return new
+
+    async def flush(self) -> None:
+        """Waits until the newest set is on disk (at shutdown)."""
+        if self._saver is not None:
+            await self._saver
 
     def matching(self, facts: Iterable[Fact]) -> Switch | None:
         """The first switch in force that matches one of the call's facts; None when none does."""
@@ -208,12 +215,32 @@ class Controls:
     def _path(self) -> Path | None:
         return None if self._dir is None else self._dir / "controls" / LAST_FILE
 
+    def _save_soon(self, update: controls_pb2.ControlsUpdate) -> None:
+        """Writes the set in a worker thread, off the path to enforcement and acknowledgement
+        (the write fsyncs); only the newest set is written when several arrive meanwhile."""
+        self._unsaved = update
+        if self._saver is not None and not self._saver.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (tools, tests): write at once
+            self._unsaved = None
+            self._persist(update)
+            return
+        self._saver = loop.create_task(self._save_newest(), name="controls-save")
+
+    async def _save_newest(self) -> None:
+        while self._unsaved is not None:
+            update, self._unsaved = self._unsaved, None
+            await asyncio.to_thread(self._persist, update)
+
     def _persist(self, update: controls_pb2.ControlsUpdate) -> None:
         path = self._path()
         if path is None:
             return
         try:
-            ensure_private_dir(path.parent)
+            if not path.parent.is_dir():
+                ensure_private_dir(path.parent)
             write_atomically(path, update.SerializeToString())
         except OSError as exc:
             log.error("could not persist controls revision %d to %s: %s", update.revision, path, exc)
