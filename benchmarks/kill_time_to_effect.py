@@ -62,6 +62,15 @@ def machine_busy_s() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+async def idle_cpu_ms_per_s(registry: Child, sidecars: list[Child], seconds: float) -> tuple[float, float]:
+    """CPU the registry and all sidecars spend doing nothing in particular (leases, keepalives,
+    status reports), per second: subtracted from the per-change figures ("net")."""
+    before = (cpu_s(registry.process.pid), sum(cpu_s(c.process.pid) for c in sidecars))
+    await asyncio.sleep(seconds)
+    after = (cpu_s(registry.process.pid), sum(cpu_s(c.process.pid) for c in sidecars))
+    return (after[0] - before[0]) * 1000 / seconds, (after[1] - before[1]) * 1000 / seconds
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
@@ -191,6 +200,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         registry, sidecars = await start_mesh(work, args.sidecars, args.start_concurrency)
         children = [registry, *sidecars]
         started_s = time.perf_counter() - began
+        idle = await idle_cpu_ms_per_s(registry, sidecars, args.idle_s)
         before = (cpu_s(registry.process.pid), sum(cpu_s(c.process.pid) for c in sidecars), machine_busy_s())
         wall = time.perf_counter()
         figures = await measure(registry, token_file, args.sidecars, args.rounds)
@@ -200,6 +210,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         cpu = {
             "registry_cpu_ms_per_change": round((after[0] - before[0]) * 1000 / changes, 1),
             "sidecars_cpu_ms_per_change": round((after[1] - before[1]) * 1000 / changes, 1),
+            "registry_idle_cpu_ms_per_s": round(idle[0], 1),
+            "sidecars_idle_cpu_ms_per_s": round(idle[1], 1),
+            "sidecars_net_cpu_ms_per_change": round(((after[1] - before[1]) * 1000 - idle[1] * wall) / changes, 1),
+            "registry_net_cpu_ms_per_change": round(((after[0] - before[0]) * 1000 - idle[0] * wall) / changes, 1),
             "other_work_cores": round(
                 ((after[2] - before[2]) - (after[0] - before[0]) - (after[1] - before[1])) / wall, 2
             ),
@@ -236,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=50, help="kills, each followed by its lift")
     parser.add_argument("--start-concurrency", type=int, default=6, help="sidecars starting at once")
     parser.add_argument("--cli-runs", type=int, default=3)
+    parser.add_argument("--idle-s", type=float, default=10.0, help="how long to measure idle CPU first")
     parser.add_argument("--output", choices=["table", "json"], default="table")
     parser.add_argument("--keep-logs", action="store_true")
     args = parser.parse_args(argv)
@@ -251,9 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name:<16} {row['p50_ms']:>8} {row['p99_ms']:>8} {row['max_ms']:>8} {row['n']:>5}")
     print(
         f"CPU per change: registry {summary['registry_cpu_ms_per_change']} ms, all sidecars together "
-        f"{summary['sidecars_cpu_ms_per_change']} ms; other work on the machine meanwhile: "
-        f"{summary['other_work_cores']} cores busy"
+        f"{summary['sidecars_cpu_ms_per_change']} ms; net of idle work (registry "
+        f"{summary['registry_idle_cpu_ms_per_s']} ms/s, sidecars {summary['sidecars_idle_cpu_ms_per_s']} ms/s): "
+        f"registry {summary['registry_net_cpu_ms_per_change']} ms, sidecars {summary['sidecars_net_cpu_ms_per_change']} ms"
     )
+    print(f"other work on the machine meanwhile: {summary['other_work_cores']} cores busy")
     print(summary["machine"])
     return 0
 

@@ -9,6 +9,7 @@ took. Errors become statuses in registry.rescue, as for the Registry service.
 from __future__ import annotations
 
 import functools
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import grpc
@@ -20,7 +21,7 @@ from registry.audit import Audit, AuditEntry
 from registry.authz import Authorizer, Caller, method
 from registry.control_acks import Acknowledgements, Enforcement
 from registry.controls import Controls, ControlsSet, Isolation, KillSwitch
-from registry.errors import InvalidInput
+from registry.errors import InvalidInput, UnknownInstance
 from registry.rescue import abort, serve_unary
 from registry.wire import duration, timestamp
 
@@ -112,15 +113,19 @@ class ControlsService(controls_pb2_grpc.ControlsServicer):
         return await serve_unary(LIST_AUDIT, self._list_audit, request, context, self._authorizer)
 
     async def AcknowledgeControls(
-        self, request: controls_pb2.ControlsAck, context: Context
+        self, requests: AsyncIterator[controls_pb2.ControlsAck], context: Context
     ) -> controls_pb2.ControlsAckResponse:
-        # Every live sidecar sends one per change: the agent check from the certificate's
-        # SPIFFE ID only (authz.Authorizer.agent), not the full caller with its expiry.
+        # One stream per sidecar, one message per change: the caller is checked once, from its
+        # certificate's SPIFFE ID (authz.Authorizer.agent).
         try:
             identity = self._authorizer.agent(ACKNOWLEDGE, context)
-            self._acks.acknowledge(request.instance_id, request.revision, identity.spiffe_id)
+            async for ack in requests:
+                try:
+                    self._acks.acknowledge(ack.instance_id, ack.revision, identity.spiffe_id)
+                except UnknownInstance:
+                    pass  # its watch stream just closed; it acknowledges again when it reconnects
             return controls_pb2.ControlsAckResponse()
-        except Exception as exc:  # noqa: BLE001 -- the unary rescue
+        except Exception as exc:  # noqa: BLE001 -- the stream's rescue
             await abort(context, exc, ACKNOWLEDGE)
 
     def _operator(self, rpc: str, context: Context) -> Caller:

@@ -39,6 +39,7 @@ WORKFLOW: Final = controls_pb2.SCOPE_KIND_WORKFLOW
 CAPABILITY: Final = controls_pb2.SCOPE_KIND_CAPABILITY
 TEAM: Final = controls_pb2.SCOPE_KIND_TEAM
 LAST_FILE: Final = "last.pb"
+SAVE_DELAY_S: Final = 0.5
 
 # What a call is, as scopes see it: (scope kind, value) pairs such as (AGENT, "billing").
 Fact = tuple[int, str]
@@ -216,8 +217,10 @@ class Controls:
         return None if self._dir is None else self._dir / "controls" / LAST_FILE
 
     def _save_soon(self, update: controls_pb2.ControlsUpdate) -> None:
-        """Writes the set in a worker thread, off the path to enforcement and acknowledgement
-        (the write fsyncs); only the newest set is written when several arrive meanwhile."""
+        """Writes the set in a worker thread, half a second later, off the path to enforcement and
+        acknowledgement (the write fsyncs); only the newest set is written when several arrive
+        meanwhile. A crash in that half second loses the copy, not the switch: at start-up the
+        sidecar waits for the registry's set before serving."""
         self._unsaved = update
         if self._saver is not None and not self._saver.done():
             return
@@ -230,6 +233,9 @@ class Controls:
         self._saver = loop.create_task(self._save_newest(), name="controls-save")
 
     async def _save_newest(self) -> None:
+        # A moment later: when a switch is engaged, every sidecar on the host works at once to
+        # enforce and acknowledge it; the write (and its fsyncs) can wait until that is done.
+        await asyncio.sleep(SAVE_DELAY_S)
         while self._unsaved is not None:
             update, self._unsaved = self._unsaved, None
             await asyncio.to_thread(self._persist, update)

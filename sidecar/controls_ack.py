@@ -1,7 +1,12 @@
 """Tell the registry which controls revision this sidecar enforces, so `meshwarden kill` can
-answer "enforced by N/N sidecars". Sent off the watch loop (the next event is not held up by
-the acknowledgement's round trip); only the newest revision matters, so one in progress is
-enough and a newer one follows it."""
+answer "enforced by N/N sidecars".
+
+One client stream, opened at the first acknowledgement and kept open, carries one small
+message per revision applied: far cheaper per change than a call each, on both ends, which
+matters because every sidecar acknowledges every change at the same moment. Sent off the
+watch loop, so the next event is not held up; only the newest revision matters, so a write in
+progress is followed by at most one more. A broken stream is opened again at the next write.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +20,13 @@ from meshwarden.v1 import controls_pb2, controls_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-_TIMEOUT_S = 5.0
-
 
 class Acknowledger:
     def __init__(self, stub: Callable[[], controls_pb2_grpc.ControlsStub], instance_id: str) -> None:
         self._stub, self._instance_id = stub, instance_id
         self._wanted = 0
         self._task: asyncio.Task[None] | None = None
+        self._stream: grpc.aio.StreamUnaryCall[controls_pb2.ControlsAck, controls_pb2.ControlsAckResponse] | None = None
 
     def acknowledge(self, revision: int) -> None:
         self._wanted = max(self._wanted, revision)
@@ -33,15 +37,22 @@ class Acknowledger:
         sent = -1
         while sent < self._wanted:
             sent = self._wanted
-            try:
-                await self._stub().AcknowledgeControls(
-                    controls_pb2.ControlsAck(instance_id=self._instance_id, revision=sent), timeout=_TIMEOUT_S
-                )
-            except grpc.aio.AioRpcError as err:
-                log.warning("could not acknowledge controls revision %d: %s", sent, err.details())
-                return
+            ack = controls_pb2.ControlsAck(instance_id=self._instance_id, revision=sent)
+            for attempt in range(2):  # a stream the registry closed (it restarted): open a new one
+                if self._stream is None or self._stream.done():
+                    self._stream = self._stub().AcknowledgeControls()
+                try:
+                    await self._stream.write(ack)
+                    break
+                except (grpc.aio.AioRpcError, grpc.aio.UsageError) as err:
+                    self._stream.cancel()
+                    self._stream = None
+                    if attempt:
+                        log.warning("could not acknowledge controls revision %d: %s", sent, err)
 
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._stream is not None:
+            self._stream.cancel()

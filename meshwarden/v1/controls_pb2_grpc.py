@@ -69,7 +69,7 @@ class ControlsStub:
                 request_serializer=meshwarden_dot_v1_dot_controls__pb2.ListAuditRequest.SerializeToString,
                 response_deserializer=meshwarden_dot_v1_dot_controls__pb2.ListAuditResponse.FromString,
                 _registered_method=True)
-        self.AcknowledgeControls = channel.unary_unary(
+        self.AcknowledgeControls = channel.stream_unary(
                 '/meshwarden.v1.Controls/AcknowledgeControls',
                 request_serializer=meshwarden_dot_v1_dot_controls__pb2.ControlsAck.SerializeToString,
                 response_deserializer=meshwarden_dot_v1_dot_controls__pb2.ControlsAckResponse.FromString,
@@ -129,8 +129,10 @@ class ControlsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def AcknowledgeControls(self, request, context):
-        """A sidecar says which controls revision it enforces (its agent's SVID, mTLS port).
+    def AcknowledgeControls(self, request_iterator, context):
+        """A sidecar says which controls revision it enforces, one message per revision applied, on a
+        stream it keeps open beside its watch (its agent's SVID, mTLS port): cheaper per change
+        than a call each, for the sidecar and for the registry, which hears from every sidecar.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -174,7 +176,7 @@ def add_ControlsServicer_to_server(servicer, server):
                     request_deserializer=meshwarden_dot_v1_dot_controls__pb2.ListAuditRequest.FromString,
                     response_serializer=meshwarden_dot_v1_dot_controls__pb2.ListAuditResponse.SerializeToString,
             ),
-            'AcknowledgeControls': grpc.unary_unary_rpc_method_handler(
+            'AcknowledgeControls': grpc.stream_unary_rpc_method_handler(
                     servicer.AcknowledgeControls,
                     request_deserializer=meshwarden_dot_v1_dot_controls__pb2.ControlsAck.FromString,
                     response_serializer=meshwarden_dot_v1_dot_controls__pb2.ControlsAckResponse.SerializeToString,
@@ -380,7 +382,7 @@ class Controls:
             _registered_method=True)
 
     @staticmethod
-    def AcknowledgeControls(request,
+    def AcknowledgeControls(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -390,8 +392,8 @@ class Controls:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
+        return grpc.experimental.stream_unary(
+            request_iterator,
             target,
             '/meshwarden.v1.Controls/AcknowledgeControls',
             meshwarden_dot_v1_dot_controls__pb2.ControlsAck.SerializeToString,
