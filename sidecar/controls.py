@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from google.protobuf.message import DecodeError
 
@@ -61,14 +61,19 @@ class Switch:
         return self.expires_at is None or now < self.expires_at
 
 
-@dataclass(eq=False, slots=True)
 class InFlight:
     """One call in flight through a kill_switch stage; `killed_by` is set when a switch
-    cancels it, so the stage can tell its cancellation from any other."""
+    cancels it, so the stage can tell its cancellation from any other. A plain class with
+    slots: one is made per call, switches or not."""
 
-    facts: Callable[[], Iterable[Fact]]
-    task: asyncio.Task[object] | None
-    killed_by: Switch | None = None
+    __slots__ = ("_facts", "_call", "task", "killed_by")
+
+    def __init__(self, facts: Callable[[Any], Iterable[Fact]], call: object, task: asyncio.Task[Any] | None) -> None:
+        self._facts, self._call, self.task = facts, call, task
+        self.killed_by: Switch | None = None
+
+    def facts(self) -> Iterable[Fact]:
+        return self._facts(self._call)
 
 
 @dataclass(slots=True)

@@ -10,6 +10,7 @@ Exits non-zero when anything did not go as the narration says.
 from __future__ import annotations
 
 import asyncio
+import shlex
 import shutil
 import subprocess
 import sys
@@ -479,7 +480,7 @@ async def _operator_stops_one_agent(
 
 async def _operator(n: Narrator, registry: Child, workdir: Path, *args: str) -> str:
     """Runs an operator's `meshwarden` command as a person would type it; returns its output."""
-    n.say("$ meshwarden " + " ".join(args))
+    n.say("$ meshwarden " + shlex.join(args))
     argv = meshwarden_argv(
         *args,
         "--registry",

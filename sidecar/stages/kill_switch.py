@@ -82,7 +82,7 @@ class _KillSwitch:
     async def __call__(self, call: Call) -> Reply:
         if not self._controls.empty:
             call = self.before(call)
-        entry = InFlight(lambda: self.known_facts(call), asyncio.current_task())
+        entry = InFlight(self.known_facts, call, asyncio.current_task())
         self._controls.track(entry)
         try:
             return await self._next(call)

@@ -50,8 +50,8 @@ async def test_a_new_switch_cancels_the_matching_calls_in_flight_only() -> None:
     hold = asyncio.Event()
     billing = asyncio.create_task(hold.wait())
     kb = asyncio.create_task(hold.wait())
-    to_billing = InFlight(lambda: [(AGENT, "billing")], billing)  # type: ignore[arg-type]
-    to_kb = InFlight(lambda: [(AGENT, "kb")], kb)  # type: ignore[arg-type]
+    to_billing = InFlight(lambda agent: [(AGENT, agent)], "billing", billing)
+    to_kb = InFlight(lambda agent: [(AGENT, agent)], "kb", kb)
     controls.track(to_billing)
     controls.track(to_kb)
     controls.apply(update(1, switch("ks-1", K.SCOPE_KIND_AGENT, "billing")))
