@@ -16,6 +16,7 @@ the switch, and writes the switch id into the call's record for spans and receip
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -25,6 +26,8 @@ from sidecar.call import Call, Handler, Layer, Reply
 from sidecar.catalog import Catalog, Endpoint
 from sidecar.controls import AGENT, CAPABILITY, INSTANCE, SESSION, TEAM, VERSION, WORKFLOW, Controls, Fact, InFlight
 from sidecar.local_agent import LocalAgent
+
+_SWITCH_ID = re.compile(r"by kill switch (ks-[0-9a-f]+)")  # as KillSwitchEngaged words it
 
 
 class _Facts:
@@ -86,6 +89,11 @@ class _KillSwitch:
         self._controls.track(entry)
         try:
             return await self._next(call)
+        except KillSwitchEngaged as err:  # the other side's sidecar refused or cancelled it
+            found = _SWITCH_ID.search(err.message)
+            if found and not call.record.kill_switch_id:
+                call.record.kill_switch_id = found.group(1)
+            raise
         except asyncio.CancelledError:
             switch = entry.killed_by
             if switch is None or entry.task is None or entry.task.uncancel() > 0:

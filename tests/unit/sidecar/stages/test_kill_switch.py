@@ -8,7 +8,7 @@ import pytest
 from meshwarden.errors import KillSwitchEngaged
 from meshwarden.v1 import controls_pb2 as K
 from sidecar.bundle_loader import PolicyHolder
-from sidecar.call import Caller, Reply
+from sidecar.call import Call, Caller, Reply
 from sidecar.controls import Controls
 from sidecar.local_agent import LocalAgent
 from sidecar.stages import kill_switch
@@ -94,3 +94,18 @@ async def test_a_cancellation_that_is_not_the_switchs_stays_a_cancellation() -> 
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_refusal_by_the_other_sidecar_names_the_switch_in_this_calls_record() -> None:
+    async def callee_refuses(c: Call) -> Reply:
+        raise KillSwitchEngaged("ks-00ab", "agent billing", "stop it", c.capability)
+
+    refused = call()
+    with pytest.raises(KillSwitchEngaged):
+        await kill_switch.outbound(
+            Controls(None, lambda: 0.0),
+            LocalAgent("caller", "caller-1", "127.0.0.1:1", ""),
+            PolicyHolder(),
+            catalog_of(),
+        )(callee_refuses)(refused)
+    assert refused.record.kill_switch_id == "ks-00ab"
