@@ -1,12 +1,13 @@
 """Time to effect of a kill switch: from the command to the last of N sidecars enforcing it.
 
     PYTHONPATH=. .venv/bin/python benchmarks/kill_time_to_effect.py [--sidecars 100] [--rounds 50]
-        [--start-concurrency 6] [--cli-runs 3] [--output table|json] [--keep-logs]
+        [--start-concurrency 6] [--pause-s 1] [--cli-runs 3] [--idle-s 10] [--output table|json]
+        [--keep-logs]
 
 Starts a real registry and N real sidecars (pure callers: no agent, each its own process,
 SVID and watch stream; `--allow-without-policy` so that no bundle is needed to be healthy),
-then engages and lifts a kill switch `--rounds` times through the registry's Controls service,
-as `meshwarden kill` does. A switch counts as enforced by a sidecar once the sidecar has
+then engages and lifts a kill switch `--rounds` times, `--pause-s` apart, through the
+registry's Controls service, as `meshwarden kill` does. A switch counts as enforced by a sidecar once the sidecar has
 applied it to its index (from then on it refuses matching calls and has cancelled matching
 calls in flight) and acknowledged that to the registry; the Kill RPC answers when every live
 sidecar has. For each kill and each lift it records:
@@ -113,7 +114,9 @@ async def start_mesh(work: Path, sidecars: int, concurrency: int) -> tuple[Child
     return registry, list(await asyncio.gather(*(one(n) for n in range(sidecars))))
 
 
-async def measure(registry: Child, token_file: Path, sidecars: int, rounds: int) -> dict[str, list[float]]:
+async def measure(
+    registry: Child, token_file: Path, sidecars: int, rounds: int, pause_s: float
+) -> dict[str, list[float]]:
     ready = registry.addresses
     learned = await asyncio.to_thread(learn_registry_ca, parse_host_port(ready["listen"]), pin=ready["ca_fingerprint"])
     token = token_file.read_text().strip()
@@ -145,7 +148,7 @@ async def measure(registry: Child, token_file: Path, sidecars: int, rounds: int)
             figures["kill_rpc"].append((time.perf_counter() - began) * 1000)
             figures["kill_registry"].append(killed.enforcement.took.ToMicroseconds() / 1000)
             _check(killed.enforcement, sidecars, f"kill {n}")
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(pause_s)
             began = time.perf_counter()
             lifted = await stub.LiftKill(
                 controls_pb2.LiftKillRequest(id=killed.kill_switch.id, wait=wait), metadata=metadata, timeout=30
@@ -153,7 +156,7 @@ async def measure(registry: Child, token_file: Path, sidecars: int, rounds: int)
             figures["lift_rpc"].append((time.perf_counter() - began) * 1000)
             figures["lift_registry"].append(lifted.enforcement.took.ToMicroseconds() / 1000)
             _check(lifted.enforcement, sidecars, f"lift {n}")
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(pause_s)
     return figures
 
 
@@ -203,7 +206,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         idle = await idle_cpu_ms_per_s(registry, sidecars, args.idle_s)
         before = (cpu_s(registry.process.pid), sum(cpu_s(c.process.pid) for c in sidecars), machine_busy_s())
         wall = time.perf_counter()
-        figures = await measure(registry, token_file, args.sidecars, args.rounds)
+        figures = await measure(registry, token_file, args.sidecars, args.rounds, args.pause_s)
         wall = time.perf_counter() - wall
         after = (cpu_s(registry.process.pid), sum(cpu_s(c.process.pid) for c in sidecars), machine_busy_s())
         changes = 2 * args.rounds + 2  # kills and lifts, and the warm-up pair
@@ -250,6 +253,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=50, help="kills, each followed by its lift")
     parser.add_argument("--start-concurrency", type=int, default=6, help="sidecars starting at once")
     parser.add_argument("--cli-runs", type=int, default=3)
+    parser.add_argument(
+        "--pause-s",
+        type=float,
+        default=1.0,
+        help="between changes, so each meets a quiet mesh (a change's deferred file writes end 0.5 s after it)",
+    )
     parser.add_argument("--idle-s", type=float, default=10.0, help="how long to measure idle CPU first")
     parser.add_argument("--output", choices=["table", "json"], default="table")
     parser.add_argument("--keep-logs", action="store_true")
