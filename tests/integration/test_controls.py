@@ -20,8 +20,8 @@ from meshwarden import errors
 from meshwarden.registry_client import registry_stub
 from meshwarden.supervise import Child, meshwarden_argv
 from meshwarden.v1 import controls_pb2, controls_pb2_grpc, registry_pb2
+from tests.integration.fault_proxy import FaultProxy
 from tests.integration.mesh import LocalMesh
-from tests.integration.tcp_cut import CuttableRelay
 from tests.integration.test_calls import routable
 
 pytestmark = pytest.mark.integration
@@ -256,41 +256,39 @@ async def test_killed_instance_stays_killed_and_a_reconnecting_sidecar_applies_s
     billing_dir = mesh.workdir / "billing-sidecar"
     billing = await mesh.sidecar("billing", data_dir=billing_dir)
     billing_agent = await mesh.agent(billing, "1.0.0")
-    relay = CuttableRelay("127.0.0.1", int(mesh.registry.addresses["mtls"].rsplit(":", 1)[1]))
-    await relay.start()
-    support = await mesh.sidecar("support", "--registry-mtls", relay.address)  # reaches the registry via the relay
-    await mesh.agent(support, "3.0.0")
-    async with meshwarden.Client(support.addresses["listen"]) as sc:
-        await routable(sc, "echo", version="^1")
-        reply = await kill(mesh, K.SCOPE_KIND_INSTANCE, billing.addresses["instance_id"], "quarantined")
-        await refused_by((sc, "echo", {"version": "^1"}), reply)
+    async with FaultProxy(mesh.registry.addresses["mtls"]) as proxy:
+        support = await mesh.sidecar("support", "--registry-mtls", proxy.address)  # reaches the registry via the proxy
+        await mesh.agent(support, "3.0.0")
+        async with meshwarden.Client(support.addresses["listen"]) as sc:
+            await routable(sc, "echo", version="^1")
+            reply = await kill(mesh, K.SCOPE_KIND_INSTANCE, billing.addresses["instance_id"], "quarantined")
+            await refused_by((sc, "echo", {"version": "^1"}), reply)
 
-        await billing_agent.stop()
-        again = await _restart(mesh, billing, "billing", data_dir=billing_dir)
-        assert again.addresses["instance_id"] == billing.addresses["instance_id"]  # kept in the data dir
-        assert (billing_dir / "controls" / "last.pb").exists()
-        await mesh.agent(again, "1.0.0")
-        await refused_by((sc, "echo", {"version": "^1"}), reply)
-        await lift(mesh, reply.kill_switch.id)
-        await routable(sc, "echo", version="^1")
+            await billing_agent.stop()
+            again = await _restart(mesh, billing, "billing", data_dir=billing_dir)
+            assert again.addresses["instance_id"] == billing.addresses["instance_id"]  # kept in the data dir
+            assert (billing_dir / "controls" / "last.pb").exists()
+            await mesh.agent(again, "1.0.0")
+            await refused_by((sc, "echo", {"version": "^1"}), reply)
+            await lift(mesh, reply.kill_switch.id)
+            await routable(sc, "echo", version="^1")
 
-        # A partition between the support sidecar and the registry: a switch only the caller's
-        # side can see (its own version) is engaged meanwhile, and applied when it reconnects.
-        await relay.cut()
-        cut_off = await kill(mesh, K.SCOPE_KIND_VERSION, "support@3.0.0", "support 3.0.0 misbehaves")
-        assert cut_off.enforcement.expected == 1  # the billing sidecar; support's stream is gone
-        await answered((sc, "echo", {"version": "^1"}))  # it has not heard yet; billing cannot tell its version
-        await relay.start()
-        for _ in range(200):
-            try:
-                await sc.invoke("echo", {}, timeout=5, version="^1")
-            except errors.KillSwitchEngaged:
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the reconnected sidecar never applied the switch")
-    log = support.stderr_text()
-    reconnected = log.index("catalog watch lost")
-    engaged = log.index(f"kill switch(es) engaged: {cut_off.kill_switch.id}", reconnected)
-    assert engaged < log.index("weighted routes", reconnected)  # the switches came first on the new stream
-    await relay.cut()
+            # A partition between the support sidecar and the registry: a switch only the caller's
+            # side can see (its own version) is engaged meanwhile, and applied when it reconnects.
+            proxy.reset_all()  # a partition the sidecar notices: its connections are reset, new ones refused
+            cut_off = await kill(mesh, K.SCOPE_KIND_VERSION, "support@3.0.0", "support 3.0.0 misbehaves")
+            assert cut_off.enforcement.enforced == 1  # the billing sidecar; support is cut off
+            await answered((sc, "echo", {"version": "^1"}))  # it has not heard yet; billing cannot tell its version
+            proxy.pass_through()
+            for _ in range(200):
+                try:
+                    await sc.invoke("echo", {}, timeout=5, version="^1")
+                except errors.KillSwitchEngaged:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the reconnected sidecar never applied the switch")
+        log = support.stderr_text()
+        reconnected = log.index("catalog watch lost")
+        engaged = log.index(f"kill switch(es) engaged: {cut_off.kill_switch.id}", reconnected)
+        assert engaged < log.index("weighted routes", reconnected)  # the switches came first on the new stream
