@@ -247,6 +247,7 @@ async def serve(config: SidecarConfig) -> None:
                 rt.routes,
                 on_controls,
                 config.instance_id,
+                acknowledger.watch_lost,
             ),
         ),
         *(supervise(name, loop) for name, loop in discovery.loops().items()),

@@ -37,11 +37,13 @@ async def run(
     routes: RouteTable | None = None,
     on_controls: OnControls | None = None,
     instance_id: str = "",
+    on_lost: Callable[[], None] | None = None,
 ) -> None:
     """Follows the watch stream: catalog changes go to `catalog`, policy bundles to `on_bundle`
     (the bundle loader), weighted routes to `routes` and kill switches and isolations to
     `on_controls`, which the stream carries separately from catalog revisions (controls come
-    first on every stream, so they are applied before the catalog)."""
+    first on every stream, so they are applied before the catalog). `on_lost` is told each
+    time the stream breaks."""
     backoff = _FIRST_BACKOFF_S
     outage = False
     while True:
@@ -68,6 +70,8 @@ async def run(
                     log.info("catalog watch resumed at revision %d", catalog.revision)
                     outage = False
         except grpc.aio.AioRpcError as err:
+            if on_lost is not None:
+                on_lost()
             if not outage:
                 log.warning(
                     "catalog watch lost (%s: %s); routing from the last known catalog (revision %d)",
