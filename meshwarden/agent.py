@@ -25,6 +25,7 @@ import inspect
 import itertools
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -120,6 +121,15 @@ class CallContext:
         """`report_outcome` for plain-`def` handlers."""
         with SyncClient(self._sidecar, api_token=self._api_token) as client:
             client.report_outcome(session_id or self.session_id, outcome, detail)
+
+    # Set when the call is cancelled (its caller went away, or an operator's kill switch).
+    _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def cancelled(self) -> bool:
+        """Whether the call was cancelled. An async handler sees asyncio.CancelledError; a plain
+        `def` handler, which runs in a worker thread and cannot be interrupted, should check this
+        between steps and stop early."""
+        return self._cancelled.is_set()
 
     def time_remaining(self) -> float | None:
         return None if self.deadline is None else max(self.deadline - time.monotonic(), 0.0)
@@ -331,6 +341,7 @@ class _Servicer(agent_pb2_grpc.AgentServicer):
         except MeshError as exc:  # a nested call failed: report it with its own status
             await context.abort(exc.status_code(), f"{exc.kind}: {exc.message}")
         except asyncio.CancelledError:
+            ctx._cancelled.set()
             raise
         except Exception as exc:  # a bug in the handler: log it here, tell the caller little
             log.exception("handler for %s failed (call %s)", request.capability, request.call_id)

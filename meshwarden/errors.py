@@ -9,6 +9,7 @@ raises the same class in the agent). Branched by what the caller can do about th
         PayloadTooLarge       RESOURCE_EXHAUSTED send less, or raise the limit
         UnknownCapability     NOT_FOUND          check the name (meshwarden agents list)
         SchemaDrift           FAILED_PRECONDITION the callee's contract changed under you
+        KillSwitchEngaged     FAILED_PRECONDITION an operator stopped calls like this one (meshwarden kill list)
         NotRegistered         FAILED_PRECONDITION register the agent first
         OutcomeAlreadyReported FAILED_PRECONDITION the session's outcome was reported before; the message says what
       Unreachable             transient; a later attempt may succeed
@@ -111,6 +112,26 @@ class SchemaDrift(Refused):
         super().__init__(
             f"schema drift on {capability}: the call pins {pinned} but live instances serve "
             f"{', '.join(sorted(set(found)))}; review the new schema and update the pin"
+        )
+
+
+class KillSwitchEngaged(Refused):
+    """An operator's kill switch stops this call, before it started or while in flight.
+
+    FAILED_PRECONDITION, not UNAVAILABLE: the same call fails until an operator lifts the
+    switch, so clients, the retries stage and circuit breakers must not treat it as a transient
+    outage (UNAVAILABLE invites retries against a stopped agent). Not PERMISSION_DENIED either:
+    the caller's rights are fine, and dashboards should tell a stop from a policy denial.
+    """
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    kind = "killed"
+
+    def __init__(self, switch_id: str, scope: str, reason: str, capability: str, *, in_flight: bool = False) -> None:
+        what = "cancelled in flight" if in_flight else "refused"
+        super().__init__(
+            f"call to {capability} {what} by kill switch {switch_id} ({scope}): {reason}; an operator stopped "
+            f"these calls (see meshwarden kill list; meshwarden kill lift {switch_id} ends it)"
         )
 
 

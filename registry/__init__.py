@@ -8,9 +8,13 @@ changes; operators list it (`meshwarden agents list`) and make join tokens. Run 
 """
 
 from registry.app import Ready, StartError, run, serve
+from registry.audit import Audit, AuditEntry
 from registry.bundles import Bundles, StoredBundle
 from registry.catalog import Catalog, Listing, Registration
 from registry.config import RegistryConfig, load
+from registry.control_acks import Acknowledgements, Enforcement
+from registry.controls import Controls, ControlsChanged, Isolation, KillSwitch
+from registry.controls_server import ControlsService
 from registry.errors import (
     CaError,
     InvalidInput,
@@ -18,6 +22,7 @@ from registry.errors import (
     RegistryError,
     StoreError,
     Unauthenticated,
+    UnknownControl,
     UnknownInstance,
 )
 from registry.health_reports import HealthReports
@@ -45,6 +50,16 @@ from registry.watch_hub import WatchHub
 
 __all__ = [
     "SERVICE_NAME",
+    "Acknowledgements",
+    "Audit",
+    "AuditEntry",
+    "Controls",
+    "ControlsChanged",
+    "ControlsService",
+    "Enforcement",
+    "Isolation",
+    "KillSwitch",
+    "UnknownControl",
     "Bundles",
     "StoredBundle",
     "Routes",

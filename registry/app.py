@@ -38,12 +38,17 @@ from meshwarden.identity.credentials import server_credentials
 from meshwarden.ready import announce_ready
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
-from meshwarden.v1 import identity_pb2_grpc, receipts_pb2_grpc, registry_pb2_grpc
+from meshwarden.v1 import controls_pb2_grpc, identity_pb2_grpc, receipts_pb2_grpc, registry_pb2_grpc
 from registry import leases
+from registry.audit import Audit
 from registry.authz import Authorizer
 from registry.bundles import Bundles
 from registry.catalog import Catalog
 from registry.config import RegistryConfig
+from registry.control_acks import Acknowledgements
+from registry.controls import Controls
+from registry.controls_server import SERVICE_NAME as CONTROLS_SERVICE_NAME
+from registry.controls_server import ControlsService
 from registry.errors import RegistryError
 from registry.health_reports import HealthReports
 from registry.identity_server import SERVICE_NAME as IDENTITY_SERVICE_NAME
@@ -122,6 +127,8 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
         catalog = Catalog(store, clock, lease_ttl_s=config.lease_ttl_s, publish=hub.publish)
         leases.forgive_downtime(catalog)
         tokens = JoinTokens(store, clock, ca_fingerprint=issuer.fingerprint)
+        audit = Audit(store, clock)
+        controls = Controls(store, clock, audit, hub.publish)
         parts = _Parts(
             catalog,
             hub,
@@ -132,14 +139,18 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             Routes(store, clock),
             ReceiptStore(store, clock),
             Outcomes(store, clock),
+            controls,
+            Acknowledgements(clock),
+            audit,
             clock,
             HealthReports(clock),
         )
         rotation = tasks.supervise("registry-svid-rotation", own_svid.rotate_forever)
+        expiry = tasks.supervise("kill-switch-expiry", controls.expire_forever)
         try:
             await _serve(config, parts, own_svid.current, stop, on_ready)
         finally:
-            await tasks.cancel_all([rotation])
+            await tasks.cancel_all([rotation, expiry])
     finally:
         store.close()
         log.info("closed %s", store.path)
@@ -156,6 +167,9 @@ class _Parts:
     routes: Routes
     receipts: ReceiptStore
     outcomes: Outcomes
+    controls: Controls
+    acks: Acknowledgements
+    audit: Audit
     clock: Clock
     health: HealthReports
 
@@ -177,8 +191,14 @@ async def _serve(
             heartbeat_interval_s=config.heartbeat_interval_s,
             routes=parts.routes,
             health=parts.health,
+            controls=parts.controls,
+            acks=parts.acks,
+            audit=parts.audit,
         ),
         server,
+    )
+    controls_pb2_grpc.add_ControlsServicer_to_server(
+        ControlsService(parts.controls, parts.acks, parts.audit, authorizer, parts.clock), server
     )
     identity_pb2_grpc.add_IdentityServicer_to_server(
         IdentityService(
@@ -194,7 +214,7 @@ async def _serve(
     receipts_pb2_grpc.add_ReceiptsServicer_to_server(
         ReceiptsService(parts.receipts, authorizer, SessionQueries(parts.receipts, parts.outcomes, parts.clock)), server
     )
-    services = [SERVICE_NAME, IDENTITY_SERVICE_NAME, RECEIPTS_SERVICE_NAME]
+    services = [SERVICE_NAME, IDENTITY_SERVICE_NAME, RECEIPTS_SERVICE_NAME, CONTROLS_SERVICE_NAME]
     health = add_standard_services(server, services)
     serving = False
     admin = AdminServer(

@@ -28,13 +28,14 @@ from cryptography import x509
 from meshwarden.identity.peer import CLAIMED_IDENTITY_HEADER, peer_identity
 from meshwarden.identity.peer import Unauthenticated as PeerUnauthenticated
 from meshwarden.identity.spiffe_ids import Identity
-from meshwarden.v1 import identity_pb2, receipts_pb2, registry_pb2
+from meshwarden.v1 import controls_pb2, identity_pb2, receipts_pb2, registry_pb2
 from registry.errors import PermissionDenied, Unauthenticated
-from registry.operators import OperatorCredential, bearer_token
+from registry.operators import OPERATOR_USER_HEADER, OperatorCredential, bearer_token
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 _REGISTRY: Final = registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name
+_CONTROLS: Final = controls_pb2.DESCRIPTOR.services_by_name["Controls"].full_name
 _IDENTITY: Final = identity_pb2.DESCRIPTOR.services_by_name["Identity"].full_name
 _RECEIPTS: Final = receipts_pb2.DESCRIPTOR.services_by_name["Receipts"].full_name
 
@@ -63,6 +64,14 @@ REQUIRED: Final[Mapping[str, Need]] = MappingProxyType(
         method(_REGISTRY, "SetRoute"): Need.OPERATOR,
         method(_REGISTRY, "ListRoutes"): Need.AGENT_OR_OPERATOR,
         method(_REGISTRY, "ReportHealth"): Need.AGENT,  # plus: a registered reporter is the caller's instance
+        method(_CONTROLS, "Kill"): Need.OPERATOR,
+        method(_CONTROLS, "ListKills"): Need.AGENT_OR_OPERATOR,
+        method(_CONTROLS, "LiftKill"): Need.OPERATOR,
+        method(_CONTROLS, "Isolate"): Need.OPERATOR,
+        method(_CONTROLS, "LiftIsolation"): Need.OPERATOR,
+        method(_CONTROLS, "ListIsolations"): Need.AGENT_OR_OPERATOR,
+        method(_CONTROLS, "ListAudit"): Need.OPERATOR,
+        method(_CONTROLS, "AcknowledgeControls"): Need.AGENT,  # plus: the watcher's SVID
         method(_IDENTITY, "Enroll"): Need.NOTHING,  # a join token, or open enrolment on loopback
         method(_IDENTITY, "Renew"): Need.AGENT,
         method(_IDENTITY, "GetTrustBundle"): Need.NOTHING,
@@ -84,6 +93,10 @@ class Caller:
     operator: bool  # sent this registry's operator token
     sent_bad_operator_token: bool
     peer: str  # transport address, for log lines
+    # The operator credential's identity when it was accepted ("" otherwise), for the audit log.
+    operator_id: str = ""
+    # Who the client says runs it (metadata meshwarden-operator-user); a claim, never proof.
+    claimed_user: str = ""
 
     def __str__(self) -> str:
         if self.identity is not None:
@@ -116,7 +129,30 @@ class Authorizer:
                 )
         token = bearer_token(context.invocation_metadata())
         accepted = bool(token) and self._operators.accepts(token)
-        return Caller(identity, expires_at, accepted, bool(token) and not accepted, context.peer())
+        return Caller(
+            identity,
+            expires_at,
+            accepted,
+            bool(token) and not accepted,
+            context.peer(),
+            operator_id=self._operators.identity if accepted else "",
+            claimed_user=_metadata(context, OPERATOR_USER_HEADER)[:64],
+        )
+
+    def agent(self, rpc: str, context: Context) -> Identity:
+        """The calling agent's identity for an RPC that only agents make, from its certificate's
+        SPIFFE ID alone: the cheap path for frequent calls (no operator token, no expiry read)."""
+        if REQUIRED.get(rpc) is not Need.AGENT:
+            raise PermissionDenied(f"{rpc} is not an agents-only RPC in the authorization table")  # a bug: fail closed
+        try:
+            identity = peer_identity(context, self._trust_domain)
+        except PeerUnauthenticated as exc:
+            raise Unauthenticated(
+                f"{rpc} needs an agent's SVID on the registry's mTLS port {self._mtls_address}: {exc}"
+            ) from None
+        if identity.kind != "agent":
+            raise PermissionDenied(f"{rpc} is for agents, and {identity.spiffe_id} is no agent's SPIFFE ID")
+        return identity
 
     def check(self, rpc: str, caller: Caller) -> None:
         """Raises Unauthenticated or PermissionDenied unless `caller` has what `rpc` needs."""

@@ -3,6 +3,7 @@
     RegistryError
       InvalidInput       fix the request; names the field (server: INVALID_ARGUMENT)
       UnknownInstance    the lease expired or never existed; register again (server: NOT_FOUND)
+      UnknownControl     no such kill switch or isolation is in force (server: NOT_FOUND)
       Unauthenticated    no usable identity: no or a bad SVID, no operator token (server: UNAUTHENTICATED)
       PermissionDenied   the identity is known but may not do this (server: PERMISSION_DENIED)
       StoreError         the data directory or database cannot be used (startup fails)
@@ -59,3 +60,7 @@ class CaError(RegistryError):
 
 class Conflict(RegistryError):
     """The request is well formed but contradicts what the registry holds (FAILED_PRECONDITION)."""
+
+
+class UnknownControl(RegistryError):
+    """No kill switch or isolation by that id or target is in force (server: NOT_FOUND)."""

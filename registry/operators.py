@@ -10,6 +10,7 @@ credentials (operator SVIDs, several operators); this module is where that goes.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import secrets
@@ -26,6 +27,8 @@ OPERATOR_TOKEN_FILE: Final = "operator.token"
 AUTHORIZATION_HEADER: Final = "authorization"
 BEARER_PREFIX: Final = "Bearer "
 TOKEN_PREFIX: Final = "mwo1."
+# Who the operator's CLI says runs it ($USER), kept in the audit log as a claim beside the actor.
+OPERATOR_USER_HEADER: Final = "meshwarden-operator-user"
 
 
 class OperatorCredential:
@@ -56,6 +59,12 @@ class OperatorCredential:
     @property
     def path(self) -> Path:
         return self._path
+
+    @property
+    def identity(self) -> str:
+        """Who holds this credential, as the audit log names them: a fingerprint of the token
+        (safe to show; the token cannot be recovered from it)."""
+        return "operator:sha256:" + hashlib.sha256(self._token.encode()).hexdigest()[:16]
 
     def accepts(self, presented: str) -> bool:
         return hmac.compare_digest(presented.encode(), self._token.encode())

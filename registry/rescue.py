@@ -25,6 +25,7 @@ from registry.errors import (
     PermissionDenied,
     StoreError,
     Unauthenticated,
+    UnknownControl,
     UnknownInstance,
     UnknownSession,
 )
@@ -49,7 +50,7 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.PERMISSION_DENIED, str(exc)
     if isinstance(exc, Conflict):
         return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
-    if isinstance(exc, (UnknownInstance, UnknownSession)):
+    if isinstance(exc, (UnknownInstance, UnknownSession, UnknownControl)):
         return grpc.StatusCode.NOT_FOUND, str(exc)
     if isinstance(exc, WatchEnded):
         return grpc.StatusCode.UNAVAILABLE, str(exc)

@@ -18,9 +18,13 @@ import grpc
 
 from meshwarden.v1 import registry_pb2, registry_pb2_grpc
 from registry import wire
+from registry.audit import Audit
 from registry.authz import Authorizer, Caller, method, require_agent
 from registry.bundles import BundlePublished, Bundles
 from registry.catalog import Catalog
+from registry.control_acks import Acknowledgements
+from registry.controls import Controls, ControlsChanged
+from registry.controls_server import controls_to_proto
 from registry.errors import InvalidInput, UnknownInstance
 from registry.health_reports import HealthReports, findings_from_proto
 from registry.rescue import abort, serve_unary
@@ -60,9 +64,13 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         heartbeat_interval_s: float,
         routes: Routes | None = None,
         health: HealthReports | None = None,
+        controls: Controls | None = None,
+        acks: Acknowledgements | None = None,
+        audit: Audit | None = None,
     ) -> None:
         self._catalog, self._hub, self._authorizer, self._bundles = catalog, hub, authorizer, bundles
         self._routes, self._health = routes, health
+        self._controls, self._acks, self._audit = controls, acks, audit
         self._heartbeat_interval_s = heartbeat_interval_s
 
     async def Register(self, request: registry_pb2.RegisterRequest, context: Context) -> registry_pb2.RegisterResponse:
@@ -85,15 +93,21 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         self, request: registry_pb2.WatchRequest, context: Context
     ) -> AsyncIterator[registry_pb2.WatchEvent]:
         try:
-            self._authorizer.check(WATCH, self._authorizer.caller(context))
+            caller = self._authorizer.caller(context)
+            self._authorizer.check(WATCH, caller)
         except Exception as exc:  # noqa: BLE001 -- the stream's rescue: the error becomes a status
             await abort(context, exc, WATCH)
         # Subscribe before reading the catalog, with no await in between: every change after
         # the replay or snapshot is then in the subscription, and older ones are skipped below.
         subscription = self._hub.subscribe()
+        watcher = (request.instance_id, caller.identity.spiffe_id) if caller.identity and request.instance_id else None
+        if watcher is not None and self._acks is not None:
+            self._acks.watching(*watcher)
         try:
             first, revision = self._catch_up(request.since_revision)
             await context.send_initial_metadata(())  # the client knows the stream is up
+            if self._controls is not None:  # kill switches first: applied before anything else
+                yield registry_pb2.WatchEvent(revision=revision, controls=controls_to_proto(self._controls.current()))
             for message in first:
                 yield message
             bundle_revision = request.bundle_revision
@@ -108,7 +122,9 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
                 )
             while True:
                 event = await subscription.next()
-                if isinstance(event, RouteChanged):
+                if isinstance(event, ControlsChanged):
+                    yield registry_pb2.WatchEvent(revision=revision, controls=controls_to_proto(event.controls))
+                elif isinstance(event, RouteChanged):
                     update = registry_pb2.RouteUpdate(full=False, routes=[wire.route_to_proto(event.route)])
                     yield registry_pb2.WatchEvent(revision=revision, routes=update)
                 elif isinstance(event, BundlePublished):
@@ -122,6 +138,8 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             await abort(context, exc, WATCH)
         finally:
             self._hub.unsubscribe(subscription)
+            if watcher is not None and self._acks is not None:
+                self._acks.stopped(*watcher)
 
     async def PushBundle(
         self, request: registry_pb2.PushBundleRequest, context: Context
@@ -170,10 +188,13 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             )
         return registry_pb2.HealthReportAck()
 
-    def _set_route(self, request: registry_pb2.SetRouteRequest, _caller: Caller) -> registry_pb2.SetRouteResponse:
+    def _set_route(self, request: registry_pb2.SetRouteRequest, caller: Caller) -> registry_pb2.SetRouteResponse:
         if self._routes is None:
             raise InvalidInput("capability", "cannot be routed: this registry keeps no routes")
         stored = self._routes.set(request.capability, dict(request.weights))
+        if self._audit is not None:
+            weights = ",".join(f"{v}={w}" for v, w in sorted(stored.weights.items())) or "cleared"
+            self._audit.record(caller, "route.set", f"route {stored.capability}", detail=weights)
         watchers = self._hub.watcher_count
         self._hub.publish(RouteChanged(route=stored))
         return registry_pb2.SetRouteResponse(route=wire.route_to_proto(stored), watchers=watchers)
@@ -184,8 +205,12 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         routes = self._routes.list() if self._routes is not None else []
         return registry_pb2.ListRoutesResponse(routes=[wire.route_to_proto(r) for r in routes])
 
-    def _push_bundle(self, request: registry_pb2.PushBundleRequest, _caller: Caller) -> registry_pb2.PushBundleResponse:
+    def _push_bundle(self, request: registry_pb2.PushBundleRequest, caller: Caller) -> registry_pb2.PushBundleResponse:
         stored = self._bundles.push(request.artifact)
+        if self._audit is not None:
+            self._audit.record(
+                caller, "bundle.push", f"bundle {stored.name} rev {stored.revision}", detail=stored.digest
+            )
         watchers = self._hub.watcher_count
         self._hub.publish(BundlePublished(bundle=stored))
         return registry_pb2.PushBundleResponse(

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 DB_NAME: Final = "registry.db"
 LOCK_NAME: Final = "registry.lock"
-SCHEMA_VERSION: Final = 6
+SCHEMA_VERSION: Final = 7
 
 _JOIN_TOKENS: Final = """
 CREATE TABLE IF NOT EXISTS join_tokens (
@@ -134,6 +134,40 @@ CREATE TABLE IF NOT EXISTS session_outcomes (
 );
 """
 
+# Operator controls (registry.controls, registry.audit): kill switches, isolations, and the
+# audit log of operator writes.
+_CONTROLS: Final = """
+CREATE TABLE IF NOT EXISTS kill_switches (
+    id TEXT PRIMARY KEY,
+    scope_kind TEXT NOT NULL,
+    scope_value TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL
+);
+CREATE TABLE IF NOT EXISTS isolations (
+    agent TEXT NOT NULL,
+    version TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (agent, version)
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    actor TEXT NOT NULL,
+    claimed_user TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log (at);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('controls_revision', 0);
+"""
+
 _SCHEMA: Final = (
     """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -159,6 +193,7 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0);
     + _ROUTES
     + _RECEIPTS
     + _OUTCOMES
+    + _CONTROLS
 )
 
 # Version 1 -> 2 (identity): the SVID expiry of each instance, and join tokens.
@@ -397,12 +432,14 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
     # Version 3 -> 4 (routes): weighted version routes by capability.
     # Version 4 -> 5 (receipts): receipt chains and their heads.
     # Version 5 -> 6 (outcomes): how each session ended, as its agents reported it.
+    # Version 6 -> 7 (operator controls): kill switches, isolations, the audit log.
     upgrades = {
-        1: _UPGRADE_TO_2 + _BUNDLES + _ROUTES + _RECEIPTS + _OUTCOMES,
-        2: _BUNDLES + _ROUTES + _RECEIPTS + _OUTCOMES,
-        3: _ROUTES + _RECEIPTS + _OUTCOMES,
-        4: _RECEIPTS + _OUTCOMES,
-        5: _OUTCOMES,
+        1: _UPGRADE_TO_2 + _BUNDLES + _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS,
+        2: _BUNDLES + _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS,
+        3: _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS,
+        4: _RECEIPTS + _OUTCOMES + _CONTROLS,
+        5: _OUTCOMES + _CONTROLS,
+        6: _CONTROLS,
     }
     steps = _SCHEMA if version == 0 else upgrades.get(version, "")
     db.executescript("BEGIN;" + steps + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")

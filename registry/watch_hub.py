@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from typing import Final
 
 from registry.bundles import BundlePublished
+from registry.controls import ControlsChanged
 from registry.model import CatalogEvent
 from registry.routes import RouteChanged
 
-# What watchers receive: catalog changes, new policy bundle revisions, and route changes.
-HubEvent = CatalogEvent | BundlePublished | RouteChanged
+# What watchers receive: catalog changes, new policy bundle revisions, route changes, and
+# the controls (kill switches, isolations) in force.
+HubEvent = CatalogEvent | BundlePublished | RouteChanged | ControlsChanged
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,8 @@ class WatchHub:
                     at = f"bundle revision {event.bundle.revision}"
                 elif isinstance(event, RouteChanged):
                     at = f"the route change of {event.route.capability}"
+                elif isinstance(event, ControlsChanged):
+                    at = f"controls revision {event.controls.revision}"
                 else:
                     at = f"revision {event.revision}"
                 log.warning("disconnected a watcher that fell behind at %s", at)

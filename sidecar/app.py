@@ -10,6 +10,7 @@ registry watch, and with --discovery consul the Consul registration and watch
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import random
@@ -27,16 +28,19 @@ from meshwarden.ready import announce_ready
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
 from meshwarden.tasks import cancel_all, supervise
-from meshwarden.v1 import peer_pb2, peer_pb2_grpc, registry_pb2, sidecar_pb2, sidecar_pb2_grpc
+from meshwarden.v1 import controls_pb2, peer_pb2, peer_pb2_grpc, registry_pb2, sidecar_pb2, sidecar_pb2_grpc
 from sidecar import catalog_watch, pipeline, svids, tracing_setup
 from sidecar.agent_app import AgentApp
 from sidecar.bundle_loader import BundleLoader, BundleStatus, KeysError, PolicyHolder, load_trusted_keys
 from sidecar.call_metrics import SidecarMetrics, SidecarState
 from sidecar.catalog import Catalog
 from sidecar.config import SidecarConfig
+from sidecar.controls import Controls
+from sidecar.controls_ack import Acknowledger
 from sidecar.discovery.consul_discovery import ConsulDiscovery
 from sidecar.discovery.source import Discovery, RegistryDiscovery
 from sidecar.health_reporter import HealthReporter
+from sidecar.instance_identity import stable_instance_id
 from sidecar.latency import LatencyBoard
 from sidecar.lease import Lease
 from sidecar.local_agent import LocalAgent
@@ -60,6 +64,10 @@ PEER_SERVICE = peer_pb2.DESCRIPTOR.services_by_name["Peer"].full_name
 
 BUNDLE_REPORT_INTERVAL_S = 15.0  # under the registry's REPORT_FRESH_S
 RECEIPT_FLUSH_S = 3.0  # at shutdown, the last receipts get this long to reach the registry
+# How long a starting sidecar waits for the registry's kill switches before it serves anyway
+# (with those persisted at its last stop, if any): bounded, so a registry outage cannot keep
+# a sidecar from starting.
+CONTROLS_FIRST_WAIT_S = 2.0
 
 
 class StartError(RuntimeError):
@@ -92,6 +100,8 @@ def _bind(server: grpc.aio.Server, address: str, what: str, credentials: grpc.Se
 
 async def serve(config: SidecarConfig) -> None:
     clock = SystemClock()
+    if not config.instance_id:  # kept across restarts: a kill switch on this instance must hold
+        config = dataclasses.replace(config, instance_id=stable_instance_id(config.data_dir, config.agent))
     try:
         supply = await svids.obtain(config, clock)
     except svids.IdentityError as exc:
@@ -142,6 +152,7 @@ async def serve(config: SidecarConfig) -> None:
         receipts=spool,
         tracing=tracing_setup.build(config.tracing, agent=config.agent, instance_id=config.instance_id),
         metrics=SidecarMetrics(),
+        controls=Controls(config.data_dir, clock.wall),
     )
     if rt.tracing is not None:
         log.info(
@@ -159,6 +170,15 @@ async def serve(config: SidecarConfig) -> None:
         )
     )
     health = HealthReporter(registry.stub, local.instance_id, rt.catalog, rt.breakers, rt.latency, clock)
+    # Kill switches and isolations last known, enforced before any port serves a call.
+    rt.controls.on_isolation(rt.catalog.isolate)
+    rt.controls.load_last()
+    acknowledger = Acknowledger(registry.controls, config.instance_id)
+
+    def on_controls(update: controls_pb2.ControlsUpdate) -> None:
+        rt.controls.apply(update)
+        acknowledger.acknowledge(update.revision)
+
     lease = Lease(registry.stub, local)
     discovery = _discovery(config, rt)
     local_health = add_standard_services(local_server, [LOCAL_SERVICE])
@@ -212,8 +232,6 @@ async def serve(config: SidecarConfig) -> None:
 
     admin = AdminServer("sidecar", rt.metrics.registry, not_ready_because)
     admin_address = await _start_admin(admin, config.admin_listen)
-    await local_server.start()
-    await peer_server.start()
     tasks = [
         supervise("lease", lease.run),
         supervise("bundle-status", report_forever),
@@ -227,6 +245,9 @@ async def serve(config: SidecarConfig) -> None:
                 lambda bundle: loader.offer(bundle.artifact, bundle.revision),
                 lambda: rt.policy.status.active_revision,
                 rt.routes,
+                on_controls,
+                config.instance_id,
+                acknowledger.watch_lost,
             ),
         ),
         *(supervise(name, loop) for name, loop in discovery.loops().items()),
@@ -236,6 +257,10 @@ async def serve(config: SidecarConfig) -> None:
     if spool is not None:
         shipper = ReceiptShipper(SpoolReader(spool.path, config.receipt_sync), registry.receipts_stub, settings, rt.rng)
         tasks.append(supervise("receipt-shipping", shipper.run))
+    # The registry's kill switches before the first call: the watch stream sends them first.
+    await _controls_first(rt.controls, CONTROLS_FIRST_WAIT_S)
+    await local_server.start()
+    await peer_server.start()
     await readiness()
     _warn_about_policy(config, rt.policy, trusted_keys)
     _warn_about_local_api(config, listen, token is not None)
@@ -283,6 +308,8 @@ async def serve(config: SidecarConfig) -> None:
     await admin.stop()
     if rt.tracing is not None:
         rt.tracing.shutdown()  # flushes queued spans, for 3 s at most
+    await acknowledger.close()
+    await rt.controls.flush()
     await rt.peer_channels.close()
     await agent_app.close()
     await registry.close()
@@ -347,6 +374,17 @@ async def _start_admin(admin: AdminServer, address: HostPort | None) -> HostPort
         raise StartError(str(exc)) from exc
     log.info("admin HTTP on http://%s (/metrics, /healthz, /readyz)", bound)
     return bound
+
+
+async def _controls_first(controls: Controls, wait_s: float) -> None:
+    try:
+        await asyncio.wait_for(controls.from_registry.wait(), wait_s)
+    except TimeoutError:
+        log.warning(
+            "the registry sent no kill switches within %.1f s; serving with %s until it does",
+            wait_s,
+            f"those persisted at the last stop (revision {controls.revision})" if controls.synced else "none",
+        )
 
 
 async def _report_bundle_status(registry: RegistryLink, instance_id: str, status: BundleStatus) -> None:

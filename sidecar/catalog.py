@@ -50,6 +50,10 @@ class Catalog:
         self._seen: set[str] = set()
         self.revision = 0
         self.synced = False  # True once a first snapshot or replay arrived
+        # (agent, version) pairs an operator isolated (`meshwarden isolate`): out of routing,
+        # as if absent, and the versions so hidden per capability, for routing's message.
+        self._isolated: frozenset[tuple[str, str]] = frozenset()
+        self._hidden: dict[str, tuple[str, ...]] = {}
 
     def apply(self, event: registry_pb2.WatchEvent) -> None:
         change = event.WhichOneof("change")
@@ -73,6 +77,16 @@ class Catalog:
         self.synced = self.synced or complete
         self._reindex()
 
+    def isolate(self, versions: frozenset[tuple[str, str]]) -> None:
+        """Takes these (agent, version) pairs out of routing (and puts back those not listed)."""
+        if versions != self._isolated:
+            self._isolated = versions
+            self._reindex()
+
+    def isolated_versions(self, capability: str) -> tuple[str, ...]:
+        """'agent@version' of the isolated versions that serve `capability`."""
+        return self._hidden.get(capability, ())
+
     def endpoints(self, capability: str) -> tuple[Endpoint, ...]:
         return self._by_capability.get(capability, ())
 
@@ -89,11 +103,16 @@ class Catalog:
 
     def _reindex(self) -> None:
         index: dict[str, list[Endpoint]] = {}
+        hidden: dict[str, set[str]] = {}
         for inst in self._instances.values():
             try:
                 version = semantic_version.Version(inst.version)
             except ValueError:
                 log.warning("instance %s has an invalid version %r; not routable", inst.instance_id, inst.version)
+                continue
+            if self._isolated and (inst.agent, str(version)) in self._isolated:
+                for cap in inst.capabilities:
+                    hidden.setdefault(cap.name, set()).add(f"{inst.agent}@{version}")
                 continue
             for cap in inst.capabilities:
                 spec = CapabilitySpec(
@@ -112,4 +131,6 @@ class Catalog:
             for name, eps in index.items()
             if any(ep.capability.default_timeout_s for ep in eps)
         }
+        self._hidden = {name: tuple(sorted(found)) for name, found in hidden.items()}
+        self._seen.update(hidden)
         self._seen.update(self._by_capability)

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
-from meshwarden.v1 import registry_pb2, registry_pb2_grpc
+from meshwarden.v1 import controls_pb2, registry_pb2, registry_pb2_grpc
 from sidecar.catalog import Catalog
 from sidecar.routes import RouteTable
 
@@ -25,6 +25,7 @@ _MAX_BACKOFF_S = 5.0
 
 
 OnBundle = Callable[[registry_pb2.PolicyBundle], Awaitable[None]]
+OnControls = Callable[[controls_pb2.ControlsUpdate], None]
 
 
 async def run(
@@ -34,17 +35,28 @@ async def run(
     on_bundle: OnBundle,
     bundle_revision: Callable[[], int],
     routes: RouteTable | None = None,
+    on_controls: OnControls | None = None,
+    instance_id: str = "",
+    on_lost: Callable[[], None] | None = None,
 ) -> None:
     """Follows the watch stream: catalog changes go to `catalog`, policy bundles to `on_bundle`
-    (the bundle loader) and weighted routes to `routes`, which the stream carries separately
-    from catalog revisions."""
+    (the bundle loader), weighted routes to `routes` and kill switches and isolations to
+    `on_controls`, which the stream carries separately from catalog revisions (controls come
+    first on every stream, so they are applied before the catalog). `on_lost` is told each
+    time the stream breaks."""
     backoff = _FIRST_BACKOFF_S
     outage = False
     while True:
         try:
-            request = registry_pb2.WatchRequest(since_revision=catalog.revision, bundle_revision=bundle_revision())
+            request = registry_pb2.WatchRequest(
+                since_revision=catalog.revision, bundle_revision=bundle_revision(), instance_id=instance_id
+            )
             async for event in registry().Watch(request):
                 change = event.WhichOneof("change")
+                if change == "controls":
+                    if on_controls is not None:
+                        on_controls(event.controls)
+                    continue
                 if change == "bundle":
                     await on_bundle(event.bundle)
                     continue
@@ -58,6 +70,8 @@ async def run(
                     log.info("catalog watch resumed at revision %d", catalog.revision)
                     outage = False
         except grpc.aio.AioRpcError as err:
+            if on_lost is not None:
+                on_lost()
             if not outage:
                 log.warning(
                     "catalog watch lost (%s: %s); routing from the last known catalog (revision %d)",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,7 +155,13 @@ OPTIONS: list[Option[Any]] = [
         "admin HTTP port: /metrics (Prometheus), /healthz, /readyz; port 0 picks one; off disables",
         metavar="HOST:PORT|off",
     ),
-    Option("instance_id", text, "", "stable id of this agent instance (default: <agent>-<random>)", metavar="ID"),
+    Option(
+        "instance_id",
+        text,
+        "",
+        "stable id of this agent instance (default: <agent>-<random>, made once and kept in <data-dir>/instance-id)",
+        metavar="ID",
+    ),
     Option("max_payload_bytes", positive_int, 4 * MiB, "largest payload accepted, in bytes", metavar="N"),
     Option(
         "breaker_failures",
@@ -402,6 +407,4 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> 
         )
     if values["discovery"] == "consul":
         values["consul"] = consul_settings.from_environment(env)
-    if not values["instance_id"]:
-        values["instance_id"] = f"{values['agent']}-{secrets.token_hex(4)}"
     return SidecarConfig(**values, tracing=tracing_settings.from_environ(env))

@@ -11,6 +11,7 @@ from sidecar.stages import (
     deliver,
     idempotency,
     inbound_policy,
+    kill_switch,
     metrics,
     outbound_policy,
     payload_limit,
@@ -31,6 +32,8 @@ def outbound_layers(rt: Runtime) -> list[Layer]:
         tracing.layer(rt.tracing, "outbound", _kind_of(rt)),  # a CLIENT span, continuing the agent's trace
         metrics.layer(rt.metrics, "outbound", rt.catalog.has_seen, rt.clock),  # counted and timed once it ends
         receipts.layer("outbound", rt.receipts, rt.policy, rt.local, rt.clock),  # every call, however it ends
+        # an operator's stop, before anything else is spent on the call; steers away from killed callees
+        kill_switch.outbound(rt.controls, rt.local, rt.policy, rt.catalog),
         payload_limit.layer(rt.config.max_payload_bytes),  # cheapest refusal first
         outbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # may it call this? (Cedar)
         retries.layer(_retry_settings(rt), rt.clock, rt.rng),  # safe retries only, each re-routed
@@ -49,6 +52,7 @@ def inbound_layers(rt: Runtime) -> list[Layer]:
         metrics.layer(rt.metrics, "inbound", _serves(rt), rt.clock),
         receipts.layer("inbound", rt.receipts, rt.policy, rt.local, rt.clock),
         peer_identity.layer(),  # the caller is its certificate's SPIFFE ID, whatever it claims
+        kill_switch.inbound(rt.controls, rt.local, rt.policy),  # an operator's stop, matched on the mTLS caller too
         target_check.layer(rt.local),  # for this instance and a capability it serves?
         payload_limit.layer(rt.config.max_payload_bytes),
         inbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # again, with the mTLS caller

@@ -10,7 +10,7 @@ import grpc
 
 from meshwarden.identity.svid import Svid
 from meshwarden.registry_client import RegistryTrust, registry_channel
-from meshwarden.v1 import receipts_pb2_grpc, registry_pb2_grpc
+from meshwarden.v1 import controls_pb2_grpc, receipts_pb2_grpc, registry_pb2_grpc
 from sidecar.channel_retirement import ChannelRetirement
 
 _OLD_CHANNEL_GRACE_S = 10.0
@@ -28,6 +28,7 @@ class RegistryLink:
         self._options = options
         self._svid: Svid | None = None
         self._stub: registry_pb2_grpc.RegistryStub | None = None
+        self._controls: controls_pb2_grpc.ControlsStub | None = None
         self._channel: grpc.aio.Channel | None = None
         self._receipts: tuple[grpc.aio.Channel, receipts_pb2_grpc.ReceiptsStub] | None = None
         self._retirement = ChannelRetirement(_OLD_CHANNEL_GRACE_S)
@@ -41,6 +42,7 @@ class RegistryLink:
                 self._address, RegistryTrust(self._trust_domain, svid.trust_bundle_pem, svid), self._options
             )
             self._stub, self._svid = registry_pb2_grpc.RegistryStub(self._channel), svid
+            self._controls = controls_pb2_grpc.ControlsStub(self._channel)
         return self._stub
 
     def receipts_stub(self) -> receipts_pb2_grpc.ReceiptsStub:
@@ -51,6 +53,13 @@ class RegistryLink:
         if self._receipts is None or self._receipts[0] is not self._channel:
             self._receipts = (self._channel, receipts_pb2_grpc.ReceiptsStub(self._channel))
         return self._receipts[1]
+
+    def controls(self) -> controls_pb2_grpc.ControlsStub:
+        """The Controls service on the same channel (acknowledging the controls enforced)."""
+        self.stub()
+        if self._controls is None:
+            raise RuntimeError("no registry channel")  # stub() always makes one
+        return self._controls
 
     async def close(self) -> None:
         if self._channel is not None:

@@ -12,6 +12,7 @@ from sidecar.bundle_loader import PolicyHolder
 from sidecar.call_metrics import SidecarMetrics
 from sidecar.catalog import Catalog
 from sidecar.config import SidecarConfig
+from sidecar.controls import Controls
 from sidecar.latency import LatencyBoard
 from sidecar.local_agent import LocalAgent
 from sidecar.peer_channels import PeerChannels
@@ -40,3 +41,4 @@ class Runtime:
     latency: LatencyBoard = field(default_factory=lambda: LatencyBoard(time.monotonic))
     tracing: SidecarTracing | None = None  # None: tracing is off (no OTLP endpoint configured)
     metrics: SidecarMetrics = field(default_factory=SidecarMetrics)
+    controls: Controls = field(default_factory=lambda: Controls(None, time.time))

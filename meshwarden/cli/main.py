@@ -11,12 +11,15 @@ from collections.abc import Sequence
 from meshwarden import logs
 from meshwarden.cli import (
     agents_cmd,
+    audit_cmd,
     bundle_cmd,
     call_cmd,
     costs_cmd,
     demo_cmd,
     exit_codes,
     identity_cmd,
+    isolate_cmd,
+    kill_cmd,
     receipts_cmd,
     registry_cmd,
     route_cmd,
@@ -47,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         module.add_to(commands)
     for module in (sessions_cmd, costs_cmd):  # what sessions did and cost (issue 6)
+        module.add_to(commands)
+    for module in (kill_cmd, isolate_cmd, audit_cmd):  # operator controls
         module.add_to(commands)
     return parser
 

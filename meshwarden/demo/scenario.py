@@ -10,6 +10,7 @@ Exits non-zero when anything did not go as the narration says.
 from __future__ import annotations
 
 import asyncio
+import shlex
 import shutil
 import subprocess
 import sys
@@ -386,6 +387,7 @@ async def _scenario(mesh: Mesh, n: Narrator) -> None:
         n.ok(f"kb.search allowed again: answered by {r.agent} {r.version}")
 
         await _failover(mesh, frontdesk, mesh_client, n)
+        await _operator_stops_one_agent(mesh_client, registry, mesh.workdir, n, ticket)
 
         n.section("The registry goes down: the mesh keeps routing from what it last knew")
         await registry.stop()
@@ -450,6 +452,50 @@ async def _breaker_states(sidecar: Child) -> dict[str, str]:
             sidecar_pb2.ListCapabilitiesRequest(), timeout=5
         )
     return dict(listed.breaker_states)
+
+
+async def _operator_stops_one_agent(
+    client: Client, registry: Child, workdir: Path, n: Narrator, ticket: dict[str, Any]
+) -> None:
+    """Operator controls: one kill switch stops billing everywhere in milliseconds while kb and
+    support keep working; lifting it brings refunds back."""
+    n.section("An operator stops billing with a kill switch; kb and support keep working")
+    out = await _operator(n, registry, workdir, "kill", "--agent", "billing", "--reason", "refunds look wrong")
+    switch_id = out.split()[2] if out.startswith("kill switch ") else ""
+    await _expect_refusal(
+        n,
+        "a ticket that needs a refund while billing is stopped",
+        grpc.StatusCode.FAILED_PRECONDITION,
+        f"kill switch {switch_id}",
+        lambda: client.invoke("support.resolve_ticket", {**ticket, "ticket_id": "T-1500"}, timeout=10),
+    )
+    without_refund = {k: v for k, v in ticket.items() if k != "charged_twice_cents"}
+    r = await client.invoke("support.resolve_ticket", {**without_refund, "ticket_id": "T-1501"}, timeout=10)
+    n.ok(f"a ticket without a refund still resolves: {r.value['resolution']} (support and kb untouched)")
+    await _operator(n, registry, workdir, "kill", "lift", switch_id)
+    r = await client.invoke("support.resolve_ticket", {**ticket, "ticket_id": "T-1502"}, timeout=10)
+    n.ok(f"refunds are back: {r.value['resolution']}")
+    await _operator(n, registry, workdir, "audit", "list", "--since", "10m")
+
+
+async def _operator(n: Narrator, registry: Child, workdir: Path, *args: str) -> str:
+    """Runs an operator's `meshwarden` command as a person would type it; returns its output."""
+    n.say("$ meshwarden " + shlex.join(args))
+    argv = meshwarden_argv(
+        *args,
+        "--registry",
+        registry.addresses["listen"],
+        "--ca-pin",
+        registry.addresses["ca_fingerprint"],
+        "--operator-token-file",
+        str(workdir / "registry" / "operator.token"),
+    )
+    done = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=60)
+    for line in done.stdout.splitlines()[:12]:
+        n.say(f"  {line}")
+    if done.returncode != 0:
+        n.fail(f"meshwarden {args[0]} exited {done.returncode}: {done.stderr.strip()}")
+    return done.stdout
 
 
 async def _wait_routable(client: Client, n: Narrator) -> None:

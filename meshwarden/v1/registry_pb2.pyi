@@ -3,6 +3,7 @@ import datetime
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from meshwarden.v1 import catalog_pb2 as _catalog_pb2
+from meshwarden.v1 import controls_pb2 as _controls_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -222,12 +223,14 @@ class ListInstancesResponse(_message.Message):
     def __init__(self, instances: _Optional[_Iterable[_Union[_catalog_pb2.Instance, _Mapping]]] = ..., revision: _Optional[int] = ..., health: _Optional[_Iterable[_Union[_catalog_pb2.InstanceHealth, _Mapping]]] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
-    __slots__ = ("since_revision", "bundle_revision")
+    __slots__ = ("since_revision", "bundle_revision", "instance_id")
     SINCE_REVISION_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     since_revision: int
     bundle_revision: int
-    def __init__(self, since_revision: _Optional[int] = ..., bundle_revision: _Optional[int] = ...) -> None: ...
+    instance_id: str
+    def __init__(self, since_revision: _Optional[int] = ..., bundle_revision: _Optional[int] = ..., instance_id: _Optional[str] = ...) -> None: ...
 
 class CatalogSnapshot(_message.Message):
     __slots__ = ("instances",)
@@ -244,17 +247,19 @@ class InstanceRemoved(_message.Message):
     def __init__(self, instance_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class WatchEvent(_message.Message):
-    __slots__ = ("revision", "snapshot", "upserted", "removed", "bundle", "routes")
+    __slots__ = ("revision", "snapshot", "upserted", "removed", "bundle", "routes", "controls")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     UPSERTED_FIELD_NUMBER: _ClassVar[int]
     REMOVED_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_FIELD_NUMBER: _ClassVar[int]
     ROUTES_FIELD_NUMBER: _ClassVar[int]
+    CONTROLS_FIELD_NUMBER: _ClassVar[int]
     revision: int
     snapshot: CatalogSnapshot
     upserted: _catalog_pb2.Instance
     removed: InstanceRemoved
     bundle: PolicyBundle
     routes: RouteUpdate
-    def __init__(self, revision: _Optional[int] = ..., snapshot: _Optional[_Union[CatalogSnapshot, _Mapping]] = ..., upserted: _Optional[_Union[_catalog_pb2.Instance, _Mapping]] = ..., removed: _Optional[_Union[InstanceRemoved, _Mapping]] = ..., bundle: _Optional[_Union[PolicyBundle, _Mapping]] = ..., routes: _Optional[_Union[RouteUpdate, _Mapping]] = ...) -> None: ...
+    controls: _controls_pb2.ControlsUpdate
+    def __init__(self, revision: _Optional[int] = ..., snapshot: _Optional[_Union[CatalogSnapshot, _Mapping]] = ..., upserted: _Optional[_Union[_catalog_pb2.Instance, _Mapping]] = ..., removed: _Optional[_Union[InstanceRemoved, _Mapping]] = ..., bundle: _Optional[_Union[PolicyBundle, _Mapping]] = ..., routes: _Optional[_Union[RouteUpdate, _Mapping]] = ..., controls: _Optional[_Union[_controls_pb2.ControlsUpdate, _Mapping]] = ...) -> None: ...

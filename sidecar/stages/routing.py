@@ -97,6 +97,13 @@ class Routing:
                     call.version_range,
                     "this sidecar has not received the catalog from its discovery (registry or Consul) yet",
                 )
+            isolated = self._catalog.isolated_versions(call.capability)
+            if isolated:
+                raise NoHealthyInstance(
+                    call.capability,
+                    call.version_range,
+                    f"an operator isolated {', '.join(isolated)} (meshwarden isolate list)",
+                )
             if self._catalog.has_seen(call.capability):
                 raise NoHealthyInstance(call.capability, call.version_range, "its last instance left the catalog")
             raise UnknownCapability(call.capability)
@@ -105,8 +112,10 @@ class Routing:
             in_range = tuple(ep for ep in candidates if spec.match(ep.version))
             if not in_range:
                 live = ", ".join(sorted({str(ep.version) for ep in candidates}))
+                isolated = self._catalog.isolated_versions(call.capability)
+                also = f" ({', '.join(isolated)} isolated by an operator)" if isolated else ""
                 raise NoHealthyInstance(
-                    call.capability, call.version_range, f"live versions are {live}{self._session_note(call)}"
+                    call.capability, call.version_range, f"live versions are {live}{also}{self._session_note(call)}"
                 )
             candidates = in_range
         if call.schema_hash:

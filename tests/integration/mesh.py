@@ -127,6 +127,13 @@ class LocalMesh:
             method = getattr(receipts_pb2_grpc.ReceiptsStub(channel), rpc)
             return await method(request, metadata=self._operator_metadata(), timeout=10)
 
+    async def operator_channel(self) -> grpc.aio.Channel:
+        """A channel to the registry's TLS port as an operator uses it (send `operator_metadata()`)."""
+        return await self._operator_channel()
+
+    def operator_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._operator_metadata()
+
     async def _operator_channel(self) -> grpc.aio.Channel:
         if self.registry is None:
             raise RuntimeError("no registry")

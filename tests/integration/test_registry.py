@@ -114,12 +114,13 @@ async def _kept_alive(agents: Agents, *registered: tuple[str, str]) -> AsyncIter
 async def _read(
     call: grpc.aio.UnaryStreamCall[registry_pb2.WatchRequest, registry_pb2.WatchEvent], timeout_s: float = 5.0
 ) -> registry_pb2.WatchEvent:
-    """The next catalog event (the route table sent after the catch-up is skipped)."""
+    """The next catalog event (the controls sent first and the route table sent after the
+    catch-up are skipped)."""
     while True:
         event = await asyncio.wait_for(call.read(), timeout_s)
         if not isinstance(event, registry_pb2.WatchEvent):
             pytest.fail("the watch stream ended")
-        if event.WhichOneof("change") != "routes":
+        if event.WhichOneof("change") not in ("routes", "controls"):
             return event
 
 

@@ -104,6 +104,27 @@ async def sleep(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
     return {"slept": args["seconds"]}
 
 
+started: list[str] = []
+cancelled: list[str] = []
+
+
+@agent.capability("probe.wait")
+async def wait(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
+    """Waits `seconds`, recording (by `tag`) that it started and whether it was cancelled."""
+    started.append(args.get("tag", ""))
+    try:
+        await asyncio.sleep(args.get("seconds", 30))
+    except asyncio.CancelledError:
+        cancelled.append(args.get("tag", ""))
+        raise
+    return {"waited": args.get("seconds", 30), "tag": args.get("tag", "")}
+
+
+@agent.capability("probe.waits")
+async def waits(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
+    return {"started": started, "cancelled": cancelled, "instance_id": agent.instance_id}
+
+
 @agent.capability("probe.fail")
 async def fail(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
     if args.get("how") == "refuse":

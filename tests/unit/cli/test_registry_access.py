@@ -55,7 +55,8 @@ def test_a_trust_bundle_file_is_used_as_is_and_names_the_trust_domain(tmp_path: 
     )
     assert access.trust.bundle_pem == issuer.bundle_pem
     assert access.trust.trust_domain == "prod.example.com"
-    assert access.metadata() == (("authorization", "Bearer t"),)
+    assert access.metadata()[0] == ("authorization", "Bearer t")
+    assert access.metadata()[1][0] == "meshwarden-operator-user"  # a claim for the audit log
     assert "Bearer" not in repr(access) and "'t'" not in repr(access)
     assert registry_access.trust_domain("other.test", issuer.bundle_pem) == "other.test"
 

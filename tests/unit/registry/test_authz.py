@@ -10,7 +10,7 @@ import pytest
 from meshwarden.identity.peer import CLAIMED_IDENTITY_HEADER
 from meshwarden.identity.spiffe_ids import agent_id, operator_id, registry_id
 from meshwarden.identity.svid import Svid, leaf_of
-from meshwarden.v1 import identity_pb2, receipts_pb2, registry_pb2
+from meshwarden.v1 import controls_pb2, identity_pb2, receipts_pb2, registry_pb2
 from registry.authz import REQUIRED, Authorizer, Caller, method, require_agent
 from registry.errors import PermissionDenied, Unauthenticated
 from registry.issuer import Issuer
@@ -68,7 +68,7 @@ def _caller(authorizer: Authorizer, context: FakeContext) -> Caller:
 def test_the_table_covers_every_rpc_of_every_service() -> None:
     expected = {
         method(service.full_name, rpc.name)
-        for file in (registry_pb2.DESCRIPTOR, identity_pb2.DESCRIPTOR, receipts_pb2.DESCRIPTOR)
+        for file in (registry_pb2.DESCRIPTOR, identity_pb2.DESCRIPTOR, receipts_pb2.DESCRIPTOR, controls_pb2.DESCRIPTOR)
         for service in file.services_by_name.values()
         for rpc in service.methods
     }

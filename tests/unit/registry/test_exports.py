@@ -18,10 +18,14 @@ def test_public_modules_name_what_they_export() -> None:
     exported = {name for name in dir(registry) if not name.startswith("_")}
     modules = {
         "app",
+        "audit",
         "authz",
         "bundles",
         "catalog",
         "config",
+        "control_acks",
+        "controls",
+        "controls_server",
         "errors",
         "health_reports",
         "identity_server",

@@ -112,6 +112,8 @@ async def test_watch_sends_initial_metadata_then_live_changes(running: Running) 
     await running.stub.Register(registry_pb2.RegisterRequest(instance=_instance()))
     call = running.stub.Watch(registry_pb2.WatchRequest(since_revision=1))  # nothing missed
     await asyncio.wait_for(call.initial_metadata(), 5)
+    controls = await asyncio.wait_for(call.read(), 5)  # the kill switches in force come first
+    assert controls.WhichOneof("change") == "controls" and not controls.controls.kill_switches
     routes = await asyncio.wait_for(call.read(), 5)  # every route (none yet) after the catch-up
     assert routes.WhichOneof("change") == "routes" and routes.routes.full and not routes.routes.routes
     second = await running.stub.Register(registry_pb2.RegisterRequest(instance=_instance()))

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from meshwarden.control_scopes import parse_version_target
+from meshwarden.v1 import controls_pb2 as K
+from registry.audit import Audit
+from registry.authz import Caller
+from registry.control_acks import Acknowledgements
+from registry.controls import Controls, ControlsChanged
+from registry.errors import InvalidInput, PermissionDenied, UnknownControl
+from registry.store import DB_NAME, SCHEMA_VERSION, Store
+from tests.unit.sidecar.fakes import FakeClock
+
+OPERATOR = Caller(None, 0.0, True, False, "ipv4:127.0.0.1:1", operator_id="operator:sha256:abc", claimed_user="ann")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(tmp_path, event_log_retention=10)
+    yield opened
+    opened.close()
+
+
+def test_kill_lift_isolate_bump_the_revision_publish_the_whole_set_and_are_audited(store: Store) -> None:
+    clock, published = FakeClock(), []
+    controls = Controls(store, clock, Audit(store, clock), published.append)
+    switch, revision = controls.kill(K.SCOPE_KIND_AGENT, "billing", " runaway refunds ", 600, OPERATOR)
+    assert revision == 1 and switch.reason == "runaway refunds" and switch.created_by == "operator:sha256:abc"
+    assert switch.expires_at == clock.wall() + 600
+    isolation, revision = controls.isolate(parse_version_target("billing@2.4.0"), "bad release", OPERATOR)
+    assert revision == 2 and isolation.target == "billing@2.4.0"
+    assert [type(e) for e in published] == [ControlsChanged, ControlsChanged]
+    assert published[-1].controls.kill_switches == (switch,) and published[-1].controls.isolations == (isolation,)
+    lifted, revision = controls.lift(switch.id, "fixed", OPERATOR)
+    assert lifted == switch and revision == 3 and controls.kills() == []
+    controls.lift_isolation(parse_version_target("billing@2.4.0"), "", OPERATOR)
+    entries = Audit(store, clock).list()
+    assert [(e.action, e.target) for e in entries] == [
+        ("kill", "agent billing"),
+        ("isolate", "billing@2.4.0"),
+        ("kill.lift", "agent billing"),
+        ("isolate.lift", "billing@2.4.0"),
+    ]
+    assert entries[0].reason == "runaway refunds" and switch.id in entries[0].detail
+    assert {(e.actor, e.claimed_user) for e in entries} == {("operator:sha256:abc", "ann")}
+
+
+def test_a_ttl_ends_by_the_clock_and_is_audited_as_the_registry(store: Store) -> None:
+    clock = FakeClock()
+    controls = Controls(store, clock, Audit(store, clock), lambda event: None)
+    switch, _ = controls.kill(K.SCOPE_KIND_SESSION, "s-1", "loop", 5, OPERATOR)
+    assert controls.expire() == []
+    clock.now += 5
+    assert controls.expire() == [switch] and controls.kills() == []
+    last = Audit(store, clock).list()[-1]
+    assert (last.action, last.actor) == ("kill.expire", "registry")
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "reason", "ttl_s", "message"),
+    [
+        (K.SCOPE_KIND_AGENT, "Billing!", "x", 0, "--agent"),
+        (K.SCOPE_KIND_VERSION, "billing", "x", 0, "NAME@VERSION"),
+        (K.SCOPE_KIND_ALL, "x", "x", 0, "--all takes no value"),
+        (K.SCOPE_KIND_UNSPECIFIED, "", "x", 0, "scope kind"),
+        (K.SCOPE_KIND_AGENT, "billing", "  ", 0, "--reason is required"),
+        (K.SCOPE_KIND_AGENT, "billing", "x", 0.5, "ttl"),
+    ],
+)
+def test_bad_kills_are_refused_naming_the_flag(
+    store: Store, kind: int, value: str, reason: str, ttl_s: float, message: str
+) -> None:
+    controls = Controls(store, FakeClock(), Audit(store, FakeClock()), lambda event: None)
+    with pytest.raises(InvalidInput, match=message):
+        controls.kill(kind, value, reason, ttl_s, OPERATOR)
+    assert controls.revision == 0 and Audit(store, FakeClock()).list() == []
+
+
+def test_lifting_what_is_not_in_force_is_not_found(store: Store) -> None:
+    controls = Controls(store, FakeClock(), Audit(store, FakeClock()), lambda event: None)
+    with pytest.raises(UnknownControl, match="kill list"):
+        controls.lift("ks-0", "", OPERATOR)
+    with pytest.raises(UnknownControl, match="not isolated"):
+        controls.lift_isolation(parse_version_target("kb@1.0.0"), "", OPERATOR)
+
+
+def test_a_version_6_database_gains_the_controls_tables(tmp_path: Path) -> None:
+    Store.open(tmp_path, event_log_retention=10).close()
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    db.executescript(
+        "DROP TABLE kill_switches; DROP TABLE isolations; DROP TABLE audit_log; "
+        "DELETE FROM meta WHERE key = 'controls_revision'; PRAGMA user_version = 6;"
+    )
+    db.close()
+    store = Store.open(tmp_path, event_log_retention=10)
+    try:
+        controls = Controls(store, FakeClock(), Audit(store, FakeClock()), lambda event: None)
+        assert controls.current().revision == 0 and controls.kills() == [] and controls.isolations() == []
+    finally:
+        store.close()
+    assert sqlite3.connect(tmp_path / DB_NAME).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+async def test_acknowledgements_count_live_sidecars_and_name_those_that_did_not() -> None:
+    clock = FakeClock()
+    acks = Acknowledgements(clock)
+    acks.watching("a-1", "spiffe://td/agent/a")
+    acks.watching("b-1", "spiffe://td/agent/b")
+    waiting = asyncio.create_task(acks.wait_for(3, clock.monotonic(), 60))
+    await asyncio.sleep(0)
+    acks.acknowledge("a-1", 3, "spiffe://td/agent/a")
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    acks.acknowledge("b-1", 4, "spiffe://td/agent/b")  # a newer revision counts too
+    done = await asyncio.wait_for(waiting, 5)
+    assert (done.enforced, done.expected, done.not_acknowledged) == (2, 2, ())
+
+    with pytest.raises(PermissionDenied):
+        acks.acknowledge("a-1", 5, "spiffe://td/agent/b")  # another agent's SVID
+    acks.watching("c-1", "spiffe://td/agent/c")
+    partial = await acks.wait_for(5, clock.monotonic(), 0)  # the wait ended at once
+    assert (partial.enforced, partial.expected, partial.not_acknowledged) == (0, 3, ("a-1", "b-1", "c-1"))
+
+    waiting = asyncio.create_task(acks.wait_for(5, clock.monotonic(), 60))
+    await asyncio.sleep(0)
+    acks.acknowledge("a-1", 5, "spiffe://td/agent/a")
+    acks.stopped("b-1", "spiffe://td/agent/b")  # left: it gets the set first when it reconnects
+    acks.stopped("c-1", "spiffe://td/agent/c")
+    done = await asyncio.wait_for(waiting, 5)
+    assert (done.enforced, done.expected) == (1, 1)
