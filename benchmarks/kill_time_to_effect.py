@@ -81,7 +81,16 @@ def percentile(values: Sequence[float], q: float) -> float:
 async def start_mesh(work: Path, sidecars: int, concurrency: int) -> tuple[Child, list[Child]]:
     registry = await start(
         "registry",
-        meshwarden_argv("registry", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(work / "registry")),
+        meshwarden_argv(
+            "registry",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "off",
+            "--data-dir",
+            str(work / "registry"),
+        ),
         log_dir=work / "logs",
         health_tls=registry_health_tls,
     )
@@ -102,6 +111,8 @@ async def start_mesh(work: Path, sidecars: int, concurrency: int) -> tuple[Child
                     "127.0.0.1:0",
                     "--peer-listen",
                     "127.0.0.1:0",
+                    "--admin-listen",  # a hundred sidecars on one host cannot share the default port
+                    "off",
                     "--data-dir",
                     str(work / "sidecars" / f"{n:03d}"),
                     "--allow-without-policy",
