@@ -4,19 +4,14 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
 import json
-import os
 import sys
 from typing import Any
 
-import grpc
-
-from meshwarden.cli import exit_codes, registry_access
+from meshwarden.cli import controls_access, exit_codes, registry_access
 from meshwarden.cli.controls_output import enforcement_line, when
 from meshwarden.control_scopes import ScopeError, check_reason, parse_version_target
-from meshwarden.registry_client import registry_channel
 from meshwarden.v1 import controls_pb2, controls_pb2_grpc
 
 
@@ -43,27 +38,24 @@ def _run(args: argparse.Namespace) -> int:
     command = "meshwarden isolate"
     try:
         if args.target == "list":
-            return _call(f"{command} list", args, _list())
+            return controls_access.call(f"{command} list", args, _list())
         if args.target == "lift":
             target = parse_version_target(args.lift_target or "", "isolate lift")
             request = controls_pb2.LiftIsolationRequest(target=str(target), reason=args.reason)
             request.wait.FromTimedelta(datetime.timedelta(seconds=args.wait_s))
-            return _call(f"{command} lift", args, _lift(request))
+            return controls_access.call(f"{command} lift", args, _lift(request))
         if args.lift_target:
             raise ScopeError(f"unexpected {args.lift_target!r}: isolate one NAME@VERSION at a time")
         target = parse_version_target(args.target, "isolate")
         isolate_request = controls_pb2.IsolateRequest(target=str(target), reason=check_reason(args.reason))
         isolate_request.wait.FromTimedelta(datetime.timedelta(seconds=args.wait_s))
-        return _call(command, args, _isolate(isolate_request))
+        return controls_access.call(command, args, _isolate(isolate_request))
     except ScopeError as exc:
         print(f"{command}: {exc}", file=sys.stderr)
         return exit_codes.USAGE
 
 
-Action = Any  # async (stub, args, metadata) -> exit code
-
-
-def _isolate(request: controls_pb2.IsolateRequest) -> Action:
+def _isolate(request: controls_pb2.IsolateRequest) -> controls_access.Action:
     async def run(stub: controls_pb2_grpc.ControlsStub, args: argparse.Namespace, metadata: Any) -> int:
         reply: controls_pb2.IsolateResponse = await stub.Isolate(request, metadata=metadata, timeout=args.wait_s + 10)
         i = reply.isolation
@@ -77,7 +69,7 @@ def _isolate(request: controls_pb2.IsolateRequest) -> Action:
     return run
 
 
-def _lift(request: controls_pb2.LiftIsolationRequest) -> Action:
+def _lift(request: controls_pb2.LiftIsolationRequest) -> controls_access.Action:
     async def run(stub: controls_pb2_grpc.ControlsStub, args: argparse.Namespace, metadata: Any) -> int:
         reply: controls_pb2.LiftIsolationResponse = await stub.LiftIsolation(
             request, metadata=metadata, timeout=args.wait_s + 10
@@ -93,7 +85,7 @@ def _lift(request: controls_pb2.LiftIsolationRequest) -> Action:
     return run
 
 
-def _list() -> Action:
+def _list() -> controls_access.Action:
     async def run(stub: controls_pb2_grpc.ControlsStub, args: argparse.Namespace, metadata: Any) -> int:
         reply: controls_pb2.ListIsolationsResponse = await stub.ListIsolations(
             controls_pb2.ListIsolationsRequest(), metadata=metadata, timeout=10
@@ -121,21 +113,3 @@ def _list() -> Action:
         return exit_codes.OK
 
     return run
-
-
-def _call(command: str, args: argparse.Namespace, action: Action) -> int:
-    try:
-        access = registry_access.resolve(args, os.environ)
-        code: int = asyncio.run(_with_stub(access, args, action))
-    except registry_access.AccessError as exc:
-        print(f"{command}: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except grpc.aio.AioRpcError as err:
-        return registry_access.report_rpc_error(command, err, args.registry or "the registry")
-    return code
-
-
-async def _with_stub(access: registry_access.RegistryAccess, args: argparse.Namespace, action: Action) -> int:
-    async with registry_channel(access.address, access.trust) as channel:
-        code: int = await action(controls_pb2_grpc.ControlsStub(channel), args, access.metadata())
-        return code

@@ -5,19 +5,14 @@ and why (`meshwarden audit list`)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
 import json
-import os
 import sys
 from typing import Any
 
-import grpc
-
-from meshwarden.cli import exit_codes, registry_access
+from meshwarden.cli import controls_access, exit_codes, registry_access
 from meshwarden.cli.controls_output import enforcement_line, parse_duration, when
 from meshwarden.control_scopes import KIND_BY_NAME, KIND_NAMES, ScopeError, check_reason, check_scope, describe
-from meshwarden.registry_client import registry_channel
 from meshwarden.v1 import controls_pb2, controls_pb2_grpc
 
 _VALUED = [name for name in KIND_BY_NAME if name != "all"]
@@ -49,12 +44,12 @@ def add_to(commands: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     if args.action == "list":
-        return _call("meshwarden kill list", args, _list)
+        return controls_access.call("meshwarden kill list", args, _list)
     if args.action == "lift":
         if not args.id:
             print("meshwarden kill lift: give the switch id (see meshwarden kill list)", file=sys.stderr)
             return exit_codes.USAGE
-        return _call("meshwarden kill lift", args, _lift)
+        return controls_access.call("meshwarden kill lift", args, _lift)
     if args.id:
         print(f"meshwarden kill: unexpected {args.id!r}; scopes are flags, e.g. --agent billing", file=sys.stderr)
         return exit_codes.USAGE
@@ -63,7 +58,7 @@ def _run(args: argparse.Namespace) -> int:
     except ScopeError as exc:
         print(f"meshwarden kill: {exc}", file=sys.stderr)
         return exit_codes.USAGE
-    return _call("meshwarden kill", args, _kill)
+    return controls_access.call("meshwarden kill", args, _kill)
 
 
 def kill_request(args: argparse.Namespace) -> controls_pb2.KillRequest:
@@ -148,21 +143,3 @@ def _enforcement_json(e: controls_pb2.Enforcement) -> dict[str, object]:
         "took_ms": round(e.took.ToMicroseconds() / 1000, 1),
         "not_acknowledged": list(e.not_acknowledged),
     }
-
-
-def _call(command: str, args: argparse.Namespace, action: Any) -> int:
-    try:
-        access = registry_access.resolve(args, os.environ)
-        code: int = asyncio.run(_with_stub(access, args, action))
-    except registry_access.AccessError as exc:
-        print(f"{command}: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except grpc.aio.AioRpcError as err:
-        return registry_access.report_rpc_error(command, err, args.registry or "the registry")
-    return code
-
-
-async def _with_stub(access: registry_access.RegistryAccess, args: argparse.Namespace, action: Any) -> int:
-    async with registry_channel(access.address, access.trust) as channel:
-        code: int = await action(controls_pb2_grpc.ControlsStub(channel), args, access.metadata())
-        return code
