@@ -95,10 +95,11 @@ async def start_mesh(work: Path, sidecars: int, concurrency: int) -> tuple[Child
         health_tls=registry_health_tls,
     )
     gate = asyncio.Semaphore(concurrency)
+    started: list[Child] = []
 
     async def one(n: int) -> Child:
         async with gate:
-            return await start(
+            child = await start(
                 f"sidecar-{n:03d}",
                 meshwarden_argv(
                     "sidecar",
@@ -121,8 +122,16 @@ async def start_mesh(work: Path, sidecars: int, concurrency: int) -> tuple[Child
                 log_dir=work / "logs",
                 timeout_s=120,
             )
+            started.append(child)
+            return child
 
-    return registry, list(await asyncio.gather(*(one(n) for n in range(sidecars))))
+    try:  # one sidecar that cannot start cancels the others (a TaskGroup), and what did start is stopped
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(n)) for n in range(sidecars)]
+    except BaseException:
+        await asyncio.gather(*(c.stop() for c in [*reversed(started), registry]))
+        raise
+    return registry, [task.result() for task in tasks]
 
 
 async def measure(
