@@ -34,8 +34,9 @@ try:
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
     from meshwarden.clock import SystemClock
+    from meshwarden.usage import Usage
     from sidecar import tracing_setup
-    from sidecar.call import Call, Caller, Handler, Reply, Usage
+    from sidecar.call import Call, Caller, Handler, Reply
     from sidecar.call_metrics import SidecarMetrics
     from sidecar.stages import metrics, tracing
     from sidecar.tracing_settings import TracingSettings

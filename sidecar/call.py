@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar, dataclass_transform
 
+from meshwarden.usage import Usage  # the SDK's: one type for what a call consumed, both sides
 from sidecar.catalog import Endpoint
 
 _T = TypeVar("_T")
@@ -34,16 +35,6 @@ class Caller:
     agent: str
     instance_id: str
     spiffe_id: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """What the callee says the call consumed (model, tokens, money), for receipts and costs."""
-
-    model: str = ""
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_micro_usd: int = 0
 
 
 @dataclass(slots=True)

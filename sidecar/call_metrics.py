@@ -23,7 +23,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from sidecar.call import Usage
+from meshwarden.usage import Usage
 
 OTHER_CAPABILITY = "_other"
 # From half a millisecond (a refusal) to the default 30 s deadline.

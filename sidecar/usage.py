@@ -8,12 +8,8 @@ or with an all-empty one, is no usage at all (None), so receipts tell "not repor
 
 from __future__ import annotations
 
-from typing import Final
-
+from meshwarden.usage import MAX_MODEL_CHARS, Usage
 from meshwarden.v1 import receipts_pb2
-from sidecar.call import Usage
-
-MAX_MODEL_CHARS: Final = 128
 
 
 def from_proto(message: receipts_pb2.Usage | None) -> Usage | None:
@@ -29,11 +25,4 @@ def from_proto(message: receipts_pb2.Usage | None) -> Usage | None:
 
 
 def to_proto(usage: Usage | None) -> receipts_pb2.Usage | None:
-    if usage is None:
-        return None
-    return receipts_pb2.Usage(
-        model=usage.model,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cost_micro_usd=usage.cost_micro_usd,
-    )
+    return None if usage is None else usage.to_proto()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from meshwarden.errors import PolicyDenied
-from sidecar.call import Call, Reply, Usage
+from meshwarden.usage import Usage
+from sidecar.call import Call, Reply
 from sidecar.call_metrics import SidecarMetrics, SidecarState
 from sidecar.stages import metrics
 from tests.unit.sidecar.fakes import FakeClock, call

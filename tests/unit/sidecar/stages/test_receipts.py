@@ -11,10 +11,11 @@ import semantic_version
 
 from meshwarden.errors import PolicyDenied
 from meshwarden.receipt_hash import payload_digest
+from meshwarden.usage import Usage
 from meshwarden.v1 import receipts_pb2
 from policy_bundle.init import starting_files
 from sidecar.bundle_loader import PolicyHolder
-from sidecar.call import Call, Caller, Reply, Usage
+from sidecar.call import Call, Caller, Reply
 from sidecar.catalog import CapabilitySpec, Endpoint
 from sidecar.local_agent import LocalAgent
 from sidecar.policy.active_policy import ActivePolicy

@@ -11,8 +11,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from meshwarden.errors import AgentFailed, PolicyDenied
 from meshwarden.trace_context import session_trace_id
+from meshwarden.usage import Usage
 from sidecar import tracing_setup
-from sidecar.call import Call, Reply, Usage
+from sidecar.call import Call, Reply
 from sidecar.stages import tracing
 from sidecar.tracing_settings import TracingSettings
 from tests.unit.sidecar.fakes import call
