@@ -64,6 +64,16 @@ class AdminServer:
             )
         return HostPort(address.host, int(bound[1]))
 
+    async def serve(self, address: HostPort | None) -> HostPort | None:
+        """Starts on `address`, or not at all when it is None (`--admin-listen off`), and says
+        which in the log; the bound address, or None. AdminBindError when it cannot bind."""
+        if address is None:
+            log.info("admin HTTP port off (--admin-listen off): no /metrics, /healthz, /readyz")
+            return None
+        bound = await self.start(address)
+        log.info("admin HTTP on http://%s (/metrics, /healthz, /readyz)", bound)
+        return bound
+
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()

@@ -222,7 +222,10 @@ async def _serve(
         registry_metrics(parts.catalog, parts.hub, parts.bundles),
         lambda: "" if serving else "the registry is starting or stopping",
     )
-    admin_address = await _start_admin(admin, config.admin_listen)
+    try:
+        admin_address = await admin.serve(config.admin_listen)
+    except AdminBindError as exc:
+        raise StartError(str(exc)) from exc
     await server.start()
     reaper = asyncio.create_task(leases.reap_expired_leases(parts.catalog, config.heartbeat_interval_s))
     try:
@@ -263,17 +266,6 @@ def _bind(server: grpc.aio.Server, address: HostPort, credentials: grpc.ServerCr
     except RuntimeError as exc:
         raise StartError(f"cannot listen on {address}: the port is in use or the host unknown") from exc
     return HostPort(address.host, port)
-
-
-async def _start_admin(admin: AdminServer, address: HostPort | None) -> HostPort | None:
-    if address is None:
-        return None
-    try:
-        bound = await admin.start(address)
-    except AdminBindError as exc:
-        raise StartError(str(exc)) from exc
-    log.info("admin HTTP on http://%s (/metrics, /healthz, /readyz)", bound)
-    return bound
 
 
 def _advertised(bound: HostPort) -> str:

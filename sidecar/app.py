@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 
 from meshwarden import connection_liveness
-from meshwarden.addresses import HostPort, ListenAddress, UnixSocket
+from meshwarden.addresses import ListenAddress, UnixSocket
 from meshwarden.admin_http import AdminBindError, AdminServer
 from meshwarden.clock import SystemClock
 from meshwarden.identity.credentials import server_credentials
@@ -231,7 +231,10 @@ async def serve(config: SidecarConfig) -> None:
     peer_pb2_grpc.add_PeerServicer_to_server(PeerApi(config, pipeline.inbound(rt), clock), peer_server)
 
     admin = AdminServer("sidecar", rt.metrics.registry, not_ready_because)
-    admin_address = await _start_admin(admin, config.admin_listen)
+    try:
+        admin_address = await admin.serve(config.admin_listen)
+    except AdminBindError as exc:
+        raise StartError(str(exc)) from exc
     tasks = [
         supervise("lease", lease.run),
         supervise("bundle-status", report_forever),
@@ -362,18 +365,6 @@ def _live_breaker_states(rt: Runtime) -> dict[str, str]:
     (by default), and a departed instance's breaker would otherwise stay a series for ever."""
     live = {instance.instance_id for instance in rt.catalog.instances()}
     return {instance_id: state for instance_id, state in rt.breakers.states().items() if instance_id in live}
-
-
-async def _start_admin(admin: AdminServer, address: HostPort | None) -> HostPort | None:
-    if address is None:
-        log.info("admin HTTP port off (--admin-listen off): no /metrics, /healthz, /readyz")
-        return None
-    try:
-        bound = await admin.start(address)
-    except AdminBindError as exc:
-        raise StartError(str(exc)) from exc
-    log.info("admin HTTP on http://%s (/metrics, /healthz, /readyz)", bound)
-    return bound
 
 
 async def _controls_first(controls: Controls, wait_s: float) -> None:
