@@ -26,6 +26,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meshwarden.client import Client
+from meshwarden.demo.operator_flags import operator_flags
 from meshwarden.demo.sessions_section import sessions_and_costs
 from meshwarden.errors import MeshError
 from meshwarden.supervise import Child, meshwarden_argv, registry_health_tls, start
@@ -116,12 +117,7 @@ class PolicyDesk:
             "bundle",
             "push",
             str(artifact),
-            "--registry",
-            self._registry.addresses["listen"],
-            "--ca-pin",
-            self._registry.addresses["ca_fingerprint"],
-            "--operator-token-file",
-            str(self.directory.parent / "registry" / "operator.token"),
+            *operator_flags(self._registry, self.directory.parent),
             *(["--wait-s", "5"] if wait else []),
         )
         if wait:
@@ -481,15 +477,7 @@ async def _operator_stops_one_agent(
 async def _operator(n: Narrator, registry: Child, workdir: Path, *args: str) -> str:
     """Runs an operator's `meshwarden` command as a person would type it; returns its output."""
     n.say("$ meshwarden " + shlex.join(args))
-    argv = meshwarden_argv(
-        *args,
-        "--registry",
-        registry.addresses["listen"],
-        "--ca-pin",
-        registry.addresses["ca_fingerprint"],
-        "--operator-token-file",
-        str(workdir / "registry" / "operator.token"),
-    )
+    argv = meshwarden_argv(*args, *operator_flags(registry, workdir))
     done = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=60)
     for line in done.stdout.splitlines()[:12]:
         n.say(f"  {line}")
@@ -513,16 +501,7 @@ async def _wait_routable(client: Client, n: Narrator) -> None:
 
 async def _print_catalog(registry: Child, workdir: Path, n: Narrator) -> None:
     """Runs the operator's real command, as a person would type it."""
-    argv = meshwarden_argv(
-        "agents",
-        "list",
-        "--registry",
-        registry.addresses["listen"],
-        "--ca-pin",
-        registry.addresses["ca_fingerprint"],
-        "--operator-token-file",
-        str(workdir / "registry" / "operator.token"),
-    )
+    argv = meshwarden_argv("agents", "list", *operator_flags(registry, workdir))
     shown = " ".join(["meshwarden", *argv[3:5], "--registry", registry.addresses["listen"], "--ca-pin", "sha256:…"])
     n.say(f"$ {shown}")
     done = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=60)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from meshwarden.client import Client
+from meshwarden.demo.operator_flags import operator_flags
 from meshwarden.errors import MeshError
 from meshwarden.supervise import Child, meshwarden_argv
 
@@ -61,7 +62,7 @@ async def sessions_and_costs(client: Client, registry: Child, workdir: Path, n: 
     await client.report_outcome(f"ticket-{ABANDONED}", "abandoned", "the customer left the chat")
     n.ok(f"{ABANDONED}: the customer left; frontdesk reported the session abandoned")
 
-    flags = _registry_flags(registry, workdir)
+    flags = operator_flags(registry, workdir)
     n.say("waiting for the sidecars to ship their receipts to the registry ...")
     missing = await _receipts_arrived(flags)
     if missing:
@@ -74,17 +75,6 @@ async def sessions_and_costs(client: Client, registry: Child, workdir: Path, n: 
     await _show(n, ["session", "show", "ticket-T-2001", *flags])
     await _show(n, ["costs", "--by", "agent", "--since", "15m", *flags])
     await _show(n, ["costs", "--by", "model", "--since", "15m", *flags])
-
-
-def _registry_flags(registry: Child, workdir: Path) -> list[str]:
-    return [
-        "--registry",
-        registry.addresses["listen"],
-        "--ca-pin",
-        registry.addresses["ca_fingerprint"],
-        "--operator-token-file",
-        str(workdir / "registry" / "operator.token"),
-    ]
 
 
 async def _receipts_arrived(flags: list[str]) -> str:
