@@ -112,7 +112,9 @@ async def start_mesh(work: Path, sidecars: int, concurrency: int) -> tuple[Child
                     "127.0.0.1:0",
                     "--peer-listen",
                     "127.0.0.1:0",
-                    "--admin-listen",  # a hundred sidecars on one host cannot share the default port
+                    "--admin-listen",  # a hundred sidecars on one host cannot share the default ports
+                    "off",
+                    "--gateway-listen",
                     "off",
                     "--data-dir",
                     str(work / "sidecars" / f"{n:03d}"),

@@ -77,6 +77,12 @@ try:
     from meshwarden.identity.credentials import channel_credentials, expect_peer
     from meshwarden.identity.spiffe_ids import agent_id
     from meshwarden.identity.svid import Svid
+    from meshwarden.policy_bundle.artifact import encode
+    from meshwarden.policy_bundle.build import build
+    from meshwarden.policy_bundle.init import init as write_starting_bundle
+    from meshwarden.policy_bundle.keys import keygen, load_private_key
+    from meshwarden.policy_bundle.sign import sign
+    from meshwarden.registry.issuer import Issuer
     from meshwarden.registry_client import RegistryTrust, registry_channel, registry_stub
     from meshwarden.secure_files import ensure_private_dir, write_atomically
     from meshwarden.supervise import (
@@ -90,12 +96,6 @@ try:
         wait_serving,
     )
     from meshwarden.v1 import agent_pb2, agent_pb2_grpc, registry_pb2, sidecar_pb2, sidecar_pb2_grpc
-    from policy_bundle.artifact import encode
-    from policy_bundle.build import build
-    from policy_bundle.init import init as write_starting_bundle
-    from policy_bundle.keys import keygen, load_private_key
-    from policy_bundle.sign import sign
-    from registry.issuer import Issuer
 except ModuleNotFoundError as exc:  # run from a checkout without PYTHONPATH
     sys.exit(
         f"latency.py: cannot import {exc.name}; run it with the project's venv and "
@@ -245,7 +245,8 @@ def sidecar_argv(agent: str, registry: str, data_dir: Path, bundle_keys: Path, *
     policy bundles signed by a key in `bundle_keys`."""
     return meshwarden_argv(
         *("sidecar", "run", "--agent", agent, "--instance-id", f"{agent}-1", "--registry", registry),
-        *("--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"),
+        *("--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+          "--gateway-listen", "127.0.0.1:0"),
         *("--data-dir", str(data_dir), "--bundle-keys", str(bundle_keys), *extra),
     )
 

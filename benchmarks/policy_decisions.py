@@ -47,10 +47,10 @@ from pathlib import Path
 try:
     import cedarpy
 
-    from policy_bundle import build, keygen, load_private_key, load_public_key, sign, verify
-    from policy_bundle.verify import VerifiedBundle
-    from sidecar.policy import ActivePolicy, Caller, CallFacts, Decision, Direction, Slicing
-    from sidecar.policy.active_policy import DEFAULT_DECISION_CACHE
+    from meshwarden.policy_bundle import build, keygen, load_private_key, load_public_key, sign, verify
+    from meshwarden.policy_bundle.verify import VerifiedBundle
+    from meshwarden.sidecar.policy import ActivePolicy, Caller, CallFacts, Decision, Direction, Slicing
+    from meshwarden.sidecar.policy.active_policy import DEFAULT_DECISION_CACHE
 except ModuleNotFoundError as exc:  # run from a checkout without PYTHONPATH
     sys.exit(
         f"policy_decisions.py: cannot import {exc.name}; run it with the project's venv and PYTHONPATH=<repo root>"

@@ -28,16 +28,16 @@ try:
     import semantic_version
 
     from meshwarden.clock import SystemClock
+    from meshwarden.policy_bundle import build, keygen, load_private_key, load_public_key, sign, verify
+    from meshwarden.policy_bundle.init import init as write_starting_bundle
     from meshwarden.receipt_hash import receipt_hash
-    from policy_bundle import build, keygen, load_private_key, load_public_key, sign, verify
-    from policy_bundle.init import init as write_starting_bundle
-    from sidecar.bundle_loader import PolicyHolder
-    from sidecar.call import Call, Caller, Reply
-    from sidecar.catalog import CapabilitySpec, Endpoint
-    from sidecar.local_agent import LocalAgent
-    from sidecar.policy import ActivePolicy
-    from sidecar.receipt_spool import ReceiptSpool, SpoolReader, Sync
-    from sidecar.stages import receipts
+    from meshwarden.sidecar.bundle_loader import PolicyHolder
+    from meshwarden.sidecar.call import Call, Caller, Reply
+    from meshwarden.sidecar.catalog import CapabilitySpec, Endpoint
+    from meshwarden.sidecar.local_agent import LocalAgent
+    from meshwarden.sidecar.policy import ActivePolicy
+    from meshwarden.sidecar.receipt_spool import ReceiptSpool, SpoolReader, Sync
+    from meshwarden.sidecar.stages import receipts
 except ModuleNotFoundError as exc:  # run from a checkout without PYTHONPATH
     sys.exit(f"receipts_stage.py: cannot import {exc.name}; run it with the project's venv and PYTHONPATH=<repo root>")
 

@@ -25,12 +25,12 @@ from google.protobuf import timestamp_pb2
 
 from meshwarden.clock import SystemClock
 from meshwarden.receipt_hash import receipt_hash
+from meshwarden.registry.authz import Caller
+from meshwarden.registry.outcomes import Outcomes
+from meshwarden.registry.receipt_store import ReceiptStore
+from meshwarden.registry.session_queries import SessionQueries
+from meshwarden.registry.store import Store
 from meshwarden.v1 import receipts_pb2
-from registry.authz import Caller
-from registry.outcomes import Outcomes
-from registry.receipt_store import ReceiptStore
-from registry.session_queries import SessionQueries
-from registry.store import Store
 
 AGENTS = ("frontdesk", "support", "billing", "kb")
 MODELS = ("gpt-4o-mini", "claude-3-5-haiku", "gpt-4.1-nano")

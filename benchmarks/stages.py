@@ -31,17 +31,17 @@ from collections.abc import Callable, Sequence
 
 from meshwarden.clock import SystemClock
 from meshwarden.identity.svid import Svid
+from meshwarden.sidecar import config, pipeline
+from meshwarden.sidecar.agent_app import AgentApp
+from meshwarden.sidecar.bundle_loader import PolicyHolder
+from meshwarden.sidecar.call import Call, Caller, Handler, Layer, Reply, compose
+from meshwarden.sidecar.catalog import Catalog
+from meshwarden.sidecar.local_agent import LocalAgent
+from meshwarden.sidecar.peer_channels import PeerChannels
+from meshwarden.sidecar.runtime import Runtime
+from meshwarden.sidecar.schemas import SchemaCache
+from meshwarden.sidecar.stages.breaker import BreakerBoard
 from meshwarden.v1 import catalog_pb2, registry_pb2
-from sidecar import config, pipeline
-from sidecar.agent_app import AgentApp
-from sidecar.bundle_loader import PolicyHolder
-from sidecar.call import Call, Caller, Handler, Layer, Reply, compose
-from sidecar.catalog import Catalog
-from sidecar.local_agent import LocalAgent
-from sidecar.peer_channels import PeerChannels
-from sidecar.runtime import Runtime
-from sidecar.schemas import SchemaCache
-from sidecar.stages.breaker import BreakerBoard
 
 TRUST_DOMAIN = "spiffe://meshwarden.local"
 RESILIENCE = frozenset({"retries", "breaker", "idempotency"})

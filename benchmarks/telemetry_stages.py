@@ -34,12 +34,12 @@ try:
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
     from meshwarden.clock import SystemClock
+    from meshwarden.sidecar import tracing_setup
+    from meshwarden.sidecar.call import Call, Caller, Handler, Reply
+    from meshwarden.sidecar.call_metrics import SidecarMetrics
+    from meshwarden.sidecar.stages import metrics, tracing
+    from meshwarden.sidecar.tracing_settings import TracingSettings
     from meshwarden.usage import Usage
-    from sidecar import tracing_setup
-    from sidecar.call import Call, Caller, Handler, Reply
-    from sidecar.call_metrics import SidecarMetrics
-    from sidecar.stages import metrics, tracing
-    from sidecar.tracing_settings import TracingSettings
 except ModuleNotFoundError as exc:  # run from a checkout without PYTHONPATH
     sys.exit(f"telemetry_stages.py: cannot import {exc.name}; run it with PYTHONPATH=<repo root>")
 

@@ -5,9 +5,9 @@ and the sidecar (verify, then sidecar.policy.ActivePolicy). README.md in this di
 describes the model, the JSON-to-Cedar mapping and the artifact format.
 """
 
-from policy_bundle.artifact import BundleContents, PolicyFile
-from policy_bundle.build import BuiltBundle, PolicySource, build
-from policy_bundle.errors import (
+from meshwarden.policy_bundle.artifact import BundleContents, PolicyFile
+from meshwarden.policy_bundle.build import BuiltBundle, PolicySource, build
+from meshwarden.policy_bundle.errors import (
     AlreadySigned,
     BundleError,
     BundleInvalid,
@@ -21,10 +21,10 @@ from policy_bundle.errors import (
     SourceProblem,
     UnknownKeyId,
 )
-from policy_bundle.keys import KeyFiles, keygen, load_private_key, load_public_key
-from policy_bundle.manifest import BundleSettings, Manifest, parse_manifest
-from policy_bundle.sign import sign
-from policy_bundle.verify import VerifiedBundle, verify
+from meshwarden.policy_bundle.keys import KeyFiles, keygen, load_private_key, load_public_key
+from meshwarden.policy_bundle.manifest import BundleSettings, Manifest, parse_manifest
+from meshwarden.policy_bundle.sign import sign
+from meshwarden.policy_bundle.verify import VerifiedBundle, verify
 
 __all__ = [
     "AlreadySigned",

@@ -29,8 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from policy_bundle.errors import BundleError, BundleUnreadable, bundle_label
-from policy_bundle.manifest import MANIFEST_FILE, Manifest, parse_manifest
+from meshwarden.policy_bundle.errors import BundleError, BundleUnreadable, bundle_label
+from meshwarden.policy_bundle.manifest import MANIFEST_FILE, Manifest, parse_manifest
 
 FORMAT: Final = "meshwarden-policy-bundle/1"
 SCHEMA_FILE: Final = "schema.cedarschema"

@@ -20,13 +20,13 @@ from typing import Final
 
 import cedarpy
 
-from policy_bundle import artifact as fmt
-from policy_bundle.cedar_source import Statement, culprit_line, locate_error, split_statements
-from policy_bundle.entity_check import mesh_rule_problems, schema_mismatches, uid_text
-from policy_bundle.errors import BundleInvalid, SourceProblem, bundle_label
-from policy_bundle.manifest import MANIFEST_FILE, Manifest, parse_manifest
-from policy_bundle.model import call_action_problems
-from policy_bundle.schema_shape import SchemaShape, SchemaShapeError, read_schema
+from meshwarden.policy_bundle import artifact as fmt
+from meshwarden.policy_bundle.cedar_source import Statement, culprit_line, locate_error, split_statements
+from meshwarden.policy_bundle.entity_check import mesh_rule_problems, schema_mismatches, uid_text
+from meshwarden.policy_bundle.errors import BundleInvalid, SourceProblem, bundle_label
+from meshwarden.policy_bundle.manifest import MANIFEST_FILE, Manifest, parse_manifest
+from meshwarden.policy_bundle.model import call_action_problems
+from meshwarden.policy_bundle.schema_shape import SchemaShape, SchemaShapeError, read_schema
 
 POLICY_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 POLICY_ID_RULE: Final = "1-128 characters of letters, digits, '.', '_', ':' and '-', starting with a letter or digit"

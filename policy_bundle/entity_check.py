@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from meshwarden.names import AGENT_NAME, AGENT_NAME_RULE, CAPABILITY_NAME, CAPABILITY_NAME_RULE
-from policy_bundle.model import AGENT_TYPE, CAPABILITY_TYPE
-from policy_bundle.schema_shape import CedarType, EntityDecl, Named, Primitive, RecordOf, SetOf
+from meshwarden.policy_bundle.model import AGENT_TYPE, CAPABILITY_TYPE
+from meshwarden.policy_bundle.schema_shape import CedarType, EntityDecl, Named, Primitive, RecordOf, SetOf
 
 CAPABILITY_KINDS = ("capability", "tool")
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import cedarpy
 
-from policy_bundle.artifact import BundleContents
-from policy_bundle.cedar_source import split_statements
+from meshwarden.policy_bundle.artifact import BundleContents
+from meshwarden.policy_bundle.cedar_source import split_statements
 
 
 @dataclass(frozen=True, slots=True)

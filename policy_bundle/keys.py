@@ -13,8 +13,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from meshwarden.policy_bundle.errors import KeyFileError
 from meshwarden.secure_files import write_atomically
-from policy_bundle.errors import KeyFileError
 
 KEY_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 KEY_ID_RULE: Final = "1-64 characters of letters, digits, '.', '_' and '-', starting with a letter or digit"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from policy_bundle.errors import BundleInvalid, SourceProblem, bundle_label
+from meshwarden.policy_bundle.errors import BundleInvalid, SourceProblem, bundle_label
 
 MANIFEST_FILE: Final = "manifest.toml"
 BUNDLE_NAME: Final = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")

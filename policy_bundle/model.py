@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from policy_bundle.schema_shape import Attribute, CallAction, CedarType, Named, Primitive, RecordOf, SetOf
+from meshwarden.policy_bundle.schema_shape import Attribute, CallAction, CedarType, Named, Primitive, RecordOf, SetOf
 
 AGENT_TYPE: Final = "Agent"
 CAPABILITY_TYPE: Final = "Capability"

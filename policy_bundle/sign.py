@@ -11,9 +11,9 @@ import dataclasses
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from policy_bundle import artifact as fmt
-from policy_bundle.errors import AlreadySigned, DigestMismatch, SignatureCountWrong
-from policy_bundle.keys import check_key_id
+from meshwarden.policy_bundle import artifact as fmt
+from meshwarden.policy_bundle.errors import AlreadySigned, DigestMismatch, SignatureCountWrong
+from meshwarden.policy_bundle.keys import check_key_id
 
 
 def sign(bundle: bytes, key: Ed25519PrivateKey, key_id: str) -> bytes:

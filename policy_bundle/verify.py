@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from policy_bundle import artifact as fmt
-from policy_bundle.errors import (
+from meshwarden.policy_bundle import artifact as fmt
+from meshwarden.policy_bundle.errors import (
     BundleNotTrusted,
     DigestMismatch,
     RevisionNotNewer,
@@ -23,7 +23,7 @@ from policy_bundle.errors import (
     SignatureInvalid,
     UnknownKeyId,
 )
-from policy_bundle.manifest import Manifest
+from meshwarden.policy_bundle.manifest import Manifest
 
 
 @dataclass(frozen=True, slots=True)

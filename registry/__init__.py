@@ -7,15 +7,15 @@ changes; operators list it (`meshwarden agents list`) and make join tokens. Run 
 `meshwarden registry serve`, or in-process with `registry.app.serve` (tests, the demo).
 """
 
-from registry.app import Ready, StartError, run, serve
-from registry.audit import Audit, AuditEntry
-from registry.bundles import Bundles, StoredBundle
-from registry.catalog import Catalog, Listing, Registration
-from registry.config import RegistryConfig, load
-from registry.control_acks import Acknowledgements, Enforcement
-from registry.controls import Controls, ControlsChanged, Isolation, KillSwitch
-from registry.controls_server import ControlsService
-from registry.errors import (
+from meshwarden.registry.app import Ready, StartError, run, serve
+from meshwarden.registry.audit import Audit, AuditEntry
+from meshwarden.registry.bundles import Bundles, StoredBundle
+from meshwarden.registry.catalog import Catalog, Listing, Registration
+from meshwarden.registry.config import RegistryConfig, load
+from meshwarden.registry.control_acks import Acknowledgements, Enforcement
+from meshwarden.registry.controls import Controls, ControlsChanged, Isolation, KillSwitch
+from meshwarden.registry.controls_server import ControlsService
+from meshwarden.registry.errors import (
     CaError,
     InvalidInput,
     PermissionDenied,
@@ -25,11 +25,11 @@ from registry.errors import (
     UnknownControl,
     UnknownInstance,
 )
-from registry.health_reports import HealthReports
-from registry.identity_server import IdentityService
-from registry.issuer import Issued, Issuer
-from registry.join_tokens import CreatedToken, JoinTokenRefused, JoinTokens
-from registry.model import (
+from meshwarden.registry.health_reports import HealthReports
+from meshwarden.registry.identity_server import IdentityService
+from meshwarden.registry.issuer import Issued, Issuer
+from meshwarden.registry.join_tokens import CreatedToken, JoinTokenRefused, JoinTokens
+from meshwarden.registry.model import (
     Capability,
     CatalogEvent,
     Instance,
@@ -38,15 +38,15 @@ from registry.model import (
     Snapshot,
     Upserted,
 )
-from registry.operators import OperatorCredential
-from registry.outcomes import Outcomes, StoredOutcome
-from registry.receipt_store import ChainHead, ReceiptStore
-from registry.receipts_server import ReceiptsService
-from registry.routes import Routes, StoredRoute
-from registry.server import SERVICE_NAME, RegistryService
-from registry.session_queries import SessionQueries
-from registry.store import Store
-from registry.watch_hub import WatchHub
+from meshwarden.registry.operators import OperatorCredential
+from meshwarden.registry.outcomes import Outcomes, StoredOutcome
+from meshwarden.registry.receipt_store import ChainHead, ReceiptStore
+from meshwarden.registry.receipts_server import ReceiptsService
+from meshwarden.registry.routes import Routes, StoredRoute
+from meshwarden.registry.server import SERVICE_NAME, RegistryService
+from meshwarden.registry.session_queries import SessionQueries
+from meshwarden.registry.store import Store
+from meshwarden.registry.watch_hub import WatchHub
 
 __all__ = [
     "SERVICE_NAME",

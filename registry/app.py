@@ -36,37 +36,37 @@ from meshwarden.admin_http import AdminBindError, AdminServer
 from meshwarden.clock import Clock, SystemClock
 from meshwarden.identity.credentials import server_credentials
 from meshwarden.ready import announce_ready
+from meshwarden.registry import leases
+from meshwarden.registry.audit import Audit
+from meshwarden.registry.authz import Authorizer
+from meshwarden.registry.bundles import Bundles
+from meshwarden.registry.catalog import Catalog
+from meshwarden.registry.config import RegistryConfig
+from meshwarden.registry.control_acks import Acknowledgements
+from meshwarden.registry.controls import Controls
+from meshwarden.registry.controls_server import SERVICE_NAME as CONTROLS_SERVICE_NAME
+from meshwarden.registry.controls_server import ControlsService
+from meshwarden.registry.errors import RegistryError
+from meshwarden.registry.health_reports import HealthReports
+from meshwarden.registry.identity_server import SERVICE_NAME as IDENTITY_SERVICE_NAME
+from meshwarden.registry.identity_server import IdentityService
+from meshwarden.registry.issuer import CA_DIR_NAME, Issuer
+from meshwarden.registry.join_tokens import JoinTokens
+from meshwarden.registry.metrics import registry_metrics
+from meshwarden.registry.operators import OperatorCredential
+from meshwarden.registry.outcomes import Outcomes
+from meshwarden.registry.own_svid import CurrentSvid, EmbeddedRegistrySvid
+from meshwarden.registry.receipt_store import ReceiptStore
+from meshwarden.registry.receipts_server import SERVICE_NAME as RECEIPTS_SERVICE_NAME
+from meshwarden.registry.receipts_server import ReceiptsService
+from meshwarden.registry.routes import Routes
+from meshwarden.registry.server import SERVICE_NAME, RegistryService
+from meshwarden.registry.session_queries import SessionQueries
+from meshwarden.registry.store import Store
+from meshwarden.registry.watch_hub import WatchHub
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
 from meshwarden.v1 import controls_pb2_grpc, identity_pb2_grpc, receipts_pb2_grpc, registry_pb2_grpc
-from registry import leases
-from registry.audit import Audit
-from registry.authz import Authorizer
-from registry.bundles import Bundles
-from registry.catalog import Catalog
-from registry.config import RegistryConfig
-from registry.control_acks import Acknowledgements
-from registry.controls import Controls
-from registry.controls_server import SERVICE_NAME as CONTROLS_SERVICE_NAME
-from registry.controls_server import ControlsService
-from registry.errors import RegistryError
-from registry.health_reports import HealthReports
-from registry.identity_server import SERVICE_NAME as IDENTITY_SERVICE_NAME
-from registry.identity_server import IdentityService
-from registry.issuer import CA_DIR_NAME, Issuer
-from registry.join_tokens import JoinTokens
-from registry.metrics import registry_metrics
-from registry.operators import OperatorCredential
-from registry.outcomes import Outcomes
-from registry.own_svid import CurrentSvid, EmbeddedRegistrySvid
-from registry.receipt_store import ReceiptStore
-from registry.receipts_server import SERVICE_NAME as RECEIPTS_SERVICE_NAME
-from registry.receipts_server import ReceiptsService
-from registry.routes import Routes
-from registry.server import SERVICE_NAME, RegistryService
-from registry.session_queries import SessionQueries
-from registry.store import Store
-from registry.watch_hub import WatchHub
 
 log = logging.getLogger(__name__)
 

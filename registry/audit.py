@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from meshwarden.clock import Clock
-from registry.authz import Caller
-from registry.store import Store
+from meshwarden.registry.authz import Caller
+from meshwarden.registry.store import Store
 
 log = logging.getLogger(__name__)
 

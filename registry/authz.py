@@ -28,9 +28,9 @@ from cryptography import x509
 from meshwarden.identity.peer import CLAIMED_IDENTITY_HEADER, peer_identity
 from meshwarden.identity.peer import Unauthenticated as PeerUnauthenticated
 from meshwarden.identity.spiffe_ids import Identity
+from meshwarden.registry.errors import PermissionDenied, Unauthenticated
+from meshwarden.registry.operators import OPERATOR_USER_HEADER, OperatorCredential, bearer_token
 from meshwarden.v1 import controls_pb2, identity_pb2, receipts_pb2, registry_pb2
-from registry.errors import PermissionDenied, Unauthenticated
-from registry.operators import OPERATOR_USER_HEADER, OperatorCredential, bearer_token
 
 Context = grpc.aio.ServicerContext[Any, Any]
 

@@ -13,10 +13,10 @@ import logging
 from dataclasses import dataclass
 
 from meshwarden.clock import Clock
-from policy_bundle.artifact import bundle_digest, contents_of, decode
-from policy_bundle.errors import BundleError
-from registry.errors import Conflict, InvalidInput
-from registry.store import Store
+from meshwarden.policy_bundle.artifact import bundle_digest, contents_of, decode
+from meshwarden.policy_bundle.errors import BundleError
+from meshwarden.registry.errors import Conflict, InvalidInput
+from meshwarden.registry.store import Store
 
 log = logging.getLogger(__name__)
 

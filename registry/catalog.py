@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from meshwarden.clock import Clock
-from registry.errors import InvalidInput, UnknownInstance
-from registry.model import (
+from meshwarden.registry.errors import InvalidInput, UnknownInstance
+from meshwarden.registry.model import (
     DEREGISTERED,
     LEASE_EXPIRED,
     CatalogEvent,
@@ -33,8 +33,8 @@ from registry.model import (
     Snapshot,
     Upserted,
 )
-from registry.store import Store
-from registry.validation import validate_agent_name, validate_capability_name, validate_spec
+from meshwarden.registry.store import Store
+from meshwarden.registry.validation import validate_agent_name, validate_capability_name, validate_spec
 
 log = logging.getLogger(__name__)
 

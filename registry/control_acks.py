@@ -14,7 +14,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from meshwarden.clock import Clock
-from registry.errors import PermissionDenied, UnknownInstance
+from meshwarden.registry.errors import PermissionDenied, UnknownInstance
 
 
 @dataclass(slots=True)

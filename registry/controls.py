@@ -22,11 +22,11 @@ from typing import Final
 
 from meshwarden.clock import Clock
 from meshwarden.control_scopes import ScopeError, VersionTarget, check_reason, check_scope, describe
-from registry import audit
-from registry.audit import Audit
-from registry.authz import Caller
-from registry.errors import InvalidInput, UnknownControl
-from registry.store import Store
+from meshwarden.registry import audit
+from meshwarden.registry.audit import Audit
+from meshwarden.registry.authz import Caller
+from meshwarden.registry.errors import InvalidInput, UnknownControl
+from meshwarden.registry.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -16,14 +16,14 @@ import grpc
 
 from meshwarden.clock import Clock
 from meshwarden.control_scopes import ScopeError, VersionTarget, parse_version_target
+from meshwarden.registry.audit import Audit, AuditEntry
+from meshwarden.registry.authz import Authorizer, Caller, method
+from meshwarden.registry.control_acks import Acknowledgements, Enforcement
+from meshwarden.registry.controls import Controls, ControlsSet, Isolation, KillSwitch
+from meshwarden.registry.errors import InvalidInput, UnknownInstance
+from meshwarden.registry.rescue import abort, serve_unary
+from meshwarden.registry.wire import duration, timestamp
 from meshwarden.v1 import controls_pb2, controls_pb2_grpc
-from registry.audit import Audit, AuditEntry
-from registry.authz import Authorizer, Caller, method
-from registry.control_acks import Acknowledgements, Enforcement
-from registry.controls import Controls, ControlsSet, Isolation, KillSwitch
-from registry.errors import InvalidInput, UnknownInstance
-from registry.rescue import abort, serve_unary
-from registry.wire import duration, timestamp
 
 SERVICE_NAME: Final = controls_pb2.DESCRIPTOR.services_by_name["Controls"].full_name
 KILL: Final = method(SERVICE_NAME, "Kill")

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from meshwarden.clock import Clock
+from meshwarden.registry.errors import InvalidInput
 from meshwarden.v1 import catalog_pb2
-from registry.errors import InvalidInput
 
 DEFAULT_TTL_S = 30.0
 MAX_INSTANCES_PER_REPORT = 10_000

@@ -16,14 +16,14 @@ import grpc
 
 from meshwarden.clock import iso_utc
 from meshwarden.identity.spiffe_ids import agent_id
+from meshwarden.registry import wire
+from meshwarden.registry.authz import Authorizer, Caller, method
+from meshwarden.registry.errors import PermissionDenied, Unauthenticated
+from meshwarden.registry.issuer import Issued, Issuer
+from meshwarden.registry.join_tokens import DEFAULT_TTL_S, JoinTokens
+from meshwarden.registry.rescue import serve_unary
+from meshwarden.registry.validation import validate_agent_name
 from meshwarden.v1 import identity_pb2, identity_pb2_grpc
-from registry import wire
-from registry.authz import Authorizer, Caller, method
-from registry.errors import PermissionDenied, Unauthenticated
-from registry.issuer import Issued, Issuer
-from registry.join_tokens import DEFAULT_TTL_S, JoinTokens
-from registry.rescue import serve_unary
-from registry.validation import validate_agent_name
 
 log = logging.getLogger(__name__)
 

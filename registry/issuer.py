@@ -36,8 +36,8 @@ from meshwarden.clock import Clock
 from meshwarden.identity.bootstrap import fingerprint
 from meshwarden.identity.spiffe_ids import IdentityError, check_trust_domain, dns_name, parse
 from meshwarden.identity.svid import Svid
-from registry.errors import CaError, InvalidInput
-from registry.private_files import PrivateFileError, make_private_dir, read_private, write_private
+from meshwarden.registry.errors import CaError, InvalidInput
+from meshwarden.registry.private_files import PrivateFileError, make_private_dir, read_private, write_private
 
 log = logging.getLogger(__name__)
 

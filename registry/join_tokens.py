@@ -20,9 +20,9 @@ from typing import Final
 
 from meshwarden.clock import Clock, iso_utc
 from meshwarden.identity import join_token
-from registry.errors import InvalidInput, PermissionDenied
-from registry.store import Store
-from registry.validation import validate_agent_name
+from meshwarden.registry.errors import InvalidInput, PermissionDenied
+from meshwarden.registry.store import Store
+from meshwarden.registry.validation import validate_agent_name
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from registry.catalog import Catalog
+from meshwarden.registry.catalog import Catalog
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from registry.bundles import Bundles
-from registry.catalog import Catalog
-from registry.watch_hub import WatchHub
+from meshwarden.registry.bundles import Bundles
+from meshwarden.registry.catalog import Catalog
+from meshwarden.registry.watch_hub import WatchHub
 
 
 class _RegistryState(Collector):

@@ -18,8 +18,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
-from registry.errors import StoreError
-from registry.private_files import PrivateFileError, read_private, write_private
+from meshwarden.registry.errors import StoreError
+from meshwarden.registry.private_files import PrivateFileError, read_private, write_private
 
 log = logging.getLogger(__name__)
 

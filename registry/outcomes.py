@@ -16,8 +16,8 @@ from typing import Final
 
 from meshwarden import outcomes
 from meshwarden.clock import Clock, iso_utc
-from registry.errors import Conflict, InvalidInput
-from registry.store import Store
+from meshwarden.registry.errors import Conflict, InvalidInput
+from meshwarden.registry.store import Store
 
 log = logging.getLogger(__name__)
 

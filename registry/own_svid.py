@@ -20,7 +20,7 @@ from collections.abc import Callable
 from meshwarden.clock import Clock, iso_utc
 from meshwarden.identity.spiffe_ids import registry_id
 from meshwarden.identity.svid import Svid
-from registry.issuer import Issuer
+from meshwarden.registry.issuer import Issuer
 
 log = logging.getLogger(__name__)
 

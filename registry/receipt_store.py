@@ -27,9 +27,9 @@ from google.protobuf.message import DecodeError
 
 from meshwarden.clock import Clock
 from meshwarden.receipt_hash import receipt_hash
+from meshwarden.registry.errors import Conflict, InvalidInput, PermissionDenied, StoreError
+from meshwarden.registry.store import Row, Store
 from meshwarden.v1 import receipts_pb2
-from registry.errors import Conflict, InvalidInput, PermissionDenied, StoreError
-from registry.store import Row, Store
 
 log = logging.getLogger(__name__)
 

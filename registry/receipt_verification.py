@@ -23,9 +23,9 @@ from typing import Final
 from google.protobuf.message import DecodeError
 
 from meshwarden.receipt_hash import receipt_hash
+from meshwarden.registry.errors import StoreError
+from meshwarden.registry.receipt_store import COLUMNS, ChainHead, columns_of
 from meshwarden.v1 import receipts_pb2
-from registry.errors import StoreError
-from registry.receipt_store import COLUMNS, ChainHead, columns_of
 
 _PAGE: Final = 1000
 MAX_PROBLEMS: Final = 20  # per chain; a mass edit is named by its first few

@@ -15,14 +15,14 @@ from typing import Any, Final
 import grpc
 
 from meshwarden.clock import SystemClock
+from meshwarden.registry import receipt_verification
+from meshwarden.registry.authz import Authorizer, Caller, method
+from meshwarden.registry.errors import Unauthenticated
+from meshwarden.registry.outcomes import Outcomes
+from meshwarden.registry.receipt_store import ReceiptStore
+from meshwarden.registry.rescue import abort, serve_unary, serve_unary_async
+from meshwarden.registry.session_queries import SessionQueries
 from meshwarden.v1 import receipts_pb2, receipts_pb2_grpc
-from registry import receipt_verification
-from registry.authz import Authorizer, Caller, method
-from registry.errors import Unauthenticated
-from registry.outcomes import Outcomes
-from registry.receipt_store import ReceiptStore
-from registry.rescue import abort, serve_unary, serve_unary_async
-from registry.session_queries import SessionQueries
 
 SERVICE_NAME: Final[str] = receipts_pb2.DESCRIPTOR.services_by_name["Receipts"].full_name
 SHIP_RECEIPTS: Final = method(SERVICE_NAME, "ShipReceipts")

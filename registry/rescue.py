@@ -18,8 +18,8 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
-from registry.authz import Authorizer, Caller
-from registry.errors import (
+from meshwarden.registry.authz import Authorizer, Caller
+from meshwarden.registry.errors import (
     Conflict,
     InvalidInput,
     PermissionDenied,
@@ -29,7 +29,7 @@ from registry.errors import (
     UnknownInstance,
     UnknownSession,
 )
-from registry.watch_hub import WatchEnded
+from meshwarden.registry.watch_hub import WatchEnded
 
 log = logging.getLogger(__name__)
 

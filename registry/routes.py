@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import semantic_version
 
 from meshwarden.clock import Clock
-from registry.errors import InvalidInput
-from registry.store import Store
+from meshwarden.registry.errors import InvalidInput
+from meshwarden.registry.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -16,21 +16,21 @@ from typing import Any, Final
 
 import grpc
 
+from meshwarden.registry import wire
+from meshwarden.registry.audit import Audit
+from meshwarden.registry.authz import Authorizer, Caller, method, require_agent
+from meshwarden.registry.bundles import BundlePublished, Bundles
+from meshwarden.registry.catalog import Catalog
+from meshwarden.registry.control_acks import Acknowledgements
+from meshwarden.registry.controls import Controls, ControlsChanged
+from meshwarden.registry.controls_server import controls_to_proto
+from meshwarden.registry.errors import InvalidInput, UnknownInstance
+from meshwarden.registry.health_reports import HealthReports, findings_from_proto
+from meshwarden.registry.rescue import abort, serve_unary
+from meshwarden.registry.routes import RouteChanged, Routes
+from meshwarden.registry.validation import validate_agent_name
+from meshwarden.registry.watch_hub import WatchHub
 from meshwarden.v1 import registry_pb2, registry_pb2_grpc
-from registry import wire
-from registry.audit import Audit
-from registry.authz import Authorizer, Caller, method, require_agent
-from registry.bundles import BundlePublished, Bundles
-from registry.catalog import Catalog
-from registry.control_acks import Acknowledgements
-from registry.controls import Controls, ControlsChanged
-from registry.controls_server import controls_to_proto
-from registry.errors import InvalidInput, UnknownInstance
-from registry.health_reports import HealthReports, findings_from_proto
-from registry.rescue import abort, serve_unary
-from registry.routes import RouteChanged, Routes
-from registry.validation import validate_agent_name
-from registry.watch_hub import WatchHub
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ from google.protobuf import timestamp_pb2
 
 from meshwarden.clock import Clock
 from meshwarden.receipt_calls import calls_of
+from meshwarden.registry import session_views
+from meshwarden.registry.authz import Caller
+from meshwarden.registry.errors import InvalidInput, PermissionDenied, UnknownSession
+from meshwarden.registry.outcomes import Outcomes
+from meshwarden.registry.session_views import SessionFilter
 from meshwarden.v1 import receipts_pb2
-from registry import session_views
-from registry.authz import Caller
-from registry.errors import InvalidInput, PermissionDenied, UnknownSession
-from registry.outcomes import Outcomes
-from registry.session_views import SessionFilter
 
 # Far enough ahead that clock skew between a sidecar and the registry never hides a receipt.
 _FUTURE_S: Final = 366 * 24 * 3600.0

@@ -23,9 +23,9 @@ from typing import Final
 from google.protobuf import timestamp_pb2
 
 from meshwarden.receipt_calls import ReceiptCall, calls_of
+from meshwarden.registry.errors import InvalidInput
+from meshwarden.registry.outcomes import StoredOutcome
 from meshwarden.v1 import receipts_pb2
-from registry.errors import InvalidInput
-from registry.outcomes import StoredOutcome
 
 RUNNING: Final = "running"
 FINISHED: Final = "finished"

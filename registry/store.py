@@ -32,8 +32,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Final, TextIO
 
-from registry.errors import StoreError
-from registry.model import (
+from meshwarden.registry.errors import StoreError
+from meshwarden.registry.model import (
     DEREGISTERED,
     LEASE_EXPIRED,
     Capability,

@@ -17,8 +17,8 @@ import semantic_version
 
 from meshwarden.addresses import AddressError, parse_host_port
 from meshwarden.names import AGENT_NAME, AGENT_NAME_RULE, CAPABILITY_NAME, CAPABILITY_NAME_RULE
-from registry.errors import InvalidInput
-from registry.model import Capability, InstanceSpec
+from meshwarden.registry.errors import InvalidInput
+from meshwarden.registry.model import Capability, InstanceSpec
 
 INSTANCE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # room for <agent>-<suffix>
 SCHEMA_HASH: Final = re.compile(r"sha256:[0-9a-f]{64}")

@@ -14,10 +14,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Final
 
-from registry.bundles import BundlePublished
-from registry.controls import ControlsChanged
-from registry.model import CatalogEvent
-from registry.routes import RouteChanged
+from meshwarden.registry.bundles import BundlePublished
+from meshwarden.registry.controls import ControlsChanged
+from meshwarden.registry.model import CatalogEvent
+from meshwarden.registry.routes import RouteChanged
 
 # What watchers receive: catalog changes, new policy bundle revisions, route changes, and
 # the controls (kill switches, isolations) in force.

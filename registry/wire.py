@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+from meshwarden.registry.bundles import SidecarBundleStatus, StoredBundle
+from meshwarden.registry.health_reports import InstanceHealth
+from meshwarden.registry.model import Capability, CatalogEvent, Instance, InstanceSpec, Snapshot, Upserted
+from meshwarden.registry.routes import StoredRoute
 from meshwarden.v1 import catalog_pb2, registry_pb2
-from registry.bundles import SidecarBundleStatus, StoredBundle
-from registry.health_reports import InstanceHealth
-from registry.model import Capability, CatalogEvent, Instance, InstanceSpec, Snapshot, Upserted
-from registry.routes import StoredRoute
 
 
 def spec_from_proto(message: catalog_pb2.Instance) -> InstanceSpec:

@@ -3,7 +3,7 @@
 Run it with `meshwarden sidecar run`; the call path is the composition in sidecar/pipeline.py.
 """
 
-from sidecar.app import serve
-from sidecar.config import SidecarConfig, load
+from meshwarden.sidecar.app import serve
+from meshwarden.sidecar.config import SidecarConfig, load
 
 __all__ = ["SidecarConfig", "load", "serve"]

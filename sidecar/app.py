@@ -25,36 +25,37 @@ from meshwarden.admin_http import AdminBindError, AdminServer
 from meshwarden.clock import SystemClock
 from meshwarden.identity.credentials import server_credentials
 from meshwarden.ready import announce_ready
+from meshwarden.sidecar import catalog_watch, pipeline, svids, tracing_setup
+from meshwarden.sidecar.agent_app import AgentApp
+from meshwarden.sidecar.bundle_loader import BundleLoader, BundleStatus, KeysError, PolicyHolder, load_trusted_keys
+from meshwarden.sidecar.call_metrics import SidecarMetrics, SidecarState
+from meshwarden.sidecar.catalog import Catalog
+from meshwarden.sidecar.config import SidecarConfig
+from meshwarden.sidecar.controls import Controls
+from meshwarden.sidecar.controls_ack import Acknowledger
+from meshwarden.sidecar.discovery.consul_discovery import ConsulDiscovery
+from meshwarden.sidecar.discovery.source import Discovery, RegistryDiscovery
+from meshwarden.sidecar.edges.gateway_http import GatewayBindError, GatewayServer, RouteFamily
+from meshwarden.sidecar.health_reporter import HealthReporter
+from meshwarden.sidecar.instance_identity import stable_instance_id
+from meshwarden.sidecar.latency import LatencyBoard
+from meshwarden.sidecar.lease import Lease
+from meshwarden.sidecar.local_agent import LocalAgent
+from meshwarden.sidecar.local_api import LocalApi
+from meshwarden.sidecar.local_auth import RequireToken, TokenError, read_token
+from meshwarden.sidecar.outcome_reporter import OutcomeReporter
+from meshwarden.sidecar.peer_api import PeerApi
+from meshwarden.sidecar.peer_channels import PeerChannels
+from meshwarden.sidecar.receipt_shipper import ReceiptShipper, ShippingSettings
+from meshwarden.sidecar.receipt_spool import ReceiptSpool, SpoolError, SpoolReader
+from meshwarden.sidecar.registry_link import RegistryLink
+from meshwarden.sidecar.runtime import Runtime
+from meshwarden.sidecar.schemas import SchemaCache
+from meshwarden.sidecar.stages.breaker import BreakerBoard
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
 from meshwarden.tasks import cancel_all, supervise
 from meshwarden.v1 import controls_pb2, peer_pb2, peer_pb2_grpc, registry_pb2, sidecar_pb2, sidecar_pb2_grpc
-from sidecar import catalog_watch, pipeline, svids, tracing_setup
-from sidecar.agent_app import AgentApp
-from sidecar.bundle_loader import BundleLoader, BundleStatus, KeysError, PolicyHolder, load_trusted_keys
-from sidecar.call_metrics import SidecarMetrics, SidecarState
-from sidecar.catalog import Catalog
-from sidecar.config import SidecarConfig
-from sidecar.controls import Controls
-from sidecar.controls_ack import Acknowledger
-from sidecar.discovery.consul_discovery import ConsulDiscovery
-from sidecar.discovery.source import Discovery, RegistryDiscovery
-from sidecar.health_reporter import HealthReporter
-from sidecar.instance_identity import stable_instance_id
-from sidecar.latency import LatencyBoard
-from sidecar.lease import Lease
-from sidecar.local_agent import LocalAgent
-from sidecar.local_api import LocalApi
-from sidecar.local_auth import RequireToken, TokenError, read_token
-from sidecar.outcome_reporter import OutcomeReporter
-from sidecar.peer_api import PeerApi
-from sidecar.peer_channels import PeerChannels
-from sidecar.receipt_shipper import ReceiptShipper, ShippingSettings
-from sidecar.receipt_spool import ReceiptSpool, SpoolError, SpoolReader
-from sidecar.registry_link import RegistryLink
-from sidecar.runtime import Runtime
-from sidecar.schemas import SchemaCache
-from sidecar.stages.breaker import BreakerBoard
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +236,12 @@ async def serve(config: SidecarConfig) -> None:
         admin_address = await admin.serve(config.admin_listen)
     except AdminBindError as exc:
         raise StartError(str(exc)) from exc
+    gateway = GatewayServer(_gateway_families(rt), token, config.max_payload_bytes)
+    try:
+        gateway_address = await gateway.start(config.gateway_listen) if config.gateway_listen else "off"
+    except GatewayBindError as exc:
+        await admin.stop()
+        raise StartError(str(exc)) from exc
     tasks = [
         supervise("lease", lease.run),
         supervise("bundle-status", report_forever),
@@ -290,6 +297,7 @@ async def serve(config: SidecarConfig) -> None:
         workload_api=supply.workload_socket,
         discovery=config.discovery,
         admin=str(admin_address) if admin_address else "off",
+        gateway=gateway_address,
     )
 
     await stop_on_signals().wait()
@@ -308,6 +316,7 @@ async def serve(config: SidecarConfig) -> None:
         shipper.close()
     if spool is not None:
         spool.close()
+    await gateway.stop()
     await admin.stop()
     if rt.tracing is not None:
         rt.tracing.shutdown()  # flushes queued spans, for 3 s at most
@@ -319,6 +328,12 @@ async def serve(config: SidecarConfig) -> None:
     await discovery.close()
     await supply.close()
     log.info("stopped")
+
+
+def _gateway_families(rt: Runtime) -> list[RouteFamily]:
+    """The route families the agent's HTTP gateway serves: the model gateway (/v1/) and the
+    MCP gateway (/mcp) mount theirs here."""
+    return []
 
 
 def _discovery(config: SidecarConfig, rt: Runtime) -> Discovery:

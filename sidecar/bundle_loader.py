@@ -20,11 +20,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from meshwarden.policy_bundle.errors import BundleError
+from meshwarden.policy_bundle.keys import load_public_key
+from meshwarden.policy_bundle.verify import VerifiedBundle, verify
 from meshwarden.secure_files import ensure_private_dir, write_atomically
-from policy_bundle.errors import BundleError
-from policy_bundle.keys import load_public_key
-from policy_bundle.verify import VerifiedBundle, verify
-from sidecar.policy import ActivePolicy
+from meshwarden.sidecar.policy import ActivePolicy
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar, dataclass_transform
 
+from meshwarden.sidecar.catalog import Endpoint
 from meshwarden.usage import Usage  # the SDK's: one type for what a call consumed, both sides
-from sidecar.catalog import Endpoint
 
 _T = TypeVar("_T")
 

@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
+from meshwarden.sidecar.catalog import Catalog
+from meshwarden.sidecar.routes import RouteTable
 from meshwarden.v1 import controls_pb2, registry_pb2, registry_pb2_grpc
-from sidecar.catalog import Catalog
-from sidecar.routes import RouteTable
 
 log = logging.getLogger(__name__)
 

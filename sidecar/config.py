@@ -32,10 +32,10 @@ from meshwarden.config_layers import (
 from meshwarden.connection_liveness import MIN_KEEPALIVE_S
 from meshwarden.identity.spiffe_ids import DEFAULT_TRUST_DOMAIN, check_trust_domain
 from meshwarden.names import AGENT_NAME, AGENT_NAME_RULE
-from sidecar import tracing_settings
-from sidecar.discovery import consul_settings
-from sidecar.discovery.consul_settings import ConsulSettings
-from sidecar.tracing_settings import TracingSettings
+from meshwarden.sidecar import tracing_settings
+from meshwarden.sidecar.discovery import consul_settings
+from meshwarden.sidecar.discovery.consul_settings import ConsulSettings
+from meshwarden.sidecar.tracing_settings import TracingSettings
 
 ENV_PREFIX = "SIDECAR"
 MiB = 1024 * 1024
@@ -154,6 +154,14 @@ OPTIONS: list[Option[Any]] = [
         parse_host_port("127.0.0.1:9901"),
         "admin HTTP port: /metrics (Prometheus), /healthz, /readyz; port 0 picks one; off disables",
         metavar="HOST:PORT|off",
+    ),
+    Option(
+        "gateway_listen",
+        lambda value: None if value.strip().lower() == "off" else parse_listen(value, what="gateway listen address"),
+        parse_host_port("127.0.0.1:7413"),
+        "the agent's HTTP gateway for model clients (/v1/) and MCP clients (/mcp): loopback HOST:PORT, or "
+        "unix:PATH (a 0600 socket); port 0 picks one; off disables",
+        metavar="ADDRESS|off",
     ),
     Option(
         "instance_id",
@@ -376,6 +384,7 @@ class SidecarConfig:
     # Read from the standard CONSUL_* variables when discovery is "consul".
     consul: ConsulSettings | None = None
     admin_listen: HostPort | None = None
+    gateway_listen: ListenAddress | None = None
     # From the standard OTEL_* variables (sidecar/tracing_settings.py); off without an endpoint.
     tracing: TracingSettings = field(default_factory=TracingSettings)
 

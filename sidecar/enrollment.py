@@ -29,9 +29,9 @@ from meshwarden.identity.credentials import channel_credentials, expect_peer
 from meshwarden.identity.spiffe_ids import agent_id, registry_id
 from meshwarden.identity.svid import Svid, svid_from_pem
 from meshwarden.secure_files import ensure_private_dir, write_atomically
+from meshwarden.sidecar import registry_endpoint
+from meshwarden.sidecar.config import SidecarConfig
 from meshwarden.v1 import identity_pb2, identity_pb2_grpc
-from sidecar import registry_endpoint
-from sidecar.config import SidecarConfig
 
 log = logging.getLogger(__name__)
 

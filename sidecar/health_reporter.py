@@ -17,11 +17,11 @@ from collections.abc import Callable
 import grpc
 
 from meshwarden.clock import Clock
+from meshwarden.sidecar.catalog import Catalog
+from meshwarden.sidecar.instance_health import HEALTHY, STATE_NAMES, Assessment, HealthRules, assess
+from meshwarden.sidecar.latency import LatencyBoard
+from meshwarden.sidecar.stages.breaker import BreakerBoard
 from meshwarden.v1 import registry_pb2, registry_pb2_grpc
-from sidecar.catalog import Catalog
-from sidecar.instance_health import HEALTHY, STATE_NAMES, Assessment, HealthRules, assess
-from sidecar.latency import LatencyBoard
-from sidecar.stages.breaker import BreakerBoard
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import pybreaker
 
+from meshwarden.sidecar.latency import LatencyBoard, LatencyView
+from meshwarden.sidecar.stages.breaker import BreakerBoard
 from meshwarden.v1 import catalog_pb2
-from sidecar.latency import LatencyBoard, LatencyView
-from sidecar.stages.breaker import BreakerBoard
 
 HEALTHY = catalog_pb2.HEALTH_STATE_HEALTHY
 DEGRADED = catalog_pb2.HEALTH_STATE_DEGRADED

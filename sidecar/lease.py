@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import grpc
 
+from meshwarden.sidecar.local_agent import LocalAgent
 from meshwarden.v1 import registry_pb2, registry_pb2_grpc
-from sidecar.local_agent import LocalAgent
 
 log = logging.getLogger(__name__)
 

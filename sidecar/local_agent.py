@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import semantic_version
 
 from meshwarden.errors import BadPayload
+from meshwarden.sidecar.catalog import CapabilitySpec, Endpoint
+from meshwarden.sidecar.schemas import InvalidSchema, canonical_schema, schema_hash
 from meshwarden.v1 import catalog_pb2
-from sidecar.catalog import CapabilitySpec, Endpoint
-from sidecar.schemas import InvalidSchema, canonical_schema, schema_hash
 
 CAPABILITY_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,127}")
 MAX_DEFAULT_TIMEOUT_MS = 3_600_000

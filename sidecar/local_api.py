@@ -12,17 +12,17 @@ import grpc
 
 from meshwarden.addresses import AddressError, parse_host_port
 from meshwarden.errors import BadPayload, MeshError, RegistryUnavailable
+from meshwarden.sidecar import usage
+from meshwarden.sidecar.call import Call, Caller, Handler
+from meshwarden.sidecar.config import SidecarConfig
+from meshwarden.sidecar.instance_health import Assessment
+from meshwarden.sidecar.lease import Lease
+from meshwarden.sidecar.local_agent import CAPABILITY_NAME
+from meshwarden.sidecar.outcome_reporter import OutcomeReporter
+from meshwarden.sidecar.rescue import abort_unexpected, abort_with
+from meshwarden.sidecar.runtime import Runtime
 from meshwarden.trace_context import headers_from_metadata
 from meshwarden.v1 import catalog_pb2, receipts_pb2, sidecar_pb2, sidecar_pb2_grpc
-from sidecar import usage
-from sidecar.call import Call, Caller, Handler
-from sidecar.config import SidecarConfig
-from sidecar.instance_health import Assessment
-from sidecar.lease import Lease
-from sidecar.local_agent import CAPABILITY_NAME
-from sidecar.outcome_reporter import OutcomeReporter
-from sidecar.rescue import abort_unexpected, abort_with
-from sidecar.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import grpc
 
 from meshwarden import outcomes
 from meshwarden.errors import BadPayload, MeshError, OutcomeAlreadyReported, RegistryUnavailable
+from meshwarden.sidecar.registry_link import RegistryLink
 from meshwarden.v1 import receipts_pb2
-from sidecar.registry_link import RegistryLink
 
 TIMEOUT_S = 5.0
 

@@ -11,12 +11,12 @@ import grpc
 from meshwarden.clock import Clock
 from meshwarden.errors import MeshError, Unidentified
 from meshwarden.identity.peer import Unauthenticated, peer_identity
+from meshwarden.sidecar import usage
+from meshwarden.sidecar.call import Call, Caller, Handler
+from meshwarden.sidecar.config import SidecarConfig
+from meshwarden.sidecar.rescue import abort_unexpected, abort_with
 from meshwarden.trace_context import headers_from_metadata
 from meshwarden.v1 import peer_pb2, peer_pb2_grpc
-from sidecar import usage
-from sidecar.call import Call, Caller, Handler
-from sidecar.config import SidecarConfig
-from sidecar.rescue import abort_unexpected, abort_with
 
 Context = grpc.aio.ServicerContext[object, object]
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ import grpc
 
 from meshwarden.identity.credentials import channel_credentials, expect_peer
 from meshwarden.identity.svid import Svid
+from meshwarden.sidecar.channel_retirement import ChannelRetirement
 from meshwarden.v1 import peer_pb2_grpc
-from sidecar.channel_retirement import ChannelRetirement
 
 _OLD_CHANNEL_GRACE_S = 30.0
 

@@ -3,9 +3,9 @@ tests/unit/sidecar/test_pipeline.py checks it against the order README.md docume
 
 from __future__ import annotations
 
-from sidecar.call import Handler, Layer, compose
-from sidecar.runtime import Runtime
-from sidecar.stages import (
+from meshwarden.sidecar.call import Handler, Layer, compose
+from meshwarden.sidecar.runtime import Runtime
+from meshwarden.sidecar.stages import (
     breaker,
     deadline,
     deliver,

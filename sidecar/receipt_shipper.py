@@ -30,8 +30,8 @@ from typing import Final
 
 import grpc
 
+from meshwarden.sidecar.receipt_spool import Batch, SpoolReader
 from meshwarden.v1 import receipts_pb2, receipts_pb2_grpc
-from sidecar.receipt_spool import Batch, SpoolReader
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from meshwarden.identity.credentials import channel_credentials, expect_peer
 from meshwarden.identity.spiffe_ids import registry_id
 from meshwarden.registry_client import mtls_address
 from meshwarden.secure_files import ensure_private_dir, write_atomically
+from meshwarden.sidecar.config import SidecarConfig
 from meshwarden.v1 import identity_pb2, identity_pb2_grpc
-from sidecar.config import SidecarConfig
 
 log = logging.getLogger(__name__)
 

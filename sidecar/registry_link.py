@@ -10,8 +10,8 @@ import grpc
 
 from meshwarden.identity.svid import Svid
 from meshwarden.registry_client import RegistryTrust, registry_channel
+from meshwarden.sidecar.channel_retirement import ChannelRetirement
 from meshwarden.v1 import controls_pb2_grpc, receipts_pb2_grpc, registry_pb2_grpc
-from sidecar.channel_retirement import ChannelRetirement
 
 _OLD_CHANNEL_GRACE_S = 10.0
 

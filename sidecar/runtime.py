@@ -7,20 +7,20 @@ import time
 from dataclasses import dataclass, field
 
 from meshwarden.clock import Clock
-from sidecar.agent_app import AgentApp
-from sidecar.bundle_loader import PolicyHolder
-from sidecar.call_metrics import SidecarMetrics
-from sidecar.catalog import Catalog
-from sidecar.config import SidecarConfig
-from sidecar.controls import Controls
-from sidecar.latency import LatencyBoard
-from sidecar.local_agent import LocalAgent
-from sidecar.peer_channels import PeerChannels
-from sidecar.receipt_spool import ReceiptSpool
-from sidecar.routes import RouteTable, SessionPins
-from sidecar.schemas import SchemaCache
-from sidecar.stages.breaker import BreakerBoard
-from sidecar.tracing_setup import SidecarTracing
+from meshwarden.sidecar.agent_app import AgentApp
+from meshwarden.sidecar.bundle_loader import PolicyHolder
+from meshwarden.sidecar.call_metrics import SidecarMetrics
+from meshwarden.sidecar.catalog import Catalog
+from meshwarden.sidecar.config import SidecarConfig
+from meshwarden.sidecar.controls import Controls
+from meshwarden.sidecar.latency import LatencyBoard
+from meshwarden.sidecar.local_agent import LocalAgent
+from meshwarden.sidecar.peer_channels import PeerChannels
+from meshwarden.sidecar.receipt_spool import ReceiptSpool
+from meshwarden.sidecar.routes import RouteTable, SessionPins
+from meshwarden.sidecar.schemas import SchemaCache
+from meshwarden.sidecar.stages.breaker import BreakerBoard
+from meshwarden.sidecar.tracing_setup import SidecarTracing
 
 
 @dataclass(frozen=True, kw_only=True)

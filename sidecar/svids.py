@@ -16,10 +16,10 @@ import grpc
 from meshwarden.clock import Clock
 from meshwarden.identity.spiffe_ids import agent_id
 from meshwarden.identity.workload_source import WorkloadApiError, WorkloadSvids
+from meshwarden.sidecar import registry_endpoint, workload_api_server
+from meshwarden.sidecar.config import SidecarConfig
+from meshwarden.sidecar.enrollment import Enrollment, EnrollmentError
 from meshwarden.tasks import supervise
-from sidecar import registry_endpoint, workload_api_server
-from sidecar.config import SidecarConfig
-from sidecar.enrollment import Enrollment, EnrollmentError
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, StatusCode, TraceFl
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
-from sidecar.tracing_settings import TracingSettings
+from meshwarden.sidecar.tracing_settings import TracingSettings
 
 log = logging.getLogger(__name__)
 

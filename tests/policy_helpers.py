@@ -11,10 +11,10 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from policy_bundle.build import build
-from policy_bundle.init import starting_files
-from policy_bundle.sign import sign
-from policy_bundle.verify import VerifiedBundle, verify
+from meshwarden.policy_bundle.build import build
+from meshwarden.policy_bundle.init import starting_files
+from meshwarden.policy_bundle.sign import sign
+from meshwarden.policy_bundle.verify import VerifiedBundle, verify
 
 KEY_ID = "test-key"
 

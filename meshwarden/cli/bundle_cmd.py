@@ -24,15 +24,15 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from meshwarden.cli import bundle_rollout_cmd, exit_codes
+from meshwarden.policy_bundle import artifact as fmt
+from meshwarden.policy_bundle.build import build
+from meshwarden.policy_bundle.errors import BundleError, BundleInvalid, BundleNotTrusted, RevisionNotNewer
+from meshwarden.policy_bundle.init import DirectoryNotEmpty, init
+from meshwarden.policy_bundle.inventory import Inventory, inventory
+from meshwarden.policy_bundle.keys import keygen, load_private_key, load_public_key
+from meshwarden.policy_bundle.sign import sign
+from meshwarden.policy_bundle.verify import verify
 from meshwarden.secure_files import write_atomically
-from policy_bundle import artifact as fmt
-from policy_bundle.build import build
-from policy_bundle.errors import BundleError, BundleInvalid, BundleNotTrusted, RevisionNotNewer
-from policy_bundle.init import DirectoryNotEmpty, init
-from policy_bundle.inventory import Inventory, inventory
-from policy_bundle.keys import keygen, load_private_key, load_public_key
-from policy_bundle.sign import sign
-from policy_bundle.verify import verify
 
 
 def add_to(commands: Any) -> None:

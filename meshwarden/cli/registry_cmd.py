@@ -11,7 +11,7 @@ from meshwarden.config_layers import add_options
 
 
 def add_to(commands: Any) -> None:
-    from registry.config import ENV_PREFIX, OPTIONS
+    from meshwarden.registry.config import ENV_PREFIX, OPTIONS
 
     registry = commands.add_parser("registry", help="run the registry")
     actions = registry.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -28,8 +28,8 @@ def add_to(commands: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from registry import app, config
-    from registry.errors import CaError, StoreError
+    from meshwarden.registry import app, config
+    from meshwarden.registry.errors import CaError, StoreError
 
     cfg = config.load(args)
     try:

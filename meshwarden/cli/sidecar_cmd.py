@@ -21,14 +21,14 @@ def add_to(commands: Any) -> None:
         "OTEL_EXPORTER_OTLP_ENDPOINT is set (and the other standard OTEL_* variables: protocol, sampler, "
         "service name); metrics and health are on --admin-listen.",
     )
-    from sidecar.config import ENV_PREFIX, OPTIONS
+    from meshwarden.sidecar.config import ENV_PREFIX, OPTIONS
 
     add_options(run, OPTIONS, ENV_PREFIX)
     run.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sidecar import app, config
+    from meshwarden.sidecar import app, config
 
     cfg = config.load(args)
     try:

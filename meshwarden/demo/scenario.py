@@ -190,6 +190,8 @@ class Mesh:
                 "127.0.0.1:0",
                 "--admin-listen",
                 "127.0.0.1:0",
+                "--gateway-listen",
+                "127.0.0.1:0",
                 "--data-dir",
                 str(self.workdir / "sidecars" / f"{agent}-{index}"),
                 "--bundle-keys",

@@ -19,7 +19,7 @@ import aiohttp
 import consul
 import consul.aio
 
-from sidecar.discovery.consul_settings import ConsulSettings
+from meshwarden.sidecar.discovery.consul_settings import ConsulSettings
 
 T = TypeVar("T")
 

@@ -13,13 +13,13 @@ import random
 from collections.abc import Mapping
 
 from meshwarden.clock import Clock
-from sidecar.catalog import Catalog
-from sidecar.discovery.consul_api import ConsulApi
-from sidecar.discovery.consul_registration import ConsulRegistration, Health
-from sidecar.discovery.consul_settings import ConsulSettings
-from sidecar.discovery.consul_watch import ConsulWatch
-from sidecar.discovery.source import Loop
-from sidecar.local_agent import LocalAgent
+from meshwarden.sidecar.catalog import Catalog
+from meshwarden.sidecar.discovery.consul_api import ConsulApi
+from meshwarden.sidecar.discovery.consul_registration import ConsulRegistration, Health
+from meshwarden.sidecar.discovery.consul_settings import ConsulSettings
+from meshwarden.sidecar.discovery.consul_watch import ConsulWatch
+from meshwarden.sidecar.discovery.source import Loop
+from meshwarden.sidecar.local_agent import LocalAgent
 
 
 class ConsulDiscovery:

@@ -21,15 +21,15 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from sidecar.discovery.consul_api import ConsulApi, ConsulUnavailable, TtlCheck
-from sidecar.discovery.consul_service import (
+from meshwarden.sidecar.discovery.consul_api import ConsulApi, ConsulUnavailable, TtlCheck
+from meshwarden.sidecar.discovery.consul_service import (
     MetaTooLarge,
     check_id,
     schema_document,
     schema_key,
     service_definition,
 )
-from sidecar.local_agent import LocalAgent
+from meshwarden.sidecar.local_agent import LocalAgent
 
 log = logging.getLogger(__name__)
 

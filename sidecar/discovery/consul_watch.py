@@ -20,12 +20,10 @@ import random
 from collections.abc import Iterable
 
 from meshwarden.clock import Clock
-from meshwarden.tasks import cancel_all, supervise
-from meshwarden.v1 import catalog_pb2
-from sidecar.catalog import Catalog
-from sidecar.discovery.consul_api import ConsulApi, ConsulUnavailable, ServiceEntry
-from sidecar.discovery.consul_blocking import Backoff, RateLimit, next_index
-from sidecar.discovery.consul_service import (
+from meshwarden.sidecar.catalog import Catalog
+from meshwarden.sidecar.discovery.consul_api import ConsulApi, ConsulUnavailable, ServiceEntry
+from meshwarden.sidecar.discovery.consul_blocking import Backoff, RateLimit, next_index
+from meshwarden.sidecar.discovery.consul_service import (
     MESH_TAG,
     InvalidEntry,
     MissingSchema,
@@ -35,6 +33,8 @@ from sidecar.discovery.consul_service import (
     read_schema_document,
     schema_key,
 )
+from meshwarden.tasks import cancel_all, supervise
+from meshwarden.v1 import catalog_pb2
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
-from sidecar.catalog import Catalog
+from meshwarden.sidecar.catalog import Catalog
 
 Loop = Callable[[], Awaitable[None]]
 

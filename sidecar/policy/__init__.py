@@ -4,8 +4,8 @@ The outbound and inbound policy stages call `ActivePolicy.decide`; the bundle lo
 one ActivePolicy per verified revision and swaps it in whole.
 """
 
-from sidecar.policy.active_policy import ActivePolicy, Slicing
-from sidecar.policy.cedar_values import ArgumentsNotMappable
-from sidecar.policy.decision import Caller, CallFacts, Decision, Direction
+from meshwarden.sidecar.policy.active_policy import ActivePolicy, Slicing
+from meshwarden.sidecar.policy.cedar_values import ArgumentsNotMappable
+from meshwarden.sidecar.policy.decision import Caller, CallFacts, Decision, Direction
 
 __all__ = ["ActivePolicy", "ArgumentsNotMappable", "CallFacts", "Caller", "Decision", "Direction", "Slicing"]

@@ -43,8 +43,8 @@ from typing import Final, TypeVar
 import cedarpy
 from cedarpy import pst
 
-from policy_bundle.errors import BundleError
-from policy_bundle.model import (
+from meshwarden.policy_bundle.errors import BundleError
+from meshwarden.policy_bundle.model import (
     AGENT_TYPE,
     ARGS,
     CALL_ACTION,
@@ -55,14 +55,14 @@ from policy_bundle.model import (
     TIME,
     WORKFLOW_ID,
 )
-from policy_bundle.schema_shape import RecordOf, SchemaShapeError, read_call_action
-from policy_bundle.verify import VerifiedBundle
-from sidecar.policy.cedar_values import LONG_MAX, LONG_MIN, ArgumentsNotMappable, parse_arguments, project
-from sidecar.policy.decision import Caller, CallFacts, Decision, Direction
-from sidecar.policy.outcome import Outcomes
-from sidecar.policy.pruning import context_free_probe, prune_false_for_pair
-from sidecar.policy.reads import EVERYTHING, Reads, context_reads
-from sidecar.policy.scopes import Hierarchy, ScopeIndex, action_may_match
+from meshwarden.policy_bundle.schema_shape import RecordOf, SchemaShapeError, read_call_action
+from meshwarden.policy_bundle.verify import VerifiedBundle
+from meshwarden.sidecar.policy.cedar_values import LONG_MAX, LONG_MIN, ArgumentsNotMappable, parse_arguments, project
+from meshwarden.sidecar.policy.decision import Caller, CallFacts, Decision, Direction
+from meshwarden.sidecar.policy.outcome import Outcomes
+from meshwarden.sidecar.policy.pruning import context_free_probe, prune_false_for_pair
+from meshwarden.sidecar.policy.reads import EVERYTHING, Reads, context_reads
+from meshwarden.sidecar.policy.scopes import Hierarchy, ScopeIndex, action_may_match
 
 _ACTION: Final = {"type": "Action", "id": CALL_ACTION}
 _Pair = tuple[Direction, str, str]  # (direction, caller agent, capability)

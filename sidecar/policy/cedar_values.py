@@ -20,8 +20,8 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
-from policy_bundle.schema_shape import Attribute, CedarType, Named, Primitive, RecordOf, SetOf
-from sidecar.policy.reads import Reads
+from meshwarden.policy_bundle.schema_shape import Attribute, CedarType, Named, Primitive, RecordOf, SetOf
+from meshwarden.sidecar.policy.reads import Reads
 
 LONG_MIN: Final = -(2**63)
 LONG_MAX: Final = 2**63 - 1

@@ -14,7 +14,7 @@ from typing import Final
 
 import cedarpy
 
-from sidecar.policy.decision import Decision
+from meshwarden.sidecar.policy.decision import Decision
 
 _EVALUATION_ERROR: Final = re.compile(r"error while evaluating policy `([^`]+)`: (.*)", re.DOTALL)
 

@@ -22,7 +22,7 @@ from typing import TypeVar
 import cedarpy
 from cedarpy import pst
 
-from sidecar.policy.reads import expression_reads
+from meshwarden.sidecar.policy.reads import expression_reads
 
 Pair = TypeVar("Pair")
 

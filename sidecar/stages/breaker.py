@@ -28,8 +28,8 @@ import grpc
 import pybreaker
 
 from meshwarden.errors import AgentFailed, CircuitOpen, MeshError, Unreachable
-from sidecar.call import Call, Handler, Layer, Reply
-from sidecar.failure_window import FailureWindow, WindowCounts
+from meshwarden.sidecar.call import Call, Handler, Layer, Reply
+from meshwarden.sidecar.failure_window import FailureWindow, WindowCounts
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import asyncio
 
 from meshwarden.clock import Clock
 from meshwarden.errors import DeadlineExceeded
-from sidecar.call import Call, Handler, Layer, Reply
+from meshwarden.sidecar.call import Call, Handler, Layer, Reply
 
 
 class Deadline:

@@ -6,12 +6,12 @@ import grpc
 
 from meshwarden.clock import Clock
 from meshwarden.errors import AgentFailed, DeadlineExceeded, MeshError, PeerUnavailable
+from meshwarden.sidecar import usage
+from meshwarden.sidecar.agent_app import AgentApp
+from meshwarden.sidecar.call import Call, Reply
+from meshwarden.sidecar.local_agent import LocalAgent
 from meshwarden.trace_context import metadata_for
 from meshwarden.v1 import agent_pb2
-from sidecar import usage
-from sidecar.agent_app import AgentApp
-from sidecar.call import Call, Reply
-from sidecar.local_agent import LocalAgent
 
 
 class ToAgent:

@@ -13,7 +13,7 @@ import asyncio
 from collections import OrderedDict
 
 from meshwarden.clock import Clock
-from sidecar.call import Call, Handler, Layer, Reply
+from meshwarden.sidecar.call import Call, Handler, Layer, Reply
 
 Key = tuple[str, str, str]  # caller SPIFFE ID, capability, idempotency key
 

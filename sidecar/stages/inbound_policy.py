@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 from meshwarden.clock import Clock
-from sidecar.bundle_loader import PolicyHolder
-from sidecar.call import Layer
-from sidecar.policy import Direction
-from sidecar.stages.policy_gate import PolicyGate
+from meshwarden.sidecar.bundle_loader import PolicyHolder
+from meshwarden.sidecar.call import Layer
+from meshwarden.sidecar.policy import Direction
+from meshwarden.sidecar.stages.policy_gate import PolicyGate
 
 
 class InboundPolicy(PolicyGate):

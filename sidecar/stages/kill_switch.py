@@ -21,11 +21,22 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 from meshwarden.errors import KillSwitchEngaged
-from sidecar.bundle_loader import PolicyHolder
-from sidecar.call import Call, Handler, Layer, Reply
-from sidecar.catalog import Catalog, Endpoint
-from sidecar.controls import AGENT, CAPABILITY, INSTANCE, SESSION, TEAM, VERSION, WORKFLOW, Controls, Fact, InFlight
-from sidecar.local_agent import LocalAgent
+from meshwarden.sidecar.bundle_loader import PolicyHolder
+from meshwarden.sidecar.call import Call, Handler, Layer, Reply
+from meshwarden.sidecar.catalog import Catalog, Endpoint
+from meshwarden.sidecar.controls import (
+    AGENT,
+    CAPABILITY,
+    INSTANCE,
+    SESSION,
+    TEAM,
+    VERSION,
+    WORKFLOW,
+    Controls,
+    Fact,
+    InFlight,
+)
+from meshwarden.sidecar.local_agent import LocalAgent
 
 _SWITCH_ID = re.compile(r"by kill switch (ks-[0-9a-f]+)")  # as KillSwitchEngaged words it
 

@@ -12,8 +12,8 @@ from prometheus_client import Counter, Histogram
 
 from meshwarden.clock import Clock
 from meshwarden.errors import MeshError
-from sidecar.call import Call, Handler, Layer, Reply
-from sidecar.call_metrics import OTHER_CAPABILITY, SidecarMetrics
+from meshwarden.sidecar.call import Call, Handler, Layer, Reply
+from meshwarden.sidecar.call_metrics import OTHER_CAPABILITY, SidecarMetrics
 
 Known = Callable[[str], bool]  # whether a capability name may be a label value
 

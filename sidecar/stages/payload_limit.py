@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from meshwarden.errors import PayloadTooLarge
-from sidecar.call import Call, Handler, Layer, Reply
+from meshwarden.sidecar.call import Call, Handler, Layer, Reply
 
 
 class PayloadLimit:

@@ -13,12 +13,12 @@ from meshwarden.errors import (
     PeerUnavailable,
     from_rpc_error,
 )
+from meshwarden.sidecar import usage
+from meshwarden.sidecar.call import Call, Reply
+from meshwarden.sidecar.catalog import Endpoint
+from meshwarden.sidecar.peer_channels import PeerChannels
 from meshwarden.trace_context import metadata_for
 from meshwarden.v1 import peer_pb2
-from sidecar import usage
-from sidecar.call import Call, Reply
-from sidecar.catalog import Endpoint
-from sidecar.peer_channels import PeerChannels
 
 # What gRPC core says when the TLS handshake fails on who the server is.
 _IDENTITY_FAILURES = ("Peer name", "Hostname Verification", "certificate verify failed", "CERTIFICATE_VERIFY_FAILED")

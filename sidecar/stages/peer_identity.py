@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from meshwarden.errors import Unidentified
-from sidecar.call import Call, Handler, Layer, Reply
+from meshwarden.sidecar.call import Call, Handler, Layer, Reply
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ import logging
 
 from meshwarden.clock import Clock
 from meshwarden.errors import BadPayload, PolicyDenied
-from sidecar.bundle_loader import PolicyHolder
-from sidecar.call import Call, Handler, Reply
-from sidecar.policy import ArgumentsNotMappable, Caller, CallFacts, Direction
+from meshwarden.sidecar.bundle_loader import PolicyHolder
+from meshwarden.sidecar.call import Call, Handler, Reply
+from meshwarden.sidecar.policy import ArgumentsNotMappable, Caller, CallFacts, Direction
 
 log = logging.getLogger(__name__)
 

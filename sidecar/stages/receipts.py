@@ -20,12 +20,12 @@ from google.protobuf import timestamp_pb2
 from meshwarden.clock import Clock
 from meshwarden.errors import MeshError
 from meshwarden.receipt_hash import payload_digest
+from meshwarden.sidecar.bundle_loader import PolicyHolder
+from meshwarden.sidecar.call import Call, Handler, Layer, Reply
+from meshwarden.sidecar.local_agent import LocalAgent
+from meshwarden.sidecar.receipt_spool import ReceiptSpool, SpoolError
 from meshwarden.trace_context import trace_and_span_ids
 from meshwarden.v1 import receipts_pb2
-from sidecar.bundle_loader import PolicyHolder
-from sidecar.call import Call, Handler, Layer, Reply
-from sidecar.local_agent import LocalAgent
-from sidecar.receipt_spool import ReceiptSpool, SpoolError
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import grpc
 
 from meshwarden.errors import AgentFailed, BadPayload
-from sidecar.call import Call, Handler, Layer, Reply
-from sidecar.schemas import SchemaCache, check, parse_payload
+from meshwarden.sidecar.call import Call, Handler, Layer, Reply
+from meshwarden.sidecar.schemas import SchemaCache, check, parse_payload
 
 
 class ResultContract:

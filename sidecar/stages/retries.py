@@ -26,7 +26,7 @@ import grpc
 
 from meshwarden.clock import Clock
 from meshwarden.errors import AgentFailed, MeshError, NotRegistered, NotSent, PeerIdentityMismatch, Unreachable
-from sidecar.call import Call, Handler, Layer, Reply
+from meshwarden.sidecar.call import Call, Handler, Layer, Reply
 
 log = logging.getLogger(__name__)
 

@@ -37,11 +37,11 @@ from meshwarden.errors import (
     SchemaDrift,
     UnknownCapability,
 )
-from sidecar.call import Call, Handler, Layer, Reply
-from sidecar.catalog import Catalog, Endpoint
-from sidecar.latency import LatencyBoard
-from sidecar.routes import RouteTable, SessionPins
-from sidecar.stages.breaker import BreakerBoard
+from meshwarden.sidecar.call import Call, Handler, Layer, Reply
+from meshwarden.sidecar.catalog import Catalog, Endpoint
+from meshwarden.sidecar.latency import LatencyBoard
+from meshwarden.sidecar.routes import RouteTable, SessionPins
+from meshwarden.sidecar.stages.breaker import BreakerBoard
 
 log = logging.getLogger(__name__)
 

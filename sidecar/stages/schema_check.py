@@ -7,8 +7,8 @@ that an agent never receives arguments that break its own contract, whoever sent
 from __future__ import annotations
 
 from meshwarden.errors import BadPayload
-from sidecar.call import Call, Handler, Layer, Reply
-from sidecar.schemas import InvalidSchema, SchemaCache, check, parse_payload
+from meshwarden.sidecar.call import Call, Handler, Layer, Reply
+from meshwarden.sidecar.schemas import InvalidSchema, SchemaCache, check, parse_payload
 
 
 class SchemaCheck:

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from meshwarden.errors import NotRegistered, NotSent, UnknownCapability
-from sidecar.call import Call, Handler, Layer, Reply
-from sidecar.local_agent import LocalAgent
+from meshwarden.sidecar.call import Call, Handler, Layer, Reply
+from meshwarden.sidecar.local_agent import LocalAgent
 
 
 class TargetCheck:

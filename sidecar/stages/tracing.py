@@ -36,10 +36,10 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from meshwarden.errors import MeshError
+from meshwarden.sidecar.call import Call, Handler, Layer, Reply
+from meshwarden.sidecar.tracing_setup import SidecarTracing
 from meshwarden.trace_context import context_from_headers, session_trace_id
 from meshwarden.v1 import peer_pb2
-from sidecar.call import Call, Handler, Layer, Reply
-from sidecar.tracing_setup import SidecarTracing
 
 Direction = Literal["outbound", "inbound"]
 KindOf = Callable[[str], str]  # the bundle's kind of a capability ("tool", "capability" or "")

@@ -8,11 +8,11 @@ import re
 import shutil
 from pathlib import Path
 
-from policy_bundle.artifact import encode
-from policy_bundle.build import build
-from policy_bundle.init import init as write_starting_bundle
-from policy_bundle.keys import keygen, load_private_key
-from policy_bundle.sign import sign
+from meshwarden.policy_bundle.artifact import encode
+from meshwarden.policy_bundle.build import build
+from meshwarden.policy_bundle.init import init as write_starting_bundle
+from meshwarden.policy_bundle.keys import keygen, load_private_key
+from meshwarden.policy_bundle.sign import sign
 
 ALLOW_ALL = '@id("allow-all")\n@reason("the test mesh allows every call")\npermit (principal, action, resource);\n'
 KEY_ID = "test-platform"

@@ -176,6 +176,8 @@ class LocalMesh:
                 "127.0.0.1:0",
                 "--admin-listen",
                 "127.0.0.1:0",
+                "--gateway-listen",
+                "127.0.0.1:0",
                 "--data-dir",
                 str(directory),
                 "--bundle-keys",

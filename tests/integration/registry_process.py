@@ -17,11 +17,11 @@ from meshwarden.addresses import parse_host_port
 from meshwarden.clock import Clock
 from meshwarden.identity.bootstrap import learn_registry_ca
 from meshwarden.identity.svid import Svid
+from meshwarden.registry.issuer import CA_DIR_NAME, Issuer
+from meshwarden.registry.operators import OPERATOR_TOKEN_FILE
 from meshwarden.registry_client import RegistryTrust, registry_channel, registry_stub
 from meshwarden.supervise import Child, meshwarden_argv, registry_health_tls, start
 from meshwarden.v1 import registry_pb2_grpc
-from registry.issuer import CA_DIR_NAME, Issuer
-from registry.operators import OPERATOR_TOKEN_FILE
 from tests.identity_helpers import enrol
 
 

@@ -12,9 +12,9 @@ import grpc
 import pytest
 
 import meshwarden
+from meshwarden.sidecar.discovery.consul_service import MESH_TAG, decode_capabilities, schema_key
 from meshwarden.supervise import Child
 from meshwarden.v1 import sidecar_pb2, sidecar_pb2_grpc
-from sidecar.discovery.consul_service import MESH_TAG, decode_capabilities, schema_key
 from tests.integration.consul_fake import FakeConsul, parse_duration
 from tests.integration.mesh import LocalMesh
 from tests.integration.test_calls import routable

@@ -12,13 +12,13 @@ import pytest
 
 from meshwarden.addresses import HostPort
 from meshwarden.clock import SystemClock
+from meshwarden.sidecar.catalog import Catalog
+from meshwarden.sidecar.discovery.consul_api import ConsulApi, TtlCheck
+from meshwarden.sidecar.discovery.consul_service import schema_document, schema_key, service_definition
+from meshwarden.sidecar.discovery.consul_settings import ConsulSettings
+from meshwarden.sidecar.discovery.consul_watch import ConsulWatch
+from meshwarden.sidecar.local_agent import LocalAgent
 from meshwarden.v1 import catalog_pb2
-from sidecar.catalog import Catalog
-from sidecar.discovery.consul_api import ConsulApi, TtlCheck
-from sidecar.discovery.consul_service import schema_document, schema_key, service_definition
-from sidecar.discovery.consul_settings import ConsulSettings
-from sidecar.discovery.consul_watch import ConsulWatch
-from sidecar.local_agent import LocalAgent
 from tests.integration.consul_fake import FakeConsul
 from tests.integration.test_consul_discovery import eventually
 

@@ -20,11 +20,11 @@ from meshwarden.identity.csr import new_key_and_csr
 from meshwarden.identity.peer import CLAIMED_IDENTITY_HEADER
 from meshwarden.identity.spiffe_ids import agent_id
 from meshwarden.identity.svid import Svid
+from meshwarden.registry.issuer import Issuer
+from meshwarden.registry.operators import OPERATOR_TOKEN_FILE
 from meshwarden.registry_client import mtls_address, registry_stub
 from meshwarden.supervise import meshwarden_argv
 from meshwarden.v1 import catalog_pb2, identity_pb2, identity_pb2_grpc, registry_pb2
-from registry.issuer import Issuer
-from registry.operators import OPERATOR_TOKEN_FILE
 from tests.identity_helpers import FakeClock, enrol
 from tests.integration.registry_process import RegistryProcess, start_registry
 

@@ -17,9 +17,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from meshwarden.cli import exit_codes
+from meshwarden.registry.operators import OPERATOR_TOKEN_FILE
 from meshwarden.supervise import meshwarden_argv
 from meshwarden.v1 import catalog_pb2, registry_pb2, registry_pb2_grpc
-from registry.operators import OPERATOR_TOKEN_FILE
 from tests.integration.registry_process import RegistryProcess, start_registry
 
 pytestmark = pytest.mark.integration

@@ -22,11 +22,11 @@ from meshwarden.identity.credentials import channel_credentials, expect_peer
 from meshwarden.identity.peer import CLAIMED_IDENTITY_HEADER
 from meshwarden.identity.spiffe_ids import agent_id, registry_id
 from meshwarden.identity.svid import Svid
+from meshwarden.registry.issuer import Issuer
+from meshwarden.sidecar.catalog import CapabilitySpec, Endpoint
+from meshwarden.sidecar.stages.peer import _translate
 from meshwarden.supervise import Child, StartError, meshwarden_argv, start
 from meshwarden.v1 import peer_pb2, peer_pb2_grpc
-from registry.issuer import Issuer
-from sidecar.catalog import CapabilitySpec, Endpoint
-from sidecar.stages.peer import _translate
 from tests.integration.mesh import AGENTS, LocalMesh
 from tests.integration.test_calls import routable
 

@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry, Counter
 
 from meshwarden.addresses import HostPort
 from meshwarden.admin_http import AdminBindError, AdminServer
-from registry import config as registry_config
-from sidecar import config as sidecar_config
+from meshwarden.registry import config as registry_config
+from meshwarden.sidecar import config as sidecar_config
 
 LOOPBACK_ANY_PORT = HostPort("127.0.0.1", 0)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from meshwarden.config_layers import ConfigError
-from sidecar import config
+from meshwarden.sidecar import config
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -20,11 +20,11 @@ import yaml
 from meshwarden.addresses import UnixSocket, parse_host_port
 from meshwarden.cli.main import build_parser
 from meshwarden.identity.spiffe_ids import agent_id, dns_name
-from registry import config as registry_config
-from registry.operators import OPERATOR_TOKEN_FILE
-from sidecar import config as sidecar_config
-from sidecar.discovery.consul_api import ServiceEntry
-from sidecar.discovery.consul_service import (
+from meshwarden.registry import config as registry_config
+from meshwarden.registry.operators import OPERATOR_TOKEN_FILE
+from meshwarden.sidecar import config as sidecar_config
+from meshwarden.sidecar.discovery.consul_api import ServiceEntry
+from meshwarden.sidecar.discovery.consul_service import (
     MAX_META_KEYS,
     MAX_META_VALUE_LENGTH,
     MESH_TAG,

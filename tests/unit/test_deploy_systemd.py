@@ -19,8 +19,8 @@ from meshwarden.addresses import UnixSocket
 from meshwarden.cli.main import build_parser
 from meshwarden.config_layers import Option
 from meshwarden.names import AGENT_NAME
-from registry import config as registry_config
-from sidecar import config as sidecar_config
+from meshwarden.registry import config as registry_config
+from meshwarden.sidecar import config as sidecar_config
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SYSTEMD = DEPLOY / "systemd"

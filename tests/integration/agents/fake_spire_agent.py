@@ -19,8 +19,8 @@ from pathlib import Path
 
 from meshwarden.clock import SystemClock
 from meshwarden.ready import announce_ready
-from registry.issuer import Issuer
-from sidecar.workload_api_server import SvidFeed, serve
+from meshwarden.registry.issuer import Issuer
+from meshwarden.sidecar.workload_api_server import SvidFeed, serve
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--ca-dir", required=True, type=Path)

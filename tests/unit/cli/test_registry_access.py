@@ -9,7 +9,7 @@ import pytest
 
 from meshwarden.cli import exit_codes, registry_access
 from meshwarden.cli.registry_access import AccessError
-from registry.issuer import Issuer
+from meshwarden.registry.issuer import Issuer
 from tests.identity_helpers import FakeClock
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from meshwarden.addresses import HostPort
 from meshwarden.cli import registry_cmd
-from registry.config import load
+from meshwarden.registry.config import load
 
 
 def test_serve_flags_resolve_to_a_registry_config(tmp_path: Path) -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from policy_bundle import artifact as fmt
-from policy_bundle.build import build
-from policy_bundle.errors import BundleInvalid
-from policy_bundle.init import SCHEMA, entities_json
+from meshwarden.policy_bundle import artifact as fmt
+from meshwarden.policy_bundle.build import build
+from meshwarden.policy_bundle.errors import BundleInvalid
+from meshwarden.policy_bundle.init import SCHEMA, entities_json
 from tests.policy_helpers import write_bundle
 
 

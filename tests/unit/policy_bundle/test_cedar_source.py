@@ -5,7 +5,7 @@ from __future__ import annotations
 import cedarpy
 import pytest
 
-from policy_bundle.cedar_source import culprit_line, locate_error, split_statements
+from meshwarden.policy_bundle.cedar_source import culprit_line, locate_error, split_statements
 
 
 def test_statements_keep_their_first_line_and_skip_comments() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from policy_bundle.build import build
-from policy_bundle.init import DirectoryNotEmpty, init
+from meshwarden.policy_bundle.build import build
+from meshwarden.policy_bundle.init import DirectoryNotEmpty, init
 
 
 def test_init_writes_a_bundle_that_builds(tmp_path: Path) -> None:

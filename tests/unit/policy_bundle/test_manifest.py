@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from policy_bundle.errors import BundleInvalid
-from policy_bundle.manifest import parse_manifest
+from meshwarden.policy_bundle.errors import BundleInvalid
+from meshwarden.policy_bundle.manifest import parse_manifest
 
 
 def problems(text: str) -> list[str]:

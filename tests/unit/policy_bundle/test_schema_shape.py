@@ -5,7 +5,7 @@ from __future__ import annotations
 import cedarpy
 import pytest
 
-from policy_bundle.schema_shape import (
+from meshwarden.policy_bundle.schema_shape import (
     Named,
     Primitive,
     RecordOf,

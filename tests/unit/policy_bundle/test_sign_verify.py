@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from policy_bundle import artifact as fmt
-from policy_bundle.build import build
-from policy_bundle.errors import (
+from meshwarden.policy_bundle import artifact as fmt
+from meshwarden.policy_bundle.build import build
+from meshwarden.policy_bundle.errors import (
     AlreadySigned,
     BundleError,
     BundleNotTrusted,
@@ -23,9 +23,9 @@ from policy_bundle.errors import (
     SignatureInvalid,
     UnknownKeyId,
 )
-from policy_bundle.keys import keygen, load_private_key, load_public_key
-from policy_bundle.sign import sign
-from policy_bundle.verify import verify
+from meshwarden.policy_bundle.keys import keygen, load_private_key, load_public_key
+from meshwarden.policy_bundle.sign import sign
+from meshwarden.policy_bundle.verify import verify
 from tests.policy_helpers import KEY_ID, write_bundle
 
 KEY = Ed25519PrivateKey.generate()

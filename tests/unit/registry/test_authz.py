@@ -10,11 +10,11 @@ import pytest
 from meshwarden.identity.peer import CLAIMED_IDENTITY_HEADER
 from meshwarden.identity.spiffe_ids import agent_id, operator_id, registry_id
 from meshwarden.identity.svid import Svid, leaf_of
+from meshwarden.registry.authz import REQUIRED, Authorizer, Caller, method, require_agent
+from meshwarden.registry.errors import PermissionDenied, Unauthenticated
+from meshwarden.registry.issuer import Issuer
+from meshwarden.registry.operators import OPERATOR_TOKEN_FILE, OperatorCredential
 from meshwarden.v1 import controls_pb2, identity_pb2, receipts_pb2, registry_pb2
-from registry.authz import REQUIRED, Authorizer, Caller, method, require_agent
-from registry.errors import PermissionDenied, Unauthenticated
-from registry.issuer import Issuer
-from registry.operators import OPERATOR_TOKEN_FILE, OperatorCredential
 from tests.identity_helpers import FakeClock
 
 TD = "mesh.test"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from registry.catalog import Catalog
-from registry.errors import InvalidInput, UnknownInstance
-from registry.model import (
+from meshwarden.registry.catalog import Catalog
+from meshwarden.registry.errors import InvalidInput, UnknownInstance
+from meshwarden.registry.model import (
     DEREGISTERED,
     LEASE_EXPIRED,
     Capability,
@@ -19,7 +19,7 @@ from registry.model import (
     Removed,
     Upserted,
 )
-from registry.store import Store
+from meshwarden.registry.store import Store
 
 TTL_S = 5.0
 HASH = "sha256:" + "ab" * 32

@@ -9,7 +9,7 @@ import pytest
 
 from meshwarden.addresses import HostPort
 from meshwarden.config_layers import ConfigError, add_options
-from registry.config import ENV_PREFIX, OPTIONS, RegistryConfig, load
+from meshwarden.registry.config import ENV_PREFIX, OPTIONS, RegistryConfig, load
 
 
 def _load(argv: list[str], environ: dict[str, str] | None = None) -> RegistryConfig:

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from meshwarden.control_scopes import parse_version_target
+from meshwarden.registry.audit import Audit
+from meshwarden.registry.authz import Caller
+from meshwarden.registry.control_acks import Acknowledgements
+from meshwarden.registry.controls import Controls, ControlsChanged
+from meshwarden.registry.errors import InvalidInput, PermissionDenied, UnknownControl
+from meshwarden.registry.store import DB_NAME, SCHEMA_VERSION, Store
 from meshwarden.v1 import controls_pb2 as K
-from registry.audit import Audit
-from registry.authz import Caller
-from registry.control_acks import Acknowledgements
-from registry.controls import Controls, ControlsChanged
-from registry.errors import InvalidInput, PermissionDenied, UnknownControl
-from registry.store import DB_NAME, SCHEMA_VERSION, Store
 from tests.unit.sidecar.fakes import FakeClock
 
 OPERATOR = Caller(None, 0.0, True, False, "ipv4:127.0.0.1:1", operator_id="operator:sha256:abc", claimed_user="ann")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import registry
+from meshwarden import registry
 
 
 def test_every_exported_name_exists() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from meshwarden.registry.errors import InvalidInput
+from meshwarden.registry.health_reports import Finding, HealthReports, InstanceHealth, findings_from_proto
 from meshwarden.v1 import catalog_pb2
-from registry.errors import InvalidInput
-from registry.health_reports import Finding, HealthReports, InstanceHealth, findings_from_proto
 from tests.unit.sidecar.fakes import FakeClock
 
 HEALTHY, DEGRADED, ISOLATED = (

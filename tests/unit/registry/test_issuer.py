@@ -16,8 +16,8 @@ from meshwarden.identity.bootstrap import fingerprint
 from meshwarden.identity.csr import new_key_and_csr
 from meshwarden.identity.spiffe_ids import agent_id, dns_name
 from meshwarden.identity.svid import leaf_of
-from registry.errors import CaError, InvalidInput
-from registry.issuer import CA_CERT_FILE, CA_KEY_FILE, CA_VALIDITY_S, CLOCK_SKEW_S, Issuer
+from meshwarden.registry.errors import CaError, InvalidInput
+from meshwarden.registry.issuer import CA_CERT_FILE, CA_KEY_FILE, CA_VALIDITY_S, CLOCK_SKEW_S, Issuer
 from tests.identity_helpers import FakeClock
 
 TD = "mesh.test"

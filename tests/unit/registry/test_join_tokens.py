@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from meshwarden.identity import join_token
-from registry.errors import InvalidInput, PermissionDenied
-from registry.join_tokens import MAX_TTL_S, JoinTokenRefused, JoinTokens
-from registry.store import DB_NAME, Store
+from meshwarden.registry.errors import InvalidInput, PermissionDenied
+from meshwarden.registry.join_tokens import MAX_TTL_S, JoinTokenRefused, JoinTokens
+from meshwarden.registry.store import DB_NAME, Store
 from tests.identity_helpers import FakeClock
 
 PIN = "sha256:" + "ab" * 32

@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from registry import leases
-from registry.catalog import Catalog
-from registry.model import Capability, CatalogEvent, InstanceSpec, Removed
-from registry.store import Store
+from meshwarden.registry import leases
+from meshwarden.registry.catalog import Catalog
+from meshwarden.registry.model import Capability, CatalogEvent, InstanceSpec, Removed
+from meshwarden.registry.store import Store
 
 TTL_S = 5.0
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from registry.errors import StoreError
-from registry.operators import OPERATOR_TOKEN_FILE, OperatorCredential, bearer_token
+from meshwarden.registry.errors import StoreError
+from meshwarden.registry.operators import OPERATOR_TOKEN_FILE, OperatorCredential, bearer_token
 
 
 def test_made_once_private_and_reloaded(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from registry.errors import Conflict, InvalidInput
-from registry.outcomes import Outcomes
-from registry.store import DB_NAME, SCHEMA_VERSION, Store
+from meshwarden.registry.errors import Conflict, InvalidInput
+from meshwarden.registry.outcomes import Outcomes
+from meshwarden.registry.store import DB_NAME, SCHEMA_VERSION, Store
 from tests.unit.sidecar.fakes import FakeClock
 
 

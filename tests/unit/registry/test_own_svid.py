@@ -8,8 +8,8 @@ import pytest
 from cryptography import x509
 
 from meshwarden.identity.svid import leaf_of
-from registry.issuer import CLOCK_SKEW_S, Issuer
-from registry.own_svid import EmbeddedRegistrySvid
+from meshwarden.registry.issuer import CLOCK_SKEW_S, Issuer
+from meshwarden.registry.own_svid import EmbeddedRegistrySvid
 from tests.identity_helpers import FakeClock
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.private_files import PrivateFileError, make_private_dir, read_private, write_private
+from meshwarden.registry.private_files import PrivateFileError, make_private_dir, read_private, write_private
 
 
 @pytest.fixture

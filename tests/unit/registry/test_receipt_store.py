@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from meshwarden.receipt_hash import receipt_hash
+from meshwarden.registry.errors import Conflict, InvalidInput, PermissionDenied
+from meshwarden.registry.receipt_store import ReceiptStore
+from meshwarden.registry.receipt_verification import verify
+from meshwarden.registry.store import DB_NAME, Store
 from meshwarden.v1 import receipts_pb2
-from registry.errors import Conflict, InvalidInput, PermissionDenied
-from registry.receipt_store import ReceiptStore
-from registry.receipt_verification import verify
-from registry.store import DB_NAME, Store
 from tests.unit.registry.test_catalog import FakeClock
 
 BILLING = "spiffe://mesh.test/agent/billing"

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from meshwarden.cli.route_cmd import parse_weights
-from registry.errors import InvalidInput
-from registry.routes import Routes
-from registry.store import DB_NAME, SCHEMA_VERSION, Store
+from meshwarden.registry.errors import InvalidInput
+from meshwarden.registry.routes import Routes
+from meshwarden.registry.store import DB_NAME, SCHEMA_VERSION, Store
 from tests.unit.sidecar.fakes import FakeClock
 
 

@@ -15,21 +15,21 @@ import pytest
 from meshwarden.addresses import HostPort
 from meshwarden.identity.credentials import server_credentials
 from meshwarden.identity.spiffe_ids import agent_id, registry_id
+from meshwarden.registry import app
+from meshwarden.registry.authz import Authorizer
+from meshwarden.registry.bundles import Bundles
+from meshwarden.registry.catalog import Catalog
+from meshwarden.registry.config import RegistryConfig
+from meshwarden.registry.errors import InvalidInput, PermissionDenied, StoreError, Unauthenticated, UnknownInstance
+from meshwarden.registry.issuer import Issuer
+from meshwarden.registry.operators import OperatorCredential
+from meshwarden.registry.rescue import status_for
+from meshwarden.registry.server import RegistryService
+from meshwarden.registry.store import Store
+from meshwarden.registry.watch_hub import WatchEnded, WatchHub
+from meshwarden.registry.wire import spec_from_proto
 from meshwarden.registry_client import RegistryTrust, registry_channel, registry_stub
 from meshwarden.v1 import catalog_pb2, registry_pb2, registry_pb2_grpc
-from registry import app
-from registry.authz import Authorizer
-from registry.bundles import Bundles
-from registry.catalog import Catalog
-from registry.config import RegistryConfig
-from registry.errors import InvalidInput, PermissionDenied, StoreError, Unauthenticated, UnknownInstance
-from registry.issuer import Issuer
-from registry.operators import OperatorCredential
-from registry.rescue import status_for
-from registry.server import RegistryService
-from registry.store import Store
-from registry.watch_hub import WatchEnded, WatchHub
-from registry.wire import spec_from_proto
 from tests.identity_helpers import FakeClock, enrol
 
 HASH = "sha256:" + "c" * 64

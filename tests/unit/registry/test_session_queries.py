@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from meshwarden.identity.spiffe_ids import Identity
+from meshwarden.registry.authz import Caller
+from meshwarden.registry.errors import InvalidInput, PermissionDenied, UnknownSession
+from meshwarden.registry.outcomes import Outcomes
+from meshwarden.registry.session_queries import SessionQueries
+from meshwarden.registry.store import Store
 from meshwarden.v1 import receipts_pb2
-from registry.authz import Caller
-from registry.errors import InvalidInput, PermissionDenied, UnknownSession
-from registry.outcomes import Outcomes
-from registry.session_queries import SessionQueries
-from registry.store import Store
 from tests.unit.receipt_fixtures import both_sides, stamp
 from tests.unit.sidecar.fakes import FakeClock
 

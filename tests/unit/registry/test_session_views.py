@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from meshwarden.registry.errors import InvalidInput
+from meshwarden.registry.outcomes import StoredOutcome
+from meshwarden.registry.session_views import SessionFilter, cost_rows, list_sessions
 from meshwarden.v1 import receipts_pb2
-from registry.errors import InvalidInput
-from registry.outcomes import StoredOutcome
-from registry.session_views import SessionFilter, cost_rows, list_sessions
 from tests.unit.receipt_fixtures import both_sides
 
 GPT = ("gpt-4o", 1000, 200, 7000)

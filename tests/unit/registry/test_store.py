@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from registry.errors import StoreError
-from registry.model import DEREGISTERED, LEASE_EXPIRED, Capability, Instance, Removed, Upserted
-from registry.store import DB_NAME, SCHEMA_VERSION, Store
+from meshwarden.registry.errors import StoreError
+from meshwarden.registry.model import DEREGISTERED, LEASE_EXPIRED, Capability, Instance, Removed, Upserted
+from meshwarden.registry.store import DB_NAME, SCHEMA_VERSION, Store
 
 
 def _instance(instance_id: str, *, agent: str = "billing", lease: float = 1000.0) -> Instance:

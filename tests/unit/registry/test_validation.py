@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from registry.errors import InvalidInput
-from registry.model import Capability, InstanceSpec
-from registry.validation import validate_spec
+from meshwarden.registry.errors import InvalidInput
+from meshwarden.registry.model import Capability, InstanceSpec
+from meshwarden.registry.validation import validate_spec
 
 HASH = "sha256:" + "0123456789abcdef" * 4
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from registry.model import Removed
-from registry.watch_hub import WatchEnded, WatchHub
+from meshwarden.registry.model import Removed
+from meshwarden.registry.watch_hub import WatchEnded, WatchHub
 
 
 def _event(revision: int) -> Removed:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from meshwarden.registry.model import Capability, Instance, Removed, Snapshot, Upserted
+from meshwarden.registry.wire import event_to_proto, instance_to_proto, snapshot_to_proto, spec_from_proto
 from meshwarden.v1 import catalog_pb2
-from registry.model import Capability, Instance, Removed, Snapshot, Upserted
-from registry.wire import event_to_proto, instance_to_proto, snapshot_to_proto, spec_from_proto
 
 CAPABILITY = Capability(
     name="billing.refund",

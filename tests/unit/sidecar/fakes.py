@@ -7,9 +7,9 @@ import asyncio
 import json
 from dataclasses import dataclass, field
 
+from meshwarden.sidecar.call import Call, Caller, Reply
+from meshwarden.sidecar.catalog import Catalog
 from meshwarden.v1 import catalog_pb2, registry_pb2
-from sidecar.call import Call, Caller, Reply
-from sidecar.catalog import Catalog
 
 OBJECT_WITH_AMOUNT = json.dumps(
     {"type": "object", "required": ["amount"], "properties": {"amount": {"type": "integer"}}}

@@ -3,8 +3,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from meshwarden.sidecar.controls import AGENT, CAPABILITY, SESSION, Controls, InFlight
 from meshwarden.v1 import controls_pb2 as K
-from sidecar.controls import AGENT, CAPABILITY, SESSION, Controls, InFlight
 
 
 def update(revision: int, *switches: K.KillSwitch, isolations: tuple[K.Isolation, ...] = ()) -> K.ControlsUpdate:

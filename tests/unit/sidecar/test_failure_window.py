@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.failure_window import FailureWindow, WindowCounts
+from meshwarden.sidecar.failure_window import FailureWindow, WindowCounts
 
 
 def test_counts_what_was_recorded_within_the_window() -> None:

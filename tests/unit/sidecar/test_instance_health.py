@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from meshwarden.errors import PeerUnavailable
+from meshwarden.sidecar.instance_health import DEGRADED, HEALTHY, ISOLATED, Assessment, HealthRules, assess
+from meshwarden.sidecar.latency import LatencyBoard
+from meshwarden.sidecar.stages.breaker import BreakerBoard
 from meshwarden.v1 import catalog_pb2
-from sidecar.instance_health import DEGRADED, HEALTHY, ISOLATED, Assessment, HealthRules, assess
-from sidecar.latency import LatencyBoard
-from sidecar.stages.breaker import BreakerBoard
 from tests.unit.sidecar.fakes import FakeClock
 
 

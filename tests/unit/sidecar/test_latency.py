@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sidecar.latency import LatencyBoard, PeakEwma
+from meshwarden.sidecar.latency import LatencyBoard, PeakEwma
 from tests.unit.sidecar.fakes import FakeClock
 
 TAU = 10.0

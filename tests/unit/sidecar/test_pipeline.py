@@ -9,17 +9,17 @@ from pathlib import Path
 
 from meshwarden.clock import SystemClock
 from meshwarden.identity.svid import Svid
-from sidecar import config, pipeline
-from sidecar.agent_app import AgentApp
-from sidecar.bundle_loader import PolicyHolder
-from sidecar.call import Handler
-from sidecar.catalog import Catalog
-from sidecar.local_agent import LocalAgent
-from sidecar.peer_channels import PeerChannels
-from sidecar.receipt_spool import ReceiptSpool
-from sidecar.runtime import Runtime
-from sidecar.schemas import SchemaCache
-from sidecar.stages.breaker import BreakerBoard
+from meshwarden.sidecar import config, pipeline
+from meshwarden.sidecar.agent_app import AgentApp
+from meshwarden.sidecar.bundle_loader import PolicyHolder
+from meshwarden.sidecar.call import Handler
+from meshwarden.sidecar.catalog import Catalog
+from meshwarden.sidecar.local_agent import LocalAgent
+from meshwarden.sidecar.peer_channels import PeerChannels
+from meshwarden.sidecar.receipt_spool import ReceiptSpool
+from meshwarden.sidecar.runtime import Runtime
+from meshwarden.sidecar.schemas import SchemaCache
+from meshwarden.sidecar.stages.breaker import BreakerBoard
 
 README = Path(__file__).parents[3] / "README.md"
 

@@ -7,8 +7,8 @@ import stat
 from pathlib import Path
 
 from meshwarden.receipt_hash import receipt_hash
+from meshwarden.sidecar.receipt_spool import ReceiptSpool, SpoolReader, spool_path
 from meshwarden.v1 import receipts_pb2
-from sidecar.receipt_spool import ReceiptSpool, SpoolReader, spool_path
 
 SPIFFE_ID = "spiffe://mesh.test/agent/support"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from meshwarden.config_layers import ConfigError
-from sidecar.tracing_settings import from_environ
+from meshwarden.sidecar.tracing_settings import from_environ
 
 
 def test_without_an_endpoint_tracing_is_off() -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from meshwarden.sidecar import usage
 from meshwarden.usage import Usage
 from meshwarden.v1 import receipts_pb2
-from sidecar import usage
 
 
 def test_usage_round_trips_and_an_empty_one_is_none() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from sidecar.discovery.consul_blocking import Backoff, RateLimit, next_index
+from meshwarden.sidecar.discovery.consul_blocking import Backoff, RateLimit, next_index
 from tests.unit.sidecar.fakes import FakeClock
 
 

@@ -7,9 +7,8 @@ import json
 
 import pytest
 
-from meshwarden.v1 import catalog_pb2
-from sidecar.discovery.consul_api import ServiceEntry, TtlCheck
-from sidecar.discovery.consul_service import (
+from meshwarden.sidecar.discovery.consul_api import ServiceEntry, TtlCheck
+from meshwarden.sidecar.discovery.consul_service import (
     MAX_META_KEYS,
     MAX_META_VALUE_LENGTH,
     META_KEY,
@@ -25,7 +24,8 @@ from sidecar.discovery.consul_service import (
     schema_key,
     service_definition,
 )
-from sidecar.local_agent import LocalAgent
+from meshwarden.sidecar.local_agent import LocalAgent
+from meshwarden.v1 import catalog_pb2
 
 TD = "meshwarden.local"
 SCHEMA = json.dumps({"type": "object", "properties": {"n": {"type": "integer"}}})

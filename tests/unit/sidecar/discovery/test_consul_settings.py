@@ -9,8 +9,8 @@ import pytest
 
 from meshwarden.addresses import HostPort
 from meshwarden.config_layers import ConfigError
-from sidecar import config
-from sidecar.discovery.consul_settings import from_environment
+from meshwarden.sidecar import config
+from meshwarden.sidecar.discovery.consul_settings import from_environment
 
 
 def test_defaults_are_the_local_agent_over_http() -> None:

@@ -8,10 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from policy_bundle.errors import BundleError
-from policy_bundle.init import SCHEMA
-from policy_bundle.verify import VerifiedBundle
-from sidecar.policy import ActivePolicy, ArgumentsNotMappable, Caller, CallFacts, Decision, Direction, Slicing
+from meshwarden.policy_bundle.errors import BundleError
+from meshwarden.policy_bundle.init import SCHEMA
+from meshwarden.policy_bundle.verify import VerifiedBundle
+from meshwarden.sidecar.policy import (
+    ActivePolicy,
+    ArgumentsNotMappable,
+    Caller,
+    CallFacts,
+    Decision,
+    Direction,
+    Slicing,
+)
 from tests.policy_helpers import verified
 
 FACTS = CallFacts(now_unix_s=1_763_700_000, session_id="s-1")  # Friday 2025-11-21, 04:40 UTC

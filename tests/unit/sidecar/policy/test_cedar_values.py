@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from policy_bundle.schema_shape import Attribute, Named, Primitive, RecordOf, SetOf
-from sidecar.policy.cedar_values import ArgumentsNotMappable, parse_arguments, project, to_cedar
-from sidecar.policy.reads import EVERYTHING, Reads
+from meshwarden.policy_bundle.schema_shape import Attribute, Named, Primitive, RecordOf, SetOf
+from meshwarden.sidecar.policy.cedar_values import ArgumentsNotMappable, parse_arguments, project, to_cedar
+from meshwarden.sidecar.policy.reads import EVERYTHING, Reads
 
 LONG, STRING, BOOL = Primitive("Long"), Primitive("String"), Primitive("Bool")
 

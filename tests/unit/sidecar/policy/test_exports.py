@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sidecar.policy
+from meshwarden.sidecar import policy
 
 
 def test_every_exported_name_exists() -> None:
-    assert [name for name in sidecar.policy.__all__ if not hasattr(sidecar.policy, name)] == []
+    assert [name for name in policy.__all__ if not hasattr(policy, name)] == []
     assert {"ActivePolicy", "Decision", "Direction", "Caller", "CallFacts", "ArgumentsNotMappable"} <= set(
-        sidecar.policy.__all__
+        policy.__all__
     )

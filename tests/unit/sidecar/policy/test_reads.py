@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import cedarpy
 
-from sidecar.policy.reads import EVERYTHING, NOTHING, Reads, context_reads
+from meshwarden.sidecar.policy.reads import EVERYTHING, NOTHING, Reads, context_reads
 
 
 def reads_of(*conditions: str) -> Reads:

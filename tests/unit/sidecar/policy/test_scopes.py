@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import cedarpy
 
-from sidecar.policy.scopes import Hierarchy, ScopeIndex, Uid, action_may_match
+from meshwarden.sidecar.policy.scopes import Hierarchy, ScopeIndex, Uid, action_may_match
 
 POLICIES = """
 permit (principal, action, resource);

@@ -11,8 +11,8 @@ from pathlib import Path
 import cedarpy
 import pytest
 
-from policy_bundle.verify import VerifiedBundle
-from sidecar.policy import ActivePolicy, Caller, CallFacts, Decision, Direction, Slicing
+from meshwarden.policy_bundle.verify import VerifiedBundle
+from meshwarden.sidecar.policy import ActivePolicy, Caller, CallFacts, Decision, Direction, Slicing
 from tests.policy_helpers import verified
 
 SCHEMA = """\

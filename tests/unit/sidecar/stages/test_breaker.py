@@ -8,8 +8,8 @@ import grpc
 import pytest
 
 from meshwarden.errors import AgentFailed, CircuitOpen, MeshError, PeerUnavailable, PolicyDenied
-from sidecar.call import Call, Reply
-from sidecar.stages import breaker, routing
+from meshwarden.sidecar.call import Call, Reply
+from meshwarden.sidecar.stages import breaker, routing
 from tests.unit.sidecar.fakes import FakeClock, call, catalog_of, instance
 
 RESET_S = 0.05

@@ -6,8 +6,8 @@ from __future__ import annotations
 import random
 
 from meshwarden.errors import NotSent
-from sidecar.call import Call, Reply
-from sidecar.stages import breaker, retries, routing
+from meshwarden.sidecar.call import Call, Reply
+from meshwarden.sidecar.stages import breaker, retries, routing
 from tests.unit.sidecar.fakes import FakeClock, Recorder, call, catalog_of, instance
 
 

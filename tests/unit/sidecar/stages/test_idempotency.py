@@ -7,8 +7,8 @@ import asyncio
 from dataclasses import replace
 
 from meshwarden.errors import PeerUnavailable
-from sidecar.call import Call, Caller, Reply
-from sidecar.stages.idempotency import Idempotency
+from meshwarden.sidecar.call import Call, Caller, Reply
+from meshwarden.sidecar.stages.idempotency import Idempotency
 from tests.unit.sidecar.fakes import FakeClock, call
 
 

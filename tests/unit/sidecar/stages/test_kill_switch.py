@@ -6,12 +6,12 @@ from dataclasses import replace
 import pytest
 
 from meshwarden.errors import KillSwitchEngaged
+from meshwarden.sidecar.bundle_loader import PolicyHolder
+from meshwarden.sidecar.call import Call, Caller, Reply
+from meshwarden.sidecar.controls import Controls
+from meshwarden.sidecar.local_agent import LocalAgent
+from meshwarden.sidecar.stages import kill_switch
 from meshwarden.v1 import controls_pb2 as K
-from sidecar.bundle_loader import PolicyHolder
-from sidecar.call import Call, Caller, Reply
-from sidecar.controls import Controls
-from sidecar.local_agent import LocalAgent
-from sidecar.stages import kill_switch
 from tests.unit.sidecar.fakes import Recorder, call, catalog_of, instance
 
 

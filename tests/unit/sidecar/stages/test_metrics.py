@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from meshwarden.errors import PolicyDenied
+from meshwarden.sidecar.call import Call, Reply
+from meshwarden.sidecar.call_metrics import SidecarMetrics, SidecarState
+from meshwarden.sidecar.stages import metrics
 from meshwarden.usage import Usage
-from sidecar.call import Call, Reply
-from sidecar.call_metrics import SidecarMetrics, SidecarState
-from sidecar.stages import metrics
 from tests.unit.sidecar.fakes import FakeClock, call
 
 

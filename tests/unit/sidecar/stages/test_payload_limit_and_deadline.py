@@ -5,8 +5,8 @@ import asyncio
 import pytest
 
 from meshwarden.errors import DeadlineExceeded, PayloadTooLarge
-from sidecar.call import Call, Reply
-from sidecar.stages import deadline, payload_limit
+from meshwarden.sidecar.call import Call, Reply
+from meshwarden.sidecar.stages import deadline, payload_limit
 from tests.unit.sidecar.fakes import FakeClock, Recorder, call
 
 

@@ -10,17 +10,17 @@ import pytest
 import semantic_version
 
 from meshwarden.errors import PolicyDenied
+from meshwarden.policy_bundle.init import starting_files
 from meshwarden.receipt_hash import payload_digest
+from meshwarden.sidecar.bundle_loader import PolicyHolder
+from meshwarden.sidecar.call import Call, Caller, Reply
+from meshwarden.sidecar.catalog import CapabilitySpec, Endpoint
+from meshwarden.sidecar.local_agent import LocalAgent
+from meshwarden.sidecar.policy.active_policy import ActivePolicy
+from meshwarden.sidecar.receipt_spool import ReceiptSpool, SpoolReader, spool_path
+from meshwarden.sidecar.stages import receipts
 from meshwarden.usage import Usage
 from meshwarden.v1 import receipts_pb2
-from policy_bundle.init import starting_files
-from sidecar.bundle_loader import PolicyHolder
-from sidecar.call import Call, Caller, Reply
-from sidecar.catalog import CapabilitySpec, Endpoint
-from sidecar.local_agent import LocalAgent
-from sidecar.policy.active_policy import ActivePolicy
-from sidecar.receipt_spool import ReceiptSpool, SpoolReader, spool_path
-from sidecar.stages import receipts
 from tests.policy_helpers import verified
 from tests.unit.sidecar.fakes import FakeClock
 

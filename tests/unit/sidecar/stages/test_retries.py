@@ -18,8 +18,8 @@ from meshwarden.errors import (
     PeerUnavailable,
     PolicyDenied,
 )
-from sidecar.call import Call, Reply
-from sidecar.stages import retries, routing
+from meshwarden.sidecar.call import Call, Reply
+from meshwarden.sidecar.stages import retries, routing
 from tests.unit.sidecar.fakes import FakeClock, call, catalog_of, instance
 
 

@@ -7,10 +7,10 @@ from collections import Counter
 import pytest
 
 from meshwarden.errors import BadPayload, NoHealthyInstance, SchemaDrift, UnknownCapability
+from meshwarden.sidecar.catalog import Catalog
+from meshwarden.sidecar.latency import LatencyBoard
+from meshwarden.sidecar.stages import routing
 from meshwarden.v1 import registry_pb2
-from sidecar.catalog import Catalog
-from sidecar.latency import LatencyBoard
-from sidecar.stages import routing
 from tests.unit.sidecar.fakes import FakeClock, Recorder, call, catalog_of, hash_of, instance
 
 

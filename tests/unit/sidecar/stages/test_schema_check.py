@@ -5,8 +5,8 @@ import random
 import pytest
 
 from meshwarden.errors import BadPayload
-from sidecar.schemas import SchemaCache
-from sidecar.stages import routing, schema_check
+from meshwarden.sidecar.schemas import SchemaCache
+from meshwarden.sidecar.stages import routing, schema_check
 from tests.unit.sidecar.fakes import Recorder, call, catalog_of, instance
 
 

@@ -10,12 +10,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from meshwarden.errors import AgentFailed, PolicyDenied
+from meshwarden.sidecar import tracing_setup
+from meshwarden.sidecar.call import Call, Reply
+from meshwarden.sidecar.stages import tracing
+from meshwarden.sidecar.tracing_settings import TracingSettings
 from meshwarden.trace_context import session_trace_id
 from meshwarden.usage import Usage
-from sidecar import tracing_setup
-from sidecar.call import Call, Reply
-from sidecar.stages import tracing
-from sidecar.tracing_settings import TracingSettings
 from tests.unit.sidecar.fakes import call
 
 ON = TracingSettings(enabled=True)

@@ -9,11 +9,11 @@ from collections import Counter
 import pytest
 
 from meshwarden.errors import NoHealthyInstance
+from meshwarden.sidecar.catalog import Catalog
+from meshwarden.sidecar.routes import RouteTable, SessionPins
+from meshwarden.sidecar.stages import routing
+from meshwarden.sidecar.stages.breaker import BreakerBoard
 from meshwarden.v1 import registry_pb2
-from sidecar.catalog import Catalog
-from sidecar.routes import RouteTable, SessionPins
-from sidecar.stages import routing
-from sidecar.stages.breaker import BreakerBoard
 from tests.unit.sidecar.fakes import Recorder, call, catalog_of, instance
 
 TWO_VERSIONS = (
@@ -118,7 +118,7 @@ def test_a_session_moves_when_its_version_is_gone(caplog: pytest.LogCaptureFixtu
     s, _, _ = stage(catalog, {"2.4.0": 100})
     assert str(s.choose(call(session_id="s1")).version) == "2.4.0"
     catalog.apply(registry_pb2.WatchEvent(revision=5, removed=registry_pb2.InstanceRemoved(instance_id="b1")))
-    with caplog.at_level(logging.INFO, logger="sidecar.stages.routing"):
+    with caplog.at_level(logging.INFO, logger="meshwarden.sidecar.stages.routing"):
         assert str(s.choose(call(session_id="s1")).version) == "2.3.1"
     assert "session s1 moved billing.refund from version 2.4.0 (it is gone) to 2.3.1" in caplog.text
     catalog.apply(registry_pb2.WatchEvent(revision=6, upserted=instance("b2", "billing", "2.4.0")))
