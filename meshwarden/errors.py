@@ -8,7 +8,9 @@ raises the same class in the agent). Branched by what the caller can do about th
         BadPayload            INVALID_ARGUMENT   fix the arguments
         PayloadTooLarge       RESOURCE_EXHAUSTED send less, or raise the limit
         UnknownCapability     NOT_FOUND          check the name (meshwarden agents list)
+        UnknownTool           NOT_FOUND          no MCP tool of that name in the active bundle (tools/list)
         SchemaDrift           FAILED_PRECONDITION the callee's contract changed under you
+          ToolSchemaDrift     FAILED_PRECONDITION an MCP tool's live input schema is not the declared one
         KillSwitchEngaged     FAILED_PRECONDITION an operator stopped calls like this one (meshwarden kill list)
         NotRegistered         FAILED_PRECONDITION register the agent first
         OutcomeAlreadyReported FAILED_PRECONDITION the session's outcome was reported before; the message says what
@@ -18,6 +20,8 @@ raises the same class in the agent). Branched by what the caller can do about th
           NotSent             UNAVAILABLE        ... and certainly did not start the call (safe to resend)
         PeerIdentityMismatch  UNAVAILABLE        the instance reached is not who the catalog says
         CircuitOpen           UNAVAILABLE        the instance kept failing; calls to it pause a while
+          ToolServerCircuitOpen UNAVAILABLE      an MCP server kept failing; calls to it pause a while
+        ToolServerUnavailable UNAVAILABLE        an MCP server could not be reached or did not answer
         DeadlineExceeded      DEADLINE_EXCEEDED  the caller's deadline passed
         RegistryUnavailable   UNAVAILABLE        the sidecar could not reach the registry; try again
       AgentFailed             the callee agent itself failed; its code is passed through
@@ -115,6 +119,29 @@ class SchemaDrift(Refused):
         )
 
 
+class UnknownTool(Refused):
+    code = grpc.StatusCode.NOT_FOUND
+    kind = "unknown_tool"
+
+    def __init__(self, tool: str, bundle: str) -> None:
+        super().__init__(
+            f"no MCP tool {tool!r} in {bundle}: tools are named SERVER.TOOL; see the tools this agent may use "
+            "with tools/list, or ask the platform team to declare it in the bundle's mcp_servers.toml"
+        )
+
+
+class ToolSchemaDrift(SchemaDrift):
+    kind = "tool_schema_drift"
+
+    def __init__(self, tool: str, declared: str, live: str) -> None:
+        MeshError.__init__(
+            self,
+            f"schema drift on MCP tool {tool}: the bundle declares input schema sha256 {declared}, but the server "
+            f"now serves {live}; the platform team must review the new schema and declare its hash "
+            "(meshwarden tools hash) before the tool can be called",
+        )
+
+
 class KillSwitchEngaged(Refused):
     """An operator's kill switch stops this call, before it started or while in flight.
 
@@ -177,6 +204,22 @@ class CircuitOpen(Unreachable):
             f"circuit open for instance {instance_id} of {agent} {version}{why}: its recent calls kept failing "
             f"and no other instance could take the call; it gets a trial call in {max(retry_in_s, 0.0):.1f} s"
         )
+
+
+class ToolServerCircuitOpen(CircuitOpen):
+    kind = "tool_circuit_open"
+
+    def __init__(self, server: str, retry_in_s: float, reason: str = "") -> None:
+        why = f" ({reason})" if reason else ""
+        MeshError.__init__(
+            self,
+            f"circuit open for MCP server {server}{why}: its recent calls kept failing; "
+            f"it gets a trial call in {max(retry_in_s, 0.0):.1f} s",
+        )
+
+
+class ToolServerUnavailable(Unreachable):
+    kind = "tool_server_unavailable"
 
 
 class DeadlineExceeded(Unreachable):

@@ -31,6 +31,7 @@ from typing import Final
 
 from meshwarden.policy_bundle.errors import BundleError, BundleUnreadable, bundle_label
 from meshwarden.policy_bundle.manifest import MANIFEST_FILE, Manifest, parse_manifest
+from meshwarden.policy_bundle.mcp_servers import MCP_SERVERS_FILE, NO_SERVERS, McpServers, parse_mcp_servers
 
 FORMAT: Final = "meshwarden-policy-bundle/1"
 SCHEMA_FILE: Final = "schema.cedarschema"
@@ -70,6 +71,7 @@ class BundleContents:
     schema_text: str
     policy_files: tuple[PolicyFile, ...]  # sorted by path
     entities_text: str
+    mcp_servers: McpServers = NO_SERVERS  # from mcp_servers.toml, if the bundle has one
 
 
 def file_digest(text: str) -> str:
@@ -143,6 +145,9 @@ def contents_of(artifact: Artifact) -> BundleContents:
         schema_text=artifact.files[SCHEMA_FILE],
         policy_files=policies,
         entities_text=artifact.files[ENTITIES_FILE],
+        mcp_servers=(
+            parse_mcp_servers(artifact.files[MCP_SERVERS_FILE]) if MCP_SERVERS_FILE in artifact.files else NO_SERVERS
+        ),
     )
 
 
@@ -156,7 +161,9 @@ def label_of(artifact: Artifact) -> str:
 
 
 def _known_path(path: str) -> bool:
-    return path in (MANIFEST_FILE, SCHEMA_FILE, ENTITIES_FILE) or POLICY_FILE.fullmatch(path) is not None
+    return (
+        path in (MANIFEST_FILE, SCHEMA_FILE, ENTITIES_FILE, MCP_SERVERS_FILE) or POLICY_FILE.fullmatch(path) is not None
+    )
 
 
 def _signatures(raw: object) -> tuple[Signature, ...]:

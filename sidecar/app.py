@@ -35,8 +35,11 @@ from meshwarden.sidecar.controls import Controls
 from meshwarden.sidecar.controls_ack import Acknowledger
 from meshwarden.sidecar.discovery.consul_discovery import ConsulDiscovery
 from meshwarden.sidecar.discovery.source import Discovery, RegistryDiscovery
+from meshwarden.sidecar.edges import mcp_http
 from meshwarden.sidecar.edges.gateway_http import GatewayBindError, GatewayServer, RouteFamily
 from meshwarden.sidecar.health_reporter import HealthReporter
+from meshwarden.sidecar.hops.mcp_credentials import CredentialSource
+from meshwarden.sidecar.hops.mcp_upstreams import McpUpstreams
 from meshwarden.sidecar.instance_identity import stable_instance_id
 from meshwarden.sidecar.latency import LatencyBoard
 from meshwarden.sidecar.lease import Lease
@@ -154,6 +157,15 @@ async def serve(config: SidecarConfig) -> None:
         tracing=tracing_setup.build(config.tracing, agent=config.agent, instance_id=config.instance_id),
         metrics=SidecarMetrics(),
         controls=Controls(config.data_dir, clock.wall),
+        mcp_upstreams=McpUpstreams(CredentialSource(config.tool_credentials_dir, config.tool_credentials_env)),
+        tool_breakers=BreakerBoard(
+            config.breaker_failures,
+            config.breaker_reset_s,
+            failure_rate=config.breaker_failure_rate,
+            window_s=config.breaker_window_s,
+            min_calls=config.breaker_min_calls,
+            now=clock.monotonic,
+        ),
     )
     if rt.tracing is not None:
         log.info(
@@ -333,7 +345,7 @@ async def serve(config: SidecarConfig) -> None:
 def _gateway_families(rt: Runtime) -> list[RouteFamily]:
     """The route families the agent's HTTP gateway serves: the model gateway (/v1/) and the
     MCP gateway (/mcp) mount theirs here."""
-    return []
+    return [mcp_http.family(rt, pipeline.tool(rt))]
 
 
 def _discovery(config: SidecarConfig, rt: Runtime) -> Discovery:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar, dataclass_transform
+from typing import Literal, TypeVar, dataclass_transform
 
 from meshwarden.sidecar.catalog import Endpoint
 from meshwarden.usage import Usage  # the SDK's: one type for what a call consumed, both sides
@@ -37,6 +37,19 @@ class Caller:
     spiffe_id: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolUse:
+    """What a tool call (kind "tool") is, once the tool check found it in the bundle: what its
+    receipt, span and the approval stage read. `arguments_sha256` is what an approval binds to."""
+
+    server: str
+    tool: str
+    schema_sha256: str  # the input schema's hash the bundle declares (the server's matched it)
+    risk: str  # "read" | "write" | "destructive"
+    arguments_sha256: str  # "sha256:<hex>" of the arguments as sent, as in the receipt
+    cost_micro_usd: int | None = None  # the bundle's price per call, if it gives one
+
+
 @dataclass(slots=True)
 class CallRecord:
     """What happened to one call, written by the stage that learns it and read once the call
@@ -54,11 +67,16 @@ class CallRecord:
     breaker_state: str = ""  # breaker: the target's breaker state when the attempt went through
     kill_switch_id: str = ""  # the kill-switch stage: the switch that refused or cancelled the call
     usage: Usage | None = None  # peer (outbound) / deliver (inbound): as the callee reported it
+    tool: ToolUse | None = None  # tool check (kind "tool"): the declared tool the call is for
+    tool_result_class: str = ""  # MCP server hop: "ok" or "tool_error" (the server's isError)
+    approval_id: str = ""  # approval stage: the approval the call ran under ("" for none)
 
 
 @_immutable
 class Call:
     call_id: str
+    # What is called: a capability ("billing.refund"), a model as the client asked for it
+    # ("gpt-4o-mini") or an MCP tool as "server.tool", by `kind`.
     capability: str
     payload: bytes  # UTF-8 JSON text, passed through untouched
     caller: Caller
@@ -90,6 +108,7 @@ class Call:
     # its own span's context here for the next hop (the peer call, the agent's delivery).
     traceparent: str = ""
     tracestate: str = ""
+    kind: Literal["agent", "model", "tool"] = "agent"
     # Shared by every replace() of this call; see CallRecord.
     record: CallRecord = field(default_factory=CallRecord, compare=False, repr=False)
 

@@ -38,6 +38,8 @@ SESSION: Final = controls_pb2.SCOPE_KIND_SESSION
 WORKFLOW: Final = controls_pb2.SCOPE_KIND_WORKFLOW
 CAPABILITY: Final = controls_pb2.SCOPE_KIND_CAPABILITY
 TEAM: Final = controls_pb2.SCOPE_KIND_TEAM
+TOOL: Final = controls_pb2.SCOPE_KIND_TOOL
+MCP_SERVER: Final = controls_pb2.SCOPE_KIND_MCP_SERVER
 LAST_FILE: Final = "last.pb"
 SAVE_DELAY_S: Final = 0.5
 

@@ -1,9 +1,15 @@
 """The order of the stages, in the order a call travels. This is the only place it is set;
-tests/unit/sidecar/test_pipeline.py checks it against the order README.md documents."""
+tests/unit/sidecar/test_pipeline.py checks it against the order README.md documents.
+
+Every kind of call the agent makes (to another agent's capability, to an MCP tool) passes the
+same outer stages (`_outer_layers`), then the routing and last hop of its kind."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from meshwarden.sidecar.call import Handler, Layer, compose
+from meshwarden.sidecar.hops import mcp_server
 from meshwarden.sidecar.runtime import Runtime
 from meshwarden.sidecar.stages import (
     breaker,
@@ -23,19 +29,34 @@ from meshwarden.sidecar.stages import (
     routing,
     schema_check,
     target_check,
+    tool_breaker,
+    tool_check,
     tracing,
 )
 
 
-def outbound_layers(rt: Runtime) -> list[Layer]:
-    return [  # outermost first
-        tracing.layer(rt.tracing, "outbound", _kind_of(rt)),  # a CLIENT span, continuing the agent's trace
-        metrics.layer(rt.metrics, "outbound", rt.catalog.has_seen, rt.clock),  # counted and timed once it ends
+def _outer_layers(
+    rt: Runtime, kind_of: tracing.KindOf, known: metrics.Known, admission: Sequence[Layer] = ()
+) -> list[Layer]:
+    """The stages every call the local agent makes passes, whatever its kind, outermost first.
+    `admission` holds the kind's own checks that must pass before policy decides."""
+    return [
+        tracing.layer(rt.tracing, "outbound", kind_of),  # a CLIENT span, continuing the agent's trace
+        metrics.layer(rt.metrics, "outbound", known, rt.clock),  # counted and timed once it ends
         receipts.layer("outbound", rt.receipts, rt.policy, rt.local, rt.clock),  # every call, however it ends
         # an operator's stop, before anything else is spent on the call; steers away from killed callees
         kill_switch.outbound(rt.controls, rt.local, rt.policy, rt.catalog),
         payload_limit.layer(rt.config.max_payload_bytes),  # cheapest refusal first
+        *admission,
         outbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # may it call this? (Cedar)
+        # budget (reserve before, settle after) and approval (a person's yes for risky calls, bound to
+        # call.record.tool.arguments_sha256) go here: after policy, before anything is spent upstream
+    ]
+
+
+def outbound_layers(rt: Runtime) -> list[Layer]:
+    return [  # outermost first
+        *_outer_layers(rt, _kind_of(rt), rt.catalog.has_seen),
         retries.layer(_retry_settings(rt), rt.clock, rt.rng),  # safe retries only, each re-routed
         routing.layer(
             rt.catalog, rt.rng, rt.breakers, rt.routes, rt.sessions, rt.latency
@@ -43,6 +64,22 @@ def outbound_layers(rt: Runtime) -> list[Layer]:
         breaker.layer(rt.breakers),  # fail fast on an instance that keeps failing
         schema_check.layer(rt.schemas),  # a bad call never leaves
         deadline.layer(rt.clock),  # the call ends when the caller's deadline does
+    ]
+
+
+def tool_layers(rt: Runtime) -> list[Layer]:
+    """MCP tool calls (the gateway's /mcp endpoint): the outer stages, then the MCP server."""
+    return [
+        *_outer_layers(
+            rt,
+            lambda _: "tool",
+            _declares_tool(rt),
+            admission=(
+                tool_breaker.layer(rt.tool_breakers),  # fail fast on a server that keeps failing
+                tool_check.layer(rt.policy, rt.mcp_upstreams),  # declared? schema drift? valid arguments?
+            ),
+        ),
+        deadline.layer(rt.clock),
     ]
 
 
@@ -71,6 +108,14 @@ def _kind_of(rt: Runtime) -> tracing.KindOf:
     return kind_of
 
 
+def _declares_tool(rt: Runtime) -> metrics.Known:
+    def declares(tool: str) -> bool:
+        active = rt.policy.active
+        return active is not None and active.mcp_servers.tool(tool) is not None
+
+    return declares
+
+
 def _serves(rt: Runtime) -> metrics.Known:
     def serves(capability: str) -> bool:
         registration = rt.local.registration
@@ -85,6 +130,10 @@ def _retry_settings(rt: Runtime) -> retries.RetrySettings:
 
 def outbound(rt: Runtime) -> Handler:
     return compose(outbound_layers(rt), innermost=peer.Send(rt.peer_channels, rt.clock))
+
+
+def tool(rt: Runtime) -> Handler:
+    return compose(tool_layers(rt), innermost=mcp_server.ToMcpServer(rt.mcp_upstreams, rt.policy, rt.clock))
 
 
 def inbound(rt: Runtime) -> Handler:

@@ -13,6 +13,8 @@ from meshwarden.sidecar.call_metrics import SidecarMetrics
 from meshwarden.sidecar.catalog import Catalog
 from meshwarden.sidecar.config import SidecarConfig
 from meshwarden.sidecar.controls import Controls
+from meshwarden.sidecar.hops.mcp_credentials import CredentialSource
+from meshwarden.sidecar.hops.mcp_upstreams import McpUpstreams
 from meshwarden.sidecar.latency import LatencyBoard
 from meshwarden.sidecar.local_agent import LocalAgent
 from meshwarden.sidecar.peer_channels import PeerChannels
@@ -42,3 +44,6 @@ class Runtime:
     tracing: SidecarTracing | None = None  # None: tracing is off (no OTLP endpoint configured)
     metrics: SidecarMetrics = field(default_factory=SidecarMetrics)
     controls: Controls = field(default_factory=lambda: Controls(None, time.time))
+    # Tool calls (MCP): the sidecar's connections to the bundle's MCP servers, and a breaker per server.
+    mcp_upstreams: McpUpstreams = field(default_factory=lambda: McpUpstreams(CredentialSource(None)))
+    tool_breakers: BreakerBoard = field(default_factory=BreakerBoard)

@@ -28,8 +28,10 @@ from meshwarden.sidecar.controls import (
     AGENT,
     CAPABILITY,
     INSTANCE,
+    MCP_SERVER,
     SESSION,
     TEAM,
+    TOOL,
     VERSION,
     WORKFLOW,
     Controls,
@@ -71,7 +73,11 @@ class _Facts:
 
     @staticmethod
     def call(call: Call) -> Iterator[Fact]:
-        yield (CAPABILITY, call.capability)
+        if call.kind == "tool":  # "server.tool": stopped by --tool, or --mcp-server with its server
+            yield (TOOL, call.capability)
+            yield (MCP_SERVER, call.capability.partition(".")[0])
+        else:
+            yield (CAPABILITY, call.capability)
         if call.session_id:
             yield (SESSION, call.session_id)
         if call.workflow_id:

@@ -148,7 +148,16 @@ class Receipts:
             started_at=_timestamp(started_ns),
             ended_at=_timestamp(started_ns + int(latency_s * 1e9)),
             latency_us=int(latency_s * 1e6),
+            call_kind=call.kind,
+            approval_id=record.approval_id,
         )
+        tool = record.tool
+        if call.kind == "tool":
+            server, _, name = call.capability.partition(".")
+            receipt.tool_server, receipt.tool_name = server, name
+            receipt.tool_result_class = record.tool_result_class if status == "OK" else "failed"
+            if tool is not None:  # known once the tool check found it in the bundle
+                receipt.tool_schema_sha256, receipt.tool_risk = tool.schema_sha256, tool.risk
         return receipt
 
 
