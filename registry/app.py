@@ -63,10 +63,12 @@ from meshwarden.registry.routes import Routes
 from meshwarden.registry.server import SERVICE_NAME, RegistryService
 from meshwarden.registry.session_queries import SessionQueries
 from meshwarden.registry.store import Store
+from meshwarden.registry.tool_ledger import SERVICE_NAME as TOOLS_SERVICE_NAME
+from meshwarden.registry.tool_ledger import ToolLedgerService
 from meshwarden.registry.watch_hub import WatchHub
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
-from meshwarden.v1 import controls_pb2_grpc, identity_pb2_grpc, receipts_pb2_grpc, registry_pb2_grpc
+from meshwarden.v1 import controls_pb2_grpc, identity_pb2_grpc, receipts_pb2_grpc, registry_pb2_grpc, tools_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +216,8 @@ async def _serve(
     receipts_pb2_grpc.add_ReceiptsServicer_to_server(
         ReceiptsService(parts.receipts, authorizer, SessionQueries(parts.receipts, parts.outcomes, parts.clock)), server
     )
-    services = [SERVICE_NAME, IDENTITY_SERVICE_NAME, RECEIPTS_SERVICE_NAME, CONTROLS_SERVICE_NAME]
+    tools_pb2_grpc.add_ToolsServicer_to_server(ToolLedgerService(parts.receipts, authorizer, parts.clock), server)
+    services = [SERVICE_NAME, IDENTITY_SERVICE_NAME, RECEIPTS_SERVICE_NAME, CONTROLS_SERVICE_NAME, TOOLS_SERVICE_NAME]
     health = add_standard_services(server, services)
     serving = False
     admin = AdminServer(

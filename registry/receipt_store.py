@@ -101,6 +101,19 @@ def seconds(timestamp: timestamp_pb2.Timestamp) -> float:
     return float(timestamp.seconds) + timestamp.nanos / 1e9
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCallQuery:
+    """Which tool calls `meshwarden tools ledger` asks for; "" matches any."""
+
+    since: float
+    until: float
+    agent: str = ""
+    tool: str = ""
+    server: str = ""
+    session_id: str = ""
+    decision: str = ""
+
+
 class ReceiptStore:
     def __init__(self, store: Store, clock: Clock) -> None:
         self._store, self._clock = store, clock
@@ -191,6 +204,40 @@ class ReceiptStore:
             )
             for row in rows:
                 yield _parse(row[3])
+            if len(rows) < _PAGE:
+                return
+            after = (rows[-1][0], rows[-1][1], rows[-1][2])
+
+    def tool_call_pages(self, query: ToolCallQuery) -> Iterator[list[receipts_pb2.Receipt]]:
+        """Receipts of MCP tool calls matching `query`, newest first, a page of rows at a time
+        (the caller stops when it has enough, and gives the loop a turn between pages). The
+        agent, tool, server, session and time narrow the rows in SQL; kind and decision are
+        read from each receipt."""
+        where = ["direction = 'outbound'", "started_at >= ?", "started_at < ?"]
+        params: list[object] = [query.since, query.until]
+        for column, value in (
+            ("caller_agent", query.agent),
+            ("capability", query.tool),
+            ("session_id", query.session_id),
+        ):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if query.server:
+            where.append("substr(capability, 1, ?) = ?")  # "server." prefix; no LIKE, so '_' is no wildcard
+            params += [len(query.server) + 1, query.server + "."]
+        after: tuple[float, str, int] = (float("inf"), "", 0)
+        while True:
+            rows = self._store.query(
+                f"SELECT started_at, sidecar_instance_id, seq, body FROM receipts WHERE {' AND '.join(where)} "
+                "AND (started_at, sidecar_instance_id, seq) < (?, ?, ?) "
+                f"ORDER BY started_at DESC, sidecar_instance_id DESC, seq DESC LIMIT {_PAGE}",
+                (*params, *after),
+            )
+            page = [_parse(row[3]) for row in rows]
+            yield [
+                r for r in page if r.call_kind == "tool" and (not query.decision or r.policy_decision == query.decision)
+            ]
             if len(rows) < _PAGE:
                 return
             after = (rows[-1][0], rows[-1][1], rows[-1][2])

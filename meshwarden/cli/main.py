@@ -25,6 +25,7 @@ from meshwarden.cli import (
     route_cmd,
     sessions_cmd,
     sidecar_cmd,
+    tools_cmd,
 )
 from meshwarden.config_layers import ConfigError
 
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         demo_cmd,
     ):
         module.add_to(commands)
-    for module in (sessions_cmd, costs_cmd):  # what sessions did and cost (issue 6)
+    for module in (sessions_cmd, costs_cmd, tools_cmd):  # what sessions did and cost (issue 6), tool calls
         module.add_to(commands)
     for module in (kill_cmd, isolate_cmd, audit_cmd):  # operator controls
         module.add_to(commands)

@@ -131,7 +131,11 @@ class McpEndpoint:
 
     async def _discover(self, era: Era, params: Mapping[str, object], request: web.Request) -> object:
         return modern_result(
-            {"supportedVersions": list(MODERN_VERSIONS), "capabilities": CAPABILITIES, "_meta": {SERVER_INFO_META: SERVER_INFO}}
+            {
+                "supportedVersions": list(MODERN_VERSIONS),
+                "capabilities": CAPABILITIES,
+                "_meta": {SERVER_INFO_META: SERVER_INFO},
+            }
         )
 
     async def _ping(self, era: Era, params: Mapping[str, object], request: web.Request) -> object:

@@ -58,6 +58,9 @@ _STATUS: Final = {
 }
 
 
+_MALFORMED: Final = frozenset({PARSE_ERROR, INVALID_REQUEST, HEADER_MISMATCH, UNSUPPORTED_PROTOCOL_VERSION})
+
+
 class RpcError(Exception):
     def __init__(self, code: int, message: str, *, data: Mapping[str, object] | None = None, status: int = 0) -> None:
         super().__init__(message)
@@ -69,6 +72,8 @@ class RpcError(Exception):
         (a JSON-RPC error is an answer), unless the error fixes its own (401, 413, bad header)."""
         if self.status:
             return self.status
+        if self.code in _MALFORMED:  # whatever the revision: the request itself is wrong
+            return 400
         return _STATUS.get(self.code, 200) if era.modern else 200
 
 

@@ -10,7 +10,7 @@ from meshwarden.sidecar.stages.breaker import Breaker, BreakerBoard
 
 class ToolServerBreaker(Breaker):
     def key(self, call: Call) -> str:
-        return call.record.tool.server if call.record.tool is not None else ""
+        return call.capability.partition(".")[0] if call.kind == "tool" else ""  # SERVER of SERVER.TOOL
 
     def open_error(self, call: Call, key: str, retry_in_s: float, reason: str) -> MeshError:
         return ToolServerCircuitOpen(key, retry_in_s, reason)

@@ -1,9 +1,12 @@
 """A real MCP server for the tests, built with the official `mcp` package: support tickets.
 
 `--http PORT` serves streamable HTTP (port 0 picks one; the bound address goes to stdout as
-`ready http://127.0.0.1:PORT/mcp`), else stdio. `--require-token T` refuses requests without
-`Authorization: Bearer T` (HTTP) or without the variable TICKETS_TOKEN set to T (stdio).
+`ready http://127.0.0.1:PORT/mcp`), else stdio. `--require-token-file F` refuses requests
+without `Authorization: Bearer <F's text>` (HTTP), or starts only with the variable
+TICKETS_TOKEN set to it (stdio).
 `--drift` serves read_ticket with another input schema than the bundle declares.
+`--log-auth FILE` (HTTP) appends each request's Authorization header to FILE, so a test can
+see what reached the server.
 """
 
 from __future__ import annotations
@@ -46,12 +49,14 @@ def build(drift: bool) -> MCPServer:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--http", type=int, default=None)
-    parser.add_argument("--require-token", default="")
+    parser.add_argument("--require-token-file", default="")
     parser.add_argument("--drift", action="store_true")
+    parser.add_argument("--log-auth", default="")
     args = parser.parse_args()
     app = build(args.drift)
+    required = open(args.require_token_file).read().strip() if args.require_token_file else ""
     if args.http is None:
-        if args.require_token and os.environ.get("TICKETS_TOKEN") != args.require_token:
+        if required and os.environ.get("TICKETS_TOKEN") != required:
             print("tickets: TICKETS_TOKEN missing or wrong", file=sys.stderr)
             sys.exit(3)
         app.run()
@@ -62,10 +67,13 @@ def main() -> None:
     from starlette.responses import JSONResponse, Response
 
     starlette_app = app.streamable_http_app(json_response=True, stateless_http=True)
-    if args.require_token:
-        wanted = f"Bearer {args.require_token}"
+    if required:
+        wanted = f"Bearer {required}"
 
         async def check(request: Request, call_next):  # type: ignore[no-untyped-def]
+            if args.log_auth:
+                with open(args.log_auth, "a") as log:
+                    log.write(request.headers.get("authorization", "(none)") + "\n")
             if request.headers.get("authorization") != wanted:
                 return JSONResponse({"error": "unauthorized"}, status_code=401)
             response: Response = await call_next(request)
