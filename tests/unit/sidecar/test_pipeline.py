@@ -68,3 +68,15 @@ async def test_outbound_order_matches_the_readme(tmp_path: Path) -> None:
 async def test_inbound_order_matches_the_readme(tmp_path: Path) -> None:
     assert stage_names(pipeline.inbound(await runtime(tmp_path))) == documented("inbound")
     assert documented("inbound")[-1] == "deliver"
+
+
+async def test_tool_order_matches_the_readme(tmp_path: Path) -> None:
+    assert stage_names(pipeline.tool(await runtime(tmp_path))) == documented("tool")
+    assert documented("tool")[-1] == "mcp_server"
+
+
+async def test_every_kind_of_outbound_call_shares_the_outer_stages(tmp_path: Path) -> None:
+    rt = await runtime(tmp_path)
+    outer = ["tracing", "metrics", "receipts", "kill_switch", "payload_limit"]
+    assert stage_names(pipeline.outbound(rt))[:5] == outer == stage_names(pipeline.tool(rt))[:5]
+    assert "outbound_policy" in stage_names(pipeline.tool(rt))
