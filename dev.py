@@ -37,7 +37,7 @@ def ensure_environment() -> None:
     print("dev.py: installing meshwarden and its dependencies (first run only)", flush=True)
     pip = [str(PYTHON), "-m", "pip", "--disable-pip-version-check"]
     subprocess.run([*pip, "install", "--quiet", "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "install", "--quiet", "-e", f"{ROOT}[test]"], check=True)
+    subprocess.run([*pip, "install", "--quiet", "-e", f"{ROOT}[sidecar,test]"], check=True)
     STAMP.write_text(wanted + "\n")
 
 

@@ -28,6 +28,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from meshwarden.errors import ToolServerUnavailable
 from meshwarden.policy_bundle.mcp_servers import McpServerDecl, schema_sha256
 from meshwarden.sidecar.hops.mcp_credentials import CredentialSource, Upstream, read_secret, upstream_for
+from meshwarden.sidecar.hops.mcp_http_calls import PROTOCOL, HttpToolCaller
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class McpConnection:
         self.decl = decl
         self._credentials = credentials
         self._client: Client | None = None
+        self._fast: HttpToolCaller | None = None
         self._tools: dict[str, LiveTool] = {}
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -62,6 +64,12 @@ class McpConnection:
     @property
     def tools(self) -> Mapping[str, LiveTool]:
         return self._tools
+
+    @property
+    def http_calls(self) -> HttpToolCaller | None:
+        """tools/call as a plain POST, when the server speaks 2026-07-28 over HTTP (and its
+        credential is a header); None: calls go through the `mcp` client."""
+        return self._fast
 
     async def client(self) -> Client:
         """The open client, connecting first if needed; ToolServerUnavailable when it cannot."""
@@ -115,6 +123,9 @@ class McpConnection:
                     )
                 client = await stack.enter_async_context(Client(server, cache=None))
                 self._tools = await _list_tools(client)
+                if self.decl.url and client.protocol_version == PROTOCOL and upstream.auth is None:
+                    self._fast = HttpToolCaller(self.decl.url, upstream.headers)
+                    stack.push_async_callback(self._fast.close)
                 self._client = client
                 ready.set_result(client)
                 log.info("MCP server %s connected (%s), %d tools", self.decl.name, self._where(), len(self._tools))
@@ -136,7 +147,7 @@ class McpConnection:
             else:
                 log.warning("MCP server %s: connection lost: %s", self.decl.name, _reason(exc))
         finally:
-            self._client = None
+            self._client, self._fast = None, None
 
     async def _upstream(self) -> Upstream:
         ref = self.decl.credential
