@@ -26,11 +26,12 @@ if TYPE_CHECKING:
     from meshwarden.demo.scenario import Narrator
 
 WORKFLOW: Final = "refund-desk"
-# ticket id -> (what the customer wrote, duplicate charge in cents or 0, the outcome expected, its calls)
+# ticket id -> (what the customer wrote, duplicate charge in cents or 0, the outcome expected, its calls;
+# each counts support reading the ticket through the MCP tool tickets.read_ticket)
 TICKETS: Final = {
-    "T-2001": ("I was charged twice for my plan this month", 1299, "succeeded", 3),
-    "T-2002": ("how do I reset my password, the login page loops", 0, "succeeded", 2),
-    "T-2003": ("charged twice for the annual plan, please refund", 15000, "failed", 3),
+    "T-2001": ("I was charged twice for my plan this month", 1299, "succeeded", 4),
+    "T-2002": ("how do I reset my password, the login page loops", 0, "succeeded", 3),
+    "T-2003": ("charged twice for the annual plan, please refund", 15000, "failed", 4),
 }
 ABANDONED: Final = "T-2004"
 RECEIPTS_WAIT_S: Final = 30.0  # shipping backs off while the registry was down a moment ago

@@ -5,17 +5,20 @@ its own model usage, and the outcome of the ticket's session when the ticket has
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import meshwarden
 from meshwarden.demo import pricing
 from meshwarden.demo.agent_main import build
+from meshwarden.demo.ticket_tools import TicketReader
 from meshwarden.errors import MeshError, PolicyDenied
 from meshwarden.outcomes import OutcomeName
 
 log = logging.getLogger(__name__)
 
-agent, _ = build(__doc__ or "")
+tickets, argv = TicketReader.from_argv(sys.argv[1:])  # --tickets-mcp URL: read tickets through the sidecar's MCP
+agent, _ = build(__doc__ or "", argv)
 
 
 @agent.capability(
@@ -34,6 +37,11 @@ agent, _ = build(__doc__ or "")
 )
 async def resolve_ticket(args: dict[str, Any], ctx: meshwarden.CallContext) -> dict[str, Any]:
     steps: list[dict[str, Any]] = []
+    if tickets is not None:
+        text = await tickets.read(args["ticket_id"], ctx.session_id)
+        steps.append(
+            {"call": "tickets.read_ticket", "answered_by": "tickets MCP server (through the sidecar)", "text": text}
+        )
     pricing.report(ctx, "gpt-4o-mini", 350 + pricing.tokens(args["text"]), 120)  # reading the ticket
     found = await ctx.invoke("kb.search", {"query": args["text"], "limit": 2})
     articles = found.value["articles"]
