@@ -1,7 +1,8 @@
 """Tool calls only: is it a tool the active bundle declares, does its server still serve the
 input schema the bundle declares (schema drift, both hashes named), and do the arguments
 match that schema? What it finds goes into `call.record.tool` for policy (the tool's risk),
-approvals (the arguments' hash), receipts and spans.
+approvals (the arguments' hash), receipts and spans; the tool's declared cost, if any, becomes
+the call's `cost_estimate_micro_usd` (what a budget stage reserves, and Cedar's context sees).
 
 Runs before the policy stage, so Cedar sees arguments that match the tool's schema. It reads
 the server's live tools from the sidecar's connection to it, connecting on first use; so it
@@ -11,6 +12,7 @@ sits inside the server's breaker.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import jsonschema
@@ -60,6 +62,8 @@ class ToolCheck:
             arguments_sha256=payload_digest(call.payload),
             cost_micro_usd=declared.cost_micro_usd,
         )
+        if declared.cost_micro_usd is not None:  # the bundle's price: what a budget stage reserves
+            call = replace(call, cost_estimate_micro_usd=declared.cost_micro_usd)
         return await self._next(call)
 
     def _validate(self, call: Call, live: LiveTool) -> None:
