@@ -63,7 +63,7 @@ def read_secret(ref: CredentialRef, source: CredentialSource, server: str) -> st
             secret = path.read_bytes()[:MAX_SECRET_BYTES].decode("utf-8", "replace").strip()
             if secret:
                 return secret
-    secret = source.environment.get(env_name(ref.name).removeprefix("MESHWARDEN_TOOL_CREDENTIAL_"), "").strip()
+    secret = source.environment.get(ref.name.upper().replace("-", "_"), "").strip()  # as config.py keys them
     if secret:
         return secret
     where = f"{source.directory / ref.name} (0600) or " if source.directory is not None else ""

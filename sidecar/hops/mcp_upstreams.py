@@ -167,13 +167,16 @@ class McpUpstreams:
     def __init__(self, credentials: CredentialSource) -> None:
         self._credentials = credentials
         self._connections: dict[str, McpConnection] = {}
+        self._retiring: set[asyncio.Task[None]] = set()  # replaced connections, closing
 
     def connection(self, decl: McpServerDecl) -> McpConnection:
         found = self._connections.get(decl.name)
         if found is not None and _identity(found.decl) == _identity(decl):
             return found
         if found is not None:
-            asyncio.get_running_loop().create_task(found.close())
+            task = asyncio.get_running_loop().create_task(found.close())
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
         created = self._connections[decl.name] = McpConnection(decl, self._credentials)
         return created
 
