@@ -76,7 +76,7 @@ def tool_layers(rt: Runtime) -> list[Layer]:
             _declares_tool(rt),
             admission=(
                 tool_breaker.layer(rt.tool_breakers),  # fail fast on a server that keeps failing
-                tool_check.layer(rt.policy, rt.mcp_upstreams),  # declared? schema drift? valid arguments?
+                tool_check.layer(rt.policy, rt.mcp_upstreams, rt.clock),  # declared? schema drift? valid arguments?
             ),
         ),
         deadline.layer(rt.clock),

@@ -74,6 +74,7 @@ SERVER_INFO: Final = {"name": "meshwarden-sidecar", "version": "1"}
 CAPABILITIES: Final = {"tools": {"listChanged": False}}
 ATTRIBUTION: Final = ("session_id", "workflow_id", "task_id", "parent_call_id")
 MAX_ID_CHARS: Final = 128
+LIST_TIMEOUT_S: Final = 10.0  # a server that does not list its tools in time is left out of tools/list
 _ID: Final = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII, no spaces
 _FALLBACK_ERA: Final = Era(PREVIOUS, False)
 
@@ -154,7 +155,9 @@ class McpEndpoint:
             caller = PolicyCaller(self._rt.local.name, self._rt.local.spiffe_id)
             servers = list(active.mcp_servers.servers.values())
             connections = [self._rt.mcp_upstreams.connection(s) for s in servers]
-            found = await asyncio.gather(*(c.refresh_tools() for c in connections), return_exceptions=True)
+            found = await asyncio.gather(
+                *(asyncio.wait_for(c.refresh_tools(), LIST_TIMEOUT_S) for c in connections), return_exceptions=True
+            )
             for server, live in zip(servers, found, strict=True):
                 if isinstance(live, BaseException):
                     log.warning("tools/list: MCP server %s left out: %s", server.name, live)

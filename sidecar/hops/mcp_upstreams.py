@@ -59,6 +59,7 @@ class McpConnection:
         self._tools: dict[str, LiveTool] = {}
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[Client] | None = None  # the attempt under way (or the last one)
         self._closing = asyncio.Event()
 
     @property
@@ -78,10 +79,12 @@ class McpConnection:
         async with self._lock:
             if self._client is not None:
                 return self._client
-            ready: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
-            self._closing = asyncio.Event()
-            self._task = asyncio.create_task(self._hold(ready), name=f"mcp-server-{self.decl.name}")
-            return await asyncio.shield(ready)
+            if self._ready is None or self._ready.done():  # no attempt under way: start one
+                self._ready = asyncio.get_running_loop().create_future()
+                self._closing = asyncio.Event()
+                self._task = asyncio.create_task(self._hold(self._ready), name=f"mcp-server-{self.decl.name}")
+            ready = self._ready
+        return await asyncio.shield(ready)  # a caller that gives up leaves the attempt to the others
 
     async def refresh_tools(self) -> Mapping[str, LiveTool]:
         """Lists the server's tools again (an agent asked for tools/list)."""

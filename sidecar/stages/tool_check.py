@@ -11,6 +11,7 @@ sits inside the server's breaker.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -18,7 +19,8 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import SchemaError
 
-from meshwarden.errors import BadPayload, PolicyDenied, ToolSchemaDrift, UnknownTool
+from meshwarden.clock import Clock
+from meshwarden.errors import BadPayload, DeadlineExceeded, PolicyDenied, ToolSchemaDrift, UnknownTool
 from meshwarden.receipt_hash import payload_digest
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call import Call, Handler, Layer, Reply, ToolUse
@@ -29,8 +31,8 @@ MAX_VALIDATORS = 1024
 
 
 class ToolCheck:
-    def __init__(self, next: Handler, policy: PolicyHolder, upstreams: McpUpstreams) -> None:
-        self._next, self._policy, self._upstreams = next, policy, upstreams
+    def __init__(self, next: Handler, policy: PolicyHolder, upstreams: McpUpstreams, clock: Clock) -> None:
+        self._next, self._policy, self._upstreams, self._clock = next, policy, upstreams, clock
         self._validators: dict[str, Any] = {}  # by schema hash: compiled once
 
     async def __call__(self, call: Call) -> Reply:
@@ -45,7 +47,13 @@ class ToolCheck:
         if declared is None or server is None:
             raise UnknownTool(call.capability, active.label)
         connection = self._upstreams.connection(server)
-        await connection.client()
+        try:
+            async with asyncio.timeout(max(call.deadline - self._clock.monotonic(), 0.001)):
+                await connection.client()  # connects (and lists the tools) on first use
+        except TimeoutError as exc:
+            raise DeadlineExceeded(
+                f"MCP server {server.name} did not finish connecting within the deadline of {call.capability}"
+            ) from exc
         live = connection.tools.get(declared.name)
         if live is None:
             raise ToolSchemaDrift(
@@ -106,5 +114,5 @@ def _plain(value: object) -> object:
     return value
 
 
-def layer(policy: PolicyHolder, upstreams: McpUpstreams) -> Layer:
-    return lambda next: ToolCheck(next, policy, upstreams)
+def layer(policy: PolicyHolder, upstreams: McpUpstreams, clock: Clock) -> Layer:
+    return lambda next: ToolCheck(next, policy, upstreams, clock)
