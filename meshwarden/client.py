@@ -5,7 +5,8 @@
         print(result.value, result.agent, result.version)
 
 Errors are the classes of meshwarden.errors (PolicyDenied, UnknownCapability, ...), the
-same ones the sidecar raised, rebuilt from the "meshwarden-error" trailer.
+same ones the sidecar raised, with their data, rebuilt from the structured status details
+(meshwarden.error_status); a kind this version does not know keeps its kind (Unclassified).
 
 Every call carries the current W3C trace context (meshwarden.trace_context), so a call made
 inside a handler, or inside a span of your own tracing, continues that trace.
@@ -24,7 +25,8 @@ from typing import Any
 import grpc
 
 from meshwarden import outcomes
-from meshwarden.errors import DeadlineExceeded, MeshError, PeerUnavailable, from_rpc_error
+from meshwarden.error_status import from_rpc_error
+from meshwarden.errors import DeadlineExceeded, MeshError, PeerUnavailable
 from meshwarden.trace_context import outgoing_metadata
 from meshwarden.usage import Usage
 from meshwarden.v1 import receipts_pb2, sidecar_pb2, sidecar_pb2_grpc

@@ -1,5 +1,5 @@
 """Count every call and time it, once it has ended, from what the inner stages recorded
-(policy decision, attempts, usage in `call.record`). The instruments are in
+(policy decision and attempts in `call.record`) and what the call consumed (its Reply's usage). The instruments are in
 sidecar/call_metrics.py; Prometheus reads them on the admin port (/metrics)."""
 
 from __future__ import annotations
@@ -77,8 +77,8 @@ class Metrics:
             decisions.inc()
         if direction == "outbound" and record.attempt > 1:
             m.retries.labels(capability).inc(record.attempt - 1)
-        if record.usage is not None:
-            m.record_usage(direction, capability, record.usage)
+        if reply is not None and reply.usage is not None:
+            m.record_usage(direction, capability, reply.usage)
 
 
 def layer(metrics: SidecarMetrics, direction: str, known: Known, clock: Clock) -> Layer:

@@ -22,8 +22,8 @@ async def test_counts_status_latency_bytes_retries_decisions_and_usage() -> None
     async def inner(c: Call) -> Reply:
         clock.now += 0.004
         c.record.policy_decision, c.record.attempt = "allow", 3
-        c.record.usage = Usage(model="m", input_tokens=7, output_tokens=2, cost_micro_usd=1_500_000)
-        return Reply(b'{"ok":1}', "b-1", "billing", "1.0.0")
+        usage = Usage(model="m", input_tokens=7, output_tokens=2, cost_micro_usd=1_500_000)
+        return Reply(b'{"ok":1}', "b-1", "billing", "1.0.0", usage)
 
     stage = metrics.Metrics(inner, m, "outbound", lambda capability: capability == "billing.refund", clock)
     await stage(call(payload=b'{"amount":5}'))
