@@ -85,4 +85,3 @@ def from_rpc_error(err: grpc.RpcError, *, instance_id: str = "") -> MeshError | 
             kind = value.decode() if isinstance(value, bytes) else value
             return MeshError.from_wire(kind, err.code(), err.details() or "", instance_id=instance_id)
     return None
-

@@ -250,9 +250,7 @@ class AgentFailed(MeshError):
 
     kind = "agent_failed"
 
-    def __init__(
-        self, agent_code: grpc.StatusCode, message: str, *, cause: str = "", instance_id: str = ""
-    ) -> None:
+    def __init__(self, agent_code: grpc.StatusCode, message: str, *, cause: str = "", instance_id: str = "") -> None:
         super().__init__(message, instance_id=instance_id)
         self.agent_code, self.cause = agent_code, cause
 

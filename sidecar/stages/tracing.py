@@ -93,7 +93,13 @@ class Tracing:
             self._end(span, call, reply, operation, code, error)
 
     def _end(
-        self, span: Span, call: Call, reply: Reply | None, operation: str, code: grpc.StatusCode, error: MeshError | None
+        self,
+        span: Span,
+        call: Call,
+        reply: Reply | None,
+        operation: str,
+        code: grpc.StatusCode,
+        error: MeshError | None,
     ) -> None:
         failed = code is not grpc.StatusCode.OK and (self._direction == "outbound" or code in _SERVER_FAULTS)
         if span.get_span_context().trace_flags.sampled or (failed and span.is_recording()):
