@@ -16,11 +16,12 @@ raises the same class in the agent). Branched by what the caller can do about th
         NoHealthyInstance     UNAVAILABLE        nothing live matches right now
         PeerUnavailable       UNAVAILABLE        the chosen instance could not be reached
           NotSent             UNAVAILABLE        ... and certainly did not start the call (safe to resend)
-        PeerIdentityMismatch  UNAVAILABLE        the instance reached is not who the catalog says
+        PeerIdentityMismatch  UNAVAILABLE        the catalog names no identity for the instance
         CircuitOpen           UNAVAILABLE        the instance kept failing; calls to it pause a while
         DeadlineExceeded      DEADLINE_EXCEEDED  the caller's deadline passed
         RegistryUnavailable   UNAVAILABLE        the sidecar could not reach the registry; try again
-      AgentFailed             the callee agent itself failed; its code is passed through
+      AgentFailed             the callee agent itself failed (or answered a failure on purpose); its code is passed through
+      Unclassified            a kind this version does not know (a newer sidecar or agent): kept as it came
 
 Each class fixes a gRPC status code and a stable `kind`. An error carries its data as fields
 (the instance it failed on, the kill switch, the deciding policies), and crosses the wire as a
@@ -32,12 +33,14 @@ nobody reads data back out of a message. The message is for people.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import ClassVar
 
 import grpc
 
 Metadata = Mapping[str, str]  # google.rpc.ErrorInfo.metadata
+KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")  # what a kind looks like, ours or a newer version's
 
 
 class MeshError(Exception):
@@ -75,8 +78,8 @@ class MeshError(Exception):
         if instance_id:
             data["instance_id"] = instance_id
         target = _BY_KIND.get(kind)
-        if target is None:
-            return Unclassified(code, kind, message, data)
+        if target is None:  # a kind from outside: kept when it looks like one, bounded either way
+            return Unclassified(code, kind if KIND.fullmatch(kind) else MeshError.kind, message, data)
         if target is AgentFailed:
             return AgentFailed(code, message, cause=data.get("cause", ""), instance_id=data.get("instance_id", ""))
         return target.rebuilt(message, data)

@@ -11,7 +11,7 @@ import grpc
 from prometheus_client import Counter, Histogram
 
 from meshwarden.clock import Clock
-from meshwarden.errors import MeshError
+from meshwarden.errors import MeshError, Unclassified
 from meshwarden.sidecar.call import Call, Handler, Layer, Reply
 from meshwarden.sidecar.call_metrics import OTHER_CAPABILITY, SidecarMetrics
 
@@ -36,7 +36,8 @@ class Metrics:
             reply = await self._next(call)
             return reply
         except MeshError as err:
-            status, error = err.status_code().name, err.kind
+            # A kind this version does not know came from outside: one label value for them all.
+            status, error = err.status_code().name, "unclassified" if isinstance(err, Unclassified) else err.kind
             raise
         except asyncio.CancelledError:
             status = grpc.StatusCode.CANCELLED.name

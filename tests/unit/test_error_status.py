@@ -106,3 +106,8 @@ async def test_a_status_without_our_details_is_not_a_mesh_error(served: tuple[Se
 def test_malformed_policy_ids_from_outside_are_no_ids() -> None:
     back = errors.MeshError.from_wire("policy_denied", grpc.StatusCode.PERMISSION_DENIED, "no", {"policy_ids": "[1,"})
     assert isinstance(back, errors.PolicyDenied) and back.policy_ids == ()
+
+
+def test_a_kind_from_outside_that_is_no_kind_is_bounded() -> None:
+    back = errors.MeshError.from_wire("X" * 5000, grpc.StatusCode.ABORTED, "no")
+    assert isinstance(back, errors.Unclassified) and back.kind == "mesh_error"
