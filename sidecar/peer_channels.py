@@ -46,6 +46,10 @@ class PeerChannels:
             stub = self._stubs[key] = peer_pb2_grpc.PeerStub(channel)
         return stub
 
+    def trust_bundle_pem(self) -> bytes:
+        """The trust bundle the channels check peers against."""
+        return self._current_svid().trust_bundle_pem
+
     def connection_state(self, address: str, spiffe_id: str) -> grpc.ChannelConnectivity:
         """The state of the channel to that peer (SHUTDOWN when there is none): a call that
         fails while its channel never held a connection certainly never left (peer.Send)."""

@@ -4,9 +4,9 @@ A failure is told apart by its gRPC code and structured details, never by gRPC's
 an error the callee's sidecar sent comes back as the same class with its data
 (meshwarden.error_status); a failure gRPC reports while the channel to the peer never held a
 connection (it was not ready when the call was made and its last connection attempt failed:
-refused, timed out, or a TLS handshake in which the peer did not prove the SPIFFE ID the
-catalog lists) certainly never left, so it is NotSent; any other failure may have started
-at the callee (PeerUnavailable).
+refused, timed out, or a failed TLS handshake) certainly never left, so it is NotSent, or
+PeerIdentityMismatch when the peer, asked directly (peer_probe), proves another SPIFFE ID than
+the catalog lists; any other failure may have started at the callee (PeerUnavailable).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import grpc
 from meshwarden import error_status
 from meshwarden.clock import Clock
 from meshwarden.errors import DeadlineExceeded, MeshError, NotSent, PeerIdentityMismatch, PeerUnavailable
+from meshwarden.sidecar import peer_probe
 from meshwarden.sidecar.call import Call, Reply
 from meshwarden.sidecar.catalog import Endpoint
 from meshwarden.sidecar.peer_channels import PeerChannels
@@ -23,6 +24,7 @@ from meshwarden.sidecar.wire import deadlines, peer_call
 from meshwarden.trace_context import metadata_for
 
 _READY = grpc.ChannelConnectivity.READY
+_PROBE_S = 0.25  # at most this long asking a peer that could not be reached who it is
 _NO_CONNECTION = frozenset({grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN})
 
 
@@ -51,8 +53,26 @@ class Send:
             never_connected = not was_ready and (
                 self._channels.connection_state(target.peer_address, target.spiffe_id) in _NO_CONNECTION
             )
-            raise translate(err, target, never_connected=never_connected) from err
+            failure = translate(err, target, never_connected=never_connected)
+            if isinstance(failure, NotSent):
+                failure = await self._impostor(call, target) or failure
+            raise failure from err
         return peer_call.to_reply(reply)
+
+    async def _impostor(self, call: Call, target: Endpoint) -> PeerIdentityMismatch | None:
+        """PeerIdentityMismatch when the peer that could not be reached proves another identity
+        than the catalog lists (peer_probe); None otherwise."""
+        left_s = call.deadline - self._clock.monotonic()
+        presented = await peer_probe.presented_spiffe_id(
+            target.peer_address, self._channels.trust_bundle_pem(), min(_PROBE_S, max(left_s, 0.0))
+        )
+        if presented is None or presented == target.spiffe_id:
+            return None
+        return PeerIdentityMismatch(
+            f"{target.agent} {target.version} (instance {target.instance_id} at {target.peer_address}) did not "
+            f"prove it is {target.spiffe_id}: it presents {presented}; the call was not sent",
+            instance_id=target.instance_id,
+        )
 
 
 def translate(err: grpc.aio.AioRpcError, target: Endpoint, *, never_connected: bool) -> MeshError:

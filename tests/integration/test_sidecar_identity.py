@@ -183,8 +183,8 @@ async def test_a_caller_checks_the_callee_is_who_the_catalog_says(mesh: LocalMes
             await peer_pb2_grpc.PeerStub(ch).Deliver(deliver_echo(callee), timeout=5)
         assert info.value.code() is grpc.StatusCode.UNAVAILABLE
         assert ch.get_state() is grpc.ChannelConnectivity.TRANSIENT_FAILURE  # no connection was ever made
-    # The sidecar's own last hop says so: the call was not sent (so it is retried elsewhere),
-    # naming the identity the instance failed to prove.
+    # The sidecar's own last hop says so: the instance is not who the catalog says (the call
+    # was not sent, so it is retried elsewhere), naming both identities.
     spec = CapabilitySpec("echo", "", "", "")
     endpoint = Endpoint(
         "i-1", "payments", semantic_version.Version("1.0.0"), callee.addresses["peer"], impostor_expected, spec
@@ -192,11 +192,12 @@ async def test_a_caller_checks_the_callee_is_who_the_catalog_says(mesh: LocalMes
     channels = PeerChannels([], lambda: good)
     try:
         call = Call("c-2", "echo", b"{}", Caller("frontdesk", "f-1"), time.monotonic() + 5, target=endpoint)
-        with pytest.raises(errors.NotSent) as sent:
+        with pytest.raises(errors.PeerIdentityMismatch) as sent:
             await peer.Send(channels, SystemClock())(call)
     finally:
         await channels.close()
-    assert impostor_expected in sent.value.message and sent.value.instance_id == "i-1"
+    assert impostor_expected in sent.value.message and callee.addresses["spiffe_id"] in sent.value.message
+    assert sent.value.instance_id == "i-1"
 
 
 async def test_embedded_svids_renew_without_dropping_calls(tmp_path: Path) -> None:
