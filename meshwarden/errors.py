@@ -41,6 +41,7 @@ import grpc
 
 Metadata = Mapping[str, str]  # google.rpc.ErrorInfo.metadata
 KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")  # what a kind looks like, ours or a newer version's
+MAX_DATA_CHARS = 8192  # one metadata value from another process, at most (a list of policy ids fits)
 
 
 class MeshError(Exception):
@@ -74,14 +75,17 @@ class MeshError(Exception):
     ) -> MeshError:
         """Rebuilds the error another process sent (by its kind), keeping message and data;
         `instance_id` names the instance it came from when the receiver knows better."""
-        data = dict(metadata or {})
+        data = {key: value[:MAX_DATA_CHARS] for key, value in (metadata or {}).items()}  # data from outside
         if instance_id:
             data["instance_id"] = instance_id
         target = _BY_KIND.get(kind)
         if target is None:  # a kind from outside: kept when it looks like one, bounded either way
             return Unclassified(code, kind if KIND.fullmatch(kind) else MeshError.kind, message, data)
         if target is AgentFailed:
-            return AgentFailed(code, message, cause=data.get("cause", ""), instance_id=data.get("instance_id", ""))
+            cause = data.get("cause", "")
+            return AgentFailed(
+                code, message, cause=cause if KIND.fullmatch(cause) else "", instance_id=data.get("instance_id", "")
+            )
         return target.rebuilt(message, data)
 
 

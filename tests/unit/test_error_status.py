@@ -109,5 +109,8 @@ def test_malformed_policy_ids_from_outside_are_no_ids() -> None:
 
 
 def test_a_kind_from_outside_that_is_no_kind_is_bounded() -> None:
-    back = errors.MeshError.from_wire("X" * 5000, grpc.StatusCode.ABORTED, "no")
+    back = errors.MeshError.from_wire("X" * 5000, grpc.StatusCode.ABORTED, "no", {"big": "x" * 100_000})
     assert isinstance(back, errors.Unclassified) and back.kind == "mesh_error"
+    assert len(back.metadata()["big"]) == errors.MAX_DATA_CHARS
+    failed = errors.MeshError.from_wire("agent_failed", grpc.StatusCode.INTERNAL, "no", {"cause": "Not A Kind!"})
+    assert isinstance(failed, errors.AgentFailed) and failed.cause == ""
