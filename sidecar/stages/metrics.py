@@ -1,6 +1,7 @@
 """Count every call and time it, once it has ended, from what the inner stages recorded
-(policy decision and attempts in `call.record`) and what the call consumed (its Reply's usage). The instruments are in
-sidecar/call_metrics.py; Prometheus reads them on the admin port (/metrics)."""
+(policy decision and attempts in `call.record`) and what the call consumed (its Reply's
+usage). The instruments are in sidecar/call_metrics.py; Prometheus reads them on the admin
+port (/metrics)."""
 
 from __future__ import annotations
 
