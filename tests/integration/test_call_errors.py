@@ -1,21 +1,37 @@
 """Errors on a live mesh: an agent that answers UNAVAILABLE on purpose is told apart from an
 agent that cannot be reached, and a keyed call to it is retried on another instance; errors
-reach the caller with their kind and data."""
+reach the caller with their kind and data; a refusal at the peer port leaves its span."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from opentelemetry.proto.trace.v1 import trace_pb2
 
 import meshwarden
-from meshwarden import errors
+from meshwarden import error_status, errors
+from meshwarden.identity.spiffe_ids import agent_id
 from tests.integration.mesh import LocalMesh
+from tests.integration.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.integration.test_calls import routable
 from tests.integration.test_receipts import stored_when
+from tests.integration.test_sidecar_identity import TD, deliver, deliver_echo, our_issuer
+from tests.integration.test_telemetry import otel_env
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[OtlpReceiver]:
+    otlp = OtlpReceiver()
+    await otlp.start()
+    try:
+        yield otlp
+    finally:
+        await otlp.stop()
 
 
 async def test_an_agent_answering_unavailable_is_its_answer_and_a_keyed_call_goes_elsewhere(mesh: LocalMesh) -> None:
@@ -57,3 +73,22 @@ async def test_an_agent_answering_unavailable_is_its_answer_and_a_keyed_call_goe
     assert {(r.status, r.error_kind) for r in answered if r.capability == "probe.busy"} == {
         ("UNAVAILABLE", "agent_failed")
     }
+
+
+async def test_a_forged_identity_claim_at_the_peer_port_leaves_a_span(mesh: LocalMesh, receiver: OtlpReceiver) -> None:
+    mesh.sidecar_env = otel_env(receiver)
+    callee, _ = await mesh.pair("echoer")
+    good = our_issuer(mesh).issue(agent_id(TD, "frontdesk"), 600)
+    with pytest.raises(grpc.aio.AioRpcError) as info:  # a sidecar speaking for another agent
+        await deliver(callee, good, deliver_echo(callee, claimed_agent="billing"))
+    assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    refused = error_status.from_rpc_error(info.value)
+    assert isinstance(refused, errors.Unidentified)
+
+    def the_refusal(spans: list[ReceivedSpan]) -> bool:
+        return any(s.service == "echoer-sidecar" and s.attributes.get("error.type") == "unidentified" for s in spans)
+
+    spans = await receiver.wait_for(the_refusal)
+    [span] = [s for s in spans if s.attributes.get("error.type") == "unidentified"]
+    assert span.span.kind == trace_pb2.Span.SPAN_KIND_SERVER and span.span.name == "invoke_agent echo"
+    assert span.attributes["rpc.grpc.status_code"] == grpc.StatusCode.UNAUTHENTICATED.value[0]
