@@ -1,8 +1,10 @@
 """The order of the stages, in the order a call travels. This is the only place it is set;
 tests/unit/sidecar/test_pipeline.py checks it against the order README.md documents.
 
-Every kind of call the agent makes (to another agent's capability, to an MCP tool) passes the
-same outer stages (`_outer_layers`), then the routing and last hop of its kind."""
+Every call the local agent makes passes the same outer stages (`outer_layers`), whatever its
+kind; then the kind's own routing and last hop (`of_kind`): `outbound` for calls to other
+agents, `tool` for MCP tool calls, and likewise a function for model calls. Calls from other agents'
+sidecars (`inbound`) are of kind "agent" only."""
 
 from __future__ import annotations
 
@@ -35,28 +37,28 @@ from meshwarden.sidecar.stages import (
 )
 
 
-def _outer_layers(
-    rt: Runtime, kind_of: tracing.KindOf, known: metrics.Known, admission: Sequence[Layer] = ()
-) -> list[Layer]:
-    """The stages every call the local agent makes passes, whatever its kind, outermost first.
-    `admission` holds the kind's own checks that must pass before policy decides."""
-    return [
-        tracing.layer(rt.tracing, "outbound", kind_of),  # a CLIENT span, continuing the agent's trace
-        metrics.layer(rt.metrics, "outbound", known, rt.clock),  # counted and timed once it ends
+def outer_layers(rt: Runtime, admission: Sequence[Layer] = ()) -> list[Layer]:
+    """The stages every call this sidecar's agent makes passes, whatever its kind (agent,
+    model, tool), written once: a receipt, a span, a metric, a kill switch and a policy
+    decision work the same way for all. `admission` holds a kind's own checks that must pass
+    before policy decides (a tool's: its server's breaker, its declaration and schema)."""
+    return [  # outermost first
+        tracing.layer(rt.tracing, "outbound", _kind_of(rt)),  # a CLIENT span, continuing the agent's trace
+        metrics.layer(rt.metrics, "outbound", _known(rt), rt.clock),  # counted and timed once it ends
         receipts.layer("outbound", rt.receipts, rt.policy, rt.local, rt.clock),  # every call, however it ends
         # an operator's stop, before anything else is spent on the call; steers away from killed callees
         kill_switch.outbound(rt.controls, rt.local, rt.policy, rt.catalog),
         payload_limit.layer(rt.config.max_payload_bytes),  # cheapest refusal first
         *admission,
         outbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # may it call this? (Cedar)
-        # budget (reserve before, settle after) and approval (a person's yes for risky calls, bound to
-        # call.record.tool.arguments_sha256) go here: after policy, before anything is spent upstream
+        # budget (reserve before, settle after) and approval (a person's yes for a risky call, bound
+        # to call.record.tool.arguments_sha256 for tools) go here: after policy, before anything is spent
     ]
 
 
-def outbound_layers(rt: Runtime) -> list[Layer]:
-    return [  # outermost first
-        *_outer_layers(rt, _kind_of(rt), rt.catalog.has_seen),
+def agent_route_layers(rt: Runtime) -> list[Layer]:
+    """How a call to another agent's capability finds its instance, within the outer stages."""
+    return [
         retries.layer(_retry_settings(rt), rt.clock, rt.rng),  # safe retries only, each re-routed
         routing.layer(
             rt.catalog, rt.rng, rt.breakers, rt.routes, rt.sessions, rt.latency
@@ -67,20 +69,26 @@ def outbound_layers(rt: Runtime) -> list[Layer]:
     ]
 
 
-def tool_layers(rt: Runtime) -> list[Layer]:
-    """MCP tool calls (the gateway's /mcp endpoint): the outer stages, then the MCP server."""
+def outbound_layers(rt: Runtime) -> list[Layer]:
+    return [*outer_layers(rt), *agent_route_layers(rt)]
+
+
+def of_kind(rt: Runtime, route: Sequence[Layer], last_hop: Handler, admission: Sequence[Layer] = ()) -> Handler:
+    """The pipeline for one kind of call: the outer stages, then the kind's own routing, then
+    its last hop (the peer sidecar, a model provider, an MCP server)."""
+    return compose([*outer_layers(rt, admission), *route], innermost=last_hop)
+
+
+def tool_admission_layers(rt: Runtime) -> list[Layer]:
+    """What a tool call must pass before policy decides on it."""
     return [
-        *_outer_layers(
-            rt,
-            lambda _: "tool",
-            _declares_tool(rt),
-            admission=(
-                tool_breaker.layer(rt.tool_breakers),  # fail fast on a server that keeps failing
-                tool_check.layer(rt.policy, rt.mcp_upstreams, rt.clock),  # declared? schema drift? valid arguments?
-            ),
-        ),
-        deadline.layer(rt.clock),
+        tool_breaker.layer(rt.tool_breakers),  # fail fast on an MCP server that keeps failing
+        tool_check.layer(rt.policy, rt.mcp_upstreams, rt.clock),  # declared? schema drift? valid arguments?
     ]
+
+
+def tool_route_layers(rt: Runtime) -> list[Layer]:
+    return [deadline.layer(rt.clock)]  # one declared server: nothing to choose, only a deadline to keep
 
 
 def inbound_layers(rt: Runtime) -> list[Layer]:
@@ -103,17 +111,23 @@ def inbound_layers(rt: Runtime) -> list[Layer]:
 def _kind_of(rt: Runtime) -> tracing.KindOf:
     def kind_of(capability: str) -> str:
         active = rt.policy.active
-        return active.capability_kind(capability) if active is not None else ""
+        if active is None:
+            return ""
+        return active.capability_kind(capability) or ("tool" if active.mcp_servers.tool(capability) else "")
 
     return kind_of
 
 
-def _declares_tool(rt: Runtime) -> metrics.Known:
-    def declares(tool: str) -> bool:
-        active = rt.policy.active
-        return active is not None and active.mcp_servers.tool(tool) is not None
+def _known(rt: Runtime) -> metrics.Known:
+    """Names that may be metric labels: capabilities the catalog has seen, tools the bundle declares."""
 
-    return declares
+    def known(name: str) -> bool:
+        if rt.catalog.has_seen(name):
+            return True
+        active = rt.policy.active
+        return active is not None and active.mcp_servers.tool(name) is not None
+
+    return known
 
 
 def _serves(rt: Runtime) -> metrics.Known:
@@ -129,11 +143,18 @@ def _retry_settings(rt: Runtime) -> retries.RetrySettings:
 
 
 def outbound(rt: Runtime) -> Handler:
-    return compose(outbound_layers(rt), innermost=peer.Send(rt.peer_channels, rt.clock))
+    """Calls to other agents' capabilities (kind "agent")."""
+    return of_kind(rt, agent_route_layers(rt), peer.Send(rt.peer_channels, rt.clock))
 
 
 def tool(rt: Runtime) -> Handler:
-    return compose(tool_layers(rt), innermost=mcp_server.ToMcpServer(rt.mcp_upstreams, rt.policy, rt.clock))
+    """MCP tool calls (kind "tool", from the gateway's /mcp endpoint)."""
+    return of_kind(
+        rt,
+        tool_route_layers(rt),
+        mcp_server.ToMcpServer(rt.mcp_upstreams, rt.policy, rt.clock),
+        admission=tool_admission_layers(rt),
+    )
 
 
 def inbound(rt: Runtime) -> Handler:

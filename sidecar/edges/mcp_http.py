@@ -250,7 +250,7 @@ def _attribution(request: web.Request, era: Era) -> dict[str, str]:
 
 
 def _rpc_error(err: MeshError) -> RpcError:
-    data = {"kind": err.kind}
+    data: dict[str, object] = {**err.metadata(), "kind": err.kind}  # the error's data, as on the gRPC wire
     if isinstance(err, (BadPayload, UnknownTool, PayloadTooLarge)):
         return RpcError(INVALID_PARAMS, err.message, data=data)
     if isinstance(err, Unreachable):
