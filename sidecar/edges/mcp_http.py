@@ -104,9 +104,11 @@ class McpEndpoint:
             if "id" not in message:  # a notification (notifications/initialized, cancelled, ...)
                 return web.Response(status=202)
             request_id = message["id"]
-            if isinstance(request_id, bool) or not isinstance(request_id, (str, int)):
+            if isinstance(request_id, bool) or not isinstance(request_id, (str, int)) or len(str(request_id)) > 256:
                 request_id = None
-                raise RpcError(INVALID_REQUEST, "the request id must be a string or an integer")
+                raise RpcError(
+                    INVALID_REQUEST, "the request id must be a string (at most 256 characters) or an integer"
+                )
             era = era_of(method, params, request.headers)
             handler = self._methods.get(method)
             if handler is None or (method == "server/discover" and not era.modern):
