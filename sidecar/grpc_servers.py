@@ -84,9 +84,7 @@ async def bind(
         await _stop_both(local, peer, None)
         raise
     peer_bound = f"{config.peer_listen.host}:{peer_port}"
-    return GrpcServers(
-        local, peer, local_health, peer_health, listen, peer_bound, config.peer_advertise or peer_bound
-    )
+    return GrpcServers(local, peer, local_health, peer_health, listen, peer_bound, config.peer_advertise or peer_bound)
 
 
 async def _stop_both(local: grpc.aio.Server, peer: grpc.aio.Server, grace_s: float | None) -> None:

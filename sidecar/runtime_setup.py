@@ -106,7 +106,7 @@ def read_api_token(config: SidecarConfig) -> bytes | None:
 
 
 def not_ready_because(rt: Runtime) -> str:
-    """"" when ready: once a policy revision is active (until then every call would be denied)."""
+    """Empty when ready: once a policy revision is active (until then every call would be denied)."""
     if rt.policy.active is not None or rt.config.allow_without_policy:
         return ""
     return "no policy bundle is active yet (every call would be denied)"
