@@ -104,7 +104,7 @@ class Shipping:
 
     def _shipper(self) -> ReceiptShipper:
         reader = SpoolReader(self._spool.path, self._rt.config.receipt_sync)
-        return ReceiptShipper(reader, self._registry.receipts_stub, self._settings, self._rt.rng)
+        return ReceiptShipper(reader, self._spool.prune, self._registry.receipts_stub, self._settings, self._rt.rng)
 
 
 async def report_bundle_status(registry: RegistryLink, instance_id: str, status: BundleStatus) -> None:
