@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Literal
 
@@ -74,6 +74,22 @@ async def _run(name: str, loop: Loop, backoff: Backoff, on_failure: OnFailure, f
             log.exception("background task %s failed; restarting in %.1f s", name, pause)
         await asyncio.sleep(pause)
         pause = min(pause * 2, backoff.max_s)
+
+
+def spawn(coroutine: Coroutine[object, object, None], name: str) -> asyncio.Task[None]:
+    """A one-shot task (a write, an acknowledgement) whose failure is logged with its traceback
+    when it ends, rather than only when it is garbage-collected, if ever."""
+    task = asyncio.get_running_loop().create_task(coroutine, name=name)
+    task.add_done_callback(_log_failure)
+    return task
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if task.cancelled():
+        return
+    failure = task.exception()
+    if failure is not None:
+        log.error("task %s failed", task.get_name(), exc_info=failure)
 
 
 async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:

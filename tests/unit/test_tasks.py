@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from meshwarden.tasks import Backoff, Supervisor
+from meshwarden.tasks import Backoff, Supervisor, spawn
 
 QUICK = Backoff(first_s=0.001, max_s=0.004, healthy_after_s=60)
 
@@ -57,3 +57,14 @@ async def test_a_loop_that_returns_is_not_silent(caplog: pytest.LogCaptureFixtur
     await asyncio.wait_for(task, 5)
     assert any("short ended by itself" in r.getMessage() for r in caplog.records)
     await supervisor.stop()
+
+
+async def test_a_one_shot_task_that_fails_is_logged_when_it_ends(caplog: pytest.LogCaptureFixture) -> None:
+    async def write() -> None:
+        raise OSError("disk full")
+
+    task = spawn(write(), "controls-save")
+    await asyncio.gather(task, return_exceptions=True)
+    await asyncio.sleep(0)  # done callbacks run on the next turn
+    [record] = [r for r in caplog.records if r.getMessage() == "task controls-save failed"]
+    assert record.exc_info is not None and "disk full" in str(record.exc_info[1])
