@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import gc
 import logging
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -67,11 +66,6 @@ __all__ = ["BackgroundFailure", "Ready", "StartError", "serve"]
 # (with those persisted at its last stop, if any): bounded, so a registry outage cannot keep
 # a sidecar from starting.
 CONTROLS_FIRST_WAIT_S = 2.0
-# While a worker thread builds a policy bundle (hundreds of ms of Python), the event loop's
-# thread waits for the GIL up to this long each time it wakes; CPython's default is 5 ms, so a
-# call that wakes the loop a few times would wait tens of ms. Measured in
-# benchmarks/bundle_push_p99.py.
-GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 @dataclass(frozen=True)
@@ -101,7 +95,6 @@ async def serve(config: SidecarConfig, *, stop: asyncio.Event | None = None, on_
     """Runs until SIGTERM/SIGINT (or until `stop` is set). StartError when it cannot start,
     BackgroundFailure when a loop it cannot run without failed."""
     stop = stop if stop is not None else stop_on_signals()
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     async with contextlib.AsyncExitStack() as stack:
         supervisor = await _start(config, stack, on_ready)
         stopping = asyncio.ensure_future(stop.wait())
