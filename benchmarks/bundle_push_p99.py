@@ -1,14 +1,14 @@
 """Latency of calls through the mesh while 1,000-policy bundles are pushed to it.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bundle_push_p99.py [--quiet-calls 1500] [--pushes 4]
-        [--gap-s 1.0] [--output table|json]
+        [--concurrency 1] [--gap-s 1.0] [--output table|json]
 
 A real registry, two real sidecars (frontdesk calls echo) and the echo agent
 (examples/echo_agent.py), each its own process. The bundle is the one of
 benchmarks/policy_decisions.py (1,000 policies, 400 agents, 300 capabilities) plus the two
 agents of this mesh and one policy that permits their calls, so both sidecars evaluate it on
-every call. One client calls `echo` at concurrency 1: first with nothing else happening
-(quiet), then while `--pushes` new revisions are pushed, one after the other, each once both
+every call. One client calls `echo` at concurrency 1 with nothing else happening (quiet), then at
+`--concurrency` (default 1) while `--pushes` new revisions are pushed, one after the other, each once both
 sidecars enforce the previous one, `--gap-s` apart (pushes). Each sidecar verifies and builds
 every revision (hundreds of ms of CPU for this bundle); what this measures is how much of that
 the calls in flight feel.
@@ -224,13 +224,13 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
                 while pushing:
                     await call_once(client, during, failures)
 
-            caller = asyncio.create_task(calls())
+            callers = [asyncio.create_task(calls()) for _ in range(args.concurrency)]
             for artifact in artifacts[1:]:
                 revision = await push(registry, registry_dir, artifact)
                 activations.append(await wait_revision(http, sidecars, revision))
                 await asyncio.sleep(args.gap_s)
             pushing = False
-            await caller
+            await asyncio.gather(*callers)
             lag = [lag_over(b, await lag_buckets(http, s)) for b, s in zip(lag_before, sidecars, strict=True)]
     finally:
         for child in reversed(children):
@@ -239,6 +239,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
         "quiet": figures(quiet),
         "pushes": figures(during),
         "revisions_pushed": args.pushes,
+        "concurrency": args.concurrency,
         "activation_s": [round(a, 2) for a in activations],
         "sidecar_loop_lag_during_pushes": lag,
         "failures": len(failures),
@@ -253,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quiet-calls", type=int, default=1500)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--pushes", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, default=1, help="callers in flight while the bundles are pushed")
     parser.add_argument("--gap-s", type=float, default=1.0, help="pause after each revision is active everywhere")
     parser.add_argument("--output", choices=["table", "json"], default="table")
     args = parser.parse_args(argv)
