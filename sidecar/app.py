@@ -104,6 +104,7 @@ async def serve(config: SidecarConfig, *, stop: asyncio.Event | None = None, on_
         finally:
             stopping.cancel()
             failed.cancel()
+            await asyncio.gather(stopping, failed, return_exceptions=True)
         log.info("stopping: deregistering and draining calls")
         if supervisor.fatal.is_set():
             raise BackgroundFailure("a background task the sidecar cannot run without failed (see the log above)")
