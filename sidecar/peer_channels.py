@@ -57,6 +57,16 @@ class PeerChannels:
             self._stubs.pop(key, None)
             self._retirement.retire(self._channels.pop(key))
 
+    def trust_bundle_pem(self) -> bytes:
+        """The trust bundle the channels check peers against."""
+        return self._current_svid().trust_bundle_pem
+
+    def connection_state(self, address: str, spiffe_id: str) -> grpc.ChannelConnectivity:
+        """The state of the channel to that peer (SHUTDOWN when there is none): a call that
+        fails while its channel never held a connection certainly never left (peer.Send)."""
+        channel = self._channels.get((address, spiffe_id))
+        return channel.get_state() if channel is not None else grpc.ChannelConnectivity.SHUTDOWN
+
     async def close(self) -> None:
         for channel in self._channels.values():
             await channel.close()
