@@ -6,7 +6,8 @@ Runs each command `--runs` times as a fresh process (the `meshwarden` script bes
 Python, as an operator runs it) and reports the median and slowest wall time and the peak
 resident memory of one run (from `os.wait4`). The commands print help and exit, so the
 figures are what every command pays before it starts talking to a registry. A bare
-`import meshwarden`, what an agent process pays for the SDK, is measured alongside. Other
+`import meshwarden`, what an agent process pays before it touches the SDK, and the bare
+interpreter (the floor no command can go below) are measured alongside. Other
 load on the machine inflates the figures: `other work` says how many cores were busy
 meanwhile (from /proc/stat, minus this script's children).
 """
@@ -28,6 +29,7 @@ COMMANDS: dict[str, list[str]] = {
     "meshwarden --help": [str(SCRIPT), "--help"],
     "meshwarden agents list --help": [str(SCRIPT), "agents", "list", "--help"],
     "python -c 'import meshwarden'": [sys.executable, "-c", "import meshwarden"],
+    "python -c pass (the floor)": [sys.executable, "-c", "pass"],
 }
 
 
