@@ -56,6 +56,9 @@ def ensure_environment() -> None:
     wanted = _inputs_digest()
     if PYTHON.exists() and WHEELHOUSE.is_dir() and STAMP.exists() and STAMP.read_text().strip() == wanted:
         return
+    unlocked = unlocked_requirements()
+    if unlocked and os.environ.get("CI") == "true":
+        sys.exit(f"dev.py: requirements.lock does not pin {', '.join(unlocked)}: run python3 dev.py lock and commit it")
     if not PYTHON.exists():
         say(f"creating a virtual environment in {VENV}")
         venv.EnvBuilder(with_pip=True).create(VENV)
@@ -82,7 +85,12 @@ def ensure_environment() -> None:
         check=True,
         env=offline,
     )
-    _remove_unlocked(pip, offline)
+    if not unlocked:
+        _remove_unlocked(pip, offline)
+    else:  # someone added a dependency to pyproject.toml: work on until the lock is refreshed
+        say(f"requirements.lock does not pin {', '.join(unlocked)} yet: installing unpinned (python3 dev.py lock pins)")
+        subprocess.run([*pip, "download", "-qq", "--dest", str(WHEELHOUSE), *unlocked], check=True)
+        subprocess.run([*pip, "install", "--quiet", *local, *unlocked], check=True, env=offline)
     STAMP.write_text(wanted + "\n")
 
 
@@ -105,6 +113,34 @@ def _normalized(name: str) -> str:
 
 def locked_names() -> set[str]:
     return {_normalized(m[1]) for m in re.finditer(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==", LOCK.read_text(), re.M)}
+
+
+def unlocked_requirements() -> list[str]:
+    """What pyproject.toml asks for (the base and EXTRAS, with the extras those name) that the
+    lock does not pin, by name; empty when the lock is up to date with pyproject.toml."""
+    import tomllib  # Python 3.11+: imported after the version check
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    groups: dict[str, list[str]] = project.get("optional-dependencies", {})
+    wanted, pending, seen = list(project.get("dependencies", [])), list(EXTRAS), set()
+    while pending:
+        extra = pending.pop()
+        seen.add(extra)
+        for requirement in groups.get(extra, []):
+            name, extras = _requirement_name(requirement)
+            if name == "meshwarden":
+                pending.extend(e for e in extras if e not in seen)
+            else:
+                wanted.append(requirement)
+    locked = locked_names()
+    return [r for r in wanted if _requirement_name(r)[0] not in locked]
+
+
+def _requirement_name(requirement: str) -> tuple[str, list[str]]:
+    found = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?", requirement)
+    if found is None:
+        sys.exit(f"dev.py: cannot read the requirement {requirement!r} in pyproject.toml")
+    return _normalized(found[1]), [e.strip() for e in (found[2] or "").split(",") if e.strip()]
 
 
 def _remove_unlocked(pip: list[str], env: dict[str, str]) -> None:
