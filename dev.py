@@ -71,6 +71,7 @@ def ensure_environment() -> None:
         + ["--dest", str(WHEELHOUSE), "--requirement", str(LOCK)],
         check=True,
     )
+    _prune_wheelhouse()
     # The installs see no configuration at all (no constraints, find-links or extra indexes):
     # only the wheelhouse, and only the locked hashes.
     offline = _without_pip_configuration()
@@ -92,6 +93,15 @@ def ensure_environment() -> None:
         subprocess.run([*pip, "download", "-qq", "--dest", str(WHEELHOUSE), *unlocked], check=True)
         subprocess.run([*pip, "install", "--quiet", *local, *unlocked], check=True, env=offline)
     STAMP.write_text(wanted + "\n")
+
+
+def _prune_wheelhouse() -> None:
+    """Keep only the files the lock names, so what installs from here without hashes (the
+    wheel test) gets the locked versions too, never a file an earlier lock left."""
+    locked = set(re.findall(r"--hash=sha256:([0-9a-f]{64})", LOCK.read_text()))
+    for wheel in WHEELHOUSE.glob("*.whl"):
+        if hashlib.sha256(wheel.read_bytes()).hexdigest() not in locked:
+            wheel.unlink()
 
 
 def _inputs_digest() -> str:
