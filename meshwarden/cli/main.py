@@ -82,10 +82,11 @@ def build_parser(full: Collection[str] | None = None) -> argparse.ArgumentParser
     return parser
 
 
-def selected_command(argv: Sequence[str]) -> str | None:
-    """Which command argv names, read with the one-line entries alone (no module imported)."""
+def selected_command(argv: Sequence[str]) -> str:
+    """Which command argv names, read with the one-line entries alone (no module imported);
+    argparse exits with its usage message when argv names none, or asks for --help."""
     known, _ = build_parser(full=()).parse_known_args(argv)
-    command: str | None = known.command
+    command: str = known.command
     return command
 
 
@@ -93,10 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     try:
         name = selected_command(arguments)
-        args = build_parser(full=[name] if name else ()).parse_args(arguments)
+        args = build_parser(full=[name]).parse_args(arguments)
         logs.configure(args.log_level, args.log_format)
         extra = next(c.extra for c in COMMANDS if c.name == name)
-        with needs_extra(extra, name or ""):
+        with needs_extra(extra, name):
             code: int = args.run(args)
     except MissingExtra as exc:
         print(f"meshwarden: {exc}", file=sys.stderr)
