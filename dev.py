@@ -245,4 +245,7 @@ def main(args: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except subprocess.CalledProcessError as failed:  # the command printed why; say which one it was
+        sys.exit(f"dev.py: `{' '.join(map(str, failed.cmd))}` failed with exit code {failed.returncode} (see above)")
