@@ -22,10 +22,13 @@ def registry_argv(
     listen: str = "127.0.0.1:0",
     mtls_listen: str = "",
     heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
+    command: Sequence[str] = (),
 ) -> list[str]:
     """`meshwarden registry serve` on `listen` (TLS) and `mtls_listen` (mTLS; port 0 when not
-    given), its admin port on a free loopback port, and any further `flags`."""
-    return meshwarden_argv(
+    given), its admin port on a free loopback port, and any further `flags`. `command` runs
+    the CLI (default: this interpreter's, from this checkout)."""
+    return [
+        *(command or meshwarden_argv()),
         "registry",
         "serve",
         "--listen",
@@ -38,14 +41,17 @@ def registry_argv(
         "--heartbeat-interval-s",
         str(heartbeat_interval_s),
         *flags,
-    )
+    ]
 
 
-def sidecar_argv(agent: str, registry: str, data_dir: Path, bundle_keys: Path, *extra: str) -> list[str]:
+def sidecar_argv(
+    agent: str, registry: str, data_dir: Path, bundle_keys: Path, *extra: str, command: Sequence[str] = ()
+) -> list[str]:
     """`meshwarden sidecar run` for `agent`, every port on a free loopback port (local API,
     peer, admin, gateway), enrolled with the registry's embedded issuer unless `extra` says
     otherwise."""
-    return meshwarden_argv(
+    return [
+        *(command or meshwarden_argv()),
         "sidecar",
         "run",
         "--agent",
@@ -65,16 +71,24 @@ def sidecar_argv(agent: str, registry: str, data_dir: Path, bundle_keys: Path, *
         "--bundle-keys",
         str(bundle_keys),
         *extra,
-    )
+    ]
 
 
 class LocalMesh:
     """The processes of one local mesh; every child's stderr is in `workdir/logs`."""
 
     def __init__(
-        self, workdir: Path, *, bundle_keys: Path, heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S
+        self,
+        workdir: Path,
+        *,
+        bundle_keys: Path,
+        heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
+        command: Sequence[str] | None = None,
     ) -> None:
+        """`command` runs the CLI (default: this interpreter's, from this checkout; a test of an
+        installed wheel passes that environment's script)."""
         self.workdir, self.bundle_keys = workdir, bundle_keys
+        self.command = list(command) if command else meshwarden_argv()
         self.heartbeat_interval_s = heartbeat_interval_s
         self.children: list[Child] = []
         self.registry: Child | None = None
@@ -100,6 +114,7 @@ class LocalMesh:
             listen=listen,
             mtls_listen=mtls_listen,
             heartbeat_interval_s=self.heartbeat_interval_s,
+            command=self.command,
         )
         self.registry = await self.start_process("registry", argv, health_tls=registry_health_tls)
         return self.registry
@@ -119,7 +134,9 @@ class LocalMesh:
         after the ready line, before its health is SERVING."""
         self._sidecars += 1
         directory = data_dir or self.workdir / "sidecars" / f"{agent}-{self._sidecars}"
-        argv = sidecar_argv(agent, registry or self.registry_address, directory, self.bundle_keys, *extra)
+        argv = sidecar_argv(
+            agent, registry or self.registry_address, directory, self.bundle_keys, *extra, command=self.command
+        )
         name = name or f"sidecar-{agent}"
         return await self.start_process(name, argv, env=env, health_address_key="listen" if wait_ready else None)
 

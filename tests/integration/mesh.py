@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,18 @@ class LocalMesh(local_mesh.LocalMesh):
     """meshwarden.local_mesh's mesh, with what tests need on top: a signed allow-all bundle for
     a fresh mesh, operator calls to the registry, probe agents."""
 
-    def __init__(self, workdir: Path, heartbeat_interval_s: float = 0.5) -> None:
+    def __init__(
+        self, workdir: Path, heartbeat_interval_s: float = 0.5, meshwarden: Sequence[str] | None = None
+    ) -> None:
+        """`meshwarden`: the command that runs the CLI (default: this interpreter's, from this
+        checkout); the wheel test passes the script of a freshly installed environment."""
         self.bundles = BundleMaker(workdir)
-        super().__init__(workdir, bundle_keys=self.bundles.trusted_keys_dir, heartbeat_interval_s=heartbeat_interval_s)
+        super().__init__(
+            workdir,
+            bundle_keys=self.bundles.trusted_keys_dir,
+            heartbeat_interval_s=heartbeat_interval_s,
+            command=meshwarden,
+        )
         # Extra environment for every sidecar started from now on (e.g. OTEL_* variables).
         self.sidecar_env: dict[str, str] = {}
         self._bundle_revision = 0
@@ -137,10 +147,12 @@ class LocalMesh(local_mesh.LocalMesh):
             wait_ready=wait_ready,
         )
 
-    async def agent(self, sidecar: Child, version: str = "1.0.0", *extra: str, script: Path = PROBE) -> Child:
+    async def agent(
+        self, sidecar: Child, version: str = "1.0.0", *extra: str, script: Path = PROBE, python: str = sys.executable
+    ) -> Child:
         return await self.start_process(
             f"agent-{sidecar.addresses['agent']}",
-            [sys.executable, str(script), "--sidecar", sidecar.addresses["listen"], "--version", version, *extra],
+            [python, str(script), "--sidecar", sidecar.addresses["listen"], "--version", version, *extra],
         )
 
     async def pair(self, agent: str, version: str = "1.0.0", *agent_args: str) -> tuple[Child, Child]:
