@@ -36,6 +36,7 @@ from meshwarden.sidecar.controls_ack import Acknowledger
 from meshwarden.sidecar.discovery.consul_discovery import ConsulDiscovery
 from meshwarden.sidecar.discovery.source import Discovery, RegistryDiscovery
 from meshwarden.sidecar.edges.gateway_http import GatewayBindError, GatewayServer, RouteFamily
+from meshwarden.sidecar.edges.model_http import ModelGateway
 from meshwarden.sidecar.health_reporter import HealthReporter
 from meshwarden.sidecar.instance_identity import stable_instance_id
 from meshwarden.sidecar.latency import LatencyBoard
@@ -46,6 +47,7 @@ from meshwarden.sidecar.local_auth import RequireToken, TokenError, read_token
 from meshwarden.sidecar.outcome_reporter import OutcomeReporter
 from meshwarden.sidecar.peer_api import PeerApi
 from meshwarden.sidecar.peer_channels import PeerChannels
+from meshwarden.sidecar.provider_credentials import ProviderCredentials
 from meshwarden.sidecar.receipt_shipper import ReceiptShipper, ShippingSettings
 from meshwarden.sidecar.receipt_spool import ReceiptSpool, SpoolError, SpoolReader
 from meshwarden.sidecar.registry_link import RegistryLink
@@ -154,6 +156,8 @@ async def serve(config: SidecarConfig) -> None:
         tracing=tracing_setup.build(config.tracing, agent=config.agent, instance_id=config.instance_id),
         metrics=SidecarMetrics(),
         controls=Controls(config.data_dir, clock.wall),
+        credentials=ProviderCredentials(config.provider_env, clock.monotonic),
+        provider_breakers=BreakerBoard(config.breaker_failures, config.breaker_reset_s, now=clock.monotonic),
     )
     if rt.tracing is not None:
         log.info(
@@ -333,7 +337,9 @@ async def serve(config: SidecarConfig) -> None:
 def _gateway_families(rt: Runtime) -> list[RouteFamily]:
     """The route families the agent's HTTP gateway serves: the model gateway (/v1/) and the
     MCP gateway (/mcp) mount theirs here."""
-    return []
+    models = ModelGateway(pipeline.model(rt), rt.policy, rt.local, rt.clock.monotonic, rt.config.model_timeout_s)
+    families = models.families()
+    return [*families[:-1], dataclasses.replace(families[-1], on_stop=(rt.upstream.close,))]
 
 
 def _discovery(config: SidecarConfig, rt: Runtime) -> Discovery:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar, dataclass_transform
+from typing import Literal, TypeVar, dataclass_transform
 
 from meshwarden.sidecar.catalog import Endpoint
+from meshwarden.sidecar.model_call import ModelOutcome, ModelRequest
 from meshwarden.usage import Usage  # the SDK's: one type for what a call consumed, both sides
 
 _T = TypeVar("_T")
@@ -53,7 +54,8 @@ class CallRecord:
     target: Endpoint | None = None  # routing / target_check: the instance of the last attempt
     breaker_state: str = ""  # breaker: the target's breaker state when the attempt went through
     kill_switch_id: str = ""  # the kill-switch stage: the switch that refused or cancelled the call
-    usage: Usage | None = None  # peer (outbound) / deliver (inbound): as the callee reported it
+    usage: Usage | None = None  # peer (outbound) / deliver (inbound): as the callee reported it; provider hop: measured
+    model: ModelOutcome | None = None  # the provider hop: which provider and model answered, and how
 
 
 @_immutable
@@ -90,6 +92,9 @@ class Call:
     # its own span's context here for the next hop (the peer call, the agent's delivery).
     traceparent: str = ""
     tracestate: str = ""
+    kind: Literal["agent", "model", "tool"] = "agent"
+    # Model calls only: what the model gateway's edge read from the client's request.
+    model: ModelRequest | None = None
     # Shared by every replace() of this call; see CallRecord.
     record: CallRecord = field(default_factory=CallRecord, compare=False, repr=False)
 
@@ -105,6 +110,7 @@ class Reply:
     instance_id: str
     agent: str
     version: str
+    usage: Usage | None = None
 
 
 Handler = Callable[[Call], Awaitable[Reply]]

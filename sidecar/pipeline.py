@@ -3,7 +3,10 @@ tests/unit/sidecar/test_pipeline.py checks it against the order README.md docume
 
 from __future__ import annotations
 
+from meshwarden.policy_bundle.model_catalog import EMPTY as EMPTY_CATALOG
+from meshwarden.policy_bundle.model_catalog import ModelCatalog
 from meshwarden.sidecar.call import Handler, Layer, compose
+from meshwarden.sidecar.hops import provider
 from meshwarden.sidecar.runtime import Runtime
 from meshwarden.sidecar.stages import (
     breaker,
@@ -13,6 +16,8 @@ from meshwarden.sidecar.stages import (
     inbound_policy,
     kill_switch,
     metrics,
+    model_policy,
+    model_routing,
     outbound_policy,
     payload_limit,
     peer,
@@ -63,6 +68,31 @@ def inbound_layers(rt: Runtime) -> list[Layer]:
     ]
 
 
+def model_layers(rt: Runtime) -> list[Layer]:
+    """The model gateway's calls: the same outer stages as an agent's outbound calls, then the
+    model's routing (its fallbacks) and the provider as the last hop."""
+    return [
+        tracing.layer(rt.tracing, "outbound", _kind_of(rt)),  # a CLIENT span with the GenAI attributes
+        metrics.layer(rt.metrics, "model", _known_model(rt), rt.clock),
+        receipts.layer("outbound", rt.receipts, rt.policy, rt.local, rt.clock),  # every call, however it ends
+        kill_switch.outbound(rt.controls, rt.local, rt.policy, rt.catalog),  # by model and provider too
+        payload_limit.layer(rt.config.max_payload_bytes),
+        model_policy.layer(rt.policy),  # may it call this model at this worst-case cost? (Cedar CallModel)
+        # (budget: reserve Call.cost_estimate_micro_usd here, settle on Reply.usage)
+        model_routing.layer(rt.policy, rt.controls),  # the model and its fallbacks, less killed ones
+        deadline.layer(rt.clock),  # the whole call, fallbacks and stream included
+    ]
+
+
+def _catalog(rt: Runtime) -> ModelCatalog:
+    active = rt.policy.active
+    return active.models if active is not None else EMPTY_CATALOG
+
+
+def _known_model(rt: Runtime) -> metrics.Known:
+    return lambda model: model in _catalog(rt).models
+
+
 def _kind_of(rt: Runtime) -> tracing.KindOf:
     def kind_of(capability: str) -> str:
         active = rt.policy.active
@@ -89,3 +119,12 @@ def outbound(rt: Runtime) -> Handler:
 
 def inbound(rt: Runtime) -> Handler:
     return compose(inbound_layers(rt), innermost=deliver.ToAgent(rt.agent_app, rt.local, rt.clock))
+
+
+def model(rt: Runtime) -> Handler:
+    return compose(
+        model_layers(rt),
+        innermost=provider.Send(
+            rt.upstream, rt.credentials, rt.provider_breakers, lambda: _catalog(rt), rt.clock.monotonic
+        ),
+    )

@@ -147,7 +147,8 @@ class ActivePolicy:
             )
         except (BundleError, ValueError) as exc:  # the catalog, or Cedar refusing the Model entities
             raise BundleError(
-                f"cannot be activated: models.json ({exc}); rebuild it with `meshwarden bundle build`", bundle=self.label
+                f"cannot be activated: models.json ({exc}); rebuild it with `meshwarden bundle build`",
+                bundle=self.label,
             ) from exc
         hierarchy = Hierarchy.from_entities_json(contents.entities_text)
         self._pinned_spiffe_ids = _pinned_spiffe_ids(contents.entities_text)
