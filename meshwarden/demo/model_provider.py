@@ -133,7 +133,13 @@ class StandIn:
             )
         base = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
         events: list[tuple[str, object]] = [
-            ("", {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+            (
+                "",
+                {
+                    **base,
+                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+                },
+            )
         ]
         for i, word in enumerate(answer):
             text = word if i == 0 else f" {word}"
@@ -191,7 +197,13 @@ class StandIn:
             events.append(
                 (
                     "response.output_text.delta",
-                    {"type": "response.output_text.delta", "item_id": item, "output_index": 0, "content_index": 0, "delta": delta},
+                    {
+                        "type": "response.output_text.delta",
+                        "item_id": item,
+                        "output_index": 0,
+                        "content_index": 0,
+                        "delta": delta,
+                    },
                 )
             )
         events.append(("response.completed", {"type": "response.completed", "response": response}))
@@ -254,7 +266,10 @@ class StandIn:
         start = {**message, "content": [], "stop_reason": None, "usage": {**message["usage"], "output_tokens": 1}}
         events: list[tuple[str, object]] = [
             ("message_start", {"type": "message_start", "message": start}),
-            ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            (
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            ),
             ("ping", {"type": "ping"}),
         ]
         for i, word in enumerate(answer):
