@@ -36,7 +36,10 @@ def build(description: str, argv: Sequence[str] | None = None) -> tuple[meshward
     parser.add_argument(
         "--outage-file", type=Path, default=None, help="while this file exists, every call fails with UNAVAILABLE"
     )
+    parser.add_argument("--gateway", default=None, help="the sidecar's model gateway, HOST:PORT")
     options = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    agent = meshwarden.Agent(version=options.version, sidecar=options.sidecar, listen=options.listen)
+    agent = meshwarden.Agent(
+        version=options.version, sidecar=options.sidecar, listen=options.listen, gateway=options.gateway
+    )
     return agent, Outage(options.outage_file)

@@ -32,6 +32,7 @@ from aiohttp import web
 
 from meshwarden.addresses import parse_host_port
 from meshwarden.ready import announce_ready
+from meshwarden.stop_signals import stop_on_signals
 
 DIMENSIONS = 8
 
@@ -340,7 +341,7 @@ async def serve(options: argparse.Namespace) -> None:
     host, port = runner.addresses[0][:2]
     announce_ready("model-provider", listen=f"{host}:{port}", openai_base_url=f"http://{host}:{port}/v1")
     try:
-        await asyncio.Event().wait()
+        await stop_on_signals().wait()
     finally:
         await runner.cleanup()
 
@@ -354,10 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seen", type=Path, default=None, metavar="FILE", help="append each request here (JSON lines)")
     parser.add_argument("--delay-s", type=float, default=0.0, help="wait this long before answering")
     options = parser.parse_args(argv)
-    try:
-        asyncio.run(serve(options))
-    except KeyboardInterrupt:
-        pass
+    asyncio.run(serve(options))
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ class Send:
         for entry in request.chain:
             provider = catalog.providers[entry.provider]
             outcome.provider, outcome.attempts = provider.name, outcome.attempts + 1
+            call.record.attempt = outcome.attempts  # receipts and spans count attempts as for agent calls
             key = f"provider:{provider.base_url}"
             if not self._breakers.allows(key):
                 tried.append(f"{provider.name}/{entry.name}: circuit open after repeated failures")

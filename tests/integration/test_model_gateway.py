@@ -21,7 +21,6 @@ import grpc
 import openai
 import pytest
 
-from meshwarden.receipt_calls import calls_of
 from meshwarden.supervise import Child
 from meshwarden.v1 import controls_pb2 as K
 from meshwarden.v1 import receipts_pb2
