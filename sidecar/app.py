@@ -38,6 +38,7 @@ from meshwarden.sidecar.discovery.source import Discovery, RegistryDiscovery
 from meshwarden.sidecar.edges.gateway_http import GatewayBindError, GatewayServer, RouteFamily
 from meshwarden.sidecar.edges.model_http import ModelGateway
 from meshwarden.sidecar.health_reporter import HealthReporter
+from meshwarden.sidecar.hops.upstream import Upstream
 from meshwarden.sidecar.instance_identity import stable_instance_id
 from meshwarden.sidecar.latency import LatencyBoard
 from meshwarden.sidecar.lease import Lease
@@ -157,6 +158,7 @@ async def serve(config: SidecarConfig) -> None:
         metrics=SidecarMetrics(),
         controls=Controls(config.data_dir, clock.wall),
         credentials=ProviderCredentials(config.provider_env, clock.monotonic),
+        upstream=Upstream(config.provider_env),
         provider_breakers=BreakerBoard(config.breaker_failures, config.breaker_reset_s, now=clock.monotonic),
     )
     if rt.tracing is not None:

@@ -112,9 +112,11 @@ class Send:
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=min(10.0, provider.timeout_s), sock_read=provider.timeout_s
         )
+        url = provider.base_url + path
         try:
             response = await self._upstream.session().post(
-                provider.base_url + path,
+                url,
+                proxy=self._upstream.proxy_for(url),
                 data=body,
                 headers=headers,
                 ssl=await self._upstream.tls(provider.ca_file) if provider.base_url.startswith("https:") else True,
@@ -169,9 +171,10 @@ class Send:
         await sink.open()
         try:
             async for chunk in response.content.iter_any():
-                for event in splitter.feed(chunk):
-                    if meter.observe(event_data(event)):
-                        await sink.send(event)
+                # The events that arrived together leave together: one write, not one per event.
+                passed = [event for event in splitter.feed(chunk) if meter.observe(event_data(event))]
+                if passed:
+                    await sink.send(b"".join(passed))
             finished = not splitter.rest.strip()
         except (aiohttp.ClientError, OSError, ValueError):
             finished = False  # the provider cut the stream: charge what came

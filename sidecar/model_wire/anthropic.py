@@ -10,12 +10,14 @@ cached input, billed at the cached price). In a stream, `message_start` carries 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Final
 
 from meshwarden.sidecar.model_wire.measured import BadModelRequest, Measured, RequestFacts, count, tokens_in_text
 
 PATH: Final = "/v1/messages"
+_TEXT: Final = re.compile(rb'"text":"((?:[^"\\]|\\.)*)"')
 API_VERSION: Final = "2023-06-01"  # sent when the client sends no anthropic-version
 
 
@@ -61,8 +63,14 @@ class MessagesStreamMeter:
         self._stopped = False
 
     def observe(self, data: bytes) -> bool:
+        if b'"content_block_delta"' in data:  # text counted without parsing JSON
+            for found in _TEXT.finditer(data):
+                self._chars += len(found.group(1)) - found.group(1).count(b"\\")
+            return True
+        if not any(kind in data for kind in (b'"message_start"', b'"message_delta"', b'"message_stop"')):
+            return True
         try:
-            event = json.loads(data) if data else None
+            event = json.loads(data)
         except ValueError:
             return True
         if not isinstance(event, dict):
@@ -73,10 +81,6 @@ class MessagesStreamMeter:
             usage = message.get("usage")
             model = message.get("model")
             self._start = _from_usage(usage if isinstance(usage, dict) else {}, model if isinstance(model, str) else "")
-        elif kind == "content_block_delta" and isinstance(event.get("delta"), dict):
-            text = event["delta"].get("text")
-            if isinstance(text, str):
-                self._chars += len(text)
         elif kind == "message_delta" and isinstance(event.get("usage"), dict):
             self._output = count(event["usage"].get("output_tokens"))
         elif kind == "message_stop":

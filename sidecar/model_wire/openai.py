@@ -10,6 +10,7 @@ measured from what streamed: the request's estimated input and the text's length
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Final
 
@@ -27,6 +28,9 @@ _CAP_FIELDS: Final = {
     ModelApi.OPENAI_RESPONSES: ("max_output_tokens",),
     ModelApi.OPENAI_EMBEDDINGS: (),
 }
+# The text of a chat chunk's delta, as JSON writes it (escapes counted once, roughly).
+_CONTENT: Final = re.compile(rb'"content":"((?:[^"\\]|\\.)*)"')
+_DELTA: Final = re.compile(rb'"delta":"((?:[^"\\]|\\.)*)"')
 _REQUIRED: Final = {
     ModelApi.OPENAI_CHAT: "messages",
     ModelApi.OPENAI_RESPONSES: "input",
@@ -105,6 +109,10 @@ class ChatStreamMeter:
     def observe(self, data: bytes) -> bool:
         if not data or data == b"[DONE]":
             return True
+        if b'"usage"' not in data:  # most chunks: a delta; its text is counted without parsing JSON
+            for found in _CONTENT.finditer(data):
+                self._chars += len(found.group(1)) - found.group(1).count(b"\\")
+            return True
         try:
             chunk = json.loads(data)
         except ValueError:
@@ -139,15 +147,18 @@ class ResponsesStreamMeter:
         self._chars = 0
 
     def observe(self, data: bytes) -> bool:
+        if b'"response.output_text.delta"' in data:  # text counted without parsing JSON
+            for found in _DELTA.finditer(data):
+                self._chars += len(found.group(1)) - found.group(1).count(b"\\")
+            return True
+        if b'"response":' not in data:
+            return True
         try:
-            event = json.loads(data) if data else None
+            event = json.loads(data)
         except ValueError:
             return True
         if not isinstance(event, dict):
             return True
-        kind = event.get("type")
-        if kind == "response.output_text.delta" and isinstance(event.get("delta"), str):
-            self._chars += len(str(event["delta"]))
         response = event.get("response")
         if isinstance(response, dict):
             model = response.get("model")
