@@ -68,3 +68,8 @@ async def test_outbound_order_matches_the_readme(tmp_path: Path) -> None:
 async def test_inbound_order_matches_the_readme(tmp_path: Path) -> None:
     assert stage_names(pipeline.inbound(await runtime(tmp_path))) == documented("inbound")
     assert documented("inbound")[-1] == "deliver"
+
+
+async def test_model_order_matches_the_readme(tmp_path: Path) -> None:
+    assert stage_names(pipeline.model(await runtime(tmp_path))) == documented("model")
+    assert documented("model")[-1] == "provider"
