@@ -17,7 +17,7 @@ from typing import Final
 from meshwarden.sidecar.model_wire.measured import BadModelRequest, Measured, RequestFacts, count, tokens_in_text
 
 PATH: Final = "/v1/messages"
-_TEXT: Final = re.compile(rb'"text":"((?:[^"\\]|\\.)*)"')
+_TEXT: Final = re.compile(rb'"text"\s*:\s*"((?:[^"\\]|\\.)*)"')
 API_VERSION: Final = "2023-06-01"  # sent when the client sends no anthropic-version
 
 

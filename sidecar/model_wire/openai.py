@@ -29,8 +29,8 @@ _CAP_FIELDS: Final = {
     ModelApi.OPENAI_EMBEDDINGS: (),
 }
 # The text of a chat chunk's delta, as JSON writes it (escapes counted once, roughly).
-_CONTENT: Final = re.compile(rb'"content":"((?:[^"\\]|\\.)*)"')
-_DELTA: Final = re.compile(rb'"delta":"((?:[^"\\]|\\.)*)"')
+_CONTENT: Final = re.compile(rb'"content"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_DELTA: Final = re.compile(rb'"delta"\s*:\s*"((?:[^"\\]|\\.)*)"')
 _REQUIRED: Final = {
     ModelApi.OPENAI_CHAT: "messages",
     ModelApi.OPENAI_RESPONSES: "input",
