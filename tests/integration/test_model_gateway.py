@@ -56,16 +56,17 @@ def _prices(model: str, provider: str, **extra: object) -> dict[str, object]:
     }
 
 
-def catalog(up: str, down: str, key_file: Path) -> str:
+def catalog(up: str, down: str, cut: str, key_file: Path) -> str:
     """Providers: `up` (OpenAI style, key from the environment), `claude` (Anthropic style at the
-    same stand-in, key from a 0600 file), `down` (answers 503). `primary` is served by `down`
-    and falls back to `backup` on `up`."""
+    same stand-in, key from a 0600 file), `down` (answers 503), `cut` (drops every stream after
+    4 events). `primary` is served by `down` and falls back to `backup` on `up`."""
     return json.dumps(
         {
             "providers": {
                 "up": {"api": "openai", "base_url": f"http://{up}/v1", "credential": {"env": "STANDIN_KEY"}},
                 "claude": {"api": "anthropic", "base_url": f"http://{up}", "credential": {"file": str(key_file)}},
                 "down": {"api": "openai", "base_url": f"http://{down}/v1", "credential": {"env": "STANDIN_KEY"}},
+                "cut": {"api": "openai", "base_url": f"http://{cut}/v1", "credential": {"env": "STANDIN_KEY"}},
             },
             "models": {
                 "gpt-test": _prices("gpt-test", "up"),
@@ -74,6 +75,7 @@ def catalog(up: str, down: str, key_file: Path) -> str:
                 "forbidden-model": _prices("forbidden-model", "up"),
                 "primary": _prices("primary", "down", fallbacks=["backup"]),
                 "backup": _prices("backup", "up"),
+                "cut-test": _prices("cut-test", "cut"),
             },
         }
     )
@@ -129,11 +131,16 @@ async def gateway(mesh: LocalMesh, tmp_path: Path) -> AsyncIterator[Gateway]:
     standin = [sys.executable, "-m", "meshwarden.demo.model_provider", "--key", PROVIDER_KEY]
     up = await mesh._start("provider-up", [*standin, "--seen", str(seen)], wait_health=False)
     down = await mesh._start("provider-down", [*standin, "--fail", "503"], wait_health=False)
+    cut = await mesh._start("provider-cut", [*standin, "--cut-after", "4"], wait_health=False)
     key_file = tmp_path / "claude.key"
     key_file.write_text(PROVIDER_KEY + "\n")
     key_file.chmod(0o600)
     await mesh.push_bundle(
-        mesh.bundles.make(2, POLICIES, models=catalog(up.addresses["listen"], down.addresses["listen"], key_file))
+        mesh.bundles.make(
+            2,
+            POLICIES,
+            models=catalog(up.addresses["listen"], down.addresses["listen"], cut.addresses["listen"], key_file),
+        )
     )
     token_file = tmp_path / "agent.token"
     token_file.write_text(AGENT_TOKEN)
@@ -301,7 +308,21 @@ async def test_a_kill_by_model_or_provider_stops_calls_and_no_key_shows_anywhere
             model="claude-test", max_tokens=5, messages=[{"role": "user", "content": "x"}]
         )
     await lift(gateway.mesh, by_provider.kill_switch.id)
-    await gateway.receipts(4)
+
+    # A provider that drops the stream midway: the client's stream ends, and the call is charged
+    # for what streamed (the estimated input, the text that came), the receipt saying it was cut.
+    words = "one two three four five six seven eight"
+    chunks = [
+        c
+        async for c in await client.chat.completions.create(
+            model="cut-test", messages=[{"role": "user", "content": words}], stream=True
+        )
+    ]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "You said: one"  # 4 events: role, 3 words
+    receipts = await gateway.receipts(5)
+    [cut] = [r for r in receipts if r.model_requested == "cut-test"]
+    assert cut.model_stream_cut and cut.status == "OK" and cut.usage.output_tokens >= 1
+    assert cut.usage.input_tokens > 0 and cut.usage.cost_micro_usd > 0
 
     # The provider key is in nothing the agent or the operator can see: answers, receipts,
     # logs of every process but the provider's own, and every file of the registry and sidecar.
