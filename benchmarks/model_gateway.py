@@ -9,6 +9,8 @@ decides every call). The client is this process, raw aiohttp (no SDK on either p
 difference is the gateway's alone):
 
   direct   client -> provider            POST /v1/chat/completions with the provider key
+  relay    client -> bare aiohttp relay -> provider (benchmarks/http_relay.py): the floor of
+           one Python HTTP hop, deciding nothing
   gateway  client -> sidecar -> provider  the same body, with the sidecar's API token
 
 Measured at concurrency 1, the paths taking turns round by round (a noisy neighbour slows
@@ -208,15 +210,29 @@ async def measure(options: argparse.Namespace) -> dict[str, object]:
             env={"BENCH_KEY": KEY},
         )
         children.append(sidecar)
+        relay = await start(
+            "relay",
+            [
+                sys.executable,
+                str(Path(__file__).with_name("http_relay.py")),
+                *("--upstream", f"http://{provider.addresses['listen']}", "--key", KEY),
+            ],
+            log_dir=logs,
+            health_address_key=None,
+        )
+        children.append(relay)
         log(f"provider {provider.addresses['listen']}, sidecar gateway {sidecar.addresses['gateway']}")
         direct_url = f"http://{provider.addresses['listen']}/v1/chat/completions"
         gateway_url = f"http://{sidecar.addresses['gateway']}/v1/chat/completions"
+        relay_url = f"http://{relay.addresses['listen']}/v1/chat/completions"
         connector = aiohttp.TCPConnector(limit=4)
         async with aiohttp.ClientSession(connector=connector) as session:
             paths = {
                 ("direct", False): caller(session, direct_url, KEY, False),
+                ("relay", False): caller(session, relay_url, TOKEN, False),
                 ("gateway", False): caller(session, gateway_url, TOKEN, False),
                 ("direct", True): caller(session, direct_url, KEY, True),
+                ("relay", True): caller(session, relay_url, TOKEN, True),
                 ("gateway", True): caller(session, gateway_url, TOKEN, True),
             }
             for call in paths.values():  # warm up connections, the policy's caches, the spool
@@ -225,6 +241,7 @@ async def measure(options: argparse.Namespace) -> dict[str, object]:
             latencies: dict[tuple[str, bool], list[float]] = {k: [] for k in paths}
             ttft: dict[tuple[str, bool], list[float]] = {k: [] for k in paths}
             cpu_by_path: dict[bool, float] = {False: 0.0, True: 0.0}
+            relay_cpu: dict[bool, float] = {False: 0.0, True: 0.0}
             gateway_calls, gateway_wall_s = 0, 0.0
             busy_before = machine_busy_s()
             threads_before = threads_cpu_s(sidecar.process.pid)
@@ -233,6 +250,7 @@ async def measure(options: argparse.Namespace) -> dict[str, object]:
             for _ in range(options.rounds):
                 for key, call in paths.items():
                     cpu_before = cpu_s(pid)
+                    relay_before = cpu_s(relay.process.pid)
                     wall_before = time.perf_counter()
                     for _ in range(per_round):
                         started = time.perf_counter()
@@ -240,6 +258,8 @@ async def measure(options: argparse.Namespace) -> dict[str, object]:
                         latencies[key].append(time.perf_counter() - started)
                         if first:
                             ttft[key].append(first)
+                    if key[0] == "relay":
+                        relay_cpu[key[1]] += cpu_s(relay.process.pid) - relay_before
                     if key[0] == "gateway":
                         cpu_by_path[key[1]] += cpu_s(pid) - cpu_before
                         gateway_calls += per_round
@@ -268,9 +288,13 @@ async def measure(options: argparse.Namespace) -> dict[str, object]:
 
     result: dict[str, object] = {
         "calls_per_path": per_round * options.rounds,
-        "non_streaming": {p: figures(latencies[(p, False)]) for p in ("direct", "gateway")},
-        "streaming_total": {p: figures(latencies[(p, True)]) for p in ("direct", "gateway")},
-        "streaming_ttft": {p: figures(ttft[(p, True)]) for p in ("direct", "gateway")},
+        "non_streaming": {p: figures(latencies[(p, False)]) for p in ("direct", "relay", "gateway")},
+        "streaming_total": {p: figures(latencies[(p, True)]) for p in ("direct", "relay", "gateway")},
+        "streaming_ttft": {p: figures(ttft[(p, True)]) for p in ("direct", "relay", "gateway")},
+        "relay_cpu_us_per_call": {
+            "non_streaming": round(relay_cpu[False] / (gateway_calls / 2) * 1e6, 1),
+            "streaming": round(relay_cpu[True] / (gateway_calls / 2) * 1e6, 1),
+        },
         # idle work is spread over both kinds of call by their share of the calls (equal here)
         "sidecar_cpu_us_per_call": {
             "non_streaming": round((cpu_by_path[False] - idle_cpu_s / 2) / (gateway_calls / 2) * 1e6, 1),
@@ -286,6 +310,10 @@ async def measure(options: argparse.Namespace) -> dict[str, object]:
         )
         * 1000,
         "ttft_p50_ms": round(statistics.median(ttft[("gateway", True)]) - statistics.median(ttft[("direct", True)]), 6)
+        * 1000,
+        "non_streaming_p50_ms_over_relay": round(
+            statistics.median(latencies[("gateway", False)]) - statistics.median(latencies[("relay", False)]), 6
+        )
         * 1000,
     }
     result["added_by_gateway"] = {k: round(v, 3) for k, v in added.items()}
@@ -317,6 +345,7 @@ def main() -> int:
     print(
         f"sidecar CPU per gateway call (µs): {result['sidecar_cpu_us_per_call']} "
         f"(idle work subtracted: {result['sidecar_idle_cpu_us_per_call']} µs a call); "
+        f"bare relay's CPU per call (µs): {result['relay_cpu_us_per_call']}; "
         f"machine busy meanwhile (other processes): {result['machine_busy_s_meanwhile']} s"
     )
     return 0
