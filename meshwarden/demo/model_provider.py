@@ -65,6 +65,8 @@ class StandIn:
         self._cut_after: int = options.cut_after
         self._seen: Path | None = options.seen
         self._delay_s: float = options.delay_s
+        self._slow_models: frozenset[str] = frozenset(options.slow_model)
+        self._event_delay_s: float = options.event_delay_s
         self.requests = 0
 
     def app(self) -> web.Application:
@@ -150,7 +152,7 @@ class StandIn:
         if isinstance(options, dict) and options.get("include_usage"):
             events.append(("", {**base, "choices": [], "usage": usage}))
         events.append(("", "[DONE]"))
-        return await self._stream(request, events)
+        return await self._stream(request, events, slow=model in self._slow_models)
 
     async def _responses(self, request: web.Request) -> web.StreamResponse:
         body, refusal = await self._admit(request, anthropic=False)
@@ -295,10 +297,14 @@ class StandIn:
         ]
         return await self._stream(request, events)
 
-    async def _stream(self, request: web.Request, events: list[tuple[str, object]]) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, events: list[tuple[str, object]], slow: bool = False
+    ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         for sent, (name, data) in enumerate(events):
+            if slow and sent:
+                await asyncio.sleep(self._event_delay_s)  # a long generation, token by token
             if self._cut_after and sent >= self._cut_after:
                 if request.transport is not None:
                     request.transport.close()  # a provider dropping the connection mid-stream
@@ -354,6 +360,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cut-after", type=int, default=0, metavar="N", help="cut each stream after N events")
     parser.add_argument("--seen", type=Path, default=None, metavar="FILE", help="append each request here (JSON lines)")
     parser.add_argument("--delay-s", type=float, default=0.0, help="wait this long before answering")
+    parser.add_argument("--slow-model", action="append", default=[], metavar="MODEL", help="stream this model slowly")
+    parser.add_argument("--event-delay-s", type=float, default=0.2, help="between a slow model's stream events")
     options = parser.parse_args(argv)
     asyncio.run(serve(options))
 

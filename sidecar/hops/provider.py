@@ -75,7 +75,10 @@ class Send:
         tried: list[str] = []
         first = request.chain[0]
         for entry in request.chain:
-            provider = catalog.providers[entry.provider]
+            provider = catalog.providers.get(entry.provider)
+            if provider is None:  # a bundle swapped in after routing no longer declares it
+                tried.append(f"{entry.provider}/{entry.name}: no longer declared in the active bundle's models.json")
+                continue
             outcome.provider, outcome.attempts = provider.name, outcome.attempts + 1
             call.record.attempt = outcome.attempts  # receipts and spans count attempts as for agent calls
             key = f"provider:{provider.base_url}"

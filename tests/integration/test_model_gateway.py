@@ -8,6 +8,7 @@ make model calls), stand-in providers, and a signed bundle whose models.json dec
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -76,6 +77,7 @@ def catalog(up: str, down: str, cut: str, key_file: Path) -> str:
                 "primary": _prices("primary", "down", fallbacks=["backup"]),
                 "backup": _prices("backup", "up"),
                 "cut-test": _prices("cut-test", "cut"),
+                "slow-test": _prices("slow-test", "up"),
             },
         }
     )
@@ -129,7 +131,9 @@ class Gateway:
 async def gateway(mesh: LocalMesh, tmp_path: Path) -> AsyncIterator[Gateway]:
     seen = tmp_path / "provider-seen.jsonl"
     standin = [sys.executable, "-m", "meshwarden.demo.model_provider", "--key", PROVIDER_KEY]
-    up = await mesh._start("provider-up", [*standin, "--seen", str(seen)], wait_health=False)
+    up = await mesh._start(
+        "provider-up", [*standin, "--seen", str(seen), "--slow-model", "slow-test"], wait_health=False
+    )
     down = await mesh._start("provider-down", [*standin, "--fail", "503"], wait_health=False)
     cut = await mesh._start("provider-cut", [*standin, "--cut-after", "4"], wait_health=False)
     key_file = tmp_path / "claude.key"
@@ -309,6 +313,21 @@ async def test_a_kill_by_model_or_provider_stops_calls_and_no_key_shows_anywhere
         )
     await lift(gateway.mesh, by_provider.kill_switch.id)
 
+    # A kill by model cancels a stream in flight: the client's stream ends there, the receipt names
+    # the switch, and the call is charged for what streamed.
+    async def stream_slowly() -> list[str]:
+        stream = await client.chat.completions.create(
+            model="slow-test", messages=[{"role": "user", "content": "word " * 30}], stream=True
+        )
+        return [c.choices[0].delta.content or "" async for c in stream]
+
+    streaming = asyncio.create_task(stream_slowly())
+    await asyncio.sleep(1.0)  # a few of its 33 words have streamed (one every 0.2 s)
+    in_flight = await kill(gateway.mesh, K.SCOPE_KIND_MODEL, "slow-test", "stop that generation")
+    words_seen = await asyncio.wait_for(streaming, 15)
+    assert 0 < len(words_seen) < 33
+    await lift(gateway.mesh, in_flight.kill_switch.id)
+
     # A provider that drops the stream midway: the client's stream ends, and the call is charged
     # for what streamed (the estimated input, the text that came), the receipt saying it was cut.
     words = "one two three four five six seven eight"
@@ -319,7 +338,10 @@ async def test_a_kill_by_model_or_provider_stops_calls_and_no_key_shows_anywhere
         )
     ]
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "You said: one"  # 4 events: role, 3 words
-    receipts = await gateway.receipts(5)
+    receipts = await gateway.receipts(6)
+    [stopped] = [r for r in receipts if r.model_requested == "slow-test"]
+    assert stopped.kill_switch_id == in_flight.kill_switch.id and stopped.status == "FAILED_PRECONDITION"
+    assert stopped.model_stream_cut and stopped.usage.output_tokens >= 1
     [cut] = [r for r in receipts if r.model_requested == "cut-test"]
     assert cut.model_stream_cut and cut.status == "OK" and cut.usage.output_tokens >= 1
     assert cut.usage.input_tokens > 0 and cut.usage.cost_micro_usd > 0
