@@ -7,6 +7,7 @@ counts are deterministic, so every run of the demo costs the same and the tables
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, Final
 
 import meshwarden
@@ -46,14 +47,22 @@ def models_json(base_url: str, key_file: str) -> str:
     )
 
 
-async def think(ctx: meshwarden.CallContext, model: str, prompt: str) -> str:
-    """One model call through the sidecar, attributed to this call's session and workflow: the
-    agent holds no provider key, and reports no usage: the gateway measures it."""
-    messages: Any = [{"role": "user", "content": prompt}]
-    if model in ANTHROPIC_MODELS:
-        async with ctx.anthropic(max_retries=0) as claude:
-            answer = await claude.messages.create(model=model, max_tokens=200, messages=messages)
-            return str(answer.content[0].text)
-    async with ctx.openai(max_retries=0) as client:
-        completion = await client.chat.completions.create(model=model, messages=messages, max_tokens=200)
-        return str(completion.choices[0].message.content or "")
+@dataclass(frozen=True)
+class Models:
+    """The agent's model calls, on when it was given its sidecar's gateway (--gateway)."""
+
+    enabled: bool
+
+    async def think(self, ctx: meshwarden.CallContext, model: str, prompt: str) -> str:
+        """One model call through the sidecar, attributed to this call's session and workflow: the
+        agent holds no provider key, and reports no usage: the gateway measures it."""
+        if not self.enabled:
+            return ""
+        messages: Any = [{"role": "user", "content": prompt}]
+        if model in ANTHROPIC_MODELS:
+            async with ctx.anthropic(max_retries=0) as claude:
+                answer = await claude.messages.create(model=model, max_tokens=200, messages=messages)
+                return str(answer.content[0].text)
+        async with ctx.openai(max_retries=0) as client:
+            completion = await client.chat.completions.create(model=model, messages=messages, max_tokens=200)
+            return str(completion.choices[0].message.content or "")

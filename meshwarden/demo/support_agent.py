@@ -8,14 +8,13 @@ import logging
 from typing import Any
 
 import meshwarden
-from meshwarden.demo import pricing
 from meshwarden.demo.agent_main import build
 from meshwarden.errors import MeshError, PolicyDenied
 from meshwarden.outcomes import OutcomeName
 
 log = logging.getLogger(__name__)
 
-agent, _ = build(__doc__ or "")
+agent, _, models = build(__doc__ or "")
 
 
 @agent.capability(
@@ -34,7 +33,7 @@ agent, _ = build(__doc__ or "")
 )
 async def resolve_ticket(args: dict[str, Any], ctx: meshwarden.CallContext) -> dict[str, Any]:
     steps: list[dict[str, Any]] = []
-    await pricing.think(ctx, "gpt-4o-mini", f"Classify this ticket: {args['text']}")  # reading the ticket
+    await models.think(ctx, "gpt-4o-mini", f"Classify this ticket: {args['text']}")  # reading the ticket
     found = await ctx.invoke("kb.search", {"query": args["text"], "limit": 2})
     articles = found.value["articles"]
     steps.append(
