@@ -10,6 +10,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final
 
+import anthropic  # noqa: F401  imported at start-up, not on the first ticket (ctx.openai() imports lazily)
+import openai  # noqa: F401
+
 import meshwarden
 
 # micro-USD per million tokens (input, output) = USD per token, exactly.
