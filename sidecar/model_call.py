@@ -4,7 +4,7 @@ the provider hop learns about it for the reporting stages.
 The edge (edges/model_http.py) reads the client's request once into a `ModelRequest`; model
 routing adds the chain of catalog entries to try; the provider hop writes a `ModelOutcome`
 into the call's record (which provider and model answered, cached tokens, a fallback, a
-stream cut short), which tracing and receipts read once the call has ended.
+stream cut short, the usage measured), which tracing and receipts read once the call has ended.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from meshwarden.policy_bundle.model_catalog import ModelEntry
+from meshwarden.usage import Usage
 
 
 class ModelApi(enum.Enum):
@@ -75,3 +76,14 @@ class ModelOutcome:
     fallback_from: str = ""  # "provider/model" of the first attempt, when another one answered
     stream_cut: bool = False
     attempts: int = 0
+    # What the call consumed, as measured: also on the Reply when there is one, and here for a
+    # call that ended without one (a stream cancelled by a kill switch, the deadline, the client).
+    usage: Usage | None = None
+
+
+def measured_usage(reply_usage: Usage | None, outcome: ModelOutcome | None) -> Usage | None:
+    """A model call's usage: the Reply's, else what the provider hop measured before the call
+    ended without a reply (so a cancelled stream is still charged and recorded)."""
+    if reply_usage is not None:
+        return reply_usage
+    return outcome.usage if outcome is not None else None

@@ -1,7 +1,14 @@
 """The order of the stages, in the order a call travels. This is the only place it is set;
-tests/unit/sidecar/test_pipeline.py checks it against the order README.md documents."""
+tests/unit/sidecar/test_pipeline.py checks it against the order README.md documents.
+
+Every call the local agent makes passes the same outer stages (`outer_layers`), whatever its
+kind; then the kind's own routing and last hop (`of_kind`): `outbound` for calls to other
+agents, and likewise a function per kind for model and tool calls. Calls from other agents'
+sidecars (`inbound`) are of kind "agent" only."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from meshwarden.policy_bundle.model_catalog import EMPTY as EMPTY_CATALOG
 from meshwarden.policy_bundle.model_catalog import ModelCatalog
@@ -16,7 +23,6 @@ from meshwarden.sidecar.stages import (
     inbound_policy,
     kill_switch,
     metrics,
-    model_policy,
     model_routing,
     outbound_policy,
     payload_limit,
@@ -32,15 +38,24 @@ from meshwarden.sidecar.stages import (
 )
 
 
-def outbound_layers(rt: Runtime) -> list[Layer]:
+def outer_layers(rt: Runtime) -> list[Layer]:
+    """The stages every call this sidecar's agent makes passes, whatever its kind (agent,
+    model, tool), written once: a receipt, a span, a metric, a kill switch and a policy
+    decision work the same way for all. Budget and approval stages go here too."""
     return [  # outermost first
         tracing.layer(rt.tracing, "outbound", _kind_of(rt)),  # a CLIENT span, continuing the agent's trace
-        metrics.layer(rt.metrics, "outbound", rt.catalog.has_seen, rt.clock),  # counted and timed once it ends
+        metrics.layer(rt.metrics, "outbound", _known(rt), rt.clock),  # counted and timed once it ends
         receipts.layer("outbound", rt.receipts, rt.policy, rt.local, rt.clock),  # every call, however it ends
         # an operator's stop, before anything else is spent on the call; steers away from killed callees
         kill_switch.outbound(rt.controls, rt.local, rt.policy, rt.catalog),
         payload_limit.layer(rt.config.max_payload_bytes),  # cheapest refusal first
         outbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # may it call this? (Cedar)
+    ]
+
+
+def agent_route_layers(rt: Runtime) -> list[Layer]:
+    """How a call to another agent's capability finds its instance, within the outer stages."""
+    return [
         retries.layer(_retry_settings(rt), rt.clock, rt.rng),  # safe retries only, each re-routed
         routing.layer(
             rt.catalog, rt.rng, rt.breakers, rt.routes, rt.sessions, rt.latency
@@ -49,6 +64,16 @@ def outbound_layers(rt: Runtime) -> list[Layer]:
         schema_check.layer(rt.schemas),  # a bad call never leaves
         deadline.layer(rt.clock),  # the call ends when the caller's deadline does
     ]
+
+
+def outbound_layers(rt: Runtime) -> list[Layer]:
+    return [*outer_layers(rt), *agent_route_layers(rt)]
+
+
+def of_kind(rt: Runtime, route: Sequence[Layer], last_hop: Handler) -> Handler:
+    """The pipeline for one kind of call: the outer stages, then the kind's own routing, then
+    its last hop (the peer sidecar, a model provider, an MCP server)."""
+    return compose([*outer_layers(rt), *route], innermost=last_hop)
 
 
 def inbound_layers(rt: Runtime) -> list[Layer]:
@@ -68,17 +93,11 @@ def inbound_layers(rt: Runtime) -> list[Layer]:
     ]
 
 
-def model_layers(rt: Runtime) -> list[Layer]:
-    """The model gateway's calls: the same outer stages as an agent's outbound calls, then the
-    model's routing (its fallbacks) and the provider as the last hop."""
+def model_route_layers(rt: Runtime) -> list[Layer]:
+    """How a model call finds its provider, within the outer stages (whose policy stage decides
+    a model call with Cedar's CallModel, at its worst-case cost)."""
     return [
-        tracing.layer(rt.tracing, "outbound", _kind_of(rt)),  # a CLIENT span with the GenAI attributes
-        metrics.layer(rt.metrics, "model", _known_model(rt), rt.clock),
-        receipts.layer("outbound", rt.receipts, rt.policy, rt.local, rt.clock),  # every call, however it ends
-        kill_switch.outbound(rt.controls, rt.local, rt.policy, rt.catalog),  # by model and provider too
-        payload_limit.layer(rt.config.max_payload_bytes),
-        model_policy.layer(rt.policy),  # may it call this model at this worst-case cost? (Cedar CallModel)
-        # (budget: reserve Call.cost_estimate_micro_usd here, settle on Reply.usage)
+        # (budget: reserve Call.cost_estimate_micro_usd in the outer stages, settle on Reply.usage)
         model_routing.layer(rt.policy, rt.controls),  # the model and its fallbacks, less killed ones
         deadline.layer(rt.clock),  # the whole call, fallbacks and stream included
     ]
@@ -89,8 +108,9 @@ def _catalog(rt: Runtime) -> ModelCatalog:
     return active.models if active is not None else EMPTY_CATALOG
 
 
-def _known_model(rt: Runtime) -> metrics.Known:
-    return lambda model: model in _catalog(rt).models
+def _known(rt: Runtime) -> metrics.Known:
+    """Capabilities in the catalog and models in the bundle's models.json may be label values."""
+    return lambda name: rt.catalog.has_seen(name) or name in _catalog(rt).models
 
 
 def _kind_of(rt: Runtime) -> tracing.KindOf:
@@ -114,7 +134,8 @@ def _retry_settings(rt: Runtime) -> retries.RetrySettings:
 
 
 def outbound(rt: Runtime) -> Handler:
-    return compose(outbound_layers(rt), innermost=peer.Send(rt.peer_channels, rt.clock))
+    """Calls to other agents' capabilities (kind "agent")."""
+    return of_kind(rt, agent_route_layers(rt), peer.Send(rt.peer_channels, rt.clock))
 
 
 def inbound(rt: Runtime) -> Handler:
@@ -122,9 +143,6 @@ def inbound(rt: Runtime) -> Handler:
 
 
 def model(rt: Runtime) -> Handler:
-    return compose(
-        model_layers(rt),
-        innermost=provider.Send(
-            rt.upstream, rt.credentials, rt.provider_breakers, lambda: _catalog(rt), rt.clock.monotonic
-        ),
-    )
+    """Calls through the model gateway (kind "model"): the provider is the last hop."""
+    send = provider.Send(rt.upstream, rt.credentials, rt.provider_breakers, lambda: _catalog(rt), rt.clock.monotonic)
+    return of_kind(rt, model_route_layers(rt), send)

@@ -14,7 +14,8 @@ that keeps failing is skipped at once, straight to the fallback, until its break
 trial through.
 
 Usage is measured here from the provider's answer, priced at the catalog's prices of the
-model that answered, and written to `call.record.usage` (and the Reply). A stream is relayed
+model that answered, and put on the Reply (and in the call's ModelOutcome, for a call that ends
+without one). A stream is relayed
 event by event as it arrives; when it ends early (the client went away, a kill switch, the
 deadline, the provider cut it) the `finally` still measures what was streamed, so the call is
 charged for what it used.
@@ -218,7 +219,7 @@ def _settle(call: Call, entry: ModelEntry, outcome: ModelOutcome, measured: Meas
     )
     outcome.response_model = measured.model
     outcome.cached_input_tokens = measured.cached_input_tokens
-    call.record.usage = usage
+    outcome.usage = usage
     return usage
 
 

@@ -49,10 +49,10 @@ class Inner:
         self.got = c
         c.record.policy_decision, c.record.policy_ids = "allow", ("p1",)
         c.record.attempt, c.record.breaker_state = 2, "closed"
-        c.record.usage = Usage(model="m-1", input_tokens=10, output_tokens=5, cost_micro_usd=700)
         if self.error is not None:
             raise self.error
-        return Reply(b'{"ok":true}', "billing-1", "billing", "2.0.0")
+        usage = Usage(model="m-1", input_tokens=10, output_tokens=5, cost_micro_usd=700)
+        return Reply(b'{"ok":true}', "billing-1", "billing", "2.0.0", usage)
 
 
 async def test_a_client_span_continues_the_agents_trace_and_hands_its_own_context_on() -> None:
@@ -126,8 +126,8 @@ async def test_a_model_call_has_the_genai_client_attributes() -> None:
     async def provider(c: Call) -> Reply:  # as the provider hop fills the record
         c.record.model = ModelOutcome(provider="openai", response_model="gpt-4o-mini-2024-07-18", attempts=2)
         c.record.model.fallback_from = "azure/gpt-4o-mini"
-        c.record.usage = Usage(model="gpt-4o-mini-2024-07-18", input_tokens=12, output_tokens=7, cost_micro_usd=6)
-        return Reply(b"{}", "", "openai", "gpt-4o-mini-2024-07-18")
+        usage = Usage(model="gpt-4o-mini-2024-07-18", input_tokens=12, output_tokens=7, cost_micro_usd=6)
+        return Reply(b"{}", "", "openai", "gpt-4o-mini-2024-07-18", usage)
 
     request = ModelRequest(
         api=ModelApi.OPENAI_CHAT,
