@@ -131,11 +131,11 @@ class Gateway:
 async def gateway(mesh: LocalMesh, tmp_path: Path) -> AsyncIterator[Gateway]:
     seen = tmp_path / "provider-seen.jsonl"
     standin = [sys.executable, "-m", "meshwarden.demo.model_provider", "--key", PROVIDER_KEY]
-    up = await mesh._start(
-        "provider-up", [*standin, "--seen", str(seen), "--slow-model", "slow-test"], wait_health=False
+    up = await mesh.start_process(
+        "provider-up", [*standin, "--seen", str(seen), "--slow-model", "slow-test"], health_address_key=None
     )
-    down = await mesh._start("provider-down", [*standin, "--fail", "503"], wait_health=False)
-    cut = await mesh._start("provider-cut", [*standin, "--cut-after", "4"], wait_health=False)
+    down = await mesh.start_process("provider-down", [*standin, "--fail", "503"], health_address_key=None)
+    cut = await mesh.start_process("provider-cut", [*standin, "--cut-after", "4"], health_address_key=None)
     key_file = tmp_path / "claude.key"
     key_file.write_text(PROVIDER_KEY + "\n")
     key_file.chmod(0o600)
