@@ -27,6 +27,7 @@ from meshwarden.identity.credentials import server_credentials
 from meshwarden.ready import announce_ready
 from meshwarden.sidecar import catalog_watch, pipeline, svids, tracing_setup
 from meshwarden.sidecar.agent_app import AgentApp
+from meshwarden.sidecar.approval_desk import ApprovalDesk
 from meshwarden.sidecar.bundle_loader import BundleLoader, BundleStatus, KeysError, PolicyHolder, load_trusted_keys
 from meshwarden.sidecar.call_metrics import SidecarMetrics, SidecarState
 from meshwarden.sidecar.catalog import Catalog
@@ -154,6 +155,7 @@ async def serve(config: SidecarConfig) -> None:
         tracing=tracing_setup.build(config.tracing, agent=config.agent, instance_id=config.instance_id),
         metrics=SidecarMetrics(),
         controls=Controls(config.data_dir, clock.wall),
+        approvals=ApprovalDesk(registry.approvals_stub),
     )
     if rt.tracing is not None:
         log.info(
