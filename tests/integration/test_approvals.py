@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-from typing import Any
 
 import grpc
 import pytest
@@ -17,6 +16,7 @@ import pytest
 import meshwarden
 from meshwarden import errors
 from meshwarden.supervise import meshwarden_argv
+from meshwarden.v1 import approvals_pb2, approvals_pb2_grpc, controls_pb2, controls_pb2_grpc
 from tests.integration.mesh import LocalMesh
 from tests.integration.test_calls import routable
 from tests.integration.test_controls import cli
@@ -56,18 +56,27 @@ async def approval_mesh(mesh: LocalMesh) -> meshwarden.Client:
     return client
 
 
-async def pending(mesh: LocalMesh, capability: str = "billing.refund") -> list[dict[str, Any]]:
-    """Pending approvals as `approvals list --output json` shows them, once one is there."""
-    for _ in range(100):
-        found = [
-            a
-            for a in json.loads(await cli(mesh, "approvals", "list", "--output", "json"))
-            if a["capability"] == capability
-        ]
-        if found:
-            return found
-        await asyncio.sleep(0.1)
+async def pending(mesh: LocalMesh) -> approvals_pb2.Approval:
+    """The one pending approval, once the held call has asked for it (operator API)."""
+    async with await mesh.operator_channel() as channel:
+        stub = approvals_pb2_grpc.ApprovalsStub(channel)
+        for _ in range(200):
+            reply = await stub.ListApprovals(
+                approvals_pb2.ListApprovalsRequest(), metadata=mesh.operator_metadata(), timeout=5
+            )
+            if reply.approvals:
+                [found] = reply.approvals
+                return found
+            await asyncio.sleep(0.05)
     raise AssertionError("no approval became pending")
+
+
+async def audited(mesh: LocalMesh) -> list[str]:
+    async with await mesh.operator_channel() as channel:
+        reply = await controls_pb2_grpc.ControlsStub(channel).ListAudit(
+            controls_pb2.ListAuditRequest(), metadata=mesh.operator_metadata(), timeout=5
+        )
+    return [entry.action for entry in reply.entries]
 
 
 async def test_a_waiting_call_completes_when_approved_is_refused_when_denied_or_expired(mesh: LocalMesh) -> None:
@@ -78,8 +87,9 @@ async def test_a_waiting_call_completes_when_approved_is_refused_when_denied_or_
 
         refund = {"customer_id": "C7", "amount_cents": 25000, "reason": "broken on arrival"}
         waiting = asyncio.create_task(client.invoke("billing.refund", refund, timeout=30, session_id="s-approve"))
-        [asked] = await pending(mesh)
-        assert asked["agent"] == "support" and asked["arguments"] == refund
+        held = await pending(mesh)
+        [asked] = json.loads(await cli(mesh, "approvals", "list", "--output", "json"))
+        assert asked["id"] == held.id and asked["agent"] == "support" and asked["arguments"] == refund
         assert asked["risk_factors"] == ["refund of 100 dollars or more"] and asked["policy_ids"] == ["refund-large"]
         shown = await cli(mesh, "approvals", "show", asked["id"])
         assert "support" in shown and "billing.refund" in shown and '"amount_cents": 25000' in shown
@@ -89,27 +99,25 @@ async def test_a_waiting_call_completes_when_approved_is_refused_when_denied_or_
         assert "approved" in decided
         result = await waiting
         assert result.value["status"] == "issued" and result.value["amount_cents"] == 25000
-        used = json.loads(await cli(mesh, "approvals", "show", asked["id"], "--output", "json"))
-        assert used["state"] == "used" and used["reason"] == "customer verified by phone"
+        assert "customer verified by phone" in decided
         await cli(mesh, "approvals", "approve", asked["id"], "--reason", "again", expect=6)  # no longer pending
 
         denied_call = asyncio.create_task(
             client.invoke("billing.refund", {"customer_id": "C8", "amount_cents": 30000}, timeout=30)
         )
-        [asked] = await pending(mesh)
-        await cli(mesh, "approvals", "deny", asked["id"], "--reason", "second refund this week; escalate to finance")
+        second = await pending(mesh)
+        await cli(mesh, "approvals", "deny", second.id, "--reason", "second refund this week; escalate to finance")
         with pytest.raises(errors.ApprovalDenied) as denied:
             await denied_call
         assert denied.value.status_code() is grpc.StatusCode.PERMISSION_DENIED
-        assert denied.value.decision == "denied" and denied.value.approval_id == asked["id"]
+        assert denied.value.decision == "denied" and denied.value.approval_id == second.id
         assert "second refund this week; escalate to finance" in denied.value.message
 
         with pytest.raises(errors.ApprovalDenied) as expired:  # nobody decides within its 2 s
             await client.invoke("billing.refund", {"customer_id": "C9", "amount_cents": 95000}, timeout=30)
         assert expired.value.decision == "expired"
 
-        audit = await cli(mesh, "audit", "list", "--output", "json")
-        actions = [e["action"] for e in json.loads(audit)]
+        actions = await audited(mesh)
         for action in ("approval.request", "approval.approve", "approval.use", "approval.deny", "approval.expire"):
             assert action in actions
 
