@@ -16,7 +16,7 @@ import pytest
 import meshwarden
 from meshwarden import errors
 from meshwarden.supervise import meshwarden_argv
-from meshwarden.v1 import approvals_pb2, approvals_pb2_grpc, controls_pb2, controls_pb2_grpc
+from meshwarden.v1 import approvals_pb2, approvals_pb2_grpc, controls_pb2, controls_pb2_grpc, receipts_pb2
 from tests.integration.mesh import LocalMesh
 from tests.integration.test_calls import routable
 from tests.integration.test_controls import cli
@@ -79,6 +79,22 @@ async def audited(mesh: LocalMesh) -> list[str]:
     return [entry.action for entry in reply.entries]
 
 
+async def approved_receipt(mesh: LocalMesh, session_id: str) -> receipts_pb2.Receipt:
+    """The caller's receipt of the approved call, once shipped (receipts arrive in batches)."""
+    for _ in range(100):
+        try:
+            reply = await mesh.ask_receipts("GetSession", receipts_pb2.GetSessionRequest(session_id=session_id))
+        except grpc.aio.AioRpcError as err:
+            if err.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+        else:
+            found = [r for r in reply.receipts if r.direction == "outbound" and r.approval_id]
+            if found:
+                return found[0]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no receipt of session {session_id} names an approval")
+
+
 async def test_a_waiting_call_completes_when_approved_is_refused_when_denied_or_expired(mesh: LocalMesh) -> None:
     client = await approval_mesh(mesh)
     async with client:
@@ -120,6 +136,9 @@ async def test_a_waiting_call_completes_when_approved_is_refused_when_denied_or_
         actions = await audited(mesh)
         for action in ("approval.request", "approval.approve", "approval.use", "approval.deny", "approval.expire"):
             assert action in actions
+        receipt = await approved_receipt(mesh, "s-approve")
+        assert (receipt.approval_id, receipt.approval_decision) == (held.id, "approved")
+        assert receipt.approver.startswith("operator:sha256:") and receipt.status == "OK"
 
 
 async def test_without_waiting_the_id_comes_back_and_binds_the_exact_arguments_once(mesh: LocalMesh) -> None:
