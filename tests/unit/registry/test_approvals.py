@@ -4,6 +4,7 @@ expiring (deny by default), decided once, every change audited."""
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +16,7 @@ from meshwarden.registry.approvals import ApprovalAsk, Approvals
 from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Caller
 from meshwarden.registry.errors import Conflict, InvalidInput, PermissionDenied
-from meshwarden.registry.store import Store
+from meshwarden.registry.store import DB_NAME, SCHEMA_VERSION, Store
 from tests.unit.sidecar.fakes import FakeClock
 
 OPERATOR = Caller(None, 0.0, True, False, "ipv4:127.0.0.1:1", operator_id="operator:sha256:abc", claimed_user="ann")
@@ -96,3 +97,19 @@ def test_requests_and_decisions_are_checked_at_the_edge(setup: tuple[Approvals, 
     pending = approvals.request(ask(b"{}")).approval
     with pytest.raises(InvalidInput, match="reason"):
         approvals.decide(pending.id, True, "  ", OPERATOR)
+
+
+def test_a_version_7_database_gains_the_approvals_table(tmp_path: Path) -> None:
+    Store.open(tmp_path, event_log_retention=10).close()
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    db.executescript("DROP TABLE approvals; PRAGMA user_version = 7;")
+    db.close()
+    store = Store.open(tmp_path, event_log_retention=10)
+    try:
+        clock = FakeClock()
+        approvals = Approvals(ApprovalStore(store), clock, Audit(store, clock))
+        assert approvals.recent(pending_only=False, limit=10) == []
+        assert approvals.request(ask(b"{}")).approval.state == "pending"
+    finally:
+        store.close()
+    assert sqlite3.connect(tmp_path / DB_NAME).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
