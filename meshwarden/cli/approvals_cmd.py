@@ -147,7 +147,7 @@ def handoff(approval: approvals_pb2.Approval, session: receipts_pb2.GetSessionRe
     lines.append(
         _pretty(approval.arguments_json)
         if approval.arguments_json
-        else "  (not shown: the bundle sets approvers_see_arguments = false)"
+        else "  (not shown: over 64 KiB, or the bundle sets approvers_see_arguments = false)"
     )
     lines.append("")
     if session is None:

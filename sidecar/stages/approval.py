@@ -19,6 +19,9 @@ from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call import Call, Handler, Layer, Reply
 from meshwarden.v1 import approvals_pb2
 
+# Larger arguments are shown to reviewers by their sha256 only (the registry's own bound too).
+MAX_SHOWN_ARGUMENTS_BYTES = 64 * 1024
+
 _DECISIONS = {
     approvals_pb2.PENDING: "pending",
     approvals_pb2.APPROVED: "approved",
@@ -65,7 +68,7 @@ class Approval:
 
     def _ask(self, call: Call, approval_id: str = "") -> approvals_pb2.RequestApprovalRequest:
         active = self._holder.active
-        shown = active is None or active.approvers_see_arguments
+        shown = (active is None or active.approvers_see_arguments) and len(call.payload) <= MAX_SHOWN_ARGUMENTS_BYTES
         return approvals_pb2.RequestApprovalRequest(
             agent=call.caller.agent,
             call_kind=call.kind,
