@@ -27,6 +27,7 @@ from meshwarden.clock import SystemClock
 from meshwarden.ready import announce_ready
 from meshwarden.sidecar import grpc_servers, pipeline, svids
 from meshwarden.sidecar.agent_app import AgentApp
+from meshwarden.sidecar.approval_desk import ApprovalDesk
 from meshwarden.sidecar.background import Links, Shipping, report_bundle_status, start_loops
 from meshwarden.sidecar.bundle_loader import BundleLoader, BundleStatus, KeysError, load_trusted_keys
 from meshwarden.sidecar.config import SidecarConfig
@@ -143,7 +144,16 @@ async def _start(config: SidecarConfig, stack: contextlib.AsyncExitStack, on_rea
     spool = open_spool(config, spiffe_id)
     if spool is not None:
         stack.callback(spool.close)
-    rt = build_runtime(config, clock, local, current_svid, agent_app, spool, [*options, *liveness])
+    rt = build_runtime(
+        config,
+        clock,
+        local,
+        current_svid,
+        agent_app,
+        spool,
+        [*options, *liveness],
+        approvals=ApprovalDesk(registry.approvals_stub),
+    )
     stack.push_async_callback(rt.peer_channels.close)
     stack.push_async_callback(rt.controls.flush)
     if rt.tracing is not None:

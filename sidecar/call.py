@@ -57,6 +57,11 @@ class CallRecord:
     breaker_state: str = ""  # breaker: the target's breaker state when the attempt went through
     kill_switch_id: str = ""  # the kill-switch stage: the switch that refused or cancelled the call
     model: ModelOutcome | None = None  # the provider hop: which provider and model answered, and how
+    approval_risks: tuple[str, ...] = ()  # policy gate: a person must approve first, because of these
+    approval_ttl_s: int = 0  # policy gate: how long that decision may take
+    approval_id: str = ""  # approval stage: the approval asked for or used
+    approval_decision: str = ""  # approval stage: "approved", "denied", "expired", "used", "pending"
+    approver: str = ""  # approval stage: who decided
 
 
 @_immutable
@@ -99,6 +104,11 @@ class Call:
     identity_problem: str = ""
     # Model calls only: what the model gateway's edge read from the client's request.
     model: ModelRequest | None = None
+    # From the agent's request metadata: an approval it was given earlier for this same call
+    # (x-meshwarden-approval-id), and whether it waits for a pending approval or is answered at
+    # once with its id (x-meshwarden-approval-wait: none).
+    approval_id: str = ""
+    approval_wait: bool = True
     # Shared by every replace() of this call; see CallRecord.
     record: CallRecord = field(default_factory=CallRecord, compare=False, repr=False)
 

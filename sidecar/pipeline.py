@@ -16,6 +16,7 @@ from meshwarden.sidecar.call import Handler, Layer, compose
 from meshwarden.sidecar.hops import provider
 from meshwarden.sidecar.runtime import Runtime
 from meshwarden.sidecar.stages import (
+    approval,
     breaker,
     deadline,
     deliver,
@@ -41,7 +42,7 @@ from meshwarden.sidecar.stages import (
 def outer_layers(rt: Runtime) -> list[Layer]:
     """The stages every call this sidecar's agent makes passes, whatever its kind (agent,
     model, tool), written once: a receipt, a span, a metric, a kill switch and a policy
-    decision work the same way for all. Budget and approval stages go here too."""
+    decision and an approval work the same way for all. The budget stage goes here too."""
     return [  # outermost first
         tracing.layer(rt.tracing, "outbound", _kind_of(rt)),  # a CLIENT span, continuing the agent's trace
         metrics.layer(rt.metrics, "outbound", _known(rt), rt.clock),  # counted and timed once it ends
@@ -50,6 +51,7 @@ def outer_layers(rt: Runtime) -> list[Layer]:
         kill_switch.outbound(rt.controls, rt.local, rt.policy, rt.catalog),
         payload_limit.layer(rt.config.max_payload_bytes),  # cheapest refusal first
         outbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # may it call this? (Cedar)
+        approval.layer(rt.approvals, rt.policy, rt.clock),  # a person's yes first, when policy asks for one
     ]
 
 

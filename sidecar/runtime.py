@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from meshwarden.clock import Clock
 from meshwarden.sidecar.agent_app import AgentApp
+from meshwarden.sidecar.approval_desk import ApprovalDesk
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call_metrics import SidecarMetrics
 from meshwarden.sidecar.catalog import Catalog
@@ -48,3 +49,4 @@ class Runtime:
     credentials: ProviderCredentials = field(default_factory=lambda: ProviderCredentials({}, time.monotonic))
     upstream: Upstream = field(default_factory=Upstream)
     provider_breakers: BreakerBoard = field(default_factory=BreakerBoard)
+    approvals: ApprovalDesk | None = None  # None: no registry to ask, so calls needing approval are denied

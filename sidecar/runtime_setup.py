@@ -13,6 +13,7 @@ from meshwarden.clock import Clock
 from meshwarden.identity.svid import Svid
 from meshwarden.sidecar import tracing_setup
 from meshwarden.sidecar.agent_app import AgentApp
+from meshwarden.sidecar.approval_desk import ApprovalDesk
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call_metrics import SidecarMetrics, SidecarState
 from meshwarden.sidecar.catalog import Catalog
@@ -41,6 +42,8 @@ def build_runtime(
     agent_app: AgentApp,
     spool: ReceiptSpool | None,
     channel_options: list[tuple[str, Any]],
+    *,
+    approvals: ApprovalDesk | None = None,
 ) -> Runtime:
     rt = Runtime(
         config=config,
@@ -69,6 +72,7 @@ def build_runtime(
         credentials=ProviderCredentials(config.provider_env, clock.monotonic),
         upstream=Upstream(config.provider_env),
         provider_breakers=BreakerBoard(config.breaker_failures, config.breaker_reset_s, now=clock.monotonic),
+        approvals=approvals,
     )
     if rt.tracing is not None:
         log.info(

@@ -10,6 +10,7 @@ Exits non-zero when anything did not go as the narration says.
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import shlex
 import shutil
@@ -28,6 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meshwarden.client import Client
 from meshwarden.demo import pricing
+from meshwarden.demo.approval_section import refund_waits_for_approval
 from meshwarden.demo.operator_flags import operator_flags
 from meshwarden.demo.sessions_section import sessions_and_costs
 from meshwarden.errors import MeshError
@@ -345,6 +347,13 @@ async def _scenario(mesh: Mesh, n: Narrator) -> None:
 
         await _failover(mesh, frontdesk, mesh_client, n)
         await _operator_stops_one_agent(mesh_client, registry, mesh.workdir, n, ticket)
+        await refund_waits_for_approval(
+            mesh_client,
+            lambda extra: policy.release(extra=extra),
+            functools.partial(_operator, n, registry, mesh.workdir),
+            n,
+            ticket,
+        )
 
         n.section("The registry goes down: the mesh keeps routing from what it last knew")
         await registry.stop()
@@ -435,12 +444,14 @@ async def _operator_stops_one_agent(
     await _operator(n, registry, workdir, "audit", "list", "--since", "10m")
 
 
-async def _operator(n: Narrator, registry: Child, workdir: Path, *args: str) -> str:
-    """Runs an operator's `meshwarden` command as a person would type it; returns its output."""
-    n.say("$ meshwarden " + shlex.join(args))
+async def _operator(n: Narrator, registry: Child, workdir: Path, *args: str, quiet: bool = False) -> str:
+    """Runs an operator's `meshwarden` command as a person would type it; returns its output
+    (printed too, unless `quiet`)."""
+    if not quiet:
+        n.say("$ meshwarden " + shlex.join(args))
     argv = meshwarden_argv(*args, *operator_flags(registry, workdir))
     done = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=60)
-    for line in done.stdout.splitlines()[:12]:
+    for line in [] if quiet else done.stdout.splitlines()[:24]:
         n.say(f"  {line}")
     if done.returncode != 0:
         n.fail(f"meshwarden {args[0]} exited {done.returncode}: {done.stderr.strip()}")

@@ -146,6 +146,9 @@ class Receipts:
             ended_at=_timestamp(started_ns + int(latency_s * 1e9)),
             latency_us=int(latency_s * 1e6),
             call_kind=call.kind,
+            approval_id=record.approval_id,
+            approval_decision=record.approval_decision,
+            approver=record.approver,
         )
         if call.model is not None:
             _add_model_fields(receipt, call)
