@@ -2,8 +2,9 @@
 by the CLI (before sending), the registry (before storing) and sidecars (when matching).
 
 A scope is a kind and a value. The kinds are the `--instance`, `--agent`, `--version`,
-`--session`, `--workflow`, `--capability`, `--team`, `--tool`, `--mcp-server` and `--all` flags
-of `meshwarden kill`.
+`--session`, `--workflow`, `--capability`, `--team`, `--model`, `--provider`, `--tool`, `--mcp-server`
+and `--all` flags of `meshwarden kill` (a model as clients ask for it, a provider as models.json
+names it, an MCP tool as SERVER.TOOL, an MCP server as the bundle names it).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ KIND_NAMES: Final[dict[int, str]] = {
     controls_pb2.SCOPE_KIND_WORKFLOW: "workflow",
     controls_pb2.SCOPE_KIND_CAPABILITY: "capability",
     controls_pb2.SCOPE_KIND_TEAM: "team",
+    controls_pb2.SCOPE_KIND_MODEL: "model",
+    controls_pb2.SCOPE_KIND_PROVIDER: "provider",
     controls_pb2.SCOPE_KIND_TOOL: "tool",  # an MCP tool, SERVER.TOOL
     controls_pb2.SCOPE_KIND_MCP_SERVER: "mcp-server",  # every tool of one MCP server
     controls_pb2.SCOPE_KIND_ALL: "all",

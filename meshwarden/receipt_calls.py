@@ -45,6 +45,26 @@ class ReceiptCall:
     latency_us: int
     usage: Usage | None
     sides: tuple[str, ...]  # which sidecars' receipts are stored: "outbound", "inbound"
+    # "agent" or "model" (or "tool"). A model call's usage was measured by the model gateway
+    # from the provider's answer; an agent call's usage is what the callee agent reported.
+    call_kind: str = "agent"
+    model_provider: str = ""
+
+    @property
+    def usage_measured_by(self) -> str:
+        """ "gateway", "agent" (reported by the callee agent), or "" when the call has no usage."""
+        if self.usage is None:
+            return ""
+        return "gateway" if self.call_kind == "model" else "agent"
+
+    @property
+    def spender_agent(self) -> str:
+        """The agent whose work cost the money: the callee of an agent call, the caller of a model call."""
+        return self.caller_agent if self.call_kind == "model" else self.callee_agent
+
+    @property
+    def spender_team(self) -> str:
+        return self.caller_team if self.call_kind == "model" else self.callee_team
 
     @property
     def cost_micro_usd(self) -> int:
@@ -90,6 +110,8 @@ def _merge(receipts: list[receipts_pb2.Receipt]) -> ReceiptCall:
         latency_us=first.latency_us,
         usage=_usage(inbound) if inbound else _usage(outbound[:1]),
         sides=tuple(sorted({OUTBOUND if r.direction == OUTBOUND else INBOUND for r in receipts}, reverse=True)),
+        call_kind=first.call_kind or "agent",
+        model_provider=first.model_provider,
     )
 
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from meshwarden.policy_bundle.model_catalog import EMPTY as EMPTY_CATALOG
+from meshwarden.policy_bundle.model_catalog import ModelCatalog
 from meshwarden.sidecar.call import Handler, Layer, compose
-from meshwarden.sidecar.hops import mcp_server
+from meshwarden.sidecar.hops import mcp_server, provider
 from meshwarden.sidecar.runtime import Runtime
 from meshwarden.sidecar.stages import (
+    approval,
     breaker,
     deadline,
     deliver,
@@ -21,6 +24,7 @@ from meshwarden.sidecar.stages import (
     inbound_policy,
     kill_switch,
     metrics,
+    model_routing,
     outbound_policy,
     payload_limit,
     peer,
@@ -40,8 +44,9 @@ from meshwarden.sidecar.stages import (
 def outer_layers(rt: Runtime, admission: Sequence[Layer] = ()) -> list[Layer]:
     """The stages every call this sidecar's agent makes passes, whatever its kind (agent,
     model, tool), written once: a receipt, a span, a metric, a kill switch and a policy
-    decision work the same way for all. `admission` holds a kind's own checks that must pass
-    before policy decides (a tool's: its server's breaker, its declaration and schema)."""
+    decision and an approval work the same way for all. The budget stage goes here too.
+    `admission` holds a kind's own checks that must pass before policy decides (a tool's: its
+    server's breaker, its declaration, schema drift and its arguments against the schema)."""
     return [  # outermost first
         tracing.layer(rt.tracing, "outbound", _kind_of(rt)),  # a CLIENT span, continuing the agent's trace
         metrics.layer(rt.metrics, "outbound", _known(rt), rt.clock),  # counted and timed once it ends
@@ -51,8 +56,7 @@ def outer_layers(rt: Runtime, admission: Sequence[Layer] = ()) -> list[Layer]:
         payload_limit.layer(rt.config.max_payload_bytes),  # cheapest refusal first
         *admission,
         outbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # may it call this? (Cedar)
-        # budget (reserve before, settle after) and approval (a person's yes for a risky call, bound
-        # to call.record.tool.arguments_sha256 for tools) go here: after policy, before anything is spent
+        approval.layer(rt.approvals, rt.policy, rt.clock),  # a person's yes first, when policy asks for one
     ]
 
 
@@ -108,6 +112,21 @@ def inbound_layers(rt: Runtime) -> list[Layer]:
     ]
 
 
+def model_route_layers(rt: Runtime) -> list[Layer]:
+    """How a model call finds its provider, within the outer stages (whose policy stage decides
+    a model call with Cedar's CallModel, at its worst-case cost)."""
+    return [
+        # (budget: reserve Call.cost_estimate_micro_usd in the outer stages, settle on Reply.usage)
+        model_routing.layer(rt.policy, rt.controls),  # the model and its fallbacks, less killed ones
+        deadline.layer(rt.clock),  # the whole call, fallbacks and stream included
+    ]
+
+
+def _catalog(rt: Runtime) -> ModelCatalog:
+    active = rt.policy.active
+    return active.models if active is not None else EMPTY_CATALOG
+
+
 def _kind_of(rt: Runtime) -> tracing.KindOf:
     def kind_of(capability: str) -> str:
         active = rt.policy.active
@@ -119,10 +138,11 @@ def _kind_of(rt: Runtime) -> tracing.KindOf:
 
 
 def _known(rt: Runtime) -> metrics.Known:
-    """Names that may be metric labels: capabilities the catalog has seen, tools the bundle declares."""
+    """Names that may be metric labels: capabilities the catalog has seen, models in the bundle's
+    models.json, MCP tools its mcp_servers.toml declares."""
 
     def known(name: str) -> bool:
-        if rt.catalog.has_seen(name):
+        if rt.catalog.has_seen(name) or name in _catalog(rt).models:
             return True
         active = rt.policy.active
         return active is not None and active.mcp_servers.tool(name) is not None
@@ -159,3 +179,9 @@ def tool(rt: Runtime) -> Handler:
 
 def inbound(rt: Runtime) -> Handler:
     return compose(inbound_layers(rt), innermost=deliver.ToAgent(rt.agent_app, rt.local, rt.clock))
+
+
+def model(rt: Runtime) -> Handler:
+    """Calls through the model gateway (kind "model"): the provider is the last hop."""
+    send = provider.Send(rt.upstream, rt.credentials, rt.provider_breakers, lambda: _catalog(rt), rt.clock.monotonic)
+    return of_kind(rt, model_route_layers(rt), send)

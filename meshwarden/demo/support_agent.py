@@ -1,6 +1,6 @@
 """Support agent: resolves a ticket by asking the knowledge base and, when the customer was
-charged twice, asking billing for a refund: two calls through the mesh per ticket. It reports
-its own model usage, and the outcome of the ticket's session when the ticket has one."""
+charged twice, asking billing for a refund: two calls through the mesh per ticket. It reads
+the ticket with a model through its sidecar's model gateway, and reports the outcome of the ticket's session when the ticket has one."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import sys
 from typing import Any
 
 import meshwarden
-from meshwarden.demo import pricing
 from meshwarden.demo.agent_main import build
 from meshwarden.demo.ticket_tools import TicketReader
 from meshwarden.errors import MeshError, PolicyDenied
@@ -18,7 +17,7 @@ from meshwarden.outcomes import OutcomeName
 log = logging.getLogger(__name__)
 
 tickets, argv = TicketReader.from_argv(sys.argv[1:])  # --tickets-mcp URL: read tickets through the sidecar's MCP
-agent, _ = build(__doc__ or "", argv)
+agent, _, models = build(__doc__ or "", argv)
 
 
 @agent.capability(
@@ -42,7 +41,7 @@ async def resolve_ticket(args: dict[str, Any], ctx: meshwarden.CallContext) -> d
         steps.append(
             {"call": "tickets.read_ticket", "answered_by": "tickets MCP server (through the sidecar)", "text": text}
         )
-    pricing.report(ctx, "gpt-4o-mini", 350 + pricing.tokens(args["text"]), 120)  # reading the ticket
+    await models.think(ctx, "gpt-4o-mini", f"Classify this ticket: {args['text']}")  # reading the ticket
     found = await ctx.invoke("kb.search", {"query": args["text"], "limit": 2})
     articles = found.value["articles"]
     steps.append(

@@ -22,6 +22,8 @@ class ScopeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SCOPE_KIND_CAPABILITY: _ClassVar[ScopeKind]
     SCOPE_KIND_TEAM: _ClassVar[ScopeKind]
     SCOPE_KIND_ALL: _ClassVar[ScopeKind]
+    SCOPE_KIND_MODEL: _ClassVar[ScopeKind]
+    SCOPE_KIND_PROVIDER: _ClassVar[ScopeKind]
     SCOPE_KIND_TOOL: _ClassVar[ScopeKind]
     SCOPE_KIND_MCP_SERVER: _ClassVar[ScopeKind]
 SCOPE_KIND_UNSPECIFIED: ScopeKind
@@ -33,6 +35,8 @@ SCOPE_KIND_WORKFLOW: ScopeKind
 SCOPE_KIND_CAPABILITY: ScopeKind
 SCOPE_KIND_TEAM: ScopeKind
 SCOPE_KIND_ALL: ScopeKind
+SCOPE_KIND_MODEL: ScopeKind
+SCOPE_KIND_PROVIDER: ScopeKind
 SCOPE_KIND_TOOL: ScopeKind
 SCOPE_KIND_MCP_SERVER: ScopeKind
 

@@ -28,6 +28,8 @@ from meshwarden.sidecar.controls import (
     CAPABILITY,
     INSTANCE,
     MCP_SERVER,
+    MODEL,
+    PROVIDER,
     SESSION,
     TEAM,
     TOOL,
@@ -70,7 +72,13 @@ class _Facts:
 
     @staticmethod
     def call(call: Call) -> Iterator[Fact]:
-        yield (CAPABILITY, call.capability)  # what is called, whatever the kind
+        yield (CAPABILITY, call.capability)
+        if call.model is not None:  # a model call: the model asked for, its provider, and the one answering now
+            yield (MODEL, call.capability)
+            yield (PROVIDER, call.model.provider)
+            outcome = call.record.model
+            if outcome is not None and outcome.provider:
+                yield (PROVIDER, outcome.provider)
         if call.kind == "tool":  # "server.tool": stopped by --tool, or --mcp-server with its server
             yield (TOOL, call.capability)
             yield (MCP_SERVER, call.capability.partition(".")[0])

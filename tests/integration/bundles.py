@@ -43,12 +43,14 @@ class BundleMaker:
         *,
         entities: str | None = None,
         store_raw_arguments: bool = False,
+        models: str | None = None,
         mcp_servers: str | None = None,
     ) -> bytes:
         """A signed artifact: the starting bundle with `policies` (file name -> Cedar text)
         instead of its own when given, at `revision`, keeping raw arguments in receipts when
-        `store_raw_arguments`; with `mcp_servers` (mcp_servers.toml text), the schema also
-        declares the Tool entity and the CallTool action."""
+        `store_raw_arguments`, with `models` as its models.json (the model gateway's catalog);
+        with `mcp_servers` (mcp_servers.toml text), the schema also declares the Tool entity
+        and the CallTool action."""
         self._made += 1
         directory = self._workdir / "bundles" / f"{self._made:02d}"
         write_starting_bundle(directory)
@@ -59,6 +61,8 @@ class BundleMaker:
                 (directory / "policies" / name).write_text(text)
         if entities is not None:
             (directory / "entities.json").write_text(entities)
+        if models is not None:
+            (directory / "models.json").write_text(models)
         if mcp_servers is not None:
             (directory / "mcp_servers.toml").write_text(mcp_servers)
             schema = directory / "schema.cedarschema"
