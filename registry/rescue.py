@@ -29,6 +29,7 @@ from meshwarden.registry.errors import (
     UnknownInstance,
     UnknownSession,
 )
+from meshwarden.registry.task_queue import UnknownTask
 from meshwarden.registry.watch_hub import WatchEnded
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.PERMISSION_DENIED, str(exc)
     if isinstance(exc, Conflict):
         return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
-    if isinstance(exc, (UnknownInstance, UnknownSession, UnknownControl)):
+    if isinstance(exc, (UnknownInstance, UnknownSession, UnknownControl, UnknownTask)):
         return grpc.StatusCode.NOT_FOUND, str(exc)
     if isinstance(exc, WatchEnded):
         return grpc.StatusCode.UNAVAILABLE, str(exc)
