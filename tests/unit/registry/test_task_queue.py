@@ -41,8 +41,12 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 def _submit(queue: TaskQueue, key: str = "", ttl: float = 5.0, attempts: int = 2) -> str:
     submission = Submission(
-        kind="refund", workflow_id="wf-1", input_json='{"ticket": 7}', idempotency_key=key,
-        max_attempts=attempts, lease_ttl_s=ttl,
+        kind="refund",
+        workflow_id="wf-1",
+        input_json='{"ticket": 7}',
+        idempotency_key=key,
+        max_attempts=attempts,
+        lease_ttl_s=ttl,
     )
     return queue.submit(submission, "operator")[0].id
 
