@@ -4,6 +4,7 @@ agents with their own SVIDs on the mTLS port (as their sidecars would be)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,8 +15,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from google.protobuf.duration_pb2 import Duration
 
 from meshwarden import task_fence
+from meshwarden.cli import exit_codes
 from meshwarden.registry import task_key
+from meshwarden.registry.operators import OPERATOR_TOKEN_FILE
 from meshwarden.registry.private_files import read_private
+from meshwarden.supervise import meshwarden_argv
 from meshwarden.v1 import catalog_pb2, registry_pb2, tasks_pb2, tasks_pb2_grpc
 from tests.integration.registry_process import RegistryProcess, start_registry
 
@@ -218,3 +222,42 @@ def _seconds(value: float) -> Duration:
     duration = Duration()
     duration.FromMilliseconds(int(value * 1000))
     return duration
+
+
+async def _cli(*args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *meshwarden_argv(*args), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_cli_submits_lists_shows_cancels_and_requeues(registry: RegistryProcess) -> None:
+    operator = (
+        "--registry", registry.listen, "--ca-pin", registry.ca_fingerprint,
+        "--operator-token-file", str(registry.data_dir / OPERATOR_TOKEN_FILE),
+    )  # fmt: skip
+    submit = ("tasks", "submit", "--kind", "refund", "--workflow", "wf-9", "--input", '{"ticket": 9}')
+    code, out, err = await _cli(*submit, "--idempotency-key", "t9", *operator, "--output", "json")
+    assert code == 0, err
+    task = json.loads(out)["task"]
+    assert (task["state"], task["workflow_id"]) == ("queued", "wf-9")
+    code, out, _ = await _cli(*submit, "--idempotency-key", "t9", *operator)
+    assert code == 0 and f"task {task['id']} already exists" in out
+
+    code, out, _ = await _cli("tasks", "list", "--state", "queued", "--workflow", "wf-9", *operator, "--output", "json")
+    assert code == 0 and [t["id"] for t in json.loads(out)] == [task["id"]]
+    code, out, _ = await _cli("tasks", "cancel", task["id"], "--reason", "customer withdrew", *operator)
+    assert code == 0 and "cancelled" in out
+    code, _, err = await _cli("tasks", "cancel", task["id"], *operator)
+    assert code == exit_codes.FAILED and "it is cancelled" in err
+    code, out, _ = await _cli("tasks", "requeue", task["id"], *operator)
+    assert code == 0 and "queued again" in out
+    code, out, _ = await _cli("tasks", "show", task["id"], *operator)
+    assert code == 0
+    assert [line.split()[-1] for line in out.splitlines()[3:]] == ["submitted", "withdrew", "operator"]
+    code, _, err = await _cli("tasks", "show", "task-nope", *operator)
+    assert code == exit_codes.FAILED and "task-nope" in err
+    code, _, err = await _cli("tasks", "submit", "--kind", "refund", "--input", "{bad", *operator)
+    assert code == exit_codes.USAGE and "--input must be JSON" in err
