@@ -92,6 +92,7 @@ REQUIRED: Final[Mapping[str, Need]] = MappingProxyType(
         method(_TASKS, "RequeueTask"): Need.OPERATOR,
         method(_TASKS, "ListTasks"): Need.OPERATOR,
         method(_TASKS, "ShowTask"): Need.OPERATOR,
+        method(_TASKS, "GetFencingKey"): Need.AGENT_OR_OPERATOR,
     }
 )
 

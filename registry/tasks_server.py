@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 import grpc
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from meshwarden import task_fence
@@ -35,6 +36,7 @@ CANCEL: Final = method(SERVICE_NAME, "CancelTask")
 REQUEUE: Final = method(SERVICE_NAME, "RequeueTask")
 LIST: Final = method(SERVICE_NAME, "ListTasks")
 SHOW: Final = method(SERVICE_NAME, "ShowTask")
+FENCING_KEY: Final = method(SERVICE_NAME, "GetFencingKey")
 MAX_KINDS: Final = 32
 DEFAULT_LIST: Final = 100
 
@@ -71,6 +73,15 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
 
     async def ShowTask(self, request: tasks_pb2.ShowTaskRequest, context: Context) -> tasks_pb2.ShowTaskResponse:
         return await serve_unary(SHOW, self._show, request, context, self._authorizer)
+
+    async def GetFencingKey(
+        self, request: tasks_pb2.GetFencingKeyRequest, context: Context
+    ) -> tasks_pb2.GetFencingKeyResponse:
+        return await serve_unary(FENCING_KEY, self._fencing_key, request, context, self._authorizer)
+
+    def _fencing_key(self, request: tasks_pb2.GetFencingKeyRequest, caller: Caller) -> tasks_pb2.GetFencingKeyResponse:
+        raw = self._key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return tasks_pb2.GetFencingKeyResponse(ed25519_public_key=raw)
 
     def _submit(self, request: tasks_pb2.SubmitTaskRequest, caller: Caller) -> tasks_pb2.SubmitTaskResponse:
         submission = Submission(

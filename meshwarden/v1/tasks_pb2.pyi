@@ -223,3 +223,13 @@ class ShowTaskResponse(_message.Message):
     task: Task
     transitions: _containers.RepeatedCompositeFieldContainer[TaskTransition]
     def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., transitions: _Optional[_Iterable[_Union[TaskTransition, _Mapping]]] = ...) -> None: ...
+
+class GetFencingKeyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetFencingKeyResponse(_message.Message):
+    __slots__ = ("ed25519_public_key",)
+    ED25519_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    ed25519_public_key: bytes
+    def __init__(self, ed25519_public_key: _Optional[bytes] = ...) -> None: ...

@@ -79,6 +79,11 @@ class TasksStub:
                 request_serializer=meshwarden_dot_v1_dot_tasks__pb2.ShowTaskRequest.SerializeToString,
                 response_deserializer=meshwarden_dot_v1_dot_tasks__pb2.ShowTaskResponse.FromString,
                 _registered_method=True)
+        self.GetFencingKey = channel.unary_unary(
+                '/meshwarden.v1.Tasks/GetFencingKey',
+                request_serializer=meshwarden_dot_v1_dot_tasks__pb2.GetFencingKeyRequest.SerializeToString,
+                response_deserializer=meshwarden_dot_v1_dot_tasks__pb2.GetFencingKeyResponse.FromString,
+                _registered_method=True)
 
 
 class TasksServicer:
@@ -148,6 +153,13 @@ class TasksServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetFencingKey(self, request, context):
+        """The public key that verifies signed fencing claims (any agent SVID, or operators).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TasksServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -195,6 +207,11 @@ def add_TasksServicer_to_server(servicer, server):
                     servicer.ShowTask,
                     request_deserializer=meshwarden_dot_v1_dot_tasks__pb2.ShowTaskRequest.FromString,
                     response_serializer=meshwarden_dot_v1_dot_tasks__pb2.ShowTaskResponse.SerializeToString,
+            ),
+            'GetFencingKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFencingKey,
+                    request_deserializer=meshwarden_dot_v1_dot_tasks__pb2.GetFencingKeyRequest.FromString,
+                    response_serializer=meshwarden_dot_v1_dot_tasks__pb2.GetFencingKeyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -440,6 +457,33 @@ class Tasks:
             '/meshwarden.v1.Tasks/ShowTask',
             meshwarden_dot_v1_dot_tasks__pb2.ShowTaskRequest.SerializeToString,
             meshwarden_dot_v1_dot_tasks__pb2.ShowTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFencingKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwarden.v1.Tasks/GetFencingKey',
+            meshwarden_dot_v1_dot_tasks__pb2.GetFencingKeyRequest.SerializeToString,
+            meshwarden_dot_v1_dot_tasks__pb2.GetFencingKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

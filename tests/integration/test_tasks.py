@@ -10,15 +10,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.protobuf.duration_pb2 import Duration
 
 from meshwarden import task_fence
 from meshwarden.cli import exit_codes
-from meshwarden.registry import task_key
 from meshwarden.registry.operators import OPERATOR_TOKEN_FILE
-from meshwarden.registry.private_files import read_private
 from meshwarden.supervise import meshwarden_argv
 from meshwarden.v1 import catalog_pb2, registry_pb2, tasks_pb2, tasks_pb2_grpc
 from tests.integration.registry_process import RegistryProcess, start_registry
@@ -71,10 +68,9 @@ async def _refused(call: object) -> grpc.aio.AioRpcError:
     return raised.value
 
 
-def _public_key(registry: RegistryProcess) -> Ed25519PublicKey:
-    key = serialization.load_pem_private_key(read_private(registry.data_dir / task_key.KEY_NAME), password=None)
-    assert isinstance(key, Ed25519PrivateKey)
-    return key.public_key()
+async def _public_key(stub: tasks_pb2_grpc.TasksStub) -> Ed25519PublicKey:
+    reply = await stub.GetFencingKey(tasks_pb2.GetFencingKeyRequest(), timeout=5)
+    return Ed25519PublicKey.from_public_bytes(reply.ed25519_public_key)
 
 
 async def test_a_task_is_submitted_once_leased_by_one_holder_and_reported_only_by_it(
@@ -107,7 +103,7 @@ async def test_a_task_is_submitted_once_leased_by_one_holder_and_reported_only_b
 
     leased = await worker_stub.LeaseTask(tasks_pb2.LeaseTaskRequest(instance_id=worker, kinds=["refund"]), timeout=5)
     assert (leased.task.id, leased.task.fencing_token, leased.task.holder_instance_id) == (task_id, 1, worker)
-    fence = task_fence.verify(_public_key(registry), leased.signed_token, now=leased.task.updated_at.seconds)
+    fence = task_fence.verify(await _public_key(worker_stub), leased.signed_token, now=leased.task.updated_at.seconds)
     assert (fence.task_id, fence.token, fence.holder_instance_id) == (task_id, 1, worker)
     nothing = await other_stub.LeaseTask(tasks_pb2.LeaseTaskRequest(instance_id=other, kinds=["refund"]), timeout=5)
     assert not nothing.HasField("task")
