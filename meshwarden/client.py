@@ -29,7 +29,7 @@ from meshwarden.error_status import from_rpc_error
 from meshwarden.errors import DeadlineExceeded, MeshError, PeerUnavailable
 from meshwarden.trace_context import outgoing_metadata
 from meshwarden.usage import Usage
-from meshwarden.v1 import receipts_pb2, sidecar_pb2, sidecar_pb2_grpc
+from meshwarden.v1 import receipts_pb2, sidecar_pb2, sidecar_pb2_grpc, tasks_pb2
 
 OUTCOME_TIMEOUT_S = 10.0
 
@@ -173,6 +173,55 @@ class Client:
         req = outcome_request(session_id, outcome, detail)
         try:
             await self._stub.ReportOutcome(req, timeout=timeout, metadata=self.metadata)
+        except grpc.aio.AioRpcError as err:
+            raise to_error(err, self.sidecar) from err
+
+    async def lease_task(self, *kinds: str, timeout: float = OUTCOME_TIMEOUT_S) -> tasks_pb2.LeaseTaskResponse:
+        """The oldest queued task of `kinds`, now held by this agent's instance (its `task` field
+        is unset when none is queued). Keep it with heartbeat_task within its lease_ttl."""
+        reply: tasks_pb2.LeaseTaskResponse = await self._task_call(
+            self._stub.LeaseTask, tasks_pb2.LeaseTaskRequest(kinds=kinds), timeout
+        )
+        return reply
+
+    async def heartbeat_task(
+        self, task_id: str, fencing_token: int, *, timeout: float = OUTCOME_TIMEOUT_S
+    ) -> tasks_pb2.LeaseTaskResponse:
+        """Extends the lease; LeaseLost when the token is no longer current (stop working on it)."""
+        report = tasks_pb2.TaskReport(task_id=task_id, fencing_token=fencing_token)
+        reply: tasks_pb2.LeaseTaskResponse = await self._task_call(self._stub.HeartbeatTask, report, timeout)
+        return reply
+
+    async def start_task(
+        self, task_id: str, fencing_token: int, *, timeout: float = OUTCOME_TIMEOUT_S
+    ) -> tasks_pb2.Task:
+        report = tasks_pb2.TaskReport(task_id=task_id, fencing_token=fencing_token)
+        reply: tasks_pb2.TaskResponse = await self._task_call(self._stub.StartTask, report, timeout)
+        return reply.task
+
+    async def complete_task(
+        self,
+        task_id: str,
+        fencing_token: int,
+        *,
+        succeeded: bool,
+        result: object = None,
+        error: str = "",
+        timeout: float = OUTCOME_TIMEOUT_S,
+    ) -> tasks_pb2.Task:
+        request = tasks_pb2.CompleteTaskRequest(
+            task_id=task_id,
+            fencing_token=fencing_token,
+            succeeded=succeeded,
+            result_json="" if result is None else json.dumps(result),
+            error=error,
+        )
+        reply: tasks_pb2.TaskResponse = await self._task_call(self._stub.CompleteTask, request, timeout)
+        return reply.task
+
+    async def _task_call(self, rpc: Any, request: Any, timeout: float) -> Any:
+        try:
+            return await rpc(request, timeout=timeout, metadata=self.metadata)
         except grpc.aio.AioRpcError as err:
             raise to_error(err, self.sidecar) from err
 

@@ -206,6 +206,26 @@ class OutcomeAlreadyReported(Refused):
     kind = "outcome_already_reported"
 
 
+class LeaseLost(Refused):
+    """A task report (or a call) under a fencing token that is no longer current; the message
+    names the task, its current holder and token."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    kind = "lease_lost"
+
+
+class InvalidTaskTransition(Refused):
+    """The task's state machine allows no such move now; the message names its state and holder."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    kind = "invalid_task_transition"
+
+
+class UnknownTask(Refused):
+    code = grpc.StatusCode.NOT_FOUND
+    kind = "unknown_task"
+
+
 class NoHealthyInstance(Unreachable):
     kind = "no_healthy_instance"
 

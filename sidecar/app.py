@@ -51,6 +51,7 @@ from meshwarden.sidecar.registry_link import RegistryLink
 from meshwarden.sidecar.runtime import Runtime
 from meshwarden.sidecar.schemas import SchemaCache
 from meshwarden.sidecar.stages.breaker import BreakerBoard
+from meshwarden.sidecar.task_relay import TaskRelay
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
 from meshwarden.tasks import cancel_all, supervise
@@ -224,7 +225,14 @@ async def serve(config: SidecarConfig) -> None:
 
     sidecar_pb2_grpc.add_SidecarServicer_to_server(
         LocalApi(
-            config, pipeline.outbound(rt), rt, lease, on_registered, OutcomeReporter(registry), health=health.current
+            config,
+            pipeline.outbound(rt),
+            rt,
+            lease,
+            on_registered,
+            OutcomeReporter(registry),
+            health=health.current,
+            tasks=TaskRelay(registry, lambda: rt.local.instance_id),
         ),
         local_server,
     )
@@ -342,8 +350,7 @@ def _discovery(config: SidecarConfig, rt: Runtime) -> Discovery:
         from meshwarden.sidecar.discovery.consul_discovery import ConsulDiscovery
     except ModuleNotFoundError as exc:
         raise StartError(
-            f"--discovery consul needs py-consul (module {exc.name} is not installed): "
-            "pip install 'meshwarden[consul]'"
+            f"--discovery consul needs py-consul (module {exc.name} is not installed): pip install 'meshwarden[consul]'"
         ) from exc
     policy = rt.policy
 

@@ -1,5 +1,6 @@
 from meshwarden.v1 import catalog_pb2 as _catalog_pb2
 from meshwarden.v1 import receipts_pb2 as _receipts_pb2
+from meshwarden.v1 import tasks_pb2 as _tasks_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
