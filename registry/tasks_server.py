@@ -180,8 +180,9 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
 
 
 def _operator(caller: Caller) -> str:
-    name = caller.claimed_user or "operator"
-    return f"{caller.operator_id or 'operator'} ({name})" if caller.claimed_user else caller.operator_id or name
+    """The credential's identity, with the user name the CLI claims in parentheses (never trusted)."""
+    actor = caller.operator_id or "operator"
+    return f"{actor} ({caller.claimed_user})" if caller.claimed_user else actor
 
 
 def task_to_proto(task: TaskRow) -> tasks_pb2.Task:
