@@ -14,12 +14,15 @@ lease, or it is refused with LeaseLost: "lease lost: task T is held by X since t
 The reaper (`reap_forever`, supervised by the registry) wakes at the earliest lease expiry and
 at least every second. On start, `forgive_downtime` gives every live lease its full TTL, as
 registry.leases does for instances: no holder could heartbeat while the registry was down.
+
+Over 300 lines because the operators' moves, the holders' reports and the reaper apply one
+transition table and one holder check to the same rows; apart, each would need the others'
+internals. Field limits are in registry.task_input, SQL in registry.task_store.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 from collections.abc import Mapping
@@ -29,6 +32,16 @@ from typing import Final
 
 from meshwarden.clock import Clock
 from meshwarden.registry.errors import Conflict, InvalidInput, RegistryError
+from meshwarden.registry.task_input import (
+    DEFAULT_LEASE_TTL_S,
+    DEFAULT_MAX_ATTEMPTS,
+    MAX_ID_CHARS,
+    MAX_LIST,
+    check_id,
+    check_outcome,
+    check_submission,
+    check_text,
+)
 from meshwarden.registry.task_store import TaskFilter, TaskRow, TaskRows, TaskStore, TransitionRow
 from meshwarden.v1 import tasks_pb2
 
@@ -56,16 +69,6 @@ ALLOWED: Final[Mapping[int, frozenset[int]]] = MappingProxyType(
     }
 )
 
-MAX_ID_CHARS: Final = 128
-MAX_INPUT_BYTES: Final = 64 * 1024
-MAX_RESULT_BYTES: Final = 64 * 1024
-MAX_TEXT_CHARS: Final = 1000
-MAX_ATTEMPTS: Final = 100
-MAX_LIST: Final = 10_000
-DEFAULT_MAX_ATTEMPTS: Final = 3
-DEFAULT_LEASE_TTL_S: Final = 10.0
-MIN_LEASE_TTL_S: Final = 0.5
-MAX_LEASE_TTL_S: Final = 3600.0
 REAPER: Final = "registry"
 _REAP_AT_LEAST_EVERY_S: Final = 1.0
 
@@ -125,7 +128,7 @@ class TaskQueue:
 
     def submit(self, submission: Submission, submitted_by: str) -> tuple[TaskRow, bool]:
         """The new task and True, or the first task with that idempotency key and False."""
-        _check_submission(submission)
+        check_submission(submission)
         now = self._clock.wall()
         task = TaskRow(
             id="task-" + secrets.token_hex(8),
@@ -213,7 +216,7 @@ class TaskQueue:
     def complete(
         self, task_id: str, holder: Holder, token: int, *, succeeded: bool, result_json: str, error: str
     ) -> TaskRow:
-        _check_outcome(result_json, error)
+        check_outcome(result_json, error)
         now = self._clock.wall()
         to = SUCCEEDED if succeeded else FAILED
 
@@ -225,7 +228,7 @@ class TaskQueue:
         return self._store.write(work)
 
     def cancel(self, task_id: str, operator: str, reason: str) -> TaskRow:
-        _check_text("reason", reason)
+        check_text("reason", reason)
         now = self._clock.wall()
 
         def work(rows: TaskRows) -> TaskRow:
@@ -236,7 +239,7 @@ class TaskQueue:
 
     def requeue(self, task_id: str, operator: str, reason: str) -> TaskRow:
         """Back in the queue with its attempts reset; a holder's token is stale from now on."""
-        _check_text("reason", reason)
+        check_text("reason", reason)
         now = self._clock.wall()
 
         def work(rows: TaskRows) -> TaskRow:
@@ -246,7 +249,7 @@ class TaskQueue:
         return self._store.write(work)
 
     def show(self, task_id: str) -> tuple[TaskRow, list[TransitionRow]]:
-        _check_id("task_id", task_id)
+        check_id("task_id", task_id)
         task = self._store.task(task_id)
         if task is None:
             raise UnknownTask(task_id)
@@ -302,7 +305,7 @@ class TaskQueue:
 
 
 def _existing(rows: TaskRows, task_id: str) -> TaskRow:
-    _check_id("task_id", task_id)
+    check_id("task_id", task_id)
     task = rows.task(task_id)
     if task is None:
         raise UnknownTask(task_id)
@@ -364,47 +367,3 @@ def _held_by(task: TaskRow) -> str:
     if task.state in HELD:
         return f", held by {task.holder_instance_id} under token {task.fencing_token}"
     return ""
-
-
-def _check_submission(submission: Submission) -> None:
-    _check_id("kind", submission.kind)
-    if len(submission.workflow_id) > MAX_ID_CHARS:
-        raise InvalidInput("workflow_id", f"is over {MAX_ID_CHARS} characters")
-    if len(submission.idempotency_key) > MAX_ID_CHARS:
-        raise InvalidInput("idempotency_key", f"is over {MAX_ID_CHARS} characters")
-    _check_json("input_json", submission.input_json, MAX_INPUT_BYTES, required=True)
-    if not 0 <= submission.max_attempts <= MAX_ATTEMPTS:
-        raise InvalidInput("max_attempts", f"must be between 1 and {MAX_ATTEMPTS} (0 for {DEFAULT_MAX_ATTEMPTS})")
-    ttl = submission.lease_ttl_s
-    if ttl != 0.0 and not MIN_LEASE_TTL_S <= ttl <= MAX_LEASE_TTL_S:
-        raise InvalidInput("lease_ttl", f"must be between {MIN_LEASE_TTL_S} s and {MAX_LEASE_TTL_S:.0f} s")
-
-
-def _check_outcome(result_json: str, error: str) -> None:
-    _check_json("result_json", result_json, MAX_RESULT_BYTES, required=False)
-    _check_text("error", error)
-
-
-def _check_id(field: str, value: str) -> None:
-    if not value:
-        raise InvalidInput(field, "is required")
-    if len(value) > MAX_ID_CHARS:
-        raise InvalidInput(field, f"is over {MAX_ID_CHARS} characters")
-
-
-def _check_text(field: str, value: str) -> None:
-    if len(value) > MAX_TEXT_CHARS:
-        raise InvalidInput(field, f"is over {MAX_TEXT_CHARS} characters")
-
-
-def _check_json(field: str, text: str, limit: int, *, required: bool) -> None:
-    if not text:
-        if required:
-            raise InvalidInput(field, 'is required: a JSON value such as {"ticket": 42}')
-        return
-    if len(text.encode()) > limit:
-        raise InvalidInput(field, f"is over {limit} bytes")
-    try:
-        json.loads(text)
-    except ValueError as exc:
-        raise InvalidInput(field, f"is not JSON: {exc}") from None

@@ -21,7 +21,8 @@ from meshwarden.registry.authz import Authorizer, Caller, method, require_agent
 from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.errors import InvalidInput, PermissionDenied, UnknownInstance
 from meshwarden.registry.rescue import serve_unary
-from meshwarden.registry.task_queue import MAX_ID_CHARS, Holder, Submission, TaskQueue
+from meshwarden.registry.task_input import MAX_ID_CHARS
+from meshwarden.registry.task_queue import Holder, Submission, TaskQueue
 from meshwarden.registry.task_store import TaskFilter, TaskRow, TransitionRow
 from meshwarden.registry.wire import duration, timestamp
 from meshwarden.v1 import tasks_pb2, tasks_pb2_grpc

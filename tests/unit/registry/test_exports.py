@@ -47,6 +47,7 @@ def test_public_modules_name_what_they_export() -> None:
         "session_queries",
         "session_views",
         "store",
+        "task_input",
         "task_key",
         "task_queue",
         "task_store",
