@@ -73,6 +73,7 @@ class CallOptions(TypedDict, total=False):
     idempotent: bool  # True (default): a fresh idempotency key, so the mesh may retry the call
     idempotency_key: str | None  # reuse your own key across calls
     parent_call_id: str | None  # the call being handled (a CallContext sets it)
+    task_token: bytes | None  # the signed fencing claim of the task the call works on (a TaskContext sets it)
 
 
 def request(capability: str, payload: object, **options: Unpack[CallOptions]) -> sidecar_pb2.InvokeRequest:
@@ -92,6 +93,7 @@ def request(capability: str, payload: object, **options: Unpack[CallOptions]) ->
         workflow_id=options.get("workflow_id") or "",
         idempotency_key=key,
         parent_call_id=options.get("parent_call_id") or "",
+        task_token=options.get("task_token") or b"",
     )
     cost = options.get("cost_estimate_micro_usd")
     if cost is not None:  # policies see it; absent is not zero

@@ -17,9 +17,9 @@ import json
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
-from meshwarden.client import Client
+from meshwarden.client import CallOptions, Client, Result
 from meshwarden.errors import LeaseLost, MeshError
 from meshwarden.v1 import tasks_pb2
 
@@ -40,6 +40,13 @@ class TaskContext:
     signed_token: bytes  # the registry's signed claim (meshwarden.task_fence), renewed by heartbeats
     _client: Client = field(repr=False)
     lost: bool = False  # set when a heartbeat learned the lease passed to another holder
+
+    async def invoke(self, capability: str, payload: object, **options: Unpack[CallOptions]) -> Result:
+        """A call made for this task: it carries the task's signed token, so the sidecar refuses
+        it (LeaseLost) once the token is no longer current, without asking the registry."""
+        options["task_token"] = self.signed_token
+        options.setdefault("workflow_id", self.workflow_id)
+        return await self._client.invoke(capability, payload, **options)
 
     async def confirm_lease(self) -> None:
         """A heartbeat now: returns while this holder's token is current, else raises LeaseLost."""

@@ -30,6 +30,7 @@ from meshwarden.sidecar.stages import (
     routing,
     schema_check,
     target_check,
+    task_fence,
     tracing,
 )
 
@@ -44,6 +45,7 @@ def outer_layers(rt: Runtime) -> list[Layer]:
         receipts.layer("outbound", rt.receipts, rt.policy, rt.local, rt.clock),  # every call, however it ends
         # an operator's stop, before anything else is spent on the call; steers away from killed callees
         kill_switch.outbound(rt.controls, rt.local, rt.policy, rt.catalog),
+        task_fence.layer(rt.fences),  # a call under a task's stale fencing token never leaves
         payload_limit.layer(rt.config.max_payload_bytes),  # cheapest refusal first
         outbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # may it call this? (Cedar)
     ]

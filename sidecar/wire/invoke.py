@@ -41,6 +41,7 @@ def to_call(
         ),
         traceparent=traceparent,
         tracestate=tracestate,
+        task_token=request.task_token,
     )
 
 

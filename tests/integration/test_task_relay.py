@@ -1,6 +1,7 @@
 """Tasks through sidecars (real registry, sidecars and probe agents): an agent leases, starts
 and completes through its sidecar's local API; a holder that stops heartbeating loses the task
-to another agent, and every report under its old token is refused as LeaseLost."""
+to another agent, and every report and every call under its old token is refused as LeaseLost
+(calls by the caller's own sidecar, from the registry's signed claim, without a round trip)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,15 @@ async def test_a_silent_holder_loses_its_task_and_its_old_token_is_refused_throu
             await asyncio.sleep(0.1)
         assert (second.task.id, second.task.fencing_token) == (task_id, 2)
         holder = second.task.holder_instance_id
+
+        # A call under the old claim never leaves the worker's sidecar (the claim's lease expired);
+        # the new holder's call goes through; a claim the registry did not sign is refused.
+        with pytest.raises(errors.LeaseLost, match=f"lease lost: task {task_id} token 1 held by .* lapsed"):
+            await worker.invoke("echo", {"n": 1}, task_token=first.signed_token)
+        served = await helper.invoke("echo", {"n": 2}, task_token=second.signed_token)
+        assert served.value["echo"] == {"n": 2}
+        with pytest.raises(errors.LeaseLost, match="not signed by this mesh's registry"):
+            await helper.invoke("echo", {"n": 3}, task_token=b"forged")
 
         for stale in (worker.heartbeat_task(task_id, 1), worker.complete_task(task_id, 1, succeeded=True)):
             with pytest.raises(errors.LeaseLost, match=f"lease lost: task {task_id} is held by {holder} since token 2"):

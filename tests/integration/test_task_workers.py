@@ -1,6 +1,6 @@
 """`@agent.task` workers with real processes: a holder frozen with SIGSTOP past its lease TTL
-loses the task to another agent; resumed with SIGCONT, every report under its old token is
-refused and the task's side effect happens once."""
+loses the task to another agent; resumed with SIGCONT, its calls and reports under the old
+token are refused (by its own sidecar and by the registry) and the side effect happens once."""
 
 from __future__ import annotations
 
@@ -39,8 +39,11 @@ async def _until(mesh: LocalMesh, task_id: str, done: object) -> tasks_pb2.ShowT
 
 async def test_a_frozen_holder_loses_the_task_and_its_side_effect_happens_once(mesh: LocalMesh, tmp_path: Path) -> None:
     effects = tmp_path / "effects.txt"
+    await mesh.pair("ledger")  # serves echo: each holder calls it under its token before the effect
     first_side = await mesh.sidecar("refunds-a")
-    first = await mesh.agent(first_side, "1.0.0", "--effects", str(effects), "--work-s", "2", script=TASK_AGENT)
+    first = await mesh.agent(
+        first_side, "1.0.0", "--effects", str(effects), "--work-s", "2", "--call", "echo", script=TASK_AGENT
+    )
     ttl = Duration()
     ttl.FromMilliseconds(1000)
     submitted = await _tasks(
@@ -56,7 +59,9 @@ async def test_a_frozen_holder_loses_the_task_and_its_side_effect_happens_once(m
     os.kill(first.process.pid, signal.SIGSTOP)  # frozen mid-task, past its 1 s TTL
     try:
         second_side = await mesh.sidecar("refunds-b")
-        await mesh.agent(second_side, "1.0.0", "--effects", str(effects), "--work-s", "0", script=TASK_AGENT)
+        await mesh.agent(
+            second_side, "1.0.0", "--effects", str(effects), "--work-s", "0", "--call", "echo", script=TASK_AGENT
+        )
         done = await _until(mesh, task_id, lambda s: s.task.state == tasks_pb2.TASK_STATE_SUCCEEDED)
     finally:
         os.kill(first.process.pid, signal.SIGCONT)
