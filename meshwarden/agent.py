@@ -85,6 +85,10 @@ class CallContext:
     _usage: UsageTally = field(default_factory=UsageTally, repr=False)
     # The call the caller was handling when it made this one ("" at the top of a session).
     parent_call_id: str = ""
+    # The task the call works on and its fencing token, verified by this agent's sidecar ("" and
+    # 0: none): fence this handler's own storage writes with it (a write under a lower token loses).
+    task_id: str = ""
+    fencing_token: int = 0
     # The agent's one blocking client (its channel shared by every plain-`def` handler's
     # calls); None: one of its own per call.
     _sync_client: Callable[[], SyncClient] | None = field(default=None, repr=False)
@@ -413,6 +417,8 @@ class _Servicer(agent_pb2_grpc.AgentServicer):
             attempt=request.attempt,
             idempotency_key=request.idempotency_key,
             parent_call_id=request.parent_call_id,
+            task_id=request.task_id,
+            fencing_token=request.fencing_token,
             deadline=None if remaining is None else time.monotonic() + remaining,
             _client=agent.client,
             _sidecar=agent.sidecar,

@@ -81,6 +81,7 @@ def inbound_layers(rt: Runtime) -> list[Layer]:
         receipts.layer("inbound", rt.receipts, rt.policy, rt.local, rt.clock),
         peer_identity.layer(),  # the caller is its certificate's SPIFFE ID, whatever it claims
         kill_switch.inbound(rt.controls, rt.local, rt.policy),  # an operator's stop, matched on the mTLS caller too
+        task_fence.layer(rt.fences),  # the task token checked again: a stale one is never delivered
         target_check.layer(rt.local),  # for this instance and a capability it serves?
         payload_limit.layer(rt.config.max_payload_bytes),
         inbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # again, with the mTLS caller

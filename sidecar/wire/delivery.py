@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from meshwarden.sidecar import usage
 from meshwarden.sidecar.call import Call, Reply
-from meshwarden.v1 import agent_pb2
+from meshwarden.v1 import agent_pb2, tasks_pb2
 
 
 def to_delivery(call: Call) -> agent_pb2.Delivery:
+    task_id, fencing_token = _task_of(call.task_token)
     return agent_pb2.Delivery(
         call_id=call.call_id,
         capability=call.capability,
@@ -20,7 +21,17 @@ def to_delivery(call: Call) -> agent_pb2.Delivery:
         attempt=call.attempt,
         idempotency_key=call.idempotency_key,
         parent_call_id=call.parent_call_id,
+        task_id=task_id,
+        fencing_token=fencing_token,
     )
+
+
+def _task_of(signed: bytes) -> tuple[str, int]:
+    """The task id and token of a claim the inbound task_fence stage already verified."""
+    if not signed:
+        return "", 0
+    claim = tasks_pb2.FencingClaim.FromString(tasks_pb2.SignedFencingClaim.FromString(signed).claim)
+    return claim.task_id, claim.fencing_token
 
 
 def to_reply(outcome: agent_pb2.Outcome, *, instance_id: str, agent: str, version: str) -> Reply:

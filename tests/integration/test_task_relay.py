@@ -73,6 +73,7 @@ async def test_a_silent_holder_loses_its_task_and_its_old_token_is_refused_throu
             await worker.invoke("echo", {"n": 1}, task_token=first.signed_token)
         served = await helper.invoke("echo", {"n": 2}, task_token=second.signed_token)
         assert served.value["echo"] == {"n": 2}
+        assert served.value["task"] == [task_id, 2]  # the callee's handler reads the verified token
         with pytest.raises(errors.LeaseLost, match="not signed by this mesh's registry"):
             await helper.invoke("echo", {"n": 3}, task_token=b"forged")
 
