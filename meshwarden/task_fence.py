@@ -53,6 +53,18 @@ def sign(key: Ed25519PrivateKey, fence: Fence) -> bytes:
     return tasks_pb2.SignedFencingClaim(claim=body, signature=key.sign(body)).SerializeToString()
 
 
+def claimed_task(signed: bytes) -> tuple[str, int]:
+    """The task id and token a claim names, unverified ("" and 0 for none or garbage): for
+    records of a call (receipts) and for a claim a stage has verified already."""
+    if not signed:
+        return "", 0
+    try:
+        claim = tasks_pb2.FencingClaim.FromString(tasks_pb2.SignedFencingClaim.FromString(signed).claim)
+    except DecodeError:
+        return "", 0
+    return claim.task_id[:128], claim.fencing_token
+
+
 def verify(public_key: Ed25519PublicKey, signed: bytes, now: float) -> Fence:
     """The fence in `signed` when the registry signed it and its lease has not lapsed."""
     try:

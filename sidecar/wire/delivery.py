@@ -3,13 +3,14 @@ agent's side of these messages is the SDK's (meshwarden/agent.py)."""
 
 from __future__ import annotations
 
+from meshwarden import task_fence
 from meshwarden.sidecar import usage
 from meshwarden.sidecar.call import Call, Reply
-from meshwarden.v1 import agent_pb2, tasks_pb2
+from meshwarden.v1 import agent_pb2
 
 
 def to_delivery(call: Call) -> agent_pb2.Delivery:
-    task_id, fencing_token = _task_of(call.task_token)
+    task_id, fencing_token = task_fence.claimed_task(call.task_token)  # verified by the task_fence stage
     return agent_pb2.Delivery(
         call_id=call.call_id,
         capability=call.capability,
@@ -24,14 +25,6 @@ def to_delivery(call: Call) -> agent_pb2.Delivery:
         task_id=task_id,
         fencing_token=fencing_token,
     )
-
-
-def _task_of(signed: bytes) -> tuple[str, int]:
-    """The task id and token of a claim the inbound task_fence stage already verified."""
-    if not signed:
-        return "", 0
-    claim = tasks_pb2.FencingClaim.FromString(tasks_pb2.SignedFencingClaim.FromString(signed).claim)
-    return claim.task_id, claim.fencing_token
 
 
 def to_reply(outcome: agent_pb2.Outcome, *, instance_id: str, agent: str, version: str) -> Reply:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
 import meshwarden
 from meshwarden import errors
-from meshwarden.v1 import tasks_pb2, tasks_pb2_grpc
+from meshwarden.v1 import receipts_pb2, tasks_pb2, tasks_pb2_grpc
 from tests.integration.mesh import LocalMesh
 
 pytestmark = pytest.mark.integration
@@ -71,7 +72,7 @@ async def test_a_silent_holder_loses_its_task_and_its_old_token_is_refused_throu
         # the new holder's call goes through; a claim the registry did not sign is refused.
         with pytest.raises(errors.LeaseLost, match=f"lease lost: task {task_id} token 1 held by .* lapsed"):
             await worker.invoke("echo", {"n": 1}, task_token=first.signed_token)
-        served = await helper.invoke("echo", {"n": 2}, task_token=second.signed_token)
+        served = await helper.invoke("echo", {"n": 2}, task_token=second.signed_token, session_id="s-task")
         assert served.value["echo"] == {"n": 2}
         assert served.value["task"] == [task_id, 2]  # the callee's handler reads the verified token
         with pytest.raises(errors.LeaseLost, match="not signed by this mesh's registry"):
@@ -87,6 +88,19 @@ async def test_a_silent_holder_loses_its_task_and_its_old_token_is_refused_throu
         assert done.state == tasks_pb2.TASK_STATE_SUCCEEDED
         with pytest.raises(errors.UnknownTask):
             await helper.start_task("task-nope", 1)
+
+    for _ in range(300):  # receipts reach the registry in batches: the session's timeline names the task
+        try:
+            session = await mesh.ask_receipts("GetSession", receipts_pb2.GetSessionRequest(session_id="s-task"))
+        except grpc.aio.AioRpcError:
+            session = receipts_pb2.GetSessionResponse()
+        if len(session.receipts) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert {(r.direction, r.task_id, r.fencing_token) for r in session.receipts} == {
+        ("outbound", task_id, 2),
+        ("inbound", task_id, 2),
+    }
 
     shown = await _show(mesh, task_id)
     ends = [t for t in shown.transitions if t.to_state == tasks_pb2.TASK_STATE_SUCCEEDED]

@@ -44,3 +44,9 @@ def test_a_newer_token_seen_supersedes_older_ones_before_they_expire() -> None:
     with pytest.raises(StaleFence, match="task task-1 is held by worker-b since token 2; token 1 is no longer"):
         memory.admit(_fence(1))
     memory.admit(_fence(2, holder="worker-b"))  # the current holder keeps working
+
+
+def test_the_claimed_task_is_read_for_records_and_garbage_names_none() -> None:
+    assert task_fence.claimed_task(task_fence.sign(KEY, _fence(4))) == ("task-1", 4)
+    assert task_fence.claimed_task(b"") == ("", 0)
+    assert task_fence.claimed_task(b"\xff garbage") == ("", 0)
