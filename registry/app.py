@@ -210,7 +210,7 @@ async def _serve(
         server,
     )
     controls_pb2_grpc.add_ControlsServicer_to_server(
-        ControlsService(parts.controls, parts.acks, parts.audit, authorizer, parts.clock), server
+        ControlsService(parts.controls, parts.acks, parts.audit, authorizer, parts.clock, parts.task_queue), server
     )
     identity_pb2_grpc.add_IdentityServicer_to_server(
         IdentityService(

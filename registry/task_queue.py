@@ -37,13 +37,14 @@ from meshwarden.registry.task_input import (
     DEFAULT_MAX_ATTEMPTS,
     MAX_ID_CHARS,
     MAX_LIST,
+    MAX_TEXT_CHARS,
     check_id,
     check_outcome,
     check_submission,
     check_text,
 )
 from meshwarden.registry.task_store import TaskFilter, TaskRow, TaskRows, TaskStore, TransitionRow
-from meshwarden.v1 import tasks_pb2
+from meshwarden.v1 import controls_pb2, tasks_pb2
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +249,22 @@ class TaskQueue:
 
         return self._store.write(work)
 
+    def cancel_in_scope(self, scope_kind: int, value: str, actor: str, reason: str) -> list[TaskRow]:
+        """Cancels the unfinished tasks a kill switch's scope covers: its instance or agent (the
+        holder), workflow, capability (the kind), or all. Other scopes name no task."""
+        where = _scope_filter(scope_kind, value)
+        if where is None:
+            return []
+        cancelled = []
+        for task in self._store.find(where):
+            try:
+                cancelled.append(self.cancel(task.id, actor, f"kill switch: {reason}"[:MAX_TEXT_CHARS]))
+            except InvalidTransition:  # it finished meanwhile
+                continue
+        if cancelled:
+            log.info("kill switch cancelled %d task(s)", len(cancelled))
+        return cancelled
+
     def show(self, task_id: str) -> tuple[TaskRow, list[TransitionRow]]:
         check_id("task_id", task_id)
         task = self._store.task(task_id)
@@ -302,6 +319,19 @@ class TaskQueue:
                 await asyncio.wait_for(self._wake.wait(), wait)
             except TimeoutError:
                 pass
+
+
+def _scope_filter(scope_kind: int, value: str) -> TaskFilter | None:
+    unfinished = (QUEUED, LEASED, RUNNING)
+    if scope_kind in (controls_pb2.SCOPE_KIND_INSTANCE, controls_pb2.SCOPE_KIND_AGENT):
+        return TaskFilter(states=(LEASED, RUNNING), holder=value, limit=MAX_LIST)
+    if scope_kind == controls_pb2.SCOPE_KIND_WORKFLOW:
+        return TaskFilter(states=unfinished, workflow_id=value, limit=MAX_LIST)
+    if scope_kind == controls_pb2.SCOPE_KIND_CAPABILITY:
+        return TaskFilter(states=unfinished, kind=value, limit=MAX_LIST)
+    if scope_kind == controls_pb2.SCOPE_KIND_ALL:
+        return TaskFilter(states=unfinished, limit=MAX_LIST)
+    return None
 
 
 def _existing(rows: TaskRows, task_id: str) -> TaskRow:

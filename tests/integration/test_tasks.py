@@ -257,3 +257,10 @@ async def test_cli_submits_lists_shows_cancels_and_requeues(registry: RegistryPr
     assert code == exit_codes.FAILED and "task-nope" in err
     code, _, err = await _cli("tasks", "submit", "--kind", "refund", "--input", "{bad", *operator)
     assert code == exit_codes.USAGE and "--input must be JSON" in err
+
+    code, out, _ = await _cli("tasks", "submit", "--kind", "refund", "--workflow", "wf-k", "--input", "{}", *operator)
+    assert code == 0
+    code, _, err = await _cli("kill", "--workflow", "wf-k", "--reason", "runaway workflow", "--wait-s", "1", *operator)
+    assert code == 0, err
+    code, out, _ = await _cli("tasks", "list", "--workflow", "wf-k", *operator, "--output", "json")
+    assert [(t["state"], t["workflow_id"]) for t in json.loads(out)] == [("cancelled", "wf-k")]

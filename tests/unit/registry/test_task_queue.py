@@ -26,6 +26,7 @@ from meshwarden.registry.task_queue import (
     UnknownTask,
 )
 from meshwarden.registry.task_store import TaskFilter, TaskStore
+from meshwarden.v1 import controls_pb2
 from tests.unit.sidecar.fakes import FakeClock
 
 A = Holder(instance_id="worker-a", agent="worker")
@@ -203,3 +204,14 @@ def test_an_older_database_gains_the_task_tables(tmp_path: Path) -> None:
     finally:
         store.close()
     assert sqlite3.connect(tmp_path / DB_NAME).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_kill_switch_cancels_the_unfinished_tasks_in_its_scope(store: Store) -> None:
+    queue = TaskQueue(TaskStore(store), FakeClock())
+    held, queued = _submit(queue), _submit(queue)
+    queue.lease(A, ("refund",))
+    assert [t.id for t in queue.cancel_in_scope(controls_pb2.SCOPE_KIND_AGENT, "worker", "op", "bad refunds")] == [held]
+    assert "kill switch: bad refunds" in queue.show(held)[1][-1].reason
+    assert queue.cancel_in_scope(controls_pb2.SCOPE_KIND_SESSION, "s-1", "op", "x") == []  # no task has a session
+    assert [t.id for t in queue.cancel_in_scope(controls_pb2.SCOPE_KIND_CAPABILITY, "refund", "op", "x")] == [queued]
+    assert {t.state for t in queue.find(TaskFilter())} == {CANCELLED}
