@@ -39,9 +39,9 @@ from typing import Any, NoReturn
 
 import grpc
 
-from meshwarden import error_status, outcomes, task_worker
+from meshwarden import error_status, model_clients, outcomes, task_worker
 from meshwarden.addresses import parse_host_port
-from meshwarden.client import Client, Result, SyncClient
+from meshwarden.client import Client, Result, SyncClient, api_token_metadata
 from meshwarden.errors import AgentFailed, MeshError
 from meshwarden.ready import announce_ready
 from meshwarden.standard_services import add_standard_services, set_serving
@@ -89,9 +89,34 @@ class CallContext:
     # 0: none): fence this handler's own storage writes with it (a write under a lower token loses).
     task_id: str = ""
     fencing_token: int = 0
+    _gateway: str = field(default="", repr=False)  # the sidecar's model gateway, "" for the default
     # The agent's one blocking client (its channel shared by every plain-`def` handler's
     # calls); None: one of its own per call.
     _sync_client: Callable[[], SyncClient] | None = field(default=None, repr=False)
+
+    def model_headers(self, task_id: str = "") -> dict[str, str]:
+        """Headers that attribute a model call to this call's session and workflow (and a task,
+        if given), with this call as its parent: what `openai()` and `anthropic()` set."""
+        return model_clients.attribution(self.session_id, self.workflow_id, task_id, self.call_id)
+
+    def openai(self, *, task_id: str = "", **options: Any) -> Any:
+        """An official `openai.AsyncOpenAI` client (`sync=True`: `openai.OpenAI`) whose calls go
+        through this agent's sidecar, attributed to this call's session and workflow. The
+        sidecar holds the provider's key; the client carries only the local API token."""
+        return model_clients.openai_client(
+            model_clients.gateway_url(self._gateway), self._token(), self.model_headers(task_id), **options
+        )
+
+    def anthropic(self, *, task_id: str = "", **options: Any) -> Any:
+        """An official `anthropic.AsyncAnthropic` client (`sync=True`: `anthropic.Anthropic`)
+        through this agent's sidecar, attributed like `openai()`."""
+        return model_clients.anthropic_client(
+            model_clients.gateway_url(self._gateway), self._token(), self.model_headers(task_id), **options
+        )
+
+    def _token(self) -> str:
+        metadata = api_token_metadata(self._api_token)
+        return metadata[0][1].removeprefix("Bearer ") if metadata else ""
 
     def report_usage(
         self,
@@ -211,11 +236,16 @@ class Agent:
         listen: str = "127.0.0.1:7412",
         api_token: str | None = None,
         max_message_bytes: int = 5 * 1024 * 1024,
+        gateway: str | None = None,
     ) -> None:
         """`api_token` is needed when the sidecar requires one (else MESHWARDEN_SIDECAR_TOKEN[_FILE]).
         `max_message_bytes` bounds what the callback endpoint accepts; keep it above the
-        sidecar's --max-payload-bytes (default 4 MiB) plus envelope, as the default does."""
+        sidecar's --max-payload-bytes (default 4 MiB) plus envelope, as the default does.
+        `gateway` is the sidecar's model gateway URL (http://HOST:PORT) for ctx.openai()."""
         self.version, self.sidecar, self.listen = version, sidecar, listen
+        # The sidecar's model gateway (its --gateway-listen) for ctx.openai() and ctx.anthropic():
+        # given, else MESHWARDEN_GATEWAY, else the sidecar's default.
+        self.gateway = model_clients.gateway_url(gateway)
         self._api_token = api_token
         self._max_message_bytes = max_message_bytes
         self._client: Client | None = None  # grpc.aio channels belong to the loop that serves
@@ -423,6 +453,7 @@ class _Servicer(agent_pb2_grpc.AgentServicer):
             _client=agent.client,
             _sidecar=agent.sidecar,
             _api_token=agent._api_token,
+            _gateway=agent.gateway,
             _sync_client=agent.sync_client,
         )
 

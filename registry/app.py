@@ -38,6 +38,10 @@ from meshwarden.clock import Clock, SystemClock
 from meshwarden.identity.credentials import server_credentials
 from meshwarden.ready import announce_ready
 from meshwarden.registry import leases, task_key
+from meshwarden.registry.approval_store import ApprovalStore
+from meshwarden.registry.approvals import Approvals
+from meshwarden.registry.approvals_server import SERVICE_NAME as APPROVALS_SERVICE_NAME
+from meshwarden.registry.approvals_server import ApprovalsService
 from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Authorizer
 from meshwarden.registry.bundles import Bundles
@@ -71,7 +75,14 @@ from meshwarden.registry.tasks_server import TasksService
 from meshwarden.registry.watch_hub import WatchHub
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
-from meshwarden.v1 import controls_pb2_grpc, identity_pb2_grpc, receipts_pb2_grpc, registry_pb2_grpc, tasks_pb2_grpc
+from meshwarden.v1 import (
+    approvals_pb2_grpc,
+    controls_pb2_grpc,
+    identity_pb2_grpc,
+    receipts_pb2_grpc,
+    registry_pb2_grpc,
+    tasks_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +164,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             HealthReports(clock),
             task_queue,
             task_key.load_or_create(config.data_dir),
+            Approvals(ApprovalStore(store), clock, audit),
         )
         rotation = tasks.supervise("registry-svid-rotation", own_svid.rotate_forever)
         expiry = tasks.supervise("kill-switch-expiry", controls.expire_forever)
@@ -184,6 +196,7 @@ class _Parts:
     health: HealthReports
     task_queue: TaskQueue
     task_key: Ed25519PrivateKey
+    approvals: Approvals
 
 
 async def _serve(
@@ -229,7 +242,17 @@ async def _serve(
     tasks_pb2_grpc.add_TasksServicer_to_server(
         TasksService(parts.task_queue, parts.catalog, parts.task_key, authorizer), server
     )
-    services = [SERVICE_NAME, IDENTITY_SERVICE_NAME, RECEIPTS_SERVICE_NAME, CONTROLS_SERVICE_NAME, TASKS_SERVICE_NAME]
+    approvals_pb2_grpc.add_ApprovalsServicer_to_server(
+        ApprovalsService(parts.approvals, authorizer, parts.clock), server
+    )
+    services = [
+        SERVICE_NAME,
+        IDENTITY_SERVICE_NAME,
+        RECEIPTS_SERVICE_NAME,
+        CONTROLS_SERVICE_NAME,
+        APPROVALS_SERVICE_NAME,
+        TASKS_SERVICE_NAME,
+    ]
     health = add_standard_services(server, services)
     serving = False
     admin = AdminServer(

@@ -30,7 +30,7 @@ from meshwarden.identity.peer import Unauthenticated as PeerUnauthenticated
 from meshwarden.identity.spiffe_ids import Identity
 from meshwarden.registry.errors import PermissionDenied, Unauthenticated
 from meshwarden.registry.operators import OPERATOR_USER_HEADER, OperatorCredential, bearer_token
-from meshwarden.v1 import controls_pb2, identity_pb2, receipts_pb2, registry_pb2, tasks_pb2
+from meshwarden.v1 import approvals_pb2, controls_pb2, identity_pb2, receipts_pb2, registry_pb2, tasks_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -39,6 +39,7 @@ _CONTROLS: Final = controls_pb2.DESCRIPTOR.services_by_name["Controls"].full_nam
 _IDENTITY: Final = identity_pb2.DESCRIPTOR.services_by_name["Identity"].full_name
 _RECEIPTS: Final = receipts_pb2.DESCRIPTOR.services_by_name["Receipts"].full_name
 _TASKS: Final = tasks_pb2.DESCRIPTOR.services_by_name["Tasks"].full_name
+_APPROVALS: Final = approvals_pb2.DESCRIPTOR.services_by_name["Approvals"].full_name
 
 
 class Need(enum.Enum):
@@ -93,6 +94,11 @@ REQUIRED: Final[Mapping[str, Need]] = MappingProxyType(
         method(_TASKS, "ListTasks"): Need.OPERATOR,
         method(_TASKS, "ShowTask"): Need.OPERATOR,
         method(_TASKS, "GetFencingKey"): Need.AGENT_OR_OPERATOR,
+        method(_APPROVALS, "RequestApproval"): Need.AGENT,  # plus: for the caller's own agent
+        method(_APPROVALS, "WaitApproval"): Need.AGENT,  # plus: the approval's agent is the caller's
+        method(_APPROVALS, "ListApprovals"): Need.OPERATOR,
+        method(_APPROVALS, "GetApproval"): Need.OPERATOR,
+        method(_APPROVALS, "DecideApproval"): Need.OPERATOR,
     }
 )
 

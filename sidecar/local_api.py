@@ -20,7 +20,7 @@ from meshwarden.sidecar.outcome_reporter import OutcomeReporter
 from meshwarden.sidecar.rescue import abort_unexpected, abort_with
 from meshwarden.sidecar.runtime import Runtime
 from meshwarden.sidecar.task_relay import TaskRelay
-from meshwarden.sidecar.wire import deadlines, invoke
+from meshwarden.sidecar.wire import approval_headers, deadlines, invoke
 from meshwarden.trace_context import headers_from_metadata
 from meshwarden.v1 import catalog_pb2, receipts_pb2, sidecar_pb2, sidecar_pb2_grpc, tasks_pb2
 
@@ -152,6 +152,7 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
         if remaining is None:
             default_s = self._catalog.default_timeout_s(request.capability) or self._config.default_timeout_s
         traceparent, tracestate = headers_from_metadata(context.invocation_metadata())
+        approval = approval_headers.from_metadata(context.invocation_metadata())
         return invoke.to_call(
             request,
             call_id=call_id,
@@ -159,4 +160,5 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
             deadline=deadlines.arriving(remaining, default_s, self._clock.monotonic(), margin=True),
             traceparent=traceparent,
             tracestate=tracestate,
+            approval=approval,
         )
