@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import inspect
 import itertools
@@ -38,13 +39,15 @@ from typing import Any, NoReturn
 
 import grpc
 
-from meshwarden import error_status, model_clients, outcomes
+from meshwarden import error_status, model_clients, outcomes, task_worker
 from meshwarden.addresses import parse_host_port
 from meshwarden.client import Client, Result, SyncClient, api_token_metadata
 from meshwarden.errors import AgentFailed, MeshError
 from meshwarden.ready import announce_ready
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
+from meshwarden.task_worker import TaskHandler
+from meshwarden.tasks import cancel_all, supervise
 from meshwarden.trace_context import attach_headers, detach, headers_from_metadata
 from meshwarden.usage import Usage, UsageTally, checked_usage
 from meshwarden.v1 import agent_pb2, agent_pb2_grpc, catalog_pb2, sidecar_pb2, sidecar_pb2_grpc
@@ -82,6 +85,10 @@ class CallContext:
     _usage: UsageTally = field(default_factory=UsageTally, repr=False)
     # The call the caller was handling when it made this one ("" at the top of a session).
     parent_call_id: str = ""
+    # The task the call works on and its fencing token, verified by this agent's sidecar ("" and
+    # 0: none): fence this handler's own storage writes with it (a write under a lower token loses).
+    task_id: str = ""
+    fencing_token: int = 0
     _gateway: str = field(default="", repr=False)  # the sidecar's model gateway, "" for the default
     # The agent's one blocking client (its channel shared by every plain-`def` handler's
     # calls); None: one of its own per call.
@@ -249,6 +256,8 @@ class Agent:
         self.schema_hashes: dict[str, str] = {}
         self._capabilities: dict[str, _Capability] = {}
         self._server: grpc.aio.Server | None = None
+        self._task_handlers: dict[str, tuple[TaskHandler, float]] = {}
+        self._task_workers: list[asyncio.Task[None]] = []
 
     @property
     def client(self) -> Client:
@@ -289,6 +298,28 @@ class Agent:
 
         return register
 
+    def task(self, kind: str, *, poll_s: float = task_worker.DEFAULT_POLL_S) -> Callable[[TaskHandler], TaskHandler]:
+        """A handler of tasks of `kind`, taken from the registry's queue through the sidecar
+        once the agent is registered (meshwarden.task_worker). The kind is registered as a
+        capability too, since the registry leases only kinds an instance serves; a direct call
+        of it is refused."""
+
+        def register(handler: TaskHandler) -> TaskHandler:
+            if kind in self._task_handlers:
+                raise ValueError(f"task kind {kind!r} is declared twice")
+            self._task_handlers[kind] = (handler, poll_s)
+
+            async def direct(args: Any, ctx: CallContext) -> Any:
+                raise HandlerError(
+                    f"{kind} is a task kind: submit it (meshwarden tasks submit) rather than call it",
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                )
+
+            self.capability(kind, description=f"task kind {kind}")(direct)
+            return handler
+
+        return register
+
     async def start(self, *, register_timeout_s: float = 30.0) -> None:
         """Serves the callback endpoint, then registers with the sidecar (retrying while the
         sidecar is not up yet). Returns once the sidecar has accepted the registration."""
@@ -311,8 +342,13 @@ class Agent:
         self._server = server
         await set_serving(health, [AGENT_SERVICE], True)
         await self._register(register_timeout_s)
+        for kind, (handler, poll_s) in self._task_handlers.items():
+            worker = functools.partial(task_worker.work_forever, self.client, kind, handler, poll_s)
+            self._task_workers.append(supervise(f"task-worker-{kind}", worker))
 
     async def stop(self) -> None:
+        await cancel_all(self._task_workers)
+        self._task_workers.clear()
         if self._server is not None:
             await self._server.stop(grace=2.0)
         if self._client is not None:
@@ -411,6 +447,8 @@ class _Servicer(agent_pb2_grpc.AgentServicer):
             attempt=request.attempt,
             idempotency_key=request.idempotency_key,
             parent_call_id=request.parent_call_id,
+            task_id=request.task_id,
+            fencing_token=request.fencing_token,
             deadline=None if remaining is None else time.monotonic() + remaining,
             _client=agent.client,
             _sidecar=agent.sidecar,

@@ -261,6 +261,26 @@ class OutcomeAlreadyReported(Refused):
     kind = "outcome_already_reported"
 
 
+class LeaseLost(Refused):
+    """A task report (or a call) under a fencing token that is no longer current; the message
+    names the task, its current holder and token."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    kind = "lease_lost"
+
+
+class InvalidTaskTransition(Refused):
+    """The task's state machine allows no such move now; the message names its state and holder."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    kind = "invalid_task_transition"
+
+
+class UnknownTask(Refused):
+    code = grpc.StatusCode.NOT_FOUND
+    kind = "unknown_task"
+
+
 class ApprovalPending(Refused):
     """The call needs a person's approval, which is pending: the agent asked not to wait, or
     its deadline ended first. FAILED_PRECONDITION, like a kill switch: the same call fails

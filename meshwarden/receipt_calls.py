@@ -45,6 +45,8 @@ class ReceiptCall:
     latency_us: int
     usage: Usage | None
     sides: tuple[str, ...]  # which sidecars' receipts are stored: "outbound", "inbound"
+    task_id: str = ""  # the task the call was made for, and the fencing token it carried
+    fencing_token: int = 0
     # "agent" or "model" (or "tool"). A model call's usage was measured by the model gateway
     # from the provider's answer; an agent call's usage is what the callee agent reported.
     call_kind: str = "agent"
@@ -109,6 +111,8 @@ def _merge(receipts: list[receipts_pb2.Receipt]) -> ReceiptCall:
         started_at=_seconds(first),
         latency_us=first.latency_us,
         usage=_usage(inbound) if inbound else _usage(outbound[:1]),
+        task_id=first.task_id or callee.task_id,
+        fencing_token=first.fencing_token or callee.fencing_token,
         sides=tuple(sorted({OUTBOUND if r.direction == OUTBOUND else INBOUND for r in receipts}, reverse=True)),
         call_kind=first.call_kind or "agent",
         model_provider=first.model_provider,

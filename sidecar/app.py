@@ -56,6 +56,7 @@ from meshwarden.sidecar.runtime_setup import (
     warn_about_policy,
 )
 from meshwarden.sidecar.start_errors import BackgroundFailure, StartError
+from meshwarden.sidecar.task_relay import TaskRelay
 from meshwarden.stop_signals import stop_on_signals
 from meshwarden.tasks import Supervisor
 from meshwarden.v1 import peer_pb2_grpc, sidecar_pb2_grpc
@@ -267,7 +268,14 @@ def _add_servicers(
         await report(rt.policy.status)
 
     local_api = LocalApi(
-        rt.config, pipeline.outbound(rt), rt, lease, on_registered, OutcomeReporter(registry), health=health.current
+        rt.config,
+        pipeline.outbound(rt),
+        rt,
+        lease,
+        on_registered,
+        OutcomeReporter(registry),
+        health=health.current,
+        tasks=TaskRelay(registry, lambda: rt.local.instance_id),
     )
     sidecar_pb2_grpc.add_SidecarServicer_to_server(local_api, servers.local)
     peer_pb2_grpc.add_PeerServicer_to_server(PeerApi(rt.config, pipeline.inbound(rt), rt.clock), servers.peer)

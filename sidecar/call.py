@@ -116,6 +116,9 @@ class Call:
     traceparent: str = ""
     tracestate: str = ""
     kind: Literal["agent", "model", "tool"] = "agent"
+    # The registry's signed fencing claim of the task the call works on (b"" when none); the
+    # task_fence stage refuses the call when it is not current.
+    task_token: bytes = b""
     # Inbound only: why the calling sidecar's certificate names no agent's sidecar ("" when it
     # does); peer_identity refuses the call with it, so the refusal leaves a receipt.
     identity_problem: str = ""

@@ -35,6 +35,7 @@ from meshwarden.sidecar.stages import (
     routing,
     schema_check,
     target_check,
+    task_fence,
     tool_breaker,
     tool_check,
     tracing,
@@ -53,6 +54,7 @@ def outer_layers(rt: Runtime, admission: Sequence[Layer] = ()) -> list[Layer]:
         receipts.layer("outbound", rt.receipts, rt.policy, rt.local, rt.clock),  # every call, however it ends
         # an operator's stop, before anything else is spent on the call; steers away from killed callees
         kill_switch.outbound(rt.controls, rt.local, rt.policy, rt.catalog),
+        task_fence.layer(rt.fences),  # a call under a task's stale fencing token never leaves
         payload_limit.layer(rt.config.max_payload_bytes),  # cheapest refusal first
         *admission,
         outbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # may it call this? (Cedar)
@@ -102,6 +104,7 @@ def inbound_layers(rt: Runtime) -> list[Layer]:
         receipts.layer("inbound", rt.receipts, rt.policy, rt.local, rt.clock),
         peer_identity.layer(),  # the caller is its certificate's SPIFFE ID, whatever it claims
         kill_switch.inbound(rt.controls, rt.local, rt.policy),  # an operator's stop, matched on the mTLS caller too
+        task_fence.layer(rt.fences),  # the task token checked again: a stale one is never delivered
         target_check.layer(rt.local),  # for this instance and a capability it serves?
         payload_limit.layer(rt.config.max_payload_bytes),
         inbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # again, with the mTLS caller

@@ -25,6 +25,7 @@ from meshwarden.sidecar.receipt_spool import ReceiptSpool
 from meshwarden.sidecar.routes import RouteTable, SessionPins
 from meshwarden.sidecar.schemas import SchemaCache
 from meshwarden.sidecar.stages.breaker import BreakerBoard
+from meshwarden.sidecar.stages.task_fence import Fences
 from meshwarden.sidecar.tracing_setup import SidecarTracing
 
 
@@ -47,6 +48,7 @@ class Runtime:
     tracing: SidecarTracing | None = None  # None: tracing is off (no OTLP endpoint configured)
     metrics: SidecarMetrics = field(default_factory=SidecarMetrics)
     controls: Controls = field(default_factory=lambda: Controls(None, time.time))
+    fences: Fences = field(default_factory=lambda: Fences(time.time))
     # The model gateway's: provider keys, the HTTP client to providers, a breaker per provider endpoint.
     credentials: ProviderCredentials = field(default_factory=lambda: ProviderCredentials({}, time.monotonic))
     upstream: Upstream = field(default_factory=Upstream)

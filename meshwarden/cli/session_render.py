@@ -168,6 +168,8 @@ def _node(call: ReceiptCall) -> str:
     ]
     if call.usage is not None:
         parts += [_usage_text(call), usd(call.cost_micro_usd)]
+    if call.task_id:
+        parts.append(f"task {call.task_id} token {call.fencing_token}")
     return "  ".join(parts)
 
 
@@ -195,6 +197,8 @@ def call_json(call: ReceiptCall) -> dict[str, object]:
         "status": call.status,
         "error_kind": call.error_kind,
         "kill_switch_id": call.kill_switch_id,
+        "task_id": call.task_id,
+        "fencing_token": call.fencing_token,
         "started_at": call.started_at,
         "usage": None
         if call.usage is None

@@ -18,6 +18,7 @@ from typing import Final, Literal
 
 from google.protobuf import timestamp_pb2
 
+from meshwarden import task_fence
 from meshwarden.clock import Clock
 from meshwarden.errors import MeshError
 from meshwarden.receipt_hash import payload_digest
@@ -107,9 +108,12 @@ class Receipts:
         # tracing off it is the caller's, as received.
         trace_id, span_id = trace_and_span_ids(call.traceparent)
         usage = reply.usage if reply is not None else None
+        task_id, fencing_token = task_fence.claimed_task(call.task_token)
         if call.model is not None:  # a model call ended without a reply is still charged
             usage = measured_usage(usage, record.model)
         receipt = receipts_pb2.Receipt(
+            task_id=task_id,
+            fencing_token=fencing_token,
             direction=self._direction,
             call_id=call.call_id,
             parent_call_id=call.parent_call_id,
