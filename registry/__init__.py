@@ -14,7 +14,6 @@ from meshwarden.registry.catalog import Catalog, Listing, Registration
 from meshwarden.registry.config import RegistryConfig, load
 from meshwarden.registry.control_acks import Acknowledgements, Enforcement
 from meshwarden.registry.controls import Controls, ControlsChanged, Isolation, KillSwitch
-from meshwarden.registry.controls_server import ControlsService
 from meshwarden.registry.errors import (
     CaError,
     InvalidInput,
@@ -26,7 +25,6 @@ from meshwarden.registry.errors import (
     UnknownInstance,
 )
 from meshwarden.registry.health_reports import HealthReports
-from meshwarden.registry.identity_server import IdentityService
 from meshwarden.registry.issuer import Issued, Issuer
 from meshwarden.registry.join_tokens import CreatedToken, JoinTokenRefused, JoinTokens
 from meshwarden.registry.model import (
@@ -40,22 +38,19 @@ from meshwarden.registry.model import (
 )
 from meshwarden.registry.operators import OperatorCredential
 from meshwarden.registry.outcomes import Outcomes, StoredOutcome
-from meshwarden.registry.receipt_store import ChainHead, ReceiptStore
-from meshwarden.registry.receipts_server import ReceiptsService
+from meshwarden.registry.receipts import ChainHead, Receipts
 from meshwarden.registry.routes import Routes, StoredRoute
-from meshwarden.registry.server import SERVICE_NAME, RegistryService
 from meshwarden.registry.session_queries import SessionQueries
-from meshwarden.registry.store import Store
+from meshwarden.registry.store import Stores
+from meshwarden.registry.store.sqlite import open_sqlite
 from meshwarden.registry.watch_hub import WatchHub
 
 __all__ = [
-    "SERVICE_NAME",
     "Acknowledgements",
     "Audit",
     "AuditEntry",
     "Controls",
     "ControlsChanged",
-    "ControlsService",
     "Enforcement",
     "Isolation",
     "KillSwitch",
@@ -70,7 +65,6 @@ __all__ = [
     "CatalogEvent",
     "CreatedToken",
     "HealthReports",
-    "IdentityService",
     "Instance",
     "InstanceSpec",
     "InvalidInput",
@@ -84,24 +78,23 @@ __all__ = [
     "StoredOutcome",
     "SessionQueries",
     "ChainHead",
-    "ReceiptStore",
-    "ReceiptsService",
+    "Receipts",
     "PermissionDenied",
     "Ready",
     "Registration",
     "RegistryConfig",
     "RegistryError",
-    "RegistryService",
     "Removed",
     "Snapshot",
     "StartError",
-    "Store",
+    "Stores",
     "StoreError",
     "Unauthenticated",
     "UnknownInstance",
     "Upserted",
     "WatchHub",
     "load",
+    "open_sqlite",
     "run",
     "serve",
 ]

@@ -1,9 +1,9 @@
 """The one place where the registry's errors become gRPC statuses, for every servicer.
 
-`serve_unary` runs one unary call: who is calling (registry.authz), may they (the RPC's entry
-in the authorization table), then the handler; any error it raises ends the call with the
-status `status_for` picks. Invalid input is INVALID_ARGUMENT naming the field, no usable
-identity UNAUTHENTICATED, an identity without the right PERMISSION_DENIED, an unknown or
+The authorization interceptor (registry.api.authorization) ends every refused or failed call
+with `abort`, which sends the status `status_for` picks. Invalid input is INVALID_ARGUMENT
+naming the field, no usable identity UNAUTHENTICATED, an identity without the right
+PERMISSION_DENIED, an unknown or
 expired lease NOT_FOUND, a watcher cut off or a storage failure UNAVAILABLE (clients retry);
 anything else is a bug: INTERNAL with a generic message, while the full traceback goes to
 the registry's log. Each refusal is logged once, with its reason and never a secret. No
@@ -13,12 +13,10 @@ exception ends the process.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import grpc
 
-from meshwarden.registry.authz import Authorizer, Caller
 from meshwarden.registry.errors import (
     Conflict,
     InvalidInput,
@@ -33,11 +31,7 @@ from meshwarden.registry.watch_hub import WatchEnded
 
 log = logging.getLogger(__name__)
 
-Request = TypeVar("Request")
-Response = TypeVar("Response")
 Context = grpc.aio.ServicerContext[Any, Any]
-Handler = Callable[[Request, Caller], Response]
-AsyncHandler = Callable[[Request, Caller], Awaitable[Response]]
 
 
 def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
@@ -57,30 +51,6 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, StoreError):
         return grpc.StatusCode.UNAVAILABLE, "registry storage failed; retry shortly (details in the registry log)"
     return grpc.StatusCode.INTERNAL, "registry fault; the registry log has the details"
-
-
-async def serve_unary(
-    rpc: str, handler: Handler[Request, Response], request: Request, context: Context, authorizer: Authorizer
-) -> Response:
-    """Authorizes the caller for `rpc` and runs `handler`; every error becomes a status here."""
-    try:
-        caller = authorizer.caller(context)
-        authorizer.check(rpc, caller)
-        return handler(request, caller)
-    except Exception as exc:  # noqa: BLE001 -- the unary rescue: every error becomes a status here
-        await abort(context, exc, rpc)
-
-
-async def serve_unary_async(
-    rpc: str, handler: AsyncHandler[Request, Response], request: Request, context: Context, authorizer: Authorizer
-) -> Response:
-    """`serve_unary` for handlers that await (long reads that must not hold the event loop)."""
-    try:
-        caller = authorizer.caller(context)
-        authorizer.check(rpc, caller)
-        return await handler(request, caller)
-    except Exception as exc:  # noqa: BLE001 -- the unary rescue: every error becomes a status here
-        await abort(context, exc, rpc)
 
 
 async def abort(context: Context, exc: Exception, rpc: str) -> NoReturn:
