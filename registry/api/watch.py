@@ -52,7 +52,7 @@ class WatchApi:
 
     async def Watch(
         self, request: registry_pb2.WatchRequest, context: Context
-    ) -> AsyncIterator[registry_pb2.WatchEvent]:
+    ) -> AsyncIterator[registry_pb2.WatchEvent | bytes]:
         caller = current_caller()
         subscription = self._hub.subscribe()  # before reading anything: see the module's docstring
         watcher = (request.instance_id, caller.identity.spiffe_id) if caller.identity and request.instance_id else None
@@ -92,14 +92,14 @@ class WatchApi:
             if watcher is not None:
                 self._acks.stopped(*watcher)
 
-    async def _catch_up(self, since_revision: int) -> tuple[list[registry_pb2.WatchEvent], int]:
+    async def _catch_up(self, since_revision: int) -> tuple[list[bytes], int]:
         """The replay after `since_revision` when the log holds all of it, else a snapshot;
-        with the revision the watcher is at afterwards. Encoded off the loop (a snapshot of
-        hundreds of instances takes milliseconds)."""
+        with the revision the watcher is at afterwards. Converted and encoded in a worker
+        thread (a snapshot of thousands of instances takes tens of ms), sent as bytes."""
         missed = await self._catalog.events_after(since_revision) if since_revision > 0 else None
         if missed is not None:
             log.info("watcher resumed from revision %d: replaying %d event(s)", since_revision, len(missed))
-            replay = await asyncio.to_thread(lambda: [wire.event_to_proto(e) for e in missed])
+            replay = await asyncio.to_thread(lambda: [wire.event_to_proto(e).SerializeToString() for e in missed])
             return replay, max([since_revision, *(e.revision for e in missed)])
         snapshot = await self._catalog.snapshot()
         log.info(
@@ -108,4 +108,5 @@ class WatchApi:
             len(snapshot.instances),
             snapshot.revision,
         )
-        return [await asyncio.to_thread(wire.snapshot_to_proto, snapshot)], snapshot.revision
+        encoded = await asyncio.to_thread(lambda: wire.snapshot_to_proto(snapshot).SerializeToString())
+        return [encoded], snapshot.revision
