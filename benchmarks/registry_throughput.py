@@ -69,6 +69,9 @@ async def serve_child(data_dir: Path) -> None:
     from meshwarden.registry import app
     from meshwarden.registry.config import RegistryConfig
 
+    interval = getattr(app, "GIL_SWITCH_INTERVAL_S", None)  # what `meshwarden registry serve` sets, if anything
+    if interval is not None:
+        sys.setswitchinterval(interval)
     lag, stop, loop = LoopLag(), asyncio.Event(), asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGUSR1, lambda: print(json.dumps(lag.report()), flush=True))

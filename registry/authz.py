@@ -145,21 +145,6 @@ class Authorizer:
             claimed_user=_metadata(context, OPERATOR_USER_HEADER)[:64],
         )
 
-    def agent(self, rpc: str, context: Context) -> Identity:
-        """The calling agent's identity for an RPC that only agents make, from its certificate's
-        SPIFFE ID alone: the cheap path for frequent calls (no operator token, no expiry read)."""
-        if REQUIRED.get(rpc) is not Need.AGENT:
-            raise PermissionDenied(f"{rpc} is not an agents-only RPC in the authorization table")  # a bug: fail closed
-        try:
-            identity = peer_identity(context, self._trust_domain)
-        except PeerUnauthenticated as exc:
-            raise Unauthenticated(
-                f"{rpc} needs an agent's SVID on the registry's mTLS port {self._mtls_address}: {exc}"
-            ) from None
-        if identity.kind != "agent":
-            raise PermissionDenied(f"{rpc} is for agents, and {identity.spiffe_id} is no agent's SPIFFE ID")
-        return identity
-
     def check(self, rpc: str, caller: Caller) -> None:
         """Raises Unauthenticated or PermissionDenied unless `caller` has what `rpc` needs."""
         need = REQUIRED.get(rpc)

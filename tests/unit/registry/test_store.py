@@ -128,6 +128,18 @@ async def test_set_lease_moves_only_the_lease(stores: Stores) -> None:
     assert logged is not None and isinstance(logged[0], Upserted) and logged[0].instance.lease_expires_at == 1000.0
 
 
+async def test_a_snapshot_shows_the_current_lease_and_body_of_each_instance(stores: Stores) -> None:
+    first = _instance("a1", lease=1000.0)
+    await stores.catalog.upsert(first)
+    assert (await stores.catalog.snapshot()).instances == (first,)
+    await stores.leases.set_lease("a1", 2000.0, svid_expires_at=3000.0)  # a renewal: same body
+    renewed = replace(first, lease_expires_at=2000.0, svid_expires_at=3000.0)
+    assert (await stores.catalog.snapshot()).instances == (renewed,)
+    changed = replace(first, version="2.0.0", lease_expires_at=2500.0)  # re-registered: a new body
+    await stores.catalog.upsert(changed)
+    assert (await stores.catalog.snapshot()).instances == (changed,)
+
+
 async def test_expiry_queries_and_extension(stores: Stores) -> None:
     await stores.catalog.upsert(_instance("early", lease=100.0))
     await stores.catalog.upsert(_instance("late", lease=300.0))
