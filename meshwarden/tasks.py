@@ -1,11 +1,15 @@
 """Background loops that must outlive their own bugs: a loop that raises unexpectedly is
-logged with its traceback and restarted after a pause, never silently lost."""
+logged with its traceback and restarted after a pause, never silently lost. And work that
+must finish once started (a write and its publication) even when its caller is cancelled."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -29,3 +33,9 @@ async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def to_completion(work: Coroutine[Any, Any, T]) -> T:
+    """Awaits `work`, which runs to its end even if the caller is cancelled meanwhile (a
+    change committed to a store is then still published to those who follow it)."""
+    return await asyncio.shield(asyncio.ensure_future(work))

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from meshwarden import tasks
 from meshwarden.clock import Clock
 from meshwarden.policy_bundle.artifact import bundle_digest, contents_of, decode
 from meshwarden.policy_bundle.errors import BundleError
@@ -66,6 +67,11 @@ class Bundles:
         if len(raw) > MAX_ARTIFACT_BYTES:
             raise InvalidInput("artifact", f"is {len(raw)} bytes, over the limit of {MAX_ARTIFACT_BYTES}")
         checked = await asyncio.to_thread(_check, raw)  # decoding and hashing 8 MiB takes a while
+        stored = await tasks.to_completion(self._store_and_publish(checked, raw, caller))
+        log.info("bundle %s revision %d pushed (%s)", stored.name, stored.revision, stored.digest)
+        return stored
+
+    async def _store_and_publish(self, checked: _Checked, raw: bytes, caller: Caller | None) -> StoredBundle:
         async with self._pushing:  # one push at a time: "newer than the latest" holds when stored
             latest = await self._store.latest()
             if latest is not None and checked.revision <= latest.revision:
@@ -92,7 +98,6 @@ class Bundles:
             logged(entry)
             self.latest_revision = stored.revision
             self._publish(BundlePublished(bundle=stored))
-        log.info("bundle %s revision %d pushed (%s)", stored.name, stored.revision, stored.digest)
         return stored
 
     def now(self) -> float:

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
+from meshwarden import tasks
 from meshwarden.clock import Clock
 from meshwarden.registry.authz import Caller, require_agent
 from meshwarden.registry.errors import InvalidInput, UnknownInstance
@@ -243,7 +244,7 @@ class Catalog:
                     self._publish(event)
                 return event
 
-        return await asyncio.shield(asyncio.ensure_future(commit_and_publish()))
+        return await tasks.to_completion(commit_and_publish())
 
     def _applied(self, event: CatalogEvent) -> None:
         self._revision = max(self._revision, event.revision)

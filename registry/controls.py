@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
+from meshwarden import tasks
 from meshwarden.clock import Clock
 from meshwarden.control_scopes import ScopeError, VersionTarget, check_reason, check_scope, describe
 from meshwarden.registry.audit import Audit, logged
@@ -158,7 +159,7 @@ class Controls:
                     self._publish(ControlsChanged(controls=changed))
                 return changed
 
-        changed = await asyncio.shield(asyncio.ensure_future(commit_and_publish()))
+        changed = await tasks.to_completion(commit_and_publish())
         if changed is None:
             raise UnknownControl(f"{entry.target} is no longer in force (changed meanwhile); see meshwarden kill list")
         return changed.revision

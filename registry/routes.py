@@ -4,18 +4,20 @@ watch stream."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import semantic_version
 
+from meshwarden import tasks
 from meshwarden.clock import Clock
 from meshwarden.registry.audit import Audit, logged
 from meshwarden.registry.authz import Caller
 from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.store import RouteStore
-from meshwarden.registry.store.records import StoredRoute
+from meshwarden.registry.store.records import AuditEntry, StoredRoute
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ class Routes:
         publish: Callable[[RouteChanged], None] = lambda _: None,
     ) -> None:
         self._store, self._clock, self._audit, self._publish = store, clock, audit, publish
+        self._setting = asyncio.Lock()  # watchers receive route changes in the order they were stored
 
     async def set(self, capability: str, weights: Mapping[str, int], caller: Caller | None = None) -> StoredRoute:
         """Stores the route (no weights: clears it), publishes it, and returns it as it now stands."""
@@ -61,14 +64,18 @@ class Routes:
             raise InvalidInput("weights", "are all 0; give at least one version a weight, or clear the route")
         route = StoredRoute(capability=capability, weights=normalized, updated_at=self._clock.wall())
         entry = self._audit.entry(caller, "route.set", f"route {capability}", "", _describe(normalized) or "cleared")
-        await self._store.put(route, entry)
-        logged(entry)
-        self._publish(RouteChanged(route=route))
+        await tasks.to_completion(self._store_and_publish(route, entry))
         if normalized:
             log.info("route for %s set: %s", capability, _describe(normalized))
         else:
             log.info("route for %s cleared", capability)
         return route
+
+    async def _store_and_publish(self, route: StoredRoute, entry: AuditEntry) -> None:
+        async with self._setting:
+            await self._store.put(route, entry)
+            logged(entry)
+            self._publish(RouteChanged(route=route))
 
     async def list(self) -> list[StoredRoute]:
         return await self._store.list()
