@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import uuid
 from collections import Counter
@@ -116,7 +117,7 @@ class Catalog:
             require_agent(caller, existing.agent, f"replace instance {existing.instance_id}")
         now = self._clock.wall()
         instance = Instance(
-            instance_id=spec.instance_id or await self._new_instance_id(),
+            instance_id=spec.instance_id or _new_instance_id(),
             agent=spec.agent,
             version=spec.version,
             peer_address=spec.peer_address,
@@ -126,7 +127,11 @@ class Catalog:
             lease_expires_at=now + self._ttl_s,
             svid_expires_at=spec.svid_expires_at,
         )
-        event = await self._change(lambda: self._store.upsert(instance))
+        if spec.instance_id:
+            event = await self._change(functools.partial(self._store.upsert, instance))
+        else:  # a fresh id: added only if no instance holds it (else another id is drawn)
+            while (event := await self._change(functools.partial(self._store.add, instance))) is None:
+                instance = dataclasses.replace(instance, instance_id=_new_instance_id())
         if event is None:  # an upsert always changes the catalog
             raise RuntimeError(f"registering {instance.instance_id} committed no event")
         log.info(
@@ -154,23 +159,27 @@ class Catalog:
 
         Raises UnknownInstance when the instance is not registered or its lease already
         expired (then it is removed now rather than at the reaper's next pass: the sidecar
-        registers again, and watchers see one removal and one addition)."""
+        registers again, and watchers see one removal and one addition). One conditional
+        write when all is well; the reason for a refusal is looked up only then."""
         _require_id(instance_id)
+        now = self._clock.wall()
+        expires_at = now + self._ttl_s
+        if caller is None:
+            agent, svid_expires_at = None, None
+        else:  # "" matches no instance: a caller without an agent's SVID is refused below
+            agent = caller.identity.name if caller.identity is not None else ""
+            svid_expires_at = caller.svid_expires_at
+        if await self._leases.set_lease(instance_id, expires_at, svid_expires_at, agent=agent, live_at=now):
+            log.debug("renewed %s until %.3f", instance_id, expires_at)
+            return expires_at
         instance = await self._store.instance(instance_id)
         if instance is None:
             raise UnknownInstance(instance_id)
         if caller is not None:
             require_agent(caller, instance.agent, f"renew the lease of instance {instance_id}")
-        now = self._clock.wall()
         if instance.lease_expires_at <= now:
             await self._remove(instance_id, LEASE_EXPIRED)
-            raise UnknownInstance(instance_id)
-        expires_at = now + self._ttl_s
-        svid_expires_at = caller.svid_expires_at if caller is not None else None
-        if not await self._leases.set_lease(instance_id, expires_at, svid_expires_at):
-            raise UnknownInstance(instance_id)
-        log.debug("renewed %s until %.3f", instance_id, expires_at)
-        return expires_at
+        raise UnknownInstance(instance_id)
 
     async def deregister(self, instance_id: str, caller: Caller | None = None) -> int:
         """Removes the instance (with a `caller`: only its own agent's); returns the catalog
@@ -253,11 +262,9 @@ class Catalog:
         else:
             self._agents.pop(event.instance_id, None)
 
-    async def _new_instance_id(self) -> str:
-        while True:
-            candidate = uuid.uuid4().hex[:INSTANCE_ID_HEX_CHARS]
-            if await self._store.instance(candidate) is None:
-                return candidate
+
+def _new_instance_id() -> str:
+    return uuid.uuid4().hex[:INSTANCE_ID_HEX_CHARS]
 
 
 def _require_id(instance_id: str) -> None:

@@ -56,6 +56,11 @@ class CatalogStore(Protocol):
         """Adds or replaces the instance and logs the event at the next revision."""
         ...
 
+    async def add(self, instance: Instance) -> Upserted | None:
+        """Adds an instance under an id not in the catalog, logging the event at the next
+        revision; None (nothing written, no revision used) when the id is taken."""
+        ...
+
     async def remove(self, instance_id: str, reason: RemovalReason) -> Removed | None:
         """Removes the instance and logs the event at the next revision; None (and no
         revision used) when it is not in the catalog."""
@@ -70,8 +75,18 @@ class CatalogStore(Protocol):
 class LeaseStore(Protocol):
     """The leases of catalog instances. Renewals are not catalog changes: no revision, no event."""
 
-    async def set_lease(self, instance_id: str, lease_expires_at: float, svid_expires_at: float | None = None) -> bool:
-        """Moves one lease (and the SVID expiry, when given); False when the instance is gone."""
+    async def set_lease(
+        self,
+        instance_id: str,
+        lease_expires_at: float,
+        svid_expires_at: float | None = None,
+        *,
+        agent: str | None = None,
+        live_at: float | None = None,
+    ) -> bool:
+        """Moves one lease (and the SVID expiry, when given); False (nothing written) when the
+        instance is gone, or is not `agent`'s when given, or its lease ended by `live_at` when
+        given. One statement: a renewal is one round trip to the store when all is well."""
         ...
 
     async def extend_all(self, until: float) -> int:

@@ -51,26 +51,38 @@ class SqliteCatalog:
 
     async def upsert(self, instance: Instance) -> Upserted:
         def work(db: sqlite3.Connection) -> Upserted:
-            revision = _next_revision(db)
-            db.execute(
-                "INSERT OR REPLACE INTO instances (instance_id, agent, lease_expires_at, svid_expires_at, body) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (
-                    instance.instance_id,
-                    instance.agent,
-                    instance.lease_expires_at,
-                    instance.svid_expires_at,
-                    _instance_body(instance),
-                ),
-            )
-            db.execute(
-                "INSERT INTO events (revision, instance_id, kind, body) VALUES (?, ?, 'upserted', ?)",
-                (revision, instance.instance_id, _instance_body(instance, with_lease=True)),
-            )
-            self._trim(db, revision)
-            return Upserted(revision=revision, instance=instance)
+            return self._write(db, "INSERT OR REPLACE", instance)
 
         return await self._db.write(work)
+
+    async def add(self, instance: Instance) -> Upserted | None:
+        def work(db: sqlite3.Connection) -> Upserted | None:
+            sql = "SELECT 1 FROM instances WHERE instance_id = ?"
+            if db.execute(sql, (instance.instance_id,)).fetchone() is not None:
+                return None
+            return self._write(db, "INSERT", instance)
+
+        return await self._db.write(work)
+
+    def _write(self, db: sqlite3.Connection, insert: str, instance: Instance) -> Upserted:
+        revision = _next_revision(db)
+        db.execute(
+            f"{insert} INTO instances (instance_id, agent, lease_expires_at, svid_expires_at, body) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (
+                instance.instance_id,
+                instance.agent,
+                instance.lease_expires_at,
+                instance.svid_expires_at,
+                _instance_body(instance),
+            ),
+        )
+        db.execute(
+            "INSERT INTO events (revision, instance_id, kind, body) VALUES (?, ?, 'upserted', ?)",
+            (revision, instance.instance_id, _instance_body(instance, with_lease=True)),
+        )
+        self._trim(db, revision)
+        return Upserted(revision=revision, instance=instance)
 
     async def remove(self, instance_id: str, reason: RemovalReason) -> Removed | None:
         def work(db: sqlite3.Connection) -> Removed | None:
@@ -112,18 +124,31 @@ class SqliteLeases:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def set_lease(self, instance_id: str, lease_expires_at: float, svid_expires_at: float | None = None) -> bool:
+    async def set_lease(
+        self,
+        instance_id: str,
+        lease_expires_at: float,
+        svid_expires_at: float | None = None,
+        *,
+        agent: str | None = None,
+        live_at: float | None = None,
+    ) -> bool:
+        sets, conditions = ["lease_expires_at = ?"], ["instance_id = ?"]
+        values: list[object] = [lease_expires_at]
+        if svid_expires_at is not None:
+            sets.append("svid_expires_at = ?")
+            values.append(svid_expires_at)
+        values.append(instance_id)
+        if agent is not None:
+            conditions.append("agent = ?")
+            values.append(agent)
+        if live_at is not None:
+            conditions.append("lease_expires_at > ?")
+            values.append(live_at)
+        sql = f"UPDATE instances SET {', '.join(sets)} WHERE {' AND '.join(conditions)}"
+
         def work(db: sqlite3.Connection) -> bool:
-            if svid_expires_at is None:
-                cursor = db.execute(
-                    "UPDATE instances SET lease_expires_at = ? WHERE instance_id = ?", (lease_expires_at, instance_id)
-                )
-            else:
-                cursor = db.execute(
-                    "UPDATE instances SET lease_expires_at = ?, svid_expires_at = ? WHERE instance_id = ?",
-                    (lease_expires_at, svid_expires_at, instance_id),
-                )
-            return cursor.rowcount == 1
+            return bool(db.execute(sql, values).rowcount == 1)
 
         return await self._db.write(work)
 

@@ -242,14 +242,14 @@ async def test_a_change_is_published_even_when_its_caller_is_cancelled(tmp_path:
         def __getattr__(self, name: str) -> object:
             return getattr(stores.catalog, name)
 
-        async def upsert(self, instance: Instance) -> Upserted:
+        async def add(self, instance: Instance) -> Upserted | None:
             writing.set()
-            return await stores.catalog.upsert(instance)
+            return await stores.catalog.add(instance)
 
     catalog = Catalog(SignallingStore(), stores.leases, FakeClock(), lease_ttl_s=TTL_S, publish=published.append)  # type: ignore[arg-type]
     try:
         task = asyncio.create_task(catalog.register(_spec()))
-        await writing.wait()
+        await asyncio.wait_for(writing.wait(), 10)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -140,6 +140,21 @@ async def test_a_snapshot_shows_the_current_lease_and_body_of_each_instance(stor
     assert (await stores.catalog.snapshot()).instances == (changed,)
 
 
+async def test_add_refuses_an_id_in_use_without_using_a_revision(stores: Stores) -> None:
+    assert await stores.catalog.add(_instance("a1")) == Upserted(revision=1, instance=_instance("a1"))
+    assert await stores.catalog.add(_instance("a1", agent="search")) is None
+    assert await stores.catalog.revision() == 1 and await stores.catalog.instance("a1") == _instance("a1")
+
+
+async def test_a_conditional_lease_moves_only_a_live_lease_of_that_agent(stores: Stores) -> None:
+    await stores.catalog.upsert(_instance("a1", lease=1000.0))
+    assert not await stores.leases.set_lease("a1", 2000.0, agent="search")
+    assert not await stores.leases.set_lease("a1", 2000.0, agent="billing", live_at=1000.0)  # ended at 1000
+    assert await stores.leases.set_lease("a1", 2000.0, agent="billing", live_at=999.0)
+    renewed = await stores.catalog.instance("a1")
+    assert renewed is not None and renewed.lease_expires_at == 2000.0
+
+
 async def test_expiry_queries_and_extension(stores: Stores) -> None:
     await stores.catalog.upsert(_instance("early", lease=100.0))
     await stores.catalog.upsert(_instance("late", lease=300.0))
