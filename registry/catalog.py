@@ -112,31 +112,43 @@ class Catalog:
             identity = require_agent(caller, spec.agent, "register instances")
             spec = dataclasses.replace(spec, spiffe_id=identity.spiffe_id, svid_expires_at=caller.svid_expires_at)
         validate_spec(spec)
-        existing = await self._store.instance(spec.instance_id) if spec.instance_id else None
-        if existing is not None and caller is not None:
-            require_agent(caller, existing.agent, f"replace instance {existing.instance_id}")
-        now = self._clock.wall()
-        instance = Instance(
-            instance_id=spec.instance_id or _new_instance_id(),
-            agent=spec.agent,
-            version=spec.version,
-            peer_address=spec.peer_address,
-            capabilities=spec.capabilities,
-            spiffe_id=spec.spiffe_id,
-            registered_at=existing.registered_at if existing else now,
-            lease_expires_at=now + self._ttl_s,
-            svid_expires_at=spec.svid_expires_at,
-        )
+        replaced: list[Instance] = []
+
+        def new_instance(instance_id: str, existing: Instance | None) -> Instance:
+            now = self._clock.wall()
+            return Instance(
+                instance_id=instance_id,
+                agent=spec.agent,
+                version=spec.version,
+                peer_address=spec.peer_address,
+                capabilities=spec.capabilities,
+                spiffe_id=spec.spiffe_id,
+                registered_at=existing.registered_at if existing else now,
+                lease_expires_at=now + self._ttl_s,
+                svid_expires_at=spec.svid_expires_at,
+            )
+
+        async def replace_or_add() -> Upserted:
+            # Read and written under the change lock: no other change of this catalog falls
+            # between the ownership check and the write.
+            existing = await self._store.instance(spec.instance_id)
+            if existing is not None:
+                if caller is not None:
+                    require_agent(caller, existing.agent, f"replace instance {existing.instance_id}")
+                replaced.append(existing)
+            return await self._store.upsert(new_instance(spec.instance_id, existing))
+
+        event: Upserted | Removed | None = None
         if spec.instance_id:
-            event = await self._change(functools.partial(self._store.upsert, instance))
-        else:  # a fresh id: added only if no instance holds it (else another id is drawn)
-            while (event := await self._change(functools.partial(self._store.add, instance))) is None:
-                instance = dataclasses.replace(instance, instance_id=_new_instance_id())
-        if event is None:  # an upsert always changes the catalog
-            raise RuntimeError(f"registering {instance.instance_id} committed no event")
+            event = await self._change(replace_or_add)
+        while event is None:  # a fresh id: added only if no instance holds it, else another is drawn
+            event = await self._change(functools.partial(self._store.add, new_instance(_new_id(), None)))
+        if not isinstance(event, Upserted):  # an upsert always changes the catalog
+            raise RuntimeError(f"registering {spec.instance_id or 'an instance'} committed no upsert")
+        instance = event.instance
         log.info(
             "%s %s %s as %s (peer %s, %d capabilities) at revision %d",
-            "re-registered" if existing else "registered",
+            "re-registered" if replaced else "registered",
             instance.agent,
             instance.version,
             instance.instance_id,
@@ -263,7 +275,7 @@ class Catalog:
             self._agents.pop(event.instance_id, None)
 
 
-def _new_instance_id() -> str:
+def _new_id() -> str:
     return uuid.uuid4().hex[:INSTANCE_ID_HEX_CHARS]
 
 
