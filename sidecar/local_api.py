@@ -52,17 +52,14 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
     ) -> sidecar_pb2.RegisterAgentResponse:
         try:
             callback = self._callback_address(request.callback_address)
-            self._local.register(request.version, list(request.capabilities))
+            registration = self._local.register(request.version, list(request.capabilities))
         except MeshError as err:
             await abort_with(context, err)
         if callback:
             await self._app.retarget(callback)
         # Answer once the registry holds the registration, so that "registered" means
         # "routable"; with the registry down, answer anyway: the lease loop keeps trying.
-        self._lease.registered.clear()
-        try:
-            await asyncio.wait_for(self._lease.registered.wait(), _REGISTER_WAIT_S)
-        except TimeoutError:
+        if not await self._lease.confirmed(registration.generation, _REGISTER_WAIT_S):
             log.warning(
                 "registry has not confirmed %s yet; it will join the catalog when it does", self._local.instance_id
             )
