@@ -8,6 +8,7 @@ changes; operators list it (`meshwarden agents list`) and make join tokens. Run 
 """
 
 from meshwarden.registry.app import Ready, StartError, run, serve
+from meshwarden.registry.approvals import ApprovalAsk, Approvals
 from meshwarden.registry.audit import Audit, AuditEntry
 from meshwarden.registry.bundles import Bundles, StoredBundle
 from meshwarden.registry.catalog import Catalog, Listing, Registration
@@ -43,9 +44,14 @@ from meshwarden.registry.routes import Routes, StoredRoute
 from meshwarden.registry.session_queries import SessionQueries
 from meshwarden.registry.store import Stores
 from meshwarden.registry.store.sqlite import open_sqlite
+from meshwarden.registry.store.sqlite.approvals import ApprovalStore, StoredApproval
 from meshwarden.registry.watch_hub import WatchHub
 
 __all__ = [
+    "ApprovalAsk",
+    "ApprovalStore",
+    "Approvals",
+    "StoredApproval",
     "Acknowledgements",
     "Audit",
     "AuditEntry",

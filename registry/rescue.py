@@ -13,10 +13,14 @@ exception ends the process.
 from __future__ import annotations
 
 import logging
-from typing import Any, NoReturn
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 
+from meshwarden import error_status, errors
+from meshwarden.registry import task_queue
+from meshwarden.registry.authz import Authorizer, Caller
 from meshwarden.registry.errors import (
     Conflict,
     InvalidInput,
@@ -27,11 +31,16 @@ from meshwarden.registry.errors import (
     UnknownInstance,
     UnknownSession,
 )
+from meshwarden.registry.task_queue import UnknownTask
 from meshwarden.registry.watch_hub import WatchEnded
 
 log = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+Handler = Callable[[Request, Caller], Response]
+AsyncHandler = Callable[[Request, Caller], Awaitable[Response]]
 
 
 def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
@@ -44,7 +53,7 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.PERMISSION_DENIED, str(exc)
     if isinstance(exc, Conflict):
         return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
-    if isinstance(exc, (UnknownInstance, UnknownSession, UnknownControl)):
+    if isinstance(exc, (UnknownInstance, UnknownSession, UnknownControl, UnknownTask)):
         return grpc.StatusCode.NOT_FOUND, str(exc)
     if isinstance(exc, WatchEnded):
         return grpc.StatusCode.UNAVAILABLE, str(exc)
@@ -53,7 +62,48 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, "registry fault; the registry log has the details"
 
 
+async def serve_unary(
+    rpc: str, handler: Handler[Request, Response], request: Request, context: Context, authorizer: Authorizer
+) -> Response:
+    """Authorizes the caller for `rpc` and runs `handler`; every error becomes a status here.
+
+    For the servicers not yet split into registry.api (approvals, tasks): the interceptor
+    has already authorized the call; this checks again and rescues as before."""
+    try:
+        caller = authorizer.caller(context)
+        authorizer.check(rpc, caller)
+        return handler(request, caller)
+    except Exception as exc:  # noqa: BLE001 -- the unary rescue: every error becomes a status here
+        await abort(context, exc, rpc)
+
+
+async def serve_unary_async(
+    rpc: str, handler: AsyncHandler[Request, Response], request: Request, context: Context, authorizer: Authorizer
+) -> Response:
+    """`serve_unary` for handlers that await (long reads that must not hold the event loop)."""
+    try:
+        caller = authorizer.caller(context)
+        authorizer.check(rpc, caller)
+        return await handler(request, caller)
+    except Exception as exc:  # noqa: BLE001 -- the unary rescue: every error becomes a status here
+        await abort(context, exc, rpc)
+
+
+def _as_mesh_error(exc: Exception) -> errors.MeshError | None:
+    """Task refusals a sidecar relays to its agent, typed on the wire (google.rpc.ErrorInfo)."""
+    if isinstance(exc, task_queue.LeaseLost):
+        return errors.LeaseLost(str(exc))
+    if isinstance(exc, task_queue.InvalidTransition):
+        return errors.InvalidTaskTransition(str(exc))
+    if isinstance(exc, task_queue.UnknownTask):
+        return errors.UnknownTask(str(exc))
+    return None
+
+
 async def abort(context: Context, exc: Exception, rpc: str) -> NoReturn:
+    mesh = _as_mesh_error(exc)
+    if mesh is not None:
+        await error_status.abort(context, mesh)
     code, message = status_for(exc)
     if isinstance(exc, WatchEnded):
         log.info("watch stream ended: %s", exc)

@@ -22,6 +22,7 @@ from meshwarden.registry.authz import current_caller
 from meshwarden.registry.control_acks import Acknowledgements, Enforcement
 from meshwarden.registry.controls import Controls, ControlsSet, Isolation, KillSwitch
 from meshwarden.registry.errors import InvalidInput, Unauthenticated, UnknownInstance
+from meshwarden.registry.task_queue import TaskQueue
 from meshwarden.registry.wire import duration, timestamp
 from meshwarden.v1 import controls_pb2
 
@@ -33,8 +34,11 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class ControlsApi:
-    def __init__(self, controls: Controls, acks: Acknowledgements, audit: Audit, clock: Clock) -> None:
+    def __init__(
+        self, controls: Controls, acks: Acknowledgements, audit: Audit, clock: Clock, tasks: TaskQueue | None = None
+    ) -> None:
         self._controls, self._acks, self._audit, self._clock = controls, acks, audit, clock
+        self._tasks = tasks
 
     def handlers(self) -> Mapping[str, Handler]:
         return {
@@ -54,6 +58,8 @@ class ControlsApi:
         switch, revision = await self._controls.kill(
             request.scope_kind, request.scope_value, request.reason, ttl_s, current_caller()
         )
+        if self._tasks is not None:  # the tasks in its scope end too (registry.task_queue)
+            self._tasks.cancel_in_scope(switch.scope_kind, switch.scope_value, switch.created_by, switch.reason)
         enforcement = await self._acks.wait_for(revision, started, _wait_s(request))
         return controls_pb2.KillResponse(kill_switch=kill_to_proto(switch), enforcement=_enforcement(enforcement))
 

@@ -43,6 +43,7 @@ from typing import Final, TypeVar
 import cedarpy
 from cedarpy import pst
 
+from meshwarden.policy_bundle.approval_rules import ApprovalRule, approval_rule
 from meshwarden.policy_bundle.cedar_source import split_statements
 from meshwarden.policy_bundle.errors import BundleError
 from meshwarden.policy_bundle.model import (
@@ -56,10 +57,13 @@ from meshwarden.policy_bundle.model import (
     TIME,
     WORKFLOW_ID,
 )
+from meshwarden.policy_bundle.model_catalog import EMPTY as EMPTY_CATALOG
+from meshwarden.policy_bundle.model_catalog import parse_catalog
 from meshwarden.policy_bundle.schema_shape import RecordOf, SchemaShapeError, read_call_action
 from meshwarden.policy_bundle.verify import VerifiedBundle
 from meshwarden.sidecar.policy.cedar_values import LONG_MAX, LONG_MIN, ArgumentsNotMappable, parse_arguments, project
 from meshwarden.sidecar.policy.decision import Caller, CallFacts, Decision, Direction
+from meshwarden.sidecar.policy.model_policy import ModelPolicy, ModelRule
 from meshwarden.sidecar.policy.outcome import Outcomes
 from meshwarden.sidecar.policy.pruning import context_free_probe, prune_false_for_pair
 from meshwarden.sidecar.policy.reads import EVERYTHING, Reads, context_reads
@@ -133,12 +137,30 @@ class ActivePolicy:
             ) from exc
         self._args_type = args_type.type if args_type and isinstance(args_type.type, RecordOf) else RecordOf({})
         self._policies = _policies(templates, self.label)
-        self._outcomes = Outcomes(self.label, {p.policy_id: p.reason for p in self._policies})
+        self._outcomes = Outcomes(
+            self.label, {p.policy_id: p.reason for p in self._policies}, _approval_rules(self._policies, self.label)
+        )
+        # The model gateway's catalog and its CallModel decisions (model_policy.py).
+        try:
+            self.models = parse_catalog(contents.models_text) if contents.models_text else EMPTY_CATALOG
+            self.model_policy = ModelPolicy(
+                [ModelRule(p.policy_id, p.effect, p.reason, p.template) for p in self._policies],
+                self.models,
+                contents.entities_text,
+                schema,
+                self.label,
+            )
+        except (BundleError, ValueError) as exc:  # the catalog, or Cedar refusing the Model entities
+            raise BundleError(
+                f"cannot be activated: models.json ({exc}); rebuild it with `meshwarden bundle build`",
+                bundle=self.label,
+            ) from exc
         hierarchy = Hierarchy.from_entities_json(contents.entities_text)
         self._pinned_spiffe_ids = _pinned_spiffe_ids(contents.entities_text)
         self._teams = _teams(contents.entities_text)
         # Receipts keep the call's arguments, not only their digest, when the bundle says so.
         self.store_raw_arguments = contents.manifest.settings.store_raw_arguments
+        self.approvers_see_arguments = contents.manifest.settings.approvers_see_arguments
         self._capability_kinds = _capability_kinds(contents.entities_text)
         self._principals = ScopeIndex(AGENT_TYPE, [p.template.principal for p in self._policies], hierarchy)
         self._resources = ScopeIndex(CAPABILITY_TYPE, [p.template.resource for p in self._policies], hierarchy)
@@ -323,6 +345,22 @@ def _policies(templates: Iterable[pst.Template], label: str) -> list[_Policy]:
         seen.add(policy_id)
         found.append(_Policy(policy_id, template.effect, template.annotations.get("reason", ""), template))
     return found
+
+
+def _approval_rules(policies: list[_Policy], label: str) -> dict[str, ApprovalRule]:
+    """The @approval rule of each permit that has one (meshwarden.policy_bundle.approval_rules)."""
+    rules: dict[str, ApprovalRule] = {}
+    for policy in policies:
+        try:
+            rule = approval_rule(policy.effect, policy.template.annotations)
+        except ValueError as exc:
+            raise BundleError(
+                f'cannot be activated: policy "{policy.policy_id}": {exc}; rebuild it with `meshwarden bundle build`',
+                bundle=label,
+            ) from exc
+        if rule is not None:
+            rules[policy.policy_id] = rule
+    return rules
 
 
 def _build_evaluator(policies: list[_Policy]) -> _Evaluator:

@@ -9,9 +9,13 @@ from meshwarden.errors import BadPayload
 from meshwarden.sidecar import usage
 from meshwarden.sidecar.call import Call, Caller, Reply
 from meshwarden.sidecar.local_agent import CAPABILITY_NAME
+from meshwarden.sidecar.wire.approval_headers import WAIT_WITHOUT_ID, ApprovalOptions
 from meshwarden.v1 import sidecar_pb2
 
 MAX_ID_CHARS = 128
+
+
+MAX_TASK_TOKEN_BYTES = 1024  # a signed claim is about 200 bytes
 
 
 def to_call(
@@ -22,6 +26,7 @@ def to_call(
     deadline: float,
     traceparent: str,
     tracestate: str,
+    approval: ApprovalOptions = WAIT_WITHOUT_ID,
 ) -> Call:
     _check(request)
     return Call(
@@ -41,6 +46,9 @@ def to_call(
         ),
         traceparent=traceparent,
         tracestate=tracestate,
+        task_token=request.task_token,
+        approval_id=approval.approval_id,
+        approval_wait=approval.wait,
     )
 
 
@@ -71,4 +79,9 @@ def _check(request: sidecar_pb2.InvokeRequest) -> None:
         raise BadPayload(
             f"idempotency_key for {request.capability} is {len(request.idempotency_key)} characters; "
             f"send at most {MAX_ID_CHARS} (a UUID is plenty)"
+        )
+    if len(request.task_token) > MAX_TASK_TOKEN_BYTES:
+        raise BadPayload(
+            f"task_token for {request.capability} is {len(request.task_token)} bytes; send the signed_token "
+            f"the task's lease or heartbeat returned (at most {MAX_TASK_TOKEN_BYTES})"
         )

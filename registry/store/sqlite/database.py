@@ -24,6 +24,7 @@ import fcntl
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,6 +48,9 @@ class Database:
     def __init__(self, path: Path, writer: sqlite3.Connection, reader: sqlite3.Connection, lock: TextIO) -> None:
         self._path, self._writer, self._reader, self._lock = path, writer, reader, lock
         self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="registry-db-writer")
+        # Held around every use of the writer connection (the writer thread, and the bridge
+        # registry.store.sqlite.blocking for aggregates not yet ported).
+        self.writer_lock = threading.RLock()
         self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="registry-db-reader")
 
     @classmethod
@@ -78,6 +82,11 @@ class Database:
     def path(self) -> Path:
         return self._path
 
+    @property
+    def writer_connection(self) -> sqlite3.Connection:
+        """For registry.store.sqlite.blocking only, under `writer_lock`."""
+        return self._writer
+
     async def write(self, work: Work[T], *, durable: bool = False) -> T:
         """Runs `work` in one write transaction on the writer thread; SQLite's errors become
         StoreError. A caller cancelled meanwhile may leave the work done or not done: callers
@@ -108,6 +117,10 @@ class Database:
         self._lock.close()  # releases the flock
 
     def _in_write_transaction(self, work: Work[T], durable: bool) -> T:
+        with self.writer_lock:
+            return self._write_locked(work, durable)
+
+    def _write_locked(self, work: Work[T], durable: bool) -> T:
         db = self._writer
         try:
             if durable:

@@ -174,6 +174,70 @@ CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log (at);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('controls_revision', 0);
 """,
     ),
+    Step(
+        "approvals: a person's decision on one call's exact arguments",
+        """
+CREATE TABLE IF NOT EXISTS approvals (
+    id TEXT PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'expired', 'used')),
+    agent TEXT NOT NULL,
+    spiffe_id TEXT NOT NULL,
+    call_kind TEXT NOT NULL,
+    capability TEXT NOT NULL,
+    arguments_sha256 TEXT NOT NULL,
+    body TEXT NOT NULL,
+    requested_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    decided_at REAL,
+    decided_by TEXT NOT NULL DEFAULT '',
+    reason TEXT NOT NULL DEFAULT '',
+    used_at REAL,
+    used_by_call_id TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS approvals_by_call ON approvals (agent, capability, arguments_sha256, state);
+CREATE INDEX IF NOT EXISTS approvals_by_state ON approvals (state, expires_at);
+""",
+    ),
+    Step(
+        "tasks: tasks with their leases and fencing tokens, and every transition",
+        """
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    workflow_id TEXT NOT NULL,
+    input_json TEXT NOT NULL,
+    idempotency_key TEXT,
+    state INTEGER NOT NULL,
+    holder_instance_id TEXT NOT NULL,
+    holder_agent TEXT NOT NULL,
+    fencing_token INTEGER NOT NULL,
+    lease_expires_at REAL NOT NULL,
+    attempts INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    lease_ttl_s REAL NOT NULL,
+    result_json TEXT NOT NULL,
+    error TEXT NOT NULL,
+    submitted_by TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS tasks_by_idempotency_key ON tasks (idempotency_key);
+CREATE INDEX IF NOT EXISTS tasks_queued ON tasks (state, kind, created_at);
+CREATE INDEX IF NOT EXISTS tasks_by_lease ON tasks (state, lease_expires_at);
+CREATE TABLE IF NOT EXISTS task_transitions (
+    task_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at REAL NOT NULL,
+    from_state INTEGER NOT NULL,
+    to_state INTEGER NOT NULL,
+    executor TEXT NOT NULL,
+    fencing_token INTEGER NOT NULL,
+    lease_expires_at REAL NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (task_id, seq)
+);
+""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(STEPS)
