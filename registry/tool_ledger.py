@@ -1,10 +1,9 @@
 """The gRPC face of the tool-call ledger (meshwarden.v1.Tools): operators ask which MCP tool
 calls happened, filtered by agent, tool, server, session, policy decision and time. Checked
-here (lengths, names, window), answered by registry.receipt_store a page at a time."""
+here (lengths, names, window), answered by the receipt store (registry.store)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Final
 
 import grpc
@@ -13,9 +12,10 @@ from meshwarden.clock import Clock
 from meshwarden.names import AGENT_NAME, MCP_SERVER_NAME, QUALIFIED_TOOL
 from meshwarden.registry.authz import Authorizer, Caller, method
 from meshwarden.registry.errors import InvalidInput
-from meshwarden.registry.receipt_store import ReceiptStore, ToolCallQuery, seconds
+from meshwarden.registry.receipts import Receipts, ToolCallQuery
 from meshwarden.registry.rescue import serve_unary_async
-from meshwarden.v1 import receipts_pb2, tools_pb2, tools_pb2_grpc
+from meshwarden.registry.store.receipt_columns import seconds
+from meshwarden.v1 import tools_pb2, tools_pb2_grpc
 
 SERVICE_NAME: Final[str] = tools_pb2.DESCRIPTOR.services_by_name["Tools"].full_name
 LIST_TOOL_CALLS: Final = method(SERVICE_NAME, "ListToolCalls")
@@ -28,7 +28,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class ToolLedgerService(tools_pb2_grpc.ToolsServicer):
-    def __init__(self, receipts: ReceiptStore, authorizer: Authorizer, clock: Clock) -> None:
+    def __init__(self, receipts: Receipts, authorizer: Authorizer, clock: Clock) -> None:
         self._receipts, self._authorizer, self._clock = receipts, authorizer, clock
 
     async def ListToolCalls(
@@ -37,14 +37,8 @@ class ToolLedgerService(tools_pb2_grpc.ToolsServicer):
         return await serve_unary_async(LIST_TOOL_CALLS, self._list, request, context, self._authorizer)
 
     async def _list(self, request: tools_pb2.ListToolCallsRequest, _caller: Caller) -> tools_pb2.ListToolCallsResponse:
-        query, limit = self.query(request), request.limit or DEFAULT_LIMIT
-        found: list[receipts_pb2.Receipt] = []
-        for page in self._receipts.tool_call_pages(query):  # the store reads on the loop thread (registry.store)
-            found += page
-            if len(found) > limit:
-                return tools_pb2.ListToolCallsResponse(receipts=found[:limit], truncated=True)
-            await asyncio.sleep(0)
-        return tools_pb2.ListToolCallsResponse(receipts=found, truncated=False)
+        found, truncated = await self._receipts.tool_calls(self.query(request))
+        return tools_pb2.ListToolCallsResponse(receipts=found, truncated=truncated)
 
     def query(self, request: tools_pb2.ListToolCallsRequest) -> ToolCallQuery:
         if request.agent and not AGENT_NAME.fullmatch(request.agent):
@@ -66,6 +60,7 @@ class ToolLedgerService(tools_pb2_grpc.ToolsServicer):
         return ToolCallQuery(
             since=since,
             until=until,
+            limit=request.limit or DEFAULT_LIMIT,
             agent=request.agent,
             tool=request.tool,
             server=request.server,

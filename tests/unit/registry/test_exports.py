@@ -17,6 +17,7 @@ def test_all_has_no_duplicates() -> None:
 def test_public_modules_name_what_they_export() -> None:
     exported = {name for name in dir(registry) if not name.startswith("_")}
     modules = {
+        "api",
         "app",
         "approval_store",
         "approvals",
@@ -28,10 +29,8 @@ def test_public_modules_name_what_they_export() -> None:
         "config",
         "control_acks",
         "controls",
-        "controls_server",
         "errors",
         "health_reports",
-        "identity_server",
         "issuer",
         "join_tokens",
         "leases",
@@ -41,12 +40,11 @@ def test_public_modules_name_what_they_export() -> None:
         "outcomes",
         "own_svid",
         "private_files",
-        "receipt_store",
+        "receipt_chain",
         "receipt_verification",
-        "receipts_server",
+        "receipts",
         "rescue",
         "routes",
-        "server",
         "session_queries",
         "session_views",
         "store",

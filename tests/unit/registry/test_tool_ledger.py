@@ -3,20 +3,19 @@ by agent, tool, server, session, decision and time, across pages; bad filters na
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 
 from meshwarden.receipt_hash import receipt_hash
 from meshwarden.registry.authz import Authorizer
 from meshwarden.registry.errors import InvalidInput
-from meshwarden.registry.receipt_store import ReceiptStore
-from meshwarden.registry.store import Store
+from meshwarden.registry.receipts import Receipts
+from meshwarden.registry.store import Stores
 from meshwarden.registry.tool_ledger import ToolLedgerService
 from meshwarden.v1 import receipts_pb2, tools_pb2
 from tests.unit.registry.test_catalog import FakeClock
-from tests.unit.registry.test_receipt_store import BILLING
+from tests.unit.registry.test_receipts import BILLING
 
 TOOLS = ("tickets.read_ticket", "tickets.close_ticket", "desk_2.read_ticket")
 
@@ -50,14 +49,12 @@ def tool_chain(count: int) -> list[receipts_pb2.Receipt]:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[ToolLedgerService]:
-    store = Store.open(tmp_path, event_log_retention=10)
-    receipts = ReceiptStore(store, FakeClock())
-    chain = tool_chain(1100)  # more than two pages of rows
-    receipts.ship(BILLING, chain[:550])
-    receipts.ship(BILLING, chain[550:])
+async def ledger(stores: Stores) -> AsyncIterator[ToolLedgerService]:
+    receipts = Receipts(stores.receipts, FakeClock())
+    chain = tool_chain(1100)  # more than one page of rows
+    await receipts.ship(BILLING, chain[:550])
+    await receipts.ship(BILLING, chain[550:])
     yield ToolLedgerService(receipts, Authorizer.__new__(Authorizer), FakeClock())
-    store.close()
 
 
 async def ask(ledger: ToolLedgerService, **fields: object) -> tools_pb2.ListToolCallsResponse:
