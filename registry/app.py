@@ -39,6 +39,10 @@ from meshwarden.ready import announce_ready
 from meshwarden.registry import leases
 from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Authorizer
+from meshwarden.registry.budget_store import BudgetStore
+from meshwarden.registry.budgets import Budgets, BudgetSettings
+from meshwarden.registry.budgets_server import SERVICE_NAME as BUDGETS_SERVICE_NAME
+from meshwarden.registry.budgets_server import BudgetsService
 from meshwarden.registry.bundles import Bundles
 from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.config import RegistryConfig
@@ -66,7 +70,13 @@ from meshwarden.registry.store import Store
 from meshwarden.registry.watch_hub import WatchHub
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
-from meshwarden.v1 import controls_pb2_grpc, identity_pb2_grpc, receipts_pb2_grpc, registry_pb2_grpc
+from meshwarden.v1 import (
+    budgets_pb2_grpc,
+    controls_pb2_grpc,
+    identity_pb2_grpc,
+    receipts_pb2_grpc,
+    registry_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +139,8 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
         tokens = JoinTokens(store, clock, ca_fingerprint=issuer.fingerprint)
         audit = Audit(store, clock)
         controls = Controls(store, clock, audit, hub.publish)
+        budget_settings = BudgetSettings(slice_ttl_s=config.budget_slice_ttl_s, sync_every_s=config.budget_sync_s)
+        budgets = Budgets(BudgetStore(store), clock, audit, budget_settings)
         parts = _Parts(
             catalog,
             hub,
@@ -144,13 +156,15 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             audit,
             clock,
             HealthReports(clock),
+            budgets,
         )
         rotation = tasks.supervise("registry-svid-rotation", own_svid.rotate_forever)
         expiry = tasks.supervise("kill-switch-expiry", controls.expire_forever)
+        slices = tasks.supervise("budget-slice-expiry", budgets.reap_forever)
         try:
             await _serve(config, parts, own_svid.current, stop, on_ready)
         finally:
-            await tasks.cancel_all([rotation, expiry])
+            await tasks.cancel_all([rotation, expiry, slices])
     finally:
         store.close()
         log.info("closed %s", store.path)
@@ -172,6 +186,7 @@ class _Parts:
     audit: Audit
     clock: Clock
     health: HealthReports
+    budgets: Budgets
 
 
 async def _serve(
@@ -214,12 +229,13 @@ async def _serve(
     receipts_pb2_grpc.add_ReceiptsServicer_to_server(
         ReceiptsService(parts.receipts, authorizer, SessionQueries(parts.receipts, parts.outcomes, parts.clock)), server
     )
-    services = [SERVICE_NAME, IDENTITY_SERVICE_NAME, RECEIPTS_SERVICE_NAME, CONTROLS_SERVICE_NAME]
+    budgets_pb2_grpc.add_BudgetsServicer_to_server(BudgetsService(parts.budgets, authorizer), server)
+    services = [SERVICE_NAME, IDENTITY_SERVICE_NAME, RECEIPTS_SERVICE_NAME, CONTROLS_SERVICE_NAME, BUDGETS_SERVICE_NAME]
     health = add_standard_services(server, services)
     serving = False
     admin = AdminServer(
         "registry",
-        registry_metrics(parts.catalog, parts.hub, parts.bundles),
+        registry_metrics(parts.catalog, parts.hub, parts.bundles, parts.budgets),
         lambda: "" if serving else "the registry is starting or stopping",
     )
     try:

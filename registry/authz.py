@@ -30,7 +30,7 @@ from meshwarden.identity.peer import Unauthenticated as PeerUnauthenticated
 from meshwarden.identity.spiffe_ids import Identity
 from meshwarden.registry.errors import PermissionDenied, Unauthenticated
 from meshwarden.registry.operators import OPERATOR_USER_HEADER, OperatorCredential, bearer_token
-from meshwarden.v1 import controls_pb2, identity_pb2, receipts_pb2, registry_pb2
+from meshwarden.v1 import budgets_pb2, controls_pb2, identity_pb2, receipts_pb2, registry_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -38,6 +38,7 @@ _REGISTRY: Final = registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_nam
 _CONTROLS: Final = controls_pb2.DESCRIPTOR.services_by_name["Controls"].full_name
 _IDENTITY: Final = identity_pb2.DESCRIPTOR.services_by_name["Identity"].full_name
 _RECEIPTS: Final = receipts_pb2.DESCRIPTOR.services_by_name["Receipts"].full_name
+_BUDGETS: Final = budgets_pb2.DESCRIPTOR.services_by_name["Budgets"].full_name
 
 
 class Need(enum.Enum):
@@ -82,6 +83,12 @@ REQUIRED: Final[Mapping[str, Need]] = MappingProxyType(
         method(_RECEIPTS, "ListSessions"): Need.AGENT_OR_OPERATOR,
         method(_RECEIPTS, "GetSession"): Need.AGENT_OR_OPERATOR,
         method(_RECEIPTS, "Costs"): Need.AGENT_OR_OPERATOR,
+        method(_BUDGETS, "SetBudget"): Need.OPERATOR,
+        method(_BUDGETS, "ListBudgets"): Need.AGENT_OR_OPERATOR,
+        method(_BUDGETS, "LiftBudget"): Need.OPERATOR,
+        method(_BUDGETS, "WatchBudgets"): Need.AGENT,
+        method(_BUDGETS, "LeaseSlice"): Need.AGENT,  # the holder is the caller's SPIFFE ID
+        method(_BUDGETS, "SyncSlices"): Need.AGENT,  # plus: only the holder reports its slices
     }
 )
 

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 DB_NAME: Final = "registry.db"
 LOCK_NAME: Final = "registry.lock"
-SCHEMA_VERSION: Final = 7
+SCHEMA_VERSION: Final = 8
 
 _JOIN_TOKENS: Final = """
 CREATE TABLE IF NOT EXISTS join_tokens (
@@ -168,6 +168,50 @@ CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log (at);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('controls_revision', 0);
 """
 
+# Budgets (registry.budget_store): the caps operators set, what each period spent, and the
+# slices sidecars lease. A slice row is kept (live = 0) after it ends, so a late report of
+# what it spent is still charged; ended rows are purged a day later.
+_BUDGETS: Final = """
+CREATE TABLE IF NOT EXISTS budgets (
+    id TEXT PRIMARY KEY,
+    scope INTEGER NOT NULL,
+    scope_value TEXT NOT NULL,
+    period INTEGER NOT NULL,
+    limit_micro_usd INTEGER NOT NULL,
+    soft_limit_micro_usd INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    UNIQUE (scope, scope_value, period)
+);
+CREATE TABLE IF NOT EXISTS budget_spend (
+    budget_id TEXT NOT NULL,
+    period_key TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    spent_micro_usd INTEGER NOT NULL,
+    soft_crossed INTEGER NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (budget_id, period_key, subject)
+);
+CREATE TABLE IF NOT EXISTS budget_slices (
+    id TEXT PRIMARY KEY,
+    budget_id TEXT NOT NULL,
+    period_key TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    holder_instance_id TEXT NOT NULL,
+    holder_spiffe_id TEXT NOT NULL,
+    granted_micro_usd INTEGER NOT NULL,
+    used_micro_usd INTEGER NOT NULL,
+    in_flight_micro_usd INTEGER NOT NULL,
+    expires_at REAL NOT NULL,
+    recalled INTEGER NOT NULL,
+    live INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS budget_slices_by_key ON budget_slices (budget_id, period_key, subject);
+CREATE INDEX IF NOT EXISTS budget_slices_by_expiry ON budget_slices (live, expires_at);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('budgets_revision', 0);
+"""
+
 _SCHEMA: Final = (
     """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -194,6 +238,7 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0);
     + _RECEIPTS
     + _OUTCOMES
     + _CONTROLS
+    + _BUDGETS
 )
 
 # Version 1 -> 2 (identity): the SVID expiry of each instance, and join tokens.
@@ -433,13 +478,15 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
     # Version 4 -> 5 (receipts): receipt chains and their heads.
     # Version 5 -> 6 (outcomes): how each session ended, as its agents reported it.
     # Version 6 -> 7 (operator controls): kill switches, isolations, the audit log.
+    # Version 7 -> 8 (budgets): budgets, their spend per period, sidecars' slices.
     upgrades = {
-        1: _UPGRADE_TO_2 + _BUNDLES + _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS,
-        2: _BUNDLES + _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS,
-        3: _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS,
-        4: _RECEIPTS + _OUTCOMES + _CONTROLS,
-        5: _OUTCOMES + _CONTROLS,
-        6: _CONTROLS,
+        1: _UPGRADE_TO_2 + _BUNDLES + _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS + _BUDGETS,
+        2: _BUNDLES + _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS + _BUDGETS,
+        3: _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS + _BUDGETS,
+        4: _RECEIPTS + _OUTCOMES + _CONTROLS + _BUDGETS,
+        5: _OUTCOMES + _CONTROLS + _BUDGETS,
+        6: _CONTROLS + _BUDGETS,
+        7: _BUDGETS,
     }
     steps = _SCHEMA if version == 0 else upgrades.get(version, "")
     db.executescript("BEGIN;" + steps + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
