@@ -7,6 +7,7 @@ raises the same class in the agent). Branched by what the caller can do about th
         PolicyDenied          PERMISSION_DENIED  the policy bundle says no; the message names the policy
         BadPayload            INVALID_ARGUMENT   fix the arguments
         PayloadTooLarge       RESOURCE_EXHAUSTED send less, or raise the limit
+        BudgetExhausted       RESOURCE_EXHAUSTED a budget cannot cover the call's worst case; the message names it
         UnknownCapability     NOT_FOUND          check the name (meshwarden agents list)
         SchemaDrift           FAILED_PRECONDITION the callee's contract changed under you
         KillSwitchEngaged     FAILED_PRECONDITION an operator stopped calls like this one (meshwarden kill list)
@@ -31,6 +32,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 import grpc
+
+from meshwarden.budget_scopes import usd
 
 ERROR_TRAILER = "meshwarden-error"
 
@@ -92,6 +95,58 @@ class PayloadTooLarge(Refused):
             f"payload for {capability} is {size_bytes} bytes, over the limit of {limit_bytes} bytes; "
             "send less, or raise the sidecar's --max-payload-bytes"
         )
+
+
+class BudgetExhausted(Refused):
+    """A budget in the call's scope cannot cover its worst-case cost (`cost_estimate_micro_usd`).
+
+    RESOURCE_EXHAUSTED, as a provider's 429: the same call fails until the period ends or an
+    operator raises the budget. The fields name the budget and its numbers at decision time
+    (an error rebuilt from the wire by the SDK keeps the message; its fields read as empty).
+    """
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    kind = "budget_exhausted"
+    budget_id: str = ""
+    scope: str = ""  # "workflow wf-7", "any one session"
+    period: str = ""  # "day 2026-12-06", "month 2026-12", "total"
+    limit_micro_usd: int = 0
+    spent_micro_usd: int = 0
+    reserved_micro_usd: int = 0  # leased to sidecars' slices, for calls in flight or about to be
+    needed_micro_usd: int = 0
+
+    def __init__(
+        self,
+        *,
+        budget_id: str,
+        scope: str,
+        period: str,
+        limit_micro_usd: int,
+        spent_micro_usd: int,
+        reserved_micro_usd: int,
+        needed_micro_usd: int,
+        capability: str,
+        set_command: str,
+        held_elsewhere: bool = False,
+    ) -> None:
+        self.budget_id, self.scope, self.period = budget_id, scope, period
+        self.limit_micro_usd, self.spent_micro_usd = limit_micro_usd, spent_micro_usd
+        self.reserved_micro_usd, self.needed_micro_usd = reserved_micro_usd, needed_micro_usd
+        why = (
+            "what remains is held by other sidecars' slices that were not returned in time; try again shortly"
+            if held_elsewhere
+            else f"raise it ({set_command} --limit-usd N) or wait for the period to end"
+        )
+        super().__init__(
+            f"budget {budget_id} ({scope}, per {period}) cannot cover this call to {capability}: it needs up to "
+            f"{usd(needed_micro_usd)} and {usd(self.remaining_micro_usd)} remains of the {usd(limit_micro_usd)} "
+            f"limit ({usd(spent_micro_usd)} spent, {usd(reserved_micro_usd)} reserved); {why}"
+        )
+
+    @property
+    def remaining_micro_usd(self) -> int:
+        """What a cheaper call could still reserve (a downgrade must fit in it)."""
+        return max(self.limit_micro_usd - self.spent_micro_usd - self.reserved_micro_usd, 0)
 
 
 class UnknownCapability(Refused):

@@ -9,6 +9,9 @@ changes; operators list it (`meshwarden agents list`) and make join tokens. Run 
 
 from meshwarden.registry.app import Ready, StartError, run, serve
 from meshwarden.registry.audit import Audit, AuditEntry
+from meshwarden.registry.budget_store import BudgetStore
+from meshwarden.registry.budgets import Budgets, BudgetSettings, BudgetState
+from meshwarden.registry.budgets_server import BudgetsService
 from meshwarden.registry.bundles import Bundles, StoredBundle
 from meshwarden.registry.catalog import Catalog, Listing, Registration
 from meshwarden.registry.config import RegistryConfig, load
@@ -60,6 +63,11 @@ __all__ = [
     "Isolation",
     "KillSwitch",
     "UnknownControl",
+    "BudgetSettings",
+    "BudgetState",
+    "BudgetStore",
+    "Budgets",
+    "BudgetsService",
     "Bundles",
     "StoredBundle",
     "Routes",

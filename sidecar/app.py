@@ -25,8 +25,9 @@ from meshwarden.admin_http import AdminBindError, AdminServer
 from meshwarden.clock import SystemClock
 from meshwarden.identity.credentials import server_credentials
 from meshwarden.ready import announce_ready
-from meshwarden.sidecar import catalog_watch, pipeline, svids, tracing_setup
+from meshwarden.sidecar import budget_watch, catalog_watch, pipeline, svids, tracing_setup
 from meshwarden.sidecar.agent_app import AgentApp
+from meshwarden.sidecar.budget_ledger import BudgetLedger
 from meshwarden.sidecar.bundle_loader import BundleLoader, BundleStatus, KeysError, PolicyHolder, load_trusted_keys
 from meshwarden.sidecar.call_metrics import SidecarMetrics, SidecarState
 from meshwarden.sidecar.catalog import Catalog
@@ -154,6 +155,7 @@ async def serve(config: SidecarConfig) -> None:
         tracing=tracing_setup.build(config.tracing, agent=config.agent, instance_id=config.instance_id),
         metrics=SidecarMetrics(),
         controls=Controls(config.data_dir, clock.wall),
+        budgets=BudgetLedger(clock, budget_watch.RegistrySlices(registry.budgets), config.instance_id),
     )
     if rt.tracing is not None:
         log.info(
@@ -260,6 +262,8 @@ async def serve(config: SidecarConfig) -> None:
                 acknowledger.watch_lost,
             ),
         ),
+        supervise("budget-watch", lambda: budget_watch.run(registry.budgets, rt.budgets, rt.rng)),
+        supervise("budget-slices", rt.budgets.sync_forever),
         *(supervise(name, loop) for name, loop in discovery.loops().items()),
     ]
     shipper: ReceiptShipper | None = None
@@ -307,6 +311,7 @@ async def serve(config: SidecarConfig) -> None:
     await asyncio.gather(lease.deregister(), discovery.withdraw())
     await asyncio.gather(local_server.stop(grace=2.0), peer_server.stop(grace=2.0))
     await cancel_all(tasks)
+    await rt.budgets.return_all()  # every call has ended: report what the slices spent, return the rest
     if shipper is not None and spool is not None:
         # Every call has ended, so its receipts are in the spool: a last round, on a connection
         # of its own (a batch of the cancelled loop may still be finishing in its thread).

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar, dataclass_transform
+from typing import Literal, TypeVar, dataclass_transform
 
 from meshwarden.sidecar.catalog import Endpoint
 from meshwarden.usage import Usage  # the SDK's: one type for what a call consumed, both sides
@@ -54,6 +54,10 @@ class CallRecord:
     breaker_state: str = ""  # breaker: the target's breaker state when the attempt went through
     kill_switch_id: str = ""  # the kill-switch stage: the switch that refused or cancelled the call
     usage: Usage | None = None  # peer (outbound) / deliver (inbound): as the callee reported it
+    budget_ids: tuple[str, ...] = ()  # budget: the budgets the call drew on
+    budget_reserved_micro_usd: int = 0  # budget: its worst case, reserved before it left
+    budget_settled_micro_usd: int = 0  # budget: what it was charged once it ended
+    budget_downgraded_from: str = ""  # budget: what was asked, when a budget made it run cheaper
 
 
 @_immutable
@@ -65,6 +69,7 @@ class Call:
     # Absolute deadline on the sidecar's monotonic clock; every call has one (a default
     # applies when the agent sets none), so nothing waits forever.
     deadline: float
+    kind: Literal["agent", "model", "tool"] = "agent"
     version_range: str = ""
     schema_hash: str = ""
     session_id: str = ""
@@ -105,6 +110,7 @@ class Reply:
     instance_id: str
     agent: str
     version: str
+    usage: Usage | None = None
 
 
 Handler = Callable[[Call], Awaitable[Reply]]

@@ -7,6 +7,7 @@ from meshwarden.sidecar.call import Handler, Layer, compose
 from meshwarden.sidecar.runtime import Runtime
 from meshwarden.sidecar.stages import (
     breaker,
+    budget,
     deadline,
     deliver,
     idempotency,
@@ -36,6 +37,7 @@ def outbound_layers(rt: Runtime) -> list[Layer]:
         kill_switch.outbound(rt.controls, rt.local, rt.policy, rt.catalog),
         payload_limit.layer(rt.config.max_payload_bytes),  # cheapest refusal first
         outbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # may it call this? (Cedar)
+        budget.layer(rt.budgets, rt.policy),  # reserve the worst case before, settle to the measured cost after
         retries.layer(_retry_settings(rt), rt.clock, rt.rng),  # safe retries only, each re-routed
         routing.layer(
             rt.catalog, rt.rng, rt.breakers, rt.routes, rt.sessions, rt.latency

@@ -11,7 +11,7 @@ import grpc
 from meshwarden.identity.svid import Svid
 from meshwarden.registry_client import RegistryTrust, registry_channel
 from meshwarden.sidecar.channel_retirement import ChannelRetirement
-from meshwarden.v1 import controls_pb2_grpc, receipts_pb2_grpc, registry_pb2_grpc
+from meshwarden.v1 import budgets_pb2_grpc, controls_pb2_grpc, receipts_pb2_grpc, registry_pb2_grpc
 
 _OLD_CHANNEL_GRACE_S = 10.0
 
@@ -31,6 +31,7 @@ class RegistryLink:
         self._controls: controls_pb2_grpc.ControlsStub | None = None
         self._channel: grpc.aio.Channel | None = None
         self._receipts: tuple[grpc.aio.Channel, receipts_pb2_grpc.ReceiptsStub] | None = None
+        self._budgets: tuple[grpc.aio.Channel, budgets_pb2_grpc.BudgetsStub] | None = None
         self._retirement = ChannelRetirement(_OLD_CHANNEL_GRACE_S)
 
     def stub(self) -> registry_pb2_grpc.RegistryStub:
@@ -60,6 +61,15 @@ class RegistryLink:
         if self._controls is None:
             raise RuntimeError("no registry channel")  # stub() always makes one
         return self._controls
+
+    def budgets(self) -> budgets_pb2_grpc.BudgetsStub:
+        """meshwarden.v1.Budgets on the same channel (following budgets, leasing slices)."""
+        self.stub()
+        if self._channel is None:
+            raise RuntimeError("stub() always makes a channel")
+        if self._budgets is None or self._budgets[0] is not self._channel:
+            self._budgets = (self._channel, budgets_pb2_grpc.BudgetsStub(self._channel))
+        return self._budgets[1]
 
     async def close(self) -> None:
         if self._channel is not None:

@@ -60,8 +60,9 @@ class Send:
             )
         except grpc.aio.AioRpcError as err:
             raise _translate(err, target) from err
-        call.record.usage = usage.from_proto(reply.usage if reply.HasField("usage") else None)
-        return Reply(reply.result_json, reply.instance_id, reply.agent, reply.version)
+        reported = usage.from_proto(reply.usage if reply.HasField("usage") else None)
+        call.record.usage = reported
+        return Reply(reply.result_json, reply.instance_id, reply.agent, reply.version, reported)
 
 
 def _translate(err: grpc.aio.AioRpcError, target: Endpoint) -> MeshError:
