@@ -12,9 +12,10 @@ What holds (README "Budgets"):
   only excess is a call whose measured cost exceeds the worst case it reserved: it is charged
   in full.
 - An idle budget is never refused: when the asker's need does not fit in what is free but would
-  fit with what other slices hold and do not use, those slices are recalled; their holders
-  return it at their next sync and the asker asks again (`retry_after`). Only when even that
-  cannot make room is the answer "exhausted".
+  fit with what other slices hold, the unused ones are recalled (their holders return it at
+  their next sync) and the asker asks again (`retry_after`), also while calls in flight
+  elsewhere may yet settle below their worst case. Only when nothing held elsewhere could make
+  room is the answer "exhausted".
 - A slice whose holder stops reporting (killed -9, cut off) lapses `slice_ttl_s` after its last
   report: from then on it holds nothing, at once (every decision counts only unexpired slices);
   `reap_forever` logs it and marks it ended. A late report still charges what it spent.
@@ -242,11 +243,11 @@ class Budgets:
                     retry_after_s=0.0,
                     state=state,
                 )
-            others = [s for s in slices if s.id != slice_id]
-            unused = {s.id: s.held(now) - s.in_flight_micro_usd for s in others}
-            reclaimable = sum(max(v, 0) for v in unused.values())
-            if free + reclaimable >= need:
-                rows.recall([i for i, v in unused.items() if v > 0])
+            # Room may be held by other slices: their unused part (recalled now), or calls in
+            # flight there that may settle below their worst case or fail. Ask again shortly.
+            others = [s for s in slices if s.id != slice_id and s.held(now) > 0]
+            if free + sum(s.held(now) for s in others) >= need:
+                rows.recall([s.id for s in others if s.held(now) > s.in_flight_micro_usd])
                 self.slice_events["recalled"] += 1
                 retry = self.settings.sync_every_s + 0.05
                 return Grant(

@@ -273,6 +273,7 @@ async def serve(config: SidecarConfig) -> None:
         tasks.append(supervise("receipt-shipping", shipper.run))
     # The registry's kill switches before the first call: the watch stream sends them first.
     await _controls_first(rt.controls, CONTROLS_FIRST_WAIT_S)
+    await _budgets_first(rt.budgets, CONTROLS_FIRST_WAIT_S)
     await local_server.start()
     await peer_server.start()
     await readiness()
@@ -396,6 +397,14 @@ async def _controls_first(controls: Controls, wait_s: float) -> None:
             wait_s,
             f"those persisted at the last stop (revision {controls.revision})" if controls.synced else "none",
         )
+
+
+async def _budgets_first(ledger: BudgetLedger, wait_s: float) -> None:
+    """The budget set before the first call, as for kill switches (bounded by `wait_s`)."""
+    try:
+        await asyncio.wait_for(ledger.known.wait(), wait_s)
+    except TimeoutError:
+        log.warning("the registry sent no budgets within %.1f s; calls draw on none until it does", wait_s)
 
 
 async def _report_bundle_status(registry: RegistryLink, instance_id: str, status: BundleStatus) -> None:

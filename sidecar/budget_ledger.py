@@ -147,6 +147,7 @@ class BudgetLedger:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._waiting: defaultdict[tuple[str, str], int] = defaultdict(int)
         self._wake = asyncio.Event()
+        self.known = asyncio.Event()  # set once the registry's budget set arrived
         self.revision = -1
         self.sync_every_s = _DEFAULT_SYNC_S
 
@@ -161,6 +162,7 @@ class BudgetLedger:
             rule = BudgetRule(b.id, b.scope, b.scope_value, b.period, b.limit_micro_usd)
             rules.setdefault((b.scope, b.scope_value), []).append(rule)
         self._rules, self.revision = rules, update.revision
+        self.known.set()
         kept = {r.id for group in rules.values() for r in group}
         for key, s in list(self._slices.items()):
             if s.budget_id not in kept:
@@ -309,7 +311,8 @@ class BudgetLedger:
                 continue
             wait_s = reply.retry_after.ToTimedelta().total_seconds()
             if reply.exhausted or self._clock.monotonic() + wait_s > give_up:
-                raise _exhausted(rule, reply.state, amount, capability, held_elsewhere=not reply.exhausted)
+                unreported = current.used - current.reported_used if current is not None else 0
+                raise _exhausted(rule, reply.state, amount, capability, unreported, held_elsewhere=not reply.exhausted)
             await asyncio.sleep(wait_s)
 
     async def _lease(
@@ -400,8 +403,16 @@ def _local_ttl(ttl_s: float) -> float:
 
 
 def _exhausted(
-    rule: BudgetRule, state: budgets_pb2.BudgetState, amount: int, capability: str, *, held_elsewhere: bool
+    rule: BudgetRule,
+    state: budgets_pb2.BudgetState,
+    amount: int,
+    capability: str,
+    unreported: int,
+    *,
+    held_elsewhere: bool,
 ) -> BudgetExhausted:
+    """The refusal, with the registry's figures corrected by what this sidecar's own slice spent
+    since its last report (the registry still counts that as reserved)."""
     period = PERIOD_NAMES.get(rule.period, "total")
     subject = f", session {state.subject}" if state.subject else ""
     return BudgetExhausted(
@@ -409,8 +420,8 @@ def _exhausted(
         scope=describe(rule.scope, rule.value) + subject,
         period=f"{period} {state.period_key}".strip(),
         limit_micro_usd=state.budget.limit_micro_usd or rule.limit_micro_usd,
-        spent_micro_usd=state.spent_micro_usd,
-        reserved_micro_usd=state.reserved_micro_usd,
+        spent_micro_usd=state.spent_micro_usd + unreported,
+        reserved_micro_usd=max(state.reserved_micro_usd - unreported, 0),
         needed_micro_usd=amount,
         capability=capability,
         set_command=rule.set_command,

@@ -12,6 +12,7 @@ from meshwarden import logs
 from meshwarden.cli import (
     agents_cmd,
     audit_cmd,
+    budget_cmd,
     bundle_cmd,
     call_cmd,
     costs_cmd,
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_to(commands)
     for module in (sessions_cmd, costs_cmd):  # what sessions did and cost (issue 6)
         module.add_to(commands)
-    for module in (kill_cmd, isolate_cmd, audit_cmd):  # operator controls
+    for module in (kill_cmd, isolate_cmd, audit_cmd, budget_cmd):  # operator controls
         module.add_to(commands)
     return parser
 
