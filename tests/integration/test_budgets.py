@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import urllib.request
 from collections.abc import AsyncIterator
@@ -23,6 +22,7 @@ import pytest
 import meshwarden
 from meshwarden import errors
 from meshwarden.budget_scopes import DAY, SESSION, TOTAL, WORKFLOW
+from meshwarden.cli.main import main
 from meshwarden.supervise import meshwarden_argv
 from meshwarden.v1 import budgets_pb2, budgets_pb2_grpc
 from tests.integration.conftest import _FAILED as FAILED
@@ -190,58 +190,72 @@ async def test_a_sidecar_killed_holding_a_slice_gives_it_back_within_the_slice_t
         )
 
 
-async def test_the_budget_commands(mesh: LocalMesh, tmp_path: Path) -> None:
+async def test_the_budget_commands(
+    mesh: LocalMesh, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`meshwarden budget` against the real registry: in this process (main() in a thread, as
+    the entry point runs it), and once as the installed command."""
     assert mesh.registry is not None
     flags = ["--registry", mesh.registry_address, "--ca-pin", mesh.registry.addresses["ca_fingerprint"]]
     token = ["--operator-token-file", str(mesh.registry_data_dir / "operator.token")]
+    monkeypatch.delenv("MESHWARDEN_OPERATOR_TOKEN", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ./.meshwarden/registry/operator.token to fall back on
 
-    def run(*args: str, with_token: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        argv = meshwarden_argv("budget", *args, *flags, *(token if with_token else []))
-        environ = {k: v for k, v in os.environ.items() if k != "MESHWARDEN_OPERATOR_TOKEN"} | (env or {})
-        return subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60, env=environ, cwd=tmp_path)
+    async def run(*args: str, with_token: bool = True) -> tuple[int, str, str]:
+        code = await asyncio.to_thread(main, ["budget", *args, *flags, *(token if with_token else [])])
+        out = capsys.readouterr()
+        return code, out.out, out.err
 
-    made = await asyncio.to_thread(
-        run, "set", "--team", "finance", "--per", "month", "--limit-usd", "50", "--soft-usd", "40", "--output", "json"
+    code, out, err = await run(
+        "set", "--team", "finance", "--per", "month", "--limit-usd", "50", "--soft-usd", "40", "--output", "json"
     )
-    assert made.returncode == 0, made.stderr
-    budget = json.loads(made.stdout)["budget"]
+    assert code == 0, err
+    budget = json.loads(out)["budget"]
     assert (budget["scope"], budget["value"], budget["per"], budget["limit_micro_usd"]) == (
         "team",
         "finance",
         "month",
         50_000_000,
     )
-    again = await asyncio.to_thread(run, "set", "--team", "finance", "--per", "month", "--limit-usd", "60")
-    assert again.returncode == 0 and f"budget {budget['id']} changed" in again.stdout, again.stderr
-    table = await asyncio.to_thread(run, "list")
-    assert table.returncode == 0, table.stderr
-    header, row = table.stdout.splitlines()[:2]
-    assert header.split() == ["ID", "SCOPE", "PER", "PERIOD", "LIMIT", "SPENT", "RESERVED", "REMAINING", "SOFT"]
-    assert row.split()[:8] == [budget["id"], "team", "finance", "month", row.split()[4], "$60.00", "$0.00", "$0.00"]
-    listed = json.loads((await asyncio.to_thread(run, "list", "--output", "json")).stdout)
-    assert [(b["id"], b["remaining_micro_usd"]) for b in listed] == [(budget["id"], 60_000_000)]
+    code, out, err = await run("set", "--team", "finance", "--per", "month", "--limit-usd", "60")
+    assert code == 0 and f"budget {budget['id']} changed" in out, err
+    code, out, _ = await run("list", "--output", "json")
+    assert [(b["id"], b["limit_micro_usd"], b["remaining_micro_usd"]) for b in json.loads(out)] == [
+        (budget["id"], 60_000_000, 60_000_000)
+    ]
 
-    # Exit codes: bad flags 2, no operator token 2, a wrong token 1, an unknown id 1, unreachable 3.
-    assert (await asyncio.to_thread(run, "set", "--team", "x", "--per", "day", "--limit-usd", "-1")).returncode == 2
-    missing = await asyncio.to_thread(run, "set", "--team", "x", "--per", "day", "--limit-usd", "1", with_token=False)
-    assert missing.returncode == 2 and "operator token" in missing.stderr
-    wrong = await asyncio.to_thread(
-        run, "lift", budget["id"], with_token=False, env={"MESHWARDEN_OPERATOR_TOKEN": "not-the-token"}
-    )
-    assert wrong.returncode == 1 and "UNAUTHENTICATED" in wrong.stderr
-    unknown = await asyncio.to_thread(run, "lift", "bg-nope")
-    assert unknown.returncode == 1 and "NOT_FOUND" in unknown.stderr
-    lifted = await asyncio.to_thread(run, "lift", budget["id"], "--reason", "quarter over", "--output", "json")
-    assert lifted.returncode == 0 and json.loads(lifted.stdout)["lifted"] is True
-    assert (await asyncio.to_thread(run, "list")).stdout.strip() == "no budgets set"
-    audit = await asyncio.to_thread(
+    # Exit codes: bad flags 2, no operator token 2, a wrong token 1, an unknown id 1.
+    assert (await run("set", "--team", "x", "--per", "day", "--limit-usd", "-1"))[0] == 2
+    code, _, err = await run("set", "--team", "x", "--per", "day", "--limit-usd", "1", with_token=False)
+    assert code == 2 and "operator token" in err
+    monkeypatch.setenv("MESHWARDEN_OPERATOR_TOKEN", "not-the-token")
+    code, _, err = await run("lift", budget["id"], with_token=False)
+    assert code == 1 and "UNAUTHENTICATED" in err
+    monkeypatch.delenv("MESHWARDEN_OPERATOR_TOKEN")
+    code, _, err = await run("lift", "bg-nope")
+    assert code == 1 and "NOT_FOUND" in err and "bg-nope" in err
+
+    # The installed command, table output.
+    listed = await asyncio.to_thread(
         subprocess.run,
-        meshwarden_argv("audit", "list", "--output", "json", *flags, *token),
+        meshwarden_argv("budget", "list", *flags, *token),
+        check=False,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    actions = [e["action"] for e in json.loads(audit.stdout)]
+    assert listed.returncode == 0, listed.stderr
+    header, row = listed.stdout.splitlines()[:2]
+    assert header.split() == ["ID", "SCOPE", "PER", "PERIOD", "LIMIT", "SPENT", "RESERVED", "REMAINING", "SOFT"]
+    assert row.split()[:3] == [budget["id"], "team", "finance"]
+    # `set` states the whole budget: the second one gave no soft limit, so none is left.
+    assert row.split()[3:] == ["month", row.split()[4], "$60.00", "$0.00", "$0.00", "$60.00"]
+
+    code, out, err = await run("lift", budget["id"], "--reason", "quarter over", "--output", "json")
+    assert code == 0 and json.loads(out)["lifted"] is True, err
+    assert (await run("list"))[1].strip() == "no budgets set"
+    assert await asyncio.to_thread(main, ["audit", "list", "--output", "json", *flags, *token]) == 0
+    actions = [e["action"] for e in json.loads(capsys.readouterr().out)]
     assert actions.count("budget.set") == 2 and "budget.lift" in actions
 
 
