@@ -146,6 +146,10 @@ class BudgetLedger:
         self._ended: list[Slice] = []  # no longer reservable; reported until their calls settle
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._waiting: defaultdict[tuple[str, str], int] = defaultdict(int)
+        # The registry's last "exhausted" per budget: (need refused, answer, until). Calls that
+        # need as much are refused from it until the next sync, so a budget that ran out does
+        # not cost a registry round trip per call.
+        self._refused: dict[tuple[str, str], tuple[int, budgets_pb2.LeaseSliceResponse, float]] = {}
         self._wake = asyncio.Event()
         self.known = asyncio.Event()  # set once the registry's budget set arrived
         self.revision = -1
@@ -269,6 +273,7 @@ class BudgetLedger:
             return False
         if reply.HasField("sync_every") and reply.sync_every.ToTimedelta().total_seconds() > 0:
             self.sync_every_s = reply.sync_every.ToTimedelta().total_seconds()
+        self._refused.clear()  # spend was reported and slices returned: ask the registry afresh
         by_id = {s.slice_id: s for s in self.slices()}
         recalled = False
         for status in reply.slices:
@@ -301,9 +306,16 @@ class BudgetLedger:
             try:
                 async with self._locks.setdefault(key, asyncio.Lock()):
                     current = self._slices.get(key)
-                    if current is not None and current.free(self._clock.monotonic()) >= amount:
+                    free = current.free(self._clock.monotonic()) if current is not None else 0
+                    if free >= amount:
                         continue  # another call's lease made room meanwhile
-                    reply = await self._lease(rule, subject, current, amount)
+                    refused = self._refused.get(key)
+                    if refused is not None and refused[2] > self._clock.monotonic() and amount - free >= refused[0]:
+                        reply = refused[1]
+                    else:
+                        reply = await self._lease(rule, subject, current, amount)
+                        if reply.exhausted:
+                            self._refused[key] = (amount - free, reply, self._clock.monotonic() + self.sync_every_s)
             finally:
                 self._waiting[key] -= amount
             if reply.slice_id:
