@@ -323,8 +323,12 @@ class BudgetLedger:
                 continue
             wait_s = reply.retry_after.ToTimedelta().total_seconds()
             if reply.exhausted or self._clock.monotonic() + wait_s > give_up:
+                current = self._slices.get(key)
                 unreported = current.used - current.reported_used if current is not None else 0
-                raise _exhausted(rule, reply.state, amount, capability, unreported, held_elsewhere=not reply.exhausted)
+                own_free = current.free(self._clock.monotonic()) if current is not None else 0
+                raise _exhausted(
+                    rule, reply.state, amount, capability, unreported, own_free, held_elsewhere=not reply.exhausted
+                )
             await asyncio.sleep(wait_s)
 
     async def _lease(
@@ -420,11 +424,13 @@ def _exhausted(
     amount: int,
     capability: str,
     unreported: int,
+    own_free: int,
     *,
     held_elsewhere: bool,
 ) -> BudgetExhausted:
-    """The refusal, with the registry's figures corrected by what this sidecar's own slice spent
-    since its last report (the registry still counts that as reserved)."""
+    """The refusal, with the registry's figures corrected by what this sidecar knows of its own
+    slice: what it spent since its last report is spent, and what it holds unused remains (the
+    registry counts both as reserved)."""
     period = PERIOD_NAMES.get(rule.period, "total")
     subject = f", session {state.subject}" if state.subject else ""
     return BudgetExhausted(
@@ -433,7 +439,7 @@ def _exhausted(
         period=f"{period} {state.period_key}".strip(),
         limit_micro_usd=state.budget.limit_micro_usd or rule.limit_micro_usd,
         spent_micro_usd=state.spent_micro_usd + unreported,
-        reserved_micro_usd=max(state.reserved_micro_usd - unreported, 0),
+        reserved_micro_usd=max(state.reserved_micro_usd - unreported - own_free, 0),
         needed_micro_usd=amount,
         capability=capability,
         set_command=rule.set_command,
