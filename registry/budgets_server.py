@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import grpc
 
+from meshwarden.budget_scopes import MAX_MICRO_USD
 from meshwarden.registry.authz import Authorizer, Caller, method
 from meshwarden.registry.budget_store import BudgetRow
 from meshwarden.registry.budgets import Budgets, BudgetState, SliceReport
@@ -131,6 +132,10 @@ class BudgetsService(budgets_pb2_grpc.BudgetsServicer):
         _check_id("instance_id", request.instance_id)
         if len(request.slices) > MAX_REPORTS:
             raise InvalidInput("slices", f"holds {len(request.slices)} reports; send at most {MAX_REPORTS} at once")
+        for n, r in enumerate(request.slices):
+            for name in ("used_micro_usd", "in_flight_micro_usd", "keep_micro_usd"):
+                if getattr(r, name) > MAX_MICRO_USD:
+                    raise InvalidInput(f"slices[{n}].{name}", f"is over {MAX_MICRO_USD} (a billion dollars)")
         reports = [
             SliceReport(
                 slice_id=r.slice_id[:MAX_ID_CHARS],

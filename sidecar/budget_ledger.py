@@ -150,7 +150,6 @@ class BudgetLedger:
         # need as much are refused from it until the next sync, so a budget that ran out does
         # not cost a registry round trip per call.
         self._refused: dict[tuple[str, str], tuple[int, budgets_pb2.LeaseSliceResponse, float]] = {}
-        self._wake = asyncio.Event()
         self.known = asyncio.Event()  # set once the registry's budget set arrived
         self.revision = -1
         self.sync_every_s = _DEFAULT_SYNC_S
@@ -244,11 +243,7 @@ class BudgetLedger:
             if self._slices or self._ended:
                 again = await self.sync_once()
             if not again:
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.sync_every_s)
-                except TimeoutError:
-                    pass
+                await asyncio.sleep(self.sync_every_s)
 
     async def return_all(self) -> None:
         """At shutdown, once every call has ended: reports what was spent and returns the rest."""
