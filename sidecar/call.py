@@ -69,7 +69,6 @@ class Call:
     # Absolute deadline on the sidecar's monotonic clock; every call has one (a default
     # applies when the agent sets none), so nothing waits forever.
     deadline: float
-    kind: Literal["agent", "model", "tool"] = "agent"
     version_range: str = ""
     schema_hash: str = ""
     session_id: str = ""
@@ -95,6 +94,7 @@ class Call:
     # its own span's context here for the next hop (the peer call, the agent's delivery).
     traceparent: str = ""
     tracestate: str = ""
+    kind: Literal["agent", "model", "tool"] = "agent"
     # Shared by every replace() of this call; see CallRecord.
     record: CallRecord = field(default_factory=CallRecord, compare=False, repr=False)
 
