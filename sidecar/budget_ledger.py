@@ -39,7 +39,7 @@ import grpc
 
 from meshwarden.budget_scopes import AGENT, MODEL, PERIOD_NAMES, SCOPE_NAMES, SESSION, TEAM, WORKFLOW, describe
 from meshwarden.clock import Clock
-from meshwarden.errors import BudgetExhausted, RegistryUnavailable
+from meshwarden.errors import BadPayload, BudgetExhausted, RegistryUnavailable
 from meshwarden.v1 import budgets_pb2
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,10 @@ class Reservation:
         return tuple(h.slice.budget_id for h in self.holds)
 
 
+class _BudgetLifted(Exception):
+    """The registry no longer has the budget (lifted just now): the call draws nothing on it."""
+
+
 class SliceClient(Protocol):
     """The registry's Budgets service, as the ledger uses it."""
 
@@ -204,7 +208,10 @@ class BudgetLedger:
         reservation = Reservation()
         try:
             for rule, subject in targets:
-                reservation.holds.append(await self._hold(rule, subject, amount, deadline, capability))
+                try:
+                    reservation.holds.append(await self._hold(rule, subject, amount, deadline, capability))
+                except _BudgetLifted:
+                    continue  # lifted since this sidecar last heard: nothing to draw on
         except BaseException:
             self.release(reservation)
             raise
@@ -308,14 +315,15 @@ class BudgetLedger:
                     if refused is not None and refused[2] > self._clock.monotonic() and amount - free >= refused[0]:
                         reply = refused[1]
                     else:
+                        sent = self._clock.monotonic()
                         reply = await self._lease(rule, subject, current, amount)
+                        if reply.slice_id:
+                            self._granted(key, current, reply, sent)
+                            continue
                         if reply.exhausted:
                             self._refused[key] = (amount - free, reply, self._clock.monotonic() + self.sync_every_s)
             finally:
                 self._waiting[key] -= amount
-            if reply.slice_id:
-                self._granted(key, current, reply)
-                continue
             wait_s = reply.retry_after.ToTimedelta().total_seconds()
             if reply.exhausted or self._clock.monotonic() + wait_s > give_up:
                 current = self._slices.get(key)
@@ -347,13 +355,18 @@ class BudgetLedger:
         try:
             return await self._client.lease(request, _LEASE_TIMEOUT_S)
         except grpc.aio.AioRpcError as err:
+            if err.code() is grpc.StatusCode.NOT_FOUND:
+                raise _BudgetLifted from err
+            if err.code() is grpc.StatusCode.INVALID_ARGUMENT:
+                raise BadPayload(f"cannot reserve against budget {rule.id}: {err.details()}") from err
             raise RegistryUnavailable(
                 f"cannot reserve against budget {rule.id} ({describe(rule.scope, rule.value)}): this sidecar's slice "
                 f"is short and the registry did not answer ({err.code().name}: {err.details()}); try again shortly"
             ) from err
 
-    def _granted(self, key: tuple[str, str], current: Slice | None, reply: budgets_pb2.LeaseSliceResponse) -> None:
-        sent = self._clock.monotonic()
+    def _granted(
+        self, key: tuple[str, str], current: Slice | None, reply: budgets_pb2.LeaseSliceResponse, sent: float
+    ) -> None:
         if reply.HasField("sync_every") and reply.sync_every.ToTimedelta().total_seconds() > 0:
             self.sync_every_s = reply.sync_every.ToTimedelta().total_seconds()
         target = current

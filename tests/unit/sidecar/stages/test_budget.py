@@ -13,12 +13,14 @@ import grpc
 import pytest
 
 from meshwarden.budget_scopes import MODEL, SESSION, TOTAL, WORKFLOW
-from meshwarden.errors import AgentFailed, BudgetExhausted
+from meshwarden.errors import AgentFailed, BadPayload, BudgetExhausted
 from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Caller as RegistryCaller
 from meshwarden.registry.budget_store import BudgetStore
 from meshwarden.registry.budgets import Budgets, BudgetSettings, SliceReport
 from meshwarden.registry.budgets_server import budget_to_proto, state_to_proto
+from meshwarden.registry.errors import RegistryError
+from meshwarden.registry.rescue import status_for
 from meshwarden.registry.store import Store
 from meshwarden.registry.wire import duration
 from meshwarden.sidecar.budget_ledger import BudgetLedger
@@ -42,10 +44,14 @@ class InProcessSlices:
     async def lease(self, request: budgets_pb2.LeaseSliceRequest, timeout: float) -> budgets_pb2.LeaseSliceResponse:
         self.leases += 1
         await asyncio.sleep(0)  # an RPC yields: other calls run meanwhile
-        grant = self.budgets.lease(
-            request.instance_id, ME, request.budget_id, request.subject, request.slice_id,
-            request.need_micro_usd, request.want_micro_usd,
-        )  # fmt: skip
+        try:
+            grant = self.budgets.lease(
+                request.instance_id, ME, request.budget_id, request.subject, request.slice_id,
+                request.need_micro_usd, request.want_micro_usd,
+            )  # fmt: skip
+        except RegistryError as exc:  # as registry.rescue answers it
+            code, message = status_for(exc)
+            raise grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), message) from exc
         return budgets_pb2.LeaseSliceResponse(
             slice_id=grant.slice_id,
             granted_micro_usd=grant.granted_micro_usd,
@@ -223,3 +229,16 @@ async def test_the_refusal_names_the_budget_and_a_downgrade_runs_instead(registr
     await downgrading(c)
     assert asked == [100] and callee.calls[-1].capability == "small"
     assert (c.record.budget_downgraded_from, c.record.budget_ids, c.record.budget_settled_micro_usd) == ("big", (), 20)
+
+
+async def test_a_budget_lifted_meanwhile_draws_nothing_and_a_bad_session_id_is_named(registry: Budgets) -> None:
+    wf, _ = registry.set(WORKFLOW, "wf", TOTAL, 10, 0, "", OPERATOR)
+    registry.set(SESSION, "", TOTAL, 1000, 0, "", OPERATOR)
+    ledger, _ = ledger_for(registry)  # knows both budgets
+    registry.lift(wf.id, "", OPERATOR)  # the sidecar has not heard yet
+    stage = budget.layer(ledger, PolicyHolder())(Callee(cost=500))
+    c = call(workflow_id="wf", cost_estimate_micro_usd=100)
+    await stage(c)
+    assert c.record.budget_ids == ()
+    with pytest.raises(BadPayload, match="session id"):
+        await stage(call(session_id="s" * 200, cost_estimate_micro_usd=100))
