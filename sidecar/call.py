@@ -57,7 +57,7 @@ class CallRecord:
     budget_ids: tuple[str, ...] = ()  # budget: the budgets the call drew on
     budget_reserved_micro_usd: int = 0  # budget: its worst case, reserved before it left
     budget_settled_micro_usd: int = 0  # budget: what it was charged once it ended
-    budget_downgraded_from: str = ""  # budget: what was asked, when a budget made it run cheaper
+    budget_downgraded_to: str = ""  # budget: what ran instead, when a budget made the call run cheaper
 
 
 @_immutable

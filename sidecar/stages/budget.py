@@ -13,7 +13,7 @@ measured (a stream cut off midway) is charged that usage, any other failure noth
 A refusal is BudgetExhausted (RESOURCE_EXHAUSTED) naming the budget, its scope, limit, spent
 and reserved. Where the caller gave a `downgrade` (the model gateway: a cheaper fallback the
 catalog declares and policy allows), the stage asks it for a cheaper call that fits what
-remains, runs that instead, and the receipt names what was asked (`budget_downgraded_from`).
+remains, runs that instead, and the receipt names what ran (`budget_downgraded_to`).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class Budget:
         cheaper = replace(cheaper, record=call.record)
         targets = self._targets(cheaper)
         reservation = await self._ledger.reserve(targets, amount, cheaper.deadline, cheaper.capability)
-        call.record.budget_downgraded_from = call.capability
+        call.record.budget_downgraded_to = cheaper.capability
         return cheaper, targets, reservation
 
 

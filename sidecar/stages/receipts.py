@@ -148,7 +148,7 @@ class Receipts:
             budget_ids=record.budget_ids,
             budget_reserved_micro_usd=record.budget_reserved_micro_usd,
             budget_settled_micro_usd=record.budget_settled_micro_usd,
-            budget_downgraded_from=record.budget_downgraded_from,
+            budget_downgraded_to=record.budget_downgraded_to,
             started_at=_timestamp(started_ns),
             ended_at=_timestamp(started_ns + int(latency_s * 1e9)),
             latency_us=int(latency_s * 1e6),

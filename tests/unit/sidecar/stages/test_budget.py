@@ -228,7 +228,7 @@ async def test_the_refusal_names_the_budget_and_a_downgrade_runs_instead(registr
     c = call("big", kind="model", cost_estimate_micro_usd=900)
     await downgrading(c)
     assert asked == [100] and callee.calls[-1].capability == "small"
-    assert (c.record.budget_downgraded_from, c.record.budget_ids, c.record.budget_settled_micro_usd) == ("big", (), 20)
+    assert (c.record.budget_downgraded_to, c.record.budget_ids, c.record.budget_settled_micro_usd) == ("small", (), 20)
 
 
 async def test_a_budget_lifted_meanwhile_draws_nothing_and_a_bad_session_id_is_named(registry: Budgets) -> None:
