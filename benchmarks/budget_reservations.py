@@ -58,7 +58,7 @@ class InProcessSlices:
         self._budgets = budgets
 
     async def lease(self, request: budgets_pb2.LeaseSliceRequest, timeout: float) -> budgets_pb2.LeaseSliceResponse:
-        grant = self._budgets.lease(
+        grant = await self._budgets.lease(
             request.instance_id,
             HOLDER,
             request.budget_id,
@@ -110,15 +110,15 @@ async def stage_costs(calls: int, repeats: int, work: Path) -> dict[str, float]:
         results["stage, no budgets set"] = await time_calls(stage, calls, repeats, cost_estimate_micro_usd=100)
         big = 10**14
         for scope, value in ((TEAM, "elsewhere"), (WORKFLOW, "wf-other")):
-            budgets.set(scope, value, TOTAL, big, 0, "", OPERATOR)
-        revision, rows = budgets.current()
+            await budgets.set(scope, value, TOTAL, big, 0, "", OPERATOR)
+        revision, rows = await budgets.current()
         ledger.apply(budgets_pb2.BudgetSet(revision=revision, budgets=[budget_to_proto(b) for b in rows]))
         results["stage, budgets set, none in scope"] = await time_calls(
             stage, calls, repeats, cost_estimate_micro_usd=100, workflow_id="wf-1", session_id="s-1"
         )
-        budgets.set(WORKFLOW, "wf-1", TOTAL, big, 0, "", OPERATOR)
-        budgets.set(SESSION, "", TOTAL, big, 0, "", OPERATOR)
-        revision, rows = budgets.current()
+        await budgets.set(WORKFLOW, "wf-1", TOTAL, big, 0, "", OPERATOR)
+        await budgets.set(SESSION, "", TOTAL, big, 0, "", OPERATOR)
+        revision, rows = await budgets.current()
         ledger.apply(budgets_pb2.BudgetSet(revision=revision, budgets=[budget_to_proto(b) for b in rows]))
         # First calls lease the slices (sized from the rate of reservations); then all is local.
         warm = {"cost_estimate_micro_usd": 10**9, "workflow_id": "wf-1", "session_id": "s-1"}

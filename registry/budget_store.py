@@ -1,23 +1,23 @@
 """The budgets aggregate's storage: every statement on the budgets, budget_spend and
 budget_slices tables (schema in registry.store's migration list), and nowhere else.
 
-`BudgetStore.transaction()` yields a `BudgetRows`: typed reads and writes inside one
-transaction, so registry.budgets decides (grant, recall, charge) between reads and writes
-that commit together, and a second implementation (PostgreSQL) replaces this class alone.
+`BudgetStore.write(work)` runs `work` on a `BudgetRows` (typed reads and writes) inside one
+transaction, so registry.budgets decides (grant, recall, charge) between reads and writes that
+commit together; a second implementation (PostgreSQL) replaces this module alone.
 """
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 from meshwarden.registry import audit
 from meshwarden.registry.audit import AuditEntry
 from meshwarden.registry.store import Row, Store
 
+T = TypeVar("T")
 _BUDGET_COLUMNS: Final = (
     "id, scope, scope_value, period, limit_micro_usd, soft_limit_micro_usd, reason, created_by, created_at"
 )
@@ -203,13 +203,18 @@ class BudgetRows:
 
 
 class BudgetStore:
+    """Runs registry.budgets' work on the rows in one transaction each.
+
+    Today on the event loop thread, like the rest of the registry's store (registry.store says
+    why); the work is plain synchronous code with no awaits inside, so on the per-aggregate
+    store seam it runs unchanged on the store's writer thread."""
+
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[BudgetRows]:
+    async def write(self, work: Callable[[BudgetRows], T]) -> T:
         with self._store.transaction() as db:
-            yield BudgetRows(db)
+            return work(BudgetRows(db))
 
 
 def _budget(r: Row) -> BudgetRow:

@@ -123,7 +123,7 @@ class Budgets:
 
     # ---- operators
 
-    def set(
+    async def set(
         self, scope: int, value: str, period: int, limit: int, soft: int, reason: str, caller: Caller
     ) -> tuple[BudgetRow, bool]:
         """Sets the budget for (scope, value, period): new, or changed in place keeping its spend."""
@@ -134,7 +134,8 @@ class Budgets:
             raise InvalidInput("request", str(exc)) from exc
         reason = reason.strip()[:MAX_REASON_CHARS]
         target = f"budget {describe(scope, value)} per {PERIOD_NAMES[period]}"
-        with self._store.transaction() as rows:
+
+        def work(rows: BudgetRows) -> tuple[BudgetRow, bool]:
             existing = rows.budget_for(scope, value, period)
             budget_id = existing.id if existing is not None else "bg-" + secrets.token_hex(4)
             soft_text = f", soft {usd(soft)}" if soft else ""
@@ -153,11 +154,14 @@ class Budgets:
             rows.put_budget(budget)
             rows.bump_revision()
             rows.audit(entry)
-        self._notify()
-        return budget, existing is None
+            return budget, existing is None
 
-    def lift(self, budget_id: str, reason: str, caller: Caller) -> BudgetRow:
-        with self._store.transaction() as rows:
+        done = await self._store.write(work)
+        self._notify()
+        return done
+
+    async def lift(self, budget_id: str, reason: str, caller: Caller) -> BudgetRow:
+        def work(rows: BudgetRows) -> BudgetRow:
             budget = rows.budget(budget_id)
             if budget is None:
                 raise UnknownControl(f"no budget {budget_id!r} is set; see meshwarden budget list")
@@ -165,19 +169,22 @@ class Budgets:
             rows.delete_budget(budget_id)
             rows.bump_revision()
             rows.audit(self._audit.entry(caller, "budget.lift", target, reason.strip()[:MAX_REASON_CHARS], budget_id))
+            return budget
+
+        lifted = await self._store.write(work)
         self._notify()
-        return budget
+        return lifted
 
-    def current(self) -> tuple[int, list[BudgetRow]]:
-        with self._store.transaction() as rows:
-            return rows.revision(), rows.budgets()
+    async def current(self) -> tuple[int, list[BudgetRow]]:
+        return await self._store.write(lambda rows: (rows.revision(), rows.budgets()))
 
-    def states(self, session_id: str = "") -> list[BudgetState]:
+    async def states(self, session_id: str = "") -> list[BudgetState]:
         """Every budget in its current period; a per-session budget once per session seen in it
         (`session_id` alone when given, else the busiest ones)."""
         now = self._clock.wall()
-        found = []
-        with self._store.transaction() as rows:
+
+        def work(rows: BudgetRows) -> list[BudgetState]:
+            found = []
             for budget in rows.budgets():
                 period = period_of(budget.period, now)
                 if budget.scope != SESSION:
@@ -185,84 +192,36 @@ class Budgets:
                     continue
                 subjects = [session_id] if session_id else _sessions_of(rows, budget, period.key, now)
                 found.extend(_state(rows, budget, period, s, now) for s in subjects or [""])
-        return found
+            return found
+
+        return await self._store.write(work)
 
     # ---- sidecars
 
-    def lease(
+    async def lease(
         self, holder: str, spiffe_id: str, budget_id: str, subject: str, slice_id: str, need: int, want: int
     ) -> Grant:
         """Grants (more of) a slice out of what is free, recalls unused slices elsewhere when
-        that would make room, or says the budget is exhausted."""
+        that would make room, or says the budget is exhausted: decided and written in one
+        transaction, so two sidecars asking at once cannot both be granted the same room."""
         if not 0 < need <= MAX_MICRO_USD:
             raise InvalidInput("need_micro_usd", f"must be from 1 to {MAX_MICRO_USD}, got {need}")
         want = min(max(want, need), MAX_MICRO_USD)
         now = self._clock.wall()
-        with self._store.transaction() as rows:
-            budget = rows.budget(budget_id)
-            if budget is None:
-                raise UnknownControl(f"no budget {budget_id!r} is set (it may just have been lifted)")
-            _check_subject(budget, subject)
-            period = period_of(budget.period, now)
-            ttl_s = self._ttl(period, now)
-            slices = rows.slices(budget_id, period.key, subject)
-            spent = rows.spend(budget_id, period.key, subject).spent_micro_usd
-            held = sum(s.held(now) for s in slices)
-            free = budget.limit_micro_usd - spent - held
-            state = _state_of(budget, period, subject, spent, slices, False, now)
-            if free >= need:
-                grant = min(want, free)
-                mine = next((s for s in slices if s.id == slice_id and s.holder_spiffe_id == spiffe_id), None)
-                if mine is not None and mine.expires_at > now:
-                    updated = replace(
-                        mine, granted_micro_usd=mine.granted_micro_usd + grant, expires_at=now + ttl_s, recalled=False
-                    )
-                else:
-                    updated = SliceRow(
-                        id="sl-" + secrets.token_hex(6),
-                        budget_id=budget_id,
-                        period_key=period.key,
-                        subject=subject,
-                        holder_instance_id=holder,
-                        holder_spiffe_id=spiffe_id,
-                        granted_micro_usd=grant,
-                        used_micro_usd=0,
-                        in_flight_micro_usd=0,
-                        expires_at=now + ttl_s,
-                        recalled=False,
-                        live=True,
-                    )
-                rows.put_slice(updated)
-                self.slice_events["granted"] += 1
-                state = replace(state, reserved_micro_usd=state.reserved_micro_usd + grant)
-                return Grant(
-                    slice_id=updated.id,
-                    granted_micro_usd=updated.granted_micro_usd,
-                    ttl_s=ttl_s,
-                    exhausted=False,
-                    retry_after_s=0.0,
-                    state=state,
-                )
-            # Room may be held by other slices: their unused part (recalled now), or calls in
-            # flight there that may settle below their worst case or fail. Ask again shortly.
-            others = [s for s in slices if s.id != slice_id and s.held(now) > 0]
-            if free + sum(s.held(now) for s in others) >= need:
-                rows.recall([s.id for s in others if s.held(now) > s.in_flight_micro_usd])
-                self.slice_events["recalled"] += 1
-                retry = self.settings.sync_every_s + 0.05
-                return Grant(
-                    slice_id="", granted_micro_usd=0, ttl_s=ttl_s, exhausted=False, retry_after_s=retry, state=state
-                )
-        self.slice_events["refused"] += 1
-        return Grant(slice_id="", granted_micro_usd=0, ttl_s=ttl_s, exhausted=True, retry_after_s=0.0, state=state)
+        grant = await self._store.write(
+            lambda rows: self._decide(rows, holder, spiffe_id, budget_id, subject, slice_id, need, want, now)
+        )
+        self.slice_events["granted" if grant.slice_id else "refused" if grant.exhausted else "recalled"] += 1
+        return grant
 
-    def sync(self, holder: str, spiffe_id: str, reports: Sequence[SliceReport]) -> list[SliceStatus]:
+    async def sync(self, holder: str, spiffe_id: str, reports: Sequence[SliceReport]) -> list[SliceStatus]:
         """Charges what each slice spent since the last report, renews the live ones, keeps
         only what the holder keeps, ends the released ones."""
         now = self._clock.wall()
-        statuses = []
         crossed: list[BudgetState] = []
-        with self._store.transaction() as rows:
+
+        def work(rows: BudgetRows) -> list[SliceStatus]:
+            statuses = []
             for report in reports:
                 found = rows.slice(report.slice_id)
                 if found is None or found.holder_spiffe_id != spiffe_id:
@@ -277,23 +236,30 @@ class Budgets:
                 delta = max(report.used_micro_usd - found.used_micro_usd, 0)
                 if delta:
                     rows.charge(found.budget_id, found.period_key, found.subject, delta, now)
-                    crossing = self._soft_crossing(rows, found, now)
+                    crossing = _soft_crossing(rows, found, now)
                     if crossing is not None:
                         crossed.append(crossing)
                 status, updated = self._renewed(rows, found, report, now, delta)
                 rows.put_slice(updated)
                 statuses.append(status)
+            return statuses
+
+        statuses = await self._store.write(work)
         for state in crossed:
             self._soft_crossed(state)
         return statuses
 
-    def reap(self) -> list[SliceRow]:
+    async def reap(self) -> list[SliceRow]:
         """Ends the slices whose holders stopped reporting; returns them."""
         now = self._clock.wall()
-        with self._store.transaction() as rows:
+
+        def work(rows: BudgetRows) -> list[SliceRow]:
             lapsed = rows.lapsed(now)
             rows.end_slices([s.id for s in lapsed])
             rows.purge_ended(now - _KEEP_ENDED_S)
+            return lapsed
+
+        lapsed = await self._store.write(work)
         for s in lapsed:
             self.slice_events["lapsed"] += 1
             log.warning(
@@ -308,15 +274,87 @@ class Budgets:
 
     async def reap_forever(self) -> None:
         while True:
-            self.reap()
+            await self.reap()
             await asyncio.sleep(_REAP_EVERY_S)
 
     async def next_change(self, revision: int) -> None:
         """Returns once the budget set's revision is past `revision`."""
-        while self.current()[0] <= revision:
-            await self._changed.wait()
+        while True:
+            changed = self._changed  # before reading: a change while reading sets this one
+            if (await self.current())[0] > revision:
+                return
+            await changed.wait()
 
     # ---- inside
+
+    def _decide(
+        self,
+        rows: BudgetRows,
+        holder: str,
+        spiffe_id: str,
+        budget_id: str,
+        subject: str,
+        slice_id: str,
+        need: int,
+        want: int,
+        now: float,
+    ) -> Grant:
+        budget = rows.budget(budget_id)
+        if budget is None:
+            raise UnknownControl(f"no budget {budget_id!r} is set (it may just have been lifted)")
+        _check_subject(budget, subject)
+        period = period_of(budget.period, now)
+        ttl_s = self._ttl(period, now)
+        slices = rows.slices(budget_id, period.key, subject)
+        spent = rows.spend(budget_id, period.key, subject).spent_micro_usd
+        free = budget.limit_micro_usd - spent - sum(s.held(now) for s in slices)
+        state = _state_of(budget, period, subject, spent, slices, False, now)
+        if free >= need:
+            grant = min(want, free)
+            mine = next((s for s in slices if s.id == slice_id and s.holder_spiffe_id == spiffe_id), None)
+            if mine is not None and mine.expires_at > now:
+                updated = replace(
+                    mine, granted_micro_usd=mine.granted_micro_usd + grant, expires_at=now + ttl_s, recalled=False
+                )
+            else:
+                updated = SliceRow(
+                    id="sl-" + secrets.token_hex(6),
+                    budget_id=budget_id,
+                    period_key=period.key,
+                    subject=subject,
+                    holder_instance_id=holder,
+                    holder_spiffe_id=spiffe_id,
+                    granted_micro_usd=grant,
+                    used_micro_usd=0,
+                    in_flight_micro_usd=0,
+                    expires_at=now + ttl_s,
+                    recalled=False,
+                    live=True,
+                )
+            rows.put_slice(updated)
+            state = replace(state, reserved_micro_usd=state.reserved_micro_usd + grant)
+            return Grant(
+                slice_id=updated.id,
+                granted_micro_usd=updated.granted_micro_usd,
+                ttl_s=ttl_s,
+                exhausted=False,
+                retry_after_s=0.0,
+                state=state,
+            )
+        # Room may be held by other slices: their unused part (recalled now), or calls in
+        # flight there that may settle below their worst case or fail. Ask again shortly.
+        others = [s for s in slices if s.id != slice_id and s.held(now) > 0]
+        room_elsewhere = free + sum(s.held(now) for s in others) >= need
+        if room_elsewhere:
+            rows.recall([s.id for s in others if s.held(now) > s.in_flight_micro_usd])
+        return Grant(
+            slice_id="",
+            granted_micro_usd=0,
+            ttl_s=ttl_s,
+            exhausted=not room_elsewhere,
+            retry_after_s=self.settings.sync_every_s + 0.05 if room_elsewhere else 0.0,
+            state=state,
+        )
 
     def _ttl(self, period: Period, now: float) -> float:
         ttl = self.settings.slice_ttl_s
@@ -350,17 +388,6 @@ class Budgets:
         )
         return status, renewed
 
-    def _soft_crossing(self, rows: BudgetRows, found: SliceRow, now: float) -> BudgetState | None:
-        budget = rows.budget(found.budget_id)
-        if budget is None or not budget.soft_limit_micro_usd:
-            return None
-        spend = rows.spend(found.budget_id, found.period_key, found.subject)
-        if spend.soft_crossed or spend.spent_micro_usd < budget.soft_limit_micro_usd:
-            return None
-        rows.mark_soft_crossed(found.budget_id, found.period_key, found.subject)
-        period = period_of(budget.period, now)
-        return _state(rows, budget, period, found.subject, now)
-
     def _soft_crossed(self, state: BudgetState) -> None:
         self.soft_crossings[(state.budget.id, state.scope)] += 1
         session = f" (session {state.subject})" if state.subject else ""
@@ -387,6 +414,18 @@ class Budgets:
     def _notify(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+
+
+def _soft_crossing(rows: BudgetRows, found: SliceRow, now: float) -> BudgetState | None:
+    budget = rows.budget(found.budget_id)
+    if budget is None or not budget.soft_limit_micro_usd:
+        return None
+    spend = rows.spend(found.budget_id, found.period_key, found.subject)
+    if spend.soft_crossed or spend.spent_micro_usd < budget.soft_limit_micro_usd:
+        return None
+    rows.mark_soft_crossed(found.budget_id, found.period_key, found.subject)
+    period = period_of(budget.period, now)
+    return _state(rows, budget, period, found.subject, now)
 
 
 def _check_subject(budget: BudgetRow, subject: str) -> None:

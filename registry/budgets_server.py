@@ -18,7 +18,7 @@ from meshwarden.registry.authz import Authorizer, Caller, method
 from meshwarden.registry.budget_store import BudgetRow
 from meshwarden.registry.budgets import Budgets, BudgetState, SliceReport
 from meshwarden.registry.errors import InvalidInput, Unauthenticated
-from meshwarden.registry.rescue import abort, serve_unary
+from meshwarden.registry.rescue import abort, serve_unary_async
 from meshwarden.registry.wire import duration, timestamp
 from meshwarden.v1 import budgets_pb2, budgets_pb2_grpc
 
@@ -42,27 +42,27 @@ class BudgetsService(budgets_pb2_grpc.BudgetsServicer):
         self._budgets, self._authorizer = budgets, authorizer
 
     async def SetBudget(self, request: budgets_pb2.SetBudgetRequest, context: Context) -> budgets_pb2.SetBudgetResponse:
-        return await serve_unary(SET_BUDGET, self._set, request, context, self._authorizer)
+        return await serve_unary_async(SET_BUDGET, self._set, request, context, self._authorizer)
 
     async def ListBudgets(
         self, request: budgets_pb2.ListBudgetsRequest, context: Context
     ) -> budgets_pb2.ListBudgetsResponse:
-        return await serve_unary(LIST_BUDGETS, self._list, request, context, self._authorizer)
+        return await serve_unary_async(LIST_BUDGETS, self._list, request, context, self._authorizer)
 
     async def LiftBudget(
         self, request: budgets_pb2.LiftBudgetRequest, context: Context
     ) -> budgets_pb2.LiftBudgetResponse:
-        return await serve_unary(LIFT_BUDGET, self._lift, request, context, self._authorizer)
+        return await serve_unary_async(LIFT_BUDGET, self._lift, request, context, self._authorizer)
 
     async def LeaseSlice(
         self, request: budgets_pb2.LeaseSliceRequest, context: Context
     ) -> budgets_pb2.LeaseSliceResponse:
-        return await serve_unary(LEASE_SLICE, self._lease, request, context, self._authorizer)
+        return await serve_unary_async(LEASE_SLICE, self._lease, request, context, self._authorizer)
 
     async def SyncSlices(
         self, request: budgets_pb2.SyncSlicesRequest, context: Context
     ) -> budgets_pb2.SyncSlicesResponse:
-        return await serve_unary(SYNC_SLICES, self._sync, request, context, self._authorizer)
+        return await serve_unary_async(SYNC_SLICES, self._sync, request, context, self._authorizer)
 
     async def WatchBudgets(
         self, request: budgets_pb2.WatchBudgetsRequest, context: Context
@@ -71,7 +71,7 @@ class BudgetsService(budgets_pb2_grpc.BudgetsServicer):
             self._authorizer.agent(WATCH_BUDGETS, context)
             revision = -1
             while True:
-                current, budgets = self._budgets.current()
+                current, budgets = await self._budgets.current()
                 if current != revision:
                     yield budgets_pb2.BudgetSet(revision=current, budgets=[budget_to_proto(b) for b in budgets])
                     revision = current
@@ -79,8 +79,8 @@ class BudgetsService(budgets_pb2_grpc.BudgetsServicer):
         except Exception as exc:  # noqa: BLE001 -- the stream's rescue: the error becomes a status
             await abort(context, exc, WATCH_BUDGETS)
 
-    def _set(self, request: budgets_pb2.SetBudgetRequest, caller: Caller) -> budgets_pb2.SetBudgetResponse:
-        budget, created = self._budgets.set(
+    async def _set(self, request: budgets_pb2.SetBudgetRequest, caller: Caller) -> budgets_pb2.SetBudgetResponse:
+        budget, created = await self._budgets.set(
             request.scope,
             request.scope_value,
             request.period,
@@ -91,24 +91,24 @@ class BudgetsService(budgets_pb2_grpc.BudgetsServicer):
         )
         return budgets_pb2.SetBudgetResponse(budget=budget_to_proto(budget), created=created)
 
-    def _list(self, request: budgets_pb2.ListBudgetsRequest, _caller: Caller) -> budgets_pb2.ListBudgetsResponse:
+    async def _list(self, request: budgets_pb2.ListBudgetsRequest, _caller: Caller) -> budgets_pb2.ListBudgetsResponse:
         _check_id("session_id", request.session_id)
-        states = self._budgets.states(request.session_id)
+        states = await self._budgets.states(request.session_id)
         return budgets_pb2.ListBudgetsResponse(budgets=[state_to_proto(s) for s in states])
 
-    def _lift(self, request: budgets_pb2.LiftBudgetRequest, caller: Caller) -> budgets_pb2.LiftBudgetResponse:
+    async def _lift(self, request: budgets_pb2.LiftBudgetRequest, caller: Caller) -> budgets_pb2.LiftBudgetResponse:
         if not request.id:
             raise InvalidInput("id", "is required (see meshwarden budget list)")
         _check_id("id", request.id)
         return budgets_pb2.LiftBudgetResponse(
-            budget=budget_to_proto(self._budgets.lift(request.id, request.reason, caller))
+            budget=budget_to_proto(await self._budgets.lift(request.id, request.reason, caller))
         )
 
-    def _lease(self, request: budgets_pb2.LeaseSliceRequest, caller: Caller) -> budgets_pb2.LeaseSliceResponse:
+    async def _lease(self, request: budgets_pb2.LeaseSliceRequest, caller: Caller) -> budgets_pb2.LeaseSliceResponse:
         spiffe_id = _holder(caller, "lease a budget slice")
         for name in ("instance_id", "budget_id", "subject", "slice_id"):
             _check_id(name, getattr(request, name))
-        grant = self._budgets.lease(
+        grant = await self._budgets.lease(
             request.instance_id,
             spiffe_id,
             request.budget_id,
@@ -127,7 +127,7 @@ class BudgetsService(budgets_pb2_grpc.BudgetsServicer):
             state=state_to_proto(grant.state),
         )
 
-    def _sync(self, request: budgets_pb2.SyncSlicesRequest, caller: Caller) -> budgets_pb2.SyncSlicesResponse:
+    async def _sync(self, request: budgets_pb2.SyncSlicesRequest, caller: Caller) -> budgets_pb2.SyncSlicesResponse:
         spiffe_id = _holder(caller, "report budget slices")
         _check_id("instance_id", request.instance_id)
         if len(request.slices) > MAX_REPORTS:
@@ -146,7 +146,7 @@ class BudgetsService(budgets_pb2_grpc.BudgetsServicer):
             )
             for r in request.slices
         ]
-        statuses = self._budgets.sync(request.instance_id, spiffe_id, reports)
+        statuses = await self._budgets.sync(request.instance_id, spiffe_id, reports)
         return budgets_pb2.SyncSlicesResponse(
             slices=[
                 budgets_pb2.SliceStatus(

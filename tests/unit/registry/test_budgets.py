@@ -58,109 +58,109 @@ def report(slice_id: str, used: int, in_flight: int = 0, keep: int = 10**9, rele
     )
 
 
-def test_set_changes_in_place_lift_removes_and_both_are_audited(budgets: Budgets, store: Store) -> None:
-    first, created = budgets.set(TEAM, "finance", MONTH, 50_000_000, 40_000_000, "q4", OPERATOR)
-    again, created_again = budgets.set(TEAM, "finance", MONTH, 60_000_000, 0, "more", OPERATOR)
+async def test_set_changes_in_place_lift_removes_and_both_are_audited(budgets: Budgets, store: Store) -> None:
+    first, created = await budgets.set(TEAM, "finance", MONTH, 50_000_000, 40_000_000, "q4", OPERATOR)
+    again, created_again = await budgets.set(TEAM, "finance", MONTH, 60_000_000, 0, "more", OPERATOR)
     assert created and not created_again and again.id == first.id and again.limit_micro_usd == 60_000_000
-    assert budgets.current()[0] == 2 and [b.id for b in budgets.current()[1]] == [first.id]
-    budgets.lift(first.id, "done", OPERATOR)
-    assert budgets.current() == (3, [])
+    assert (await budgets.current())[0] == 2 and [b.id for b in (await budgets.current())[1]] == [first.id]
+    await budgets.lift(first.id, "done", OPERATOR)
+    assert await budgets.current() == (3, [])
     actions = [e.action for e in Audit(store, Clock()).list()]
     assert actions == ["budget.set", "budget.set", "budget.lift"]
     with pytest.raises(UnknownControl, match="meshwarden budget list"):
-        budgets.lift(first.id, "", OPERATOR)
+        await budgets.lift(first.id, "", OPERATOR)
     with pytest.raises(InvalidInput, match="--soft-usd must be below the limit"):
-        budgets.set(TEAM, "finance", DAY, 1_000_000, 1_000_000, "", OPERATOR)
+        await budgets.set(TEAM, "finance", DAY, 1_000_000, 1_000_000, "", OPERATOR)
     with pytest.raises(InvalidInput, match="--session takes no value"):
-        budgets.set(SESSION, "s-1", DAY, 1_000_000, 0, "", OPERATOR)
+        await budgets.set(SESSION, "s-1", DAY, 1_000_000, 0, "", OPERATOR)
     with pytest.raises(InvalidInput, match="--workflow"):
-        budgets.set(WORKFLOW, "bad name!", DAY, 1_000_000, 0, "", OPERATOR)
+        await budgets.set(WORKFLOW, "bad name!", DAY, 1_000_000, 0, "", OPERATOR)
 
 
-def test_grants_come_out_of_what_is_neither_spent_nor_held(budgets: Budgets) -> None:
-    budget, _ = budgets.set(WORKFLOW, "wf", TOTAL, 1000, 0, "", OPERATOR)
-    a = budgets.lease("a-1", A, budget.id, "", "", need=100, want=600)
+async def test_grants_come_out_of_what_is_neither_spent_nor_held(budgets: Budgets) -> None:
+    budget, _ = await budgets.set(WORKFLOW, "wf", TOTAL, 1000, 0, "", OPERATOR)
+    a = await budgets.lease("a-1", A, budget.id, "", "", need=100, want=600)
     assert (a.granted_micro_usd, a.exhausted) == (600, False)
-    b = budgets.lease("b-1", B, budget.id, "", "", need=100, want=600)
+    b = await budgets.lease("b-1", B, budget.id, "", "", need=100, want=600)
     assert b.granted_micro_usd == 400  # only what a's slice does not hold
     # Nothing free: a's slice holds 600 of which nothing is in flight: recalled, b asks again later.
-    refused = budgets.lease("b-1", B, budget.id, "", b.slice_id, need=100, want=100)
+    refused = await budgets.lease("b-1", B, budget.id, "", b.slice_id, need=100, want=100)
     assert refused.slice_id == "" and not refused.exhausted and refused.retry_after_s > 0
-    [status] = budgets.sync("a-1", A, [report(a.slice_id, used=50, in_flight=0, keep=600)])
+    [status] = await budgets.sync("a-1", A, [report(a.slice_id, used=50, in_flight=0, keep=600)])
     assert status.recalled and status.live
-    [status] = budgets.sync("a-1", A, [report(a.slice_id, used=50, keep=50)])  # a returns what it does not use
+    [status] = await budgets.sync("a-1", A, [report(a.slice_id, used=50, keep=50)])  # a returns what it does not use
     assert not status.recalled and status.granted_micro_usd == 50
-    grown = budgets.lease("b-1", B, budget.id, "", b.slice_id, need=100, want=100)
+    grown = await budgets.lease("b-1", B, budget.id, "", b.slice_id, need=100, want=100)
     assert grown.slice_id == b.slice_id and grown.granted_micro_usd == 500
-    [state] = budgets.states()
+    [state] = await budgets.states()
     assert (state.spent_micro_usd, state.reserved_micro_usd, state.remaining_micro_usd) == (50, 500, 450)
 
 
-def test_exhausted_only_when_nothing_held_elsewhere_could_make_room(budgets: Budgets) -> None:
-    budget, _ = budgets.set(WORKFLOW, "wf", TOTAL, 1000, 0, "", OPERATOR)
-    a = budgets.lease("a-1", A, budget.id, "", "", need=800, want=800)
-    budgets.sync("a-1", A, [report(a.slice_id, used=800, keep=800)])
-    refused = budgets.lease("b-1", B, budget.id, "", "", need=300, want=300)
+async def test_exhausted_only_when_nothing_held_elsewhere_could_make_room(budgets: Budgets) -> None:
+    budget, _ = await budgets.set(WORKFLOW, "wf", TOTAL, 1000, 0, "", OPERATOR)
+    a = await budgets.lease("a-1", A, budget.id, "", "", need=800, want=800)
+    await budgets.sync("a-1", A, [report(a.slice_id, used=800, keep=800)])
+    refused = await budgets.lease("b-1", B, budget.id, "", "", need=300, want=300)
     assert refused.exhausted and refused.state.spent_micro_usd == 800 and refused.state.budget.limit_micro_usd == 1000
-    assert budgets.lease("b-1", B, budget.id, "", "", need=200, want=300).granted_micro_usd == 200
+    assert (await budgets.lease("b-1", B, budget.id, "", "", need=200, want=300)).granted_micro_usd == 200
 
 
-def test_a_slice_lapses_after_its_ttl_and_a_late_report_is_still_charged(budgets: Budgets, clock: Clock) -> None:
-    budget, _ = budgets.set(WORKFLOW, "wf", TOTAL, 1000, 0, "", OPERATOR)
+async def test_a_slice_lapses_after_its_ttl_and_a_late_report_is_still_charged(budgets: Budgets, clock: Clock) -> None:
+    budget, _ = await budgets.set(WORKFLOW, "wf", TOTAL, 1000, 0, "", OPERATOR)
     clock.now = 1_000_000.0  # far from any period end
-    a = budgets.lease("a-1", A, budget.id, "", "", need=1000, want=1000)
-    assert budgets.lease("b-1", B, budget.id, "", "", need=10, want=10).slice_id == ""  # all held by a
+    a = await budgets.lease("a-1", A, budget.id, "", "", need=1000, want=1000)
+    assert (await budgets.lease("b-1", B, budget.id, "", "", need=10, want=10)).slice_id == ""  # all held by a
     clock.now += 10.0  # a stopped reporting (killed -9): its slice holds nothing from now on
-    assert budgets.lease("b-1", B, budget.id, "", "", need=10, want=10).granted_micro_usd == 10
-    assert [s.id for s in budgets.reap()] == [a.slice_id]
-    [status] = budgets.sync("a-1", A, [report(a.slice_id, used=300)])  # a's calls settled after all
+    assert (await budgets.lease("b-1", B, budget.id, "", "", need=10, want=10)).granted_micro_usd == 10
+    assert [s.id for s in await budgets.reap()] == [a.slice_id]
+    [status] = await budgets.sync("a-1", A, [report(a.slice_id, used=300)])  # a's calls settled after all
     assert not status.live
-    [state] = budgets.states()
+    [state] = await budgets.states()
     assert state.spent_micro_usd == 300
     # Only its holder reports a slice.
-    [status] = budgets.sync("b-1", B, [report(a.slice_id, used=900)])
-    assert not status.live and budgets.states()[0].spent_micro_usd == 300
+    [status] = await budgets.sync("b-1", B, [report(a.slice_id, used=900)])
+    assert not status.live and (await budgets.states())[0].spent_micro_usd == 300
 
 
-def test_crossing_the_soft_limit_is_counted_once(budgets: Budgets) -> None:
-    budget, _ = budgets.set(TEAM, "finance", TOTAL, 1000, 500, "", OPERATOR)
-    a = budgets.lease("a-1", A, budget.id, "", "", need=1000, want=1000)
-    budgets.sync("a-1", A, [report(a.slice_id, used=400)])
+async def test_crossing_the_soft_limit_is_counted_once(budgets: Budgets) -> None:
+    budget, _ = await budgets.set(TEAM, "finance", TOTAL, 1000, 500, "", OPERATOR)
+    a = await budgets.lease("a-1", A, budget.id, "", "", need=1000, want=1000)
+    await budgets.sync("a-1", A, [report(a.slice_id, used=400)])
     assert not budgets.soft_crossings
-    budgets.sync("a-1", A, [report(a.slice_id, used=600)])
-    budgets.sync("a-1", A, [report(a.slice_id, used=700)])
+    await budgets.sync("a-1", A, [report(a.slice_id, used=600)])
+    await budgets.sync("a-1", A, [report(a.slice_id, used=700)])
     assert budgets.soft_crossings == {(budget.id, "team finance"): 1}
-    assert budgets.states()[0].soft_crossed
+    assert (await budgets.states())[0].soft_crossed
 
 
-def test_per_session_budgets_cap_each_session_alone(budgets: Budgets) -> None:
-    budget, _ = budgets.set(SESSION, "", TOTAL, 100, 0, "", OPERATOR)
-    one = budgets.lease("a-1", A, budget.id, "s-1", "", need=100, want=100)
-    budgets.sync("a-1", A, [report(one.slice_id, used=100)])
-    assert budgets.lease("a-1", A, budget.id, "s-1", one.slice_id, need=1, want=1).exhausted
-    assert budgets.lease("a-1", A, budget.id, "s-2", "", need=100, want=100).granted_micro_usd == 100
-    assert {s.subject: s.spent_micro_usd for s in budgets.states()} == {"s-1": 100, "s-2": 0}
-    assert [s.subject for s in budgets.states("s-2")] == ["s-2"]
+async def test_per_session_budgets_cap_each_session_alone(budgets: Budgets) -> None:
+    budget, _ = await budgets.set(SESSION, "", TOTAL, 100, 0, "", OPERATOR)
+    one = await budgets.lease("a-1", A, budget.id, "s-1", "", need=100, want=100)
+    await budgets.sync("a-1", A, [report(one.slice_id, used=100)])
+    assert (await budgets.lease("a-1", A, budget.id, "s-1", one.slice_id, need=1, want=1)).exhausted
+    assert (await budgets.lease("a-1", A, budget.id, "s-2", "", need=100, want=100)).granted_micro_usd == 100
+    assert {s.subject: s.spent_micro_usd for s in await budgets.states()} == {"s-1": 100, "s-2": 0}
+    assert [s.subject for s in await budgets.states("s-2")] == ["s-2"]
     with pytest.raises(InvalidInput, match="session id"):
-        budgets.lease("a-1", A, budget.id, "", "", need=1, want=1)
+        await budgets.lease("a-1", A, budget.id, "", "", need=1, want=1)
 
 
-def test_daily_and_monthly_budgets_start_afresh_with_their_period(budgets: Budgets, clock: Clock) -> None:
-    daily, _ = budgets.set(WORKFLOW, "wf", DAY, 100, 0, "", OPERATOR)
-    monthly, _ = budgets.set(TEAM, "t", MONTH, 100, 0, "", OPERATOR)
+async def test_daily_and_monthly_budgets_start_afresh_with_their_period(budgets: Budgets, clock: Clock) -> None:
+    daily, _ = await budgets.set(WORKFLOW, "wf", DAY, 100, 0, "", OPERATOR)
+    monthly, _ = await budgets.set(TEAM, "t", MONTH, 100, 0, "", OPERATOR)
     slices = {}
     for budget in (daily, monthly):
-        grant = budgets.lease("a-1", A, budget.id, "", "", need=100, want=100)
+        grant = await budgets.lease("a-1", A, budget.id, "", "", need=100, want=100)
         assert grant.ttl_s == 5.0  # a slice never outlives its period (10 s ttl, 5 s left)
-        budgets.sync("a-1", A, [report(grant.slice_id, used=100)])
-        assert budgets.lease("a-1", A, budget.id, "", grant.slice_id, need=1, want=1).exhausted
+        await budgets.sync("a-1", A, [report(grant.slice_id, used=100)])
+        assert (await budgets.lease("a-1", A, budget.id, "", grant.slice_id, need=1, want=1)).exhausted
         slices[budget.id] = grant.slice_id
     clock.now += 65  # 2027-01-01 00:01 UTC: a new day and a new month
     for budget in (daily, monthly):
-        [status] = budgets.sync("a-1", A, [report(slices[budget.id], used=100)])
+        [status] = await budgets.sync("a-1", A, [report(slices[budget.id], used=100)])
         assert not status.live  # the old period's slice ends
-        assert budgets.lease("a-1", A, budget.id, "", "", need=100, want=100).granted_micro_usd == 100
-    keys = {s.budget.id: s.period.key for s in budgets.states()}
+        assert (await budgets.lease("a-1", A, budget.id, "", "", need=100, want=100)).granted_micro_usd == 100
+    keys = {s.budget.id: s.period.key for s in await budgets.states()}
     assert keys == {daily.id: "2027-01-01", monthly.id: "2027-01"}
 
 

@@ -45,7 +45,7 @@ class InProcessSlices:
         self.leases += 1
         await asyncio.sleep(0)  # an RPC yields: other calls run meanwhile
         try:
-            grant = self.budgets.lease(
+            grant = await self.budgets.lease(
                 request.instance_id, ME, request.budget_id, request.subject, request.slice_id,
                 request.need_micro_usd, request.want_micro_usd,
             )  # fmt: skip
@@ -72,7 +72,7 @@ class InProcessSlices:
             )
             for r in request.slices
         ]
-        statuses = self.budgets.sync(request.instance_id, ME, reports)
+        statuses = await self.budgets.sync(request.instance_id, ME, reports)
         return budgets_pb2.SyncSlicesResponse(
             slices=[
                 budgets_pb2.SliceStatus(
@@ -108,22 +108,22 @@ def registry(tmp_path: Path) -> Iterator[Budgets]:
     store.close()
 
 
-def ledger_for(registry: Budgets) -> tuple[BudgetLedger, InProcessSlices]:
+async def ledger_for(registry: Budgets) -> tuple[BudgetLedger, InProcessSlices]:
     client = InProcessSlices(registry)
     ledger = BudgetLedger(FakeClock(), client, "caller-1")
-    revision, rows = registry.current()
+    revision, rows = await registry.current()
     ledger.apply(budgets_pb2.BudgetSet(revision=revision, budgets=[budget_to_proto(b) for b in rows]))
     return ledger, client
 
 
-def spent(registry: Budgets) -> dict[str, int]:
-    return {s.budget.id + (f"/{s.subject}" if s.subject else ""): s.spent_micro_usd for s in registry.states()}
+async def spent(registry: Budgets) -> dict[str, int]:
+    return {s.budget.id + (f"/{s.subject}" if s.subject else ""): s.spent_micro_usd for s in await registry.states()}
 
 
 async def test_reserve_the_estimate_settle_the_measured_cost_and_record_it(registry: Budgets) -> None:
-    wf, _ = registry.set(WORKFLOW, "wf", TOTAL, 1000, 0, "", OPERATOR)
-    per_session, _ = registry.set(SESSION, "", TOTAL, 1000, 0, "", OPERATOR)
-    ledger, _ = ledger_for(registry)
+    wf, _ = await registry.set(WORKFLOW, "wf", TOTAL, 1000, 0, "", OPERATOR)
+    per_session, _ = await registry.set(SESSION, "", TOTAL, 1000, 0, "", OPERATOR)
+    ledger, _ = await ledger_for(registry)
     stage = budget.layer(ledger, PolicyHolder())(Callee(cost=30))
     c = call(workflow_id="wf", session_id="s-1", cost_estimate_micro_usd=100)
     await stage(c)
@@ -133,13 +133,13 @@ async def test_reserve_the_estimate_settle_the_measured_cost_and_record_it(regis
         30,
     )
     await ledger.sync_once()
-    assert spent(registry) == {wf.id: 30, f"{per_session.id}/s-1": 30}
+    assert await spent(registry) == {wf.id: 30, f"{per_session.id}/s-1": 30}
 
 
 async def test_calls_without_an_estimate_or_out_of_scope_pass_untouched(registry: Budgets) -> None:
-    registry.set(WORKFLOW, "wf", TOTAL, 10, 0, "", OPERATOR)
-    registry.set(MODEL, "gpt-4o-mini", TOTAL, 10, 0, "", OPERATOR)
-    ledger, client = ledger_for(registry)
+    await registry.set(WORKFLOW, "wf", TOTAL, 10, 0, "", OPERATOR)
+    await registry.set(MODEL, "gpt-4o-mini", TOTAL, 10, 0, "", OPERATOR)
+    ledger, client = await ledger_for(registry)
     stage = budget.layer(ledger, PolicyHolder())(Callee(cost=500))
     for c in (
         call(workflow_id="wf"),  # no estimate: draws on nothing
@@ -154,8 +154,8 @@ async def test_calls_without_an_estimate_or_out_of_scope_pass_untouched(registry
 
 
 async def test_concurrent_calls_share_one_lease_and_never_exceed_the_limit(registry: Budgets) -> None:
-    wf, _ = registry.set(WORKFLOW, "wf", TOTAL, 1000, 0, "", OPERATOR)
-    ledger, client = ledger_for(registry)
+    wf, _ = await registry.set(WORKFLOW, "wf", TOTAL, 1000, 0, "", OPERATOR)
+    ledger, client = await ledger_for(registry)
     callee = Callee(cost=100)
     callee.hold.clear()
     stage = budget.layer(ledger, PolicyHolder())(callee)
@@ -174,12 +174,12 @@ async def test_concurrent_calls_share_one_lease_and_never_exceed_the_limit(regis
     assert sum(await asyncio.gather(*tasks)) == 10
     assert client.leases <= 3  # one for the first call, one for everyone waiting behind it, one refused
     await ledger.sync_once()
-    assert spent(registry) == {wf.id: 1000}
+    assert await spent(registry) == {wf.id: 1000}
 
 
 async def test_failure_and_cancellation_release_and_a_cut_stream_is_charged(registry: Budgets) -> None:
-    wf, _ = registry.set(WORKFLOW, "wf", TOTAL, 100, 0, "", OPERATOR)
-    ledger, _ = ledger_for(registry)
+    wf, _ = await registry.set(WORKFLOW, "wf", TOTAL, 100, 0, "", OPERATOR)
+    ledger, _ = await ledger_for(registry)
     callee = Callee()
     stage = budget.layer(ledger, PolicyHolder())(callee)
     callee.fail = True
@@ -205,8 +205,8 @@ async def test_failure_and_cancellation_release_and_a_cut_stream_is_charged(regi
 
 
 async def test_the_refusal_names_the_budget_and_a_downgrade_runs_instead(registry: Budgets) -> None:
-    model, _ = registry.set(MODEL, "big", TOTAL, 1000, 0, "", OPERATOR)
-    ledger, _ = ledger_for(registry)
+    model, _ = await registry.set(MODEL, "big", TOTAL, 1000, 0, "", OPERATOR)
+    ledger, _ = await ledger_for(registry)
     callee = Callee(cost=900)
     stage = budget.layer(ledger, PolicyHolder())(callee)
     await stage(call("big", kind="model", cost_estimate_micro_usd=900))
@@ -232,10 +232,10 @@ async def test_the_refusal_names_the_budget_and_a_downgrade_runs_instead(registr
 
 
 async def test_a_budget_lifted_meanwhile_draws_nothing_and_a_bad_session_id_is_named(registry: Budgets) -> None:
-    wf, _ = registry.set(WORKFLOW, "wf", TOTAL, 10, 0, "", OPERATOR)
-    registry.set(SESSION, "", TOTAL, 1000, 0, "", OPERATOR)
-    ledger, _ = ledger_for(registry)  # knows both budgets
-    registry.lift(wf.id, "", OPERATOR)  # the sidecar has not heard yet
+    wf, _ = await registry.set(WORKFLOW, "wf", TOTAL, 10, 0, "", OPERATOR)
+    await registry.set(SESSION, "", TOTAL, 1000, 0, "", OPERATOR)
+    ledger, _ = await ledger_for(registry)  # knows both budgets
+    await registry.lift(wf.id, "", OPERATOR)  # the sidecar has not heard yet
     stage = budget.layer(ledger, PolicyHolder())(Callee(cost=500))
     c = call(workflow_id="wf", cost_estimate_micro_usd=100)
     await stage(c)
