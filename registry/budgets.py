@@ -19,6 +19,10 @@ What holds (README "Budgets"):
 - A slice whose holder stops reporting (killed -9, cut off) lapses `slice_ttl_s` after its last
   report: from then on it holds nothing, at once (every decision counts only unexpired slices);
   `reap_forever` logs it and marks it ended. A late report still charges what it spent.
+
+Over 300 lines because the operators' side (set, lift, states) and the sidecars' side (lease,
+sync, reap) read the same rows with the same period and state rules; apart, each would need
+the other's internals.
 """
 
 from __future__ import annotations

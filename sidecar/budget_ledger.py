@@ -23,6 +23,10 @@ call whose measured cost exceeds the worst case it reserved (it is charged in fu
 waits for the registry only when its sidecar's slice is short; it is refused when the budget
 has no room left even counting what other slices hold unused, or when those slices were not
 returned within its wait (`MAX_WAIT_S`, or its deadline).
+
+Over 300 lines because reserving and reporting work on the same slices: a reservation reads
+and writes a slice's counters that the report sends and the registry's answer resets, on one
+event loop and without locks; split, each half would reach into the other's state.
 """
 
 from __future__ import annotations
