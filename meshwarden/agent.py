@@ -13,7 +13,10 @@ The agent's name is the sidecar's --agent: the agent cannot choose who it is.
 
 Handlers may be `async def` (they can `await ctx.invoke(...)`) or plain `def` (run in a
 worker thread; they can call `ctx.invoke_sync(...)`). Raise `HandlerError` to refuse a call
-with a status of your choice; any other exception is reported as INTERNAL and logged here.
+with a status of your choice (UNAVAILABLE asks the mesh to retry a keyed call on another
+instance); any other exception is reported as INTERNAL and logged here. Failures go to the
+sidecar as structured errors (meshwarden.error_status), so it tells the agent's answer from
+an agent it could not reach.
 """
 
 from __future__ import annotations
@@ -30,14 +33,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 
-from meshwarden import outcomes
+from meshwarden import error_status, outcomes
 from meshwarden.addresses import parse_host_port
 from meshwarden.client import Client, Result, SyncClient
-from meshwarden.errors import MeshError
+from meshwarden.errors import AgentFailed, MeshError
 from meshwarden.ready import announce_ready
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
@@ -311,10 +314,37 @@ class _Servicer(agent_pb2_grpc.AgentServicer):
     ) -> agent_pb2.Outcome:
         cap = self._agent._capabilities.get(request.capability)
         if cap is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"this agent does not serve {request.capability!r}")
-            raise AssertionError("unreachable")  # pragma: no cover
-        remaining = context.time_remaining()
-        ctx = CallContext(
+            await _fail(context, grpc.StatusCode.NOT_FOUND, f"this agent does not serve {request.capability!r}")
+        ctx = self._context(request, context.time_remaining())
+        # The trace context the sidecar passed is current while the handler runs: its calls
+        # continue this trace (no OpenTelemetry SDK needed in the agent).
+        trace_token = attach_headers(*headers_from_metadata(context.invocation_metadata()))
+        try:
+            args = json.loads(request.payload_json)
+            value = await _invoke(cap.handler, args, ctx)
+            result = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        except HandlerError as exc:
+            await _fail(context, exc.code, exc.message)
+        except MeshError as exc:  # a nested call failed: report it with its own status and kind
+            await _fail(context, exc.status_code(), f"{exc.kind}: {exc.message}", cause=exc.kind)
+        except asyncio.CancelledError:
+            ctx._cancelled.set()
+            raise
+        except Exception as exc:  # a bug in the handler: log it here, tell the caller little
+            log.exception("handler for %s failed (call %s)", request.capability, request.call_id)
+            await _fail(
+                context,
+                grpc.StatusCode.INTERNAL,
+                f"handler for {request.capability} failed with {type(exc).__name__}; see the agent's log for call {request.call_id}",
+            )
+        finally:
+            detach(trace_token)
+        return _outcome(result, ctx.usage)
+
+    def _context(self, request: agent_pb2.Delivery, remaining: float | None) -> CallContext:
+        """The Delivery decoded: the one place its fields become the handler's CallContext."""
+        agent = self._agent
+        return CallContext(
             call_id=request.call_id,
             capability=request.capability,
             caller_agent=request.caller_agent,
@@ -325,34 +355,22 @@ class _Servicer(agent_pb2_grpc.AgentServicer):
             idempotency_key=request.idempotency_key,
             parent_call_id=request.parent_call_id,
             deadline=None if remaining is None else time.monotonic() + remaining,
-            _client=self._agent.client,
-            _sidecar=self._agent.sidecar,
-            _api_token=self._agent._api_token,
+            _client=agent.client,
+            _sidecar=agent.sidecar,
+            _api_token=agent._api_token,
         )
-        # The trace context the sidecar passed is current while the handler runs: its calls
-        # continue this trace (no OpenTelemetry SDK needed in the agent).
-        trace_token = attach_headers(*headers_from_metadata(context.invocation_metadata()))
-        try:
-            args = json.loads(request.payload_json)
-            value = await _invoke(cap.handler, args, ctx)
-            result = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-        except HandlerError as exc:
-            await context.abort(exc.code, exc.message)
-        except MeshError as exc:  # a nested call failed: report it with its own status
-            await context.abort(exc.status_code(), f"{exc.kind}: {exc.message}")
-        except asyncio.CancelledError:
-            ctx._cancelled.set()
-            raise
-        except Exception as exc:  # a bug in the handler: log it here, tell the caller little
-            log.exception("handler for %s failed (call %s)", request.capability, request.call_id)
-            await context.abort(
-                grpc.StatusCode.INTERNAL,
-                f"handler for {request.capability} failed with {type(exc).__name__}; see the agent's log for call {request.call_id}",
-            )
-        finally:
-            detach(trace_token)
-        usage = ctx.usage
-        return agent_pb2.Outcome(result_json=result, usage=usage.to_proto() if usage is not None else None)
+
+
+def _outcome(result: bytes, usage: Usage | None) -> agent_pb2.Outcome:
+    return agent_pb2.Outcome(result_json=result, usage=usage.to_proto() if usage is not None else None)
+
+
+async def _fail(
+    context: grpc.aio.ServicerContext[object, object], code: grpc.StatusCode, message: str, *, cause: str = ""
+) -> NoReturn:
+    """Fails the call with the agent's own answer, as a structured error (AgentFailed), so the
+    sidecar tells it from an agent it could not reach, whatever the code."""
+    await error_status.abort(context, AgentFailed(code, message, cause=cause))
 
 
 async def _invoke(handler: Handler, args: Any, ctx: CallContext) -> Any:

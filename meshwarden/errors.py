@@ -17,49 +17,79 @@ raises the same class in the agent). Branched by what the caller can do about th
         NoHealthyInstance     UNAVAILABLE        nothing live matches right now
         PeerUnavailable       UNAVAILABLE        the chosen instance could not be reached
           NotSent             UNAVAILABLE        ... and certainly did not start the call (safe to resend)
-        PeerIdentityMismatch  UNAVAILABLE        the instance reached is not who the catalog says
+        PeerIdentityMismatch  UNAVAILABLE        the catalog names no identity for the instance
         CircuitOpen           UNAVAILABLE        the instance kept failing; calls to it pause a while
         DeadlineExceeded      DEADLINE_EXCEEDED  the caller's deadline passed
         RegistryUnavailable   UNAVAILABLE        the sidecar could not reach the registry; try again
-      AgentFailed             the callee agent itself failed; its code is passed through
+      AgentFailed             the callee agent itself failed (or answered a failure on purpose); its code is passed through
+      Unclassified            a kind this version does not know (a newer sidecar or agent): kept as it came
 
-Each class fixes a gRPC status code and a stable `kind`, sent in the trailer
-"meshwarden-error" so the SDK can raise the same class on the other side.
+Each class fixes a gRPC status code and a stable `kind`. An error carries its data as fields
+(the instance it failed on, the kill switch, the deciding policies), and crosses the wire as a
+google.rpc.Status whose ErrorInfo holds the kind as `reason` and the data as `metadata`
+(meshwarden.error_status), so the other side rebuilds the same class with the same data and
+nobody reads data back out of a message. The message is for people.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Mapping
 from typing import ClassVar
 
 import grpc
 
 from meshwarden.budget_scopes import usd
 
-ERROR_TRAILER = "meshwarden-error"
+Metadata = Mapping[str, str]  # google.rpc.ErrorInfo.metadata
+KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")  # what a kind looks like, ours or a newer version's
+MAX_DATA_CHARS = 8192  # one metadata value from another process, at most (a list of policy ids fits)
 
 
 class MeshError(Exception):
     code: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNKNOWN
-    kind: ClassVar[str] = "mesh_error"
-    # Set by routing (outbound) when an attempt on a chosen instance failed; retries avoid it.
-    failed_instance: str = ""
+    kind: str = "mesh_error"  # per class; an error of a kind this version does not know keeps its own
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, instance_id: str = "") -> None:
         super().__init__(message)
         self.message = message
+        # The instance the call failed on, when one had been chosen ("" when none was): set by
+        # the stage that raises it (peer, breaker, deadline); retries avoid that instance.
+        self.instance_id = instance_id
 
     def status_code(self) -> grpc.StatusCode:
         return self.code
 
+    def metadata(self) -> dict[str, str]:
+        """The error's data, as the ErrorInfo metadata that carries it over the wire."""
+        return {"instance_id": self.instance_id} if self.instance_id else {}
+
     @classmethod
-    def from_wire(cls, kind: str, code: grpc.StatusCode, message: str) -> MeshError:
-        """Rebuilds the error a sidecar sent (by its trailer kind), keeping its message."""
-        target = _BY_KIND.get(kind)
-        if target is None or target is AgentFailed:
-            return AgentFailed(code, message) if kind == AgentFailed.kind else _Unclassified(code, kind, message)
-        err = target.__new__(target)
-        MeshError.__init__(err, message)
+    def rebuilt(cls, message: str, metadata: Metadata) -> MeshError:
+        """The error of this class with the message and data another process sent."""
+        err = cls.__new__(cls)
+        MeshError.__init__(err, message, instance_id=metadata.get("instance_id", ""))
         return err
+
+    @classmethod
+    def from_wire(
+        cls, kind: str, code: grpc.StatusCode, message: str, metadata: Metadata | None = None, *, instance_id: str = ""
+    ) -> MeshError:
+        """Rebuilds the error another process sent (by its kind), keeping message and data;
+        `instance_id` names the instance it came from when the receiver knows better."""
+        data = {key: value[:MAX_DATA_CHARS] for key, value in (metadata or {}).items()}  # data from outside
+        if instance_id:
+            data["instance_id"] = instance_id
+        target = _BY_KIND.get(kind)
+        if target is None:  # a kind from outside: kept when it looks like one, bounded either way
+            return Unclassified(code, kind if KIND.fullmatch(kind) else MeshError.kind, message, data)
+        if target is AgentFailed:
+            cause = data.get("cause", "")
+            return AgentFailed(
+                code, message, cause=cause if KIND.fullmatch(cause) else "", instance_id=data.get("instance_id", "")
+            )
+        return target.rebuilt(message, data)
 
 
 class Refused(MeshError):
@@ -79,6 +109,20 @@ class Unidentified(Refused):
 class PolicyDenied(Refused):
     code = grpc.StatusCode.PERMISSION_DENIED
     kind = "policy_denied"
+
+    def __init__(self, message: str, *, policy_ids: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.policy_ids = policy_ids  # the deciding policies' @ids (none: default deny)
+
+    def metadata(self) -> dict[str, str]:
+        data = super().metadata()
+        if self.policy_ids:
+            data["policy_ids"] = json.dumps(list(self.policy_ids))
+        return data
+
+    @classmethod
+    def rebuilt(cls, message: str, metadata: Metadata) -> PolicyDenied:
+        return cls(message, policy_ids=_strings(metadata.get("policy_ids", "")))
 
 
 class BadPayload(Refused):
@@ -101,19 +145,13 @@ class BudgetExhausted(Refused):
     """A budget in the call's scope cannot cover its worst-case cost (`cost_estimate_micro_usd`).
 
     RESOURCE_EXHAUSTED, as a provider's 429: the same call fails until the period ends or an
-    operator raises the budget. The fields name the budget and its numbers at decision time
-    (an error rebuilt from the wire by the SDK keeps the message; its fields read as empty).
+    operator raises the budget. The fields name the budget and its numbers at decision time, and
+    cross the wire as the error's data, so the caller's SDK has them too.
     """
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
     kind = "budget_exhausted"
-    budget_id: str = ""
-    scope: str = ""  # "workflow wf-7", "any one session"
-    period: str = ""  # "day 2026-12-06", "month 2026-12", "total"
-    limit_micro_usd: int = 0
-    spent_micro_usd: int = 0
-    reserved_micro_usd: int = 0  # leased to sidecars' slices, for calls in flight or about to be
-    needed_micro_usd: int = 0
+    _NUMBERS = ("limit_micro_usd", "spent_micro_usd", "reserved_micro_usd", "needed_micro_usd")
 
     def __init__(
         self,
@@ -129,9 +167,7 @@ class BudgetExhausted(Refused):
         set_command: str,
         held_elsewhere: bool = False,
     ) -> None:
-        self.budget_id, self.scope, self.period = budget_id, scope, period
-        self.limit_micro_usd, self.spent_micro_usd = limit_micro_usd, spent_micro_usd
-        self.reserved_micro_usd, self.needed_micro_usd = reserved_micro_usd, needed_micro_usd
+        self._fill(budget_id, scope, period, limit_micro_usd, spent_micro_usd, reserved_micro_usd, needed_micro_usd)
         why = (
             "what remains is held by other sidecars' slices that were not returned in time; try again shortly"
             if held_elsewhere
@@ -143,10 +179,40 @@ class BudgetExhausted(Refused):
             f"limit ({usd(spent_micro_usd)} spent, {usd(reserved_micro_usd)} reserved); {why}"
         )
 
+    def _fill(
+        self, budget_id: str, scope: str, period: str, limit: int, spent: int, reserved: int, needed: int
+    ) -> None:
+        self.budget_id, self.scope, self.period = budget_id, scope, period  # scope: "workflow wf-7"
+        self.limit_micro_usd, self.spent_micro_usd = limit, spent
+        self.reserved_micro_usd, self.needed_micro_usd = reserved, needed  # reserved: in sidecars' slices
+
     @property
     def remaining_micro_usd(self) -> int:
         """What a cheaper call could still reserve (a downgrade must fit in it)."""
         return max(self.limit_micro_usd - self.spent_micro_usd - self.reserved_micro_usd, 0)
+
+    def metadata(self) -> dict[str, str]:
+        numbers = {name: str(getattr(self, name)) for name in self._NUMBERS}
+        return {
+            **super().metadata(),
+            "budget_id": self.budget_id,
+            "scope": self.scope,
+            "period": self.period,
+            **numbers,
+        }
+
+    @classmethod
+    def rebuilt(cls, message: str, metadata: Metadata) -> BudgetExhausted:
+        err = cls.__new__(cls)
+        MeshError.__init__(err, message, instance_id=metadata.get("instance_id", ""))
+        numbers = [_count(metadata.get(name, "")) for name in cls._NUMBERS]
+        err._fill(metadata.get("budget_id", ""), metadata.get("scope", ""), metadata.get("period", ""), *numbers)
+        return err
+
+
+def _count(text: str) -> int:
+    """A non-negative whole number another process sent; 0 when it is not one."""
+    return int(text) if text.isdigit() and len(text) <= 18 else 0
 
 
 class UnknownCapability(Refused):
@@ -188,6 +254,23 @@ class KillSwitchEngaged(Refused):
             f"call to {capability} {what} by kill switch {switch_id} ({scope}): {reason}; an operator stopped "
             f"these calls (see meshwarden kill list; meshwarden kill lift {switch_id} ends it)"
         )
+        self.switch_id, self.scope, self.in_flight = switch_id, scope, in_flight
+
+    def metadata(self) -> dict[str, str]:
+        return {
+            **super().metadata(),
+            "switch_id": self.switch_id,
+            "scope": self.scope,
+            "in_flight": "true" if self.in_flight else "false",
+        }
+
+    @classmethod
+    def rebuilt(cls, message: str, metadata: Metadata) -> KillSwitchEngaged:
+        err = cls.__new__(cls)
+        MeshError.__init__(err, message, instance_id=metadata.get("instance_id", ""))
+        err.switch_id, err.scope = metadata.get("switch_id", ""), metadata.get("scope", "")
+        err.in_flight = metadata.get("in_flight") == "true"
+        return err
 
 
 class NotRegistered(Refused):
@@ -230,7 +313,8 @@ class CircuitOpen(Unreachable):
         why = f" ({reason})" if reason else ""
         super().__init__(
             f"circuit open for instance {instance_id} of {agent} {version}{why}: its recent calls kept failing "
-            f"and no other instance could take the call; it gets a trial call in {max(retry_in_s, 0.0):.1f} s"
+            f"and no other instance could take the call; it gets a trial call in {max(retry_in_s, 0.0):.1f} s",
+            instance_id=instance_id,
         )
 
 
@@ -244,39 +328,48 @@ class RegistryUnavailable(Unreachable):
 
 
 class AgentFailed(MeshError):
-    """The callee agent failed; its status code and message are passed through."""
+    """The callee agent failed; its status code and message are passed through. `cause` is the
+    kind of the error the agent failed with when it was a mesh error of its own (a call it made
+    was refused, say), "" when the agent failed the call itself."""
 
     kind = "agent_failed"
 
-    def __init__(self, agent_code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.agent_code = agent_code
+    def __init__(self, agent_code: grpc.StatusCode, message: str, *, cause: str = "", instance_id: str = "") -> None:
+        super().__init__(message, instance_id=instance_id)
+        self.agent_code, self.cause = agent_code, cause
 
     def status_code(self) -> grpc.StatusCode:
         return self.agent_code
 
+    def metadata(self) -> dict[str, str]:
+        data = super().metadata()
+        if self.cause:
+            data["cause"] = self.cause
+        return data
 
-class _Unclassified(MeshError):
-    """A kind this version does not know (a newer sidecar); keeps code, kind and message."""
 
-    def __init__(self, code: grpc.StatusCode, kind: str, message: str) -> None:
-        super().__init__(message)
-        self._code, self._kind = code, kind
+class Unclassified(MeshError):
+    """A kind this version does not know (a newer sidecar or agent): keeps its code, kind,
+    message and data, so it travels on as it came."""
+
+    def __init__(self, code: grpc.StatusCode, kind: str, message: str, metadata: Metadata) -> None:
+        super().__init__(message, instance_id=metadata.get("instance_id", ""))
+        self.kind, self._code, self._metadata = kind, code, dict(metadata)
 
     def status_code(self) -> grpc.StatusCode:
         return self._code
 
+    def metadata(self) -> dict[str, str]:
+        return {**self._metadata, **super().metadata()}
 
-def from_rpc_error(err: grpc.RpcError) -> MeshError | None:
-    """The MeshError a sidecar sent (it carries the meshwarden-error trailer), else None.
 
-    Works for both grpc.aio.AioRpcError and the sync stack's errors (which are grpc.Call)."""
-    trailers = err.trailing_metadata() if isinstance(err, (grpc.aio.AioRpcError, grpc.Call)) else None
-    for key, value in trailers or ():
-        if key == ERROR_TRAILER:
-            kind = value.decode() if isinstance(value, bytes) else value
-            return MeshError.from_wire(kind, err.code(), err.details() or "")
-    return None
+def _strings(text: str) -> tuple[str, ...]:
+    """A JSON list of strings from metadata; anything else is no list (data from outside)."""
+    try:
+        value = json.loads(text) if text else []
+    except ValueError:
+        return ()
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
 
 
 def _all_subclasses(cls: type[MeshError]) -> list[type[MeshError]]:
@@ -288,4 +381,4 @@ def _all_subclasses(cls: type[MeshError]) -> list[type[MeshError]]:
 
 
 # Built from the class tree above, once, at import; never mutated afterwards.
-_BY_KIND: dict[str, type[MeshError]] = {c.kind: c for c in _all_subclasses(MeshError) if not c.__name__.startswith("_")}
+_BY_KIND: dict[str, type[MeshError]] = {c.kind: c for c in _all_subclasses(MeshError) if c is not Unclassified}

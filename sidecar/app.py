@@ -34,7 +34,6 @@ from meshwarden.sidecar.catalog import Catalog
 from meshwarden.sidecar.config import SidecarConfig
 from meshwarden.sidecar.controls import Controls
 from meshwarden.sidecar.controls_ack import Acknowledger
-from meshwarden.sidecar.discovery.consul_discovery import ConsulDiscovery
 from meshwarden.sidecar.discovery.source import Discovery, RegistryDiscovery
 from meshwarden.sidecar.edges.gateway_http import GatewayBindError, GatewayServer, RouteFamily
 from meshwarden.sidecar.health_reporter import HealthReporter
@@ -345,6 +344,13 @@ def _gateway_families(rt: Runtime) -> list[RouteFamily]:
 def _discovery(config: SidecarConfig, rt: Runtime) -> Discovery:
     if config.discovery != "consul" or config.consul is None:
         return RegistryDiscovery(rt.catalog)
+    try:  # py-consul comes with the consul extra, which a sidecar without Consul does without
+        from meshwarden.sidecar.discovery.consul_discovery import ConsulDiscovery
+    except ModuleNotFoundError as exc:
+        raise StartError(
+            f"--discovery consul needs py-consul (module {exc.name} is not installed): "
+            "pip install 'meshwarden[consul]'"
+        ) from exc
     policy = rt.policy
 
     def health() -> tuple[str, str]:  # the same readiness as the gRPC health service

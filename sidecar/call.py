@@ -4,6 +4,8 @@ A stage learns things about a call (the instance routing picked, the attempt num
 passes them on with `dataclasses.replace`; it never mutates the Call it was given. What the
 reporting concerns (spans, receipts, metrics) need once the call has ended goes into the
 call's `CallRecord` instead, because an outer stage never sees the Calls inner stages made.
+What a call produced travels back in what it returns: the `Reply` (its result and usage) or
+the error it raised (meshwarden.errors, each carrying its data).
 """
 
 from __future__ import annotations
@@ -53,7 +55,6 @@ class CallRecord:
     target: Endpoint | None = None  # routing / target_check: the instance of the last attempt
     breaker_state: str = ""  # breaker: the target's breaker state when the attempt went through
     kill_switch_id: str = ""  # the kill-switch stage: the switch that refused or cancelled the call
-    usage: Usage | None = None  # peer (outbound) / deliver (inbound): as the callee reported it
     budget_ids: tuple[str, ...] = ()  # budget: the budgets the call drew on
     budget_reserved_micro_usd: int = 0  # budget: its worst case, reserved before it left
     budget_settled_micro_usd: int = 0  # budget: what it was charged once it ended
@@ -95,13 +96,11 @@ class Call:
     traceparent: str = ""
     tracestate: str = ""
     kind: Literal["agent", "model", "tool"] = "agent"
+    # Inbound only: why the calling sidecar's certificate names no agent's sidecar ("" when it
+    # does); peer_identity refuses the call with it, so the refusal leaves a receipt.
+    identity_problem: str = ""
     # Shared by every replace() of this call; see CallRecord.
     record: CallRecord = field(default_factory=CallRecord, compare=False, repr=False)
-
-    def next_hop_timeout_s(self, now: float) -> float:
-        """The gRPC timeout for the next hop: what is left of the deadline, at least 1 ms (a
-        call whose deadline already passed was refused earlier, by the deadline stage)."""
-        return max(self.deadline - now, 0.001)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +109,7 @@ class Reply:
     instance_id: str
     agent: str
     version: str
-    usage: Usage | None = None
+    usage: Usage | None = None  # what the call consumed, as the callee (or provider) reported it
 
 
 Handler = Callable[[Call], Awaitable[Reply]]

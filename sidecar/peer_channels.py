@@ -24,6 +24,7 @@ class PeerChannels:
         self._options, self._current_svid = options, current_svid
         self._svid: Svid | None = None
         self._stubs: dict[tuple[str, str], peer_pb2_grpc.PeerStub] = {}
+        self._by_key: dict[tuple[str, str], grpc.aio.Channel] = {}
         self._channels: list[grpc.aio.Channel] = []
         self._retirement = ChannelRetirement(_OLD_CHANNEL_GRACE_S)
 
@@ -41,17 +42,29 @@ class PeerChannels:
                 options=[*self._options, *expect_peer(spiffe_id)],
             )
             self._channels.append(channel)
+            self._by_key[key] = channel
             stub = self._stubs[key] = peer_pb2_grpc.PeerStub(channel)
         return stub
+
+    def trust_bundle_pem(self) -> bytes:
+        """The trust bundle the channels check peers against."""
+        return self._current_svid().trust_bundle_pem
+
+    def connection_state(self, address: str, spiffe_id: str) -> grpc.ChannelConnectivity:
+        """The state of the channel to that peer (SHUTDOWN when there is none): a call that
+        fails while its channel never held a connection certainly never left (peer.Send)."""
+        channel = self._by_key.get((address, spiffe_id))
+        return channel.get_state() if channel is not None else grpc.ChannelConnectivity.SHUTDOWN
 
     async def close(self) -> None:
         for channel in self._channels:
             await channel.close()
         self._channels.clear()
         self._stubs.clear()
+        self._by_key.clear()
         self._retirement.cancel()
 
     def _retire_all(self) -> None:
-        old, self._channels, self._stubs = self._channels, [], {}
+        old, self._channels, self._stubs, self._by_key = self._channels, [], {}, {}
         for channel in old:
             self._retirement.retire(channel)

@@ -7,8 +7,8 @@ The budgets in scope: the calling agent's team and name, the call's workflow, it
 (a per-session cap, drawn on separately by each session) and, for a model call, the model
 (`call.capability`). The reservation comes from this sidecar's slices (sidecar.budget_ledger),
 without a registry round trip unless a slice is short. The measured cost is `reply.usage`
-(the model gateway's, or what the callee agent reported); a call that fails after usage was
-measured (a stream cut off midway) is charged that usage, any other failure nothing.
+(the model gateway's, or what the callee agent reported; none: nothing); a call that fails
+is charged nothing (a stream cut off midway ends with a reply that carries what it used).
 
 A refusal is BudgetExhausted (RESOURCE_EXHAUSTED) naming the budget, its scope, limit, spent
 and reserved. Where the caller gave a `downgrade` (the model gateway: a cheaper fallback the
@@ -53,14 +53,9 @@ class Budget:
         try:
             reply = await self._next(call)
         except BaseException:
-            measured = record.usage
-            if measured is not None and measured.cost_micro_usd:
-                self._settle(call, reservation, measured.cost_micro_usd)
-            else:
-                self._ledger.release(reservation)
+            self._ledger.release(reservation)
             raise
-        usage = reply.usage if reply.usage is not None else record.usage
-        self._settle(call, reservation, usage.cost_micro_usd if usage is not None else 0)
+        self._settle(call, reservation, reply.usage.cost_micro_usd if reply.usage is not None else 0)
         return reply
 
     def _targets(self, call: Call) -> list[Target]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from dataclasses import replace
 
 from meshwarden.clock import Clock
 from meshwarden.sidecar.call import Call, Handler, Layer, Reply
@@ -32,8 +33,8 @@ class Idempotency:
         key = (call.caller.spiffe_id, call.capability, call.idempotency_key)
         while True:
             stored = self._lookup(key)
-            if stored is not None:
-                return stored
+            if stored is not None:  # a replay consumed nothing: the first run reported the usage
+                return replace(stored, usage=None) if stored.usage is not None else stored
             running = self._running.get(key)
             if running is None:
                 break

@@ -48,6 +48,7 @@ class PolicyGate:
         if not decision.allowed:  # the reason names the deciding policies and the bundle revision
             raise PolicyDenied(
                 f"{call.caller.spiffe_id or call.caller.agent} may not call {call.capability} "
-                f"({self.direction.value} policy): {decision.reason}"
+                f"({self.direction.value} policy): {decision.reason}",
+                policy_ids=decision.policy_ids,
             )
         return await self._next(call)

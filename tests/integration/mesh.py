@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,13 @@ ECHO_EXAMPLE = Path(__file__).parents[2] / "examples" / "echo_agent.py"
 
 
 class LocalMesh:
-    def __init__(self, workdir: Path, heartbeat_interval_s: float = 0.5) -> None:
+    def __init__(
+        self, workdir: Path, heartbeat_interval_s: float = 0.5, meshwarden: Sequence[str] | None = None
+    ) -> None:
+        """`meshwarden`: the command that runs the CLI (default: this interpreter's, from this
+        checkout); the wheel test passes the script of a freshly installed environment."""
         self.workdir = workdir
+        self.meshwarden = list(meshwarden) if meshwarden else meshwarden_argv()
         # Extra environment for every sidecar started from now on (e.g. OTEL_* variables).
         self.sidecar_env: dict[str, str] = {}
         self.heartbeat_interval_s = heartbeat_interval_s
@@ -53,7 +59,7 @@ class LocalMesh:
         extra = [*(["--mtls-listen", mtls_listen] if mtls_listen else []), *flags]
         self.registry = await self._start(
             "registry",
-            meshwarden_argv(
+            self._argv(
                 "registry",
                 "serve",
                 "--listen",
@@ -163,7 +169,7 @@ class LocalMesh:
         directory = data_dir or self.workdir / "sidecars" / f"{agent}-{self._sidecars}"
         return await self._start(
             f"sidecar-{agent}",
-            meshwarden_argv(
+            self._argv(
                 "sidecar",
                 "run",
                 "--agent",
@@ -188,10 +194,12 @@ class LocalMesh:
             wait_health=wait_ready,
         )
 
-    async def agent(self, sidecar: Child, version: str = "1.0.0", *extra: str, script: Path = PROBE) -> Child:
+    async def agent(
+        self, sidecar: Child, version: str = "1.0.0", *extra: str, script: Path = PROBE, python: str = sys.executable
+    ) -> Child:
         return await self._start(
             f"agent-{sidecar.addresses['agent']}",
-            [sys.executable, str(script), "--sidecar", sidecar.addresses["listen"], "--version", version, *extra],
+            [python, str(script), "--sidecar", sidecar.addresses["listen"], "--version", version, *extra],
         )
 
     async def pair(self, agent: str, version: str = "1.0.0", *agent_args: str) -> tuple[Child, Child]:
@@ -218,6 +226,9 @@ class LocalMesh:
         )
         self.children.append(child)
         return child
+
+    def _argv(self, *args: str) -> list[str]:
+        return [*self.meshwarden, *args]
 
     def logs(self) -> str:
         return "\n".join(f"----- {c.name} (exit {c.process.returncode})\n{c.stderr_text()}" for c in self.children)

@@ -177,7 +177,7 @@ async def test_concurrent_calls_share_one_lease_and_never_exceed_the_limit(regis
     assert await spent(registry) == {wf.id: 1000}
 
 
-async def test_failure_and_cancellation_release_and_a_cut_stream_is_charged(registry: Budgets) -> None:
+async def test_failure_and_cancellation_release(registry: Budgets) -> None:
     wf, _ = await registry.set(WORKFLOW, "wf", TOTAL, 100, 0, "", OPERATOR)
     ledger, _ = await ledger_for(registry)
     callee = Callee()
@@ -195,13 +195,6 @@ async def test_failure_and_cancellation_release_and_a_cut_stream_is_charged(regi
         await task
     [s] = ledger.slices()
     assert (s.reserved, s.used) == (0, 0)
-    cut = call(workflow_id="wf", cost_estimate_micro_usd=100)
-    cut.record.usage = Usage("m", 10, 5, 40)  # measured before the stream broke
-    callee.hold.set()
-    callee.fail = True
-    with pytest.raises(AgentFailed):
-        await stage(cut)
-    assert cut.record.budget_settled_micro_usd == 40 and ledger.slices()[0].used == 40
 
 
 async def test_the_refusal_names_the_budget_and_a_downgrade_runs_instead(registry: Budgets) -> None:
