@@ -22,6 +22,7 @@ an agent it could not reach.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import inspect
@@ -81,6 +82,9 @@ class CallContext:
     _usage: UsageTally = field(default_factory=UsageTally, repr=False)
     # The call the caller was handling when it made this one ("" at the top of a session).
     parent_call_id: str = ""
+    # The agent's one blocking client (its channel shared by every plain-`def` handler's
+    # calls); None: one of its own per call.
+    _sync_client: Callable[[], SyncClient] | None = field(default=None, repr=False)
 
     def report_usage(
         self,
@@ -122,7 +126,7 @@ class CallContext:
 
     def report_outcome_sync(self, outcome: outcomes.OutcomeName, detail: str = "", *, session_id: str = "") -> None:
         """`report_outcome` for plain-`def` handlers."""
-        with SyncClient(self._sidecar, api_token=self._api_token) as client:
+        with self._blocking_client() as client:
             client.report_outcome(session_id or self.session_id, outcome, detail)
 
     # Set when the call is cancelled (its caller went away, or an operator's kill switch).
@@ -144,8 +148,17 @@ class CallContext:
 
     def invoke_sync(self, capability: str, payload: object, **options: Any) -> Result:
         """`invoke` for plain-`def` handlers, which run in a worker thread."""
-        with SyncClient(self._sidecar, api_token=self._api_token) as client:
+        with self._blocking_client() as client:
             return client.invoke(capability, payload, **self._nested(capability, options))
+
+    @contextlib.contextmanager
+    def _blocking_client(self) -> Iterator[SyncClient]:
+        """The agent's shared blocking client (left open), else one for this call only."""
+        if self._sync_client is not None:
+            yield self._sync_client()
+            return
+        with SyncClient(self._sidecar, api_token=self._api_token) as client:
+            yield client
 
     def _nested(self, capability: str, options: dict[str, Any]) -> dict[str, Any]:
         remaining = self.time_remaining()
@@ -199,6 +212,8 @@ class Agent:
         self._api_token = api_token
         self._max_message_bytes = max_message_bytes
         self._client: Client | None = None  # grpc.aio channels belong to the loop that serves
+        self._sync: SyncClient | None = None  # for plain-`def` handlers, made on first use
+        self._sync_lock = threading.Lock()
         self.instance_id = ""
         self.name = ""
         self.schema_hashes: dict[str, str] = {}
@@ -211,6 +226,14 @@ class Agent:
         if self._client is None:
             raise RuntimeError("the agent is not started: call start() or run() first")
         return self._client
+
+    def sync_client(self) -> SyncClient:
+        """The blocking client every plain-`def` handler's calls share (gRPC channels are
+        thread-safe), made on first use and closed by stop()."""
+        with self._sync_lock:
+            if self._sync is None:
+                self._sync = SyncClient(self.sidecar, api_token=self._api_token)
+            return self._sync
 
     def capability(
         self,
@@ -264,6 +287,10 @@ class Agent:
             await self._server.stop(grace=2.0)
         if self._client is not None:
             await self._client.close()
+        with self._sync_lock:
+            sync, self._sync = self._sync, None
+        if sync is not None:
+            sync.close()
 
     async def serve_forever(self, *, announce: bool = False) -> None:
         """Serves until SIGTERM or SIGINT. With `announce`, prints the ready line
@@ -358,6 +385,7 @@ class _Servicer(agent_pb2_grpc.AgentServicer):
             _client=agent.client,
             _sidecar=agent.sidecar,
             _api_token=agent._api_token,
+            _sync_client=agent.sync_client,
         )
 
 

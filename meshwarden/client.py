@@ -73,6 +73,10 @@ class CallOptions(TypedDict, total=False):
     idempotent: bool  # True (default): a fresh idempotency key, so the mesh may retry the call
     idempotency_key: str | None  # reuse your own key across calls
     parent_call_id: str | None  # the call being handled (a CallContext sets it)
+    # A call that needs a person's approval waits for it within the timeout (True, default),
+    # or fails at once with errors.ApprovalPending carrying the approval id (False).
+    wait_for_approval: bool
+    approval_id: str | None  # retry a call with the approval ApprovalPending gave for it
 
 
 def request(capability: str, payload: object, **options: Unpack[CallOptions]) -> sidecar_pb2.InvokeRequest:
@@ -97,6 +101,17 @@ def request(capability: str, payload: object, **options: Unpack[CallOptions]) ->
     if cost is not None:  # policies see it; absent is not zero
         message.cost_estimate_micro_usd = cost
     return message
+
+
+def approval_metadata(**options: Unpack[CallOptions]) -> tuple[tuple[str, str], ...]:
+    """The approval options travel as request metadata (the HTTP gateway reads the same headers)."""
+    found: list[tuple[str, str]] = []
+    if not options.get("wait_for_approval", True):
+        found.append(("x-meshwarden-approval-wait", "none"))
+    approval_id = options.get("approval_id")
+    if approval_id:
+        found.append(("x-meshwarden-approval-id", approval_id))
+    return tuple(found)
 
 
 def to_result(reply: sidecar_pb2.InvokeResponse) -> Result:
@@ -157,10 +172,13 @@ class Client:
         `idempotent=True` (the default) gives the call a fresh idempotency key, so the sidecars
         may retry it after a transient failure and the callee runs it at most once; pass
         `idempotency_key=` to reuse your own across calls, or `idempotent=False` for none.
-        `parent_call_id=` names the call being handled (a CallContext sets it for you)."""
+        `parent_call_id=` names the call being handled (a CallContext sets it for you).
+        `wait_for_approval=False` answers a call held for a person's approval at once with
+        errors.ApprovalPending (its approval_id); retry then with `approval_id=`."""
         req = request(capability, payload, **options)
         try:
-            reply = await self._stub.Invoke(req, timeout=timeout, metadata=self.metadata + outgoing_metadata())
+            metadata = self.metadata + outgoing_metadata() + approval_metadata(**options)
+            reply = await self._stub.Invoke(req, timeout=timeout, metadata=metadata)
         except grpc.aio.AioRpcError as err:
             raise to_error(err, self.sidecar) from err
         return to_result(reply)
@@ -207,7 +225,8 @@ class SyncClient:
         """`Client.invoke`, blocking."""
         req = request(capability, payload, **options)
         try:
-            reply = self._stub.Invoke(req, timeout=timeout, metadata=self.metadata + outgoing_metadata())
+            metadata = self.metadata + outgoing_metadata() + approval_metadata(**options)
+            reply = self._stub.Invoke(req, timeout=timeout, metadata=metadata)
         except grpc.RpcError as err:
             raise to_error(err, self.sidecar) from err
         return to_result(reply)

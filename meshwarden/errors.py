@@ -13,6 +13,8 @@ raises the same class in the agent). Branched by what the caller can do about th
         KillSwitchEngaged     FAILED_PRECONDITION an operator stopped calls like this one (meshwarden kill list)
         NotRegistered         FAILED_PRECONDITION register the agent first
         OutcomeAlreadyReported FAILED_PRECONDITION the session's outcome was reported before; the message says what
+        ApprovalPending       FAILED_PRECONDITION a person must approve first; retry with its approval_id once approved
+        ApprovalDenied        PERMISSION_DENIED  a person denied it, nobody decided in time, or the approval is for other arguments
       Unreachable             transient; a later attempt may succeed
         NoHealthyInstance     UNAVAILABLE        nothing live matches right now
         PeerUnavailable       UNAVAILABLE        the chosen instance could not be reached
@@ -281,6 +283,70 @@ class NotRegistered(Refused):
 class OutcomeAlreadyReported(Refused):
     code = grpc.StatusCode.FAILED_PRECONDITION
     kind = "outcome_already_reported"
+
+
+class ApprovalPending(Refused):
+    """The call needs a person's approval, which is pending: the agent asked not to wait, or
+    its deadline ended first. FAILED_PRECONDITION, like a kill switch: the same call fails
+    until the state changes (an operator approves), so nothing retries it on its own. The
+    agent retries with the same arguments, sending `approval_id` (x-meshwarden-approval-id)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    kind = "approval_pending"
+
+    def __init__(self, approval_id: str, capability: str, risks: tuple[str, ...] = (), *, waited: bool = False) -> None:
+        why = f" ({'; '.join(risks)})" if risks else ""
+        when = "was not decided before the call's deadline" if waited else "is pending"
+        super().__init__(
+            f"call to {capability} needs a person's approval{why}: approval {approval_id} {when}; an operator decides "
+            f"with `meshwarden approvals approve {approval_id} --reason ...`, then retry the call with the same "
+            f"arguments and header x-meshwarden-approval-id: {approval_id}"
+        )
+        self.approval_id, self.risks = approval_id, risks
+
+    def metadata(self) -> dict[str, str]:
+        return {**super().metadata(), "approval_id": self.approval_id, "risks": json.dumps(list(self.risks))}
+
+    @classmethod
+    def rebuilt(cls, message: str, metadata: Metadata) -> ApprovalPending:
+        err = cls.__new__(cls)
+        MeshError.__init__(err, message, instance_id=metadata.get("instance_id", ""))
+        err.approval_id, err.risks = metadata.get("approval_id", ""), _strings(metadata.get("risks", ""))
+        return err
+
+
+class ApprovalDenied(Refused):
+    """The approval this call needed says no: an operator denied it ("denied"), nobody decided
+    in time ("expired": deny by default), it was used already ("used"), or it covers other
+    arguments ("mismatch"). `reason` is the operator's, when one decided."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+    kind = "approval_denied"
+
+    def __init__(
+        self, approval_id: str, decision: str, message: str, *, decided_by: str = "", reason: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.approval_id, self.decision, self.decided_by, self.reason = approval_id, decision, decided_by, reason
+
+    def metadata(self) -> dict[str, str]:
+        return {
+            **super().metadata(),
+            "approval_id": self.approval_id,
+            "decision": self.decision,
+            "decided_by": self.decided_by,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def rebuilt(cls, message: str, metadata: Metadata) -> ApprovalDenied:
+        return cls(
+            metadata.get("approval_id", ""),
+            metadata.get("decision", ""),
+            message,
+            decided_by=metadata.get("decided_by", ""),
+            reason=metadata.get("reason", ""),
+        )
 
 
 class NoHealthyInstance(Unreachable):

@@ -37,6 +37,10 @@ from meshwarden.clock import Clock, SystemClock
 from meshwarden.identity.credentials import server_credentials
 from meshwarden.ready import announce_ready
 from meshwarden.registry import leases
+from meshwarden.registry.approval_store import ApprovalStore
+from meshwarden.registry.approvals import Approvals
+from meshwarden.registry.approvals_server import SERVICE_NAME as APPROVALS_SERVICE_NAME
+from meshwarden.registry.approvals_server import ApprovalsService
 from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Authorizer
 from meshwarden.registry.budget_store import BudgetStore
@@ -71,6 +75,7 @@ from meshwarden.registry.watch_hub import WatchHub
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
 from meshwarden.v1 import (
+    approvals_pb2_grpc,
     budgets_pb2_grpc,
     controls_pb2_grpc,
     identity_pb2_grpc,
@@ -156,6 +161,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             audit,
             clock,
             HealthReports(clock),
+            Approvals(ApprovalStore(store), clock, audit),
             budgets,
         )
         rotation = tasks.supervise("registry-svid-rotation", own_svid.rotate_forever)
@@ -186,6 +192,7 @@ class _Parts:
     audit: Audit
     clock: Clock
     health: HealthReports
+    approvals: Approvals
     budgets: Budgets
 
 
@@ -229,8 +236,18 @@ async def _serve(
     receipts_pb2_grpc.add_ReceiptsServicer_to_server(
         ReceiptsService(parts.receipts, authorizer, SessionQueries(parts.receipts, parts.outcomes, parts.clock)), server
     )
+    approvals_pb2_grpc.add_ApprovalsServicer_to_server(
+        ApprovalsService(parts.approvals, authorizer, parts.clock), server
+    )
     budgets_pb2_grpc.add_BudgetsServicer_to_server(BudgetsService(parts.budgets, authorizer), server)
-    services = [SERVICE_NAME, IDENTITY_SERVICE_NAME, RECEIPTS_SERVICE_NAME, CONTROLS_SERVICE_NAME, BUDGETS_SERVICE_NAME]
+    services = [
+        SERVICE_NAME,
+        IDENTITY_SERVICE_NAME,
+        RECEIPTS_SERVICE_NAME,
+        CONTROLS_SERVICE_NAME,
+        APPROVALS_SERVICE_NAME,
+        BUDGETS_SERVICE_NAME,
+    ]
     health = add_standard_services(server, services)
     serving = False
     admin = AdminServer(

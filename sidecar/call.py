@@ -55,6 +55,11 @@ class CallRecord:
     target: Endpoint | None = None  # routing / target_check: the instance of the last attempt
     breaker_state: str = ""  # breaker: the target's breaker state when the attempt went through
     kill_switch_id: str = ""  # the kill-switch stage: the switch that refused or cancelled the call
+    approval_risks: tuple[str, ...] = ()  # policy gate: a person must approve first, because of these
+    approval_ttl_s: int = 0  # policy gate: how long that decision may take
+    approval_id: str = ""  # approval stage: the approval asked for or used
+    approval_decision: str = ""  # approval stage: "approved", "denied", "expired", "used", "pending"
+    approver: str = ""  # approval stage: who decided
     budget_ids: tuple[str, ...] = ()  # budget: the budgets the call drew on
     budget_reserved_micro_usd: int = 0  # budget: its worst case, reserved before it left
     budget_settled_micro_usd: int = 0  # budget: what it was charged once it ended
@@ -99,6 +104,11 @@ class Call:
     # Inbound only: why the calling sidecar's certificate names no agent's sidecar ("" when it
     # does); peer_identity refuses the call with it, so the refusal leaves a receipt.
     identity_problem: str = ""
+    # From the agent's request metadata: an approval it was given earlier for this same call
+    # (x-meshwarden-approval-id), and whether it waits for a pending approval or is answered at
+    # once with its id (x-meshwarden-approval-wait: none).
+    approval_id: str = ""
+    approval_wait: bool = True
     # Shared by every replace() of this call; see CallRecord.
     record: CallRecord = field(default_factory=CallRecord, compare=False, repr=False)
 

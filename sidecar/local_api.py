@@ -19,7 +19,7 @@ from meshwarden.sidecar.lease import Lease
 from meshwarden.sidecar.outcome_reporter import OutcomeReporter
 from meshwarden.sidecar.rescue import abort_unexpected, abort_with
 from meshwarden.sidecar.runtime import Runtime
-from meshwarden.sidecar.wire import deadlines, invoke
+from meshwarden.sidecar.wire import approval_headers, deadlines, invoke
 from meshwarden.trace_context import headers_from_metadata
 from meshwarden.v1 import catalog_pb2, receipts_pb2, sidecar_pb2, sidecar_pb2_grpc
 
@@ -52,17 +52,14 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
     ) -> sidecar_pb2.RegisterAgentResponse:
         try:
             callback = self._callback_address(request.callback_address)
-            self._local.register(request.version, list(request.capabilities))
+            registration = self._local.register(request.version, list(request.capabilities))
         except MeshError as err:
             await abort_with(context, err)
         if callback:
             await self._app.retarget(callback)
         # Answer once the registry holds the registration, so that "registered" means
         # "routable"; with the registry down, answer anyway: the lease loop keeps trying.
-        self._lease.registered.clear()
-        try:
-            await asyncio.wait_for(self._lease.registered.wait(), _REGISTER_WAIT_S)
-        except TimeoutError:
+        if not await self._lease.confirmed(registration.generation, _REGISTER_WAIT_S):
             log.warning(
                 "registry has not confirmed %s yet; it will join the catalog when it does", self._local.instance_id
             )
@@ -124,6 +121,7 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
         if remaining is None:
             default_s = self._catalog.default_timeout_s(request.capability) or self._config.default_timeout_s
         traceparent, tracestate = headers_from_metadata(context.invocation_metadata())
+        approval = approval_headers.from_metadata(context.invocation_metadata())
         return invoke.to_call(
             request,
             call_id=call_id,
@@ -131,4 +129,5 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
             deadline=deadlines.arriving(remaining, default_s, self._clock.monotonic(), margin=True),
             traceparent=traceparent,
             tracestate=tracestate,
+            approval=approval,
         )

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from meshwarden.sidecar.call import Handler, Layer, compose
 from meshwarden.sidecar.runtime import Runtime
 from meshwarden.sidecar.stages import (
+    approval,
     breaker,
     budget,
     deadline,
@@ -37,10 +38,9 @@ from meshwarden.sidecar.stages import (
 
 def outer_layers(rt: Runtime, downgrade: budget.Downgrade | None = None) -> list[Layer]:
     """The stages every call this sidecar's agent makes passes, whatever its kind (agent,
-    model, tool), written once: a receipt, a span, a metric, a kill switch, a policy decision
-    and a budget reservation work the same way for all. Approval stages go here too. A kind
-    that can run cheaper when a budget is short (models: a declared fallback) gives
-    `downgrade`."""
+    model, tool), written once: a receipt, a span, a metric, a kill switch, a policy decision,
+    an approval and a budget reservation work the same way for all. A kind that can run
+    cheaper when a budget is short (models: a declared fallback) gives `downgrade`."""
     return [  # outermost first
         tracing.layer(rt.tracing, "outbound", _kind_of(rt)),  # a CLIENT span, continuing the agent's trace
         metrics.layer(rt.metrics, "outbound", rt.catalog.has_seen, rt.clock),  # counted and timed once it ends
@@ -49,7 +49,9 @@ def outer_layers(rt: Runtime, downgrade: budget.Downgrade | None = None) -> list
         kill_switch.outbound(rt.controls, rt.local, rt.policy, rt.catalog),
         payload_limit.layer(rt.config.max_payload_bytes),  # cheapest refusal first
         outbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # may it call this? (Cedar)
-        # reserve the worst case before, settle to the measured cost after (a cheaper call when allowed)
+        approval.layer(rt.approvals, rt.policy, rt.clock),  # a person's yes first, when policy asks for one
+        # reserve the worst case, settle to the measured cost after (a cheaper call when allowed);
+        # after approval, so a call waiting for a person holds no budget
         budget.layer(rt.budgets, rt.policy, downgrade),
     ]
 

@@ -3,7 +3,9 @@
 Every `interval_s` (and right after a batch, while receipts remain) it sends the oldest
 receipts of each chain in the spool, at most `batch_receipts` and `batch_bytes` per
 ShipReceipts, over the registry's mTLS port. The registry answers with the seq it now holds
-durably; receipts up to there are deleted from the spool. Nothing
+durably; receipts up to there are deleted from the spool (by the spool's writer, on the
+event loop: `prune`, a few ms a batch, so no other connection ever holds the spool's write
+lock that an append would wait for). Nothing
 is deleted before that answer, so a registry that is down, or a sidecar killed mid-batch, only
 delays receipts: they are shipped again (the registry acknowledges receipts it already holds
 without storing them twice), after a restart too, since the spool is on disk.
@@ -30,7 +32,7 @@ from typing import Final
 
 import grpc
 
-from meshwarden.sidecar.receipt_spool import Batch, SpoolReader
+from meshwarden.sidecar.receipt_spool import Batch, SpoolError, SpoolReader
 from meshwarden.v1 import receipts_pb2, receipts_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,10 @@ class ShippingSettings:
     checkpoint_every: int = 2000  # acknowledged receipts
 
 
+# The spool writer's prune: deletes a batch's receipts up to the seq acknowledged.
+Prune = Callable[[Batch, int], int]
+
+
 class _NotShipped(Exception):
     """This round ended early; retry after a backoff."""
 
@@ -59,11 +65,12 @@ class ReceiptShipper:
     def __init__(
         self,
         reader: SpoolReader,
+        prune: Prune,
         stub: Callable[[], receipts_pb2_grpc.ReceiptsStub],
         settings: ShippingSettings,
         rng: random.Random,
     ) -> None:
-        self._reader, self._stub, self._settings, self._rng = reader, stub, settings, rng
+        self._reader, self._prune, self._stub, self._settings, self._rng = reader, prune, stub, settings, rng
         self._refusals: dict[str, str] = {}  # chain -> the last refusal logged, to log each once
         self.shipped = 0  # receipts acknowledged since start (for tests and logs)
         self._checkpointed_at = 0  # `shipped` when the WAL was last checkpointed
@@ -122,7 +129,11 @@ class ReceiptShipper:
                     batch.first_seq,
                 )
                 raise _Refused()
-            deleted = await asyncio.to_thread(self._reader.acknowledge, batch, acknowledged)
+            try:
+                deleted = self._prune(batch, acknowledged)
+            except SpoolError as exc:
+                log.error("%s; retrying", exc)
+                raise _NotShipped() from exc
             self.shipped += deleted
             if self._refusals.pop(chain, None) is not None:
                 log.info("the registry accepts the receipts of %s again", chain)

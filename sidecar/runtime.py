@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from meshwarden.clock import Clock, SystemClock
 from meshwarden.sidecar.agent_app import AgentApp
+from meshwarden.sidecar.approval_desk import ApprovalDesk
 from meshwarden.sidecar.budget_ledger import BudgetLedger
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call_metrics import SidecarMetrics
@@ -43,4 +44,5 @@ class Runtime:
     tracing: SidecarTracing | None = None  # None: tracing is off (no OTLP endpoint configured)
     metrics: SidecarMetrics = field(default_factory=SidecarMetrics)
     controls: Controls = field(default_factory=lambda: Controls(None, time.time))
+    approvals: ApprovalDesk | None = None  # None: no registry to ask, so calls needing approval are denied
     budgets: BudgetLedger = field(default_factory=lambda: BudgetLedger(SystemClock()))

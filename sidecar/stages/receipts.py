@@ -144,6 +144,9 @@ class Receipts:
             started_at=_timestamp(started_ns),
             ended_at=_timestamp(started_ns + int(latency_s * 1e9)),
             latency_us=int(latency_s * 1e6),
+            approval_id=record.approval_id,
+            approval_decision=record.approval_decision,
+            approver=record.approver,
         )
         return receipt
 

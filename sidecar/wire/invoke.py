@@ -9,6 +9,7 @@ from meshwarden.errors import BadPayload
 from meshwarden.sidecar import usage
 from meshwarden.sidecar.call import Call, Caller, Reply
 from meshwarden.sidecar.local_agent import CAPABILITY_NAME
+from meshwarden.sidecar.wire.approval_headers import WAIT_WITHOUT_ID, ApprovalOptions
 from meshwarden.v1 import sidecar_pb2
 
 MAX_ID_CHARS = 128
@@ -22,6 +23,7 @@ def to_call(
     deadline: float,
     traceparent: str,
     tracestate: str,
+    approval: ApprovalOptions = WAIT_WITHOUT_ID,
 ) -> Call:
     _check(request)
     return Call(
@@ -41,6 +43,8 @@ def to_call(
         ),
         traceparent=traceparent,
         tracestate=tracestate,
+        approval_id=approval.approval_id,
+        approval_wait=approval.wait,
     )
 
 
