@@ -31,11 +31,13 @@ from meshwarden.clock import SystemClock
 from meshwarden.identity.spiffe_ids import agent_id
 from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Caller as RegistryCaller
-from meshwarden.registry.budget_store import BudgetStore
 from meshwarden.registry.budgets import Budgets, BudgetSettings
 from meshwarden.registry.budgets_server import budget_to_proto, state_to_proto
 from meshwarden.registry.issuer import CA_DIR_NAME, Issuer
-from meshwarden.registry.store import Store
+from meshwarden.registry.store.sqlite import stores_over
+from meshwarden.registry.store.sqlite.blocking import BlockingStore
+from meshwarden.registry.store.sqlite.budgets import BudgetStore
+from meshwarden.registry.store.sqlite.database import Database
 from meshwarden.registry.wire import duration
 from meshwarden.registry_client import RegistryTrust, registry_channel
 from meshwarden.sidecar.budget_ledger import BudgetLedger
@@ -100,10 +102,16 @@ async def time_calls(handler: Handler, calls: int, repeats: int, **fields: objec
 
 
 async def stage_costs(calls: int, repeats: int, work: Path) -> dict[str, float]:
-    store = Store.open(work / "registry", event_log_retention=10)
+    db = Database.open(work / "registry")
+    store = BlockingStore(db)
     try:
         clock = SystemClock()
-        budgets = Budgets(BudgetStore(store), clock, Audit(store, clock), BudgetSettings(slice_ttl_s=3600))
+        budgets = Budgets(
+            BudgetStore(store),
+            clock,
+            Audit(stores_over(db, event_log_retention=10).audit, clock),
+            BudgetSettings(slice_ttl_s=3600),
+        )
         ledger = BudgetLedger(clock, InProcessSlices(budgets), "bench-1")
         stage = budget.layer(ledger, PolicyHolder())(answer)
         results = {"bare handler": await time_calls(answer, calls, repeats)}
@@ -126,7 +134,7 @@ async def stage_costs(calls: int, repeats: int, work: Path) -> dict[str, float]:
         results["stage, 2 budgets in scope, from slices"] = await time_calls(stage, calls, repeats, **warm)
         return results
     finally:
-        store.close()
+        db.close()
 
 
 async def rpc_rates(seconds: float, concurrency: int, work: Path) -> dict[str, float]:

@@ -27,9 +27,9 @@ from meshwarden.clock import SystemClock
 from meshwarden.receipt_hash import receipt_hash
 from meshwarden.registry.authz import Caller
 from meshwarden.registry.outcomes import Outcomes
-from meshwarden.registry.receipt_store import ReceiptStore
+from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.session_queries import SessionQueries
-from meshwarden.registry.store import Store
+from meshwarden.registry.store.sqlite import open_sqlite
 from meshwarden.v1 import receipts_pb2
 
 AGENTS = ("frontdesk", "support", "billing", "kb")
@@ -60,7 +60,7 @@ class _Chain:
         self.pending.append(receipt)
 
 
-def fill(receipts: ReceiptStore, outcomes: Outcomes, calls: int) -> float:
+async def fill(receipts: Receipts, outcomes: Outcomes, calls: int) -> float:
     """Writes `calls` calls (two receipts each); returns the time range's end."""
     chains = {a: _Chain(f"{a}-1", f"spiffe://meshwarden.local/agent/{a}") for a in AGENTS}
     at = T0
@@ -89,11 +89,11 @@ def fill(receipts: ReceiptStore, outcomes: Outcomes, calls: int) -> float:
         usage = receipts_pb2.Usage(model=MODELS[n % 3], input_tokens=500, output_tokens=80, cost_micro_usd=100 + n % 50)
         chains[callee].add(receipts_pb2.Receipt(direction="inbound", usage=usage, **common))  # type: ignore[arg-type]
         if position == 3 and session % 3:
-            outcomes.report(f"s{session}", "succeeded" if session % 3 == 1 else "failed", "", reported_by=caller)
+            await outcomes.report(f"s{session}", "succeeded" if session % 3 == 1 else "failed", "", reported_by=caller)
         if n % 500 == 499 or n == calls - 1:
             for chain in chains.values():
                 for start in range(0, len(chain.pending), 1000):
-                    receipts.ship(chain.spiffe_id, chain.pending[start : start + 1000])
+                    await receipts.ship(chain.spiffe_id, chain.pending[start : start + 1000])
                 chain.pending.clear()
     return at
 
@@ -134,11 +134,11 @@ class LoopWatch:
 
 async def measure(calls: int, repeat: int) -> list[float]:
     with tempfile.TemporaryDirectory() as directory:
-        store = Store.open(Path(directory), event_log_retention=100)
+        stores = await open_sqlite(Path(directory), event_log_retention=100)
         try:
             clock = SystemClock()
-            receipts, outcomes = ReceiptStore(store, clock), Outcomes(store, clock)
-            end = fill(receipts, outcomes, calls)
+            receipts, outcomes = Receipts(stores.receipts, clock), Outcomes(stores.outcomes, clock)
+            end = await fill(receipts, outcomes, calls)
             queries = SessionQueries(receipts, outcomes, clock)
             everything = receipts_pb2.ListSessionsRequest(limit=1000)
             recent = receipts_pb2.ListSessionsRequest(since=_stamp(end - (end - T0) / 100), limit=1000)
@@ -155,7 +155,7 @@ async def measure(calls: int, repeat: int) -> list[float]:
             watch.stop()
             return [*figures, watch.longest_s]
         finally:
-            store.close()
+            await stores.close()
 
 
 def main() -> None:

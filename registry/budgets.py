@@ -52,8 +52,8 @@ from meshwarden.budget_scopes import (
 from meshwarden.clock import Clock
 from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Caller
-from meshwarden.registry.budget_store import BudgetRow, BudgetRows, BudgetStore, SliceRow
 from meshwarden.registry.errors import InvalidInput, UnknownControl
+from meshwarden.registry.store.sqlite.budgets import BudgetRow, BudgetRows, BudgetStore, SliceRow
 
 log = logging.getLogger(__name__)
 

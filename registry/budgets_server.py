@@ -15,10 +15,10 @@ import grpc
 
 from meshwarden.budget_scopes import MAX_MICRO_USD
 from meshwarden.registry.authz import Authorizer, Caller, method
-from meshwarden.registry.budget_store import BudgetRow
 from meshwarden.registry.budgets import Budgets, BudgetState, SliceReport
 from meshwarden.registry.errors import InvalidInput, Unauthenticated
 from meshwarden.registry.rescue import abort, serve_unary_async
+from meshwarden.registry.store.sqlite.budgets import BudgetRow
 from meshwarden.registry.wire import duration, timestamp
 from meshwarden.v1 import budgets_pb2, budgets_pb2_grpc
 
@@ -68,7 +68,8 @@ class BudgetsService(budgets_pb2_grpc.BudgetsServicer):
         self, request: budgets_pb2.WatchBudgetsRequest, context: Context
     ) -> AsyncIterator[budgets_pb2.BudgetSet]:
         try:
-            self._authorizer.agent(WATCH_BUDGETS, context)
+            caller = self._authorizer.caller(context)
+            self._authorizer.check(WATCH_BUDGETS, caller)
             revision = -1
             while True:
                 current, budgets = await self._budgets.current()

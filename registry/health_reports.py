@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from meshwarden.clock import Clock
+from meshwarden.registry.authz import Caller, require_reporter
 from meshwarden.registry.errors import InvalidInput
 from meshwarden.v1 import catalog_pb2
 
@@ -72,6 +73,17 @@ class HealthReports:
         self._clock, self._ttl_s = clock, ttl_s
         # By (agent, instance id): a sidecar can replace only reports made with its agent's SVID.
         self._reports: dict[tuple[str, str], Report] = {}
+
+    def report_from(
+        self, caller: Caller, reporter_instance_id: str, registered_agent: str | None, findings: Mapping[str, Finding]
+    ) -> None:
+        """Keeps the report of `caller` as `reporter_instance_id`, whose agent in the catalog is
+        `registered_agent` (None when it is not registered: a pure caller); a registered
+        reporter must be the caller's own instance (registry.authz.require_reporter)."""
+        if not reporter_instance_id:
+            raise InvalidInput("reporter_instance_id", "is required: the reporting sidecar's own instance id")
+        identity = require_reporter(caller, reporter_instance_id, registered_agent, "report health")
+        self.report(identity.name, reporter_instance_id, registered=registered_agent is not None, findings=findings)
 
     def report(
         self, reporter_agent: str, reporter_instance_id: str, *, registered: bool, findings: Mapping[str, Finding]

@@ -1,10 +1,11 @@
 """The registry's Prometheus metrics, all read from its state when Prometheus scrapes (the
 registry's request paths pay nothing): live instances per agent, watchers, the catalog and
-bundle revisions, and what the watch hub published. Served on the admin port (/metrics)."""
+bundle revisions, and what the watch hub published. Served on the admin port (/metrics).
+Read from what the catalog and bundles keep in memory as they change, so a scrape touches no
+database and never waits."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
@@ -23,24 +24,22 @@ class _RegistryState(Collector):
         self._catalog, self._hub, self._bundles = catalog, hub, bundles
 
     def collect(self) -> Iterator[Metric]:
-        listing = self._catalog.list_instances()
         instances = GaugeMetricFamily(
             "meshwarden_registry_instances", "Agent instances with a live lease, by agent", labels=["agent"]
         )
-        for agent, count in sorted(Counter(i.agent for i in listing.instances).items()):
+        for agent, count in sorted(self._catalog.instances_by_agent.items()):
             instances.add_metric([agent], count)
         yield instances
         yield GaugeMetricFamily(
-            "meshwarden_registry_catalog_revision", "Current catalog revision", value=listing.revision
+            "meshwarden_registry_catalog_revision", "Current catalog revision", value=self._catalog.revision
         )
         yield GaugeMetricFamily(
             "meshwarden_registry_watchers", "Sidecars following the watch stream now", value=self._hub.watcher_count
         )
-        latest = self._bundles.latest()
         yield GaugeMetricFamily(
             "meshwarden_registry_bundle_revision",
             "Latest policy bundle revision pushed (0: none)",
-            value=latest.revision if latest is not None else 0,
+            value=self._bundles.latest_revision,
         )
         published = self._hub.published
         yield CounterMetricFamily(

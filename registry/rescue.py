@@ -1,9 +1,9 @@
 """The one place where the registry's errors become gRPC statuses, for every servicer.
 
-`serve_unary` runs one unary call: who is calling (registry.authz), may they (the RPC's entry
-in the authorization table), then the handler; any error it raises ends the call with the
-status `status_for` picks. Invalid input is INVALID_ARGUMENT naming the field, no usable
-identity UNAUTHENTICATED, an identity without the right PERMISSION_DENIED, an unknown or
+The authorization interceptor (registry.api.authorization) ends every refused or failed call
+with `abort`, which sends the status `status_for` picks. Invalid input is INVALID_ARGUMENT
+naming the field, no usable identity UNAUTHENTICATED, an identity without the right
+PERMISSION_DENIED, an unknown or
 expired lease NOT_FOUND, a watcher cut off or a storage failure UNAVAILABLE (clients retry);
 anything else is a bug: INTERNAL with a generic message, while the full traceback goes to
 the registry's log. Each refusal is logged once, with its reason and never a secret. No
@@ -18,6 +18,8 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
+from meshwarden import error_status, errors
+from meshwarden.registry import task_queue
 from meshwarden.registry.authz import Authorizer, Caller
 from meshwarden.registry.errors import (
     Conflict,
@@ -29,13 +31,14 @@ from meshwarden.registry.errors import (
     UnknownInstance,
     UnknownSession,
 )
+from meshwarden.registry.task_queue import UnknownTask
 from meshwarden.registry.watch_hub import WatchEnded
 
 log = logging.getLogger(__name__)
 
+Context = grpc.aio.ServicerContext[Any, Any]
 Request = TypeVar("Request")
 Response = TypeVar("Response")
-Context = grpc.aio.ServicerContext[Any, Any]
 Handler = Callable[[Request, Caller], Response]
 AsyncHandler = Callable[[Request, Caller], Awaitable[Response]]
 
@@ -50,7 +53,7 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.PERMISSION_DENIED, str(exc)
     if isinstance(exc, Conflict):
         return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
-    if isinstance(exc, (UnknownInstance, UnknownSession, UnknownControl)):
+    if isinstance(exc, (UnknownInstance, UnknownSession, UnknownControl, UnknownTask)):
         return grpc.StatusCode.NOT_FOUND, str(exc)
     if isinstance(exc, WatchEnded):
         return grpc.StatusCode.UNAVAILABLE, str(exc)
@@ -62,7 +65,10 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
 async def serve_unary(
     rpc: str, handler: Handler[Request, Response], request: Request, context: Context, authorizer: Authorizer
 ) -> Response:
-    """Authorizes the caller for `rpc` and runs `handler`; every error becomes a status here."""
+    """Authorizes the caller for `rpc` and runs `handler`; every error becomes a status here.
+
+    For the servicers not yet split into registry.api (approvals, tasks): the interceptor
+    has already authorized the call; this checks again and rescues as before."""
     try:
         caller = authorizer.caller(context)
         authorizer.check(rpc, caller)
@@ -83,7 +89,21 @@ async def serve_unary_async(
         await abort(context, exc, rpc)
 
 
+def _as_mesh_error(exc: Exception) -> errors.MeshError | None:
+    """Task refusals a sidecar relays to its agent, typed on the wire (google.rpc.ErrorInfo)."""
+    if isinstance(exc, task_queue.LeaseLost):
+        return errors.LeaseLost(str(exc))
+    if isinstance(exc, task_queue.InvalidTransition):
+        return errors.InvalidTaskTransition(str(exc))
+    if isinstance(exc, task_queue.UnknownTask):
+        return errors.UnknownTask(str(exc))
+    return None
+
+
 async def abort(context: Context, exc: Exception, rpc: str) -> NoReturn:
+    mesh = _as_mesh_error(exc)
+    if mesh is not None:
+        await error_status.abort(context, mesh)
     code, message = status_for(exc)
     if isinstance(exc, WatchEnded):
         log.info("watch stream ended: %s", exc)

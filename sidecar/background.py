@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 
 import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from meshwarden.sidecar import budget_watch, catalog_watch
 from meshwarden.sidecar.bundle_loader import BundleLoader, BundleStatus
@@ -22,7 +23,7 @@ from meshwarden.sidecar.receipt_spool import ReceiptSpool, SpoolReader
 from meshwarden.sidecar.registry_link import RegistryLink
 from meshwarden.sidecar.runtime import Runtime
 from meshwarden.tasks import Supervisor
-from meshwarden.v1 import controls_pb2, registry_pb2
+from meshwarden.v1 import controls_pb2, registry_pb2, tasks_pb2
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ def start_loops(supervisor: Supervisor, links: Links) -> None:
     supervisor.start("bundle-status", report_forever)
     supervisor.start("health-reports", links.health.run)
     supervisor.start("catalog-watch", watch)
+    supervisor.start("fencing-key", lambda: fetch_fencing_key(registry, rt))
     supervisor.start("budget-watch", lambda: budget_watch.run(registry.budgets, rt.budgets, rt.rng))
     supervisor.start("budget-slices", rt.budgets.sync_forever)
     for name, loop in links.discovery.loops().items():
@@ -107,6 +109,20 @@ class Shipping:
     def _shipper(self) -> ReceiptShipper:
         reader = SpoolReader(self._spool.path, self._rt.config.receipt_sync)
         return ReceiptShipper(reader, self._spool.prune, self._registry.receipts_stub, self._settings, self._rt.rng)
+
+
+async def fetch_fencing_key(registry: RegistryLink, rt: Runtime) -> None:
+    """The registry's task-fencing key, fetched once (it is kept across registry restarts);
+    until then the task_fence stage refuses calls that carry a task token."""
+    delay = 0.2
+    while rt.fences.key is None:
+        try:
+            reply = await registry.tasks().GetFencingKey(tasks_pb2.GetFencingKeyRequest(), timeout=5)
+            rt.fences.key = Ed25519PublicKey.from_public_bytes(reply.ed25519_public_key)
+        except (grpc.aio.AioRpcError, ValueError) as exc:
+            log.info("registry fencing key not fetched yet (%s); retrying", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 async def report_bundle_status(registry: RegistryLink, instance_id: str, status: BundleStatus) -> None:

@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 
 from meshwarden.budget_scopes import DAY, MONTH, SESSION, TEAM, TOTAL, WORKFLOW, BudgetError, parse_usd, period_of, usd
-from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Caller
-from meshwarden.registry.budget_store import BudgetStore
 from meshwarden.registry.budgets import Budgets, BudgetSettings, SliceReport
 from meshwarden.registry.errors import InvalidInput, UnknownControl
-from meshwarden.registry.store import Store
+from meshwarden.registry.store.sqlite.budgets import BudgetStore
+from tests.unit.registry.blocking_store import Store
 
 OPERATOR = Caller(None, 0.0, True, False, "ipv4:127.0.0.1:1", operator_id="operator:sha256:abc", claimed_user="ann")
 A, B = "spiffe://meshwarden.local/agent/a", "spiffe://meshwarden.local/agent/b"
@@ -49,7 +48,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def budgets(store: Store, clock: Clock) -> Budgets:
-    return Budgets(BudgetStore(store), clock, Audit(store, clock), BudgetSettings(slice_ttl_s=10, sync_every_s=0.5))
+    return Budgets(BudgetStore(store), clock, store.audit(clock), BudgetSettings(slice_ttl_s=10, sync_every_s=0.5))
 
 
 def report(slice_id: str, used: int, in_flight: int = 0, keep: int = 10**9, release: bool = False) -> SliceReport:
@@ -65,7 +64,7 @@ async def test_set_changes_in_place_lift_removes_and_both_are_audited(budgets: B
     assert (await budgets.current())[0] == 2 and [b.id for b in (await budgets.current())[1]] == [first.id]
     await budgets.lift(first.id, "done", OPERATOR)
     assert await budgets.current() == (3, [])
-    actions = [e.action for e in Audit(store, Clock()).list()]
+    actions = store.audit_actions()
     assert actions == ["budget.set", "budget.set", "budget.lift"]
     with pytest.raises(UnknownControl, match="meshwarden budget list"):
         await budgets.lift(first.id, "", OPERATOR)

@@ -1,18 +1,18 @@
-"""registry.receipt_store and registry.receipt_verification against a real SQLite database."""
+"""registry.receipts, registry.receipt_chain and registry.receipt_verification over the real
+SQLite store."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from meshwarden.receipt_hash import receipt_hash
 from meshwarden.registry.errors import Conflict, InvalidInput, PermissionDenied
-from meshwarden.registry.receipt_store import ReceiptStore
-from meshwarden.registry.receipt_verification import verify
-from meshwarden.registry.store import DB_NAME, Store
+from meshwarden.registry.receipts import Receipts
+from meshwarden.registry.store import Stores
+from meshwarden.registry.store.sqlite import DB_NAME, open_sqlite
 from meshwarden.v1 import receipts_pb2
 from tests.unit.registry.test_catalog import FakeClock
 
@@ -47,72 +47,70 @@ def chain(
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(tmp_path, event_log_retention=10)
-    yield opened
-    opened.close()
+def receipts(stores: Stores) -> Receipts:
+    return Receipts(stores.receipts, FakeClock())
 
 
 @pytest.fixture
-def receipts(store: Store) -> ReceiptStore:
-    return ReceiptStore(store, FakeClock())
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / DB_NAME
 
 
-def _sql(store: Store, statement: str, *parameters: object) -> None:
+def _sql(db_path: Path, statement: str, *parameters: object) -> None:
     """What someone with the database file and sqlite3 would do, behind the registry's back."""
-    db = sqlite3.connect(store.path)
+    db = sqlite3.connect(db_path)
     db.execute(statement, parameters)
     db.commit()
     db.close()
 
 
-def test_a_batch_is_stored_and_acknowledged_up_to_its_last_seq(receipts: ReceiptStore) -> None:
+async def test_a_batch_is_stored_and_acknowledged_up_to_its_last_seq(receipts: Receipts) -> None:
     batch = chain(5)
-    assert receipts.ship(BILLING, batch[:3]) == 3
-    assert receipts.ship(BILLING, batch[3:]) == 5
-    assert receipts.count() == 5
-    head = receipts.head("billing-1")
+    assert await receipts.ship(BILLING, batch[:3]) == 3
+    assert await receipts.ship(BILLING, batch[3:]) == 5
+    assert await receipts.count() == 5
+    head = await receipts.head("billing-1")
     assert head is not None and (head.seq, head.hash, head.sidecar_spiffe_id) == (5, batch[-1].hash, BILLING)
-    assert [v.intact for v in verify(receipts.store.path)] == [True]
+    assert [v.intact for v in await receipts.verify()] == [True]
 
 
-def test_a_reshipped_batch_is_acknowledged_again_without_storing_twice(receipts: ReceiptStore) -> None:
+async def test_a_reshipped_batch_is_acknowledged_again_without_storing_twice(receipts: Receipts) -> None:
     batch = chain(4)
-    receipts.ship(BILLING, batch[:3])
-    assert receipts.ship(BILLING, batch) == 4  # 1-3 again, with 4 new
-    assert receipts.ship(BILLING, batch[:2]) == 4
-    assert receipts.count() == 4
+    await receipts.ship(BILLING, batch[:3])
+    assert await receipts.ship(BILLING, batch) == 4  # 1-3 again, with 4 new
+    assert await receipts.ship(BILLING, batch[:2]) == 4
+    assert await receipts.count() == 4
 
 
-def test_a_gap_is_refused_naming_the_expected_seq(receipts: ReceiptStore) -> None:
+async def test_a_gap_is_refused_naming_the_expected_seq(receipts: Receipts) -> None:
     batch = chain(6)
-    receipts.ship(BILLING, batch[:2])
+    await receipts.ship(BILLING, batch[:2])
     with pytest.raises(Conflict, match="expected seq 3, got seq 5"):
-        receipts.ship(BILLING, batch[4:])
-    assert receipts.count() == 2
+        await receipts.ship(BILLING, batch[4:])
+    assert await receipts.count() == 2
 
 
-def test_a_batch_that_does_not_link_to_the_head_is_refused(receipts: ReceiptStore) -> None:
-    receipts.ship(BILLING, chain(2))
+async def test_a_batch_that_does_not_link_to_the_head_is_refused(receipts: Receipts) -> None:
+    await receipts.ship(BILLING, chain(2))
     with pytest.raises(Conflict, match="seq 3 does not link to seq 2"):
-        receipts.ship(BILLING, chain(1, start=3))  # its prev_hash is made up
+        await receipts.ship(BILLING, chain(1, start=3))  # its prev_hash is made up
 
 
-def test_a_receipt_that_differs_from_the_one_held_at_its_seq_is_refused(receipts: ReceiptStore) -> None:
-    receipts.ship(BILLING, chain(2))
+async def test_a_receipt_that_differs_from_the_one_held_at_its_seq_is_refused(receipts: Receipts) -> None:
+    await receipts.ship(BILLING, chain(2))
     other = chain(2)
     other[1].status = "PERMISSION_DENIED"
     other[1].hash = receipt_hash(other[1])
     with pytest.raises(Conflict, match="seq 2 was acknowledged before"):
-        receipts.ship(BILLING, other)
+        await receipts.ship(BILLING, other)
 
 
-def test_receipts_of_another_spiffe_id_are_refused(receipts: ReceiptStore) -> None:
+async def test_receipts_of_another_spiffe_id_are_refused(receipts: Receipts) -> None:
     with pytest.raises(PermissionDenied, match=f"written by {BILLING}, and the caller is {KB}"):
-        receipts.ship(KB, chain(1))
-    receipts.ship(BILLING, chain(1))
+        await receipts.ship(KB, chain(1))
+    await receipts.ship(BILLING, chain(1))
     with pytest.raises(PermissionDenied, match=f"belongs to {BILLING}"):
-        receipts.ship(KB, chain(1, start=2, spiffe_id=KB))
+        await receipts.ship(KB, chain(1, start=2, spiffe_id=KB))
 
 
 @pytest.mark.parametrize(
@@ -123,90 +121,90 @@ def test_receipts_of_another_spiffe_id_are_refused(receipts: ReceiptStore) -> No
         (lambda r: setattr(r, "status", "EDITED"), "receipts[0].hash"),
     ],
 )
-def test_malformed_batches_name_the_field(receipts: ReceiptStore, change: object, field: str) -> None:
+async def test_malformed_batches_name_the_field(receipts: Receipts, change: object, field: str) -> None:
     batch = chain(1)
     change(batch[0])  # type: ignore[operator]
     with pytest.raises(InvalidInput) as info:
-        receipts.ship(BILLING, batch)
+        await receipts.ship(BILLING, batch)
     assert info.value.field == field
 
 
-def test_an_empty_batch_or_one_with_a_hole_is_invalid(receipts: ReceiptStore) -> None:
+async def test_an_empty_batch_or_one_with_a_hole_is_invalid(receipts: Receipts) -> None:
     with pytest.raises(InvalidInput, match="is empty"):
-        receipts.ship(BILLING, [])
+        await receipts.ship(BILLING, [])
     batch = chain(3)
     with pytest.raises(InvalidInput, match="consecutive seqs"):
-        receipts.ship(BILLING, [batch[0], batch[2]])
+        await receipts.ship(BILLING, [batch[0], batch[2]])
 
 
-def test_for_session_and_between_read_receipts_in_time_order(receipts: ReceiptStore) -> None:
-    receipts.ship(BILLING, chain(600))
-    receipts.ship(KB, chain(2, instance="kb-1", spiffe_id=KB))
-    s1 = receipts.for_session("s1")
+async def test_for_session_and_between_read_receipts_in_time_order(receipts: Receipts) -> None:
+    await receipts.ship(BILLING, chain(600))
+    await receipts.ship(KB, chain(2, instance="kb-1", spiffe_id=KB))
+    s1 = await receipts.for_session("s1")
     assert [r.seq for r in s1 if r.sidecar_instance_id == "billing-1"] == list(range(1, 601, 3))
     assert [r.started_at.seconds for r in s1] == sorted(r.started_at.seconds for r in s1)
-    window = list(receipts.between(1001, 1600))  # more than one page
+    window = await receipts.between(1001, 1600)
     assert len(window) == 599 + 2  # billing seq 1 to 599, kb seq 1 and 2
     assert [r.started_at.seconds for r in window] == sorted(r.started_at.seconds for r in window)
-    assert receipts.for_session("nobody") == []
+    assert await receipts.for_session("nobody") == []
 
 
-def test_verify_names_an_edited_column(receipts: ReceiptStore) -> None:
-    receipts.ship(BILLING, chain(5))
-    _sql(receipts.store, "UPDATE receipts SET status = 'PERMISSION_DENIED' WHERE seq = 3")
-    [verdict] = verify(receipts.store.path)
+async def test_verify_names_an_edited_column(receipts: Receipts, db_path: Path) -> None:
+    await receipts.ship(BILLING, chain(5))
+    _sql(db_path, "UPDATE receipts SET status = 'PERMISSION_DENIED' WHERE seq = 3")
+    [verdict] = await receipts.verify()
     assert not verdict.intact
     assert verdict.problem == "seq 3: column status is 'PERMISSION_DENIED', but the hashed receipt says 'OK' (edited)"
 
 
-def test_verify_names_an_edited_receipt_body(receipts: ReceiptStore) -> None:
-    receipts.ship(BILLING, chain(5))
+async def test_verify_names_an_edited_receipt_body(receipts: Receipts, db_path: Path) -> None:
+    await receipts.ship(BILLING, chain(5))
     edited = chain(5)[3]
     edited.status = "NOT_FOUND"
-    _sql(receipts.store, "UPDATE receipts SET body = ? WHERE seq = 4", edited.SerializeToString(deterministic=True))
-    [verdict] = verify(receipts.store.path)
+    _sql(db_path, "UPDATE receipts SET body = ? WHERE seq = 4", edited.SerializeToString(deterministic=True))
+    [verdict] = await receipts.verify()
     assert "seq 4: hash does not match its contents (edited)" in verdict.problems
 
 
-def test_verify_names_a_removed_row_and_a_truncated_tail(receipts: ReceiptStore) -> None:
-    receipts.ship(BILLING, chain(8))
-    receipts.ship(KB, chain(2, instance="kb-1", spiffe_id=KB))
-    _sql(receipts.store, "DELETE FROM receipts WHERE sidecar_instance_id = 'billing-1' AND seq = 4")
-    _sql(receipts.store, "DELETE FROM receipts WHERE sidecar_instance_id = 'billing-1' AND seq >= 7")
-    billing, kb = verify(receipts.store.path)
+async def test_verify_names_a_removed_row_and_a_truncated_tail(receipts: Receipts, db_path: Path) -> None:
+    await receipts.ship(BILLING, chain(8))
+    await receipts.ship(KB, chain(2, instance="kb-1", spiffe_id=KB))
+    _sql(db_path, "DELETE FROM receipts WHERE sidecar_instance_id = 'billing-1' AND seq = 4")
+    _sql(db_path, "DELETE FROM receipts WHERE sidecar_instance_id = 'billing-1' AND seq >= 7")
+    billing, kb = await receipts.verify()
     assert billing.problems == (
         "seq 4 missing (removed)",
         "truncated: the chain ends at seq 6, but its sidecar shipped up to seq 8 (seq 7 to 8 removed)",
     )
     assert kb.intact and kb.receipts == 2
-    assert [v.sidecar_instance_id for v in verify(receipts.store.path, "kb-1")] == ["kb-1"]
+    assert [v.sidecar_instance_id for v in await receipts.verify("kb-1")] == ["kb-1"]
 
 
-def test_verify_names_a_rewritten_link(receipts: ReceiptStore) -> None:
-    receipts.ship(BILLING, chain(3))
+async def test_verify_names_a_rewritten_link(receipts: Receipts, db_path: Path) -> None:
+    await receipts.ship(BILLING, chain(3))
     forged = chain(3)[1]
     forged.prev_hash = "sha256:" + "0" * 64
     forged.hash = receipt_hash(forged)  # consistent in itself, but no longer linked
     body = forged.SerializeToString(deterministic=True)
     _sql(
-        receipts.store,
+        db_path,
         "UPDATE receipts SET body = ?, prev_hash = ?, hash = ? WHERE seq = 2",
         body,
         forged.prev_hash,
         forged.hash,
     )
-    [verdict] = verify(receipts.store.path)
+    [verdict] = await receipts.verify()
     assert "seq 2: does not link to seq 1 (prev_hash differs)" in verdict.problems
     assert "seq 3: does not link to seq 2 (prev_hash differs)" in verdict.problems
 
 
-def test_a_version_4_database_gains_the_receipt_tables(tmp_path: Path) -> None:
-    Store.open(tmp_path, event_log_retention=10).close()
+async def test_a_version_4_database_gains_the_receipt_tables(tmp_path: Path) -> None:
+    await (await open_sqlite(tmp_path, event_log_retention=10)).close()
     db = sqlite3.connect(tmp_path / DB_NAME)
     db.executescript("DROP TABLE receipts; DROP TABLE receipt_chains; PRAGMA user_version = 4;")
     db.close()
-    store = Store.open(tmp_path, event_log_retention=10)
+    stores = await open_sqlite(tmp_path, event_log_retention=10)
     try:
-        assert ReceiptStore(store, FakeClock()).ship(BILLING, chain(1)) == 1
+        assert await Receipts(stores.receipts, FakeClock()).ship(BILLING, chain(1)) == 1
     finally:
-        store.close()
+        await stores.close()

@@ -1,5 +1,5 @@
 """The budgets aggregate's storage: every statement on the budgets, budget_spend and
-budget_slices tables (schema in registry.store's migration list), and nowhere else.
+budget_slices tables (schema: registry.store.sqlite.migrations), and nowhere else.
 
 `BudgetStore.write(work)` runs `work` on a `BudgetRows` (typed reads and writes) inside one
 transaction, so registry.budgets decides (grant, recall, charge) between reads and writes that
@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-from meshwarden.registry import audit
 from meshwarden.registry.audit import AuditEntry
-from meshwarden.registry.store import Row, Store
+from meshwarden.registry.store.sqlite import audit
+from meshwarden.registry.store.sqlite.blocking import BlockingStore as Store
+from meshwarden.registry.store.sqlite.blocking import Row
 
 T = TypeVar("T")
 _BUDGET_COLUMNS: Final = (
@@ -199,15 +200,15 @@ class BudgetRows:
         return cursor.rowcount
 
     def audit(self, entry: AuditEntry) -> None:
-        audit.write(self._db, entry)
+        audit.append(self._db, entry)
 
 
 class BudgetStore:
     """Runs registry.budgets' work on the rows in one transaction each.
 
-    Today on the event loop thread, like the rest of the registry's store (registry.store says
-    why); the work is plain synchronous code with no awaits inside, so on the per-aggregate
-    store seam it runs unchanged on the store's writer thread."""
+    Through the blocking bridge (registry.store.sqlite.blocking) on the writer connection, like
+    approvals and tasks until they are ported; the work is plain synchronous code with no awaits
+    inside, so on the async seam it runs unchanged on the store's writer thread."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
