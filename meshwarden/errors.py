@@ -7,6 +7,7 @@ raises the same class in the agent). Branched by what the caller can do about th
         PolicyDenied          PERMISSION_DENIED  the policy bundle says no; the message names the policy
         BadPayload            INVALID_ARGUMENT   fix the arguments
         PayloadTooLarge       RESOURCE_EXHAUSTED send less, or raise the limit
+        BudgetExhausted       RESOURCE_EXHAUSTED a budget cannot cover the call's worst case; the message names it
         UnknownCapability     NOT_FOUND          check the name (meshwarden agents list)
         UnknownModel          NOT_FOUND          the bundle's models.json declares no such model
         UnknownTool           NOT_FOUND          no MCP tool of that name in the active bundle (tools/list)
@@ -47,6 +48,8 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 import grpc
+
+from meshwarden.budget_scopes import usd
 
 Metadata = Mapping[str, str]  # google.rpc.ErrorInfo.metadata
 KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")  # what a kind looks like, ours or a newer version's
@@ -145,6 +148,80 @@ class PayloadTooLarge(Refused):
             f"payload for {capability} is {size_bytes} bytes, over the limit of {limit_bytes} bytes; "
             "send less, or raise the sidecar's --max-payload-bytes"
         )
+
+
+class BudgetExhausted(Refused):
+    """A budget in the call's scope cannot cover its worst-case cost (`cost_estimate_micro_usd`).
+
+    RESOURCE_EXHAUSTED, as a provider's 429: the same call fails until the period ends or an
+    operator raises the budget. The fields name the budget and its numbers at decision time, and
+    cross the wire as the error's data, so the caller's SDK has them too.
+    """
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    kind = "budget_exhausted"
+    _NUMBERS = ("limit_micro_usd", "spent_micro_usd", "reserved_micro_usd", "needed_micro_usd")
+
+    def __init__(
+        self,
+        *,
+        budget_id: str,
+        scope: str,
+        period: str,
+        limit_micro_usd: int,
+        spent_micro_usd: int,
+        reserved_micro_usd: int,
+        needed_micro_usd: int,
+        capability: str,
+        set_command: str,
+        held_elsewhere: bool = False,
+    ) -> None:
+        self._fill(budget_id, scope, period, limit_micro_usd, spent_micro_usd, reserved_micro_usd, needed_micro_usd)
+        why = (
+            "what remains is held by other sidecars' slices that were not returned in time; try again shortly"
+            if held_elsewhere
+            else f"raise it ({set_command} --limit-usd N) or wait for the period to end"
+        )
+        super().__init__(
+            f"budget {budget_id} ({scope}, per {period}) cannot cover this call to {capability}: it needs up to "
+            f"{usd(needed_micro_usd)} and {usd(self.remaining_micro_usd)} remains of the {usd(limit_micro_usd)} "
+            f"limit ({usd(spent_micro_usd)} spent, {usd(reserved_micro_usd)} reserved); {why}"
+        )
+
+    def _fill(
+        self, budget_id: str, scope: str, period: str, limit: int, spent: int, reserved: int, needed: int
+    ) -> None:
+        self.budget_id, self.scope, self.period = budget_id, scope, period  # scope: "workflow wf-7"
+        self.limit_micro_usd, self.spent_micro_usd = limit, spent
+        self.reserved_micro_usd, self.needed_micro_usd = reserved, needed  # reserved: in sidecars' slices
+
+    @property
+    def remaining_micro_usd(self) -> int:
+        """What a cheaper call could still reserve (a downgrade must fit in it)."""
+        return max(self.limit_micro_usd - self.spent_micro_usd - self.reserved_micro_usd, 0)
+
+    def metadata(self) -> dict[str, str]:
+        numbers = {name: str(getattr(self, name)) for name in self._NUMBERS}
+        return {
+            **super().metadata(),
+            "budget_id": self.budget_id,
+            "scope": self.scope,
+            "period": self.period,
+            **numbers,
+        }
+
+    @classmethod
+    def rebuilt(cls, message: str, metadata: Metadata) -> BudgetExhausted:
+        err = cls.__new__(cls)
+        MeshError.__init__(err, message, instance_id=metadata.get("instance_id", ""))
+        numbers = [_count(metadata.get(name, "")) for name in cls._NUMBERS]
+        err._fill(metadata.get("budget_id", ""), metadata.get("scope", ""), metadata.get("period", ""), *numbers)
+        return err
+
+
+def _count(text: str) -> int:
+    """A non-negative whole number another process sent; 0 when it is not one."""
+    return int(text) if text.isdigit() and len(text) <= 18 else 0
 
 
 class UnknownCapability(Refused):

@@ -10,6 +10,8 @@ changes; operators list it (`meshwarden agents list`) and make join tokens. Run 
 from meshwarden.registry.app import Ready, StartError, run, serve
 from meshwarden.registry.approvals import ApprovalAsk, Approvals
 from meshwarden.registry.audit import Audit, AuditEntry
+from meshwarden.registry.budgets import Budgets, BudgetSettings, BudgetState
+from meshwarden.registry.budgets_server import BudgetsService
 from meshwarden.registry.bundles import Bundles, StoredBundle
 from meshwarden.registry.catalog import Catalog, Listing, Registration
 from meshwarden.registry.config import RegistryConfig, load
@@ -45,6 +47,7 @@ from meshwarden.registry.session_queries import SessionQueries
 from meshwarden.registry.store import Stores
 from meshwarden.registry.store.sqlite import open_sqlite
 from meshwarden.registry.store.sqlite.approvals import ApprovalStore, StoredApproval
+from meshwarden.registry.store.sqlite.budgets import BudgetStore
 from meshwarden.registry.watch_hub import WatchHub
 
 __all__ = [
@@ -61,6 +64,11 @@ __all__ = [
     "Isolation",
     "KillSwitch",
     "UnknownControl",
+    "BudgetSettings",
+    "BudgetState",
+    "BudgetStore",
+    "Budgets",
+    "BudgetsService",
     "Bundles",
     "StoredBundle",
     "Routes",

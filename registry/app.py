@@ -43,6 +43,9 @@ from meshwarden.registry.approvals_server import SERVICE_NAME as APPROVALS_SERVI
 from meshwarden.registry.approvals_server import ApprovalsService
 from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Authorizer
+from meshwarden.registry.budgets import Budgets, BudgetSettings
+from meshwarden.registry.budgets_server import SERVICE_NAME as BUDGETS_SERVICE_NAME
+from meshwarden.registry.budgets_server import BudgetsService
 from meshwarden.registry.bundles import Bundles
 from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.config import RegistryConfig
@@ -62,6 +65,7 @@ from meshwarden.registry.session_queries import SessionQueries
 from meshwarden.registry.store.sqlite import stores_over
 from meshwarden.registry.store.sqlite.approvals import ApprovalStore
 from meshwarden.registry.store.sqlite.blocking import BlockingStore
+from meshwarden.registry.store.sqlite.budgets import BudgetStore
 from meshwarden.registry.store.sqlite.database import Database
 from meshwarden.registry.store.sqlite.tasks import TaskStore
 from meshwarden.registry.task_queue import TaskQueue
@@ -72,7 +76,7 @@ from meshwarden.registry.tool_ledger import ToolLedgerService
 from meshwarden.registry.watch_hub import WatchHub
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
-from meshwarden.v1 import approvals_pb2_grpc, tasks_pb2_grpc, tools_pb2_grpc
+from meshwarden.v1 import approvals_pb2_grpc, budgets_pb2_grpc, tasks_pb2_grpc, tools_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -163,11 +167,18 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             task_queue=task_queue,
             task_key=task_key.load_or_create(config.data_dir),
             approvals=Approvals(ApprovalStore(blocking), clock, audit),
+            budgets=Budgets(
+                BudgetStore(blocking),
+                clock,
+                audit,
+                BudgetSettings(slice_ttl_s=config.budget_slice_ttl_s, sync_every_s=config.budget_sync_s),
+            ),
         )
         background = [
             tasks.supervise("registry-svid-rotation", own_svid.rotate_forever),
             tasks.supervise("kill-switch-expiry", parts.controls.expire_forever),
             tasks.supervise("task-lease-reaper", task_queue.reap_forever),
+            tasks.supervise("budget-slice-expiry", parts.budgets.reap_forever),
         ]
         try:
             await _serve(config, parts, own_svid.current, stop, on_ready)
@@ -197,6 +208,7 @@ class _Parts:
     task_queue: TaskQueue
     task_key: Ed25519PrivateKey
     approvals: Approvals
+    budgets: Budgets
 
 
 def _add_services(server: grpc.aio.Server, config: RegistryConfig, parts: _Parts, mtls_advertised: str) -> list[str]:
@@ -239,12 +251,13 @@ async def _serve(
         ApprovalsService(parts.approvals, authorizer, parts.clock), server
     )
     tools_pb2_grpc.add_ToolsServicer_to_server(ToolLedgerService(parts.receipts, authorizer, parts.clock), server)
-    services += [APPROVALS_SERVICE_NAME, TASKS_SERVICE_NAME, TOOLS_SERVICE_NAME]
+    budgets_pb2_grpc.add_BudgetsServicer_to_server(BudgetsService(parts.budgets, authorizer), server)
+    services += [APPROVALS_SERVICE_NAME, TASKS_SERVICE_NAME, TOOLS_SERVICE_NAME, BUDGETS_SERVICE_NAME]
     health = add_standard_services(server, services)
     serving = False
     admin = AdminServer(
         "registry",
-        registry_metrics(parts.catalog, parts.hub, parts.bundles),
+        registry_metrics(parts.catalog, parts.hub, parts.bundles, parts.budgets),
         lambda: "" if serving else "the registry is starting or stopping",
     )
     try:

@@ -38,6 +38,7 @@ from meshwarden.registry.errors import PermissionDenied, Unauthenticated, Unknow
 from meshwarden.registry.operators import OPERATOR_USER_HEADER, OperatorCredential, bearer_token
 from meshwarden.v1 import (
     approvals_pb2,
+    budgets_pb2,
     controls_pb2,
     identity_pb2,
     receipts_pb2,
@@ -55,6 +56,7 @@ _RECEIPTS: Final = receipts_pb2.DESCRIPTOR.services_by_name["Receipts"].full_nam
 _TASKS: Final = tasks_pb2.DESCRIPTOR.services_by_name["Tasks"].full_name
 _APPROVALS: Final = approvals_pb2.DESCRIPTOR.services_by_name["Approvals"].full_name
 _TOOLS: Final = tools_pb2.DESCRIPTOR.services_by_name["Tools"].full_name
+_BUDGETS: Final = budgets_pb2.DESCRIPTOR.services_by_name["Budgets"].full_name
 
 
 class Need(enum.Enum):
@@ -115,6 +117,12 @@ REQUIRED: Final[Mapping[str, Need]] = MappingProxyType(
         method(_APPROVALS, "GetApproval"): Need.OPERATOR,
         method(_APPROVALS, "DecideApproval"): Need.OPERATOR,
         method(_TOOLS, "ListToolCalls"): Need.OPERATOR,  # receipts may hold a call's arguments
+        method(_BUDGETS, "SetBudget"): Need.OPERATOR,
+        method(_BUDGETS, "ListBudgets"): Need.AGENT_OR_OPERATOR,
+        method(_BUDGETS, "LiftBudget"): Need.OPERATOR,
+        method(_BUDGETS, "WatchBudgets"): Need.AGENT,
+        method(_BUDGETS, "LeaseSlice"): Need.AGENT,  # the holder is the caller's SPIFFE ID
+        method(_BUDGETS, "SyncSlices"): Need.AGENT,  # plus: only the holder reports its slices
     }
 )
 

@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from meshwarden.registry.budgets import Budgets
 from meshwarden.registry.bundles import Bundles
 from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.watch_hub import WatchHub
@@ -61,10 +62,39 @@ class _RegistryState(Collector):
         )
 
 
-def registry_metrics(catalog: Catalog, hub: WatchHub, bundles: Bundles) -> CollectorRegistry:
+class _BudgetState(Collector):
+    """Soft-limit crossings and slice traffic, counted by registry.budgets as they happen."""
+
+    def __init__(self, budgets: Budgets) -> None:
+        self._budgets = budgets
+
+    def collect(self) -> Iterator[Metric]:
+        crossings = CounterMetricFamily(
+            "meshwarden_budget_soft_limit_crossings",
+            "Budgets whose spend crossed their soft limit (once per budget, period and session)",
+            labels=["budget", "scope"],
+        )
+        for (budget_id, scope), count in sorted(self._budgets.soft_crossings.items()):
+            crossings.add_metric([budget_id, scope], count)
+        yield crossings
+        slices = CounterMetricFamily(
+            "meshwarden_budget_slice_events",
+            "Budget slice decisions since start: granted, recalled, refused (exhausted), released, lapsed",
+            labels=["event"],
+        )
+        for event, count in sorted(self._budgets.slice_events.items()):
+            slices.add_metric([event], count)
+        yield slices
+
+
+def registry_metrics(
+    catalog: Catalog, hub: WatchHub, bundles: Bundles, budgets: Budgets | None = None
+) -> CollectorRegistry:
     """The registry's own CollectorRegistry (never the process-global one)."""
     registry = CollectorRegistry()
     registry.register(_RegistryState(catalog, hub, bundles))
+    if budgets is not None:
+        registry.register(_BudgetState(budgets))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry

@@ -77,6 +77,10 @@ class CallRecord:
     approval_id: str = ""  # approval stage: the approval asked for or used
     approval_decision: str = ""  # approval stage: "approved", "denied", "expired", "used", "pending"
     approver: str = ""  # approval stage: who decided
+    budget_ids: tuple[str, ...] = ()  # budget: the budgets the call drew on
+    budget_reserved_micro_usd: int = 0  # budget: its worst case, reserved before it left
+    budget_settled_micro_usd: int = 0  # budget: what it was charged once it ended
+    budget_downgraded_to: str = ""  # budget: what ran instead, when a budget made the call run cheaper
 
 
 @_immutable

@@ -12,12 +12,14 @@ from collections.abc import Sequence
 
 from meshwarden.policy_bundle.model_catalog import EMPTY as EMPTY_CATALOG
 from meshwarden.policy_bundle.model_catalog import ModelCatalog
+from meshwarden.sidecar.budget_downgrade import cheaper_fallback
 from meshwarden.sidecar.call import Handler, Layer, compose
 from meshwarden.sidecar.hops import mcp_server, provider
 from meshwarden.sidecar.runtime import Runtime
 from meshwarden.sidecar.stages import (
     approval,
     breaker,
+    budget,
     deadline,
     deliver,
     idempotency,
@@ -42,12 +44,15 @@ from meshwarden.sidecar.stages import (
 )
 
 
-def outer_layers(rt: Runtime, admission: Sequence[Layer] = ()) -> list[Layer]:
+def outer_layers(
+    rt: Runtime, *, admission: Sequence[Layer] = (), downgrade: budget.Downgrade | None = None
+) -> list[Layer]:
     """The stages every call this sidecar's agent makes passes, whatever its kind (agent,
-    model, tool), written once: a receipt, a span, a metric, a kill switch and a policy
-    decision and an approval work the same way for all. The budget stage goes here too.
-    `admission` holds a kind's own checks that must pass before policy decides (a tool's: its
-    server's breaker, its declaration, schema drift and its arguments against the schema)."""
+    model, tool), written once: a receipt, a span, a metric, a kill switch, a policy decision,
+    an approval and a budget reservation work the same way for all. `admission` holds a kind's
+    own checks that must pass before policy decides (a tool's: its server's breaker, its
+    declaration, schema drift and its arguments against the schema); a kind that can run
+    cheaper when a budget is short (models: a declared fallback) gives `downgrade`."""
     return [  # outermost first
         tracing.layer(rt.tracing, "outbound", _kind_of(rt)),  # a CLIENT span, continuing the agent's trace
         metrics.layer(rt.metrics, "outbound", _known(rt), rt.clock),  # counted and timed once it ends
@@ -59,6 +64,9 @@ def outer_layers(rt: Runtime, admission: Sequence[Layer] = ()) -> list[Layer]:
         *admission,
         outbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # may it call this? (Cedar)
         approval.layer(rt.approvals, rt.policy, rt.clock),  # a person's yes first, when policy asks for one
+        # reserve the worst case, settle to the measured cost after (a cheaper call when allowed);
+        # after approval, so a call waiting for a person holds no budget
+        budget.layer(rt.budgets, rt.policy, downgrade),
     ]
 
 
@@ -79,10 +87,17 @@ def outbound_layers(rt: Runtime) -> list[Layer]:
     return [*outer_layers(rt), *agent_route_layers(rt)]
 
 
-def of_kind(rt: Runtime, route: Sequence[Layer], last_hop: Handler, admission: Sequence[Layer] = ()) -> Handler:
+def of_kind(
+    rt: Runtime,
+    route: Sequence[Layer],
+    last_hop: Handler,
+    *,
+    admission: Sequence[Layer] = (),
+    downgrade: budget.Downgrade | None = None,
+) -> Handler:
     """The pipeline for one kind of call: the outer stages, then the kind's own routing, then
     its last hop (the peer sidecar, a model provider, an MCP server)."""
-    return compose([*outer_layers(rt, admission), *route], innermost=last_hop)
+    return compose([*outer_layers(rt, admission=admission, downgrade=downgrade), *route], innermost=last_hop)
 
 
 def tool_admission_layers(rt: Runtime) -> list[Layer]:
@@ -119,7 +134,6 @@ def model_route_layers(rt: Runtime) -> list[Layer]:
     """How a model call finds its provider, within the outer stages (whose policy stage decides
     a model call with Cedar's CallModel, at its worst-case cost)."""
     return [
-        # (budget: reserve Call.cost_estimate_micro_usd in the outer stages, settle on Reply.usage)
         model_routing.layer(rt.policy, rt.controls),  # the model and its fallbacks, less killed ones
         deadline.layer(rt.clock),  # the whole call, fallbacks and stream included
     ]
@@ -187,4 +201,4 @@ def inbound(rt: Runtime) -> Handler:
 def model(rt: Runtime) -> Handler:
     """Calls through the model gateway (kind "model"): the provider is the last hop."""
     send = provider.Send(rt.upstream, rt.credentials, rt.provider_breakers, lambda: _catalog(rt), rt.clock.monotonic)
-    return of_kind(rt, model_route_layers(rt), send)
+    return of_kind(rt, model_route_layers(rt), send, downgrade=cheaper_fallback(rt.policy))  # a short budget: a cheaper model

@@ -6,9 +6,10 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from meshwarden.clock import Clock
+from meshwarden.clock import Clock, SystemClock
 from meshwarden.sidecar.agent_app import AgentApp
 from meshwarden.sidecar.approval_desk import ApprovalDesk
+from meshwarden.sidecar.budget_ledger import BudgetLedger
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call_metrics import SidecarMetrics
 from meshwarden.sidecar.catalog import Catalog
@@ -57,3 +58,4 @@ class Runtime:
     # Tool calls (MCP): the sidecar's connections to the bundle's MCP servers, and a breaker per server.
     mcp_upstreams: McpUpstreams = field(default_factory=lambda: McpUpstreams(CredentialSource(None)))
     tool_breakers: BreakerBoard = field(default_factory=BreakerBoard)
+    budgets: BudgetLedger = field(default_factory=lambda: BudgetLedger(SystemClock()))

@@ -14,6 +14,7 @@ from meshwarden.identity.svid import Svid
 from meshwarden.sidecar import tracing_setup
 from meshwarden.sidecar.agent_app import AgentApp
 from meshwarden.sidecar.approval_desk import ApprovalDesk
+from meshwarden.sidecar.budget_ledger import BudgetLedger
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call_metrics import SidecarMetrics, SidecarState
 from meshwarden.sidecar.catalog import Catalog
@@ -46,6 +47,7 @@ def build_runtime(
     channel_options: list[tuple[str, Any]],
     *,
     approvals: ApprovalDesk | None = None,
+    budgets: BudgetLedger | None = None,
 ) -> Runtime:
     rt = Runtime(
         config=config,
@@ -84,6 +86,7 @@ def build_runtime(
             min_calls=config.breaker_min_calls,
             now=clock.monotonic,
         ),
+        budgets=budgets if budgets is not None else BudgetLedger(clock),
     )
     if rt.tracing is not None:
         log.info(

@@ -56,6 +56,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("audit", "audit_cmd", "who did what to the mesh, when and why"),
     Command("tasks", "tasks_cmd", "submit tasks, see who holds them, and cancel or requeue them"),
     Command("approvals", "approvals_cmd", "calls waiting for a person's approval: list, show ID, approve ID, deny ID"),
+    Command("budget", "budget_cmd", "spending caps per team, workflow, agent, model or session (budget set|list|lift)"),
 )
 
 

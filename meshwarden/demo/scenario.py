@@ -30,6 +30,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from meshwarden.client import Client
 from meshwarden.demo import pricing, ticket_tools
 from meshwarden.demo.approval_section import refund_waits_for_approval
+from meshwarden.demo.budgets_section import one_workflow_over_budget
 from meshwarden.demo.operator_flags import operator_flags
 from meshwarden.demo.sessions_section import sessions_and_costs
 from meshwarden.errors import MeshError
@@ -358,6 +359,7 @@ async def _scenario(mesh: Mesh, n: Narrator) -> None:
             n,
             ticket,
         )
+        await one_workflow_over_budget(mesh_client, lambda *a: _operator(n, registry, mesh.workdir, *a), n, ticket)
 
         n.section("The registry goes down: the mesh keeps routing from what it last knew")
         await registry.stop()

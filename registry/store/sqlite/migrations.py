@@ -238,6 +238,50 @@ CREATE TABLE IF NOT EXISTS task_transitions (
 );
 """,
     ),
+    Step(
+        "budgets: the caps operators set, their spend per period, and the slices sidecars lease "
+        "(a slice row is kept after it ends, so a late report is still charged; purged a day later)",
+        """
+CREATE TABLE IF NOT EXISTS budgets (
+    id TEXT PRIMARY KEY,
+    scope INTEGER NOT NULL,
+    scope_value TEXT NOT NULL,
+    period INTEGER NOT NULL,
+    limit_micro_usd INTEGER NOT NULL,
+    soft_limit_micro_usd INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    UNIQUE (scope, scope_value, period)
+);
+CREATE TABLE IF NOT EXISTS budget_spend (
+    budget_id TEXT NOT NULL,
+    period_key TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    spent_micro_usd INTEGER NOT NULL,
+    soft_crossed INTEGER NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (budget_id, period_key, subject)
+);
+CREATE TABLE IF NOT EXISTS budget_slices (
+    id TEXT PRIMARY KEY,
+    budget_id TEXT NOT NULL,
+    period_key TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    holder_instance_id TEXT NOT NULL,
+    holder_spiffe_id TEXT NOT NULL,
+    granted_micro_usd INTEGER NOT NULL,
+    used_micro_usd INTEGER NOT NULL,
+    in_flight_micro_usd INTEGER NOT NULL,
+    expires_at REAL NOT NULL,
+    recalled INTEGER NOT NULL,
+    live INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS budget_slices_by_key ON budget_slices (budget_id, period_key, subject);
+CREATE INDEX IF NOT EXISTS budget_slices_by_expiry ON budget_slices (live, expires_at);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('budgets_revision', 0);
+""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(STEPS)

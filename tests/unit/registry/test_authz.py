@@ -16,6 +16,7 @@ from meshwarden.registry.issuer import Issuer
 from meshwarden.registry.operators import OPERATOR_TOKEN_FILE, OperatorCredential
 from meshwarden.v1 import (
     approvals_pb2,
+    budgets_pb2,
     controls_pb2,
     identity_pb2,
     receipts_pb2,
@@ -84,6 +85,7 @@ def test_the_table_covers_every_rpc_of_every_service() -> None:
             tasks_pb2.DESCRIPTOR,
             approvals_pb2.DESCRIPTOR,
             tools_pb2.DESCRIPTOR,
+            budgets_pb2.DESCRIPTOR,
         )
         for service in file.services_by_name.values()
         for rpc in service.methods

@@ -24,6 +24,8 @@ def test_public_modules_name_what_they_export() -> None:
         "approvals_server",
         "audit",
         "authz",
+        "budgets",
+        "budgets_server",
         "bundles",
         "catalog",
         "config",
