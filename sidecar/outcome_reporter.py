@@ -28,7 +28,12 @@ class OutcomeReporter:
             field, what = found
             raise BadPayload(f"outcome report: {field} {what}")
         try:
-            await self._registry.receipts_stub().ReportOutcome(request, timeout=min(timeout_s or TIMEOUT_S, TIMEOUT_S))
+            # wait_for_ready: a registry connection still in its reconnect backoff (the registry
+            # just restarted) is waited for within the timeout, not failed at once with the
+            # connection error it last saw.
+            await self._registry.receipts_stub().ReportOutcome(
+                request, timeout=min(timeout_s or TIMEOUT_S, TIMEOUT_S), wait_for_ready=True
+            )
         except grpc.aio.AioRpcError as err:
             raise _translate(err, request.session_id) from err
 
