@@ -137,7 +137,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             operators,
             Bundles(store, clock),
             Routes(store, clock),
-            ReceiptStore(store, clock),
+            ReceiptStore(store, clock, trust_bundle_pem=issuer.bundle_pem),
             Outcomes(store, clock),
             controls,
             Acknowledgements(clock),

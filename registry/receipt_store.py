@@ -10,6 +10,10 @@ to the SPIFFE ID that shipped its first batch, and each receipt names it: nobody
 receipts in another agent's name. A batch is committed with fsync before it is acknowledged,
 because the sidecar then deletes it from its spool.
 
+A batch also needs its shipper's signature over the chain's head (registry.receipt_signatures),
+and each receipt must name the shipper as the side of the call it was written at: the caller
+for an outbound receipt, the callee for an inbound one (registry.receipt_sides).
+
 The head (seq, hash) each sidecar last shipped is kept apart from the rows, so that removing
 rows at the end of a chain shows (registry.receipt_verification).
 """
@@ -27,7 +31,9 @@ from google.protobuf.message import DecodeError
 
 from meshwarden.clock import Clock
 from meshwarden.receipt_hash import receipt_hash
+from meshwarden.registry import receipt_signatures
 from meshwarden.registry.errors import Conflict, InvalidInput, PermissionDenied, StoreError
+from meshwarden.registry.receipt_sides import check_sides
 from meshwarden.registry.store import Row, Store
 from meshwarden.v1 import receipts_pb2
 
@@ -102,19 +108,31 @@ def seconds(timestamp: timestamp_pb2.Timestamp) -> float:
 
 
 class ReceiptStore:
-    def __init__(self, store: Store, clock: Clock) -> None:
-        self._store, self._clock = store, clock
+    def __init__(self, store: Store, clock: Clock, *, trust_bundle_pem: bytes) -> None:
+        self._store, self._clock, self._trust_bundle_pem = store, clock, trust_bundle_pem
 
     @property
     def store(self) -> Store:
         return self._store
 
-    def ship(self, shipper_spiffe_id: str, receipts: Sequence[receipts_pb2.Receipt]) -> int:
-        """Stores a batch of one chain; returns the seq of the chain's head now held durably.
+    @property
+    def trust_bundle_pem(self) -> bytes:
+        """The CAs whose SVIDs may sign chain heads (what `receipts verify` checks them with)."""
+        return self._trust_bundle_pem
 
-        InvalidInput for a malformed batch, PermissionDenied for receipts of another SPIFFE ID,
+    def ship(
+        self, shipper_spiffe_id: str, receipts: Sequence[receipts_pb2.Receipt], head: receipts_pb2.SignedHead
+    ) -> int:
+        """Stores a batch of one chain, signed by its shipper at `head`; returns the seq of the
+        chain's head now held durably.
+
+        InvalidInput for a malformed batch or a missing head signature, PermissionDenied for
+        receipts of another SPIFFE ID, of a call the shipper took no part in, or a bad signature,
         Conflict (FAILED_PRECONDITION) for a batch that does not continue the stored chain."""
         chain = _check_batch(shipper_spiffe_id, receipts)
+        receipt_signatures.check_arriving(
+            head, receipts[-1], shipper_spiffe_id, self._trust_bundle_pem, self._clock.wall()
+        )
         stored = 0
         with self._store.transaction(durable=True) as db:
             row = db.execute(
@@ -146,6 +164,8 @@ class ReceiptStore:
                     columns_of(receipt, body),
                 )
                 head_seq, head_hash, stored = receipt.seq, receipt.hash, stored + 1
+            if stored:
+                receipt_signatures.record(db, head, shipper_spiffe_id)
             db.execute(
                 "INSERT INTO receipt_chains (sidecar_instance_id, sidecar_spiffe_id, head_seq, head_hash, shipped_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sidecar_instance_id) DO UPDATE SET "
@@ -226,6 +246,7 @@ def _check_batch(shipper_spiffe_id: str, receipts: Sequence[receipts_pb2.Receipt
             raise InvalidInput(f"{where}.direction", f"is {receipt.direction!r}, not 'outbound' or 'inbound'")
         if receipt.hash != receipt_hash(receipt):
             raise InvalidInput(f"{where}.hash", f"does not match the contents of seq {receipt.seq}")
+        check_sides(shipper_spiffe_id, receipt, where)
     return chain
 
 

@@ -3,9 +3,11 @@
 For every chain: each receipt's hash is recomputed from its stored encoding; each receipt
 links to the one before it; seqs run from 1 with no gap; the columns the registry copies
 out of each receipt for queries still say what the receipt says; and the chain ends at the
-head its sidecar last shipped, so rows cut from its end show too. What it cannot see: a
-whole chain removed together with its head, or a chain rewritten from the start by someone
-who can also recompute every hash (the registry holds no signing key; sidecars only hash).
+head its sidecar last shipped, so rows cut from its end show too; that head carries its
+sidecar's signature (registry.receipt_signatures), by an SVID of the trust domain's CA for
+the chain's owner, and every receipt names that owner as the side of the call it was written
+at. So a chain rewritten by someone who can recompute every hash still shows: the registry
+holds no sidecar's key. What it cannot see: a whole chain removed together with its head.
 
 It reads through a connection of its own, read-only, in a worker thread: a large table takes
 seconds to check, and the registry's event loop keeps serving meanwhile (WAL lets a reader
@@ -23,7 +25,9 @@ from typing import Final
 from google.protobuf.message import DecodeError
 
 from meshwarden.receipt_hash import receipt_hash
-from meshwarden.registry.errors import StoreError
+from meshwarden.registry import receipt_signatures
+from meshwarden.registry.errors import PermissionDenied, StoreError
+from meshwarden.registry.receipt_sides import check_sides
 from meshwarden.registry.receipt_store import COLUMNS, ChainHead, columns_of
 from meshwarden.v1 import receipts_pb2
 
@@ -46,8 +50,9 @@ class ChainVerdict:
         return "; ".join(self.problems)
 
 
-def verify(db_path: Path, sidecar_instance_id: str = "") -> list[ChainVerdict]:
-    """A verdict per chain (only `sidecar_instance_id`'s when given), ordered by chain."""
+def verify(db_path: Path, trust_bundle_pem: bytes, sidecar_instance_id: str = "") -> list[ChainVerdict]:
+    """A verdict per chain (only `sidecar_instance_id`'s when given), ordered by chain; head
+    signatures are checked against the CAs of `trust_bundle_pem`."""
     try:
         db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as exc:
@@ -55,7 +60,7 @@ def verify(db_path: Path, sidecar_instance_id: str = "") -> list[ChainVerdict]:
     try:
         heads = {head.sidecar_instance_id: head for head in _heads(db, sidecar_instance_id)}
         chains = sorted(set(heads) | set(_chains_with_rows(db, sidecar_instance_id)))
-        return [_verify_chain(db, chain, heads.get(chain)) for chain in chains]
+        return [_verify_chain(db, chain, heads.get(chain), trust_bundle_pem) for chain in chains]
     except sqlite3.Error as exc:
         raise StoreError(f"{db_path}: reading receipts failed: {exc}") from exc
     finally:
@@ -106,7 +111,7 @@ class _Findings:
         return (*self.problems, *tail)
 
 
-def _verify_chain(db: sqlite3.Connection, chain: str, head: ChainHead | None) -> ChainVerdict:
+def _verify_chain(db: sqlite3.Connection, chain: str, head: ChainHead | None, trust_bundle_pem: bytes) -> ChainVerdict:
     found = _Findings()
     count, expected, last_seq, last_hash = 0, 1, 0, ""
     for row in _rows(db, chain):
@@ -132,6 +137,11 @@ def _verify_chain(db: sqlite3.Connection, chain: str, head: ChainHead | None) ->
                 found.add(f"seq {seq}: column {name} is {stored!r}, but the hashed receipt says {hashed!r} (edited)")
         if linked and receipt.prev_hash != last_hash:
             found.add(f"seq {seq}: does not link to seq {seq - 1} (prev_hash differs)")
+        if head is not None:
+            try:
+                check_sides(head.sidecar_spiffe_id, receipt, f"seq {seq}")
+            except PermissionDenied as exc:
+                found.add(f"{exc} (forged)")
         expected, last_seq, last_hash = seq + 1, seq, receipt.hash
     if head is None:
         found.add(f"no head recorded for this chain (its receipt_chains row was removed); it ends at seq {last_seq}")
@@ -144,4 +154,9 @@ def _verify_chain(db: sqlite3.Connection, chain: str, head: ChainHead | None) ->
         found.add(f"seq {head.seq + 1} to {last_seq} lie beyond the head its sidecar shipped (seq {head.seq}): added")
     elif last_hash != head.hash:
         found.add(f"seq {last_seq}: differs from the head its sidecar shipped")
+    if head is not None:
+        signed = receipt_signatures.stored(db, chain)
+        problem = receipt_signatures.problem_with(signed, head.seq, head.hash, head.sidecar_spiffe_id, trust_bundle_pem)
+        if problem:
+            found.add(problem)
     return ChainVerdict(chain, count, found.result())

@@ -53,7 +53,9 @@ class ReceiptsService(receipts_pb2_grpc.ReceiptsServicer):
         try:
             self._authorizer.check(VERIFY_RECEIPTS, self._authorizer.caller(context))
             path = self._receipts.store.path
-            verdicts = await asyncio.to_thread(receipt_verification.verify, path, request.sidecar_instance_id)
+            verdicts = await asyncio.to_thread(
+                receipt_verification.verify, path, self._receipts.trust_bundle_pem, request.sidecar_instance_id
+            )
         except Exception as exc:  # noqa: BLE001 -- the rescue of an async handler: the error becomes a status
             await abort(context, exc, VERIFY_RECEIPTS)
         return receipts_pb2.VerifyReceiptsResponse(
@@ -87,5 +89,5 @@ class ReceiptsService(receipts_pb2_grpc.ReceiptsServicer):
     def _ship(self, request: receipts_pb2.ShipReceiptsRequest, caller: Caller) -> receipts_pb2.ShipReceiptsResponse:
         if caller.identity is None:  # the table already requires an agent's SVID; this keeps the types honest
             raise Unauthenticated("ShipReceipts needs the SVID of the sidecar whose receipts it ships")
-        acknowledged = self._receipts.ship(caller.identity.spiffe_id, request.receipts)
+        acknowledged = self._receipts.ship(caller.identity.spiffe_id, request.receipts, request.head)
         return receipts_pb2.ShipReceiptsResponse(acknowledged_seq=acknowledged)

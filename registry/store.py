@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 DB_NAME: Final = "registry.db"
 LOCK_NAME: Final = "registry.lock"
-SCHEMA_VERSION: Final = 7
+SCHEMA_VERSION: Final = 8
 
 _JOIN_TOKENS: Final = """
 CREATE TABLE IF NOT EXISTS join_tokens (
@@ -123,6 +123,17 @@ CREATE INDEX IF NOT EXISTS receipts_by_session ON receipts (session_id, started_
 CREATE INDEX IF NOT EXISTS receipts_by_start ON receipts (started_at);
 """
 
+# The signed head of each receipt chain, as its sidecar last signed it (registry.receipt_signatures).
+_SIGNED_HEADS: Final = """
+CREATE TABLE IF NOT EXISTS receipt_head_signatures (
+    sidecar_instance_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    signer_spiffe_id TEXT NOT NULL,
+    signed_head BLOB NOT NULL
+);
+"""
+
 # One row per session that reported how it ended; the first report stands (registry.outcomes).
 _OUTCOMES: Final = """
 CREATE TABLE IF NOT EXISTS session_outcomes (
@@ -194,6 +205,7 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0);
     + _RECEIPTS
     + _OUTCOMES
     + _CONTROLS
+    + _SIGNED_HEADS
 )
 
 # Version 1 -> 2 (identity): the SVID expiry of each instance, and join tokens.
@@ -433,13 +445,15 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
     # Version 4 -> 5 (receipts): receipt chains and their heads.
     # Version 5 -> 6 (outcomes): how each session ended, as its agents reported it.
     # Version 6 -> 7 (operator controls): kill switches, isolations, the audit log.
+    # Version 7 -> 8 (signed receipt heads): each chain's head as its sidecar signed it.
     upgrades = {
-        1: _UPGRADE_TO_2 + _BUNDLES + _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS,
-        2: _BUNDLES + _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS,
-        3: _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS,
-        4: _RECEIPTS + _OUTCOMES + _CONTROLS,
-        5: _OUTCOMES + _CONTROLS,
-        6: _CONTROLS,
+        1: _UPGRADE_TO_2 + _BUNDLES + _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS + _SIGNED_HEADS,
+        2: _BUNDLES + _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS + _SIGNED_HEADS,
+        3: _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS + _SIGNED_HEADS,
+        4: _RECEIPTS + _OUTCOMES + _CONTROLS + _SIGNED_HEADS,
+        5: _OUTCOMES + _CONTROLS + _SIGNED_HEADS,
+        6: _CONTROLS + _SIGNED_HEADS,
+        7: _SIGNED_HEADS,
     }
     steps = _SCHEMA if version == 0 else upgrades.get(version, "")
     db.executescript("BEGIN;" + steps + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")

@@ -265,7 +265,9 @@ async def serve(config: SidecarConfig) -> None:
     shipper: ReceiptShipper | None = None
     settings = ShippingSettings(interval_s=config.receipt_ship_interval_s, batch_receipts=config.receipt_batch_size)
     if spool is not None:
-        shipper = ReceiptShipper(SpoolReader(spool.path, config.receipt_sync), registry.receipts_stub, settings, rt.rng)
+        shipper = ReceiptShipper(
+            SpoolReader(spool.path, config.receipt_sync), registry.receipts_stub, current_svid, settings, rt.rng
+        )
         tasks.append(supervise("receipt-shipping", shipper.run))
     # The registry's kill switches before the first call: the watch stream sends them first.
     await _controls_first(rt.controls, CONTROLS_FIRST_WAIT_S)
@@ -310,7 +312,9 @@ async def serve(config: SidecarConfig) -> None:
     if shipper is not None and spool is not None:
         # Every call has ended, so its receipts are in the spool: a last round, on a connection
         # of its own (a batch of the cancelled loop may still be finishing in its thread).
-        last = ReceiptShipper(SpoolReader(spool.path, config.receipt_sync), registry.receipts_stub, settings, rt.rng)
+        last = ReceiptShipper(
+            SpoolReader(spool.path, config.receipt_sync), registry.receipts_stub, current_svid, settings, rt.rng
+        )
         await last.flush(RECEIPT_FLUSH_S)
         last.close()
         shipper.close()

@@ -2,7 +2,8 @@
 
 Every `interval_s` (and right after a batch, while receipts remain) it sends the oldest
 receipts of each chain in the spool, at most `batch_receipts` and `batch_bytes` per
-ShipReceipts, over the registry's mTLS port. The registry answers with the seq it now holds
+ShipReceipts, over the registry's mTLS port, with the chain's head after the batch signed by
+this sidecar's SVID (meshwarden.receipt_signing): the registry stores nothing unsigned. The registry answers with the seq it now holds
 durably; receipts up to there are deleted from the spool. Nothing
 is deleted before that answer, so a registry that is down, or a sidecar killed mid-batch, only
 delays receipts: they are shipped again (the registry acknowledges receipts it already holds
@@ -30,6 +31,8 @@ from typing import Final
 
 import grpc
 
+from meshwarden.identity.svid import Svid
+from meshwarden.receipt_signing import sign_head
 from meshwarden.sidecar.receipt_spool import Batch, SpoolReader
 from meshwarden.v1 import receipts_pb2, receipts_pb2_grpc
 
@@ -60,10 +63,12 @@ class ReceiptShipper:
         self,
         reader: SpoolReader,
         stub: Callable[[], receipts_pb2_grpc.ReceiptsStub],
+        svid: Callable[[], Svid],
         settings: ShippingSettings,
         rng: random.Random,
     ) -> None:
         self._reader, self._stub, self._settings, self._rng = reader, stub, settings, rng
+        self._svid = svid
         self._refusals: dict[str, str] = {}  # chain -> the last refusal logged, to log each once
         self.shipped = 0  # receipts acknowledged since start (for tests and logs)
         self._checkpointed_at = 0  # `shipped` when the WAL was last checkpointed
@@ -128,9 +133,7 @@ class ReceiptShipper:
                 log.info("the registry accepts the receipts of %s again", chain)
 
     async def _send(self, batch: Batch, timeout_s: float) -> int:
-        request = receipts_pb2.ShipReceiptsRequest()
-        for body in batch.bodies:
-            request.receipts.add().ParseFromString(body)
+        request = await asyncio.to_thread(self._request, batch)
         try:
             reply = await self._stub().ShipReceipts(request, timeout=timeout_s)
         except grpc.aio.AioRpcError as err:
@@ -149,6 +152,16 @@ class ReceiptShipper:
                 self._refusals[batch.instance_id] = problem
             raise _Refused() from err
         return int(reply.acknowledged_seq)
+
+    def _request(self, batch: Batch) -> receipts_pb2.ShipReceiptsRequest:
+        """The batch as a request, its chain's head signed (in a worker thread: parsing and an
+        ECDSA signature take a fraction of a millisecond per batch)."""
+        request = receipts_pb2.ShipReceiptsRequest()
+        for body in batch.bodies:
+            request.receipts.add().ParseFromString(body)
+        last = request.receipts[-1]
+        request.head.CopyFrom(sign_head(self._svid(), last.sidecar_instance_id, last.seq, last.hash))
+        return request
 
 
 class _Refused(Exception):

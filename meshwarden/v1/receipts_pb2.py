@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmeshwarden/v1/receipts.proto\x12\rmeshwarden.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"[\n\x05Usage\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x02 \x01(\x04\x12\x15\n\routput_tokens\x18\x03 \x01(\x04\x12\x16\n\x0e\x63ost_micro_usd\x18\x04 \x01(\x04\"\xcc\x06\n\x07Receipt\x12\x1b\n\x13sidecar_instance_id\x18\x01 \x01(\t\x12\x19\n\x11sidecar_spiffe_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x11\n\tprev_hash\x18\x04 \x01(\t\x12\x0c\n\x04hash\x18\x05 \x01(\t\x12\x11\n\tdirection\x18\x06 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x07 \x01(\t\x12\x16\n\x0eparent_call_id\x18\x08 \x01(\t\x12\x12\n\nsession_id\x18\t \x01(\t\x12\x13\n\x0bworkflow_id\x18\n \x01(\t\x12\x10\n\x08trace_id\x18\x0b \x01(\t\x12\x0f\n\x07span_id\x18\x0c \x01(\t\x12\x14\n\x0c\x63\x61ller_agent\x18\r \x01(\t\x12\x18\n\x10\x63\x61ller_spiffe_id\x18\x0e \x01(\t\x12\x13\n\x0b\x63\x61ller_team\x18\x0f \x01(\t\x12\x14\n\x0c\x63\x61llee_agent\x18\x10 \x01(\t\x12\x18\n\x10\x63\x61llee_spiffe_id\x18\x11 \x01(\t\x12\x13\n\x0b\x63\x61llee_team\x18\x12 \x01(\t\x12\x1a\n\x12\x63\x61llee_instance_id\x18\x13 \x01(\t\x12\x12\n\ncapability\x18\x14 \x01(\t\x12\x0f\n\x07version\x18\x15 \x01(\t\x12\x18\n\x10\x61rguments_sha256\x18\x16 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x17 \x01(\x0c\x12\x0e\n\x06status\x18\x18 \x01(\t\x12\x12\n\nerror_kind\x18\x19 \x01(\t\x12\x15\n\rerror_message\x18\x1a \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x1b \x01(\r\x12\x17\n\x0fpolicy_decision\x18\x1c \x01(\t\x12\x12\n\npolicy_ids\x18\x1d \x03(\t\x12\x17\n\x0f\x62undle_revision\x18\x1e \x01(\x04\x12\x15\n\rbreaker_state\x18\x1f \x01(\t\x12\x16\n\x0ekill_switch_id\x18  \x01(\t\x12#\n\x05usage\x18! \x01(\x0b\x32\x14.meshwarden.v1.Usage\x12.\n\nstarted_at\x18\" \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18# \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlatency_us\x18$ \x01(\x04\"?\n\x13ShipReceiptsRequest\x12(\n\x08receipts\x18\x01 \x03(\x0b\x32\x16.meshwarden.v1.Receipt\"0\n\x14ShipReceiptsResponse\x12\x18\n\x10\x61\x63knowledged_seq\x18\x01 \x01(\x04\"4\n\x15VerifyReceiptsRequest\x12\x1b\n\x13sidecar_instance_id\x18\x01 \x01(\t\"^\n\x0c\x43hainVerdict\x12\x1b\n\x13sidecar_instance_id\x18\x01 \x01(\t\x12\x10\n\x08receipts\x18\x02 \x01(\x04\x12\x0e\n\x06intact\x18\x03 \x01(\x08\x12\x0f\n\x07problem\x18\x04 \x01(\t\"U\n\x16VerifyReceiptsResponse\x12\x0e\n\x06intact\x18\x01 \x01(\x08\x12+\n\x06\x63hains\x18\x02 \x03(\x0b\x32\x1b.meshwarden.v1.ChainVerdict\"K\n\x14ReportOutcomeRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07outcome\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\x17\n\x15ReportOutcomeResponse\"\xf4\x01\n\x0eSessionSummary\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0e\n\x06\x61gents\x18\x04 \x03(\t\x12\r\n\x05teams\x18\x05 \x03(\t\x12\r\n\x05\x63\x61lls\x18\x06 \x01(\r\x12\x16\n\x0e\x63ost_micro_usd\x18\x07 \x01(\x04\x12.\n\nstarted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_activity_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbb\x01\n\x13ListSessionsRequest\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x0c\n\x04team\x18\x03 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x04 \x01(\t\x12)\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x07 \x01(\r\"G\n\x14ListSessionsResponse\x12/\n\x08sessions\x18\x01 \x03(\x0b\x32\x1d.meshwarden.v1.SessionSummary\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x86\x01\n\x12GetSessionResponse\x12.\n\x07summary\x18\x01 \x01(\x0b\x32\x1d.meshwarden.v1.SessionSummary\x12\x16\n\x0eoutcome_detail\x18\x02 \x01(\t\x12(\n\x08receipts\x18\x03 \x03(\x0b\x32\x16.meshwarden.v1.Receipt\"E\n\x0c\x43ostsRequest\x12\n\n\x02\x62y\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x89\x01\n\x07\x43ostRow\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x16\n\x0e\x63ost_micro_usd\x18\x02 \x01(\x04\x12\r\n\x05\x63\x61lls\x18\x03 \x01(\r\x12\x1b\n\x13successful_outcomes\x18\x04 \x01(\r\x12-\n%cost_per_successful_outcome_micro_usd\x18\x05 \x01(\x04\"5\n\rCostsResponse\x12$\n\x04rows\x18\x01 \x03(\x0b\x32\x16.meshwarden.v1.CostRow2\x8e\x04\n\x08Receipts\x12W\n\x0cShipReceipts\x12\".meshwarden.v1.ShipReceiptsRequest\x1a#.meshwarden.v1.ShipReceiptsResponse\x12]\n\x0eVerifyReceipts\x12$.meshwarden.v1.VerifyReceiptsRequest\x1a%.meshwarden.v1.VerifyReceiptsResponse\x12Z\n\rReportOutcome\x12#.meshwarden.v1.ReportOutcomeRequest\x1a$.meshwarden.v1.ReportOutcomeResponse\x12W\n\x0cListSessions\x12\".meshwarden.v1.ListSessionsRequest\x1a#.meshwarden.v1.ListSessionsResponse\x12Q\n\nGetSession\x12 .meshwarden.v1.GetSessionRequest\x1a!.meshwarden.v1.GetSessionResponse\x12\x42\n\x05\x43osts\x12\x1b.meshwarden.v1.CostsRequest\x1a\x1c.meshwarden.v1.CostsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmeshwarden/v1/receipts.proto\x12\rmeshwarden.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"[\n\x05Usage\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x02 \x01(\x04\x12\x15\n\routput_tokens\x18\x03 \x01(\x04\x12\x16\n\x0e\x63ost_micro_usd\x18\x04 \x01(\x04\"\xcc\x06\n\x07Receipt\x12\x1b\n\x13sidecar_instance_id\x18\x01 \x01(\t\x12\x19\n\x11sidecar_spiffe_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x11\n\tprev_hash\x18\x04 \x01(\t\x12\x0c\n\x04hash\x18\x05 \x01(\t\x12\x11\n\tdirection\x18\x06 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x07 \x01(\t\x12\x16\n\x0eparent_call_id\x18\x08 \x01(\t\x12\x12\n\nsession_id\x18\t \x01(\t\x12\x13\n\x0bworkflow_id\x18\n \x01(\t\x12\x10\n\x08trace_id\x18\x0b \x01(\t\x12\x0f\n\x07span_id\x18\x0c \x01(\t\x12\x14\n\x0c\x63\x61ller_agent\x18\r \x01(\t\x12\x18\n\x10\x63\x61ller_spiffe_id\x18\x0e \x01(\t\x12\x13\n\x0b\x63\x61ller_team\x18\x0f \x01(\t\x12\x14\n\x0c\x63\x61llee_agent\x18\x10 \x01(\t\x12\x18\n\x10\x63\x61llee_spiffe_id\x18\x11 \x01(\t\x12\x13\n\x0b\x63\x61llee_team\x18\x12 \x01(\t\x12\x1a\n\x12\x63\x61llee_instance_id\x18\x13 \x01(\t\x12\x12\n\ncapability\x18\x14 \x01(\t\x12\x0f\n\x07version\x18\x15 \x01(\t\x12\x18\n\x10\x61rguments_sha256\x18\x16 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x17 \x01(\x0c\x12\x0e\n\x06status\x18\x18 \x01(\t\x12\x12\n\nerror_kind\x18\x19 \x01(\t\x12\x15\n\rerror_message\x18\x1a \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x1b \x01(\r\x12\x17\n\x0fpolicy_decision\x18\x1c \x01(\t\x12\x12\n\npolicy_ids\x18\x1d \x03(\t\x12\x17\n\x0f\x62undle_revision\x18\x1e \x01(\x04\x12\x15\n\rbreaker_state\x18\x1f \x01(\t\x12\x16\n\x0ekill_switch_id\x18  \x01(\t\x12#\n\x05usage\x18! \x01(\x0b\x32\x14.meshwarden.v1.Usage\x12.\n\nstarted_at\x18\" \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18# \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlatency_us\x18$ \x01(\x04\"h\n\x13ShipReceiptsRequest\x12(\n\x08receipts\x18\x01 \x03(\x0b\x32\x16.meshwarden.v1.Receipt\x12\'\n\x04head\x18\x02 \x01(\x0b\x32\x19.meshwarden.v1.SignedHead\"r\n\nSignedHead\x12\x1b\n\x13sidecar_instance_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0c\n\x04hash\x18\x03 \x01(\t\x12\x11\n\tsignature\x18\x04 \x01(\x0c\x12\x19\n\x11\x63\x65rtificate_chain\x18\x05 \x03(\x0c\"0\n\x14ShipReceiptsResponse\x12\x18\n\x10\x61\x63knowledged_seq\x18\x01 \x01(\x04\"4\n\x15VerifyReceiptsRequest\x12\x1b\n\x13sidecar_instance_id\x18\x01 \x01(\t\"^\n\x0c\x43hainVerdict\x12\x1b\n\x13sidecar_instance_id\x18\x01 \x01(\t\x12\x10\n\x08receipts\x18\x02 \x01(\x04\x12\x0e\n\x06intact\x18\x03 \x01(\x08\x12\x0f\n\x07problem\x18\x04 \x01(\t\"U\n\x16VerifyReceiptsResponse\x12\x0e\n\x06intact\x18\x01 \x01(\x08\x12+\n\x06\x63hains\x18\x02 \x03(\x0b\x32\x1b.meshwarden.v1.ChainVerdict\"K\n\x14ReportOutcomeRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07outcome\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\x17\n\x15ReportOutcomeResponse\"\xf4\x01\n\x0eSessionSummary\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0e\n\x06\x61gents\x18\x04 \x03(\t\x12\r\n\x05teams\x18\x05 \x03(\t\x12\r\n\x05\x63\x61lls\x18\x06 \x01(\r\x12\x16\n\x0e\x63ost_micro_usd\x18\x07 \x01(\x04\x12.\n\nstarted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_activity_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbb\x01\n\x13ListSessionsRequest\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x0c\n\x04team\x18\x03 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x04 \x01(\t\x12)\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x07 \x01(\r\"G\n\x14ListSessionsResponse\x12/\n\x08sessions\x18\x01 \x03(\x0b\x32\x1d.meshwarden.v1.SessionSummary\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x86\x01\n\x12GetSessionResponse\x12.\n\x07summary\x18\x01 \x01(\x0b\x32\x1d.meshwarden.v1.SessionSummary\x12\x16\n\x0eoutcome_detail\x18\x02 \x01(\t\x12(\n\x08receipts\x18\x03 \x03(\x0b\x32\x16.meshwarden.v1.Receipt\"E\n\x0c\x43ostsRequest\x12\n\n\x02\x62y\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x89\x01\n\x07\x43ostRow\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x16\n\x0e\x63ost_micro_usd\x18\x02 \x01(\x04\x12\r\n\x05\x63\x61lls\x18\x03 \x01(\r\x12\x1b\n\x13successful_outcomes\x18\x04 \x01(\r\x12-\n%cost_per_successful_outcome_micro_usd\x18\x05 \x01(\x04\"5\n\rCostsResponse\x12$\n\x04rows\x18\x01 \x03(\x0b\x32\x16.meshwarden.v1.CostRow2\x8e\x04\n\x08Receipts\x12W\n\x0cShipReceipts\x12\".meshwarden.v1.ShipReceiptsRequest\x1a#.meshwarden.v1.ShipReceiptsResponse\x12]\n\x0eVerifyReceipts\x12$.meshwarden.v1.VerifyReceiptsRequest\x1a%.meshwarden.v1.VerifyReceiptsResponse\x12Z\n\rReportOutcome\x12#.meshwarden.v1.ReportOutcomeRequest\x1a$.meshwarden.v1.ReportOutcomeResponse\x12W\n\x0cListSessions\x12\".meshwarden.v1.ListSessionsRequest\x1a#.meshwarden.v1.ListSessionsResponse\x12Q\n\nGetSession\x12 .meshwarden.v1.GetSessionRequest\x1a!.meshwarden.v1.GetSessionResponse\x12\x42\n\x05\x43osts\x12\x1b.meshwarden.v1.CostsRequest\x1a\x1c.meshwarden.v1.CostsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,35 +37,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECEIPT']._serialized_start=174
   _globals['_RECEIPT']._serialized_end=1018
   _globals['_SHIPRECEIPTSREQUEST']._serialized_start=1020
-  _globals['_SHIPRECEIPTSREQUEST']._serialized_end=1083
-  _globals['_SHIPRECEIPTSRESPONSE']._serialized_start=1085
-  _globals['_SHIPRECEIPTSRESPONSE']._serialized_end=1133
-  _globals['_VERIFYRECEIPTSREQUEST']._serialized_start=1135
-  _globals['_VERIFYRECEIPTSREQUEST']._serialized_end=1187
-  _globals['_CHAINVERDICT']._serialized_start=1189
-  _globals['_CHAINVERDICT']._serialized_end=1283
-  _globals['_VERIFYRECEIPTSRESPONSE']._serialized_start=1285
-  _globals['_VERIFYRECEIPTSRESPONSE']._serialized_end=1370
-  _globals['_REPORTOUTCOMEREQUEST']._serialized_start=1372
-  _globals['_REPORTOUTCOMEREQUEST']._serialized_end=1447
-  _globals['_REPORTOUTCOMERESPONSE']._serialized_start=1449
-  _globals['_REPORTOUTCOMERESPONSE']._serialized_end=1472
-  _globals['_SESSIONSUMMARY']._serialized_start=1475
-  _globals['_SESSIONSUMMARY']._serialized_end=1719
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=1722
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=1909
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=1911
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1982
-  _globals['_GETSESSIONREQUEST']._serialized_start=1984
-  _globals['_GETSESSIONREQUEST']._serialized_end=2023
-  _globals['_GETSESSIONRESPONSE']._serialized_start=2026
-  _globals['_GETSESSIONRESPONSE']._serialized_end=2160
-  _globals['_COSTSREQUEST']._serialized_start=2162
-  _globals['_COSTSREQUEST']._serialized_end=2231
-  _globals['_COSTROW']._serialized_start=2234
-  _globals['_COSTROW']._serialized_end=2371
-  _globals['_COSTSRESPONSE']._serialized_start=2373
-  _globals['_COSTSRESPONSE']._serialized_end=2426
-  _globals['_RECEIPTS']._serialized_start=2429
-  _globals['_RECEIPTS']._serialized_end=2955
+  _globals['_SHIPRECEIPTSREQUEST']._serialized_end=1124
+  _globals['_SIGNEDHEAD']._serialized_start=1126
+  _globals['_SIGNEDHEAD']._serialized_end=1240
+  _globals['_SHIPRECEIPTSRESPONSE']._serialized_start=1242
+  _globals['_SHIPRECEIPTSRESPONSE']._serialized_end=1290
+  _globals['_VERIFYRECEIPTSREQUEST']._serialized_start=1292
+  _globals['_VERIFYRECEIPTSREQUEST']._serialized_end=1344
+  _globals['_CHAINVERDICT']._serialized_start=1346
+  _globals['_CHAINVERDICT']._serialized_end=1440
+  _globals['_VERIFYRECEIPTSRESPONSE']._serialized_start=1442
+  _globals['_VERIFYRECEIPTSRESPONSE']._serialized_end=1527
+  _globals['_REPORTOUTCOMEREQUEST']._serialized_start=1529
+  _globals['_REPORTOUTCOMEREQUEST']._serialized_end=1604
+  _globals['_REPORTOUTCOMERESPONSE']._serialized_start=1606
+  _globals['_REPORTOUTCOMERESPONSE']._serialized_end=1629
+  _globals['_SESSIONSUMMARY']._serialized_start=1632
+  _globals['_SESSIONSUMMARY']._serialized_end=1876
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=1879
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=2066
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=2068
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=2139
+  _globals['_GETSESSIONREQUEST']._serialized_start=2141
+  _globals['_GETSESSIONREQUEST']._serialized_end=2180
+  _globals['_GETSESSIONRESPONSE']._serialized_start=2183
+  _globals['_GETSESSIONRESPONSE']._serialized_end=2317
+  _globals['_COSTSREQUEST']._serialized_start=2319
+  _globals['_COSTSREQUEST']._serialized_end=2388
+  _globals['_COSTROW']._serialized_start=2391
+  _globals['_COSTROW']._serialized_end=2528
+  _globals['_COSTSRESPONSE']._serialized_start=2530
+  _globals['_COSTSRESPONSE']._serialized_end=2583
+  _globals['_RECEIPTS']._serialized_start=2586
+  _globals['_RECEIPTS']._serialized_end=3112
 # @@protoc_insertion_point(module_scope)

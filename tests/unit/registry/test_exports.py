@@ -38,6 +38,8 @@ def test_public_modules_name_what_they_export() -> None:
         "outcomes",
         "own_svid",
         "private_files",
+        "receipt_sides",
+        "receipt_signatures",
         "receipt_store",
         "receipt_verification",
         "receipts_server",

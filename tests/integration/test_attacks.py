@@ -1,0 +1,143 @@
+"""The mesh attacked as issue 14 found it could be, with real processes: each test is one
+defect's attack, run against a real registry and real sidecars, and what stops it now.
+
+The attacker holds what any local process can get: an agent SVID from open enrolment on
+loopback (any name), the registry's trust bundle, and write access to what it should not
+write (a database file, in the tampering tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import grpc
+import pytest
+
+import meshwarden
+from meshwarden.addresses import parse_host_port
+from meshwarden.identity.bootstrap import learn_registry_ca
+from meshwarden.identity.svid import Svid
+from meshwarden.receipt_hash import receipt_hash
+from meshwarden.receipt_signing import sign_head
+from meshwarden.registry_client import RegistryTrust, registry_channel
+from meshwarden.v1 import receipts_pb2, receipts_pb2_grpc
+from tests.identity_helpers import enrol
+from tests.integration.mesh import LocalMesh
+from tests.integration.test_calls import routable
+from tests.integration.test_receipts import SHIP_FAST, both_directions_of, stored, stored_when, support_calls_billing
+
+pytestmark = pytest.mark.integration
+
+
+async def _trust(mesh: LocalMesh, svid: Svid | None = None) -> RegistryTrust:
+    assert mesh.registry is not None
+    ready = mesh.registry.addresses
+    learned = await asyncio.to_thread(learn_registry_ca, parse_host_port(ready["listen"]), pin=ready["ca_fingerprint"])
+    return RegistryTrust(ready["trust_domain"], learned.bundle_pem, svid)
+
+
+async def _attacker(mesh: LocalMesh, name: str) -> Svid:
+    """An SVID for `name` by open enrolment on loopback, as any local process can get one."""
+    return await enrol(mesh.registry_address, await _trust(mesh), name)
+
+
+def _forged_receipt(svid: Svid, seq: int, prev: str, **fields: object) -> receipts_pb2.Receipt:
+    receipt = receipts_pb2.Receipt(
+        sidecar_instance_id="forger-1",
+        sidecar_spiffe_id=svid.spiffe_id,
+        seq=seq,
+        prev_hash=prev,
+        call_id=f"forged-{seq}",
+        status="OK",
+        policy_decision="allow",
+        **fields,  # type: ignore[arg-type]
+    )
+    receipt.started_at.GetCurrentTime()
+    receipt.hash = receipt_hash(receipt)
+    return receipt
+
+
+async def _ship(mesh: LocalMesh, svid: Svid, request: receipts_pb2.ShipReceiptsRequest) -> int:
+    assert mesh.registry is not None
+    async with registry_channel(mesh.registry.addresses["mtls"], await _trust(mesh, svid)) as channel:
+        reply = await receipts_pb2_grpc.ReceiptsStub(channel).ShipReceipts(request, timeout=10)
+    return int(reply.acknowledged_seq)
+
+
+async def test_defect_1_an_agent_certificate_cannot_ship_receipts_of_other_agents_calls(mesh: LocalMesh) -> None:
+    support = await support_calls_billing(mesh)
+    async with meshwarden.Client(support.addresses["listen"]) as client:
+        await routable(client, "probe.runs")
+        call = await client.invoke("echo", {"n": 1}, session_id="s-victim", timeout=5)
+    await stored_when(mesh, both_directions_of({call.call_id}), "the real call")
+    mallory = await _attacker(mesh, "mallory")
+    billing = "spiffe://meshwarden.local/agent/billing"
+    expensive = receipts_pb2.Usage(model="gpt-4o", cost_micro_usd=999_000_000)
+    forged = _forged_receipt(
+        mallory,
+        1,
+        "",
+        direction="inbound",
+        session_id="s-victim",
+        caller_agent="support",
+        caller_spiffe_id=support.addresses["spiffe_id"],
+        callee_agent="billing",
+        callee_spiffe_id=billing,
+        capability="billing.refund",
+        usage=expensive,
+    )
+    signed = sign_head(mallory, forged.sidecar_instance_id, forged.seq, forged.hash)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await _ship(mesh, mallory, receipts_pb2.ShipReceiptsRequest(receipts=[forged], head=signed))
+    assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert "as its callee, but it comes from spiffe://meshwarden.local/agent/mallory" in (refused.value.details() or "")
+
+    # Mallory's own side of a made-up call, but unsigned: refused too.
+    own = _forged_receipt(
+        mallory,
+        1,
+        "",
+        direction="outbound",
+        session_id="s-victim",
+        caller_agent="mallory",
+        caller_spiffe_id=mallory.spiffe_id,
+        capability="billing.refund",
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as unsigned:
+        await _ship(mesh, mallory, receipts_pb2.ShipReceiptsRequest(receipts=[own]))
+    assert unsigned.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "head is required" in (unsigned.value.details() or "")
+
+    session = await mesh.ask_receipts("GetSession", receipts_pb2.GetSessionRequest(session_id="s-victim"))
+    assert {r.call_id for r in session.receipts} == {call.call_id}
+    assert session.summary.cost_micro_usd == 0
+    verdict = await mesh.verify_receipts()
+    assert verdict.intact and len(verdict.chains) == 2
+
+
+async def test_defect_1_a_chain_rewritten_with_recomputed_hashes_fails_verify(mesh: LocalMesh) -> None:
+    support = await support_calls_billing(mesh, *SHIP_FAST)
+    async with meshwarden.Client(support.addresses["listen"]) as client:
+        await routable(client, "probe.runs")
+        call = await client.invoke("echo", {"n": 1}, timeout=5)
+    await stored_when(mesh, both_directions_of({call.call_id}), "the call")
+    chain = support.addresses["instance_id"]
+    last = max((r for r in stored(mesh) if r.sidecar_instance_id == chain), key=lambda r: r.seq)
+    # Someone with the database file rewrites the last receipt consistently: new cost, new
+    # hash, the columns and the chain's head to match. Only a sidecar's key could sign it.
+    last.usage.cost_micro_usd = 5_000_000
+    last.hash = receipt_hash(last)
+    db = sqlite3.connect(mesh.registry_data_dir / "registry.db")
+    try:
+        db.execute(
+            "UPDATE receipts SET body = ?, hash = ?, cost_micro_usd = ? WHERE sidecar_instance_id = ? AND seq = ?",
+            (last.SerializeToString(deterministic=True), last.hash, 5_000_000, chain, last.seq),
+        )
+        db.execute("UPDATE receipt_chains SET head_hash = ? WHERE sidecar_instance_id = ?", (last.hash, chain))
+        db.commit()
+    finally:
+        db.close()
+    verdict = await mesh.verify_receipts(chain)
+    assert not verdict.intact
+    assert "is not the one its sidecar signed" in verdict.chains[0].problem
