@@ -245,8 +245,16 @@ def sidecar_argv(agent: str, registry: str, data_dir: Path, bundle_keys: Path, *
     policy bundles signed by a key in `bundle_keys`."""
     return meshwarden_argv(
         *("sidecar", "run", "--agent", agent, "--instance-id", f"{agent}-1", "--registry", registry),
-        *("--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-          "--gateway-listen", "127.0.0.1:0"),
+        *(
+            "--listen",
+            "127.0.0.1:0",
+            "--peer-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--gateway-listen",
+            "127.0.0.1:0",
+        ),
         *("--data-dir", str(data_dir), "--bundle-keys", str(bundle_keys), *extra),
     )
 

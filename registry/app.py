@@ -29,12 +29,15 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from meshwarden import tasks
 from meshwarden.addresses import HostPort
 from meshwarden.admin_http import AdminBindError, AdminServer
 from meshwarden.clock import Clock, SystemClock
 from meshwarden.identity.credentials import server_credentials
+from meshwarden.policy_bundle.errors import BundleError
+from meshwarden.policy_bundle.trusted_keys import load_trusted_keys
 from meshwarden.ready import announce_ready
 from meshwarden.registry import leases
 from meshwarden.registry.audit import Audit
@@ -135,7 +138,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             issuer,
             tokens,
             operators,
-            Bundles(store, clock),
+            Bundles(store, clock, trusted_keys=_bundle_keys(config)),
             Routes(store, clock),
             ReceiptStore(store, clock, trust_bundle_pem=issuer.bundle_pem),
             Outcomes(store, clock),
@@ -154,6 +157,22 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
     finally:
         store.close()
         log.info("closed %s", store.path)
+
+
+def _bundle_keys(config: RegistryConfig) -> dict[str, Ed25519PublicKey] | None:
+    """The trusted bundle keys, or None (pushes stored unverified, said once here)."""
+    if config.bundle_keys is None:
+        log.warning(
+            "no --bundle-keys: pushed bundles are stored without verifying their signatures, so a bundle that "
+            "no sidecar accepts can become the latest revision; give the registry the sidecars' public keys"
+        )
+        return None
+    try:
+        keys = load_trusted_keys(config.bundle_keys)
+    except BundleError as exc:
+        raise StartError(f"--bundle-keys: {exc}") from exc
+    log.info("pushed bundles are verified against key(s) %s", ", ".join(sorted(keys)))
+    return keys
 
 
 @dataclass(frozen=True)

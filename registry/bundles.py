@@ -1,20 +1,27 @@
 """Policy bundle revisions: stored, distributed, and what each sidecar reports it enforces.
 
 The registry checks that a pushed artifact is a well-formed bundle and that its revision is
-newer than every revision pushed before; it does not hold signing keys and does not trust the
-signature on anyone's behalf: every sidecar verifies against the keys it trusts, and reports
-back what it enforces or why it refused. All revisions are kept (an audit trail, and the
+newer than every revision pushed before. Given the trusted public keys (`--bundle-keys`, the
+same the sidecars hold; never a signing key), it verifies the signature and every file first,
+so a bundle no sidecar would accept (an edited manifest, a stranger's key) is refused at push
+and never becomes the latest revision that later pushes must beat and new sidecars receive.
+Without keys it cannot judge signatures and says so on every push; every sidecar verifies
+anyway, and reports back what it enforces or why it refused. All revisions are kept (an audit trail, and the
 material for a rollback by pushing an old bundle again under a new revision).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from meshwarden.clock import Clock
 from meshwarden.policy_bundle.artifact import bundle_digest, contents_of, decode
 from meshwarden.policy_bundle.errors import BundleError
+from meshwarden.policy_bundle.verify import verify
 from meshwarden.registry.errors import Conflict, InvalidInput
 from meshwarden.registry.store import Store
 
@@ -51,8 +58,10 @@ class SidecarBundleStatus:
 
 
 class Bundles:
-    def __init__(self, store: Store, clock: Clock) -> None:
-        self._store, self._clock = store, clock
+    def __init__(
+        self, store: Store, clock: Clock, *, trusted_keys: Mapping[str, Ed25519PublicKey] | None = None
+    ) -> None:
+        self._store, self._clock, self._keys = store, clock, trusted_keys
 
     def push(self, raw: bytes) -> StoredBundle:
         if len(raw) > MAX_ARTIFACT_BYTES:
@@ -64,6 +73,19 @@ class Bundles:
             raise InvalidInput("artifact", str(exc)) from exc
         if not artifact.signatures:
             raise InvalidInput("artifact", "is not signed; sign it with `meshwarden bundle sign` before pushing")
+        if self._keys is None:
+            log.warning(
+                "bundle %s revision %d stored without verifying its signature: the registry has no --bundle-keys",
+                manifest.name,
+                manifest.revision,
+            )
+        else:
+            try:
+                verify(raw, self._keys)
+            except BundleError as exc:
+                raise InvalidInput(
+                    "artifact", f"is not trusted, so no sidecar would enforce it, and it is not stored: {exc}"
+                ) from exc
         latest = self.latest()
         if latest is not None and manifest.revision <= latest.revision:
             raise Conflict(

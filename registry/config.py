@@ -68,6 +68,9 @@ class RegistryConfig:
     # The admin HTTP port (/metrics, /healthz, /readyz). `meshwarden registry serve` defaults
     # to DEFAULT_ADMIN_LISTEN; a registry built in code (tests) has none unless asked.
     admin_listen: HostPort | None = None
+    # Directory of trusted bundle public keys (`<key-id>.pub`, as the sidecars have): with it,
+    # a pushed bundle is verified before it is stored; without it, pushes are stored unverified.
+    bundle_keys: Path | None = None
 
     def __post_init__(self) -> None:
         self._check_identity()
@@ -215,6 +218,14 @@ OPTIONS: Final[tuple[Option[Any], ...]] = (
         "enrolment without a join token: auto = only while listening on loopback; on is refused beyond loopback",
         metavar="auto|on|off",
     ),
+    Option(
+        "bundle_keys",
+        Path,
+        None,
+        "directory of trusted bundle public keys (<key-id>.pub, the sidecars' --bundle-keys): a pushed bundle "
+        "that does not verify against them is refused instead of becoming the latest revision",
+        metavar="DIR",
+    ),
 )
 
 
@@ -235,4 +246,5 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> 
         svid_ttl_s=values["svid_ttl_s"],
         open_enrollment=cast(OpenEnrollment, values["open_enrollment"]),
         admin_listen=values["admin_listen"],
+        bundle_keys=values["bundle_keys"],
     )

@@ -36,6 +36,9 @@ class LocalMesh:
         self._count = 0
         self._sidecars = 0
         self.bundles = BundleMaker(workdir)
+        # The registry verifies pushed bundles against the test key, as a deployment should;
+        # False starts it without --bundle-keys (to see sidecars refuse what it let through).
+        self.registry_verifies_bundles = True
         self._bundle_revision = 0
 
     @property
@@ -64,6 +67,7 @@ class LocalMesh:
                 "127.0.0.1:0",
                 "--heartbeat-interval-s",
                 str(self.heartbeat_interval_s),
+                *(["--bundle-keys", str(self.bundles.trusted_keys_dir)] if self.registry_verifies_bundles else []),
                 *extra,
             ),
             health_tls=registry_health_tls,
@@ -180,8 +184,7 @@ class LocalMesh:
                 "127.0.0.1:0",
                 "--data-dir",
                 str(directory),
-                "--bundle-keys",
-                str(self.bundles.trusted_keys_dir),
+                *(["--bundle-keys", str(self.bundles.trusted_keys_dir)] if self.registry_verifies_bundles else []),
                 *extra,
             ),
             env={**self.sidecar_env, **(env or {})},

@@ -9,6 +9,8 @@ write (a database file, in the tampering tests).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import re
 import sqlite3
 
 import grpc
@@ -18,11 +20,14 @@ import meshwarden
 from meshwarden.addresses import parse_host_port
 from meshwarden.identity.bootstrap import learn_registry_ca
 from meshwarden.identity.svid import Svid
+from meshwarden.policy_bundle.artifact import decode, encode
+from meshwarden.policy_bundle.manifest import MANIFEST_FILE
 from meshwarden.receipt_hash import receipt_hash
 from meshwarden.receipt_signing import sign_head
 from meshwarden.registry_client import RegistryTrust, registry_channel
 from meshwarden.v1 import receipts_pb2, receipts_pb2_grpc
 from tests.identity_helpers import enrol
+from tests.integration.bundles import ALLOW_ALL
 from tests.integration.mesh import LocalMesh
 from tests.integration.test_calls import routable
 from tests.integration.test_receipts import SHIP_FAST, both_directions_of, stored, stored_when, support_calls_billing
@@ -141,3 +146,34 @@ async def test_defect_1_a_chain_rewritten_with_recomputed_hashes_fails_verify(me
     verdict = await mesh.verify_receipts(chain)
     assert not verdict.intact
     assert "is not the one its sidecar signed" in verdict.chains[0].problem
+
+
+def _edited_revision(raw: bytes, revision: int) -> bytes:
+    """A signed artifact with its manifest's revision edited afterwards (the signature stays)."""
+    artifact = decode(raw)
+    files = dict(artifact.files)
+    files[MANIFEST_FILE] = re.sub(r"(?m)^revision = \d+$", f"revision = {revision}", files[MANIFEST_FILE])
+    return encode(dataclasses.replace(artifact, files=files))
+
+
+async def test_defect_2_a_bundle_no_sidecar_accepts_never_blocks_later_pushes(mesh: LocalMesh) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as edited:
+        await mesh.push_bundle(_edited_revision(mesh.bundles.make(2, {"allow-all.cedar": ALLOW_ALL}), 2**63 - 1))
+    assert edited.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "is not trusted, so no sidecar would enforce it" in (edited.value.details() or "")
+    assert "manifest.toml" in (edited.value.details() or "")  # the file whose digest no longer matches
+
+    with pytest.raises(grpc.aio.AioRpcError) as too_big:
+        await mesh.push_bundle(_edited_revision(mesh.bundles.make(2, {"allow-all.cedar": ALLOW_ALL}), 2**63))
+    assert too_big.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "positive integer below 2^63" in (too_big.value.details() or "")
+
+    good = await mesh.push_bundle(mesh.bundles.make(3, {"allow-all.cedar": ALLOW_ALL}))
+    assert good.revision == 3
+    side, _agent = await mesh.pair("billing")  # a new sidecar: gets revision 3, becomes ready
+    for _ in range(100):
+        statuses = {s.instance_id: s for s in (await mesh.bundle_status()).sidecars}
+        if statuses.get(side.addresses["instance_id"]) and statuses[side.addresses["instance_id"]].active_revision == 3:
+            break
+        await asyncio.sleep(0.1)
+    assert statuses[side.addresses["instance_id"]].active_revision == 3

@@ -124,11 +124,18 @@ async def test_untrusted_revisions_are_refused_and_the_last_good_one_stays(mesh:
     good = mesh.bundles.make(2, {"a.cedar": '@id("allow-all-2")\npermit (principal, action, resource);\n'})
     await mesh.push_bundle(good)
     await wait_for_revision(mesh, 2, 2)
-    # Tamper one byte of a signed revision 3: the registry stores it (it holds no keys), every
-    # sidecar refuses it and reports why, and revision 2 goes on being enforced.
+    # Tamper one byte of a signed revision 3: a registry with the bundle keys refuses it...
     signed = mesh.bundles.make(3, {"a.cedar": '@id("deny-nothing")\npermit (principal, action, resource);\n'})
     tampered = signed.replace(b"deny-nothing", b"deny-nothinG", 1)
     assert tampered != signed
+    with pytest.raises(grpc.aio.AioRpcError) as untrusted:
+        await mesh.push_bundle(tampered)
+    assert untrusted.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "policies/a.cedar" in (untrusted.value.details() or "")
+    # ...one without them stores it, every sidecar refuses it and reports why, and revision 2
+    # goes on being enforced.
+    mesh.registry_verifies_bundles = False
+    await mesh.restart_registry()
     await mesh.push_bundle(tampered)
     deadline = time.monotonic() + 10
     while True:
