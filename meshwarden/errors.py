@@ -20,6 +20,7 @@ raises the same class in the agent). Branched by what the caller can do about th
         CircuitOpen           UNAVAILABLE        the instance kept failing; calls to it pause a while
         DeadlineExceeded      DEADLINE_EXCEEDED  the caller's deadline passed
         RegistryUnavailable   UNAVAILABLE        the sidecar could not reach the registry; try again
+        ReceiptSpoolFull      UNAVAILABLE        the registry has not taken this sidecar's receipts for too long
       AgentFailed             the callee agent itself failed; its code is passed through
 
 Each class fixes a gRPC status code and a stable `kind`, sent in the trailer
@@ -186,6 +187,12 @@ class DeadlineExceeded(Unreachable):
 
 class RegistryUnavailable(Unreachable):
     kind = "registry_unavailable"
+
+
+class ReceiptSpoolFull(Unreachable):
+    """The sidecar's receipt spool is over its cap (sidecar.spool_backlog): no call without a receipt."""
+
+    kind = "receipt_spool_full"
 
 
 class AgentFailed(MeshError):

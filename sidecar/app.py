@@ -51,6 +51,7 @@ from meshwarden.sidecar.receipt_spool import ReceiptSpool, SpoolError, SpoolRead
 from meshwarden.sidecar.registry_link import RegistryLink
 from meshwarden.sidecar.runtime import Runtime
 from meshwarden.sidecar.schemas import SchemaCache
+from meshwarden.sidecar.spool_backlog import BacklogCollector, SpoolCap, SpoolWatch
 from meshwarden.sidecar.stages.breaker import BreakerBoard
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
@@ -265,8 +266,19 @@ async def serve(config: SidecarConfig) -> None:
     shipper: ReceiptShipper | None = None
     settings = ShippingSettings(interval_s=config.receipt_ship_interval_s, batch_receipts=config.receipt_batch_size)
     if spool is not None:
+        backlog = SpoolWatch(
+            spool,
+            SpoolCap(max_bytes=config.receipt_spool_max_bytes, max_age_s=config.receipt_spool_max_age_s),
+            clock.wall,
+        )
+        rt.metrics.registry.register(BacklogCollector(backlog.last, clock.wall))
         shipper = ReceiptShipper(
-            SpoolReader(spool.path, config.receipt_sync), registry.receipts_stub, current_svid, settings, rt.rng
+            SpoolReader(spool.path, config.receipt_sync),
+            registry.receipts_stub,
+            current_svid,
+            settings,
+            rt.rng,
+            on_backlog=backlog.update,
         )
         tasks.append(supervise("receipt-shipping", shipper.run))
     # The registry's kill switches before the first call: the watch stream sends them first.

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 
+from meshwarden import identifiers
 from meshwarden.addresses import AddressError, parse_host_port
 from meshwarden.errors import BadPayload, MeshError, RegistryUnavailable
 from meshwarden.sidecar import usage
@@ -135,16 +136,18 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
             )
         if not request.payload_json:
             raise BadPayload(f"payload_json for {request.capability} is empty; send JSON text, e.g. {{}}")
-        if len(request.parent_call_id) > 128:
-            raise BadPayload(
-                f"parent_call_id for {request.capability} is {len(request.parent_call_id)} characters; "
-                "send the call_id of the call being handled (at most 128)"
-            )
-        if len(request.idempotency_key) > 128:
-            raise BadPayload(
-                f"idempotency_key for {request.capability} is {len(request.idempotency_key)} characters; "
-                "send at most 128 (a UUID is plenty)"
-            )
+        problem = identifiers.first_problem(
+            {
+                "session_id": request.session_id,
+                "workflow_id": request.workflow_id,
+                "parent_call_id": request.parent_call_id,
+                "idempotency_key": request.idempotency_key,
+                "schema_hash": request.schema_hash,
+                "version_range": request.version_range,
+            }
+        )
+        if problem is not None:
+            raise BadPayload(f"call to {request.capability}: {problem}")
         remaining = context.time_remaining()
         # The sidecar gives up a moment before the agent does, so the agent receives the
         # sidecar's explanation rather than its own bare "Deadline Exceeded".

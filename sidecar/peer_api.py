@@ -8,12 +8,14 @@ import logging
 
 import grpc
 
+from meshwarden import identifiers
 from meshwarden.clock import Clock
-from meshwarden.errors import MeshError, Unidentified
+from meshwarden.errors import BadPayload, MeshError, Unidentified
 from meshwarden.identity.peer import Unauthenticated, peer_identity
 from meshwarden.sidecar import usage
 from meshwarden.sidecar.call import Call, Caller, Handler
 from meshwarden.sidecar.config import SidecarConfig
+from meshwarden.sidecar.local_agent import CAPABILITY_NAME
 from meshwarden.sidecar.rescue import abort_unexpected, abort_with
 from meshwarden.trace_context import headers_from_metadata
 from meshwarden.v1 import peer_pb2, peer_pb2_grpc
@@ -31,7 +33,7 @@ class PeerApi(peer_pb2_grpc.PeerServicer):
             call = self._to_call(request, context)
             reply = await self._inbound(call)
         except Unidentified as err:
-            log.warning("refused %s from %s: %s", request.capability, context.peer(), err.message)
+            log.warning("refused %s from %s: %s", identifiers.shown(request.capability), context.peer(), err.message)
             await abort_with(context, err)
         except MeshError as err:
             await abort_with(context, err)
@@ -54,6 +56,25 @@ class PeerApi(peer_pb2_grpc.PeerServicer):
             raise Unidentified(str(exc)) from exc
         if identity.kind != "agent":
             raise Unidentified(f"{identity.spiffe_id} is not an agent's sidecar; only sidecars deliver calls")
+        problem = identifiers.first_problem(
+            {
+                "call_id": request.call_id,
+                "session_id": request.session_id,
+                "workflow_id": request.workflow_id,
+                "parent_call_id": request.parent_call_id,
+                "idempotency_key": request.idempotency_key,
+                "schema_hash": request.schema_hash,
+                "caller_instance_id": request.caller_instance_id,
+                "target_instance_id": request.target_instance_id,
+                "caller_agent": request.caller_agent,
+            }
+        )
+        if problem is not None:
+            raise BadPayload(f"call from {identity.name}: {problem}")
+        if not CAPABILITY_NAME.fullmatch(request.capability):
+            raise BadPayload(
+                f"call from {identity.name}: capability {identifiers.shown(request.capability)} is not a capability name"
+            )
         remaining = context.time_remaining()
         timeout = self._config.default_timeout_s if remaining is None else remaining
         traceparent, tracestate = headers_from_metadata(context.invocation_metadata())

@@ -34,6 +34,7 @@ import grpc
 from meshwarden.identity.svid import Svid
 from meshwarden.receipt_signing import sign_head
 from meshwarden.sidecar.receipt_spool import Batch, SpoolReader
+from meshwarden.sidecar.spool_backlog import Backlog
 from meshwarden.v1 import receipts_pb2, receipts_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -66,9 +67,10 @@ class ReceiptShipper:
         svid: Callable[[], Svid],
         settings: ShippingSettings,
         rng: random.Random,
+        on_backlog: Callable[[Backlog], None] | None = None,
     ) -> None:
         self._reader, self._stub, self._settings, self._rng = reader, stub, settings, rng
-        self._svid = svid
+        self._svid, self._on_backlog = svid, on_backlog
         self._refusals: dict[str, str] = {}  # chain -> the last refusal logged, to log each once
         self.shipped = 0  # receipts acknowledged since start (for tests and logs)
         self._checkpointed_at = 0  # `shipped` when the WAL was last checkpointed
@@ -79,11 +81,17 @@ class ReceiptShipper:
             try:
                 await self.ship_all()
             except _NotShipped:
+                await self._measure()
                 await asyncio.sleep(self._rng.uniform(0, backoff))
                 backoff = min(backoff * 2, self._settings.backoff_max_s)
                 continue
             backoff = self._settings.backoff_initial_s
+            await self._measure()
             await asyncio.sleep(self._settings.interval_s)
+
+    async def _measure(self) -> None:
+        if self._on_backlog is not None:
+            self._on_backlog(await asyncio.to_thread(self._reader.backlog))
 
     async def ship_all(self, timeout_s: float = SHIP_TIMEOUT_S) -> None:
         """One round: every chain until the spool is empty. Raises _NotShipped if anything was

@@ -12,16 +12,17 @@ from typing import NoReturn
 import grpc
 
 from meshwarden.errors import ERROR_TRAILER, MeshError
+from meshwarden.status_message import fit
 
 log = logging.getLogger(__name__)
 
 
 async def abort_with(context: grpc.aio.ServicerContext[object, object], err: MeshError) -> NoReturn:
-    await context.abort(err.status_code(), err.message, trailing_metadata=((ERROR_TRAILER, err.kind),))
+    await context.abort(err.status_code(), fit(err.message), trailing_metadata=((ERROR_TRAILER, err.kind),))
     raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
 
 
 async def abort_unexpected(context: grpc.aio.ServicerContext[object, object], what: str, call_id: str) -> NoReturn:
     log.exception("unexpected failure in %s (call %s)", what, call_id)
-    await context.abort(grpc.StatusCode.INTERNAL, f"sidecar fault in {what}; report call id {call_id}")
+    await context.abort(grpc.StatusCode.INTERNAL, fit(f"sidecar fault in {what}; report call id {call_id}"))
     raise AssertionError("unreachable: context.abort raises")  # pragma: no cover

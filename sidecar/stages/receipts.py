@@ -18,7 +18,7 @@ from typing import Final, Literal
 from google.protobuf import timestamp_pb2
 
 from meshwarden.clock import Clock
-from meshwarden.errors import MeshError
+from meshwarden.errors import MeshError, ReceiptSpoolFull
 from meshwarden.receipt_hash import payload_digest
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call import Call, Handler, Layer, Reply
@@ -34,6 +34,10 @@ Direction = Literal["outbound", "inbound"]
 # fit a shipping batch. Larger ones keep their digest only (arguments_json stays empty).
 MAX_KEPT_ARGUMENTS_BYTES: Final = 1024 * 1024
 MAX_ERROR_MESSAGE_CHARS: Final = 1000
+# Well under a shipping batch (2 MiB) and the registry's 4 MiB message limit: a receipt the
+# registry refused would hold up every later receipt of its chain.
+MAX_RECEIPT_BYTES: Final = MAX_KEPT_ARGUMENTS_BYTES + 64 * 1024
+MAX_FIELD_CHARS: Final = 256
 
 
 class Receipts:
@@ -50,6 +54,11 @@ class Receipts:
         self._local, self._clock = local, clock
 
     async def __call__(self, call: Call) -> Reply:
+        if self._spool.full_reason is not None:  # refused before anything: no receipt to write either
+            raise ReceiptSpoolFull(
+                f"{call.capability} refused: {self._spool.full_reason}; calls resume once the registry takes them "
+                "(check the sidecar's registry link: meshwarden_sidecar_receipt_spool_* metrics)"
+            )
         started_ns = int(self._clock.wall() * 1e9)
         began = self._clock.monotonic()
         reply: Reply | None = None
@@ -149,7 +158,23 @@ class Receipts:
             ended_at=_timestamp(started_ns + int(latency_s * 1e9)),
             latency_us=int(latency_s * 1e6),
         )
+        if receipt.ByteSize() > MAX_RECEIPT_BYTES:  # 0.3 µs; only what a peer or bundle made huge gets here
+            _shrink(receipt)
         return receipt
+
+
+def _shrink(receipt: receipts_pb2.Receipt) -> None:
+    """Fits a receipt under MAX_RECEIPT_BYTES, so that the registry accepts it and the chain
+    never waits behind it: raw arguments go first (the digest stays), then every text field
+    is cut to MAX_FIELD_CHARS, and policy ids past the first hundred."""
+    receipt.ClearField("arguments_json")
+    if receipt.ByteSize() <= MAX_RECEIPT_BYTES:
+        return
+    for field, value in receipt.ListFields():
+        if field.type == field.TYPE_STRING and isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+            setattr(receipt, field.name, value[:MAX_FIELD_CHARS])
+    del receipt.policy_ids[100:]
+    receipt.policy_ids[:] = [p[:MAX_FIELD_CHARS] for p in receipt.policy_ids]
 
 
 def _timestamp(ns: int) -> timestamp_pb2.Timestamp:

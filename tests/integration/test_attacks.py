@@ -17,6 +17,7 @@ import grpc
 import pytest
 
 import meshwarden
+from meshwarden import errors
 from meshwarden.addresses import parse_host_port
 from meshwarden.identity.bootstrap import learn_registry_ca
 from meshwarden.identity.svid import Svid
@@ -31,6 +32,7 @@ from tests.integration.bundles import ALLOW_ALL
 from tests.integration.mesh import LocalMesh
 from tests.integration.test_calls import routable
 from tests.integration.test_receipts import SHIP_FAST, both_directions_of, stored, stored_when, support_calls_billing
+from tests.integration.test_telemetry import sample, scrape
 
 pytestmark = pytest.mark.integration
 
@@ -177,3 +179,54 @@ async def test_defect_2_a_bundle_no_sidecar_accepts_never_blocks_later_pushes(me
             break
         await asyncio.sleep(0.1)
     assert statuses[side.addresses["instance_id"]].active_revision == 3
+
+
+async def test_defect_3_an_oversized_or_forged_identifier_is_refused_and_shipping_goes_on(mesh: LocalMesh) -> None:
+    support = await support_calls_billing(mesh)
+    async with meshwarden.Client(support.addresses["listen"]) as client:
+        await routable(client, "probe.runs")
+        for bad, field in [("s" * 4_300_000, "session_id"), ("s-1\nINFO forged line", "session_id")]:
+            with pytest.raises(errors.BadPayload) as refused:
+                await client.invoke("echo", {}, session_id=bad, timeout=10)
+            assert field in refused.value.message and len(refused.value.message) < 500
+        with pytest.raises(errors.BadPayload, match="schema_hash is 300000 characters"):
+            await client.invoke("echo", {}, schema_hash="h" * 300_000, timeout=10)
+        after = await client.invoke("echo", {}, session_id="s-after", timeout=5)
+    await stored_when(mesh, both_directions_of({after.call_id}), "the call after the refused ones")
+    assert "forged line" not in mesh.logs()
+    for _ in range(100):
+        _status, text = await scrape(support.addresses["admin"])
+        if sample(text, "meshwarden_sidecar_receipt_spool_receipts") == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert sample(text, "meshwarden_sidecar_receipt_spool_receipts") == 0
+    assert sample(text, "meshwarden_sidecar_receipt_spool_oldest_age_seconds") == 0
+
+
+async def test_defect_3_a_full_spool_refuses_calls_until_the_registry_takes_its_receipts(mesh: LocalMesh) -> None:
+    support = await support_calls_billing(mesh, "--receipt-spool-max-bytes", "1")
+    async with meshwarden.Client(support.addresses["listen"]) as client:
+        await routable(client, "probe.runs")
+        assert mesh.registry is not None
+        await mesh.registry.stop()
+        refused: errors.ReceiptSpoolFull | None = None
+        for _ in range(200):  # its receipts wait in the spool; the next round finds it over the cap
+            try:
+                await client.invoke("echo", {}, timeout=5)
+            except errors.ReceiptSpoolFull as exc:
+                refused = exc
+                break
+            await asyncio.sleep(0.05)
+        assert refused is not None and "over --receipt-spool-max-bytes 1" in refused.message
+        _status, text = await scrape(support.addresses["admin"])
+        assert (sample(text, "meshwarden_sidecar_receipt_spool_receipts") or 0) >= 1
+        assert (sample(text, "meshwarden_sidecar_receipt_spool_oldest_age_seconds") or 0) > 0
+        await mesh.restart_registry()
+        for _ in range(300):
+            try:
+                await client.invoke("echo", {}, timeout=5)
+                break
+            except (errors.ReceiptSpoolFull, errors.NoHealthyInstance, errors.UnknownCapability):
+                await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("calls never resumed after the registry came back")
