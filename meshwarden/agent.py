@@ -8,7 +8,11 @@
 
     agent.run()
 
-`listen` is the agent's callback endpoint: the sidecar's --app must name the same address.
+`listen` is the agent's callback endpoint, which the agent tells its sidecar when it
+registers. Left out, it is a Unix socket in a fresh directory only this user can enter (file
+mode 0600): no other user on the host can reach it. On TCP, or on any socket, every call must
+carry the secret this agent registered with its sidecar (meshwarden.callback_auth); calls
+without it are refused, so no other local process can deliver a call with a forged caller.
 The agent's name is the sidecar's --agent: the agent cannot choose who it is.
 
 Handlers may be `async def` (they can `await ctx.invoke(...)`) or plain `def` (run in a
@@ -25,6 +29,9 @@ import inspect
 import itertools
 import json
 import logging
+import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,7 +41,7 @@ from typing import Any
 
 import grpc
 
-from meshwarden import outcomes
+from meshwarden import callback_auth, outcomes
 from meshwarden.addresses import parse_host_port
 from meshwarden.client import Client, Result, SyncClient
 from meshwarden.errors import MeshError
@@ -185,14 +192,18 @@ class Agent:
         *,
         version: str,
         sidecar: str,
-        listen: str = "127.0.0.1:7412",
+        listen: str | None = None,
         api_token: str | None = None,
         max_message_bytes: int = 5 * 1024 * 1024,
     ) -> None:
-        """`api_token` is needed when the sidecar requires one (else MESHWARDEN_SIDECAR_TOKEN[_FILE]).
+        """`listen`: HOST:PORT or unix:/path; None for a private Unix socket (see above).
+        `api_token` is needed when the sidecar requires one (else MESHWARDEN_SIDECAR_TOKEN[_FILE]).
         `max_message_bytes` bounds what the callback endpoint accepts; keep it above the
         sidecar's --max-payload-bytes (default 4 MiB) plus envelope, as the default does."""
-        self.version, self.sidecar, self.listen = version, sidecar, listen
+        self._private_dir = "" if listen is not None else tempfile.mkdtemp(prefix="meshwarden-agent-")  # 0700
+        self.version, self.sidecar = version, sidecar
+        self.listen = listen if listen is not None else f"unix:{self._private_dir}/agent.sock"
+        self._callback_token = callback_auth.new_token()
         self._api_token = api_token
         self._max_message_bytes = max_message_bytes
         self._client: Client | None = None  # grpc.aio channels belong to the loop that serves
@@ -252,6 +263,8 @@ class Agent:
         if not self.listen.startswith("unix:"):  # a TCP port 0 became a real port: say which
             self.listen = str(dataclasses.replace(parse_host_port(self.listen, what="listen"), port=int(port)))
         await server.start()
+        if self.listen.startswith("unix:"):
+            os.chmod(self.listen.removeprefix("unix:").removeprefix("//"), 0o600)  # this user only
         self._server = server
         await set_serving(health, [AGENT_SERVICE], True)
         await self._register(register_timeout_s)
@@ -261,6 +274,8 @@ class Agent:
             await self._server.stop(grace=2.0)
         if self._client is not None:
             await self._client.close()
+        if self._private_dir:
+            shutil.rmtree(self._private_dir, ignore_errors=True)
 
     async def serve_forever(self, *, announce: bool = False) -> None:
         """Serves until SIGTERM or SIGINT. With `announce`, prints the ready line
@@ -281,6 +296,7 @@ class Agent:
             version=self.version,
             capabilities=[c.to_proto() for c in self._capabilities.values()],
             callback_address=self.listen,
+            callback_token=self._callback_token,
         )
         deadline = time.monotonic() + timeout_s
         delay = 0.05
@@ -309,6 +325,11 @@ class _Servicer(agent_pb2_grpc.AgentServicer):
     async def Handle(
         self, request: agent_pb2.Delivery, context: grpc.aio.ServicerContext[object, object]
     ) -> agent_pb2.Outcome:
+        if not callback_auth.presented(context.invocation_metadata(), self._agent._callback_token):
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "only this agent's sidecar may deliver calls (no or a wrong callback token)",
+            )
         cap = self._agent._capabilities.get(request.capability)
         if cap is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"this agent does not serve {request.capability!r}")

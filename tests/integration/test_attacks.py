@@ -12,6 +12,8 @@ import asyncio
 import dataclasses
 import re
 import sqlite3
+import stat
+from pathlib import Path
 
 import grpc
 import pytest
@@ -26,7 +28,7 @@ from meshwarden.policy_bundle.manifest import MANIFEST_FILE
 from meshwarden.receipt_hash import receipt_hash
 from meshwarden.receipt_signing import sign_head
 from meshwarden.registry_client import RegistryTrust, registry_channel
-from meshwarden.v1 import receipts_pb2, receipts_pb2_grpc
+from meshwarden.v1 import agent_pb2, agent_pb2_grpc, receipts_pb2, receipts_pb2_grpc
 from tests.identity_helpers import enrol
 from tests.integration.bundles import ALLOW_ALL
 from tests.integration.mesh import LocalMesh
@@ -230,3 +232,33 @@ async def test_defect_3_a_full_spool_refuses_calls_until_the_registry_takes_its_
                 await asyncio.sleep(0.1)
         else:
             raise AssertionError("calls never resumed after the registry came back")
+
+
+async def test_defect_4_only_the_agents_own_sidecar_can_deliver_calls_to_it(mesh: LocalMesh) -> None:
+    caller = await mesh.sidecar("support")
+    _billing_side, billing = await mesh.pair("billing")  # the probe agent on TCP 127.0.0.1:0
+    forged = agent_pb2.Delivery(
+        call_id="forged-1", capability="echo", payload_json=b'{"text":"x"}', caller_agent="admin", session_id="s"
+    )
+    async with grpc.aio.insecure_channel(billing.addresses["listen"]) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await agent_pb2_grpc.AgentStub(channel).Handle(forged, timeout=5)
+        assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        wrong = (("authorization", "Bearer " + "x" * 43),)
+        with pytest.raises(grpc.aio.AioRpcError) as guessed:
+            await agent_pb2_grpc.AgentStub(channel).Handle(forged, timeout=5, metadata=wrong)
+        assert guessed.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    async with meshwarden.Client(caller.addresses["listen"]) as client:  # its own sidecar still can
+        assert (await routable(client, "echo", {"text": "hi"})).agent == "billing"
+
+
+async def test_defect_4_an_agent_serves_on_a_private_unix_socket_by_default(mesh: LocalMesh) -> None:
+    caller = await mesh.sidecar("support")
+    kb = await mesh.agent(await mesh.sidecar("kb"), "1.0.0", "--listen", "private")
+    address = kb.addresses["listen"]
+    assert address.startswith("unix:")
+    socket = Path(address.removeprefix("unix:"))
+    assert stat.S_IMODE(socket.stat().st_mode) == 0o600
+    assert stat.S_IMODE(socket.parent.stat().st_mode) == 0o700
+    async with meshwarden.Client(caller.addresses["listen"]) as client:
+        assert (await routable(client, "echo", {"text": "hi"})).agent == "kb"
