@@ -12,6 +12,7 @@ raises the same class in the agent). Branched by what the caller can do about th
         KillSwitchEngaged     FAILED_PRECONDITION an operator stopped calls like this one (meshwarden kill list)
         NotRegistered         FAILED_PRECONDITION register the agent first
         OutcomeAlreadyReported FAILED_PRECONDITION the session's outcome was reported before; the message says what
+        OutcomeRefused        PERMISSION_DENIED  this agent took no part in the session it reported on
       Unreachable             transient; a later attempt may succeed
         NoHealthyInstance     UNAVAILABLE        nothing live matches right now
         PeerUnavailable       UNAVAILABLE        the chosen instance could not be reached
@@ -144,6 +145,13 @@ class NotRegistered(Refused):
 class OutcomeAlreadyReported(Refused):
     code = grpc.StatusCode.FAILED_PRECONDITION
     kind = "outcome_already_reported"
+
+
+class OutcomeRefused(Refused):
+    """Only an agent whose sidecar shipped a receipt of a session reports its outcome."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+    kind = "outcome_refused"
 
 
 class NoHealthyInstance(Unreachable):

@@ -78,10 +78,10 @@ REQUIRED: Final[Mapping[str, Need]] = MappingProxyType(
         method(_IDENTITY, "CreateJoinToken"): Need.OPERATOR,
         method(_RECEIPTS, "ShipReceipts"): Need.AGENT,  # plus: every receipt names the caller's SPIFFE ID
         method(_RECEIPTS, "VerifyReceipts"): Need.OPERATOR,
-        method(_RECEIPTS, "ReportOutcome"): Need.AGENT,
-        method(_RECEIPTS, "ListSessions"): Need.AGENT_OR_OPERATOR,
-        method(_RECEIPTS, "GetSession"): Need.AGENT_OR_OPERATOR,
-        method(_RECEIPTS, "Costs"): Need.AGENT_OR_OPERATOR,
+        method(_RECEIPTS, "ReportOutcome"): Need.AGENT,  # plus: its sidecar shipped a receipt of the session
+        method(_RECEIPTS, "ListSessions"): Need.AGENT_OR_OPERATOR,  # plus: an agent sees only its own sessions
+        method(_RECEIPTS, "GetSession"): Need.AGENT_OR_OPERATOR,  # plus: as ListSessions
+        method(_RECEIPTS, "Costs"): Need.OPERATOR,
     }
 )
 

@@ -224,9 +224,21 @@ async def serve(config: SidecarConfig) -> None:
         loader.rebuild_for_capabilities()
         await report(rt.policy.status)
 
+    shipper: ReceiptShipper | None = None  # built below, once the loops it joins are
+
+    async def ship_receipts_now(timeout_s: float) -> None:
+        if shipper is not None:
+            await shipper.ship_now(timeout_s)
+
     sidecar_pb2_grpc.add_SidecarServicer_to_server(
         LocalApi(
-            config, pipeline.outbound(rt), rt, lease, on_registered, OutcomeReporter(registry), health=health.current
+            config,
+            pipeline.outbound(rt),
+            rt,
+            lease,
+            on_registered,
+            OutcomeReporter(registry, ship_receipts_now),
+            health=health.current,
         ),
         local_server,
     )
@@ -263,7 +275,6 @@ async def serve(config: SidecarConfig) -> None:
         ),
         *(supervise(name, loop) for name, loop in discovery.loops().items()),
     ]
-    shipper: ReceiptShipper | None = None
     settings = ShippingSettings(interval_s=config.receipt_ship_interval_s, batch_receipts=config.receipt_batch_size)
     if spool is not None:
         backlog = SpoolWatch(

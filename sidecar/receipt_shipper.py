@@ -71,6 +71,7 @@ class ReceiptShipper:
     ) -> None:
         self._reader, self._stub, self._settings, self._rng = reader, stub, settings, rng
         self._svid, self._on_backlog = svid, on_backlog
+        self._round = asyncio.Lock()  # one round at a time: the loop's, or one asked for (ship_now)
         self._refusals: dict[str, str] = {}  # chain -> the last refusal logged, to log each once
         self.shipped = 0  # receipts acknowledged since start (for tests and logs)
         self._checkpointed_at = 0  # `shipped` when the WAL was last checkpointed
@@ -93,9 +94,22 @@ class ReceiptShipper:
         if self._on_backlog is not None:
             self._on_backlog(await asyncio.to_thread(self._reader.backlog))
 
+    async def ship_now(self, timeout_s: float) -> None:
+        """A round right away, for a caller that needs the registry to hold this sidecar's
+        receipts (an outcome report: the registry takes it only from an agent whose receipts of
+        the session it holds). Best effort: what cannot be shipped now waits for the loop."""
+        try:
+            await asyncio.wait_for(self.ship_all(timeout_s), timeout_s)
+        except (_NotShipped, TimeoutError):
+            log.info("receipts not all shipped before an outcome report; the loop ships them")
+
     async def ship_all(self, timeout_s: float = SHIP_TIMEOUT_S) -> None:
         """One round: every chain until the spool is empty. Raises _NotShipped if anything was
         left behind (registry down, or a chain refused)."""
+        async with self._round:
+            await self._ship_round(timeout_s)
+
+    async def _ship_round(self, timeout_s: float) -> None:
         refused = False
         for chain in await asyncio.to_thread(self._reader.chains):
             try:

@@ -46,6 +46,7 @@ def test_public_modules_name_what_they_export() -> None:
         "rescue",
         "routes",
         "server",
+        "session_access",
         "session_queries",
         "session_views",
         "store",
