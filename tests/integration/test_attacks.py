@@ -262,3 +262,33 @@ async def test_defect_4_an_agent_serves_on_a_private_unix_socket_by_default(mesh
     assert stat.S_IMODE(socket.parent.stat().st_mode) == 0o700
     async with meshwarden.Client(caller.addresses["listen"]) as client:
         assert (await routable(client, "echo", {"text": "hi"})).agent == "kb"
+
+
+async def test_defects_5_and_6_an_agent_reads_and_ends_only_its_own_sessions(mesh: LocalMesh) -> None:
+    support = await support_calls_billing(mesh)
+    async with meshwarden.Client(support.addresses["listen"]) as client:
+        await routable(client, "probe.runs")
+        call = await client.invoke("echo", {"card": "4111"}, session_id="s-victim", timeout=5)
+        await stored_when(mesh, both_directions_of({call.call_id}), "the victim's call")
+        mallory = await _attacker(mesh, "mallory")
+        assert mesh.registry is not None
+        async with registry_channel(mesh.registry.addresses["mtls"], await _trust(mesh, mallory)) as channel:
+            stub = receipts_pb2_grpc.ReceiptsStub(channel)
+            listed = await stub.ListSessions(receipts_pb2.ListSessionsRequest(), timeout=5)
+            assert [s.session_id for s in listed.sessions] == []
+            denied, needs_operator = grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED
+            for rpc, request, code in [
+                (stub.GetSession, receipts_pb2.GetSessionRequest(session_id="s-victim"), denied),
+                (stub.Costs, receipts_pb2.CostsRequest(by="agent"), needs_operator),
+                (
+                    stub.ReportOutcome,
+                    receipts_pb2.ReportOutcomeRequest(session_id="s-victim", outcome="failed"),
+                    denied,
+                ),
+            ]:
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await rpc(request, timeout=5)
+                assert refused.value.code() is code, refused.value.details()
+        await client.report_outcome("s-victim", "succeeded", "the real outcome")  # a participant's
+    session = await mesh.ask_receipts("GetSession", receipts_pb2.GetSessionRequest(session_id="s-victim"))
+    assert (session.summary.state, session.outcome_detail) == ("succeeded", "the real outcome")
