@@ -213,6 +213,7 @@ async def _serve(
             controls=parts.controls,
             acks=parts.acks,
             audit=parts.audit,
+            receipts=parts.receipts,
         ),
         server,
     )

@@ -1,6 +1,8 @@
 """What the callers' sidecars report about the instances they call, kept in memory only.
 
-Each reporter's last report replaces its previous one. A report counts while it is fresh
+Each reporter's last report replaces its previous one; stale ones are dropped whenever a
+report arrives, and registry.server keeps only findings about instances in the catalog, so
+memory is bounded by reporters times catalog size. A report counts while it is fresh
 (`ttl_s`, three reporting periods) and while its reporter is live: a reporter that was in the
 catalog when it reported must still be there (a reporter that never registered, a pure
 caller, lives by the TTL alone). For each instance, the worst state among the live reports
@@ -76,6 +78,7 @@ class HealthReports:
     def report(
         self, reporter_agent: str, reporter_instance_id: str, *, registered: bool, findings: Mapping[str, Finding]
     ) -> None:
+        self._prune_stale()  # on arrival, not only when someone lists: memory stays bounded
         self._reports[(reporter_agent, reporter_instance_id)] = Report(
             reporter_agent, reporter_instance_id, registered, findings, self._clock.wall()
         )
@@ -103,6 +106,14 @@ class HealthReports:
                 reason = f"{reporters} caller{'s' if reporters > 1 else ''} saw no problem"
             results.append(InstanceHealth(instance_id, worst[0].state, reason, reporters, updated_at))
         return results
+
+    def _prune_stale(self) -> None:
+        oldest = self._clock.wall() - self._ttl_s
+        for key in [key for key, r in self._reports.items() if r.reported_at < oldest]:
+            del self._reports[key]
+
+    def __len__(self) -> int:
+        return len(self._reports)
 
     def _live(self, is_registered: Callable[[str], bool]) -> list[Report]:
         oldest = self._clock.wall() - self._ttl_s

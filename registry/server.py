@@ -24,8 +24,10 @@ from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.control_acks import Acknowledgements
 from meshwarden.registry.controls import Controls, ControlsChanged
 from meshwarden.registry.controls_server import controls_to_proto
-from meshwarden.registry.errors import InvalidInput, UnknownInstance
+from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.health_reports import HealthReports, findings_from_proto
+from meshwarden.registry.receipt_store import ReceiptStore
+from meshwarden.registry.reporter_ownership import Reporter, owned_reporter
 from meshwarden.registry.rescue import abort, serve_unary
 from meshwarden.registry.routes import RouteChanged, Routes
 from meshwarden.registry.validation import validate_agent_name
@@ -67,8 +69,10 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         controls: Controls | None = None,
         acks: Acknowledgements | None = None,
         audit: Audit | None = None,
+        receipts: ReceiptStore | None = None,
     ) -> None:
         self._catalog, self._hub, self._authorizer, self._bundles = catalog, hub, authorizer, bundles
+        self._receipts = receipts  # receipt chains: which pure callers' instance ids a SVID owns
         self._routes, self._health = routes, health
         self._controls, self._acks, self._audit = controls, acks, audit
         self._heartbeat_interval_s = heartbeat_interval_s
@@ -172,21 +176,27 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             raise InvalidInput("reporter_instance_id", "is required: the reporting sidecar's own instance id")
         # As for bundle status: a registered reporter must be the caller's own instance; a pure
         # caller (never registered) reports under any id that is not another agent's instance.
-        reporter = self._catalog.instance(request.reporter_instance_id)
-        if reporter is not None:
-            identity = require_agent(
-                caller, reporter.agent, f"report health as instance {request.reporter_instance_id}"
-            )
-        elif caller.identity is not None and caller.identity.kind == "agent":
-            identity = caller.identity
-        else:
-            raise UnknownInstance(request.reporter_instance_id)
-        findings = findings_from_proto(request.instances)
+        reporter = self._reporter(caller, request.reporter_instance_id, "report health")
+        # Findings about instances not in the catalog are dropped: memory stays bounded by it.
+        findings = {
+            i: f for i, f in findings_from_proto(request.instances).items() if self._catalog.instance(i) is not None
+        }
         if self._health is not None:
             self._health.report(
-                identity.name, request.reporter_instance_id, registered=reporter is not None, findings=findings
+                reporter.identity.name, request.reporter_instance_id, registered=reporter.registered, findings=findings
             )
         return registry_pb2.HealthReportAck()
+
+    def _reporter(self, caller: Caller, instance_id: str, action: str) -> Reporter:
+        def catalog_agent(i: str) -> str | None:
+            instance = self._catalog.instance(i)
+            return instance.agent if instance is not None else None
+
+        def chain_owner(i: str) -> str | None:
+            head = self._receipts.head(i) if self._receipts is not None else None
+            return head.sidecar_spiffe_id if head is not None else None
+
+        return owned_reporter(caller, instance_id, catalog_agent, chain_owner, action)
 
     def _set_route(self, request: registry_pb2.SetRouteRequest, caller: Caller) -> registry_pb2.SetRouteResponse:
         if self._routes is None:
@@ -223,15 +233,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         # Pure callers (sidecars whose agent serves nothing) are not in the catalog, but their
         # policy matters as much: any agent SVID may report for an instance id that is not
         # another agent's.
-        instance = self._catalog.instance(request.instance_id)
-        if instance is not None:
-            identity = require_agent(caller, instance.agent, f"report the bundle status of {request.instance_id}")
-        elif caller.identity is not None and caller.identity.kind == "agent":
-            identity = caller.identity
-        else:
-            raise UnknownInstance(request.instance_id)
-        if not request.instance_id:
-            raise InvalidInput("instance_id", "is required")
+        identity = self._reporter(caller, request.instance_id, "report the bundle status").identity
         self._bundles.report(
             instance_id=request.instance_id,
             agent=identity.name,

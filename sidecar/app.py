@@ -433,7 +433,10 @@ async def _report_bundle_status(registry: RegistryLink, instance_id: str, status
             timeout=5.0,
         )
     except grpc.aio.AioRpcError as err:
-        log.warning("could not report the bundle status to the registry: %s", err.details())
+        # A pure caller is known to the registry once its first receipts arrive; until then
+        # its reports are refused as not yet its own (registry.reporter_ownership): expected.
+        quiet = err.code() == grpc.StatusCode.FAILED_PRECONDITION
+        log.log(logging.DEBUG if quiet else logging.WARNING, "could not report the bundle status: %s", err.details())
 
 
 def _warn_about_policy(config: SidecarConfig, holder: PolicyHolder, keys: Mapping[str, object]) -> None:

@@ -27,8 +27,8 @@ from meshwarden.policy_bundle.artifact import decode, encode
 from meshwarden.policy_bundle.manifest import MANIFEST_FILE
 from meshwarden.receipt_hash import receipt_hash
 from meshwarden.receipt_signing import sign_head
-from meshwarden.registry_client import RegistryTrust, registry_channel
-from meshwarden.v1 import agent_pb2, agent_pb2_grpc, receipts_pb2, receipts_pb2_grpc
+from meshwarden.registry_client import RegistryTrust, registry_channel, registry_stub
+from meshwarden.v1 import agent_pb2, agent_pb2_grpc, catalog_pb2, receipts_pb2, receipts_pb2_grpc, registry_pb2
 from tests.identity_helpers import enrol
 from tests.integration.bundles import ALLOW_ALL
 from tests.integration.mesh import LocalMesh
@@ -292,3 +292,33 @@ async def test_defects_5_and_6_an_agent_reads_and_ends_only_its_own_sessions(mes
         await client.report_outcome("s-victim", "succeeded", "the real outcome")  # a participant's
     session = await mesh.ask_receipts("GetSession", receipts_pb2.GetSessionRequest(session_id="s-victim"))
     assert (session.summary.state, session.outcome_detail) == ("succeeded", "the real outcome")
+
+
+async def test_defect_7_reports_only_as_an_instance_the_certificate_owns(mesh: LocalMesh) -> None:
+    _billing_side, billing = await mesh.pair("billing")
+    victim = billing.addresses["instance_id"]
+    mallory = await _attacker(mesh, "mallory")
+    assert mesh.registry is not None
+    async with registry_channel(mesh.registry.addresses["mtls"], await _trust(mesh, mallory)) as channel:
+        stub = registry_stub(channel)
+        isolate = catalog_pb2.InstanceHealth(
+            instance_id=victim, state=catalog_pb2.HEALTH_STATE_ISOLATED, reason="made up"
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as health:
+            await stub.ReportHealth(
+                registry_pb2.HealthReport(reporter_instance_id="mallory-caller", instances=[isolate]), timeout=5
+            )
+        assert health.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+        with pytest.raises(grpc.aio.AioRpcError) as status:
+            await stub.ReportBundleStatus(
+                registry_pb2.BundleStatusReport(instance_id="ghost-1", active_revision=1), timeout=5
+            )
+        assert status.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    [listed] = [i for i in await mesh.list_instances() if i.instance_id == victim]
+    async with await mesh.operator_channel() as operator:
+        reply = await registry_stub(operator).ListInstances(
+            registry_pb2.ListInstancesRequest(), metadata=mesh.operator_metadata(), timeout=5
+        )
+    assert {h.instance_id: h.state for h in reply.health}[victim] == catalog_pb2.HEALTH_STATE_HEALTHY
+    assert "ghost-1" not in {s.instance_id for s in (await mesh.bundle_status()).sidecars}
+    assert listed.agent == "billing"

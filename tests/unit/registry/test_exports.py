@@ -41,6 +41,7 @@ def test_public_modules_name_what_they_export() -> None:
         "receipt_sides",
         "receipt_signatures",
         "receipt_store",
+        "reporter_ownership",
         "receipt_verification",
         "receipts_server",
         "rescue",

@@ -1,0 +1,51 @@
+"""A sidecar reports health and bundle status only as an instance its certificate owns.
+
+Owned means: in the catalog as an instance of the caller's agent, or, for a pure caller
+(a sidecar whose agent serves nothing, so never in the catalog), the instance id of a receipt
+chain the caller's SPIFFE ID shipped (registry.receipt_store binds a chain to the SVID that
+shipped its first batch). Before either, a report is refused (FAILED_PRECONDITION): an agent's
+certificate can neither speak for another agent's instance nor invent sidecars.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from meshwarden.identity.spiffe_ids import Identity
+from meshwarden.registry.authz import Caller, require_agent
+from meshwarden.registry.errors import Conflict, InvalidInput, Unauthenticated
+
+MAX_INSTANCE_ID_CHARS = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Reporter:
+    identity: Identity
+    registered: bool  # in the catalog when it reported
+
+
+def owned_reporter(
+    caller: Caller,
+    instance_id: str,
+    catalog_agent: Callable[[str], str | None],
+    chain_owner: Callable[[str], str | None],
+    action: str,
+) -> Reporter:
+    """`caller` as the owner of `instance_id`, or the error that says why it is not."""
+    if not instance_id or len(instance_id) > MAX_INSTANCE_ID_CHARS:
+        raise InvalidInput(
+            "instance_id", f"must be this sidecar's own instance id (1 to {MAX_INSTANCE_ID_CHARS} characters)"
+        )
+    agent = catalog_agent(instance_id)
+    if agent is not None:
+        return Reporter(require_agent(caller, agent, f"{action} as instance {instance_id}"), registered=True)
+    identity = caller.identity
+    if identity is None or identity.kind != "agent":
+        raise Unauthenticated(f"{action} needs a sidecar's SVID, and {caller} presented none")
+    if chain_owner(instance_id) != identity.spiffe_id:
+        raise Conflict(
+            f"instance {instance_id} is neither in the catalog as one of agent {identity.name}'s nor a receipt chain "
+            f"its sidecar shipped; a sidecar reports only as its own instance ({action})"
+        )
+    return Reporter(identity, registered=False)
