@@ -25,13 +25,13 @@ import contextlib
 import fcntl
 import json
 import logging
-import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Final, TextIO
 
+from meshwarden.private_data import private_sqlite, tighten_dir
 from meshwarden.registry.errors import StoreError
 from meshwarden.registry.model import (
     DEREGISTERED,
@@ -229,6 +229,7 @@ class Store:
         path = data_dir / DB_NAME
         db: sqlite3.Connection | None = None
         try:
+            private_sqlite(path)  # 0600 before SQLite opens it: its WAL and SHM files take its mode
             db = sqlite3.connect(path, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
@@ -238,7 +239,7 @@ class Store:
             if db is not None:
                 db.close()
             lock_file.close()
-            if isinstance(exc, sqlite3.Error):
+            if isinstance(exc, (sqlite3.Error, OSError)):
                 raise StoreError(f"cannot open the registry database {path}: {exc}") from exc
             raise
         log.info("opened %s at revision %d", path, store.revision)
@@ -407,12 +408,10 @@ class Store:
 
 
 def _make_private_dir(data_dir: Path) -> None:
-    """Creates the data dir readable by its owner only: it holds who runs where in the mesh."""
-    existed = data_dir.is_dir()
+    """Creates the data dir readable by its owner only, or tightens an existing one: it holds
+    who runs where in the mesh, receipts and the audit log (meshwarden.private_data)."""
     try:
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not existed:
-            os.chmod(data_dir, 0o700)  # mkdir's mode is filtered by the umask; be explicit
+        tighten_dir(data_dir)
     except OSError as exc:
         raise StoreError(f"cannot create the registry data directory {data_dir}: {exc.strerror}") from exc
 

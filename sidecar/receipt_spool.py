@@ -30,12 +30,12 @@ the shipper does it, now and then (sidecar.receipt_shipper says how often, and w
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
+from meshwarden.private_data import private_sqlite
 from meshwarden.receipt_hash import receipt_hash
 from meshwarden.secure_files import ensure_private_dir
 from meshwarden.sidecar.spool_backlog import Backlog
@@ -109,7 +109,7 @@ class ReceiptSpool:
         directory = ensure_private_dir(data_dir / SPOOL_DIR)
         path = directory / SPOOL_FILE
         try:
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # 0600 before SQLite opens it
+            private_sqlite(path)  # 0600 before SQLite opens it, and an older spool's files tightened
             db = _connect(path, sync, writer=True)
             db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import re
 import sqlite3
 import stat
@@ -32,6 +33,7 @@ from meshwarden.v1 import agent_pb2, agent_pb2_grpc, catalog_pb2, receipts_pb2, 
 from tests.identity_helpers import enrol
 from tests.integration.bundles import ALLOW_ALL
 from tests.integration.mesh import LocalMesh
+from tests.integration.registry_process import start_registry
 from tests.integration.test_calls import routable
 from tests.integration.test_receipts import SHIP_FAST, both_directions_of, stored, stored_when, support_calls_billing
 from tests.integration.test_telemetry import sample, scrape
@@ -322,3 +324,19 @@ async def test_defect_7_reports_only_as_an_instance_the_certificate_owns(mesh: L
     assert {h.instance_id: h.state for h in reply.health}[victim] == catalog_pb2.HEALTH_STATE_HEALTHY
     assert "ghost-1" not in {s.instance_id for s in (await mesh.bundle_status()).sidecars}
     assert listed.agent == "billing"
+
+
+async def test_defect_8_an_existing_data_directory_and_its_database_are_made_private(tmp_path: Path) -> None:
+    shared = tmp_path / "var-lib-meshwarden"
+    shared.mkdir()
+    os.chmod(shared, 0o755)  # as `mkdir` with the usual umask makes it
+    registry = await start_registry(tmp_path, data_dir=shared)
+    try:
+        await registry.svid("billing")  # something written: the WAL exists
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in shared.iterdir() if p.name.startswith("registry.db")}
+        assert "registry.db-wal" in modes
+        assert modes == dict.fromkeys(modes, 0o600)
+        assert stat.S_IMODE(shared.stat().st_mode) == 0o700
+    finally:
+        await registry.close_channels()
+        await registry.child.stop()
