@@ -33,6 +33,8 @@ from meshwarden.sidecar.catalog import Catalog
 from meshwarden.sidecar.config import SidecarConfig
 from meshwarden.sidecar.controls import Controls
 from meshwarden.sidecar.controls_ack import Acknowledger
+from meshwarden.sidecar.data_dir_lock import DataDirInUse
+from meshwarden.sidecar.data_dir_lock import acquire as acquire_data_dir
 from meshwarden.sidecar.discovery.consul_discovery import ConsulDiscovery
 from meshwarden.sidecar.discovery.source import Discovery, RegistryDiscovery
 from meshwarden.sidecar.edges.gateway_http import GatewayBindError, GatewayServer, RouteFamily
@@ -102,6 +104,10 @@ def _bind(server: grpc.aio.Server, address: str, what: str, credentials: grpc.Se
 
 async def serve(config: SidecarConfig) -> None:
     clock = SystemClock()
+    try:  # first: nothing in the directory is touched before this sidecar holds it
+        data_dir_lock = acquire_data_dir(config.data_dir, config.agent)
+    except DataDirInUse as exc:
+        raise StartError(str(exc)) from exc
     if not config.instance_id:  # kept across restarts: a kill switch on this instance must hold
         config = dataclasses.replace(config, instance_id=stable_instance_id(config.data_dir, config.agent))
     try:
@@ -355,6 +361,7 @@ async def serve(config: SidecarConfig) -> None:
     await discovery.close()
     await supply.close()
     log.info("stopped")
+    data_dir_lock.close()
 
 
 def _gateway_families(rt: Runtime) -> list[RouteFamily]:

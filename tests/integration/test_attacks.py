@@ -29,6 +29,7 @@ from meshwarden.policy_bundle.manifest import MANIFEST_FILE
 from meshwarden.receipt_hash import receipt_hash
 from meshwarden.receipt_signing import sign_head
 from meshwarden.registry_client import RegistryTrust, registry_channel, registry_stub
+from meshwarden.supervise import StartError
 from meshwarden.v1 import agent_pb2, agent_pb2_grpc, catalog_pb2, receipts_pb2, receipts_pb2_grpc, registry_pb2
 from tests.identity_helpers import enrol
 from tests.integration.bundles import ALLOW_ALL
@@ -340,3 +341,14 @@ async def test_defect_8_an_existing_data_directory_and_its_database_are_made_pri
     finally:
         await registry.close_channels()
         await registry.child.stop()
+
+
+async def test_defect_9_a_second_sidecar_on_the_same_data_directory_is_refused(mesh: LocalMesh, tmp_path: Path) -> None:
+    shared = tmp_path / "same-dir"
+    first = await mesh.sidecar("billing", data_dir=shared)
+    with pytest.raises(StartError) as refused:
+        await mesh.sidecar("billing", data_dir=shared)
+    message = str(refused.value)
+    assert f"the data directory {shared} is in use by another sidecar (pid {first.process.pid})" in message
+    assert "--data-dir" in message
+    assert first.running
