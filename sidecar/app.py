@@ -25,7 +25,7 @@ from meshwarden.admin_http import AdminBindError, AdminServer
 from meshwarden.clock import SystemClock
 from meshwarden.identity.credentials import server_credentials
 from meshwarden.ready import announce_ready
-from meshwarden.sidecar import catalog_watch, pipeline, svids, tracing_setup
+from meshwarden.sidecar import catalog_watch, pipeline, registry_change, svids, tracing_setup
 from meshwarden.sidecar.agent_app import AgentApp
 from meshwarden.sidecar.bundle_loader import BundleLoader, BundleStatus, KeysError, PolicyHolder, load_trusted_keys
 from meshwarden.sidecar.call_metrics import SidecarMetrics, SidecarState
@@ -39,6 +39,7 @@ from meshwarden.sidecar.discovery.consul_discovery import ConsulDiscovery
 from meshwarden.sidecar.discovery.source import Discovery, RegistryDiscovery
 from meshwarden.sidecar.edges.gateway_http import GatewayBindError, GatewayServer, RouteFamily
 from meshwarden.sidecar.health_reporter import HealthReporter
+from meshwarden.sidecar.instance_identity import FILE_NAME as INSTANCE_ID_FILE
 from meshwarden.sidecar.instance_identity import stable_instance_id
 from meshwarden.sidecar.latency import LatencyBoard
 from meshwarden.sidecar.lease import Lease
@@ -108,6 +109,12 @@ async def serve(config: SidecarConfig) -> None:
         data_dir_lock = acquire_data_dir(config.data_dir, config.agent)
     except DataDirInUse as exc:
         raise StartError(str(exc)) from exc
+    if not config.spiffe_endpoint_socket and config.trust_bundle is None:  # identity learned from --registry
+        changed = await asyncio.to_thread(
+            registry_change.forget_if_changed, config.data_dir / "identity", config.registry
+        )
+        if changed:  # a new registry holds no chain of the old instance: start a new one
+            (config.data_dir / INSTANCE_ID_FILE).unlink(missing_ok=True)
     if not config.instance_id:  # kept across restarts: a kill switch on this instance must hold
         config = dataclasses.replace(config, instance_id=stable_instance_id(config.data_dir, config.agent))
     try:

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import os
 import re
+import shutil
 import sqlite3
 import stat
 from pathlib import Path
@@ -352,3 +353,22 @@ async def test_defect_9_a_second_sidecar_on_the_same_data_directory_is_refused(m
     assert f"the data directory {shared} is in use by another sidecar (pid {first.process.pid})" in message
     assert "--data-dir" in message
     assert first.running
+
+
+async def test_defect_10_a_sidecar_whose_registry_got_a_new_ca_enrols_again(mesh: LocalMesh, tmp_path: Path) -> None:
+    data = tmp_path / "billing-data"
+    side = await mesh.sidecar("billing", data_dir=data)
+    agent = await mesh.agent(side)
+    assert mesh.registry is not None
+    listen, mtls = mesh.registry.addresses["listen"], mesh.registry.addresses["mtls"]
+    await agent.stop()
+    await side.stop()
+    await mesh.registry.stop()
+    shutil.rmtree(mesh.registry_data_dir)  # the registry's data directory replaced: a new CA, same address
+    await mesh.start_registry(listen, mtls)
+    again = await mesh.sidecar("billing", data_dir=data)
+    await mesh.agent(again)
+    assert "now presents CA" in again.stderr_text() and "enrolling again" in again.stderr_text()
+    instances = await mesh.list_instances(agent="billing")
+    assert [i.instance_id for i in instances] == [again.addresses["instance_id"]]
+    assert again.addresses["instance_id"] != side.addresses["instance_id"]  # a new chain for the new registry
