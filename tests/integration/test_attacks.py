@@ -368,7 +368,7 @@ async def test_defect_10_a_sidecar_whose_registry_got_a_new_ca_enrols_again(mesh
     await mesh.start_registry(listen, mtls)
     again = await mesh.sidecar("billing", data_dir=data)
     await mesh.agent(again)
-    assert "now presents CA" in again.stderr_text() and "enrolling again" in again.stderr_text()
     instances = await mesh.list_instances(agent="billing")
     assert [i.instance_id for i in instances] == [again.addresses["instance_id"]]
+    assert "now presents CA" in again.stderr_text() and "enrolling again" in again.stderr_text()
     assert again.addresses["instance_id"] != side.addresses["instance_id"]  # a new chain for the new registry
