@@ -23,6 +23,7 @@ with a status of your choice; any other exception is reported as INTERNAL and lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import inspect
@@ -40,6 +41,7 @@ from decimal import Decimal
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meshwarden import callback_auth, outcomes
 from meshwarden.addresses import parse_host_port
@@ -53,6 +55,7 @@ from meshwarden.usage import Usage, UsageTally, checked_usage
 from meshwarden.v1 import agent_pb2, agent_pb2_grpc, catalog_pb2, sidecar_pb2, sidecar_pb2_grpc
 
 log = logging.getLogger(__name__)
+REREGISTER_WAIT_S = 60.0
 
 AGENT_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["Agent"].full_name
 Handler = Callable[[Any, "CallContext"], Any]
@@ -212,6 +215,7 @@ class Agent:
         self.schema_hashes: dict[str, str] = {}
         self._capabilities: dict[str, _Capability] = {}
         self._server: grpc.aio.Server | None = None
+        self._reregistration: asyncio.Task[None] | None = None
 
     @property
     def client(self) -> Client:
@@ -268,8 +272,13 @@ class Agent:
         self._server = server
         await set_serving(health, [AGENT_SERVICE], True)
         await self._register(register_timeout_s)
+        self._reregistration = asyncio.create_task(self._stay_registered(), name="meshwarden-stay-registered")
 
     async def stop(self) -> None:
+        if self._reregistration is not None:
+            self._reregistration.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reregistration
         if self._server is not None:
             await self._server.stop(grace=2.0)
         if self._client is not None:
@@ -289,6 +298,23 @@ class Agent:
     def run(self, *, announce: bool = False) -> None:
         """Blocks until SIGTERM or SIGINT."""
         asyncio.run(self.serve_forever(announce=announce))
+
+    async def _stay_registered(self) -> None:
+        """Registers again whenever the sidecar comes back after it went away: a restarted
+        sidecar (its container restarted, say) knows nothing of this agent. The sidecar's
+        health stream ends when the sidecar does; a new registration waits for it to return."""
+        stub = health_pb2_grpc.HealthStub(self.client._channel)
+        while True:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                async for _ in stub.Watch(health_pb2.HealthCheckRequest(), wait_for_ready=True):
+                    pass
+            log.warning("lost the sidecar at %s; registering again as soon as it is back", self.sidecar)
+            while True:
+                try:
+                    await self._register(REREGISTER_WAIT_S)
+                    break
+                except MeshError as exc:
+                    log.warning("%s; still trying", exc)
 
     async def _register(self, timeout_s: float) -> None:
         stub = sidecar_pb2_grpc.SidecarStub(self.client._channel)

@@ -27,6 +27,7 @@ from meshwarden.identity.credentials import server_credentials
 from meshwarden.ready import announce_ready
 from meshwarden.sidecar import catalog_watch, pipeline, registry_change, svids, tracing_setup
 from meshwarden.sidecar.agent_app import AgentApp
+from meshwarden.sidecar.agent_watch import AgentWatch, WatchSettings
 from meshwarden.sidecar.bundle_loader import BundleLoader, BundleStatus, KeysError, PolicyHolder, load_trusted_keys
 from meshwarden.sidecar.call_metrics import SidecarMetrics, SidecarState
 from meshwarden.sidecar.catalog import Catalog
@@ -195,11 +196,18 @@ async def serve(config: SidecarConfig) -> None:
         acknowledger.acknowledge(update.revision)
 
     lease = Lease(registry.stub, local)
+
+    async def readiness_changed() -> None:
+        await readiness()
+
+    watch = AgentWatch(agent_app, local, lease.withdraw, readiness_changed, WatchSettings())
     discovery = _discovery(config, rt)
     local_health = add_standard_services(local_server, [LOCAL_SERVICE])
     peer_health = add_standard_services(peer_server, [PEER_SERVICE])
 
     def not_ready_because() -> str:
+        if watch.gone_because:  # the agent registered, then stopped answering
+            return watch.gone_because
         # Ready once a policy revision is active: until then every call would be denied.
         if rt.policy.active is not None or config.allow_without_policy:
             return ""
@@ -270,6 +278,7 @@ async def serve(config: SidecarConfig) -> None:
         raise StartError(str(exc)) from exc
     tasks = [
         supervise("lease", lease.run),
+        supervise("agent-watch", watch.run),
         supervise("bundle-status", report_forever),
         supervise("health-reports", health.run),
         supervise(

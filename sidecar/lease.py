@@ -39,6 +39,13 @@ class Lease:
             else:
                 await self._wait_or_change(self._interval_s)
 
+    async def withdraw(self) -> None:
+        """Takes the instance out of the catalog now (its agent is gone); registering again is
+        the agent's move (LocalAgent.register sets `changed`, and the loop registers)."""
+        self._local.withdraw()
+        await self.deregister()
+        self.registered.clear()
+
     async def deregister(self) -> None:
         if not self.registered.is_set():
             return

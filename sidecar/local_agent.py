@@ -43,6 +43,11 @@ class LocalAgent:
         self._listeners.append(event)
         return event
 
+    def withdraw(self) -> None:
+        """The agent is gone (sidecar.agent_watch): forget its registration until it registers again."""
+        self.registration = None
+        self.changed.set()
+
     def register(self, version: str, capabilities: list[catalog_pb2.Capability]) -> Registration:
         """Validates what the agent declared; raises BadPayload naming the first problem."""
         try:

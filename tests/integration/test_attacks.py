@@ -15,6 +15,7 @@ import re
 import shutil
 import sqlite3
 import stat
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -372,3 +373,49 @@ async def test_defect_10_a_sidecar_whose_registry_got_a_new_ca_enrols_again(mesh
     assert [i.instance_id for i in instances] == [again.addresses["instance_id"]]
     assert "now presents CA" in again.stderr_text() and "enrolling again" in again.stderr_text()
     assert again.addresses["instance_id"] != side.addresses["instance_id"]  # a new chain for the new registry
+
+
+async def _until(what: str, check: Callable[[], Awaitable[bool]], timeout_s: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.2)
+
+
+async def test_defect_11_a_dead_agent_leaves_routing_and_readiness_and_comes_back(mesh: LocalMesh) -> None:
+    caller = await mesh.sidecar("support")
+    side, agent = await mesh.pair("billing")
+
+    async def listed() -> bool:
+        return any(i.agent == "billing" for i in await mesh.list_instances())
+
+    async def ready() -> bool:
+        return (await scrape(side.addresses["admin"], "/readyz"))[0] == 200
+
+    agent.process.kill()  # kill -9: no goodbye
+    await _until("the dead agent's instance leaves the catalog", lambda: _not(listed))
+    await _until("its sidecar reports not ready", lambda: _not(ready))
+    _status, why = await scrape(side.addresses["admin"], "/readyz")
+    assert "stopped answering" in why
+    await mesh.agent(side)  # a new agent process registers by itself
+    await _until("the instance is back", listed)
+    await _until("the sidecar is ready again", ready)
+    async with meshwarden.Client(caller.addresses["listen"]) as client:
+        assert (await routable(client, "echo", {"text": "back"})).agent == "billing"
+
+
+async def test_defect_11_an_agent_registers_again_after_its_sidecar_restarts(mesh: LocalMesh, tmp_path: Path) -> None:
+    caller = await mesh.sidecar("support")
+    data = tmp_path / "billing-side"
+    side = await mesh.sidecar("billing", data_dir=data)
+    agent = await mesh.agent(side)
+    await side.stop()
+    again = await mesh.sidecar("billing", "--listen", side.addresses["listen"], data_dir=data)
+    async with meshwarden.Client(caller.addresses["listen"]) as client:
+        assert (await routable(client, "echo", {"text": "again"})).agent == "billing"
+    assert agent.running and "registering again" in agent.stderr_text()
+    assert again.addresses["instance_id"] == side.addresses["instance_id"]
+
+
+async def _not(check: Callable[[], Awaitable[bool]]) -> bool:
+    return not await check()
