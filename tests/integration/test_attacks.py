@@ -32,7 +32,16 @@ from meshwarden.receipt_hash import receipt_hash
 from meshwarden.receipt_signing import sign_head
 from meshwarden.registry_client import RegistryTrust, registry_channel, registry_stub
 from meshwarden.supervise import StartError
-from meshwarden.v1 import agent_pb2, agent_pb2_grpc, catalog_pb2, receipts_pb2, receipts_pb2_grpc, registry_pb2
+from meshwarden.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
+    catalog_pb2,
+    receipts_pb2,
+    receipts_pb2_grpc,
+    registry_pb2,
+    sidecar_pb2,
+    sidecar_pb2_grpc,
+)
 from tests.identity_helpers import enrol
 from tests.integration.bundles import ALLOW_ALL
 from tests.integration.mesh import LocalMesh
@@ -419,3 +428,23 @@ async def test_defect_11_an_agent_registers_again_after_its_sidecar_restarts(mes
 
 async def _not(check: Callable[[], Awaitable[bool]]) -> bool:
     return not await check()
+
+
+async def test_defect_12_what_is_not_json_is_a_bad_payload_and_nothing_crashes(mesh: LocalMesh) -> None:
+    support = await support_calls_billing(mesh)
+    async with meshwarden.Client(support.addresses["listen"]) as client:
+        await routable(client, "probe.runs")
+    async with grpc.aio.insecure_channel(support.addresses["listen"]) as channel:
+        stub = sidecar_pb2_grpc.SidecarStub(channel)
+        for payload in [
+            b'{"n": NaN}',
+            b'{"n": Infinity}',
+            b'{"n": 1e400}',
+            b'{"n":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        ]:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.Invoke(sidecar_pb2.InvokeRequest(capability="echo", payload_json=payload), timeout=10)
+            assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT, payload[:20]
+            assert "not valid UTF-8 JSON" in (refused.value.details() or "")
+    logs = mesh.logs()
+    assert "RecursionError" not in logs and "Traceback" not in logs
