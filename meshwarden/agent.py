@@ -56,6 +56,7 @@ from meshwarden.v1 import agent_pb2, agent_pb2_grpc, catalog_pb2, sidecar_pb2, s
 
 log = logging.getLogger(__name__)
 REREGISTER_WAIT_S = 60.0
+CALLBACK_TOKEN_ENV = "MESHWARDEN_AGENT_CALLBACK_TOKEN"
 
 AGENT_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["Agent"].full_name
 Handler = Callable[[Any, "CallContext"], Any]
@@ -206,7 +207,8 @@ class Agent:
         self._private_dir = "" if listen is not None else tempfile.mkdtemp(prefix="meshwarden-agent-")  # 0700
         self.version, self.sidecar = version, sidecar
         self.listen = listen if listen is not None else f"unix:{self._private_dir}/agent.sock"
-        self._callback_token = callback_auth.new_token()
+        # A harness that calls the agent directly (benchmarks/latency.py) sets the secret it presents.
+        self._callback_token = os.environ.get(CALLBACK_TOKEN_ENV) or callback_auth.new_token()
         self._api_token = api_token
         self._max_message_bytes = max_message_bytes
         self._client: Client | None = None  # grpc.aio channels belong to the loop that serves
