@@ -1,10 +1,13 @@
 """A sidecar reports health and bundle status only as an instance its certificate owns.
 
 Owned means: in the catalog as an instance of the caller's agent, or, for a pure caller
-(a sidecar whose agent serves nothing, so never in the catalog), the instance id of a receipt
-chain the caller's SPIFFE ID shipped (registry.receipt_store binds a chain to the SVID that
-shipped its first batch). Before either, a report is refused (FAILED_PRECONDITION): an agent's
-certificate can neither speak for another agent's instance nor invent sidecars.
+(a sidecar whose agent serves nothing, so never in the catalog), an instance id in the
+caller's own name space (`<agent>-...`, the form sidecars make their ids in) that is not in
+the catalog, or the id of a receipt chain the caller's SPIFFE ID shipped (registry.receipt_store
+binds a chain to the SVID that shipped its first batch; this covers a custom --instance-id).
+Anything else is refused (FAILED_PRECONDITION): an agent's certificate can neither speak for
+another agent's instance nor invent sidecars of other agents; what it reports is shown under
+its own agent's name.
 """
 
 from __future__ import annotations
@@ -43,9 +46,10 @@ def owned_reporter(
     identity = caller.identity
     if identity is None or identity.kind != "agent":
         raise Unauthenticated(f"{action} needs a sidecar's SVID, and {caller} presented none")
-    if chain_owner(instance_id) != identity.spiffe_id:
+    if not instance_id.startswith(f"{identity.name}-") and chain_owner(instance_id) != identity.spiffe_id:
         raise Conflict(
-            f"instance {instance_id} is neither in the catalog as one of agent {identity.name}'s nor a receipt chain "
-            f"its sidecar shipped; a sidecar reports only as its own instance ({action})"
+            f"instance {instance_id} is not one of agent {identity.name}'s: not in the catalog as its, not named "
+            f"{identity.name}-..., and no receipt chain its sidecar shipped; a sidecar reports only as its own "
+            f"instance ({action})"
         )
     return Reporter(identity, registered=False)

@@ -320,7 +320,7 @@ async def test_defect_7_reports_only_as_an_instance_the_certificate_owns(mesh: L
         )
         with pytest.raises(grpc.aio.AioRpcError) as health:
             await stub.ReportHealth(
-                registry_pb2.HealthReport(reporter_instance_id="mallory-caller", instances=[isolate]), timeout=5
+                registry_pb2.HealthReport(reporter_instance_id="billing-fake", instances=[isolate]), timeout=5
             )
         assert health.value.code() is grpc.StatusCode.FAILED_PRECONDITION
         with pytest.raises(grpc.aio.AioRpcError) as status:

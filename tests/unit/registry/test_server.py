@@ -254,13 +254,13 @@ async def test_health_reports_show_in_the_listing_and_default_timeouts_round_tri
     assert [(h.instance_id, h.state, h.reason, h.reporters) for h in listed.health] == [
         (reply.instance_id, catalog_pb2.HEALTH_STATE_HEALTHY, "no reports", 0)
     ]
-    stranger = registry_pb2.HealthReport(reporter_instance_id="billing-caller-1")  # neither in the catalog
-    with pytest.raises(grpc.aio.AioRpcError) as unowned:  # nor a receipt chain this SVID shipped
+    stranger = registry_pb2.HealthReport(reporter_instance_id="kb-caller-1")  # another agent's name space
+    with pytest.raises(grpc.aio.AioRpcError) as unowned:  # and no receipt chain this SVID shipped
         await running.stub.ReportHealth(stranger)
     assert unowned.value.code() is grpc.StatusCode.FAILED_PRECONDITION
     await running.stub.ReportHealth(
         registry_pb2.HealthReport(
-            reporter_instance_id=reply.instance_id,
+            reporter_instance_id="billing-caller-1",  # a pure caller: not in the catalog, in its name space
             instances=[
                 catalog_pb2.InstanceHealth(
                     instance_id=reply.instance_id,
