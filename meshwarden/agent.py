@@ -56,6 +56,7 @@ from meshwarden.v1 import agent_pb2, agent_pb2_grpc, catalog_pb2, sidecar_pb2, s
 
 log = logging.getLogger(__name__)
 REREGISTER_WAIT_S = 60.0
+SIDECAR_CHECK_S = 1.0
 CALLBACK_TOKEN_ENV = "MESHWARDEN_AGENT_CALLBACK_TOKEN"
 
 AGENT_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["Agent"].full_name
@@ -303,20 +304,27 @@ class Agent:
 
     async def _stay_registered(self) -> None:
         """Registers again whenever the sidecar comes back after it went away: a restarted
-        sidecar (its container restarted, say) knows nothing of this agent. The sidecar's
-        health stream ends when the sidecar does; a new registration waits for it to return."""
+        sidecar (its container restarted, say) knows nothing of this agent. Its health is
+        checked every SIDECAR_CHECK_S (a check, not a stream: an open stream would hold up the
+        sidecar's own shutdown); after a failed check, the next good one means a new sidecar."""
         stub = health_pb2_grpc.HealthStub(self.client._channel)
+        lost = False
         while True:
-            with contextlib.suppress(grpc.aio.AioRpcError):
-                async for _ in stub.Watch(health_pb2.HealthCheckRequest(), wait_for_ready=True):
-                    pass
-            log.warning("lost the sidecar at %s; registering again as soon as it is back", self.sidecar)
-            while True:
+            await asyncio.sleep(SIDECAR_CHECK_S)
+            try:
+                await stub.Check(health_pb2.HealthCheckRequest(), timeout=SIDECAR_CHECK_S)
+            except grpc.aio.AioRpcError:
+                if not lost:
+                    log.warning("lost the sidecar at %s; registering again as soon as it is back", self.sidecar)
+                lost = True
+                continue
+            if lost:
                 try:
                     await self._register(REREGISTER_WAIT_S)
-                    break
                 except MeshError as exc:
                     log.warning("%s; still trying", exc)
+                    continue
+                lost = False
 
     async def _register(self, timeout_s: float) -> None:
         stub = sidecar_pb2_grpc.SidecarStub(self.client._channel)

@@ -349,6 +349,7 @@ async def serve(config: SidecarConfig) -> None:
 
     await stop_on_signals().wait()
     log.info("stopping: deregistering and draining calls")
+    local.close()  # an agent registering again now would re-enter discovery after the withdrawal
     await set_serving(local_health, [LOCAL_SERVICE], False)
     await set_serving(peer_health, [PEER_SERVICE], False)
     await asyncio.gather(lease.deregister(), discovery.withdraw())

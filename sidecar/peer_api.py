@@ -33,7 +33,12 @@ class PeerApi(peer_pb2_grpc.PeerServicer):
             call = self._to_call(request, context)
             reply = await self._inbound(call)
         except Unidentified as err:
-            log.warning("refused %s from %s: %s", identifiers.shown(request.capability), context.peer(), err.message)
+            capability = (
+                request.capability
+                if CAPABILITY_NAME.fullmatch(request.capability)
+                else identifiers.shown(request.capability)
+            )
+            log.warning("refused %s from %s: %s", capability, context.peer(), err.message)
             await abort_with(context, err)
         except MeshError as err:
             await abort_with(context, err)
