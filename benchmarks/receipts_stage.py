@@ -113,7 +113,7 @@ async def measure(calls: int, payload_bytes: int, work: Path) -> None:
             if n % SHIPPED_EVERY == SHIPPED_EVERY - 1:  # as the shipper does, untimed
                 batch = reader.batch("support-1", SHIPPED_EVERY * 2, 1 << 30)
                 if batch is not None:
-                    reader.acknowledge(batch, batch.last_seq)
+                    spool.prune(batch, batch.last_seq)
             if n % CHECKPOINT_EVERY == CHECKPOINT_EVERY - 1:
                 reader.checkpoint()
         reader.close()

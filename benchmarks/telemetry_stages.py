@@ -61,8 +61,8 @@ class Keep(SpanExporter):
 async def inner(call: Call) -> Reply:
     record = call.record
     record.policy_decision, record.policy_ids, record.attempt, record.breaker_state = "allow", ("p1",), 1, "closed"
-    record.usage = Usage(model="m", input_tokens=10, output_tokens=5, cost_micro_usd=100)
-    return Reply(b'{"echo":{}}', "echo-1", "echo", "1.0.0")
+    usage = Usage(model="m", input_tokens=10, output_tokens=5, cost_micro_usd=100)
+    return Reply(b'{"echo":{}}', "echo-1", "echo", "1.0.0", usage)
 
 
 def new_call(n: int) -> Call:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Final
+
+# The registry's default --listen, where clients look for it when told nothing else.
+DEFAULT_REGISTRY_ADDRESS: Final = "127.0.0.1:7400"
 
 
 class AddressError(ValueError):

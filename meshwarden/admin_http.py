@@ -5,6 +5,8 @@
 - /healthz: 200 while the process runs its event loop (a liveness probe).
 - /readyz: 200 when the component would serve calls, the same readiness its gRPC health
   service reports; 503 with the reason otherwise.
+While it serves, it also measures the event loop's lag (meshwarden.loop_lag) into the same
+registry, so every component with an admin port exports it.
 
 Plain HTTP, loopback by default: it reveals metric labels (agent, capability and instance
 names) and nothing secret, and takes no writes. Beyond loopback, restrict who reaches it
@@ -13,6 +15,7 @@ names) and nothing secret, and takes no writes. Beyond loopback, restrict who re
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -21,6 +24,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from meshwarden.addresses import HostPort
+from meshwarden.loop_lag import LoopLag
+from meshwarden.tasks import cancel_all, supervise
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,8 @@ class AdminServer:
     def __init__(self, component: str, registry: CollectorRegistry, readiness: Readiness) -> None:
         self._component, self._registry, self._readiness = component, registry, readiness
         self._runner: web.AppRunner | None = None
+        self._lag = LoopLag(registry)
+        self._probe: asyncio.Task[None] | None = None
 
     async def start(self, address: HostPort) -> HostPort:
         """Serves on `address`; returns the address bound (its real port when given 0)."""
@@ -56,6 +63,7 @@ class AdminServer:
                 "one), or `off`"
             ) from exc
         self._runner = runner
+        self._probe = supervise("event-loop-lag", self._lag.run)
         bound = runner.addresses[0]
         if not address.is_loopback:
             log.warning(
@@ -75,6 +83,9 @@ class AdminServer:
         return bound
 
     async def stop(self) -> None:
+        if self._probe is not None:
+            await cancel_all([self._probe])
+            self._probe = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -17,7 +17,10 @@ The agent's name is the sidecar's --agent: the agent cannot choose who it is.
 
 Handlers may be `async def` (they can `await ctx.invoke(...)`) or plain `def` (run in a
 worker thread; they can call `ctx.invoke_sync(...)`). Raise `HandlerError` to refuse a call
-with a status of your choice; any other exception is reported as INTERNAL and logged here.
+with a status of your choice (UNAVAILABLE asks the mesh to retry a keyed call on another
+instance); any other exception is reported as INTERNAL and logged here. Failures go to the
+sidecar as structured errors (meshwarden.error_status), so it tells the agent's answer from
+an agent it could not reach.
 """
 
 from __future__ import annotations
@@ -38,15 +41,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from meshwarden import callback_auth, outcomes
+from meshwarden import callback_auth, error_status, outcomes
 from meshwarden.addresses import parse_host_port
 from meshwarden.client import Client, Result, SyncClient
-from meshwarden.errors import MeshError
+from meshwarden.errors import AgentFailed, MeshError
 from meshwarden.ready import announce_ready
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
@@ -90,6 +93,9 @@ class CallContext:
     _usage: UsageTally = field(default_factory=UsageTally, repr=False)
     # The call the caller was handling when it made this one ("" at the top of a session).
     parent_call_id: str = ""
+    # The agent's one blocking client (its channel shared by every plain-`def` handler's
+    # calls); None: one of its own per call.
+    _sync_client: Callable[[], SyncClient] | None = field(default=None, repr=False)
 
     def report_usage(
         self,
@@ -131,7 +137,7 @@ class CallContext:
 
     def report_outcome_sync(self, outcome: outcomes.OutcomeName, detail: str = "", *, session_id: str = "") -> None:
         """`report_outcome` for plain-`def` handlers."""
-        with SyncClient(self._sidecar, api_token=self._api_token) as client:
+        with self._blocking_client() as client:
             client.report_outcome(session_id or self.session_id, outcome, detail)
 
     # Set when the call is cancelled (its caller went away, or an operator's kill switch).
@@ -153,8 +159,17 @@ class CallContext:
 
     def invoke_sync(self, capability: str, payload: object, **options: Any) -> Result:
         """`invoke` for plain-`def` handlers, which run in a worker thread."""
-        with SyncClient(self._sidecar, api_token=self._api_token) as client:
+        with self._blocking_client() as client:
             return client.invoke(capability, payload, **self._nested(capability, options))
+
+    @contextlib.contextmanager
+    def _blocking_client(self) -> Iterator[SyncClient]:
+        """The agent's shared blocking client (left open), else one for this call only."""
+        if self._sync_client is not None:
+            yield self._sync_client()
+            return
+        with SyncClient(self._sidecar, api_token=self._api_token) as client:
+            yield client
 
     def _nested(self, capability: str, options: dict[str, Any]) -> dict[str, Any]:
         remaining = self.time_remaining()
@@ -213,6 +228,8 @@ class Agent:
         self._api_token = api_token
         self._max_message_bytes = max_message_bytes
         self._client: Client | None = None  # grpc.aio channels belong to the loop that serves
+        self._sync: SyncClient | None = None  # for plain-`def` handlers, made on first use
+        self._sync_lock = threading.Lock()
         self.instance_id = ""
         self.name = ""
         self.schema_hashes: dict[str, str] = {}
@@ -226,6 +243,14 @@ class Agent:
         if self._client is None:
             raise RuntimeError("the agent is not started: call start() or run() first")
         return self._client
+
+    def sync_client(self) -> SyncClient:
+        """The blocking client every plain-`def` handler's calls share (gRPC channels are
+        thread-safe), made on first use and closed by stop()."""
+        with self._sync_lock:
+            if self._sync is None:
+                self._sync = SyncClient(self.sidecar, api_token=self._api_token)
+            return self._sync
 
     def capability(
         self,
@@ -286,6 +311,10 @@ class Agent:
             await self._server.stop(grace=2.0)
         if self._client is not None:
             await self._client.close()
+        with self._sync_lock:
+            sync, self._sync = self._sync, None
+        if sync is not None:
+            sync.close()
         if self._private_dir:
             shutil.rmtree(self._private_dir, ignore_errors=True)
 
@@ -368,10 +397,37 @@ class _Servicer(agent_pb2_grpc.AgentServicer):
             )
         cap = self._agent._capabilities.get(request.capability)
         if cap is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"this agent does not serve {request.capability!r}")
-            raise AssertionError("unreachable")  # pragma: no cover
-        remaining = context.time_remaining()
-        ctx = CallContext(
+            await _fail(context, grpc.StatusCode.NOT_FOUND, f"this agent does not serve {request.capability!r}")
+        ctx = self._context(request, context.time_remaining())
+        # The trace context the sidecar passed is current while the handler runs: its calls
+        # continue this trace (no OpenTelemetry SDK needed in the agent).
+        trace_token = attach_headers(*headers_from_metadata(context.invocation_metadata()))
+        try:
+            args = json.loads(request.payload_json)
+            value = await _invoke(cap.handler, args, ctx)
+            result = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        except HandlerError as exc:
+            await _fail(context, exc.code, exc.message)
+        except MeshError as exc:  # a nested call failed: report it with its own status and kind
+            await _fail(context, exc.status_code(), f"{exc.kind}: {exc.message}", cause=exc.kind)
+        except asyncio.CancelledError:
+            ctx._cancelled.set()
+            raise
+        except Exception as exc:  # a bug in the handler: log it here, tell the caller little
+            log.exception("handler for %s failed (call %s)", request.capability, request.call_id)
+            await _fail(
+                context,
+                grpc.StatusCode.INTERNAL,
+                f"handler for {request.capability} failed with {type(exc).__name__}; see the agent's log for call {request.call_id}",
+            )
+        finally:
+            detach(trace_token)
+        return _outcome(result, ctx.usage)
+
+    def _context(self, request: agent_pb2.Delivery, remaining: float | None) -> CallContext:
+        """The Delivery decoded: the one place its fields become the handler's CallContext."""
+        agent = self._agent
+        return CallContext(
             call_id=request.call_id,
             capability=request.capability,
             caller_agent=request.caller_agent,
@@ -382,34 +438,23 @@ class _Servicer(agent_pb2_grpc.AgentServicer):
             idempotency_key=request.idempotency_key,
             parent_call_id=request.parent_call_id,
             deadline=None if remaining is None else time.monotonic() + remaining,
-            _client=self._agent.client,
-            _sidecar=self._agent.sidecar,
-            _api_token=self._agent._api_token,
+            _client=agent.client,
+            _sidecar=agent.sidecar,
+            _api_token=agent._api_token,
+            _sync_client=agent.sync_client,
         )
-        # The trace context the sidecar passed is current while the handler runs: its calls
-        # continue this trace (no OpenTelemetry SDK needed in the agent).
-        trace_token = attach_headers(*headers_from_metadata(context.invocation_metadata()))
-        try:
-            args = json.loads(request.payload_json)
-            value = await _invoke(cap.handler, args, ctx)
-            result = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-        except HandlerError as exc:
-            await context.abort(exc.code, exc.message)
-        except MeshError as exc:  # a nested call failed: report it with its own status
-            await context.abort(exc.status_code(), f"{exc.kind}: {exc.message}")
-        except asyncio.CancelledError:
-            ctx._cancelled.set()
-            raise
-        except Exception as exc:  # a bug in the handler: log it here, tell the caller little
-            log.exception("handler for %s failed (call %s)", request.capability, request.call_id)
-            await context.abort(
-                grpc.StatusCode.INTERNAL,
-                f"handler for {request.capability} failed with {type(exc).__name__}; see the agent's log for call {request.call_id}",
-            )
-        finally:
-            detach(trace_token)
-        usage = ctx.usage
-        return agent_pb2.Outcome(result_json=result, usage=usage.to_proto() if usage is not None else None)
+
+
+def _outcome(result: bytes, usage: Usage | None) -> agent_pb2.Outcome:
+    return agent_pb2.Outcome(result_json=result, usage=usage.to_proto() if usage is not None else None)
+
+
+async def _fail(
+    context: grpc.aio.ServicerContext[object, object], code: grpc.StatusCode, message: str, *, cause: str = ""
+) -> NoReturn:
+    """Fails the call with the agent's own answer, as a structured error (AgentFailed), so the
+    sidecar tells it from an agent it could not reach, whatever the code."""
+    await error_status.abort(context, AgentFailed(code, message, cause=cause))
 
 
 async def _invoke(handler: Handler, args: Any, ctx: CallContext) -> Any:

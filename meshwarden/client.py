@@ -5,7 +5,8 @@
         print(result.value, result.agent, result.version)
 
 Errors are the classes of meshwarden.errors (PolicyDenied, UnknownCapability, ...), the
-same ones the sidecar raised, rebuilt from the "meshwarden-error" trailer.
+same ones the sidecar raised, with their data, rebuilt from the structured status details
+(meshwarden.error_status); a kind this version does not know keeps its kind (Unclassified).
 
 Every call carries the current W3C trace context (meshwarden.trace_context), so a call made
 inside a handler, or inside a span of your own tracing, continues that trace.
@@ -19,12 +20,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import grpc
 
 from meshwarden import outcomes
-from meshwarden.errors import DeadlineExceeded, MeshError, PeerUnavailable, from_rpc_error
+from meshwarden.error_status import from_rpc_error
+from meshwarden.errors import DeadlineExceeded, MeshError, PeerUnavailable
 from meshwarden.trace_context import outgoing_metadata
 from meshwarden.usage import Usage
 from meshwarden.v1 import receipts_pb2, sidecar_pb2, sidecar_pb2_grpc
@@ -59,31 +61,57 @@ def encode(payload: object) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def request(
-    capability: str,
-    payload: object,
-    version: str | None,
-    schema_hash: str | None,
-    session_id: str | None,
-    workflow_id: str | None,
-    cost_estimate_micro_usd: int | None = None,
-    idempotent: bool = True,
-    idempotency_key: str | None = None,
-    parent_call_id: str | None = None,
-) -> sidecar_pb2.InvokeRequest:
+class CallOptions(TypedDict, total=False):
+    """What a call may say besides capability, payload and timeout: the keyword arguments of
+    `invoke`, and the one list `request` encodes (add a field here and there, nowhere else)."""
+
+    version: str | None  # a semver range of the callee, npm syntax ("^2.3")
+    schema_hash: str | None  # the callee's contract the caller was written against
+    session_id: str | None
+    workflow_id: str | None
+    cost_estimate_micro_usd: int | None  # policies see it; absent is not zero
+    idempotent: bool  # True (default): a fresh idempotency key, so the mesh may retry the call
+    idempotency_key: str | None  # reuse your own key across calls
+    parent_call_id: str | None  # the call being handled (a CallContext sets it)
+    # A call that needs a person's approval waits for it within the timeout (True, default),
+    # or fails at once with errors.ApprovalPending carrying the approval id (False).
+    wait_for_approval: bool
+    approval_id: str | None  # retry a call with the approval ApprovalPending gave for it
+
+
+def request(capability: str, payload: object, **options: Unpack[CallOptions]) -> sidecar_pb2.InvokeRequest:
+    """The InvokeRequest for a call: the SDK's one encoder of it."""
+    unknown = options.keys() - CallOptions.__optional_keys__
+    if unknown:  # **options would take a misspelt keyword silently
+        raise TypeError(
+            f"invoke() got unexpected keyword arguments {sorted(unknown)}; see meshwarden.client.CallOptions"
+        )
+    key = options.get("idempotency_key") or (uuid.uuid4().hex if options.get("idempotent", True) else "")
     message = sidecar_pb2.InvokeRequest(
         capability=capability,
         payload_json=encode(payload),
-        version_range=version or "",
-        schema_hash=schema_hash or "",
-        session_id=session_id or "",
-        workflow_id=workflow_id or "",
-        idempotency_key=idempotency_key or (uuid.uuid4().hex if idempotent else ""),
-        parent_call_id=parent_call_id or "",
+        version_range=options.get("version") or "",
+        schema_hash=options.get("schema_hash") or "",
+        session_id=options.get("session_id") or "",
+        workflow_id=options.get("workflow_id") or "",
+        idempotency_key=key,
+        parent_call_id=options.get("parent_call_id") or "",
     )
-    if cost_estimate_micro_usd is not None:  # policies see it; absent is not zero
-        message.cost_estimate_micro_usd = cost_estimate_micro_usd
+    cost = options.get("cost_estimate_micro_usd")
+    if cost is not None:  # policies see it; absent is not zero
+        message.cost_estimate_micro_usd = cost
     return message
+
+
+def approval_metadata(**options: Unpack[CallOptions]) -> tuple[tuple[str, str], ...]:
+    """The approval options travel as request metadata (the HTTP gateway reads the same headers)."""
+    found: list[tuple[str, str]] = []
+    if not options.get("wait_for_approval", True):
+        found.append(("x-meshwarden-approval-wait", "none"))
+    approval_id = options.get("approval_id")
+    if approval_id:
+        found.append(("x-meshwarden-approval-id", approval_id))
+    return tuple(found)
 
 
 def to_result(reply: sidecar_pb2.InvokeResponse) -> Result:
@@ -137,38 +165,20 @@ class Client:
         self._stub = sidecar_pb2_grpc.SidecarStub(self._channel)
 
     async def invoke(
-        self,
-        capability: str,
-        payload: object,
-        *,
-        version: str | None = None,
-        timeout: float | None = None,
-        schema_hash: str | None = None,
-        session_id: str | None = None,
-        workflow_id: str | None = None,
-        cost_estimate_micro_usd: int | None = None,
-        idempotent: bool = True,
-        idempotency_key: str | None = None,
-        parent_call_id: str | None = None,
+        self, capability: str, payload: object, *, timeout: float | None = None, **options: Unpack[CallOptions]
     ) -> Result:
-        """`idempotent=True` (the default) gives the call a fresh idempotency key, so the sidecars
+        """`options` are CallOptions: version=, schema_hash=, session_id=, workflow_id=,
+        cost_estimate_micro_usd=, idempotent=, idempotency_key=, parent_call_id=.
+        `idempotent=True` (the default) gives the call a fresh idempotency key, so the sidecars
         may retry it after a transient failure and the callee runs it at most once; pass
         `idempotency_key=` to reuse your own across calls, or `idempotent=False` for none.
-        `parent_call_id=` names the call being handled (a CallContext sets it for you)."""
-        req = request(
-            capability,
-            payload,
-            version,
-            schema_hash,
-            session_id,
-            workflow_id,
-            cost_estimate_micro_usd,
-            idempotent,
-            idempotency_key,
-            parent_call_id,
-        )
+        `parent_call_id=` names the call being handled (a CallContext sets it for you).
+        `wait_for_approval=False` answers a call held for a person's approval at once with
+        errors.ApprovalPending (its approval_id); retry then with `approval_id=`."""
+        req = request(capability, payload, **options)
         try:
-            reply = await self._stub.Invoke(req, timeout=timeout, metadata=self.metadata + outgoing_metadata())
+            metadata = self.metadata + outgoing_metadata() + approval_metadata(**options)
+            reply = await self._stub.Invoke(req, timeout=timeout, metadata=metadata)
         except grpc.aio.AioRpcError as err:
             raise to_error(err, self.sidecar) from err
         return to_result(reply)
@@ -210,38 +220,13 @@ class SyncClient:
         self._stub = sidecar_pb2_grpc.SidecarStub(self._channel)
 
     def invoke(
-        self,
-        capability: str,
-        payload: object,
-        *,
-        version: str | None = None,
-        timeout: float | None = None,
-        schema_hash: str | None = None,
-        session_id: str | None = None,
-        workflow_id: str | None = None,
-        cost_estimate_micro_usd: int | None = None,
-        idempotent: bool = True,
-        idempotency_key: str | None = None,
-        parent_call_id: str | None = None,
+        self, capability: str, payload: object, *, timeout: float | None = None, **options: Unpack[CallOptions]
     ) -> Result:
-        """`idempotent=True` (the default) gives the call a fresh idempotency key, so the sidecars
-        may retry it after a transient failure and the callee runs it at most once; pass
-        `idempotency_key=` to reuse your own across calls, or `idempotent=False` for none.
-        `parent_call_id=` names the call being handled (a CallContext sets it for you)."""
-        req = request(
-            capability,
-            payload,
-            version,
-            schema_hash,
-            session_id,
-            workflow_id,
-            cost_estimate_micro_usd,
-            idempotent,
-            idempotency_key,
-            parent_call_id,
-        )
+        """`Client.invoke`, blocking."""
+        req = request(capability, payload, **options)
         try:
-            reply = self._stub.Invoke(req, timeout=timeout, metadata=self.metadata + outgoing_metadata())
+            metadata = self.metadata + outgoing_metadata() + approval_metadata(**options)
+            reply = self._stub.Invoke(req, timeout=timeout, metadata=metadata)
         except grpc.RpcError as err:
             raise to_error(err, self.sidecar) from err
         return to_result(reply)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +88,8 @@ def resolve(
 
 
 def _read_file(path: Path, table: str, known: set[str]) -> dict[str, object]:
+    import tomllib  # only when a config file is given: every CLI command imports this module
+
     try:
         data = tomllib.loads(path.read_text())
     except OSError as exc:

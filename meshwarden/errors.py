@@ -13,52 +13,85 @@ raises the same class in the agent). Branched by what the caller can do about th
         NotRegistered         FAILED_PRECONDITION register the agent first
         OutcomeAlreadyReported FAILED_PRECONDITION the session's outcome was reported before; the message says what
         OutcomeRefused        PERMISSION_DENIED  this agent took no part in the session it reported on
+        ApprovalPending       FAILED_PRECONDITION a person must approve first; retry with its approval_id once approved
+        ApprovalDenied        PERMISSION_DENIED  a person denied it, nobody decided in time, or the approval is for other arguments
       Unreachable             transient; a later attempt may succeed
         NoHealthyInstance     UNAVAILABLE        nothing live matches right now
         PeerUnavailable       UNAVAILABLE        the chosen instance could not be reached
           NotSent             UNAVAILABLE        ... and certainly did not start the call (safe to resend)
-        PeerIdentityMismatch  UNAVAILABLE        the instance reached is not who the catalog says
+        PeerIdentityMismatch  UNAVAILABLE        the catalog names no identity for the instance
         CircuitOpen           UNAVAILABLE        the instance kept failing; calls to it pause a while
         DeadlineExceeded      DEADLINE_EXCEEDED  the caller's deadline passed
         RegistryUnavailable   UNAVAILABLE        the sidecar could not reach the registry; try again
         ReceiptSpoolFull      UNAVAILABLE        the registry has not taken this sidecar's receipts for too long
       AgentFailed             the callee agent itself failed; its code is passed through
+      AgentFailed             the callee agent itself failed (or answered a failure on purpose); its code is passed through
+      Unclassified            a kind this version does not know (a newer sidecar or agent): kept as it came
 
-Each class fixes a gRPC status code and a stable `kind`, sent in the trailer
-"meshwarden-error" so the SDK can raise the same class on the other side.
+Each class fixes a gRPC status code and a stable `kind`. An error carries its data as fields
+(the instance it failed on, the kill switch, the deciding policies), and crosses the wire as a
+google.rpc.Status whose ErrorInfo holds the kind as `reason` and the data as `metadata`
+(meshwarden.error_status), so the other side rebuilds the same class with the same data and
+nobody reads data back out of a message. The message is for people.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Mapping
 from typing import ClassVar
 
 import grpc
 
-ERROR_TRAILER = "meshwarden-error"
+Metadata = Mapping[str, str]  # google.rpc.ErrorInfo.metadata
+KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")  # what a kind looks like, ours or a newer version's
+MAX_DATA_CHARS = 8192  # one metadata value from another process, at most (a list of policy ids fits)
 
 
 class MeshError(Exception):
     code: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNKNOWN
-    kind: ClassVar[str] = "mesh_error"
-    # Set by routing (outbound) when an attempt on a chosen instance failed; retries avoid it.
-    failed_instance: str = ""
+    kind: str = "mesh_error"  # per class; an error of a kind this version does not know keeps its own
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, instance_id: str = "") -> None:
         super().__init__(message)
         self.message = message
+        # The instance the call failed on, when one had been chosen ("" when none was): set by
+        # the stage that raises it (peer, breaker, deadline); retries avoid that instance.
+        self.instance_id = instance_id
 
     def status_code(self) -> grpc.StatusCode:
         return self.code
 
+    def metadata(self) -> dict[str, str]:
+        """The error's data, as the ErrorInfo metadata that carries it over the wire."""
+        return {"instance_id": self.instance_id} if self.instance_id else {}
+
     @classmethod
-    def from_wire(cls, kind: str, code: grpc.StatusCode, message: str) -> MeshError:
-        """Rebuilds the error a sidecar sent (by its trailer kind), keeping its message."""
-        target = _BY_KIND.get(kind)
-        if target is None or target is AgentFailed:
-            return AgentFailed(code, message) if kind == AgentFailed.kind else _Unclassified(code, kind, message)
-        err = target.__new__(target)
-        MeshError.__init__(err, message)
+    def rebuilt(cls, message: str, metadata: Metadata) -> MeshError:
+        """The error of this class with the message and data another process sent."""
+        err = cls.__new__(cls)
+        MeshError.__init__(err, message, instance_id=metadata.get("instance_id", ""))
         return err
+
+    @classmethod
+    def from_wire(
+        cls, kind: str, code: grpc.StatusCode, message: str, metadata: Metadata | None = None, *, instance_id: str = ""
+    ) -> MeshError:
+        """Rebuilds the error another process sent (by its kind), keeping message and data;
+        `instance_id` names the instance it came from when the receiver knows better."""
+        data = {key: value[:MAX_DATA_CHARS] for key, value in (metadata or {}).items()}  # data from outside
+        if instance_id:
+            data["instance_id"] = instance_id
+        target = _BY_KIND.get(kind)
+        if target is None:  # a kind from outside: kept when it looks like one, bounded either way
+            return Unclassified(code, kind if KIND.fullmatch(kind) else MeshError.kind, message, data)
+        if target is AgentFailed:
+            cause = data.get("cause", "")
+            return AgentFailed(
+                code, message, cause=cause if KIND.fullmatch(cause) else "", instance_id=data.get("instance_id", "")
+            )
+        return target.rebuilt(message, data)
 
 
 class Refused(MeshError):
@@ -78,6 +111,20 @@ class Unidentified(Refused):
 class PolicyDenied(Refused):
     code = grpc.StatusCode.PERMISSION_DENIED
     kind = "policy_denied"
+
+    def __init__(self, message: str, *, policy_ids: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.policy_ids = policy_ids  # the deciding policies' @ids (none: default deny)
+
+    def metadata(self) -> dict[str, str]:
+        data = super().metadata()
+        if self.policy_ids:
+            data["policy_ids"] = json.dumps(list(self.policy_ids))
+        return data
+
+    @classmethod
+    def rebuilt(cls, message: str, metadata: Metadata) -> PolicyDenied:
+        return cls(message, policy_ids=_strings(metadata.get("policy_ids", "")))
 
 
 class BadPayload(Refused):
@@ -135,6 +182,23 @@ class KillSwitchEngaged(Refused):
             f"call to {capability} {what} by kill switch {switch_id} ({scope}): {reason}; an operator stopped "
             f"these calls (see meshwarden kill list; meshwarden kill lift {switch_id} ends it)"
         )
+        self.switch_id, self.scope, self.in_flight = switch_id, scope, in_flight
+
+    def metadata(self) -> dict[str, str]:
+        return {
+            **super().metadata(),
+            "switch_id": self.switch_id,
+            "scope": self.scope,
+            "in_flight": "true" if self.in_flight else "false",
+        }
+
+    @classmethod
+    def rebuilt(cls, message: str, metadata: Metadata) -> KillSwitchEngaged:
+        err = cls.__new__(cls)
+        MeshError.__init__(err, message, instance_id=metadata.get("instance_id", ""))
+        err.switch_id, err.scope = metadata.get("switch_id", ""), metadata.get("scope", "")
+        err.in_flight = metadata.get("in_flight") == "true"
+        return err
 
 
 class NotRegistered(Refused):
@@ -152,6 +216,70 @@ class OutcomeRefused(Refused):
 
     code = grpc.StatusCode.PERMISSION_DENIED
     kind = "outcome_refused"
+
+
+class ApprovalPending(Refused):
+    """The call needs a person's approval, which is pending: the agent asked not to wait, or
+    its deadline ended first. FAILED_PRECONDITION, like a kill switch: the same call fails
+    until the state changes (an operator approves), so nothing retries it on its own. The
+    agent retries with the same arguments, sending `approval_id` (x-meshwarden-approval-id)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    kind = "approval_pending"
+
+    def __init__(self, approval_id: str, capability: str, risks: tuple[str, ...] = (), *, waited: bool = False) -> None:
+        why = f" ({'; '.join(risks)})" if risks else ""
+        when = "was not decided before the call's deadline" if waited else "is pending"
+        super().__init__(
+            f"call to {capability} needs a person's approval{why}: approval {approval_id} {when}; an operator decides "
+            f"with `meshwarden approvals approve {approval_id} --reason ...`, then retry the call with the same "
+            f"arguments and header x-meshwarden-approval-id: {approval_id}"
+        )
+        self.approval_id, self.risks = approval_id, risks
+
+    def metadata(self) -> dict[str, str]:
+        return {**super().metadata(), "approval_id": self.approval_id, "risks": json.dumps(list(self.risks))}
+
+    @classmethod
+    def rebuilt(cls, message: str, metadata: Metadata) -> ApprovalPending:
+        err = cls.__new__(cls)
+        MeshError.__init__(err, message, instance_id=metadata.get("instance_id", ""))
+        err.approval_id, err.risks = metadata.get("approval_id", ""), _strings(metadata.get("risks", ""))
+        return err
+
+
+class ApprovalDenied(Refused):
+    """The approval this call needed says no: an operator denied it ("denied"), nobody decided
+    in time ("expired": deny by default), it was used already ("used"), or it covers other
+    arguments ("mismatch"). `reason` is the operator's, when one decided."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+    kind = "approval_denied"
+
+    def __init__(
+        self, approval_id: str, decision: str, message: str, *, decided_by: str = "", reason: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.approval_id, self.decision, self.decided_by, self.reason = approval_id, decision, decided_by, reason
+
+    def metadata(self) -> dict[str, str]:
+        return {
+            **super().metadata(),
+            "approval_id": self.approval_id,
+            "decision": self.decision,
+            "decided_by": self.decided_by,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def rebuilt(cls, message: str, metadata: Metadata) -> ApprovalDenied:
+        return cls(
+            metadata.get("approval_id", ""),
+            metadata.get("decision", ""),
+            message,
+            decided_by=metadata.get("decided_by", ""),
+            reason=metadata.get("reason", ""),
+        )
 
 
 class NoHealthyInstance(Unreachable):
@@ -184,7 +312,8 @@ class CircuitOpen(Unreachable):
         why = f" ({reason})" if reason else ""
         super().__init__(
             f"circuit open for instance {instance_id} of {agent} {version}{why}: its recent calls kept failing "
-            f"and no other instance could take the call; it gets a trial call in {max(retry_in_s, 0.0):.1f} s"
+            f"and no other instance could take the call; it gets a trial call in {max(retry_in_s, 0.0):.1f} s",
+            instance_id=instance_id,
         )
 
 
@@ -204,39 +333,48 @@ class ReceiptSpoolFull(Unreachable):
 
 
 class AgentFailed(MeshError):
-    """The callee agent failed; its status code and message are passed through."""
+    """The callee agent failed; its status code and message are passed through. `cause` is the
+    kind of the error the agent failed with when it was a mesh error of its own (a call it made
+    was refused, say), "" when the agent failed the call itself."""
 
     kind = "agent_failed"
 
-    def __init__(self, agent_code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.agent_code = agent_code
+    def __init__(self, agent_code: grpc.StatusCode, message: str, *, cause: str = "", instance_id: str = "") -> None:
+        super().__init__(message, instance_id=instance_id)
+        self.agent_code, self.cause = agent_code, cause
 
     def status_code(self) -> grpc.StatusCode:
         return self.agent_code
 
+    def metadata(self) -> dict[str, str]:
+        data = super().metadata()
+        if self.cause:
+            data["cause"] = self.cause
+        return data
 
-class _Unclassified(MeshError):
-    """A kind this version does not know (a newer sidecar); keeps code, kind and message."""
 
-    def __init__(self, code: grpc.StatusCode, kind: str, message: str) -> None:
-        super().__init__(message)
-        self._code, self._kind = code, kind
+class Unclassified(MeshError):
+    """A kind this version does not know (a newer sidecar or agent): keeps its code, kind,
+    message and data, so it travels on as it came."""
+
+    def __init__(self, code: grpc.StatusCode, kind: str, message: str, metadata: Metadata) -> None:
+        super().__init__(message, instance_id=metadata.get("instance_id", ""))
+        self.kind, self._code, self._metadata = kind, code, dict(metadata)
 
     def status_code(self) -> grpc.StatusCode:
         return self._code
 
+    def metadata(self) -> dict[str, str]:
+        return {**self._metadata, **super().metadata()}
 
-def from_rpc_error(err: grpc.RpcError) -> MeshError | None:
-    """The MeshError a sidecar sent (it carries the meshwarden-error trailer), else None.
 
-    Works for both grpc.aio.AioRpcError and the sync stack's errors (which are grpc.Call)."""
-    trailers = err.trailing_metadata() if isinstance(err, (grpc.aio.AioRpcError, grpc.Call)) else None
-    for key, value in trailers or ():
-        if key == ERROR_TRAILER:
-            kind = value.decode() if isinstance(value, bytes) else value
-            return MeshError.from_wire(kind, err.code(), err.details() or "")
-    return None
+def _strings(text: str) -> tuple[str, ...]:
+    """A JSON list of strings from metadata; anything else is no list (data from outside)."""
+    try:
+        value = json.loads(text) if text else []
+    except ValueError:
+        return ()
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
 
 
 def _all_subclasses(cls: type[MeshError]) -> list[type[MeshError]]:
@@ -248,4 +386,4 @@ def _all_subclasses(cls: type[MeshError]) -> list[type[MeshError]]:
 
 
 # Built from the class tree above, once, at import; never mutated afterwards.
-_BY_KIND: dict[str, type[MeshError]] = {c.kind: c for c in _all_subclasses(MeshError) if not c.__name__.startswith("_")}
+_BY_KIND: dict[str, type[MeshError]] = {c.kind: c for c in _all_subclasses(MeshError) if c is not Unclassified}

@@ -19,8 +19,6 @@ from meshwarden.identity.spiffe_ids import registry_id
 from meshwarden.identity.svid import Svid
 from meshwarden.v1 import registry_pb2_grpc
 
-DEFAULT_REGISTRY_ADDRESS: Final = "127.0.0.1:7400"
-
 # Watch streams can sit idle for a long time; keepalive pings let the client notice a dead
 # connection (registry host gone, NAT entry dropped) and reconnect with its last revision.
 # The registry accepts pings this often (registry.app.SERVER_OPTIONS).

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Final
 
-MAX_STATUS_MESSAGE_BYTES: Final = 2000  # x3 when percent-encoded: still under 8 KiB
+MAX_STATUS_MESSAGE_BYTES: Final = 1000  # x3 percent-encoded, plus the rich status's copy: under 8 KiB
 _CUT: Final = " ... (message cut)"
 
 

@@ -21,6 +21,7 @@ from typing import Final
 import cedarpy
 
 from meshwarden.policy_bundle import artifact as fmt
+from meshwarden.policy_bundle.approval_rules import approval_rule
 from meshwarden.policy_bundle.cedar_source import Statement, culprit_line, locate_error, split_statements
 from meshwarden.policy_bundle.entity_check import mesh_rule_problems, schema_mismatches, uid_text
 from meshwarden.policy_bundle.errors import BundleInvalid, SourceProblem, bundle_label
@@ -223,6 +224,10 @@ def _check_statement(path: str, statement: Statement, problems: list[SourceProbl
     if not POLICY_ID.fullmatch(policy_id):
         problems.append(SourceProblem(path, statement.line, f"@id {policy_id!r} must be {POLICY_ID_RULE}"))
         return None
+    try:
+        approval_rule(policy.effect, policy.annotations)
+    except ValueError as exc:
+        problems.append(SourceProblem(path, statement.line, f'policy "{policy_id}": {exc}'))
     reason = policy.annotations.get("reason")
     if reason is not None and not reason.strip():
         problems.append(

@@ -18,7 +18,7 @@ MANIFEST_FILE: Final = "manifest.toml"
 BUNDLE_NAME: Final = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 BUNDLE_NAME_RULE: Final = "1-63 characters of a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
 _TOP_KEYS: Final = frozenset({"name", "revision", "description", "settings"})
-_SETTING_KEYS: Final = frozenset({"store_raw_arguments"})
+_SETTING_KEYS: Final = frozenset({"store_raw_arguments", "approvers_see_arguments"})
 _TOML_LOCATION: Final = re.compile(r"\(at line (\d+), column \d+\)")
 
 
@@ -27,6 +27,9 @@ class BundleSettings:
     # Receipts keep a digest of each call's arguments; with this set they keep the arguments
     # themselves too. Off by default: arguments may carry personal data.
     store_raw_arguments: bool = False
+    # A call held for approval (an @approval permit) shows its arguments to the operators who
+    # decide, and the registry keeps them with the approval; false shows their sha256 only.
+    approvers_see_arguments: bool = True
 
 
 # Revisions are stored as SQLite integers and compared as such: below 2^63. A release number
@@ -93,7 +96,15 @@ def _parse_settings(raw: object, problem: Callable[[str, str, str], None]) -> Bu
             "settings", "store_raw_arguments", f"settings.store_raw_arguments must be true or false, got {store_raw!r}"
         )
         store_raw = False
-    return BundleSettings(store_raw_arguments=store_raw)
+    approvers_see = raw.get("approvers_see_arguments", True)
+    if not isinstance(approvers_see, bool):
+        problem(
+            "settings",
+            "approvers_see_arguments",
+            f"settings.approvers_see_arguments must be true or false, got {approvers_see!r}",
+        )
+        approvers_see = True
+    return BundleSettings(store_raw_arguments=store_raw, approvers_see_arguments=approvers_see)
 
 
 def _unknown_key_message(key: str, prefix: str, known: frozenset[str]) -> str:

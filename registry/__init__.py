@@ -8,6 +8,9 @@ changes; operators list it (`meshwarden agents list`) and make join tokens. Run 
 """
 
 from meshwarden.registry.app import Ready, StartError, run, serve
+from meshwarden.registry.approval_store import ApprovalStore, StoredApproval
+from meshwarden.registry.approvals import ApprovalAsk, Approvals
+from meshwarden.registry.approvals_server import ApprovalsService
 from meshwarden.registry.audit import Audit, AuditEntry
 from meshwarden.registry.bundles import Bundles, StoredBundle
 from meshwarden.registry.catalog import Catalog, Listing, Registration
@@ -49,6 +52,11 @@ from meshwarden.registry.store import Store
 from meshwarden.registry.watch_hub import WatchHub
 
 __all__ = [
+    "ApprovalAsk",
+    "ApprovalStore",
+    "Approvals",
+    "ApprovalsService",
+    "StoredApproval",
     "SERVICE_NAME",
     "Acknowledgements",
     "Audit",

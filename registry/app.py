@@ -40,6 +40,10 @@ from meshwarden.policy_bundle.errors import BundleError
 from meshwarden.policy_bundle.trusted_keys import load_trusted_keys
 from meshwarden.ready import announce_ready
 from meshwarden.registry import leases
+from meshwarden.registry.approval_store import ApprovalStore
+from meshwarden.registry.approvals import Approvals
+from meshwarden.registry.approvals_server import SERVICE_NAME as APPROVALS_SERVICE_NAME
+from meshwarden.registry.approvals_server import ApprovalsService
 from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Authorizer
 from meshwarden.registry.bundles import Bundles
@@ -69,7 +73,7 @@ from meshwarden.registry.store import Store
 from meshwarden.registry.watch_hub import WatchHub
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
-from meshwarden.v1 import controls_pb2_grpc, identity_pb2_grpc, receipts_pb2_grpc, registry_pb2_grpc
+from meshwarden.v1 import approvals_pb2_grpc, controls_pb2_grpc, identity_pb2_grpc, receipts_pb2_grpc, registry_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +151,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             audit,
             clock,
             HealthReports(clock),
+            Approvals(ApprovalStore(store), clock, audit),
         )
         rotation = tasks.supervise("registry-svid-rotation", own_svid.rotate_forever)
         expiry = tasks.supervise("kill-switch-expiry", controls.expire_forever)
@@ -191,6 +196,7 @@ class _Parts:
     audit: Audit
     clock: Clock
     health: HealthReports
+    approvals: Approvals
 
 
 async def _serve(
@@ -234,7 +240,16 @@ async def _serve(
     receipts_pb2_grpc.add_ReceiptsServicer_to_server(
         ReceiptsService(parts.receipts, authorizer, SessionQueries(parts.receipts, parts.outcomes, parts.clock)), server
     )
-    services = [SERVICE_NAME, IDENTITY_SERVICE_NAME, RECEIPTS_SERVICE_NAME, CONTROLS_SERVICE_NAME]
+    approvals_pb2_grpc.add_ApprovalsServicer_to_server(
+        ApprovalsService(parts.approvals, authorizer, parts.clock), server
+    )
+    services = [
+        SERVICE_NAME,
+        IDENTITY_SERVICE_NAME,
+        RECEIPTS_SERVICE_NAME,
+        CONTROLS_SERVICE_NAME,
+        APPROVALS_SERVICE_NAME,
+    ]
     health = add_standard_services(server, services)
     serving = False
     admin = AdminServer(

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 DB_NAME: Final = "registry.db"
 LOCK_NAME: Final = "registry.lock"
-SCHEMA_VERSION: Final = 8
+SCHEMA_VERSION: Final = 9
 
 _JOIN_TOKENS: Final = """
 CREATE TABLE IF NOT EXISTS join_tokens (
@@ -179,6 +179,29 @@ CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log (at);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('controls_revision', 0);
 """
 
+# Approvals (registry.approval_store): a person's decision on one call's exact arguments.
+_APPROVALS: Final = """
+CREATE TABLE IF NOT EXISTS approvals (
+    id TEXT PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'expired', 'used')),
+    agent TEXT NOT NULL,
+    spiffe_id TEXT NOT NULL,
+    call_kind TEXT NOT NULL,
+    capability TEXT NOT NULL,
+    arguments_sha256 TEXT NOT NULL,
+    body TEXT NOT NULL,
+    requested_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    decided_at REAL,
+    decided_by TEXT NOT NULL DEFAULT '',
+    reason TEXT NOT NULL DEFAULT '',
+    used_at REAL,
+    used_by_call_id TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS approvals_by_call ON approvals (agent, capability, arguments_sha256, state);
+CREATE INDEX IF NOT EXISTS approvals_by_state ON approvals (state, expires_at);
+"""
+
 _SCHEMA: Final = (
     """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -205,6 +228,7 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0);
     + _RECEIPTS
     + _OUTCOMES
     + _CONTROLS
+    + _APPROVALS
     + _SIGNED_HEADS
 )
 
@@ -444,15 +468,17 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
     # Version 4 -> 5 (receipts): receipt chains and their heads.
     # Version 5 -> 6 (outcomes): how each session ended, as its agents reported it.
     # Version 6 -> 7 (operator controls): kill switches, isolations, the audit log.
-    # Version 7 -> 8 (signed receipt heads): each chain's head as its sidecar signed it.
+    # Version 7 -> 8 (approvals): a person's decision on one call's exact arguments.
+    # Version 8 -> 9 (signed receipt heads): each chain's head as its sidecar signed it.
     upgrades = {
-        1: _UPGRADE_TO_2 + _BUNDLES + _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS + _SIGNED_HEADS,
-        2: _BUNDLES + _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS + _SIGNED_HEADS,
-        3: _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS + _SIGNED_HEADS,
-        4: _RECEIPTS + _OUTCOMES + _CONTROLS + _SIGNED_HEADS,
-        5: _OUTCOMES + _CONTROLS + _SIGNED_HEADS,
-        6: _CONTROLS + _SIGNED_HEADS,
-        7: _SIGNED_HEADS,
+        1: _UPGRADE_TO_2 + _BUNDLES + _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS + _APPROVALS + _SIGNED_HEADS,
+        2: _BUNDLES + _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS + _APPROVALS + _SIGNED_HEADS,
+        3: _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS + _APPROVALS + _SIGNED_HEADS,
+        4: _RECEIPTS + _OUTCOMES + _CONTROLS + _APPROVALS + _SIGNED_HEADS,
+        5: _OUTCOMES + _CONTROLS + _APPROVALS + _SIGNED_HEADS,
+        6: _CONTROLS + _APPROVALS + _SIGNED_HEADS,
+        7: _APPROVALS + _SIGNED_HEADS,
+        8: _SIGNED_HEADS,
     }
     steps = _SCHEMA if version == 0 else upgrades.get(version, "")
     db.executescript("BEGIN;" + steps + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")

@@ -4,13 +4,15 @@ A stage learns things about a call (the instance routing picked, the attempt num
 passes them on with `dataclasses.replace`; it never mutates the Call it was given. What the
 reporting concerns (spans, receipts, metrics) need once the call has ended goes into the
 call's `CallRecord` instead, because an outer stage never sees the Calls inner stages made.
+What a call produced travels back in what it returns: the `Reply` (its result and usage) or
+the error it raised (meshwarden.errors, each carrying its data).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar, dataclass_transform
+from typing import Literal, TypeVar, dataclass_transform
 
 from meshwarden.sidecar.catalog import Endpoint
 from meshwarden.usage import Usage  # the SDK's: one type for what a call consumed, both sides
@@ -53,7 +55,11 @@ class CallRecord:
     target: Endpoint | None = None  # routing / target_check: the instance of the last attempt
     breaker_state: str = ""  # breaker: the target's breaker state when the attempt went through
     kill_switch_id: str = ""  # the kill-switch stage: the switch that refused or cancelled the call
-    usage: Usage | None = None  # peer (outbound) / deliver (inbound): as the callee reported it
+    approval_risks: tuple[str, ...] = ()  # policy gate: a person must approve first, because of these
+    approval_ttl_s: int = 0  # policy gate: how long that decision may take
+    approval_id: str = ""  # approval stage: the approval asked for or used
+    approval_decision: str = ""  # approval stage: "approved", "denied", "expired", "used", "pending"
+    approver: str = ""  # approval stage: who decided
 
 
 @_immutable
@@ -90,13 +96,17 @@ class Call:
     # its own span's context here for the next hop (the peer call, the agent's delivery).
     traceparent: str = ""
     tracestate: str = ""
+    kind: Literal["agent", "model", "tool"] = "agent"
+    # Inbound only: why the calling sidecar's certificate names no agent's sidecar ("" when it
+    # does); peer_identity refuses the call with it, so the refusal leaves a receipt.
+    identity_problem: str = ""
+    # From the agent's request metadata: an approval it was given earlier for this same call
+    # (x-meshwarden-approval-id), and whether it waits for a pending approval or is answered at
+    # once with its id (x-meshwarden-approval-wait: none).
+    approval_id: str = ""
+    approval_wait: bool = True
     # Shared by every replace() of this call; see CallRecord.
     record: CallRecord = field(default_factory=CallRecord, compare=False, repr=False)
-
-    def next_hop_timeout_s(self, now: float) -> float:
-        """The gRPC timeout for the next hop: what is left of the deadline, at least 1 ms (a
-        call whose deadline already passed was refused earlier, by the deadline stage)."""
-        return max(self.deadline - now, 0.001)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +115,7 @@ class Reply:
     instance_id: str
     agent: str
     version: str
+    usage: Usage | None = None  # what the call consumed, as the callee (or provider) reported it
 
 
 Handler = Callable[[Call], Awaitable[Reply]]

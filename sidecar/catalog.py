@@ -8,7 +8,7 @@ unreachable the view simply stops changing: routing goes on from the last known 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import semantic_version
@@ -54,6 +54,16 @@ class Catalog:
         # as if absent, and the versions so hidden per capability, for routing's message.
         self._isolated: frozenset[tuple[str, str]] = frozenset()
         self._hidden: dict[str, tuple[str, ...]] = {}
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """`listener` runs after every change of the view (e.g. to close channels to instances
+        that left)."""
+        self._listeners.append(listener)
+
+    def peer_endpoints(self) -> frozenset[tuple[str, str]]:
+        """(peer address, SPIFFE ID) of every instance in the view, isolated ones included."""
+        return frozenset((i.peer_address, i.spiffe_id) for i in self._instances.values())
 
     def apply(self, event: registry_pb2.WatchEvent) -> None:
         change = event.WhichOneof("change")
@@ -134,3 +144,5 @@ class Catalog:
         self._hidden = {name: tuple(sorted(found)) for name, found in hidden.items()}
         self._seen.update(hidden)
         self._seen.update(self._by_capability)
+        for listener in self._listeners:
+            listener()

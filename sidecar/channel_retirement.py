@@ -11,6 +11,8 @@ import asyncio
 
 import grpc
 
+from meshwarden.tasks import spawn
+
 
 class ChannelRetirement:
     def __init__(self, grace_s: float) -> None:
@@ -18,7 +20,7 @@ class ChannelRetirement:
         self._closing: set[asyncio.Task[None]] = set()
 
     def retire(self, channel: grpc.aio.Channel) -> None:
-        task = asyncio.ensure_future(channel.close(grace=self._grace_s))
+        task = spawn(channel.close(grace=self._grace_s), "channel-retirement")
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 

@@ -26,6 +26,7 @@ from google.protobuf.message import DecodeError
 
 from meshwarden.control_scopes import describe
 from meshwarden.secure_files import ensure_private_dir, write_atomically
+from meshwarden.tasks import spawn
 from meshwarden.v1 import controls_pb2
 
 log = logging.getLogger(__name__)
@@ -230,12 +231,12 @@ class Controls:
         if self._saver is not None and not self._saver.done():
             return
         try:
-            loop = asyncio.get_running_loop()
+            asyncio.get_running_loop()
         except RuntimeError:  # no event loop (tools, tests): write at once
             self._unsaved = None
             self._persist(update)
             return
-        self._saver = loop.create_task(self._save_newest(), name="controls-save")
+        self._saver = spawn(self._save_newest(), "controls-save")
 
     async def _save_newest(self) -> None:
         # A moment later: when a switch is engaged, every sidecar on the host works at once to

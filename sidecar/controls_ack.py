@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import grpc
 
+from meshwarden.tasks import spawn
 from meshwarden.v1 import controls_pb2, controls_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ class Acknowledger:
     def acknowledge(self, revision: int) -> None:
         self._wanted = max(self._wanted, revision)
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._send(), name="controls-ack")
+            self._task = spawn(self._send(), "controls-ack")
 
     async def _send(self) -> None:
         sent = -1

@@ -3,6 +3,11 @@ heartbeat interval, register again when the lease was lost, deregister on clean 
 
 While the registry is unreachable the loop keeps trying at the heartbeat interval; calls
 keep flowing meanwhile, since routing does not depend on the registry being up.
+
+RegisterAgent waits for the registry to hold what the agent declared: `confirmed(generation)`
+compares numbers (each registration of the local agent has one) rather than waiting on an
+event that might have been set, and cleared, before the wait began, so a confirmation that
+came first is never lost.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ class Lease:
     def __init__(self, registry: Callable[[], registry_pb2_grpc.RegistryStub], local: LocalAgent) -> None:
         self._registry, self._local = registry, local
         self.registered = asyncio.Event()  # set while the registry holds our current registration
+        self.confirmed_generation = 0  # the latest registration of the local agent the registry holds
+        self._confirmation = asyncio.Event()  # set, then replaced, at each confirmation
         self._interval_s = _FALLBACK_INTERVAL_S
         self._outage = False
 
@@ -39,12 +46,27 @@ class Lease:
             else:
                 await self._wait_or_change(self._interval_s)
 
+    def close(self) -> None:
+        """The sidecar is stopping: registrations from now on are refused (LocalAgent.close)."""
+        self._local.close()
+
     async def withdraw(self) -> None:
         """Takes the instance out of the catalog now (its agent is gone); registering again is
         the agent's move (LocalAgent.register sets `changed`, and the loop registers)."""
         self._local.withdraw()
         await self.deregister()
         self.registered.clear()
+
+    async def confirmed(self, generation: int, timeout_s: float) -> bool:
+        """Waits until the registry holds registration `generation` (or a later one) of the
+        local agent; False when it has not within `timeout_s`."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while self.confirmed_generation < generation:
+                    await self._confirmation.wait()  # the event read in the same step as the number
+        except TimeoutError:
+            return False
+        return True
 
     async def deregister(self) -> None:
         if not self.registered.is_set():
@@ -60,6 +82,7 @@ class Lease:
             )
 
     async def _register(self) -> bool:
+        generation = self._local.generation  # read with the instance, in the same step
         instance = self._local.instance_proto()
         if instance is None:
             return False
@@ -74,6 +97,7 @@ class Lease:
         self._interval_s = reply.heartbeat_interval.ToTimedelta().total_seconds() or _FALLBACK_INTERVAL_S
         self._outage = False
         self.registered.set()
+        self._confirm(generation)
         log.info(
             "registered %s %s as instance %s (catalog revision %d, heartbeat every %.1f s)",
             instance.agent,
@@ -83,6 +107,11 @@ class Lease:
             self._interval_s,
         )
         return True
+
+    def _confirm(self, generation: int) -> None:
+        self.confirmed_generation = max(self.confirmed_generation, generation)
+        self._confirmation.set()
+        self._confirmation = asyncio.Event()
 
     async def _renew_until_lost(self) -> None:
         while True:

@@ -23,6 +23,7 @@ class Registration:
     version: semantic_version.Version
     capabilities: dict[str, CapabilitySpec]
     descriptions: dict[str, str]
+    generation: int = 0  # counts RegisterAgent calls; the lease confirms each by its number
 
 
 class LocalAgent:
@@ -30,6 +31,7 @@ class LocalAgent:
         self.name, self.instance_id = name, instance_id
         self.peer_address, self.spiffe_id = peer_address, spiffe_id
         self.registration: Registration | None = None
+        self.generation = 0  # of the latest registration (0: none yet)
         # Set whenever the registration changes, so the lease loop re-registers at once.
         self.changed = asyncio.Event()
         self._listeners: list[asyncio.Event] = []
@@ -91,7 +93,8 @@ class LocalAgent:
                 cap.default_timeout_ms / 1000.0,
             )
             descriptions[cap.name] = cap.description
-        self.registration = Registration(parsed_version, specs, descriptions)
+        self.generation += 1
+        self.registration = Registration(parsed_version, specs, descriptions, self.generation)
         self.changed.set()
         for listener in self._listeners:
             listener.set()

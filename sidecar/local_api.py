@@ -10,18 +10,17 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 
-from meshwarden import callback_auth, identifiers
+from meshwarden import callback_auth
 from meshwarden.addresses import AddressError, parse_host_port
 from meshwarden.errors import BadPayload, MeshError, RegistryUnavailable
-from meshwarden.sidecar import usage
 from meshwarden.sidecar.call import Call, Caller, Handler
 from meshwarden.sidecar.config import SidecarConfig
 from meshwarden.sidecar.instance_health import Assessment
 from meshwarden.sidecar.lease import Lease
-from meshwarden.sidecar.local_agent import CAPABILITY_NAME
 from meshwarden.sidecar.outcome_reporter import OutcomeReporter
 from meshwarden.sidecar.rescue import abort_unexpected, abort_with
 from meshwarden.sidecar.runtime import Runtime
+from meshwarden.sidecar.wire import approval_headers, deadlines, invoke
 from meshwarden.trace_context import headers_from_metadata
 from meshwarden.v1 import catalog_pb2, receipts_pb2, sidecar_pb2, sidecar_pb2_grpc
 
@@ -29,10 +28,6 @@ log = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[object, object]
 _REGISTER_WAIT_S = 5.0
-
-
-def _answer_margin_s(remaining_s: float) -> float:
-    return min(0.005, remaining_s * 0.05)
 
 
 class LocalApi(sidecar_pb2_grpc.SidecarServicer):
@@ -61,16 +56,13 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
             refused = callback_auth.token_problem(request.callback_token, callback or self._app.address)
             if refused is not None:
                 raise BadPayload(refused)
-            self._local.register(request.version, list(request.capabilities))
+            registration = self._local.register(request.version, list(request.capabilities))
         except MeshError as err:
             await abort_with(context, err)
         await self._app.retarget(callback or self._app.address, request.callback_token)
         # Answer once the registry holds the registration, so that "registered" means
         # "routable"; with the registry down, answer anyway: the lease loop keeps trying.
-        self._lease.registered.clear()
-        try:
-            await asyncio.wait_for(self._lease.registered.wait(), _REGISTER_WAIT_S)
-        except TimeoutError:
+        if not await self._lease.confirmed(registration.generation, _REGISTER_WAIT_S):
             log.warning(
                 "registry has not confirmed %s yet; it will join the catalog when it does", self._local.instance_id
             )
@@ -91,14 +83,7 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
             raise
         except Exception:  # noqa: BLE001 - the server rescue: a bug, logged in full, revealed to nobody
             await abort_unexpected(context, f"invoke {request.capability}", call_id)
-        return sidecar_pb2.InvokeResponse(
-            result_json=reply.result,
-            instance_id=reply.instance_id,
-            agent=reply.agent,
-            version=reply.version,
-            call_id=call_id,
-            usage=usage.to_proto(call.record.usage),  # as the peer stage read it from the callee's reply
-        )
+        return invoke.to_response(reply, call_id)
 
     async def ReportOutcome(
         self, request: receipts_pb2.ReportOutcomeRequest, context: Context
@@ -136,47 +121,20 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
             raise BadPayload(str(exc)) from exc
 
     def _to_call(self, request: sidecar_pb2.InvokeRequest, context: Context, call_id: str) -> Call:
-        if not CAPABILITY_NAME.fullmatch(request.capability):
-            raise BadPayload(
-                f"capability {request.capability!r} is not a capability name (1-128 characters of a-z, 0-9, '_', '.', '-')"
-            )
-        if not request.payload_json:
-            raise BadPayload(f"payload_json for {request.capability} is empty; send JSON text, e.g. {{}}")
-        problem = identifiers.first_problem(
-            {
-                "session_id": request.session_id,
-                "workflow_id": request.workflow_id,
-                "parent_call_id": request.parent_call_id,
-                "idempotency_key": request.idempotency_key,
-                "schema_hash": request.schema_hash,
-                "version_range": request.version_range,
-            }
-        )
-        if problem is not None:
-            raise BadPayload(f"call to {request.capability}: {problem}")
+        # The sidecar gives up a moment before the agent does; with no deadline, the
+        # capability's declared default applies, else the sidecar's.
         remaining = context.time_remaining()
-        # The sidecar gives up a moment before the agent does, so the agent receives the
-        # sidecar's explanation rather than its own bare "Deadline Exceeded".
-        if remaining is None:  # the capability's declared default, else the sidecar's
-            timeout = self._catalog.default_timeout_s(request.capability) or self._config.default_timeout_s
-        else:
-            timeout = remaining - _answer_margin_s(remaining)
+        default_s = 0.0
+        if remaining is None:
+            default_s = self._catalog.default_timeout_s(request.capability) or self._config.default_timeout_s
         traceparent, tracestate = headers_from_metadata(context.invocation_metadata())
-        return Call(
+        approval = approval_headers.from_metadata(context.invocation_metadata())
+        return invoke.to_call(
+            request,
             call_id=call_id,
-            capability=request.capability,
-            payload=request.payload_json,
             caller=self._caller,
-            deadline=self._clock.monotonic() + timeout,
-            version_range=request.version_range.strip(),
-            schema_hash=request.schema_hash.strip(),
-            session_id=request.session_id,
-            workflow_id=request.workflow_id,
-            idempotency_key=request.idempotency_key,
-            parent_call_id=request.parent_call_id,
-            cost_estimate_micro_usd=(
-                request.cost_estimate_micro_usd if request.HasField("cost_estimate_micro_usd") else None
-            ),
+            deadline=deadlines.arriving(remaining, default_s, self._clock.monotonic(), margin=True),
             traceparent=traceparent,
             tracestate=tracestate,
+            approval=approval,
         )

@@ -16,7 +16,8 @@ from typing import TypeAlias, TypeVar, cast
 
 import grpc
 
-from meshwarden.errors import ERROR_TRAILER, Unidentified
+from meshwarden import error_status
+from meshwarden.errors import Unidentified
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,6 @@ def _refusal(method: str) -> Handler:
     )
 
     async def refuse(request: object, context: grpc.aio.ServicerContext[object, object]) -> None:
-        await context.abort(err.status_code(), err.message, trailing_metadata=((ERROR_TRAILER, err.kind),))
+        await error_status.abort(context, err)
 
     return grpc.unary_unary_rpc_method_handler(refuse)

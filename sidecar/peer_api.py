@@ -12,11 +12,11 @@ from meshwarden import identifiers
 from meshwarden.clock import Clock
 from meshwarden.errors import BadPayload, MeshError, Unidentified
 from meshwarden.identity.peer import Unauthenticated, peer_identity
-from meshwarden.sidecar import usage
 from meshwarden.sidecar.call import Call, Caller, Handler
 from meshwarden.sidecar.config import SidecarConfig
 from meshwarden.sidecar.local_agent import CAPABILITY_NAME
 from meshwarden.sidecar.rescue import abort_unexpected, abort_with
+from meshwarden.sidecar.wire import deadlines, peer_call
 from meshwarden.trace_context import headers_from_metadata
 from meshwarden.v1 import peer_pb2, peer_pb2_grpc
 
@@ -30,15 +30,9 @@ class PeerApi(peer_pb2_grpc.PeerServicer):
 
     async def Deliver(self, request: peer_pb2.PeerCall, context: Context) -> peer_pb2.PeerReply:
         try:
-            call = self._to_call(request, context)
-            reply = await self._inbound(call)
+            reply = await self._inbound(self._to_call(request, context))
         except Unidentified as err:
-            capability = (
-                request.capability
-                if CAPABILITY_NAME.fullmatch(request.capability)
-                else identifiers.shown(request.capability)
-            )
-            log.warning("refused %s from %s: %s", capability, context.peer(), err.message)
+            log.warning("refused %s from %s: %s", identifiers.shown(request.capability), context.peer(), err.message)
             await abort_with(context, err)
         except MeshError as err:
             await abort_with(context, err)
@@ -46,60 +40,47 @@ class PeerApi(peer_pb2_grpc.PeerServicer):
             raise
         except Exception:  # noqa: BLE001 - the server rescue: a bug, logged in full, revealed to nobody
             await abort_unexpected(context, f"deliver {request.capability}", request.call_id)
-        return peer_pb2.PeerReply(
-            result_json=reply.result,
-            instance_id=reply.instance_id,
-            agent=reply.agent,
-            version=reply.version,
-            usage=usage.to_proto(call.record.usage),  # as deliver read it from the agent
-        )
+        return peer_call.to_peer_reply(reply)
 
     def _to_call(self, request: peer_pb2.PeerCall, context: Context) -> Call:
+        """The call as the certificate says who made it. A caller it does not identify as an
+        agent's sidecar is still a call, with no caller: the inbound pipeline refuses it
+        (peer_identity), so the refusal leaves its receipt, metric and span like any other."""
+        caller, problem = Caller(agent="", instance_id=request.caller_instance_id), ""
         try:  # the caller is whoever its certificate says, nothing else
             identity = peer_identity(context, self._config.trust_domain)
         except Unauthenticated as exc:
-            raise Unidentified(str(exc)) from exc
-        if identity.kind != "agent":
-            raise Unidentified(f"{identity.spiffe_id} is not an agent's sidecar; only sidecars deliver calls")
-        problem = identifiers.first_problem(
-            {
-                "call_id": request.call_id,
-                "session_id": request.session_id,
-                "workflow_id": request.workflow_id,
-                "parent_call_id": request.parent_call_id,
-                "idempotency_key": request.idempotency_key,
-                "schema_hash": request.schema_hash,
-                "caller_instance_id": request.caller_instance_id,
-                "target_instance_id": request.target_instance_id,
-                "caller_agent": request.caller_agent,
-            }
-        )
-        if problem is not None:
-            raise BadPayload(f"call from {identity.name}: {problem}")
-        if not CAPABILITY_NAME.fullmatch(request.capability):
-            raise BadPayload(
-                f"call from {identity.name}: capability {identifiers.shown(request.capability)} is not a capability name"
+            problem = str(exc)
+        else:
+            if identity.kind != "agent":
+                problem = f"{identity.spiffe_id} is not an agent's sidecar; only sidecars deliver calls"
+            else:
+                caller = Caller(identity.name, request.caller_instance_id, identity.spiffe_id)
+        if not problem:  # the peer's identifiers bounded as the local API's are (meshwarden.identifiers)
+            found = identifiers.first_problem(
+                {
+                    "call_id": request.call_id,
+                    "session_id": request.session_id,
+                    "workflow_id": request.workflow_id,
+                    "parent_call_id": request.parent_call_id,
+                    "idempotency_key": request.idempotency_key,
+                    "schema_hash": request.schema_hash,
+                    "caller_instance_id": request.caller_instance_id,
+                    "target_instance_id": request.target_instance_id,
+                    "caller_agent": request.caller_agent,
+                }
             )
-        remaining = context.time_remaining()
-        timeout = self._config.default_timeout_s if remaining is None else remaining
+            if found is not None or not CAPABILITY_NAME.fullmatch(request.capability):
+                raise BadPayload(f"call from {caller.agent}: {found or 'capability is not a capability name'}")
         traceparent, tracestate = headers_from_metadata(context.invocation_metadata())
-        return Call(
-            call_id=request.call_id,
-            capability=request.capability,
-            payload=request.payload_json,
-            caller=Caller(agent=identity.name, instance_id=request.caller_instance_id, spiffe_id=identity.spiffe_id),
-            claimed_caller=request.caller_agent,
-            deadline=self._clock.monotonic() + timeout,
-            schema_hash=request.schema_hash,
-            session_id=request.session_id,
-            workflow_id=request.workflow_id,
-            idempotency_key=request.idempotency_key,
-            attempt=max(request.attempt, 1),
-            cost_estimate_micro_usd=(
-                request.cost_estimate_micro_usd if request.HasField("cost_estimate_micro_usd") else None
-            ),
-            target_instance_id=request.target_instance_id,
-            parent_call_id=request.parent_call_id,
+        deadline = deadlines.arriving(
+            context.time_remaining(), self._config.default_timeout_s, self._clock.monotonic(), margin=False
+        )
+        return peer_call.to_call(
+            request,
+            caller=caller,
+            identity_problem=problem,
+            deadline=deadline,
             traceparent=traceparent,
             tracestate=tracestate,
         )

@@ -1,11 +1,19 @@
 """The order of the stages, in the order a call travels. This is the only place it is set;
-tests/unit/sidecar/test_pipeline.py checks it against the order README.md documents."""
+tests/unit/sidecar/test_pipeline.py checks it against the order README.md documents.
+
+Every call the local agent makes passes the same outer stages (`outer_layers`), whatever its
+kind; then the kind's own routing and last hop (`of_kind`): `outbound` for calls to other
+agents, and likewise a function per kind for model and tool calls. Calls from other agents'
+sidecars (`inbound`) are of kind "agent" only."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from meshwarden.sidecar.call import Handler, Layer, compose
 from meshwarden.sidecar.runtime import Runtime
 from meshwarden.sidecar.stages import (
+    approval,
     breaker,
     deadline,
     deliver,
@@ -27,7 +35,10 @@ from meshwarden.sidecar.stages import (
 )
 
 
-def outbound_layers(rt: Runtime) -> list[Layer]:
+def outer_layers(rt: Runtime) -> list[Layer]:
+    """The stages every call this sidecar's agent makes passes, whatever its kind (agent,
+    model, tool), written once: a receipt, a span, a metric, a kill switch and a policy
+    decision and an approval work the same way for all. The budget stage goes here too."""
     return [  # outermost first
         tracing.layer(rt.tracing, "outbound", _kind_of(rt)),  # a CLIENT span, continuing the agent's trace
         metrics.layer(rt.metrics, "outbound", rt.catalog.has_seen, rt.clock),  # counted and timed once it ends
@@ -36,6 +47,13 @@ def outbound_layers(rt: Runtime) -> list[Layer]:
         kill_switch.outbound(rt.controls, rt.local, rt.policy, rt.catalog),
         payload_limit.layer(rt.config.max_payload_bytes),  # cheapest refusal first
         outbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # may it call this? (Cedar)
+        approval.layer(rt.approvals, rt.policy, rt.clock),  # a person's yes first, when policy asks for one
+    ]
+
+
+def agent_route_layers(rt: Runtime) -> list[Layer]:
+    """How a call to another agent's capability finds its instance, within the outer stages."""
+    return [
         retries.layer(_retry_settings(rt), rt.clock, rt.rng),  # safe retries only, each re-routed
         routing.layer(
             rt.catalog, rt.rng, rt.breakers, rt.routes, rt.sessions, rt.latency
@@ -44,6 +62,16 @@ def outbound_layers(rt: Runtime) -> list[Layer]:
         schema_check.layer(rt.schemas),  # a bad call never leaves
         deadline.layer(rt.clock),  # the call ends when the caller's deadline does
     ]
+
+
+def outbound_layers(rt: Runtime) -> list[Layer]:
+    return [*outer_layers(rt), *agent_route_layers(rt)]
+
+
+def of_kind(rt: Runtime, route: Sequence[Layer], last_hop: Handler) -> Handler:
+    """The pipeline for one kind of call: the outer stages, then the kind's own routing, then
+    its last hop (the peer sidecar, a model provider, an MCP server)."""
+    return compose([*outer_layers(rt), *route], innermost=last_hop)
 
 
 def inbound_layers(rt: Runtime) -> list[Layer]:
@@ -84,7 +112,8 @@ def _retry_settings(rt: Runtime) -> retries.RetrySettings:
 
 
 def outbound(rt: Runtime) -> Handler:
-    return compose(outbound_layers(rt), innermost=peer.Send(rt.peer_channels, rt.clock))
+    """Calls to other agents' capabilities (kind "agent")."""
+    return of_kind(rt, agent_route_layers(rt), peer.Send(rt.peer_channels, rt.clock))
 
 
 def inbound(rt: Runtime) -> Handler:

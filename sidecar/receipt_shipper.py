@@ -4,7 +4,9 @@ Every `interval_s` (and right after a batch, while receipts remain) it sends the
 receipts of each chain in the spool, at most `batch_receipts` and `batch_bytes` per
 ShipReceipts, over the registry's mTLS port, with the chain's head after the batch signed by
 this sidecar's SVID (meshwarden.receipt_signing): the registry stores nothing unsigned. The registry answers with the seq it now holds
-durably; receipts up to there are deleted from the spool. Nothing
+durably; receipts up to there are deleted from the spool (by the spool's writer, on the
+event loop: `prune`, a few ms a batch, so no other connection ever holds the spool's write
+lock that an append would wait for). Nothing
 is deleted before that answer, so a registry that is down, or a sidecar killed mid-batch, only
 delays receipts: they are shipped again (the registry acknowledges receipts it already holds
 without storing them twice), after a restart too, since the spool is on disk.
@@ -33,7 +35,7 @@ import grpc
 
 from meshwarden.identity.svid import Svid
 from meshwarden.receipt_signing import sign_head
-from meshwarden.sidecar.receipt_spool import Batch, SpoolReader
+from meshwarden.sidecar.receipt_spool import Batch, SpoolError, SpoolReader
 from meshwarden.sidecar.spool_backlog import Backlog
 from meshwarden.v1 import receipts_pb2, receipts_pb2_grpc
 
@@ -55,6 +57,10 @@ class ShippingSettings:
     checkpoint_every: int = 2000  # acknowledged receipts
 
 
+# The spool writer's prune: deletes a batch's receipts up to the seq acknowledged.
+Prune = Callable[[Batch, int], int]
+
+
 class _NotShipped(Exception):
     """This round ended early; retry after a backoff."""
 
@@ -63,13 +69,14 @@ class ReceiptShipper:
     def __init__(
         self,
         reader: SpoolReader,
+        prune: Prune,
         stub: Callable[[], receipts_pb2_grpc.ReceiptsStub],
         svid: Callable[[], Svid],
         settings: ShippingSettings,
         rng: random.Random,
         on_backlog: Callable[[Backlog], None] | None = None,
     ) -> None:
-        self._reader, self._stub, self._settings, self._rng = reader, stub, settings, rng
+        self._reader, self._prune, self._stub, self._settings, self._rng = reader, prune, stub, settings, rng
         self._svid, self._on_backlog = svid, on_backlog
         self._round = asyncio.Lock()  # one round at a time: the loop's, or one asked for (ship_now)
         self._refusals: dict[str, str] = {}  # chain -> the last refusal logged, to log each once
@@ -149,7 +156,11 @@ class ReceiptShipper:
                     batch.first_seq,
                 )
                 raise _Refused()
-            deleted = await asyncio.to_thread(self._reader.acknowledge, batch, acknowledged)
+            try:
+                deleted = self._prune(batch, acknowledged)
+            except SpoolError as exc:
+                log.error("%s; retrying", exc)
+                raise _NotShipped() from exc
             self.shipped += deleted
             if self._refusals.pop(chain, None) is not None:
                 log.info("the registry accepts the receipts of %s again", chain)

@@ -19,12 +19,15 @@ The chain is keyed by the sidecar's instance id. A sidecar restarted with the sa
 `--instance-id` continues its chain; one that gets a new id starts a new chain at seq 1, and
 the receipts of the old chain still in the spool are shipped under their own id.
 
-Shipping (sidecar.receipt_shipper) reads and prunes through `SpoolReader`, a connection of its
-own used from a worker thread, so reading a batch, deleting acknowledged receipts and
-checkpointing the WAL never hold the event loop (WAL lets the reader and the writer work at
-once; a delete holds the write lock for the few milliseconds it takes, and an append waits for
-it up to the busy timeout). The writer does not checkpoint by itself (wal_autocheckpoint=0):
-the shipper does it, now and then (sidecar.receipt_shipper says how often, and why not more).
+Shipping (sidecar.receipt_shipper) reads through `SpoolReader`, a connection of its own used
+from a worker thread, so reading a batch and checkpointing the WAL never hold the event loop
+(WAL lets the reader and the writer work at once; a PASSIVE checkpoint never waits and never
+makes the writer wait). Only the writer writes: pruning acknowledged receipts is `prune`, on
+the loop thread like `append` (a few ms for a batch), so an append never waits on a lock
+another connection holds; the writer's busy timeout is 0, and a lock it meets anyway is an
+error that is logged, never a stalled loop. The writer does not checkpoint by itself
+(wal_autocheckpoint=0): the shipper does it, now and then (sidecar.receipt_shipper says how
+often, and why not more).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ log = logging.getLogger(__name__)
 
 SPOOL_DIR: Final = "receipts"
 SPOOL_FILE: Final = "spool.db"
-BUSY_TIMEOUT_MS: Final = 5000
+READER_BUSY_TIMEOUT_MS: Final = 5000  # the shipper's thread may wait; the loop's writer never does
 Sync = Literal["normal", "full"]
 
 _SCHEMA: Final = """
@@ -85,7 +88,7 @@ def spool_path(data_dir: Path) -> Path:
 
 def _connect(path: Path, sync: Sync, *, writer: bool) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=writer)
-    db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    db.execute(f"PRAGMA busy_timeout={0 if writer else READER_BUSY_TIMEOUT_MS}")
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={sync.upper()}")
     if writer:
@@ -146,6 +149,38 @@ class ReceiptSpool:
         self.appended += 1
         return receipt
 
+    def prune(self, batch: Batch, seq: int) -> int:
+        """The registry holds `batch`'s chain up to `seq`: delete the batch's receipts up to
+        there, keeping the last one's hash. Returns how many were deleted. SpoolError when the
+        spool cannot be written (the receipts stay, and are shipped and pruned again)."""
+        bounds = (batch.instance_id, seq, batch.last_id)
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot prune acknowledged receipts from {self._path}: {exc}") from exc
+        try:
+            last = self._db.execute(
+                "SELECT seq, hash FROM receipts WHERE instance_id = ? AND seq <= ? AND id <= ? ORDER BY id DESC LIMIT 1",
+                bounds,
+            ).fetchone()
+            deleted = self._db.execute(
+                "DELETE FROM receipts WHERE instance_id = ? AND seq <= ? AND id <= ?", bounds
+            ).rowcount
+            if last is not None:
+                self._db.execute(
+                    "INSERT INTO acknowledged (instance_id, seq, hash) VALUES (?, ?, ?) ON CONFLICT (instance_id) "
+                    "DO UPDATE SET seq = excluded.seq, hash = excluded.hash WHERE excluded.seq > acknowledged.seq",
+                    (batch.instance_id, last[0], last[1]),
+                )
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._db.execute("ROLLBACK")
+            raise SpoolError(f"cannot prune acknowledged receipts from {self._path}: {exc}") from exc
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return int(deleted)
+
     def pending(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM receipts").fetchone()[0])
 
@@ -154,8 +189,8 @@ class ReceiptSpool:
 
 
 class SpoolReader:
-    """The shipper's side: batches, acknowledgements, checkpoints. One task uses it, one
-    call at a time, from worker threads (asyncio.to_thread)."""
+    """The shipper's side: batches and checkpoints, read-only. One task uses it, one call at a
+    time, from worker threads (asyncio.to_thread)."""
 
     def __init__(self, path: Path, sync: Sync = "normal") -> None:
         self._path = path
@@ -185,31 +220,6 @@ class SpoolReader:
             taken.append(row)
             size += len(row[2])
         return Batch(instance_id, tuple(r[2] for r in taken), taken[0][1], taken[-1][1], taken[-1][0])
-
-    def acknowledge(self, batch: Batch, seq: int) -> int:
-        """The registry holds `batch`'s chain up to `seq`: delete the batch's receipts up to
-        there, keeping the last one's hash. Returns how many were deleted."""
-        bounds = (batch.instance_id, seq, batch.last_id)
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            last = self._db.execute(
-                "SELECT seq, hash FROM receipts WHERE instance_id = ? AND seq <= ? AND id <= ? ORDER BY id DESC LIMIT 1",
-                bounds,
-            ).fetchone()
-            deleted = self._db.execute(
-                "DELETE FROM receipts WHERE instance_id = ? AND seq <= ? AND id <= ?", bounds
-            ).rowcount
-            if last is not None:
-                self._db.execute(
-                    "INSERT INTO acknowledged (instance_id, seq, hash) VALUES (?, ?, ?) ON CONFLICT (instance_id) "
-                    "DO UPDATE SET seq = excluded.seq, hash = excluded.hash WHERE excluded.seq > acknowledged.seq",
-                    (batch.instance_id, last[0], last[1]),
-                )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        return int(deleted)
 
     def backlog(self) -> Backlog:
         """What the registry has not acknowledged yet: how many receipts, how many bytes, and

@@ -11,7 +11,7 @@ import grpc
 from meshwarden.identity.svid import Svid
 from meshwarden.registry_client import RegistryTrust, registry_channel
 from meshwarden.sidecar.channel_retirement import ChannelRetirement
-from meshwarden.v1 import controls_pb2_grpc, receipts_pb2_grpc, registry_pb2_grpc
+from meshwarden.v1 import approvals_pb2_grpc, controls_pb2_grpc, receipts_pb2_grpc, registry_pb2_grpc
 
 _OLD_CHANNEL_GRACE_S = 10.0
 
@@ -31,6 +31,7 @@ class RegistryLink:
         self._controls: controls_pb2_grpc.ControlsStub | None = None
         self._channel: grpc.aio.Channel | None = None
         self._receipts: tuple[grpc.aio.Channel, receipts_pb2_grpc.ReceiptsStub] | None = None
+        self._approvals: tuple[grpc.aio.Channel, approvals_pb2_grpc.ApprovalsStub] | None = None
         self._retirement = ChannelRetirement(_OLD_CHANNEL_GRACE_S)
 
     def stub(self) -> registry_pb2_grpc.RegistryStub:
@@ -53,6 +54,15 @@ class RegistryLink:
         if self._receipts is None or self._receipts[0] is not self._channel:
             self._receipts = (self._channel, receipts_pb2_grpc.ReceiptsStub(self._channel))
         return self._receipts[1]
+
+    def approvals_stub(self) -> approvals_pb2_grpc.ApprovalsStub:
+        """meshwarden.v1.Approvals on the same channel (asking for and awaiting approvals)."""
+        self.stub()
+        if self._channel is None:
+            raise RuntimeError("stub() always makes a channel")
+        if self._approvals is None or self._approvals[0] is not self._channel:
+            self._approvals = (self._channel, approvals_pb2_grpc.ApprovalsStub(self._channel))
+        return self._approvals[1]
 
     def controls(self) -> controls_pb2_grpc.ControlsStub:
         """The Controls service on the same channel (acknowledging the controls enforced)."""

@@ -1,6 +1,7 @@
 """The one place where exceptions become gRPC statuses, for every sidecar endpoint.
 
-A MeshError becomes its own status, message and "meshwarden-error" kind trailer. Anything
+A MeshError becomes its own status and message, with its kind and data as structured status
+details (meshwarden.error_status). Anything
 else is a bug: it is logged in full and the client learns only that the sidecar failed.
 """
 
@@ -11,15 +12,15 @@ from typing import NoReturn
 
 import grpc
 
-from meshwarden.errors import ERROR_TRAILER, MeshError
+from meshwarden import error_status
+from meshwarden.errors import MeshError
 from meshwarden.status_message import fit
 
 log = logging.getLogger(__name__)
 
 
 async def abort_with(context: grpc.aio.ServicerContext[object, object], err: MeshError) -> NoReturn:
-    await context.abort(err.status_code(), fit(err.message), trailing_metadata=((ERROR_TRAILER, err.kind),))
-    raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
+    await error_status.abort(context, err)
 
 
 async def abort_unexpected(context: grpc.aio.ServicerContext[object, object], what: str, call_id: str) -> NoReturn:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from meshwarden.clock import Clock
 from meshwarden.sidecar.agent_app import AgentApp
+from meshwarden.sidecar.approval_desk import ApprovalDesk
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call_metrics import SidecarMetrics
 from meshwarden.sidecar.catalog import Catalog
@@ -42,3 +43,4 @@ class Runtime:
     tracing: SidecarTracing | None = None  # None: tracing is off (no OTLP endpoint configured)
     metrics: SidecarMetrics = field(default_factory=SidecarMetrics)
     controls: Controls = field(default_factory=lambda: Controls(None, time.time))
+    approvals: ApprovalDesk | None = None  # None: no registry to ask, so calls needing approval are denied

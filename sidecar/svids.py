@@ -19,7 +19,7 @@ from meshwarden.identity.workload_source import WorkloadApiError, WorkloadSvids
 from meshwarden.sidecar import registry_endpoint, workload_api_server
 from meshwarden.sidecar.config import SidecarConfig
 from meshwarden.sidecar.enrollment import Enrollment, EnrollmentError
-from meshwarden.tasks import supervise
+from meshwarden.tasks import cancel_all, supervise
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class SvidSupply:
 
     async def close(self) -> None:
         if self.renewal is not None:
-            self.renewal.cancel()
+            await cancel_all([self.renewal])
         self.svids.close()
         if self.server is not None:
             await self.server.stop(grace=0.5)
@@ -65,6 +65,24 @@ async def obtain(config: SidecarConfig, clock: Clock) -> SvidSupply:
         renewal = supervise("svid-renewal", lambda: enrollment.keep_fresh(feed.svid, feed.publish))
         registry_mtls = enrollment.registry_mtls
     try:
+        svids = await _read_svids(config, socket, expected)
+        if not registry_mtls:
+            try:
+                registry_mtls = await registry_endpoint.discover(config, svids.current().trust_bundle_pem)
+            except registry_endpoint.RegistryEndpointError as exc:
+                svids.close()
+                raise IdentityError(str(exc)) from exc
+    except BaseException:  # nothing started here may outlive a failed start-up
+        if renewal is not None:
+            await cancel_all([renewal])
+        if server is not None:
+            await server.stop(None)
+        raise
+    return SvidSupply(svids, socket, server, renewal, registry_mtls)
+
+
+async def _read_svids(config: SidecarConfig, socket: str, expected: str) -> WorkloadSvids:
+    try:
         svids = await asyncio.to_thread(WorkloadSvids, socket, config.trust_domain)
     except WorkloadApiError as exc:
         raise IdentityError(str(exc)) from exc
@@ -74,10 +92,4 @@ async def obtain(config: SidecarConfig, clock: Clock) -> SvidSupply:
             f"the Workload API gave this sidecar {svids.current().spiffe_id}, but it runs agent {config.agent} "
             f"({expected}); fix the SPIRE registration entry or --agent"
         )
-    if not registry_mtls:
-        try:
-            registry_mtls = await registry_endpoint.discover(config, svids.current().trust_bundle_pem)
-        except registry_endpoint.RegistryEndpointError as exc:
-            svids.close()
-            raise IdentityError(str(exc)) from exc
-    return SvidSupply(svids, socket, server, renewal, registry_mtls)
+    return svids

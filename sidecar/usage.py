@@ -1,5 +1,5 @@
 """Usage on the wire: what a callee agent reports a call consumed, read from the agent's
-Outcome (deliver) or the peer's reply (peer) into `CallRecord.usage`, and written back out.
+Outcome or the peer's reply into `Reply.usage` (sidecar/wire), and written back out.
 
 The agent's word is all there is, so the sidecar only keeps it bounded: a model name longer
 than MAX_MODEL_CHARS is cut (receipts and cost tables group by it). A message without usage,

@@ -13,6 +13,9 @@ def add_to(commands: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # The demo's children run both servers: without their extras, say so before starting any.
+    import meshwarden.registry.app  # noqa: F401
+    import meshwarden.sidecar.app  # noqa: F401
     from meshwarden.demo import scenario
 
     return scenario.main(keep_logs=args.keep_logs)

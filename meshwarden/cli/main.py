@@ -1,35 +1,62 @@
 """`meshwarden`: subcommands for servers (registry serve, sidecar run), operators (agents
-list, identity token create, call) and newcomers (demo). Each subcommand lives in its own module and registers itself
-with `add_to(subparsers)`."""
+list, identity token create, call) and newcomers (demo).
+
+Each subcommand lives in its own module, which registers its parser with `add_to(subparsers)`.
+Start-up is what every command pays before it does anything, so the parser imports only the
+module of the command being run: the others appear as one-line entries from COMMANDS below
+(their help text must equal the module's; tests/unit/cli/test_main.py checks it). Adding a
+command: one line in COMMANDS, naming its module, its help and the extra it needs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 
 from meshwarden import logs
-from meshwarden.cli import (
-    agents_cmd,
-    audit_cmd,
-    bundle_cmd,
-    call_cmd,
-    costs_cmd,
-    demo_cmd,
-    exit_codes,
-    identity_cmd,
-    isolate_cmd,
-    kill_cmd,
-    receipts_cmd,
-    registry_cmd,
-    route_cmd,
-    sessions_cmd,
-    sidecar_cmd,
-)
+from meshwarden.cli import exit_codes
+from meshwarden.cli.extras import MissingExtra, needs_extra
 from meshwarden.config_layers import ConfigError
 
 
-def build_parser() -> argparse.ArgumentParser:
+@dataclass(frozen=True)
+class Command:
+    name: str
+    module: str  # under meshwarden.cli; its add_to registers `name`
+    help: str
+    extra: str | None = None  # the `meshwarden[extra]` it needs beyond the base install
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("registry", "registry_cmd", "run the registry", extra="registry"),
+    Command("sidecar", "sidecar_cmd", "run the sidecar beside an agent", extra="sidecar"),
+    Command("agents", "agents_cmd", "see the agents in the mesh"),
+    Command("identity", "identity_cmd", "manage identities in the mesh (join tokens)"),
+    Command("bundle", "bundle_cmd", "write, build, sign and check Cedar policy bundles"),
+    Command("route", "route_cmd", "weighted version routes (canaries, gradual rollouts) with session pinning"),
+    Command("receipts", "receipts_cmd", "tamper-evident receipts of every call"),
+    Command("call", "call_cmd", "call a capability through a sidecar and print the result JSON"),
+    Command("demo", "demo_cmd", "run a multi-agent scenario on a local mesh and explain it", extra="all"),
+    # what sessions did and cost (issue 6)
+    Command("sessions", "sessions_cmd", "sessions the registry holds receipts for"),
+    Command("session", "sessions_cmd", "one session's timeline"),
+    Command("costs", "costs_cmd", "spend, calls and cost per successful outcome"),
+    # operator controls
+    Command("kill", "kill_cmd", "stop calls at one scope, mesh-wide, in milliseconds (kill list, kill lift ID)"),
+    Command(
+        "isolate",
+        "isolate_cmd",
+        "take NAME@VERSION out of routing mesh-wide (isolate list, isolate lift NAME@VERSION)",
+    ),
+    Command("audit", "audit_cmd", "who did what to the mesh, when and why"),
+    Command("approvals", "approvals_cmd", "calls waiting for a person's approval: list, show ID, approve ID, deny ID"),
+)
+
+
+def _top_level() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction[argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(
         prog="meshwarden",
         description="meshwarden: a service mesh for AI agents.",
@@ -37,31 +64,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one object per line")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (
-        registry_cmd,
-        sidecar_cmd,
-        agents_cmd,
-        identity_cmd,
-        bundle_cmd,
-        route_cmd,
-        receipts_cmd,
-        call_cmd,
-        demo_cmd,
-    ):
-        module.add_to(commands)
-    for module in (sessions_cmd, costs_cmd):  # what sessions did and cost (issue 6)
-        module.add_to(commands)
-    for module in (kill_cmd, isolate_cmd, audit_cmd):  # operator controls
-        module.add_to(commands)
+    return parser, commands
+
+
+def build_parser(full: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with the complete parsers of the commands named in `full` (default: every
+    command, which imports every command module) and one-line entries for the others."""
+    parser, commands = _top_level()
+    modules = {c.module for c in COMMANDS if full is None or c.name in full}
+    registered: set[str] = set()  # one module may register several commands (sessions, session)
+    for command in COMMANDS:
+        if command.module not in modules:
+            commands.add_parser(command.name, help=command.help, add_help=False)
+        elif command.module not in registered:
+            with needs_extra(command.extra, command.name):
+                importlib.import_module(f"meshwarden.cli.{command.module}").add_to(commands)
+            registered.add(command.module)
     return parser
 
 
+def selected_command(argv: Sequence[str]) -> str:
+    """Which command argv names, read with the one-line entries alone (no module imported);
+    argparse exits with its usage message when argv names none, or asks for --help."""
+    known, _ = build_parser(full=()).parse_known_args(argv)
+    command: str = known.command
+    return command
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logs.configure(args.log_level, args.log_format)
+    arguments = list(sys.argv[1:] if argv is None else argv)
     try:
-        code: int = args.run(args)
+        name = selected_command(arguments)
+        args = build_parser(full=[name]).parse_args(arguments)
+        logs.configure(args.log_level, args.log_format)
+        extra = next(c.extra for c in COMMANDS if c.name == name)
+        with needs_extra(extra, name):
+            code: int = args.run(args)
+    except MissingExtra as exc:
+        print(f"meshwarden: {exc}", file=sys.stderr)
+        return exit_codes.USAGE
     except ConfigError as exc:
         print(f"meshwarden: configuration error: {exc}", file=sys.stderr)
         return exit_codes.USAGE

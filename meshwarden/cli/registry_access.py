@@ -13,6 +13,9 @@ the CA certificate (`spiffe://<trust-domain>` URI SAN) unless `--trust-domain` s
 The operator token: `--operator-token-file FILE`, else env MESHWARDEN_OPERATOR_TOKEN (the token
 itself), else the default registry data dir's `operator.token` when it exists (one machine,
 no set-up). It goes to the registry as `authorization: Bearer <token>`, and nowhere else.
+
+Every operator command's parser adds these flags, so this module imports grpc, cryptography
+and pyOpenSSL only in the functions that contact the registry: `--help` stays instant.
 """
 
 from __future__ import annotations
@@ -23,17 +26,16 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import grpc
-from cryptography import x509
-
-from meshwarden.addresses import AddressError, parse_host_port
+from meshwarden.addresses import DEFAULT_REGISTRY_ADDRESS, AddressError, parse_host_port
 from meshwarden.cli import exit_codes
-from meshwarden.identity.bootstrap import BootstrapError, learn_registry_ca
 from meshwarden.identity.spiffe_ids import DEFAULT_TRUST_DOMAIN, IdentityError, check_trust_domain
-from meshwarden.identity.svid import spiffe_ids_of
-from meshwarden.registry_client import DEFAULT_REGISTRY_ADDRESS, RegistryTrust
+
+if TYPE_CHECKING:
+    import grpc.aio
+
+    from meshwarden.registry_client import RegistryTrust
 
 REGISTRY_ENV: Final = "MESHWARDEN_REGISTRY"
 TRUST_BUNDLE_ENV: Final = "MESHWARDEN_TRUST_BUNDLE"
@@ -43,7 +45,6 @@ OPERATOR_TOKEN_ENV: Final = "MESHWARDEN_OPERATOR_TOKEN"
 # The registry's default --data-dir (registry.config.DEFAULT_DATA_DIR) and its token file.
 DEFAULT_OPERATOR_TOKEN_FILE: Final = Path("./.meshwarden/registry/operator.token")
 OPERATOR_USER_HEADER: Final = "meshwarden-operator-user"  # registry.operators reads it
-_UNREACHABLE_CODES: Final = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 class AccessError(Exception):
@@ -101,6 +102,8 @@ def registry_address(flag: str | None, environ: Mapping[str, str]) -> str:
 def resolve(args: argparse.Namespace, environ: Mapping[str, str]) -> RegistryAccess:
     """Everything needed to call the registry as an operator. May contact the registry (to
     learn its CA); raises AccessError saying what to fix."""
+    from meshwarden.registry_client import RegistryTrust
+
     address = registry_address(args.registry, environ)
     token = operator_token(args.operator_token_file, environ)
     bundle = trust_bundle(
@@ -125,6 +128,10 @@ def operator_token(file_flag: str | None, environ: Mapping[str, str]) -> str:
 
 
 def trust_bundle(address: str, bundle_file: str | None, pin: str | None) -> bytes:
+    from cryptography import x509
+
+    from meshwarden.identity.bootstrap import BootstrapError, learn_registry_ca
+
     if bundle_file and pin:
         raise AccessError("give either --trust-bundle or --ca-pin, not both", exit_codes.USAGE)
     if bundle_file:
@@ -147,6 +154,10 @@ def trust_bundle(address: str, bundle_file: str | None, pin: str | None) -> byte
 
 
 def trust_domain(given: str | None, bundle_pem: bytes) -> str:
+    from cryptography import x509
+
+    from meshwarden.identity.svid import spiffe_ids_of
+
     try:
         if given:
             return check_trust_domain(given)
@@ -160,8 +171,10 @@ def trust_domain(given: str | None, bundle_pem: bytes) -> str:
 
 def report_rpc_error(command: str, err: grpc.aio.AioRpcError, address: str) -> int:
     """Prints what went wrong on stderr; returns the exit code."""
+    import grpc
+
     code = err.code()
-    if code in _UNREACHABLE_CODES:
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         print(
             f"{command}: cannot reach the registry at {address} ({code.name}: {err.details()}); "
             f"is it running? Point to it with --registry or {REGISTRY_ENV}",

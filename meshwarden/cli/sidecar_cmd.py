@@ -36,4 +36,7 @@ def _run(args: argparse.Namespace) -> int:
     except app.StartError as exc:
         print(f"meshwarden sidecar: {exc}", file=sys.stderr)
         return exit_codes.USAGE
+    except app.BackgroundFailure as exc:
+        print(f"meshwarden sidecar: {exc}", file=sys.stderr)
+        return exit_codes.FAILED
     return exit_codes.OK

@@ -10,6 +10,7 @@ Exits non-zero when anything did not go as the narration says.
 from __future__ import annotations
 
 import asyncio
+import functools
 import shlex
 import shutil
 import subprocess
@@ -26,10 +27,12 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meshwarden.client import Client
+from meshwarden.demo.approval_section import refund_waits_for_approval
 from meshwarden.demo.operator_flags import operator_flags
 from meshwarden.demo.sessions_section import sessions_and_costs
 from meshwarden.errors import MeshError
-from meshwarden.supervise import Child, meshwarden_argv, registry_health_tls, start
+from meshwarden.local_mesh import LocalMesh
+from meshwarden.supervise import Child, meshwarden_argv
 from meshwarden.v1 import sidecar_pb2, sidecar_pb2_grpc
 
 
@@ -139,95 +142,29 @@ async def _cli(n: Narrator, *args: str, quiet: bool = False) -> None:
         raise RuntimeError(f"meshwarden {' '.join(args[:2])} failed")
 
 
-class Mesh:
-    """The processes of the demo, stopped in reverse order of start."""
+class Mesh(LocalMesh):
+    """The processes of the demo (meshwarden.local_mesh), stopped in reverse order of start."""
 
     def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.children: list[Child] = []
-        self.registry: Child | None = None
+        super().__init__(workdir, bundle_keys=workdir / "trusted-keys", heartbeat_interval_s=1.0)
 
-    async def start_registry(self, listen: str = "127.0.0.1:0", mtls_listen: str = "127.0.0.1:0") -> Child:
-        child = await start(
-            "registry",
-            meshwarden_argv(
-                "registry",
-                "serve",
-                "--listen",
-                listen,
-                "--mtls-listen",
-                mtls_listen,
-                "--data-dir",
-                str(self.workdir / "registry"),
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--heartbeat-interval-s",
-                "1",
-            ),
-            log_dir=self.workdir / "logs",
-            health_tls=registry_health_tls,
+    async def start_demo_sidecar(self, agent: str, index: int, *extra: str) -> Child:
+        """Named and stored by index, with a fixed instance id, so the story can name it."""
+        return await self.start_sidecar(
+            agent,
+            "--instance-id",
+            f"{agent}-{index}",
+            *extra,
+            name=f"sidecar-{agent}-{index}",
+            data_dir=self.workdir / "sidecars" / f"{agent}-{index}",
         )
-        self.registry = child
-        return child
-
-    async def start_sidecar(self, agent: str, index: int, *extra: str) -> Child:
-        if self.registry is None:
-            raise RuntimeError("start the registry first")
-        child = await start(
-            f"sidecar-{agent}-{index}",
-            meshwarden_argv(
-                "sidecar",
-                "run",
-                "--agent",
-                agent,
-                "--instance-id",
-                f"{agent}-{index}",
-                "--registry",
-                self.registry.addresses["listen"],
-                "--listen",
-                "127.0.0.1:0",
-                "--peer-listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--gateway-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                str(self.workdir / "sidecars" / f"{agent}-{index}"),
-                "--bundle-keys",
-                str(self.workdir / "trusted-keys"),
-                *extra,
-            ),
-            log_dir=self.workdir / "logs",
-        )
-        self.children.append(child)
-        return child
 
     async def start_agent(self, spec: AgentSpec, sidecar: Child, index: int, *extra: str) -> Child:
-        child = await start(
-            f"agent-{spec.agent}-{index}",
-            [
-                sys.executable,
-                "-m",
-                spec.module,
-                "--sidecar",
-                sidecar.addresses["listen"],
-                "--version",
-                spec.version,
-                *extra,
-            ],
-            log_dir=self.workdir / "logs",
-        )
-        self.children.append(child)
-        return child
+        argv = [sys.executable, "-m", spec.module, "--sidecar", sidecar.addresses["listen"], "--version", spec.version]
+        return await self.start_process(f"agent-{spec.agent}-{index}", [*argv, *extra])
 
-    async def stop(self) -> list[tuple[str, int]]:
-        codes = []
-        for child in reversed(self.children):
-            codes.append((child.name, await child.stop()))
-        if self.registry is not None:
-            codes.append(("registry", await self.registry.stop()))
-        return codes
+    def sidecar_named(self, name: str) -> Child:
+        return next(child for child in self.children if child.name.endswith(f"-{name}"))
 
 
 async def run_demo(keep_logs: bool = False) -> int:
@@ -266,19 +203,19 @@ async def _scenario(mesh: Mesh, n: Narrator) -> None:
     await policy.release(wait=False)
     n.section("One sidecar per agent, each a separate process beside its agent")
     for index, spec in enumerate(AGENTS, start=1):
-        sidecar = await mesh.start_sidecar(spec.agent, index)
+        sidecar = await mesh.start_demo_sidecar(spec.agent, index)
         agent = await mesh.start_agent(spec, sidecar, index)
         n.ok(
             f"{spec.agent} {spec.version}: agent pid {agent.process.pid}, sidecar pid {sidecar.process.pid} "
             f"(local API {sidecar.addresses['listen']}, peer {sidecar.addresses['peer']})"
         )
     # Quick to isolate a failing instance and quick to try it again, so the demo stays short.
-    frontdesk = await mesh.start_sidecar("frontdesk", 0, "--breaker-failures", "3", "--breaker-reset-s", "2")
+    frontdesk = await mesh.start_demo_sidecar("frontdesk", 0, "--breaker-failures", "3", "--breaker-reset-s", "2")
     n.ok(f"frontdesk sidecar on {frontdesk.addresses['listen']}: the demo calls through it, as an agent would")
 
     n.section("Who is who: every sidecar enrolled with the registry's embedded SPIFFE issuer")
     await _print_catalog(registry, mesh.workdir, n)
-    billing_peer = mesh.children[2].addresses["peer"]
+    billing_peer = mesh.sidecar_named("sidecar-billing-2").addresses["peer"]
     refused = await _plaintext_is_refused(billing_peer)
     (n.ok if refused == "UNAVAILABLE" else n.fail)(
         f"a plaintext client on billing's peer port {billing_peer}: {refused} (mTLS only; the caller is its certificate)"
@@ -386,6 +323,13 @@ async def _scenario(mesh: Mesh, n: Narrator) -> None:
 
         await _failover(mesh, frontdesk, mesh_client, n)
         await _operator_stops_one_agent(mesh_client, registry, mesh.workdir, n, ticket)
+        await refund_waits_for_approval(
+            mesh_client,
+            lambda extra: policy.release(extra=extra),
+            functools.partial(_operator, n, registry, mesh.workdir),
+            n,
+            ticket,
+        )
 
         n.section("The registry goes down: the mesh keeps routing from what it last knew")
         await registry.stop()
@@ -402,7 +346,7 @@ async def _scenario(mesh: Mesh, n: Narrator) -> None:
 
 async def _failover(mesh: Mesh, frontdesk: Child, client: Client, n: Narrator) -> None:
     n.section("An agent fails: a second kb instance loses its model provider, and the mesh isolates it")
-    side = await mesh.start_sidecar("kb", 5)
+    side = await mesh.start_demo_sidecar("kb", 5)
     outage = mesh.workdir / "kb-5.outage"
     await mesh.start_agent(AGENTS[0], side, 5, "--outage-file", str(outage))
     await _wait_for_instances(client, "kb.search", {"kb-1", "kb-5"})
@@ -476,12 +420,14 @@ async def _operator_stops_one_agent(
     await _operator(n, registry, workdir, "audit", "list", "--since", "10m")
 
 
-async def _operator(n: Narrator, registry: Child, workdir: Path, *args: str) -> str:
-    """Runs an operator's `meshwarden` command as a person would type it; returns its output."""
-    n.say("$ meshwarden " + shlex.join(args))
+async def _operator(n: Narrator, registry: Child, workdir: Path, *args: str, quiet: bool = False) -> str:
+    """Runs an operator's `meshwarden` command as a person would type it; returns its output
+    (printed too, unless `quiet`)."""
+    if not quiet:
+        n.say("$ meshwarden " + shlex.join(args))
     argv = meshwarden_argv(*args, *operator_flags(registry, workdir))
     done = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=60)
-    for line in done.stdout.splitlines()[:12]:
+    for line in [] if quiet else done.stdout.splitlines()[:24]:
         n.say(f"  {line}")
     if done.returncode != 0:
         n.fail(f"meshwarden {args[0]} exited {done.returncode}: {done.stderr.strip()}")

@@ -45,9 +45,12 @@ class AgentServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Handle(self, request, context):
-        """Handle one call. Return the result, or fail with a gRPC status: INVALID_ARGUMENT and
-        FAILED_PRECONDITION reach the caller as they are; other failures are reported as the
-        agent's error. The gRPC deadline is the caller's remaining deadline.
+        """Handle one call. Return the result, or fail with a gRPC status that carries, in the
+        grpc-status-details-bin trailer, a google.rpc.Status with a google.rpc.ErrorInfo of domain
+        "meshwarden.dev" and reason "agent_failed" (the SDK does): the sidecar passes that on as
+        the agent's answer with its code (UNAVAILABLE asks for a retry elsewhere when the call has
+        an idempotency key). A status without it is read by its code alone, UNAVAILABLE as an agent
+        that could not be reached. The gRPC deadline is the caller's remaining deadline.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -36,13 +36,15 @@ from __future__ import annotations
 import enum
 import json
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Final, TypeVar
 
 import cedarpy
 from cedarpy import pst
 
+from meshwarden.policy_bundle.approval_rules import ApprovalRule, approval_rule
+from meshwarden.policy_bundle.cedar_source import split_statements
 from meshwarden.policy_bundle.errors import BundleError
 from meshwarden.policy_bundle.model import (
     AGENT_TYPE,
@@ -68,6 +70,7 @@ _ACTION: Final = {"type": "Action", "id": CALL_ACTION}
 _Pair = tuple[Direction, str, str]  # (direction, caller agent, capability)
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"))  # built once: json.dumps(separators=...) builds one per call
 DEFAULT_DECISION_CACHE: Final = 4096
+_PARSE_STEP_STATEMENTS: Final = 20  # about 2 ms of cedarpy parsing per step
 
 
 _V = TypeVar("_V")
@@ -122,7 +125,7 @@ class ActivePolicy:
         self._local_capabilities = frozenset(local_capabilities)
         try:
             schema = cedarpy.Schema.from_str(contents.schema_text)
-            parsed = cedarpy.PolicySet.from_str("\n".join(f.text for f in contents.policy_files))
+            templates = _parse_policies(f.text for f in contents.policy_files)
             self._entities = cedarpy.Entities.from_json_str(contents.entities_text, schema)
             args_type = read_call_action(contents.schema_text).context.attributes.get(ARGS)
         except (ValueError, SchemaShapeError) as exc:
@@ -130,13 +133,16 @@ class ActivePolicy:
                 f"cannot be activated ({exc}); rebuild it with `meshwarden bundle build`", bundle=self.label
             ) from exc
         self._args_type = args_type.type if args_type and isinstance(args_type.type, RecordOf) else RecordOf({})
-        self._policies = _policies(parsed.to_pst(), self.label)
-        self._outcomes = Outcomes(self.label, {p.policy_id: p.reason for p in self._policies})
+        self._policies = _policies(templates, self.label)
+        self._outcomes = Outcomes(
+            self.label, {p.policy_id: p.reason for p in self._policies}, _approval_rules(self._policies, self.label)
+        )
         hierarchy = Hierarchy.from_entities_json(contents.entities_text)
         self._pinned_spiffe_ids = _pinned_spiffe_ids(contents.entities_text)
         self._teams = _teams(contents.entities_text)
         # Receipts keep the call's arguments, not only their digest, when the bundle says so.
         self.store_raw_arguments = contents.manifest.settings.store_raw_arguments
+        self.approvers_see_arguments = contents.manifest.settings.approvers_see_arguments
         self._capability_kinds = _capability_kinds(contents.entities_text)
         self._principals = ScopeIndex(AGENT_TYPE, [p.template.principal for p in self._policies], hierarchy)
         self._resources = ScopeIndex(CAPABILITY_TYPE, [p.template.resource for p in self._policies], hierarchy)
@@ -295,10 +301,23 @@ class ActivePolicy:
         return _ENCODER.encode(context)
 
 
-def _policies(tree: pst.PolicySet, label: str) -> list[_Policy]:
+def _parse_policies(texts: Iterable[str]) -> list[pst.Template]:
+    """The policies of every file, parsed a few statements at a time: a cedarpy call holds the
+    GIL throughout, so a 1,000-policy bundle parsed in one call would stall the event loop for
+    tens of milliseconds even from a worker thread; in steps, the loop runs between them."""
+    templates: list[pst.Template] = []
+    for text in texts:
+        statements = split_statements(text)
+        for start in range(0, len(statements), _PARSE_STEP_STATEMENTS):
+            chunk = "\n".join(s.text for s in statements[start : start + _PARSE_STEP_STATEMENTS])
+            templates.extend(cedarpy.policies_to_pst(chunk).static_policies.values())
+    return templates
+
+
+def _policies(templates: Iterable[pst.Template], label: str) -> list[_Policy]:
     found: list[_Policy] = []
     seen: set[str] = set()
-    for template in tree.static_policies.values():
+    for template in templates:
         policy_id = template.annotations.get("id") or template.id
         if policy_id in seen:
             raise BundleError(
@@ -308,6 +327,22 @@ def _policies(tree: pst.PolicySet, label: str) -> list[_Policy]:
         seen.add(policy_id)
         found.append(_Policy(policy_id, template.effect, template.annotations.get("reason", ""), template))
     return found
+
+
+def _approval_rules(policies: list[_Policy], label: str) -> dict[str, ApprovalRule]:
+    """The @approval rule of each permit that has one (meshwarden.policy_bundle.approval_rules)."""
+    rules: dict[str, ApprovalRule] = {}
+    for policy in policies:
+        try:
+            rule = approval_rule(policy.effect, policy.template.annotations)
+        except ValueError as exc:
+            raise BundleError(
+                f'cannot be activated: policy "{policy.policy_id}": {exc}; rebuild it with `meshwarden bundle build`',
+                bundle=label,
+            ) from exc
+        if rule is not None:
+            rules[policy.policy_id] = rule
+    return rules
 
 
 def _build_evaluator(policies: list[_Policy]) -> _Evaluator:

@@ -32,3 +32,7 @@ class Decision:
     allowed: bool
     policy_ids: tuple[str, ...]  # the @ids of the deciding policies; () for default deny
     reason: str  # for the caller and the receipt: the policies' @reason, or why nothing permits
+    # Allowed only once a person approves (every deciding permit has @approval): the risk
+    # factors (their @approval texts) and how long a decision may take; () when none is needed.
+    approval_risks: tuple[str, ...] = ()
+    approval_ttl_s: int = 0

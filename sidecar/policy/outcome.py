@@ -14,15 +14,19 @@ from typing import Final
 
 import cedarpy
 
+from meshwarden.policy_bundle.approval_rules import ApprovalRule
 from meshwarden.sidecar.policy.decision import Decision
 
 _EVALUATION_ERROR: Final = re.compile(r"error while evaluating policy `([^`]+)`: (.*)", re.DOTALL)
 
 
 class Outcomes:
-    def __init__(self, label: str, reasons: Mapping[str, str]) -> None:
+    def __init__(
+        self, label: str, reasons: Mapping[str, str], approvals: Mapping[str, ApprovalRule] | None = None
+    ) -> None:
         self._label = label  # "bundle demo rev 3"
         self._reasons = dict(reasons)  # policy id -> @reason ("" when none)
+        self._approvals = dict(approvals or {})  # policy id -> its @approval rule (permits only)
 
     def decision(self, result: cedarpy.AuthzResult, forbids: frozenset[str], caller: str, capability: str) -> Decision:
         """`result` (from a policy set whose forbid policies are `forbids`) as a Decision."""
@@ -42,6 +46,16 @@ class Outcomes:
                     False,
                     unevaluated,
                     f"denied because a forbid policy could not be evaluated and might apply ({shown}) ({self._label})",
+                )
+            rules = [self._approvals.get(pid) for pid in deciding]
+            if deciding and all(rule is not None for rule in rules):  # every permit asks for a person's approval
+                needed = [rule for rule in rules if rule is not None]
+                return Decision(
+                    True,
+                    deciding,
+                    f"permitted once approved, by {self._explain(deciding)} ({self._label})",
+                    approval_risks=tuple(dict.fromkeys(rule.risk for rule in needed)),
+                    approval_ttl_s=min(rule.ttl_s for rule in needed),
                 )
             return Decision(True, deciding, f"permitted by {self._explain(deciding)} ({self._label})")
         if deciding:

@@ -17,12 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from functools import reduce
-from typing import TypeVar
+from typing import Final, TypeVar
 
 import cedarpy
 from cedarpy import pst
 
 from meshwarden.sidecar.policy.reads import expression_reads
+
+_BATCH_PAIRS: Final = 200  # requests per cedarpy call: a few ms each
 
 Pair = TypeVar("Pair")
 
@@ -53,13 +55,23 @@ def prune_false_for_pair(
             if index in probes:
                 pairs_of.setdefault(index, []).append(pair)
     false_for: dict[Pair, set[int]] = {}
-    for index, pairs in pairs_of.items():
-        results = cedarpy.is_authorized_batch([request(pair) for pair in pairs], policy_set(probes[index]), entities)
-        for pair, result in zip(pairs, results, strict=True):
-            decided = result.decision is not cedarpy.Decision.NoDecision
-            if decided and not result.diagnostics.reasons and not result.diagnostics.errors:
-                false_for.setdefault(pair, set()).add(index)
+    for index, all_pairs in pairs_of.items():
+        probe = policy_set(probes[index])
+        for start in range(0, len(all_pairs), _BATCH_PAIRS):  # each cedarpy call holds the GIL: keep it short
+            pairs = all_pairs[start : start + _BATCH_PAIRS]
+            results = cedarpy.is_authorized_batch([request(pair) for pair in pairs], probe, entities)
+            _record_false(pairs, results, index, false_for)
     return {pair: indexes - false_for.get(pair, set()) for pair, indexes in sets.items()}
+
+
+def _record_false(
+    pairs: Sequence[Pair], results: Sequence[cedarpy.AuthzResult], index: int, false_for: dict[Pair, set[int]]
+) -> None:
+    """Records policy `index` as false for each pair whose probe decided and matched nothing."""
+    for pair, result in zip(pairs, results, strict=True):
+        decided = result.decision is not cedarpy.Decision.NoDecision
+        if decided and not result.diagnostics.reasons and not result.diagnostics.errors:
+            false_for.setdefault(pair, set()).add(index)
 
 
 def _conjuncts(expr: pst.Expr) -> list[pst.Expr]:

@@ -23,7 +23,8 @@ class Deadline:
                 return await self._next(call)
         except TimeoutError as exc:
             raise DeadlineExceeded(
-                f"{call.capability} did not answer within the caller's deadline ({remaining:.3f} s left when sent)"
+                f"{call.capability} did not answer within the caller's deadline ({remaining:.3f} s left when sent)",
+                instance_id=call.target.instance_id if call.target is not None else "",
             ) from exc
 
 

@@ -1,17 +1,25 @@
-"""Hand the call to the local agent on its callback endpoint: the innermost inbound handler."""
+"""Hand the call to the local agent on its callback endpoint: the innermost inbound handler.
+
+An agent answers a failure on purpose with a status carrying the mesh's ErrorInfo (the SDK
+always does, meshwarden.error_status): that is the agent's answer, whatever its code, and
+goes back as AgentFailed with the agent's code (or, for a kind this sidecar does not know, as
+that kind). A failure without it is gRPC's: no answer within the deadline, or UNAVAILABLE,
+which then means the agent could not be reached on its callback endpoint. A plain gRPC agent
+that does not use the SDK is understood by its code alone, UNAVAILABLE as unreachable.
+"""
 
 from __future__ import annotations
 
 import grpc
 
+from meshwarden import error_status
 from meshwarden.clock import Clock
-from meshwarden.errors import AgentFailed, DeadlineExceeded, MeshError, PeerUnavailable
-from meshwarden.sidecar import usage
+from meshwarden.errors import AgentFailed, DeadlineExceeded, MeshError, PeerUnavailable, Unclassified
 from meshwarden.sidecar.agent_app import AgentApp
 from meshwarden.sidecar.call import Call, Reply
 from meshwarden.sidecar.local_agent import LocalAgent
+from meshwarden.sidecar.wire import deadlines, delivery
 from meshwarden.trace_context import metadata_for
-from meshwarden.v1 import agent_pb2
 
 
 class ToAgent:
@@ -19,32 +27,26 @@ class ToAgent:
         self._app, self._local, self._clock = app, local, clock
 
     async def __call__(self, call: Call) -> Reply:
-        delivery = agent_pb2.Delivery(
-            call_id=call.call_id,
-            capability=call.capability,
-            payload_json=call.payload,
-            caller_agent=call.caller.agent,
-            caller_spiffe_id=call.caller.spiffe_id,
-            session_id=call.session_id,
-            workflow_id=call.workflow_id,
-            attempt=call.attempt,
-            idempotency_key=call.idempotency_key,
-            parent_call_id=call.parent_call_id,
-        )
-        timeout = call.next_hop_timeout_s(self._clock.monotonic())
         try:
             outcome = await self._app.stub.Handle(
-                delivery, timeout=timeout, metadata=metadata_for(call.traceparent, call.tracestate)
+                delivery.to_delivery(call),
+                timeout=deadlines.next_hop_timeout_s(call, self._clock.monotonic()),
+                metadata=metadata_for(call.traceparent, call.tracestate),
             )
         except grpc.aio.AioRpcError as err:
             raise self._translate(err, call) from err
-        call.record.usage = usage.from_proto(outcome.usage if outcome.HasField("usage") else None)
         reg = self._local.registration
         version = str(reg.version) if reg else ""
-        return Reply(outcome.result_json, self._local.instance_id, self._local.name, version)
+        return delivery.to_reply(outcome, instance_id=self._local.instance_id, agent=self._local.name, version=version)
 
     def _translate(self, err: grpc.aio.AioRpcError, call: Call) -> MeshError:
         agent = self._local.name
+        answered = error_status.from_rpc_error(err)
+        if isinstance(answered, Unclassified):  # a newer agent's kind: it keeps its kind end to end
+            return answered
+        if answered is not None:  # the agent's own answer, even when it names a mesh error's kind
+            cause = answered.cause if isinstance(answered, AgentFailed) else answered.kind
+            return AgentFailed(err.code(), f"agent {agent} failed {call.capability}: {err.details()}", cause=cause)
         if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
             return DeadlineExceeded(f"agent {agent} did not finish {call.capability} within the deadline")
         if err.code() == grpc.StatusCode.UNAVAILABLE:

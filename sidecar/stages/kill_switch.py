@@ -16,7 +16,6 @@ the switch, and writes the switch id into the call's record for spans and receip
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -37,8 +36,6 @@ from meshwarden.sidecar.controls import (
     InFlight,
 )
 from meshwarden.sidecar.local_agent import LocalAgent
-
-_SWITCH_ID = re.compile(r"by kill switch (ks-[0-9a-f]+)")  # as KillSwitchEngaged words it
 
 
 class _Facts:
@@ -101,9 +98,8 @@ class _KillSwitch:
         try:
             return await self._next(call)
         except KillSwitchEngaged as err:  # the other side's sidecar refused or cancelled it
-            found = _SWITCH_ID.search(err.message)
-            if found and not call.record.kill_switch_id:
-                call.record.kill_switch_id = found.group(1)
+            if not call.record.kill_switch_id:
+                call.record.kill_switch_id = err.switch_id
             raise
         except asyncio.CancelledError:
             switch = entry.killed_by

@@ -1,6 +1,7 @@
 """Count every call and time it, once it has ended, from what the inner stages recorded
-(policy decision, attempts, usage in `call.record`). The instruments are in
-sidecar/call_metrics.py; Prometheus reads them on the admin port (/metrics)."""
+(policy decision and attempts in `call.record`) and what the call consumed (its Reply's
+usage). The instruments are in sidecar/call_metrics.py; Prometheus reads them on the admin
+port (/metrics)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import grpc
 from prometheus_client import Counter, Histogram
 
 from meshwarden.clock import Clock
-from meshwarden.errors import MeshError
+from meshwarden.errors import MeshError, Unclassified
 from meshwarden.sidecar.call import Call, Handler, Layer, Reply
 from meshwarden.sidecar.call_metrics import OTHER_CAPABILITY, SidecarMetrics
 
@@ -36,7 +37,8 @@ class Metrics:
             reply = await self._next(call)
             return reply
         except MeshError as err:
-            status, error = err.status_code().name, err.kind
+            # A kind this version does not know came from outside: one label value for them all.
+            status, error = err.status_code().name, "unclassified" if isinstance(err, Unclassified) else err.kind
             raise
         except asyncio.CancelledError:
             status = grpc.StatusCode.CANCELLED.name
@@ -77,8 +79,8 @@ class Metrics:
             decisions.inc()
         if direction == "outbound" and record.attempt > 1:
             m.retries.labels(capability).inc(record.attempt - 1)
-        if record.usage is not None:
-            m.record_usage(direction, capability, record.usage)
+        if reply is not None and reply.usage is not None:
+            m.record_usage(direction, capability, reply.usage)
 
 
 def layer(metrics: SidecarMetrics, direction: str, known: Known, clock: Clock) -> Layer:

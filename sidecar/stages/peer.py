@@ -1,29 +1,31 @@
-"""Send the call to the chosen instance's sidecar: the innermost outbound handler."""
+"""Send the call to the chosen instance's sidecar: the innermost outbound handler.
+
+A failure is told apart by its gRPC code and structured details, never by gRPC's wording:
+an error the callee's sidecar sent comes back as the same class with its data
+(meshwarden.error_status); a failure gRPC reports while the channel to the peer never held a
+connection (it was not ready when the call was made and its last connection attempt failed:
+refused, timed out, or a failed TLS handshake) certainly never left, so it is NotSent, or
+PeerIdentityMismatch when the peer, asked directly (peer_probe), proves another SPIFFE ID than
+the catalog lists; any other failure may have started at the callee (PeerUnavailable).
+"""
 
 from __future__ import annotations
 
 import grpc
 
+from meshwarden import error_status
 from meshwarden.clock import Clock
-from meshwarden.errors import (
-    DeadlineExceeded,
-    MeshError,
-    NotSent,
-    PeerIdentityMismatch,
-    PeerUnavailable,
-    from_rpc_error,
-)
-from meshwarden.sidecar import usage
+from meshwarden.errors import DeadlineExceeded, MeshError, NotSent, PeerIdentityMismatch, PeerUnavailable
+from meshwarden.sidecar import peer_probe
 from meshwarden.sidecar.call import Call, Reply
 from meshwarden.sidecar.catalog import Endpoint
 from meshwarden.sidecar.peer_channels import PeerChannels
+from meshwarden.sidecar.wire import deadlines, peer_call
 from meshwarden.trace_context import metadata_for
-from meshwarden.v1 import peer_pb2
 
-# What gRPC core says when the TLS handshake fails on who the server is.
-_IDENTITY_FAILURES = ("Peer name", "Hostname Verification", "certificate verify failed", "CERTIFICATE_VERIFY_FAILED")
-# What it says when no connection could be made at all: the call never left this sidecar.
-_CONNECT_FAILURES = ("failed to connect", "Connection refused", "connections to all backends failing")
+_READY = grpc.ChannelConnectivity.READY
+_PROBE_S = 0.25  # at most this long asking a peer that could not be reached who it is
+_NO_CONNECTION = frozenset({grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN})
 
 
 class Send:
@@ -36,47 +38,60 @@ class Send:
             raise RuntimeError("peer.Send needs a target: routing must run before it")
         if not target.spiffe_id:
             raise PeerIdentityMismatch(
-                f"the catalog lists no SPIFFE ID for instance {target.instance_id}; not calling it"
+                f"the catalog lists no SPIFFE ID for instance {target.instance_id}; not calling it",
+                instance_id=target.instance_id,
             )
-        request = peer_pb2.PeerCall(
-            call_id=call.call_id,
-            capability=call.capability,
-            payload_json=call.payload,
-            target_instance_id=target.instance_id,
-            schema_hash=target.capability.schema_hash,
-            caller_agent=call.caller.agent,
-            caller_instance_id=call.caller.instance_id,
-            session_id=call.session_id,
-            workflow_id=call.workflow_id,
-            attempt=call.attempt,
-            cost_estimate_micro_usd=call.cost_estimate_micro_usd,
-            idempotency_key=call.idempotency_key,
-            parent_call_id=call.parent_call_id,
-        )
-        timeout = call.next_hop_timeout_s(self._clock.monotonic())
+        stub = self._channels.stub(target.peer_address, target.spiffe_id)
+        was_ready = self._channels.connection_state(target.peer_address, target.spiffe_id) is _READY
         try:
-            reply = await self._channels.stub(target.peer_address, target.spiffe_id).Deliver(
-                request, timeout=timeout, metadata=metadata_for(call.traceparent, call.tracestate)
+            reply = await stub.Deliver(
+                peer_call.to_peer_call(call, target),
+                timeout=deadlines.next_hop_timeout_s(call, self._clock.monotonic()),
+                metadata=metadata_for(call.traceparent, call.tracestate),
             )
         except grpc.aio.AioRpcError as err:
-            raise _translate(err, target) from err
-        call.record.usage = usage.from_proto(reply.usage if reply.HasField("usage") else None)
-        return Reply(reply.result_json, reply.instance_id, reply.agent, reply.version)
+            never_connected = not was_ready and (
+                self._channels.connection_state(target.peer_address, target.spiffe_id) in _NO_CONNECTION
+            )
+            failure = translate(err, target, never_connected=never_connected)
+            if isinstance(failure, NotSent):
+                failure = await self._impostor(call, target) or failure
+            raise failure from err
+        return peer_call.to_reply(reply)
+
+    async def _impostor(self, call: Call, target: Endpoint) -> PeerIdentityMismatch | None:
+        """PeerIdentityMismatch when the peer that could not be reached proves another identity
+        than the catalog lists (peer_probe); None otherwise."""
+        left_s = call.deadline - self._clock.monotonic()
+        presented = await peer_probe.presented_spiffe_id(
+            target.peer_address, self._channels.trust_bundle_pem(), min(_PROBE_S, max(left_s, 0.0))
+        )
+        if presented is None or presented == target.spiffe_id:
+            return None
+        return PeerIdentityMismatch(
+            f"{target.agent} {target.version} (instance {target.instance_id} at {target.peer_address}) did not "
+            f"prove it is {target.spiffe_id}: it presents {presented}; the call was not sent",
+            instance_id=target.instance_id,
+        )
 
 
-def _translate(err: grpc.aio.AioRpcError, target: Endpoint) -> MeshError:
-    sent = from_rpc_error(err)
+def translate(err: grpc.aio.AioRpcError, target: Endpoint, *, never_connected: bool) -> MeshError:
+    """The MeshError for a failed Deliver to `target`; `never_connected`: the channel held no
+    connection before or after the call."""
+    sent = error_status.from_rpc_error(err, instance_id=target.instance_id)
     if sent is not None:  # the peer sidecar refused or its agent failed: pass it on as it is
         return sent
     where = f"{target.agent} {target.version} (instance {target.instance_id} at {target.peer_address})"
     if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return DeadlineExceeded(f"{where} did not answer within the deadline")
-    details = err.details() or ""
-    if any(sign in details for sign in _IDENTITY_FAILURES):
-        return PeerIdentityMismatch(f"{where} did not prove it is {target.spiffe_id}: {details}")
-    if err.code() == grpc.StatusCode.UNAVAILABLE and any(sign in details for sign in _CONNECT_FAILURES):
-        return NotSent(f"could not connect to {where}: {details}")
+        return DeadlineExceeded(f"{where} did not answer within the deadline", instance_id=target.instance_id)
+    if err.code() == grpc.StatusCode.UNAVAILABLE and never_connected:
+        return NotSent(
+            f"could not connect to {where}, or it did not prove it is {target.spiffe_id} in the TLS handshake "
+            f"({err.details()}); the call was not sent",
+            instance_id=target.instance_id,
+        )
     return PeerUnavailable(
-        f"the call to {where} failed in transit ({err.code().name}: {details}); it may have started there, "
-        "so the mesh resends it only when it carries an idempotency key"
+        f"the call to {where} failed in transit ({err.code().name}: {err.details()}); it may have started there, "
+        "so the mesh resends it only when it carries an idempotency key",
+        instance_id=target.instance_id,
     )

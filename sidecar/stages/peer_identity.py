@@ -1,4 +1,6 @@
-"""Inbound: the caller is the SPIFFE ID from the mTLS handshake (set by peer_api). A calling
+"""Inbound: the caller is the SPIFFE ID from the mTLS handshake (set by peer_api). A caller
+whose certificate names no agent's sidecar is refused here, with the reason peer_api found,
+inside the pipeline so that the refusal leaves a receipt, a metric and a span. A calling
 sidecar that names a different agent in the request is refused, not believed: either it is
 misconfigured or it is trying to speak for someone else; both deserve a loud refusal."""
 
@@ -17,6 +19,8 @@ class PeerIdentity:
         self._next = next
 
     async def __call__(self, call: Call) -> Reply:
+        if call.identity_problem:
+            raise Unidentified(call.identity_problem)
         if not call.caller.spiffe_id:
             raise Unidentified("the calling sidecar presented no SPIFFE identity")
         if call.claimed_caller and call.claimed_caller != call.caller.agent:

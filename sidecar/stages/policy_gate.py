@@ -45,9 +45,11 @@ class PolicyGate:
             raise BadPayload(str(exc)) from exc
         call.record.policy_decision = "allow" if decision.allowed else "deny"
         call.record.policy_ids = decision.policy_ids
+        call.record.approval_risks, call.record.approval_ttl_s = decision.approval_risks, decision.approval_ttl_s
         if not decision.allowed:  # the reason names the deciding policies and the bundle revision
             raise PolicyDenied(
                 f"{call.caller.spiffe_id or call.caller.agent} may not call {call.capability} "
-                f"({self.direction.value} policy): {decision.reason}"
+                f"({self.direction.value} policy): {decision.reason}",
+                policy_ids=decision.policy_ids,
             )
         return await self._next(call)

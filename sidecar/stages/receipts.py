@@ -1,7 +1,8 @@
 """Every call leaves a receipt at this sidecar, whatever became of it: served, refused by any
 stage, failed, timed out or cancelled. Outermost but for the other reporting stages, so it
 sees the call as the agent (outbound) or the calling sidecar (inbound) sees it, and reads
-what the inner stages learned from `call.record` once they are done.
+what the inner stages learned from `call.record` once they are done, and what the call
+consumed from its Reply.
 
 The receipt is appended to the spool (sidecar.receipt_spool) before the reply or error
 leaves this stage, so a call whose answer someone saw always has its receipt on disk. If the
@@ -111,7 +112,7 @@ class Receipts:
         # The tracing stage (outside this one) put its span's context in the call; with
         # tracing off it is the caller's, as received.
         trace_id, span_id = trace_and_span_ids(call.traceparent)
-        usage = record.usage
+        usage = reply.usage if reply is not None else None
         receipt = receipts_pb2.Receipt(
             direction=self._direction,
             call_id=call.call_id,
@@ -144,19 +145,13 @@ class Receipts:
             bundle_revision=active.revision if active else 0,
             breaker_state=record.breaker_state,
             kill_switch_id=record.kill_switch_id,
-            usage=(
-                receipts_pb2.Usage(
-                    model=usage.model,
-                    input_tokens=usage.input_tokens,
-                    output_tokens=usage.output_tokens,
-                    cost_micro_usd=usage.cost_micro_usd,
-                )
-                if usage
-                else None
-            ),
+            usage=usage.to_proto() if usage is not None else None,
             started_at=_timestamp(started_ns),
             ended_at=_timestamp(started_ns + int(latency_s * 1e9)),
             latency_us=int(latency_s * 1e6),
+            approval_id=record.approval_id,
+            approval_decision=record.approval_decision,
+            approver=record.approver,
         )
         if receipt.ByteSize() > MAX_RECEIPT_BYTES:  # 0.3 µs; only what a peer or bundle made huge gets here
             _shrink(receipt)

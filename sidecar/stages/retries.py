@@ -99,7 +99,7 @@ class Retries:
                 backoff = self._backoff(attempt, err)
                 if backoff is None:
                     raise
-                failed = err.failed_instance
+                failed = err.instance_id  # the instance this attempt failed on, as the error says
                 log.info(
                     "retrying %s (call %s, attempt %d failed: %s)", call.capability, call.call_id, attempt.attempt, err
                 )

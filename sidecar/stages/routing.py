@@ -32,7 +32,6 @@ import semantic_version
 from meshwarden.errors import (
     BadPayload,
     DeadlineExceeded,
-    MeshError,
     NoHealthyInstance,
     SchemaDrift,
     UnknownCapability,
@@ -73,9 +72,8 @@ class Routing:
         started = latency.now() if latency is not None else 0.0
         try:
             reply = await self._next(replace(call, target=endpoint))
-        except MeshError as err:
-            err.failed_instance = err.failed_instance or instance_id
-            if latency is not None and isinstance(err, DeadlineExceeded):  # slow, not broken: it counts
+        except DeadlineExceeded:
+            if latency is not None:  # slow, not broken: it counts
                 now = latency.now()
                 latency.observe(call.capability, instance_id, now - started, now)
             raise

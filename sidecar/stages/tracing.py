@@ -76,8 +76,10 @@ class Tracing:
         traceparent = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
         code = grpc.StatusCode.OK
         error: MeshError | None = None
+        reply: Reply | None = None
         try:
-            return await self._next(replace(call, traceparent=traceparent, tracestate=ctx.trace_state.to_header()))
+            reply = await self._next(replace(call, traceparent=traceparent, tracestate=ctx.trace_state.to_header()))
+            return reply
         except MeshError as err:
             code, error = err.status_code(), err
             raise
@@ -88,12 +90,20 @@ class Tracing:
             code = grpc.StatusCode.INTERNAL  # a bug: the server rescue logs it and answers INTERNAL
             raise
         finally:
-            self._end(span, call, operation, code, error)
+            self._end(span, call, reply, operation, code, error)
 
-    def _end(self, span: Span, call: Call, operation: str, code: grpc.StatusCode, error: MeshError | None) -> None:
+    def _end(
+        self,
+        span: Span,
+        call: Call,
+        reply: Reply | None,
+        operation: str,
+        code: grpc.StatusCode,
+        error: MeshError | None,
+    ) -> None:
         failed = code is not grpc.StatusCode.OK and (self._direction == "outbound" or code in _SERVER_FAULTS)
         if span.get_span_context().trace_flags.sampled or (failed and span.is_recording()):
-            attributes = _attributes(call, operation, code, self._direction == "inbound")
+            attributes = _attributes(call, reply, operation, code, self._direction == "inbound")
             if code is not grpc.StatusCode.OK:
                 attributes["error.type"] = error.kind if error is not None else code.name
             span.set_attributes(attributes)
@@ -102,7 +112,9 @@ class Tracing:
         span.end()
 
 
-def _attributes(call: Call, operation: str, code: grpc.StatusCode, inbound: bool) -> dict[str, AttributeValue]:
+def _attributes(
+    call: Call, reply: Reply | None, operation: str, code: grpc.StatusCode, inbound: bool
+) -> dict[str, AttributeValue]:
     """The call as it came in, what the inner stages learned (call.record) and how it ended."""
     record = call.record
     attributes: dict[str, AttributeValue] = {
@@ -136,7 +148,7 @@ def _attributes(call: Call, operation: str, code: grpc.StatusCode, inbound: bool
         attributes["meshwarden.breaker.state"] = record.breaker_state
     if record.kill_switch_id:
         attributes["meshwarden.kill_switch.id"] = record.kill_switch_id
-    usage = record.usage
+    usage = reply.usage if reply is not None else None
     if usage is not None:
         if usage.model:
             attributes["gen_ai.response.model"] = usage.model

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from meshwarden import local_mesh
 from meshwarden.addresses import parse_host_port
 from meshwarden.identity.bootstrap import learn_registry_ca
 from meshwarden.registry_client import RegistryTrust, registry_channel, registry_stub
-from meshwarden.supervise import Child, HealthTlsFor, meshwarden_argv, registry_health_tls, start
+from meshwarden.supervise import Child
 from meshwarden.v1 import catalog_pb2, receipts_pb2, receipts_pb2_grpc, registry_pb2
 from tests.integration.bundles import ALLOW_ALL, BundleMaker
 
@@ -25,27 +27,28 @@ PROBE = AGENTS / "probe_agent.py"
 ECHO_EXAMPLE = Path(__file__).parents[2] / "examples" / "echo_agent.py"
 
 
-class LocalMesh:
-    def __init__(self, workdir: Path, heartbeat_interval_s: float = 0.5) -> None:
-        self.workdir = workdir
+class LocalMesh(local_mesh.LocalMesh):
+    """meshwarden.local_mesh's mesh, with what tests need on top: a signed allow-all bundle for
+    a fresh mesh, operator calls to the registry, probe agents."""
+
+    def __init__(
+        self, workdir: Path, heartbeat_interval_s: float = 0.5, meshwarden: Sequence[str] | None = None
+    ) -> None:
+        """`meshwarden`: the command that runs the CLI (default: this interpreter's, from this
+        checkout); the wheel test passes the script of a freshly installed environment."""
+        self.bundles = BundleMaker(workdir)
+        super().__init__(
+            workdir,
+            bundle_keys=self.bundles.trusted_keys_dir,
+            heartbeat_interval_s=heartbeat_interval_s,
+            command=meshwarden,
+        )
         # Extra environment for every sidecar started from now on (e.g. OTEL_* variables).
         self.sidecar_env: dict[str, str] = {}
-        self.heartbeat_interval_s = heartbeat_interval_s
-        self.children: list[Child] = []
-        self.registry: Child | None = None
-        self._count = 0
-        self._sidecars = 0
-        self.bundles = BundleMaker(workdir)
+        self._bundle_revision = 0
         # The registry verifies pushed bundles against the test key, as a deployment should;
         # False starts it without --bundle-keys (to see sidecars refuse what it let through).
         self.registry_verifies_bundles = True
-        self._bundle_revision = 0
-
-    @property
-    def registry_address(self) -> str:
-        if self.registry is None:
-            raise RuntimeError("no registry started")
-        return self.registry.addresses["listen"]
 
     async def start_registry(
         self, listen: str = "127.0.0.1:0", mtls_listen: str = "", *flags: str, allow_all: bool = True
@@ -53,28 +56,11 @@ class LocalMesh:
         """The registry on `listen` (TLS) and `mtls_listen` (mTLS; port 0 when not given), with
         any further `flags`. To restart it where sidecars expect it, pass both addresses of the
         previous one. A fresh mesh gets a signed allow-all bundle unless `allow_all` is False."""
-        extra = [*(["--mtls-listen", mtls_listen] if mtls_listen else []), *flags]
-        self.registry = await self._start(
-            "registry",
-            meshwarden_argv(
-                "registry",
-                "serve",
-                "--listen",
-                listen,
-                "--data-dir",
-                str(self.registry_data_dir),
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--heartbeat-interval-s",
-                str(self.heartbeat_interval_s),
-                *(["--bundle-keys", str(self.bundles.trusted_keys_dir)] if self.registry_verifies_bundles else []),
-                *extra,
-            ),
-            health_tls=registry_health_tls,
-        )
+        keys = ("--bundle-keys", str(self.bundles.trusted_keys_dir)) if self.registry_verifies_bundles else ()
+        registry = await super().start_registry(listen, mtls_listen, *keys, *flags)
         if self._bundle_revision == 0 and allow_all:  # a fresh mesh: everything allowed, by a signed bundle
             await self.push_bundle(self.bundles.make(1, {"allow-all.cedar": ALLOW_ALL}))
-        return self.registry
+        return registry
 
     async def push_bundle(self, raw: bytes) -> registry_pb2.PushBundleResponse:
         """`meshwarden bundle push`, as an operator."""
@@ -109,10 +95,6 @@ class LocalMesh:
         if old.running:
             await old.stop()
         return await self.start_registry(old.addresses["listen"], old.addresses["mtls"])
-
-    @property
-    def registry_data_dir(self) -> Path:
-        return self.workdir / "registry"
 
     def operator_token(self) -> str:
         return (self.registry_data_dir / "operator.token").read_text().strip()
@@ -159,42 +141,22 @@ class LocalMesh:
         env: dict[str, str] | None = None,
         wait_ready: bool = True,
     ) -> Child:
-        """A sidecar with its own data directory (identity, sockets), enrolled with the registry's
-        embedded issuer (open enrolment on loopback) unless `extra` says otherwise; its
-        environment has `sidecar_env` and `env` added. With `wait_ready=False` it returns after
-        the ready line, without waiting for its health to turn SERVING."""
-        self._sidecars += 1
-        directory = data_dir or self.workdir / "sidecars" / f"{agent}-{self._sidecars}"
-        return await self._start(
-            f"sidecar-{agent}",
-            meshwarden_argv(
-                "sidecar",
-                "run",
-                "--agent",
-                agent,
-                "--registry",
-                registry or self.registry_address,
-                "--listen",
-                "127.0.0.1:0",
-                "--peer-listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--gateway-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                str(directory),
-                *(["--bundle-keys", str(self.bundles.trusted_keys_dir)] if self.registry_verifies_bundles else []),
-                *extra,
-            ),
+        """A sidecar (meshwarden.local_mesh) whose environment has `sidecar_env` and `env` added."""
+        return await self.start_sidecar(
+            agent,
+            *extra,
+            registry=registry,
+            data_dir=data_dir,
             env={**self.sidecar_env, **(env or {})},
-            wait_health=wait_ready,
+            wait_ready=wait_ready,
         )
 
-    async def agent(self, sidecar: Child, version: str = "1.0.0", *extra: str, script: Path = PROBE) -> Child:
-        return await self._start(
+    async def agent(
+        self, sidecar: Child, version: str = "1.0.0", *extra: str, script: Path = PROBE, python: str = sys.executable
+    ) -> Child:
+        return await self.start_process(
             f"agent-{sidecar.addresses['agent']}",
-            [sys.executable, str(script), "--sidecar", sidecar.addresses["listen"], "--version", version, *extra],
+            [python, str(script), "--sidecar", sidecar.addresses["listen"], "--version", version, *extra],
         )
 
     async def pair(self, agent: str, version: str = "1.0.0", *agent_args: str) -> tuple[Child, Child]:
@@ -202,31 +164,5 @@ class LocalMesh:
         side = await self.sidecar(agent)
         return side, await self.agent(side, version, *agent_args)
 
-    async def _start(
-        self,
-        name: str,
-        argv: list[str],
-        health_tls: HealthTlsFor | None = None,
-        env: dict[str, str] | None = None,
-        wait_health: bool = True,
-    ) -> Child:
-        self._count += 1
-        child = await start(
-            f"{self._count:02d}-{name}",
-            argv,
-            log_dir=self.workdir / "logs",
-            health_tls=health_tls,
-            env=env,
-            health_address_key="listen" if wait_health else None,
-        )
-        self.children.append(child)
-        return child
-
-    def logs(self) -> str:
-        return "\n".join(f"----- {c.name} (exit {c.process.returncode})\n{c.stderr_text()}" for c in self.children)
-
     async def close(self) -> dict[str, int]:
-        codes = {}
-        for child in reversed(self.children):
-            codes[child.name] = await child.stop()
-        return codes
+        return dict(await self.stop())

@@ -17,10 +17,11 @@ from meshwarden.addresses import parse_host_port
 from meshwarden.clock import Clock
 from meshwarden.identity.bootstrap import learn_registry_ca
 from meshwarden.identity.svid import Svid
+from meshwarden.local_mesh import registry_argv
 from meshwarden.registry.issuer import CA_DIR_NAME, Issuer
 from meshwarden.registry.operators import OPERATOR_TOKEN_FILE
 from meshwarden.registry_client import RegistryTrust, registry_channel, registry_stub
-from meshwarden.supervise import Child, meshwarden_argv, registry_health_tls, start
+from meshwarden.supervise import Child, registry_health_tls, start
 from meshwarden.v1 import registry_pb2_grpc
 from tests.identity_helpers import enrol
 
@@ -107,19 +108,7 @@ async def start_registry(
     directory = data_dir or workdir / "registry"
     child = await start(
         name,
-        meshwarden_argv(
-            "registry",
-            "serve",
-            "--listen",
-            listen,
-            "--data-dir",
-            str(directory),
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--heartbeat-interval-s",
-            str(heartbeat_interval_s),
-            *extra,
-        ),
+        registry_argv(directory, *extra, listen=listen, heartbeat_interval_s=heartbeat_interval_s),
         log_dir=workdir / "logs",
         health_tls=registry_health_tls,
     )

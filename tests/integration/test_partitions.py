@@ -93,7 +93,7 @@ async def split_mesh(tmp_path: object, namespace: Namespace) -> AsyncIterator[tu
     await mesh.start_registry(f"{namespace.host_address}:0")
     try:
         caller = await mesh.sidecar("support", "--join-token", await _token(mesh, "support"))
-        billing = await mesh._start(
+        billing = await mesh.start_process(
             "sidecar-billing",
             namespace.run(
                 meshwarden_argv(
@@ -104,12 +104,12 @@ async def split_mesh(tmp_path: object, namespace: Namespace) -> AsyncIterator[tu
                     "--data-dir", str(mesh.workdir / "billing"), "--bundle-keys", str(mesh.bundles.trusted_keys_dir),
                 )
             ),
-            wait_health=False,
+            health_address_key=None,
         )  # fmt: skip
-        await mesh._start(
+        await mesh.start_process(
             "agent-billing",
             namespace.run([sys.executable, str(PROBE), "--sidecar", billing.addresses["listen"]]),
-            wait_health=False,
+            health_address_key=None,
         )
         yield mesh, caller
     finally:

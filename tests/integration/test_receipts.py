@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import sqlite3
 import subprocess
 import time
@@ -26,6 +25,7 @@ from meshwarden.v1 import receipts_pb2
 from tests.integration.bundles import ALLOW_ALL
 from tests.integration.mesh import LocalMesh
 from tests.integration.test_calls import routable
+from tests.system_tools import require_program
 
 pytestmark = pytest.mark.integration
 
@@ -89,9 +89,7 @@ def verify_cli(mesh: LocalMesh, *extra: str) -> subprocess.CompletedProcess[str]
 
 def sqlite3_cli(mesh: LocalMesh, statement: str) -> None:
     """An edit behind the registry's back, with the sqlite3 command-line tool."""
-    tool = shutil.which("sqlite3")
-    if tool is None:
-        pytest.skip("the sqlite3 command-line tool is not installed")
+    tool = require_program("sqlite3", "sqlite3")
     subprocess.run([tool, str(mesh.registry_data_dir / "registry.db"), statement], check=True, timeout=30)
 
 

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import grpc
 import pytest
 import semantic_version
@@ -23,12 +24,15 @@ from meshwarden.identity.peer import CLAIMED_IDENTITY_HEADER
 from meshwarden.identity.spiffe_ids import agent_id, registry_id
 from meshwarden.identity.svid import Svid
 from meshwarden.registry.issuer import Issuer
+from meshwarden.sidecar.call import Call, Caller
 from meshwarden.sidecar.catalog import CapabilitySpec, Endpoint
-from meshwarden.sidecar.stages.peer import _translate
+from meshwarden.sidecar.peer_channels import PeerChannels
+from meshwarden.sidecar.stages import peer
 from meshwarden.supervise import Child, StartError, meshwarden_argv, start
 from meshwarden.v1 import peer_pb2, peer_pb2_grpc
 from tests.integration.mesh import AGENTS, LocalMesh
 from tests.integration.test_calls import routable
+from tests.integration.test_receipts import stored_when
 
 pytestmark = pytest.mark.integration
 
@@ -142,6 +146,31 @@ async def test_a_peer_port_believes_certificates_only(mesh: LocalMesh) -> None:
     assert (await deliver(callee, good, deliver_echo(callee))).agent == "echoer"
     log = callee.stderr_text()
     assert "refused echo from" in log and "elsewhere.test" in log and "claims agent billing" in log
+    # Every refusal past the TLS handshake went through the inbound pipeline: each left its
+    # receipt (in the registry, with the reason) and its metric, like any other refused call.
+    refused = [label for label, *_, code, _ in refusals if code is grpc.StatusCode.UNAUTHENTICATED]
+    receipts = await stored_when(
+        mesh,
+        lambda rs: sum(r.direction == "inbound" and r.error_kind == "unidentified" for r in rs) >= len(refused),
+        "the refusals' receipts",
+    )
+    unidentified = [r for r in receipts if r.direction == "inbound" and r.error_kind == "unidentified"]
+    assert len(unidentified) == len(refused) == 5
+    assert {r.status for r in unidentified} == {"UNAUTHENTICATED"}
+    assert all(r.callee_instance_id == callee.addresses["instance_id"] for r in unidentified)
+    reasons = " | ".join(r.error_message for r in unidentified)
+    assert "elsewhere.test" in reasons and "claims to come from agent 'billing'" in reasons
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://{callee.addresses['admin']}/metrics") as response:
+            metrics = await response.text()
+    counted = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("meshwarden_sidecar_calls_total{")
+        and 'direction="inbound"' in line
+        and 'error="unidentified"' in line
+    ]
+    assert counted and float(counted[0].rsplit(" ", 1)[1]) == 5, counted
 
 
 async def test_a_caller_checks_the_callee_is_who_the_catalog_says(mesh: LocalMesh) -> None:
@@ -152,11 +181,23 @@ async def test_a_caller_checks_the_callee_is_who_the_catalog_says(mesh: LocalMes
     async with grpc.aio.secure_channel(callee.addresses["peer"], creds, options=expect_peer(impostor_expected)) as ch:
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await peer_pb2_grpc.PeerStub(ch).Deliver(deliver_echo(callee), timeout=5)
+        assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert ch.get_state() is grpc.ChannelConnectivity.TRANSIENT_FAILURE  # no connection was ever made
+    # The sidecar's own last hop says so: the instance is not who the catalog says (the call
+    # was not sent, so it is retried elsewhere), naming both identities.
     spec = CapabilitySpec("echo", "", "", "")
     endpoint = Endpoint(
         "i-1", "payments", semantic_version.Version("1.0.0"), callee.addresses["peer"], impostor_expected, spec
     )
-    assert isinstance(_translate(info.value, endpoint), errors.PeerIdentityMismatch), info.value.details()
+    channels = PeerChannels([], lambda: good)
+    try:
+        call = Call("c-2", "echo", b"{}", Caller("frontdesk", "f-1"), time.monotonic() + 5, target=endpoint)
+        with pytest.raises(errors.PeerIdentityMismatch) as sent:
+            await peer.Send(channels, SystemClock())(call)
+    finally:
+        await channels.close()
+    assert impostor_expected in sent.value.message and callee.addresses["spiffe_id"] in sent.value.message
+    assert sent.value.instance_id == "i-1"
 
 
 async def test_embedded_svids_renew_without_dropping_calls(tmp_path: Path) -> None:

@@ -4,6 +4,9 @@ and the admin-listen settings of both components."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import re
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -71,3 +74,17 @@ def test_admin_listen_defaults_and_off() -> None:
     registry = registry_config.load(argparse.Namespace(), {})
     assert registry.admin_listen == HostPort("127.0.0.1", 9900)
     assert registry_config.load(argparse.Namespace(admin_listen="127.0.0.1:0"), {}).admin_listen == LOOPBACK_ANY_PORT
+
+
+async def test_metrics_show_how_long_the_event_loop_was_held(served: tuple[AdminServer, str, list[str]]) -> None:
+    _, base, _ = served
+    await asyncio.sleep(0.12)  # the probe has woken at least once
+    time.sleep(0.3)  # noqa: ASYNC251 - on purpose: this is what the lag metric must catch
+    await asyncio.sleep(0.12)
+    _, _, body = await get(f"{base}/metrics")
+    worst = float(re.search(r"^meshwarden_event_loop_lag_max_seconds (\S+)$", body, re.M).group(1))  # type: ignore[union-attr]
+    assert worst >= 0.25
+    count = float(re.search(r"^meshwarden_event_loop_lag_seconds_count (\S+)$", body, re.M).group(1))  # type: ignore[union-attr]
+    assert count >= 2
+    _, _, again = await get(f"{base}/metrics")  # the worst is per scrape
+    assert float(re.search(r"^meshwarden_event_loop_lag_max_seconds (\S+)$", again, re.M).group(1)) < 0.25  # type: ignore[union-attr]

@@ -7,7 +7,9 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("package", ["meshwarden", "sidecar", "registry", "policy_bundle"])
+@pytest.mark.parametrize(
+    "package", ["meshwarden", "meshwarden.sidecar", "meshwarden.registry", "meshwarden.policy_bundle"]
+)
 def test_all_names_exist(package: str) -> None:
     module = importlib.import_module(package)
     exported = getattr(module, "__all__", None)

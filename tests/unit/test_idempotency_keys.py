@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from meshwarden.agent import CallContext
 from meshwarden.client import request
 
 
 def test_each_call_gets_a_fresh_key_unless_told_otherwise() -> None:
-    a, b = (request("echo", {}, None, None, None, None) for _ in range(2))
+    a, b = (request("echo", {}) for _ in range(2))
     assert a.idempotency_key and b.idempotency_key and a.idempotency_key != b.idempotency_key
-    assert request("echo", {}, None, None, None, None, None, False).idempotency_key == ""
-    assert request("echo", {}, None, None, None, None, None, True, "mine").idempotency_key == "mine"
+    assert request("echo", {}, idempotent=False).idempotency_key == ""
+    assert request("echo", {}, idempotency_key="mine").idempotency_key == "mine"
 
 
 def context(key: str) -> CallContext:
@@ -30,3 +32,8 @@ def test_nested_keys_are_derived_from_the_parent_key_and_replay_the_same() -> No
     assert keys(context("parent-1"), "echo", "echo", "billing.refund") == first  # a retried parent
     assert keys(context("parent-2"), "echo") != first[:1]
     assert keys(context(""), "echo") == [None]  # no parent key: the SDK makes a fresh one
+
+
+def test_a_misspelt_option_is_an_error_not_ignored() -> None:
+    with pytest.raises(TypeError, match="idempotency_kay"):
+        request("echo", {}, idempotency_kay="mine")  # type: ignore[call-arg]

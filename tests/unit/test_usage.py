@@ -68,7 +68,7 @@ def test_nested_calls_name_their_parent_and_keep_session_and_workflow() -> None:
     options = context(call_id="parent-call")._nested("echo", {})
     assert options["parent_call_id"] == "parent-call"
     assert options["session_id"] == "s1" and options["workflow_id"] == "w1"
-    assert request("echo", {}, None, None, None, None, parent_call_id="p").parent_call_id == "p"
+    assert request("echo", {}, parent_call_id="p").parent_call_id == "p"
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import asyncio
 import os
 from typing import Any
 
+import grpc
 from opentelemetry import trace
 
 import meshwarden
@@ -132,6 +133,15 @@ async def fail(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
     if args.get("how") == "refuse":
         raise meshwarden.HandlerError("the probe refuses: amount too high")
     raise RuntimeError("secret internal detail")
+
+
+@agent.capability("probe.busy")
+async def busy(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
+    """Answers UNAVAILABLE on purpose when this instance is among `busy` (its model provider is
+    down, say): gRPC's "try again", for the mesh to retry elsewhere."""
+    if agent.instance_id in args.get("busy", []):
+        raise meshwarden.HandlerError("busy: the model provider is down", grpc.StatusCode.UNAVAILABLE)
+    return {"instance_id": agent.instance_id, "attempt": ctx.attempt}
 
 
 @agent.capability("probe.bad_result", output_schema={"type": "object", "required": ["ok"]})

@@ -1,11 +1,11 @@
-"""meshwarden.cli.agents_cmd: JSON shape, table layout, flags."""
+"""meshwarden.cli.agents_cmd and agents_list: JSON shape, table layout, flags."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from meshwarden.cli import agents_cmd
+from meshwarden.cli import agents_cmd, agents_list
 from meshwarden.v1 import catalog_pb2
 
 HASH = "sha256:" + "e" * 64
@@ -23,7 +23,7 @@ def test_instance_json_carries_the_reported_health_and_default_timeout() -> None
     isolated_at = catalog_pb2.InstanceHealth()
     isolated_at.CopyFrom(ISOLATED)
     isolated_at.updated_at.FromSeconds(1_700_000_000)
-    data = agents_cmd.instance_json(instance, isolated_at)
+    data = agents_list.instance_json(instance, isolated_at)
     assert data["health"] == {
         "state": "ISOLATED",
         "reason": "5 consecutive failures",
@@ -54,7 +54,7 @@ def _instance(
 
 
 def test_instance_json_has_the_documented_keys() -> None:
-    data = agents_cmd.instance_json(_instance("billing", "abc", ["billing.refund"], 1_700_000_005, 1_700_003_600))
+    data = agents_list.instance_json(_instance("billing", "abc", ["billing.refund"], 1_700_000_005, 1_700_003_600))
     assert json.loads(json.dumps(data)) == {
         "agent": "billing",
         "version": "1.4.0",
@@ -69,11 +69,11 @@ def test_instance_json_has_the_documented_keys() -> None:
         "svid_expires_at": "2023-11-14T23:13:20Z",
         "health": {"state": "HEALTHY", "reason": "no reports", "reporters": 0, "updated_at": None},
     }
-    assert agents_cmd.instance_json(_instance("billing", "abc", [], 1_700_000_005))["svid_expires_at"] is None
+    assert agents_list.instance_json(_instance("billing", "abc", [], 1_700_000_005))["svid_expires_at"] is None
 
 
 def test_table_aligns_columns_and_joins_capabilities() -> None:
-    table = agents_cmd.render_table(
+    table = agents_list.render_table(
         [
             _instance("billing", "abc123def456", ["billing.refund", "billing.quote"], 1_700_000_004, 1_700_003_599),
             _instance("search", "0123", [], 1_699_999_999),

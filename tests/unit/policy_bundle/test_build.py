@@ -210,3 +210,9 @@ def test_all_problems_are_reported_at_once_in_file_order(tmp_path: Path) -> None
         )
     )
     assert [p.split(":")[0] for p in found] == ["manifest.toml", "policies/a.cedar", "policies/b.cedar"]
+
+
+def test_approval_on_a_forbid_is_refused_at_build_naming_the_policy(tmp_path: Path) -> None:
+    text = '@id("no-refunds")\n@approval("big")\nforbid (principal, action, resource);\n'
+    found = problems(write_bundle(tmp_path, {"policies/approvals.cedar": text}))
+    assert any("no-refunds" in p and "@approval belongs on a permit policy" in p for p in found), found

@@ -58,7 +58,8 @@ def test_unknown_keys_and_wrong_types_are_all_reported() -> None:
     assert found == [
         "manifest.toml:2: unknown key revison; known keys: description, name, revision, settings",
         "manifest.toml:1: revision must be a positive integer below 2^63 that grows with every release, got None",
-        "manifest.toml:5: unknown key settings.verbose; known keys: settings.store_raw_arguments",
+        "manifest.toml:5: unknown key settings.verbose; known keys: settings.approvers_see_arguments, "
+        "settings.store_raw_arguments",
         "manifest.toml:4: settings.store_raw_arguments must be true or false, got 'yes'",
     ]
 

@@ -14,7 +14,7 @@ from meshwarden.registry.authz import REQUIRED, Authorizer, Caller, method, requ
 from meshwarden.registry.errors import PermissionDenied, Unauthenticated
 from meshwarden.registry.issuer import Issuer
 from meshwarden.registry.operators import OPERATOR_TOKEN_FILE, OperatorCredential
-from meshwarden.v1 import controls_pb2, identity_pb2, receipts_pb2, registry_pb2
+from meshwarden.v1 import approvals_pb2, controls_pb2, identity_pb2, receipts_pb2, registry_pb2
 from tests.identity_helpers import FakeClock
 
 TD = "mesh.test"
@@ -68,7 +68,13 @@ def _caller(authorizer: Authorizer, context: FakeContext) -> Caller:
 def test_the_table_covers_every_rpc_of_every_service() -> None:
     expected = {
         method(service.full_name, rpc.name)
-        for file in (registry_pb2.DESCRIPTOR, identity_pb2.DESCRIPTOR, receipts_pb2.DESCRIPTOR, controls_pb2.DESCRIPTOR)
+        for file in (
+            registry_pb2.DESCRIPTOR,
+            identity_pb2.DESCRIPTOR,
+            receipts_pb2.DESCRIPTOR,
+            controls_pb2.DESCRIPTOR,
+            approvals_pb2.DESCRIPTOR,
+        )
         for service in file.services_by_name.values()
         for rpc in service.methods
     }

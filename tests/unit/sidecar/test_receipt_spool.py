@@ -42,11 +42,11 @@ def test_append_chains_receipts_in_order(tmp_path: Path) -> None:
 def test_a_reopened_spool_continues_its_chain_even_after_everything_was_acknowledged(tmp_path: Path) -> None:
     spool = ReceiptSpool.open(tmp_path, instance_id="support-1", spiffe_id=SPIFFE_ID)
     appended = _append(spool, 3)
-    spool.close()  # as after kill -9: nothing but the file is left
     reader = SpoolReader(spool_path(tmp_path))
     batch = reader.batch("support-1", 10, 1 << 20)
-    assert batch is not None and reader.acknowledge(batch, 3) == 3
+    assert batch is not None and spool.prune(batch, 3) == 3
     assert reader.pending() == 0
+    spool.close()  # as after kill -9: nothing but the file is left
     again = ReceiptSpool.open(tmp_path, instance_id="support-1", spiffe_id=SPIFFE_ID)
     [fourth] = _append(again, 1)
     assert (fourth.seq, fourth.prev_hash) == (4, appended[-1].hash)
@@ -77,11 +77,11 @@ def test_batches_are_bounded_by_count_and_bytes_but_hold_at_least_one(tmp_path: 
     one = reader.batch("support-1", 10, 10)
     assert one is not None and len(one.bodies) == 1
     first = reader.batch("support-1", 8, 1 << 20)
-    assert first is not None and reader.acknowledge(first, 8) == 8
+    assert first is not None and spool.prune(first, 8) == 8
     rest = reader.batch("support-1", 10, 1 << 20)
     assert rest is not None and (rest.first_seq, rest.last_seq) == (9, 10)
     assert [_parse(b).seq for b in rest.bodies] == [9, 10]
-    reader.acknowledge(rest, 10)
+    spool.prune(rest, 10)
     assert reader.batch("support-1", 10, 1 << 20) is None
     assert reader.chains() == []
     reader.checkpoint()
@@ -106,3 +106,22 @@ def test_backlog_counts_what_the_registry_has_not_taken_and_the_cap_says_why(tmp
     finally:
         reader.close()
         spool.close()
+
+
+def test_the_writer_never_waits_for_the_shipper(tmp_path: Path) -> None:
+    """The shipper's connection only reads and checkpoints: while it is in the middle of a read
+    (a snapshot held open) and checkpoints, appends and prunes go through at once. The writer
+    waits for no lock at all (busy timeout 0), so any wait would be an error here."""
+    spool = ReceiptSpool.open(tmp_path, instance_id="support-1", spiffe_id=SPIFFE_ID)
+    _append(spool, 5)
+    reader = SpoolReader(spool_path(tmp_path))
+    assert not hasattr(reader, "acknowledge") and not hasattr(reader, "prune")  # it cannot write
+    reader.checkpoint()
+    reader._db.execute("BEGIN")
+    batch = reader.batch("support-1", 3, 1 << 20)
+    _append(spool, 5)  # no SpoolError: nothing of the reader's blocks the writer
+    assert batch is not None and spool.prune(batch, 3) == 3
+    reader._db.execute("COMMIT")
+    reader.checkpoint()
+    _append(spool, 1)
+    assert reader.pending() == 8

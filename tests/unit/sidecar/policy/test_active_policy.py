@@ -237,3 +237,29 @@ def test_capability_kind_is_the_bundles_kind_attribute(bundle: VerifiedBundle) -
     assert engine.capability_kind("billing.refund") == "tool"
     assert engine.capability_kind("support.resolve_ticket") == "capability"
     assert engine.capability_kind("not.in.the.bundle") == ""
+
+
+APPROVAL_POLICIES = """
+@id("refund-small")
+permit (principal, action == Action::"call", resource == Capability::"billing.refund")
+when { context.args has amount_cents && context.args.amount_cents < 10000 };
+
+@id("refund-large")
+@approval("refund of 100 dollars or more")
+@approval_ttl_s("120")
+permit (principal, action == Action::"call", resource == Capability::"billing.refund")
+when { context.args has amount_cents && context.args.amount_cents >= 5000 };
+"""
+
+
+def test_a_call_needs_approval_only_when_every_deciding_permit_asks_for_it(tmp_path: Path) -> None:
+    bundle = verified(
+        tmp_path,
+        {"policies/refunds.cedar": APPROVAL_POLICIES, "policies/baseline.cedar": None, "policies/tiers.cedar": None},
+    )
+    large = outbound(bundle, "support", "billing.refund", {"customer_id": "C7", "amount_cents": 15000})
+    assert large.allowed and large.approval_risks == ("refund of 100 dollars or more",) and large.approval_ttl_s == 120
+    both = outbound(bundle, "support", "billing.refund", {"customer_id": "C7", "amount_cents": 6000})
+    assert both.allowed and both.approval_risks == ()  # a plain permit also matches: no approval
+    small = outbound(bundle, "support", "billing.refund", {"customer_id": "C7", "amount_cents": 100})
+    assert small.allowed and small.approval_risks == ()

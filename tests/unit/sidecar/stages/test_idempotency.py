@@ -84,3 +84,38 @@ async def test_entries_expire_and_are_bounded() -> None:
     await stage(keyed("c"))  # "a" is the least recently used: dropped
     await stage(keyed("a"))
     assert agent.runs == 5
+
+
+class BigAgent:
+    """Answers each call with a result of `size` bytes."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.runs = size, 0
+
+    async def __call__(self, c: Call) -> Reply:
+        self.runs += 1
+        return Reply(b'"' + b"x" * (self.size - 2) + b'"', "i1", "billing", "1.0.0")
+
+
+async def test_held_results_are_bounded_by_bytes_least_recently_used_first() -> None:
+    agent = BigAgent(1024 * 1024)
+    stage = Idempotency(agent, 600, FakeClock(), max_bytes=3 * 1024 * 1024 + 4096)
+    for key in ("k1", "k2", "k3"):
+        await stage(keyed(key))
+    await stage(keyed("k1"))  # k1 is now the most recently used
+    assert agent.runs == 3 and stage.entries == 3
+    await stage(keyed("k4"))  # a fourth MiB does not fit: k2, least recently used, goes
+    assert stage.entries == 3 and stage.held_bytes <= 3 * 1024 * 1024 + 4096
+    await stage(keyed("k1"))
+    await stage(keyed("k3"))
+    assert agent.runs == 4  # k1 and k3 still held
+    await stage(keyed("k2"))
+    assert agent.runs == 5  # k2 was evicted, so it ran again
+
+
+async def test_a_result_larger_than_the_whole_cache_is_not_held() -> None:
+    agent = BigAgent(2 * 1024 * 1024)
+    stage = Idempotency(agent, 600, FakeClock(), max_bytes=1024 * 1024)
+    await stage(keyed())
+    await stage(keyed())
+    assert agent.runs == 2 and stage.entries == 0 and stage.held_bytes == 0

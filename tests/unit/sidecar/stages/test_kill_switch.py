@@ -97,8 +97,8 @@ async def test_a_cancellation_that_is_not_the_switchs_stays_a_cancellation() -> 
 
 
 async def test_a_refusal_by_the_other_sidecar_names_the_switch_in_this_calls_record() -> None:
-    async def callee_refuses(c: Call) -> Reply:
-        raise KillSwitchEngaged("ks-00ab", "agent billing", "stop it", c.capability)
+    async def callee_refuses(c: Call) -> Reply:  # as the peer stage rebuilds it: the id is data, not words
+        raise KillSwitchEngaged.rebuilt("stopped by an operator", {"switch_id": "ks-00ab", "scope": "agent billing"})
 
     refused = call()
     with pytest.raises(KillSwitchEngaged):

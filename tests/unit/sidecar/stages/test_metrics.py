@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import grpc
 import pytest
 
-from meshwarden.errors import PolicyDenied
+from meshwarden.errors import PolicyDenied, Unclassified
 from meshwarden.sidecar.call import Call, Reply
 from meshwarden.sidecar.call_metrics import SidecarMetrics, SidecarState
 from meshwarden.sidecar.stages import metrics
@@ -22,8 +23,8 @@ async def test_counts_status_latency_bytes_retries_decisions_and_usage() -> None
     async def inner(c: Call) -> Reply:
         clock.now += 0.004
         c.record.policy_decision, c.record.attempt = "allow", 3
-        c.record.usage = Usage(model="m", input_tokens=7, output_tokens=2, cost_micro_usd=1_500_000)
-        return Reply(b'{"ok":1}', "b-1", "billing", "1.0.0")
+        usage = Usage(model="m", input_tokens=7, output_tokens=2, cost_micro_usd=1_500_000)
+        return Reply(b'{"ok":1}', "b-1", "billing", "1.0.0", usage)
 
     stage = metrics.Metrics(inner, m, "outbound", lambda capability: capability == "billing.refund", clock)
     await stage(call(payload=b'{"amount":5}'))
@@ -64,3 +65,19 @@ def test_breaker_states_and_bundle_revision_are_read_at_scrape_time() -> None:
     assert value(m, "meshwarden_sidecar_breaker_state", instance="b-1", state="open") == 1
     assert value(m, "meshwarden_sidecar_breaker_state", instance="b-1", state="closed") == 0
     assert value(m, "meshwarden_sidecar_bundle_revision") == 7
+
+
+async def test_kinds_this_version_does_not_know_share_one_label() -> None:
+    m = SidecarMetrics()
+
+    kinds = iter(["new_kind_a", "new_kind_b", "new_kind_c"])
+
+    async def inner(c: Call) -> Reply:
+        raise Unclassified(grpc.StatusCode.ABORTED, next(kinds), "newer", {})
+
+    stage = metrics.Metrics(inner, m, "inbound", lambda capability: True, FakeClock())
+    for _ in range(3):
+        with pytest.raises(Unclassified):
+            await stage(call())
+    labels = {"direction": "inbound", "capability": "billing.refund", "status": "ABORTED"}
+    assert value(m, "meshwarden_sidecar_calls_total", **labels, error="unclassified") == 3

@@ -85,8 +85,8 @@ async def test_a_served_call_leaves_a_receipt_with_what_the_inner_stages_recorde
         record = call.record
         record.policy_decision, record.policy_ids = "allow", ("refunds-by-support",)
         record.attempt, record.target, record.breaker_state = 2, REFUND, "closed"
-        record.usage = Usage(model="gpt-x", input_tokens=10, output_tokens=5, cost_micro_usd=1234)
-        return Reply(b'{"ok":true}', "billing-1", "billing", "2.4.0")
+        usage = Usage(model="gpt-x", input_tokens=10, output_tokens=5, cost_micro_usd=1234)
+        return Reply(b'{"ok":true}', "billing-1", "billing", "2.4.0", usage)
 
     await stage(tmp_path, "outbound", inner, policy(tmp_path))(refund_call())
     [receipt] = spooled(tmp_path)

@@ -123,7 +123,14 @@ async def test_the_budget_bounds_retries_to_a_share_of_calls() -> None:
 
 async def test_each_attempt_is_routed_away_from_the_instance_that_failed() -> None:
     catalog = catalog_of(instance("a", "billing", "1.0.0"), instance("b", "billing", "1.0.0"))
-    inner = Script(NotSent("refused"))
+
+    class RefusedOnce(Script):  # a last hop: its error names the instance it failed on
+        async def __call__(self, c: Call) -> Reply:
+            if not self.calls:
+                self.failures = [NotSent("refused", instance_id=c.target.instance_id if c.target else "")]
+            return await super().__call__(c)
+
+    inner = RefusedOnce()
     clock = FakeClock()
     s, _ = stage(inner, clock)
     chain = retries.Retries(

@@ -48,10 +48,10 @@ class Inner:
         self.got = c
         c.record.policy_decision, c.record.policy_ids = "allow", ("p1",)
         c.record.attempt, c.record.breaker_state = 2, "closed"
-        c.record.usage = Usage(model="m-1", input_tokens=10, output_tokens=5, cost_micro_usd=700)
         if self.error is not None:
             raise self.error
-        return Reply(b'{"ok":true}', "billing-1", "billing", "2.0.0")
+        usage = Usage(model="m-1", input_tokens=10, output_tokens=5, cost_micro_usd=700)
+        return Reply(b'{"ok":true}', "billing-1", "billing", "2.0.0", usage)
 
 
 async def test_a_client_span_continues_the_agents_trace_and_hands_its_own_context_on() -> None:

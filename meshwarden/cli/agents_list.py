@@ -1,0 +1,148 @@
+"""What `meshwarden agents list` does once its flags are parsed: ask the registry for the
+instances, then print them as a table or as JSON (agents_cmd.py holds the flags, so that
+`--help` imports none of this)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from meshwarden.cli import exit_codes, registry_access
+from meshwarden.registry_client import registry_channel, registry_stub
+from meshwarden.v1 import catalog_pb2, registry_pb2
+
+TABLE_COLUMNS: Final = (
+    "AGENT",
+    "VERSION",
+    "INSTANCE",
+    "HEALTH",
+    "PEER",
+    "CAPABILITIES",
+    "LEASE-EXPIRES-IN",
+    "SVID-EXPIRES-IN",
+    "SPIFFE-ID",
+    "WHY",
+)
+HEALTH_NAMES: Final = {
+    catalog_pb2.HEALTH_STATE_HEALTHY: "HEALTHY",
+    catalog_pb2.HEALTH_STATE_DEGRADED: "DEGRADED",
+    catalog_pb2.HEALTH_STATE_ISOLATED: "ISOLATED",
+}
+NO_REPORTS: Final = catalog_pb2.InstanceHealth(state=catalog_pb2.HEALTH_STATE_HEALTHY, reason="no reports")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        access = registry_access.resolve(args, os.environ)
+    except registry_access.AccessError as exc:
+        print(f"meshwarden agents list: {exc}", file=sys.stderr)
+        return exc.exit_code
+    try:
+        reply = asyncio.run(_fetch(access, args.agent, args.capability, args.timeout))
+    except grpc.aio.AioRpcError as err:
+        return registry_access.report_rpc_error("meshwarden agents list", err, access.address)
+    instances = list(reply.instances)
+    health = {h.instance_id: h for h in reply.health}
+    if args.output == "json":
+        print(json.dumps([instance_json(i, health.get(i.instance_id)) for i in instances], indent=2))
+    else:
+        print(render_table(instances, now=time.time(), health=health))
+        if not instances:
+            print("(no instances match)", file=sys.stderr)
+    return exit_codes.OK
+
+
+async def _fetch(
+    access: registry_access.RegistryAccess, agent: str, capability: str, timeout_s: float
+) -> registry_pb2.ListInstancesResponse:
+    async with registry_channel(access.address, access.trust) as channel:
+        request = registry_pb2.ListInstancesRequest(agent=agent, capability=capability)
+        reply: registry_pb2.ListInstancesResponse = await registry_stub(channel).ListInstances(
+            request, timeout=timeout_s, metadata=access.metadata()
+        )
+        return reply
+
+
+def instance_json(
+    instance: catalog_pb2.Instance, health: catalog_pb2.InstanceHealth | None = None
+) -> dict[str, object]:
+    """The JSON object `--output json` prints for one instance (keys are a stable interface)."""
+    health = health or NO_REPORTS
+    return {
+        "agent": instance.agent,
+        "version": instance.version,
+        "instance_id": instance.instance_id,
+        "peer_address": instance.peer_address,
+        "spiffe_id": instance.spiffe_id,
+        "capabilities": [
+            {
+                "name": c.name,
+                "schema_hash": c.schema_hash,
+                "description": c.description,
+                "default_timeout_ms": c.default_timeout_ms or None,
+            }
+            for c in instance.capabilities
+        ],
+        "registered_at": instance.registered_at.ToJsonString(),
+        "lease_expires_at": instance.lease_expires_at.ToJsonString(),
+        "svid_expires_at": instance.svid_expires_at.ToJsonString() if instance.HasField("svid_expires_at") else None,
+        "health": {
+            "state": HEALTH_NAMES.get(health.state, "HEALTHY"),
+            "reason": health.reason,
+            "reporters": health.reporters,
+            "updated_at": health.updated_at.ToJsonString() if health.HasField("updated_at") else None,
+        },
+    }
+
+
+def render_table(
+    instances: Sequence[catalog_pb2.Instance],
+    *,
+    now: float,
+    health: Mapping[str, catalog_pb2.InstanceHealth] | None = None,
+) -> str:
+    health = health or {}
+    rows = [TABLE_COLUMNS] + [
+        (
+            i.agent,
+            i.version,
+            i.instance_id,
+            HEALTH_NAMES.get(health.get(i.instance_id, NO_REPORTS).state, "HEALTHY"),
+            i.peer_address,
+            ",".join(c.name for c in i.capabilities) or "-",
+            _expires_in(i.lease_expires_at.ToNanoseconds() / 1e9 - now),
+            _svid_expires_in(i.svid_expires_at, now) if i.HasField("svid_expires_at") else "-",
+            i.spiffe_id or "-",
+            health.get(i.instance_id, NO_REPORTS).reason or "-",
+        )
+        for i in instances
+    ]
+    widths = [max(len(row[col]) for row in rows) for col in range(len(TABLE_COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+def _expires_in(seconds: float) -> str:
+    return "expired" if seconds <= 0 else f"{seconds:.1f}s"
+
+
+def _svid_expires_in(expires_at: timestamp_pb2.Timestamp, now: float) -> str:
+    """SVIDs live for hours: "59m58s", "1h00m", "2d03h"."""
+    seconds = int(expires_at.ToNanoseconds() / 1e9 - now)
+    if seconds <= 0:
+        return "expired"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"

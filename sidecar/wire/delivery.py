@@ -1,0 +1,34 @@
+"""meshwarden.v1.Delivery / Outcome (the sidecar to its own agent) <-> Call / Reply. The
+agent's side of these messages is the SDK's (meshwarden/agent.py)."""
+
+from __future__ import annotations
+
+from meshwarden.sidecar import usage
+from meshwarden.sidecar.call import Call, Reply
+from meshwarden.v1 import agent_pb2
+
+
+def to_delivery(call: Call) -> agent_pb2.Delivery:
+    return agent_pb2.Delivery(
+        call_id=call.call_id,
+        capability=call.capability,
+        payload_json=call.payload,
+        caller_agent=call.caller.agent,
+        caller_spiffe_id=call.caller.spiffe_id,
+        session_id=call.session_id,
+        workflow_id=call.workflow_id,
+        attempt=call.attempt,
+        idempotency_key=call.idempotency_key,
+        parent_call_id=call.parent_call_id,
+    )
+
+
+def to_reply(outcome: agent_pb2.Outcome, *, instance_id: str, agent: str, version: str) -> Reply:
+    """The agent answers with its result; who answered is what this sidecar knows of it."""
+    return Reply(
+        outcome.result_json,
+        instance_id,
+        agent,
+        version,
+        usage.from_proto(outcome.usage if outcome.HasField("usage") else None),
+    )
