@@ -17,7 +17,9 @@ from typing import Any
 import grpc
 import pytest
 
-pytest.importorskip("hypothesis", reason="hypothesis (the test extra) is not installed: regenerate the lock (python3 dev.py lock)")
+pytest.importorskip(
+    "hypothesis", reason="hypothesis (the test extra) is not installed: regenerate the lock (python3 dev.py lock)"
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
