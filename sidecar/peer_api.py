@@ -32,7 +32,12 @@ class PeerApi(peer_pb2_grpc.PeerServicer):
         try:
             reply = await self._inbound(self._to_call(request, context))
         except Unidentified as err:
-            log.warning("refused %s from %s: %s", identifiers.shown(request.capability), context.peer(), err.message)
+            shown = (
+                request.capability
+                if CAPABILITY_NAME.fullmatch(request.capability)
+                else identifiers.shown(request.capability)
+            )
+            log.warning("refused %s from %s: %s", shown, context.peer(), err.message)
             await abort_with(context, err)
         except MeshError as err:
             await abort_with(context, err)
