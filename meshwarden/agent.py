@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import inspect
 import itertools
@@ -46,13 +47,15 @@ from typing import Any, NoReturn
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from meshwarden import callback_auth, error_status, outcomes
+from meshwarden import callback_auth, error_status, model_clients, outcomes, task_worker
 from meshwarden.addresses import parse_host_port
-from meshwarden.client import Client, Result, SyncClient
+from meshwarden.client import Client, Result, SyncClient, api_token_metadata
 from meshwarden.errors import AgentFailed, MeshError
 from meshwarden.ready import announce_ready
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
+from meshwarden.task_worker import TaskHandler
+from meshwarden.tasks import cancel_all, supervise
 from meshwarden.trace_context import attach_headers, detach, headers_from_metadata
 from meshwarden.usage import Usage, UsageTally, checked_usage
 from meshwarden.v1 import agent_pb2, agent_pb2_grpc, catalog_pb2, sidecar_pb2, sidecar_pb2_grpc
@@ -93,9 +96,38 @@ class CallContext:
     _usage: UsageTally = field(default_factory=UsageTally, repr=False)
     # The call the caller was handling when it made this one ("" at the top of a session).
     parent_call_id: str = ""
+    # The task the call works on and its fencing token, verified by this agent's sidecar ("" and
+    # 0: none): fence this handler's own storage writes with it (a write under a lower token loses).
+    task_id: str = ""
+    fencing_token: int = 0
+    _gateway: str = field(default="", repr=False)  # the sidecar's model gateway, "" for the default
     # The agent's one blocking client (its channel shared by every plain-`def` handler's
     # calls); None: one of its own per call.
     _sync_client: Callable[[], SyncClient] | None = field(default=None, repr=False)
+
+    def model_headers(self, task_id: str = "") -> dict[str, str]:
+        """Headers that attribute a model call to this call's session and workflow (and a task,
+        if given), with this call as its parent: what `openai()` and `anthropic()` set."""
+        return model_clients.attribution(self.session_id, self.workflow_id, task_id, self.call_id)
+
+    def openai(self, *, task_id: str = "", **options: Any) -> Any:
+        """An official `openai.AsyncOpenAI` client (`sync=True`: `openai.OpenAI`) whose calls go
+        through this agent's sidecar, attributed to this call's session and workflow. The
+        sidecar holds the provider's key; the client carries only the local API token."""
+        return model_clients.openai_client(
+            model_clients.gateway_url(self._gateway), self._token(), self.model_headers(task_id), **options
+        )
+
+    def anthropic(self, *, task_id: str = "", **options: Any) -> Any:
+        """An official `anthropic.AsyncAnthropic` client (`sync=True`: `anthropic.Anthropic`)
+        through this agent's sidecar, attributed like `openai()`."""
+        return model_clients.anthropic_client(
+            model_clients.gateway_url(self._gateway), self._token(), self.model_headers(task_id), **options
+        )
+
+    def _token(self) -> str:
+        metadata = api_token_metadata(self._api_token)
+        return metadata[0][1].removeprefix("Bearer ") if metadata else ""
 
     def report_usage(
         self,
@@ -215,16 +247,21 @@ class Agent:
         listen: str | None = None,
         api_token: str | None = None,
         max_message_bytes: int = 5 * 1024 * 1024,
+        gateway: str | None = None,
     ) -> None:
         """`listen`: HOST:PORT or unix:/path; None for a private Unix socket (see above).
         `api_token` is needed when the sidecar requires one (else MESHWARDEN_SIDECAR_TOKEN[_FILE]).
         `max_message_bytes` bounds what the callback endpoint accepts; keep it above the
-        sidecar's --max-payload-bytes (default 4 MiB) plus envelope, as the default does."""
+        sidecar's --max-payload-bytes (default 4 MiB) plus envelope, as the default does.
+        `gateway` is the sidecar's model gateway URL (http://HOST:PORT) for ctx.openai()."""
         self._private_dir = "" if listen is not None else tempfile.mkdtemp(prefix="meshwarden-agent-")  # 0700
         self.version, self.sidecar = version, sidecar
         self.listen = listen if listen is not None else f"unix:{self._private_dir}/agent.sock"
         # A harness that calls the agent directly (benchmarks/latency.py) sets the secret it presents.
         self._callback_token = os.environ.get(CALLBACK_TOKEN_ENV) or callback_auth.new_token()
+        # The sidecar's model gateway (its --gateway-listen) for ctx.openai() and ctx.anthropic():
+        # given, else MESHWARDEN_GATEWAY, else the sidecar's default.
+        self.gateway = model_clients.gateway_url(gateway)
         self._api_token = api_token
         self._max_message_bytes = max_message_bytes
         self._client: Client | None = None  # grpc.aio channels belong to the loop that serves
@@ -236,6 +273,8 @@ class Agent:
         self._capabilities: dict[str, _Capability] = {}
         self._server: grpc.aio.Server | None = None
         self._reregistration: asyncio.Task[None] | None = None
+        self._task_handlers: dict[str, tuple[TaskHandler, float]] = {}
+        self._task_workers: list[asyncio.Task[None]] = []
 
     @property
     def client(self) -> Client:
@@ -276,6 +315,28 @@ class Agent:
 
         return register
 
+    def task(self, kind: str, *, poll_s: float = task_worker.DEFAULT_POLL_S) -> Callable[[TaskHandler], TaskHandler]:
+        """A handler of tasks of `kind`, taken from the registry's queue through the sidecar
+        once the agent is registered (meshwarden.task_worker). The kind is registered as a
+        capability too, since the registry leases only kinds an instance serves; a direct call
+        of it is refused."""
+
+        def register(handler: TaskHandler) -> TaskHandler:
+            if kind in self._task_handlers:
+                raise ValueError(f"task kind {kind!r} is declared twice")
+            self._task_handlers[kind] = (handler, poll_s)
+
+            async def direct(args: Any, ctx: CallContext) -> Any:
+                raise HandlerError(
+                    f"{kind} is a task kind: submit it (meshwarden tasks submit) rather than call it",
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                )
+
+            self.capability(kind, description=f"task kind {kind}")(direct)
+            return handler
+
+        return register
+
     async def start(self, *, register_timeout_s: float = 30.0) -> None:
         """Serves the callback endpoint, then registers with the sidecar (retrying while the
         sidecar is not up yet). Returns once the sidecar has accepted the registration."""
@@ -301,12 +362,17 @@ class Agent:
         await set_serving(health, [AGENT_SERVICE], True)
         await self._register(register_timeout_s)
         self._reregistration = asyncio.create_task(self._stay_registered(), name="meshwarden-stay-registered")
+        for kind, (handler, poll_s) in self._task_handlers.items():
+            worker = functools.partial(task_worker.work_forever, self.client, kind, handler, poll_s)
+            self._task_workers.append(supervise(f"task-worker-{kind}", worker))
 
     async def stop(self) -> None:
         if self._reregistration is not None:
             self._reregistration.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reregistration
+        await cancel_all(self._task_workers)
+        self._task_workers.clear()
         if self._server is not None:
             await self._server.stop(grace=2.0)
         if self._client is not None:
@@ -437,10 +503,13 @@ class _Servicer(agent_pb2_grpc.AgentServicer):
             attempt=request.attempt,
             idempotency_key=request.idempotency_key,
             parent_call_id=request.parent_call_id,
+            task_id=request.task_id,
+            fencing_token=request.fencing_token,
             deadline=None if remaining is None else time.monotonic() + remaining,
             _client=agent.client,
             _sidecar=agent.sidecar,
             _api_token=agent._api_token,
+            _gateway=agent.gateway,
             _sync_client=agent.sync_client,
         )
 

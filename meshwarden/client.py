@@ -29,7 +29,7 @@ from meshwarden.error_status import from_rpc_error
 from meshwarden.errors import DeadlineExceeded, MeshError, PeerUnavailable
 from meshwarden.trace_context import outgoing_metadata
 from meshwarden.usage import Usage
-from meshwarden.v1 import receipts_pb2, sidecar_pb2, sidecar_pb2_grpc
+from meshwarden.v1 import receipts_pb2, sidecar_pb2, sidecar_pb2_grpc, tasks_pb2
 
 OUTCOME_TIMEOUT_S = 10.0
 
@@ -73,6 +73,7 @@ class CallOptions(TypedDict, total=False):
     idempotent: bool  # True (default): a fresh idempotency key, so the mesh may retry the call
     idempotency_key: str | None  # reuse your own key across calls
     parent_call_id: str | None  # the call being handled (a CallContext sets it)
+    task_token: bytes | None  # the signed fencing claim of the task the call works on (a TaskContext sets it)
     # A call that needs a person's approval waits for it within the timeout (True, default),
     # or fails at once with errors.ApprovalPending carrying the approval id (False).
     wait_for_approval: bool
@@ -96,6 +97,7 @@ def request(capability: str, payload: object, **options: Unpack[CallOptions]) ->
         workflow_id=options.get("workflow_id") or "",
         idempotency_key=key,
         parent_call_id=options.get("parent_call_id") or "",
+        task_token=options.get("task_token") or b"",
     )
     cost = options.get("cost_estimate_micro_usd")
     if cost is not None:  # policies see it; absent is not zero
@@ -191,6 +193,55 @@ class Client:
         req = outcome_request(session_id, outcome, detail)
         try:
             await self._stub.ReportOutcome(req, timeout=timeout, metadata=self.metadata)
+        except grpc.aio.AioRpcError as err:
+            raise to_error(err, self.sidecar) from err
+
+    async def lease_task(self, *kinds: str, timeout: float = OUTCOME_TIMEOUT_S) -> tasks_pb2.LeaseTaskResponse:
+        """The oldest queued task of `kinds`, now held by this agent's instance (its `task` field
+        is unset when none is queued). Keep it with heartbeat_task within its lease_ttl."""
+        reply: tasks_pb2.LeaseTaskResponse = await self._task_call(
+            self._stub.LeaseTask, tasks_pb2.LeaseTaskRequest(kinds=kinds), timeout
+        )
+        return reply
+
+    async def heartbeat_task(
+        self, task_id: str, fencing_token: int, *, timeout: float = OUTCOME_TIMEOUT_S
+    ) -> tasks_pb2.LeaseTaskResponse:
+        """Extends the lease; LeaseLost when the token is no longer current (stop working on it)."""
+        report = tasks_pb2.TaskReport(task_id=task_id, fencing_token=fencing_token)
+        reply: tasks_pb2.LeaseTaskResponse = await self._task_call(self._stub.HeartbeatTask, report, timeout)
+        return reply
+
+    async def start_task(
+        self, task_id: str, fencing_token: int, *, timeout: float = OUTCOME_TIMEOUT_S
+    ) -> tasks_pb2.Task:
+        report = tasks_pb2.TaskReport(task_id=task_id, fencing_token=fencing_token)
+        reply: tasks_pb2.TaskResponse = await self._task_call(self._stub.StartTask, report, timeout)
+        return reply.task
+
+    async def complete_task(
+        self,
+        task_id: str,
+        fencing_token: int,
+        *,
+        succeeded: bool,
+        result: object = None,
+        error: str = "",
+        timeout: float = OUTCOME_TIMEOUT_S,
+    ) -> tasks_pb2.Task:
+        request = tasks_pb2.CompleteTaskRequest(
+            task_id=task_id,
+            fencing_token=fencing_token,
+            succeeded=succeeded,
+            result_json="" if result is None else json.dumps(result),
+            error=error,
+        )
+        reply: tasks_pb2.TaskResponse = await self._task_call(self._stub.CompleteTask, request, timeout)
+        return reply.task
+
+    async def _task_call(self, rpc: Any, request: Any, timeout: float) -> Any:
+        try:
+            return await rpc(request, timeout=timeout, metadata=self.metadata)
         except grpc.aio.AioRpcError as err:
             raise to_error(err, self.sidecar) from err
 

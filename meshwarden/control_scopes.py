@@ -2,7 +2,8 @@
 by the CLI (before sending), the registry (before storing) and sidecars (when matching).
 
 A scope is a kind and a value. The kinds are the `--instance`, `--agent`, `--version`,
-`--session`, `--workflow`, `--capability`, `--team` and `--all` flags of `meshwarden kill`.
+`--session`, `--workflow`, `--capability`, `--team`, `--model`, `--provider` and `--all` flags of
+`meshwarden kill` (a model as clients ask for it, a provider as models.json names it).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ KIND_NAMES: Final[dict[int, str]] = {
     controls_pb2.SCOPE_KIND_WORKFLOW: "workflow",
     controls_pb2.SCOPE_KIND_CAPABILITY: "capability",
     controls_pb2.SCOPE_KIND_TEAM: "team",
+    controls_pb2.SCOPE_KIND_MODEL: "model",
+    controls_pb2.SCOPE_KIND_PROVIDER: "provider",
     controls_pb2.SCOPE_KIND_ALL: "all",
 }
 KIND_BY_NAME: Final[dict[str, int]] = {name: kind for kind, name in KIND_NAMES.items()}

@@ -8,6 +8,7 @@ raises the same class in the agent). Branched by what the caller can do about th
         BadPayload            INVALID_ARGUMENT   fix the arguments
         PayloadTooLarge       RESOURCE_EXHAUSTED send less, or raise the limit
         UnknownCapability     NOT_FOUND          check the name (meshwarden agents list)
+        UnknownModel          NOT_FOUND          the bundle's models.json declares no such model
         SchemaDrift           FAILED_PRECONDITION the callee's contract changed under you
         KillSwitchEngaged     FAILED_PRECONDITION an operator stopped calls like this one (meshwarden kill list)
         NotRegistered         FAILED_PRECONDITION register the agent first
@@ -24,9 +25,10 @@ raises the same class in the agent). Branched by what the caller can do about th
         DeadlineExceeded      DEADLINE_EXCEEDED  the caller's deadline passed
         RegistryUnavailable   UNAVAILABLE        the sidecar could not reach the registry; try again
         ReceiptSpoolFull      UNAVAILABLE        the registry has not taken this sidecar's receipts for too long
-      AgentFailed             the callee agent itself failed; its code is passed through
+        ProvidersUnavailable  UNAVAILABLE        no provider of the model or its fallbacks answered
       AgentFailed             the callee agent itself failed (or answered a failure on purpose); its code is passed through
       Unclassified            a kind this version does not know (a newer sidecar or agent): kept as it came
+      ProviderRefused         the model provider refused the request (its 4xx); its answer is passed through
 
 Each class fixes a gRPC status code and a stable `kind`. An error carries its data as fields
 (the instance it failed on, the kill switch, the deciding policies), and crosses the wire as a
@@ -218,6 +220,26 @@ class OutcomeRefused(Refused):
     kind = "outcome_refused"
 
 
+class LeaseLost(Refused):
+    """A task report (or a call) under a fencing token that is no longer current; the message
+    names the task, its current holder and token."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    kind = "lease_lost"
+
+
+class InvalidTaskTransition(Refused):
+    """The task's state machine allows no such move now; the message names its state and holder."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    kind = "invalid_task_transition"
+
+
+class UnknownTask(Refused):
+    code = grpc.StatusCode.NOT_FOUND
+    kind = "unknown_task"
+
+
 class ApprovalPending(Refused):
     """The call needs a person's approval, which is pending: the agent asked not to wait, or
     its deadline ended first. FAILED_PRECONDITION, like a kill switch: the same call fails
@@ -351,6 +373,50 @@ class AgentFailed(MeshError):
         if self.cause:
             data["cause"] = self.cause
         return data
+
+
+class UnknownModel(Refused):
+    code = grpc.StatusCode.NOT_FOUND
+    kind = "unknown_model"
+
+    def __init__(self, model: str, known: list[str]) -> None:
+        shown = ", ".join(sorted(known)[:20]) or "none"
+        super().__init__(
+            f"the model {model[:128]!r} is not in this sidecar's model catalog (models known: {shown}); ask "
+            "for one of those, or ask the platform team to declare it in the policy bundle's models.json"
+        )
+
+
+class ProvidersUnavailable(Unreachable):
+    kind = "providers_unavailable"
+
+    def __init__(self, model: str, tried: list[str]) -> None:
+        super().__init__(
+            f"no provider answered for model {model}: {'; '.join(tried)}; try again later, or ask the platform "
+            "team to declare a fallback for it in models.json"
+        )
+
+
+class ProviderRefused(MeshError):
+    """The provider answered the request with a client error (4xx other than 429). Its status
+    and body (in the provider's own shape, keys redacted) go back to the client as they came."""
+
+    kind = "provider_refused"
+    http_status: int = 400  # as the provider answered (class defaults: an error rebuilt from the wire has none)
+    body: bytes = b""
+    _CODES: ClassVar[dict[int, grpc.StatusCode]] = {
+        401: grpc.StatusCode.UNAVAILABLE,  # the sidecar's key, not the agent's fault
+        403: grpc.StatusCode.PERMISSION_DENIED,
+        404: grpc.StatusCode.NOT_FOUND,
+        413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+
+    def __init__(self, provider: str, http_status: int, body: bytes, message: str) -> None:
+        super().__init__(f"provider {provider} refused the request with HTTP {http_status}: {message[:500]}")
+        self.http_status, self.body = http_status, body
+
+    def status_code(self) -> grpc.StatusCode:
+        return self._CODES.get(self.http_status, grpc.StatusCode.INVALID_ARGUMENT)
 
 
 class Unclassified(MeshError):

@@ -45,6 +45,28 @@ class ReceiptCall:
     latency_us: int
     usage: Usage | None
     sides: tuple[str, ...]  # which sidecars' receipts are stored: "outbound", "inbound"
+    task_id: str = ""  # the task the call was made for, and the fencing token it carried
+    fencing_token: int = 0
+    # "agent" or "model" (or "tool"). A model call's usage was measured by the model gateway
+    # from the provider's answer; an agent call's usage is what the callee agent reported.
+    call_kind: str = "agent"
+    model_provider: str = ""
+
+    @property
+    def usage_measured_by(self) -> str:
+        """ "gateway", "agent" (reported by the callee agent), or "" when the call has no usage."""
+        if self.usage is None:
+            return ""
+        return "gateway" if self.call_kind == "model" else "agent"
+
+    @property
+    def spender_agent(self) -> str:
+        """The agent whose work cost the money: the callee of an agent call, the caller of a model call."""
+        return self.caller_agent if self.call_kind == "model" else self.callee_agent
+
+    @property
+    def spender_team(self) -> str:
+        return self.caller_team if self.call_kind == "model" else self.callee_team
 
     @property
     def cost_micro_usd(self) -> int:
@@ -89,7 +111,11 @@ def _merge(receipts: list[receipts_pb2.Receipt]) -> ReceiptCall:
         started_at=_seconds(first),
         latency_us=first.latency_us,
         usage=_usage(inbound) if inbound else _usage(outbound[:1]),
+        task_id=first.task_id or callee.task_id,
+        fencing_token=first.fencing_token or callee.fencing_token,
         sides=tuple(sorted({OUTBOUND if r.direction == OUTBOUND else INBOUND for r in receipts}, reverse=True)),
+        call_kind=first.call_kind or "agent",
+        model_provider=first.model_provider,
     )
 
 

@@ -36,6 +36,7 @@ FORMAT: Final = "meshwarden-policy-bundle/1"
 SCHEMA_FILE: Final = "schema.cedarschema"
 ENTITIES_FILE: Final = "entities.json"
 POLICY_DIR: Final = "policies"
+MODELS_FILE: Final = "models.json"  # optional: providers and models (policy_bundle/model_catalog.py)
 ALGORITHM: Final = "ed25519"
 POLICY_FILE: Final = re.compile(r"policies/[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.cedar")
 _DIGEST: Final = re.compile(r"sha256:[0-9a-f]{64}")
@@ -70,6 +71,7 @@ class BundleContents:
     schema_text: str
     policy_files: tuple[PolicyFile, ...]  # sorted by path
     entities_text: str
+    models_text: str = ""  # models.json, "" when the bundle declares no model
 
 
 def file_digest(text: str) -> str:
@@ -143,6 +145,7 @@ def contents_of(artifact: Artifact) -> BundleContents:
         schema_text=artifact.files[SCHEMA_FILE],
         policy_files=policies,
         entities_text=artifact.files[ENTITIES_FILE],
+        models_text=artifact.files.get(MODELS_FILE, ""),
     )
 
 
@@ -156,7 +159,7 @@ def label_of(artifact: Artifact) -> str:
 
 
 def _known_path(path: str) -> bool:
-    return path in (MANIFEST_FILE, SCHEMA_FILE, ENTITIES_FILE) or POLICY_FILE.fullmatch(path) is not None
+    return path in (MANIFEST_FILE, SCHEMA_FILE, ENTITIES_FILE, MODELS_FILE) or POLICY_FILE.fullmatch(path) is not None
 
 
 def _signatures(raw: object) -> tuple[Signature, ...]:

@@ -26,7 +26,14 @@ from meshwarden.policy_bundle.cedar_source import Statement, culprit_line, locat
 from meshwarden.policy_bundle.entity_check import mesh_rule_problems, schema_mismatches, uid_text
 from meshwarden.policy_bundle.errors import BundleInvalid, SourceProblem, bundle_label
 from meshwarden.policy_bundle.manifest import MANIFEST_FILE, Manifest, parse_manifest
-from meshwarden.policy_bundle.model import call_action_problems
+from meshwarden.policy_bundle.model import (
+    MODEL_ACTION,
+    MODEL_ATTRIBUTES,
+    MODEL_TYPE,
+    call_action_problems,
+    model_action_problems,
+)
+from meshwarden.policy_bundle.model_catalog import model_entities, parse_catalog
 from meshwarden.policy_bundle.schema_shape import SchemaShape, SchemaShapeError, read_schema
 
 POLICY_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
@@ -68,6 +75,8 @@ def build(directory: Path) -> BuiltBundle:
         problems.extend(_validation_problems(statements, schema))
     if fmt.ENTITIES_FILE in files:
         problems.extend(_entity_problems(files[fmt.ENTITIES_FILE], schema, shape))
+    if fmt.MODELS_FILE in files:
+        problems.extend(_model_problems(files[fmt.MODELS_FILE], schema, shape))
     if problems or manifest is None:
         raise BundleInvalid(sorted(problems, key=lambda p: (p.file, p.line)), bundle=f"{label} ({directory})")
     policy_files = tuple(fmt.PolicyFile(p, t) for p, t in sorted(files.items()) if fmt.POLICY_FILE.fullmatch(p))
@@ -76,6 +85,7 @@ def build(directory: Path) -> BuiltBundle:
         schema_text=files[fmt.SCHEMA_FILE],
         policy_files=policy_files,
         entities_text=files[fmt.ENTITIES_FILE],
+        models_text=files.get(fmt.MODELS_FILE, ""),
     )
     return BuiltBundle(contents=contents, artifact=fmt.unsigned(files), policies=tuple(policies))
 
@@ -93,6 +103,8 @@ def _read_files(directory: Path) -> tuple[dict[str, str], list[SourceProblem]]:
             problems.append(SourceProblem(name, 1, f"missing: every bundle has {name} (see `meshwarden bundle init`)"))
             continue
         _read_text(path, name, files, problems)
+    if (directory / fmt.MODELS_FILE).is_file():  # optional: a bundle without it declares no model
+        _read_text(directory / fmt.MODELS_FILE, fmt.MODELS_FILE, files, problems)
     policy_dir = directory / fmt.POLICY_DIR
     found = sorted(policy_dir.glob("*.cedar")) if policy_dir.is_dir() else []
     if not found:
@@ -254,6 +266,36 @@ def _validation_problems(statements: Sequence[_LocatedStatement], schema: cedarp
         message = _CEDAR_POLICY_PREFIX.sub("", error.error)
         line = culprit_line(located.statement.text, located.statement.line, message)
         problems.append(SourceProblem(located.file, line, f"does not match the schema: {message}"))
+    return problems
+
+
+def _model_problems(text: str, schema: cedarpy.Schema | None, shape: SchemaShape | None) -> list[SourceProblem]:
+    """models.json on its own (model_catalog), then against the schema: the gateway asks Cedar
+    `CallModel` on `Model::"<name>"` entities made from the catalog, so both must be declared."""
+    try:
+        catalog = parse_catalog(text)
+    except BundleInvalid as exc:
+        return list(exc.problems)
+    if shape is None or schema is None:
+        return []
+    problems = [
+        SourceProblem(fmt.SCHEMA_FILE, line, message)
+        for line, message in model_action_problems(shape.actions.get(MODEL_ACTION))
+    ]
+    if problems:
+        return problems
+    try:
+        cedarpy.Entities.from_json_str(json.dumps(model_entities(catalog)), schema)
+    except ValueError as exc:
+        attributes = ", ".join(f"{name}: {kind}" for name, kind in MODEL_ATTRIBUTES.items())
+        problems.append(
+            SourceProblem(
+                fmt.SCHEMA_FILE,
+                1,
+                f"the models of models.json do not fit the schema's entity {MODEL_TYPE} ({exc}); declare "
+                f"`entity {MODEL_TYPE} {{ {attributes} }};`",
+            )
+        )
     return problems
 
 

@@ -66,6 +66,44 @@ action "call" appliesTo {
     cost_estimate_micro_usd?: Long,  // the caller's declared estimate, in millionths of a dollar
   },
 };
+
+// Model::"<model name>", a model of models.json, called through the sidecar's model gateway.
+// The sidecar makes these entities from models.json; prices in millionths of a dollar per
+// million tokens.
+entity Model {
+  provider: String,
+  tier: String,
+  context_tokens: Long,
+  input_micro_usd_per_mtok: Long,
+  output_micro_usd_per_mtok: Long,
+};
+
+action "CallModel" appliesTo {
+  principal: [Agent],
+  resource: [Model],
+  context: {
+    session_id: String,              // "" when the client sent no x-meshwarden-session-id
+    workflow_id: String,
+    team: String,                    // the calling agent's team
+    estimated_input_tokens: Long,
+    max_output_tokens: Long,         // the client's cap, or the model's default_max_tokens
+    cost_estimate_micro_usd: Long,   // worst case: estimated input plus the output cap, at catalog prices
+  },
+};
+"""
+
+MODELS_POLICY: Final = """\
+// Model calls through the sidecar's model gateway (models.json). Default deny applies too:
+// a model no policy permits is refused.
+@id("models-within-call-cost")
+@reason("a model call may cost at most 50 cents in the worst case; lower max_tokens, or use a smaller model")
+permit (principal, action == Action::"CallModel", resource)
+when { context.cost_estimate_micro_usd <= 500000 };
+
+@id("tier1-small-models-only")
+@reason("customer-facing agents (tier 1) may call only models of tier small; hand the work to an agent of a higher tier")
+forbid (principal, action == Action::"CallModel", resource)
+when { principal.tier == 1 && resource.tier != "small" };
 """
 
 BASELINE: Final = """\
@@ -170,6 +208,63 @@ def entities_json(trust_domain: str = DEFAULT_TRUST_DOMAIN) -> str:
     return json.dumps(entities, indent=2) + "\n"
 
 
+def models_json(
+    openai_base_url: str = "https://api.openai.com/v1",
+    anthropic_base_url: str = "https://api.anthropic.com",
+    openai_credential: dict[str, str] | None = None,
+    anthropic_credential: dict[str, str] | None = None,
+) -> str:
+    """A models.json with two providers and three models at list prices (micro-USD per million
+    tokens); the sidecar reads each provider's key from the credential named here."""
+    catalog = {
+        "providers": {
+            "openai": {
+                "api": "openai",
+                "base_url": openai_base_url,
+                "credential": openai_credential or {"env": "OPENAI_API_KEY"},
+            },
+            "anthropic": {
+                "api": "anthropic",
+                "base_url": anthropic_base_url,
+                "credential": anthropic_credential or {"env": "ANTHROPIC_API_KEY"},
+            },
+        },
+        "models": {
+            "gpt-4o-mini": {
+                "provider": "openai",
+                "tier": "small",
+                "context_tokens": 128000,
+                "default_max_tokens": 1024,
+                "max_output_tokens": 16384,
+                "price_micro_usd_per_mtok": {"input": 150000, "output": 600000, "cached_input": 75000},
+            },
+            "gpt-4o": {
+                "provider": "openai",
+                "tier": "large",
+                "context_tokens": 128000,
+                "default_max_tokens": 1024,
+                "max_output_tokens": 16384,
+                "price_micro_usd_per_mtok": {"input": 2500000, "output": 10000000, "cached_input": 1250000},
+                "fallbacks": ["gpt-4o-mini"],
+            },
+            "claude-haiku-4-5": {
+                "provider": "anthropic",
+                "tier": "small",
+                "context_tokens": 200000,
+                "default_max_tokens": 1024,
+                "max_output_tokens": 8192,
+                "price_micro_usd_per_mtok": {"input": 1000000, "output": 5000000, "cached_input": 100000},
+            },
+        },
+    }
+    return json.dumps(catalog, indent=2) + "\n"
+
+
+def model_files(catalog: str | None = None) -> dict[str, str]:
+    """What `bundle init --models` adds: a models.json and the policies on model calls."""
+    return {"models.json": catalog or models_json(), "policies/models.cedar": MODELS_POLICY}
+
+
 def starting_files() -> dict[str, str]:
     """Relative path -> text of the starting bundle."""
     return {
@@ -190,12 +285,13 @@ class DirectoryNotEmpty(Exception):
         )
 
 
-def init(directory: Path) -> list[Path]:
-    """Writes the starting bundle into `directory` (new or empty); returns the files written."""
+def init(directory: Path, models: bool = False) -> list[Path]:
+    """Writes the starting bundle into `directory` (new or empty), with `model_files()` when
+    `models`; returns the files written."""
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise DirectoryNotEmpty(directory)
     written: list[Path] = []
-    for relative, text in starting_files().items():
+    for relative, text in (starting_files() | (model_files() if models else {})).items():
         path = directory / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

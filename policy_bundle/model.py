@@ -8,7 +8,7 @@ sends would fail on every call, so build refuses it up front.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal
 
 from meshwarden.policy_bundle.schema_shape import Attribute, CallAction, CedarType, Named, Primitive, RecordOf, SetOf
 
@@ -16,6 +16,24 @@ AGENT_TYPE: Final = "Agent"
 CAPABILITY_TYPE: Final = "Capability"
 ACTION_TYPE: Final = "Action"
 CALL_ACTION: Final = "call"
+MODEL_TYPE: Final = "Model"
+MODEL_ACTION: Final = "CallModel"  # a call through the model gateway (models.json)
+# The context the model gateway provides to CallModel policies, and its Cedar types.
+MODEL_CONTEXT: Final[dict[str, Literal["Long", "String"]]] = {
+    "session_id": "String",
+    "workflow_id": "String",
+    "team": "String",  # the calling agent's team ("" when the bundle gives it none)
+    "estimated_input_tokens": "Long",
+    "max_output_tokens": "Long",  # the client's cap, or the catalog's default_max_tokens
+    "cost_estimate_micro_usd": "Long",  # worst case: estimated input plus the output cap, at catalog prices
+}
+MODEL_ATTRIBUTES: Final = {
+    "provider": "String",
+    "tier": "String",
+    "context_tokens": "Long",
+    "input_micro_usd_per_mtok": "Long",
+    "output_micro_usd_per_mtok": "Long",
+}
 
 ARGS: Final = "args"
 SESSION_ID: Final = "session_id"
@@ -101,3 +119,28 @@ def _args_problems(declared: CedarType, path: str, line: int) -> list[tuple[int,
             )
         ]
     return []
+
+
+def model_action_problems(action: CallAction | None) -> list[tuple[int, str]]:
+    """(line, message) for each way `action "CallModel"` departs from what the gateway provides."""
+    declare = (
+        f'declare `action "{MODEL_ACTION}" appliesTo {{ principal: [{AGENT_TYPE}], resource: [{MODEL_TYPE}], '
+        "context: {...} };` for a bundle with models.json (see `meshwarden bundle init`)"
+    )
+    if action is None:
+        return [(1, declare)]
+    problems: list[tuple[int, str]] = []
+    if action.principal_types != (AGENT_TYPE,) or action.resource_types != (MODEL_TYPE,):
+        problems.append((action.line, declare))
+    for name, attribute in action.context.attributes.items():
+        wanted = MODEL_CONTEXT.get(name)
+        if wanted is None:
+            problems.append(
+                (
+                    attribute.line,
+                    f"context.{name} is not provided to {MODEL_ACTION}; it provides {', '.join(MODEL_CONTEXT)}",
+                )
+            )
+        elif attribute.type != Primitive(wanted):
+            problems.append((attribute.line, f"context.{name} of {MODEL_ACTION} must be {wanted}"))
+    return problems

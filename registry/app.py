@@ -30,6 +30,7 @@ from typing import Any, Final
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from meshwarden import tasks
 from meshwarden.addresses import HostPort
@@ -39,7 +40,7 @@ from meshwarden.identity.credentials import server_credentials
 from meshwarden.policy_bundle.errors import BundleError
 from meshwarden.policy_bundle.trusted_keys import load_trusted_keys
 from meshwarden.ready import announce_ready
-from meshwarden.registry import leases
+from meshwarden.registry import leases, task_key
 from meshwarden.registry.approval_store import ApprovalStore
 from meshwarden.registry.approvals import Approvals
 from meshwarden.registry.approvals_server import SERVICE_NAME as APPROVALS_SERVICE_NAME
@@ -70,10 +71,21 @@ from meshwarden.registry.routes import Routes
 from meshwarden.registry.server import SERVICE_NAME, RegistryService
 from meshwarden.registry.session_queries import SessionQueries
 from meshwarden.registry.store import Store
+from meshwarden.registry.task_queue import TaskQueue
+from meshwarden.registry.task_store import TaskStore
+from meshwarden.registry.tasks_server import SERVICE_NAME as TASKS_SERVICE_NAME
+from meshwarden.registry.tasks_server import TasksService
 from meshwarden.registry.watch_hub import WatchHub
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
-from meshwarden.v1 import approvals_pb2_grpc, controls_pb2_grpc, identity_pb2_grpc, receipts_pb2_grpc, registry_pb2_grpc
+from meshwarden.v1 import (
+    approvals_pb2_grpc,
+    controls_pb2_grpc,
+    identity_pb2_grpc,
+    receipts_pb2_grpc,
+    registry_pb2_grpc,
+    tasks_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +148,8 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
         tokens = JoinTokens(store, clock, ca_fingerprint=issuer.fingerprint)
         audit = Audit(store, clock)
         controls = Controls(store, clock, audit, hub.publish)
+        task_queue = TaskQueue(TaskStore(store), clock)
+        task_queue.forgive_downtime()
         parts = _Parts(
             catalog,
             hub,
@@ -151,14 +165,17 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             audit,
             clock,
             HealthReports(clock),
+            task_queue,
+            task_key.load_or_create(config.data_dir),
             Approvals(ApprovalStore(store), clock, audit),
         )
         rotation = tasks.supervise("registry-svid-rotation", own_svid.rotate_forever)
         expiry = tasks.supervise("kill-switch-expiry", controls.expire_forever)
+        task_reaper = tasks.supervise("task-lease-reaper", task_queue.reap_forever)
         try:
             await _serve(config, parts, own_svid.current, stop, on_ready)
         finally:
-            await tasks.cancel_all([rotation, expiry])
+            await tasks.cancel_all([rotation, expiry, task_reaper])
     finally:
         store.close()
         log.info("closed %s", store.path)
@@ -196,6 +213,8 @@ class _Parts:
     audit: Audit
     clock: Clock
     health: HealthReports
+    task_queue: TaskQueue
+    task_key: Ed25519PrivateKey
     approvals: Approvals
 
 
@@ -224,7 +243,7 @@ async def _serve(
         server,
     )
     controls_pb2_grpc.add_ControlsServicer_to_server(
-        ControlsService(parts.controls, parts.acks, parts.audit, authorizer, parts.clock), server
+        ControlsService(parts.controls, parts.acks, parts.audit, authorizer, parts.clock, parts.task_queue), server
     )
     identity_pb2_grpc.add_IdentityServicer_to_server(
         IdentityService(
@@ -240,6 +259,9 @@ async def _serve(
     receipts_pb2_grpc.add_ReceiptsServicer_to_server(
         ReceiptsService(parts.receipts, authorizer, SessionQueries(parts.receipts, parts.outcomes, parts.clock)), server
     )
+    tasks_pb2_grpc.add_TasksServicer_to_server(
+        TasksService(parts.task_queue, parts.catalog, parts.task_key, authorizer), server
+    )
     approvals_pb2_grpc.add_ApprovalsServicer_to_server(
         ApprovalsService(parts.approvals, authorizer, parts.clock), server
     )
@@ -249,6 +271,7 @@ async def _serve(
         RECEIPTS_SERVICE_NAME,
         CONTROLS_SERVICE_NAME,
         APPROVALS_SERVICE_NAME,
+        TASKS_SERVICE_NAME,
     ]
     health = add_standard_services(server, services)
     serving = False

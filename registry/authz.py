@@ -30,7 +30,7 @@ from meshwarden.identity.peer import Unauthenticated as PeerUnauthenticated
 from meshwarden.identity.spiffe_ids import Identity
 from meshwarden.registry.errors import PermissionDenied, Unauthenticated
 from meshwarden.registry.operators import OPERATOR_USER_HEADER, OperatorCredential, bearer_token
-from meshwarden.v1 import approvals_pb2, controls_pb2, identity_pb2, receipts_pb2, registry_pb2
+from meshwarden.v1 import approvals_pb2, controls_pb2, identity_pb2, receipts_pb2, registry_pb2, tasks_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -38,6 +38,7 @@ _REGISTRY: Final = registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_nam
 _CONTROLS: Final = controls_pb2.DESCRIPTOR.services_by_name["Controls"].full_name
 _IDENTITY: Final = identity_pb2.DESCRIPTOR.services_by_name["Identity"].full_name
 _RECEIPTS: Final = receipts_pb2.DESCRIPTOR.services_by_name["Receipts"].full_name
+_TASKS: Final = tasks_pb2.DESCRIPTOR.services_by_name["Tasks"].full_name
 _APPROVALS: Final = approvals_pb2.DESCRIPTOR.services_by_name["Approvals"].full_name
 
 
@@ -83,6 +84,16 @@ REQUIRED: Final[Mapping[str, Need]] = MappingProxyType(
         method(_RECEIPTS, "ListSessions"): Need.AGENT_OR_OPERATOR,  # plus: an agent sees only its own sessions
         method(_RECEIPTS, "GetSession"): Need.AGENT_OR_OPERATOR,  # plus: as ListSessions
         method(_RECEIPTS, "Costs"): Need.OPERATOR,
+        method(_TASKS, "SubmitTask"): Need.OPERATOR,
+        method(_TASKS, "LeaseTask"): Need.AGENT,  # plus: the caller's instance, serving each kind
+        method(_TASKS, "HeartbeatTask"): Need.AGENT,  # plus: the caller's instance holds the task
+        method(_TASKS, "StartTask"): Need.AGENT,  # plus: as HeartbeatTask
+        method(_TASKS, "CompleteTask"): Need.AGENT,  # plus: as HeartbeatTask
+        method(_TASKS, "CancelTask"): Need.OPERATOR,
+        method(_TASKS, "RequeueTask"): Need.OPERATOR,
+        method(_TASKS, "ListTasks"): Need.OPERATOR,
+        method(_TASKS, "ShowTask"): Need.OPERATOR,
+        method(_TASKS, "GetFencingKey"): Need.AGENT_OR_OPERATOR,
         method(_APPROVALS, "RequestApproval"): Need.AGENT,  # plus: for the caller's own agent
         method(_APPROVALS, "WaitApproval"): Need.AGENT,  # plus: the approval's agent is the caller's
         method(_APPROVALS, "ListApprovals"): Need.OPERATOR,

@@ -22,6 +22,7 @@ from meshwarden.registry.control_acks import Acknowledgements, Enforcement
 from meshwarden.registry.controls import Controls, ControlsSet, Isolation, KillSwitch
 from meshwarden.registry.errors import InvalidInput, UnknownInstance
 from meshwarden.registry.rescue import abort, serve_unary
+from meshwarden.registry.task_queue import TaskQueue
 from meshwarden.registry.wire import duration, timestamp
 from meshwarden.v1 import controls_pb2, controls_pb2_grpc
 
@@ -43,10 +44,16 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 class ControlsService(controls_pb2_grpc.ControlsServicer):
     def __init__(
-        self, controls: Controls, acks: Acknowledgements, audit: Audit, authorizer: Authorizer, clock: Clock
+        self,
+        controls: Controls,
+        acks: Acknowledgements,
+        audit: Audit,
+        authorizer: Authorizer,
+        clock: Clock,
+        tasks: TaskQueue | None = None,
     ) -> None:
         self._controls, self._acks, self._audit, self._authorizer = controls, acks, audit, authorizer
-        self._clock = clock
+        self._clock, self._tasks = clock, tasks
 
     async def Kill(self, request: controls_pb2.KillRequest, context: Context) -> controls_pb2.KillResponse:
         try:
@@ -55,6 +62,8 @@ class ControlsService(controls_pb2_grpc.ControlsServicer):
             switch, revision = self._controls.kill(
                 request.scope_kind, request.scope_value, request.reason, ttl_s, caller
             )
+            if self._tasks is not None:  # the tasks in its scope end too (registry.task_queue)
+                self._tasks.cancel_in_scope(switch.scope_kind, switch.scope_value, switch.created_by, switch.reason)
             enforcement = await self._acks.wait_for(revision, started, _wait_s(request))
             return controls_pb2.KillResponse(kill_switch=kill_to_proto(switch), enforcement=_enforcement(enforcement))
         except Exception as exc:  # noqa: BLE001 -- the unary rescue: every error becomes a status

@@ -18,6 +18,8 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
+from meshwarden import error_status, errors
+from meshwarden.registry import task_queue
 from meshwarden.registry.authz import Authorizer, Caller
 from meshwarden.registry.errors import (
     Conflict,
@@ -29,6 +31,7 @@ from meshwarden.registry.errors import (
     UnknownInstance,
     UnknownSession,
 )
+from meshwarden.registry.task_queue import UnknownTask
 from meshwarden.registry.watch_hub import WatchEnded
 from meshwarden.status_message import fit
 
@@ -51,7 +54,7 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.PERMISSION_DENIED, str(exc)
     if isinstance(exc, Conflict):
         return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
-    if isinstance(exc, (UnknownInstance, UnknownSession, UnknownControl)):
+    if isinstance(exc, (UnknownInstance, UnknownSession, UnknownControl, UnknownTask)):
         return grpc.StatusCode.NOT_FOUND, str(exc)
     if isinstance(exc, WatchEnded):
         return grpc.StatusCode.UNAVAILABLE, str(exc)
@@ -84,7 +87,21 @@ async def serve_unary_async(
         await abort(context, exc, rpc)
 
 
+def _as_mesh_error(exc: Exception) -> errors.MeshError | None:
+    """Task refusals a sidecar relays to its agent, typed on the wire (google.rpc.ErrorInfo)."""
+    if isinstance(exc, task_queue.LeaseLost):
+        return errors.LeaseLost(str(exc))
+    if isinstance(exc, task_queue.InvalidTransition):
+        return errors.InvalidTaskTransition(str(exc))
+    if isinstance(exc, task_queue.UnknownTask):
+        return errors.UnknownTask(str(exc))
+    return None
+
+
 async def abort(context: Context, exc: Exception, rpc: str) -> NoReturn:
+    mesh = _as_mesh_error(exc)
+    if mesh is not None:
+        await error_status.abort(context, mesh)
     code, message = status_for(exc)
     if isinstance(exc, WatchEnded):
         log.info("watch stream ended: %s", exc)

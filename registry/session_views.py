@@ -7,7 +7,9 @@ Choices the issue leaves open, made here:
 - `since`/`until` select the calls that started in that window; a session is listed when it
   has such a call, and its counts and cost are those of the window.
 - Costs group each call by its callee: the agent (and team) that did the work and reported the
-  usage, the capability called, the model reported; a workflow by the call's workflow id.
+  usage, the capability called, the model reported; a workflow by the call's workflow id. A
+  model call (through the model gateway) groups by its caller, whose spend it is, and its usage
+  is the gateway's measure, not a report.
   Calls that report no usage count as calls with spend 0 (model "": none reported).
 - "Successful outcomes" of a key: the sessions that reported "succeeded" and have a call in
   the key's group; cost per successful outcome is the key's spend over that count, rounded to
@@ -34,11 +36,12 @@ DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
 
 COST_KEYS: Final[Mapping[str, Callable[[ReceiptCall], str]]] = {
-    "agent": lambda c: c.callee_agent,
-    "team": lambda c: c.callee_team,
+    "agent": lambda c: c.spender_agent,  # a model call's spend is its caller's
+    "team": lambda c: c.spender_team,
     "workflow": lambda c: c.workflow_id,
     "capability": lambda c: c.capability,
     "model": lambda c: c.usage.model if c.usage is not None else "",
+    "provider": lambda c: c.model_provider,
 }
 
 

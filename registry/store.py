@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 DB_NAME: Final = "registry.db"
 LOCK_NAME: Final = "registry.lock"
-SCHEMA_VERSION: Final = 9
+SCHEMA_VERSION: Final = 10
 
 _JOIN_TOKENS: Final = """
 CREATE TABLE IF NOT EXISTS join_tokens (
@@ -179,6 +179,46 @@ CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log (at);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('controls_revision', 0);
 """
 
+# Tasks (registry.task_store): each task with its current lease and fencing token, and every
+# transition of its state machine.
+_TASKS: Final = """
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    workflow_id TEXT NOT NULL,
+    input_json TEXT NOT NULL,
+    idempotency_key TEXT,
+    state INTEGER NOT NULL,
+    holder_instance_id TEXT NOT NULL,
+    holder_agent TEXT NOT NULL,
+    fencing_token INTEGER NOT NULL,
+    lease_expires_at REAL NOT NULL,
+    attempts INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    lease_ttl_s REAL NOT NULL,
+    result_json TEXT NOT NULL,
+    error TEXT NOT NULL,
+    submitted_by TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS tasks_by_idempotency_key ON tasks (idempotency_key);
+CREATE INDEX IF NOT EXISTS tasks_queued ON tasks (state, kind, created_at);
+CREATE INDEX IF NOT EXISTS tasks_by_lease ON tasks (state, lease_expires_at);
+CREATE TABLE IF NOT EXISTS task_transitions (
+    task_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at REAL NOT NULL,
+    from_state INTEGER NOT NULL,
+    to_state INTEGER NOT NULL,
+    executor TEXT NOT NULL,
+    fencing_token INTEGER NOT NULL,
+    lease_expires_at REAL NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (task_id, seq)
+);
+"""
+
 # Approvals (registry.approval_store): a person's decision on one call's exact arguments.
 _APPROVALS: Final = """
 CREATE TABLE IF NOT EXISTS approvals (
@@ -229,6 +269,7 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0);
     + _OUTCOMES
     + _CONTROLS
     + _APPROVALS
+    + _TASKS
     + _SIGNED_HEADS
 )
 
@@ -469,16 +510,18 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
     # Version 5 -> 6 (outcomes): how each session ended, as its agents reported it.
     # Version 6 -> 7 (operator controls): kill switches, isolations, the audit log.
     # Version 7 -> 8 (approvals): a person's decision on one call's exact arguments.
-    # Version 8 -> 9 (signed receipt heads): each chain's head as its sidecar signed it.
+    # Version 8 -> 9 (tasks): tasks with their leases and fencing tokens, and their transitions.
+    # Version 9 -> 10 (signed receipt heads): each chain's head as its sidecar signed it.
     upgrades = {
-        1: _UPGRADE_TO_2 + _BUNDLES + _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS + _APPROVALS + _SIGNED_HEADS,
-        2: _BUNDLES + _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS + _APPROVALS + _SIGNED_HEADS,
-        3: _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS + _APPROVALS + _SIGNED_HEADS,
-        4: _RECEIPTS + _OUTCOMES + _CONTROLS + _APPROVALS + _SIGNED_HEADS,
-        5: _OUTCOMES + _CONTROLS + _APPROVALS + _SIGNED_HEADS,
-        6: _CONTROLS + _APPROVALS + _SIGNED_HEADS,
-        7: _APPROVALS + _SIGNED_HEADS,
-        8: _SIGNED_HEADS,
+        1: _UPGRADE_TO_2 + _BUNDLES + _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS + _APPROVALS + _TASKS + _SIGNED_HEADS,
+        2: _BUNDLES + _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS + _APPROVALS + _TASKS + _SIGNED_HEADS,
+        3: _ROUTES + _RECEIPTS + _OUTCOMES + _CONTROLS + _APPROVALS + _TASKS + _SIGNED_HEADS,
+        4: _RECEIPTS + _OUTCOMES + _CONTROLS + _APPROVALS + _TASKS + _SIGNED_HEADS,
+        5: _OUTCOMES + _CONTROLS + _APPROVALS + _TASKS + _SIGNED_HEADS,
+        6: _CONTROLS + _APPROVALS + _TASKS + _SIGNED_HEADS,
+        7: _APPROVALS + _TASKS + _SIGNED_HEADS,
+        8: _TASKS + _SIGNED_HEADS,
+        9: _SIGNED_HEADS,
     }
     steps = _SCHEMA if version == 0 else upgrades.get(version, "")
     db.executescript("BEGIN;" + steps + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")

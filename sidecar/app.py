@@ -38,6 +38,7 @@ from meshwarden.sidecar.data_dir_lock import DataDirInUse
 from meshwarden.sidecar.data_dir_lock import acquire as acquire_data_dir
 from meshwarden.sidecar.discovery.source import Discovery, RegistryDiscovery
 from meshwarden.sidecar.edges.gateway_http import GatewayBindError, GatewayServer, RouteFamily
+from meshwarden.sidecar.edges.model_http import ModelGateway
 from meshwarden.sidecar.grpc_servers import GrpcServers
 from meshwarden.sidecar.health_reporter import HealthReporter
 from meshwarden.sidecar.instance_identity import FILE_NAME as INSTANCE_ID_FILE
@@ -58,6 +59,7 @@ from meshwarden.sidecar.runtime_setup import (
     warn_about_policy,
 )
 from meshwarden.sidecar.start_errors import BackgroundFailure, StartError
+from meshwarden.sidecar.task_relay import TaskRelay
 from meshwarden.stop_signals import stop_on_signals
 from meshwarden.tasks import Supervisor
 from meshwarden.v1 import peer_pb2_grpc, sidecar_pb2_grpc
@@ -281,7 +283,16 @@ def _add_servicers(
         await report(rt.policy.status)
 
     outcomes = OutcomeReporter(registry, shipping.ship_now if shipping is not None else None)
-    local_api = LocalApi(rt.config, pipeline.outbound(rt), rt, lease, on_registered, outcomes, health=health.current)
+    local_api = LocalApi(
+        rt.config,
+        pipeline.outbound(rt),
+        rt,
+        lease,
+        on_registered,
+        outcomes,
+        health=health.current,
+        tasks=TaskRelay(registry, lambda: rt.local.instance_id),
+    )
     sidecar_pb2_grpc.add_SidecarServicer_to_server(local_api, servers.local)
     peer_pb2_grpc.add_PeerServicer_to_server(PeerApi(rt.config, pipeline.inbound(rt), rt.clock), servers.peer)
 
@@ -302,7 +313,9 @@ async def _withdraw(servers: GrpcServers, lease: Lease, discovery: Discovery) ->
 def _gateway_families(rt: Runtime) -> list[RouteFamily]:
     """The route families the agent's HTTP gateway serves: the model gateway (/v1/) and the
     MCP gateway (/mcp) mount theirs here."""
-    return []
+    models = ModelGateway(pipeline.model(rt), rt.policy, rt.local, rt.clock.monotonic, rt.config.model_timeout_s)
+    families = models.families()
+    return [*families[:-1], dataclasses.replace(families[-1], on_stop=(rt.upstream.close,))]
 
 
 def _discovery(config: SidecarConfig, rt: Runtime) -> Discovery:

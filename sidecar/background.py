@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from meshwarden.identity.svid import Svid
 from meshwarden.sidecar import catalog_watch
@@ -25,7 +26,7 @@ from meshwarden.sidecar.registry_link import RegistryLink
 from meshwarden.sidecar.runtime import Runtime
 from meshwarden.sidecar.spool_backlog import BacklogCollector, SpoolCap, SpoolWatch
 from meshwarden.tasks import Supervisor
-from meshwarden.v1 import controls_pb2, registry_pb2
+from meshwarden.v1 import controls_pb2, registry_pb2, tasks_pb2
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ def start_loops(supervisor: Supervisor, links: Links) -> None:
     supervisor.start("bundle-status", report_forever)
     supervisor.start("health-reports", links.health.run)
     supervisor.start("catalog-watch", watch)
+    supervisor.start("fencing-key", lambda: fetch_fencing_key(registry, rt))
     for name, loop in links.discovery.loops().items():
         supervisor.start(name, loop)
 
@@ -123,6 +125,20 @@ class Shipping:
     async def ship_now(self, timeout_s: float) -> None:
         """A round right away (before an outcome report: see sidecar.outcome_reporter)."""
         await self._loop.ship_now(timeout_s)
+
+
+async def fetch_fencing_key(registry: RegistryLink, rt: Runtime) -> None:
+    """The registry's task-fencing key, fetched once (it is kept across registry restarts);
+    until then the task_fence stage refuses calls that carry a task token."""
+    delay = 0.2
+    while rt.fences.key is None:
+        try:
+            reply = await registry.tasks().GetFencingKey(tasks_pb2.GetFencingKeyRequest(), timeout=5)
+            rt.fences.key = Ed25519PublicKey.from_public_bytes(reply.ed25519_public_key)
+        except (grpc.aio.AioRpcError, ValueError) as exc:
+            log.info("registry fencing key not fetched yet (%s); retrying", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 async def report_bundle_status(registry: RegistryLink, instance_id: str, status: BundleStatus) -> None:

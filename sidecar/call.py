@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar, dataclass_transform
 
 from meshwarden.sidecar.catalog import Endpoint
+from meshwarden.sidecar.model_call import ModelOutcome, ModelRequest
 from meshwarden.usage import Usage  # the SDK's: one type for what a call consumed, both sides
 
 _T = TypeVar("_T")
@@ -55,6 +56,7 @@ class CallRecord:
     target: Endpoint | None = None  # routing / target_check: the instance of the last attempt
     breaker_state: str = ""  # breaker: the target's breaker state when the attempt went through
     kill_switch_id: str = ""  # the kill-switch stage: the switch that refused or cancelled the call
+    model: ModelOutcome | None = None  # the provider hop: which provider and model answered, and how
     approval_risks: tuple[str, ...] = ()  # policy gate: a person must approve first, because of these
     approval_ttl_s: int = 0  # policy gate: how long that decision may take
     approval_id: str = ""  # approval stage: the approval asked for or used
@@ -97,9 +99,14 @@ class Call:
     traceparent: str = ""
     tracestate: str = ""
     kind: Literal["agent", "model", "tool"] = "agent"
+    # The registry's signed fencing claim of the task the call works on (b"" when none); the
+    # task_fence stage refuses the call when it is not current.
+    task_token: bytes = b""
     # Inbound only: why the calling sidecar's certificate names no agent's sidecar ("" when it
     # does); peer_identity refuses the call with it, so the refusal leaves a receipt.
     identity_problem: str = ""
+    # Model calls only: what the model gateway's edge read from the client's request.
+    model: ModelRequest | None = None
     # From the agent's request metadata: an approval it was given earlier for this same call
     # (x-meshwarden-approval-id), and whether it waits for a pending approval or is answered at
     # once with its id (x-meshwarden-approval-wait: none).

@@ -172,6 +172,13 @@ OPTIONS: list[Option[Any]] = [
     ),
     Option("max_payload_bytes", positive_int, 4 * MiB, "largest payload accepted, in bytes", metavar="N"),
     Option(
+        "model_timeout_s",
+        positive_float,
+        300.0,
+        "longest a model call through the gateway may take, fallbacks and streaming included",
+        metavar="SECONDS",
+    ),
+    Option(
         "breaker_failures",
         positive_int,
         5,
@@ -403,6 +410,10 @@ class SidecarConfig:
     gateway_listen: ListenAddress | None = None
     # From the standard OTEL_* variables (sidecar/tracing_settings.py); off without an endpoint.
     tracing: TracingSettings = field(default_factory=TracingSettings)
+    model_timeout_s: float = 300.0
+    # The sidecar's environment, where models.json credentials may name variables holding
+    # provider keys (read by sidecar/provider_credentials.py). Never shown.
+    provider_env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def grpc_message_limit_bytes(self) -> int:
@@ -432,4 +443,4 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> 
         )
     if values["discovery"] == "consul":
         values["consul"] = consul_settings.from_environment(env)
-    return SidecarConfig(**values, tracing=tracing_settings.from_environ(env))
+    return SidecarConfig(**values, tracing=tracing_settings.from_environ(env), provider_env=dict(env))

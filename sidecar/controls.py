@@ -39,6 +39,8 @@ SESSION: Final = controls_pb2.SCOPE_KIND_SESSION
 WORKFLOW: Final = controls_pb2.SCOPE_KIND_WORKFLOW
 CAPABILITY: Final = controls_pb2.SCOPE_KIND_CAPABILITY
 TEAM: Final = controls_pb2.SCOPE_KIND_TEAM
+MODEL: Final = controls_pb2.SCOPE_KIND_MODEL
+PROVIDER: Final = controls_pb2.SCOPE_KIND_PROVIDER
 LAST_FILE: Final = "last.pb"
 SAVE_DELAY_S: Final = 0.5
 

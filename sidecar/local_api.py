@@ -20,9 +20,10 @@ from meshwarden.sidecar.lease import Lease
 from meshwarden.sidecar.outcome_reporter import OutcomeReporter
 from meshwarden.sidecar.rescue import abort_unexpected, abort_with
 from meshwarden.sidecar.runtime import Runtime
+from meshwarden.sidecar.task_relay import TaskRelay
 from meshwarden.sidecar.wire import approval_headers, deadlines, invoke
 from meshwarden.trace_context import headers_from_metadata
-from meshwarden.v1 import catalog_pb2, receipts_pb2, sidecar_pb2, sidecar_pb2_grpc
+from meshwarden.v1 import catalog_pb2, receipts_pb2, sidecar_pb2, sidecar_pb2_grpc, tasks_pb2
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,10 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
         on_registered: Callable[[], Awaitable[None]],
         outcomes: OutcomeReporter | None = None,
         health: Callable[[], Sequence[Assessment]] = list,
+        tasks: TaskRelay | None = None,
     ) -> None:
         self._config, self._outbound, self._lease = config, outbound, lease
-        self._outcomes, self._health = outcomes, health
+        self._outcomes, self._health, self._tasks = outcomes, health, tasks
         self._on_registered = on_registered
         self._local, self._catalog, self._clock, self._app = rt.local, rt.catalog, rt.clock, rt.agent_app
         self._breakers = rt.breakers
@@ -96,6 +98,35 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
             await abort_with(context, err)
         log.info("session %s reported %s by %s", request.session_id, request.outcome, self._local.name)
         return receipts_pb2.ReportOutcomeResponse()
+
+    async def LeaseTask(self, request: tasks_pb2.LeaseTaskRequest, context: Context) -> tasks_pb2.LeaseTaskResponse:
+        try:
+            return await self._task_relay().lease(request, context.time_remaining())
+        except MeshError as err:
+            await abort_with(context, err)
+
+    async def HeartbeatTask(self, request: tasks_pb2.TaskReport, context: Context) -> tasks_pb2.LeaseTaskResponse:
+        try:
+            return await self._task_relay().heartbeat(request, context.time_remaining())
+        except MeshError as err:
+            await abort_with(context, err)
+
+    async def StartTask(self, request: tasks_pb2.TaskReport, context: Context) -> tasks_pb2.TaskResponse:
+        try:
+            return await self._task_relay().start(request, context.time_remaining())
+        except MeshError as err:
+            await abort_with(context, err)
+
+    async def CompleteTask(self, request: tasks_pb2.CompleteTaskRequest, context: Context) -> tasks_pb2.TaskResponse:
+        try:
+            return await self._task_relay().complete(request, context.time_remaining())
+        except MeshError as err:
+            await abort_with(context, err)
+
+    def _task_relay(self) -> TaskRelay:
+        if self._tasks is None:
+            raise RegistryUnavailable("this sidecar has no registry link to relay tasks to")
+        return self._tasks
 
     async def ListCapabilities(
         self, request: sidecar_pb2.ListCapabilitiesRequest, context: Context

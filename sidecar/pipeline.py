@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from meshwarden.policy_bundle.model_catalog import EMPTY as EMPTY_CATALOG
+from meshwarden.policy_bundle.model_catalog import ModelCatalog
 from meshwarden.sidecar.call import Handler, Layer, compose
+from meshwarden.sidecar.hops import provider
 from meshwarden.sidecar.runtime import Runtime
 from meshwarden.sidecar.stages import (
     approval,
@@ -21,6 +24,7 @@ from meshwarden.sidecar.stages import (
     inbound_policy,
     kill_switch,
     metrics,
+    model_routing,
     outbound_policy,
     payload_limit,
     peer,
@@ -31,6 +35,7 @@ from meshwarden.sidecar.stages import (
     routing,
     schema_check,
     target_check,
+    task_fence,
     tracing,
 )
 
@@ -41,10 +46,11 @@ def outer_layers(rt: Runtime) -> list[Layer]:
     decision and an approval work the same way for all. The budget stage goes here too."""
     return [  # outermost first
         tracing.layer(rt.tracing, "outbound", _kind_of(rt)),  # a CLIENT span, continuing the agent's trace
-        metrics.layer(rt.metrics, "outbound", rt.catalog.has_seen, rt.clock),  # counted and timed once it ends
+        metrics.layer(rt.metrics, "outbound", _known(rt), rt.clock),  # counted and timed once it ends
         receipts.layer("outbound", rt.receipts, rt.policy, rt.local, rt.clock),  # every call, however it ends
         # an operator's stop, before anything else is spent on the call; steers away from killed callees
         kill_switch.outbound(rt.controls, rt.local, rt.policy, rt.catalog),
+        task_fence.layer(rt.fences),  # a call under a task's stale fencing token never leaves
         payload_limit.layer(rt.config.max_payload_bytes),  # cheapest refusal first
         outbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # may it call this? (Cedar)
         approval.layer(rt.approvals, rt.policy, rt.clock),  # a person's yes first, when policy asks for one
@@ -81,6 +87,7 @@ def inbound_layers(rt: Runtime) -> list[Layer]:
         receipts.layer("inbound", rt.receipts, rt.policy, rt.local, rt.clock),
         peer_identity.layer(),  # the caller is its certificate's SPIFFE ID, whatever it claims
         kill_switch.inbound(rt.controls, rt.local, rt.policy),  # an operator's stop, matched on the mTLS caller too
+        task_fence.layer(rt.fences),  # the task token checked again: a stale one is never delivered
         target_check.layer(rt.local),  # for this instance and a capability it serves?
         payload_limit.layer(rt.config.max_payload_bytes),
         inbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # again, with the mTLS caller
@@ -89,6 +96,26 @@ def inbound_layers(rt: Runtime) -> list[Layer]:
         deadline.layer(rt.clock),
         idempotency.layer(rt.config.idempotency_ttl_s, rt.clock),  # a key runs once; repeats get its result
     ]
+
+
+def model_route_layers(rt: Runtime) -> list[Layer]:
+    """How a model call finds its provider, within the outer stages (whose policy stage decides
+    a model call with Cedar's CallModel, at its worst-case cost)."""
+    return [
+        # (budget: reserve Call.cost_estimate_micro_usd in the outer stages, settle on Reply.usage)
+        model_routing.layer(rt.policy, rt.controls),  # the model and its fallbacks, less killed ones
+        deadline.layer(rt.clock),  # the whole call, fallbacks and stream included
+    ]
+
+
+def _catalog(rt: Runtime) -> ModelCatalog:
+    active = rt.policy.active
+    return active.models if active is not None else EMPTY_CATALOG
+
+
+def _known(rt: Runtime) -> metrics.Known:
+    """Capabilities in the catalog and models in the bundle's models.json may be label values."""
+    return lambda name: rt.catalog.has_seen(name) or name in _catalog(rt).models
 
 
 def _kind_of(rt: Runtime) -> tracing.KindOf:
@@ -118,3 +145,9 @@ def outbound(rt: Runtime) -> Handler:
 
 def inbound(rt: Runtime) -> Handler:
     return compose(inbound_layers(rt), innermost=deliver.ToAgent(rt.agent_app, rt.local, rt.clock))
+
+
+def model(rt: Runtime) -> Handler:
+    """Calls through the model gateway (kind "model"): the provider is the last hop."""
+    send = provider.Send(rt.upstream, rt.credentials, rt.provider_breakers, lambda: _catalog(rt), rt.clock.monotonic)
+    return of_kind(rt, model_route_layers(rt), send)

@@ -11,7 +11,7 @@ import grpc
 from meshwarden.identity.svid import Svid
 from meshwarden.registry_client import RegistryTrust, registry_channel
 from meshwarden.sidecar.channel_retirement import ChannelRetirement
-from meshwarden.v1 import approvals_pb2_grpc, controls_pb2_grpc, receipts_pb2_grpc, registry_pb2_grpc
+from meshwarden.v1 import approvals_pb2_grpc, controls_pb2_grpc, receipts_pb2_grpc, registry_pb2_grpc, tasks_pb2_grpc
 
 _OLD_CHANNEL_GRACE_S = 10.0
 
@@ -31,6 +31,7 @@ class RegistryLink:
         self._controls: controls_pb2_grpc.ControlsStub | None = None
         self._channel: grpc.aio.Channel | None = None
         self._receipts: tuple[grpc.aio.Channel, receipts_pb2_grpc.ReceiptsStub] | None = None
+        self._tasks: tuple[grpc.aio.Channel, tasks_pb2_grpc.TasksStub] | None = None
         self._approvals: tuple[grpc.aio.Channel, approvals_pb2_grpc.ApprovalsStub] | None = None
         self._retirement = ChannelRetirement(_OLD_CHANNEL_GRACE_S)
 
@@ -70,6 +71,15 @@ class RegistryLink:
         if self._controls is None:
             raise RuntimeError("no registry channel")  # stub() always makes one
         return self._controls
+
+    def tasks(self) -> tasks_pb2_grpc.TasksStub:
+        """The Tasks service on the same channel (so with the same, current SVID)."""
+        self.stub()
+        if self._channel is None:
+            raise RuntimeError("stub() always makes a channel")
+        if self._tasks is None or self._tasks[0] is not self._channel:
+            self._tasks = (self._channel, tasks_pb2_grpc.TasksStub(self._channel))
+        return self._tasks[1]
 
     async def close(self) -> None:
         if self._channel is not None:

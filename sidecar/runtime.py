@@ -14,13 +14,16 @@ from meshwarden.sidecar.call_metrics import SidecarMetrics
 from meshwarden.sidecar.catalog import Catalog
 from meshwarden.sidecar.config import SidecarConfig
 from meshwarden.sidecar.controls import Controls
+from meshwarden.sidecar.hops.upstream import Upstream
 from meshwarden.sidecar.latency import LatencyBoard
 from meshwarden.sidecar.local_agent import LocalAgent
 from meshwarden.sidecar.peer_channels import PeerChannels
+from meshwarden.sidecar.provider_credentials import ProviderCredentials
 from meshwarden.sidecar.receipt_spool import ReceiptSpool
 from meshwarden.sidecar.routes import RouteTable, SessionPins
 from meshwarden.sidecar.schemas import SchemaCache
 from meshwarden.sidecar.stages.breaker import BreakerBoard
+from meshwarden.sidecar.stages.task_fence import Fences
 from meshwarden.sidecar.tracing_setup import SidecarTracing
 
 
@@ -43,4 +46,9 @@ class Runtime:
     tracing: SidecarTracing | None = None  # None: tracing is off (no OTLP endpoint configured)
     metrics: SidecarMetrics = field(default_factory=SidecarMetrics)
     controls: Controls = field(default_factory=lambda: Controls(None, time.time))
+    fences: Fences = field(default_factory=lambda: Fences(time.time))
+    # The model gateway's: provider keys, the HTTP client to providers, a breaker per provider endpoint.
+    credentials: ProviderCredentials = field(default_factory=lambda: ProviderCredentials({}, time.monotonic))
+    upstream: Upstream = field(default_factory=Upstream)
+    provider_breakers: BreakerBoard = field(default_factory=BreakerBoard)
     approvals: ApprovalDesk | None = None  # None: no registry to ask, so calls needing approval are denied

@@ -19,10 +19,12 @@ from meshwarden.sidecar.call_metrics import SidecarMetrics, SidecarState
 from meshwarden.sidecar.catalog import Catalog
 from meshwarden.sidecar.config import SidecarConfig
 from meshwarden.sidecar.controls import Controls
+from meshwarden.sidecar.hops.upstream import Upstream
 from meshwarden.sidecar.latency import LatencyBoard
 from meshwarden.sidecar.local_agent import LocalAgent
 from meshwarden.sidecar.local_auth import TokenError, read_token
 from meshwarden.sidecar.peer_channels import PeerChannels
+from meshwarden.sidecar.provider_credentials import ProviderCredentials
 from meshwarden.sidecar.receipt_spool import ReceiptSpool, SpoolError
 from meshwarden.sidecar.runtime import Runtime
 from meshwarden.sidecar.schemas import SchemaCache
@@ -66,6 +68,10 @@ def build_runtime(
         tracing=tracing_setup.build(config.tracing, agent=config.agent, instance_id=config.instance_id),
         metrics=SidecarMetrics(),
         controls=Controls(config.data_dir, clock.wall),
+        # the model gateway's: provider keys, the client to providers, a breaker per provider endpoint
+        credentials=ProviderCredentials(config.provider_env, clock.monotonic),
+        upstream=Upstream(config.provider_env),
+        provider_breakers=BreakerBoard(config.breaker_failures, config.breaker_reset_s, now=clock.monotonic),
         approvals=approvals,
     )
     if rt.tracing is not None:

@@ -41,6 +41,11 @@ def add_to(commands: Any) -> None:
 
     start = actions.add_parser("init", help="write a starting bundle (the demo mesh's agents and two example policies)")
     start.add_argument("directory", type=Path, metavar="DIR", help="a new or empty directory")
+    start.add_argument(
+        "--models",
+        action="store_true",
+        help="also write models.json (providers, models, prices for the model gateway) and policies/models.cedar",
+    )
     start.set_defaults(run=_init)
 
     make = actions.add_parser(
@@ -99,7 +104,7 @@ def _trusted_key_flag(parser: argparse.ArgumentParser, *, required: bool) -> Non
 
 def _init(args: argparse.Namespace) -> int:
     try:
-        written = init(args.directory)
+        written = init(args.directory, models=args.models)
     except DirectoryNotEmpty as exc:
         return _fail("init", str(exc), exit_codes.USAGE)
     for path in written:

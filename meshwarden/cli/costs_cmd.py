@@ -1,7 +1,8 @@
-"""`meshwarden costs --by agent|team|workflow|capability|model [--since 1h]`: spend, calls,
-successful outcomes and cost per successful outcome, from the usage callee agents reported
-(counted once per call, as the callee's sidecar recorded it) and the outcomes sessions
-reported. Agent and team are the callee's: who did the work and reported its cost.
+"""`meshwarden costs --by agent|team|workflow|capability|model|provider [--since 1h]`: spend,
+calls, successful outcomes and cost per successful outcome, from the usage of every call
+(counted once per call) and the outcomes sessions reported. A model call's usage is measured
+by the sidecar's model gateway from the provider's answer and counts for its caller; an agent
+call's is what the callee agent reported, and counts for the callee.
 
 A table for people (with a total); `--output json` for scripts. Exit codes as `sessions list`.
 """
@@ -19,15 +20,17 @@ from meshwarden.cli.receipts_query import ask_receipts
 from meshwarden.cli.time_window import parse_time, timestamp
 from meshwarden.v1 import receipts_pb2
 
-KEYS = ("agent", "team", "workflow", "capability", "model")
+KEYS = ("agent", "team", "workflow", "capability", "model", "provider")
 
 
 def add_to(commands: Any) -> None:
     costs = commands.add_parser(
         "costs",
         help="spend, calls and cost per successful outcome",
-        description="Groups the calls' reported usage by callee agent, callee team, workflow, capability or "
-        "model. A successful outcome is a session that reported 'succeeded' and has a call in the group.",
+        description="Groups the calls' usage by agent, team, workflow, capability, model or provider: model "
+        "calls through the gateway count for their caller, with usage the gateway measured; agent calls for "
+        "their callee, with usage the agent reported. A successful outcome is a session that reported "
+        "'succeeded' and has a call in the group.",
     )
     costs.add_argument("--by", choices=KEYS, default="agent", help="default agent")
     costs.add_argument("--since", default="", metavar="AGE|TIME", help="e.g. 1h, 30m, 2026-11-21T08:00Z")

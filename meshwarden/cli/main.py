@@ -52,6 +52,7 @@ COMMANDS: tuple[Command, ...] = (
         "take NAME@VERSION out of routing mesh-wide (isolate list, isolate lift NAME@VERSION)",
     ),
     Command("audit", "audit_cmd", "who did what to the mesh, when and why"),
+    Command("tasks", "tasks_cmd", "submit tasks, see who holds them, and cancel or requeue them"),
     Command("approvals", "approvals_cmd", "calls waiting for a person's approval: list, show ID, approve ID, deny ID"),
 )
 

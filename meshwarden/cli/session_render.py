@@ -81,7 +81,9 @@ def _usage_text(call: ReceiptCall) -> str:
     if call.usage is None:
         return "-"
     model = call.usage.model or "?"
-    return f"{model} {call.usage.input_tokens}+{call.usage.output_tokens} tok"
+    # Model calls are measured by the gateway; an agent's own report is labelled as such.
+    source = "" if call.usage_measured_by == "gateway" else " (reported by agent)"
+    return f"{model} {call.usage.input_tokens}+{call.usage.output_tokens} tok{source}"
 
 
 def _latency(call: ReceiptCall) -> str:
@@ -112,7 +114,7 @@ def timeline(response: receipts_pb2.GetSessionResponse) -> str:
             str(n),
             f"+{(c.started_at - start) * 1000:.0f}ms",
             c.caller_agent or "-",
-            c.callee_agent or "-",
+            c.callee_agent or (f"model:{c.model_provider}" if c.call_kind == "model" else "-"),
             c.capability,
             c.version or "-",
             c.policy_decision or "-",
@@ -154,7 +156,9 @@ def tree_lines(calls: Sequence[ReceiptCall]) -> list[str]:
 
 
 def _node(call: ReceiptCall) -> str:
-    callee = f"{call.callee_agent} {call.version}".strip() or "?"
+    callee = f"{call.callee_agent} {call.version}".strip() or (
+        f"model provider {call.model_provider}" if call.call_kind == "model" else "?"
+    )
     parts = [
         f"{call.caller_agent or '?'} -> {call.capability} ({callee})",
         call.policy_decision or "-",
@@ -164,6 +168,8 @@ def _node(call: ReceiptCall) -> str:
     ]
     if call.usage is not None:
         parts += [_usage_text(call), usd(call.cost_micro_usd)]
+    if call.task_id:
+        parts.append(f"task {call.task_id} token {call.fencing_token}")
     return "  ".join(parts)
 
 
@@ -191,6 +197,8 @@ def call_json(call: ReceiptCall) -> dict[str, object]:
         "status": call.status,
         "error_kind": call.error_kind,
         "kill_switch_id": call.kill_switch_id,
+        "task_id": call.task_id,
+        "fencing_token": call.fencing_token,
         "started_at": call.started_at,
         "usage": None
         if call.usage is None
@@ -199,8 +207,11 @@ def call_json(call: ReceiptCall) -> dict[str, object]:
             "input_tokens": call.usage.input_tokens,
             "output_tokens": call.usage.output_tokens,
             "cost_micro_usd": call.usage.cost_micro_usd,
+            "measured_by": call.usage_measured_by,
         },
         "cost_micro_usd": call.cost_micro_usd,
+        "call_kind": call.call_kind,
+        "model_provider": call.model_provider,
     }
 
 

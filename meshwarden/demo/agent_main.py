@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 
 import meshwarden
+from meshwarden.demo.pricing import Models
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Outage:
             )
 
 
-def build(description: str, argv: Sequence[str] | None = None) -> tuple[meshwarden.Agent, Outage]:
+def build(description: str, argv: Sequence[str] | None = None) -> tuple[meshwarden.Agent, Outage, Models]:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--sidecar", required=True, help="the sidecar's local API")
     parser.add_argument("--listen", default="127.0.0.1:0", help="this agent's callback endpoint")
@@ -36,7 +37,15 @@ def build(description: str, argv: Sequence[str] | None = None) -> tuple[meshward
     parser.add_argument(
         "--outage-file", type=Path, default=None, help="while this file exists, every call fails with UNAVAILABLE"
     )
+    parser.add_argument(
+        "--gateway",
+        default=None,
+        help="the sidecar's model gateway, HOST:PORT; without it the agent makes no model calls "
+        "(as when the tests run it only for its capability)",
+    )
     options = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    agent = meshwarden.Agent(version=options.version, sidecar=options.sidecar, listen=options.listen)
-    return agent, Outage(options.outage_file)
+    agent = meshwarden.Agent(
+        version=options.version, sidecar=options.sidecar, listen=options.listen, gateway=options.gateway
+    )
+    return agent, Outage(options.outage_file), Models(enabled=options.gateway is not None)

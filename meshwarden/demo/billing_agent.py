@@ -6,10 +6,9 @@ import uuid
 from typing import Any
 
 import meshwarden
-from meshwarden.demo import pricing
 from meshwarden.demo.agent_main import build
 
-agent, _ = build(__doc__ or "")
+agent, _, models = build(__doc__ or "")
 
 
 @agent.capability(
@@ -28,7 +27,7 @@ agent, _ = build(__doc__ or "")
 )
 async def refund(args: dict[str, Any], ctx: meshwarden.CallContext) -> dict[str, Any]:
     """Issues a refund and answers with its id."""
-    pricing.report(ctx, "claude-3-5-haiku", 420 + pricing.tokens(args.get("reason", "")), 90)  # the refund check
+    await models.think(ctx, "claude-3-5-haiku", f"Check this refund: {args.get('reason', '')}")  # the refund check
     return {
         "refund_id": f"R-{uuid.uuid4().hex[:8]}",
         "amount_cents": args["amount_cents"],

@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 import meshwarden
-from meshwarden.demo import pricing
 from meshwarden.demo.agent_main import build
 
 ARTICLES = [
@@ -15,7 +14,7 @@ ARTICLES = [
     {"id": "KB-310", "title": "Changing your plan", "tags": ["plan", "upgrade", "billing"]},
 ]
 
-agent, outage = build(__doc__ or "")
+agent, outage, models = build(__doc__ or "")
 
 
 @agent.capability(
@@ -37,7 +36,7 @@ async def search(args: dict[str, Any], ctx: meshwarden.CallContext) -> dict[str,
     outage.check()
     if args.get("think_s"):
         await asyncio.sleep(args["think_s"])  # a slow model call, for the deadline part of the demo
-    pricing.report(ctx, "gpt-4.1-nano", 600 + pricing.tokens(args["query"]), 40)  # reranking the articles
+    await models.think(ctx, "gpt-4.1-nano", f"Rerank help articles for: {args['query']}")  # reranking the articles
     words = set(args["query"].lower().replace(",", " ").split())
     ranked = sorted(ARTICLES, key=lambda a: -len(words & set(a["tags"])))
     hits = [a for a in ranked if words & set(a["tags"])][: args.get("limit", 3)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -27,6 +28,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meshwarden.client import Client
+from meshwarden.demo import pricing
 from meshwarden.demo.approval_section import refund_waits_for_approval
 from meshwarden.demo.operator_flags import operator_flags
 from meshwarden.demo.sessions_section import sessions_and_costs
@@ -84,8 +86,9 @@ class PolicyDesk:
         self._registry, self._n, self._revision = registry, n, 0
         self._base = ""
 
-    async def prepare(self) -> None:
-        await _cli(self._n, "bundle", "init", str(self.directory))
+    async def prepare(self, models_json: str) -> None:
+        await _cli(self._n, "bundle", "init", "--models", str(self.directory))
+        (self.directory / "models.json").write_text(models_json)  # the demo's provider and models
         await _cli(self._n, "bundle", "keygen", "--key-id", "platform-1", "--out-dir", str(self.keys))
         self.trusted.mkdir(parents=True, exist_ok=True)
         shutil.copy(self.keys / "platform-1.pub", self.trusted / "platform-1.pub")  # sidecars get the public half
@@ -161,7 +164,23 @@ class Mesh(LocalMesh):
 
     async def start_agent(self, spec: AgentSpec, sidecar: Child, index: int, *extra: str) -> Child:
         argv = [sys.executable, "-m", spec.module, "--sidecar", sidecar.addresses["listen"], "--version", spec.version]
-        return await self.start_process(f"agent-{spec.agent}-{index}", [*argv, *extra])
+        gateway = ["--gateway", sidecar.addresses["gateway"]]  # the agent calls its models through its sidecar
+        return await self.start_process(f"agent-{spec.agent}-{index}", [*argv, *gateway, *extra])
+
+    async def start_model_provider(self) -> tuple[Child, Path]:
+        """The stand-in model provider, and the 0600 file with its key that only sidecars read."""
+        key = "sk-demo-" + secrets.token_urlsafe(24)
+        keys = self.workdir / "provider-keys"
+        keys.mkdir(mode=0o700, parents=True, exist_ok=True)
+        key_file = keys / "standin.key"
+        key_file.touch(mode=0o600)
+        key_file.write_text(key + "\n")
+        child = await self.start_process(
+            "model-provider",
+            [sys.executable, "-m", "meshwarden.demo.model_provider", "--key", key],
+            health_address_key=None,  # an HTTP server: its ready line says it listens
+        )
+        return child, key_file
 
     def sidecar_named(self, name: str) -> Child:
         return next(child for child in self.children if child.name.endswith(f"-{name}"))
@@ -198,8 +217,13 @@ async def _scenario(mesh: Mesh, n: Narrator) -> None:
     n.section("Starting the registry; the platform team signs and pushes a Cedar policy bundle")
     registry = await mesh.start_registry()
     n.ok(f"registry on {registry.addresses['listen']} (pid {registry.process.pid})")
+    provider, key_file = await mesh.start_model_provider()
+    n.ok(
+        f"a model provider stand-in on {provider.addresses['listen']}: its key is in {key_file} (0600), "
+        "which sidecars read and agents never see"
+    )
     policy = PolicyDesk(mesh.workdir, registry, n)
-    await policy.prepare()
+    await policy.prepare(pricing.models_json(f"http://{provider.addresses['listen']}", str(key_file)))
     await policy.release(wait=False)
     n.section("One sidecar per agent, each a separate process beside its agent")
     for index, spec in enumerate(AGENTS, start=1):

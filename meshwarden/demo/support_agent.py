@@ -1,6 +1,6 @@
 """Support agent: resolves a ticket by asking the knowledge base and, when the customer was
-charged twice, asking billing for a refund: two calls through the mesh per ticket. It reports
-its own model usage, and the outcome of the ticket's session when the ticket has one."""
+charged twice, asking billing for a refund: two calls through the mesh per ticket. It reads
+the ticket with a model through its sidecar's model gateway, and reports the outcome of the ticket's session when the ticket has one."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ import logging
 from typing import Any
 
 import meshwarden
-from meshwarden.demo import pricing
 from meshwarden.demo.agent_main import build
 from meshwarden.errors import MeshError, PolicyDenied
 from meshwarden.outcomes import OutcomeName
 
 log = logging.getLogger(__name__)
 
-agent, _ = build(__doc__ or "")
+agent, _, models = build(__doc__ or "")
 
 
 @agent.capability(
@@ -34,7 +33,7 @@ agent, _ = build(__doc__ or "")
 )
 async def resolve_ticket(args: dict[str, Any], ctx: meshwarden.CallContext) -> dict[str, Any]:
     steps: list[dict[str, Any]] = []
-    pricing.report(ctx, "gpt-4o-mini", 350 + pricing.tokens(args["text"]), 120)  # reading the ticket
+    await models.think(ctx, "gpt-4o-mini", f"Classify this ticket: {args['text']}")  # reading the ticket
     found = await ctx.invoke("kb.search", {"query": args["text"], "limit": 2})
     articles = found.value["articles"]
     steps.append(

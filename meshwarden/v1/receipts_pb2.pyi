@@ -22,7 +22,7 @@ class Usage(_message.Message):
     def __init__(self, model: _Optional[str] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_micro_usd: _Optional[int] = ...) -> None: ...
 
 class Receipt(_message.Message):
-    __slots__ = ("sidecar_instance_id", "sidecar_spiffe_id", "seq", "prev_hash", "hash", "direction", "call_id", "parent_call_id", "session_id", "workflow_id", "trace_id", "span_id", "caller_agent", "caller_spiffe_id", "caller_team", "callee_agent", "callee_spiffe_id", "callee_team", "callee_instance_id", "capability", "version", "arguments_sha256", "arguments_json", "status", "error_kind", "error_message", "attempt", "policy_decision", "policy_ids", "bundle_revision", "breaker_state", "kill_switch_id", "usage", "started_at", "ended_at", "latency_us", "approval_id", "approval_decision", "approver")
+    __slots__ = ("sidecar_instance_id", "sidecar_spiffe_id", "seq", "prev_hash", "hash", "direction", "call_id", "parent_call_id", "session_id", "workflow_id", "trace_id", "span_id", "caller_agent", "caller_spiffe_id", "caller_team", "callee_agent", "callee_spiffe_id", "callee_team", "callee_instance_id", "capability", "version", "arguments_sha256", "arguments_json", "status", "error_kind", "error_message", "attempt", "policy_decision", "policy_ids", "bundle_revision", "breaker_state", "kill_switch_id", "usage", "started_at", "ended_at", "latency_us", "task_id", "fencing_token", "call_kind", "model_provider", "model_requested", "model_response", "cached_input_tokens", "model_fallback_from", "model_api", "model_streamed", "model_stream_cut", "max_output_tokens", "attributed_to_agent_only", "model_task_id", "approval_id", "approval_decision", "approver")
     SIDECAR_INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     SIDECAR_SPIFFE_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +59,20 @@ class Receipt(_message.Message):
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     ENDED_AT_FIELD_NUMBER: _ClassVar[int]
     LATENCY_US_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    FENCING_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CALL_KIND_FIELD_NUMBER: _ClassVar[int]
+    MODEL_PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    CACHED_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FALLBACK_FROM_FIELD_NUMBER: _ClassVar[int]
+    MODEL_API_FIELD_NUMBER: _ClassVar[int]
+    MODEL_STREAMED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_STREAM_CUT_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTED_TO_AGENT_ONLY_FIELD_NUMBER: _ClassVar[int]
+    MODEL_TASK_ID_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_DECISION_FIELD_NUMBER: _ClassVar[int]
     APPROVER_FIELD_NUMBER: _ClassVar[int]
@@ -98,10 +112,24 @@ class Receipt(_message.Message):
     started_at: _timestamp_pb2.Timestamp
     ended_at: _timestamp_pb2.Timestamp
     latency_us: int
+    task_id: str
+    fencing_token: int
+    call_kind: str
+    model_provider: str
+    model_requested: str
+    model_response: str
+    cached_input_tokens: int
+    model_fallback_from: str
+    model_api: str
+    model_streamed: bool
+    model_stream_cut: bool
+    max_output_tokens: int
+    attributed_to_agent_only: bool
+    model_task_id: str
     approval_id: str
     approval_decision: str
     approver: str
-    def __init__(self, sidecar_instance_id: _Optional[str] = ..., sidecar_spiffe_id: _Optional[str] = ..., seq: _Optional[int] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ..., direction: _Optional[str] = ..., call_id: _Optional[str] = ..., parent_call_id: _Optional[str] = ..., session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., caller_agent: _Optional[str] = ..., caller_spiffe_id: _Optional[str] = ..., caller_team: _Optional[str] = ..., callee_agent: _Optional[str] = ..., callee_spiffe_id: _Optional[str] = ..., callee_team: _Optional[str] = ..., callee_instance_id: _Optional[str] = ..., capability: _Optional[str] = ..., version: _Optional[str] = ..., arguments_sha256: _Optional[str] = ..., arguments_json: _Optional[bytes] = ..., status: _Optional[str] = ..., error_kind: _Optional[str] = ..., error_message: _Optional[str] = ..., attempt: _Optional[int] = ..., policy_decision: _Optional[str] = ..., policy_ids: _Optional[_Iterable[str]] = ..., bundle_revision: _Optional[int] = ..., breaker_state: _Optional[str] = ..., kill_switch_id: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., latency_us: _Optional[int] = ..., approval_id: _Optional[str] = ..., approval_decision: _Optional[str] = ..., approver: _Optional[str] = ...) -> None: ...
+    def __init__(self, sidecar_instance_id: _Optional[str] = ..., sidecar_spiffe_id: _Optional[str] = ..., seq: _Optional[int] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ..., direction: _Optional[str] = ..., call_id: _Optional[str] = ..., parent_call_id: _Optional[str] = ..., session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., caller_agent: _Optional[str] = ..., caller_spiffe_id: _Optional[str] = ..., caller_team: _Optional[str] = ..., callee_agent: _Optional[str] = ..., callee_spiffe_id: _Optional[str] = ..., callee_team: _Optional[str] = ..., callee_instance_id: _Optional[str] = ..., capability: _Optional[str] = ..., version: _Optional[str] = ..., arguments_sha256: _Optional[str] = ..., arguments_json: _Optional[bytes] = ..., status: _Optional[str] = ..., error_kind: _Optional[str] = ..., error_message: _Optional[str] = ..., attempt: _Optional[int] = ..., policy_decision: _Optional[str] = ..., policy_ids: _Optional[_Iterable[str]] = ..., bundle_revision: _Optional[int] = ..., breaker_state: _Optional[str] = ..., kill_switch_id: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., latency_us: _Optional[int] = ..., task_id: _Optional[str] = ..., fencing_token: _Optional[int] = ..., call_kind: _Optional[str] = ..., model_provider: _Optional[str] = ..., model_requested: _Optional[str] = ..., model_response: _Optional[str] = ..., cached_input_tokens: _Optional[int] = ..., model_fallback_from: _Optional[str] = ..., model_api: _Optional[str] = ..., model_streamed: _Optional[bool] = ..., model_stream_cut: _Optional[bool] = ..., max_output_tokens: _Optional[int] = ..., attributed_to_agent_only: _Optional[bool] = ..., model_task_id: _Optional[str] = ..., approval_id: _Optional[str] = ..., approval_decision: _Optional[str] = ..., approver: _Optional[str] = ...) -> None: ...
 
 class ShipReceiptsRequest(_message.Message):
     __slots__ = ("receipts", "head")

@@ -1,5 +1,6 @@
 from meshwarden.v1 import catalog_pb2 as _catalog_pb2
 from meshwarden.v1 import receipts_pb2 as _receipts_pb2
+from meshwarden.v1 import tasks_pb2 as _tasks_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -31,7 +32,7 @@ class RegisterAgentResponse(_message.Message):
     def __init__(self, instance_id: _Optional[str] = ..., agent: _Optional[str] = ..., capabilities: _Optional[_Iterable[_Union[_catalog_pb2.Capability, _Mapping]]] = ...) -> None: ...
 
 class InvokeRequest(_message.Message):
-    __slots__ = ("capability", "payload_json", "version_range", "schema_hash", "session_id", "workflow_id", "cost_estimate_micro_usd", "idempotency_key", "parent_call_id")
+    __slots__ = ("capability", "payload_json", "version_range", "schema_hash", "session_id", "workflow_id", "cost_estimate_micro_usd", "idempotency_key", "parent_call_id", "task_token")
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
     VERSION_RANGE_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +42,7 @@ class InvokeRequest(_message.Message):
     COST_ESTIMATE_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     PARENT_CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_TOKEN_FIELD_NUMBER: _ClassVar[int]
     capability: str
     payload_json: bytes
     version_range: str
@@ -50,7 +52,8 @@ class InvokeRequest(_message.Message):
     cost_estimate_micro_usd: int
     idempotency_key: str
     parent_call_id: str
-    def __init__(self, capability: _Optional[str] = ..., payload_json: _Optional[bytes] = ..., version_range: _Optional[str] = ..., schema_hash: _Optional[str] = ..., session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., cost_estimate_micro_usd: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., parent_call_id: _Optional[str] = ...) -> None: ...
+    task_token: bytes
+    def __init__(self, capability: _Optional[str] = ..., payload_json: _Optional[bytes] = ..., version_range: _Optional[str] = ..., schema_hash: _Optional[str] = ..., session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., cost_estimate_micro_usd: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., parent_call_id: _Optional[str] = ..., task_token: _Optional[bytes] = ...) -> None: ...
 
 class InvokeResponse(_message.Message):
     __slots__ = ("result_json", "instance_id", "agent", "version", "call_id", "usage")

@@ -5,6 +5,7 @@ import warnings
 
 from meshwarden.v1 import receipts_pb2 as meshwarden_dot_v1_dot_receipts__pb2
 from meshwarden.v1 import sidecar_pb2 as meshwarden_dot_v1_dot_sidecar__pb2
+from meshwarden.v1 import tasks_pb2 as meshwarden_dot_v1_dot_tasks__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -55,6 +56,26 @@ class SidecarStub:
                 request_serializer=meshwarden_dot_v1_dot_receipts__pb2.ReportOutcomeRequest.SerializeToString,
                 response_deserializer=meshwarden_dot_v1_dot_receipts__pb2.ReportOutcomeResponse.FromString,
                 _registered_method=True)
+        self.LeaseTask = channel.unary_unary(
+                '/meshwarden.v1.Sidecar/LeaseTask',
+                request_serializer=meshwarden_dot_v1_dot_tasks__pb2.LeaseTaskRequest.SerializeToString,
+                response_deserializer=meshwarden_dot_v1_dot_tasks__pb2.LeaseTaskResponse.FromString,
+                _registered_method=True)
+        self.HeartbeatTask = channel.unary_unary(
+                '/meshwarden.v1.Sidecar/HeartbeatTask',
+                request_serializer=meshwarden_dot_v1_dot_tasks__pb2.TaskReport.SerializeToString,
+                response_deserializer=meshwarden_dot_v1_dot_tasks__pb2.LeaseTaskResponse.FromString,
+                _registered_method=True)
+        self.StartTask = channel.unary_unary(
+                '/meshwarden.v1.Sidecar/StartTask',
+                request_serializer=meshwarden_dot_v1_dot_tasks__pb2.TaskReport.SerializeToString,
+                response_deserializer=meshwarden_dot_v1_dot_tasks__pb2.TaskResponse.FromString,
+                _registered_method=True)
+        self.CompleteTask = channel.unary_unary(
+                '/meshwarden.v1.Sidecar/CompleteTask',
+                request_serializer=meshwarden_dot_v1_dot_tasks__pb2.CompleteTaskRequest.SerializeToString,
+                response_deserializer=meshwarden_dot_v1_dot_tasks__pb2.TaskResponse.FromString,
+                _registered_method=True)
 
 
 class SidecarServicer:
@@ -93,6 +114,33 @@ class SidecarServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LeaseTask(self, request, context):
+        """Tasks, relayed to the registry over mTLS as this agent, for this sidecar's instance (its
+        id is filled in; another one is refused). Stale tokens get FAILED_PRECONDITION, kind
+        `lease_lost`, naming the current holder and token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HeartbeatTask(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartTask(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteTask(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SidecarServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -115,6 +163,26 @@ def add_SidecarServicer_to_server(servicer, server):
                     servicer.ReportOutcome,
                     request_deserializer=meshwarden_dot_v1_dot_receipts__pb2.ReportOutcomeRequest.FromString,
                     response_serializer=meshwarden_dot_v1_dot_receipts__pb2.ReportOutcomeResponse.SerializeToString,
+            ),
+            'LeaseTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.LeaseTask,
+                    request_deserializer=meshwarden_dot_v1_dot_tasks__pb2.LeaseTaskRequest.FromString,
+                    response_serializer=meshwarden_dot_v1_dot_tasks__pb2.LeaseTaskResponse.SerializeToString,
+            ),
+            'HeartbeatTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.HeartbeatTask,
+                    request_deserializer=meshwarden_dot_v1_dot_tasks__pb2.TaskReport.FromString,
+                    response_serializer=meshwarden_dot_v1_dot_tasks__pb2.LeaseTaskResponse.SerializeToString,
+            ),
+            'StartTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartTask,
+                    request_deserializer=meshwarden_dot_v1_dot_tasks__pb2.TaskReport.FromString,
+                    response_serializer=meshwarden_dot_v1_dot_tasks__pb2.TaskResponse.SerializeToString,
+            ),
+            'CompleteTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteTask,
+                    request_deserializer=meshwarden_dot_v1_dot_tasks__pb2.CompleteTaskRequest.FromString,
+                    response_serializer=meshwarden_dot_v1_dot_tasks__pb2.TaskResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -225,6 +293,114 @@ class Sidecar:
             '/meshwarden.v1.Sidecar/ReportOutcome',
             meshwarden_dot_v1_dot_receipts__pb2.ReportOutcomeRequest.SerializeToString,
             meshwarden_dot_v1_dot_receipts__pb2.ReportOutcomeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LeaseTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwarden.v1.Sidecar/LeaseTask',
+            meshwarden_dot_v1_dot_tasks__pb2.LeaseTaskRequest.SerializeToString,
+            meshwarden_dot_v1_dot_tasks__pb2.LeaseTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HeartbeatTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwarden.v1.Sidecar/HeartbeatTask',
+            meshwarden_dot_v1_dot_tasks__pb2.TaskReport.SerializeToString,
+            meshwarden_dot_v1_dot_tasks__pb2.LeaseTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwarden.v1.Sidecar/StartTask',
+            meshwarden_dot_v1_dot_tasks__pb2.TaskReport.SerializeToString,
+            meshwarden_dot_v1_dot_tasks__pb2.TaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwarden.v1.Sidecar/CompleteTask',
+            meshwarden_dot_v1_dot_tasks__pb2.CompleteTaskRequest.SerializeToString,
+            meshwarden_dot_v1_dot_tasks__pb2.TaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

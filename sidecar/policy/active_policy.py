@@ -57,10 +57,13 @@ from meshwarden.policy_bundle.model import (
     TIME,
     WORKFLOW_ID,
 )
+from meshwarden.policy_bundle.model_catalog import EMPTY as EMPTY_CATALOG
+from meshwarden.policy_bundle.model_catalog import parse_catalog
 from meshwarden.policy_bundle.schema_shape import RecordOf, SchemaShapeError, read_call_action
 from meshwarden.policy_bundle.verify import VerifiedBundle
 from meshwarden.sidecar.policy.cedar_values import LONG_MAX, LONG_MIN, ArgumentsNotMappable, parse_arguments, project
 from meshwarden.sidecar.policy.decision import Caller, CallFacts, Decision, Direction
+from meshwarden.sidecar.policy.model_policy import ModelPolicy, ModelRule
 from meshwarden.sidecar.policy.outcome import Outcomes
 from meshwarden.sidecar.policy.pruning import context_free_probe, prune_false_for_pair
 from meshwarden.sidecar.policy.reads import EVERYTHING, Reads, context_reads
@@ -137,6 +140,21 @@ class ActivePolicy:
         self._outcomes = Outcomes(
             self.label, {p.policy_id: p.reason for p in self._policies}, _approval_rules(self._policies, self.label)
         )
+        # The model gateway's catalog and its CallModel decisions (model_policy.py).
+        try:
+            self.models = parse_catalog(contents.models_text) if contents.models_text else EMPTY_CATALOG
+            self.model_policy = ModelPolicy(
+                [ModelRule(p.policy_id, p.effect, p.reason, p.template) for p in self._policies],
+                self.models,
+                contents.entities_text,
+                schema,
+                self.label,
+            )
+        except (BundleError, ValueError) as exc:  # the catalog, or Cedar refusing the Model entities
+            raise BundleError(
+                f"cannot be activated: models.json ({exc}); rebuild it with `meshwarden bundle build`",
+                bundle=self.label,
+            ) from exc
         hierarchy = Hierarchy.from_entities_json(contents.entities_text)
         self._pinned_spiffe_ids = _pinned_spiffe_ids(contents.entities_text)
         self._teams = _teams(contents.entities_text)

@@ -27,6 +27,8 @@ from meshwarden.sidecar.controls import (
     AGENT,
     CAPABILITY,
     INSTANCE,
+    MODEL,
+    PROVIDER,
     SESSION,
     TEAM,
     VERSION,
@@ -69,6 +71,12 @@ class _Facts:
     @staticmethod
     def call(call: Call) -> Iterator[Fact]:
         yield (CAPABILITY, call.capability)
+        if call.model is not None:  # a model call: the model asked for, its provider, and the one answering now
+            yield (MODEL, call.capability)
+            yield (PROVIDER, call.model.provider)
+            outcome = call.record.model
+            if outcome is not None and outcome.provider:
+                yield (PROVIDER, outcome.provider)
         if call.session_id:
             yield (SESSION, call.session_id)
         if call.workflow_id:

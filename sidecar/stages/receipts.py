@@ -18,12 +18,14 @@ from typing import Final, Literal
 
 from google.protobuf import timestamp_pb2
 
+from meshwarden import task_fence
 from meshwarden.clock import Clock
 from meshwarden.errors import MeshError, ReceiptSpoolFull
 from meshwarden.receipt_hash import payload_digest
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call import Call, Handler, Layer, Reply
 from meshwarden.sidecar.local_agent import LocalAgent
+from meshwarden.sidecar.model_call import measured_usage
 from meshwarden.sidecar.receipt_spool import ReceiptSpool, SpoolError
 from meshwarden.trace_context import trace_and_span_ids
 from meshwarden.v1 import receipts_pb2
@@ -95,7 +97,9 @@ class Receipts:
     ) -> receipts_pb2.Receipt:
         record = call.record
         active = self._policy.active
-        if self._direction == "outbound":
+        if call.model is not None:  # the callee is a model provider, named in the model fields
+            callee_agent = callee_instance = callee_spiffe_id = version = ""
+        elif self._direction == "outbound":
             target = record.target
             callee_agent = reply.agent if reply else target.agent if target else ""
             callee_instance = reply.instance_id if reply else target.instance_id if target else ""
@@ -113,7 +117,12 @@ class Receipts:
         # tracing off it is the caller's, as received.
         trace_id, span_id = trace_and_span_ids(call.traceparent)
         usage = reply.usage if reply is not None else None
+        task_id, fencing_token = task_fence.claimed_task(call.task_token)
+        if call.model is not None:  # a model call ended without a reply is still charged
+            usage = measured_usage(usage, record.model)
         receipt = receipts_pb2.Receipt(
+            task_id=task_id,
+            fencing_token=fencing_token,
             direction=self._direction,
             call_id=call.call_id,
             parent_call_id=call.parent_call_id,
@@ -149,13 +158,33 @@ class Receipts:
             started_at=_timestamp(started_ns),
             ended_at=_timestamp(started_ns + int(latency_s * 1e9)),
             latency_us=int(latency_s * 1e6),
+            call_kind=call.kind,
             approval_id=record.approval_id,
             approval_decision=record.approval_decision,
             approver=record.approver,
         )
+        if call.model is not None:
+            _add_model_fields(receipt, call)
         if receipt.ByteSize() > MAX_RECEIPT_BYTES:  # 0.3 µs; only what a peer or bundle made huge gets here
             _shrink(receipt)
         return receipt
+
+
+def _add_model_fields(receipt: receipts_pb2.Receipt, call: Call) -> None:
+    request, outcome = call.model, call.record.model
+    assert request is not None  # the caller checked
+    receipt.model_requested = call.capability
+    receipt.model_provider = outcome.provider if outcome is not None and outcome.provider else request.provider
+    receipt.model_api = request.api.value
+    receipt.model_streamed = request.stream
+    receipt.max_output_tokens = request.max_output_tokens
+    receipt.attributed_to_agent_only = request.attributed_to_agent_only
+    receipt.model_task_id = request.task_id
+    if outcome is not None:
+        receipt.model_response = outcome.response_model
+        receipt.cached_input_tokens = outcome.cached_input_tokens
+        receipt.model_fallback_from = outcome.fallback_from
+        receipt.model_stream_cut = outcome.stream_cut
 
 
 def _shrink(receipt: receipts_pb2.Receipt) -> None:

@@ -37,6 +37,7 @@ from opentelemetry.util.types import AttributeValue
 
 from meshwarden.errors import MeshError
 from meshwarden.sidecar.call import Call, Handler, Layer, Reply
+from meshwarden.sidecar.model_call import measured_usage
 from meshwarden.sidecar.tracing_setup import SidecarTracing
 from meshwarden.trace_context import context_from_headers, session_trace_id
 from meshwarden.v1 import peer_pb2
@@ -68,7 +69,10 @@ class Tracing:
             return await self._next(call)
         parent = context_from_headers(call.traceparent, call.tracestate)
         is_root = not trace.get_current_span(parent).get_span_context().is_valid
-        operation = "execute_tool" if self._kind_of(call.capability) == "tool" else "invoke_agent"
+        if call.model is not None:  # GenAI conventions: "{operation} {model}", e.g. "chat gpt-4o-mini"
+            operation = call.model.api.operation
+        else:
+            operation = "execute_tool" if self._kind_of(call.capability) == "tool" else "invoke_agent"
         rooted = tracing.ids.rooted_at(session_trace_id(call.session_id)) if is_root and call.session_id else None
         with rooted or nullcontext():
             span = tracing.tracer.start_span(f"{operation} {call.capability}", context=parent, kind=self._span_kind)
@@ -116,6 +120,8 @@ def _attributes(
     call: Call, reply: Reply | None, operation: str, code: grpc.StatusCode, inbound: bool
 ) -> dict[str, AttributeValue]:
     """The call as it came in, what the inner stages learned (call.record) and how it ended."""
+    if call.model is not None:
+        return _model_attributes(call, reply, operation)
     record = call.record
     attributes: dict[str, AttributeValue] = {
         "rpc.system": "grpc",
@@ -152,6 +158,56 @@ def _attributes(
     if usage is not None:
         if usage.model:
             attributes["gen_ai.response.model"] = usage.model
+        attributes["gen_ai.usage.input_tokens"] = usage.input_tokens
+        attributes["gen_ai.usage.output_tokens"] = usage.output_tokens
+        attributes["meshwarden.usage.cost_micro_usd"] = usage.cost_micro_usd
+    return attributes
+
+
+def _model_attributes(call: Call, reply: Reply | None, operation: str) -> dict[str, AttributeValue]:
+    """A model call's span: the OpenTelemetry GenAI client attributes (gen_ai.*), with usage as
+    the gateway measured it, and what the mesh decided (meshwarden.*)."""
+    request, record = call.model, call.record
+    assert request is not None  # the caller checked
+    attributes: dict[str, AttributeValue] = {
+        "gen_ai.operation.name": operation,
+        "gen_ai.request.model": call.capability,
+        "gen_ai.provider.name": request.provider,
+        "meshwarden.call.id": call.call_id,
+        "meshwarden.call.kind": "model",
+        "meshwarden.model.api": request.api.value,
+        "meshwarden.model.streamed": request.stream,
+        "meshwarden.model.attributed_to_agent_only": request.attributed_to_agent_only,
+    }
+    if request.max_output_tokens:
+        attributes["gen_ai.request.max_tokens"] = request.max_output_tokens
+    if call.session_id:
+        attributes["meshwarden.session"] = call.session_id
+        attributes["gen_ai.conversation.id"] = call.session_id
+    if call.workflow_id:
+        attributes["meshwarden.workflow"] = call.workflow_id
+    if request.task_id:
+        attributes["meshwarden.task"] = request.task_id
+    if call.cost_estimate_micro_usd is not None:
+        attributes["meshwarden.cost_estimate_micro_usd"] = call.cost_estimate_micro_usd
+    if record.policy_decision:
+        attributes["meshwarden.policy.decision"] = record.policy_decision
+        attributes["meshwarden.policy.ids"] = list(record.policy_ids)
+    if record.kill_switch_id:
+        attributes["meshwarden.kill_switch.id"] = record.kill_switch_id
+    outcome = record.model
+    if outcome is not None:
+        attributes["gen_ai.provider.name"] = outcome.provider or request.provider
+        attributes["meshwarden.model.attempts"] = outcome.attempts
+        if outcome.response_model:
+            attributes["gen_ai.response.model"] = outcome.response_model
+        if outcome.fallback_from:
+            attributes["meshwarden.model.fallback_from"] = outcome.fallback_from
+        if outcome.stream_cut:
+            attributes["meshwarden.model.stream_cut"] = True
+        attributes["gen_ai.usage.cache_read.input_tokens"] = outcome.cached_input_tokens
+    usage = measured_usage(reply.usage if reply is not None else None, outcome)
+    if usage is not None:
         attributes["gen_ai.usage.input_tokens"] = usage.input_tokens
         attributes["gen_ai.usage.output_tokens"] = usage.output_tokens
         attributes["meshwarden.usage.cost_micro_usd"] = usage.cost_micro_usd

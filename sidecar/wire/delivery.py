@@ -3,12 +3,14 @@ agent's side of these messages is the SDK's (meshwarden/agent.py)."""
 
 from __future__ import annotations
 
+from meshwarden import task_fence
 from meshwarden.sidecar import usage
 from meshwarden.sidecar.call import Call, Reply
 from meshwarden.v1 import agent_pb2
 
 
 def to_delivery(call: Call) -> agent_pb2.Delivery:
+    task_id, fencing_token = task_fence.claimed_task(call.task_token)  # verified by the task_fence stage
     return agent_pb2.Delivery(
         call_id=call.call_id,
         capability=call.capability,
@@ -20,6 +22,8 @@ def to_delivery(call: Call) -> agent_pb2.Delivery:
         attempt=call.attempt,
         idempotency_key=call.idempotency_key,
         parent_call_id=call.parent_call_id,
+        task_id=task_id,
+        fencing_token=fencing_token,
     )
 
 

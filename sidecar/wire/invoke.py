@@ -16,6 +16,9 @@ from meshwarden.v1 import sidecar_pb2
 MAX_ID_CHARS = 128
 
 
+MAX_TASK_TOKEN_BYTES = 1024  # a signed claim is about 200 bytes
+
+
 def to_call(
     request: sidecar_pb2.InvokeRequest,
     *,
@@ -44,6 +47,7 @@ def to_call(
         ),
         traceparent=traceparent,
         tracestate=tracestate,
+        task_token=request.task_token,
         approval_id=approval.approval_id,
         approval_wait=approval.wait,
     )
@@ -89,3 +93,8 @@ def _check(request: sidecar_pb2.InvokeRequest) -> None:
     )
     if problem is not None:
         raise BadPayload(f"call to {request.capability}: {problem}")
+    if len(request.task_token) > MAX_TASK_TOKEN_BYTES:
+        raise BadPayload(
+            f"task_token for {request.capability} is {len(request.task_token)} bytes; send the signed_token "
+            f"the task's lease or heartbeat returned (at most {MAX_TASK_TOKEN_BYTES})"
+        )

@@ -24,6 +24,7 @@ def to_peer_call(call: Call, target: Endpoint) -> peer_pb2.PeerCall:
         cost_estimate_micro_usd=call.cost_estimate_micro_usd,
         idempotency_key=call.idempotency_key,
         parent_call_id=call.parent_call_id,
+        task_token=call.task_token,
     )
 
 
@@ -58,6 +59,7 @@ def to_call(
         parent_call_id=request.parent_call_id,
         traceparent=traceparent,
         tracestate=tracestate,
+        task_token=request.task_token,
     )
 
 

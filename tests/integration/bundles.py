@@ -35,10 +35,11 @@ class BundleMaker:
         *,
         entities: str | None = None,
         store_raw_arguments: bool = False,
+        models: str | None = None,
     ) -> bytes:
         """A signed artifact: the starting bundle with `policies` (file name -> Cedar text)
         instead of its own when given, at `revision`, keeping raw arguments in receipts when
-        `store_raw_arguments`."""
+        `store_raw_arguments`, with `models` as its models.json (the model gateway's catalog)."""
         self._made += 1
         directory = self._workdir / "bundles" / f"{self._made:02d}"
         write_starting_bundle(directory)
@@ -49,6 +50,8 @@ class BundleMaker:
                 (directory / "policies" / name).write_text(text)
         if entities is not None:
             (directory / "entities.json").write_text(entities)
+        if models is not None:
+            (directory / "models.json").write_text(models)
         manifest = directory / "manifest.toml"
         text = re.sub(r"(?m)^revision = \d+$", f"revision = {revision}", manifest.read_text())
         if store_raw_arguments:

@@ -43,3 +43,13 @@ def test_a_callee_denial_shows_even_when_the_caller_allowed() -> None:
 def test_calls_come_in_the_order_they_started() -> None:
     receipts = [*both_sides("late", "a", "b", "x", at=1002.0), *both_sides("early", "a", "b", "x", at=1001.0)]
     assert [c.call_id for c in calls_of(receipts)] == ["early", "late"]
+
+
+def test_a_model_call_is_measured_by_the_gateway_and_spent_by_its_caller() -> None:
+    model_call = receipt("outbound", "m1", "support", "", "gpt-4o", usage=GPT)
+    model_call.call_kind, model_call.model_provider = "model", "openai"
+    [call] = calls_of([model_call])
+    assert (call.call_kind, call.usage_measured_by, call.model_provider) == ("model", "gateway", "openai")
+    assert (call.spender_agent, call.spender_team) == ("support", call.caller_team)
+    [reported] = calls_of([receipt("outbound", "c1", "frontdesk", "billing", "b", usage=GPT)])
+    assert (reported.usage_measured_by, reported.spender_agent) == ("agent", "billing")

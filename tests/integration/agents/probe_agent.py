@@ -51,6 +51,7 @@ async def echo(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
         "caller": ctx.caller_agent,
         "session_id": ctx.session_id,
         "calls_seen": calls_seen,
+        **({"task": [ctx.task_id, ctx.fencing_token]} if ctx.task_id else {}),  # a call made for a task
     }
 
 

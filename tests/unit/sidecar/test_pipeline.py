@@ -196,3 +196,8 @@ async def test_the_outer_refusals_hold_for_a_new_kind_of_call(tmp_path: Path) ->
         ("RESOURCE_EXHAUSTED", "payload_too_large", ""),
         ("FAILED_PRECONDITION", "killed", "ks-1"),
     ]
+
+
+async def test_model_order_matches_the_readme(tmp_path: Path) -> None:
+    assert stage_names(pipeline.model(await runtime(tmp_path))) == documented("model")
+    assert documented("model")[-1] == "provider"

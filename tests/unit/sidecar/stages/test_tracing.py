@@ -12,6 +12,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from meshwarden.errors import AgentFailed, PolicyDenied
 from meshwarden.sidecar import tracing_setup
 from meshwarden.sidecar.call import Call, Reply
+from meshwarden.sidecar.model_call import ModelApi, ModelOutcome, ModelRequest
 from meshwarden.sidecar.stages import tracing
 from meshwarden.sidecar.tracing_settings import TracingSettings
 from meshwarden.trace_context import session_trace_id
@@ -117,3 +118,32 @@ async def test_with_tracing_off_the_trace_context_passes_through_untouched() -> 
     inner = Inner()
     await tracing.Tracing(inner, None, "outbound", lambda c: "")(call(traceparent=PARENT, tracestate="k=v"))
     assert inner.got is not None and (inner.got.traceparent, inner.got.tracestate) == (PARENT, "k=v")
+
+
+async def test_a_model_call_has_the_genai_client_attributes() -> None:
+    exporter, built = traced()
+
+    async def provider(c: Call) -> Reply:  # as the provider hop fills the record
+        c.record.model = ModelOutcome(provider="openai", response_model="gpt-4o-mini-2024-07-18", attempts=2)
+        c.record.model.fallback_from = "azure/gpt-4o-mini"
+        usage = Usage(model="gpt-4o-mini-2024-07-18", input_tokens=12, output_tokens=7, cost_micro_usd=6)
+        return Reply(b"{}", "", "openai", "gpt-4o-mini-2024-07-18", usage)
+
+    request = ModelRequest(
+        api=ModelApi.OPENAI_CHAT,
+        body={},
+        stream=False,
+        estimated_input_tokens=40,
+        max_output_tokens=64,
+        provider="azure",
+    )
+    stage = tracing.Tracing(provider, built, "outbound", lambda capability: "")
+    await stage(call("gpt-4o-mini", kind="model", model=request, session_id="s-1"))
+    (span,) = finished(exporter, built)
+    attrs = span.attributes or {}
+    assert span.name == "chat gpt-4o-mini" and span.kind is SpanKind.CLIENT
+    assert attrs["gen_ai.operation.name"] == "chat" and attrs["gen_ai.request.model"] == "gpt-4o-mini"
+    assert attrs["gen_ai.response.model"] == "gpt-4o-mini-2024-07-18" and attrs["gen_ai.provider.name"] == "openai"
+    assert (attrs["gen_ai.usage.input_tokens"], attrs["gen_ai.usage.output_tokens"]) == (12, 7)
+    assert attrs["gen_ai.request.max_tokens"] == 64 and attrs["meshwarden.model.fallback_from"] == "azure/gpt-4o-mini"
+    assert "rpc.system" not in attrs

@@ -1,0 +1,202 @@
+"""`meshwarden tasks`: submit work, see who holds what (`list`), one task's timeline (`show`),
+and `cancel` or `requeue` one. Operator token, on the registry's TLS port."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+
+from meshwarden.cli import exit_codes, registry_access
+from meshwarden.cli.controls_output import parse_duration, when
+from meshwarden.control_scopes import ScopeError
+from meshwarden.registry_client import registry_channel
+from meshwarden.v1 import tasks_pb2, tasks_pb2_grpc
+
+Metadata = tuple[tuple[str, str], ...]
+Action = Callable[[tasks_pb2_grpc.TasksStub, argparse.Namespace, Metadata], Awaitable[int]]
+STATES: Final = {
+    tasks_pb2.TaskState.Name(value).removeprefix("TASK_STATE_").lower(): value
+    for value in tasks_pb2.TaskState.values()
+    if value
+}
+
+
+def add_to(commands: Any) -> None:
+    tasks = commands.add_parser(
+        "tasks",
+        help="submit tasks, see who holds them, and cancel or requeue them",
+        description="Tasks are leased to one agent instance at a time under a fencing token that only grows. "
+        "Operators submit, list, show (the timeline), cancel and requeue them.",
+    )
+    actions = tasks.add_subparsers(dest="action", required=True, metavar="ACTION")
+    submit = actions.add_parser("submit", help="queue a task")
+    submit.add_argument("--kind", required=True, help="the task kind: a capability the workers serve")
+    submit.add_argument("--workflow", default="", help="the workflow it belongs to")
+    submit.add_argument("--input", required=True, metavar="JSON", help="the task's input, a JSON value")
+    submit.add_argument("--idempotency-key", default="", metavar="KEY", help="the same key returns the first task")
+    submit.add_argument("--max-attempts", type=int, default=0, help="leases before it ends as expired (default 3)")
+    submit.add_argument("--lease-ttl", metavar="DURATION", help="how long a lease lasts without heartbeat (10s)")
+    listing = actions.add_parser("list", help="tasks by state, kind, workflow and holder, newest first")
+    listing.add_argument("--state", choices=sorted(STATES))
+    listing.add_argument("--kind", default="")
+    listing.add_argument("--workflow", default="")
+    listing.add_argument("--holder", default="", help="an instance id or an agent name")
+    listing.add_argument("--limit", type=int, default=100)
+    show = actions.add_parser("show", help="one task and its timeline")
+    show.add_argument("id", metavar="ID")
+    for name, text in (("cancel", "cancel an unfinished task"), ("requeue", "queue a finished or stuck task again")):
+        one = actions.add_parser(name, help=text)
+        one.add_argument("id", metavar="ID")
+        one.add_argument("--reason", default="", help="why (recorded in the task's timeline)")
+    for parser in actions.choices.values():
+        parser.add_argument("--output", choices=["table", "json"], default="table")
+        registry_access.add_registry_flags(parser)
+    tasks.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    command = f"meshwarden tasks {args.action}"
+    if args.action == "submit":
+        try:
+            json.loads(args.input)
+            args.request = _submit_request(args)
+        except (ValueError, ScopeError) as exc:
+            print(f"{command}: --input must be JSON, --lease-ttl a duration: {exc}", file=sys.stderr)
+            return exit_codes.USAGE
+    actions: dict[str, Action] = {
+        "submit": _submit,
+        "list": _list,
+        "show": _show,
+        "cancel": _cancel,
+        "requeue": _requeue,
+    }
+    return call(command, args, actions[args.action])
+
+
+def call(command: str, args: argparse.Namespace, action: Action) -> int:
+    try:
+        access = registry_access.resolve(args, os.environ)
+        return asyncio.run(_with_stub(access, args, action))
+    except registry_access.AccessError as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except grpc.aio.AioRpcError as err:
+        return registry_access.report_rpc_error(command, err, args.registry or "the registry")
+
+
+async def _with_stub(access: registry_access.RegistryAccess, args: argparse.Namespace, action: Action) -> int:
+    async with registry_channel(access.address, access.trust) as channel:
+        return await action(tasks_pb2_grpc.TasksStub(channel), args, access.metadata())
+
+
+def _submit_request(args: argparse.Namespace) -> tasks_pb2.SubmitTaskRequest:
+    request = tasks_pb2.SubmitTaskRequest(
+        kind=args.kind,
+        workflow_id=args.workflow,
+        input_json=args.input,
+        idempotency_key=args.idempotency_key,
+        max_attempts=max(args.max_attempts, 0),
+    )
+    if args.lease_ttl:
+        request.lease_ttl.FromMilliseconds(int(parse_duration(args.lease_ttl, "--lease-ttl") * 1000))
+    return request
+
+
+async def _submit(stub: tasks_pb2_grpc.TasksStub, args: argparse.Namespace, metadata: Metadata) -> int:
+    reply: tasks_pb2.SubmitTaskResponse = await stub.SubmitTask(args.request, metadata=metadata, timeout=10)
+    if args.output == "json":
+        print(json.dumps({"task": task_json(reply.task), "created": reply.created}))
+    elif reply.created:
+        print(f"task {reply.task.id} queued ({reply.task.kind})")
+    else:
+        print(f"task {reply.task.id} already exists for that idempotency key; it is {_state(reply.task.state)}")
+    return exit_codes.OK
+
+
+async def _list(stub: tasks_pb2_grpc.TasksStub, args: argparse.Namespace, metadata: Metadata) -> int:
+    request = tasks_pb2.ListTasksRequest(
+        state=STATES.get(args.state or "", 0),  # type: ignore[arg-type]
+        kind=args.kind,
+        workflow_id=args.workflow,
+        holder=args.holder,
+        limit=max(args.limit, 0),
+    )
+    reply: tasks_pb2.ListTasksResponse = await stub.ListTasks(request, metadata=metadata, timeout=10)
+    if args.output == "json":
+        print(json.dumps([task_json(t) for t in reply.tasks], indent=2))
+        return exit_codes.OK
+    if not reply.tasks:
+        print("no tasks match")
+        return exit_codes.OK
+    print(f"{'ID':<22} {'KIND':<20} {'STATE':<10} {'HOLDER':<24} {'TOKEN':>5} {'TRIES':>5} {'WORKFLOW':<20} CREATED")
+    for t in reply.tasks:
+        tries = f"{t.attempts}/{t.max_attempts}"
+        print(
+            f"{t.id:<22} {t.kind:<20} {_state(t.state):<10} {t.holder_instance_id or '-':<24} "
+            f"{t.fencing_token:>5} {tries:>5} {t.workflow_id or '-':<20} {when(t.created_at)}"
+        )
+    return exit_codes.OK
+
+
+async def _show(stub: tasks_pb2_grpc.TasksStub, args: argparse.Namespace, metadata: Metadata) -> int:
+    reply: tasks_pb2.ShowTaskResponse = await stub.ShowTask(
+        tasks_pb2.ShowTaskRequest(task_id=args.id), metadata=metadata, timeout=10
+    )
+    if args.output == "json":
+        transitions = [MessageToDict(t, preserving_proto_field_name=True) for t in reply.transitions]
+        print(json.dumps({"task": task_json(reply.task), "transitions": transitions}, indent=2))
+        return exit_codes.OK
+    t = reply.task
+    print(f"task {t.id} ({t.kind}, workflow {t.workflow_id or '-'}): {_state(t.state)}")
+    if t.holder_instance_id:
+        print(f"held by {t.holder_instance_id} ({t.holder_agent}) under token {t.fencing_token}")
+    print(f"attempts {t.attempts}/{t.max_attempts}, submitted by {t.submitted_by}")
+    print(f"{'AT':<20} {'FROM':<10} {'TO':<10} {'TOKEN':>5} {'BY':<24} {'LEASE UNTIL':<20} REASON")
+    for step in reply.transitions:
+        lease = when(step.lease_expires_at) if step.HasField("lease_expires_at") else "-"
+        before = _state(step.from_state) if step.from_state else "-"
+        print(
+            f"{when(step.at):<20} {before:<10} {_state(step.to_state):<10} {step.fencing_token:>5} "
+            f"{step.executor:<24} {lease:<20} {step.reason}"
+        )
+    if t.result_json or t.error:
+        print(f"result: {t.result_json or '-'}  error: {t.error or '-'}")
+    return exit_codes.OK
+
+
+async def _cancel(stub: tasks_pb2_grpc.TasksStub, args: argparse.Namespace, metadata: Metadata) -> int:
+    request = tasks_pb2.OperatorTaskRequest(task_id=args.id, reason=args.reason)
+    reply: tasks_pb2.TaskResponse = await stub.CancelTask(request, metadata=metadata, timeout=10)
+    return _changed(args, reply.task, "cancelled")
+
+
+async def _requeue(stub: tasks_pb2_grpc.TasksStub, args: argparse.Namespace, metadata: Metadata) -> int:
+    request = tasks_pb2.OperatorTaskRequest(task_id=args.id, reason=args.reason)
+    reply: tasks_pb2.TaskResponse = await stub.RequeueTask(request, metadata=metadata, timeout=10)
+    return _changed(args, reply.task, "queued again")
+
+
+def _changed(args: argparse.Namespace, task: tasks_pb2.Task, what: str) -> int:
+    if args.output == "json":
+        print(json.dumps({"task": task_json(task)}))
+    else:
+        print(f"task {task.id} {what}")
+    return exit_codes.OK
+
+
+def _state(state: int) -> str:
+    return tasks_pb2.TaskState.Name(state).removeprefix("TASK_STATE_").lower()  # type: ignore[arg-type]
+
+
+def task_json(task: tasks_pb2.Task) -> dict[str, object]:
+    data = MessageToDict(task, preserving_proto_field_name=True)
+    data["state"] = _state(task.state)
+    return data

@@ -1,0 +1,62 @@
+"""Model clients that call through the agent's sidecar: the official `openai` and `anthropic`
+clients, pointed at the sidecar's model gateway, carrying the local API token (never a
+provider key) and the attribution headers of the call being handled.
+
+`CallContext.openai()` and `.anthropic()` build them; any other client does the same with two
+settings, its base URL and its key, plus these headers as default headers. The packages are
+imported when first asked for, so the SDK does not require them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Final
+
+DEFAULT_GATEWAY: Final = "http://127.0.0.1:7413"  # the sidecar's --gateway-listen default
+SESSION_HEADER: Final = "x-meshwarden-session-id"
+WORKFLOW_HEADER: Final = "x-meshwarden-workflow-id"
+TASK_HEADER: Final = "x-meshwarden-task-id"
+PARENT_CALL_HEADER: Final = "x-meshwarden-parent-call-id"
+
+
+def gateway_url(gateway: str | None) -> str:
+    """The gateway's base URL: given, else MESHWARDEN_GATEWAY, else the sidecar's default."""
+    url = gateway or os.environ.get("MESHWARDEN_GATEWAY", "") or DEFAULT_GATEWAY
+    return url.rstrip("/") if "://" in url else f"http://{url.rstrip('/')}"
+
+
+def attribution(
+    session_id: str = "", workflow_id: str = "", task_id: str = "", parent_call_id: str = ""
+) -> dict[str, str]:
+    """The headers that attribute a model call to a session, workflow, task and parent call."""
+    pairs = (
+        (SESSION_HEADER, session_id),
+        (WORKFLOW_HEADER, workflow_id),
+        (TASK_HEADER, task_id),
+        (PARENT_CALL_HEADER, parent_call_id),
+    )
+    return {name: value for name, value in pairs if value}
+
+
+def openai_client(gateway: str, token: str, headers: dict[str, str], **options: Any) -> Any:
+    """An `openai.AsyncOpenAI` (or `openai.OpenAI` with sync=True) through the gateway."""
+    try:
+        import openai
+    except ImportError as exc:
+        raise ImportError("ctx.openai() needs the openai package: pip install openai") from exc
+    sync = options.pop("sync", False)
+    factory = openai.OpenAI if sync else openai.AsyncOpenAI
+    extra = {**headers, **options.pop("default_headers", {})}
+    return factory(base_url=f"{gateway}/v1", api_key=token or "no-token", default_headers=extra, **options)
+
+
+def anthropic_client(gateway: str, token: str, headers: dict[str, str], **options: Any) -> Any:
+    """An `anthropic.AsyncAnthropic` (or `anthropic.Anthropic` with sync=True) through the gateway."""
+    try:
+        import anthropic
+    except ImportError as exc:
+        raise ImportError("ctx.anthropic() needs the anthropic package: pip install anthropic") from exc
+    sync = options.pop("sync", False)
+    factory = anthropic.Anthropic if sync else anthropic.AsyncAnthropic
+    extra = {**headers, **options.pop("default_headers", {})}
+    return factory(base_url=gateway, api_key=token or "no-token", default_headers=extra, **options)

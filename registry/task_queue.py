@@ -1,0 +1,399 @@
+"""Tasks: who holds each one right now, under which fencing token, and every move it made.
+
+One explicit state machine (`ALLOWED`): queued -> leased -> running -> succeeded | failed; a
+lapsed lease puts the task back in the queue while attempts remain, else ends it as expired;
+an operator cancels any unfinished task and requeues a finished (or stuck) one. Any other move
+raises InvalidTransition (FAILED_PRECONDITION) naming the current state and holder. Each move
+and its row change commit in one transaction (registry.task_store), with the executor, the
+token, the lease window and the reason.
+
+Fencing: each lease takes the task's next token (the column only grows and is stored, so a
+registry restart keeps it). A holder's report must name the current token and an unlapsed
+lease, or it is refused with LeaseLost: "lease lost: task T is held by X since token N".
+
+The reaper (`reap_forever`, supervised by the registry) wakes at the earliest lease expiry and
+at least every second. On start, `forgive_downtime` gives every live lease its full TTL, as
+registry.leases does for instances: no holder could heartbeat while the registry was down.
+
+Over 300 lines because the operators' moves, the holders' reports and the reaper apply one
+transition table and one holder check to the same rows; apart, each would need the others'
+internals. Field limits are in registry.task_input, SQL in registry.task_store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import Final
+
+from meshwarden.clock import Clock
+from meshwarden.registry.errors import Conflict, InvalidInput, RegistryError
+from meshwarden.registry.task_input import (
+    DEFAULT_LEASE_TTL_S,
+    DEFAULT_MAX_ATTEMPTS,
+    MAX_ID_CHARS,
+    MAX_LIST,
+    MAX_TEXT_CHARS,
+    check_id,
+    check_outcome,
+    check_submission,
+    check_text,
+)
+from meshwarden.registry.task_store import TaskFilter, TaskRow, TaskRows, TaskStore, TransitionRow
+from meshwarden.v1 import controls_pb2, tasks_pb2
+
+log = logging.getLogger(__name__)
+
+QUEUED: Final = tasks_pb2.TASK_STATE_QUEUED
+LEASED: Final = tasks_pb2.TASK_STATE_LEASED
+RUNNING: Final = tasks_pb2.TASK_STATE_RUNNING
+SUCCEEDED: Final = tasks_pb2.TASK_STATE_SUCCEEDED
+FAILED: Final = tasks_pb2.TASK_STATE_FAILED
+EXPIRED: Final = tasks_pb2.TASK_STATE_EXPIRED
+CANCELLED: Final = tasks_pb2.TASK_STATE_CANCELLED
+HELD: Final = (LEASED, RUNNING)
+FINISHED: Final = (SUCCEEDED, FAILED, EXPIRED, CANCELLED)
+
+ALLOWED: Final[Mapping[int, frozenset[int]]] = MappingProxyType(
+    {
+        QUEUED: frozenset({LEASED, CANCELLED}),
+        LEASED: frozenset({RUNNING, QUEUED, EXPIRED, CANCELLED}),
+        RUNNING: frozenset({SUCCEEDED, FAILED, QUEUED, EXPIRED, CANCELLED}),
+        SUCCEEDED: frozenset({QUEUED}),
+        FAILED: frozenset({QUEUED}),
+        EXPIRED: frozenset({QUEUED}),
+        CANCELLED: frozenset({QUEUED}),
+    }
+)
+
+REAPER: Final = "registry"
+_REAP_AT_LEAST_EVERY_S: Final = 1.0
+
+
+def state_name(state: int) -> str:
+    return tasks_pb2.TaskState.Name(state).removeprefix("TASK_STATE_").lower()  # type: ignore[arg-type]
+
+
+class UnknownTask(RegistryError):
+    """No task by that id (server: NOT_FOUND)."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"task {task_id!r} is unknown (meshwarden tasks list shows the known ones)")
+        self.task_id = task_id
+
+
+class InvalidTransition(Conflict):
+    """The state machine allows no such move from the task's current state."""
+
+    def __init__(self, task: TaskRow, action: str) -> None:
+        super().__init__(f"cannot {action} task {task.id}: it is {state_name(task.state)}{_held_by(task)}")
+        self.task_id, self.state, self.holder = task.id, task.state, task.holder_instance_id
+
+
+class LeaseLost(Conflict):
+    """The report names a token or holder that is no longer current (or a lapsed lease)."""
+
+    def __init__(self, task: TaskRow, token: int) -> None:
+        if task.state in HELD:
+            now = f"is held by {task.holder_instance_id} since token {task.fencing_token}"
+        else:
+            now = f"is {state_name(task.state)} (no holder; last token {task.fencing_token})"
+        super().__init__(f"lease lost: task {task.id} {now}; token {token} is no longer current")
+        self.task_id, self.current_token, self.holder = task.id, task.fencing_token, task.holder_instance_id
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Submission:
+    kind: str
+    workflow_id: str
+    input_json: str
+    idempotency_key: str = ""
+    max_attempts: int = 0
+    lease_ttl_s: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Holder:
+    instance_id: str
+    agent: str
+
+
+class TaskQueue:
+    def __init__(self, store: TaskStore, clock: Clock) -> None:
+        self._store, self._clock = store, clock
+        self._wake = asyncio.Event()
+
+    def submit(self, submission: Submission, submitted_by: str) -> tuple[TaskRow, bool]:
+        """The new task and True, or the first task with that idempotency key and False."""
+        check_submission(submission)
+        now = self._clock.wall()
+        task = TaskRow(
+            id="task-" + secrets.token_hex(8),
+            kind=submission.kind,
+            workflow_id=submission.workflow_id,
+            input_json=submission.input_json,
+            idempotency_key=submission.idempotency_key or None,
+            state=QUEUED,
+            holder_instance_id="",
+            holder_agent="",
+            fencing_token=0,
+            lease_expires_at=0.0,
+            attempts=0,
+            max_attempts=submission.max_attempts or DEFAULT_MAX_ATTEMPTS,
+            lease_ttl_s=submission.lease_ttl_s or DEFAULT_LEASE_TTL_S,
+            result_json="",
+            error="",
+            submitted_by=submitted_by,
+            created_at=now,
+            updated_at=now,
+        )
+
+        def work(rows: TaskRows) -> tuple[TaskRow, bool]:
+            if submission.idempotency_key:
+                first = rows.by_idempotency_key(submission.idempotency_key)
+                if first is not None:
+                    return first, False
+            rows.put(task)
+            _record(rows, task, 0, submitted_by, "submitted", now)
+            return task, True
+
+        stored, created = self._store.write(work)
+        if created:
+            log.info("task %s (%s) submitted by %s", stored.id, stored.kind, submitted_by)
+        return stored, created
+
+    def lease(self, holder: Holder, kinds: tuple[str, ...]) -> TaskRow | None:
+        """The oldest queued task of those kinds, now leased to `holder` under the next token."""
+        now = self._clock.wall()
+
+        def work(rows: TaskRows) -> TaskRow | None:
+            task = rows.oldest_queued(QUEUED, kinds)
+            if task is None:
+                return None
+            leased = replace(
+                task,
+                state=LEASED,
+                holder_instance_id=holder.instance_id,
+                holder_agent=holder.agent,
+                fencing_token=task.fencing_token + 1,
+                lease_expires_at=now + task.lease_ttl_s,
+                attempts=task.attempts + 1,
+                updated_at=now,
+            )
+            rows.put(leased)
+            _record(rows, leased, task.state, holder.instance_id, f"attempt {leased.attempts}", now)
+            return leased
+
+        leased = self._store.write(work)
+        if leased is not None:
+            self._wake.set()
+        return leased
+
+    def heartbeat(self, task_id: str, holder: Holder, token: int) -> TaskRow:
+        """Extends the holder's lease by the task's TTL; not a transition, so not recorded."""
+        now = self._clock.wall()
+
+        def work(rows: TaskRows) -> TaskRow:
+            task = _held(rows, task_id, holder, token, now)
+            renewed = replace(task, lease_expires_at=now + task.lease_ttl_s, updated_at=now)
+            rows.put(renewed)
+            return renewed
+
+        return self._store.write(work)
+
+    def start(self, task_id: str, holder: Holder, token: int) -> TaskRow:
+        now = self._clock.wall()
+
+        def work(rows: TaskRows) -> TaskRow:
+            task = _held(rows, task_id, holder, token, now)
+            return _move(rows, task, RUNNING, "start", holder.instance_id, "started", now)
+
+        return self._store.write(work)
+
+    def complete(
+        self, task_id: str, holder: Holder, token: int, *, succeeded: bool, result_json: str, error: str
+    ) -> TaskRow:
+        check_outcome(result_json, error)
+        now = self._clock.wall()
+        to = SUCCEEDED if succeeded else FAILED
+
+        def work(rows: TaskRows) -> TaskRow:
+            task = replace(_held(rows, task_id, holder, token, now), result_json=result_json, error=error)
+            reason = "succeeded" if succeeded else f"failed: {error}" if error else "failed"
+            return _move(rows, task, to, "complete", holder.instance_id, reason, now)
+
+        return self._store.write(work)
+
+    def cancel(self, task_id: str, operator: str, reason: str) -> TaskRow:
+        check_text("reason", reason)
+        now = self._clock.wall()
+
+        def work(rows: TaskRows) -> TaskRow:
+            task = _existing(rows, task_id)
+            return _move(rows, task, CANCELLED, "cancel", operator, reason or "cancelled by an operator", now)
+
+        return self._store.write(work)
+
+    def requeue(self, task_id: str, operator: str, reason: str) -> TaskRow:
+        """Back in the queue with its attempts reset; a holder's token is stale from now on."""
+        check_text("reason", reason)
+        now = self._clock.wall()
+
+        def work(rows: TaskRows) -> TaskRow:
+            task = replace(_existing(rows, task_id), attempts=0, result_json="", error="")
+            return _move(rows, task, QUEUED, "requeue", operator, reason or "requeued by an operator", now)
+
+        return self._store.write(work)
+
+    def cancel_in_scope(self, scope_kind: int, value: str, actor: str, reason: str) -> list[TaskRow]:
+        """Cancels the unfinished tasks a kill switch's scope covers: its instance or agent (the
+        holder), workflow, capability (the kind), or all. Other scopes name no task."""
+        where = _scope_filter(scope_kind, value)
+        if where is None:
+            return []
+        cancelled = []
+        for task in self._store.find(where):
+            try:
+                cancelled.append(self.cancel(task.id, actor, f"kill switch: {reason}"[:MAX_TEXT_CHARS]))
+            except InvalidTransition:  # it finished meanwhile
+                continue
+        if cancelled:
+            log.info("kill switch cancelled %d task(s)", len(cancelled))
+        return cancelled
+
+    def show(self, task_id: str) -> tuple[TaskRow, list[TransitionRow]]:
+        check_id("task_id", task_id)
+        task = self._store.task(task_id)
+        if task is None:
+            raise UnknownTask(task_id)
+        return task, self._store.transitions(task_id)
+
+    def find(self, where: TaskFilter) -> list[TaskRow]:
+        for field, value in (("kind", where.kind), ("workflow_id", where.workflow_id), ("holder", where.holder)):
+            if len(value) > MAX_ID_CHARS:
+                raise InvalidInput(field, f"is over {MAX_ID_CHARS} characters")
+        if not 0 < where.limit <= MAX_LIST:
+            raise InvalidInput("limit", f"must be between 1 and {MAX_LIST}")
+        return self._store.find(where)
+
+    def expire_lapsed(self) -> list[TaskRow]:
+        """Every lease that lapsed: queued again while attempts remain, else expired."""
+        now = self._clock.wall()
+
+        def work(rows: TaskRows) -> list[TaskRow]:
+            moved = []
+            for task in rows.lapsed(HELD, now):
+                to = QUEUED if task.attempts < task.max_attempts else EXPIRED
+                reason = f"lease expired (no heartbeat from {task.holder_instance_id}); " + (
+                    "queued again" if to == QUEUED else f"no attempts left of {task.max_attempts}"
+                )
+                moved.append(_move(rows, task, to, "expire", REAPER, reason, now))
+            return moved
+
+        moved = self._store.write(work)
+        for task in moved:
+            log.info("task %s: lease lapsed, now %s", task.id, state_name(task.state))
+        return moved
+
+    def forgive_downtime(self) -> int:
+        """Run once at start: no holder could heartbeat while the registry was down."""
+        now = self._clock.wall()
+        extended = self._store.write(lambda rows: rows.extend_leases(HELD, now))
+        if extended:
+            log.info("extended %d task lease(s) after start", extended)
+        return extended
+
+    async def reap_forever(self) -> None:
+        while True:
+            self.expire_lapsed()
+            earliest = self._store.earliest_lease_expiry(HELD)
+            wait = _REAP_AT_LEAST_EVERY_S
+            if earliest is not None:
+                wait = min(wait, max(earliest - self._clock.wall(), 0.0) + 0.01)
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), wait)
+            except TimeoutError:
+                pass
+
+
+def _scope_filter(scope_kind: int, value: str) -> TaskFilter | None:
+    unfinished = (QUEUED, LEASED, RUNNING)
+    if scope_kind in (controls_pb2.SCOPE_KIND_INSTANCE, controls_pb2.SCOPE_KIND_AGENT):
+        return TaskFilter(states=(LEASED, RUNNING), holder=value, limit=MAX_LIST)
+    if scope_kind == controls_pb2.SCOPE_KIND_WORKFLOW:
+        return TaskFilter(states=unfinished, workflow_id=value, limit=MAX_LIST)
+    if scope_kind == controls_pb2.SCOPE_KIND_CAPABILITY:
+        return TaskFilter(states=unfinished, kind=value, limit=MAX_LIST)
+    if scope_kind == controls_pb2.SCOPE_KIND_ALL:
+        return TaskFilter(states=unfinished, limit=MAX_LIST)
+    return None
+
+
+def _existing(rows: TaskRows, task_id: str) -> TaskRow:
+    check_id("task_id", task_id)
+    task = rows.task(task_id)
+    if task is None:
+        raise UnknownTask(task_id)
+    return task
+
+
+def _held(rows: TaskRows, task_id: str, holder: Holder, token: int, now: float) -> TaskRow:
+    """The task when `holder` holds its current lease under `token`; LeaseLost otherwise."""
+    task = _existing(rows, task_id)
+    current = (
+        task.state in HELD
+        and task.holder_instance_id == holder.instance_id
+        and task.holder_agent == holder.agent
+        and task.fencing_token == token
+        and task.lease_expires_at > now
+    )
+    if not current:
+        raise LeaseLost(task, token)
+    return task
+
+
+def _move(rows: TaskRows, task: TaskRow, to: int, action: str, executor: str, reason: str, now: float) -> TaskRow:
+    if to not in ALLOWED[task.state]:
+        raise InvalidTransition(task, action)
+    moved = replace(task, state=to, updated_at=now)
+    if to not in HELD:
+        moved = replace(moved, holder_instance_id="", holder_agent="", lease_expires_at=0.0)
+    rows.put(moved)
+    _record(rows, moved, task.state, executor, reason, now, lease_expires_at=task.lease_expires_at)
+    return moved
+
+
+def _record(
+    rows: TaskRows,
+    task: TaskRow,
+    from_state: int,
+    executor: str,
+    reason: str,
+    now: float,
+    *,
+    lease_expires_at: float | None = None,
+) -> None:
+    rows.record(
+        TransitionRow(
+            task_id=task.id,
+            seq=rows.next_seq(task.id),
+            at=now,
+            from_state=from_state,
+            to_state=task.state,
+            executor=executor,
+            fencing_token=task.fencing_token,
+            lease_expires_at=task.lease_expires_at if lease_expires_at is None else lease_expires_at,
+            reason=reason,
+        )
+    )
+
+
+def _held_by(task: TaskRow) -> str:
+    if task.state in HELD:
+        return f", held by {task.holder_instance_id} under token {task.fencing_token}"
+    return ""

@@ -1,0 +1,49 @@
+"""Refuse a call made under a task's fencing token that is no longer current, before it leaves.
+
+The claim is the registry's signed one (meshwarden.task_fence): checked here without a round
+trip. It is refused when it is not the registry's, when its lease expired (a holder frozen
+past its TTL wakes with an expired claim), or when this sidecar has seen a newer token for the
+task. A call with no claim works on no task and passes. Until this sidecar has the registry's
+key, a call with a claim is refused as RegistryUnavailable (it cannot be checked).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from meshwarden import task_fence
+from meshwarden.errors import LeaseLost, RegistryUnavailable
+from meshwarden.sidecar.call import Call, Handler, Layer, Reply
+
+
+class Fences:
+    """The registry's fencing key (set once the sidecar fetched it) and the newest tokens seen."""
+
+    def __init__(self, now: Callable[[], float]) -> None:
+        self.key: Ed25519PublicKey | None = None
+        self.memory = task_fence.FenceMemory()
+        self._now = now
+
+    def check(self, signed: bytes) -> None:
+        if self.key is None:
+            raise RegistryUnavailable("this sidecar has not fetched the registry's fencing key yet; retry shortly")
+        try:
+            self.memory.admit(task_fence.verify(self.key, signed, self._now()))
+        except task_fence.StaleFence as stale:
+            raise LeaseLost(str(stale)) from None
+
+
+class TaskFence:
+    def __init__(self, next: Handler, fences: Fences) -> None:
+        self._next, self._fences = next, fences
+
+    async def __call__(self, call: Call) -> Reply:
+        if call.task_token:
+            self._fences.check(call.task_token)
+        return await self._next(call)
+
+
+def layer(fences: Fences) -> Layer:
+    return lambda next: TaskFence(next, fences)
