@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import grpc
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from meshwarden import tasks
 from meshwarden.addresses import HostPort
