@@ -30,9 +30,9 @@ from meshwarden.receipt_signing import sign_head
 from meshwarden.registry.authz import Caller
 from meshwarden.registry.issuer import Issuer
 from meshwarden.registry.outcomes import Outcomes
-from meshwarden.registry.receipt_store import ReceiptStore
+from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.session_queries import SessionQueries
-from meshwarden.registry.store import Store
+from meshwarden.registry.store.sqlite import open_sqlite
 from meshwarden.v1 import receipts_pb2
 
 AGENTS = ("frontdesk", "support", "billing", "kb")
@@ -55,11 +55,11 @@ class _Chain:
         self.spiffe_id = svid.spiffe_id
         self.pending: list[receipts_pb2.Receipt] = []
 
-    def ship(self, receipts: ReceiptStore) -> None:
+    async def ship(self, receipts: Receipts) -> None:
         for start in range(0, len(self.pending), 1000):
             batch = self.pending[start : start + 1000]
             last = batch[-1]
-            receipts.ship(self.spiffe_id, batch, sign_head(self.svid, self.instance_id, last.seq, last.hash))
+            await receipts.ship(self.spiffe_id, batch, sign_head(self.svid, self.instance_id, last.seq, last.hash))
         self.pending.clear()
 
     def add(self, receipt: receipts_pb2.Receipt) -> None:
@@ -71,7 +71,7 @@ class _Chain:
         self.pending.append(receipt)
 
 
-def fill(receipts: ReceiptStore, outcomes: Outcomes, issuer: Issuer, calls: int) -> float:
+async def fill(receipts: Receipts, outcomes: Outcomes, issuer: Issuer, calls: int) -> float:
     """Writes `calls` calls (two receipts each); returns the time range's end."""
     chains = {a: _Chain(f"{a}-1", issuer.issue(_spiffe_id(a), 3600)) for a in AGENTS}
     at = T0
@@ -102,10 +102,10 @@ def fill(receipts: ReceiptStore, outcomes: Outcomes, issuer: Issuer, calls: int)
         usage = receipts_pb2.Usage(model=MODELS[n % 3], input_tokens=500, output_tokens=80, cost_micro_usd=100 + n % 50)
         chains[callee].add(receipts_pb2.Receipt(direction="inbound", usage=usage, **common))  # type: ignore[arg-type]
         if position == 3 and session % 3:
-            outcomes.report(f"s{session}", "succeeded" if session % 3 == 1 else "failed", "", reported_by=caller)
+            await outcomes.report(f"s{session}", "succeeded" if session % 3 == 1 else "failed", "", reported_by=caller)
         if n % 500 == 499 or n == calls - 1:
             for chain in chains.values():
-                chain.ship(receipts)
+                await chain.ship(receipts)
     return at
 
 
@@ -149,13 +149,13 @@ class LoopWatch:
 
 async def measure(calls: int, repeat: int) -> list[float]:
     with tempfile.TemporaryDirectory() as directory:
-        store = Store.open(Path(directory), event_log_retention=100)
+        stores = await open_sqlite(Path(directory), event_log_retention=100)
         try:
             clock = SystemClock()
             issuer = Issuer.ephemeral("meshwarden.local", clock)
-            receipts = ReceiptStore(store, clock, trust_bundle_pem=issuer.bundle_pem)
-            outcomes = Outcomes(store, clock)
-            end = fill(receipts, outcomes, issuer, calls)
+            receipts = Receipts(stores.receipts, clock, trust_bundle_pem=issuer.bundle_pem)
+            outcomes = Outcomes(stores.outcomes, clock)
+            end = await fill(receipts, outcomes, issuer, calls)
             queries = SessionQueries(receipts, outcomes, clock)
             everything = receipts_pb2.ListSessionsRequest(limit=1000)
             recent = receipts_pb2.ListSessionsRequest(since=_stamp(end - (end - T0) / 100), limit=1000)
@@ -172,7 +172,7 @@ async def measure(calls: int, repeat: int) -> list[float]:
             watch.stop()
             return [*figures, watch.longest_s]
         finally:
-            store.close()
+            await stores.close()
 
 
 def main() -> None:

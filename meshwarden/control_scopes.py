@@ -2,8 +2,9 @@
 by the CLI (before sending), the registry (before storing) and sidecars (when matching).
 
 A scope is a kind and a value. The kinds are the `--instance`, `--agent`, `--version`,
-`--session`, `--workflow`, `--capability`, `--team`, `--model`, `--provider` and `--all` flags of
-`meshwarden kill` (a model as clients ask for it, a provider as models.json names it).
+`--session`, `--workflow`, `--capability`, `--team`, `--model`, `--provider`, `--tool`, `--mcp-server`
+and `--all` flags of `meshwarden kill` (a model as clients ask for it, a provider as models.json
+names it, an MCP tool as SERVER.TOOL, an MCP server as the bundle names it).
 """
 
 from __future__ import annotations
@@ -14,7 +15,16 @@ from typing import Final
 
 import semantic_version
 
-from meshwarden.names import AGENT_NAME, AGENT_NAME_RULE, CAPABILITY_NAME, CAPABILITY_NAME_RULE
+from meshwarden.names import (
+    AGENT_NAME,
+    AGENT_NAME_RULE,
+    CAPABILITY_NAME,
+    CAPABILITY_NAME_RULE,
+    MCP_SERVER_NAME,
+    MCP_SERVER_NAME_RULE,
+    QUALIFIED_TOOL,
+    QUALIFIED_TOOL_RULE,
+)
 from meshwarden.v1 import controls_pb2
 
 # Flag (and table) name of each kind, in the order `meshwarden kill --help` lists them.
@@ -28,6 +38,8 @@ KIND_NAMES: Final[dict[int, str]] = {
     controls_pb2.SCOPE_KIND_TEAM: "team",
     controls_pb2.SCOPE_KIND_MODEL: "model",
     controls_pb2.SCOPE_KIND_PROVIDER: "provider",
+    controls_pb2.SCOPE_KIND_TOOL: "tool",  # an MCP tool, SERVER.TOOL
+    controls_pb2.SCOPE_KIND_MCP_SERVER: "mcp-server",  # every tool of one MCP server
     controls_pb2.SCOPE_KIND_ALL: "all",
 }
 KIND_BY_NAME: Final[dict[str, int]] = {name: kind for kind, name in KIND_NAMES.items()}
@@ -78,6 +90,10 @@ def check_scope(kind: int, value: str) -> str:
         raise ScopeError(f"--agent {value!r} must be {AGENT_NAME_RULE}")
     if kind == controls_pb2.SCOPE_KIND_CAPABILITY and not CAPABILITY_NAME.fullmatch(value):
         raise ScopeError(f"--capability {value!r} must be {CAPABILITY_NAME_RULE}")
+    if kind == controls_pb2.SCOPE_KIND_TOOL and not QUALIFIED_TOOL.fullmatch(value):
+        raise ScopeError(f"--tool {value!r} must be {QUALIFIED_TOOL_RULE}")
+    if kind == controls_pb2.SCOPE_KIND_MCP_SERVER and not MCP_SERVER_NAME.fullmatch(value):
+        raise ScopeError(f"--mcp-server {value!r} must be {MCP_SERVER_NAME_RULE}")
     if not _ID.fullmatch(value):
         raise ScopeError(f"--{name} {value!r} must be {_ID_RULE}")
     return value

@@ -7,9 +7,12 @@ raises the same class in the agent). Branched by what the caller can do about th
         PolicyDenied          PERMISSION_DENIED  the policy bundle says no; the message names the policy
         BadPayload            INVALID_ARGUMENT   fix the arguments
         PayloadTooLarge       RESOURCE_EXHAUSTED send less, or raise the limit
+        BudgetExhausted       RESOURCE_EXHAUSTED a budget cannot cover the call's worst case; the message names it
         UnknownCapability     NOT_FOUND          check the name (meshwarden agents list)
         UnknownModel          NOT_FOUND          the bundle's models.json declares no such model
+        UnknownTool           NOT_FOUND          no MCP tool of that name in the active bundle (tools/list)
         SchemaDrift           FAILED_PRECONDITION the callee's contract changed under you
+          ToolSchemaDrift     FAILED_PRECONDITION an MCP tool's live input schema is not the declared one
         KillSwitchEngaged     FAILED_PRECONDITION an operator stopped calls like this one (meshwarden kill list)
         NotRegistered         FAILED_PRECONDITION register the agent first
         OutcomeAlreadyReported FAILED_PRECONDITION the session's outcome was reported before; the message says what
@@ -22,6 +25,8 @@ raises the same class in the agent). Branched by what the caller can do about th
           NotSent             UNAVAILABLE        ... and certainly did not start the call (safe to resend)
         PeerIdentityMismatch  UNAVAILABLE        the catalog names no identity for the instance
         CircuitOpen           UNAVAILABLE        the instance kept failing; calls to it pause a while
+          ToolServerCircuitOpen UNAVAILABLE      an MCP server kept failing; calls to it pause a while
+        ToolServerUnavailable UNAVAILABLE        an MCP server could not be reached or did not answer
         DeadlineExceeded      DEADLINE_EXCEEDED  the caller's deadline passed
         RegistryUnavailable   UNAVAILABLE        the sidecar could not reach the registry; try again
         ReceiptSpoolFull      UNAVAILABLE        the registry has not taken this sidecar's receipts for too long
@@ -45,6 +50,8 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 import grpc
+
+from meshwarden.budget_scopes import usd
 
 Metadata = Mapping[str, str]  # google.rpc.ErrorInfo.metadata
 KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")  # what a kind looks like, ours or a newer version's
@@ -145,6 +152,80 @@ class PayloadTooLarge(Refused):
         )
 
 
+class BudgetExhausted(Refused):
+    """A budget in the call's scope cannot cover its worst-case cost (`cost_estimate_micro_usd`).
+
+    RESOURCE_EXHAUSTED, as a provider's 429: the same call fails until the period ends or an
+    operator raises the budget. The fields name the budget and its numbers at decision time, and
+    cross the wire as the error's data, so the caller's SDK has them too.
+    """
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    kind = "budget_exhausted"
+    _NUMBERS = ("limit_micro_usd", "spent_micro_usd", "reserved_micro_usd", "needed_micro_usd")
+
+    def __init__(
+        self,
+        *,
+        budget_id: str,
+        scope: str,
+        period: str,
+        limit_micro_usd: int,
+        spent_micro_usd: int,
+        reserved_micro_usd: int,
+        needed_micro_usd: int,
+        capability: str,
+        set_command: str,
+        held_elsewhere: bool = False,
+    ) -> None:
+        self._fill(budget_id, scope, period, limit_micro_usd, spent_micro_usd, reserved_micro_usd, needed_micro_usd)
+        why = (
+            "what remains is held by other sidecars' slices that were not returned in time; try again shortly"
+            if held_elsewhere
+            else f"raise it ({set_command} --limit-usd N) or wait for the period to end"
+        )
+        super().__init__(
+            f"budget {budget_id} ({scope}, per {period}) cannot cover this call to {capability}: it needs up to "
+            f"{usd(needed_micro_usd)} and {usd(self.remaining_micro_usd)} remains of the {usd(limit_micro_usd)} "
+            f"limit ({usd(spent_micro_usd)} spent, {usd(reserved_micro_usd)} reserved); {why}"
+        )
+
+    def _fill(
+        self, budget_id: str, scope: str, period: str, limit: int, spent: int, reserved: int, needed: int
+    ) -> None:
+        self.budget_id, self.scope, self.period = budget_id, scope, period  # scope: "workflow wf-7"
+        self.limit_micro_usd, self.spent_micro_usd = limit, spent
+        self.reserved_micro_usd, self.needed_micro_usd = reserved, needed  # reserved: in sidecars' slices
+
+    @property
+    def remaining_micro_usd(self) -> int:
+        """What a cheaper call could still reserve (a downgrade must fit in it)."""
+        return max(self.limit_micro_usd - self.spent_micro_usd - self.reserved_micro_usd, 0)
+
+    def metadata(self) -> dict[str, str]:
+        numbers = {name: str(getattr(self, name)) for name in self._NUMBERS}
+        return {
+            **super().metadata(),
+            "budget_id": self.budget_id,
+            "scope": self.scope,
+            "period": self.period,
+            **numbers,
+        }
+
+    @classmethod
+    def rebuilt(cls, message: str, metadata: Metadata) -> BudgetExhausted:
+        err = cls.__new__(cls)
+        MeshError.__init__(err, message, instance_id=metadata.get("instance_id", ""))
+        numbers = [_count(metadata.get(name, "")) for name in cls._NUMBERS]
+        err._fill(metadata.get("budget_id", ""), metadata.get("scope", ""), metadata.get("period", ""), *numbers)
+        return err
+
+
+def _count(text: str) -> int:
+    """A non-negative whole number another process sent; 0 when it is not one."""
+    return int(text) if text.isdigit() and len(text) <= 18 else 0
+
+
 class UnknownCapability(Refused):
     code = grpc.StatusCode.NOT_FOUND
     kind = "unknown_capability"
@@ -164,6 +245,52 @@ class SchemaDrift(Refused):
             f"schema drift on {capability}: the call pins {pinned} but live instances serve "
             f"{', '.join(sorted(set(found)))}; review the new schema and update the pin"
         )
+
+
+class UnknownTool(Refused):
+    code = grpc.StatusCode.NOT_FOUND
+    kind = "unknown_tool"
+
+    def __init__(self, tool: str, bundle: str) -> None:
+        super().__init__(
+            f"no MCP tool {tool!r} in {bundle}: tools are named SERVER.TOOL; see the tools this agent may use "
+            "with tools/list, or ask the platform team to declare it in the bundle's mcp_servers.toml"
+        )
+        self.tool = tool
+
+    def metadata(self) -> dict[str, str]:
+        return {**super().metadata(), "tool": self.tool}
+
+    @classmethod
+    def rebuilt(cls, message: str, metadata: Metadata) -> UnknownTool:
+        err = cls.__new__(cls)
+        MeshError.__init__(err, message)
+        err.tool = metadata.get("tool", "")
+        return err
+
+
+class ToolSchemaDrift(SchemaDrift):
+    kind = "tool_schema_drift"
+
+    def __init__(self, tool: str, declared: str, live: str) -> None:
+        MeshError.__init__(
+            self,
+            f"schema drift on MCP tool {tool}: the bundle declares input schema sha256 {declared}, but the server "
+            f"now serves {live}; the platform team must review the new schema and declare its hash "
+            "(meshwarden tools hash) before the tool can be called",
+        )
+        self.tool, self.declared, self.live = tool, declared, live
+
+    def metadata(self) -> dict[str, str]:
+        return {**super().metadata(), "tool": self.tool, "declared_sha256": self.declared, "live_sha256": self.live}
+
+    @classmethod
+    def rebuilt(cls, message: str, metadata: Metadata) -> ToolSchemaDrift:
+        err = cls.__new__(cls)
+        MeshError.__init__(err, message)
+        err.tool, err.declared = metadata.get("tool", ""), metadata.get("declared_sha256", "")
+        err.live = metadata.get("live_sha256", "")
+        return err
 
 
 class KillSwitchEngaged(Refused):
@@ -337,6 +464,33 @@ class CircuitOpen(Unreachable):
             f"and no other instance could take the call; it gets a trial call in {max(retry_in_s, 0.0):.1f} s",
             instance_id=instance_id,
         )
+
+
+class ToolServerCircuitOpen(CircuitOpen):
+    kind = "tool_circuit_open"
+
+    def __init__(self, server: str, retry_in_s: float, reason: str = "") -> None:
+        why = f" ({reason})" if reason else ""
+        MeshError.__init__(
+            self,
+            f"circuit open for MCP server {server}{why}: its recent calls kept failing; "
+            f"it gets a trial call in {max(retry_in_s, 0.0):.1f} s",
+        )
+        self.server = server
+
+    def metadata(self) -> dict[str, str]:
+        return {**super().metadata(), "server": self.server}
+
+    @classmethod
+    def rebuilt(cls, message: str, metadata: Metadata) -> ToolServerCircuitOpen:
+        err = cls.__new__(cls)
+        MeshError.__init__(err, message)
+        err.server = metadata.get("server", "")
+        return err
+
+
+class ToolServerUnavailable(Unreachable):
+    kind = "tool_server_unavailable"
 
 
 class DeadlineExceeded(Unreachable):

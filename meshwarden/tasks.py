@@ -6,6 +6,9 @@ that returns is logged too: none of ours is meant to end by itself, so nothing d
 
 `Supervisor` holds a process's loops together so start-up and shutdown can stop them all at
 once (an `AsyncExitStack` callback), whatever else failed.
+
+`to_completion` is for work that must finish once started (a write and its publication) even
+when its caller is cancelled.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 Loop = Callable[[], Awaitable[None]]
 OnFailure = Literal["restart", "stop"]
 
@@ -120,3 +124,9 @@ class Supervisor:
         """Cancels every loop and waits until each has ended."""
         tasks, self._tasks = self._tasks, []
         await cancel_all(tasks)
+
+
+async def to_completion(work: Coroutine[Any, Any, T]) -> T:
+    """Awaits `work`, which runs to its end even if the caller is cancelled meanwhile (a
+    change committed to a store is then still published to those who follow it)."""
+    return await asyncio.shield(asyncio.ensure_future(work))

@@ -31,6 +31,7 @@ from typing import Final
 
 from meshwarden.policy_bundle.errors import BundleError, BundleUnreadable, bundle_label
 from meshwarden.policy_bundle.manifest import MANIFEST_FILE, Manifest, parse_manifest
+from meshwarden.policy_bundle.mcp_servers import MCP_SERVERS_FILE, NO_SERVERS, McpServers, parse_mcp_servers
 
 FORMAT: Final = "meshwarden-policy-bundle/1"
 SCHEMA_FILE: Final = "schema.cedarschema"
@@ -72,6 +73,7 @@ class BundleContents:
     policy_files: tuple[PolicyFile, ...]  # sorted by path
     entities_text: str
     models_text: str = ""  # models.json, "" when the bundle declares no model
+    mcp_servers: McpServers = NO_SERVERS  # from mcp_servers.toml, if the bundle has one
 
 
 def file_digest(text: str) -> str:
@@ -146,6 +148,9 @@ def contents_of(artifact: Artifact) -> BundleContents:
         policy_files=policies,
         entities_text=artifact.files[ENTITIES_FILE],
         models_text=artifact.files.get(MODELS_FILE, ""),
+        mcp_servers=(
+            parse_mcp_servers(artifact.files[MCP_SERVERS_FILE]) if MCP_SERVERS_FILE in artifact.files else NO_SERVERS
+        ),
     )
 
 
@@ -159,7 +164,10 @@ def label_of(artifact: Artifact) -> str:
 
 
 def _known_path(path: str) -> bool:
-    return path in (MANIFEST_FILE, SCHEMA_FILE, ENTITIES_FILE, MODELS_FILE) or POLICY_FILE.fullmatch(path) is not None
+    return (
+        path in (MANIFEST_FILE, SCHEMA_FILE, ENTITIES_FILE, MODELS_FILE, MCP_SERVERS_FILE)
+        or POLICY_FILE.fullmatch(path) is not None
+    )
 
 
 def _signatures(raw: object) -> tuple[Signature, ...]:

@@ -26,11 +26,15 @@ from meshwarden.policy_bundle.cedar_source import Statement, culprit_line, locat
 from meshwarden.policy_bundle.entity_check import mesh_rule_problems, schema_mismatches, uid_text
 from meshwarden.policy_bundle.errors import BundleInvalid, SourceProblem, bundle_label
 from meshwarden.policy_bundle.manifest import MANIFEST_FILE, Manifest, parse_manifest
+from meshwarden.policy_bundle.mcp_servers import MCP_SERVERS_FILE, NO_SERVERS, McpServers, parse_mcp_servers
 from meshwarden.policy_bundle.model import (
+    CALL_TOOL_ACTION,
     MODEL_ACTION,
     MODEL_ATTRIBUTES,
     MODEL_TYPE,
+    TOOL_TYPE,
     call_action_problems,
+    call_tool_action_problems,
     model_action_problems,
 )
 from meshwarden.policy_bundle.model_catalog import model_entities, parse_catalog
@@ -70,6 +74,7 @@ def build(directory: Path) -> BuiltBundle:
     manifest = _manifest(files, problems)
     label = manifest.label if manifest else bundle_label("", None)
     schema, shape = _schema(files.get(fmt.SCHEMA_FILE), problems)
+    servers = _mcp_servers(files, shape, problems)
     statements, policies = _policies(files, problems)
     if schema is not None and statements:
         problems.extend(_validation_problems(statements, schema))
@@ -86,6 +91,7 @@ def build(directory: Path) -> BuiltBundle:
         policy_files=policy_files,
         entities_text=files[fmt.ENTITIES_FILE],
         models_text=files.get(fmt.MODELS_FILE, ""),
+        mcp_servers=servers,
     )
     return BuiltBundle(contents=contents, artifact=fmt.unsigned(files), policies=tuple(policies))
 
@@ -105,6 +111,8 @@ def _read_files(directory: Path) -> tuple[dict[str, str], list[SourceProblem]]:
         _read_text(path, name, files, problems)
     if (directory / fmt.MODELS_FILE).is_file():  # optional: a bundle without it declares no model
         _read_text(directory / fmt.MODELS_FILE, fmt.MODELS_FILE, files, problems)
+    if (directory / MCP_SERVERS_FILE).is_file():  # optional: a bundle without it lets agents reach no tool
+        _read_text(directory / MCP_SERVERS_FILE, MCP_SERVERS_FILE, files, problems)
     policy_dir = directory / fmt.POLICY_DIR
     found = sorted(policy_dir.glob("*.cedar")) if policy_dir.is_dir() else []
     if not found:
@@ -165,6 +173,37 @@ def _schema(text: str | None, problems: list[SourceProblem]) -> tuple[cedarpy.Sc
         return schema, None
     problems.extend(SourceProblem(fmt.SCHEMA_FILE, line, message) for line, message in call_action_problems(action))
     return schema, shape
+
+
+def _mcp_servers(files: Mapping[str, str], shape: SchemaShape | None, problems: list[SourceProblem]) -> McpServers:
+    """mcp_servers.toml checked, and the schema's `action "CallTool"` with it when it declares
+    servers (or when the schema declares the action at all)."""
+    servers = NO_SERVERS
+    if MCP_SERVERS_FILE in files:
+        try:
+            servers = parse_mcp_servers(files[MCP_SERVERS_FILE])
+        except BundleInvalid as exc:
+            problems.extend(exc.problems)
+    if shape is None:
+        return servers
+    action = shape.actions.get(CALL_TOOL_ACTION)
+    if action is None:
+        if servers.servers:
+            problems.append(
+                SourceProblem(
+                    fmt.SCHEMA_FILE,
+                    1,
+                    f'{MCP_SERVERS_FILE} declares MCP servers: declare `action "{CALL_TOOL_ACTION}" appliesTo '
+                    f"{{ principal: [Agent], resource: [{TOOL_TYPE}], context: {{...}} }};` and `entity {TOOL_TYPE} "
+                    "{ server: String, name: String, risk: String };`",
+                )
+            )
+        return servers
+    problems.extend(
+        SourceProblem(fmt.SCHEMA_FILE, line, message)
+        for line, message in call_tool_action_problems(action, shape.entities.get(TOOL_TYPE))
+    )
+    return servers
 
 
 @dataclass(frozen=True, slots=True)

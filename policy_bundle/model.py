@@ -1,5 +1,6 @@
 """The Cedar model every bundle shares with the sidecar: who calls (Agent), what is called
-(Capability), the one action (Action::"call") and the context the sidecar provides.
+(Capability, or an MCP Tool), the actions (Action::"call", Action::"CallTool") and the context
+the sidecar provides.
 
 A bundle's schema may declare less context than the sidecar provides (policies then cannot
 read the rest) but never something else: a policy reading `context.foo` that no sidecar ever
@@ -10,7 +11,16 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-from meshwarden.policy_bundle.schema_shape import Attribute, CallAction, CedarType, Named, Primitive, RecordOf, SetOf
+from meshwarden.policy_bundle.schema_shape import (
+    Attribute,
+    CallAction,
+    CedarType,
+    EntityDecl,
+    Named,
+    Primitive,
+    RecordOf,
+    SetOf,
+)
 
 AGENT_TYPE: Final = "Agent"
 CAPABILITY_TYPE: Final = "Capability"
@@ -34,6 +44,10 @@ MODEL_ATTRIBUTES: Final = {
     "input_micro_usd_per_mtok": "Long",
     "output_micro_usd_per_mtok": "Long",
 }
+TOOL_TYPE: Final = "Tool"  # an MCP tool, id "server.tool"; built by sidecars from mcp_servers.toml
+CALL_TOOL_ACTION: Final = "CallTool"
+TOOL_ATTRIBUTES: Final = ("server", "name", "risk")  # all String
+TEAM: Final = "team"  # the calling agent's team (tool calls)
 
 ARGS: Final = "args"
 SESSION_ID: Final = "session_id"
@@ -42,6 +56,7 @@ TIME: Final = "time"
 COST_ESTIMATE: Final = "cost_estimate_micro_usd"
 TIME_FIELDS: Final = ("unix", "hour", "weekday")
 CONTEXT_FIELDS: Final = (ARGS, SESSION_ID, WORKFLOW_ID, TIME, COST_ESTIMATE)
+TOOL_CONTEXT_FIELDS: Final = (ARGS, SESSION_ID, WORKFLOW_ID, TEAM, TIME, COST_ESTIMATE)
 
 _LONG: Final = Primitive("Long")
 _STRING: Final = Primitive("String")
@@ -56,6 +71,36 @@ def call_action_problems(action: CallAction) -> list[tuple[int, str]]:
         problems.append((action.line, f'action "call" must apply to resource [{CAPABILITY_TYPE}] only'))
     for name, attribute in action.context.attributes.items():
         problems.extend(_context_field_problems(name, attribute))
+    return problems
+
+
+def call_tool_action_problems(action: CallAction, tool: EntityDecl | None) -> list[tuple[int, str]]:
+    """(line, message) for each way `action "CallTool"` or `entity Tool` departs from the model."""
+    problems: list[tuple[int, str]] = []
+    if action.principal_types != (AGENT_TYPE,):
+        problems.append((action.line, f'action "{CALL_TOOL_ACTION}" must apply to principal [{AGENT_TYPE}] only'))
+    if action.resource_types != (TOOL_TYPE,):
+        problems.append((action.line, f'action "{CALL_TOOL_ACTION}" must apply to resource [{TOOL_TYPE}] only'))
+    for name, attribute in action.context.attributes.items():
+        if name == TEAM:
+            if attribute.type != _STRING:
+                problems.append((attribute.line, "context.team must be String"))
+        elif name not in TOOL_CONTEXT_FIELDS:
+            problems.append(
+                (
+                    attribute.line,
+                    f"context.{name} is not provided for tool calls; they provide {', '.join(TOOL_CONTEXT_FIELDS)}",
+                )
+            )
+        else:
+            problems.extend(_context_field_problems(name, attribute))
+    wanted = f"entity {TOOL_TYPE} {{ server: String, name: String, risk: String }};"
+    if tool is None:
+        problems.append((action.line, f"declare `{wanted}`: sidecars build one per tool of mcp_servers.toml"))
+    elif set(tool.attributes.attributes) != set(TOOL_ATTRIBUTES) or any(
+        a.type != _STRING or not a.required for a in tool.attributes.attributes.values()
+    ):
+        problems.append((tool.line, f"declare Tool exactly as `{wanted}`: sidecars give it those attributes"))
     return problems
 
 

@@ -8,16 +8,15 @@ changes; operators list it (`meshwarden agents list`) and make join tokens. Run 
 """
 
 from meshwarden.registry.app import Ready, StartError, run, serve
-from meshwarden.registry.approval_store import ApprovalStore, StoredApproval
 from meshwarden.registry.approvals import ApprovalAsk, Approvals
-from meshwarden.registry.approvals_server import ApprovalsService
 from meshwarden.registry.audit import Audit, AuditEntry
+from meshwarden.registry.budgets import Budgets, BudgetSettings, BudgetState
+from meshwarden.registry.budgets_server import BudgetsService
 from meshwarden.registry.bundles import Bundles, StoredBundle
 from meshwarden.registry.catalog import Catalog, Listing, Registration
 from meshwarden.registry.config import RegistryConfig, load
 from meshwarden.registry.control_acks import Acknowledgements, Enforcement
 from meshwarden.registry.controls import Controls, ControlsChanged, Isolation, KillSwitch
-from meshwarden.registry.controls_server import ControlsService
 from meshwarden.registry.errors import (
     CaError,
     InvalidInput,
@@ -29,7 +28,6 @@ from meshwarden.registry.errors import (
     UnknownInstance,
 )
 from meshwarden.registry.health_reports import HealthReports
-from meshwarden.registry.identity_server import IdentityService
 from meshwarden.registry.issuer import Issued, Issuer
 from meshwarden.registry.join_tokens import CreatedToken, JoinTokenRefused, JoinTokens
 from meshwarden.registry.model import (
@@ -43,31 +41,34 @@ from meshwarden.registry.model import (
 )
 from meshwarden.registry.operators import OperatorCredential
 from meshwarden.registry.outcomes import Outcomes, StoredOutcome
-from meshwarden.registry.receipt_store import ChainHead, ReceiptStore
-from meshwarden.registry.receipts_server import ReceiptsService
+from meshwarden.registry.receipts import ChainHead, Receipts
 from meshwarden.registry.routes import Routes, StoredRoute
-from meshwarden.registry.server import SERVICE_NAME, RegistryService
 from meshwarden.registry.session_queries import SessionQueries
-from meshwarden.registry.store import Store
+from meshwarden.registry.store import Stores
+from meshwarden.registry.store.sqlite import open_sqlite
+from meshwarden.registry.store.sqlite.approvals import ApprovalStore, StoredApproval
+from meshwarden.registry.store.sqlite.budgets import BudgetStore
 from meshwarden.registry.watch_hub import WatchHub
 
 __all__ = [
     "ApprovalAsk",
     "ApprovalStore",
     "Approvals",
-    "ApprovalsService",
     "StoredApproval",
-    "SERVICE_NAME",
     "Acknowledgements",
     "Audit",
     "AuditEntry",
     "Controls",
     "ControlsChanged",
-    "ControlsService",
     "Enforcement",
     "Isolation",
     "KillSwitch",
     "UnknownControl",
+    "BudgetSettings",
+    "BudgetState",
+    "BudgetStore",
+    "Budgets",
+    "BudgetsService",
     "Bundles",
     "StoredBundle",
     "Routes",
@@ -78,7 +79,6 @@ __all__ = [
     "CatalogEvent",
     "CreatedToken",
     "HealthReports",
-    "IdentityService",
     "Instance",
     "InstanceSpec",
     "InvalidInput",
@@ -92,24 +92,23 @@ __all__ = [
     "StoredOutcome",
     "SessionQueries",
     "ChainHead",
-    "ReceiptStore",
-    "ReceiptsService",
+    "Receipts",
     "PermissionDenied",
     "Ready",
     "Registration",
     "RegistryConfig",
     "RegistryError",
-    "RegistryService",
     "Removed",
     "Snapshot",
     "StartError",
-    "Store",
+    "Stores",
     "StoreError",
     "Unauthenticated",
     "UnknownInstance",
     "Upserted",
     "WatchHub",
     "load",
+    "open_sqlite",
     "run",
     "serve",
 ]

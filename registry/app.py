@@ -22,8 +22,8 @@ short grace, background tasks stopped, database closed, exit 0.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -39,56 +39,54 @@ from meshwarden.identity.credentials import server_credentials
 from meshwarden.policy_bundle.errors import BundleError
 from meshwarden.policy_bundle.trusted_keys import load_trusted_keys
 from meshwarden.ready import announce_ready
-from meshwarden.registry import leases, task_key
-from meshwarden.registry.approval_store import ApprovalStore
+from meshwarden.registry import api, leases, task_key
 from meshwarden.registry.approvals import Approvals
 from meshwarden.registry.approvals_server import SERVICE_NAME as APPROVALS_SERVICE_NAME
 from meshwarden.registry.approvals_server import ApprovalsService
 from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Authorizer
+from meshwarden.registry.budgets import Budgets, BudgetSettings
+from meshwarden.registry.budgets_server import SERVICE_NAME as BUDGETS_SERVICE_NAME
+from meshwarden.registry.budgets_server import BudgetsService
 from meshwarden.registry.bundles import Bundles
 from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.config import RegistryConfig
 from meshwarden.registry.control_acks import Acknowledgements
 from meshwarden.registry.controls import Controls
-from meshwarden.registry.controls_server import SERVICE_NAME as CONTROLS_SERVICE_NAME
-from meshwarden.registry.controls_server import ControlsService
 from meshwarden.registry.errors import RegistryError
 from meshwarden.registry.health_reports import HealthReports
-from meshwarden.registry.identity_server import SERVICE_NAME as IDENTITY_SERVICE_NAME
-from meshwarden.registry.identity_server import IdentityService
 from meshwarden.registry.issuer import CA_DIR_NAME, Issuer
 from meshwarden.registry.join_tokens import JoinTokens
 from meshwarden.registry.metrics import registry_metrics
 from meshwarden.registry.operators import OperatorCredential
 from meshwarden.registry.outcomes import Outcomes
 from meshwarden.registry.own_svid import CurrentSvid, EmbeddedRegistrySvid
-from meshwarden.registry.receipt_store import ReceiptStore
-from meshwarden.registry.receipts_server import SERVICE_NAME as RECEIPTS_SERVICE_NAME
-from meshwarden.registry.receipts_server import ReceiptsService
+from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.routes import Routes
-from meshwarden.registry.server import SERVICE_NAME, RegistryService
 from meshwarden.registry.session_queries import SessionQueries
-from meshwarden.registry.store import Store
+from meshwarden.registry.store.sqlite import stores_over
+from meshwarden.registry.store.sqlite.approvals import ApprovalStore
+from meshwarden.registry.store.sqlite.blocking import BlockingStore
+from meshwarden.registry.store.sqlite.budgets import BudgetStore
+from meshwarden.registry.store.sqlite.database import Database
+from meshwarden.registry.store.sqlite.tasks import TaskStore
 from meshwarden.registry.task_queue import TaskQueue
-from meshwarden.registry.task_store import TaskStore
 from meshwarden.registry.tasks_server import SERVICE_NAME as TASKS_SERVICE_NAME
 from meshwarden.registry.tasks_server import TasksService
+from meshwarden.registry.tool_ledger import SERVICE_NAME as TOOLS_SERVICE_NAME
+from meshwarden.registry.tool_ledger import ToolLedgerService
 from meshwarden.registry.watch_hub import WatchHub
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
-from meshwarden.v1 import (
-    approvals_pb2_grpc,
-    controls_pb2_grpc,
-    identity_pb2_grpc,
-    receipts_pb2_grpc,
-    registry_pb2_grpc,
-    tasks_pb2_grpc,
-)
+from meshwarden.v1 import approvals_pb2_grpc, budgets_pb2_grpc, tasks_pb2_grpc, tools_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S: Final = 2.0
+# How long a worker thread (the store's, a large answer's encoding) may hold the interpreter
+# while the event loop waits for it (Python's default: 5 ms). Measured with 1,500 instances
+# on 2 busy cores: the loop's longest stall during listings fell from 118 ms to 11 ms.
+GIL_SWITCH_INTERVAL_S: Final = 0.001
 WILDCARD_HOSTS: Final = frozenset({"0.0.0.0", "::", ""})
 
 # so_reuseport=0: a second registry on the same port must fail to bind, not share the
@@ -134,7 +132,9 @@ def announce(ready: Ready) -> None:
 
 async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on_ready: OnReady = announce) -> None:
     """Serves until `stop` is set. Raises StoreError, CaError or StartError when it cannot start."""
-    store = Store.open(config.data_dir, event_log_retention=config.event_log_retention)
+    db = await asyncio.to_thread(Database.open, config.data_dir)
+    stores = stores_over(db, event_log_retention=config.event_log_retention)
+    blocking = BlockingStore(db)  # approvals and tasks, until they are ported to the async seam
     try:
         issuer = Issuer.open(config.data_dir / CA_DIR_NAME, config.trust_domain, clock)
         operators = OperatorCredential.load_or_create(config.data_dir)
@@ -142,42 +142,54 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
         # `current_svid` would come from it instead; the embedded issuer still serves Identity.
         own_svid = EmbeddedRegistrySvid(issuer, config.svid_ttl_s, clock)
         hub = WatchHub(config.watch_queue_events)
-        catalog = Catalog(store, clock, lease_ttl_s=config.lease_ttl_s, publish=hub.publish)
-        leases.forgive_downtime(catalog)
-        tokens = JoinTokens(store, clock, ca_fingerprint=issuer.fingerprint)
-        audit = Audit(store, clock)
-        controls = Controls(store, clock, audit, hub.publish)
-        task_queue = TaskQueue(TaskStore(store), clock)
+        catalog = Catalog(stores.catalog, stores.leases, clock, lease_ttl_s=config.lease_ttl_s, publish=hub.publish)
+        await catalog.load()
+        await leases.forgive_downtime(catalog)
+        audit = Audit(stores.audit, clock)
+        bundles = Bundles(stores.bundles, clock, audit, hub.publish, trusted_keys=_bundle_keys(config))
+        await bundles.load()
+        receipts = Receipts(stores.receipts, clock, trust_bundle_pem=issuer.bundle_pem)
+        outcomes = Outcomes(stores.outcomes, clock)
+        task_queue = TaskQueue(TaskStore(blocking), clock)
         task_queue.forgive_downtime()
         parts = _Parts(
-            catalog,
-            hub,
-            issuer,
-            tokens,
-            operators,
-            Bundles(store, clock, trusted_keys=_bundle_keys(config)),
-            Routes(store, clock),
-            ReceiptStore(store, clock, trust_bundle_pem=issuer.bundle_pem),
-            Outcomes(store, clock),
-            controls,
-            Acknowledgements(clock),
-            audit,
-            clock,
-            HealthReports(clock),
-            task_queue,
-            task_key.load_or_create(config.data_dir),
-            Approvals(ApprovalStore(store), clock, audit),
+            catalog=catalog,
+            hub=hub,
+            issuer=issuer,
+            tokens=JoinTokens(stores.join_tokens, clock, ca_fingerprint=issuer.fingerprint),
+            operators=operators,
+            bundles=bundles,
+            routes=Routes(stores.routes, clock, audit, hub.publish),
+            receipts=receipts,
+            sessions=SessionQueries(receipts, outcomes, clock),
+            controls=Controls(stores.controls, clock, audit, hub.publish),
+            acks=Acknowledgements(clock),
+            audit=audit,
+            clock=clock,
+            health=HealthReports(clock),
+            task_queue=task_queue,
+            task_key=task_key.load_or_create(config.data_dir),
+            approvals=Approvals(ApprovalStore(blocking), clock, audit),
+            budgets=Budgets(
+                BudgetStore(blocking),
+                clock,
+                audit,
+                BudgetSettings(slice_ttl_s=config.budget_slice_ttl_s, sync_every_s=config.budget_sync_s),
+            ),
         )
-        rotation = tasks.supervise("registry-svid-rotation", own_svid.rotate_forever)
-        expiry = tasks.supervise("kill-switch-expiry", controls.expire_forever)
-        task_reaper = tasks.supervise("task-lease-reaper", task_queue.reap_forever)
+        background = [
+            tasks.supervise("registry-svid-rotation", own_svid.rotate_forever),
+            tasks.supervise("kill-switch-expiry", parts.controls.expire_forever),
+            tasks.supervise("task-lease-reaper", task_queue.reap_forever),
+            tasks.supervise("budget-slice-expiry", parts.budgets.reap_forever),
+        ]
         try:
             await _serve(config, parts, own_svid.current, stop, on_ready)
         finally:
-            await tasks.cancel_all([rotation, expiry, task_reaper])
+            await tasks.cancel_all(background)
     finally:
-        store.close()
-        log.info("closed %s", store.path)
+        await stores.close()
+        log.info("closed %s", stores.location)
 
 
 def _bundle_keys(config: RegistryConfig) -> dict[str, Ed25519PublicKey] | None:
@@ -196,7 +208,7 @@ def _bundle_keys(config: RegistryConfig) -> dict[str, Ed25519PublicKey] | None:
     return keys
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _Parts:
     catalog: Catalog
     hub: WatchHub
@@ -205,8 +217,8 @@ class _Parts:
     operators: OperatorCredential
     bundles: Bundles
     routes: Routes
-    receipts: ReceiptStore
-    outcomes: Outcomes
+    receipts: Receipts
+    sessions: SessionQueries
     controls: Controls
     acks: Acknowledgements
     audit: Audit
@@ -215,68 +227,56 @@ class _Parts:
     task_queue: TaskQueue
     task_key: Ed25519PrivateKey
     approvals: Approvals
+    budgets: Budgets
+
+
+def _add_services(server: grpc.aio.Server, config: RegistryConfig, parts: _Parts, mtls_advertised: str) -> list[str]:
+    return api.add_services(
+        server,
+        catalog=api.CatalogApi(parts.catalog, parts.health, heartbeat_interval_s=config.heartbeat_interval_s),
+        watch=api.WatchApi(parts.catalog, parts.hub, parts.bundles, parts.routes, parts.controls, parts.acks),
+        bundles=api.BundlesApi(parts.bundles, parts.catalog, parts.hub, parts.receipts),
+        routes=api.RoutesApi(parts.routes, parts.hub),
+        health=api.HealthApi(parts.health, parts.catalog, parts.receipts),
+        controls=api.ControlsApi(parts.controls, parts.acks, parts.audit, parts.clock, parts.task_queue),
+        identity=api.IdentityApi(
+            parts.issuer,
+            parts.tokens,
+            open_enrollment=config.open_enrollment_enabled,
+            svid_ttl_s=config.svid_ttl_s,
+            mtls_address=mtls_advertised,
+        ),
+        receipts=api.ReceiptsApi(parts.receipts, parts.sessions),
+    )
 
 
 async def _serve(
     config: RegistryConfig, parts: _Parts, current_svid: CurrentSvid, stop: asyncio.Event, on_ready: OnReady
 ) -> None:
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    authorization = api.Authorization()  # every RPC of ours passes it: registry.api.authorization
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[authorization])
     listen = _bind(server, config.listen, server_credentials(current_svid, require_client_auth=False))
     mtls = _bind(server, config.mtls_address, server_credentials(current_svid, require_client_auth=True))
     mtls_advertised = config.mtls_advertise or _advertised(mtls)
     authorizer = Authorizer(config.trust_domain, parts.operators, mtls_address=mtls_advertised)
-    registry_pb2_grpc.add_RegistryServicer_to_server(
-        RegistryService(
-            parts.catalog,
-            parts.hub,
-            authorizer,
-            parts.bundles,
-            heartbeat_interval_s=config.heartbeat_interval_s,
-            routes=parts.routes,
-            health=parts.health,
-            controls=parts.controls,
-            acks=parts.acks,
-            audit=parts.audit,
-            receipts=parts.receipts,
-        ),
-        server,
-    )
-    controls_pb2_grpc.add_ControlsServicer_to_server(
-        ControlsService(parts.controls, parts.acks, parts.audit, authorizer, parts.clock, parts.task_queue), server
-    )
-    identity_pb2_grpc.add_IdentityServicer_to_server(
-        IdentityService(
-            parts.issuer,
-            parts.tokens,
-            authorizer,
-            open_enrollment=config.open_enrollment_enabled,
-            svid_ttl_s=config.svid_ttl_s,
-            mtls_address=mtls_advertised,
-        ),
-        server,
-    )
-    receipts_pb2_grpc.add_ReceiptsServicer_to_server(
-        ReceiptsService(parts.receipts, authorizer, SessionQueries(parts.receipts, parts.outcomes, parts.clock)), server
-    )
+    authorization.use(authorizer)
+    services = _add_services(server, config, parts, mtls_advertised)
+    # Not yet split into registry.api: served by their generated servicers (the interceptor
+    # authorizes them all the same).
     tasks_pb2_grpc.add_TasksServicer_to_server(
         TasksService(parts.task_queue, parts.catalog, parts.task_key, authorizer), server
     )
     approvals_pb2_grpc.add_ApprovalsServicer_to_server(
         ApprovalsService(parts.approvals, authorizer, parts.clock), server
     )
-    services = [
-        SERVICE_NAME,
-        IDENTITY_SERVICE_NAME,
-        RECEIPTS_SERVICE_NAME,
-        CONTROLS_SERVICE_NAME,
-        APPROVALS_SERVICE_NAME,
-        TASKS_SERVICE_NAME,
-    ]
+    tools_pb2_grpc.add_ToolsServicer_to_server(ToolLedgerService(parts.receipts, authorizer, parts.clock), server)
+    budgets_pb2_grpc.add_BudgetsServicer_to_server(BudgetsService(parts.budgets, authorizer), server)
+    services += [APPROVALS_SERVICE_NAME, TASKS_SERVICE_NAME, TOOLS_SERVICE_NAME, BUDGETS_SERVICE_NAME]
     health = add_standard_services(server, services)
     serving = False
     admin = AdminServer(
         "registry",
-        registry_metrics(parts.catalog, parts.hub, parts.bundles),
+        registry_metrics(parts.catalog, parts.hub, parts.bundles, parts.budgets),
         lambda: "" if serving else "the registry is starting or stopping",
     )
     try:
@@ -284,7 +284,9 @@ async def _serve(
     except AdminBindError as exc:
         raise StartError(str(exc)) from exc
     await server.start()
-    reaper = asyncio.create_task(leases.reap_expired_leases(parts.catalog, config.heartbeat_interval_s))
+    reaper = tasks.supervise(
+        "lease-reaper", lambda: leases.reap_expired_leases(parts.catalog, config.heartbeat_interval_s)
+    )
     try:
         await set_serving(health, services, True)
         serving = True
@@ -312,9 +314,7 @@ async def _serve(
     finally:
         await server.stop(SHUTDOWN_GRACE_S)
         await admin.stop()
-        reaper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reaper
+        await tasks.cancel_all([reaper])
 
 
 def _bind(server: grpc.aio.Server, address: HostPort, credentials: grpc.ServerCredentials) -> HostPort:
@@ -332,6 +332,7 @@ def _advertised(bound: HostPort) -> str:
 
 def run(config: RegistryConfig, clock: Clock | None = None) -> None:
     """Runs the registry in this process until SIGTERM or SIGINT."""
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # the process is the registry's: see above
     asyncio.run(_run(config, clock or SystemClock()))
 
 

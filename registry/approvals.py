@@ -24,7 +24,10 @@ from dataclasses import dataclass
 from typing import Final
 
 from meshwarden.clock import Clock
-from meshwarden.registry.approval_store import (
+from meshwarden.registry.audit import Audit
+from meshwarden.registry.authz import Caller
+from meshwarden.registry.errors import Conflict, InvalidInput, PermissionDenied, UnknownControl
+from meshwarden.registry.store.sqlite.approvals import (
     APPROVED,
     DENIED,
     EXPIRED,
@@ -33,9 +36,6 @@ from meshwarden.registry.approval_store import (
     ApprovalStore,
     StoredApproval,
 )
-from meshwarden.registry.audit import Audit
-from meshwarden.registry.authz import Caller
-from meshwarden.registry.errors import Conflict, InvalidInput, PermissionDenied, UnknownControl
 
 log = logging.getLogger(__name__)
 

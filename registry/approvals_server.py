@@ -17,11 +17,11 @@ from typing import Any, Final
 import grpc
 
 from meshwarden.clock import Clock
-from meshwarden.registry.approval_store import APPROVED, DENIED, EXPIRED, PENDING, USED, StoredApproval
 from meshwarden.registry.approvals import APPROVAL_ID, ApprovalAsk, Approvals, is_final
 from meshwarden.registry.authz import Authorizer, Caller, method, require_agent
 from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.rescue import abort, serve_unary
+from meshwarden.registry.store.sqlite.approvals import APPROVED, DENIED, EXPIRED, PENDING, USED, StoredApproval
 from meshwarden.registry.wire import timestamp
 from meshwarden.v1 import approvals_pb2, approvals_pb2_grpc
 

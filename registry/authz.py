@@ -10,12 +10,19 @@ handshake refuses them, and gRPC core logs why ("Handshake failed ... certificat
 expired"). What the handshake accepts but the mesh does not (another trust domain, a path
 that is no mesh identity) is refused here.
 
+Every call to a registry service passes this table by construction: the server's
+interceptor (registry.api.authorization) looks the RPC up, refuses it when it is missing
+(default deny), and hands the handler the proven `Caller` (`current_caller`).
+
 Beyond the table, calls about one agent's instance also need that agent's own SVID:
-`require_agent` (Register, Renew, Deregister), checked by registry.server with the instance.
+`require_agent` (Register, Renew, Deregister), checked by the domain that knows whose
+instance an id is (registry.catalog); bundle status and health reports only as an instance the
+caller owns (registry.reporter_ownership).
 """
 
 from __future__ import annotations
 
+import contextvars
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,7 +37,16 @@ from meshwarden.identity.peer import Unauthenticated as PeerUnauthenticated
 from meshwarden.identity.spiffe_ids import Identity
 from meshwarden.registry.errors import PermissionDenied, Unauthenticated
 from meshwarden.registry.operators import OPERATOR_USER_HEADER, OperatorCredential, bearer_token
-from meshwarden.v1 import approvals_pb2, controls_pb2, identity_pb2, receipts_pb2, registry_pb2, tasks_pb2
+from meshwarden.v1 import (
+    approvals_pb2,
+    budgets_pb2,
+    controls_pb2,
+    identity_pb2,
+    receipts_pb2,
+    registry_pb2,
+    tasks_pb2,
+    tools_pb2,
+)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -40,6 +56,8 @@ _IDENTITY: Final = identity_pb2.DESCRIPTOR.services_by_name["Identity"].full_nam
 _RECEIPTS: Final = receipts_pb2.DESCRIPTOR.services_by_name["Receipts"].full_name
 _TASKS: Final = tasks_pb2.DESCRIPTOR.services_by_name["Tasks"].full_name
 _APPROVALS: Final = approvals_pb2.DESCRIPTOR.services_by_name["Approvals"].full_name
+_TOOLS: Final = tools_pb2.DESCRIPTOR.services_by_name["Tools"].full_name
+_BUDGETS: Final = budgets_pb2.DESCRIPTOR.services_by_name["Budgets"].full_name
 
 
 class Need(enum.Enum):
@@ -99,6 +117,13 @@ REQUIRED: Final[Mapping[str, Need]] = MappingProxyType(
         method(_APPROVALS, "ListApprovals"): Need.OPERATOR,
         method(_APPROVALS, "GetApproval"): Need.OPERATOR,
         method(_APPROVALS, "DecideApproval"): Need.OPERATOR,
+        method(_TOOLS, "ListToolCalls"): Need.OPERATOR,  # receipts may hold a call's arguments
+        method(_BUDGETS, "SetBudget"): Need.OPERATOR,
+        method(_BUDGETS, "ListBudgets"): Need.AGENT_OR_OPERATOR,
+        method(_BUDGETS, "LiftBudget"): Need.OPERATOR,
+        method(_BUDGETS, "WatchBudgets"): Need.AGENT,
+        method(_BUDGETS, "LeaseSlice"): Need.AGENT,  # the holder is the caller's SPIFFE ID
+        method(_BUDGETS, "SyncSlices"): Need.AGENT,  # plus: only the holder reports its slices
     }
 )
 
@@ -156,21 +181,6 @@ class Authorizer:
             claimed_user=_metadata(context, OPERATOR_USER_HEADER)[:64],
         )
 
-    def agent(self, rpc: str, context: Context) -> Identity:
-        """The calling agent's identity for an RPC that only agents make, from its certificate's
-        SPIFFE ID alone: the cheap path for frequent calls (no operator token, no expiry read)."""
-        if REQUIRED.get(rpc) is not Need.AGENT:
-            raise PermissionDenied(f"{rpc} is not an agents-only RPC in the authorization table")  # a bug: fail closed
-        try:
-            identity = peer_identity(context, self._trust_domain)
-        except PeerUnauthenticated as exc:
-            raise Unauthenticated(
-                f"{rpc} needs an agent's SVID on the registry's mTLS port {self._mtls_address}: {exc}"
-            ) from None
-        if identity.kind != "agent":
-            raise PermissionDenied(f"{rpc} is for agents, and {identity.spiffe_id} is no agent's SPIFFE ID")
-        return identity
-
     def check(self, rpc: str, caller: Caller) -> None:
         """Raises Unauthenticated or PermissionDenied unless `caller` has what `rpc` needs."""
         need = REQUIRED.get(rpc)
@@ -200,6 +210,27 @@ class Authorizer:
                 "--operator-token-file <registry data dir>/operator.token or MESHWARDEN_OPERATOR_TOKEN)"
             )
         return f"{rpc} needs {need.value}, and {caller} has none: " + ", or ".join(steps)
+
+
+_CURRENT: Final = contextvars.ContextVar[Caller]("meshwarden_registry_caller")
+
+
+def set_current_caller(caller: Caller) -> contextvars.Token[Caller]:
+    """For the authorization interceptor only: the caller it proved, for the call's handler."""
+    return _CURRENT.set(caller)
+
+
+def reset_current_caller(token: contextvars.Token[Caller]) -> None:
+    _CURRENT.reset(token)
+
+
+def current_caller() -> Caller:
+    """The caller of the RPC being served, as the interceptor proved and authorized it.
+    Outside an authorized call (a handler served without the interceptor) this refuses."""
+    try:
+        return _CURRENT.get()
+    except LookupError:
+        raise PermissionDenied("this call did not pass the registry's authorization (a bug: fail closed)") from None
 
 
 def require_agent(caller: Caller, agent: str, action: str) -> Identity:

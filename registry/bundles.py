@@ -6,37 +6,38 @@ same the sidecars hold; never a signing key), it verifies the signature and ever
 so a bundle no sidecar would accept (an edited manifest, a stranger's key) is refused at push
 and never becomes the latest revision that later pushes must beat and new sidecars receive.
 Without keys it cannot judge signatures and says so on every push; every sidecar verifies
-anyway, and reports back what it enforces or why it refused. All revisions are kept (an audit trail, and the
-material for a rollback by pushing an old bundle again under a new revision).
+anyway, and reports back what it enforces or why it refused. All revisions are kept (an audit
+trail, and the material for a rollback by pushing an old bundle again under a new revision).
+A push is published to every watcher once stored, with its audit entry in the same transaction.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from meshwarden import tasks
 from meshwarden.clock import Clock
 from meshwarden.policy_bundle.artifact import bundle_digest, contents_of, decode
 from meshwarden.policy_bundle.errors import BundleError
 from meshwarden.policy_bundle.verify import verify
+from meshwarden.registry.audit import Audit, logged
+from meshwarden.registry.authz import Caller
 from meshwarden.registry.errors import Conflict, InvalidInput
-from meshwarden.registry.store import Store
+from meshwarden.registry.reporter_ownership import owned_reporter
+from meshwarden.registry.store import BundleStore
+from meshwarden.registry.store.records import SidecarBundleStatus, StoredBundle
 
 log = logging.getLogger(__name__)
 
 MAX_ARTIFACT_BYTES = 8 * 1024 * 1024
+MAX_REFUSAL_CHARS = 2000
 
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class StoredBundle:
-    name: str
-    revision: int
-    digest: str
-    artifact: bytes
-    pushed_at: float
+__all__ = ["MAX_ARTIFACT_BYTES", "BundlePublished", "Bundles", "SidecarBundleStatus", "StoredBundle"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -47,116 +48,103 @@ class BundlePublished:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class SidecarBundleStatus:
-    instance_id: str
-    agent: str
-    active_revision: int
-    active_digest: str
-    refused_revision: int
-    refusal: str
-    reported_at: float
+class _Checked:
+    name: str
+    revision: int
+    digest: str
 
 
 class Bundles:
     def __init__(
-        self, store: Store, clock: Clock, *, trusted_keys: Mapping[str, Ed25519PublicKey] | None = None
+        self,
+        store: BundleStore,
+        clock: Clock,
+        audit: Audit,
+        publish: Callable[[BundlePublished], None] = lambda _: None,
+        *,
+        trusted_keys: Mapping[str, Ed25519PublicKey] | None = None,
     ) -> None:
-        self._store, self._clock, self._keys = store, clock, trusted_keys
+        self._store, self._clock, self._audit, self._publish = store, clock, audit, publish
+        self._keys = trusted_keys
+        self._pushing = asyncio.Lock()
+        self.latest_revision = 0  # for the metrics; set by `load` and each push
 
-    def push(self, raw: bytes) -> StoredBundle:
+    async def load(self) -> None:
+        latest = await self._store.latest()
+        self.latest_revision = latest.revision if latest is not None else 0
+
+    async def push(self, raw: bytes, caller: Caller | None = None) -> StoredBundle:
         if len(raw) > MAX_ARTIFACT_BYTES:
             raise InvalidInput("artifact", f"is {len(raw)} bytes, over the limit of {MAX_ARTIFACT_BYTES}")
-        try:
-            artifact = decode(raw)
-            manifest = contents_of(artifact).manifest
-        except BundleError as exc:
-            raise InvalidInput("artifact", str(exc)) from exc
-        if not artifact.signatures:
-            raise InvalidInput("artifact", "is not signed; sign it with `meshwarden bundle sign` before pushing")
-        if self._keys is None:
-            log.warning(
-                "bundle %s revision %d stored without verifying its signature: the registry has no --bundle-keys",
-                manifest.name,
-                manifest.revision,
-            )
-        else:
-            try:
-                verify(raw, self._keys)
-            except BundleError as exc:
-                raise InvalidInput(
-                    "artifact", f"is not trusted, so no sidecar would enforce it, and it is not stored: {exc}"
-                ) from exc
-        latest = self.latest()
-        if latest is not None and manifest.revision <= latest.revision:
-            raise Conflict(
-                f"bundle {manifest.name} revision {manifest.revision} is not newer than revision {latest.revision} "
-                f"({latest.name}) already pushed; raise `revision` in manifest.toml and build again"
-            )
-        if latest is not None and manifest.name != latest.name:
-            raise Conflict(
-                f"this mesh runs bundle {latest.name!r}; a bundle named {manifest.name!r} would replace it. "
-                "Keep the name (one policy bundle per mesh)"
-            )
-        stored = StoredBundle(
-            name=manifest.name,
-            revision=manifest.revision,
-            digest=bundle_digest(artifact.digests),
-            artifact=raw,
-            pushed_at=self._clock.wall(),
-        )
-        with self._store.transaction() as db:
-            db.execute(
-                "INSERT INTO policy_bundles (revision, name, digest, artifact, pushed_at) VALUES (?, ?, ?, ?, ?)",
-                (stored.revision, stored.name, stored.digest, stored.artifact, stored.pushed_at),
-            )
+        checked = await asyncio.to_thread(_check, raw, self._keys)  # decoding and hashing 8 MiB takes a while
+        stored = await tasks.to_completion(self._store_and_publish(checked, raw, caller))
         log.info("bundle %s revision %d pushed (%s)", stored.name, stored.revision, stored.digest)
+        return stored
+
+    async def _store_and_publish(self, checked: _Checked, raw: bytes, caller: Caller | None) -> StoredBundle:
+        async with self._pushing:  # one push at a time: "newer than the latest" holds when stored
+            latest = await self._store.latest()
+            if latest is not None and checked.revision <= latest.revision:
+                raise Conflict(
+                    f"bundle {checked.name} revision {checked.revision} is not newer than revision "
+                    f"{latest.revision} ({latest.name}) already pushed; raise `revision` in manifest.toml and build again"
+                )
+            if latest is not None and checked.name != latest.name:
+                raise Conflict(
+                    f"this mesh runs bundle {latest.name!r}; a bundle named {checked.name!r} would replace it. "
+                    "Keep the name (one policy bundle per mesh)"
+                )
+            stored = StoredBundle(
+                name=checked.name,
+                revision=checked.revision,
+                digest=checked.digest,
+                artifact=raw,
+                pushed_at=self._clock.wall(),
+            )
+            entry = self._audit.entry(
+                caller, "bundle.push", f"bundle {stored.name} rev {stored.revision}", "", stored.digest
+            )
+            await self._store.add(stored, entry)
+            logged(entry)
+            self.latest_revision = stored.revision
+            self._publish(BundlePublished(bundle=stored))
         return stored
 
     def now(self) -> float:
         return self._clock.wall()
 
-    def latest(self) -> StoredBundle | None:
-        rows = self._store.query(
-            "SELECT name, revision, digest, artifact, pushed_at FROM policy_bundles ORDER BY revision DESC LIMIT 1"
-        )
-        if not rows:
-            return None
-        name, revision, digest, artifact, pushed_at = rows[0]
-        return StoredBundle(name=name, revision=revision, digest=digest, artifact=bytes(artifact), pushed_at=pushed_at)
+    async def latest(self) -> StoredBundle | None:
+        return await self._store.latest()
 
-    def report(
+    async def report(
         self,
         *,
         instance_id: str,
-        agent: str,
+        registered_agent: str | None,
+        chain_owner: str | None,
+        caller: Caller,
         active_revision: int,
         active_digest: str,
         refused_revision: int,
         refusal: str,
     ) -> None:
+        """Records what a sidecar enforces. `registered_agent` is the agent of `instance_id` in
+        the catalog (None when it is not there) and `chain_owner` the SPIFFE ID that shipped its
+        receipt chain: a sidecar reports only as an instance its SVID owns
+        (registry.reporter_ownership), so no agent invents sidecars of another."""
+        identity = owned_reporter(
+            caller, instance_id, registered_agent, chain_owner, "report the bundle status"
+        ).identity
         status = SidecarBundleStatus(
             instance_id=instance_id,
-            agent=agent,
+            agent=identity.name,
             active_revision=active_revision,
             active_digest=active_digest,
             refused_revision=refused_revision,
-            refusal=refusal,
+            refusal=refusal[:MAX_REFUSAL_CHARS],
             reported_at=self._clock.wall(),
         )
-        with self._store.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO bundle_status (instance_id, agent, active_revision, active_digest, "
-                "refused_revision, refusal, reported_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    status.instance_id,
-                    status.agent,
-                    status.active_revision,
-                    status.active_digest,
-                    status.refused_revision,
-                    status.refusal,
-                    status.reported_at,
-                ),
-            )
+        await self._store.put_status(status)
         if status.refusal:
             log.warning(
                 "instance %s (%s) refused bundle revision %d: %s",
@@ -166,20 +154,30 @@ class Bundles:
                 status.refusal,
             )
 
-    def statuses(self) -> list[SidecarBundleStatus]:
-        rows = self._store.query(
-            "SELECT instance_id, agent, active_revision, active_digest, refused_revision, refusal, reported_at "
-            "FROM bundle_status ORDER BY agent, instance_id"
+    async def statuses(self) -> list[SidecarBundleStatus]:
+        return await self._store.statuses()
+
+
+def _check(raw: bytes, keys: Mapping[str, Ed25519PublicKey] | None) -> _Checked:
+    """The pushed bundle's name, revision and digest, verified against `keys` when given."""
+    try:
+        artifact = decode(raw)
+        manifest = contents_of(artifact).manifest
+    except BundleError as exc:
+        raise InvalidInput("artifact", str(exc)) from exc
+    if not artifact.signatures:
+        raise InvalidInput("artifact", "is not signed; sign it with `meshwarden bundle sign` before pushing")
+    if keys is None:
+        log.warning(
+            "bundle %s revision %d stored without verifying its signature: the registry has no --bundle-keys",
+            manifest.name,
+            manifest.revision,
         )
-        return [
-            SidecarBundleStatus(
-                instance_id=r[0],
-                agent=r[1],
-                active_revision=r[2],
-                active_digest=r[3],
-                refused_revision=r[4],
-                refusal=r[5],
-                reported_at=r[6],
-            )
-            for r in rows
-        ]
+    else:
+        try:
+            verify(raw, keys)
+        except BundleError as exc:
+            raise InvalidInput(
+                "artifact", f"is not trusted, so no sidecar would enforce it, and it is not stored: {exc}"
+            ) from exc
+    return _Checked(name=manifest.name, revision=manifest.revision, digest=bundle_digest(artifact.digests))

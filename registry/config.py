@@ -31,6 +31,8 @@ DEFAULT_WATCH_QUEUE_EVENTS: Final = 1024
 DEFAULT_SVID_TTL_S: Final = 3600.0
 MIN_SVID_TTL_S: Final = 10.0
 MAX_SVID_TTL_S: Final = 30 * 24 * 3600.0
+DEFAULT_BUDGET_SLICE_TTL_S: Final = 10.0
+DEFAULT_BUDGET_SYNC_S: Final = 0.5
 
 OpenEnrollment = Literal["auto", "on", "off"]
 OPEN_ENROLLMENT_CHOICES: Final = ("auto", "on", "off")
@@ -71,6 +73,10 @@ class RegistryConfig:
     # Directory of trusted bundle public keys (`<key-id>.pub`, as the sidecars have): with it,
     # a pushed bundle is verified before it is stored; without it, pushes are stored unverified.
     bundle_keys: Path | None = None
+    # A budget slice lapses this long after its holder's last report (a sidecar killed -9
+    # gives its slices back within it); holders report every budget_sync_s.
+    budget_slice_ttl_s: float = DEFAULT_BUDGET_SLICE_TTL_S
+    budget_sync_s: float = DEFAULT_BUDGET_SYNC_S
 
     def __post_init__(self) -> None:
         self._check_identity()
@@ -90,6 +96,11 @@ class RegistryConfig:
             raise ConfigError(f"event_log_retention must be at least 1, got {self.event_log_retention}")
         if self.watch_queue_events < 1:
             raise ConfigError(f"watch_queue_events must be at least 1, got {self.watch_queue_events}")
+        if not 0 < 4 * self.budget_sync_s <= self.budget_slice_ttl_s <= 3600:
+            raise ConfigError(
+                f"budget_slice_ttl_s must be at least 4 x budget_sync_s ({self.budget_sync_s:g}) and at most 3600, "
+                f"got {self.budget_slice_ttl_s:g}: a slice must survive a few missed reports"
+            )
 
     @property
     def mtls_address(self) -> HostPort:
@@ -226,6 +237,20 @@ OPTIONS: Final[tuple[Option[Any], ...]] = (
         "that does not verify against them is refused instead of becoming the latest revision",
         metavar="DIR",
     ),
+    Option(
+        "budget_slice_ttl_s",
+        positive_float,
+        DEFAULT_BUDGET_SLICE_TTL_S,
+        "a budget slice whose sidecar stopped reporting is back in its budget after this long",
+        metavar="SECONDS",
+    ),
+    Option(
+        "budget_sync_s",
+        positive_float,
+        DEFAULT_BUDGET_SYNC_S,
+        "how often sidecars report what their budget slices spent (and answer recalls)",
+        metavar="SECONDS",
+    ),
 )
 
 
@@ -247,4 +272,6 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> 
         open_enrollment=cast(OpenEnrollment, values["open_enrollment"]),
         admin_listen=values["admin_listen"],
         bundle_keys=values["bundle_keys"],
+        budget_slice_ttl_s=values["budget_slice_ttl_s"],
+        budget_sync_s=values["budget_sync_s"],
     )

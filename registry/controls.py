@@ -1,10 +1,13 @@
 """Kill switches and version isolations: stored, expired, and published as one set.
 
-Every change (kill, lift, ttl end, isolate, lift isolation) is one transaction that writes the
-row, bumps the controls revision and appends its audit entry; the new whole set is then
-published to every watcher (`ControlsChanged`). The set is small (operators engage switches by
-hand), so sidecars always receive all of it and replace what they had: there is no ordering
-between partial updates to get wrong, and a sidecar that reconnects needs nothing else.
+Every change (kill, lift, ttl end, isolate, lift isolation) is one transaction in the store
+that writes the row, takes the next controls revision and appends its audit entry; the new
+whole set, read in that transaction, is then published to every watcher (`ControlsChanged`).
+Changes are published one at a time in revision order, and a committed change is published
+even when its caller went away (the write is shielded). The set is small (operators engage
+switches by hand), so sidecars always receive all of it and replace what they had: there is
+no ordering between partial updates to get wrong, and a sidecar that reconnects needs
+nothing else.
 
 A switch with a ttl ends at `expires_at` (wall clock): `expire_forever` lifts it here, and every
 sidecar also stops enforcing it at that time by its own clock, so an unreachable registry
@@ -16,17 +19,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
+from meshwarden import tasks
 from meshwarden.clock import Clock
 from meshwarden.control_scopes import ScopeError, VersionTarget, check_reason, check_scope, describe
-from meshwarden.registry import audit
-from meshwarden.registry.audit import Audit
+from meshwarden.registry.audit import Audit, logged
 from meshwarden.registry.authz import Caller
 from meshwarden.registry.errors import InvalidInput, UnknownControl
-from meshwarden.registry.store import Store
+from meshwarden.registry.store import ControlStore
+from meshwarden.registry.store.records import AuditEntry, ControlsSet, Isolation, KillSwitch
 
 log = logging.getLogger(__name__)
 
@@ -34,40 +38,7 @@ MIN_TTL_S: Final = 1.0
 MAX_TTL_S: Final = 30 * 24 * 3600.0
 _EXPIRY_POLL_S: Final = 1.0
 
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class KillSwitch:
-    id: str
-    scope_kind: int  # controls_pb2.ScopeKind
-    scope_value: str
-    reason: str
-    created_by: str
-    created_at: float
-    expires_at: float | None = None
-
-    @property
-    def scope(self) -> str:
-        return describe(self.scope_kind, self.scope_value)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Isolation:
-    agent: str
-    version: str
-    reason: str
-    created_by: str
-    created_at: float
-
-    @property
-    def target(self) -> str:
-        return f"{self.agent}@{self.version}"
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ControlsSet:
-    revision: int
-    kill_switches: tuple[KillSwitch, ...]
-    isolations: tuple[Isolation, ...]
+__all__ = ["Controls", "ControlsChanged", "ControlsSet", "Isolation", "KillSwitch"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -79,34 +50,22 @@ class ControlsChanged:
 
 class Controls:
     def __init__(
-        self, store: Store, clock: Clock, audit_log: Audit, publish: Callable[[ControlsChanged], None]
+        self, store: ControlStore, clock: Clock, audit_log: Audit, publish: Callable[[ControlsChanged], None]
     ) -> None:
         self._store, self._clock, self._audit, self._publish = store, clock, audit_log, publish
         self._changed = asyncio.Event()  # wakes the expiry loop when a switch with a ttl arrives
+        self._changing = asyncio.Lock()
 
-    @property
-    def revision(self) -> int:
-        return int(self._store.query("SELECT value FROM meta WHERE key = 'controls_revision'")[0][0])
+    async def current(self) -> ControlsSet:
+        return await self._store.current()
 
-    def current(self) -> ControlsSet:
-        return ControlsSet(
-            revision=self.revision, kill_switches=tuple(self.kills()), isolations=tuple(self.isolations())
-        )
+    async def kills(self) -> list[KillSwitch]:
+        return list((await self._store.current()).kill_switches)
 
-    def kills(self) -> list[KillSwitch]:
-        rows = self._store.query(
-            "SELECT id, scope_kind, scope_value, reason, created_by, created_at, expires_at FROM kill_switches "
-            "ORDER BY created_at, id"
-        )
-        return [_kill_from_row(r) for r in rows]
+    async def isolations(self) -> list[Isolation]:
+        return list((await self._store.current()).isolations)
 
-    def isolations(self) -> list[Isolation]:
-        rows = self._store.query(
-            "SELECT agent, version, reason, created_by, created_at FROM isolations ORDER BY agent, version"
-        )
-        return [Isolation(agent=r[0], version=r[1], reason=r[2], created_by=r[3], created_at=r[4]) for r in rows]
-
-    def kill(self, kind: int, value: str, reason: str, ttl_s: float, caller: Caller) -> tuple[KillSwitch, int]:
+    async def kill(self, kind: int, value: str, reason: str, ttl_s: float, caller: Caller) -> tuple[KillSwitch, int]:
         """Engages a switch; returns it and the controls revision that carries it."""
         try:
             value, reason = check_scope(kind, value), check_reason(reason)
@@ -126,25 +85,20 @@ class Controls:
             created_at=entry.at,
             expires_at=entry.at + ttl_s if ttl_s else None,
         )
-        revision = self._change(
-            "INSERT INTO kill_switches (id, scope_kind, scope_value, reason, created_by, created_at, expires_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (switch.id, kind, value, reason, switch.created_by, switch.created_at, switch.expires_at),
-            entry,
-        )
+        revision = await self._change(lambda: self._store.add_kill(switch, entry), entry)
         if ttl_s:
             self._changed.set()
         return switch, revision
 
-    def lift(
+    async def lift(
         self, switch_id: str, reason: str, caller: Caller | None, action: str = "kill.lift"
     ) -> tuple[KillSwitch, int]:
-        switch = self._kill(switch_id)
+        switch = await self._kill(switch_id)
         entry = self._audit.entry(caller, action, switch.scope, reason.strip()[:1000], switch.id)
-        revision = self._change("DELETE FROM kill_switches WHERE id = ?", (switch_id,), entry)
+        revision = await self._change(lambda: self._store.remove_kill(switch_id, entry), entry)
         return switch, revision
 
-    def isolate(self, target: VersionTarget, reason: str, caller: Caller) -> tuple[Isolation, int]:
+    async def isolate(self, target: VersionTarget, reason: str, caller: Caller) -> tuple[Isolation, int]:
         try:
             reason = check_reason(reason)
         except ScopeError as exc:
@@ -153,36 +107,33 @@ class Controls:
         isolation = Isolation(
             agent=target.agent, version=target.version, reason=reason, created_by=entry.actor, created_at=entry.at
         )
-        revision = self._change(
-            "INSERT OR REPLACE INTO isolations (agent, version, reason, created_by, created_at) VALUES (?, ?, ?, ?, ?)",
-            (isolation.agent, isolation.version, reason, isolation.created_by, isolation.created_at),
-            entry,
-        )
+        revision = await self._change(lambda: self._store.put_isolation(isolation, entry), entry)
         return isolation, revision
 
-    def lift_isolation(self, target: VersionTarget, reason: str, caller: Caller) -> tuple[Isolation, int]:
-        found = [i for i in self.isolations() if i.agent == target.agent and i.version == target.version]
+    async def lift_isolation(self, target: VersionTarget, reason: str, caller: Caller) -> tuple[Isolation, int]:
+        found = [i for i in await self.isolations() if i.agent == target.agent and i.version == target.version]
         if not found:
             raise UnknownControl(f"{target} is not isolated; see meshwarden isolate list")
         entry = self._audit.entry(caller, "isolate.lift", str(target), reason.strip()[:1000])
-        revision = self._change(
-            "DELETE FROM isolations WHERE agent = ? AND version = ?", (target.agent, target.version), entry
-        )
+        revision = await self._change(lambda: self._store.remove_isolation(target.agent, target.version, entry), entry)
         return found[0], revision
 
-    def expire(self) -> list[KillSwitch]:
+    async def expire(self) -> list[KillSwitch]:
         """Lifts every switch whose ttl ended; returns them."""
         now = self._clock.wall()
-        ended = [s for s in self.kills() if s.expires_at is not None and s.expires_at <= now]
+        ended = [s for s in await self.kills() if s.expires_at is not None and s.expires_at <= now]
         for switch in ended:
-            self.lift(switch.id, "its ttl ended", None, action="kill.expire")
+            try:
+                await self.lift(switch.id, "its ttl ended", None, action="kill.expire")
+            except UnknownControl:
+                continue  # lifted by an operator meanwhile
             log.info("kill switch %s (%s) expired", switch.id, switch.scope)
         return ended
 
     async def expire_forever(self) -> None:
         while True:
-            self.expire()
-            ends = [s.expires_at for s in self.kills() if s.expires_at is not None]
+            await self.expire()
+            ends = [s.expires_at for s in await self.kills() if s.expires_at is not None]
             wait = min([_EXPIRY_POLL_S, *(max(e - self._clock.wall(), 0.0) for e in ends)])
             self._changed.clear()
             try:
@@ -190,30 +141,25 @@ class Controls:
             except TimeoutError:
                 pass
 
-    def _kill(self, switch_id: str) -> KillSwitch:
-        for switch in self.kills():
+    async def _kill(self, switch_id: str) -> KillSwitch:
+        for switch in await self.kills():
             if switch.id == switch_id:
                 return switch
         raise UnknownControl(f"no kill switch {switch_id!r} is in force; see meshwarden kill list")
 
-    def _change(self, sql: str, parameters: tuple[object, ...], entry: audit.AuditEntry) -> int:
-        with self._store.transaction() as db:
-            db.execute(sql, parameters)
-            db.execute("UPDATE meta SET value = value + 1 WHERE key = 'controls_revision'")
-            audit.write(db, entry)
-        current = self.current()
-        self._publish(ControlsChanged(controls=current))
-        return current.revision
+    async def _change(self, write: Callable[[], Awaitable[ControlsSet | None]], entry: AuditEntry) -> int:
+        """Commits one change and publishes the set it leaves, one change at a time; shielded,
+        so a committed change is published even when the caller is cancelled."""
 
+        async def commit_and_publish() -> ControlsSet | None:
+            async with self._changing:
+                changed = await write()
+                if changed is not None:
+                    logged(entry)
+                    self._publish(ControlsChanged(controls=changed))
+                return changed
 
-def _kill_from_row(row: tuple[object, ...]) -> KillSwitch:
-    expires = row[6]
-    return KillSwitch(
-        id=str(row[0]),
-        scope_kind=int(str(row[1])),
-        scope_value=str(row[2]),
-        reason=str(row[3]),
-        created_by=str(row[4]),
-        created_at=float(str(row[5])),
-        expires_at=None if expires is None else float(str(expires)),
-    )
+        changed = await tasks.to_completion(commit_and_publish())
+        if changed is None:
+            raise UnknownControl(f"{entry.target} is no longer in force (changed meanwhile); see meshwarden kill list")
+        return changed.revision

@@ -1,7 +1,7 @@
 """What the callers' sidecars report about the instances they call, kept in memory only.
 
 Each reporter's last report replaces its previous one; stale ones are dropped whenever a
-report arrives, and registry.server keeps only findings about instances in the catalog, so
+report arrives, and registry.api.health keeps only findings about instances in the catalog, so
 memory is bounded by reporters times catalog size. A report counts while it is fresh
 (`ttl_s`, three reporting periods) and while its reporter is live: a reporter that was in the
 catalog when it reported must still be there (a reporter that never registered, a pure
@@ -17,7 +17,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from meshwarden.clock import Clock
+from meshwarden.registry.authz import Caller
 from meshwarden.registry.errors import InvalidInput
+from meshwarden.registry.reporter_ownership import owned_reporter
 from meshwarden.v1 import catalog_pb2
 
 DEFAULT_TTL_S = 30.0
@@ -74,6 +76,23 @@ class HealthReports:
         self._clock, self._ttl_s = clock, ttl_s
         # By (agent, instance id): a sidecar can replace only reports made with its agent's SVID.
         self._reports: dict[tuple[str, str], Report] = {}
+
+    def report_from(
+        self,
+        caller: Caller,
+        reporter_instance_id: str,
+        registered_agent: str | None,
+        chain_owner: str | None,
+        findings: Mapping[str, Finding],
+    ) -> None:
+        """Keeps the report of `caller` as `reporter_instance_id`, whose agent in the catalog is
+        `registered_agent` (None when it is not registered: a pure caller) and whose receipt
+        chain was shipped by `chain_owner`; the reporter must be an instance the caller owns
+        (registry.reporter_ownership). `findings` hold only instances in the catalog."""
+        if not reporter_instance_id:
+            raise InvalidInput("reporter_instance_id", "is required: the reporting sidecar's own instance id")
+        reporter = owned_reporter(caller, reporter_instance_id, registered_agent, chain_owner, "report health")
+        self.report(reporter.identity.name, reporter_instance_id, registered=reporter.registered, findings=findings)
 
     def report(
         self, reporter_agent: str, reporter_instance_id: str, *, registered: bool, findings: Mapping[str, Finding]

@@ -1,12 +1,12 @@
 """One-time join tokens: how an operator lets exactly one sidecar become agent X.
 
 `meshwarden identity token create --agent X` asks the registry for a token; the registry
-stores only the SHA-256 of its secret, with the agent it is for and its expiry, in the
-`join_tokens` table of the registry's store. A sidecar enrols with it once: consuming a token
+stores only the SHA-256 of its secret, with the agent it is for and its expiry, in its
+JoinTokenStore (registry.store). A sidecar enrols with it once: consuming a token
 checks, in this order, that it is a token of this registry (the CA fingerprint it carries),
 that its id is known, that its secret matches (constant-time), that it is unused and
-unexpired, and that it was made for the agent asked for; then it marks it used in the same
-transaction. A token that fails any check is not consumed, so a typo does not burn it.
+unexpired, and that it was made for the agent asked for; then it marks it used, only if it
+is still unused (so two enrolments racing for one token cannot both win). A token that fails any check is not consumed, so a typo does not burn it.
 Used and expired tokens are kept a week for the record, then deleted when a token is made.
 """
 
@@ -21,7 +21,8 @@ from typing import Final
 from meshwarden.clock import Clock, iso_utc
 from meshwarden.identity import join_token
 from meshwarden.registry.errors import InvalidInput, PermissionDenied
-from meshwarden.registry.store import Store
+from meshwarden.registry.store import JoinTokenStore
+from meshwarden.registry.store.records import JoinTokenRecord
 from meshwarden.registry.validation import validate_agent_name
 
 log = logging.getLogger(__name__)
@@ -45,25 +46,27 @@ class CreatedToken:
 
 
 class JoinTokens:
-    def __init__(self, store: Store, clock: Clock, *, ca_fingerprint: str) -> None:
+    def __init__(self, store: JoinTokenStore, clock: Clock, *, ca_fingerprint: str) -> None:
         self._store, self._clock, self._ca_fingerprint = store, clock, ca_fingerprint
 
-    def create(self, agent: str, ttl_s: int = DEFAULT_TTL_S) -> CreatedToken:
+    async def create(self, agent: str, ttl_s: int = DEFAULT_TTL_S) -> CreatedToken:
         validate_agent_name(agent, "agent")
         if not MIN_TTL_S <= ttl_s <= MAX_TTL_S:
             raise InvalidInput("ttl_s", f"must be from {MIN_TTL_S} s to {MAX_TTL_S} s (7 days), got {ttl_s}")
         token = join_token.make(self._ca_fingerprint)
         now = self._clock.wall()
-        with self._store.transaction() as db:
-            db.execute("DELETE FROM join_tokens WHERE expires_at < ?", (now - KEPT_AFTER_EXPIRY_S,))
-            db.execute(
-                "INSERT INTO join_tokens (token_id, secret_sha256, agent, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-                (token.token_id, _digest(token.secret), agent, now, now + ttl_s),
-            )
+        record = JoinTokenRecord(
+            token_id=token.token_id,
+            secret_sha256=_digest(token.secret),
+            agent=agent,
+            created_at=now,
+            expires_at=now + ttl_s,
+        )
+        await self._store.add(record, forget_expired_before=now - KEPT_AFTER_EXPIRY_S)
         log.info("created join token %s for agent %s, valid until %s", token.token_id, agent, iso_utc(now + ttl_s))
         return CreatedToken(join_token.render(token), token.token_id, agent, now + ttl_s)
 
-    def consume(self, text: str, agent: str) -> str:
+    async def consume(self, text: str, agent: str) -> str:
         """Marks the token used for enrolling `agent`; returns its id. Raises JoinTokenRefused."""
         try:
             token = join_token.parse(text)
@@ -74,15 +77,13 @@ class JoinTokens:
                 f"join token {token.token_id} was made by a registry with CA {token.ca_pin}, not by this one "
                 f"({self._ca_fingerprint}); make a token with this registry"
             )
-        rows = self._store.query(
-            "SELECT secret_sha256, agent, expires_at, used_at FROM join_tokens WHERE token_id = ?", (token.token_id,)
-        )
-        if not rows or not hmac.compare_digest(str(rows[0][0]), _digest(token.secret)):
+        stored = await self._store.get(token.token_id)
+        if stored is None or not hmac.compare_digest(stored.secret_sha256, _digest(token.secret)):
             raise JoinTokenRefused(
                 f"join token {token.token_id} is unknown to this registry or its secret does not match; "
                 f"make a new one with: meshwarden identity token create --agent {agent}"
             )
-        _, made_for, expires_at, used_at = rows[0]
+        made_for, expires_at, used_at = stored.agent, stored.expires_at, stored.used_at
         now = self._clock.wall()
         if used_at is not None:
             raise JoinTokenRefused(
@@ -99,11 +100,7 @@ class JoinTokens:
                 f"join token {token.token_id} was made for agent {made_for!r}, not {agent!r}; "
                 f"run the sidecar as {made_for!r}, or make a token for {agent!r}"
             )
-        with self._store.transaction() as db:
-            cursor = db.execute(
-                "UPDATE join_tokens SET used_at = ? WHERE token_id = ? AND used_at IS NULL", (now, token.token_id)
-            )
-        if cursor.rowcount != 1:
+        if not await self._store.mark_used(token.token_id, now):
             raise JoinTokenRefused(f"join token {token.token_id} was already used; join tokens are single-use")
         return token.token_id
 

@@ -5,6 +5,11 @@ removes every expired instance with reason "lease_expired". Waking at the earlie
 means a stopped sidecar leaves the catalog about lease_ttl after its last renewal (never later
 than lease_ttl + heartbeat_interval/2, i.e. under 3 heartbeat intervals with the default TTL).
 
+The reaper must outlive failures: a pass that fails (a locked or full database, any bug) is
+logged with its traceback and retried after a backoff that starts short and doubles up to
+heartbeat_interval/2, and resets after a pass that succeeds. Without it, one transient error
+would stop lease expiry until the registry restarts.
+
 On start, every persisted lease is first extended to now + lease_ttl. While the registry was
 down, no sidecar could renew; expiring their leases at once would evict live instances that
 never had a chance to. A sidecar that really is gone stops renewing and expires one TTL later.
@@ -14,28 +19,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Final
 
 from meshwarden.registry.catalog import Catalog
 
 log = logging.getLogger(__name__)
 
+FIRST_RETRY_S: Final = 0.05
 
-def forgive_downtime(catalog: Catalog) -> None:
+
+async def forgive_downtime(catalog: Catalog) -> None:
     """Run once at registry start, before serving: every stored lease gets a full TTL."""
-    extended = catalog.extend_all_leases()
+    extended = await catalog.extend_all_leases()
     if extended:
         log.info("extended %d persisted lease(s) by %.3g s after start", extended, catalog.lease_ttl_s)
 
 
 async def reap_expired_leases(catalog: Catalog, heartbeat_interval_s: float) -> None:
-    """Runs until cancelled. A failing pass is logged and retried: the reaper must not die."""
+    """Runs until cancelled; a failing pass is logged and retried with backoff, never fatal."""
     max_wait_s = heartbeat_interval_s / 2
+    retry_s = min(FIRST_RETRY_S, max_wait_s)
     while True:
-        next_expiry_s = catalog.seconds_until_next_expiry()
-        wait_s = max_wait_s if next_expiry_s is None else min(max_wait_s, next_expiry_s)
-        await asyncio.sleep(wait_s)
         try:
-            catalog.expire_leases()
-        except Exception:  # the task's supervisor: log, keep reaping
-            log.exception("lease reaper pass failed; retrying in %.3g s", max_wait_s)
-            await asyncio.sleep(max_wait_s)
+            next_expiry_s = await catalog.seconds_until_next_expiry()
+            await asyncio.sleep(max_wait_s if next_expiry_s is None else min(max_wait_s, next_expiry_s))
+            await catalog.expire_leases()
+        except Exception:  # the reaper's supervisor: log, back off, keep reaping
+            log.exception("lease reaper pass failed; retrying in %.3g s", retry_s)
+            await asyncio.sleep(retry_s)
+            retry_s = min(retry_s * 2, max_wait_s)
+        else:
+            retry_s = min(FIRST_RETRY_S, max_wait_s)

@@ -1,10 +1,11 @@
 """The registry's Prometheus metrics, all read from its state when Prometheus scrapes (the
 registry's request paths pay nothing): live instances per agent, watchers, the catalog and
-bundle revisions, and what the watch hub published. Served on the admin port (/metrics)."""
+bundle revisions, and what the watch hub published. Served on the admin port (/metrics).
+Read from what the catalog and bundles keep in memory as they change, so a scrape touches no
+database and never waits."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
@@ -12,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from meshwarden.registry.budgets import Budgets
 from meshwarden.registry.bundles import Bundles
 from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.watch_hub import WatchHub
@@ -22,24 +24,22 @@ class _RegistryState(Collector):
         self._catalog, self._hub, self._bundles = catalog, hub, bundles
 
     def collect(self) -> Iterator[Metric]:
-        listing = self._catalog.list_instances()
         instances = GaugeMetricFamily(
             "meshwarden_registry_instances", "Agent instances with a live lease, by agent", labels=["agent"]
         )
-        for agent, count in sorted(Counter(i.agent for i in listing.instances).items()):
+        for agent, count in sorted(self._catalog.instances_by_agent.items()):
             instances.add_metric([agent], count)
         yield instances
         yield GaugeMetricFamily(
-            "meshwarden_registry_catalog_revision", "Current catalog revision", value=listing.revision
+            "meshwarden_registry_catalog_revision", "Current catalog revision", value=self._catalog.revision
         )
         yield GaugeMetricFamily(
             "meshwarden_registry_watchers", "Sidecars following the watch stream now", value=self._hub.watcher_count
         )
-        latest = self._bundles.latest()
         yield GaugeMetricFamily(
             "meshwarden_registry_bundle_revision",
             "Latest policy bundle revision pushed (0: none)",
-            value=latest.revision if latest is not None else 0,
+            value=self._bundles.latest_revision,
         )
         published = self._hub.published
         yield CounterMetricFamily(
@@ -62,10 +62,39 @@ class _RegistryState(Collector):
         )
 
 
-def registry_metrics(catalog: Catalog, hub: WatchHub, bundles: Bundles) -> CollectorRegistry:
+class _BudgetState(Collector):
+    """Soft-limit crossings and slice traffic, counted by registry.budgets as they happen."""
+
+    def __init__(self, budgets: Budgets) -> None:
+        self._budgets = budgets
+
+    def collect(self) -> Iterator[Metric]:
+        crossings = CounterMetricFamily(
+            "meshwarden_budget_soft_limit_crossings",
+            "Budgets whose spend crossed their soft limit (once per budget, period and session)",
+            labels=["budget", "scope"],
+        )
+        for (budget_id, scope), count in sorted(self._budgets.soft_crossings.items()):
+            crossings.add_metric([budget_id, scope], count)
+        yield crossings
+        slices = CounterMetricFamily(
+            "meshwarden_budget_slice_events",
+            "Budget slice decisions since start: granted, recalled, refused (exhausted), released, lapsed",
+            labels=["event"],
+        )
+        for event, count in sorted(self._budgets.slice_events.items()):
+            slices.add_metric([event], count)
+        yield slices
+
+
+def registry_metrics(
+    catalog: Catalog, hub: WatchHub, bundles: Bundles, budgets: Budgets | None = None
+) -> CollectorRegistry:
     """The registry's own CollectorRegistry (never the process-global one)."""
     registry = CollectorRegistry()
     registry.register(_RegistryState(catalog, hub, bundles))
+    if budgets is not None:
+        registry.register(_BudgetState(budgets))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry

@@ -11,33 +11,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Final
 
 from meshwarden import outcomes
 from meshwarden.clock import Clock, iso_utc
 from meshwarden.registry.errors import Conflict, InvalidInput
-from meshwarden.registry.store import Store
+from meshwarden.registry.store import OutcomeStore
+from meshwarden.registry.store.records import StoredOutcome
 
 log = logging.getLogger(__name__)
 
-_QUERY_CHUNK: Final = 500  # SQLite's default limit on host parameters is 999
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class StoredOutcome:
-    session_id: str
-    outcome: str
-    detail: str
-    reported_by: str  # the agent whose sidecar reported it (from its SVID)
-    reported_at: float
+__all__ = ["Outcomes", "StoredOutcome"]
 
 
 class Outcomes:
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: OutcomeStore, clock: Clock) -> None:
         self._store, self._clock = store, clock
 
-    def report(self, session_id: str, outcome: str, detail: str, *, reported_by: str) -> StoredOutcome:
+    async def report(self, session_id: str, outcome: str, detail: str, *, reported_by: str) -> StoredOutcome:
         found = outcomes.problem(session_id, outcome, detail)
         if found is not None:
             raise InvalidInput(*found)
@@ -48,40 +38,18 @@ class Outcomes:
             reported_by=reported_by,
             reported_at=self._clock.wall(),
         )
-        with self._store.transaction() as db:
-            first = db.execute(
-                "SELECT outcome, reported_by, reported_at FROM session_outcomes WHERE session_id = ?", (session_id,)
-            ).fetchone()
-            if first is None:
-                db.execute(
-                    "INSERT INTO session_outcomes (session_id, outcome, detail, reported_by, reported_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (session_id, outcome, detail, reported_by, stored.reported_at),
-                )
+        first = await self._store.add_first(stored)
         if first is not None:
             raise Conflict(
-                f"session {session_id} already has its outcome: {first[0]}, reported by {first[1]} at "
-                f"{iso_utc(first[2])}; an outcome is reported once (see meshwarden session show {session_id})"
+                f"session {session_id} already has its outcome: {first.outcome}, reported by {first.reported_by} at "
+                f"{iso_utc(first.reported_at)}; an outcome is reported once (see meshwarden session show {session_id})"
             )
         log.info("session %s %s (reported by %s)", session_id, outcome, reported_by)
         return stored
 
-    def get(self, session_id: str) -> StoredOutcome | None:
-        return self.for_sessions([session_id]).get(session_id)
+    async def get(self, session_id: str) -> StoredOutcome | None:
+        return (await self.for_sessions([session_id])).get(session_id)
 
-    def for_sessions(self, session_ids: Iterable[str]) -> Mapping[str, StoredOutcome]:
-        """The outcomes of those sessions that have one (primary-key lookups, in chunks)."""
-        ids = sorted(set(session_ids))
-        found: dict[str, StoredOutcome] = {}
-        for start in range(0, len(ids), _QUERY_CHUNK):
-            chunk = ids[start : start + _QUERY_CHUNK]
-            rows = self._store.query(
-                "SELECT session_id, outcome, detail, reported_by, reported_at FROM session_outcomes "
-                f"WHERE session_id IN ({','.join('?' * len(chunk))})",
-                tuple(chunk),
-            )
-            for row in rows:
-                found[row[0]] = StoredOutcome(
-                    session_id=row[0], outcome=row[1], detail=row[2], reported_by=row[3], reported_at=row[4]
-                )
-        return found
+    async def for_sessions(self, session_ids: Iterable[str]) -> Mapping[str, StoredOutcome]:
+        """The outcomes of those sessions that have one."""
+        return await self._store.for_sessions(session_ids)

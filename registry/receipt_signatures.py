@@ -3,27 +3,17 @@ arrives, kept with the chain, checked again by `receipts verify`.
 
 A batch is stored only with a head its shipper signed, for exactly the receipt it ends on,
 with an SVID of this trust domain's CA that names the shipper; the newest such head per chain
-is kept (earlier ones are implied: the chain links them).
+is kept by the receipt store (earlier ones are implied: the chain links them).
 """
 
 from __future__ import annotations
-
-import sqlite3
-from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
 from meshwarden.receipt_signing import HeadSignatureError, check_head
 from meshwarden.registry.errors import InvalidInput, PermissionDenied
+from meshwarden.registry.store.records import StoredHead
 from meshwarden.v1 import receipts_pb2
-
-
-@dataclass(frozen=True, slots=True)
-class StoredHead:
-    seq: int
-    hash: str
-    signer_spiffe_id: str
-    signed_head: bytes  # the SignedHead as shipped
 
 
 def check_arriving(
@@ -51,25 +41,6 @@ def check_arriving(
         raise PermissionDenied(
             f"the chain head was signed by {signer}, but the batch was shipped by {shipper_spiffe_id}"
         )
-
-
-def record(db: sqlite3.Connection, head: receipts_pb2.SignedHead, signer_spiffe_id: str) -> None:
-    """Keeps `head` as its chain's signed head (inside the transaction that stores the batch)."""
-    db.execute(
-        "INSERT INTO receipt_head_signatures (sidecar_instance_id, seq, hash, signer_spiffe_id, signed_head) "
-        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sidecar_instance_id) DO UPDATE SET seq = excluded.seq, "
-        "hash = excluded.hash, signer_spiffe_id = excluded.signer_spiffe_id, signed_head = excluded.signed_head "
-        "WHERE excluded.seq > receipt_head_signatures.seq",
-        (head.sidecar_instance_id, head.seq, head.hash, signer_spiffe_id, head.SerializeToString(deterministic=True)),
-    )
-
-
-def stored(db: sqlite3.Connection, sidecar_instance_id: str) -> StoredHead | None:
-    row = db.execute(
-        "SELECT seq, hash, signer_spiffe_id, signed_head FROM receipt_head_signatures WHERE sidecar_instance_id = ?",
-        (sidecar_instance_id,),
-    ).fetchone()
-    return None if row is None else StoredHead(int(row[0]), str(row[1]), str(row[2]), bytes(row[3]))
 
 
 def problem_with(stored_head: StoredHead | None, seq: int, hash_: str, owner: str, trust_bundle_pem: bytes) -> str:

@@ -9,90 +9,29 @@ the chain's owner, and every receipt names that owner as the side of the call it
 at. So a chain rewritten by someone who can recompute every hash still shows: the registry
 holds no sidecar's key. What it cannot see: a whole chain removed together with its head.
 
-It reads through a connection of its own, read-only, in a worker thread: a large table takes
-seconds to check, and the registry's event loop keeps serving meanwhile (WAL lets a reader
-and the writer work at once).
+`verify_chain` is pure: each store (registry.store) feeds it a chain's stored rows in seq
+order, off the event loop, since a large table takes seconds to check.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Final
 
 from google.protobuf.message import DecodeError
 
 from meshwarden.receipt_hash import receipt_hash
 from meshwarden.registry import receipt_signatures
-from meshwarden.registry.errors import PermissionDenied, StoreError
+from meshwarden.registry.errors import PermissionDenied
 from meshwarden.registry.receipt_sides import check_sides
-from meshwarden.registry.receipt_store import COLUMNS, ChainHead, columns_of
+from meshwarden.registry.store.receipt_columns import COLUMNS, Row, columns_of
+from meshwarden.registry.store.records import ChainHead, ChainVerdict, StoredHead
 from meshwarden.v1 import receipts_pb2
 
-_PAGE: Final = 1000
 MAX_PROBLEMS: Final = 20  # per chain; a mass edit is named by its first few
 
 
-@dataclass(frozen=True, slots=True)
-class ChainVerdict:
-    sidecar_instance_id: str
-    receipts: int
-    problems: tuple[str, ...]
-
-    @property
-    def intact(self) -> bool:
-        return not self.problems
-
-    @property
-    def problem(self) -> str:
-        return "; ".join(self.problems)
-
-
-def verify(db_path: Path, trust_bundle_pem: bytes, sidecar_instance_id: str = "") -> list[ChainVerdict]:
-    """A verdict per chain (only `sidecar_instance_id`'s when given), ordered by chain; head
-    signatures are checked against the CAs of `trust_bundle_pem`."""
-    try:
-        db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open {db_path} to verify receipts: {exc}") from exc
-    try:
-        heads = {head.sidecar_instance_id: head for head in _heads(db, sidecar_instance_id)}
-        chains = sorted(set(heads) | set(_chains_with_rows(db, sidecar_instance_id)))
-        return [_verify_chain(db, chain, heads.get(chain), trust_bundle_pem) for chain in chains]
-    except sqlite3.Error as exc:
-        raise StoreError(f"{db_path}: reading receipts failed: {exc}") from exc
-    finally:
-        db.close()
-
-
-def _heads(db: sqlite3.Connection, only: str) -> list[ChainHead]:
-    sql = "SELECT sidecar_instance_id, sidecar_spiffe_id, head_seq, head_hash, shipped_at FROM receipt_chains"
-    rows = db.execute(sql + " WHERE sidecar_instance_id = ?", (only,)) if only else db.execute(sql)
-    return [ChainHead(*row) for row in rows]
-
-
-def _chains_with_rows(db: sqlite3.Connection, only: str) -> list[str]:
-    if only:
-        found = db.execute("SELECT 1 FROM receipts WHERE sidecar_instance_id = ? LIMIT 1", (only,)).fetchone()
-        return [only] if found else []
-    return [chain for (chain,) in db.execute("SELECT DISTINCT sidecar_instance_id FROM receipts")]
-
-
-def _rows(db: sqlite3.Connection, chain: str) -> Iterator[tuple[object, ...]]:
-    after = 0
-    while True:
-        page = db.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM receipts WHERE sidecar_instance_id = ? AND seq > ? "
-            f"ORDER BY seq LIMIT {_PAGE}",
-            (chain, after),
-        ).fetchall()
-        yield from page
-        if len(page) < _PAGE:
-            return
-        last = page[-1][1]
-        after = last if isinstance(last, int) else after + _PAGE
+__all__ = ["ChainVerdict", "verify_chain"]
 
 
 class _Findings:
@@ -111,10 +50,14 @@ class _Findings:
         return (*self.problems, *tail)
 
 
-def _verify_chain(db: sqlite3.Connection, chain: str, head: ChainHead | None, trust_bundle_pem: bytes) -> ChainVerdict:
+def verify_chain(
+    chain: str, rows: Iterable[Row], head: ChainHead | None, signed: StoredHead | None, trust_bundle_pem: bytes
+) -> ChainVerdict:
+    """The verdict on one chain from its stored rows (columns in COLUMNS order, by seq), its
+    signed head as stored, checked against the CAs of `trust_bundle_pem`."""
     found = _Findings()
     count, expected, last_seq, last_hash = 0, 1, 0, ""
-    for row in _rows(db, chain):
+    for row in rows:
         count += 1
         seq, body = row[1] if isinstance(row[1], int) else -1, row[-1]
         linked = seq == expected  # after a gap the previous receipt is unknown: no link to check
@@ -155,7 +98,6 @@ def _verify_chain(db: sqlite3.Connection, chain: str, head: ChainHead | None, tr
     elif last_hash != head.hash:
         found.add(f"seq {last_seq}: differs from the head its sidecar shipped")
     if head is not None:
-        signed = receipt_signatures.stored(db, chain)
         problem = receipt_signatures.problem_with(signed, head.seq, head.hash, head.sidecar_spiffe_id, trust_bundle_pem)
         if problem:
             found.add(problem)

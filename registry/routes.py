@@ -1,31 +1,30 @@
 """Weighted version routes: capability -> {version: weight}, set by operators
-(`meshwarden route set`), stored, and pushed to every sidecar on the watch stream."""
+(`meshwarden route set`), stored with their audit entry, and pushed to every sidecar on the
+watch stream."""
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import semantic_version
 
+from meshwarden import tasks
 from meshwarden.clock import Clock
+from meshwarden.registry.audit import Audit, logged
+from meshwarden.registry.authz import Caller
 from meshwarden.registry.errors import InvalidInput
-from meshwarden.registry.store import Store
+from meshwarden.registry.store import RouteStore
+from meshwarden.registry.store.records import AuditEntry, StoredRoute
 
 log = logging.getLogger(__name__)
 
 MAX_VERSIONS_PER_ROUTE = 64
 MAX_WEIGHT = 1_000_000
 
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class StoredRoute:
-    capability: str
-    # Empty: the route was cleared.
-    weights: Mapping[str, int] = field(default_factory=dict)
-    updated_at: float = 0.0
+__all__ = ["MAX_VERSIONS_PER_ROUTE", "MAX_WEIGHT", "RouteChanged", "Routes", "StoredRoute"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -36,11 +35,18 @@ class RouteChanged:
 
 
 class Routes:
-    def __init__(self, store: Store, clock: Clock) -> None:
-        self._store, self._clock = store, clock
+    def __init__(
+        self,
+        store: RouteStore,
+        clock: Clock,
+        audit: Audit,
+        publish: Callable[[RouteChanged], None] = lambda _: None,
+    ) -> None:
+        self._store, self._clock, self._audit, self._publish = store, clock, audit, publish
+        self._setting = asyncio.Lock()  # watchers receive route changes in the order they were stored
 
-    def set(self, capability: str, weights: Mapping[str, int]) -> StoredRoute:
-        """Stores the route (no weights: clears it) and returns it as it now stands."""
+    async def set(self, capability: str, weights: Mapping[str, int], caller: Caller | None = None) -> StoredRoute:
+        """Stores the route (no weights: clears it), publishes it, and returns it as it now stands."""
         if not capability:
             raise InvalidInput("capability", "is required")
         if len(weights) > MAX_VERSIONS_PER_ROUTE:
@@ -57,23 +63,22 @@ class Routes:
         if normalized and not any(normalized.values()):
             raise InvalidInput("weights", "are all 0; give at least one version a weight, or clear the route")
         route = StoredRoute(capability=capability, weights=normalized, updated_at=self._clock.wall())
-        with self._store.transaction() as db:
-            if normalized:
-                db.execute(
-                    "INSERT OR REPLACE INTO routes (capability, weights, updated_at) VALUES (?, ?, ?)",
-                    (capability, json.dumps(normalized, sort_keys=True), route.updated_at),
-                )
-            else:
-                db.execute("DELETE FROM routes WHERE capability = ?", (capability,))
+        entry = self._audit.entry(caller, "route.set", f"route {capability}", "", _describe(normalized) or "cleared")
+        await tasks.to_completion(self._store_and_publish(route, entry))
         if normalized:
             log.info("route for %s set: %s", capability, _describe(normalized))
         else:
             log.info("route for %s cleared", capability)
         return route
 
-    def list(self) -> list[StoredRoute]:
-        rows = self._store.query("SELECT capability, weights, updated_at FROM routes ORDER BY capability")
-        return [StoredRoute(capability=r[0], weights=json.loads(r[1]), updated_at=r[2]) for r in rows]
+    async def _store_and_publish(self, route: StoredRoute, entry: AuditEntry) -> None:
+        async with self._setting:
+            await self._store.put(route, entry)
+            logged(entry)
+            self._publish(RouteChanged(route=route))
+
+    async def list(self) -> list[StoredRoute]:
+        return await self._store.list()
 
 
 def _describe(weights: Mapping[str, int]) -> str:

@@ -32,6 +32,7 @@ from typing import Final
 
 from meshwarden.clock import Clock
 from meshwarden.registry.errors import Conflict, InvalidInput, RegistryError
+from meshwarden.registry.store.sqlite.tasks import TaskFilter, TaskRow, TaskRows, TaskStore, TransitionRow
 from meshwarden.registry.task_input import (
     DEFAULT_LEASE_TTL_S,
     DEFAULT_MAX_ATTEMPTS,
@@ -43,7 +44,6 @@ from meshwarden.registry.task_input import (
     check_submission,
     check_text,
 )
-from meshwarden.registry.task_store import TaskFilter, TaskRow, TaskRows, TaskStore, TransitionRow
 from meshwarden.v1 import controls_pb2, tasks_pb2
 
 log = logging.getLogger(__name__)

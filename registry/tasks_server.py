@@ -20,10 +20,10 @@ from meshwarden import task_fence
 from meshwarden.registry.authz import Authorizer, Caller, method, require_agent
 from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.errors import InvalidInput, PermissionDenied, UnknownInstance
-from meshwarden.registry.rescue import serve_unary
+from meshwarden.registry.rescue import serve_unary, serve_unary_async
+from meshwarden.registry.store.sqlite.tasks import TaskFilter, TaskRow, TransitionRow
 from meshwarden.registry.task_input import MAX_ID_CHARS
 from meshwarden.registry.task_queue import Holder, Submission, TaskQueue
-from meshwarden.registry.task_store import TaskFilter, TaskRow, TransitionRow
 from meshwarden.registry.wire import duration, timestamp
 from meshwarden.v1 import tasks_pb2, tasks_pb2_grpc
 
@@ -52,16 +52,16 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
         return await serve_unary(SUBMIT, self._submit, request, context, self._authorizer)
 
     async def LeaseTask(self, request: tasks_pb2.LeaseTaskRequest, context: Context) -> tasks_pb2.LeaseTaskResponse:
-        return await serve_unary(LEASE, self._lease, request, context, self._authorizer)
+        return await serve_unary_async(LEASE, self._lease, request, context, self._authorizer)
 
     async def HeartbeatTask(self, request: tasks_pb2.TaskReport, context: Context) -> tasks_pb2.LeaseTaskResponse:
-        return await serve_unary(HEARTBEAT, self._heartbeat, request, context, self._authorizer)
+        return await serve_unary_async(HEARTBEAT, self._heartbeat, request, context, self._authorizer)
 
     async def StartTask(self, request: tasks_pb2.TaskReport, context: Context) -> tasks_pb2.TaskResponse:
-        return await serve_unary(START, self._start, request, context, self._authorizer)
+        return await serve_unary_async(START, self._start, request, context, self._authorizer)
 
     async def CompleteTask(self, request: tasks_pb2.CompleteTaskRequest, context: Context) -> tasks_pb2.TaskResponse:
-        return await serve_unary(COMPLETE, self._complete, request, context, self._authorizer)
+        return await serve_unary_async(COMPLETE, self._complete, request, context, self._authorizer)
 
     async def CancelTask(self, request: tasks_pb2.OperatorTaskRequest, context: Context) -> tasks_pb2.TaskResponse:
         return await serve_unary(CANCEL, self._cancel, request, context, self._authorizer)
@@ -96,12 +96,12 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
         task, created = self._queue.submit(submission, _operator(caller))
         return tasks_pb2.SubmitTaskResponse(task=task_to_proto(task), created=created)
 
-    def _lease(self, request: tasks_pb2.LeaseTaskRequest, caller: Caller) -> tasks_pb2.LeaseTaskResponse:
+    async def _lease(self, request: tasks_pb2.LeaseTaskRequest, caller: Caller) -> tasks_pb2.LeaseTaskResponse:
         kinds = tuple(request.kinds)
         if not kinds or len(kinds) > MAX_KINDS:
             raise InvalidInput("kinds", f"must name 1 to {MAX_KINDS} task kinds")
-        holder = self._holder(request.instance_id, caller, "lease tasks")
-        instance = self._catalog.instance(holder.instance_id)
+        holder = await self._holder(request.instance_id, caller, "lease tasks")
+        instance = await self._catalog.instance(holder.instance_id)
         for kind in kinds:
             if instance is None or not instance.serves(kind):
                 raise PermissionDenied(
@@ -111,18 +111,18 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
         task = self._queue.lease(holder, kinds)
         return self._leased(task)
 
-    def _heartbeat(self, request: tasks_pb2.TaskReport, caller: Caller) -> tasks_pb2.LeaseTaskResponse:
-        holder = self._holder(request.instance_id, caller, "heartbeat tasks")
+    async def _heartbeat(self, request: tasks_pb2.TaskReport, caller: Caller) -> tasks_pb2.LeaseTaskResponse:
+        holder = await self._holder(request.instance_id, caller, "heartbeat tasks")
         return self._leased(self._queue.heartbeat(request.task_id, holder, request.fencing_token))
 
-    def _start(self, request: tasks_pb2.TaskReport, caller: Caller) -> tasks_pb2.TaskResponse:
-        holder = self._holder(request.instance_id, caller, "start tasks")
+    async def _start(self, request: tasks_pb2.TaskReport, caller: Caller) -> tasks_pb2.TaskResponse:
+        holder = await self._holder(request.instance_id, caller, "start tasks")
         return tasks_pb2.TaskResponse(
             task=task_to_proto(self._queue.start(request.task_id, holder, request.fencing_token))
         )
 
-    def _complete(self, request: tasks_pb2.CompleteTaskRequest, caller: Caller) -> tasks_pb2.TaskResponse:
-        holder = self._holder(request.instance_id, caller, "complete tasks")
+    async def _complete(self, request: tasks_pb2.CompleteTaskRequest, caller: Caller) -> tasks_pb2.TaskResponse:
+        holder = await self._holder(request.instance_id, caller, "complete tasks")
         task = self._queue.complete(
             request.task_id,
             holder,
@@ -157,11 +157,11 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
             task=task_to_proto(task), transitions=[transition_to_proto(t) for t in transitions]
         )
 
-    def _holder(self, instance_id: str, caller: Caller, action: str) -> Holder:
+    async def _holder(self, instance_id: str, caller: Caller, action: str) -> Holder:
         """The caller's instance: registered, and of the agent the caller's SVID names."""
         if not instance_id or len(instance_id) > MAX_ID_CHARS:
             raise InvalidInput("instance_id", f"is required, at most {MAX_ID_CHARS} characters")
-        instance = self._catalog.instance(instance_id)
+        instance = await self._catalog.instance(instance_id)
         if instance is None:
             raise UnknownInstance(instance_id)
         identity = require_agent(caller, instance.agent, action)

@@ -25,11 +25,12 @@ from meshwarden import connection_liveness
 from meshwarden.admin_http import AdminBindError, AdminServer
 from meshwarden.clock import SystemClock
 from meshwarden.ready import announce_ready
-from meshwarden.sidecar import grpc_servers, pipeline, registry_change, svids
+from meshwarden.sidecar import budget_watch, grpc_servers, pipeline, registry_change, svids
 from meshwarden.sidecar.agent_app import AgentApp
 from meshwarden.sidecar.agent_watch import AgentWatch, WatchSettings
 from meshwarden.sidecar.approval_desk import ApprovalDesk
 from meshwarden.sidecar.background import Links, Shipping, report_bundle_status, start_loops
+from meshwarden.sidecar.budget_ledger import BudgetLedger
 from meshwarden.sidecar.bundle_loader import BundleLoader, BundleStatus, KeysError, load_trusted_keys
 from meshwarden.sidecar.config import SidecarConfig
 from meshwarden.sidecar.controls import Controls
@@ -37,6 +38,7 @@ from meshwarden.sidecar.controls_ack import Acknowledger
 from meshwarden.sidecar.data_dir_lock import DataDirInUse
 from meshwarden.sidecar.data_dir_lock import acquire as acquire_data_dir
 from meshwarden.sidecar.discovery.source import Discovery, RegistryDiscovery
+from meshwarden.sidecar.edges import mcp_http
 from meshwarden.sidecar.edges.gateway_http import GatewayBindError, GatewayServer, RouteFamily
 from meshwarden.sidecar.edges.model_http import ModelGateway
 from meshwarden.sidecar.grpc_servers import GrpcServers
@@ -168,6 +170,7 @@ async def _start(config: SidecarConfig, stack: contextlib.AsyncExitStack, on_rea
         spool,
         [*options, *liveness],
         approvals=ApprovalDesk(registry.approvals_stub),
+        budgets=BudgetLedger(clock, budget_watch.RegistrySlices(registry.budgets), config.instance_id),
     )
     stack.push_async_callback(rt.peer_channels.close)
     stack.push_async_callback(rt.controls.flush)
@@ -225,6 +228,8 @@ async def _start(config: SidecarConfig, stack: contextlib.AsyncExitStack, on_rea
     readiness.append(servers)
     _add_servicers(servers, rt, lease, loader, report, registry, health, shipping)
 
+    # Once the loops stopped (after this) and every call ended: report what slices spent, return the rest.
+    stack.push_async_callback(rt.budgets.return_all)
     supervisor = Supervisor()
     stack.push_async_callback(supervisor.stop)
     start_loops(supervisor, Links(rt, registry, lease, health, discovery, loader, acknowledger))
@@ -233,6 +238,7 @@ async def _start(config: SidecarConfig, stack: contextlib.AsyncExitStack, on_rea
     supervisor.start("agent-watch", watch.run)
     # The registry's kill switches before the first call: the watch stream sends them first.
     await _controls_first(rt.controls, CONTROLS_FIRST_WAIT_S)
+    await _budgets_first(rt.budgets, CONTROLS_FIRST_WAIT_S)  # the budget set too
     stack.push_async_callback(servers.stop)  # drain calls before the loops and the spool stop
     stack.push_async_callback(_withdraw, servers, lease, discovery)  # the first thing a stop does
     await servers.start()
@@ -315,7 +321,11 @@ def _gateway_families(rt: Runtime) -> list[RouteFamily]:
     MCP gateway (/mcp) mount theirs here."""
     models = ModelGateway(pipeline.model(rt), rt.policy, rt.local, rt.clock.monotonic, rt.config.model_timeout_s)
     families = models.families()
-    return [*families[:-1], dataclasses.replace(families[-1], on_stop=(rt.upstream.close,))]
+    return [
+        *families[:-1],
+        dataclasses.replace(families[-1], on_stop=(rt.upstream.close,)),
+        mcp_http.family(rt, pipeline.tool(rt)),  # /mcp: the MCP servers the bundle declares
+    ]
 
 
 def _discovery(config: SidecarConfig, rt: Runtime) -> Discovery:
@@ -349,6 +359,14 @@ def _discovery(config: SidecarConfig, rt: Runtime) -> Discovery:
         rng=rt.rng,
         clock=rt.clock,
     )
+
+
+async def _budgets_first(ledger: BudgetLedger, wait_s: float) -> None:
+    """The budget set before the first call, as for kill switches (bounded by `wait_s`)."""
+    try:
+        await asyncio.wait_for(ledger.known.wait(), wait_s)
+    except TimeoutError:
+        log.warning("the registry sent no budgets within %.1f s; calls draw on none until it does", wait_s)
 
 
 async def _controls_first(controls: Controls, wait_s: float) -> None:

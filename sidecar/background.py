@@ -14,7 +14,7 @@ import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from meshwarden.identity.svid import Svid
-from meshwarden.sidecar import catalog_watch
+from meshwarden.sidecar import budget_watch, catalog_watch
 from meshwarden.sidecar.bundle_loader import BundleLoader, BundleStatus
 from meshwarden.sidecar.controls_ack import Acknowledger
 from meshwarden.sidecar.discovery.source import Discovery
@@ -78,6 +78,8 @@ def start_loops(supervisor: Supervisor, links: Links) -> None:
     supervisor.start("health-reports", links.health.run)
     supervisor.start("catalog-watch", watch)
     supervisor.start("fencing-key", lambda: fetch_fencing_key(registry, rt))
+    supervisor.start("budget-watch", lambda: budget_watch.run(registry.budgets, rt.budgets, rt.rng))
+    supervisor.start("budget-slices", rt.budgets.sync_forever)
     for name, loop in links.discovery.loops().items():
         supervisor.start(name, loop)
 

@@ -40,6 +40,19 @@ class Caller:
     spiffe_id: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolUse:
+    """What a tool call (kind "tool") is, once the tool check found it in the bundle: what its
+    receipt, span and the approval stage read. `arguments_sha256` is what an approval binds to."""
+
+    server: str
+    tool: str
+    schema_sha256: str  # the input schema's hash the bundle declares (the server's matched it)
+    risk: str  # "read" | "write" | "destructive"
+    arguments_sha256: str  # "sha256:<hex>" of the arguments as sent, as in the receipt
+    cost_micro_usd: int | None = None  # the bundle's price per call, if it gives one
+
+
 @dataclass(slots=True)
 class CallRecord:
     """What happened to one call, written by the stage that learns it and read once the call
@@ -56,17 +69,25 @@ class CallRecord:
     target: Endpoint | None = None  # routing / target_check: the instance of the last attempt
     breaker_state: str = ""  # breaker: the target's breaker state when the attempt went through
     kill_switch_id: str = ""  # the kill-switch stage: the switch that refused or cancelled the call
+    tool: ToolUse | None = None  # tool check (kind "tool"): the declared tool the call is for
+    tool_result_class: str = ""  # MCP server hop: "ok" or "tool_error" (the server's isError)
     model: ModelOutcome | None = None  # the provider hop: which provider and model answered, and how
     approval_risks: tuple[str, ...] = ()  # policy gate: a person must approve first, because of these
     approval_ttl_s: int = 0  # policy gate: how long that decision may take
     approval_id: str = ""  # approval stage: the approval asked for or used
     approval_decision: str = ""  # approval stage: "approved", "denied", "expired", "used", "pending"
     approver: str = ""  # approval stage: who decided
+    budget_ids: tuple[str, ...] = ()  # budget: the budgets the call drew on
+    budget_reserved_micro_usd: int = 0  # budget: its worst case, reserved before it left
+    budget_settled_micro_usd: int = 0  # budget: what it was charged once it ended
+    budget_downgraded_to: str = ""  # budget: what ran instead, when a budget made the call run cheaper
 
 
 @_immutable
 class Call:
     call_id: str
+    # What is called: a capability ("billing.refund"), a model as the client asked for it
+    # ("gpt-4o-mini") or an MCP tool as "server.tool", by `kind`.
     capability: str
     payload: bytes  # UTF-8 JSON text, passed through untouched
     caller: Caller

@@ -275,6 +275,14 @@ OPTIONS: list[Option[Any]] = [
         "data_dir", Path, None, "SVID, trust bundle and sockets (default ./.meshwarden/sidecars/<agent>)", metavar="DIR"
     ),
     Option(
+        "tool_credentials_dir",
+        _optional_path,
+        None,
+        "directory of the MCP servers' secrets: one 0600 file per credential name in the bundle's "
+        "mcp_servers.toml (or set MESHWARDEN_TOOL_CREDENTIAL_<NAME>)",
+        metavar="DIR",
+    ),
+    Option(
         "api_token_file",
         _optional_path,
         None,
@@ -391,6 +399,7 @@ class SidecarConfig:
     breaker_min_calls: int
     data_dir: Path
     api_token_file: Path | None
+    tool_credentials_dir: Path | None
     trust_domain: str
     spiffe_endpoint_socket: str
     join_token: str = field(repr=False)
@@ -414,6 +423,9 @@ class SidecarConfig:
     # The sidecar's environment, where models.json credentials may name variables holding
     # provider keys (read by sidecar/provider_credentials.py). Never shown.
     provider_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # MESHWARDEN_TOOL_CREDENTIAL_<NAME> variables, by NAME (upper case, '-' as '_'): MCP
+    # servers' secrets for hosts that hand secrets over as variables rather than files.
+    tool_credentials_env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def grpc_message_limit_bytes(self) -> int:
@@ -443,4 +455,16 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> 
         )
     if values["discovery"] == "consul":
         values["consul"] = consul_settings.from_environment(env)
-    return SidecarConfig(**values, tracing=tracing_settings.from_environ(env), provider_env=dict(env))
+    return SidecarConfig(
+        **values,
+        tracing=tracing_settings.from_environ(env),
+        provider_env=dict(env),
+        tool_credentials_env=_tool_credentials(env),
+    )
+
+
+TOOL_CREDENTIAL_PREFIX = "MESHWARDEN_TOOL_CREDENTIAL_"
+
+
+def _tool_credentials(env: Mapping[str, str]) -> dict[str, str]:
+    return {k.removeprefix(TOOL_CREDENTIAL_PREFIX): v for k, v in env.items() if k.startswith(TOOL_CREDENTIAL_PREFIX)}

@@ -41,6 +41,8 @@ CAPABILITY: Final = controls_pb2.SCOPE_KIND_CAPABILITY
 TEAM: Final = controls_pb2.SCOPE_KIND_TEAM
 MODEL: Final = controls_pb2.SCOPE_KIND_MODEL
 PROVIDER: Final = controls_pb2.SCOPE_KIND_PROVIDER
+TOOL: Final = controls_pb2.SCOPE_KIND_TOOL
+MCP_SERVER: Final = controls_pb2.SCOPE_KIND_MCP_SERVER
 LAST_FILE: Final = "last.pb"
 SAVE_DELAY_S: Final = 0.5
 

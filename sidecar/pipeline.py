@@ -3,7 +3,7 @@ tests/unit/sidecar/test_pipeline.py checks it against the order README.md docume
 
 Every call the local agent makes passes the same outer stages (`outer_layers`), whatever its
 kind; then the kind's own routing and last hop (`of_kind`): `outbound` for calls to other
-agents, and likewise a function per kind for model and tool calls. Calls from other agents'
+agents, `tool` for MCP tool calls, and likewise a function for model calls. Calls from other agents'
 sidecars (`inbound`) are of kind "agent" only."""
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ from collections.abc import Sequence
 
 from meshwarden.policy_bundle.model_catalog import EMPTY as EMPTY_CATALOG
 from meshwarden.policy_bundle.model_catalog import ModelCatalog
+from meshwarden.sidecar.budget_downgrade import cheaper_fallback
 from meshwarden.sidecar.call import Handler, Layer, compose
-from meshwarden.sidecar.hops import provider
+from meshwarden.sidecar.hops import mcp_server, provider
 from meshwarden.sidecar.runtime import Runtime
 from meshwarden.sidecar.stages import (
     approval,
     breaker,
+    budget,
     deadline,
     deliver,
     idempotency,
@@ -36,14 +38,21 @@ from meshwarden.sidecar.stages import (
     schema_check,
     target_check,
     task_fence,
+    tool_breaker,
+    tool_check,
     tracing,
 )
 
 
-def outer_layers(rt: Runtime) -> list[Layer]:
+def outer_layers(
+    rt: Runtime, *, admission: Sequence[Layer] = (), downgrade: budget.Downgrade | None = None
+) -> list[Layer]:
     """The stages every call this sidecar's agent makes passes, whatever its kind (agent,
-    model, tool), written once: a receipt, a span, a metric, a kill switch and a policy
-    decision and an approval work the same way for all. The budget stage goes here too."""
+    model, tool), written once: a receipt, a span, a metric, a kill switch, a policy decision,
+    an approval and a budget reservation work the same way for all. `admission` holds a kind's
+    own checks that must pass before policy decides (a tool's: its server's breaker, its
+    declaration, schema drift and its arguments against the schema); a kind that can run
+    cheaper when a budget is short (models: a declared fallback) gives `downgrade`."""
     return [  # outermost first
         tracing.layer(rt.tracing, "outbound", _kind_of(rt)),  # a CLIENT span, continuing the agent's trace
         metrics.layer(rt.metrics, "outbound", _known(rt), rt.clock),  # counted and timed once it ends
@@ -52,8 +61,12 @@ def outer_layers(rt: Runtime) -> list[Layer]:
         kill_switch.outbound(rt.controls, rt.local, rt.policy, rt.catalog),
         task_fence.layer(rt.fences),  # a call under a task's stale fencing token never leaves
         payload_limit.layer(rt.config.max_payload_bytes),  # cheapest refusal first
+        *admission,
         outbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # may it call this? (Cedar)
         approval.layer(rt.approvals, rt.policy, rt.clock),  # a person's yes first, when policy asks for one
+        # reserve the worst case, settle to the measured cost after (a cheaper call when allowed);
+        # after approval, so a call waiting for a person holds no budget
+        budget.layer(rt.budgets, rt.policy, downgrade),
     ]
 
 
@@ -74,10 +87,29 @@ def outbound_layers(rt: Runtime) -> list[Layer]:
     return [*outer_layers(rt), *agent_route_layers(rt)]
 
 
-def of_kind(rt: Runtime, route: Sequence[Layer], last_hop: Handler) -> Handler:
+def of_kind(
+    rt: Runtime,
+    route: Sequence[Layer],
+    last_hop: Handler,
+    *,
+    admission: Sequence[Layer] = (),
+    downgrade: budget.Downgrade | None = None,
+) -> Handler:
     """The pipeline for one kind of call: the outer stages, then the kind's own routing, then
     its last hop (the peer sidecar, a model provider, an MCP server)."""
-    return compose([*outer_layers(rt), *route], innermost=last_hop)
+    return compose([*outer_layers(rt, admission=admission, downgrade=downgrade), *route], innermost=last_hop)
+
+
+def tool_admission_layers(rt: Runtime) -> list[Layer]:
+    """What a tool call must pass before policy decides on it."""
+    return [
+        tool_breaker.layer(rt.tool_breakers),  # fail fast on an MCP server that keeps failing
+        tool_check.layer(rt.policy, rt.mcp_upstreams, rt.clock),  # declared? schema drift? valid arguments?
+    ]
+
+
+def tool_route_layers(rt: Runtime) -> list[Layer]:
+    return [deadline.layer(rt.clock)]  # one declared server: nothing to choose, only a deadline to keep
 
 
 def inbound_layers(rt: Runtime) -> list[Layer]:
@@ -102,7 +134,6 @@ def model_route_layers(rt: Runtime) -> list[Layer]:
     """How a model call finds its provider, within the outer stages (whose policy stage decides
     a model call with Cedar's CallModel, at its worst-case cost)."""
     return [
-        # (budget: reserve Call.cost_estimate_micro_usd in the outer stages, settle on Reply.usage)
         model_routing.layer(rt.policy, rt.controls),  # the model and its fallbacks, less killed ones
         deadline.layer(rt.clock),  # the whole call, fallbacks and stream included
     ]
@@ -113,17 +144,27 @@ def _catalog(rt: Runtime) -> ModelCatalog:
     return active.models if active is not None else EMPTY_CATALOG
 
 
-def _known(rt: Runtime) -> metrics.Known:
-    """Capabilities in the catalog and models in the bundle's models.json may be label values."""
-    return lambda name: rt.catalog.has_seen(name) or name in _catalog(rt).models
-
-
 def _kind_of(rt: Runtime) -> tracing.KindOf:
     def kind_of(capability: str) -> str:
         active = rt.policy.active
-        return active.capability_kind(capability) if active is not None else ""
+        if active is None:
+            return ""
+        return active.capability_kind(capability) or ("tool" if active.mcp_servers.tool(capability) else "")
 
     return kind_of
+
+
+def _known(rt: Runtime) -> metrics.Known:
+    """Names that may be metric labels: capabilities the catalog has seen, models in the bundle's
+    models.json, MCP tools its mcp_servers.toml declares."""
+
+    def known(name: str) -> bool:
+        if rt.catalog.has_seen(name) or name in _catalog(rt).models:
+            return True
+        active = rt.policy.active
+        return active is not None and active.mcp_servers.tool(name) is not None
+
+    return known
 
 
 def _serves(rt: Runtime) -> metrics.Known:
@@ -143,6 +184,16 @@ def outbound(rt: Runtime) -> Handler:
     return of_kind(rt, agent_route_layers(rt), peer.Send(rt.peer_channels, rt.clock))
 
 
+def tool(rt: Runtime) -> Handler:
+    """MCP tool calls (kind "tool", from the gateway's /mcp endpoint)."""
+    return of_kind(
+        rt,
+        tool_route_layers(rt),
+        mcp_server.ToMcpServer(rt.mcp_upstreams, rt.policy, rt.clock),
+        admission=tool_admission_layers(rt),
+    )
+
+
 def inbound(rt: Runtime) -> Handler:
     return compose(inbound_layers(rt), innermost=deliver.ToAgent(rt.agent_app, rt.local, rt.clock))
 
@@ -150,4 +201,4 @@ def inbound(rt: Runtime) -> Handler:
 def model(rt: Runtime) -> Handler:
     """Calls through the model gateway (kind "model"): the provider is the last hop."""
     send = provider.Send(rt.upstream, rt.credentials, rt.provider_breakers, lambda: _catalog(rt), rt.clock.monotonic)
-    return of_kind(rt, model_route_layers(rt), send)
+    return of_kind(rt, model_route_layers(rt), send, downgrade=cheaper_fallback(rt.policy))  # a short budget: a cheaper model

@@ -11,7 +11,14 @@ import grpc
 from meshwarden.identity.svid import Svid
 from meshwarden.registry_client import RegistryTrust, registry_channel
 from meshwarden.sidecar.channel_retirement import ChannelRetirement
-from meshwarden.v1 import approvals_pb2_grpc, controls_pb2_grpc, receipts_pb2_grpc, registry_pb2_grpc, tasks_pb2_grpc
+from meshwarden.v1 import (
+    approvals_pb2_grpc,
+    budgets_pb2_grpc,
+    controls_pb2_grpc,
+    receipts_pb2_grpc,
+    registry_pb2_grpc,
+    tasks_pb2_grpc,
+)
 
 _OLD_CHANNEL_GRACE_S = 10.0
 
@@ -33,6 +40,7 @@ class RegistryLink:
         self._receipts: tuple[grpc.aio.Channel, receipts_pb2_grpc.ReceiptsStub] | None = None
         self._tasks: tuple[grpc.aio.Channel, tasks_pb2_grpc.TasksStub] | None = None
         self._approvals: tuple[grpc.aio.Channel, approvals_pb2_grpc.ApprovalsStub] | None = None
+        self._budgets: tuple[grpc.aio.Channel, budgets_pb2_grpc.BudgetsStub] | None = None
         self._retirement = ChannelRetirement(_OLD_CHANNEL_GRACE_S)
 
     def stub(self) -> registry_pb2_grpc.RegistryStub:
@@ -80,6 +88,15 @@ class RegistryLink:
         if self._tasks is None or self._tasks[0] is not self._channel:
             self._tasks = (self._channel, tasks_pb2_grpc.TasksStub(self._channel))
         return self._tasks[1]
+
+    def budgets(self) -> budgets_pb2_grpc.BudgetsStub:
+        """meshwarden.v1.Budgets on the same channel (following budgets, leasing slices)."""
+        self.stub()
+        if self._channel is None:
+            raise RuntimeError("stub() always makes a channel")
+        if self._budgets is None or self._budgets[0] is not self._channel:
+            self._budgets = (self._channel, budgets_pb2_grpc.BudgetsStub(self._channel))
+        return self._budgets[1]
 
     async def close(self) -> None:
         if self._channel is not None:

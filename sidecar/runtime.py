@@ -6,14 +6,17 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from meshwarden.clock import Clock
+from meshwarden.clock import Clock, SystemClock
 from meshwarden.sidecar.agent_app import AgentApp
 from meshwarden.sidecar.approval_desk import ApprovalDesk
+from meshwarden.sidecar.budget_ledger import BudgetLedger
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call_metrics import SidecarMetrics
 from meshwarden.sidecar.catalog import Catalog
 from meshwarden.sidecar.config import SidecarConfig
 from meshwarden.sidecar.controls import Controls
+from meshwarden.sidecar.hops.mcp_credentials import CredentialSource
+from meshwarden.sidecar.hops.mcp_upstreams import McpUpstreams
 from meshwarden.sidecar.hops.upstream import Upstream
 from meshwarden.sidecar.latency import LatencyBoard
 from meshwarden.sidecar.local_agent import LocalAgent
@@ -52,3 +55,7 @@ class Runtime:
     upstream: Upstream = field(default_factory=Upstream)
     provider_breakers: BreakerBoard = field(default_factory=BreakerBoard)
     approvals: ApprovalDesk | None = None  # None: no registry to ask, so calls needing approval are denied
+    # Tool calls (MCP): the sidecar's connections to the bundle's MCP servers, and a breaker per server.
+    mcp_upstreams: McpUpstreams = field(default_factory=lambda: McpUpstreams(CredentialSource(None)))
+    tool_breakers: BreakerBoard = field(default_factory=BreakerBoard)
+    budgets: BudgetLedger = field(default_factory=lambda: BudgetLedger(SystemClock()))

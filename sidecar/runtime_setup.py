@@ -14,11 +14,14 @@ from meshwarden.identity.svid import Svid
 from meshwarden.sidecar import tracing_setup
 from meshwarden.sidecar.agent_app import AgentApp
 from meshwarden.sidecar.approval_desk import ApprovalDesk
+from meshwarden.sidecar.budget_ledger import BudgetLedger
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call_metrics import SidecarMetrics, SidecarState
 from meshwarden.sidecar.catalog import Catalog
 from meshwarden.sidecar.config import SidecarConfig
 from meshwarden.sidecar.controls import Controls
+from meshwarden.sidecar.hops.mcp_credentials import CredentialSource
+from meshwarden.sidecar.hops.mcp_upstreams import McpUpstreams
 from meshwarden.sidecar.hops.upstream import Upstream
 from meshwarden.sidecar.latency import LatencyBoard
 from meshwarden.sidecar.local_agent import LocalAgent
@@ -44,6 +47,7 @@ def build_runtime(
     channel_options: list[tuple[str, Any]],
     *,
     approvals: ApprovalDesk | None = None,
+    budgets: BudgetLedger | None = None,
 ) -> Runtime:
     rt = Runtime(
         config=config,
@@ -73,6 +77,16 @@ def build_runtime(
         upstream=Upstream(config.provider_env),
         provider_breakers=BreakerBoard(config.breaker_failures, config.breaker_reset_s, now=clock.monotonic),
         approvals=approvals,
+        mcp_upstreams=McpUpstreams(CredentialSource(config.tool_credentials_dir, config.tool_credentials_env)),
+        tool_breakers=BreakerBoard(  # one per MCP server, with the same settings as the instances'
+            config.breaker_failures,
+            config.breaker_reset_s,
+            failure_rate=config.breaker_failure_rate,
+            window_s=config.breaker_window_s,
+            min_calls=config.breaker_min_calls,
+            now=clock.monotonic,
+        ),
+        budgets=budgets if budgets is not None else BudgetLedger(clock),
     )
     if rt.tracing is not None:
         log.info(

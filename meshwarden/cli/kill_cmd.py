@@ -16,6 +16,11 @@ from meshwarden.control_scopes import KIND_BY_NAME, KIND_NAMES, ScopeError, chec
 from meshwarden.v1 import controls_pb2, controls_pb2_grpc
 
 _VALUED = [name for name in KIND_BY_NAME if name != "all"]
+_METAVARS = {"version": "NAME@VERSION", "tool": "SERVER.TOOL", "mcp-server": "SERVER"}
+
+
+def _dest(name: str) -> str:
+    return name.replace("-", "_")  # --mcp-server lands in args.mcp_server
 
 
 def add_to(commands: Any) -> None:
@@ -30,7 +35,7 @@ def add_to(commands: Any) -> None:
     kill.add_argument("id", nargs="?", metavar="ID", help="the switch to lift (kill lift ID)")
     scope = kill.add_mutually_exclusive_group()
     for name in _VALUED:
-        scope.add_argument(f"--{name}", metavar=name.upper() if name != "version" else "NAME@VERSION")
+        scope.add_argument(f"--{name}", dest=_dest(name), metavar=_METAVARS.get(name, name.upper()))
     scope.add_argument("--all", action="store_true", help="every call in the mesh")
     kill.add_argument("--reason", default="", help="why (required to kill; shown to callers and in the audit log)")
     kill.add_argument("--ttl", metavar="DURATION", help="lift it by itself after this long: 30s, 10m, 2h, 1d")
@@ -73,7 +78,7 @@ def kill_request(args: argparse.Namespace) -> controls_pb2.KillRequest:
 def _scope(args: argparse.Namespace) -> tuple[int, str]:
     if args.all:
         return KIND_BY_NAME["all"], ""
-    given = [(name, getattr(args, name)) for name in _VALUED if getattr(args, name) is not None]
+    given = [(name, getattr(args, _dest(name))) for name in _VALUED if getattr(args, _dest(name)) is not None]
     if not given:
         raise ScopeError(f"give one scope: --{', --'.join(KIND_BY_NAME)}")
     name, value = given[0]

@@ -44,6 +44,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("sessions", "sessions_cmd", "sessions the registry holds receipts for"),
     Command("session", "sessions_cmd", "one session's timeline"),
     Command("costs", "costs_cmd", "spend, calls and cost per successful outcome"),
+    # MCP tool calls: the ledger (operator token), and schema hashes for mcp_servers.toml
+    Command("tools", "tools_cmd", "MCP tools: the tool-call ledger, input-schema hashes"),
     # operator controls
     Command("kill", "kill_cmd", "stop calls at one scope, mesh-wide, in milliseconds (kill list, kill lift ID)"),
     Command(
@@ -54,6 +56,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("audit", "audit_cmd", "who did what to the mesh, when and why"),
     Command("tasks", "tasks_cmd", "submit tasks, see who holds them, and cancel or requeue them"),
     Command("approvals", "approvals_cmd", "calls waiting for a person's approval: list, show ID, approve ID, deny ID"),
+    Command("budget", "budget_cmd", "spending caps per team, workflow, agent, model or session (budget set|list|lift)"),
 )
 
 

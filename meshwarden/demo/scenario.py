@@ -28,8 +28,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meshwarden.client import Client
-from meshwarden.demo import pricing
+from meshwarden.demo import pricing, ticket_tools
 from meshwarden.demo.approval_section import refund_waits_for_approval
+from meshwarden.demo.budgets_section import one_workflow_over_budget
 from meshwarden.demo.operator_flags import operator_flags
 from meshwarden.demo.sessions_section import sessions_and_costs
 from meshwarden.errors import MeshError
@@ -89,6 +90,7 @@ class PolicyDesk:
     async def prepare(self, models_json: str) -> None:
         await _cli(self._n, "bundle", "init", "--models", str(self.directory))
         (self.directory / "models.json").write_text(models_json)  # the demo's provider and models
+        ticket_tools.add_to_bundle(self.directory)  # the ticket MCP server, its tool's risk, who may call it
         await _cli(self._n, "bundle", "keygen", "--key-id", "platform-1", "--out-dir", str(self.keys))
         self.trusted.mkdir(parents=True, exist_ok=True)
         shutil.copy(self.keys / "platform-1.pub", self.trusted / "platform-1.pub")  # sidecars get the public half
@@ -227,8 +229,11 @@ async def _scenario(mesh: Mesh, n: Narrator) -> None:
     await policy.release(wait=False)
     n.section("One sidecar per agent, each a separate process beside its agent")
     for index, spec in enumerate(AGENTS, start=1):
-        sidecar = await mesh.start_demo_sidecar(spec.agent, index)
-        agent = await mesh.start_agent(spec, sidecar, index)
+        support = spec.agent == "support"  # reads tickets through its sidecar's MCP endpoint
+        sidecar = await mesh.start_demo_sidecar(
+            spec.agent, index, *(ticket_tools.sidecar_flags(mesh.workdir) if support else ())
+        )
+        agent = await mesh.start_agent(spec, sidecar, index, *(ticket_tools.agent_flags(sidecar) if support else ()))
         n.ok(
             f"{spec.agent} {spec.version}: agent pid {agent.process.pid}, sidecar pid {sidecar.process.pid} "
             f"(local API {sidecar.addresses['listen']}, peer {sidecar.addresses['peer']})"
@@ -354,6 +359,7 @@ async def _scenario(mesh: Mesh, n: Narrator) -> None:
             n,
             ticket,
         )
+        await one_workflow_over_budget(mesh_client, lambda *a: _operator(n, registry, mesh.workdir, *a), n, ticket)
 
         n.section("The registry goes down: the mesh keeps routing from what it last knew")
         await registry.stop()

@@ -27,11 +27,12 @@ if TYPE_CHECKING:
 
 WORKFLOW: Final = "refund-desk"
 # ticket id -> (what the customer wrote, duplicate charge in cents or 0, the outcome expected, its
-# calls: agent calls plus the model call each agent that ran made)
+# calls: agent calls, the model call each agent that ran made, and support reading the ticket
+# through the MCP tool tickets.read_ticket)
 TICKETS: Final = {
-    "T-2001": ("I was charged twice for my plan this month", 1299, "succeeded", 6),
-    "T-2002": ("how do I reset my password, the login page loops", 0, "succeeded", 4),
-    "T-2003": ("charged twice for the annual plan, please refund", 15000, "failed", 5),
+    "T-2001": ("I was charged twice for my plan this month", 1299, "succeeded", 7),
+    "T-2002": ("how do I reset my password, the login page loops", 0, "succeeded", 5),
+    "T-2003": ("charged twice for the annual plan, please refund", 15000, "failed", 6),
 }
 ABANDONED: Final = "T-2004"
 RECEIPTS_WAIT_S: Final = 30.0  # shipping backs off while the registry was down a moment ago

@@ -5,16 +5,23 @@ the ticket with a model through its sidecar's model gateway, and reports the out
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
+
+import grpc
+import openai
 
 import meshwarden
 from meshwarden.demo.agent_main import build
+from meshwarden.demo.ticket_tools import TicketReader
 from meshwarden.errors import MeshError, PolicyDenied
 from meshwarden.outcomes import OutcomeName
 
 log = logging.getLogger(__name__)
+RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
 
-agent, _, models = build(__doc__ or "")
+tickets, argv = TicketReader.from_argv(sys.argv[1:])  # --tickets-mcp URL: read tickets through the sidecar's MCP
+agent, _, models = build(__doc__ or "", argv)
 
 
 @agent.capability(
@@ -33,7 +40,17 @@ agent, _, models = build(__doc__ or "")
 )
 async def resolve_ticket(args: dict[str, Any], ctx: meshwarden.CallContext) -> dict[str, Any]:
     steps: list[dict[str, Any]] = []
-    await models.think(ctx, "gpt-4o-mini", f"Classify this ticket: {args['text']}")  # reading the ticket
+    if tickets is not None:
+        text = await tickets.read(args["ticket_id"], ctx.session_id)
+        steps.append(
+            {"call": "tickets.read_ticket", "answered_by": "tickets MCP server (through the sidecar)", "text": text}
+        )
+    try:
+        await models.think(ctx, "gpt-4o-mini", f"Classify this ticket: {args['text']}")  # reading the ticket
+    except openai.RateLimitError as err:  # the gateway's 429: a budget of this ticket's workflow ran out
+        raise meshwarden.HandlerError(
+            f"ticket {args['ticket_id']} not handled: {err.message}", RESOURCE_EXHAUSTED
+        ) from err
     found = await ctx.invoke("kb.search", {"query": args["text"], "limit": 2})
     articles = found.value["articles"]
     steps.append(

@@ -24,6 +24,8 @@ class ScopeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SCOPE_KIND_ALL: _ClassVar[ScopeKind]
     SCOPE_KIND_MODEL: _ClassVar[ScopeKind]
     SCOPE_KIND_PROVIDER: _ClassVar[ScopeKind]
+    SCOPE_KIND_TOOL: _ClassVar[ScopeKind]
+    SCOPE_KIND_MCP_SERVER: _ClassVar[ScopeKind]
 SCOPE_KIND_UNSPECIFIED: ScopeKind
 SCOPE_KIND_INSTANCE: ScopeKind
 SCOPE_KIND_AGENT: ScopeKind
@@ -35,6 +37,8 @@ SCOPE_KIND_TEAM: ScopeKind
 SCOPE_KIND_ALL: ScopeKind
 SCOPE_KIND_MODEL: ScopeKind
 SCOPE_KIND_PROVIDER: ScopeKind
+SCOPE_KIND_TOOL: ScopeKind
+SCOPE_KIND_MCP_SERVER: ScopeKind
 
 class KillSwitch(_message.Message):
     __slots__ = ("id", "scope_kind", "scope_value", "reason", "created_by", "created_at", "expires_at")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmeshwarden/v1/receipts.proto\x12\rmeshwarden.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"[\n\x05Usage\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x02 \x01(\x04\x12\x15\n\routput_tokens\x18\x03 \x01(\x04\x12\x16\n\x0e\x63ost_micro_usd\x18\x04 \x01(\x04\"\xe5\t\n\x07Receipt\x12\x1b\n\x13sidecar_instance_id\x18\x01 \x01(\t\x12\x19\n\x11sidecar_spiffe_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x11\n\tprev_hash\x18\x04 \x01(\t\x12\x0c\n\x04hash\x18\x05 \x01(\t\x12\x11\n\tdirection\x18\x06 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x07 \x01(\t\x12\x16\n\x0eparent_call_id\x18\x08 \x01(\t\x12\x12\n\nsession_id\x18\t \x01(\t\x12\x13\n\x0bworkflow_id\x18\n \x01(\t\x12\x10\n\x08trace_id\x18\x0b \x01(\t\x12\x0f\n\x07span_id\x18\x0c \x01(\t\x12\x14\n\x0c\x63\x61ller_agent\x18\r \x01(\t\x12\x18\n\x10\x63\x61ller_spiffe_id\x18\x0e \x01(\t\x12\x13\n\x0b\x63\x61ller_team\x18\x0f \x01(\t\x12\x14\n\x0c\x63\x61llee_agent\x18\x10 \x01(\t\x12\x18\n\x10\x63\x61llee_spiffe_id\x18\x11 \x01(\t\x12\x13\n\x0b\x63\x61llee_team\x18\x12 \x01(\t\x12\x1a\n\x12\x63\x61llee_instance_id\x18\x13 \x01(\t\x12\x12\n\ncapability\x18\x14 \x01(\t\x12\x0f\n\x07version\x18\x15 \x01(\t\x12\x18\n\x10\x61rguments_sha256\x18\x16 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x17 \x01(\x0c\x12\x0e\n\x06status\x18\x18 \x01(\t\x12\x12\n\nerror_kind\x18\x19 \x01(\t\x12\x15\n\rerror_message\x18\x1a \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x1b \x01(\r\x12\x17\n\x0fpolicy_decision\x18\x1c \x01(\t\x12\x12\n\npolicy_ids\x18\x1d \x03(\t\x12\x17\n\x0f\x62undle_revision\x18\x1e \x01(\x04\x12\x15\n\rbreaker_state\x18\x1f \x01(\t\x12\x16\n\x0ekill_switch_id\x18  \x01(\t\x12#\n\x05usage\x18! \x01(\x0b\x32\x14.meshwarden.v1.Usage\x12.\n\nstarted_at\x18\" \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18# \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlatency_us\x18$ \x01(\x04\x12\x0f\n\x07task_id\x18Z \x01(\t\x12\x15\n\rfencing_token\x18[ \x01(\x04\x12\x11\n\tcall_kind\x18( \x01(\t\x12\x16\n\x0emodel_provider\x18) \x01(\t\x12\x17\n\x0fmodel_requested\x18* \x01(\t\x12\x16\n\x0emodel_response\x18+ \x01(\t\x12\x1b\n\x13\x63\x61\x63hed_input_tokens\x18, \x01(\x04\x12\x1b\n\x13model_fallback_from\x18- \x01(\t\x12\x11\n\tmodel_api\x18. \x01(\t\x12\x16\n\x0emodel_streamed\x18/ \x01(\x08\x12\x18\n\x10model_stream_cut\x18\x30 \x01(\x08\x12\x19\n\x11max_output_tokens\x18\x31 \x01(\x04\x12 \n\x18\x61ttributed_to_agent_only\x18\x32 \x01(\x08\x12\x15\n\rmodel_task_id\x18\x33 \x01(\t\x12\x13\n\x0b\x61pproval_id\x18K \x01(\t\x12\x19\n\x11\x61pproval_decision\x18L \x01(\t\x12\x10\n\x08\x61pprover\x18M \x01(\t\"h\n\x13ShipReceiptsRequest\x12(\n\x08receipts\x18\x01 \x03(\x0b\x32\x16.meshwarden.v1.Receipt\x12\'\n\x04head\x18\x02 \x01(\x0b\x32\x19.meshwarden.v1.SignedHead\"r\n\nSignedHead\x12\x1b\n\x13sidecar_instance_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0c\n\x04hash\x18\x03 \x01(\t\x12\x11\n\tsignature\x18\x04 \x01(\x0c\x12\x19\n\x11\x63\x65rtificate_chain\x18\x05 \x03(\x0c\"0\n\x14ShipReceiptsResponse\x12\x18\n\x10\x61\x63knowledged_seq\x18\x01 \x01(\x04\"4\n\x15VerifyReceiptsRequest\x12\x1b\n\x13sidecar_instance_id\x18\x01 \x01(\t\"^\n\x0c\x43hainVerdict\x12\x1b\n\x13sidecar_instance_id\x18\x01 \x01(\t\x12\x10\n\x08receipts\x18\x02 \x01(\x04\x12\x0e\n\x06intact\x18\x03 \x01(\x08\x12\x0f\n\x07problem\x18\x04 \x01(\t\"U\n\x16VerifyReceiptsResponse\x12\x0e\n\x06intact\x18\x01 \x01(\x08\x12+\n\x06\x63hains\x18\x02 \x03(\x0b\x32\x1b.meshwarden.v1.ChainVerdict\"K\n\x14ReportOutcomeRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07outcome\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\x17\n\x15ReportOutcomeResponse\"\xf4\x01\n\x0eSessionSummary\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0e\n\x06\x61gents\x18\x04 \x03(\t\x12\r\n\x05teams\x18\x05 \x03(\t\x12\r\n\x05\x63\x61lls\x18\x06 \x01(\r\x12\x16\n\x0e\x63ost_micro_usd\x18\x07 \x01(\x04\x12.\n\nstarted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_activity_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbb\x01\n\x13ListSessionsRequest\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x0c\n\x04team\x18\x03 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x04 \x01(\t\x12)\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x07 \x01(\r\"G\n\x14ListSessionsResponse\x12/\n\x08sessions\x18\x01 \x03(\x0b\x32\x1d.meshwarden.v1.SessionSummary\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x86\x01\n\x12GetSessionResponse\x12.\n\x07summary\x18\x01 \x01(\x0b\x32\x1d.meshwarden.v1.SessionSummary\x12\x16\n\x0eoutcome_detail\x18\x02 \x01(\t\x12(\n\x08receipts\x18\x03 \x03(\x0b\x32\x16.meshwarden.v1.Receipt\"E\n\x0c\x43ostsRequest\x12\n\n\x02\x62y\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x89\x01\n\x07\x43ostRow\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x16\n\x0e\x63ost_micro_usd\x18\x02 \x01(\x04\x12\r\n\x05\x63\x61lls\x18\x03 \x01(\r\x12\x1b\n\x13successful_outcomes\x18\x04 \x01(\r\x12-\n%cost_per_successful_outcome_micro_usd\x18\x05 \x01(\x04\"5\n\rCostsResponse\x12$\n\x04rows\x18\x01 \x03(\x0b\x32\x16.meshwarden.v1.CostRow2\x8e\x04\n\x08Receipts\x12W\n\x0cShipReceipts\x12\".meshwarden.v1.ShipReceiptsRequest\x1a#.meshwarden.v1.ShipReceiptsResponse\x12]\n\x0eVerifyReceipts\x12$.meshwarden.v1.VerifyReceiptsRequest\x1a%.meshwarden.v1.VerifyReceiptsResponse\x12Z\n\rReportOutcome\x12#.meshwarden.v1.ReportOutcomeRequest\x1a$.meshwarden.v1.ReportOutcomeResponse\x12W\n\x0cListSessions\x12\".meshwarden.v1.ListSessionsRequest\x1a#.meshwarden.v1.ListSessionsResponse\x12Q\n\nGetSession\x12 .meshwarden.v1.GetSessionRequest\x1a!.meshwarden.v1.GetSessionResponse\x12\x42\n\x05\x43osts\x12\x1b.meshwarden.v1.CostsRequest\x1a\x1c.meshwarden.v1.CostsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmeshwarden/v1/receipts.proto\x12\rmeshwarden.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"[\n\x05Usage\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x02 \x01(\x04\x12\x15\n\routput_tokens\x18\x03 \x01(\x04\x12\x16\n\x0e\x63ost_micro_usd\x18\x04 \x01(\x04\"\xce\x0b\n\x07Receipt\x12\x1b\n\x13sidecar_instance_id\x18\x01 \x01(\t\x12\x19\n\x11sidecar_spiffe_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x11\n\tprev_hash\x18\x04 \x01(\t\x12\x0c\n\x04hash\x18\x05 \x01(\t\x12\x11\n\tdirection\x18\x06 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x07 \x01(\t\x12\x16\n\x0eparent_call_id\x18\x08 \x01(\t\x12\x12\n\nsession_id\x18\t \x01(\t\x12\x13\n\x0bworkflow_id\x18\n \x01(\t\x12\x10\n\x08trace_id\x18\x0b \x01(\t\x12\x0f\n\x07span_id\x18\x0c \x01(\t\x12\x14\n\x0c\x63\x61ller_agent\x18\r \x01(\t\x12\x18\n\x10\x63\x61ller_spiffe_id\x18\x0e \x01(\t\x12\x13\n\x0b\x63\x61ller_team\x18\x0f \x01(\t\x12\x14\n\x0c\x63\x61llee_agent\x18\x10 \x01(\t\x12\x18\n\x10\x63\x61llee_spiffe_id\x18\x11 \x01(\t\x12\x13\n\x0b\x63\x61llee_team\x18\x12 \x01(\t\x12\x1a\n\x12\x63\x61llee_instance_id\x18\x13 \x01(\t\x12\x12\n\ncapability\x18\x14 \x01(\t\x12\x0f\n\x07version\x18\x15 \x01(\t\x12\x18\n\x10\x61rguments_sha256\x18\x16 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x17 \x01(\x0c\x12\x0e\n\x06status\x18\x18 \x01(\t\x12\x12\n\nerror_kind\x18\x19 \x01(\t\x12\x15\n\rerror_message\x18\x1a \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x1b \x01(\r\x12\x17\n\x0fpolicy_decision\x18\x1c \x01(\t\x12\x12\n\npolicy_ids\x18\x1d \x03(\t\x12\x17\n\x0f\x62undle_revision\x18\x1e \x01(\x04\x12\x15\n\rbreaker_state\x18\x1f \x01(\t\x12\x16\n\x0ekill_switch_id\x18  \x01(\t\x12#\n\x05usage\x18! \x01(\x0b\x32\x14.meshwarden.v1.Usage\x12.\n\nstarted_at\x18\" \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18# \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlatency_us\x18$ \x01(\x04\x12\x0f\n\x07task_id\x18Z \x01(\t\x12\x15\n\rfencing_token\x18[ \x01(\x04\x12\x11\n\tcall_kind\x18( \x01(\t\x12\x16\n\x0emodel_provider\x18) \x01(\t\x12\x17\n\x0fmodel_requested\x18* \x01(\t\x12\x16\n\x0emodel_response\x18+ \x01(\t\x12\x1b\n\x13\x63\x61\x63hed_input_tokens\x18, \x01(\x04\x12\x1b\n\x13model_fallback_from\x18- \x01(\t\x12\x11\n\tmodel_api\x18. \x01(\t\x12\x16\n\x0emodel_streamed\x18/ \x01(\x08\x12\x18\n\x10model_stream_cut\x18\x30 \x01(\x08\x12\x19\n\x11max_output_tokens\x18\x31 \x01(\x04\x12 \n\x18\x61ttributed_to_agent_only\x18\x32 \x01(\x08\x12\x15\n\rmodel_task_id\x18\x33 \x01(\t\x12\x13\n\x0b\x61pproval_id\x18K \x01(\t\x12\x19\n\x11\x61pproval_decision\x18L \x01(\t\x12\x10\n\x08\x61pprover\x18M \x01(\t\x12\x13\n\x0btool_server\x18< \x01(\t\x12\x11\n\ttool_name\x18= \x01(\t\x12\x1a\n\x12tool_schema_sha256\x18> \x01(\t\x12\x11\n\ttool_risk\x18? \x01(\t\x12\x19\n\x11tool_result_class\x18@ \x01(\t\x12\x12\n\nbudget_ids\x18P \x03(\t\x12!\n\x19\x62udget_reserved_micro_usd\x18Q \x01(\x04\x12 \n\x18\x62udget_settled_micro_usd\x18R \x01(\x04\x12\x1c\n\x14\x62udget_downgraded_to\x18S \x01(\t\"h\n\x13ShipReceiptsRequest\x12(\n\x08receipts\x18\x01 \x03(\x0b\x32\x16.meshwarden.v1.Receipt\x12\'\n\x04head\x18\x02 \x01(\x0b\x32\x19.meshwarden.v1.SignedHead\"r\n\nSignedHead\x12\x1b\n\x13sidecar_instance_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0c\n\x04hash\x18\x03 \x01(\t\x12\x11\n\tsignature\x18\x04 \x01(\x0c\x12\x19\n\x11\x63\x65rtificate_chain\x18\x05 \x03(\x0c\"0\n\x14ShipReceiptsResponse\x12\x18\n\x10\x61\x63knowledged_seq\x18\x01 \x01(\x04\"4\n\x15VerifyReceiptsRequest\x12\x1b\n\x13sidecar_instance_id\x18\x01 \x01(\t\"^\n\x0c\x43hainVerdict\x12\x1b\n\x13sidecar_instance_id\x18\x01 \x01(\t\x12\x10\n\x08receipts\x18\x02 \x01(\x04\x12\x0e\n\x06intact\x18\x03 \x01(\x08\x12\x0f\n\x07problem\x18\x04 \x01(\t\"U\n\x16VerifyReceiptsResponse\x12\x0e\n\x06intact\x18\x01 \x01(\x08\x12+\n\x06\x63hains\x18\x02 \x03(\x0b\x32\x1b.meshwarden.v1.ChainVerdict\"K\n\x14ReportOutcomeRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07outcome\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\x17\n\x15ReportOutcomeResponse\"\xf4\x01\n\x0eSessionSummary\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0e\n\x06\x61gents\x18\x04 \x03(\t\x12\r\n\x05teams\x18\x05 \x03(\t\x12\r\n\x05\x63\x61lls\x18\x06 \x01(\r\x12\x16\n\x0e\x63ost_micro_usd\x18\x07 \x01(\x04\x12.\n\nstarted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_activity_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbb\x01\n\x13ListSessionsRequest\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x0c\n\x04team\x18\x03 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x04 \x01(\t\x12)\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x07 \x01(\r\"G\n\x14ListSessionsResponse\x12/\n\x08sessions\x18\x01 \x03(\x0b\x32\x1d.meshwarden.v1.SessionSummary\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x86\x01\n\x12GetSessionResponse\x12.\n\x07summary\x18\x01 \x01(\x0b\x32\x1d.meshwarden.v1.SessionSummary\x12\x16\n\x0eoutcome_detail\x18\x02 \x01(\t\x12(\n\x08receipts\x18\x03 \x03(\x0b\x32\x16.meshwarden.v1.Receipt\"E\n\x0c\x43ostsRequest\x12\n\n\x02\x62y\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x89\x01\n\x07\x43ostRow\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x16\n\x0e\x63ost_micro_usd\x18\x02 \x01(\x04\x12\r\n\x05\x63\x61lls\x18\x03 \x01(\r\x12\x1b\n\x13successful_outcomes\x18\x04 \x01(\r\x12-\n%cost_per_successful_outcome_micro_usd\x18\x05 \x01(\x04\"5\n\rCostsResponse\x12$\n\x04rows\x18\x01 \x03(\x0b\x32\x16.meshwarden.v1.CostRow2\x8e\x04\n\x08Receipts\x12W\n\x0cShipReceipts\x12\".meshwarden.v1.ShipReceiptsRequest\x1a#.meshwarden.v1.ShipReceiptsResponse\x12]\n\x0eVerifyReceipts\x12$.meshwarden.v1.VerifyReceiptsRequest\x1a%.meshwarden.v1.VerifyReceiptsResponse\x12Z\n\rReportOutcome\x12#.meshwarden.v1.ReportOutcomeRequest\x1a$.meshwarden.v1.ReportOutcomeResponse\x12W\n\x0cListSessions\x12\".meshwarden.v1.ListSessionsRequest\x1a#.meshwarden.v1.ListSessionsResponse\x12Q\n\nGetSession\x12 .meshwarden.v1.GetSessionRequest\x1a!.meshwarden.v1.GetSessionResponse\x12\x42\n\x05\x43osts\x12\x1b.meshwarden.v1.CostsRequest\x1a\x1c.meshwarden.v1.CostsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,39 +35,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USAGE']._serialized_start=80
   _globals['_USAGE']._serialized_end=171
   _globals['_RECEIPT']._serialized_start=174
-  _globals['_RECEIPT']._serialized_end=1427
-  _globals['_SHIPRECEIPTSREQUEST']._serialized_start=1429
-  _globals['_SHIPRECEIPTSREQUEST']._serialized_end=1533
-  _globals['_SIGNEDHEAD']._serialized_start=1535
-  _globals['_SIGNEDHEAD']._serialized_end=1649
-  _globals['_SHIPRECEIPTSRESPONSE']._serialized_start=1651
-  _globals['_SHIPRECEIPTSRESPONSE']._serialized_end=1699
-  _globals['_VERIFYRECEIPTSREQUEST']._serialized_start=1701
-  _globals['_VERIFYRECEIPTSREQUEST']._serialized_end=1753
-  _globals['_CHAINVERDICT']._serialized_start=1755
-  _globals['_CHAINVERDICT']._serialized_end=1849
-  _globals['_VERIFYRECEIPTSRESPONSE']._serialized_start=1851
-  _globals['_VERIFYRECEIPTSRESPONSE']._serialized_end=1936
-  _globals['_REPORTOUTCOMEREQUEST']._serialized_start=1938
-  _globals['_REPORTOUTCOMEREQUEST']._serialized_end=2013
-  _globals['_REPORTOUTCOMERESPONSE']._serialized_start=2015
-  _globals['_REPORTOUTCOMERESPONSE']._serialized_end=2038
-  _globals['_SESSIONSUMMARY']._serialized_start=2041
-  _globals['_SESSIONSUMMARY']._serialized_end=2285
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=2288
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=2475
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=2477
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=2548
-  _globals['_GETSESSIONREQUEST']._serialized_start=2550
-  _globals['_GETSESSIONREQUEST']._serialized_end=2589
-  _globals['_GETSESSIONRESPONSE']._serialized_start=2592
-  _globals['_GETSESSIONRESPONSE']._serialized_end=2726
-  _globals['_COSTSREQUEST']._serialized_start=2728
-  _globals['_COSTSREQUEST']._serialized_end=2797
-  _globals['_COSTROW']._serialized_start=2800
-  _globals['_COSTROW']._serialized_end=2937
-  _globals['_COSTSRESPONSE']._serialized_start=2939
-  _globals['_COSTSRESPONSE']._serialized_end=2992
-  _globals['_RECEIPTS']._serialized_start=2995
-  _globals['_RECEIPTS']._serialized_end=3521
+  _globals['_RECEIPT']._serialized_end=1660
+  _globals['_SHIPRECEIPTSREQUEST']._serialized_start=1662
+  _globals['_SHIPRECEIPTSREQUEST']._serialized_end=1766
+  _globals['_SIGNEDHEAD']._serialized_start=1768
+  _globals['_SIGNEDHEAD']._serialized_end=1882
+  _globals['_SHIPRECEIPTSRESPONSE']._serialized_start=1884
+  _globals['_SHIPRECEIPTSRESPONSE']._serialized_end=1932
+  _globals['_VERIFYRECEIPTSREQUEST']._serialized_start=1934
+  _globals['_VERIFYRECEIPTSREQUEST']._serialized_end=1986
+  _globals['_CHAINVERDICT']._serialized_start=1988
+  _globals['_CHAINVERDICT']._serialized_end=2082
+  _globals['_VERIFYRECEIPTSRESPONSE']._serialized_start=2084
+  _globals['_VERIFYRECEIPTSRESPONSE']._serialized_end=2169
+  _globals['_REPORTOUTCOMEREQUEST']._serialized_start=2171
+  _globals['_REPORTOUTCOMEREQUEST']._serialized_end=2246
+  _globals['_REPORTOUTCOMERESPONSE']._serialized_start=2248
+  _globals['_REPORTOUTCOMERESPONSE']._serialized_end=2271
+  _globals['_SESSIONSUMMARY']._serialized_start=2274
+  _globals['_SESSIONSUMMARY']._serialized_end=2518
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=2521
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=2708
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=2710
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=2781
+  _globals['_GETSESSIONREQUEST']._serialized_start=2783
+  _globals['_GETSESSIONREQUEST']._serialized_end=2822
+  _globals['_GETSESSIONRESPONSE']._serialized_start=2825
+  _globals['_GETSESSIONRESPONSE']._serialized_end=2959
+  _globals['_COSTSREQUEST']._serialized_start=2961
+  _globals['_COSTSREQUEST']._serialized_end=3030
+  _globals['_COSTROW']._serialized_start=3033
+  _globals['_COSTROW']._serialized_end=3170
+  _globals['_COSTSRESPONSE']._serialized_start=3172
+  _globals['_COSTSRESPONSE']._serialized_end=3225
+  _globals['_RECEIPTS']._serialized_start=3228
+  _globals['_RECEIPTS']._serialized_end=3754
 # @@protoc_insertion_point(module_scope)

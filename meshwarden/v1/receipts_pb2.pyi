@@ -22,7 +22,7 @@ class Usage(_message.Message):
     def __init__(self, model: _Optional[str] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_micro_usd: _Optional[int] = ...) -> None: ...
 
 class Receipt(_message.Message):
-    __slots__ = ("sidecar_instance_id", "sidecar_spiffe_id", "seq", "prev_hash", "hash", "direction", "call_id", "parent_call_id", "session_id", "workflow_id", "trace_id", "span_id", "caller_agent", "caller_spiffe_id", "caller_team", "callee_agent", "callee_spiffe_id", "callee_team", "callee_instance_id", "capability", "version", "arguments_sha256", "arguments_json", "status", "error_kind", "error_message", "attempt", "policy_decision", "policy_ids", "bundle_revision", "breaker_state", "kill_switch_id", "usage", "started_at", "ended_at", "latency_us", "task_id", "fencing_token", "call_kind", "model_provider", "model_requested", "model_response", "cached_input_tokens", "model_fallback_from", "model_api", "model_streamed", "model_stream_cut", "max_output_tokens", "attributed_to_agent_only", "model_task_id", "approval_id", "approval_decision", "approver")
+    __slots__ = ("sidecar_instance_id", "sidecar_spiffe_id", "seq", "prev_hash", "hash", "direction", "call_id", "parent_call_id", "session_id", "workflow_id", "trace_id", "span_id", "caller_agent", "caller_spiffe_id", "caller_team", "callee_agent", "callee_spiffe_id", "callee_team", "callee_instance_id", "capability", "version", "arguments_sha256", "arguments_json", "status", "error_kind", "error_message", "attempt", "policy_decision", "policy_ids", "bundle_revision", "breaker_state", "kill_switch_id", "usage", "started_at", "ended_at", "latency_us", "task_id", "fencing_token", "call_kind", "model_provider", "model_requested", "model_response", "cached_input_tokens", "model_fallback_from", "model_api", "model_streamed", "model_stream_cut", "max_output_tokens", "attributed_to_agent_only", "model_task_id", "approval_id", "approval_decision", "approver", "tool_server", "tool_name", "tool_schema_sha256", "tool_risk", "tool_result_class", "budget_ids", "budget_reserved_micro_usd", "budget_settled_micro_usd", "budget_downgraded_to")
     SIDECAR_INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     SIDECAR_SPIFFE_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +76,15 @@ class Receipt(_message.Message):
     APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_DECISION_FIELD_NUMBER: _ClassVar[int]
     APPROVER_FIELD_NUMBER: _ClassVar[int]
+    TOOL_SERVER_FIELD_NUMBER: _ClassVar[int]
+    TOOL_NAME_FIELD_NUMBER: _ClassVar[int]
+    TOOL_SCHEMA_SHA256_FIELD_NUMBER: _ClassVar[int]
+    TOOL_RISK_FIELD_NUMBER: _ClassVar[int]
+    TOOL_RESULT_CLASS_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_IDS_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_RESERVED_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_SETTLED_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_DOWNGRADED_TO_FIELD_NUMBER: _ClassVar[int]
     sidecar_instance_id: str
     sidecar_spiffe_id: str
     seq: int
@@ -129,7 +138,16 @@ class Receipt(_message.Message):
     approval_id: str
     approval_decision: str
     approver: str
-    def __init__(self, sidecar_instance_id: _Optional[str] = ..., sidecar_spiffe_id: _Optional[str] = ..., seq: _Optional[int] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ..., direction: _Optional[str] = ..., call_id: _Optional[str] = ..., parent_call_id: _Optional[str] = ..., session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., caller_agent: _Optional[str] = ..., caller_spiffe_id: _Optional[str] = ..., caller_team: _Optional[str] = ..., callee_agent: _Optional[str] = ..., callee_spiffe_id: _Optional[str] = ..., callee_team: _Optional[str] = ..., callee_instance_id: _Optional[str] = ..., capability: _Optional[str] = ..., version: _Optional[str] = ..., arguments_sha256: _Optional[str] = ..., arguments_json: _Optional[bytes] = ..., status: _Optional[str] = ..., error_kind: _Optional[str] = ..., error_message: _Optional[str] = ..., attempt: _Optional[int] = ..., policy_decision: _Optional[str] = ..., policy_ids: _Optional[_Iterable[str]] = ..., bundle_revision: _Optional[int] = ..., breaker_state: _Optional[str] = ..., kill_switch_id: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., latency_us: _Optional[int] = ..., task_id: _Optional[str] = ..., fencing_token: _Optional[int] = ..., call_kind: _Optional[str] = ..., model_provider: _Optional[str] = ..., model_requested: _Optional[str] = ..., model_response: _Optional[str] = ..., cached_input_tokens: _Optional[int] = ..., model_fallback_from: _Optional[str] = ..., model_api: _Optional[str] = ..., model_streamed: _Optional[bool] = ..., model_stream_cut: _Optional[bool] = ..., max_output_tokens: _Optional[int] = ..., attributed_to_agent_only: _Optional[bool] = ..., model_task_id: _Optional[str] = ..., approval_id: _Optional[str] = ..., approval_decision: _Optional[str] = ..., approver: _Optional[str] = ...) -> None: ...
+    tool_server: str
+    tool_name: str
+    tool_schema_sha256: str
+    tool_risk: str
+    tool_result_class: str
+    budget_ids: _containers.RepeatedScalarFieldContainer[str]
+    budget_reserved_micro_usd: int
+    budget_settled_micro_usd: int
+    budget_downgraded_to: str
+    def __init__(self, sidecar_instance_id: _Optional[str] = ..., sidecar_spiffe_id: _Optional[str] = ..., seq: _Optional[int] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ..., direction: _Optional[str] = ..., call_id: _Optional[str] = ..., parent_call_id: _Optional[str] = ..., session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., caller_agent: _Optional[str] = ..., caller_spiffe_id: _Optional[str] = ..., caller_team: _Optional[str] = ..., callee_agent: _Optional[str] = ..., callee_spiffe_id: _Optional[str] = ..., callee_team: _Optional[str] = ..., callee_instance_id: _Optional[str] = ..., capability: _Optional[str] = ..., version: _Optional[str] = ..., arguments_sha256: _Optional[str] = ..., arguments_json: _Optional[bytes] = ..., status: _Optional[str] = ..., error_kind: _Optional[str] = ..., error_message: _Optional[str] = ..., attempt: _Optional[int] = ..., policy_decision: _Optional[str] = ..., policy_ids: _Optional[_Iterable[str]] = ..., bundle_revision: _Optional[int] = ..., breaker_state: _Optional[str] = ..., kill_switch_id: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., latency_us: _Optional[int] = ..., task_id: _Optional[str] = ..., fencing_token: _Optional[int] = ..., call_kind: _Optional[str] = ..., model_provider: _Optional[str] = ..., model_requested: _Optional[str] = ..., model_response: _Optional[str] = ..., cached_input_tokens: _Optional[int] = ..., model_fallback_from: _Optional[str] = ..., model_api: _Optional[str] = ..., model_streamed: _Optional[bool] = ..., model_stream_cut: _Optional[bool] = ..., max_output_tokens: _Optional[int] = ..., attributed_to_agent_only: _Optional[bool] = ..., model_task_id: _Optional[str] = ..., approval_id: _Optional[str] = ..., approval_decision: _Optional[str] = ..., approver: _Optional[str] = ..., tool_server: _Optional[str] = ..., tool_name: _Optional[str] = ..., tool_schema_sha256: _Optional[str] = ..., tool_risk: _Optional[str] = ..., tool_result_class: _Optional[str] = ..., budget_ids: _Optional[_Iterable[str]] = ..., budget_reserved_micro_usd: _Optional[int] = ..., budget_settled_micro_usd: _Optional[int] = ..., budget_downgraded_to: _Optional[str] = ...) -> None: ...
 
 class ShipReceiptsRequest(_message.Message):
     __slots__ = ("receipts", "head")

@@ -1,3 +1,3 @@
-"""Where calls leave the sidecar: one module per kind of destination (model providers, ...)."""
+"""Where calls leave the sidecar: one module per kind of destination (model providers, MCP servers)."""
 
 __all__: list[str] = []

@@ -46,6 +46,7 @@ from cedarpy import pst
 from meshwarden.policy_bundle.approval_rules import ApprovalRule, approval_rule
 from meshwarden.policy_bundle.cedar_source import split_statements
 from meshwarden.policy_bundle.errors import BundleError
+from meshwarden.policy_bundle.mcp_servers import McpServers, ToolDecl
 from meshwarden.policy_bundle.model import (
     AGENT_TYPE,
     ARGS,
@@ -59,7 +60,7 @@ from meshwarden.policy_bundle.model import (
 )
 from meshwarden.policy_bundle.model_catalog import EMPTY as EMPTY_CATALOG
 from meshwarden.policy_bundle.model_catalog import parse_catalog
-from meshwarden.policy_bundle.schema_shape import RecordOf, SchemaShapeError, read_call_action
+from meshwarden.policy_bundle.schema_shape import RecordOf, SchemaShapeError, read_call_action, read_schema
 from meshwarden.policy_bundle.verify import VerifiedBundle
 from meshwarden.sidecar.policy.cedar_values import LONG_MAX, LONG_MIN, ArgumentsNotMappable, parse_arguments, project
 from meshwarden.sidecar.policy.decision import Caller, CallFacts, Decision, Direction
@@ -68,6 +69,7 @@ from meshwarden.sidecar.policy.outcome import Outcomes
 from meshwarden.sidecar.policy.pruning import context_free_probe, prune_false_for_pair
 from meshwarden.sidecar.policy.reads import EVERYTHING, Reads, context_reads
 from meshwarden.sidecar.policy.scopes import Hierarchy, ScopeIndex, action_may_match
+from meshwarden.sidecar.policy.tool_policy import ToolPolicy
 
 _ACTION: Final = {"type": "Action", "id": CALL_ACTION}
 _Pair = tuple[Direction, str, str]  # (direction, caller agent, capability)
@@ -131,6 +133,7 @@ class ActivePolicy:
             templates = _parse_policies(f.text for f in contents.policy_files)
             self._entities = cedarpy.Entities.from_json_str(contents.entities_text, schema)
             args_type = read_call_action(contents.schema_text).context.attributes.get(ARGS)
+            shape = read_schema(contents.schema_text)
         except (ValueError, SchemaShapeError) as exc:
             raise BundleError(
                 f"cannot be activated ({exc}); rebuild it with `meshwarden bundle build`", bundle=self.label
@@ -158,6 +161,23 @@ class ActivePolicy:
         hierarchy = Hierarchy.from_entities_json(contents.entities_text)
         self._pinned_spiffe_ids = _pinned_spiffe_ids(contents.entities_text)
         self._teams = _teams(contents.entities_text)
+        try:
+            self._tools = ToolPolicy(
+                label=self.label,
+                schema=schema,
+                shape=shape,
+                entities=json.loads(contents.entities_text),
+                templates={p.policy_id: p.template for p in self._policies},
+                reasons={p.policy_id: p.reason for p in self._policies},
+                servers=contents.mcp_servers,
+                teams=self._teams,
+            )
+        except ValueError as exc:
+            raise BundleError(
+                f"cannot be activated: its MCP tools do not fit its schema ({exc}); rebuild it with "
+                "`meshwarden bundle build`",
+                bundle=self.label,
+            ) from exc
         # Receipts keep the call's arguments, not only their digest, when the bundle says so.
         self.store_raw_arguments = contents.manifest.settings.store_raw_arguments
         self.approvers_see_arguments = contents.manifest.settings.approvers_see_arguments
@@ -224,6 +244,32 @@ class ActivePolicy:
                 self._decisions.pop(next(iter(self._decisions)), None)
             self._decisions[(key, context)] = decision
         return decision
+
+    @property
+    def mcp_servers(self) -> McpServers:
+        """The MCP servers and tools this revision lets agents reach (mcp_servers.toml)."""
+        return self._tools.servers
+
+    def decide_tool(self, caller: Caller, tool: ToolDecl, args_json: bytes, facts: CallFacts) -> Decision:
+        """Whether `caller` may call the MCP tool with these arguments (Action::"CallTool"), and
+        why. The arguments must already match the tool's input schema. Raises
+        ArgumentsNotMappable as `decide` does."""
+        pinned = self._pinned_spiffe_ids.get(caller.agent)
+        if pinned and caller.spiffe_id and caller.spiffe_id != pinned:
+            return Decision(
+                False,
+                (),
+                f"{self.label} gives agent {caller.agent} the SPIFFE ID {pinned}, but the caller presented "
+                f"{caller.spiffe_id}; check the trust domain of spiffe_id in the bundle's entities.json",
+            )
+        return self._tools.decide(caller.agent, tool, args_json, facts)
+
+    def tool_visible(self, caller: Caller, tool: ToolDecl, facts: CallFacts) -> bool:
+        """Whether the agent's tools/list shows this tool (see ToolPolicy.visible)."""
+        pinned = self._pinned_spiffe_ids.get(caller.agent)
+        if pinned and caller.spiffe_id and caller.spiffe_id != pinned:
+            return False
+        return self._tools.visible(caller.agent, tool, facts)
 
     def _bounded_put(self, cache: dict[_Pair, _V], key: _Pair, value: _V) -> None:
         """Foreseen pairs are few and fixed per revision; unforeseen ones come from callers, so

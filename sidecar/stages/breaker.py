@@ -229,11 +229,20 @@ class Breaker:
     def __init__(self, next: Handler, board: BreakerBoard) -> None:
         self._next, self._board = next, board
 
-    async def __call__(self, call: Call) -> Reply:
+    def key(self, call: Call) -> str:
+        """What the breaker guards for this call ("" for nothing): the routed instance."""
+        return call.target.instance_id if call.target is not None else ""
+
+    def open_error(self, call: Call, key: str, retry_in_s: float, reason: str) -> MeshError:
         target = call.target
-        if target is None:  # routing always sets it; nothing to guard otherwise
+        return CircuitOpen(
+            key, target.agent if target else "", str(target.version) if target else "", retry_in_s, reason
+        )
+
+    async def __call__(self, call: Call) -> Reply:
+        instance_id = self.key(call)
+        if not instance_id:  # routing always sets a target; nothing to guard otherwise
             return await self._next(call)
-        instance_id = target.instance_id
         cb = self._board.breaker(instance_id)
         state = cb.current_state
         call.record.breaker_state = state
@@ -257,12 +266,8 @@ class Breaker:
                 self._board.record(instance_id, failed=False)
             return reply
         except pybreaker.CircuitBreakerError as exc:
-            raise CircuitOpen(
-                instance_id,
-                target.agent,
-                str(target.version),
-                self._board.retry_in_s(instance_id),
-                self._transitions_reason(instance_id),
+            raise self.open_error(
+                call, instance_id, self._board.retry_in_s(instance_id), self._transitions_reason(instance_id)
             ) from exc
 
     def _transitions_reason(self, instance_id: str) -> str:

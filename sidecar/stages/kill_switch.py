@@ -27,10 +27,12 @@ from meshwarden.sidecar.controls import (
     AGENT,
     CAPABILITY,
     INSTANCE,
+    MCP_SERVER,
     MODEL,
     PROVIDER,
     SESSION,
     TEAM,
+    TOOL,
     VERSION,
     WORKFLOW,
     Controls,
@@ -77,6 +79,9 @@ class _Facts:
             outcome = call.record.model
             if outcome is not None and outcome.provider:
                 yield (PROVIDER, outcome.provider)
+        if call.kind == "tool":  # "server.tool": stopped by --tool, or --mcp-server with its server
+            yield (TOOL, call.capability)
+            yield (MCP_SERVER, call.capability.partition(".")[0])
         if call.session_id:
             yield (SESSION, call.session_id)
         if call.workflow_id:

@@ -10,7 +10,7 @@ from meshwarden.clock import Clock
 from meshwarden.errors import BadPayload, PolicyDenied
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call import Call, Handler, Reply
-from meshwarden.sidecar.policy import ArgumentsNotMappable, Caller, CallFacts, Direction
+from meshwarden.sidecar.policy import ArgumentsNotMappable, Caller, CallFacts, Decision, Direction
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,17 @@ class PolicyGate:
             workflow_id=call.workflow_id,
             cost_estimate_micro_usd=call.cost_estimate_micro_usd,
         )
+        caller = Caller(call.caller.agent, call.caller.spiffe_id)
         try:
-            decision = active.decide(
-                self.direction, Caller(call.caller.agent, call.caller.spiffe_id), call.capability, call.payload, facts
-            )
+            if call.kind == "tool":  # Action::"CallTool" on the declared Tool (the tool check found it)
+                tool = active.mcp_servers.tool(call.capability)
+                decision = (
+                    active.decide_tool(caller, tool, call.payload, facts)
+                    if tool is not None
+                    else Decision(False, (), f"{active.label} declares no MCP tool {call.capability}")
+                )
+            else:
+                decision = active.decide(self.direction, caller, call.capability, call.payload, facts)
         except ArgumentsNotMappable as exc:
             raise BadPayload(str(exc)) from exc
         call.record.policy_decision = "allow" if decision.allowed else "deny"

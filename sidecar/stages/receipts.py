@@ -155,6 +155,10 @@ class Receipts:
             breaker_state=record.breaker_state,
             kill_switch_id=record.kill_switch_id,
             usage=usage.to_proto() if usage is not None else None,
+            budget_ids=record.budget_ids,
+            budget_reserved_micro_usd=record.budget_reserved_micro_usd,
+            budget_settled_micro_usd=record.budget_settled_micro_usd,
+            budget_downgraded_to=record.budget_downgraded_to,
             started_at=_timestamp(started_ns),
             ended_at=_timestamp(started_ns + int(latency_s * 1e9)),
             latency_us=int(latency_s * 1e6),
@@ -165,6 +169,13 @@ class Receipts:
         )
         if call.model is not None:
             _add_model_fields(receipt, call)
+        tool = record.tool
+        if call.kind == "tool":
+            server, _, name = call.capability.partition(".")
+            receipt.tool_server, receipt.tool_name = server, name
+            receipt.tool_result_class = record.tool_result_class if status == "OK" else "failed"
+            if tool is not None:  # known once the tool check found it in the bundle
+                receipt.tool_schema_sha256, receipt.tool_risk = tool.schema_sha256, tool.risk
         if receipt.ByteSize() > MAX_RECEIPT_BYTES:  # 0.3 µs; only what a peer or bundle made huge gets here
             _shrink(receipt)
         return receipt

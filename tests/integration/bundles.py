@@ -16,6 +16,14 @@ from meshwarden.policy_bundle.sign import sign
 
 ALLOW_ALL = '@id("allow-all")\n@reason("the test mesh allows every call")\npermit (principal, action, resource);\n'
 KEY_ID = "test-platform"
+TOOL_SCHEMA = """
+entity Tool { server: String, name: String, risk: String };
+action "CallTool" appliesTo {
+  principal: [Agent],
+  resource: [Tool],
+  context: { args: { ticket_id?: Long, reason?: String }, session_id: String, workflow_id: String, team: String },
+};
+"""
 
 
 class BundleMaker:
@@ -36,10 +44,13 @@ class BundleMaker:
         entities: str | None = None,
         store_raw_arguments: bool = False,
         models: str | None = None,
+        mcp_servers: str | None = None,
     ) -> bytes:
         """A signed artifact: the starting bundle with `policies` (file name -> Cedar text)
         instead of its own when given, at `revision`, keeping raw arguments in receipts when
-        `store_raw_arguments`, with `models` as its models.json (the model gateway's catalog)."""
+        `store_raw_arguments`, with `models` as its models.json (the model gateway's catalog);
+        with `mcp_servers` (mcp_servers.toml text), the schema also declares the Tool entity
+        and the CallTool action."""
         self._made += 1
         directory = self._workdir / "bundles" / f"{self._made:02d}"
         write_starting_bundle(directory)
@@ -52,6 +63,10 @@ class BundleMaker:
             (directory / "entities.json").write_text(entities)
         if models is not None:
             (directory / "models.json").write_text(models)
+        if mcp_servers is not None:
+            (directory / "mcp_servers.toml").write_text(mcp_servers)
+            schema = directory / "schema.cedarschema"
+            schema.write_text(schema.read_text() + TOOL_SCHEMA)
         manifest = directory / "manifest.toml"
         text = re.sub(r"(?m)^revision = \d+$", f"revision = {revision}", manifest.read_text())
         if store_raw_arguments:

@@ -30,7 +30,7 @@ from meshwarden.policy_bundle.verify import verify
 from meshwarden.receipt_signing import HeadSignatureError, check_head
 from meshwarden.registry.errors import RegistryError
 from meshwarden.registry.issuer import Issuer
-from meshwarden.registry.receipt_store import _check_batch
+from meshwarden.registry.receipt_chain import check_batch
 from meshwarden.sidecar.policy.cedar_values import ArgumentsNotMappable, parse_arguments
 from meshwarden.sidecar.schemas import parse_payload
 from meshwarden.status_message import MAX_STATUS_MESSAGE_BYTES, fit
@@ -163,7 +163,7 @@ receipt_fields = st.fixed_dictionaries(
 @given(st.lists(receipt_fields, max_size=4))
 def test_a_shipped_batch_is_refused_only_with_a_registry_error(batch: list[dict[str, Any]]) -> None:
     try:
-        _check_batch("spiffe://t/agent/a", [receipts_pb2.Receipt(**fields) for fields in batch])
+        check_batch("spiffe://t/agent/a", [receipts_pb2.Receipt(**fields) for fields in batch])
     except RegistryError:
         pass
 

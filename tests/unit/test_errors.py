@@ -36,3 +36,30 @@ def test_unknown_kind_keeps_code_and_message() -> None:
 def test_every_kind_is_unique() -> None:
     kinds = [c.kind for c in errors._all_subclasses(errors.MeshError)]
     assert len(kinds) == len(set(kinds))
+
+
+def test_a_budget_refusal_keeps_its_numbers_across_the_wire() -> None:
+    sent = errors.BudgetExhausted(
+        budget_id="bg-1",
+        scope="workflow wf-7",
+        period="day 2026-12-06",
+        limit_micro_usd=500_000,
+        spent_micro_usd=480_000,
+        reserved_micro_usd=10_000,
+        needed_micro_usd=20_000,
+        capability="billing.refund",
+        set_command="meshwarden budget set --workflow wf-7 --per day",
+    )
+    got = errors.MeshError.from_wire(sent.kind, sent.code, sent.message, sent.metadata())
+    assert isinstance(got, errors.BudgetExhausted) and got.message == sent.message
+    assert (got.budget_id, got.scope, got.limit_micro_usd, got.spent_micro_usd, got.remaining_micro_usd) == (
+        "bg-1",
+        "workflow wf-7",
+        500_000,
+        480_000,
+        10_000,
+    )
+    forged = errors.MeshError.from_wire(
+        sent.kind, sent.code, "x", {"limit_micro_usd": "-5", "spent_micro_usd": "9" * 40}
+    )
+    assert isinstance(forged, errors.BudgetExhausted) and (forged.limit_micro_usd, forged.spent_micro_usd) == (0, 0)

@@ -1,5 +1,5 @@
 """`meshwarden receipts verify`: its flags and how it shows verdicts (the verification itself
-runs in the registry: tests/unit/registry/test_receipt_store.py, tests/integration/test_receipts.py)."""
+runs in the registry: tests/unit/registry/test_receipts.py, tests/integration/test_receipts.py)."""
 
 from __future__ import annotations
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from meshwarden.registry.approval_store import ApprovalStore
 from meshwarden.registry.approvals import ApprovalAsk, Approvals
-from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Caller
 from meshwarden.registry.errors import Conflict, InvalidInput, PermissionDenied
-from meshwarden.registry.store import DB_NAME, SCHEMA_VERSION, Store
+from meshwarden.registry.store.sqlite import DB_NAME, SCHEMA_VERSION
+from meshwarden.registry.store.sqlite.approvals import ApprovalStore
+from tests.unit.registry.blocking_store import Store
 from tests.unit.sidecar.fakes import FakeClock
 
 OPERATOR = Caller(None, 0.0, True, False, "ipv4:127.0.0.1:1", operator_id="operator:sha256:abc", claimed_user="ann")
@@ -45,7 +45,7 @@ def ask(arguments: bytes, **changes: object) -> ApprovalAsk:
 def setup(tmp_path: Path) -> Iterator[tuple[Approvals, FakeClock, Store]]:
     store = Store.open(tmp_path, event_log_retention=10)
     clock = FakeClock()
-    yield Approvals(ApprovalStore(store), clock, Audit(store, clock)), clock, store
+    yield Approvals(ApprovalStore(store), clock, store.audit(clock)), clock, store
     store.close()
 
 
@@ -67,7 +67,7 @@ def test_an_approval_covers_its_exact_arguments_once(setup: tuple[Approvals, Fak
     assert not twice.granted and twice.approval.state == "used"
     with pytest.raises(Conflict, match="not pending"):
         approvals.decide(first.approval.id, False, "late", OPERATOR)
-    actions = [e.action for e in Audit(store, FakeClock()).list()]
+    actions = store.audit_actions()
     assert actions == ["approval.request", "approval.approve", "approval.request", "approval.use"]
 
 
@@ -83,7 +83,7 @@ def test_nobody_deciding_in_time_denies(setup: tuple[Approvals, FakeClock, Store
     clock.now += 5  # approved but never used: expires too
     late = approvals.request(ask(b'{"a":1}', approval_id=approved.id))
     assert not late.granted and late.approval.state == "expired"
-    assert [e.action for e in Audit(store, clock).list()].count("approval.expire") == 2
+    assert store.audit_actions().count("approval.expire") == 2
 
 
 def test_requests_and_decisions_are_checked_at_the_edge(setup: tuple[Approvals, FakeClock, Store]) -> None:
@@ -107,7 +107,7 @@ def test_a_version_7_database_gains_the_approvals_table(tmp_path: Path) -> None:
     store = Store.open(tmp_path, event_log_retention=10)
     try:
         clock = FakeClock()
-        approvals = Approvals(ApprovalStore(store), clock, Audit(store, clock))
+        approvals = Approvals(ApprovalStore(store), clock, store.audit(clock))
         assert approvals.recent(pending_only=False, limit=10) == []
         assert approvals.request(ask(b"{}")).approval.state == "pending"
     finally:

@@ -14,7 +14,16 @@ from meshwarden.registry.authz import REQUIRED, Authorizer, Caller, method, requ
 from meshwarden.registry.errors import PermissionDenied, Unauthenticated
 from meshwarden.registry.issuer import Issuer
 from meshwarden.registry.operators import OPERATOR_TOKEN_FILE, OperatorCredential
-from meshwarden.v1 import approvals_pb2, controls_pb2, identity_pb2, receipts_pb2, registry_pb2, tasks_pb2
+from meshwarden.v1 import (
+    approvals_pb2,
+    budgets_pb2,
+    controls_pb2,
+    identity_pb2,
+    receipts_pb2,
+    registry_pb2,
+    tasks_pb2,
+    tools_pb2,
+)
 from tests.identity_helpers import FakeClock
 
 TD = "mesh.test"
@@ -75,6 +84,8 @@ def test_the_table_covers_every_rpc_of_every_service() -> None:
             controls_pb2.DESCRIPTOR,
             tasks_pb2.DESCRIPTOR,
             approvals_pb2.DESCRIPTOR,
+            tools_pb2.DESCRIPTOR,
+            budgets_pb2.DESCRIPTOR,
         )
         for service in file.services_by_name.values()
         for rpc in service.methods

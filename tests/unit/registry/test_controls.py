@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,34 +12,33 @@ from meshwarden.registry.authz import Caller
 from meshwarden.registry.control_acks import Acknowledgements
 from meshwarden.registry.controls import Controls, ControlsChanged
 from meshwarden.registry.errors import InvalidInput, PermissionDenied, UnknownControl
-from meshwarden.registry.store import DB_NAME, SCHEMA_VERSION, Store
+from meshwarden.registry.store import Stores
+from meshwarden.registry.store.sqlite import DB_NAME, SCHEMA_VERSION, open_sqlite
 from meshwarden.v1 import controls_pb2 as K
 from tests.unit.sidecar.fakes import FakeClock
 
 OPERATOR = Caller(None, 0.0, True, False, "ipv4:127.0.0.1:1", operator_id="operator:sha256:abc", claimed_user="ann")
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(tmp_path, event_log_retention=10)
-    yield opened
-    opened.close()
+def _controls(stores: Stores, clock: FakeClock | None = None, publish: object = None) -> Controls:
+    clock = clock or FakeClock()
+    return Controls(stores.controls, clock, Audit(stores.audit, clock), publish or (lambda event: None))  # type: ignore[arg-type]
 
 
-def test_kill_lift_isolate_bump_the_revision_publish_the_whole_set_and_are_audited(store: Store) -> None:
-    clock, published = FakeClock(), []
-    controls = Controls(store, clock, Audit(store, clock), published.append)
-    switch, revision = controls.kill(K.SCOPE_KIND_AGENT, "billing", " runaway refunds ", 600, OPERATOR)
+async def test_kill_lift_isolate_bump_the_revision_publish_the_whole_set_and_are_audited(stores: Stores) -> None:
+    clock, published = FakeClock(), list[ControlsChanged]()
+    controls = _controls(stores, clock, published.append)
+    switch, revision = await controls.kill(K.SCOPE_KIND_AGENT, "billing", " runaway refunds ", 600, OPERATOR)
     assert revision == 1 and switch.reason == "runaway refunds" and switch.created_by == "operator:sha256:abc"
     assert switch.expires_at == clock.wall() + 600
-    isolation, revision = controls.isolate(parse_version_target("billing@2.4.0"), "bad release", OPERATOR)
+    isolation, revision = await controls.isolate(parse_version_target("billing@2.4.0"), "bad release", OPERATOR)
     assert revision == 2 and isolation.target == "billing@2.4.0"
     assert [type(e) for e in published] == [ControlsChanged, ControlsChanged]
     assert published[-1].controls.kill_switches == (switch,) and published[-1].controls.isolations == (isolation,)
-    lifted, revision = controls.lift(switch.id, "fixed", OPERATOR)
-    assert lifted == switch and revision == 3 and controls.kills() == []
-    controls.lift_isolation(parse_version_target("billing@2.4.0"), "", OPERATOR)
-    entries = Audit(store, clock).list()
+    lifted, revision = await controls.lift(switch.id, "fixed", OPERATOR)
+    assert lifted == switch and revision == 3 and await controls.kills() == []
+    await controls.lift_isolation(parse_version_target("billing@2.4.0"), "", OPERATOR)
+    entries = await Audit(stores.audit, clock).list()
     assert [(e.action, e.target) for e in entries] == [
         ("kill", "agent billing"),
         ("isolate", "billing@2.4.0"),
@@ -51,14 +49,14 @@ def test_kill_lift_isolate_bump_the_revision_publish_the_whole_set_and_are_audit
     assert {(e.actor, e.claimed_user) for e in entries} == {("operator:sha256:abc", "ann")}
 
 
-def test_a_ttl_ends_by_the_clock_and_is_audited_as_the_registry(store: Store) -> None:
+async def test_a_ttl_ends_by_the_clock_and_is_audited_as_the_registry(stores: Stores) -> None:
     clock = FakeClock()
-    controls = Controls(store, clock, Audit(store, clock), lambda event: None)
-    switch, _ = controls.kill(K.SCOPE_KIND_SESSION, "s-1", "loop", 5, OPERATOR)
-    assert controls.expire() == []
+    controls = _controls(stores, clock)
+    switch, _ = await controls.kill(K.SCOPE_KIND_SESSION, "s-1", "loop", 5, OPERATOR)
+    assert await controls.expire() == []
     clock.now += 5
-    assert controls.expire() == [switch] and controls.kills() == []
-    last = Audit(store, clock).list()[-1]
+    assert await controls.expire() == [switch] and await controls.kills() == []
+    last = (await Audit(stores.audit, clock).list())[-1]
     assert (last.action, last.actor) == ("kill.expire", "registry")
 
 
@@ -73,37 +71,38 @@ def test_a_ttl_ends_by_the_clock_and_is_audited_as_the_registry(store: Store) ->
         (K.SCOPE_KIND_AGENT, "billing", "x", 0.5, "ttl"),
     ],
 )
-def test_bad_kills_are_refused_naming_the_flag(
-    store: Store, kind: int, value: str, reason: str, ttl_s: float, message: str
+async def test_bad_kills_are_refused_naming_the_flag(
+    stores: Stores, kind: int, value: str, reason: str, ttl_s: float, message: str
 ) -> None:
-    controls = Controls(store, FakeClock(), Audit(store, FakeClock()), lambda event: None)
+    controls = _controls(stores)
     with pytest.raises(InvalidInput, match=message):
-        controls.kill(kind, value, reason, ttl_s, OPERATOR)
-    assert controls.revision == 0 and Audit(store, FakeClock()).list() == []
+        await controls.kill(kind, value, reason, ttl_s, OPERATOR)
+    assert (await controls.current()).revision == 0 and await stores.audit.list(0.0, 10) == []
 
 
-def test_lifting_what_is_not_in_force_is_not_found(store: Store) -> None:
-    controls = Controls(store, FakeClock(), Audit(store, FakeClock()), lambda event: None)
+async def test_lifting_what_is_not_in_force_is_not_found(stores: Stores) -> None:
+    controls = _controls(stores)
     with pytest.raises(UnknownControl, match="kill list"):
-        controls.lift("ks-0", "", OPERATOR)
+        await controls.lift("ks-0", "", OPERATOR)
     with pytest.raises(UnknownControl, match="not isolated"):
-        controls.lift_isolation(parse_version_target("kb@1.0.0"), "", OPERATOR)
+        await controls.lift_isolation(parse_version_target("kb@1.0.0"), "", OPERATOR)
 
 
-def test_a_version_6_database_gains_the_controls_tables(tmp_path: Path) -> None:
-    Store.open(tmp_path, event_log_retention=10).close()
+async def test_a_version_6_database_gains_the_controls_tables(tmp_path: Path) -> None:
+    await (await open_sqlite(tmp_path, event_log_retention=10)).close()
     db = sqlite3.connect(tmp_path / DB_NAME)
     db.executescript(
         "DROP TABLE kill_switches; DROP TABLE isolations; DROP TABLE audit_log; "
         "DELETE FROM meta WHERE key = 'controls_revision'; PRAGMA user_version = 6;"
     )
     db.close()
-    store = Store.open(tmp_path, event_log_retention=10)
+    stores = await open_sqlite(tmp_path, event_log_retention=10)
     try:
-        controls = Controls(store, FakeClock(), Audit(store, FakeClock()), lambda event: None)
-        assert controls.current().revision == 0 and controls.kills() == [] and controls.isolations() == []
+        controls = _controls(stores)
+        current = await controls.current()
+        assert current.revision == 0 and current.kill_switches == () and current.isolations == ()
     finally:
-        store.close()
+        await stores.close()
     assert sqlite3.connect(tmp_path / DB_NAME).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 

@@ -1,9 +1,8 @@
-"""registry.join_tokens over a real Store: single use, bound to one agent, expiring, and only
+"""registry.join_tokens over the real SQLite store: single use, bound to one agent, expiring, and only
 a hash of the secret is stored."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,17 +10,11 @@ import pytest
 from meshwarden.identity import join_token
 from meshwarden.registry.errors import InvalidInput, PermissionDenied
 from meshwarden.registry.join_tokens import MAX_TTL_S, JoinTokenRefused, JoinTokens
-from meshwarden.registry.store import DB_NAME, Store
+from meshwarden.registry.store import Stores
+from meshwarden.registry.store.sqlite import DB_NAME
 from tests.identity_helpers import FakeClock
 
 PIN = "sha256:" + "ab" * 32
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(tmp_path, event_log_retention=10)
-    yield opened
-    opened.close()
 
 
 @pytest.fixture
@@ -30,34 +23,34 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def tokens(store: Store, clock: FakeClock) -> JoinTokens:
-    return JoinTokens(store, clock, ca_fingerprint=PIN)
+def tokens(stores: Stores, clock: FakeClock) -> JoinTokens:
+    return JoinTokens(stores.join_tokens, clock, ca_fingerprint=PIN)
 
 
-def test_a_token_enrols_its_agent_once(tokens: JoinTokens) -> None:
-    created = tokens.create("billing", 600)
+async def test_a_token_enrols_its_agent_once(tokens: JoinTokens) -> None:
+    created = await tokens.create("billing", 600)
     assert join_token.parse(created.text).ca_pin == PIN
-    assert tokens.consume(created.text, "billing") == created.token_id
+    assert await tokens.consume(created.text, "billing") == created.token_id
     with pytest.raises(JoinTokenRefused, match=f"{created.token_id} was already used.*single-use"):
-        tokens.consume(created.text, "billing")
+        await tokens.consume(created.text, "billing")
 
 
-def test_a_token_for_another_agent_is_refused_and_not_burnt(tokens: JoinTokens) -> None:
-    created = tokens.create("billing", 600)
+async def test_a_token_for_another_agent_is_refused_and_not_burnt(tokens: JoinTokens) -> None:
+    created = await tokens.create("billing", 600)
     with pytest.raises(JoinTokenRefused, match="made for agent 'billing', not 'search'"):
-        tokens.consume(created.text, "search")
-    tokens.consume(created.text, "billing")
+        await tokens.consume(created.text, "search")
+    await tokens.consume(created.text, "billing")
 
 
-def test_an_expired_token_is_refused(tokens: JoinTokens, clock: FakeClock) -> None:
-    created = tokens.create("billing", 600)
+async def test_an_expired_token_is_refused(tokens: JoinTokens, clock: FakeClock) -> None:
+    created = await tokens.create("billing", 600)
     clock.now += 600
     with pytest.raises(JoinTokenRefused, match="expired at"):
-        tokens.consume(created.text, "billing")
+        await tokens.consume(created.text, "billing")
 
 
-def test_tampered_foreign_and_malformed_tokens_are_refused(tokens: JoinTokens) -> None:
-    created = tokens.create("billing", 600)
+async def test_tampered_foreign_and_malformed_tokens_are_refused(tokens: JoinTokens) -> None:
+    created = await tokens.create("billing", 600)
     parsed = join_token.parse(created.text)
     wrong_secret = join_token.render(join_token.ParsedJoinToken(parsed.token_id, "A" * 43, PIN))
     other_registry = join_token.render(
@@ -72,19 +65,19 @@ def test_tampered_foreign_and_malformed_tokens_are_refused(tokens: JoinTokens) -
     ]
     for text, message in cases:
         with pytest.raises(JoinTokenRefused, match=message):
-            tokens.consume(text, "billing")
-    tokens.consume(created.text, "billing")  # none of that burnt the real one
+            await tokens.consume(text, "billing")
+    await tokens.consume(created.text, "billing")  # none of that burnt the real one
 
 
-def test_refusals_are_permission_denied(tokens: JoinTokens) -> None:
+async def test_refusals_are_permission_denied(tokens: JoinTokens) -> None:
     with pytest.raises(PermissionDenied):
-        tokens.consume("garbage", "billing")
+        await tokens.consume("garbage", "billing")
 
 
-def test_only_a_hash_of_the_secret_is_stored(tokens: JoinTokens, tmp_path: Path) -> None:
-    created = tokens.create("billing", 600)
+async def test_only_a_hash_of_the_secret_is_stored(tokens: JoinTokens, tmp_path: Path) -> None:
+    created = await tokens.create("billing", 600)
     secret = join_token.parse(created.text).secret
-    assert secret.encode() not in (tmp_path / DB_NAME).read_bytes()
+    assert secret.encode() not in (tmp_path / "data" / DB_NAME).read_bytes()
     assert "secret" not in repr(created) and created.text not in repr(created)
 
 
@@ -92,14 +85,16 @@ def test_only_a_hash_of_the_secret_is_stored(tokens: JoinTokens, tmp_path: Path)
     ("agent", "ttl_s", "field"),
     [("Billing", 600, "agent"), ("billing", 10, "ttl_s"), ("billing", MAX_TTL_S + 1, "ttl_s")],
 )
-def test_bad_requests_name_the_field(tokens: JoinTokens, agent: str, ttl_s: int, field: str) -> None:
+async def test_bad_requests_name_the_field(tokens: JoinTokens, agent: str, ttl_s: int, field: str) -> None:
     with pytest.raises(InvalidInput) as info:
-        tokens.create(agent, ttl_s)
+        await tokens.create(agent, ttl_s)
     assert info.value.field == field
 
 
-def test_old_tokens_are_forgotten_after_a_week(tokens: JoinTokens, store: Store, clock: FakeClock) -> None:
-    tokens.create("billing", 600)
+async def test_old_tokens_are_forgotten_after_a_week(tokens: JoinTokens, stores: Stores, clock: FakeClock) -> None:
+    old = await tokens.create("billing", 600)
     clock.now += 8 * 24 * 3600
-    tokens.create("search", 600)
-    assert [row[0] for row in store.query("SELECT agent FROM join_tokens")] == ["search"]
+    new = await tokens.create("search", 600)
+    assert await stores.join_tokens.get(old.token_id) is None
+    kept = await stores.join_tokens.get(new.token_id)
+    assert kept is not None and kept.agent == "search"

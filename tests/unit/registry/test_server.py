@@ -1,4 +1,4 @@
-"""registry.server and registry.app in-process, over real gRPC (TLS and mTLS) on loopback ports."""
+"""registry.api and registry.app in-process, over real gRPC (TLS and mTLS) on loopback ports."""
 
 from __future__ import annotations
 
@@ -15,17 +15,23 @@ import pytest
 from meshwarden.addresses import HostPort
 from meshwarden.identity.credentials import server_credentials
 from meshwarden.identity.spiffe_ids import agent_id, registry_id
-from meshwarden.registry import app
+from meshwarden.registry import api, app
+from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Authorizer
 from meshwarden.registry.bundles import Bundles
 from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.config import RegistryConfig
+from meshwarden.registry.control_acks import Acknowledgements
+from meshwarden.registry.controls import Controls
 from meshwarden.registry.errors import InvalidInput, PermissionDenied, StoreError, Unauthenticated, UnknownInstance
+from meshwarden.registry.health_reports import HealthReports
 from meshwarden.registry.issuer import Issuer
+from meshwarden.registry.model import CatalogEvent
 from meshwarden.registry.operators import OperatorCredential
+from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.rescue import status_for
-from meshwarden.registry.server import RegistryService
-from meshwarden.registry.store import Store
+from meshwarden.registry.routes import Routes
+from meshwarden.registry.store.sqlite import open_sqlite
 from meshwarden.registry.watch_hub import WatchEnded, WatchHub
 from meshwarden.registry.wire import spec_from_proto
 from meshwarden.registry_client import RegistryTrust, registry_channel, registry_stub
@@ -122,59 +128,110 @@ async def test_watch_sends_initial_metadata_then_live_changes(running: Running) 
     call.cancel()
 
 
+class Gate:
+    """Publishes catalog events to the hub, or holds them until `release` (no await between)."""
+
+    def __init__(self, hub: WatchHub) -> None:
+        self._hub, self.held, self.holding = hub, list[CatalogEvent](), False
+
+    def publish(self, event: CatalogEvent) -> None:
+        if self.holding:
+            self.held.append(event)
+        else:
+            self._hub.publish(event)
+
+    def release(self) -> None:
+        self.holding = False
+        for event in self.held:
+            self._hub.publish(event)
+        self.held.clear()
+
+
 @dataclass
 class Direct:
-    """A RegistryService on a loopback port whose catalog the test can also drive directly."""
+    """The Registry service on a loopback port whose catalog the test can also drive directly."""
 
     catalog: Catalog
+    gate: Gate
     stub: registry_pb2_grpc.RegistryStub
 
 
 @pytest.fixture
 async def direct(tmp_path: Path) -> AsyncIterator[Direct]:
-    """A RegistryService on an mTLS port of its own, called with agent billing's SVID."""
-    store = Store.open(tmp_path, event_log_retention=10)
-    hub = WatchHub(max_queued_per_watcher=4)
-    catalog = Catalog(store, FakeClock(), lease_ttl_s=5.0, publish=hub.publish)
+    """The Registry service on an mTLS port of its own, called with agent billing's SVID."""
+    stores = await open_sqlite(tmp_path, event_log_retention=10)
+    clock, hub = FakeClock(), WatchHub(max_queued_per_watcher=4)
+    gate = Gate(hub)
+    catalog = Catalog(stores.catalog, stores.leases, clock, lease_ttl_s=5.0, publish=gate.publish)
+    audit = Audit(stores.audit, clock)
+    bundles, routes = (
+        Bundles(stores.bundles, clock, audit, hub.publish),
+        Routes(stores.routes, clock, audit, hub.publish),
+    )
+    controls, acks, health = (
+        Controls(stores.controls, clock, audit, hub.publish),
+        Acknowledgements(clock),
+        HealthReports(clock),
+    )
     issuer = Issuer.ephemeral("mesh.test", FakeClock(time.time()))
+    receipts = Receipts(stores.receipts, clock, trust_bundle_pem=issuer.bundle_pem)
     registry_svid = issuer.issue(registry_id("mesh.test"), 600)
     authorizer = Authorizer("mesh.test", OperatorCredential.load_or_create(tmp_path), mtls_address="")
-    server = grpc.aio.server()
-    service = RegistryService(catalog, hub, authorizer, Bundles(store, FakeClock()), heartbeat_interval_s=2.0)
-    registry_pb2_grpc.add_RegistryServicer_to_server(service, server)
+    server = grpc.aio.server(interceptors=[api.Authorization(authorizer)])
+    handlers = api.service.handlers_of(
+        api.CatalogApi(catalog, health, heartbeat_interval_s=2.0).handlers(),
+        api.WatchApi(catalog, hub, bundles, routes, controls, acks).handlers(),
+        api.BundlesApi(bundles, catalog, hub, receipts).handlers(),
+        api.RoutesApi(routes, hub).handlers(),
+        api.HealthApi(health, catalog, receipts).handlers(),
+    )
+    api.service.add_service(server, api.REGISTRY, handlers)
     port = server.add_secure_port("127.0.0.1:0", server_credentials(lambda: registry_svid, require_client_auth=True))
     await server.start()
     trust = RegistryTrust("mesh.test", issuer.bundle_pem, issuer.issue(agent_id("mesh.test", "billing"), 600))
     try:
         async with registry_channel(f"127.0.0.1:{port}", trust) as channel:
-            yield Direct(catalog, registry_stub(channel))
+            yield Direct(catalog, gate, registry_stub(channel))
     finally:
         await server.stop(None)
-        store.close()
+        await stores.close()
 
 
 async def test_a_watcher_that_falls_behind_is_cut_off_with_unavailable(direct: Direct) -> None:
-    direct.catalog.register(spec_from_proto(_instance()))
+    await direct.catalog.register(spec_from_proto(_instance()))
     call = direct.stub.Watch(registry_pb2.WatchRequest(since_revision=0))
-    first = await asyncio.wait_for(call.read(), 5)
+    first = await _first_catalog_event(call)
     assert first.WhichOneof("change") == "snapshot" and first.revision == 1
-    for _ in range(6):  # no await in between: the stream cannot drain, its queue (4) overflows
-        direct.catalog.register(spec_from_proto(_instance()))
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await asyncio.wait_for(call.read(), 5)
-    assert info.value.code() is grpc.StatusCode.UNAVAILABLE
-    assert "fell behind" in (info.value.details() or "")
+    direct.gate.holding = True
+    for _ in range(6):
+        await direct.catalog.register(spec_from_proto(_instance()))
+    direct.gate.release()  # no await in between: the stream cannot drain, its queue (4) overflows
+    while True:  # the controls and routes the stream sends first, then the status
+        try:
+            event = await asyncio.wait_for(call.read(), 5)
+        except grpc.aio.AioRpcError as info:
+            assert info.code() is grpc.StatusCode.UNAVAILABLE
+            assert "fell behind" in (info.details() or "")
+            break
+        assert event.WhichOneof("change") in ("controls", "routes")
     # Reconnecting with the last revision applied replays exactly what was missed.
     resumed = direct.stub.Watch(registry_pb2.WatchRequest(since_revision=first.revision))
-    replayed = [(await asyncio.wait_for(resumed.read(), 5)).revision for _ in range(6)]
-    assert replayed == [2, 3, 4, 5, 6, 7]
+    replayed = [(await asyncio.wait_for(resumed.read(), 5)) for _ in range(8)]
+    assert [e.revision for e in replayed if e.WhichOneof("change") == "upserted"] == [2, 3, 4, 5, 6, 7]
     resumed.cancel()
 
 
+async def _first_catalog_event(call: object) -> registry_pb2.WatchEvent:
+    """The first event of a watch stream after the controls in force."""
+    event: registry_pb2.WatchEvent = await asyncio.wait_for(call.read(), 5)  # type: ignore[attr-defined]
+    assert event.WhichOneof("change") == "controls"
+    return await asyncio.wait_for(call.read(), 5)  # type: ignore[attr-defined, no-any-return]
+
+
 async def test_a_watcher_ahead_of_the_registry_gets_a_snapshot(direct: Direct) -> None:
-    direct.catalog.register(spec_from_proto(_instance()))
+    await direct.catalog.register(spec_from_proto(_instance()))
     call = direct.stub.Watch(registry_pb2.WatchRequest(since_revision=99))
-    event = await asyncio.wait_for(call.read(), 5)
+    event = await _first_catalog_event(call)
     assert event.WhichOneof("change") == "snapshot"
     assert event.revision == 1 and len(event.snapshot.instances) == 1
     call.cancel()
@@ -182,13 +239,13 @@ async def test_a_watcher_ahead_of_the_registry_gets_a_snapshot(direct: Direct) -
 
 async def test_a_watcher_behind_the_retained_log_gets_a_snapshot(direct: Direct) -> None:
     for _ in range(12):  # retention is 10: revisions 1 and 2 are gone
-        direct.catalog.register(spec_from_proto(_instance()))
+        await direct.catalog.register(spec_from_proto(_instance()))
     call = direct.stub.Watch(registry_pb2.WatchRequest(since_revision=1))
-    event = await asyncio.wait_for(call.read(), 5)
+    event = await _first_catalog_event(call)
     assert event.WhichOneof("change") == "snapshot" and event.revision == 12
     call.cancel()
     call = direct.stub.Watch(registry_pb2.WatchRequest(since_revision=2))
-    event = await asyncio.wait_for(call.read(), 5)
+    event = await _first_catalog_event(call)
     assert event.WhichOneof("change") == "upserted" and event.revision == 3
     call.cancel()
 
@@ -196,7 +253,7 @@ async def test_a_watcher_behind_the_retained_log_gets_a_snapshot(direct: Direct)
 async def test_unexpected_errors_are_internal_and_the_server_keeps_serving(direct: Direct) -> None:
     real = direct.catalog.list_instances
 
-    def broken(**filters: str) -> object:
+    async def broken(**filters: str) -> object:
         raise RuntimeError("secret internal detail")
 
     direct.catalog.list_instances = broken  # type: ignore[assignment, method-assign]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,7 @@ from meshwarden.registry.authz import Caller
 from meshwarden.registry.errors import InvalidInput, PermissionDenied, UnknownSession
 from meshwarden.registry.outcomes import Outcomes
 from meshwarden.registry.session_queries import SessionQueries
-from meshwarden.registry.store import Store
+from meshwarden.registry.store.sqlite import open_sqlite
 from meshwarden.v1 import receipts_pb2
 from tests.unit.receipt_fixtures import both_sides, stamp
 from tests.unit.sidecar.fakes import FakeClock
@@ -24,24 +24,24 @@ class Receipts:
     def __init__(self, receipts: list[receipts_pb2.Receipt]) -> None:
         self._all = receipts
 
-    def for_session(self, session_id: str) -> list[receipts_pb2.Receipt]:
+    async def for_session(self, session_id: str) -> list[receipts_pb2.Receipt]:
         return [r for r in self._all if r.session_id == session_id]
 
-    def between(self, since: float, until: float) -> Iterator[receipts_pb2.Receipt]:
-        return (r for r in self._all if since <= r.started_at.ToNanoseconds() / 1e9 < until)
+    async def between(self, since: float, until: float) -> list[receipts_pb2.Receipt]:
+        return [r for r in self._all if since <= r.started_at.ToNanoseconds() / 1e9 < until]
 
 
 @pytest.fixture
-def queries(tmp_path: Path) -> Iterator[SessionQueries]:
+async def queries(tmp_path: Path) -> AsyncIterator[SessionQueries]:
     receipts = [
         *both_sides("c1", "frontdesk", "billing", "billing.refund", session="early", at=1000.0, usage=("m", 1, 1, 10)),
         *both_sides("c2", "frontdesk", "billing", "billing.refund", session="late", at=2000.0, usage=("m", 1, 1, 20)),
     ]
-    store = Store.open(tmp_path, event_log_retention=10)
+    stores = await open_sqlite(tmp_path, event_log_retention=10)
     try:
-        yield SessionQueries(Receipts(receipts), Outcomes(store, FakeClock()), FakeClock())
+        yield SessionQueries(Receipts(receipts), Outcomes(stores.outcomes, FakeClock()), FakeClock())
     finally:
-        store.close()
+        await stores.close()
 
 
 def agent(name: str) -> Caller:
@@ -52,7 +52,7 @@ def agent(name: str) -> Caller:
 
 
 async def test_windows_select_calls_and_outcomes_are_stored_as_the_calling_agent(queries: SessionQueries) -> None:
-    queries.report_outcome(
+    await queries.report_outcome(
         receipts_pb2.ReportOutcomeRequest(session_id="late", outcome="succeeded"), agent("frontdesk")
     )
     recent = receipts_pb2.ListSessionsRequest(since=stamp(1500.0))
@@ -60,15 +60,15 @@ async def test_windows_select_calls_and_outcomes_are_stored_as_the_calling_agent
     assert [(s.session_id, s.state) for s in listed.sessions] == [("late", "succeeded")]
     costs = await queries.costs(receipts_pb2.CostsRequest(by="agent", since=stamp(500.0)), OPERATOR)
     assert [(r.key, r.cost_micro_usd, r.successful_outcomes) for r in costs.rows] == [("billing", 30, 1)]
-    shown = queries.get_session(receipts_pb2.GetSessionRequest(session_id="early"), OPERATOR)
+    shown = await queries.get_session(receipts_pb2.GetSessionRequest(session_id="early"), OPERATOR)
     assert (shown.summary.state, len(shown.receipts)) == ("running", 2)
 
 
 async def test_refusals(queries: SessionQueries) -> None:
     with pytest.raises(PermissionDenied):
-        queries.report_outcome(receipts_pb2.ReportOutcomeRequest(session_id="s", outcome="failed"), OPERATOR)
+        await queries.report_outcome(receipts_pb2.ReportOutcomeRequest(session_id="s", outcome="failed"), OPERATOR)
     with pytest.raises(UnknownSession, match="nope"):
-        queries.get_session(receipts_pb2.GetSessionRequest(session_id="nope"), OPERATOR)
+        await queries.get_session(receipts_pb2.GetSessionRequest(session_id="nope"), OPERATOR)
     with pytest.raises(InvalidInput, match="until"):
         await queries.list_sessions(receipts_pb2.ListSessionsRequest(since=stamp(10.0), until=stamp(5.0)), OPERATOR)
     with pytest.raises(InvalidInput, match="by"):
@@ -79,14 +79,18 @@ async def test_an_agent_sees_only_its_own_sessions_and_no_costs(queries: Session
     more = receipts_pb2.ListSessionsRequest()
     assert [s.session_id for s in (await queries.list_sessions(more, agent("billing"))).sessions] == ["late", "early"]
     assert (await queries.list_sessions(more, agent("kb"))).sessions == []
-    assert queries.get_session(receipts_pb2.GetSessionRequest(session_id="early"), agent("frontdesk")).receipts
+    assert (await queries.get_session(receipts_pb2.GetSessionRequest(session_id="early"), agent("frontdesk"))).receipts
     with pytest.raises(PermissionDenied, match="agent kb took no part in session 'early'"):
-        queries.get_session(receipts_pb2.GetSessionRequest(session_id="early"), agent("kb"))
+        await queries.get_session(receipts_pb2.GetSessionRequest(session_id="early"), agent("kb"))
     with pytest.raises(PermissionDenied, match="costs span every agent"):
         await queries.costs(receipts_pb2.CostsRequest(by="agent"), agent("billing"))
 
 
 async def test_only_an_agent_whose_sidecar_took_part_reports_the_outcome(queries: SessionQueries) -> None:
     with pytest.raises(PermissionDenied, match="agent kb took no part in session 'early'"):
-        queries.report_outcome(receipts_pb2.ReportOutcomeRequest(session_id="early", outcome="failed"), agent("kb"))
-    queries.report_outcome(receipts_pb2.ReportOutcomeRequest(session_id="early", outcome="succeeded"), agent("billing"))
+        await queries.report_outcome(
+            receipts_pb2.ReportOutcomeRequest(session_id="early", outcome="failed"), agent("kb")
+        )
+    await queries.report_outcome(
+        receipts_pb2.ReportOutcomeRequest(session_id="early", outcome="succeeded"), agent("billing")
+    )

@@ -1,11 +1,12 @@
-"""registry.store against a real SQLite database in a temporary directory."""
+"""registry.store.sqlite's catalog and leases against a real SQLite database in a temporary
+directory, and what opening the database does (permissions, lock, schema steps)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import stat
-from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -13,7 +14,9 @@ import pytest
 
 from meshwarden.registry.errors import StoreError
 from meshwarden.registry.model import DEREGISTERED, LEASE_EXPIRED, Capability, Instance, Removed, Upserted
-from meshwarden.registry.store import DB_NAME, SCHEMA_VERSION, Store
+from meshwarden.registry.store import Stores
+from meshwarden.registry.store.sqlite import DB_NAME, SCHEMA_VERSION, STEPS, Database, open_sqlite
+from meshwarden.registry.store.sqlite.migrations import Step, migrate
 
 
 def _instance(instance_id: str, *, agent: str = "billing", lease: float = 1000.0) -> Instance:
@@ -31,123 +34,173 @@ def _instance(instance_id: str, *, agent: str = "billing", lease: float = 1000.0
     )
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(tmp_path / "data", event_log_retention=100)
-    yield opened
-    opened.close()
-
-
-def test_creates_a_private_data_dir_with_a_wal_database(tmp_path: Path) -> None:
+async def test_creates_a_private_data_dir_with_a_private_wal_database(tmp_path: Path) -> None:
     data_dir = tmp_path / "nested" / "data"
-    store = Store.open(data_dir, event_log_retention=10)
+    stores = await open_sqlite(data_dir, event_log_retention=10)
     try:
+        await stores.catalog.upsert(_instance("a1"))  # the WAL file exists once something was written
         assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+        for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
+            assert stat.S_IMODE((data_dir / name).stat().st_mode) == 0o600, name
         mode = sqlite3.connect(data_dir / DB_NAME).execute("PRAGMA journal_mode").fetchone()[0]
         assert mode == "wal"
-        assert store.revision == 0
     finally:
-        store.close()
+        await stores.close()
 
 
-def test_commit_stores_the_instance_and_its_event(store: Store) -> None:
+async def test_upsert_takes_the_next_revision_from_the_store(stores: Stores) -> None:
+    assert await stores.catalog.revision() == 0
     instance = _instance("a1")
-    store.commit(Upserted(revision=1, instance=instance))
-    assert store.revision == 1
-    assert store.instance("a1") == instance
-    assert store.instances() == [instance]
-    assert store.events_after(0) == [Upserted(revision=1, instance=instance)]
+    assert await stores.catalog.upsert(instance) == Upserted(revision=1, instance=instance)
+    assert await stores.catalog.revision() == 1
+    assert await stores.catalog.instance("a1") == instance
+    snapshot = await stores.catalog.snapshot()
+    assert snapshot.revision == 1 and snapshot.instances == (instance,)
+    assert await stores.catalog.events_after(0) == [Upserted(revision=1, instance=instance)]
 
 
-def test_remove_deletes_the_instance_and_logs_the_reason(store: Store) -> None:
-    store.commit(Upserted(revision=1, instance=_instance("a1")))
-    store.commit(Removed(revision=2, instance_id="a1", reason=LEASE_EXPIRED))
-    assert store.instance("a1") is None
-    assert store.events_after(1) == [Removed(revision=2, instance_id="a1", reason=LEASE_EXPIRED)]
+async def test_concurrent_changes_get_distinct_consecutive_revisions(stores: Stores) -> None:
+    events = await asyncio.gather(*(stores.catalog.upsert(_instance(f"i{n}")) for n in range(20)))
+    assert sorted(e.revision for e in events) == list(range(1, 21))
+    assert [e.revision for e in await stores.catalog.events_after(0) or []] == list(range(1, 21))
 
 
-def test_refuses_a_revision_that_does_not_follow(store: Store) -> None:
-    with pytest.raises(ValueError, match="does not follow"):
-        store.commit(Upserted(revision=2, instance=_instance("a1")))
-    assert store.revision == 0 and store.instances() == []
+async def test_remove_deletes_the_instance_and_logs_the_reason(stores: Stores) -> None:
+    await stores.catalog.upsert(_instance("a1"))
+    assert await stores.catalog.remove("a1", LEASE_EXPIRED) == Removed(
+        revision=2, instance_id="a1", reason=LEASE_EXPIRED
+    )
+    assert await stores.catalog.instance("a1") is None
+    assert await stores.catalog.events_after(1) == [Removed(revision=2, instance_id="a1", reason=LEASE_EXPIRED)]
 
 
-def test_state_and_revision_survive_reopening(tmp_path: Path) -> None:
-    first = Store.open(tmp_path, event_log_retention=10)
-    first.commit(Upserted(revision=1, instance=_instance("a1")))
-    first.commit(Upserted(revision=2, instance=_instance("b2", agent="search")))
-    first.commit(Removed(revision=3, instance_id="a1", reason=DEREGISTERED))
-    first.close()
-    second = Store.open(tmp_path, event_log_retention=10)
+async def test_removing_an_unknown_instance_uses_no_revision(stores: Stores) -> None:
+    assert await stores.catalog.remove("missing", DEREGISTERED) is None
+    assert await stores.catalog.revision() == 0 and await stores.catalog.events_after(0) == []
+
+
+async def test_state_and_revision_survive_reopening(tmp_path: Path) -> None:
+    first = await open_sqlite(tmp_path, event_log_retention=10)
+    await first.catalog.upsert(_instance("a1"))
+    await first.catalog.upsert(_instance("b2", agent="search"))
+    await first.catalog.remove("a1", DEREGISTERED)
+    await first.close()
+    second = await open_sqlite(tmp_path, event_log_retention=10)
     try:
-        assert second.revision == 3
-        assert [i.instance_id for i in second.instances()] == ["b2"]
-        assert [e.revision for e in second.events_after(1) or []] == [2, 3]
+        assert await second.catalog.revision() == 3
+        assert [i.instance_id for i in (await second.catalog.snapshot()).instances] == ["b2"]
+        assert [e.revision for e in await second.catalog.events_after(1) or []] == [2, 3]
     finally:
-        second.close()
+        await second.close()
 
 
-def test_a_second_process_cannot_open_the_same_data_dir(store: Store, tmp_path: Path) -> None:
+async def test_a_second_process_cannot_open_the_same_data_dir(stores: Stores, tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="in use by another registry"):
-        Store.open(tmp_path / "data", event_log_retention=100)
+        await open_sqlite(tmp_path / "data", event_log_retention=100)
 
 
-def test_events_after_is_none_once_the_log_was_trimmed(tmp_path: Path) -> None:
-    store = Store.open(tmp_path, event_log_retention=3)
+async def test_events_after_is_none_once_the_log_was_trimmed(tmp_path: Path) -> None:
+    stores = await open_sqlite(tmp_path, event_log_retention=3)
     try:
-        for revision in range(1, 7):
-            store.commit(Upserted(revision=revision, instance=_instance(f"i{revision}")))
-        assert store.oldest_event_revision() == 4
-        assert store.events_after(2) is None  # revision 3 is gone
-        assert [e.revision for e in store.events_after(3) or []] == [4, 5, 6]
-        assert store.events_after(6) == []
+        for n in range(1, 7):
+            await stores.catalog.upsert(_instance(f"i{n}"))
+        assert await stores.catalog.events_after(2) is None  # revision 3 is gone
+        assert [e.revision for e in await stores.catalog.events_after(3) or []] == [4, 5, 6]
+        assert await stores.catalog.events_after(6) == []
     finally:
-        store.close()
+        await stores.close()
 
 
-def test_events_after_a_revision_ahead_of_the_store_is_none(store: Store) -> None:
-    store.commit(Upserted(revision=1, instance=_instance("a1")))
-    assert store.events_after(5) is None
+async def test_events_after_a_revision_ahead_of_the_store_is_none(stores: Stores) -> None:
+    await stores.catalog.upsert(_instance("a1"))
+    assert await stores.catalog.events_after(5) is None
 
 
-def test_set_lease_moves_only_the_lease(store: Store) -> None:
-    store.commit(Upserted(revision=1, instance=_instance("a1", lease=1000.0)))
-    assert store.set_lease("a1", 2000.0) is True
-    assert store.set_lease("missing", 2000.0) is False
-    renewed = store.instance("a1")
+async def test_set_lease_moves_only_the_lease(stores: Stores) -> None:
+    await stores.catalog.upsert(_instance("a1", lease=1000.0))
+    assert await stores.leases.set_lease("a1", 2000.0) is True
+    assert await stores.leases.set_lease("missing", 2000.0) is False
+    renewed = await stores.catalog.instance("a1")
     assert renewed is not None and renewed.lease_expires_at == 2000.0
-    assert store.revision == 1
+    assert await stores.catalog.revision() == 1
     # The logged event keeps the lease as it was at the change.
-    logged = store.events_after(0)
+    logged = await stores.catalog.events_after(0)
     assert logged is not None and isinstance(logged[0], Upserted) and logged[0].instance.lease_expires_at == 1000.0
 
 
-def test_expiry_queries_and_extension(store: Store) -> None:
-    store.commit(Upserted(revision=1, instance=_instance("early", lease=100.0)))
-    store.commit(Upserted(revision=2, instance=_instance("late", lease=300.0)))
-    assert store.earliest_lease_expiry() == 100.0
-    assert store.expired_ids(now=100.0) == ["early"]
-    assert store.expired_ids(now=99.9) == []
-    assert store.extend_all_leases(until=200.0) == 1
-    assert store.expired_ids(now=250.0) == ["early"]
-    late = store.instance("late")
+async def test_a_snapshot_shows_the_current_lease_and_body_of_each_instance(stores: Stores) -> None:
+    first = _instance("a1", lease=1000.0)
+    await stores.catalog.upsert(first)
+    assert (await stores.catalog.snapshot()).instances == (first,)
+    await stores.leases.set_lease("a1", 2000.0, svid_expires_at=3000.0)  # a renewal: same body
+    renewed = replace(first, lease_expires_at=2000.0, svid_expires_at=3000.0)
+    assert (await stores.catalog.snapshot()).instances == (renewed,)
+    changed = replace(first, version="2.0.0", lease_expires_at=2500.0)  # re-registered: a new body
+    await stores.catalog.upsert(changed)
+    assert (await stores.catalog.snapshot()).instances == (changed,)
+
+
+async def test_add_refuses_an_id_in_use_without_using_a_revision(stores: Stores) -> None:
+    assert await stores.catalog.add(_instance("a1")) == Upserted(revision=1, instance=_instance("a1"))
+    assert await stores.catalog.add(_instance("a1", agent="search")) is None
+    assert await stores.catalog.revision() == 1 and await stores.catalog.instance("a1") == _instance("a1")
+
+
+async def test_a_conditional_lease_moves_only_a_live_lease_of_that_agent(stores: Stores) -> None:
+    await stores.catalog.upsert(_instance("a1", lease=1000.0))
+    assert not await stores.leases.set_lease("a1", 2000.0, agent="search")
+    assert not await stores.leases.set_lease("a1", 2000.0, agent="billing", live_at=1000.0)  # ended at 1000
+    assert await stores.leases.set_lease("a1", 2000.0, agent="billing", live_at=999.0)
+    renewed = await stores.catalog.instance("a1")
+    assert renewed is not None and renewed.lease_expires_at == 2000.0
+
+
+async def test_expiry_queries_and_extension(stores: Stores) -> None:
+    await stores.catalog.upsert(_instance("early", lease=100.0))
+    await stores.catalog.upsert(_instance("late", lease=300.0))
+    assert await stores.leases.earliest_expiry() == 100.0
+    assert await stores.leases.expired(now=100.0) == ["early"]
+    assert await stores.leases.expired(now=99.9) == []
+    assert await stores.leases.extend_all(until=200.0) == 1
+    assert await stores.leases.expired(now=250.0) == ["early"]
+    late = await stores.catalog.instance("late")
     assert late is not None and late.lease_expires_at == 300.0
 
 
-def test_refuses_a_database_from_a_newer_schema(tmp_path: Path) -> None:
-    Store.open(tmp_path, event_log_retention=10).close()
+async def test_refuses_a_database_from_a_newer_schema(tmp_path: Path) -> None:
+    await (await open_sqlite(tmp_path, event_log_retention=10)).close()
     db = sqlite3.connect(tmp_path / DB_NAME)
     db.execute("PRAGMA user_version = 99")
     db.commit()
     db.close()
-    with pytest.raises(StoreError, match="schema version 99"):
-        Store.open(tmp_path, event_log_retention=10)
+    with pytest.raises(
+        StoreError, match=f"schema version 99, newer than this registry understands \\({SCHEMA_VERSION}\\)"
+    ):
+        await open_sqlite(tmp_path, event_log_retention=10)
     # The refused open released its lock: once fixed, the database opens again.
     db = sqlite3.connect(tmp_path / DB_NAME)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     db.commit()
     db.close()
-    Store.open(tmp_path, event_log_retention=10).close()
+    await (await open_sqlite(tmp_path, event_log_retention=10)).close()
+
+
+def test_the_schema_version_counts_the_named_steps() -> None:
+    assert SCHEMA_VERSION == len(STEPS) and all(step.name for step in STEPS)
+    assert len({step.name for step in STEPS}) == len(STEPS)
+
+
+def test_only_the_steps_not_run_yet_run_and_a_failing_step_changes_nothing(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "steps.db", isolation_level=None)
+    first = (Step("one", "CREATE TABLE a (x INTEGER);"), Step("two", "CREATE TABLE b (x INTEGER);"))
+    migrate(db, tmp_path, first)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    migrate(db, tmp_path, first)  # nothing to run: creating a again would fail
+    broken = (*first, Step("three", "CREATE TABLE c (x INTEGER);"), Step("four", "CREATE TABLE a (x INTEGER);"))
+    with pytest.raises(StoreError, match="from schema version 2"):
+        migrate(db, tmp_path, broken)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'c'").fetchone()[0] == 0
 
 
 # The schema and one row as registry version 1 (before identity) wrote them.
@@ -163,7 +216,7 @@ PRAGMA user_version = 1;
 """
 
 
-def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
+async def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     old = _instance("a1")
     body = {k: v for k, v in asdict(old).items() if k not in ("lease_expires_at", "svid_expires_at")}
     event_body = {**body, "lease_expires_at": old.lease_expires_at}
@@ -173,15 +226,16 @@ def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     db.execute("INSERT INTO events VALUES (1, 'a1', 'upserted', ?, NULL)", (json.dumps(event_body),))
     db.commit()
     db.close()
-    store = Store.open(tmp_path, event_log_retention=10)
+    stores = await open_sqlite(tmp_path, event_log_retention=10)
     try:
-        assert store.instance("a1") == old and old.svid_expires_at == 0.0
-        assert store.events_after(0) == [Upserted(revision=1, instance=old)]
-        assert store.query("SELECT COUNT(*) FROM join_tokens") == [(0,)]
-        assert store.set_lease("a1", 2000.0, svid_expires_at=3000.0)
-        assert store.instance("a1") == replace(old, lease_expires_at=2000.0, svid_expires_at=3000.0)
+        assert await stores.catalog.instance("a1") == old and old.svid_expires_at == 0.0
+        assert await stores.catalog.events_after(0) == [Upserted(revision=1, instance=old)]
+        assert await stores.join_tokens.get("none") is None
+        assert await stores.leases.set_lease("a1", 2000.0, svid_expires_at=3000.0)
+        assert await stores.catalog.instance("a1") == replace(old, lease_expires_at=2000.0, svid_expires_at=3000.0)
+        assert (await stores.catalog.upsert(_instance("b2"))).revision == 2  # continues from the stored revision
     finally:
-        store.close()
+        await stores.close()
     assert sqlite3.connect(tmp_path / DB_NAME).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
@@ -189,4 +243,4 @@ def test_an_unusable_data_dir_is_a_store_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(StoreError, match="cannot create the registry data directory"):
-        Store.open(blocker / "data", event_log_retention=10)
+        Database.open(blocker / "data")

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from meshwarden.registry.errors import InvalidInput
-from meshwarden.registry.store import DB_NAME, SCHEMA_VERSION, Store
+from meshwarden.registry.store.sqlite import DB_NAME, SCHEMA_VERSION
+from meshwarden.registry.store.sqlite.tasks import TaskFilter, TaskStore
 from meshwarden.registry.task_queue import (
     CANCELLED,
     EXPIRED,
@@ -25,8 +26,8 @@ from meshwarden.registry.task_queue import (
     TaskQueue,
     UnknownTask,
 )
-from meshwarden.registry.task_store import TaskFilter, TaskStore
 from meshwarden.v1 import controls_pb2
+from tests.unit.registry.blocking_store import Store
 from tests.unit.sidecar.fakes import FakeClock
 
 A = Holder(instance_id="worker-a", agent="worker")

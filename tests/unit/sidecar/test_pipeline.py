@@ -99,6 +99,19 @@ async def test_inbound_order_matches_the_readme(tmp_path: Path) -> None:
     assert documented("inbound")[-1] == "deliver"
 
 
+async def test_tool_order_matches_the_readme(tmp_path: Path) -> None:
+    assert stage_names(pipeline.tool(await runtime(tmp_path))) == documented("tool")
+    assert documented("tool")[-1] == "mcp_server"
+
+
+async def test_every_kind_of_outbound_call_shares_the_outer_stages(tmp_path: Path) -> None:
+    rt = await runtime(tmp_path)
+    outer = ["tracing", "metrics", "receipts", "kill_switch", "task_fence", "payload_limit"]
+    assert stage_names(pipeline.outbound(rt))[: len(outer)] == outer == stage_names(pipeline.tool(rt))[: len(outer)]
+    tool = stage_names(pipeline.tool(rt))
+    assert tool.index("tool_check") < tool.index("outbound_policy") < tool.index("approval") < tool.index("mcp_server")
+
+
 # A test double kind of call: its own routing (one fixed server) and last hop, behind the same
 # outer stages as every other kind.
 SEARCH = Endpoint(

@@ -13,17 +13,16 @@ from typing import Any
 import pytest
 
 from meshwarden.errors import ApprovalDenied, ApprovalPending
-from meshwarden.registry.approval_store import ApprovalStore
 from meshwarden.registry.approvals import ApprovalAsk, Approvals, is_final
 from meshwarden.registry.approvals_server import approval_to_proto
-from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Caller as RegistryCaller
-from meshwarden.registry.store import Store
+from meshwarden.registry.store.sqlite.approvals import ApprovalStore
 from meshwarden.sidecar.approval_desk import ApprovalDesk
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call import Call
 from meshwarden.sidecar.stages import approval
 from meshwarden.v1 import approvals_pb2
+from tests.unit.registry.blocking_store import Store
 from tests.unit.sidecar.fakes import FakeClock, Recorder, call
 
 OPERATOR = RegistryCaller(None, 0.0, True, False, "ipv4:127.0.0.1:1", operator_id="operator:sha256:abc")
@@ -82,7 +81,7 @@ class InProcessStub:
 def approvals(tmp_path: Path) -> Iterator[Approvals]:
     store = Store.open(tmp_path, event_log_retention=10)
     clock = FakeClock()
-    yield Approvals(ApprovalStore(store), clock, Audit(store, clock))
+    yield Approvals(ApprovalStore(store), clock, store.audit(clock))
     store.close()
 
 

@@ -1,5 +1,5 @@
-"""The gRPC face of the embedded issuer (meshwarden.v1.Identity): enrolment, SVID renewal,
-the trust bundle, and join tokens for operators.
+"""The embedded issuer's RPCs (meshwarden.v1.Identity): enrolment, SVID renewal, the trust
+bundle, and join tokens for operators.
 
 Enroll is the one call that needs no identity: a sidecar proves who it may become with a join
 token made for that agent, or not at all when open enrolment is on (loopback only). The CSR
@@ -10,69 +10,56 @@ fresh SVID for exactly the SPIFFE ID in the certificate the caller presented ove
 from __future__ import annotations
 
 import logging
-from typing import Any, Final
+from collections.abc import Mapping
+from typing import Any
 
 import grpc
 
 from meshwarden.clock import iso_utc
 from meshwarden.identity.spiffe_ids import agent_id
 from meshwarden.registry import wire
-from meshwarden.registry.authz import Authorizer, Caller, method
+from meshwarden.registry.api.service import Handler
+from meshwarden.registry.authz import current_caller
 from meshwarden.registry.errors import PermissionDenied, Unauthenticated
 from meshwarden.registry.issuer import Issued, Issuer
 from meshwarden.registry.join_tokens import DEFAULT_TTL_S, JoinTokens
-from meshwarden.registry.rescue import serve_unary
 from meshwarden.registry.validation import validate_agent_name
-from meshwarden.v1 import identity_pb2, identity_pb2_grpc
+from meshwarden.v1 import identity_pb2
 
 log = logging.getLogger(__name__)
-
-SERVICE_NAME: Final[str] = identity_pb2.DESCRIPTOR.services_by_name["Identity"].full_name
-ENROLL: Final = method(SERVICE_NAME, "Enroll")
-RENEW: Final = method(SERVICE_NAME, "Renew")
-GET_TRUST_BUNDLE: Final = method(SERVICE_NAME, "GetTrustBundle")
-CREATE_JOIN_TOKEN: Final = method(SERVICE_NAME, "CreateJoinToken")
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-class IdentityService(identity_pb2_grpc.IdentityServicer):
+class IdentityApi:
     def __init__(
         self,
         issuer: Issuer,
         tokens: JoinTokens,
-        authorizer: Authorizer,
         *,
         open_enrollment: bool,
         svid_ttl_s: float,
         mtls_address: str,
     ) -> None:
-        self._issuer, self._tokens, self._authorizer = issuer, tokens, authorizer
+        self._issuer, self._tokens = issuer, tokens
         self._open, self._ttl_s, self._mtls_address = open_enrollment, svid_ttl_s, mtls_address
 
-    async def Enroll(self, request: identity_pb2.EnrollRequest, context: Context) -> identity_pb2.SvidResponse:
-        return await serve_unary(ENROLL, self._enroll, request, context, self._authorizer)
+    def handlers(self) -> Mapping[str, Handler]:
+        return {
+            "Enroll": self.Enroll,
+            "Renew": self.Renew,
+            "GetTrustBundle": self.GetTrustBundle,
+            "CreateJoinToken": self.CreateJoinToken,
+        }
 
-    async def Renew(self, request: identity_pb2.RenewSvidRequest, context: Context) -> identity_pb2.SvidResponse:
-        return await serve_unary(RENEW, self._renew, request, context, self._authorizer)
-
-    async def GetTrustBundle(
-        self, request: identity_pb2.GetTrustBundleRequest, context: Context
-    ) -> identity_pb2.TrustBundle:
-        return await serve_unary(GET_TRUST_BUNDLE, self._trust_bundle, request, context, self._authorizer)
-
-    async def CreateJoinToken(
-        self, request: identity_pb2.CreateJoinTokenRequest, context: Context
-    ) -> identity_pb2.JoinToken:
-        return await serve_unary(CREATE_JOIN_TOKEN, self._create_join_token, request, context, self._authorizer)
-
-    def _enroll(self, request: identity_pb2.EnrollRequest, caller: Caller) -> identity_pb2.SvidResponse:
+    async def Enroll(self, request: identity_pb2.EnrollRequest, _: Context) -> identity_pb2.SvidResponse:
+        caller = current_caller()
         agent = request.agent
         validate_agent_name(agent, "agent")
         csr = request.csr_pem.encode()
         self._issuer.check_csr(csr)
         if request.join_token:
-            how = f"join token {self._tokens.consume(request.join_token, agent)}"
+            how = f"join token {await self._tokens.consume(request.join_token, agent)}"
         elif self._open:
             how = "open enrolment"
         else:
@@ -91,24 +78,25 @@ class IdentityService(identity_pb2_grpc.IdentityServicer):
         )
         return self._svid_response(issued)
 
-    def _renew(self, request: identity_pb2.RenewSvidRequest, caller: Caller) -> identity_pb2.SvidResponse:
+    async def Renew(self, request: identity_pb2.RenewSvidRequest, _: Context) -> identity_pb2.SvidResponse:
+        caller = current_caller()
         if caller.identity is None:  # authz lets only agents' SVIDs through; this keeps the types honest
             raise Unauthenticated("renewing an SVID needs the SVID itself, presented over mTLS")
         issued = self._issuer.sign_csr(request.csr_pem.encode(), caller.identity.spiffe_id, self._ttl_s)
         log.info("renewed the SVID of %s; valid until %s", issued.spiffe_id, iso_utc(issued.not_after))
         return self._svid_response(issued)
 
-    def _trust_bundle(self, request: identity_pb2.GetTrustBundleRequest, _caller: Caller) -> identity_pb2.TrustBundle:
+    async def GetTrustBundle(
+        self, _request: identity_pb2.GetTrustBundleRequest, _: Context
+    ) -> identity_pb2.TrustBundle:
         return identity_pb2.TrustBundle(
             trust_domain=self._issuer.trust_domain,
             bundle_pem=self._issuer.bundle_pem.decode(),
             registry_mtls_address=self._mtls_address,
         )
 
-    def _create_join_token(
-        self, request: identity_pb2.CreateJoinTokenRequest, _caller: Caller
-    ) -> identity_pb2.JoinToken:
-        created = self._tokens.create(request.agent, request.ttl_s or DEFAULT_TTL_S)
+    async def CreateJoinToken(self, request: identity_pb2.CreateJoinTokenRequest, _: Context) -> identity_pb2.JoinToken:
+        created = await self._tokens.create(request.agent, request.ttl_s or DEFAULT_TTL_S)
         return identity_pb2.JoinToken(
             token=created.text,
             agent=created.agent,

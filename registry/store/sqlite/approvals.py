@@ -9,10 +9,11 @@ import json
 from dataclasses import dataclass
 from typing import Final
 
-from meshwarden.registry import audit
-from meshwarden.registry.audit import AuditEntry
+from meshwarden.registry.audit import AuditEntry, logged
 from meshwarden.registry.errors import StoreError
-from meshwarden.registry.store import Row, Store
+from meshwarden.registry.store.sqlite import audit
+from meshwarden.registry.store.sqlite.blocking import BlockingStore as Store
+from meshwarden.registry.store.sqlite.blocking import Row
 
 PENDING: Final = "pending"
 APPROVED: Final = "approved"
@@ -78,7 +79,8 @@ class ApprovalStore:
                     "",
                 ),
             )
-            audit.write(db, entry)
+            audit.append(db, entry)
+            logged(entry)
 
     def get(self, approval_id: str) -> StoredApproval | None:
         rows = self._store.query(f"SELECT {_COLUMNS} FROM approvals WHERE id = ?", (approval_id,))
@@ -117,7 +119,8 @@ class ApprovalStore:
                 (to_state, at, by, reason, approval_id, from_state),
             ).rowcount
             if changed:
-                audit.write(db, entry)
+                audit.append(db, entry)
+                logged(entry)
         return bool(changed)
 
     def use(self, approval_id: str, at: float, call_id: str, entry: AuditEntry) -> bool:
@@ -128,7 +131,8 @@ class ApprovalStore:
                 (at, call_id, approval_id),
             ).rowcount
             if changed:
-                audit.write(db, entry)
+                audit.append(db, entry)
+                logged(entry)
         return bool(changed)
 
 

@@ -1,9 +1,9 @@
-"""registry.receipt_store and registry.receipt_verification against a real SQLite database."""
+"""registry.receipts, registry.receipt_chain and registry.receipt_verification over the real
+SQLite store."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,9 +13,9 @@ from meshwarden.receipt_hash import receipt_hash
 from meshwarden.receipt_signing import sign_head
 from meshwarden.registry.errors import Conflict, InvalidInput, PermissionDenied
 from meshwarden.registry.issuer import Issuer
-from meshwarden.registry.receipt_store import ReceiptStore
-from meshwarden.registry.receipt_verification import verify
-from meshwarden.registry.store import DB_NAME, Store
+from meshwarden.registry.receipts import Receipts
+from meshwarden.registry.store import Stores
+from meshwarden.registry.store.sqlite import DB_NAME, open_sqlite
 from meshwarden.v1 import receipts_pb2
 from tests.unit.registry.test_catalog import FakeClock
 
@@ -32,11 +32,11 @@ def svid_of(spiffe_id: str) -> Svid:
     return _SVIDS[spiffe_id]
 
 
-def _ship(receipts: ReceiptStore, shipper: str, batch: list[receipts_pb2.Receipt], signer: str = "") -> int:
+async def _ship(receipts: Receipts, shipper: str, batch: list[receipts_pb2.Receipt], signer: str = "") -> int:
     """As a sidecar ships: the batch with the chain's head signed by `signer` (the shipper)."""
     last = batch[-1] if batch else receipts_pb2.Receipt()
     head = sign_head(svid_of(signer or shipper), last.sidecar_instance_id, last.seq, last.hash)
-    return receipts.ship(shipper, batch, head)
+    return await receipts.ship(shipper, batch, head)
 
 
 def chain(
@@ -74,72 +74,70 @@ def _name(spiffe_id: str) -> str:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(tmp_path, event_log_retention=10)
-    yield opened
-    opened.close()
+def receipts(stores: Stores) -> Receipts:
+    return Receipts(stores.receipts, FakeClock(), trust_bundle_pem=ISSUER.bundle_pem)
 
 
 @pytest.fixture
-def receipts(store: Store) -> ReceiptStore:
-    return ReceiptStore(store, FakeClock(), trust_bundle_pem=ISSUER.bundle_pem)
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / DB_NAME
 
 
-def _sql(store: Store, statement: str, *parameters: object) -> None:
+def _sql(db_path: Path, statement: str, *parameters: object) -> None:
     """What someone with the database file and sqlite3 would do, behind the registry's back."""
-    db = sqlite3.connect(store.path)
+    db = sqlite3.connect(db_path)
     db.execute(statement, parameters)
     db.commit()
     db.close()
 
 
-def test_a_batch_is_stored_and_acknowledged_up_to_its_last_seq(receipts: ReceiptStore) -> None:
+async def test_a_batch_is_stored_and_acknowledged_up_to_its_last_seq(receipts: Receipts) -> None:
     batch = chain(5)
-    assert _ship(receipts, BILLING, batch[:3]) == 3
-    assert _ship(receipts, BILLING, batch[3:]) == 5
-    assert receipts.count() == 5
-    head = receipts.head("billing-1")
+    assert await _ship(receipts, BILLING, batch[:3]) == 3
+    assert await _ship(receipts, BILLING, batch[3:]) == 5
+    assert await receipts.count() == 5
+    head = await receipts.head("billing-1")
     assert head is not None and (head.seq, head.hash, head.sidecar_spiffe_id) == (5, batch[-1].hash, BILLING)
-    assert [v.intact for v in verify(receipts.store.path, ISSUER.bundle_pem)] == [True]
+    assert [v.intact for v in await receipts.verify()] == [True]
 
 
-def test_a_reshipped_batch_is_acknowledged_again_without_storing_twice(receipts: ReceiptStore) -> None:
+async def test_a_reshipped_batch_is_acknowledged_again_without_storing_twice(receipts: Receipts) -> None:
     batch = chain(4)
-    _ship(receipts, BILLING, batch[:3])
-    assert _ship(receipts, BILLING, batch) == 4  # 1-3 again, with 4 new
-    assert _ship(receipts, BILLING, batch[:2]) == 4
-    assert receipts.count() == 4
+    await _ship(receipts, BILLING, batch[:3])
+    assert await _ship(receipts, BILLING, batch) == 4  # 1-3 again, with 4 new
+    assert await _ship(receipts, BILLING, batch[:2]) == 4
+    assert await receipts.count() == 4
 
 
-def test_a_gap_is_refused_naming_the_expected_seq(receipts: ReceiptStore) -> None:
+async def test_a_gap_is_refused_naming_the_expected_seq(receipts: Receipts) -> None:
     batch = chain(6)
-    _ship(receipts, BILLING, batch[:2])
+    await _ship(receipts, BILLING, batch[:2])
     with pytest.raises(Conflict, match="expected seq 3, got seq 5"):
-        _ship(receipts, BILLING, batch[4:])
-    assert receipts.count() == 2
+        await _ship(receipts, BILLING, batch[4:])
+    assert await receipts.count() == 2
 
 
-def test_a_batch_that_does_not_link_to_the_head_is_refused(receipts: ReceiptStore) -> None:
-    _ship(receipts, BILLING, chain(2))
+async def test_a_batch_that_does_not_link_to_the_head_is_refused(receipts: Receipts) -> None:
+    await _ship(receipts, BILLING, chain(2))
     with pytest.raises(Conflict, match="seq 3 does not link to seq 2"):
-        _ship(receipts, BILLING, chain(1, start=3))  # its prev_hash is made up
+        await _ship(receipts, BILLING, chain(1, start=3))  # its prev_hash is made up
 
 
-def test_a_receipt_that_differs_from_the_one_held_at_its_seq_is_refused(receipts: ReceiptStore) -> None:
-    _ship(receipts, BILLING, chain(2))
+async def test_a_receipt_that_differs_from_the_one_held_at_its_seq_is_refused(receipts: Receipts) -> None:
+    await _ship(receipts, BILLING, chain(2))
     other = chain(2)
     other[1].status = "PERMISSION_DENIED"
     other[1].hash = receipt_hash(other[1])
     with pytest.raises(Conflict, match="seq 2 was acknowledged before"):
-        _ship(receipts, BILLING, other)
+        await _ship(receipts, BILLING, other)
 
 
-def test_receipts_of_another_spiffe_id_are_refused(receipts: ReceiptStore) -> None:
+async def test_receipts_of_another_spiffe_id_are_refused(receipts: Receipts) -> None:
     with pytest.raises(PermissionDenied, match=f"written by {BILLING}, and the caller is {KB}"):
-        _ship(receipts, KB, chain(1))
-    _ship(receipts, BILLING, chain(1))
+        await _ship(receipts, KB, chain(1))
+    await _ship(receipts, BILLING, chain(1))
     with pytest.raises(PermissionDenied, match=f"belongs to {BILLING}"):
-        _ship(receipts, KB, chain(1, start=2, spiffe_id=KB))
+        await _ship(receipts, KB, chain(1, start=2, spiffe_id=KB))
 
 
 @pytest.mark.parametrize(
@@ -150,137 +148,140 @@ def test_receipts_of_another_spiffe_id_are_refused(receipts: ReceiptStore) -> No
         (lambda r: setattr(r, "status", "EDITED"), "receipts[0].hash"),
     ],
 )
-def test_malformed_batches_name_the_field(receipts: ReceiptStore, change: object, field: str) -> None:
+async def test_malformed_batches_name_the_field(receipts: Receipts, change: object, field: str) -> None:
     batch = chain(1)
     change(batch[0])  # type: ignore[operator]
     with pytest.raises(InvalidInput) as info:
-        _ship(receipts, BILLING, batch)
+        await _ship(receipts, BILLING, batch)
     assert info.value.field == field
 
 
-def test_an_empty_batch_or_one_with_a_hole_is_invalid(receipts: ReceiptStore) -> None:
+async def test_an_empty_batch_or_one_with_a_hole_is_invalid(receipts: Receipts) -> None:
     with pytest.raises(InvalidInput, match="is empty"):
-        _ship(receipts, BILLING, [])
+        await _ship(receipts, BILLING, [])
     batch = chain(3)
     with pytest.raises(InvalidInput, match="consecutive seqs"):
-        _ship(receipts, BILLING, [batch[0], batch[2]])
+        await _ship(receipts, BILLING, [batch[0], batch[2]])
 
 
-def test_for_session_and_between_read_receipts_in_time_order(receipts: ReceiptStore) -> None:
-    _ship(receipts, BILLING, chain(600))
-    _ship(receipts, KB, chain(2, instance="kb-1", spiffe_id=KB))
-    s1 = receipts.for_session("s1")
+async def test_for_session_and_between_read_receipts_in_time_order(receipts: Receipts) -> None:
+    await _ship(receipts, BILLING, chain(600))
+    await _ship(receipts, KB, chain(2, instance="kb-1", spiffe_id=KB))
+    s1 = await receipts.for_session("s1")
     assert [r.seq for r in s1 if r.sidecar_instance_id == "billing-1"] == list(range(1, 601, 3))
     assert [r.started_at.seconds for r in s1] == sorted(r.started_at.seconds for r in s1)
-    window = list(receipts.between(1001, 1600))  # more than one page
+    window = await receipts.between(1001, 1600)
     assert len(window) == 599 + 2  # billing seq 1 to 599, kb seq 1 and 2
     assert [r.started_at.seconds for r in window] == sorted(r.started_at.seconds for r in window)
-    assert receipts.for_session("nobody") == []
+    assert await receipts.for_session("nobody") == []
 
 
-def test_verify_names_an_edited_column(receipts: ReceiptStore) -> None:
-    _ship(receipts, BILLING, chain(5))
-    _sql(receipts.store, "UPDATE receipts SET status = 'PERMISSION_DENIED' WHERE seq = 3")
-    [verdict] = verify(receipts.store.path, ISSUER.bundle_pem)
+async def test_verify_names_an_edited_column(receipts: Receipts, db_path: Path) -> None:
+    await _ship(receipts, BILLING, chain(5))
+    _sql(db_path, "UPDATE receipts SET status = 'PERMISSION_DENIED' WHERE seq = 3")
+    [verdict] = await receipts.verify()
     assert not verdict.intact
     assert verdict.problem == "seq 3: column status is 'PERMISSION_DENIED', but the hashed receipt says 'OK' (edited)"
 
 
-def test_verify_names_an_edited_receipt_body(receipts: ReceiptStore) -> None:
-    _ship(receipts, BILLING, chain(5))
+async def test_verify_names_an_edited_receipt_body(receipts: Receipts, db_path: Path) -> None:
+    await _ship(receipts, BILLING, chain(5))
     edited = chain(5)[3]
     edited.status = "NOT_FOUND"
-    _sql(receipts.store, "UPDATE receipts SET body = ? WHERE seq = 4", edited.SerializeToString(deterministic=True))
-    [verdict] = verify(receipts.store.path, ISSUER.bundle_pem)
+    _sql(db_path, "UPDATE receipts SET body = ? WHERE seq = 4", edited.SerializeToString(deterministic=True))
+    [verdict] = await receipts.verify()
     assert "seq 4: hash does not match its contents (edited)" in verdict.problems
 
 
-def test_verify_names_a_removed_row_and_a_truncated_tail(receipts: ReceiptStore) -> None:
-    _ship(receipts, BILLING, chain(8))
-    _ship(receipts, KB, chain(2, instance="kb-1", spiffe_id=KB))
-    _sql(receipts.store, "DELETE FROM receipts WHERE sidecar_instance_id = 'billing-1' AND seq = 4")
-    _sql(receipts.store, "DELETE FROM receipts WHERE sidecar_instance_id = 'billing-1' AND seq >= 7")
-    billing, kb = verify(receipts.store.path, ISSUER.bundle_pem)
+async def test_verify_names_a_removed_row_and_a_truncated_tail(receipts: Receipts, db_path: Path) -> None:
+    await _ship(receipts, BILLING, chain(8))
+    await _ship(receipts, KB, chain(2, instance="kb-1", spiffe_id=KB))
+    _sql(db_path, "DELETE FROM receipts WHERE sidecar_instance_id = 'billing-1' AND seq = 4")
+    _sql(db_path, "DELETE FROM receipts WHERE sidecar_instance_id = 'billing-1' AND seq >= 7")
+    billing, kb = await receipts.verify()
     assert billing.problems == (
         "seq 4 missing (removed)",
         "truncated: the chain ends at seq 6, but its sidecar shipped up to seq 8 (seq 7 to 8 removed)",
     )
     assert kb.intact and kb.receipts == 2
-    assert [v.sidecar_instance_id for v in verify(receipts.store.path, ISSUER.bundle_pem, "kb-1")] == ["kb-1"]
+    assert [v.sidecar_instance_id for v in await receipts.verify("kb-1")] == ["kb-1"]
 
 
-def test_verify_names_a_rewritten_link(receipts: ReceiptStore) -> None:
-    _ship(receipts, BILLING, chain(3))
+async def test_verify_names_a_rewritten_link(receipts: Receipts, db_path: Path) -> None:
+    await _ship(receipts, BILLING, chain(3))
     forged = chain(3)[1]
     forged.prev_hash = "sha256:" + "0" * 64
     forged.hash = receipt_hash(forged)  # consistent in itself, but no longer linked
     body = forged.SerializeToString(deterministic=True)
     _sql(
-        receipts.store,
+        db_path,
         "UPDATE receipts SET body = ?, prev_hash = ?, hash = ? WHERE seq = 2",
         body,
         forged.prev_hash,
         forged.hash,
     )
-    [verdict] = verify(receipts.store.path, ISSUER.bundle_pem)
+    [verdict] = await receipts.verify()
     assert "seq 2: does not link to seq 1 (prev_hash differs)" in verdict.problems
     assert "seq 3: does not link to seq 2 (prev_hash differs)" in verdict.problems
 
 
-def test_a_version_4_database_gains_the_receipt_tables(tmp_path: Path) -> None:
-    Store.open(tmp_path, event_log_retention=10).close()
+async def test_a_version_4_database_gains_the_receipt_tables(tmp_path: Path) -> None:
+    await (await open_sqlite(tmp_path, event_log_retention=10)).close()
     db = sqlite3.connect(tmp_path / DB_NAME)
     db.executescript("DROP TABLE receipts; DROP TABLE receipt_chains; PRAGMA user_version = 4;")
     db.close()
-    store = Store.open(tmp_path, event_log_retention=10)
+    stores = await open_sqlite(tmp_path, event_log_retention=10)
     try:
-        assert _ship(ReceiptStore(store, FakeClock(), trust_bundle_pem=ISSUER.bundle_pem), BILLING, chain(1)) == 1
+        assert (
+            await _ship(Receipts(stores.receipts, FakeClock(), trust_bundle_pem=ISSUER.bundle_pem), BILLING, chain(1))
+            == 1
+        )
     finally:
-        store.close()
+        await stores.close()
 
 
-def test_a_receipt_of_a_call_the_shipper_took_no_part_in_is_refused(receipts: ReceiptStore) -> None:
+async def test_a_receipt_of_a_call_the_shipper_took_no_part_in_is_refused(receipts: Receipts) -> None:
     forged = chain(1)  # outbound: its caller must be BILLING, the shipper
     forged[0].caller_spiffe_id, forged[0].caller_agent = KB, "kb"
     forged[0].hash = receipt_hash(forged[0])
     with pytest.raises(PermissionDenied, match="names kb .* as its caller, but it comes from .*billing"):
-        _ship(receipts, BILLING, forged)
+        await _ship(receipts, BILLING, forged)
     renamed = chain(1)
     renamed[0].caller_agent = "kb"  # the right SPIFFE ID, another agent's name
     renamed[0].hash = receipt_hash(renamed[0])
     with pytest.raises(PermissionDenied):
-        _ship(receipts, BILLING, renamed)
-    assert receipts.count() == 0
+        await _ship(receipts, BILLING, renamed)
+    assert await receipts.count() == 0
 
 
-def test_a_batch_without_its_shippers_signature_is_refused(receipts: ReceiptStore) -> None:
+async def test_a_batch_without_its_shippers_signature_is_refused(receipts: Receipts) -> None:
     batch = chain(2)
     with pytest.raises(InvalidInput, match="head is required"):
-        receipts.ship(BILLING, batch, receipts_pb2.SignedHead())
+        await receipts.ship(BILLING, batch, receipts_pb2.SignedHead())
     with pytest.raises(PermissionDenied, match=f"signed by {KB}, but the batch was shipped by {BILLING}"):
-        _ship(receipts, BILLING, batch, signer=KB)
+        await _ship(receipts, BILLING, batch, signer=KB)
     stranger = Issuer.ephemeral("mesh.test", FakeClock()).issue(BILLING, 3600)
     last = batch[-1]
     with pytest.raises(PermissionDenied, match="not issued by this trust domain's CA"):
-        receipts.ship(BILLING, batch, sign_head(stranger, last.sidecar_instance_id, last.seq, last.hash))
+        await receipts.ship(BILLING, batch, sign_head(stranger, last.sidecar_instance_id, last.seq, last.hash))
     head = sign_head(svid_of(BILLING), last.sidecar_instance_id, last.seq, last.hash)
     head.seq = 1
     with pytest.raises(InvalidInput, match="batch ends at seq 2"):
-        receipts.ship(BILLING, batch, head)
-    assert receipts.count() == 0
+        await receipts.ship(BILLING, batch, head)
+    assert await receipts.count() == 0
 
 
-def test_verify_catches_a_chain_rewritten_with_every_hash_recomputed(receipts: ReceiptStore) -> None:
-    _ship(receipts, BILLING, chain(3))
+async def test_verify_catches_a_chain_rewritten_with_every_hash_recomputed(receipts: Receipts, db_path: Path) -> None:
+    await _ship(receipts, BILLING, chain(3))
     rewritten = chain(3)
     rewritten[2].usage.cost_micro_usd = 9_999_999
     rewritten[2].hash = receipt_hash(rewritten[2])
     row = [rewritten[2].SerializeToString(deterministic=True), rewritten[2].hash, 9_999_999]
-    _sql(receipts.store, "UPDATE receipts SET body = ?, hash = ?, cost_micro_usd = ? WHERE seq = 3", *row)
-    _sql(receipts.store, "UPDATE receipt_chains SET head_hash = ?", rewritten[2].hash)
-    [verdict] = verify(receipts.store.path, ISSUER.bundle_pem)
+    _sql(db_path, "UPDATE receipts SET body = ?, hash = ?, cost_micro_usd = ? WHERE seq = 3", *row)
+    _sql(db_path, "UPDATE receipt_chains SET head_hash = ?", rewritten[2].hash)
+    [verdict] = await receipts.verify()
     assert verdict.problems == ("seq 3: the chain's head is not the one its sidecar signed (seq 3) (rewritten)",)
-    _sql(receipts.store, "UPDATE receipt_head_signatures SET hash = ?", rewritten[2].hash)
-    _sql(receipts.store, "DELETE FROM receipt_head_signatures")
-    [unsigned] = verify(receipts.store.path, ISSUER.bundle_pem)
+    _sql(db_path, "UPDATE receipt_head_signatures SET hash = ?", rewritten[2].hash)
+    _sql(db_path, "DELETE FROM receipt_head_signatures")
+    [unsigned] = await receipts.verify()
     assert unsigned.problems == ("no signed head: nothing proves its sidecar wrote this chain",)

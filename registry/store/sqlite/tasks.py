@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import astuple, dataclass, fields
 from typing import Final, TypeVar
 
-from meshwarden.registry.store import Row, Store
+from meshwarden.registry.store.sqlite.blocking import BlockingStore as Store
+from meshwarden.registry.store.sqlite.blocking import Row
 
 T = TypeVar("T")
 

@@ -1,0 +1,239 @@
+"""Registry write and read throughput over real gRPC (mTLS), and how long its event loop stalls.
+
+A registry runs in a child process (`registry.app.serve`, the code under test, with a task
+that measures how late the loop wakes it every 2 ms); this process enrols as an agent and
+drives it:
+  register   Register calls, `--concurrency` at a time (each a catalog change: a revision)
+  renew      Renew calls of those instances, as many at a time
+  ship       ShipReceipts batches of 1,000 receipts of one chain (each re-hashed, fsync'd)
+  list       ListInstances of the whole catalog
+Per phase: operations per second, and the registry loop's longest stall and how many stalls
+went over 10 ms. The same script measures any version of the registry (it uses only the
+gRPC API and `app.serve`): run it with PYTHONPATH pointing at an older checkout for "before".
+
+    .venv/bin/python -m benchmarks.registry_throughput --instances 2000 --batches 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from meshwarden.identity.csr import new_key_and_csr
+from meshwarden.identity.svid import svid_from_pem
+from meshwarden.receipt_hash import receipt_hash
+from meshwarden.receipt_signing import sign_head
+from meshwarden.registry_client import RegistryTrust, registry_channel, registry_stub
+from meshwarden.v1 import catalog_pb2, identity_pb2, identity_pb2_grpc, receipts_pb2, receipts_pb2_grpc, registry_pb2
+
+TICK_S = 0.002
+STALL_S = 0.010
+
+
+class LoopLag:
+    """How late a task that asks for a turn every TICK_S gets it: the loop's stalls."""
+
+    def __init__(self) -> None:
+        self.stalls: list[float] = []
+
+    async def run(self) -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = time.perf_counter()
+            self.stalls.append(now - last - TICK_S)
+            last = now
+
+    def report(self) -> dict[str, float]:
+        stalls, self.stalls = self.stalls, []
+        return {
+            "max_ms": 1000 * max(stalls, default=0.0),
+            "p99_ms": 1000 * (statistics.quantiles(stalls, n=100)[98] if len(stalls) > 100 else 0.0),
+            "over_10ms": float(sum(1 for s in stalls if s > STALL_S)),
+        }
+
+
+async def serve_child(data_dir: Path) -> None:
+    """The registry under test, printing its ports, then a lag report on each SIGUSR1."""
+    from meshwarden.addresses import HostPort
+    from meshwarden.clock import SystemClock
+    from meshwarden.registry import app
+    from meshwarden.registry.config import RegistryConfig
+
+    interval = getattr(app, "GIL_SWITCH_INTERVAL_S", None)  # what `meshwarden registry serve` sets, if anything
+    if interval is not None:
+        sys.setswitchinterval(interval)
+    lag, stop, loop = LoopLag(), asyncio.Event(), asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, lambda: print(json.dumps(lag.report()), flush=True))
+    watcher = asyncio.create_task(lag.run())
+
+    def ready(bound: Any) -> None:
+        print(
+            json.dumps(
+                {
+                    "listen": str(bound.listen),
+                    "mtls": str(bound.mtls),
+                    "bundle": bound.bundle_pem.decode(),
+                    "td": bound.trust_domain,
+                }
+            ),
+            flush=True,
+        )
+        lag.report()  # start-up does not count
+
+    config = RegistryConfig(listen=HostPort("127.0.0.1", 0), data_dir=data_dir, heartbeat_interval_s=30.0)
+    await app.serve(config, SystemClock(), stop=stop, on_ready=ready)
+    watcher.cancel()
+
+
+class Child:
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    async def line(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        raw = await asyncio.wait_for(self.process.stdout.readline(), 60)
+        if not raw:
+            raise RuntimeError("the registry under test exited")
+        return dict(json.loads(raw))
+
+    async def lag(self) -> dict[str, float]:
+        self.process.send_signal(signal.SIGUSR1)
+        return {k: float(v) for k, v in (await self.line()).items()}
+
+
+async def timed(count: int, concurrency: int, one: Callable[[int], Awaitable[object]]) -> float:
+    """Runs `one(0..count-1)`, `concurrency` at a time; returns operations per second."""
+    queue = iter(range(count))
+
+    async def worker() -> None:
+        for n in queue:
+            await one(n)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return count / (time.perf_counter() - started)
+
+
+def receipts(spiffe_id: str, start: int, count: int, prev: str) -> list[receipts_pb2.Receipt]:
+    batch = []
+    for seq in range(start, start + count):
+        receipt = receipts_pb2.Receipt(
+            sidecar_instance_id="bench-1",
+            sidecar_spiffe_id=spiffe_id,
+            seq=seq,
+            prev_hash=prev,
+            direction="outbound",
+            call_id=f"c{seq}",
+            session_id=f"s{seq // 10}",
+            caller_agent="bench",
+            caller_spiffe_id=spiffe_id,  # the registry takes only receipts of the shipper's own calls
+            callee_agent="billing",
+            capability="billing.refund",
+            status="OK",
+            usage=receipts_pb2.Usage(model="m", input_tokens=500, output_tokens=80, cost_micro_usd=120),
+        )
+        receipt.started_at.FromNanoseconds(time.time_ns())
+        receipt.hash = receipt_hash(receipt)
+        prev = receipt.hash
+        batch.append(receipt)
+    return batch
+
+
+async def drive(options: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as data_dir:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "benchmarks.registry_throughput",
+            "--serve",
+            data_dir,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        child = Child(process)
+        try:
+            await run_phases(child, options)
+        finally:
+            process.terminate()
+            await process.wait()
+
+
+async def run_phases(child: Child, options: argparse.Namespace) -> None:
+    ready = await child.line()
+    trust = RegistryTrust(ready["td"], ready["bundle"].encode())
+    key = new_key_and_csr()
+    async with registry_channel(ready["listen"], trust) as channel:
+        reply = await identity_pb2_grpc.IdentityStub(channel).Enroll(
+            identity_pb2.EnrollRequest(agent="bench", csr_pem=key.csr_pem.decode())
+        )
+    svid = svid_from_pem(reply.cert_chain_pem.encode(), key.private_key_pem, reply.trust_bundle_pem.encode())
+    instance = catalog_pb2.Instance(
+        agent="bench",
+        version="1.0.0",
+        peer_address="127.0.0.1:7411",
+        capabilities=[catalog_pb2.Capability(name=f"bench.c{n}", schema_hash="sha256:" + "0" * 64) for n in range(5)],
+    )
+    ids: list[str] = []
+    print(f"{'phase':<10} {'ops/s':>9} {'loop max ms':>12} {'loop p99 ms':>12} {'stalls >10ms':>13}")
+    async with registry_channel(ready["mtls"], RegistryTrust(ready["td"], ready["bundle"].encode(), svid)) as channel:
+        stub, shipper = registry_stub(channel), receipts_pb2_grpc.ReceiptsStub(channel)
+
+        async def register(_: int) -> None:
+            ids.append((await stub.Register(registry_pb2.RegisterRequest(instance=instance))).instance_id)
+
+        async def renew(n: int) -> None:
+            await stub.Renew(registry_pb2.RenewRequest(instance_id=ids[n]))
+
+        head = [""]
+
+        async def ship(n: int) -> None:
+            batch = receipts(svid.spiffe_id, 1 + n * 1000, 1000, head[0])
+            last = batch[-1]
+            signed = sign_head(svid, last.sidecar_instance_id, last.seq, last.hash)  # as a sidecar signs its head
+            await shipper.ShipReceipts(receipts_pb2.ShipReceiptsRequest(receipts=batch, head=signed))
+            head[0] = batch[-1].hash
+
+        async def list_all(_: int) -> None:
+            await stub.ListInstances(registry_pb2.ListInstancesRequest())
+
+        phases: list[tuple[str, int, int, Callable[[int], Awaitable[None]]]] = [
+            ("register", options.instances, options.concurrency, register),
+            ("renew", options.instances, options.concurrency, renew),
+            ("ship", options.batches, 1, ship),
+            ("list", options.lists, 4, list_all),
+        ]
+        for name, count, concurrency, one in phases:
+            rate = await timed(count, concurrency, one)
+            lag = await child.lag()
+            print(f"{name:<10} {rate:>9.1f} {lag['max_ms']:>12.1f} {lag['p99_ms']:>12.2f} {lag['over_10ms']:>13.0f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--instances", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--batches", type=int, default=10, help="ShipReceipts batches of 1,000 receipts")
+    parser.add_argument("--lists", type=int, default=20)
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.serve is not None:
+        asyncio.run(serve_child(options.serve))
+    else:
+        asyncio.run(drive(options))
+
+
+if __name__ == "__main__":
+    main()

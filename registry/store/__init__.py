@@ -1,0 +1,255 @@
+"""The registry's storage seam: one interface per aggregate, and `Stores`, the set of them.
+
+The domain modules (registry.catalog, registry.bundles, registry.controls, ...) hold the
+rules and call these interfaces; only implementations of them hold SQL. SQLite
+(registry.store.sqlite) is the embedded default; PostgreSQL, for several replicas, is the
+second implementation of the same interfaces.
+
+What every implementation guarantees:
+- Methods are coroutines and never block the caller's event loop (SQLite runs them on
+  worker threads, PostgreSQL would await its driver).
+- Each method is one transaction. A change that carries a revision (the catalog, the
+  controls) gets its revision from the store in the same transaction as the change, so the
+  revision on disk always matches the state on disk, with no gaps, whoever wrote it.
+- A write that carries an `AuditEntry` commits the entry with the write, or neither.
+- Failures of the database itself are StoreError (the servers answer UNAVAILABLE); rule
+  violations found inside a transaction (receipt chains) are the domain's own errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from meshwarden.registry.model import CatalogEvent, Instance, RemovalReason, Removed, Snapshot, Upserted
+from meshwarden.registry.store.records import (
+    AuditEntry,
+    ChainHead,
+    ChainVerdict,
+    ControlsSet,
+    Isolation,
+    JoinTokenRecord,
+    KillSwitch,
+    SidecarBundleStatus,
+    StoredBundle,
+    StoredOutcome,
+    StoredRoute,
+    ToolCallQuery,
+)
+from meshwarden.v1 import receipts_pb2
+
+
+class CatalogStore(Protocol):
+    """Instances and the catalog's event log; every change is the next catalog revision."""
+
+    async def revision(self) -> int:
+        """The revision of the last change; 0 when none was ever made."""
+        ...
+
+    async def instance(self, instance_id: str) -> Instance | None: ...
+
+    async def snapshot(self) -> Snapshot:
+        """Every instance (by agent, then id) with the revision they are at, read together."""
+        ...
+
+    async def upsert(self, instance: Instance) -> Upserted:
+        """Adds or replaces the instance and logs the event at the next revision."""
+        ...
+
+    async def add(self, instance: Instance) -> Upserted | None:
+        """Adds an instance under an id not in the catalog, logging the event at the next
+        revision; None (nothing written, no revision used) when the id is taken."""
+        ...
+
+    async def remove(self, instance_id: str, reason: RemovalReason) -> Removed | None:
+        """Removes the instance and logs the event at the next revision; None (and no
+        revision used) when it is not in the catalog."""
+        ...
+
+    async def events_after(self, revision: int) -> list[CatalogEvent] | None:
+        """Every event after `revision`, oldest first; None when the log no longer holds them
+        all (trimmed by retention) or `revision` is ahead of the store."""
+        ...
+
+
+class LeaseStore(Protocol):
+    """The leases of catalog instances. Renewals are not catalog changes: no revision, no event."""
+
+    async def set_lease(
+        self,
+        instance_id: str,
+        lease_expires_at: float,
+        svid_expires_at: float | None = None,
+        *,
+        agent: str | None = None,
+        live_at: float | None = None,
+    ) -> bool:
+        """Moves one lease (and the SVID expiry, when given); False (nothing written) when the
+        instance is gone, or is not `agent`'s when given, or its lease ended by `live_at` when
+        given. One statement: a renewal is one round trip to the store when all is well."""
+        ...
+
+    async def extend_all(self, until: float) -> int:
+        """Moves every lease that ends before `until` to `until`; returns how many moved."""
+        ...
+
+    async def expired(self, now: float) -> list[str]:
+        """The ids of instances whose lease ended at or before `now`, earliest first."""
+        ...
+
+    async def earliest_expiry(self) -> float | None: ...
+
+
+class BundleStore(Protocol):
+    async def add(self, bundle: StoredBundle, audit: AuditEntry) -> None: ...
+
+    async def latest(self) -> StoredBundle | None: ...
+
+    async def put_status(self, status: SidecarBundleStatus) -> None:
+        """Replaces what this instance last reported."""
+        ...
+
+    async def statuses(self) -> list[SidecarBundleStatus]:
+        """Every sidecar's last report, by agent then instance id."""
+        ...
+
+
+class RouteStore(Protocol):
+    async def put(self, route: StoredRoute, audit: AuditEntry) -> None:
+        """Stores the route; a route without weights clears the capability's route."""
+        ...
+
+    async def list(self) -> list[StoredRoute]: ...
+
+
+class ControlStore(Protocol):
+    """Kill switches and isolations. Each change bumps the controls revision and returns the
+    whole set in force after it, read in the same transaction."""
+
+    async def current(self) -> ControlsSet: ...
+
+    async def add_kill(self, switch: KillSwitch, audit: AuditEntry) -> ControlsSet: ...
+
+    async def remove_kill(self, switch_id: str, audit: AuditEntry) -> ControlsSet | None:
+        """None (nothing written) when no such switch is in force."""
+        ...
+
+    async def put_isolation(self, isolation: Isolation, audit: AuditEntry) -> ControlsSet: ...
+
+    async def remove_isolation(self, agent: str, version: str, audit: AuditEntry) -> ControlsSet | None:
+        """None (nothing written) when that version is not isolated."""
+        ...
+
+
+class AuditStore(Protocol):
+    async def append(self, entry: AuditEntry) -> None: ...
+
+    async def list(self, since: float, limit: int) -> list[AuditEntry]:
+        """The newest `limit` entries at or after `since`, oldest first."""
+        ...
+
+
+class ReceiptStore(Protocol):
+    """Each sidecar's receipt chain as shipped, and the head it last reported."""
+
+    async def ship(
+        self,
+        shipper_spiffe_id: str,
+        chain: str,
+        receipts: Sequence[receipts_pb2.Receipt],
+        signed_head: receipts_pb2.SignedHead,
+        shipped_at: float,
+    ) -> int:
+        """Appends a checked batch of one chain durably (on disk before it returns), keeping
+        `signed_head` (already checked, registry.receipt_signatures) as the chain's signed head
+        when it is newer; returns the chain's head seq. The continuity rules
+        (registry.receipt_chain) run inside the transaction, against the head and receipts stored."""
+        ...
+
+    async def head(self, sidecar_instance_id: str) -> ChainHead | None: ...
+
+    async def heads(self) -> list[ChainHead]: ...
+
+    async def for_session(self, session_id: str) -> list[receipts_pb2.Receipt]:
+        """Every receipt of a session, by started_at."""
+        ...
+
+    async def between(self, since: float, until: float) -> list[receipts_pb2.Receipt]:
+        """Receipts with since <= started_at < until, by started_at."""
+        ...
+
+    async def count(self) -> int: ...
+
+    async def tool_calls(self, query: ToolCallQuery) -> tuple[list[receipts_pb2.Receipt], bool]:
+        """Receipts of MCP tool calls (call_kind "tool") matching `query`, newest first, at
+        most `query.limit`; and whether more matched."""
+        ...
+
+    async def verify(self, trust_bundle_pem: bytes, sidecar_instance_id: str = "") -> list[ChainVerdict]:
+        """A verdict per chain (registry.receipt_verification), only that chain's when given;
+        signed heads are checked against the CAs of `trust_bundle_pem`."""
+        ...
+
+
+class OutcomeStore(Protocol):
+    async def add_first(self, outcome: StoredOutcome) -> StoredOutcome | None:
+        """Stores the session's outcome unless it has one; returns the one it had (then
+        nothing was written), or None."""
+        ...
+
+    async def for_sessions(self, session_ids: Iterable[str]) -> Mapping[str, StoredOutcome]: ...
+
+
+class JoinTokenStore(Protocol):
+    async def add(self, token: JoinTokenRecord, *, forget_expired_before: float) -> None:
+        """Stores the token, deleting tokens that expired before `forget_expired_before`."""
+        ...
+
+    async def get(self, token_id: str) -> JoinTokenRecord | None: ...
+
+    async def mark_used(self, token_id: str, at: float) -> bool:
+        """Marks an unused token used; False when it was used already (or is unknown)."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stores:
+    """Every aggregate's store over one database, and how to close it."""
+
+    catalog: CatalogStore
+    leases: LeaseStore
+    bundles: BundleStore
+    routes: RouteStore
+    controls: ControlStore
+    audit: AuditStore
+    receipts: ReceiptStore
+    outcomes: OutcomeStore
+    join_tokens: JoinTokenStore
+    location: str  # where the data lives, for log lines (a path, or a database URL without secrets)
+    close: Callable[[], Awaitable[None]]
+
+
+__all__ = [
+    "AuditEntry",
+    "AuditStore",
+    "BundleStore",
+    "CatalogStore",
+    "ChainHead",
+    "ChainVerdict",
+    "ControlStore",
+    "ControlsSet",
+    "Isolation",
+    "JoinTokenRecord",
+    "JoinTokenStore",
+    "KillSwitch",
+    "LeaseStore",
+    "OutcomeStore",
+    "ReceiptStore",
+    "RouteStore",
+    "SidecarBundleStatus",
+    "StoredBundle",
+    "StoredOutcome",
+    "StoredRoute",
+    "Stores",
+]

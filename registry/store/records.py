@@ -1,0 +1,163 @@
+"""The values that cross the storage seam: what each aggregate's store takes and gives back.
+
+Frozen dataclasses, so a stored value cannot change behind the domain's back, and no
+protobuf except receipts (a receipt is stored as the bytes its hash covers). The domain
+modules (registry.bundles, registry.controls, ...) re-export the ones their callers use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from meshwarden.control_scopes import describe
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AuditEntry:
+    """One operator write (or one the registry made on its own), as `meshwarden audit list` shows it."""
+
+    id: int = 0  # given by the store
+    at: float
+    actor: str
+    claimed_user: str = ""
+    action: str
+    target: str
+    reason: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StoredBundle:
+    name: str
+    revision: int
+    digest: str
+    artifact: bytes
+    pushed_at: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SidecarBundleStatus:
+    instance_id: str
+    agent: str
+    active_revision: int
+    active_digest: str
+    refused_revision: int
+    refusal: str
+    reported_at: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StoredRoute:
+    capability: str
+    # Empty: the route was cleared.
+    weights: Mapping[str, int] = field(default_factory=dict)
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class KillSwitch:
+    id: str
+    scope_kind: int  # controls_pb2.ScopeKind
+    scope_value: str
+    reason: str
+    created_by: str
+    created_at: float
+    expires_at: float | None = None
+
+    @property
+    def scope(self) -> str:
+        return describe(self.scope_kind, self.scope_value)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Isolation:
+    agent: str
+    version: str
+    reason: str
+    created_by: str
+    created_at: float
+
+    @property
+    def target(self) -> str:
+        return f"{self.agent}@{self.version}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ControlsSet:
+    """Every control in force, at the controls revision the store gave its last change."""
+
+    revision: int
+    kill_switches: tuple[KillSwitch, ...]
+    isolations: tuple[Isolation, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StoredOutcome:
+    session_id: str
+    outcome: str
+    detail: str
+    reported_by: str  # the agent whose sidecar reported it (from its SVID)
+    reported_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredHead:
+    """A chain's head as its sidecar last signed it (registry.receipt_signatures)."""
+
+    seq: int
+    hash: str
+    signer_spiffe_id: str
+    signed_head: bytes  # the SignedHead as shipped
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """Where a sidecar's receipt chain ends, as its sidecar last shipped it."""
+
+    sidecar_instance_id: str
+    sidecar_spiffe_id: str
+    seq: int
+    hash: str
+    shipped_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChainVerdict:
+    sidecar_instance_id: str
+    receipts: int
+    problems: tuple[str, ...]
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+    @property
+    def problem(self) -> str:
+        return "; ".join(self.problems)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class JoinTokenRecord:
+    """A join token as stored: the SHA-256 of its secret, never the secret."""
+
+    token_id: str
+    secret_sha256: str
+    agent: str
+    created_at: float
+    expires_at: float
+    used_at: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ToolCallQuery:
+    """Which tool calls `meshwarden tools ledger` asks for; "" matches any."""
+
+    since: float
+    until: float
+    limit: int
+    agent: str = ""
+    tool: str = ""  # SERVER.TOOL
+    server: str = ""
+    session_id: str = ""
+    decision: str = ""  # "allow" | "deny"

@@ -1,0 +1,253 @@
+"""The budgets aggregate's storage: every statement on the budgets, budget_spend and
+budget_slices tables (schema: registry.store.sqlite.migrations), and nowhere else.
+
+`BudgetStore.write(work)` runs `work` on a `BudgetRows` (typed reads and writes) inside one
+transaction, so registry.budgets decides (grant, recall, charge) between reads and writes that
+commit together; a second implementation (PostgreSQL) replaces this module alone.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, TypeVar
+
+from meshwarden.registry.audit import AuditEntry
+from meshwarden.registry.store.sqlite import audit
+from meshwarden.registry.store.sqlite.blocking import BlockingStore as Store
+from meshwarden.registry.store.sqlite.blocking import Row
+
+T = TypeVar("T")
+_BUDGET_COLUMNS: Final = (
+    "id, scope, scope_value, period, limit_micro_usd, soft_limit_micro_usd, reason, created_by, created_at"
+)
+_SLICE_COLUMNS: Final = (
+    "id, budget_id, period_key, subject, holder_instance_id, holder_spiffe_id, granted_micro_usd, used_micro_usd, "
+    "in_flight_micro_usd, expires_at, recalled, live"
+)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BudgetRow:
+    id: str
+    scope: int  # budgets_pb2.BudgetScope
+    scope_value: str
+    period: int  # budgets_pb2.BudgetPeriod
+    limit_micro_usd: int
+    soft_limit_micro_usd: int
+    reason: str
+    created_by: str
+    created_at: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SliceRow:
+    id: str
+    budget_id: str
+    period_key: str
+    subject: str
+    holder_instance_id: str
+    holder_spiffe_id: str
+    granted_micro_usd: int
+    used_micro_usd: int
+    in_flight_micro_usd: int
+    expires_at: float
+    recalled: bool
+    live: bool
+
+    def held(self, now: float) -> int:
+        """What this slice keeps from the budget now: its unspent part while it lives."""
+        return max(self.granted_micro_usd - self.used_micro_usd, 0) if self.live and self.expires_at > now else 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SpendRow:
+    subject: str
+    spent_micro_usd: int
+    soft_crossed: bool
+
+
+class BudgetRows:
+    """Reads and writes inside one transaction."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def budgets(self) -> list[BudgetRow]:
+        rows = self._db.execute(f"SELECT {_BUDGET_COLUMNS} FROM budgets ORDER BY created_at, id").fetchall()
+        return [_budget(r) for r in rows]
+
+    def budget(self, budget_id: str) -> BudgetRow | None:
+        row = self._db.execute(f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE id = ?", (budget_id,)).fetchone()
+        return None if row is None else _budget(row)
+
+    def budget_for(self, scope: int, value: str, period: int) -> BudgetRow | None:
+        row = self._db.execute(
+            f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE scope = ? AND scope_value = ? AND period = ?",
+            (scope, value, period),
+        ).fetchone()
+        return None if row is None else _budget(row)
+
+    def put_budget(self, budget: BudgetRow) -> None:
+        self._db.execute(
+            f"INSERT OR REPLACE INTO budgets ({_BUDGET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                budget.id,
+                budget.scope,
+                budget.scope_value,
+                budget.period,
+                budget.limit_micro_usd,
+                budget.soft_limit_micro_usd,
+                budget.reason,
+                budget.created_by,
+                budget.created_at,
+            ),
+        )
+
+    def delete_budget(self, budget_id: str) -> None:
+        self._db.execute("DELETE FROM budgets WHERE id = ?", (budget_id,))
+        self._db.execute("UPDATE budget_slices SET live = 0 WHERE budget_id = ?", (budget_id,))
+
+    def bump_revision(self) -> None:
+        self._db.execute("UPDATE meta SET value = value + 1 WHERE key = 'budgets_revision'")
+
+    def revision(self) -> int:
+        return int(self._db.execute("SELECT value FROM meta WHERE key = 'budgets_revision'").fetchone()[0])
+
+    def spend(self, budget_id: str, period_key: str, subject: str) -> SpendRow:
+        row = self._db.execute(
+            "SELECT subject, spent_micro_usd, soft_crossed FROM budget_spend "
+            "WHERE budget_id = ? AND period_key = ? AND subject = ?",
+            (budget_id, period_key, subject),
+        ).fetchone()
+        return SpendRow(subject=subject, spent_micro_usd=0, soft_crossed=False) if row is None else _spend(row)
+
+    def spends(self, budget_id: str, period_key: str) -> list[SpendRow]:
+        rows = self._db.execute(
+            "SELECT subject, spent_micro_usd, soft_crossed FROM budget_spend WHERE budget_id = ? AND period_key = ?",
+            (budget_id, period_key),
+        ).fetchall()
+        return [_spend(r) for r in rows]
+
+    def charge(self, budget_id: str, period_key: str, subject: str, micro_usd: int, now: float) -> None:
+        self._db.execute(
+            "INSERT INTO budget_spend (budget_id, period_key, subject, spent_micro_usd, soft_crossed, updated_at) "
+            "VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT (budget_id, period_key, subject) DO UPDATE SET "
+            "spent_micro_usd = spent_micro_usd + excluded.spent_micro_usd, updated_at = excluded.updated_at",
+            (budget_id, period_key, subject, micro_usd, now),
+        )
+
+    def mark_soft_crossed(self, budget_id: str, period_key: str, subject: str) -> None:
+        self._db.execute(
+            "UPDATE budget_spend SET soft_crossed = 1 WHERE budget_id = ? AND period_key = ? AND subject = ?",
+            (budget_id, period_key, subject),
+        )
+
+    def slices(self, budget_id: str, period_key: str, subject: str) -> list[SliceRow]:
+        rows = self._db.execute(
+            f"SELECT {_SLICE_COLUMNS} FROM budget_slices "
+            "WHERE budget_id = ? AND period_key = ? AND subject = ? AND live = 1",
+            (budget_id, period_key, subject),
+        ).fetchall()
+        return [_slice(r) for r in rows]
+
+    def live_slices_of(self, budget_id: str, period_key: str) -> list[SliceRow]:
+        rows = self._db.execute(
+            f"SELECT {_SLICE_COLUMNS} FROM budget_slices WHERE budget_id = ? AND period_key = ? AND live = 1",
+            (budget_id, period_key),
+        ).fetchall()
+        return [_slice(r) for r in rows]
+
+    def slice(self, slice_id: str) -> SliceRow | None:
+        row = self._db.execute(f"SELECT {_SLICE_COLUMNS} FROM budget_slices WHERE id = ?", (slice_id,)).fetchone()
+        return None if row is None else _slice(row)
+
+    def put_slice(self, s: SliceRow) -> None:
+        self._db.execute(
+            f"INSERT OR REPLACE INTO budget_slices ({_SLICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                s.id,
+                s.budget_id,
+                s.period_key,
+                s.subject,
+                s.holder_instance_id,
+                s.holder_spiffe_id,
+                s.granted_micro_usd,
+                s.used_micro_usd,
+                s.in_flight_micro_usd,
+                s.expires_at,
+                int(s.recalled),
+                int(s.live),
+            ),
+        )
+
+    def recall(self, slice_ids: list[str]) -> None:
+        self._db.executemany("UPDATE budget_slices SET recalled = 1 WHERE id = ?", [(i,) for i in slice_ids])
+
+    def lapsed(self, now: float) -> list[SliceRow]:
+        """Live slices whose holder stopped renewing them."""
+        rows = self._db.execute(
+            f"SELECT {_SLICE_COLUMNS} FROM budget_slices WHERE live = 1 AND expires_at <= ?", (now,)
+        ).fetchall()
+        return [_slice(r) for r in rows]
+
+    def end_slices(self, slice_ids: list[str]) -> None:
+        self._db.executemany("UPDATE budget_slices SET live = 0 WHERE id = ?", [(i,) for i in slice_ids])
+
+    def purge_ended(self, before: float) -> int:
+        cursor = self._db.execute("DELETE FROM budget_slices WHERE live = 0 AND expires_at < ?", (before,))
+        return cursor.rowcount
+
+    def audit(self, entry: AuditEntry) -> None:
+        audit.append(self._db, entry)
+
+
+class BudgetStore:
+    """Runs registry.budgets' work on the rows in one transaction each.
+
+    Through the blocking bridge (registry.store.sqlite.blocking) on the writer connection, like
+    approvals and tasks until they are ported; the work is plain synchronous code with no awaits
+    inside, so on the async seam it runs unchanged on the store's writer thread."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def write(self, work: Callable[[BudgetRows], T]) -> T:
+        with self._store.transaction() as db:
+            return work(BudgetRows(db))
+
+
+def _budget(r: Row) -> BudgetRow:
+    return BudgetRow(
+        id=str(r[0]),
+        scope=int(r[1]),
+        scope_value=str(r[2]),
+        period=int(r[3]),
+        limit_micro_usd=int(r[4]),
+        soft_limit_micro_usd=int(r[5]),
+        reason=str(r[6]),
+        created_by=str(r[7]),
+        created_at=float(r[8]),
+    )
+
+
+def _spend(r: Row) -> SpendRow:
+    return SpendRow(subject=str(r[0]), spent_micro_usd=int(r[1]), soft_crossed=bool(r[2]))
+
+
+def _slice(r: Row) -> SliceRow:
+    return SliceRow(
+        id=str(r[0]),
+        budget_id=str(r[1]),
+        period_key=str(r[2]),
+        subject=str(r[3]),
+        holder_instance_id=str(r[4]),
+        holder_spiffe_id=str(r[5]),
+        granted_micro_usd=int(r[6]),
+        used_micro_usd=int(r[7]),
+        in_flight_micro_usd=int(r[8]),
+        expires_at=float(r[9]),
+        recalled=bool(r[10]),
+        live=bool(r[11]),
+    )
