@@ -62,7 +62,11 @@ class Relay(agent_pb2_grpc.AgentServicer):
             if caller.kind != "agent":
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{caller.spiffe_id} is not an agent's")
         try:
-            outcome: agent_pb2.Outcome = await self._upstream.Handle(request, timeout=context.time_remaining())
+            # The agent's callback secret passes through, as a relay in front of an agent must.
+            passed = [(key, value) for key, value in context.invocation_metadata() or () if key == "authorization"]
+            outcome: agent_pb2.Outcome = await self._upstream.Handle(
+                request, timeout=context.time_remaining(), metadata=passed
+            )
         except grpc.aio.AioRpcError as err:  # pass the upstream's status on as it is
             await context.abort(err.code(), err.details() or "")
         return outcome

@@ -57,6 +57,7 @@ import os
 import platform
 import random
 import resource
+import secrets
 import shutil
 import signal
 import subprocess
@@ -104,6 +105,9 @@ except ModuleNotFoundError as exc:  # run from a checkout without PYTHONPATH
 
 HERE = Path(__file__).resolve().parent
 ECHO_AGENT = HERE.parent / "examples" / "echo_agent.py"
+# The echo agent's callback secret, known here so that the direct path can call it as its sidecar does.
+CALLBACK_TOKEN = secrets.token_urlsafe(32)
+CALLBACK_METADATA = (("authorization", f"Bearer {CALLBACK_TOKEN}"),)
 RELAY = HERE / "grpc_relay.py"
 OTLP_SINK = HERE / "otlp_sink.py"
 PATHS = ("direct", "mesh", "mesh-noreceipts", "mesh-traced", "mesh-traced-0", "nginx", "pyrelay", "pyrelay-mtls")
@@ -348,6 +352,7 @@ async def start_mesh(
         f"{prefix}agent",
         [sys.executable, str(ECHO_AGENT), "--sidecar", callee.addresses["listen"]]
         + ["--listen", "127.0.0.1:0", "--version", "1.0.0", "--announce"],
+        env={"MESHWARDEN_AGENT_CALLBACK_TOKEN": CALLBACK_TOKEN},  # the direct path presents it, as a sidecar does
     )
     caller = await fleet.start(
         f"{prefix}sidecar-a",
@@ -574,7 +579,7 @@ def agent_invoke(channel: grpc.aio.Channel, payload: bytes) -> Invoke:
     )
 
     async def invoke() -> int:
-        reply: agent_pb2.Outcome = await handle(delivery, timeout=CALL_TIMEOUT_S)
+        reply: agent_pb2.Outcome = await handle(delivery, timeout=CALL_TIMEOUT_S, metadata=CALLBACK_METADATA)
         return len(reply.result_json)
 
     return invoke

@@ -32,6 +32,7 @@ from typing import Any
 from meshwarden.identity.csr import new_key_and_csr
 from meshwarden.identity.svid import svid_from_pem
 from meshwarden.receipt_hash import receipt_hash
+from meshwarden.receipt_signing import sign_head
 from meshwarden.registry_client import RegistryTrust, registry_channel, registry_stub
 from meshwarden.v1 import catalog_pb2, identity_pb2, identity_pb2_grpc, receipts_pb2, receipts_pb2_grpc, registry_pb2
 
@@ -137,6 +138,7 @@ def receipts(spiffe_id: str, start: int, count: int, prev: str) -> list[receipts
             call_id=f"c{seq}",
             session_id=f"s{seq // 10}",
             caller_agent="bench",
+            caller_spiffe_id=spiffe_id,  # the registry takes only receipts of the shipper's own calls
             callee_agent="billing",
             capability="billing.refund",
             status="OK",
@@ -199,7 +201,9 @@ async def run_phases(child: Child, options: argparse.Namespace) -> None:
 
         async def ship(n: int) -> None:
             batch = receipts(svid.spiffe_id, 1 + n * 1000, 1000, head[0])
-            await shipper.ShipReceipts(receipts_pb2.ShipReceiptsRequest(receipts=batch))
+            last = batch[-1]
+            signed = sign_head(svid, last.sidecar_instance_id, last.seq, last.hash)  # as a sidecar signs its head
+            await shipper.ShipReceipts(receipts_pb2.ShipReceiptsRequest(receipts=batch, head=signed))
             head[0] = batch[-1].hash
 
         async def list_all(_: int) -> None:

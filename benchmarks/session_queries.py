@@ -24,8 +24,11 @@ from pathlib import Path
 from google.protobuf import timestamp_pb2
 
 from meshwarden.clock import SystemClock
+from meshwarden.identity.svid import Svid
 from meshwarden.receipt_hash import receipt_hash
+from meshwarden.receipt_signing import sign_head
 from meshwarden.registry.authz import Caller
+from meshwarden.registry.issuer import Issuer
 from meshwarden.registry.outcomes import Outcomes
 from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.session_queries import SessionQueries
@@ -47,9 +50,17 @@ def _stamp(seconds: float) -> timestamp_pb2.Timestamp:
 class _Chain:
     """One sidecar's chain, hashed as the receipt store checks it."""
 
-    def __init__(self, instance_id: str, spiffe_id: str) -> None:
-        self.instance_id, self.spiffe_id, self.seq, self.head = instance_id, spiffe_id, 0, ""
+    def __init__(self, instance_id: str, svid: Svid) -> None:
+        self.instance_id, self.svid, self.seq, self.head = instance_id, svid, 0, ""
+        self.spiffe_id = svid.spiffe_id
         self.pending: list[receipts_pb2.Receipt] = []
+
+    async def ship(self, receipts: Receipts) -> None:
+        for start in range(0, len(self.pending), 1000):
+            batch = self.pending[start : start + 1000]
+            last = batch[-1]
+            await receipts.ship(self.spiffe_id, batch, sign_head(self.svid, self.instance_id, last.seq, last.hash))
+        self.pending.clear()
 
     def add(self, receipt: receipts_pb2.Receipt) -> None:
         self.seq += 1
@@ -60,9 +71,9 @@ class _Chain:
         self.pending.append(receipt)
 
 
-async def fill(receipts: Receipts, outcomes: Outcomes, calls: int) -> float:
+async def fill(receipts: Receipts, outcomes: Outcomes, issuer: Issuer, calls: int) -> float:
     """Writes `calls` calls (two receipts each); returns the time range's end."""
-    chains = {a: _Chain(f"{a}-1", f"spiffe://meshwarden.local/agent/{a}") for a in AGENTS}
+    chains = {a: _Chain(f"{a}-1", issuer.issue(_spiffe_id(a), 3600)) for a in AGENTS}
     at = T0
     for n in range(calls):
         session, position = n // 4, n % 4
@@ -76,7 +87,9 @@ async def fill(receipts: Receipts, outcomes: Outcomes, calls: int) -> float:
             "session_id": f"s{session}",
             "workflow_id": f"w{session % 20}",
             "caller_agent": caller,
+            "caller_spiffe_id": _spiffe_id(caller),
             "callee_agent": callee,
+            "callee_spiffe_id": _spiffe_id(callee),
             "capability": f"{callee}.work",
             "version": "1.0.0",
             "status": "OK",
@@ -92,10 +105,12 @@ async def fill(receipts: Receipts, outcomes: Outcomes, calls: int) -> float:
             await outcomes.report(f"s{session}", "succeeded" if session % 3 == 1 else "failed", "", reported_by=caller)
         if n % 500 == 499 or n == calls - 1:
             for chain in chains.values():
-                for start in range(0, len(chain.pending), 1000):
-                    await receipts.ship(chain.spiffe_id, chain.pending[start : start + 1000])
-                chain.pending.clear()
+                await chain.ship(receipts)
     return at
+
+
+def _spiffe_id(agent: str) -> str:
+    return f"spiffe://meshwarden.local/agent/{agent}"
 
 
 async def median_s(action: Callable[[], Awaitable[object] | object], repeat: int) -> float:
@@ -137,8 +152,10 @@ async def measure(calls: int, repeat: int) -> list[float]:
         stores = await open_sqlite(Path(directory), event_log_retention=100)
         try:
             clock = SystemClock()
-            receipts, outcomes = Receipts(stores.receipts, clock), Outcomes(stores.outcomes, clock)
-            end = await fill(receipts, outcomes, calls)
+            issuer = Issuer.ephemeral("meshwarden.local", clock)
+            receipts = Receipts(stores.receipts, clock, trust_bundle_pem=issuer.bundle_pem)
+            outcomes = Outcomes(stores.outcomes, clock)
+            end = await fill(receipts, outcomes, issuer, calls)
             queries = SessionQueries(receipts, outcomes, clock)
             everything = receipts_pb2.ListSessionsRequest(limit=1000)
             recent = receipts_pb2.ListSessionsRequest(since=_stamp(end - (end - T0) / 100), limit=1000)

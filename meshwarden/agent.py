@@ -8,7 +8,11 @@
 
     agent.run()
 
-`listen` is the agent's callback endpoint: the sidecar's --app must name the same address.
+`listen` is the agent's callback endpoint, which the agent tells its sidecar when it
+registers. Left out, it is a Unix socket in a fresh directory only this user can enter (file
+mode 0600): no other user on the host can reach it. On TCP, or on any socket, every call must
+carry the secret this agent registered with its sidecar (meshwarden.callback_auth); calls
+without it are refused, so no other local process can deliver a call with a forged caller.
 The agent's name is the sidecar's --agent: the agent cannot choose who it is.
 
 Handlers may be `async def` (they can `await ctx.invoke(...)`) or plain `def` (run in a
@@ -30,6 +34,9 @@ import inspect
 import itertools
 import json
 import logging
+import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,8 +45,9 @@ from decimal import Decimal
 from typing import Any, NoReturn
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from meshwarden import error_status, model_clients, outcomes, task_worker
+from meshwarden import callback_auth, error_status, model_clients, outcomes, task_worker
 from meshwarden.addresses import parse_host_port
 from meshwarden.client import Client, Result, SyncClient, api_token_metadata
 from meshwarden.errors import AgentFailed, MeshError
@@ -53,6 +61,9 @@ from meshwarden.usage import Usage, UsageTally, checked_usage
 from meshwarden.v1 import agent_pb2, agent_pb2_grpc, catalog_pb2, sidecar_pb2, sidecar_pb2_grpc
 
 log = logging.getLogger(__name__)
+REREGISTER_WAIT_S = 60.0
+SIDECAR_CHECK_S = 1.0
+CALLBACK_TOKEN_ENV = "MESHWARDEN_AGENT_CALLBACK_TOKEN"
 
 AGENT_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["Agent"].full_name
 Handler = Callable[[Any, "CallContext"], Any]
@@ -233,16 +244,21 @@ class Agent:
         *,
         version: str,
         sidecar: str,
-        listen: str = "127.0.0.1:7412",
+        listen: str | None = None,
         api_token: str | None = None,
         max_message_bytes: int = 5 * 1024 * 1024,
         gateway: str | None = None,
     ) -> None:
-        """`api_token` is needed when the sidecar requires one (else MESHWARDEN_SIDECAR_TOKEN[_FILE]).
+        """`listen`: HOST:PORT or unix:/path; None for a private Unix socket (see above).
+        `api_token` is needed when the sidecar requires one (else MESHWARDEN_SIDECAR_TOKEN[_FILE]).
         `max_message_bytes` bounds what the callback endpoint accepts; keep it above the
         sidecar's --max-payload-bytes (default 4 MiB) plus envelope, as the default does.
         `gateway` is the sidecar's model gateway URL (http://HOST:PORT) for ctx.openai()."""
-        self.version, self.sidecar, self.listen = version, sidecar, listen
+        self._private_dir = "" if listen is not None else tempfile.mkdtemp(prefix="meshwarden-agent-")  # 0700
+        self.version, self.sidecar = version, sidecar
+        self.listen = listen if listen is not None else f"unix:{self._private_dir}/agent.sock"
+        # A harness that calls the agent directly (benchmarks/latency.py) sets the secret it presents.
+        self._callback_token = os.environ.get(CALLBACK_TOKEN_ENV) or callback_auth.new_token()
         # The sidecar's model gateway (its --gateway-listen) for ctx.openai() and ctx.anthropic():
         # given, else MESHWARDEN_GATEWAY, else the sidecar's default.
         self.gateway = model_clients.gateway_url(gateway)
@@ -256,6 +272,7 @@ class Agent:
         self.schema_hashes: dict[str, str] = {}
         self._capabilities: dict[str, _Capability] = {}
         self._server: grpc.aio.Server | None = None
+        self._reregistration: asyncio.Task[None] | None = None
         self._task_handlers: dict[str, tuple[TaskHandler, float]] = {}
         self._task_workers: list[asyncio.Task[None]] = []
 
@@ -339,14 +356,21 @@ class Agent:
         if not self.listen.startswith("unix:"):  # a TCP port 0 became a real port: say which
             self.listen = str(dataclasses.replace(parse_host_port(self.listen, what="listen"), port=int(port)))
         await server.start()
+        if self.listen.startswith("unix:"):
+            os.chmod(self.listen.removeprefix("unix:").removeprefix("//"), 0o600)  # this user only
         self._server = server
         await set_serving(health, [AGENT_SERVICE], True)
         await self._register(register_timeout_s)
+        self._reregistration = asyncio.create_task(self._stay_registered(), name="meshwarden-stay-registered")
         for kind, (handler, poll_s) in self._task_handlers.items():
             worker = functools.partial(task_worker.work_forever, self.client, kind, handler, poll_s)
             self._task_workers.append(supervise(f"task-worker-{kind}", worker))
 
     async def stop(self) -> None:
+        if self._reregistration is not None:
+            self._reregistration.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reregistration
         await cancel_all(self._task_workers)
         self._task_workers.clear()
         if self._server is not None:
@@ -357,6 +381,8 @@ class Agent:
             sync, self._sync = self._sync, None
         if sync is not None:
             sync.close()
+        if self._private_dir:
+            shutil.rmtree(self._private_dir, ignore_errors=True)
 
     async def serve_forever(self, *, announce: bool = False) -> None:
         """Serves until SIGTERM or SIGINT. With `announce`, prints the ready line
@@ -371,12 +397,37 @@ class Agent:
         """Blocks until SIGTERM or SIGINT."""
         asyncio.run(self.serve_forever(announce=announce))
 
+    async def _stay_registered(self) -> None:
+        """Registers again whenever the sidecar comes back after it went away: a restarted
+        sidecar (its container restarted, say) knows nothing of this agent. Its health is
+        checked every SIDECAR_CHECK_S (a check, not a stream: an open stream would hold up the
+        sidecar's own shutdown); after a failed check, the next good one means a new sidecar."""
+        stub = health_pb2_grpc.HealthStub(self.client._channel)
+        lost = False
+        while True:
+            await asyncio.sleep(SIDECAR_CHECK_S)
+            try:
+                await stub.Check(health_pb2.HealthCheckRequest(), timeout=SIDECAR_CHECK_S)
+            except grpc.aio.AioRpcError:
+                if not lost:
+                    log.warning("lost the sidecar at %s; registering again as soon as it is back", self.sidecar)
+                lost = True
+                continue
+            if lost:
+                try:
+                    await self._register(REREGISTER_WAIT_S)
+                except MeshError as exc:
+                    log.warning("%s; still trying", exc)
+                    continue
+                lost = False
+
     async def _register(self, timeout_s: float) -> None:
         stub = sidecar_pb2_grpc.SidecarStub(self.client._channel)
         request = sidecar_pb2.RegisterAgentRequest(
             version=self.version,
             capabilities=[c.to_proto() for c in self._capabilities.values()],
             callback_address=self.listen,
+            callback_token=self._callback_token,
         )
         deadline = time.monotonic() + timeout_s
         delay = 0.05
@@ -405,6 +456,11 @@ class _Servicer(agent_pb2_grpc.AgentServicer):
     async def Handle(
         self, request: agent_pb2.Delivery, context: grpc.aio.ServicerContext[object, object]
     ) -> agent_pb2.Outcome:
+        if not callback_auth.presented(context.invocation_metadata(), self._agent._callback_token):
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "only this agent's sidecar may deliver calls (no or a wrong callback token)",
+            )
         cap = self._agent._capabilities.get(request.capability)
         if cap is None:
             await _fail(context, grpc.StatusCode.NOT_FOUND, f"this agent does not serve {request.capability!r}")

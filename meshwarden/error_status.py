@@ -20,6 +20,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from meshwarden.errors import MeshError
+from meshwarden.status_message import fit
 
 DOMAIN: Final = "meshwarden.dev"
 LEGACY_TRAILER: Final = "meshwarden-error"  # the kind alone, for sidecars and SDKs before the Status
@@ -35,7 +36,7 @@ class WireStatus:
 def to_status(err: MeshError) -> WireStatus:
     """The status that carries `err`: code, message and trailers, ready for context.abort."""
     info = error_details_pb2.ErrorInfo(reason=err.kind, domain=DOMAIN, metadata=err.metadata())
-    status = status_pb2.Status(code=err.status_code().value[0], message=err.message)
+    status = status_pb2.Status(code=err.status_code().value[0], message=fit(err.message))  # fits the trailers
     status.details.add().Pack(info)
     rich = rpc_status.to_status(status)
     return WireStatus(rich.code, rich.details, (*rich.trailing_metadata, (LEGACY_TRAILER, err.kind)))

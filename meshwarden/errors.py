@@ -16,6 +16,7 @@ raises the same class in the agent). Branched by what the caller can do about th
         KillSwitchEngaged     FAILED_PRECONDITION an operator stopped calls like this one (meshwarden kill list)
         NotRegistered         FAILED_PRECONDITION register the agent first
         OutcomeAlreadyReported FAILED_PRECONDITION the session's outcome was reported before; the message says what
+        OutcomeRefused        PERMISSION_DENIED  this agent took no part in the session it reported on
         ApprovalPending       FAILED_PRECONDITION a person must approve first; retry with its approval_id once approved
         ApprovalDenied        PERMISSION_DENIED  a person denied it, nobody decided in time, or the approval is for other arguments
       Unreachable             transient; a later attempt may succeed
@@ -28,6 +29,7 @@ raises the same class in the agent). Branched by what the caller can do about th
         ToolServerUnavailable UNAVAILABLE        an MCP server could not be reached or did not answer
         DeadlineExceeded      DEADLINE_EXCEEDED  the caller's deadline passed
         RegistryUnavailable   UNAVAILABLE        the sidecar could not reach the registry; try again
+        ReceiptSpoolFull      UNAVAILABLE        the registry has not taken this sidecar's receipts for too long
         ProvidersUnavailable  UNAVAILABLE        no provider of the model or its fallbacks answered
       AgentFailed             the callee agent itself failed (or answered a failure on purpose); its code is passed through
       Unclassified            a kind this version does not know (a newer sidecar or agent): kept as it came
@@ -338,6 +340,13 @@ class OutcomeAlreadyReported(Refused):
     kind = "outcome_already_reported"
 
 
+class OutcomeRefused(Refused):
+    """Only an agent whose sidecar shipped a receipt of a session reports its outcome."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+    kind = "outcome_refused"
+
+
 class LeaseLost(Refused):
     """A task report (or a call) under a fencing token that is no longer current; the message
     names the task, its current holder and token."""
@@ -491,6 +500,12 @@ class DeadlineExceeded(Unreachable):
 
 class RegistryUnavailable(Unreachable):
     kind = "registry_unavailable"
+
+
+class ReceiptSpoolFull(Unreachable):
+    """The sidecar's receipt spool is over its cap (sidecar.spool_backlog): no call without a receipt."""
+
+    kind = "receipt_spool_full"
 
 
 class AgentFailed(MeshError):

@@ -38,6 +38,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, separators=(",", ":"))
 
 
+class TextFormatter(logging.Formatter):
+    """Human lines, one per record: control characters in a message (a newline in a session
+    id someone sent, an escape sequence) are written escaped, so nothing from outside can
+    start a forged log line or repaint a terminal. Tracebacks keep their lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        line = super().formatMessage(record)
+        return line if line.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
+
+
 def configure(level: str = "info", fmt: LogFormat = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
@@ -46,7 +56,7 @@ def configure(level: str = "info", fmt: LogFormat = "text") -> None:
 
         JsonFormatter.converter = time.gmtime
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -32,6 +32,11 @@ class BundleSettings:
     approvers_see_arguments: bool = True
 
 
+# Revisions are stored as SQLite integers and compared as such: below 2^63. A release number
+# or a date-time (20261206153000) fits with room for every later release.
+MAX_REVISION: Final = 2**63 - 1
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Manifest:
     name: str
@@ -64,8 +69,12 @@ def parse_manifest(text: str) -> Manifest:
     if not isinstance(name, str) or not BUNDLE_NAME.fullmatch(name):
         problem("", "name", f"name must be a string of {BUNDLE_NAME_RULE}, got {name!r}")
     revision = data.get("revision")
-    if isinstance(revision, bool) or not isinstance(revision, int) or revision < 1:
-        problem("", "revision", f"revision must be a positive integer that grows with every release, got {revision!r}")
+    if isinstance(revision, bool) or not isinstance(revision, int) or not 1 <= revision <= MAX_REVISION:
+        problem(
+            "",
+            "revision",
+            f"revision must be a positive integer below 2^63 that grows with every release, got {revision!r}",
+        )
     description = data.get("description", "")
     if not isinstance(description, str):
         problem("", "description", f"description must be a string, got {description!r}")

@@ -29,13 +29,15 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import grpc
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from meshwarden import tasks
 from meshwarden.addresses import HostPort
 from meshwarden.admin_http import AdminBindError, AdminServer
 from meshwarden.clock import Clock, SystemClock
 from meshwarden.identity.credentials import server_credentials
+from meshwarden.policy_bundle.errors import BundleError
+from meshwarden.policy_bundle.trusted_keys import load_trusted_keys
 from meshwarden.ready import announce_ready
 from meshwarden.registry import api, leases, task_key
 from meshwarden.registry.approvals import Approvals
@@ -144,9 +146,10 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
         await catalog.load()
         await leases.forgive_downtime(catalog)
         audit = Audit(stores.audit, clock)
-        bundles = Bundles(stores.bundles, clock, audit, hub.publish)
+        bundles = Bundles(stores.bundles, clock, audit, hub.publish, trusted_keys=_bundle_keys(config))
         await bundles.load()
-        receipts, outcomes = Receipts(stores.receipts, clock), Outcomes(stores.outcomes, clock)
+        receipts = Receipts(stores.receipts, clock, trust_bundle_pem=issuer.bundle_pem)
+        outcomes = Outcomes(stores.outcomes, clock)
         task_queue = TaskQueue(TaskStore(blocking), clock)
         task_queue.forgive_downtime()
         parts = _Parts(
@@ -189,6 +192,22 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
         log.info("closed %s", stores.location)
 
 
+def _bundle_keys(config: RegistryConfig) -> dict[str, Ed25519PublicKey] | None:
+    """The trusted bundle keys, or None (pushes stored unverified, said once here)."""
+    if config.bundle_keys is None:
+        log.warning(
+            "no --bundle-keys: pushed bundles are stored without verifying their signatures, so a bundle that "
+            "no sidecar accepts can become the latest revision; give the registry the sidecars' public keys"
+        )
+        return None
+    try:
+        keys = load_trusted_keys(config.bundle_keys)
+    except BundleError as exc:
+        raise StartError(f"--bundle-keys: {exc}") from exc
+    log.info("pushed bundles are verified against key(s) %s", ", ".join(sorted(keys)))
+    return keys
+
+
 @dataclass(frozen=True, kw_only=True)
 class _Parts:
     catalog: Catalog
@@ -216,9 +235,9 @@ def _add_services(server: grpc.aio.Server, config: RegistryConfig, parts: _Parts
         server,
         catalog=api.CatalogApi(parts.catalog, parts.health, heartbeat_interval_s=config.heartbeat_interval_s),
         watch=api.WatchApi(parts.catalog, parts.hub, parts.bundles, parts.routes, parts.controls, parts.acks),
-        bundles=api.BundlesApi(parts.bundles, parts.catalog, parts.hub),
+        bundles=api.BundlesApi(parts.bundles, parts.catalog, parts.hub, parts.receipts),
         routes=api.RoutesApi(parts.routes, parts.hub),
-        health=api.HealthApi(parts.health, parts.catalog),
+        health=api.HealthApi(parts.health, parts.catalog, parts.receipts),
         controls=api.ControlsApi(parts.controls, parts.acks, parts.audit, parts.clock, parts.task_queue),
         identity=api.IdentityApi(
             parts.issuer,

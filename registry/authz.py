@@ -15,8 +15,9 @@ interceptor (registry.api.authorization) looks the RPC up, refuses it when it is
 (default deny), and hands the handler the proven `Caller` (`current_caller`).
 
 Beyond the table, calls about one agent's instance also need that agent's own SVID:
-`require_agent` (Register, Renew, Deregister) and `require_reporter` (bundle status, health
-reports), checked by the domain that knows whose instance an id is (registry.catalog).
+`require_agent` (Register, Renew, Deregister), checked by the domain that knows whose
+instance an id is (registry.catalog); bundle status and health reports only as an instance the
+caller owns (registry.reporter_ownership).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from cryptography import x509
 from meshwarden.identity.peer import CLAIMED_IDENTITY_HEADER, peer_identity
 from meshwarden.identity.peer import Unauthenticated as PeerUnauthenticated
 from meshwarden.identity.spiffe_ids import Identity
-from meshwarden.registry.errors import PermissionDenied, Unauthenticated, UnknownInstance
+from meshwarden.registry.errors import PermissionDenied, Unauthenticated
 from meshwarden.registry.operators import OPERATOR_USER_HEADER, OperatorCredential, bearer_token
 from meshwarden.v1 import (
     approvals_pb2,
@@ -97,10 +98,10 @@ REQUIRED: Final[Mapping[str, Need]] = MappingProxyType(
         method(_IDENTITY, "CreateJoinToken"): Need.OPERATOR,
         method(_RECEIPTS, "ShipReceipts"): Need.AGENT,  # plus: every receipt names the caller's SPIFFE ID
         method(_RECEIPTS, "VerifyReceipts"): Need.OPERATOR,
-        method(_RECEIPTS, "ReportOutcome"): Need.AGENT,
-        method(_RECEIPTS, "ListSessions"): Need.AGENT_OR_OPERATOR,
-        method(_RECEIPTS, "GetSession"): Need.AGENT_OR_OPERATOR,
-        method(_RECEIPTS, "Costs"): Need.AGENT_OR_OPERATOR,
+        method(_RECEIPTS, "ReportOutcome"): Need.AGENT,  # plus: its sidecar shipped a receipt of the session
+        method(_RECEIPTS, "ListSessions"): Need.AGENT_OR_OPERATOR,  # plus: an agent sees only its own sessions
+        method(_RECEIPTS, "GetSession"): Need.AGENT_OR_OPERATOR,  # plus: as ListSessions
+        method(_RECEIPTS, "Costs"): Need.OPERATOR,
         method(_TASKS, "SubmitTask"): Need.OPERATOR,
         method(_TASKS, "LeaseTask"): Need.AGENT,  # plus: the caller's instance, serving each kind
         method(_TASKS, "HeartbeatTask"): Need.AGENT,  # plus: the caller's instance holds the task
@@ -230,17 +231,6 @@ def current_caller() -> Caller:
         return _CURRENT.get()
     except LookupError:
         raise PermissionDenied("this call did not pass the registry's authorization (a bug: fail closed)") from None
-
-
-def require_reporter(caller: Caller, instance_id: str, registered_agent: str | None, action: str) -> Identity:
-    """Who may report about themselves as `instance_id` (bundle status, health): the agent of
-    that instance when it is registered (`registered_agent`); when it is not (a pure caller,
-    whose agent serves nothing), any agent's SVID, since its reports matter as much."""
-    if registered_agent is not None:
-        return require_agent(caller, registered_agent, f"{action} as instance {instance_id}")
-    if caller.identity is not None and caller.identity.kind == "agent":
-        return caller.identity
-    raise UnknownInstance(instance_id)
 
 
 def require_agent(caller: Caller, agent: str, action: str) -> Identity:

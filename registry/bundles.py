@@ -1,27 +1,34 @@
 """Policy bundle revisions: stored, distributed, and what each sidecar reports it enforces.
 
 The registry checks that a pushed artifact is a well-formed bundle and that its revision is
-newer than every revision pushed before; it does not hold signing keys and does not trust the
-signature on anyone's behalf: every sidecar verifies against the keys it trusts, and reports
-back what it enforces or why it refused. All revisions are kept (an audit trail, and the
-material for a rollback by pushing an old bundle again under a new revision). A push is
-published to every watcher once stored, with its audit entry in the same transaction.
+newer than every revision pushed before. Given the trusted public keys (`--bundle-keys`, the
+same the sidecars hold; never a signing key), it verifies the signature and every file first,
+so a bundle no sidecar would accept (an edited manifest, a stranger's key) is refused at push
+and never becomes the latest revision that later pushes must beat and new sidecars receive.
+Without keys it cannot judge signatures and says so on every push; every sidecar verifies
+anyway, and reports back what it enforces or why it refused. All revisions are kept (an audit
+trail, and the material for a rollback by pushing an old bundle again under a new revision).
+A push is published to every watcher once stored, with its audit entry in the same transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from meshwarden import tasks
 from meshwarden.clock import Clock
 from meshwarden.policy_bundle.artifact import bundle_digest, contents_of, decode
 from meshwarden.policy_bundle.errors import BundleError
+from meshwarden.policy_bundle.verify import verify
 from meshwarden.registry.audit import Audit, logged
-from meshwarden.registry.authz import Caller, require_reporter
+from meshwarden.registry.authz import Caller
 from meshwarden.registry.errors import Conflict, InvalidInput
+from meshwarden.registry.reporter_ownership import owned_reporter
 from meshwarden.registry.store import BundleStore
 from meshwarden.registry.store.records import SidecarBundleStatus, StoredBundle
 
@@ -54,8 +61,11 @@ class Bundles:
         clock: Clock,
         audit: Audit,
         publish: Callable[[BundlePublished], None] = lambda _: None,
+        *,
+        trusted_keys: Mapping[str, Ed25519PublicKey] | None = None,
     ) -> None:
         self._store, self._clock, self._audit, self._publish = store, clock, audit, publish
+        self._keys = trusted_keys
         self._pushing = asyncio.Lock()
         self.latest_revision = 0  # for the metrics; set by `load` and each push
 
@@ -66,7 +76,7 @@ class Bundles:
     async def push(self, raw: bytes, caller: Caller | None = None) -> StoredBundle:
         if len(raw) > MAX_ARTIFACT_BYTES:
             raise InvalidInput("artifact", f"is {len(raw)} bytes, over the limit of {MAX_ARTIFACT_BYTES}")
-        checked = await asyncio.to_thread(_check, raw)  # decoding and hashing 8 MiB takes a while
+        checked = await asyncio.to_thread(_check, raw, self._keys)  # decoding and hashing 8 MiB takes a while
         stored = await tasks.to_completion(self._store_and_publish(checked, raw, caller))
         log.info("bundle %s revision %d pushed (%s)", stored.name, stored.revision, stored.digest)
         return stored
@@ -111,6 +121,7 @@ class Bundles:
         *,
         instance_id: str,
         registered_agent: str | None,
+        chain_owner: str | None,
         caller: Caller,
         active_revision: int,
         active_digest: str,
@@ -118,13 +129,12 @@ class Bundles:
         refusal: str,
     ) -> None:
         """Records what a sidecar enforces. `registered_agent` is the agent of `instance_id` in
-        the catalog (None when it is not there): a registered instance reports with its own
-        agent's SVID; pure callers (sidecars whose agent serves nothing) are not in the
-        catalog, but their policy matters as much, so any agent SVID may report for an
-        instance id that is not another agent's."""
-        identity = require_reporter(caller, instance_id, registered_agent, "report the bundle status")
-        if not instance_id:
-            raise InvalidInput("instance_id", "is required")
+        the catalog (None when it is not there) and `chain_owner` the SPIFFE ID that shipped its
+        receipt chain: a sidecar reports only as an instance its SVID owns
+        (registry.reporter_ownership), so no agent invents sidecars of another."""
+        identity = owned_reporter(
+            caller, instance_id, registered_agent, chain_owner, "report the bundle status"
+        ).identity
         status = SidecarBundleStatus(
             instance_id=instance_id,
             agent=identity.name,
@@ -148,7 +158,8 @@ class Bundles:
         return await self._store.statuses()
 
 
-def _check(raw: bytes) -> _Checked:
+def _check(raw: bytes, keys: Mapping[str, Ed25519PublicKey] | None) -> _Checked:
+    """The pushed bundle's name, revision and digest, verified against `keys` when given."""
     try:
         artifact = decode(raw)
         manifest = contents_of(artifact).manifest
@@ -156,4 +167,17 @@ def _check(raw: bytes) -> _Checked:
         raise InvalidInput("artifact", str(exc)) from exc
     if not artifact.signatures:
         raise InvalidInput("artifact", "is not signed; sign it with `meshwarden bundle sign` before pushing")
+    if keys is None:
+        log.warning(
+            "bundle %s revision %d stored without verifying its signature: the registry has no --bundle-keys",
+            manifest.name,
+            manifest.revision,
+        )
+    else:
+        try:
+            verify(raw, keys)
+        except BundleError as exc:
+            raise InvalidInput(
+                "artifact", f"is not trusted, so no sidecar would enforce it, and it is not stored: {exc}"
+            ) from exc
     return _Checked(name=manifest.name, revision=manifest.revision, digest=bundle_digest(artifact.digests))

@@ -70,6 +70,9 @@ class RegistryConfig:
     # The admin HTTP port (/metrics, /healthz, /readyz). `meshwarden registry serve` defaults
     # to DEFAULT_ADMIN_LISTEN; a registry built in code (tests) has none unless asked.
     admin_listen: HostPort | None = None
+    # Directory of trusted bundle public keys (`<key-id>.pub`, as the sidecars have): with it,
+    # a pushed bundle is verified before it is stored; without it, pushes are stored unverified.
+    bundle_keys: Path | None = None
     # A budget slice lapses this long after its holder's last report (a sidecar killed -9
     # gives its slices back within it); holders report every budget_sync_s.
     budget_slice_ttl_s: float = DEFAULT_BUDGET_SLICE_TTL_S
@@ -227,6 +230,14 @@ OPTIONS: Final[tuple[Option[Any], ...]] = (
         metavar="auto|on|off",
     ),
     Option(
+        "bundle_keys",
+        Path,
+        None,
+        "directory of trusted bundle public keys (<key-id>.pub, the sidecars' --bundle-keys): a pushed bundle "
+        "that does not verify against them is refused instead of becoming the latest revision",
+        metavar="DIR",
+    ),
+    Option(
         "budget_slice_ttl_s",
         positive_float,
         DEFAULT_BUDGET_SLICE_TTL_S,
@@ -260,6 +271,7 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> 
         svid_ttl_s=values["svid_ttl_s"],
         open_enrollment=cast(OpenEnrollment, values["open_enrollment"]),
         admin_listen=values["admin_listen"],
+        bundle_keys=values["bundle_keys"],
         budget_slice_ttl_s=values["budget_slice_ttl_s"],
         budget_sync_s=values["budget_sync_s"],
     )

@@ -1,6 +1,8 @@
 """What the callers' sidecars report about the instances they call, kept in memory only.
 
-Each reporter's last report replaces its previous one. A report counts while it is fresh
+Each reporter's last report replaces its previous one; stale ones are dropped whenever a
+report arrives, and registry.api.health keeps only findings about instances in the catalog, so
+memory is bounded by reporters times catalog size. A report counts while it is fresh
 (`ttl_s`, three reporting periods) and while its reporter is live: a reporter that was in the
 catalog when it reported must still be there (a reporter that never registered, a pure
 caller, lives by the TTL alone). For each instance, the worst state among the live reports
@@ -15,8 +17,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from meshwarden.clock import Clock
-from meshwarden.registry.authz import Caller, require_reporter
+from meshwarden.registry.authz import Caller
 from meshwarden.registry.errors import InvalidInput
+from meshwarden.registry.reporter_ownership import owned_reporter
 from meshwarden.v1 import catalog_pb2
 
 DEFAULT_TTL_S = 30.0
@@ -75,19 +78,26 @@ class HealthReports:
         self._reports: dict[tuple[str, str], Report] = {}
 
     def report_from(
-        self, caller: Caller, reporter_instance_id: str, registered_agent: str | None, findings: Mapping[str, Finding]
+        self,
+        caller: Caller,
+        reporter_instance_id: str,
+        registered_agent: str | None,
+        chain_owner: str | None,
+        findings: Mapping[str, Finding],
     ) -> None:
         """Keeps the report of `caller` as `reporter_instance_id`, whose agent in the catalog is
-        `registered_agent` (None when it is not registered: a pure caller); a registered
-        reporter must be the caller's own instance (registry.authz.require_reporter)."""
+        `registered_agent` (None when it is not registered: a pure caller) and whose receipt
+        chain was shipped by `chain_owner`; the reporter must be an instance the caller owns
+        (registry.reporter_ownership). `findings` hold only instances in the catalog."""
         if not reporter_instance_id:
             raise InvalidInput("reporter_instance_id", "is required: the reporting sidecar's own instance id")
-        identity = require_reporter(caller, reporter_instance_id, registered_agent, "report health")
-        self.report(identity.name, reporter_instance_id, registered=registered_agent is not None, findings=findings)
+        reporter = owned_reporter(caller, reporter_instance_id, registered_agent, chain_owner, "report health")
+        self.report(reporter.identity.name, reporter_instance_id, registered=reporter.registered, findings=findings)
 
     def report(
         self, reporter_agent: str, reporter_instance_id: str, *, registered: bool, findings: Mapping[str, Finding]
     ) -> None:
+        self._prune_stale()  # on arrival, not only when someone lists: memory stays bounded
         self._reports[(reporter_agent, reporter_instance_id)] = Report(
             reporter_agent, reporter_instance_id, registered, findings, self._clock.wall()
         )
@@ -115,6 +125,14 @@ class HealthReports:
                 reason = f"{reporters} caller{'s' if reporters > 1 else ''} saw no problem"
             results.append(InstanceHealth(instance_id, worst[0].state, reason, reporters, updated_at))
         return results
+
+    def _prune_stale(self) -> None:
+        oldest = self._clock.wall() - self._ttl_s
+        for key in [key for key, r in self._reports.items() if r.reported_at < oldest]:
+            del self._reports[key]
+
+    def __len__(self) -> int:
+        return len(self._reports)
 
     def _live(self, is_registered: Callable[[str], bool]) -> list[Report]:
         oldest = self._clock.wall() - self._ttl_s

@@ -18,6 +18,7 @@ from typing import Final
 
 from meshwarden.receipt_hash import receipt_hash
 from meshwarden.registry.errors import Conflict, InvalidInput, PermissionDenied
+from meshwarden.registry.receipt_sides import check_sides
 from meshwarden.registry.store.records import ChainHead
 from meshwarden.v1 import receipts_pb2
 
@@ -61,6 +62,7 @@ def check_batch(shipper_spiffe_id: str, receipts: Sequence[receipts_pb2.Receipt]
             raise InvalidInput(f"{where}.direction", f"is {receipt.direction!r}, not 'outbound' or 'inbound'")
         if receipt.hash != receipt_hash(receipt):
             raise InvalidInput(f"{where}.hash", f"does not match the contents of seq {receipt.seq}")
+        check_sides(shipper_spiffe_id, receipt, where)
     return chain
 
 

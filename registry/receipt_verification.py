@@ -3,9 +3,11 @@
 For every chain: each receipt's hash is recomputed from its stored encoding; each receipt
 links to the one before it; seqs run from 1 with no gap; the columns the registry copies
 out of each receipt for queries still say what the receipt says; and the chain ends at the
-head its sidecar last shipped, so rows cut from its end show too. What it cannot see: a
-whole chain removed together with its head, or a chain rewritten from the start by someone
-who can also recompute every hash (the registry holds no signing key; sidecars only hash).
+head its sidecar last shipped, so rows cut from its end show too; that head carries its
+sidecar's signature (registry.receipt_signatures), by an SVID of the trust domain's CA for
+the chain's owner, and every receipt names that owner as the side of the call it was written
+at. So a chain rewritten by someone who can recompute every hash still shows: the registry
+holds no sidecar's key. What it cannot see: a whole chain removed together with its head.
 
 `verify_chain` is pure: each store (registry.store) feeds it a chain's stored rows in seq
 order, off the event loop, since a large table takes seconds to check.
@@ -19,11 +21,15 @@ from typing import Final
 from google.protobuf.message import DecodeError
 
 from meshwarden.receipt_hash import receipt_hash
+from meshwarden.registry import receipt_signatures
+from meshwarden.registry.errors import PermissionDenied
+from meshwarden.registry.receipt_sides import check_sides
 from meshwarden.registry.store.receipt_columns import COLUMNS, Row, columns_of
-from meshwarden.registry.store.records import ChainHead, ChainVerdict
+from meshwarden.registry.store.records import ChainHead, ChainVerdict, StoredHead
 from meshwarden.v1 import receipts_pb2
 
 MAX_PROBLEMS: Final = 20  # per chain; a mass edit is named by its first few
+
 
 __all__ = ["ChainVerdict", "verify_chain"]
 
@@ -44,8 +50,11 @@ class _Findings:
         return (*self.problems, *tail)
 
 
-def verify_chain(chain: str, rows: Iterable[Row], head: ChainHead | None) -> ChainVerdict:
-    """The verdict on one chain from its stored rows (columns in COLUMNS order, by seq)."""
+def verify_chain(
+    chain: str, rows: Iterable[Row], head: ChainHead | None, signed: StoredHead | None, trust_bundle_pem: bytes
+) -> ChainVerdict:
+    """The verdict on one chain from its stored rows (columns in COLUMNS order, by seq), its
+    signed head as stored, checked against the CAs of `trust_bundle_pem`."""
     found = _Findings()
     count, expected, last_seq, last_hash = 0, 1, 0, ""
     for row in rows:
@@ -71,6 +80,11 @@ def verify_chain(chain: str, rows: Iterable[Row], head: ChainHead | None) -> Cha
                 found.add(f"seq {seq}: column {name} is {stored!r}, but the hashed receipt says {hashed!r} (edited)")
         if linked and receipt.prev_hash != last_hash:
             found.add(f"seq {seq}: does not link to seq {seq - 1} (prev_hash differs)")
+        if head is not None:
+            try:
+                check_sides(head.sidecar_spiffe_id, receipt, f"seq {seq}")
+            except PermissionDenied as exc:
+                found.add(f"{exc} (forged)")
         expected, last_seq, last_hash = seq + 1, seq, receipt.hash
     if head is None:
         found.add(f"no head recorded for this chain (its receipt_chains row was removed); it ends at seq {last_seq}")
@@ -83,4 +97,8 @@ def verify_chain(chain: str, rows: Iterable[Row], head: ChainHead | None) -> Cha
         found.add(f"seq {head.seq + 1} to {last_seq} lie beyond the head its sidecar shipped (seq {head.seq}): added")
     elif last_hash != head.hash:
         found.add(f"seq {last_seq}: differs from the head its sidecar shipped")
+    if head is not None:
+        problem = receipt_signatures.problem_with(signed, head.seq, head.hash, head.sidecar_spiffe_id, trust_bundle_pem)
+        if problem:
+            found.add(problem)
     return ChainVerdict(chain, count, found.result())

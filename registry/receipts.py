@@ -2,7 +2,10 @@
 session and by time (sessions, timelines and costs are built on `for_session` and `between`).
 
 A batch is stored only if it continues the chain the registry holds for its sidecar
-(registry.receipt_chain: the rules, checked in the store's transaction). A batch is committed
+(registry.receipt_chain: the rules, checked in the store's transaction), names its shipper as
+the side of each call it was written at (registry.receipt_sides), and comes with its
+shipper's signature over the chain's head (registry.receipt_signatures), which is kept so
+that `verify` shows a chain rewritten by anyone without the sidecar's key. A batch is committed
 with fsync before it is acknowledged, because the sidecar then deletes it from its spool.
 The head (seq, hash) each sidecar last shipped is kept apart from the rows, so that removing
 rows at the end of a chain shows (registry.receipt_verification).
@@ -18,6 +21,7 @@ import logging
 from collections.abc import Sequence
 
 from meshwarden.clock import Clock
+from meshwarden.registry import receipt_signatures
 from meshwarden.registry.receipt_chain import MAX_BATCH, check_batch
 from meshwarden.registry.store import ReceiptStore
 from meshwarden.registry.store.records import ChainHead, ChainVerdict, ToolCallQuery
@@ -29,18 +33,31 @@ __all__ = ["MAX_BATCH", "ChainHead", "ChainVerdict", "Receipts", "ToolCallQuery"
 
 
 class Receipts:
-    def __init__(self, store: ReceiptStore, clock: Clock) -> None:
-        self._store, self._clock = store, clock
+    def __init__(self, store: ReceiptStore, clock: Clock, *, trust_bundle_pem: bytes) -> None:
+        self._store, self._clock, self._trust_bundle_pem = store, clock, trust_bundle_pem
 
-    async def ship(self, shipper_spiffe_id: str, receipts: Sequence[receipts_pb2.Receipt]) -> int:
-        """Stores a batch of one chain; returns the seq of the chain's head now held durably.
+    async def ship(
+        self, shipper_spiffe_id: str, receipts: Sequence[receipts_pb2.Receipt], signed_head: receipts_pb2.SignedHead
+    ) -> int:
+        """Stores a batch of one chain, signed by its shipper at `signed_head`; returns the seq of
+        the chain's head now held durably.
 
-        InvalidInput for a malformed batch, PermissionDenied for receipts of another SPIFFE ID,
+        InvalidInput for a malformed batch or a missing head signature, PermissionDenied for
+        receipts of another SPIFFE ID, of a call the shipper took no part in, or a bad signature,
         Conflict (FAILED_PRECONDITION) for a batch that does not continue the stored chain."""
-        chain = await asyncio.to_thread(check_batch, shipper_spiffe_id, receipts)
-        head = await self._store.ship(shipper_spiffe_id, chain, receipts, self._clock.wall())
+        chain = await asyncio.to_thread(self._check, shipper_spiffe_id, receipts, signed_head)
+        head = await self._store.ship(shipper_spiffe_id, chain, receipts, signed_head, self._clock.wall())
         log.debug("sidecar %s shipped %d receipt(s); its chain is held up to seq %d", chain, len(receipts), head)
         return head
+
+    def _check(
+        self, shipper_spiffe_id: str, receipts: Sequence[receipts_pb2.Receipt], signed_head: receipts_pb2.SignedHead
+    ) -> str:
+        chain = check_batch(shipper_spiffe_id, receipts)
+        receipt_signatures.check_arriving(
+            signed_head, receipts[-1], shipper_spiffe_id, self._trust_bundle_pem, self._clock.wall()
+        )
+        return chain
 
     async def head(self, sidecar_instance_id: str) -> ChainHead | None:
         return await self._store.head(sidecar_instance_id)
@@ -66,4 +83,4 @@ class Receipts:
 
     async def verify(self, sidecar_instance_id: str = "") -> list[ChainVerdict]:
         """A verdict per chain (only `sidecar_instance_id`'s when given), ordered by chain."""
-        return await self._store.verify(sidecar_instance_id)
+        return await self._store.verify(self._trust_bundle_pem, sidecar_instance_id)

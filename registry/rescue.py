@@ -33,6 +33,7 @@ from meshwarden.registry.errors import (
 )
 from meshwarden.registry.task_queue import UnknownTask
 from meshwarden.registry.watch_hub import WatchEnded
+from meshwarden.status_message import fit
 
 log = logging.getLogger(__name__)
 
@@ -111,5 +112,5 @@ async def abort(context: Context, exc: Exception, rpc: str) -> NoReturn:
         log.warning("refused %s from %s (%s): %s", rpc, context.peer(), code.name, message)
     elif code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE):
         log.error("%s failed", rpc, exc_info=exc)
-    await context.abort(code, message)
+    await context.abort(code, fit(message))
     raise RuntimeError("context.abort returned")  # it always raises; this keeps the types honest

@@ -12,6 +12,7 @@ database).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from typing import Final, Protocol
 
@@ -19,7 +20,7 @@ from google.protobuf import timestamp_pb2
 
 from meshwarden.clock import Clock
 from meshwarden.receipt_calls import calls_of
-from meshwarden.registry import session_views
+from meshwarden.registry import session_access, session_views
 from meshwarden.registry.authz import Caller
 from meshwarden.registry.errors import InvalidInput, PermissionDenied, UnknownSession
 from meshwarden.registry.outcomes import Outcomes, StoredOutcome
@@ -45,17 +46,20 @@ class SessionQueries:
     async def report_outcome(
         self, request: receipts_pb2.ReportOutcomeRequest, caller: Caller
     ) -> receipts_pb2.ReportOutcomeResponse:
-        if caller.identity is None or caller.identity.kind != "agent":  # the table says AGENT; say it again here
-            raise PermissionDenied(f"only agents' sidecars report session outcomes, not {caller}")
+        receipts = await self._receipts.for_session(request.session_id)
+        session_access.check_may_report(caller, request.session_id, receipts)
+        assert caller.identity is not None  # checked just above; keeps the types honest
         await self._outcomes.report(
             request.session_id, request.outcome, request.detail, reported_by=caller.identity.name
         )
         return receipts_pb2.ReportOutcomeResponse()
 
     async def list_sessions(
-        self, request: receipts_pb2.ListSessionsRequest, _caller: Caller
+        self, request: receipts_pb2.ListSessionsRequest, caller: Caller
     ) -> receipts_pb2.ListSessionsResponse:
         wanted = SessionFilter.from_proto(request)
+        if not session_access.sees_everything(caller):  # an agent: only the sessions it took part in
+            wanted = dataclasses.replace(wanted, participant=session_access.agent_of(caller))
         since, until = self._window(
             request.since if request.HasField("since") else None, request.until if request.HasField("until") else None
         )
@@ -65,7 +69,7 @@ class SessionQueries:
         return receipts_pb2.ListSessionsResponse(sessions=sessions)
 
     async def get_session(
-        self, request: receipts_pb2.GetSessionRequest, _caller: Caller
+        self, request: receipts_pb2.GetSessionRequest, caller: Caller
     ) -> receipts_pb2.GetSessionResponse:
         if not request.session_id:
             raise InvalidInput("session_id", "is required (meshwarden sessions list shows them)")
@@ -73,9 +77,12 @@ class SessionQueries:
         outcome = await self._outcomes.get(request.session_id)
         if not receipts and outcome is None:
             raise UnknownSession(request.session_id)
+        session_access.check_may_read(caller, request.session_id, receipts)
         return await asyncio.to_thread(_session_response, request.session_id, receipts, outcome)
 
-    async def costs(self, request: receipts_pb2.CostsRequest, _caller: Caller) -> receipts_pb2.CostsResponse:
+    async def costs(self, request: receipts_pb2.CostsRequest, caller: Caller) -> receipts_pb2.CostsResponse:
+        if not session_access.sees_everything(caller):  # the table says OPERATOR; say it again here
+            raise PermissionDenied(f"costs span every agent: they are for operators (the operator token), not {caller}")
         by = request.by or "agent"
         if by not in session_views.COST_KEYS:
             raise InvalidInput("by", f"is {by!r}; group costs by one of {', '.join(session_views.COST_KEYS)}")

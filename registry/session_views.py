@@ -52,6 +52,8 @@ class SessionFilter:
     team: str = ""
     workflow_id: str = ""
     limit: int = DEFAULT_LIMIT
+    # Set by the registry (never from the request) when an agent asks: only its own sessions.
+    participant: str = ""
 
     @classmethod
     def from_proto(cls, request: receipts_pb2.ListSessionsRequest) -> SessionFilter:
@@ -151,6 +153,8 @@ def _matches(summary: receipts_pb2.SessionSummary, wanted: SessionFilter) -> boo
     if wanted.state == FINISHED and summary.state == RUNNING:
         return False
     if wanted.agent and wanted.agent not in summary.agents:
+        return False
+    if wanted.participant and wanted.participant not in summary.agents:
         return False
     if wanted.team and wanted.team not in summary.teams:
         return False

@@ -25,8 +25,9 @@ from meshwarden import connection_liveness
 from meshwarden.admin_http import AdminBindError, AdminServer
 from meshwarden.clock import SystemClock
 from meshwarden.ready import announce_ready
-from meshwarden.sidecar import budget_watch, grpc_servers, pipeline, svids
+from meshwarden.sidecar import budget_watch, grpc_servers, pipeline, registry_change, svids
 from meshwarden.sidecar.agent_app import AgentApp
+from meshwarden.sidecar.agent_watch import AgentWatch, WatchSettings
 from meshwarden.sidecar.approval_desk import ApprovalDesk
 from meshwarden.sidecar.background import Links, Shipping, report_bundle_status, start_loops
 from meshwarden.sidecar.budget_ledger import BudgetLedger
@@ -34,12 +35,15 @@ from meshwarden.sidecar.bundle_loader import BundleLoader, BundleStatus, KeysErr
 from meshwarden.sidecar.config import SidecarConfig
 from meshwarden.sidecar.controls import Controls
 from meshwarden.sidecar.controls_ack import Acknowledger
+from meshwarden.sidecar.data_dir_lock import DataDirInUse
+from meshwarden.sidecar.data_dir_lock import acquire as acquire_data_dir
 from meshwarden.sidecar.discovery.source import Discovery, RegistryDiscovery
 from meshwarden.sidecar.edges import mcp_http
 from meshwarden.sidecar.edges.gateway_http import GatewayBindError, GatewayServer, RouteFamily
 from meshwarden.sidecar.edges.model_http import ModelGateway
 from meshwarden.sidecar.grpc_servers import GrpcServers
 from meshwarden.sidecar.health_reporter import HealthReporter
+from meshwarden.sidecar.instance_identity import FILE_NAME as INSTANCE_ID_FILE
 from meshwarden.sidecar.instance_identity import stable_instance_id
 from meshwarden.sidecar.lease import Lease
 from meshwarden.sidecar.local_agent import LocalAgent
@@ -118,6 +122,16 @@ async def serve(config: SidecarConfig, *, stop: asyncio.Event | None = None, on_
 async def _start(config: SidecarConfig, stack: contextlib.AsyncExitStack, on_ready: OnReady) -> Supervisor:
     """Every step of start-up, in order; each registers on `stack` how to undo it."""
     clock = SystemClock()
+    try:  # first: nothing in the directory is touched before this sidecar holds it
+        stack.callback(acquire_data_dir(config.data_dir, config.agent).close)
+    except DataDirInUse as exc:
+        raise StartError(str(exc)) from exc
+    if not config.spiffe_endpoint_socket and config.trust_bundle is None:  # identity learned from --registry
+        changed = await asyncio.to_thread(
+            registry_change.forget_if_changed, config.data_dir / "identity", config.registry
+        )
+        if changed:  # a new registry holds no chain of the old instance: start a new one
+            (config.data_dir / INSTANCE_ID_FILE).unlink(missing_ok=True)
     if not config.instance_id:  # kept across restarts: a kill switch on this instance must hold
         config = dataclasses.replace(config, instance_id=stable_instance_id(config.data_dir, config.agent))
     try:
@@ -162,7 +176,7 @@ async def _start(config: SidecarConfig, stack: contextlib.AsyncExitStack, on_rea
     stack.push_async_callback(rt.controls.flush)
     if rt.tracing is not None:
         stack.callback(rt.tracing.shutdown)  # flushes queued spans, for 3 s at most
-    shipping = Shipping(spool, registry, rt) if spool is not None else None
+    shipping = Shipping(spool, registry, rt, current_svid) if spool is not None else None
     if shipping is not None:
         stack.push_async_callback(shipping.last_round)  # once both servers have drained their calls
     discovery = _discovery(config, rt)
@@ -176,8 +190,7 @@ async def _start(config: SidecarConfig, stack: contextlib.AsyncExitStack, on_rea
     readiness: list[GrpcServers] = []  # the servers, once bound
 
     async def report(status: BundleStatus) -> None:
-        for servers in readiness:
-            await servers.set_ready(not not_ready_because(rt))
+        await _set_ready(readiness, rt, watch)
         await report_bundle_status(registry, local.instance_id, status)
 
     loader = BundleLoader(
@@ -194,9 +207,10 @@ async def _start(config: SidecarConfig, stack: contextlib.AsyncExitStack, on_rea
     # made since, tens of ms less of a stalled loop (benchmarks/README.md, bundle pushes).
     gc.freeze()
     lease = Lease(registry.stub, local)
+    watch = AgentWatch(agent_app, local, lease.withdraw, lambda: _set_ready(readiness, rt, watch), WatchSettings())
     health = HealthReporter(registry.stub, local.instance_id, rt.catalog, rt.breakers, rt.latency, clock)
 
-    admin = AdminServer("sidecar", rt.metrics.registry, lambda: not_ready_because(rt))
+    admin = AdminServer("sidecar", rt.metrics.registry, lambda: watch.gone_because or not_ready_because(rt))
     try:
         admin_address = await admin.serve(config.admin_listen)
     except AdminBindError as exc:
@@ -212,7 +226,7 @@ async def _start(config: SidecarConfig, stack: contextlib.AsyncExitStack, on_rea
     stack.push_async_callback(servers.stop)  # closes the ports if start-up fails from here on
     local.peer_address = servers.peer_address  # what the catalog tells other sidecars to dial
     readiness.append(servers)
-    _add_servicers(servers, rt, lease, loader, report, registry, health)
+    _add_servicers(servers, rt, lease, loader, report, registry, health, shipping)
 
     # Once the loops stopped (after this) and every call ended: report what slices spent, return the rest.
     stack.push_async_callback(rt.budgets.return_all)
@@ -221,13 +235,14 @@ async def _start(config: SidecarConfig, stack: contextlib.AsyncExitStack, on_rea
     start_loops(supervisor, Links(rt, registry, lease, health, discovery, loader, acknowledger))
     if shipping is not None:
         shipping.start(supervisor)
+    supervisor.start("agent-watch", watch.run)
     # The registry's kill switches before the first call: the watch stream sends them first.
     await _controls_first(rt.controls, CONTROLS_FIRST_WAIT_S)
     await _budgets_first(rt.budgets, CONTROLS_FIRST_WAIT_S)  # the budget set too
     stack.push_async_callback(servers.stop)  # drain calls before the loops and the spool stop
     stack.push_async_callback(_withdraw, servers, lease, discovery)  # the first thing a stop does
     await servers.start()
-    await servers.set_ready(not not_ready_because(rt))
+    await _set_ready(readiness, rt, watch)
     warn_about_policy(config, rt.policy, trusted_keys)
     warn_about_local_api(config, servers.listen, token is not None)
     if config.consul is not None:
@@ -267,18 +282,20 @@ def _add_servicers(
     report: Callable[[BundleStatus], Awaitable[None]],
     registry: RegistryLink,
     health: HealthReporter,
+    shipping: Shipping | None,
 ) -> None:
     async def on_registered() -> None:  # the inbound policy slice follows what the agent serves
         await loader.rebuild_for_capabilities()
         await report(rt.policy.status)
 
+    outcomes = OutcomeReporter(registry, shipping.ship_now if shipping is not None else None)
     local_api = LocalApi(
         rt.config,
         pipeline.outbound(rt),
         rt,
         lease,
         on_registered,
-        OutcomeReporter(registry),
+        outcomes,
         health=health.current,
         tasks=TaskRelay(registry, lambda: rt.local.instance_id),
     )
@@ -286,8 +303,15 @@ def _add_servicers(
     peer_pb2_grpc.add_PeerServicer_to_server(PeerApi(rt.config, pipeline.inbound(rt), rt.clock), servers.peer)
 
 
+async def _set_ready(readiness: list[GrpcServers], rt: Runtime, watch: AgentWatch) -> None:
+    """Ready unless the agent stopped answering (sidecar.agent_watch) or no policy is active."""
+    for servers in readiness:
+        await servers.set_ready(not (watch.gone_because or not_ready_because(rt)))
+
+
 async def _withdraw(servers: GrpcServers, lease: Lease, discovery: Discovery) -> None:
     """Not ready, out of the catalog: callers stop choosing this instance before it drains."""
+    lease.close()  # an agent registering again now would re-enter discovery after the withdrawal
     await servers.set_ready(False)
     await asyncio.gather(lease.deregister(), discovery.withdraw())
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from meshwarden.identity.svid import Svid
 from meshwarden.sidecar import budget_watch, catalog_watch
 from meshwarden.sidecar.bundle_loader import BundleLoader, BundleStatus
 from meshwarden.sidecar.controls_ack import Acknowledger
@@ -22,6 +24,7 @@ from meshwarden.sidecar.receipt_shipper import ReceiptShipper, ShippingSettings
 from meshwarden.sidecar.receipt_spool import ReceiptSpool, SpoolReader
 from meshwarden.sidecar.registry_link import RegistryLink
 from meshwarden.sidecar.runtime import Runtime
+from meshwarden.sidecar.spool_backlog import BacklogCollector, SpoolCap, SpoolWatch
 from meshwarden.tasks import Supervisor
 from meshwarden.v1 import controls_pb2, registry_pb2, tasks_pb2
 
@@ -85,9 +88,12 @@ class Shipping:
     """Receipts from the spool to the registry: a supervised loop while the sidecar runs, and
     one last round once every call has ended."""
 
-    def __init__(self, spool: ReceiptSpool, registry: RegistryLink, rt: Runtime) -> None:
-        self._spool, self._registry, self._rt = spool, registry, rt
+    def __init__(self, spool: ReceiptSpool, registry: RegistryLink, rt: Runtime, svid: Callable[[], Svid]) -> None:
+        self._spool, self._registry, self._rt, self._svid = spool, registry, rt, svid
         config = rt.config
+        cap = SpoolCap(max_bytes=config.receipt_spool_max_bytes, max_age_s=config.receipt_spool_max_age_s)
+        self._watch = SpoolWatch(spool, cap, rt.clock.wall)
+        rt.metrics.registry.register(BacklogCollector(self._watch.last, rt.clock.wall))
         self._settings = ShippingSettings(
             interval_s=config.receipt_ship_interval_s, batch_receipts=config.receipt_batch_size
         )
@@ -108,7 +114,19 @@ class Shipping:
 
     def _shipper(self) -> ReceiptShipper:
         reader = SpoolReader(self._spool.path, self._rt.config.receipt_sync)
-        return ReceiptShipper(reader, self._spool.prune, self._registry.receipts_stub, self._settings, self._rt.rng)
+        return ReceiptShipper(
+            reader,
+            self._spool.prune,
+            self._registry.receipts_stub,
+            self._svid,
+            self._settings,
+            self._rt.rng,
+            on_backlog=self._watch.update,
+        )
+
+    async def ship_now(self, timeout_s: float) -> None:
+        """A round right away (before an outcome report: see sidecar.outcome_reporter)."""
+        await self._loop.ship_now(timeout_s)
 
 
 async def fetch_fencing_key(registry: RegistryLink, rt: Runtime) -> None:
@@ -138,4 +156,7 @@ async def report_bundle_status(registry: RegistryLink, instance_id: str, status:
             timeout=5.0,
         )
     except grpc.aio.AioRpcError as err:
-        log.warning("could not report the bundle status to the registry: %s", err.details())
+        # A pure caller with a custom --instance-id is known to the registry once its first
+        # receipts arrive; until then its reports are refused as not yet its own: expected.
+        quiet = err.code() == grpc.StatusCode.FAILED_PRECONDITION
+        log.log(logging.DEBUG if quiet else logging.WARNING, "could not report the bundle status: %s", err.details())

@@ -258,6 +258,20 @@ OPTIONS: list[Option[Any]] = [
     ),
     Option("receipt_batch_size", _batch_size, 200, "receipts per batch shipped to the registry", metavar="N"),
     Option(
+        "receipt_spool_max_bytes",
+        positive_int,
+        1024**3,
+        "receipts the registry has not taken yet, in bytes, before new calls are refused (no call without a receipt)",
+        metavar="BYTES",
+    ),
+    Option(
+        "receipt_spool_max_age_s",
+        positive_float,
+        7 * 24 * 3600.0,
+        "age of the oldest receipt the registry has not taken yet before new calls are refused",
+        metavar="SECONDS",
+    ),
+    Option(
         "data_dir", Path, None, "SVID, trust bundle and sockets (default ./.meshwarden/sidecars/<agent>)", metavar="DIR"
     ),
     Option(
@@ -376,6 +390,8 @@ class SidecarConfig:
     receipt_sync: Literal["normal", "full"]
     receipt_ship_interval_s: float
     receipt_batch_size: int
+    receipt_spool_max_bytes: int
+    receipt_spool_max_age_s: float
     breaker_failures: int
     breaker_reset_s: float
     breaker_failure_rate: float

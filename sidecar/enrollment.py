@@ -29,7 +29,7 @@ from meshwarden.identity.credentials import channel_credentials, expect_peer
 from meshwarden.identity.spiffe_ids import agent_id, registry_id
 from meshwarden.identity.svid import Svid, svid_from_pem
 from meshwarden.secure_files import ensure_private_dir, write_atomically
-from meshwarden.sidecar import registry_endpoint
+from meshwarden.sidecar import registry_change, registry_endpoint
 from meshwarden.sidecar.config import SidecarConfig
 from meshwarden.v1 import identity_pb2, identity_pb2_grpc
 
@@ -67,6 +67,7 @@ class Enrollment:
     async def first_svid(self) -> Svid:
         """An SVID to start with: the persisted one if still good, else a new enrolment."""
         bundle = await self._trust_bundle()
+        registry_change.record(self._paths.bundle.parent, self._config.registry)
         persisted = self._persisted(bundle)
         if persisted is not None:
             log.info("using the persisted SVID %s (valid until %s)", persisted.spiffe_id, iso_utc(persisted.not_after))

@@ -46,6 +46,17 @@ class Lease:
             else:
                 await self._wait_or_change(self._interval_s)
 
+    def close(self) -> None:
+        """The sidecar is stopping: registrations from now on are refused (LocalAgent.close)."""
+        self._local.close()
+
+    async def withdraw(self) -> None:
+        """Takes the instance out of the catalog now (its agent is gone); registering again is
+        the agent's move (LocalAgent.register sets `changed`, and the loop registers)."""
+        self._local.withdraw()
+        await self.deregister()
+        self.registered.clear()
+
     async def confirmed(self, generation: int, timeout_s: float) -> bool:
         """Waits until the registry holds registration `generation` (or a later one) of the
         local agent; False when it has not within `timeout_s`."""

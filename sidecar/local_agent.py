@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import semantic_version
 
-from meshwarden.errors import BadPayload
+from meshwarden.errors import BadPayload, Unreachable
 from meshwarden.sidecar.catalog import CapabilitySpec, Endpoint
 from meshwarden.sidecar.schemas import InvalidSchema, canonical_schema, schema_hash
 from meshwarden.v1 import catalog_pb2
@@ -35,6 +35,7 @@ class LocalAgent:
         # Set whenever the registration changes, so the lease loop re-registers at once.
         self.changed = asyncio.Event()
         self._listeners: list[asyncio.Event] = []
+        self._closed = False
 
     def subscribe(self) -> asyncio.Event:
         """An event of the caller's own, set at every registration change (the lease loop clears
@@ -45,8 +46,21 @@ class LocalAgent:
         self._listeners.append(event)
         return event
 
+    def close(self) -> None:
+        """The sidecar is stopping: a registration arriving now (an agent that saw the sidecar
+        go and registers again at once) is refused as UNAVAILABLE, so it waits for the next
+        sidecar instead of re-entering discovery after the withdrawal."""
+        self._closed = True
+
+    def withdraw(self) -> None:
+        """The agent is gone (sidecar.agent_watch): forget its registration until it registers again."""
+        self.registration = None
+        self.changed.set()
+
     def register(self, version: str, capabilities: list[catalog_pb2.Capability]) -> Registration:
         """Validates what the agent declared; raises BadPayload naming the first problem."""
+        if self._closed:
+            raise Unreachable(f"the sidecar of {self.name} is stopping; register with it again once it is back")
         try:
             parsed_version = semantic_version.Version(version)
         except ValueError as exc:

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 
+from meshwarden import callback_auth
 from meshwarden.addresses import AddressError, parse_host_port
 from meshwarden.errors import BadPayload, MeshError, RegistryUnavailable
 from meshwarden.sidecar.call import Call, Caller, Handler
@@ -54,11 +55,13 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
     ) -> sidecar_pb2.RegisterAgentResponse:
         try:
             callback = self._callback_address(request.callback_address)
+            refused = callback_auth.token_problem(request.callback_token, callback or self._app.address)
+            if refused is not None:
+                raise BadPayload(refused)
             registration = self._local.register(request.version, list(request.capabilities))
         except MeshError as err:
             await abort_with(context, err)
-        if callback:
-            await self._app.retarget(callback)
+        await self._app.retarget(callback or self._app.address, request.callback_token)
         # Answer once the registry holds the registration, so that "registered" means
         # "routable"; with the registry down, answer anyway: the lease loop keeps trying.
         if not await self._lease.confirmed(registration.generation, _REGISTER_WAIT_S):
@@ -139,6 +142,10 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
     def _callback_address(text: str) -> str:
         if not text:
             return ""
+        if text.startswith("unix:"):  # unix:/absolute/path, what gRPC dials
+            if not text.startswith("unix:/") or len(text) > 108 or not text.isprintable():
+                raise BadPayload(f"callback_address {text!r} must be unix:/absolute/path (at most 108 characters)")
+            return text
         try:
             return str(parse_host_port(text, what="callback_address"))
         except AddressError as exc:

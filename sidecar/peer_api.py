@@ -8,11 +8,13 @@ import logging
 
 import grpc
 
+from meshwarden import identifiers
 from meshwarden.clock import Clock
-from meshwarden.errors import MeshError, Unidentified
+from meshwarden.errors import BadPayload, MeshError, Unidentified
 from meshwarden.identity.peer import Unauthenticated, peer_identity
 from meshwarden.sidecar.call import Call, Caller, Handler
 from meshwarden.sidecar.config import SidecarConfig
+from meshwarden.sidecar.local_agent import CAPABILITY_NAME
 from meshwarden.sidecar.rescue import abort_unexpected, abort_with
 from meshwarden.sidecar.wire import deadlines, peer_call
 from meshwarden.trace_context import headers_from_metadata
@@ -30,7 +32,12 @@ class PeerApi(peer_pb2_grpc.PeerServicer):
         try:
             reply = await self._inbound(self._to_call(request, context))
         except Unidentified as err:
-            log.warning("refused %s from %s: %s", request.capability, context.peer(), err.message)
+            shown = (
+                request.capability
+                if CAPABILITY_NAME.fullmatch(request.capability)
+                else identifiers.shown(request.capability)
+            )
+            log.warning("refused %s from %s: %s", shown, context.peer(), err.message)
             await abort_with(context, err)
         except MeshError as err:
             await abort_with(context, err)
@@ -54,6 +61,22 @@ class PeerApi(peer_pb2_grpc.PeerServicer):
                 problem = f"{identity.spiffe_id} is not an agent's sidecar; only sidecars deliver calls"
             else:
                 caller = Caller(identity.name, request.caller_instance_id, identity.spiffe_id)
+        if not problem:  # the peer's identifiers bounded as the local API's are (meshwarden.identifiers)
+            found = identifiers.first_problem(
+                {
+                    "call_id": request.call_id,
+                    "session_id": request.session_id,
+                    "workflow_id": request.workflow_id,
+                    "parent_call_id": request.parent_call_id,
+                    "idempotency_key": request.idempotency_key,
+                    "schema_hash": request.schema_hash,
+                    "caller_instance_id": request.caller_instance_id,
+                    "target_instance_id": request.target_instance_id,
+                    "caller_agent": request.caller_agent,
+                }
+            )
+            if found is not None or not CAPABILITY_NAME.fullmatch(request.capability):
+                raise BadPayload(f"call from {caller.agent}: {found or 'capability is not a capability name'}")
         traceparent, tracestate = headers_from_metadata(context.invocation_metadata())
         deadline = deadlines.arriving(
             context.time_remaining(), self._config.default_timeout_s, self._clock.monotonic(), margin=False

@@ -33,14 +33,15 @@ often, and why not more).
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
+from meshwarden.private_data import private_sqlite
 from meshwarden.receipt_hash import receipt_hash
 from meshwarden.secure_files import ensure_private_dir
+from meshwarden.sidecar.spool_backlog import Backlog
 from meshwarden.v1 import receipts_pb2
 
 log = logging.getLogger(__name__)
@@ -103,13 +104,15 @@ class ReceiptSpool:
         self.instance_id, self.spiffe_id = instance_id, spiffe_id
         self.head_seq, self.head_hash = _head(db, instance_id)
         self.appended = 0  # since start; the shipper compares it with what it shipped
+        # Why new calls are refused (sidecar.spool_backlog), or None; set after each shipping round.
+        self.full_reason: str | None = None
 
     @classmethod
     def open(cls, data_dir: Path, *, instance_id: str, spiffe_id: str, sync: Sync = "normal") -> ReceiptSpool:
         directory = ensure_private_dir(data_dir / SPOOL_DIR)
         path = directory / SPOOL_FILE
         try:
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # 0600 before SQLite opens it
+            private_sqlite(path)  # 0600 before SQLite opens it, and an older spool's files tightened
             db = _connect(path, sync, writer=True)
             db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
@@ -217,6 +220,18 @@ class SpoolReader:
             taken.append(row)
             size += len(row[2])
         return Batch(instance_id, tuple(r[2] for r in taken), taken[0][1], taken[-1][1], taken[-1][0])
+
+    def backlog(self) -> Backlog:
+        """What the registry has not acknowledged yet: how many receipts, how many bytes, and
+        when the oldest one's call started (a full scan of the spool: call it in a worker thread)."""
+        count, size = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM receipts").fetchone()
+        row = self._db.execute("SELECT body FROM receipts ORDER BY id LIMIT 1").fetchone()
+        oldest: float | None = None
+        if row is not None:
+            receipt = receipts_pb2.Receipt()
+            receipt.ParseFromString(row[0])
+            oldest = receipt.started_at.ToNanoseconds() / 1e9
+        return Backlog(int(count), int(size), oldest)
 
     def checkpoint(self) -> None:
         """Moves the WAL into the database file while nothing else writes (PASSIVE never waits)."""

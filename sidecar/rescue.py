@@ -14,6 +14,7 @@ import grpc
 
 from meshwarden import error_status
 from meshwarden.errors import MeshError
+from meshwarden.status_message import fit
 
 log = logging.getLogger(__name__)
 
@@ -24,5 +25,5 @@ async def abort_with(context: grpc.aio.ServicerContext[object, object], err: Mes
 
 async def abort_unexpected(context: grpc.aio.ServicerContext[object, object], what: str, call_id: str) -> NoReturn:
     log.exception("unexpected failure in %s (call %s)", what, call_id)
-    await context.abort(grpc.StatusCode.INTERNAL, f"sidecar fault in {what}; report call id {call_id}")
+    await context.abort(grpc.StatusCode.INTERNAL, fit(f"sidecar fault in {what}; report call id {call_id}"))
     raise AssertionError("unreachable: context.abort raises")  # pragma: no cover

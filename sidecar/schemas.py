@@ -14,7 +14,9 @@ import jsonschema
 from jsonschema.exceptions import SchemaError
 from jsonschema.protocols import Validator
 
+from meshwarden import strict_json
 from meshwarden.errors import BadPayload
+from meshwarden.status_message import fit
 
 _VALIDATOR = jsonschema.Draft202012Validator
 _MAX_CACHED = 1024
@@ -50,9 +52,9 @@ def schema_hash(input_schema: object, output_schema: object) -> str:
 
 def parse_payload(payload: bytes, capability: str, what: str = "arguments") -> object:
     try:
-        return json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadPayload(f"{what} for {capability} are not valid UTF-8 JSON: {exc}") from exc
+        return strict_json.loads(payload)
+    except ValueError as exc:  # UnicodeDecodeError is one
+        raise BadPayload(fit(f"{what} for {capability} are not valid UTF-8 JSON: {exc}")) from exc
 
 
 class SchemaCache:

@@ -67,6 +67,16 @@ def learn_registry_ca(registry: HostPort, *, pin: str = "", timeout_s: float = 5
     return LearnedBundle(ca.public_bytes(serialization.Encoding.PEM), found)
 
 
+def presented_ca_fingerprint(registry: HostPort, *, timeout_s: float = 5.0) -> str | None:
+    """The fingerprint of the CA the registry presents now, None when it cannot be reached or
+    presents none (nothing is trusted here: a sidecar compares it with the CA it holds)."""
+    try:
+        cas = [c for c in _presented_chain(registry, timeout_s) if _is_self_signed_ca(c)]
+    except BootstrapError:
+        return None
+    return fingerprint(cas[-1]) if cas else None
+
+
 def _is_self_signed_ca(cert: x509.Certificate) -> bool:
     try:
         constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value

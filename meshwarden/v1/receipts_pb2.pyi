@@ -150,10 +150,26 @@ class Receipt(_message.Message):
     def __init__(self, sidecar_instance_id: _Optional[str] = ..., sidecar_spiffe_id: _Optional[str] = ..., seq: _Optional[int] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ..., direction: _Optional[str] = ..., call_id: _Optional[str] = ..., parent_call_id: _Optional[str] = ..., session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., caller_agent: _Optional[str] = ..., caller_spiffe_id: _Optional[str] = ..., caller_team: _Optional[str] = ..., callee_agent: _Optional[str] = ..., callee_spiffe_id: _Optional[str] = ..., callee_team: _Optional[str] = ..., callee_instance_id: _Optional[str] = ..., capability: _Optional[str] = ..., version: _Optional[str] = ..., arguments_sha256: _Optional[str] = ..., arguments_json: _Optional[bytes] = ..., status: _Optional[str] = ..., error_kind: _Optional[str] = ..., error_message: _Optional[str] = ..., attempt: _Optional[int] = ..., policy_decision: _Optional[str] = ..., policy_ids: _Optional[_Iterable[str]] = ..., bundle_revision: _Optional[int] = ..., breaker_state: _Optional[str] = ..., kill_switch_id: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., latency_us: _Optional[int] = ..., task_id: _Optional[str] = ..., fencing_token: _Optional[int] = ..., call_kind: _Optional[str] = ..., model_provider: _Optional[str] = ..., model_requested: _Optional[str] = ..., model_response: _Optional[str] = ..., cached_input_tokens: _Optional[int] = ..., model_fallback_from: _Optional[str] = ..., model_api: _Optional[str] = ..., model_streamed: _Optional[bool] = ..., model_stream_cut: _Optional[bool] = ..., max_output_tokens: _Optional[int] = ..., attributed_to_agent_only: _Optional[bool] = ..., model_task_id: _Optional[str] = ..., approval_id: _Optional[str] = ..., approval_decision: _Optional[str] = ..., approver: _Optional[str] = ..., tool_server: _Optional[str] = ..., tool_name: _Optional[str] = ..., tool_schema_sha256: _Optional[str] = ..., tool_risk: _Optional[str] = ..., tool_result_class: _Optional[str] = ..., budget_ids: _Optional[_Iterable[str]] = ..., budget_reserved_micro_usd: _Optional[int] = ..., budget_settled_micro_usd: _Optional[int] = ..., budget_downgraded_to: _Optional[str] = ...) -> None: ...
 
 class ShipReceiptsRequest(_message.Message):
-    __slots__ = ("receipts",)
+    __slots__ = ("receipts", "head")
     RECEIPTS_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
     receipts: _containers.RepeatedCompositeFieldContainer[Receipt]
-    def __init__(self, receipts: _Optional[_Iterable[_Union[Receipt, _Mapping]]] = ...) -> None: ...
+    head: SignedHead
+    def __init__(self, receipts: _Optional[_Iterable[_Union[Receipt, _Mapping]]] = ..., head: _Optional[_Union[SignedHead, _Mapping]] = ...) -> None: ...
+
+class SignedHead(_message.Message):
+    __slots__ = ("sidecar_instance_id", "seq", "hash", "signature", "certificate_chain")
+    SIDECAR_INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_CHAIN_FIELD_NUMBER: _ClassVar[int]
+    sidecar_instance_id: str
+    seq: int
+    hash: str
+    signature: bytes
+    certificate_chain: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, sidecar_instance_id: _Optional[str] = ..., seq: _Optional[int] = ..., hash: _Optional[str] = ..., signature: _Optional[bytes] = ..., certificate_chain: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ShipReceiptsResponse(_message.Message):
     __slots__ = ("acknowledged_seq",)

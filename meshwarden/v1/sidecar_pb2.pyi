@@ -10,14 +10,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RegisterAgentRequest(_message.Message):
-    __slots__ = ("version", "capabilities", "callback_address")
+    __slots__ = ("version", "capabilities", "callback_address", "callback_token")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     CALLBACK_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CALLBACK_TOKEN_FIELD_NUMBER: _ClassVar[int]
     version: str
     capabilities: _containers.RepeatedCompositeFieldContainer[_catalog_pb2.Capability]
     callback_address: str
-    def __init__(self, version: _Optional[str] = ..., capabilities: _Optional[_Iterable[_Union[_catalog_pb2.Capability, _Mapping]]] = ..., callback_address: _Optional[str] = ...) -> None: ...
+    callback_token: str
+    def __init__(self, version: _Optional[str] = ..., capabilities: _Optional[_Iterable[_Union[_catalog_pb2.Capability, _Mapping]]] = ..., callback_address: _Optional[str] = ..., callback_token: _Optional[str] = ...) -> None: ...
 
 class RegisterAgentResponse(_message.Message):
     __slots__ = ("instance_id", "agent", "capabilities")

@@ -13,6 +13,7 @@ from meshwarden.registry.api.service import Handler
 from meshwarden.registry.authz import current_caller
 from meshwarden.registry.bundles import Bundles
 from meshwarden.registry.catalog import Catalog
+from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.watch_hub import WatchHub
 from meshwarden.v1 import registry_pb2
 
@@ -24,8 +25,8 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class BundlesApi:
-    def __init__(self, bundles: Bundles, catalog: Catalog, hub: WatchHub) -> None:
-        self._bundles, self._catalog, self._hub = bundles, catalog, hub
+    def __init__(self, bundles: Bundles, catalog: Catalog, hub: WatchHub, receipts: Receipts) -> None:
+        self._bundles, self._catalog, self._hub, self._receipts = bundles, catalog, hub, receipts
 
     def handlers(self) -> Mapping[str, Handler]:
         return {
@@ -45,9 +46,11 @@ class BundlesApi:
         self, request: registry_pb2.BundleStatusReport, _: Context
     ) -> registry_pb2.BundleStatusAck:
         instance = await self._catalog.instance(request.instance_id)
+        chain = await self._receipts.head(request.instance_id) if instance is None and request.instance_id else None
         await self._bundles.report(
             instance_id=request.instance_id,
             registered_agent=instance.agent if instance is not None else None,
+            chain_owner=chain.sidecar_spiffe_id if chain is not None else None,
             caller=current_caller(),
             active_revision=request.active_revision,
             active_digest=request.active_digest,

@@ -1,5 +1,6 @@
 """Health reports' RPC (Registry service: ReportHealth): what callers' sidecars saw of the
-instances they call, kept by registry.health_reports."""
+instances they call, kept by registry.health_reports, only from an instance the caller owns
+(registry.reporter_ownership) and only about instances in the catalog."""
 
 from __future__ import annotations
 
@@ -13,14 +14,15 @@ from meshwarden.registry.authz import current_caller
 from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.health_reports import HealthReports, findings_from_proto
+from meshwarden.registry.receipts import Receipts
 from meshwarden.v1 import registry_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class HealthApi:
-    def __init__(self, health: HealthReports, catalog: Catalog) -> None:
-        self._health, self._catalog = health, catalog
+    def __init__(self, health: HealthReports, catalog: Catalog, receipts: Receipts) -> None:
+        self._health, self._catalog, self._receipts = health, catalog, receipts
 
     def handlers(self) -> Mapping[str, Handler]:
         return {"ReportHealth": self.ReportHealth}
@@ -29,10 +31,18 @@ class HealthApi:
         if not request.reporter_instance_id:
             raise InvalidInput("reporter_instance_id", "is required: the reporting sidecar's own instance id")
         reporter = await self._catalog.instance(request.reporter_instance_id)
+        chain = await self._receipts.head(request.reporter_instance_id) if reporter is None else None
+        # Findings about instances not in the catalog are dropped: memory stays bounded by it.
+        findings = {
+            i: f
+            for i, f in findings_from_proto(request.instances).items()
+            if await self._catalog.instance(i) is not None
+        }
         self._health.report_from(
             current_caller(),
             request.reporter_instance_id,
             reporter.agent if reporter is not None else None,
-            findings_from_proto(request.instances),
+            chain.sidecar_spiffe_id if chain is not None else None,
+            findings,
         )
         return registry_pb2.HealthReportAck()

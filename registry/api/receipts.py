@@ -3,7 +3,8 @@ agents report session outcomes and anyone with an SVID or the operator token ask
 sessions and costs (registry.session_queries). Proto in, registry.receipts, proto out.
 
 A sidecar's identity for ShipReceipts is the SVID it presented on the mTLS port; every
-receipt of the batch is checked against it (registry.receipt_chain).
+receipt of the batch is checked against it (registry.receipt_chain, registry.receipt_sides),
+and so is the signature over the chain's head (registry.receipt_signatures).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class ReceiptsApi:
         identity = current_caller().identity
         if identity is None:  # the table already requires an agent's SVID; this keeps the types honest
             raise Unauthenticated("ShipReceipts needs the SVID of the sidecar whose receipts it ships")
-        acknowledged = await self._receipts.ship(identity.spiffe_id, request.receipts)
+        acknowledged = await self._receipts.ship(identity.spiffe_id, request.receipts, request.head)
         return receipts_pb2.ShipReceiptsResponse(acknowledged_seq=acknowledged)
 
     async def VerifyReceipts(

@@ -154,11 +154,17 @@ class ReceiptStore(Protocol):
     """Each sidecar's receipt chain as shipped, and the head it last reported."""
 
     async def ship(
-        self, shipper_spiffe_id: str, chain: str, receipts: Sequence[receipts_pb2.Receipt], shipped_at: float
+        self,
+        shipper_spiffe_id: str,
+        chain: str,
+        receipts: Sequence[receipts_pb2.Receipt],
+        signed_head: receipts_pb2.SignedHead,
+        shipped_at: float,
     ) -> int:
-        """Appends a checked batch of one chain durably (on disk before it returns); returns the
-        chain's head seq. The continuity rules (registry.receipt_chain) run inside the
-        transaction, against the head and receipts stored."""
+        """Appends a checked batch of one chain durably (on disk before it returns), keeping
+        `signed_head` (already checked, registry.receipt_signatures) as the chain's signed head
+        when it is newer; returns the chain's head seq. The continuity rules
+        (registry.receipt_chain) run inside the transaction, against the head and receipts stored."""
         ...
 
     async def head(self, sidecar_instance_id: str) -> ChainHead | None: ...
@@ -180,8 +186,9 @@ class ReceiptStore(Protocol):
         most `query.limit`; and whether more matched."""
         ...
 
-    async def verify(self, sidecar_instance_id: str = "") -> list[ChainVerdict]:
-        """A verdict per chain (registry.receipt_verification), only that chain's when given."""
+    async def verify(self, trust_bundle_pem: bytes, sidecar_instance_id: str = "") -> list[ChainVerdict]:
+        """A verdict per chain (registry.receipt_verification), only that chain's when given;
+        signed heads are checked against the CAs of `trust_bundle_pem`."""
         ...
 
 

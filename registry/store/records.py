@@ -102,6 +102,16 @@ class StoredOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredHead:
+    """A chain's head as its sidecar last signed it (registry.receipt_signatures)."""
+
+    seq: int
+    hash: str
+    signer_spiffe_id: str
+    signed_head: bytes  # the SignedHead as shipped
+
+
+@dataclass(frozen=True, slots=True)
 class ChainHead:
     """Where a sidecar's receipt chain ends, as its sidecar last shipped it."""
 

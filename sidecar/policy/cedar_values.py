@@ -22,6 +22,7 @@ from typing import Final
 
 from meshwarden.policy_bundle.schema_shape import Attribute, CedarType, Named, Primitive, RecordOf, SetOf
 from meshwarden.sidecar.policy.reads import Reads
+from meshwarden.strict_json import MAX_DEPTH, check_depth
 
 LONG_MIN: Final = -(2**63)
 LONG_MAX: Final = 2**63 - 1
@@ -50,6 +51,11 @@ def parse_arguments(args_json: bytes) -> dict[str, object]:
     mapping refuses."""
     try:
         value = _DECODER.decode(args_json.decode("utf-8"))
+        check_depth(value)
+    except RecursionError:
+        raise ArgumentsNotMappable(
+            "$", f"the arguments nest deeper than {MAX_DEPTH} levels; send flatter JSON"
+        ) from None
     except ValueError as exc:
         raise ArgumentsNotMappable("$", f"the arguments are not valid JSON ({exc}); send a JSON object") from exc
     if not isinstance(value, dict):

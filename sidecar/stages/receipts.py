@@ -20,7 +20,7 @@ from google.protobuf import timestamp_pb2
 
 from meshwarden import task_fence
 from meshwarden.clock import Clock
-from meshwarden.errors import MeshError
+from meshwarden.errors import MeshError, ReceiptSpoolFull
 from meshwarden.receipt_hash import payload_digest
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call import Call, Handler, Layer, Reply
@@ -37,6 +37,10 @@ Direction = Literal["outbound", "inbound"]
 # fit a shipping batch. Larger ones keep their digest only (arguments_json stays empty).
 MAX_KEPT_ARGUMENTS_BYTES: Final = 1024 * 1024
 MAX_ERROR_MESSAGE_CHARS: Final = 1000
+# Well under a shipping batch (2 MiB) and the registry's 4 MiB message limit: a receipt the
+# registry refused would hold up every later receipt of its chain.
+MAX_RECEIPT_BYTES: Final = MAX_KEPT_ARGUMENTS_BYTES + 64 * 1024
+MAX_FIELD_CHARS: Final = 256
 
 
 class Receipts:
@@ -53,6 +57,11 @@ class Receipts:
         self._local, self._clock = local, clock
 
     async def __call__(self, call: Call) -> Reply:
+        if self._spool.full_reason is not None:  # refused before anything: no receipt to write either
+            raise ReceiptSpoolFull(
+                f"{call.capability} refused: {self._spool.full_reason}; calls resume once the registry takes them "
+                "(check the sidecar's registry link: meshwarden_sidecar_receipt_spool_* metrics)"
+            )
         started_ns = int(self._clock.wall() * 1e9)
         began = self._clock.monotonic()
         reply: Reply | None = None
@@ -167,6 +176,8 @@ class Receipts:
             receipt.tool_result_class = record.tool_result_class if status == "OK" else "failed"
             if tool is not None:  # known once the tool check found it in the bundle
                 receipt.tool_schema_sha256, receipt.tool_risk = tool.schema_sha256, tool.risk
+        if receipt.ByteSize() > MAX_RECEIPT_BYTES:  # 0.3 µs; only what a peer or bundle made huge gets here
+            _shrink(receipt)
         return receipt
 
 
@@ -185,6 +196,20 @@ def _add_model_fields(receipt: receipts_pb2.Receipt, call: Call) -> None:
         receipt.cached_input_tokens = outcome.cached_input_tokens
         receipt.model_fallback_from = outcome.fallback_from
         receipt.model_stream_cut = outcome.stream_cut
+
+
+def _shrink(receipt: receipts_pb2.Receipt) -> None:
+    """Fits a receipt under MAX_RECEIPT_BYTES, so that the registry accepts it and the chain
+    never waits behind it: raw arguments go first (the digest stays), then every text field
+    is cut to MAX_FIELD_CHARS, and policy ids past the first hundred."""
+    receipt.ClearField("arguments_json")
+    if receipt.ByteSize() <= MAX_RECEIPT_BYTES:
+        return
+    for field, value in receipt.ListFields():
+        if field.type == field.TYPE_STRING and isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+            setattr(receipt, field.name, value[:MAX_FIELD_CHARS])
+    del receipt.policy_ids[100:]
+    receipt.policy_ids[:] = [p[:MAX_FIELD_CHARS] for p in receipt.policy_ids]
 
 
 def _timestamp(ns: int) -> timestamp_pb2.Timestamp:

@@ -5,6 +5,7 @@ have length limits, and a message says what to send instead."""
 
 from __future__ import annotations
 
+from meshwarden import identifiers
 from meshwarden.errors import BadPayload
 from meshwarden.sidecar import usage
 from meshwarden.sidecar.call import Call, Caller, Reply
@@ -80,6 +81,18 @@ def _check(request: sidecar_pb2.InvokeRequest) -> None:
             f"idempotency_key for {request.capability} is {len(request.idempotency_key)} characters; "
             f"send at most {MAX_ID_CHARS} (a UUID is plenty)"
         )
+    problem = identifiers.first_problem(  # every identifier bounded, none with control characters
+        {
+            "session_id": request.session_id,
+            "workflow_id": request.workflow_id,
+            "parent_call_id": request.parent_call_id,
+            "idempotency_key": request.idempotency_key,
+            "schema_hash": request.schema_hash,
+            "version_range": request.version_range,
+        }
+    )
+    if problem is not None:
+        raise BadPayload(f"call to {request.capability}: {problem}")
     if len(request.task_token) > MAX_TASK_TOKEN_BYTES:
         raise BadPayload(
             f"task_token for {request.capability} is {len(request.task_token)} bytes; send the signed_token "

@@ -46,6 +46,9 @@ class LocalMesh(local_mesh.LocalMesh):
         # Extra environment for every sidecar started from now on (e.g. OTEL_* variables).
         self.sidecar_env: dict[str, str] = {}
         self._bundle_revision = 0
+        # The registry verifies pushed bundles against the test key, as a deployment should;
+        # False starts it without --bundle-keys (to see sidecars refuse what it let through).
+        self.registry_verifies_bundles = True
 
     async def start_registry(
         self, listen: str = "127.0.0.1:0", mtls_listen: str = "", *flags: str, allow_all: bool = True
@@ -53,7 +56,8 @@ class LocalMesh(local_mesh.LocalMesh):
         """The registry on `listen` (TLS) and `mtls_listen` (mTLS; port 0 when not given), with
         any further `flags`. To restart it where sidecars expect it, pass both addresses of the
         previous one. A fresh mesh gets a signed allow-all bundle unless `allow_all` is False."""
-        registry = await super().start_registry(listen, mtls_listen, *flags)
+        keys = ("--bundle-keys", str(self.bundles.trusted_keys_dir)) if self.registry_verifies_bundles else ()
+        registry = await super().start_registry(listen, mtls_listen, *keys, *flags)
         if self._bundle_revision == 0 and allow_all:  # a fresh mesh: everything allowed, by a signed bundle
             await self.push_bundle(self.bundles.make(1, {"allow-all.cedar": ALLOW_ALL}))
         return registry

@@ -165,19 +165,23 @@ async def test_invalid_registration_is_refused_with_the_reason(mesh: LocalMesh) 
     from meshwarden.v1 import catalog_pb2, sidecar_pb2, sidecar_pb2_grpc
 
     side = await mesh.sidecar("broken")
+    TOKEN = "t" * 32  # noqa: N806 - a callback token as the SDK sends one
     async with grpc.aio.insecure_channel(side.addresses["listen"]) as channel:
         stub = sidecar_pb2_grpc.SidecarStub(channel)
         for request, mention in [
-            (sidecar_pb2.RegisterAgentRequest(version="one"), "semantic version"),
+            (sidecar_pb2.RegisterAgentRequest(version="1.0.0"), "callback_token is required"),
+            (sidecar_pb2.RegisterAgentRequest(version="one", callback_token=TOKEN), "semantic version"),
             (
                 sidecar_pb2.RegisterAgentRequest(
-                    version="1.0.0", capabilities=[catalog_pb2.Capability(name="x", input_schema_json='{"type": 12}')]
+                    version="1.0.0",
+                    capabilities=[catalog_pb2.Capability(name="x", input_schema_json='{"type": 12}')],
+                    callback_token=TOKEN,
                 ),
                 "not a valid JSON Schema",
             ),
             (
                 sidecar_pb2.RegisterAgentRequest(
-                    version="1.0.0", capabilities=[catalog_pb2.Capability(name="Bad Name")]
+                    version="1.0.0", capabilities=[catalog_pb2.Capability(name="Bad Name")], callback_token=TOKEN
                 ),
                 "Bad Name",
             ),

@@ -124,11 +124,19 @@ async def test_untrusted_revisions_are_refused_and_the_last_good_one_stays(mesh:
     good = mesh.bundles.make(2, {"a.cedar": '@id("allow-all-2")\npermit (principal, action, resource);\n'})
     await mesh.push_bundle(good)
     await wait_for_revision(mesh, 2, 2)
-    # Tamper one byte of a signed revision 3: the registry stores it (it holds no keys), every
-    # sidecar refuses it and reports why, and revision 2 goes on being enforced.
+    # Tamper one byte of a signed revision 3: a registry with the bundle keys refuses it...
     signed = mesh.bundles.make(3, {"a.cedar": '@id("deny-nothing")\npermit (principal, action, resource);\n'})
     tampered = signed.replace(b"deny-nothing", b"deny-nothinG", 1)
     assert tampered != signed
+    with pytest.raises(grpc.aio.AioRpcError) as untrusted:
+        await mesh.push_bundle(tampered)
+    assert untrusted.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "policies/a.cedar" in (untrusted.value.details() or "")
+    # ...one without them stores it, every sidecar refuses it and reports why, and revision 2
+    # goes on being enforced.
+    mesh.registry_verifies_bundles = False
+    await mesh.restart_registry()
+    await wait_for_revision(mesh, 2, 2)  # both sidecars back with the registry
     await mesh.push_bundle(tampered)
     deadline = time.monotonic() + 10
     while True:
@@ -140,8 +148,8 @@ async def test_untrusted_revisions_are_refused_and_the_last_good_one_stays(mesh:
         await asyncio.sleep(0.05)
     assert all(s.active_revision == 2 for s in refusals)
     assert all("policies/a.cedar" in s.refusal and "sha256:" in s.refusal for s in refusals), refusals
-    async with meshwarden.Client(caller.addresses["listen"]) as client:
-        assert (await client.invoke("echo", {}, timeout=5)).agent == "kb"
+    async with meshwarden.Client(caller.addresses["listen"]) as client:  # kb re-registers after the restart
+        assert (await routable(client, "echo")).agent == "kb"
     # An older revision, and an unsigned one, never get past the registry.
     with pytest.raises(grpc.aio.AioRpcError) as older:
         await mesh.push_bundle(mesh.bundles.make(1, {"a.cedar": '@id("x")\npermit (principal, action, resource);\n'}))

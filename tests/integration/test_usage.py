@@ -35,6 +35,8 @@ async def test_a_call_without_usage_has_none(mesh: LocalMesh) -> None:
 async def test_an_outcome_is_stored_once_and_a_second_is_refused_naming_the_first(mesh: LocalMesh) -> None:
     side = await mesh.sidecar("frontdesk")
     async with meshwarden.Client(side.addresses["listen"]) as client:
+        with pytest.raises(errors.UnknownCapability):  # a call of the session: frontdesk takes part in it
+            await client.invoke("nobody.here", {}, session_id="s-out", timeout=5)
         await client.report_outcome("s-out", "succeeded", "ticket T-1 resolved")
         with pytest.raises(errors.OutcomeAlreadyReported) as refused:
             await client.report_outcome("s-out", "failed")

@@ -34,6 +34,7 @@ def receipt(
     usage: tuple[str, int, int, int] | None = None,
 ) -> receipts_pb2.Receipt:
     r = receipts_pb2.Receipt(
+        sidecar_spiffe_id=f"spiffe://meshwarden.local/agent/{caller if direction == 'outbound' else callee}",
         direction=direction,
         call_id=call_id,
         parent_call_id=parent,

@@ -51,8 +51,10 @@ async def test_blocking_nested_calls_share_one_channel(sidecar: tuple[str, Local
     try:
         async with grpc.aio.insecure_channel(agent.listen) as channel:
             stub = agent_pb2_grpc.AgentStub(channel)
+            as_its_sidecar = (("authorization", f"Bearer {agent._callback_token}"),)  # the secret it registered
             for n in range(2):
-                await stub.Handle(agent_pb2.Delivery(call_id=f"c{n}", capability="planner.plan", payload_json=b"{}"))
+                delivery = agent_pb2.Delivery(call_id=f"c{n}", capability="planner.plan", payload_json=b"{}")
+                await stub.Handle(delivery, metadata=as_its_sidecar)
     finally:
         await agent.stop()
     assert len(api.invoked_from) == 6

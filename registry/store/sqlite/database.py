@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import fcntl
 import logging
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -30,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final, TextIO, TypeVar
 
+from meshwarden.private_data import private_sqlite, tighten_dir
 from meshwarden.registry.errors import StoreError
 from meshwarden.registry.store.sqlite.migrations import migrate
 
@@ -175,21 +175,19 @@ def _connect(path: Path, opened: list[sqlite3.Connection]) -> sqlite3.Connection
 
 
 def _create_private(path: Path) -> None:
-    """Creates the database file 0600 before SQLite does (its WAL and shm files copy the mode)."""
+    """Creates the database file 0600 before SQLite does (its WAL and shm files copy the mode),
+    or tightens an existing one and its WAL and shm files (meshwarden.private_data)."""
     try:
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        os.chmod(path, 0o600)
+        private_sqlite(path)
     except OSError as exc:
         raise StoreError(f"cannot create the registry database {path}: {exc.strerror}") from exc
 
 
 def _make_private_dir(data_dir: Path) -> None:
-    """Creates the data dir readable by its owner only: it holds who runs where in the mesh."""
-    existed = data_dir.is_dir()
+    """Creates the data dir readable by its owner only, or tightens an existing one: it holds
+    who runs where in the mesh, receipts and the audit log (meshwarden.private_data)."""
     try:
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not existed:
-            os.chmod(data_dir, 0o700)  # mkdir's mode is filtered by the umask; be explicit
+        tighten_dir(data_dir)
     except OSError as exc:
         raise StoreError(f"cannot create the registry data directory {data_dir}: {exc.strerror}") from exc
 

@@ -282,6 +282,18 @@ CREATE INDEX IF NOT EXISTS budget_slices_by_expiry ON budget_slices (live, expir
 INSERT OR IGNORE INTO meta (key, value) VALUES ('budgets_revision', 0);
 """,
     ),
+    Step(
+        "signed receipt heads: each chain's head as its sidecar signed it (registry.receipt_signatures)",
+        """
+CREATE TABLE IF NOT EXISTS receipt_head_signatures (
+    sidecar_instance_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    signer_spiffe_id TEXT NOT NULL,
+    signed_head BLOB NOT NULL
+);
+""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(STEPS)

@@ -13,7 +13,7 @@ from meshwarden.registry import receipt_chain
 from meshwarden.registry.errors import StoreError
 from meshwarden.registry.receipt_verification import verify_chain
 from meshwarden.registry.store.receipt_columns import COLUMNS, Row, columns_of
-from meshwarden.registry.store.records import ChainHead, ChainVerdict, ToolCallQuery
+from meshwarden.registry.store.records import ChainHead, ChainVerdict, StoredHead, ToolCallQuery
 from meshwarden.registry.store.sqlite.database import Database
 from meshwarden.v1 import receipts_pb2
 
@@ -27,7 +27,12 @@ class SqliteReceipts:
         self._db = db
 
     async def ship(
-        self, shipper_spiffe_id: str, chain: str, receipts: Sequence[receipts_pb2.Receipt], shipped_at: float
+        self,
+        shipper_spiffe_id: str,
+        chain: str,
+        receipts: Sequence[receipts_pb2.Receipt],
+        signed_head: receipts_pb2.SignedHead,
+        shipped_at: float,
     ) -> int:
         def work(db: sqlite3.Connection) -> int:
             head = _head(db, chain)
@@ -45,6 +50,8 @@ class SqliteReceipts:
                 "head_seq = excluded.head_seq, head_hash = excluded.head_hash, shipped_at = excluded.shipped_at",
                 (chain, shipper_spiffe_id, added.head_seq, added.head_hash, shipped_at),
             )
+            if added.new:
+                _record_signed_head(db, signed_head, shipper_spiffe_id)
             return added.head_seq
 
         return await self._db.write(work, durable=True)
@@ -122,11 +129,14 @@ class SqliteReceipts:
 
         return await self._db.read_apart(work)
 
-    async def verify(self, sidecar_instance_id: str = "") -> list[ChainVerdict]:
+    async def verify(self, trust_bundle_pem: bytes, sidecar_instance_id: str = "") -> list[ChainVerdict]:
         def work(db: sqlite3.Connection) -> list[ChainVerdict]:
             heads = {head.sidecar_instance_id: head for head in _heads(db, sidecar_instance_id)}
             chains = sorted(set(heads) | set(_chains_with_rows(db, sidecar_instance_id)))
-            return [verify_chain(chain, _rows(db, chain), heads.get(chain)) for chain in chains]
+            return [
+                verify_chain(chain, _rows(db, chain), heads.get(chain), _signed_head(db, chain), trust_bundle_pem)
+                for chain in chains
+            ]
 
         return await self._db.read_apart(work)
 
@@ -134,6 +144,25 @@ class SqliteReceipts:
 def _head(db: sqlite3.Connection, chain: str) -> ChainHead | None:
     row = db.execute(_HEAD + " WHERE sidecar_instance_id = ?", (chain,)).fetchone()
     return None if row is None else ChainHead(*row)
+
+
+def _record_signed_head(db: sqlite3.Connection, head: receipts_pb2.SignedHead, signer_spiffe_id: str) -> None:
+    """Keeps `head` as its chain's signed head unless a newer one is kept (inside the batch's transaction)."""
+    db.execute(
+        "INSERT INTO receipt_head_signatures (sidecar_instance_id, seq, hash, signer_spiffe_id, signed_head) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sidecar_instance_id) DO UPDATE SET seq = excluded.seq, "
+        "hash = excluded.hash, signer_spiffe_id = excluded.signer_spiffe_id, signed_head = excluded.signed_head "
+        "WHERE excluded.seq > receipt_head_signatures.seq",
+        (head.sidecar_instance_id, head.seq, head.hash, signer_spiffe_id, head.SerializeToString(deterministic=True)),
+    )
+
+
+def _signed_head(db: sqlite3.Connection, chain: str) -> StoredHead | None:
+    row = db.execute(
+        "SELECT seq, hash, signer_spiffe_id, signed_head FROM receipt_head_signatures WHERE sidecar_instance_id = ?",
+        (chain,),
+    ).fetchone()
+    return None if row is None else StoredHead(int(row[0]), str(row[1]), str(row[2]), bytes(row[3]))
 
 
 def _heads(db: sqlite3.Connection, only: str) -> list[ChainHead]:

@@ -15,7 +15,7 @@ import meshwarden
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--sidecar", required=True)
-parser.add_argument("--listen", default="127.0.0.1:0")
+parser.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT, unix:PATH, or 'private' (the SDK's default)")
 parser.add_argument("--version", default="1.0.0")
 parser.add_argument("--schema-variant", default="a", help="b changes echo's input schema (schema drift)")
 parser.add_argument("--work-as", default="probe.work", help="the name probe.work is served under (call trees)")
@@ -24,7 +24,9 @@ parser.add_argument("--fail-every", type=int, default=0, help="probe.flaky fails
 parser.add_argument("--relay-as", default="probe.relay", help="name of the relay capability (distinct per agent)")
 options = parser.parse_args()
 
-agent = meshwarden.Agent(version=options.version, sidecar=options.sidecar, listen=options.listen)
+agent = meshwarden.Agent(
+    version=options.version, sidecar=options.sidecar, listen=None if options.listen == "private" else options.listen
+)
 calls_seen = 0
 
 ECHO_INPUT: dict[str, Any] = {

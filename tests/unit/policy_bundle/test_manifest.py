@@ -27,7 +27,7 @@ def test_settings_default_to_not_storing_arguments() -> None:
     assert parse_manifest('name = "demo"\nrevision = 1\n').settings.store_raw_arguments is False
 
 
-@pytest.mark.parametrize("revision", ["0", "-3", '"3"', "true", "1.5"])
+@pytest.mark.parametrize("revision", ["0", "-3", '"3"', "true", "1.5", str(2**63)])
 def test_revision_must_be_a_positive_integer(revision: str) -> None:
     found = problems(f'name = "demo"\nrevision = {revision}\n')
     assert len(found) == 1 and found[0].startswith("manifest.toml:2: revision must be a positive integer")
@@ -57,7 +57,7 @@ def test_unknown_keys_and_wrong_types_are_all_reported() -> None:
     found = problems('name = "demo"\nrevison = 2\n[settings]\nstore_raw_arguments = "yes"\nverbose = 1\n')
     assert found == [
         "manifest.toml:2: unknown key revison; known keys: description, name, revision, settings",
-        "manifest.toml:1: revision must be a positive integer that grows with every release, got None",
+        "manifest.toml:1: revision must be a positive integer below 2^63 that grows with every release, got None",
         "manifest.toml:5: unknown key settings.verbose; known keys: settings.approvers_see_arguments, "
         "settings.store_raw_arguments",
         "manifest.toml:4: settings.store_raw_arguments must be true or false, got 'yes'",

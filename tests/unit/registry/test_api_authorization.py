@@ -84,7 +84,7 @@ EXPECTED = {
         "ReportOutcome": AGENT,
         "ListSessions": EITHER,
         "GetSession": EITHER,
-        "Costs": EITHER,
+        "Costs": OPERATOR,  # costs span every agent (issue 14, defect 5)
     },
     TOOLS.full_name: {"ListToolCalls": OPERATOR},
 }

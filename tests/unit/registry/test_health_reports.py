@@ -61,3 +61,14 @@ def test_findings_are_validated_and_reasons_bounded() -> None:
         findings_from_proto([good, catalog_pb2.InstanceHealth(instance_id="b2")])
     with pytest.raises(InvalidInput, match=r"instances\[0\]\.instance_id"):
         findings_from_proto([catalog_pb2.InstanceHealth(state=HEALTHY)])
+
+
+def test_stale_reports_are_dropped_when_a_report_arrives_not_only_when_listed() -> None:
+    clock = FakeClock()
+    reports = HealthReports(clock, ttl_s=30)
+    for n in range(20):
+        reports.report("a", f"a-{n}", registered=False, findings={"x": Finding(catalog_pb2.HEALTH_STATE_HEALTHY, "")})
+    assert len(reports) == 20
+    clock.now += 31
+    reports.report("b", "b-1", registered=False, findings={})
+    assert len(reports) == 1

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from meshwarden.identity.svid import Svid
 from meshwarden.receipt_hash import receipt_hash
+from meshwarden.receipt_signing import sign_head
 from meshwarden.registry.errors import Conflict, InvalidInput, PermissionDenied
+from meshwarden.registry.issuer import Issuer
 from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.store import Stores
 from meshwarden.registry.store.sqlite import DB_NAME, open_sqlite
@@ -18,6 +21,22 @@ from tests.unit.registry.test_catalog import FakeClock
 
 BILLING = "spiffe://mesh.test/agent/billing"
 KB = "spiffe://mesh.test/agent/kb"
+OTHER = "spiffe://mesh.test/agent/frontdesk"
+ISSUER = Issuer.ephemeral("mesh.test", FakeClock())
+_SVIDS: dict[str, Svid] = {}
+
+
+def svid_of(spiffe_id: str) -> Svid:
+    if spiffe_id not in _SVIDS:
+        _SVIDS[spiffe_id] = ISSUER.issue(spiffe_id, 3600)
+    return _SVIDS[spiffe_id]
+
+
+async def _ship(receipts: Receipts, shipper: str, batch: list[receipts_pb2.Receipt], signer: str = "") -> int:
+    """As a sidecar ships: the batch with the chain's head signed by `signer` (the shipper)."""
+    last = batch[-1] if batch else receipts_pb2.Receipt()
+    head = sign_head(svid_of(signer or shipper), last.sidecar_instance_id, last.seq, last.hash)
+    return await receipts.ship(shipper, batch, head)
 
 
 def chain(
@@ -33,6 +52,10 @@ def chain(
             seq=seq,
             prev_hash=prev,
             direction="outbound" if seq % 2 else "inbound",
+            caller_spiffe_id=spiffe_id if seq % 2 else OTHER,
+            caller_agent=_name(spiffe_id) if seq % 2 else _name(OTHER),
+            callee_spiffe_id=OTHER if seq % 2 else spiffe_id,
+            callee_agent=_name(OTHER) if seq % 2 else _name(spiffe_id),
             call_id=f"call-{seq}",
             session_id=f"s{seq % 3}",
             capability="billing.refund",
@@ -46,9 +69,13 @@ def chain(
     return receipts
 
 
+def _name(spiffe_id: str) -> str:
+    return spiffe_id.rpartition("/")[2]
+
+
 @pytest.fixture
 def receipts(stores: Stores) -> Receipts:
-    return Receipts(stores.receipts, FakeClock())
+    return Receipts(stores.receipts, FakeClock(), trust_bundle_pem=ISSUER.bundle_pem)
 
 
 @pytest.fixture
@@ -66,8 +93,8 @@ def _sql(db_path: Path, statement: str, *parameters: object) -> None:
 
 async def test_a_batch_is_stored_and_acknowledged_up_to_its_last_seq(receipts: Receipts) -> None:
     batch = chain(5)
-    assert await receipts.ship(BILLING, batch[:3]) == 3
-    assert await receipts.ship(BILLING, batch[3:]) == 5
+    assert await _ship(receipts, BILLING, batch[:3]) == 3
+    assert await _ship(receipts, BILLING, batch[3:]) == 5
     assert await receipts.count() == 5
     head = await receipts.head("billing-1")
     assert head is not None and (head.seq, head.hash, head.sidecar_spiffe_id) == (5, batch[-1].hash, BILLING)
@@ -76,41 +103,41 @@ async def test_a_batch_is_stored_and_acknowledged_up_to_its_last_seq(receipts: R
 
 async def test_a_reshipped_batch_is_acknowledged_again_without_storing_twice(receipts: Receipts) -> None:
     batch = chain(4)
-    await receipts.ship(BILLING, batch[:3])
-    assert await receipts.ship(BILLING, batch) == 4  # 1-3 again, with 4 new
-    assert await receipts.ship(BILLING, batch[:2]) == 4
+    await _ship(receipts, BILLING, batch[:3])
+    assert await _ship(receipts, BILLING, batch) == 4  # 1-3 again, with 4 new
+    assert await _ship(receipts, BILLING, batch[:2]) == 4
     assert await receipts.count() == 4
 
 
 async def test_a_gap_is_refused_naming_the_expected_seq(receipts: Receipts) -> None:
     batch = chain(6)
-    await receipts.ship(BILLING, batch[:2])
+    await _ship(receipts, BILLING, batch[:2])
     with pytest.raises(Conflict, match="expected seq 3, got seq 5"):
-        await receipts.ship(BILLING, batch[4:])
+        await _ship(receipts, BILLING, batch[4:])
     assert await receipts.count() == 2
 
 
 async def test_a_batch_that_does_not_link_to_the_head_is_refused(receipts: Receipts) -> None:
-    await receipts.ship(BILLING, chain(2))
+    await _ship(receipts, BILLING, chain(2))
     with pytest.raises(Conflict, match="seq 3 does not link to seq 2"):
-        await receipts.ship(BILLING, chain(1, start=3))  # its prev_hash is made up
+        await _ship(receipts, BILLING, chain(1, start=3))  # its prev_hash is made up
 
 
 async def test_a_receipt_that_differs_from_the_one_held_at_its_seq_is_refused(receipts: Receipts) -> None:
-    await receipts.ship(BILLING, chain(2))
+    await _ship(receipts, BILLING, chain(2))
     other = chain(2)
     other[1].status = "PERMISSION_DENIED"
     other[1].hash = receipt_hash(other[1])
     with pytest.raises(Conflict, match="seq 2 was acknowledged before"):
-        await receipts.ship(BILLING, other)
+        await _ship(receipts, BILLING, other)
 
 
 async def test_receipts_of_another_spiffe_id_are_refused(receipts: Receipts) -> None:
     with pytest.raises(PermissionDenied, match=f"written by {BILLING}, and the caller is {KB}"):
-        await receipts.ship(KB, chain(1))
-    await receipts.ship(BILLING, chain(1))
+        await _ship(receipts, KB, chain(1))
+    await _ship(receipts, BILLING, chain(1))
     with pytest.raises(PermissionDenied, match=f"belongs to {BILLING}"):
-        await receipts.ship(KB, chain(1, start=2, spiffe_id=KB))
+        await _ship(receipts, KB, chain(1, start=2, spiffe_id=KB))
 
 
 @pytest.mark.parametrize(
@@ -125,21 +152,21 @@ async def test_malformed_batches_name_the_field(receipts: Receipts, change: obje
     batch = chain(1)
     change(batch[0])  # type: ignore[operator]
     with pytest.raises(InvalidInput) as info:
-        await receipts.ship(BILLING, batch)
+        await _ship(receipts, BILLING, batch)
     assert info.value.field == field
 
 
 async def test_an_empty_batch_or_one_with_a_hole_is_invalid(receipts: Receipts) -> None:
     with pytest.raises(InvalidInput, match="is empty"):
-        await receipts.ship(BILLING, [])
+        await _ship(receipts, BILLING, [])
     batch = chain(3)
     with pytest.raises(InvalidInput, match="consecutive seqs"):
-        await receipts.ship(BILLING, [batch[0], batch[2]])
+        await _ship(receipts, BILLING, [batch[0], batch[2]])
 
 
 async def test_for_session_and_between_read_receipts_in_time_order(receipts: Receipts) -> None:
-    await receipts.ship(BILLING, chain(600))
-    await receipts.ship(KB, chain(2, instance="kb-1", spiffe_id=KB))
+    await _ship(receipts, BILLING, chain(600))
+    await _ship(receipts, KB, chain(2, instance="kb-1", spiffe_id=KB))
     s1 = await receipts.for_session("s1")
     assert [r.seq for r in s1 if r.sidecar_instance_id == "billing-1"] == list(range(1, 601, 3))
     assert [r.started_at.seconds for r in s1] == sorted(r.started_at.seconds for r in s1)
@@ -150,7 +177,7 @@ async def test_for_session_and_between_read_receipts_in_time_order(receipts: Rec
 
 
 async def test_verify_names_an_edited_column(receipts: Receipts, db_path: Path) -> None:
-    await receipts.ship(BILLING, chain(5))
+    await _ship(receipts, BILLING, chain(5))
     _sql(db_path, "UPDATE receipts SET status = 'PERMISSION_DENIED' WHERE seq = 3")
     [verdict] = await receipts.verify()
     assert not verdict.intact
@@ -158,7 +185,7 @@ async def test_verify_names_an_edited_column(receipts: Receipts, db_path: Path) 
 
 
 async def test_verify_names_an_edited_receipt_body(receipts: Receipts, db_path: Path) -> None:
-    await receipts.ship(BILLING, chain(5))
+    await _ship(receipts, BILLING, chain(5))
     edited = chain(5)[3]
     edited.status = "NOT_FOUND"
     _sql(db_path, "UPDATE receipts SET body = ? WHERE seq = 4", edited.SerializeToString(deterministic=True))
@@ -167,8 +194,8 @@ async def test_verify_names_an_edited_receipt_body(receipts: Receipts, db_path: 
 
 
 async def test_verify_names_a_removed_row_and_a_truncated_tail(receipts: Receipts, db_path: Path) -> None:
-    await receipts.ship(BILLING, chain(8))
-    await receipts.ship(KB, chain(2, instance="kb-1", spiffe_id=KB))
+    await _ship(receipts, BILLING, chain(8))
+    await _ship(receipts, KB, chain(2, instance="kb-1", spiffe_id=KB))
     _sql(db_path, "DELETE FROM receipts WHERE sidecar_instance_id = 'billing-1' AND seq = 4")
     _sql(db_path, "DELETE FROM receipts WHERE sidecar_instance_id = 'billing-1' AND seq >= 7")
     billing, kb = await receipts.verify()
@@ -181,7 +208,7 @@ async def test_verify_names_a_removed_row_and_a_truncated_tail(receipts: Receipt
 
 
 async def test_verify_names_a_rewritten_link(receipts: Receipts, db_path: Path) -> None:
-    await receipts.ship(BILLING, chain(3))
+    await _ship(receipts, BILLING, chain(3))
     forged = chain(3)[1]
     forged.prev_hash = "sha256:" + "0" * 64
     forged.hash = receipt_hash(forged)  # consistent in itself, but no longer linked
@@ -205,6 +232,56 @@ async def test_a_version_4_database_gains_the_receipt_tables(tmp_path: Path) -> 
     db.close()
     stores = await open_sqlite(tmp_path, event_log_retention=10)
     try:
-        assert await Receipts(stores.receipts, FakeClock()).ship(BILLING, chain(1)) == 1
+        assert (
+            await _ship(Receipts(stores.receipts, FakeClock(), trust_bundle_pem=ISSUER.bundle_pem), BILLING, chain(1))
+            == 1
+        )
     finally:
         await stores.close()
+
+
+async def test_a_receipt_of_a_call_the_shipper_took_no_part_in_is_refused(receipts: Receipts) -> None:
+    forged = chain(1)  # outbound: its caller must be BILLING, the shipper
+    forged[0].caller_spiffe_id, forged[0].caller_agent = KB, "kb"
+    forged[0].hash = receipt_hash(forged[0])
+    with pytest.raises(PermissionDenied, match="names kb .* as its caller, but it comes from .*billing"):
+        await _ship(receipts, BILLING, forged)
+    renamed = chain(1)
+    renamed[0].caller_agent = "kb"  # the right SPIFFE ID, another agent's name
+    renamed[0].hash = receipt_hash(renamed[0])
+    with pytest.raises(PermissionDenied):
+        await _ship(receipts, BILLING, renamed)
+    assert await receipts.count() == 0
+
+
+async def test_a_batch_without_its_shippers_signature_is_refused(receipts: Receipts) -> None:
+    batch = chain(2)
+    with pytest.raises(InvalidInput, match="head is required"):
+        await receipts.ship(BILLING, batch, receipts_pb2.SignedHead())
+    with pytest.raises(PermissionDenied, match=f"signed by {KB}, but the batch was shipped by {BILLING}"):
+        await _ship(receipts, BILLING, batch, signer=KB)
+    stranger = Issuer.ephemeral("mesh.test", FakeClock()).issue(BILLING, 3600)
+    last = batch[-1]
+    with pytest.raises(PermissionDenied, match="not issued by this trust domain's CA"):
+        await receipts.ship(BILLING, batch, sign_head(stranger, last.sidecar_instance_id, last.seq, last.hash))
+    head = sign_head(svid_of(BILLING), last.sidecar_instance_id, last.seq, last.hash)
+    head.seq = 1
+    with pytest.raises(InvalidInput, match="batch ends at seq 2"):
+        await receipts.ship(BILLING, batch, head)
+    assert await receipts.count() == 0
+
+
+async def test_verify_catches_a_chain_rewritten_with_every_hash_recomputed(receipts: Receipts, db_path: Path) -> None:
+    await _ship(receipts, BILLING, chain(3))
+    rewritten = chain(3)
+    rewritten[2].usage.cost_micro_usd = 9_999_999
+    rewritten[2].hash = receipt_hash(rewritten[2])
+    row = [rewritten[2].SerializeToString(deterministic=True), rewritten[2].hash, 9_999_999]
+    _sql(db_path, "UPDATE receipts SET body = ?, hash = ?, cost_micro_usd = ? WHERE seq = 3", *row)
+    _sql(db_path, "UPDATE receipt_chains SET head_hash = ?", rewritten[2].hash)
+    [verdict] = await receipts.verify()
+    assert verdict.problems == ("seq 3: the chain's head is not the one its sidecar signed (seq 3) (rewritten)",)
+    _sql(db_path, "UPDATE receipt_head_signatures SET hash = ?", rewritten[2].hash)
+    _sql(db_path, "DELETE FROM receipt_head_signatures")
+    [unsigned] = await receipts.verify()
+    assert unsigned.problems == ("no signed head: nothing proves its sidecar wrote this chain",)

@@ -28,6 +28,7 @@ from meshwarden.registry.health_reports import HealthReports
 from meshwarden.registry.issuer import Issuer
 from meshwarden.registry.model import CatalogEvent
 from meshwarden.registry.operators import OperatorCredential
+from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.rescue import status_for
 from meshwarden.registry.routes import Routes
 from meshwarden.registry.store.sqlite import open_sqlite
@@ -173,15 +174,16 @@ async def direct(tmp_path: Path) -> AsyncIterator[Direct]:
         HealthReports(clock),
     )
     issuer = Issuer.ephemeral("mesh.test", FakeClock(time.time()))
+    receipts = Receipts(stores.receipts, clock, trust_bundle_pem=issuer.bundle_pem)
     registry_svid = issuer.issue(registry_id("mesh.test"), 600)
     authorizer = Authorizer("mesh.test", OperatorCredential.load_or_create(tmp_path), mtls_address="")
     server = grpc.aio.server(interceptors=[api.Authorization(authorizer)])
     handlers = api.service.handlers_of(
         api.CatalogApi(catalog, health, heartbeat_interval_s=2.0).handlers(),
         api.WatchApi(catalog, hub, bundles, routes, controls, acks).handlers(),
-        api.BundlesApi(bundles, catalog, hub).handlers(),
+        api.BundlesApi(bundles, catalog, hub, receipts).handlers(),
         api.RoutesApi(routes, hub).handlers(),
-        api.HealthApi(health, catalog).handlers(),
+        api.HealthApi(health, catalog, receipts).handlers(),
     )
     api.service.add_service(server, api.REGISTRY, handlers)
     port = server.add_secure_port("127.0.0.1:0", server_credentials(lambda: registry_svid, require_client_auth=True))
@@ -309,9 +311,13 @@ async def test_health_reports_show_in_the_listing_and_default_timeouts_round_tri
     assert [(h.instance_id, h.state, h.reason, h.reporters) for h in listed.health] == [
         (reply.instance_id, catalog_pb2.HEALTH_STATE_HEALTHY, "no reports", 0)
     ]
+    stranger = registry_pb2.HealthReport(reporter_instance_id="kb-caller-1")  # another agent's name space
+    with pytest.raises(grpc.aio.AioRpcError) as unowned:  # and no receipt chain this SVID shipped
+        await running.stub.ReportHealth(stranger)
+    assert unowned.value.code() is grpc.StatusCode.FAILED_PRECONDITION
     await running.stub.ReportHealth(
         registry_pb2.HealthReport(
-            reporter_instance_id="billing-caller-1",  # a pure caller: not in the catalog
+            reporter_instance_id="billing-caller-1",  # a pure caller: not in the catalog, in its name space
             instances=[
                 catalog_pb2.InstanceHealth(
                     instance_id=reply.instance_id,

@@ -73,3 +73,24 @@ async def test_refusals(queries: SessionQueries) -> None:
         await queries.list_sessions(receipts_pb2.ListSessionsRequest(since=stamp(10.0), until=stamp(5.0)), OPERATOR)
     with pytest.raises(InvalidInput, match="by"):
         await queries.costs(receipts_pb2.CostsRequest(by="colour"), OPERATOR)
+
+
+async def test_an_agent_sees_only_its_own_sessions_and_no_costs(queries: SessionQueries) -> None:
+    more = receipts_pb2.ListSessionsRequest()
+    assert [s.session_id for s in (await queries.list_sessions(more, agent("billing"))).sessions] == ["late", "early"]
+    assert (await queries.list_sessions(more, agent("kb"))).sessions == []
+    assert (await queries.get_session(receipts_pb2.GetSessionRequest(session_id="early"), agent("frontdesk"))).receipts
+    with pytest.raises(PermissionDenied, match="agent kb took no part in session 'early'"):
+        await queries.get_session(receipts_pb2.GetSessionRequest(session_id="early"), agent("kb"))
+    with pytest.raises(PermissionDenied, match="costs span every agent"):
+        await queries.costs(receipts_pb2.CostsRequest(by="agent"), agent("billing"))
+
+
+async def test_only_an_agent_whose_sidecar_took_part_reports_the_outcome(queries: SessionQueries) -> None:
+    with pytest.raises(PermissionDenied, match="agent kb took no part in session 'early'"):
+        await queries.report_outcome(
+            receipts_pb2.ReportOutcomeRequest(session_id="early", outcome="failed"), agent("kb")
+        )
+    await queries.report_outcome(
+        receipts_pb2.ReportOutcomeRequest(session_id="early", outcome="succeeded"), agent("billing")
+    )

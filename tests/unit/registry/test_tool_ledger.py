@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from meshwarden.receipt_hash import receipt_hash
+from meshwarden.receipt_signing import sign_head
 from meshwarden.registry.authz import Authorizer
 from meshwarden.registry.errors import InvalidInput
+from meshwarden.registry.issuer import Issuer
 from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.store import Stores
 from meshwarden.registry.tool_ledger import ToolLedgerService
@@ -36,6 +38,7 @@ def tool_chain(count: int) -> list[receipts_pb2.Receipt]:
             call_id=f"call-{seq}",
             session_id=f"s{seq % 2}",
             caller_agent="billing",
+            caller_spiffe_id=BILLING,  # the shipper is the caller of its outbound receipts
             capability=capability,
             status="OK",
             policy_decision="deny" if seq % 5 == 0 else "allow",
@@ -50,10 +53,13 @@ def tool_chain(count: int) -> list[receipts_pb2.Receipt]:
 
 @pytest.fixture
 async def ledger(stores: Stores) -> AsyncIterator[ToolLedgerService]:
-    receipts = Receipts(stores.receipts, FakeClock())
+    issuer = Issuer.ephemeral("mesh.test", FakeClock())
+    svid = issuer.issue(BILLING, 3600)
+    receipts = Receipts(stores.receipts, FakeClock(), trust_bundle_pem=issuer.bundle_pem)
     chain = tool_chain(1100)  # more than one page of rows
-    await receipts.ship(BILLING, chain[:550])
-    await receipts.ship(BILLING, chain[550:])
+    for batch in (chain[:550], chain[550:]):
+        last = batch[-1]
+        await receipts.ship(BILLING, batch, sign_head(svid, last.sidecar_instance_id, last.seq, last.hash))
     yield ToolLedgerService(receipts, Authorizer.__new__(Authorizer), FakeClock())
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from meshwarden.receipt_hash import receipt_hash
 from meshwarden.sidecar.receipt_spool import ReceiptSpool, SpoolReader, spool_path
+from meshwarden.sidecar.spool_backlog import SpoolCap, over_cap
 from meshwarden.v1 import receipts_pb2
 
 SPIFFE_ID = "spiffe://mesh.test/agent/support"
@@ -84,6 +85,27 @@ def test_batches_are_bounded_by_count_and_bytes_but_hold_at_least_one(tmp_path: 
     assert reader.batch("support-1", 10, 1 << 20) is None
     assert reader.chains() == []
     reader.checkpoint()
+
+
+def test_backlog_counts_what_the_registry_has_not_taken_and_the_cap_says_why(tmp_path: Path) -> None:
+    spool = ReceiptSpool.open(tmp_path, instance_id="i-1", spiffe_id="spiffe://t/agent/a")
+    reader = SpoolReader(spool.path)
+    try:
+        assert reader.backlog().receipts == 0 and reader.backlog().oldest_started_at is None
+        for at in (1000, 1001):
+            receipt = receipts_pb2.Receipt(direction="outbound", call_id=f"c{at}")
+            receipt.started_at.FromSeconds(at)
+            spool.append(receipt)
+        backlog = reader.backlog()
+        assert (backlog.receipts, backlog.oldest_started_at) == (2, 1000.0) and backlog.bytes > 0
+        roomy = SpoolCap(max_bytes=10_000, max_age_s=60)
+        assert over_cap(backlog, roomy, now=1050) is None
+        assert "is 61 s old, over --receipt-spool-max-age-s 60" in (over_cap(backlog, roomy, now=1061) or "")
+        tight = SpoolCap(max_bytes=1, max_age_s=60)
+        assert "over --receipt-spool-max-bytes 1" in (over_cap(backlog, tight, now=1000) or "")
+    finally:
+        reader.close()
+        spool.close()
 
 
 def test_the_writer_never_waits_for_the_shipper(tmp_path: Path) -> None:

@@ -1,0 +1,81 @@
+"""A sidecar that was moved to another registry, or whose registry got a new CA, notices at
+start and learns the new one instead of retrying the old one forever.
+
+What a sidecar learned from a registry (its CA as the trust bundle, an SVID that CA signed,
+the registry's mTLS address) is kept in `<data-dir>/identity/` with the `--registry` address
+it came from. At start, before any of it is used: a different `--registry` than recorded, or a
+registry at the recorded address that now presents another CA (its data directory was
+replaced, say), makes the sidecar forget all three, say so, and learn and enrol as on its
+first start: the same rules apply (a pin from --ca-pin or the join token, or trust on first
+use on loopback only), so a registry it must not trust is still refused. It also starts as a
+new instance: the new registry holds no receipt chain of the old one, and would refuse its
+continuation as a gap. An unreachable registry changes nothing: the sidecar may simply have
+started first.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Final
+
+from cryptography import x509
+
+from meshwarden.addresses import HostPort
+from meshwarden.identity.bootstrap import fingerprint, presented_ca_fingerprint
+
+log = logging.getLogger(__name__)
+
+RECORD_NAME: Final = "registry-address"
+LEARNED: Final = ("trust-bundle.pem", "svid.pem", "svid.key", "registry-mtls-address")
+
+
+def forget_if_changed(identity_dir: Path, registry: HostPort) -> bool:
+    """Removes what was learned from another registry (or an earlier CA) in `identity_dir`;
+    True when it did (the caller starts a new instance, so a new receipt chain, too)."""
+    bundle = identity_dir / "trust-bundle.pem"
+    if not bundle.exists():
+        return False
+    record = identity_dir / RECORD_NAME
+    recorded = record.read_text().strip() if record.exists() else str(registry)
+    if recorded != str(registry):
+        log.warning(
+            "--registry changed from %s to %s: forgetting the CA, SVID and mTLS address learned from %s, "
+            "and enrolling with %s",
+            recorded,
+            registry,
+            recorded,
+            registry,
+        )
+        _forget(identity_dir)
+        return True
+    held = _fingerprints(bundle.read_bytes())
+    presented = presented_ca_fingerprint(registry)
+    if presented is not None and held and presented not in held:
+        log.warning(
+            "the registry at %s now presents CA %s, not the CA this sidecar trusts (%s): its CA changed; "
+            "forgetting the old CA, SVID and mTLS address and enrolling again",
+            registry,
+            presented,
+            ", ".join(sorted(held)),
+        )
+        _forget(identity_dir)
+        return True
+    return False
+
+
+def record(identity_dir: Path, registry: HostPort) -> None:
+    """Notes which --registry the identity in `identity_dir` was learned from."""
+    (identity_dir / RECORD_NAME).write_text(f"{registry}\n")
+
+
+def _forget(identity_dir: Path) -> None:
+    for name in LEARNED:
+        (identity_dir / name).unlink(missing_ok=True)
+
+
+def _fingerprints(bundle_pem: bytes) -> set[str]:
+    try:
+        return {fingerprint(cert) for cert in x509.load_pem_x509_certificates(bundle_pem)}
+    except ValueError:
+        return set()
