@@ -106,21 +106,23 @@ class ReceiptShipper:
         receipts (an outcome report: the registry takes it only from an agent whose receipts of
         the session it holds). Best effort: what cannot be shipped now waits for the loop."""
         try:
-            await asyncio.wait_for(self.ship_all(timeout_s), timeout_s)
+            # wait_for_ready: a registry connection still in its reconnect backoff (the registry
+            # just came back) is waited for within the timeout, not failed with its last error.
+            await asyncio.wait_for(self.ship_all(timeout_s, wait_for_ready=True), timeout_s)
         except (_NotShipped, TimeoutError):
             log.info("receipts not all shipped before an outcome report; the loop ships them")
 
-    async def ship_all(self, timeout_s: float = SHIP_TIMEOUT_S) -> None:
+    async def ship_all(self, timeout_s: float = SHIP_TIMEOUT_S, *, wait_for_ready: bool = False) -> None:
         """One round: every chain until the spool is empty. Raises _NotShipped if anything was
         left behind (registry down, or a chain refused)."""
         async with self._round:
-            await self._ship_round(timeout_s)
+            await self._ship_round(timeout_s, wait_for_ready)
 
-    async def _ship_round(self, timeout_s: float) -> None:
+    async def _ship_round(self, timeout_s: float, wait_for_ready: bool = False) -> None:
         refused = False
         for chain in await asyncio.to_thread(self._reader.chains):
             try:
-                await self._ship_chain(chain, timeout_s)
+                await self._ship_chain(chain, timeout_s, wait_for_ready)
             except _Refused:
                 refused = True
         if self.shipped - self._checkpointed_at >= self._settings.checkpoint_every:
@@ -141,13 +143,13 @@ class ReceiptShipper:
     def close(self) -> None:
         self._reader.close()
 
-    async def _ship_chain(self, chain: str, timeout_s: float) -> None:
+    async def _ship_chain(self, chain: str, timeout_s: float, wait_for_ready: bool = False) -> None:
         settings = self._settings
         while True:
             batch = await asyncio.to_thread(self._reader.batch, chain, settings.batch_receipts, settings.batch_bytes)
             if batch is None:
                 return
-            acknowledged = await self._send(batch, timeout_s)
+            acknowledged = await self._send(batch, timeout_s, wait_for_ready)
             if acknowledged < batch.first_seq:
                 log.error(
                     "the registry acknowledged receipts of %s only up to seq %d after a batch from seq %d; retrying",
@@ -165,10 +167,10 @@ class ReceiptShipper:
             if self._refusals.pop(chain, None) is not None:
                 log.info("the registry accepts the receipts of %s again", chain)
 
-    async def _send(self, batch: Batch, timeout_s: float) -> int:
+    async def _send(self, batch: Batch, timeout_s: float, wait_for_ready: bool = False) -> int:
         request = await asyncio.to_thread(self._request, batch)
         try:
-            reply = await self._stub().ShipReceipts(request, timeout=timeout_s)
+            reply = await self._stub().ShipReceipts(request, timeout=timeout_s, wait_for_ready=wait_for_ready)
         except grpc.aio.AioRpcError as err:
             if err.code() in _UNREACHABLE:
                 log.info("registry unreachable for receipts (%s); %s", err.code().name, "retrying with backoff")
