@@ -69,16 +69,13 @@ from meshwarden.registry.store.sqlite.approvals import ApprovalStore
 from meshwarden.registry.store.sqlite.blocking import BlockingStore
 from meshwarden.registry.store.sqlite.budgets import BudgetStore
 from meshwarden.registry.store.sqlite.database import Database
-from meshwarden.registry.store.sqlite.tasks import TaskStore
 from meshwarden.registry.task_queue import TaskQueue
-from meshwarden.registry.tasks_server import SERVICE_NAME as TASKS_SERVICE_NAME
-from meshwarden.registry.tasks_server import TasksService
 from meshwarden.registry.tool_ledger import SERVICE_NAME as TOOLS_SERVICE_NAME
 from meshwarden.registry.tool_ledger import ToolLedgerService
 from meshwarden.registry.watch_hub import WatchHub
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
-from meshwarden.v1 import approvals_pb2_grpc, budgets_pb2_grpc, tasks_pb2_grpc, tools_pb2_grpc
+from meshwarden.v1 import approvals_pb2_grpc, budgets_pb2_grpc, tools_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +131,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
     """Serves until `stop` is set. Raises StoreError, CaError or StartError when it cannot start."""
     db = await asyncio.to_thread(Database.open, config.data_dir)
     stores = stores_over(db, event_log_retention=config.event_log_retention)
-    blocking = BlockingStore(db)  # approvals and tasks, until they are ported to the async seam
+    blocking = BlockingStore(db)  # approvals and budgets, until they are ported to the async seam
     try:
         issuer = Issuer.open(config.data_dir / CA_DIR_NAME, config.trust_domain, clock)
         operators = OperatorCredential.load_or_create(config.data_dir)
@@ -150,8 +147,8 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
         await bundles.load()
         receipts = Receipts(stores.receipts, clock, trust_bundle_pem=issuer.bundle_pem)
         outcomes = Outcomes(stores.outcomes, clock)
-        task_queue = TaskQueue(TaskStore(blocking), clock)
-        task_queue.forgive_downtime()
+        task_queue = TaskQueue(stores.tasks, clock)
+        await task_queue.forgive_downtime()
         parts = _Parts(
             catalog=catalog,
             hub=hub,
@@ -247,6 +244,7 @@ def _add_services(server: grpc.aio.Server, config: RegistryConfig, parts: _Parts
             mtls_address=mtls_advertised,
         ),
         receipts=api.ReceiptsApi(parts.receipts, parts.sessions),
+        tasks=api.TasksApi(parts.task_queue, parts.catalog, parts.task_key),
     )
 
 
@@ -263,15 +261,12 @@ async def _serve(
     services = _add_services(server, config, parts, mtls_advertised)
     # Not yet split into registry.api: served by their generated servicers (the interceptor
     # authorizes them all the same).
-    tasks_pb2_grpc.add_TasksServicer_to_server(
-        TasksService(parts.task_queue, parts.catalog, parts.task_key, authorizer), server
-    )
     approvals_pb2_grpc.add_ApprovalsServicer_to_server(
         ApprovalsService(parts.approvals, authorizer, parts.clock), server
     )
     tools_pb2_grpc.add_ToolsServicer_to_server(ToolLedgerService(parts.receipts, authorizer, parts.clock), server)
     budgets_pb2_grpc.add_BudgetsServicer_to_server(BudgetsService(parts.budgets, authorizer), server)
-    services += [APPROVALS_SERVICE_NAME, TASKS_SERVICE_NAME, TOOLS_SERVICE_NAME, BUDGETS_SERVICE_NAME]
+    services += [APPROVALS_SERVICE_NAME, TOOLS_SERVICE_NAME, BUDGETS_SERVICE_NAME]
     health = add_standard_services(server, services)
     serving = False
     admin = AdminServer(

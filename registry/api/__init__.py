@@ -22,14 +22,16 @@ from meshwarden.registry.api.identity import IdentityApi
 from meshwarden.registry.api.receipts import ReceiptsApi
 from meshwarden.registry.api.routes import RoutesApi
 from meshwarden.registry.api.service import add_service, handlers_of
+from meshwarden.registry.api.tasks import TasksApi
 from meshwarden.registry.api.watch import WatchApi
-from meshwarden.v1 import controls_pb2, identity_pb2, receipts_pb2, registry_pb2
+from meshwarden.v1 import controls_pb2, identity_pb2, receipts_pb2, registry_pb2, tasks_pb2
 
 REGISTRY: Final = registry_pb2.DESCRIPTOR.services_by_name["Registry"]
 CONTROLS: Final = controls_pb2.DESCRIPTOR.services_by_name["Controls"]
 IDENTITY: Final = identity_pb2.DESCRIPTOR.services_by_name["Identity"]
 RECEIPTS: Final = receipts_pb2.DESCRIPTOR.services_by_name["Receipts"]
-SERVICES: Final = (REGISTRY, CONTROLS, IDENTITY, RECEIPTS)
+TASKS: Final = tasks_pb2.DESCRIPTOR.services_by_name["Tasks"]
+SERVICES: Final = (REGISTRY, CONTROLS, IDENTITY, RECEIPTS, TASKS)
 
 __all__ = [
     "CONTROLS",
@@ -37,6 +39,7 @@ __all__ = [
     "RECEIPTS",
     "REGISTRY",
     "SERVICES",
+    "TASKS",
     "Authorization",
     "BundlesApi",
     "CatalogApi",
@@ -45,6 +48,7 @@ __all__ = [
     "IdentityApi",
     "ReceiptsApi",
     "RoutesApi",
+    "TasksApi",
     "WatchApi",
     "add_services",
 ]
@@ -61,6 +65,7 @@ def add_services(
     controls: ControlsApi,
     identity: IdentityApi,
     receipts: ReceiptsApi,
+    tasks: TasksApi,
 ) -> list[str]:
     """Adds every registry service to `server`; returns their full names (for health and reflection)."""
     add_service(
@@ -71,4 +76,5 @@ def add_services(
     add_service(server, CONTROLS, controls.handlers())
     add_service(server, IDENTITY, identity.handlers())
     add_service(server, RECEIPTS, receipts.handlers())
+    add_service(server, TASKS, tasks.handlers())
     return [service.full_name for service in SERVICES]

@@ -37,6 +37,7 @@ from meshwarden.registry.store.records import (
     StoredRoute,
     ToolCallQuery,
 )
+from meshwarden.registry.store.task_records import StoredTask, TaskChange, TaskFilter, TaskTransition
 from meshwarden.v1 import receipts_pb2
 
 
@@ -213,6 +214,46 @@ class JoinTokenStore(Protocol):
         ...
 
 
+class TaskStore(Protocol):
+    """Tasks and their timelines. A change runs the domain's pure `TaskChange` on the row it
+    read, inside the transaction that writes its result, so a check of the state machine and
+    the move it allows commit together or not at all (two holders never both win a lease).
+    Which states hold a lease is the domain's (`held` arguments); the store knows no rule."""
+
+    async def add(self, task: StoredTask, submitted: TaskTransition) -> tuple[StoredTask, bool]:
+        """Stores a new task and its first move; when its idempotency key is taken, nothing is
+        written and the first task with that key comes back with False."""
+        ...
+
+    async def lease_oldest(self, state: int, kinds: tuple[str, ...], change: TaskChange) -> StoredTask | None:
+        """Applies `change` to the oldest task in `state` of one of `kinds`; None when there is none."""
+        ...
+
+    async def change(self, task_id: str, change: TaskChange) -> StoredTask | None:
+        """Applies `change` to the task; None (nothing written) when no task has that id."""
+        ...
+
+    async def lapse(self, held: tuple[int, ...], now: float, change: TaskChange) -> list[StoredTask]:
+        """Applies `change` to every task in a `held` state whose lease ended by `now`, earliest first."""
+        ...
+
+    async def extend_leases(self, held: tuple[int, ...], now: float) -> int:
+        """Gives every lease in a `held` state at least its full TTL from `now`; how many there are."""
+        ...
+
+    async def task(self, task_id: str) -> StoredTask | None: ...
+
+    async def timeline(self, task_id: str) -> list[TaskTransition]:
+        """Every move of the task, by seq."""
+        ...
+
+    async def find(self, where: TaskFilter) -> list[StoredTask]:
+        """Tasks matching `where`, newest first, at most `where.limit`."""
+        ...
+
+    async def earliest_lease_expiry(self, held: tuple[int, ...]) -> float | None: ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class Stores:
     """Every aggregate's store over one database, and how to close it."""
@@ -226,6 +267,7 @@ class Stores:
     receipts: ReceiptStore
     outcomes: OutcomeStore
     join_tokens: JoinTokenStore
+    tasks: TaskStore
     location: str  # where the data lives, for log lines (a path, or a database URL without secrets)
     close: Callable[[], Awaitable[None]]
 
@@ -251,5 +293,10 @@ __all__ = [
     "StoredBundle",
     "StoredOutcome",
     "StoredRoute",
+    "StoredTask",
     "Stores",
+    "TaskChange",
+    "TaskFilter",
+    "TaskStore",
+    "TaskTransition",
 ]

@@ -19,6 +19,7 @@ from meshwarden.registry.store.sqlite.migrations import SCHEMA_VERSION, STEPS
 from meshwarden.registry.store.sqlite.outcomes import SqliteOutcomes
 from meshwarden.registry.store.sqlite.receipts import SqliteReceipts
 from meshwarden.registry.store.sqlite.routes import SqliteRoutes
+from meshwarden.registry.store.sqlite.tasks import SqliteTasks
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def stores_over(db: Database, *, event_log_retention: int) -> Stores:
         receipts=SqliteReceipts(db),
         outcomes=SqliteOutcomes(db),
         join_tokens=SqliteJoinTokens(db),
+        tasks=SqliteTasks(db),
         location=str(db.path),
         close=close,
     )

@@ -1,4 +1,4 @@
-"""A bridge for the aggregates not yet behind the async seam (approvals, tasks): their SQL
+"""A bridge for the aggregates not yet behind the async seam (approvals, budgets): their SQL
 lives here in the store package, but runs synchronously on the caller's thread, on the
 writer connection, under the lock the writer thread also takes. It blocks the event loop
 as these aggregates did before the seam; porting them to async stores (like

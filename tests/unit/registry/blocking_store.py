@@ -1,5 +1,5 @@
 """The blocking bridge (registry.store.sqlite.blocking) over a real database, opened and
-closed as tests of approvals and tasks did before those aggregates move to the async seam."""
+closed as tests of approvals and budgets did before those aggregates move to the async seam."""
 
 from __future__ import annotations
 
