@@ -363,7 +363,7 @@ class Agent:
         await self._register(register_timeout_s)
         self._reregistration = asyncio.create_task(self._stay_registered(), name="meshwarden-stay-registered")
         for kind, (handler, poll_s) in self._task_handlers.items():
-            worker = functools.partial(task_worker.work_forever, self.client, kind, handler, poll_s)
+            worker = functools.partial(task_worker.work_forever, self.client, kind, handler, poll_s, self.gateway)
             self._task_workers.append(supervise(f"task-worker-{kind}", worker))
 
     async def stop(self) -> None:

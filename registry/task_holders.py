@@ -1,16 +1,19 @@
-"""Who is acting on a task: the holder a sidecar's call names (checked against the catalog and
-the caller's SVID), or the operator an operator credential proves.
+"""Who is acting on a task: the holder a sidecar's call names, or the operator an operator
+credential proves.
 
-A sidecar names one of its agent's registered instances; the SVID it presented must be that
-agent's, and to lease, the instance must register every kind as a capability. Anything else is
-refused here, before the queue touches a task.
+To lease, a sidecar names one of its agent's registered instances; the SVID it presented must
+be that agent's, and the instance must register every kind as a capability. A report
+(heartbeat, start, complete) names the instance and the agent the SVID proves; the queue
+accepts it only when both match the task's current holder under the current token, so it
+needs no catalog lookup, and a holder whose instance lapsed meanwhile (frozen past its
+registration) hears "lease lost", not "unknown instance".
 """
 
 from __future__ import annotations
 
 from meshwarden.registry.authz import Caller, require_agent
 from meshwarden.registry.catalog import Catalog
-from meshwarden.registry.errors import InvalidInput, PermissionDenied, UnknownInstance
+from meshwarden.registry.errors import InvalidInput, PermissionDenied, Unauthenticated, UnknownInstance
 from meshwarden.registry.task_input import MAX_ID_CHARS
 from meshwarden.registry.task_queue import Holder
 
@@ -31,6 +34,16 @@ async def holder_of(
                 f"instance {instance_id} of agent {identity.name} does not serve {kind!r}, so it may not "
                 "lease tasks of that kind (a kind is a capability the instance registers)"
             )
+    return Holder(instance_id=instance_id, agent=identity.name)
+
+
+def reporter(instance_id: str, caller: Caller, action: str) -> Holder:
+    """The holder a report claims to be: the instance it names, of the agent its SVID proves."""
+    if not instance_id or len(instance_id) > MAX_ID_CHARS:
+        raise InvalidInput("instance_id", f"is required, at most {MAX_ID_CHARS} characters")
+    identity = caller.identity
+    if identity is None or identity.kind != "agent":
+        raise Unauthenticated(f"{action} needs the holding agent's SVID, and {caller} presented none")
     return Holder(instance_id=instance_id, agent=identity.name)
 
 

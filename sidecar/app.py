@@ -297,7 +297,7 @@ def _add_servicers(
         on_registered,
         outcomes,
         health=health.current,
-        tasks=TaskRelay(registry, lambda: rt.local.instance_id),
+        tasks=TaskRelay(registry, lambda: rt.local.instance_id, rt.fences.learn),
     )
     sidecar_pb2_grpc.add_SidecarServicer_to_server(local_api, servers.local)
     peer_pb2_grpc.add_PeerServicer_to_server(PeerApi(rt.config, pipeline.inbound(rt), rt.clock), servers.peer)

@@ -23,18 +23,27 @@ T = TypeVar("T")
 
 
 class TaskRelay:
-    def __init__(self, registry: RegistryLink, instance_id: Callable[[], str]) -> None:
-        self._registry, self._instance_id = registry, instance_id
+    def __init__(
+        self, registry: RegistryLink, instance_id: Callable[[], str], learn: Callable[[bytes], None] = lambda _: None
+    ) -> None:
+        # learn: each claim the registry issues here (sidecar.stages.task_fence.Fences.learn)
+        self._registry, self._instance_id, self._learn = registry, instance_id, learn
 
     async def lease(self, request: tasks_pb2.LeaseTaskRequest, timeout_s: float | None) -> tasks_pb2.LeaseTaskResponse:
         mine = tasks_pb2.LeaseTaskRequest(instance_id=self._own(request.instance_id), kinds=request.kinds)
-        return await self._relay("lease", lambda t: self._registry.tasks().LeaseTask(mine, timeout=t), timeout_s)
+        leased: tasks_pb2.LeaseTaskResponse = await self._relay(
+            "lease", lambda t: self._registry.tasks().LeaseTask(mine, timeout=t), timeout_s
+        )
+        self._learn(leased.signed_token)
+        return leased
 
     async def heartbeat(self, request: tasks_pb2.TaskReport, timeout_s: float | None) -> tasks_pb2.LeaseTaskResponse:
         report = self._report(request)
-        return await self._relay(
+        renewed: tasks_pb2.LeaseTaskResponse = await self._relay(
             "heartbeat", lambda t: self._registry.tasks().HeartbeatTask(report, timeout=t), timeout_s
         )
+        self._learn(renewed.signed_token)
+        return renewed
 
     async def start(self, request: tasks_pb2.TaskReport, timeout_s: float | None) -> tasks_pb2.TaskResponse:
         report = self._report(request)

@@ -23,7 +23,7 @@ from meshwarden.registry.api.service import Handler
 from meshwarden.registry.authz import current_caller
 from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.errors import InvalidInput
-from meshwarden.registry.task_holders import holder_of, operator_name
+from meshwarden.registry.task_holders import holder_of, operator_name, reporter
 from meshwarden.registry.task_input import MAX_ID_CHARS
 from meshwarden.registry.task_queue import StoredTask, Submission, TaskFilter, TaskQueue, TaskTransition
 from meshwarden.registry.wire import duration, timestamp
@@ -54,7 +54,9 @@ class TasksApi:
             "GetFencingKey": self.GetFencingKey,
         }
 
-    async def GetFencingKey(self, _request: tasks_pb2.GetFencingKeyRequest, _: Context) -> tasks_pb2.GetFencingKeyResponse:
+    async def GetFencingKey(
+        self, _request: tasks_pb2.GetFencingKeyRequest, _: Context
+    ) -> tasks_pb2.GetFencingKeyResponse:
         return tasks_pb2.GetFencingKeyResponse(ed25519_public_key=self._public_key)
 
     async def SubmitTask(self, request: tasks_pb2.SubmitTaskRequest, _: Context) -> tasks_pb2.SubmitTaskResponse:
@@ -77,16 +79,16 @@ class TasksApi:
         return self._leased(await self._queue.lease(holder, kinds))
 
     async def HeartbeatTask(self, request: tasks_pb2.TaskReport, _: Context) -> tasks_pb2.LeaseTaskResponse:
-        holder = await holder_of(self._catalog, request.instance_id, current_caller(), "heartbeat tasks")
+        holder = reporter(request.instance_id, current_caller(), "heartbeat tasks")
         return self._leased(await self._queue.heartbeat(request.task_id, holder, request.fencing_token))
 
     async def StartTask(self, request: tasks_pb2.TaskReport, _: Context) -> tasks_pb2.TaskResponse:
-        holder = await holder_of(self._catalog, request.instance_id, current_caller(), "start tasks")
+        holder = reporter(request.instance_id, current_caller(), "start tasks")
         task = await self._queue.start(request.task_id, holder, request.fencing_token)
         return tasks_pb2.TaskResponse(task=task_to_proto(task))
 
     async def CompleteTask(self, request: tasks_pb2.CompleteTaskRequest, _: Context) -> tasks_pb2.TaskResponse:
-        holder = await holder_of(self._catalog, request.instance_id, current_caller(), "complete tasks")
+        holder = reporter(request.instance_id, current_caller(), "complete tasks")
         task = await self._queue.complete(
             request.task_id,
             holder,

@@ -15,7 +15,9 @@ the client everywhere: upstream here, and in the tests downstream.
 
 Attribution: `x-meshwarden-session-id`, `-workflow-id`, `-task-id` and `-parent-call-id`
 headers, or the same under `_meta` as `meshwarden/session_id`, `meshwarden/workflow_id`,
-`meshwarden/task_id`, `meshwarden/parent_call_id` (which win: they are per request).
+`meshwarden/task_id`, `meshwarden/parent_call_id` (which win: they are per request). A call
+made for a task carries the task's signed fencing token in `x-meshwarden-task-token`
+(sidecar.edges.task_claim); the task_fence stage refuses a stale one ("lease lost").
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ from meshwarden.sidecar.edges.mcp_protocol import (
     raw_result_body,
     result_body,
 )
+from meshwarden.sidecar.edges.task_claim import BadTaskToken, task_token
 from meshwarden.sidecar.policy import Caller as PolicyCaller
 from meshwarden.sidecar.policy import CallFacts
 from meshwarden.sidecar.runtime import Runtime
@@ -185,6 +188,10 @@ class McpEndpoint:
         if not isinstance(arguments, dict):
             raise RpcError(INVALID_PARAMS, f"the arguments of {name} must be a JSON object")
         attribution = _attribution(request, era)
+        try:
+            token = task_token(request.headers)  # checked by the task_fence stage
+        except BadTaskToken as exc:
+            raise RpcError(INVALID_PARAMS, str(exc)) from None
         local = self._rt.local
         call = Call(
             call_id=uuid.uuid4().hex,
@@ -198,6 +205,7 @@ class McpEndpoint:
             traceparent=request.headers.get("traceparent", "")[:256],
             tracestate=request.headers.get("tracestate", "")[:512],
             kind="tool",
+            task_token=token,
         )
         try:
             reply = await self._tools(call)

@@ -17,7 +17,9 @@ catalog's prices (`Call.cost_estimate_micro_usd`).
 
 Attribution comes from headers the SDK's call context sets on the clients it hands a handler
 (`x-meshwarden-session-id`, `-workflow-id`, `-task-id`, `-parent-call-id`); a call without
-them is attributed to the agent alone, and its receipt says so.
+them is attributed to the agent alone, and its receipt says so. A call made for a task also
+carries the task's signed fencing token (`x-meshwarden-task-token`, sidecar.edges.task_claim):
+the task_fence stage refuses it once the token is stale ("lease lost", a 403).
 
 Every error is answered in the shape of the API the client called (`{"error": {message, type,
 param, code}}` for OpenAI, `{"type": "error", "error": {type, message}}` for Anthropic),
@@ -43,6 +45,7 @@ from meshwarden.policy_bundle.model_catalog import ModelCatalog
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call import Call, Caller, Handler
 from meshwarden.sidecar.edges.gateway_http import RouteFamily
+from meshwarden.sidecar.edges.task_claim import BadTaskToken, task_token
 from meshwarden.sidecar.local_agent import LocalAgent
 from meshwarden.sidecar.model_call import ModelApi, ModelRequest
 from meshwarden.sidecar.model_wire import anthropic, openai
@@ -167,6 +170,10 @@ class ModelGateway:
             _header_id(request.headers, name)
             for name in (SESSION_HEADER, WORKFLOW_HEADER, TASK_HEADER, PARENT_CALL_HEADER)
         )
+        try:
+            token = task_token(request.headers)  # checked by the task_fence stage
+        except BadTaskToken as exc:
+            raise BadModelRequest(str(exc)) from None
         entry = self._catalog().models.get(facts.model)
         estimated_input = math.ceil(len(raw) / BYTES_PER_TOKEN_WORST_CASE)
         max_output = _output_cap(
@@ -187,6 +194,7 @@ class ModelGateway:
             traceparent=request.headers.get("traceparent", "")[:256],
             tracestate=request.headers.get("tracestate", "")[:512],
             kind="model",
+            task_token=token,
             model=ModelRequest(
                 api=api,
                 body=body,

@@ -66,7 +66,9 @@ async def test_a_task_runs_queued_leased_running_succeeded_and_each_move_is_reco
     assert task.result_json == '{"refunded": true}'
 
 
-async def test_a_lapsed_lease_is_queued_again_the_old_token_is_refused_and_the_last_attempt_expires(stores: Stores) -> None:
+async def test_a_lapsed_lease_is_queued_again_the_old_token_is_refused_and_the_last_attempt_expires(
+    stores: Stores,
+) -> None:
     clock = FakeClock()
     queue = TaskQueue(stores.tasks, clock)
     task_id = await _submit(queue, attempts=2)
