@@ -9,7 +9,8 @@ kind, then over real gRPC (TLS for the operator, mTLS with the agent's SVID):
   work      `--workers` loops of LeaseTask, StartTask, CompleteTask until the queue is empty
 and reports tasks per second for each phase and for the whole cycle (submit + lease + start +
 complete, four registry writes per task), and the p50/p99 latency of LeaseTask. The registry's
-writes are SQLite transactions on its event loop thread, so the figure is one core's.
+writes run on its SQLite writer thread, batched: what queued while a transaction ran commits in
+the next one (registry.store.sqlite.database.write_batched).
 
 Fencing per call (in this process, no network): verifying a registry-signed claim (Ed25519)
 and remembering the newest token per task, what a sidecar stage would add to each call.
