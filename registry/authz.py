@@ -102,7 +102,7 @@ REQUIRED: Final[Mapping[str, Need]] = MappingProxyType(
         method(_RECEIPTS, "ListSessions"): Need.AGENT_OR_OPERATOR,  # plus: an agent sees only its own sessions
         method(_RECEIPTS, "GetSession"): Need.AGENT_OR_OPERATOR,  # plus: as ListSessions
         method(_RECEIPTS, "Costs"): Need.OPERATOR,
-        method(_TASKS, "SubmitTask"): Need.OPERATOR,
+        method(_TASKS, "SubmitTask"): Need.AGENT_OR_OPERATOR,  # an agent's is submitted as its SPIFFE ID
         method(_TASKS, "LeaseTask"): Need.AGENT,  # plus: the caller's instance, serving each kind
         method(_TASKS, "HeartbeatTask"): Need.AGENT,  # plus: the caller's instance holds the task
         method(_TASKS, "StartTask"): Need.AGENT,  # plus: as HeartbeatTask

@@ -47,6 +47,13 @@ def reporter(instance_id: str, caller: Caller, action: str) -> Holder:
     return Holder(instance_id=instance_id, agent=identity.name)
 
 
+def submitter(caller: Caller) -> str:
+    """Who submits: an agent by the SPIFFE ID its SVID proves, else the operator."""
+    if caller.identity is not None and not caller.operator:
+        return caller.identity.spiffe_id
+    return operator_name(caller)
+
+
 def operator_name(caller: Caller) -> str:
     """The credential's identity, with the user name the CLI claims in parentheses (never trusted)."""
     actor = caller.operator_id or "operator"

@@ -1,5 +1,5 @@
-"""Relay an agent's task calls (lease, heartbeat, start, complete) to the registry's Tasks
-service over mTLS, as this sidecar's SVID and for this sidecar's instance.
+"""Relay an agent's task calls (submit, lease, heartbeat, start, complete) to the registry's
+Tasks service over mTLS, as this sidecar's SVID and for this sidecar's instance.
 
 The instance id is the sidecar's own: an agent that names another is refused here, before
 anything leaves. The registry decides everything else (registry.task_queue); its refusals come
@@ -54,6 +54,15 @@ class TaskRelay:
         mine.CopyFrom(request)
         mine.instance_id = self._own(request.instance_id)
         return await self._relay("complete", lambda t: self._registry.tasks().CompleteTask(mine, timeout=t), timeout_s)
+
+    async def submit(
+        self, request: tasks_pb2.SubmitTaskRequest, timeout_s: float | None
+    ) -> tasks_pb2.SubmitTaskResponse:
+        """Queues a task as this sidecar's agent (the registry checks every field)."""
+        submitted: tasks_pb2.SubmitTaskResponse = await self._relay(
+            "submit", lambda t: self._registry.tasks().SubmitTask(request, timeout=t), timeout_s
+        )
+        return submitted
 
     def _report(self, request: tasks_pb2.TaskReport) -> tasks_pb2.TaskReport:
         return tasks_pb2.TaskReport(

@@ -23,7 +23,7 @@ from meshwarden.registry.api.service import Handler
 from meshwarden.registry.authz import current_caller
 from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.errors import InvalidInput
-from meshwarden.registry.task_holders import holder_of, operator_name, reporter
+from meshwarden.registry.task_holders import holder_of, operator_name, reporter, submitter
 from meshwarden.registry.task_input import MAX_ID_CHARS
 from meshwarden.registry.task_queue import StoredTask, Submission, TaskFilter, TaskQueue, TaskTransition
 from meshwarden.registry.wire import duration, timestamp
@@ -68,7 +68,7 @@ class TasksApi:
             max_attempts=request.max_attempts,
             lease_ttl_s=request.lease_ttl.ToTimedelta().total_seconds() if request.HasField("lease_ttl") else 0.0,
         )
-        task, created = await self._queue.submit(submission, operator_name(current_caller()))
+        task, created = await self._queue.submit(submission, submitter(current_caller()))
         return tasks_pb2.SubmitTaskResponse(task=task_to_proto(task), created=created)
 
     async def LeaseTask(self, request: tasks_pb2.LeaseTaskRequest, _: Context) -> tasks_pb2.LeaseTaskResponse:

@@ -106,3 +106,19 @@ async def test_a_silent_holder_loses_its_task_and_its_old_token_is_refused_throu
     ends = [t for t in shown.transitions if t.to_state == tasks_pb2.TASK_STATE_SUCCEEDED]
     assert [(t.executor, t.fencing_token) for t in ends] == [(holder, 2)]  # completed once, by the new holder
     assert shown.task.result_json == '{"refunded": 1}'
+
+
+async def test_an_agent_submits_through_its_sidecar_and_a_repeated_key_returns_the_first_task(
+    mesh: LocalMesh,
+) -> None:
+    side, _ = await mesh.pair("planner")
+    async with meshwarden.Client(side.addresses["listen"]) as planner:
+        first = await planner.submit_task("probe.count", {"ticket": 9}, workflow_id="wf-9", idempotency_key="t-9")
+        again = await planner.submit_task("probe.count", {"ticket": 10}, idempotency_key="t-9")
+        with pytest.raises(errors.BadPayload, match="kind"):
+            await planner.submit_task("", {"ticket": 11})
+    assert first.created and not again.created
+    assert again.task.id == first.task.id and again.task.input_json == '{"ticket":9}'
+    shown = await _show(mesh, first.task.id)
+    assert shown.task.submitted_by == "spiffe://meshwarden.local/agent/planner"
+    assert shown.task.workflow_id == "wf-9"

@@ -52,7 +52,7 @@ EXPECTED = {
     },
     "meshwarden.v1.Identity": {"Enroll": NOBODY, "Renew": AGENT, "GetTrustBundle": NOBODY, "CreateJoinToken": OPERATOR},
     "meshwarden.v1.Tasks": {
-        "SubmitTask": OPERATOR,
+        "SubmitTask": EITHER,
         "LeaseTask": AGENT,
         "HeartbeatTask": AGENT,
         "StartTask": AGENT,
