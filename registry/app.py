@@ -244,7 +244,7 @@ def _add_services(server: grpc.aio.Server, config: RegistryConfig, parts: _Parts
             mtls_address=mtls_advertised,
         ),
         receipts=api.ReceiptsApi(parts.receipts, parts.sessions),
-        tasks=api.TasksApi(parts.task_queue, parts.catalog, parts.task_key),
+        tasks=api.TasksApi(parts.task_queue, parts.catalog, parts.task_key, parts.receipts, parts.clock),
     )
 
 

@@ -19,10 +19,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from meshwarden import task_fence
+from meshwarden.clock import Clock
 from meshwarden.registry.api.service import Handler
 from meshwarden.registry.authz import current_caller
 from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.errors import InvalidInput
+from meshwarden.registry.receipts import Receipts
+from meshwarden.registry.task_calls import calls_for
 from meshwarden.registry.task_holders import holder_of, operator_name, reporter, submitter
 from meshwarden.registry.task_input import MAX_ID_CHARS
 from meshwarden.registry.task_queue import StoredTask, Submission, TaskFilter, TaskQueue, TaskTransition
@@ -36,8 +39,11 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class TasksApi:
-    def __init__(self, queue: TaskQueue, catalog: Catalog, key: Ed25519PrivateKey) -> None:
+    def __init__(
+        self, queue: TaskQueue, catalog: Catalog, key: Ed25519PrivateKey, receipts: Receipts, clock: Clock
+    ) -> None:
         self._queue, self._catalog, self._key = queue, catalog, key
+        self._receipts, self._clock = receipts, clock
         self._public_key = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
     def handlers(self) -> Mapping[str, Handler]:
@@ -119,8 +125,12 @@ class TasksApi:
 
     async def ShowTask(self, request: tasks_pb2.ShowTaskRequest, _: Context) -> tasks_pb2.ShowTaskResponse:
         task, transitions = await self._queue.show(request.task_id)
+        calls, truncated = await calls_for(self._receipts, task, self._clock.wall())
         return tasks_pb2.ShowTaskResponse(
-            task=task_to_proto(task), transitions=[transition_to_proto(t) for t in transitions]
+            task=task_to_proto(task),
+            transitions=[transition_to_proto(t) for t in transitions],
+            calls=calls,
+            calls_truncated=truncated,
         )
 
     def _leased(self, task: StoredTask | None) -> tasks_pb2.LeaseTaskResponse:

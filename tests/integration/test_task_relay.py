@@ -102,7 +102,13 @@ async def test_a_silent_holder_loses_its_task_and_its_old_token_is_refused_throu
         ("inbound", task_id, 2),
     }
 
-    shown = await _show(mesh, task_id)
+    for _ in range(300):  # tasks show lists the calls under each token, the stale holder's refusal too
+        shown = await _show(mesh, task_id)
+        if {r.fencing_token for r in shown.calls} == {1, 2}:
+            break
+        await asyncio.sleep(0.1)
+    calls = {(r.fencing_token, r.direction, r.status == "OK") for r in shown.calls}
+    assert calls == {(1, "outbound", False), (2, "outbound", True), (2, "inbound", True)}, shown.calls
     ends = [t for t in shown.transitions if t.to_state == tasks_pb2.TASK_STATE_SUCCEEDED]
     assert [(t.executor, t.fencing_token) for t in ends] == [(holder, 2)]  # completed once, by the new holder
     assert shown.task.result_json == '{"refunded": 1}'

@@ -54,6 +54,7 @@ def test_public_modules_name_what_they_export() -> None:
         "session_queries",
         "session_views",
         "store",
+        "task_calls",
         "task_holders",
         "task_input",
         "task_key",
