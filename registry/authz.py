@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextvars
 import enum
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -246,6 +247,7 @@ def require_agent(caller: Caller, agent: str, action: str) -> Identity:
     return identity
 
 
+@functools.lru_cache(maxsize=1024)  # a sidecar presents the same certificate on every call until it rotates
 def _not_after(pem: bytes) -> float:
     return x509.load_pem_x509_certificate(pem).not_valid_after_utc.timestamp()
 

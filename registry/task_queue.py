@@ -151,6 +151,7 @@ class TaskQueue:
     def __init__(self, store: TaskStore, clock: Clock) -> None:
         self._store, self._clock = store, clock
         self._wake = asyncio.Event()
+        self._next_reap_at = 0.0  # when the reaper wakes next, unless a lease ends sooner
 
     async def submit(self, submission: Submission, submitted_by: str) -> tuple[StoredTask, bool]:
         """The new task and True, or the first task with that idempotency key and False."""
@@ -199,8 +200,8 @@ class TaskQueue:
             return leased, _transition(leased, task.state, holder.instance_id, f"attempt {leased.attempts}", now)
 
         leased = await self._store.lease_oldest(QUEUED, kinds, take)
-        if leased is not None:
-            self._wake.set()
+        if leased is not None and leased.lease_expires_at < self._next_reap_at:
+            self._wake.set()  # this lease ends before the reaper would look again
         return leased
 
     async def heartbeat(self, task_id: str, holder: Holder, token: int) -> StoredTask:
@@ -318,6 +319,7 @@ class TaskQueue:
             wait = _REAP_AT_LEAST_EVERY_S
             if earliest is not None:
                 wait = min(wait, max(earliest - self._clock.wall(), 0.0) + 0.01)
+            self._next_reap_at = self._clock.wall() + wait
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), wait)
