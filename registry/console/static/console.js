@@ -1,0 +1,33 @@
+// Live updates without reloading: every few seconds, fetch this page's live part again and
+// swap it in. The server renders it (escaped) exactly as on a full load; this script never
+// builds markup from data. While the person is typing in a form of that part, it waits.
+"use strict";
+(function () {
+  const live = document.getElementById("live");
+  if (!live || !live.dataset.live || document.querySelector("form.login")) return;
+  const every = Number(live.dataset.every) || 2000;
+  async function refresh() {
+    if (live.contains(document.activeElement) && document.activeElement.tagName === "INPUT") return;
+    let response;
+    try {
+      response = await fetch(live.dataset.live, {credentials: "same-origin", headers: {"X-Console-Live": "1"}});
+    } catch (err) {
+      live.dataset.state = "offline";
+      return;
+    }
+    if (response.status === 401) {
+      window.location.assign("/login?ended=1");
+      return;
+    }
+    if (!response.ok) {
+      live.dataset.state = "error " + response.status;
+      return;
+    }
+    const text = await response.text();
+    if (live.contains(document.activeElement) && document.activeElement.tagName === "INPUT") return;
+    live.innerHTML = text;
+    live.dataset.state = "live";
+    live.dataset.refreshed = String(Date.now());
+  }
+  window.setInterval(refresh, every);
+})();
