@@ -5,7 +5,7 @@ headers every answer carries.
   page's script then goes to the login page itself, saying the session ended).
 - A write (POST) needs the operator role, the login's CSRF token in the form, and, when the
   browser says where the form came from (Origin), this console's own origin.
-- Every answer: no caching, no framing, no sniffing, no referrer, and a content security
+- Every answer: no caching, no framing, no sniffing, no referrer to other sites, and a content security
   policy that allows only this origin's own scripts and styles (no inline script at all), so
   that even markup that escaped escaping could not run.
 """
@@ -22,13 +22,13 @@ from meshwarden.registry.console.logins import Login, Logins
 
 COOKIE: Final = "meshwarden_console"
 LIVE_HEADER: Final = "X-Console-Live"
-OPEN_PATHS: Final = frozenset({"/login"})
+OPEN_PATHS: Final = frozenset({"/login", "/favicon.ico"})
 SECURITY_HEADERS: Final = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # "no-referrer" makes browsers send Origin: null on posts
     "Cache-Control": "no-store",
 }
 LOGIN_KEY: Final = web.AppKey("logins", Logins)

@@ -52,7 +52,9 @@ class ConsoleServer:
         self.app = web.Application(middlewares=[guard(logins, tls=tls)], client_max_size=64 * 1024)
         doors = Doors(env, logins, FailedLogins(sources.clock), credentials, sources.audit, tls=tls)
         pages = Pages(env, Reads(sources), Actions(sources.approvals, controls))
-        self.app.add_routes([*doors.routes(), *pages.routes(), web.static("/static", STATIC)])
+        self.app.add_routes(
+            [*doors.routes(), *pages.routes(), web.static("/static", STATIC), web.get("/favicon.ico", _no_icon)]
+        )
         self._runner: web.AppRunner | None = None
 
     async def start(self, address: HostPort) -> HostPort:
@@ -90,6 +92,10 @@ class ConsoleServer:
         except (OSError, ssl.SSLError) as exc:
             raise ConsoleBindError(f"the console's TLS files {cert} and {key} cannot be used: {exc}") from exc
         return context
+
+
+async def _no_icon(_request: web.Request) -> web.Response:
+    return web.Response(status=204)
 
 
 def _scheme(context: ssl.SSLContext | None) -> str:
