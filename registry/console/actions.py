@@ -16,6 +16,7 @@ from typing import Final
 
 from google.protobuf import duration_pb2
 
+from meshwarden.control_scopes import describe
 from meshwarden.registry.api.controls import ControlsApi
 from meshwarden.registry.approvals import Approvals
 from meshwarden.registry.authz import Caller, reset_current_caller, set_current_caller
@@ -76,8 +77,6 @@ class Actions:
         return self._remember(reply.kill_switch, reply.enforcement)
 
     def _remember(self, switch: controls_pb2.KillSwitch, enforcement: controls_pb2.Enforcement) -> Effect:
-        from meshwarden.control_scopes import describe
-
         effect = Effect(
             switch_id=switch.id,
             scope=describe(switch.scope_kind, switch.scope_value),

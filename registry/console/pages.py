@@ -123,9 +123,12 @@ class Pages:
         session_id = request.match_info["session_id"][:MAX_FIELD_CHARS]
         try:
             view = await self._reads.session(reader(login_of(request)), session_id)
+        except UnknownSession as exc:  # perhaps not yet: receipts arrive in batches, and the page keeps asking
+            values = {"view": None, "session_id": session_id, "problem": str(exc)}
+            return self._page(request, "session.html", values, status=404)
         except RegistryError as exc:
             return self._problem(request, exc)
-        return self._page(request, "session.html", {"view": view})
+        return self._page(request, "session.html", {"view": view, "session_id": session_id})
 
     async def costs(self, request: web.Request) -> web.Response:
         by = _choice(request, "by", COST_KEYS, "agent")

@@ -98,7 +98,9 @@ async def console(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixt
     chromium = require_program("chromium", "chromium")
     mesh = LocalMesh(tmp_path_factory.mktemp("console"))
     failed_before = request.session.testsfailed
-    await mesh.start_registry("127.0.0.1:0", "", "--console-listen", "127.0.0.1:0", "--console-session-idle-s", str(IDLE_S))
+    await mesh.start_registry(
+        "127.0.0.1:0", "", "--console-listen", "127.0.0.1:0", "--console-session-idle-s", str(IDLE_S)
+    )
     playwright = await playwright_api.async_playwright().start()
     try:
         await mesh.push_bundle(mesh.bundles.make(2, POLICIES))
@@ -164,7 +166,8 @@ async def test_a_call_held_for_approval_is_approved_in_the_page_and_completes(co
         assert "customer verified by phone" in await page.inner_text("#decided")
 
         await page.goto("/sessions/s-console")  # the timeline shows who decided, once the receipts arrive
-        await page.wait_for_selector("#timeline .approval", timeout=20_000)
+        await page.wait_for_selector("#timeline .approval", timeout=20_000)  # a live update, if they were late
+        assert await page.locator("#problem").count() == 0
         assert f"approval {held.id} approved by operator:sha256:" in await page.inner_text("#timeline")
         assert "refund-large" in await page.inner_text("#timeline")
         await shot(page, "session-timeline")

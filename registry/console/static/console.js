@@ -19,7 +19,7 @@
       window.location.assign("/login?ended=1");
       return;
     }
-    if (!response.ok) {
+    if (response.status >= 500) {  // keep what is shown; a 4xx live part is still this page's answer
       live.dataset.state = "error " + response.status;
       return;
     }
