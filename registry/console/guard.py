@@ -31,17 +31,17 @@ SECURITY_HEADERS: Final = {
     "Referrer-Policy": "same-origin",  # "no-referrer" makes browsers send Origin: null on posts
     "Cache-Control": "no-store",
 }
-LOGIN_KEY: Final = web.AppKey("logins", Logins)
+LOGIN: Final = web.RequestKey("login", Login)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def login_of(request: web.Request) -> Login:
     """The request's login (the guard let it through only with one)."""
-    login = request.get("login")
-    if not isinstance(login, Login):
-        raise web.HTTPUnauthorized(text="log in first")
-    return login
+    try:
+        return request[LOGIN]
+    except KeyError:
+        raise web.HTTPUnauthorized(text="log in first") from None
 
 
 def guard(logins: Logins, *, tls: bool) -> Middleware:
@@ -70,7 +70,7 @@ async def _admit(request: web.Request, handler: Handler, logins: Logins, *, tls:
         if request.headers.get(LIVE_HEADER):
             raise web.HTTPUnauthorized(text="your console session ended; log in again")
         raise web.HTTPSeeOther("/login?ended=1" if cookie else "/login")
-    request["login"] = login
+    request[LOGIN] = login
     if request.method == "POST":
         _check_origin(request, tls=tls)
         form = await request.post()
