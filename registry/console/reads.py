@@ -38,6 +38,8 @@ from meshwarden.registry.wire import timestamp
 from meshwarden.v1 import catalog_pb2, receipts_pb2
 
 PAGE: Final = 50
+# Every open map page polls; they share one reading of the window's receipts this fresh.
+TRAFFIC_FRESH_S: Final = 2.0
 MAX_EDGES: Final = 100
 WINDOWS_S: Final = {"1m": 60.0, "5m": 300.0, "15m": 900.0, "1h": 3600.0}
 SESSION_WINDOWS_S: Final = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0, "all": 0.0}
@@ -116,13 +118,12 @@ class Sources:
 class Reads:
     def __init__(self, sources: Sources) -> None:
         self._s = sources
+        self._traffic: dict[float, tuple[float, Traffic]] = {}  # by window: when read (monotonic), what
 
     async def map(self, *, window: str, after: str, agent: str) -> MapView:
         window_s = WINDOWS_S.get(window, WINDOWS_S["5m"])
-        now = self._s.clock.wall()
         listing = await self._s.catalog.list_instances()
-        receipts = await self._s.receipts.between(now - window_s, now + 1.0)
-        seen = await asyncio.to_thread(lambda: traffic(calls_of(receipts), window_s))
+        seen = await self._recent_traffic(window_s)
         healths = self._s.health.health([i.instance_id for i in listing.instances], listing.registered.__contains__)
         by_agent: dict[str, list[tuple[str, int, str]]] = {}
         for instance, health in zip(listing.instances, healths, strict=True):
@@ -140,6 +141,19 @@ class Reads:
             edge_count=len(edges),
             window_s=window_s,
         )
+
+    async def _recent_traffic(self, window_s: float) -> Traffic:
+        """Who called whom in the last `window_s`, read at most every TRAFFIC_FRESH_S (the map's
+        cost grows with the receipts in the window, not with the viewers)."""
+        read_at = self._s.clock.monotonic()
+        cached = self._traffic.get(window_s)
+        if cached is not None and read_at - cached[0] < TRAFFIC_FRESH_S:
+            return cached[1]
+        now = self._s.clock.wall()
+        receipts = await self._s.receipts.between(now - window_s, now + 1.0)
+        seen = await asyncio.to_thread(lambda: traffic(calls_of(receipts), window_s))
+        self._traffic[window_s] = (read_at, seen)
+        return seen
 
     async def sessions(
         self, reader: Caller, *, state: str, agent: str, team: str, workflow: str, window: str, before: str
