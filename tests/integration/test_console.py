@@ -104,9 +104,11 @@ async def console(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixt
     playwright = await playwright_api.async_playwright().start()
     try:
         await mesh.push_bundle(mesh.bundles.make(2, POLICIES))
-        support = await mesh.sidecar("support")
-        await billing_pair(mesh)
-        browser = await playwright.chromium.launch(executable_path=chromium, args=list(CHROMIUM_FLAGS))
+        support, _, browser = await asyncio.gather(  # side by side: each mostly waits for its process
+            mesh.sidecar("support"),
+            billing_pair(mesh),
+            playwright.chromium.launch(executable_path=chromium, args=list(CHROMIUM_FLAGS)),
+        )
         async with meshwarden.Client(support.addresses["listen"]) as client:
             await routable(client, "billing.refund", payload={"customer_id": "C1", "amount_cents": 100})
             yield Console(mesh, browser, client)
