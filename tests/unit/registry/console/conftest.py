@@ -4,6 +4,7 @@ on a loopback port: the same assembly as registry.app, without the gRPC ports.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,12 @@ class Served:
 
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[Served]:
+    async with serve_console(tmp_path) as console:
+        yield console
+
+
+@contextlib.asynccontextmanager
+async def serve_console(tmp_path: Path, tls_files: tuple[Path, Path] | None = None) -> AsyncIterator[Served]:
     db = await asyncio.to_thread(Database.open, tmp_path / "data")
     stores = stores_over(db, event_log_retention=100)
     blocking = BlockingStore(db)
@@ -83,10 +90,12 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
     operator = OperatorCredential.load_or_create(tmp_path / "data")
     viewer = OperatorCredential.load_or_create_viewer(tmp_path / "data")
     controls_api = ControlsApi(controls, Acknowledgements(clock), audit, clock, task_queue)
-    server = ConsoleServer(sources, controls_api, (operator, viewer), idle_s=600)
-    bound = await server.start(HostPort("127.0.0.1", 0))
+    server = ConsoleServer(sources, controls_api, (operator, viewer), idle_s=600, tls_files=tls_files)
     try:
-        yield Served(f"http://{bound}", sources, clock, operator, viewer, stores, tmp_path / "data")
+        bound = await server.start(HostPort("127.0.0.1", 0))
+        yield Served(
+            f"{'https' if tls_files else 'http'}://{bound}", sources, clock, operator, viewer, stores, tmp_path / "data"
+        )
     finally:
         await server.stop()
         await stores.close()
