@@ -9,10 +9,12 @@ message, and the status the same mistake gets from the RPC (400, 404, 409).
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any, Final
 
 import jinja2
 from aiohttp import web
+from multidict import MultiDictProxy
 
 from meshwarden.control_scopes import KIND_BY_NAME, KIND_NAMES
 from meshwarden.registry.authz import Caller
@@ -214,10 +216,10 @@ def _query(request: web.Request, name: str) -> str:
     return request.query.get(name, "")[:MAX_FIELD_CHARS].strip()
 
 
-def _choice(request: web.Request, name: str, allowed: Any, default: str) -> str:
+def _choice(request: web.Request, name: str, allowed: Container[str], default: str) -> str:
     value = _query(request, name)
     return value if value in allowed else default
 
 
-def _reason(form: Any) -> str:
+def _reason(form: MultiDictProxy[str | bytes | bytearray | web.FileField]) -> str:
     return str(form.get("reason", ""))[:MAX_REASON_CHARS]
