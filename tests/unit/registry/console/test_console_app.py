@@ -3,12 +3,15 @@ cookies, headers, CSRF, roles), paging, escaping, and writes going through the d
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
+from meshwarden.registry.approvals import ApprovalAsk
 from meshwarden.registry.model import Capability, InstanceSpec
 from tests.unit.registry.console.conftest import Served
 
@@ -128,3 +131,43 @@ async def test_logging_out_ends_the_login(served: Served, http: aiohttp.ClientSe
         assert reply.url.path == "/login"
     async with http.get(f"{served.url}/map", allow_redirects=False) as reply:
         assert reply.status == 303 and reply.headers["Location"].startswith("/login")
+
+
+async def test_a_pending_call_is_shown_escaped_and_denied_with_a_reason(
+    served: Served, http: aiohttp.ClientSession
+) -> None:
+    arguments = json.dumps({"customer_id": HOSTILE, "amount_cents": 25000}).encode()
+    asked = served.sources.approvals.request(
+        ApprovalAsk(
+            agent="support",
+            spiffe_id="spiffe://meshwarden.local/agent/support",
+            call_kind="agent",
+            capability="billing.refund",
+            arguments_sha256=hashlib.sha256(arguments).hexdigest(),
+            arguments_json=arguments.decode(),
+            risk_factors=(HOSTILE,),
+            policy_ids=("refund-large",),
+            bundle="demo rev 2",
+            session_id="s-1",
+            workflow_id="",
+            call_id="c-1",
+            ttl_s=60,
+        )
+    ).approval
+    csrf = await log_in(http, served, served.viewer_token, "vera")
+    async with http.get(f"{served.url}/approvals") as reply:
+        page = await reply.text()
+    assert asked.id in page and 'class="decide"' not in page  # the viewer sees the call, and no form
+    assert HOSTILE not in page and page.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 2  # arguments and why
+    http.cookie_jar.clear()
+    csrf = await log_in(http, served, served.operator_token)
+    decision = {"csrf": csrf, "decision": "deny", "reason": "second refund this week"}
+    async with http.post(f"{served.url}/approvals/{asked.id}", data=decision) as reply:
+        assert f"Approval {asked.id} denied: support -&gt; billing.refund." in await reply.text()
+    decided = served.sources.approvals.get(asked.id)
+    assert decided.state == "denied" and decided.reason == "second refund this week"
+    assert decided.decided_by == f"{served.operator.identity} (ann (console))"
+    async with http.post(f"{served.url}/approvals/{asked.id}", data=decision) as reply:
+        assert "not pending" in await reply.text()  # decided already: said on the page, nothing changes
+    async with http.post(f"{served.url}/approvals/{asked.id}", data={**decision, "reason": " "}) as reply:
+        assert "reason is required" in await reply.text()
