@@ -44,7 +44,6 @@ from meshwarden.registry.store.sqlite.approvals import ApprovalStore
 from meshwarden.registry.store.sqlite.blocking import BlockingStore
 from meshwarden.registry.store.sqlite.budgets import BudgetStore
 from meshwarden.registry.store.sqlite.database import Database
-from meshwarden.registry.store.sqlite.tasks import TaskStore
 from meshwarden.registry.task_queue import TaskQueue
 
 PAGES = ("/map", "/map?window=1h", "/sessions", "/costs", "/approvals", "/kills", "/tasks", "/bundles", "/audit")
@@ -88,7 +87,7 @@ async def measure(agents: int, calls: int, repeat: int) -> list[tuple[str, float
             outcomes = Outcomes(stores.outcomes, clock)
             clock.wall_at = await fill(receipts, outcomes, issuer, calls) + 1.0
             controls = Controls(stores.controls, clock, audit, lambda e: None)
-            tasks = TaskQueue(TaskStore(blocking), clock)
+            tasks = TaskQueue(stores.tasks, clock)
             sources = Sources(
                 catalog=catalog,
                 health=HealthReports(clock),

@@ -32,7 +32,6 @@ from meshwarden.registry.store.sqlite.approvals import ApprovalStore
 from meshwarden.registry.store.sqlite.blocking import BlockingStore
 from meshwarden.registry.store.sqlite.budgets import BudgetStore
 from meshwarden.registry.store.sqlite.database import Database
-from meshwarden.registry.store.sqlite.tasks import TaskStore
 from meshwarden.registry.task_queue import TaskQueue
 from tests.identity_helpers import FakeClock
 
@@ -73,7 +72,7 @@ async def serve_console(tmp_path: Path, tls_files: tuple[Path, Path] | None = No
     await catalog.load()
     receipts = Receipts(stores.receipts, clock, trust_bundle_pem=b"")
     controls = Controls(stores.controls, clock, audit, lambda event: None)
-    task_queue = TaskQueue(TaskStore(blocking), clock)
+    task_queue = TaskQueue(stores.tasks, clock)
     sources = Sources(
         catalog=catalog,
         health=HealthReports(clock),
