@@ -120,7 +120,7 @@ class TasksServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CompleteTask(self, request, context):
-        """RUNNING (or LEASED) -> SUCCEEDED or FAILED (agent SVID, current token).
+        """RUNNING -> SUCCEEDED or FAILED (agent SVID, current token).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
