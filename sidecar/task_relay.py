@@ -24,10 +24,16 @@ T = TypeVar("T")
 
 class TaskRelay:
     def __init__(
-        self, registry: RegistryLink, instance_id: Callable[[], str], learn: Callable[[bytes], None] = lambda _: None
+        self,
+        registry: RegistryLink,
+        instance_id: Callable[[], str],
+        learn: Callable[[bytes], None] = lambda _: None,
+        may_submit: Callable[[tasks_pb2.SubmitTaskRequest], None] = lambda _: None,
     ) -> None:
-        # learn: each claim the registry issues here (sidecar.stages.task_fence.Fences.learn)
+        # learn: each claim the registry issues here (sidecar.stages.task_fence.Fences.learn);
+        # may_submit: raises when the agent may not queue that task (sidecar.task_submission_policy)
         self._registry, self._instance_id, self._learn = registry, instance_id, learn
+        self._may_submit = may_submit
 
     async def lease(self, request: tasks_pb2.LeaseTaskRequest, timeout_s: float | None) -> tasks_pb2.LeaseTaskResponse:
         mine = tasks_pb2.LeaseTaskRequest(instance_id=self._own(request.instance_id), kinds=request.kinds)
@@ -58,7 +64,9 @@ class TaskRelay:
     async def submit(
         self, request: tasks_pb2.SubmitTaskRequest, timeout_s: float | None
     ) -> tasks_pb2.SubmitTaskResponse:
-        """Queues a task as this sidecar's agent (the registry checks every field)."""
+        """Queues a task as this sidecar's agent, if the active policy lets it call the kind
+        (the registry checks every field)."""
+        self._may_submit(request)
         submitted: tasks_pb2.SubmitTaskResponse = await self._relay(
             "submit", lambda t: self._registry.tasks().SubmitTask(request, timeout=t), timeout_s
         )

@@ -14,7 +14,9 @@ from google.protobuf.duration_pb2 import Duration
 import meshwarden
 from meshwarden import errors
 from meshwarden.v1 import receipts_pb2, tasks_pb2, tasks_pb2_grpc
+from tests.integration.bundles import ALLOW_ALL
 from tests.integration.mesh import LocalMesh
+from tests.integration.test_policy import wait_for_revision
 
 pytestmark = pytest.mark.integration
 
@@ -128,3 +130,11 @@ async def test_an_agent_submits_through_its_sidecar_and_a_repeated_key_returns_t
     shown = await _show(mesh, first.task.id)
     assert shown.task.submitted_by == "spiffe://meshwarden.local/agent/planner"
     assert shown.task.workflow_id == "wf-9"
+
+    # An agent may queue only what it may call: the policy decides, as for a call of the kind.
+    no_counting = '@id("no-counting")\n@reason("planners plan, they do not count")\nforbid (principal, action, resource == Capability::"probe.count");\n'
+    await mesh.push_bundle(mesh.bundles.make(2, {"allow-all.cedar": ALLOW_ALL, "no-counting.cedar": no_counting}))
+    await wait_for_revision(mesh, 2, 1)
+    async with meshwarden.Client(side.addresses["listen"]) as planner:
+        with pytest.raises(errors.PolicyDenied, match="may not submit a probe.count task .*planners plan"):
+            await planner.submit_task("probe.count", {"ticket": 12})
