@@ -16,6 +16,9 @@ the client everywhere: upstream here, and in the tests downstream.
 Attribution: `x-meshwarden-session-id`, `-workflow-id`, `-task-id` and `-parent-call-id`
 headers, or the same under `_meta` as `meshwarden/session_id`, `meshwarden/workflow_id`,
 `meshwarden/task_id`, `meshwarden/parent_call_id` (which win: they are per request).
+Approvals, as for agent calls: `x-meshwarden-approval-wait: none` (or `_meta`
+`meshwarden/approval_wait`) answers a call held for a person's approval at once with its id,
+and `x-meshwarden-approval-id` (or `meshwarden/approval_id`) retries it with the approval given.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ from meshwarden.sidecar.edges.mcp_protocol import (
 from meshwarden.sidecar.policy import Caller as PolicyCaller
 from meshwarden.sidecar.policy import CallFacts
 from meshwarden.sidecar.runtime import Runtime
+from meshwarden.sidecar.wire import approval_headers
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +189,7 @@ class McpEndpoint:
         if not isinstance(arguments, dict):
             raise RpcError(INVALID_PARAMS, f"the arguments of {name} must be a JSON object")
         attribution = _attribution(request, era)
+        approval = _approval_options(request, era)
         local = self._rt.local
         call = Call(
             call_id=uuid.uuid4().hex,
@@ -198,6 +203,8 @@ class McpEndpoint:
             traceparent=request.headers.get("traceparent", "")[:256],
             tracestate=request.headers.get("tracestate", "")[:512],
             kind="tool",
+            approval_id=approval.approval_id,
+            approval_wait=approval.wait,
         )
         try:
             reply = await self._tools(call)
@@ -249,6 +256,22 @@ def _attribution(request: web.Request, era: Era) -> dict[str, str]:
             raise RpcError(INVALID_PARAMS, f"{key} must be 1-{MAX_ID_CHARS} printable ASCII characters without spaces")
         found[key] = value
     return found
+
+
+def _approval_options(request: web.Request, era: Era) -> approval_headers.ApprovalOptions:
+    """The agent's say about approvals, from `_meta` or else the request's headers."""
+    found: list[tuple[str, str]] = []
+    for header, key in ((approval_headers.WAIT_HEADER, "approval_wait"), (approval_headers.ID_HEADER, "approval_id")):
+        value = era.meta.get(f"meshwarden/{key}")
+        if value is None:
+            value = request.headers.get(header, "")
+        if not isinstance(value, str):
+            raise RpcError(INVALID_PARAMS, f"_meta meshwarden/{key} must be a string")
+        found.append((header, value))
+    try:
+        return approval_headers.from_metadata(found)
+    except BadPayload as err:
+        raise RpcError(INVALID_PARAMS, err.message, data={"kind": err.kind}) from None
 
 
 def _rpc_error(err: MeshError) -> RpcError:
