@@ -33,6 +33,7 @@ from typing import Final
 
 from aiohttp import web
 
+from meshwarden import strict_json
 from meshwarden.errors import (
     BadPayload,
     MeshError,
@@ -218,8 +219,8 @@ class McpEndpoint:
 
 def _message(body: bytes) -> dict[str, object]:
     try:
-        message = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        message = strict_json.loads(body)  # no NaN, no nesting deep enough to exhaust the stack
+    except ValueError as exc:
         raise RpcError(
             PARSE_ERROR, f"Parse error: the body is not JSON ({exc}); send one JSON-RPC 2.0 request"
         ) from exc

@@ -28,7 +28,6 @@ mapped from the mesh's typed errors here and only here.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -40,6 +39,7 @@ from typing import Final
 import grpc
 from aiohttp import web
 
+from meshwarden import strict_json
 from meshwarden.errors import MeshError, PayloadTooLarge, ProviderRefused
 from meshwarden.policy_bundle.model_catalog import ModelCatalog
 from meshwarden.sidecar.bundle_loader import PolicyHolder
@@ -158,7 +158,7 @@ class ModelGateway:
 
     def _to_call(self, request: web.Request, api: ModelApi, raw: bytes, call_id: str) -> Call:
         try:
-            body = json.loads(raw)
+            body = strict_json.loads(raw)  # no NaN, no nesting deep enough to exhaust the stack
         except ValueError as exc:
             raise BadModelRequest(f"the request body is not valid JSON ({exc})") from None
         if not isinstance(body, dict):
