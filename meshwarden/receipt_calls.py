@@ -65,19 +65,21 @@ class ReceiptCall:
 
     @property
     def usage_measured_by(self) -> str:
-        """ "gateway", "agent" (reported by the callee agent), or "" when the call has no usage."""
+        """ "gateway" (a model call's measured usage, a tool call's price from the bundle),
+        "agent" (reported by the callee agent), or "" when the call has no usage."""
         if self.usage is None:
             return ""
-        return "gateway" if self.call_kind == "model" else "agent"
+        return "agent" if self.call_kind == "agent" else "gateway"
 
     @property
     def spender_agent(self) -> str:
-        """The agent whose work cost the money: the callee of an agent call, the caller of a model call."""
-        return self.caller_agent if self.call_kind == "model" else self.callee_agent
+        """The agent whose work cost the money: the callee of an agent call, the caller of a
+        model or tool call (no agent answers those)."""
+        return self.callee_agent if self.call_kind == "agent" else self.caller_agent
 
     @property
     def spender_team(self) -> str:
-        return self.caller_team if self.call_kind == "model" else self.callee_team
+        return self.callee_team if self.call_kind == "agent" else self.caller_team
 
     @property
     def cost_micro_usd(self) -> int:

@@ -80,6 +80,8 @@ def session_json(summary: receipts_pb2.SessionSummary) -> dict[str, object]:
 def _usage_text(call: ReceiptCall) -> str:
     if call.usage is None:
         return "-"
+    if call.call_kind == "tool":
+        return "per-call price"  # the bundle's cost_micro_usd of the tool
     model = call.usage.model or "?"
     # Model calls are measured by the gateway; an agent's own report is labelled as such, and
     # so is the gateway's estimate of a stream cut before the provider's usage came.

@@ -358,7 +358,9 @@ when { context.args has ticket_id && context.args.ticket_id >= 900 };
 
 
 async def test_a_tool_call_waits_for_a_persons_approval_given_or_refused_with_the_real_cli(gateway: Gateway) -> None:
-    servers = servers_toml(gateway.tickets_url, gateway.auth_log.parent / "desk-stdio.expected")
+    servers = servers_toml(gateway.tickets_url, gateway.auth_log.parent / "desk-stdio.expected").replace(
+        f'input_schema_sha256 = "{CLOSE_TICKET}"', f'input_schema_sha256 = "{CLOSE_TICKET}"\ncost_micro_usd = 250', 1
+    )  # tickets.close_ticket is priced: each answered call costs 250 micro-USD
     await gateway.mesh.push_bundle(gateway.mesh.bundles.make(3, {**POLICIES, **APPROVALS}, mcp_servers=servers))
     await wait_for_revision(gateway.mesh, 3, 1)
     mesh = gateway.mesh
@@ -421,6 +423,9 @@ async def test_a_tool_call_waits_for_a_persons_approval_given_or_refused_with_th
     assert (held.id, "approved") in decisions and (second.id, "denied") in decisions
     assert (approval_id, "approved") in decisions and (approval_id, "used") in decisions
     assert (approval_id, "mismatch") in decisions and ("", "") not in decisions
+    # the two calls the server answered cost the tool's price; the refused ones nothing
+    charged = sorted(int(c.get("usage", {}).get("cost_micro_usd", 0)) for c in ledger["calls"])  # type: ignore[union-attr]
+    assert charged == [0, 0, 0, 0, 0, 250, 250]
     timeline = await cli(mesh, "session", "show", "s-tool-approval")
     assert "(tool tickets.close_ticket)" in timeline and f"approval {held.id} approved" in timeline
     assert "(?)" not in timeline
