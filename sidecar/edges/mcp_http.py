@@ -19,6 +19,9 @@ headers, or the same under `_meta` as `meshwarden/session_id`, `meshwarden/workf
 Approvals, as for agent calls: `x-meshwarden-approval-wait: none` (or `_meta`
 `meshwarden/approval_wait`) answers a call held for a person's approval at once with its id,
 and `x-meshwarden-approval-id` (or `meshwarden/approval_id`) retries it with the approval given.
+A call's deadline is `--default-timeout-s` unless `x-meshwarden-timeout-s` (or `_meta`
+`meshwarden/timeout_s`) gives seconds (at most MAX_TIMEOUT_S): a call that waits for a person's
+approval waits that long.
 """
 
 from __future__ import annotations
@@ -79,7 +82,11 @@ SERVER_INFO: Final = {"name": "meshwarden-sidecar", "version": "1"}
 CAPABILITIES: Final = {"tools": {"listChanged": False}}
 ATTRIBUTION: Final = ("session_id", "workflow_id", "task_id", "parent_call_id")
 MAX_ID_CHARS: Final = 128
-LIST_TIMEOUT_S: Final = 10.0  # a server that does not list its tools in time is left out of tools/list
+LIST_TIMEOUT_S: Final = 10.0
+MAX_TIMEOUT_S: Final = 3600.0  # a call's own deadline (meshwarden/timeout_s), an hour at most
+TIMEOUT_HEADER: Final = (
+    "x-meshwarden-timeout-s"  # a server that does not list its tools in time is left out of tools/list
+)
 _ID: Final = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII, no spaces
 _FALLBACK_ERA: Final = Era(PREVIOUS, False)
 
@@ -197,7 +204,7 @@ class McpEndpoint:
             capability=name,
             payload=json.dumps(arguments, separators=(",", ":"), ensure_ascii=False).encode(),
             caller=Caller(local.name, local.instance_id, local.spiffe_id),
-            deadline=self._rt.clock.monotonic() + self._rt.config.default_timeout_s,
+            deadline=self._rt.clock.monotonic() + _timeout_s(request, era, self._rt.config.default_timeout_s),
             session_id=attribution["session_id"],
             workflow_id=attribution["workflow_id"],
             parent_call_id=attribution["parent_call_id"],
@@ -257,6 +264,26 @@ def _attribution(request: web.Request, era: Era) -> dict[str, str]:
             raise RpcError(INVALID_PARAMS, f"{key} must be 1-{MAX_ID_CHARS} printable ASCII characters without spaces")
         found[key] = value
     return found
+
+
+def _timeout_s(request: web.Request, era: Era, default_s: float) -> float:
+    """The call's own time, from `_meta` or else the request's header; `default_s` when none."""
+    value = era.meta.get("meshwarden/timeout_s")
+    if value is None:
+        header = request.headers.get(TIMEOUT_HEADER)
+        if header is None:
+            return default_s
+        try:
+            value = float(header)
+        except ValueError:
+            value = None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TIMEOUT_S:
+        raise RpcError(
+            INVALID_PARAMS,
+            f"meshwarden/timeout_s ({TIMEOUT_HEADER}) must be a number of seconds above 0 and at most "
+            f"{MAX_TIMEOUT_S:g}",
+        )
+    return float(value)
 
 
 def _approval_options(request: web.Request, era: Era) -> approval_headers.ApprovalOptions:

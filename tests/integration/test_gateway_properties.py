@@ -142,6 +142,7 @@ meta = st.fixed_dictionaries(
         "meshwarden/session_id": PRINTABLE | json_values,
         "meshwarden/approval_wait": st.just("none") | json_values,
         "meshwarden/approval_id": PRINTABLE | json_values,
+        "meshwarden/timeout_s": st.floats() | st.integers(-5, 10**6) | json_values,
     },
 )
 tool_params = (
@@ -180,6 +181,7 @@ mcp_headers = st.fixed_dictionaries(
         "MCP-Protocol-Version": st.sampled_from(["2026-07-28", "2025-11-25"]) | PRINTABLE,
         "Mcp-Method": st.sampled_from(["tools/call", "ping"]) | PRINTABLE,
         "x-meshwarden-session-id": PRINTABLE,
+        "x-meshwarden-timeout-s": st.sampled_from(["5", "0", "-1", "nan", "1e9"]) | PRINTABLE,
     },
 )
 

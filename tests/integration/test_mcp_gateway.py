@@ -366,7 +366,10 @@ async def test_a_tool_call_waits_for_a_persons_approval_given_or_refused_with_th
     mesh = gateway.mesh
     async with gateway.client(headers={"x-meshwarden-session-id": "s-tool-approval"}) as client:
         # approved while the call waits: the call then goes through
-        waiting = asyncio.create_task(client.call_tool("tickets.close_ticket", {"ticket_id": 21, "reason": "dup"}))
+        arguments = {"ticket_id": 21, "reason": "dup"}  # waits up to its own 120 s, not the sidecar's default
+        waiting = asyncio.create_task(
+            client.call_tool("tickets.close_ticket", arguments, meta={"meshwarden/timeout_s": 120})
+        )
         held = await pending(mesh)
         [asked] = json.loads(await cli(mesh, "approvals", "list", "--output", "json"))
         assert asked["id"] == held.id and asked["call_kind"] == "tool" and asked["capability"] == "tickets.close_ticket"
