@@ -53,9 +53,22 @@ from meshwarden.clock import Clock
 from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Caller
 from meshwarden.registry.errors import InvalidInput, UnknownControl
-from meshwarden.registry.store.sqlite.budgets import BudgetRow, BudgetRows, BudgetStore, SliceRow
+from meshwarden.registry.store import BudgetRows, BudgetStore
+from meshwarden.registry.store.records import BudgetRow, SliceRow
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "MAX_REASON_CHARS",
+    "BudgetRow",
+    "BudgetSettings",
+    "BudgetState",
+    "Budgets",
+    "Grant",
+    "SliceReport",
+    "SliceRow",
+    "SliceStatus",
+]
 
 MAX_REASON_CHARS: Final = 1000
 MAX_SESSIONS_LISTED: Final = 20
@@ -180,7 +193,7 @@ class Budgets:
         return lifted
 
     async def current(self) -> tuple[int, list[BudgetRow]]:
-        return await self._store.write(lambda rows: (rows.revision(), rows.budgets()))
+        return await self._store.read(lambda rows: (rows.revision(), rows.budgets()))
 
     async def states(self, session_id: str = "") -> list[BudgetState]:
         """Every budget in its current period; a per-session budget once per session seen in it
@@ -198,7 +211,7 @@ class Budgets:
                 found.extend(_state(rows, budget, period, s, now) for s in subjects or [""])
             return found
 
-        return await self._store.write(work)
+        return await self._store.read(work)
 
     # ---- sidecars
 

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from meshwarden.registry.model import CatalogEvent, Instance, RemovalReason, Removed, Snapshot, Upserted
 from meshwarden.registry.store.records import (
     AuditEntry,
+    BudgetRow,
     ChainHead,
     ChainVerdict,
     ControlsSet,
@@ -32,12 +33,17 @@ from meshwarden.registry.store.records import (
     JoinTokenRecord,
     KillSwitch,
     SidecarBundleStatus,
+    SliceRow,
+    SpendRow,
+    StoredApproval,
     StoredBundle,
     StoredOutcome,
     StoredRoute,
     ToolCallQuery,
 )
 from meshwarden.v1 import receipts_pb2
+
+T = TypeVar("T")
 
 
 class CatalogStore(Protocol):
@@ -213,6 +219,110 @@ class JoinTokenStore(Protocol):
         ...
 
 
+class ApprovalStore(Protocol):
+    """Approvals (registry.approvals). Each state change is conditional on the state it
+    leaves and commits with its audit entry, so of two deciders (or two calls using one
+    approval) one wins and the other is told nothing changed."""
+
+    async def insert(self, approval: StoredApproval, audit: AuditEntry) -> None: ...
+
+    async def get(self, approval_id: str) -> StoredApproval | None: ...
+
+    async def find(self, agent: str, capability: str, arguments_sha256: str, state: str) -> StoredApproval | None:
+        """The oldest approval of these exact arguments in `state`."""
+        ...
+
+    async def recent(self, *, pending_only: bool, limit: int) -> list[StoredApproval]:
+        """The newest `limit` approvals (pending ones only when asked), newest first."""
+        ...
+
+    async def due(self, now: float) -> list[StoredApproval]:
+        """Pending or approved approvals whose time ended at or before `now`."""
+        ...
+
+    async def decide(
+        self, approval_id: str, from_state: str, to_state: str, at: float, by: str, reason: str, audit: AuditEntry
+    ) -> bool:
+        """Moves one approval from `from_state` to `to_state`; False (nothing written, no audit
+        entry) when it was not in `from_state`."""
+        ...
+
+    async def use(self, approval_id: str, at: float, call_id: str, audit: AuditEntry) -> bool:
+        """Marks an approved approval used by `call_id`; False when it was not approved (any more)."""
+        ...
+
+
+class BudgetRows(Protocol):
+    """Typed reads and writes of budgets, their spend per period and their slices, inside one
+    transaction of BudgetStore (synchronous: the transaction is already open)."""
+
+    def budgets(self) -> list[BudgetRow]: ...
+
+    def budget(self, budget_id: str) -> BudgetRow | None: ...
+
+    def budget_for(self, scope: int, value: str, period: int) -> BudgetRow | None: ...
+
+    def put_budget(self, budget: BudgetRow) -> None: ...
+
+    def delete_budget(self, budget_id: str) -> None:
+        """Deletes the budget and ends its slices."""
+        ...
+
+    def bump_revision(self) -> None:
+        """The budget set's revision moves on (every set and lift)."""
+        ...
+
+    def revision(self) -> int: ...
+
+    def spend(self, budget_id: str, period_key: str, subject: str) -> SpendRow: ...
+
+    def spends(self, budget_id: str, period_key: str) -> list[SpendRow]: ...
+
+    def charge(self, budget_id: str, period_key: str, subject: str, micro_usd: int, now: float) -> None: ...
+
+    def mark_soft_crossed(self, budget_id: str, period_key: str, subject: str) -> None: ...
+
+    def slices(self, budget_id: str, period_key: str, subject: str) -> list[SliceRow]:
+        """The live slices of one budget, period and subject."""
+        ...
+
+    def live_slices_of(self, budget_id: str, period_key: str) -> list[SliceRow]: ...
+
+    def slice(self, slice_id: str) -> SliceRow | None: ...
+
+    def put_slice(self, s: SliceRow) -> None: ...
+
+    def recall(self, slice_ids: list[str]) -> None: ...
+
+    def lapsed(self, now: float) -> list[SliceRow]:
+        """Live slices whose holder stopped renewing them."""
+        ...
+
+    def end_slices(self, slice_ids: list[str]) -> None: ...
+
+    def purge_ended(self, before: float) -> int: ...
+
+    def audit(self, entry: AuditEntry) -> None:
+        """Commits `entry` with the transaction."""
+        ...
+
+
+class BudgetStore(Protocol):
+    """Budgets as units of work: registry.budgets decides (grant, recall, charge) between
+    reads and writes that commit together, so two sidecars asking at once cannot both be
+    granted the same room.
+
+    `work` is synchronous code over the rows, with no I/O of its own: an implementation runs
+    it inside one transaction off the caller's event loop (SQLite: on its writer thread, or
+    its reader thread for `read`); raising rolls the transaction back."""
+
+    async def write(self, work: Callable[[BudgetRows], T]) -> T: ...
+
+    async def read(self, work: Callable[[BudgetRows], T]) -> T:
+        """`work` in a read-only transaction (a consistent view); writing raises."""
+        ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class Stores:
     """Every aggregate's store over one database, and how to close it."""
@@ -226,13 +336,19 @@ class Stores:
     receipts: ReceiptStore
     outcomes: OutcomeStore
     join_tokens: JoinTokenStore
+    approvals: ApprovalStore
+    budgets: BudgetStore
     location: str  # where the data lives, for log lines (a path, or a database URL without secrets)
     close: Callable[[], Awaitable[None]]
 
 
 __all__ = [
+    "ApprovalStore",
     "AuditEntry",
     "AuditStore",
+    "BudgetRow",
+    "BudgetRows",
+    "BudgetStore",
     "BundleStore",
     "CatalogStore",
     "ChainHead",
@@ -248,6 +364,9 @@ __all__ = [
     "ReceiptStore",
     "RouteStore",
     "SidecarBundleStatus",
+    "SliceRow",
+    "SpendRow",
+    "StoredApproval",
     "StoredBundle",
     "StoredOutcome",
     "StoredRoute",

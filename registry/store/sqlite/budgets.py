@@ -1,22 +1,22 @@
-"""The budgets aggregate's storage: every statement on the budgets, budget_spend and
-budget_slices tables (schema: registry.store.sqlite.migrations), and nowhere else.
+"""Budgets in SQLite: every statement on the budgets, budget_spend and budget_slices tables
+(schema: registry.store.sqlite.migrations), and nowhere else.
 
-`BudgetStore.write(work)` runs `work` on a `BudgetRows` (typed reads and writes) inside one
-transaction, so registry.budgets decides (grant, recall, charge) between reads and writes that
-commit together; a second implementation (PostgreSQL) replaces this module alone.
+`SqliteBudgets.write(work)` runs `work` on `SqliteBudgetRows` inside one write transaction on
+the database's writer thread, so registry.budgets decides (grant, recall, charge) between
+reads and writes that commit together without holding the event loop; `read` runs it on the
+reader thread, on a connection that cannot write.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final, TypeVar
 
-from meshwarden.registry.audit import AuditEntry
+from meshwarden.registry.store.receipt_columns import Row
+from meshwarden.registry.store.records import AuditEntry, BudgetRow, SliceRow, SpendRow
 from meshwarden.registry.store.sqlite import audit
-from meshwarden.registry.store.sqlite.blocking import BlockingStore as Store
-from meshwarden.registry.store.sqlite.blocking import Row
+from meshwarden.registry.store.sqlite.database import Database
 
 T = TypeVar("T")
 _BUDGET_COLUMNS: Final = (
@@ -28,48 +28,8 @@ _SLICE_COLUMNS: Final = (
 )
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class BudgetRow:
-    id: str
-    scope: int  # budgets_pb2.BudgetScope
-    scope_value: str
-    period: int  # budgets_pb2.BudgetPeriod
-    limit_micro_usd: int
-    soft_limit_micro_usd: int
-    reason: str
-    created_by: str
-    created_at: float
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SliceRow:
-    id: str
-    budget_id: str
-    period_key: str
-    subject: str
-    holder_instance_id: str
-    holder_spiffe_id: str
-    granted_micro_usd: int
-    used_micro_usd: int
-    in_flight_micro_usd: int
-    expires_at: float
-    recalled: bool
-    live: bool
-
-    def held(self, now: float) -> int:
-        """What this slice keeps from the budget now: its unspent part while it lives."""
-        return max(self.granted_micro_usd - self.used_micro_usd, 0) if self.live and self.expires_at > now else 0
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SpendRow:
-    subject: str
-    spent_micro_usd: int
-    soft_crossed: bool
-
-
-class BudgetRows:
-    """Reads and writes inside one transaction."""
+class SqliteBudgetRows:
+    """Reads and writes inside one transaction (registry.store.BudgetRows)."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
@@ -203,19 +163,15 @@ class BudgetRows:
         audit.append(self._db, entry)
 
 
-class BudgetStore:
-    """Runs registry.budgets' work on the rows in one transaction each.
+class SqliteBudgets:
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    Through the blocking bridge (registry.store.sqlite.blocking) on the writer connection, like
-    approvals and tasks until they are ported; the work is plain synchronous code with no awaits
-    inside, so on the async seam it runs unchanged on the store's writer thread."""
+    async def write(self, work: Callable[[SqliteBudgetRows], T]) -> T:
+        return await self._db.write(lambda db: work(SqliteBudgetRows(db)))
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    async def write(self, work: Callable[[BudgetRows], T]) -> T:
-        with self._store.transaction() as db:
-            return work(BudgetRows(db))
+    async def read(self, work: Callable[[SqliteBudgetRows], T]) -> T:
+        return await self._db.read(lambda db: work(SqliteBudgetRows(db)))
 
 
 def _budget(r: Row) -> BudgetRow:
