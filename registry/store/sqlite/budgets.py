@@ -10,7 +10,7 @@ reader thread, on a connection that cannot write.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
 from meshwarden.registry.store.receipt_columns import Row
@@ -34,22 +34,22 @@ class SqliteBudgetRows:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
 
-    def budgets(self) -> list[BudgetRow]:
+    async def budgets(self) -> list[BudgetRow]:
         rows = self._db.execute(f"SELECT {_BUDGET_COLUMNS} FROM budgets ORDER BY created_at, id").fetchall()
         return [_budget(r) for r in rows]
 
-    def budget(self, budget_id: str) -> BudgetRow | None:
+    async def budget(self, budget_id: str) -> BudgetRow | None:
         row = self._db.execute(f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE id = ?", (budget_id,)).fetchone()
         return None if row is None else _budget(row)
 
-    def budget_for(self, scope: int, value: str, period: int) -> BudgetRow | None:
+    async def budget_for(self, scope: int, value: str, period: int) -> BudgetRow | None:
         row = self._db.execute(
             f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE scope = ? AND scope_value = ? AND period = ?",
             (scope, value, period),
         ).fetchone()
         return None if row is None else _budget(row)
 
-    def put_budget(self, budget: BudgetRow) -> None:
+    async def put_budget(self, budget: BudgetRow) -> None:
         self._db.execute(
             f"INSERT OR REPLACE INTO budgets ({_BUDGET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -65,17 +65,17 @@ class SqliteBudgetRows:
             ),
         )
 
-    def delete_budget(self, budget_id: str) -> None:
+    async def delete_budget(self, budget_id: str) -> None:
         self._db.execute("DELETE FROM budgets WHERE id = ?", (budget_id,))
         self._db.execute("UPDATE budget_slices SET live = 0 WHERE budget_id = ?", (budget_id,))
 
-    def bump_revision(self) -> None:
+    async def bump_revision(self) -> None:
         self._db.execute("UPDATE meta SET value = value + 1 WHERE key = 'budgets_revision'")
 
-    def revision(self) -> int:
+    async def revision(self) -> int:
         return int(self._db.execute("SELECT value FROM meta WHERE key = 'budgets_revision'").fetchone()[0])
 
-    def spend(self, budget_id: str, period_key: str, subject: str) -> SpendRow:
+    async def spend(self, budget_id: str, period_key: str, subject: str) -> SpendRow:
         row = self._db.execute(
             "SELECT subject, spent_micro_usd, soft_crossed FROM budget_spend "
             "WHERE budget_id = ? AND period_key = ? AND subject = ?",
@@ -83,14 +83,14 @@ class SqliteBudgetRows:
         ).fetchone()
         return SpendRow(subject=subject, spent_micro_usd=0, soft_crossed=False) if row is None else _spend(row)
 
-    def spends(self, budget_id: str, period_key: str) -> list[SpendRow]:
+    async def spends(self, budget_id: str, period_key: str) -> list[SpendRow]:
         rows = self._db.execute(
             "SELECT subject, spent_micro_usd, soft_crossed FROM budget_spend WHERE budget_id = ? AND period_key = ?",
             (budget_id, period_key),
         ).fetchall()
         return [_spend(r) for r in rows]
 
-    def charge(self, budget_id: str, period_key: str, subject: str, micro_usd: int, now: float) -> None:
+    async def charge(self, budget_id: str, period_key: str, subject: str, micro_usd: int, now: float) -> None:
         self._db.execute(
             "INSERT INTO budget_spend (budget_id, period_key, subject, spent_micro_usd, soft_crossed, updated_at) "
             "VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT (budget_id, period_key, subject) DO UPDATE SET "
@@ -98,13 +98,13 @@ class SqliteBudgetRows:
             (budget_id, period_key, subject, micro_usd, now),
         )
 
-    def mark_soft_crossed(self, budget_id: str, period_key: str, subject: str) -> None:
+    async def mark_soft_crossed(self, budget_id: str, period_key: str, subject: str) -> None:
         self._db.execute(
             "UPDATE budget_spend SET soft_crossed = 1 WHERE budget_id = ? AND period_key = ? AND subject = ?",
             (budget_id, period_key, subject),
         )
 
-    def slices(self, budget_id: str, period_key: str, subject: str) -> list[SliceRow]:
+    async def slices(self, budget_id: str, period_key: str, subject: str) -> list[SliceRow]:
         rows = self._db.execute(
             f"SELECT {_SLICE_COLUMNS} FROM budget_slices "
             "WHERE budget_id = ? AND period_key = ? AND subject = ? AND live = 1",
@@ -112,18 +112,18 @@ class SqliteBudgetRows:
         ).fetchall()
         return [_slice(r) for r in rows]
 
-    def live_slices_of(self, budget_id: str, period_key: str) -> list[SliceRow]:
+    async def live_slices_of(self, budget_id: str, period_key: str) -> list[SliceRow]:
         rows = self._db.execute(
             f"SELECT {_SLICE_COLUMNS} FROM budget_slices WHERE budget_id = ? AND period_key = ? AND live = 1",
             (budget_id, period_key),
         ).fetchall()
         return [_slice(r) for r in rows]
 
-    def slice(self, slice_id: str) -> SliceRow | None:
+    async def slice(self, slice_id: str) -> SliceRow | None:
         row = self._db.execute(f"SELECT {_SLICE_COLUMNS} FROM budget_slices WHERE id = ?", (slice_id,)).fetchone()
         return None if row is None else _slice(row)
 
-    def put_slice(self, s: SliceRow) -> None:
+    async def put_slice(self, s: SliceRow) -> None:
         self._db.execute(
             f"INSERT OR REPLACE INTO budget_slices ({_SLICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -142,24 +142,24 @@ class SqliteBudgetRows:
             ),
         )
 
-    def recall(self, slice_ids: list[str]) -> None:
+    async def recall(self, slice_ids: list[str]) -> None:
         self._db.executemany("UPDATE budget_slices SET recalled = 1 WHERE id = ?", [(i,) for i in slice_ids])
 
-    def lapsed(self, now: float) -> list[SliceRow]:
+    async def lapsed(self, now: float) -> list[SliceRow]:
         """Live slices whose holder stopped renewing them."""
         rows = self._db.execute(
             f"SELECT {_SLICE_COLUMNS} FROM budget_slices WHERE live = 1 AND expires_at <= ?", (now,)
         ).fetchall()
         return [_slice(r) for r in rows]
 
-    def end_slices(self, slice_ids: list[str]) -> None:
+    async def end_slices(self, slice_ids: list[str]) -> None:
         self._db.executemany("UPDATE budget_slices SET live = 0 WHERE id = ?", [(i,) for i in slice_ids])
 
-    def purge_ended(self, before: float) -> int:
+    async def purge_ended(self, before: float) -> int:
         cursor = self._db.execute("DELETE FROM budget_slices WHERE live = 0 AND expires_at < ?", (before,))
         return cursor.rowcount
 
-    def audit(self, entry: AuditEntry) -> None:
+    async def audit(self, entry: AuditEntry) -> None:
         audit.append(self._db, entry)
 
 
@@ -167,11 +167,27 @@ class SqliteBudgets:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def write(self, work: Callable[[SqliteBudgetRows], T]) -> T:
-        return await self._db.write(lambda db: work(SqliteBudgetRows(db)))
+    async def write(self, work: Callable[[SqliteBudgetRows], Awaitable[T]]) -> T:
+        return await self._db.write(lambda db: _to_the_end(work(SqliteBudgetRows(db))))
 
-    async def read(self, work: Callable[[SqliteBudgetRows], T]) -> T:
-        return await self._db.read(lambda db: work(SqliteBudgetRows(db)))
+    async def read(self, work: Callable[[SqliteBudgetRows], Awaitable[T]]) -> T:
+        return await self._db.read(lambda db: _to_the_end(work(SqliteBudgetRows(db))))
+
+
+def _to_the_end(work: Awaitable[T]) -> T:
+    """Runs a unit of work on the calling (database) thread: it awaits only SqliteBudgetRows,
+    whose coroutines never suspend, so one step runs it to its end. Work that would suspend
+    (other I/O, a sleep) breaks BudgetStore's contract and is refused, rolling back."""
+    steps = work.__await__()
+    try:
+        steps.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    close = getattr(steps, "close", None)
+    if close is not None:
+        close()
+    raise RuntimeError("budget work awaited something other than its rows (registry.store.BudgetStore)")
 
 
 def _budget(r: Row) -> BudgetRow:

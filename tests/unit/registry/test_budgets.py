@@ -4,6 +4,7 @@ limits, and day and month periods."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 
 import pytest
@@ -13,7 +14,7 @@ from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Caller
 from meshwarden.registry.budgets import Budgets, BudgetSettings, SliceReport
 from meshwarden.registry.errors import InvalidInput, UnknownControl
-from meshwarden.registry.store import Stores
+from meshwarden.registry.store import BudgetRows, Stores
 
 OPERATOR = Caller(None, 0.0, True, False, "ipv4:127.0.0.1:1", operator_id="operator:sha256:abc", claimed_user="ann")
 A, B = "spiffe://meshwarden.local/agent/a", "spiffe://meshwarden.local/agent/b"
@@ -167,3 +168,16 @@ def test_periods_and_amounts() -> None:
     with pytest.raises(BudgetError, match="--limit-usd"):
         parse_usd("ten", "--limit-usd")
     assert (usd(12_500_000), usd(123), usd(0)) == ("$12.50", "$0.000123", "$0.00")
+
+
+async def test_work_that_would_suspend_inside_a_transaction_is_refused_and_rolled_back(
+    budgets: Budgets, stores: Stores
+) -> None:
+    async def naps_midway(rows: BudgetRows) -> None:
+        await rows.bump_revision()
+        await asyncio.sleep(0)  # not a row: SQLite's writer thread cannot wait for the event loop
+
+    before = (await budgets.current())[0]
+    with pytest.raises(RuntimeError, match="awaited something other than its rows"):
+        await stores.budgets.write(naps_midway)
+    assert (await budgets.current())[0] == before
