@@ -111,28 +111,48 @@ async def push(registry: Child, data_dir: Path, artifact: bytes) -> int:
     return int(reply.revision)
 
 
-async def metric(http: aiohttp.ClientSession, sidecar: Child, name: str) -> float | None:
-    async with http.get(f"http://{sidecar.addresses['admin']}/metrics") as response:
-        found = re.search(rf"^{name} (\S+)$", await response.text(), re.M)
+class Scrapes:
+    """Every read of an admin port's /metrics goes through here. Reading
+    meshwarden_event_loop_lag_max_seconds resets it in the process (the worst since the
+    previous scrape), so each read's value is folded into `worst`, per process."""
+
+    def __init__(self, http: aiohttp.ClientSession) -> None:
+        self._http = http
+        self.worst: dict[str, float] = {}
+
+    async def text(self, child: Child) -> str:
+        address = child.addresses["admin"]
+        async with self._http.get(f"http://{address}/metrics") as response:
+            text = await response.text()
+        found = re.search(r"^meshwarden_event_loop_lag_max_seconds (\S+)$", text, re.M)
+        if found:
+            self.worst[address] = max(self.worst.get(address, 0.0), float(found.group(1)))
+        return text
+
+    async def reset(self, children: Sequence[Child]) -> None:
+        """Starts a new worst-lag window for `children`."""
+        for child in children:
+            await self.text(child)
+        self.worst.clear()
+
+    async def worst_ms(self, child: Child) -> float | None:
+        """The longest loop lag since `reset`; None when the process does not export it."""
+        await self.text(child)
+        worst = self.worst.get(child.addresses["admin"])
+        return None if worst is None else round(worst * 1000, 1)
+
+
+async def metric(scrapes: Scrapes, sidecar: Child, name: str) -> float | None:
+    found = re.search(rf"^{name} (\S+)$", await scrapes.text(sidecar), re.M)
     return float(found.group(1)) if found else None
 
 
-async def lag_buckets(http: aiohttp.ClientSession, sidecar: Child) -> dict[str, float]:
+async def lag_buckets(scrapes: Scrapes, sidecar: Child) -> dict[str, float]:
     """The sidecar's event loop lag histogram (cumulative counts by upper bound); {} when the
     sidecar does not export it."""
-    async with http.get(f"http://{sidecar.addresses['admin']}/metrics") as response:
-        text = await response.text()
+    text = await scrapes.text(sidecar)
     found = re.findall(r'^meshwarden_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M)
     return {bound: float(count) for bound, count in found}
-
-
-async def max_lag_ms(http: aiohttp.ClientSession, child: Child) -> float | None:
-    """The longest loop lag since the previous read (reading resets it); None when not exported."""
-    if "admin" not in child.addresses or child.addresses["admin"] == "off":
-        return None
-    async with http.get(f"http://{child.addresses['admin']}/metrics") as response:
-        found = re.search(r"^meshwarden_event_loop_lag_max_seconds (\S+)$", await response.text(), re.M)
-    return round(float(found.group(1)) * 1000, 1) if found else None
 
 
 def lag_over(before: dict[str, float], after: dict[str, float]) -> dict[str, float] | None:
@@ -148,10 +168,10 @@ def lag_over(before: dict[str, float], after: dict[str, float]) -> dict[str, flo
     }
 
 
-async def wait_revision(http: aiohttp.ClientSession, sidecars: Sequence[Child], revision: int) -> float:
+async def wait_revision(scrapes: Scrapes, sidecars: Sequence[Child], revision: int) -> float:
     started = time.perf_counter()
     while True:
-        seen = [await metric(http, s, "meshwarden_sidecar_bundle_revision") for s in sidecars]
+        seen = [await metric(scrapes, s, "meshwarden_sidecar_bundle_revision") for s in sidecars]
         if all(v is not None and v >= revision for v in seen):
             return time.perf_counter() - started
         if time.perf_counter() - started > 60:
@@ -215,6 +235,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
         children.append(await start("echo", [*echo_argv, "--announce"], log_dir=work / "logs"))
         failures: list[str] = []
         async with Client(sidecars[1].addresses["listen"]) as client, aiohttp.ClientSession() as http:
+            scrapes = Scrapes(http)
             deadline = time.monotonic() + 30
             while True:  # until frontdesk's catalog has echo
                 try:
@@ -229,10 +250,9 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
             quiet: list[float] = []
             for _ in range(args.quiet_calls):
                 await call_once(client, quiet, failures)
-            lag_before = [await lag_buckets(http, s) for s in sidecars]
+            lag_before = [await lag_buckets(scrapes, s) for s in sidecars]
             watched = {"registry": registry, "sidecar-echo": sidecars[0], "sidecar-frontdesk": sidecars[1]}
-            for child in watched.values():
-                await max_lag_ms(http, child)  # starts the worst-lag window here
+            await scrapes.reset(list(watched.values()))
             during: list[float] = []
             activations: list[float] = []
             pushing = True
@@ -244,12 +264,12 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
             callers = [asyncio.create_task(calls()) for _ in range(args.concurrency)]
             for artifact in artifacts[1:]:
                 revision = await push(registry, registry_dir, artifact)
-                activations.append(await wait_revision(http, sidecars, revision))
+                activations.append(await wait_revision(scrapes, sidecars, revision))
                 await asyncio.sleep(args.gap_s)
             pushing = False
             await asyncio.gather(*callers)
-            lag = [lag_over(b, await lag_buckets(http, s)) for b, s in zip(lag_before, sidecars, strict=True)]
-            worst = {name: await max_lag_ms(http, child) for name, child in watched.items()}
+            lag = [lag_over(b, await lag_buckets(scrapes, s)) for b, s in zip(lag_before, sidecars, strict=True)]
+            worst = {name: await scrapes.worst_ms(child) for name, child in watched.items()}
     finally:
         for child in reversed(children):
             await child.stop()
