@@ -12,6 +12,7 @@ turns errors into statuses.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
@@ -90,11 +91,15 @@ class ApprovalsApi:
     ) -> AsyncIterator[approvals_pb2.Approval]:
         yield approval_to_proto(await self._approvals.wait(_id(request.id), current_caller()))
 
-    async def ListApprovals(
-        self, request: approvals_pb2.ListApprovalsRequest, _: Context
-    ) -> approvals_pb2.ListApprovalsResponse:
+    async def ListApprovals(self, request: approvals_pb2.ListApprovalsRequest, _: Context) -> bytes:
         found = await self._approvals.recent(pending_only=not request.all, limit=min(request.limit or 100, MAX_LIST))
-        return approvals_pb2.ListApprovalsResponse(approvals=[approval_to_proto(a) for a in found])
+        # Up to MAX_LIST approvals of up to 64 KiB of arguments each: built and encoded in a
+        # worker thread (registry.api.service takes the bytes as the response).
+        return await asyncio.to_thread(
+            lambda: approvals_pb2.ListApprovalsResponse(
+                approvals=[approval_to_proto(a) for a in found]
+            ).SerializeToString()
+        )
 
     async def GetApproval(self, request: approvals_pb2.GetApprovalRequest, _: Context) -> approvals_pb2.Approval:
         return approval_to_proto(await self._approvals.get(_id(request.id)))

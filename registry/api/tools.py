@@ -5,6 +5,7 @@ interceptor (registry.api.authorization) from registry.authz's table."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -33,11 +34,13 @@ class ToolsApi:
     def handlers(self) -> Mapping[str, Handler]:
         return {"ListToolCalls": self.ListToolCalls}
 
-    async def ListToolCalls(
-        self, request: tools_pb2.ListToolCallsRequest, _: Context
-    ) -> tools_pb2.ListToolCallsResponse:
+    async def ListToolCalls(self, request: tools_pb2.ListToolCallsRequest, _: Context) -> bytes:
         found, truncated = await self._receipts.tool_calls(self.query(request))
-        return tools_pb2.ListToolCallsResponse(receipts=found, truncated=truncated)
+        # Up to MAX_LIMIT receipts, each with its kept arguments: encoded in a worker thread
+        # (registry.api.service takes the bytes as the response).
+        return await asyncio.to_thread(
+            lambda: tools_pb2.ListToolCallsResponse(receipts=found, truncated=truncated).SerializeToString()
+        )
 
     def query(self, request: tools_pb2.ListToolCallsRequest) -> ToolCallQuery:
         if request.agent and not AGENT_NAME.fullmatch(request.agent):

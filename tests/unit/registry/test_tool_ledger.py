@@ -67,7 +67,7 @@ async def ask(ledger: ToolsApi, **fields: object) -> tools_pb2.ListToolCallsResp
     request.since.FromSeconds(0)
     if not request.HasField("until"):
         request.until.FromSeconds(10_000)
-    return await ledger.ListToolCalls(request, None)  # type: ignore[arg-type]
+    return tools_pb2.ListToolCallsResponse.FromString(await ledger.ListToolCalls(request, None))  # type: ignore[arg-type]
 
 
 async def test_tool_calls_only_newest_first_with_every_filter(ledger: ToolsApi) -> None:
