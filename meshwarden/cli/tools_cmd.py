@@ -122,7 +122,22 @@ async def _fetch(
 
 
 def ledger_table(receipts: Any) -> str:
-    rows = [("STARTED", "AGENT", "TOOL", "RISK", "DECISION", "RESULT", "LATENCY", "SESSION", "ARGS", "ERROR")]
+    rows = [
+        (
+            "STARTED",
+            "AGENT",
+            "TOOL",
+            "RISK",
+            "DECISION",
+            "RESULT",
+            "LATENCY",
+            "SESSION",
+            "TASK",
+            "APPROVAL",
+            "ARGS",
+            "ERROR",
+        )
+    ]
     for r in receipts:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.started_at.seconds))
         rows.append(
@@ -135,6 +150,8 @@ def ledger_table(receipts: Any) -> str:
                 r.tool_result_class or "-",
                 f"{r.latency_us / 1000:.1f} ms",
                 r.session_id or "-",
+                r.task_id or "-",
+                f"{r.approval_id} {r.approval_decision}" if r.approval_id else "-",
                 r.arguments_sha256.removeprefix("sha256:")[:12],
                 (r.error_kind + ": " + r.error_message[:60]) if r.error_kind else "",
             )
