@@ -247,6 +247,7 @@ def _add_services(server: grpc.aio.Server, config: RegistryConfig, parts: _Parts
             mtls_address=mtls_advertised,
         ),
         receipts=api.ReceiptsApi(parts.receipts, parts.sessions),
+        bundle_history=api.BundleHistoryApi(parts.bundles),
     )
 
 

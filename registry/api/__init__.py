@@ -14,6 +14,7 @@ from typing import Final
 import grpc
 
 from meshwarden.registry.api.authorization import Authorization
+from meshwarden.registry.api.bundle_history import BundleHistoryApi
 from meshwarden.registry.api.bundles import BundlesApi
 from meshwarden.registry.api.catalog import CatalogApi
 from meshwarden.registry.api.controls import ControlsApi
@@ -23,13 +24,14 @@ from meshwarden.registry.api.receipts import ReceiptsApi
 from meshwarden.registry.api.routes import RoutesApi
 from meshwarden.registry.api.service import add_service, handlers_of
 from meshwarden.registry.api.watch import WatchApi
-from meshwarden.v1 import controls_pb2, identity_pb2, receipts_pb2, registry_pb2
+from meshwarden.v1 import bundle_history_pb2, controls_pb2, identity_pb2, receipts_pb2, registry_pb2
 
 REGISTRY: Final = registry_pb2.DESCRIPTOR.services_by_name["Registry"]
 CONTROLS: Final = controls_pb2.DESCRIPTOR.services_by_name["Controls"]
 IDENTITY: Final = identity_pb2.DESCRIPTOR.services_by_name["Identity"]
 RECEIPTS: Final = receipts_pb2.DESCRIPTOR.services_by_name["Receipts"]
-SERVICES: Final = (REGISTRY, CONTROLS, IDENTITY, RECEIPTS)
+BUNDLE_HISTORY: Final = bundle_history_pb2.DESCRIPTOR.services_by_name["BundleHistory"]
+SERVICES: Final = (REGISTRY, CONTROLS, IDENTITY, RECEIPTS, BUNDLE_HISTORY)
 
 __all__ = [
     "CONTROLS",
@@ -38,6 +40,8 @@ __all__ = [
     "REGISTRY",
     "SERVICES",
     "Authorization",
+    "BUNDLE_HISTORY",
+    "BundleHistoryApi",
     "BundlesApi",
     "CatalogApi",
     "ControlsApi",
@@ -61,6 +65,7 @@ def add_services(
     controls: ControlsApi,
     identity: IdentityApi,
     receipts: ReceiptsApi,
+    bundle_history: BundleHistoryApi,
 ) -> list[str]:
     """Adds every registry service to `server`; returns their full names (for health and reflection)."""
     add_service(
@@ -71,4 +76,5 @@ def add_services(
     add_service(server, CONTROLS, controls.handlers())
     add_service(server, IDENTITY, identity.handlers())
     add_service(server, RECEIPTS, receipts.handlers())
+    add_service(server, BUNDLE_HISTORY, bundle_history.handlers())
     return [service.full_name for service in SERVICES]
