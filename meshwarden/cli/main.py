@@ -56,6 +56,12 @@ COMMANDS: tuple[Command, ...] = (
     Command("audit", "audit_cmd", "who did what to the mesh, when and why"),
     Command("tasks", "tasks_cmd", "submit tasks, see who holds them, and cancel or requeue them"),
     Command("approvals", "approvals_cmd", "calls waiting for a person's approval: list, show ID, approve ID, deny ID"),
+    # day-two operations (issue 20)
+    Command(
+        "check",
+        "check_cmd",
+        "check the mesh: registry, CA, bundles on every sidecar, entities, routes, controls, clocks, data dirs",
+    ),
     Command("budget", "budget_cmd", "spending caps per team, workflow, agent, model or session (budget set|list|lift)"),
 )
 
