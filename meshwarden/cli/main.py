@@ -32,7 +32,7 @@ class Command:
 
 COMMANDS: tuple[Command, ...] = (
     Command("registry", "registry_cmd", "run the registry", extra="registry"),
-    Command("sidecar", "sidecar_cmd", "run the sidecar beside an agent", extra="sidecar"),
+    Command("sidecar", "sidecar_cmd", "run the sidecar beside an agent; inspect one (status, config)", extra="sidecar"),
     Command("agents", "agents_cmd", "see the agents in the mesh"),
     Command("identity", "identity_cmd", "manage identities in the mesh (join tokens)"),
     Command("bundle", "bundle_cmd", "write, build, sign and check Cedar policy bundles"),
@@ -62,6 +62,7 @@ COMMANDS: tuple[Command, ...] = (
         "check_cmd",
         "check the mesh: registry, CA, bundles on every sidecar, entities, routes, controls, clocks, data dirs",
     ),
+    Command("sidecars", "sidecars_cmd", "every sidecar the registry knows, pure callers included"),
     Command("budget", "budget_cmd", "spending caps per team, workflow, agent, model or session (budget set|list|lift)"),
 )
 
