@@ -6,6 +6,7 @@
     bundle sign FILE --key KEYFILE --key-id ID [-o FILE]
     bundle verify FILE --trusted-key KEY_ID=PUBFILE ...
     bundle show FILE [--trusted-key ...] [--output json]
+    bundle history | pull REVISION | rollback REVISION --key KEYFILE --key-id ID   (the registry's revisions)
 
 Exit codes: 0 done; 1 a bundle that is not trusted (signature, digest, unknown key, older
 revision); 2 bad flags or bad input (build problems print one `file:line: message` each).
@@ -23,7 +24,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from meshwarden.cli import bundle_rollout_cmd, exit_codes, registry_access
+from meshwarden.cli import bundle_history_cmd, bundle_rollout_cmd, exit_codes, registry_access
 from meshwarden.policy_bundle import artifact as fmt
 from meshwarden.policy_bundle.build import build
 from meshwarden.policy_bundle.errors import BundleError, BundleInvalid, BundleNotTrusted, RevisionNotNewer
@@ -102,6 +103,7 @@ def add_to(commands: Any) -> None:
     showing.set_defaults(run=_show)
 
     bundle_rollout_cmd.add_actions(actions)  # push and status: through the registry
+    bundle_history_cmd.add_actions(actions)  # history, pull, rollback: the stored revisions
 
 
 def _trusted_key_flag(parser: argparse.ArgumentParser, *, required: bool) -> None:

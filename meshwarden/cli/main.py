@@ -62,6 +62,9 @@ COMMANDS: tuple[Command, ...] = (
         "check_cmd",
         "check the mesh: registry, CA, bundles on every sidecar, entities, routes, controls, clocks, data dirs",
     ),
+    Command(
+        "policy", "policy_cmd", "explain a policy decision: evaluate a call against a bundle offline", extra="sidecar"
+    ),
     Command("sidecars", "sidecars_cmd", "every sidecar the registry knows, pure callers included"),
     Command("budget", "budget_cmd", "spending caps per team, workflow, agent, model or session (budget set|list|lift)"),
 )
