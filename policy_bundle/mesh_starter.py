@@ -30,7 +30,7 @@ MANIFEST: Final = """\
 # bundle whose revision is not newer than the one they run. `bundle build --revision N` and
 # `bundle init --from-registry` on this directory raise it for you.
 name = "{name}"
-revision = 1
+revision = {revision}
 description = "Starting policy for the agents and capabilities the registry knew"
 
 [settings]
@@ -72,10 +72,11 @@ class MeshInventory:
         return owners
 
 
-def starter_files(mesh: MeshInventory, trust_domain: str, name: str = "mesh") -> dict[str, str]:
-    """Relative path -> text of a new bundle describing `mesh`."""
+def starter_files(mesh: MeshInventory, trust_domain: str, name: str = "mesh", revision: int = 1) -> dict[str, str]:
+    """Relative path -> text of a new bundle describing `mesh`: named `name` and numbered
+    `revision` (a mesh runs one bundle, whose revisions only grow)."""
     return {
-        MANIFEST_FILE: MANIFEST.format(name=name),
+        MANIFEST_FILE: MANIFEST.format(name=name, revision=revision),
         "schema.cedarschema": SCHEMA,
         ENTITIES_FILE: json.dumps(merged_entities([], mesh, trust_domain)[0], indent=2) + "\n",
         "policies/baseline.cedar": BASELINE,

@@ -24,13 +24,14 @@ COMMAND = "meshwarden bundle init"
 def run(args: argparse.Namespace) -> int:
     try:
         access = registry_access.resolve(args, os.environ)
-        mesh = asyncio.run(mesh_inventory.fetch(access)).inventory()
+        view = asyncio.run(mesh_inventory.fetch(access))
     except registry_access.AccessError as exc:
         print(f"{COMMAND}: {exc}", file=sys.stderr)
         return exc.exit_code
     except grpc.aio.AioRpcError as err:
         return registry_access.report_rpc_error(COMMAND, err, access.address)
     directory: Path = args.directory
+    mesh, latest = view.inventory(), view.bundles.latest
     if not mesh.agents:
         print(f"{COMMAND}: the registry knows no agents yet; start a sidecar and its agent first", file=sys.stderr)
         return exit_codes.FAILED
@@ -39,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         print(f"{COMMAND}: {directory} is not empty and holds no bundle (no {MANIFEST_FILE})", file=sys.stderr)
         return exit_codes.USAGE
-    for relative, text in starter_files(mesh, access.trust.trust_domain).items():
+    # The mesh runs one bundle: keep its name, and come after its latest revision.
+    files = starter_files(mesh, access.trust.trust_domain, latest.name or "mesh", latest.revision + 1)
+    for relative, text in files.items():
         path = directory / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

@@ -136,7 +136,9 @@ def _rollback(args: argparse.Namespace) -> int:
 
     command = "meshwarden bundle rollback"
     if args.revision <= 0:
-        return _fail(command, "REVISION must be a revision the registry stores (meshwarden bundle history)", exit_codes.USAGE)
+        return _fail(
+            command, "REVISION must be a revision the registry stores (meshwarden bundle history)", exit_codes.USAGE
+        )
     try:
         key = load_private_key(args.key)
         access = registry_access.resolve(args, os.environ)
