@@ -152,7 +152,7 @@ OPTIONS: list[Option[Any]] = [
         "admin_listen",
         lambda value: parse_optional_host_port(value, what="admin listen address"),
         parse_host_port("127.0.0.1:9901"),
-        "admin HTTP port: /metrics (Prometheus), /healthz, /readyz; port 0 picks one; off disables",
+        "admin HTTP port: /metrics (Prometheus), /healthz, /readyz, /status and /config (JSON); port 0 picks one; off disables",
         metavar="HOST:PORT|off",
     ),
     Option(

@@ -65,7 +65,7 @@ def status_view(seen: Inspection) -> dict[str, object]:
         "instance_id": local.instance_id,
         "spiffe_id": local.spiffe_id,
         "version": str(registration.version) if registration is not None else None,
-        "serves": local.capability_names,
+        "serves": local.capability_names(),
         "now": rt.clock.wall(),
         "bundle": {
             "active_revision": status.active_revision,
