@@ -201,7 +201,8 @@ def clocks(readings: Sequence[ClockReading], explicit: bool) -> Check:
     answered = [r for r in readings if r.skew_s is not None]
     silent = [r for r in readings if r.skew_s is None]
     if not answered:
-        detail = "no admin port answered (" + "; ".join(f"{r.endpoint}: {r.error}" for r in silent) + ")"
+        tried = "; ".join(f"{r.endpoint}: {r.error}" for r in silent)
+        detail = f"no admin port answered ({tried})" if tried else "no admin port given"
         hint = "give the registry's and sidecars' admin ports with --admin HOST:PORT"
         return Check(name, "fail" if explicit else "skip", detail, hint)
     skews = [0.0] + [r.skew_s for r in answered if r.skew_s is not None]  # this machine included

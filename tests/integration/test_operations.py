@@ -174,6 +174,13 @@ async def test_policy_explain_against_what_the_registry_serves(ops: Ops) -> None
     assert [p["id"] for p in explained["deciding_policies"]] == ["low-and-medium-risk"]
 
 
+async def test_a_misspelled_capability_is_unknown_with_the_nearest_names_not_denied(ops: Ops) -> None:
+    done = await cli("call", "--sidecar", ops.caller.addresses["listen"], "ehco", "{}", "--timeout", "5")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "NOT_FOUND" in done.stderr and "did you mean 'echo'?" in done.stderr, done.stderr
+    assert "PERMISSION_DENIED" not in done.stderr
+
+
 async def test_check_finds_a_route_to_a_version_nobody_runs(ops: Ops) -> None:
     refused = await cli("route", "set", "echo", "--weights", "9.9.9=100", *ops.registry_flags())
     assert refused.returncode == 2 and "live versions: 1.0.0" in refused.stderr
@@ -213,7 +220,11 @@ async def test_check_finds_an_admin_port_that_does_not_answer(ops: Ops) -> None:
 
 
 async def test_check_says_when_the_registry_cannot_be_reached(ops: Ops) -> None:
-    done = await cli("check", "--registry", "127.0.0.1:1", "--data-dir", str(ops.caller_dir), "--output", "json")
+    token = str(ops.mesh.registry_data_dir / "operator.token")
+    done = await cli(
+        "check", "--registry", "127.0.0.1:1", "--operator-token-file", token, "--data-dir", str(ops.caller_dir),
+        "--output", "json",
+    )  # fmt: skip
     checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
     assert done.returncode == 3 and checks["registry reachable"]["status"] == "fail"
     assert checks["registry reachable"]["hint"] and checks["policy bundle pushed"]["status"] == "skip"
