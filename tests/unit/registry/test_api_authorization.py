@@ -87,6 +87,7 @@ EXPECTED = {
         "Costs": OPERATOR,  # costs span every agent (issue 14, defect 5)
     },
     TOOLS.full_name: {"ListToolCalls": OPERATOR},
+    api.BUNDLE_HISTORY.full_name: {"ListBundles": OPERATOR, "GetBundle": OPERATOR},  # whole bundles: operators
 }
 
 
