@@ -265,7 +265,9 @@ async def test_check_finds_entities_that_miss_agents_and_capabilities(ops: Ops) 
 async def test_check_finds_a_sidecar_without_bundle_keys(ops: Ops) -> None:
     empty = ops.workdir / "no-keys"
     empty.mkdir()
-    await ops.mesh.sidecar("support", "--bundle-keys", str(empty), data_dir=ops.workdir / "sidecars" / "support")
+    support_dir = ops.workdir / "sidecars" / "support"
+    # never SERVING: with no key it can activate no bundle (default deny)
+    await ops.mesh.sidecar("support", "--bundle-keys", str(empty), data_dir=support_dir, wait_ready=False)
     for _ in range(200):
         code, checks = await check(ops)
         found = checks["sidecars enforce the latest bundle"]
