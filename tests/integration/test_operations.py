@@ -276,3 +276,14 @@ async def test_check_finds_a_sidecar_without_bundle_keys(ops: Ops) -> None:
         await asyncio.sleep(0.1)
     assert code == 1 and found["status"] == "fail" and "(support) on rev none, refused rev 3" in found["detail"]
     assert "--bundle-keys" in found["hint"]
+    # The new agent, in the starter bundle's directory: added, revision raised, edits kept.
+    policy = ops.workdir / "policy"
+    frontdesk = {"type": "Agent", "id": "frontdesk"}
+    entities = json.loads((policy / "entities.json").read_text())
+    next(e for e in entities if e["uid"] == frontdesk)["attrs"]["tier"] = 1  # edited by hand
+    (policy / "entities.json").write_text(json.dumps(entities))
+    again = await cli("bundle", "init", str(policy), "--from-registry", *ops.registry_flags())
+    assert again.returncode == 0 and 'added Agent::"support"' in again.stdout, again.stdout + again.stderr
+    assert "revision 2 -> 3" in again.stdout and "revision = 3" in (policy / "manifest.toml").read_text()
+    kept = json.loads((policy / "entities.json").read_text())
+    assert next(e for e in kept if e["uid"] == frontdesk)["attrs"]["tier"] == 1
