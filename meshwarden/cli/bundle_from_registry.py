@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{COMMAND}: the registry knows no agents yet; start a sidecar and its agent first", file=sys.stderr)
         return exit_codes.FAILED
     if (directory / MANIFEST_FILE).exists():
-        return _update(directory, mesh, access.trust.trust_domain)
+        return _update(directory, mesh, access.trust.trust_domain, latest.revision)
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         print(f"{COMMAND}: {directory} is not empty and holds no bundle (no {MANIFEST_FILE})", file=sys.stderr)
         return exit_codes.USAGE
@@ -55,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-def _update(directory: Path, mesh: MeshInventory, trust_domain: str) -> int:
-    """Adds the agents and capabilities entities.json lacks; raises the revision when it did."""
+def _update(directory: Path, mesh: MeshInventory, trust_domain: str, latest: int) -> int:
+    """Adds the agents and capabilities entities.json lacks; raises the revision when it did,
+    above both the directory's and the registry's latest (a push must be newer than both)."""
     entities_path, manifest_path = directory / ENTITIES_FILE, directory / MANIFEST_FILE
     try:
         existing = json.loads(entities_path.read_text()) if entities_path.exists() else []
@@ -73,8 +74,9 @@ def _update(directory: Path, mesh: MeshInventory, trust_domain: str) -> int:
         print(f"{entities_path} already lists every agent and capability the registry knows")
         return exit_codes.OK
     write_atomically(entities_path, (json.dumps(entities, indent=2) + "\n").encode(), mode=0o644)
-    write_atomically(manifest_path, with_revision(manifest_text, revision + 1).encode(), mode=0o644)
+    new_revision = max(revision, latest) + 1
+    write_atomically(manifest_path, with_revision(manifest_text, new_revision).encode(), mode=0o644)
     for uid in added:
         print(f"added {uid}")
-    print(f"{manifest_path}: revision {revision} -> {revision + 1}; next: meshwarden bundle build {directory}")
+    print(f"{manifest_path}: revision {revision} -> {new_revision}; next: meshwarden bundle build {directory}")
     return exit_codes.OK
