@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,14 @@ def test_the_block_holds_the_policy_step_and_the_checks() -> None:
     assert sum(readme_by_hand.is_server(c.split()) for c in found) == 4
 
 
-def test_running_the_pieces_by_hand_works_as_written(tmp_path: Path) -> None:
+def test_running_the_pieces_by_hand_works_as_written() -> None:
+    # A short working directory: the sidecar's Workload API socket lies under it, and a unix
+    # socket path has at most 107 characters (pytest's tmp_path can be longer).
+    with tempfile.TemporaryDirectory(prefix="mw-readme-") as workdir:
+        walk(Path(workdir))
+
+
+def walk(tmp_path: Path) -> None:
     unshare = require_program("unshare", "util-linux")
     require_program("ip", "iproute2")
     if subprocess.run([unshare, "-rn", "true"], capture_output=True, check=False).returncode != 0:
