@@ -14,10 +14,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meshwarden.addresses import AddressError, parse_host_port
 from meshwarden.cli import exit_codes, registry_access
+
+if TYPE_CHECKING:
+    from meshwarden.cli.mesh_checks import Check
 
 HELP = "check the mesh: registry, CA, bundles on every sidecar, entities, routes, controls, clocks, data dirs"
 
@@ -62,7 +65,11 @@ def run(args: argparse.Namespace) -> int:
     except AddressError as exc:
         print(f"meshwarden check: {exc}", file=sys.stderr)
         return exit_codes.USAGE
-    checks, reached = _registry_checks(args)
+    try:
+        checks, reached = _registry_checks(args)
+    except BadInput as exc:
+        print(f"meshwarden check: {exc}", file=sys.stderr)
+        return exit_codes.USAGE
     if not admins and _loopback(registry_access.registry_address(args.registry, os.environ)):
         defaults = [check_probes.clock_reading(a) for a in ("127.0.0.1:9900", "127.0.0.1:9901")]
         checks.append(mesh_checks.clocks([r for r in defaults if r.skew_s is not None] or defaults, explicit=False))
@@ -84,8 +91,13 @@ def run(args: argparse.Namespace) -> int:
     return exit_codes.OK if mesh_checks.overall(checks) else exit_codes.FAILED
 
 
-def _registry_checks(args: argparse.Namespace) -> tuple[list[Any], bool]:
-    """The checks that need the registry, and whether it answered."""
+class BadInput(Exception):
+    """What was given cannot be used (no operator token, a refused request): exit 2."""
+
+
+def _registry_checks(args: argparse.Namespace) -> tuple[list[Check], bool]:
+    """The checks that need the registry, and whether it answered; BadInput when what was
+    given cannot be used."""
     import grpc
 
     from meshwarden.cli import check_probes, mesh_checks
@@ -104,13 +116,13 @@ def _registry_checks(args: argparse.Namespace) -> tuple[list[Any], bool]:
         facts = asyncio.run(check_probes.registry_facts(access))
     except registry_access.AccessError as exc:
         if exc.exit_code == exit_codes.USAGE:
-            raise SystemExit(_usage(str(exc))) from exc
+            raise BadInput(str(exc)) from exc
         return [mesh_checks.registry_unreachable(address, str(exc))] + _skipped(needs_registry), False
     except grpc.aio.AioRpcError as err:
         if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             why = f"{err.code().name}: {err.details()}"
             return [mesh_checks.registry_unreachable(address, why)] + _skipped(needs_registry), False
-        raise SystemExit(_usage(f"the registry refused: {err.code().name}: {err.details()}")) from err
+        raise BadInput(f"the registry refused: {err.code().name}: {err.details()}") from err
     view = facts.view
     live = sum(1 for s in view.bundles.sidecars if s.live)
     checks = [
@@ -128,15 +140,10 @@ def _registry_checks(args: argparse.Namespace) -> tuple[list[Any], bool]:
     return checks, True
 
 
-def _skipped(names: list[str]) -> list[Any]:
+def _skipped(names: list[str]) -> list[Check]:
     from meshwarden.cli.mesh_checks import Check
 
     return [Check(name, "skip", "the registry did not answer") for name in names]
-
-
-def _usage(message: str) -> int:
-    print(f"meshwarden check: {message}", file=sys.stderr)
-    return exit_codes.USAGE
 
 
 def _loopback(address: str) -> bool:
