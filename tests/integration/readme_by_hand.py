@@ -22,6 +22,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import IO
 
 from meshwarden.supervise import meshwarden_argv
 
@@ -80,10 +81,10 @@ class Server:
             target=self._read, args=(self.process.stderr, self.err, " registered as instance "), daemon=True
         ).start()
 
-    def _read(self, stream: object, into: list[str], sign: str) -> None:
-        for line in stream:  # type: ignore[attr-defined]
+    def _read(self, stream: IO[str], into: list[str], sign: str) -> None:
+        for line in stream:
             into.append(line)
-            if sign in line.replace(" ", "") or sign in line:
+            if sign in line:
                 self.ready.set()
 
 
