@@ -69,3 +69,26 @@ def test_bad_arguments_are_bad_input(demo: Path, capsys: pytest.CaptureFixture[s
     assert code == 2 and "bad payload" in err
     code, _, err = explain(capsys, str(demo), "--caller", "support", "--capability", "billing.refund", "--args", "{")
     assert code == 2 and "--args is not JSON" in err
+
+
+def test_an_mcp_tool_call_is_explained(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.integration.bundles import TOOL_SCHEMA
+
+    init(tmp_path)
+    (tmp_path / "schema.cedarschema").write_text((tmp_path / "schema.cedarschema").read_text() + TOOL_SCHEMA)
+    schema_hash = "ab" * 32
+    (tmp_path / "mcp_servers.toml").write_text(
+        '[servers.tickets]\nurl = "https://tickets.internal/mcp"\n'
+        f'[servers.tickets.tools.read_ticket]\nrisk = "read"\ninput_schema_sha256 = "{schema_hash}"\n'
+        f'[servers.tickets.tools.close_ticket]\nrisk = "destructive"\ninput_schema_sha256 = "{schema_hash}"\n'
+    )
+    (tmp_path / "policies" / "tools.cedar").write_text(
+        '@id("read-tools")\n@reason("any agent may use tools that only read")\n'
+        'permit (principal, action == Action::"CallTool", resource) when { resource.risk == "read" };\n'
+    )
+    code, out, _ = explain(capsys, str(tmp_path), "--caller", "support", "--tool", "tickets.read_ticket")
+    assert code == 0 and "read-tools" in out and "tool tickets.read_ticket" in out
+    code, out, _ = explain(capsys, str(tmp_path), "--caller", "support", "--tool", "tickets.close_ticket")
+    assert code == 1 and "decided by: no policy" in out
+    code, _, err = explain(capsys, str(tmp_path), "--caller", "support", "--tool", "tickets.delete_all")
+    assert code == 2 and "declares no tool tickets.delete_all" in err and "tickets.read_ticket" in err
