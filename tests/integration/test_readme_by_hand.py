@@ -42,7 +42,8 @@ def walk(tmp_path: Path) -> None:
         pytest.skip(message)
     inner = f"ip link set lo up && exec {sys.executable} -m tests.integration.readme_by_hand {tmp_path}"
     done = subprocess.run(
-        [unshare, "-rn", "sh", "-c", inner],
+        # its own PID namespace too: if the walk is cut short, the kernel ends every server in it
+        [unshare, "-rn", "--pid", "--fork", "--kill-child", "sh", "-c", inner],
         cwd=readme_by_hand.REPO,
         capture_output=True,
         text=True,
