@@ -34,7 +34,7 @@ TIMEOUT_S = 10.0
 def add_actions(actions: Any) -> None:
     history = actions.add_parser("history", help="the revisions the registry stores, newest first")
     history.add_argument("--limit", type=int, default=20, metavar="N", help="at most N (default 20, at most 1000)")
-    history.add_argument("--output", choices=["table", "json"], default="table")
+    history.add_argument("--output", choices=["table", "json"], default="table", help="table (default) or json")
     registry_access.add_registry_flags(history)
     history.set_defaults(run=_history)
 
@@ -52,7 +52,7 @@ def add_actions(actions: Any) -> None:
     )
     rollback.add_argument("revision", type=int, metavar="REVISION", help="the revision whose content to restore")
     rollback.add_argument("--key", required=True, type=Path, metavar="KEYFILE", help="the private signing key (.key)")
-    rollback.add_argument("--key-id", required=True, metavar="ID")
+    rollback.add_argument("--key-id", required=True, metavar="ID", help="the key's id, as sidecars know it")
     rollback.add_argument(
         "--wait-s", type=float, default=0.0, metavar="SECONDS", help="wait this long for every live sidecar to take it"
     )

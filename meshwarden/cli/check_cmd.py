@@ -53,7 +53,7 @@ def add_to(commands: Any) -> None:
         help="a registry's or sidecar's data directory to check for private modes; repeat for several "
         "(default: those under ./.meshwarden that exist)",
     )
-    check.add_argument("--output", choices=["table", "json"], default="table")
+    check.add_argument("--output", choices=["table", "json"], default="table", help="table (default) or json")
     check.set_defaults(run=run)
 
 

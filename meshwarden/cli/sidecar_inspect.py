@@ -35,7 +35,7 @@ def add_actions(actions: Any) -> None:
             metavar="HOST:PORT",
             help=f"the sidecar's --admin-listen (default {DEFAULT_ADMIN}; its ready line says `admin`)",
         )
-        action.add_argument("--output", choices=["table", "json"], default="table")
+        action.add_argument("--output", choices=["table", "json"], default="table", help="table (default) or json")
         action.set_defaults(run=_status if name == "status" else _config)
 
 

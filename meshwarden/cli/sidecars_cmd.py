@@ -42,7 +42,7 @@ def add_to(commands: Any) -> None:
     actions = sidecars.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help=HELP, description=HELP + " (like `consul members`).")
     listing.add_argument("--all", action="store_true", help="also sidecars that stopped reporting (live no)")
-    listing.add_argument("--output", choices=["table", "json"], default="table")
+    listing.add_argument("--output", choices=["table", "json"], default="table", help="table (default) or json")
     registry_access.add_registry_flags(listing)
     listing.set_defaults(run=_list)
 
