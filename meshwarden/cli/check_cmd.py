@@ -66,11 +66,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"meshwarden check: {exc}", file=sys.stderr)
         return exit_codes.USAGE
     try:
-        checks, reached = _registry_checks(args)
+        checks, reached, address = _registry_checks(args)
     except BadInput as exc:
         print(f"meshwarden check: {exc}", file=sys.stderr)
         return exit_codes.USAGE
-    if not admins and _loopback(registry_access.registry_address(args.registry, os.environ)):
+    if not admins and _loopback(address):
         defaults = [check_probes.clock_reading(a) for a in ("127.0.0.1:9900", "127.0.0.1:9901")]
         checks.append(mesh_checks.clocks([r for r in defaults if r.skew_s is not None] or defaults, explicit=False))
     else:
@@ -95,9 +95,9 @@ class BadInput(Exception):
     """What was given cannot be used (no operator token, a refused request): exit 2."""
 
 
-def _registry_checks(args: argparse.Namespace) -> tuple[list[Check], bool]:
-    """The checks that need the registry, and whether it answered; BadInput when what was
-    given cannot be used."""
+def _registry_checks(args: argparse.Namespace) -> tuple[list[Check], bool, str]:
+    """The checks that need the registry, whether it answered, and its address (from a flag,
+    the environment or the context); BadInput when what was given cannot be used."""
     import grpc
 
     from meshwarden.cli import check_probes, mesh_checks
@@ -117,11 +117,11 @@ def _registry_checks(args: argparse.Namespace) -> tuple[list[Check], bool]:
     except registry_access.AccessError as exc:
         if exc.exit_code == exit_codes.USAGE:
             raise BadInput(str(exc)) from exc
-        return [mesh_checks.registry_unreachable(address, str(exc))] + _skipped(needs_registry), False
+        return [mesh_checks.registry_unreachable(address, str(exc))] + _skipped(needs_registry), False, address
     except grpc.aio.AioRpcError as err:
         if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             why = f"{err.code().name}: {err.details()}"
-            return [mesh_checks.registry_unreachable(address, why)] + _skipped(needs_registry), False
+            return [mesh_checks.registry_unreachable(address, why)] + _skipped(needs_registry), False, access.address
         raise BadInput(f"the registry refused: {err.code().name}: {err.details()}") from err
     view = facts.view
     live = sum(1 for s in view.bundles.sidecars if s.live)
@@ -137,7 +137,7 @@ def _registry_checks(args: argparse.Namespace) -> tuple[list[Check], bool]:
         checks.append(mesh_checks.Check("bundle entities cover the mesh", "skip", "no bundle pushed"))
     checks.append(mesh_checks.routes_name_live_versions(list(facts.routes.routes), view.catalog.instances))
     checks.append(mesh_checks.controls_in_force(list(facts.kills.kill_switches), list(facts.isolations.isolations)))
-    return checks, True
+    return checks, True, access.address
 
 
 def _skipped(names: list[str]) -> list[Check]:
