@@ -40,9 +40,6 @@ from meshwarden.registry.outcomes import Outcomes
 from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.session_queries import SessionQueries
 from meshwarden.registry.store.sqlite import stores_over
-from meshwarden.registry.store.sqlite.approvals import ApprovalStore
-from meshwarden.registry.store.sqlite.blocking import BlockingStore
-from meshwarden.registry.store.sqlite.budgets import BudgetStore
 from meshwarden.registry.store.sqlite.database import Database
 from meshwarden.registry.task_queue import TaskQueue
 
@@ -67,7 +64,6 @@ async def measure(agents: int, calls: int, repeat: int) -> list[tuple[str, float
         data = Path(directory)
         db = await asyncio.to_thread(Database.open, data)
         stores = stores_over(db, event_log_retention=100)
-        blocking = BlockingStore(db)
         clock = _Clock()
         try:
             audit = Audit(stores.audit, clock)
@@ -93,8 +89,8 @@ async def measure(agents: int, calls: int, repeat: int) -> list[tuple[str, float
                 health=HealthReports(clock),
                 receipts=receipts,
                 sessions=SessionQueries(receipts, outcomes, clock),
-                budgets=Budgets(BudgetStore(blocking), clock, audit, BudgetSettings()),
-                approvals=Approvals(ApprovalStore(blocking), clock, audit),
+                budgets=Budgets(stores.budgets, clock, audit, BudgetSettings()),
+                approvals=Approvals(stores.approvals, clock, audit),
                 controls=controls,
                 task_queue=tasks,
                 bundles=Bundles(stores.bundles, clock, audit, lambda e: None, trusted_keys=None),

@@ -61,8 +61,7 @@ class Database:
     def __init__(self, path: Path, writer: sqlite3.Connection, reader: sqlite3.Connection, lock: TextIO) -> None:
         self._path, self._writer, self._reader, self._lock = path, writer, reader, lock
         self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="registry-db-writer")
-        # Held around every use of the writer connection (the writer thread, and the bridge
-        # registry.store.sqlite.blocking for aggregates not yet ported).
+        # Held around every use of the writer connection by the writer thread.
         self.writer_lock = threading.RLock()
         self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="registry-db-reader")
         self._batch: list[_Queued] = []  # write_batched's queue, drained by the writer thread
@@ -97,11 +96,6 @@ class Database:
     @property
     def path(self) -> Path:
         return self._path
-
-    @property
-    def writer_connection(self) -> sqlite3.Connection:
-        """For registry.store.sqlite.blocking only, under `writer_lock`."""
-        return self._writer
 
     async def write(self, work: Work[T], *, durable: bool = False) -> T:
         """Runs `work` in one write transaction on the writer thread; SQLite's errors become

@@ -28,9 +28,6 @@ from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.session_queries import SessionQueries
 from meshwarden.registry.store import Stores
 from meshwarden.registry.store.sqlite import stores_over
-from meshwarden.registry.store.sqlite.approvals import ApprovalStore
-from meshwarden.registry.store.sqlite.blocking import BlockingStore
-from meshwarden.registry.store.sqlite.budgets import BudgetStore
 from meshwarden.registry.store.sqlite.database import Database
 from meshwarden.registry.task_queue import TaskQueue
 from tests.identity_helpers import FakeClock
@@ -65,7 +62,6 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
 async def serve_console(tmp_path: Path, tls_files: tuple[Path, Path] | None = None) -> AsyncIterator[Served]:
     db = await asyncio.to_thread(Database.open, tmp_path / "data")
     stores = stores_over(db, event_log_retention=100)
-    blocking = BlockingStore(db)
     clock = FakeClock()
     audit = Audit(stores.audit, clock)
     catalog = Catalog(stores.catalog, stores.leases, clock, lease_ttl_s=3600.0, publish=lambda event: None)
@@ -78,8 +74,8 @@ async def serve_console(tmp_path: Path, tls_files: tuple[Path, Path] | None = No
         health=HealthReports(clock),
         receipts=receipts,
         sessions=SessionQueries(receipts, Outcomes(stores.outcomes, clock), clock),
-        budgets=Budgets(BudgetStore(blocking), clock, audit, BudgetSettings()),
-        approvals=Approvals(ApprovalStore(blocking), clock, audit),
+        budgets=Budgets(stores.budgets, clock, audit, BudgetSettings()),
+        approvals=Approvals(stores.approvals, clock, audit),
         controls=controls,
         task_queue=task_queue,
         bundles=Bundles(stores.bundles, clock, audit, lambda event: None, trusted_keys=None),
