@@ -19,16 +19,15 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
-
-from mcp import Client, StdioServerParameters
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
+from typing import TYPE_CHECKING, Any, Final
 
 from meshwarden.errors import ToolServerUnavailable
 from meshwarden.policy_bundle.mcp_servers import McpServerDecl, schema_sha256
 from meshwarden.sidecar.hops.mcp_credentials import CredentialSource, Upstream, read_secret, upstream_for
 from meshwarden.sidecar.hops.mcp_http_calls import PROTOCOL, HttpToolCaller
+
+if TYPE_CHECKING:  # `mcp` (and its pydantic models, ~40 MB) loads on the first connection, not at start
+    from mcp import Client
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +111,10 @@ class McpConnection:
                 await task
 
     async def _hold(self, ready: asyncio.Future[Client]) -> None:
+        from mcp import Client, StdioServerParameters
+        from mcp.client.streamable_http import streamable_http_client
+        from mcp.shared._httpx_utils import create_mcp_http_client
+
         try:
             upstream = await self._upstream()
             async with contextlib.AsyncExitStack() as stack:
