@@ -116,7 +116,9 @@ async def start_variant(fleet: Fleet, name: str, env: dict[str, str] | None, pay
     invoke = sidecar_invoke(channel, payload_of(payload_bytes))
     await first_answer(name or "mesh", invoke, payload_bytes)
     prefix = f"{name}-" if name else ""
-    pids = {s: pid for pid, s_name in fleet.groups.items() if pid not in known for s in SIDECARS if s_name == prefix + s}
+    pids = {
+        s: pid for pid, s_name in fleet.groups.items() if pid not in known for s in SIDECARS if s_name == prefix + s
+    }
     return Variant(name or "this", invoke, pids)
 
 
