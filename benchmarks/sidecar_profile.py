@@ -173,6 +173,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=6, help="slices the load alternates between meshes in")
     parser.add_argument("--ab-env", default="", help="K=V,K=V: a second mesh whose sidecars get this environment")
     parser.add_argument("--ab-tree", default="", help="a checkout: a second mesh whose sidecars run its code")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the work directory with every log")
     parser.add_argument("--calls-for-memory", default="", help="comma-separated call counts at which to read RSS")
     args = parser.parse_args()
     args.calls_for_memory = [int(c) for c in args.calls_for_memory.split(",") if c.strip()]
@@ -185,7 +186,10 @@ def main() -> int:
         return 1
     finally:
         fleet.kill_leftovers()
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep_logs:
+            log(f"logs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(report, indent=2))
     return 0
 

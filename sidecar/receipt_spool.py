@@ -7,13 +7,6 @@ loop thread, so receipts are chained in the order calls end and nothing runs in 
 runs before the reply leaves the sidecar; one INSERT in autocommit into a table keyed by rowid alone (no other index: it is the
 cheapest insert SQLite has, 15 µs of CPU against 22 µs keyed by (instance id, seq)).
 
-Calls use `add` instead (group commit): it chains the receipt at once, in the same order, and
-writes it with every other receipt added in the same turn of the event loop in one transaction
-(one callback scheduled by the first of them); each call awaits its receipt's write before its
-answer leaves, so the guarantee is the same. Under load several calls end per turn, and a
-transaction costs about as much as a single INSERT in autocommit (WAL frames, locks, the
-commit); benchmarks/README.md ("Cheaper calls") has what it saved.
-
 What survives what, by `--receipt-sync`:
 - `normal` (default): SQLite's synchronous=NORMAL. A commit is in the WAL file, in the OS's
   page cache, when `append` returns: a killed or crashed sidecar (kill -9) loses nothing; a
@@ -39,7 +32,6 @@ often, and why not more).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
 from dataclasses import dataclass
@@ -112,11 +104,6 @@ class ReceiptSpool:
         self.instance_id, self.spiffe_id = instance_id, spiffe_id
         self.head_seq, self.head_hash = _head(db, instance_id)
         self.appended = 0  # since start; the shipper compares it with what it shipped
-        # Chained by `add`, written by `_write_added` at the next turn of the loop, with the
-        # future each caller awaits; and the chain head as of the last write, to go back to
-        # when a write fails (the chain on disk must not skip what was never written).
-        self._added: list[tuple[receipts_pb2.Receipt, bytes, asyncio.Future[None]]] = []
-        self._written_seq, self._written_hash = self.head_seq, self.head_hash
         # Why new calls are refused (sidecar.spool_backlog), or None; set after each shipping round.
         self.full_reason: str | None = None
 
@@ -159,53 +146,8 @@ class ReceiptSpool:
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot write receipt {receipt.seq} to {self._path}: {exc}") from exc
         self.head_seq, self.head_hash = receipt.seq, receipt.hash
-        self._written_seq, self._written_hash = receipt.seq, receipt.hash
         self.appended += 1
         return receipt
-
-    def add(self, receipt: receipts_pb2.Receipt) -> asyncio.Future[None]:
-        """Chains `receipt` now, like `append`, and writes it with the others added in this turn
-        of the event loop in one transaction. The future is done once it is in the spool, or
-        fails with SpoolError. Call it on the loop thread."""
-        receipt.sidecar_instance_id, receipt.sidecar_spiffe_id = self.instance_id, self.spiffe_id
-        receipt.seq, receipt.prev_hash = self.head_seq + 1, self.head_hash
-        receipt.hash = receipt_hash(receipt)
-        self.head_seq, self.head_hash = receipt.seq, receipt.hash
-        loop = asyncio.get_running_loop()
-        written = loop.create_future()
-        if not self._added:
-            loop.call_soon(self._write_added)
-        self._added.append((receipt, receipt.SerializeToString(deterministic=True), written))
-        return written
-
-    def _write_added(self) -> None:
-        added, self._added = self._added, []
-        if not added:
-            return
-        rows = [(self.instance_id, r.seq, r.hash, body) for r, body, _ in added]
-        failure: SpoolError | None = None
-        try:
-            self._db.execute("BEGIN")
-            try:
-                self._db.executemany("INSERT INTO receipts (instance_id, seq, hash, body) VALUES (?, ?, ?, ?)", rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            failure = SpoolError(f"cannot write receipts {rows[0][1]} to {rows[-1][1]} to {self._path}: {exc}")
-        if failure is None:
-            self._written_seq, self._written_hash = added[-1][0].seq, added[-1][0].hash
-            self.appended += len(added)
-        else:  # the chain goes on from what is on disk; receipts added since then go to the next write
-            self.head_seq, self.head_hash = self._written_seq, self._written_hash
-        for _, _, written in added:
-            if written.done():  # its caller was cancelled while it waited
-                continue
-            if failure is None:
-                written.set_result(None)
-            else:
-                written.set_exception(failure)
 
     def prune(self, batch: Batch, seq: int) -> int:
         """The registry holds `batch`'s chain up to `seq`: delete the batch's receipts up to
@@ -240,10 +182,9 @@ class ReceiptSpool:
         return int(deleted)
 
     def pending(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM receipts").fetchone()[0]) + len(self._added)
+        return int(self._db.execute("SELECT COUNT(*) FROM receipts").fetchone()[0])
 
     def close(self) -> None:
-        self._write_added()  # what calls added in the last turn is written before the spool closes
         self._db.close()
 
 

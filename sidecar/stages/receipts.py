@@ -5,9 +5,7 @@ what the inner stages learned from `call.record` once they are done, and what th
 consumed from its Reply.
 
 The receipt is appended to the spool (sidecar.receipt_spool) before the reply or error
-leaves this stage, so a call whose answer someone saw always has its receipt on disk; it is
-chained at once and written with the receipts of the other calls that end in the same turn of
-the event loop, in one transaction. If the
+leaves this stage, so a call whose answer someone saw always has its receipt on disk. If the
 spool cannot be written the call still gets its answer (what it did cannot be undone) and
 the loss is logged with the call id.
 """
@@ -83,8 +81,7 @@ class Receipts:
             latency_s = self._clock.monotonic() - began
             receipt = self._receipt(call, reply, status, kind, message, started_ns, latency_s)
             try:
-                # written with the other receipts of this loop turn in one transaction (group commit)
-                await self._spool.add(receipt)
+                self._spool.append(receipt)
             except SpoolError as exc:
                 log.error("call %s (%s) has NO receipt: %s", call.call_id, call.capability, exc)
 

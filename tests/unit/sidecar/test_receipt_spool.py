@@ -3,13 +3,11 @@ batches and acknowledgements."""
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
 import stat
 from pathlib import Path
 
 from meshwarden.receipt_hash import receipt_hash
-from meshwarden.sidecar.receipt_spool import ReceiptSpool, SpoolError, SpoolReader, spool_path
+from meshwarden.sidecar.receipt_spool import ReceiptSpool, SpoolReader, spool_path
 from meshwarden.sidecar.spool_backlog import SpoolCap, over_cap
 from meshwarden.v1 import receipts_pb2
 
@@ -127,41 +125,3 @@ def test_the_writer_never_waits_for_the_shipper(tmp_path: Path) -> None:
     reader.checkpoint()
     _append(spool, 1)
     assert reader.pending() == 8
-
-
-async def test_receipts_added_in_one_loop_turn_are_written_together_in_chain_order(tmp_path: Path) -> None:
-    """Group commit: `add` chains at once and writes at the next turn of the loop, one
-    transaction for all; each caller's future is done once its receipt is on disk."""
-    spool = ReceiptSpool.open(tmp_path, instance_id="support-1", spiffe_id=SPIFFE_ID)
-    [first] = _append(spool, 1)
-    receipts = [receipts_pb2.Receipt(direction="inbound", call_id=f"g{i}") for i in range(4)]
-    written = [spool.add(r) for r in receipts]
-    assert [r.seq for r in receipts] == [2, 3, 4, 5] and receipts[0].prev_hash == first.hash
-    assert not any(w.done() for w in written) and spool.appended == 1  # nothing written yet
-    await asyncio.gather(*written)
-    assert spool.appended == 5
-    batch = SpoolReader(spool_path(tmp_path)).batch("support-1", 10, 1 << 20)
-    assert batch is not None and [_parse(b).hash for b in batch.bodies] == [first.hash, *(r.hash for r in receipts)]
-
-
-async def test_a_failed_group_write_fails_its_callers_and_the_chain_goes_on_from_the_disk(tmp_path: Path) -> None:
-    spool = ReceiptSpool.open(tmp_path, instance_id="support-1", spiffe_id=SPIFFE_ID)
-    [first] = _append(spool, 1)
-    locker = sqlite3.connect(spool_path(tmp_path), isolation_level=None)
-    locker.execute("BEGIN IMMEDIATE")  # another writer holds the lock; the spool's writer never waits
-    lost = [spool.add(receipts_pb2.Receipt(call_id=f"lost{i}")) for i in range(2)]
-    results = await asyncio.gather(*lost, return_exceptions=True)
-    assert all(isinstance(r, SpoolError) and "receipts 2 to 3" in str(r) for r in results)
-    locker.execute("ROLLBACK")
-    after = receipts_pb2.Receipt(call_id="after")
-    await spool.add(after)
-    assert (after.seq, after.prev_hash) == (2, first.hash)  # no gap in the chain on disk
-    assert spool.pending() == 2
-
-
-async def test_a_cancelled_caller_does_not_stop_the_others_receipts(tmp_path: Path) -> None:
-    spool = ReceiptSpool.open(tmp_path, instance_id="support-1", spiffe_id=SPIFFE_ID)
-    gone, kept = spool.add(receipts_pb2.Receipt(call_id="gone")), spool.add(receipts_pb2.Receipt(call_id="kept"))
-    gone.cancel()
-    await kept
-    assert spool.pending() == 2 and spool.appended == 2
