@@ -17,6 +17,9 @@ busier slows both sides alike:
 and, less portable between machines but what the goals are written in, each sidecar's CPU µs
 per call at concurrency 16. One run of sidecar_profile.py gives each sidecar's idle RSS (MB).
 
+`--record` writes a quiet run's figures into the budget (after a change that made the sidecar
+cheaper, or on a new machine); the noise of each figure stays as measured.
+
 Exit codes: 0 within budget, 1 a figure out of budget (or a call failed), 2 the benchmark
 could not run. A run where the rest of the machine kept more than `max_other_cores` busy is
 reported as not comparable (exit 3): rerun it on a quiet machine.
@@ -157,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=Path, default=DEFAULT_BUDGET, help="the recorded budget (JSON)")
     parser.add_argument("--no-memory", action="store_true", help="skip the idle RSS figure (sidecar_profile.py)")
     parser.add_argument("--output", choices=["table", "json"], default="table")
+    parser.add_argument(
+        "--record", action="store_true", help="write this run's figures into the budget (a quiet run only)"
+    )
     args = parser.parse_args(argv)
     budgets, max_other = load_budget(args.budget)
     try:
@@ -177,7 +183,20 @@ def main(argv: list[str] | None = None) -> int:
     if other > max_other:  # its verdicts say nothing about the change: the neighbours moved them
         print(f"check.py: the rest of the machine kept {other:.2f} cores busy: not comparable", file=sys.stderr)
         return 3
+    if args.record and not errors:
+        record(args.budget, measured)
+        print(f"check.py: recorded these figures in {args.budget}", file=sys.stderr)
+        return 0
     return 0 if all(v.ok for v in verdicts) else 1
+
+
+def record(path: Path, measured: dict[str, float]) -> None:
+    """This run's figures become the budget's values; their noise and direction stay."""
+    raw = json.loads(path.read_text())
+    for name, value in measured.items():
+        if name in raw["figures"]:
+            raw["figures"][name]["value"] = round(value, 3)
+    path.write_text(json.dumps(raw, indent=2) + "\n")
 
 
 if __name__ == "__main__":
