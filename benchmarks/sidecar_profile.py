@@ -1,19 +1,23 @@
-"""Where a sidecar's CPU and memory go: one mesh under steady load, both sidecars profiled.
+"""Where a sidecar's CPU and memory go: a mesh under steady load, both sidecars measured.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/sidecar_profile.py [--seconds 20] [--concurrency 16]
-        [--py-spy DIR] [--calls-for-memory 10000,100000]
+    PYTHONPATH=. .venv/bin/python benchmarks/sidecar_profile.py [--seconds 20] [--rounds 6]
+        [--concurrency 16] [--py-spy DIR] [--calls-for-memory 10000,100000]
+        [--ab-tree CHECKOUT | --ab-env K=V,...] [--keep-logs]
 
 Starts the same mesh as latency.py (a real registry, two sidecars, the echo agent; an allow-all
 signed bundle that both sidecars evaluate on every call), reads each sidecar's RSS idle, then
 drives `--concurrency` callers at sidecar A for `--seconds` and reports each sidecar's CPU time
-per call (user + system from /proc, over the whole process, every thread). With `--py-spy DIR`
-it records both sidecars meanwhile (`py-spy record --native --format speedscope`, plus a
-`--gil` flame graph and a `top`-like self-time summary in text), so the profile and the CPU
-figure come from the same calls. With `--calls-for-memory`, after the timed part it keeps
-calling until each count is reached and reads RSS there (the 10k-against-100k leak check).
+per call (user + system from /proc, over the whole process, every thread), calls/s and the p50
+under that load. `--py-spy DIR` records both sidecars meanwhile (`py-spy record --native
+--format speedscope`; it slows them, so take CPU figures from a run without it).
+`--calls-for-memory` keeps calling afterwards until each count is reached and reads RSS there
+(the 10k-against-100k leak check).
 
-CPU per call does not depend much on the machine's other work, which latency does; this is the
-figure to compare before and after a change on a shared machine.
+A/B in one run: `--ab-tree CHECKOUT` starts a second mesh whose sidecars import meshwarden from
+another checkout (`git archive COMMIT | tar -x -C DIR`), `--ab-env` one whose sidecars get extra
+environment variables; the load alternates between the meshes in `--rounds` slices. On a shared
+machine CPU per call moves with the neighbours between runs, so compare within a run
+(benchmarks/README.md, "Cheaper calls", has the method and the A/A noise).
 """
 
 from __future__ import annotations
