@@ -26,12 +26,13 @@ from meshwarden import errors
 from meshwarden.addresses import parse_host_port
 from meshwarden.identity.bootstrap import learn_registry_ca
 from meshwarden.identity.svid import Svid
+from meshwarden.local_mesh import registry_argv
 from meshwarden.policy_bundle.artifact import decode, encode
 from meshwarden.policy_bundle.manifest import MANIFEST_FILE
 from meshwarden.receipt_hash import receipt_hash
 from meshwarden.receipt_signing import sign_head
 from meshwarden.registry_client import RegistryTrust, registry_channel, registry_stub
-from meshwarden.supervise import StartError
+from meshwarden.supervise import StartError, registry_health_tls, start
 from meshwarden.v1 import (
     agent_pb2,
     agent_pb2_grpc,
@@ -195,6 +196,25 @@ async def test_defect_2_a_bundle_no_sidecar_accepts_never_blocks_later_pushes(me
             break
         await asyncio.sleep(0.1)
     assert statuses[side.addresses["instance_id"]].active_revision == 3
+
+
+async def test_defect_2_a_registry_without_bundle_keys_does_not_start_unless_told(tmp_path: Path) -> None:
+    """Without keys the registry cannot tell a revision every sidecar refuses from a good one,
+    and new sidecars would get it in place of the last good one: keys are required."""
+    argv = registry_argv(tmp_path / "registry")
+    with pytest.raises(StartError) as refused:
+        await start("registry", argv, log_dir=tmp_path / "logs", health_tls=registry_health_tls)
+    assert "no --bundle-keys" in str(refused.value) and "--allow-unverified-bundles true" in str(refused.value)
+    told = await start(
+        "registry",
+        [*argv, "--allow-unverified-bundles", "true"],
+        log_dir=tmp_path / "logs",
+        health_tls=registry_health_tls,
+    )
+    try:
+        assert "pushed bundles are stored without verifying their signatures" in told.stderr_text()
+    finally:
+        await told.stop()
 
 
 async def test_defect_3_an_oversized_or_forged_identifier_is_refused_and_shipping_goes_on(mesh: LocalMesh) -> None:
