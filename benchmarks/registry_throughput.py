@@ -96,9 +96,7 @@ async def serve_child(data_dir: Path) -> None:
     # Newer registries refuse to start without bundle keys unless told; older ones lack the field.
     known = {f.name for f in dataclasses.fields(RegistryConfig)}
     unverified: dict[str, Any] = {"allow_unverified_bundles": True} if "allow_unverified_bundles" in known else {}
-    config = RegistryConfig(
-        listen=HostPort("127.0.0.1", 0), data_dir=data_dir, heartbeat_interval_s=30.0, **unverified
-    )
+    config = RegistryConfig(listen=HostPort("127.0.0.1", 0), data_dir=data_dir, heartbeat_interval_s=30.0, **unverified)
     await app.serve(config, SystemClock(), stop=stop, on_ready=ready)
     watcher.cancel()
 

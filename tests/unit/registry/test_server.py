@@ -297,7 +297,11 @@ async def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
     bound = (await asyncio.wait_for(ready, 10)).listen
     try:
         with pytest.raises(app.StartError, match="cannot listen on 127.0.0.1"):
-            await app.serve(RegistryConfig(listen=bound, data_dir=tmp_path / "b", allow_unverified_bundles=True), FakeClock(), stop=asyncio.Event())
+            await app.serve(
+                RegistryConfig(listen=bound, data_dir=tmp_path / "b", allow_unverified_bundles=True),
+                FakeClock(),
+                stop=asyncio.Event(),
+            )
     finally:
         stop.set()
         with contextlib.suppress(Exception):
