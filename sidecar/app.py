@@ -22,9 +22,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from meshwarden import connection_liveness
+from meshwarden.addresses import HostPort
 from meshwarden.admin_http import AdminBindError, AdminServer
 from meshwarden.clock import SystemClock
 from meshwarden.ready import announce_ready
+from meshwarden.registry_replicas import NoReplicaReachable, Skipped, first_reachable
 from meshwarden.sidecar import budget_watch, grpc_servers, pipeline, registry_change, svids
 from meshwarden.sidecar.agent_app import AgentApp
 from meshwarden.sidecar.agent_watch import AgentWatch, WatchSettings
@@ -119,6 +121,21 @@ async def serve(config: SidecarConfig, *, stop: asyncio.Event | None = None, on_
     log.info("stopped")
 
 
+async def _with_reachable_replica(config: SidecarConfig) -> SidecarConfig:
+    """`config` using the first of --registry's replicas that answers (each one passed over
+    is logged); with every replica down, the first, whose own attempts then say why."""
+
+    def skipped(miss: Skipped, next_address: HostPort | None) -> None:
+        if next_address is not None:
+            log.warning("registry replica %s unreachable (%s); using %s", miss.address, miss.reason, next_address)
+
+    try:
+        chosen = await asyncio.to_thread(first_reachable, config.registry_replicas or (config.registry,), skipped)
+    except NoReplicaReachable:
+        return config
+    return dataclasses.replace(config, registry=chosen)
+
+
 async def _start(config: SidecarConfig, stack: contextlib.AsyncExitStack, on_ready: OnReady) -> Supervisor:
     """Every step of start-up, in order; each registers on `stack` how to undo it."""
     clock = SystemClock()
@@ -126,9 +143,11 @@ async def _start(config: SidecarConfig, stack: contextlib.AsyncExitStack, on_rea
         stack.callback(acquire_data_dir(config.data_dir, config.agent).close)
     except DataDirInUse as exc:
         raise StartError(str(exc)) from exc
+    config = await _with_reachable_replica(config)
     if not config.spiffe_endpoint_socket and config.trust_bundle is None:  # identity learned from --registry
+        replicas = config.registry_replicas or (config.registry,)
         changed = await asyncio.to_thread(
-            registry_change.forget_if_changed, config.data_dir / "identity", config.registry
+            registry_change.forget_if_changed, config.data_dir / "identity", replicas, config.registry
         )
         if changed:  # a new registry holds no chain of the old instance: start a new one
             (config.data_dir / INSTANCE_ID_FILE).unlink(missing_ok=True)

@@ -3,7 +3,8 @@ start and learns the new one instead of retrying the old one forever.
 
 What a sidecar learned from a registry (its CA as the trust bundle, an SVID that CA signed,
 the registry's mTLS address) is kept in `<data-dir>/identity/` with the `--registry` address
-it came from. At start, before any of it is used: a different `--registry` than recorded, or a
+it came from. At start, before any of it is used: a `--registry` with no address in common with
+the recorded one (adding or dropping a replica is no move), or a
 registry at the recorded address that now presents another CA (its data directory was
 replaced, say), makes the sidecar forget all three, say so, and learn and enrol as on its
 first start: the same rules apply (a pin from --ca-pin or the join token, or trust on first
@@ -21,7 +22,7 @@ from typing import Final
 
 from cryptography import x509
 
-from meshwarden.addresses import HostPort
+from meshwarden.addresses import HostPort, join_host_ports
 from meshwarden.identity.bootstrap import fingerprint, presented_ca_fingerprint
 
 log = logging.getLogger(__name__)
@@ -30,20 +31,21 @@ RECORD_NAME: Final = "registry-address"
 LEARNED: Final = ("trust-bundle.pem", "svid.pem", "svid.key", "registry-mtls-address")
 
 
-def forget_if_changed(identity_dir: Path, registry: HostPort) -> bool:
+def forget_if_changed(identity_dir: Path, replicas: tuple[HostPort, ...], registry: HostPort) -> bool:
     """Removes what was learned from another registry (or an earlier CA) in `identity_dir`;
-    True when it did (the caller starts a new instance, so a new receipt chain, too)."""
+    True when it did (the caller starts a new instance, so a new receipt chain, too).
+    `replicas` is --registry, `registry` the replica of them in use."""
     bundle = identity_dir / "trust-bundle.pem"
     if not bundle.exists():
         return False
     record = identity_dir / RECORD_NAME
-    recorded = record.read_text().strip() if record.exists() else str(registry)
-    if recorded != str(registry):
+    recorded = record.read_text().strip() if record.exists() else join_host_ports(replicas)
+    if not set(recorded.split(",")) & {str(r) for r in replicas}:
         log.warning(
             "--registry changed from %s to %s: forgetting the CA, SVID and mTLS address learned from %s, "
             "and enrolling with %s",
             recorded,
-            registry,
+            join_host_ports(replicas),
             recorded,
             registry,
         )
@@ -64,9 +66,9 @@ def forget_if_changed(identity_dir: Path, registry: HostPort) -> bool:
     return False
 
 
-def record(identity_dir: Path, registry: HostPort) -> None:
-    """Notes which --registry the identity in `identity_dir` was learned from."""
-    (identity_dir / RECORD_NAME).write_text(f"{registry}\n")
+def record(identity_dir: Path, replicas: tuple[HostPort, ...]) -> None:
+    """Notes which --registry (its replicas) the identity in `identity_dir` was learned from."""
+    (identity_dir / RECORD_NAME).write_text(f"{join_host_ports(replicas)}\n")
 
 
 def _forget(identity_dir: Path) -> None:
