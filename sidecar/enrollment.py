@@ -78,7 +78,17 @@ class Enrollment:
             except registry_endpoint.RegistryEndpointError as exc:
                 raise EnrollmentError(str(exc)) from exc
             return persisted
-        return await self._enroll(bundle)
+        enrolled = await self._enroll(bundle)
+        if self._several_replicas:  # each replica's mTLS address, so the link can move along them
+            try:
+                self.registry_mtls = await registry_endpoint.discover(self._config, bundle)
+            except registry_endpoint.RegistryEndpointError as exc:
+                raise EnrollmentError(str(exc)) from exc
+        return enrolled
+
+    @property
+    def _several_replicas(self) -> bool:
+        return len(self._config.registry_replicas) > 1 and not self._config.registry_mtls
 
     async def keep_fresh(self, svid: Svid, publish: Callable[[Svid], Awaitable[None]]) -> None:
         """Renews at half-life, forever; a failed renewal is retried and never drops the
@@ -182,7 +192,7 @@ class Enrollment:
         write_atomically(self._paths.key, key)
         write_atomically(self._paths.chain, svid.cert_chain_pem, mode=0o644)
         write_atomically(self._paths.bundle, svid.trust_bundle_pem, mode=0o644)
-        if reply.registry_mtls_address and not self._config.registry_mtls:
+        if reply.registry_mtls_address and not self._config.registry_mtls and not self._several_replicas:
             self.registry_mtls = registry_endpoint.remember(self._config, reply.registry_mtls_address)
         elif self._config.registry_mtls:
             self.registry_mtls = self._config.registry_mtls
