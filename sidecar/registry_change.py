@@ -17,6 +17,7 @@ started first.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -51,19 +52,38 @@ def forget_if_changed(identity_dir: Path, replicas: tuple[HostPort, ...], regist
         )
         _forget(identity_dir)
         return True
-    held = _fingerprints(bundle.read_bytes())
-    presented = presented_ca_fingerprint(registry)
-    if presented is not None and held and presented not in held:
+    moved = other_ca(identity_dir, registry)
+    if moved is not None:
         log.warning(
             "the registry at %s now presents CA %s, not the CA this sidecar trusts (%s): its CA changed; "
             "forgetting the old CA, SVID and mTLS address and enrolling again",
             registry,
-            presented,
-            ", ".join(sorted(held)),
+            moved.presented,
+            ", ".join(sorted(moved.held)),
         )
         _forget(identity_dir)
         return True
     return False
+
+
+@dataclass(frozen=True, slots=True)
+class OtherCa:
+    presented: str
+    held: frozenset[str]
+
+
+def other_ca(identity_dir: Path, registry: HostPort) -> OtherCa | None:
+    """What the registry at `registry` presents when it is not a CA in the trust bundle held in
+    `identity_dir`; None when it is, or when the registry cannot be reached or nothing is held.
+    Blocking (a TLS handshake): call it in a worker thread from async code."""
+    bundle = identity_dir / "trust-bundle.pem"
+    if not bundle.exists():
+        return None
+    held = _fingerprints(bundle.read_bytes())
+    presented = presented_ca_fingerprint(registry)
+    if presented is None or not held or presented in held:
+        return None
+    return OtherCa(presented, frozenset(held))
 
 
 def record(identity_dir: Path, replicas: tuple[HostPort, ...]) -> None:

@@ -56,6 +56,12 @@ class RegistryLink:
         self._budgets: tuple[grpc.aio.Channel, budgets_pb2_grpc.BudgetsStub] | None = None
         self._retirement = ChannelRetirement(_OLD_CHANNEL_GRACE_S)
 
+    def connected(self) -> bool:
+        """True while the channel to the registry is up (the watch stream keeps it so)."""
+        if self._channel is None:
+            return False
+        return self._channel.get_state(try_to_connect=False) is grpc.ChannelConnectivity.READY
+
     @property
     def address(self) -> str:
         """The replica's mTLS address in use."""

@@ -404,6 +404,27 @@ async def test_defect_10_a_sidecar_whose_registry_got_a_new_ca_enrols_again(mesh
     assert again.addresses["instance_id"] != side.addresses["instance_id"]  # a new chain for the new registry
 
 
+async def test_defect_10_a_running_sidecar_whose_registry_got_a_new_ca_enrols_again(
+    mesh: LocalMesh, tmp_path: Path
+) -> None:
+    side = await mesh.sidecar("billing", data_dir=tmp_path / "billing-data")
+    agent = await mesh.agent(side)
+    assert mesh.registry is not None
+    listen, mtls = mesh.registry.addresses["listen"], mesh.registry.addresses["mtls"]
+    await mesh.registry.stop()
+    shutil.rmtree(mesh.registry_data_dir)  # a new CA at the same addresses, while the sidecar runs
+    await mesh.start_registry(listen, mtls)
+
+    async def enrolled_again() -> bool:
+        return any(i.agent == "billing" for i in await mesh.list_instances())
+
+    await _until("the running sidecar enrols with the new CA and its agent registers again", enrolled_again, 60)
+    log = side.stderr_text()
+    assert "now presents CA" in log and "changed while this sidecar ran; restarting in place" in log
+    assert "enrolling again" in log
+    assert side.running and agent.running
+
+
 async def _until(what: str, check: Callable[[], Awaitable[bool]], timeout_s: float = 30) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while not await check():
