@@ -257,7 +257,7 @@ async def _start(
     gc.freeze()
     lease = Lease(registry.stub, local)
     watch = AgentWatch(agent_app, local, lease.withdraw, lambda: _set_ready(readiness, rt, watch), WatchSettings())
-    health = HealthReporter(registry.stub, local.instance_id, rt.catalog, rt.breakers, rt.latency, clock)
+    health = HealthReporter(registry.stub, local.instance_id, rt.catalog, rt.breakers, rt.latency, clock, rt.own_health)
 
     admin = AdminServer("sidecar", rt.metrics.registry, lambda: watch.gone_because or not_ready_because(rt))
     try:

@@ -358,6 +358,32 @@ async def test_defect_7_reports_only_as_an_instance_the_certificate_owns(mesh: L
     assert listed.agent == "billing"
 
 
+async def test_defect_7_a_report_about_an_instance_comes_only_from_the_certificate_that_owns_it(
+    mesh: LocalMesh,
+) -> None:
+    """A reporter of its own (a pure caller's id in mallory's name space) may still not speak
+    about billing's instance: when every reporter counted and the worst won, it could isolate it."""
+    _billing_side, billing = await mesh.pair("billing")
+    victim = billing.addresses["instance_id"]
+    mallory = await _attacker(mesh, "mallory")
+    assert mesh.registry is not None
+    async with registry_channel(mesh.registry.addresses["mtls"], await _trust(mesh, mallory)) as channel:
+        isolate = catalog_pb2.InstanceHealth(
+            instance_id=victim, state=catalog_pb2.HEALTH_STATE_ISOLATED, reason="made up"
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await registry_stub(channel).ReportHealth(
+                registry_pb2.HealthReport(reporter_instance_id="mallory-1", instances=[isolate]), timeout=5
+            )
+    assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert f"report the health of instance {victim}" in (refused.value.details() or "")
+    async with await mesh.operator_channel() as operator:
+        reply = await registry_stub(operator).ListInstances(
+            registry_pb2.ListInstancesRequest(), metadata=mesh.operator_metadata(), timeout=5
+        )
+    assert {h.instance_id: h.state for h in reply.health}[victim] == catalog_pb2.HEALTH_STATE_HEALTHY
+
+
 async def test_defect_8_an_existing_data_directory_and_its_database_are_made_private(tmp_path: Path) -> None:
     shared = tmp_path / "var-lib-meshwarden"
     shared.mkdir()
