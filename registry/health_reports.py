@@ -8,7 +8,7 @@ times the agent's instances, whatever ids a certificate invents. A report counts
 (`ttl_s`, three reporting periods) and while its reporter is live: a reporter that was in the
 catalog when it reported must still be there (a reporter that never registered, a pure
 caller, lives by the TTL alone). For each instance, the worst state among the live reports
-wins, with that report's reason ("2 callers saw no problem" when all say HEALTHY); no live
+wins, with that report's reason ("its sidecar saw no problem" when all say HEALTHY); no live
 report means HEALTHY ("no reports"). A restart
 forgets everything, and sidecars report again within one period.
 """
@@ -132,7 +132,9 @@ class HealthReports:
                 continue
             reason = worst[0].reason
             if worst[0].state == HEALTHY and not reason:
-                reason = f"{reporters} caller{'s' if reporters > 1 else ''} saw no problem"
+                reason = (
+                    f"{reporters} of its sidecars saw no problem" if reporters > 1 else "its sidecar saw no problem"
+                )
             results.append(InstanceHealth(instance_id, worst[0].state, reason, reporters, updated_at))
         return results
 

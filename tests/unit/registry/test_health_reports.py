@@ -57,7 +57,7 @@ def test_a_new_report_replaces_the_reporters_previous_one() -> None:
     reports.report("support", "s1", registered=True, findings={"b1": Finding(HEALTHY, "")})
     reports.report("kb", "k1", registered=True, findings={"b1": Finding(HEALTHY, "")})
     (health,) = reports.health(["b1"], lambda _: True)
-    assert (health.state, health.reason, health.reporters) == (HEALTHY, "2 callers saw no problem", 2)
+    assert (health.state, health.reason, health.reporters) == (HEALTHY, "2 of its sidecars saw no problem", 2)
 
 
 def test_findings_are_validated_and_reasons_bounded() -> None:
