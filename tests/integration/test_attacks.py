@@ -268,6 +268,64 @@ async def test_defect_3_a_full_spool_refuses_calls_until_the_registry_takes_its_
             raise AssertionError("calls never resumed after the registry came back")
 
 
+def _poison_last_receipt(spool: Path) -> receipts_pb2.Receipt:
+    """What a sidecar bug would write: the newest spooled receipt, hashed and chained as usual,
+    but saying something the registry refuses (a direction that does not exist)."""
+    db = sqlite3.connect(spool)
+    try:
+        row_id, body = db.execute("SELECT id, body FROM receipts ORDER BY id DESC LIMIT 1").fetchone()
+        receipt = receipts_pb2.Receipt()
+        receipt.ParseFromString(body)
+        receipt.direction = "sideways"
+        receipt.hash = receipt_hash(receipt)
+        db.execute(
+            "UPDATE receipts SET hash = ?, body = ? WHERE id = ?",
+            (receipt.hash, receipt.SerializeToString(deterministic=True), row_id),
+        )
+        db.commit()
+    finally:
+        db.close()
+    return receipt
+
+
+async def test_defect_3_a_poisoned_receipt_is_quarantined_and_its_chain_goes_on(
+    mesh: LocalMesh, tmp_path: Path
+) -> None:
+    data = tmp_path / "support-data"
+    support = await support_calls_billing(mesh, data_dir=data)
+    async with meshwarden.Client(support.addresses["listen"]) as client:
+        await routable(client, "probe.runs")
+    assert mesh.registry is not None
+    listen, mtls = mesh.registry.addresses["listen"], mesh.registry.addresses["mtls"]
+    await mesh.registry.stop()  # the next receipt stays in the spool
+    async with meshwarden.Client(support.addresses["listen"]) as client:
+        first = await client.invoke("echo", {"n": 1}, timeout=5)
+    await support.stop()
+    poisoned = _poison_last_receipt(data / "receipts" / "spool.db")
+    assert poisoned.call_id == first.call_id
+    await mesh.start_registry(listen, mtls)
+    again = await mesh.sidecar("support", *SHIP_FAST, data_dir=data)
+    async with meshwarden.Client(again.addresses["listen"]) as client:
+        await routable(client, "probe.runs")
+        later = await client.invoke("echo", {"n": 2}, timeout=5)
+
+    def both_held(receipts: list[receipts_pb2.Receipt]) -> bool:
+        return {first.call_id, later.call_id} <= {r.call_id for r in receipts if r.direction == "outbound"}
+
+    held = {(r.call_id, r.direction): r for r in await stored_when(mesh, both_held, "the chain goes on")}
+    stand_in = held[(first.call_id, "outbound")]
+    assert (stand_in.seq, stand_in.status, stand_in.error_kind) == (poisoned.seq, "QUARANTINED", "receipt_quarantined")
+    assert "receipts[0].direction" in stand_in.error_message and poisoned.hash in stand_in.error_message
+    assert held[(later.call_id, "outbound")].seq > poisoned.seq
+    assert (await mesh.verify_receipts()).intact
+    kept = data / "receipts" / "quarantine" / f"{poisoned.sidecar_instance_id}-{poisoned.seq}.pb"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert receipts_pb2.Receipt.FromString(kept.read_bytes()).direction == "sideways"
+    _status, metrics = await scrape(again.addresses["admin"])
+    assert sample(metrics, "meshwarden_receipts_quarantined_total") == 1
+    assert f"quarantined receipt {poisoned.seq} of {poisoned.sidecar_instance_id}" in again.stderr_text()
+
+
 async def test_defect_4_only_the_agents_own_sidecar_can_deliver_calls_to_it(mesh: LocalMesh) -> None:
     caller = await mesh.sidecar("support")
     _billing_side, billing = await mesh.pair("billing")  # the probe agent on TCP 127.0.0.1:0
