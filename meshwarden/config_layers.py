@@ -46,14 +46,41 @@ def add_options(parser: argparse.ArgumentParser, options: Sequence[Option[Any]],
         help=f"TOML file with a [{env_prefix.lower()}] table (env MESHWARDEN_{env_prefix}_CONFIG)",
     )
     for opt in options:
-        default_text = "required" if opt.required else f"default {opt.default!r}"
         parser.add_argument(
             opt.flag,
             dest=opt.key,
             metavar=opt.metavar,
             default=argparse.SUPPRESS,
-            help=f"{opt.help} (env {opt.env_name(env_prefix)}; {default_text})",
+            help=f"{opt.help} ({'; '.join(_help_notes(opt, env_prefix))})",
         )
+
+
+def _help_notes(opt: Option[Any], env_prefix: str) -> list[str]:
+    notes = [f"env {opt.env_name(env_prefix)}"]
+    if opt.required:
+        notes.append("required")
+    elif opt.default is not None:
+        notes.append(f"default {describe(opt.default)}")
+    elif "default" not in opt.help:
+        notes.append("default: unset")
+    return notes
+
+
+def describe(value: object) -> str:
+    """A value as a person would type it as a flag: 127.0.0.1:7400, .meshwarden/registry, 30,
+    true; never a Python repr such as HostPort(host=...) or PosixPath(...)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Path | str | int):
+        return str(value) if str(value) else '""'
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple | frozenset | set):
+        return ",".join(describe(v) for v in value) or '""'
+    text = str(value)
+    if type(value).__str__ is object.__str__:  # no way to write it that a person would recognise
+        raise TypeError(f"{type(value).__name__} has no __str__ for --help; give it one")
+    return text
 
 
 def resolve(
@@ -61,8 +88,11 @@ def resolve(
     args: argparse.Namespace,
     env_prefix: str,
     environ: Mapping[str, str] | None = None,
+    origins: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The value of every option, by key, from the highest layer that sets it."""
+    """The value of every option, by key, from the highest layer that sets it; `origins`, when
+    given, receives where each came from: "flag", "env MESHWARDEN_...", "file PATH" or "default"."""
+    origins = {} if origins is None else origins
     env = os.environ if environ is None else environ
     file_path = getattr(args, "config", None) or env.get(f"MESHWARDEN_{env_prefix}_CONFIG")
     file_values = _read_file(Path(file_path), env_prefix.lower(), {o.key for o in options}) if file_path else {}
@@ -71,14 +101,18 @@ def resolve(
         raw: object
         if hasattr(args, opt.key):
             raw, source = getattr(args, opt.key), opt.flag
+            origins[opt.key] = f"flag {opt.flag}"
         elif opt.env_name(env_prefix) in env:
             raw, source = env[opt.env_name(env_prefix)], opt.env_name(env_prefix)
+            origins[opt.key] = f"env {opt.env_name(env_prefix)}"
         elif opt.key in file_values:
             raw, source = file_values[opt.key], f"{file_path}: {env_prefix.lower()}.{opt.key}"
+            origins[opt.key] = f"file {file_path}"
         elif opt.required:
             raise ConfigError(f"{opt.flag} is required (or set {opt.env_name(env_prefix)})")
         else:
             values[opt.key] = opt.default
+            origins[opt.key] = "default"
             continue
         try:
             values[opt.key] = opt.parse(raw if isinstance(raw, str) else str(raw))

@@ -41,16 +41,13 @@ from meshwarden.policy_bundle.trusted_keys import load_trusted_keys
 from meshwarden.ready import announce_ready
 from meshwarden.registry import api, leases, task_key
 from meshwarden.registry.approvals import Approvals
-from meshwarden.registry.approvals_server import SERVICE_NAME as APPROVALS_SERVICE_NAME
-from meshwarden.registry.approvals_server import ApprovalsService
 from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Authorizer
 from meshwarden.registry.budgets import Budgets, BudgetSettings
-from meshwarden.registry.budgets_server import SERVICE_NAME as BUDGETS_SERVICE_NAME
-from meshwarden.registry.budgets_server import BudgetsService
 from meshwarden.registry.bundles import Bundles
 from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.config import RegistryConfig
+from meshwarden.registry.console import ConsoleBindError, ConsoleServer, Sources
 from meshwarden.registry.control_acks import Acknowledgements
 from meshwarden.registry.controls import Controls
 from meshwarden.registry.errors import RegistryError
@@ -65,20 +62,16 @@ from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.routes import Routes
 from meshwarden.registry.session_queries import SessionQueries
 from meshwarden.registry.store.sqlite import stores_over
-from meshwarden.registry.store.sqlite.approvals import ApprovalStore
 from meshwarden.registry.store.sqlite.blocking import BlockingStore
-from meshwarden.registry.store.sqlite.budgets import BudgetStore
 from meshwarden.registry.store.sqlite.database import Database
 from meshwarden.registry.store.sqlite.tasks import TaskStore
 from meshwarden.registry.task_queue import TaskQueue
 from meshwarden.registry.tasks_server import SERVICE_NAME as TASKS_SERVICE_NAME
 from meshwarden.registry.tasks_server import TasksService
-from meshwarden.registry.tool_ledger import SERVICE_NAME as TOOLS_SERVICE_NAME
-from meshwarden.registry.tool_ledger import ToolLedgerService
 from meshwarden.registry.watch_hub import WatchHub
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
-from meshwarden.v1 import approvals_pb2_grpc, budgets_pb2_grpc, tasks_pb2_grpc, tools_pb2_grpc
+from meshwarden.v1 import tasks_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +107,7 @@ class Ready:
     ca_fingerprint: str  # "sha256:<hex>": what --ca-pin and join tokens carry
     bundle_pem: bytes
     admin: HostPort | None = None  # the admin HTTP port (metrics, health), when on
+    console: HostPort | None = None  # the web console, when on
 
 
 OnReady = Callable[[Ready], None]
@@ -127,6 +121,7 @@ def announce(ready: Ready) -> None:
         trust_domain=ready.trust_domain,
         ca_fingerprint=ready.ca_fingerprint,
         admin=str(ready.admin) if ready.admin is not None else "off",
+        console=str(ready.console) if ready.console is not None else "off",
     )
 
 
@@ -134,7 +129,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
     """Serves until `stop` is set. Raises StoreError, CaError or StartError when it cannot start."""
     db = await asyncio.to_thread(Database.open, config.data_dir)
     stores = stores_over(db, event_log_retention=config.event_log_retention)
-    blocking = BlockingStore(db)  # approvals and tasks, until they are ported to the async seam
+    blocking = BlockingStore(db)  # tasks, until they are ported to the async seam
     try:
         issuer = Issuer.open(config.data_dir / CA_DIR_NAME, config.trust_domain, clock)
         operators = OperatorCredential.load_or_create(config.data_dir)
@@ -169,9 +164,9 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             health=HealthReports(clock),
             task_queue=task_queue,
             task_key=task_key.load_or_create(config.data_dir),
-            approvals=Approvals(ApprovalStore(blocking), clock, audit),
+            approvals=Approvals(stores.approvals, clock, audit),
             budgets=Budgets(
-                BudgetStore(blocking),
+                stores.budgets,
                 clock,
                 audit,
                 BudgetSettings(slice_ttl_s=config.budget_slice_ttl_s, sync_every_s=config.budget_sync_s),
@@ -242,6 +237,37 @@ class _Parts:
     budgets: Budgets
 
 
+def _controls_api(parts: _Parts) -> api.ControlsApi:
+    return api.ControlsApi(parts.controls, parts.acks, parts.audit, parts.clock, parts.task_queue)
+
+
+def _console(config: RegistryConfig, parts: _Parts) -> ConsoleServer | None:
+    """The web console when --console-listen is on; it acts through the same Controls servicer."""
+    if config.console_listen is None:
+        log.info("web console off (--console-listen off)")
+        return None
+    sources = Sources(
+        catalog=parts.catalog,
+        health=parts.health,
+        receipts=parts.receipts,
+        sessions=parts.sessions,
+        budgets=parts.budgets,
+        approvals=parts.approvals,
+        controls=parts.controls,
+        task_queue=parts.task_queue,
+        bundles=parts.bundles,
+        audit=parts.audit,
+        clock=parts.clock,
+    )
+    tls = None
+    if config.console_tls_cert is not None and config.console_tls_key is not None:
+        tls = (config.console_tls_cert, config.console_tls_key)
+    credentials = (parts.operators, OperatorCredential.load_or_create_viewer(config.data_dir))
+    return ConsoleServer(
+        sources, _controls_api(parts), credentials, idle_s=config.console_session_idle_s, tls_files=tls
+    )
+
+
 def _add_services(server: grpc.aio.Server, config: RegistryConfig, parts: _Parts, mtls_advertised: str) -> list[str]:
     return api.add_services(
         server,
@@ -250,7 +276,7 @@ def _add_services(server: grpc.aio.Server, config: RegistryConfig, parts: _Parts
         bundles=api.BundlesApi(parts.bundles, parts.catalog, parts.hub, parts.receipts),
         routes=api.RoutesApi(parts.routes, parts.hub),
         health=api.HealthApi(parts.health, parts.catalog, parts.receipts),
-        controls=api.ControlsApi(parts.controls, parts.acks, parts.audit, parts.clock, parts.task_queue),
+        controls=_controls_api(parts),
         identity=api.IdentityApi(
             parts.issuer,
             parts.tokens,
@@ -259,6 +285,10 @@ def _add_services(server: grpc.aio.Server, config: RegistryConfig, parts: _Parts
             mtls_address=mtls_advertised,
         ),
         receipts=api.ReceiptsApi(parts.receipts, parts.sessions),
+        approvals=api.ApprovalsApi(parts.approvals),
+        budgets=api.BudgetsApi(parts.budgets),
+        tools=api.ToolsApi(parts.receipts, parts.clock),
+        bundle_history=api.BundleHistoryApi(parts.bundles),
     )
 
 
@@ -273,17 +303,12 @@ async def _serve(
     authorizer = Authorizer(config.trust_domain, parts.operators, mtls_address=mtls_advertised)
     authorization.use(authorizer)
     services = _add_services(server, config, parts, mtls_advertised)
-    # Not yet split into registry.api: served by their generated servicers (the interceptor
-    # authorizes them all the same).
+    # Not yet split into registry.api: served by its generated servicer (the interceptor
+    # authorizes it all the same).
     tasks_pb2_grpc.add_TasksServicer_to_server(
         TasksService(parts.task_queue, parts.catalog, parts.task_key, authorizer), server
     )
-    approvals_pb2_grpc.add_ApprovalsServicer_to_server(
-        ApprovalsService(parts.approvals, authorizer, parts.clock), server
-    )
-    tools_pb2_grpc.add_ToolsServicer_to_server(ToolLedgerService(parts.receipts, authorizer, parts.clock), server)
-    budgets_pb2_grpc.add_BudgetsServicer_to_server(BudgetsService(parts.budgets, authorizer), server)
-    services += [APPROVALS_SERVICE_NAME, TASKS_SERVICE_NAME, TOOLS_SERVICE_NAME, BUDGETS_SERVICE_NAME]
+    services += [TASKS_SERVICE_NAME]
     health = add_standard_services(server, services)
     serving = False
     admin = AdminServer(
@@ -291,9 +316,12 @@ async def _serve(
         registry_metrics(parts.catalog, parts.hub, parts.bundles, parts.budgets),
         lambda: "" if serving else "the registry is starting or stopping",
     )
+    console = _console(config, parts)
     try:
         admin_address = await admin.serve(config.admin_listen)
-    except AdminBindError as exc:
+        console_address = await console.start(config.console_listen) if console and config.console_listen else None
+    except (AdminBindError, ConsoleBindError) as exc:
+        await admin.stop()
         raise StartError(str(exc)) from exc
     await server.start()
     reaper = tasks.supervise(
@@ -316,7 +344,15 @@ async def _serve(
             "on (loopback only)" if config.open_enrollment_enabled else "off (sidecars need join tokens)",
         )
         on_ready(
-            Ready(listen, mtls, config.trust_domain, parts.issuer.fingerprint, parts.issuer.bundle_pem, admin_address)
+            Ready(
+                listen,
+                mtls,
+                config.trust_domain,
+                parts.issuer.fingerprint,
+                parts.issuer.bundle_pem,
+                admin_address,
+                console_address,
+            )
         )
         await stop.wait()
         log.info("shutting down: %d watcher(s) told to reconnect", parts.hub.watcher_count)
@@ -325,6 +361,8 @@ async def _serve(
         parts.hub.close()
     finally:
         await server.stop(SHUTDOWN_GRACE_S)
+        if console is not None:
+            await console.stop()
         await admin.stop()
         await tasks.cancel_all([reaper])
 

@@ -25,7 +25,7 @@ from meshwarden.sidecar.receipt_shipper import ReceiptShipper, ShippingSettings
 from meshwarden.sidecar.receipt_spool import ReceiptSpool, SpoolReader
 from meshwarden.sidecar.registry_link import RegistryLink
 from meshwarden.sidecar.runtime import Runtime
-from meshwarden.sidecar.spool_backlog import BacklogCollector, SpoolCap, SpoolWatch
+from meshwarden.sidecar.spool_backlog import Backlog, BacklogCollector, SpoolCap, SpoolWatch
 from meshwarden.tasks import Supervisor
 from meshwarden.v1 import controls_pb2, registry_pb2, tasks_pb2
 
@@ -100,6 +100,10 @@ class Shipping:
         )
         self._quarantine = Quarantine(config.data_dir, rt.metrics.registry)
         self._loop = self._shipper()
+
+    def backlog(self) -> Backlog:
+        """The spool's backlog at the last shipping round."""
+        return self._watch.last()
 
     def start(self, supervisor: Supervisor) -> None:
         supervisor.start("receipt-shipping", self._loop.run)

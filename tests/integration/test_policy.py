@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import meshwarden
 from meshwarden import errors
+from meshwarden.local_mesh import sidecar_argv
 from meshwarden.supervise import meshwarden_argv, start
 from tests.integration.mesh import LocalMesh
 from tests.integration.test_calls import routable
@@ -64,9 +65,19 @@ async def test_denied_calls_name_the_policy_and_the_reason(mesh: LocalMesh) -> N
         assert info.value.status_code() is grpc.StatusCode.PERMISSION_DENIED
         assert "tier1-no-risk3" in info.value.message and "agents of tier 1 may not call" in info.value.message
         assert "spiffe://meshwarden.local/agent/frontdesk" in info.value.message
-        with pytest.raises(errors.PolicyDenied) as unknown:  # a capability the bundle does not describe
+        with pytest.raises(errors.UnknownCapability) as unknown:  # no agent serves it: unknown, not denied
             await as_frontdesk.invoke("shipping.track", {}, timeout=5)
         assert "shipping.track" in unknown.value.message
+        undescribed: errors.PolicyDenied | None = None  # kb serves echo; the bundle does not describe it
+        for _ in range(100):  # until frontdesk's catalog has kb's echo
+            try:
+                await as_frontdesk.invoke("echo", {}, timeout=5)
+            except errors.UnknownCapability:
+                await asyncio.sleep(0.05)
+            except errors.PolicyDenied as denied:
+                undescribed = denied
+                break
+        assert undescribed is not None and "echo" in undescribed.message
     async with meshwarden.Client(support.addresses["listen"]) as as_support:
         ok = await routable(as_support, "billing.refund", refund)
         assert ok.value["amount_cents"] == 500
@@ -198,27 +209,13 @@ async def test_the_last_good_bundle_is_enforced_at_start_before_the_registry_ans
     # The registry is down: the sidecar starts on its persisted, re-verified revision 2.
     again = await start(
         "caller-again",
-        meshwarden_argv(
-            "sidecar",
-            "run",
-            "--agent",
+        sidecar_argv(
             "frontdesk",
-            "--registry",
             mesh.registry_address,
+            data_dir,
+            mesh.bundles.trusted_keys_dir,
             "--registry-mtls",
             mesh.registry.addresses["mtls"],
-            "--listen",
-            "127.0.0.1:0",
-            "--peer-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--gateway-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            str(data_dir),
-            "--bundle-keys",
-            str(mesh.bundles.trusted_keys_dir),
         ),
         log_dir=mesh.workdir / "logs",
     )
@@ -232,26 +229,10 @@ async def test_the_last_good_bundle_is_enforced_at_start_before_the_registry_ans
 
 
 async def test_without_any_bundle_everything_is_denied_and_the_sidecar_is_not_ready(mesh: LocalMesh) -> None:
+    await mesh.pair("echoer")  # echo is served (else the call would be refused as unknown first)
     lonely = await start(
         "sidecar-without-keys",
-        meshwarden_argv(
-            "sidecar",
-            "run",
-            "--agent",
-            "frontdesk",
-            "--registry",
-            mesh.registry_address,
-            "--listen",
-            "127.0.0.1:0",
-            "--peer-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--gateway-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            str(mesh.workdir / "lonely"),
-        ),
+        sidecar_argv("frontdesk", mesh.registry_address, mesh.workdir / "lonely", None),
         log_dir=mesh.workdir / "logs",
         health_address_key=None,
     )
