@@ -188,11 +188,23 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
 
 
 def _bundle_keys(config: RegistryConfig) -> dict[str, Ed25519PublicKey] | None:
-    """The trusted bundle keys, or None (pushes stored unverified, said once here)."""
+    """The trusted bundle keys, or None when the operator explicitly allowed unverified bundles.
+
+    Without keys the registry cannot know which revisions sidecars refuse: a bundle edited after
+    signing would become the latest revision and new sidecars would get it instead of the last
+    good one. Letting sidecars' refusal reports demote a revision was the other way; it was
+    not taken because any agent certificate could then roll policy back to an older revision."""
     if config.bundle_keys is None:
+        if not config.allow_unverified_bundles:
+            raise StartError(
+                "no --bundle-keys: give the registry the sidecars' trusted bundle public keys (a directory of "
+                "<key-id>.pub, MESHWARDEN_REGISTRY_BUNDLE_KEYS) so that it refuses a bundle no sidecar would accept; "
+                "for development only, --allow-unverified-bundles true stores pushed bundles unverified"
+            )
         log.warning(
-            "no --bundle-keys: pushed bundles are stored without verifying their signatures, so a bundle that "
-            "no sidecar accepts can become the latest revision; give the registry the sidecars' public keys"
+            "--allow-unverified-bundles: pushed bundles are stored without verifying their signatures, so a bundle "
+            "that no sidecar accepts can become the latest revision and new sidecars get it instead of the last "
+            "good one; give the registry the sidecars' public keys (--bundle-keys)"
         )
         return None
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, cast
 
 from meshwarden.addresses import AddressError, HostPort, parse_host_port, parse_optional_host_port
-from meshwarden.config_layers import ConfigError, Option, choice, positive_float, positive_int, resolve, text
+from meshwarden.config_layers import ConfigError, Option, boolean, choice, positive_float, positive_int, resolve, text
 from meshwarden.identity.spiffe_ids import DEFAULT_TRUST_DOMAIN, IdentityError, check_trust_domain
 
 ENV_PREFIX: Final = "REGISTRY"
@@ -75,8 +75,11 @@ class RegistryConfig:
     # to DEFAULT_ADMIN_LISTEN; a registry built in code (tests) has none unless asked.
     admin_listen: HostPort | None = None
     # Directory of trusted bundle public keys (`<key-id>.pub`, as the sidecars have): with it,
-    # a pushed bundle is verified before it is stored; without it, pushes are stored unverified.
+    # a pushed bundle is verified before it is stored. Without it the registry refuses to start
+    # unless allow_unverified_bundles: it cannot tell a bundle every sidecar refuses from a good
+    # one, and would serve it to new sidecars in place of the last good revision.
     bundle_keys: Path | None = None
+    allow_unverified_bundles: bool = False
     # A budget slice lapses this long after its holder's last report (a sidecar killed -9
     # gives its slices back within it); holders report every budget_sync_s.
     budget_slice_ttl_s: float = DEFAULT_BUDGET_SLICE_TTL_S
@@ -264,8 +267,17 @@ OPTIONS: Final[tuple[Option[Any], ...]] = (
         Path,
         None,
         "directory of trusted bundle public keys (<key-id>.pub, the sidecars' --bundle-keys): a pushed bundle "
-        "that does not verify against them is refused instead of becoming the latest revision",
+        "that does not verify against them is refused instead of becoming the latest revision; required "
+        "unless --allow-unverified-bundles true",
         metavar="DIR",
+    ),
+    Option(
+        "allow_unverified_bundles",
+        boolean,
+        False,
+        "development only: serve without --bundle-keys, storing pushed bundles unverified (a bundle no sidecar "
+        "accepts can then become the latest revision, and new sidecars get it instead of the last good one)",
+        metavar="true|false",
     ),
     Option(
         "budget_slice_ttl_s",
@@ -319,6 +331,7 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> 
         open_enrollment=cast(OpenEnrollment, values["open_enrollment"]),
         admin_listen=values["admin_listen"],
         bundle_keys=values["bundle_keys"],
+        allow_unverified_bundles=values["allow_unverified_bundles"],
         budget_slice_ttl_s=values["budget_slice_ttl_s"],
         budget_sync_s=values["budget_sync_s"],
         console_listen=values["console_listen"],
