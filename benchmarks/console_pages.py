@@ -93,7 +93,7 @@ async def measure(agents: int, calls: int, repeat: int) -> list[tuple[str, float
                 catalog=catalog,
                 health=HealthReports(clock),
                 receipts=receipts,
-                sessions=SessionQueries(receipts, outcomes, clock),
+                sessions=SessionQueries(receipts, outcomes, stores.sessions, clock),
                 budgets=Budgets(BudgetStore(blocking), clock, audit, BudgetSettings()),
                 approvals=Approvals(ApprovalStore(blocking), clock, audit),
                 controls=controls,

@@ -156,7 +156,7 @@ async def measure(calls: int, repeat: int) -> list[float]:
             receipts = Receipts(stores.receipts, clock, trust_bundle_pem=issuer.bundle_pem)
             outcomes = Outcomes(stores.outcomes, clock)
             end = await fill(receipts, outcomes, issuer, calls)
-            queries = SessionQueries(receipts, outcomes, clock)
+            queries = SessionQueries(receipts, outcomes, stores.sessions, clock)
             everything = receipts_pb2.ListSessionsRequest(limit=1000)
             recent = receipts_pb2.ListSessionsRequest(since=_stamp(end - (end - T0) / 100), limit=1000)
             one = receipts_pb2.GetSessionRequest(session_id="s7")

@@ -164,7 +164,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             bundles=bundles,
             routes=Routes(stores.routes, clock, audit, hub.publish),
             receipts=receipts,
-            sessions=SessionQueries(receipts, outcomes, clock),
+            sessions=SessionQueries(receipts, outcomes, stores.sessions, clock),
             controls=Controls(stores.controls, clock, audit, hub.publish),
             acks=Acknowledgements(clock),
             audit=audit,

@@ -28,9 +28,12 @@ from meshwarden.registry.store.records import (
     ChainHead,
     ChainVerdict,
     ControlsSet,
+    CostTotal,
     Isolation,
     JoinTokenRecord,
     KillSwitch,
+    ListedSession,
+    SessionQuery,
     SidecarBundleStatus,
     StoredBundle,
     StoredOutcome,
@@ -206,6 +209,22 @@ class OutcomeStore(Protocol):
     async def for_sessions(self, session_ids: Iterable[str]) -> Mapping[str, StoredOutcome]: ...
 
 
+class SessionStore(Protocol):
+    """Each session's totals, kept by the receipt store in the transaction of every batch that
+    adds receipts to the session (registry.session_aggregates says how they are computed), so
+    these answers read one row per session, not every receipt."""
+
+    async def list(self, query: SessionQuery) -> list[ListedSession]:
+        """At most `query.limit` sessions matching it (with their outcome joined), by last
+        activity (the outcome's report counts) then session id, newest first unless
+        `query.oldest_first`, strictly after the `query.after` keyset cursor."""
+        ...
+
+    async def cost_totals(self, by: str) -> list[CostTotal]:
+        """The cost table over every session, grouped by `by` (registry.session_views.COST_KEYS)."""
+        ...
+
+
 class JoinTokenStore(Protocol):
     async def add(self, token: JoinTokenRecord, *, forget_expired_before: float) -> None:
         """Stores the token, deleting tokens that expired before `forget_expired_before`."""
@@ -230,6 +249,7 @@ class Stores:
     audit: AuditStore
     receipts: ReceiptStore
     outcomes: OutcomeStore
+    sessions: SessionStore
     join_tokens: JoinTokenStore
     location: str  # where the data lives, for log lines (a path, or a database URL without secrets)
     close: Callable[[], Awaitable[None]]
@@ -252,6 +272,7 @@ __all__ = [
     "OutcomeStore",
     "ReceiptStore",
     "RouteStore",
+    "SessionStore",
     "SidecarBundleStatus",
     "StoredBundle",
     "StoredOutcome",

@@ -19,6 +19,7 @@ from meshwarden.registry.store.sqlite.migrations import SCHEMA_VERSION, STEPS
 from meshwarden.registry.store.sqlite.outcomes import SqliteOutcomes
 from meshwarden.registry.store.sqlite.receipts import SqliteReceipts
 from meshwarden.registry.store.sqlite.routes import SqliteRoutes
+from meshwarden.registry.store.sqlite.sessions import SqliteSessions
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ def stores_over(db: Database, *, event_log_retention: int) -> Stores:
         audit=SqliteAudit(db),
         receipts=SqliteReceipts(db),
         outcomes=SqliteOutcomes(db),
+        sessions=SqliteSessions(db),
         join_tokens=SqliteJoinTokens(db),
         location=str(db.path),
         close=close,

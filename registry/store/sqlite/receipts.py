@@ -15,6 +15,7 @@ from meshwarden.registry.receipt_verification import verify_chain
 from meshwarden.registry.store.receipt_columns import COLUMNS, Row, columns_of
 from meshwarden.registry.store.records import ChainHead, ChainVerdict, StoredHead, ToolCallQuery
 from meshwarden.registry.store.sqlite.database import Database
+from meshwarden.registry.store.sqlite.sessions import store_aggregates
 from meshwarden.v1 import receipts_pb2
 
 _PAGE: Final = 1000
@@ -52,6 +53,7 @@ class SqliteReceipts:
             )
             if added.new:
                 _record_signed_head(db, signed_head, shipper_spiffe_id)
+                store_aggregates(db, (r.session_id for r in added.new if r.session_id), _parse)
             return added.head_seq
 
         return await self._db.write(work, durable=True)

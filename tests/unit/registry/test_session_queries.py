@@ -1,4 +1,5 @@
-"""SessionQueries over a receipt source and a real outcomes table: windows, refusals, NOT_FOUND."""
+"""SessionQueries over a receipt source and a real SQLite store (outcomes, and the session
+aggregates kept from the same receipts): windows, cursors, refusals, NOT_FOUND."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ from meshwarden.registry.authz import Caller
 from meshwarden.registry.errors import InvalidInput, PermissionDenied, UnknownSession
 from meshwarden.registry.outcomes import Outcomes
 from meshwarden.registry.session_queries import SessionQueries
-from meshwarden.registry.store.sqlite import open_sqlite
+import sqlite3
+
+from meshwarden.registry.store.receipt_columns import COLUMNS, columns_of
+from meshwarden.registry.store.sqlite import Database, stores_over
+from meshwarden.registry.store.sqlite.sessions import store_aggregates
 from meshwarden.v1 import receipts_pb2
 from tests.unit.receipt_fixtures import both_sides, stamp
 from tests.unit.sidecar.fakes import FakeClock
@@ -37,9 +42,19 @@ async def queries(tmp_path: Path) -> AsyncIterator[SessionQueries]:
         *both_sides("c1", "frontdesk", "billing", "billing.refund", session="early", at=1000.0, usage=("m", 1, 1, 10)),
         *both_sides("c2", "frontdesk", "billing", "billing.refund", session="late", at=2000.0, usage=("m", 1, 1, 20)),
     ]
-    stores = await open_sqlite(tmp_path, event_log_retention=10)
+    db = Database.open(tmp_path)
+    stores = stores_over(db, event_log_retention=10)
+
+    def keep(connection: sqlite3.Connection) -> None:  # the rows `ship` would write, without a chain
+        connection.executemany(
+            f"INSERT INTO receipts ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+            [(f"chain-{i}", *columns_of(r, r.SerializeToString())[1:]) for i, r in enumerate(receipts)],
+        )
+        store_aggregates(connection, (r.session_id for r in receipts), receipts_pb2.Receipt.FromString)
+
+    await db.write(keep)
     try:
-        yield SessionQueries(Receipts(receipts), Outcomes(stores.outcomes, FakeClock()), FakeClock())
+        yield SessionQueries(Receipts(receipts), Outcomes(stores.outcomes, FakeClock()), stores.sessions, FakeClock())
     finally:
         await stores.close()
 
@@ -94,3 +109,37 @@ async def test_only_an_agent_whose_sidecar_took_part_reports_the_outcome(queries
     await queries.report_outcome(
         receipts_pb2.ReportOutcomeRequest(session_id="early", outcome="succeeded"), agent("billing")
     )
+
+
+async def test_lists_page_with_a_cursor_oldest_first_and_by_outcome(queries: SessionQueries) -> None:
+    first = await queries.list_sessions(receipts_pb2.ListSessionsRequest(order="oldest", limit=1), OPERATOR)
+    assert [s.session_id for s in first.sessions] == ["early"] and first.next_cursor
+    rest = receipts_pb2.ListSessionsRequest(order="oldest", limit=1, cursor=first.next_cursor)
+    second = await queries.list_sessions(rest, OPERATOR)
+    assert [s.session_id for s in second.sessions] == ["late"]
+    last = await queries.list_sessions(dataclass_copy(rest, cursor=second.next_cursor), OPERATOR)
+    assert list(last.sessions) == [] and last.next_cursor == ""
+    await queries.report_outcome(receipts_pb2.ReportOutcomeRequest(session_id="early", outcome="failed"), agent("billing"))
+    failed = await queries.list_sessions(receipts_pb2.ListSessionsRequest(state="failed"), OPERATOR)
+    assert [(s.session_id, s.calls, s.failures, s.input_tokens) for s in failed.sessions] == [("early", 1, 0, 1)]
+    with pytest.raises(InvalidInput, match="cursor"):
+        await queries.list_sessions(receipts_pb2.ListSessionsRequest(cursor="garbage"), OPERATOR)
+
+
+async def test_costs_without_a_window_come_from_the_aggregates(queries: SessionQueries) -> None:
+    await queries.report_outcome(receipts_pb2.ReportOutcomeRequest(session_id="early", outcome="abandoned"), agent("billing"))
+    await queries.report_outcome(receipts_pb2.ReportOutcomeRequest(session_id="late", outcome="succeeded"), agent("billing"))
+    for by, key in (("agent", "billing"), ("caller", "frontdesk -> billing"), ("agent-model", "billing x m")):
+        (row,) = (await queries.costs(receipts_pb2.CostsRequest(by=by), OPERATOR)).rows
+        assert (row.key, row.cost_micro_usd, row.calls, row.sessions) == (key, 30, 2, 2)
+        assert (row.successful_outcomes, row.cost_per_successful_outcome_micro_usd) == (1, 30)
+        assert row.failed_session_cost_micro_usd == 10
+    windowed = await queries.costs(receipts_pb2.CostsRequest(by="agent", until=stamp(1500.0)), OPERATOR)
+    assert [(r.key, r.cost_micro_usd, r.failed_session_cost_micro_usd) for r in windowed.rows] == [("billing", 10, 10)]
+
+
+def dataclass_copy(request: receipts_pb2.ListSessionsRequest, *, cursor: str) -> receipts_pb2.ListSessionsRequest:
+    copied = receipts_pb2.ListSessionsRequest()
+    copied.CopyFrom(request)
+    copied.cursor = cursor
+    return copied

@@ -1,0 +1,187 @@
+"""Session aggregates in SQLite: `session_aggregates` (one row per session), `session_members`
+(its agents and teams, for filtering) and `session_cost_shares` (what it adds to each cost
+table's rows). `store_aggregates` rewrites the rows of the sessions a receipt batch touched,
+inside that batch's transaction (registry.store.sqlite.receipts), so listing sessions and
+summing costs read these small tables instead of every receipt."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+from meshwarden.registry.session_aggregates import aggregate
+from meshwarden.registry.store.records import (
+    CostShare,
+    CostTotal,
+    ListedSession,
+    SessionAggregate,
+    SessionQuery,
+    StoredOutcome,
+)
+from meshwarden.registry.store.sqlite.database import Database
+from meshwarden.v1 import receipts_pb2
+
+_AGGREGATE_COLUMNS: Final = (
+    "session_id, workflow_id, started_at, last_activity_at, calls, failures, cost_micro_usd, "
+    "input_tokens, output_tokens, agents, teams"
+)
+# The outcome's report is activity too: a finished session was last active when it ended.
+_ACTIVITY: Final = "max(a.last_activity_at, coalesce(o.reported_at, 0))"
+_FAILED_OUTCOMES: Final = "('failed', 'abandoned')"
+
+
+def store_aggregates(
+    db: sqlite3.Connection, session_ids: Iterable[str], parse: Callable[[bytes], receipts_pb2.Receipt]
+) -> None:
+    """Recomputes the sessions' rows from their stored receipts (inside the caller's transaction)."""
+    for session_id in sorted(set(session_ids)):
+        rows = db.execute(
+            "SELECT body FROM receipts WHERE session_id = ? ORDER BY started_at, sidecar_instance_id, seq",
+            (session_id,),
+        )
+        _put(db, aggregate(session_id, [parse(body) for (body,) in rows]))
+
+
+class SqliteSessions:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def list(self, query: SessionQuery) -> list[ListedSession]:
+        where, params = _where(query)
+        order = "ASC" if query.oldest_first else "DESC"
+        if query.after is not None:
+            where.append(f"({_ACTIVITY}, a.session_id) {'>' if query.oldest_first else '<'} (?, ?)")
+            params += [query.after[0], query.after[1]]
+        sql = (
+            f"SELECT {', '.join('a.' + c for c in _AGGREGATE_COLUMNS.split(', '))}, {_ACTIVITY}, "
+            "o.outcome, o.detail, o.reported_by, o.reported_at "
+            "FROM session_aggregates a LEFT JOIN session_outcomes o ON o.session_id = a.session_id "
+            f"WHERE {' AND '.join(where) or '1'} ORDER BY {_ACTIVITY} {order}, a.session_id {order} LIMIT ?"
+        )
+
+        def work(db: sqlite3.Connection) -> list[ListedSession]:
+            return [_listed(row) for row in db.execute(sql, (*params, query.limit))]
+
+        return await self._db.read(work)
+
+    async def cost_totals(self, by: str) -> list[CostTotal]:
+        sql = (
+            "SELECT c.key, sum(c.calls), sum(c.failures), sum(c.cost_micro_usd), sum(c.input_tokens), "
+            "sum(c.output_tokens), count(*), sum(o.outcome = 'succeeded'), "
+            f"sum(CASE WHEN o.outcome IN {_FAILED_OUTCOMES} THEN c.cost_micro_usd ELSE 0 END) "
+            "FROM session_cost_shares c LEFT JOIN session_outcomes o ON o.session_id = c.session_id "
+            "WHERE c.by_key = ? GROUP BY c.key"
+        )
+
+        def work(db: sqlite3.Connection) -> list[CostTotal]:
+            return [
+                CostTotal(
+                    key=row[0],
+                    calls=row[1],
+                    failures=row[2],
+                    cost_micro_usd=row[3],
+                    input_tokens=row[4],
+                    output_tokens=row[5],
+                    sessions=row[6],
+                    successful_outcomes=row[7] or 0,
+                    failed_session_cost_micro_usd=row[8] or 0,
+                )
+                for row in db.execute(sql, (by,))
+            ]
+
+        return await self._db.read(work)
+
+
+def _where(query: SessionQuery) -> tuple[list[str], list[object]]:
+    where: list[str] = []
+    params: list[object] = []
+    if query.state == "running":
+        where.append("o.session_id IS NULL")
+    elif query.state == "finished":
+        where.append("o.session_id IS NOT NULL")
+    elif query.state:
+        where.append("o.outcome = ?")
+        params.append(query.state)
+    if query.workflow_id:
+        where.append("a.workflow_id = ?")
+        params.append(query.workflow_id)
+    for role, name in (("agent", query.agent), ("agent", query.participant), ("team", query.team)):
+        if name:
+            where.append(
+                "a.session_id IN (SELECT session_id FROM session_members WHERE role = ? AND name = ?)"
+            )
+            params += [role, name]
+    return where, params
+
+
+def _put(db: sqlite3.Connection, found: SessionAggregate) -> None:
+    db.execute(
+        f"INSERT OR REPLACE INTO session_aggregates ({_AGGREGATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            found.session_id,
+            found.workflow_id,
+            found.started_at,
+            found.last_activity_at,
+            found.calls,
+            found.failures,
+            found.cost_micro_usd,
+            found.input_tokens,
+            found.output_tokens,
+            json.dumps(found.agents),
+            json.dumps(found.teams),
+        ),
+    )
+    db.execute("DELETE FROM session_members WHERE session_id = ?", (found.session_id,))
+    db.executemany(
+        "INSERT INTO session_members (role, name, session_id) VALUES (?, ?, ?)",
+        [("agent", a, found.session_id) for a in found.agents] + [("team", t, found.session_id) for t in found.teams],
+    )
+    db.execute("DELETE FROM session_cost_shares WHERE session_id = ?", (found.session_id,))
+    db.executemany(
+        "INSERT INTO session_cost_shares (by_key, key, session_id, calls, failures, cost_micro_usd, input_tokens, "
+        "output_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [_share_row(found.session_id, share) for share in found.cost_shares],
+    )
+
+
+def _share_row(session_id: str, share: CostShare) -> tuple[object, ...]:
+    return (
+        share.by,
+        share.key,
+        session_id,
+        share.calls,
+        share.failures,
+        share.cost_micro_usd,
+        share.input_tokens,
+        share.output_tokens,
+    )
+
+
+def _listed(row: tuple[Any, ...]) -> ListedSession:
+    aggregate_row = SessionAggregate(
+        session_id=str(row[0]),
+        workflow_id=str(row[1]),
+        started_at=float(row[2]),
+        last_activity_at=float(row[11]),
+        calls=int(row[4]),
+        failures=int(row[5]),
+        cost_micro_usd=int(row[6]),
+        input_tokens=int(row[7]),
+        output_tokens=int(row[8]),
+        agents=tuple(json.loads(str(row[9]))),
+        teams=tuple(json.loads(str(row[10]))),
+    )
+    outcome = (
+        None
+        if row[12] is None
+        else StoredOutcome(
+            session_id=str(row[0]),
+            outcome=str(row[12]),
+            detail=str(row[13]),
+            reported_by=str(row[14]),
+            reported_at=float(row[15]),
+        )
+    )
+    return ListedSession(aggregate=aggregate_row, outcome=outcome)
