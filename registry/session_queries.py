@@ -64,7 +64,7 @@ class SessionQueries:
         if not session_access.sees_everything(caller):  # an agent: only the sessions it took part in
             wanted = dataclasses.replace(wanted, participant=session_access.agent_of(caller))
         if not request.HasField("since") and not request.HasField("until"):
-            listed = await self._sessions.list(wanted.as_query())
+            listed = await self._sessions.find(wanted.as_query())
             found = [session_views.summary_of(s.aggregate, s.outcome) for s in listed]
         else:
             since, until = self._window(

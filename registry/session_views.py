@@ -81,7 +81,9 @@ class SessionFilter:
     @classmethod
     def from_proto(cls, request: receipts_pb2.ListSessionsRequest) -> SessionFilter:
         if request.state not in STATES:
-            raise InvalidInput("state", f"is {request.state!r}; it must be one of {', '.join(STATES[1:])} or empty (all)")
+            raise InvalidInput(
+                "state", f"is {request.state!r}; it must be one of {', '.join(STATES[1:])} or empty (all)"
+            )
         if request.limit > MAX_LIMIT:
             raise InvalidInput("limit", f"is {request.limit}; at most {MAX_LIMIT} sessions per request")
         if request.order not in ("", NEWEST, OLDEST):
@@ -248,9 +250,7 @@ def cost_rows(
                 output_tokens=output_tokens,
                 sessions=len(sessions),
                 successful_outcomes=sum(1 for o in ended.values() if o == SUCCEEDED),
-                failed_session_cost_micro_usd=sum(
-                    sessions[s] for s, o in ended.items() if o in _FAILED_OUTCOMES
-                ),
+                failed_session_cost_micro_usd=sum(sessions[s] for s, o in ended.items() if o in _FAILED_OUTCOMES),
             )
         )
     return cost_rows_of(found)

@@ -214,7 +214,7 @@ class SessionStore(Protocol):
     adds receipts to the session (registry.session_aggregates says how they are computed), so
     these answers read one row per session, not every receipt."""
 
-    async def list(self, query: SessionQuery) -> list[ListedSession]:
+    async def find(self, query: SessionQuery) -> list[ListedSession]:
         """At most `query.limit` sessions matching it (with their outcome joined), by last
         activity (the outcome's report counts) then session id, newest first unless
         `query.oldest_first`, strictly after the `query.after` keyset cursor."""

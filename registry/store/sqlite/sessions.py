@@ -48,7 +48,7 @@ class SqliteSessions:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def list(self, query: SessionQuery) -> list[ListedSession]:
+    async def find(self, query: SessionQuery) -> list[ListedSession]:
         where, params = _where(query)
         order = "ASC" if query.oldest_first else "DESC"
         if query.after is not None:
@@ -109,9 +109,7 @@ def _where(query: SessionQuery) -> tuple[list[str], list[object]]:
         params.append(query.workflow_id)
     for role, name in (("agent", query.agent), ("agent", query.participant), ("team", query.team)):
         if name:
-            where.append(
-                "a.session_id IN (SELECT session_id FROM session_members WHERE role = ? AND name = ?)"
-            )
+            where.append("a.session_id IN (SELECT session_id FROM session_members WHERE role = ? AND name = ?)")
             params += [role, name]
     return where, params
 

@@ -3,6 +3,7 @@ aggregates kept from the same receipts): windows, cursors, refusals, NOT_FOUND."
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,8 +14,6 @@ from meshwarden.registry.authz import Caller
 from meshwarden.registry.errors import InvalidInput, PermissionDenied, UnknownSession
 from meshwarden.registry.outcomes import Outcomes
 from meshwarden.registry.session_queries import SessionQueries
-import sqlite3
-
 from meshwarden.registry.store.receipt_columns import COLUMNS, columns_of
 from meshwarden.registry.store.sqlite import Database, stores_over
 from meshwarden.registry.store.sqlite.sessions import store_aggregates
@@ -119,7 +118,9 @@ async def test_lists_page_with_a_cursor_oldest_first_and_by_outcome(queries: Ses
     assert [s.session_id for s in second.sessions] == ["late"]
     last = await queries.list_sessions(dataclass_copy(rest, cursor=second.next_cursor), OPERATOR)
     assert list(last.sessions) == [] and last.next_cursor == ""
-    await queries.report_outcome(receipts_pb2.ReportOutcomeRequest(session_id="early", outcome="failed"), agent("billing"))
+    await queries.report_outcome(
+        receipts_pb2.ReportOutcomeRequest(session_id="early", outcome="failed"), agent("billing")
+    )
     failed = await queries.list_sessions(receipts_pb2.ListSessionsRequest(state="failed"), OPERATOR)
     assert [(s.session_id, s.calls, s.failures, s.input_tokens) for s in failed.sessions] == [("early", 1, 0, 1)]
     with pytest.raises(InvalidInput, match="cursor"):
@@ -127,8 +128,12 @@ async def test_lists_page_with_a_cursor_oldest_first_and_by_outcome(queries: Ses
 
 
 async def test_costs_without_a_window_come_from_the_aggregates(queries: SessionQueries) -> None:
-    await queries.report_outcome(receipts_pb2.ReportOutcomeRequest(session_id="early", outcome="abandoned"), agent("billing"))
-    await queries.report_outcome(receipts_pb2.ReportOutcomeRequest(session_id="late", outcome="succeeded"), agent("billing"))
+    await queries.report_outcome(
+        receipts_pb2.ReportOutcomeRequest(session_id="early", outcome="abandoned"), agent("billing")
+    )
+    await queries.report_outcome(
+        receipts_pb2.ReportOutcomeRequest(session_id="late", outcome="succeeded"), agent("billing")
+    )
     for by, key in (("agent", "billing"), ("caller", "frontdesk -> billing"), ("agent-model", "billing x m")):
         (row,) = (await queries.costs(receipts_pb2.CostsRequest(by=by), OPERATOR)).rows
         assert (row.key, row.cost_micro_usd, row.calls, row.sessions) == (key, 30, 2, 2)
