@@ -322,15 +322,17 @@ CREATE INDEX IF NOT EXISTS session_members_by_session ON session_members (sessio
 CREATE TABLE IF NOT EXISTS session_cost_shares (
     by_key TEXT NOT NULL,
     key TEXT NOT NULL,
+    in_session INTEGER NOT NULL,
     session_id TEXT NOT NULL,
     calls INTEGER NOT NULL,
     failures INTEGER NOT NULL,
     cost_micro_usd INTEGER NOT NULL,
     input_tokens INTEGER NOT NULL,
     output_tokens INTEGER NOT NULL,
-    PRIMARY KEY (by_key, key, session_id)
+    PRIMARY KEY (by_key, key, in_session, session_id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS session_cost_shares_by_session ON session_cost_shares (session_id);
+CREATE INDEX IF NOT EXISTS session_cost_shares_by_session ON session_cost_shares (session_id, in_session);
+CREATE INDEX IF NOT EXISTS receipts_without_session ON receipts (call_id) WHERE session_id = '';
 """,
     ),
 )

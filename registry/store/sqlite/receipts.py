@@ -53,7 +53,7 @@ class SqliteReceipts:
             )
             if added.new:
                 _record_signed_head(db, signed_head, shipper_spiffe_id)
-                store_aggregates(db, (r.session_id for r in added.new if r.session_id), _parse)
+                store_aggregates(db, added.new, _parse)
             return added.head_seq
 
         return await self._db.write(work, durable=True)

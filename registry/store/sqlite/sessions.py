@@ -1,8 +1,10 @@
 """Session aggregates in SQLite: `session_aggregates` (one row per session), `session_members`
 (its agents and teams, for filtering) and `session_cost_shares` (what it adds to each cost
-table's rows). `store_aggregates` rewrites the rows of the sessions a receipt batch touched,
-inside that batch's transaction (registry.store.sqlite.receipts), so listing sessions and
-summing costs read these small tables instead of every receipt."""
+table's rows; a call made outside any session has rows of its own there, `in_session` 0 and
+its call id in place of a session id, so cost tables still count every call).
+`store_aggregates` rewrites the rows of the sessions a receipt batch touched, inside that
+batch's transaction (registry.store.sqlite.receipts), so listing sessions and summing costs
+read these small tables instead of every receipt."""
 
 from __future__ import annotations
 
@@ -33,15 +35,37 @@ _FAILED_OUTCOMES: Final = "('failed', 'abandoned')"
 
 
 def store_aggregates(
-    db: sqlite3.Connection, session_ids: Iterable[str], parse: Callable[[bytes], receipts_pb2.Receipt]
+    db: sqlite3.Connection, added: Iterable[receipts_pb2.Receipt], parse: Callable[[bytes], receipts_pb2.Receipt]
 ) -> None:
-    """Recomputes the sessions' rows from their stored receipts (inside the caller's transaction)."""
-    for session_id in sorted(set(session_ids)):
+    """Recomputes the rows of the sessions (and sessionless calls) of the `added` receipts from
+    every receipt stored for them, inside the caller's transaction."""
+    added = list(added)
+    for session_id in sorted({r.session_id for r in added if r.session_id}):
         rows = db.execute(
             "SELECT body FROM receipts WHERE session_id = ? ORDER BY started_at, sidecar_instance_id, seq",
             (session_id,),
         )
         _put(db, aggregate(session_id, [parse(body) for (body,) in rows]))
+    for call_id in sorted({r.call_id for r in added if not r.session_id}):
+        rows = db.execute("SELECT body FROM receipts WHERE call_id = ? AND session_id = ''", (call_id,))
+        shares = aggregate("", [parse(body) for (body,) in rows]).cost_shares
+        _put_shares(db, call_id, shares, in_session=False)
+
+
+def fill_missing(db: sqlite3.Connection, parse: Callable[[bytes], receipts_pb2.Receipt]) -> int:
+    """Once per database: the aggregates of receipts stored before the aggregates existed
+    (a registry upgraded in place); returns how many sessions and sessionless calls it filled."""
+    if db.execute("SELECT 1 FROM meta WHERE key = 'session_aggregates_filled'").fetchone() is not None:
+        return 0
+    owners = db.execute(
+        "SELECT session_id, min(rowid) FROM receipts WHERE session_id != '' GROUP BY session_id "
+        "UNION ALL SELECT '', min(rowid) FROM receipts WHERE session_id = '' GROUP BY call_id"
+    ).fetchall()
+    for _, rowid in owners:
+        (body,) = db.execute("SELECT body FROM receipts WHERE rowid = ?", (rowid,)).fetchone()
+        store_aggregates(db, [parse(body)], parse)
+    db.execute("INSERT INTO meta (key, value) VALUES ('session_aggregates_filled', 1)")
+    return len(owners)
 
 
 class SqliteSessions:
@@ -69,9 +93,9 @@ class SqliteSessions:
     async def cost_totals(self, by: str) -> list[CostTotal]:
         sql = (
             "SELECT c.key, sum(c.calls), sum(c.failures), sum(c.cost_micro_usd), sum(c.input_tokens), "
-            "sum(c.output_tokens), count(*), sum(o.outcome = 'succeeded'), "
+            "sum(c.output_tokens), sum(c.in_session), sum(o.outcome = 'succeeded'), "
             f"sum(CASE WHEN o.outcome IN {_FAILED_OUTCOMES} THEN c.cost_micro_usd ELSE 0 END) "
-            "FROM session_cost_shares c LEFT JOIN session_outcomes o ON o.session_id = c.session_id "
+            "FROM session_cost_shares c LEFT JOIN session_outcomes o ON o.session_id = c.session_id AND c.in_session "
             "WHERE c.by_key = ? GROUP BY c.key"
         )
 
@@ -136,19 +160,24 @@ def _put(db: sqlite3.Connection, found: SessionAggregate) -> None:
         "INSERT INTO session_members (role, name, session_id) VALUES (?, ?, ?)",
         [("agent", a, found.session_id) for a in found.agents] + [("team", t, found.session_id) for t in found.teams],
     )
-    db.execute("DELETE FROM session_cost_shares WHERE session_id = ?", (found.session_id,))
+    _put_shares(db, found.session_id, found.cost_shares, in_session=True)
+
+
+def _put_shares(db: sqlite3.Connection, owner: str, shares: Iterable[CostShare], *, in_session: bool) -> None:
+    db.execute("DELETE FROM session_cost_shares WHERE session_id = ? AND in_session = ?", (owner, in_session))
     db.executemany(
-        "INSERT INTO session_cost_shares (by_key, key, session_id, calls, failures, cost_micro_usd, input_tokens, "
-        "output_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [_share_row(found.session_id, share) for share in found.cost_shares],
+        "INSERT INTO session_cost_shares (by_key, key, in_session, session_id, calls, failures, cost_micro_usd, "
+        "input_tokens, output_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [_share_row(owner, share, in_session) for share in shares],
     )
 
 
-def _share_row(session_id: str, share: CostShare) -> tuple[object, ...]:
+def _share_row(owner: str, share: CostShare, in_session: bool) -> tuple[object, ...]:
     return (
         share.by,
         share.key,
-        session_id,
+        in_session,
+        owner,
         share.calls,
         share.failures,
         share.cost_micro_usd,

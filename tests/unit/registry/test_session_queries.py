@@ -15,8 +15,9 @@ from meshwarden.registry.errors import InvalidInput, PermissionDenied, UnknownSe
 from meshwarden.registry.outcomes import Outcomes
 from meshwarden.registry.session_queries import SessionQueries
 from meshwarden.registry.store.receipt_columns import COLUMNS, columns_of
+from meshwarden.registry.store.records import SessionQuery
 from meshwarden.registry.store.sqlite import Database, stores_over
-from meshwarden.registry.store.sqlite.sessions import store_aggregates
+from meshwarden.registry.store.sqlite.sessions import SqliteSessions, fill_missing, store_aggregates
 from meshwarden.v1 import receipts_pb2
 from tests.unit.receipt_fixtures import both_sides, stamp
 from tests.unit.sidecar.fakes import FakeClock
@@ -35,21 +36,34 @@ class Receipts:
         return [r for r in self._all if since <= r.started_at.ToNanoseconds() / 1e9 < until]
 
 
-@pytest.fixture
-async def queries(tmp_path: Path) -> AsyncIterator[SessionQueries]:
-    receipts = [
+def stored_receipts() -> list[receipts_pb2.Receipt]:
+    return [
         *both_sides("c1", "frontdesk", "billing", "billing.refund", session="early", at=1000.0, usage=("m", 1, 1, 10)),
         *both_sides("c2", "frontdesk", "billing", "billing.refund", session="late", at=2000.0, usage=("m", 1, 1, 20)),
+        # outside any session, and failed: cost tables count it all the same
+        *both_sides(
+            "c3", "frontdesk", "kb", "kb.search", session="", at=100.0, status="INTERNAL", usage=("m", 2, 3, 7)
+        ),
     ]
+
+
+def insert_rows(connection: sqlite3.Connection, receipts: list[receipts_pb2.Receipt]) -> None:
+    """The rows `ship` would write, without a chain (each receipt a chain of its own)."""
+    connection.executemany(
+        f"INSERT INTO receipts ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+        [(f"chain-{i}", *columns_of(r, r.SerializeToString())[1:]) for i, r in enumerate(receipts)],
+    )
+
+
+@pytest.fixture
+async def queries(tmp_path: Path) -> AsyncIterator[SessionQueries]:
+    receipts = stored_receipts()
     db = Database.open(tmp_path)
     stores = stores_over(db, event_log_retention=10)
 
-    def keep(connection: sqlite3.Connection) -> None:  # the rows `ship` would write, without a chain
-        connection.executemany(
-            f"INSERT INTO receipts ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-            [(f"chain-{i}", *columns_of(r, r.SerializeToString())[1:]) for i, r in enumerate(receipts)],
-        )
-        store_aggregates(connection, (r.session_id for r in receipts), receipts_pb2.Receipt.FromString)
+    def keep(connection: sqlite3.Connection) -> None:
+        insert_rows(connection, receipts)
+        store_aggregates(connection, receipts, receipts_pb2.Receipt.FromString)
 
     await db.write(keep)
     try:
@@ -135,11 +149,14 @@ async def test_costs_without_a_window_come_from_the_aggregates(queries: SessionQ
         receipts_pb2.ReportOutcomeRequest(session_id="late", outcome="succeeded"), agent("billing")
     )
     for by, key in (("agent", "billing"), ("caller", "frontdesk -> billing"), ("agent-model", "billing x m")):
-        (row,) = (await queries.costs(receipts_pb2.CostsRequest(by=by), OPERATOR)).rows
+        row, sessionless = (await queries.costs(receipts_pb2.CostsRequest(by=by), OPERATOR)).rows
+        assert (sessionless.cost_micro_usd, sessionless.calls, sessionless.failures) == (7, 1, 1)
+        assert (sessionless.sessions, sessionless.input_tokens, sessionless.output_tokens) == (0, 2, 3)
         assert (row.key, row.cost_micro_usd, row.calls, row.sessions) == (key, 30, 2, 2)
         assert (row.successful_outcomes, row.cost_per_successful_outcome_micro_usd) == (1, 30)
         assert row.failed_session_cost_micro_usd == 10
-    windowed = await queries.costs(receipts_pb2.CostsRequest(by="agent", until=stamp(1500.0)), OPERATOR)
+    window = receipts_pb2.CostsRequest(by="agent", since=stamp(500.0), until=stamp(1500.0))
+    windowed = await queries.costs(window, OPERATOR)
     assert [(r.key, r.cost_micro_usd, r.failed_session_cost_micro_usd) for r in windowed.rows] == [("billing", 10, 10)]
 
 
@@ -148,3 +165,19 @@ def dataclass_copy(request: receipts_pb2.ListSessionsRequest, *, cursor: str) ->
     copied.CopyFrom(request)
     copied.cursor = cursor
     return copied
+
+
+async def test_receipts_stored_before_the_aggregates_are_filled_in_once(tmp_path: Path) -> None:
+    db = Database.open(tmp_path)
+    try:
+        await db.write(lambda c: insert_rows(c, stored_receipts()))
+        assert await db.write(lambda c: fill_missing(c, receipts_pb2.Receipt.FromString)) == 3
+        assert await db.write(lambda c: fill_missing(c, receipts_pb2.Receipt.FromString)) == 0
+        sessions = SqliteSessions(db)
+        assert [s.aggregate.session_id for s in await sessions.find(SessionQuery())] == ["late", "early"]
+        assert sorted((t.key, t.cost_micro_usd) for t in await sessions.cost_totals("agent")) == [
+            ("billing", 30),
+            ("kb", 7),
+        ]
+    finally:
+        db.close()
