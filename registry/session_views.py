@@ -57,7 +57,27 @@ COST_KEYS: Final[Mapping[str, Callable[[ReceiptCall], str]]] = {
     "version": lambda c: f"{c.spender_agent}@{c.version}" if c.version else c.spender_agent,
     "caller": lambda c: f"{c.caller_agent} -> {c.callee_agent or c.capability}",
     "agent-model": lambda c: f"{c.spender_agent} x {c.usage.model if c.usage is not None else ''}",
+    "refusal": lambda c: refusal_cause(c),
 }
+_REFUSED_BY_KIND: Final = {
+    "budget_exhausted": "budget",
+    "approval_pending": "approval pending",
+    "approval_denied": "approval denied",
+}
+NOT_REFUSED: Final = "(not refused)"
+
+
+def refusal_cause(call: ReceiptCall) -> str:
+    """What refused a call: a kill switch (its id), a budget, an approval, or a policy (its ids)."""
+    if call.kill_switch_id or call.error_kind == "killed":
+        return f"kill switch {call.kill_switch_id or '?'}"
+    if call.error_kind in _REFUSED_BY_KIND:
+        return _REFUSED_BY_KIND[call.error_kind]
+    if call.policy_decision == "deny" or call.error_kind == "policy_denied":
+        return f"policy {','.join(call.policy_ids) or '(no policy id)'}"
+    return NOT_REFUSED
+
+
 OK: Final = "OK"
 
 

@@ -20,17 +20,20 @@ from meshwarden.cli.receipts_query import ask_receipts
 from meshwarden.cli.time_window import parse_time, timestamp
 from meshwarden.v1 import receipts_pb2
 
-KEYS = ("agent", "team", "workflow", "capability", "model", "provider", "version", "caller", "agent-model")
+KEYS = ("agent", "team", "workflow", "capability", "model", "provider", "version", "caller", "agent-model", "refusal")
 
 
 def add_to(commands: Any) -> None:
     costs = commands.add_parser(
         "costs",
         help="spend, calls and cost per successful outcome",
-        description="Groups the calls' usage by agent, team, workflow, capability, model or provider: model "
-        "calls through the gateway count for their caller, with usage the gateway measured; agent calls for "
-        "their callee, with usage the agent reported. A successful outcome is a session that reported "
-        "'succeeded' and has a call in the group.",
+        description="Groups the calls' usage by agent, team, workflow, capability, model, provider, agent "
+        "version, caller -> callee, agent x model, or refusal cause (kill switch, budget, approval, policy "
+        "ids): model calls through the gateway count for their caller, with usage the gateway measured; agent "
+        "calls for their callee, with usage the agent reported. A successful outcome is a session that "
+        "reported 'succeeded' and has a call in the group; spend on failed sessions is the spend of sessions "
+        "that reported 'failed' or 'abandoned'. Without --since/--until the registry answers from totals it "
+        "keeps as receipts arrive.",
     )
     costs.add_argument("--by", choices=KEYS, default="agent", help="default agent")
     costs.add_argument("--since", default="", metavar="AGE|TIME", help="e.g. 1h, 30m, 2026-11-21T08:00Z")

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from meshwarden.identity.spiffe_ids import Identity
+from meshwarden.receipt_calls import calls_of
+from meshwarden.registry import session_views
 from meshwarden.registry.authz import Caller
 from meshwarden.registry.errors import InvalidInput, PermissionDenied, UnknownSession
 from meshwarden.registry.outcomes import Outcomes
@@ -181,3 +183,23 @@ async def test_receipts_stored_before_the_aggregates_are_filled_in_once(tmp_path
         ]
     finally:
         db.close()
+
+
+@pytest.mark.parametrize(
+    ("changes", "cause"),
+    [
+        ({}, "(not refused)"),
+        ({"status": "PERMISSION_DENIED", "decision": "deny"}, "policy no-refunds"),
+        ({"status": "UNAVAILABLE", "error_kind": "killed", "kill_switch_id": "k-1"}, "kill switch k-1"),
+        ({"status": "RESOURCE_EXHAUSTED", "error_kind": "budget_exhausted"}, "budget"),
+        ({"status": "PERMISSION_DENIED", "error_kind": "approval_denied"}, "approval denied"),
+    ],
+)
+def test_refusals_are_split_by_cause(changes: dict[str, str], cause: str) -> None:
+    outbound, inbound = both_sides("c", "frontdesk", "billing", "billing.refund", status=changes.get("status", "OK"))
+    outbound.policy_decision = changes.get("decision", "allow")
+    outbound.policy_ids.append("no-refunds")
+    outbound.error_kind = changes.get("error_kind", "")
+    outbound.kill_switch_id = changes.get("kill_switch_id", "")
+    (call,) = calls_of([outbound, inbound])
+    assert session_views.refusal_cause(call) == cause
