@@ -185,7 +185,7 @@ class SessionAggregate:
     session_id: str
     workflow_id: str
     started_at: float
-    last_activity_at: float  # the last call's end; the outcome's report time is added when read
+    last_activity_at: float  # the last call's end (the store adds the outcome's report time)
     calls: int
     failures: int
     cost_micro_usd: int

@@ -308,9 +308,12 @@ CREATE TABLE IF NOT EXISTS session_aggregates (
     input_tokens INTEGER NOT NULL,
     output_tokens INTEGER NOT NULL,
     agents TEXT NOT NULL,
-    teams TEXT NOT NULL
+    teams TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    activity_at REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS session_aggregates_by_activity ON session_aggregates (last_activity_at, session_id);
+CREATE INDEX IF NOT EXISTS session_aggregates_by_activity ON session_aggregates (activity_at, session_id);
+CREATE INDEX IF NOT EXISTS session_aggregates_by_outcome ON session_aggregates (outcome, activity_at, session_id);
 CREATE INDEX IF NOT EXISTS session_aggregates_by_workflow ON session_aggregates (workflow_id);
 CREATE TABLE IF NOT EXISTS session_members (
     role TEXT NOT NULL CHECK (role IN ('agent', 'team')),

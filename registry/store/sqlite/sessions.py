@@ -29,8 +29,10 @@ _AGGREGATE_COLUMNS: Final = (
     "session_id, workflow_id, started_at, last_activity_at, calls, failures, cost_micro_usd, "
     "input_tokens, output_tokens, agents, teams"
 )
-# The outcome's report is activity too: a finished session was last active when it ended.
-_ACTIVITY: Final = "max(a.last_activity_at, coalesce(o.reported_at, 0))"
+# `outcome` ("" while running) and `activity_at` (the later of the last call's end and the
+# outcome's report) are copied from session_outcomes, here and by the outcome store when an
+# outcome arrives, so filtering by state and sorting by activity read an index.
+_ACTIVITY: Final = "a.activity_at"
 _FAILED_OUTCOMES: Final = "('failed', 'abandoned')"
 
 
@@ -122,11 +124,11 @@ def _where(query: SessionQuery) -> tuple[list[str], list[object]]:
     where: list[str] = []
     params: list[object] = []
     if query.state == "running":
-        where.append("o.session_id IS NULL")
+        where.append("a.outcome = ''")
     elif query.state == "finished":
-        where.append("o.session_id IS NOT NULL")
+        where.append("a.outcome != ''")
     elif query.state:
-        where.append("o.outcome = ?")
+        where.append("a.outcome = ?")
         params.append(query.state)
     if query.workflow_id:
         where.append("a.workflow_id = ?")
@@ -138,9 +140,22 @@ def _where(query: SessionQuery) -> tuple[list[str], list[object]]:
     return where, params
 
 
-def _put(db: sqlite3.Connection, found: SessionAggregate) -> None:
+def note_outcome(db: sqlite3.Connection, session_id: str, outcome: str, reported_at: float) -> None:
+    """Copies a new outcome into the session's aggregate (inside the outcome's transaction)."""
     db.execute(
-        f"INSERT OR REPLACE INTO session_aggregates ({_AGGREGATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "UPDATE session_aggregates SET outcome = ?, activity_at = max(activity_at, ?) WHERE session_id = ?",
+        (outcome, reported_at, session_id),
+    )
+
+
+def _put(db: sqlite3.Connection, found: SessionAggregate) -> None:
+    ended = db.execute(
+        "SELECT outcome, reported_at FROM session_outcomes WHERE session_id = ?", (found.session_id,)
+    ).fetchone()
+    outcome, reported_at = ended if ended is not None else ("", 0.0)
+    db.execute(
+        f"INSERT OR REPLACE INTO session_aggregates ({_AGGREGATE_COLUMNS}, outcome, activity_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             found.session_id,
             found.workflow_id,
@@ -153,6 +168,8 @@ def _put(db: sqlite3.Connection, found: SessionAggregate) -> None:
             found.output_tokens,
             json.dumps(found.agents),
             json.dumps(found.teams),
+            outcome,
+            max(found.last_activity_at, reported_at),
         ),
     )
     db.execute("DELETE FROM session_members WHERE session_id = ?", (found.session_id,))
