@@ -22,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.session_queries import fill
+from session_queries import fill  # beside this script: python puts its folder on sys.path
+
 from meshwarden.clock import SystemClock
 from meshwarden.local_mesh import LocalMesh
 from meshwarden.registry.issuer import Issuer

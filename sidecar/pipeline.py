@@ -201,4 +201,6 @@ def inbound(rt: Runtime) -> Handler:
 def model(rt: Runtime) -> Handler:
     """Calls through the model gateway (kind "model"): the provider is the last hop."""
     send = provider.Send(rt.upstream, rt.credentials, rt.provider_breakers, lambda: _catalog(rt), rt.clock.monotonic)
-    return of_kind(rt, model_route_layers(rt), send, downgrade=cheaper_fallback(rt.policy))  # a short budget: a cheaper model
+    return of_kind(
+        rt, model_route_layers(rt), send, downgrade=cheaper_fallback(rt.policy)
+    )  # a short budget: a cheaper model

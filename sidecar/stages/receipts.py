@@ -20,7 +20,7 @@ from google.protobuf import timestamp_pb2
 
 from meshwarden import task_fence
 from meshwarden.clock import Clock
-from meshwarden.errors import MeshError, ReceiptSpoolFull
+from meshwarden.errors import AgentFailed, MeshError, ReceiptSpoolFull
 from meshwarden.receipt_hash import payload_digest
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call import Call, Handler, Layer, Reply
@@ -28,6 +28,7 @@ from meshwarden.sidecar.local_agent import LocalAgent
 from meshwarden.sidecar.model_call import measured_usage
 from meshwarden.sidecar.receipt_spool import ReceiptSpool, SpoolError
 from meshwarden.trace_context import trace_and_span_ids
+from meshwarden.usage import Usage
 from meshwarden.v1 import receipts_pb2
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class Receipts:
         started_ns = int(self._clock.wall() * 1e9)
         began = self._clock.monotonic()
         reply: Reply | None = None
+        failed_usage: Usage | None = None
         # Anything but a MeshError or a cancellation is a bug; the server's rescue logs it.
         status, kind, message = "INTERNAL", "internal", "sidecar fault (see the sidecar's log)"
         try:
@@ -73,13 +75,15 @@ class Receipts:
             return reply
         except MeshError as err:
             status, kind, message = err.status_code().name, err.kind, err.message
+            if isinstance(err, AgentFailed):  # what the handler spent before it failed is kept
+                failed_usage = err.usage
             raise
         except asyncio.CancelledError:
             status, kind, message = "CANCELLED", "cancelled", "the call was cancelled before it ended"
             raise
         finally:
             latency_s = self._clock.monotonic() - began
-            receipt = self._receipt(call, reply, status, kind, message, started_ns, latency_s)
+            receipt = self._receipt(call, reply, status, kind, message, started_ns, latency_s, failed_usage)
             try:
                 self._spool.append(receipt)
             except SpoolError as exc:
@@ -94,6 +98,7 @@ class Receipts:
         message: str,
         started_ns: int,
         latency_s: float,
+        failed_usage: Usage | None = None,
     ) -> receipts_pb2.Receipt:
         record = call.record
         active = self._policy.active
@@ -116,7 +121,7 @@ class Receipts:
         # The tracing stage (outside this one) put its span's context in the call; with
         # tracing off it is the caller's, as received.
         trace_id, span_id = trace_and_span_ids(call.traceparent)
-        usage = reply.usage if reply is not None else None
+        usage = reply.usage if reply is not None else failed_usage
         task_id, fencing_token = task_fence.claimed_task(call.task_token)
         if call.model is not None:  # a model call ended without a reply is still charged
             usage = measured_usage(usage, record.model)

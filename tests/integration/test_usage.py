@@ -226,3 +226,18 @@ async def test_sessions_timelines_and_costs_from_the_receipts(mesh: LocalMesh) -
         timeout=60,
     )
     assert piped.stdout and "Traceback" not in piped.stderr, piped.stderr
+
+    # A handler that spends, then fails: the spend is kept, in the receipts and for the caller.
+    async with meshwarden.Client(top.addresses["listen"]) as client:
+        with pytest.raises(errors.AgentFailed) as spent:
+            await client.invoke(
+                "bill.work", {"usage": BILLING_USAGE, "fail": True}, session_id="s-d", workflow_id="wf-3", timeout=10
+            )
+    assert spent.value.usage == meshwarden.Usage("claude-3-5-haiku", 4000, 1000, 20000)
+
+    async def failed_spend_kept() -> bool:
+        return (await costs("workflow")).get("wf-3", (0,))[0] == 20000
+
+    await until(failed_spend_kept, "the failed call's spend reaching the registry")
+    s_d = await mesh.ask_receipts("GetSession", receipts_pb2.GetSessionRequest(session_id="s-d"))
+    assert (s_d.summary.calls, s_d.summary.failures, s_d.summary.cost_micro_usd) == (1, 1, 20000)
