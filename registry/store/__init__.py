@@ -196,7 +196,16 @@ class ReceiptStore(Protocol):
 
     async def verify(self, trust_bundle_pem: bytes, sidecar_instance_id: str = "") -> list[ChainVerdict]:
         """A verdict per chain (registry.receipt_verification), only that chain's when given;
-        signed heads are checked against the CAs of `trust_bundle_pem`."""
+        signed heads are checked against the CAs of `trust_bundle_pem`; a chain cut by
+        retention is verified from its checkpoint."""
+        ...
+
+    async def forget_before(self, cutoff: float, now: float) -> int:
+        """Retention: deletes each chain's receipts that started before `cutoff`, up to its
+        first receipt that did not (so what stays is a whole chain from there), and records a
+        checkpoint (seq and hash of the last one deleted, `now`, and their
+        registry.receipt_verification.checkpoint_digest) for verify to start from; returns
+        how many receipts it deleted. Session aggregates are kept."""
         ...
 
 

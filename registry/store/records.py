@@ -102,6 +102,17 @@ class StoredOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class ReceiptCheckpoint:
+    """Where retention cut a chain: the last deleted receipt's seq and hash, when, and a digest
+    over them (registry.receipt_verification.checkpoint_digest) that `receipts verify` checks."""
+
+    seq: int
+    hash: str
+    cut_at: float
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
 class StoredHead:
     """A chain's head as its sidecar last signed it (registry.receipt_signatures)."""
 

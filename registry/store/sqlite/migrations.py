@@ -295,7 +295,7 @@ CREATE TABLE IF NOT EXISTS receipt_head_signatures (
 """,
     ),
     Step(
-        "session aggregates: each session's totals and cost shares, kept as its receipts arrive",
+        "session aggregates: each session's totals and cost shares, kept as its receipts arrive; receipt checkpoints",
         """
 CREATE TABLE IF NOT EXISTS session_aggregates (
     session_id TEXT PRIMARY KEY,
@@ -336,6 +336,13 @@ CREATE TABLE IF NOT EXISTS session_cost_shares (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS session_cost_shares_by_session ON session_cost_shares (session_id, in_session);
 CREATE INDEX IF NOT EXISTS receipts_without_session ON receipts (call_id) WHERE session_id = '';
+CREATE TABLE IF NOT EXISTS receipt_checkpoints (
+    sidecar_instance_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    cut_at REAL NOT NULL,
+    digest TEXT NOT NULL
+);
 """,
     ),
 )
