@@ -41,13 +41,9 @@ from meshwarden.policy_bundle.trusted_keys import load_trusted_keys
 from meshwarden.ready import announce_ready
 from meshwarden.registry import api, leases, task_key
 from meshwarden.registry.approvals import Approvals
-from meshwarden.registry.approvals_server import SERVICE_NAME as APPROVALS_SERVICE_NAME
-from meshwarden.registry.approvals_server import ApprovalsService
 from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Authorizer
 from meshwarden.registry.budgets import Budgets, BudgetSettings
-from meshwarden.registry.budgets_server import SERVICE_NAME as BUDGETS_SERVICE_NAME
-from meshwarden.registry.budgets_server import BudgetsService
 from meshwarden.registry.bundles import Bundles
 from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.config import RegistryConfig
@@ -66,20 +62,16 @@ from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.routes import Routes
 from meshwarden.registry.session_queries import SessionQueries
 from meshwarden.registry.store.sqlite import stores_over
-from meshwarden.registry.store.sqlite.approvals import ApprovalStore
 from meshwarden.registry.store.sqlite.blocking import BlockingStore
-from meshwarden.registry.store.sqlite.budgets import BudgetStore
 from meshwarden.registry.store.sqlite.database import Database
 from meshwarden.registry.store.sqlite.tasks import TaskStore
 from meshwarden.registry.task_queue import TaskQueue
 from meshwarden.registry.tasks_server import SERVICE_NAME as TASKS_SERVICE_NAME
 from meshwarden.registry.tasks_server import TasksService
-from meshwarden.registry.tool_ledger import SERVICE_NAME as TOOLS_SERVICE_NAME
-from meshwarden.registry.tool_ledger import ToolLedgerService
 from meshwarden.registry.watch_hub import WatchHub
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
-from meshwarden.v1 import approvals_pb2_grpc, budgets_pb2_grpc, tasks_pb2_grpc, tools_pb2_grpc
+from meshwarden.v1 import tasks_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +129,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
     """Serves until `stop` is set. Raises StoreError, CaError or StartError when it cannot start."""
     db = await asyncio.to_thread(Database.open, config.data_dir)
     stores = stores_over(db, event_log_retention=config.event_log_retention)
-    blocking = BlockingStore(db)  # approvals and tasks, until they are ported to the async seam
+    blocking = BlockingStore(db)  # tasks, until they are ported to the async seam
     try:
         issuer = Issuer.open(config.data_dir / CA_DIR_NAME, config.trust_domain, clock)
         operators = OperatorCredential.load_or_create(config.data_dir)
@@ -172,9 +164,9 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             health=HealthReports(clock),
             task_queue=task_queue,
             task_key=task_key.load_or_create(config.data_dir),
-            approvals=Approvals(ApprovalStore(blocking), clock, audit),
+            approvals=Approvals(stores.approvals, clock, audit),
             budgets=Budgets(
-                BudgetStore(blocking),
+                stores.budgets,
                 clock,
                 audit,
                 BudgetSettings(slice_ttl_s=config.budget_slice_ttl_s, sync_every_s=config.budget_sync_s),
@@ -284,6 +276,9 @@ def _add_services(server: grpc.aio.Server, config: RegistryConfig, parts: _Parts
             mtls_address=mtls_advertised,
         ),
         receipts=api.ReceiptsApi(parts.receipts, parts.sessions),
+        approvals=api.ApprovalsApi(parts.approvals),
+        budgets=api.BudgetsApi(parts.budgets),
+        tools=api.ToolsApi(parts.receipts, parts.clock),
     )
 
 
@@ -298,17 +293,12 @@ async def _serve(
     authorizer = Authorizer(config.trust_domain, parts.operators, mtls_address=mtls_advertised)
     authorization.use(authorizer)
     services = _add_services(server, config, parts, mtls_advertised)
-    # Not yet split into registry.api: served by their generated servicers (the interceptor
-    # authorizes them all the same).
+    # Not yet split into registry.api: served by its generated servicer (the interceptor
+    # authorizes it all the same).
     tasks_pb2_grpc.add_TasksServicer_to_server(
         TasksService(parts.task_queue, parts.catalog, parts.task_key, authorizer), server
     )
-    approvals_pb2_grpc.add_ApprovalsServicer_to_server(
-        ApprovalsService(parts.approvals, authorizer, parts.clock), server
-    )
-    tools_pb2_grpc.add_ToolsServicer_to_server(ToolLedgerService(parts.receipts, authorizer, parts.clock), server)
-    budgets_pb2_grpc.add_BudgetsServicer_to_server(BudgetsService(parts.budgets, authorizer), server)
-    services += [APPROVALS_SERVICE_NAME, TASKS_SERVICE_NAME, TOOLS_SERVICE_NAME, BUDGETS_SERVICE_NAME]
+    services += [TASKS_SERVICE_NAME]
     health = add_standard_services(server, services)
     serving = False
     admin = AdminServer(

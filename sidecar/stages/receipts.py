@@ -12,7 +12,6 @@ the loss is logged with the call id.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Final, Literal
 
@@ -20,10 +19,11 @@ from google.protobuf import timestamp_pb2
 
 from meshwarden import task_fence
 from meshwarden.clock import Clock
-from meshwarden.errors import AgentFailed, MeshError, ReceiptSpoolFull
+from meshwarden.errors import AgentFailed, ReceiptSpoolFull
 from meshwarden.receipt_hash import payload_digest
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call import Call, Handler, Layer, Reply
+from meshwarden.sidecar.call_end import SERVED, call_end_of
 from meshwarden.sidecar.local_agent import LocalAgent
 from meshwarden.sidecar.model_call import measured_usage
 from meshwarden.sidecar.receipt_spool import ReceiptSpool, SpoolError
@@ -66,24 +66,20 @@ class Receipts:
         started_ns = int(self._clock.wall() * 1e9)
         began = self._clock.monotonic()
         reply: Reply | None = None
-        failed_usage: Usage | None = None
-        # Anything but a MeshError or a cancellation is a bug; the server's rescue logs it.
-        status, kind, message = "INTERNAL", "internal", "sidecar fault (see the sidecar's log)"
+        ended = SERVED
         try:
             reply = await self._next(call)
-            status, kind, message = "OK", "", ""
             return reply
-        except MeshError as err:
-            status, kind, message = err.status_code().name, err.kind, err.message
-            if isinstance(err, AgentFailed):  # what the handler spent before it failed is kept
-                failed_usage = err.usage
-            raise
-        except asyncio.CancelledError:
-            status, kind, message = "CANCELLED", "cancelled", "the call was cancelled before it ended"
+        except BaseException as exc:
+            ended = call_end_of(exc)
             raise
         finally:
             latency_s = self._clock.monotonic() - began
-            receipt = self._receipt(call, reply, status, kind, message, started_ns, latency_s, failed_usage)
+            # What a handler spent before it failed is kept: the failure carries it.
+            spent = ended.error.usage if isinstance(ended.error, AgentFailed) else None
+            receipt = self._receipt(
+                call, reply, ended.code.name, ended.kind, ended.message, started_ns, latency_s, spent
+            )
             try:
                 self._spool.append(receipt)
             except SpoolError as exc:
@@ -201,6 +197,8 @@ def _add_model_fields(receipt: receipts_pb2.Receipt, call: Call) -> None:
         receipt.cached_input_tokens = outcome.cached_input_tokens
         receipt.model_fallback_from = outcome.fallback_from
         receipt.model_stream_cut = outcome.stream_cut
+        receipt.input_tokens_estimated = outcome.input_estimated
+        receipt.output_tokens_estimated = outcome.output_estimated
 
 
 def _shrink(receipt: receipts_pb2.Receipt) -> None:
