@@ -43,6 +43,7 @@ from meshwarden.sidecar.edges.gateway_http import GatewayBindError, GatewayServe
 from meshwarden.sidecar.edges.model_http import ModelGateway
 from meshwarden.sidecar.grpc_servers import GrpcServers
 from meshwarden.sidecar.health_reporter import HealthReporter
+from meshwarden.sidecar.inspection import Inspection, config_view, status_view
 from meshwarden.sidecar.instance_identity import FILE_NAME as INSTANCE_ID_FILE
 from meshwarden.sidecar.instance_identity import stable_instance_id
 from meshwarden.sidecar.lease import Lease
@@ -210,7 +211,9 @@ async def _start(config: SidecarConfig, stack: contextlib.AsyncExitStack, on_rea
     watch = AgentWatch(agent_app, local, lease.withdraw, lambda: _set_ready(readiness, rt, watch), WatchSettings())
     health = HealthReporter(registry.stub, local.instance_id, rt.catalog, rt.breakers, rt.latency, clock)
 
-    admin = AdminServer("sidecar", rt.metrics.registry, lambda: watch.gone_because or not_ready_because(rt))
+    seen = Inspection(rt, local, tuple(sorted(trusted_keys)), shipping.backlog if shipping is not None else None)
+    views = {"/config": lambda: config_view(config), "/status": lambda: status_view(seen)}
+    admin = AdminServer("sidecar", rt.metrics.registry, lambda: watch.gone_because or not_ready_because(rt), views)
     try:
         admin_address = await admin.serve(config.admin_listen)
     except AdminBindError as exc:
