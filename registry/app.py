@@ -156,7 +156,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             bundles=bundles,
             routes=Routes(stores.routes, clock, audit, hub.publish),
             receipts=receipts,
-            sessions=SessionQueries(receipts, outcomes, clock),
+            sessions=SessionQueries(receipts, outcomes, stores.sessions, clock),
             controls=Controls(stores.controls, clock, audit, hub.publish),
             acks=Acknowledgements(clock),
             audit=audit,
@@ -178,6 +178,9 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             tasks.supervise("task-lease-reaper", task_queue.reap_forever),
             tasks.supervise("budget-slice-expiry", parts.budgets.reap_forever),
         ]
+        if config.receipts_retention_s:
+            retention = config.receipts_retention_s
+            background.append(tasks.supervise("receipts-retention", lambda: receipts.retain_forever(retention)))
         try:
             await _serve(config, parts, own_svid.current, stop, on_ready)
         finally:

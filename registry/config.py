@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,18 @@ OpenEnrollment = Literal["auto", "on", "off"]
 OPEN_ENROLLMENT_CHOICES: Final = ("auto", "on", "off")
 
 
+_RETENTION: Final = re.compile(r"(\d{1,6})([smhd]?)")
+_RETENTION_UNITS: Final = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def retention_s(value: str) -> float:
+    """'90d', '12h', '30m', '3600' (seconds) or '0' (keep forever) -> seconds."""
+    match = _RETENTION.fullmatch(str(value).strip())
+    if match is None:
+        raise ValueError(f"{value!r} is not a duration such as 90d, 12h or 30m (0 keeps receipts forever)")
+    return int(match.group(1)) * _RETENTION_UNITS[match.group(2)]
+
+
 def default_lease_ttl_s(heartbeat_interval_s: float) -> float:
     return DEFAULT_TTL_PER_HEARTBEAT * heartbeat_interval_s
 
@@ -56,6 +69,9 @@ class RegistryConfig:
     lease_ttl_s: float = math.nan
     # How many catalog events are kept so that a watcher can resume by revision.
     event_log_retention: int = DEFAULT_EVENT_LOG_RETENTION
+    # Receipts older than this are deleted (a hashed checkpoint keeps each cut chain
+    # verifiable); 0 keeps them forever.
+    receipts_retention_s: float = 0.0
     # Events queued for one watcher before it is cut off (it resumes by revision).
     watch_queue_events: int = DEFAULT_WATCH_QUEUE_EVENTS
     # Where SVID holders call the registry over mTLS. gRPC Python cannot ask for a client
@@ -219,6 +235,14 @@ OPTIONS: Final[tuple[Option[Any], ...]] = (
         metavar="EVENTS",
     ),
     Option(
+        "receipts_retention",
+        retention_s,
+        0.0,
+        "delete receipts older than this (90d, 12h; 0 keeps them): `receipts verify` checks each cut chain "
+        "from a hashed checkpoint; session and cost totals stay",
+        metavar="DURATION",
+    ),
+    Option(
         "watch_queue_events",
         positive_int,
         DEFAULT_WATCH_QUEUE_EVENTS,
@@ -323,6 +347,7 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> 
         heartbeat_interval_s=values["heartbeat_interval_s"],
         lease_ttl_s=math.nan if ttl is None else ttl,
         event_log_retention=values["event_log_retention"],
+        receipts_retention_s=values["receipts_retention"],
         watch_queue_events=values["watch_queue_events"],
         mtls_listen=values["mtls_listen"],
         mtls_advertise=values["mtls_advertise"],

@@ -206,7 +206,14 @@ def report_rpc_error(command: str, err: grpc.aio.AioRpcError, address: str) -> i
     import grpc
 
     code = err.code()
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        print(
+            f"{command}: the registry at {address} did not answer in time ({err.details()}); "
+            "raise --timeout or narrow the question (--since, --limit)",
+            file=sys.stderr,
+        )
+        return exit_codes.TIMED_OUT
+    if code is grpc.StatusCode.UNAVAILABLE:
         print(
             f"{command}: cannot reach the registry at {address} ({code.name}: {err.details()}); "
             f"is it running? Point to it with --registry or {REGISTRY_ENV}",

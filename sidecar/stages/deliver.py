@@ -53,7 +53,9 @@ class ToAgent:
             return answered
         if answered is not None:  # the agent's own answer, even when it names a mesh error's kind
             cause = answered.cause if isinstance(answered, AgentFailed) else answered.kind
-            return AgentFailed(err.code(), f"agent {agent} failed {call.capability}: {err.details()}", cause=cause)
+            usage = answered.usage if isinstance(answered, AgentFailed) else None
+            message = f"agent {agent} failed {call.capability}: {err.details()}"
+            return AgentFailed(err.code(), message, cause=cause, usage=usage)
         if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
             return DeadlineExceeded(f"agent {agent} did not finish {call.capability} within the deadline")
         if err.code() == grpc.StatusCode.UNAVAILABLE:
