@@ -218,6 +218,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
                 "127.0.0.1:0",
             ),  # fmt: skip
             log_dir=work / "logs",
+            env={"MESHWARDEN_REGISTRY_ALLOW_UNVERIFIED_BUNDLES": "true"},  # older checkouts ignore it
             health_tls=registry_health_tls,
         )
         children.append(registry)

@@ -88,7 +88,7 @@ async def measure(agents: int, calls: int, repeat: int) -> list[tuple[str, float
                 catalog=catalog,
                 health=HealthReports(clock),
                 receipts=receipts,
-                sessions=SessionQueries(receipts, outcomes, clock),
+                sessions=SessionQueries(receipts, outcomes, stores.sessions, clock),
                 budgets=Budgets(stores.budgets, clock, audit, BudgetSettings()),
                 approvals=Approvals(stores.approvals, clock, audit),
                 controls=controls,

@@ -92,6 +92,7 @@ async def start_mesh(work: Path, sidecars: int, concurrency: int) -> tuple[Child
             str(work / "registry"),
         ),
         log_dir=work / "logs",
+        env={"MESHWARDEN_REGISTRY_ALLOW_UNVERIFIED_BUNDLES": "true"},  # older checkouts ignore it
         health_tls=registry_health_tls,
     )
     gate = asyncio.Semaphore(concurrency)

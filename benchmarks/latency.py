@@ -333,6 +333,7 @@ async def start_mesh(
         meshwarden_argv(
             "registry", "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", str(data_dir)
         ),
+        env={"MESHWARDEN_REGISTRY_ALLOW_UNVERIFIED_BUNDLES": "true"},  # older checkouts ignore it
         health_tls=registry_health_tls,
     )
     log(

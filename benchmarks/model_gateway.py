@@ -186,6 +186,7 @@ async def measure(options: argparse.Namespace) -> dict[str, object]:
                 str(work / "registry"),
             ),
             log_dir=logs,
+            env={"MESHWARDEN_REGISTRY_ALLOW_UNVERIFIED_BUNDLES": "true"},  # older checkouts ignore it
             health_tls=registry_health_tls,
         )
         children.append(registry)

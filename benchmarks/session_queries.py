@@ -5,10 +5,13 @@ usage on every callee-side receipt. No gRPC: the figures are the query and the a
 
     PYTHONPATH=. .venv/bin/python benchmarks/session_queries.py [--calls 10000 50000] [--repeat 5]
 
-Prints one row per size: median seconds of ListSessions (whole history), ListSessions over the
-last 1 % of the time range, GetSession, and Costs by agent and by model; then the longest time
-the event loop went without a turn while they ran (a ticker task asks for one every 5 ms): what
-the registry's lease renewals and watchers would have waited.
+Prints one row per size: the seconds the fill took (shipping every receipt, the session
+aggregates kept in each batch's transaction); median seconds of ListSessions (whole history,
+from the aggregates), the running sessions idle longest (stuck work), ListSessions over the
+last 1 % of the time range (from the receipts), GetSession, and Costs by agent, by model and
+by refusal cause (aggregates); then the longest time the event loop went without a turn while
+the queries ran (a ticker task asks for one every 5 ms): what the registry's lease renewals
+and watchers would have waited.
 """
 
 from __future__ import annotations
@@ -155,19 +158,25 @@ async def measure(calls: int, repeat: int) -> list[float]:
             issuer = Issuer.ephemeral("meshwarden.local", clock)
             receipts = Receipts(stores.receipts, clock, trust_bundle_pem=issuer.bundle_pem)
             outcomes = Outcomes(stores.outcomes, clock)
+            started = time.perf_counter()
             end = await fill(receipts, outcomes, issuer, calls)
-            queries = SessionQueries(receipts, outcomes, clock)
+            fill_s = time.perf_counter() - started
+            queries = SessionQueries(receipts, outcomes, stores.sessions, clock)
             everything = receipts_pb2.ListSessionsRequest(limit=1000)
             recent = receipts_pb2.ListSessionsRequest(since=_stamp(end - (end - T0) / 100), limit=1000)
             one = receipts_pb2.GetSessionRequest(session_id="s7")
             watch = LoopWatch()
             watch.start()
+            stuck = receipts_pb2.ListSessionsRequest(state="running", order="oldest", limit=100)
             figures = [
+                fill_s,
                 await median_s(lambda: queries.list_sessions(everything, OPERATOR), repeat),
+                await median_s(lambda: queries.list_sessions(stuck, OPERATOR), repeat),
                 await median_s(lambda: queries.list_sessions(recent, OPERATOR), repeat),
                 await median_s(lambda: queries.get_session(one, OPERATOR), repeat),
                 await median_s(lambda: queries.costs(receipts_pb2.CostsRequest(by="agent"), OPERATOR), repeat),
                 await median_s(lambda: queries.costs(receipts_pb2.CostsRequest(by="model"), OPERATOR), repeat),
+                await median_s(lambda: queries.costs(receipts_pb2.CostsRequest(by="refusal"), OPERATOR), repeat),
             ]
             watch.stop()
             return [*figures, watch.longest_s]
@@ -177,10 +186,13 @@ async def measure(calls: int, repeat: int) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, nargs="+", default=[10_000, 50_000])
+    parser.add_argument("--calls", type=int, nargs="+", default=[40_000])  # 10,000 sessions of four calls
     parser.add_argument("--repeat", type=int, default=5)
     options = parser.parse_args()
-    print("calls   receipts    list-all  list-last-1%    show-one  costs-agent  costs-model  loop-stall  (seconds)")
+    print(
+        "calls   receipts        fill    list-all       stuck  list-last-1%    show-one  costs-agent  costs-model"
+        "  costs-refusal  loop-stall  (seconds)"
+    )
     for calls in options.calls:
         figures = asyncio.run(measure(calls, options.repeat))
         print(f"{calls:<7} {calls * 2:<9} " + "  ".join(f"{f:>10.4f}" for f in figures))

@@ -81,3 +81,21 @@ def parse_listen(text: str, *, what: str = "address") -> ListenAddress:
             raise AddressError(f"{what} unix socket needs a path, e.g. unix:/run/meshwarden/agent.sock")
         return UnixSocket(path)
     return parse_host_port(text, what=what)
+
+
+MAX_REPLICA_ADDRESSES: Final = 16
+
+
+def parse_host_ports(text: str, *, what: str = "address") -> tuple[HostPort, ...]:
+    """One or more HOST:PORT separated by commas ("10.0.0.1:7400,10.0.0.2:7400"): the
+    addresses of several registry replicas, tried in order."""
+    parts = [part for part in text.split(",") if part.strip()]
+    if not parts:
+        raise AddressError(f"{what} must be one or more HOST:PORT separated by commas, got {text!r}")
+    if len(parts) > MAX_REPLICA_ADDRESSES:
+        raise AddressError(f"{what} holds {len(parts)} addresses; at most {MAX_REPLICA_ADDRESSES}")
+    return tuple(parse_host_port(part, what=what) for part in parts)
+
+
+def join_host_ports(addresses: tuple[HostPort, ...]) -> str:
+    return ",".join(str(address) for address in addresses)

@@ -480,9 +480,9 @@ class _Servicer(agent_pb2_grpc.AgentServicer):
             value = await _invoke(cap.handler, args, ctx)
             result = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
         except HandlerError as exc:
-            await _fail(context, exc.code, exc.message)
+            await _fail(context, exc.code, exc.message, usage=ctx.usage)
         except MeshError as exc:  # a nested call failed: report it with its own status and kind
-            await _fail(context, exc.status_code(), f"{exc.kind}: {exc.message}", cause=exc.kind)
+            await _fail(context, exc.status_code(), f"{exc.kind}: {exc.message}", cause=exc.kind, usage=ctx.usage)
         except asyncio.CancelledError:
             ctx._cancelled.set()
             raise
@@ -492,6 +492,7 @@ class _Servicer(agent_pb2_grpc.AgentServicer):
                 context,
                 grpc.StatusCode.INTERNAL,
                 f"handler for {request.capability} failed with {type(exc).__name__}; see the agent's log for call {request.call_id}",
+                usage=ctx.usage,
             )
         finally:
             detach(trace_token)
@@ -527,11 +528,17 @@ def _outcome(result: bytes, usage: Usage | None) -> agent_pb2.Outcome:
 
 
 async def _fail(
-    context: grpc.aio.ServicerContext[object, object], code: grpc.StatusCode, message: str, *, cause: str = ""
+    context: grpc.aio.ServicerContext[object, object],
+    code: grpc.StatusCode,
+    message: str,
+    *,
+    cause: str = "",
+    usage: Usage | None = None,
 ) -> NoReturn:
     """Fails the call with the agent's own answer, as a structured error (AgentFailed), so the
-    sidecar tells it from an agent it could not reach, whatever the code."""
-    await error_status.abort(context, AgentFailed(code, message, cause=cause))
+    sidecar tells it from an agent it could not reach, whatever the code; with the usage the
+    handler reported before it failed (spent all the same)."""
+    await error_status.abort(context, AgentFailed(code, message, cause=cause, usage=usage))
 
 
 async def _invoke(handler: Handler, args: Any, ctx: CallContext) -> Any:

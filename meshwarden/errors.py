@@ -52,6 +52,7 @@ from typing import ClassVar
 import grpc
 
 from meshwarden.budget_scopes import usd
+from meshwarden.usage import MAX_MODEL_CHARS, Usage
 
 Metadata = Mapping[str, str]  # google.rpc.ErrorInfo.metadata
 KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")  # what a kind looks like, ours or a newer version's
@@ -98,7 +99,11 @@ class MeshError(Exception):
         if target is AgentFailed:
             cause = data.get("cause", "")
             return AgentFailed(
-                code, message, cause=cause if KIND.fullmatch(cause) else "", instance_id=data.get("instance_id", "")
+                code,
+                message,
+                cause=cause if KIND.fullmatch(cause) else "",
+                instance_id=data.get("instance_id", ""),
+                usage=_usage(data.get("usage", "")),
             )
         return target.rebuilt(message, data)
 
@@ -532,9 +537,20 @@ class AgentFailed(MeshError):
 
     kind = "agent_failed"
 
-    def __init__(self, agent_code: grpc.StatusCode, message: str, *, cause: str = "", instance_id: str = "") -> None:
+    def __init__(
+        self,
+        agent_code: grpc.StatusCode,
+        message: str,
+        *,
+        cause: str = "",
+        instance_id: str = "",
+        usage: Usage | None = None,
+    ) -> None:
         super().__init__(message, instance_id=instance_id)
         self.agent_code, self.cause = agent_code, cause
+        # What the handler reported consuming before it failed: spent all the same, so the
+        # receipts (and costs) keep it.
+        self.usage = usage
 
     def status_code(self) -> grpc.StatusCode:
         return self.agent_code
@@ -543,6 +559,10 @@ class AgentFailed(MeshError):
         data = super().metadata()
         if self.cause:
             data["cause"] = self.cause
+        if self.usage is not None:
+            data["usage"] = json.dumps(
+                [self.usage.model, self.usage.input_tokens, self.usage.output_tokens, self.usage.cost_micro_usd]
+            )
         return data
 
 
@@ -624,3 +644,15 @@ def _all_subclasses(cls: type[MeshError]) -> list[type[MeshError]]:
 
 # Built from the class tree above, once, at import; never mutated afterwards.
 _BY_KIND: dict[str, type[MeshError]] = {c.kind: c for c in _all_subclasses(MeshError) if c is not Unclassified}
+
+
+def _usage(text: str) -> Usage | None:
+    """The usage an AgentFailed carried ([model, input, output, cost]); None when absent or malformed."""
+    try:
+        model, input_tokens, output_tokens, cost = json.loads(text) if text else (None, 0, 0, 0)
+    except (ValueError, TypeError):
+        return None
+    numbers = (input_tokens, output_tokens, cost)
+    if not isinstance(model, str) or not all(isinstance(n, int) and 0 <= n < 2**63 for n in numbers):
+        return None
+    return Usage(model[:MAX_MODEL_CHARS], input_tokens, output_tokens, cost) if any((model, *numbers)) else None

@@ -104,11 +104,16 @@ class LocalMesh:
             raise RuntimeError("no registry started")
         return self.registry.addresses["listen"]
 
-    async def start_registry(self, listen: str = "127.0.0.1:0", mtls_listen: str = "", *flags: str) -> Child:
-        """The registry; to restart it where sidecars expect it, pass both addresses of the
-        previous one (stopped first)."""
+    async def start_registry(
+        self, listen: str = "127.0.0.1:0", mtls_listen: str = "", *flags: str, verify_bundles: bool = True
+    ) -> Child:
+        """The registry, verifying pushed bundles against the sidecars' keys unless
+        `verify_bundles` is False; to restart it where sidecars expect it, pass both addresses of
+        the previous one (stopped first)."""
+        keys = ("--bundle-keys", str(self.bundle_keys)) if verify_bundles else ("--allow-unverified-bundles", "true")
         argv = registry_argv(
             self.registry_data_dir,
+            *keys,
             *flags,
             listen=listen,
             mtls_listen=mtls_listen,

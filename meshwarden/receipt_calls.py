@@ -51,6 +51,7 @@ class ReceiptCall:
     # from the provider's answer; an agent call's usage is what the callee agent reported.
     call_kind: str = "agent"
     model_provider: str = ""
+    policy_ids: tuple[str, ...] = ()  # the policies behind the decision (the callee's when it denied)
     # A model call's usage is partly the gateway's estimate (a stream cut before the provider's
     # usage came); the receipt says which part.
     usage_estimated: bool = False
@@ -101,9 +102,10 @@ def _merge(receipts: list[receipts_pb2.Receipt]) -> ReceiptCall:
     inbound = sorted((r for r in receipts if r.direction != OUTBOUND), key=lambda r: (r.attempt, _seconds(r)))
     first = outbound[0] if outbound else inbound[-1]  # the caller's view, else the last delivery
     callee = inbound[-1] if inbound else first
-    decision = first.policy_decision
-    if any(r.policy_decision == "deny" for r in inbound):
-        decision = "deny"
+    decision, policy_ids = first.policy_decision, tuple(first.policy_ids)
+    denying = [r for r in inbound if r.policy_decision == "deny"]
+    if denying:
+        decision, policy_ids = "deny", tuple(denying[-1].policy_ids) or policy_ids
     return ReceiptCall(
         call_id=first.call_id,
         parent_call_id=first.parent_call_id or callee.parent_call_id,
@@ -119,6 +121,7 @@ def _merge(receipts: list[receipts_pb2.Receipt]) -> ReceiptCall:
         error_kind=first.error_kind,
         error_message=first.error_message,
         policy_decision=decision,
+        policy_ids=policy_ids,
         attempt=first.attempt,
         kill_switch_id=first.kill_switch_id or callee.kill_switch_id,
         started_at=_seconds(first),

@@ -150,7 +150,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             bundles=bundles,
             routes=Routes(stores.routes, clock, audit, hub.publish),
             receipts=receipts,
-            sessions=SessionQueries(receipts, outcomes, clock),
+            sessions=SessionQueries(receipts, outcomes, stores.sessions, clock),
             controls=Controls(stores.controls, clock, audit, hub.publish),
             acks=Acknowledgements(clock),
             audit=audit,
@@ -172,6 +172,9 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             tasks.supervise("task-lease-reaper", task_queue.reap_forever),
             tasks.supervise("budget-slice-expiry", parts.budgets.reap_forever),
         ]
+        if config.receipts_retention_s:
+            retention = config.receipts_retention_s
+            background.append(tasks.supervise("receipts-retention", lambda: receipts.retain_forever(retention)))
         try:
             await _serve(config, parts, own_svid.current, stop, on_ready)
         finally:
@@ -182,11 +185,23 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
 
 
 def _bundle_keys(config: RegistryConfig) -> dict[str, Ed25519PublicKey] | None:
-    """The trusted bundle keys, or None (pushes stored unverified, said once here)."""
+    """The trusted bundle keys, or None when the operator explicitly allowed unverified bundles.
+
+    Without keys the registry cannot know which revisions sidecars refuse: a bundle edited after
+    signing would become the latest revision and new sidecars would get it instead of the last
+    good one. Letting sidecars' refusal reports demote a revision was the other way; it was
+    not taken because any agent certificate could then roll policy back to an older revision."""
     if config.bundle_keys is None:
+        if not config.allow_unverified_bundles:
+            raise StartError(
+                "no --bundle-keys: give the registry the sidecars' trusted bundle public keys (a directory of "
+                "<key-id>.pub, MESHWARDEN_REGISTRY_BUNDLE_KEYS) so that it refuses a bundle no sidecar would accept; "
+                "for development only, --allow-unverified-bundles true stores pushed bundles unverified"
+            )
         log.warning(
-            "no --bundle-keys: pushed bundles are stored without verifying their signatures, so a bundle that "
-            "no sidecar accepts can become the latest revision; give the registry the sidecars' public keys"
+            "--allow-unverified-bundles: pushed bundles are stored without verifying their signatures, so a bundle "
+            "that no sidecar accepts can become the latest revision and new sidecars get it instead of the last "
+            "good one; give the registry the sidecars' public keys (--bundle-keys)"
         )
         return None
     try:

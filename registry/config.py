@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, cast
 
 from meshwarden.addresses import AddressError, HostPort, parse_host_port, parse_optional_host_port
-from meshwarden.config_layers import ConfigError, Option, choice, positive_float, positive_int, resolve, text
+from meshwarden.config_layers import ConfigError, Option, boolean, choice, positive_float, positive_int, resolve, text
 from meshwarden.identity.spiffe_ids import DEFAULT_TRUST_DOMAIN, IdentityError, check_trust_domain
 
 ENV_PREFIX: Final = "REGISTRY"
@@ -42,6 +43,18 @@ OpenEnrollment = Literal["auto", "on", "off"]
 OPEN_ENROLLMENT_CHOICES: Final = ("auto", "on", "off")
 
 
+_RETENTION: Final = re.compile(r"(\d{1,6})([smhd]?)")
+_RETENTION_UNITS: Final = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def retention_s(value: str) -> float:
+    """'90d', '12h', '30m', '3600' (seconds) or '0' (keep forever) -> seconds."""
+    match = _RETENTION.fullmatch(str(value).strip())
+    if match is None:
+        raise ValueError(f"{value!r} is not a duration such as 90d, 12h or 30m (0 keeps receipts forever)")
+    return int(match.group(1)) * _RETENTION_UNITS[match.group(2)]
+
+
 def default_lease_ttl_s(heartbeat_interval_s: float) -> float:
     return DEFAULT_TTL_PER_HEARTBEAT * heartbeat_interval_s
 
@@ -56,6 +69,9 @@ class RegistryConfig:
     lease_ttl_s: float = math.nan
     # How many catalog events are kept so that a watcher can resume by revision.
     event_log_retention: int = DEFAULT_EVENT_LOG_RETENTION
+    # Receipts older than this are deleted (a hashed checkpoint keeps each cut chain
+    # verifiable); 0 keeps them forever.
+    receipts_retention_s: float = 0.0
     # Events queued for one watcher before it is cut off (it resumes by revision).
     watch_queue_events: int = DEFAULT_WATCH_QUEUE_EVENTS
     # Where SVID holders call the registry over mTLS. gRPC Python cannot ask for a client
@@ -75,8 +91,11 @@ class RegistryConfig:
     # to DEFAULT_ADMIN_LISTEN; a registry built in code (tests) has none unless asked.
     admin_listen: HostPort | None = None
     # Directory of trusted bundle public keys (`<key-id>.pub`, as the sidecars have): with it,
-    # a pushed bundle is verified before it is stored; without it, pushes are stored unverified.
+    # a pushed bundle is verified before it is stored. Without it the registry refuses to start
+    # unless allow_unverified_bundles: it cannot tell a bundle every sidecar refuses from a good
+    # one, and would serve it to new sidecars in place of the last good revision.
     bundle_keys: Path | None = None
+    allow_unverified_bundles: bool = False
     # A budget slice lapses this long after its holder's last report (a sidecar killed -9
     # gives its slices back within it); holders report every budget_sync_s.
     budget_slice_ttl_s: float = DEFAULT_BUDGET_SLICE_TTL_S
@@ -216,6 +235,14 @@ OPTIONS: Final[tuple[Option[Any], ...]] = (
         metavar="EVENTS",
     ),
     Option(
+        "receipts_retention",
+        retention_s,
+        0.0,
+        "delete receipts older than this (90d, 12h; 0 keeps them): `receipts verify` checks each cut chain "
+        "from a hashed checkpoint; session and cost totals stay",
+        metavar="DURATION",
+    ),
+    Option(
         "watch_queue_events",
         positive_int,
         DEFAULT_WATCH_QUEUE_EVENTS,
@@ -264,8 +291,17 @@ OPTIONS: Final[tuple[Option[Any], ...]] = (
         Path,
         None,
         "directory of trusted bundle public keys (<key-id>.pub, the sidecars' --bundle-keys): a pushed bundle "
-        "that does not verify against them is refused instead of becoming the latest revision",
+        "that does not verify against them is refused instead of becoming the latest revision; required "
+        "unless --allow-unverified-bundles true",
         metavar="DIR",
+    ),
+    Option(
+        "allow_unverified_bundles",
+        boolean,
+        False,
+        "development only: serve without --bundle-keys, storing pushed bundles unverified (a bundle no sidecar "
+        "accepts can then become the latest revision, and new sidecars get it instead of the last good one)",
+        metavar="true|false",
     ),
     Option(
         "budget_slice_ttl_s",
@@ -311,6 +347,7 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> 
         heartbeat_interval_s=values["heartbeat_interval_s"],
         lease_ttl_s=math.nan if ttl is None else ttl,
         event_log_retention=values["event_log_retention"],
+        receipts_retention_s=values["receipts_retention"],
         watch_queue_events=values["watch_queue_events"],
         mtls_listen=values["mtls_listen"],
         mtls_advertise=values["mtls_advertise"],
@@ -319,6 +356,7 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> 
         open_enrollment=cast(OpenEnrollment, values["open_enrollment"]),
         admin_listen=values["admin_listen"],
         bundle_keys=values["bundle_keys"],
+        allow_unverified_bundles=values["allow_unverified_bundles"],
         budget_slice_ttl_s=values["budget_slice_ttl_s"],
         budget_sync_s=values["budget_sync_s"],
         console_listen=values["console_listen"],

@@ -1,12 +1,14 @@
-"""What the callers' sidecars report about the instances they call, kept in memory only.
+"""What sidecars report about their own agent's instances, kept in memory only.
 
 Each reporter's last report replaces its previous one; stale ones are dropped whenever a
-report arrives, and registry.api.health keeps only findings about instances in the catalog, so
-memory is bounded by reporters times catalog size. A report counts while it is fresh
+report arrives, registry.api.health keeps only findings about instances in the catalog that
+the reporter's certificate owns, and an agent holds at most MAX_REPORTERS_PER_AGENT reports
+(its oldest is dropped for a new reporter), so memory is bounded by agents times that cap
+times the agent's instances, whatever ids a certificate invents. A report counts while it is fresh
 (`ttl_s`, three reporting periods) and while its reporter is live: a reporter that was in the
 catalog when it reported must still be there (a reporter that never registered, a pure
 caller, lives by the TTL alone). For each instance, the worst state among the live reports
-wins, with that report's reason ("2 callers saw no problem" when all say HEALTHY); no live
+wins, with that report's reason ("its sidecar saw no problem" when all say HEALTHY); no live
 report means HEALTHY ("no reports"). A restart
 forgets everything, and sidecars report again within one period.
 """
@@ -17,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from meshwarden.clock import Clock
-from meshwarden.registry.authz import Caller
+from meshwarden.registry.authz import Caller, require_agent
 from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.reporter_ownership import owned_reporter
 from meshwarden.v1 import catalog_pb2
@@ -25,6 +27,7 @@ from meshwarden.v1 import catalog_pb2
 DEFAULT_TTL_S = 30.0
 MAX_INSTANCES_PER_REPORT = 10_000
 MAX_REASON_CHARS = 300
+MAX_REPORTERS_PER_AGENT = 256
 
 HEALTHY = catalog_pb2.HEALTH_STATE_HEALTHY
 _KNOWN_STATES = frozenset(
@@ -84,23 +87,30 @@ class HealthReports:
         registered_agent: str | None,
         chain_owner: str | None,
         findings: Mapping[str, Finding],
+        owners: Mapping[str, str],
     ) -> None:
         """Keeps the report of `caller` as `reporter_instance_id`, whose agent in the catalog is
         `registered_agent` (None when it is not registered: a pure caller) and whose receipt
         chain was shipped by `chain_owner`; the reporter must be an instance the caller owns
-        (registry.reporter_ownership). `findings` hold only instances in the catalog."""
+        (registry.reporter_ownership). `findings` hold only instances in the catalog, and
+        `owners` their agents: each must be the caller's own (PermissionDenied otherwise)."""
         if not reporter_instance_id:
             raise InvalidInput("reporter_instance_id", "is required: the reporting sidecar's own instance id")
         reporter = owned_reporter(caller, reporter_instance_id, registered_agent, chain_owner, "report health")
+        for instance_id in findings:
+            require_agent(caller, owners[instance_id], f"report the health of instance {instance_id}")
         self.report(reporter.identity.name, reporter_instance_id, registered=reporter.registered, findings=findings)
 
     def report(
         self, reporter_agent: str, reporter_instance_id: str, *, registered: bool, findings: Mapping[str, Finding]
     ) -> None:
         self._prune_stale()  # on arrival, not only when someone lists: memory stays bounded
-        self._reports[(reporter_agent, reporter_instance_id)] = Report(
-            reporter_agent, reporter_instance_id, registered, findings, self._clock.wall()
-        )
+        key = (reporter_agent, reporter_instance_id)
+        if key not in self._reports:
+            own = [k for k in self._reports if k[0] == reporter_agent]
+            if len(own) >= MAX_REPORTERS_PER_AGENT:
+                del self._reports[min(own, key=lambda k: self._reports[k].reported_at)]
+        self._reports[key] = Report(reporter_agent, reporter_instance_id, registered, findings, self._clock.wall())
 
     def health(self, instance_ids: Iterable[str], is_registered: Callable[[str], bool]) -> list[InstanceHealth]:
         """The health of each instance in `instance_ids`, from the live reports."""
@@ -122,7 +132,9 @@ class HealthReports:
                 continue
             reason = worst[0].reason
             if worst[0].state == HEALTHY and not reason:
-                reason = f"{reporters} caller{'s' if reporters > 1 else ''} saw no problem"
+                reason = (
+                    f"{reporters} of its sidecars saw no problem" if reporters > 1 else "its sidecar saw no problem"
+                )
             results.append(InstanceHealth(instance_id, worst[0].state, reason, reporters, updated_at))
         return results
 

@@ -15,6 +15,7 @@ order, off the event loop, since a large table takes seconds to check.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from typing import Final
 
@@ -25,13 +26,13 @@ from meshwarden.registry import receipt_signatures
 from meshwarden.registry.errors import PermissionDenied
 from meshwarden.registry.receipt_sides import check_sides
 from meshwarden.registry.store.receipt_columns import COLUMNS, Row, columns_of
-from meshwarden.registry.store.records import ChainHead, ChainVerdict, StoredHead
+from meshwarden.registry.store.records import ChainHead, ChainVerdict, ReceiptCheckpoint, StoredHead
 from meshwarden.v1 import receipts_pb2
 
 MAX_PROBLEMS: Final = 20  # per chain; a mass edit is named by its first few
 
 
-__all__ = ["ChainVerdict", "verify_chain"]
+__all__ = ["ChainVerdict", "checkpoint_digest", "verify_chain"]
 
 
 class _Findings:
@@ -50,13 +51,28 @@ class _Findings:
         return (*self.problems, *tail)
 
 
+def checkpoint_digest(chain: str, seq: int, hash_: str, cut_at: float) -> str:
+    """The digest a retention checkpoint carries: a checkpoint edited afterwards no longer matches it."""
+    return "sha256:" + hashlib.sha256(f"{chain}\n{seq}\n{hash_}\n{cut_at!r}".encode()).hexdigest()
+
+
 def verify_chain(
-    chain: str, rows: Iterable[Row], head: ChainHead | None, signed: StoredHead | None, trust_bundle_pem: bytes
+    chain: str,
+    rows: Iterable[Row],
+    head: ChainHead | None,
+    signed: StoredHead | None,
+    trust_bundle_pem: bytes,
+    checkpoint: ReceiptCheckpoint | None = None,
 ) -> ChainVerdict:
     """The verdict on one chain from its stored rows (columns in COLUMNS order, by seq), its
-    signed head as stored, checked against the CAs of `trust_bundle_pem`."""
+    signed head as stored, checked against the CAs of `trust_bundle_pem`. A chain cut by
+    retention starts after its `checkpoint`: the first row kept must follow and link to it."""
     found = _Findings()
     count, expected, last_seq, last_hash = 0, 1, 0, ""
+    if checkpoint is not None:
+        if checkpoint.digest != checkpoint_digest(chain, checkpoint.seq, checkpoint.hash, checkpoint.cut_at):
+            found.add(f"the retention checkpoint at seq {checkpoint.seq} does not match its digest (edited)")
+        expected, last_seq, last_hash = checkpoint.seq + 1, checkpoint.seq, checkpoint.hash
     for row in rows:
         count += 1
         seq, body = row[1] if isinstance(row[1], int) else -1, row[-1]

@@ -36,6 +36,15 @@ class Receipts:
     def __init__(self, store: ReceiptStore, clock: Clock, *, trust_bundle_pem: bytes) -> None:
         self._store, self._clock, self._trust_bundle_pem = store, clock, trust_bundle_pem
 
+    async def retain_forever(self, retention_s: float, every_s: float = 3600.0) -> None:
+        """Deletes receipts older than `retention_s`, now and then every `every_s`."""
+        while True:
+            now = self._clock.wall()
+            forgotten = await self._store.forget_before(now - retention_s, now)
+            if forgotten:
+                log.info("deleted %d receipts older than %.0f s (receipts retention)", forgotten, retention_s)
+            await asyncio.sleep(every_s)
+
     async def ship(
         self, shipper_spiffe_id: str, receipts: Sequence[receipts_pb2.Receipt], signed_head: receipts_pb2.SignedHead
     ) -> int:

@@ -3,10 +3,12 @@ tables (the Receipts service's ReportOutcome, ListSessions, GetSession and Costs
 the request and the authorized caller (registry.authz) and returns the response; the
 arithmetic is in registry.session_views, the receipts come from the receipt store.
 
-Listing sessions and costs read every receipt of a window, which can be many, and a session
-can hold thousands: the registry's event loop also renews leases and feeds watchers, so the
-stores read in their own threads and the arithmetic runs in a worker thread (it touches no
-database).
+Without a time window, listing sessions and costs read the session aggregates the receipt
+store keeps as receipts arrive (registry.store.SessionStore): one row per session, however
+many receipts there are. With a window they read every receipt of it, which can be many, and
+a session can hold thousands: the registry's event loop also renews leases and feeds
+watchers, so the stores read in their own threads and the arithmetic runs in a worker thread
+(it touches no database).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from meshwarden.registry.authz import Caller
 from meshwarden.registry.errors import InvalidInput, PermissionDenied, UnknownSession
 from meshwarden.registry.outcomes import Outcomes, StoredOutcome
 from meshwarden.registry.session_views import SessionFilter
+from meshwarden.registry.store import SessionStore
 from meshwarden.v1 import receipts_pb2
 
 # Far enough ahead that clock skew between a sidecar and the registry never hides a receipt.
@@ -40,8 +43,8 @@ class ReceiptSource(Protocol):
 
 
 class SessionQueries:
-    def __init__(self, receipts: ReceiptSource, outcomes: Outcomes, clock: Clock) -> None:
-        self._receipts, self._outcomes, self._clock = receipts, outcomes, clock
+    def __init__(self, receipts: ReceiptSource, outcomes: Outcomes, sessions: SessionStore, clock: Clock) -> None:
+        self._receipts, self._outcomes, self._sessions, self._clock = receipts, outcomes, sessions, clock
 
     async def report_outcome(
         self, request: receipts_pb2.ReportOutcomeRequest, caller: Caller
@@ -60,13 +63,21 @@ class SessionQueries:
         wanted = SessionFilter.from_proto(request)
         if not session_access.sees_everything(caller):  # an agent: only the sessions it took part in
             wanted = dataclasses.replace(wanted, participant=session_access.agent_of(caller))
-        since, until = self._window(
-            request.since if request.HasField("since") else None, request.until if request.HasField("until") else None
+        if not request.HasField("since") and not request.HasField("until"):
+            listed = await self._sessions.find(wanted.as_query())
+            found = [session_views.summary_of(s.aggregate, s.outcome) for s in listed]
+        else:
+            since, until = self._window(
+                request.since if request.HasField("since") else None,
+                request.until if request.HasField("until") else None,
+            )
+            receipts = await self._receipts.between(since, until)
+            outcomes = await self._outcomes.for_sessions(session_views.session_ids(receipts))
+            found = await asyncio.to_thread(session_views.list_sessions, receipts, outcomes, wanted)
+        more = len(found) == wanted.limit
+        return receipts_pb2.ListSessionsResponse(
+            sessions=found, next_cursor=session_views.cursor_after(found[-1]) if more and found else ""
         )
-        receipts = await self._receipts.between(since, until)
-        outcomes = await self._outcomes.for_sessions(session_views.session_ids(receipts))
-        sessions = await asyncio.to_thread(session_views.list_sessions, receipts, outcomes, wanted)
-        return receipts_pb2.ListSessionsResponse(sessions=sessions)
 
     async def get_session(
         self, request: receipts_pb2.GetSessionRequest, caller: Caller
@@ -86,7 +97,12 @@ class SessionQueries:
         by = request.by or "agent"
         if by not in session_views.COST_KEYS:
             raise InvalidInput("by", f"is {by!r}; group costs by one of {', '.join(session_views.COST_KEYS)}")
-        since, until = self._window(request.since if request.HasField("since") else None, None)
+        if not request.HasField("since") and not request.HasField("until"):
+            totals = await self._sessions.cost_totals(by)
+            return receipts_pb2.CostsResponse(rows=session_views.cost_rows_of(totals))
+        since, until = self._window(
+            request.since if request.HasField("since") else None, request.until if request.HasField("until") else None
+        )
         receipts = await self._receipts.between(since, until)
         outcomes = await self._outcomes.for_sessions(session_views.session_ids(receipts))
         rows = await asyncio.to_thread(session_views.cost_rows, receipts, outcomes, by)

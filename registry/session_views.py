@@ -3,7 +3,12 @@ session outcomes. Pure functions: the servicer (registry.sessions_server) fetche
 of a time window from the receipt store and the outcomes of the sessions they name.
 
 Choices the issue leaves open, made here:
-- A session is "running" until one of its agents reports an outcome, then "finished".
+- A session is "running" until one of its agents reports an outcome, then "finished"; its
+  outcome ("succeeded", "failed", "abandoned") can be asked for as a state too.
+- Lists page with a keyset cursor over (last activity, session id), newest first, or oldest
+  first for stuck work (the longest idle running sessions on top).
+- A call failed when its status is not OK; spend "on failed sessions" is the spend of the
+  sessions whose outcome is failed or abandoned.
 - `since`/`until` select the calls that started in that window; a session is listed when it
   has such a call, and its counts and cost are those of the window.
 - Costs group each call by its callee: the agent (and team) that did the work and reported the
@@ -27,11 +32,17 @@ from google.protobuf import timestamp_pb2
 from meshwarden.receipt_calls import ReceiptCall, calls_of
 from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.outcomes import StoredOutcome
+from meshwarden.registry.store.records import CostTotal, SessionAggregate, SessionQuery
 from meshwarden.v1 import receipts_pb2
 
 RUNNING: Final = "running"
 FINISHED: Final = "finished"
 SUCCEEDED: Final = "succeeded"
+NEWEST: Final = "newest"
+OLDEST: Final = "oldest"
+STATES: Final = ("", RUNNING, FINISHED, SUCCEEDED, "failed", "abandoned")
+_FAILED_OUTCOMES: Final = ("failed", "abandoned")
+_CURSOR_MAX: Final = 400
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
 
@@ -42,31 +53,81 @@ COST_KEYS: Final[Mapping[str, Callable[[ReceiptCall], str]]] = {
     "capability": lambda c: c.capability,
     "model": lambda c: c.usage.model if c.usage is not None else "",
     "provider": lambda c: c.model_provider,
+    # which version of an agent did the work (regressions after a release show here)
+    "version": lambda c: f"{c.spender_agent}@{c.version}" if c.version else c.spender_agent,
+    "caller": lambda c: f"{c.caller_agent} -> {c.callee_agent or c.capability}",
+    "agent-model": lambda c: f"{c.spender_agent} x {c.usage.model if c.usage is not None else ''}",
+    "refusal": lambda c: refusal_cause(c),
 }
+_REFUSED_BY_KIND: Final = {
+    "budget_exhausted": "budget",
+    "approval_pending": "approval pending",
+    "approval_denied": "approval denied",
+}
+NOT_REFUSED: Final = "(not refused)"
+
+
+def refusal_cause(call: ReceiptCall) -> str:
+    """What refused a call: a kill switch (its id), a budget, an approval, or a policy (its ids)."""
+    if call.kill_switch_id or call.error_kind == "killed":
+        return f"kill switch {call.kill_switch_id or '?'}"
+    if call.error_kind in _REFUSED_BY_KIND:
+        return _REFUSED_BY_KIND[call.error_kind]
+    if call.policy_decision == "deny" or call.error_kind == "policy_denied":
+        return f"policy {','.join(call.policy_ids) or '(no policy id)'}"
+    return NOT_REFUSED
+
+
+OK: Final = "OK"
+
+
+def failed(call: ReceiptCall) -> bool:
+    """A call that did not end OK (refused, timed out, failed in the handler)."""
+    return call.status != OK
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SessionFilter:
-    state: str = ""  # "", "running" or "finished"
+    state: str = ""  # "", "running", "finished" or an outcome
     agent: str = ""
     team: str = ""
     workflow_id: str = ""
     limit: int = DEFAULT_LIMIT
+    oldest_first: bool = False
+    after: tuple[float, str] | None = None
     # Set by the registry (never from the request) when an agent asks: only its own sessions.
     participant: str = ""
 
     @classmethod
     def from_proto(cls, request: receipts_pb2.ListSessionsRequest) -> SessionFilter:
-        if request.state not in ("", RUNNING, FINISHED):
-            raise InvalidInput("state", f"is {request.state!r}; it must be {RUNNING!r}, {FINISHED!r} or empty (both)")
+        if request.state not in STATES:
+            raise InvalidInput(
+                "state", f"is {request.state!r}; it must be one of {', '.join(STATES[1:])} or empty (all)"
+            )
         if request.limit > MAX_LIMIT:
             raise InvalidInput("limit", f"is {request.limit}; at most {MAX_LIMIT} sessions per request")
+        if request.order not in ("", NEWEST, OLDEST):
+            raise InvalidInput("order", f"is {request.order!r}; it must be {NEWEST!r} or {OLDEST!r}")
         return cls(
             state=request.state,
             agent=request.agent,
             team=request.team,
             workflow_id=request.workflow_id,
             limit=request.limit or DEFAULT_LIMIT,
+            oldest_first=request.order == OLDEST,
+            after=_parse_cursor(request.cursor) if request.cursor else None,
+        )
+
+    def as_query(self) -> SessionQuery:
+        return SessionQuery(
+            state=self.state,
+            agent=self.agent,
+            team=self.team,
+            workflow_id=self.workflow_id,
+            participant=self.participant,
+            oldest_first=self.oldest_first,
+            after=self.after,
+            limit=self.limit,
         )
 
 
@@ -82,8 +143,74 @@ def list_sessions(
     """The sessions the receipts show, filtered, newest activity first, at most `wanted.limit`."""
     summaries = [summarize(s.session_id, s.calls, outcomes.get(s.session_id)) for s in _sessions(receipts)]
     kept = [s for s in summaries if _matches(s, wanted)]
-    kept.sort(key=lambda s: (-s.last_activity_at.ToNanoseconds(), -s.started_at.ToNanoseconds(), s.session_id))
+    kept.sort(key=_position, reverse=not wanted.oldest_first)
+    if wanted.after is not None:
+        after = wanted.after
+        kept = [s for s in kept if (_position(s) > after if wanted.oldest_first else _position(s) < after)]
     return kept[: wanted.limit]
+
+
+def summary_of(found: SessionAggregate, outcome: StoredOutcome | None) -> receipts_pb2.SessionSummary:
+    """The summary of a session from its stored aggregate (registry.store.SessionStore)."""
+    return receipts_pb2.SessionSummary(
+        session_id=found.session_id,
+        workflow_id=found.workflow_id,
+        state=outcome.outcome if outcome is not None else RUNNING,
+        agents=found.agents,
+        teams=found.teams,
+        calls=found.calls,
+        failures=found.failures,
+        cost_micro_usd=found.cost_micro_usd,
+        input_tokens=found.input_tokens,
+        output_tokens=found.output_tokens,
+        started_at=_timestamp(found.started_at),
+        last_activity_at=_timestamp(max(found.last_activity_at, outcome.reported_at if outcome is not None else 0.0)),
+    )
+
+
+def cursor_after(summary: receipts_pb2.SessionSummary) -> str:
+    """The cursor that continues a list after `summary` (opaque to clients)."""
+    activity, session_id = _position(summary)
+    return f"{activity!r}:{session_id}"
+
+
+def _parse_cursor(text: str) -> tuple[float, str]:
+    activity, _, session_id = text.partition(":")
+    try:
+        if len(text) > _CURSOR_MAX or not session_id:
+            raise ValueError(text)
+        return float(activity), session_id
+    except ValueError:
+        raise InvalidInput("cursor", "is not one this registry gave; pass a list's next_cursor unchanged") from None
+
+
+def _position(summary: receipts_pb2.SessionSummary) -> tuple[float, str]:
+    return summary.last_activity_at.ToNanoseconds() / 1e9, summary.session_id
+
+
+def cost_rows_of(totals: Iterable[CostTotal]) -> list[receipts_pb2.CostRow]:
+    """The cost table from the store's totals, the biggest spend first."""
+    rows = [
+        receipts_pb2.CostRow(
+            key=t.key,
+            cost_micro_usd=t.cost_micro_usd,
+            calls=t.calls,
+            successful_outcomes=t.successful_outcomes,
+            cost_per_successful_outcome_micro_usd=_per_success(t.cost_micro_usd, t.successful_outcomes),
+            failures=t.failures,
+            input_tokens=t.input_tokens,
+            output_tokens=t.output_tokens,
+            sessions=t.sessions,
+            failed_session_cost_micro_usd=t.failed_session_cost_micro_usd,
+        )
+        for t in totals
+    ]
+    rows.sort(key=lambda r: (-r.cost_micro_usd, r.key))
+    return rows
+
+
+def _per_success(total: int, successes: int) -> int:
+    return (total + successes // 2) // successes if successes else 0
 
 
 def session_ids(receipts: Iterable[receipts_pb2.Receipt]) -> set[str]:
@@ -100,7 +227,10 @@ def summarize(session_id: str, calls: list[ReceiptCall], outcome: StoredOutcome 
         agents=sorted({a for c in calls for a in (c.caller_agent, c.callee_agent) if a}),
         teams=sorted({t for c in calls for t in (c.caller_team, c.callee_team) if t}),
         calls=len(calls),
+        failures=sum(1 for c in calls if failed(c)),
         cost_micro_usd=sum(c.cost_micro_usd for c in calls),
+        input_tokens=sum(c.usage.input_tokens for c in calls if c.usage is not None),
+        output_tokens=sum(c.usage.output_tokens for c in calls if c.usage is not None),
         started_at=_timestamp(started),
         last_activity_at=_timestamp(max(last, outcome.reported_at if outcome is not None else 0.0)),
     )
@@ -113,31 +243,37 @@ def cost_rows(
     key_of = COST_KEYS.get(by)
     if key_of is None:
         raise InvalidInput("by", f"is {by!r}; group costs by one of {', '.join(COST_KEYS)}")
-    spend: dict[str, int] = {}
-    calls: dict[str, int] = {}
-    sessions: dict[str, set[str]] = {}
+    totals: dict[str, list[int]] = {}  # calls, failures, spend, input tokens, output tokens
+    spend_by_session: dict[str, dict[str, int]] = {}
     for call in calls_of(receipts):
         key = key_of(call)
-        spend[key] = spend.get(key, 0) + call.cost_micro_usd
-        calls[key] = calls.get(key, 0) + 1
+        row = totals.setdefault(key, [0, 0, 0, 0, 0])
+        row[0] += 1
+        row[1] += failed(call)
+        row[2] += call.cost_micro_usd
+        row[3] += call.usage.input_tokens if call.usage is not None else 0
+        row[4] += call.usage.output_tokens if call.usage is not None else 0
         if call.session_id:
-            sessions.setdefault(key, set()).add(call.session_id)
-    rows = []
-    for key, total in spend.items():
-        successes = sum(
-            1 for s in sessions.get(key, ()) if (o := outcomes.get(s)) is not None and o.outcome == SUCCEEDED
-        )
-        rows.append(
-            receipts_pb2.CostRow(
+            by_session = spend_by_session.setdefault(key, {})
+            by_session[call.session_id] = by_session.get(call.session_id, 0) + call.cost_micro_usd
+    found = []
+    for key, (calls, failures, spend, input_tokens, output_tokens) in totals.items():
+        sessions = spend_by_session.get(key, {})
+        ended = {s: o.outcome for s in sessions if (o := outcomes.get(s)) is not None}
+        found.append(
+            CostTotal(
                 key=key,
-                cost_micro_usd=total,
-                calls=calls[key],
-                successful_outcomes=successes,
-                cost_per_successful_outcome_micro_usd=(total + successes // 2) // successes if successes else 0,
+                calls=calls,
+                failures=failures,
+                cost_micro_usd=spend,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                sessions=len(sessions),
+                successful_outcomes=sum(1 for o in ended.values() if o == SUCCEEDED),
+                failed_session_cost_micro_usd=sum(sessions[s] for s, o in ended.items() if o in _FAILED_OUTCOMES),
             )
         )
-    rows.sort(key=lambda r: (-r.cost_micro_usd, r.key))
-    return rows
+    return cost_rows_of(found)
 
 
 def _sessions(receipts: Iterable[receipts_pb2.Receipt]) -> list[_Session]:
@@ -151,6 +287,8 @@ def _matches(summary: receipts_pb2.SessionSummary, wanted: SessionFilter) -> boo
     if wanted.state == RUNNING and summary.state != RUNNING:
         return False
     if wanted.state == FINISHED and summary.state == RUNNING:
+        return False
+    if wanted.state not in ("", RUNNING, FINISHED) and summary.state != wanted.state:
         return False
     if wanted.agent and wanted.agent not in summary.agents:
         return False

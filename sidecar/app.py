@@ -22,9 +22,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from meshwarden import connection_liveness
+from meshwarden.addresses import HostPort, parse_listen
 from meshwarden.admin_http import AdminBindError, AdminServer
 from meshwarden.clock import SystemClock
+from meshwarden.errors import MeshError
 from meshwarden.ready import announce_ready
+from meshwarden.registry_replicas import NoReplicaReachable, Skipped, first_reachable
 from meshwarden.sidecar import budget_watch, grpc_servers, pipeline, registry_change, svids
 from meshwarden.sidecar.agent_app import AgentApp
 from meshwarden.sidecar.agent_watch import AgentWatch, WatchSettings
@@ -51,6 +54,7 @@ from meshwarden.sidecar.local_agent import LocalAgent
 from meshwarden.sidecar.local_api import LocalApi
 from meshwarden.sidecar.outcome_reporter import OutcomeReporter
 from meshwarden.sidecar.peer_api import PeerApi
+from meshwarden.sidecar.registry_ca_watch import RegistryCaWatch
 from meshwarden.sidecar.registry_link import RegistryLink
 from meshwarden.sidecar.runtime import Runtime
 from meshwarden.sidecar.runtime_setup import (
@@ -66,7 +70,7 @@ from meshwarden.sidecar.task_relay import TaskRelay
 from meshwarden.sidecar.task_submission_policy import SubmissionPolicy
 from meshwarden.stop_signals import stop_on_signals
 from meshwarden.tasks import Supervisor
-from meshwarden.v1 import peer_pb2_grpc, sidecar_pb2_grpc
+from meshwarden.v1 import peer_pb2_grpc, sidecar_pb2, sidecar_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -103,34 +107,79 @@ def announce(ready: Ready) -> None:
 
 async def serve(config: SidecarConfig, *, stop: asyncio.Event | None = None, on_ready: OnReady = announce) -> None:
     """Runs until SIGTERM/SIGINT (or until `stop` is set). StartError when it cannot start,
-    BackgroundFailure when a loop it cannot run without failed."""
+    BackgroundFailure when a loop it cannot run without failed. When the registry's CA changes
+    while it runs (sidecar.registry_ca_watch), it stops and starts again in place, on the same
+    local API address so that its agent finds it again, and start-up enrols with the new CA."""
     stop = stop if stop is not None else stop_on_signals()
-    async with contextlib.AsyncExitStack() as stack:
-        supervisor = await _start(config, stack, on_ready)
-        stopping = asyncio.ensure_future(stop.wait())
-        failed = asyncio.ensure_future(supervisor.fatal.wait())
-        try:
-            await asyncio.wait([stopping, failed], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-            failed.cancel()
-            await asyncio.gather(stopping, failed, return_exceptions=True)
-        log.info("stopping: deregistering and draining calls")
-        if supervisor.fatal.is_set():
-            raise BackgroundFailure("a background task the sidecar cannot run without failed (see the log above)")
+    carried: sidecar_pb2.RegisterAgentRequest | None = None
+    while True:
+        async with contextlib.AsyncExitStack() as stack:
+            running = await _start(config, stack, on_ready, carried)
+            ending = [
+                asyncio.ensure_future(stop.wait()),
+                asyncio.ensure_future(running.supervisor.fatal.wait()),
+                asyncio.ensure_future(running.registry_moved.wait()),
+            ]
+            try:
+                await asyncio.wait(ending, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in ending:
+                    waiter.cancel()
+                await asyncio.gather(*ending, return_exceptions=True)
+            moved = running.registry_moved.is_set() and not stop.is_set() and not running.supervisor.fatal.is_set()
+            log.info("stopping: deregistering and draining calls%s", " (to enrol again)" if moved else "")
+            if running.supervisor.fatal.is_set():
+                raise BackgroundFailure("a background task the sidecar cannot run without failed (see the log above)")
+        if not moved:
+            break
+        config = dataclasses.replace(config, listen=parse_listen(running.listen))
+        carried = running.local_api.registered  # the agent registered once; it need not notice
+        log.warning("starting again in place: learning the registry's new CA and enrolling again")
     log.info("stopped")
 
 
-async def _start(config: SidecarConfig, stack: contextlib.AsyncExitStack, on_ready: OnReady) -> Supervisor:
-    """Every step of start-up, in order; each registers on `stack` how to undo it."""
+@dataclass(frozen=True)
+class _Running:
+    supervisor: Supervisor
+    registry_moved: asyncio.Event  # its CA changed while this ran: start again to enrol
+    listen: str  # the local API as bound
+    local_api: LocalApi
+
+
+async def _with_reachable_replica(config: SidecarConfig) -> SidecarConfig:
+    """`config` using the first of --registry's replicas that answers (each one passed over
+    is logged); with every replica down, the first, whose own attempts then say why."""
+
+    def skipped(miss: Skipped, next_address: HostPort | None) -> None:
+        if next_address is not None:
+            log.warning("registry replica %s unreachable (%s); using %s", miss.address, miss.reason, next_address)
+
+    try:
+        chosen = await asyncio.to_thread(first_reachable, config.registry_replicas or (config.registry,), skipped)
+    except NoReplicaReachable:
+        return config
+    return dataclasses.replace(config, registry=chosen)
+
+
+async def _start(
+    config: SidecarConfig,
+    stack: contextlib.AsyncExitStack,
+    on_ready: OnReady,
+    carried: sidecar_pb2.RegisterAgentRequest | None = None,
+) -> _Running:
+    """Every step of start-up, in order; each registers on `stack` how to undo it. `carried`:
+    the agent's registration with this sidecar before it started again in place."""
     clock = SystemClock()
     try:  # first: nothing in the directory is touched before this sidecar holds it
         stack.callback(acquire_data_dir(config.data_dir, config.agent).close)
     except DataDirInUse as exc:
         raise StartError(str(exc)) from exc
-    if not config.spiffe_endpoint_socket and config.trust_bundle is None:  # identity learned from --registry
+    config = await _with_reachable_replica(config)
+    learned = not config.spiffe_endpoint_socket and config.trust_bundle is None  # identity from --registry
+    if learned:
+        replicas = config.registry_replicas or (config.registry,)
         changed = await asyncio.to_thread(
-            registry_change.forget_if_changed, config.data_dir / "identity", config.registry
+            registry_change.forget_if_changed, config.data_dir / "identity", replicas, config.registry
         )
         if changed:  # a new registry holds no chain of the old instance: start a new one
             (config.data_dir / INSTANCE_ID_FILE).unlink(missing_ok=True)
@@ -148,6 +197,10 @@ async def _start(config: SidecarConfig, stack: contextlib.AsyncExitStack, on_rea
         ("grpc.max_send_message_length", config.grpc_message_limit_bytes),
     ]
     liveness = connection_liveness.channel_options(config.keepalive_s, config.connect_timeout_s)
+    # The call path's channels (to peers, to the agent) without gRPC's own retry layer: the
+    # retries stage decides what is sent again, and the layer's per-call state and message
+    # buffering cost each sidecar 7-9 % of its CPU per call (benchmarks/README.md, "Cheaper calls").
+    call_path = [*options, ("grpc.enable_retries", 0)]
     registry = RegistryLink(supply.registry_mtls, config.trust_domain, current_svid, liveness)
     stack.push_async_callback(registry.close)
     try:
@@ -158,7 +211,7 @@ async def _start(config: SidecarConfig, stack: contextlib.AsyncExitStack, on_rea
     spiffe_id = current_svid().spiffe_id
     # Its peer address is known once the peer port is bound, below.
     local = LocalAgent(config.agent, config.instance_id, "", spiffe_id=spiffe_id)
-    agent_app = AgentApp(str(config.app), options)
+    agent_app = AgentApp(str(config.app), call_path)
     stack.push_async_callback(agent_app.close)
     spool = open_spool(config, spiffe_id)
     if spool is not None:
@@ -170,7 +223,7 @@ async def _start(config: SidecarConfig, stack: contextlib.AsyncExitStack, on_rea
         current_svid,
         agent_app,
         spool,
-        [*options, *liveness],
+        [*call_path, *liveness],
         approvals=ApprovalDesk(registry.approvals_stub),
         budgets=BudgetLedger(clock, budget_watch.RegistrySlices(registry.budgets), config.instance_id),
     )
@@ -210,7 +263,7 @@ async def _start(config: SidecarConfig, stack: contextlib.AsyncExitStack, on_rea
     gc.freeze()
     lease = Lease(registry.stub, local)
     watch = AgentWatch(agent_app, local, lease.withdraw, lambda: _set_ready(readiness, rt, watch), WatchSettings())
-    health = HealthReporter(registry.stub, local.instance_id, rt.catalog, rt.breakers, rt.latency, clock)
+    health = HealthReporter(registry.stub, local.instance_id, rt.catalog, rt.breakers, rt.latency, clock, rt.own_health)
 
     seen = Inspection(rt, local, tuple(sorted(trusted_keys)), shipping.backlog if shipping is not None else None)
     views = {"/config": lambda: config_view(config), "/status": lambda: status_view(seen)}
@@ -230,13 +283,16 @@ async def _start(config: SidecarConfig, stack: contextlib.AsyncExitStack, on_rea
     stack.push_async_callback(servers.stop)  # closes the ports if start-up fails from here on
     local.peer_address = servers.peer_address  # what the catalog tells other sidecars to dial
     readiness.append(servers)
-    _add_servicers(servers, rt, lease, loader, report, registry, health, shipping)
+    local_api = _add_servicers(servers, rt, lease, loader, report, registry, health, shipping)
 
     # Once the loops stopped (after this) and every call ended: report what slices spent, return the rest.
     stack.push_async_callback(rt.budgets.return_all)
     supervisor = Supervisor()
     stack.push_async_callback(supervisor.stop)
     start_loops(supervisor, Links(rt, registry, lease, health, discovery, loader, acknowledger))
+    ca_watch = RegistryCaWatch(config.registry, config.data_dir / "identity", registry.connected)
+    if learned:  # a SPIRE agent or a --trust-bundle file is the operator's to change
+        supervisor.start("registry-ca-watch", ca_watch.run)
     if shipping is not None:
         shipping.start(supervisor)
     supervisor.start("agent-watch", watch.run)
@@ -246,6 +302,11 @@ async def _start(config: SidecarConfig, stack: contextlib.AsyncExitStack, on_rea
     stack.push_async_callback(servers.stop)  # drain calls before the loops and the spool stop
     stack.push_async_callback(_withdraw, servers, lease, discovery)  # the first thing a stop does
     await servers.start()
+    if carried is not None:
+        try:
+            await local_api.replay(carried)
+        except MeshError as exc:
+            log.warning("the agent's earlier registration no longer passes (%s); it must register again", exc)
     await _set_ready(readiness, rt, watch)
     warn_about_policy(config, rt.policy, trusted_keys)
     warn_about_local_api(config, servers.listen, token is not None)
@@ -275,7 +336,7 @@ async def _start(config: SidecarConfig, stack: contextlib.AsyncExitStack, on_rea
             gateway=gateway_address,
         )
     )
-    return supervisor
+    return _Running(supervisor, ca_watch.moved, servers.listen, local_api)
 
 
 def _add_servicers(
@@ -287,7 +348,7 @@ def _add_servicers(
     registry: RegistryLink,
     health: HealthReporter,
     shipping: Shipping | None,
-) -> None:
+) -> LocalApi:
     async def on_registered() -> None:  # the inbound policy slice follows what the agent serves
         await loader.rebuild_for_capabilities()
         await report(rt.policy.status)
@@ -310,6 +371,7 @@ def _add_servicers(
     )
     sidecar_pb2_grpc.add_SidecarServicer_to_server(local_api, servers.local)
     peer_pb2_grpc.add_PeerServicer_to_server(PeerApi(rt.config, pipeline.inbound(rt), rt.clock), servers.peer)
+    return local_api
 
 
 async def _set_ready(readiness: list[GrpcServers], rt: Runtime, watch: AgentWatch) -> None:

@@ -20,6 +20,7 @@ from meshwarden.sidecar.controls_ack import Acknowledger
 from meshwarden.sidecar.discovery.source import Discovery
 from meshwarden.sidecar.health_reporter import HealthReporter
 from meshwarden.sidecar.lease import Lease
+from meshwarden.sidecar.receipt_quarantine import Quarantine
 from meshwarden.sidecar.receipt_shipper import ReceiptShipper, ShippingSettings
 from meshwarden.sidecar.receipt_spool import ReceiptSpool, SpoolReader
 from meshwarden.sidecar.registry_link import RegistryLink
@@ -97,6 +98,7 @@ class Shipping:
         self._settings = ShippingSettings(
             interval_s=config.receipt_ship_interval_s, batch_receipts=config.receipt_batch_size
         )
+        self._quarantine = Quarantine(config.data_dir, rt.metrics.registry)
         self._loop = self._shipper()
 
     def backlog(self) -> Backlog:
@@ -126,6 +128,7 @@ class Shipping:
             self._settings,
             self._rt.rng,
             on_backlog=self._watch.update,
+            quarantine=(self._spool.replace, self._quarantine),
         )
 
     async def ship_now(self, timeout_s: float) -> None:

@@ -15,7 +15,9 @@ from meshwarden.addresses import (
     AddressError,
     HostPort,
     ListenAddress,
+    join_host_ports,
     parse_host_port,
+    parse_host_ports,
     parse_listen,
     parse_optional_host_port,
 )
@@ -100,11 +102,25 @@ def _agent_name(value: str) -> str:
     return value
 
 
+def _replica_list(value: str) -> str:
+    """--registry-mtls: empty, or one or more HOST:PORT separated by commas, kept as text."""
+    if not value.strip():
+        return ""
+    return join_host_ports(parse_host_ports(value, what="registry mTLS address"))
+
+
 # parse_host_port, parse_listen and check_trust_domain raise ValueError subclasses
 # (AddressError, IdentityError), which config_layers reports with the setting's source.
 OPTIONS: list[Option[Any]] = [
     Option("agent", _agent_name, None, "name of the agent this sidecar serves", required=True, metavar="NAME"),
-    Option("registry", parse_host_port, parse_host_port("127.0.0.1:7400"), "registry address", metavar="HOST:PORT"),
+    Option(
+        "registry",
+        lambda value: parse_host_ports(value, what="registry address"),
+        (parse_host_port("127.0.0.1:7400"),),
+        "registry address; several replicas' separated by commas: the first that answers is used, and another "
+        "when it fails",
+        metavar="HOST:PORT[,HOST:PORT...]",
+    ),
     Option(
         "listen",
         parse_listen,
@@ -317,10 +333,11 @@ OPTIONS: list[Option[Any]] = [
     ),
     Option(
         "registry_mtls",
-        text,
+        _replica_list,
         "",
-        "registry mTLS address for SVID holders (default: what the registry advertises)",
-        metavar="HOST:PORT",
+        "registry mTLS address for SVID holders (default: what the registry advertises); several replicas' "
+        "separated by commas, the next used when one fails",
+        metavar="HOST:PORT[,HOST:PORT...]",
     ),
     Option(
         "bundle_keys",
@@ -373,7 +390,9 @@ OPTIONS: list[Option[Any]] = [
 @dataclass(frozen=True, kw_only=True)
 class SidecarConfig:
     agent: str
+    # The replica in use (the first that answered at start); registry_replicas holds them all.
     registry: HostPort
+    registry_replicas: tuple[HostPort, ...] = ()
     listen: ListenAddress
     peer_listen: HostPort
     peer_advertise: str
@@ -460,7 +479,10 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> 
         )
     if values["discovery"] == "consul":
         values["consul"] = consul_settings.from_environment(env)
+    replicas = values.pop("registry")
     return SidecarConfig(
+        registry=replicas[0],
+        registry_replicas=replicas,
         **values,
         tracing=tracing_settings.from_environ(env),
         provider_env=dict(env),

@@ -22,12 +22,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from meshwarden.addresses import HostPort, parse_host_ports
 from meshwarden.clock import Clock, iso_utc
 from meshwarden.identity import join_token
 from meshwarden.identity.bootstrap import BootstrapError, learn_registry_ca
 from meshwarden.identity.credentials import channel_credentials, expect_peer
 from meshwarden.identity.spiffe_ids import agent_id, registry_id
 from meshwarden.identity.svid import Svid, svid_from_pem
+from meshwarden.registry_replicas import NoReplicaReachable, Skipped, first_reachable
 from meshwarden.secure_files import ensure_private_dir, write_atomically
 from meshwarden.sidecar import registry_change, registry_endpoint
 from meshwarden.sidecar.config import SidecarConfig
@@ -67,7 +69,7 @@ class Enrollment:
     async def first_svid(self) -> Svid:
         """An SVID to start with: the persisted one if still good, else a new enrolment."""
         bundle = await self._trust_bundle()
-        registry_change.record(self._paths.bundle.parent, self._config.registry)
+        registry_change.record(self._paths.bundle.parent, self._config.registry_replicas or (self._config.registry,))
         persisted = self._persisted(bundle)
         if persisted is not None:
             log.info("using the persisted SVID %s (valid until %s)", persisted.spiffe_id, iso_utc(persisted.not_after))
@@ -76,7 +78,17 @@ class Enrollment:
             except registry_endpoint.RegistryEndpointError as exc:
                 raise EnrollmentError(str(exc)) from exc
             return persisted
-        return await self._enroll(bundle)
+        enrolled = await self._enroll(bundle)
+        if self._several_replicas:  # each replica's mTLS address, so the link can move along them
+            try:
+                self.registry_mtls = await registry_endpoint.discover(self._config, bundle)
+            except registry_endpoint.RegistryEndpointError as exc:
+                raise EnrollmentError(str(exc)) from exc
+        return enrolled
+
+    @property
+    def _several_replicas(self) -> bool:
+        return len(self._config.registry_replicas) > 1 and not self._config.registry_mtls
 
     async def keep_fresh(self, svid: Svid, publish: Callable[[Svid], Awaitable[None]]) -> None:
         """Renews at half-life, forever; a failed renewal is retried and never drops the
@@ -148,11 +160,30 @@ class Enrollment:
 
     async def _renew(self, current: Svid) -> Svid:
         key, csr = _key_and_csr(self._spiffe_id)
-        async with self._channel(current.trust_bundle_pem, current, self.registry_mtls) as channel:
+        address = await self._reachable_mtls()
+        async with self._channel(current.trust_bundle_pem, current, address) as channel:
             reply = await identity_pb2_grpc.IdentityStub(channel).Renew(
                 identity_pb2.RenewSvidRequest(csr_pem=csr), timeout=_RPC_TIMEOUT_S
             )
         return self._accept(reply, key)
+
+    async def _reachable_mtls(self) -> str:
+        """The first replica of the registry's mTLS addresses that answers (several only when
+        --registry-mtls lists several)."""
+        if "," not in self.registry_mtls:
+            return self.registry_mtls
+
+        def skipped(miss: Skipped, next_address: HostPort | None) -> None:
+            if next_address is not None:
+                log.warning(
+                    "registry replica %s unreachable (%s); renewing at %s", miss.address, miss.reason, next_address
+                )
+
+        replicas = parse_host_ports(self.registry_mtls, what="--registry-mtls")
+        try:
+            return str(await asyncio.to_thread(first_reachable, replicas, skipped))
+        except NoReplicaReachable:
+            return str(replicas[0])  # the renewal's own failure says why
 
     def _accept(self, reply: identity_pb2.SvidResponse, key: bytes) -> Svid:
         svid = svid_from_pem(reply.cert_chain_pem.encode(), key, reply.trust_bundle_pem.encode())
@@ -161,7 +192,7 @@ class Enrollment:
         write_atomically(self._paths.key, key)
         write_atomically(self._paths.chain, svid.cert_chain_pem, mode=0o644)
         write_atomically(self._paths.bundle, svid.trust_bundle_pem, mode=0o644)
-        if reply.registry_mtls_address and not self._config.registry_mtls:
+        if reply.registry_mtls_address and not self._config.registry_mtls and not self._several_replicas:
             self.registry_mtls = registry_endpoint.remember(self._config, reply.registry_mtls_address)
         elif self._config.registry_mtls:
             self.registry_mtls = self._config.registry_mtls

@@ -1,11 +1,14 @@
-"""Tell the registry how this sidecar sees the instances it calls, so operators see it in
-`meshwarden agents list` (HEALTH, WHY).
+"""Tell the registry how this sidecar's own instance is doing, so operators see it in
+`meshwarden agents list` (HEALTH, WHY), and keep this sidecar's view of the instances it calls.
 
 Once a second the reporter assesses (sidecar.instance_health) every instance of the catalog
-that this sidecar has called, forgets the boards' entries for instances that left the
-catalog, logs each change of state, and sends a report when a state changed or
-`REPORT_EVERY_S` passed (the registry drops reports older than three of these). A sidecar
-that calls nobody sends nothing. A registry outage costs a warning; the next round retries.
+that this sidecar has called (routing and the local API's ListCapabilities use that view, and
+each change of state is logged), forgets the boards' entries for instances that left the
+catalog, and assesses its own instance from the deliveries to its agent (sidecar.own_health).
+It reports only its own instance, since the registry accepts a report about an instance only
+from the certificate that owns it: when its state changed or `REPORT_EVERY_S` passed (the
+registry drops reports older than three of these), and only while the instance is in the
+catalog. A registry outage costs a warning; the next round retries.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from meshwarden.clock import Clock
 from meshwarden.sidecar.catalog import Catalog
 from meshwarden.sidecar.instance_health import HEALTHY, STATE_NAMES, Assessment, HealthRules, assess
 from meshwarden.sidecar.latency import LatencyBoard
+from meshwarden.sidecar.own_health import OwnHealth
 from meshwarden.sidecar.stages.breaker import BreakerBoard
 from meshwarden.v1 import registry_pb2, registry_pb2_grpc
 
@@ -39,9 +43,10 @@ class HealthReporter:
         breakers: BreakerBoard,
         latency: LatencyBoard,
         clock: Clock,
+        own: OwnHealth,
         rules: HealthRules | None = None,
     ) -> None:
-        self._registry, self._reporter = registry, reporter_instance_id
+        self._registry, self._reporter, self._own = registry, reporter_instance_id, own
         self._catalog, self._breakers, self._latency, self._clock = catalog, breakers, latency, clock
         self._rules = rules or HealthRules()
         self._states: dict[str, int] = {}
@@ -67,16 +72,19 @@ class HealthReporter:
         while True:
             await asyncio.sleep(ASSESS_EVERY_S)
             self.forget_departed()
-            views = self.current()
-            states = {a.instance_id: int(a.state) for a in views}
-            self._log_changes(views)
-            if not states and not sent_states:
-                continue
+            self._log_changes(self.current())
             now = self._clock.monotonic()
+            if not self._serving():
+                continue
+            views = [self._own.assess(now)]
+            states = {a.instance_id: int(a.state) for a in views}
             if states == sent_states and now - sent_at < REPORT_EVERY_S:
                 continue
             if await self._send(views):
                 sent_states, sent_at = states, now
+
+    def _serving(self) -> bool:
+        return any(i.instance_id == self._reporter for i in self._catalog.instances())
 
     def _log_changes(self, views: list[Assessment]) -> None:
         previous, self._states = self._states, {a.instance_id: int(a.state) for a in views}

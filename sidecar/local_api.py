@@ -17,6 +17,7 @@ from meshwarden.sidecar.call import Call, Caller, Handler
 from meshwarden.sidecar.config import SidecarConfig
 from meshwarden.sidecar.instance_health import Assessment
 from meshwarden.sidecar.lease import Lease
+from meshwarden.sidecar.local_agent import Registration
 from meshwarden.sidecar.outcome_reporter import OutcomeReporter
 from meshwarden.sidecar.rescue import abort_unexpected, abort_with
 from meshwarden.sidecar.runtime import Runtime
@@ -46,6 +47,7 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
         self._config, self._outbound, self._lease = config, outbound, lease
         self._outcomes, self._health, self._tasks = outcomes, health, tasks
         self._on_registered = on_registered
+        self.registered: sidecar_pb2.RegisterAgentRequest | None = None  # the last accepted
         self._local, self._catalog, self._clock, self._app = rt.local, rt.catalog, rt.clock, rt.agent_app
         self._breakers = rt.breakers
         self._caller = Caller(agent=rt.local.name, instance_id=rt.local.instance_id, spiffe_id=rt.local.spiffe_id)
@@ -54,14 +56,9 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
         self, request: sidecar_pb2.RegisterAgentRequest, context: Context
     ) -> sidecar_pb2.RegisterAgentResponse:
         try:
-            callback = self._callback_address(request.callback_address)
-            refused = callback_auth.token_problem(request.callback_token, callback or self._app.address)
-            if refused is not None:
-                raise BadPayload(refused)
-            registration = self._local.register(request.version, list(request.capabilities))
+            registration = await self._accept(request)
         except MeshError as err:
             await abort_with(context, err)
-        await self._app.retarget(callback or self._app.address, request.callback_token)
         # Answer once the registry holds the registration, so that "registered" means
         # "routable"; with the registry down, answer anyway: the lease loop keeps trying.
         if not await self._lease.confirmed(registration.generation, _REGISTER_WAIT_S):
@@ -73,6 +70,24 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
         return sidecar_pb2.RegisterAgentResponse(
             instance_id=self._local.instance_id, agent=self._local.name, capabilities=instance.capabilities
         )
+
+    async def replay(self, request: sidecar_pb2.RegisterAgentRequest) -> None:
+        """Registers the agent as `request` did with this sidecar before it started again in place
+        (sidecar.app, after its registry's CA changed): the agent registered once and need not
+        know. MeshError when it no longer passes."""
+        await self._accept(request)
+        await self._on_registered()
+        log.info("registration of %s %s carried over", self._local.name, request.version)
+
+    async def _accept(self, request: sidecar_pb2.RegisterAgentRequest) -> Registration:
+        callback = self._callback_address(request.callback_address)
+        refused = callback_auth.token_problem(request.callback_token, callback or self._app.address)
+        if refused is not None:
+            raise BadPayload(refused)
+        registration = self._local.register(request.version, list(request.capabilities))
+        await self._app.retarget(callback or self._app.address, request.callback_token)
+        self.registered = request  # kept in memory only: it holds the agent's callback secret
+        return registration
 
     async def Invoke(self, request: sidecar_pb2.InvokeRequest, context: Context) -> sidecar_pb2.InvokeResponse:
         call_id = uuid.uuid4().hex

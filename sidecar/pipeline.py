@@ -204,7 +204,7 @@ def tool(rt: Runtime) -> Handler:
 
 
 def inbound(rt: Runtime) -> Handler:
-    return compose(inbound_layers(rt), innermost=deliver.ToAgent(rt.agent_app, rt.local, rt.clock))
+    return compose(inbound_layers(rt), innermost=deliver.ToAgent(rt.agent_app, rt.local, rt.clock, rt.own_health))
 
 
 def model(rt: Runtime) -> Handler:

@@ -13,7 +13,10 @@ without storing them twice), after a restart too, since the spool is on disk.
 
 While the registry is unreachable it backs off (full jitter, doubling from 0.5 s up to 10 s).
 A chain the registry refuses (a gap, a fork, receipts of another SPIFFE ID: it says which) is
-logged and retried with the same backoff, and does not hold up the other chains.
+logged and retried with the same backoff, and does not hold up the other chains. A batch
+refused for what a receipt says (INVALID_ARGUMENT, PERMISSION_DENIED) is shipped again one
+receipt at a time, and the one refused alone is quarantined (sidecar.receipt_quarantine), so a
+poisoned receipt never stalls its chain.
 
 The WAL is checkpointed once every `checkpoint_every` acknowledged receipts, not every round:
 the first append after a checkpoint restarts the WAL, and SQLite then fsyncs the WAL header,
@@ -34,7 +37,9 @@ from typing import Final
 import grpc
 
 from meshwarden.identity.svid import Svid
+from meshwarden.receipt_hash import receipt_hash
 from meshwarden.receipt_signing import sign_head
+from meshwarden.sidecar.receipt_quarantine import Quarantine, stand_in
 from meshwarden.sidecar.receipt_spool import Batch, SpoolError, SpoolReader
 from meshwarden.sidecar.spool_backlog import Backlog
 from meshwarden.v1 import receipts_pb2, receipts_pb2_grpc
@@ -59,6 +64,10 @@ class ShippingSettings:
 
 # The spool writer's prune: deletes a batch's receipts up to the seq acknowledged.
 Prune = Callable[[Batch, int], int]
+# The spool writer's replace: a quarantine receipt in place of (chain, seq), later ones linked again.
+Replace = Callable[[str, int, receipts_pb2.Receipt], receipts_pb2.Receipt]
+# Refusals about what a receipt says, rather than where it sits in its chain.
+_POISON: Final = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED})
 
 
 class _NotShipped(Exception):
@@ -75,9 +84,10 @@ class ReceiptShipper:
         settings: ShippingSettings,
         rng: random.Random,
         on_backlog: Callable[[Backlog], None] | None = None,
+        quarantine: tuple[Replace, Quarantine] | None = None,
     ) -> None:
         self._reader, self._prune, self._stub, self._settings, self._rng = reader, prune, stub, settings, rng
-        self._svid, self._on_backlog = svid, on_backlog
+        self._svid, self._on_backlog, self._quarantine = svid, on_backlog, quarantine
         self._round = asyncio.Lock()  # one round at a time: the loop's, or one asked for (ship_now)
         self._refusals: dict[str, str] = {}  # chain -> the last refusal logged, to log each once
         self.shipped = 0  # receipts acknowledged since start (for tests and logs)
@@ -149,7 +159,13 @@ class ReceiptShipper:
             batch = await asyncio.to_thread(self._reader.batch, chain, settings.batch_receipts, settings.batch_bytes)
             if batch is None:
                 return
-            acknowledged = await self._send(batch, timeout_s, wait_for_ready)
+            try:
+                acknowledged = await self._send(batch, timeout_s, wait_for_ready)
+            except _Refused as refused:
+                if refused.code not in _POISON or self._quarantine is None:
+                    raise
+                await self._one_by_one(chain, batch.last_seq, timeout_s, wait_for_ready)
+                continue
             if acknowledged < batch.first_seq:
                 log.error(
                     "the registry acknowledged receipts of %s only up to seq %d after a batch from seq %d; retrying",
@@ -166,6 +182,54 @@ class ReceiptShipper:
             self.shipped += deleted
             if self._refusals.pop(chain, None) is not None:
                 log.info("the registry accepts the receipts of %s again", chain)
+
+    async def _one_by_one(self, chain: str, last_seq: int, timeout_s: float, wait_for_ready: bool) -> None:
+        """Ships a refused batch's receipts (up to `last_seq`) one at a time, and quarantines
+        the first one refused alone for what it says."""
+        while True:
+            single = await asyncio.to_thread(self._reader.batch, chain, 1, self._settings.batch_bytes)
+            if single is None or single.first_seq > last_seq:
+                return  # each passed alone: the refusal was the batch's, and the loop goes on
+            try:
+                acknowledged = await self._send(single, timeout_s, wait_for_ready)
+            except _Refused as refused:
+                if refused.code not in _POISON:
+                    raise
+                await self._quarantine_one(single, refused.details, timeout_s, wait_for_ready)
+                return
+            if acknowledged < single.first_seq:
+                raise _Refused(grpc.StatusCode.FAILED_PRECONDITION, "acknowledged less than was shipped")
+            self.shipped += self._prune(single, acknowledged)
+
+    async def _quarantine_one(self, single: Batch, reason: str, timeout_s: float, wait_for_ready: bool) -> None:
+        if self._quarantine is None:
+            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, reason)
+        replace, quarantine = self._quarantine
+        original = receipts_pb2.Receipt()
+        original.ParseFromString(single.bodies[0])
+        stand = stand_in(original, reason)
+        stand.hash = receipt_hash(stand)
+        request = receipts_pb2.ShipReceiptsRequest(receipts=[stand])
+        request.head.CopyFrom(sign_head(self._svid(), stand.sidecar_instance_id, stand.seq, stand.hash))
+        try:
+            reply = await self._stub().ShipReceipts(request, timeout=timeout_s, wait_for_ready=wait_for_ready)
+        except grpc.aio.AioRpcError as err:
+            if err.code() in _UNREACHABLE:
+                raise _NotShipped() from err
+            log.error(
+                "the registry refuses even the quarantine receipt for seq %d of %s (%s: %s): the refusal is not "
+                "about the receipt; the chain waits",
+                stand.seq,
+                stand.sidecar_instance_id,
+                err.code().name,
+                err.details(),
+            )
+            raise _Refused(err.code(), err.details() or "") from err
+        if reply.acknowledged_seq < stand.seq:
+            raise _Refused(grpc.StatusCode.FAILED_PRECONDITION, "the quarantine receipt was not acknowledged")
+        replace(single.instance_id, stand.seq, stand_in(original, reason))  # the registry holds it: so must the spool
+        await asyncio.to_thread(quarantine.keep, original, single.bodies[0], reason)
+        self.shipped += self._prune(single, stand.seq)
 
     async def _send(self, batch: Batch, timeout_s: float, wait_for_ready: bool = False) -> int:
         request = await asyncio.to_thread(self._request, batch)
@@ -185,7 +249,7 @@ class ReceiptShipper:
                     problem,
                 )
                 self._refusals[batch.instance_id] = problem
-            raise _Refused() from err
+            raise _Refused(err.code(), err.details() or "") from err
         return int(reply.acknowledged_seq)
 
     def _request(self, batch: Batch) -> receipts_pb2.ShipReceiptsRequest:
@@ -201,3 +265,7 @@ class ReceiptShipper:
 
 class _Refused(Exception):
     """The registry refused one chain's batch; the other chains go on."""
+
+    def __init__(self, code: grpc.StatusCode = grpc.StatusCode.FAILED_PRECONDITION, details: str = "") -> None:
+        super().__init__(details)
+        self.code, self.details = code, details

@@ -1,9 +1,14 @@
 """This sidecar's connection to the registry: mTLS with its current SVID, checking that the
 server holds the registry's SPIFFE ID. After an SVID rotation the next caller gets a channel
-with the new SVID; streams on the old one run on until they end."""
+with the new SVID; streams on the old one run on until they end.
+
+With several replicas' addresses (`--registry-mtls a:7401,b:7401`), the link dials the first;
+when its channel has failed to connect (TRANSIENT_FAILURE), the next caller gets a channel to
+the next address, and the move is logged. Callers retry as before (watch, lease, shipping)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 import grpc
@@ -20,7 +25,13 @@ from meshwarden.v1 import (
     tasks_pb2_grpc,
 )
 
+log = logging.getLogger(__name__)
+
 _OLD_CHANNEL_GRACE_S = 10.0
+
+
+def _failing(channel: grpc.aio.Channel) -> bool:
+    return channel.get_state(try_to_connect=False) is grpc.ChannelConnectivity.TRANSIENT_FAILURE
 
 
 class RegistryLink:
@@ -31,7 +42,9 @@ class RegistryLink:
         current_svid: Callable[[], Svid],
         options: Sequence[tuple[str, int]] = (),
     ) -> None:
-        self._address, self._trust_domain, self._current_svid = address, trust_domain, current_svid
+        self._addresses = [a.strip() for a in address.split(",") if a.strip()] or [address]
+        self._at = 0
+        self._trust_domain, self._current_svid = trust_domain, current_svid
         self._options = options
         self._svid: Svid | None = None
         self._stub: registry_pb2_grpc.RegistryStub | None = None
@@ -43,13 +56,28 @@ class RegistryLink:
         self._budgets: tuple[grpc.aio.Channel, budgets_pb2_grpc.BudgetsStub] | None = None
         self._retirement = ChannelRetirement(_OLD_CHANNEL_GRACE_S)
 
+    def connected(self) -> bool:
+        """True while the channel to the registry is up (the watch stream keeps it so)."""
+        if self._channel is None:
+            return False
+        return self._channel.get_state(try_to_connect=False) is grpc.ChannelConnectivity.READY
+
+    @property
+    def address(self) -> str:
+        """The replica's mTLS address in use."""
+        return self._addresses[self._at]
+
     def stub(self) -> registry_pb2_grpc.RegistryStub:
         svid = self._current_svid()
-        if self._stub is None or svid is not self._svid:
+        failed = self._channel is not None and len(self._addresses) > 1 and _failing(self._channel)
+        if failed:
+            previous, self._at = self.address, (self._at + 1) % len(self._addresses)
+            log.warning("registry replica %s is unreachable; moving to %s", previous, self.address)
+        if self._stub is None or svid is not self._svid or failed:
             if self._channel is not None:  # a watch stream on it reconnects and resumes by revision
                 self._retirement.retire(self._channel)
             self._channel = registry_channel(
-                self._address, RegistryTrust(self._trust_domain, svid.trust_bundle_pem, svid), self._options
+                self.address, RegistryTrust(self._trust_domain, svid.trust_bundle_pem, svid), self._options
             )
             self._stub, self._svid = registry_pb2_grpc.RegistryStub(self._channel), svid
             self._controls = controls_pb2_grpc.ControlsStub(self._channel)

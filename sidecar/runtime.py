@@ -20,6 +20,7 @@ from meshwarden.sidecar.hops.mcp_upstreams import McpUpstreams
 from meshwarden.sidecar.hops.upstream import Upstream
 from meshwarden.sidecar.latency import LatencyBoard
 from meshwarden.sidecar.local_agent import LocalAgent
+from meshwarden.sidecar.own_health import OwnHealth
 from meshwarden.sidecar.peer_channels import PeerChannels
 from meshwarden.sidecar.provider_credentials import ProviderCredentials
 from meshwarden.sidecar.receipt_spool import ReceiptSpool
@@ -42,6 +43,8 @@ class Runtime:
     agent_app: AgentApp
     policy: PolicyHolder
     breakers: BreakerBoard
+    # Deliveries to this sidecar's own agent: what it reports to the registry about its instance.
+    own_health: OwnHealth = field(default_factory=lambda: OwnHealth("", 10.0, 20, 0.5))
     routes: RouteTable = field(default_factory=RouteTable)
     sessions: SessionPins = field(default_factory=SessionPins)
     receipts: ReceiptSpool | None = None  # None: receipts turned off (--receipts false)

@@ -26,6 +26,7 @@ from meshwarden.sidecar.hops.upstream import Upstream
 from meshwarden.sidecar.latency import LatencyBoard
 from meshwarden.sidecar.local_agent import LocalAgent
 from meshwarden.sidecar.local_auth import TokenError, read_token
+from meshwarden.sidecar.own_health import OwnHealth
 from meshwarden.sidecar.peer_channels import PeerChannels
 from meshwarden.sidecar.provider_credentials import ProviderCredentials
 from meshwarden.sidecar.receipt_spool import ReceiptSpool, SpoolError
@@ -66,6 +67,9 @@ def build_runtime(
             window_s=config.breaker_window_s,
             min_calls=config.breaker_min_calls,
             now=clock.monotonic,
+        ),
+        own_health=OwnHealth(
+            local.instance_id, config.breaker_window_s, config.breaker_min_calls, config.breaker_failure_rate
         ),
         latency=LatencyBoard(clock.monotonic),
         receipts=spool,

@@ -20,40 +20,45 @@ from meshwarden.cli.receipts_query import ask_receipts
 from meshwarden.cli.time_window import parse_time, timestamp
 from meshwarden.v1 import receipts_pb2
 
-KEYS = ("agent", "team", "workflow", "capability", "model", "provider")
+KEYS = ("agent", "team", "workflow", "capability", "model", "provider", "version", "caller", "agent-model", "refusal")
 
 
 def add_to(commands: Any) -> None:
     costs = commands.add_parser(
         "costs",
         help="spend, calls and cost per successful outcome",
-        description="Groups the calls' usage by agent, team, workflow, capability, model or provider: model "
-        "calls through the gateway count for their caller, with usage the gateway measured; agent calls for "
-        "their callee, with usage the agent reported. A successful outcome is a session that reported "
-        "'succeeded' and has a call in the group.",
+        description="Groups the calls' usage by agent, team, workflow, capability, model, provider, agent "
+        "version, caller -> callee, agent x model, or refusal cause (kill switch, budget, approval, policy "
+        "ids): model calls through the gateway count for their caller, with usage the gateway measured; agent "
+        "calls for their callee, with usage the agent reported. A successful outcome is a session that "
+        "reported 'succeeded' and has a call in the group; spend on failed sessions is the spend of sessions "
+        "that reported 'failed' or 'abandoned'. Without --since/--until the registry answers from totals it "
+        "keeps as receipts arrive.",
     )
     costs.add_argument("--by", choices=KEYS, default="agent", help="default agent")
     costs.add_argument("--since", default="", metavar="AGE|TIME", help="e.g. 1h, 30m, 2026-11-21T08:00Z")
+    costs.add_argument("--until", default="", metavar="AGE|TIME", help="e.g. 5m, 2026-11-21T09:00Z")
     costs.add_argument("--output", choices=["table", "json"], default="table", help="default table")
     costs.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="default 10")
     registry_access.add_registry_flags(costs)
     costs.set_defaults(run=_costs)
 
 
-def costs_request(by: str, since: str, now: float) -> receipts_pb2.CostsRequest:
+def costs_request(by: str, since: str, now: float, until: str = "") -> receipts_pb2.CostsRequest:
     request = receipts_pb2.CostsRequest(by=by)
-    if since:
-        try:
-            request.since.CopyFrom(timestamp(parse_time(since, now=now)))
-        except ValueError as exc:
-            raise ValueError(f"--since: {exc}") from exc
+    for flag, text in (("since", since), ("until", until)):
+        if text:
+            try:
+                getattr(request, flag).CopyFrom(timestamp(parse_time(text, now=now)))
+            except ValueError as exc:
+                raise ValueError(f"--{flag}: {exc}") from exc
     return request
 
 
 def _costs(args: argparse.Namespace) -> int:
     command = "meshwarden costs"
     try:
-        request = costs_request(args.by, args.since, time.time())
+        request = costs_request(args.by, args.since, time.time(), args.until)
     except ValueError as exc:
         print(f"{command}: {exc}", file=sys.stderr)
         return exit_codes.USAGE

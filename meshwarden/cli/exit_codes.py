@@ -7,3 +7,4 @@ UNREACHABLE = 3  # the registry or sidecar could not be reached
 TAMPERED = 4  # `receipts verify`: a stored receipt was altered, removed or added (stdout names chain and seq)
 NOT_FOUND = 5  # `approvals`: no such approval
 CONFLICT = 6  # `approvals approve/deny`: the approval is no longer pending (decided, used or expired)
+TIMED_OUT = 7  # the registry was reached but did not answer within --timeout

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from meshwarden.addresses import DEFAULT_REGISTRY_ADDRESS, AddressError, parse_host_port
+from meshwarden.addresses import DEFAULT_REGISTRY_ADDRESS, AddressError, HostPort, parse_host_port, parse_host_ports
 from meshwarden.cli import exit_codes
 from meshwarden.identity.spiffe_ids import DEFAULT_TRUST_DOMAIN, IdentityError, check_trust_domain
 
@@ -73,7 +73,8 @@ def add_registry_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--registry",
         metavar="HOST:PORT",
-        help=f"the registry's TLS address, its --listen (env {REGISTRY_ENV}; default {DEFAULT_REGISTRY_ADDRESS})",
+        help=f"the registry's TLS address, its --listen; several replicas' separated by commas, the first that "
+        f"answers is used (env {REGISTRY_ENV}; default {DEFAULT_REGISTRY_ADDRESS})",
     )
     parser.add_argument(
         "--trust-bundle", metavar="FILE", help=f"CA certificates to trust, PEM (env {TRUST_BUNDLE_ENV})"
@@ -118,13 +119,30 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str]) -> RegistryAcc
         args = fill(args, environ)
     except ContextError as exc:
         raise AccessError(str(exc), exit_codes.USAGE) from exc
-    address = registry_address(args.registry, environ)
+    address = replica(registry_address(args.registry, environ))
     token = operator_token(args.operator_token_file, environ)
     bundle = trust_bundle(
         address, args.trust_bundle or environ.get(TRUST_BUNDLE_ENV), args.ca_pin or environ.get(CA_PIN_ENV)
     )
     domain = trust_domain(args.trust_domain or environ.get(TRUST_DOMAIN_ENV), bundle)
     return RegistryAccess(address, RegistryTrust(domain, bundle), token)
+
+
+def replica(addresses: str) -> str:
+    """The first of the comma-separated registry `addresses` that answers, saying on stderr
+    which ones were passed over (the replicas of one registry)."""
+    from meshwarden.registry_replicas import NoReplicaReachable, Skipped, first_reachable
+
+    def skipped(miss: Skipped, next_address: HostPort | None) -> None:
+        if next_address is not None:
+            print(f"registry replica {miss.address} unreachable ({miss.reason}); using {next_address}", file=sys.stderr)
+
+    try:
+        return str(first_reachable(parse_host_ports(addresses, what="registry address"), skipped))
+    except AddressError as exc:
+        raise AccessError(str(exc), exit_codes.USAGE) from exc
+    except NoReplicaReachable as exc:
+        raise AccessError(f"{exc}; is the registry running?", exit_codes.UNREACHABLE) from exc
 
 
 def operator_token(file_flag: str | None, environ: Mapping[str, str]) -> str:
@@ -188,7 +206,14 @@ def report_rpc_error(command: str, err: grpc.aio.AioRpcError, address: str) -> i
     import grpc
 
     code = err.code()
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        print(
+            f"{command}: the registry at {address} did not answer in time ({err.details()}); "
+            "raise --timeout or narrow the question (--since, --limit)",
+            file=sys.stderr,
+        )
+        return exit_codes.TIMED_OUT
+    if code is grpc.StatusCode.UNAVAILABLE:
         print(
             f"{command}: cannot reach the registry at {address} ({code.name}: {err.details()}); "
             f"is it running? Point to it with --registry or {REGISTRY_ENV}",

@@ -16,7 +16,18 @@ from meshwarden.clock import iso_utc
 from meshwarden.receipt_calls import ReceiptCall, calls_of
 from meshwarden.v1 import receipts_pb2
 
-SESSION_COLUMNS: Final = ("SESSION", "STATE", "WORKFLOW", "CALLS", "COST", "AGENTS", "STARTED", "LAST-ACTIVITY")
+SESSION_COLUMNS: Final = (
+    "SESSION",
+    "STATE",
+    "WORKFLOW",
+    "CALLS",
+    "FAILED",
+    "TOKENS",
+    "COST",
+    "AGENTS",
+    "STARTED",
+    "LAST-ACTIVITY",
+)
 TIMELINE_COLUMNS: Final = (
     "#",
     "AT",
@@ -53,6 +64,8 @@ def sessions_table(sessions: Sequence[receipts_pb2.SessionSummary]) -> str:
             s.state,
             s.workflow_id or "-",
             str(s.calls),
+            str(s.failures),
+            f"{s.input_tokens}+{s.output_tokens}",
             usd(s.cost_micro_usd),
             ",".join(s.agents) or "-",
             iso_utc(_seconds(s.started_at)),
@@ -71,6 +84,9 @@ def session_json(summary: receipts_pb2.SessionSummary) -> dict[str, object]:
         "agents": list(summary.agents),
         "teams": list(summary.teams),
         "calls": summary.calls,
+        "failures": summary.failures,
+        "input_tokens": summary.input_tokens,
+        "output_tokens": summary.output_tokens,
         "cost_micro_usd": summary.cost_micro_usd,
         "started_at": summary.started_at.ToJsonString(),
         "last_activity_at": summary.last_activity_at.ToJsonString(),
@@ -246,20 +262,41 @@ def call_json(call: ReceiptCall) -> dict[str, object]:
 
 
 def costs_table(by: str, rows: Sequence[receipts_pb2.CostRow]) -> str:
-    header = (by.upper(), "SPEND", "CALLS", "SUCCESSFUL-OUTCOMES", "COST/SUCCESS")
+    header = (
+        by.upper(),
+        "SPEND",
+        "CALLS",
+        "FAILED",
+        "SUCCESS-RATE",
+        "TOKENS",
+        "SUCCESSFUL-OUTCOMES",
+        "COST/SUCCESS",
+        "SPEND-ON-FAILED-SESSIONS",
+    )
     body = [
         (
             r.key or "(none)",
             usd(r.cost_micro_usd),
             str(r.calls),
+            str(r.failures),
+            _rate(r.calls - r.failures, r.calls),
+            f"{r.input_tokens}+{r.output_tokens}",
             str(r.successful_outcomes),
             usd(r.cost_per_successful_outcome_micro_usd) if r.successful_outcomes else "-",
+            usd(r.failed_session_cost_micro_usd),
         )
         for r in rows
     ]
     total = sum(r.cost_micro_usd for r in rows)
     calls = sum(r.calls for r in rows)
-    return table([header, *body, ("TOTAL", usd(total), str(calls), "", "")])
+    failures = sum(r.failures for r in rows)
+    wasted = sum(r.failed_session_cost_micro_usd for r in rows)
+    ending = ("TOTAL", usd(total), str(calls), str(failures), _rate(calls - failures, calls), "", "", "", usd(wasted))
+    return table([header, *body, ending])
+
+
+def _rate(good: int, of: int) -> str:
+    return f"{100 * good / of:.1f}%" if of else "-"
 
 
 def cost_json(row: receipts_pb2.CostRow) -> dict[str, object]:
@@ -267,6 +304,12 @@ def cost_json(row: receipts_pb2.CostRow) -> dict[str, object]:
         "key": row.key,
         "cost_micro_usd": row.cost_micro_usd,
         "calls": row.calls,
+        "failures": row.failures,
+        "success_rate": round((row.calls - row.failures) / row.calls, 4) if row.calls else None,
+        "input_tokens": row.input_tokens,
+        "output_tokens": row.output_tokens,
+        "sessions": row.sessions,
         "successful_outcomes": row.successful_outcomes,
         "cost_per_successful_outcome_micro_usd": row.cost_per_successful_outcome_micro_usd,
+        "failed_session_cost_micro_usd": row.failed_session_cost_micro_usd,
     }

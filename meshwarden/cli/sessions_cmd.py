@@ -30,7 +30,19 @@ def add_to(commands: Any) -> None:
         description="Lists sessions with their state (running until an agent reports an outcome), calls and "
         "cost. --since/--until select the calls in that window.",
     )
-    listing.add_argument("--state", choices=["running", "finished"], default="", help="default both")
+    listing.add_argument(
+        "--state",
+        choices=["running", "finished", "succeeded", "failed", "abandoned"],
+        default="",
+        help="default all; an outcome selects the finished sessions that reported it",
+    )
+    listing.add_argument(
+        "--order",
+        choices=["newest", "oldest"],
+        default="newest",
+        help="by last activity; oldest with --state running puts the longest idle (stuck) sessions first",
+    )
+    listing.add_argument("--cursor", default="", metavar="CURSOR", help="the next page: the cursor a page printed")
     listing.add_argument("--agent", default="", metavar="NAME", help="only sessions this agent took part in")
     listing.add_argument("--team", default="", metavar="TEAM", help="only sessions an agent of this team took part in")
     listing.add_argument("--workflow", default="", metavar="ID", help="only sessions of this workflow")
@@ -64,7 +76,13 @@ def list_request(args: argparse.Namespace, now: float) -> receipts_pb2.ListSessi
     if not 1 <= args.limit <= 1000:
         raise ValueError(f"--limit must be from 1 to 1000, got {args.limit}")
     request = receipts_pb2.ListSessionsRequest(
-        state=args.state, agent=args.agent, team=args.team, workflow_id=args.workflow, limit=args.limit
+        state=args.state,
+        agent=args.agent,
+        team=args.team,
+        workflow_id=args.workflow,
+        limit=args.limit,
+        order=args.order,
+        cursor=args.cursor,
     )
     for flag, text in (("since", args.since), ("until", args.until)):
         if text:
@@ -92,6 +110,8 @@ def _list(args: argparse.Namespace) -> int:
         print(session_render.sessions_table(sessions))
     else:
         print("(no sessions match)", file=sys.stderr)
+    if reply.next_cursor:  # stderr, so the table and the JSON stay what they were
+        print(f"more: --cursor {reply.next_cursor}", file=sys.stderr)
     return exit_codes.OK
 
 

@@ -91,9 +91,6 @@ class PolicyDesk:
         await _cli(self._n, "bundle", "init", "--models", str(self.directory))
         (self.directory / "models.json").write_text(models_json)  # the demo's provider and models
         ticket_tools.add_to_bundle(self.directory)  # the ticket MCP server, its tool's risk, who may call it
-        await _cli(self._n, "bundle", "keygen", "--key-id", "platform-1", "--out-dir", str(self.keys))
-        self.trusted.mkdir(parents=True, exist_ok=True)
-        shutil.copy(self.keys / "platform-1.pub", self.trusted / "platform-1.pub")  # sidecars get the public half
         self._base = (self.directory / "manifest.toml").read_text()
 
     async def release(self, *, extra: dict[str, str] | None = None, wait: bool = True) -> None:
@@ -145,6 +142,14 @@ async def _cli(n: Narrator, *args: str, quiet: bool = False) -> None:
     if done.returncode != 0:
         n.fail(f"meshwarden {args[0]} {args[1]} exited {done.returncode}: {done.stderr.strip()}")
         raise RuntimeError(f"meshwarden {' '.join(args[:2])} failed")
+
+
+async def _signing_key(workdir: Path, n: Narrator) -> None:
+    """The platform team's bundle signing key; the registry and the sidecars get the public half."""
+    keys, trusted = workdir / "keys", workdir / "trusted-keys"
+    await _cli(n, "bundle", "keygen", "--key-id", "platform-1", "--out-dir", str(keys))
+    trusted.mkdir(parents=True, exist_ok=True)
+    shutil.copy(keys / "platform-1.pub", trusted / "platform-1.pub")
 
 
 class Mesh(LocalMesh):
@@ -217,6 +222,7 @@ async def run_demo(keep_logs: bool = False) -> int:
 
 async def _scenario(mesh: Mesh, n: Narrator) -> None:
     n.section("Starting the registry; the platform team signs and pushes a Cedar policy bundle")
+    await _signing_key(mesh.workdir, n)  # the registry verifies pushed bundles with its public half
     registry = await mesh.start_registry()
     n.ok(f"registry on {registry.addresses['listen']} (pid {registry.process.pid})")
     provider, key_file = await mesh.start_model_provider()

@@ -222,7 +222,7 @@ class ReportOutcomeResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class SessionSummary(_message.Message):
-    __slots__ = ("session_id", "workflow_id", "state", "agents", "teams", "calls", "cost_micro_usd", "started_at", "last_activity_at")
+    __slots__ = ("session_id", "workflow_id", "state", "agents", "teams", "calls", "cost_micro_usd", "started_at", "last_activity_at", "failures", "input_tokens", "output_tokens")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -232,6 +232,9 @@ class SessionSummary(_message.Message):
     COST_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     LAST_ACTIVITY_AT_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     workflow_id: str
     state: str
@@ -241,10 +244,13 @@ class SessionSummary(_message.Message):
     cost_micro_usd: int
     started_at: _timestamp_pb2.Timestamp
     last_activity_at: _timestamp_pb2.Timestamp
-    def __init__(self, session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., state: _Optional[str] = ..., agents: _Optional[_Iterable[str]] = ..., teams: _Optional[_Iterable[str]] = ..., calls: _Optional[int] = ..., cost_micro_usd: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_activity_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    failures: int
+    input_tokens: int
+    output_tokens: int
+    def __init__(self, session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., state: _Optional[str] = ..., agents: _Optional[_Iterable[str]] = ..., teams: _Optional[_Iterable[str]] = ..., calls: _Optional[int] = ..., cost_micro_usd: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_activity_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failures: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ...) -> None: ...
 
 class ListSessionsRequest(_message.Message):
-    __slots__ = ("state", "agent", "team", "workflow_id", "since", "until", "limit")
+    __slots__ = ("state", "agent", "team", "workflow_id", "since", "until", "limit", "order", "cursor")
     STATE_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
     TEAM_FIELD_NUMBER: _ClassVar[int]
@@ -252,6 +258,8 @@ class ListSessionsRequest(_message.Message):
     SINCE_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
     state: str
     agent: str
     team: str
@@ -259,13 +267,17 @@ class ListSessionsRequest(_message.Message):
     since: _timestamp_pb2.Timestamp
     until: _timestamp_pb2.Timestamp
     limit: int
-    def __init__(self, state: _Optional[str] = ..., agent: _Optional[str] = ..., team: _Optional[str] = ..., workflow_id: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+    order: str
+    cursor: str
+    def __init__(self, state: _Optional[str] = ..., agent: _Optional[str] = ..., team: _Optional[str] = ..., workflow_id: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[int] = ..., order: _Optional[str] = ..., cursor: _Optional[str] = ...) -> None: ...
 
 class ListSessionsResponse(_message.Message):
-    __slots__ = ("sessions",)
+    __slots__ = ("sessions", "next_cursor")
     SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
     sessions: _containers.RepeatedCompositeFieldContainer[SessionSummary]
-    def __init__(self, sessions: _Optional[_Iterable[_Union[SessionSummary, _Mapping]]] = ...) -> None: ...
+    next_cursor: str
+    def __init__(self, sessions: _Optional[_Iterable[_Union[SessionSummary, _Mapping]]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
 
 class GetSessionRequest(_message.Message):
     __slots__ = ("session_id",)
@@ -284,26 +296,38 @@ class GetSessionResponse(_message.Message):
     def __init__(self, summary: _Optional[_Union[SessionSummary, _Mapping]] = ..., outcome_detail: _Optional[str] = ..., receipts: _Optional[_Iterable[_Union[Receipt, _Mapping]]] = ...) -> None: ...
 
 class CostsRequest(_message.Message):
-    __slots__ = ("by", "since")
+    __slots__ = ("by", "since", "until")
     BY_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
     by: str
     since: _timestamp_pb2.Timestamp
-    def __init__(self, by: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    until: _timestamp_pb2.Timestamp
+    def __init__(self, by: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CostRow(_message.Message):
-    __slots__ = ("key", "cost_micro_usd", "calls", "successful_outcomes", "cost_per_successful_outcome_micro_usd")
+    __slots__ = ("key", "cost_micro_usd", "calls", "successful_outcomes", "cost_per_successful_outcome_micro_usd", "failures", "input_tokens", "output_tokens", "sessions", "failed_session_cost_micro_usd")
     KEY_FIELD_NUMBER: _ClassVar[int]
     COST_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
     CALLS_FIELD_NUMBER: _ClassVar[int]
     SUCCESSFUL_OUTCOMES_FIELD_NUMBER: _ClassVar[int]
     COST_PER_SUCCESSFUL_OUTCOME_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_SESSION_COST_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
     key: str
     cost_micro_usd: int
     calls: int
     successful_outcomes: int
     cost_per_successful_outcome_micro_usd: int
-    def __init__(self, key: _Optional[str] = ..., cost_micro_usd: _Optional[int] = ..., calls: _Optional[int] = ..., successful_outcomes: _Optional[int] = ..., cost_per_successful_outcome_micro_usd: _Optional[int] = ...) -> None: ...
+    failures: int
+    input_tokens: int
+    output_tokens: int
+    sessions: int
+    failed_session_cost_micro_usd: int
+    def __init__(self, key: _Optional[str] = ..., cost_micro_usd: _Optional[int] = ..., calls: _Optional[int] = ..., successful_outcomes: _Optional[int] = ..., cost_per_successful_outcome_micro_usd: _Optional[int] = ..., failures: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., sessions: _Optional[int] = ..., failed_session_cost_micro_usd: _Optional[int] = ...) -> None: ...
 
 class CostsResponse(_message.Message):
     __slots__ = ("rows",)

@@ -1,6 +1,8 @@
-"""Health reports' RPC (Registry service: ReportHealth): what callers' sidecars saw of the
-instances they call, kept by registry.health_reports, only from an instance the caller owns
-(registry.reporter_ownership) and only about instances in the catalog."""
+"""Health reports' RPC (Registry service: ReportHealth): how a sidecar's own instance is doing,
+kept by registry.health_reports, only from an instance the caller owns
+(registry.reporter_ownership), and only about instances in the catalog that the caller's
+certificate owns: when every caller's view counted and the worst won, any agent certificate
+could mark any instance ISOLATED."""
 
 from __future__ import annotations
 
@@ -32,17 +34,18 @@ class HealthApi:
             raise InvalidInput("reporter_instance_id", "is required: the reporting sidecar's own instance id")
         reporter = await self._catalog.instance(request.reporter_instance_id)
         chain = await self._receipts.head(request.reporter_instance_id) if reporter is None else None
-        # Findings about instances not in the catalog are dropped: memory stays bounded by it.
-        findings = {
-            i: f
-            for i, f in findings_from_proto(request.instances).items()
-            if await self._catalog.instance(i) is not None
-        }
+        findings, owners = {}, {}
+        for instance_id, finding in findings_from_proto(request.instances).items():
+            about = await self._catalog.instance(instance_id)
+            if about is None:  # dropped: memory stays bounded by the catalog
+                continue
+            findings[instance_id], owners[instance_id] = finding, about.agent
         self._health.report_from(
             current_caller(),
             request.reporter_instance_id,
             reporter.agent if reporter is not None else None,
             chain.sidecar_spiffe_id if chain is not None else None,
             findings,
+            owners,
         )
         return registry_pb2.HealthReportAck()

@@ -29,9 +29,12 @@ from meshwarden.registry.store.records import (
     ChainHead,
     ChainVerdict,
     ControlsSet,
+    CostTotal,
     Isolation,
     JoinTokenRecord,
     KillSwitch,
+    ListedSession,
+    SessionQuery,
     SidecarBundleStatus,
     SliceRow,
     SpendRow,
@@ -208,7 +211,16 @@ class ReceiptStore(Protocol):
 
     async def verify(self, trust_bundle_pem: bytes, sidecar_instance_id: str = "") -> list[ChainVerdict]:
         """A verdict per chain (registry.receipt_verification), only that chain's when given;
-        signed heads are checked against the CAs of `trust_bundle_pem`."""
+        signed heads are checked against the CAs of `trust_bundle_pem`; a chain cut by
+        retention is verified from its checkpoint."""
+        ...
+
+    async def forget_before(self, cutoff: float, now: float) -> int:
+        """Retention: deletes each chain's receipts that started before `cutoff`, up to its
+        first receipt that did not (so what stays is a whole chain from there), and records a
+        checkpoint (seq and hash of the last one deleted, `now`, and their
+        registry.receipt_verification.checkpoint_digest) for verify to start from; returns
+        how many receipts it deleted. Session aggregates are kept."""
         ...
 
 
@@ -219,6 +231,22 @@ class OutcomeStore(Protocol):
         ...
 
     async def for_sessions(self, session_ids: Iterable[str]) -> Mapping[str, StoredOutcome]: ...
+
+
+class SessionStore(Protocol):
+    """Each session's totals, kept by the receipt store in the transaction of every batch that
+    adds receipts to the session (registry.session_aggregates says how they are computed), so
+    these answers read one row per session, not every receipt."""
+
+    async def find(self, query: SessionQuery) -> list[ListedSession]:
+        """At most `query.limit` sessions matching it (with their outcome joined), by last
+        activity (the outcome's report counts) then session id, newest first unless
+        `query.oldest_first`, strictly after the `query.after` keyset cursor."""
+        ...
+
+    async def cost_totals(self, by: str) -> list[CostTotal]:
+        """The cost table over every session, grouped by `by` (registry.session_views.COST_KEYS)."""
+        ...
 
 
 class JoinTokenStore(Protocol):
@@ -391,6 +419,7 @@ class Stores:
     audit: AuditStore
     receipts: ReceiptStore
     outcomes: OutcomeStore
+    sessions: SessionStore
     join_tokens: JoinTokenStore
     tasks: TaskStore
     approvals: ApprovalStore
@@ -420,6 +449,7 @@ __all__ = [
     "OutcomeStore",
     "ReceiptStore",
     "RouteStore",
+    "SessionStore",
     "SidecarBundleStatus",
     "SliceRow",
     "SpendRow",

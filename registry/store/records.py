@@ -103,6 +103,17 @@ class StoredOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class ReceiptCheckpoint:
+    """Where retention cut a chain: the last deleted receipt's seq and hash, when, and a digest
+    over them (registry.receipt_verification.checkpoint_digest) that `receipts verify` checks."""
+
+    seq: int
+    hash: str
+    cut_at: float
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
 class StoredHead:
     """A chain's head as its sidecar last signed it (registry.receipt_signatures)."""
 
@@ -162,6 +173,75 @@ class ToolCallQuery:
     server: str = ""
     session_id: str = ""
     decision: str = ""  # "allow" | "deny"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CostShare:
+    """What one session's calls add to one row of a cost table (`by` one of
+    registry.session_views.COST_KEYS): kept per session so a store can sum them per key."""
+
+    by: str
+    key: str
+    calls: int
+    failures: int
+    cost_micro_usd: int
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SessionAggregate:
+    """One session's totals over every receipt stored for it, kept up to date by the receipt
+    store in the transaction that stores its receipts (registry.session_aggregates computes it)."""
+
+    session_id: str
+    workflow_id: str
+    started_at: float
+    last_activity_at: float  # the last call's end (the store adds the outcome's report time)
+    calls: int
+    failures: int
+    cost_micro_usd: int
+    input_tokens: int
+    output_tokens: int
+    agents: tuple[str, ...]
+    teams: tuple[str, ...]
+    cost_shares: tuple[CostShare, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SessionQuery:
+    """Which sessions `meshwarden sessions list` asks for; "" matches any."""
+
+    state: str = ""  # "", "running", "finished", or an outcome
+    agent: str = ""
+    team: str = ""
+    workflow_id: str = ""
+    participant: str = ""  # set by the registry when an agent asks: only sessions it took part in
+    oldest_first: bool = False  # by last activity: the longest idle first (stuck work)
+    after: tuple[float, str] | None = None  # the keyset cursor: (last activity, session id)
+    limit: int = 100
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ListedSession:
+    aggregate: SessionAggregate
+    outcome: StoredOutcome | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CostTotal:
+    """A cost table's row summed over every session: `failed_session_cost_micro_usd` is the
+    spend of the row's sessions whose outcome is failed or abandoned."""
+
+    key: str
+    calls: int
+    failures: int
+    cost_micro_usd: int
+    input_tokens: int
+    output_tokens: int
+    sessions: int
+    successful_outcomes: int
+    failed_session_cost_micro_usd: int
 
 
 # Approval states (registry.approvals holds the rules between them).

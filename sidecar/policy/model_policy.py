@@ -88,7 +88,9 @@ class ModelPolicy:
                 pst.PolicySet(templates=pst.FrozenMap(), static_policies=static, template_links=()), release_gil=True
             )
         merged = json.loads(entities_text) + model_entities(catalog)
-        self._entities = cedarpy.Entities.from_json_str(json.dumps(merged), schema, release_gil=True) if catalog.models else None
+        self._entities = (
+            cedarpy.Entities.from_json_str(json.dumps(merged), schema, release_gil=True) if catalog.models else None
+        )
         self._decisions: dict[tuple[str, str, str], Decision] = {}
         self._cache_size = cache_size
 

@@ -18,23 +18,30 @@ from meshwarden.errors import AgentFailed, DeadlineExceeded, MeshError, PeerUnav
 from meshwarden.sidecar.agent_app import AgentApp
 from meshwarden.sidecar.call import Call, Reply
 from meshwarden.sidecar.local_agent import LocalAgent
+from meshwarden.sidecar.own_health import OwnHealth
+from meshwarden.sidecar.stages.breaker import is_outage
 from meshwarden.sidecar.wire import deadlines, delivery
 from meshwarden.trace_context import metadata_for
 
 
 class ToAgent:
-    def __init__(self, app: AgentApp, local: LocalAgent, clock: Clock) -> None:
-        self._app, self._local, self._clock = app, local, clock
+    def __init__(self, app: AgentApp, local: LocalAgent, clock: Clock, own: OwnHealth | None = None) -> None:
+        self._app, self._local, self._clock, self._own = app, local, clock, own
 
     async def __call__(self, call: Call) -> Reply:
         try:
             outcome = await self._app.stub.Handle(
                 delivery.to_delivery(call),
                 timeout=deadlines.next_hop_timeout_s(call, self._clock.monotonic()),
-                metadata=metadata_for(call.traceparent, call.tracestate),
+                metadata=metadata_for(call.traceparent, call.tracestate) + self._app.auth,
             )
         except grpc.aio.AioRpcError as err:
-            raise self._translate(err, call) from err
+            failure = self._translate(err, call)
+            if self._own is not None:  # what this instance reports about itself (sidecar.own_health)
+                self._own.record(self._clock.monotonic(), is_outage(failure))
+            raise failure from err
+        if self._own is not None:
+            self._own.record(self._clock.monotonic(), False)
         reg = self._local.registration
         version = str(reg.version) if reg else ""
         return delivery.to_reply(outcome, instance_id=self._local.instance_id, agent=self._local.name, version=version)
@@ -46,7 +53,9 @@ class ToAgent:
             return answered
         if answered is not None:  # the agent's own answer, even when it names a mesh error's kind
             cause = answered.cause if isinstance(answered, AgentFailed) else answered.kind
-            return AgentFailed(err.code(), f"agent {agent} failed {call.capability}: {err.details()}", cause=cause)
+            usage = answered.usage if isinstance(answered, AgentFailed) else None
+            message = f"agent {agent} failed {call.capability}: {err.details()}"
+            return AgentFailed(err.code(), message, cause=cause, usage=usage)
         if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
             return DeadlineExceeded(f"agent {agent} did not finish {call.capability} within the deadline")
         if err.code() == grpc.StatusCode.UNAVAILABLE:

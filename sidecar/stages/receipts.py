@@ -19,7 +19,7 @@ from google.protobuf import timestamp_pb2
 
 from meshwarden import task_fence
 from meshwarden.clock import Clock
-from meshwarden.errors import ReceiptSpoolFull
+from meshwarden.errors import AgentFailed, ReceiptSpoolFull
 from meshwarden.receipt_hash import payload_digest
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call import Call, Handler, Layer, Reply
@@ -28,6 +28,7 @@ from meshwarden.sidecar.local_agent import LocalAgent
 from meshwarden.sidecar.model_call import measured_usage
 from meshwarden.sidecar.receipt_spool import ReceiptSpool, SpoolError
 from meshwarden.trace_context import trace_and_span_ids
+from meshwarden.usage import Usage
 from meshwarden.v1 import receipts_pb2
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,11 @@ class Receipts:
             raise
         finally:
             latency_s = self._clock.monotonic() - began
-            receipt = self._receipt(call, reply, ended.code.name, ended.kind, ended.message, started_ns, latency_s)
+            # What a handler spent before it failed is kept: the failure carries it.
+            spent = ended.error.usage if isinstance(ended.error, AgentFailed) else None
+            receipt = self._receipt(
+                call, reply, ended.code.name, ended.kind, ended.message, started_ns, latency_s, spent
+            )
             try:
                 self._spool.append(receipt)
             except SpoolError as exc:
@@ -89,6 +94,7 @@ class Receipts:
         message: str,
         started_ns: int,
         latency_s: float,
+        failed_usage: Usage | None = None,
     ) -> receipts_pb2.Receipt:
         record = call.record
         active = self._policy.active
@@ -111,7 +117,7 @@ class Receipts:
         # The tracing stage (outside this one) put its span's context in the call; with
         # tracing off it is the caller's, as received.
         trace_id, span_id = trace_and_span_ids(call.traceparent)
-        usage = reply.usage if reply is not None else None
+        usage = reply.usage if reply is not None else failed_usage
         task_id, fencing_token = task_fence.claimed_task(call.task_token)
         if call.model is not None:  # a model call ended without a reply is still charged
             usage = measured_usage(usage, record.model)

@@ -47,17 +47,26 @@ class LocalMesh(local_mesh.LocalMesh):
         self.sidecar_env: dict[str, str] = {}
         self._bundle_revision = 0
         # The registry verifies pushed bundles against the test key, as a deployment should;
-        # False starts it without --bundle-keys (to see sidecars refuse what it let through).
+        # False starts it with --allow-unverified-bundles (to see sidecars refuse what it let through).
         self.registry_verifies_bundles = True
 
     async def start_registry(
-        self, listen: str = "127.0.0.1:0", mtls_listen: str = "", *flags: str, allow_all: bool = True
+        self,
+        listen: str = "127.0.0.1:0",
+        mtls_listen: str = "",
+        *flags: str,
+        allow_all: bool = True,
+        verify_bundles: bool | None = None,
     ) -> Child:
         """The registry on `listen` (TLS) and `mtls_listen` (mTLS; port 0 when not given), with
         any further `flags`. To restart it where sidecars expect it, pass both addresses of the
         previous one. A fresh mesh gets a signed allow-all bundle unless `allow_all` is False."""
-        keys = ("--bundle-keys", str(self.bundles.trusted_keys_dir)) if self.registry_verifies_bundles else ()
-        registry = await super().start_registry(listen, mtls_listen, *keys, *flags)
+        registry = await super().start_registry(
+            listen,
+            mtls_listen,
+            *flags,
+            verify_bundles=self.registry_verifies_bundles if verify_bundles is None else verify_bundles,
+        )
         if self._bundle_revision == 0 and allow_all:  # a fresh mesh: everything allowed, by a signed bundle
             await self.push_bundle(self.bundles.make(1, {"allow-all.cedar": ALLOW_ALL}))
         return registry

@@ -26,12 +26,13 @@ from meshwarden import errors
 from meshwarden.addresses import parse_host_port
 from meshwarden.identity.bootstrap import learn_registry_ca
 from meshwarden.identity.svid import Svid
+from meshwarden.local_mesh import registry_argv
 from meshwarden.policy_bundle.artifact import decode, encode
 from meshwarden.policy_bundle.manifest import MANIFEST_FILE
 from meshwarden.receipt_hash import receipt_hash
 from meshwarden.receipt_signing import sign_head
 from meshwarden.registry_client import RegistryTrust, registry_channel, registry_stub
-from meshwarden.supervise import StartError
+from meshwarden.supervise import StartError, registry_health_tls, start
 from meshwarden.v1 import (
     agent_pb2,
     agent_pb2_grpc,
@@ -197,6 +198,25 @@ async def test_defect_2_a_bundle_no_sidecar_accepts_never_blocks_later_pushes(me
     assert statuses[side.addresses["instance_id"]].active_revision == 3
 
 
+async def test_defect_2_a_registry_without_bundle_keys_does_not_start_unless_told(tmp_path: Path) -> None:
+    """Without keys the registry cannot tell a revision every sidecar refuses from a good one,
+    and new sidecars would get it in place of the last good one: keys are required."""
+    argv = registry_argv(tmp_path / "registry")
+    with pytest.raises(StartError) as refused:
+        await start("registry", argv, log_dir=tmp_path / "logs", health_tls=registry_health_tls)
+    assert "no --bundle-keys" in str(refused.value) and "--allow-unverified-bundles true" in str(refused.value)
+    told = await start(
+        "registry",
+        [*argv, "--allow-unverified-bundles", "true"],
+        log_dir=tmp_path / "logs",
+        health_tls=registry_health_tls,
+    )
+    try:
+        assert "pushed bundles are stored without verifying their signatures" in told.stderr_text()
+    finally:
+        await told.stop()
+
+
 async def test_defect_3_an_oversized_or_forged_identifier_is_refused_and_shipping_goes_on(mesh: LocalMesh) -> None:
     support = await support_calls_billing(mesh)
     async with meshwarden.Client(support.addresses["listen"]) as client:
@@ -246,6 +266,64 @@ async def test_defect_3_a_full_spool_refuses_calls_until_the_registry_takes_its_
                 await asyncio.sleep(0.1)
         else:
             raise AssertionError("calls never resumed after the registry came back")
+
+
+def _poison_last_receipt(spool: Path) -> receipts_pb2.Receipt:
+    """What a sidecar bug would write: the newest spooled receipt, hashed and chained as usual,
+    but saying something the registry refuses (a direction that does not exist)."""
+    db = sqlite3.connect(spool)
+    try:
+        row_id, body = db.execute("SELECT id, body FROM receipts ORDER BY id DESC LIMIT 1").fetchone()
+        receipt = receipts_pb2.Receipt()
+        receipt.ParseFromString(body)
+        receipt.direction = "sideways"
+        receipt.hash = receipt_hash(receipt)
+        db.execute(
+            "UPDATE receipts SET hash = ?, body = ? WHERE id = ?",
+            (receipt.hash, receipt.SerializeToString(deterministic=True), row_id),
+        )
+        db.commit()
+    finally:
+        db.close()
+    return receipt
+
+
+async def test_defect_3_a_poisoned_receipt_is_quarantined_and_its_chain_goes_on(
+    mesh: LocalMesh, tmp_path: Path
+) -> None:
+    data = tmp_path / "support-data"
+    support = await support_calls_billing(mesh, data_dir=data)
+    async with meshwarden.Client(support.addresses["listen"]) as client:
+        await routable(client, "probe.runs")
+    assert mesh.registry is not None
+    listen, mtls = mesh.registry.addresses["listen"], mesh.registry.addresses["mtls"]
+    await mesh.registry.stop()  # the next receipt stays in the spool
+    async with meshwarden.Client(support.addresses["listen"]) as client:
+        first = await client.invoke("echo", {"n": 1}, timeout=5)
+    await support.stop()
+    poisoned = _poison_last_receipt(data / "receipts" / "spool.db")
+    assert poisoned.call_id == first.call_id
+    await mesh.start_registry(listen, mtls)
+    again = await mesh.sidecar("support", *SHIP_FAST, data_dir=data)
+    async with meshwarden.Client(again.addresses["listen"]) as client:
+        await routable(client, "probe.runs")
+        later = await client.invoke("echo", {"n": 2}, timeout=5)
+
+    def both_held(receipts: list[receipts_pb2.Receipt]) -> bool:
+        return {first.call_id, later.call_id} <= {r.call_id for r in receipts if r.direction == "outbound"}
+
+    held = {(r.call_id, r.direction): r for r in await stored_when(mesh, both_held, "the chain goes on")}
+    stand_in = held[(first.call_id, "outbound")]
+    assert (stand_in.seq, stand_in.status, stand_in.error_kind) == (poisoned.seq, "QUARANTINED", "receipt_quarantined")
+    assert "receipts[0].direction" in stand_in.error_message and poisoned.hash in stand_in.error_message
+    assert held[(later.call_id, "outbound")].seq > poisoned.seq
+    assert (await mesh.verify_receipts()).intact
+    kept = data / "receipts" / "quarantine" / f"{poisoned.sidecar_instance_id}-{poisoned.seq}.pb"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert receipts_pb2.Receipt.FromString(kept.read_bytes()).direction == "sideways"
+    _status, metrics = await scrape(again.addresses["admin"])
+    assert sample(metrics, "meshwarden_receipts_quarantined_total") == 1
+    assert f"quarantined receipt {poisoned.seq} of {poisoned.sidecar_instance_id}" in again.stderr_text()
 
 
 async def test_defect_4_only_the_agents_own_sidecar_can_deliver_calls_to_it(mesh: LocalMesh) -> None:
@@ -338,6 +416,32 @@ async def test_defect_7_reports_only_as_an_instance_the_certificate_owns(mesh: L
     assert listed.agent == "billing"
 
 
+async def test_defect_7_a_report_about_an_instance_comes_only_from_the_certificate_that_owns_it(
+    mesh: LocalMesh,
+) -> None:
+    """A reporter of its own (a pure caller's id in mallory's name space) may still not speak
+    about billing's instance: when every reporter counted and the worst won, it could isolate it."""
+    _billing_side, billing = await mesh.pair("billing")
+    victim = billing.addresses["instance_id"]
+    mallory = await _attacker(mesh, "mallory")
+    assert mesh.registry is not None
+    async with registry_channel(mesh.registry.addresses["mtls"], await _trust(mesh, mallory)) as channel:
+        isolate = catalog_pb2.InstanceHealth(
+            instance_id=victim, state=catalog_pb2.HEALTH_STATE_ISOLATED, reason="made up"
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await registry_stub(channel).ReportHealth(
+                registry_pb2.HealthReport(reporter_instance_id="mallory-1", instances=[isolate]), timeout=5
+            )
+    assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert f"report the health of instance {victim}" in (refused.value.details() or "")
+    async with await mesh.operator_channel() as operator:
+        reply = await registry_stub(operator).ListInstances(
+            registry_pb2.ListInstancesRequest(), metadata=mesh.operator_metadata(), timeout=5
+        )
+    assert {h.instance_id: h.state for h in reply.health}[victim] == catalog_pb2.HEALTH_STATE_HEALTHY
+
+
 async def test_defect_8_an_existing_data_directory_and_its_database_are_made_private(tmp_path: Path) -> None:
     shared = tmp_path / "var-lib-meshwarden"
     shared.mkdir()
@@ -382,6 +486,27 @@ async def test_defect_10_a_sidecar_whose_registry_got_a_new_ca_enrols_again(mesh
     assert [i.instance_id for i in instances] == [again.addresses["instance_id"]]
     assert "now presents CA" in again.stderr_text() and "enrolling again" in again.stderr_text()
     assert again.addresses["instance_id"] != side.addresses["instance_id"]  # a new chain for the new registry
+
+
+async def test_defect_10_a_running_sidecar_whose_registry_got_a_new_ca_enrols_again(
+    mesh: LocalMesh, tmp_path: Path
+) -> None:
+    side = await mesh.sidecar("billing", data_dir=tmp_path / "billing-data")
+    agent = await mesh.agent(side)
+    assert mesh.registry is not None
+    listen, mtls = mesh.registry.addresses["listen"], mesh.registry.addresses["mtls"]
+    await mesh.registry.stop()
+    shutil.rmtree(mesh.registry_data_dir)  # a new CA at the same addresses, while the sidecar runs
+    await mesh.start_registry(listen, mtls)
+
+    async def enrolled_again() -> bool:
+        return any(i.agent == "billing" for i in await mesh.list_instances())
+
+    await _until("the running sidecar enrols with the new CA and its agent registers again", enrolled_again, 60)
+    log = side.stderr_text()
+    assert "now presents CA" in log and "changed while this sidecar ran; restarting in place" in log
+    assert "enrolling again" in log
+    assert side.running and agent.running
 
 
 async def _until(what: str, check: Callable[[], Awaitable[bool]], timeout_s: float = 30) -> None:

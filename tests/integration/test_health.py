@@ -1,6 +1,9 @@
-"""Instance health through real processes: a failure rate opens a breaker (ISOLATED, shown by
-`meshwarden agents list`), a slow instance is DEGRADED and gets less traffic, a capability's
-default timeout applies to calls without a deadline, and a session leaves an isolated version."""
+"""Instance health through real processes: a failure rate opens a caller's breaker (ISOLATED in
+its view) and the failing instance's own sidecar reports the same rate (ISOLATED, shown by
+`meshwarden agents list`: the registry takes a report about an instance only from the
+certificate that owns it), a slow instance is DEGRADED in its callers' view and gets less
+traffic, a capability's default timeout applies to calls without a deadline, and a session
+leaves an isolated version."""
 
 from __future__ import annotations
 
@@ -73,7 +76,10 @@ async def test_a_failure_rate_isolates_an_instance_and_agents_list_shows_it(mesh
         *("--breaker-failures", "100", "--breaker-failure-rate", "0.4"),
         *("--breaker-window-s", "60", "--breaker-min-calls", "10", "--breaker-reset-s", "60"),
     )
-    flaky, _ = await mesh.pair("twin", "1.0.0", "--fail-every", "2")  # never two failures in a row
+    flaky = await mesh.sidecar(  # judging its own deliveries by the caller's rule
+        "twin", *("--breaker-failure-rate", "0.4", "--breaker-window-s", "60", "--breaker-min-calls", "10")
+    )
+    await mesh.agent(flaky, "1.0.0", "--fail-every", "2")  # never two failures in a row
     flaky_id = flaky.addresses["instance_id"]
     async with meshwarden.Client(caller.addresses["listen"]) as client:
         await routable(client, "echo")  # one success in the window
@@ -103,7 +109,7 @@ async def test_a_failure_rate_isolates_an_instance_and_agents_list_shows_it(mesh
         await asyncio.sleep(0.2)
     assert shown == {
         "state": "ISOLATED",
-        "reason": "45% failures over 60 s (5 of 11 calls)",
+        "reason": "45% of deliveries to its agent failed over 60 s (5 of 11 calls)",
         "reporters": 1,
         "updated_at": shown["updated_at"],
     }
@@ -131,13 +137,8 @@ async def test_a_slow_instance_is_degraded_and_gets_less_traffic(mesh: LocalMesh
     assert health[slow_id].state == catalog_pb2.HEALTH_STATE_DEGRADED
     assert re.fullmatch(r"echo: latency EWMA \d+ ms vs peers' median [\d.]+ ms", health[slow_id].reason)
     assert health[fast_id].state == catalog_pb2.HEALTH_STATE_HEALTHY
-    for _ in range(100):
-        listed = {h.instance_id: h for h in await mesh_health(mesh)}
-        if listed[slow_id].state == catalog_pb2.HEALTH_STATE_DEGRADED:
-            break
-        await asyncio.sleep(0.2)
-    assert listed[slow_id].state == catalog_pb2.HEALTH_STATE_DEGRADED and "latency EWMA" in listed[slow_id].reason
-    assert listed[fast_id].state == catalog_pb2.HEALTH_STATE_HEALTHY
+    # Latency against other instances is each caller's view: no instance sees its peers, and the
+    # registry takes reports about an instance only from its own sidecar (sidecar.own_health).
 
 
 async def mesh_health(mesh: LocalMesh) -> list[catalog_pb2.InstanceHealth]:

@@ -8,7 +8,11 @@ fails clearly (UNAVAILABLE or DEADLINE_EXCEEDED); a keyed call retried across th
 partition runs once; when the link comes back up, calls succeed again by themselves.
 
 Loss and delay need the kernel's netem qdisc; where `tc qdisc add ... netem` is refused
-(this machine's kernel has no sch_netem) that part is skipped saying so. Namespaces need
+that part is skipped saying so. Checked again on 2026-12-06 on the team's machine (kernel
+6.18.44-fc-v1300, a Firecracker guest): `tc qdisc add dev lo root netem delay 1ms` answers
+"Error: Specified qdisc kind is unknown." (in a fresh namespace too), /proc/config.gz says
+"# CONFIG_NET_SCH_NETEM is not set", and there is no modprobe nor /lib/modules to load it
+from; tbf, a built-in qdisc, adds fine. Namespaces need
 root (CAP_NET_ADMIN): without it the module is skipped, and in CI (CI=true) it fails.
 """
 

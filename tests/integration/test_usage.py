@@ -5,7 +5,9 @@ registry's sessions, timelines and cost tables add up."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shlex
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
@@ -189,3 +191,53 @@ async def test_sessions_timelines_and_costs_from_the_receipts(mesh: LocalMesh) -
     with pytest.raises(grpc.aio.AioRpcError) as unknown:
         await mesh.ask_receipts("GetSession", receipts_pb2.GetSessionRequest(session_id="nope"))
     assert unknown.value.code() is grpc.StatusCode.NOT_FOUND and "nope" in (unknown.value.details() or "")
+
+    # The operator's questions as commands (issue 19): tables and JSON, exit codes.
+    async def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(
+            subprocess.run, meshwarden_argv(*args, *flags), capture_output=True, text=True, env=env, timeout=60
+        )
+
+    failed = await cli("sessions", "list", "--state", "failed", "--output", "json")
+    assert failed.returncode == 0, failed.stderr
+    [s_b] = json.loads(failed.stdout)
+    assert (s_b["session_id"], s_b["calls"], s_b["failures"], s_b["input_tokens"]) == ("s-b", 1, 0, 4000)
+    first = await cli("sessions", "list", "--order", "oldest", "--limit", "2", "--output", "json")
+    assert [s["session_id"] for s in json.loads(first.stdout)] == ["s-a", "s-b"]
+    cursor = first.stderr.split("--cursor ")[1].strip()
+    rest = await cli("sessions", "list", "--order", "oldest", "--limit", "2", "--cursor", cursor)
+    assert rest.returncode == 0 and [line.split()[0] for line in rest.stdout.splitlines()[1:]] == ["s-c"]
+    by_workflow = await cli("costs", "--by", "workflow", "--output", "json")
+    rows = {r["key"]: r for r in json.loads(by_workflow.stdout)}
+    assert (rows["wf-2"]["sessions"], rows["wf-2"]["failed_session_cost_micro_usd"]) == (2, 20000)
+    assert (rows["wf-1"]["successful_outcomes"], rows["wf-1"]["cost_per_successful_outcome_micro_usd"]) == (1, 21030)
+    refusals = await cli("costs", "--by", "refusal")
+    assert refusals.returncode == 0 and "SPEND-ON-FAILED-SESSIONS" in refusals.stdout
+    assert "(not refused)" in refusals.stdout
+    assert (await cli("costs", "--by", "colour")).returncode == 2
+    bad_cursor = await cli("sessions", "list", "--cursor", "nonsense")
+    assert bad_cursor.returncode == 2 and "cursor" in bad_cursor.stderr
+    piped = await asyncio.to_thread(
+        subprocess.run,
+        ["bash", "-c", shlex.join(meshwarden_argv("session", "show", "s-a", *flags)) + " | head -1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert piped.stdout and "Traceback" not in piped.stderr, piped.stderr
+
+    # A handler that spends, then fails: the spend is kept, in the receipts and for the caller.
+    async with meshwarden.Client(top.addresses["listen"]) as client:
+        with pytest.raises(errors.AgentFailed) as spent:
+            await client.invoke(
+                "bill.work", {"usage": BILLING_USAGE, "fail": True}, session_id="s-d", workflow_id="wf-3", timeout=10
+            )
+    assert spent.value.usage == meshwarden.Usage("claude-3-5-haiku", 4000, 1000, 20000)
+
+    async def failed_spend_kept() -> bool:
+        return (await costs("workflow")).get("wf-3", (0,))[0] == 20000
+
+    await until(failed_spend_kept, "the failed call's spend reaching the registry")
+    s_d = await mesh.ask_receipts("GetSession", receipts_pb2.GetSessionRequest(session_id="s-d"))
+    assert (s_d.summary.calls, s_d.summary.failures, s_d.summary.cost_micro_usd) == (1, 1, 20000)

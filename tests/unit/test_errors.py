@@ -4,6 +4,7 @@ import grpc
 import pytest
 
 from meshwarden import errors
+from meshwarden.usage import Usage
 
 
 @pytest.mark.parametrize(
@@ -63,3 +64,13 @@ def test_a_budget_refusal_keeps_its_numbers_across_the_wire() -> None:
         sent.kind, sent.code, "x", {"limit_micro_usd": "-5", "spent_micro_usd": "9" * 40}
     )
     assert isinstance(forged, errors.BudgetExhausted) and (forged.limit_micro_usd, forged.spent_micro_usd) == (0, 0)
+
+
+def test_an_agent_failure_carries_what_the_handler_spent() -> None:
+    spent = Usage("claude-3-5-haiku", 4000, 1000, 20000)
+    failed = errors.AgentFailed(grpc.StatusCode.INTERNAL, "failed after spending", usage=spent)
+    back = errors.MeshError.from_wire(failed.kind, failed.status_code(), failed.message, failed.metadata())
+    assert isinstance(back, errors.AgentFailed) and back.usage == spent
+    for bad in ('["m", -1, 0, 0]', '["m", 1.5, 0, 0]', "not json", "[1, 2]", '["", 0, 0, 0]'):
+        rebuilt = errors.MeshError.from_wire(failed.kind, failed.status_code(), "m", {"usage": bad})
+        assert isinstance(rebuilt, errors.AgentFailed) and rebuilt.usage is None

@@ -21,7 +21,9 @@ from meshwarden.registry.store.sqlite.migrations import SCHEMA_VERSION, STEPS
 from meshwarden.registry.store.sqlite.outcomes import SqliteOutcomes
 from meshwarden.registry.store.sqlite.receipts import SqliteReceipts
 from meshwarden.registry.store.sqlite.routes import SqliteRoutes
+from meshwarden.registry.store.sqlite.sessions import SqliteSessions, fill_missing
 from meshwarden.registry.store.sqlite.tasks import SqliteTasks
+from meshwarden.v1 import receipts_pb2
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,9 @@ async def open_sqlite(data_dir: Path, *, event_log_retention: int) -> Stores:
     """Opens (creating, locking and migrating) the database in `data_dir` off the event loop.
     Raises StoreError when the directory or the database cannot be used."""
     db = await asyncio.to_thread(Database.open, data_dir)
+    filled = await db.write(lambda c: fill_missing(c, receipts_pb2.Receipt.FromString))
+    if filled:
+        log.info("computed the aggregates of %d sessions stored before they were kept", filled)
     stores = stores_over(db, event_log_retention=event_log_retention)
     log.info("opened %s at catalog revision %d", db.path, await stores.catalog.revision())
     return stores
@@ -52,6 +57,7 @@ def stores_over(db: Database, *, event_log_retention: int) -> Stores:
         audit=SqliteAudit(db),
         receipts=SqliteReceipts(db),
         outcomes=SqliteOutcomes(db),
+        sessions=SqliteSessions(db),
         join_tokens=SqliteJoinTokens(db),
         approvals=SqliteApprovals(db),
         budgets=SqliteBudgets(db),

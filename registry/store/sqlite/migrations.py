@@ -294,6 +294,57 @@ CREATE TABLE IF NOT EXISTS receipt_head_signatures (
 );
 """,
     ),
+    Step(
+        "session aggregates: each session's totals and cost shares, kept as its receipts arrive; receipt checkpoints",
+        """
+CREATE TABLE IF NOT EXISTS session_aggregates (
+    session_id TEXT PRIMARY KEY,
+    workflow_id TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    last_activity_at REAL NOT NULL,
+    calls INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    cost_micro_usd INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    agents TEXT NOT NULL,
+    teams TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    activity_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS session_aggregates_by_activity ON session_aggregates (activity_at, session_id);
+CREATE INDEX IF NOT EXISTS session_aggregates_by_outcome ON session_aggregates (outcome, activity_at, session_id);
+CREATE INDEX IF NOT EXISTS session_aggregates_by_workflow ON session_aggregates (workflow_id);
+CREATE TABLE IF NOT EXISTS session_members (
+    role TEXT NOT NULL CHECK (role IN ('agent', 'team')),
+    name TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    PRIMARY KEY (role, name, session_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS session_members_by_session ON session_members (session_id);
+CREATE TABLE IF NOT EXISTS session_cost_shares (
+    by_key TEXT NOT NULL,
+    key TEXT NOT NULL,
+    in_session INTEGER NOT NULL,
+    session_id TEXT NOT NULL,
+    calls INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    cost_micro_usd INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    PRIMARY KEY (by_key, key, in_session, session_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS session_cost_shares_by_session ON session_cost_shares (session_id, in_session);
+CREATE INDEX IF NOT EXISTS receipts_without_session ON receipts (call_id) WHERE session_id = '';
+CREATE TABLE IF NOT EXISTS receipt_checkpoints (
+    sidecar_instance_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    cut_at REAL NOT NULL,
+    digest TEXT NOT NULL
+);
+""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(STEPS)

@@ -8,6 +8,7 @@ from typing import Final
 
 from meshwarden.registry.store.records import StoredOutcome
 from meshwarden.registry.store.sqlite.database import Database
+from meshwarden.registry.store.sqlite.sessions import note_outcome
 
 _QUERY_CHUNK: Final = 500  # SQLite's default limit on host parameters is 999
 _COLUMNS: Final = "session_id, outcome, detail, reported_by, reported_at"
@@ -28,6 +29,7 @@ class SqliteOutcomes:
                 f"INSERT INTO session_outcomes ({_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
                 (outcome.session_id, outcome.outcome, outcome.detail, outcome.reported_by, outcome.reported_at),
             )
+            note_outcome(db, outcome.session_id, outcome.outcome, outcome.reported_at)
             return None
 
         return await self._db.write(work)

@@ -11,10 +11,11 @@ from google.protobuf.message import DecodeError
 
 from meshwarden.registry import receipt_chain
 from meshwarden.registry.errors import StoreError
-from meshwarden.registry.receipt_verification import verify_chain
+from meshwarden.registry.receipt_verification import checkpoint_digest, verify_chain
 from meshwarden.registry.store.receipt_columns import COLUMNS, Row, columns_of
-from meshwarden.registry.store.records import ChainHead, ChainVerdict, StoredHead, ToolCallQuery
+from meshwarden.registry.store.records import ChainHead, ChainVerdict, ReceiptCheckpoint, StoredHead, ToolCallQuery
 from meshwarden.registry.store.sqlite.database import Database
+from meshwarden.registry.store.sqlite.sessions import store_aggregates
 from meshwarden.v1 import receipts_pb2
 
 _PAGE: Final = 1000
@@ -52,6 +53,7 @@ class SqliteReceipts:
             )
             if added.new:
                 _record_signed_head(db, signed_head, shipper_spiffe_id)
+                store_aggregates(db, added.new, _parse)
             return added.head_seq
 
         return await self._db.write(work, durable=True)
@@ -134,11 +136,57 @@ class SqliteReceipts:
             heads = {head.sidecar_instance_id: head for head in _heads(db, sidecar_instance_id)}
             chains = sorted(set(heads) | set(_chains_with_rows(db, sidecar_instance_id)))
             return [
-                verify_chain(chain, _rows(db, chain), heads.get(chain), _signed_head(db, chain), trust_bundle_pem)
+                verify_chain(
+                    chain,
+                    _rows(db, chain),
+                    heads.get(chain),
+                    _signed_head(db, chain),
+                    trust_bundle_pem,
+                    _checkpoint(db, chain),
+                )
                 for chain in chains
             ]
 
         return await self._db.read_apart(work)
+
+    async def forget_before(self, cutoff: float, now: float) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            forgotten = 0
+            for (chain,) in db.execute("SELECT sidecar_instance_id FROM receipt_chains").fetchall():
+                forgotten += _cut(db, chain, cutoff, now)
+            return forgotten
+
+        return await self._db.write(work)
+
+
+def _cut(db: sqlite3.Connection, chain: str, cutoff: float, now: float) -> int:
+    """Deletes the chain's receipts before its first one started at or after `cutoff` (a prefix:
+    the chain stays whole from there), recording the last deleted one as its checkpoint."""
+    young = db.execute(
+        "SELECT seq FROM receipts WHERE sidecar_instance_id = ? AND started_at >= ? ORDER BY seq LIMIT 1",
+        (chain, cutoff),
+    ).fetchone()
+    last = db.execute(
+        "SELECT seq, hash FROM receipts WHERE sidecar_instance_id = ? AND seq < ? ORDER BY seq DESC LIMIT 1",
+        (chain, young[0] if young is not None else 2**62),
+    ).fetchone()
+    if last is None:
+        return 0
+    seq, hash_ = int(last[0]), str(last[1])
+    deleted = db.execute("DELETE FROM receipts WHERE sidecar_instance_id = ? AND seq <= ?", (chain, seq)).rowcount
+    db.execute(
+        "INSERT OR REPLACE INTO receipt_checkpoints (sidecar_instance_id, seq, hash, cut_at, digest) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (chain, seq, hash_, now, checkpoint_digest(chain, seq, hash_, now)),
+    )
+    return int(deleted)
+
+
+def _checkpoint(db: sqlite3.Connection, chain: str) -> ReceiptCheckpoint | None:
+    row = db.execute(
+        "SELECT seq, hash, cut_at, digest FROM receipt_checkpoints WHERE sidecar_instance_id = ?", (chain,)
+    ).fetchone()
+    return None if row is None else ReceiptCheckpoint(int(row[0]), str(row[1]), float(row[2]), str(row[3]))
 
 
 def _head(db: sqlite3.Connection, chain: str) -> ChainHead | None:

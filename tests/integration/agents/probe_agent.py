@@ -153,7 +153,8 @@ async def bad_result(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
 @agent.capability(options.work_as)
 async def work(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
     """Reports the usage it is given (deterministic costs for the tests), makes the nested calls
-    it is given (a tree within one session), and reports the session's outcome when asked."""
+    it is given (a tree within one session), reports the session's outcome when asked, and
+    fails at the end when asked."""
     if "usage" in args:
         ctx.report_usage(**args["usage"])
     children = []
@@ -164,6 +165,8 @@ async def work(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
         )
     if "outcome" in args:
         await ctx.report_outcome(args["outcome"], args.get("detail", ""))
+    if args.get("fail"):  # after spending: the spend must survive the failure
+        raise meshwarden.HandlerError("failed after spending")
     return {
         "call_id": ctx.call_id,
         "parent_call_id": ctx.parent_call_id,

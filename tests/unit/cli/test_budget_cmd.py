@@ -58,4 +58,4 @@ def test_the_table() -> None:
 
 def test_slices_must_outlive_a_few_missed_reports() -> None:
     with pytest.raises(ConfigError, match="budget_slice_ttl_s"):
-        RegistryConfig(budget_slice_ttl_s=1.0, budget_sync_s=0.5)
+        RegistryConfig(budget_slice_ttl_s=1.0, budget_sync_s=0.5, allow_unverified_bundles=True)

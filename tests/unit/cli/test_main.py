@@ -57,3 +57,20 @@ def test_a_missing_module_of_our_own_or_of_the_base_install_is_a_bug_and_propaga
 ) -> None:
     with pytest.raises(ModuleNotFoundError), needs_extra(extra, "agents"):
         raise ModuleNotFoundError(f"No module named {missing!r}", name=missing)
+
+
+def test_a_reader_that_goes_away_gets_no_traceback() -> None:
+    """`meshwarden … | head`: the pipe closes before the output is written."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen(
+        [sys.executable, "-m", "meshwarden.cli.main", "sessions", "list", "--help"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.close()
+    errors = child.stderr.read().decode()
+    assert child.wait(timeout=60) == 0, errors
+    assert "Traceback" not in errors and "BrokenPipeError" not in errors

@@ -98,14 +98,26 @@ def test_the_cost_table_has_a_total_and_no_cost_per_success_without_a_success() 
             calls=2,
             successful_outcomes=2,
             cost_per_successful_outcome_micro_usd=4200,
+            input_tokens=10,
+            output_tokens=5,
         ),
-        receipts_pb2.CostRow(key="", cost_micro_usd=0, calls=1),
+        receipts_pb2.CostRow(key="", cost_micro_usd=0, calls=1, failures=1, failed_session_cost_micro_usd=0),
     ]
     lines = session_render.costs_table("agent", rows).splitlines()
-    assert lines[0].split() == ["AGENT", "SPEND", "CALLS", "SUCCESSFUL-OUTCOMES", "COST/SUCCESS"]
-    assert lines[1].split() == ["planner", "$0.008400", "2", "2", "$0.004200"]
-    assert lines[2].split() == ["(none)", "$0.000000", "1", "0", "-"]
-    assert lines[3].split() == ["TOTAL", "$0.008400", "3"]
+    assert lines[0].split() == [
+        "AGENT",
+        "SPEND",
+        "CALLS",
+        "FAILED",
+        "SUCCESS-RATE",
+        "TOKENS",
+        "SUCCESSFUL-OUTCOMES",
+        "COST/SUCCESS",
+        "SPEND-ON-FAILED-SESSIONS",
+    ]
+    assert lines[1].split() == ["planner", "$0.008400", "2", "0", "100.0%", "10+5", "2", "$0.004200", "$0.000000"]
+    assert lines[2].split() == ["(none)", "$0.000000", "1", "1", "0.0%", "0+0", "0", "-", "$0.000000"]
+    assert lines[3].split() == ["TOTAL", "$0.008400", "3", "1", "66.7%", "$0.000000"]
 
 
 @pytest.mark.parametrize(
@@ -127,7 +139,9 @@ def test_since_takes_an_age_or_a_time(text: str, seconds: float) -> None:
 def test_bad_flags_are_refused_naming_the_flag() -> None:
     with pytest.raises(ValueError, match="--since"):
         costs_request("agent", "yesterday", NOW)
-    args = argparse.Namespace(state="", agent="", team="", workflow="", since="", until="soon", limit=10)
+    args = argparse.Namespace(
+        state="", agent="", team="", workflow="", since="", until="soon", limit=10, order="newest", cursor=""
+    )
     with pytest.raises(ValueError, match="--until"):
         list_request(args, NOW)
     with pytest.raises(ValueError, match="--limit"):

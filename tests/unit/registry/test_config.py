@@ -9,7 +9,7 @@ import pytest
 
 from meshwarden.addresses import HostPort
 from meshwarden.config_layers import ConfigError, add_options
-from meshwarden.registry.config import ENV_PREFIX, OPTIONS, RegistryConfig, load
+from meshwarden.registry.config import ENV_PREFIX, OPTIONS, RegistryConfig, load, retention_s
 
 
 def _load(argv: list[str], environ: dict[str, str] | None = None) -> RegistryConfig:
@@ -141,3 +141,17 @@ def test_the_console_is_off_by_default_and_beyond_loopback_only_with_tls(tmp_pat
         _load(["--console-listen", "127.0.0.1:0", "--console-tls-cert", str(cert)])
     with pytest.raises(ConfigError, match="console_session_idle_s must be from 1"):
         _load(["--console-session-idle-s", "0.5"])
+
+
+def test_receipts_retention_reads_durations_and_refuses_others() -> None:
+    assert [retention_s(t) for t in ("90d", "12h", "30m", "45s", "3600", "0")] == [
+        90 * 86400.0,
+        12 * 3600.0,
+        1800.0,
+        45.0,
+        3600.0,
+        0.0,
+    ]
+    for bad in ("", "-1d", "1w", "1.5d", "ninety days"):
+        with pytest.raises(ValueError, match="duration"):
+            retention_s(bad)

@@ -50,6 +50,7 @@ def test_public_modules_name_what_they_export() -> None:
         "rescue",
         "routes",
         "session_access",
+        "session_aggregates",
         "session_queries",
         "session_views",
         "store",

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from meshwarden.registry.errors import InvalidInput
-from meshwarden.registry.health_reports import Finding, HealthReports, InstanceHealth, findings_from_proto
+from meshwarden.registry.health_reports import (
+    MAX_REPORTERS_PER_AGENT,
+    Finding,
+    HealthReports,
+    InstanceHealth,
+    findings_from_proto,
+)
 from meshwarden.v1 import catalog_pb2
 from tests.unit.sidecar.fakes import FakeClock
 
@@ -51,7 +57,7 @@ def test_a_new_report_replaces_the_reporters_previous_one() -> None:
     reports.report("support", "s1", registered=True, findings={"b1": Finding(HEALTHY, "")})
     reports.report("kb", "k1", registered=True, findings={"b1": Finding(HEALTHY, "")})
     (health,) = reports.health(["b1"], lambda _: True)
-    assert (health.state, health.reason, health.reporters) == (HEALTHY, "2 callers saw no problem", 2)
+    assert (health.state, health.reason, health.reporters) == (HEALTHY, "2 of its sidecars saw no problem", 2)
 
 
 def test_findings_are_validated_and_reasons_bounded() -> None:
@@ -72,3 +78,13 @@ def test_stale_reports_are_dropped_when_a_report_arrives_not_only_when_listed() 
     clock.now += 31
     reports.report("b", "b-1", registered=False, findings={})
     assert len(reports) == 1
+
+
+def test_an_agent_holds_a_bounded_number_of_reports_whatever_ids_it_invents() -> None:
+    clock = FakeClock()
+    reports = HealthReports(clock)
+    for n in range(MAX_REPORTERS_PER_AGENT + 50):
+        clock.now += 0.001
+        reports.report("mallory", f"mallory-{n}", registered=False, findings={})
+    reports.report("billing", "billing-1", registered=True, findings={})
+    assert len(reports) == MAX_REPORTERS_PER_AGENT + 1  # mallory's newest, and billing's own

@@ -285,3 +285,29 @@ async def test_verify_catches_a_chain_rewritten_with_every_hash_recomputed(recei
     _sql(db_path, "DELETE FROM receipt_head_signatures")
     [unsigned] = await receipts.verify()
     assert unsigned.problems == ("no signed head: nothing proves its sidecar wrote this chain",)
+
+
+async def test_retention_cuts_a_prefix_that_verify_checks_from_its_checkpoint(
+    receipts: Receipts, stores: Stores, db_path: Path
+) -> None:
+    await _ship(receipts, BILLING, chain(8))  # started at 1001 to 1008
+    assert await stores.receipts.forget_before(1005.0, now=2000.0) == 4
+    [verdict] = await receipts.verify()
+    assert verdict.intact and verdict.receipts == 4
+    _sql(db_path, "DELETE FROM receipts WHERE seq = 5")  # the first kept: no longer follows the checkpoint
+    [removed] = await receipts.verify()
+    assert removed.problems == ("seq 5 missing (removed)",)
+    _sql(db_path, "UPDATE receipt_checkpoints SET seq = 5")  # hiding it: the checkpoint no longer matches
+    [edited] = await receipts.verify()
+    assert edited.problems == (
+        "the retention checkpoint at seq 5 does not match its digest (edited)",
+        "seq 6: does not link to seq 5 (prev_hash differs)",
+    )
+
+
+async def test_retention_of_a_whole_chain_keeps_it_verifiable(receipts: Receipts, stores: Stores) -> None:
+    await _ship(receipts, BILLING, chain(3))
+    assert await stores.receipts.forget_before(5000.0, now=6000.0) == 3
+    assert await stores.receipts.forget_before(5000.0, now=6000.0) == 0
+    [verdict] = await receipts.verify()
+    assert verdict.intact and verdict.receipts == 0

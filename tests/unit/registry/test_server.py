@@ -63,7 +63,9 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
     # Starting at the real time: the registry signs SVIDs with this clock, and TLS checks them
     # against the real one.
     clock, stop, ready = FakeClock(time.time()), asyncio.Event(), asyncio.Future[app.Ready]()
-    config = RegistryConfig(listen=HostPort("127.0.0.1", 0), data_dir=tmp_path, watch_queue_events=4)
+    config = RegistryConfig(
+        listen=HostPort("127.0.0.1", 0), data_dir=tmp_path, watch_queue_events=4, allow_unverified_bundles=True
+    )
     task = asyncio.create_task(app.serve(config, clock, stop=stop, on_ready=ready.set_result))
     bound = await asyncio.wait_for(ready, 10)
     trust = RegistryTrust(bound.trust_domain, bound.bundle_pem)
@@ -286,7 +288,7 @@ async def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
     stop, ready = asyncio.Event(), asyncio.Future[app.Ready]()
     first = asyncio.create_task(
         app.serve(
-            RegistryConfig(listen=HostPort("127.0.0.1", 0), data_dir=tmp_path / "a"),
+            RegistryConfig(listen=HostPort("127.0.0.1", 0), data_dir=tmp_path / "a", allow_unverified_bundles=True),
             FakeClock(),
             stop=stop,
             on_ready=ready.set_result,
@@ -295,7 +297,11 @@ async def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
     bound = (await asyncio.wait_for(ready, 10)).listen
     try:
         with pytest.raises(app.StartError, match="cannot listen on 127.0.0.1"):
-            await app.serve(RegistryConfig(listen=bound, data_dir=tmp_path / "b"), FakeClock(), stop=asyncio.Event())
+            await app.serve(
+                RegistryConfig(listen=bound, data_dir=tmp_path / "b", allow_unverified_bundles=True),
+                FakeClock(),
+                stop=asyncio.Event(),
+            )
     finally:
         stop.set()
         with contextlib.suppress(Exception):

@@ -1,18 +1,25 @@
-"""SessionQueries over a receipt source and a real outcomes table: windows, refusals, NOT_FOUND."""
+"""SessionQueries over a receipt source and a real SQLite store (outcomes, and the session
+aggregates kept from the same receipts): windows, cursors, refusals, NOT_FOUND."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from meshwarden.identity.spiffe_ids import Identity
+from meshwarden.receipt_calls import calls_of
+from meshwarden.registry import session_views
 from meshwarden.registry.authz import Caller
 from meshwarden.registry.errors import InvalidInput, PermissionDenied, UnknownSession
 from meshwarden.registry.outcomes import Outcomes
 from meshwarden.registry.session_queries import SessionQueries
-from meshwarden.registry.store.sqlite import open_sqlite
+from meshwarden.registry.store.receipt_columns import COLUMNS, columns_of
+from meshwarden.registry.store.records import SessionQuery
+from meshwarden.registry.store.sqlite import Database, stores_over
+from meshwarden.registry.store.sqlite.sessions import SqliteSessions, fill_missing, store_aggregates
 from meshwarden.v1 import receipts_pb2
 from tests.unit.receipt_fixtures import both_sides, stamp
 from tests.unit.sidecar.fakes import FakeClock
@@ -31,15 +38,38 @@ class Receipts:
         return [r for r in self._all if since <= r.started_at.ToNanoseconds() / 1e9 < until]
 
 
-@pytest.fixture
-async def queries(tmp_path: Path) -> AsyncIterator[SessionQueries]:
-    receipts = [
+def stored_receipts() -> list[receipts_pb2.Receipt]:
+    return [
         *both_sides("c1", "frontdesk", "billing", "billing.refund", session="early", at=1000.0, usage=("m", 1, 1, 10)),
         *both_sides("c2", "frontdesk", "billing", "billing.refund", session="late", at=2000.0, usage=("m", 1, 1, 20)),
+        # outside any session, and failed: cost tables count it all the same
+        *both_sides(
+            "c3", "frontdesk", "kb", "kb.search", session="", at=100.0, status="INTERNAL", usage=("m", 2, 3, 7)
+        ),
     ]
-    stores = await open_sqlite(tmp_path, event_log_retention=10)
+
+
+def insert_rows(connection: sqlite3.Connection, receipts: list[receipts_pb2.Receipt]) -> None:
+    """The rows `ship` would write, without a chain (each receipt a chain of its own)."""
+    connection.executemany(
+        f"INSERT INTO receipts ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+        [(f"chain-{i}", *columns_of(r, r.SerializeToString())[1:]) for i, r in enumerate(receipts)],
+    )
+
+
+@pytest.fixture
+async def queries(tmp_path: Path) -> AsyncIterator[SessionQueries]:
+    receipts = stored_receipts()
+    db = Database.open(tmp_path)
+    stores = stores_over(db, event_log_retention=10)
+
+    def keep(connection: sqlite3.Connection) -> None:
+        insert_rows(connection, receipts)
+        store_aggregates(connection, receipts, receipts_pb2.Receipt.FromString)
+
+    await db.write(keep)
     try:
-        yield SessionQueries(Receipts(receipts), Outcomes(stores.outcomes, FakeClock()), FakeClock())
+        yield SessionQueries(Receipts(receipts), Outcomes(stores.outcomes, FakeClock()), stores.sessions, FakeClock())
     finally:
         await stores.close()
 
@@ -94,3 +124,82 @@ async def test_only_an_agent_whose_sidecar_took_part_reports_the_outcome(queries
     await queries.report_outcome(
         receipts_pb2.ReportOutcomeRequest(session_id="early", outcome="succeeded"), agent("billing")
     )
+
+
+async def test_lists_page_with_a_cursor_oldest_first_and_by_outcome(queries: SessionQueries) -> None:
+    first = await queries.list_sessions(receipts_pb2.ListSessionsRequest(order="oldest", limit=1), OPERATOR)
+    assert [s.session_id for s in first.sessions] == ["early"] and first.next_cursor
+    rest = receipts_pb2.ListSessionsRequest(order="oldest", limit=1, cursor=first.next_cursor)
+    second = await queries.list_sessions(rest, OPERATOR)
+    assert [s.session_id for s in second.sessions] == ["late"]
+    last = await queries.list_sessions(dataclass_copy(rest, cursor=second.next_cursor), OPERATOR)
+    assert list(last.sessions) == [] and last.next_cursor == ""
+    await queries.report_outcome(
+        receipts_pb2.ReportOutcomeRequest(session_id="early", outcome="failed"), agent("billing")
+    )
+    failed = await queries.list_sessions(receipts_pb2.ListSessionsRequest(state="failed"), OPERATOR)
+    assert [(s.session_id, s.calls, s.failures, s.input_tokens) for s in failed.sessions] == [("early", 1, 0, 1)]
+    with pytest.raises(InvalidInput, match="cursor"):
+        await queries.list_sessions(receipts_pb2.ListSessionsRequest(cursor="garbage"), OPERATOR)
+
+
+async def test_costs_without_a_window_come_from_the_aggregates(queries: SessionQueries) -> None:
+    await queries.report_outcome(
+        receipts_pb2.ReportOutcomeRequest(session_id="early", outcome="abandoned"), agent("billing")
+    )
+    await queries.report_outcome(
+        receipts_pb2.ReportOutcomeRequest(session_id="late", outcome="succeeded"), agent("billing")
+    )
+    for by, key in (("agent", "billing"), ("caller", "frontdesk -> billing"), ("agent-model", "billing x m")):
+        row, sessionless = (await queries.costs(receipts_pb2.CostsRequest(by=by), OPERATOR)).rows
+        assert (sessionless.cost_micro_usd, sessionless.calls, sessionless.failures) == (7, 1, 1)
+        assert (sessionless.sessions, sessionless.input_tokens, sessionless.output_tokens) == (0, 2, 3)
+        assert (row.key, row.cost_micro_usd, row.calls, row.sessions) == (key, 30, 2, 2)
+        assert (row.successful_outcomes, row.cost_per_successful_outcome_micro_usd) == (1, 30)
+        assert row.failed_session_cost_micro_usd == 10
+    window = receipts_pb2.CostsRequest(by="agent", since=stamp(500.0), until=stamp(1500.0))
+    windowed = await queries.costs(window, OPERATOR)
+    assert [(r.key, r.cost_micro_usd, r.failed_session_cost_micro_usd) for r in windowed.rows] == [("billing", 10, 10)]
+
+
+def dataclass_copy(request: receipts_pb2.ListSessionsRequest, *, cursor: str) -> receipts_pb2.ListSessionsRequest:
+    copied = receipts_pb2.ListSessionsRequest()
+    copied.CopyFrom(request)
+    copied.cursor = cursor
+    return copied
+
+
+async def test_receipts_stored_before_the_aggregates_are_filled_in_once(tmp_path: Path) -> None:
+    db = Database.open(tmp_path)
+    try:
+        await db.write(lambda c: insert_rows(c, stored_receipts()))
+        assert await db.write(lambda c: fill_missing(c, receipts_pb2.Receipt.FromString)) == 3
+        assert await db.write(lambda c: fill_missing(c, receipts_pb2.Receipt.FromString)) == 0
+        sessions = SqliteSessions(db)
+        assert [s.aggregate.session_id for s in await sessions.find(SessionQuery())] == ["late", "early"]
+        assert sorted((t.key, t.cost_micro_usd) for t in await sessions.cost_totals("agent")) == [
+            ("billing", 30),
+            ("kb", 7),
+        ]
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize(
+    ("changes", "cause"),
+    [
+        ({}, "(not refused)"),
+        ({"status": "PERMISSION_DENIED", "decision": "deny"}, "policy no-refunds"),
+        ({"status": "UNAVAILABLE", "error_kind": "killed", "kill_switch_id": "k-1"}, "kill switch k-1"),
+        ({"status": "RESOURCE_EXHAUSTED", "error_kind": "budget_exhausted"}, "budget"),
+        ({"status": "PERMISSION_DENIED", "error_kind": "approval_denied"}, "approval denied"),
+    ],
+)
+def test_refusals_are_split_by_cause(changes: dict[str, str], cause: str) -> None:
+    outbound, inbound = both_sides("c", "frontdesk", "billing", "billing.refund", status=changes.get("status", "OK"))
+    outbound.policy_decision = changes.get("decision", "allow")
+    outbound.policy_ids.append("no-refunds")
+    outbound.error_kind = changes.get("error_kind", "")
+    outbound.kill_switch_id = changes.get("kill_switch_id", "")
+    (call,) = calls_of([outbound, inbound])
+    assert session_views.refusal_cause(call) == cause

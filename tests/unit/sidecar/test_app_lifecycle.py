@@ -50,6 +50,8 @@ async def registry(tmp_path: Path) -> AsyncIterator[Child]:
             str(tmp_path / "registry"),
             "--admin-listen",
             "off",
+            "--allow-unverified-bundles",
+            "true",
         ),
         log_dir=tmp_path / "logs",
         health_tls=registry_health_tls,

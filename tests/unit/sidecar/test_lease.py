@@ -26,7 +26,7 @@ CAPABILITIES = [catalog_pb2.Capability(name="billing.run", schema_hash=HASH)]
 @pytest.fixture
 async def registry(tmp_path: Path) -> AsyncIterator[registry_pb2_grpc.RegistryStub]:
     stop, ready = asyncio.Event(), asyncio.Future[app.Ready]()
-    config = RegistryConfig(listen=HostPort("127.0.0.1", 0), data_dir=tmp_path)
+    config = RegistryConfig(listen=HostPort("127.0.0.1", 0), data_dir=tmp_path, allow_unverified_bundles=True)
     task = asyncio.create_task(app.serve(config, FakeClock(time.time()), stop=stop, on_ready=ready.set_result))
     bound = await asyncio.wait_for(ready, 20)
     svid = await enrol(str(bound.listen), RegistryTrust(bound.trust_domain, bound.bundle_pem), "billing")

@@ -125,3 +125,19 @@ def test_the_writer_never_waits_for_the_shipper(tmp_path: Path) -> None:
     reader.checkpoint()
     _append(spool, 1)
     assert reader.pending() == 8
+
+
+def test_a_quarantine_receipt_replaces_one_and_the_later_ones_link_to_it(tmp_path: Path) -> None:
+    spool = ReceiptSpool.open(tmp_path, instance_id="support-1", spiffe_id=SPIFFE_ID)
+    first, _poisoned, _third = _append(spool, 3)
+    stand = spool.replace("support-1", 2, receipts_pb2.Receipt(direction="outbound", status="QUARANTINED"))
+    fourth = spool.append(receipts_pb2.Receipt(direction="outbound", call_id="c3"))
+    reader = SpoolReader(spool_path(tmp_path))
+    batch = reader.batch("support-1", 10, 1 << 20)
+    assert batch is not None
+    chain = [_parse(body) for body in batch.bodies]
+    assert [r.seq for r in chain] == [1, 2, 3, 4]
+    assert chain[1].status == "QUARANTINED" and (chain[1].prev_hash, chain[1].hash) == (first.hash, stand.hash)
+    assert all(r.hash == receipt_hash(r) for r in chain)
+    assert [r.prev_hash for r in chain[1:]] == [r.hash for r in chain[:-1]]
+    assert chain[3].hash == fourth.hash  # appended after the replacement, to the relinked head

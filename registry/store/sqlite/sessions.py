@@ -1,0 +1,231 @@
+"""Session aggregates in SQLite: `session_aggregates` (one row per session), `session_members`
+(its agents and teams, for filtering) and `session_cost_shares` (what it adds to each cost
+table's rows; a call made outside any session has rows of its own there, `in_session` 0 and
+its call id in place of a session id, so cost tables still count every call).
+`store_aggregates` rewrites the rows of the sessions a receipt batch touched, inside that
+batch's transaction (registry.store.sqlite.receipts), so listing sessions and summing costs
+read these small tables instead of every receipt."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+from meshwarden.registry.session_aggregates import aggregate
+from meshwarden.registry.store.records import (
+    CostShare,
+    CostTotal,
+    ListedSession,
+    SessionAggregate,
+    SessionQuery,
+    StoredOutcome,
+)
+from meshwarden.registry.store.sqlite.database import Database
+from meshwarden.v1 import receipts_pb2
+
+_AGGREGATE_COLUMNS: Final = (
+    "session_id, workflow_id, started_at, last_activity_at, calls, failures, cost_micro_usd, "
+    "input_tokens, output_tokens, agents, teams"
+)
+# `outcome` ("" while running) and `activity_at` (the later of the last call's end and the
+# outcome's report) are copied from session_outcomes, here and by the outcome store when an
+# outcome arrives, so filtering by state and sorting by activity read an index.
+_ACTIVITY: Final = "a.activity_at"
+_FAILED_OUTCOMES: Final = "('failed', 'abandoned')"
+
+
+def store_aggregates(
+    db: sqlite3.Connection, added: Iterable[receipts_pb2.Receipt], parse: Callable[[bytes], receipts_pb2.Receipt]
+) -> None:
+    """Recomputes the rows of the sessions (and sessionless calls) of the `added` receipts from
+    every receipt stored for them, inside the caller's transaction."""
+    added = list(added)
+    for session_id in sorted({r.session_id for r in added if r.session_id}):
+        rows = db.execute(
+            "SELECT body FROM receipts WHERE session_id = ? ORDER BY started_at, sidecar_instance_id, seq",
+            (session_id,),
+        )
+        _put(db, aggregate(session_id, [parse(body) for (body,) in rows]))
+    for call_id in sorted({r.call_id for r in added if not r.session_id}):
+        rows = db.execute("SELECT body FROM receipts WHERE call_id = ? AND session_id = ''", (call_id,))
+        shares = aggregate("", [parse(body) for (body,) in rows]).cost_shares
+        _put_shares(db, call_id, shares, in_session=False)
+
+
+def fill_missing(db: sqlite3.Connection, parse: Callable[[bytes], receipts_pb2.Receipt]) -> int:
+    """Once per database: the aggregates of receipts stored before the aggregates existed
+    (a registry upgraded in place); returns how many sessions and sessionless calls it filled."""
+    if db.execute("SELECT 1 FROM meta WHERE key = 'session_aggregates_filled'").fetchone() is not None:
+        return 0
+    owners = db.execute(
+        "SELECT session_id, min(rowid) FROM receipts WHERE session_id != '' GROUP BY session_id "
+        "UNION ALL SELECT '', min(rowid) FROM receipts WHERE session_id = '' GROUP BY call_id"
+    ).fetchall()
+    for _, rowid in owners:
+        (body,) = db.execute("SELECT body FROM receipts WHERE rowid = ?", (rowid,)).fetchone()
+        store_aggregates(db, [parse(body)], parse)
+    db.execute("INSERT INTO meta (key, value) VALUES ('session_aggregates_filled', 1)")
+    return len(owners)
+
+
+class SqliteSessions:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def find(self, query: SessionQuery) -> list[ListedSession]:
+        where, params = _where(query)
+        order = "ASC" if query.oldest_first else "DESC"
+        if query.after is not None:
+            where.append(f"({_ACTIVITY}, a.session_id) {'>' if query.oldest_first else '<'} (?, ?)")
+            params += [query.after[0], query.after[1]]
+        sql = (
+            f"SELECT {', '.join('a.' + c for c in _AGGREGATE_COLUMNS.split(', '))}, {_ACTIVITY}, "
+            "o.outcome, o.detail, o.reported_by, o.reported_at "
+            "FROM session_aggregates a LEFT JOIN session_outcomes o ON o.session_id = a.session_id "
+            f"WHERE {' AND '.join(where) or '1'} ORDER BY {_ACTIVITY} {order}, a.session_id {order} LIMIT ?"
+        )
+
+        def work(db: sqlite3.Connection) -> list[ListedSession]:
+            return [_listed(row) for row in db.execute(sql, (*params, query.limit))]
+
+        return await self._db.read(work)
+
+    async def cost_totals(self, by: str) -> list[CostTotal]:
+        sql = (
+            "SELECT c.key, sum(c.calls), sum(c.failures), sum(c.cost_micro_usd), sum(c.input_tokens), "
+            "sum(c.output_tokens), sum(c.in_session), sum(o.outcome = 'succeeded'), "
+            f"sum(CASE WHEN o.outcome IN {_FAILED_OUTCOMES} THEN c.cost_micro_usd ELSE 0 END) "
+            "FROM session_cost_shares c LEFT JOIN session_outcomes o ON o.session_id = c.session_id AND c.in_session "
+            "WHERE c.by_key = ? GROUP BY c.key"
+        )
+
+        def work(db: sqlite3.Connection) -> list[CostTotal]:
+            return [
+                CostTotal(
+                    key=row[0],
+                    calls=row[1],
+                    failures=row[2],
+                    cost_micro_usd=row[3],
+                    input_tokens=row[4],
+                    output_tokens=row[5],
+                    sessions=row[6],
+                    successful_outcomes=row[7] or 0,
+                    failed_session_cost_micro_usd=row[8] or 0,
+                )
+                for row in db.execute(sql, (by,))
+            ]
+
+        return await self._db.read(work)
+
+
+def _where(query: SessionQuery) -> tuple[list[str], list[object]]:
+    where: list[str] = []
+    params: list[object] = []
+    if query.state == "running":
+        where.append("a.outcome = ''")
+    elif query.state == "finished":
+        where.append("a.outcome != ''")
+    elif query.state:
+        where.append("a.outcome = ?")
+        params.append(query.state)
+    if query.workflow_id:
+        where.append("a.workflow_id = ?")
+        params.append(query.workflow_id)
+    for role, name in (("agent", query.agent), ("agent", query.participant), ("team", query.team)):
+        if name:
+            where.append("a.session_id IN (SELECT session_id FROM session_members WHERE role = ? AND name = ?)")
+            params += [role, name]
+    return where, params
+
+
+def note_outcome(db: sqlite3.Connection, session_id: str, outcome: str, reported_at: float) -> None:
+    """Copies a new outcome into the session's aggregate (inside the outcome's transaction)."""
+    db.execute(
+        "UPDATE session_aggregates SET outcome = ?, activity_at = max(activity_at, ?) WHERE session_id = ?",
+        (outcome, reported_at, session_id),
+    )
+
+
+def _put(db: sqlite3.Connection, found: SessionAggregate) -> None:
+    ended = db.execute(
+        "SELECT outcome, reported_at FROM session_outcomes WHERE session_id = ?", (found.session_id,)
+    ).fetchone()
+    outcome, reported_at = ended if ended is not None else ("", 0.0)
+    db.execute(
+        f"INSERT OR REPLACE INTO session_aggregates ({_AGGREGATE_COLUMNS}, outcome, activity_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            found.session_id,
+            found.workflow_id,
+            found.started_at,
+            found.last_activity_at,
+            found.calls,
+            found.failures,
+            found.cost_micro_usd,
+            found.input_tokens,
+            found.output_tokens,
+            json.dumps(found.agents),
+            json.dumps(found.teams),
+            outcome,
+            max(found.last_activity_at, reported_at),
+        ),
+    )
+    db.execute("DELETE FROM session_members WHERE session_id = ?", (found.session_id,))
+    db.executemany(
+        "INSERT INTO session_members (role, name, session_id) VALUES (?, ?, ?)",
+        [("agent", a, found.session_id) for a in found.agents] + [("team", t, found.session_id) for t in found.teams],
+    )
+    _put_shares(db, found.session_id, found.cost_shares, in_session=True)
+
+
+def _put_shares(db: sqlite3.Connection, owner: str, shares: Iterable[CostShare], *, in_session: bool) -> None:
+    db.execute("DELETE FROM session_cost_shares WHERE session_id = ? AND in_session = ?", (owner, in_session))
+    db.executemany(
+        "INSERT INTO session_cost_shares (by_key, key, in_session, session_id, calls, failures, cost_micro_usd, "
+        "input_tokens, output_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [_share_row(owner, share, in_session) for share in shares],
+    )
+
+
+def _share_row(owner: str, share: CostShare, in_session: bool) -> tuple[object, ...]:
+    return (
+        share.by,
+        share.key,
+        in_session,
+        owner,
+        share.calls,
+        share.failures,
+        share.cost_micro_usd,
+        share.input_tokens,
+        share.output_tokens,
+    )
+
+
+def _listed(row: tuple[Any, ...]) -> ListedSession:
+    aggregate_row = SessionAggregate(
+        session_id=str(row[0]),
+        workflow_id=str(row[1]),
+        started_at=float(row[2]),
+        last_activity_at=float(row[11]),
+        calls=int(row[4]),
+        failures=int(row[5]),
+        cost_micro_usd=int(row[6]),
+        input_tokens=int(row[7]),
+        output_tokens=int(row[8]),
+        agents=tuple(json.loads(str(row[9]))),
+        teams=tuple(json.loads(str(row[10]))),
+    )
+    outcome = (
+        None
+        if row[12] is None
+        else StoredOutcome(
+            session_id=str(row[0]),
+            outcome=str(row[12]),
+            detail=str(row[13]),
+            reported_by=str(row[14]),
+            reported_at=float(row[15]),
+        )
+    )
+    return ListedSession(aggregate=aggregate_row, outcome=outcome)
