@@ -31,6 +31,7 @@ from meshwarden.registry.store.records import (
     Isolation,
     JoinTokenRecord,
     KillSwitch,
+    Positions,
     SidecarBundleStatus,
     StoredBundle,
     StoredOutcome,
@@ -213,6 +214,20 @@ class JoinTokenStore(Protocol):
         ...
 
 
+class ChangeFeed(Protocol):
+    """Another replica's changes, for a store shared by several registry processes: where each
+    watched aggregate stands, and a wake-up when one moved. A hint only: the follower
+    (registry.replicas) always reads the tables, so a missed wake-up delays, never loses."""
+
+    async def positions(self) -> Positions: ...
+
+    async def wait(self, timeout_s: float) -> None:
+        """Returns when another replica may have changed something, or after `timeout_s`."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class Stores:
     """Every aggregate's store over one database, and how to close it."""
@@ -226,6 +241,8 @@ class Stores:
     receipts: ReceiptStore
     outcomes: OutcomeStore
     join_tokens: JoinTokenStore
+    # None: this process is the store's only user (SQLite); else other replicas' changes arrive here.
+    feed: ChangeFeed | None = None
     location: str  # where the data lives, for log lines (a path, or a database URL without secrets)
     close: Callable[[], Awaitable[None]]
 
@@ -235,6 +252,7 @@ __all__ = [
     "AuditStore",
     "BundleStore",
     "CatalogStore",
+    "ChangeFeed",
     "ChainHead",
     "ChainVerdict",
     "ControlStore",
@@ -245,6 +263,7 @@ __all__ = [
     "KillSwitch",
     "LeaseStore",
     "OutcomeStore",
+    "Positions",
     "ReceiptStore",
     "RouteStore",
     "SidecarBundleStatus",

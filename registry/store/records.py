@@ -161,3 +161,14 @@ class ToolCallQuery:
     server: str = ""
     session_id: str = ""
     decision: str = ""  # "allow" | "deny"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Positions:
+    """Where each watched aggregate stands in the store (registry.replicas compares them with
+    what this replica last published)."""
+
+    catalog: int  # the catalog revision
+    controls: int  # the controls revision
+    routes: int  # bumped by every route change
+    bundles: int  # the latest bundle revision (0: none)
