@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from meshwarden.registry.model import CatalogEvent, Instance, RemovalReason, Removed, Snapshot, Upserted
@@ -228,6 +229,32 @@ class ChangeFeed(Protocol):
     async def close(self) -> None: ...
 
 
+class Leadership(Protocol):
+    """Who among the replicas sharing a store runs the work done once in the mesh
+    (registry.singletons); held by one replica at a time, released when it dies."""
+
+    async def acquire(self) -> None:
+        """Returns once this replica holds it."""
+        ...
+
+    async def lost(self) -> None:
+        """Returns when this replica no longer holds it."""
+        ...
+
+    async def release(self) -> None: ...
+
+
+class SharedFiles(Protocol):
+    """Files every replica must hold alike (the CA, the operator token, the task-signing key),
+    kept in a store shared by replicas so that no replica makes its own."""
+
+    async def sync(self, data_dir: Path, names: Sequence[str], make: Callable[[], None]) -> None:
+        """Writes the stored files into `data_dir`; when the store holds none yet, runs `make`
+        (which loads or creates them in `data_dir`, in a worker thread) and stores them, once
+        for all replicas."""
+        ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class Stores:
     """Every aggregate's store over one database, and how to close it."""
@@ -243,6 +270,8 @@ class Stores:
     join_tokens: JoinTokenStore
     # None: this process is the store's only user (SQLite); else other replicas' changes arrive here.
     feed: ChangeFeed | None = None
+    leadership: Leadership | None = None
+    shared_files: SharedFiles | None = None
     location: str  # where the data lives, for log lines (a path, or a database URL without secrets)
     close: Callable[[], Awaitable[None]]
 
@@ -261,11 +290,13 @@ __all__ = [
     "JoinTokenRecord",
     "JoinTokenStore",
     "KillSwitch",
+    "Leadership",
     "LeaseStore",
     "OutcomeStore",
     "Positions",
     "ReceiptStore",
     "RouteStore",
+    "SharedFiles",
     "SidecarBundleStatus",
     "StoredBundle",
     "StoredOutcome",

@@ -21,6 +21,7 @@ from meshwarden.registry.store.postgres.migrations import SCHEMA_VERSION, STEPS
 from meshwarden.registry.store.postgres.outcomes import PostgresOutcomes
 from meshwarden.registry.store.postgres.receipts import PostgresReceipts
 from meshwarden.registry.store.postgres.routes import PostgresRoutes
+from meshwarden.registry.store.postgres.shared_files import PostgresSharedFiles
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ def stores_over(db: Database, *, event_log_retention: int) -> Stores:
         outcomes=PostgresOutcomes(db),
         join_tokens=PostgresJoinTokens(db),
         feed=feed,
+        leadership=PostgresLeadership(db),
+        shared_files=PostgresSharedFiles(db),
         location=db.location,
         close=close,
     )
