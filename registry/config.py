@@ -151,7 +151,7 @@ class RegistryConfig:
 
 
 def parse_store(value: str) -> str:
-    """"" for SQLite; a PostgreSQL URL ("postgresql" alone: everything from the PG* variables)."""
+    """ "" for SQLite; a PostgreSQL URL ("postgresql" alone: everything from the PG* variables)."""
     value = value.strip()
     if value in ("", "sqlite"):
         return ""

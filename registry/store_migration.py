@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshwarden.registry.store.sqlite import DB_NAME, SCHEMA_VERSION, Database
+from meshwarden.registry.store.sqlite.migrations import version_on_disk
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,19 +30,7 @@ async def migrate_store(store: str, data_dir: Path) -> Migrated:
         finally:
             await db.close()
         return Migrated(db.location, before, after)
-    before = await asyncio.to_thread(_sqlite_version, data_dir / DB_NAME)
+    before = await asyncio.to_thread(version_on_disk, data_dir / DB_NAME)
     opened = await asyncio.to_thread(Database.open, data_dir)  # opening migrates it
     await asyncio.to_thread(opened.close)
     return Migrated(str(data_dir / DB_NAME), before, SCHEMA_VERSION)
-
-
-def _sqlite_version(path: Path) -> int:
-    if not path.exists():
-        return 0
-    import sqlite3
-
-    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        return int(db.execute("PRAGMA user_version").fetchone()[0])
-    finally:
-        db.close()

@@ -32,7 +32,7 @@ T = TypeVar("T")
 Connection = Any  # asyncpg.Connection (asyncpg ships no type information)
 Work = Callable[[Connection], Awaitable[T]]
 
-POOL_MIN: Final = 2
+POOL_MIN: Final = 0  # no floor: asyncpg would log a traceback a second while the database is down
 POOL_MAX: Final = 10
 CONNECT_TIMEOUT_S: Final = 5.0
 # A statement that takes longer is abandoned (the caller gets StoreError, the server UNAVAILABLE).
