@@ -5,7 +5,8 @@ statements the store runs most.
 
 Needs an empty scratch database (it creates and drops its own table) and `pip install
 "psycopg[binary]"` for the comparison (psycopg is not a dependency of meshwarden). Both
-drivers run the same two workloads, each `--ops` times one after the other (latency) and then
+drivers (asyncpg twice: with its pool's default reset query on every release, and without
+it, as the registry runs it) run the same two workloads, each `--ops` times one after the other (latency) and then
 with 16 concurrent callers over a pool of 8 connections (throughput):
 - read: one row by primary key (a catalog lookup);
 - write: one transaction that locks a counter row, bumps it and inserts an event row (a
@@ -67,8 +68,14 @@ async def _throughput(op: Callable[[], Awaitable[None]], ops: int) -> float:
     return per_caller * CONCURRENCY / (time.perf_counter() - started)
 
 
-async def _asyncpg(url: str, ops: int) -> list[Figures]:
-    pool: Any = await asyncpg.create_pool(url, min_size=POOL, max_size=POOL)
+async def _keep_session(connection: Any) -> None:
+    """The registry's pool reset (registry/store/postgres/database.py): no query on release."""
+
+
+async def _asyncpg(url: str, ops: int, *, reset_on_release: bool) -> list[Figures]:
+    reset = None if reset_on_release else _keep_session
+    pool: Any = await asyncpg.create_pool(url, min_size=POOL, max_size=POOL, reset=reset)
+    driver = "asyncpg (default pool reset)" if reset_on_release else "asyncpg (as the registry)"
 
     async def read() -> None:
         async with pool.acquire() as connection:
@@ -83,7 +90,7 @@ async def _asyncpg(url: str, ops: int) -> list[Figures]:
             await connection.execute("INSERT INTO bench_events VALUES ($1, $2)", revision, "{}")
 
     try:
-        return [Figures("asyncpg", name, *await _timed(op, ops)) for name, op in (("read", read), ("write", write))]
+        return [Figures(driver, name, *await _timed(op, ops)) for name, op in (("read", read), ("write", write))]
     finally:
         await pool.close()
 
@@ -133,7 +140,8 @@ async def _main(url: str, ops: int) -> list[Figures]:
     try:
         for statement in SETUP:
             await setup.execute(statement)
-        figures = await _asyncpg(url, ops)
+        figures = await _asyncpg(url, ops, reset_on_release=True)
+        figures += await _asyncpg(url, ops, reset_on_release=False)
         try:
             figures += await _psycopg(url, ops)
         except ImportError:
@@ -154,13 +162,13 @@ def main() -> None:
     if args.output == "json":
         print(json.dumps([asdict(f) for f in figures]))
         return
-    print(f"{'driver':<10} {'workload':<8} {'p50 µs':>8} {'p99 µs':>8} {'ops/s (16 callers)':>20}")
+    print(f"{'driver':<30} {'workload':<8} {'p50 µs':>8} {'p99 µs':>8} {'ops/s (16 callers)':>20}")
     for f in figures:
-        print(f"{f.driver:<10} {f.workload:<8} {f.p50_us:>8.0f} {f.p99_us:>8.0f} {f.ops_per_s:>20.0f}")
+        print(f"{f.driver:<30} {f.workload:<8} {f.p50_us:>8.0f} {f.p99_us:>8.0f} {f.ops_per_s:>20.0f}")
     by = {(f.driver, f.workload): f for f in figures}
     for workload in ("read", "write"):
         if ("psycopg 3", workload) in by:
-            a, p = by["asyncpg", workload], by["psycopg 3", workload]
+            a, p = by["asyncpg (as the registry)", workload], by["psycopg 3", workload]
             print(
                 f"{workload}: psycopg 3 / asyncpg p50 {p.p50_us / a.p50_us:.2f}x, "
                 f"asyncpg / psycopg 3 throughput {a.ops_per_s / p.ops_per_s:.2f}x"
