@@ -174,6 +174,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
         await controls.load()
         routes = Routes(stores.routes, clock, audit, hub.publish)
         await routes.load()
+        health = HealthReports(clock, store=stores.health_reports)
         parts = _Parts(
             catalog=catalog,
             hub=hub,
@@ -188,7 +189,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             acks=Acknowledgements(clock),
             audit=audit,
             clock=clock,
-            health=HealthReports(clock),
+            health=health,
             task_queue=task_queue,
             task_key=task_key.load_or_create(config.data_dir),
             approvals=Approvals(ApprovalStore(blocking), clock, audit),
@@ -200,7 +201,9 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             ),
             follower=None
             if stores.feed is None
-            else Follower(stores.feed, clock, catalog=catalog, controls=controls, bundles=bundles, routes=routes),
+            else Follower(
+                stores.feed, clock, catalog=catalog, controls=controls, bundles=bundles, routes=routes, health=health
+            ),
         )
         once_in_mesh: list[singletons.Work] = [
             ("lease-reaper", lambda: leases.reap_expired_leases(parts.catalog, config.heartbeat_interval_s)),

@@ -22,6 +22,7 @@ from meshwarden.registry.bundles import Bundles
 from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.controls import Controls
 from meshwarden.registry.errors import StoreError
+from meshwarden.registry.health_reports import HealthReports
 from meshwarden.registry.routes import Routes
 from meshwarden.registry.store import ChangeFeed
 
@@ -40,10 +41,12 @@ class Follower:
         controls: Controls,
         bundles: Bundles,
         routes: Routes,
+        health: HealthReports,
         poll_s: float = DEFAULT_POLL_S,
     ) -> None:
         self._feed, self._clock, self._poll_s = feed, clock, poll_s
         self._catalog, self._controls, self._bundles, self._routes = catalog, controls, bundles, routes
+        self._health = health
         self._routes_seen = -1
         self.reachable = True
         self.problem = ""
@@ -75,3 +78,4 @@ class Follower:
         if at.routes != self._routes_seen:
             await self._routes.catch_up()
             self._routes_seen = at.routes
+        await self._health.catch_up()  # reports are not watched: read on every wake-up

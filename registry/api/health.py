@@ -38,11 +38,12 @@ class HealthApi:
             for i, f in findings_from_proto(request.instances).items()
             if await self._catalog.instance(i) is not None
         }
-        self._health.report_from(
+        kept = self._health.report_from(
             current_caller(),
             request.reporter_instance_id,
             reporter.agent if reporter is not None else None,
             chain.sidecar_spiffe_id if chain is not None else None,
             findings,
         )
+        await self._health.share(kept)  # for the other replicas, when the store is shared
         return registry_pb2.HealthReportAck()

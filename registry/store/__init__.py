@@ -35,6 +35,7 @@ from meshwarden.registry.store.records import (
     Positions,
     SidecarBundleStatus,
     StoredBundle,
+    StoredHealthReport,
     StoredOutcome,
     StoredRoute,
     ToolCallQuery,
@@ -244,6 +245,19 @@ class Leadership(Protocol):
     async def release(self) -> None: ...
 
 
+class HealthReportStore(Protocol):
+    """Sidecars' health reports, shared between replicas (each report reaches one replica).
+    Best effort: a report missed is replaced by its sidecar's next one a few seconds later."""
+
+    async def put(self, report: StoredHealthReport, *, forget_before: float) -> None:
+        """Replaces the reporter's last report, forgetting reports older than `forget_before`."""
+        ...
+
+    async def after(self, position: int) -> tuple[list[StoredHealthReport], int]:
+        """Reports stored after `position` (0: all), and the position to ask from next."""
+        ...
+
+
 class SharedFiles(Protocol):
     """Files every replica must hold alike (the CA, the operator token, the task-signing key),
     kept in a store shared by replicas so that no replica makes its own."""
@@ -272,6 +286,8 @@ class Stores:
     feed: ChangeFeed | None = None
     leadership: Leadership | None = None
     shared_files: SharedFiles | None = None
+    # None: health reports stay in this process's memory (one registry).
+    health_reports: HealthReportStore | None = None
     location: str  # where the data lives, for log lines (a path, or a database URL without secrets)
     close: Callable[[], Awaitable[None]]
 
@@ -286,6 +302,7 @@ __all__ = [
     "ChainVerdict",
     "ControlStore",
     "ControlsSet",
+    "HealthReportStore",
     "Isolation",
     "JoinTokenRecord",
     "JoinTokenStore",

@@ -172,3 +172,14 @@ class Positions:
     controls: int  # the controls revision
     routes: int  # bumped by every route change
     bundles: int  # the latest bundle revision (0: none)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StoredHealthReport:
+    """One sidecar's last health report, as replicas share it (registry.health_reports)."""
+
+    reporter_agent: str
+    reporter_instance_id: str
+    reporter_registered: bool
+    findings: tuple[tuple[str, int, str], ...]  # (instance id, catalog_pb2.HealthState, reason)
+    reported_at: float

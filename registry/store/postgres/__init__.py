@@ -15,6 +15,7 @@ from meshwarden.registry.store.postgres.catalog import PostgresCatalog, Postgres
 from meshwarden.registry.store.postgres.changes import PostgresChangeFeed
 from meshwarden.registry.store.postgres.controls import PostgresControls
 from meshwarden.registry.store.postgres.database import Database, redacted
+from meshwarden.registry.store.postgres.health_reports import PostgresHealthReports
 from meshwarden.registry.store.postgres.join_tokens import PostgresJoinTokens
 from meshwarden.registry.store.postgres.leadership import PostgresLeadership
 from meshwarden.registry.store.postgres.migrations import SCHEMA_VERSION, STEPS
@@ -66,6 +67,7 @@ def stores_over(db: Database, *, event_log_retention: int) -> Stores:
         feed=feed,
         leadership=PostgresLeadership(db),
         shared_files=PostgresSharedFiles(db),
+        health_reports=PostgresHealthReports(db),
         location=db.location,
         close=close,
     )

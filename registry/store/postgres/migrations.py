@@ -179,6 +179,22 @@ CREATE TABLE shared_files (
 );
 """,
     ),
+    Step(
+        "health reports: each sidecar's last report, shared by the replicas",
+        """
+CREATE SEQUENCE health_report_positions;
+CREATE TABLE health_reports (
+    reporter_agent TEXT NOT NULL,
+    reporter_instance_id TEXT NOT NULL,
+    reporter_registered BOOLEAN NOT NULL,
+    findings TEXT NOT NULL,
+    reported_at DOUBLE PRECISION NOT NULL,
+    position BIGINT NOT NULL,
+    PRIMARY KEY (reporter_agent, reporter_instance_id)
+);
+CREATE INDEX health_reports_by_position ON health_reports (position);
+""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(STEPS)

@@ -16,6 +16,7 @@ from meshwarden.registry.authz import Caller
 from meshwarden.registry.bundles import Bundles
 from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.controls import Controls, ControlsChanged
+from meshwarden.registry.health_reports import Finding, HealthReports
 from meshwarden.registry.model import Capability, InstanceSpec, Upserted
 from meshwarden.registry.replicas import Follower
 from meshwarden.registry.routes import RouteChanged, Routes
@@ -23,7 +24,7 @@ from meshwarden.registry.store import Stores
 from meshwarden.registry.store.postgres import PostgresLeadership, open_postgres
 from meshwarden.registry.store.postgres.database import Database
 from meshwarden.registry.watch_hub import HubEvent
-from meshwarden.v1 import controls_pb2
+from meshwarden.v1 import catalog_pb2, controls_pb2
 from tests.postgres_cluster import Cluster, fresh_database
 from tests.unit.registry.test_catalog import FakeClock
 
@@ -38,6 +39,7 @@ class Replica:
     catalog: Catalog
     controls: Controls
     routes: Routes
+    health: HealthReports
     follower: Follower
 
     def received(self) -> list[HubEvent]:
@@ -58,8 +60,11 @@ async def _replica(url: str) -> Replica:
     for part in (catalog, controls, routes, bundles):
         await part.load()
     assert stores.feed is not None
-    follower = Follower(stores.feed, clock, catalog=catalog, controls=controls, bundles=bundles, routes=routes)
-    return Replica(stores, published, catalog, controls, routes, follower)
+    health = HealthReports(clock, store=stores.health_reports)
+    follower = Follower(
+        stores.feed, clock, catalog=catalog, controls=controls, bundles=bundles, routes=routes, health=health
+    )
+    return Replica(stores, published, catalog, controls, routes, health, follower)
 
 
 @pytest.fixture
@@ -143,3 +148,14 @@ async def test_one_replica_at_a_time_holds_the_lead_and_the_next_takes_it_when_r
         await first.release()
         await second.release()
         await db.close()
+
+
+async def test_a_health_report_made_to_one_replica_counts_on_the_other(replicas: tuple[Replica, Replica]) -> None:
+    a, b = replicas
+    degraded = Finding(catalog_pb2.HEALTH_STATE_DEGRADED, "3 of 5 calls timed out")
+    kept = a.health.report("checkout", "checkout-1", registered=False, findings={"billing-1": degraded})
+    await a.health.share(kept)
+    assert b.health.health(["billing-1"], lambda _: True)[0].reason == "no reports"
+    await b.follower.catch_up()
+    (seen,) = b.health.health(["billing-1"], lambda _: True)
+    assert (seen.state, seen.reason, seen.reporters) == (catalog_pb2.HEALTH_STATE_DEGRADED, degraded.reason, 1)
