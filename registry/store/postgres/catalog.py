@@ -1,27 +1,51 @@
 """The catalog and its leases in PostgreSQL: `instances`, `events`, the revision in `meta`.
 
-A catalog change locks the revision row of `meta` first (`FOR UPDATE`), so changes from every
-replica are serialized there: each takes the next revision, writes its instance row and its
-event, and commits before the next change can take a revision. Revisions therefore commit in
-order and without gaps, and "every event after N" read from `events` is complete, which is
-what replicas catch up from (registry.store.postgres.changes wakes them). Locking `meta`
-before any instance row also gives every writer the same lock order (no deadlocks).
+A catalog change locks the revision row of `meta` first, so changes from every replica are
+serialized there: each takes the next revision, writes its instance row and its event, and
+commits before the next change can take a revision. Revisions therefore commit in order and
+without gaps, and "every event after N" read from `events` is complete, which is what
+replicas catch up from (registry.store.postgres.changes wakes them). Locking `meta` before
+any instance row also gives every writer the same lock order (no deadlocks).
+
+Round trips are what a change costs (a registration waits for them all, and changes are
+serialized), so an upsert is one statement (`_WRITE`: the revision, the row, the event, the
+trim and the notification; its CTEs take `meta`'s lock before the instance's, since each
+reads the revision), and `add` two inside its transaction. A snapshot's rows are decoded in a
+worker thread, reusing the instances decoded for the previous one (as the SQLite store does):
+decoding thousands of JSON bodies on the event loop would stall it.
 """
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
+
 from meshwarden.registry.model import CatalogEvent, Instance, RemovalReason, Removed, Snapshot, Upserted
 from meshwarden.registry.store.instance_codec import event_from_row, instance_body, instance_from_row
-from meshwarden.registry.store.postgres.changes import notify
+from meshwarden.registry.store.postgres.changes import CHANNEL, notify
 from meshwarden.registry.store.postgres.database import Connection, Database
 
 _INSTANCE_COLUMNS = "body, lease_expires_at, svid_expires_at"
 _LOCK_REVISION = "SELECT value FROM meta WHERE key = 'revision' FOR UPDATE"
+# $1 instance id, $2 agent, $3 lease, $4 SVID expiry, $5 body, $6 event body, $7 retention.
+_WRITE = f"""
+WITH rev AS (UPDATE meta SET value = value + 1 WHERE key = 'revision' RETURNING value),
+row AS (
+    INSERT INTO instances (instance_id, agent, lease_expires_at, svid_expires_at, body)
+    SELECT $1, $2, $3, $4, $5 FROM rev
+    ON CONFLICT (instance_id) DO UPDATE SET agent = excluded.agent, lease_expires_at = excluded.lease_expires_at,
+        svid_expires_at = excluded.svid_expires_at, body = excluded.body
+),
+event AS (INSERT INTO events (revision, instance_id, kind, body) SELECT value, $1, 'upserted', $6 FROM rev),
+trim AS (DELETE FROM events WHERE revision <= (SELECT value FROM rev) - $7)
+SELECT value, pg_notify('{CHANNEL}', '') FROM rev
+"""
 
 
 class PostgresCatalog:
     def __init__(self, db: Database, *, event_log_retention: int) -> None:
         self._db, self._retention = db, event_log_retention
+        self._decoded: dict[str, Instance] = {}  # body -> instance, of the last snapshot
 
     async def revision(self) -> int:
         return await self._db.read(_revision)
@@ -36,49 +60,52 @@ class PostgresCatalog:
         return await self._db.read(work)
 
     async def snapshot(self) -> Snapshot:
-        async def work(connection: Connection) -> Snapshot:
+        async def work(connection: Connection) -> tuple[int, list[tuple[str, float, float]]]:
             rows = await connection.fetch(f"SELECT {_INSTANCE_COLUMNS} FROM instances ORDER BY agent, instance_id")
-            instances = tuple(instance_from_row(r[0], r[1], r[2]) for r in rows)
-            return Snapshot(revision=await _revision(connection), instances=instances)
+            return await _revision(connection), [(r[0], r[1], r[2]) for r in rows]
 
-        return await self._db.read(work)
+        revision, rows = await self._db.read(work)
+        return Snapshot(revision=revision, instances=await asyncio.to_thread(self._decode, rows))
+
+    def _decode(self, rows: list[tuple[str, float, float]]) -> tuple[Instance, ...]:
+        known, decoded = self._decoded, {}
+        for body, lease, svid in rows:
+            instance = known.get(body)
+            decoded[body] = instance if instance is not None else instance_from_row(body, lease, svid)
+        self._decoded = decoded  # bounded by the catalog: bodies no longer stored are forgotten
+        return tuple(
+            instance
+            if (instance := decoded[body]).lease_expires_at == lease and instance.svid_expires_at == svid
+            else replace(instance, lease_expires_at=float(lease), svid_expires_at=float(svid))
+            for body, lease, svid in rows
+        )
 
     async def upsert(self, instance: Instance) -> Upserted:
-        async def work(connection: Connection) -> Upserted:
-            await connection.fetchval(_LOCK_REVISION)
-            return await self._write(connection, instance)
-
-        return await self._db.write(work)
+        return await self._db.statement(lambda connection: self._write(connection, instance))
 
     async def add(self, instance: Instance) -> Upserted | None:
         async def work(connection: Connection) -> Upserted | None:
-            await connection.fetchval(_LOCK_REVISION)
-            taken = await connection.fetchval("SELECT 1 FROM instances WHERE instance_id = $1", instance.instance_id)
+            taken = await connection.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM instances WHERE instance_id = $1) FROM meta "
+                "WHERE key = 'revision' FOR UPDATE OF meta",
+                instance.instance_id,
+            )
             return None if taken else await self._write(connection, instance)
 
         return await self._db.write(work)
 
     async def _write(self, connection: Connection, instance: Instance) -> Upserted:
-        revision = await _next_revision(connection)
-        await connection.execute(
-            "INSERT INTO instances (instance_id, agent, lease_expires_at, svid_expires_at, body) "
-            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (instance_id) DO UPDATE SET agent = excluded.agent, "
-            "lease_expires_at = excluded.lease_expires_at, svid_expires_at = excluded.svid_expires_at, "
-            "body = excluded.body",
+        revision = await connection.fetchval(
+            _WRITE,
             instance.instance_id,
             instance.agent,
             instance.lease_expires_at,
             instance.svid_expires_at,
             instance_body(instance),
-        )
-        await connection.execute(
-            "INSERT INTO events (revision, instance_id, kind, body) VALUES ($1, $2, 'upserted', $3)",
-            revision,
-            instance.instance_id,
             instance_body(instance, with_lease=True),
+            self._retention,
         )
-        await self._trim(connection, revision)
-        return Upserted(revision=revision, instance=instance)
+        return Upserted(revision=int(revision), instance=instance)
 
     async def remove(self, instance_id: str, reason: RemovalReason) -> Removed | None:
         async def work(connection: Connection) -> Removed | None:
@@ -149,7 +176,7 @@ class PostgresLeases:
         async def work(connection: Connection) -> bool:
             return bool(await connection.execute(sql, *values) == "UPDATE 1")
 
-        return await self._db.write(work)
+        return await self._db.statement(work)
 
     async def extend_all(self, until: float) -> int:
         async def work(connection: Connection) -> int:

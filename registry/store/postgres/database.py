@@ -89,6 +89,15 @@ class Database:
         except DATABASE_ERRORS as exc:
             raise StoreError(f"{self.location}: write failed: {_describe(exc)}") from exc
 
+    async def statement(self, work: Work[T]) -> T:
+        """`work` that runs one statement (atomic on its own): no BEGIN and COMMIT around it,
+        two round trips fewer than `write` (a lease renewal, a catalog upsert)."""
+        try:
+            async with self._pool.acquire() as connection:
+                return await work(connection)
+        except DATABASE_ERRORS as exc:
+            raise StoreError(f"{self.location}: write failed: {_describe(exc)}") from exc
+
     async def read(self, work: Work[T]) -> T:
         try:
             async with (
