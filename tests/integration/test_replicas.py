@@ -1,6 +1,6 @@
 """Three registry replicas on one PostgreSQL (a throwaway cluster, tests/postgres_cluster), as
-real processes: one CA for all, a registration through one replica reaching a watcher on
-another in revision order, and the work done once in the mesh (lease expiry) moving to another
+real processes: one CA for all, a real sidecar registered through one replica seen by a
+watcher on another, registrations through two replicas reaching it in revision order, and the work done once in the mesh (lease expiry) moving to another
 replica when the one doing it is killed -9."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from meshwarden.supervise import meshwarden_argv
-from meshwarden.v1 import catalog_pb2, registry_pb2
+from meshwarden.local_mesh import sidecar_argv
+from meshwarden.supervise import meshwarden_argv, start
+from meshwarden.v1 import catalog_pb2, registry_pb2, sidecar_pb2, sidecar_pb2_grpc
 from tests.integration.registry_process import RegistryProcess, start_registry
 from tests.postgres_cluster import Cluster
 
@@ -22,6 +23,7 @@ pytestmark = pytest.mark.integration
 
 HEARTBEAT_S = 0.5  # lease 1.25 s
 HASH = "sha256:" + "e" * 64
+CALLBACK_TOKEN = "replicas-test-callback-token-0123456789"
 LEADER_LINE = "now runs the work done once in the mesh"
 
 
@@ -113,7 +115,7 @@ async def _until(condition: object, what: str, timeout_s: float = 20.0) -> None:
 
 
 async def test_replicas_share_one_ca_one_catalog_in_order_and_hand_over_singleton_work(
-    replicas: list[RegistryProcess],
+    replicas: list[RegistryProcess], tmp_path: Path
 ) -> None:
     first, second, third = replicas
     assert len({r.child.addresses["ca_fingerprint"] for r in replicas}) == 1  # no replica minted its own CA
@@ -122,15 +124,37 @@ async def test_replicas_share_one_ca_one_catalog_in_order_and_hand_over_singleto
     snapshot = await _next_catalog_event(watcher)
     assert snapshot.WhichOneof("change") == "snapshot"
 
-    # Registrations through the first and third replicas reach the second's watcher, in revision order.
-    made = [await _register(first, "alpha"), await _register(third, "beta"), await _register(first, "gamma")]
-    seen = [await _next_catalog_event(watcher) for _ in made]
-    assert (
-        [e.revision for e in seen]
-        == [r.revision for r in made]
-        == list(range(snapshot.revision + 1, snapshot.revision + 4))
+    # A sidecar registered through the first replica is seen by a watcher on the second.
+    keys = tmp_path / "bundle-keys"
+    keys.mkdir()
+    sidecar = await start(
+        "sidecar-alpha",
+        sidecar_argv("alpha", first.listen, tmp_path / "sidecar-alpha", keys),
+        log_dir=tmp_path / "logs",
+        health_address_key=None,  # no policy bundle yet: it serves no call, but it registers
     )
-    assert [e.upserted.instance_id for e in seen] == [r.instance_id for r in made]
+    try:
+        async with grpc.aio.insecure_channel(sidecar.addresses["listen"]) as channel:  # loopback, as its agent
+            await sidecar_pb2_grpc.SidecarStub(channel).RegisterAgent(
+                sidecar_pb2.RegisterAgentRequest(
+                    version="1.0.0",
+                    capabilities=[catalog_pb2.Capability(name="alpha.run", input_schema_json='{"type":"object"}')],
+                    callback_token=CALLBACK_TOKEN,
+                ),
+                timeout=10,
+            )
+        registered = await _next_catalog_event(watcher)
+        assert registered.WhichOneof("change") == "upserted" and registered.upserted.agent == "alpha"
+        assert registered.revision == snapshot.revision + 1
+        # Registrations through the first and third replicas reach it too, in revision order.
+        made = [await _register(third, "beta"), await _register(first, "gamma"), await _register(third, "epsilon")]
+        seen = [await _next_catalog_event(watcher) for _ in made]
+        expected = list(range(registered.revision + 1, registered.revision + 4))
+        assert [e.revision for e in seen] == [r.revision for r in made] == expected
+        assert [e.upserted.instance_id for e in seen] == [r.instance_id for r in made]
+    finally:
+        await sidecar.stop()
+        print(sidecar.stderr_text())
 
     # Exactly one replica runs the work done once in the mesh; kill -9 it and another takes it over.
     await _until(lambda: len(_leaders(replicas)) == 1, "a replica taking the lead")
