@@ -16,7 +16,7 @@ can do about them:
       AlreadySigned              sign takes the unsigned output of build, once
       KeyFileError               a key file is missing, unreadable or of the wrong kind
 
-A sidecar that catches any BundleError keeps its last good policy active (STYLE.md §6).
+A sidecar that catches any BundleError keeps its last good policy active (docs/STYLE.md §6).
 """
 
 from __future__ import annotations

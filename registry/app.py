@@ -51,6 +51,7 @@ from meshwarden.registry.budgets_server import BudgetsService
 from meshwarden.registry.bundles import Bundles
 from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.config import RegistryConfig
+from meshwarden.registry.console import ConsoleBindError, ConsoleServer, Sources
 from meshwarden.registry.control_acks import Acknowledgements
 from meshwarden.registry.controls import Controls
 from meshwarden.registry.errors import RegistryError
@@ -116,6 +117,7 @@ class Ready:
     ca_fingerprint: str  # "sha256:<hex>": what --ca-pin and join tokens carry
     bundle_pem: bytes
     admin: HostPort | None = None  # the admin HTTP port (metrics, health), when on
+    console: HostPort | None = None  # the web console, when on
 
 
 OnReady = Callable[[Ready], None]
@@ -129,6 +131,7 @@ def announce(ready: Ready) -> None:
         trust_domain=ready.trust_domain,
         ca_fingerprint=ready.ca_fingerprint,
         admin=str(ready.admin) if ready.admin is not None else "off",
+        console=str(ready.console) if ready.console is not None else "off",
     )
 
 
@@ -304,6 +307,37 @@ class _Parts:
     follower: Follower | None
 
 
+def _controls_api(parts: _Parts) -> api.ControlsApi:
+    return api.ControlsApi(parts.controls, parts.acks, parts.audit, parts.clock, parts.task_queue)
+
+
+def _console(config: RegistryConfig, parts: _Parts) -> ConsoleServer | None:
+    """The web console when --console-listen is on; it acts through the same Controls servicer."""
+    if config.console_listen is None:
+        log.info("web console off (--console-listen off)")
+        return None
+    sources = Sources(
+        catalog=parts.catalog,
+        health=parts.health,
+        receipts=parts.receipts,
+        sessions=parts.sessions,
+        budgets=parts.budgets,
+        approvals=parts.approvals,
+        controls=parts.controls,
+        task_queue=parts.task_queue,
+        bundles=parts.bundles,
+        audit=parts.audit,
+        clock=parts.clock,
+    )
+    tls = None
+    if config.console_tls_cert is not None and config.console_tls_key is not None:
+        tls = (config.console_tls_cert, config.console_tls_key)
+    credentials = (parts.operators, OperatorCredential.load_or_create_viewer(config.data_dir))
+    return ConsoleServer(
+        sources, _controls_api(parts), credentials, idle_s=config.console_session_idle_s, tls_files=tls
+    )
+
+
 def _add_services(server: grpc.aio.Server, config: RegistryConfig, parts: _Parts, mtls_advertised: str) -> list[str]:
     return api.add_services(
         server,
@@ -312,7 +346,7 @@ def _add_services(server: grpc.aio.Server, config: RegistryConfig, parts: _Parts
         bundles=api.BundlesApi(parts.bundles, parts.catalog, parts.hub, parts.receipts),
         routes=api.RoutesApi(parts.routes, parts.hub),
         health=api.HealthApi(parts.health, parts.catalog, parts.receipts),
-        controls=api.ControlsApi(parts.controls, parts.acks, parts.audit, parts.clock, parts.task_queue),
+        controls=_controls_api(parts),
         identity=api.IdentityApi(
             parts.issuer,
             parts.tokens,
@@ -353,9 +387,12 @@ async def _serve(
         registry_metrics(parts.catalog, parts.hub, parts.bundles, parts.budgets),
         lambda: _not_ready(serving, parts.follower),
     )
+    console = _console(config, parts)
     try:
         admin_address = await admin.serve(config.admin_listen)
-    except AdminBindError as exc:
+        console_address = await console.start(config.console_listen) if console and config.console_listen else None
+    except (AdminBindError, ConsoleBindError) as exc:
+        await admin.stop()
         raise StartError(str(exc)) from exc
     await server.start()
     try:
@@ -375,7 +412,15 @@ async def _serve(
             "on (loopback only)" if config.open_enrollment_enabled else "off (sidecars need join tokens)",
         )
         on_ready(
-            Ready(listen, mtls, config.trust_domain, parts.issuer.fingerprint, parts.issuer.bundle_pem, admin_address)
+            Ready(
+                listen,
+                mtls,
+                config.trust_domain,
+                parts.issuer.fingerprint,
+                parts.issuer.bundle_pem,
+                admin_address,
+                console_address,
+            )
         )
         await stop.wait()
         log.info("shutting down: %d watcher(s) told to reconnect", parts.hub.watcher_count)
@@ -384,6 +429,8 @@ async def _serve(
         parts.hub.close()
     finally:
         await server.stop(SHUTDOWN_GRACE_S)
+        if console is not None:
+            await console.stop()
         await admin.stop()
 
 

@@ -55,6 +55,26 @@ class Audit:
         await self._store.append(entry)
         logged(entry)
 
+    async def record_by(
+        self, actor: str, action: str, target: str, reason: str = "", detail: str = "", *, claimed_user: str = ""
+    ) -> None:
+        """Records what someone with no credential did (a failed console login, by its address)."""
+        entry = AuditEntry(
+            at=self._clock.wall(),
+            actor=actor,
+            claimed_user=claimed_user,
+            action=action,
+            target=target,
+            reason=reason,
+            detail=detail,
+        )
+        await self._store.append(entry)
+        logged(entry)
+
+    async def page(self, before_id: int, limit: int) -> list[AuditEntry]:
+        """At most `limit` entries older than entry `before_id` (0: the newest), newest first."""
+        return await self._store.before(before_id, limit)
+
     async def list(self, since: float = 0.0, limit: int = DEFAULT_LIMIT) -> list[AuditEntry]:
         """The newest `limit` entries at or after `since`, oldest first."""
         return await self._store.list(since, limit)

@@ -34,6 +34,10 @@ MIN_SVID_TTL_S: Final = 10.0
 MAX_SVID_TTL_S: Final = 30 * 24 * 3600.0
 DEFAULT_BUDGET_SLICE_TTL_S: Final = 10.0
 DEFAULT_BUDGET_SYNC_S: Final = 0.5
+# A console login ends after this long without a request from its browser (a page open on a
+# live view keeps it alive), and after MAX_CONSOLE_SESSION_S whatever happens.
+DEFAULT_CONSOLE_SESSION_IDLE_S: Final = 1800.0
+MAX_CONSOLE_SESSION_S: Final = 12 * 3600.0
 
 OpenEnrollment = Literal["auto", "on", "off"]
 OPEN_ENROLLMENT_CHOICES: Final = ("auto", "on", "off")
@@ -81,6 +85,12 @@ class RegistryConfig:
     # "" : SQLite in data_dir (one registry process). A postgresql:// URL: PostgreSQL, shared by
     # every replica; what the URL leaves out comes from PGHOST, PGUSER, PGPASSWORD, ... (libpq's).
     store: str = ""
+    # The web console (registry.console): off unless given; beyond loopback only with TLS
+    # (a certificate and key that browsers trust, PEM files).
+    console_listen: HostPort | None = None
+    console_tls_cert: Path | None = None
+    console_tls_key: Path | None = None
+    console_session_idle_s: float = DEFAULT_CONSOLE_SESSION_IDLE_S
 
     def __post_init__(self) -> None:
         self._check_identity()
@@ -104,6 +114,26 @@ class RegistryConfig:
             raise ConfigError(
                 f"budget_slice_ttl_s must be at least 4 x budget_sync_s ({self.budget_sync_s:g}) and at most 3600, "
                 f"got {self.budget_slice_ttl_s:g}: a slice must survive a few missed reports"
+            )
+        self._check_console()
+
+    @property
+    def console_tls(self) -> bool:
+        return self.console_tls_cert is not None
+
+    def _check_console(self) -> None:
+        if (self.console_tls_cert is None) != (self.console_tls_key is None):
+            raise ConfigError("console_tls_cert and console_tls_key go together: give both PEM files, or neither")
+        if self.console_listen is not None and not self.console_tls and not self.console_listen.is_loopback:
+            raise ConfigError(
+                f"console_listen is {self.console_listen}, beyond loopback, without TLS: operator tokens and "
+                "session cookies would cross the network in clear text; give console_tls_cert and console_tls_key, "
+                "or listen on 127.0.0.1 (and reach it through an SSH tunnel)"
+            )
+        if not 1 <= self.console_session_idle_s <= MAX_CONSOLE_SESSION_S:
+            raise ConfigError(
+                f"console_session_idle_s must be from 1 to {MAX_CONSOLE_SESSION_S:.0f} seconds, "
+                f"got {self.console_session_idle_s:g}"
             )
 
     @property
@@ -281,6 +311,23 @@ OPTIONS: Final[tuple[Option[Any], ...]] = (
         "how often sidecars report what their budget slices spent (and answer recalls)",
         metavar="SECONDS",
     ),
+    Option(
+        "console_listen",
+        lambda value: parse_optional_host_port(value, what="console listen address"),
+        None,
+        "HOST:PORT for the web console (log in with the operator or viewer token); off by default; beyond "
+        "loopback only with --console-tls-cert and --console-tls-key",
+        metavar="HOST:PORT|off",
+    ),
+    Option("console_tls_cert", Path, None, "PEM certificate (chain) the console serves HTTPS with", metavar="FILE"),
+    Option("console_tls_key", Path, None, "PEM private key of --console-tls-cert", metavar="FILE"),
+    Option(
+        "console_session_idle_s",
+        positive_float,
+        DEFAULT_CONSOLE_SESSION_IDLE_S,
+        "a console login ends after this long without a request from its browser (and after 12 h in any case)",
+        metavar="SECONDS",
+    ),
 )
 
 
@@ -305,6 +352,10 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> 
         budget_slice_ttl_s=values["budget_slice_ttl_s"],
         budget_sync_s=values["budget_sync_s"],
         store=values["store"],
+        console_listen=values["console_listen"],
+        console_tls_cert=values["console_tls_cert"],
+        console_tls_key=values["console_tls_key"],
+        console_session_idle_s=values["console_session_idle_s"],
     )
 
 

@@ -8,8 +8,10 @@ revision cost nothing on the call path.
 
 Every metric lives in this sidecar's own CollectorRegistry (never the process-global one).
 Labels are bounded: direction, capability (a capability this sidecar does not know counts
-as "_other", so a caller cannot mint label values), gRPC status name, error kind, instance
-id (breakers only; instances come from the catalog). No call ids or session ids.
+as "_other", so a caller cannot mint label values), gRPC status name, error kind, and the
+called instance's id (breakers only; instances come from the catalog), as `peer_instance`:
+Prometheus sets `instance` to the scraped target itself and would rename ours on scrape.
+No call ids or session ids.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class _StateCollector(Collector):
         breakers = GaugeMetricFamily(
             "meshwarden_sidecar_breaker_state",
             "Circuit breaker state per instance this sidecar calls: 1 for the current state, 0 for the others",
-            labels=["instance", "state"],
+            labels=["peer_instance", "state"],
         )
         for instance, current in sorted(self._state.breaker_states().items()):
             for state in BREAKER_STATES:

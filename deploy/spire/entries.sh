@@ -2,7 +2,7 @@
 # SPIRE registration entries for meshwarden sidecars, made by hand with spire-server (when the
 # SPIRE Controller Manager and cluster-spiffe-id.yaml are not used). Run on a SPIRE server.
 # For each agent: the SPIFFE ID spiffe://$TRUST_DOMAIN/agent/$AGENT and the DNS SAN
-# $AGENT.agent.$TRUST_DOMAIN, which sidecars expect when they dial each other (DESIGN.md).
+# $AGENT.agent.$TRUST_DOMAIN, which sidecars expect when they dial each other (docs/DESIGN.md).
 set -eu
 
 TRUST_DOMAIN=${TRUST_DOMAIN:-meshwarden.local}

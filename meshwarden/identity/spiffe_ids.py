@@ -5,7 +5,7 @@ Agents are `spiffe://<trust-domain>/agent/<name>`; the registry is
 `spiffe://<trust-domain>/operator/<name>`.
 
 gRPC Python's client always checks the server's name, and a certificate whose only SAN is a
-SPIFFE URI never passes (DESIGN.md). So every SVID also carries a DNS SAN derived from its
+SPIFFE URI never passes (docs/DESIGN.md). So every SVID also carries a DNS SAN derived from its
 SPIFFE ID (`dns_name`), and a client dialling a peer sets `grpc.ssl_target_name_override` to
 the DNS name of the SPIFFE ID it means to reach: the TLS name check then proves the server
 holds that identity. The derivation is the reversed path plus the trust domain:

@@ -148,6 +148,11 @@ class ControlStore(Protocol):
 class AuditStore(Protocol):
     async def append(self, entry: AuditEntry) -> None: ...
 
+    async def before(self, before_id: int, limit: int) -> list[AuditEntry]:
+        """At most `limit` entries with an id below `before_id` (0: from the newest), newest
+        first: a page of the log, the id of its last entry being the next page's cursor."""
+        ...
+
     async def list(self, since: float, limit: int) -> list[AuditEntry]:
         """The newest `limit` entries at or after `since`, oldest first."""
         ...

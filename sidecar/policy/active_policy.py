@@ -1,6 +1,6 @@
 """ActivePolicy: one verified bundle revision, ready to decide calls for one local agent.
 
-Built once per revision (STYLE.md §6, step 3) and swapped in whole; deciding never parses
+Built once per revision (docs/STYLE.md §6, step 3) and swapped in whole; deciding never parses
 policies, schema or entities. What a decision costs with cedarpy 4.12, and what is done
 about it (benchmarks/README.md has the figures):
 

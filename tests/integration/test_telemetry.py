@@ -18,6 +18,7 @@ from meshwarden.trace_context import format_trace_id, session_trace_id
 from tests.integration.bundles import ALLOW_ALL
 from tests.integration.mesh import LocalMesh
 from tests.integration.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.unit.test_deploy_observability import referenced_metrics
 
 pytestmark = pytest.mark.integration
 
@@ -162,8 +163,8 @@ async def test_metrics_count_calls_at_both_sidecars_and_the_registry(mesh: Local
     # Policy decides before routing: the unknown capability was allowed, then not found.
     assert sample(out, "meshwarden_sidecar_policy_decisions_total", direction="outbound", decision="allow") == 5
     callee_instance = (await mesh.list_instances(agent="billing"))[0].instance_id
-    assert sample(out, "meshwarden_sidecar_breaker_state", instance=callee_instance, state="closed") == 1
-    assert sample(out, "meshwarden_sidecar_breaker_state", instance=callee_instance, state="open") == 0
+    assert sample(out, "meshwarden_sidecar_breaker_state", peer_instance=callee_instance, state="closed") == 1
+    assert sample(out, "meshwarden_sidecar_breaker_state", peer_instance=callee_instance, state="open") == 0
     assert sample(out, "meshwarden_sidecar_bundle_revision") == 1
     assert sample(out, "meshwarden_sidecar_calls_in_flight", direction="outbound") == 0
 
@@ -181,6 +182,13 @@ async def test_metrics_count_calls_at_both_sidecars_and_the_registry(mesh: Local
     assert watchers is not None and watchers >= 2
     assert (await scrape(mesh.registry.addresses["admin"], "/readyz"))[0] == 200
     assert (await scrape(mesh.registry.addresses["admin"], "/healthz"))[0] == 200
+    # deploy/prometheus's alerts and deploy/grafana's dashboards query only metrics that exist.
+    exported = {name for text in (out, inbound, reg) for name in re.findall(r"^# TYPE (\S+)", text, re.M)}
+    suffixes = ("", "_total", "_bucket", "_count", "_sum")
+    missing = {
+        m for m in referenced_metrics() if not any(m.removesuffix(s) in exported for s in suffixes if m.endswith(s))
+    }
+    assert missing == set(), f"deploy/ queries metrics no admin port exports: {sorted(missing)}"
 
 
 async def test_readyz_turns_ready_when_a_policy_bundle_becomes_active(tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ K8S = DEPLOY / "kubernetes"
 NAMESPACE = "meshwarden"
 # What the kubelet would put in the downward-API variables the manifests use.
 DOWNWARD = {"POD_IP": "10.42.3.17", "POD_NAME": "billing-7d9f8c6b5-x2x4q", "HOST_IP": "10.0.0.5"}
-NAMESPACED = {"ConfigMap", "PersistentVolumeClaim", "Deployment", "Service", "ServiceAccount"}
+NAMESPACED = {"ConfigMap", "PersistentVolumeClaim", "Deployment", "Service", "ServiceAccount", "NetworkPolicy"}
 
 
 def documents() -> list[dict[str, Any]]:
@@ -62,8 +62,15 @@ def pod_spec(deployment: str) -> dict[str, Any]:
     return spec
 
 
+def running_containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The containers that run for the pod's life: its containers and its native sidecars
+    (init containers with restartPolicy Always, which start first and keep running)."""
+    sidecars = [c for c in spec.get("initContainers", []) if c.get("restartPolicy") == "Always"]
+    return [*sidecars, *spec["containers"]]
+
+
 def container(deployment: str, name: str) -> dict[str, Any]:
-    found = [c for c in pod_spec(deployment)["containers"] if c["name"] == name]
+    found = [c for c in running_containers(pod_spec(deployment)) if c["name"] == name]
     assert len(found) == 1, f"{deployment} has no container {name}"
     return found[0]
 
@@ -159,7 +166,7 @@ def test_deployments_select_their_own_pods_and_services_select_a_deployment_s_na
         selector = service["spec"]["selector"]
         matched = [spec for labels, spec in pods.values() if selector.items() <= labels.items()]
         assert len(matched) == 1, f"Service {service['metadata']['name']} selects {len(matched)} Deployments"
-        named = {p["name"]: p["containerPort"] for c in matched[0]["containers"] for p in c.get("ports", [])}
+        named = {p["name"]: p["containerPort"] for c in running_containers(matched[0]) for p in c.get("ports", [])}
         for p in service["spec"]["ports"]:
             assert p["targetPort"] in named, f"Service port {p['name']} targets no container port"
             assert p["port"] == named[p["targetPort"]], (
@@ -187,7 +194,7 @@ def test_every_volume_source_exists_or_is_made_by_a_readme_command() -> None:
                 )
             if "persistentVolumeClaim" in v:
                 find("PersistentVolumeClaim", v["persistentVolumeClaim"]["claimName"])
-        for c in spec["containers"]:
+        for c in running_containers(spec):
             for item in c.get("env", []):
                 ref = item.get("valueFrom", {}).get("secretKeyRef")
                 assert ref is None or ref["name"] in made_by_readme, f"README must say how to make {ref}"
@@ -358,7 +365,7 @@ def test_collector_pipelines_use_defined_parts_and_the_port_the_manifests_send_t
     endpoints = {
         e["value"]
         for d in deployments()
-        for c in d["spec"]["template"]["spec"]["containers"]
+        for c in running_containers(d["spec"]["template"]["spec"])
         for e in c.get("env", [])
         if e["name"] == "OTEL_EXPORTER_OTLP_ENDPOINT"
     }
@@ -369,6 +376,94 @@ def test_readme_explains_every_file_in_deploy() -> None:
     text = readme()
     for path in sorted(p for p in DEPLOY.rglob("*") if p.is_file() and p.name != "README.md"):
         assert str(path.relative_to(DEPLOY)) in text, f"deploy/README.md does not mention {path.relative_to(DEPLOY)}"
+
+
+# -- native sidecars, network policies, the collector
+
+
+def agent_deployments() -> list[dict[str, Any]]:
+    return [d for d in deployments() if "meshwarden.io/agent" in d["spec"]["template"]["metadata"]["labels"]]
+
+
+def test_each_sidecar_is_a_native_sidecar_that_starts_before_its_agent() -> None:
+    assert agent_deployments()
+    for d in agent_deployments():
+        spec = d["spec"]["template"]["spec"]
+        sidecars = [c for c in spec.get("initContainers", []) if c["name"] == "sidecar"]
+        assert len(sidecars) == 1 and sidecars[0].get("restartPolicy") == "Always", d["metadata"]["name"]
+        assert sidecars[0]["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
+        assert "sidecar" not in {c["name"] for c in spec["containers"]}
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "Exists", "the evaluator below knows only Exists"
+        if expression["key"] not in labels:
+            return False
+    return True
+
+
+def _admitted(source: dict[str, str], target: dict[str, str], port: int) -> bool:
+    """NetworkPolicy ingress semantics for pods of one namespace: a pod no policy selects takes
+    everything; a selected pod takes what at least one rule of a selecting policy allows."""
+    policies = [d for d in documents() if d["kind"] == "NetworkPolicy" and _selects(d["spec"]["podSelector"], target)]
+    if not policies:
+        return True
+    return any(
+        any(_selects(peer["podSelector"], source) for peer in rule["from"])
+        and any(p["port"] == port for p in rule["ports"])
+        for policy in policies
+        for rule in policy["spec"].get("ingress", [])
+    )
+
+
+def test_network_policies_open_the_mesh_ports_to_agents_and_admin_ports_to_the_collector_only() -> None:
+    agent = find("Deployment", "billing")["spec"]["template"]["metadata"]["labels"]
+    registry = find("Deployment", "meshwarden-registry")["spec"]["template"]["metadata"]["labels"]
+    collector = find("Deployment", "otel-collector")["spec"]["template"]["metadata"]["labels"]
+    peer, sidecar_admin = port(container("billing", "sidecar"), "peer"), port(container("billing", "sidecar"), "admin")
+    registry_c = container("meshwarden-registry", "registry")
+    tls, mtls, registry_admin = (port(registry_c, n) for n in ("registry", "registry-mtls", "admin"))
+    assert _admitted(agent, agent, peer)
+    assert _admitted(agent, registry, tls) and _admitted(agent, registry, mtls)
+    assert _admitted(collector, agent, sidecar_admin) and _admitted(collector, registry, registry_admin)
+    assert not _admitted(agent, agent, sidecar_admin), "agents must not read each other's admin ports"
+    assert not _admitted(agent, registry, registry_admin)
+    assert not _admitted({"app": "something-else"}, agent, peer)
+    assert not _admitted(collector, registry, mtls)
+
+
+def test_collector_manifest_runs_deploy_otel_collector_yaml_verbatim() -> None:
+    config = find("ConfigMap", "otel-collector-config")["data"]["collector.yaml"]
+    assert config == (DEPLOY / "otel" / "collector.yaml").read_text(), (
+        "regenerate the ConfigMap from otel/collector.yaml"
+    )
+    service_ports = {p["port"] for p in find("Service", "otel-collector")["spec"]["ports"]}
+    collector = yaml.safe_load(config)
+    protocols = collector["receivers"]["otlp"]["protocols"]
+    assert {parse_host_port(p["endpoint"]).port for p in protocols.values()} == service_ports
+
+
+def _strings(node: Any) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _strings(value)
+
+
+def test_collector_config_escapes_every_literal_dollar() -> None:
+    """The collector expands `$VAR` and `${env:VAR}` in its configuration, so a literal `$` (a
+    relabelling replacement such as `$1:$2`) must be written `$$`."""
+    collector = yaml.safe_load((DEPLOY / "otel" / "collector.yaml").read_text())
+    for text in _strings(collector):
+        bare = re.sub(r"\$\$|\$\{env:[A-Za-z_][A-Za-z0-9_]*\}", "", text)
+        assert "$" not in bare, f"unescaped $ in the collector configuration: {text!r}"
 
 
 # -- the registry as replicas on PostgreSQL (deploy/kubernetes/postgresql)

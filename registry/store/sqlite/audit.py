@@ -4,9 +4,12 @@ inside their own transaction."""
 from __future__ import annotations
 
 import sqlite3
+from typing import Any, Final
 
 from meshwarden.registry.store.records import AuditEntry
 from meshwarden.registry.store.sqlite.database import Database
+
+_COLUMNS: Final = "id, at, actor, claimed_user, action, target, reason, detail"
 
 
 class SqliteAudit:
@@ -16,21 +19,31 @@ class SqliteAudit:
     async def append(self, entry: AuditEntry) -> None:
         await self._db.write(lambda db: append(db, entry))
 
+    async def before(self, before_id: int, limit: int) -> list[AuditEntry]:
+        def work(db: sqlite3.Connection) -> list[AuditEntry]:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?",
+                (before_id if before_id > 0 else 2**63 - 1, limit),
+            ).fetchall()
+            return [_entry(r) for r in rows]
+
+        return await self._db.read(work)
+
     async def list(self, since: float, limit: int) -> list[AuditEntry]:
         def work(db: sqlite3.Connection) -> list[AuditEntry]:
             rows = db.execute(
-                "SELECT id, at, actor, claimed_user, action, target, reason, detail FROM audit_log "
-                "WHERE at >= ? ORDER BY id DESC LIMIT ?",
+                f"SELECT {_COLUMNS} FROM audit_log WHERE at >= ? ORDER BY id DESC LIMIT ?",
                 (since, limit),
             ).fetchall()
-            return [
-                AuditEntry(
-                    id=r[0], at=r[1], actor=r[2], claimed_user=r[3], action=r[4], target=r[5], reason=r[6], detail=r[7]
-                )
-                for r in reversed(rows)
-            ]
+            return [_entry(r) for r in reversed(rows)]
 
         return await self._db.read(work)
+
+
+def _entry(r: tuple[Any, ...]) -> AuditEntry:
+    return AuditEntry(
+        id=r[0], at=r[1], actor=r[2], claimed_user=r[3], action=r[4], target=r[5], reason=r[6], detail=r[7]
+    )
 
 
 def append(db: sqlite3.Connection, entry: AuditEntry) -> None:

@@ -126,3 +126,18 @@ def test_identity_settings_come_from_the_environment_too() -> None:
         },
     )
     assert (config.trust_domain, config.svid_ttl_s, config.open_enrollment) == ("prod.example.com", 600.0, "off")
+
+
+def test_the_console_is_off_by_default_and_beyond_loopback_only_with_tls(tmp_path: Path) -> None:
+    assert _load([]).console_listen is None
+    on = _load(["--console-listen", "127.0.0.1:0", "--console-session-idle-s", "60"])
+    assert on.console_listen == HostPort("127.0.0.1", 0) and on.console_session_idle_s == 60 and not on.console_tls
+    with pytest.raises(ConfigError, match="console_listen is 0.0.0.0:7443, beyond loopback, without TLS"):
+        _load(["--console-listen", "0.0.0.0:7443"])
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    served = _load(["--console-listen", "0.0.0.0:7443", "--console-tls-cert", str(cert), "--console-tls-key", str(key)])
+    assert served.console_tls
+    with pytest.raises(ConfigError, match="console_tls_cert and console_tls_key go together"):
+        _load(["--console-listen", "127.0.0.1:0", "--console-tls-cert", str(cert)])
+    with pytest.raises(ConfigError, match="console_session_idle_s must be from 1"):
+        _load(["--console-session-idle-s", "0.5"])

@@ -32,6 +32,7 @@ def test_public_modules_name_what_they_export() -> None:
         "bundles",
         "catalog",
         "config",
+        "console",
         "control_acks",
         "controls",
         "errors",

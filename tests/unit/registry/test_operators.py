@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from meshwarden.registry.errors import StoreError
-from meshwarden.registry.operators import OPERATOR_TOKEN_FILE, OperatorCredential, bearer_token
+from meshwarden.registry.operators import OPERATOR_TOKEN_FILE, VIEWER_TOKEN_FILE, OperatorCredential, bearer_token
 
 
 def test_made_once_private_and_reloaded(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -37,3 +37,17 @@ def test_bearer_token_reads_the_authorization_header() -> None:
     assert bearer_token([("x", "y"), ("authorization", b"Bearer abc ")]) == "abc"
     assert bearer_token([("authorization", "Basic abc")]) == ""
     assert bearer_token(None) == ""
+
+
+def test_the_viewer_token_is_another_file_and_another_role(tmp_path: Path) -> None:
+    operator = OperatorCredential.load_or_create(tmp_path)
+    viewer = OperatorCredential.load_or_create_viewer(tmp_path)
+    token = (tmp_path / VIEWER_TOKEN_FILE).read_text().strip()
+    assert token.startswith("mwv1.") and stat.S_IMODE((tmp_path / VIEWER_TOKEN_FILE).stat().st_mode) == 0o600
+    assert viewer.accepts(token) and not operator.accepts(token)
+    assert (operator.role, viewer.role) == ("operator", "viewer")
+    assert viewer.identity.startswith("viewer:sha256:") and operator.identity.startswith("operator:sha256:")
+    assert OperatorCredential.load_or_create_viewer(tmp_path).accepts(token)
+    (tmp_path / VIEWER_TOKEN_FILE).write_text("mwo1.not-a-viewer-token\n")
+    with pytest.raises(StoreError, match="does not hold a viewer token"):
+        OperatorCredential.load_or_create_viewer(tmp_path)

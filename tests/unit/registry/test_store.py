@@ -14,7 +14,7 @@ import pytest
 
 from meshwarden.registry.errors import StoreError
 from meshwarden.registry.model import DEREGISTERED, LEASE_EXPIRED, Capability, Instance, Removed, Upserted
-from meshwarden.registry.store import Stores
+from meshwarden.registry.store import AuditEntry, Stores
 from meshwarden.registry.store.sqlite import DB_NAME, SCHEMA_VERSION, STEPS, Database, open_sqlite
 from meshwarden.registry.store.sqlite.migrations import Step, migrate
 
@@ -245,3 +245,13 @@ def test_an_unusable_data_dir_is_a_store_error(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(StoreError, match="cannot create the registry data directory"):
         Database.open(blocker / "data")
+
+
+async def test_the_audit_log_pages_newest_first_by_id(stores: Stores) -> None:
+    for n in range(5):
+        await stores.audit.append(AuditEntry(at=1000.0 + n, actor="operator:x", action="kill", target=f"agent a{n}"))
+    first = await stores.audit.before(0, 2)
+    assert [e.target for e in first] == ["agent a4", "agent a3"]
+    second = await stores.audit.before(first[-1].id, 2)
+    assert [e.target for e in second] == ["agent a2", "agent a1"]
+    assert [e.target for e in await stores.audit.before(second[-1].id, 2)] == ["agent a0"]

@@ -60,10 +60,10 @@ def test_breaker_states_and_bundle_revision_are_read_at_scrape_time() -> None:
     m = SidecarMetrics()
     states = {"b-1": "closed"}
     m.watch(SidecarState(breaker_states=lambda: states, bundle_revision=lambda: 7, catalog_revision=lambda: 3))
-    assert value(m, "meshwarden_sidecar_breaker_state", instance="b-1", state="closed") == 1
+    assert value(m, "meshwarden_sidecar_breaker_state", peer_instance="b-1", state="closed") == 1
     states["b-1"] = "open"
-    assert value(m, "meshwarden_sidecar_breaker_state", instance="b-1", state="open") == 1
-    assert value(m, "meshwarden_sidecar_breaker_state", instance="b-1", state="closed") == 0
+    assert value(m, "meshwarden_sidecar_breaker_state", peer_instance="b-1", state="open") == 1
+    assert value(m, "meshwarden_sidecar_breaker_state", peer_instance="b-1", state="closed") == 0
     assert value(m, "meshwarden_sidecar_bundle_revision") == 7
 
 

@@ -1,0 +1,235 @@
+"""What the console shows, read through the registry's domain objects (the same ones its
+servicers use; no SQL here): one method per view, each returning plain values for a template.
+
+Lists page with a cursor the page hands back (`after` for names, `before` for ids and times),
+so a mesh with a thousand agents shows fifty at a time. Arithmetic over many receipts (the
+live map, sessions) runs in a worker thread: the registry's event loop also renews leases.
+
+The approvals and tasks domains are still synchronous (the blocking bridge,
+registry.store.sqlite.blocking); they are called here as their servicers call them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from meshwarden.clock import Clock
+from meshwarden.receipt_calls import calls_of
+from meshwarden.registry.approvals import Approvals
+from meshwarden.registry.audit import Audit, AuditEntry
+from meshwarden.registry.authz import Caller
+from meshwarden.registry.budgets import Budgets, BudgetState
+from meshwarden.registry.bundles import Bundles, StoredBundle
+from meshwarden.registry.catalog import Catalog
+from meshwarden.registry.console.timeline import Step, tree
+from meshwarden.registry.console.traffic import NO_FLOW, Edge, Flow, Traffic, traffic
+from meshwarden.registry.controls import Controls, ControlsSet
+from meshwarden.registry.health_reports import HealthReports
+from meshwarden.registry.receipts import Receipts
+from meshwarden.registry.session_queries import SessionQueries
+from meshwarden.registry.store.records import SidecarBundleStatus
+from meshwarden.registry.store.sqlite.approvals import StoredApproval
+from meshwarden.registry.store.sqlite.tasks import TaskFilter, TaskRow
+from meshwarden.registry.task_queue import TaskQueue
+from meshwarden.registry.wire import timestamp
+from meshwarden.v1 import catalog_pb2, receipts_pb2
+
+PAGE: Final = 50
+# Every open map page polls; they share one reading of the window's receipts this fresh.
+TRAFFIC_FRESH_S: Final = 2.0
+MAX_EDGES: Final = 100
+WINDOWS_S: Final = {"1m": 60.0, "5m": 300.0, "15m": 900.0, "1h": 3600.0}
+SESSION_WINDOWS_S: Final = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0, "all": 0.0}
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRow:
+    name: str
+    instances: int
+    versions: tuple[str, ...]
+    health: str  # healthy | degraded | isolated
+    health_reason: str
+    served: Flow
+    made: Flow
+
+
+@dataclass(frozen=True, slots=True)
+class MapView:
+    agents: tuple[AgentRow, ...]  # this page, by name
+    agent_count: int
+    instance_count: int
+    next_after: str  # "" on the last page
+    edges: tuple[Edge, ...]
+    edge_count: int
+    window_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class SessionsView:
+    sessions: tuple[receipts_pb2.SessionSummary, ...]
+    next_before: str  # "" on the last page
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    summary: receipts_pb2.SessionSummary
+    outcome_detail: str
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CostsView:
+    rows: tuple[receipts_pb2.CostRow, ...]
+    budgets: tuple[BudgetState, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BundlesView:
+    latest: StoredBundle | None
+    statuses: tuple[SidecarBundleStatus, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditView:
+    entries: tuple[AuditEntry, ...]
+    next_before: int  # 0 on the last page
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sources:
+    """The registry's domain objects the console reads and acts through (built in registry.app)."""
+
+    catalog: Catalog
+    health: HealthReports
+    receipts: Receipts
+    sessions: SessionQueries
+    budgets: Budgets
+    approvals: Approvals
+    controls: Controls
+    task_queue: TaskQueue
+    bundles: Bundles
+    audit: Audit
+    clock: Clock
+
+
+class Reads:
+    def __init__(self, sources: Sources) -> None:
+        self._s = sources
+        self._traffic: dict[float, tuple[float, Traffic]] = {}  # by window: when read (monotonic), what
+
+    async def map(self, *, window: str, after: str, agent: str) -> MapView:
+        window_s = WINDOWS_S.get(window, WINDOWS_S["5m"])
+        listing = await self._s.catalog.list_instances()
+        seen = await self._recent_traffic(window_s)
+        healths = self._s.health.health([i.instance_id for i in listing.instances], listing.registered.__contains__)
+        by_agent: dict[str, list[tuple[str, int, str]]] = {}
+        for instance, health in zip(listing.instances, healths, strict=True):
+            by_agent.setdefault(instance.agent, []).append((instance.version, health.state, health.reason))
+        names = sorted(by_agent)
+        page = [n for n in names if n > after][:PAGE]
+        rows = tuple(_agent_row(name, by_agent[name], seen) for name in page)
+        edges = tuple(e for e in seen.edges if not agent or agent in (e.caller, e.callee))
+        return MapView(
+            agents=rows,
+            agent_count=len(names),
+            instance_count=len(listing.instances),
+            next_after=page[-1] if len(page) == PAGE and page[-1] != names[-1] else "",
+            edges=edges[:MAX_EDGES],
+            edge_count=len(edges),
+            window_s=window_s,
+        )
+
+    async def _recent_traffic(self, window_s: float) -> Traffic:
+        """Who called whom in the last `window_s`, read at most every TRAFFIC_FRESH_S (the map's
+        cost grows with the receipts in the window, not with the viewers)."""
+        read_at = self._s.clock.monotonic()
+        cached = self._traffic.get(window_s)
+        if cached is not None and read_at - cached[0] < TRAFFIC_FRESH_S:
+            return cached[1]
+        now = self._s.clock.wall()
+        receipts = await self._s.receipts.between(now - window_s, now + 1.0)
+        seen = await asyncio.to_thread(lambda: traffic(calls_of(receipts), window_s))
+        self._traffic[window_s] = (read_at, seen)
+        return seen
+
+    async def sessions(
+        self, reader: Caller, *, state: str, agent: str, team: str, workflow: str, window: str, before: str
+    ) -> SessionsView:
+        request = receipts_pb2.ListSessionsRequest(
+            state=state, agent=agent, team=team, workflow_id=workflow, limit=1000
+        )
+        window_s = SESSION_WINDOWS_S.get(window, SESSION_WINDOWS_S["24h"])
+        if window_s:
+            request.since.FromDatetime(timestamp(self._s.clock.wall() - window_s))
+        listed = (await self._s.sessions.list_sessions(request, reader)).sessions
+        after = _session_cursor(before)
+        kept = [s for s in listed if after is None or _position(s) > after][:PAGE]
+        more = len(kept) == PAGE and _position(kept[-1]) < _position(listed[-1])
+        return SessionsView(sessions=tuple(kept), next_before=_cursor_text(kept[-1]) if more else "")
+
+    async def session(self, reader: Caller, session_id: str) -> SessionView:
+        found = await self._s.sessions.get_session(receipts_pb2.GetSessionRequest(session_id=session_id), reader)
+        steps = await asyncio.to_thread(tree, list(found.receipts))
+        return SessionView(summary=found.summary, outcome_detail=found.outcome_detail, steps=tuple(steps))
+
+    async def costs(self, reader: Caller, *, by: str, window: str) -> CostsView:
+        request = receipts_pb2.CostsRequest(by=by)
+        window_s = SESSION_WINDOWS_S.get(window, SESSION_WINDOWS_S["24h"])
+        if window_s:
+            request.since.FromDatetime(timestamp(self._s.clock.wall() - window_s))
+        rows = (await self._s.sessions.costs(request, reader)).rows
+        return CostsView(rows=tuple(rows), budgets=tuple(await self._s.budgets.states()))
+
+    def approvals(self) -> tuple[list[StoredApproval], list[StoredApproval]]:
+        """The pending queue (oldest first: the next to expire on top) and the latest decided."""
+        pending = sorted(self._s.approvals.recent(pending_only=True, limit=200), key=lambda a: a.requested_at)
+        recent = [a for a in self._s.approvals.recent(pending_only=False, limit=PAGE) if a.state != "pending"]
+        return pending, recent
+
+    async def controls(self) -> ControlsSet:
+        return await self._s.controls.current()
+
+    def tasks(self, states: Sequence[int]) -> list[TaskRow]:
+        return self._s.task_queue.find(TaskFilter(states=tuple(states), limit=200))
+
+    async def bundles(self) -> BundlesView:
+        return BundlesView(latest=await self._s.bundles.latest(), statuses=tuple(await self._s.bundles.statuses()))
+
+    async def audit(self, before: int) -> AuditView:
+        entries = await self._s.audit.page(before, PAGE + 1)
+        more = len(entries) > PAGE
+        entries = entries[:PAGE]
+        return AuditView(entries=tuple(entries), next_before=entries[-1].id if more else 0)
+
+
+def _agent_row(name: str, instances: list[tuple[str, int, str]], seen: Traffic) -> AgentRow:
+    worst = max(instances, key=lambda found: found[1])
+    state = catalog_pb2.HealthState.Name(worst[1]).removeprefix("HEALTH_STATE_").lower()  # type: ignore[arg-type]
+    return AgentRow(
+        name=name,
+        instances=len(instances),
+        versions=tuple(sorted({version for version, _, _ in instances})),
+        health=state,
+        health_reason=worst[2],
+        served=seen.served.get(name, NO_FLOW),
+        made=seen.made.get(name, NO_FLOW),
+    )
+
+
+def _position(summary: receipts_pb2.SessionSummary) -> tuple[int, str]:
+    """Where a session sits in the newest-first list, as a growing key."""
+    return (-summary.last_activity_at.ToNanoseconds(), summary.session_id)
+
+
+def _cursor_text(summary: receipts_pb2.SessionSummary) -> str:
+    return f"{summary.last_activity_at.ToNanoseconds()}~{summary.session_id}"
+
+
+def _session_cursor(text: str) -> tuple[int, str] | None:
+    nanos, _, session_id = text.partition("~")
+    if not nanos.isdigit():
+        return None
+    return (-int(nanos), session_id)

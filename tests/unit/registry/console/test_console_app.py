@@ -1,0 +1,173 @@
+"""The console's HTTP face over real registry parts, without a browser: the door (logins,
+cookies, headers, CSRF, roles), paging, escaping, and writes going through the domain."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from meshwarden.registry.approvals import ApprovalAsk
+from meshwarden.registry.model import Capability, InstanceSpec
+from tests.unit.registry.console.conftest import Served
+
+HOSTILE = '<script>alert(1)</script><img src=x onerror="alert(2)">'
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:  # cookies for 127.0.0.1
+        yield session
+
+
+async def log_in(http: aiohttp.ClientSession, served: Served, token: str, user: str = "ann") -> str:
+    """Logs in; the CSRF token of the login."""
+    async with http.post(f"{served.url}/login", data={"token": token, "user": user}) as reply:
+        assert reply.status == 200 and reply.url.path == "/map", await reply.text()
+        found = CSRF.search(await reply.text())
+    assert found is not None
+    return found.group(1)
+
+
+async def test_without_a_login_pages_send_to_the_form_and_live_updates_get_401(
+    served: Served, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(f"{served.url}/approvals", allow_redirects=False) as reply:
+        assert reply.status == 303 and reply.headers["Location"] == "/login"
+        assert "script-src 'self'" in reply.headers["Content-Security-Policy"]
+        assert reply.headers["X-Frame-Options"] == "DENY" and reply.headers["Cache-Control"] == "no-store"
+    async with http.get(f"{served.url}/approvals", headers={"X-Console-Live": "1"}) as reply:
+        assert reply.status == 401
+    async with http.post(f"{served.url}/kills", data={"kind": "all", "reason": "x"}, allow_redirects=False) as reply:
+        assert reply.status == 303  # no login, no write
+
+
+async def test_a_login_sets_a_strict_http_only_cookie_and_a_wrong_token_is_audited(
+    served: Served, http: aiohttp.ClientSession
+) -> None:
+    async with http.post(f"{served.url}/login", data={"token": "mwo1.wrong", "user": HOSTILE}) as reply:
+        assert reply.status == 401 and "not this registry" in await reply.text()
+    async with http.post(
+        f"{served.url}/login", data={"token": served.operator_token, "user": "ann"}, allow_redirects=False
+    ) as reply:
+        assert reply.status == 303
+        cookie = reply.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie  # plain HTTP on loopback
+    entries = await served.sources.audit.page(0, 10)
+    assert [e.action for e in entries] == ["console.login", "console.login.failed"]
+    assert entries[0].actor == served.operator.identity and entries[0].claimed_user == "ann"
+    assert entries[1].claimed_user == HOSTILE[:64] and "127.0.0.1" in entries[1].actor
+    async with http.get(f"{served.url}/audit") as page:
+        text = await page.text()
+    assert HOSTILE not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+
+
+async def test_every_view_answers_and_the_map_pages_fifty_agents_at_a_time(
+    served: Served, http: aiohttp.ClientSession
+) -> None:
+    for n in range(120):
+        spec = InstanceSpec(
+            agent=f"agent-{n:03d}",
+            version="1.0.0",
+            peer_address="127.0.0.1:7411",
+            capabilities=(Capability(name=f"cap.{n}", schema_hash="sha256:" + "0" * 64),),
+        )
+        await served.sources.catalog.register(spec)
+    await log_in(http, served, served.operator_token)
+    for path in ("/map", "/sessions", "/costs", "/approvals", "/kills", "/tasks", "/bundles", "/audit"):
+        async with http.get(served.url + path) as reply:
+            assert reply.status == 200, path
+    async with http.get(f"{served.url}/map") as reply:
+        first = await reply.text()
+    assert "120 agent(s), 120 instance(s)" in first and first.count('class="agent"') == 50
+    assert "agent-000" in first and "agent-049" in first and "agent-050" not in first
+    async with http.get(f"{served.url}/map?after=agent-099") as reply:
+        last = await reply.text()
+    assert last.count('class="agent"') == 20 and "agent-119" in last and "Next agents" not in last
+    async with http.get(f"{served.url}/map", headers={"X-Console-Live": "1"}) as reply:
+        live = await reply.text()
+    assert "<html" not in live and live.count('class="agent"') == 50  # the live part only
+
+
+async def test_writes_need_the_operator_role_the_csrf_token_and_this_origin(
+    served: Served, http: aiohttp.ClientSession
+) -> None:
+    csrf = await log_in(http, served, served.viewer_token, "vera")
+    kill = {"csrf": csrf, "kind": "agent", "value": "billing", "reason": HOSTILE}
+    async with http.post(f"{served.url}/kills", data=kill, allow_redirects=False) as reply:
+        assert reply.status == 403 and "read-only viewer token" in await reply.text()
+    http.cookie_jar.clear()
+    csrf = await log_in(http, served, served.operator_token)
+    async with http.post(f"{served.url}/kills", data={**kill, "csrf": "forged"}, allow_redirects=False) as reply:
+        assert reply.status == 403 and "CSRF" in await reply.text()
+    async with http.post(
+        f"{served.url}/kills", data={**kill, "csrf": csrf}, headers={"Origin": "https://evil.example"}
+    ) as reply:
+        assert reply.status == 403 and "may not write to this console" in await reply.text()
+    assert (await served.sources.controls.current()).kill_switches == ()
+    async with http.post(f"{served.url}/kills", data={**kill, "csrf": csrf}) as reply:
+        page = await reply.text()
+    [switch] = (await served.sources.controls.current()).kill_switches
+    assert switch.reason == HOSTILE and switch.created_by == served.operator.identity
+    assert f"Kill switch {switch.id} on agent billing engaged: in force at 0 of 0 live sidecar(s)" in page
+    assert HOSTILE not in page and "&lt;img src=x onerror=&#34;alert(2)&#34;&gt;" in page
+    async with http.post(f"{served.url}/kills/{switch.id}/lift", data={"csrf": csrf, "reason": "ok"}) as reply:
+        assert f"Kill switch {switch.id} on agent billing lifted" in await reply.text()
+    assert (await served.sources.controls.current()).kill_switches == ()
+    async with http.post(f"{served.url}/kills/ks-00000000/lift", data={"csrf": csrf, "reason": "x"}) as reply:
+        assert "not lifted: no kill switch &#39;ks-00000000&#39; is in force" in await reply.text()
+    async with http.post(f"{served.url}/kills", data={"csrf": csrf, "kind": "nonsense", "reason": "x"}) as reply:
+        assert reply.status == 400
+
+
+async def test_logging_out_ends_the_login(served: Served, http: aiohttp.ClientSession) -> None:
+    csrf = await log_in(http, served, served.operator_token)
+    async with http.post(f"{served.url}/logout", data={"csrf": csrf}) as reply:
+        assert reply.url.path == "/login"
+    async with http.get(f"{served.url}/map", allow_redirects=False) as reply:
+        assert reply.status == 303 and reply.headers["Location"].startswith("/login")
+
+
+async def test_a_pending_call_is_shown_escaped_and_denied_with_a_reason(
+    served: Served, http: aiohttp.ClientSession
+) -> None:
+    arguments = json.dumps({"customer_id": HOSTILE, "amount_cents": 25000}).encode()
+    asked = served.sources.approvals.request(
+        ApprovalAsk(
+            agent="support",
+            spiffe_id="spiffe://meshwarden.local/agent/support",
+            call_kind="agent",
+            capability="billing.refund",
+            arguments_sha256=hashlib.sha256(arguments).hexdigest(),
+            arguments_json=arguments.decode(),
+            risk_factors=(HOSTILE,),
+            policy_ids=("refund-large",),
+            bundle="demo rev 2",
+            session_id="s-1",
+            workflow_id="",
+            call_id="c-1",
+            ttl_s=60,
+        )
+    ).approval
+    csrf = await log_in(http, served, served.viewer_token, "vera")
+    async with http.get(f"{served.url}/approvals") as reply:
+        page = await reply.text()
+    assert asked.id in page and 'class="decide"' not in page  # the viewer sees the call, and no form
+    assert HOSTILE not in page and page.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 2  # arguments and why
+    http.cookie_jar.clear()
+    csrf = await log_in(http, served, served.operator_token)
+    decision = {"csrf": csrf, "decision": "deny", "reason": "second refund this week"}
+    async with http.post(f"{served.url}/approvals/{asked.id}", data=decision) as reply:
+        assert f"Approval {asked.id} denied: support -&gt; billing.refund." in await reply.text()
+    decided = served.sources.approvals.get(asked.id)
+    assert decided.state == "denied" and decided.reason == "second refund this week"
+    assert decided.decided_by == f"{served.operator.identity} (ann (console))"
+    async with http.post(f"{served.url}/approvals/{asked.id}", data=decision) as reply:
+        assert "not pending" in await reply.text()  # decided already: said on the page, nothing changes
+    async with http.post(f"{served.url}/approvals/{asked.id}", data={**decision, "reason": " "}) as reply:
+        assert "reason is required" in await reply.text()
