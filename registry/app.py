@@ -211,10 +211,15 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
         once_in_mesh: list[singletons.Work] = [
             ("lease-reaper", lambda: leases.reap_expired_leases(parts.catalog, config.heartbeat_interval_s)),
             ("kill-switch-expiry", parts.controls.expire_forever),
-            ("task-lease-reaper", task_queue.reap_forever),
-            ("budget-slice-expiry", parts.budgets.reap_forever),
+        ]
+        # Tasks and budgets are still in this process's SQLite file (the blocking bridge), even
+        # with a shared store: their expiry runs here, on what only this replica holds.
+        this_replica_only = [
+            tasks.supervise("task-lease-reaper", task_queue.reap_forever),
+            tasks.supervise("budget-slice-expiry", parts.budgets.reap_forever),
         ]
         background = [
+            *this_replica_only,
             tasks.supervise("registry-svid-rotation", own_svid.rotate_forever),
             tasks.supervise(
                 "work-once-in-mesh",
