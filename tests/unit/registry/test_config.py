@@ -141,3 +141,20 @@ def test_the_console_is_off_by_default_and_beyond_loopback_only_with_tls(tmp_pat
         _load(["--console-listen", "127.0.0.1:0", "--console-tls-cert", str(cert)])
     with pytest.raises(ConfigError, match="console_session_idle_s must be from 1"):
         _load(["--console-session-idle-s", "0.5"])
+
+
+def test_the_store_is_sqlite_unless_a_postgresql_url_or_variable_names_one() -> None:
+    assert _load([]).store == "" and _load(["--store", "sqlite"]).store == ""
+    url = "postgresql://meshwarden@db.internal:5432/meshwarden"
+    assert _load(["--store", url]).store == url
+    assert _load([], {"MESHWARDEN_STORE": url}).store == url
+    assert _load([], {"MESHWARDEN_REGISTRY_STORE": url, "MESHWARDEN_STORE": "sqlite"}).store == url
+    assert _load(["--store", "sqlite"], {"MESHWARDEN_STORE": url}).store == ""  # a flag wins
+    assert _load(["--store", "postgresql"]).store == "postgresql://"  # the rest from PGHOST, PGUSER, ...
+
+
+def test_a_store_that_is_neither_is_refused_without_echoing_credentials() -> None:
+    with pytest.raises(ConfigError) as info:
+        _load(["--store", "mysql://root:hunter2@db/x"])
+    assert "--store" in str(info.value) and "postgresql://USER@HOST:PORT/DATABASE" in str(info.value)
+    assert "hunter2" not in str(info.value)
