@@ -2,7 +2,8 @@
 """The quickstart commands, with all their set-up:
 
     python3 dev.py demo     run a local mesh with a multi-agent scenario
-    python3 dev.py test     run the checks: ruff, mypy, then the whole test suite
+    python3 dev.py test     run the checks: ruff, mypy, then the whole test suite (one pytest-xdist
+                            worker per CPU, at least two)
     python3 dev.py lock     refresh requirements.lock from pyproject.toml, then regenerate the
                             stubs with the locked grpcio-tools (`lock --upgrade` moves every pin
                             to the newest release; `lock --upgrade-package NAME` only NAME)
@@ -225,6 +226,13 @@ def run(argv: list[str]) -> int:
     return subprocess.run(argv, cwd=ROOT, check=False).returncode
 
 
+def whole_suite_workers() -> list[str]:
+    """The whole suite runs on one pytest-xdist worker per CPU (at least two): most of its time
+    is real processes starting and waiting on each other, so two workers on two cores finish
+    sooner than one. Each test file stays on one worker, so a module's shared mesh starts once."""
+    return ["-n", str(max(2, os.cpu_count() or 2)), "--dist", "loadfile"]
+
+
 def main(args: list[str]) -> int:
     if not args or args[0] not in {"demo", "test", "lock"}:
         print(__doc__, file=sys.stderr)
@@ -241,7 +249,7 @@ def main(args: list[str]) -> int:
         [str(PYTHON), "-m", "mypy", "meshwarden", "benchmarks"],
     ]
     failed = [c[2] for c in checks if not rest and run(c) != 0]
-    code = run([str(PYTHON), "-m", "pytest", *rest])
+    code = run([str(PYTHON), "-m", "pytest", *(rest or whole_suite_workers())])
     if failed:
         print(f"dev.py: {', '.join(failed)} found problems (see above)", file=sys.stderr)
         return code or 1

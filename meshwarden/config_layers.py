@@ -46,14 +46,41 @@ def add_options(parser: argparse.ArgumentParser, options: Sequence[Option[Any]],
         help=f"TOML file with a [{env_prefix.lower()}] table (env MESHWARDEN_{env_prefix}_CONFIG)",
     )
     for opt in options:
-        default_text = "required" if opt.required else f"default {opt.default!r}"
         parser.add_argument(
             opt.flag,
             dest=opt.key,
             metavar=opt.metavar,
             default=argparse.SUPPRESS,
-            help=f"{opt.help} (env {opt.env_name(env_prefix)}; {default_text})",
+            help=f"{opt.help} ({'; '.join(_help_notes(opt, env_prefix))})",
         )
+
+
+def _help_notes(opt: Option[Any], env_prefix: str) -> list[str]:
+    notes = [f"env {opt.env_name(env_prefix)}"]
+    if opt.required:
+        notes.append("required")
+    elif opt.default is not None:
+        notes.append(f"default {describe(opt.default)}")
+    elif "default" not in opt.help:
+        notes.append("default: unset")
+    return notes
+
+
+def describe(value: object) -> str:
+    """A value as a person would type it as a flag: 127.0.0.1:7400, .meshwarden/registry, 30,
+    true; never a Python repr such as HostPort(host=...) or PosixPath(...)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Path | str | int):
+        return str(value) if str(value) else '""'
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple | frozenset | set):
+        return ",".join(describe(v) for v in value) or '""'
+    text = str(value)
+    if type(value).__str__ is object.__str__:  # no way to write it that a person would recognise
+        raise TypeError(f"{type(value).__name__} has no __str__ for --help; give it one")
+    return text
 
 
 def resolve(

@@ -62,3 +62,7 @@ def configure(level: str = "info", fmt: LogFormat = "text") -> None:
     root.setLevel(level.upper())
     # grpc's own logger is chatty at INFO about things we report ourselves.
     logging.getLogger("grpc").setLevel(max(root.level, logging.WARNING))
+    # The `mcp` client logs every failed OAuth flow (a refused client secret) with a traceback at
+    # ERROR; the sidecar reports that failure itself, once, saying what to check
+    # (sidecar/hops/mcp_upstreams.py).
+    logging.getLogger("mcp.client.auth.oauth2").setLevel(logging.CRITICAL)

@@ -51,22 +51,35 @@ class ReceiptCall:
     # from the provider's answer; an agent call's usage is what the callee agent reported.
     call_kind: str = "agent"
     model_provider: str = ""
+    # A model call's usage is partly the gateway's estimate (a stream cut before the provider's
+    # usage came); the receipt says which part.
+    usage_estimated: bool = False
+    # A tool call: the MCP server and tool, its risk and how it ended ("ok", "tool_error", "failed").
+    tool_server: str = ""
+    tool_name: str = ""
+    tool_risk: str = ""
+    tool_result_class: str = ""
+    # The person's approval the call needed, and its decision ("" when it needed none).
+    approval_id: str = ""
+    approval_decision: str = ""
 
     @property
     def usage_measured_by(self) -> str:
-        """ "gateway", "agent" (reported by the callee agent), or "" when the call has no usage."""
+        """ "gateway" (a model call's measured usage, a tool call's price from the bundle),
+        "agent" (reported by the callee agent), or "" when the call has no usage."""
         if self.usage is None:
             return ""
-        return "gateway" if self.call_kind == "model" else "agent"
+        return "agent" if self.call_kind == "agent" else "gateway"
 
     @property
     def spender_agent(self) -> str:
-        """The agent whose work cost the money: the callee of an agent call, the caller of a model call."""
-        return self.caller_agent if self.call_kind == "model" else self.callee_agent
+        """The agent whose work cost the money: the callee of an agent call, the caller of a
+        model or tool call (no agent answers those)."""
+        return self.callee_agent if self.call_kind == "agent" else self.caller_agent
 
     @property
     def spender_team(self) -> str:
-        return self.caller_team if self.call_kind == "model" else self.callee_team
+        return self.callee_team if self.call_kind == "agent" else self.caller_team
 
     @property
     def cost_micro_usd(self) -> int:
@@ -116,6 +129,13 @@ def _merge(receipts: list[receipts_pb2.Receipt]) -> ReceiptCall:
         sides=tuple(sorted({OUTBOUND if r.direction == OUTBOUND else INBOUND for r in receipts}, reverse=True)),
         call_kind=first.call_kind or "agent",
         model_provider=first.model_provider,
+        usage_estimated=first.input_tokens_estimated or first.output_tokens_estimated,
+        tool_server=first.tool_server,
+        tool_name=first.tool_name,
+        tool_risk=first.tool_risk,
+        tool_result_class=first.tool_result_class,
+        approval_id=first.approval_id or callee.approval_id,
+        approval_decision=first.approval_decision or callee.approval_decision,
     )
 
 

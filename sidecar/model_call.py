@@ -75,6 +75,9 @@ class ModelOutcome:
     cached_input_tokens: int = 0
     fallback_from: str = ""  # "provider/model" of the first attempt, when another one answered
     stream_cut: bool = False
+    # The provider's own count never came (a stream cut short): these figures are the gateway's.
+    input_estimated: bool = False
+    output_estimated: bool = False
     attempts: int = 0
     # What the call consumed, as measured: also on the Reply when there is one, and here for a
     # call that ended without one (a stream cancelled by a kill switch, the deadline, the client).

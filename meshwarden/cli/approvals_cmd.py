@@ -57,7 +57,7 @@ def add_to(commands: Any) -> None:
         parser.set_defaults(approve=name == "approve")
         decide.append(parser)
     for parser in (listing, show, *decide):
-        parser.add_argument("--output", choices=["table", "json"], default="table")
+        parser.add_argument("--output", choices=["table", "json"], default="table", help="table (default) or json")
         registry_access.add_registry_flags(parser)
     listing.set_defaults(run=lambda args: _call("meshwarden approvals list", args, _list))
     show.set_defaults(run=lambda args: _call("meshwarden approvals show", args, _show))

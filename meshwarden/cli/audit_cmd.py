@@ -29,7 +29,7 @@ def add_to(commands: Any) -> None:
         "--since", metavar="WHEN", help="a duration back from now (30m, 2h, 7d) or an ISO 8601 time (UTC if no zone)"
     )
     listing.add_argument("--limit", type=int, default=1000, help="at most this many, the newest (default 1000)")
-    listing.add_argument("--output", choices=["table", "json"], default="table")
+    listing.add_argument("--output", choices=["table", "json"], default="table", help="table (default) or json")
     registry_access.add_registry_flags(listing)
     listing.set_defaults(run=_list)
 

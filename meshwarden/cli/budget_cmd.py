@@ -47,7 +47,7 @@ def add_to(commands: Any) -> None:
     set_ = actions.add_parser("set", help="set a budget, or change the one with the same scope and period")
     scope = set_.add_mutually_exclusive_group(required=True)
     for name in _VALUED:
-        scope.add_argument(f"--{name}", metavar=name.upper())
+        scope.add_argument(f"--{name}", metavar=name.upper(), help=f"the budget of one {name}")
     scope.add_argument("--session", action="store_true", help="a cap for any one session")
     set_.add_argument("--per", required=True, choices=list(PERIOD_BY_NAME), help="day and month reset in UTC")
     set_.add_argument("--limit-usd", required=True, metavar="USD", help="calls beyond it are refused, e.g. 50 or 0.25")
@@ -66,7 +66,7 @@ def add_to(commands: Any) -> None:
 
 
 def _common(parser: argparse.ArgumentParser, action: Any) -> None:
-    parser.add_argument("--output", choices=["table", "json"], default="table")
+    parser.add_argument("--output", choices=["table", "json"], default="table", help="table (default) or json")
     registry_access.add_registry_flags(parser)
     parser.set_defaults(run=action)
 

@@ -66,7 +66,9 @@ def add_to(commands: Any) -> None:
     signing = actions.add_parser("sign", help="add the one signature to a built bundle")
     signing.add_argument("file", type=Path, metavar="FILE", help="the unsigned artifact `bundle build` wrote")
     signing.add_argument("--key", required=True, type=Path, metavar="KEYFILE", help="the private key (.key)")
-    signing.add_argument("--key-id", required=True, metavar="ID")
+    signing.add_argument(
+        "--key-id", required=True, metavar="ID", help="the name verifiers know the key by (as in bundle keys)"
+    )
     signing.add_argument("-o", "--output-file", type=Path, metavar="FILE", help="default: replace FILE")
     signing.set_defaults(run=_sign)
 

@@ -39,7 +39,7 @@ def add_actions(actions: Any) -> None:
 
     status = actions.add_parser("status", help="which revision each sidecar enforces, and why any refused one")
     registry_access.add_registry_flags(status)
-    status.add_argument("--output", choices=["table", "json"], default="table")
+    status.add_argument("--output", choices=["table", "json"], default="table", help="table (default) or json")
     status.set_defaults(run=_status)
 
 

@@ -29,7 +29,7 @@ def add_to(commands: Any) -> None:
     isolate.add_argument(
         "--wait-s", type=float, default=5.0, metavar="SECONDS", help="how long to wait for sidecars (default 5)"
     )
-    isolate.add_argument("--output", choices=["table", "json"], default="table")
+    isolate.add_argument("--output", choices=["table", "json"], default="table", help="table (default) or json")
     registry_access.add_registry_flags(isolate)
     isolate.set_defaults(run=_run)
 

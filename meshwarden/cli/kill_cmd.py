@@ -35,14 +35,19 @@ def add_to(commands: Any) -> None:
     kill.add_argument("id", nargs="?", metavar="ID", help="the switch to lift (kill lift ID)")
     scope = kill.add_mutually_exclusive_group()
     for name in _VALUED:
-        scope.add_argument(f"--{name}", dest=_dest(name), metavar=_METAVARS.get(name, name.upper()))
+        scope.add_argument(
+            f"--{name}",
+            dest=_dest(name),
+            metavar=_METAVARS.get(name, name.upper()),
+            help=f"stop the calls of this {name.replace('-', ' ')}",
+        )
     scope.add_argument("--all", action="store_true", help="every call in the mesh")
     kill.add_argument("--reason", default="", help="why (required to kill; shown to callers and in the audit log)")
     kill.add_argument("--ttl", metavar="DURATION", help="lift it by itself after this long: 30s, 10m, 2h, 1d")
     kill.add_argument(
         "--wait-s", type=float, default=5.0, metavar="SECONDS", help="how long to wait for sidecars (default 5)"
     )
-    kill.add_argument("--output", choices=["table", "json"], default="table")
+    kill.add_argument("--output", choices=["table", "json"], default="table", help="table (default) or json")
     registry_access.add_registry_flags(kill)
     kill.set_defaults(run=_run)
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from meshwarden import logs
 from meshwarden.cli import exit_codes
@@ -57,6 +59,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("tasks", "tasks_cmd", "submit tasks, see who holds them, and cancel or requeue them"),
     Command("approvals", "approvals_cmd", "calls waiting for a person's approval: list, show ID, approve ID, deny ID"),
     Command("budget", "budget_cmd", "spending caps per team, workflow, agent, model or session (budget set|list|lift)"),
+    # operators' habits: named registry contexts, shell completion
+    Command("context", "context_cmd", "named registry contexts, like kubeconfig (context list|current|use|set|delete)"),
+    Command("completion", "completion_cmd", "print a shell completion script: completion bash|zsh|fish"),
 )
 
 
@@ -65,10 +70,45 @@ def _top_level() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction[ar
         prog="meshwarden",
         description="meshwarden: a service mesh for AI agents.",
     )
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one object per line")
+    parser.add_argument("--version", action="version", version=f"meshwarden {_version()}")
+    _add_global_flags(parser, defaults=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     return parser, commands
+
+
+def _add_global_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """--log-level and --log-format, before the command (with their defaults) or after it
+    (without, so that a value given before the command is kept unless repeated after it)."""
+    level: dict[str, Any] = {"default": "info"} if defaults else {"default": argparse.SUPPRESS}
+    formats: dict[str, Any] = {"default": "text"} if defaults else {"default": argparse.SUPPRESS}
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="what the command and servers log (default info)",
+        **level,
+    )
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], help="text (default), or json: one object per line", **formats
+    )
+
+
+def _accept_global_flags_after(parser: argparse.ArgumentParser) -> None:
+    """Every subcommand's parser, at any depth, also takes the global flags."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in {id(p): p for p in action.choices.values()}.values():
+                if "--log-level" not in sub._option_string_actions:
+                    _add_global_flags(sub, defaults=False)
+                _accept_global_flags_after(sub)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("meshwarden")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def build_parser(full: Collection[str] | None = None) -> argparse.ArgumentParser:
@@ -84,6 +124,7 @@ def build_parser(full: Collection[str] | None = None) -> argparse.ArgumentParser
             with needs_extra(command.extra, command.name):
                 importlib.import_module(f"meshwarden.cli.{command.module}").add_to(commands)
             registered.add(command.module)
+    _accept_global_flags_after(parser)
     return parser
 
 
@@ -97,6 +138,10 @@ def selected_command(argv: Sequence[str]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if "_ARGCOMPLETE" in os.environ:  # a shell asking for completions (meshwarden completion SHELL)
+        from meshwarden.cli.completion_cmd import complete
+
+        complete(build_parser)
     try:
         name = selected_command(arguments)
         args = build_parser(full=[name]).parse_args(arguments)

@@ -14,6 +14,9 @@ The operator token: `--operator-token-file FILE`, else env MESHWARDEN_OPERATOR_T
 itself), else the default registry data dir's `operator.token` when it exists (one machine,
 no set-up). It goes to the registry as `authorization: Bearer <token>`, and nowhere else.
 
+What no flag and no variable gives comes from the selected context (`--context NAME`, env
+MESHWARDEN_CONTEXT, else the current one; meshwarden/cli/contexts.py), before the defaults.
+
 Every operator command's parser adds these flags, so this module imports grpc, cryptography
 and pyOpenSSL only in the functions that contact the registry: `--help` stays instant.
 """
@@ -92,6 +95,12 @@ def add_registry_flags(parser: argparse.ArgumentParser) -> None:
         help=f"the registry's operator.token (or env {OPERATOR_TOKEN_ENV} with the token itself; "
         f"default {DEFAULT_OPERATOR_TOKEN_FILE} when it exists)",
     )
+    parser.add_argument(
+        "--context",
+        metavar="NAME",
+        help="take what these flags do not give from this context (env MESHWARDEN_CONTEXT; "
+        "default: the current one, see `meshwarden context list`)",
+    )
 
 
 def registry_address(flag: str | None, environ: Mapping[str, str]) -> str:
@@ -102,8 +111,13 @@ def registry_address(flag: str | None, environ: Mapping[str, str]) -> str:
 def resolve(args: argparse.Namespace, environ: Mapping[str, str]) -> RegistryAccess:
     """Everything needed to call the registry as an operator. May contact the registry (to
     learn its CA); raises AccessError saying what to fix."""
+    from meshwarden.cli.contexts import ContextError, fill
     from meshwarden.registry_client import RegistryTrust
 
+    try:
+        args = fill(args, environ)
+    except ContextError as exc:
+        raise AccessError(str(exc), exit_codes.USAGE) from exc
     address = registry_address(args.registry, environ)
     token = operator_token(args.operator_token_file, environ)
     bundle = trust_bundle(

@@ -44,7 +44,7 @@ def add_to(commands: Any) -> None:
     clear.set_defaults(run=_clear)
 
     listing = actions.add_parser("list", help="every route")
-    listing.add_argument("--output", choices=["table", "json"], default="table")
+    listing.add_argument("--output", choices=["table", "json"], default="table", help="table (default) or json")
     registry_access.add_registry_flags(listing)
     listing.set_defaults(run=_list)
 

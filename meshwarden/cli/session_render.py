@@ -80,9 +80,14 @@ def session_json(summary: receipts_pb2.SessionSummary) -> dict[str, object]:
 def _usage_text(call: ReceiptCall) -> str:
     if call.usage is None:
         return "-"
+    if call.call_kind == "tool":
+        return "per-call price"  # the bundle's cost_micro_usd of the tool
     model = call.usage.model or "?"
-    # Model calls are measured by the gateway; an agent's own report is labelled as such.
+    # Model calls are measured by the gateway; an agent's own report is labelled as such, and
+    # so is the gateway's estimate of a stream cut before the provider's usage came.
     source = "" if call.usage_measured_by == "gateway" else " (reported by agent)"
+    if call.usage_estimated:
+        source = " (estimated: stream cut)"
     return f"{model} {call.usage.input_tokens}+{call.usage.output_tokens} tok{source}"
 
 
@@ -114,7 +119,7 @@ def timeline(response: receipts_pb2.GetSessionResponse) -> str:
             str(n),
             f"+{(c.started_at - start) * 1000:.0f}ms",
             c.caller_agent or "-",
-            c.callee_agent or (f"model:{c.model_provider}" if c.call_kind == "model" else "-"),
+            c.callee_agent or ":".join(_answered_by(c)).strip(":") or "-",
             c.capability,
             c.version or "-",
             c.policy_decision or "-",
@@ -155,9 +160,23 @@ def tree_lines(calls: Sequence[ReceiptCall]) -> list[str]:
     return lines
 
 
+def _answered_by(call: ReceiptCall) -> tuple[str, str]:
+    """What answered a call no agent answered: ("model", PROVIDER) or ("tool", "SERVER.TOOL");
+    ("", "") for an agent call."""
+    if call.call_kind == "model":
+        return "model", call.model_provider or "?"
+    if call.call_kind == "tool":
+        server, tool = call.tool_server, call.tool_name
+        if not server:  # a receipt from before the tool fields: its capability is SERVER.TOOL
+            server, _, tool = call.capability.partition(".")
+        return "tool", f"{server}.{tool}"
+    return "", ""
+
+
 def _node(call: ReceiptCall) -> str:
+    kind, name = _answered_by(call)
     callee = f"{call.callee_agent} {call.version}".strip() or (
-        f"model provider {call.model_provider}" if call.call_kind == "model" else "?"
+        f"model provider {name}" if kind == "model" else f"{kind} {name}".strip() or "?"
     )
     parts = [
         f"{call.caller_agent or '?'} -> {call.capability} ({callee})",
@@ -166,6 +185,10 @@ def _node(call: ReceiptCall) -> str:
         _latency(call),
         _status(call),
     ]
+    if call.call_kind == "tool":
+        parts.append(f"risk {call.tool_risk or '?'}, result {call.tool_result_class or '?'}")
+    if call.approval_id:
+        parts.append(f"approval {call.approval_id} {call.approval_decision}".rstrip())
     if call.usage is not None:
         parts += [_usage_text(call), usd(call.cost_micro_usd)]
     if call.task_id:
@@ -212,6 +235,13 @@ def call_json(call: ReceiptCall) -> dict[str, object]:
         "cost_micro_usd": call.cost_micro_usd,
         "call_kind": call.call_kind,
         "model_provider": call.model_provider,
+        "usage_estimated": call.usage_estimated,
+        "tool_server": call.tool_server,
+        "tool_name": call.tool_name,
+        "tool_risk": call.tool_risk,
+        "tool_result_class": call.tool_result_class,
+        "approval_id": call.approval_id,
+        "approval_decision": call.approval_decision,
     }
 
 

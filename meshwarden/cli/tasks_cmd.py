@@ -45,11 +45,11 @@ def add_to(commands: Any) -> None:
     submit.add_argument("--max-attempts", type=int, default=0, help="leases before it ends as expired (default 3)")
     submit.add_argument("--lease-ttl", metavar="DURATION", help="how long a lease lasts without heartbeat (10s)")
     listing = actions.add_parser("list", help="tasks by state, kind, workflow and holder, newest first")
-    listing.add_argument("--state", choices=sorted(STATES))
-    listing.add_argument("--kind", default="")
-    listing.add_argument("--workflow", default="")
+    listing.add_argument("--state", choices=sorted(STATES), help="only tasks in this state")
+    listing.add_argument("--kind", default="", help="only tasks of this kind")
+    listing.add_argument("--workflow", default="", help="only tasks of this workflow")
     listing.add_argument("--holder", default="", help="an instance id or an agent name")
-    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--limit", type=int, default=100, help="at most this many rows (default 100)")
     show = actions.add_parser("show", help="one task and its timeline")
     show.add_argument("id", metavar="ID")
     for name, text in (("cancel", "cancel an unfinished task"), ("requeue", "queue a finished or stuck task again")):
@@ -57,7 +57,7 @@ def add_to(commands: Any) -> None:
         one.add_argument("id", metavar="ID")
         one.add_argument("--reason", default="", help="why (recorded in the task's timeline)")
     for parser in actions.choices.values():
-        parser.add_argument("--output", choices=["table", "json"], default="table")
+        parser.add_argument("--output", choices=["table", "json"], default="table", help="table (default) or json")
         registry_access.add_registry_flags(parser)
     tasks.set_defaults(run=_run)
 

@@ -36,12 +36,12 @@ def add_to(commands: Any) -> None:
         "decision, the result, latency, risk and the arguments' hash. Default window: the last 24 hours.",
     )
     ledger.add_argument("--agent", default="", help="the calling agent")
-    ledger.add_argument("--tool", default="", metavar="SERVER.TOOL")
+    ledger.add_argument("--tool", default="", metavar="SERVER.TOOL", help="one tool, as server.tool")
     ledger.add_argument("--server", default="", metavar="SERVER", help="every tool of one MCP server")
-    ledger.add_argument("--session", default="", metavar="ID")
+    ledger.add_argument("--session", default="", metavar="ID", help="the calls of one session")
     ledger.add_argument("--decision", choices=["allow", "deny"], default=None, help="the policy decision")
     ledger.add_argument("--since", default="", metavar="AGE|TIME", help="e.g. 1h, 30m, 2026-11-21T08:00Z")
-    ledger.add_argument("--until", default="", metavar="AGE|TIME")
+    ledger.add_argument("--until", default="", metavar="AGE|TIME", help="end of the window (default now)")
     ledger.add_argument("--limit", type=int, default=100, help="at most this many rows (1-1000, default 100)")
     ledger.add_argument("--output", choices=["table", "json"], default="table", help="default table")
     ledger.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="default 10")
@@ -122,7 +122,22 @@ async def _fetch(
 
 
 def ledger_table(receipts: Any) -> str:
-    rows = [("STARTED", "AGENT", "TOOL", "RISK", "DECISION", "RESULT", "LATENCY", "SESSION", "ARGS", "ERROR")]
+    rows = [
+        (
+            "STARTED",
+            "AGENT",
+            "TOOL",
+            "RISK",
+            "DECISION",
+            "RESULT",
+            "LATENCY",
+            "SESSION",
+            "TASK",
+            "APPROVAL",
+            "ARGS",
+            "ERROR",
+        )
+    ]
     for r in receipts:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.started_at.seconds))
         rows.append(
@@ -135,6 +150,8 @@ def ledger_table(receipts: Any) -> str:
                 r.tool_result_class or "-",
                 f"{r.latency_us / 1000:.1f} ms",
                 r.session_id or "-",
+                r.task_id or "-",
+                f"{r.approval_id} {r.approval_decision}" if r.approval_id else "-",
                 r.arguments_sha256.removeprefix("sha256:")[:12],
                 (r.error_kind + ": " + r.error_message[:60]) if r.error_kind else "",
             )

@@ -16,6 +16,12 @@ the client everywhere: upstream here, and in the tests downstream.
 Attribution: `x-meshwarden-session-id`, `-workflow-id`, `-task-id` and `-parent-call-id`
 headers, or the same under `_meta` as `meshwarden/session_id`, `meshwarden/workflow_id`,
 `meshwarden/task_id`, `meshwarden/parent_call_id` (which win: they are per request).
+Approvals, as for agent calls: `x-meshwarden-approval-wait: none` (or `_meta`
+`meshwarden/approval_wait`) answers a call held for a person's approval at once with its id,
+and `x-meshwarden-approval-id` (or `meshwarden/approval_id`) retries it with the approval given.
+A call's deadline is `--default-timeout-s` unless `x-meshwarden-timeout-s` (or `_meta`
+`meshwarden/timeout_s`) gives seconds (at most MAX_TIMEOUT_S): a call that waits for a person's
+approval waits that long.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import Final
 
 from aiohttp import web
 
+from meshwarden import strict_json
 from meshwarden.errors import (
     BadPayload,
     MeshError,
@@ -66,6 +73,7 @@ from meshwarden.sidecar.edges.mcp_protocol import (
 from meshwarden.sidecar.policy import Caller as PolicyCaller
 from meshwarden.sidecar.policy import CallFacts
 from meshwarden.sidecar.runtime import Runtime
+from meshwarden.sidecar.wire import approval_headers
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +82,11 @@ SERVER_INFO: Final = {"name": "meshwarden-sidecar", "version": "1"}
 CAPABILITIES: Final = {"tools": {"listChanged": False}}
 ATTRIBUTION: Final = ("session_id", "workflow_id", "task_id", "parent_call_id")
 MAX_ID_CHARS: Final = 128
-LIST_TIMEOUT_S: Final = 10.0  # a server that does not list its tools in time is left out of tools/list
+LIST_TIMEOUT_S: Final = 10.0
+MAX_TIMEOUT_S: Final = 3600.0  # a call's own deadline (meshwarden/timeout_s), an hour at most
+TIMEOUT_HEADER: Final = (
+    "x-meshwarden-timeout-s"  # a server that does not list its tools in time is left out of tools/list
+)
 _ID: Final = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII, no spaces
 _FALLBACK_ERA: Final = Era(PREVIOUS, False)
 
@@ -185,19 +197,22 @@ class McpEndpoint:
         if not isinstance(arguments, dict):
             raise RpcError(INVALID_PARAMS, f"the arguments of {name} must be a JSON object")
         attribution = _attribution(request, era)
+        approval = _approval_options(request, era)
         local = self._rt.local
         call = Call(
             call_id=uuid.uuid4().hex,
             capability=name,
             payload=json.dumps(arguments, separators=(",", ":"), ensure_ascii=False).encode(),
             caller=Caller(local.name, local.instance_id, local.spiffe_id),
-            deadline=self._rt.clock.monotonic() + self._rt.config.default_timeout_s,
+            deadline=self._rt.clock.monotonic() + _timeout_s(request, era, self._rt.config.default_timeout_s),
             session_id=attribution["session_id"],
             workflow_id=attribution["workflow_id"],
             parent_call_id=attribution["parent_call_id"],
             traceparent=request.headers.get("traceparent", "")[:256],
             tracestate=request.headers.get("tracestate", "")[:512],
             kind="tool",
+            approval_id=approval.approval_id,
+            approval_wait=approval.wait,
         )
         try:
             reply = await self._tools(call)
@@ -211,8 +226,8 @@ class McpEndpoint:
 
 def _message(body: bytes) -> dict[str, object]:
     try:
-        message = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        message = strict_json.loads(body)  # no NaN, no nesting deep enough to exhaust the stack
+    except ValueError as exc:
         raise RpcError(
             PARSE_ERROR, f"Parse error: the body is not JSON ({exc}); send one JSON-RPC 2.0 request"
         ) from exc
@@ -249,6 +264,42 @@ def _attribution(request: web.Request, era: Era) -> dict[str, str]:
             raise RpcError(INVALID_PARAMS, f"{key} must be 1-{MAX_ID_CHARS} printable ASCII characters without spaces")
         found[key] = value
     return found
+
+
+def _timeout_s(request: web.Request, era: Era, default_s: float) -> float:
+    """The call's own time, from `_meta` or else the request's header; `default_s` when none."""
+    value = era.meta.get("meshwarden/timeout_s")
+    if value is None:
+        header = request.headers.get(TIMEOUT_HEADER)
+        if header is None:
+            return default_s
+        try:
+            value = float(header)
+        except ValueError:
+            value = None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TIMEOUT_S:
+        raise RpcError(
+            INVALID_PARAMS,
+            f"meshwarden/timeout_s ({TIMEOUT_HEADER}) must be a number of seconds above 0 and at most "
+            f"{MAX_TIMEOUT_S:g}",
+        )
+    return float(value)
+
+
+def _approval_options(request: web.Request, era: Era) -> approval_headers.ApprovalOptions:
+    """The agent's say about approvals, from `_meta` or else the request's headers."""
+    found: list[tuple[str, str]] = []
+    for header, key in ((approval_headers.WAIT_HEADER, "approval_wait"), (approval_headers.ID_HEADER, "approval_id")):
+        value = era.meta.get(f"meshwarden/{key}")
+        if value is None:
+            value = request.headers.get(header, "")
+        if not isinstance(value, str):
+            raise RpcError(INVALID_PARAMS, f"_meta meshwarden/{key} must be a string")
+        found.append((header, value))
+    try:
+        return approval_headers.from_metadata(found)
+    except BadPayload as err:
+        raise RpcError(INVALID_PARAMS, err.message, data={"kind": err.kind}) from None
 
 
 def _rpc_error(err: MeshError) -> RpcError:

@@ -17,7 +17,9 @@ catalog's prices (`Call.cost_estimate_micro_usd`).
 
 Attribution comes from headers the SDK's call context sets on the clients it hands a handler
 (`x-meshwarden-session-id`, `-workflow-id`, `-task-id`, `-parent-call-id`); a call without
-them is attributed to the agent alone, and its receipt says so.
+them is attributed to the agent alone, and its receipt says so. A policy's @approval holds a
+model call as it holds any other: `x-meshwarden-approval-wait: none` and
+`x-meshwarden-approval-id` work as on the local API (sidecar/wire/approval_headers.py).
 
 Every error is answered in the shape of the API the client called (`{"error": {message, type,
 param, code}}` for OpenAI, `{"type": "error", "error": {type, message}}` for Anthropic),
@@ -26,7 +28,6 @@ mapped from the mesh's typed errors here and only here.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -38,6 +39,7 @@ from typing import Final
 import grpc
 from aiohttp import web
 
+from meshwarden import strict_json
 from meshwarden.errors import MeshError, PayloadTooLarge, ProviderRefused
 from meshwarden.policy_bundle.model_catalog import ModelCatalog
 from meshwarden.sidecar.bundle_loader import PolicyHolder
@@ -47,6 +49,7 @@ from meshwarden.sidecar.local_agent import LocalAgent
 from meshwarden.sidecar.model_call import ModelApi, ModelRequest
 from meshwarden.sidecar.model_wire import anthropic, openai
 from meshwarden.sidecar.model_wire.measured import BYTES_PER_TOKEN_WORST_CASE, BadModelRequest, RequestFacts
+from meshwarden.sidecar.wire import approval_headers
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +158,7 @@ class ModelGateway:
 
     def _to_call(self, request: web.Request, api: ModelApi, raw: bytes, call_id: str) -> Call:
         try:
-            body = json.loads(raw)
+            body = strict_json.loads(raw)  # no NaN, no nesting deep enough to exhaust the stack
         except ValueError as exc:
             raise BadModelRequest(f"the request body is not valid JSON ({exc})") from None
         if not isinstance(body, dict):
@@ -166,6 +169,9 @@ class ModelGateway:
         session_id, workflow_id, task_id, parent = (
             _header_id(request.headers, name)
             for name in (SESSION_HEADER, WORKFLOW_HEADER, TASK_HEADER, PARENT_CALL_HEADER)
+        )
+        approval = approval_headers.from_metadata(
+            [(h, request.headers.get(h, "")) for h in (approval_headers.WAIT_HEADER, approval_headers.ID_HEADER)]
         )
         entry = self._catalog().models.get(facts.model)
         estimated_input = math.ceil(len(raw) / BYTES_PER_TOKEN_WORST_CASE)
@@ -187,6 +193,8 @@ class ModelGateway:
             traceparent=request.headers.get("traceparent", "")[:256],
             tracestate=request.headers.get("tracestate", "")[:512],
             kind="model",
+            approval_id=approval.approval_id,
+            approval_wait=approval.wait,
             model=ModelRequest(
                 api=api,
                 body=body,

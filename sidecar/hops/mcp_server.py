@@ -8,6 +8,10 @@ with `isError` is the tool's own failure (the call still worked) and is classed 
 for the receipt. A JSON-RPC error from the server about the arguments is the caller's to fix
 (BadPayload); any other, or no answer, is the server's failure (ToolServerUnavailable, which
 the server's breaker counts).
+
+A call the server answered costs the tool's `cost_micro_usd` when the bundle gives one: the
+Reply's usage carries it, so the budget stage settles to it (it reserved the same amount) and
+receipts and cost tables count it. A call that got no answer costs nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from meshwarden.policy_bundle.mcp_servers import McpServers
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call import Call, Reply, ToolUse
 from meshwarden.sidecar.hops.mcp_upstreams import McpConnection, McpUpstreams
+from meshwarden.usage import Usage
 
 INVALID_PARAMS: Final = -32602
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -73,7 +78,7 @@ class ToMcpServer:
             ) from exc
         call.record.tool_result_class = "tool_error" if result.is_error else "ok"
         body = result.model_dump(mode="json", by_alias=True, exclude_none=True)
-        return Reply(result=_ENCODER.encode(body).encode(), instance_id="", agent="", version="")
+        return Reply(result=_ENCODER.encode(body).encode(), instance_id="", agent="", version="", usage=_priced(tool))
 
     async def _post(
         self, call: Call, tool: ToolUse, connection: McpConnection, timeout_s: float, server_timeout_s: float
@@ -102,4 +107,9 @@ class ToMcpServer:
                 f"{answer.error_message}"
             )
         call.record.tool_result_class = "tool_error" if answer.is_error else "ok"
-        return Reply(result=answer.result, instance_id="", agent="", version="")
+        return Reply(result=answer.result, instance_id="", agent="", version="", usage=_priced(tool))
+
+
+def _priced(tool: ToolUse) -> Usage | None:
+    """What an answered call costs: the bundle's price per call of the tool (None: no price)."""
+    return Usage(cost_micro_usd=tool.cost_micro_usd) if tool.cost_micro_usd else None

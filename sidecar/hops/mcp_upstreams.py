@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from mcp import Client, StdioServerParameters
+from mcp.client.auth import OAuthFlowError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from meshwarden.errors import ToolServerUnavailable
 from meshwarden.policy_bundle.mcp_servers import McpServerDecl, schema_sha256
-from meshwarden.sidecar.hops.mcp_credentials import CredentialSource, Upstream, read_secret, upstream_for
+from meshwarden.sidecar.hops.mcp_credentials import CredentialSource, Upstream, env_name, read_secret, upstream_for
 from meshwarden.sidecar.hops.mcp_http_calls import PROTOCOL, HttpToolCaller
 
 log = logging.getLogger(__name__)
@@ -141,10 +142,7 @@ class McpConnection:
             if not ready.done():
                 ready.set_exception(exc)
         except Exception as exc:  # noqa: BLE001 - the connection task: any failure of transport or handshake
-            error = ToolServerUnavailable(
-                f"MCP server {self.decl.name} at {self._where()} could not be reached: {_reason(exc)}; "
-                "check that it runs (meshwarden tools ledger shows the failed calls)"
-            )
+            error = ToolServerUnavailable(self._unreachable(exc))
             if not ready.done():
                 ready.set_exception(error)
             else:
@@ -158,6 +156,21 @@ class McpConnection:
             return Upstream()
         secret = await asyncio.to_thread(read_secret, ref, self._credentials, self.decl.name)
         return upstream_for(ref, secret, self.decl.url)
+
+    def _unreachable(self, exc: BaseException) -> str:
+        """Why the connection failed, and what to check: the credential when the authorization
+        server refused it (its answer, never the secret), else whether the server runs."""
+        ref = self.decl.credential
+        if ref is not None and isinstance(_innermost(exc), OAuthFlowError):
+            return (
+                f"MCP server {self.decl.name}: the sidecar got no OAuth token from {ref.issuer} as client "
+                f"{ref.client_id!r}: {_reason(exc)}; check the client secret this sidecar holds as credential "
+                f"{ref.name!r} (--tool-credentials-dir, or {env_name(ref.name)}) and the client's grant there"
+            )
+        return (
+            f"MCP server {self.decl.name} at {self._where()} could not be reached: {_reason(exc)}; "
+            "check that it runs (meshwarden tools ledger shows the failed calls)"
+        )
 
     def _where(self) -> str:
         return self.decl.url or f"stdio `{self.decl.command[0]}`"
@@ -208,9 +221,15 @@ async def _list_tools(client: Client) -> dict[str, LiveTool]:
     return tools
 
 
-def _reason(exc: BaseException) -> str:
-    """The innermost cause, in a few words (anyio wraps transport errors in groups)."""
+def _innermost(exc: BaseException) -> BaseException:
+    """The first error inside the groups anyio wraps transport errors in."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
+    return exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause, in a few words."""
+    exc = _innermost(exc)
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text[:300]}"

@@ -18,7 +18,10 @@ model that answered, and put on the Reply (and in the call's ModelOutcome, for a
 without one). A stream is relayed
 event by event as it arrives; when it ends early (the client went away, a kill switch, the
 deadline, the provider cut it) the `finally` still measures what was streamed, so the call is
-charged for what it used.
+charged for what it used: the provider's own figures where they came (Anthropic's input comes
+first, in `message_start`), else the output counted from the streamed text and the input
+estimated from the request's text (model_wire/prompt_estimate.py); the receipt says which
+figures are estimates.
 
 What goes upstream: the provider's key (never the agent's token, which stays at the gateway),
 content-type, the Anthropic version and beta headers the client chose, and the body with the
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Final
 
 import aiohttp
@@ -41,6 +45,7 @@ from meshwarden.sidecar.hops.upstream import Upstream
 from meshwarden.sidecar.model_call import ModelApi, ModelOutcome, ModelRequest
 from meshwarden.sidecar.model_wire import anthropic, openai
 from meshwarden.sidecar.model_wire.measured import Measured, StreamMeter
+from meshwarden.sidecar.model_wire.prompt_estimate import estimated_prompt_tokens
 from meshwarden.sidecar.model_wire.sse import SseSplitter, event_data
 from meshwarden.sidecar.provider_credentials import ProviderCredentials, redact
 from meshwarden.sidecar.stages.breaker import BreakerBoard
@@ -183,7 +188,9 @@ class Send:
         except (aiohttp.ClientError, OSError, ValueError):
             finished = False  # the provider cut the stream: charge what came
         finally:
-            measured = meter.measured(request.estimated_input_tokens)
+            measured = meter.measured()
+            if measured.input_estimated:
+                measured = replace(measured, input_tokens=estimated_prompt_tokens(request.api, request.body))
             outcome.stream_cut = not finished or not measured.complete
             usage = _settle(call, entry, outcome, measured)
         return Reply(result=b"", instance_id="", agent=provider.name, version=measured.model, usage=usage)
@@ -219,6 +226,7 @@ def _settle(call: Call, entry: ModelEntry, outcome: ModelOutcome, measured: Meas
     )
     outcome.response_model = measured.model
     outcome.cached_input_tokens = measured.cached_input_tokens
+    outcome.input_estimated, outcome.output_estimated = measured.input_estimated, measured.output_estimated
     outcome.usage = usage
     return usage
 

@@ -17,7 +17,8 @@ from typing import Final
 from meshwarden.sidecar.model_wire.measured import BadModelRequest, Measured, RequestFacts, count, tokens_in_text
 
 PATH: Final = "/v1/messages"
-_TEXT: Final = re.compile(rb'"text"\s*:\s*"((?:[^"\\]|\\.)*)"')
+# A content block delta's text, tool input or thinking, as JSON writes it.
+_TEXT: Final = re.compile(rb'"(?:text|partial_json|thinking)"\s*:\s*"((?:[^"\\]|\\.)*)"')
 API_VERSION: Final = "2023-06-01"  # sent when the client sends no anthropic-version
 
 
@@ -60,12 +61,15 @@ class MessagesStreamMeter:
         self._start: Measured | None = None
         self._output: int | None = None
         self._chars = 0
+        self._deltas = 0
         self._stopped = False
 
     def observe(self, data: bytes) -> bool:
         if b'"content_block_delta"' in data:  # text counted without parsing JSON
             for found in _TEXT.finditer(data):
-                self._chars += len(found.group(1)) - found.group(1).count(b"\\")
+                if found.group(1):
+                    self._chars += len(found.group(1)) - found.group(1).count(b"\\")
+                    self._deltas += 1
             return True
         if not any(kind in data for kind in (b'"message_start"', b'"message_delta"', b'"message_stop"')):
             return True
@@ -87,15 +91,18 @@ class MessagesStreamMeter:
             self._stopped = True
         return True
 
-    def measured(self, estimated_input_tokens: int) -> Measured:
-        start = self._start or Measured(estimated_input_tokens, 0, 0, "", complete=False)
-        output = self._output if self._output is not None else max(start.output_tokens, tokens_in_text(self._chars))
+    def measured(self) -> Measured:
+        """The provider's figures where they came: `message_start` gives the input (so a stream
+        cut after it is charged its real input), `message_delta` the output."""
+        start = self._start or Measured(input_estimated=True)
+        counted = max(start.output_tokens, tokens_in_text(self._chars, self._deltas))
         return Measured(
             start.input_tokens,
-            output,
+            self._output if self._output is not None else counted,
             start.cached_input_tokens,
             start.model,
-            complete=self._start is not None and self._output is not None,
+            input_estimated=self._start is None,
+            output_estimated=self._output is None,
         )
 
 

@@ -38,7 +38,16 @@ class Measured:
     output_tokens: int = 0
     cached_input_tokens: int = 0
     model: str = ""  # the model the provider says answered
-    complete: bool = True  # False: the provider's own usage never came; counted from what streamed
+    # The provider's own count never came (a stream cut short). Input: the meter leaves it 0
+    # and the hop estimates it from the request (model_wire/prompt_estimate.py). Output:
+    # counted from the text that streamed.
+    input_estimated: bool = False
+    output_estimated: bool = False
+
+    @property
+    def complete(self) -> bool:
+        """Every figure is the provider's own."""
+        return not (self.input_estimated or self.output_estimated)
 
 
 class StreamMeter(Protocol):
@@ -46,12 +55,14 @@ class StreamMeter(Protocol):
 
     def observe(self, data: bytes) -> bool: ...
 
-    def measured(self, estimated_input_tokens: int) -> Measured: ...
+    def measured(self) -> Measured: ...
 
 
-def tokens_in_text(chars: int) -> int:
-    """Output counted from streamed text when the provider's usage never came."""
-    return -(-chars // BYTES_PER_TOKEN_TYPICAL)
+def tokens_in_text(chars: int, deltas: int = 0) -> int:
+    """Output counted from streamed text when the provider's usage never came: about four
+    bytes a token, and at least one token for each delta that carried text (providers stream
+    whole tokens, OpenAI about one per chunk)."""
+    return max(-(-chars // BYTES_PER_TOKEN_TYPICAL), deltas)
 
 
 def count(value: object) -> int:

@@ -4,7 +4,9 @@ Streams: chat completions report usage only when asked (`stream_options.include_
 last chunk with no choices; the gateway asks for it, and drops that chunk on its way to a
 client that did not ask (code that reads `chunk.choices[0]` would trip on it). The Responses
 API reports usage in its `response.completed` event. A stream cut before its usage came is
-measured from what streamed: the request's estimated input and the text's length.
+measured from what streamed: the output from the text (and tool-call arguments) that came, the
+input estimated from the request's text (OpenAI reports a stream's input only at its end), and
+the receipt says both are estimates.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ _CAP_FIELDS: Final = {
     ModelApi.OPENAI_RESPONSES: ("max_output_tokens",),
     ModelApi.OPENAI_EMBEDDINGS: (),
 }
-# The text of a chat chunk's delta, as JSON writes it (escapes counted once, roughly).
-_CONTENT: Final = re.compile(rb'"content"\s*:\s*"((?:[^"\\]|\\.)*)"')
+# The text of a chat chunk's delta (its content, or a tool call's arguments), as JSON writes
+# it (escapes counted once, roughly).
+_CONTENT: Final = re.compile(rb'"(?:content|arguments|refusal)"\s*:\s*"((?:[^"\\]|\\.)*)"')
 _DELTA: Final = re.compile(rb'"delta"\s*:\s*"((?:[^"\\]|\\.)*)"')
 _REQUIRED: Final = {
     ModelApi.OPENAI_CHAT: "messages",
@@ -105,13 +108,13 @@ class ChatStreamMeter:
         self._usage: Measured | None = None
         self._model = ""
         self._chars = 0
+        self._deltas = 0
 
     def observe(self, data: bytes) -> bool:
         if not data or data == b"[DONE]":
             return True
         if b'"usage"' not in data:  # most chunks: a delta; its text is counted without parsing JSON
-            for found in _CONTENT.finditer(data):
-                self._chars += len(found.group(1)) - found.group(1).count(b"\\")
+            self._chars, self._deltas = _counted(_CONTENT, data, self._chars, self._deltas)
             return True
         try:
             chunk = json.loads(data)
@@ -123,21 +126,18 @@ class ChatStreamMeter:
         if isinstance(model, str):
             self._model = model
         choices = chunk.get("choices")
-        for choice in choices if isinstance(choices, list) else ():
-            delta = choice.get("delta") if isinstance(choice, dict) else None
-            content = delta.get("content") if isinstance(delta, dict) else None
-            if isinstance(content, str):
-                self._chars += len(content)
+        if choices:
+            self._chars, self._deltas = _counted(_CONTENT, data, self._chars, self._deltas)
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self._usage = _from_usage(ModelApi.OPENAI_CHAT, usage, self._model)
             return self._forward_usage or bool(choices)
         return True
 
-    def measured(self, estimated_input_tokens: int) -> Measured:
+    def measured(self) -> Measured:
         if self._usage is not None:
             return self._usage
-        return Measured(estimated_input_tokens, tokens_in_text(self._chars), 0, self._model, complete=False)
+        return _counted_output(self._chars, self._deltas, self._model)
 
 
 class ResponsesStreamMeter:
@@ -145,11 +145,11 @@ class ResponsesStreamMeter:
         self._usage: Measured | None = None
         self._model = ""
         self._chars = 0
+        self._deltas = 0
 
     def observe(self, data: bytes) -> bool:
-        if b'"response.output_text.delta"' in data:  # text counted without parsing JSON
-            for found in _DELTA.finditer(data):
-                self._chars += len(found.group(1)) - found.group(1).count(b"\\")
+        if b'.delta"' in data:  # output text, a function call's arguments: counted without parsing JSON
+            self._chars, self._deltas = _counted(_DELTA, data, self._chars, self._deltas)
             return True
         if b'"response":' not in data:
             return True
@@ -169,10 +169,25 @@ class ResponsesStreamMeter:
                 self._usage = _from_usage(ModelApi.OPENAI_RESPONSES, usage, self._model)
         return True
 
-    def measured(self, estimated_input_tokens: int) -> Measured:
+    def measured(self) -> Measured:
         if self._usage is not None:
             return self._usage
-        return Measured(estimated_input_tokens, tokens_in_text(self._chars), 0, self._model, complete=False)
+        return _counted_output(self._chars, self._deltas, self._model)
+
+
+def _counted(pattern: re.Pattern[bytes], data: bytes, chars: int, deltas: int) -> tuple[int, int]:
+    """The running count of streamed text bytes and of deltas that carried any."""
+    for found in pattern.finditer(data):
+        text = found.group(1)
+        if text:
+            chars += len(text) - text.count(b"\\")
+            deltas += 1
+    return chars, deltas
+
+
+def _counted_output(chars: int, deltas: int, model: str) -> Measured:
+    """A stream whose usage never came: its output counted, its input left to the hop's estimate."""
+    return Measured(0, tokens_in_text(chars, deltas), 0, model, input_estimated=True, output_estimated=True)
 
 
 def error_body(status: int, message: str, param: str = "", code: str = "") -> bytes:

@@ -140,9 +140,8 @@ class ActivePolicy:
             ) from exc
         self._args_type = args_type.type if args_type and isinstance(args_type.type, RecordOf) else RecordOf({})
         self._policies = _policies(templates, self.label)
-        self._outcomes = Outcomes(
-            self.label, {p.policy_id: p.reason for p in self._policies}, _approval_rules(self._policies, self.label)
-        )
+        approvals = _approval_rules(self._policies, self.label)
+        self._outcomes = Outcomes(self.label, {p.policy_id: p.reason for p in self._policies}, approvals)
         # The model gateway's catalog and its CallModel decisions (model_policy.py).
         try:
             self.models = parse_catalog(contents.models_text) if contents.models_text else EMPTY_CATALOG
@@ -152,6 +151,7 @@ class ActivePolicy:
                 contents.entities_text,
                 schema,
                 self.label,
+                approvals=approvals,
             )
         except (BundleError, ValueError) as exc:  # the catalog, or Cedar refusing the Model entities
             raise BundleError(
@@ -171,6 +171,7 @@ class ActivePolicy:
                 reasons={p.policy_id: p.reason for p in self._policies},
                 servers=contents.mcp_servers,
                 teams=self._teams,
+                approvals=approvals,
             )
         except ValueError as exc:
             raise BundleError(

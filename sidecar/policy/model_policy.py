@@ -14,13 +14,14 @@ kept (first in, first out, bounded) since Cedar is deterministic.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
 import cedarpy
 from cedarpy import pst
 
+from meshwarden.policy_bundle.approval_rules import ApprovalRule
 from meshwarden.policy_bundle.model import AGENT_TYPE, MODEL_ACTION, MODEL_TYPE
 from meshwarden.policy_bundle.model_catalog import ModelCatalog, model_entities
 from meshwarden.sidecar.policy.decision import Decision
@@ -73,11 +74,13 @@ class ModelPolicy:
         schema: cedarpy.Schema,
         label: str,
         cache_size: int = 4096,
+        approvals: Mapping[str, ApprovalRule] | None = None,  # the permits' @approval rules, by @id
     ) -> None:
         self._label = label
         applicable = [r for r in rules if _may_apply(r.template.action)]
         self._forbids = frozenset(r.policy_id for r in applicable if r.effect == "forbid")
-        self._outcomes = Outcomes(label, {r.policy_id: r.reason for r in applicable})
+        # a permit's @approval holds a model call as it holds any other
+        self._outcomes = Outcomes(label, {r.policy_id: r.reason for r in applicable}, approvals)
         self._policy_set: cedarpy.PolicySet | None = None
         if applicable and catalog.models:
             static = pst.FrozenMap({r.policy_id: replace(r.template, id=r.policy_id) for r in applicable})

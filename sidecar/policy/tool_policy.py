@@ -18,6 +18,7 @@ from typing import Final
 import cedarpy
 from cedarpy import pst
 
+from meshwarden.policy_bundle.approval_rules import ApprovalRule
 from meshwarden.policy_bundle.mcp_servers import McpServers, ToolDecl
 from meshwarden.policy_bundle.model import (
     AGENT_TYPE,
@@ -72,6 +73,7 @@ class ToolPolicy:
         reasons: Mapping[str, str],
         servers: McpServers,
         teams: Mapping[str, str],
+        approvals: Mapping[str, ApprovalRule] | None = None,  # the permits' @approval rules, by @id
     ) -> None:
         self._label, self._servers, self._teams = label, servers, teams
         action = shape.actions.get(CALL_TOOL_ACTION)
@@ -79,7 +81,7 @@ class ToolPolicy:
         applicable = {pid: t for pid, t in templates.items() if may_be_call_tool(t.action)} if self._enabled else {}
         args = action.context.attributes.get(ARGS) if action is not None else None
         self._args_type = args.type if args is not None and isinstance(args.type, RecordOf) else RecordOf({})
-        self._outcomes = Outcomes(label, reasons)
+        self._outcomes = Outcomes(label, reasons, approvals)  # a permit's @approval holds a tool call too
         self._forbids = frozenset(pid for pid, t in applicable.items() if t.effect == "forbid")
         reads = context_reads(applicable.values())
         self._plan: tuple[tuple[str, Reads], ...] = (

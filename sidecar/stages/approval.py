@@ -44,7 +44,7 @@ class Approval:
                 f"call to {call.capability} needs a person's approval ({'; '.join(record.approval_risks)}), and this "
                 "sidecar has no registry to ask for one"
             )
-        answer = await self._desk.request(self._ask(call), self._left(call))
+        answer = await self._request(self._desk, call, self._ask(call))
         approval = answer.approval
         record.approval_id = approval.id
         if not answer.granted and approval.state == approvals_pb2.PENDING:
@@ -56,7 +56,7 @@ class Approval:
                 record.approval_decision = "pending"
                 raise ApprovalPending(approval.id, call.capability, record.approval_risks, waited=True)
             if decided.state == approvals_pb2.APPROVED:  # use it: single use, decided by the registry
-                answer = await self._desk.request(self._ask(call, approval.id), self._left(call))
+                answer = await self._request(self._desk, call, self._ask(call, approval.id))
                 approval = answer.approval
             else:
                 approval = decided
@@ -65,6 +65,17 @@ class Approval:
         if not answer.granted:
             raise _refusal(approval, call.capability)
         return await self._next(call)
+
+    async def _request(
+        self, desk: ApprovalDesk, call: Call, ask: approvals_pb2.RequestApprovalRequest
+    ) -> approvals_pb2.RequestApprovalResponse:
+        """The registry's answer; a refusal of the approval the agent sent (other arguments,
+        caller or capability) is recorded in the call's receipt, then raised."""
+        try:
+            return await desk.request(ask, self._left(call))
+        except ApprovalDenied as err:
+            call.record.approval_id, call.record.approval_decision = err.approval_id, err.decision
+            raise
 
     def _ask(self, call: Call, approval_id: str = "") -> approvals_pb2.RequestApprovalRequest:
         active = self._holder.active

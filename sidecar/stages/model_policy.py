@@ -35,6 +35,7 @@ def decide(active: ActivePolicy | None, call: Call, allow_without_policy: bool) 
     decision = active.model_policy.decide(call.caller.agent, call.capability, facts)
     call.record.policy_decision = "allow" if decision.allowed else "deny"
     call.record.policy_ids = decision.policy_ids
+    call.record.approval_risks, call.record.approval_ttl_s = decision.approval_risks, decision.approval_ttl_s
     if not decision.allowed:
         raise PolicyDenied(
             f"{call.caller.spiffe_id or call.caller.agent} may not call model {call.capability}: {decision.reason}",

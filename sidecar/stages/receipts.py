@@ -196,6 +196,8 @@ def _add_model_fields(receipt: receipts_pb2.Receipt, call: Call) -> None:
         receipt.cached_input_tokens = outcome.cached_input_tokens
         receipt.model_fallback_from = outcome.fallback_from
         receipt.model_stream_cut = outcome.stream_cut
+        receipt.input_tokens_estimated = outcome.input_estimated
+        receipt.output_tokens_estimated = outcome.output_estimated
 
 
 def _shrink(receipt: receipts_pb2.Receipt) -> None:

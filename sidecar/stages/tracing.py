@@ -205,6 +205,9 @@ def _model_attributes(call: Call, reply: Reply | None, operation: str) -> dict[s
             attributes["meshwarden.model.fallback_from"] = outcome.fallback_from
         if outcome.stream_cut:
             attributes["meshwarden.model.stream_cut"] = True
+        if outcome.input_estimated or outcome.output_estimated:  # the provider's usage never came
+            attributes["meshwarden.usage.input_estimated"] = outcome.input_estimated
+            attributes["meshwarden.usage.output_estimated"] = outcome.output_estimated
         attributes["gen_ai.usage.cache_read.input_tokens"] = outcome.cached_input_tokens
     usage = measured_usage(reply.usage if reply is not None else None, outcome)
     if usage is not None:

@@ -22,6 +22,7 @@ from mcp.shared.exceptions import MCPError
 
 from meshwarden.supervise import Child
 from tests.integration.mesh import LocalMesh
+from tests.integration.test_approvals import pending
 from tests.integration.test_controls import cli
 from tests.integration.test_policy import wait_for_revision
 
@@ -338,3 +339,96 @@ async def test_the_ledger_holds_every_call_and_nothing_visible_holds_a_credentia
     assert "tool tickets.read_ticket" in info.value.error.message
     assert not other.is_error
     assert (by_server.value.error.data or {})["kind"] == "killed" and "mcp-server desk" in by_server.value.error.message
+
+
+APPROVALS = {
+    "tool-approvals.cedar": """
+@id("close-with-approval")
+@approval("closes a customer's ticket for good")
+permit (principal, action == Action::"CallTool", resource == Tool::"tickets.close_ticket")
+when { context.args has ticket_id && context.args.ticket_id < 900 };
+
+@id("close-old-quickly")
+@approval("closes an old ticket: decide within 2 s")
+@approval_ttl_s("2")
+permit (principal, action == Action::"CallTool", resource == Tool::"tickets.close_ticket")
+when { context.args has ticket_id && context.args.ticket_id >= 900 };
+""",
+}
+
+
+async def test_a_tool_call_waits_for_a_persons_approval_given_or_refused_with_the_real_cli(gateway: Gateway) -> None:
+    servers = servers_toml(gateway.tickets_url, gateway.auth_log.parent / "desk-stdio.expected").replace(
+        f'input_schema_sha256 = "{CLOSE_TICKET}"', f'input_schema_sha256 = "{CLOSE_TICKET}"\ncost_micro_usd = 250', 1
+    )  # tickets.close_ticket is priced: each answered call costs 250 micro-USD
+    await gateway.mesh.push_bundle(gateway.mesh.bundles.make(3, {**POLICIES, **APPROVALS}, mcp_servers=servers))
+    await wait_for_revision(gateway.mesh, 3, 1)
+    mesh = gateway.mesh
+    async with gateway.client(headers={"x-meshwarden-session-id": "s-tool-approval"}) as client:
+        # approved while the call waits: the call then goes through
+        arguments = {"ticket_id": 21, "reason": "dup"}  # waits up to its own 120 s, not the sidecar's default
+        waiting = asyncio.create_task(
+            client.call_tool("tickets.close_ticket", arguments, meta={"meshwarden/timeout_s": 120})
+        )
+        held = await pending(mesh)
+        [asked] = json.loads(await cli(mesh, "approvals", "list", "--output", "json"))
+        assert asked["id"] == held.id and asked["call_kind"] == "tool" and asked["capability"] == "tickets.close_ticket"
+        assert asked["arguments"] == {"ticket_id": 21, "reason": "dup"} and asked["agent"] == "support"
+        shown = await cli(mesh, "approvals", "show", held.id)
+        assert "closes a customer's ticket for good" in shown and "s-tool-approval" in shown
+        assert not waiting.done()
+        await cli(mesh, "approvals", "approve", held.id, "--reason", "customer asked twice")
+        closed = await waiting
+        assert not closed.is_error and "ticket 21 closed: dup" in closed.content[0].text  # type: ignore[union-attr]
+
+        # denied while it waits: refused with the operator's reason
+        denied_call = asyncio.create_task(client.call_tool("tickets.close_ticket", {"ticket_id": 22, "reason": "x"}))
+        second = await pending(mesh)
+        await cli(mesh, "approvals", "deny", second.id, "--reason", "ticket 22 is under legal hold")
+        with pytest.raises(MCPError) as denied:
+            await denied_call
+        data = denied.value.error.data or {}
+        assert denied.value.error.code == -32000 and data["kind"] == "approval_denied"
+        assert data["decision"] == "denied" and data["approval_id"] == second.id
+        assert "ticket 22 is under legal hold" in denied.value.error.message
+
+        # nobody decides within the 2 s the policy gives: expired, which is a denial
+        with pytest.raises(MCPError) as expired:
+            await client.call_tool("tickets.close_ticket", {"ticket_id": 950, "reason": "old"})
+        assert (expired.value.error.data or {})["decision"] == "expired"
+
+        # without waiting: the id at once; the approval binds these exact arguments, once
+        arguments = {"ticket_id": 23, "reason": "spam"}
+        with pytest.raises(MCPError) as held_at_once:
+            await client.call_tool("tickets.close_ticket", arguments, meta={"meshwarden/approval_wait": "none"})
+        data = held_at_once.value.error.data or {}
+        assert data["kind"] == "approval_pending" and data["approval_id"] in held_at_once.value.error.message
+        approval_id = data["approval_id"]
+        await cli(mesh, "approvals", "approve", approval_id, "--reason", "spam confirmed")
+        with_id = {"meshwarden/approval_id": approval_id}
+        with pytest.raises(MCPError) as replayed:  # the approval was for ticket 23, not 24
+            await client.call_tool("tickets.close_ticket", {"ticket_id": 24, "reason": "spam"}, meta=with_id)
+        assert (replayed.value.error.data or {})["decision"] == "mismatch"
+        done = await client.call_tool("tickets.close_ticket", arguments, meta=with_id)
+        assert "ticket 23 closed: spam" in done.content[0].text  # type: ignore[union-attr]
+        with pytest.raises(MCPError) as again:
+            await client.call_tool("tickets.close_ticket", arguments, meta=with_id)
+        assert (again.value.error.data or {})["decision"] == "used"
+
+    # the ledger and the session's timeline show each call's approval and what answered it
+    ledger: dict[str, object] = {}
+    for _ in range(100):
+        ledger = json.loads(await cli(mesh, "tools", "ledger", "--session", "s-tool-approval", "--output", "json"))
+        if len(ledger["calls"]) >= 7:  # type: ignore[arg-type]
+            break
+        await asyncio.sleep(0.2)
+    decisions = sorted((c.get("approval_id", ""), c.get("approval_decision", "")) for c in ledger["calls"])  # type: ignore[union-attr]
+    assert (held.id, "approved") in decisions and (second.id, "denied") in decisions
+    assert (approval_id, "approved") in decisions and (approval_id, "used") in decisions
+    assert (approval_id, "mismatch") in decisions and ("", "") not in decisions
+    # the two calls the server answered cost the tool's price; the refused ones nothing
+    charged = sorted(int(c.get("usage", {}).get("cost_micro_usd", 0)) for c in ledger["calls"])  # type: ignore[union-attr]
+    assert charged == [0, 0, 0, 0, 0, 250, 250]
+    timeline = await cli(mesh, "session", "show", "s-tool-approval")
+    assert "(tool tickets.close_ticket)" in timeline and f"approval {held.id} approved" in timeline
+    assert "(?)" not in timeline

@@ -53,3 +53,10 @@ def test_a_model_call_is_measured_by_the_gateway_and_spent_by_its_caller() -> No
     assert (call.spender_agent, call.spender_team) == ("support", call.caller_team)
     [reported] = calls_of([receipt("outbound", "c1", "frontdesk", "billing", "b", usage=GPT)])
     assert (reported.usage_measured_by, reported.spender_agent) == ("agent", "billing")
+
+
+def test_a_priced_tool_call_is_spent_by_its_caller_at_the_bundles_price() -> None:
+    tool_call = receipt("outbound", "t1", "support", "", "tickets.refund", usage=("", 0, 0, 250))
+    tool_call.call_kind, tool_call.tool_server, tool_call.tool_name = "tool", "tickets", "refund"
+    [call] = calls_of([tool_call])
+    assert (call.usage_measured_by, call.spender_agent, call.cost_micro_usd) == ("gateway", "support", 250)

@@ -7,6 +7,11 @@ TICKETS_TOKEN set to it (stdio).
 `--drift` serves read_ticket with another input schema than the bundle declares.
 `--log-auth FILE` (HTTP) appends each request's Authorization header to FILE, so a test can
 see what reached the server.
+`--oauth-issuer URL` (HTTP) makes it an OAuth-protected resource with the `mcp` package's own
+server auth: it publishes its protected resource metadata (RFC 9728) naming that issuer,
+answers 401 with `WWW-Authenticate` to a request without a valid token, and checks each token
+at the issuer's introspection endpoint (RFC 7662), for `--oauth-scope` and for this server
+as the token's audience (RFC 8707).
 """
 
 from __future__ import annotations
@@ -15,12 +20,47 @@ import argparse
 import os
 import socket
 import sys
+from typing import Any
 
 from mcp.server import MCPServer
 
 
-def build(drift: bool) -> MCPServer:
-    app = MCPServer("tickets")
+class IntrospectedTokens:
+    """A TokenVerifier (mcp.server.auth.provider) that asks the issuer whether a token is live."""
+
+    def __init__(self, issuer: str) -> None:
+        self._introspect = f"{issuer}/introspect"
+
+    async def verify_token(self, token: str) -> Any:
+        import httpx2
+        from mcp.server.auth.provider import AccessToken
+
+        async with httpx2.AsyncClient(timeout=10) as http:
+            answer = (await http.post(self._introspect, data={"token": token})).json()
+        if not answer.get("active"):
+            return None
+        return AccessToken(
+            token=token,
+            client_id=answer["client_id"],
+            scopes=answer.get("scope", "").split(),
+            expires_at=answer.get("exp"),
+            resource=answer.get("aud") or None,
+        )
+
+
+def build(drift: bool, issuer: str = "", url: str = "", scope: str = "") -> MCPServer:
+    if issuer:
+        from mcp.server.auth.settings import AuthSettings
+
+        auth = AuthSettings(
+            issuer_url=issuer,  # type: ignore[arg-type]
+            resource_server_url=url,  # type: ignore[arg-type]
+            required_scopes=[scope] if scope else None,
+            validate_token_resource=True,
+        )
+        app = MCPServer("tickets", token_verifier=IntrospectedTokens(issuer), auth=auth)
+    else:
+        app = MCPServer("tickets")
 
     if drift:
 
@@ -52,10 +92,12 @@ def main() -> None:
     parser.add_argument("--require-token-file", default="")
     parser.add_argument("--drift", action="store_true")
     parser.add_argument("--log-auth", default="")
+    parser.add_argument("--oauth-issuer", default="")
+    parser.add_argument("--oauth-scope", default="")
     args = parser.parse_args()
-    app = build(args.drift)
     required = open(args.require_token_file).read().strip() if args.require_token_file else ""
     if args.http is None:
+        app = build(args.drift)
         if required and os.environ.get("TICKETS_TOKEN") != required:
             print("tickets: TICKETS_TOKEN missing or wrong", file=sys.stderr)
             sys.exit(3)
@@ -66,23 +108,25 @@ def main() -> None:
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
 
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", args.http))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
+    app = build(args.drift, args.oauth_issuer, url, args.oauth_scope)
     starlette_app = app.streamable_http_app(json_response=True, stateless_http=True)
-    if required:
+    if required or args.log_auth:
         wanted = f"Bearer {required}"
 
         async def check(request: Request, call_next):  # type: ignore[no-untyped-def]
             if args.log_auth:
                 with open(args.log_auth, "a") as log:
                     log.write(request.headers.get("authorization", "(none)") + "\n")
-            if request.headers.get("authorization") != wanted:
+            if required and request.headers.get("authorization") != wanted:
                 return JSONResponse({"error": "unauthorized"}, status_code=401)
             response: Response = await call_next(request)
             return response
 
         starlette_app.add_middleware(BaseHTTPMiddleware, dispatch=check)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", args.http))
-    print(f"ready http://127.0.0.1:{sock.getsockname()[1]}/mcp", flush=True)
+    print(f"ready {url}", flush=True)
     config = uvicorn.Config(starlette_app, log_level="warning")
     uvicorn.Server(config).run(sockets=[sock])
 

@@ -143,3 +143,25 @@ def test_the_commands_parse() -> None:
     assert parser.parse_args(["costs", "--by", "model", "--since", "30m"]).by == "model"
     with pytest.raises(SystemExit):
         parser.parse_args(["costs", "--by", "colour"])
+
+
+def test_tool_and_model_calls_show_what_answered_them_and_what_is_estimated() -> None:
+    tool = receipt("outbound", "t1", "support", "", "tickets.refund", parent="c1", at=1000.05, version="")
+    tool.call_kind, tool.tool_server, tool.tool_name = "tool", "tickets", "refund"
+    tool.tool_risk, tool.tool_result_class = "destructive", "ok"
+    tool.approval_id, tool.approval_decision, tool.task_id = "ap-123", "approved", "task-9"
+    model = receipt("outbound", "m1", "support", "", "gpt-test", at=1000.06, version="", usage=("gpt-test", 16, 3, 22))
+    model.call_kind, model.model_provider, model.model_stream_cut = "model", "openai", True
+    model.input_tokens_estimated = model.output_tokens_estimated = True
+    receipts = [*both_sides("c1", "frontdesk", "support", "support.help"), tool, model]
+    lines = session_render.tree_lines(calls_of(receipts))
+    assert lines[1].startswith("└─ support -> tickets.refund (tool tickets.refund)")
+    assert "risk destructive, result ok" in lines[1] and "approval ap-123 approved" in lines[1]
+    assert "task task-9" in lines[1]
+    assert lines[2].startswith("support -> gpt-test (model provider openai)")
+    assert "gpt-test 16+3 tok (estimated: stream cut)" in lines[2]
+    response = receipts_pb2.GetSessionResponse(summary=receipts_pb2.SessionSummary(session_id="s1"), receipts=receipts)
+    rows = session_render.timeline(response).splitlines()
+    assert any(r.split()[3] == "tool:tickets.refund" for r in rows if r[:1].isdigit())
+    [shown] = [c for c in session_render.timeline_json(response)["calls"] if c["call_id"] == "t1"]  # type: ignore[union-attr]
+    assert (shown["tool_server"], shown["tool_name"], shown["approval_id"]) == ("tickets", "refund", "ap-123")

@@ -9,6 +9,7 @@ import pytest
 
 from meshwarden.sidecar.model_call import ModelApi
 from meshwarden.sidecar.model_wire import BadModelRequest, SseSplitter, anthropic, event_data, openai
+from meshwarden.sidecar.model_wire.prompt_estimate import estimated_prompt_tokens
 
 
 def sse(*events: object, name: str = "") -> bytes:
@@ -57,17 +58,51 @@ def test_a_chat_stream_is_measured_from_its_usage_chunk_which_only_an_asking_cli
     quiet, asking = openai.ChatStreamMeter(False), openai.ChatStreamMeter(True)
     assert [quiet.observe(json.dumps(e).encode()) for e in events] == [True, False]
     assert [asking.observe(json.dumps(e).encode()) for e in events] == [True, True]
-    measured = quiet.measured(estimated_input_tokens=999)
+    measured = quiet.measured()
     assert (measured.input_tokens, measured.output_tokens, measured.cached_input_tokens) == (12, 3, 4)
     assert measured.model == "gpt-x" and measured.complete
 
 
-def test_a_cut_stream_charges_the_estimate_and_what_streamed() -> None:
+def test_a_cut_stream_counts_what_streamed_and_leaves_the_input_to_estimate() -> None:
     meter = openai.ChatStreamMeter(False)
-    for text in ("Hello", " there, ", 'a \\"quote\\"'):
+    for text in ("Hello", " there, ", 'a \\"quote\\"', ""):
         meter.observe(json.dumps({"choices": [{"delta": {"content": text}}]}).encode())
-    measured = meter.measured(estimated_input_tokens=50)
-    assert (measured.input_tokens, measured.output_tokens, measured.complete) == (50, 6, False)
+    measured = meter.measured()
+    assert (measured.output_tokens, measured.complete) == (6, False)  # 22 bytes of text: 6 tokens
+    assert measured.input_estimated and measured.output_estimated and measured.input_tokens == 0
+    chunky = openai.ChatStreamMeter(False)  # one token per chunk, as OpenAI streams: each delta counts
+    for text in ("a", "b", "c", "d", "e"):
+        chunky.observe(json.dumps({"choices": [{"delta": {"content": text}}]}).encode())
+    assert chunky.measured().output_tokens == 5  # 5 bytes would be 2 tokens; 5 deltas are at least 5
+    call = {"tool_calls": [{"index": 0, "function": {"arguments": '{"city": "Paris, France"}'}}]}
+    chunky.observe(json.dumps({"choices": [{"delta": call}]}).encode())
+    assert chunky.measured().output_tokens == 8  # a tool call's arguments count: 30 bytes in all
+
+
+def test_the_input_of_a_cut_stream_is_estimated_from_the_text_the_model_reads() -> None:
+    words = "one two three four five six seven eight"  # 39 bytes: 10 tokens
+    chat = {"model": "gpt-test", "stream": True, "messages": [{"role": "user", "content": words}]}
+    assert estimated_prompt_tokens(ModelApi.OPENAI_CHAT, chat) == 10 + 3 + 3  # one message, primed reply
+    padded = {**chat, "temperature": 0.2, "metadata": {"k" * 400: "v" * 400}, "user": "u" * 400}
+    assert estimated_prompt_tokens(ModelApi.OPENAI_CHAT, padded) == 16  # parameters are not prompt
+    parts = {
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": words}, {"type": "image_url", "image_url": {"url": "data:x"}}],
+            }
+        ]
+    }
+    assert estimated_prompt_tokens(ModelApi.OPENAI_CHAT, parts) == 10 + 85 + 6
+    tools = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]
+    assert estimated_prompt_tokens(ModelApi.OPENAI_CHAT, {**chat, "tools": tools}) > 16
+    assert estimated_prompt_tokens(ModelApi.OPENAI_RESPONSES, {"input": words, "instructions": "be brief"}) == 12 + 6
+    claude = {"system": "be brief", "messages": [{"role": "user", "content": words}]}
+    assert estimated_prompt_tokens(ModelApi.ANTHROPIC_MESSAGES, claude) == 12 + 6
+    deep: object = "x"
+    for _ in range(1000):  # never recurses without bound
+        deep = [deep]
+    assert estimated_prompt_tokens(ModelApi.OPENAI_CHAT, {"messages": deep}) == 6
 
 
 def test_responses_and_anthropic_streams_are_measured() -> None:
@@ -78,7 +113,7 @@ def test_responses_and_anthropic_streams_are_measured() -> None:
     }
     for event in ({"type": "response.output_text.delta", "delta": "Hi"}, completed):
         responses.observe(json.dumps(event).encode())
-    assert (responses.measured(0).input_tokens, responses.measured(0).output_tokens) == (7, 2)
+    assert (responses.measured().input_tokens, responses.measured().output_tokens) == (7, 2)
 
     claude = anthropic.MessagesStreamMeter()
     start = {
@@ -91,12 +126,13 @@ def test_responses_and_anthropic_streams_are_measured() -> None:
     delta = {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "Hello there"}}
     for event in (start, delta, {"type": "message_delta", "usage": {"output_tokens": 4}}, {"type": "message_stop"}):
         claude.observe(json.dumps(event).encode())
-    measured = claude.measured(0)
+    measured = claude.measured()
     assert (measured.input_tokens, measured.cached_input_tokens, measured.output_tokens) == (15, 10, 4)
     cut = anthropic.MessagesStreamMeter()
     for event in (start, delta):
         cut.observe(json.dumps(event).encode())
-    assert (cut.measured(0).output_tokens, cut.measured(0).complete) == (3, False)
+    assert (cut.measured().output_tokens, cut.measured().complete) == (3, False)
+    assert not cut.measured().input_estimated and cut.measured().output_estimated  # input from message_start
 
 
 def test_errors_come_in_each_providers_shape() -> None:

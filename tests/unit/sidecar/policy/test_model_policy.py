@@ -37,3 +37,16 @@ def test_a_bundle_without_models_denies_every_model(tmp_path: Path) -> None:
     engine = ActivePolicy(verified(tmp_path), local_agent="support", local_capabilities=[])
     assert not engine.models.models
     assert not engine.model_policy.decide("support", "gpt-4o", facts(1)).allowed
+
+
+def test_a_permit_with_approval_holds_a_model_call_for_a_person(tmp_path: Path) -> None:
+    files = dict(model_files())
+    files["policies/costly.cedar"] = (
+        '@id("costly-with-approval")\n@approval("a model call over 50 cents")\n'
+        'permit (principal, action == Action::"CallModel", resource)\n'
+        "when { context.cost_estimate_micro_usd > 500000 };\n"
+    )
+    engine = ActivePolicy(verified(tmp_path, files), local_agent="support", local_capabilities=[])
+    costly = engine.model_policy.decide("support", "gpt-4o", facts(600_000))
+    assert costly.allowed and costly.approval_risks == ("a model call over 50 cents",)
+    assert engine.model_policy.decide("support", "gpt-4o", facts(10_000)).approval_risks == ()

@@ -76,3 +76,28 @@ def test_capability_policies_do_not_leak_into_tool_decisions(tmp_path: Path) -> 
     read = policy.mcp_servers.tool("tickets.read_ticket")
     assert read is not None
     assert not policy.decide_tool(Caller("support"), read, b"{}", FACTS).allowed  # default deny
+
+
+def test_a_permit_with_approval_holds_a_tool_call_for_a_person(tmp_path: Path) -> None:
+    approval = """
+@id("close-with-approval")
+@approval("closes a ticket for good")
+@approval_ttl_s("60")
+permit (principal, action == Action::"CallTool", resource == Tool::"desk.close_ticket")
+when { context.args has ticket_id && context.args.ticket_id >= 100 };
+"""
+    bundle = verified(
+        tmp_path,
+        {
+            "mcp_servers.toml": SERVERS,
+            "schema.cedarschema": SCHEMA + TOOL_SCHEMA,
+            "policies/tools.cedar": POLICIES + approval,
+        },
+    )
+    policy = ActivePolicy(bundle, local_agent="support", local_capabilities=[])
+    close = policy.mcp_servers.tool("desk.close_ticket")
+    assert close is not None
+    big = policy.decide_tool(Caller("support"), close, b'{"ticket_id": 500}', FACTS)
+    assert big.allowed and big.approval_risks == ("closes a ticket for good",) and big.approval_ttl_s == 60
+    small = policy.decide_tool(Caller("support"), close, b'{"ticket_id": 5}', FACTS)
+    assert small.allowed and small.approval_risks == ()  # a plain permit decided it
