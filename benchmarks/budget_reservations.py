@@ -29,14 +29,12 @@ from pathlib import Path
 from meshwarden.budget_scopes import SESSION, TEAM, TOTAL, WORKFLOW
 from meshwarden.clock import SystemClock
 from meshwarden.identity.spiffe_ids import agent_id
+from meshwarden.registry.api.budgets import budget_to_proto, state_to_proto
 from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Caller as RegistryCaller
 from meshwarden.registry.budgets import Budgets, BudgetSettings
-from meshwarden.registry.budgets_server import budget_to_proto, state_to_proto
 from meshwarden.registry.issuer import CA_DIR_NAME, Issuer
 from meshwarden.registry.store.sqlite import stores_over
-from meshwarden.registry.store.sqlite.blocking import BlockingStore
-from meshwarden.registry.store.sqlite.budgets import BudgetStore
 from meshwarden.registry.store.sqlite.database import Database
 from meshwarden.registry.wire import duration
 from meshwarden.registry_client import RegistryTrust, registry_channel
@@ -103,13 +101,13 @@ async def time_calls(handler: Handler, calls: int, repeats: int, **fields: objec
 
 async def stage_costs(calls: int, repeats: int, work: Path) -> dict[str, float]:
     db = Database.open(work / "registry")
-    store = BlockingStore(db)
+    stores = stores_over(db, event_log_retention=10)
     try:
         clock = SystemClock()
         budgets = Budgets(
-            BudgetStore(store),
+            stores.budgets,
             clock,
-            Audit(stores_over(db, event_log_retention=10).audit, clock),
+            Audit(stores.audit, clock),
             BudgetSettings(slice_ttl_s=3600),
         )
         ledger = BudgetLedger(clock, InProcessSlices(budgets), "bench-1")

@@ -2,6 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python benchmarks/bundle_push_p99.py [--quiet-calls 1500] [--pushes 4]
         [--concurrency 1] [--gap-s 1.0] [--output table|json]
+    .venv/bin/python benchmarks/bundle_push_p99.py --compare BEFORE_CHECKOUT AFTER_CHECKOUT [--rounds 2] ...
 
 A real registry, two real sidecars (frontdesk calls echo) and the echo agent
 (examples/echo_agent.py), each its own process. The bundle is the one of
@@ -13,10 +14,13 @@ sidecars enforce the previous one, `--gap-s` apart (pushes). Each sidecar verifi
 every revision (hundreds of ms of CPU for this bundle); what this measures is how much of that
 the calls in flight feel.
 
-Before and after a change: run the same script with PYTHONPATH pointing at each checkout (it
-uses only APIs both have). The sidecars' event loop lag during the pushes (from the
-meshwarden_event_loop_lag_seconds histogram on their admin port: samples later than 10 ms and
-100 ms) is reported where the sidecar exports it.
+Before and after a change: `--compare` runs this script for each checkout in turn, `--rounds`
+times, in one session (each run a fresh process with PYTHONPATH at that checkout, started from
+outside both, so that checkout's meshwarden is what the registry and sidecars run; the script
+uses only APIs both have), and prints both side by side. The event loop lag of the registry
+and both sidecars during the pushes is reported where they export it: the longest
+(meshwarden_event_loop_lag_max_seconds, read before and after the pushes) and how many of the
+50 ms samples of meshwarden_event_loop_lag_seconds were later than 10 ms and 100 ms.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import json
 import os
 import random
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -106,17 +111,46 @@ async def push(registry: Child, data_dir: Path, artifact: bytes) -> int:
     return int(reply.revision)
 
 
-async def metric(http: aiohttp.ClientSession, sidecar: Child, name: str) -> float | None:
-    async with http.get(f"http://{sidecar.addresses['admin']}/metrics") as response:
-        found = re.search(rf"^{name} (\S+)$", await response.text(), re.M)
+class Scrapes:
+    """Every read of an admin port's /metrics goes through here. Reading
+    meshwarden_event_loop_lag_max_seconds resets it in the process (the worst since the
+    previous scrape), so each read's value is folded into `worst`, per process."""
+
+    def __init__(self, http: aiohttp.ClientSession) -> None:
+        self._http = http
+        self.worst: dict[str, float] = {}
+
+    async def text(self, child: Child) -> str:
+        address = child.addresses["admin"]
+        async with self._http.get(f"http://{address}/metrics") as response:
+            text = await response.text()
+        found = re.search(r"^meshwarden_event_loop_lag_max_seconds (\S+)$", text, re.M)
+        if found:
+            self.worst[address] = max(self.worst.get(address, 0.0), float(found.group(1)))
+        return text
+
+    async def reset(self, children: Sequence[Child]) -> None:
+        """Starts a new worst-lag window for `children`."""
+        for child in children:
+            await self.text(child)
+        self.worst.clear()
+
+    async def worst_ms(self, child: Child) -> float | None:
+        """The longest loop lag since `reset`; None when the process does not export it."""
+        await self.text(child)
+        worst = self.worst.get(child.addresses["admin"])
+        return None if worst is None else round(worst * 1000, 1)
+
+
+async def metric(scrapes: Scrapes, sidecar: Child, name: str) -> float | None:
+    found = re.search(rf"^{name} (\S+)$", await scrapes.text(sidecar), re.M)
     return float(found.group(1)) if found else None
 
 
-async def lag_buckets(http: aiohttp.ClientSession, sidecar: Child) -> dict[str, float]:
+async def lag_buckets(scrapes: Scrapes, sidecar: Child) -> dict[str, float]:
     """The sidecar's event loop lag histogram (cumulative counts by upper bound); {} when the
     sidecar does not export it."""
-    async with http.get(f"http://{sidecar.addresses['admin']}/metrics") as response:
-        text = await response.text()
+    text = await scrapes.text(sidecar)
     found = re.findall(r'^meshwarden_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M)
     return {bound: float(count) for bound, count in found}
 
@@ -134,10 +168,10 @@ def lag_over(before: dict[str, float], after: dict[str, float]) -> dict[str, flo
     }
 
 
-async def wait_revision(http: aiohttp.ClientSession, sidecars: Sequence[Child], revision: int) -> float:
+async def wait_revision(scrapes: Scrapes, sidecars: Sequence[Child], revision: int) -> float:
     started = time.perf_counter()
     while True:
-        seen = [await metric(http, s, "meshwarden_sidecar_bundle_revision") for s in sidecars]
+        seen = [await metric(scrapes, s, "meshwarden_sidecar_bundle_revision") for s in sidecars]
         if all(v is not None and v >= revision for v in seen):
             return time.perf_counter() - started
         if time.perf_counter() - started > 60:
@@ -201,6 +235,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
         children.append(await start("echo", [*echo_argv, "--announce"], log_dir=work / "logs"))
         failures: list[str] = []
         async with Client(sidecars[1].addresses["listen"]) as client, aiohttp.ClientSession() as http:
+            scrapes = Scrapes(http)
             deadline = time.monotonic() + 30
             while True:  # until frontdesk's catalog has echo
                 try:
@@ -215,7 +250,9 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
             quiet: list[float] = []
             for _ in range(args.quiet_calls):
                 await call_once(client, quiet, failures)
-            lag_before = [await lag_buckets(http, s) for s in sidecars]
+            lag_before = [await lag_buckets(scrapes, s) for s in sidecars]
+            watched = {"registry": registry, "sidecar-echo": sidecars[0], "sidecar-frontdesk": sidecars[1]}
+            await scrapes.reset(list(watched.values()))
             during: list[float] = []
             activations: list[float] = []
             pushing = True
@@ -227,11 +264,12 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
             callers = [asyncio.create_task(calls()) for _ in range(args.concurrency)]
             for artifact in artifacts[1:]:
                 revision = await push(registry, registry_dir, artifact)
-                activations.append(await wait_revision(http, sidecars, revision))
+                activations.append(await wait_revision(scrapes, sidecars, revision))
                 await asyncio.sleep(args.gap_s)
             pushing = False
             await asyncio.gather(*callers)
-            lag = [lag_over(b, await lag_buckets(http, s)) for b, s in zip(lag_before, sidecars, strict=True)]
+            lag = [lag_over(b, await lag_buckets(scrapes, s)) for b, s in zip(lag_before, sidecars, strict=True)]
+            worst = {name: await scrapes.worst_ms(child) for name, child in watched.items()}
     finally:
         for child in reversed(children):
             await child.stop()
@@ -242,11 +280,49 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
         "concurrency": args.concurrency,
         "activation_s": [round(a, 2) for a in activations],
         "sidecar_loop_lag_during_pushes": lag,
+        "max_loop_lag_ms_during_pushes": worst,
         "failures": len(failures),
         "first_failure": failures[0] if failures else "",
         "meshwarden": str(Path(sys.modules["meshwarden"].__file__ or "").parent),
         "loadavg": os.getloadavg()[0],
     }
+
+
+def compare(args: argparse.Namespace, passed: Sequence[str]) -> int:
+    """Runs this script for each checkout in turn (`--rounds` times) and prints both."""
+    script = str(Path(__file__).resolve())
+    results: dict[str, list[dict[str, object]]] = {checkout: [] for checkout in args.compare}
+    for _ in range(args.rounds):
+        for checkout in args.compare:
+            env = {**os.environ, "PYTHONPATH": str(Path(checkout).resolve())}
+            done = subprocess.run(
+                [sys.executable, script, *passed, "--output", "json"],
+                env=env,
+                cwd=tempfile.gettempdir(),  # not a checkout: PYTHONPATH decides which meshwarden runs
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode not in (0, 1):
+                sys.exit(f"bundle_push_p99.py for {checkout} failed:\n{done.stderr[-3000:]}")
+            results[checkout].append(json.loads(done.stdout))
+    if args.output == "json":
+        print(json.dumps(results, indent=2))
+        return 0
+    print("checkout | quiet p50/p99 ms | pushes p50/p99/max ms | calls | max loop lag ms (registry, echo, frontdesk)")
+    for index in range(args.rounds):
+        for checkout in args.compare:
+            r = results[checkout][index]
+            quiet, pushes = r["quiet"], r["pushes"]
+            assert isinstance(quiet, dict) and isinstance(pushes, dict)
+            worst = r.get("max_loop_lag_ms_during_pushes", {})
+            assert isinstance(worst, dict)
+            print(
+                f"{checkout} | {quiet.get('p50_ms')}/{quiet.get('p99_ms')} | "
+                f"{pushes.get('p50_ms')}/{pushes.get('p99_ms')}/{pushes.get('max_ms')} | {pushes.get('calls')} | "
+                f"{', '.join(str(v) for v in worst.values())} | loadavg {r['loadavg']:.1f}, failures {r['failures']}"
+            )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -257,7 +333,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=1, help="callers in flight while the bundles are pushed")
     parser.add_argument("--gap-s", type=float, default=1.0, help="pause after each revision is active everywhere")
     parser.add_argument("--output", choices=["table", "json"], default="table")
+    parser.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"), help="two checkouts, measured in turn")
+    parser.add_argument("--rounds", type=int, default=1, help="with --compare: how many times each, alternating")
     args = parser.parse_args(argv)
+    if args.compare:
+        raw = list(sys.argv[1:] if argv is None else argv)
+        return compare(args, _without_compare_options(raw))
     with tempfile.TemporaryDirectory(prefix="bundle-push-") as work:
         result = asyncio.run(run(args, Path(work)))
     if args.output == "json":
@@ -265,9 +346,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         for phase in ("quiet", "pushes"):
             print(f"{phase:<7} {result[phase]}")
-        for key in ("activation_s", "sidecar_loop_lag_during_pushes", "failures", "meshwarden", "loadavg"):
+        for key in (
+            "activation_s",
+            "sidecar_loop_lag_during_pushes",
+            "max_loop_lag_ms_during_pushes",
+            "failures",
+            "meshwarden",
+            "loadavg",
+        ):
             print(f"{key}: {result[key]}")
     return 1 if result["failures"] else 0
+
+
+def _without_compare_options(argv: Sequence[str]) -> list[str]:
+    """The arguments to pass on to each run: all but --compare A B, --rounds N and --output."""
+    kept, skip = [], 0
+    for arg in argv:
+        if skip:
+            skip -= 1
+            continue
+        name = arg.split("=", 1)[0]
+        if name in ("--compare", "--rounds", "--output"):
+            skip = 0 if "=" in arg else (2 if name == "--compare" else 1)
+            continue
+        kept.append(arg)
+    return kept
 
 
 if __name__ == "__main__":

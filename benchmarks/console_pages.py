@@ -40,9 +40,7 @@ from meshwarden.registry.outcomes import Outcomes
 from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.session_queries import SessionQueries
 from meshwarden.registry.store.sqlite import stores_over
-from meshwarden.registry.store.sqlite.approvals import ApprovalStore
 from meshwarden.registry.store.sqlite.blocking import BlockingStore
-from meshwarden.registry.store.sqlite.budgets import BudgetStore
 from meshwarden.registry.store.sqlite.database import Database
 from meshwarden.registry.store.sqlite.tasks import TaskStore
 from meshwarden.registry.task_queue import TaskQueue
@@ -94,8 +92,8 @@ async def measure(agents: int, calls: int, repeat: int) -> list[tuple[str, float
                 health=HealthReports(clock),
                 receipts=receipts,
                 sessions=SessionQueries(receipts, outcomes, clock),
-                budgets=Budgets(BudgetStore(blocking), clock, audit, BudgetSettings()),
-                approvals=Approvals(ApprovalStore(blocking), clock, audit),
+                budgets=Budgets(stores.budgets, clock, audit, BudgetSettings()),
+                approvals=Approvals(stores.approvals, clock, audit),
                 controls=controls,
                 task_queue=tasks,
                 bundles=Bundles(stores.bundles, clock, audit, lambda e: None, trusted_keys=None),

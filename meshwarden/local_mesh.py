@@ -45,11 +45,11 @@ def registry_argv(
 
 
 def sidecar_argv(
-    agent: str, registry: str, data_dir: Path, bundle_keys: Path, *extra: str, command: Sequence[str] = ()
+    agent: str, registry: str, data_dir: Path, bundle_keys: Path | None, *extra: str, command: Sequence[str] = ()
 ) -> list[str]:
     """`meshwarden sidecar run` for `agent`, every port on a free loopback port (local API,
     peer, admin, gateway), enrolled with the registry's embedded issuer unless `extra` says
-    otherwise."""
+    otherwise; without `bundle_keys` it trusts no bundle key (every bundle is refused)."""
     return [
         *(command or meshwarden_argv()),
         "sidecar",
@@ -68,8 +68,7 @@ def sidecar_argv(
         "127.0.0.1:0",
         "--data-dir",
         str(data_dir),
-        "--bundle-keys",
-        str(bundle_keys),
+        *(("--bundle-keys", str(bundle_keys)) if bundle_keys is not None else ()),
         *extra,
     ]
 

@@ -6,6 +6,7 @@ longer it took to be woken. Work that holds the loop (or the GIL) shows up here 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Final
 
@@ -19,6 +20,7 @@ class LoopLag:
     def __init__(self, registry: CollectorRegistry, interval_s: float = INTERVAL_S) -> None:
         self._interval_s = interval_s
         self._worst_s = 0.0
+        self._worst_lock = threading.Lock()  # recorded on the loop, taken when a scrape collects
         self.histogram = Histogram(
             "meshwarden_event_loop_lag_seconds",
             "How late the event loop woke a task that was due (sampled every 50 ms)",
@@ -34,7 +36,8 @@ class LoopLag:
 
     def record(self, lag_s: float) -> None:
         self.histogram.observe(lag_s)
-        self._worst_s = max(self._worst_s, lag_s)
+        with self._worst_lock:
+            self._worst_s = max(self._worst_s, lag_s)
 
     async def run(self) -> None:
         while True:
@@ -43,5 +46,6 @@ class LoopLag:
             self.record(max(0.0, time.perf_counter() - started - self._interval_s))
 
     def _take_worst(self) -> float:
-        worst, self._worst_s = self._worst_s, 0.0
+        with self._worst_lock:
+            worst, self._worst_s = self._worst_s, 0.0
         return worst

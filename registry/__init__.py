@@ -11,7 +11,6 @@ from meshwarden.registry.app import Ready, StartError, run, serve
 from meshwarden.registry.approvals import ApprovalAsk, Approvals
 from meshwarden.registry.audit import Audit, AuditEntry
 from meshwarden.registry.budgets import Budgets, BudgetSettings, BudgetState
-from meshwarden.registry.budgets_server import BudgetsService
 from meshwarden.registry.bundles import Bundles, StoredBundle
 from meshwarden.registry.catalog import Catalog, Listing, Registration
 from meshwarden.registry.config import RegistryConfig, load
@@ -44,10 +43,9 @@ from meshwarden.registry.outcomes import Outcomes, StoredOutcome
 from meshwarden.registry.receipts import ChainHead, Receipts
 from meshwarden.registry.routes import Routes, StoredRoute
 from meshwarden.registry.session_queries import SessionQueries
-from meshwarden.registry.store import Stores
+from meshwarden.registry.store import ApprovalStore, BudgetStore, Stores
+from meshwarden.registry.store.records import StoredApproval
 from meshwarden.registry.store.sqlite import open_sqlite
-from meshwarden.registry.store.sqlite.approvals import ApprovalStore, StoredApproval
-from meshwarden.registry.store.sqlite.budgets import BudgetStore
 from meshwarden.registry.watch_hub import WatchHub
 
 __all__ = [
@@ -68,7 +66,6 @@ __all__ = [
     "BudgetState",
     "BudgetStore",
     "Budgets",
-    "BudgetsService",
     "Bundles",
     "StoredBundle",
     "Routes",

@@ -41,13 +41,9 @@ from meshwarden.policy_bundle.trusted_keys import load_trusted_keys
 from meshwarden.ready import announce_ready
 from meshwarden.registry import api, leases, singletons, task_key
 from meshwarden.registry.approvals import Approvals
-from meshwarden.registry.approvals_server import SERVICE_NAME as APPROVALS_SERVICE_NAME
-from meshwarden.registry.approvals_server import ApprovalsService
 from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Authorizer
 from meshwarden.registry.budgets import Budgets, BudgetSettings
-from meshwarden.registry.budgets_server import SERVICE_NAME as BUDGETS_SERVICE_NAME
-from meshwarden.registry.budgets_server import BudgetsService
 from meshwarden.registry.bundles import Bundles
 from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.config import RegistryConfig
@@ -68,20 +64,16 @@ from meshwarden.registry.routes import Routes
 from meshwarden.registry.session_queries import SessionQueries
 from meshwarden.registry.store import Stores
 from meshwarden.registry.store.sqlite import stores_over
-from meshwarden.registry.store.sqlite.approvals import ApprovalStore
 from meshwarden.registry.store.sqlite.blocking import BlockingStore
-from meshwarden.registry.store.sqlite.budgets import BudgetStore
 from meshwarden.registry.store.sqlite.database import Database
 from meshwarden.registry.store.sqlite.tasks import TaskStore
 from meshwarden.registry.task_queue import TaskQueue
 from meshwarden.registry.tasks_server import SERVICE_NAME as TASKS_SERVICE_NAME
 from meshwarden.registry.tasks_server import TasksService
-from meshwarden.registry.tool_ledger import SERVICE_NAME as TOOLS_SERVICE_NAME
-from meshwarden.registry.tool_ledger import ToolLedgerService
 from meshwarden.registry.watch_hub import WatchHub
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
-from meshwarden.v1 import approvals_pb2_grpc, budgets_pb2_grpc, tasks_pb2_grpc, tools_pb2_grpc
+from meshwarden.v1 import tasks_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -137,15 +129,15 @@ def announce(ready: Ready) -> None:
 
 async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on_ready: OnReady = announce) -> None:
     """Serves until `stop` is set. Raises StoreError, CaError or StartError when it cannot start."""
-    # SQLite in the data dir: the whole store, or (with --store postgresql://) only approvals,
-    # budgets and tasks, which still sit on the blocking bridge and are this replica's own.
+    # SQLite in the data dir: the whole store, or (with --store postgresql://) only tasks, which
+    # still sit on the blocking bridge and are this replica's own.
     db = await asyncio.to_thread(Database.open, config.data_dir)
     try:
         stores = await _open_stores(config, db)
     except BaseException:
         await asyncio.to_thread(db.close)
         raise
-    blocking = BlockingStore(db)  # approvals and tasks, until they are ported to the async seam
+    blocking = BlockingStore(db)  # tasks, until they are ported to the async seam
     try:
         if stores.shared_files is not None:
             await stores.shared_files.sync(config.data_dir, SHARED_FILES, lambda: _make_shared_files(config, clock))
@@ -195,9 +187,9 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             health=health,
             task_queue=task_queue,
             task_key=task_key.load_or_create(config.data_dir),
-            approvals=Approvals(ApprovalStore(blocking), clock, audit),
+            approvals=Approvals(stores.approvals, clock, audit),
             budgets=Budgets(
-                BudgetStore(blocking),
+                stores.budgets,
                 clock,
                 audit,
                 BudgetSettings(slice_ttl_s=config.budget_slice_ttl_s, sync_every_s=config.budget_sync_s),
@@ -211,13 +203,11 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
         once_in_mesh: list[singletons.Work] = [
             ("lease-reaper", lambda: leases.reap_expired_leases(parts.catalog, config.heartbeat_interval_s)),
             ("kill-switch-expiry", parts.controls.expire_forever),
+            ("budget-slice-expiry", parts.budgets.reap_forever),
         ]
-        # Tasks and budgets are still in this process's SQLite file (the blocking bridge), even
-        # with a shared store: their expiry runs here, on what only this replica holds.
-        this_replica_only = [
-            tasks.supervise("task-lease-reaper", task_queue.reap_forever),
-            tasks.supervise("budget-slice-expiry", parts.budgets.reap_forever),
-        ]
+        # Tasks are still in this process's SQLite file (the blocking bridge), even with a
+        # shared store: their expiry runs here, on what only this replica holds.
+        this_replica_only = [tasks.supervise("task-lease-reaper", task_queue.reap_forever)]
         background = [
             *this_replica_only,
             tasks.supervise("registry-svid-rotation", own_svid.rotate_forever),
@@ -360,6 +350,9 @@ def _add_services(server: grpc.aio.Server, config: RegistryConfig, parts: _Parts
             mtls_address=mtls_advertised,
         ),
         receipts=api.ReceiptsApi(parts.receipts, parts.sessions),
+        approvals=api.ApprovalsApi(parts.approvals),
+        budgets=api.BudgetsApi(parts.budgets),
+        tools=api.ToolsApi(parts.receipts, parts.clock),
     )
 
 
@@ -374,17 +367,12 @@ async def _serve(
     authorizer = Authorizer(config.trust_domain, parts.operators, mtls_address=mtls_advertised)
     authorization.use(authorizer)
     services = _add_services(server, config, parts, mtls_advertised)
-    # Not yet split into registry.api: served by their generated servicers (the interceptor
-    # authorizes them all the same).
+    # Not yet split into registry.api: served by its generated servicer (the interceptor
+    # authorizes it all the same).
     tasks_pb2_grpc.add_TasksServicer_to_server(
         TasksService(parts.task_queue, parts.catalog, parts.task_key, authorizer), server
     )
-    approvals_pb2_grpc.add_ApprovalsServicer_to_server(
-        ApprovalsService(parts.approvals, authorizer, parts.clock), server
-    )
-    tools_pb2_grpc.add_ToolsServicer_to_server(ToolLedgerService(parts.receipts, authorizer, parts.clock), server)
-    budgets_pb2_grpc.add_BudgetsServicer_to_server(BudgetsService(parts.budgets, authorizer), server)
-    services += [APPROVALS_SERVICE_NAME, TASKS_SERVICE_NAME, TOOLS_SERVICE_NAME, BUDGETS_SERVICE_NAME]
+    services += [TASKS_SERVICE_NAME]
     health = add_standard_services(server, services)
     serving = False
     admin = AdminServer(

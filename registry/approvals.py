@@ -1,6 +1,6 @@
 """Approvals: a person's decision on one call that policy marks as needing it.
 
-The rules live here, the SQL in registry.approval_store:
+The rules live here, the storage behind registry.store.ApprovalStore:
 - An approval is bound to the calling agent, what it calls and the sha256 of the exact
   argument bytes; a call with other arguments never uses it (approving one refund does not
   approve another).
@@ -17,6 +17,7 @@ the WaitApproval stream awaits with the approval's expiry as its timeout.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import secrets
@@ -24,20 +25,27 @@ from dataclasses import dataclass
 from typing import Final
 
 from meshwarden.clock import Clock
-from meshwarden.registry.audit import Audit
-from meshwarden.registry.authz import Caller
+from meshwarden.registry.audit import Audit, logged
+from meshwarden.registry.authz import Caller, require_agent
 from meshwarden.registry.errors import Conflict, InvalidInput, PermissionDenied, UnknownControl
-from meshwarden.registry.store.sqlite.approvals import (
-    APPROVED,
-    DENIED,
-    EXPIRED,
-    PENDING,
-    USED,
-    ApprovalStore,
-    StoredApproval,
-)
+from meshwarden.registry.store import ApprovalStore
+from meshwarden.registry.store.records import APPROVED, DENIED, EXPIRED, PENDING, USED, StoredApproval
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "APPROVAL_ID",
+    "APPROVED",
+    "DENIED",
+    "EXPIRED",
+    "PENDING",
+    "USED",
+    "Answer",
+    "ApprovalAsk",
+    "Approvals",
+    "StoredApproval",
+    "is_final",
+]
 
 MIN_TTL_S: Final = 1
 MAX_TTL_S: Final = 7 * 24 * 3600
@@ -80,43 +88,68 @@ class Approvals:
     def __init__(self, store: ApprovalStore, clock: Clock, audit_log: Audit) -> None:
         self._store, self._clock, self._audit = store, clock, audit_log
         self._changed = asyncio.Event()
+        # Finding an approval of the same arguments and opening one if there is none is one
+        # step: two retries of one call asking at once get the same approval, not two.
+        self._asking = asyncio.Lock()
 
     @property
     def changed(self) -> asyncio.Event:
         """Set when any approval is decided; replaced by a fresh event at the same time."""
         return self._changed
 
-    def request(self, ask: ApprovalAsk) -> Answer:
+    async def request(self, ask: ApprovalAsk, caller: Caller | None = None) -> Answer:
+        """With a `caller` (the server's case), only for the caller's own agent, whose SPIFFE ID
+        is the caller's certificate's."""
+        if caller is not None:
+            identity = require_agent(caller, ask.agent, "ask for an approval")
+            ask = dataclasses.replace(ask, spiffe_id=identity.spiffe_id)
         _check_ask(ask)
-        self.expire()
+        await self.expire()
         if ask.approval_id:
-            return self._retry(ask)
-        approved = self._store.find(ask.agent, ask.capability, ask.arguments_sha256, APPROVED)
-        if approved is not None:
-            return self._use(approved, ask.call_id)
-        pending = self._store.find(ask.agent, ask.capability, ask.arguments_sha256, PENDING)
-        if pending is not None:  # the same call asked again (a retry that did not keep the id)
-            return Answer(approval=pending, granted=False)
-        return Answer(approval=self._open(ask), granted=False)
+            return await self._retry(ask)
+        async with self._asking:
+            approved = await self._store.find(ask.agent, ask.capability, ask.arguments_sha256, APPROVED)
+            if approved is not None:
+                return await self._use(approved, ask.call_id)
+            pending = await self._store.find(ask.agent, ask.capability, ask.arguments_sha256, PENDING)
+            if pending is not None:  # the same call asked again (a retry that did not keep the id)
+                return Answer(approval=pending, granted=False)
+            return Answer(approval=await self._open(ask), granted=False)
 
-    def get(self, approval_id: str) -> StoredApproval:
-        self.expire()
-        found = self._store.get(approval_id)
+    async def get(self, approval_id: str) -> StoredApproval:
+        await self.expire()
+        found = await self._store.get(approval_id)
         if found is None:
             raise UnknownControl(f"no approval {approval_id!r}; see meshwarden approvals list --all")
         return found
 
-    def recent(self, *, pending_only: bool, limit: int) -> list[StoredApproval]:
-        self.expire()
-        return self._store.recent(pending_only=pending_only, limit=limit)
+    async def wait(self, approval_id: str, caller: Caller | None = None) -> StoredApproval:
+        """The approval once it is decided for good (is_final), or expired at its expiry; with a
+        `caller`, only the approval's own agent may wait for it."""
+        approval = await self.get(approval_id)
+        if caller is not None:
+            require_agent(caller, approval.agent, f"wait for approval {approval.id}")
+        while not is_final(approval):
+            changed = self._changed
+            left = approval.expires_at - self._clock.wall()
+            try:
+                await asyncio.wait_for(changed.wait(), max(left, 0.0) + 0.05)
+            except TimeoutError:
+                pass  # its time ended: `get` expires it
+            approval = await self.get(approval.id)
+        return approval
 
-    def decide(self, approval_id: str, approve: bool, reason: str, caller: Caller) -> StoredApproval:
+    async def recent(self, *, pending_only: bool, limit: int) -> list[StoredApproval]:
+        await self.expire()
+        return await self._store.recent(pending_only=pending_only, limit=limit)
+
+    async def decide(self, approval_id: str, approve: bool, reason: str, caller: Caller) -> StoredApproval:
         reason = reason.strip()
         if not reason:
             raise InvalidInput("reason", "is required: say why, for the caller and the audit log")
         if len(reason) > MAX_REASON_CHARS:
             raise InvalidInput("reason", f"is {len(reason)} characters; at most {MAX_REASON_CHARS}")
-        current = self.get(approval_id)
+        current = await self.get(approval_id)
         if current.state != PENDING:
             raise Conflict(
                 f"approval {approval_id} is {current.state}, not pending"
@@ -127,28 +160,30 @@ class Approvals:
         action = "approval.approve" if approve else "approval.deny"
         entry = self._audit.entry(caller, action, _target(current), reason, current.id)
         decided_by = entry.actor + (f" ({entry.claimed_user})" if entry.claimed_user else "")
-        if not self._store.decide(approval_id, PENDING, state, entry.at, decided_by, reason, entry):
+        if not await self._store.decide(approval_id, PENDING, state, entry.at, decided_by, reason, entry):
             raise Conflict(f"approval {approval_id} was decided or expired meanwhile; see meshwarden approvals show")
+        logged(entry)
         self._notify()
-        return self.get(approval_id)
+        return await self.get(approval_id)
 
-    def expire(self) -> list[StoredApproval]:
+    async def expire(self) -> list[StoredApproval]:
         """Expires every approval whose time ended (pending: nobody decided; approved: not used)."""
         ended: list[StoredApproval] = []
-        for approval in self._store.due(self._clock.wall()):
+        for approval in await self._store.due(self._clock.wall()):
             why = "nobody decided in time" if approval.state == PENDING else "it was approved but not used in time"
             entry = self._audit.entry(None, "approval.expire", _target(approval), why, approval.id)
-            if self._store.decide(
+            if await self._store.decide(
                 approval.id, approval.state, EXPIRED, entry.at, approval.decided_by or "registry", why, entry
             ):
+                logged(entry)
                 ended.append(approval)
                 log.info("approval %s expired: %s", approval.id, why)
         if ended:
             self._notify()
         return ended
 
-    def _retry(self, ask: ApprovalAsk) -> Answer:
-        found = self._store.get(ask.approval_id)
+    async def _retry(self, ask: ApprovalAsk) -> Answer:
+        found = await self._store.get(ask.approval_id)
         if found is None or found.agent != ask.agent:
             raise UnknownControl(f"no approval {ask.approval_id!r} for agent {ask.agent}")
         if found.capability != ask.capability or found.arguments_sha256 != ask.arguments_sha256:
@@ -158,17 +193,18 @@ class Approvals:
                 "exact arguments it was given for; ask again without the approval id"
             )
         if found.state == APPROVED:
-            return self._use(found, ask.call_id)
+            return await self._use(found, ask.call_id)
         return Answer(approval=found, granted=False)
 
-    def _use(self, approval: StoredApproval, call_id: str) -> Answer:
+    async def _use(self, approval: StoredApproval, call_id: str) -> Answer:
         entry = self._audit.entry(None, "approval.use", _target(approval), "", f"{approval.id} by call {call_id}")
-        if not self._store.use(approval.id, entry.at, call_id, entry):  # another call used it first
-            current = self._store.get(approval.id) or approval
+        if not await self._store.use(approval.id, entry.at, call_id, entry):  # another call used it first
+            current = await self._store.get(approval.id) or approval
             return Answer(approval=current, granted=False)
-        return Answer(approval=self._store.get(approval.id) or approval, granted=True)
+        logged(entry)
+        return Answer(approval=await self._store.get(approval.id) or approval, granted=True)
 
-    def _open(self, ask: ApprovalAsk) -> StoredApproval:
+    async def _open(self, ask: ApprovalAsk) -> StoredApproval:
         approval_id = "ap-" + secrets.token_hex(6)
         entry = self._audit.entry(
             None, "approval.request", f"{ask.agent} -> {ask.capability}", "; ".join(ask.risk_factors), approval_id
@@ -191,7 +227,8 @@ class Approvals:
             workflow_id=ask.workflow_id,
             call_id=ask.call_id,
         )
-        self._store.insert(approval, entry)
+        await self._store.insert(approval, entry)
+        logged(entry)
         log.info("approval %s requested: %s -> %s (%s)", approval_id, ask.agent, ask.capability, ask.risk_factors)
         return approval
 

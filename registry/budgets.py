@@ -53,9 +53,22 @@ from meshwarden.clock import Clock
 from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Caller
 from meshwarden.registry.errors import InvalidInput, UnknownControl
-from meshwarden.registry.store.sqlite.budgets import BudgetRow, BudgetRows, BudgetStore, SliceRow
+from meshwarden.registry.store import BudgetRows, BudgetStore
+from meshwarden.registry.store.records import BudgetRow, SliceRow
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "MAX_REASON_CHARS",
+    "BudgetRow",
+    "BudgetSettings",
+    "BudgetState",
+    "Budgets",
+    "Grant",
+    "SliceReport",
+    "SliceRow",
+    "SliceStatus",
+]
 
 MAX_REASON_CHARS: Final = 1000
 MAX_SESSIONS_LISTED: Final = 20
@@ -139,8 +152,8 @@ class Budgets:
         reason = reason.strip()[:MAX_REASON_CHARS]
         target = f"budget {describe(scope, value)} per {PERIOD_NAMES[period]}"
 
-        def work(rows: BudgetRows) -> tuple[BudgetRow, bool]:
-            existing = rows.budget_for(scope, value, period)
+        async def work(rows: BudgetRows) -> tuple[BudgetRow, bool]:
+            existing = await rows.budget_for(scope, value, period)
             budget_id = existing.id if existing is not None else "bg-" + secrets.token_hex(4)
             soft_text = f", soft {usd(soft)}" if soft else ""
             entry = self._audit.entry(caller, "budget.set", target, reason, f"{budget_id}: {usd(limit)}{soft_text}")
@@ -155,9 +168,9 @@ class Budgets:
                 created_by=entry.actor,
                 created_at=existing.created_at if existing is not None else entry.at,
             )
-            rows.put_budget(budget)
-            rows.bump_revision()
-            rows.audit(entry)
+            await rows.put_budget(budget)
+            await rows.bump_revision()
+            await rows.audit(entry)
             return budget, existing is None
 
         done = await self._store.write(work)
@@ -165,14 +178,16 @@ class Budgets:
         return done
 
     async def lift(self, budget_id: str, reason: str, caller: Caller) -> BudgetRow:
-        def work(rows: BudgetRows) -> BudgetRow:
-            budget = rows.budget(budget_id)
+        async def work(rows: BudgetRows) -> BudgetRow:
+            budget = await rows.budget(budget_id)
             if budget is None:
                 raise UnknownControl(f"no budget {budget_id!r} is set; see meshwarden budget list")
             target = f"budget {describe(budget.scope, budget.scope_value)} per {PERIOD_NAMES[budget.period]}"
-            rows.delete_budget(budget_id)
-            rows.bump_revision()
-            rows.audit(self._audit.entry(caller, "budget.lift", target, reason.strip()[:MAX_REASON_CHARS], budget_id))
+            await rows.delete_budget(budget_id)
+            await rows.bump_revision()
+            await rows.audit(
+                self._audit.entry(caller, "budget.lift", target, reason.strip()[:MAX_REASON_CHARS], budget_id)
+            )
             return budget
 
         lifted = await self._store.write(work)
@@ -180,25 +195,28 @@ class Budgets:
         return lifted
 
     async def current(self) -> tuple[int, list[BudgetRow]]:
-        return await self._store.write(lambda rows: (rows.revision(), rows.budgets()))
+        async def work(rows: BudgetRows) -> tuple[int, list[BudgetRow]]:
+            return await rows.revision(), await rows.budgets()
+
+        return await self._store.read(work)
 
     async def states(self, session_id: str = "") -> list[BudgetState]:
         """Every budget in its current period; a per-session budget once per session seen in it
         (`session_id` alone when given, else the busiest ones)."""
         now = self._clock.wall()
 
-        def work(rows: BudgetRows) -> list[BudgetState]:
+        async def work(rows: BudgetRows) -> list[BudgetState]:
             found = []
-            for budget in rows.budgets():
+            for budget in await rows.budgets():
                 period = period_of(budget.period, now)
                 if budget.scope != SESSION:
-                    found.append(_state(rows, budget, period, "", now))
+                    found.append(await _state(rows, budget, period, "", now))
                     continue
-                subjects = [session_id] if session_id else _sessions_of(rows, budget, period.key, now)
-                found.extend(_state(rows, budget, period, s, now) for s in subjects or [""])
+                subjects = [session_id] if session_id else await _sessions_of(rows, budget, period.key, now)
+                found.extend([await _state(rows, budget, period, s, now) for s in subjects or [""]])
             return found
 
-        return await self._store.write(work)
+        return await self._store.read(work)
 
     # ---- sidecars
 
@@ -224,10 +242,10 @@ class Budgets:
         now = self._clock.wall()
         crossed: list[BudgetState] = []
 
-        def work(rows: BudgetRows) -> list[SliceStatus]:
+        async def work(rows: BudgetRows) -> list[SliceStatus]:
             statuses = []
             for report in reports:
-                found = rows.slice(report.slice_id)
+                found = await rows.slice(report.slice_id)
                 if found is None or found.holder_spiffe_id != spiffe_id:
                     if found is not None:
                         log.warning("%s (%s) reported slice %s of another holder", spiffe_id, holder, report.slice_id)
@@ -239,12 +257,12 @@ class Budgets:
                     continue
                 delta = max(report.used_micro_usd - found.used_micro_usd, 0)
                 if delta:
-                    rows.charge(found.budget_id, found.period_key, found.subject, delta, now)
-                    crossing = _soft_crossing(rows, found, now)
+                    await rows.charge(found.budget_id, found.period_key, found.subject, delta, now)
+                    crossing = await _soft_crossing(rows, found, now)
                     if crossing is not None:
                         crossed.append(crossing)
-                status, updated = self._renewed(rows, found, report, now, delta)
-                rows.put_slice(updated)
+                status, updated = await self._renewed(rows, found, report, now, delta)
+                await rows.put_slice(updated)
                 statuses.append(status)
             return statuses
 
@@ -257,10 +275,10 @@ class Budgets:
         """Ends the slices whose holders stopped reporting; returns them."""
         now = self._clock.wall()
 
-        def work(rows: BudgetRows) -> list[SliceRow]:
-            lapsed = rows.lapsed(now)
-            rows.end_slices([s.id for s in lapsed])
-            rows.purge_ended(now - _KEEP_ENDED_S)
+        async def work(rows: BudgetRows) -> list[SliceRow]:
+            lapsed = await rows.lapsed(now)
+            await rows.end_slices([s.id for s in lapsed])
+            await rows.purge_ended(now - _KEEP_ENDED_S)
             return lapsed
 
         lapsed = await self._store.write(work)
@@ -291,7 +309,7 @@ class Budgets:
 
     # ---- inside
 
-    def _decide(
+    async def _decide(
         self,
         rows: BudgetRows,
         holder: str,
@@ -303,14 +321,14 @@ class Budgets:
         want: int,
         now: float,
     ) -> Grant:
-        budget = rows.budget(budget_id)
+        budget = await rows.budget(budget_id)
         if budget is None:
             raise UnknownControl(f"no budget {budget_id!r} is set (it may just have been lifted)")
         _check_subject(budget, subject)
         period = period_of(budget.period, now)
         ttl_s = self._ttl(period, now)
-        slices = rows.slices(budget_id, period.key, subject)
-        spent = rows.spend(budget_id, period.key, subject).spent_micro_usd
+        slices = await rows.slices(budget_id, period.key, subject)
+        spent = (await rows.spend(budget_id, period.key, subject)).spent_micro_usd
         free = budget.limit_micro_usd - spent - sum(s.held(now) for s in slices)
         state = _state_of(budget, period, subject, spent, slices, False, now)
         if free >= need:
@@ -335,7 +353,7 @@ class Budgets:
                     recalled=False,
                     live=True,
                 )
-            rows.put_slice(updated)
+            await rows.put_slice(updated)
             state = replace(state, reserved_micro_usd=state.reserved_micro_usd + grant)
             return Grant(
                 slice_id=updated.id,
@@ -350,7 +368,7 @@ class Budgets:
         others = [s for s in slices if s.id != slice_id and s.held(now) > 0]
         room_elsewhere = free + sum(s.held(now) for s in others) >= need
         if room_elsewhere:
-            rows.recall([s.id for s in others if s.held(now) > s.in_flight_micro_usd])
+            await rows.recall([s.id for s in others if s.held(now) > s.in_flight_micro_usd])
         return Grant(
             slice_id="",
             granted_micro_usd=0,
@@ -364,11 +382,11 @@ class Budgets:
         ttl = self.settings.slice_ttl_s
         return ttl if period.ends_at is None else max(min(ttl, period.ends_at - now), 0.0)
 
-    def _renewed(
+    async def _renewed(
         self, rows: BudgetRows, found: SliceRow, report: SliceReport, now: float, delta: int
     ) -> tuple[SliceStatus, SliceRow]:
         used = found.used_micro_usd + delta
-        budget = rows.budget(found.budget_id)
+        budget = await rows.budget(found.budget_id)
         period = period_of(budget.period, now) if budget is not None else None
         alive = found.live and found.expires_at > now and not report.release
         if not alive or period is None or period.key != found.period_key:
@@ -420,16 +438,16 @@ class Budgets:
         changed.set()
 
 
-def _soft_crossing(rows: BudgetRows, found: SliceRow, now: float) -> BudgetState | None:
-    budget = rows.budget(found.budget_id)
+async def _soft_crossing(rows: BudgetRows, found: SliceRow, now: float) -> BudgetState | None:
+    budget = await rows.budget(found.budget_id)
     if budget is None or not budget.soft_limit_micro_usd:
         return None
-    spend = rows.spend(found.budget_id, found.period_key, found.subject)
+    spend = await rows.spend(found.budget_id, found.period_key, found.subject)
     if spend.soft_crossed or spend.spent_micro_usd < budget.soft_limit_micro_usd:
         return None
-    rows.mark_soft_crossed(found.budget_id, found.period_key, found.subject)
+    await rows.mark_soft_crossed(found.budget_id, found.period_key, found.subject)
     period = period_of(budget.period, now)
-    return _state(rows, budget, period, found.subject, now)
+    return await _state(rows, budget, period, found.subject, now)
 
 
 def _check_subject(budget: BudgetRow, subject: str) -> None:
@@ -439,17 +457,17 @@ def _check_subject(budget: BudgetRow, subject: str) -> None:
         raise InvalidInput("subject", f"must be empty: {budget.id} is not a per-session budget")
 
 
-def _sessions_of(rows: BudgetRows, budget: BudgetRow, period_key: str, now: float) -> list[str]:
-    spent = {s.subject: s.spent_micro_usd for s in rows.spends(budget.id, period_key)}
-    for s in rows.live_slices_of(budget.id, period_key):
+async def _sessions_of(rows: BudgetRows, budget: BudgetRow, period_key: str, now: float) -> list[str]:
+    spent = {s.subject: s.spent_micro_usd for s in await rows.spends(budget.id, period_key)}
+    for s in await rows.live_slices_of(budget.id, period_key):
         if s.held(now) or s.subject not in spent:
             spent[s.subject] = spent.get(s.subject, 0)
     return sorted(spent, key=lambda k: (-spent[k], k))[:MAX_SESSIONS_LISTED]
 
 
-def _state(rows: BudgetRows, budget: BudgetRow, period: Period, subject: str, now: float) -> BudgetState:
-    spend = rows.spend(budget.id, period.key, subject)
-    slices = rows.slices(budget.id, period.key, subject)
+async def _state(rows: BudgetRows, budget: BudgetRow, period: Period, subject: str, now: float) -> BudgetState:
+    spend = await rows.spend(budget.id, period.key, subject)
+    slices = await rows.slices(budget.id, period.key, subject)
     return _state_of(budget, period, subject, spend.spent_micro_usd, slices, spend.soft_crossed, now)
 
 

@@ -13,7 +13,9 @@ from typing import Final
 
 import grpc
 
+from meshwarden.registry.api.approvals import ApprovalsApi
 from meshwarden.registry.api.authorization import Authorization
+from meshwarden.registry.api.budgets import BudgetsApi
 from meshwarden.registry.api.bundles import BundlesApi
 from meshwarden.registry.api.catalog import CatalogApi
 from meshwarden.registry.api.controls import ControlsApi
@@ -22,22 +24,31 @@ from meshwarden.registry.api.identity import IdentityApi
 from meshwarden.registry.api.receipts import ReceiptsApi
 from meshwarden.registry.api.routes import RoutesApi
 from meshwarden.registry.api.service import add_service, handlers_of
+from meshwarden.registry.api.tools import ToolsApi
 from meshwarden.registry.api.watch import WatchApi
-from meshwarden.v1 import controls_pb2, identity_pb2, receipts_pb2, registry_pb2
+from meshwarden.v1 import approvals_pb2, budgets_pb2, controls_pb2, identity_pb2, receipts_pb2, registry_pb2, tools_pb2
 
 REGISTRY: Final = registry_pb2.DESCRIPTOR.services_by_name["Registry"]
 CONTROLS: Final = controls_pb2.DESCRIPTOR.services_by_name["Controls"]
 IDENTITY: Final = identity_pb2.DESCRIPTOR.services_by_name["Identity"]
 RECEIPTS: Final = receipts_pb2.DESCRIPTOR.services_by_name["Receipts"]
-SERVICES: Final = (REGISTRY, CONTROLS, IDENTITY, RECEIPTS)
+APPROVALS: Final = approvals_pb2.DESCRIPTOR.services_by_name["Approvals"]
+BUDGETS: Final = budgets_pb2.DESCRIPTOR.services_by_name["Budgets"]
+TOOLS: Final = tools_pb2.DESCRIPTOR.services_by_name["Tools"]
+SERVICES: Final = (REGISTRY, CONTROLS, IDENTITY, RECEIPTS, APPROVALS, BUDGETS, TOOLS)
 
 __all__ = [
+    "APPROVALS",
+    "BUDGETS",
     "CONTROLS",
     "IDENTITY",
     "RECEIPTS",
     "REGISTRY",
     "SERVICES",
+    "TOOLS",
+    "ApprovalsApi",
     "Authorization",
+    "BudgetsApi",
     "BundlesApi",
     "CatalogApi",
     "ControlsApi",
@@ -45,6 +56,7 @@ __all__ = [
     "IdentityApi",
     "ReceiptsApi",
     "RoutesApi",
+    "ToolsApi",
     "WatchApi",
     "add_services",
 ]
@@ -61,6 +73,9 @@ def add_services(
     controls: ControlsApi,
     identity: IdentityApi,
     receipts: ReceiptsApi,
+    approvals: ApprovalsApi,
+    budgets: BudgetsApi,
+    tools: ToolsApi,
 ) -> list[str]:
     """Adds every registry service to `server`; returns their full names (for health and reflection)."""
     add_service(
@@ -71,4 +86,7 @@ def add_services(
     add_service(server, CONTROLS, controls.handlers())
     add_service(server, IDENTITY, identity.handlers())
     add_service(server, RECEIPTS, receipts.handlers())
+    add_service(server, APPROVALS, approvals.handlers())
+    add_service(server, BUDGETS, budgets.handlers())
+    add_service(server, TOOLS, tools.handlers())
     return [service.full_name for service in SERVICES]

@@ -18,9 +18,8 @@ from google.protobuf import duration_pb2
 
 from meshwarden.control_scopes import describe
 from meshwarden.registry.api.controls import ControlsApi
-from meshwarden.registry.approvals import Approvals
+from meshwarden.registry.approvals import Approvals, StoredApproval
 from meshwarden.registry.authz import Caller, reset_current_caller, set_current_caller
-from meshwarden.registry.store.sqlite.approvals import StoredApproval
 from meshwarden.v1 import controls_pb2
 
 ENFORCEMENT_WAIT_S: Final = 5
@@ -46,8 +45,8 @@ class Actions:
         self._approvals, self._controls = approvals, controls
         self.effects: OrderedDict[str, Effect] = OrderedDict()  # by switch id: engaged, then lifted
 
-    def decide(self, approval_id: str, approve: bool, reason: str, operator: Caller) -> StoredApproval:
-        return self._approvals.decide(approval_id, approve, reason, operator)
+    async def decide(self, approval_id: str, approve: bool, reason: str, operator: Caller) -> StoredApproval:
+        return await self._approvals.decide(approval_id, approve, reason, operator)
 
     async def kill(self, kind: int, value: str, reason: str, ttl_s: int, operator: Caller) -> Effect:
         request = controls_pb2.KillRequest(

@@ -140,7 +140,7 @@ class Pages:
         return self._page(request, "costs.html", values)
 
     async def approvals(self, request: web.Request) -> web.Response:
-        pending, recent = self._reads.approvals()
+        pending, recent = await self._reads.approvals()
         return self._page(request, "approvals.html", {"pending": pending, "recent": recent})
 
     async def decide(self, request: web.Request) -> web.StreamResponse:
@@ -151,7 +151,7 @@ class Pages:
         if decision not in ("approve", "deny"):
             raise web.HTTPBadRequest(text="decision must be approve or deny")
         try:
-            decided = self._actions.decide(approval_id, decision == "approve", _reason(form), operator(login))
+            decided = await self._actions.decide(approval_id, decision == "approve", _reason(form), operator(login))
         except RegistryError as exc:
             login.notices.append(f"Approval {approval_id}: {exc}")
         else:

@@ -5,8 +5,8 @@ Lists page with a cursor the page hands back (`after` for names, `before` for id
 so a mesh with a thousand agents shows fifty at a time. Arithmetic over many receipts (the
 live map, sessions) runs in a worker thread: the registry's event loop also renews leases.
 
-The approvals and tasks domains are still synchronous (the blocking bridge,
-registry.store.sqlite.blocking); they are called here as their servicers call them.
+The tasks domain is still synchronous (the blocking bridge, registry.store.sqlite.blocking);
+it is called here as its servicer calls it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Final
 
 from meshwarden.clock import Clock
 from meshwarden.receipt_calls import calls_of
-from meshwarden.registry.approvals import Approvals
+from meshwarden.registry.approvals import Approvals, StoredApproval
 from meshwarden.registry.audit import Audit, AuditEntry
 from meshwarden.registry.authz import Caller
 from meshwarden.registry.budgets import Budgets, BudgetState
@@ -31,7 +31,6 @@ from meshwarden.registry.health_reports import HealthReports
 from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.session_queries import SessionQueries
 from meshwarden.registry.store.records import SidecarBundleStatus
-from meshwarden.registry.store.sqlite.approvals import StoredApproval
 from meshwarden.registry.store.sqlite.tasks import TaskFilter, TaskRow
 from meshwarden.registry.task_queue import TaskQueue
 from meshwarden.registry.wire import timestamp
@@ -183,10 +182,10 @@ class Reads:
         rows = (await self._s.sessions.costs(request, reader)).rows
         return CostsView(rows=tuple(rows), budgets=tuple(await self._s.budgets.states()))
 
-    def approvals(self) -> tuple[list[StoredApproval], list[StoredApproval]]:
+    async def approvals(self) -> tuple[list[StoredApproval], list[StoredApproval]]:
         """The pending queue (oldest first: the next to expire on top) and the latest decided."""
-        pending = sorted(self._s.approvals.recent(pending_only=True, limit=200), key=lambda a: a.requested_at)
-        recent = [a for a in self._s.approvals.recent(pending_only=False, limit=PAGE) if a.state != "pending"]
+        pending = sorted(await self._s.approvals.recent(pending_only=True, limit=200), key=lambda a: a.requested_at)
+        recent = [a for a in await self._s.approvals.recent(pending_only=False, limit=PAGE) if a.state != "pending"]
         return pending, recent
 
     async def controls(self) -> ControlsSet:

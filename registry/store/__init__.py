@@ -21,11 +21,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from meshwarden.registry.model import CatalogEvent, Instance, RemovalReason, Removed, Snapshot, Upserted
 from meshwarden.registry.store.records import (
     AuditEntry,
+    BudgetRow,
     ChainHead,
     ChainVerdict,
     ControlsSet,
@@ -34,6 +35,9 @@ from meshwarden.registry.store.records import (
     KillSwitch,
     Positions,
     SidecarBundleStatus,
+    SliceRow,
+    SpendRow,
+    StoredApproval,
     StoredBundle,
     StoredHealthReport,
     StoredOutcome,
@@ -41,6 +45,8 @@ from meshwarden.registry.store.records import (
     ToolCallQuery,
 )
 from meshwarden.v1 import receipts_pb2
+
+T = TypeVar("T")
 
 
 class CatalogStore(Protocol):
@@ -271,6 +277,111 @@ class SharedFiles(Protocol):
         """Writes the stored files into `data_dir`; when the store holds none yet, runs `make`
         (which loads or creates them in `data_dir`, in a worker thread) and stores them, once
         for all replicas."""
+
+
+class ApprovalStore(Protocol):
+    """Approvals (registry.approvals). Each state change is conditional on the state it
+    leaves and commits with its audit entry, so of two deciders (or two calls using one
+    approval) one wins and the other is told nothing changed."""
+
+    async def insert(self, approval: StoredApproval, audit: AuditEntry) -> None: ...
+
+    async def get(self, approval_id: str) -> StoredApproval | None: ...
+
+    async def find(self, agent: str, capability: str, arguments_sha256: str, state: str) -> StoredApproval | None:
+        """The oldest approval of these exact arguments in `state`."""
+        ...
+
+    async def recent(self, *, pending_only: bool, limit: int) -> list[StoredApproval]:
+        """The newest `limit` approvals (pending ones only when asked), newest first."""
+        ...
+
+    async def due(self, now: float) -> list[StoredApproval]:
+        """Pending or approved approvals whose time ended at or before `now`."""
+        ...
+
+    async def decide(
+        self, approval_id: str, from_state: str, to_state: str, at: float, by: str, reason: str, audit: AuditEntry
+    ) -> bool:
+        """Moves one approval from `from_state` to `to_state`; False (nothing written, no audit
+        entry) when it was not in `from_state`."""
+        ...
+
+    async def use(self, approval_id: str, at: float, call_id: str, audit: AuditEntry) -> bool:
+        """Marks an approved approval used by `call_id`; False when it was not approved (any more)."""
+        ...
+
+
+class BudgetRows(Protocol):
+    """Typed reads and writes of budgets, their spend per period and their slices, inside one
+    transaction of BudgetStore. Coroutines, so that a driver that awaits (PostgreSQL's)
+    implements them as they are; SQLite's finish without suspending."""
+
+    async def budgets(self) -> list[BudgetRow]: ...
+
+    async def budget(self, budget_id: str) -> BudgetRow | None: ...
+
+    async def budget_for(self, scope: int, value: str, period: int) -> BudgetRow | None: ...
+
+    async def put_budget(self, budget: BudgetRow) -> None: ...
+
+    async def delete_budget(self, budget_id: str) -> None:
+        """Deletes the budget and ends its slices."""
+        ...
+
+    async def bump_revision(self) -> None:
+        """The budget set's revision moves on (every set and lift)."""
+        ...
+
+    async def revision(self) -> int: ...
+
+    async def spend(self, budget_id: str, period_key: str, subject: str) -> SpendRow: ...
+
+    async def spends(self, budget_id: str, period_key: str) -> list[SpendRow]: ...
+
+    async def charge(self, budget_id: str, period_key: str, subject: str, micro_usd: int, now: float) -> None: ...
+
+    async def mark_soft_crossed(self, budget_id: str, period_key: str, subject: str) -> None: ...
+
+    async def slices(self, budget_id: str, period_key: str, subject: str) -> list[SliceRow]:
+        """The live slices of one budget, period and subject."""
+        ...
+
+    async def live_slices_of(self, budget_id: str, period_key: str) -> list[SliceRow]: ...
+
+    async def slice(self, slice_id: str) -> SliceRow | None: ...
+
+    async def put_slice(self, s: SliceRow) -> None: ...
+
+    async def recall(self, slice_ids: list[str]) -> None: ...
+
+    async def lapsed(self, now: float) -> list[SliceRow]:
+        """Live slices whose holder stopped renewing them."""
+        ...
+
+    async def end_slices(self, slice_ids: list[str]) -> None: ...
+
+    async def purge_ended(self, before: float) -> int: ...
+
+    async def audit(self, entry: AuditEntry) -> None:
+        """Commits `entry` with the transaction."""
+        ...
+
+
+class BudgetStore(Protocol):
+    """Budgets as units of work: registry.budgets decides (grant, recall, charge) between
+    reads and writes that commit together, so two sidecars asking at once cannot both be
+    granted the same room.
+
+    `work` awaits nothing but its rows (no other I/O, no sleeping): an implementation runs it
+    inside one transaction without holding the caller's event loop on the database (SQLite:
+    to its end on the writer thread, or the reader thread for `read`); raising rolls the
+    transaction back."""
+
+    async def write(self, work: Callable[[BudgetRows], Awaitable[T]]) -> T: ...
+
+    async def read(self, work: Callable[[BudgetRows], Awaitable[T]]) -> T:
+        """`work` in a read-only transaction (a consistent view); writing raises."""
         ...
 
 
@@ -293,13 +404,19 @@ class Stores:
     shared_files: SharedFiles | None = None
     # None: health reports stay in this process's memory (one registry).
     health_reports: HealthReportStore | None = None
+    approvals: ApprovalStore
+    budgets: BudgetStore
     location: str  # where the data lives, for log lines (a path, or a database URL without secrets)
     close: Callable[[], Awaitable[None]]
 
 
 __all__ = [
+    "ApprovalStore",
     "AuditEntry",
     "AuditStore",
+    "BudgetRow",
+    "BudgetRows",
+    "BudgetStore",
     "BundleStore",
     "CatalogStore",
     "ChangeFeed",
@@ -320,6 +437,9 @@ __all__ = [
     "RouteStore",
     "SharedFiles",
     "SidecarBundleStatus",
+    "SliceRow",
+    "SpendRow",
+    "StoredApproval",
     "StoredBundle",
     "StoredOutcome",
     "StoredRoute",

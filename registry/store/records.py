@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from meshwarden.control_scopes import describe
 
@@ -183,3 +184,77 @@ class StoredHealthReport:
     reporter_registered: bool
     findings: tuple[tuple[str, int, str], ...]  # (instance id, catalog_pb2.HealthState, reason)
     reported_at: float
+
+
+# Approval states (registry.approvals holds the rules between them).
+PENDING: Final = "pending"
+APPROVED: Final = "approved"
+DENIED: Final = "denied"
+EXPIRED: Final = "expired"
+USED: Final = "used"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StoredApproval:
+    id: str
+    state: str
+    agent: str
+    spiffe_id: str
+    call_kind: str
+    capability: str
+    arguments_sha256: str
+    requested_at: float
+    expires_at: float
+    # Kept as one JSON body (no query reads them): for the reviewer and the audit trail.
+    arguments_json: str = ""
+    risk_factors: tuple[str, ...] = ()
+    policy_ids: tuple[str, ...] = ()
+    bundle: str = ""
+    session_id: str = ""
+    workflow_id: str = ""
+    call_id: str = ""
+    decided_at: float | None = None
+    decided_by: str = ""
+    reason: str = ""
+    used_at: float | None = None
+    used_by_call_id: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BudgetRow:
+    id: str
+    scope: int  # budgets_pb2.BudgetScope
+    scope_value: str
+    period: int  # budgets_pb2.BudgetPeriod
+    limit_micro_usd: int
+    soft_limit_micro_usd: int
+    reason: str
+    created_by: str
+    created_at: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SliceRow:
+    id: str
+    budget_id: str
+    period_key: str
+    subject: str
+    holder_instance_id: str
+    holder_spiffe_id: str
+    granted_micro_usd: int
+    used_micro_usd: int
+    in_flight_micro_usd: int
+    expires_at: float
+    recalled: bool
+    live: bool
+
+    def held(self, now: float) -> int:
+        """What this slice keeps from the budget now: its unspent part while it lives."""
+        return max(self.granted_micro_usd - self.used_micro_usd, 0) if self.live and self.expires_at > now else 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SpendRow:
+    subject: str
+    spent_micro_usd: int
+    soft_crossed: bool

@@ -129,9 +129,9 @@ class ActivePolicy:
         self.local_agent, self.slicing = local_agent, slicing
         self._local_capabilities = frozenset(local_capabilities)
         try:
-            schema = cedarpy.Schema.from_str(contents.schema_text)
+            schema = cedarpy.Schema.from_str(contents.schema_text, release_gil=True)
             templates = _parse_policies(f.text for f in contents.policy_files)
-            self._entities = cedarpy.Entities.from_json_str(contents.entities_text, schema)
+            self._entities = cedarpy.Entities.from_json_str(contents.entities_text, schema, release_gil=True)
             args_type = read_call_action(contents.schema_text).context.attributes.get(ARGS)
             shape = read_schema(contents.schema_text)
         except (ValueError, SchemaShapeError) as exc:
@@ -375,7 +375,7 @@ def _parse_policies(texts: Iterable[str]) -> list[pst.Template]:
         statements = split_statements(text)
         for start in range(0, len(statements), _PARSE_STEP_STATEMENTS):
             chunk = "\n".join(s.text for s in statements[start : start + _PARSE_STEP_STATEMENTS])
-            templates.extend(cedarpy.policies_to_pst(chunk).static_policies.values())
+            templates.extend(cedarpy.PolicySet.from_str(chunk, release_gil=True).to_pst().static_policies.values())
     return templates
 
 
@@ -424,7 +424,7 @@ def _policy_set(templates: Mapping[str, pst.Template]) -> cedarpy.PolicySet:
     diagnostics name policies as people do."""
     static = pst.FrozenMap({policy_id: replace(t, id=policy_id) for policy_id, t in templates.items()})
     return cedarpy.PolicySet.from_pst(
-        pst.PolicySet(templates=pst.FrozenMap(), static_policies=static, template_links=())
+        pst.PolicySet(templates=pst.FrozenMap(), static_policies=static, template_links=()), release_gil=True
     )
 
 

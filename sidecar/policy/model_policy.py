@@ -85,10 +85,10 @@ class ModelPolicy:
         if applicable and catalog.models:
             static = pst.FrozenMap({r.policy_id: replace(r.template, id=r.policy_id) for r in applicable})
             self._policy_set = cedarpy.PolicySet.from_pst(
-                pst.PolicySet(templates=pst.FrozenMap(), static_policies=static, template_links=())
+                pst.PolicySet(templates=pst.FrozenMap(), static_policies=static, template_links=()), release_gil=True
             )
         merged = json.loads(entities_text) + model_entities(catalog)
-        self._entities = cedarpy.Entities.from_json_str(json.dumps(merged), schema) if catalog.models else None
+        self._entities = cedarpy.Entities.from_json_str(json.dumps(merged), schema, release_gil=True) if catalog.models else None
         self._decisions: dict[tuple[str, str, str], Decision] = {}
         self._cache_size = cache_size
 

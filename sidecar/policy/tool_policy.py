@@ -93,13 +93,14 @@ class ToolPolicy:
                     templates=pst.FrozenMap(),
                     static_policies=pst.FrozenMap({pid: _with_id(t, pid) for pid, t in applicable.items()}),
                     template_links=(),
-                )
+                ),
+                release_gil=True,
             )
             if applicable
             else None
         )
         self._entities = (
-            cedarpy.Entities.from_json_str(json.dumps(entities + tool_entities(servers)), schema)
+            cedarpy.Entities.from_json_str(json.dumps(entities + tool_entities(servers)), schema, release_gil=True)
             if self._enabled
             else None
         )

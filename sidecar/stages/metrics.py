@@ -5,15 +5,14 @@ port (/metrics)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
-import grpc
 from prometheus_client import Counter, Histogram
 
 from meshwarden.clock import Clock
-from meshwarden.errors import MeshError, Unclassified
+from meshwarden.errors import Unclassified
 from meshwarden.sidecar.call import Call, Handler, Layer, Reply
+from meshwarden.sidecar.call_end import SERVED, call_end_of
 from meshwarden.sidecar.call_metrics import OTHER_CAPABILITY, SidecarMetrics
 
 Known = Callable[[str], bool]  # whether a capability name may be a label value
@@ -30,25 +29,20 @@ class Metrics:
 
     async def __call__(self, call: Call) -> Reply:
         started = self._clock.monotonic()
-        status, error = "OK", ""
+        ended = SERVED
         reply: Reply | None = None
         self._in_flight.inc()
         try:
             reply = await self._next(call)
             return reply
-        except MeshError as err:
-            # A kind this version does not know came from outside: one label value for them all.
-            status, error = err.status_code().name, "unclassified" if isinstance(err, Unclassified) else err.kind
-            raise
-        except asyncio.CancelledError:
-            status = grpc.StatusCode.CANCELLED.name
-            raise
-        except Exception:
-            status, error = grpc.StatusCode.INTERNAL.name, "internal"  # a bug; the server rescue logs it
+        except BaseException as exc:
+            ended = call_end_of(exc)
             raise
         finally:
             self._in_flight.dec()
-            self._count(call, status, error, self._clock.monotonic() - started, reply)
+            # A kind this version does not know came from outside: one label value for them all.
+            error = "unclassified" if isinstance(ended.error, Unclassified) else ended.kind
+            self._count(call, ended.code.name, error, self._clock.monotonic() - started, reply)
 
     def _count(self, call: Call, status: str, error: str, elapsed_s: float, reply: Reply | None) -> None:
         m, direction = self._metrics, self._direction

@@ -12,7 +12,6 @@ the loss is logged with the call id.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Final, Literal
 
@@ -20,10 +19,11 @@ from google.protobuf import timestamp_pb2
 
 from meshwarden import task_fence
 from meshwarden.clock import Clock
-from meshwarden.errors import MeshError, ReceiptSpoolFull
+from meshwarden.errors import ReceiptSpoolFull
 from meshwarden.receipt_hash import payload_digest
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call import Call, Handler, Layer, Reply
+from meshwarden.sidecar.call_end import SERVED, call_end_of
 from meshwarden.sidecar.local_agent import LocalAgent
 from meshwarden.sidecar.model_call import measured_usage
 from meshwarden.sidecar.receipt_spool import ReceiptSpool, SpoolError
@@ -65,21 +65,16 @@ class Receipts:
         started_ns = int(self._clock.wall() * 1e9)
         began = self._clock.monotonic()
         reply: Reply | None = None
-        # Anything but a MeshError or a cancellation is a bug; the server's rescue logs it.
-        status, kind, message = "INTERNAL", "internal", "sidecar fault (see the sidecar's log)"
+        ended = SERVED
         try:
             reply = await self._next(call)
-            status, kind, message = "OK", "", ""
             return reply
-        except MeshError as err:
-            status, kind, message = err.status_code().name, err.kind, err.message
-            raise
-        except asyncio.CancelledError:
-            status, kind, message = "CANCELLED", "cancelled", "the call was cancelled before it ended"
+        except BaseException as exc:
+            ended = call_end_of(exc)
             raise
         finally:
             latency_s = self._clock.monotonic() - began
-            receipt = self._receipt(call, reply, status, kind, message, started_ns, latency_s)
+            receipt = self._receipt(call, reply, ended.code.name, ended.kind, ended.message, started_ns, latency_s)
             try:
                 self._spool.append(receipt)
             except SpoolError as exc:

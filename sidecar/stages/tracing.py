@@ -24,7 +24,6 @@ the caller, where the span says which stage refused).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import replace
@@ -35,8 +34,8 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from meshwarden.errors import MeshError
 from meshwarden.sidecar.call import Call, Handler, Layer, Reply
+from meshwarden.sidecar.call_end import SERVED, CallEnd, call_end_of
 from meshwarden.sidecar.model_call import measured_usage
 from meshwarden.sidecar.tracing_setup import SidecarTracing
 from meshwarden.trace_context import context_from_headers, session_trace_id
@@ -78,23 +77,16 @@ class Tracing:
             span = tracing.tracer.start_span(f"{operation} {call.capability}", context=parent, kind=self._span_kind)
         ctx = span.get_span_context()
         traceparent = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
-        code = grpc.StatusCode.OK
-        error: MeshError | None = None
+        ended = SERVED
         reply: Reply | None = None
         try:
             reply = await self._next(replace(call, traceparent=traceparent, tracestate=ctx.trace_state.to_header()))
             return reply
-        except MeshError as err:
-            code, error = err.status_code(), err
-            raise
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
-            raise
-        except Exception:
-            code = grpc.StatusCode.INTERNAL  # a bug: the server rescue logs it and answers INTERNAL
+        except BaseException as exc:
+            ended = call_end_of(exc)
             raise
         finally:
-            self._end(span, call, reply, operation, code, error)
+            self._end(span, call, reply, operation, ended)
 
     def _end(
         self,
@@ -102,17 +94,16 @@ class Tracing:
         call: Call,
         reply: Reply | None,
         operation: str,
-        code: grpc.StatusCode,
-        error: MeshError | None,
+        ended: CallEnd,
     ) -> None:
-        failed = code is not grpc.StatusCode.OK and (self._direction == "outbound" or code in _SERVER_FAULTS)
+        failed = not ended.served and (self._direction == "outbound" or ended.code in _SERVER_FAULTS)
         if span.get_span_context().trace_flags.sampled or (failed and span.is_recording()):
-            attributes = _attributes(call, reply, operation, code, self._direction == "inbound")
-            if code is not grpc.StatusCode.OK:
-                attributes["error.type"] = error.kind if error is not None else code.name
+            attributes = _attributes(call, reply, operation, ended.code, self._direction == "inbound")
+            if not ended.served:
+                attributes["error.type"] = ended.kind
             span.set_attributes(attributes)
             if failed:
-                span.set_status(Status(StatusCode.ERROR, error.message if error is not None else code.name))
+                span.set_status(Status(StatusCode.ERROR, ended.message))
         span.end()
 
 

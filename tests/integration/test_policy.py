@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import meshwarden
 from meshwarden import errors
+from meshwarden.local_mesh import sidecar_argv
 from meshwarden.supervise import meshwarden_argv, start
 from tests.integration.mesh import LocalMesh
 from tests.integration.test_calls import routable
@@ -198,27 +199,13 @@ async def test_the_last_good_bundle_is_enforced_at_start_before_the_registry_ans
     # The registry is down: the sidecar starts on its persisted, re-verified revision 2.
     again = await start(
         "caller-again",
-        meshwarden_argv(
-            "sidecar",
-            "run",
-            "--agent",
+        sidecar_argv(
             "frontdesk",
-            "--registry",
             mesh.registry_address,
+            data_dir,
+            mesh.bundles.trusted_keys_dir,
             "--registry-mtls",
             mesh.registry.addresses["mtls"],
-            "--listen",
-            "127.0.0.1:0",
-            "--peer-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--gateway-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            str(data_dir),
-            "--bundle-keys",
-            str(mesh.bundles.trusted_keys_dir),
         ),
         log_dir=mesh.workdir / "logs",
     )
@@ -234,24 +221,7 @@ async def test_the_last_good_bundle_is_enforced_at_start_before_the_registry_ans
 async def test_without_any_bundle_everything_is_denied_and_the_sidecar_is_not_ready(mesh: LocalMesh) -> None:
     lonely = await start(
         "sidecar-without-keys",
-        meshwarden_argv(
-            "sidecar",
-            "run",
-            "--agent",
-            "frontdesk",
-            "--registry",
-            mesh.registry_address,
-            "--listen",
-            "127.0.0.1:0",
-            "--peer-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--gateway-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            str(mesh.workdir / "lonely"),
-        ),
+        sidecar_argv("frontdesk", mesh.registry_address, mesh.workdir / "lonely", None),
         log_dir=mesh.workdir / "logs",
         health_address_key=None,
     )

@@ -9,7 +9,9 @@ import logging
 
 from meshwarden.registry.store import Stores
 from meshwarden.registry.store.postgres import migrations
+from meshwarden.registry.store.postgres.approvals import PostgresApprovals
 from meshwarden.registry.store.postgres.audit import PostgresAudit
+from meshwarden.registry.store.postgres.budgets import PostgresBudgets
 from meshwarden.registry.store.postgres.bundles import PostgresBundles
 from meshwarden.registry.store.postgres.catalog import PostgresCatalog, PostgresLeases
 from meshwarden.registry.store.postgres.changes import PostgresChangeFeed
@@ -64,6 +66,8 @@ def stores_over(db: Database, *, event_log_retention: int) -> Stores:
         receipts=PostgresReceipts(db),
         outcomes=PostgresOutcomes(db),
         join_tokens=PostgresJoinTokens(db),
+        approvals=PostgresApprovals(db),
+        budgets=PostgresBudgets(db),
         feed=feed,
         leadership=PostgresLeadership(db),
         shared_files=PostgresSharedFiles(db),

@@ -195,6 +195,68 @@ CREATE TABLE health_reports (
 CREATE INDEX health_reports_by_position ON health_reports (position);
 """,
     ),
+    Step(
+        "approvals and budgets: a person's decision on one call's exact arguments; caps, spend, slices",
+        """
+CREATE TABLE approvals (
+    id TEXT PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'expired', 'used')),
+    agent TEXT NOT NULL,
+    spiffe_id TEXT NOT NULL,
+    call_kind TEXT NOT NULL,
+    capability TEXT NOT NULL,
+    arguments_sha256 TEXT NOT NULL,
+    body TEXT NOT NULL,
+    requested_at DOUBLE PRECISION NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL,
+    decided_at DOUBLE PRECISION,
+    decided_by TEXT NOT NULL DEFAULT '',
+    reason TEXT NOT NULL DEFAULT '',
+    used_at DOUBLE PRECISION,
+    used_by_call_id TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX approvals_by_call ON approvals (agent, capability, arguments_sha256, state);
+CREATE INDEX approvals_by_state ON approvals (state, expires_at);
+CREATE TABLE budgets (
+    id TEXT PRIMARY KEY,
+    scope INTEGER NOT NULL,
+    scope_value TEXT NOT NULL,
+    period INTEGER NOT NULL,
+    limit_micro_usd BIGINT NOT NULL,
+    soft_limit_micro_usd BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    UNIQUE (scope, scope_value, period)
+);
+CREATE TABLE budget_spend (
+    budget_id TEXT NOT NULL,
+    period_key TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    spent_micro_usd BIGINT NOT NULL,
+    soft_crossed BOOLEAN NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (budget_id, period_key, subject)
+);
+CREATE TABLE budget_slices (
+    id TEXT PRIMARY KEY,
+    budget_id TEXT NOT NULL,
+    period_key TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    holder_instance_id TEXT NOT NULL,
+    holder_spiffe_id TEXT NOT NULL,
+    granted_micro_usd BIGINT NOT NULL,
+    used_micro_usd BIGINT NOT NULL,
+    in_flight_micro_usd BIGINT NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL,
+    recalled BOOLEAN NOT NULL,
+    live BOOLEAN NOT NULL
+);
+CREATE INDEX budget_slices_by_key ON budget_slices (budget_id, period_key, subject);
+CREATE INDEX budget_slices_by_expiry ON budget_slices (live, expires_at);
+INSERT INTO meta (key, value) VALUES ('budgets_revision', 0);
+""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(STEPS)

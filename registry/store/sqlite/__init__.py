@@ -9,7 +9,9 @@ import logging
 from pathlib import Path
 
 from meshwarden.registry.store import Stores
+from meshwarden.registry.store.sqlite.approvals import SqliteApprovals
 from meshwarden.registry.store.sqlite.audit import SqliteAudit
+from meshwarden.registry.store.sqlite.budgets import SqliteBudgets
 from meshwarden.registry.store.sqlite.bundles import SqliteBundles
 from meshwarden.registry.store.sqlite.catalog import SqliteCatalog, SqliteLeases
 from meshwarden.registry.store.sqlite.controls import SqliteControls
@@ -50,6 +52,8 @@ def stores_over(db: Database, *, event_log_retention: int) -> Stores:
         receipts=SqliteReceipts(db),
         outcomes=SqliteOutcomes(db),
         join_tokens=SqliteJoinTokens(db),
+        approvals=SqliteApprovals(db),
+        budgets=SqliteBudgets(db),
         location=str(db.path),
         close=close,
     )

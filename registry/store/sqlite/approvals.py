@@ -1,25 +1,19 @@
-"""The approvals aggregate's storage: the only SQL about approvals (table `approvals`, schema in
-registry.store). Each state change is one conditional UPDATE (`WHERE state = ...`) in the same
-transaction as its audit entry, so two operators deciding at once, or two calls using one
-approval at once, cannot both win: the loser sees that no row changed."""
+"""Approvals in SQLite (table `approvals`, schema in registry.store.sqlite.migrations). Each
+state change is one conditional UPDATE (`WHERE state = ...`) in the same transaction as its
+audit entry, so two operators deciding at once, or two calls using one approval at once,
+cannot both win: the loser sees that no row changed."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import sqlite3
 from typing import Final
 
-from meshwarden.registry.audit import AuditEntry, logged
 from meshwarden.registry.errors import StoreError
+from meshwarden.registry.store.receipt_columns import Row
+from meshwarden.registry.store.records import AuditEntry, StoredApproval
 from meshwarden.registry.store.sqlite import audit
-from meshwarden.registry.store.sqlite.blocking import BlockingStore as Store
-from meshwarden.registry.store.sqlite.blocking import Row
-
-PENDING: Final = "pending"
-APPROVED: Final = "approved"
-DENIED: Final = "denied"
-EXPIRED: Final = "expired"
-USED: Final = "used"
+from meshwarden.registry.store.sqlite.database import Database
 
 _COLUMNS: Final = (
     "id, state, agent, spiffe_id, call_kind, capability, arguments_sha256, body, requested_at, expires_at, "
@@ -27,38 +21,12 @@ _COLUMNS: Final = (
 )
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class StoredApproval:
-    id: str
-    state: str
-    agent: str
-    spiffe_id: str
-    call_kind: str
-    capability: str
-    arguments_sha256: str
-    requested_at: float
-    expires_at: float
-    # Kept as one JSON body (no query reads them): for the reviewer and the audit trail.
-    arguments_json: str = ""
-    risk_factors: tuple[str, ...] = ()
-    policy_ids: tuple[str, ...] = ()
-    bundle: str = ""
-    session_id: str = ""
-    workflow_id: str = ""
-    call_id: str = ""
-    decided_at: float | None = None
-    decided_by: str = ""
-    reason: str = ""
-    used_at: float | None = None
-    used_by_call_id: str = ""
+class SqliteApprovals:
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-
-class ApprovalStore:
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    def insert(self, approval: StoredApproval, entry: AuditEntry) -> None:
-        with self._store.transaction() as db:
+    async def insert(self, approval: StoredApproval, entry: AuditEntry) -> None:
+        def work(db: sqlite3.Connection) -> None:
             db.execute(
                 f"INSERT INTO approvals ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -80,60 +48,72 @@ class ApprovalStore:
                 ),
             )
             audit.append(db, entry)
-            logged(entry)
 
-    def get(self, approval_id: str) -> StoredApproval | None:
-        rows = self._store.query(f"SELECT {_COLUMNS} FROM approvals WHERE id = ?", (approval_id,))
-        return _from_row(rows[0]) if rows else None
+        await self._db.write(work)
 
-    def find(self, agent: str, capability: str, arguments_sha256: str, state: str) -> StoredApproval | None:
-        """The oldest approval of these exact arguments in `state`."""
-        rows = self._store.query(
-            f"SELECT {_COLUMNS} FROM approvals WHERE agent = ? AND capability = ? AND arguments_sha256 = ? "
-            "AND state = ? ORDER BY requested_at, id LIMIT 1",
-            (agent, capability, arguments_sha256, state),
-        )
-        return _from_row(rows[0]) if rows else None
+    async def get(self, approval_id: str) -> StoredApproval | None:
+        def work(db: sqlite3.Connection) -> StoredApproval | None:
+            row = db.execute(f"SELECT {_COLUMNS} FROM approvals WHERE id = ?", (approval_id,)).fetchone()
+            return None if row is None else _from_row(row)
 
-    def recent(self, *, pending_only: bool, limit: int) -> list[StoredApproval]:
+        return await self._db.read(work)
+
+    async def find(self, agent: str, capability: str, arguments_sha256: str, state: str) -> StoredApproval | None:
+        def work(db: sqlite3.Connection) -> StoredApproval | None:
+            row = db.execute(
+                f"SELECT {_COLUMNS} FROM approvals WHERE agent = ? AND capability = ? AND arguments_sha256 = ? "
+                "AND state = ? ORDER BY requested_at, id LIMIT 1",
+                (agent, capability, arguments_sha256, state),
+            ).fetchone()
+            return None if row is None else _from_row(row)
+
+        return await self._db.read(work)
+
+    async def recent(self, *, pending_only: bool, limit: int) -> list[StoredApproval]:
         where = "WHERE state = 'pending' " if pending_only else ""
-        rows = self._store.query(
-            f"SELECT {_COLUMNS} FROM approvals {where}ORDER BY requested_at DESC, id LIMIT ?", (limit,)
-        )
-        return [_from_row(r) for r in rows]
 
-    def due(self, now: float) -> list[StoredApproval]:
-        """Pending or approved approvals whose time ended."""
-        rows = self._store.query(
-            f"SELECT {_COLUMNS} FROM approvals WHERE state IN ('pending', 'approved') AND expires_at <= ?", (now,)
-        )
-        return [_from_row(r) for r in rows]
+        def work(db: sqlite3.Connection) -> list[StoredApproval]:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM approvals {where}ORDER BY requested_at DESC, id LIMIT ?", (limit,)
+            ).fetchall()
+            return [_from_row(r) for r in rows]
 
-    def decide(
+        return await self._db.read(work)
+
+    async def due(self, now: float) -> list[StoredApproval]:
+        def work(db: sqlite3.Connection) -> list[StoredApproval]:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM approvals WHERE state IN ('pending', 'approved') AND expires_at <= ?", (now,)
+            ).fetchall()
+            return [_from_row(r) for r in rows]
+
+        return await self._db.read(work)
+
+    async def decide(
         self, approval_id: str, from_state: str, to_state: str, at: float, by: str, reason: str, entry: AuditEntry
     ) -> bool:
-        """Moves one approval from `from_state` to `to_state`; False when it was not in `from_state`."""
-        with self._store.transaction() as db:
+        def work(db: sqlite3.Connection) -> bool:
             changed = db.execute(
                 "UPDATE approvals SET state = ?, decided_at = ?, decided_by = ?, reason = ? WHERE id = ? AND state = ?",
                 (to_state, at, by, reason, approval_id, from_state),
             ).rowcount
             if changed:
                 audit.append(db, entry)
-                logged(entry)
-        return bool(changed)
+            return bool(changed)
 
-    def use(self, approval_id: str, at: float, call_id: str, entry: AuditEntry) -> bool:
-        """Marks an approved approval used by `call_id`; False when it was not approved (any more)."""
-        with self._store.transaction() as db:
+        return await self._db.write(work)
+
+    async def use(self, approval_id: str, at: float, call_id: str, entry: AuditEntry) -> bool:
+        def work(db: sqlite3.Connection) -> bool:
             changed = db.execute(
                 "UPDATE approvals SET state = 'used', used_at = ?, used_by_call_id = ? WHERE id = ? AND state = 'approved'",
                 (at, call_id, approval_id),
             ).rowcount
             if changed:
                 audit.append(db, entry)
-                logged(entry)
-        return bool(changed)
+            return bool(changed)
+
+        return await self._db.write(work)
 
 
 def _body(approval: StoredApproval) -> str:

@@ -1,22 +1,22 @@
-"""The budgets aggregate's storage: every statement on the budgets, budget_spend and
-budget_slices tables (schema: registry.store.sqlite.migrations), and nowhere else.
+"""Budgets in SQLite: every statement on the budgets, budget_spend and budget_slices tables
+(schema: registry.store.sqlite.migrations), and nowhere else.
 
-`BudgetStore.write(work)` runs `work` on a `BudgetRows` (typed reads and writes) inside one
-transaction, so registry.budgets decides (grant, recall, charge) between reads and writes that
-commit together; a second implementation (PostgreSQL) replaces this module alone.
+`SqliteBudgets.write(work)` runs `work` on `SqliteBudgetRows` inside one write transaction on
+the database's writer thread, so registry.budgets decides (grant, recall, charge) between
+reads and writes that commit together without holding the event loop; `read` runs it on the
+reader thread, on a connection that cannot write.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
-from meshwarden.registry.audit import AuditEntry
+from meshwarden.registry.store.receipt_columns import Row
+from meshwarden.registry.store.records import AuditEntry, BudgetRow, SliceRow, SpendRow
 from meshwarden.registry.store.sqlite import audit
-from meshwarden.registry.store.sqlite.blocking import BlockingStore as Store
-from meshwarden.registry.store.sqlite.blocking import Row
+from meshwarden.registry.store.sqlite.database import Database
 
 T = TypeVar("T")
 _BUDGET_COLUMNS: Final = (
@@ -28,68 +28,28 @@ _SLICE_COLUMNS: Final = (
 )
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class BudgetRow:
-    id: str
-    scope: int  # budgets_pb2.BudgetScope
-    scope_value: str
-    period: int  # budgets_pb2.BudgetPeriod
-    limit_micro_usd: int
-    soft_limit_micro_usd: int
-    reason: str
-    created_by: str
-    created_at: float
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SliceRow:
-    id: str
-    budget_id: str
-    period_key: str
-    subject: str
-    holder_instance_id: str
-    holder_spiffe_id: str
-    granted_micro_usd: int
-    used_micro_usd: int
-    in_flight_micro_usd: int
-    expires_at: float
-    recalled: bool
-    live: bool
-
-    def held(self, now: float) -> int:
-        """What this slice keeps from the budget now: its unspent part while it lives."""
-        return max(self.granted_micro_usd - self.used_micro_usd, 0) if self.live and self.expires_at > now else 0
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SpendRow:
-    subject: str
-    spent_micro_usd: int
-    soft_crossed: bool
-
-
-class BudgetRows:
-    """Reads and writes inside one transaction."""
+class SqliteBudgetRows:
+    """Reads and writes inside one transaction (registry.store.BudgetRows)."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
 
-    def budgets(self) -> list[BudgetRow]:
+    async def budgets(self) -> list[BudgetRow]:
         rows = self._db.execute(f"SELECT {_BUDGET_COLUMNS} FROM budgets ORDER BY created_at, id").fetchall()
         return [_budget(r) for r in rows]
 
-    def budget(self, budget_id: str) -> BudgetRow | None:
+    async def budget(self, budget_id: str) -> BudgetRow | None:
         row = self._db.execute(f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE id = ?", (budget_id,)).fetchone()
         return None if row is None else _budget(row)
 
-    def budget_for(self, scope: int, value: str, period: int) -> BudgetRow | None:
+    async def budget_for(self, scope: int, value: str, period: int) -> BudgetRow | None:
         row = self._db.execute(
             f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE scope = ? AND scope_value = ? AND period = ?",
             (scope, value, period),
         ).fetchone()
         return None if row is None else _budget(row)
 
-    def put_budget(self, budget: BudgetRow) -> None:
+    async def put_budget(self, budget: BudgetRow) -> None:
         self._db.execute(
             f"INSERT OR REPLACE INTO budgets ({_BUDGET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -105,17 +65,17 @@ class BudgetRows:
             ),
         )
 
-    def delete_budget(self, budget_id: str) -> None:
+    async def delete_budget(self, budget_id: str) -> None:
         self._db.execute("DELETE FROM budgets WHERE id = ?", (budget_id,))
         self._db.execute("UPDATE budget_slices SET live = 0 WHERE budget_id = ?", (budget_id,))
 
-    def bump_revision(self) -> None:
+    async def bump_revision(self) -> None:
         self._db.execute("UPDATE meta SET value = value + 1 WHERE key = 'budgets_revision'")
 
-    def revision(self) -> int:
+    async def revision(self) -> int:
         return int(self._db.execute("SELECT value FROM meta WHERE key = 'budgets_revision'").fetchone()[0])
 
-    def spend(self, budget_id: str, period_key: str, subject: str) -> SpendRow:
+    async def spend(self, budget_id: str, period_key: str, subject: str) -> SpendRow:
         row = self._db.execute(
             "SELECT subject, spent_micro_usd, soft_crossed FROM budget_spend "
             "WHERE budget_id = ? AND period_key = ? AND subject = ?",
@@ -123,14 +83,14 @@ class BudgetRows:
         ).fetchone()
         return SpendRow(subject=subject, spent_micro_usd=0, soft_crossed=False) if row is None else _spend(row)
 
-    def spends(self, budget_id: str, period_key: str) -> list[SpendRow]:
+    async def spends(self, budget_id: str, period_key: str) -> list[SpendRow]:
         rows = self._db.execute(
             "SELECT subject, spent_micro_usd, soft_crossed FROM budget_spend WHERE budget_id = ? AND period_key = ?",
             (budget_id, period_key),
         ).fetchall()
         return [_spend(r) for r in rows]
 
-    def charge(self, budget_id: str, period_key: str, subject: str, micro_usd: int, now: float) -> None:
+    async def charge(self, budget_id: str, period_key: str, subject: str, micro_usd: int, now: float) -> None:
         self._db.execute(
             "INSERT INTO budget_spend (budget_id, period_key, subject, spent_micro_usd, soft_crossed, updated_at) "
             "VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT (budget_id, period_key, subject) DO UPDATE SET "
@@ -138,13 +98,13 @@ class BudgetRows:
             (budget_id, period_key, subject, micro_usd, now),
         )
 
-    def mark_soft_crossed(self, budget_id: str, period_key: str, subject: str) -> None:
+    async def mark_soft_crossed(self, budget_id: str, period_key: str, subject: str) -> None:
         self._db.execute(
             "UPDATE budget_spend SET soft_crossed = 1 WHERE budget_id = ? AND period_key = ? AND subject = ?",
             (budget_id, period_key, subject),
         )
 
-    def slices(self, budget_id: str, period_key: str, subject: str) -> list[SliceRow]:
+    async def slices(self, budget_id: str, period_key: str, subject: str) -> list[SliceRow]:
         rows = self._db.execute(
             f"SELECT {_SLICE_COLUMNS} FROM budget_slices "
             "WHERE budget_id = ? AND period_key = ? AND subject = ? AND live = 1",
@@ -152,18 +112,18 @@ class BudgetRows:
         ).fetchall()
         return [_slice(r) for r in rows]
 
-    def live_slices_of(self, budget_id: str, period_key: str) -> list[SliceRow]:
+    async def live_slices_of(self, budget_id: str, period_key: str) -> list[SliceRow]:
         rows = self._db.execute(
             f"SELECT {_SLICE_COLUMNS} FROM budget_slices WHERE budget_id = ? AND period_key = ? AND live = 1",
             (budget_id, period_key),
         ).fetchall()
         return [_slice(r) for r in rows]
 
-    def slice(self, slice_id: str) -> SliceRow | None:
+    async def slice(self, slice_id: str) -> SliceRow | None:
         row = self._db.execute(f"SELECT {_SLICE_COLUMNS} FROM budget_slices WHERE id = ?", (slice_id,)).fetchone()
         return None if row is None else _slice(row)
 
-    def put_slice(self, s: SliceRow) -> None:
+    async def put_slice(self, s: SliceRow) -> None:
         self._db.execute(
             f"INSERT OR REPLACE INTO budget_slices ({_SLICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -182,40 +142,52 @@ class BudgetRows:
             ),
         )
 
-    def recall(self, slice_ids: list[str]) -> None:
+    async def recall(self, slice_ids: list[str]) -> None:
         self._db.executemany("UPDATE budget_slices SET recalled = 1 WHERE id = ?", [(i,) for i in slice_ids])
 
-    def lapsed(self, now: float) -> list[SliceRow]:
+    async def lapsed(self, now: float) -> list[SliceRow]:
         """Live slices whose holder stopped renewing them."""
         rows = self._db.execute(
             f"SELECT {_SLICE_COLUMNS} FROM budget_slices WHERE live = 1 AND expires_at <= ?", (now,)
         ).fetchall()
         return [_slice(r) for r in rows]
 
-    def end_slices(self, slice_ids: list[str]) -> None:
+    async def end_slices(self, slice_ids: list[str]) -> None:
         self._db.executemany("UPDATE budget_slices SET live = 0 WHERE id = ?", [(i,) for i in slice_ids])
 
-    def purge_ended(self, before: float) -> int:
+    async def purge_ended(self, before: float) -> int:
         cursor = self._db.execute("DELETE FROM budget_slices WHERE live = 0 AND expires_at < ?", (before,))
         return cursor.rowcount
 
-    def audit(self, entry: AuditEntry) -> None:
+    async def audit(self, entry: AuditEntry) -> None:
         audit.append(self._db, entry)
 
 
-class BudgetStore:
-    """Runs registry.budgets' work on the rows in one transaction each.
+class SqliteBudgets:
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    Through the blocking bridge (registry.store.sqlite.blocking) on the writer connection, like
-    approvals and tasks until they are ported; the work is plain synchronous code with no awaits
-    inside, so on the async seam it runs unchanged on the store's writer thread."""
+    async def write(self, work: Callable[[SqliteBudgetRows], Awaitable[T]]) -> T:
+        return await self._db.write(lambda db: _to_the_end(work(SqliteBudgetRows(db))))
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    async def read(self, work: Callable[[SqliteBudgetRows], Awaitable[T]]) -> T:
+        return await self._db.read(lambda db: _to_the_end(work(SqliteBudgetRows(db))))
 
-    async def write(self, work: Callable[[BudgetRows], T]) -> T:
-        with self._store.transaction() as db:
-            return work(BudgetRows(db))
+
+def _to_the_end(work: Awaitable[T]) -> T:
+    """Runs a unit of work on the calling (database) thread: it awaits only SqliteBudgetRows,
+    whose coroutines never suspend, so one step runs it to its end. Work that would suspend
+    (other I/O, a sleep) breaks BudgetStore's contract and is refused, rolling back."""
+    steps = work.__await__()
+    try:
+        steps.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    close = getattr(steps, "close", None)
+    if close is not None:
+        close()
+    raise RuntimeError("budget work awaited something other than its rows (registry.store.BudgetStore)")
 
 
 def _budget(r: Row) -> BudgetRow:

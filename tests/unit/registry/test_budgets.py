@@ -4,18 +4,17 @@ limits, and day and month periods."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from meshwarden.budget_scopes import DAY, MONTH, SESSION, TEAM, TOTAL, WORKFLOW, BudgetError, parse_usd, period_of, usd
+from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Caller
 from meshwarden.registry.budgets import Budgets, BudgetSettings, SliceReport
 from meshwarden.registry.errors import InvalidInput, UnknownControl
-from meshwarden.registry.store.sqlite.budgets import BudgetStore
-from tests.unit.registry.blocking_store import Store
+from meshwarden.registry.store import BudgetRows, Stores
 
 OPERATOR = Caller(None, 0.0, True, False, "ipv4:127.0.0.1:1", operator_id="operator:sha256:abc", claimed_user="ann")
 A, B = "spiffe://meshwarden.local/agent/a", "spiffe://meshwarden.local/agent/b"
@@ -35,20 +34,13 @@ class Clock:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(tmp_path, event_log_retention=10)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
 def clock() -> Clock:
     return Clock()
 
 
 @pytest.fixture
-def budgets(store: Store, clock: Clock) -> Budgets:
-    return Budgets(BudgetStore(store), clock, store.audit(clock), BudgetSettings(slice_ttl_s=10, sync_every_s=0.5))
+def budgets(stores: Stores, clock: Clock) -> Budgets:
+    return Budgets(stores.budgets, clock, Audit(stores.audit, clock), BudgetSettings(slice_ttl_s=10, sync_every_s=0.5))
 
 
 def report(slice_id: str, used: int, in_flight: int = 0, keep: int = 10**9, release: bool = False) -> SliceReport:
@@ -57,14 +49,14 @@ def report(slice_id: str, used: int, in_flight: int = 0, keep: int = 10**9, rele
     )
 
 
-async def test_set_changes_in_place_lift_removes_and_both_are_audited(budgets: Budgets, store: Store) -> None:
+async def test_set_changes_in_place_lift_removes_and_both_are_audited(budgets: Budgets, stores: Stores) -> None:
     first, created = await budgets.set(TEAM, "finance", MONTH, 50_000_000, 40_000_000, "q4", OPERATOR)
     again, created_again = await budgets.set(TEAM, "finance", MONTH, 60_000_000, 0, "more", OPERATOR)
     assert created and not created_again and again.id == first.id and again.limit_micro_usd == 60_000_000
     assert (await budgets.current())[0] == 2 and [b.id for b in (await budgets.current())[1]] == [first.id]
     await budgets.lift(first.id, "done", OPERATOR)
     assert await budgets.current() == (3, [])
-    actions = store.audit_actions()
+    actions = [entry.action for entry in await stores.audit.list(0.0, 1000)]
     assert actions == ["budget.set", "budget.set", "budget.lift"]
     with pytest.raises(UnknownControl, match="meshwarden budget list"):
         await budgets.lift(first.id, "", OPERATOR)
@@ -176,3 +168,16 @@ def test_periods_and_amounts() -> None:
     with pytest.raises(BudgetError, match="--limit-usd"):
         parse_usd("ten", "--limit-usd")
     assert (usd(12_500_000), usd(123), usd(0)) == ("$12.50", "$0.000123", "$0.00")
+
+
+async def test_work_that_would_suspend_inside_a_transaction_is_refused_and_rolled_back(
+    budgets: Budgets, stores: Stores
+) -> None:
+    async def naps_midway(rows: BudgetRows) -> None:
+        await rows.bump_revision()
+        await asyncio.sleep(0)  # not a row: SQLite's writer thread cannot wait for the event loop
+
+    before = (await budgets.current())[0]
+    with pytest.raises(RuntimeError, match="awaited something other than its rows"):
+        await stores.budgets.write(naps_midway)
+    assert (await budgets.current())[0] == before

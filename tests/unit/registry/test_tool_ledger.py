@@ -9,12 +9,11 @@ import pytest
 
 from meshwarden.receipt_hash import receipt_hash
 from meshwarden.receipt_signing import sign_head
-from meshwarden.registry.authz import Authorizer
+from meshwarden.registry.api.tools import ToolsApi
 from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.issuer import Issuer
 from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.store import Stores
-from meshwarden.registry.tool_ledger import ToolLedgerService
 from meshwarden.v1 import receipts_pb2, tools_pb2
 from tests.unit.registry.test_catalog import FakeClock
 from tests.unit.registry.test_receipts import BILLING
@@ -52,7 +51,7 @@ def tool_chain(count: int) -> list[receipts_pb2.Receipt]:
 
 
 @pytest.fixture
-async def ledger(stores: Stores) -> AsyncIterator[ToolLedgerService]:
+async def ledger(stores: Stores) -> AsyncIterator[ToolsApi]:
     issuer = Issuer.ephemeral("mesh.test", FakeClock())
     svid = issuer.issue(BILLING, 3600)
     receipts = Receipts(stores.receipts, FakeClock(), trust_bundle_pem=issuer.bundle_pem)
@@ -60,18 +59,18 @@ async def ledger(stores: Stores) -> AsyncIterator[ToolLedgerService]:
     for batch in (chain[:550], chain[550:]):
         last = batch[-1]
         await receipts.ship(BILLING, batch, sign_head(svid, last.sidecar_instance_id, last.seq, last.hash))
-    yield ToolLedgerService(receipts, Authorizer.__new__(Authorizer), FakeClock())
+    yield ToolsApi(receipts, FakeClock())
 
 
-async def ask(ledger: ToolLedgerService, **fields: object) -> tools_pb2.ListToolCallsResponse:
+async def ask(ledger: ToolsApi, **fields: object) -> tools_pb2.ListToolCallsResponse:
     request = tools_pb2.ListToolCallsRequest(**fields)  # type: ignore[arg-type]
     request.since.FromSeconds(0)
     if not request.HasField("until"):
         request.until.FromSeconds(10_000)
-    return await ledger._list(request, None)  # type: ignore[arg-type]
+    return tools_pb2.ListToolCallsResponse.FromString(await ledger.ListToolCalls(request, None))  # type: ignore[arg-type]
 
 
-async def test_tool_calls_only_newest_first_with_every_filter(ledger: ToolLedgerService) -> None:
+async def test_tool_calls_only_newest_first_with_every_filter(ledger: ToolsApi) -> None:
     every = await ask(ledger, limit=600)
     assert every.truncated and len(every.receipts) == 600
     assert all(r.call_kind == "tool" for r in every.receipts)
@@ -86,7 +85,7 @@ async def test_tool_calls_only_newest_first_with_every_filter(ledger: ToolLedger
     assert not (await ask(ledger, agent="kb")).receipts
 
 
-async def test_bad_filters_are_named(ledger: ToolLedgerService) -> None:
+async def test_bad_filters_are_named(ledger: ToolsApi) -> None:
     for fields, name in (({"tool": "no-dot"}, "tool"), ({"decision": "maybe"}, "decision"), ({"limit": 5000}, "limit")):
         with pytest.raises(InvalidInput) as info:
             await ask(ledger, **fields)

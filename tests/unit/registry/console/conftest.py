@@ -28,9 +28,7 @@ from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.session_queries import SessionQueries
 from meshwarden.registry.store import Stores
 from meshwarden.registry.store.sqlite import stores_over
-from meshwarden.registry.store.sqlite.approvals import ApprovalStore
 from meshwarden.registry.store.sqlite.blocking import BlockingStore
-from meshwarden.registry.store.sqlite.budgets import BudgetStore
 from meshwarden.registry.store.sqlite.database import Database
 from meshwarden.registry.store.sqlite.tasks import TaskStore
 from meshwarden.registry.task_queue import TaskQueue
@@ -79,8 +77,8 @@ async def serve_console(tmp_path: Path, tls_files: tuple[Path, Path] | None = No
         health=HealthReports(clock),
         receipts=receipts,
         sessions=SessionQueries(receipts, Outcomes(stores.outcomes, clock), clock),
-        budgets=Budgets(BudgetStore(blocking), clock, audit, BudgetSettings()),
-        approvals=Approvals(ApprovalStore(blocking), clock, audit),
+        budgets=Budgets(stores.budgets, clock, audit, BudgetSettings()),
+        approvals=Approvals(stores.approvals, clock, audit),
         controls=controls,
         task_queue=task_queue,
         bundles=Bundles(stores.bundles, clock, audit, lambda event: None, trusted_keys=None),

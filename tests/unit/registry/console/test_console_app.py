@@ -137,21 +137,23 @@ async def test_a_pending_call_is_shown_escaped_and_denied_with_a_reason(
     served: Served, http: aiohttp.ClientSession
 ) -> None:
     arguments = json.dumps({"customer_id": HOSTILE, "amount_cents": 25000}).encode()
-    asked = served.sources.approvals.request(
-        ApprovalAsk(
-            agent="support",
-            spiffe_id="spiffe://meshwarden.local/agent/support",
-            call_kind="agent",
-            capability="billing.refund",
-            arguments_sha256=hashlib.sha256(arguments).hexdigest(),
-            arguments_json=arguments.decode(),
-            risk_factors=(HOSTILE,),
-            policy_ids=("refund-large",),
-            bundle="demo rev 2",
-            session_id="s-1",
-            workflow_id="",
-            call_id="c-1",
-            ttl_s=60,
+    asked = (
+        await served.sources.approvals.request(
+            ApprovalAsk(
+                agent="support",
+                spiffe_id="spiffe://meshwarden.local/agent/support",
+                call_kind="agent",
+                capability="billing.refund",
+                arguments_sha256=hashlib.sha256(arguments).hexdigest(),
+                arguments_json=arguments.decode(),
+                risk_factors=(HOSTILE,),
+                policy_ids=("refund-large",),
+                bundle="demo rev 2",
+                session_id="s-1",
+                workflow_id="",
+                call_id="c-1",
+                ttl_s=60,
+            )
         )
     ).approval
     csrf = await log_in(http, served, served.viewer_token, "vera")
@@ -164,7 +166,7 @@ async def test_a_pending_call_is_shown_escaped_and_denied_with_a_reason(
     decision = {"csrf": csrf, "decision": "deny", "reason": "second refund this week"}
     async with http.post(f"{served.url}/approvals/{asked.id}", data=decision) as reply:
         assert f"Approval {asked.id} denied: support -&gt; billing.refund." in await reply.text()
-    decided = served.sources.approvals.get(asked.id)
+    decided = await served.sources.approvals.get(asked.id)
     assert decided.state == "denied" and decided.reason == "second refund this week"
     assert decided.decided_by == f"{served.operator.identity} (ann (console))"
     async with http.post(f"{served.url}/approvals/{asked.id}", data=decision) as reply:

@@ -3,6 +3,7 @@ reasons, unknown agents, the argument mapping at the edge, and what activation r
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -263,3 +264,20 @@ def test_a_call_needs_approval_only_when_every_deciding_permit_asks_for_it(tmp_p
     assert both.allowed and both.approval_risks == ()  # a plain permit also matches: no approval
     small = outbound(bundle, "support", "billing.refund", {"customer_id": "C7", "amount_cents": 100})
     assert small.allowed and small.approval_risks == ()
+
+
+def test_a_policy_leaves_no_cyclic_garbage(bundle: VerifiedBundle) -> None:
+    """The bundle loader freezes the heap after each build (sidecar.bundle_loader._loop_first),
+    so a replaced policy must be freed by reference counting alone, its caches filled or not."""
+    gc.collect()
+    gc.disable()
+    try:
+        engine = ActivePolicy(bundle, local_agent="support", local_capabilities=["support.ticket"])
+        caller = Caller("support", "spiffe://meshwarden.local/agent/support")
+        for amount in (50, 5000, 25000):
+            engine.decide(OUT, caller, "billing.refund", json.dumps({"amount_cents": amount}).encode(), FACTS)
+        engine.decide(IN, Caller("frontdesk"), "support.ticket", b"{}", FACTS)
+        del engine
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

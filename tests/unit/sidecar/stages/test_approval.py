@@ -6,23 +6,23 @@ The registry's refusals (other arguments) cross real gRPC in tests/integration/t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from meshwarden.errors import ApprovalDenied, ApprovalPending
-from meshwarden.registry.approvals import ApprovalAsk, Approvals, is_final
-from meshwarden.registry.approvals_server import approval_to_proto
+from meshwarden.registry.api.approvals import approval_to_proto
+from meshwarden.registry.approvals import ApprovalAsk, Approvals
+from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Caller as RegistryCaller
-from meshwarden.registry.store.sqlite.approvals import ApprovalStore
+from meshwarden.registry.store.sqlite import open_sqlite
 from meshwarden.sidecar.approval_desk import ApprovalDesk
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call import Call
 from meshwarden.sidecar.stages import approval
 from meshwarden.v1 import approvals_pb2
-from tests.unit.registry.blocking_store import Store
 from tests.unit.sidecar.fakes import FakeClock, Recorder, call
 
 OPERATOR = RegistryCaller(None, 0.0, True, False, "ipv4:127.0.0.1:1", operator_id="operator:sha256:abc")
@@ -35,7 +35,7 @@ class InProcessStub:
         self._approvals = approvals
 
     async def RequestApproval(self, request: approvals_pb2.RequestApprovalRequest, timeout: float) -> Any:
-        answer = self._approvals.request(
+        answer = await self._approvals.request(
             ApprovalAsk(
                 agent=request.agent,
                 spiffe_id="",
@@ -65,11 +65,7 @@ class InProcessStub:
                 return self._gen()
 
             async def _gen(self) -> AsyncIterator[approvals_pb2.Approval]:
-                found = approvals.get(request.id)
-                while not is_final(found):
-                    await approvals.changed.wait()
-                    found = approvals.get(request.id)
-                yield approval_to_proto(found)
+                yield approval_to_proto(await approvals.wait(request.id))
 
             def cancel(self) -> None:
                 pass
@@ -78,11 +74,11 @@ class InProcessStub:
 
 
 @pytest.fixture
-def approvals(tmp_path: Path) -> Iterator[Approvals]:
-    store = Store.open(tmp_path, event_log_retention=10)
+async def approvals(tmp_path: Path) -> AsyncIterator[Approvals]:
+    stores = await open_sqlite(tmp_path, event_log_retention=10)
     clock = FakeClock()
-    yield Approvals(ApprovalStore(store), clock, store.audit(clock))
-    store.close()
+    yield Approvals(stores.approvals, clock, Audit(stores.audit, clock))
+    await stores.close()
 
 
 def held(**kw: object) -> Call:
@@ -108,7 +104,7 @@ async def test_without_waiting_the_id_comes_back_and_a_retry_after_approval_goes
     with pytest.raises(ApprovalPending) as pending:
         await stage(approvals, inner)(held(approval_wait=False))
     assert inner.calls == [] and pending.value.risks == ("refund of 100 dollars or more",)
-    approvals.decide(pending.value.approval_id, True, "ok", OPERATOR)
+    await approvals.decide(pending.value.approval_id, True, "ok", OPERATOR)
     retry = held(approval_id=pending.value.approval_id)
     await stage(approvals, inner)(retry)
     assert len(inner.calls) == 1
@@ -123,10 +119,10 @@ async def test_a_waiting_call_is_refused_with_the_operators_reason(approvals: Ap
     inner = Recorder()
     c = held()
     waiting = asyncio.create_task(stage(approvals, inner)(c))
-    while not approvals.recent(pending_only=True, limit=1):
+    while not await approvals.recent(pending_only=True, limit=1):
         await asyncio.sleep(0)
-    [asked] = approvals.recent(pending_only=True, limit=1)
-    approvals.decide(asked.id, False, "not this customer", OPERATOR)
+    [asked] = await approvals.recent(pending_only=True, limit=1)
+    await approvals.decide(asked.id, False, "not this customer", OPERATOR)
     with pytest.raises(ApprovalDenied) as denied:
         await waiting
     assert denied.value.decision == "denied" and denied.value.reason == "not this customer"

@@ -5,7 +5,7 @@ one lease for many calls, the refusal, the downgrade hook, and what the receipt 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,12 +14,13 @@ import pytest
 
 from meshwarden.budget_scopes import MODEL, SESSION, TOTAL, WORKFLOW
 from meshwarden.errors import AgentFailed, BadPayload, BudgetExhausted
+from meshwarden.registry.api.budgets import budget_to_proto, state_to_proto
+from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Caller as RegistryCaller
 from meshwarden.registry.budgets import Budgets, BudgetSettings, SliceReport
-from meshwarden.registry.budgets_server import budget_to_proto, state_to_proto
 from meshwarden.registry.errors import RegistryError
 from meshwarden.registry.rescue import status_for
-from meshwarden.registry.store.sqlite.budgets import BudgetStore
+from meshwarden.registry.store.sqlite import open_sqlite
 from meshwarden.registry.wire import duration
 from meshwarden.sidecar.budget_ledger import BudgetLedger
 from meshwarden.sidecar.bundle_loader import PolicyHolder
@@ -27,7 +28,6 @@ from meshwarden.sidecar.call import Call, Reply
 from meshwarden.sidecar.stages import budget
 from meshwarden.usage import Usage
 from meshwarden.v1 import budgets_pb2
-from tests.unit.registry.blocking_store import Store
 from tests.unit.sidecar.fakes import FakeClock, call
 
 OPERATOR = RegistryCaller(None, 0.0, True, False, "ipv4:127.0.0.1:1", operator_id="operator:sha256:abc")
@@ -100,11 +100,12 @@ class Callee:
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Budgets]:
-    store = Store.open(tmp_path, event_log_retention=10)
+async def registry(tmp_path: Path) -> AsyncIterator[Budgets]:
+    stores = await open_sqlite(tmp_path, event_log_retention=10)
     clock = FakeClock()
-    yield Budgets(BudgetStore(store), clock, store.audit(clock), BudgetSettings(slice_ttl_s=10, sync_every_s=0.01))
-    store.close()
+    audit = Audit(stores.audit, clock)
+    yield Budgets(stores.budgets, clock, audit, BudgetSettings(slice_ttl_s=10, sync_every_s=0.01))
+    await stores.close()
 
 
 async def ledger_for(registry: Budgets) -> tuple[BudgetLedger, InProcessSlices]:

@@ -1,24 +1,24 @@
-"""The gRPC face of the tool-call ledger (meshwarden.v1.Tools): operators ask which MCP tool
-calls happened, filtered by agent, tool, server, session, policy decision and time. Checked
-here (lengths, names, window), answered by the receipt store (registry.store)."""
+"""The tool-call ledger's RPC (meshwarden.v1.Tools): operators ask which MCP tool calls
+happened, filtered by agent, tool, server, session, policy decision and time. Checked here
+(lengths, names, window), answered by the receipt store (registry.store). Authorized by the
+interceptor (registry.api.authorization) from registry.authz's table."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
 from typing import Any, Final
 
 import grpc
+from google.protobuf import timestamp_pb2
 
 from meshwarden.clock import Clock
 from meshwarden.names import AGENT_NAME, MCP_SERVER_NAME, QUALIFIED_TOOL
-from meshwarden.registry.authz import Authorizer, Caller, method
+from meshwarden.registry.api.service import Handler
 from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.receipts import Receipts, ToolCallQuery
-from meshwarden.registry.rescue import serve_unary_async
-from meshwarden.registry.store.receipt_columns import seconds
-from meshwarden.v1 import tools_pb2, tools_pb2_grpc
+from meshwarden.v1 import tools_pb2
 
-SERVICE_NAME: Final[str] = tools_pb2.DESCRIPTOR.services_by_name["Tools"].full_name
-LIST_TOOL_CALLS: Final = method(SERVICE_NAME, "ListToolCalls")
 DEFAULT_WINDOW_S: Final = 24 * 3600.0
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
@@ -27,18 +27,20 @@ MAX_ID_CHARS: Final = 128
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-class ToolLedgerService(tools_pb2_grpc.ToolsServicer):
-    def __init__(self, receipts: Receipts, authorizer: Authorizer, clock: Clock) -> None:
-        self._receipts, self._authorizer, self._clock = receipts, authorizer, clock
+class ToolsApi:
+    def __init__(self, receipts: Receipts, clock: Clock) -> None:
+        self._receipts, self._clock = receipts, clock
 
-    async def ListToolCalls(
-        self, request: tools_pb2.ListToolCallsRequest, context: Context
-    ) -> tools_pb2.ListToolCallsResponse:
-        return await serve_unary_async(LIST_TOOL_CALLS, self._list, request, context, self._authorizer)
+    def handlers(self) -> Mapping[str, Handler]:
+        return {"ListToolCalls": self.ListToolCalls}
 
-    async def _list(self, request: tools_pb2.ListToolCallsRequest, _caller: Caller) -> tools_pb2.ListToolCallsResponse:
+    async def ListToolCalls(self, request: tools_pb2.ListToolCallsRequest, _: Context) -> bytes:
         found, truncated = await self._receipts.tool_calls(self.query(request))
-        return tools_pb2.ListToolCallsResponse(receipts=found, truncated=truncated)
+        # Up to MAX_LIMIT receipts, each with its kept arguments: encoded in a worker thread
+        # (registry.api.service takes the bytes as the response).
+        return await asyncio.to_thread(
+            lambda: tools_pb2.ListToolCallsResponse(receipts=found, truncated=truncated).SerializeToString()
+        )
 
     def query(self, request: tools_pb2.ListToolCallsRequest) -> ToolCallQuery:
         if request.agent and not AGENT_NAME.fullmatch(request.agent):
@@ -53,8 +55,8 @@ class ToolLedgerService(tools_pb2_grpc.ToolsServicer):
             raise InvalidInput("decision", f"is {request.decision[:20]!r}; give allow or deny")
         if request.limit > MAX_LIMIT:
             raise InvalidInput("limit", f"is {request.limit}; at most {MAX_LIMIT}")
-        until = seconds(request.until) if request.HasField("until") else self._clock.wall() + 1
-        since = seconds(request.since) if request.HasField("since") else until - DEFAULT_WINDOW_S
+        until = _seconds(request.until) if request.HasField("until") else self._clock.wall() + 1
+        since = _seconds(request.since) if request.HasField("since") else until - DEFAULT_WINDOW_S
         if until <= since:
             raise InvalidInput("until", "is not after since; give a window that ends after it starts")
         return ToolCallQuery(
@@ -67,3 +69,7 @@ class ToolLedgerService(tools_pb2_grpc.ToolsServicer):
             session_id=request.session_id,
             decision=request.decision,
         )
+
+
+def _seconds(timestamp: timestamp_pb2.Timestamp) -> float:
+    return float(timestamp.seconds) + timestamp.nanos / 1e9
