@@ -170,6 +170,12 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
         routes = Routes(stores.routes, clock, audit, hub.publish)
         await routes.load()
         health = HealthReports(clock, store=stores.health_reports)
+        budgets = Budgets(
+            stores.budgets,
+            clock,
+            audit,
+            BudgetSettings(slice_ttl_s=config.budget_slice_ttl_s, sync_every_s=config.budget_sync_s),
+        )
         parts = _Parts(
             catalog=catalog,
             hub=hub,
@@ -188,16 +194,18 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             task_queue=task_queue,
             task_key=task_key.load_or_create(config.data_dir),
             approvals=Approvals(stores.approvals, clock, audit),
-            budgets=Budgets(
-                stores.budgets,
-                clock,
-                audit,
-                BudgetSettings(slice_ttl_s=config.budget_slice_ttl_s, sync_every_s=config.budget_sync_s),
-            ),
+            budgets=budgets,
             follower=None
             if stores.feed is None
             else Follower(
-                stores.feed, clock, catalog=catalog, controls=controls, bundles=bundles, routes=routes, health=health
+                stores.feed,
+                clock,
+                catalog=catalog,
+                controls=controls,
+                bundles=bundles,
+                routes=routes,
+                health=health,
+                budgets=budgets,
             ),
         )
         once_in_mesh: list[singletons.Work] = [

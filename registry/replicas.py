@@ -18,6 +18,7 @@ import logging
 from typing import Final
 
 from meshwarden.clock import Clock
+from meshwarden.registry.budgets import Budgets
 from meshwarden.registry.bundles import Bundles
 from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.controls import Controls
@@ -42,11 +43,13 @@ class Follower:
         bundles: Bundles,
         routes: Routes,
         health: HealthReports,
+        budgets: Budgets | None = None,
         poll_s: float = DEFAULT_POLL_S,
     ) -> None:
         self._feed, self._clock, self._poll_s = feed, clock, poll_s
         self._catalog, self._controls, self._bundles, self._routes = catalog, controls, bundles, routes
-        self._health = health
+        self._health, self._budgets = health, budgets
+        self._budgets_seen = -1
         self._routes_seen = -1
         self.reachable = True
         self.problem = ""
@@ -78,4 +81,7 @@ class Follower:
         if at.routes != self._routes_seen:
             await self._routes.catch_up()
             self._routes_seen = at.routes
+        if self._budgets is not None and at.budgets != self._budgets_seen:
+            self._budgets.changed_elsewhere()  # its watchers read the set again
+            self._budgets_seen = at.budgets
         await self._health.catch_up()  # reports are not watched: read on every wake-up

@@ -1,5 +1,5 @@
-"""Work that must run on one replica at a time: lease expiry and kill-switch expiry (and budget
-slices and task leases, once their stores are shared rather than each replica's SQLite file).
+"""Work that must run on one replica at a time: lease expiry, kill-switch expiry, budget slice
+expiry (and task leases, once their store is shared rather than each replica's SQLite file).
 
 With one registry process (SQLite) it simply runs. With several replicas on PostgreSQL it
 runs only while this replica holds the store's leadership (an advisory lock,

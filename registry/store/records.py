@@ -173,6 +173,7 @@ class Positions:
     controls: int  # the controls revision
     routes: int  # bumped by every route change
     bundles: int  # the latest bundle revision (0: none)
+    budgets: int = 0  # the budget set's revision
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

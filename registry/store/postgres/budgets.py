@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
 from meshwarden.registry.store.postgres import audit
+from meshwarden.registry.store.postgres.changes import notify
 from meshwarden.registry.store.postgres.database import Connection, Database
 from meshwarden.registry.store.records import AuditEntry, BudgetRow, SliceRow, SpendRow
 
@@ -75,6 +76,7 @@ class PostgresBudgetRows:
 
     async def bump_revision(self) -> None:
         await self._c.execute("UPDATE meta SET value = value + 1 WHERE key = 'budgets_revision'")
+        await notify(self._c)  # other replicas' budget watchers (registry.replicas)
 
     async def revision(self) -> int:
         return int(await self._c.fetchval("SELECT value FROM meta WHERE key = 'budgets_revision'"))

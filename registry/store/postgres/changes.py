@@ -44,6 +44,7 @@ class PostgresChangeFeed:
                 controls=int(counters["controls_revision"]),
                 routes=int(counters["routes_revision"]),
                 bundles=int(bundles),
+                budgets=int(counters.get("budgets_revision", 0)),
             )
 
         return await self._db.read(work)

@@ -13,6 +13,7 @@ import pytest
 from meshwarden.control_scopes import parse_version_target
 from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Caller
+from meshwarden.registry.budgets import Budgets, BudgetSettings
 from meshwarden.registry.bundles import Bundles
 from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.controls import Controls, ControlsChanged
@@ -24,7 +25,7 @@ from meshwarden.registry.store import Stores
 from meshwarden.registry.store.postgres import PostgresLeadership, open_postgres
 from meshwarden.registry.store.postgres.database import Database
 from meshwarden.registry.watch_hub import HubEvent
-from meshwarden.v1 import catalog_pb2, controls_pb2
+from meshwarden.v1 import budgets_pb2, catalog_pb2, controls_pb2
 from tests.postgres_cluster import Cluster, fresh_database
 from tests.unit.registry.test_catalog import FakeClock
 
@@ -40,6 +41,7 @@ class Replica:
     controls: Controls
     routes: Routes
     health: HealthReports
+    budgets: Budgets
     follower: Follower
 
     def received(self) -> list[HubEvent]:
@@ -61,10 +63,18 @@ async def _replica(url: str) -> Replica:
         await part.load()
     assert stores.feed is not None
     health = HealthReports(clock, store=stores.health_reports)
+    budgets = Budgets(stores.budgets, clock, audit, BudgetSettings(slice_ttl_s=10.0, sync_every_s=0.5))
     follower = Follower(
-        stores.feed, clock, catalog=catalog, controls=controls, bundles=bundles, routes=routes, health=health
+        stores.feed,
+        clock,
+        catalog=catalog,
+        controls=controls,
+        bundles=bundles,
+        routes=routes,
+        health=health,
+        budgets=budgets,
     )
-    return Replica(stores, published, catalog, controls, routes, health, follower)
+    return Replica(stores, published, catalog, controls, routes, health, budgets, follower)
 
 
 @pytest.fixture
@@ -159,3 +169,18 @@ async def test_a_health_report_made_to_one_replica_counts_on_the_other(replicas:
     await b.follower.catch_up()
     (seen,) = b.health.health(["billing-1"], lambda _: True)
     assert (seen.state, seen.reason, seen.reporters) == (catalog_pb2.HEALTH_STATE_DEGRADED, degraded.reason, 1)
+
+
+async def test_a_budget_set_through_one_replica_wakes_the_other_s_budget_watchers(
+    replicas: tuple[Replica, Replica],
+) -> None:
+    a, b = replicas
+    await b.follower.catch_up()
+    revision = (await b.budgets.current())[0]
+    watching = asyncio.create_task(b.budgets.next_change(revision))
+    await a.budgets.set(
+        budgets_pb2.BUDGET_SCOPE_TEAM, "finance", budgets_pb2.BUDGET_PERIOD_MONTH, 5_000_000, 0, "", OPERATOR
+    )
+    await b.follower.catch_up()
+    await asyncio.wait_for(watching, 10.0)
+    assert (await b.budgets.current())[0] == revision + 1
