@@ -170,6 +170,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
         routes = Routes(stores.routes, clock, audit, hub.publish)
         await routes.load()
         health = HealthReports(clock, store=stores.health_reports)
+        approvals = Approvals(stores.approvals, clock, audit)
         budgets = Budgets(
             stores.budgets,
             clock,
@@ -193,7 +194,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             health=health,
             task_queue=task_queue,
             task_key=task_key.load_or_create(config.data_dir),
-            approvals=Approvals(stores.approvals, clock, audit),
+            approvals=approvals,
             budgets=budgets,
             follower=None
             if stores.feed is None
@@ -206,6 +207,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
                 routes=routes,
                 health=health,
                 budgets=budgets,
+                approvals=approvals,
             ),
         )
         once_in_mesh: list[singletons.Work] = [

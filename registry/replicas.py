@@ -18,6 +18,7 @@ import logging
 from typing import Final
 
 from meshwarden.clock import Clock
+from meshwarden.registry.approvals import Approvals
 from meshwarden.registry.budgets import Budgets
 from meshwarden.registry.bundles import Bundles
 from meshwarden.registry.catalog import Catalog
@@ -44,12 +45,14 @@ class Follower:
         routes: Routes,
         health: HealthReports,
         budgets: Budgets | None = None,
+        approvals: Approvals | None = None,
         poll_s: float = DEFAULT_POLL_S,
     ) -> None:
         self._feed, self._clock, self._poll_s = feed, clock, poll_s
         self._catalog, self._controls, self._bundles, self._routes = catalog, controls, bundles, routes
         self._health, self._budgets = health, budgets
         self._budgets_seen = -1
+        self._approvals, self._approvals_seen = approvals, -1
         self._routes_seen = -1
         self.reachable = True
         self.problem = ""
@@ -84,4 +87,7 @@ class Follower:
         if self._budgets is not None and at.budgets != self._budgets_seen:
             self._budgets.changed_elsewhere()  # its watchers read the set again
             self._budgets_seen = at.budgets
+        if self._approvals is not None and at.approvals != self._approvals_seen:
+            self._approvals.changed_elsewhere()  # waiters read their approval again
+            self._approvals_seen = at.approvals
         await self._health.catch_up()  # reports are not watched: read on every wake-up

@@ -174,6 +174,7 @@ class Positions:
     routes: int  # bumped by every route change
     bundles: int  # the latest bundle revision (0: none)
     budgets: int = 0  # the budget set's revision
+    approvals: int = 0  # bumped by every approval decided (or used) through any replica
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

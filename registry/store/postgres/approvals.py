@@ -1,7 +1,8 @@
 """Approvals in PostgreSQL (table `approvals`). Each state change is one conditional UPDATE
 (`WHERE state = ...`) in the same transaction as its audit entry, so two operators deciding
 at once through two replicas, or two calls using one approval at once, cannot both win: the
-loser sees that no row changed."""
+loser sees that no row changed. Each change bumps `meta.approvals_revision` and notifies, so
+a sidecar waiting for a decision on one replica hears of a decision made on another."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, Final
 
 from meshwarden.registry.errors import StoreError
 from meshwarden.registry.store.postgres import audit
+from meshwarden.registry.store.postgres.changes import notify
 from meshwarden.registry.store.postgres.database import Connection, Database
 from meshwarden.registry.store.records import AuditEntry, StoredApproval
 
@@ -101,6 +103,7 @@ class PostgresApprovals:
             if status != "UPDATE 1":
                 return False
             await audit.append(connection, entry)
+            await _changed(connection)
             return True
 
         return await self._db.write(work)
@@ -117,9 +120,16 @@ class PostgresApprovals:
             if status != "UPDATE 1":
                 return False
             await audit.append(connection, entry)
+            await _changed(connection)
             return True
 
         return await self._db.write(work)
+
+
+async def _changed(connection: Connection) -> None:
+    """Wakes the approval waiters of every replica (registry.replicas) once this commits."""
+    await connection.execute("UPDATE meta SET value = value + 1 WHERE key = 'approvals_revision'")
+    await notify(connection)
 
 
 def _body(approval: StoredApproval) -> str:

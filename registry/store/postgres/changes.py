@@ -45,6 +45,7 @@ class PostgresChangeFeed:
                 routes=int(counters["routes_revision"]),
                 bundles=int(bundles),
                 budgets=int(counters.get("budgets_revision", 0)),
+                approvals=int(counters.get("approvals_revision", 0)),
             )
 
         return await self._db.read(work)

@@ -254,7 +254,7 @@ CREATE TABLE budget_slices (
 );
 CREATE INDEX budget_slices_by_key ON budget_slices (budget_id, period_key, subject);
 CREATE INDEX budget_slices_by_expiry ON budget_slices (live, expires_at);
-INSERT INTO meta (key, value) VALUES ('budgets_revision', 0);
+INSERT INTO meta (key, value) VALUES ('budgets_revision', 0), ('approvals_revision', 0);
 """,
     ),
 )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 from meshwarden.control_scopes import parse_version_target
+from meshwarden.registry.approvals import Approvals
 from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Caller
 from meshwarden.registry.budgets import Budgets, BudgetSettings
@@ -24,6 +25,7 @@ from meshwarden.registry.routes import RouteChanged, Routes
 from meshwarden.registry.store import Stores
 from meshwarden.registry.store.postgres import PostgresLeadership, open_postgres
 from meshwarden.registry.store.postgres.database import Database
+from meshwarden.registry.store.records import APPROVED, PENDING, AuditEntry, StoredApproval
 from meshwarden.registry.watch_hub import HubEvent
 from meshwarden.v1 import budgets_pb2, catalog_pb2, controls_pb2
 from tests.postgres_cluster import Cluster, fresh_database
@@ -42,6 +44,7 @@ class Replica:
     routes: Routes
     health: HealthReports
     budgets: Budgets
+    approvals: Approvals
     follower: Follower
 
     def received(self) -> list[HubEvent]:
@@ -64,6 +67,7 @@ async def _replica(url: str) -> Replica:
     assert stores.feed is not None
     health = HealthReports(clock, store=stores.health_reports)
     budgets = Budgets(stores.budgets, clock, audit, BudgetSettings(slice_ttl_s=10.0, sync_every_s=0.5))
+    approvals = Approvals(stores.approvals, clock, audit)
     follower = Follower(
         stores.feed,
         clock,
@@ -73,8 +77,9 @@ async def _replica(url: str) -> Replica:
         routes=routes,
         health=health,
         budgets=budgets,
+        approvals=approvals,
     )
-    return Replica(stores, published, catalog, controls, routes, health, budgets, follower)
+    return Replica(stores, published, catalog, controls, routes, health, budgets, approvals, follower)
 
 
 @pytest.fixture
@@ -184,3 +189,29 @@ async def test_a_budget_set_through_one_replica_wakes_the_other_s_budget_watcher
     await b.follower.catch_up()
     await asyncio.wait_for(watching, 10.0)
     assert (await b.budgets.current())[0] == revision + 1
+
+
+async def test_an_approval_decided_through_one_replica_wakes_the_other_s_waiters(
+    replicas: tuple[Replica, Replica],
+) -> None:
+    a, b = replicas
+    pending = StoredApproval(
+        id="ap-1",
+        state=PENDING,
+        agent="billing",
+        spiffe_id="spiffe://mesh.test/agent/billing",
+        call_kind="agent",
+        capability="payments.refund",
+        arguments_sha256="0" * 64,
+        requested_at=1.0,
+        expires_at=2e9,
+    )
+    entry = AuditEntry(at=1.0, actor="test", action="approval.request", target="ap-1")
+    await a.stores.approvals.insert(pending, entry)
+    await b.follower.catch_up()
+    waiting = b.approvals.changed
+    await b.follower.catch_up()
+    assert not waiting.is_set(), "woken without a decision"
+    await a.stores.approvals.decide("ap-1", PENDING, APPROVED, 2.0, "ann", "ok", entry)
+    await b.follower.catch_up()
+    assert waiting.is_set()
