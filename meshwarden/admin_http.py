@@ -5,6 +5,9 @@
 - /healthz: 200 while the process runs its event loop (a liveness probe).
 - /readyz: 200 when the component would serve calls, the same readiness its gRPC health
   service reports; 503 with the reason otherwise.
+- views the component adds, each a JSON document read at request time (the sidecar's /config
+  and /status, sidecar/inspection.py). The HTTP Date header doubles as the component's clock
+  for `meshwarden check`.
 While it serves, it also measures the event loop's lag (meshwarden.loop_lag) into the same
 registry, so every component with an admin port exports it.
 
@@ -16,8 +19,9 @@ names) and nothing secret, and takes no writes. Beyond loopback, restrict who re
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -32,6 +36,8 @@ log = logging.getLogger(__name__)
 
 # "" when ready, else why not (shown in the 503 body).
 Readiness = Callable[[], str]
+# A read-only JSON document, by path ("/status"), built when asked.
+View = Callable[[], object]
 
 
 class AdminBindError(OSError):
@@ -39,8 +45,11 @@ class AdminBindError(OSError):
 
 
 class AdminServer:
-    def __init__(self, component: str, registry: CollectorRegistry, readiness: Readiness) -> None:
+    def __init__(
+        self, component: str, registry: CollectorRegistry, readiness: Readiness, views: Mapping[str, View] | None = None
+    ) -> None:
         self._component, self._registry, self._readiness = component, registry, readiness
+        self._views = dict(views or {})
         self._runner: web.AppRunner | None = None
         self._lag = LoopLag(registry)
         self._probe: asyncio.Task[None] | None = None
@@ -51,6 +60,8 @@ class AdminServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        for path, view in self._views.items():
+            app.router.add_get(path, self._json(view))
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, address.host, address.port, reuse_port=False)
@@ -99,6 +110,13 @@ class AdminServer:
         collected = _Collected(list(self._registry.collect()))
         body = await asyncio.to_thread(encoder, collected)
         return web.Response(body=body, headers={"Content-Type": content_type})
+
+    @staticmethod
+    def _json(view: View) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handle(_request: web.Request) -> web.Response:
+            return web.json_response(view(), dumps=lambda v: json.dumps(v, indent=2))
+
+        return handle
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")

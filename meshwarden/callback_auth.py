@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Final
-
-import grpc
 
 HEADER: Final = "authorization"
 MIN_TOKEN_CHARS: Final = 32
@@ -53,16 +51,6 @@ def presented(metadata: Iterable[tuple[str, Any]] | None, token: str) -> bool:
     return False
 
 
-class BearerInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    """Adds the agent's callback token to every call the sidecar makes to it."""
-
-    def __init__(self, token: str) -> None:
-        self._entry = (HEADER, f"Bearer {token}")
-
-    async def intercept_unary_unary(
-        self, continuation: Callable[[Any, Any], Any], client_call_details: grpc.aio.ClientCallDetails, request: Any
-    ) -> Any:
-        d = client_call_details
-        metadata = grpc.aio.Metadata(*(d.metadata or ()), self._entry)
-        details = grpc.aio.ClientCallDetails(d.method, d.timeout, metadata, d.credentials, d.wait_for_ready)
-        return await continuation(details, request)
+def bearer_metadata(token: str) -> tuple[tuple[str, str], ...]:
+    """The metadata that presents `token` on a call to the agent (none without a token)."""
+    return ((HEADER, f"Bearer {token}"),) if token else ()

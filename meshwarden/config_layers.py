@@ -88,8 +88,11 @@ def resolve(
     args: argparse.Namespace,
     env_prefix: str,
     environ: Mapping[str, str] | None = None,
+    origins: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The value of every option, by key, from the highest layer that sets it."""
+    """The value of every option, by key, from the highest layer that sets it; `origins`, when
+    given, receives where each came from: "flag", "env MESHWARDEN_...", "file PATH" or "default"."""
+    origins = {} if origins is None else origins
     env = os.environ if environ is None else environ
     file_path = getattr(args, "config", None) or env.get(f"MESHWARDEN_{env_prefix}_CONFIG")
     file_values = _read_file(Path(file_path), env_prefix.lower(), {o.key for o in options}) if file_path else {}
@@ -98,14 +101,18 @@ def resolve(
         raw: object
         if hasattr(args, opt.key):
             raw, source = getattr(args, opt.key), opt.flag
+            origins[opt.key] = f"flag {opt.flag}"
         elif opt.env_name(env_prefix) in env:
             raw, source = env[opt.env_name(env_prefix)], opt.env_name(env_prefix)
+            origins[opt.key] = f"env {opt.env_name(env_prefix)}"
         elif opt.key in file_values:
             raw, source = file_values[opt.key], f"{file_path}: {env_prefix.lower()}.{opt.key}"
+            origins[opt.key] = f"file {file_path}"
         elif opt.required:
             raise ConfigError(f"{opt.flag} is required (or set {opt.env_name(env_prefix)})")
         else:
             values[opt.key] = opt.default
+            origins[opt.key] = "default"
             continue
         try:
             values[opt.key] = opt.parse(raw if isinstance(raw, str) else str(raw))

@@ -227,13 +227,30 @@ def _count(text: str) -> int:
 
 
 class UnknownCapability(Refused):
+    """No agent in the mesh has ever served the capability: usually a misspelled name, so the
+    message offers the nearest names the mesh knows (`suggestions`)."""
+
     code = grpc.StatusCode.NOT_FOUND
     kind = "unknown_capability"
 
-    def __init__(self, capability: str) -> None:
+    def __init__(self, capability: str, suggestions: tuple[str, ...] = ()) -> None:
+        hint = f"; did you mean {' or '.join(repr(s) for s in suggestions)}?" if suggestions else ""
         super().__init__(
-            f"no agent in the mesh serves capability {capability!r}; see what is served with: meshwarden agents list"
+            f"no agent in the mesh serves capability {capability!r}{hint} "
+            "(see what is served with: meshwarden agents list)"
         )
+        self.capability, self.suggestions = capability, suggestions
+
+    def metadata(self) -> dict[str, str]:
+        return {**super().metadata(), "capability": self.capability, "suggestions": ",".join(self.suggestions)}
+
+    @classmethod
+    def rebuilt(cls, message: str, metadata: Metadata) -> UnknownCapability:
+        err = cls.__new__(cls)
+        MeshError.__init__(err, message, instance_id=metadata.get("instance_id", ""))
+        err.capability = metadata.get("capability", "")
+        err.suggestions = tuple(s for s in metadata.get("suggestions", "").split(",") if s)
+        return err
 
 
 class SchemaDrift(Refused):

@@ -25,7 +25,7 @@ from meshwarden.policy_bundle.approval_rules import approval_rule
 from meshwarden.policy_bundle.cedar_source import Statement, culprit_line, locate_error, split_statements
 from meshwarden.policy_bundle.entity_check import mesh_rule_problems, schema_mismatches, uid_text
 from meshwarden.policy_bundle.errors import BundleInvalid, SourceProblem, bundle_label
-from meshwarden.policy_bundle.manifest import MANIFEST_FILE, Manifest, parse_manifest
+from meshwarden.policy_bundle.manifest import MANIFEST_FILE, Manifest, parse_manifest, with_revision
 from meshwarden.policy_bundle.mcp_servers import MCP_SERVERS_FILE, NO_SERVERS, McpServers, parse_mcp_servers
 from meshwarden.policy_bundle.model import (
     CALL_TOOL_ACTION,
@@ -68,9 +68,19 @@ class BuiltBundle:
         return fmt.encode(self.artifact)
 
 
-def build(directory: Path) -> BuiltBundle:
-    """The checked, unsigned bundle built from `directory`; BundleInvalid lists every problem."""
+def build(directory: Path, revision: int | None = None) -> BuiltBundle:
+    """The checked, unsigned bundle built from `directory` (with manifest.toml's revision set to
+    `revision` when given); BundleInvalid lists every problem."""
     files, problems = _read_files(directory)
+    if revision is not None and MANIFEST_FILE in files:
+        files[MANIFEST_FILE] = _with_revision(files[MANIFEST_FILE], revision, problems)
+    return build_files(files, str(directory), problems)
+
+
+def build_files(files: Mapping[str, str], source: str, problems: list[SourceProblem] | None = None) -> BuiltBundle:
+    """The checked, unsigned bundle of these files (relative path -> text), as read from
+    `source` (named in errors): how `bundle rollback` rebuilds an old revision's files."""
+    files, problems = dict(files), list(problems or [])
     manifest = _manifest(files, problems)
     label = manifest.label if manifest else bundle_label("", None)
     schema, shape = _schema(files.get(fmt.SCHEMA_FILE), problems)
@@ -83,7 +93,7 @@ def build(directory: Path) -> BuiltBundle:
     if fmt.MODELS_FILE in files:
         problems.extend(_model_problems(files[fmt.MODELS_FILE], schema, shape))
     if problems or manifest is None:
-        raise BundleInvalid(sorted(problems, key=lambda p: (p.file, p.line)), bundle=f"{label} ({directory})")
+        raise BundleInvalid(sorted(problems, key=lambda p: (p.file, p.line)), bundle=f"{label} ({source})")
     policy_files = tuple(fmt.PolicyFile(p, t) for p, t in sorted(files.items()) if fmt.POLICY_FILE.fullmatch(p))
     contents = fmt.BundleContents(
         manifest=manifest,
@@ -389,3 +399,11 @@ def _element_lines(text: str) -> list[int]:
             return lines
         lines.append(text.count("\n", 0, position) + 1)
         _, position = decoder.raw_decode(text, position)
+
+
+def _with_revision(manifest_text: str, revision: int, problems: list[SourceProblem]) -> str:
+    try:
+        return with_revision(manifest_text, revision)
+    except ValueError as exc:
+        problems.append(SourceProblem(MANIFEST_FILE, 1, f"{exc} (--revision)"))
+        return manifest_text

@@ -131,3 +131,15 @@ def _key_line(text: str, table: str, key: str) -> int:
         if current == table and assignment.match(line):
             return number
     return 1
+
+
+_REVISION_LINE: Final = re.compile(r"(?m)^revision\s*=\s*\d+[ \t]*$")
+
+
+def with_revision(manifest_text: str, revision: int) -> str:
+    """The manifest with its top-level `revision = N` line set to `revision`, the rest kept as
+    written (a diff shows one line); ValueError when there is no such line."""
+    changed, count = _REVISION_LINE.subn(f"revision = {revision}", manifest_text, count=1)
+    if count != 1:
+        raise ValueError("manifest.toml has no `revision = N` line to set")
+    return changed

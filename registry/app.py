@@ -363,6 +363,7 @@ def _add_services(server: grpc.aio.Server, config: RegistryConfig, parts: _Parts
         approvals=api.ApprovalsApi(parts.approvals),
         budgets=api.BudgetsApi(parts.budgets),
         tools=api.ToolsApi(parts.receipts, parts.clock),
+        bundle_history=api.BundleHistoryApi(parts.bundles),
     )
 
 

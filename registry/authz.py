@@ -40,6 +40,7 @@ from meshwarden.registry.operators import OPERATOR_USER_HEADER, OperatorCredenti
 from meshwarden.v1 import (
     approvals_pb2,
     budgets_pb2,
+    bundle_history_pb2,
     controls_pb2,
     identity_pb2,
     receipts_pb2,
@@ -58,6 +59,7 @@ _TASKS: Final = tasks_pb2.DESCRIPTOR.services_by_name["Tasks"].full_name
 _APPROVALS: Final = approvals_pb2.DESCRIPTOR.services_by_name["Approvals"].full_name
 _TOOLS: Final = tools_pb2.DESCRIPTOR.services_by_name["Tools"].full_name
 _BUDGETS: Final = budgets_pb2.DESCRIPTOR.services_by_name["Budgets"].full_name
+_BUNDLE_HISTORY: Final = bundle_history_pb2.DESCRIPTOR.services_by_name["BundleHistory"].full_name
 
 
 class Need(enum.Enum):
@@ -124,6 +126,8 @@ REQUIRED: Final[Mapping[str, Need]] = MappingProxyType(
         method(_BUDGETS, "WatchBudgets"): Need.AGENT,
         method(_BUDGETS, "LeaseSlice"): Need.AGENT,  # the holder is the caller's SPIFFE ID
         method(_BUDGETS, "SyncSlices"): Need.AGENT,  # plus: only the holder reports its slices
+        method(_BUNDLE_HISTORY, "ListBundles"): Need.OPERATOR,
+        method(_BUNDLE_HISTORY, "GetBundle"): Need.OPERATOR,
     }
 )
 

@@ -121,6 +121,14 @@ class Bundles:
     def now(self) -> float:
         return self._clock.wall()
 
+    async def history(self, limit: int) -> list[StoredBundle]:
+        """The newest `limit` revisions, newest first (artifacts left out)."""
+        return await self._store.history(limit)
+
+    async def revision(self, revision: int) -> StoredBundle | None:
+        """Revision `revision` with its artifact (0: the latest); None when never pushed."""
+        return await (self._store.latest() if revision == 0 else self._store.revision(revision))
+
     async def latest(self) -> StoredBundle | None:
         return await self._store.latest()
 

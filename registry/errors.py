@@ -4,6 +4,7 @@
       InvalidInput       fix the request; names the field (server: INVALID_ARGUMENT)
       UnknownInstance    the lease expired or never existed; register again (server: NOT_FOUND)
       UnknownControl     no such kill switch or isolation is in force (server: NOT_FOUND)
+      UnknownBundleRevision  no bundle of that revision was ever pushed (server: NOT_FOUND)
       Unauthenticated    no usable identity: no or a bad SVID, no operator token (server: UNAUTHENTICATED)
       PermissionDenied   the identity is known but may not do this (server: PERMISSION_DENIED)
       StoreError         the data directory or database cannot be used (startup fails)
@@ -64,3 +65,15 @@ class Conflict(RegistryError):
 
 class UnknownControl(RegistryError):
     """No kill switch or isolation by that id or target is in force (server: NOT_FOUND)."""
+
+
+class UnknownBundleRevision(RegistryError):
+    """No bundle of that revision was ever pushed (server: NOT_FOUND)."""
+
+    def __init__(self, revision: int) -> None:
+        super().__init__(
+            f"no policy bundle revision {revision} was ever pushed; see the stored ones with: meshwarden bundle history"
+            if revision
+            else "no policy bundle was ever pushed"
+        )
+        self.revision = revision

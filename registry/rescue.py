@@ -27,6 +27,7 @@ from meshwarden.registry.errors import (
     PermissionDenied,
     StoreError,
     Unauthenticated,
+    UnknownBundleRevision,
     UnknownControl,
     UnknownInstance,
     UnknownSession,
@@ -54,7 +55,7 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.PERMISSION_DENIED, str(exc)
     if isinstance(exc, Conflict):
         return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
-    if isinstance(exc, (UnknownInstance, UnknownSession, UnknownControl, UnknownTask)):
+    if isinstance(exc, (UnknownInstance, UnknownSession, UnknownControl, UnknownTask, UnknownBundleRevision)):
         return grpc.StatusCode.NOT_FOUND, str(exc)
     if isinstance(exc, WatchEnded):
         return grpc.StatusCode.UNAVAILABLE, str(exc)

@@ -75,7 +75,9 @@ class AgentWatch:
         """ "" when the agent says SERVING, else what went wrong."""
         stub = health_pb2_grpc.HealthStub(self._app.channel)
         try:
-            reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=self._settings.timeout_s)
+            reply = await stub.Check(
+                health_pb2.HealthCheckRequest(), timeout=self._settings.timeout_s, metadata=self._app.auth
+            )
         except grpc.aio.AioRpcError as err:
             return err.code().name
         if reply.status != health_pb2.HealthCheckResponse.SERVING:

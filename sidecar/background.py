@@ -24,7 +24,7 @@ from meshwarden.sidecar.receipt_shipper import ReceiptShipper, ShippingSettings
 from meshwarden.sidecar.receipt_spool import ReceiptSpool, SpoolReader
 from meshwarden.sidecar.registry_link import RegistryLink
 from meshwarden.sidecar.runtime import Runtime
-from meshwarden.sidecar.spool_backlog import BacklogCollector, SpoolCap, SpoolWatch
+from meshwarden.sidecar.spool_backlog import Backlog, BacklogCollector, SpoolCap, SpoolWatch
 from meshwarden.tasks import Supervisor
 from meshwarden.v1 import controls_pb2, registry_pb2, tasks_pb2
 
@@ -98,6 +98,10 @@ class Shipping:
             interval_s=config.receipt_ship_interval_s, batch_receipts=config.receipt_batch_size
         )
         self._loop = self._shipper()
+
+    def backlog(self) -> Backlog:
+        """The spool's backlog at the last shipping round."""
+        return self._watch.last()
 
     def start(self, supervisor: Supervisor) -> None:
         supervisor.start("receipt-shipping", self._loop.run)

@@ -108,6 +108,10 @@ class Catalog:
     def has_seen(self, capability: str) -> bool:
         return capability in self._seen
 
+    def seen(self) -> frozenset[str]:
+        """Every capability served at some point since this sidecar started."""
+        return frozenset(self._seen)
+
     def instances(self) -> list[catalog_pb2.Instance]:
         return sorted(self._instances.values(), key=lambda i: (i.agent, i.version, i.instance_id))
 

@@ -152,7 +152,7 @@ OPTIONS: list[Option[Any]] = [
         "admin_listen",
         lambda value: parse_optional_host_port(value, what="admin listen address"),
         parse_host_port("127.0.0.1:9901"),
-        "admin HTTP port: /metrics (Prometheus), /healthz, /readyz; port 0 picks one; off disables",
+        "admin HTTP port: /metrics (Prometheus), /healthz, /readyz, /status and /config (JSON); port 0 picks one; off disables",
         metavar="HOST:PORT|off",
     ),
     Option(
@@ -426,6 +426,9 @@ class SidecarConfig:
     # MESHWARDEN_TOOL_CREDENTIAL_<NAME> variables, by NAME (upper case, '-' as '_'): MCP
     # servers' secrets for hosts that hand secrets over as variables rather than files.
     tool_credentials_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Where each option's value came from ("flag --listen", "env MESHWARDEN_SIDECAR_...",
+    # "file PATH", "default"), by option key: `meshwarden sidecar config` shows it.
+    origins: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def grpc_message_limit_bytes(self) -> int:
@@ -436,9 +439,11 @@ class SidecarConfig:
 
 def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> SidecarConfig:
     env = os.environ if environ is None else environ
-    values = resolve(OPTIONS, args, ENV_PREFIX, env)
+    origins: dict[str, str] = {}
+    values = resolve(OPTIONS, args, ENV_PREFIX, env, origins)
     if values["data_dir"] is None:
         values["data_dir"] = Path(".meshwarden") / "sidecars" / values["agent"]
+        origins["data_dir"] = "default (./.meshwarden/sidecars/<agent>)"
     if not values["spiffe_endpoint_socket"]:
         values["spiffe_endpoint_socket"] = env.get("SPIFFE_ENDPOINT_SOCKET", "")  # the SPIFFE standard variable
     if values["ca_pin"] and not re.fullmatch(r"sha256:[0-9a-f]{64}", values["ca_pin"]):
@@ -460,6 +465,7 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> 
         tracing=tracing_settings.from_environ(env),
         provider_env=dict(env),
         tool_credentials_env=_tool_credentials(env),
+        origins=origins,
     )
 
 

@@ -218,6 +218,11 @@ class Controls:
         if cancelled:
             log.warning("cancelled %d call(s) in flight", cancelled)
 
+    def in_force(self) -> list[Switch]:
+        """The kill switches this sidecar enforces now, by id (the admin port's /status)."""
+        now = self._wall()
+        return sorted((s for s in self._switches() if s.in_force(now)), key=lambda s: s.id)
+
     def _switches(self) -> Iterator[Switch]:
         yield from self._index.everything
         for found in self._index.by_scope.values():

@@ -25,6 +25,7 @@ from meshwarden.sidecar.stages import (
     idempotency,
     inbound_policy,
     kill_switch,
+    known_capability,
     metrics,
     model_routing,
     outbound_policy,
@@ -83,8 +84,14 @@ def agent_route_layers(rt: Runtime) -> list[Layer]:
     ]
 
 
+def agent_admission_layers(rt: Runtime) -> list[Layer]:
+    """An agent call's own check before policy decides: a name the mesh never served is unknown
+    (with the nearest known names), not denied."""
+    return [known_capability.layer(rt.catalog)]
+
+
 def outbound_layers(rt: Runtime) -> list[Layer]:
-    return [*outer_layers(rt), *agent_route_layers(rt)]
+    return [*outer_layers(rt, admission=agent_admission_layers(rt)), *agent_route_layers(rt)]
 
 
 def of_kind(
@@ -181,7 +188,9 @@ def _retry_settings(rt: Runtime) -> retries.RetrySettings:
 
 def outbound(rt: Runtime) -> Handler:
     """Calls to other agents' capabilities (kind "agent")."""
-    return of_kind(rt, agent_route_layers(rt), peer.Send(rt.peer_channels, rt.clock))
+    return of_kind(
+        rt, agent_route_layers(rt), peer.Send(rt.peer_channels, rt.clock), admission=agent_admission_layers(rt)
+    )
 
 
 def tool(rt: Runtime) -> Handler:
@@ -201,4 +210,6 @@ def inbound(rt: Runtime) -> Handler:
 def model(rt: Runtime) -> Handler:
     """Calls through the model gateway (kind "model"): the provider is the last hop."""
     send = provider.Send(rt.upstream, rt.credentials, rt.provider_breakers, lambda: _catalog(rt), rt.clock.monotonic)
-    return of_kind(rt, model_route_layers(rt), send, downgrade=cheaper_fallback(rt.policy))  # a short budget: a cheaper model
+    return of_kind(
+        rt, model_route_layers(rt), send, downgrade=cheaper_fallback(rt.policy)
+    )  # a short budget: a cheaper model

@@ -46,6 +46,10 @@ class RouteTable:
     def weights(self, capability: str) -> dict[semantic_version.Version, int]:
         return self._weights.get(capability, {})
 
+    def all(self) -> dict[str, dict[str, int]]:
+        """Every route, capability -> version -> weight (the admin port's /status)."""
+        return {cap: {str(v): w for v, w in sorted(ws.items())} for cap, ws in sorted(self._weights.items())}
+
 
 def _parse(route: registry_pb2.Route) -> dict[semantic_version.Version, int]:
     weights: dict[semantic_version.Version, int] = {}

@@ -60,7 +60,10 @@ async def obtain(config: SidecarConfig, clock: Clock) -> SvidSupply:
             raise IdentityError(str(exc)) from exc
         feed = workload_api_server.SvidFeed(first)
         path = (config.data_dir / "identity" / "workload.sock").resolve()
-        server = await workload_api_server.serve(feed, path)
+        try:
+            server = await workload_api_server.serve(feed, path)
+        except workload_api_server.SocketPathTooLong as exc:
+            raise IdentityError(str(exc)) from exc
         socket = f"unix://{path}"
         renewal = supervise("svid-renewal", lambda: enrollment.keep_fresh(feed.svid, feed.publish))
         registry_mtls = enrollment.registry_mtls

@@ -72,7 +72,26 @@ class WorkloadApi(workload_pb2_grpc.SpiffeWorkloadAPIServicer):
             yield workload_pb2.X509BundlesResponse(bundles={domain: _der_concat(svid.trust_bundle_pem)})
 
 
+# sockaddr_un's sun_path holds 108 bytes with the terminating NUL on Linux: a longer path
+# cannot be bound, and gRPC says only "Failed to bind".
+MAX_SOCKET_PATH_BYTES = 107
+
+
+class SocketPathTooLong(ValueError):
+    """The socket's path is longer than a unix socket's may be; says which and what to do."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"the Workload API socket {path} is {len(os.fsencode(path))} bytes long, and a unix socket path may "
+            f"have at most {MAX_SOCKET_PATH_BYTES}: give the sidecar a shorter --data-dir (or run it from a "
+            "shorter working directory)"
+        )
+        self.path = path
+
+
 async def serve(feed: SvidFeed, socket_path: Path) -> grpc.aio.Server:
+    if len(os.fsencode(socket_path)) > MAX_SOCKET_PATH_BYTES:
+        raise SocketPathTooLong(socket_path)
     socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     socket_path.unlink(missing_ok=True)
     server = grpc.aio.server()

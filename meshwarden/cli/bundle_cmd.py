@@ -6,6 +6,7 @@
     bundle sign FILE --key KEYFILE --key-id ID [-o FILE]
     bundle verify FILE --trusted-key KEY_ID=PUBFILE ...
     bundle show FILE [--trusted-key ...] [--output json]
+    bundle history | pull REVISION | rollback REVISION --key KEYFILE --key-id ID   (the registry's revisions)
 
 Exit codes: 0 done; 1 a bundle that is not trusted (signature, digest, unknown key, older
 revision); 2 bad flags or bad input (build problems print one `file:line: message` each).
@@ -23,7 +24,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from meshwarden.cli import bundle_rollout_cmd, exit_codes
+from meshwarden.cli import bundle_history_cmd, bundle_rollout_cmd, exit_codes, registry_access
 from meshwarden.policy_bundle import artifact as fmt
 from meshwarden.policy_bundle.build import build
 from meshwarden.policy_bundle.errors import BundleError, BundleInvalid, BundleNotTrusted, RevisionNotNewer
@@ -46,6 +47,13 @@ def add_to(commands: Any) -> None:
         action="store_true",
         help="also write models.json (providers, models, prices for the model gateway) and policies/models.cedar",
     )
+    start.add_argument(
+        "--from-registry",
+        action="store_true",
+        help="describe the agents and capabilities the registry knows instead of the demo's; on a bundle "
+        "directory, add what appeared since to entities.json and raise the revision",
+    )
+    registry_access.add_registry_flags(start)
     start.set_defaults(run=_init)
 
     make = actions.add_parser(
@@ -56,6 +64,12 @@ def add_to(commands: Any) -> None:
     )
     make.add_argument("directory", type=Path, metavar="DIR")
     make.add_argument("-o", "--output-file", type=Path, metavar="FILE", help="default: <name>.rev<N>.bundle.json here")
+    make.add_argument(
+        "--revision",
+        type=int,
+        metavar="N",
+        help="build with manifest.toml's revision set to N (the directory is not changed), e.g. a release number",
+    )
     make.set_defaults(run=_build)
 
     keys = actions.add_parser("keygen", help="create an Ed25519 signing key pair: <ID>.key (0600) and <ID>.pub")
@@ -91,6 +105,7 @@ def add_to(commands: Any) -> None:
     showing.set_defaults(run=_show)
 
     bundle_rollout_cmd.add_actions(actions)  # push and status: through the registry
+    bundle_history_cmd.add_actions(actions)  # history, pull, rollback: the stored revisions
 
 
 def _trusted_key_flag(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -105,6 +120,12 @@ def _trusted_key_flag(parser: argparse.ArgumentParser, *, required: bool) -> Non
 
 
 def _init(args: argparse.Namespace) -> int:
+    if args.from_registry:
+        from meshwarden.cli import bundle_from_registry  # grpc only when it talks to the registry
+
+        if args.models:
+            return _fail("init", "--models and --from-registry do not go together yet", exit_codes.USAGE)
+        return bundle_from_registry.run(args)
     try:
         written = init(args.directory, models=args.models)
     except DirectoryNotEmpty as exc:
@@ -117,7 +138,7 @@ def _init(args: argparse.Namespace) -> int:
 
 def _build(args: argparse.Namespace) -> int:
     try:
-        built = build(args.directory)
+        built = build(args.directory, revision=args.revision)
     except BundleInvalid as exc:
         for problem in exc.problems:
             print(f"{args.directory / problem.file}:{problem.line}: {problem.message}", file=sys.stderr)

@@ -51,7 +51,7 @@ def _push(args: argparse.Namespace) -> int:
         return exit_codes.USAGE
     try:
         access = registry_access.resolve(args, os.environ)
-        reply, listing = asyncio.run(_push_and_wait(access, raw, args.wait_s))
+        reply, listing = asyncio.run(push_and_wait(access, raw, args.wait_s))
     except registry_access.AccessError as exc:
         print(f"meshwarden bundle push: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -70,7 +70,7 @@ def _push(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-async def _push_and_wait(
+async def push_and_wait(
     access: registry_access.RegistryAccess, raw: bytes, wait_s: float
 ) -> tuple[registry_pb2.PushBundleResponse, registry_pb2.ListBundleStatusResponse]:
     async with registry_channel(access.address, access.trust) as channel:

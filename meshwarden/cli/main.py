@@ -34,7 +34,7 @@ class Command:
 
 COMMANDS: tuple[Command, ...] = (
     Command("registry", "registry_cmd", "run the registry", extra="registry"),
-    Command("sidecar", "sidecar_cmd", "run the sidecar beside an agent", extra="sidecar"),
+    Command("sidecar", "sidecar_cmd", "run the sidecar beside an agent; inspect one (status, config)", extra="sidecar"),
     Command("agents", "agents_cmd", "see the agents in the mesh"),
     Command("identity", "identity_cmd", "manage identities in the mesh (join tokens)"),
     Command("bundle", "bundle_cmd", "write, build, sign and check Cedar policy bundles"),
@@ -58,6 +58,16 @@ COMMANDS: tuple[Command, ...] = (
     Command("audit", "audit_cmd", "who did what to the mesh, when and why"),
     Command("tasks", "tasks_cmd", "submit tasks, see who holds them, and cancel or requeue them"),
     Command("approvals", "approvals_cmd", "calls waiting for a person's approval: list, show ID, approve ID, deny ID"),
+    # day-two operations (issue 20)
+    Command(
+        "check",
+        "check_cmd",
+        "check the mesh: registry, CA, bundles on every sidecar, entities, routes, controls, clocks, data dirs",
+    ),
+    Command(
+        "policy", "policy_cmd", "explain a policy decision: evaluate a call against a bundle offline", extra="sidecar"
+    ),
+    Command("sidecars", "sidecars_cmd", "every sidecar the registry knows, pure callers included"),
     Command("budget", "budget_cmd", "spending caps per team, workflow, agent, model or session (budget set|list|lift)"),
     # operators' habits: named registry contexts, shell completion
     Command("context", "context_cmd", "named registry contexts, like kubeconfig (context list|current|use|set|delete)"),

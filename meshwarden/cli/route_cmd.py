@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 
-from meshwarden.cli import exit_codes, registry_access
+from meshwarden.cli import exit_codes, registry_access, route_targets
 from meshwarden.registry_client import registry_channel, registry_stub
 from meshwarden.v1 import registry_pb2
 
@@ -34,6 +34,11 @@ def add_to(commands: Any) -> None:
         required=True,
         metavar="VERSION=WEIGHT,...",
         help="e.g. 2.3.1=90,2.4.0=10; versions at 0 or not listed are not chosen while a weighted one is live",
+    )
+    set_.add_argument(
+        "--force",
+        action="store_true",
+        help="set it even when no live instance serves the capability or a version named (e.g. before a deploy)",
     )
     registry_access.add_registry_flags(set_)
     set_.set_defaults(run=_set)
@@ -72,20 +77,23 @@ def _set(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"meshwarden route set: --weights: {exc}", file=sys.stderr)
         return exit_codes.USAGE
-    return _send("meshwarden route set", args, args.capability, weights)
+    return _send("meshwarden route set", args, args.capability, weights, checked=not args.force)
 
 
 def _clear(args: argparse.Namespace) -> int:
-    return _send("meshwarden route clear", args, args.capability, {})
+    return _send("meshwarden route clear", args, args.capability, {}, checked=False)
 
 
-def _send(command: str, args: argparse.Namespace, capability: str, weights: dict[str, int]) -> int:
+def _send(command: str, args: argparse.Namespace, capability: str, weights: dict[str, int], *, checked: bool) -> int:
     try:
         access = registry_access.resolve(args, os.environ)
-        reply = asyncio.run(_set_route(access, capability, weights))
+        reply = asyncio.run(_set_route(access, capability, weights, checked=checked))
     except registry_access.AccessError as exc:
         print(f"{command}: {exc}", file=sys.stderr)
         return exc.exit_code
+    except route_targets.UnknownRouteTarget as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return exit_codes.USAGE
     except grpc.aio.AioRpcError as err:
         return registry_access.report_rpc_error(command, err, args.registry or "the registry")
     if weights:
@@ -96,9 +104,14 @@ def _send(command: str, args: argparse.Namespace, capability: str, weights: dict
 
 
 async def _set_route(
-    access: registry_access.RegistryAccess, capability: str, weights: dict[str, int]
+    access: registry_access.RegistryAccess, capability: str, weights: dict[str, int], *, checked: bool
 ) -> registry_pb2.SetRouteResponse:
     async with registry_channel(access.address, access.trust) as channel:
+        if checked:
+            catalog: registry_pb2.ListInstancesResponse = await registry_stub(channel).ListInstances(
+                registry_pb2.ListInstancesRequest(), timeout=10, metadata=access.metadata()
+            )
+            route_targets.check(capability, weights, catalog.instances)
         reply: registry_pb2.SetRouteResponse = await registry_stub(channel).SetRoute(
             registry_pb2.SetRouteRequest(capability=capability, weights=weights), timeout=10, metadata=access.metadata()
         )

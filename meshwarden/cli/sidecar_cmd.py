@@ -1,4 +1,5 @@
-"""`meshwarden sidecar run`: the sidecar beside one agent."""
+"""`meshwarden sidecar run`: the sidecar beside one agent; `sidecar status` and `sidecar config`
+show a running one (sidecar_inspect.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ import asyncio
 import sys
 from typing import Any
 
-from meshwarden.cli import exit_codes
+from meshwarden.cli import exit_codes, sidecar_inspect
 from meshwarden.config_layers import add_options
 
 
 def add_to(commands: Any) -> None:
-    sidecar = commands.add_parser("sidecar", help="run the sidecar beside an agent")
+    sidecar = commands.add_parser("sidecar", help="run the sidecar beside an agent; inspect one (status, config)")
     actions = sidecar.add_subparsers(dest="action", metavar="ACTION", required=True)
     run = actions.add_parser(
         "run",
@@ -25,6 +26,7 @@ def add_to(commands: Any) -> None:
 
     add_options(run, OPTIONS, ENV_PREFIX)
     run.set_defaults(run=_run)
+    sidecar_inspect.add_actions(actions)
 
 
 def _run(args: argparse.Namespace) -> int:

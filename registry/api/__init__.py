@@ -16,6 +16,7 @@ import grpc
 from meshwarden.registry.api.approvals import ApprovalsApi
 from meshwarden.registry.api.authorization import Authorization
 from meshwarden.registry.api.budgets import BudgetsApi
+from meshwarden.registry.api.bundle_history import BundleHistoryApi
 from meshwarden.registry.api.bundles import BundlesApi
 from meshwarden.registry.api.catalog import CatalogApi
 from meshwarden.registry.api.controls import ControlsApi
@@ -26,7 +27,16 @@ from meshwarden.registry.api.routes import RoutesApi
 from meshwarden.registry.api.service import add_service, handlers_of
 from meshwarden.registry.api.tools import ToolsApi
 from meshwarden.registry.api.watch import WatchApi
-from meshwarden.v1 import approvals_pb2, budgets_pb2, controls_pb2, identity_pb2, receipts_pb2, registry_pb2, tools_pb2
+from meshwarden.v1 import (
+    approvals_pb2,
+    budgets_pb2,
+    bundle_history_pb2,
+    controls_pb2,
+    identity_pb2,
+    receipts_pb2,
+    registry_pb2,
+    tools_pb2,
+)
 
 REGISTRY: Final = registry_pb2.DESCRIPTOR.services_by_name["Registry"]
 CONTROLS: Final = controls_pb2.DESCRIPTOR.services_by_name["Controls"]
@@ -35,7 +45,8 @@ RECEIPTS: Final = receipts_pb2.DESCRIPTOR.services_by_name["Receipts"]
 APPROVALS: Final = approvals_pb2.DESCRIPTOR.services_by_name["Approvals"]
 BUDGETS: Final = budgets_pb2.DESCRIPTOR.services_by_name["Budgets"]
 TOOLS: Final = tools_pb2.DESCRIPTOR.services_by_name["Tools"]
-SERVICES: Final = (REGISTRY, CONTROLS, IDENTITY, RECEIPTS, APPROVALS, BUDGETS, TOOLS)
+BUNDLE_HISTORY: Final = bundle_history_pb2.DESCRIPTOR.services_by_name["BundleHistory"]
+SERVICES: Final = (REGISTRY, CONTROLS, IDENTITY, RECEIPTS, APPROVALS, BUDGETS, TOOLS, BUNDLE_HISTORY)
 
 __all__ = [
     "APPROVALS",
@@ -49,6 +60,8 @@ __all__ = [
     "ApprovalsApi",
     "Authorization",
     "BudgetsApi",
+    "BUNDLE_HISTORY",
+    "BundleHistoryApi",
     "BundlesApi",
     "CatalogApi",
     "ControlsApi",
@@ -76,6 +89,7 @@ def add_services(
     approvals: ApprovalsApi,
     budgets: BudgetsApi,
     tools: ToolsApi,
+    bundle_history: BundleHistoryApi,
 ) -> list[str]:
     """Adds every registry service to `server`; returns their full names (for health and reflection)."""
     add_service(
@@ -89,4 +103,5 @@ def add_services(
     add_service(server, APPROVALS, approvals.handlers())
     add_service(server, BUDGETS, budgets.handlers())
     add_service(server, TOOLS, tools.handlers())
+    add_service(server, BUNDLE_HISTORY, bundle_history.handlers())
     return [service.full_name for service in SERVICES]

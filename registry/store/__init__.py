@@ -115,6 +115,14 @@ class BundleStore(Protocol):
 
     async def latest(self) -> StoredBundle | None: ...
 
+    async def history(self, limit: int) -> list[StoredBundle]:
+        """The newest `limit` revisions, newest first, with empty artifacts."""
+        ...
+
+    async def revision(self, revision: int) -> StoredBundle | None:
+        """One stored revision with its artifact; None when it was never pushed."""
+        ...
+
     async def put_status(self, status: SidecarBundleStatus) -> None:
         """Replaces what this instance last reported."""
         ...

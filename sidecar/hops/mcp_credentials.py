@@ -13,14 +13,14 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import httpx2
-from mcp.client.auth import TokenStorage
-from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
-from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
+from typing import TYPE_CHECKING
 
 from meshwarden.errors import ToolServerUnavailable
 from meshwarden.policy_bundle.mcp_servers import CredentialRef
+
+if TYPE_CHECKING:  # `mcp` (and its pydantic models, ~40 MB) loads once a server is connected, not at start
+    import httpx2
+    from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 MAX_SECRET_BYTES = 16 * 1024
 
@@ -82,6 +82,8 @@ def upstream_for(ref: CredentialRef | None, secret: str, server_url: str) -> Ups
         return Upstream(headers={ref.header: secret})
     if ref.scheme == "env":
         return Upstream(env={ref.env: secret})
+    from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
+
     provider = ClientCredentialsOAuthProvider(
         server_url=server_url,
         storage=_MemoryTokens(),
@@ -93,8 +95,9 @@ def upstream_for(ref: CredentialRef | None, secret: str, server_url: str) -> Ups
     return Upstream(auth=provider)
 
 
-class _MemoryTokens(TokenStorage):
-    """OAuth tokens for one server, in memory only: a restarted sidecar asks for new ones."""
+class _MemoryTokens:
+    """OAuth tokens for one server, in memory only: a restarted sidecar asks for new ones.
+    (An `mcp.client.auth.TokenStorage`, a Protocol: structural, so `mcp` need not load here.)"""
 
     def __init__(self) -> None:
         self._tokens: OAuthToken | None = None

@@ -21,7 +21,6 @@ import json
 from typing import Final
 
 import aiohttp
-from mcp.shared.exceptions import MCPError
 
 from meshwarden.clock import Clock
 from meshwarden.errors import BadPayload, DeadlineExceeded, ToolServerUnavailable
@@ -44,6 +43,8 @@ class ToMcpServer:
         return active.mcp_servers if active is not None else McpServers()
 
     async def __call__(self, call: Call) -> Reply:
+        from mcp.shared.exceptions import MCPError  # loaded by the connection already; not at start (~40 MB)
+
         tool = call.record.tool
         server = self._servers().servers.get(tool.server) if tool is not None else None
         if tool is None or server is None:  # the tool check always sets it; a bundle swap may drop it

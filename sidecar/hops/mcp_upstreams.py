@@ -19,17 +19,15 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
-
-from mcp import Client, StdioServerParameters
-from mcp.client.auth import OAuthFlowError
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
+from typing import TYPE_CHECKING, Any, Final
 
 from meshwarden.errors import ToolServerUnavailable
 from meshwarden.policy_bundle.mcp_servers import McpServerDecl, schema_sha256
 from meshwarden.sidecar.hops.mcp_credentials import CredentialSource, Upstream, env_name, read_secret, upstream_for
 from meshwarden.sidecar.hops.mcp_http_calls import PROTOCOL, HttpToolCaller
+
+if TYPE_CHECKING:  # `mcp` (and its pydantic models, ~40 MB) loads on the first connection, not at start
+    from mcp import Client
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +111,10 @@ class McpConnection:
                 await task
 
     async def _hold(self, ready: asyncio.Future[Client]) -> None:
+        from mcp import Client, StdioServerParameters
+        from mcp.client.streamable_http import streamable_http_client
+        from mcp.shared._httpx_utils import create_mcp_http_client
+
         try:
             upstream = await self._upstream()
             async with contextlib.AsyncExitStack() as stack:
@@ -160,6 +162,8 @@ class McpConnection:
     def _unreachable(self, exc: BaseException) -> str:
         """Why the connection failed, and what to check: the credential when the authorization
         server refused it (its answer, never the secret), else whether the server runs."""
+        from mcp.client.auth import OAuthFlowError  # loaded by the connection that failed
+
         ref = self.decl.credential
         if ref is not None and isinstance(_innermost(exc), OAuthFlowError):
             return (

@@ -301,6 +301,12 @@ class ActivePolicy:
         found = self._pairs.get((direction, caller, capability))
         return (found or self._evaluator(self._select(direction, caller, capability))).size
 
+    def slice_summary(self, direction: Direction) -> tuple[tuple[str, str, str], ...]:
+        """(@id, effect, @reason) of every policy that can apply to this agent's calls in
+        `direction`: the slice this sidecar evaluates (the admin port's /status)."""
+        chosen = self._outbound_slice if direction is Direction.OUTBOUND else self._inbound_slice
+        return tuple((p.policy_id, p.effect, p.reason) for i, p in enumerate(self._policies) if i in chosen)
+
     @property
     def policy_count(self) -> int:
         return len(self._policies)

@@ -31,7 +31,7 @@ class ToAgent:
             outcome = await self._app.stub.Handle(
                 delivery.to_delivery(call),
                 timeout=deadlines.next_hop_timeout_s(call, self._clock.monotonic()),
-                metadata=metadata_for(call.traceparent, call.tracestate),
+                metadata=metadata_for(call.traceparent, call.tracestate) + self._app.auth,
             )
         except grpc.aio.AioRpcError as err:
             raise self._translate(err, call) from err

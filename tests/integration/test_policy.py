@@ -65,9 +65,19 @@ async def test_denied_calls_name_the_policy_and_the_reason(mesh: LocalMesh) -> N
         assert info.value.status_code() is grpc.StatusCode.PERMISSION_DENIED
         assert "tier1-no-risk3" in info.value.message and "agents of tier 1 may not call" in info.value.message
         assert "spiffe://meshwarden.local/agent/frontdesk" in info.value.message
-        with pytest.raises(errors.PolicyDenied) as unknown:  # a capability the bundle does not describe
+        with pytest.raises(errors.UnknownCapability) as unknown:  # no agent serves it: unknown, not denied
             await as_frontdesk.invoke("shipping.track", {}, timeout=5)
         assert "shipping.track" in unknown.value.message
+        undescribed: errors.PolicyDenied | None = None  # kb serves echo; the bundle does not describe it
+        for _ in range(100):  # until frontdesk's catalog has kb's echo
+            try:
+                await as_frontdesk.invoke("echo", {}, timeout=5)
+            except errors.UnknownCapability:
+                await asyncio.sleep(0.05)
+            except errors.PolicyDenied as denied:
+                undescribed = denied
+                break
+        assert undescribed is not None and "echo" in undescribed.message
     async with meshwarden.Client(support.addresses["listen"]) as as_support:
         ok = await routable(as_support, "billing.refund", refund)
         assert ok.value["amount_cents"] == 500
@@ -219,6 +229,7 @@ async def test_the_last_good_bundle_is_enforced_at_start_before_the_registry_ans
 
 
 async def test_without_any_bundle_everything_is_denied_and_the_sidecar_is_not_ready(mesh: LocalMesh) -> None:
+    await mesh.pair("echoer")  # echo is served (else the call would be refused as unknown first)
     lonely = await start(
         "sidecar-without-keys",
         sidecar_argv("frontdesk", mesh.registry_address, mesh.workdir / "lonely", None),

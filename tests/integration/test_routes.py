@@ -18,6 +18,12 @@ pytestmark = pytest.mark.integration
 
 
 async def route_cli(mesh: LocalMesh, *args: str) -> str:
+    done = await route_cli_run(mesh, *args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def route_cli_run(mesh: LocalMesh, *args: str) -> subprocess.CompletedProcess[str]:
     assert mesh.registry is not None
     done = await asyncio.to_thread(
         subprocess.run,
@@ -35,8 +41,7 @@ async def route_cli(mesh: LocalMesh, *args: str) -> str:
         text=True,
         timeout=60,
     )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return done
 
 
 async def version_of(client: meshwarden.Client, session_id: str = "") -> str:
@@ -66,6 +71,13 @@ async def test_weighted_routes_and_session_pinning(mesh: LocalMesh) -> None:
                 break
             await asyncio.sleep(0.05)
 
+        misspelled = await route_cli_run(mesh, "set", "ecoh", "--weights", "1.0.0=100")
+        assert misspelled.returncode == 2 and "did you mean echo?" in misspelled.stderr
+        unseen = await route_cli_run(mesh, "set", "echo", "--weights", "1.0.0=90,3.0.0=10")
+        assert unseen.returncode == 2 and "version 3.0.0; live versions: 1.0.0, 2.0.0" in unseen.stderr
+        assert "route for echo set to 1.0.0=90,3.0.0=10" in await route_cli(
+            mesh, "set", "echo", "--weights", "1.0.0=90,3.0.0=10", "--force"
+        )
         out = await route_cli(mesh, "set", "echo", "--weights", "1.0.0=100,2.0.0=0")
         assert "route for echo set to 1.0.0=100,2.0.0=0" in out
         await until_new_sessions_go_to(client, "1.0.0")

@@ -64,3 +64,13 @@ def test_an_operator_command_s_parser_imports_its_module_alone_and_no_rpc_stack(
         "meshwarden.cli.agents_cmd"
     ]
     assert among(modules, RPC_AND_CRYPTO) == []
+
+
+def test_a_sidecar_loads_the_mcp_client_only_once_it_connects_to_an_mcp_server() -> None:
+    """`mcp` and its pydantic models are ~40 MB of a sidecar's RSS (benchmarks/README.md,
+    "Cheaper calls"): loaded by the first MCP connection, not at start."""
+    assert among(loaded_after("import meshwarden.sidecar.app"), ("mcp",)) == []
+    assert "mcp" in loaded_after(
+        "import asyncio\nfrom meshwarden.sidecar.hops import mcp_upstreams\n"
+        "try:\n    asyncio.run(mcp_upstreams.McpConnection._hold(None, None))\nexcept Exception:\n    pass"
+    )

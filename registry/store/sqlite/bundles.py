@@ -37,6 +37,27 @@ class SqliteBundles:
 
         return await self._db.read(work)
 
+    async def history(self, limit: int) -> list[StoredBundle]:
+        def work(db: sqlite3.Connection) -> list[StoredBundle]:
+            rows = db.execute(
+                "SELECT name, revision, digest, pushed_at FROM policy_bundles ORDER BY revision DESC LIMIT ?", (limit,)
+            ).fetchall()
+            return [StoredBundle(name=n, revision=r, digest=d, artifact=b"", pushed_at=at) for n, r, d, at in rows]
+
+        return await self._db.read(work)
+
+    async def revision(self, revision: int) -> StoredBundle | None:
+        def work(db: sqlite3.Connection) -> StoredBundle | None:
+            row = db.execute(
+                "SELECT name, revision, digest, artifact, pushed_at FROM policy_bundles WHERE revision = ?", (revision,)
+            ).fetchone()
+            if row is None:
+                return None
+            name, number, digest, artifact, pushed_at = row
+            return StoredBundle(name=name, revision=number, digest=digest, artifact=bytes(artifact), pushed_at=pushed_at)
+
+        return await self._db.read(work)
+
     async def put_status(self, status: SidecarBundleStatus) -> None:
         def work(db: sqlite3.Connection) -> None:
             db.execute(

@@ -84,6 +84,7 @@ EXPECTED = {
         "Costs": OPERATOR,  # costs span every agent (issue 14, defect 5)
     },
     "meshwarden.v1.Tools": {"ListToolCalls": OPERATOR},
+    api.BUNDLE_HISTORY.full_name: {"ListBundles": OPERATOR, "GetBundle": OPERATOR},  # whole bundles: operators
 }
 
 

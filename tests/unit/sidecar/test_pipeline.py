@@ -91,7 +91,9 @@ async def test_the_outer_stages_come_first_for_every_kind_as_documented(tmp_path
         type(layer(_answer)).__module__.rsplit(".", 1)[-1] for layer in pipeline.outer_layers(await runtime(tmp_path))
     ]
     assert outer == documented("outer")
-    assert documented("outbound")[: len(outer)] == outer
+    admission = ["known_capability"]  # an agent call's own check, placed among the outer stages before policy
+    assert [name for name in documented("outbound") if name not in admission][: len(outer)] == outer
+    assert documented("outbound").index("known_capability") == documented("outbound").index("outbound_policy") - 1
 
 
 async def test_inbound_order_matches_the_readme(tmp_path: Path) -> None:

@@ -1,0 +1,114 @@
+"""`meshwarden sidecars list`: every sidecar the registry knows, like `consul members`: those
+whose agent serves capabilities (in the catalog, with version, peer address and health) and
+pure callers (known by their bundle reports), with the bundle revision each enforces.
+
+Exit codes: 0 listed; 1 the registry refused; 2 bad flags; 3 the registry could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from meshwarden.cli import exit_codes, registry_access
+
+if TYPE_CHECKING:
+    from meshwarden.cli.mesh_inventory import MeshView
+    from meshwarden.v1 import registry_pb2
+
+HELP = "every sidecar the registry knows, pure callers included"
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    instance_id: str
+    agent: str
+    role: str  # "serves" (in the catalog) or "caller" (reports, serves nothing)
+    version: str
+    peer_address: str
+    capabilities: list[str]
+    bundle_revision: int
+    refused: str  # "rev N: why", "" when none
+    live: bool
+
+
+def add_to(commands: Any) -> None:
+    sidecars = commands.add_parser("sidecars", help=HELP)
+    actions = sidecars.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help=HELP, description=HELP + " (like `consul members`).")
+    listing.add_argument("--all", action="store_true", help="also sidecars that stopped reporting (live no)")
+    listing.add_argument("--output", choices=["table", "json"], default="table", help="table (default) or json")
+    registry_access.add_registry_flags(listing)
+    listing.set_defaults(run=_list)
+
+
+def _list(args: argparse.Namespace) -> int:
+    import grpc
+
+    from meshwarden.cli import mesh_inventory
+
+    try:
+        access = registry_access.resolve(args, os.environ)
+        view = asyncio.run(mesh_inventory.fetch(access))
+    except registry_access.AccessError as exc:
+        print(f"meshwarden sidecars list: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except grpc.aio.AioRpcError as err:
+        return registry_access.report_rpc_error("meshwarden sidecars list", err, access.address)
+    found = [m for m in members(view) if m.live or args.all]
+    if args.output == "json":
+        print(json.dumps([asdict(m) for m in found], indent=2))
+        return exit_codes.OK
+    rows = [("INSTANCE", "AGENT", "ROLE", "VERSION", "PEER", "CAPABILITIES", "BUNDLE", "LIVE", "REFUSED")] + [
+        (
+            m.instance_id,
+            m.agent,
+            m.role,
+            m.version or "-",
+            m.peer_address or "-",
+            ",".join(m.capabilities) or "-",
+            str(m.bundle_revision) if m.bundle_revision else "none",
+            "yes" if m.live else "no",
+            m.refused or "-",
+        )
+        for m in found
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    print("\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows))
+    if not found:
+        print("(no sidecar reports to the registry)", file=sys.stderr)
+    return exit_codes.OK
+
+
+def members(view: MeshView) -> list[Member]:
+    """The catalog's instances joined with every bundle report, by instance id."""
+    reports = {s.instance_id: s for s in view.bundles.sidecars}
+    found: dict[str, Member] = {}
+    for i in view.catalog.instances:
+        report = reports.get(i.instance_id)
+        found[i.instance_id] = Member(
+            i.instance_id,
+            i.agent,
+            "serves",
+            i.version,
+            i.peer_address,
+            [c.name for c in i.capabilities],
+            report.active_revision if report else 0,
+            _refused(report),
+            True,
+        )
+    for s in view.bundles.sidecars:
+        if s.instance_id not in found:
+            found[s.instance_id] = Member(
+                s.instance_id, s.agent, "caller", "", "", [], s.active_revision, _refused(s), s.live
+            )
+    return sorted(found.values(), key=lambda m: (m.agent, m.instance_id))
+
+
+def _refused(report: registry_pb2.BundleStatus | None) -> str:
+    return f"rev {report.refused_revision}: {report.refusal}" if report is not None and report.refused_revision else ""
