@@ -50,6 +50,26 @@ class PostgresBundles:
 
         return await self._db.read(work)
 
+    async def history(self, limit: int) -> list[StoredBundle]:
+        async def work(connection: Connection) -> list[StoredBundle]:
+            rows = await connection.fetch(
+                "SELECT name, revision, digest, pushed_at FROM policy_bundles ORDER BY revision DESC LIMIT $1", limit
+            )
+            return [StoredBundle(name=r[0], revision=r[1], digest=r[2], artifact=b"", pushed_at=r[3]) for r in rows]
+
+        return await self._db.read(work)
+
+    async def revision(self, revision: int) -> StoredBundle | None:
+        async def work(connection: Connection) -> StoredBundle | None:
+            row = await connection.fetchrow(
+                "SELECT name, revision, digest, artifact, pushed_at FROM policy_bundles WHERE revision = $1", revision
+            )
+            if row is None:
+                return None
+            return StoredBundle(name=row[0], revision=row[1], digest=row[2], artifact=bytes(row[3]), pushed_at=row[4])
+
+        return await self._db.read(work)
+
     async def put_status(self, status: SidecarBundleStatus) -> None:
         async def work(connection: Connection) -> None:
             await connection.execute(
