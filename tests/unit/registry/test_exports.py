@@ -18,6 +18,9 @@ def test_public_modules_name_what_they_export() -> None:
     exported = {name for name in dir(registry) if not name.startswith("_")}
     modules = {
         "api",
+        "replicas",
+        "singletons",
+        "store_migration",
         "app",
         "approval_store",
         "approvals",

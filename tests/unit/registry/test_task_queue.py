@@ -29,6 +29,9 @@ from meshwarden.registry.task_queue import (
 from meshwarden.v1 import controls_pb2
 from tests.unit.sidecar.fakes import FakeClock
 
+# The task store has no PostgreSQL implementation yet: the tests run on SQLite alone.
+pytestmark = pytest.mark.usefixtures("sqlite_only")
+
 A = Holder(instance_id="worker-a", agent="worker")
 B = Holder(instance_id="worker-b", agent="worker")
 
