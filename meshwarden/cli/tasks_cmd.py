@@ -16,6 +16,7 @@ from google.protobuf.json_format import MessageToDict
 
 from meshwarden.cli import exit_codes, registry_access
 from meshwarden.cli.controls_output import parse_duration, when
+from meshwarden.cli.session_render import table
 from meshwarden.control_scopes import ScopeError
 from meshwarden.registry_client import registry_channel
 from meshwarden.v1 import receipts_pb2, tasks_pb2, tasks_pb2_grpc
@@ -166,14 +167,14 @@ async def _show(stub: tasks_pb2_grpc.TasksStub, args: argparse.Namespace, metada
     if t.holder_instance_id:
         print(f"held by {t.holder_instance_id} ({t.holder_agent}) under token {t.fencing_token}")
     print(f"attempts {t.attempts}/{t.max_attempts}, submitted by {t.submitted_by}")
-    print(f"{'AT':<20} {'FROM':<10} {'TO':<10} {'TOKEN':>5} {'BY':<24} {'LEASE UNTIL':<20} REASON")
+    rows = [("AT", "FROM", "TO", "TOKEN", "BY", "LEASE UNTIL", "REASON")]
     for step in reply.transitions:
         lease = when(step.lease_expires_at) if step.HasField("lease_expires_at") else "-"
         before = _state(step.from_state) if step.from_state else "-"
-        print(
-            f"{when(step.at):<20} {before:<10} {_state(step.to_state):<10} {step.fencing_token:>5} "
-            f"{step.executor:<24} {lease:<20} {step.reason}"
+        rows.append(
+            (when(step.at), before, _state(step.to_state), str(step.fencing_token), step.executor, lease, step.reason)
         )
+    print(table(rows))
     if t.result_json or t.error:
         print(f"result: {t.result_json or '-'}  error: {t.error or '-'}")
     _print_calls(reply)
@@ -187,13 +188,13 @@ def _print_calls(reply: tasks_pb2.ShowTaskResponse) -> None:
         return
     for token in sorted({r.fencing_token for r in reply.calls}):
         print(f"calls under token {token}:")
-        print(f"  {'AT':<20} {'KIND':<6} {'SIDE':<9} {'BY':<24} {'CAPABILITY / MODEL / TOOL':<32} STATUS")
+        rows = [("AT", "KIND", "SIDE", "BY", "CAPABILITY / MODEL / TOOL", "STATUS")]
         for r in (r for r in reply.calls if r.fencing_token == token):
-            print(
-                f"  {when(r.started_at):<20} {r.call_kind or 'agent':<6} {r.direction:<9} "
-                f"{r.sidecar_instance_id:<24} {r.capability:<32} {r.status}"
-                + (f" ({r.error_message[:80]})" if r.error_message else "")
+            status = r.status + (f" ({r.error_message[:80]})" if r.error_message else "")
+            rows.append(
+                (when(r.started_at), r.call_kind or "agent", r.direction, r.sidecar_instance_id, r.capability, status)
             )
+        print("\n".join("  " + line for line in table(rows).splitlines()))
     if reply.calls_truncated:
         print("(more calls than shown: the oldest are listed)")
 

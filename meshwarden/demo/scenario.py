@@ -33,6 +33,7 @@ from meshwarden.demo.approval_section import refund_waits_for_approval
 from meshwarden.demo.budgets_section import one_workflow_over_budget
 from meshwarden.demo.operator_flags import operator_flags
 from meshwarden.demo.sessions_section import sessions_and_costs
+from meshwarden.demo.task_section import frozen_holder_loses_its_refund
 from meshwarden.errors import MeshError
 from meshwarden.local_mesh import LocalMesh
 from meshwarden.supervise import Child, meshwarden_argv
@@ -307,8 +308,8 @@ async def _scenario(mesh: Mesh, n: Narrator) -> None:
         )
         await _expect_refusal(
             n,
-            "a capability no policy mentions (default deny)",
-            grpc.StatusCode.PERMISSION_DENIED,
+            "a capability nobody serves (refused as unknown before policy, naming the nearest known ones)",
+            grpc.StatusCode.NOT_FOUND,
             "shipping.track",
             lambda: mesh_client.invoke("shipping.track", {"parcel": "P1"}, timeout=5),
         )
@@ -366,6 +367,9 @@ async def _scenario(mesh: Mesh, n: Narrator) -> None:
             ticket,
         )
         await one_workflow_over_budget(mesh_client, lambda *a: _operator(n, registry, mesh.workdir, *a), n, ticket)
+        await frozen_holder_loses_its_refund(
+            functools.partial(_start_refund_worker, mesh), functools.partial(_operator, n, registry, mesh.workdir), n
+        )
 
         n.section("The registry goes down: the mesh keeps routing from what it last knew")
         await registry.stop()
@@ -378,6 +382,13 @@ async def _scenario(mesh: Mesh, n: Narrator) -> None:
         n.ok(f"sidecars resynchronised; kb.search answered by {r.agent} {r.version}")
 
         await sessions_and_costs(mesh_client, restarted, mesh.workdir, n)  # the demo ends with the cost table
+
+
+async def _start_refund_worker(mesh: Mesh, index: int, work_s: float) -> Child:
+    """A support agent working refund tasks (meshwarden.demo.refund_worker), with its sidecar."""
+    sidecar = await mesh.start_demo_sidecar("support", index)
+    spec = AgentSpec("support", "meshwarden.demo.refund_worker", "1.0.0")
+    return await mesh.start_agent(spec, sidecar, index, "--work-s", str(work_s))
 
 
 async def _failover(mesh: Mesh, frontdesk: Child, client: Client, n: Narrator) -> None:
