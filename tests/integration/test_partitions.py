@@ -199,8 +199,11 @@ async def test_a_partition_fails_calls_within_their_deadline_and_healing_brings_
 
 
 LOSS_PERCENT = 25  # of the packets crossing the callee's end of the veth, each way
-LATENCY_S = 0.15  # the fault proxy holds each chunk this long, each way (a call is several chunks)
-TIGHT_S = 0.45  # a deadline the request reaches billing within but the delayed answer misses
+LATENCY_S = 0.2  # the fault proxy holds each chunk this long, each way: a round trip >= 0.4 s
+SHORT_S = 0.25  # shorter than any round trip now
+# How many chunks a request and its answer take varies, so keyed calls get deadlines spread
+# over the range where billing may run a call whose answer then misses the caller's deadline.
+SPREAD_S = [0.3 + 0.05 * i for i in range(12)]
 _CLEAR = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 _TABLE = "meshwarden_loss"
 
@@ -261,10 +264,6 @@ async def _clear_outcome(call: Awaitable[object], timeout: float) -> str:
     return "ok"
 
 
-async def _tried_twice(client: meshwarden.Client, key: str) -> list[str]:
-    return [await _clear_outcome(_count(client, key, TIGHT_S), TIGHT_S) for _ in range(2)]
-
-
 async def _retried_until_it_succeeds(client: meshwarden.Client, key: str, timeout: float) -> list[str]:
     outcomes: list[str] = []
     for _ in range(10):
@@ -287,19 +286,25 @@ async def test_under_loss_and_delay_deadlines_hold_keyed_calls_run_once_and_heal
         try:
             # Deadlines shorter than the added delay: every call fails, clearly, within them.
             short = [f"short-{i}" for i in range(4)]
-            short_outcomes = await asyncio.gather(*(_clear_outcome(_count(client, k, 0.25), 0.25) for k in short))
+            short_calls = [_clear_outcome(_count(client, k, SHORT_S), SHORT_S) for k in short]
+            short_outcomes = await asyncio.gather(*short_calls)
             assert "ok" not in short_outcomes, short_outcomes
-            # Unkeyed calls are never retried once sent: too tight a deadline fails them clearly.
-            unkeyed = [client.invoke("probe.count", {}, idempotent=False, timeout=TIGHT_S) for _ in range(4)]
-            unkeyed_outcomes = await asyncio.gather(*(_clear_outcome(call, TIGHT_S) for call in unkeyed))
-            assert "ok" not in unkeyed_outcomes, unkeyed_outcomes
-            # Keyed calls with a deadline the delayed answer misses: billing runs them, the caller
-            # never hears. Retried with a longer deadline until they succeed, they run no more.
-            keyed = [f"keyed-{i}" for i in range(6)]
-            tight_outcomes = await asyncio.gather(*(_tried_twice(client, key) for key in keyed))
+            # Unkeyed calls are never retried once sent: each succeeds or fails clearly, no hang.
+            deadlines = [SHORT_S] * 4 + [3.0] * 8
+            unkeyed = [
+                _clear_outcome(client.invoke("probe.count", {}, idempotent=False, timeout=t), t) for t in deadlines
+            ]
+            unkeyed_outcomes = await asyncio.gather(*unkeyed)
+            assert "ok" not in unkeyed_outcomes[:4], unkeyed_outcomes
+            # Keyed calls whose answer misses the deadline after billing ran them (the caller never
+            # hears), retried with a longer deadline until they succeed: they run no more.
+            keyed = [f"keyed-{i}" for i in range(len(SPREAD_S))]
+            tight_outcomes = await asyncio.gather(
+                *(_clear_outcome(_count(client, key, t), t) for key, t in zip(keyed, SPREAD_S, strict=True))
+            )
             ran = (await client.invoke("probe.runs", {}, timeout=5)).value["runs_by_key"]  # type: ignore[index]
             ran_unheard = [
-                key for key, tried in zip(keyed, tight_outcomes, strict=True) if "ok" not in tried and key in ran
+                key for key, tried in zip(keyed, tight_outcomes, strict=True) if tried != "ok" and key in ran
             ]
             assert ran_unheard, f"no keyed call ran at billing before its deadline ({ran}): nothing was tested"
             keyed_outcomes = await asyncio.gather(*(_retried_until_it_succeeds(client, key, 3) for key in keyed))
