@@ -40,9 +40,7 @@ from meshwarden.registry.outcomes import Outcomes
 from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.session_queries import SessionQueries
 from meshwarden.registry.store.sqlite import stores_over
-from meshwarden.registry.store.sqlite.blocking import BlockingStore
 from meshwarden.registry.store.sqlite.database import Database
-from meshwarden.registry.store.sqlite.tasks import TaskStore
 from meshwarden.registry.task_queue import TaskQueue
 
 PAGES = ("/map", "/map?window=1h", "/sessions", "/costs", "/approvals", "/kills", "/tasks", "/bundles", "/audit")
@@ -66,7 +64,6 @@ async def measure(agents: int, calls: int, repeat: int) -> list[tuple[str, float
         data = Path(directory)
         db = await asyncio.to_thread(Database.open, data)
         stores = stores_over(db, event_log_retention=100)
-        blocking = BlockingStore(db)
         clock = _Clock()
         try:
             audit = Audit(stores.audit, clock)
@@ -86,7 +83,7 @@ async def measure(agents: int, calls: int, repeat: int) -> list[tuple[str, float
             outcomes = Outcomes(stores.outcomes, clock)
             clock.wall_at = await fill(receipts, outcomes, issuer, calls) + 1.0
             controls = Controls(stores.controls, clock, audit, lambda e: None)
-            tasks = TaskQueue(TaskStore(blocking), clock)
+            tasks = TaskQueue(stores.tasks, clock)
             sources = Sources(
                 catalog=catalog,
                 health=HealthReports(clock),

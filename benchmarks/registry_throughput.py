@@ -12,6 +12,7 @@ went over 10 ms. The same script measures any version of the registry (it uses o
 gRPC API and `app.serve`): run it with PYTHONPATH pointing at an older checkout for "before".
 
     .venv/bin/python -m benchmarks.registry_throughput --instances 2000 --batches 10
+    .venv/bin/python -m benchmarks.registry_throughput --store postgresql://USER@HOST:PORT/DB   # migrated, empty
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class LoopLag:
         }
 
 
-async def serve_child(data_dir: Path) -> None:
+async def serve_child(data_dir: Path, store: str) -> None:
     """The registry under test, printing its ports, then a lag report on each SIGUSR1."""
     from meshwarden.addresses import HostPort
     from meshwarden.clock import SystemClock
@@ -93,10 +94,13 @@ async def serve_child(data_dir: Path) -> None:
         )
         lag.report()  # start-up does not count
 
-    # Newer registries refuse to start without bundle keys unless told; older ones lack the field.
+    # Newer registries refuse to start without bundle keys unless told; older ones lack the field,
+    # and an older checkout knows no store option.
     known = {f.name for f in dataclasses.fields(RegistryConfig)}
-    unverified: dict[str, Any] = {"allow_unverified_bundles": True} if "allow_unverified_bundles" in known else {}
-    config = RegistryConfig(listen=HostPort("127.0.0.1", 0), data_dir=data_dir, heartbeat_interval_s=30.0, **unverified)
+    extra: dict[str, Any] = {"allow_unverified_bundles": True} if "allow_unverified_bundles" in known else {}
+    if store:
+        extra["store"] = store
+    config = RegistryConfig(listen=HostPort("127.0.0.1", 0), data_dir=data_dir, heartbeat_interval_s=30.0, **extra)
     await app.serve(config, SystemClock(), stop=stop, on_ready=ready)
     watcher.cancel()
 
@@ -164,6 +168,7 @@ async def drive(options: argparse.Namespace) -> None:
             "benchmarks.registry_throughput",
             "--serve",
             data_dir,
+            *(["--store", options.store] if options.store else []),
             stdout=asyncio.subprocess.PIPE,
             env=env,
         )
@@ -231,10 +236,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--batches", type=int, default=10, help="ShipReceipts batches of 1,000 receipts")
     parser.add_argument("--lists", type=int, default=20)
+    parser.add_argument("--store", default="", help="postgresql://... (a migrated, empty database); default SQLite")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.serve is not None:
-        asyncio.run(serve_child(options.serve))
+        asyncio.run(serve_child(options.serve, options.store))
     else:
         asyncio.run(drive(options))
 

@@ -9,7 +9,13 @@ kind, then over real gRPC (TLS for the operator, mTLS with the agent's SVID):
   work      `--workers` loops of LeaseTask, StartTask, CompleteTask until the queue is empty
 and reports tasks per second for each phase and for the whole cycle (submit + lease + start +
 complete, four registry writes per task), and the p50/p99 latency of LeaseTask. The registry's
-writes are SQLite transactions on its event loop thread, so the figure is one core's.
+writes run on its SQLite writer thread, batched: what queued while a transaction ran commits in
+the next one (registry.store.sqlite.database.write_batched).
+
+Store alone (in this process, no gRPC): the same submit and lease/start/complete cycle straight
+on registry.task_queue over the SQLite store, `--workers` coroutines at a time: what the
+storage can do, so the gap to the figures above is the RPC layer's (TLS, gRPC, both processes
+sharing the machine).
 
 Fencing per call (in this process, no network): verifying a registry-signed claim (Ed25519)
 and remembering the newest token per task, what a sidecar stage would add to each call.
@@ -32,9 +38,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from meshwarden import task_fence
 from meshwarden.addresses import parse_host_port
+from meshwarden.clock import SystemClock
 from meshwarden.identity.bootstrap import learn_registry_ca
 from meshwarden.identity.csr import new_key_and_csr
 from meshwarden.identity.svid import svid_from_pem
+from meshwarden.registry.store.sqlite import open_sqlite
+from meshwarden.registry.task_queue import Holder, Submission, TaskQueue
 from meshwarden.registry_client import RegistryTrust, registry_channel
 from meshwarden.supervise import Child, meshwarden_argv, registry_health_tls, start
 from meshwarden.v1 import (
@@ -168,6 +177,42 @@ def fencing_cost_us(rounds: int = 5000) -> dict[str, float]:
     return {"verify_and_admit_us": round(verify_us, 1), "sign_us": round(sign_us, 1)}
 
 
+async def store_alone(tasks: int, workers: int) -> dict[str, float]:
+    """Submit, then lease/start/complete, on TaskQueue over the SQLite store in this process."""
+    holder = Holder(instance_id="bench-1", agent=AGENT)
+    with tempfile.TemporaryDirectory(prefix="mw-tasks-store-") as tmp:
+        stores = await open_sqlite(Path(tmp), event_log_retention=10)
+        queue = TaskQueue(stores.tasks, SystemClock())
+        numbers = iter(range(tasks))
+
+        async def submitter() -> None:
+            for i in numbers:
+                submission = Submission(
+                    kind=KIND, workflow_id="", input_json=json.dumps({"n": i}), idempotency_key=f"b{i}"
+                )
+                await queue.submit(submission, "bench")
+
+        async def worker() -> None:
+            while (task := await queue.lease(holder, (KIND,))) is not None:
+                await queue.start(task.id, holder, task.fencing_token)
+                await queue.complete(task.id, holder, task.fencing_token, succeeded=True, result_json="", error="")
+
+        try:
+            began = time.perf_counter()
+            await asyncio.gather(*(submitter() for _ in range(workers)))
+            submit_s = time.perf_counter() - began
+            began = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(workers)))
+            work_s = time.perf_counter() - began
+        finally:
+            await stores.close()
+    return {
+        "store_submit_per_s": round(tasks / submit_s),
+        "store_lease_start_complete_per_s": round(tasks / work_s),
+        "store_full_cycle_per_s": round(tasks / (submit_s + work_s)),
+    }
+
+
 async def run(args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="mw-tasks-bench-") as tmp:
         work = Path(tmp)
@@ -176,7 +221,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             figures = await measure(registry, work, args.tasks, args.workers)
         finally:
             await registry.stop()
-    return {**figures, **fencing_cost_us()}
+    return {**figures, **await store_alone(args.tasks, args.workers), **fencing_cost_us()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -100,15 +100,22 @@ class CallContext:
     # 0: none): fence this handler's own storage writes with it (a write under a lower token loses).
     task_id: str = ""
     fencing_token: int = 0
+    _task_token: bytes = field(default=b"", repr=False)  # the signed claim behind task_id, for the gateway
     _gateway: str = field(default="", repr=False)  # the sidecar's model gateway, "" for the default
     # The agent's one blocking client (its channel shared by every plain-`def` handler's
     # calls); None: one of its own per call.
     _sync_client: Callable[[], SyncClient] | None = field(default=None, repr=False)
 
     def model_headers(self, task_id: str = "") -> dict[str, str]:
-        """Headers that attribute a model call to this call's session and workflow (and a task,
-        if given), with this call as its parent: what `openai()` and `anthropic()` set."""
-        return model_clients.attribution(self.session_id, self.workflow_id, task_id, self.call_id)
+        """Headers that attribute a model call to this call's session and workflow and task
+        (the one this call was made for, unless another is given), with this call as its
+        parent: what `openai()` and `anthropic()` set. A call made for a task also carries the
+        task's signed token, so the gateway refuses the model call once the task's lease is lost."""
+        task = task_id or self.task_id
+        headers = model_clients.attribution(self.session_id, self.workflow_id, task, self.call_id)
+        if self._task_token and task == self.task_id:
+            headers[model_clients.TASK_TOKEN_HEADER] = model_clients.task_token_header(self._task_token)
+        return headers
 
     def openai(self, *, task_id: str = "", **options: Any) -> Any:
         """An official `openai.AsyncOpenAI` client (`sync=True`: `openai.OpenAI`) whose calls go
@@ -363,7 +370,7 @@ class Agent:
         await self._register(register_timeout_s)
         self._reregistration = asyncio.create_task(self._stay_registered(), name="meshwarden-stay-registered")
         for kind, (handler, poll_s) in self._task_handlers.items():
-            worker = functools.partial(task_worker.work_forever, self.client, kind, handler, poll_s)
+            worker = functools.partial(task_worker.work_forever, self.client, kind, handler, poll_s, self.gateway)
             self._task_workers.append(supervise(f"task-worker-{kind}", worker))
 
     async def stop(self) -> None:
@@ -506,6 +513,7 @@ class _Servicer(agent_pb2_grpc.AgentServicer):
             parent_call_id=request.parent_call_id,
             task_id=request.task_id,
             fencing_token=request.fencing_token,
+            _task_token=request.task_token,
             deadline=None if remaining is None else time.monotonic() + remaining,
             _client=agent.client,
             _sidecar=agent.sidecar,

@@ -196,6 +196,31 @@ class Client:
         except grpc.aio.AioRpcError as err:
             raise to_error(err, self.sidecar) from err
 
+    async def submit_task(
+        self,
+        kind: str,
+        input: object,
+        *,
+        workflow_id: str = "",
+        idempotency_key: str = "",
+        max_attempts: int = 0,
+        lease_ttl_s: float = 0.0,
+        timeout: float = OUTCOME_TIMEOUT_S,
+    ) -> tasks_pb2.SubmitTaskResponse:
+        """Queues a task of `kind` with `input` (JSON-encoded here) as this agent. With an
+        `idempotency_key` already used, the answer is the first task (`created` False)."""
+        request = tasks_pb2.SubmitTaskRequest(
+            kind=kind,
+            workflow_id=workflow_id,
+            input_json=json.dumps(input, separators=(",", ":")),
+            idempotency_key=idempotency_key,
+            max_attempts=max_attempts,
+        )
+        if lease_ttl_s:
+            request.lease_ttl.FromMilliseconds(int(lease_ttl_s * 1000))
+        reply: tasks_pb2.SubmitTaskResponse = await self._task_call(self._stub.SubmitTask, request, timeout)
+        return reply
+
     async def lease_task(self, *kinds: str, timeout: float = OUTCOME_TIMEOUT_S) -> tasks_pb2.LeaseTaskResponse:
         """The oldest queued task of `kinds`, now held by this agent's instance (its `task` field
         is unset when none is queued). Keep it with heartbeat_task within its lease_ttl."""

@@ -9,6 +9,7 @@ imported when first asked for, so the SDK does not require them.
 
 from __future__ import annotations
 
+import base64
 import os
 from typing import Any, Final
 
@@ -17,6 +18,7 @@ SESSION_HEADER: Final = "x-meshwarden-session-id"
 WORKFLOW_HEADER: Final = "x-meshwarden-workflow-id"
 TASK_HEADER: Final = "x-meshwarden-task-id"
 PARENT_CALL_HEADER: Final = "x-meshwarden-parent-call-id"
+TASK_TOKEN_HEADER: Final = "x-meshwarden-task-token"
 
 
 def gateway_url(gateway: str | None) -> str:
@@ -60,3 +62,9 @@ def anthropic_client(gateway: str, token: str, headers: dict[str, str], **option
     factory = anthropic.Anthropic if sync else anthropic.AsyncAnthropic
     extra = {**headers, **options.pop("default_headers", {})}
     return factory(base_url=gateway, api_key=token or "no-token", default_headers=extra, **options)
+
+
+def task_token_header(signed_token: bytes) -> str:
+    """A task's signed fencing claim as the value of `x-meshwarden-task-token` (base64url)."""
+    return base64.urlsafe_b64encode(signed_token).rstrip(b"=").decode()
+

@@ -6,6 +6,11 @@ number, holder instance and agent, lease expiry. A holder gets a fresh claim at 
 heartbeat. A verifier accepts a claim only when the signature is the registry's, the lease has
 not lapsed, and no newer token for that task was seen (`FenceMemory`).
 
+A holder's claim keeps its token for the whole lease, while each heartbeat moves the expiry:
+a verifier that saw a renewed claim for the same token (the holder's own sidecar relays every
+heartbeat, `FenceMemory.admit`) accepts the first claim until the renewed expiry, so a client
+built with the first claim (an HTTP client's fixed headers) works for the whole lease.
+
 The worst case, stated plainly: a claim stays acceptable until its lease expiry to a verifier
 that has not yet seen the newer token. A frozen holder that wakes before its lease lapses is
 still the holder (the registry agrees); after the lapse, every verifier refuses it, and any
@@ -67,6 +72,11 @@ def claimed_task(signed: bytes) -> tuple[str, int]:
 
 def verify(public_key: Ed25519PublicKey, signed: bytes, now: float) -> Fence:
     """The fence in `signed` when the registry signed it and its lease has not lapsed."""
+    return unexpired(signed_fence(public_key, signed), now)
+
+
+def signed_fence(public_key: Ed25519PublicKey, signed: bytes) -> Fence:
+    """The fence in `signed` when the registry signed it, lapsed or not."""
     try:
         envelope = tasks_pb2.SignedFencingClaim.FromString(signed)
         public_key.verify(envelope.signature, envelope.claim)
@@ -80,6 +90,11 @@ def verify(public_key: Ed25519PublicKey, signed: bytes, now: float) -> Fence:
         holder_agent=claim.holder_agent,
         lease_expires_at=claim.lease_expires_at.ToNanoseconds() / 1e9,
     )
+    return fence
+
+
+def unexpired(fence: Fence, now: float) -> Fence:
+    """`fence` while its lease runs; StaleFence once it lapsed."""
     if fence.lease_expires_at <= now:
         raise StaleFence(
             fence.task_id,
@@ -96,6 +111,13 @@ class FenceMemory:
         self._newest: dict[str, Fence] = {}
         self._max = max_tasks
 
+    def renewed(self, fence: Fence) -> Fence:
+        """`fence`, or the same token's latest renewal this verifier saw (a later lease expiry)."""
+        newest = self._newest.get(fence.task_id)
+        if newest is not None and newest.token == fence.token and newest.lease_expires_at > fence.lease_expires_at:
+            return newest
+        return fence
+
     def admit(self, fence: Fence) -> None:
         newest = self._newest.get(fence.task_id)
         if newest is not None and newest.token > fence.token:
@@ -104,6 +126,8 @@ class FenceMemory:
                 f"lease lost: task {fence.task_id} is held by {newest.holder_instance_id} since token "
                 f"{newest.token}; token {fence.token} is no longer current",
             )
+        if newest is not None and newest.token == fence.token and newest.lease_expires_at >= fence.lease_expires_at:
+            return  # the same lease, renewed later than this claim says: keep the renewal
         if newest is None and len(self._newest) >= self._max:
             self._newest.pop(next(iter(self._newest)))  # forget the oldest entry; expiry still bounds it
         self._newest[fence.task_id] = fence

@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final, Unpack
 
+from meshwarden import model_clients
 from meshwarden.client import CallOptions, Client, Result
 from meshwarden.errors import LeaseLost, MeshError
 from meshwarden.v1 import tasks_pb2
@@ -40,6 +41,45 @@ class TaskContext:
     signed_token: bytes  # the registry's signed claim (meshwarden.task_fence), renewed by heartbeats
     _client: Client = field(repr=False)
     lost: bool = False  # set when a heartbeat learned the lease passed to another holder
+    _gateway: str = field(default="", repr=False)  # the sidecar's HTTP gateway, "" for the default
+
+    def gateway_headers(self) -> dict[str, str]:
+        """Headers for a call through the sidecar's gateway (model /v1/, tools /mcp, e.g. an
+        `mcp` client's) made for this task: the local API token, the workflow, the task and its
+        signed token. They stay valid for the whole lease: the sidecar learns each renewal
+        from the heartbeats it relays, and refuses the call ("lease lost") once the lease
+        lapsed or another holder took the task."""
+        headers = self._task_headers()
+        token = self._local_token()
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        return headers
+
+    @property
+    def gateway_url(self) -> str:
+        return model_clients.gateway_url(self._gateway)
+
+    def openai(self, **options: Any) -> Any:
+        """An official `openai.AsyncOpenAI` client (`sync=True`: `openai.OpenAI`) whose calls go
+        through the sidecar's model gateway for this task, carrying its signed token, so the
+        gateway refuses them ("lease lost") once another holder has the task."""
+        return model_clients.openai_client(self.gateway_url, self._local_token(), self._task_headers(), **options)
+
+    def anthropic(self, **options: Any) -> Any:
+        """An official `anthropic.AsyncAnthropic` client (`sync=True`: `anthropic.Anthropic`),
+        through the gateway for this task like `openai()`."""
+        return model_clients.anthropic_client(self.gateway_url, self._local_token(), self._task_headers(), **options)
+
+    def _task_headers(self) -> dict[str, str]:
+        headers = model_clients.attribution(workflow_id=self.workflow_id, task_id=self.task_id)
+        headers[model_clients.TASK_TOKEN_HEADER] = model_clients.task_token_header(self.signed_token)
+        return headers
+
+    def _local_token(self) -> str:
+        for name, value in self._client.metadata:
+            if name == "authorization":
+                return value.removeprefix("Bearer ")
+        return ""
 
     async def invoke(self, capability: str, payload: object, **options: Unpack[CallOptions]) -> Result:
         """A call made for this task: it carries the task's signed token, so the sidecar refuses
@@ -57,7 +97,9 @@ class TaskContext:
 TaskHandler = Callable[[Any, TaskContext], Coroutine[Any, Any, Any]]
 
 
-async def work_forever(client: Client, kind: str, handler: TaskHandler, poll_s: float = DEFAULT_POLL_S) -> None:
+async def work_forever(
+    client: Client, kind: str, handler: TaskHandler, poll_s: float = DEFAULT_POLL_S, gateway: str = ""
+) -> None:
     """Takes tasks of `kind` until cancelled; a failed lease is logged and tried again."""
     while True:
         try:
@@ -69,10 +111,10 @@ async def work_forever(client: Client, kind: str, handler: TaskHandler, poll_s: 
         if not leased.HasField("task"):
             await asyncio.sleep(poll_s)
             continue
-        await run_one(client, leased, handler)
+        await run_one(client, leased, handler, gateway)
 
 
-async def run_one(client: Client, leased: tasks_pb2.LeaseTaskResponse, handler: TaskHandler) -> None:
+async def run_one(client: Client, leased: tasks_pb2.LeaseTaskResponse, handler: TaskHandler, gateway: str = "") -> None:
     task = leased.task
     ctx = TaskContext(
         task_id=task.id,
@@ -82,6 +124,7 @@ async def run_one(client: Client, leased: tasks_pb2.LeaseTaskResponse, handler: 
         fencing_token=task.fencing_token,
         signed_token=leased.signed_token,
         _client=client,
+        _gateway=gateway,
     )
     try:
         await client.start_task(task.id, task.fencing_token)

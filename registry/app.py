@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -39,7 +39,7 @@ from meshwarden.identity.credentials import server_credentials
 from meshwarden.policy_bundle.errors import BundleError
 from meshwarden.policy_bundle.trusted_keys import load_trusted_keys
 from meshwarden.ready import announce_ready
-from meshwarden.registry import api, leases, task_key
+from meshwarden.registry import api, leases, singletons, task_key
 from meshwarden.registry.approvals import Approvals
 from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Authorizer
@@ -50,28 +50,26 @@ from meshwarden.registry.config import RegistryConfig
 from meshwarden.registry.console import ConsoleBindError, ConsoleServer, Sources
 from meshwarden.registry.control_acks import Acknowledgements
 from meshwarden.registry.controls import Controls
-from meshwarden.registry.errors import RegistryError
+from meshwarden.registry.errors import RegistryError, StoreError
 from meshwarden.registry.health_reports import HealthReports
-from meshwarden.registry.issuer import CA_DIR_NAME, Issuer
+from meshwarden.registry.issuer import CA_CERT_FILE, CA_DIR_NAME, CA_KEY_FILE, Issuer
 from meshwarden.registry.join_tokens import JoinTokens
 from meshwarden.registry.metrics import registry_metrics
-from meshwarden.registry.operators import OperatorCredential
+from meshwarden.registry.operators import OPERATOR_TOKEN_FILE, OperatorCredential
 from meshwarden.registry.outcomes import Outcomes
 from meshwarden.registry.own_svid import CurrentSvid, EmbeddedRegistrySvid
 from meshwarden.registry.receipts import Receipts
+from meshwarden.registry.replicas import Follower
 from meshwarden.registry.routes import Routes
 from meshwarden.registry.session_queries import SessionQueries
+from meshwarden.registry.store import Stores
 from meshwarden.registry.store.sqlite import stores_over
-from meshwarden.registry.store.sqlite.blocking import BlockingStore
 from meshwarden.registry.store.sqlite.database import Database
-from meshwarden.registry.store.sqlite.tasks import TaskStore
+from meshwarden.registry.store.sqlite.tasks import SqliteTasks
 from meshwarden.registry.task_queue import TaskQueue
-from meshwarden.registry.tasks_server import SERVICE_NAME as TASKS_SERVICE_NAME
-from meshwarden.registry.tasks_server import TasksService
 from meshwarden.registry.watch_hub import WatchHub
 from meshwarden.standard_services import add_standard_services, set_serving
 from meshwarden.stop_signals import stop_on_signals
-from meshwarden.v1 import tasks_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -127,26 +125,53 @@ def announce(ready: Ready) -> None:
 
 async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on_ready: OnReady = announce) -> None:
     """Serves until `stop` is set. Raises StoreError, CaError or StartError when it cannot start."""
+    # SQLite in the data dir: the whole store, or (with --store postgresql://) only tasks, which
+    # have no PostgreSQL store yet and are this replica's own.
     db = await asyncio.to_thread(Database.open, config.data_dir)
-    stores = stores_over(db, event_log_retention=config.event_log_retention)
-    blocking = BlockingStore(db)  # tasks, until they are ported to the async seam
     try:
+        stores = await _open_stores(config, db)
+    except BaseException:
+        await asyncio.to_thread(db.close)
+        raise
+    try:
+        if stores.shared_files is not None:
+            await stores.shared_files.sync(config.data_dir, SHARED_FILES, lambda: _make_shared_files(config, clock))
         issuer = Issuer.open(config.data_dir / CA_DIR_NAME, config.trust_domain, clock)
         operators = OperatorCredential.load_or_create(config.data_dir)
         # The seam for SPIRE: with a Workload API source (meshwarden/identity/workload_source.py)
         # `current_svid` would come from it instead; the embedded issuer still serves Identity.
         own_svid = EmbeddedRegistrySvid(issuer, config.svid_ttl_s, clock)
         hub = WatchHub(config.watch_queue_events)
-        catalog = Catalog(stores.catalog, stores.leases, clock, lease_ttl_s=config.lease_ttl_s, publish=hub.publish)
+        catalog = Catalog(
+            stores.catalog,
+            stores.leases,
+            clock,
+            lease_ttl_s=config.lease_ttl_s,
+            publish=hub.publish,
+            resync=hub.disconnect_all,
+        )
         await catalog.load()
-        await leases.forgive_downtime(catalog)
+        if stores.leadership is None:
+            await leases.forgive_downtime(catalog)  # with replicas: whoever takes the lead does it
         audit = Audit(stores.audit, clock)
         bundles = Bundles(stores.bundles, clock, audit, hub.publish, trusted_keys=_bundle_keys(config))
         await bundles.load()
         receipts = Receipts(stores.receipts, clock, trust_bundle_pem=issuer.bundle_pem)
         outcomes = Outcomes(stores.outcomes, clock)
-        task_queue = TaskQueue(TaskStore(blocking), clock)
-        task_queue.forgive_downtime()
+        task_queue = TaskQueue(stores.tasks, clock)
+        await task_queue.forgive_downtime()
+        controls = Controls(stores.controls, clock, audit, hub.publish)
+        await controls.load()
+        routes = Routes(stores.routes, clock, audit, hub.publish)
+        await routes.load()
+        health = HealthReports(clock, store=stores.health_reports)
+        approvals = Approvals(stores.approvals, clock, audit)
+        budgets = Budgets(
+            stores.budgets,
+            clock,
+            audit,
+            BudgetSettings(slice_ttl_s=config.budget_slice_ttl_s, sync_every_s=config.budget_sync_s),
+        )
         parts = _Parts(
             catalog=catalog,
             hub=hub,
@@ -154,30 +179,50 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             tokens=JoinTokens(stores.join_tokens, clock, ca_fingerprint=issuer.fingerprint),
             operators=operators,
             bundles=bundles,
-            routes=Routes(stores.routes, clock, audit, hub.publish),
+            routes=routes,
             receipts=receipts,
             sessions=SessionQueries(receipts, outcomes, stores.sessions, clock),
-            controls=Controls(stores.controls, clock, audit, hub.publish),
+            controls=controls,
             acks=Acknowledgements(clock),
             audit=audit,
             clock=clock,
-            health=HealthReports(clock),
+            health=health,
             task_queue=task_queue,
             task_key=task_key.load_or_create(config.data_dir),
-            approvals=Approvals(stores.approvals, clock, audit),
-            budgets=Budgets(
-                stores.budgets,
+            approvals=approvals,
+            budgets=budgets,
+            follower=None
+            if stores.feed is None
+            else Follower(
+                stores.feed,
                 clock,
-                audit,
-                BudgetSettings(slice_ttl_s=config.budget_slice_ttl_s, sync_every_s=config.budget_sync_s),
+                catalog=catalog,
+                controls=controls,
+                bundles=bundles,
+                routes=routes,
+                health=health,
+                budgets=budgets,
+                approvals=approvals,
             ),
         )
-        background = [
-            tasks.supervise("registry-svid-rotation", own_svid.rotate_forever),
-            tasks.supervise("kill-switch-expiry", parts.controls.expire_forever),
-            tasks.supervise("task-lease-reaper", task_queue.reap_forever),
-            tasks.supervise("budget-slice-expiry", parts.budgets.reap_forever),
+        once_in_mesh: list[singletons.Work] = [
+            ("lease-reaper", lambda: leases.reap_expired_leases(parts.catalog, config.heartbeat_interval_s)),
+            ("kill-switch-expiry", parts.controls.expire_forever),
+            ("budget-slice-expiry", parts.budgets.reap_forever),
         ]
+        # Tasks are still in this process's SQLite file, even with a shared store (their
+        # PostgreSQL store is not written yet): their expiry runs here, on what only it holds.
+        this_replica_only = [tasks.supervise("task-lease-reaper", task_queue.reap_forever)]
+        background = [
+            *this_replica_only,
+            tasks.supervise("registry-svid-rotation", own_svid.rotate_forever),
+            tasks.supervise(
+                "work-once-in-mesh",
+                lambda: singletons.run_once_in_mesh(once_in_mesh, stores.leadership, _on_lead(stores, catalog)),
+            ),
+        ]
+        if parts.follower is not None:
+            background.append(tasks.supervise("replica-follower", parts.follower.follow_forever))
         if config.receipts_retention_s:
             retention = config.receipts_retention_s
             background.append(tasks.supervise("receipts-retention", lambda: receipts.retain_forever(retention)))
@@ -187,7 +232,51 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             await tasks.cancel_all(background)
     finally:
         await stores.close()
+        if config.store:
+            await asyncio.to_thread(db.close)
         log.info("closed %s", stores.location)
+
+
+# What every replica on a shared store must hold alike (registry.store.SharedFiles).
+SHARED_FILES: Final = (
+    f"{CA_DIR_NAME}/{CA_KEY_FILE}",
+    f"{CA_DIR_NAME}/{CA_CERT_FILE}",
+    OPERATOR_TOKEN_FILE,
+    task_key.KEY_NAME,
+)
+
+
+async def _open_stores(config: RegistryConfig, db: Database) -> Stores:
+    if not config.store:
+        return stores_over(db, event_log_retention=config.event_log_retention)
+    from meshwarden.registry.store.postgres import open_postgres  # asyncpg only when asked for
+
+    if config.receipts_retention_s:
+        raise StoreError(
+            "--receipts-retention is not available with a PostgreSQL store yet (it needs chain "
+            "checkpoints only the SQLite store writes); leave it out, or use the SQLite store"
+        )
+
+    return await open_postgres(
+        config.store, event_log_retention=config.event_log_retention, tasks=SqliteTasks(db)
+    )
+
+
+def _make_shared_files(config: RegistryConfig, clock: Clock) -> None:
+    """Loads or creates the CA, the operator token and the task key in the data dir (the first replica)."""
+    Issuer.open(config.data_dir / CA_DIR_NAME, config.trust_domain, clock)
+    OperatorCredential.load_or_create(config.data_dir)
+    task_key.load_or_create(config.data_dir)
+
+
+def _on_lead(stores: Stores, catalog: Catalog) -> Callable[[], Awaitable[None]]:
+    """What a replica does when it takes the lead: forgive the time no replica renewed leases."""
+
+    async def forgive() -> None:
+        if stores.leadership is not None:
+            await leases.forgive_downtime(catalog)
+
+    return forgive
 
 
 def _bundle_keys(config: RegistryConfig) -> dict[str, Ed25519PublicKey] | None:
@@ -238,6 +327,7 @@ class _Parts:
     task_key: Ed25519PrivateKey
     approvals: Approvals
     budgets: Budgets
+    follower: Follower | None
 
 
 def _controls_api(parts: _Parts) -> api.ControlsApi:
@@ -292,6 +382,7 @@ def _add_services(server: grpc.aio.Server, config: RegistryConfig, parts: _Parts
         budgets=api.BudgetsApi(parts.budgets),
         tools=api.ToolsApi(parts.receipts, parts.clock),
         bundle_history=api.BundleHistoryApi(parts.bundles),
+        tasks=api.TasksApi(parts.task_queue, parts.catalog, parts.task_key, parts.receipts, parts.clock),
     )
 
 
@@ -306,18 +397,12 @@ async def _serve(
     authorizer = Authorizer(config.trust_domain, parts.operators, mtls_address=mtls_advertised)
     authorization.use(authorizer)
     services = _add_services(server, config, parts, mtls_advertised)
-    # Not yet split into registry.api: served by its generated servicer (the interceptor
-    # authorizes it all the same).
-    tasks_pb2_grpc.add_TasksServicer_to_server(
-        TasksService(parts.task_queue, parts.catalog, parts.task_key, authorizer), server
-    )
-    services += [TASKS_SERVICE_NAME]
     health = add_standard_services(server, services)
     serving = False
     admin = AdminServer(
         "registry",
         registry_metrics(parts.catalog, parts.hub, parts.bundles, parts.budgets),
-        lambda: "" if serving else "the registry is starting or stopping",
+        lambda: _not_ready(serving, parts.follower),
     )
     console = _console(config, parts)
     try:
@@ -327,9 +412,6 @@ async def _serve(
         await admin.stop()
         raise StartError(str(exc)) from exc
     await server.start()
-    reaper = tasks.supervise(
-        "lease-reaper", lambda: leases.reap_expired_leases(parts.catalog, config.heartbeat_interval_s)
-    )
     try:
         await set_serving(health, services, True)
         serving = True
@@ -367,7 +449,15 @@ async def _serve(
         if console is not None:
             await console.stop()
         await admin.stop()
-        await tasks.cancel_all([reaper])
+
+
+def _not_ready(serving: bool, follower: Follower | None) -> str:
+    """Why the registry is not ready ("" when it is)."""
+    if not serving:
+        return "the registry is starting or stopping"
+    if follower is not None and not follower.reachable:
+        return follower.problem
+    return ""
 
 
 def _bind(server: grpc.aio.Server, address: HostPort, credentials: grpc.ServerCredentials) -> HostPort:

@@ -232,6 +232,10 @@ class Approvals:
         log.info("approval %s requested: %s -> %s (%s)", approval_id, ask.agent, ask.capability, ask.risk_factors)
         return approval
 
+    def changed_elsewhere(self) -> None:
+        """Another replica decided an approval (registry.replicas): wakes this one's waiters."""
+        self._notify()
+
     def _notify(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextvars
 import enum
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -104,7 +105,7 @@ REQUIRED: Final[Mapping[str, Need]] = MappingProxyType(
         method(_RECEIPTS, "ListSessions"): Need.AGENT_OR_OPERATOR,  # plus: an agent sees only its own sessions
         method(_RECEIPTS, "GetSession"): Need.AGENT_OR_OPERATOR,  # plus: as ListSessions
         method(_RECEIPTS, "Costs"): Need.OPERATOR,
-        method(_TASKS, "SubmitTask"): Need.OPERATOR,
+        method(_TASKS, "SubmitTask"): Need.AGENT_OR_OPERATOR,  # an agent's is submitted as its SPIFFE ID
         method(_TASKS, "LeaseTask"): Need.AGENT,  # plus: the caller's instance, serving each kind
         method(_TASKS, "HeartbeatTask"): Need.AGENT,  # plus: the caller's instance holds the task
         method(_TASKS, "StartTask"): Need.AGENT,  # plus: as HeartbeatTask
@@ -250,6 +251,7 @@ def require_agent(caller: Caller, agent: str, action: str) -> Identity:
     return identity
 
 
+@functools.lru_cache(maxsize=1024)  # a sidecar presents the same certificate on every call until it rotates
 def _not_after(pem: bytes) -> float:
     return x509.load_pem_x509_certificate(pem).not_valid_after_utc.timestamp()
 

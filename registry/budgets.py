@@ -433,6 +433,10 @@ class Budgets:
             },
         )
 
+    def changed_elsewhere(self) -> None:
+        """Another replica changed the budget set (registry.replicas): wakes this one's watchers."""
+        self._notify()
+
     def _notify(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()

@@ -73,6 +73,14 @@ class Bundles:
         latest = await self._store.latest()
         self.latest_revision = latest.revision if latest is not None else 0
 
+    async def catch_up(self) -> None:
+        """Publishes the latest bundle when another replica stored a newer one than this one knows."""
+        async with self._pushing:
+            latest = await self._store.latest()
+            if latest is not None and latest.revision > self.latest_revision:
+                self.latest_revision = latest.revision
+                self._publish(BundlePublished(bundle=latest))
+
     async def push(self, raw: bytes, caller: Caller | None = None) -> StoredBundle:
         if len(raw) > MAX_ARTIFACT_BYTES:
             raise InvalidInput("artifact", f"is {len(raw)} bytes, over the limit of {MAX_ARTIFACT_BYTES}")

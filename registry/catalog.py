@@ -13,6 +13,12 @@ flood every watcher and push the changes that matter out of the event log's rete
 the current one. The same holds for `svid_expires_at`: a renewal records the expiry of the
 SVID the sidecar presented, without an event.
 
+With several replicas on one store, another replica's changes reach this one's watchers
+through `catch_up` (called by registry.replicas when the store's revision moved): it publishes
+every event after the last one published here, from the store's log. A change committed here
+whose revision is not the next one (another replica committed in between) publishes the
+events in between first, so the watchers of every replica see every change in revision order.
+
 Which agent may touch an instance is decided here too (registry.authz.require_agent), since
 only the catalog knows whose instance an id is.
 """
@@ -52,6 +58,7 @@ log = logging.getLogger(__name__)
 INSTANCE_ID_HEX_CHARS: Final = 12
 
 Publish = Callable[[CatalogEvent], None]
+Resync = Callable[[str], None]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -74,10 +81,17 @@ class Catalog:
     instance (kept in memory for the metrics, which are read without awaiting)."""
 
     def __init__(
-        self, store: CatalogStore, leases: LeaseStore, clock: Clock, *, lease_ttl_s: float, publish: Publish
+        self,
+        store: CatalogStore,
+        leases: LeaseStore,
+        clock: Clock,
+        *,
+        lease_ttl_s: float,
+        publish: Publish,
+        resync: Resync = lambda _: None,
     ) -> None:
         self._store, self._leases, self._clock = store, leases, clock
-        self._ttl_s, self._publish = lease_ttl_s, publish
+        self._ttl_s, self._publish, self._resync = lease_ttl_s, publish, resync
         self._changing = asyncio.Lock()
         self._revision = 0
         self._agents: dict[str, str] = {}  # instance id -> agent, as of `_revision`
@@ -261,11 +275,41 @@ class Catalog:
             async with self._changing:
                 event = await write()
                 if event is not None:
-                    self._applied(event)
-                    self._publish(event)
+                    await self._publish_through(event)
                 return event
 
         return await tasks.to_completion(commit_and_publish())
+
+    async def catch_up(self) -> None:
+        """Publishes every change other replicas committed since the last one published here."""
+        async with self._changing:
+            await self._publish_missed()
+
+    async def _publish_through(self, event: CatalogEvent) -> None:
+        """Publishes `event`, after the events before it that were not published here yet."""
+        if event.revision <= self._revision:
+            return  # published already (caught up from the store meanwhile)
+        if event.revision == self._revision + 1:
+            self._applied(event)
+            self._publish(event)
+            return
+        await self._publish_missed()
+
+    async def _publish_missed(self) -> None:
+        missed = await self._store.events_after(self._revision)
+        if missed is None:  # the log no longer holds them: watchers start again from a snapshot
+            before = self._revision
+            await self.load()
+            log.warning("catalog moved from revision %d to %d beyond the event log", before, self._revision)
+            self._resync(
+                f"the catalog moved past revision {before} faster than the event log keeps; "
+                "reconnect with since_revision set to the last revision applied"
+            )
+            return
+        for event in missed:
+            if event.revision > self._revision:
+                self._applied(event)
+                self._publish(event)
 
     def _applied(self, event: CatalogEvent) -> None:
         self._revision = max(self._revision, event.revision)

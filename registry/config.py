@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -100,6 +101,9 @@ class RegistryConfig:
     # gives its slices back within it); holders report every budget_sync_s.
     budget_slice_ttl_s: float = DEFAULT_BUDGET_SLICE_TTL_S
     budget_sync_s: float = DEFAULT_BUDGET_SYNC_S
+    # "" : SQLite in data_dir (one registry process). A postgresql:// URL: PostgreSQL, shared by
+    # every replica; what the URL leaves out comes from PGHOST, PGUSER, PGPASSWORD, ... (libpq's).
+    store: str = ""
     # The web console (registry.console): off unless given; beyond loopback only with TLS
     # (a certificate and key that browsers trust, PEM files).
     console_listen: HostPort | None = None
@@ -195,6 +199,21 @@ class RegistryConfig:
                 raise ConfigError(str(exc)) from exc
 
 
+def parse_store(value: str) -> str:
+    """ "" for SQLite; a PostgreSQL URL ("postgresql" alone: everything from the PG* variables)."""
+    value = value.strip()
+    if value in ("", "sqlite"):
+        return ""
+    if value in ("postgresql", "postgres"):
+        return "postgresql://"
+    if value.startswith(("postgresql://", "postgres://")):
+        return value
+    raise ValueError(
+        f"must be sqlite, postgresql (settings from PGHOST, PGUSER, ...) or a postgresql://USER@HOST:PORT/DATABASE "
+        f"URL, got {value.split('@')[-1]!r}"
+    )
+
+
 def _listen(text: str) -> HostPort:
     try:
         return parse_host_port(text, what="listen address")
@@ -202,7 +221,18 @@ def _listen(text: str) -> HostPort:
         raise ValueError(str(exc)) from exc
 
 
+STORE_OPTION: Final[Option[str]] = Option(
+    "store",
+    parse_store,
+    "",
+    "where the registry keeps its state: sqlite (default, registry.db in --data-dir, one process) or "
+    "postgresql://USER@HOST:PORT/DATABASE, shared by several replicas (also MESHWARDEN_STORE; what the URL "
+    "leaves out comes from PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE)",
+    metavar="URL",
+)
+
 OPTIONS: Final[tuple[Option[Any], ...]] = (
+    STORE_OPTION,
     Option(
         "listen", _listen, DEFAULT_LISTEN, "HOST:PORT to serve gRPC on; port 0 picks a free one", metavar="HOST:PORT"
     ),
@@ -339,7 +369,7 @@ OPTIONS: Final[tuple[Option[Any], ...]] = (
 
 def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> RegistryConfig:
     """The registry configuration from flags, MESHWARDEN_REGISTRY_* and the TOML file."""
-    values = resolve(OPTIONS, args, ENV_PREFIX, environ)
+    values = resolve(OPTIONS, args, ENV_PREFIX, with_store_alias(environ))
     ttl: float | None = values["lease_ttl_s"]
     return RegistryConfig(
         listen=values["listen"],
@@ -359,8 +389,19 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> 
         allow_unverified_bundles=values["allow_unverified_bundles"],
         budget_slice_ttl_s=values["budget_slice_ttl_s"],
         budget_sync_s=values["budget_sync_s"],
+        store=values["store"],
         console_listen=values["console_listen"],
         console_tls_cert=values["console_tls_cert"],
         console_tls_key=values["console_tls_key"],
         console_session_idle_s=values["console_session_idle_s"],
     )
+
+
+def with_store_alias(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    """The environment with MESHWARDEN_STORE standing for MESHWARDEN_REGISTRY_STORE when only it is set
+    (the name the CLI's other commands and the deployment files share)."""
+    env = os.environ if environ is None else environ
+    own = STORE_OPTION.env_name(ENV_PREFIX)
+    if "MESHWARDEN_STORE" in env and own not in env:
+        return {**env, own: env["MESHWARDEN_STORE"]}
+    return env

@@ -55,6 +55,23 @@ class Controls:
         self._store, self._clock, self._audit, self._publish = store, clock, audit_log, publish
         self._changed = asyncio.Event()  # wakes the expiry loop when a switch with a ttl arrives
         self._changing = asyncio.Lock()
+        self.revision = 0  # of the last set published here
+
+    async def load(self) -> None:
+        self.revision = (await self._store.current()).revision
+
+    async def catch_up(self) -> None:
+        """Publishes the set in force when another replica changed it since the last published here."""
+        async with self._changing:
+            current = await self._store.current()
+            if current.revision > self.revision:
+                self._published(current)
+                if any(s.expires_at is not None for s in current.kill_switches):
+                    self._changed.set()
+
+    def _published(self, controls: ControlsSet) -> None:
+        self.revision = controls.revision
+        self._publish(ControlsChanged(controls=controls))
 
     async def current(self) -> ControlsSet:
         return await self._store.current()
@@ -156,7 +173,8 @@ class Controls:
                 changed = await write()
                 if changed is not None:
                     logged(entry)
-                    self._publish(ControlsChanged(controls=changed))
+                    if changed.revision > self.revision:  # else a later set was published already
+                        self._published(changed)
                 return changed
 
         changed = await tasks.to_completion(commit_and_publish())

@@ -11,17 +11,24 @@ caller, lives by the TTL alone). For each instance, the worst state among the li
 wins, with that report's reason ("its sidecar saw no problem" when all say HEALTHY); no live
 report means HEALTHY ("no reports"). A restart
 forgets everything, and sidecars report again within one period.
+
+With replicas on a shared store, each replica also stores the reports it receives
+(`share`) and adopts those the others stored (`catch_up`, from registry.replicas), so every
+replica answers with every sidecar's report, whichever replica it reached.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from meshwarden.clock import Clock
 from meshwarden.registry.authz import Caller, require_agent
 from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.reporter_ownership import owned_reporter
+from meshwarden.registry.store import HealthReportStore
+from meshwarden.registry.store.records import StoredHealthReport
 from meshwarden.v1 import catalog_pb2
 
 DEFAULT_TTL_S = 30.0
@@ -75,8 +82,9 @@ def findings_from_proto(instances: Iterable[catalog_pb2.InstanceHealth]) -> dict
 
 
 class HealthReports:
-    def __init__(self, clock: Clock, ttl_s: float = DEFAULT_TTL_S) -> None:
-        self._clock, self._ttl_s = clock, ttl_s
+    def __init__(self, clock: Clock, ttl_s: float = DEFAULT_TTL_S, store: HealthReportStore | None = None) -> None:
+        self._clock, self._ttl_s, self._store = clock, ttl_s, store
+        self._position = 0  # in the shared store, of the last report adopted
         # By (agent, instance id): a sidecar can replace only reports made with its agent's SVID.
         self._reports: dict[tuple[str, str], Report] = {}
 
@@ -88,7 +96,7 @@ class HealthReports:
         chain_owner: str | None,
         findings: Mapping[str, Finding],
         owners: Mapping[str, str],
-    ) -> None:
+    ) -> Report:
         """Keeps the report of `caller` as `reporter_instance_id`, whose agent in the catalog is
         `registered_agent` (None when it is not registered: a pure caller) and whose receipt
         chain was shipped by `chain_owner`; the reporter must be an instance the caller owns
@@ -99,18 +107,52 @@ class HealthReports:
         reporter = owned_reporter(caller, reporter_instance_id, registered_agent, chain_owner, "report health")
         for instance_id in findings:
             require_agent(caller, owners[instance_id], f"report the health of instance {instance_id}")
-        self.report(reporter.identity.name, reporter_instance_id, registered=reporter.registered, findings=findings)
+        return self.report(
+            reporter.identity.name, reporter_instance_id, registered=reporter.registered, findings=findings
+        )
 
     def report(
         self, reporter_agent: str, reporter_instance_id: str, *, registered: bool, findings: Mapping[str, Finding]
-    ) -> None:
+    ) -> Report:
         self._prune_stale()  # on arrival, not only when someone lists: memory stays bounded
         key = (reporter_agent, reporter_instance_id)
         if key not in self._reports:
             own = [k for k in self._reports if k[0] == reporter_agent]
             if len(own) >= MAX_REPORTERS_PER_AGENT:
                 del self._reports[min(own, key=lambda k: self._reports[k].reported_at)]
-        self._reports[key] = Report(reporter_agent, reporter_instance_id, registered, findings, self._clock.wall())
+        kept = Report(reporter_agent, reporter_instance_id, registered, findings, self._clock.wall())
+        self._reports[key] = kept
+        return kept
+
+    async def share(self, report: Report) -> None:
+        """Stores `report` for the other replicas (nothing without a shared store)."""
+        if self._store is not None:
+            stored = StoredHealthReport(
+                reporter_agent=report.reporter_agent,
+                reporter_instance_id=report.reporter_instance_id,
+                reporter_registered=report.reporter_registered,
+                findings=tuple((i, int(f.state), f.reason) for i, f in report.findings.items()),
+                reported_at=report.reported_at,
+            )
+            await self._store.put(stored, forget_before=self._clock.wall() - self._ttl_s)
+
+    async def catch_up(self) -> None:
+        """Adopts the reports other replicas stored since the last call (newer ones only)."""
+        if self._store is None:
+            return
+        reports, self._position = await self._store.after(self._position)
+        for stored in reports:
+            key = (stored.reporter_agent, stored.reporter_instance_id)
+            known = self._reports.get(key)
+            if known is None or known.reported_at < stored.reported_at:
+                findings = {i: Finding(cast(catalog_pb2.HealthState, s), why) for i, s, why in stored.findings}
+                self._reports[key] = Report(
+                    stored.reporter_agent,
+                    stored.reporter_instance_id,
+                    stored.reporter_registered,
+                    findings,
+                    stored.reported_at,
+                )
 
     def health(self, instance_ids: Iterable[str], is_registered: Callable[[str], bool]) -> list[InstanceHealth]:
         """The health of each instance in `instance_ids`, from the live reports."""

@@ -13,14 +13,12 @@ exception ends the process.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import grpc
 
 from meshwarden import error_status, errors
 from meshwarden.registry import task_queue
-from meshwarden.registry.authz import Authorizer, Caller
 from meshwarden.registry.errors import (
     Conflict,
     InvalidInput,
@@ -39,10 +37,6 @@ from meshwarden.status_message import fit
 log = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
-Request = TypeVar("Request")
-Response = TypeVar("Response")
-Handler = Callable[[Request, Caller], Response]
-AsyncHandler = Callable[[Request, Caller], Awaitable[Response]]
 
 
 def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
@@ -62,33 +56,6 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, StoreError):
         return grpc.StatusCode.UNAVAILABLE, "registry storage failed; retry shortly (details in the registry log)"
     return grpc.StatusCode.INTERNAL, "registry fault; the registry log has the details"
-
-
-async def serve_unary(
-    rpc: str, handler: Handler[Request, Response], request: Request, context: Context, authorizer: Authorizer
-) -> Response:
-    """Authorizes the caller for `rpc` and runs `handler`; every error becomes a status here.
-
-    For the servicers not yet split into registry.api (approvals, tasks): the interceptor
-    has already authorized the call; this checks again and rescues as before."""
-    try:
-        caller = authorizer.caller(context)
-        authorizer.check(rpc, caller)
-        return handler(request, caller)
-    except Exception as exc:  # noqa: BLE001 -- the unary rescue: every error becomes a status here
-        await abort(context, exc, rpc)
-
-
-async def serve_unary_async(
-    rpc: str, handler: AsyncHandler[Request, Response], request: Request, context: Context, authorizer: Authorizer
-) -> Response:
-    """`serve_unary` for handlers that await (long reads that must not hold the event loop)."""
-    try:
-        caller = authorizer.caller(context)
-        authorizer.check(rpc, caller)
-        return await handler(request, caller)
-    except Exception as exc:  # noqa: BLE001 -- the unary rescue: every error becomes a status here
-        await abort(context, exc, rpc)
 
 
 def _as_mesh_error(exc: Exception) -> errors.MeshError | None:

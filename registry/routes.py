@@ -44,6 +44,21 @@ class Routes:
     ) -> None:
         self._store, self._clock, self._audit, self._publish = store, clock, audit, publish
         self._setting = asyncio.Lock()  # watchers receive route changes in the order they were stored
+        self._known: dict[str, StoredRoute] = {}  # as last published here, for catch_up
+
+    async def load(self) -> None:
+        self._known = {r.capability: r for r in await self._store.list()}
+
+    async def catch_up(self) -> None:
+        """Publishes the routes other replicas set or cleared since this one last looked."""
+        async with self._setting:
+            stored = {r.capability: r for r in await self._store.list()}
+            for capability in sorted(set(stored) | set(self._known)):
+                route = stored.get(capability, StoredRoute(capability=capability))
+                known = self._known.get(capability, StoredRoute(capability=capability))
+                if (dict(route.weights), route.updated_at) != (dict(known.weights), known.updated_at):
+                    self._publish(RouteChanged(route=route))
+            self._known = stored
 
     async def set(self, capability: str, weights: Mapping[str, int], caller: Caller | None = None) -> StoredRoute:
         """Stores the route (no weights: clears it), publishes it, and returns it as it now stands."""
@@ -75,6 +90,10 @@ class Routes:
         async with self._setting:
             await self._store.put(route, entry)
             logged(entry)
+            if route.weights:
+                self._known[route.capability] = route
+            else:
+                self._known.pop(route.capability, None)
             self._publish(RouteChanged(route=route))
 
     async def list(self) -> list[StoredRoute]:

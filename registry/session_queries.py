@@ -43,7 +43,10 @@ class ReceiptSource(Protocol):
 
 
 class SessionQueries:
-    def __init__(self, receipts: ReceiptSource, outcomes: Outcomes, sessions: SessionStore, clock: Clock) -> None:
+    def __init__(
+        self, receipts: ReceiptSource, outcomes: Outcomes, sessions: SessionStore | None, clock: Clock
+    ) -> None:
+        # sessions: the per-session totals; None (PostgreSQL, for now) reads every receipt instead
         self._receipts, self._outcomes, self._sessions, self._clock = receipts, outcomes, sessions, clock
 
     async def report_outcome(
@@ -63,7 +66,7 @@ class SessionQueries:
         wanted = SessionFilter.from_proto(request)
         if not session_access.sees_everything(caller):  # an agent: only the sessions it took part in
             wanted = dataclasses.replace(wanted, participant=session_access.agent_of(caller))
-        if not request.HasField("since") and not request.HasField("until"):
+        if self._sessions is not None and not request.HasField("since") and not request.HasField("until"):
             listed = await self._sessions.find(wanted.as_query())
             found = [session_views.summary_of(s.aggregate, s.outcome) for s in listed]
         else:
@@ -97,7 +100,7 @@ class SessionQueries:
         by = request.by or "agent"
         if by not in session_views.COST_KEYS:
             raise InvalidInput("by", f"is {by!r}; group costs by one of {', '.join(session_views.COST_KEYS)}")
-        if not request.HasField("since") and not request.HasField("until"):
+        if self._sessions is not None and not request.HasField("since") and not request.HasField("until"):
             totals = await self._sessions.cost_totals(by)
             return receipts_pb2.CostsResponse(rows=session_views.cost_rows_of(totals))
         since, until = self._window(

@@ -4,8 +4,9 @@ One explicit state machine (`ALLOWED`): queued -> leased -> running -> succeeded
 lapsed lease puts the task back in the queue while attempts remain, else ends it as expired;
 an operator cancels any unfinished task and requeues a finished (or stuck) one. Any other move
 raises InvalidTransition (FAILED_PRECONDITION) naming the current state and holder. Each move
-and its row change commit in one transaction (registry.task_store), with the executor, the
-token, the lease window and the reason.
+and its row change commit in one transaction (registry.store.TaskStore: the store runs this
+module's pure change functions on the row it read), with the executor, the token, the lease
+window and the reason.
 
 Fencing: each lease takes the task's next token (the column only grows and is stored, so a
 registry restart keeps it). A holder's report must name the current token and an unlapsed
@@ -17,7 +18,7 @@ registry.leases does for instances: no holder could heartbeat while the registry
 
 Over 300 lines because the operators' moves, the holders' reports and the reaper apply one
 transition table and one holder check to the same rows; apart, each would need the others'
-internals. Field limits are in registry.task_input, SQL in registry.task_store.
+internals. Field limits are in registry.task_input, SQL in registry.store.sqlite.tasks.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from typing import Final
 
 from meshwarden.clock import Clock
 from meshwarden.registry.errors import Conflict, InvalidInput, RegistryError
-from meshwarden.registry.store.sqlite.tasks import TaskFilter, TaskRow, TaskRows, TaskStore, TransitionRow
+from meshwarden.registry.store import TaskStore
+from meshwarden.registry.store.task_records import StoredTask, TaskChange, TaskFilter, TaskTransition
 from meshwarden.registry.task_input import (
     DEFAULT_LEASE_TTL_S,
     DEFAULT_MAX_ATTEMPTS,
@@ -47,6 +49,29 @@ from meshwarden.registry.task_input import (
 from meshwarden.v1 import controls_pb2, tasks_pb2
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "ALLOWED",
+    "CANCELLED",
+    "EXPIRED",
+    "FAILED",
+    "FINISHED",
+    "HELD",
+    "LEASED",
+    "QUEUED",
+    "RUNNING",
+    "SUCCEEDED",
+    "Holder",
+    "InvalidTransition",
+    "LeaseLost",
+    "StoredTask",
+    "Submission",
+    "TaskFilter",
+    "TaskQueue",
+    "TaskTransition",
+    "UnknownTask",
+    "state_name",
+]
 
 QUEUED: Final = tasks_pb2.TASK_STATE_QUEUED
 LEASED: Final = tasks_pb2.TASK_STATE_LEASED
@@ -89,7 +114,7 @@ class UnknownTask(RegistryError):
 class InvalidTransition(Conflict):
     """The state machine allows no such move from the task's current state."""
 
-    def __init__(self, task: TaskRow, action: str) -> None:
+    def __init__(self, task: StoredTask, action: str) -> None:
         super().__init__(f"cannot {action} task {task.id}: it is {state_name(task.state)}{_held_by(task)}")
         self.task_id, self.state, self.holder = task.id, task.state, task.holder_instance_id
 
@@ -97,7 +122,7 @@ class InvalidTransition(Conflict):
 class LeaseLost(Conflict):
     """The report names a token or holder that is no longer current (or a lapsed lease)."""
 
-    def __init__(self, task: TaskRow, token: int) -> None:
+    def __init__(self, task: StoredTask, token: int) -> None:
         if task.state in HELD:
             now = f"is held by {task.holder_instance_id} since token {task.fencing_token}"
         else:
@@ -126,12 +151,13 @@ class TaskQueue:
     def __init__(self, store: TaskStore, clock: Clock) -> None:
         self._store, self._clock = store, clock
         self._wake = asyncio.Event()
+        self._next_reap_at = 0.0  # when the reaper wakes next, unless a lease ends sooner
 
-    def submit(self, submission: Submission, submitted_by: str) -> tuple[TaskRow, bool]:
+    async def submit(self, submission: Submission, submitted_by: str) -> tuple[StoredTask, bool]:
         """The new task and True, or the first task with that idempotency key and False."""
         check_submission(submission)
         now = self._clock.wall()
-        task = TaskRow(
+        task = StoredTask(
             id="task-" + secrets.token_hex(8),
             kind=submission.kind,
             workflow_id=submission.workflow_id,
@@ -151,29 +177,16 @@ class TaskQueue:
             created_at=now,
             updated_at=now,
         )
-
-        def work(rows: TaskRows) -> tuple[TaskRow, bool]:
-            if submission.idempotency_key:
-                first = rows.by_idempotency_key(submission.idempotency_key)
-                if first is not None:
-                    return first, False
-            rows.put(task)
-            _record(rows, task, 0, submitted_by, "submitted", now)
-            return task, True
-
-        stored, created = self._store.write(work)
+        stored, created = await self._store.add(task, _transition(task, 0, submitted_by, "submitted", now))
         if created:
-            log.info("task %s (%s) submitted by %s", stored.id, stored.kind, submitted_by)
+            log.debug("task %s (%s) submitted by %s", stored.id, stored.kind, submitted_by)
         return stored, created
 
-    def lease(self, holder: Holder, kinds: tuple[str, ...]) -> TaskRow | None:
+    async def lease(self, holder: Holder, kinds: tuple[str, ...]) -> StoredTask | None:
         """The oldest queued task of those kinds, now leased to `holder` under the next token."""
         now = self._clock.wall()
 
-        def work(rows: TaskRows) -> TaskRow | None:
-            task = rows.oldest_queued(QUEUED, kinds)
-            if task is None:
-                return None
+        def take(task: StoredTask) -> tuple[StoredTask, TaskTransition]:
             leased = replace(
                 task,
                 state=LEASED,
@@ -184,141 +197,141 @@ class TaskQueue:
                 attempts=task.attempts + 1,
                 updated_at=now,
             )
-            rows.put(leased)
-            _record(rows, leased, task.state, holder.instance_id, f"attempt {leased.attempts}", now)
-            return leased
+            return leased, _transition(leased, task.state, holder.instance_id, f"attempt {leased.attempts}", now)
 
-        leased = self._store.write(work)
-        if leased is not None:
-            self._wake.set()
+        leased = await self._store.lease_oldest(QUEUED, kinds, take)
+        if leased is not None and leased.lease_expires_at < self._next_reap_at:
+            self._wake.set()  # this lease ends before the reaper would look again
         return leased
 
-    def heartbeat(self, task_id: str, holder: Holder, token: int) -> TaskRow:
+    async def heartbeat(self, task_id: str, holder: Holder, token: int) -> StoredTask:
         """Extends the holder's lease by the task's TTL; not a transition, so not recorded."""
         now = self._clock.wall()
 
-        def work(rows: TaskRows) -> TaskRow:
-            task = _held(rows, task_id, holder, token, now)
-            renewed = replace(task, lease_expires_at=now + task.lease_ttl_s, updated_at=now)
-            rows.put(renewed)
-            return renewed
+        def renew(task: StoredTask) -> tuple[StoredTask, TaskTransition | None]:
+            _check_held(task, holder, token, now)
+            return replace(task, lease_expires_at=now + task.lease_ttl_s, updated_at=now), None
 
-        return self._store.write(work)
+        return await self._change(task_id, renew)
 
-    def start(self, task_id: str, holder: Holder, token: int) -> TaskRow:
+    async def start(self, task_id: str, holder: Holder, token: int) -> StoredTask:
         now = self._clock.wall()
 
-        def work(rows: TaskRows) -> TaskRow:
-            task = _held(rows, task_id, holder, token, now)
-            return _move(rows, task, RUNNING, "start", holder.instance_id, "started", now)
+        def start(task: StoredTask) -> tuple[StoredTask, TaskTransition | None]:
+            _check_held(task, holder, token, now)
+            return _move(task, RUNNING, "start", holder.instance_id, "started", now)
 
-        return self._store.write(work)
+        return await self._change(task_id, start)
 
-    def complete(
+    async def complete(
         self, task_id: str, holder: Holder, token: int, *, succeeded: bool, result_json: str, error: str
-    ) -> TaskRow:
+    ) -> StoredTask:
         check_outcome(result_json, error)
         now = self._clock.wall()
         to = SUCCEEDED if succeeded else FAILED
+        reason = "succeeded" if succeeded else f"failed: {error}" if error else "failed"
 
-        def work(rows: TaskRows) -> TaskRow:
-            task = replace(_held(rows, task_id, holder, token, now), result_json=result_json, error=error)
-            reason = "succeeded" if succeeded else f"failed: {error}" if error else "failed"
-            return _move(rows, task, to, "complete", holder.instance_id, reason, now)
+        def complete(task: StoredTask) -> tuple[StoredTask, TaskTransition | None]:
+            _check_held(task, holder, token, now)
+            done = replace(task, result_json=result_json, error=error)
+            return _move(done, to, "complete", holder.instance_id, reason, now)
 
-        return self._store.write(work)
+        return await self._change(task_id, complete)
 
-    def cancel(self, task_id: str, operator: str, reason: str) -> TaskRow:
+    async def cancel(self, task_id: str, operator: str, reason: str) -> StoredTask:
         check_text("reason", reason)
         now = self._clock.wall()
 
-        def work(rows: TaskRows) -> TaskRow:
-            task = _existing(rows, task_id)
-            return _move(rows, task, CANCELLED, "cancel", operator, reason or "cancelled by an operator", now)
+        def cancel(task: StoredTask) -> tuple[StoredTask, TaskTransition | None]:
+            return _move(task, CANCELLED, "cancel", operator, reason or "cancelled by an operator", now)
 
-        return self._store.write(work)
+        return await self._change(task_id, cancel)
 
-    def requeue(self, task_id: str, operator: str, reason: str) -> TaskRow:
+    async def requeue(self, task_id: str, operator: str, reason: str) -> StoredTask:
         """Back in the queue with its attempts reset; a holder's token is stale from now on."""
         check_text("reason", reason)
         now = self._clock.wall()
 
-        def work(rows: TaskRows) -> TaskRow:
-            task = replace(_existing(rows, task_id), attempts=0, result_json="", error="")
-            return _move(rows, task, QUEUED, "requeue", operator, reason or "requeued by an operator", now)
+        def requeue(task: StoredTask) -> tuple[StoredTask, TaskTransition | None]:
+            fresh = replace(task, attempts=0, result_json="", error="")
+            return _move(fresh, QUEUED, "requeue", operator, reason or "requeued by an operator", now)
 
-        return self._store.write(work)
+        return await self._change(task_id, requeue)
 
-    def cancel_in_scope(self, scope_kind: int, value: str, actor: str, reason: str) -> list[TaskRow]:
+    async def cancel_in_scope(self, scope_kind: int, value: str, actor: str, reason: str) -> list[StoredTask]:
         """Cancels the unfinished tasks a kill switch's scope covers: its instance or agent (the
         holder), workflow, capability (the kind), or all. Other scopes name no task."""
         where = _scope_filter(scope_kind, value)
         if where is None:
             return []
         cancelled = []
-        for task in self._store.find(where):
+        for task in await self._store.find(where):
             try:
-                cancelled.append(self.cancel(task.id, actor, f"kill switch: {reason}"[:MAX_TEXT_CHARS]))
+                cancelled.append(await self.cancel(task.id, actor, f"kill switch: {reason}"[:MAX_TEXT_CHARS]))
             except InvalidTransition:  # it finished meanwhile
                 continue
         if cancelled:
             log.info("kill switch cancelled %d task(s)", len(cancelled))
         return cancelled
 
-    def show(self, task_id: str) -> tuple[TaskRow, list[TransitionRow]]:
+    async def show(self, task_id: str) -> tuple[StoredTask, list[TaskTransition]]:
         check_id("task_id", task_id)
-        task = self._store.task(task_id)
+        task = await self._store.task(task_id)
         if task is None:
             raise UnknownTask(task_id)
-        return task, self._store.transitions(task_id)
+        return task, await self._store.timeline(task_id)
 
-    def find(self, where: TaskFilter) -> list[TaskRow]:
+    async def find(self, where: TaskFilter) -> list[StoredTask]:
         for field, value in (("kind", where.kind), ("workflow_id", where.workflow_id), ("holder", where.holder)):
             if len(value) > MAX_ID_CHARS:
                 raise InvalidInput(field, f"is over {MAX_ID_CHARS} characters")
         if not 0 < where.limit <= MAX_LIST:
             raise InvalidInput("limit", f"must be between 1 and {MAX_LIST}")
-        return self._store.find(where)
+        return await self._store.find(where)
 
-    def expire_lapsed(self) -> list[TaskRow]:
+    async def expire_lapsed(self) -> list[StoredTask]:
         """Every lease that lapsed: queued again while attempts remain, else expired."""
         now = self._clock.wall()
 
-        def work(rows: TaskRows) -> list[TaskRow]:
-            moved = []
-            for task in rows.lapsed(HELD, now):
-                to = QUEUED if task.attempts < task.max_attempts else EXPIRED
-                reason = f"lease expired (no heartbeat from {task.holder_instance_id}); " + (
-                    "queued again" if to == QUEUED else f"no attempts left of {task.max_attempts}"
-                )
-                moved.append(_move(rows, task, to, "expire", REAPER, reason, now))
-            return moved
+        def lapse(task: StoredTask) -> tuple[StoredTask, TaskTransition | None]:
+            to = QUEUED if task.attempts < task.max_attempts else EXPIRED
+            reason = f"lease expired (no heartbeat from {task.holder_instance_id}); " + (
+                "queued again" if to == QUEUED else f"no attempts left of {task.max_attempts}"
+            )
+            return _move(task, to, "expire", REAPER, reason, now)
 
-        moved = self._store.write(work)
+        moved = await self._store.lapse(HELD, now, lapse)
         for task in moved:
             log.info("task %s: lease lapsed, now %s", task.id, state_name(task.state))
         return moved
 
-    def forgive_downtime(self) -> int:
+    async def forgive_downtime(self) -> int:
         """Run once at start: no holder could heartbeat while the registry was down."""
-        now = self._clock.wall()
-        extended = self._store.write(lambda rows: rows.extend_leases(HELD, now))
+        extended = await self._store.extend_leases(HELD, self._clock.wall())
         if extended:
             log.info("extended %d task lease(s) after start", extended)
         return extended
 
     async def reap_forever(self) -> None:
         while True:
-            self.expire_lapsed()
-            earliest = self._store.earliest_lease_expiry(HELD)
+            await self.expire_lapsed()
+            earliest = await self._store.earliest_lease_expiry(HELD)
             wait = _REAP_AT_LEAST_EVERY_S
             if earliest is not None:
                 wait = min(wait, max(earliest - self._clock.wall(), 0.0) + 0.01)
+            self._next_reap_at = self._clock.wall() + wait
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), wait)
             except TimeoutError:
                 pass
+
+    async def _change(self, task_id: str, change: TaskChange) -> StoredTask:
+        check_id("task_id", task_id)
+        changed = await self._store.change(task_id, change)
+        if changed is None:
+            raise UnknownTask(task_id)
+        return changed
 
 
 def _scope_filter(scope_kind: int, value: str) -> TaskFilter | None:
@@ -334,17 +347,8 @@ def _scope_filter(scope_kind: int, value: str) -> TaskFilter | None:
     return None
 
 
-def _existing(rows: TaskRows, task_id: str) -> TaskRow:
-    check_id("task_id", task_id)
-    task = rows.task(task_id)
-    if task is None:
-        raise UnknownTask(task_id)
-    return task
-
-
-def _held(rows: TaskRows, task_id: str, holder: Holder, token: int, now: float) -> TaskRow:
-    """The task when `holder` holds its current lease under `token`; LeaseLost otherwise."""
-    task = _existing(rows, task_id)
+def _check_held(task: StoredTask, holder: Holder, token: int, now: float) -> None:
+    """Returns when `holder` holds the task's current lease under `token`; LeaseLost otherwise."""
     current = (
         task.state in HELD
         and task.holder_instance_id == holder.instance_id
@@ -354,46 +358,41 @@ def _held(rows: TaskRows, task_id: str, holder: Holder, token: int, now: float) 
     )
     if not current:
         raise LeaseLost(task, token)
-    return task
 
 
-def _move(rows: TaskRows, task: TaskRow, to: int, action: str, executor: str, reason: str, now: float) -> TaskRow:
+def _move(
+    task: StoredTask, to: int, action: str, executor: str, reason: str, now: float
+) -> tuple[StoredTask, TaskTransition]:
     if to not in ALLOWED[task.state]:
         raise InvalidTransition(task, action)
     moved = replace(task, state=to, updated_at=now)
     if to not in HELD:
         moved = replace(moved, holder_instance_id="", holder_agent="", lease_expires_at=0.0)
-    rows.put(moved)
-    _record(rows, moved, task.state, executor, reason, now, lease_expires_at=task.lease_expires_at)
-    return moved
+    return moved, _transition(moved, task.state, executor, reason, now, lease_expires_at=task.lease_expires_at)
 
 
-def _record(
-    rows: TaskRows,
-    task: TaskRow,
+def _transition(
+    task: StoredTask,
     from_state: int,
     executor: str,
     reason: str,
     now: float,
     *,
     lease_expires_at: float | None = None,
-) -> None:
-    rows.record(
-        TransitionRow(
-            task_id=task.id,
-            seq=rows.next_seq(task.id),
-            at=now,
-            from_state=from_state,
-            to_state=task.state,
-            executor=executor,
-            fencing_token=task.fencing_token,
-            lease_expires_at=task.lease_expires_at if lease_expires_at is None else lease_expires_at,
-            reason=reason,
-        )
+) -> TaskTransition:
+    return TaskTransition(
+        task_id=task.id,
+        at=now,
+        from_state=from_state,
+        to_state=task.state,
+        executor=executor,
+        fencing_token=task.fencing_token,
+        lease_expires_at=task.lease_expires_at if lease_expires_at is None else lease_expires_at,
+        reason=reason,
     )
 
 
-def _held_by(task: TaskRow) -> str:
+def _held_by(task: StoredTask) -> str:
     if task.state in HELD:
         return f", held by {task.holder_instance_id} under token {task.fencing_token}"
     return ""

@@ -122,6 +122,12 @@ class WatchHub:
                     at = f"revision {event.revision}"
                 log.warning("disconnected a watcher that fell behind at %s", at)
 
+    def disconnect_all(self, reason: str) -> None:
+        """Ends every feed now (they resume by revision); later subscriptions are served."""
+        for subscription in self._subscriptions:
+            subscription._end(reason)
+        self._subscriptions.clear()
+
     def close(self) -> None:
         """Ends every feed (shutdown); later subscriptions end at once."""
         self._closed = True

@@ -67,6 +67,7 @@ from meshwarden.sidecar.runtime_setup import (
 )
 from meshwarden.sidecar.start_errors import BackgroundFailure, StartError
 from meshwarden.sidecar.task_relay import TaskRelay
+from meshwarden.sidecar.task_submission_policy import SubmissionPolicy
 from meshwarden.stop_signals import stop_on_signals
 from meshwarden.tasks import Supervisor
 from meshwarden.v1 import peer_pb2_grpc, sidecar_pb2, sidecar_pb2_grpc
@@ -361,7 +362,12 @@ def _add_servicers(
         on_registered,
         outcomes,
         health=health.current,
-        tasks=TaskRelay(registry, lambda: rt.local.instance_id),
+        tasks=TaskRelay(
+            registry,
+            lambda: rt.local.instance_id,
+            rt.fences.learn,
+            SubmissionPolicy(rt.policy, rt.local, rt.clock, rt.config.allow_without_policy).check,
+        ),
     )
     sidecar_pb2_grpc.add_SidecarServicer_to_server(local_api, servers.local)
     peer_pb2_grpc.add_PeerServicer_to_server(PeerApi(rt.config, pipeline.inbound(rt), rt.clock), servers.peer)

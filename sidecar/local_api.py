@@ -138,6 +138,12 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
         except MeshError as err:
             await abort_with(context, err)
 
+    async def SubmitTask(self, request: tasks_pb2.SubmitTaskRequest, context: Context) -> tasks_pb2.SubmitTaskResponse:
+        try:
+            return await self._task_relay().submit(request, context.time_remaining())
+        except MeshError as err:
+            await abort_with(context, err)
+
     def _task_relay(self) -> TaskRelay:
         if self._tasks is None:
             raise RegistryUnavailable("this sidecar has no registry link to relay tasks to")

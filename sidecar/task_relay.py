@@ -1,5 +1,5 @@
-"""Relay an agent's task calls (lease, heartbeat, start, complete) to the registry's Tasks
-service over mTLS, as this sidecar's SVID and for this sidecar's instance.
+"""Relay an agent's task calls (submit, lease, heartbeat, start, complete) to the registry's
+Tasks service over mTLS, as this sidecar's SVID and for this sidecar's instance.
 
 The instance id is the sidecar's own: an agent that names another is refused here, before
 anything leaves. The registry decides everything else (registry.task_queue); its refusals come
@@ -23,18 +23,33 @@ T = TypeVar("T")
 
 
 class TaskRelay:
-    def __init__(self, registry: RegistryLink, instance_id: Callable[[], str]) -> None:
-        self._registry, self._instance_id = registry, instance_id
+    def __init__(
+        self,
+        registry: RegistryLink,
+        instance_id: Callable[[], str],
+        learn: Callable[[bytes], None] = lambda _: None,
+        may_submit: Callable[[tasks_pb2.SubmitTaskRequest], None] = lambda _: None,
+    ) -> None:
+        # learn: each claim the registry issues here (sidecar.stages.task_fence.Fences.learn);
+        # may_submit: raises when the agent may not queue that task (sidecar.task_submission_policy)
+        self._registry, self._instance_id, self._learn = registry, instance_id, learn
+        self._may_submit = may_submit
 
     async def lease(self, request: tasks_pb2.LeaseTaskRequest, timeout_s: float | None) -> tasks_pb2.LeaseTaskResponse:
         mine = tasks_pb2.LeaseTaskRequest(instance_id=self._own(request.instance_id), kinds=request.kinds)
-        return await self._relay("lease", lambda t: self._registry.tasks().LeaseTask(mine, timeout=t), timeout_s)
+        leased: tasks_pb2.LeaseTaskResponse = await self._relay(
+            "lease", lambda t: self._registry.tasks().LeaseTask(mine, timeout=t), timeout_s
+        )
+        self._learn(leased.signed_token)
+        return leased
 
     async def heartbeat(self, request: tasks_pb2.TaskReport, timeout_s: float | None) -> tasks_pb2.LeaseTaskResponse:
         report = self._report(request)
-        return await self._relay(
+        renewed: tasks_pb2.LeaseTaskResponse = await self._relay(
             "heartbeat", lambda t: self._registry.tasks().HeartbeatTask(report, timeout=t), timeout_s
         )
+        self._learn(renewed.signed_token)
+        return renewed
 
     async def start(self, request: tasks_pb2.TaskReport, timeout_s: float | None) -> tasks_pb2.TaskResponse:
         report = self._report(request)
@@ -45,6 +60,17 @@ class TaskRelay:
         mine.CopyFrom(request)
         mine.instance_id = self._own(request.instance_id)
         return await self._relay("complete", lambda t: self._registry.tasks().CompleteTask(mine, timeout=t), timeout_s)
+
+    async def submit(
+        self, request: tasks_pb2.SubmitTaskRequest, timeout_s: float | None
+    ) -> tasks_pb2.SubmitTaskResponse:
+        """Queues a task as this sidecar's agent, if the active policy lets it call the kind
+        (the registry checks every field)."""
+        self._may_submit(request)
+        submitted: tasks_pb2.SubmitTaskResponse = await self._relay(
+            "submit", lambda t: self._registry.tasks().SubmitTask(request, timeout=t), timeout_s
+        )
+        return submitted
 
     def _report(self, request: tasks_pb2.TaskReport) -> tasks_pb2.TaskReport:
         return tasks_pb2.TaskReport(

@@ -18,7 +18,7 @@ from meshwarden.cli import exit_codes, registry_access
 from meshwarden.cli.controls_output import parse_duration, when
 from meshwarden.control_scopes import ScopeError
 from meshwarden.registry_client import registry_channel
-from meshwarden.v1 import tasks_pb2, tasks_pb2_grpc
+from meshwarden.v1 import receipts_pb2, tasks_pb2, tasks_pb2_grpc
 
 Metadata = tuple[tuple[str, str], ...]
 Action = Callable[[tasks_pb2_grpc.TasksStub, argparse.Namespace, Metadata], Awaitable[int]]
@@ -152,7 +152,14 @@ async def _show(stub: tasks_pb2_grpc.TasksStub, args: argparse.Namespace, metada
     )
     if args.output == "json":
         transitions = [MessageToDict(t, preserving_proto_field_name=True) for t in reply.transitions]
-        print(json.dumps({"task": task_json(reply.task), "transitions": transitions}, indent=2))
+        calls = [_call_json(r) for r in reply.calls]
+        print(
+            json.dumps(
+                {"task": task_json(reply.task), "transitions": transitions, "calls": calls,
+                 "calls_truncated": reply.calls_truncated},
+                indent=2,
+            )
+        )  # fmt: skip
         return exit_codes.OK
     t = reply.task
     print(f"task {t.id} ({t.kind}, workflow {t.workflow_id or '-'}): {_state(t.state)}")
@@ -169,7 +176,40 @@ async def _show(stub: tasks_pb2_grpc.TasksStub, args: argparse.Namespace, metada
         )
     if t.result_json or t.error:
         print(f"result: {t.result_json or '-'}  error: {t.error or '-'}")
+    _print_calls(reply)
     return exit_codes.OK
+
+
+def _print_calls(reply: tasks_pb2.ShowTaskResponse) -> None:
+    """The calls made under each token: what each holder did, a stale holder's refusals too."""
+    if not reply.calls:
+        print("calls: none recorded (receipts reach the registry seconds after a call)")
+        return
+    for token in sorted({r.fencing_token for r in reply.calls}):
+        print(f"calls under token {token}:")
+        print(f"  {'AT':<20} {'KIND':<6} {'SIDE':<9} {'BY':<24} {'CAPABILITY / MODEL / TOOL':<32} STATUS")
+        for r in (r for r in reply.calls if r.fencing_token == token):
+            print(
+                f"  {when(r.started_at):<20} {r.call_kind or 'agent':<6} {r.direction:<9} "
+                f"{r.sidecar_instance_id:<24} {r.capability:<32} {r.status}"
+                + (f" ({r.error_message[:80]})" if r.error_message else "")
+            )
+    if reply.calls_truncated:
+        print("(more calls than shown: the oldest are listed)")
+
+
+def _call_json(receipt: receipts_pb2.Receipt) -> dict[str, object]:
+    return {
+        "fencing_token": receipt.fencing_token,
+        "started_at": when(receipt.started_at),
+        "call_kind": receipt.call_kind or "agent",
+        "direction": receipt.direction,
+        "sidecar_instance_id": receipt.sidecar_instance_id,
+        "call_id": receipt.call_id,
+        "capability": receipt.capability,
+        "status": receipt.status,
+        "error": receipt.error_message,
+    }
 
 
 async def _cancel(stub: tasks_pb2_grpc.TasksStub, args: argparse.Namespace, metadata: Metadata) -> int:

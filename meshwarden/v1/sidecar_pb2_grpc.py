@@ -76,6 +76,11 @@ class SidecarStub:
                 request_serializer=meshwarden_dot_v1_dot_tasks__pb2.CompleteTaskRequest.SerializeToString,
                 response_deserializer=meshwarden_dot_v1_dot_tasks__pb2.TaskResponse.FromString,
                 _registered_method=True)
+        self.SubmitTask = channel.unary_unary(
+                '/meshwarden.v1.Sidecar/SubmitTask',
+                request_serializer=meshwarden_dot_v1_dot_tasks__pb2.SubmitTaskRequest.SerializeToString,
+                response_deserializer=meshwarden_dot_v1_dot_tasks__pb2.SubmitTaskResponse.FromString,
+                _registered_method=True)
 
 
 class SidecarServicer:
@@ -141,6 +146,14 @@ class SidecarServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitTask(self, request, context):
+        """Queues a task, relayed to the registry as this agent (its SPIFFE ID is the submitter). A
+        repeated idempotency key returns the first task (created: false), never a second one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SidecarServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -183,6 +196,11 @@ def add_SidecarServicer_to_server(servicer, server):
                     servicer.CompleteTask,
                     request_deserializer=meshwarden_dot_v1_dot_tasks__pb2.CompleteTaskRequest.FromString,
                     response_serializer=meshwarden_dot_v1_dot_tasks__pb2.TaskResponse.SerializeToString,
+            ),
+            'SubmitTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitTask,
+                    request_deserializer=meshwarden_dot_v1_dot_tasks__pb2.SubmitTaskRequest.FromString,
+                    response_serializer=meshwarden_dot_v1_dot_tasks__pb2.SubmitTaskResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -401,6 +419,33 @@ class Sidecar:
             '/meshwarden.v1.Sidecar/CompleteTask',
             meshwarden_dot_v1_dot_tasks__pb2.CompleteTaskRequest.SerializeToString,
             meshwarden_dot_v1_dot_tasks__pb2.TaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwarden.v1.Sidecar/SubmitTask',
+            meshwarden_dot_v1_dot_tasks__pb2.SubmitTaskRequest.SerializeToString,
+            meshwarden_dot_v1_dot_tasks__pb2.SubmitTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from meshwarden.v1 import receipts_pb2 as _receipts_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -217,12 +218,16 @@ class ShowTaskRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ...) -> None: ...
 
 class ShowTaskResponse(_message.Message):
-    __slots__ = ("task", "transitions")
+    __slots__ = ("task", "transitions", "calls", "calls_truncated")
     TASK_FIELD_NUMBER: _ClassVar[int]
     TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    CALLS_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     task: Task
     transitions: _containers.RepeatedCompositeFieldContainer[TaskTransition]
-    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., transitions: _Optional[_Iterable[_Union[TaskTransition, _Mapping]]] = ...) -> None: ...
+    calls: _containers.RepeatedCompositeFieldContainer[_receipts_pb2.Receipt]
+    calls_truncated: bool
+    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., transitions: _Optional[_Iterable[_Union[TaskTransition, _Mapping]]] = ..., calls: _Optional[_Iterable[_Union[_receipts_pb2.Receipt, _Mapping]]] = ..., calls_truncated: _Optional[bool] = ...) -> None: ...
 
 class GetFencingKeyRequest(_message.Message):
     __slots__ = ()

@@ -90,7 +90,8 @@ class TasksServicer:
     """Missing associated documentation comment in .proto file."""
 
     def SubmitTask(self, request, context):
-        """Queues a task (operator credential). A repeated idempotency key returns the first task.
+        """Queues a task (operator credential, or an agent's SVID: its sidecar relays the agent's
+        submissions). A repeated idempotency key returns the first task.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -119,7 +120,7 @@ class TasksServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CompleteTask(self, request, context):
-        """RUNNING (or LEASED) -> SUCCEEDED or FAILED (agent SVID, current token).
+        """RUNNING -> SUCCEEDED or FAILED (agent SVID, current token).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

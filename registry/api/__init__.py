@@ -25,6 +25,7 @@ from meshwarden.registry.api.identity import IdentityApi
 from meshwarden.registry.api.receipts import ReceiptsApi
 from meshwarden.registry.api.routes import RoutesApi
 from meshwarden.registry.api.service import add_service, handlers_of
+from meshwarden.registry.api.tasks import TasksApi
 from meshwarden.registry.api.tools import ToolsApi
 from meshwarden.registry.api.watch import WatchApi
 from meshwarden.v1 import (
@@ -35,6 +36,7 @@ from meshwarden.v1 import (
     identity_pb2,
     receipts_pb2,
     registry_pb2,
+    tasks_pb2,
     tools_pb2,
 )
 
@@ -46,7 +48,8 @@ APPROVALS: Final = approvals_pb2.DESCRIPTOR.services_by_name["Approvals"]
 BUDGETS: Final = budgets_pb2.DESCRIPTOR.services_by_name["Budgets"]
 TOOLS: Final = tools_pb2.DESCRIPTOR.services_by_name["Tools"]
 BUNDLE_HISTORY: Final = bundle_history_pb2.DESCRIPTOR.services_by_name["BundleHistory"]
-SERVICES: Final = (REGISTRY, CONTROLS, IDENTITY, RECEIPTS, APPROVALS, BUDGETS, TOOLS, BUNDLE_HISTORY)
+TASKS: Final = tasks_pb2.DESCRIPTOR.services_by_name["Tasks"]
+SERVICES: Final = (REGISTRY, CONTROLS, IDENTITY, RECEIPTS, APPROVALS, BUDGETS, TOOLS, BUNDLE_HISTORY, TASKS)
 
 __all__ = [
     "APPROVALS",
@@ -56,6 +59,7 @@ __all__ = [
     "RECEIPTS",
     "REGISTRY",
     "SERVICES",
+    "TASKS",
     "TOOLS",
     "ApprovalsApi",
     "Authorization",
@@ -69,6 +73,7 @@ __all__ = [
     "IdentityApi",
     "ReceiptsApi",
     "RoutesApi",
+    "TasksApi",
     "ToolsApi",
     "WatchApi",
     "add_services",
@@ -86,6 +91,7 @@ def add_services(
     controls: ControlsApi,
     identity: IdentityApi,
     receipts: ReceiptsApi,
+    tasks: TasksApi,
     approvals: ApprovalsApi,
     budgets: BudgetsApi,
     tools: ToolsApi,
@@ -100,6 +106,7 @@ def add_services(
     add_service(server, CONTROLS, controls.handlers())
     add_service(server, IDENTITY, identity.handlers())
     add_service(server, RECEIPTS, receipts.handlers())
+    add_service(server, TASKS, tasks.handlers())
     add_service(server, APPROVALS, approvals.handlers())
     add_service(server, BUDGETS, budgets.handlers())
     add_service(server, TOOLS, tools.handlers())

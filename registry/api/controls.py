@@ -59,7 +59,7 @@ class ControlsApi:
             request.scope_kind, request.scope_value, request.reason, ttl_s, current_caller()
         )
         if self._tasks is not None:  # the tasks in its scope end too (registry.task_queue)
-            self._tasks.cancel_in_scope(switch.scope_kind, switch.scope_value, switch.created_by, switch.reason)
+            await self._tasks.cancel_in_scope(switch.scope_kind, switch.scope_value, switch.created_by, switch.reason)
         enforcement = await self._acks.wait_for(revision, started, _wait_s(request))
         return controls_pb2.KillResponse(kill_switch=kill_to_proto(switch), enforcement=_enforcement(enforcement))
 

@@ -40,7 +40,7 @@ class HealthApi:
             if about is None:  # dropped: memory stays bounded by the catalog
                 continue
             findings[instance_id], owners[instance_id] = finding, about.agent
-        self._health.report_from(
+        kept = self._health.report_from(
             current_caller(),
             request.reporter_instance_id,
             reporter.agent if reporter is not None else None,
@@ -48,4 +48,5 @@ class HealthApi:
             findings,
             owners,
         )
+        await self._health.share(kept)  # for the other replicas, when the store is shared
         return registry_pb2.HealthReportAck()

@@ -193,7 +193,7 @@ class Pages:
 
     async def tasks(self, request: web.Request) -> web.Response:
         state = _choice(request, "state", {"": 0, **TASK_STATES}, "")
-        found = self._reads.tasks([TASK_STATES[state]] if state else [])
+        found = await self._reads.tasks([TASK_STATES[state]] if state else [])
         values = {"tasks": found, "state": state, "states": list(TASK_STATES), "state_name": state_name}
         return self._page(request, "tasks.html", values)
 

@@ -4,9 +4,6 @@ servicers use; no SQL here): one method per view, each returning plain values fo
 Lists page with a cursor the page hands back (`after` for names, `before` for ids and times),
 so a mesh with a thousand agents shows fifty at a time. Arithmetic over many receipts (the
 live map, sessions) runs in a worker thread: the registry's event loop also renews leases.
-
-The tasks domain is still synchronous (the blocking bridge, registry.store.sqlite.blocking);
-it is called here as its servicer calls it.
 """
 
 from __future__ import annotations
@@ -31,8 +28,7 @@ from meshwarden.registry.health_reports import HealthReports
 from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.session_queries import SessionQueries
 from meshwarden.registry.store.records import SidecarBundleStatus
-from meshwarden.registry.store.sqlite.tasks import TaskFilter, TaskRow
-from meshwarden.registry.task_queue import TaskQueue
+from meshwarden.registry.task_queue import StoredTask, TaskFilter, TaskQueue
 from meshwarden.registry.wire import timestamp
 from meshwarden.v1 import catalog_pb2, receipts_pb2
 
@@ -191,8 +187,8 @@ class Reads:
     async def controls(self) -> ControlsSet:
         return await self._s.controls.current()
 
-    def tasks(self, states: Sequence[int]) -> list[TaskRow]:
-        return self._s.task_queue.find(TaskFilter(states=tuple(states), limit=200))
+    async def tasks(self, states: Sequence[int]) -> list[StoredTask]:
+        return await self._s.task_queue.find(TaskFilter(states=tuple(states), limit=200))
 
     async def bundles(self) -> BundlesView:
         return BundlesView(latest=await self._s.bundles.latest(), statuses=tuple(await self._s.bundles.statuses()))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 from meshwarden.registry.model import CatalogEvent, Instance, RemovalReason, Removed, Snapshot, Upserted
@@ -34,16 +35,19 @@ from meshwarden.registry.store.records import (
     JoinTokenRecord,
     KillSwitch,
     ListedSession,
+    Positions,
     SessionQuery,
     SidecarBundleStatus,
     SliceRow,
     SpendRow,
     StoredApproval,
     StoredBundle,
+    StoredHealthReport,
     StoredOutcome,
     StoredRoute,
     ToolCallQuery,
 )
+from meshwarden.registry.store.task_records import StoredTask, TaskChange, TaskFilter, TaskTransition
 from meshwarden.v1 import receipts_pb2
 
 T = TypeVar("T")
@@ -260,6 +264,58 @@ class JoinTokenStore(Protocol):
         ...
 
 
+class ChangeFeed(Protocol):
+    """Another replica's changes, for a store shared by several registry processes: where each
+    watched aggregate stands, and a wake-up when one moved. A hint only: the follower
+    (registry.replicas) always reads the tables, so a missed wake-up delays, never loses."""
+
+    async def positions(self) -> Positions: ...
+
+    async def wait(self, timeout_s: float) -> None:
+        """Returns when another replica may have changed something, or after `timeout_s`."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Leadership(Protocol):
+    """Who among the replicas sharing a store runs the work done once in the mesh
+    (registry.singletons); held by one replica at a time, released when it dies."""
+
+    async def acquire(self) -> None:
+        """Returns once this replica holds it."""
+        ...
+
+    async def lost(self) -> None:
+        """Returns when this replica no longer holds it."""
+        ...
+
+    async def release(self) -> None: ...
+
+
+class HealthReportStore(Protocol):
+    """Sidecars' health reports, shared between replicas (each report reaches one replica).
+    Best effort: a report missed is replaced by its sidecar's next one a few seconds later."""
+
+    async def put(self, report: StoredHealthReport, *, forget_before: float) -> None:
+        """Replaces the reporter's last report, forgetting reports older than `forget_before`."""
+        ...
+
+    async def after(self, position: int) -> tuple[list[StoredHealthReport], int]:
+        """Reports stored after `position` (0: all), and the position to ask from next."""
+        ...
+
+
+class SharedFiles(Protocol):
+    """Files every replica must hold alike (the CA, the operator token, the task-signing key),
+    kept in a store shared by replicas so that no replica makes its own."""
+
+    async def sync(self, data_dir: Path, names: Sequence[str], make: Callable[[], None]) -> None:
+        """Writes the stored files into `data_dir`; when the store holds none yet, runs `make`
+        (which loads or creates them in `data_dir`, in a worker thread) and stores them, once
+        for all replicas."""
+
+
 class ApprovalStore(Protocol):
     """Approvals (registry.approvals). Each state change is conditional on the state it
     leaves and commits with its audit entry, so of two deciders (or two calls using one
@@ -366,6 +422,46 @@ class BudgetStore(Protocol):
         ...
 
 
+class TaskStore(Protocol):
+    """Tasks and their timelines. A change runs the domain's pure `TaskChange` on the row it
+    read, inside the transaction that writes its result, so a check of the state machine and
+    the move it allows commit together or not at all (two holders never both win a lease).
+    Which states hold a lease is the domain's (`held` arguments); the store knows no rule."""
+
+    async def add(self, task: StoredTask, submitted: TaskTransition) -> tuple[StoredTask, bool]:
+        """Stores a new task and its first move; when its idempotency key is taken, nothing is
+        written and the first task with that key comes back with False."""
+        ...
+
+    async def lease_oldest(self, state: int, kinds: tuple[str, ...], change: TaskChange) -> StoredTask | None:
+        """Applies `change` to the oldest task in `state` of one of `kinds`; None when there is none."""
+        ...
+
+    async def change(self, task_id: str, change: TaskChange) -> StoredTask | None:
+        """Applies `change` to the task; None (nothing written) when no task has that id."""
+        ...
+
+    async def lapse(self, held: tuple[int, ...], now: float, change: TaskChange) -> list[StoredTask]:
+        """Applies `change` to every task in a `held` state whose lease ended by `now`, earliest first."""
+        ...
+
+    async def extend_leases(self, held: tuple[int, ...], now: float) -> int:
+        """Gives every lease in a `held` state at least its full TTL from `now`; how many there are."""
+        ...
+
+    async def task(self, task_id: str) -> StoredTask | None: ...
+
+    async def timeline(self, task_id: str) -> list[TaskTransition]:
+        """Every move of the task, by seq."""
+        ...
+
+    async def find(self, where: TaskFilter) -> list[StoredTask]:
+        """Tasks matching `where`, newest first, at most `where.limit`."""
+        ...
+
+    async def earliest_lease_expiry(self, held: tuple[int, ...]) -> float | None: ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class Stores:
     """Every aggregate's store over one database, and how to close it."""
@@ -378,12 +474,20 @@ class Stores:
     audit: AuditStore
     receipts: ReceiptStore
     outcomes: OutcomeStore
-    sessions: SessionStore
     join_tokens: JoinTokenStore
+    tasks: TaskStore
     approvals: ApprovalStore
     budgets: BudgetStore
     location: str  # where the data lives, for log lines (a path, or a database URL without secrets)
     close: Callable[[], Awaitable[None]]
+    # None: this process is the store's only user (SQLite); else other replicas' changes arrive here.
+    feed: ChangeFeed | None = None
+    leadership: Leadership | None = None
+    shared_files: SharedFiles | None = None
+    # None: health reports stay in this process's memory (one registry).
+    health_reports: HealthReportStore | None = None
+    # None: no per-session totals (PostgreSQL, for now): session and cost queries read receipts.
+    sessions: SessionStore | None = None
 
 
 __all__ = [
@@ -395,19 +499,24 @@ __all__ = [
     "BudgetStore",
     "BundleStore",
     "CatalogStore",
+    "ChangeFeed",
     "ChainHead",
     "ChainVerdict",
     "ControlStore",
     "ControlsSet",
+    "HealthReportStore",
     "Isolation",
     "JoinTokenRecord",
     "JoinTokenStore",
     "KillSwitch",
+    "Leadership",
     "LeaseStore",
     "OutcomeStore",
+    "Positions",
     "ReceiptStore",
     "RouteStore",
     "SessionStore",
+    "SharedFiles",
     "SidecarBundleStatus",
     "SliceRow",
     "SpendRow",
@@ -415,5 +524,10 @@ __all__ = [
     "StoredBundle",
     "StoredOutcome",
     "StoredRoute",
+    "StoredTask",
     "Stores",
+    "TaskChange",
+    "TaskFilter",
+    "TaskStore",
+    "TaskTransition",
 ]

@@ -244,6 +244,30 @@ class CostTotal:
     failed_session_cost_micro_usd: int
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Positions:
+    """Where each watched aggregate stands in the store (registry.replicas compares them with
+    what this replica last published)."""
+
+    catalog: int  # the catalog revision
+    controls: int  # the controls revision
+    routes: int  # bumped by every route change
+    bundles: int  # the latest bundle revision (0: none)
+    budgets: int = 0  # the budget set's revision
+    approvals: int = 0  # bumped by every approval decided (or used) through any replica
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StoredHealthReport:
+    """One sidecar's last health report, as replicas share it (registry.health_reports)."""
+
+    reporter_agent: str
+    reporter_instance_id: str
+    reporter_registered: bool
+    findings: tuple[tuple[str, int, str], ...]  # (instance id, catalog_pb2.HealthState, reason)
+    reported_at: float
+
+
 # Approval states (registry.approvals holds the rules between them).
 PENDING: Final = "pending"
 APPROVED: Final = "approved"

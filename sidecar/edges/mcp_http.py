@@ -15,7 +15,9 @@ the client everywhere: upstream here, and in the tests downstream.
 
 Attribution: `x-meshwarden-session-id`, `-workflow-id`, `-task-id` and `-parent-call-id`
 headers, or the same under `_meta` as `meshwarden/session_id`, `meshwarden/workflow_id`,
-`meshwarden/task_id`, `meshwarden/parent_call_id` (which win: they are per request).
+`meshwarden/task_id`, `meshwarden/parent_call_id` (which win: they are per request). A call
+made for a task carries the task's signed fencing token in `x-meshwarden-task-token`
+(sidecar.edges.task_claim); the task_fence stage refuses a stale one ("lease lost").
 Approvals, as for agent calls: `x-meshwarden-approval-wait: none` (or `_meta`
 `meshwarden/approval_wait`) answers a call held for a person's approval at once with its id,
 and `x-meshwarden-approval-id` (or `meshwarden/approval_id`) retries it with the approval given.
@@ -70,6 +72,7 @@ from meshwarden.sidecar.edges.mcp_protocol import (
     raw_result_body,
     result_body,
 )
+from meshwarden.sidecar.edges.task_claim import BadTaskToken, task_token
 from meshwarden.sidecar.policy import Caller as PolicyCaller
 from meshwarden.sidecar.policy import CallFacts
 from meshwarden.sidecar.runtime import Runtime
@@ -197,6 +200,10 @@ class McpEndpoint:
         if not isinstance(arguments, dict):
             raise RpcError(INVALID_PARAMS, f"the arguments of {name} must be a JSON object")
         attribution = _attribution(request, era)
+        try:
+            token = task_token(request.headers)  # checked by the task_fence stage
+        except BadTaskToken as exc:
+            raise RpcError(INVALID_PARAMS, str(exc)) from None
         approval = _approval_options(request, era)
         local = self._rt.local
         call = Call(
@@ -211,6 +218,7 @@ class McpEndpoint:
             traceparent=request.headers.get("traceparent", "")[:256],
             tracestate=request.headers.get("tracestate", "")[:512],
             kind="tool",
+            task_token=token,
             approval_id=approval.approval_id,
             approval_wait=approval.wait,
         )

@@ -17,8 +17,10 @@ catalog's prices (`Call.cost_estimate_micro_usd`).
 
 Attribution comes from headers the SDK's call context sets on the clients it hands a handler
 (`x-meshwarden-session-id`, `-workflow-id`, `-task-id`, `-parent-call-id`); a call without
-them is attributed to the agent alone, and its receipt says so. A policy's @approval holds a
-model call as it holds any other: `x-meshwarden-approval-wait: none` and
+them is attributed to the agent alone, and its receipt says so. A call made for a task also
+carries the task's signed fencing token (`x-meshwarden-task-token`, sidecar.edges.task_claim):
+the task_fence stage refuses it once the token is stale ("lease lost", a 403). A policy's
+@approval holds a model call as it holds any other: `x-meshwarden-approval-wait: none` and
 `x-meshwarden-approval-id` work as on the local API (sidecar/wire/approval_headers.py).
 
 Every error is answered in the shape of the API the client called (`{"error": {message, type,
@@ -45,6 +47,7 @@ from meshwarden.policy_bundle.model_catalog import ModelCatalog
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call import Call, Caller, Handler
 from meshwarden.sidecar.edges.gateway_http import RouteFamily
+from meshwarden.sidecar.edges.task_claim import BadTaskToken, task_token
 from meshwarden.sidecar.local_agent import LocalAgent
 from meshwarden.sidecar.model_call import ModelApi, ModelRequest
 from meshwarden.sidecar.model_wire import anthropic, openai
@@ -170,6 +173,10 @@ class ModelGateway:
             _header_id(request.headers, name)
             for name in (SESSION_HEADER, WORKFLOW_HEADER, TASK_HEADER, PARENT_CALL_HEADER)
         )
+        try:
+            token = task_token(request.headers)  # checked by the task_fence stage
+        except BadTaskToken as exc:
+            raise BadModelRequest(str(exc)) from None
         approval = approval_headers.from_metadata(
             [(h, request.headers.get(h, "")) for h in (approval_headers.WAIT_HEADER, approval_headers.ID_HEADER)]
         )
@@ -193,6 +200,7 @@ class ModelGateway:
             traceparent=request.headers.get("traceparent", "")[:256],
             tracestate=request.headers.get("tracestate", "")[:512],
             kind="model",
+            task_token=token,
             approval_id=approval.approval_id,
             approval_wait=approval.wait,
             model=ModelRequest(

@@ -27,12 +27,26 @@ class Fences:
         self._now = now
 
     def check(self, signed: bytes) -> None:
+        """Refuses (LeaseLost) a claim not signed by the registry, lapsed (counting renewals of
+        its lease seen here), or older than a token seen here for the task."""
         if self.key is None:
             raise RegistryUnavailable("this sidecar has not fetched the registry's fencing key yet; retry shortly")
         try:
-            self.memory.admit(task_fence.verify(self.key, signed, self._now()))
+            fence = self.memory.renewed(task_fence.signed_fence(self.key, signed))
+            self.memory.admit(fence)  # an older token than one seen here: refused, naming the holder now
+            task_fence.unexpired(fence, self._now())
         except task_fence.StaleFence as stale:
             raise LeaseLost(str(stale)) from None
+
+    def learn(self, signed: bytes) -> None:
+        """Remembers a claim the registry just issued to this sidecar's agent (a lease or a
+        heartbeat it relayed), so calls under the same token count on the renewed expiry."""
+        if self.key is None or not signed:
+            return
+        try:
+            self.memory.admit(task_fence.signed_fence(self.key, signed))
+        except task_fence.StaleFence:
+            return  # a newer token for the task is known here: nothing to learn
 
 
 class TaskFence:

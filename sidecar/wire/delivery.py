@@ -24,6 +24,7 @@ def to_delivery(call: Call) -> agent_pb2.Delivery:
         parent_call_id=call.parent_call_id,
         task_id=task_id,
         fencing_token=fencing_token,
+        task_token=call.task_token if task_id else b"",
     )
 
 

@@ -14,7 +14,9 @@ from google.protobuf.duration_pb2 import Duration
 import meshwarden
 from meshwarden import errors
 from meshwarden.v1 import receipts_pb2, tasks_pb2, tasks_pb2_grpc
+from tests.integration.bundles import ALLOW_ALL
 from tests.integration.mesh import LocalMesh
+from tests.integration.test_policy import wait_for_revision
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +104,37 @@ async def test_a_silent_holder_loses_its_task_and_its_old_token_is_refused_throu
         ("inbound", task_id, 2),
     }
 
-    shown = await _show(mesh, task_id)
+    for _ in range(300):  # tasks show lists the calls under each token, the stale holder's refusal too
+        shown = await _show(mesh, task_id)
+        if {r.fencing_token for r in shown.calls} == {1, 2}:
+            break
+        await asyncio.sleep(0.1)
+    calls = {(r.fencing_token, r.direction, r.status == "OK") for r in shown.calls}
+    assert calls == {(1, "outbound", False), (2, "outbound", True), (2, "inbound", True)}, shown.calls
     ends = [t for t in shown.transitions if t.to_state == tasks_pb2.TASK_STATE_SUCCEEDED]
     assert [(t.executor, t.fencing_token) for t in ends] == [(holder, 2)]  # completed once, by the new holder
     assert shown.task.result_json == '{"refunded": 1}'
+
+
+async def test_an_agent_submits_through_its_sidecar_and_a_repeated_key_returns_the_first_task(
+    mesh: LocalMesh,
+) -> None:
+    side, _ = await mesh.pair("planner")
+    async with meshwarden.Client(side.addresses["listen"]) as planner:
+        first = await planner.submit_task("probe.count", {"ticket": 9}, workflow_id="wf-9", idempotency_key="t-9")
+        again = await planner.submit_task("probe.count", {"ticket": 10}, idempotency_key="t-9")
+        with pytest.raises(errors.BadPayload, match="kind"):
+            await planner.submit_task("", {"ticket": 11})
+    assert first.created and not again.created
+    assert again.task.id == first.task.id and again.task.input_json == '{"ticket":9}'
+    shown = await _show(mesh, first.task.id)
+    assert shown.task.submitted_by == "spiffe://meshwarden.local/agent/planner"
+    assert shown.task.workflow_id == "wf-9"
+
+    # An agent may queue only what it may call: the policy decides, as for a call of the kind.
+    no_counting = '@id("no-counting")\n@reason("planners plan, they do not count")\nforbid (principal, action, resource == Capability::"probe.count");\n'
+    await mesh.push_bundle(mesh.bundles.make(2, {"allow-all.cedar": ALLOW_ALL, "no-counting.cedar": no_counting}))
+    await wait_for_revision(mesh, 2, 1)
+    async with meshwarden.Client(side.addresses["listen"]) as planner:
+        with pytest.raises(errors.PolicyDenied, match="may not submit a probe.count task .*planners plan"):
+            await planner.submit_task("probe.count", {"ticket": 12})

@@ -160,8 +160,9 @@ async def test_metrics_count_calls_at_both_sidecars_and_the_registry(mesh: Local
     assert sample(out, "meshwarden_sidecar_calls_total", capability="no.such.thing") is None
     assert sample(out, "meshwarden_sidecar_calls_total", capability="_other", status="NOT_FOUND") == 1
     assert sample(out, "meshwarden_sidecar_calls_total", capability="probe.fail", status="INVALID_ARGUMENT") == 1
-    # Policy decides before routing: the unknown capability was allowed, then not found.
-    assert sample(out, "meshwarden_sidecar_policy_decisions_total", direction="outbound", decision="allow") == 5
+    # A capability the catalog never saw is refused as unknown before policy decides: four
+    # decisions (three echoes and probe.fail), all allowed.
+    assert sample(out, "meshwarden_sidecar_policy_decisions_total", direction="outbound", decision="allow") == 4
     callee_instance = (await mesh.list_instances(agent="billing"))[0].instance_id
     assert sample(out, "meshwarden_sidecar_breaker_state", peer_instance=callee_instance, state="closed") == 1
     assert sample(out, "meshwarden_sidecar_breaker_state", peer_instance=callee_instance, state="open") == 0

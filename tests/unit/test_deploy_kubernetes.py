@@ -464,3 +464,75 @@ def test_collector_config_escapes_every_literal_dollar() -> None:
     for text in _strings(collector):
         bare = re.sub(r"\$\$|\$\{env:[A-Za-z_][A-Za-z0-9_]*\}", "", text)
         assert "$" not in bare, f"unescaped $ in the collector configuration: {text!r}"
+
+
+# -- the registry as replicas on PostgreSQL (deploy/kubernetes/postgresql)
+
+PG = K8S / "postgresql"
+
+
+def replica_documents() -> list[dict[str, Any]]:
+    docs = []
+    for path in sorted(PG.glob("*.yaml")):
+        docs.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None)
+    return docs
+
+
+def replica_find(kind: str, name: str) -> dict[str, Any]:
+    matches = [d for d in replica_documents() if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind} {name} in deploy/kubernetes/postgresql, found {len(matches)}"
+    return matches[0]
+
+
+def _secret_env(c: dict[str, Any], secrets: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The container's environment with each secretKeyRef resolved from `secrets` (name -> key -> value)."""
+    env = {}
+    for item in c.get("env", []):
+        ref = item.get("valueFrom", {}).get("secretKeyRef")
+        if ref is not None:
+            env[item["name"]] = secrets[ref["name"]][ref["key"]]
+        elif "value" in item:
+            env[item["name"]] = item["value"]
+    return env
+
+
+def test_replicas_run_three_on_the_cloudnativepg_cluster_s_primary(tmp_path: Path) -> None:
+    cluster = replica_find("Cluster", "meshwarden-pg")
+    assert cluster["apiVersion"].startswith("postgresql.cnpg.io/") and cluster["spec"]["instances"] >= 3
+    database = cluster["spec"]["bootstrap"]["initdb"]["database"]
+    # What CloudNativePG puts in <cluster>-app: the URI of the primary's read-write Service.
+    app_uri = f"postgresql://meshwarden:secret@meshwarden-pg-rw.{NAMESPACE}:5432/{database}"
+    secrets = {"meshwarden-pg-app": {"uri": app_uri}}
+    deployment = replica_find("Deployment", "meshwarden-registry")
+    assert deployment["spec"]["replicas"] == 3 and deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    spec = deployment["spec"]["template"]["spec"]
+    (registry,) = [c for c in spec["containers"] if c["name"] == "registry"]
+    env = _secret_env(registry, secrets)
+    env["MESHWARDEN_REGISTRY_CONFIG"] = str(tmp_path / "registry.toml")
+    (tmp_path / "registry.toml").write_text(
+        replica_find("ConfigMap", "meshwarden-registry-config")["data"]["registry.toml"]
+    )
+    args = args_of(registry, "registry")
+    cfg = registry_config.load(args, env)
+    assert cfg.store == app_uri, "the replicas must share the cluster's database"
+    # The migration runs first, on the same database, through the real CLI.
+    (migrate,) = [c for c in spec["initContainers"] if c["name"] == "migrate"]
+    migrate_args = build_parser().parse_args(migrate["args"])
+    assert (migrate_args.command, migrate_args.action) == ("registry", "migrate")
+    assert _secret_env(migrate, secrets)["MESHWARDEN_STORE"] == app_uri
+    # Each pod's data dir is its own (the shared files come from the database).
+    data = mounts(registry)[str(cfg.data_dir)]
+    assert "emptyDir" in next(v for v in spec["volumes"] if v["name"] == data["name"])
+
+
+def test_replicas_keep_two_serving_and_are_the_service_sidecars_use() -> None:
+    budget = replica_find("PodDisruptionBudget", "meshwarden-registry")
+    labels = replica_find("Deployment", "meshwarden-registry")["spec"]["template"]["metadata"]["labels"]
+    assert budget["spec"]["minAvailable"] == 2
+    assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    service = replica_find("Service", "meshwarden-registry")
+    assert service["spec"]["ports"] == find("Service", "meshwarden-registry")["spec"]["ports"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    policy = replica_find("NetworkPolicy", "meshwarden-pg-from-registry")
+    allowed = [p["podSelector"]["matchLabels"] for p in policy["spec"]["ingress"][0]["from"]]
+    assert {"app.kubernetes.io/name": "meshwarden-registry"} in allowed

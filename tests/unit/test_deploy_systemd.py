@@ -159,6 +159,7 @@ def variables_the_code_reads() -> set[str]:
     names |= {f"MESHWARDEN_{c.prefix}_CONFIG" for c in (REGISTRY, SIDECAR)}
     sdk = inspect.getsource(meshwarden.client)
     names |= {name for name in ("MESHWARDEN_SIDECAR_TOKEN", "MESHWARDEN_SIDECAR_TOKEN_FILE") if f'"{name}"' in sdk}
+    names |= {"MESHWARDEN_STORE"} if '"MESHWARDEN_STORE"' in inspect.getsource(registry_config) else set()
     return names
 
 
@@ -267,3 +268,24 @@ def test_sidecar_template_names_only_its_instance() -> None:
     text = (SYSTEMD / SIDECAR.unit).read_text()
     assert set(re.findall(r"%.", text)) == {"%i"}, "only %i (the agent name) is meant to vary"
     assert "%i" not in (SYSTEMD / REGISTRY.unit).read_text()
+
+
+def test_registry_hosts_share_one_postgresql_through_the_drop_in() -> None:
+    drop_in = read_unit(SYSTEMD / "meshwarden-registry.service.d" / "postgresql.conf")["Service"]
+    (env_file,) = drop_in["EnvironmentFile"]
+    assert env_file == "/etc/meshwarden/registry-store.env"
+    store_env = {}
+    for line in (SYSTEMD / "registry-store.env.example").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            store_env[name] = value
+    env = {**env_example(REGISTRY)[0], **store_env}
+    cfg = registry_config.load(parsed(REGISTRY), env)
+    assert cfg.store.startswith("postgresql://") and "@" in cfg.store
+    assert not any("PASSWORD" in name for name in env_example(REGISTRY)[0]), "the password belongs in the 0600 file"
+    (pre,) = drop_in["ExecStartPre"]
+    argv = shlex.split(pre)
+    assert argv[0] == shlex.split(one(REGISTRY, "ExecStart"))[0]
+    migrate = build_parser().parse_args(argv[1:])
+    assert (migrate.command, migrate.action) == ("registry", "migrate")
+    assert str(migrate.data_dir) == REGISTRY.data_dir

@@ -22,6 +22,7 @@ from meshwarden.registry.store.sqlite.outcomes import SqliteOutcomes
 from meshwarden.registry.store.sqlite.receipts import SqliteReceipts
 from meshwarden.registry.store.sqlite.routes import SqliteRoutes
 from meshwarden.registry.store.sqlite.sessions import SqliteSessions, fill_missing
+from meshwarden.registry.store.sqlite.tasks import SqliteTasks
 from meshwarden.v1 import receipts_pb2
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ def stores_over(db: Database, *, event_log_retention: int) -> Stores:
         join_tokens=SqliteJoinTokens(db),
         approvals=SqliteApprovals(db),
         budgets=SqliteBudgets(db),
+        tasks=SqliteTasks(db),
         location=str(db.path),
         close=close,
     )

@@ -14,15 +14,10 @@ holds the interpreter (which the event loop needs too) that much less.
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from dataclasses import asdict, replace
+from dataclasses import replace
 
-from meshwarden.registry.errors import StoreError
 from meshwarden.registry.model import (
-    DEREGISTERED,
-    LEASE_EXPIRED,
-    Capability,
     CatalogEvent,
     Instance,
     RemovalReason,
@@ -30,6 +25,7 @@ from meshwarden.registry.model import (
     Snapshot,
     Upserted,
 )
+from meshwarden.registry.store.instance_codec import event_from_row, instance_body, instance_from_row
 from meshwarden.registry.store.sqlite.database import Database
 
 _INSTANCE_COLUMNS = "body, lease_expires_at, svid_expires_at"
@@ -74,12 +70,12 @@ class SqliteCatalog:
                 instance.agent,
                 instance.lease_expires_at,
                 instance.svid_expires_at,
-                _instance_body(instance),
+                instance_body(instance),
             ),
         )
         db.execute(
             "INSERT INTO events (revision, instance_id, kind, body) VALUES (?, ?, 'upserted', ?)",
-            (revision, instance.instance_id, _instance_body(instance, with_lease=True)),
+            (revision, instance.instance_id, instance_body(instance, with_lease=True)),
         )
         self._trim(db, revision)
         return Upserted(revision=revision, instance=instance)
@@ -106,7 +102,7 @@ class SqliteCatalog:
         known, decoded = self._decoded, {}
         for body, lease, svid in rows:
             instance = known.get(body)
-            decoded[body] = instance if instance is not None else _instance_from_row(body, lease, svid)
+            decoded[body] = instance if instance is not None else instance_from_row(body, lease, svid)
         self._decoded = decoded  # bounded by the catalog: bodies no longer stored are forgotten
         instances = tuple(
             instance
@@ -185,7 +181,7 @@ def _next_revision(db: sqlite3.Connection) -> int:
 
 def _instance(db: sqlite3.Connection, instance_id: str) -> Instance | None:
     row = db.execute(f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE instance_id = ?", (instance_id,)).fetchone()
-    return None if row is None else _instance_from_row(row[0], row[1], row[2])
+    return None if row is None else instance_from_row(row[0], row[1], row[2])
 
 
 def _events_after(db: sqlite3.Connection, revision: int) -> list[CatalogEvent] | None:
@@ -201,55 +197,4 @@ def _events_after(db: sqlite3.Connection, revision: int) -> list[CatalogEvent] |
         "SELECT revision, instance_id, kind, body, reason FROM events WHERE revision > ? ORDER BY revision",
         (revision,),
     ).fetchall()
-    return [_event_from_row(*row) for row in rows]
-
-
-def _instance_body(instance: Instance, *, with_lease: bool = False) -> str:
-    data = asdict(instance)
-    if not with_lease:
-        del data["lease_expires_at"]  # kept in their own columns: renewals update only those
-        del data["svid_expires_at"]
-    return json.dumps(data, separators=(",", ":"), sort_keys=True)
-
-
-def _instance_from_row(body: str, lease_expires_at: float, svid_expires_at: float) -> Instance:
-    return _instance_from_json(json.loads(body), lease_expires_at, svid_expires_at)
-
-
-def _instance_from_json(data: dict[str, object], lease_expires_at: float, svid_expires_at: float) -> Instance:
-    capabilities = data["capabilities"]
-    if not isinstance(capabilities, list):
-        raise StoreError(f"corrupt instance record {data.get('instance_id')!r}: capabilities is not a list")
-    return Instance(
-        instance_id=str(data["instance_id"]),
-        agent=str(data["agent"]),
-        version=str(data["version"]),
-        peer_address=str(data["peer_address"]),
-        capabilities=tuple(Capability(**c) for c in capabilities),
-        spiffe_id=str(data["spiffe_id"]),
-        registered_at=_number(data["registered_at"]),
-        lease_expires_at=float(lease_expires_at),
-        svid_expires_at=float(svid_expires_at),
-    )
-
-
-def _number(value: object) -> float:
-    if not isinstance(value, (int, float)):
-        raise StoreError(f"corrupt record: expected a number, got {value!r}")
-    return float(value)
-
-
-def _event_from_row(revision: int, instance_id: str, kind: str, body: str | None, reason: str | None) -> CatalogEvent:
-    if kind == "upserted":
-        if body is None:
-            raise StoreError(f"corrupt event at revision {revision}: upserted without an instance")
-        data = json.loads(body)
-        instance = _instance_from_json(
-            data,
-            _number(data["lease_expires_at"]),
-            _number(data.get("svid_expires_at", 0.0)),  # absent before v2
-        )
-        return Upserted(revision=revision, instance=instance)
-    if reason not in (DEREGISTERED, LEASE_EXPIRED):
-        raise StoreError(f"corrupt event at revision {revision}: unknown removal reason {reason!r}")
-    return Removed(revision=revision, instance_id=instance_id, reason=reason)
+    return [event_from_row(*row) for row in rows]

@@ -12,6 +12,11 @@ NOT_FOUND, watchers ahead of the revision get a snapshot). Writes the registry a
 to someone who then forgets the data (receipts a sidecar prunes from its spool) are
 `durable`: fsync'd before they return.
 
+Small writes that come in bursts (task leases and reports) use `write_batched`: what queued
+while the writer thread was busy runs as one transaction, each work in a savepoint of its own,
+so a thousand reports a second cost tens of commits, not a thousand, and a failing work undoes
+only itself.
+
 A lock file (`registry.lock`, flock) keeps a second registry process off the same data dir.
 The database and its WAL files are created readable by their owner only (0600).
 """
@@ -26,8 +31,9 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, TextIO, TypeVar
+from typing import Any, Final, TextIO, TypeVar
 
 from meshwarden.private_data import private_sqlite, tighten_dir
 from meshwarden.registry.errors import StoreError
@@ -42,16 +48,25 @@ T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], T]
 
 
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    work: Work[Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
 class Database:
     """Opened with `Database.open(data_dir)` (blocking: run it before serving, or in a thread)."""
 
     def __init__(self, path: Path, writer: sqlite3.Connection, reader: sqlite3.Connection, lock: TextIO) -> None:
         self._path, self._writer, self._reader, self._lock = path, writer, reader, lock
         self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="registry-db-writer")
-        # Held around every use of the writer connection (the writer thread, and the bridge
-        # registry.store.sqlite.blocking for aggregates not yet ported).
+        # Held around every use of the writer connection by the writer thread.
         self.writer_lock = threading.RLock()
         self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="registry-db-reader")
+        self._batch: list[_Queued] = []  # write_batched's queue, drained by the writer thread
+        self._batch_lock = threading.Lock()
+        self._batch_scheduled = False
 
     @classmethod
     def open(cls, data_dir: Path) -> Database:
@@ -82,17 +97,27 @@ class Database:
     def path(self) -> Path:
         return self._path
 
-    @property
-    def writer_connection(self) -> sqlite3.Connection:
-        """For registry.store.sqlite.blocking only, under `writer_lock`."""
-        return self._writer
-
     async def write(self, work: Work[T], *, durable: bool = False) -> T:
         """Runs `work` in one write transaction on the writer thread; SQLite's errors become
         StoreError. A caller cancelled meanwhile may leave the work done or not done: callers
         that must act on what they wrote (publish it) shield the write."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._write_thread, self._in_write_transaction, work, durable)
+
+    async def write_batched(self, work: Work[T]) -> T:
+        """`write` for small frequent writes: works queued while the writer thread is busy run
+        together in one transaction, each in a savepoint, so each one's effect and errors are
+        its own; each caller resumes once that transaction committed (a failed commit fails
+        them all with StoreError). Never durable: this is for state a crash may roll back."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._batch_lock:
+            self._batch.append(_Queued(work, future, loop))
+            drain = not self._batch_scheduled
+            self._batch_scheduled = True
+        if drain:
+            self._write_thread.submit(self._write_batch)
+        return await future
 
     async def read(self, work: Work[T]) -> T:
         """Runs `work` in one read transaction (a consistent view) on the reader thread."""
@@ -134,6 +159,22 @@ class Database:
         except sqlite3.Error as exc:
             raise StoreError(f"{self._path}: write failed: {exc}") from exc
 
+    def _write_batch(self) -> None:
+        with self._batch_lock:
+            batch, self._batch, self._batch_scheduled = self._batch, [], False
+        outcomes: list[tuple[_Queued, Any, BaseException | None]] = []
+        with self.writer_lock:
+            db = self._writer
+            try:
+                with _transaction(db, "BEGIN IMMEDIATE"):
+                    for queued in batch:
+                        outcomes.append(_in_savepoint(db, queued))
+            except sqlite3.Error as exc:  # the commit failed: nothing of the batch was written
+                failed = StoreError(f"{self._path}: write failed: {exc}")
+                outcomes = [(queued, None, failed) for queued in batch]
+        for loop in {queued.loop for queued in batch}:
+            loop.call_soon_threadsafe(_settle, [o for o in outcomes if o[0].loop is loop])
+
     def _read_apart(self, work: Work[T]) -> T:
         try:
             db = sqlite3.connect(f"{self._path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
@@ -153,6 +194,32 @@ class Database:
                 return work(self._reader)
         except sqlite3.Error as exc:
             raise StoreError(f"{self._path}: read failed: {exc}") from exc
+
+
+def _in_savepoint(db: sqlite3.Connection, queued: _Queued) -> tuple[_Queued, Any, BaseException | None]:
+    """Runs one work of a batch; its failure rolls back its own writes only."""
+    db.execute("SAVEPOINT work")
+    try:
+        result = queued.work(db)
+    except Exception as exc:  # noqa: BLE001 -- handed to the work's own caller, not swallowed
+        db.execute("ROLLBACK TO work")
+        db.execute("RELEASE work")
+        if isinstance(exc, sqlite3.Error):
+            return queued, None, StoreError(f"write failed: {exc}")
+        return queued, None, exc
+    db.execute("RELEASE work")
+    return queued, result, None
+
+
+def _settle(outcomes: list[tuple[_Queued, Any, BaseException | None]]) -> None:
+    """On the callers' loop: each caller gets its result or its error (unless it gave up)."""
+    for queued, result, error in outcomes:
+        if queued.future.done():
+            continue
+        if error is not None:
+            queued.future.set_exception(error)
+        else:
+            queued.future.set_result(result)
 
 
 @contextlib.contextmanager

@@ -350,6 +350,19 @@ CREATE TABLE IF NOT EXISTS receipt_checkpoints (
 SCHEMA_VERSION: Final = len(STEPS)
 
 
+def version_on_disk(path: Path) -> int:
+    """The schema version of the database at `path` (0 when there is none), read without changing it."""
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from exc
+    finally:
+        db.close()
+
+
 def migrate(db: sqlite3.Connection, path: Path, steps: tuple[Step, ...] = STEPS) -> None:
     """Runs the steps `db` has not run, in one transaction; refuses a newer database."""
     version = int(db.execute("PRAGMA user_version").fetchone()[0])

@@ -1,168 +1,160 @@
-"""The tasks aggregate's storage: every statement on the tasks and task_transitions tables
-(schema in registry.store's migration list), and nowhere else.
+"""Tasks in SQLite: every statement on the `tasks` and `task_transitions` tables, and nowhere else.
 
-`TaskStore.write(work)` runs `work` on a `TaskRows` (typed reads and writes) inside one
-transaction, so registry.task_queue checks a transition and records it in one commit; a second
-implementation (PostgreSQL) replaces this module alone.
+Changes run on the writer thread (registry.store.sqlite.database), each one transaction that
+reads the row, applies the domain's `TaskChange` and writes what it returns; reads run on the
+reader thread. A row is updated in place, setting only the columns that changed: SQLite
+rewrites an index only when the UPDATE sets one of its columns, so a heartbeat touches the
+lease index alone (measured: a third less writer-thread time per report than setting every
+column).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from dataclasses import astuple, dataclass, fields
-from typing import Final, TypeVar
+from dataclasses import fields
+from typing import Any, Final
 
-from meshwarden.registry.store.sqlite.blocking import BlockingStore as Store
-from meshwarden.registry.store.sqlite.blocking import Row
+from meshwarden.registry.store.sqlite.database import Database
+from meshwarden.registry.store.task_records import StoredTask, TaskChange, TaskFilter, TaskTransition
 
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class TaskRow:
-    id: str
-    kind: str
-    workflow_id: str
-    input_json: str
-    idempotency_key: str | None
-    state: int  # tasks_pb2.TaskState
-    holder_instance_id: str
-    holder_agent: str
-    fencing_token: int
-    lease_expires_at: float
-    attempts: int
-    max_attempts: int
-    lease_ttl_s: float
-    result_json: str
-    error: str
-    submitted_by: str
-    created_at: float
-    updated_at: float
+_TASK_FIELDS: Final = tuple(f.name for f in fields(StoredTask))
+_TASK_COLUMNS: Final = ", ".join(_TASK_FIELDS)
+_INSERT_TASK: Final = f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({', '.join('?' * len(_TASK_FIELDS))})"
+_TRANSITION_FIELDS: Final = tuple(f.name for f in fields(TaskTransition))
+_TRANSITION_COLUMNS: Final = ", ".join(_TRANSITION_FIELDS)
+# seq is the task's next, taken in the same statement: (task_id, seq) is the primary key
+_INSERT_TRANSITION: Final = (
+    f"INSERT INTO task_transitions ({_TRANSITION_COLUMNS}) SELECT ?, COALESCE(MAX(seq), 0) + 1, "
+    f"{', '.join('?' * (len(_TRANSITION_FIELDS) - 2))} FROM task_transitions WHERE task_id = ?"
+)
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class TransitionRow:
-    task_id: str
-    seq: int
-    at: float
-    from_state: int
-    to_state: int
-    executor: str
-    fencing_token: int
-    lease_expires_at: float
-    reason: str
-
-
-_TASK_COLUMNS: Final = ", ".join(f.name for f in fields(TaskRow))
-_TRANSITION_COLUMNS: Final = ", ".join(f.name for f in fields(TransitionRow))
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class TaskFilter:
-    states: tuple[int, ...] = ()
-    kind: str = ""
-    workflow_id: str = ""
-    holder: str = ""  # an instance id or an agent name
-    limit: int = 100
-
-
-class TaskRows:
-    """Reads and writes inside one transaction."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
+class SqliteTasks:
+    def __init__(self, db: Database) -> None:
         self._db = db
 
-    def task(self, task_id: str) -> TaskRow | None:
-        row = self._db.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
-        return None if row is None else _task(row)
+    async def add(self, task: StoredTask, submitted: TaskTransition) -> tuple[StoredTask, bool]:
+        def work(db: sqlite3.Connection) -> tuple[StoredTask, bool]:
+            if task.idempotency_key is not None:
+                first = _one(db, "idempotency_key = ?", (task.idempotency_key,))
+                if first is not None:
+                    return first, False
+            db.execute(_INSERT_TASK, _values(task, _TASK_FIELDS))
+            _record(db, submitted)
+            return task, True
 
-    def by_idempotency_key(self, key: str) -> TaskRow | None:
-        row = self._db.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE idempotency_key = ?", (key,)).fetchone()
-        return None if row is None else _task(row)
+        return await self._db.write_batched(work)
 
-    def oldest_queued(self, state: int, kinds: tuple[str, ...]) -> TaskRow | None:
-        row = self._db.execute(
-            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE state = ? AND kind IN ({','.join('?' * len(kinds))}) "
-            "ORDER BY created_at, rowid LIMIT 1",
-            (state, *kinds),
-        ).fetchone()
-        return None if row is None else _task(row)
+    async def lease_oldest(self, state: int, kinds: tuple[str, ...], change: TaskChange) -> StoredTask | None:
+        marks = ", ".join("?" * len(kinds))
 
-    def lapsed(self, states: tuple[int, ...], now: float) -> list[TaskRow]:
-        rows = self._db.execute(
-            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE state IN ({','.join('?' * len(states))}) "
-            "AND lease_expires_at <= ? ORDER BY lease_expires_at",
-            (*states, now),
-        ).fetchall()
-        return [_task(r) for r in rows]
+        def work(db: sqlite3.Connection) -> StoredTask | None:
+            # tasks_queued (state, kind, created_at): one index range per kind
+            oldest = _one(db, f"state = ? AND kind IN ({marks}) ORDER BY created_at, rowid LIMIT 1", (state, *kinds))
+            return None if oldest is None else _apply(db, oldest, change)
 
-    def put(self, task: TaskRow) -> None:
-        self._db.execute(
-            f"INSERT OR REPLACE INTO tasks ({_TASK_COLUMNS}) VALUES ({','.join('?' * len(fields(TaskRow)))})",
-            astuple(task),
-        )
+        return await self._db.write_batched(work)
 
-    def record(self, transition: TransitionRow) -> None:
-        self._db.execute(
-            f"INSERT INTO task_transitions ({_TRANSITION_COLUMNS}) "
-            f"VALUES ({','.join('?' * len(fields(TransitionRow)))})",
-            astuple(transition),
-        )
+    async def change(self, task_id: str, change: TaskChange) -> StoredTask | None:
+        def work(db: sqlite3.Connection) -> StoredTask | None:
+            task = _one(db, "id = ?", (task_id,))
+            return None if task is None else _apply(db, task, change)
 
-    def next_seq(self, task_id: str) -> int:
-        row = self._db.execute("SELECT MAX(seq) FROM task_transitions WHERE task_id = ?", (task_id,)).fetchone()
-        return 1 if row[0] is None else int(row[0]) + 1
+        return await self._db.write_batched(work)
 
-    def extend_leases(self, states: tuple[int, ...], now: float) -> int:
-        """Every live lease gets at least its full TTL from `now` (registry start)."""
-        cursor = self._db.execute(
-            "UPDATE tasks SET lease_expires_at = MAX(lease_expires_at, ? + lease_ttl_s) "
-            f"WHERE state IN ({','.join('?' * len(states))})",
-            (now, *states),
-        )
-        return cursor.rowcount
+    async def lapse(self, held: tuple[int, ...], now: float, change: TaskChange) -> list[StoredTask]:
+        marks = ", ".join("?" * len(held))
 
+        def work(db: sqlite3.Connection) -> list[StoredTask]:
+            rows = db.execute(
+                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE state IN ({marks}) AND lease_expires_at <= ? "
+                "ORDER BY lease_expires_at",
+                (*held, now),
+            ).fetchall()
+            return [_apply(db, _task(row), change) for row in rows]
 
-class TaskStore:
-    def __init__(self, store: Store) -> None:
-        self._store = store
+        return await self._db.write_batched(work)
 
-    def write(self, work: Callable[[TaskRows], T]) -> T:
-        """Runs `work` in one transaction: its reads and writes commit together or not at all."""
-        with self._store.transaction() as db:
-            return work(TaskRows(db))
+    async def extend_leases(self, held: tuple[int, ...], now: float) -> int:
+        marks = ", ".join("?" * len(held))
 
-    def task(self, task_id: str) -> TaskRow | None:
-        rows = self._store.query(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
-        return _task(rows[0]) if rows else None
+        def work(db: sqlite3.Connection) -> int:
+            cursor = db.execute(
+                f"UPDATE tasks SET lease_expires_at = MAX(lease_expires_at, ? + lease_ttl_s) WHERE state IN ({marks})",
+                (now, *held),
+            )
+            return cursor.rowcount
 
-    def transitions(self, task_id: str) -> list[TransitionRow]:
-        rows = self._store.query(
-            f"SELECT {_TRANSITION_COLUMNS} FROM task_transitions WHERE task_id = ? ORDER BY seq", (task_id,)
-        )
-        return [TransitionRow(**dict(zip([f.name for f in fields(TransitionRow)], r, strict=True))) for r in rows]
+        return await self._db.write(work)
 
-    def find(self, where: TaskFilter) -> list[TaskRow]:
+    async def task(self, task_id: str) -> StoredTask | None:
+        return await self._db.read(lambda db: _one(db, "id = ?", (task_id,)))
+
+    async def timeline(self, task_id: str) -> list[TaskTransition]:
+        def work(db: sqlite3.Connection) -> list[TaskTransition]:
+            rows = db.execute(
+                f"SELECT {_TRANSITION_COLUMNS} FROM task_transitions WHERE task_id = ? ORDER BY seq", (task_id,)
+            ).fetchall()
+            return [TaskTransition(**dict(zip(_TRANSITION_FIELDS, row, strict=True))) for row in rows]
+
+        return await self._db.read(work)
+
+    async def find(self, where: TaskFilter) -> list[StoredTask]:
         clauses, parameters = _filter_sql(where)
-        rows = self._store.query(
-            f"SELECT {_TASK_COLUMNS} FROM tasks{clauses} ORDER BY created_at DESC, id LIMIT ?",
-            (*parameters, where.limit),
-        )
-        return [_task(r) for r in rows]
 
-    def earliest_lease_expiry(self, states: tuple[int, ...]) -> float | None:
-        rows = self._store.query(
-            f"SELECT MIN(lease_expires_at) FROM tasks WHERE state IN ({','.join('?' * len(states))})", states
+        def work(db: sqlite3.Connection) -> list[StoredTask]:
+            rows = db.execute(
+                f"SELECT {_TASK_COLUMNS} FROM tasks{clauses} ORDER BY created_at DESC, id LIMIT ?",
+                (*parameters, where.limit),
+            ).fetchall()
+            return [_task(row) for row in rows]
+
+        return await self._db.read(work)
+
+    async def earliest_lease_expiry(self, held: tuple[int, ...]) -> float | None:
+        marks = ", ".join("?" * len(held))
+
+        def work(db: sqlite3.Connection) -> float | None:
+            row = db.execute(f"SELECT MIN(lease_expires_at) FROM tasks WHERE state IN ({marks})", held).fetchone()
+            return None if row[0] is None else float(row[0])
+
+        return await self._db.read(work)
+
+
+def _apply(db: sqlite3.Connection, task: StoredTask, change: TaskChange) -> StoredTask:
+    changed, transition = change(task)
+    moved = [name for name in _TASK_FIELDS[1:] if getattr(changed, name) != getattr(task, name)]
+    if moved:
+        db.execute(
+            f"UPDATE tasks SET {', '.join(f'{name} = ?' for name in moved)} WHERE id = ?",
+            (*_values(changed, tuple(moved)), task.id),
         )
-        return None if rows[0][0] is None else float(rows[0][0])
+    if transition is not None:
+        _record(db, transition)
+    return changed
+
+
+def _record(db: sqlite3.Connection, transition: TaskTransition) -> None:
+    values = _values(transition, _TRANSITION_FIELDS)
+    db.execute(_INSERT_TRANSITION, (values[0], *values[2:], transition.task_id))
+
+
+def _values(record: StoredTask | TaskTransition, names: tuple[str, ...]) -> tuple[object, ...]:
+    """The record's fields as statement parameters (dataclasses.astuple deep-copies every field:
+    a third of a lease's time on the writer thread)."""
+    return tuple(getattr(record, name) for name in names)
+
+
+def _one(db: sqlite3.Connection, where: str, parameters: tuple[object, ...]) -> StoredTask | None:
+    row = db.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE {where}", parameters).fetchone()
+    return None if row is None else _task(row)
 
 
 def _filter_sql(where: TaskFilter) -> tuple[str, tuple[object, ...]]:
     clauses: list[str] = []
     parameters: list[object] = []
     if where.states:
-        clauses.append(f"state IN ({','.join('?' * len(where.states))})")
+        clauses.append(f"state IN ({', '.join('?' * len(where.states))})")
         parameters.extend(where.states)
     for column, value in (("kind", where.kind), ("workflow_id", where.workflow_id)):
         if value:
@@ -174,5 +166,5 @@ def _filter_sql(where: TaskFilter) -> tuple[str, tuple[object, ...]]:
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(parameters)
 
 
-def _task(row: Row) -> TaskRow:
-    return TaskRow(**dict(zip([f.name for f in fields(TaskRow)], row, strict=True)))
+def _task(row: tuple[Any, ...]) -> StoredTask:
+    return StoredTask(**dict(zip(_TASK_FIELDS, row, strict=True)))

@@ -49,7 +49,7 @@ EXPECTED = {
     },
     "meshwarden.v1.Identity": {"Enroll": NOBODY, "Renew": AGENT, "GetTrustBundle": NOBODY, "CreateJoinToken": OPERATOR},
     "meshwarden.v1.Tasks": {
-        "SubmitTask": OPERATOR,
+        "SubmitTask": EITHER,
         "LeaseTask": AGENT,
         "HeartbeatTask": AGENT,
         "StartTask": AGENT,

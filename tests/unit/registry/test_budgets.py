@@ -170,6 +170,7 @@ def test_periods_and_amounts() -> None:
     assert (usd(12_500_000), usd(123), usd(0)) == ("$12.50", "$0.000123", "$0.00")
 
 
+@pytest.mark.usefixtures("sqlite_only")  # PostgreSQL's transactions may await anything: asyncpg suspends
 async def test_work_that_would_suspend_inside_a_transaction_is_refused_and_rolled_back(
     budgets: Budgets, stores: Stores
 ) -> None:

@@ -155,3 +155,20 @@ def test_receipts_retention_reads_durations_and_refuses_others() -> None:
     for bad in ("", "-1d", "1w", "1.5d", "ninety days"):
         with pytest.raises(ValueError, match="duration"):
             retention_s(bad)
+
+
+def test_the_store_is_sqlite_unless_a_postgresql_url_or_variable_names_one() -> None:
+    assert _load([]).store == "" and _load(["--store", "sqlite"]).store == ""
+    url = "postgresql://meshwarden@db.internal:5432/meshwarden"
+    assert _load(["--store", url]).store == url
+    assert _load([], {"MESHWARDEN_STORE": url}).store == url
+    assert _load([], {"MESHWARDEN_REGISTRY_STORE": url, "MESHWARDEN_STORE": "sqlite"}).store == url
+    assert _load(["--store", "sqlite"], {"MESHWARDEN_STORE": url}).store == ""  # a flag wins
+    assert _load(["--store", "postgresql"]).store == "postgresql://"  # the rest from PGHOST, PGUSER, ...
+
+
+def test_a_store_that_is_neither_is_refused_without_echoing_credentials() -> None:
+    with pytest.raises(ConfigError) as info:
+        _load(["--store", "mysql://root:hunter2@db/x"])
+    assert "--store" in str(info.value) and "postgresql://USER@HOST:PORT/DATABASE" in str(info.value)
+    assert "hunter2" not in str(info.value)

@@ -3,16 +3,14 @@ a hash of the secret is stored."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from meshwarden.identity import join_token
 from meshwarden.registry.errors import InvalidInput, PermissionDenied
 from meshwarden.registry.join_tokens import MAX_TTL_S, JoinTokenRefused, JoinTokens
 from meshwarden.registry.store import Stores
-from meshwarden.registry.store.sqlite import DB_NAME
 from tests.identity_helpers import FakeClock
+from tests.unit.registry.conftest import RawSql
 
 PIN = "sha256:" + "ab" * 32
 
@@ -74,10 +72,11 @@ async def test_refusals_are_permission_denied(tokens: JoinTokens) -> None:
         await tokens.consume("garbage", "billing")
 
 
-async def test_only_a_hash_of_the_secret_is_stored(tokens: JoinTokens, tmp_path: Path) -> None:
+async def test_only_a_hash_of_the_secret_is_stored(tokens: JoinTokens, raw_sql: RawSql) -> None:
     created = await tokens.create("billing", 600)
     secret = join_token.parse(created.text).secret
-    assert secret.encode() not in (tmp_path / "data" / DB_NAME).read_bytes()
+    stored = raw_sql.rows("SELECT * FROM join_tokens")
+    assert len(stored) == 1 and secret not in repr(stored)
     assert "secret" not in repr(created) and created.text not in repr(created)
 
 

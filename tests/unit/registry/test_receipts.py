@@ -17,6 +17,7 @@ from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.store import Stores
 from meshwarden.registry.store.sqlite import DB_NAME, open_sqlite
 from meshwarden.v1 import receipts_pb2
+from tests.unit.registry.conftest import RawSql
 from tests.unit.registry.test_catalog import FakeClock
 
 BILLING = "spiffe://mesh.test/agent/billing"
@@ -76,19 +77,6 @@ def _name(spiffe_id: str) -> str:
 @pytest.fixture
 def receipts(stores: Stores) -> Receipts:
     return Receipts(stores.receipts, FakeClock(), trust_bundle_pem=ISSUER.bundle_pem)
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "data" / DB_NAME
-
-
-def _sql(db_path: Path, statement: str, *parameters: object) -> None:
-    """What someone with the database file and sqlite3 would do, behind the registry's back."""
-    db = sqlite3.connect(db_path)
-    db.execute(statement, parameters)
-    db.commit()
-    db.close()
 
 
 async def test_a_batch_is_stored_and_acknowledged_up_to_its_last_seq(receipts: Receipts) -> None:
@@ -176,28 +164,28 @@ async def test_for_session_and_between_read_receipts_in_time_order(receipts: Rec
     assert await receipts.for_session("nobody") == []
 
 
-async def test_verify_names_an_edited_column(receipts: Receipts, db_path: Path) -> None:
+async def test_verify_names_an_edited_column(receipts: Receipts, raw_sql: RawSql) -> None:
     await _ship(receipts, BILLING, chain(5))
-    _sql(db_path, "UPDATE receipts SET status = 'PERMISSION_DENIED' WHERE seq = 3")
+    raw_sql("UPDATE receipts SET status = 'PERMISSION_DENIED' WHERE seq = 3")
     [verdict] = await receipts.verify()
     assert not verdict.intact
     assert verdict.problem == "seq 3: column status is 'PERMISSION_DENIED', but the hashed receipt says 'OK' (edited)"
 
 
-async def test_verify_names_an_edited_receipt_body(receipts: Receipts, db_path: Path) -> None:
+async def test_verify_names_an_edited_receipt_body(receipts: Receipts, raw_sql: RawSql) -> None:
     await _ship(receipts, BILLING, chain(5))
     edited = chain(5)[3]
     edited.status = "NOT_FOUND"
-    _sql(db_path, "UPDATE receipts SET body = ? WHERE seq = 4", edited.SerializeToString(deterministic=True))
+    raw_sql("UPDATE receipts SET body = ? WHERE seq = 4", edited.SerializeToString(deterministic=True))
     [verdict] = await receipts.verify()
     assert "seq 4: hash does not match its contents (edited)" in verdict.problems
 
 
-async def test_verify_names_a_removed_row_and_a_truncated_tail(receipts: Receipts, db_path: Path) -> None:
+async def test_verify_names_a_removed_row_and_a_truncated_tail(receipts: Receipts, raw_sql: RawSql) -> None:
     await _ship(receipts, BILLING, chain(8))
     await _ship(receipts, KB, chain(2, instance="kb-1", spiffe_id=KB))
-    _sql(db_path, "DELETE FROM receipts WHERE sidecar_instance_id = 'billing-1' AND seq = 4")
-    _sql(db_path, "DELETE FROM receipts WHERE sidecar_instance_id = 'billing-1' AND seq >= 7")
+    raw_sql("DELETE FROM receipts WHERE sidecar_instance_id = 'billing-1' AND seq = 4")
+    raw_sql("DELETE FROM receipts WHERE sidecar_instance_id = 'billing-1' AND seq >= 7")
     billing, kb = await receipts.verify()
     assert billing.problems == (
         "seq 4 missing (removed)",
@@ -207,14 +195,13 @@ async def test_verify_names_a_removed_row_and_a_truncated_tail(receipts: Receipt
     assert [v.sidecar_instance_id for v in await receipts.verify("kb-1")] == ["kb-1"]
 
 
-async def test_verify_names_a_rewritten_link(receipts: Receipts, db_path: Path) -> None:
+async def test_verify_names_a_rewritten_link(receipts: Receipts, raw_sql: RawSql) -> None:
     await _ship(receipts, BILLING, chain(3))
     forged = chain(3)[1]
     forged.prev_hash = "sha256:" + "0" * 64
     forged.hash = receipt_hash(forged)  # consistent in itself, but no longer linked
     body = forged.SerializeToString(deterministic=True)
-    _sql(
-        db_path,
+    raw_sql(
         "UPDATE receipts SET body = ?, prev_hash = ?, hash = ? WHERE seq = 2",
         body,
         forged.prev_hash,
@@ -271,33 +258,34 @@ async def test_a_batch_without_its_shippers_signature_is_refused(receipts: Recei
     assert await receipts.count() == 0
 
 
-async def test_verify_catches_a_chain_rewritten_with_every_hash_recomputed(receipts: Receipts, db_path: Path) -> None:
+async def test_verify_catches_a_chain_rewritten_with_every_hash_recomputed(receipts: Receipts, raw_sql: RawSql) -> None:
     await _ship(receipts, BILLING, chain(3))
     rewritten = chain(3)
     rewritten[2].usage.cost_micro_usd = 9_999_999
     rewritten[2].hash = receipt_hash(rewritten[2])
     row = [rewritten[2].SerializeToString(deterministic=True), rewritten[2].hash, 9_999_999]
-    _sql(db_path, "UPDATE receipts SET body = ?, hash = ?, cost_micro_usd = ? WHERE seq = 3", *row)
-    _sql(db_path, "UPDATE receipt_chains SET head_hash = ?", rewritten[2].hash)
+    raw_sql("UPDATE receipts SET body = ?, hash = ?, cost_micro_usd = ? WHERE seq = 3", *row)
+    raw_sql("UPDATE receipt_chains SET head_hash = ?", rewritten[2].hash)
     [verdict] = await receipts.verify()
     assert verdict.problems == ("seq 3: the chain's head is not the one its sidecar signed (seq 3) (rewritten)",)
-    _sql(db_path, "UPDATE receipt_head_signatures SET hash = ?", rewritten[2].hash)
-    _sql(db_path, "DELETE FROM receipt_head_signatures")
+    raw_sql("UPDATE receipt_head_signatures SET hash = ?", rewritten[2].hash)
+    raw_sql("DELETE FROM receipt_head_signatures")
     [unsigned] = await receipts.verify()
     assert unsigned.problems == ("no signed head: nothing proves its sidecar wrote this chain",)
 
 
+@pytest.mark.usefixtures("sqlite_only")  # retention is not written for PostgreSQL yet
 async def test_retention_cuts_a_prefix_that_verify_checks_from_its_checkpoint(
-    receipts: Receipts, stores: Stores, db_path: Path
+    receipts: Receipts, stores: Stores, raw_sql: RawSql
 ) -> None:
     await _ship(receipts, BILLING, chain(8))  # started at 1001 to 1008
     assert await stores.receipts.forget_before(1005.0, now=2000.0) == 4
     [verdict] = await receipts.verify()
     assert verdict.intact and verdict.receipts == 4
-    _sql(db_path, "DELETE FROM receipts WHERE seq = 5")  # the first kept: no longer follows the checkpoint
+    raw_sql("DELETE FROM receipts WHERE seq = 5")  # the first kept: no longer follows the checkpoint
     [removed] = await receipts.verify()
     assert removed.problems == ("seq 5 missing (removed)",)
-    _sql(db_path, "UPDATE receipt_checkpoints SET seq = 5")  # hiding it: the checkpoint no longer matches
+    raw_sql("UPDATE receipt_checkpoints SET seq = 5")  # hiding it: the checkpoint no longer matches
     [edited] = await receipts.verify()
     assert edited.problems == (
         "the retention checkpoint at seq 5 does not match its digest (edited)",
@@ -305,6 +293,7 @@ async def test_retention_cuts_a_prefix_that_verify_checks_from_its_checkpoint(
     )
 
 
+@pytest.mark.usefixtures("sqlite_only")
 async def test_retention_of_a_whole_chain_keeps_it_verifiable(receipts: Receipts, stores: Stores) -> None:
     await _ship(receipts, BILLING, chain(3))
     assert await stores.receipts.forget_before(5000.0, now=6000.0) == 3

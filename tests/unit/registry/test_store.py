@@ -94,6 +94,7 @@ async def test_state_and_revision_survive_reopening(tmp_path: Path) -> None:
         await second.close()
 
 
+@pytest.mark.usefixtures("sqlite_only")
 async def test_a_second_process_cannot_open_the_same_data_dir(stores: Stores, tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="in use by another registry"):
         await open_sqlite(tmp_path / "data", event_log_retention=100)

@@ -51,3 +51,19 @@ async def test_without_the_registrys_key_a_claim_cannot_be_checked_and_is_refuse
     with pytest.raises(RegistryUnavailable, match="fencing key"):
         await stage(call(task_token=_claim(1)))
     assert inner.calls == []
+
+
+async def test_a_claim_counts_on_the_renewal_of_its_lease_seen_here_and_not_on_another_tokens() -> None:
+    fences = Fences(lambda: 150.0)
+    fences.key = KEY.public_key()
+    inner = Recorder()
+    stage = TaskFence(inner, fences)
+    first = _claim(1, expires=100.0)  # what an HTTP client built at the lease keeps sending
+    with pytest.raises(LeaseLost, match="lapsed"):
+        await stage(call(task_token=first))
+    fences.learn(_claim(1, expires=200.0))  # the holder's heartbeat, relayed by this sidecar
+    await stage(call(task_token=first))
+    fences.learn(_claim(2, expires=300.0))  # another holder's lease
+    with pytest.raises(LeaseLost, match="held by w-2 since token 2"):
+        await stage(call(task_token=first))
+    assert len(inner.calls) == 1

@@ -28,9 +28,7 @@ from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.session_queries import SessionQueries
 from meshwarden.registry.store import Stores
 from meshwarden.registry.store.sqlite import stores_over
-from meshwarden.registry.store.sqlite.blocking import BlockingStore
 from meshwarden.registry.store.sqlite.database import Database
-from meshwarden.registry.store.sqlite.tasks import TaskStore
 from meshwarden.registry.task_queue import TaskQueue
 from tests.identity_helpers import FakeClock
 
@@ -64,14 +62,13 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
 async def serve_console(tmp_path: Path, tls_files: tuple[Path, Path] | None = None) -> AsyncIterator[Served]:
     db = await asyncio.to_thread(Database.open, tmp_path / "data")
     stores = stores_over(db, event_log_retention=100)
-    blocking = BlockingStore(db)
     clock = FakeClock()
     audit = Audit(stores.audit, clock)
     catalog = Catalog(stores.catalog, stores.leases, clock, lease_ttl_s=3600.0, publish=lambda event: None)
     await catalog.load()
     receipts = Receipts(stores.receipts, clock, trust_bundle_pem=b"")
     controls = Controls(stores.controls, clock, audit, lambda event: None)
-    task_queue = TaskQueue(TaskStore(blocking), clock)
+    task_queue = TaskQueue(stores.tasks, clock)
     sources = Sources(
         catalog=catalog,
         health=HealthReports(clock),

@@ -1,0 +1,79 @@
+"""The PostgreSQL implementation of the storage seam, for several registry replicas on one
+database: an asyncpg pool (.database), the schema as ordered steps (.migrations), the change
+feed replicas follow (.changes), the advisory lock that picks who does singleton work
+(.leadership) and the files every replica shares (.shared_files)."""
+
+from __future__ import annotations
+
+import logging
+
+from meshwarden.registry.store import Stores, TaskStore
+from meshwarden.registry.store.postgres import migrations
+from meshwarden.registry.store.postgres.approvals import PostgresApprovals
+from meshwarden.registry.store.postgres.audit import PostgresAudit
+from meshwarden.registry.store.postgres.budgets import PostgresBudgets
+from meshwarden.registry.store.postgres.bundles import PostgresBundles
+from meshwarden.registry.store.postgres.catalog import PostgresCatalog, PostgresLeases
+from meshwarden.registry.store.postgres.changes import PostgresChangeFeed
+from meshwarden.registry.store.postgres.controls import PostgresControls
+from meshwarden.registry.store.postgres.database import Database, redacted
+from meshwarden.registry.store.postgres.health_reports import PostgresHealthReports
+from meshwarden.registry.store.postgres.join_tokens import PostgresJoinTokens
+from meshwarden.registry.store.postgres.leadership import PostgresLeadership
+from meshwarden.registry.store.postgres.migrations import SCHEMA_VERSION, STEPS
+from meshwarden.registry.store.postgres.outcomes import PostgresOutcomes
+from meshwarden.registry.store.postgres.receipts import PostgresReceipts
+from meshwarden.registry.store.postgres.routes import PostgresRoutes
+from meshwarden.registry.store.postgres.shared_files import PostgresSharedFiles
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SCHEMA_VERSION", "STEPS", "Database", "PostgresLeadership", "open_postgres", "redacted", "stores_over"]
+
+
+async def open_postgres(url: str, *, event_log_retention: int, tasks: TaskStore, migrate: bool = False) -> Stores:
+    """Connects to the database at `url` ("" for the PG* variables) and checks its schema (or
+    brings it up to date with `migrate`). Raises StoreError when it cannot be used."""
+    db = await Database.connect(url)
+    try:
+        if migrate:
+            await migrations.migrate(db)
+        else:
+            await migrations.check(db)
+    except BaseException:
+        await db.close()
+        raise
+    stores = stores_over(db, event_log_retention=event_log_retention, tasks=tasks)
+    log.info("opened %s at catalog revision %d", db.location, await stores.catalog.revision())
+    return stores
+
+
+def stores_over(db: Database, *, event_log_retention: int, tasks: TaskStore) -> Stores:
+    """Every aggregate's store over `db`, but tasks, which have no PostgreSQL store yet and
+    come from this replica's own SQLite file (`tasks`); closing them closes `db`."""
+    feed = PostgresChangeFeed(db)
+
+    async def close() -> None:
+        await feed.close()
+        await db.close()
+
+    return Stores(
+        catalog=PostgresCatalog(db, event_log_retention=event_log_retention),
+        leases=PostgresLeases(db),
+        bundles=PostgresBundles(db),
+        routes=PostgresRoutes(db),
+        controls=PostgresControls(db),
+        audit=PostgresAudit(db),
+        receipts=PostgresReceipts(db),
+        outcomes=PostgresOutcomes(db),
+        join_tokens=PostgresJoinTokens(db),
+        approvals=PostgresApprovals(db),
+        budgets=PostgresBudgets(db),
+        tasks=tasks,
+        feed=feed,
+        leadership=PostgresLeadership(db),
+        shared_files=PostgresSharedFiles(db),
+        health_reports=PostgresHealthReports(db),
+        location=db.location,
+        close=close,
+    )
