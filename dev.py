@@ -43,7 +43,8 @@ SUPPORTED = [(f"{arch}-unknown-linux-gnu", py) for arch in ("x86_64", "aarch64")
 # CI=true). `python3 dev.py test` installs the missing ones when it runs as root with apt-get.
 SYSTEM_PACKAGES: list[str] = [
     "sqlite3",  # tests/integration/test_receipts.py edits the registry's database behind its back
-    "iproute2",  # tests/integration/test_partitions.py: network namespaces, veth pairs, tc netem
+    "iproute2",  # tests/integration/test_partitions.py: network namespaces, veth pairs
+    "nftables",  # tests/integration/test_partitions.py: random packet loss (the kernel has no netem)
     "postgresql",  # the registry's PostgreSQL store: tests/postgres_cluster.py runs a throwaway cluster
     "prometheus",  # promtool: tests/unit/test_deploy_observability.py checks deploy/prometheus and deploy/grafana
     "chromium",  # tests/integration/test_console.py: the web console in a real browser (Playwright)
