@@ -1,4 +1,4 @@
-"""grpc.health.v1 and server reflection, served by every meshwarden gRPC server.
+"""grpc.health.v1 and server reflection (v1 and v1alpha), served by every meshwarden gRPC server.
 
 With them, Kubernetes gRPC probes, grpc_health_probe and grpcurl work without extra set-up.
 """
@@ -9,7 +9,12 @@ from collections.abc import Iterable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
+
+# grpcio-reflection serves only grpc.reflection.v1alpha. grpc.reflection.v1 is the same protocol
+# under a new package name, message for message and field for field, so the same servicer
+# answers it; newer clients (grpcurl, Postman) ask for v1 first.
+V1_SERVICE_NAME = "grpc.reflection.v1.ServerReflection"
 
 
 def add_standard_services(server: grpc.aio.Server, service_names: Iterable[str]) -> health.aio.HealthServicer:
@@ -20,7 +25,16 @@ def add_standard_services(server: grpc.aio.Server, service_names: Iterable[str])
     names = list(service_names)
     servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    reflecting = reflection.aio.ReflectionServicer([*names, health.SERVICE_NAME, reflection.SERVICE_NAME])
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflecting, server)
+    v1 = grpc.stream_stream_rpc_method_handler(
+        reflecting.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(V1_SERVICE_NAME, {"ServerReflectionInfo": v1}),)
+    )
     return servicer
 
 
