@@ -23,7 +23,7 @@ import grpc
 
 from meshwarden.cli import exit_codes, registry_access
 from meshwarden.cli.controls_output import when
-from meshwarden.cli.session_render import timeline, timeline_json
+from meshwarden.cli.session_render import table, timeline, timeline_json
 from meshwarden.registry_client import registry_channel
 from meshwarden.v1 import approvals_pb2, approvals_pb2_grpc, receipts_pb2, receipts_pb2_grpc
 
@@ -75,12 +75,20 @@ async def _list(channel: grpc.aio.Channel, args: argparse.Namespace, metadata: A
     if not reply.approvals:
         print("no approvals" if args.all else "no pending approvals")
         return exit_codes.OK
-    print(f"{'ID':<16} {'STATE':<9} {'AGENT':<16} {'CALLS':<24} {'REQUESTED':<26} {'EXPIRES':<26} RISK")
+    rows = [("ID", "STATE", "AGENT", "CALLS", "REQUESTED", "EXPIRES", "RISK")]
     for a in reply.approvals:
-        print(
-            f"{a.id:<16} {_state(a):<9} {a.agent:<16} {a.capability:<24} {when(a.requested_at):<26} "
-            f"{when(a.expires_at):<26} {'; '.join(a.risk_factors)}"
+        rows.append(
+            (
+                a.id,
+                _state(a),
+                a.agent,
+                a.capability,
+                when(a.requested_at),
+                when(a.expires_at),
+                "; ".join(a.risk_factors),
+            )
         )
+    print(table(rows))
     return exit_codes.OK
 
 

@@ -16,6 +16,7 @@ import grpc
 
 from meshwarden.cli import exit_codes, registry_access
 from meshwarden.cli.controls_output import parse_duration, when
+from meshwarden.cli.session_render import table
 from meshwarden.control_scopes import ScopeError
 from meshwarden.registry_client import registry_channel
 from meshwarden.v1 import controls_pb2, controls_pb2_grpc
@@ -72,11 +73,12 @@ def _list(args: argparse.Namespace) -> int:
     if not reply.entries:
         print("no audit entries")
         return exit_codes.OK
-    print(f"{'WHEN':<26} {'ACTOR':<41} {'ACTION':<13} {'TARGET':<30} REASON / DETAIL")
+    rows = [("WHEN", "ACTOR", "ACTION", "TARGET", "REASON / DETAIL")]
     for e in reply.entries:
         actor = e.actor + (f" ({e.claimed_user})" if e.claimed_user else "")
         why = " / ".join(part for part in (e.reason, e.detail) if part)
-        print(f"{when(e.at):<26} {actor:<41} {e.action:<13} {e.target:<30} {why}")
+        rows.append((when(e.at), actor, e.action, e.target, why))
+    print(table(rows))
     return exit_codes.OK
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 
 from meshwarden.cli import exit_codes, registry_access
+from meshwarden.cli.session_render import table
 from meshwarden.registry_client import registry_channel, registry_stub
 from meshwarden.v1 import registry_pb2
 
@@ -108,10 +109,11 @@ def _status(args: argparse.Namespace) -> int:
         if latest.revision
         else "latest pushed: none"
     )
-    print(f"{'INSTANCE':<24} {'AGENT':<14} {'ACTIVE':>6}  {'LIVE':<4}  REFUSED")
+    rows = [("INSTANCE", "AGENT", "ACTIVE", "LIVE", "REFUSED")]
     for s in listing.sidecars:
         refused = f"rev {s.refused_revision}: {s.refusal}" if s.refused_revision else "-"
-        print(f"{s.instance_id:<24} {s.agent:<14} {s.active_revision:>6}  {'yes' if s.live else 'no':<4}  {refused}")
+        rows.append((s.instance_id, s.agent, str(s.active_revision), "yes" if s.live else "no", refused))
+    print(table(rows))
     return exit_codes.OK
 
 

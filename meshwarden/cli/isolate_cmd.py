@@ -11,6 +11,7 @@ from typing import Any
 
 from meshwarden.cli import controls_access, exit_codes, registry_access
 from meshwarden.cli.controls_output import enforcement_line, when
+from meshwarden.cli.session_render import table
 from meshwarden.control_scopes import ScopeError, check_reason, parse_version_target
 from meshwarden.v1 import controls_pb2, controls_pb2_grpc
 
@@ -108,8 +109,10 @@ def _list() -> controls_access.Action:
             return exit_codes.OK
         if not reply.isolations:
             print("no versions isolated")
-        for i in reply.isolations:
-            print(f"{i.agent + '@' + i.version:<32} {when(i.created_at):<20} {i.created_by:<32} {i.reason}")
+            return exit_codes.OK
+        rows = [("VERSION", "SINCE", "BY", "REASON")]
+        rows += [(f"{i.agent}@{i.version}", when(i.created_at), i.created_by, i.reason) for i in reply.isolations]
+        print(table(rows))
         return exit_codes.OK
 
     return run

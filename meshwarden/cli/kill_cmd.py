@@ -12,6 +12,7 @@ from typing import Any
 
 from meshwarden.cli import controls_access, exit_codes, registry_access
 from meshwarden.cli.controls_output import enforcement_line, parse_duration, when
+from meshwarden.cli.session_render import table
 from meshwarden.control_scopes import KIND_BY_NAME, KIND_NAMES, ScopeError, check_reason, check_scope, describe
 from meshwarden.v1 import controls_pb2, controls_pb2_grpc
 
@@ -125,11 +126,11 @@ async def _list(stub: controls_pb2_grpc.ControlsStub, args: argparse.Namespace, 
     if not reply.kill_switches:
         print("no kill switches in force")
         return exit_codes.OK
-    print(f"{'ID':<12} {'SCOPE':<32} {'SINCE':<20} {'UNTIL':<20} {'BY':<32} REASON")
+    rows = [("ID", "SCOPE", "SINCE", "UNTIL", "BY", "REASON")]
     for k in reply.kill_switches:
         until = when(k.expires_at) if k.HasField("expires_at") else "lifted"
-        scope = describe(k.scope_kind, k.scope_value)
-        print(f"{k.id:<12} {scope:<32} {when(k.created_at):<20} {until:<20} {k.created_by:<32} {k.reason}")
+        rows.append((k.id, describe(k.scope_kind, k.scope_value), when(k.created_at), until, k.created_by, k.reason))
+    print(table(rows))
     return exit_codes.OK
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 
 from meshwarden.cli import exit_codes, registry_access, route_targets
+from meshwarden.cli.session_render import table
 from meshwarden.registry_client import registry_channel, registry_stub
 from meshwarden.v1 import registry_pb2
 
@@ -132,8 +133,8 @@ def _list(args: argparse.Namespace) -> int:
         return exit_codes.OK
     if not listing.routes:
         print("no routes")
-    for r in listing.routes:
-        print(f"{r.capability:<32} {describe(r)}")
+        return exit_codes.OK
+    print(table([("CAPABILITY", "ROUTE"), *((r.capability, describe(r)) for r in listing.routes)]))
     return exit_codes.OK
 
 

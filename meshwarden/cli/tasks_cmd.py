@@ -137,13 +137,14 @@ async def _list(stub: tasks_pb2_grpc.TasksStub, args: argparse.Namespace, metada
     if not reply.tasks:
         print("no tasks match")
         return exit_codes.OK
-    print(f"{'ID':<22} {'KIND':<20} {'STATE':<10} {'HOLDER':<24} {'TOKEN':>5} {'TRIES':>5} {'WORKFLOW':<20} CREATED")
+    rows = [("ID", "KIND", "STATE", "HOLDER", "TOKEN", "TRIES", "WORKFLOW", "CREATED")]
     for t in reply.tasks:
         tries = f"{t.attempts}/{t.max_attempts}"
-        print(
-            f"{t.id:<22} {t.kind:<20} {_state(t.state):<10} {t.holder_instance_id or '-':<24} "
-            f"{t.fencing_token:>5} {tries:>5} {t.workflow_id or '-':<20} {when(t.created_at)}"
-        )
+        rows.append(
+            (t.id, t.kind, _state(t.state), t.holder_instance_id or "-", str(t.fencing_token), tries,
+             t.workflow_id or "-", when(t.created_at))
+        )  # fmt: skip
+    print(table(rows))
     return exit_codes.OK
 
 
