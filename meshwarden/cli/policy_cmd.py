@@ -33,7 +33,7 @@ def add_to(commands: Any) -> None:
     actions = policy.add_subparsers(dest="action", metavar="ACTION", required=True)
     explain = actions.add_parser(
         "explain",
-        help="may CALLER call this capability or tool with these arguments, and which policies decide",
+        help="may CALLER call this capability, tool or model with these arguments, and which policies decide",
         description="Evaluates one call as the caller's sidecar would (outbound), offline. Exit 0 when "
         "allowed, 1 when denied, 2 on bad input.",
     )
@@ -48,6 +48,16 @@ def add_to(commands: Any) -> None:
     target = explain.add_mutually_exclusive_group(required=True)
     target.add_argument("--capability", metavar="NAME", help="an agent's capability, e.g. billing.refund")
     target.add_argument("--tool", metavar="SERVER.TOOL", help="an MCP tool the bundle's mcp_servers.toml declares")
+    target.add_argument("--model", metavar="NAME", help="a model the bundle's models.json declares (CallModel)")
+    explain.add_argument(
+        "--input-tokens", type=int, default=0, metavar="N", help="with --model: the estimated input tokens (default 0)"
+    )
+    explain.add_argument(
+        "--max-tokens",
+        type=int,
+        metavar="N",
+        help="with --model: the client's output cap (default: the model's default_max_tokens)",
+    )
     explain.add_argument("--args", default="{}", metavar="JSON", help="the call's JSON arguments (default {})")
     explain.add_argument("--session-id", default="", metavar="ID", help="the call's session (context.session_id)")
     explain.add_argument("--workflow-id", default="", metavar="ID", help="the call's workflow (context.workflow_id)")
@@ -83,6 +93,7 @@ def _decide(args: argparse.Namespace, contents: BundleContents, digest: str, arg
     from meshwarden.policy_bundle.inventory import inventory
     from meshwarden.policy_bundle.verify import VerifiedBundle
     from meshwarden.sidecar.policy import ActivePolicy, ArgumentsNotMappable, Caller, CallFacts, Direction
+    from meshwarden.sidecar.policy.model_policy import ModelFacts
 
     trust_domain = args.trust_domain or os.environ.get(registry_access.TRUST_DOMAIN_ENV) or DEFAULT_TRUST_DOMAIN
     try:
@@ -99,7 +110,25 @@ def _decide(args: argparse.Namespace, contents: BundleContents, digest: str, arg
         cost_estimate_micro_usd=args.cost_estimate_micro_usd,
     )
     try:
-        if args.tool:
+        if args.model:
+            entry = engine.models.models.get(args.model)
+            if entry is None:
+                declared = ", ".join(sorted(engine.models.models)) or "none"
+                return _fail(f"{engine.label} declares no model {args.model} (declared: {declared})", exit_codes.USAGE)
+            max_tokens = args.max_tokens if args.max_tokens is not None else entry.default_max_tokens
+            model_facts = ModelFacts(
+                session_id=args.session_id,
+                workflow_id=args.workflow_id,
+                team=engine.team_of(args.caller),
+                estimated_input_tokens=args.input_tokens,
+                max_output_tokens=max_tokens,
+                cost_estimate_micro_usd=args.cost_estimate_micro_usd
+                if args.cost_estimate_micro_usd is not None
+                else entry.prices.cost_micro_usd(args.input_tokens, max_tokens),
+            )
+            decision = engine.model_policy.decide(args.caller, args.model, model_facts)
+            target, considered = f"model {args.model}", None
+        elif args.tool:
             tool = engine.mcp_servers.tool(args.tool)
             if tool is None:
                 declared = ", ".join(t.qualified for t in engine.mcp_servers.all_tools()) or "none"

@@ -92,3 +92,20 @@ def test_an_mcp_tool_call_is_explained(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 1 and "decided by: no policy" in out
     code, _, err = explain(capsys, str(tmp_path), "--caller", "support", "--tool", "tickets.delete_all")
     assert code == 2 and "declares no tool tickets.delete_all" in err and "tickets.read_ticket" in err
+
+
+def test_a_model_call_is_explained_with_its_worst_case_cost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    init(tmp_path, models=True)
+    code, out, _ = explain(capsys, str(tmp_path), "--caller", "support", "--model", "gpt-4o-mini")
+    assert code == 0 and "models-within-call-cost" in out and "model gpt-4o-mini" in out
+    code, out, _ = explain(capsys, str(tmp_path), "--caller", "frontdesk", "--model", "gpt-4o", "--output", "json")
+    decided = json.loads(out)
+    assert code == 1 and not decided["allowed"]
+    assert [p["id"] for p in decided["deciding_policies"]] == ["tier1-small-models-only"]
+    # A huge output cap makes the worst case cost more than the permit allows: default deny.
+    code, out, _ = explain(
+        capsys, str(tmp_path), "--caller", "support", "--model", "gpt-4o", "--max-tokens", "10000000"
+    )
+    assert code == 1 and "decided by: no policy" in out
+    code, _, err = explain(capsys, str(tmp_path), "--caller", "support", "--model", "gpt-5-ultra")
+    assert code == 2 and "declares no model gpt-5-ultra" in err and "gpt-4o-mini" in err
