@@ -55,6 +55,11 @@ async def test_a_context_pins_the_ca_once_and_serves_commands_from_any_directory
         "local",
         mesh.registry_address,
     ]
+    as_json = json.loads((await _cli(elsewhere, env, "context", "list", "--output", "json")).stdout)
+    assert as_json["current"] == "local" and as_json["contexts"]["local"]["registry"] == mesh.registry_address
+    assert as_json["contexts"]["local"]["ca_pin"] == mesh.registry.addresses["ca_fingerprint"]
+    current = await _cli(elsewhere, env, "context", "current")
+    assert (current.returncode, current.stdout.strip()) == (0, "local")
 
     # A flag wins over the context: this registry address answers nothing.
     unreachable = await _cli(elsewhere, env, "agents", "list", "--registry", "127.0.0.1:1", "--log-level", "error")
