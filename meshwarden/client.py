@@ -136,7 +136,9 @@ def to_error(err: grpc.RpcError, sidecar: str) -> MeshError:
         return sent
     if isinstance(err, (grpc.aio.AioRpcError, grpc.Call)):
         if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return DeadlineExceeded(f"no answer within the call's timeout (through sidecar {sidecar})")
+            return DeadlineExceeded(
+                f"deadline exceeded: no answer within the call's timeout (through sidecar {sidecar})"
+            )
         return SidecarUnreachable(f"sidecar at {sidecar} did not answer: {err.code().name}: {err.details()}")
     return SidecarUnreachable(f"sidecar at {sidecar} did not answer: {err}")
 
