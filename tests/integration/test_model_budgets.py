@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from meshwarden.budget_scopes import DAY, MODEL, TOTAL, WORKFLOW
+from meshwarden.v1 import receipts_pb2
 from tests.integration.test_budgets import set_budget, states
 from tests.integration.test_model_gateway import POLICIES, SESSION, Gateway, _prices, catalog
 from tests.integration.test_model_gateway import gateway as gateway  # the fixture
@@ -58,9 +59,16 @@ async def test_a_cheaper_declared_fallback_runs_when_the_budget_is_short(gateway
     cut = next(c for c in mesh.children if c.name.endswith("provider-cut")).addresses["listen"]
     declared = json.loads(catalog(up, down, cut, tmp_path / "claude.key"))
     declared["models"]["big-test"] = pricey
-    await mesh.push_bundle(mesh.bundles.make(3, POLICIES, models=json.dumps(declared)))
     budget = await set_budget(mesh, WORKFLOW, "wf-model", TOTAL, 3_000)  # big-test's worst case is far above
     client = gateway.openai(**SESSION)
+
+    async def budget_known() -> bool:  # budgets and bundles reach the sidecar on separate streams
+        await client.chat.completions.create(model="gpt-test", messages=ASK)
+        state = (await states(mesh))[(budget.id, "")]
+        return state.spent_micro_usd + state.reserved_micro_usd > 0  # a slice leased, or a call charged
+
+    await until(budget_known, "the sidecar charging the workflow's budget")
+    await mesh.push_bundle(mesh.bundles.make(3, POLICIES, models=json.dumps(declared)))
 
     async def big_known() -> bool:
         try:
@@ -71,8 +79,13 @@ async def test_a_cheaper_declared_fallback_runs_when_the_budget_is_short(gateway
         return True
 
     await until(big_known, "the bundle with big-test active on the sidecar")
-    receipts = await gateway.receipts(1)
-    downgraded = [r for r in receipts if r.budget_downgraded_to == "gpt-test"]
-    assert downgraded and downgraded[0].capability == "big-test"  # what was asked
+    downgraded: list[receipts_pb2.Receipt] = []
+
+    async def downgrade_shipped() -> bool:  # behind the receipts of the calls that waited for the budget
+        downgraded[:] = [r for r in await gateway.receipts(1) if r.budget_downgraded_to == "gpt-test"]
+        return bool(downgraded)
+
+    await until(downgrade_shipped, "the downgraded call's receipt reaching the registry")
+    assert downgraded[0].capability == "big-test"  # what was asked
     assert list(downgraded[0].budget_ids) == [budget.id]
     assert 0 < downgraded[0].budget_settled_micro_usd <= downgraded[0].budget_reserved_micro_usd
