@@ -17,6 +17,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from meshwarden.cli import exit_codes, registry_access
+from meshwarden.cli.session_render import table
 from meshwarden.registry_client import registry_channel, registry_stub
 from meshwarden.v1 import catalog_pb2, registry_pb2
 
@@ -126,10 +127,7 @@ def render_table(
         )
         for i in instances
     ]
-    widths = [max(len(row[col]) for row in rows) for col in range(len(TABLE_COLUMNS))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
-    )
+    return table(rows)
 
 
 def _expires_in(seconds: float) -> str:

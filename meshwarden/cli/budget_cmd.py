@@ -27,7 +27,7 @@ from meshwarden.budget_scopes import (
     parse_usd,
     usd,
 )
-from meshwarden.cli import controls_access, exit_codes, registry_access
+from meshwarden.cli import controls_access, exit_codes, registry_access, session_render
 from meshwarden.cli.controls_output import when
 from meshwarden.v1 import budgets_pb2, budgets_pb2_grpc
 
@@ -154,8 +154,7 @@ def table(states: Sequence[budgets_pb2.BudgetState]) -> str:
                 soft,
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    return session_render.table(rows)
 
 
 def _lift(args: argparse.Namespace) -> int:

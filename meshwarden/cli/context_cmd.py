@@ -12,6 +12,7 @@ from typing import Any
 
 from meshwarden.cli import contexts, exit_codes
 from meshwarden.cli.contexts import Context, ContextError
+from meshwarden.cli.session_render import table
 
 
 def add_to(commands: Any) -> None:
@@ -62,9 +63,7 @@ def _list(args: argparse.Namespace) -> int:
     for name, c in sorted(loaded.named.items()):
         ca = c.ca_pin[:19] + "…" if c.ca_pin else c.trust_bundle or "(first use, loopback only)"
         rows.append(("*" if name == loaded.current else "", name, c.registry or "(default)", ca, c.operator_token_file))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print(table(rows))
     return exit_codes.OK
 
 
