@@ -6,10 +6,9 @@ a sidecar waiting for a decision on one replica hears of a decision made on anot
 
 from __future__ import annotations
 
-import json
-from typing import Any, Final
+from typing import Final
 
-from meshwarden.registry.errors import StoreError
+from meshwarden.registry.store.approval_codec import approval_body, approval_from_row
 from meshwarden.registry.store.postgres import audit
 from meshwarden.registry.store.postgres.changes import notify
 from meshwarden.registry.store.postgres.database import Connection, Database
@@ -37,7 +36,7 @@ class PostgresApprovals:
                 approval.call_kind,
                 approval.capability,
                 approval.arguments_sha256,
-                _body(approval),
+                approval_body(approval),
                 approval.requested_at,
                 approval.expires_at,
             )
@@ -48,7 +47,7 @@ class PostgresApprovals:
     async def get(self, approval_id: str) -> StoredApproval | None:
         async def work(connection: Connection) -> StoredApproval | None:
             row = await connection.fetchrow(f"SELECT {_COLUMNS} FROM approvals WHERE id = $1", approval_id)
-            return None if row is None else _from_row(row)
+            return None if row is None else approval_from_row(row)
 
         return await self._db.read(work)
 
@@ -62,7 +61,7 @@ class PostgresApprovals:
                 arguments_sha256,
                 state,
             )
-            return None if row is None else _from_row(row)
+            return None if row is None else approval_from_row(row)
 
         return await self._db.read(work)
 
@@ -73,7 +72,7 @@ class PostgresApprovals:
             rows = await connection.fetch(
                 f"SELECT {_COLUMNS} FROM approvals {where}ORDER BY requested_at DESC, id LIMIT $1", limit
             )
-            return [_from_row(r) for r in rows]
+            return [approval_from_row(r) for r in rows]
 
         return await self._db.read(work)
 
@@ -82,7 +81,7 @@ class PostgresApprovals:
             rows = await connection.fetch(
                 f"SELECT {_COLUMNS} FROM approvals WHERE state IN ('pending', 'approved') AND expires_at <= $1", now
             )
-            return [_from_row(r) for r in rows]
+            return [approval_from_row(r) for r in rows]
 
         return await self._db.read(work)
 
@@ -130,48 +129,3 @@ async def _changed(connection: Connection) -> None:
     """Wakes the approval waiters of every replica (registry.replicas) once this commits."""
     await connection.execute("UPDATE meta SET value = value + 1 WHERE key = 'approvals_revision'")
     await notify(connection)
-
-
-def _body(approval: StoredApproval) -> str:
-    return json.dumps(
-        {
-            "arguments_json": approval.arguments_json,
-            "risk_factors": list(approval.risk_factors),
-            "policy_ids": list(approval.policy_ids),
-            "bundle": approval.bundle,
-            "session_id": approval.session_id,
-            "workflow_id": approval.workflow_id,
-            "call_id": approval.call_id,
-        },
-        separators=(",", ":"),
-    )
-
-
-def _from_row(row: Any) -> StoredApproval:
-    try:
-        body = json.loads(row[7])
-    except ValueError as exc:
-        raise StoreError(f"corrupt approval record {row[0]!r}: {exc}") from exc
-    return StoredApproval(
-        id=str(row[0]),
-        state=str(row[1]),
-        agent=str(row[2]),
-        spiffe_id=str(row[3]),
-        call_kind=str(row[4]),
-        capability=str(row[5]),
-        arguments_sha256=str(row[6]),
-        requested_at=float(row[8]),
-        expires_at=float(row[9]),
-        decided_at=None if row[10] is None else float(row[10]),
-        decided_by=str(row[11]),
-        reason=str(row[12]),
-        used_at=None if row[13] is None else float(row[13]),
-        used_by_call_id=str(row[14]),
-        arguments_json=str(body.get("arguments_json", "")),
-        risk_factors=tuple(str(f) for f in body.get("risk_factors", [])),
-        policy_ids=tuple(str(p) for p in body.get("policy_ids", [])),
-        bundle=str(body.get("bundle", "")),
-        session_id=str(body.get("session_id", "")),
-        workflow_id=str(body.get("workflow_id", "")),
-        call_id=str(body.get("call_id", "")),
-    )

@@ -5,12 +5,10 @@ cannot both win: the loser sees that no row changed."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Final
 
-from meshwarden.registry.errors import StoreError
-from meshwarden.registry.store.receipt_columns import Row
+from meshwarden.registry.store.approval_codec import approval_body, approval_from_row
 from meshwarden.registry.store.records import AuditEntry, StoredApproval
 from meshwarden.registry.store.sqlite import audit
 from meshwarden.registry.store.sqlite.database import Database
@@ -37,7 +35,7 @@ class SqliteApprovals:
                     approval.call_kind,
                     approval.capability,
                     approval.arguments_sha256,
-                    _body(approval),
+                    approval_body(approval),
                     approval.requested_at,
                     approval.expires_at,
                     None,
@@ -54,7 +52,7 @@ class SqliteApprovals:
     async def get(self, approval_id: str) -> StoredApproval | None:
         def work(db: sqlite3.Connection) -> StoredApproval | None:
             row = db.execute(f"SELECT {_COLUMNS} FROM approvals WHERE id = ?", (approval_id,)).fetchone()
-            return None if row is None else _from_row(row)
+            return None if row is None else approval_from_row(row)
 
         return await self._db.read(work)
 
@@ -65,7 +63,7 @@ class SqliteApprovals:
                 "AND state = ? ORDER BY requested_at, id LIMIT 1",
                 (agent, capability, arguments_sha256, state),
             ).fetchone()
-            return None if row is None else _from_row(row)
+            return None if row is None else approval_from_row(row)
 
         return await self._db.read(work)
 
@@ -76,7 +74,7 @@ class SqliteApprovals:
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM approvals {where}ORDER BY requested_at DESC, id LIMIT ?", (limit,)
             ).fetchall()
-            return [_from_row(r) for r in rows]
+            return [approval_from_row(r) for r in rows]
 
         return await self._db.read(work)
 
@@ -85,7 +83,7 @@ class SqliteApprovals:
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM approvals WHERE state IN ('pending', 'approved') AND expires_at <= ?", (now,)
             ).fetchall()
-            return [_from_row(r) for r in rows]
+            return [approval_from_row(r) for r in rows]
 
         return await self._db.read(work)
 
@@ -114,48 +112,3 @@ class SqliteApprovals:
             return bool(changed)
 
         return await self._db.write(work)
-
-
-def _body(approval: StoredApproval) -> str:
-    return json.dumps(
-        {
-            "arguments_json": approval.arguments_json,
-            "risk_factors": list(approval.risk_factors),
-            "policy_ids": list(approval.policy_ids),
-            "bundle": approval.bundle,
-            "session_id": approval.session_id,
-            "workflow_id": approval.workflow_id,
-            "call_id": approval.call_id,
-        },
-        separators=(",", ":"),
-    )
-
-
-def _from_row(row: Row) -> StoredApproval:
-    try:
-        body = json.loads(row[7])
-    except ValueError as exc:
-        raise StoreError(f"corrupt approval record {row[0]!r}: {exc}") from exc
-    return StoredApproval(
-        id=str(row[0]),
-        state=str(row[1]),
-        agent=str(row[2]),
-        spiffe_id=str(row[3]),
-        call_kind=str(row[4]),
-        capability=str(row[5]),
-        arguments_sha256=str(row[6]),
-        requested_at=float(row[8]),
-        expires_at=float(row[9]),
-        decided_at=None if row[10] is None else float(row[10]),
-        decided_by=str(row[11]),
-        reason=str(row[12]),
-        used_at=None if row[13] is None else float(row[13]),
-        used_by_call_id=str(row[14]),
-        arguments_json=str(body.get("arguments_json", "")),
-        risk_factors=tuple(str(f) for f in body.get("risk_factors", [])),
-        policy_ids=tuple(str(p) for p in body.get("policy_ids", [])),
-        bundle=str(body.get("bundle", "")),
-        session_id=str(body.get("session_id", "")),
-        workflow_id=str(body.get("workflow_id", "")),
-        call_id=str(body.get("call_id", "")),
-    )
