@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -102,7 +101,7 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
         return registration
 
     async def Invoke(self, request: sidecar_pb2.InvokeRequest, context: Context) -> sidecar_pb2.InvokeResponse:
-        call_id = os.urandom(16).hex()  # as random as uuid4().hex, in a fifth of the time
+        call_id = secrets.token_hex(16)  # as random as uuid4().hex, in a fifth of the time
         try:
             call = self._to_call(request, context, call_id)
             reply = await self._outbound(call)
