@@ -35,7 +35,7 @@ try:
     from meshwarden.policy_bundle.artifact import encode
     from meshwarden.policy_bundle.keys import load_public_key
     from meshwarden.policy_bundle.verify import verify
-    from meshwarden.sidecar.bundle_loader import _loop_first
+    from meshwarden.sidecar.bundle_loader import build_window
     from meshwarden.sidecar.policy import ActivePolicy
 
     sys.path.insert(0, str(Path(__file__).parent))
@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         instrument(timings)
         time_collections(timings)
         for _ in range(args.builds):
-            with _loop_first():  # as the sidecar's bundle loader runs a build
+            with build_window():  # as the sidecar's bundle loader runs a build
                 ActivePolicy(verified, local_agent="agent000", local_capabilities=["cap000"])
     result = {"meshwarden": str(Path(sys.modules["meshwarden"].__file__ or "").parent), **summary(timings, args.builds)}
     if args.output == "json":
