@@ -22,6 +22,9 @@ from meshwarden.sidecar.policy.active_policy import ActivePolicy
 
 # How deep take_apart goes into objects' attributes (ActivePolicy -> ToolPolicy -> its dicts).
 _DEPTH: Final = 3
+# sys.getrefcount of an object only its caller's variable holds, seen from _let_go: that
+# variable, _let_go's parameter and getrefcount's own argument.
+_ONLY_THE_CALLERS: Final = 3
 
 
 def sole_reference(box: list[ActivePolicy]) -> bool:
@@ -31,7 +34,9 @@ def sole_reference(box: list[ActivePolicy]) -> bool:
 
 def take_apart(box: list[ActivePolicy]) -> None:
     """Empties `box` and frees its policy, one dict item, list item or attribute at a time.
-    The policy must be referenced by `box` alone (see `sole_reference`): it is unusable after."""
+    The policy must be referenced by `box` alone (see `sole_reference`): it is unusable after.
+    What something else also holds (a module's constant, the MCP servers a gateway still
+    serves) is only let go of, never emptied."""
     policy = box.pop()
     _empty(policy, _DEPTH)
     del policy  # what is left: an object without attributes
@@ -43,16 +48,22 @@ def _empty(value: object, depth: int) -> None:
     if isinstance(value, dict):
         while value:
             _key, item = value.popitem()
-            _empty(item, depth - 1)
+            _let_go(item, depth)
             del item
     elif isinstance(value, list):
         while value:
             item = value.pop()
-            _empty(item, depth - 1)
+            _let_go(item, depth)
             del item
     elif type(value).__module__.startswith("meshwarden.") and hasattr(value, "__dict__"):
         attributes = vars(value)
         while attributes:
             _name, item = attributes.popitem()
-            _empty(item, depth - 1)
+            _let_go(item, depth)
             del item
+
+
+def _let_go(item: object, depth: int) -> None:
+    """Empties `item` first when the caller's reference is its only one."""
+    if sys.getrefcount(item) <= _ONLY_THE_CALLERS:
+        _empty(item, depth - 1)
