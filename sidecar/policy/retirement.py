@@ -37,6 +37,9 @@ def take_apart(box: list[ActivePolicy]) -> None:
     The policy must be referenced by `box` alone (see `sole_reference`): it is unusable after.
     What something else also holds (a module's constant, the MCP servers a gateway still
     serves) is only let go of, never emptied."""
+    if not sole_reference(box):  # never expected: it was checked; then it is only let go of
+        box.clear()
+        return
     policy = box.pop()
     _empty(policy, _DEPTH)
     del policy  # what is left: an object without attributes
