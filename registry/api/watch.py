@@ -26,12 +26,11 @@ from meshwarden.registry import wire
 from meshwarden.registry.api.controls import controls_to_proto
 from meshwarden.registry.api.service import Handler
 from meshwarden.registry.authz import current_caller
-from meshwarden.registry.bundles import BundlePublished, Bundles
+from meshwarden.registry.bundles import BundlePublished, Bundles, StoredBundle
 from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.control_acks import Acknowledgements
 from meshwarden.registry.controls import Controls, ControlsChanged
 from meshwarden.registry.routes import RouteChanged, Routes
-from meshwarden.registry.store.records import StoredBundle
 from meshwarden.registry.watch_hub import WatchHub
 from meshwarden.v1 import registry_pb2
 
