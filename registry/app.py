@@ -382,7 +382,7 @@ def _add_services(server: grpc.aio.Server, config: RegistryConfig, parts: _Parts
         budgets=api.BudgetsApi(parts.budgets),
         tools=api.ToolsApi(parts.receipts, parts.clock),
         bundle_history=api.BundleHistoryApi(parts.bundles),
-        tasks=api.TasksApi(parts.task_queue, parts.catalog, parts.task_key, parts.receipts, parts.clock),
+        tasks=api.TasksApi(parts.task_queue, parts.catalog, parts.task_key, parts.receipts),
     )
 
 

@@ -19,7 +19,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from meshwarden import task_fence
-from meshwarden.clock import Clock
 from meshwarden.registry.api.service import Handler
 from meshwarden.registry.authz import current_caller
 from meshwarden.registry.catalog import Catalog
@@ -39,11 +38,8 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class TasksApi:
-    def __init__(
-        self, queue: TaskQueue, catalog: Catalog, key: Ed25519PrivateKey, receipts: Receipts, clock: Clock
-    ) -> None:
-        self._queue, self._catalog, self._key = queue, catalog, key
-        self._receipts, self._clock = receipts, clock
+    def __init__(self, queue: TaskQueue, catalog: Catalog, key: Ed25519PrivateKey, receipts: Receipts) -> None:
+        self._queue, self._catalog, self._key, self._receipts = queue, catalog, key, receipts
         self._public_key = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
     def handlers(self) -> Mapping[str, Handler]:
@@ -125,7 +121,7 @@ class TasksApi:
 
     async def ShowTask(self, request: tasks_pb2.ShowTaskRequest, _: Context) -> tasks_pb2.ShowTaskResponse:
         task, transitions = await self._queue.show(request.task_id)
-        calls, truncated = await calls_for(self._receipts, task, self._clock.wall())
+        calls, truncated = await calls_for(self._receipts, task)
         return tasks_pb2.ShowTaskResponse(
             task=task_to_proto(task),
             transitions=[transition_to_proto(t) for t in transitions],

@@ -205,6 +205,11 @@ class ReceiptStore(Protocol):
         """Receipts with since <= started_at < until, by started_at."""
         ...
 
+    async def for_task(self, task_id: str, limit: int) -> list[receipts_pb2.Receipt]:
+        """The receipts of calls made for the task (its task_id column, indexed), by started_at,
+        at most `limit`; only those whose hashed body names the task."""
+        ...
+
     async def count(self) -> int: ...
 
     async def tool_calls(self, query: ToolCallQuery) -> tuple[list[receipts_pb2.Receipt], bool]:

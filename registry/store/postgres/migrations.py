@@ -257,6 +257,14 @@ CREATE INDEX budget_slices_by_expiry ON budget_slices (live, expires_at);
 INSERT INTO meta (key, value) VALUES ('budgets_revision', 0), ('approvals_revision', 0);
 """,
     ),
+    Step(
+        "receipts: the task each call was made for, indexed, so `tasks show` finds a task's calls "
+        "without reading every receipt (receipts stored before this step keep task_id '')",
+        """
+ALTER TABLE receipts ADD COLUMN task_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX receipts_by_task ON receipts (task_id, started_at) WHERE task_id <> '';
+""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(STEPS)
