@@ -172,7 +172,10 @@ async def test_for_task_reads_the_receipts_of_calls_made_for_that_task(receipts:
     await _ship(receipts, KB, chain(8, instance="kb-1", spiffe_id=KB, task_id="task-b"))
     assert [r.seq for r in await receipts.for_task("task-a", 100)] == list(range(4, 41, 4))
     assert [r.seq for r in await receipts.for_task("task-a", 3)] == [4, 8, 12]
-    assert [(r.sidecar_instance_id, r.seq) for r in await receipts.for_task("task-b", 100)] == [("kb-1", 4), ("kb-1", 8)]
+    assert [(r.sidecar_instance_id, r.seq) for r in await receipts.for_task("task-b", 100)] == [
+        ("kb-1", 4),
+        ("kb-1", 8),
+    ]
     assert await receipts.for_task("task-c", 100) == []
     # the column is for lookups; what comes back is what the hashed receipt says
     raw_sql("UPDATE receipts SET task_id = 'task-b' WHERE sidecar_instance_id = 'billing-1' AND seq = 5")

@@ -3,6 +3,7 @@ idempotency key, bad input, and a restart that keeps leases and tokens."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -27,10 +28,11 @@ from meshwarden.registry.task_queue import (
     UnknownTask,
 )
 from meshwarden.v1 import controls_pb2
+from tests.unit.registry.conftest import WITHOUT_RECEIPT_TASK_COLUMN
 from tests.unit.sidecar.fakes import FakeClock
 
 # The task store has no PostgreSQL implementation yet: the tests run on SQLite alone.
-pytestmark = pytest.mark.usefixtures("sqlite_only")
+
 
 A = Holder(instance_id="worker-a", agent="worker")
 B = Holder(instance_id="worker-b", agent="worker")
@@ -67,6 +69,25 @@ async def test_a_task_runs_queued_leased_running_succeeded_and_each_move_is_reco
     ]
     assert timeline[1].lease_expires_at == pytest.approx(clock.wall() + 5.0)
     assert task.result_json == '{"refunded": true}'
+
+
+async def test_concurrent_leases_take_each_task_once_and_reports_on_one_task_take_turns(stores: Stores) -> None:
+    queue = TaskQueue(stores.tasks, FakeClock())
+    submitted = {await _submit(queue) for _ in range(6)}
+    holders = [Holder(instance_id=f"worker-{n}", agent="worker") for n in range(10)]
+    leased = await asyncio.gather(*(queue.lease(h, ("refund",)) for h in holders))
+    taken = [t for t in leased if t is not None]
+    assert sorted(t.id for t in taken) == sorted(submitted)  # six tasks, six holders, none twice
+    first = taken[0]
+    holder = Holder(instance_id=first.holder_instance_id, agent="worker")
+    # the holder's heartbeats and its start race; every one sees the others' writes
+    results = await asyncio.gather(
+        *(queue.heartbeat(first.id, holder, first.fencing_token) for _ in range(4)),
+        queue.start(first.id, holder, first.fencing_token),
+    )
+    assert results[-1].state == RUNNING
+    _, timeline = await queue.show(first.id)
+    assert [t.seq for t in timeline] == [1, 2, 3]
 
 
 async def test_a_lapsed_lease_is_queued_again_the_old_token_is_refused_and_the_last_attempt_expires(
@@ -194,7 +215,9 @@ async def test_a_restart_keeps_leases_and_tokens_and_forgives_the_downtime(tmp_p
 async def test_an_older_database_gains_the_task_tables(tmp_path: Path) -> None:
     await (await open_sqlite(tmp_path, event_log_retention=10)).close()
     db = sqlite3.connect(tmp_path / DB_NAME)
-    db.executescript("DROP TABLE tasks; DROP TABLE task_transitions; PRAGMA user_version = 7;")
+    db.executescript(
+        WITHOUT_RECEIPT_TASK_COLUMN + "DROP TABLE tasks; DROP TABLE task_transitions; PRAGMA user_version = 7;"
+    )
     db.close()
     stores = await open_sqlite(tmp_path, event_log_retention=10)
     try:
