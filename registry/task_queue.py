@@ -96,6 +96,7 @@ ALLOWED: Final[Mapping[int, frozenset[int]]] = MappingProxyType(
 )
 
 REAPER: Final = "registry"
+MAX_LEASE_BATCH: Final = 64  # tasks one lease call may take
 _REAP_AT_LEAST_EVERY_S: Final = 1.0
 
 
@@ -184,9 +185,20 @@ class TaskQueue:
 
     async def lease(self, holder: Holder, kinds: tuple[str, ...]) -> StoredTask | None:
         """The oldest queued task of those kinds, now leased to `holder` under the next token."""
+        leased = await self.lease_many(holder, kinds, 1)
+        return leased[0] if leased else None
+
+    async def lease_many(
+        self, holder: Holder, kinds: tuple[str, ...], limit: int, *, start: bool = False
+    ) -> list[StoredTask]:
+        """Up to `limit` of the oldest queued tasks of those kinds, each now leased to `holder`
+        under its next token, in one transaction; with `start`, also RUNNING (both moves
+        recorded), which saves the holder a StartTask per task."""
+        if not 0 < limit <= MAX_LEASE_BATCH:
+            raise InvalidInput("max_tasks", f"must be between 1 and {MAX_LEASE_BATCH}")
         now = self._clock.wall()
 
-        def take(task: StoredTask) -> tuple[StoredTask, TaskTransition]:
+        def take(task: StoredTask) -> tuple[StoredTask, tuple[TaskTransition, ...]]:
             leased = replace(
                 task,
                 state=LEASED,
@@ -197,27 +209,31 @@ class TaskQueue:
                 attempts=task.attempts + 1,
                 updated_at=now,
             )
-            return leased, _transition(leased, task.state, holder.instance_id, f"attempt {leased.attempts}", now)
+            took = _transition(leased, task.state, holder.instance_id, f"attempt {leased.attempts}", now)
+            if not start:
+                return leased, (took,)
+            running, (started,) = _move(leased, RUNNING, "start", holder.instance_id, "started", now)
+            return running, (took, started)
 
-        leased = await self._store.lease_oldest(QUEUED, kinds, take)
-        if leased is not None and leased.lease_expires_at < self._next_reap_at:
-            self._wake.set()  # this lease ends before the reaper would look again
+        leased = await self._store.lease_oldest(QUEUED, kinds, take, limit)
+        if any(task.lease_expires_at < self._next_reap_at for task in leased):
+            self._wake.set()  # a lease ends before the reaper would look again
         return leased
 
     async def heartbeat(self, task_id: str, holder: Holder, token: int) -> StoredTask:
         """Extends the holder's lease by the task's TTL; not a transition, so not recorded."""
         now = self._clock.wall()
 
-        def renew(task: StoredTask) -> tuple[StoredTask, TaskTransition | None]:
+        def renew(task: StoredTask) -> tuple[StoredTask, tuple[TaskTransition, ...]]:
             _check_held(task, holder, token, now)
-            return replace(task, lease_expires_at=now + task.lease_ttl_s, updated_at=now), None
+            return replace(task, lease_expires_at=now + task.lease_ttl_s, updated_at=now), ()
 
         return await self._change(task_id, renew)
 
     async def start(self, task_id: str, holder: Holder, token: int) -> StoredTask:
         now = self._clock.wall()
 
-        def start(task: StoredTask) -> tuple[StoredTask, TaskTransition | None]:
+        def start(task: StoredTask) -> tuple[StoredTask, tuple[TaskTransition, ...]]:
             _check_held(task, holder, token, now)
             return _move(task, RUNNING, "start", holder.instance_id, "started", now)
 
@@ -231,7 +247,7 @@ class TaskQueue:
         to = SUCCEEDED if succeeded else FAILED
         reason = "succeeded" if succeeded else f"failed: {error}" if error else "failed"
 
-        def complete(task: StoredTask) -> tuple[StoredTask, TaskTransition | None]:
+        def complete(task: StoredTask) -> tuple[StoredTask, tuple[TaskTransition, ...]]:
             _check_held(task, holder, token, now)
             done = replace(task, result_json=result_json, error=error)
             return _move(done, to, "complete", holder.instance_id, reason, now)
@@ -242,7 +258,7 @@ class TaskQueue:
         check_text("reason", reason)
         now = self._clock.wall()
 
-        def cancel(task: StoredTask) -> tuple[StoredTask, TaskTransition | None]:
+        def cancel(task: StoredTask) -> tuple[StoredTask, tuple[TaskTransition, ...]]:
             return _move(task, CANCELLED, "cancel", operator, reason or "cancelled by an operator", now)
 
         return await self._change(task_id, cancel)
@@ -252,7 +268,7 @@ class TaskQueue:
         check_text("reason", reason)
         now = self._clock.wall()
 
-        def requeue(task: StoredTask) -> tuple[StoredTask, TaskTransition | None]:
+        def requeue(task: StoredTask) -> tuple[StoredTask, tuple[TaskTransition, ...]]:
             fresh = replace(task, attempts=0, result_json="", error="")
             return _move(fresh, QUEUED, "requeue", operator, reason or "requeued by an operator", now)
 
@@ -293,7 +309,7 @@ class TaskQueue:
         """Every lease that lapsed: queued again while attempts remain, else expired."""
         now = self._clock.wall()
 
-        def lapse(task: StoredTask) -> tuple[StoredTask, TaskTransition | None]:
+        def lapse(task: StoredTask) -> tuple[StoredTask, tuple[TaskTransition, ...]]:
             to = QUEUED if task.attempts < task.max_attempts else EXPIRED
             reason = f"lease expired (no heartbeat from {task.holder_instance_id}); " + (
                 "queued again" if to == QUEUED else f"no attempts left of {task.max_attempts}"
@@ -362,13 +378,13 @@ def _check_held(task: StoredTask, holder: Holder, token: int, now: float) -> Non
 
 def _move(
     task: StoredTask, to: int, action: str, executor: str, reason: str, now: float
-) -> tuple[StoredTask, TaskTransition]:
+) -> tuple[StoredTask, tuple[TaskTransition]]:
     if to not in ALLOWED[task.state]:
         raise InvalidTransition(task, action)
     moved = replace(task, state=to, updated_at=now)
     if to not in HELD:
         moved = replace(moved, holder_instance_id="", holder_agent="", lease_expires_at=0.0)
-    return moved, _transition(moved, task.state, executor, reason, now, lease_expires_at=task.lease_expires_at)
+    return moved, (_transition(moved, task.state, executor, reason, now, lease_expires_at=task.lease_expires_at),)
 
 
 def _transition(

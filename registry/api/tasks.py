@@ -11,6 +11,7 @@ turns errors into statuses.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -22,16 +23,18 @@ from meshwarden import task_fence
 from meshwarden.registry.api.service import Handler
 from meshwarden.registry.authz import current_caller
 from meshwarden.registry.catalog import Catalog
-from meshwarden.registry.errors import InvalidInput
+from meshwarden.registry.errors import InvalidInput, RegistryError
 from meshwarden.registry.receipts import Receipts
+from meshwarden.registry.rescue import as_mesh_error, status_for
 from meshwarden.registry.task_calls import calls_for
 from meshwarden.registry.task_holders import holder_of, operator_name, reporter, submitter
-from meshwarden.registry.task_input import MAX_ID_CHARS
-from meshwarden.registry.task_queue import StoredTask, Submission, TaskFilter, TaskQueue, TaskTransition
+from meshwarden.registry.task_input import MAX_ID_CHARS, check_submission
+from meshwarden.registry.task_queue import Holder, StoredTask, Submission, TaskFilter, TaskQueue, TaskTransition
 from meshwarden.registry.wire import duration, timestamp
 from meshwarden.v1 import tasks_pb2
 
 MAX_KINDS: Final = 32
+MAX_BATCH: Final = 256  # submissions or completions in one SubmitTasks or CompleteTasks
 DEFAULT_LIST: Final = 100
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -49,6 +52,8 @@ class TasksApi:
             "HeartbeatTask": self.HeartbeatTask,
             "StartTask": self.StartTask,
             "CompleteTask": self.CompleteTask,
+            "SubmitTasks": self.SubmitTasks,
+            "CompleteTasks": self.CompleteTasks,
             "CancelTask": self.CancelTask,
             "RequeueTask": self.RequeueTask,
             "ListTasks": self.ListTasks,
@@ -62,23 +67,35 @@ class TasksApi:
         return tasks_pb2.GetFencingKeyResponse(ed25519_public_key=self._public_key)
 
     async def SubmitTask(self, request: tasks_pb2.SubmitTaskRequest, _: Context) -> tasks_pb2.SubmitTaskResponse:
-        submission = Submission(
-            kind=request.kind,
-            workflow_id=request.workflow_id,
-            input_json=request.input_json,
-            idempotency_key=request.idempotency_key,
-            max_attempts=request.max_attempts,
-            lease_ttl_s=request.lease_ttl.ToTimedelta().total_seconds() if request.HasField("lease_ttl") else 0.0,
-        )
-        task, created = await self._queue.submit(submission, submitter(current_caller()))
+        task, created = await self._queue.submit(_submission(request), submitter(current_caller()))
         return tasks_pb2.SubmitTaskResponse(task=task_to_proto(task), created=created)
+
+    async def SubmitTasks(self, request: tasks_pb2.SubmitTasksRequest, _: Context) -> tasks_pb2.SubmitTasksResponse:
+        """Every submission is checked before any is queued; then they are queued together (the
+        store commits what arrives at once in one transaction)."""
+        _check_batch("tasks", len(request.tasks))
+        submissions = [_submission(r) for r in request.tasks]
+        for n, submission in enumerate(submissions):
+            try:
+                check_submission(submission)
+            except InvalidInput as exc:
+                raise InvalidInput(f"tasks[{n}].{exc.field}", exc.problem) from exc
+        by = submitter(current_caller())
+        submitted = await asyncio.gather(*(self._queue.submit(s, by) for s in submissions))
+        return tasks_pb2.SubmitTasksResponse(
+            tasks=[tasks_pb2.SubmitTaskResponse(task=task_to_proto(t), created=c) for t, c in submitted]
+        )
 
     async def LeaseTask(self, request: tasks_pb2.LeaseTaskRequest, _: Context) -> tasks_pb2.LeaseTaskResponse:
         kinds = tuple(request.kinds)
         if not kinds or len(kinds) > MAX_KINDS or any(not k or len(k) > MAX_ID_CHARS for k in kinds):
             raise InvalidInput("kinds", f"must name 1 to {MAX_KINDS} task kinds of 1 to {MAX_ID_CHARS} characters")
         holder = await holder_of(self._catalog, request.instance_id, current_caller(), "lease tasks", kinds)
-        return self._leased(await self._queue.lease(holder, kinds))
+        leased = await self._queue.lease_many(holder, kinds, request.max_tasks or 1, start=request.start)
+        if not leased:
+            return tasks_pb2.LeaseTaskResponse()
+        first, *more = (self._lease(task) for task in leased)
+        return tasks_pb2.LeaseTaskResponse(task=first.task, signed_token=first.signed_token, more=more)
 
     async def HeartbeatTask(self, request: tasks_pb2.TaskReport, _: Context) -> tasks_pb2.LeaseTaskResponse:
         holder = reporter(request.instance_id, current_caller(), "heartbeat tasks")
@@ -100,6 +117,34 @@ class TasksApi:
             error=request.error,
         )
         return tasks_pb2.TaskResponse(task=task_to_proto(task))
+
+    async def CompleteTasks(
+        self, request: tasks_pb2.CompleteTasksRequest, _: Context
+    ) -> tasks_pb2.CompleteTasksResponse:
+        """Each completion as CompleteTask does it, together (one store transaction for what
+        arrives at once); a refused one is answered in its place and does not refuse the others."""
+        _check_batch("completions", len(request.completions))
+        if len({c.task_id for c in request.completions}) != len(request.completions):
+            raise InvalidInput("completions", "name a task more than once")
+        caller = current_caller()
+        holders = [reporter(c.instance_id, caller, "complete tasks") for c in request.completions]
+
+        async def complete(request: tasks_pb2.CompleteTaskRequest, holder: Holder) -> tasks_pb2.CompleteTaskResult:
+            try:
+                task = await self._queue.complete(
+                    request.task_id,
+                    holder,
+                    request.fencing_token,
+                    succeeded=request.succeeded,
+                    result_json=request.result_json,
+                    error=request.error,
+                )
+            except RegistryError as exc:
+                return tasks_pb2.CompleteTaskResult(refused=_refusal(exc))
+            return tasks_pb2.CompleteTaskResult(task=task_to_proto(task))
+
+        results = await asyncio.gather(*(complete(c, h) for c, h in zip(request.completions, holders, strict=True)))
+        return tasks_pb2.CompleteTasksResponse(results=results)
 
     async def CancelTask(self, request: tasks_pb2.OperatorTaskRequest, _: Context) -> tasks_pb2.TaskResponse:
         task = await self._queue.cancel(request.task_id, operator_name(current_caller()), request.reason)
@@ -129,9 +174,11 @@ class TasksApi:
             calls_truncated=truncated,
         )
 
-    def _leased(self, task: StoredTask | None) -> tasks_pb2.LeaseTaskResponse:
-        if task is None:
-            return tasks_pb2.LeaseTaskResponse()
+    def _leased(self, task: StoredTask) -> tasks_pb2.LeaseTaskResponse:
+        lease = self._lease(task)
+        return tasks_pb2.LeaseTaskResponse(task=lease.task, signed_token=lease.signed_token)
+
+    def _lease(self, task: StoredTask) -> tasks_pb2.TaskLease:
         fence = task_fence.Fence(
             task_id=task.id,
             token=task.fencing_token,
@@ -139,7 +186,30 @@ class TasksApi:
             holder_agent=task.holder_agent,
             lease_expires_at=task.lease_expires_at,
         )
-        return tasks_pb2.LeaseTaskResponse(task=task_to_proto(task), signed_token=task_fence.sign(self._key, fence))
+        return tasks_pb2.TaskLease(task=task_to_proto(task), signed_token=task_fence.sign(self._key, fence))
+
+
+def _submission(request: tasks_pb2.SubmitTaskRequest) -> Submission:
+    return Submission(
+        kind=request.kind,
+        workflow_id=request.workflow_id,
+        input_json=request.input_json,
+        idempotency_key=request.idempotency_key,
+        max_attempts=request.max_attempts,
+        lease_ttl_s=request.lease_ttl.ToTimedelta().total_seconds() if request.HasField("lease_ttl") else 0.0,
+    )
+
+
+def _check_batch(field: str, count: int) -> None:
+    if not 0 < count <= MAX_BATCH:
+        raise InvalidInput(field, f"must hold 1 to {MAX_BATCH}, not {count}")
+
+
+def _refusal(exc: RegistryError) -> tasks_pb2.TaskRefusal:
+    """What CompleteTask's status would have said about `exc`, as one result of a batch."""
+    code, message = status_for(exc)
+    typed = as_mesh_error(exc)
+    return tasks_pb2.TaskRefusal(code=code.value[0], reason=typed.kind if typed else "", message=message)
 
 
 def task_to_proto(task: StoredTask) -> tasks_pb2.Task:

@@ -438,8 +438,11 @@ class TaskStore(Protocol):
         written and the first task with that key comes back with False."""
         ...
 
-    async def lease_oldest(self, state: int, kinds: tuple[str, ...], change: TaskChange) -> StoredTask | None:
-        """Applies `change` to the oldest task in `state` of one of `kinds`; None when there is none."""
+    async def lease_oldest(
+        self, state: int, kinds: tuple[str, ...], change: TaskChange, limit: int
+    ) -> list[StoredTask]:
+        """Applies `change` to each of the `limit` oldest tasks in `state` of one of `kinds`
+        (fewer when fewer are there), oldest first; two callers at once never get one task."""
         ...
 
     async def change(self, task_id: str, change: TaskChange) -> StoredTask | None:

@@ -55,14 +55,18 @@ class PostgresTasks:
 
         return await self._db.write(work)
 
-    async def lease_oldest(self, state: int, kinds: tuple[str, ...], change: TaskChange) -> StoredTask | None:
-        async def work(connection: Connection) -> StoredTask | None:
-            oldest = await _one(
-                connection,
-                "state = $1 AND kind = ANY($2::text[]) ORDER BY created_at, position LIMIT 1 FOR UPDATE SKIP LOCKED",
-                (state, list(kinds)),
+    async def lease_oldest(
+        self, state: int, kinds: tuple[str, ...], change: TaskChange, limit: int
+    ) -> list[StoredTask]:
+        async def work(connection: Connection) -> list[StoredTask]:
+            rows = await connection.fetch(
+                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE state = $1 AND kind = ANY($2::text[]) "
+                "ORDER BY created_at, position LIMIT $3 FOR UPDATE SKIP LOCKED",
+                state,
+                list(kinds),
+                limit,
             )
-            return None if oldest is None else await _apply(connection, oldest, change)
+            return [await _apply(connection, _task(row), change) for row in rows]
 
         return await self._db.write(work)
 
@@ -134,7 +138,7 @@ class PostgresTasks:
 
 async def _apply(connection: Connection, task: StoredTask, change: TaskChange) -> StoredTask:
     """Writes what `change` makes of the locked `task`: the columns that moved, and its move."""
-    changed, transition = change(task)
+    changed, transitions = change(task)
     moved = [name for name in _TASK_FIELDS[1:] if getattr(changed, name) != getattr(task, name)]
     if moved:
         sets = ", ".join(f"{name} = ${n}" for n, name in enumerate(moved, start=1))
@@ -146,7 +150,7 @@ async def _apply(connection: Connection, task: StoredTask, change: TaskChange) -
         )
         if status != "UPDATE 1":
             raise StoreError(f"task {task.id} changed under its row lock (token {task.fencing_token} is gone)")
-    if transition is not None:
+    for transition in transitions:
         await _record(connection, transition)
     return changed
 

@@ -45,13 +45,19 @@ class SqliteTasks:
 
         return await self._db.write_batched(work)
 
-    async def lease_oldest(self, state: int, kinds: tuple[str, ...], change: TaskChange) -> StoredTask | None:
+    async def lease_oldest(
+        self, state: int, kinds: tuple[str, ...], change: TaskChange, limit: int
+    ) -> list[StoredTask]:
         marks = ", ".join("?" * len(kinds))
 
-        def work(db: sqlite3.Connection) -> StoredTask | None:
+        def work(db: sqlite3.Connection) -> list[StoredTask]:
             # tasks_queued (state, kind, created_at): one index range per kind
-            oldest = _one(db, f"state = ? AND kind IN ({marks}) ORDER BY created_at, rowid LIMIT 1", (state, *kinds))
-            return None if oldest is None else _apply(db, oldest, change)
+            rows = db.execute(
+                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE state = ? AND kind IN ({marks}) "
+                "ORDER BY created_at, rowid LIMIT ?",
+                (state, *kinds, limit),
+            ).fetchall()
+            return [_apply(db, _task(row), change) for row in rows]
 
         return await self._db.write_batched(work)
 
@@ -122,14 +128,14 @@ class SqliteTasks:
 
 
 def _apply(db: sqlite3.Connection, task: StoredTask, change: TaskChange) -> StoredTask:
-    changed, transition = change(task)
+    changed, transitions = change(task)
     moved = [name for name in _TASK_FIELDS[1:] if getattr(changed, name) != getattr(task, name)]
     if moved:
         db.execute(
             f"UPDATE tasks SET {', '.join(f'{name} = ?' for name in moved)} WHERE id = ?",
             (*_values(changed, tuple(moved)), task.id),
         )
-    if transition is not None:
+    for transition in transitions:
         _record(db, transition)
     return changed
 
