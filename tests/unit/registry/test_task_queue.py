@@ -90,6 +90,25 @@ async def test_concurrent_leases_take_each_task_once_and_reports_on_one_task_tak
     assert [t.seq for t in timeline] == [1, 2, 3]
 
 
+async def test_lease_many_takes_the_oldest_in_one_call_and_can_start_them(stores: Stores) -> None:
+    queue = TaskQueue(stores.tasks, FakeClock())
+    submitted = [await _submit(queue) for _ in range(3)]
+    taken = await queue.lease_many(A, ("refund",), 2, start=True)
+    assert [(t.id, t.state, t.fencing_token, t.holder_instance_id) for t in taken] == [
+        (task_id, RUNNING, 1, "worker-a") for task_id in submitted[:2]
+    ]
+    _, timeline = await queue.show(submitted[0])
+    assert [(t.seq, t.from_state, t.to_state, t.fencing_token) for t in timeline] == [
+        (1, 0, QUEUED, 0),
+        (2, QUEUED, LEASED, 1),
+        (3, LEASED, RUNNING, 1),
+    ]
+    assert [t.id for t in await queue.lease_many(B, ("refund",), 5)] == submitted[2:]  # fewer than asked
+    assert await queue.lease_many(B, ("refund",), 5) == []
+    with pytest.raises(InvalidInput, match="max_tasks"):
+        await queue.lease_many(B, ("refund",), 65)
+
+
 async def test_a_lapsed_lease_is_queued_again_the_old_token_is_refused_and_the_last_attempt_expires(
     stores: Stores,
 ) -> None:
