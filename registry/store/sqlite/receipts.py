@@ -92,7 +92,9 @@ class SqliteReceipts:
     async def for_task(self, task_id: str, limit: int) -> list[receipts_pb2.Receipt]:
         def work(db: sqlite3.Connection) -> list[receipts_pb2.Receipt]:
             rows = db.execute(
-                "SELECT body FROM receipts WHERE task_id = ? ORDER BY started_at, sidecar_instance_id, seq LIMIT ?",
+                # "task_id != ''" lets SQLite use the partial index receipts_by_task
+                "SELECT body FROM receipts WHERE task_id = ? AND task_id != '' "
+                "ORDER BY started_at, sidecar_instance_id, seq LIMIT ?",
                 (task_id, limit),
             )
             return [r for r in (_parse(body) for (body,) in rows) if r.task_id == task_id]
