@@ -14,12 +14,16 @@ import sqlite3
 from dataclasses import fields
 from typing import Any, Final
 
+from meshwarden.registry.errors import StoreError
 from meshwarden.registry.store.sqlite.database import Database
 from meshwarden.registry.store.task_records import StoredTask, TaskChange, TaskFilter, TaskTransition
 
 _TASK_FIELDS: Final = tuple(f.name for f in fields(StoredTask))
 _TASK_COLUMNS: Final = ", ".join(_TASK_FIELDS)
-_INSERT_TASK: Final = f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({', '.join('?' * len(_TASK_FIELDS))})"
+_INSERT_TASK: Final = (
+    f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({', '.join('?' * len(_TASK_FIELDS))}) "
+    "ON CONFLICT (idempotency_key) DO NOTHING"
+)
 _TRANSITION_FIELDS: Final = tuple(f.name for f in fields(TaskTransition))
 _TRANSITION_COLUMNS: Final = ", ".join(_TRANSITION_FIELDS)
 # seq is the task's next, taken in the same statement: (task_id, seq) is the primary key
@@ -35,11 +39,12 @@ class SqliteTasks:
 
     async def add(self, task: StoredTask, submitted: TaskTransition) -> tuple[StoredTask, bool]:
         def work(db: sqlite3.Connection) -> tuple[StoredTask, bool]:
-            if task.idempotency_key is not None:
+            # one statement for the usual case (a new key); the first task's row only when taken
+            if db.execute(_INSERT_TASK, _values(task, _TASK_FIELDS)).rowcount == 0:
                 first = _one(db, "idempotency_key = ?", (task.idempotency_key,))
-                if first is not None:
-                    return first, False
-            db.execute(_INSERT_TASK, _values(task, _TASK_FIELDS))
+                if first is None:  # nothing removes tasks
+                    raise StoreError(f"task with idempotency key {task.idempotency_key!r} vanished")
+                return first, False
             _record(db, submitted)
             return task, True
 
