@@ -212,6 +212,19 @@ async def test_list_filters_by_state_kind_workflow_and_holder(stores: Stores) ->
     assert await queue.find(TaskFilter(kind="other")) == []
 
 
+async def test_forgiving_downtime_gives_every_live_lease_its_full_ttl(stores: Stores) -> None:
+    clock = FakeClock()
+    queue = TaskQueue(stores.tasks, clock)
+    held, queued = await _submit(queue, ttl=5.0), await _submit(queue, ttl=5.0)
+    await queue.lease(A, ("refund",))
+    clock.now += 60.0  # nobody could heartbeat meanwhile (a restart, or no replica leading)
+    assert await queue.forgive_downtime() == 1  # the held one; the queued one has no lease
+    assert await queue.expire_lapsed() == []
+    task = await queue.heartbeat(held, A, 1)
+    assert task.lease_expires_at == pytest.approx(clock.wall() + 5.0)
+    assert (await queue.show(queued))[0].lease_expires_at == 0.0
+
+
 async def test_a_restart_keeps_leases_and_tokens_and_forgives_the_downtime(tmp_path: Path) -> None:
     clock = FakeClock()
     stores = await open_sqlite(tmp_path, event_log_retention=10)
