@@ -18,7 +18,8 @@ registry.leases does for instances: no holder could heartbeat while the registry
 
 Over 300 lines because the operators' moves, the holders' reports and the reaper apply one
 transition table and one holder check to the same rows; apart, each would need the others'
-internals. Field limits are in registry.task_input, SQL in registry.store.sqlite.tasks.
+internals. Field limits are in registry.task_input, SQL in registry.store.sqlite.tasks and
+registry.store.postgres.tasks.
 """
 
 from __future__ import annotations

@@ -108,8 +108,8 @@ class TasksServicer:
         raise NotImplementedError('Method not implemented!')
 
     def LeaseTask(self, request, context):
-        """Takes the oldest queued task of one of `kinds` for `instance_id` (agent SVID); the answer
-        has no task when none is queued.
+        """Takes the oldest queued task of one of `kinds` for `instance_id` (agent SVID), or up to
+        `max_tasks` of them; the answer has no task when none is queued.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
