@@ -1,7 +1,7 @@
 """Tasks per second through one registry, lease latency, and what checking a fencing claim costs.
 
     PYTHONPATH=. .venv/bin/python benchmarks/task_throughput.py [--tasks 2000] [--workers 16]
-        [--batch 16] [--output table|json]
+        [--batch 16] [--store postgresql://...] [--output table|json]
 
 Starts a real registry process, enrols one agent and registers one instance serving the task
 kind, then over real gRPC (TLS for the operator, mTLS with the agent's SVID), twice on the same
@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -71,11 +72,16 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
 
 
-async def start_registry(work: Path) -> Child:
+async def start_registry(work: Path, store: str = "") -> Child:
     argv = meshwarden_argv(
         "registry", "serve", "--listen", "127.0.0.1:0", "--admin-listen", "off",
         "--data-dir", str(work / "registry"), "--heartbeat-interval-s", "30",
+        *(("--store", store) if store else ()),
     )  # fmt: skip
+    if store:
+        await asyncio.to_thread(
+            subprocess.run, meshwarden_argv("registry", "migrate", "--store", store), check=True, capture_output=True
+        )
     unverified = {"MESHWARDEN_REGISTRY_ALLOW_UNVERIFIED_BUNDLES": "true"}  # older checkouts ignore it
     return await start("registry", argv, log_dir=work / "logs", env=unverified, health_tls=registry_health_tls)
 
@@ -286,11 +292,13 @@ async def store_alone(tasks: int, workers: int) -> dict[str, float]:
 async def run(args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="mw-tasks-bench-") as tmp:
         work = Path(tmp)
-        registry = await start_registry(work)
+        registry = await start_registry(work, args.store)
         try:
             figures = await measure(registry, work, args.tasks, args.workers, args.batch)
         finally:
             await registry.stop()
+    if args.store:  # the store-alone figures are SQLite's
+        return {**figures, **fencing_cost_us()}
     return {**figures, **await store_alone(args.tasks, args.workers), **fencing_cost_us()}
 
 
@@ -299,6 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--batch", type=int, default=16, help="tasks per batched call (at most 64)")
+    parser.add_argument(
+        "--store", default="", help="a postgresql:// URL for the registry (migrated here; an empty database)"
+    )
     parser.add_argument("--output", choices=["table", "json"], default="table")
     args = parser.parse_args(argv)
     summary = asyncio.run(run(args))
