@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ALLOWED",
     "CANCELLED",
+    "Completion",
     "EXPIRED",
     "FAILED",
     "FINISHED",
@@ -144,6 +145,17 @@ class Submission:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Completion:
+    """A holder's report that its task ended, under the token it holds."""
+
+    task_id: str
+    token: int
+    succeeded: bool
+    result_json: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Holder:
     instance_id: str
     agent: str
@@ -158,8 +170,28 @@ class TaskQueue:
     async def submit(self, submission: Submission, submitted_by: str) -> tuple[StoredTask, bool]:
         """The new task and True, or the first task with that idempotency key and False."""
         check_submission(submission)
+        task = self._new_task(submission, submitted_by)
+        stored, created = await self._store.add(task, _transition(task, 0, submitted_by, "submitted", task.created_at))
+        if created:
+            log.debug("task %s (%s) submitted by %s", stored.id, stored.kind, submitted_by)
+        return stored, created
+
+    async def submit_many(self, submissions: list[Submission], submitted_by: str) -> list[tuple[StoredTask, bool]]:
+        """`submit` for each, in one transaction; every one is checked before any is stored
+        (InvalidInput names the first bad one: "tasks[2].kind ...")."""
+        for n, submission in enumerate(submissions):
+            try:
+                check_submission(submission)
+            except InvalidInput as exc:
+                raise InvalidInput(f"tasks[{n}].{exc.field}", exc.problem) from exc
+        tasks = [self._new_task(s, submitted_by) for s in submissions]
+        return await self._store.add_many(
+            [(task, _transition(task, 0, submitted_by, "submitted", task.created_at)) for task in tasks]
+        )
+
+    def _new_task(self, submission: Submission, submitted_by: str) -> StoredTask:
         now = self._clock.wall()
-        task = StoredTask(
+        return StoredTask(
             id="task-" + secrets.token_hex(8),
             kind=submission.kind,
             workflow_id=submission.workflow_id,
@@ -179,10 +211,6 @@ class TaskQueue:
             created_at=now,
             updated_at=now,
         )
-        stored, created = await self._store.add(task, _transition(task, 0, submitted_by, "submitted", now))
-        if created:
-            log.debug("task %s (%s) submitted by %s", stored.id, stored.kind, submitted_by)
-        return stored, created
 
     async def lease(self, holder: Holder, kinds: tuple[str, ...]) -> StoredTask | None:
         """The oldest queued task of those kinds, now leased to `holder` under the next token."""
@@ -244,16 +272,32 @@ class TaskQueue:
         self, task_id: str, holder: Holder, token: int, *, succeeded: bool, result_json: str, error: str
     ) -> StoredTask:
         check_outcome(result_json, error)
+        report = Completion(task_id=task_id, token=token, succeeded=succeeded, result_json=result_json, error=error)
+        return await self._change(task_id, _completing(report, holder, self._clock.wall()))
+
+    async def complete_many(self, reports: list[Completion], holder: Holder) -> list[StoredTask | RegistryError]:
+        """`complete` for each (of different tasks), in one transaction; each answer is the
+        completed task or the error `complete` would have raised for it alone."""
         now = self._clock.wall()
-        to = SUCCEEDED if succeeded else FAILED
-        reason = "succeeded" if succeeded else f"failed: {error}" if error else "failed"
-
-        def complete(task: StoredTask) -> tuple[StoredTask, tuple[TaskTransition, ...]]:
-            _check_held(task, holder, token, now)
-            done = replace(task, result_json=result_json, error=error)
-            return _move(done, to, "complete", holder.instance_id, reason, now)
-
-        return await self._change(task_id, complete)
+        refused: dict[int, RegistryError] = {}
+        changes: list[tuple[str, TaskChange]] = []
+        for n, report in enumerate(reports):
+            try:
+                check_id("task_id", report.task_id)
+                check_outcome(report.result_json, report.error)
+            except InvalidInput as exc:
+                refused[n] = exc
+                continue
+            changes.append((report.task_id, _completing(report, holder, now)))
+        done = iter(await self._store.change_many(changes))
+        answers: list[StoredTask | RegistryError] = []
+        for n, report in enumerate(reports):
+            if n in refused:
+                answers.append(refused[n])
+                continue
+            result = next(done)
+            answers.append(UnknownTask(report.task_id) if result is None else result)
+        return answers
 
     async def cancel(self, task_id: str, operator: str, reason: str) -> StoredTask:
         check_text("reason", reason)
@@ -349,6 +393,19 @@ class TaskQueue:
         if changed is None:
             raise UnknownTask(task_id)
         return changed
+
+
+def _completing(report: Completion, holder: Holder, now: float) -> TaskChange:
+    """The change that completes the task for `holder`, if it still holds it under the token."""
+    to = SUCCEEDED if report.succeeded else FAILED
+    reason = "succeeded" if report.succeeded else f"failed: {report.error}" if report.error else "failed"
+
+    def complete(task: StoredTask) -> tuple[StoredTask, tuple[TaskTransition, ...]]:
+        _check_held(task, holder, report.token, now)
+        done = replace(task, result_json=report.result_json, error=report.error)
+        return _move(done, to, "complete", holder.instance_id, reason, now)
+
+    return complete
 
 
 def _scope_filter(scope_kind: int, value: str) -> TaskFilter | None:

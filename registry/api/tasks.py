@@ -11,7 +11,6 @@ turns errors into statuses.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -28,8 +27,8 @@ from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.rescue import as_mesh_error, status_for
 from meshwarden.registry.task_calls import calls_for
 from meshwarden.registry.task_holders import holder_of, operator_name, reporter, submitter
-from meshwarden.registry.task_input import MAX_ID_CHARS, check_submission
-from meshwarden.registry.task_queue import Holder, StoredTask, Submission, TaskFilter, TaskQueue, TaskTransition
+from meshwarden.registry.task_input import MAX_ID_CHARS
+from meshwarden.registry.task_queue import Completion, StoredTask, Submission, TaskFilter, TaskQueue, TaskTransition
 from meshwarden.registry.wire import duration, timestamp
 from meshwarden.v1 import tasks_pb2
 
@@ -71,17 +70,10 @@ class TasksApi:
         return tasks_pb2.SubmitTaskResponse(task=task_to_proto(task), created=created)
 
     async def SubmitTasks(self, request: tasks_pb2.SubmitTasksRequest, _: Context) -> tasks_pb2.SubmitTasksResponse:
-        """Every submission is checked before any is queued; then they are queued together (the
-        store commits what arrives at once in one transaction)."""
+        """Every submission is checked before any is queued; then all are queued in one transaction."""
         _check_batch("tasks", len(request.tasks))
         submissions = [_submission(r) for r in request.tasks]
-        for n, submission in enumerate(submissions):
-            try:
-                check_submission(submission)
-            except InvalidInput as exc:
-                raise InvalidInput(f"tasks[{n}].{exc.field}", exc.problem) from exc
-        by = submitter(current_caller())
-        submitted = await asyncio.gather(*(self._queue.submit(s, by) for s in submissions))
+        submitted = await self._queue.submit_many(submissions, submitter(current_caller()))
         return tasks_pb2.SubmitTasksResponse(
             tasks=[tasks_pb2.SubmitTaskResponse(task=task_to_proto(t), created=c) for t, c in submitted]
         )
@@ -121,30 +113,33 @@ class TasksApi:
     async def CompleteTasks(
         self, request: tasks_pb2.CompleteTasksRequest, _: Context
     ) -> tasks_pb2.CompleteTasksResponse:
-        """Each completion as CompleteTask does it, together (one store transaction for what
-        arrives at once); a refused one is answered in its place and does not refuse the others."""
-        _check_batch("completions", len(request.completions))
-        if len({c.task_id for c in request.completions}) != len(request.completions):
+        """Each completion as CompleteTask does it, all in one transaction; a refused one is
+        answered in its place and does not refuse the others."""
+        completions = request.completions
+        _check_batch("completions", len(completions))
+        if len({c.task_id for c in completions}) != len(completions):
             raise InvalidInput("completions", "name a task more than once")
-        caller = current_caller()
-        holders = [reporter(c.instance_id, caller, "complete tasks") for c in request.completions]
-
-        async def complete(request: tasks_pb2.CompleteTaskRequest, holder: Holder) -> tasks_pb2.CompleteTaskResult:
-            try:
-                task = await self._queue.complete(
-                    request.task_id,
-                    holder,
-                    request.fencing_token,
-                    succeeded=request.succeeded,
-                    result_json=request.result_json,
-                    error=request.error,
-                )
-            except RegistryError as exc:
-                return tasks_pb2.CompleteTaskResult(refused=_refusal(exc))
-            return tasks_pb2.CompleteTaskResult(task=task_to_proto(task))
-
-        results = await asyncio.gather(*(complete(c, h) for c, h in zip(request.completions, holders, strict=True)))
-        return tasks_pb2.CompleteTasksResponse(results=results)
+        if len({c.instance_id for c in completions}) != 1:
+            raise InvalidInput("completions", "must all name one instance_id (the holder; one call per instance)")
+        holder = reporter(completions[0].instance_id, current_caller(), "complete tasks")
+        reports = [
+            Completion(
+                task_id=c.task_id,
+                token=c.fencing_token,
+                succeeded=c.succeeded,
+                result_json=c.result_json,
+                error=c.error,
+            )
+            for c in completions
+        ]
+        return tasks_pb2.CompleteTasksResponse(
+            results=[
+                tasks_pb2.CompleteTaskResult(refused=_refusal(done))
+                if isinstance(done, RegistryError)
+                else tasks_pb2.CompleteTaskResult(task=task_to_proto(done))
+                for done in await self._queue.complete_many(reports, holder)
+            ]
+        )
 
     async def CancelTask(self, request: tasks_pb2.OperatorTaskRequest, _: Context) -> tasks_pb2.TaskResponse:
         task = await self._queue.cancel(request.task_id, operator_name(current_caller()), request.reason)

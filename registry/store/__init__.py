@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from meshwarden.registry.errors import RegistryError
 from meshwarden.registry.model import CatalogEvent, Instance, RemovalReason, Removed, Snapshot, Upserted
 from meshwarden.registry.store.records import (
     AuditEntry,
@@ -436,6 +437,16 @@ class TaskStore(Protocol):
     async def add(self, task: StoredTask, submitted: TaskTransition) -> tuple[StoredTask, bool]:
         """Stores a new task and its first move; when its idempotency key is taken, nothing is
         written and the first task with that key comes back with False."""
+        ...
+
+    async def add_many(self, tasks: Sequence[tuple[StoredTask, TaskTransition]]) -> list[tuple[StoredTask, bool]]:
+        """`add` for each (task, its first move), in one transaction, answers in order."""
+        ...
+
+    async def change_many(self, changes: Sequence[tuple[str, TaskChange]]) -> list[StoredTask | RegistryError | None]:
+        """`change` for each (task id, change) of different tasks, in one transaction: the
+        changed task, None for an unknown id, or the domain error its change raised (that one
+        writes nothing; the others are written)."""
         ...
 
     async def lease_oldest(

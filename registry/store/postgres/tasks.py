@@ -14,10 +14,11 @@ it ever did not, the transaction fails rather than overwrite a newer lease.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any, Final
 
-from meshwarden.registry.errors import StoreError
+from meshwarden.registry.errors import RegistryError, StoreError
 from meshwarden.registry.store.postgres.database import Connection, Database
 from meshwarden.registry.store.task_records import StoredTask, TaskChange, TaskFilter, TaskTransition
 
@@ -39,19 +40,45 @@ class PostgresTasks:
         self._db = db
 
     async def add(self, task: StoredTask, submitted: TaskTransition) -> tuple[StoredTask, bool]:
-        async def work(connection: Connection) -> tuple[StoredTask, bool]:
-            # ON CONFLICT waits for a concurrent insert of the same key to commit, then does nothing
-            status = await connection.execute(
-                f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({_TASK_MARKS}) ON CONFLICT (idempotency_key) DO NOTHING",
-                *_values(task, _TASK_FIELDS),
+        [added] = await self.add_many([(task, submitted)])
+        return added
+
+    async def add_many(self, tasks: Sequence[tuple[StoredTask, TaskTransition]]) -> list[tuple[StoredTask, bool]]:
+        async def work(connection: Connection) -> list[tuple[StoredTask, bool]]:
+            added = [await _add(connection, task) for task, _ in tasks]
+            moves = [_transition_row(submitted) for (_, submitted), (_, new) in zip(tasks, added, strict=True) if new]
+            if moves:
+                await connection.executemany(_INSERT_TRANSITION, moves)
+            return added
+
+        return await self._db.write(work)
+
+    async def change_many(self, changes: Sequence[tuple[str, TaskChange]]) -> list[StoredTask | RegistryError | None]:
+        async def work(connection: Connection) -> list[StoredTask | RegistryError | None]:
+            # locked in id order, so two batches naming the same tasks cannot deadlock
+            rows = await connection.fetch(
+                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+                [task_id for task_id, _ in changes],
             )
-            if status != "INSERT 0 1":
-                first = await _one(connection, "idempotency_key = $1", (task.idempotency_key,))
-                if first is None:  # removed between the two statements: nothing removes tasks
-                    raise StoreError(f"task with idempotency key {task.idempotency_key!r} vanished")
-                return first, False
-            await _record(connection, submitted)
-            return task, True
+            locked = {task.id: task for task in map(_task, rows)}
+            results: list[StoredTask | RegistryError | None] = []
+            moves: list[tuple[object, ...]] = []
+            for task_id, change in changes:
+                task = locked.get(task_id)
+                if task is None:
+                    results.append(None)
+                    continue
+                try:
+                    changed, transitions = change(task)
+                except RegistryError as exc:  # the domain refused it; nothing of it is written
+                    results.append(exc)
+                    continue
+                await _update(connection, task, changed)
+                moves.extend(_transition_row(t) for t in transitions)
+                results.append(changed)
+            if moves:
+                await connection.executemany(_INSERT_TRANSITION, moves)
+            return results
 
         return await self._db.write(work)
 
@@ -136,6 +163,21 @@ class PostgresTasks:
         return await self._db.read(work)
 
 
+async def _add(connection: Connection, task: StoredTask) -> tuple[StoredTask, bool]:
+    """Inserts the task, or answers the first with its idempotency key (and False)."""
+    # ON CONFLICT waits for a concurrent insert of the same key to commit, then does nothing
+    status = await connection.execute(
+        f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({_TASK_MARKS}) ON CONFLICT (idempotency_key) DO NOTHING",
+        *_values(task, _TASK_FIELDS),
+    )
+    if status == "INSERT 0 1":
+        return task, True
+    first = await _one(connection, "idempotency_key = $1", (task.idempotency_key,))
+    if first is None:  # nothing removes tasks
+        raise StoreError(f"task with idempotency key {task.idempotency_key!r} vanished")
+    return first, False
+
+
 async def _apply(connection: Connection, task: StoredTask, change: TaskChange) -> StoredTask:
     """Writes what `change` makes of the locked `task`: the columns that moved, and its moves."""
     changed, transitions = change(task)
@@ -171,10 +213,6 @@ async def _update(connection: Connection, task: StoredTask, changed: StoredTask)
     )
     if status != "UPDATE 1":
         raise StoreError(f"task {task.id} changed under its row lock (token {task.fencing_token} is gone)")
-
-
-async def _record(connection: Connection, transition: TaskTransition) -> None:
-    await connection.execute(_INSERT_TRANSITION, *_transition_row(transition))
 
 
 def _transition_row(transition: TaskTransition) -> tuple[object, ...]:

@@ -11,10 +11,11 @@ column).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any, Final
 
-from meshwarden.registry.errors import StoreError
+from meshwarden.registry.errors import RegistryError, StoreError
 from meshwarden.registry.store.sqlite.database import Database
 from meshwarden.registry.store.task_records import StoredTask, TaskChange, TaskFilter, TaskTransition
 
@@ -38,15 +39,21 @@ class SqliteTasks:
         self._db = db
 
     async def add(self, task: StoredTask, submitted: TaskTransition) -> tuple[StoredTask, bool]:
-        def work(db: sqlite3.Connection) -> tuple[StoredTask, bool]:
-            # one statement for the usual case (a new key); the first task's row only when taken
-            if db.execute(_INSERT_TASK, _values(task, _TASK_FIELDS)).rowcount == 0:
-                first = _one(db, "idempotency_key = ?", (task.idempotency_key,))
-                if first is None:  # nothing removes tasks
-                    raise StoreError(f"task with idempotency key {task.idempotency_key!r} vanished")
-                return first, False
-            _record(db, submitted)
-            return task, True
+        return await self._db.write_batched(lambda db: _add(db, task, submitted))
+
+    async def add_many(self, tasks: Sequence[tuple[StoredTask, TaskTransition]]) -> list[tuple[StoredTask, bool]]:
+        return await self._db.write_batched(lambda db: [_add(db, task, submitted) for task, submitted in tasks])
+
+    async def change_many(self, changes: Sequence[tuple[str, TaskChange]]) -> list[StoredTask | RegistryError | None]:
+        def work(db: sqlite3.Connection) -> list[StoredTask | RegistryError | None]:
+            results: list[StoredTask | RegistryError | None] = []
+            for task_id, change in changes:
+                task = _one(db, "id = ?", (task_id,))
+                try:
+                    results.append(None if task is None else _apply(db, task, change))
+                except RegistryError as exc:  # raised by the change, before it wrote anything
+                    results.append(exc)
+            return results
 
         return await self._db.write_batched(work)
 
@@ -130,6 +137,17 @@ class SqliteTasks:
             return None if row[0] is None else float(row[0])
 
         return await self._db.read(work)
+
+
+def _add(db: sqlite3.Connection, task: StoredTask, submitted: TaskTransition) -> tuple[StoredTask, bool]:
+    # one statement for the usual case (a new key); the first task's row only when taken
+    if db.execute(_INSERT_TASK, _values(task, _TASK_FIELDS)).rowcount == 0:
+        first = _one(db, "idempotency_key = ?", (task.idempotency_key,))
+        if first is None:  # nothing removes tasks
+            raise StoreError(f"task with idempotency key {task.idempotency_key!r} vanished")
+        return first, False
+    _record(db, submitted)
+    return task, True
 
 
 def _apply(db: sqlite3.Connection, task: StoredTask, change: TaskChange) -> StoredTask:

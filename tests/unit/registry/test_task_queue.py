@@ -20,6 +20,7 @@ from meshwarden.registry.task_queue import (
     QUEUED,
     RUNNING,
     SUCCEEDED,
+    Completion,
     Holder,
     InvalidTransition,
     LeaseLost,
@@ -30,9 +31,6 @@ from meshwarden.registry.task_queue import (
 from meshwarden.v1 import controls_pb2
 from tests.unit.registry.conftest import WITHOUT_RECEIPT_TASK_COLUMN
 from tests.unit.sidecar.fakes import FakeClock
-
-# The task store has no PostgreSQL implementation yet: the tests run on SQLite alone.
-
 
 A = Holder(instance_id="worker-a", agent="worker")
 B = Holder(instance_id="worker-b", agent="worker")
@@ -107,6 +105,44 @@ async def test_lease_many_takes_the_oldest_in_one_call_and_can_start_them(stores
     assert await queue.lease_many(B, ("refund",), 5) == []
     with pytest.raises(InvalidInput, match="max_tasks"):
         await queue.lease_many(B, ("refund",), 65)
+
+
+async def test_many_submissions_and_completions_in_one_call_each_checked_alone(stores: Stores) -> None:
+    queue = TaskQueue(stores.tasks, FakeClock())
+
+    def submission(kind: str, key: str) -> Submission:
+        return Submission(kind=kind, workflow_id="wf-2", input_json="{}", idempotency_key=key)
+
+    with pytest.raises(InvalidInput) as bad:
+        await queue.submit_many([submission("refund", "a"), submission("", "b")], "operator")
+    assert bad.value.field == "tasks[1].kind"
+    assert await queue.find(TaskFilter(workflow_id="wf-2")) == []  # a bad one stores none of them
+    added = await queue.submit_many([submission("refund", k) for k in ("a", "b", "a", "c")], "operator")
+    assert [created for _, created in added] == [True, True, False, True]
+    assert added[2][0].id == added[0][0].id  # the repeated key answers the first task
+
+    held = await queue.lease_many(A, ("refund",), 3, start=True)
+    await queue.requeue(held[1].id, "operator", "moved")  # its token 1 is stale from now on
+    done = await queue.complete_many(
+        [
+            Completion(task_id=held[0].id, token=1, succeeded=True, result_json='{"ok": true}'),
+            Completion(task_id=held[1].id, token=1, succeeded=True),
+            Completion(task_id="task-nope", token=1, succeeded=True),
+            Completion(task_id=held[2].id, token=1, succeeded=False, result_json="not json"),
+            Completion(task_id=held[2].id.upper(), token=1, succeeded=False, error="gave up"),
+        ],
+        A,
+    )
+    assert [type(d).__name__ for d in done] == [
+        "StoredTask",
+        "LeaseLost",
+        "UnknownTask",
+        "InvalidInput",
+        "UnknownTask",
+    ]
+    assert (await queue.show(held[0].id))[0].state == SUCCEEDED
+    assert (await queue.show(held[1].id))[0].state == QUEUED  # the stale completion wrote nothing
+    assert (await queue.show(held[2].id))[0].state == RUNNING
 
 
 async def test_a_lapsed_lease_is_queued_again_the_old_token_is_refused_and_the_last_attempt_expires(
