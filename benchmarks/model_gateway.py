@@ -2,7 +2,7 @@
 calling the provider directly, in the same run.
 
     PYTHONPATH=. .venv/bin/python benchmarks/model_gateway.py [--calls 1000] [--rounds 10] [--output json]
-        [--ab-tree CHECKOUT] [--unix] [--no-stream] [--py-spy DIR]
+        [--ab-tree CHECKOUT] [--unix] [--base-unix] [--no-stream] [--py-spy DIR]
 
 One stand-in provider process (meshwarden.demo.model_provider), a registry, and one sidecar
 whose signed bundle declares the stand-in in models.json (an allow-all policy, so Cedar still

@@ -2,7 +2,7 @@
 against calling the same MCP server directly, in the same run.
 
     PYTHONPATH=. .venv/bin/python benchmarks/tool_gateway.py [--calls 400] [--rounds 4] [--output table|json]
-        [--ab-tree CHECKOUT] [--unix] [--py-spy DIR]
+        [--ab-tree CHECKOUT] [--unix] [--base-unix] [--oauth] [--py-spy DIR]
 
 Starts a real registry, the demo's ticket MCP server (official `mcp` package, streamable HTTP,
 JSON responses, stateless) and a real sidecar whose signed bundle declares that server and
@@ -20,7 +20,10 @@ Added latency = sidecar p50 - direct p50.
 against the code before it, on the same loaded machine. `--unix` puts the sidecar's gateway on a
 Unix socket (`--gateway-listen unix:PATH`), the agent's client reaching it through an httpx
 transport with `uds=`; `--base-unix` the base sidecar's (`--ab-tree .` with `--unix`: TCP against
-a Unix socket, same code). `--py-spy DIR` records the sidecar over the measured rounds (it slows
+a Unix socket, same code). `--oauth` puts the server behind OAuth client credentials (the tests'
+authorization server stand-in and their ticket server, which introspects each token at it): only
+the sidecars hold a token, so there is no direct path, and "added" is against the base sidecar
+(or nothing). `--py-spy DIR` records the sidecar over the measured rounds (it slows
 the sidecar: take CPU figures from a run without it).
 """
 
@@ -60,6 +63,9 @@ from meshwarden.supervise import Child, meshwarden_argv, registry_health_tls, st
 from meshwarden.v1 import registry_pb2
 
 BUNDLE_KEY_ID = "bench"
+TESTS = Path(__file__).resolve().parents[1] / "tests" / "integration"  # the OAuth stand-ins (--oauth)
+OAUTH_CLIENT = "bench-client"
+OAUTH_SECRET = "bench-oauth-secret-" + "s" * 24
 
 READ_TICKET_SHA256 = "c8580a70a2c52497b83c5c9433f548e4bd4fa6d77f7abe377afc7baa4e8d20e3"
 TOOL_SCHEMA = """
@@ -104,7 +110,7 @@ def cpu_s(pid: int) -> float:
     return total / 1e9
 
 
-def tool_bundle(directory: Path, server_url: str) -> tuple[bytes, Path]:
+def tool_bundle(directory: Path, server_url: str, oauth_issuer: str = "") -> tuple[bytes, Path]:
     keys = keygen(directory / "signing", BUNDLE_KEY_ID)
     trusted = directory / "trusted"
     trusted.mkdir(parents=True)
@@ -115,22 +121,51 @@ def tool_bundle(directory: Path, server_url: str) -> tuple[bytes, Path]:
         policy.unlink()
     (source / "policies" / "tools.cedar").write_text(POLICY)
     (source / "schema.cedarschema").write_text((source / "schema.cedarschema").read_text() + TOOL_SCHEMA)
+    credential = (
+        f'credential = {{ name = "tickets-oauth", scheme = "oauth_client_credentials", issuer = "{oauth_issuer}", '
+        f'client_id = "{OAUTH_CLIENT}", scope = "tickets.read" }}\n'
+        if oauth_issuer
+        else ""
+    )
     (source / "mcp_servers.toml").write_text(
-        f'[servers.tickets]\nurl = "{server_url}"\n[servers.tickets.tools.read_ticket]\n'
+        f'[servers.tickets]\nurl = "{server_url}"\n{credential}[servers.tickets.tools.read_ticket]\n'
         f'risk = "read"\ninput_schema_sha256 = "{READ_TICKET_SHA256}"\n'
     )
     return sign(encode(build(source).artifact), load_private_key(keys.private_key), BUNDLE_KEY_ID), trusted
 
 
-async def start_tickets() -> tuple[asyncio.subprocess.Process, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "meshwarden.demo.tickets_mcp", "--http", "0", stdout=asyncio.subprocess.PIPE
-    )
+async def start_ready(argv: list[str], what: str) -> tuple[asyncio.subprocess.Process, str]:
+    """A process that prints `ready URL` once it serves; the URL."""
+    process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE)
     line = (await process.stdout.readline()).decode() if process.stdout is not None else ""
     if not line.startswith("ready "):
         process.kill()
-        raise SystemExit(f"the ticket MCP server did not start: {line!r}")
+        raise SystemExit(f"{what} did not start: {line!r}")
     return process, line.split()[1]
+
+
+async def start_tickets() -> tuple[asyncio.subprocess.Process, str]:
+    return await start_ready(
+        [sys.executable, "-m", "meshwarden.demo.tickets_mcp", "--http", "0"], "the ticket MCP server"
+    )
+
+
+async def start_oauth(work: Path) -> tuple[list[asyncio.subprocess.Process], str, str]:
+    """The tests' OAuth authorization server stand-in and their ticket server protected by it
+    (tokens introspected at the issuer on every request); (processes, issuer, server URL)."""
+    secret = work / "oauth-client-secret"
+    secret.write_text(OAUTH_SECRET)
+    token_server, issuer = await start_ready(
+        [sys.executable, str(TESTS / "oauth_token_server.py"), "--client-id", OAUTH_CLIENT]
+        + ["--client-secret-file", str(secret), "--scope", "tickets.read", "--log", str(work / "oauth.log")],
+        "the OAuth server stand-in",
+    )
+    tickets, url = await start_ready(
+        [sys.executable, str(TESTS / "mcp_servers" / "tickets_server.py"), "--http", "0"]
+        + ["--oauth-issuer", issuer, "--oauth-scope", "tickets.read"],
+        "the OAuth-protected ticket server",
+    )
+    return [token_server, tickets], issuer, url
 
 
 def client(url: str, token: str = "", uds: str = "") -> Client:
@@ -152,6 +187,7 @@ async def start_sidecar(
             *("--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"),
             *("--gateway-listen", gateway, "--data-dir", str(work / name)),
             *("--bundle-keys", str(trusted), "--api-token-file", str(work / "agent-token")),
+            *("--tool-credentials-dir", str(work / "tool-credentials")),
         ),
         log_dir=work / "logs",
         env=env,
@@ -195,7 +231,7 @@ async def timed_calls(call: Callable[[], Awaitable[Any]], count: int) -> list[fl
 
 async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     children: list[Child] = []
-    tickets: asyncio.subprocess.Process | None = None
+    servers: list[asyncio.subprocess.Process] = []
     try:
         registry_dir = work / "registry"
         registry = await start(
@@ -209,13 +245,22 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             health_tls=registry_health_tls,
         )  # fmt: skip
         children.append(registry)
-        tickets, tickets_url = await start_tickets()
-        artifact, trusted = await asyncio.to_thread(tool_bundle, work / "policy", tickets_url)
+        issuer = ""
+        if args.oauth:
+            servers, issuer, tickets_url = await start_oauth(work)
+        else:
+            tickets, tickets_url = await start_tickets()
+            servers = [tickets]
+        artifact, trusted = await asyncio.to_thread(tool_bundle, work / "policy", tickets_url, issuer)
         await push_bundle(registry, registry_dir, artifact)
         token_file = work / "agent-token"
         token_file.write_text("bench-agent-token-" + "x" * 30)
         token_file.chmod(0o600)
         token = token_file.read_text()
+        credentials = work / "tool-credentials"
+        credentials.mkdir(mode=0o700)
+        (credentials / "tickets-oauth").write_text(OAUTH_SECRET)  # the client secret, for --oauth
+        (credentials / "tickets-oauth").chmod(0o600)
         sidecars = {"sidecar": await start_sidecar("sidecar", work, registry, trusted, {}, args.unix)}
         children.append(sidecars["sidecar"])
         if args.ab_tree:  # the same sidecar, importing meshwarden from the other checkout
@@ -223,11 +268,12 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             sidecars["base"] = await start_sidecar("sidecar-base", work, registry, trusted, env, args.base_unix)
             children.append(sidecars["base"])
         log(f"MCP server {tickets_url}, sidecar gateway {sidecars['sidecar'].addresses['gateway']}")
-        samples: dict[str, list[float]] = {"direct": [], **{name: [] for name in sidecars}}
+        paths = list(sidecars) if args.oauth else ["direct", *sidecars]  # behind OAuth: only the sidecars hold a token
+        samples: dict[str, list[float]] = {name: [] for name in paths}
         spent_s = dict.fromkeys(sidecars, 0.0)
         wall_s = dict.fromkeys(sidecars, 0.0)
         async with contextlib.AsyncExitStack() as stack:
-            clients = {"direct": await stack.enter_async_context(client(tickets_url))}
+            clients = {} if args.oauth else {"direct": await stack.enter_async_context(client(tickets_url))}
             for name, sidecar in sidecars.items():
                 clients[name] = await stack.enter_async_context(sidecar_client(sidecar, token))
             tools = {name: "tickets.read_ticket" for name in sidecars} | {"direct": "read_ticket"}
@@ -272,20 +318,22 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     finally:
         for child in reversed(children):
             await child.stop()
-        if tickets is not None and tickets.returncode is None:
-            tickets.terminate()
-            await tickets.wait()
-    direct = samples["direct"]
+        for server in servers:
+            if server.returncode is None:
+                server.terminate()
+                await server.wait()
+    reference = samples["direct" if "direct" in samples else "base" if "base" in samples else "sidecar"]
     return {
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "gateway_transport": {
             "sidecar": "unix socket" if args.unix else "tcp loopback",
             **({"base": "unix socket" if args.base_unix else "tcp loopback"} if args.ab_tree else {}),
         },
-        "calls_per_path": len(direct),
+        "calls_per_path": len(reference),
+        "upstream": "behind OAuth client credentials" if args.oauth else "no credential",
         "ms": {name: summary(values) for name, values in samples.items()},
         "added_p50_ms": {
-            name: round(statistics.median(samples[name]) - statistics.median(direct), 3) for name in spent_s
+            name: round(statistics.median(samples[name]) - statistics.median(reference), 3) for name in spent_s
         },
         "sidecar_cpu_ms_per_call": {
             name: round((spent - idle_cpu_s[name]) * 1000 / len(samples[name]), 3) for name, spent in spent_s.items()
@@ -314,6 +362,7 @@ def main() -> None:
     parser.add_argument("--ab-tree", default="", help="a checkout: a second sidecar (`base`) runs its code")
     parser.add_argument("--unix", action="store_true", help="the sidecar's gateway on a Unix socket")
     parser.add_argument("--base-unix", action="store_true", help="the base sidecar's gateway on a Unix socket")
+    parser.add_argument("--oauth", action="store_true", help="the MCP server behind OAuth (the tests' stand-ins)")
     parser.add_argument("--py-spy", type=Path, default=None, help="record the sidecar with py-spy into this directory")
     args = parser.parse_args()
     if args.py_spy:
