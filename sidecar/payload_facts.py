@@ -34,7 +34,7 @@ class PayloadFacts:
         self._forget(b"")
 
     def sha256(self, payload: bytes) -> str:
-        """ "sha256:<hex>" of the payload (meshwarden.receipt_hash.payload_digest)."""
+        """The payload's digest as "sha256:<hex>" (meshwarden.receipt_hash.payload_digest)."""
         self._about(payload)
         if self._sha256 is None:
             self._sha256 = payload_digest(payload)
