@@ -149,10 +149,10 @@ class Call:
         """The payload as strict JSON (strict_json.loads); raises its ValueError. Do not change it."""
         return self.payload_facts.json(self.payload)
 
-    @property
     def cedar_arguments(self) -> dict[str, object]:
         """The payload as Cedar's mapping reads it (cedar_values.parse_arguments); raises its
-        ArgumentsNotMappable. Do not change it."""
+        ArgumentsNotMappable. Do not change it. A method, so that the policy stage can hand
+        it to a decision that parses only when some policy reads the arguments."""
         return self.payload_facts.cedar_arguments(self.payload)
 
 

@@ -38,17 +38,16 @@ class PolicyGate:
             cost_estimate_micro_usd=call.cost_estimate_micro_usd,
         )
         caller = Caller(call.caller.agent, call.caller.spiffe_id)
-        arguments = lambda: call.cedar_arguments  # noqa: E731  parsed once per call, if a policy reads them
         try:
             if call.kind == "tool":  # Action::"CallTool" on the declared Tool (the tool check found it)
                 tool = active.mcp_servers.tool(call.capability)
                 decision = (
-                    active.decide_tool(caller, tool, arguments, facts)
+                    active.decide_tool(caller, tool, call.cedar_arguments, facts)
                     if tool is not None
                     else Decision(False, (), f"{active.label} declares no MCP tool {call.capability}")
                 )
             else:
-                decision = active.decide(self.direction, caller, call.capability, arguments, facts)
+                decision = active.decide(self.direction, caller, call.capability, call.cedar_arguments, facts)
         except ArgumentsNotMappable as exc:
             raise BadPayload(str(exc)) from exc
         call.record.policy_decision = "allow" if decision.allowed else "deny"

@@ -75,7 +75,7 @@ class ToolCheck:
 
     def _validate(self, call: Call, live: LiveTool) -> None:
         try:
-            arguments = call.cedar_arguments if call.payload else parse_arguments(b"{}")
+            arguments = call.cedar_arguments() if call.payload else parse_arguments(b"{}")
         except ArgumentsNotMappable as exc:
             raise BadPayload(f"arguments of {call.capability}: {exc}") from exc
         validator = self._validator(live)

@@ -42,14 +42,14 @@ def test_a_refusal_is_the_same_as_strict_json_gives_and_is_kept(payload: bytes) 
 
 def test_cedar_arguments_are_parse_arguments_and_parsed_once() -> None:
     first = call(payload=b'{"amount": 12.5}')
-    arguments = first.cedar_arguments
+    arguments = first.cedar_arguments()
     assert arguments == parse_arguments(b'{"amount": 12.5}')
-    assert replace(first, attempt=2).cedar_arguments is arguments
+    assert replace(first, attempt=2).cedar_arguments() is arguments
     repeated = call(payload=b'{"a": 1, "a": 2}')
     with pytest.raises(ArgumentsNotMappable) as info:
-        _ = repeated.cedar_arguments
+        _ = repeated.cedar_arguments()
     with pytest.raises(ArgumentsNotMappable) as again:
-        _ = repeated.cedar_arguments
+        _ = repeated.cedar_arguments()
     assert again.value is info.value and "appears twice" in str(info.value)
 
 
