@@ -141,7 +141,7 @@ class Call:
 
     @property
     def payload_sha256(self) -> str:
-        """ "sha256:<hex>" of the payload, as receipts, approvals and the tool check name it."""
+        """The payload's digest, "sha256:<hex>", as receipts, approvals and the tool check name it."""
         return self.payload_facts.sha256(self.payload)
 
     @property
