@@ -24,6 +24,7 @@ from meshwarden.registry.store.postgres.migrations import SCHEMA_VERSION, STEPS
 from meshwarden.registry.store.postgres.outcomes import PostgresOutcomes
 from meshwarden.registry.store.postgres.receipts import PostgresReceipts
 from meshwarden.registry.store.postgres.routes import PostgresRoutes
+from meshwarden.registry.store.postgres.sessions import PostgresSessions, fill_missing
 from meshwarden.registry.store.postgres.shared_files import PostgresSharedFiles
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,12 @@ async def open_postgres(url: str, *, event_log_retention: int, tasks: TaskStore,
             await migrations.migrate(db)
         else:
             await migrations.check(db)
+        filled = await fill_missing(db)
     except BaseException:
         await db.close()
         raise
+    if filled:
+        log.info("computed the aggregates of %d sessions stored before they were kept", filled)
     stores = stores_over(db, event_log_retention=event_log_retention, tasks=tasks)
     log.info("opened %s at catalog revision %d", db.location, await stores.catalog.revision())
     return stores
@@ -66,6 +70,7 @@ def stores_over(db: Database, *, event_log_retention: int, tasks: TaskStore) -> 
         audit=PostgresAudit(db),
         receipts=PostgresReceipts(db),
         outcomes=PostgresOutcomes(db),
+        sessions=PostgresSessions(db),
         join_tokens=PostgresJoinTokens(db),
         approvals=PostgresApprovals(db),
         budgets=PostgresBudgets(db),

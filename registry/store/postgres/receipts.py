@@ -22,6 +22,7 @@ from meshwarden.registry import receipt_chain
 from meshwarden.registry.errors import StoreError
 from meshwarden.registry.receipt_verification import verify_chain
 from meshwarden.registry.store.postgres.database import Connection, Database
+from meshwarden.registry.store.postgres.sessions import store_aggregates
 from meshwarden.registry.store.receipt_columns import COLUMNS, Row, columns_of
 from meshwarden.registry.store.records import ChainHead, ChainVerdict, StoredHead, ToolCallQuery
 from meshwarden.v1 import receipts_pb2
@@ -72,6 +73,7 @@ class PostgresReceipts:
             )
             if added.new:
                 await _record_signed_head(connection, signed_head, shipper_spiffe_id)
+                await store_aggregates(connection, added.new)
             return added.head_seq
 
         return await self._db.write(work)
