@@ -169,7 +169,10 @@ class PostgresLeases:
             values.append(agent)
             conditions.append(f"agent = ${len(values)}")
         if live_at is not None:
-            values.append(live_at)
+            # A lease that lapsed while this replica could not reach the database (no renewal
+            # could be written) counts as live if it was live when the database went away.
+            lost_at = self._db.lost_since(live_at)
+            values.append(live_at if lost_at is None else min(live_at, lost_at))
             conditions.append(f"lease_expires_at > ${len(values)}")
         sql = f"UPDATE instances SET {', '.join(sets)} WHERE {' AND '.join(conditions)}"
 
