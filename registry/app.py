@@ -183,7 +183,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             receipts=receipts,
             sessions=SessionQueries(receipts, outcomes, stores.sessions, clock),
             controls=controls,
-            acks=Acknowledgements(clock),
+            acks=Acknowledgements(clock, stores.control_watchers),
             audit=audit,
             clock=clock,
             health=health,
@@ -226,6 +226,8 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
         ]
         if parts.follower is not None:
             background.append(tasks.supervise("replica-follower", parts.follower.follow_forever))
+        if stores.control_watchers is not None:
+            background.append(tasks.supervise("control-watchers-sharing", parts.acks.share_forever))
         try:
             await _serve(config, parts, own_svid.current, stop, on_ready)
         finally:

@@ -15,6 +15,7 @@ from meshwarden.registry.store.postgres.budgets import PostgresBudgets
 from meshwarden.registry.store.postgres.bundles import PostgresBundles
 from meshwarden.registry.store.postgres.catalog import PostgresCatalog, PostgresLeases
 from meshwarden.registry.store.postgres.changes import PostgresChangeFeed
+from meshwarden.registry.store.postgres.control_watchers import PostgresControlWatchers
 from meshwarden.registry.store.postgres.controls import PostgresControls
 from meshwarden.registry.store.postgres.database import Database, redacted
 from meshwarden.registry.store.postgres.health_reports import PostgresHealthReports
@@ -71,6 +72,7 @@ def stores_over(db: Database, *, event_log_retention: int, tasks: TaskStore) -> 
         receipts=PostgresReceipts(db),
         outcomes=PostgresOutcomes(db),
         sessions=PostgresSessions(db),
+        control_watchers=PostgresControlWatchers(db),
         join_tokens=PostgresJoinTokens(db),
         approvals=PostgresApprovals(db),
         budgets=PostgresBudgets(db),

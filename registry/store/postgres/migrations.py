@@ -309,6 +309,22 @@ CREATE TABLE receipt_checkpoints (
 INSERT INTO meta (key, value) SELECT 'session_aggregates_filled', CASE WHEN EXISTS (SELECT 1 FROM receipts) THEN 0 ELSE 1 END;
 """,
     ),
+    Step(
+        "control watchers: the sidecars watching each replica and the controls revision each acknowledged",
+        """
+CREATE TABLE registry_replicas (
+    replica_id TEXT PRIMARY KEY,
+    seen_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE control_watchers (
+    replica_id TEXT NOT NULL REFERENCES registry_replicas (replica_id) ON DELETE CASCADE,
+    instance_id TEXT NOT NULL,
+    spiffe_id TEXT NOT NULL,
+    acknowledged BIGINT NOT NULL,
+    PRIMARY KEY (replica_id, instance_id, spiffe_id)
+);
+""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(STEPS)
