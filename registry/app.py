@@ -253,9 +253,7 @@ async def _open_stores(config: RegistryConfig, db: Database) -> Stores:
         return stores_over(db, event_log_retention=config.event_log_retention)
     from meshwarden.registry.store.postgres import open_postgres  # asyncpg only when asked for
 
-    return await open_postgres(
-        config.store, event_log_retention=config.event_log_retention, tasks=SqliteTasks(db)
-    )
+    return await open_postgres(config.store, event_log_retention=config.event_log_retention, tasks=SqliteTasks(db))
 
 
 def _make_shared_files(config: RegistryConfig, clock: Clock) -> None:

@@ -76,6 +76,12 @@ class CatalogStore(Protocol):
         revision; None (nothing written, no revision used) when the id is taken."""
         ...
 
+    async def add_all(self, instances: Sequence[Instance]) -> list[Upserted | None]:
+        """`add` for each instance in order, in one transaction (one commit for all): an
+        answer per instance, None for each whose id was taken (by the catalog or earlier in
+        the list)."""
+        ...
+
     async def remove(self, instance_id: str, reason: RemovalReason) -> Removed | None:
         """Removes the instance and logs the event at the next revision; None (and no
         revision used) when it is not in the catalog."""
