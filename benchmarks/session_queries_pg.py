@@ -34,7 +34,6 @@ from meshwarden.registry.outcomes import Outcomes
 from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.session_queries import SessionQueries
 from meshwarden.registry.store.postgres import Database, stores_over
-from meshwarden.registry.store.postgres.database import Connection
 from meshwarden.registry.store.sqlite import Database as SqliteDatabase
 from meshwarden.registry.store.sqlite.tasks import SqliteTasks
 from meshwarden.v1 import receipts_pb2
@@ -72,14 +71,11 @@ async def copy_rows(url: str, copies: int) -> float:
     db = await Database.connect(url)
     try:
         started = time.perf_counter()
-
-        async def work(connection: Connection) -> None:
-            for statement in _COPY:
-                await connection.execute(statement, copies)
-
-        await db.write(work)
-        connection = await db.connection()
+        connection = await db.connection()  # no command timeout: a copy takes minutes
         try:
+            async with connection.transaction():
+                for statement in _COPY:
+                    await connection.execute(statement, copies)
             await connection.execute("VACUUM ANALYZE")
         finally:
             await connection.close()
@@ -98,6 +94,8 @@ async def measure(url: str, calls: int, copies: int, repeat: int) -> None:
         issuer = Issuer.ephemeral("meshwarden.local", clock)
         receipts = Receipts(stores.receipts, clock, trust_bundle_pem=issuer.bundle_pem)
         outcomes = Outcomes(stores.outcomes, clock)
+        if await receipts.count():
+            raise SystemExit("the database holds receipts already: give a migrated, empty one")
         started = time.perf_counter()
         await fill(receipts, outcomes, issuer, calls)
         fill_s = time.perf_counter() - started
