@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
-from pathlib import Path
 
 from session_queries import (  # beside this script: python puts its folder on sys.path
     OPERATOR,
@@ -34,8 +32,6 @@ from meshwarden.registry.outcomes import Outcomes
 from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.session_queries import SessionQueries
 from meshwarden.registry.store.postgres import Database, stores_over
-from meshwarden.registry.store.sqlite import Database as SqliteDatabase
-from meshwarden.registry.store.sqlite.tasks import SqliteTasks
 from meshwarden.v1 import receipts_pb2
 
 # Each copy g gets ids suffixed "~g": sessions, chains and calls stay unique.
@@ -87,9 +83,7 @@ async def copy_rows(url: str, copies: int) -> float:
 async def measure(url: str, calls: int, copies: int, repeat: int) -> None:
     clock = SystemClock()
     db = await Database.connect(url)
-    local = tempfile.TemporaryDirectory()  # tasks are each replica's own SQLite file: unused here
-    tasks_db = SqliteDatabase.open(Path(local.name))
-    stores = stores_over(db, event_log_retention=100, tasks=SqliteTasks(tasks_db))
+    stores = stores_over(db, event_log_retention=100)
     try:
         issuer = Issuer.ephemeral("meshwarden.local", clock)
         receipts = Receipts(stores.receipts, clock, trust_bundle_pem=issuer.bundle_pem)
@@ -128,8 +122,6 @@ async def measure(url: str, calls: int, copies: int, repeat: int) -> None:
         print(f"longest event-loop stall meanwhile: {watch.longest_s:.3f} s")
     finally:
         await db.close()
-        tasks_db.close()
-        local.cleanup()
 
 
 def main() -> None:

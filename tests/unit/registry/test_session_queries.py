@@ -102,8 +102,7 @@ async def store(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator
 
     url = fresh_database(request.getfixturevalue("postgres_cluster"), request.getfixturevalue("postgres_template"))
     pg = await PgDatabase.connect(url)
-    local = stores_over(Database.open(tmp_path), event_log_retention=10)
-    stores = pg_stores_over(pg, event_log_retention=10, tasks=local.tasks)
+    stores = pg_stores_over(pg, event_log_retention=10)
 
     async def keep_pg(connection: Any) -> None:
         await insert_rows_pg(connection, receipts)
@@ -114,7 +113,6 @@ async def store(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator
         yield _Store(stores, receipts)
     finally:
         await stores.close()
-        await local.close()
 
 
 class _Store:
