@@ -7,8 +7,8 @@ PERMISSION_DENIED, an unknown or
 expired lease NOT_FOUND, a watcher cut off or a storage failure UNAVAILABLE (clients retry);
 anything else is a bug: INTERNAL with a generic message, while the full traceback goes to
 the registry's log (a storage failure is logged as its message, which names the database
-and the cause: while a database is down every call fails alike). Each refusal is logged once, with its reason and never a secret. No
-exception ends the process.
+and the cause: while a database is down every call fails alike). Each refusal is logged
+once, with its reason and never a secret. No exception ends the process.
 """
 
 from __future__ import annotations
