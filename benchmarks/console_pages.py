@@ -42,6 +42,7 @@ from meshwarden.registry.session_queries import SessionQueries
 from meshwarden.registry.store.sqlite import stores_over
 from meshwarden.registry.store.sqlite.database import Database
 from meshwarden.registry.task_queue import TaskQueue
+from meshwarden.schema_hash import schema_hash
 
 PAGES = ("/map", "/map?window=1h", "/sessions", "/costs", "/approvals", "/kills", "/tasks", "/bundles", "/audit")
 
@@ -75,7 +76,7 @@ async def measure(agents: int, calls: int, repeat: int) -> list[tuple[str, float
                         agent=f"agent-{n:04d}",
                         version=f"1.{n % 3}.0",
                         peer_address="127.0.0.1:7411",
-                        capabilities=(Capability(name=f"cap.{n}", schema_hash="sha256:" + "0" * 64),),
+                        capabilities=(Capability(name=f"cap.{n}", schema_hash=schema_hash({}, {})),),
                     )
                 )
             issuer = Issuer.ephemeral("meshwarden.local", clock)

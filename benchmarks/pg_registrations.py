@@ -24,12 +24,13 @@ from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.model import Capability, InstanceSpec
 from meshwarden.registry.store.postgres import Database
 from meshwarden.registry.store.postgres.catalog import PostgresCatalog, PostgresLeases
+from meshwarden.schema_hash import schema_hash
 
 SPEC = InstanceSpec(
     agent="bench",
     version="1.0.0",
     peer_address="127.0.0.1:7411",
-    capabilities=tuple(Capability(name=f"bench.c{n}", schema_hash="sha256:" + "0" * 64) for n in range(5)),
+    capabilities=tuple(Capability(name=f"bench.c{n}", schema_hash=schema_hash({}, {})) for n in range(5)),
     spiffe_id="spiffe://meshwarden.local/agent/bench",
 )
 
@@ -73,9 +74,21 @@ def main() -> None:
     start_at = time.time() + 3.0  # every process connected and loaded by then
     children = [
         subprocess.Popen(
-            [sys.executable, __file__, "--store", options.store, "--registrations", str(each),
-             "--concurrency", str(options.concurrency), "--start-at", str(start_at)],
-            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+            [
+                sys.executable,
+                __file__,
+                "--store",
+                options.store,
+                "--registrations",
+                str(each),
+                "--concurrency",
+                str(options.concurrency),
+                "--start-at",
+                str(start_at),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
         )  # fmt: skip
         for _ in range(options.processes)
     ]

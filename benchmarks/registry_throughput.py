@@ -42,6 +42,7 @@ from meshwarden.identity.svid import svid_from_pem
 from meshwarden.receipt_hash import receipt_hash
 from meshwarden.receipt_signing import sign_head
 from meshwarden.registry_client import RegistryTrust, registry_channel, registry_stub
+from meshwarden.schema_hash import schema_hash
 from meshwarden.v1 import catalog_pb2, identity_pb2, identity_pb2_grpc, receipts_pb2, receipts_pb2_grpc, registry_pb2
 
 TICK_S = 0.002
@@ -209,7 +210,7 @@ async def run_phases(children: list[Child], options: argparse.Namespace) -> None
         agent="bench",
         version="1.0.0",
         peer_address="127.0.0.1:7411",
-        capabilities=[catalog_pb2.Capability(name=f"bench.c{n}", schema_hash="sha256:" + "0" * 64) for n in range(5)],
+        capabilities=[catalog_pb2.Capability(name=f"bench.c{n}", schema_hash=schema_hash({}, {})) for n in range(5)],
     )
     ids: list[str] = []
     print(f"{'phase':<10} {'ops/s':>9} {'loop max ms':>12} {'loop p99 ms':>12} {'stalls >10ms':>13}")

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 
 from meshwarden.clock import SystemClock
 from meshwarden.identity.svid import Svid
+from meshwarden.schema_hash import schema_hash
 from meshwarden.sidecar import config, pipeline
 from meshwarden.sidecar.agent_app import AgentApp
 from meshwarden.sidecar.bundle_loader import PolicyHolder
@@ -56,7 +57,9 @@ def _no_svid() -> Svid:
 def runtime(agent: str, instance_id: str) -> Runtime:
     cfg = config.load(argparse.Namespace(agent=agent, data_dir="/nonexistent", allow_without_policy="true"), {})
     catalog = Catalog()
-    echo = catalog_pb2.Capability(name="echo", input_schema_json=SCHEMA, schema_hash="sha256:" + "1" * 64)
+    echo = catalog_pb2.Capability(
+        name="echo", input_schema_json=SCHEMA, schema_hash=schema_hash(json.loads(SCHEMA), {})
+    )
     instances = [
         catalog_pb2.Instance(
             instance_id=f"echo-{n}",
@@ -124,7 +127,7 @@ def inbound_call(keyed: bool) -> Call:
         idempotency_key=uuid.uuid4().hex if keyed else "",
         target_instance_id="echo-1",
         claimed_caller="client",
-        schema_hash="sha256:" + "1" * 64,
+        schema_hash=schema_hash(json.loads(SCHEMA), {}),
     )
 
 

@@ -52,6 +52,7 @@ from meshwarden.identity.svid import svid_from_pem
 from meshwarden.registry.store.sqlite import open_sqlite
 from meshwarden.registry.task_queue import Holder, Submission, TaskQueue
 from meshwarden.registry_client import RegistryTrust, registry_channel
+from meshwarden.schema_hash import schema_hash
 from meshwarden.supervise import Child, meshwarden_argv, registry_health_tls, start
 from meshwarden.v1 import (
     catalog_pb2,
@@ -110,7 +111,9 @@ async def measure(registry: Child, work: Path, tasks: int, workers: int, batch: 
                 peer_address="127.0.0.1:7411",
                 capabilities=[
                     catalog_pb2.Capability(
-                        name=KIND, input_schema_json='{"type":"object"}', schema_hash="sha256:" + "f" * 64
+                        name=KIND,
+                        input_schema_json='{"type":"object"}',
+                        schema_hash=schema_hash({"type": "object"}, {}),
                     )
                 ],
             )

@@ -19,6 +19,7 @@ from meshwarden.addresses import AddressError, parse_host_port
 from meshwarden.names import AGENT_NAME, AGENT_NAME_RULE, CAPABILITY_NAME, CAPABILITY_NAME_RULE
 from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.model import Capability, InstanceSpec
+from meshwarden.schema_hash import schema_hash
 
 INSTANCE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # room for <agent>-<suffix>
 SCHEMA_HASH: Final = re.compile(r"sha256:[0-9a-f]{64}")
@@ -80,13 +81,14 @@ MAX_DEFAULT_TIMEOUT_MS = 3_600_000
 
 def _check_capability(capability: Capability, where: str) -> None:
     validate_capability_name(capability.name, f"{where}.name")
-    for field, text in (
-        (f"{where}.input_schema_json", capability.input_schema_json),
-        (f"{where}.output_schema_json", capability.output_schema_json),
-    ):
-        _check_schema(field, text)
+    input_schema = _check_schema(f"{where}.input_schema_json", capability.input_schema_json)
+    output_schema = _check_schema(f"{where}.output_schema_json", capability.output_schema_json)
     if not SCHEMA_HASH.fullmatch(capability.schema_hash):
         _refuse(f"{where}.schema_hash", "is required, as sha256:<64 lowercase hex digits>", capability.schema_hash)
+    if capability.schema_hash != (expected := schema_hash(input_schema, output_schema)):
+        # Sidecars key compiled validators by this hash: a wrong one would lend these schemas
+        # to every other capability that has the hash it claims.
+        _refuse(f"{where}.schema_hash", f"does not match the schemas, which hash to {expected}", capability.schema_hash)
     if capability.default_timeout_ms > MAX_DEFAULT_TIMEOUT_MS:
         _refuse(
             f"{where}.default_timeout_ms",
@@ -95,15 +97,17 @@ def _check_capability(capability: Capability, where: str) -> None:
         )
 
 
-def _check_schema(field: str, text: str) -> None:
-    if not text:
-        return  # empty means "any JSON value"
+def _check_schema(field: str, text: str) -> object:
+    """The schema `text` holds ({} for empty, "any JSON value"); InvalidInput unless it is one."""
+    if not text.strip():
+        return {}
     try:
         schema = json.loads(text)
     except ValueError as exc:
         raise InvalidInput(field, f"is not valid JSON: {exc}") from exc
     if not isinstance(schema, (dict, bool)):
         raise InvalidInput(field, f"must be a JSON Schema (an object or a boolean), got {_json_kind(schema)}")
+    return schema
 
 
 def _json_kind(value: object) -> str:

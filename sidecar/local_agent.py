@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import semantic_version
 
 from meshwarden.errors import BadPayload, Unreachable
+from meshwarden.schema_hash import schema_hash
 from meshwarden.sidecar.catalog import CapabilitySpec, Endpoint
-from meshwarden.sidecar.schemas import InvalidSchema, canonical_schema, schema_hash
+from meshwarden.sidecar.schemas import InvalidSchema, canonical_schema
 from meshwarden.v1 import catalog_pb2
 
 CAPABILITY_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,127}")

@@ -1,4 +1,5 @@
-"""JSON Schema contracts of capabilities: hashing, compiling once, validating payloads.
+"""JSON Schema contracts of capabilities: hashing (meshwarden.schema_hash), compiling once,
+validating payloads.
 
 A schema is compiled the first time its hash is seen and reused for every later call;
 the cache is bounded by the number of distinct schemas in the catalog, capped for safety.
@@ -6,7 +7,6 @@ the cache is bounded by the number of distinct schemas in the catalog, capped fo
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import OrderedDict
 
@@ -39,15 +39,6 @@ def canonical_schema(schema_json: str, *, where: str) -> object:
     except SchemaError as exc:
         raise InvalidSchema(f"{where} is not a valid JSON Schema: {exc.message}") from exc
     return schema
-
-
-def schema_hash(input_schema: object, output_schema: object) -> str:
-    """sha256 over the canonical JSON of both schemas: equal contracts hash equal, whatever
-    the key order or white space they were written with."""
-    canonical = json.dumps(
-        {"input": input_schema, "output": output_schema}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def parse_payload(payload: bytes, capability: str, what: str = "arguments") -> object:

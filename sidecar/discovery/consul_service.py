@@ -29,10 +29,11 @@ from dataclasses import dataclass
 from meshwarden.addresses import AddressError, parse_host_port
 from meshwarden.identity.spiffe_ids import agent_id
 from meshwarden.names import CAPABILITY_NAME
+from meshwarden.schema_hash import schema_hash
 from meshwarden.sidecar.catalog import CapabilitySpec
 from meshwarden.sidecar.discovery.consul_api import ServiceDefinition, ServiceEntry, TtlCheck
 from meshwarden.sidecar.local_agent import LocalAgent, Registration
-from meshwarden.sidecar.schemas import InvalidSchema, canonical_schema, schema_hash
+from meshwarden.sidecar.schemas import InvalidSchema, canonical_schema
 from meshwarden.v1 import catalog_pb2
 
 MESH_TAG = "meshwarden"

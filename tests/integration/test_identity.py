@@ -23,6 +23,7 @@ from meshwarden.identity.svid import Svid
 from meshwarden.registry.issuer import Issuer
 from meshwarden.registry.operators import OPERATOR_TOKEN_FILE
 from meshwarden.registry_client import mtls_address, registry_stub
+from meshwarden.schema_hash import schema_hash
 from meshwarden.supervise import meshwarden_argv
 from meshwarden.v1 import catalog_pb2, identity_pb2, identity_pb2_grpc, registry_pb2
 from tests.identity_helpers import FakeClock, enrol
@@ -30,7 +31,7 @@ from tests.integration.registry_process import RegistryProcess, start_registry
 
 pytestmark = pytest.mark.integration
 
-HASH = "sha256:" + "f" * 64
+HASH = schema_hash({}, {})
 TD = "meshwarden.local"
 
 

@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from meshwarden.cli import exit_codes
 from meshwarden.registry.operators import OPERATOR_TOKEN_FILE
+from meshwarden.schema_hash import schema_hash
 from meshwarden.supervise import meshwarden_argv
 from meshwarden.v1 import catalog_pb2, registry_pb2, registry_pb2_grpc
 from tests.integration.registry_process import RegistryProcess, start_registry
@@ -25,7 +26,7 @@ from tests.integration.registry_process import RegistryProcess, start_registry
 pytestmark = pytest.mark.integration
 
 HEARTBEAT_S = 0.3  # lease 0.75 s
-HASH = "sha256:" + "f" * 64
+HASH = schema_hash({"type": "object"}, {})
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import pytest
 from google.protobuf import duration_pb2
 
 from meshwarden.local_mesh import sidecar_argv
+from meshwarden.schema_hash import schema_hash
 from meshwarden.supervise import meshwarden_argv, start
 from meshwarden.v1 import catalog_pb2, controls_pb2, controls_pb2_grpc, registry_pb2, sidecar_pb2, sidecar_pb2_grpc
 from tests.integration.registry_process import RegistryProcess, start_registry
@@ -25,7 +26,7 @@ from tests.postgres_cluster import Cluster
 pytestmark = pytest.mark.integration
 
 HEARTBEAT_S = 0.5  # lease 1.25 s
-HASH = "sha256:" + "e" * 64
+HASH = schema_hash({"type": "object"}, {})
 CALLBACK_TOKEN = "replicas-test-callback-token-0123456789"
 LEADER_LINE = "now runs the work done once in the mesh"
 

@@ -16,6 +16,7 @@ from google.protobuf.duration_pb2 import Duration
 from meshwarden import task_fence
 from meshwarden.cli import exit_codes
 from meshwarden.registry.operators import OPERATOR_TOKEN_FILE
+from meshwarden.schema_hash import schema_hash
 from meshwarden.supervise import meshwarden_argv
 from meshwarden.v1 import catalog_pb2, registry_pb2, tasks_pb2, tasks_pb2_grpc
 from tests.integration.registry_process import RegistryProcess, start_registry
@@ -23,7 +24,7 @@ from tests.integration.registry_process import RegistryProcess, start_registry
 pytestmark = pytest.mark.integration
 
 HEARTBEAT_S = 5.0  # instances stay registered for the whole test without renewing
-HASH = "sha256:" + "f" * 64
+HASH = schema_hash({"type": "object"}, {})
 
 
 @pytest.fixture

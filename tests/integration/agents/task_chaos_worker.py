@@ -19,6 +19,7 @@ from meshwarden.identity.bootstrap import learn_registry_ca
 from meshwarden.identity.csr import new_key_and_csr
 from meshwarden.identity.svid import svid_from_pem
 from meshwarden.registry_client import RegistryTrust, registry_channel
+from meshwarden.schema_hash import schema_hash
 from meshwarden.v1 import (
     catalog_pb2,
     identity_pb2,
@@ -52,7 +53,7 @@ async def main() -> None:
     trust = RegistryTrust(options.trust_domain, learned.bundle_pem, svid)
     async with registry_channel(options.mtls, trust) as channel:
         capability = catalog_pb2.Capability(
-            name=options.kind, input_schema_json='{"type":"object"}', schema_hash="sha256:" + "f" * 64
+            name=options.kind, input_schema_json='{"type":"object"}', schema_hash=schema_hash({"type": "object"}, {})
         )
         instance = catalog_pb2.Instance(
             agent=options.agent, version="1.0.0", peer_address="127.0.0.1:9", capabilities=[capability]

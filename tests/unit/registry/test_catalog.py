@@ -25,9 +25,10 @@ from meshwarden.registry.model import (
 )
 from meshwarden.registry.store import Stores
 from meshwarden.registry.store.sqlite import open_sqlite
+from meshwarden.schema_hash import schema_hash
 
 TTL_S = 5.0
-HASH = "sha256:" + "ab" * 32
+HASH = schema_hash({}, {})
 
 
 class FakeClock:

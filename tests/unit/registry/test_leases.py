@@ -16,6 +16,7 @@ from meshwarden.registry.errors import StoreError
 from meshwarden.registry.model import Capability, CatalogEvent, InstanceSpec, Removed
 from meshwarden.registry.store import LeaseStore
 from meshwarden.registry.store.sqlite import open_sqlite
+from meshwarden.schema_hash import schema_hash
 
 TTL_S = 5.0
 
@@ -36,7 +37,7 @@ def _spec() -> InstanceSpec:
         agent="billing",
         version="1.0.0",
         peer_address="127.0.0.1:7411",
-        capabilities=(Capability(name="billing.refund", schema_hash="sha256:" + "0" * 64),),
+        capabilities=(Capability(name="billing.refund", schema_hash=schema_hash({}, {})),),
     )
 
 

@@ -27,12 +27,13 @@ from meshwarden.registry.store.postgres import PostgresLeadership, open_postgres
 from meshwarden.registry.store.postgres.database import Database
 from meshwarden.registry.store.records import APPROVED, PENDING, AuditEntry, StoredApproval
 from meshwarden.registry.watch_hub import HubEvent
+from meshwarden.schema_hash import schema_hash
 from meshwarden.v1 import budgets_pb2, catalog_pb2, controls_pb2
 from tests.postgres_cluster import Cluster, fresh_database
 from tests.unit.registry.test_catalog import FakeClock
 
 OPERATOR = Caller(None, 0.0, True, False, "ipv4:127.0.0.1:1", operator_id="operator:sha256:abc", claimed_user="ann")
-HASH = "sha256:" + "cd" * 32
+HASH = schema_hash({}, {})
 
 
 @dataclass

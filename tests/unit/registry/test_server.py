@@ -36,11 +36,12 @@ from meshwarden.registry.store.sqlite import open_sqlite
 from meshwarden.registry.watch_hub import WatchEnded, WatchHub
 from meshwarden.registry.wire import spec_from_proto
 from meshwarden.registry_client import RegistryTrust, registry_channel, registry_stub
+from meshwarden.schema_hash import schema_hash
 from meshwarden.v1 import catalog_pb2, registry_pb2, registry_pb2_grpc
 from tests.identity_helpers import FakeClock, enrol
 from tests.policy_helpers import signed_bytes, write_bundle
 
-HASH = "sha256:" + "c" * 64
+HASH = schema_hash({}, {})
 
 
 def _instance(agent: str = "billing") -> catalog_pb2.Instance:

@@ -9,8 +9,9 @@ import pytest
 from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.model import Capability, InstanceSpec
 from meshwarden.registry.validation import validate_spec
+from meshwarden.schema_hash import schema_hash
 
-HASH = "sha256:" + "0123456789abcdef" * 4
+HASH = schema_hash({"type": "object"}, {})
 
 
 def _capability(**changes: str) -> Capability:
@@ -34,7 +35,8 @@ def test_a_well_formed_spec_passes() -> None:
     validate_spec(_spec(instance_id="host-1.billing_0", spiffe_id="", capabilities=()))
     validate_spec(_spec(agent="a" * 63, instance_id="a" * 63 + "-0123abcd"))  # the sidecar's default id form
     validate_spec(_spec(version="1.0.0-rc.1+build.5", peer_address="[::1]:7411"))
-    validate_spec(_spec(capabilities=(_capability(input_schema_json="", output_schema_json="true"),)))
+    any_in_true_out = _capability(input_schema_json="", output_schema_json="true", schema_hash=schema_hash({}, True))
+    validate_spec(_spec(capabilities=(any_in_true_out,)))
 
 
 @pytest.mark.parametrize(
@@ -74,6 +76,8 @@ def test_instance_fields_are_checked(changes: dict[str, object], field: str, det
         ({"schema_hash": "sha256:abc"}, "instance.capabilities[1].schema_hash", "64"),
         ({"schema_hash": "md5:" + "0" * 64}, "instance.capabilities[1].schema_hash", "sha256:"),
         ({"schema_hash": HASH.upper()}, "instance.capabilities[1].schema_hash", "lowercase"),
+        ({"schema_hash": "sha256:" + "0" * 64}, "instance.capabilities[1].schema_hash", f"hash to {HASH}"),
+        ({"output_schema_json": '{"type":"string"}'}, "instance.capabilities[1].schema_hash", "does not match"),
     ],
 )
 def test_capability_fields_are_checked_with_their_index(changes: dict[str, str], field: str, detail: str) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from meshwarden.registry.approvals import ApprovalAsk
 from meshwarden.registry.model import Capability, InstanceSpec
+from meshwarden.schema_hash import schema_hash
 from tests.unit.registry.console.conftest import Served
 
 HOSTILE = '<script>alert(1)</script><img src=x onerror="alert(2)">'
@@ -75,7 +76,7 @@ async def test_every_view_answers_and_the_map_pages_fifty_agents_at_a_time(
             agent=f"agent-{n:03d}",
             version="1.0.0",
             peer_address="127.0.0.1:7411",
-            capabilities=(Capability(name=f"cap.{n}", schema_hash="sha256:" + "0" * 64),),
+            capabilities=(Capability(name=f"cap.{n}", schema_hash=schema_hash({}, {})),),
         )
         await served.sources.catalog.register(spec)
     await log_in(http, served, served.operator_token)
