@@ -62,6 +62,7 @@ from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.replicas import Follower
 from meshwarden.registry.routes import Routes
 from meshwarden.registry.session_queries import SessionQueries
+from meshwarden.registry.session_suspects import SessionSuspects
 from meshwarden.registry.store import Stores
 from meshwarden.registry.store.sqlite import stores_over
 from meshwarden.registry.store.sqlite.database import Database
@@ -182,6 +183,8 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             routes=routes,
             receipts=receipts,
             sessions=SessionQueries(receipts, outcomes, stores.sessions, clock),
+            suspects=SessionSuspects(receipts, outcomes, stores.sessions, clock),
+            outcomes=outcomes,
             controls=controls,
             acks=Acknowledgements(clock),
             audit=audit,
@@ -216,6 +219,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
         background = [
             *this_replica_only,
             tasks.supervise("registry-svid-rotation", own_svid.rotate_forever),
+            tasks.supervise("suspect-sessions-count", parts.suspects.count_forever),
             tasks.supervise(
                 "work-once-in-mesh",
                 lambda: singletons.run_once_in_mesh(once_in_mesh, stores.leadership, _on_lead(stores, catalog)),
@@ -318,6 +322,8 @@ class _Parts:
     routes: Routes
     receipts: Receipts
     sessions: SessionQueries
+    suspects: SessionSuspects
+    outcomes: Outcomes
     controls: Controls
     acks: Acknowledgements
     audit: Audit
@@ -382,6 +388,7 @@ def _add_services(server: grpc.aio.Server, config: RegistryConfig, parts: _Parts
         budgets=api.BudgetsApi(parts.budgets),
         tools=api.ToolsApi(parts.receipts, parts.clock),
         bundle_history=api.BundleHistoryApi(parts.bundles),
+        session_insights=api.SessionInsightsApi(parts.suspects, parts.receipts, parts.outcomes, parts.audit, parts.clock),
         tasks=api.TasksApi(parts.task_queue, parts.catalog, parts.task_key, parts.receipts, parts.clock),
     )
 
@@ -401,7 +408,7 @@ async def _serve(
     serving = False
     admin = AdminServer(
         "registry",
-        registry_metrics(parts.catalog, parts.hub, parts.bundles, parts.budgets),
+        registry_metrics(parts.catalog, parts.hub, parts.bundles, parts.budgets, parts.suspects),
         lambda: _not_ready(serving, parts.follower),
     )
     console = _console(config, parts)

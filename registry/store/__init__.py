@@ -45,6 +45,8 @@ from meshwarden.registry.store.records import (
     StoredHealthReport,
     StoredOutcome,
     StoredRoute,
+    SuspectSession,
+    SuspectThresholds,
     ToolCallQuery,
 )
 from meshwarden.registry.store.task_records import StoredTask, TaskChange, TaskFilter, TaskTransition
@@ -249,6 +251,18 @@ class SessionStore(Protocol):
 
     async def cost_totals(self, by: str) -> list[CostTotal]:
         """The cost table over every session, grouped by `by` (registry.session_views.COST_KEYS)."""
+        ...
+
+    async def suspects(
+        self, limits: SuspectThresholds, now: float, after: tuple[float, str] | None, limit: int, reason: str = ""
+    ) -> list[SuspectSession]:
+        """Running sessions that cross a threshold of `limits` at `now` (that of `reason`
+        only, when given), the longest idle first (by last activity, then session id),
+        strictly after the `after` keyset cursor."""
+        ...
+
+    async def suspect_counts(self, limits: SuspectThresholds, now: float) -> dict[str, int]:
+        """How many running sessions each reason of registry.session_signals.REASONS flags."""
         ...
 
 

@@ -345,6 +345,26 @@ CREATE TABLE IF NOT EXISTS receipt_checkpoints (
 );
 """,
     ),
+    Step(
+        "session principals and signals: who each session was started for, and signs it loops (issue 19)",
+        """
+CREATE TABLE IF NOT EXISTS session_principals (
+    session_id TEXT PRIMARY KEY,
+    started_for TEXT NOT NULL,
+    launched_by TEXT NOT NULL,
+    conflict TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS session_principals_by_principal ON session_principals (started_for);
+CREATE TABLE IF NOT EXISTS session_signals (
+    session_id TEXT PRIMARY KEY,
+    max_repeats INTEGER NOT NULL,
+    repeated_capability TEXT NOT NULL,
+    retries INTEGER NOT NULL,
+    successes INTEGER NOT NULL
+) WITHOUT ROWID;
+DELETE FROM meta WHERE key = 'session_aggregates_filled';
+""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(STEPS)
