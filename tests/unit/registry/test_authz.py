@@ -18,11 +18,11 @@ from meshwarden.v1 import (
     approvals_pb2,
     budgets_pb2,
     bundle_history_pb2,
-    session_insights_pb2,
     controls_pb2,
     identity_pb2,
     receipts_pb2,
     registry_pb2,
+    session_insights_pb2,
     tasks_pb2,
     tools_pb2,
 )
