@@ -173,8 +173,9 @@ class AuditStore(Protocol):
         first: a page of the log, the id of its last entry being the next page's cursor."""
         ...
 
-    async def list(self, since: float, limit: int) -> list[AuditEntry]:
-        """The newest `limit` entries at or after `since`, oldest first."""
+    async def list(self, since: float, limit: int, before_id: int = 0) -> list[AuditEntry]:
+        """The newest `limit` entries at or after `since` (and with an id below `before_id`,
+        when given: the keyset cursor of an older page), oldest first."""
         ...
 
 
