@@ -344,8 +344,11 @@ class ApprovalStore(Protocol):
         """The oldest approval of these exact arguments in `state`."""
         ...
 
-    async def recent(self, *, pending_only: bool, limit: int) -> list[StoredApproval]:
-        """The newest `limit` approvals (pending ones only when asked), newest first."""
+    async def recent(
+        self, *, pending_only: bool, limit: int, after: tuple[float, str] | None = None
+    ) -> list[StoredApproval]:
+        """The newest `limit` approvals (pending ones only when asked), newest first (by
+        requested_at, then id), strictly after the `after` keyset cursor when given."""
         ...
 
     async def due(self, now: float) -> list[StoredApproval]:

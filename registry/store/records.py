@@ -173,6 +173,8 @@ class ToolCallQuery:
     server: str = ""
     session_id: str = ""
     decision: str = ""  # "allow" | "deny"
+    # The keyset cursor: only calls older than this (started_at, sidecar_instance_id, seq).
+    after: tuple[float, str, int] | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -67,13 +67,18 @@ class SqliteApprovals:
 
         return await self._db.read(work)
 
-    async def recent(self, *, pending_only: bool, limit: int) -> list[StoredApproval]:
-        where = "WHERE state = 'pending' " if pending_only else ""
+    async def recent(
+        self, *, pending_only: bool, limit: int, after: tuple[float, str] | None = None
+    ) -> list[StoredApproval]:
+        where = ["state = 'pending'"] if pending_only else []
+        params: list[object] = []
+        if after is not None:
+            where.append("(requested_at, id) < (?, ?)")
+            params += after
+        sql = f"SELECT {_COLUMNS} FROM approvals WHERE {' AND '.join(where) or '1'} "
 
         def work(db: sqlite3.Connection) -> list[StoredApproval]:
-            rows = db.execute(
-                f"SELECT {_COLUMNS} FROM approvals {where}ORDER BY requested_at DESC, id LIMIT ?", (limit,)
-            ).fetchall()
+            rows = db.execute(f"{sql}ORDER BY requested_at DESC, id DESC LIMIT ?", (*params, limit)).fetchall()
             return [approval_from_row(r) for r in rows]
 
         return await self._db.read(work)
