@@ -18,7 +18,6 @@ from meshwarden.registry import keyset
 from meshwarden.registry.api.service import Handler
 from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.receipts import Receipts, ToolCallQuery
-from meshwarden.registry.store.receipt_columns import seconds
 from meshwarden.v1 import tools_pb2
 
 DEFAULT_WINDOW_S: Final = 24 * 3600.0
@@ -39,7 +38,7 @@ class ToolsApi:
     async def ListToolCalls(self, request: tools_pb2.ListToolCallsRequest, _: Context) -> bytes:
         found, truncated = await self._receipts.tool_calls(self.query(request))
         last = found[-1] if truncated and found else None
-        next_cursor = keyset.encode(seconds(last.started_at), last.sidecar_instance_id, last.seq) if last else ""
+        next_cursor = keyset.encode(_seconds(last.started_at), last.sidecar_instance_id, last.seq) if last else ""
         # Up to MAX_LIMIT receipts, each with its kept arguments: encoded in a worker thread
         # (registry.api.service takes the bytes as the response).
         return await asyncio.to_thread(
