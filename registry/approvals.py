@@ -140,11 +140,11 @@ class Approvals:
         return approval
 
     async def recent(
-        self, *, pending_only: bool, limit: int, after: tuple[float, str] | None = None
+        self, *, pending_only: bool, limit: int, after: tuple[float, str] | None = None, oldest_first: bool = False
     ) -> list[StoredApproval]:
-        """Newest first, strictly after the keyset cursor `after` (requested_at, id) when given."""
+        """Newest first (or oldest), strictly after the keyset cursor `after` (requested_at, id)."""
         await self.expire()
-        return await self._store.recent(pending_only=pending_only, limit=limit, after=after)
+        return await self._store.recent(pending_only=pending_only, limit=limit, after=after, oldest_first=oldest_first)
 
     async def decide(self, approval_id: str, approve: bool, reason: str, caller: Caller) -> StoredApproval:
         reason = reason.strip()

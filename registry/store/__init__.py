@@ -345,10 +345,11 @@ class ApprovalStore(Protocol):
         ...
 
     async def recent(
-        self, *, pending_only: bool, limit: int, after: tuple[float, str] | None = None
+        self, *, pending_only: bool, limit: int, after: tuple[float, str] | None = None, oldest_first: bool = False
     ) -> list[StoredApproval]:
         """The newest `limit` approvals (pending ones only when asked), newest first (by
-        requested_at, then id), strictly after the `after` keyset cursor when given."""
+        requested_at, then id; the oldest first when asked), strictly after the `after`
+        keyset cursor when given."""
         ...
 
     async def due(self, now: float) -> list[StoredApproval]:
