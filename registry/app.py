@@ -382,6 +382,7 @@ def _add_services(server: grpc.aio.Server, config: RegistryConfig, parts: _Parts
             open_enrollment=config.open_enrollment_enabled,
             svid_ttl_s=config.svid_ttl_s,
             mtls_address=mtls_advertised,
+            audit=parts.audit,
         ),
         receipts=api.ReceiptsApi(parts.receipts, parts.sessions),
         approvals=api.ApprovalsApi(parts.approvals),
