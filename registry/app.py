@@ -63,7 +63,7 @@ from meshwarden.registry.replicas import Follower
 from meshwarden.registry.routes import Routes
 from meshwarden.registry.session_queries import SessionQueries
 from meshwarden.registry.session_suspects import SessionSuspects
-from meshwarden.registry.store import Stores
+from meshwarden.registry.store import SessionStore, Stores
 from meshwarden.registry.store.sqlite import stores_over
 from meshwarden.registry.store.sqlite.database import Database
 from meshwarden.registry.store.sqlite.tasks import SqliteTasks
@@ -184,6 +184,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             receipts=receipts,
             sessions=SessionQueries(receipts, outcomes, stores.sessions, clock),
             suspects=SessionSuspects(receipts, outcomes, stores.sessions, clock),
+            session_store=stores.sessions,
             outcomes=outcomes,
             controls=controls,
             acks=Acknowledgements(clock),
@@ -261,9 +262,7 @@ async def _open_stores(config: RegistryConfig, db: Database) -> Stores:
             "checkpoints only the SQLite store writes); leave it out, or use the SQLite store"
         )
 
-    return await open_postgres(
-        config.store, event_log_retention=config.event_log_retention, tasks=SqliteTasks(db)
-    )
+    return await open_postgres(config.store, event_log_retention=config.event_log_retention, tasks=SqliteTasks(db))
 
 
 def _make_shared_files(config: RegistryConfig, clock: Clock) -> None:
@@ -323,6 +322,7 @@ class _Parts:
     receipts: Receipts
     sessions: SessionQueries
     suspects: SessionSuspects
+    session_store: SessionStore | None  # the session aggregates (None: the store has none yet)
     outcomes: Outcomes
     controls: Controls
     acks: Acknowledgements
@@ -389,7 +389,9 @@ def _add_services(server: grpc.aio.Server, config: RegistryConfig, parts: _Parts
         budgets=api.BudgetsApi(parts.budgets),
         tools=api.ToolsApi(parts.receipts, parts.clock),
         bundle_history=api.BundleHistoryApi(parts.bundles),
-        session_insights=api.SessionInsightsApi(parts.suspects, parts.receipts, parts.outcomes, parts.audit, parts.clock),
+        session_insights=api.SessionInsightsApi(
+            parts.suspects, parts.receipts, parts.outcomes, parts.audit, parts.clock, parts.session_store
+        ),
         tasks=api.TasksApi(parts.task_queue, parts.catalog, parts.task_key, parts.receipts, parts.clock),
     )
 

@@ -24,36 +24,27 @@ from typing import Final
 
 from google.protobuf import timestamp_pb2
 
-from meshwarden.receipt_calls import ReceiptCall, calls_of
 from meshwarden.registry import change_tests
 from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.outcomes import StoredOutcome
-from meshwarden.registry.session_views import SUCCEEDED, failed
-from meshwarden.registry.store.records import AuditEntry
-from meshwarden.v1 import receipts_pb2, session_insights_pb2
+from meshwarden.registry.session_views import SUCCEEDED
+from meshwarden.registry.store.records import AuditEntry, CallFact
+from meshwarden.v1 import session_insights_pb2
 
 KINDS: Final = ("version", "model", "bundle", "tool_schema", "route")
 DEFAULT_ALPHA: Final = 0.05
 _CURSOR_MAX: Final = 600
 
 
-@dataclass(frozen=True, slots=True)
-class _Facts:
-    """What a call carried that ReceiptCall does not keep: from its caller's receipt."""
-
-    bundle_revision: int = 0
-    tool_schema: str = ""
-
-
 @dataclass(slots=True)
 class _Subject:
     order: list[str] = field(default_factory=list)  # values by first appearance
     first_at: dict[str, float] = field(default_factory=dict)
-    calls: dict[str, list[ReceiptCall]] = field(default_factory=dict)
+    calls: dict[str, list[CallFact]] = field(default_factory=dict)
 
 
 def changes(
-    receipts: Sequence[receipts_pb2.Receipt],
+    facts: Iterable[CallFact],
     outcomes: Mapping[str, StoredOutcome],
     route_sets: Iterable[AuditEntry],
     *,
@@ -61,14 +52,13 @@ def changes(
     subject: str = "",
     alpha: float = DEFAULT_ALPHA,
 ) -> list[session_insights_pb2.Change]:
-    """Every change the receipts (and the route audit entries) show, newest first."""
-    facts = _facts(receipts)
-    calls = sorted(calls_of(receipts), key=lambda c: (c.started_at, c.call_id))
+    """Every change the calls (and the route audit entries) show, newest first."""
+    calls = sorted(facts, key=lambda c: (c.started_at, c.call_id))
     found: list[session_insights_pb2.Change] = []
     for name, value_of in _VALUES.items():
         if kind and kind != name:
             continue
-        for subject_name, seen in _subjects(calls, facts, value_of).items():
+        for subject_name, seen in _subjects(calls, value_of).items():
             if subject and subject != subject_name:
                 continue
             for before, after in zip(seen.order, seen.order[1:], strict=False):
@@ -101,28 +91,20 @@ def parse_cursor(text: str) -> tuple[float, str, str, str]:
         raise InvalidInput("cursor", "is not one this registry gave; pass next_cursor unchanged") from None
 
 
-def _facts(receipts: Iterable[receipts_pb2.Receipt]) -> dict[str, _Facts]:
-    found: dict[str, _Facts] = {}
-    for r in receipts:
-        if r.direction == "outbound" or r.call_id not in found:
-            found[r.call_id] = _Facts(r.bundle_revision, r.tool_schema_sha256)
-    return found
-
-
-ValueOf = Callable[[ReceiptCall, _Facts], tuple[str, str]]  # (subject, value); value "" skips the call
+ValueOf = Callable[[CallFact], tuple[str, str]]  # (subject, value); value "" skips the call
 
 _VALUES: Final[Mapping[str, ValueOf]] = {
-    "version": lambda c, f: (c.callee_agent, c.version if c.call_kind == "agent" else ""),
-    "model": lambda c, f: (c.spender_agent, c.usage.model if c.call_kind == "model" and c.usage else ""),
-    "bundle": lambda c, f: ("mesh", str(f.bundle_revision) if f.bundle_revision else ""),
-    "tool_schema": lambda c, f: (f"{c.tool_server}.{c.tool_name}", f.tool_schema if c.call_kind == "tool" else ""),
+    "version": lambda c: (c.callee_agent, c.version if c.call_kind in ("agent", "") else ""),
+    "model": lambda c: (c.spender_agent, c.model if c.call_kind == "model" else ""),
+    "bundle": lambda c: ("mesh", str(c.bundle_revision) if c.bundle_revision else ""),
+    "tool_schema": lambda c: (c.tool, c.tool_schema if c.call_kind == "tool" else ""),
 }
 
 
-def _subjects(calls: Sequence[ReceiptCall], facts: Mapping[str, _Facts], value_of: ValueOf) -> dict[str, _Subject]:
+def _subjects(calls: Sequence[CallFact], value_of: ValueOf) -> dict[str, _Subject]:
     subjects: dict[str, _Subject] = {}
     for call in calls:
-        name, value = value_of(call, facts.get(call.call_id, _Facts()))
+        name, value = value_of(call)
         if not value or not name:
             continue
         seen = subjects.setdefault(name, _Subject())
@@ -134,7 +116,7 @@ def _subjects(calls: Sequence[ReceiptCall], facts: Mapping[str, _Facts], value_o
 
 
 def _route_changes(
-    calls: Sequence[ReceiptCall],
+    calls: Sequence[CallFact],
     outcomes: Mapping[str, StoredOutcome],
     route_sets: Iterable[AuditEntry],
     subject: str,
@@ -163,12 +145,12 @@ def _compared(
     subject: str,
     values: tuple[str, str],
     changed_at: float,
-    sides: tuple[Sequence[ReceiptCall], Sequence[ReceiptCall]],
+    sides: tuple[Sequence[CallFact], Sequence[CallFact]],
     outcomes: Mapping[str, StoredOutcome],
     alpha: float,
 ) -> session_insights_pb2.Change:
     (before, after), (old, new) = values, sides
-    old_ok, new_ok = sum(1 for c in old if not failed(c)), sum(1 for c in new if not failed(c))
+    old_ok, new_ok = sum(1 for c in old if c.ok), sum(1 for c in new if c.ok)
     success_p = change_tests.two_proportion_p(old_ok, len(old), new_ok, len(new))
     latency_p = change_tests.mann_whitney_p([c.latency_us for c in old], [c.latency_us for c in new])
     return session_insights_pb2.Change(
@@ -185,7 +167,7 @@ def _compared(
     )
 
 
-def _side(calls: Sequence[ReceiptCall], outcomes: Mapping[str, StoredOutcome]) -> session_insights_pb2.ChangeSide:
+def _side(calls: Sequence[CallFact], outcomes: Mapping[str, StoredOutcome]) -> session_insights_pb2.ChangeSide:
     spend = sum(c.cost_micro_usd for c in calls)
     succeeded = {
         c.session_id for c in calls if c.session_id and (o := outcomes.get(c.session_id)) and o.outcome == SUCCEEDED
@@ -193,7 +175,7 @@ def _side(calls: Sequence[ReceiptCall], outcomes: Mapping[str, StoredOutcome]) -
     latencies = sorted(c.latency_us for c in calls)
     return session_insights_pb2.ChangeSide(
         calls=len(calls),
-        failures=sum(1 for c in calls if failed(c)),
+        failures=sum(1 for c in calls if not c.ok),
         cost_micro_usd=spend,
         successful_outcomes=len(succeeded),
         cost_per_success_micro_usd=(spend + len(succeeded) // 2) // len(succeeded) if succeeded else 0,

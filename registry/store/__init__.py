@@ -27,6 +27,7 @@ from meshwarden.registry.model import CatalogEvent, Instance, RemovalReason, Rem
 from meshwarden.registry.store.records import (
     AuditEntry,
     BudgetRow,
+    CallFact,
     ChainHead,
     ChainVerdict,
     ControlsSet,
@@ -260,6 +261,10 @@ class SessionStore(Protocol):
         """Running sessions that cross a threshold of `limits` at `now` (that of `reason`
         only, when given), the longest idle first (by last activity, then session id),
         strictly after the `after` keyset cursor."""
+        ...
+
+    async def call_facts(self, since: float, until: float) -> list[CallFact]:
+        """One row per call that started in [since, until) (registry.call_facts)."""
         ...
 
     async def suspect_counts(self, limits: SuspectThresholds, now: float) -> dict[str, int]:

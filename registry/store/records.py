@@ -247,6 +247,27 @@ class SessionSignals:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class CallFact:
+    """One call as `meshwarden changes` compares it (registry.call_facts)."""
+
+    call_id: str
+    session_id: str
+    started_at: float
+    latency_us: int
+    ok: bool
+    cost_micro_usd: int
+    capability: str
+    call_kind: str
+    callee_agent: str
+    version: str
+    spender_agent: str
+    model: str
+    bundle_revision: int
+    tool: str  # "server.tool" for tool calls, else ""
+    tool_schema: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SuspectThresholds:
     """When a running session is a suspect (registry.session_signals says why each)."""
 

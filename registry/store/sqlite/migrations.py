@@ -346,7 +346,8 @@ CREATE TABLE IF NOT EXISTS receipt_checkpoints (
 """,
     ),
     Step(
-        "session principals and signals: who each session was started for, and signs it loops (issue 19)",
+        "session principals, signals and call facts: who each session was started for, signs it loops, "
+        "what each call changed (issue 19)",
         """
 CREATE TABLE IF NOT EXISTS session_principals (
     session_id TEXT PRIMARY KEY,
@@ -362,6 +363,25 @@ CREATE TABLE IF NOT EXISTS session_signals (
     retries INTEGER NOT NULL,
     successes INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS call_facts (
+    call_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    latency_us INTEGER NOT NULL,
+    ok INTEGER NOT NULL,
+    cost_micro_usd INTEGER NOT NULL,
+    capability TEXT NOT NULL,
+    call_kind TEXT NOT NULL,
+    callee_agent TEXT NOT NULL,
+    version TEXT NOT NULL,
+    spender_agent TEXT NOT NULL,
+    model TEXT NOT NULL,
+    bundle_revision INTEGER NOT NULL,
+    tool TEXT NOT NULL,
+    tool_schema TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS call_facts_by_session ON call_facts (session_id);
+CREATE INDEX IF NOT EXISTS call_facts_by_start ON call_facts (started_at);
 DELETE FROM meta WHERE key = 'session_aggregates_filled';
 """,
     ),

@@ -14,10 +14,12 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
+from meshwarden.registry.call_facts import facts_of
 from meshwarden.registry.session_aggregates import aggregate
 from meshwarden.registry.session_principal import principal_of
 from meshwarden.registry.session_signals import signals_of
 from meshwarden.registry.store.records import (
+    CallFact,
     CostShare,
     CostTotal,
     ListedSession,
@@ -27,7 +29,7 @@ from meshwarden.registry.store.records import (
     SuspectSession,
     SuspectThresholds,
 )
-from meshwarden.registry.store.sqlite import session_signals
+from meshwarden.registry.store.sqlite import call_facts, session_signals
 from meshwarden.registry.store.sqlite.database import Database
 from meshwarden.v1 import receipts_pb2
 
@@ -66,10 +68,12 @@ def store_aggregates(
         receipts = [parse(body) for (body,) in rows]
         _put(db, aggregate(session_id, receipts))
         session_signals.put(db, principal_of(session_id, receipts), signals_of(session_id, receipts))
+        call_facts.put(db, session_id, facts_of(receipts), in_session=True)
     for call_id in sorted({r.call_id for r in added if not r.session_id}):
         rows = db.execute("SELECT body FROM receipts WHERE call_id = ? AND session_id = ''", (call_id,))
-        shares = aggregate("", [parse(body) for (body,) in rows]).cost_shares
-        _put_shares(db, call_id, shares, in_session=False)
+        receipts = [parse(body) for (body,) in rows]
+        _put_shares(db, call_id, aggregate("", receipts).cost_shares, in_session=False)
+        call_facts.put(db, call_id, facts_of(receipts), in_session=False)
 
 
 def fill_missing(db: sqlite3.Connection, parse: Callable[[bytes], receipts_pb2.Receipt]) -> int:
@@ -132,6 +136,9 @@ class SqliteSessions:
 
     async def suspect_counts(self, limits: SuspectThresholds, now: float) -> dict[str, int]:
         return await self._db.read(lambda db: session_signals.counts(db, limits, now))
+
+    async def call_facts(self, since: float, until: float) -> list[CallFact]:
+        return await self._db.read(lambda db: call_facts.between(db, since, until))
 
     async def cost_totals(self, by: str) -> list[CostTotal]:
         sql = (

@@ -61,6 +61,7 @@ def test_public_modules_name_what_they_export() -> None:
         "session_suspects",
         "session_views",
         "change_tests",
+        "call_facts",
         "keyset",
         "store",
         "task_calls",

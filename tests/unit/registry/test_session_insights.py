@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from meshwarden.registry import change_tests, session_changes, session_principal, session_signals
+from meshwarden.registry.call_facts import facts_of
 from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.outcomes import Outcomes
 from meshwarden.registry.session_suspects import SessionSuspects
@@ -112,7 +113,7 @@ def test_a_version_that_fails_more_is_flagged_and_one_that_does_not_is_not() -> 
         receipts += both_sides(
             f"k{n}", "frontdesk", "kb", "kb.search", at=1000.0 + n, session=f"s{n}", version="1.1.0" if new else "1.0.0"
         )
-    found = session_changes.changes(receipts, {}, [], kind="version")
+    found = session_changes.changes(facts_of(receipts), {}, [], kind="version")
     by_subject = {c.subject: c for c in found}
     billing, kb = by_subject["billing"], by_subject["kb"]
     assert (billing.before, billing.after, billing.before_side.calls, billing.after_side.failures) == (
@@ -141,7 +142,7 @@ def test_a_route_change_compares_the_capabilitys_calls_before_and_after() -> Non
         reason="",
         detail="2.4.0=100",
     )
-    (change,) = session_changes.changes(receipts, {}, [entry], kind="route")
+    (change,) = session_changes.changes(facts_of(receipts), {}, [entry], kind="route")
     assert (change.before_side.calls, change.after_side.calls, change.significant) == (20, 20, ["latency"])
     assert session_changes.parse_cursor(session_changes.cursor_after(change)) == session_changes.position(change)
     with pytest.raises(InvalidInput):
@@ -207,3 +208,13 @@ async def test_the_store_filters_by_principal(stored: tuple[SessionSuspects, Dat
     ]
     counts = await suspects._sessions.suspect_counts(SuspectThresholds(), 1010.0)  # type: ignore[union-attr]
     assert counts == {"repeating": 0, "retrying": 0, "spending": 1, "idle": 1}
+
+
+async def test_the_store_keeps_one_fact_per_call_as_the_receipts_give_them(
+    stored: tuple[SessionSuspects, Database],
+) -> None:
+    suspects, _ = stored
+    kept = await suspects._sessions.call_facts(0.0, 2000.0)  # type: ignore[union-attr]
+    from_receipts = facts_of(suspects._receipts._all)  # type: ignore[attr-defined]
+    assert sorted(kept, key=lambda f: f.call_id) == sorted(from_receipts, key=lambda f: f.call_id)
+    assert {f.call_id for f in await suspects._sessions.call_facts(500.0, 2000.0)} == {"a1", "c1"}  # type: ignore[union-attr]
