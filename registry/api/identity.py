@@ -7,8 +7,9 @@ is checked before the token is consumed, so a bad CSR does not burn the token. R
 fresh SVID for exactly the SPIFFE ID in the certificate the caller presented over mTLS.
 
 Who launched an agent is kept in the audit log: `identity.join_token.create` names the operator
-credential that made a token for the agent, `identity.enroll` the token (or open enrolment) an
-SVID was issued against, so `meshwarden audit list` answers "who let this agent in".
+credential that made a token for the agent, `identity.enroll` the token an SVID was issued
+against, so `meshwarden audit list` answers "who let this agent in" (open enrolment, loopback
+only, is logged and not audited).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class IdentityApi:
                 f"meshwarden identity token create --agent {agent}"
             )
         issued = self._issuer.sign_csr(csr, agent_id(self._issuer.trust_domain, agent), self._ttl_s)
-        if self._audit is not None:  # the enrolling proof is the actor: the token (its maker is audited too)
+        if self._audit is not None and request.join_token:  # an operator's token let it in (open enrolment: logged)
             await self._audit.record_by(how, "identity.enroll", issued.spiffe_id, detail=f"from {caller.peer}")
         log.info(
             "enrolled %s (%s) from %s; SVID valid until %s",
