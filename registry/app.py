@@ -46,6 +46,7 @@ from meshwarden.registry.authz import Authorizer
 from meshwarden.registry.budgets import Budgets, BudgetSettings
 from meshwarden.registry.bundles import Bundles
 from meshwarden.registry.catalog import Catalog
+from meshwarden.registry.change_queries import ChangeQueries
 from meshwarden.registry.config import RegistryConfig
 from meshwarden.registry.console import ConsoleBindError, ConsoleServer, Sources
 from meshwarden.registry.control_acks import Acknowledgements
@@ -390,7 +391,8 @@ def _add_services(server: grpc.aio.Server, config: RegistryConfig, parts: _Parts
         tools=api.ToolsApi(parts.receipts, parts.clock),
         bundle_history=api.BundleHistoryApi(parts.bundles),
         session_insights=api.SessionInsightsApi(
-            parts.suspects, parts.receipts, parts.outcomes, parts.audit, parts.clock, parts.session_store
+            parts.suspects,
+            ChangeQueries(parts.receipts, parts.outcomes, parts.audit, parts.session_store, parts.clock),
         ),
         tasks=api.TasksApi(parts.task_queue, parts.catalog, parts.task_key, parts.receipts, parts.clock),
     )

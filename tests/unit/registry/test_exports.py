@@ -62,6 +62,7 @@ def test_public_modules_name_what_they_export() -> None:
         "session_views",
         "change_tests",
         "call_facts",
+        "change_queries",
         "keyset",
         "store",
         "task_calls",
