@@ -58,7 +58,7 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, "registry fault; the registry log has the details"
 
 
-def _as_mesh_error(exc: Exception) -> errors.MeshError | None:
+def as_mesh_error(exc: Exception) -> errors.MeshError | None:
     """Task refusals a sidecar relays to its agent, typed on the wire (google.rpc.ErrorInfo)."""
     if isinstance(exc, task_queue.LeaseLost):
         return errors.LeaseLost(str(exc))
@@ -70,7 +70,7 @@ def _as_mesh_error(exc: Exception) -> errors.MeshError | None:
 
 
 async def abort(context: Context, exc: Exception, rpc: str) -> NoReturn:
-    mesh = _as_mesh_error(exc)
+    mesh = as_mesh_error(exc)
     if mesh is not None:
         await error_status.abort(context, mesh)
     code, message = status_for(exc)

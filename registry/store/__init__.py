@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from meshwarden.registry.errors import RegistryError
 from meshwarden.registry.model import CatalogEvent, Instance, RemovalReason, Removed, Snapshot, Upserted
 from meshwarden.registry.store.records import (
     AuditEntry,
@@ -207,6 +208,11 @@ class ReceiptStore(Protocol):
 
     async def between(self, since: float, until: float) -> list[receipts_pb2.Receipt]:
         """Receipts with since <= started_at < until, by started_at."""
+        ...
+
+    async def for_task(self, task_id: str, limit: int) -> list[receipts_pb2.Receipt]:
+        """The receipts of calls made for the task (its task_id column, indexed), by started_at,
+        at most `limit`; only those whose hashed body names the task."""
         ...
 
     async def count(self) -> int: ...
@@ -457,8 +463,21 @@ class TaskStore(Protocol):
         written and the first task with that key comes back with False."""
         ...
 
-    async def lease_oldest(self, state: int, kinds: tuple[str, ...], change: TaskChange) -> StoredTask | None:
-        """Applies `change` to the oldest task in `state` of one of `kinds`; None when there is none."""
+    async def add_many(self, tasks: Sequence[tuple[StoredTask, TaskTransition]]) -> list[tuple[StoredTask, bool]]:
+        """`add` for each (task, its first move), in one transaction, answers in order."""
+        ...
+
+    async def change_many(self, changes: Sequence[tuple[str, TaskChange]]) -> list[StoredTask | RegistryError | None]:
+        """`change` for each (task id, change) of different tasks, in one transaction: the
+        changed task, None for an unknown id, or the domain error its change raised (that one
+        writes nothing; the others are written)."""
+        ...
+
+    async def lease_oldest(
+        self, state: int, kinds: tuple[str, ...], change: TaskChange, limit: int
+    ) -> list[StoredTask]:
+        """Applies `change` to each of the `limit` oldest tasks in `state` of one of `kinds`
+        (fewer when fewer are there), oldest first; two callers at once never get one task."""
         ...
 
     async def change(self, task_id: str, change: TaskChange) -> StoredTask | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from meshwarden.registry.store import Stores, TaskStore
+from meshwarden.registry.store import Stores
 from meshwarden.registry.store.postgres import migrations
 from meshwarden.registry.store.postgres.approvals import PostgresApprovals
 from meshwarden.registry.store.postgres.audit import PostgresAudit
@@ -25,13 +25,14 @@ from meshwarden.registry.store.postgres.outcomes import PostgresOutcomes
 from meshwarden.registry.store.postgres.receipts import PostgresReceipts
 from meshwarden.registry.store.postgres.routes import PostgresRoutes
 from meshwarden.registry.store.postgres.shared_files import PostgresSharedFiles
+from meshwarden.registry.store.postgres.tasks import PostgresTasks
 
 log = logging.getLogger(__name__)
 
 __all__ = ["SCHEMA_VERSION", "STEPS", "Database", "PostgresLeadership", "open_postgres", "redacted", "stores_over"]
 
 
-async def open_postgres(url: str, *, event_log_retention: int, tasks: TaskStore, migrate: bool = False) -> Stores:
+async def open_postgres(url: str, *, event_log_retention: int, migrate: bool = False) -> Stores:
     """Connects to the database at `url` ("" for the PG* variables) and checks its schema (or
     brings it up to date with `migrate`). Raises StoreError when it cannot be used."""
     db = await Database.connect(url)
@@ -43,14 +44,13 @@ async def open_postgres(url: str, *, event_log_retention: int, tasks: TaskStore,
     except BaseException:
         await db.close()
         raise
-    stores = stores_over(db, event_log_retention=event_log_retention, tasks=tasks)
+    stores = stores_over(db, event_log_retention=event_log_retention)
     log.info("opened %s at catalog revision %d", db.location, await stores.catalog.revision())
     return stores
 
 
-def stores_over(db: Database, *, event_log_retention: int, tasks: TaskStore) -> Stores:
-    """Every aggregate's store over `db`, but tasks, which have no PostgreSQL store yet and
-    come from this replica's own SQLite file (`tasks`); closing them closes `db`."""
+def stores_over(db: Database, *, event_log_retention: int) -> Stores:
+    """Every aggregate's store over `db`; closing them closes `db`."""
     feed = PostgresChangeFeed(db)
 
     async def close() -> None:
@@ -69,7 +69,7 @@ def stores_over(db: Database, *, event_log_retention: int, tasks: TaskStore) -> 
         join_tokens=PostgresJoinTokens(db),
         approvals=PostgresApprovals(db),
         budgets=PostgresBudgets(db),
-        tasks=tasks,
+        tasks=PostgresTasks(db),
         feed=feed,
         leadership=PostgresLeadership(db),
         shared_files=PostgresSharedFiles(db),

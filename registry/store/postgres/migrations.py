@@ -257,6 +257,56 @@ CREATE INDEX budget_slices_by_expiry ON budget_slices (live, expires_at);
 INSERT INTO meta (key, value) VALUES ('budgets_revision', 0), ('approvals_revision', 0);
 """,
     ),
+    Step(
+        "receipts: the task each call was made for, indexed, so `tasks show` finds a task's calls "
+        "without reading every receipt (receipts stored before this step keep task_id '')",
+        """
+ALTER TABLE receipts ADD COLUMN task_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX receipts_by_task ON receipts (task_id, started_at) WHERE task_id <> '';
+""",
+    ),
+    Step(
+        "tasks: tasks with their leases and fencing tokens, and every transition (shared by the "
+        "replicas; before this step each replica kept its tasks in its own SQLite file)",
+        """
+CREATE TABLE tasks (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    workflow_id TEXT NOT NULL,
+    input_json TEXT NOT NULL,
+    idempotency_key TEXT,
+    state INTEGER NOT NULL,
+    holder_instance_id TEXT NOT NULL,
+    holder_agent TEXT NOT NULL,
+    fencing_token BIGINT NOT NULL,
+    lease_expires_at DOUBLE PRECISION NOT NULL,
+    attempts INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    lease_ttl_s DOUBLE PRECISION NOT NULL,
+    result_json TEXT NOT NULL,
+    error TEXT NOT NULL,
+    submitted_by TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    position BIGINT GENERATED ALWAYS AS IDENTITY  -- submission order where created_at ties (SQLite's rowid)
+);
+CREATE UNIQUE INDEX tasks_by_idempotency_key ON tasks (idempotency_key);
+CREATE INDEX tasks_queued ON tasks (state, kind, created_at, position);
+CREATE INDEX tasks_by_lease ON tasks (state, lease_expires_at);
+CREATE TABLE task_transitions (
+    task_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    from_state INTEGER NOT NULL,
+    to_state INTEGER NOT NULL,
+    executor TEXT NOT NULL,
+    fencing_token BIGINT NOT NULL,
+    lease_expires_at DOUBLE PRECISION NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (task_id, seq)
+);
+""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(STEPS)

@@ -22,14 +22,15 @@ from meshwarden.registry import receipt_chain
 from meshwarden.registry.errors import StoreError
 from meshwarden.registry.receipt_verification import verify_chain
 from meshwarden.registry.store.postgres.database import Connection, Database
-from meshwarden.registry.store.receipt_columns import COLUMNS, Row, columns_of
+from meshwarden.registry.store.receipt_columns import COLUMNS, LOOKUP_COLUMNS, Row, stored_row
 from meshwarden.registry.store.records import ChainHead, ChainVerdict, StoredHead, ToolCallQuery
 from meshwarden.v1 import receipts_pb2
 
 _PAGE: Final = 1000
 _HEAD: Final = "SELECT sidecar_instance_id, sidecar_spiffe_id, head_seq, head_hash, shipped_at FROM receipt_chains"
+_STORED: Final = (*COLUMNS, *LOOKUP_COLUMNS)
 _INSERT: Final = (
-    f"INSERT INTO receipts ({', '.join(COLUMNS)}) VALUES ({', '.join(f'${n}' for n in range(1, len(COLUMNS) + 1))})"
+    f"INSERT INTO receipts ({', '.join(_STORED)}) VALUES ({', '.join(f'${n}' for n in range(1, len(_STORED) + 1))})"
 )
 
 
@@ -57,9 +58,7 @@ class PostgresReceipts:
             )
             added = receipt_chain.continue_chain(shipper_spiffe_id, chain, head, receipts, held.get)
             if added.new:
-                await connection.executemany(
-                    _INSERT, [columns_of(r, r.SerializeToString(deterministic=True)) for r in added.new]
-                )
+                await connection.executemany(_INSERT, [stored_row(r) for r in added.new])
             await connection.execute(
                 "INSERT INTO receipt_chains (sidecar_instance_id, sidecar_spiffe_id, head_seq, head_hash, shipped_at) "
                 "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sidecar_instance_id) DO UPDATE SET "
@@ -112,6 +111,19 @@ class PostgresReceipts:
 
         bodies = await self._db.read(work)
         return await asyncio.to_thread(_parse_all, bodies)
+
+    async def for_task(self, task_id: str, limit: int) -> list[receipts_pb2.Receipt]:
+        async def work(connection: Connection) -> list[bytes]:
+            rows = await connection.fetch(
+                # "task_id <> ''" lets a generic (prepared) plan use the partial index receipts_by_task
+                "SELECT body FROM receipts WHERE task_id = $1 AND task_id <> '' "
+                "ORDER BY started_at, sidecar_instance_id, seq LIMIT $2",
+                task_id,
+                limit,
+            )
+            return [r[0] for r in rows]
+
+        return [r for r in _parse_all(await self._db.read(work)) if r.task_id == task_id]
 
     async def count(self) -> int:
         return await self._db.read(lambda connection: _count(connection))
