@@ -52,7 +52,7 @@ from meshwarden.registry.config import RegistryConfig
 from meshwarden.registry.console import ConsoleBindError, ConsoleServer, Sources
 from meshwarden.registry.control_acks import Acknowledgements
 from meshwarden.registry.controls import Controls
-from meshwarden.registry.errors import RegistryError, StoreError
+from meshwarden.registry.errors import RegistryError
 from meshwarden.registry.health_reports import HealthReports
 from meshwarden.registry.issuer import CA_CERT_FILE, CA_DIR_NAME, CA_KEY_FILE, Issuer
 from meshwarden.registry.join_tokens import JoinTokens
@@ -189,7 +189,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             session_store=stores.sessions,
             outcomes=outcomes,
             controls=controls,
-            acks=Acknowledgements(clock),
+            acks=Acknowledgements(clock, stores.control_watchers),
             audit=audit,
             clock=clock,
             health=health,
@@ -217,6 +217,9 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             ("budget-slice-expiry", parts.budgets.reap_forever),
             ("task-lease-reaper", task_queue.reap_forever),
         ]
+        if config.receipts_retention_s:
+            retention = config.receipts_retention_s
+            once_in_mesh.append(("receipts-retention", lambda: receipts.retain_forever(retention)))
         background = [
             tasks.supervise("registry-svid-rotation", own_svid.rotate_forever),
             tasks.supervise("suspect-sessions-count", parts.suspects.count_forever),
@@ -229,9 +232,8 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
         ]
         if parts.follower is not None:
             background.append(tasks.supervise("replica-follower", parts.follower.follow_forever))
-        if config.receipts_retention_s:
-            retention = config.receipts_retention_s
-            background.append(tasks.supervise("receipts-retention", lambda: receipts.retain_forever(retention)))
+        if stores.control_watchers is not None:
+            background.append(tasks.supervise("control-watchers-sharing", parts.acks.share_forever))
         try:
             await _serve(config, parts, own_svid.current, stop, on_ready)
         finally:
@@ -256,12 +258,6 @@ async def _open_stores(config: RegistryConfig, db: Database) -> Stores:
     if not config.store:
         return stores_over(db, event_log_retention=config.event_log_retention)
     from meshwarden.registry.store.postgres import open_postgres  # asyncpg only when asked for
-
-    if config.receipts_retention_s:
-        raise StoreError(
-            "--receipts-retention is not available with a PostgreSQL store yet (it needs chain "
-            "checkpoints only the SQLite store writes); leave it out, or use the SQLite store"
-        )
 
     return await open_postgres(config.store, event_log_retention=config.event_log_retention)
 

@@ -32,6 +32,7 @@ from meshwarden.registry.store.records import (
     ChainHead,
     ChainVerdict,
     ControlsSet,
+    ControlWatcher,
     CostTotal,
     Isolation,
     JoinTokenRecord,
@@ -77,6 +78,12 @@ class CatalogStore(Protocol):
     async def add(self, instance: Instance) -> Upserted | None:
         """Adds an instance under an id not in the catalog, logging the event at the next
         revision; None (nothing written, no revision used) when the id is taken."""
+        ...
+
+    async def add_all(self, instances: Sequence[Instance]) -> list[Upserted | None]:
+        """`add` for each instance in order, in one transaction (one commit for all): an
+        answer per instance, None for each whose id was taken (by the catalog or earlier in
+        the list)."""
         ...
 
     async def remove(self, instance_id: str, reason: RemovalReason) -> Removed | None:
@@ -332,6 +339,23 @@ class HealthReportStore(Protocol):
         ...
 
 
+class ControlWatcherStore(Protocol):
+    """The sidecars watching each replica and what they acknowledged, for "enforced by N/N"
+    to count every replica's sidecars (registry.control_acks). Each replica publishes its own
+    in-memory list, whole; a replica that stops publishing drops out of the count."""
+
+    async def publish(
+        self, replica_id: str, watchers: Sequence[ControlWatcher], now: float, *, forget_before: float
+    ) -> None:
+        """Replaces `replica_id`'s watchers and marks it seen at `now`; forgets the watchers of
+        replicas not seen since `forget_before`."""
+        ...
+
+    async def live(self, seen_since: float) -> list[ControlWatcher]:
+        """The watchers of every replica seen at or after `seen_since`."""
+        ...
+
+
 class SharedFiles(Protocol):
     """Files every replica must hold alike (the CA, the operator token, the task-signing key),
     kept in a store shared by replicas so that no replica makes its own."""
@@ -529,8 +553,10 @@ class Stores:
     shared_files: SharedFiles | None = None
     # None: health reports stay in this process's memory (one registry).
     health_reports: HealthReportStore | None = None
-    # None: no per-session totals (PostgreSQL, for now): session and cost queries read receipts.
+    # None: no per-session totals: session and cost queries read receipts.
     sessions: SessionStore | None = None
+    # None: every sidecar watches this process (one registry), which counts acknowledgements alone.
+    control_watchers: ControlWatcherStore | None = None
 
 
 __all__ = [
@@ -546,6 +572,8 @@ __all__ = [
     "ChainHead",
     "ChainVerdict",
     "ControlStore",
+    "ControlWatcher",
+    "ControlWatcherStore",
     "ControlsSet",
     "HealthReportStore",
     "Isolation",

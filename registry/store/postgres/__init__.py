@@ -15,6 +15,7 @@ from meshwarden.registry.store.postgres.budgets import PostgresBudgets
 from meshwarden.registry.store.postgres.bundles import PostgresBundles
 from meshwarden.registry.store.postgres.catalog import PostgresCatalog, PostgresLeases
 from meshwarden.registry.store.postgres.changes import PostgresChangeFeed
+from meshwarden.registry.store.postgres.control_watchers import PostgresControlWatchers
 from meshwarden.registry.store.postgres.controls import PostgresControls
 from meshwarden.registry.store.postgres.database import Database, redacted
 from meshwarden.registry.store.postgres.health_reports import PostgresHealthReports
@@ -24,6 +25,7 @@ from meshwarden.registry.store.postgres.migrations import SCHEMA_VERSION, STEPS
 from meshwarden.registry.store.postgres.outcomes import PostgresOutcomes
 from meshwarden.registry.store.postgres.receipts import PostgresReceipts
 from meshwarden.registry.store.postgres.routes import PostgresRoutes
+from meshwarden.registry.store.postgres.sessions import PostgresSessions, fill_missing
 from meshwarden.registry.store.postgres.shared_files import PostgresSharedFiles
 from meshwarden.registry.store.postgres.tasks import PostgresTasks
 
@@ -41,9 +43,12 @@ async def open_postgres(url: str, *, event_log_retention: int, migrate: bool = F
             await migrations.migrate(db)
         else:
             await migrations.check(db)
+        filled = await fill_missing(db)
     except BaseException:
         await db.close()
         raise
+    if filled:
+        log.info("computed the aggregates of %d sessions stored before they were kept", filled)
     stores = stores_over(db, event_log_retention=event_log_retention)
     log.info("opened %s at catalog revision %d", db.location, await stores.catalog.revision())
     return stores
@@ -66,6 +71,8 @@ def stores_over(db: Database, *, event_log_retention: int) -> Stores:
         audit=PostgresAudit(db),
         receipts=PostgresReceipts(db),
         outcomes=PostgresOutcomes(db),
+        sessions=PostgresSessions(db),
+        control_watchers=PostgresControlWatchers(db),
         join_tokens=PostgresJoinTokens(db),
         approvals=PostgresApprovals(db),
         budgets=PostgresBudgets(db),

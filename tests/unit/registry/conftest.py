@@ -84,6 +84,6 @@ def raw_sql(stores: Stores, tmp_path: Path, request: pytest.FixtureRequest) -> R
 @pytest.fixture
 def sqlite_only(request: pytest.FixtureRequest) -> None:
     """For tests of what only the SQLite store does (its file, its lock, its writer thread) or
-    has so far (receipt retention with chain checkpoints, per-session totals)."""
+    has so far."""
     if getattr(request.node, "callspec", None) and request.node.callspec.params.get("stores") == "postgresql":
         pytest.skip("about the SQLite store (or what the PostgreSQL store does not do yet)")

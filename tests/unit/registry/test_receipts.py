@@ -292,7 +292,6 @@ async def test_verify_catches_a_chain_rewritten_with_every_hash_recomputed(recei
     assert unsigned.problems == ("no signed head: nothing proves its sidecar wrote this chain",)
 
 
-@pytest.mark.usefixtures("sqlite_only")  # retention is not written for PostgreSQL yet
 async def test_retention_cuts_a_prefix_that_verify_checks_from_its_checkpoint(
     receipts: Receipts, stores: Stores, raw_sql: RawSql
 ) -> None:
@@ -311,10 +310,26 @@ async def test_retention_cuts_a_prefix_that_verify_checks_from_its_checkpoint(
     )
 
 
-@pytest.mark.usefixtures("sqlite_only")
 async def test_retention_of_a_whole_chain_keeps_it_verifiable(receipts: Receipts, stores: Stores) -> None:
     await _ship(receipts, BILLING, chain(3))
     assert await stores.receipts.forget_before(5000.0, now=6000.0) == 3
     assert await stores.receipts.forget_before(5000.0, now=6000.0) == 0
     [verdict] = await receipts.verify()
     assert verdict.intact and verdict.receipts == 0
+
+
+async def test_retention_on_postgresql_deletes_in_batches_each_leaving_a_checkpoint(
+    receipts: Receipts, stores: Stores, raw_sql: RawSql, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each batch is its own short transaction: the chain verifies from the checkpoint it
+    leaves, whichever batch ran last."""
+    from meshwarden.registry.store.postgres import receipts as pg_receipts
+
+    if not isinstance(stores.receipts, pg_receipts.PostgresReceipts):
+        pytest.skip("batches are how the PostgreSQL store deletes")
+    monkeypatch.setattr(pg_receipts, "_RETENTION_BATCH", 3)
+    await _ship(receipts, BILLING, chain(10))  # started at 1001 to 1010
+    assert await stores.receipts.forget_before(1009.0, now=2000.0) == 8
+    assert raw_sql.rows("SELECT seq FROM receipt_checkpoints") == [(8,)]
+    [verdict] = await receipts.verify()
+    assert verdict.intact and verdict.receipts == 2
