@@ -65,7 +65,7 @@ from meshwarden.registry.replicas import Follower
 from meshwarden.registry.routes import Routes
 from meshwarden.registry.session_queries import SessionQueries
 from meshwarden.registry.session_suspects import SessionSuspects
-from meshwarden.registry.store import SessionStore, Stores
+from meshwarden.registry.store import SessionSignalStore, Stores
 from meshwarden.registry.store.sqlite import stores_over
 from meshwarden.registry.store.sqlite.database import Database
 from meshwarden.registry.task_queue import TaskQueue
@@ -185,8 +185,8 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             routes=routes,
             receipts=receipts,
             sessions=SessionQueries(receipts, outcomes, stores.sessions, clock),
-            suspects=SessionSuspects(receipts, outcomes, stores.sessions, clock),
-            session_store=stores.sessions,
+            suspects=SessionSuspects(receipts, outcomes, stores.session_signals, clock),
+            session_store=stores.session_signals,
             outcomes=outcomes,
             controls=controls,
             acks=Acknowledgements(clock, stores.control_watchers),
@@ -321,7 +321,7 @@ class _Parts:
     receipts: Receipts
     sessions: SessionQueries
     suspects: SessionSuspects
-    session_store: SessionStore | None  # the session aggregates (None: the store has none yet)
+    session_store: SessionSignalStore | None  # signals and call facts per session (None: from receipts)
     outcomes: Outcomes
     controls: Controls
     acks: Acknowledgements

@@ -13,7 +13,7 @@ from meshwarden.registry.audit import Audit
 from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.outcomes import Outcomes
 from meshwarden.registry.session_queries import ReceiptSource
-from meshwarden.registry.store import SessionStore
+from meshwarden.registry.store import SessionSignalStore
 from meshwarden.v1 import session_insights_pb2
 
 DEFAULT_LIMIT: Final = 100
@@ -24,7 +24,7 @@ _ROUTE_ENTRIES: Final = 10_000  # route.set audit entries read per request, at m
 
 class ChangeQueries:
     def __init__(
-        self, receipts: ReceiptSource, outcomes: Outcomes, audit: Audit, sessions: SessionStore | None, clock: Clock
+        self, receipts: ReceiptSource, outcomes: Outcomes, audit: Audit, sessions: SessionSignalStore | None, clock: Clock
     ) -> None:
         # sessions: the call facts kept as receipts arrive; None reads every receipt instead
         self._receipts, self._outcomes, self._audit, self._sessions = receipts, outcomes, audit, sessions

@@ -18,7 +18,7 @@ from meshwarden.registry import session_principal, session_signals, session_view
 from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.outcomes import Outcomes, StoredOutcome
 from meshwarden.registry.session_queries import ReceiptSource
-from meshwarden.registry.store import SessionStore
+from meshwarden.registry.store import SessionSignalStore
 from meshwarden.registry.store.records import SessionSignals, SuspectThresholds
 from meshwarden.v1 import receipts_pb2, session_insights_pb2
 
@@ -30,7 +30,7 @@ _FUTURE_S: Final = 366 * 24 * 3600.0
 
 class SessionSuspects:
     def __init__(
-        self, receipts: ReceiptSource, outcomes: Outcomes, sessions: SessionStore | None, clock: Clock
+        self, receipts: ReceiptSource, outcomes: Outcomes, sessions: SessionSignalStore | None, clock: Clock
     ) -> None:
         self._receipts, self._outcomes, self._sessions, self._clock = receipts, outcomes, sessions, clock
         # Running sessions per reason under the default thresholds, as last counted: what the

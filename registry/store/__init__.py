@@ -268,6 +268,13 @@ class SessionStore(Protocol):
         """The cost table over every session, grouped by `by` (registry.session_views.COST_KEYS)."""
         ...
 
+
+class SessionSignalStore(Protocol):
+    """What the receipt store keeps per session beside its aggregate for the operator's
+    questions 7 and 10 (registry.session_signals, registry.call_facts): kept apart from
+    SessionStore so a store can add it on its own (SQLite has it; without it the registry
+    computes the same answers from the receipts)."""
+
     async def suspects(
         self, limits: SuspectThresholds, now: float, after: tuple[float, str] | None, limit: int, reason: str = ""
     ) -> list[SuspectSession]:
@@ -555,6 +562,7 @@ class Stores:
     health_reports: HealthReportStore | None = None
     # None: no per-session totals: session and cost queries read receipts.
     sessions: SessionStore | None = None
+    session_signals: SessionSignalStore | None = None  # None: answered from the receipts
     # None: every sidecar watches this process (one registry), which counts acknowledgements alone.
     control_watchers: ControlWatcherStore | None = None
 
@@ -586,6 +594,7 @@ __all__ = [
     "Positions",
     "ReceiptStore",
     "RouteStore",
+    "SessionSignalStore",
     "SessionStore",
     "SharedFiles",
     "SidecarBundleStatus",
