@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -26,6 +27,7 @@ from session_queries import fill  # beside this script: python puts its folder o
 
 from meshwarden.clock import SystemClock
 from meshwarden.local_mesh import LocalMesh
+from meshwarden.policy_bundle.keys import keygen
 from meshwarden.registry.issuer import Issuer
 from meshwarden.registry.outcomes import Outcomes
 from meshwarden.registry.receipts import Receipts
@@ -37,17 +39,22 @@ QUESTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("1 running sessions", ("sessions", "list", "--state", "running")),
     ("1 tasks in progress", ("tasks", "list", "--state", "leased")),
     ("2 who enrolled (audit)", ("audit", "list")),
+    ("2 started for, launched by", ("sessions", "list", "--started-for", "user:u7")),
     ("3 sessions of a workflow", ("sessions", "list", "--workflow", "w3")),
     ("4 model per agent", ("costs", "--by", "agent-model")),
     ("5 tool ledger", ("tools", "ledger")),
     ("6 session costs", ("sessions", "list")),
     ("6 one session", ("session", "show", "s7")),
     ("7 stuck (idle longest)", ("sessions", "list", "--state", "running", "--order", "oldest")),
+    ("7 suspect (loops, retries)", ("sessions", "suspect")),
     ("8/9 cost per success, burn", ("costs", "--by", "workflow")),
     ("10 per version", ("costs", "--by", "version")),
+    ("10 changes before/after", ("changes", "--since", "400d")),
     ("11 approvals", ("approvals", "list", "--all")),
     ("12 refusals by cause", ("costs", "--by", "refusal")),
     ("13 kill switches", ("kill", "list")),
+    # every list pages with a keyset cursor: the second page of the sessions, as an operator pages
+    ("6 sessions, a page of 100", ("sessions", "list", "--limit", "100")),
 )
 
 
@@ -71,9 +78,12 @@ def median_s(argv: list[str], env: dict[str, str], runs: int) -> tuple[float, in
     return statistics.median(times), code
 
 
-async def measure(sessions: int, runs: int) -> None:
+async def measure(sessions: int, runs: int, only: str = "") -> None:
     with tempfile.TemporaryDirectory() as directory:
         mesh = LocalMesh(Path(directory), bundle_keys=Path(directory) / "keys")
+        signing = keygen(Path(directory) / "signing", "bench")  # the registry needs a trusted bundle key
+        (Path(directory) / "keys").mkdir()
+        shutil.copy(signing.public_key, Path(directory) / "keys" / signing.public_key.name)
         started = time.perf_counter()
         await filled(mesh.registry_data_dir, sessions)
         print(f"stored {sessions} sessions ({sessions * 8} receipts) in {time.perf_counter() - started:.1f} s")
@@ -86,6 +96,8 @@ async def measure(sessions: int, runs: int) -> None:
             }
             print(f"{'question':<28} {'command':<52} {'table s':>8} {'json s':>8}  exit")
             for name, args in QUESTIONS:
+                if only and only not in name:
+                    continue
                 table, code = await asyncio.to_thread(median_s, meshwarden_argv(*args, *flags), env, runs)
                 as_json, _ = await asyncio.to_thread(
                     median_s, meshwarden_argv(*args, "--output", "json", *flags), env, runs
@@ -99,8 +111,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", default="", help="only the questions whose name contains this (e.g. 7)")
     options = parser.parse_args()
-    asyncio.run(measure(options.sessions, options.runs))
+    asyncio.run(measure(options.sessions, options.runs, options.only))
 
 
 if __name__ == "__main__":

@@ -94,7 +94,8 @@ async def fill(receipts: Receipts, outcomes: Outcomes, issuer: Issuer, calls: in
             "callee_agent": callee,
             "callee_spiffe_id": _spiffe_id(callee),
             "capability": f"{callee}.work",
-            "version": "1.0.0",
+            "version": "1.0.0" if n < calls // 2 else "1.1.0",  # a release halfway: a change to compare
+            "on_behalf_of": f"user:u{session % 50}",  # who the session was started for, carried on every call
             "status": "OK",
             "policy_decision": "allow",
             "attempt": 1,

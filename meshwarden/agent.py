@@ -100,6 +100,9 @@ class CallContext:
     task_id: str = ""
     fencing_token: int = 0
     _task_token: bytes = field(default=b"", repr=False)  # the signed claim behind task_id, for the gateway
+    # Who the session was started for, as the sidecars carried it from its entry point ("" for
+    # none). Informational: this agent's sidecar puts it on every call of the session itself.
+    on_behalf_of: str = ""
     _gateway: str = field(default="", repr=False)  # the sidecar's model gateway, "" for the default
     # The agent's one blocking client (its channel shared by every plain-`def` handler's
     # calls); None: one of its own per call.
@@ -529,6 +532,7 @@ class _Servicer(agent_pb2_grpc.AgentServicer):
             task_id=request.task_id,
             fencing_token=request.fencing_token,
             _task_token=request.task_token,
+            on_behalf_of=request.on_behalf_of,
             deadline=None if remaining is None else time.monotonic() + remaining,
             _client=agent.client,
             _sidecar=agent.sidecar,

@@ -69,6 +69,9 @@ class CallOptions(TypedDict, total=False):
     schema_hash: str | None  # the callee's contract the caller was written against
     session_id: str | None
     workflow_id: str | None
+    # Who the session is started for ("user:alice@example.com"), said where it enters the mesh;
+    # the sidecars carry it to every later call of the session (leave it out below the entry).
+    on_behalf_of: str | None
     cost_estimate_micro_usd: int | None  # policies see it; absent is not zero
     idempotent: bool  # True (default): a fresh idempotency key, so the mesh may retry the call
     idempotency_key: str | None  # reuse your own key across calls
@@ -98,6 +101,7 @@ def request(capability: str, payload: object, **options: Unpack[CallOptions]) ->
         idempotency_key=key,
         parent_call_id=options.get("parent_call_id") or "",
         task_token=options.get("task_token") or b"",
+        on_behalf_of=options.get("on_behalf_of") or "",
     )
     cost = options.get("cost_estimate_micro_usd")
     if cost is not None:  # policies see it; absent is not zero

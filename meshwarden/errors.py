@@ -19,6 +19,7 @@ raises the same class in the agent). Branched by what the caller can do about th
         OutcomeRefused        PERMISSION_DENIED  this agent took no part in the session it reported on
         ApprovalPending       FAILED_PRECONDITION a person must approve first; retry with its approval_id once approved
         ApprovalDenied        PERMISSION_DENIED  a person denied it, nobody decided in time, or the approval is for other arguments
+        PrincipalMismatch     PERMISSION_DENIED  the session was started for someone else; an agent cannot change that
       Unreachable             transient; a later attempt may succeed
         NoHealthyInstance     UNAVAILABLE        nothing live matches right now
         PeerUnavailable       UNAVAILABLE        the chosen instance could not be reached
@@ -451,6 +452,26 @@ class ApprovalDenied(Refused):
             decided_by=metadata.get("decided_by", ""),
             reason=metadata.get("reason", ""),
         )
+
+
+class PrincipalMismatch(Refused):
+    """The agent named a principal (on_behalf_of) for a session its sidecar already knows was
+    started for another one: the principal comes from the session's entry point and no agent
+    downstream may change it. Leave on_behalf_of empty below the entry point."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+    kind = "principal_mismatch"
+
+    def __init__(self, message: str, *, session_id: str = "", started_for: str = "") -> None:
+        super().__init__(message)
+        self.session_id, self.started_for = session_id, started_for
+
+    def metadata(self) -> dict[str, str]:
+        return {**super().metadata(), "session_id": self.session_id, "started_for": self.started_for}
+
+    @classmethod
+    def rebuilt(cls, message: str, metadata: Metadata) -> PrincipalMismatch:
+        return cls(message, session_id=metadata.get("session_id", ""), started_for=metadata.get("started_for", ""))
 
 
 class NoHealthyInstance(Unreachable):

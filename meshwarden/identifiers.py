@@ -16,6 +16,8 @@ from typing import Final
 
 from meshwarden.outcomes import MAX_SESSION_ID_CHARS
 
+MAX_PRINCIPAL_CHARS: Final = 128
+
 LIMITS: Final[Mapping[str, int]] = MappingProxyType(
     {
         "session_id": MAX_SESSION_ID_CHARS,  # outcomes are reported by session id: the same limit
@@ -28,6 +30,7 @@ LIMITS: Final[Mapping[str, int]] = MappingProxyType(
         "caller_instance_id": 128,
         "target_instance_id": 128,
         "caller_agent": 63,
+        "on_behalf_of": MAX_PRINCIPAL_CHARS,  # "user:alice@example.com", "service:nightly-billing"
     }
 )
 _SHOWN_CHARS: Final = 40

@@ -20,6 +20,7 @@ WORKFLOW_HEADER: Final = "x-meshwarden-workflow-id"
 TASK_HEADER: Final = "x-meshwarden-task-id"
 PARENT_CALL_HEADER: Final = "x-meshwarden-parent-call-id"
 TASK_TOKEN_HEADER: Final = "x-meshwarden-task-token"
+ON_BEHALF_OF_HEADER: Final = "x-meshwarden-on-behalf-of"
 UNIX_PREFIX: Final = "unix:"
 SOCKET_BASE: Final = "http://sidecar"  # the host a client names when it reaches the gateway's Unix socket
 
@@ -50,14 +51,16 @@ def _over_socket(gateway: str, package: Any, sync: bool, options: dict[str, Any]
 
 
 def attribution(
-    session_id: str = "", workflow_id: str = "", task_id: str = "", parent_call_id: str = ""
+    session_id: str = "", workflow_id: str = "", task_id: str = "", parent_call_id: str = "", on_behalf_of: str = ""
 ) -> dict[str, str]:
-    """The headers that attribute a model call to a session, workflow, task and parent call."""
+    """The headers that attribute a model call to a session, workflow, task and parent call,
+    and (at a session's entry point only) who the session is started for."""
     pairs = (
         (SESSION_HEADER, session_id),
         (WORKFLOW_HEADER, workflow_id),
         (TASK_HEADER, task_id),
         (PARENT_CALL_HEADER, parent_call_id),
+        (ON_BEHALF_OF_HEADER, on_behalf_of),
     )
     return {name: value for name, value in pairs if value}
 

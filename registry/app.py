@@ -47,6 +47,7 @@ from meshwarden.registry.authz import Authorizer
 from meshwarden.registry.budgets import Budgets, BudgetSettings
 from meshwarden.registry.bundles import Bundles
 from meshwarden.registry.catalog import Catalog
+from meshwarden.registry.change_queries import ChangeQueries
 from meshwarden.registry.config import RegistryConfig
 from meshwarden.registry.console import ConsoleBindError, ConsoleServer, Sources
 from meshwarden.registry.control_acks import Acknowledgements
@@ -63,7 +64,8 @@ from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.replicas import Follower
 from meshwarden.registry.routes import Routes
 from meshwarden.registry.session_queries import SessionQueries
-from meshwarden.registry.store import Stores
+from meshwarden.registry.session_suspects import SessionSuspects
+from meshwarden.registry.store import SessionSignalStore, Stores
 from meshwarden.registry.store.sqlite import stores_over
 from meshwarden.registry.store.sqlite.database import Database
 from meshwarden.registry.task_queue import TaskQueue
@@ -183,6 +185,9 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             routes=routes,
             receipts=receipts,
             sessions=SessionQueries(receipts, outcomes, stores.sessions, clock),
+            suspects=SessionSuspects(receipts, outcomes, stores.session_signals, clock),
+            session_store=stores.session_signals,
+            outcomes=outcomes,
             controls=controls,
             acks=Acknowledgements(clock, stores.control_watchers),
             audit=audit,
@@ -217,6 +222,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             once_in_mesh.append(("receipts-retention", lambda: receipts.retain_forever(retention)))
         background = [
             tasks.supervise("registry-svid-rotation", own_svid.rotate_forever),
+            tasks.supervise("suspect-sessions-count", parts.suspects.count_forever),
             tasks.supervise(
                 "work-once-in-mesh",
                 lambda: singletons.run_once_in_mesh(
@@ -314,6 +320,9 @@ class _Parts:
     routes: Routes
     receipts: Receipts
     sessions: SessionQueries
+    suspects: SessionSuspects
+    session_store: SessionSignalStore | None  # signals and call facts per session (None: from receipts)
+    outcomes: Outcomes
     controls: Controls
     acks: Acknowledgements
     audit: Audit
@@ -372,12 +381,17 @@ def _add_services(server: grpc.aio.Server, config: RegistryConfig, parts: _Parts
             open_enrollment=config.open_enrollment_enabled,
             svid_ttl_s=config.svid_ttl_s,
             mtls_address=mtls_advertised,
+            audit=parts.audit,
         ),
         receipts=api.ReceiptsApi(parts.receipts, parts.sessions),
         approvals=api.ApprovalsApi(parts.approvals),
         budgets=api.BudgetsApi(parts.budgets),
         tools=api.ToolsApi(parts.receipts, parts.clock),
         bundle_history=api.BundleHistoryApi(parts.bundles),
+        session_insights=api.SessionInsightsApi(
+            parts.suspects,
+            ChangeQueries(parts.receipts, parts.outcomes, parts.audit, parts.session_store, parts.clock),
+        ),
         tasks=api.TasksApi(parts.task_queue, parts.catalog, parts.task_key, parts.receipts),
     )
 
@@ -397,7 +411,7 @@ async def _serve(
     serving = False
     admin = AdminServer(
         "registry",
-        registry_metrics(parts.catalog, parts.hub, parts.bundles, parts.budgets),
+        registry_metrics(parts.catalog, parts.hub, parts.bundles, parts.budgets, parts.suspects),
         lambda: _not_ready(serving, parts.follower),
     )
     console = _console(config, parts)

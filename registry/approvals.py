@@ -139,9 +139,12 @@ class Approvals:
             approval = await self.get(approval.id)
         return approval
 
-    async def recent(self, *, pending_only: bool, limit: int) -> list[StoredApproval]:
+    async def recent(
+        self, *, pending_only: bool, limit: int, after: tuple[float, str] | None = None, oldest_first: bool = False
+    ) -> list[StoredApproval]:
+        """Newest first (or oldest), strictly after the keyset cursor `after` (requested_at, id)."""
         await self.expire()
-        return await self._store.recent(pending_only=pending_only, limit=limit)
+        return await self._store.recent(pending_only=pending_only, limit=limit, after=after, oldest_first=oldest_first)
 
     async def decide(self, approval_id: str, approve: bool, reason: str, caller: Caller) -> StoredApproval:
         reason = reason.strip()

@@ -75,9 +75,10 @@ class Audit:
         """At most `limit` entries older than entry `before_id` (0: the newest), newest first."""
         return await self._store.before(before_id, limit)
 
-    async def list(self, since: float = 0.0, limit: int = DEFAULT_LIMIT) -> list[AuditEntry]:
-        """The newest `limit` entries at or after `since`, oldest first."""
-        return await self._store.list(since, limit)
+    async def list(self, since: float = 0.0, limit: int = DEFAULT_LIMIT, before_id: int = 0) -> list[AuditEntry]:
+        """The newest `limit` entries at or after `since` (below id `before_id`, when given),
+        oldest first."""
+        return await self._store.list(since, limit, before_id)
 
 
 def logged(entry: AuditEntry) -> None:

@@ -46,6 +46,7 @@ from meshwarden.v1 import (
     identity_pb2,
     receipts_pb2,
     registry_pb2,
+    session_insights_pb2,
     tasks_pb2,
     tools_pb2,
 )
@@ -61,6 +62,7 @@ _APPROVALS: Final = approvals_pb2.DESCRIPTOR.services_by_name["Approvals"].full_
 _TOOLS: Final = tools_pb2.DESCRIPTOR.services_by_name["Tools"].full_name
 _BUDGETS: Final = budgets_pb2.DESCRIPTOR.services_by_name["Budgets"].full_name
 _BUNDLE_HISTORY: Final = bundle_history_pb2.DESCRIPTOR.services_by_name["BundleHistory"].full_name
+_INSIGHTS: Final = session_insights_pb2.DESCRIPTOR.services_by_name["SessionInsights"].full_name
 
 
 class Need(enum.Enum):
@@ -131,6 +133,8 @@ REQUIRED: Final[Mapping[str, Need]] = MappingProxyType(
         method(_BUDGETS, "SyncSlices"): Need.AGENT,  # plus: only the holder reports its slices
         method(_BUNDLE_HISTORY, "ListBundles"): Need.OPERATOR,
         method(_BUNDLE_HISTORY, "GetBundle"): Need.OPERATOR,
+        method(_INSIGHTS, "ListSuspectSessions"): Need.OPERATOR,  # spans every agent's sessions
+        method(_INSIGHTS, "ListChanges"): Need.OPERATOR,
     }
 )
 

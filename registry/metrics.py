@@ -17,6 +17,8 @@ from meshwarden.metrics_registry import LoopStateCollector, MetricsRegistry
 from meshwarden.registry.budgets import Budgets
 from meshwarden.registry.bundles import Bundles
 from meshwarden.registry.catalog import Catalog
+from meshwarden.registry.session_signals import REASONS
+from meshwarden.registry.session_suspects import SessionSuspects
 from meshwarden.registry.watch_hub import WatchHub
 
 
@@ -88,14 +90,40 @@ class _BudgetState(LoopStateCollector):
         yield slices
 
 
+class _SuspectState(LoopStateCollector):
+    """Running sessions that look stuck or looping, as registry.session_suspects last counted."""
+
+    def __init__(self, suspects: SessionSuspects) -> None:
+        self._suspects = suspects
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "meshwarden_sessions_suspect",
+            "Running sessions past a threshold, by reason: repeating (same call and argument hash), retrying "
+            "(retries per success), spending (spend with no outcome, still rising), idle (no call for a while)",
+            labels=["reason"],
+        )
+        counted = self._suspects.counted
+        if counted:  # nothing counted yet (or no session aggregates): no samples rather than zeros
+            for reason in REASONS:
+                gauge.add_metric([reason], counted.get(reason, 0))
+        yield gauge
+
+
 def registry_metrics(
-    catalog: Catalog, hub: WatchHub, bundles: Bundles, budgets: Budgets | None = None
+    catalog: Catalog,
+    hub: WatchHub,
+    bundles: Bundles,
+    budgets: Budgets | None = None,
+    suspects: SessionSuspects | None = None,
 ) -> MetricsRegistry:
     """The registry's own MetricsRegistry (never the process-global one)."""
     registry = MetricsRegistry()
     registry.register(_RegistryState(catalog, hub, bundles))
     if budgets is not None:
         registry.register(_BudgetState(budgets))
+    if suspects is not None:
+        registry.register(_SuspectState(suspects))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry

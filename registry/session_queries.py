@@ -22,7 +22,7 @@ from google.protobuf import timestamp_pb2
 
 from meshwarden.clock import Clock
 from meshwarden.receipt_calls import calls_of
-from meshwarden.registry import session_access, session_views
+from meshwarden.registry import session_access, session_principal, session_views
 from meshwarden.registry.authz import Caller
 from meshwarden.registry.errors import InvalidInput, PermissionDenied, UnknownSession
 from meshwarden.registry.outcomes import Outcomes, StoredOutcome
@@ -68,7 +68,7 @@ class SessionQueries:
             wanted = dataclasses.replace(wanted, participant=session_access.agent_of(caller))
         if self._sessions is not None and not request.HasField("since") and not request.HasField("until"):
             listed = await self._sessions.find(wanted.as_query())
-            found = [session_views.summary_of(s.aggregate, s.outcome) for s in listed]
+            found = [session_principal.fill(session_views.summary_of(s.aggregate, s.outcome), s.principal) for s in listed]
         else:
             since, until = self._window(
                 request.since if request.HasField("since") else None,
@@ -126,7 +126,10 @@ def _session_response(
     session_id: str, receipts: Sequence[receipts_pb2.Receipt], outcome: StoredOutcome | None
 ) -> receipts_pb2.GetSessionResponse:
     return receipts_pb2.GetSessionResponse(
-        summary=session_views.summarize(session_id, calls_of(receipts), outcome),
+        summary=session_principal.fill(
+            session_views.summarize(session_id, calls_of(receipts), outcome),
+            session_principal.principal_of(session_id, receipts),
+        ),
         outcome_detail=outcome.detail if outcome is not None else "",
         receipts=receipts,
     )

@@ -29,7 +29,9 @@ from typing import Final
 
 from google.protobuf import timestamp_pb2
 
+from meshwarden.identifiers import identifier_problem
 from meshwarden.receipt_calls import ReceiptCall, calls_of
+from meshwarden.registry import session_principal
 from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.outcomes import StoredOutcome
 from meshwarden.registry.store.records import CostTotal, SessionAggregate, SessionQuery
@@ -97,6 +99,7 @@ class SessionFilter:
     after: tuple[float, str] | None = None
     # Set by the registry (never from the request) when an agent asks: only its own sessions.
     participant: str = ""
+    started_for: str = ""  # only the sessions started for this principal
 
     @classmethod
     def from_proto(cls, request: receipts_pb2.ListSessionsRequest) -> SessionFilter:
@@ -116,6 +119,7 @@ class SessionFilter:
             limit=request.limit or DEFAULT_LIMIT,
             oldest_first=request.order == OLDEST,
             after=_parse_cursor(request.cursor) if request.cursor else None,
+            started_for=_principal(request.started_for),
         )
 
     def as_query(self) -> SessionQuery:
@@ -128,6 +132,7 @@ class SessionFilter:
             oldest_first=self.oldest_first,
             after=self.after,
             limit=self.limit,
+            started_for=self.started_for,
         )
 
 
@@ -141,7 +146,12 @@ def list_sessions(
     receipts: Iterable[receipts_pb2.Receipt], outcomes: Mapping[str, StoredOutcome], wanted: SessionFilter
 ) -> list[receipts_pb2.SessionSummary]:
     """The sessions the receipts show, filtered, newest activity first, at most `wanted.limit`."""
-    summaries = [summarize(s.session_id, s.calls, outcomes.get(s.session_id)) for s in _sessions(receipts)]
+    receipts = list(receipts)
+    principals = session_principal.by_session(receipts)
+    summaries = [
+        session_principal.fill(summarize(s.session_id, s.calls, outcomes.get(s.session_id)), principals.get(s.session_id))
+        for s in _sessions(receipts)
+    ]
     kept = [s for s in summaries if _matches(s, wanted)]
     kept.sort(key=_position, reverse=not wanted.oldest_first)
     if wanted.after is not None:
@@ -172,6 +182,13 @@ def cursor_after(summary: receipts_pb2.SessionSummary) -> str:
     """The cursor that continues a list after `summary` (opaque to clients)."""
     activity, session_id = _position(summary)
     return f"{activity!r}:{session_id}"
+
+
+def _principal(text: str) -> str:
+    problem = identifier_problem("on_behalf_of", text)
+    if problem is not None:
+        raise InvalidInput("started_for", problem)
+    return text
 
 
 def _parse_cursor(text: str) -> tuple[float, str]:
@@ -295,6 +312,8 @@ def _matches(summary: receipts_pb2.SessionSummary, wanted: SessionFilter) -> boo
     if wanted.participant and wanted.participant not in summary.agents:
         return False
     if wanted.team and wanted.team not in summary.teams:
+        return False
+    if wanted.started_for and wanted.started_for != summary.started_for:
         return False
     return not (wanted.workflow_id and wanted.workflow_id != summary.workflow_id)
 

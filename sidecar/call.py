@@ -82,6 +82,9 @@ class CallRecord:
     budget_reserved_micro_usd: int = 0  # budget: its worst case, reserved before it left
     budget_settled_micro_usd: int = 0  # budget: what it was charged once it ended
     budget_downgraded_to: str = ""  # budget: what ran instead, when a budget made the call run cheaper
+    on_behalf_of: str = ""  # session_principal: who the session was started for
+    on_behalf_of_source: str = ""  # session_principal: "agent", "session" or "peer"
+    on_behalf_of_refused: str = ""  # session_principal: another principal the agent claimed (refused)
 
 
 @_immutable
@@ -134,6 +137,9 @@ class Call:
     # once with its id (x-meshwarden-approval-wait: none).
     approval_id: str = ""
     approval_wait: bool = True
+    # Who the session was started for: as the agent (or the calling sidecar) said it, then as the
+    # session_principal stage settled it (the session's first, carried to the peer).
+    on_behalf_of: str = ""
     # Shared by every replace() of this call; see CallRecord.
     record: CallRecord = field(default_factory=CallRecord, compare=False, repr=False)
     # Shared likewise: the payload's digest and parsed forms, each worked out once (payload_facts.py).

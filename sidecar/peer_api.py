@@ -73,6 +73,7 @@ class PeerApi(peer_pb2_grpc.PeerServicer):
                     "caller_instance_id": request.caller_instance_id,
                     "target_instance_id": request.target_instance_id,
                     "caller_agent": request.caller_agent,
+                    "on_behalf_of": request.on_behalf_of,
                 }
             )
             if found is not None or not CAPABILITY_NAME.fullmatch(request.capability):

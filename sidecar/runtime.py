@@ -26,6 +26,7 @@ from meshwarden.sidecar.provider_credentials import ProviderCredentials
 from meshwarden.sidecar.receipt_spool import ReceiptSpool
 from meshwarden.sidecar.routes import RouteTable, SessionPins
 from meshwarden.sidecar.schemas import SchemaCache
+from meshwarden.sidecar.session_principals import SessionPrincipals
 from meshwarden.sidecar.stages.breaker import BreakerBoard
 from meshwarden.sidecar.stages.task_fence import Fences
 from meshwarden.sidecar.tracing_setup import SidecarTracing
@@ -47,6 +48,7 @@ class Runtime:
     own_health: OwnHealth = field(default_factory=lambda: OwnHealth("", 10.0, 20, 0.5))
     routes: RouteTable = field(default_factory=RouteTable)
     sessions: SessionPins = field(default_factory=SessionPins)
+    principals: SessionPrincipals = field(default_factory=SessionPrincipals)  # who each session is for
     receipts: ReceiptSpool | None = None  # None: receipts turned off (--receipts false)
     latency: LatencyBoard = field(default_factory=lambda: LatencyBoard(time.monotonic))
     tracing: SidecarTracing | None = None  # None: tracing is off (no OTLP endpoint configured)

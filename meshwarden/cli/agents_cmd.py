@@ -31,6 +31,8 @@ def add_to(commands: Any) -> None:
     listing.add_argument("--agent", default="", metavar="NAME", help="only instances of this agent")
     listing.add_argument("--capability", default="", metavar="NAME", help="only instances serving this capability")
     listing.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS", help="default 5")
+    listing.add_argument("--limit", type=int, default=0, metavar="N", help="a page of N instances (default 0: all)")
+    listing.add_argument("--cursor", default="", metavar="CURSOR", help="the next page: the cursor a page printed")
     listing.set_defaults(run=_list)
 
 

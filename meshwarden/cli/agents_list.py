@@ -48,10 +48,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"meshwarden agents list: {exc}", file=sys.stderr)
         return exc.exit_code
     try:
-        reply = asyncio.run(_fetch(access, args.agent, args.capability, args.timeout))
+        request = registry_pb2.ListInstancesRequest(
+            agent=args.agent, capability=args.capability, limit=max(args.limit, 0), cursor=args.cursor
+        )
+        reply = asyncio.run(_fetch(access, request, args.timeout))
     except grpc.aio.AioRpcError as err:
         return registry_access.report_rpc_error("meshwarden agents list", err, access.address)
     instances = list(reply.instances)
+    if reply.next_cursor:  # stderr, so the table and the JSON stay what they were
+        print(f"more: --cursor {reply.next_cursor}", file=sys.stderr)
     health = {h.instance_id: h for h in reply.health}
     if args.output == "json":
         print(json.dumps([instance_json(i, health.get(i.instance_id)) for i in instances], indent=2))
@@ -63,10 +68,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _fetch(
-    access: registry_access.RegistryAccess, agent: str, capability: str, timeout_s: float
+    access: registry_access.RegistryAccess, request: registry_pb2.ListInstancesRequest, timeout_s: float
 ) -> registry_pb2.ListInstancesResponse:
     async with registry_channel(access.address, access.trust) as channel:
-        request = registry_pb2.ListInstancesRequest(agent=agent, capability=capability)
         reply: registry_pb2.ListInstancesResponse = await registry_stub(channel).ListInstances(
             request, timeout=timeout_s, metadata=access.metadata()
         )

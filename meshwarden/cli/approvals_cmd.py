@@ -47,6 +47,7 @@ def add_to(commands: Any) -> None:
     listing = actions.add_parser("list", help="pending approvals, newest first (operator token)")
     listing.add_argument("--all", action="store_true", help="every state, not only pending")
     listing.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    listing.add_argument("--cursor", default="", metavar="CURSOR", help="the next page: the cursor a page printed")
     show = actions.add_parser("show", help="who, what, the exact arguments, the risk factors, the session so far")
     show.add_argument("id", metavar="ID")
     decide = []
@@ -67,8 +68,12 @@ def add_to(commands: Any) -> None:
 
 async def _list(channel: grpc.aio.Channel, args: argparse.Namespace, metadata: Any) -> int:
     reply = await approvals_pb2_grpc.ApprovalsStub(channel).ListApprovals(
-        approvals_pb2.ListApprovalsRequest(all=args.all, limit=max(args.limit, 1)), metadata=metadata, timeout=10
+        approvals_pb2.ListApprovalsRequest(all=args.all, limit=max(args.limit, 1), cursor=args.cursor),
+        metadata=metadata,
+        timeout=10,
     )
+    if reply.next_cursor:  # stderr, so the table and the JSON stay what they were
+        print(f"more: --cursor {reply.next_cursor}", file=sys.stderr)
     if args.output == "json":
         print(json.dumps([approval_json(a) for a in reply.approvals], indent=2))
         return exit_codes.OK

@@ -30,6 +30,9 @@ def add_to(commands: Any) -> None:
         "--since", metavar="WHEN", help="a duration back from now (30m, 2h, 7d) or an ISO 8601 time (UTC if no zone)"
     )
     listing.add_argument("--limit", type=int, default=1000, help="at most this many, the newest (default 1000)")
+    listing.add_argument(
+        "--cursor", default="", metavar="CURSOR", help="the older page: the cursor the previous page printed"
+    )
     listing.add_argument("--output", choices=["table", "json"], default="table", help="table (default) or json")
     registry_access.add_registry_flags(listing)
     listing.set_defaults(run=_list)
@@ -52,7 +55,7 @@ def parse_since(text: str, now: float) -> float:
 
 def _list(args: argparse.Namespace) -> int:
     command = "meshwarden audit list"
-    request = controls_pb2.ListAuditRequest(limit=max(args.limit, 1))
+    request = controls_pb2.ListAuditRequest(limit=max(args.limit, 1), cursor=args.cursor)
     if args.since:
         try:
             request.since.FromMicroseconds(int(parse_since(args.since, time.time()) * 1e6))
@@ -67,6 +70,8 @@ def _list(args: argparse.Namespace) -> int:
         return exc.exit_code
     except grpc.aio.AioRpcError as err:
         return registry_access.report_rpc_error(command, err, args.registry or "the registry")
+    if reply.next_cursor:  # stderr, so the table and the JSON stay what they were
+        print(f"more (older): --cursor {reply.next_cursor}", file=sys.stderr)
     if args.output == "json":
         print(json.dumps([_entry_json(e) for e in reply.entries], indent=2))
         return exit_codes.OK

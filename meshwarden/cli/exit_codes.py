@@ -8,3 +8,4 @@ TAMPERED = 4  # `receipts verify`: a stored receipt was altered, removed or adde
 NOT_FOUND = 5  # `approvals`: no such approval
 CONFLICT = 6  # `approvals approve/deny`: the approval is no longer pending (decided, used or expired)
 TIMED_OUT = 7  # the registry was reached but did not answer within --timeout
+ATTENTION = 8  # `sessions suspect`: suspect sessions found; `changes`: a significant difference found

@@ -46,6 +46,11 @@ COMMANDS: tuple[Command, ...] = (
     Command("sessions", "sessions_cmd", "sessions the registry holds receipts for"),
     Command("session", "sessions_cmd", "one session's timeline"),
     Command("costs", "costs_cmd", "spend, calls and cost per successful outcome"),
+    Command(
+        "changes",
+        "changes_cmd",
+        "success rate, cost per success and latency before and after each change, significant ones flagged",
+    ),
     # MCP tool calls: the ledger (operator token), and schema hashes for mcp_servers.toml
     Command("tools", "tools_cmd", "MCP tools: the tool-call ledger, input-schema hashes"),
     # operator controls

@@ -19,6 +19,8 @@ from meshwarden.v1 import receipts_pb2
 SESSION_COLUMNS: Final = (
     "SESSION",
     "STATE",
+    "STARTED-FOR",
+    "LAUNCHED-BY",
     "WORKFLOW",
     "CALLS",
     "FAILED",
@@ -62,6 +64,8 @@ def sessions_table(sessions: Sequence[receipts_pb2.SessionSummary]) -> str:
         (
             s.session_id,
             s.state,
+            started_for(s),
+            s.launched_by or "-",
             s.workflow_id or "-",
             str(s.calls),
             str(s.failures),
@@ -76,11 +80,21 @@ def sessions_table(sessions: Sequence[receipts_pb2.SessionSummary]) -> str:
     return table(rows)
 
 
+def started_for(summary: receipts_pb2.SessionSummary) -> str:
+    """Who the session was started for; a conflicting principal a later receipt named is shown
+    beside it (never instead of it)."""
+    shown = summary.started_for or "-"
+    return f"{shown} (also named: {summary.started_for_conflict})" if summary.started_for_conflict else shown
+
+
 def session_json(summary: receipts_pb2.SessionSummary) -> dict[str, object]:
     return {
         "session_id": summary.session_id,
         "workflow_id": summary.workflow_id,
         "state": summary.state,
+        "started_for": summary.started_for,
+        "launched_by": summary.launched_by,
+        "started_for_conflict": summary.started_for_conflict,
         "agents": list(summary.agents),
         "teams": list(summary.teams),
         "calls": summary.calls,
@@ -127,6 +141,7 @@ def timeline(response: receipts_pb2.GetSessionResponse) -> str:
         f"{head}: {state}",
         f"{summary.calls} calls, {usd(summary.cost_micro_usd)}, agents {', '.join(summary.agents) or '-'}, "
         f"from {iso_utc(_seconds(summary.started_at))} to {iso_utc(_seconds(summary.last_activity_at))}",
+        f"started for {started_for(summary)}, launched by {summary.launched_by or '-'}",
         "",
     ]
     start = calls[0].started_at if calls else 0.0

@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from meshwarden.cli import exit_codes, registry_access, session_render
+from meshwarden.cli import exit_codes, registry_access, session_render, sessions_suspect
 from meshwarden.cli.receipts_query import ask_receipts
 from meshwarden.cli.time_window import parse_time, timestamp
 from meshwarden.v1 import receipts_pb2
@@ -46,11 +46,15 @@ def add_to(commands: Any) -> None:
     listing.add_argument("--agent", default="", metavar="NAME", help="only sessions this agent took part in")
     listing.add_argument("--team", default="", metavar="TEAM", help="only sessions an agent of this team took part in")
     listing.add_argument("--workflow", default="", metavar="ID", help="only sessions of this workflow")
+    listing.add_argument(
+        "--started-for", default="", metavar="PRINCIPAL", help="only sessions started for this user or service"
+    )
     listing.add_argument("--since", default="", metavar="AGE|TIME", help="e.g. 1h, 30m, 2026-11-21T08:00Z")
     listing.add_argument("--until", default="", metavar="AGE|TIME", help="e.g. 5m, 2026-11-21T09:00Z")
     listing.add_argument("--limit", type=int, default=100, metavar="N", help="default 100, at most 1000")
     _common(listing)
     listing.set_defaults(run=_list)
+    sessions_suspect.add_to(actions, _common)
 
     session = commands.add_parser("session", help="one session's timeline")
     session_actions = session.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -83,6 +87,7 @@ def list_request(args: argparse.Namespace, now: float) -> receipts_pb2.ListSessi
         limit=args.limit,
         order=args.order,
         cursor=args.cursor,
+        started_for=args.started_for,
     )
     for flag, text in (("since", args.since), ("until", args.until)):
         if text:

@@ -51,6 +51,7 @@ def add_to(commands: Any) -> None:
     listing.add_argument("--workflow", default="", help="only tasks of this workflow")
     listing.add_argument("--holder", default="", help="an instance id or an agent name")
     listing.add_argument("--limit", type=int, default=100, help="at most this many rows (default 100)")
+    listing.add_argument("--cursor", default="", metavar="CURSOR", help="the next page: the cursor a page printed")
     show = actions.add_parser("show", help="one task and its timeline")
     show.add_argument("id", metavar="ID")
     for name, text in (("cancel", "cancel an unfinished task"), ("requeue", "queue a finished or stuck task again")):
@@ -129,8 +130,11 @@ async def _list(stub: tasks_pb2_grpc.TasksStub, args: argparse.Namespace, metada
         workflow_id=args.workflow,
         holder=args.holder,
         limit=max(args.limit, 0),
+        cursor=args.cursor,
     )
     reply: tasks_pb2.ListTasksResponse = await stub.ListTasks(request, metadata=metadata, timeout=10)
+    if reply.next_cursor:  # stderr, so the table and the JSON stay what they were
+        print(f"more: --cursor {reply.next_cursor}", file=sys.stderr)
     if args.output == "json":
         print(json.dumps([task_json(t) for t in reply.tasks], indent=2))
         return exit_codes.OK

@@ -31,6 +31,14 @@ def parse_time(text: str, *, now: float) -> float:
     return moment.timestamp()
 
 
+def parse_duration(text: str) -> float:
+    """An age ("90s", "15m", "1h", "2d") as seconds; ValueError saying what is accepted."""
+    age = _AGE.fullmatch(text.strip())
+    if not age or float(age.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a duration such as 90s, 15m, 1h or 2d")
+    return float(age.group(1)) * _UNIT_S[age.group(2)]
+
+
 def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
     stamp = timestamp_pb2.Timestamp()
     stamp.FromNanoseconds(int(seconds * 1e9))

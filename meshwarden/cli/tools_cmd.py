@@ -43,6 +43,7 @@ def add_to(commands: Any) -> None:
     ledger.add_argument("--since", default="", metavar="AGE|TIME", help="e.g. 1h, 30m, 2026-11-21T08:00Z")
     ledger.add_argument("--until", default="", metavar="AGE|TIME", help="end of the window (default now)")
     ledger.add_argument("--limit", type=int, default=100, help="at most this many rows (1-1000, default 100)")
+    ledger.add_argument("--cursor", default="", metavar="CURSOR", help="the older calls: the cursor a page printed")
     ledger.add_argument("--output", choices=["table", "json"], default="table", help="default table")
     ledger.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="default 10")
     registry_access.add_registry_flags(ledger)
@@ -71,6 +72,7 @@ def ledger_request(args: argparse.Namespace, now: float) -> tools_pb2.ListToolCa
         session_id=args.session,
         decision=args.decision or "",
         limit=args.limit,
+        cursor=getattr(args, "cursor", ""),
     )
     for name in ("since", "until"):
         text = getattr(args, name)
@@ -97,6 +99,8 @@ def _ledger(args: argparse.Namespace) -> int:
         reply = asyncio.run(_fetch(access, request, args.timeout))
     except grpc.aio.AioRpcError as err:
         return registry_access.report_rpc_error(command, err, access.address)
+    if reply.next_cursor:  # stderr, so the table and the JSON stay what they were
+        print(f"more (older): --cursor {reply.next_cursor}", file=sys.stderr)
     if args.output == "json":
         print(json.dumps({"calls": [call_json(r) for r in reply.receipts], "truncated": reply.truncated}, indent=2))
         return exit_codes.OK
@@ -104,7 +108,7 @@ def _ledger(args: argparse.Namespace) -> int:
         print("(no tool calls match)", file=sys.stderr)
         return exit_codes.OK
     print(ledger_table(reply.receipts))
-    if reply.truncated:
+    if reply.truncated and not reply.next_cursor:
         print(
             f"(more calls match; showing the newest {len(reply.receipts)}: narrow it or raise --limit)", file=sys.stderr
         )

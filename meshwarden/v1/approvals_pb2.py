@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmeshwarden/v1/approvals.proto\x12\rmeshwarden.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\x04\n\x08\x41pproval\x12\n\n\x02id\x18\x01 \x01(\t\x12+\n\x05state\x18\x02 \x01(\x0e\x32\x1c.meshwarden.v1.ApprovalState\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x11\n\tspiffe_id\x18\x04 \x01(\t\x12\x11\n\tcall_kind\x18\x05 \x01(\t\x12\x12\n\ncapability\x18\x06 \x01(\t\x12\x18\n\x10\x61rguments_sha256\x18\x07 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x08 \x01(\t\x12\x14\n\x0crisk_factors\x18\t \x03(\t\x12\x12\n\npolicy_ids\x18\n \x03(\t\x12\x0e\n\x06\x62undle\x18\x0b \x01(\t\x12\x12\n\nsession_id\x18\x0c \x01(\t\x12\x13\n\x0bworkflow_id\x18\r \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x0e \x01(\t\x12\x30\n\x0crequested_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ndecided_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ndecided_by\x18\x12 \x01(\t\x12\x0e\n\x06reason\x18\x13 \x01(\t\x12+\n\x07used_at\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fused_by_call_id\x18\x15 \x01(\t\"\x98\x02\n\x16RequestApprovalRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x11\n\tcall_kind\x18\x02 \x01(\t\x12\x12\n\ncapability\x18\x03 \x01(\t\x12\x18\n\x10\x61rguments_sha256\x18\x04 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x05 \x01(\t\x12\x14\n\x0crisk_factors\x18\x06 \x03(\t\x12\x12\n\npolicy_ids\x18\x07 \x03(\t\x12\x0e\n\x06\x62undle\x18\x08 \x01(\t\x12\x12\n\nsession_id\x18\t \x01(\t\x12\x13\n\x0bworkflow_id\x18\n \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x0b \x01(\t\x12\r\n\x05ttl_s\x18\x0c \x01(\r\x12\x13\n\x0b\x61pproval_id\x18\r \x01(\t\"U\n\x17RequestApprovalResponse\x12)\n\x08\x61pproval\x18\x01 \x01(\x0b\x32\x17.meshwarden.v1.Approval\x12\x0f\n\x07granted\x18\x02 \x01(\x08\"!\n\x13WaitApprovalRequest\x12\n\n\x02id\x18\x01 \x01(\t\"2\n\x14ListApprovalsRequest\x12\x0b\n\x03\x61ll\x18\x01 \x01(\x08\x12\r\n\x05limit\x18\x02 \x01(\r\"C\n\x15ListApprovalsResponse\x12*\n\tapprovals\x18\x01 \x03(\x0b\x32\x17.meshwarden.v1.Approval\" \n\x12GetApprovalRequest\x12\n\n\x02id\x18\x01 \x01(\t\"D\n\x15\x44\x65\x63ideApprovalRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t*m\n\rApprovalState\x12\x1e\n\x1a\x41PPROVAL_STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0c\n\x08\x41PPROVED\x10\x02\x12\n\n\x06\x44\x45NIED\x10\x03\x12\x0b\n\x07\x45XPIRED\x10\x04\x12\x08\n\x04USED\x10\x05\x32\xb4\x03\n\tApprovals\x12`\n\x0fRequestApproval\x12%.meshwarden.v1.RequestApprovalRequest\x1a&.meshwarden.v1.RequestApprovalResponse\x12M\n\x0cWaitApproval\x12\".meshwarden.v1.WaitApprovalRequest\x1a\x17.meshwarden.v1.Approval0\x01\x12Z\n\rListApprovals\x12#.meshwarden.v1.ListApprovalsRequest\x1a$.meshwarden.v1.ListApprovalsResponse\x12I\n\x0bGetApproval\x12!.meshwarden.v1.GetApprovalRequest\x1a\x17.meshwarden.v1.Approval\x12O\n\x0e\x44\x65\x63ideApproval\x12$.meshwarden.v1.DecideApprovalRequest\x1a\x17.meshwarden.v1.Approvalb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmeshwarden/v1/approvals.proto\x12\rmeshwarden.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\x04\n\x08\x41pproval\x12\n\n\x02id\x18\x01 \x01(\t\x12+\n\x05state\x18\x02 \x01(\x0e\x32\x1c.meshwarden.v1.ApprovalState\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x11\n\tspiffe_id\x18\x04 \x01(\t\x12\x11\n\tcall_kind\x18\x05 \x01(\t\x12\x12\n\ncapability\x18\x06 \x01(\t\x12\x18\n\x10\x61rguments_sha256\x18\x07 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x08 \x01(\t\x12\x14\n\x0crisk_factors\x18\t \x03(\t\x12\x12\n\npolicy_ids\x18\n \x03(\t\x12\x0e\n\x06\x62undle\x18\x0b \x01(\t\x12\x12\n\nsession_id\x18\x0c \x01(\t\x12\x13\n\x0bworkflow_id\x18\r \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x0e \x01(\t\x12\x30\n\x0crequested_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ndecided_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ndecided_by\x18\x12 \x01(\t\x12\x0e\n\x06reason\x18\x13 \x01(\t\x12+\n\x07used_at\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fused_by_call_id\x18\x15 \x01(\t\"\x98\x02\n\x16RequestApprovalRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x11\n\tcall_kind\x18\x02 \x01(\t\x12\x12\n\ncapability\x18\x03 \x01(\t\x12\x18\n\x10\x61rguments_sha256\x18\x04 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x05 \x01(\t\x12\x14\n\x0crisk_factors\x18\x06 \x03(\t\x12\x12\n\npolicy_ids\x18\x07 \x03(\t\x12\x0e\n\x06\x62undle\x18\x08 \x01(\t\x12\x12\n\nsession_id\x18\t \x01(\t\x12\x13\n\x0bworkflow_id\x18\n \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x0b \x01(\t\x12\r\n\x05ttl_s\x18\x0c \x01(\r\x12\x13\n\x0b\x61pproval_id\x18\r \x01(\t\"U\n\x17RequestApprovalResponse\x12)\n\x08\x61pproval\x18\x01 \x01(\x0b\x32\x17.meshwarden.v1.Approval\x12\x0f\n\x07granted\x18\x02 \x01(\x08\"!\n\x13WaitApprovalRequest\x12\n\n\x02id\x18\x01 \x01(\t\"C\n\x14ListApprovalsRequest\x12\x0b\n\x03\x61ll\x18\x01 \x01(\x08\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x0f\n\x06\x63ursor\x18\x8e\x02 \x01(\t\"Y\n\x15ListApprovalsResponse\x12*\n\tapprovals\x18\x01 \x03(\x0b\x32\x17.meshwarden.v1.Approval\x12\x14\n\x0bnext_cursor\x18\x8e\x02 \x01(\t\" \n\x12GetApprovalRequest\x12\n\n\x02id\x18\x01 \x01(\t\"D\n\x15\x44\x65\x63ideApprovalRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t*m\n\rApprovalState\x12\x1e\n\x1a\x41PPROVAL_STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0c\n\x08\x41PPROVED\x10\x02\x12\n\n\x06\x44\x45NIED\x10\x03\x12\x0b\n\x07\x45XPIRED\x10\x04\x12\x08\n\x04USED\x10\x05\x32\xb4\x03\n\tApprovals\x12`\n\x0fRequestApproval\x12%.meshwarden.v1.RequestApprovalRequest\x1a&.meshwarden.v1.RequestApprovalResponse\x12M\n\x0cWaitApproval\x12\".meshwarden.v1.WaitApprovalRequest\x1a\x17.meshwarden.v1.Approval0\x01\x12Z\n\rListApprovals\x12#.meshwarden.v1.ListApprovalsRequest\x1a$.meshwarden.v1.ListApprovalsResponse\x12I\n\x0bGetApproval\x12!.meshwarden.v1.GetApprovalRequest\x1a\x17.meshwarden.v1.Approval\x12O\n\x0e\x44\x65\x63ideApproval\x12$.meshwarden.v1.DecideApprovalRequest\x1a\x17.meshwarden.v1.Approvalb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'meshwarden.v1.approvals_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_APPROVALSTATE']._serialized_start=1272
-  _globals['_APPROVALSTATE']._serialized_end=1381
+  _globals['_APPROVALSTATE']._serialized_start=1311
+  _globals['_APPROVALSTATE']._serialized_end=1420
   _globals['_APPROVAL']._serialized_start=82
   _globals['_APPROVAL']._serialized_end=640
   _globals['_REQUESTAPPROVALREQUEST']._serialized_start=643
@@ -43,13 +43,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WAITAPPROVALREQUEST']._serialized_start=1012
   _globals['_WAITAPPROVALREQUEST']._serialized_end=1045
   _globals['_LISTAPPROVALSREQUEST']._serialized_start=1047
-  _globals['_LISTAPPROVALSREQUEST']._serialized_end=1097
-  _globals['_LISTAPPROVALSRESPONSE']._serialized_start=1099
-  _globals['_LISTAPPROVALSRESPONSE']._serialized_end=1166
-  _globals['_GETAPPROVALREQUEST']._serialized_start=1168
-  _globals['_GETAPPROVALREQUEST']._serialized_end=1200
-  _globals['_DECIDEAPPROVALREQUEST']._serialized_start=1202
-  _globals['_DECIDEAPPROVALREQUEST']._serialized_end=1270
-  _globals['_APPROVALS']._serialized_start=1384
-  _globals['_APPROVALS']._serialized_end=1820
+  _globals['_LISTAPPROVALSREQUEST']._serialized_end=1114
+  _globals['_LISTAPPROVALSRESPONSE']._serialized_start=1116
+  _globals['_LISTAPPROVALSRESPONSE']._serialized_end=1205
+  _globals['_GETAPPROVALREQUEST']._serialized_start=1207
+  _globals['_GETAPPROVALREQUEST']._serialized_end=1239
+  _globals['_DECIDEAPPROVALREQUEST']._serialized_start=1241
+  _globals['_DECIDEAPPROVALREQUEST']._serialized_end=1309
+  _globals['_APPROVALS']._serialized_start=1423
+  _globals['_APPROVALS']._serialized_end=1859
 # @@protoc_insertion_point(module_scope)

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PeerCall(_message.Message):
-    __slots__ = ("call_id", "capability", "payload_json", "target_instance_id", "schema_hash", "caller_agent", "caller_instance_id", "session_id", "workflow_id", "attempt", "cost_estimate_micro_usd", "idempotency_key", "parent_call_id", "task_token")
+    __slots__ = ("call_id", "capability", "payload_json", "target_instance_id", "schema_hash", "caller_agent", "caller_instance_id", "session_id", "workflow_id", "attempt", "cost_estimate_micro_usd", "idempotency_key", "parent_call_id", "task_token", "on_behalf_of")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +22,7 @@ class PeerCall(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     PARENT_CALL_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ON_BEHALF_OF_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     capability: str
     payload_json: bytes
@@ -36,7 +37,8 @@ class PeerCall(_message.Message):
     idempotency_key: str
     parent_call_id: str
     task_token: bytes
-    def __init__(self, call_id: _Optional[str] = ..., capability: _Optional[str] = ..., payload_json: _Optional[bytes] = ..., target_instance_id: _Optional[str] = ..., schema_hash: _Optional[str] = ..., caller_agent: _Optional[str] = ..., caller_instance_id: _Optional[str] = ..., session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., attempt: _Optional[int] = ..., cost_estimate_micro_usd: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., parent_call_id: _Optional[str] = ..., task_token: _Optional[bytes] = ...) -> None: ...
+    on_behalf_of: str
+    def __init__(self, call_id: _Optional[str] = ..., capability: _Optional[str] = ..., payload_json: _Optional[bytes] = ..., target_instance_id: _Optional[str] = ..., schema_hash: _Optional[str] = ..., caller_agent: _Optional[str] = ..., caller_instance_id: _Optional[str] = ..., session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., attempt: _Optional[int] = ..., cost_estimate_micro_usd: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., parent_call_id: _Optional[str] = ..., task_token: _Optional[bytes] = ..., on_behalf_of: _Optional[str] = ...) -> None: ...
 
 class PeerReply(_message.Message):
     __slots__ = ("result_json", "instance_id", "agent", "version", "usage")

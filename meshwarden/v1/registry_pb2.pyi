@@ -205,22 +205,28 @@ class DeregisterResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class ListInstancesRequest(_message.Message):
-    __slots__ = ("agent", "capability")
+    __slots__ = ("agent", "capability", "limit", "cursor")
     AGENT_FIELD_NUMBER: _ClassVar[int]
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
     agent: str
     capability: str
-    def __init__(self, agent: _Optional[str] = ..., capability: _Optional[str] = ...) -> None: ...
+    limit: int
+    cursor: str
+    def __init__(self, agent: _Optional[str] = ..., capability: _Optional[str] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ...) -> None: ...
 
 class ListInstancesResponse(_message.Message):
-    __slots__ = ("instances", "revision", "health")
+    __slots__ = ("instances", "revision", "health", "next_cursor")
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     HEALTH_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
     instances: _containers.RepeatedCompositeFieldContainer[_catalog_pb2.Instance]
     revision: int
     health: _containers.RepeatedCompositeFieldContainer[_catalog_pb2.InstanceHealth]
-    def __init__(self, instances: _Optional[_Iterable[_Union[_catalog_pb2.Instance, _Mapping]]] = ..., revision: _Optional[int] = ..., health: _Optional[_Iterable[_Union[_catalog_pb2.InstanceHealth, _Mapping]]] = ...) -> None: ...
+    next_cursor: str
+    def __init__(self, instances: _Optional[_Iterable[_Union[_catalog_pb2.Instance, _Mapping]]] = ..., revision: _Optional[int] = ..., health: _Optional[_Iterable[_Union[_catalog_pb2.InstanceHealth, _Mapping]]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
     __slots__ = ("since_revision", "bundle_revision", "instance_id")

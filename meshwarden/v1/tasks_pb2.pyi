@@ -248,24 +248,28 @@ class TaskResponse(_message.Message):
     def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
-    __slots__ = ("state", "kind", "workflow_id", "holder", "limit")
+    __slots__ = ("state", "kind", "workflow_id", "holder", "limit", "cursor")
     STATE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     HOLDER_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
     state: TaskState
     kind: str
     workflow_id: str
     holder: str
     limit: int
-    def __init__(self, state: _Optional[_Union[TaskState, str]] = ..., kind: _Optional[str] = ..., workflow_id: _Optional[str] = ..., holder: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+    cursor: str
+    def __init__(self, state: _Optional[_Union[TaskState, str]] = ..., kind: _Optional[str] = ..., workflow_id: _Optional[str] = ..., holder: _Optional[str] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ...) -> None: ...
 
 class ListTasksResponse(_message.Message):
-    __slots__ = ("tasks",)
+    __slots__ = ("tasks", "next_cursor")
     TASKS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
     tasks: _containers.RepeatedCompositeFieldContainer[Task]
-    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ...) -> None: ...
+    next_cursor: str
+    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
 
 class ShowTaskRequest(_message.Message):
     __slots__ = ("task_id",)

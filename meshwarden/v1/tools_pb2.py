@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from meshwarden.v1 import receipts_pb2 as meshwarden_dot_v1_dot_receipts__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19meshwarden/v1/tools.proto\x12\rmeshwarden.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cmeshwarden/v1/receipts.proto\"\xce\x01\n\x14ListToolCallsRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0c\n\x04tool\x18\x02 \x01(\t\x12\x0e\n\x06server\x18\x03 \x01(\t\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x05 \x01(\t\x12)\n\x05since\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x08 \x01(\r\"T\n\x15ListToolCallsResponse\x12(\n\x08receipts\x18\x01 \x03(\x0b\x32\x16.meshwarden.v1.Receipt\x12\x11\n\ttruncated\x18\x02 \x01(\x08\x32\x63\n\x05Tools\x12Z\n\rListToolCalls\x12#.meshwarden.v1.ListToolCallsRequest\x1a$.meshwarden.v1.ListToolCallsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19meshwarden/v1/tools.proto\x12\rmeshwarden.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cmeshwarden/v1/receipts.proto\"\xdf\x01\n\x14ListToolCallsRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0c\n\x04tool\x18\x02 \x01(\t\x12\x0e\n\x06server\x18\x03 \x01(\t\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x05 \x01(\t\x12)\n\x05since\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x08 \x01(\r\x12\x0f\n\x06\x63ursor\x18\x8e\x02 \x01(\t\"j\n\x15ListToolCallsResponse\x12(\n\x08receipts\x18\x01 \x03(\x0b\x32\x16.meshwarden.v1.Receipt\x12\x11\n\ttruncated\x18\x02 \x01(\x08\x12\x14\n\x0bnext_cursor\x18\x8e\x02 \x01(\t2c\n\x05Tools\x12Z\n\rListToolCalls\x12#.meshwarden.v1.ListToolCallsRequest\x1a$.meshwarden.v1.ListToolCallsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,9 +34,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'meshwarden.v1.tools_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LISTTOOLCALLSREQUEST']._serialized_start=108
-  _globals['_LISTTOOLCALLSREQUEST']._serialized_end=314
-  _globals['_LISTTOOLCALLSRESPONSE']._serialized_start=316
-  _globals['_LISTTOOLCALLSRESPONSE']._serialized_end=400
-  _globals['_TOOLS']._serialized_start=402
-  _globals['_TOOLS']._serialized_end=501
+  _globals['_LISTTOOLCALLSREQUEST']._serialized_end=331
+  _globals['_LISTTOOLCALLSRESPONSE']._serialized_start=333
+  _globals['_LISTTOOLCALLSRESPONSE']._serialized_end=439
+  _globals['_TOOLS']._serialized_start=441
+  _globals['_TOOLS']._serialized_end=540
 # @@protoc_insertion_point(module_scope)

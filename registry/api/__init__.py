@@ -25,6 +25,7 @@ from meshwarden.registry.api.identity import IdentityApi
 from meshwarden.registry.api.receipts import ReceiptsApi
 from meshwarden.registry.api.routes import RoutesApi
 from meshwarden.registry.api.service import add_service, handlers_of
+from meshwarden.registry.api.session_insights import SessionInsightsApi
 from meshwarden.registry.api.tasks import TasksApi
 from meshwarden.registry.api.tools import ToolsApi
 from meshwarden.registry.api.watch import WatchApi
@@ -36,6 +37,7 @@ from meshwarden.v1 import (
     identity_pb2,
     receipts_pb2,
     registry_pb2,
+    session_insights_pb2,
     tasks_pb2,
     tools_pb2,
 )
@@ -49,7 +51,19 @@ BUDGETS: Final = budgets_pb2.DESCRIPTOR.services_by_name["Budgets"]
 TOOLS: Final = tools_pb2.DESCRIPTOR.services_by_name["Tools"]
 BUNDLE_HISTORY: Final = bundle_history_pb2.DESCRIPTOR.services_by_name["BundleHistory"]
 TASKS: Final = tasks_pb2.DESCRIPTOR.services_by_name["Tasks"]
-SERVICES: Final = (REGISTRY, CONTROLS, IDENTITY, RECEIPTS, APPROVALS, BUDGETS, TOOLS, BUNDLE_HISTORY, TASKS)
+SESSION_INSIGHTS: Final = session_insights_pb2.DESCRIPTOR.services_by_name["SessionInsights"]
+SERVICES: Final = (
+    REGISTRY,
+    CONTROLS,
+    IDENTITY,
+    RECEIPTS,
+    APPROVALS,
+    BUDGETS,
+    TOOLS,
+    BUNDLE_HISTORY,
+    TASKS,
+    SESSION_INSIGHTS,
+)
 
 __all__ = [
     "APPROVALS",
@@ -59,6 +73,7 @@ __all__ = [
     "RECEIPTS",
     "REGISTRY",
     "SERVICES",
+    "SESSION_INSIGHTS",
     "TASKS",
     "TOOLS",
     "ApprovalsApi",
@@ -73,6 +88,7 @@ __all__ = [
     "IdentityApi",
     "ReceiptsApi",
     "RoutesApi",
+    "SessionInsightsApi",
     "TasksApi",
     "ToolsApi",
     "WatchApi",
@@ -96,6 +112,7 @@ def add_services(
     budgets: BudgetsApi,
     tools: ToolsApi,
     bundle_history: BundleHistoryApi,
+    session_insights: SessionInsightsApi,
 ) -> list[str]:
     """Adds every registry service to `server`; returns their full names (for health and reflection)."""
     add_service(
@@ -111,4 +128,5 @@ def add_services(
     add_service(server, BUDGETS, budgets.handlers())
     add_service(server, TOOLS, tools.handlers())
     add_service(server, BUNDLE_HISTORY, bundle_history.handlers())
+    add_service(server, SESSION_INSIGHTS, session_insights.handlers())
     return [service.full_name for service in SERVICES]

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import grpc
 
+from meshwarden.registry import keyset
 from meshwarden.registry.api.service import Handler
 from meshwarden.registry.approvals import (
     APPROVAL_ID,
@@ -92,12 +93,17 @@ class ApprovalsApi:
         yield approval_to_proto(await self._approvals.wait(_id(request.id), current_caller()))
 
     async def ListApprovals(self, request: approvals_pb2.ListApprovalsRequest, _: Context) -> bytes:
-        found = await self._approvals.recent(pending_only=not request.all, limit=min(request.limit or 100, MAX_LIST))
+        limit = min(request.limit or 100, MAX_LIST)
+        after = keyset.decode(request.cursor, float, str) if request.cursor else None
+        found = await self._approvals.recent(
+            pending_only=not request.all, limit=limit, after=(float(after[0]), str(after[1])) if after else None
+        )
+        next_cursor = keyset.encode(found[-1].requested_at, found[-1].id) if len(found) == limit else ""
         # Up to MAX_LIST approvals of up to 64 KiB of arguments each: built and encoded in a
         # worker thread (registry.api.service takes the bytes as the response).
         return await asyncio.to_thread(
             lambda: approvals_pb2.ListApprovalsResponse(
-                approvals=[approval_to_proto(a) for a in found]
+                approvals=[approval_to_proto(a) for a in found], next_cursor=next_cursor
             ).SerializeToString()
         )
 

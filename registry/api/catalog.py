@@ -5,17 +5,21 @@ may touch which instance is the catalog's rule."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 import grpc
 
-from meshwarden.registry import wire
+from meshwarden.registry import keyset, wire
 from meshwarden.registry.api.service import Handler
 from meshwarden.registry.authz import current_caller
 from meshwarden.registry.catalog import Catalog
+from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.health_reports import HealthReports
+from meshwarden.registry.model import Instance
 from meshwarden.v1 import registry_pb2
+
+MAX_INSTANCES_PAGE: Final = 10_000
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -51,13 +55,28 @@ class CatalogApi:
 
     async def ListInstances(self, request: registry_pb2.ListInstancesRequest, _: Context) -> bytes:
         listing = await self._catalog.list_instances(agent=request.agent, capability=request.capability)
-        health = self._health.health([i.instance_id for i in listing.instances], listing.registered.__contains__)
+        instances, next_cursor = _page(listing.instances, request.limit, request.cursor)
+        health = self._health.health([i.instance_id for i in instances], listing.registered.__contains__)
         # Thousands of instances with their schemas take tens of ms to convert and encode:
         # in a worker thread, answered as bytes (registry.api.service).
         return await asyncio.to_thread(
             lambda: registry_pb2.ListInstancesResponse(
-                instances=wire.instances_to_proto(listing.instances),
+                instances=wire.instances_to_proto(instances),
                 revision=listing.revision,
                 health=[wire.health_to_proto(h) for h in health],
+                next_cursor=next_cursor,
             ).SerializeToString()
         )
+
+
+def _page(instances: Sequence[Instance], limit: int, cursor: str) -> tuple[Sequence[Instance], str]:
+    """A page of the instances (listed by agent, then id) after the keyset cursor; limit 0: all."""
+    if limit > MAX_INSTANCES_PAGE:
+        raise InvalidInput("limit", f"is {limit}; at most {MAX_INSTANCES_PAGE} instances per page (0: all)")
+    if cursor:
+        agent, instance_id = keyset.decode(cursor, str, str)
+        instances = [i for i in instances if (i.agent, i.instance_id) > (agent, instance_id)]
+    if not limit or len(instances) <= limit:
+        return instances, ""
+    page = instances[:limit]
+    return page, keyset.encode(page[-1].agent, page[-1].instance_id)

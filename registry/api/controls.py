@@ -16,6 +16,7 @@ import grpc
 
 from meshwarden.clock import Clock
 from meshwarden.control_scopes import ScopeError, VersionTarget, parse_version_target
+from meshwarden.registry import keyset
 from meshwarden.registry.api.service import Handler
 from meshwarden.registry.audit import Audit, AuditEntry
 from meshwarden.registry.authz import current_caller
@@ -108,8 +109,12 @@ class ControlsApi:
     async def ListAudit(self, request: controls_pb2.ListAuditRequest, _: Context) -> controls_pb2.ListAuditResponse:
         since = request.since.ToMicroseconds() / 1e6 if request.HasField("since") else 0.0
         limit = min(request.limit or 1000, MAX_AUDIT_ENTRIES)
-        entries = await self._audit.list(since, limit)
-        return controls_pb2.ListAuditResponse(entries=[audit_to_proto(e) for e in entries])
+        before_id = int(keyset.decode(request.cursor, int)[0]) if request.cursor else 0
+        entries = await self._audit.list(since, limit, before_id)
+        more = len(entries) == limit and entries
+        return controls_pb2.ListAuditResponse(
+            entries=[audit_to_proto(e) for e in entries], next_cursor=keyset.encode(entries[0].id) if more else ""
+        )
 
     async def AcknowledgeControls(
         self, requests: AsyncIterator[controls_pb2.ControlsAck], _: Context

@@ -5,6 +5,11 @@ Enroll is the one call that needs no identity: a sidecar proves who it may becom
 token made for that agent, or not at all when open enrolment is on (loopback only). The CSR
 is checked before the token is consumed, so a bad CSR does not burn the token. Renew issues a
 fresh SVID for exactly the SPIFFE ID in the certificate the caller presented over mTLS.
+
+Who launched an agent is kept in the audit log: `identity.join_token.create` names the operator
+credential that made a token for the agent, `identity.enroll` the token an SVID was issued
+against, so `meshwarden audit list` answers "who let this agent in" (open enrolment, loopback
+only, is logged and not audited).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from meshwarden.clock import iso_utc
 from meshwarden.identity.spiffe_ids import agent_id
 from meshwarden.registry import wire
 from meshwarden.registry.api.service import Handler
+from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import current_caller
 from meshwarden.registry.errors import PermissionDenied, Unauthenticated
 from meshwarden.registry.issuer import Issued, Issuer
@@ -40,8 +46,9 @@ class IdentityApi:
         open_enrollment: bool,
         svid_ttl_s: float,
         mtls_address: str,
+        audit: Audit | None = None,
     ) -> None:
-        self._issuer, self._tokens = issuer, tokens
+        self._issuer, self._tokens, self._audit = issuer, tokens, audit
         self._open, self._ttl_s, self._mtls_address = open_enrollment, svid_ttl_s, mtls_address
 
     def handlers(self) -> Mapping[str, Handler]:
@@ -69,6 +76,8 @@ class IdentityApi:
                 f"meshwarden identity token create --agent {agent}"
             )
         issued = self._issuer.sign_csr(csr, agent_id(self._issuer.trust_domain, agent), self._ttl_s)
+        if self._audit is not None and request.join_token:  # an operator's token let it in (open enrolment: logged)
+            await self._audit.record_by(how, "identity.enroll", issued.spiffe_id, detail=f"from {caller.peer}")
         log.info(
             "enrolled %s (%s) from %s; SVID valid until %s",
             issued.spiffe_id,
@@ -97,6 +106,13 @@ class IdentityApi:
 
     async def CreateJoinToken(self, request: identity_pb2.CreateJoinTokenRequest, _: Context) -> identity_pb2.JoinToken:
         created = await self._tokens.create(request.agent, request.ttl_s or DEFAULT_TTL_S)
+        if self._audit is not None:
+            await self._audit.record(
+                current_caller(),
+                "identity.join_token.create",
+                f"agent {created.agent}",
+                detail=f"join token {created.token_id}",
+            )
         return identity_pb2.JoinToken(
             token=created.text,
             agent=created.agent,

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from meshwarden import task_fence
+from meshwarden.registry import keyset
 from meshwarden.registry.api.service import Handler
 from meshwarden.registry.authz import current_caller
 from meshwarden.registry.catalog import Catalog
@@ -156,8 +157,14 @@ class TasksApi:
             workflow_id=request.workflow_id,
             holder=request.holder,
             limit=request.limit or DEFAULT_LIST,
+            after=_task_cursor(request.cursor),
         )
-        return tasks_pb2.ListTasksResponse(tasks=[task_to_proto(t) for t in await self._queue.find(where)])
+        found = await self._queue.find(where)
+        more = len(found) == where.limit and found
+        return tasks_pb2.ListTasksResponse(
+            tasks=[task_to_proto(t) for t in found],
+            next_cursor=keyset.encode(found[-1].created_at, found[-1].id) if more else "",
+        )
 
     async def ShowTask(self, request: tasks_pb2.ShowTaskRequest, _: Context) -> tasks_pb2.ShowTaskResponse:
         task, transitions = await self._queue.show(request.task_id)
@@ -244,3 +251,10 @@ def transition_to_proto(transition: TaskTransition) -> tasks_pb2.TaskTransition:
     if transition.lease_expires_at:
         message.lease_expires_at.FromDatetime(timestamp(transition.lease_expires_at))
     return message
+
+
+def _task_cursor(cursor: str) -> tuple[float, str] | None:
+    if not cursor:
+        return None
+    created_at, task_id = keyset.decode(cursor, float, str)
+    return float(created_at), str(task_id)

@@ -14,6 +14,7 @@ from google.protobuf import timestamp_pb2
 
 from meshwarden.clock import Clock
 from meshwarden.names import AGENT_NAME, MCP_SERVER_NAME, QUALIFIED_TOOL
+from meshwarden.registry import keyset
 from meshwarden.registry.api.service import Handler
 from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.receipts import Receipts, ToolCallQuery
@@ -36,10 +37,14 @@ class ToolsApi:
 
     async def ListToolCalls(self, request: tools_pb2.ListToolCallsRequest, _: Context) -> bytes:
         found, truncated = await self._receipts.tool_calls(self.query(request))
+        last = found[-1] if truncated and found else None
+        next_cursor = keyset.encode(_seconds(last.started_at), last.sidecar_instance_id, last.seq) if last else ""
         # Up to MAX_LIMIT receipts, each with its kept arguments: encoded in a worker thread
         # (registry.api.service takes the bytes as the response).
         return await asyncio.to_thread(
-            lambda: tools_pb2.ListToolCallsResponse(receipts=found, truncated=truncated).SerializeToString()
+            lambda: tools_pb2.ListToolCallsResponse(
+                receipts=found, truncated=truncated, next_cursor=next_cursor
+            ).SerializeToString()
         )
 
     def query(self, request: tools_pb2.ListToolCallsRequest) -> ToolCallQuery:
@@ -68,7 +73,15 @@ class ToolsApi:
             server=request.server,
             session_id=request.session_id,
             decision=request.decision,
+            after=_after(request.cursor),
         )
+
+
+def _after(cursor: str) -> tuple[float, str, int] | None:
+    if not cursor:
+        return None
+    at, chain, seq = keyset.decode(cursor, float, str, int)
+    return float(at), str(chain), int(seq)
 
 
 def _seconds(timestamp: timestamp_pb2.Timestamp) -> float:

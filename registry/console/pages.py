@@ -140,8 +140,10 @@ class Pages:
         return self._page(request, "costs.html", values)
 
     async def approvals(self, request: web.Request) -> web.Response:
-        pending, recent = await self._reads.approvals()
-        return self._page(request, "approvals.html", {"pending": pending, "recent": recent})
+        view = await self._reads.approvals(_query(request, "after"))
+        return self._page(
+            request, "approvals.html", {"pending": view.pending, "recent": view.recent, "next_after": view.next_after}
+        )
 
     async def decide(self, request: web.Request) -> web.StreamResponse:
         login = login_of(request)
@@ -193,8 +195,14 @@ class Pages:
 
     async def tasks(self, request: web.Request) -> web.Response:
         state = _choice(request, "state", {"": 0, **TASK_STATES}, "")
-        found = await self._reads.tasks([TASK_STATES[state]] if state else [])
-        values = {"tasks": found, "state": state, "states": list(TASK_STATES), "state_name": state_name}
+        view = await self._reads.tasks([TASK_STATES[state]] if state else [], _query(request, "after"))
+        values = {
+            "tasks": view.tasks,
+            "next_after": view.next_after,
+            "state": state,
+            "states": list(TASK_STATES),
+            "state_name": state_name,
+        }
         return self._page(request, "tasks.html", values)
 
     async def bundles(self, request: web.Request) -> web.Response:

@@ -15,6 +15,7 @@ from typing import Final
 
 from meshwarden.clock import Clock
 from meshwarden.receipt_calls import calls_of
+from meshwarden.registry import keyset
 from meshwarden.registry.approvals import Approvals, StoredApproval
 from meshwarden.registry.audit import Audit, AuditEntry
 from meshwarden.registry.authz import Caller
@@ -24,6 +25,7 @@ from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.console.timeline import Step, tree
 from meshwarden.registry.console.traffic import NO_FLOW, Edge, Flow, Traffic, traffic
 from meshwarden.registry.controls import Controls, ControlsSet
+from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.health_reports import HealthReports
 from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.session_queries import SessionQueries
@@ -85,6 +87,19 @@ class CostsView:
 class BundlesView:
     latest: StoredBundle | None
     statuses: tuple[SidecarBundleStatus, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalsView:
+    pending: tuple[StoredApproval, ...]
+    recent: tuple[StoredApproval, ...]
+    next_after: str  # "" on the last page of the pending queue
+
+
+@dataclass(frozen=True, slots=True)
+class TasksView:
+    tasks: tuple[StoredTask, ...]
+    next_after: str  # "" on the last page
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,17 +193,31 @@ class Reads:
         rows = (await self._s.sessions.costs(request, reader)).rows
         return CostsView(rows=tuple(rows), budgets=tuple(await self._s.budgets.states()))
 
-    async def approvals(self) -> tuple[list[StoredApproval], list[StoredApproval]]:
-        """The pending queue (oldest first: the next to expire on top) and the latest decided."""
-        pending = sorted(await self._s.approvals.recent(pending_only=True, limit=200), key=lambda a: a.requested_at)
+    async def approvals(self, after: str = "") -> ApprovalsView:
+        """A page of the pending queue (oldest first: the next to expire on top), with a cursor
+        to the next, and the latest decided."""
+        cursor = _keyset(after)
+        pending = await self._s.approvals.recent(pending_only=True, limit=PAGE + 1, after=cursor, oldest_first=True)
+        more = len(pending) > PAGE
+        pending = pending[:PAGE]
         recent = [a for a in await self._s.approvals.recent(pending_only=False, limit=PAGE) if a.state != "pending"]
-        return pending, recent
+        return ApprovalsView(
+            pending=tuple(pending),
+            recent=tuple(recent),
+            next_after=keyset.encode(pending[-1].requested_at, pending[-1].id) if more else "",
+        )
 
     async def controls(self) -> ControlsSet:
         return await self._s.controls.current()
 
-    async def tasks(self, states: Sequence[int]) -> list[StoredTask]:
-        return await self._s.task_queue.find(TaskFilter(states=tuple(states), limit=200))
+    async def tasks(self, states: Sequence[int], after: str = "") -> TasksView:
+        """A page of the tasks in `states`, newest first, with a cursor to the next."""
+        found = await self._s.task_queue.find(TaskFilter(states=tuple(states), limit=PAGE + 1, after=_keyset(after)))
+        more = len(found) > PAGE
+        found = found[:PAGE]
+        return TasksView(
+            tasks=tuple(found), next_after=keyset.encode(found[-1].created_at, found[-1].id) if more else ""
+        )
 
     async def bundles(self) -> BundlesView:
         return BundlesView(latest=await self._s.bundles.latest(), statuses=tuple(await self._s.bundles.statuses()))
@@ -228,3 +257,14 @@ def _session_cursor(text: str) -> tuple[int, str] | None:
     if not nanos.isdigit():
         return None
     return (-int(nanos), session_id)
+
+
+def _keyset(text: str) -> tuple[float, str] | None:
+    """A (time, id) cursor a page handed out; a mangled one starts from the first page."""
+    if not text:
+        return None
+    try:
+        at, key = keyset.decode(text, float, str)
+    except InvalidInput:
+        return None
+    return float(at), str(key)

@@ -28,6 +28,7 @@ from meshwarden.registry.model import CatalogEvent, Instance, RemovalReason, Rem
 from meshwarden.registry.store.records import (
     AuditEntry,
     BudgetRow,
+    CallFact,
     ChainHead,
     ChainVerdict,
     ControlsSet,
@@ -47,6 +48,8 @@ from meshwarden.registry.store.records import (
     StoredHealthReport,
     StoredOutcome,
     StoredRoute,
+    SuspectSession,
+    SuspectThresholds,
     ToolCallQuery,
 )
 from meshwarden.registry.store.task_records import StoredTask, TaskChange, TaskFilter, TaskTransition
@@ -179,8 +182,9 @@ class AuditStore(Protocol):
         first: a page of the log, the id of its last entry being the next page's cursor."""
         ...
 
-    async def list(self, since: float, limit: int) -> list[AuditEntry]:
-        """The newest `limit` entries at or after `since`, oldest first."""
+    async def list(self, since: float, limit: int, before_id: int = 0) -> list[AuditEntry]:
+        """The newest `limit` entries at or after `since` (and with an id below `before_id`,
+        when given: the keyset cursor of an older page), oldest first."""
         ...
 
 
@@ -262,6 +266,29 @@ class SessionStore(Protocol):
 
     async def cost_totals(self, by: str) -> list[CostTotal]:
         """The cost table over every session, grouped by `by` (registry.session_views.COST_KEYS)."""
+        ...
+
+
+class SessionSignalStore(Protocol):
+    """What the receipt store keeps per session beside its aggregate for the operator's
+    questions 7 and 10 (registry.session_signals, registry.call_facts): kept apart from
+    SessionStore so a store can add it on its own (SQLite has it; without it the registry
+    computes the same answers from the receipts)."""
+
+    async def suspects(
+        self, limits: SuspectThresholds, now: float, after: tuple[float, str] | None, limit: int, reason: str = ""
+    ) -> list[SuspectSession]:
+        """Running sessions that cross a threshold of `limits` at `now` (that of `reason`
+        only, when given), the longest idle first (by last activity, then session id),
+        strictly after the `after` keyset cursor."""
+        ...
+
+    async def call_facts(self, since: float, until: float) -> list[CallFact]:
+        """One row per call that started in [since, until) (registry.call_facts)."""
+        ...
+
+    async def suspect_counts(self, limits: SuspectThresholds, now: float) -> dict[str, int]:
+        """How many running sessions each reason of registry.session_signals.REASONS flags."""
         ...
 
 
@@ -359,8 +386,12 @@ class ApprovalStore(Protocol):
         """The oldest approval of these exact arguments in `state`."""
         ...
 
-    async def recent(self, *, pending_only: bool, limit: int) -> list[StoredApproval]:
-        """The newest `limit` approvals (pending ones only when asked), newest first."""
+    async def recent(
+        self, *, pending_only: bool, limit: int, after: tuple[float, str] | None = None, oldest_first: bool = False
+    ) -> list[StoredApproval]:
+        """The newest `limit` approvals (pending ones only when asked), newest first (by
+        requested_at, then id; the oldest first when asked), strictly after the `after`
+        keyset cursor when given."""
         ...
 
     async def due(self, now: float) -> list[StoredApproval]:
@@ -531,6 +562,7 @@ class Stores:
     health_reports: HealthReportStore | None = None
     # None: no per-session totals: session and cost queries read receipts.
     sessions: SessionStore | None = None
+    session_signals: SessionSignalStore | None = None  # None: answered from the receipts
     # None: every sidecar watches this process (one registry), which counts acknowledgements alone.
     control_watchers: ControlWatcherStore | None = None
 
@@ -562,6 +594,7 @@ __all__ = [
     "Positions",
     "ReceiptStore",
     "RouteStore",
+    "SessionSignalStore",
     "SessionStore",
     "SharedFiles",
     "SidecarBundleStatus",

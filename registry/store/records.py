@@ -173,6 +173,8 @@ class ToolCallQuery:
     server: str = ""
     session_id: str = ""
     decision: str = ""  # "allow" | "deny"
+    # The keyset cursor: only calls older than this (started_at, sidecar_instance_id, seq).
+    after: tuple[float, str, int] | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -220,12 +222,73 @@ class SessionQuery:
     oldest_first: bool = False  # by last activity: the longest idle first (stuck work)
     after: tuple[float, str] | None = None  # the keyset cursor: (last activity, session id)
     limit: int = 100
+    started_for: str = ""  # only sessions started for this principal (registry.session_principal)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SessionPrincipal:
+    """Who a session was started for and who launched it (registry.session_principal)."""
+
+    session_id: str
+    started_for: str = ""
+    launched_by: str = ""
+    conflict: str = ""  # another principal a receipt of the session named ("" for none)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SessionSignals:
+    """Signs that a session loops (registry.session_signals)."""
+
+    session_id: str
+    max_repeats: int = 0  # calls with the same capability and argument hash, at most
+    repeated_capability: str = ""  # the capability of those calls
+    retries: int = 0  # attempts after a call's first, and calls repeating one that failed
+    successes: int = 0  # calls that ended OK
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallFact:
+    """One call as `meshwarden changes` compares it (registry.call_facts)."""
+
+    call_id: str
+    session_id: str
+    started_at: float
+    latency_us: int
+    ok: bool
+    cost_micro_usd: int
+    capability: str
+    call_kind: str
+    callee_agent: str
+    version: str
+    spender_agent: str
+    model: str
+    bundle_revision: int
+    tool: str  # "server.tool" for tool calls, else ""
+    tool_schema: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SuspectThresholds:
+    """When a running session is a suspect (registry.session_signals says why each)."""
+
+    repeats: int = 5
+    retries_per_success: float = 3.0
+    spend_micro_usd: int = 1_000_000  # $1
+    spending_within_s: float = 300.0
+    idle_s: float = 900.0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ListedSession:
     aggregate: SessionAggregate
     outcome: StoredOutcome | None
+    principal: SessionPrincipal | None = None  # None: the store keeps no principals (yet)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SuspectSession:
+    listed: ListedSession
+    signals: SessionSignals
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

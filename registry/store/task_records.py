@@ -56,6 +56,7 @@ class TaskFilter:
     workflow_id: str = ""
     holder: str = ""  # an instance id or an agent name
     limit: int = 100
+    after: tuple[float, str] | None = None  # the keyset cursor: (created_at, id) of the last row seen
 
 
 # The domain's decision about one stored task, run by the store inside the transaction that

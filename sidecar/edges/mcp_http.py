@@ -13,9 +13,10 @@ the pipeline between each call and its server, so a plain handler on aiohttp kee
 one error shape (JSON-RPC) and well under a millisecond per call. The `mcp` package is still
 the client everywhere: upstream here, and in the tests downstream.
 
-Attribution: `x-meshwarden-session-id`, `-workflow-id`, `-task-id` and `-parent-call-id`
-headers, or the same under `_meta` as `meshwarden/session_id`, `meshwarden/workflow_id`,
-`meshwarden/task_id`, `meshwarden/parent_call_id` (which win: they are per request). A call
+Attribution: `x-meshwarden-session-id`, `-workflow-id`, `-task-id`, `-parent-call-id` and
+`-on-behalf-of` headers, or the same under `_meta` as `meshwarden/session_id`,
+`meshwarden/workflow_id`, `meshwarden/task_id`, `meshwarden/parent_call_id`,
+`meshwarden/on_behalf_of` (which win: they are per request). A call
 made for a task carries the task's signed fencing token in `x-meshwarden-task-token`
 (sidecar.edges.task_claim); the task_fence stage refuses a stale one ("lease lost").
 Approvals, as for agent calls: `x-meshwarden-approval-wait: none` (or `_meta`
@@ -83,7 +84,7 @@ log = logging.getLogger(__name__)
 PREFIX: Final = "/mcp"
 SERVER_INFO: Final = {"name": "meshwarden-sidecar", "version": "1"}
 CAPABILITIES: Final = {"tools": {"listChanged": False}}
-ATTRIBUTION: Final = ("session_id", "workflow_id", "task_id", "parent_call_id")
+ATTRIBUTION: Final = ("session_id", "workflow_id", "task_id", "parent_call_id", "on_behalf_of")
 MAX_ID_CHARS: Final = 128
 LIST_TIMEOUT_S: Final = 10.0
 MAX_TIMEOUT_S: Final = 3600.0  # a call's own deadline (meshwarden/timeout_s), an hour at most
@@ -215,6 +216,7 @@ class McpEndpoint:
             session_id=attribution["session_id"],
             workflow_id=attribution["workflow_id"],
             parent_call_id=attribution["parent_call_id"],
+            on_behalf_of=attribution["on_behalf_of"],
             traceparent=request.headers.get("traceparent", "")[:256],
             tracestate=request.headers.get("tracestate", "")[:512],
             kind="tool",

@@ -16,7 +16,8 @@ when the client sets none), the estimated input tokens, and the worst-case cost 
 catalog's prices (`Call.cost_estimate_micro_usd`).
 
 Attribution comes from headers the SDK's call context sets on the clients it hands a handler
-(`x-meshwarden-session-id`, `-workflow-id`, `-task-id`, `-parent-call-id`); a call without
+(`x-meshwarden-session-id`, `-workflow-id`, `-task-id`, `-parent-call-id`, and at a session's
+entry point `-on-behalf-of`: who it is started for); a call without
 them is attributed to the agent alone, and its receipt says so. A call made for a task also
 carries the task's signed fencing token (`x-meshwarden-task-token`, sidecar.edges.task_claim):
 the task_fence stage refuses it once the token is stale ("lease lost", a 403). A policy's
@@ -60,6 +61,7 @@ SESSION_HEADER: Final = "x-meshwarden-session-id"
 WORKFLOW_HEADER: Final = "x-meshwarden-workflow-id"
 TASK_HEADER: Final = "x-meshwarden-task-id"
 PARENT_CALL_HEADER: Final = "x-meshwarden-parent-call-id"
+ON_BEHALF_OF_HEADER: Final = "x-meshwarden-on-behalf-of"  # who a session is started for, at its entry point
 _ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,127}")
 _PASSTHROUGH: Final = ("anthropic-version", "anthropic-beta")
 _STATUS: Final = {
@@ -169,9 +171,9 @@ class ModelGateway:
         facts = anthropic.read_request(body) if api is ModelApi.ANTHROPIC_MESSAGES else openai.read_request(api, body)
         if len(facts.model) > 128:
             raise BadModelRequest("the model name is over 128 characters; use a name from GET /v1/models", "model")
-        session_id, workflow_id, task_id, parent = (
+        session_id, workflow_id, task_id, parent, on_behalf_of = (
             _header_id(request.headers, name)
-            for name in (SESSION_HEADER, WORKFLOW_HEADER, TASK_HEADER, PARENT_CALL_HEADER)
+            for name in (SESSION_HEADER, WORKFLOW_HEADER, TASK_HEADER, PARENT_CALL_HEADER, ON_BEHALF_OF_HEADER)
         )
         try:
             token = task_token(request.headers)  # checked by the task_fence stage
@@ -196,6 +198,7 @@ class ModelGateway:
             session_id=session_id,
             workflow_id=workflow_id,
             parent_call_id=parent,
+            on_behalf_of=on_behalf_of,
             cost_estimate_micro_usd=cost,
             traceparent=request.headers.get("traceparent", "")[:256],
             tracestate=request.headers.get("tracestate", "")[:512],

@@ -166,6 +166,9 @@ class Receipts:
             approval_id=record.approval_id,
             approval_decision=record.approval_decision,
             approver=record.approver,
+            on_behalf_of=record.on_behalf_of,
+            on_behalf_of_source=record.on_behalf_of_source,
+            on_behalf_of_refused=record.on_behalf_of_refused,
         )
         if call.model is not None:
             _add_model_fields(receipt, call)

@@ -25,6 +25,7 @@ def to_delivery(call: Call) -> agent_pb2.Delivery:
         task_id=task_id,
         fencing_token=fencing_token,
         task_token=call.task_token if task_id else b"",
+        on_behalf_of=call.record.on_behalf_of,
     )
 
 

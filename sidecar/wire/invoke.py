@@ -50,6 +50,7 @@ def to_call(
         task_token=request.task_token,
         approval_id=approval.approval_id,
         approval_wait=approval.wait,
+        on_behalf_of=request.on_behalf_of,
     )
 
 
@@ -89,6 +90,7 @@ def _check(request: sidecar_pb2.InvokeRequest) -> None:
             "idempotency_key": request.idempotency_key,
             "schema_hash": request.schema_hash,
             "version_range": request.version_range,
+            "on_behalf_of": request.on_behalf_of,
         }
     )
     if problem is not None:

@@ -25,6 +25,7 @@ def to_peer_call(call: Call, target: Endpoint) -> peer_pb2.PeerCall:
         idempotency_key=call.idempotency_key,
         parent_call_id=call.parent_call_id,
         task_token=call.task_token,
+        on_behalf_of=call.on_behalf_of,
     )
 
 
@@ -60,6 +61,7 @@ def to_call(
         traceparent=traceparent,
         tracestate=tracestate,
         task_token=request.task_token,
+        on_behalf_of=request.on_behalf_of,
     )
 
 

@@ -108,12 +108,11 @@ class LocalMesh(local_mesh.LocalMesh):
     def operator_token(self) -> str:
         return (self.registry_data_dir / "operator.token").read_text().strip()
 
-    async def list_instances(self, **filters: str) -> list[catalog_pb2.Instance]:
+    async def list_instances(self, agent: str = "", capability: str = "") -> list[catalog_pb2.Instance]:
         """ListInstances as an operator: TLS port, operator token, CA pinned from the ready line."""
         async with await self._operator_channel() as channel:
-            reply = await registry_stub(channel).ListInstances(
-                registry_pb2.ListInstancesRequest(**filters), metadata=self._operator_metadata(), timeout=5
-            )
+            request = registry_pb2.ListInstancesRequest(agent=agent, capability=capability)
+            reply = await registry_stub(channel).ListInstances(request, metadata=self._operator_metadata(), timeout=5)
         return list(reply.instances)
 
     async def ask_receipts(self, rpc: str, request: Any) -> Any:

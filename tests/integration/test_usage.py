@@ -241,3 +241,67 @@ async def test_sessions_timelines_and_costs_from_the_receipts(mesh: LocalMesh) -
     await until(failed_spend_kept, "the failed call's spend reaching the registry")
     s_d = await mesh.ask_receipts("GetSession", receipts_pb2.GetSessionRequest(session_id="s-d"))
     assert (s_d.summary.calls, s_d.summary.failures, s_d.summary.cost_micro_usd) == (1, 1, 20000)
+
+
+async def test_who_a_session_was_started_for_is_carried_and_cannot_be_changed_downstream(mesh: LocalMesh) -> None:
+    """frontdesk starts s-p for user:alice -> support, which calls billing twice: once plainly
+    (billing's handler sees user:alice), once claiming user:mallory (support's sidecar refuses
+    it). The registry lists s-p as started for user:alice, launched by frontdesk, with the
+    refused claim flagged; the same arguments twice make it a suspect at --repeats 2."""
+    top = await mesh.sidecar("frontdesk")
+    await mesh.pair("support", "1.0.0", "--work-as", "plan.work")
+    await mesh.pair("billing", "2.4.0", "--work-as", "bill.work")
+    tree = {
+        "calls": [
+            {"capability": "bill.work", "args": {}},
+            {"capability": "bill.work", "args": {}, "on_behalf_of": "user:mallory", "catch": True},
+        ]
+    }
+    async with meshwarden.Client(top.addresses["listen"]) as client:
+        for capability in ("plan.work", "bill.work"):
+            await routable(client, capability, {})
+        with pytest.raises(errors.BadPayload):  # bounded and printable, like every identifier
+            await client.invoke("plan.work", {}, session_id="s-bad", on_behalf_of="user:\n", timeout=10)
+        reply = await client.invoke("plan.work", tree, session_id="s-p", on_behalf_of="user:alice", timeout=10)
+    plain, forged = reply.value["children"]
+    assert plain["value"]["on_behalf_of"] == "user:alice" and forged == {"refused": "principal_mismatch"}
+
+    async def listed() -> receipts_pb2.SessionSummary | None:
+        request = receipts_pb2.ListSessionsRequest(started_for="user:alice")
+        found = [s for s in (await mesh.ask_receipts("ListSessions", request)).sessions if s.session_id == "s-p"]
+        return found[0] if found and found[0].calls == 3 and found[0].started_for_conflict else None
+
+    await until(lambda: _is_set(listed()), "s-p's receipts reaching the registry")
+    summary = await listed()
+    assert summary is not None
+    assert (summary.started_for, summary.launched_by, summary.started_for_conflict) == (
+        "user:alice",
+        "frontdesk",
+        "user:mallory",
+    )
+
+    flags = ["--registry", mesh.registry_address, "--ca-pin", mesh.registry.addresses["ca_fingerprint"]]  # type: ignore[union-attr]
+    env = {**os.environ, "MESHWARDEN_OPERATOR_TOKEN": mesh.operator_token()}
+
+    async def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(
+            subprocess.run, meshwarden_argv(*args, *flags), capture_output=True, text=True, env=env, timeout=60
+        )
+
+    table = await cli("sessions", "list", "--started-for", "user:alice")
+    assert table.returncode == 0, table.stderr
+    assert "STARTED-FOR" in table.stdout and "user:alice (also named: user:mallory)" in table.stdout
+    suspects = await cli("sessions", "suspect", "--repeats", "2", "--reason", "repeating", "--output", "json")
+    assert suspects.returncode == 8, suspects.stderr  # found: a script can alert on it
+    [suspect] = [s for s in json.loads(suspects.stdout) if s["session_id"] == "s-p"]
+    assert (suspect["max_repeats"], suspect["repeated_capability"]) == (2, "bill.work")
+    assert suspect["started_for"] == "user:alice"
+    changes = await cli("changes", "--output", "json")
+    assert changes.returncode in (0, 8), changes.stderr
+    assert isinstance(json.loads(changes.stdout), list)
+    bad = await cli("sessions", "suspect", "--idle", "soon")
+    assert bad.returncode == 2 and "--idle" in bad.stderr
+
+
+async def _is_set(found: Awaitable[object]) -> bool:
+    return (await found) is not None

@@ -65,13 +65,19 @@ class PostgresApprovals:
 
         return await self._db.read(work)
 
-    async def recent(self, *, pending_only: bool, limit: int) -> list[StoredApproval]:
-        where = "WHERE state = 'pending' " if pending_only else ""
+    async def recent(
+        self, *, pending_only: bool, limit: int, after: tuple[float, str] | None = None, oldest_first: bool = False
+    ) -> list[StoredApproval]:
+        where = ["state = 'pending'"] if pending_only else []
+        params: list[object] = []
+        order = "ASC" if oldest_first else "DESC"
+        if after is not None:
+            where.append(f"(requested_at, id) {'>' if oldest_first else '<'} ($2, $3)")
+            params += after
+        sql = f"SELECT {_COLUMNS} FROM approvals WHERE {' AND '.join(where) or 'TRUE'} "
 
         async def work(connection: Connection) -> list[StoredApproval]:
-            rows = await connection.fetch(
-                f"SELECT {_COLUMNS} FROM approvals {where}ORDER BY requested_at DESC, id LIMIT $1", limit
-            )
+            rows = await connection.fetch(f"{sql}ORDER BY requested_at {order}, id {order} LIMIT $1", limit, *params)
             return [approval_from_row(r) for r in rows]
 
         return await self._db.read(work)

@@ -29,10 +29,13 @@ class PostgresAudit:
 
         return await self._db.read(work)
 
-    async def list(self, since: float, limit: int) -> list[AuditEntry]:
+    async def list(self, since: float, limit: int, before_id: int = 0) -> list[AuditEntry]:
         async def work(connection: Connection) -> list[AuditEntry]:
             rows = await connection.fetch(
-                f"SELECT {_COLUMNS} FROM audit_log WHERE at >= $1 ORDER BY id DESC LIMIT $2", since, limit
+                f"SELECT {_COLUMNS} FROM audit_log WHERE at >= $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+                since,
+                before_id if before_id > 0 else 2**63 - 1,
+                limit,
             )
             return [_entry(r) for r in reversed(rows)]
 

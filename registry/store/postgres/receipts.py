@@ -167,7 +167,7 @@ class PostgresReceipts:
 
         async def work(connection: Connection) -> tuple[list[receipts_pb2.Receipt], bool]:
             found: list[receipts_pb2.Receipt] = []
-            after: tuple[float, str, int] = (float("inf"), "", 0)
+            after: tuple[float, str, int] = query.after or (float("inf"), "", 0)
             while True:
                 rows = await connection.fetch(sql, *params, *after)
                 for row in rows:

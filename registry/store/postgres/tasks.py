@@ -145,7 +145,7 @@ class PostgresTasks:
 
         async def work(connection: Connection) -> list[StoredTask]:
             rows = await connection.fetch(
-                f"SELECT {_TASK_COLUMNS} FROM tasks{clauses} ORDER BY created_at DESC, id LIMIT ${len(parameters) + 1}",
+                f"SELECT {_TASK_COLUMNS} FROM tasks{clauses} ORDER BY created_at DESC, id DESC LIMIT ${len(parameters) + 1}",
                 *parameters,
                 where.limit,
             )
@@ -246,6 +246,8 @@ def _filter_sql(where: TaskFilter) -> tuple[str, tuple[object, ...]]:
     if where.holder:
         holder = mark(where.holder)
         clauses.append(f"(holder_instance_id = {holder} OR holder_agent = {holder})")
+    if where.after is not None:  # newest first: strictly older than the last row of the page before
+        clauses.append(f"(created_at, id) < ({mark(where.after[0])}, {mark(where.after[1])})")
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(parameters)
 
 

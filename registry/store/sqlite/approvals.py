@@ -67,13 +67,19 @@ class SqliteApprovals:
 
         return await self._db.read(work)
 
-    async def recent(self, *, pending_only: bool, limit: int) -> list[StoredApproval]:
-        where = "WHERE state = 'pending' " if pending_only else ""
+    async def recent(
+        self, *, pending_only: bool, limit: int, after: tuple[float, str] | None = None, oldest_first: bool = False
+    ) -> list[StoredApproval]:
+        where = ["state = 'pending'"] if pending_only else []
+        params: list[object] = []
+        order = "ASC" if oldest_first else "DESC"
+        if after is not None:
+            where.append(f"(requested_at, id) {'>' if oldest_first else '<'} (?, ?)")
+            params += after
+        sql = f"SELECT {_COLUMNS} FROM approvals WHERE {' AND '.join(where) or '1'} "
 
         def work(db: sqlite3.Connection) -> list[StoredApproval]:
-            rows = db.execute(
-                f"SELECT {_COLUMNS} FROM approvals {where}ORDER BY requested_at DESC, id LIMIT ?", (limit,)
-            ).fetchall()
+            rows = db.execute(f"{sql}ORDER BY requested_at {order}, id {order} LIMIT ?", (*params, limit)).fetchall()
             return [approval_from_row(r) for r in rows]
 
         return await self._db.read(work)

@@ -29,11 +29,11 @@ class SqliteAudit:
 
         return await self._db.read(work)
 
-    async def list(self, since: float, limit: int) -> list[AuditEntry]:
+    async def list(self, since: float, limit: int, before_id: int = 0) -> list[AuditEntry]:
         def work(db: sqlite3.Connection) -> list[AuditEntry]:
             rows = db.execute(
-                f"SELECT {_COLUMNS} FROM audit_log WHERE at >= ? ORDER BY id DESC LIMIT ?",
-                (since, limit),
+                f"SELECT {_COLUMNS} FROM audit_log WHERE at >= ? AND id < ? ORDER BY id DESC LIMIT ?",
+                (since, before_id if before_id > 0 else 2**63 - 1, limit),
             ).fetchall()
             return [_entry(r) for r in reversed(rows)]
 

@@ -353,6 +353,46 @@ ALTER TABLE receipts ADD COLUMN task_id TEXT NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS receipts_by_task ON receipts (task_id, started_at) WHERE task_id != '';
 """,
     ),
+    Step(
+        "session principals, signals and call facts: who each session was started for, signs it loops, "
+        "what each call changed (issue 19)",
+        """
+CREATE TABLE IF NOT EXISTS session_principals (
+    session_id TEXT PRIMARY KEY,
+    started_for TEXT NOT NULL,
+    launched_by TEXT NOT NULL,
+    conflict TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS session_principals_by_principal ON session_principals (started_for);
+CREATE TABLE IF NOT EXISTS session_signals (
+    session_id TEXT PRIMARY KEY,
+    max_repeats INTEGER NOT NULL,
+    repeated_capability TEXT NOT NULL,
+    retries INTEGER NOT NULL,
+    successes INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS call_facts (
+    call_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    latency_us INTEGER NOT NULL,
+    ok INTEGER NOT NULL,
+    cost_micro_usd INTEGER NOT NULL,
+    capability TEXT NOT NULL,
+    call_kind TEXT NOT NULL,
+    callee_agent TEXT NOT NULL,
+    version TEXT NOT NULL,
+    spender_agent TEXT NOT NULL,
+    model TEXT NOT NULL,
+    bundle_revision INTEGER NOT NULL,
+    tool TEXT NOT NULL,
+    tool_schema TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS call_facts_by_session ON call_facts (session_id);
+CREATE INDEX IF NOT EXISTS call_facts_by_start ON call_facts (started_at);
+DELETE FROM meta WHERE key = 'session_aggregates_filled';
+""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(STEPS)

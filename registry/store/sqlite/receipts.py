@@ -128,7 +128,7 @@ class SqliteReceipts:
 
         def work(db: sqlite3.Connection) -> tuple[list[receipts_pb2.Receipt], bool]:
             found: list[receipts_pb2.Receipt] = []
-            after: tuple[float, str, int] = (float("inf"), "", 0)
+            after: tuple[float, str, int] = query.after or (float("inf"), "", 0)
             while True:
                 rows = db.execute(sql, (*params, *after)).fetchall()
                 for row in rows:

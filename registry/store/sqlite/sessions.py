@@ -4,7 +4,8 @@ table's rows; a call made outside any session has rows of its own there, `in_ses
 its call id in place of a session id, so cost tables still count every call).
 `store_aggregates` rewrites the rows of the sessions a receipt batch touched, inside that
 batch's transaction (registry.store.sqlite.receipts), so listing sessions and summing costs
-read these small tables instead of every receipt."""
+read these small tables instead of every receipt. Who each session was started for and its
+loop signals are written beside them (registry.store.sqlite.session_signals)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,22 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
+from meshwarden.registry.call_facts import facts_of
 from meshwarden.registry.session_aggregates import aggregate
+from meshwarden.registry.session_principal import principal_of
+from meshwarden.registry.session_signals import signals_of
 from meshwarden.registry.store.records import (
+    CallFact,
     CostShare,
     CostTotal,
     ListedSession,
     SessionAggregate,
     SessionQuery,
     StoredOutcome,
+    SuspectSession,
+    SuspectThresholds,
 )
+from meshwarden.registry.store.sqlite import call_facts, session_signals
 from meshwarden.registry.store.sqlite.database import Database
 from meshwarden.v1 import receipts_pb2
 
@@ -33,6 +41,16 @@ _AGGREGATE_COLUMNS: Final = (
 # outcome's report) are copied from session_outcomes, here and by the outcome store when an
 # outcome arrives, so filtering by state and sorting by activity read an index.
 _ACTIVITY: Final = "a.activity_at"
+_LISTED_COLUMNS: Final = (
+    f"{', '.join('a.' + c for c in _AGGREGATE_COLUMNS.split(', '))}, {_ACTIVITY}, "
+    f"o.outcome, o.detail, o.reported_by, o.reported_at, {session_signals.PRINCIPAL_COLUMNS}"
+)
+_PRINCIPAL_AT: Final = 16  # where PRINCIPAL_COLUMNS start in a listed row
+_SIGNALS_AT: Final = _PRINCIPAL_AT + 3
+_LISTED_TABLES: Final = (
+    "session_aggregates a LEFT JOIN session_outcomes o ON o.session_id = a.session_id "
+    "LEFT JOIN session_principals p ON p.session_id = a.session_id"
+)
 _FAILED_OUTCOMES: Final = "('failed', 'abandoned')"
 
 
@@ -47,11 +65,15 @@ def store_aggregates(
             "SELECT body FROM receipts WHERE session_id = ? ORDER BY started_at, sidecar_instance_id, seq",
             (session_id,),
         )
-        _put(db, aggregate(session_id, [parse(body) for (body,) in rows]))
+        receipts = [parse(body) for (body,) in rows]
+        _put(db, aggregate(session_id, receipts))
+        session_signals.put(db, principal_of(session_id, receipts), signals_of(session_id, receipts))
+        call_facts.put(db, session_id, facts_of(receipts), in_session=True)
     for call_id in sorted({r.call_id for r in added if not r.session_id}):
         rows = db.execute("SELECT body FROM receipts WHERE call_id = ? AND session_id = ''", (call_id,))
-        shares = aggregate("", [parse(body) for (body,) in rows]).cost_shares
-        _put_shares(db, call_id, shares, in_session=False)
+        receipts = [parse(body) for (body,) in rows]
+        _put_shares(db, call_id, aggregate("", receipts).cost_shares, in_session=False)
+        call_facts.put(db, call_id, facts_of(receipts), in_session=False)
 
 
 def fill_missing(db: sqlite3.Connection, parse: Callable[[bytes], receipts_pb2.Receipt]) -> int:
@@ -81,9 +103,7 @@ class SqliteSessions:
             where.append(f"({_ACTIVITY}, a.session_id) {'>' if query.oldest_first else '<'} (?, ?)")
             params += [query.after[0], query.after[1]]
         sql = (
-            f"SELECT {', '.join('a.' + c for c in _AGGREGATE_COLUMNS.split(', '))}, {_ACTIVITY}, "
-            "o.outcome, o.detail, o.reported_by, o.reported_at "
-            "FROM session_aggregates a LEFT JOIN session_outcomes o ON o.session_id = a.session_id "
+            f"SELECT {_LISTED_COLUMNS} FROM {_LISTED_TABLES} "
             f"WHERE {' AND '.join(where) or '1'} ORDER BY {_ACTIVITY} {order}, a.session_id {order} LIMIT ?"
         )
 
@@ -91,6 +111,34 @@ class SqliteSessions:
             return [_listed(row) for row in db.execute(sql, (*params, query.limit))]
 
         return await self._db.read(work)
+
+    async def suspects(
+        self, limits: SuspectThresholds, now: float, after: tuple[float, str] | None, limit: int, reason: str = ""
+    ) -> list[SuspectSession]:
+        where = session_signals.suspect_where(reason)
+        params = {**session_signals.parameters(limits, now), "limit": limit}
+        if after is not None:
+            where += f" AND ({_ACTIVITY}, a.session_id) > (:after_at, :after_id)"
+            params.update(after_at=after[0], after_id=after[1])
+        sql = (
+            f"SELECT {_LISTED_COLUMNS}, {session_signals.SIGNAL_COLUMNS} FROM {_LISTED_TABLES} "
+            f"JOIN session_signals s ON s.session_id = a.session_id "
+            f"WHERE {where} ORDER BY {_ACTIVITY}, a.session_id LIMIT :limit"
+        )
+
+        def work(db: sqlite3.Connection) -> list[SuspectSession]:
+            return [
+                SuspectSession(listed=_listed(row), signals=session_signals.signals_of(str(row[0]), row[_SIGNALS_AT:]))
+                for row in db.execute(sql, params)
+            ]
+
+        return await self._db.read(work)
+
+    async def suspect_counts(self, limits: SuspectThresholds, now: float) -> dict[str, int]:
+        return await self._db.read(lambda db: session_signals.counts(db, limits, now))
+
+    async def call_facts(self, since: float, until: float) -> list[CallFact]:
+        return await self._db.read(lambda db: call_facts.between(db, since, until))
 
     async def cost_totals(self, by: str) -> list[CostTotal]:
         sql = (
@@ -133,6 +181,9 @@ def _where(query: SessionQuery) -> tuple[list[str], list[object]]:
     if query.workflow_id:
         where.append("a.workflow_id = ?")
         params.append(query.workflow_id)
+    if query.started_for:
+        where.append("p.started_for = ?")
+        params.append(query.started_for)
     for role, name in (("agent", query.agent), ("agent", query.participant), ("team", query.team)):
         if name:
             where.append("a.session_id IN (SELECT session_id FROM session_members WHERE role = ? AND name = ?)")
@@ -228,4 +279,5 @@ def _listed(row: tuple[Any, ...]) -> ListedSession:
             reported_at=float(row[15]),
         )
     )
-    return ListedSession(aggregate=aggregate_row, outcome=outcome)
+    principal = session_signals.principal_of(str(row[0]), row[_PRINCIPAL_AT:_SIGNALS_AT])
+    return ListedSession(aggregate=aggregate_row, outcome=outcome, principal=principal)

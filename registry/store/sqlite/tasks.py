@@ -122,7 +122,7 @@ class SqliteTasks:
 
         def work(db: sqlite3.Connection) -> list[StoredTask]:
             rows = db.execute(
-                f"SELECT {_TASK_COLUMNS} FROM tasks{clauses} ORDER BY created_at DESC, id LIMIT ?",
+                f"SELECT {_TASK_COLUMNS} FROM tasks{clauses} ORDER BY created_at DESC, id DESC LIMIT ?",
                 (*parameters, where.limit),
             ).fetchall()
             return [_task(row) for row in rows]
@@ -192,6 +192,9 @@ def _filter_sql(where: TaskFilter) -> tuple[str, tuple[object, ...]]:
     if where.holder:
         clauses.append("(holder_instance_id = ? OR holder_agent = ?)")
         parameters.extend((where.holder, where.holder))
+    if where.after is not None:  # newest first: strictly older than the last row of the page before
+        clauses.append("(created_at, id) < (?, ?)")
+        parameters.extend(where.after)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(parameters)
 
 

@@ -159,7 +159,15 @@ async def work(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
         ctx.report_usage(**args["usage"])
     children = []
     for nested in args.get("calls", []):
-        result = await ctx.invoke(nested["capability"], nested.get("args", {}))
+        try:  # on_behalf_of: a principal this agent claims for the session (its sidecar must refuse another)
+            result = await ctx.invoke(
+                nested["capability"], nested.get("args", {}), on_behalf_of=nested.get("on_behalf_of")
+            )
+        except meshwarden.Refused as refused:
+            if not nested.get("catch"):
+                raise
+            children.append({"refused": refused.kind})
+            continue
         children.append(
             {"call_id": result.call_id, "value": result.value, "cost": result.usage and result.usage.cost_micro_usd}
         )
@@ -172,6 +180,7 @@ async def work(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
         "parent_call_id": ctx.parent_call_id,
         "session_id": ctx.session_id,
         "workflow_id": ctx.workflow_id,
+        "on_behalf_of": ctx.on_behalf_of,
         "children": children,
     }
 

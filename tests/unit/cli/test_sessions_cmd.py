@@ -140,7 +140,16 @@ def test_bad_flags_are_refused_naming_the_flag() -> None:
     with pytest.raises(ValueError, match="--since"):
         costs_request("agent", "yesterday", NOW)
     args = argparse.Namespace(
-        state="", agent="", team="", workflow="", since="", until="soon", limit=10, order="newest", cursor=""
+        state="",
+        agent="",
+        team="",
+        workflow="",
+        since="",
+        until="soon",
+        limit=10,
+        order="newest",
+        cursor="",
+        started_for="",
     )
     with pytest.raises(ValueError, match="--until"):
         list_request(args, NOW)

@@ -156,3 +156,19 @@ async def test_the_same_call_asking_twice_at_once_gets_one_approval(setup: Setup
     answers = await asyncio.gather(*(approvals.request(ask(b'{"x":1}', call_id=f"c-{n}")) for n in range(5)))
     assert len({a.approval.id for a in answers}) == 1
     assert len(await approvals.recent(pending_only=True, limit=10)) == 1
+
+
+async def test_lists_of_approvals_and_of_the_audit_log_page_with_keyset_cursors(setup: Setup) -> None:
+    approvals, clock, store = setup
+    made = []
+    for n in range(5):
+        clock.now += 1
+        made.append((await approvals.request(ask(f'{{"n":{n}}}'.encode(), call_id=f"c-{n}"))).approval.id)
+    first = await approvals.recent(pending_only=True, limit=2)
+    assert [a.id for a in first] == made[:2:-1][:2] == [made[4], made[3]]
+    rest = await approvals.recent(pending_only=True, limit=10, after=(first[-1].requested_at, first[-1].id))
+    assert [a.id for a in rest] == [made[2], made[1], made[0]]
+    newest = await store.audit.list(0.0, 2)
+    older = await store.audit.list(0.0, 10, before_id=newest[0].id)
+    assert [e.id for e in older + newest] == [e.id for e in await store.audit.list(0.0, 100)]
+    assert len(older) == 3

@@ -22,6 +22,7 @@ from meshwarden.v1 import (
     identity_pb2,
     receipts_pb2,
     registry_pb2,
+    session_insights_pb2,
     tasks_pb2,
     tools_pb2,
 )
@@ -88,6 +89,7 @@ def test_the_table_covers_every_rpc_of_every_service() -> None:
             tools_pb2.DESCRIPTOR,
             budgets_pb2.DESCRIPTOR,
             bundle_history_pb2.DESCRIPTOR,
+            session_insights_pb2.DESCRIPTOR,
         )
         for service in file.services_by_name.values()
         for rpc in service.methods

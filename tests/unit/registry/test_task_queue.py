@@ -246,6 +246,9 @@ async def test_list_filters_by_state_kind_workflow_and_holder(stores: Stores) ->
     assert [t.id for t in await queue.find(TaskFilter(states=(LEASED,), kind="refund", workflow_id="wf-1"))] == [held]
     assert len(await queue.find(TaskFilter(states=(QUEUED,)))) == 1
     assert await queue.find(TaskFilter(kind="other")) == []
+    newest = await queue.find(TaskFilter(limit=1))
+    rest = await queue.find(TaskFilter(after=(newest[0].created_at, newest[0].id)))
+    assert [t.id for t in newest + rest] == [t.id for t in await queue.find(TaskFilter())] and len(rest) == 1
 
 
 async def test_forgiving_downtime_gives_every_live_lease_its_full_ttl(stores: Stores) -> None:

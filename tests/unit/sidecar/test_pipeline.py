@@ -108,7 +108,7 @@ async def test_tool_order_matches_the_readme(tmp_path: Path) -> None:
 
 async def test_every_kind_of_outbound_call_shares_the_outer_stages(tmp_path: Path) -> None:
     rt = await runtime(tmp_path)
-    outer = ["tracing", "metrics", "receipts", "kill_switch", "task_fence", "payload_limit"]
+    outer = ["tracing", "metrics", "receipts", "session_principal", "kill_switch", "task_fence", "payload_limit"]
     assert stage_names(pipeline.outbound(rt))[: len(outer)] == outer == stage_names(pipeline.tool(rt))[: len(outer)]
     tool = stage_names(pipeline.tool(rt))
     assert tool.index("tool_check") < tool.index("outbound_policy") < tool.index("approval") < tool.index("mcp_server")

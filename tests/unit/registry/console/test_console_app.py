@@ -13,6 +13,7 @@ import pytest
 
 from meshwarden.registry.approvals import ApprovalAsk
 from meshwarden.registry.model import Capability, InstanceSpec
+from meshwarden.registry.task_queue import Submission
 from meshwarden.schema_hash import schema_hash
 from tests.unit.registry.console.conftest import Served
 
@@ -174,3 +175,41 @@ async def test_a_pending_call_is_shown_escaped_and_denied_with_a_reason(
         assert "not pending" in await reply.text()  # decided already: said on the page, nothing changes
     async with http.post(f"{served.url}/approvals/{asked.id}", data={**decision, "reason": " "}) as reply:
         assert "reason is required" in await reply.text()
+
+
+async def test_the_task_list_and_the_approval_queue_page_fifty_at_a_time(
+    served: Served, http: aiohttp.ClientSession
+) -> None:
+    for n in range(60):
+        served.clock.now += 1  # distinct creation times: the cursor is (time, id)
+        await served.sources.task_queue.submit(Submission(kind="refund", workflow_id="", input_json="{}"), "op")
+        await served.sources.approvals.request(
+            ApprovalAsk(
+                agent="support",
+                spiffe_id="spiffe://meshwarden.local/agent/support",
+                call_kind="agent",
+                capability="billing.refund",
+                arguments_sha256=hashlib.sha256(f"{n}".encode()).hexdigest(),
+                arguments_json=json.dumps({"n": n}),
+                risk_factors=(),
+                policy_ids=("refund-large",),
+                bundle="demo rev 2",
+                session_id="",
+                workflow_id="",
+                call_id=f"c-{n}",
+                ttl_s=3600,
+            )
+        )
+    await log_in(http, served, served.viewer_token, "vera")
+    seen: dict[str, list[str]] = {}
+    for path, row in (("/tasks", r"<tr><td>(task-[^<]+)</td>"), ("/approvals", r'data-approval="([^"]+)"')):
+        url, pages = served.url + path, []
+        while url:
+            async with http.get(url) as reply:
+                text = await reply.text()
+            pages.append(re.findall(row, text))
+            found = re.search(r'<a class="next" href="([^"]+)"', text)
+            url = served.url + found.group(1).replace("&amp;", "&") if found else ""
+        assert [len(p) for p in pages] == [50, 10], path
+        seen[path] = [item for p in pages for item in p]
+    assert len(set(seen["/tasks"])) == len(set(seen["/approvals"])) == 60
