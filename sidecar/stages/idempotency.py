@@ -30,9 +30,10 @@ them and its runs, which a retry after a crash must tolerate.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import grpc
@@ -43,6 +44,7 @@ from meshwarden.sidecar.call import Call, Handler, Layer, Reply
 
 Key = tuple[str, str, str]  # caller SPIFFE ID, capability, idempotency key
 AgentConnection = Callable[[], grpc.ChannelConnectivity]  # the channel to the agent, as it is now
+log = logging.getLogger(__name__)
 DoubtReason = Literal["agent_connection_lost", "agent_deadline", "cancelled", "sidecar_fault"]
 
 MAX_ENTRIES = 10_000
@@ -77,10 +79,6 @@ class _Answer:
             self._reply = replace(reply, usage=None)
         return reply
 
-    @property
-    def size_bytes(self) -> int:
-        return len(self._reply.result)
-
 
 @dataclass(frozen=True)
 class _Doubt:
@@ -89,21 +87,47 @@ class _Doubt:
     agent: str
 
 
-@dataclass(eq=False)
 class _Run:
-    key: Key
-    agent: str  # the agent it was handed to, as the call names it
-    task: asyncio.Task[_Answer] = field(init=False)
-    waiting: int = 0
-    unwaited: bool = False  # counted among the runs nobody waits for
+    """One keyed delivery in flight, and the callers waiting for it: a future each, so a
+    caller that leaves cancels its own wait, never the run (and costs less than a shield)."""
+
+    __slots__ = ("agent", "key", "task", "unwaited", "waiters")
+
+    def __init__(self, key: Key, agent: str) -> None:
+        self.key, self.agent = key, agent  # agent: the one it is handed to, as the call names it
+        self.task: asyncio.Task[None] | None = None
+        self.waiters: list[asyncio.Future[_Answer]] = []
+        self.unwaited = False  # counted among the runs nobody waits for
+
+    def wait(self) -> asyncio.Future[_Answer]:
+        waiter: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        return waiter
+
+    def answered(self, answer: _Answer) -> None:
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(answer)
+
+    def failed(self, failure: Exception) -> bool:
+        """Hands `failure` to every caller still waiting; False when none was."""
+        told = False
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_exception(failure)
+                told = True
+        return told
+
+    def cancelled(self) -> None:
+        for waiter in self.waiters:
+            waiter.cancel()
 
 
 class Idempotency:
     def __init__(self, next: Handler, settings: IdempotencySettings, clock: Clock, agent: AgentConnection) -> None:
         self._next, self._settings, self._clock, self._agent = next, settings, clock, agent
-        self._done: OrderedDict[Key, tuple[float, _Answer | _Doubt, int]] = (
-            OrderedDict()
-        )  # key -> (expires, what, size)
+        # key -> (expires at, a reply or a doubt, size)
+        self._done: OrderedDict[Key, tuple[float, _Answer | _Doubt, int]] = OrderedDict()
         self.held_bytes = 0
         self._running: dict[Key, _Run] = {}
         self.unwaited = 0  # runs going on with nobody waiting for them
@@ -123,8 +147,20 @@ class Idempotency:
                 reason=known.reason,
                 what_happened=known.what_happened,
             )
-        run = self._running.get(key) or self._start(key, call)
-        return await self._wait(run)
+        run = self._running.get(key)
+        if run is None:
+            run = self._start(key, call)
+        elif run.unwaited:  # someone waits for it again
+            run.unwaited, self.unwaited = False, self.unwaited - 1
+        waiter = run.wait()
+        try:
+            answer = await waiter
+        except asyncio.CancelledError:  # the caller left (deadline, cancelled RPC); the run goes on
+            run.waiters.remove(waiter)
+            if not run.waiters and self._running.get(key) is run:
+                self._left(run)
+            raise
+        return answer.take()
 
     def _start(self, key: Key, call: Call) -> _Run:
         run = _Run(key, call.target.agent if call.target is not None else "(this sidecar's)")
@@ -132,31 +168,33 @@ class Idempotency:
         self._running[key] = run
         return run
 
-    async def _wait(self, run: _Run) -> Reply:
-        """The run's reply or failure; leaving early (deadline, cancelled RPC) leaves the run going."""
-        if run.unwaited:
-            run.unwaited, self.unwaited = False, self.unwaited - 1
-        run.waiting += 1
-        try:
-            answer = await asyncio.shield(run.task)
-        finally:
-            run.waiting -= 1
-            if not run.waiting and not run.task.done():
-                self._left(run)
-        return answer.take()
-
     def _left(self, run: _Run) -> None:
         """Nobody waits for `run` any more: it goes on, unless too many already do."""
-        run.task.add_done_callback(_retrieve)  # nobody may ever ask how it ended
         if self.unwaited < self._settings.max_unwaited:
             run.unwaited, self.unwaited = True, self.unwaited + 1
             return
         what = f"the sidecar stopped it: {self.unwaited} keyed calls were already running with no caller waiting"
         self._doubt(run.key, _Doubt("cancelled", what, run.agent))
         del self._running[run.key]
-        run.task.cancel()
+        if run.task is not None:
+            run.task.cancel()
 
-    async def _run(self, run: _Run, call: Call) -> _Answer:
+    async def _run(self, run: _Run, call: Call) -> None:
+        """Delivers the call, then hands how it ended to the callers waiting by then."""
+        try:
+            answer = await self._deliver(run, call)
+        except asyncio.CancelledError:
+            run.cancelled()
+            raise
+        except Exception as failure:  # noqa: BLE001 - not swallowed: each waiting caller raises it
+            if not run.failed(failure) and not isinstance(failure, MeshError):
+                log.error("keyed call to %s failed with no caller waiting", call.capability, exc_info=failure)
+            return
+        run.answered(answer)
+
+    async def _deliver(self, run: _Run, call: Call) -> _Answer:
+        """The agent's reply; a failure first leaves the key in doubt when the agent may have
+        run it, and the key is done with (stored, in doubt or forgotten) before anyone hears."""
         limit_s = self._settings.run_limit_s
         bounded = replace(call, deadline=max(call.deadline, self._clock.monotonic() + limit_s))
         agent = run.agent
@@ -187,8 +225,8 @@ class Idempotency:
                 del self._running[run.key]
             if run.unwaited:
                 run.unwaited, self.unwaited = False, self.unwaited - 1
-        answer = _Answer(reply)
-        self._remember(run.key, answer, answer.size_bytes)
+        answer = _Answer(reply)  # one for the waiting callers and the repeats: its usage is handed out once
+        self._remember(run.key, answer, len(reply.result))
         return answer
 
     def _doubt(self, key: Key, doubt: _Doubt) -> None:
@@ -226,12 +264,6 @@ class Idempotency:
     @property
     def running(self) -> int:
         return len(self._running)
-
-
-def _retrieve(task: asyncio.Task[_Answer]) -> None:
-    """Marks a finished run's failure as seen (it reached the caller, or nobody waits for it)."""
-    if not task.cancelled():
-        task.exception()
 
 
 def layer(settings: IdempotencySettings, clock: Clock, agent: AgentConnection) -> Layer:

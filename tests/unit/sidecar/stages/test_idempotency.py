@@ -274,3 +274,22 @@ async def test_a_result_larger_than_the_whole_cache_is_not_held() -> None:
     await once(keyed())
     await once(keyed())
     assert agent.runs == 2 and once.entries == 0 and once.held_bytes == 0
+
+
+async def test_a_fault_in_a_run_nobody_waits_for_is_logged_and_leaves_the_key_in_doubt(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    agent = Agent()
+    agent.hold, agent.fail_with = asyncio.Event(), RuntimeError("a bug after the agent answered")
+    once = stage(agent)
+    left = asyncio.create_task(once(keyed()))
+    await settle()
+    left.cancel()
+    await settle()
+    agent.hold.set()
+    await settle()
+    assert once.running == 0 and once.unwaited == 0
+    assert "failed with no caller waiting" in caplog.text and "a bug after the agent answered" in caplog.text
+    with pytest.raises(KeyInDoubt) as info:
+        await once(keyed())
+    assert info.value.reason == "sidecar_fault"
