@@ -230,6 +230,11 @@ class Idempotency:
         return answer
 
     def _doubt(self, key: Key, doubt: _Doubt) -> None:
+        caller, capability, idempotency_key = key
+        log.warning(
+            "idempotency key %r of %s for %s is in doubt (%s: %s); repeats are refused for %g s",
+            idempotency_key, caller, capability, doubt.reason, doubt.what_happened, self._settings.ttl_s,
+        )  # fmt: skip
         self._remember(key, doubt, 0)
 
     def _lookup(self, key: Key) -> _Answer | _Doubt | None:
