@@ -1,7 +1,8 @@
 """The admin HTTP port of the sidecar and the registry: /metrics, /healthz, /readyz.
 
 - /metrics: Prometheus text (or OpenMetrics when the scraper asks for it) of the component's
-  own CollectorRegistry.
+  own MetricsRegistry, collected and written out in a worker thread but for what the event
+  loop owns (meshwarden.metrics_registry).
 - /healthz: 200 while the process runs its event loop (a liveness probe).
 - /readyz: 200 when the component would serve calls, the same readiness its gRPC health
   service reports; 503 with the reason otherwise.
@@ -30,6 +31,7 @@ from prometheus_client.metrics_core import Metric
 
 from meshwarden.addresses import HostPort
 from meshwarden.loop_lag import LoopLag
+from meshwarden.metrics_registry import MetricsRegistry
 from meshwarden.tasks import cancel_all, supervise
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ class AdminBindError(OSError):
 
 class AdminServer:
     def __init__(
-        self, component: str, registry: CollectorRegistry, readiness: Readiness, views: Mapping[str, View] | None = None
+        self, component: str, registry: MetricsRegistry, readiness: Readiness, views: Mapping[str, View] | None = None
     ) -> None:
         self._component, self._registry, self._readiness = component, registry, readiness
         self._views = dict(views or {})
@@ -104,10 +106,11 @@ class AdminServer:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        # Collected here, on the loop, because collectors read what the loop owns (breakers, the
-        # catalog); written out in a worker thread, because the text of a busy sidecar is
-        # hundreds of kB and took tens of milliseconds of the loop per scrape.
-        collected = _Collected(list(self._registry.collect()))
+        # What the loop owns (breakers, the catalog) is read here, on the loop; everything else
+        # is collected and written out in a worker thread: reading /proc and walking every
+        # labelled histogram, then the text of a busy sidecar (hundreds of kB), held the loop
+        # for tens of milliseconds per scrape on a loaded machine.
+        collected = _Collected(self._registry.on_loop(), self._registry)
         body = await asyncio.to_thread(encoder, collected)
         return web.Response(body=body, headers={"Content-Type": content_type})
 
@@ -129,11 +132,13 @@ class AdminServer:
 
 
 class _Collected(CollectorRegistry):
-    """Metrics already collected, for an encoder to write out (it only calls `collect`)."""
+    """What the encoder writes out (it only calls `collect`, in the worker thread): the metrics
+    read on the loop, then the registry's others, collected there."""
 
-    def __init__(self, metrics: Sequence[Metric]) -> None:
+    def __init__(self, read_on_loop: Sequence[Metric], registry: MetricsRegistry) -> None:
         super().__init__(auto_describe=False)
-        self._metrics = metrics
+        self._read_on_loop, self._registry = read_on_loop, registry
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._metrics
+        yield from self._read_on_loop
+        yield from self._registry.elsewhere()

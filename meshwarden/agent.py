@@ -45,7 +45,6 @@ from decimal import Decimal
 from typing import Any, NoReturn
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meshwarden import callback_auth, error_status, model_clients, outcomes, task_worker
 from meshwarden.addresses import parse_host_port
@@ -275,6 +274,7 @@ class Agent:
         self._sync: SyncClient | None = None  # for plain-`def` handlers, made on first use
         self._sync_lock = threading.Lock()
         self.instance_id = ""
+        self._registration_id = ""  # from RegisterAgentResponse; CheckRegistration compares it
         self.name = ""
         self.schema_hashes: dict[str, str] = {}
         self._capabilities: dict[str, _Capability] = {}
@@ -405,28 +405,42 @@ class Agent:
         asyncio.run(self.serve_forever(announce=announce))
 
     async def _stay_registered(self) -> None:
-        """Registers again whenever the sidecar comes back after it went away: a restarted
-        sidecar (its container restarted, say) knows nothing of this agent. Its health is
-        checked every SIDECAR_CHECK_S (a check, not a stream: an open stream would hold up the
-        sidecar's own shutdown); after a failed check, the next good one means a new sidecar."""
-        stub = health_pb2_grpc.HealthStub(self.client._channel)
+        """Registers again whenever the sidecar no longer holds this agent's registration: a
+        restarted sidecar (its container restarted, say) knows nothing of it, nor does one that
+        took the agent for gone. Asked every SIDECAR_CHECK_S (a check, not a stream: an open
+        stream would hold up the sidecar's own shutdown). Asking by registration id, not by
+        health, also catches a restart quicker than one check."""
+        stub = sidecar_pb2_grpc.SidecarStub(self.client._channel)
         lost = False
         while True:
             await asyncio.sleep(SIDECAR_CHECK_S)
             try:
-                await stub.Check(health_pb2.HealthCheckRequest(), timeout=SIDECAR_CHECK_S)
-            except grpc.aio.AioRpcError:
+                reply = await stub.CheckRegistration(
+                    sidecar_pb2.CheckRegistrationRequest(registration_id=self._registration_id),
+                    timeout=SIDECAR_CHECK_S,
+                    metadata=self.client.metadata,
+                )
+            except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    return  # a sidecar older than CheckRegistration: nothing to compare with
                 if not lost:
                     log.warning("lost the sidecar at %s; registering again as soon as it is back", self.sidecar)
                 lost = True
                 continue
-            if lost:
-                try:
-                    await self._register(REREGISTER_WAIT_S)
-                except MeshError as exc:
-                    log.warning("%s; still trying", exc)
-                    continue
+            if reply.current:
                 lost = False
+                continue
+            if not lost:
+                log.warning(
+                    "the sidecar at %s no longer holds this agent's registration; registering again", self.sidecar
+                )
+            lost = True
+            try:
+                await self._register(REREGISTER_WAIT_S)
+            except MeshError as exc:
+                log.warning("%s; still trying", exc)
+                continue
+            lost = False
 
     async def _register(self, timeout_s: float) -> None:
         stub = sidecar_pb2_grpc.SidecarStub(self.client._channel)
@@ -452,6 +466,7 @@ class Agent:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
         self.instance_id, self.name = reply.instance_id, reply.agent
+        self._registration_id = reply.registration_id
         self.schema_hashes = {c.name: c.schema_hash for c in reply.capabilities}
         log.info("agent %s %s registered as instance %s", self.name, self.version, self.instance_id)
 

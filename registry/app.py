@@ -22,6 +22,7 @@ short grace, background tasks stopped, database closed, exit 0.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import Awaitable, Callable
@@ -412,6 +413,10 @@ async def _serve(
         await admin.stop()
         raise StartError(str(exc)) from exc
     await server.start()
+    # What start-up made lives as long as the process: out of the cyclic GC's sight, so that a
+    # full collection scans only what was made since (a full collection of the registry's
+    # whole heap held its loop for 30 ms of CPU), as the sidecar does (sidecar.app).
+    gc.freeze()
     try:
         await set_serving(health, services, True)
         serving = True

@@ -2,24 +2,25 @@
 registry's request paths pay nothing): live instances per agent, watchers, the catalog and
 bundle revisions, and what the watch hub published. Served on the admin port (/metrics).
 Read from what the catalog and bundles keep in memory as they change, so a scrape touches no
-database and never waits."""
+database and never waits. These read what the event loop owns, so they are collected on it;
+the process metrics, in a worker thread (meshwarden.metrics_registry)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client import PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 
+from meshwarden.metrics_registry import LoopStateCollector, MetricsRegistry
 from meshwarden.registry.budgets import Budgets
 from meshwarden.registry.bundles import Bundles
 from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.watch_hub import WatchHub
 
 
-class _RegistryState(Collector):
+class _RegistryState(LoopStateCollector):
     def __init__(self, catalog: Catalog, hub: WatchHub, bundles: Bundles) -> None:
         self._catalog, self._hub, self._bundles = catalog, hub, bundles
 
@@ -62,7 +63,7 @@ class _RegistryState(Collector):
         )
 
 
-class _BudgetState(Collector):
+class _BudgetState(LoopStateCollector):
     """Soft-limit crossings and slice traffic, counted by registry.budgets as they happen."""
 
     def __init__(self, budgets: Budgets) -> None:
@@ -89,9 +90,9 @@ class _BudgetState(Collector):
 
 def registry_metrics(
     catalog: Catalog, hub: WatchHub, bundles: Bundles, budgets: Budgets | None = None
-) -> CollectorRegistry:
-    """The registry's own CollectorRegistry (never the process-global one)."""
-    registry = CollectorRegistry()
+) -> MetricsRegistry:
+    """The registry's own MetricsRegistry (never the process-global one)."""
+    registry = MetricsRegistry()
     registry.register(_RegistryState(catalog, hub, bundles))
     if budgets is not None:
         registry.register(_BudgetState(budgets))

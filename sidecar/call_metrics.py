@@ -6,7 +6,9 @@ Prometheus exporter (still beta, 0.x): it writes the text and OpenMetrics format
 and its custom collectors read state at scrape time, so breaker states and the bundle
 revision cost nothing on the call path.
 
-Every metric lives in this sidecar's own CollectorRegistry (never the process-global one).
+Every metric lives in this sidecar's own MetricsRegistry (never the process-global one); the
+state collector reads what the event loop owns, so it is collected on the loop, the rest in a
+worker thread (meshwarden.metrics_registry).
 Labels are bounded: direction, capability (a capability this sidecar does not know counts
 as "_other", so a caller cannot mint label values), gRPC status name, error kind, and the
 called instance's id (breakers only; instances come from the catalog), as `peer_instance`:
@@ -20,11 +22,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pybreaker
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
+from prometheus_client import Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 
+from meshwarden.metrics_registry import LoopStateCollector, MetricsRegistry
 from meshwarden.usage import Usage
 
 OTHER_CAPABILITY = "_other"
@@ -42,7 +44,7 @@ class SidecarState:
     catalog_revision: Callable[[], int]
 
 
-class _StateCollector(Collector):
+class _StateCollector(LoopStateCollector):
     def __init__(self, state: SidecarState) -> None:
         self._state = state
 
@@ -70,7 +72,7 @@ class _StateCollector(Collector):
 
 class SidecarMetrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry = MetricsRegistry(auto_describe=True)
         r = self.registry
         self.calls = Counter(
             "meshwarden_sidecar_calls",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
@@ -48,6 +48,7 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
         self._outcomes, self._health, self._tasks = outcomes, health, tasks
         self._on_registered = on_registered
         self.registered: sidecar_pb2.RegisterAgentRequest | None = None  # the last accepted
+        self._registration_id = ""  # names the last accepted registration (CheckRegistration)
         self._local, self._catalog, self._clock, self._app = rt.local, rt.catalog, rt.clock, rt.agent_app
         self._breakers = rt.breakers
         self._caller = Caller(agent=rt.local.name, instance_id=rt.local.instance_id, spiffe_id=rt.local.spiffe_id)
@@ -68,8 +69,17 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
         await self._on_registered()  # the inbound policy slice follows what the agent serves
         instance = self._local.instance_proto() or catalog_pb2.Instance()
         return sidecar_pb2.RegisterAgentResponse(
-            instance_id=self._local.instance_id, agent=self._local.name, capabilities=instance.capabilities
+            instance_id=self._local.instance_id,
+            agent=self._local.name,
+            capabilities=instance.capabilities,
+            registration_id=self._registration_id,
         )
+
+    async def CheckRegistration(
+        self, request: sidecar_pb2.CheckRegistrationRequest, context: Context
+    ) -> sidecar_pb2.CheckRegistrationResponse:
+        held = self._local.registration is not None and bool(self._registration_id)
+        return sidecar_pb2.CheckRegistrationResponse(current=held and request.registration_id == self._registration_id)
 
     async def replay(self, request: sidecar_pb2.RegisterAgentRequest) -> None:
         """Registers the agent as `request` did with this sidecar before it started again in place
@@ -87,10 +97,11 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
         registration = self._local.register(request.version, list(request.capabilities))
         await self._app.retarget(callback or self._app.address, request.callback_token)
         self.registered = request  # kept in memory only: it holds the agent's callback secret
+        self._registration_id = secrets.token_hex(16)
         return registration
 
     async def Invoke(self, request: sidecar_pb2.InvokeRequest, context: Context) -> sidecar_pb2.InvokeResponse:
-        call_id = uuid.uuid4().hex
+        call_id = secrets.token_hex(16)  # as random as uuid4().hex, in a fifth of the time
         try:
             call = self._to_call(request, context, call_id)
             reply = await self._outbound(call)
@@ -179,8 +190,9 @@ class LocalApi(sidecar_pb2_grpc.SidecarServicer):
         default_s = 0.0
         if remaining is None:
             default_s = self._catalog.default_timeout_s(request.capability) or self._config.default_timeout_s
-        traceparent, tracestate = headers_from_metadata(context.invocation_metadata())
-        approval = approval_headers.from_metadata(context.invocation_metadata())
+        metadata = context.invocation_metadata()  # a new tuple at every call: read it once
+        traceparent, tracestate = headers_from_metadata(metadata)
+        approval = approval_headers.from_metadata(metadata)
         return invoke.to_call(
             request,
             call_id=call_id,

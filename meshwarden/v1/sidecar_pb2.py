@@ -27,7 +27,7 @@ from meshwarden.v1 import receipts_pb2 as meshwarden_dot_v1_dot_receipts__pb2
 from meshwarden.v1 import tasks_pb2 as meshwarden_dot_v1_dot_tasks__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmeshwarden/v1/sidecar.proto\x12\rmeshwarden.v1\x1a\x1bmeshwarden/v1/catalog.proto\x1a\x1cmeshwarden/v1/receipts.proto\x1a\x19meshwarden/v1/tasks.proto\"\x8a\x01\n\x14RegisterAgentRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12/\n\x0c\x63\x61pabilities\x18\x02 \x03(\x0b\x32\x19.meshwarden.v1.Capability\x12\x18\n\x10\x63\x61llback_address\x18\x03 \x01(\t\x12\x16\n\x0e\x63\x61llback_token\x18\x04 \x01(\t\"l\n\x15RegisterAgentResponse\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12/\n\x0c\x63\x61pabilities\x18\x03 \x03(\x0b\x32\x19.meshwarden.v1.Capability\"\x95\x02\n\rInvokeRequest\x12\x12\n\ncapability\x18\x01 \x01(\t\x12\x14\n\x0cpayload_json\x18\x02 \x01(\x0c\x12\x15\n\rversion_range\x18\x03 \x01(\t\x12\x13\n\x0bschema_hash\x18\x04 \x01(\t\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x06 \x01(\t\x12$\n\x17\x63ost_estimate_micro_usd\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\x12\x16\n\x0eparent_call_id\x18\t \x01(\t\x12\x12\n\ntask_token\x18Z \x01(\x0c\x42\x1a\n\x18_cost_estimate_micro_usd\"\x90\x01\n\x0eInvokeResponse\x12\x13\n\x0bresult_json\x18\x01 \x01(\x0c\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x05 \x01(\t\x12#\n\x05usage\x18\x06 \x01(\x0b\x32\x14.meshwarden.v1.Usage\"\x19\n\x17ListCapabilitiesRequest\"\x91\x02\n\x18ListCapabilitiesResponse\x12*\n\tinstances\x18\x01 \x03(\x0b\x32\x17.meshwarden.v1.Instance\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12R\n\x0e\x62reaker_states\x18\x03 \x03(\x0b\x32:.meshwarden.v1.ListCapabilitiesResponse.BreakerStatesEntry\x12-\n\x06health\x18\x04 \x03(\x0b\x32\x1d.meshwarden.v1.InstanceHealth\x1a\x34\n\x12\x42reakerStatesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xf4\x05\n\x07Sidecar\x12Z\n\rRegisterAgent\x12#.meshwarden.v1.RegisterAgentRequest\x1a$.meshwarden.v1.RegisterAgentResponse\x12\x45\n\x06Invoke\x12\x1c.meshwarden.v1.InvokeRequest\x1a\x1d.meshwarden.v1.InvokeResponse\x12\x63\n\x10ListCapabilities\x12&.meshwarden.v1.ListCapabilitiesRequest\x1a\'.meshwarden.v1.ListCapabilitiesResponse\x12Z\n\rReportOutcome\x12#.meshwarden.v1.ReportOutcomeRequest\x1a$.meshwarden.v1.ReportOutcomeResponse\x12N\n\tLeaseTask\x12\x1f.meshwarden.v1.LeaseTaskRequest\x1a .meshwarden.v1.LeaseTaskResponse\x12L\n\rHeartbeatTask\x12\x19.meshwarden.v1.TaskReport\x1a .meshwarden.v1.LeaseTaskResponse\x12\x43\n\tStartTask\x12\x19.meshwarden.v1.TaskReport\x1a\x1b.meshwarden.v1.TaskResponse\x12O\n\x0c\x43ompleteTask\x12\".meshwarden.v1.CompleteTaskRequest\x1a\x1b.meshwarden.v1.TaskResponse\x12Q\n\nSubmitTask\x12 .meshwarden.v1.SubmitTaskRequest\x1a!.meshwarden.v1.SubmitTaskResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmeshwarden/v1/sidecar.proto\x12\rmeshwarden.v1\x1a\x1bmeshwarden/v1/catalog.proto\x1a\x1cmeshwarden/v1/receipts.proto\x1a\x19meshwarden/v1/tasks.proto\"\x8a\x01\n\x14RegisterAgentRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12/\n\x0c\x63\x61pabilities\x18\x02 \x03(\x0b\x32\x19.meshwarden.v1.Capability\x12\x18\n\x10\x63\x61llback_address\x18\x03 \x01(\t\x12\x16\n\x0e\x63\x61llback_token\x18\x04 \x01(\t\"\x85\x01\n\x15RegisterAgentResponse\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12/\n\x0c\x63\x61pabilities\x18\x03 \x03(\x0b\x32\x19.meshwarden.v1.Capability\x12\x17\n\x0fregistration_id\x18\x04 \x01(\t\"3\n\x18\x43heckRegistrationRequest\x12\x17\n\x0fregistration_id\x18\x01 \x01(\t\",\n\x19\x43heckRegistrationResponse\x12\x0f\n\x07\x63urrent\x18\x01 \x01(\x08\"\x95\x02\n\rInvokeRequest\x12\x12\n\ncapability\x18\x01 \x01(\t\x12\x14\n\x0cpayload_json\x18\x02 \x01(\x0c\x12\x15\n\rversion_range\x18\x03 \x01(\t\x12\x13\n\x0bschema_hash\x18\x04 \x01(\t\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x06 \x01(\t\x12$\n\x17\x63ost_estimate_micro_usd\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\x12\x16\n\x0eparent_call_id\x18\t \x01(\t\x12\x12\n\ntask_token\x18Z \x01(\x0c\x42\x1a\n\x18_cost_estimate_micro_usd\"\x90\x01\n\x0eInvokeResponse\x12\x13\n\x0bresult_json\x18\x01 \x01(\x0c\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x05 \x01(\t\x12#\n\x05usage\x18\x06 \x01(\x0b\x32\x14.meshwarden.v1.Usage\"\x19\n\x17ListCapabilitiesRequest\"\x91\x02\n\x18ListCapabilitiesResponse\x12*\n\tinstances\x18\x01 \x03(\x0b\x32\x17.meshwarden.v1.Instance\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12R\n\x0e\x62reaker_states\x18\x03 \x03(\x0b\x32:.meshwarden.v1.ListCapabilitiesResponse.BreakerStatesEntry\x12-\n\x06health\x18\x04 \x03(\x0b\x32\x1d.meshwarden.v1.InstanceHealth\x1a\x34\n\x12\x42reakerStatesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xdc\x06\n\x07Sidecar\x12Z\n\rRegisterAgent\x12#.meshwarden.v1.RegisterAgentRequest\x1a$.meshwarden.v1.RegisterAgentResponse\x12\x66\n\x11\x43heckRegistration\x12\'.meshwarden.v1.CheckRegistrationRequest\x1a(.meshwarden.v1.CheckRegistrationResponse\x12\x45\n\x06Invoke\x12\x1c.meshwarden.v1.InvokeRequest\x1a\x1d.meshwarden.v1.InvokeResponse\x12\x63\n\x10ListCapabilities\x12&.meshwarden.v1.ListCapabilitiesRequest\x1a\'.meshwarden.v1.ListCapabilitiesResponse\x12Z\n\rReportOutcome\x12#.meshwarden.v1.ReportOutcomeRequest\x1a$.meshwarden.v1.ReportOutcomeResponse\x12N\n\tLeaseTask\x12\x1f.meshwarden.v1.LeaseTaskRequest\x1a .meshwarden.v1.LeaseTaskResponse\x12L\n\rHeartbeatTask\x12\x19.meshwarden.v1.TaskReport\x1a .meshwarden.v1.LeaseTaskResponse\x12\x43\n\tStartTask\x12\x19.meshwarden.v1.TaskReport\x1a\x1b.meshwarden.v1.TaskResponse\x12O\n\x0c\x43ompleteTask\x12\".meshwarden.v1.CompleteTaskRequest\x1a\x1b.meshwarden.v1.TaskResponse\x12Q\n\nSubmitTask\x12 .meshwarden.v1.SubmitTaskRequest\x1a!.meshwarden.v1.SubmitTaskResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,18 +38,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTCAPABILITIESRESPONSE_BREAKERSTATESENTRY']._serialized_options = b'8\001'
   _globals['_REGISTERAGENTREQUEST']._serialized_start=133
   _globals['_REGISTERAGENTREQUEST']._serialized_end=271
-  _globals['_REGISTERAGENTRESPONSE']._serialized_start=273
-  _globals['_REGISTERAGENTRESPONSE']._serialized_end=381
-  _globals['_INVOKEREQUEST']._serialized_start=384
-  _globals['_INVOKEREQUEST']._serialized_end=661
-  _globals['_INVOKERESPONSE']._serialized_start=664
-  _globals['_INVOKERESPONSE']._serialized_end=808
-  _globals['_LISTCAPABILITIESREQUEST']._serialized_start=810
-  _globals['_LISTCAPABILITIESREQUEST']._serialized_end=835
-  _globals['_LISTCAPABILITIESRESPONSE']._serialized_start=838
-  _globals['_LISTCAPABILITIESRESPONSE']._serialized_end=1111
-  _globals['_LISTCAPABILITIESRESPONSE_BREAKERSTATESENTRY']._serialized_start=1059
-  _globals['_LISTCAPABILITIESRESPONSE_BREAKERSTATESENTRY']._serialized_end=1111
-  _globals['_SIDECAR']._serialized_start=1114
-  _globals['_SIDECAR']._serialized_end=1870
+  _globals['_REGISTERAGENTRESPONSE']._serialized_start=274
+  _globals['_REGISTERAGENTRESPONSE']._serialized_end=407
+  _globals['_CHECKREGISTRATIONREQUEST']._serialized_start=409
+  _globals['_CHECKREGISTRATIONREQUEST']._serialized_end=460
+  _globals['_CHECKREGISTRATIONRESPONSE']._serialized_start=462
+  _globals['_CHECKREGISTRATIONRESPONSE']._serialized_end=506
+  _globals['_INVOKEREQUEST']._serialized_start=509
+  _globals['_INVOKEREQUEST']._serialized_end=786
+  _globals['_INVOKERESPONSE']._serialized_start=789
+  _globals['_INVOKERESPONSE']._serialized_end=933
+  _globals['_LISTCAPABILITIESREQUEST']._serialized_start=935
+  _globals['_LISTCAPABILITIESREQUEST']._serialized_end=960
+  _globals['_LISTCAPABILITIESRESPONSE']._serialized_start=963
+  _globals['_LISTCAPABILITIESRESPONSE']._serialized_end=1236
+  _globals['_LISTCAPABILITIESRESPONSE_BREAKERSTATESENTRY']._serialized_start=1184
+  _globals['_LISTCAPABILITIESRESPONSE_BREAKERSTATESENTRY']._serialized_end=1236
+  _globals['_SIDECAR']._serialized_start=1239
+  _globals['_SIDECAR']._serialized_end=2099
 # @@protoc_insertion_point(module_scope)

@@ -41,6 +41,11 @@ class SidecarStub:
                 request_serializer=meshwarden_dot_v1_dot_sidecar__pb2.RegisterAgentRequest.SerializeToString,
                 response_deserializer=meshwarden_dot_v1_dot_sidecar__pb2.RegisterAgentResponse.FromString,
                 _registered_method=True)
+        self.CheckRegistration = channel.unary_unary(
+                '/meshwarden.v1.Sidecar/CheckRegistration',
+                request_serializer=meshwarden_dot_v1_dot_sidecar__pb2.CheckRegistrationRequest.SerializeToString,
+                response_deserializer=meshwarden_dot_v1_dot_sidecar__pb2.CheckRegistrationResponse.FromString,
+                _registered_method=True)
         self.Invoke = channel.unary_unary(
                 '/meshwarden.v1.Sidecar/Invoke',
                 request_serializer=meshwarden_dot_v1_dot_sidecar__pb2.InvokeRequest.SerializeToString,
@@ -90,6 +95,15 @@ class SidecarServicer:
         """The agent announces its version and capabilities. The sidecar registers the instance
         with the registry and starts delivering calls to the agent's callback endpoint
         (the sidecar's --app address), which serves meshwarden.v1.Agent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckRegistration(self, request, context):
+        """Whether this sidecar still holds the registration RegisterAgent answered with. A sidecar
+        that restarted, or that took a silent agent for gone, does not: the agent registers again.
+        Asked every second by the SDK; a restart faster than that is otherwise invisible to it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -162,6 +176,11 @@ def add_SidecarServicer_to_server(servicer, server):
                     request_deserializer=meshwarden_dot_v1_dot_sidecar__pb2.RegisterAgentRequest.FromString,
                     response_serializer=meshwarden_dot_v1_dot_sidecar__pb2.RegisterAgentResponse.SerializeToString,
             ),
+            'CheckRegistration': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckRegistration,
+                    request_deserializer=meshwarden_dot_v1_dot_sidecar__pb2.CheckRegistrationRequest.FromString,
+                    response_serializer=meshwarden_dot_v1_dot_sidecar__pb2.CheckRegistrationResponse.SerializeToString,
+            ),
             'Invoke': grpc.unary_unary_rpc_method_handler(
                     servicer.Invoke,
                     request_deserializer=meshwarden_dot_v1_dot_sidecar__pb2.InvokeRequest.FromString,
@@ -230,6 +249,33 @@ class Sidecar:
             '/meshwarden.v1.Sidecar/RegisterAgent',
             meshwarden_dot_v1_dot_sidecar__pb2.RegisterAgentRequest.SerializeToString,
             meshwarden_dot_v1_dot_sidecar__pb2.RegisterAgentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckRegistration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwarden.v1.Sidecar/CheckRegistration',
+            meshwarden_dot_v1_dot_sidecar__pb2.CheckRegistrationRequest.SerializeToString,
+            meshwarden_dot_v1_dot_sidecar__pb2.CheckRegistrationResponse.FromString,
             options,
             channel_credentials,
             insecure,

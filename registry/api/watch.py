@@ -6,6 +6,11 @@ snapshot), the latest policy bundle if newer than the watcher's, every route; th
 change as it is published. The subscription is taken before anything is read, so no change
 falls between what is read and what is published; what arrives twice is skipped by revision
 (catalog, bundles) or is a whole-set replacement (controls) or idempotent (routes).
+
+A new bundle revision goes to every watcher at once: its part of the event (the artifact,
+hundreds of kB) is encoded once per revision and shared, and each watcher's event is its own
+catalog revision's few bytes followed by that part (protobuf reads concatenated encodings as
+one message). Encoding it per watcher took 0.36 ms of the loop each for a 1,000-policy bundle.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from meshwarden.registry import wire
 from meshwarden.registry.api.controls import controls_to_proto
 from meshwarden.registry.api.service import Handler
 from meshwarden.registry.authz import current_caller
-from meshwarden.registry.bundles import BundlePublished, Bundles
+from meshwarden.registry.bundles import BundlePublished, Bundles, StoredBundle
 from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.control_acks import Acknowledgements
 from meshwarden.registry.controls import Controls, ControlsChanged
@@ -46,6 +51,7 @@ class WatchApi:
     ) -> None:
         self._catalog, self._hub, self._bundles, self._routes = catalog, hub, bundles, routes
         self._controls, self._acks = controls, acks
+        self._bundle_part: tuple[int, str, bytes] | None = None  # revision, digest, encoded
 
     def handlers(self) -> Mapping[str, Handler]:
         return {"Watch": self.Watch}
@@ -69,7 +75,7 @@ class WatchApi:
                 yield message
             bundle_revision = request.bundle_revision
             if latest is not None and latest.revision > bundle_revision:
-                yield registry_pb2.WatchEvent(revision=revision, bundle=wire.bundle_to_proto(latest))
+                yield self._bundle_event(revision, latest)
                 bundle_revision = latest.revision
             full = registry_pb2.RouteUpdate(full=True, routes=[wire.route_to_proto(r) for r in routes])
             yield registry_pb2.WatchEvent(revision=revision, routes=full)
@@ -82,7 +88,7 @@ class WatchApi:
                     yield registry_pb2.WatchEvent(revision=revision, routes=update)
                 elif isinstance(event, BundlePublished):
                     if event.bundle.revision > bundle_revision:
-                        yield registry_pb2.WatchEvent(revision=revision, bundle=wire.bundle_to_proto(event.bundle))
+                        yield self._bundle_event(revision, event.bundle)
                         bundle_revision = event.bundle.revision
                 elif event.revision > revision:
                     yield wire.event_to_proto(event)
@@ -91,6 +97,14 @@ class WatchApi:
             self._hub.unsubscribe(subscription)
             if watcher is not None:
                 self._acks.stopped(*watcher)
+
+    def _bundle_event(self, revision: int, bundle: StoredBundle) -> bytes:
+        """WatchEvent(revision=revision, bundle=bundle), encoded, its bundle part shared."""
+        part = self._bundle_part
+        if part is None or part[:2] != (bundle.revision, bundle.digest):
+            encoded = registry_pb2.WatchEvent(bundle=wire.bundle_to_proto(bundle)).SerializeToString()
+            part = self._bundle_part = (bundle.revision, bundle.digest, encoded)
+        return registry_pb2.WatchEvent(revision=revision).SerializeToString() + part[2]
 
     async def _catch_up(self, since_revision: int) -> tuple[list[bytes], int]:
         """The replay after `since_revision` when the log holds all of it, else a snapshot;

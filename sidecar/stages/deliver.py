@@ -17,7 +17,7 @@ from meshwarden.clock import Clock
 from meshwarden.errors import AgentFailed, DeadlineExceeded, MeshError, PeerUnavailable, Unclassified
 from meshwarden.sidecar.agent_app import AgentApp
 from meshwarden.sidecar.call import Call, Reply
-from meshwarden.sidecar.local_agent import LocalAgent
+from meshwarden.sidecar.local_agent import LocalAgent, Registration
 from meshwarden.sidecar.own_health import OwnHealth
 from meshwarden.sidecar.stages.breaker import is_outage
 from meshwarden.sidecar.wire import deadlines, delivery
@@ -27,6 +27,7 @@ from meshwarden.trace_context import metadata_for
 class ToAgent:
     def __init__(self, app: AgentApp, local: LocalAgent, clock: Clock, own: OwnHealth | None = None) -> None:
         self._app, self._local, self._clock, self._own = app, local, clock, own
+        self._version: tuple[Registration | None, str] = (None, "")  # str(Version) costs 2 µs a call
 
     async def __call__(self, call: Call) -> Reply:
         try:
@@ -42,9 +43,16 @@ class ToAgent:
             raise failure from err
         if self._own is not None:
             self._own.record(self._clock.monotonic(), False)
+        return delivery.to_reply(
+            outcome, instance_id=self._local.instance_id, agent=self._local.name, version=self._version_text()
+        )
+
+    def _version_text(self) -> str:
+        """The registered version as text, made again only when the agent registers again."""
         reg = self._local.registration
-        version = str(reg.version) if reg else ""
-        return delivery.to_reply(outcome, instance_id=self._local.instance_id, agent=self._local.name, version=version)
+        if reg is not self._version[0]:
+            self._version = (reg, str(reg.version) if reg else "")
+        return self._version[1]
 
     def _translate(self, err: grpc.aio.AioRpcError, call: Call) -> MeshError:
         agent = self._local.name

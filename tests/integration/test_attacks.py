@@ -13,6 +13,7 @@ import dataclasses
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import stat
 from collections.abc import Awaitable, Callable
@@ -545,10 +546,35 @@ async def test_defect_11_an_agent_registers_again_after_its_sidecar_restarts(mes
     agent = await mesh.agent(side)
     await side.stop()
     again = await mesh.sidecar("billing", "--listen", side.addresses["listen"], data_dir=data)
+    # A restart quicker than the agent's one-second check used to go unnoticed (about one run in
+    # three here): the agent asks by registration id now, not by the sidecar's health.
+    await _until("the agent registered with the new sidecar", lambda: _listed(mesh, "billing"))
     async with meshwarden.Client(caller.addresses["listen"]) as client:
         assert (await routable(client, "echo", {"text": "again"})).agent == "billing"
     assert agent.running and "registering again" in agent.stderr_text()
     assert again.addresses["instance_id"] == side.addresses["instance_id"]
+
+
+async def test_defect_11_an_agent_paused_past_its_sidecars_patience_registers_again(mesh: LocalMesh) -> None:
+    """The sidecar withdraws an agent that stops answering (a long GC pause, a frozen VM); when
+    the agent wakes its sidecar never went away, so only asking whether the registration is
+    still held brings it back."""
+    caller = await mesh.sidecar("support")
+    _side, agent = await mesh.pair("billing")
+    await _until("the agent is listed", lambda: _listed(mesh, "billing"))
+    agent.process.send_signal(signal.SIGSTOP)
+    try:
+        await _until("the paused agent's instance leaves the catalog", lambda: _not(lambda: _listed(mesh, "billing")))
+    finally:
+        agent.process.send_signal(signal.SIGCONT)
+    await _until("the woken agent registered again", lambda: _listed(mesh, "billing"))
+    async with meshwarden.Client(caller.addresses["listen"]) as client:
+        assert (await routable(client, "echo", {"text": "awake"})).agent == "billing"
+    assert "no longer holds this agent's registration; registering again" in agent.stderr_text()
+
+
+async def _listed(mesh: LocalMesh, agent: str) -> bool:
+    return any(i.agent == agent for i in await mesh.list_instances())
 
 
 async def _not(check: Callable[[], Awaitable[bool]]) -> bool:

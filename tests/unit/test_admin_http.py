@@ -6,15 +6,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import Counter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from meshwarden.addresses import HostPort
 from meshwarden.admin_http import AdminBindError, AdminServer
+from meshwarden.metrics_registry import LoopStateCollector, MetricsRegistry
 from meshwarden.registry import config as registry_config
 from meshwarden.sidecar import config as sidecar_config
 
@@ -23,7 +28,7 @@ LOOPBACK_ANY_PORT = HostPort("127.0.0.1", 0)
 
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[AdminServer, str, list[str]]]:
-    registry = CollectorRegistry()
+    registry = MetricsRegistry()
     Counter("meshwarden_test_things", "Things counted", registry=registry).inc(3)
     not_ready = ["no policy bundle is active yet"]
     server = AdminServer("sidecar", registry, lambda: not_ready[0] if not_ready else "")
@@ -63,7 +68,7 @@ async def test_a_busy_port_is_an_error_that_says_what_to_do(served: tuple[AdminS
     _, base, _ = served
     taken = HostPort("127.0.0.1", int(base.rsplit(":", 1)[1]))
     with pytest.raises(AdminBindError, match=r"127\.0\.0\.1:\d+ for the registry's admin HTTP port.*--admin-listen"):
-        await AdminServer("registry", CollectorRegistry(), lambda: "").start(taken)
+        await AdminServer("registry", MetricsRegistry(), lambda: "").start(taken)
 
 
 def test_admin_listen_defaults_and_off() -> None:
@@ -88,3 +93,34 @@ async def test_metrics_show_how_long_the_event_loop_was_held(served: tuple[Admin
     assert count >= 2
     _, _, again = await get(f"{base}/metrics")  # the worst is per scrape
     assert float(re.search(r"^meshwarden_event_loop_lag_max_seconds (\S+)$", again, re.M).group(1)) < 0.25  # type: ignore[union-attr]
+
+
+class _Recording(Collector):
+    """Collects one gauge, remembering the thread that collected it."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.threads = name, list[threading.Thread]()
+
+    def collect(self) -> Iterator[Metric]:
+        self.threads.append(threading.current_thread())
+        yield GaugeMetricFamily(self.name, "A gauge for the test", value=1)
+
+
+class _RecordingLoopState(_Recording, LoopStateCollector):
+    pass
+
+
+async def test_metrics_are_collected_in_a_worker_but_what_the_loop_owns() -> None:
+    registry = MetricsRegistry()
+    loop_state, other = _RecordingLoopState("meshwarden_test_loop_state"), _Recording("meshwarden_test_other")
+    registry.register(loop_state)
+    registry.register(other)
+    server = AdminServer("sidecar", registry, lambda: "")
+    bound = await server.start(LOOPBACK_ANY_PORT)
+    try:
+        _, _, body = await get(f"http://{bound}/metrics")
+    finally:
+        await server.stop()
+    assert "meshwarden_test_loop_state 1.0" in body and "meshwarden_test_other 1.0" in body
+    assert loop_state.threads == [threading.main_thread()]
+    assert len(other.threads) == 1 and other.threads[0] is not threading.main_thread()

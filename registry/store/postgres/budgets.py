@@ -11,8 +11,16 @@ lasts seconds and is renewed in batches), so one lock for all of them costs noth
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
+from meshwarden.registry.store.budget_codec import (
+    BUDGET_COLUMNS,
+    SLICE_COLUMNS,
+    SPEND_COLUMNS,
+    budget_from_row,
+    slice_from_row,
+    spend_from_row,
+)
 from meshwarden.registry.store.postgres import audit
 from meshwarden.registry.store.postgres.changes import notify
 from meshwarden.registry.store.postgres.database import Connection, Database
@@ -20,13 +28,6 @@ from meshwarden.registry.store.records import AuditEntry, BudgetRow, SliceRow, S
 
 T = TypeVar("T")
 BUDGET_LOCK: Final = 7_400_004
-_BUDGET_COLUMNS: Final = (
-    "id, scope, scope_value, period, limit_micro_usd, soft_limit_micro_usd, reason, created_by, created_at"
-)
-_SLICE_COLUMNS: Final = (
-    "id, budget_id, period_key, subject, holder_instance_id, holder_spiffe_id, granted_micro_usd, used_micro_usd, "
-    "in_flight_micro_usd, expires_at, recalled, live"
-)
 
 
 class PostgresBudgetRows:
@@ -36,25 +37,25 @@ class PostgresBudgetRows:
         self._c = connection
 
     async def budgets(self) -> list[BudgetRow]:
-        rows = await self._c.fetch(f"SELECT {_BUDGET_COLUMNS} FROM budgets ORDER BY created_at, id")
-        return [_budget(r) for r in rows]
+        rows = await self._c.fetch(f"SELECT {BUDGET_COLUMNS} FROM budgets ORDER BY created_at, id")
+        return [budget_from_row(r) for r in rows]
 
     async def budget(self, budget_id: str) -> BudgetRow | None:
-        row = await self._c.fetchrow(f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE id = $1", budget_id)
-        return None if row is None else _budget(row)
+        row = await self._c.fetchrow(f"SELECT {BUDGET_COLUMNS} FROM budgets WHERE id = $1", budget_id)
+        return None if row is None else budget_from_row(row)
 
     async def budget_for(self, scope: int, value: str, period: int) -> BudgetRow | None:
         row = await self._c.fetchrow(
-            f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE scope = $1 AND scope_value = $2 AND period = $3",
+            f"SELECT {BUDGET_COLUMNS} FROM budgets WHERE scope = $1 AND scope_value = $2 AND period = $3",
             scope,
             value,
             period,
         )
-        return None if row is None else _budget(row)
+        return None if row is None else budget_from_row(row)
 
     async def put_budget(self, budget: BudgetRow) -> None:
         await self._c.execute(
-            f"INSERT INTO budgets ({_BUDGET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+            f"INSERT INTO budgets ({BUDGET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
             "ON CONFLICT (id) DO UPDATE SET scope = excluded.scope, scope_value = excluded.scope_value, "
             "period = excluded.period, limit_micro_usd = excluded.limit_micro_usd, "
             "soft_limit_micro_usd = excluded.soft_limit_micro_usd, reason = excluded.reason, "
@@ -83,21 +84,20 @@ class PostgresBudgetRows:
 
     async def spend(self, budget_id: str, period_key: str, subject: str) -> SpendRow:
         row = await self._c.fetchrow(
-            "SELECT subject, spent_micro_usd, soft_crossed FROM budget_spend "
-            "WHERE budget_id = $1 AND period_key = $2 AND subject = $3",
+            f"SELECT {SPEND_COLUMNS} FROM budget_spend WHERE budget_id = $1 AND period_key = $2 AND subject = $3",
             budget_id,
             period_key,
             subject,
         )
-        return SpendRow(subject=subject, spent_micro_usd=0, soft_crossed=False) if row is None else _spend(row)
+        return SpendRow(subject=subject, spent_micro_usd=0, soft_crossed=False) if row is None else spend_from_row(row)
 
     async def spends(self, budget_id: str, period_key: str) -> list[SpendRow]:
         rows = await self._c.fetch(
-            "SELECT subject, spent_micro_usd, soft_crossed FROM budget_spend WHERE budget_id = $1 AND period_key = $2",
+            f"SELECT {SPEND_COLUMNS} FROM budget_spend WHERE budget_id = $1 AND period_key = $2",
             budget_id,
             period_key,
         )
-        return [_spend(r) for r in rows]
+        return [spend_from_row(r) for r in rows]
 
     async def charge(self, budget_id: str, period_key: str, subject: str, micro_usd: int, now: float) -> None:
         await self._c.execute(
@@ -122,29 +122,29 @@ class PostgresBudgetRows:
 
     async def slices(self, budget_id: str, period_key: str, subject: str) -> list[SliceRow]:
         rows = await self._c.fetch(
-            f"SELECT {_SLICE_COLUMNS} FROM budget_slices "
+            f"SELECT {SLICE_COLUMNS} FROM budget_slices "
             "WHERE budget_id = $1 AND period_key = $2 AND subject = $3 AND live",
             budget_id,
             period_key,
             subject,
         )
-        return [_slice(r) for r in rows]
+        return [slice_from_row(r) for r in rows]
 
     async def live_slices_of(self, budget_id: str, period_key: str) -> list[SliceRow]:
         rows = await self._c.fetch(
-            f"SELECT {_SLICE_COLUMNS} FROM budget_slices WHERE budget_id = $1 AND period_key = $2 AND live",
+            f"SELECT {SLICE_COLUMNS} FROM budget_slices WHERE budget_id = $1 AND period_key = $2 AND live",
             budget_id,
             period_key,
         )
-        return [_slice(r) for r in rows]
+        return [slice_from_row(r) for r in rows]
 
     async def slice(self, slice_id: str) -> SliceRow | None:
-        row = await self._c.fetchrow(f"SELECT {_SLICE_COLUMNS} FROM budget_slices WHERE id = $1", slice_id)
-        return None if row is None else _slice(row)
+        row = await self._c.fetchrow(f"SELECT {SLICE_COLUMNS} FROM budget_slices WHERE id = $1", slice_id)
+        return None if row is None else slice_from_row(row)
 
     async def put_slice(self, s: SliceRow) -> None:
         await self._c.execute(
-            f"INSERT INTO budget_slices ({_SLICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
+            f"INSERT INTO budget_slices ({SLICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
             "ON CONFLICT (id) DO UPDATE SET budget_id = excluded.budget_id, period_key = excluded.period_key, "
             "subject = excluded.subject, holder_instance_id = excluded.holder_instance_id, "
             "holder_spiffe_id = excluded.holder_spiffe_id, granted_micro_usd = excluded.granted_micro_usd, "
@@ -168,8 +168,8 @@ class PostgresBudgetRows:
         await self._c.execute("UPDATE budget_slices SET recalled = TRUE WHERE id = ANY($1::text[])", slice_ids)
 
     async def lapsed(self, now: float) -> list[SliceRow]:
-        rows = await self._c.fetch(f"SELECT {_SLICE_COLUMNS} FROM budget_slices WHERE live AND expires_at <= $1", now)
-        return [_slice(r) for r in rows]
+        rows = await self._c.fetch(f"SELECT {SLICE_COLUMNS} FROM budget_slices WHERE live AND expires_at <= $1", now)
+        return [slice_from_row(r) for r in rows]
 
     async def end_slices(self, slice_ids: list[str]) -> None:
         await self._c.execute("UPDATE budget_slices SET live = FALSE WHERE id = ANY($1::text[])", slice_ids)
@@ -195,38 +195,3 @@ class PostgresBudgets:
 
     async def read(self, work: Callable[[PostgresBudgetRows], Awaitable[T]]) -> T:
         return await self._db.read(lambda connection: work(PostgresBudgetRows(connection)))
-
-
-def _budget(r: Any) -> BudgetRow:
-    return BudgetRow(
-        id=str(r[0]),
-        scope=int(r[1]),
-        scope_value=str(r[2]),
-        period=int(r[3]),
-        limit_micro_usd=int(r[4]),
-        soft_limit_micro_usd=int(r[5]),
-        reason=str(r[6]),
-        created_by=str(r[7]),
-        created_at=float(r[8]),
-    )
-
-
-def _spend(r: Any) -> SpendRow:
-    return SpendRow(subject=str(r[0]), spent_micro_usd=int(r[1]), soft_crossed=bool(r[2]))
-
-
-def _slice(r: Any) -> SliceRow:
-    return SliceRow(
-        id=str(r[0]),
-        budget_id=str(r[1]),
-        period_key=str(r[2]),
-        subject=str(r[3]),
-        holder_instance_id=str(r[4]),
-        holder_spiffe_id=str(r[5]),
-        granted_micro_usd=int(r[6]),
-        used_micro_usd=int(r[7]),
-        in_flight_micro_usd=int(r[8]),
-        expires_at=float(r[9]),
-        recalled=bool(r[10]),
-        live=bool(r[11]),
-    )

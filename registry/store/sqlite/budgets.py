@@ -11,21 +11,21 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Awaitable, Callable
-from typing import Final, TypeVar
+from typing import TypeVar
 
-from meshwarden.registry.store.receipt_columns import Row
+from meshwarden.registry.store.budget_codec import (
+    BUDGET_COLUMNS,
+    SLICE_COLUMNS,
+    SPEND_COLUMNS,
+    budget_from_row,
+    slice_from_row,
+    spend_from_row,
+)
 from meshwarden.registry.store.records import AuditEntry, BudgetRow, SliceRow, SpendRow
 from meshwarden.registry.store.sqlite import audit
 from meshwarden.registry.store.sqlite.database import Database
 
 T = TypeVar("T")
-_BUDGET_COLUMNS: Final = (
-    "id, scope, scope_value, period, limit_micro_usd, soft_limit_micro_usd, reason, created_by, created_at"
-)
-_SLICE_COLUMNS: Final = (
-    "id, budget_id, period_key, subject, holder_instance_id, holder_spiffe_id, granted_micro_usd, used_micro_usd, "
-    "in_flight_micro_usd, expires_at, recalled, live"
-)
 
 
 class SqliteBudgetRows:
@@ -35,23 +35,23 @@ class SqliteBudgetRows:
         self._db = db
 
     async def budgets(self) -> list[BudgetRow]:
-        rows = self._db.execute(f"SELECT {_BUDGET_COLUMNS} FROM budgets ORDER BY created_at, id").fetchall()
-        return [_budget(r) for r in rows]
+        rows = self._db.execute(f"SELECT {BUDGET_COLUMNS} FROM budgets ORDER BY created_at, id").fetchall()
+        return [budget_from_row(r) for r in rows]
 
     async def budget(self, budget_id: str) -> BudgetRow | None:
-        row = self._db.execute(f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE id = ?", (budget_id,)).fetchone()
-        return None if row is None else _budget(row)
+        row = self._db.execute(f"SELECT {BUDGET_COLUMNS} FROM budgets WHERE id = ?", (budget_id,)).fetchone()
+        return None if row is None else budget_from_row(row)
 
     async def budget_for(self, scope: int, value: str, period: int) -> BudgetRow | None:
         row = self._db.execute(
-            f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE scope = ? AND scope_value = ? AND period = ?",
+            f"SELECT {BUDGET_COLUMNS} FROM budgets WHERE scope = ? AND scope_value = ? AND period = ?",
             (scope, value, period),
         ).fetchone()
-        return None if row is None else _budget(row)
+        return None if row is None else budget_from_row(row)
 
     async def put_budget(self, budget: BudgetRow) -> None:
         self._db.execute(
-            f"INSERT OR REPLACE INTO budgets ({_BUDGET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO budgets ({BUDGET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 budget.id,
                 budget.scope,
@@ -77,18 +77,17 @@ class SqliteBudgetRows:
 
     async def spend(self, budget_id: str, period_key: str, subject: str) -> SpendRow:
         row = self._db.execute(
-            "SELECT subject, spent_micro_usd, soft_crossed FROM budget_spend "
-            "WHERE budget_id = ? AND period_key = ? AND subject = ?",
+            f"SELECT {SPEND_COLUMNS} FROM budget_spend WHERE budget_id = ? AND period_key = ? AND subject = ?",
             (budget_id, period_key, subject),
         ).fetchone()
-        return SpendRow(subject=subject, spent_micro_usd=0, soft_crossed=False) if row is None else _spend(row)
+        return SpendRow(subject=subject, spent_micro_usd=0, soft_crossed=False) if row is None else spend_from_row(row)
 
     async def spends(self, budget_id: str, period_key: str) -> list[SpendRow]:
         rows = self._db.execute(
-            "SELECT subject, spent_micro_usd, soft_crossed FROM budget_spend WHERE budget_id = ? AND period_key = ?",
+            f"SELECT {SPEND_COLUMNS} FROM budget_spend WHERE budget_id = ? AND period_key = ?",
             (budget_id, period_key),
         ).fetchall()
-        return [_spend(r) for r in rows]
+        return [spend_from_row(r) for r in rows]
 
     async def charge(self, budget_id: str, period_key: str, subject: str, micro_usd: int, now: float) -> None:
         self._db.execute(
@@ -106,26 +105,26 @@ class SqliteBudgetRows:
 
     async def slices(self, budget_id: str, period_key: str, subject: str) -> list[SliceRow]:
         rows = self._db.execute(
-            f"SELECT {_SLICE_COLUMNS} FROM budget_slices "
+            f"SELECT {SLICE_COLUMNS} FROM budget_slices "
             "WHERE budget_id = ? AND period_key = ? AND subject = ? AND live = 1",
             (budget_id, period_key, subject),
         ).fetchall()
-        return [_slice(r) for r in rows]
+        return [slice_from_row(r) for r in rows]
 
     async def live_slices_of(self, budget_id: str, period_key: str) -> list[SliceRow]:
         rows = self._db.execute(
-            f"SELECT {_SLICE_COLUMNS} FROM budget_slices WHERE budget_id = ? AND period_key = ? AND live = 1",
+            f"SELECT {SLICE_COLUMNS} FROM budget_slices WHERE budget_id = ? AND period_key = ? AND live = 1",
             (budget_id, period_key),
         ).fetchall()
-        return [_slice(r) for r in rows]
+        return [slice_from_row(r) for r in rows]
 
     async def slice(self, slice_id: str) -> SliceRow | None:
-        row = self._db.execute(f"SELECT {_SLICE_COLUMNS} FROM budget_slices WHERE id = ?", (slice_id,)).fetchone()
-        return None if row is None else _slice(row)
+        row = self._db.execute(f"SELECT {SLICE_COLUMNS} FROM budget_slices WHERE id = ?", (slice_id,)).fetchone()
+        return None if row is None else slice_from_row(row)
 
     async def put_slice(self, s: SliceRow) -> None:
         self._db.execute(
-            f"INSERT OR REPLACE INTO budget_slices ({_SLICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO budget_slices ({SLICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 s.id,
                 s.budget_id,
@@ -148,9 +147,9 @@ class SqliteBudgetRows:
     async def lapsed(self, now: float) -> list[SliceRow]:
         """Live slices whose holder stopped renewing them."""
         rows = self._db.execute(
-            f"SELECT {_SLICE_COLUMNS} FROM budget_slices WHERE live = 1 AND expires_at <= ?", (now,)
+            f"SELECT {SLICE_COLUMNS} FROM budget_slices WHERE live = 1 AND expires_at <= ?", (now,)
         ).fetchall()
-        return [_slice(r) for r in rows]
+        return [slice_from_row(r) for r in rows]
 
     async def end_slices(self, slice_ids: list[str]) -> None:
         self._db.executemany("UPDATE budget_slices SET live = 0 WHERE id = ?", [(i,) for i in slice_ids])
@@ -188,38 +187,3 @@ def _to_the_end(work: Awaitable[T]) -> T:
     if close is not None:
         close()
     raise RuntimeError("budget work awaited something other than its rows (registry.store.BudgetStore)")
-
-
-def _budget(r: Row) -> BudgetRow:
-    return BudgetRow(
-        id=str(r[0]),
-        scope=int(r[1]),
-        scope_value=str(r[2]),
-        period=int(r[3]),
-        limit_micro_usd=int(r[4]),
-        soft_limit_micro_usd=int(r[5]),
-        reason=str(r[6]),
-        created_by=str(r[7]),
-        created_at=float(r[8]),
-    )
-
-
-def _spend(r: Row) -> SpendRow:
-    return SpendRow(subject=str(r[0]), spent_micro_usd=int(r[1]), soft_crossed=bool(r[2]))
-
-
-def _slice(r: Row) -> SliceRow:
-    return SliceRow(
-        id=str(r[0]),
-        budget_id=str(r[1]),
-        period_key=str(r[2]),
-        subject=str(r[3]),
-        holder_instance_id=str(r[4]),
-        holder_spiffe_id=str(r[5]),
-        granted_micro_usd=int(r[6]),
-        used_micro_usd=int(r[7]),
-        in_flight_micro_usd=int(r[8]),
-        expires_at=float(r[9]),
-        recalled=bool(r[10]),
-        live=bool(r[11]),
-    )

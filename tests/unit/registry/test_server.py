@@ -11,11 +11,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from meshwarden.addresses import HostPort
 from meshwarden.identity.credentials import server_credentials
 from meshwarden.identity.spiffe_ids import agent_id, registry_id
-from meshwarden.registry import api, app
+from meshwarden.registry import api, app, wire
 from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Authorizer
 from meshwarden.registry.bundles import Bundles
@@ -37,6 +38,7 @@ from meshwarden.registry.wire import spec_from_proto
 from meshwarden.registry_client import RegistryTrust, registry_channel, registry_stub
 from meshwarden.v1 import catalog_pb2, registry_pb2, registry_pb2_grpc
 from tests.identity_helpers import FakeClock, enrol
+from tests.policy_helpers import signed_bytes, write_bundle
 
 HASH = "sha256:" + "c" * 64
 
@@ -156,6 +158,7 @@ class Direct:
     catalog: Catalog
     gate: Gate
     stub: registry_pb2_grpc.RegistryStub
+    bundles: Bundles
 
 
 @pytest.fixture
@@ -193,7 +196,7 @@ async def direct(tmp_path: Path) -> AsyncIterator[Direct]:
     trust = RegistryTrust("mesh.test", issuer.bundle_pem, issuer.issue(agent_id("mesh.test", "billing"), 600))
     try:
         async with registry_channel(f"127.0.0.1:{port}", trust) as channel:
-            yield Direct(catalog, gate, registry_stub(channel))
+            yield Direct(catalog, gate, registry_stub(channel), bundles)
     finally:
         await server.stop(None)
         await stores.close()
@@ -228,6 +231,28 @@ async def _first_catalog_event(call: object) -> registry_pb2.WatchEvent:
     event: registry_pb2.WatchEvent = await asyncio.wait_for(call.read(), 5)  # type: ignore[attr-defined]
     assert event.WhichOneof("change") == "controls"
     return await asyncio.wait_for(call.read(), 5)  # type: ignore[attr-defined, no-any-return]
+
+
+async def test_every_watcher_gets_a_new_bundle_encoded_once_for_all(
+    direct: Direct, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await direct.catalog.register(spec_from_proto(_instance()))
+    watchers = [direct.stub.Watch(registry_pb2.WatchRequest(since_revision=0)) for _ in range(2)]
+    for call in watchers:
+        await _first_catalog_event(call)
+    encoded = []
+    real = wire.bundle_to_proto
+    monkeypatch.setattr(wire, "bundle_to_proto", lambda *a, **k: encoded.append(1) or real(*a, **k))
+    write_bundle(tmp_path / "bundle")
+    stored = await direct.bundles.push(signed_bytes(tmp_path / "bundle", Ed25519PrivateKey.generate()))
+    for call in watchers:
+        while (event := await asyncio.wait_for(call.read(), 5)).WhichOneof("change") != "bundle":
+            pass
+        assert event.revision == 1  # the catalog's, as before
+        assert (event.bundle.revision, event.bundle.digest) == (stored.revision, stored.digest)
+        assert event.bundle.artifact == stored.artifact
+        call.cancel()
+    assert len(encoded) == 1
 
 
 async def test_a_watcher_ahead_of_the_registry_gets_a_snapshot(direct: Direct) -> None:

@@ -1,18 +1,22 @@
 """sidecar.bundle_loader: revisions verify and build in a worker thread, one at a time, and
-swap in whole; a rebuild for new capabilities never undoes a newer revision."""
+swap in whole; a rebuild for new capabilities never undoes a newer revision; a replaced policy
+is freed in a worker once no call holds it; a build freezes no garbage."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
+import weakref
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from meshwarden.policy_bundle.verify import VerifiedBundle
 from meshwarden.sidecar import bundle_loader
 from meshwarden.sidecar.bundle_loader import BundleLoader, BundleStatus, PolicyHolder
-from meshwarden.sidecar.policy import ActivePolicy
+from meshwarden.sidecar.policy import ActivePolicy, retirement
 from tests.policy_helpers import KEY_ID, signed_bytes, write_bundle
 
 
@@ -93,3 +97,55 @@ async def test_a_refused_revision_keeps_the_last_good_one(tmp_path: Path) -> Non
     await loader.offer(bytes(tampered), 3)
     assert holder.active is not None and holder.active.revision == 2
     assert holder.status.refused_revision == 3 and holder.status.refusal
+
+
+async def test_a_replaced_policy_is_freed_in_a_worker_once_no_call_holds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    holder, reports = PolicyHolder(), []
+    loader = _loader(tmp_path, key, holder, reports)
+    await loader.offer(_revision(tmp_path / "b", key, 2), 2)
+    in_flight = holder.active  # what a call still deciding holds
+    assert in_flight is not None
+    replaced = weakref.ref(in_flight)
+    loop = asyncio.get_running_loop()
+    freed = asyncio.Event()
+    freed_on: list[threading.Thread] = []
+
+    def spy(box: list[ActivePolicy]) -> None:
+        freed_on.append(threading.current_thread())
+        retirement.take_apart(box)
+        loop.call_soon_threadsafe(freed.set)
+
+    monkeypatch.setattr(bundle_loader, "take_apart", spy)
+    monkeypatch.setattr(bundle_loader, "RETIRE_POLL_S", 0.01)
+    await loader.offer(_revision(tmp_path / "c", key, 3), 3)
+    for _ in range(5):  # several looks at it while the call holds it
+        await asyncio.sleep(0.01)
+    assert not freed_on and in_flight.revision == 2 and in_flight.policy_count > 0
+    del in_flight  # the call ends
+    await asyncio.wait_for(freed.wait(), 10)
+    assert freed_on[0] is not threading.main_thread()
+    assert replaced() is None
+    assert holder.active is not None and holder.active.revision == 3
+
+
+def test_cyclic_garbage_made_while_a_build_runs_is_collected_not_frozen() -> None:
+    """Calls go on while a worker builds; their cyclic garbage must not be frozen with the
+    new policy when the build ends."""
+
+    class Cycle:
+        itself: object
+
+    gc.collect()
+    try:
+        with bundle_loader.build_window():
+            garbage = Cycle()
+            garbage.itself = garbage
+            gone = weakref.ref(garbage)
+            del garbage
+        gc.collect()
+        assert gone() is None
+    finally:
+        gc.unfreeze()

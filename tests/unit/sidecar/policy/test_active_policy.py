@@ -267,7 +267,7 @@ def test_a_call_needs_approval_only_when_every_deciding_permit_asks_for_it(tmp_p
 
 
 def test_a_policy_leaves_no_cyclic_garbage(bundle: VerifiedBundle) -> None:
-    """The bundle loader freezes the heap after each build (sidecar.bundle_loader._loop_first),
+    """The bundle loader freezes the heap after each build (sidecar.bundle_loader.build_window),
     so a replaced policy must be freed by reference counting alone, its caches filled or not."""
     gc.collect()
     gc.disable()

@@ -36,15 +36,21 @@ class Agent(agent_pb2_grpc.AgentServicer):
 
 
 @pytest.fixture
-async def hop() -> AsyncIterator[tuple[Agent, deliver.ToAgent]]:
+async def served() -> AsyncIterator[tuple[Agent, AgentApp]]:
     agent, server = Agent(), grpc.aio.server()
     agent_pb2_grpc.add_AgentServicer_to_server(agent, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     app = AgentApp(f"127.0.0.1:{port}", [])
-    yield agent, deliver.ToAgent(app, LocalAgent("billing", "billing-1", "127.0.0.1:1", ""), SystemClock())
+    yield agent, app
     await app.close()
     await server.stop(None)
+
+
+@pytest.fixture
+def hop(served: tuple[Agent, AgentApp]) -> tuple[Agent, deliver.ToAgent]:
+    agent, app = served
+    return agent, deliver.ToAgent(app, LocalAgent("billing", "billing-1", "127.0.0.1:1", ""), SystemClock())
 
 
 def soon() -> float:
@@ -94,3 +100,13 @@ async def test_an_agent_that_is_not_there_is_unreachable() -> None:
     finally:
         await app.close()
     assert "not answering on its callback endpoint" in info.value.message
+
+
+async def test_the_reply_names_the_version_the_agent_registered_last(served: tuple[Agent, AgentApp]) -> None:
+    local = LocalAgent("billing", "billing-1", "127.0.0.1:1", "")
+    to_agent = deliver.ToAgent(served[1], local, SystemClock())
+    assert (await to_agent(call(deadline=soon()))).version == ""  # nothing registered yet
+    local.register("1.4.0", [])
+    assert (await to_agent(call(deadline=soon()))).version == "1.4.0"
+    local.register("1.5.2", [])  # a new version, registered again in place
+    assert (await to_agent(call(deadline=soon()))).version == "1.5.2"
