@@ -133,7 +133,13 @@ def inbound_layers(rt: Runtime) -> list[Layer]:
         schema_check.layer(rt.schemas),  # zero trust: check again what the caller checked
         result_contract.layer(rt.schemas),  # the agent's result matches its output schema
         deadline.layer(rt.clock),  # the caller's wait ends with its deadline; a keyed delivery goes on
-        idempotency.layer(_idempotency_settings(rt), rt.clock, _agent_connection(rt)),  # a key runs once
+        # a key runs once; its run stays within reach of kill switches after its caller left
+        idempotency.layer(
+            _idempotency_settings(rt),
+            rt.clock,
+            _agent_connection(rt),
+            kill_switch.inbound_runs(rt.controls, rt.local, rt.policy),
+        ),
     ]
 
 

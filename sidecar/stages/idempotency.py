@@ -34,7 +34,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, Protocol
 
 import grpc
 
@@ -44,6 +44,18 @@ from meshwarden.sidecar.call import Call, Handler, Layer, Reply
 
 Key = tuple[str, str, str]  # caller SPIFFE ID, capability, idempotency key
 AgentConnection = Callable[[], grpc.ChannelConnectivity]  # the channel to the agent, as it is now
+
+
+class Tracked(Protocol):
+    """A run within reach of the operator's kill switches (stages/kill_switch.py, inbound_runs)."""
+
+    def stop_tracking(self) -> None: ...
+
+    @property
+    def killed_by_switch(self) -> str: ...
+
+
+Track = Callable[[Call, "asyncio.Task[None]"], Tracked]  # a kill switch matching the call cancels the task
 log = logging.getLogger(__name__)
 DoubtReason = Literal["agent_connection_lost", "agent_deadline", "cancelled", "sidecar_fault"]
 
@@ -91,11 +103,12 @@ class _Run:
     """One keyed delivery in flight, and the callers waiting for it: a future each, so a
     caller that leaves cancels its own wait, never the run (and costs less than a shield)."""
 
-    __slots__ = ("agent", "key", "task", "unwaited", "waiters")
+    __slots__ = ("agent", "key", "task", "tracked", "unwaited", "waiters")
 
     def __init__(self, key: Key, agent: str) -> None:
         self.key, self.agent = key, agent  # agent: the one it is handed to, as the call names it
         self.task: asyncio.Task[None] | None = None
+        self.tracked: Tracked | None = None
         self.waiters: list[asyncio.Future[_Answer]] = []
         self.unwaited = False  # counted among the runs nobody waits for
 
@@ -124,8 +137,10 @@ class _Run:
 
 
 class Idempotency:
-    def __init__(self, next: Handler, settings: IdempotencySettings, clock: Clock, agent: AgentConnection) -> None:
-        self._next, self._settings, self._clock, self._agent = next, settings, clock, agent
+    def __init__(
+        self, next: Handler, settings: IdempotencySettings, clock: Clock, agent: AgentConnection, track: Track
+    ) -> None:
+        self._next, self._settings, self._clock, self._agent, self._track = next, settings, clock, agent, track
         # key -> (expires at, a reply or a doubt, size)
         self._done: OrderedDict[Key, tuple[float, _Answer | _Doubt, int]] = OrderedDict()
         self.held_bytes = 0
@@ -165,6 +180,7 @@ class Idempotency:
     def _start(self, key: Key, call: Call) -> _Run:
         run = _Run(key, call.target.agent if call.target is not None else "(this sidecar's)")
         run.task = asyncio.get_running_loop().create_task(self._run(run, call))
+        run.tracked = self._track(call, run.task)  # an operator's kill switch stops it, waited for or not
         self._running[key] = run
         return run
 
@@ -214,13 +230,18 @@ class Idempotency:
         except MeshError:
             raise  # the agent answered a failure: forgotten, so a retry may succeed
         except asyncio.CancelledError:
-            if self._running.get(run.key) is run:  # else _left cancelled it, and said why
+            switch = run.tracked.killed_by_switch if run.tracked is not None else ""
+            if switch:
+                self._doubt(run.key, _Doubt("cancelled", f"an operator's kill switch {switch} stopped it", agent))
+            elif self._running.get(run.key) is run:  # else _left cancelled it, and said why
                 self._doubt(run.key, _Doubt("cancelled", "the sidecar stopped it before it finished", agent))
             raise
         except Exception:
             self._doubt(run.key, _Doubt("sidecar_fault", "a fault in the callee's sidecar; see its log", agent))
             raise
         finally:
+            if run.tracked is not None:
+                run.tracked.stop_tracking()
             if self._running.get(run.key) is run:
                 del self._running[run.key]
             if run.unwaited:
@@ -271,7 +292,7 @@ class Idempotency:
         return len(self._running)
 
 
-def layer(settings: IdempotencySettings, clock: Clock, agent: AgentConnection) -> Layer:
+def layer(settings: IdempotencySettings, clock: Clock, agent: AgentConnection, track: Track) -> Layer:
     """`agent`: the state of the channel to the agent, which tells a delivery that certainly
-    never started from one that may have."""
-    return lambda next: Idempotency(next, settings, clock, agent)
+    never started from one that may have; `track`: puts a run within the kill switches' reach."""
+    return lambda next: Idempotency(next, settings, clock, agent, track)

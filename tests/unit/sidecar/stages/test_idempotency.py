@@ -13,7 +13,7 @@ import pytest
 from meshwarden.errors import AgentFailed, DeadlineExceeded, KeyInDoubt, NotSent, PeerUnavailable
 from meshwarden.sidecar.call import Call, Caller, Reply
 from meshwarden.sidecar.stages.deadline import Deadline
-from meshwarden.sidecar.stages.idempotency import Idempotency, IdempotencySettings
+from meshwarden.sidecar.stages.idempotency import Idempotency, IdempotencySettings, Tracked
 from meshwarden.usage import Usage
 from tests.unit.sidecar.fakes import FakeClock, call
 
@@ -50,11 +50,37 @@ class Connection:
         return self.state
 
 
+class Switches:
+    """Kill switches as the stage sees them: which runs are tracked, and a kill of one."""
+
+    def __init__(self) -> None:
+        self.tracked: dict[str, tuple[asyncio.Task[None], Tracked]] = {}
+
+    def __call__(self, c: Call, task: asyncio.Task[None]) -> Tracked:
+        switches = self
+
+        class One:
+            killed_by_switch = ""
+
+            def stop_tracking(self) -> None:
+                switches.tracked.pop(c.idempotency_key, None)
+
+        one = One()
+        self.tracked[c.idempotency_key] = (task, one)
+        return one
+
+    def kill(self, key: str, switch_id: str) -> None:
+        task, one = self.tracked[key]
+        one.killed_by_switch = switch_id  # type: ignore[misc]
+        task.cancel()
+
+
 def stage(
     agent: object, clock: FakeClock | None = None, connection: Connection | None = None, **kw: object
 ) -> Idempotency:
+    switches = kw.pop("switches", None) or Switches()
     settings = IdempotencySettings(ttl_s=kw.pop("ttl_s", 600), **kw)  # type: ignore[arg-type]
-    return Idempotency(agent, settings, clock or FakeClock(), connection or Connection())  # type: ignore[arg-type]
+    return Idempotency(agent, settings, clock or FakeClock(), connection or Connection(), switches)  # type: ignore[arg-type]
 
 
 def keyed(key: str = "k1", **kw: object) -> Call:
@@ -293,3 +319,20 @@ async def test_a_fault_in_a_run_nobody_waits_for_is_logged_and_leaves_the_key_in
     with pytest.raises(KeyInDoubt) as info:
         await once(keyed())
     assert info.value.reason == "sidecar_fault"
+
+
+async def test_a_kill_switch_reaches_a_run_its_caller_left_and_the_key_is_in_doubt() -> None:
+    agent, switches = Agent(), Switches()
+    agent.hold = asyncio.Event()
+    once = stage(agent, switches=switches)
+    left = asyncio.create_task(once(keyed()))
+    await settle()
+    left.cancel()
+    await settle()
+    assert once.unwaited == 1 and "k1" in switches.tracked
+    switches.kill("k1", "ks-7")
+    await settle()
+    assert once.running == 0 and once.unwaited == 0 and not switches.tracked
+    with pytest.raises(KeyInDoubt) as info:
+        await once(keyed())
+    assert info.value.reason == "cancelled" and "kill switch ks-7" in info.value.message
