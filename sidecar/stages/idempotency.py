@@ -212,7 +212,9 @@ class Idempotency:
         """The agent's reply; a failure first leaves the key in doubt when the agent may have
         run it, and the key is done with (stored, in doubt or forgotten) before anyone hears."""
         limit_s = self._settings.run_limit_s
-        bounded = replace(call, deadline=max(call.deadline, self._clock.monotonic() + limit_s))
+        bound = self._clock.monotonic() + limit_s
+        # The agent is told the caller's deadline (Delivery.caller_timeout_ms); only its RPC gets the bound.
+        bounded = replace(call, deadline=bound, caller_deadline=call.deadline) if bound > call.deadline else call
         agent = run.agent
         was_ready = self._agent() is grpc.ChannelConnectivity.READY
         try:

@@ -26,12 +26,14 @@ class Agent:
         self.fail_with: Exception | None = None
         self.hold: asyncio.Event | None = None
         self.deadlines: list[float] = []
+        self.caller_deadlines: list[float] = []
         self.usage: Usage | None = None
 
     async def __call__(self, c: Call) -> Reply:
         self.runs += 1
         run = self.runs
         self.deadlines.append(c.deadline)
+        self.caller_deadlines.append(c.caller_deadline)
         if self.hold is not None:
             await self.hold.wait()
         if self.fail_with is not None:
@@ -138,7 +140,8 @@ async def test_a_run_its_caller_gave_up_on_finishes_and_a_retry_gets_its_result(
     with pytest.raises(asyncio.CancelledError):
         await first
     assert once.running == 1 and once.unwaited == 1
-    assert agent.deadlines == [clock.now + 300]  # the agent's bound, not the caller's 1 s
+    assert agent.deadlines == [clock.now + 300]  # the agent's RPC gets the bound, not the caller's 1 s
+    assert agent.caller_deadlines == [clock.now + 1]  # which it is told, for itself and its nested calls
     retry = asyncio.create_task(once(keyed(deadline=clock.now + 5)))
     await settle()
     assert once.unwaited == 0  # someone waits for it again
