@@ -2,6 +2,7 @@
 calling the provider directly, in the same run.
 
     PYTHONPATH=. .venv/bin/python benchmarks/model_gateway.py [--calls 1000] [--rounds 10] [--output json]
+        [--ab-tree CHECKOUT] [--unix] [--base-unix] [--no-stream] [--py-spy DIR]
 
 One stand-in provider process (meshwarden.demo.model_provider), a registry, and one sidecar
 whose signed bundle declares the stand-in in models.json (an allow-all policy, so Cedar still
@@ -16,8 +17,16 @@ difference is the gateway's alone):
 Measured at concurrency 1, the paths taking turns round by round (a noisy neighbour slows
 both alike): non-streaming latency, and time to first token when streaming (from the request
 to the first content chunk) and to the stream's end. The sidecar's CPU per gateway call is
-its process's user+system time over the gateway's rounds, less what it spent idle over the
+its process's time on a CPU (every thread, /proc/PID/task/*/schedstat) over the gateway's rounds, less what it spent idle over the
 same length of time (its background loops), divided by the calls.
+
+`--ab-tree CHECKOUT` adds a second sidecar (path `base`) that imports meshwarden from another
+checkout (`git archive COMMIT | tar -x -C DIR`), taking turns with the first in the same
+rounds: a change measured against the code before it on the same loaded machine. `--unix`
+puts the sidecar's gateway on a Unix socket (`--gateway-listen unix:PATH`) and its client on
+it, `--base-unix` the base sidecar's (`--ab-tree .` with `--unix`: TCP against a Unix socket,
+same code). `--py-spy DIR` records the sidecar's profile over the measured rounds (it slows the
+sidecar: take CPU figures from a run without it).
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import math
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -63,9 +73,15 @@ def log(text: str) -> None:
 
 
 def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of one process so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of one process so far, every thread, in nanoseconds from /proc/PID/task/*/schedstat
+    (/proc/PID/stat counts clock ticks: 10 ms, too coarse for a few hundred calls of ~500 µs)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9
 
 
 def threads_cpu_s(pid: int) -> dict[str, float]:
@@ -156,6 +172,40 @@ def caller(session: aiohttp.ClientSession, url: str, key: str, stream: bool) -> 
     return call
 
 
+async def start_sidecar(
+    name: str, work: Path, registry: Child, trusted: Path, env: dict[str, str], unix: bool
+) -> Child:
+    gateway = f"unix:{work / name / 'gateway.sock'}" if unix else "127.0.0.1:0"
+    (work / name).mkdir(parents=True, exist_ok=True)
+    return await start(
+        name,
+        meshwarden_argv(
+            *("sidecar", "run", "--agent", "bench-client", "--registry", registry.addresses["listen"]),
+            *("--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0", "--admin-listen", "off"),
+            *("--gateway-listen", gateway, "--data-dir", str(work / name / "data")),
+            *("--bundle-keys", str(trusted), "--api-token-file", str(work / "token")),
+        ),
+        log_dir=work / "logs",
+        env={"BENCH_KEY": KEY, **env},
+    )
+
+
+def gateway_session(sidecar: Child) -> tuple[aiohttp.ClientSession, str]:
+    """A client session to a sidecar's gateway, and the base URL to post to."""
+    address = sidecar.addresses["gateway"]
+    if address.startswith("unix:"):
+        return aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=address[5:], limit=4)), "http://sidecar"
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4)), f"http://{address}"
+
+
+def start_py_spy(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes]:
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    argv = [py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200"]
+    return subprocess.Popen(
+        [*argv, "--format", "raw", "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
@@ -165,6 +215,7 @@ async def measure(options: argparse.Namespace) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="meshwarden-model-bench-"))
     logs = work / "logs"
     children: list[Child] = []
+    sessions: list[aiohttp.ClientSession] = []
     try:
         provider = await start(
             "provider",
@@ -194,23 +245,12 @@ async def measure(options: argparse.Namespace) -> dict[str, object]:
         await push_bundle(registry, work / "registry", artifact)
         (work / "token").write_text(TOKEN)
         (work / "token").chmod(0o600)
-        profile = ["-m", "cProfile", "-o", str(options.profile)] if options.profile else []
-        sidecar = await start(
-            "sidecar",
-            [
-                sys.executable,
-                *profile,
-                *meshwarden_argv(
-                    *("sidecar", "run", "--agent", "bench-client", "--registry", registry.addresses["listen"]),
-                    *("--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0", "--admin-listen", "off"),
-                    *("--gateway-listen", "127.0.0.1:0", "--data-dir", str(work / "sidecar")),
-                    *("--bundle-keys", str(trusted), "--api-token-file", str(work / "token")),
-                )[1:],
-            ],
-            log_dir=logs,
-            env={"BENCH_KEY": KEY},
-        )
-        children.append(sidecar)
+        sidecars = {"gateway": await start_sidecar("sidecar", work, registry, trusted, {}, options.unix)}
+        children.append(sidecars["gateway"])
+        if options.ab_tree:  # the same sidecar, importing meshwarden from the other checkout
+            env = {"PYTHONSAFEPATH": "1", "PYTHONPATH": str(Path(options.ab_tree).resolve())}
+            sidecars["base"] = await start_sidecar("sidecar-base", work, registry, trusted, env, options.base_unix)
+            children.append(sidecars["base"])
         relay = await start(
             "relay",
             [
@@ -222,61 +262,79 @@ async def measure(options: argparse.Namespace) -> dict[str, object]:
             health_address_key=None,
         )
         children.append(relay)
-        log(f"provider {provider.addresses['listen']}, sidecar gateway {sidecar.addresses['gateway']}")
-        direct_url = f"http://{provider.addresses['listen']}/v1/chat/completions"
-        gateway_url = f"http://{sidecar.addresses['gateway']}/v1/chat/completions"
-        relay_url = f"http://{relay.addresses['listen']}/v1/chat/completions"
-        connector = aiohttp.TCPConnector(limit=4)
-        async with aiohttp.ClientSession(connector=connector) as session:
-            paths = {
-                ("direct", False): caller(session, direct_url, KEY, False),
-                ("relay", False): caller(session, relay_url, TOKEN, False),
-                ("gateway", False): caller(session, gateway_url, TOKEN, False),
-                ("direct", True): caller(session, direct_url, KEY, True),
-                ("relay", True): caller(session, relay_url, TOKEN, True),
-                ("gateway", True): caller(session, gateway_url, TOKEN, True),
-            }
-            for call in paths.values():  # warm up connections, the policy's caches, the spool
-                for _ in range(20):
-                    await call()
-            latencies: dict[tuple[str, bool], list[float]] = {k: [] for k in paths}
-            ttft: dict[tuple[str, bool], list[float]] = {k: [] for k in paths}
-            cpu_by_path: dict[bool, float] = {False: 0.0, True: 0.0}
-            relay_cpu: dict[bool, float] = {False: 0.0, True: 0.0}
-            gateway_calls, gateway_wall_s = 0, 0.0
-            busy_before = machine_busy_s()
-            threads_before = threads_cpu_s(sidecar.process.pid)
-            per_round = max(1, options.calls // options.rounds)
-            pid = sidecar.process.pid
-            for _ in range(options.rounds):
-                for key, call in paths.items():
-                    cpu_before = cpu_s(pid)
-                    relay_before = cpu_s(relay.process.pid)
-                    wall_before = time.perf_counter()
-                    for _ in range(per_round):
-                        started = time.perf_counter()
-                        first = await call()
-                        latencies[key].append(time.perf_counter() - started)
-                        if first:
-                            ttft[key].append(first)
-                    if key[0] == "relay":
-                        relay_cpu[key[1]] += cpu_s(relay.process.pid) - relay_before
-                    if key[0] == "gateway":
-                        cpu_by_path[key[1]] += cpu_s(pid) - cpu_before
-                        gateway_calls += per_round
-                        gateway_wall_s += time.perf_counter() - wall_before
-            busy_s = machine_busy_s() - busy_before
-            threads_after = threads_cpu_s(pid)
-            by_thread = {
-                name: round((spent - threads_before.get(name, 0.0)) / gateway_calls * 1e6, 1)
-                for name, spent in threads_after.items()
-                if spent - threads_before.get(name, 0.0) > 0
-            }
-            idle_wait_s = min(gateway_wall_s, 10.0)
-            idle_before = cpu_s(pid)
-            await asyncio.sleep(idle_wait_s)
-            idle_cpu_s = (cpu_s(pid) - idle_before) * gateway_wall_s / max(idle_wait_s, 1e-9)
+        log(f"provider {provider.addresses['listen']}, sidecar gateway {sidecars['gateway'].addresses['gateway']}")
+        plain = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4))
+        sessions.append(plain)
+        urls = {
+            "direct": (plain, f"http://{provider.addresses['listen']}", KEY),
+            "relay": (plain, f"http://{relay.addresses['listen']}", TOKEN),
+        }
+        for name, sidecar in sidecars.items():
+            session, base = gateway_session(sidecar)
+            sessions.append(session)
+            urls[name] = (session, base, TOKEN)
+        streams = (False,) if options.no_stream else (False, True)
+        paths = {
+            (name, stream): caller(session, base + "/v1/chat/completions", key, stream)
+            for stream in streams
+            for name, (session, base, key) in urls.items()
+        }
+        for call in paths.values():  # warm up connections, the policy's caches, the spool
+            for _ in range(20):
+                await call()
+        latencies: dict[tuple[str, bool], list[float]] = {k: [] for k in paths}
+        ttft: dict[tuple[str, bool], list[float]] = {k: [] for k in paths}
+        cpu_by_path: dict[tuple[str, bool], float] = dict.fromkeys(paths, 0.0)
+        wall_by_sidecar: dict[str, float] = dict.fromkeys(sidecars, 0.0)
+        per_round = max(1, options.calls // options.rounds)
+        pids = {name: child.process.pid for name, child in sidecars.items()}
+        pids["relay"] = relay.process.pid
+        spy = None
+        if options.py_spy:
+            options.py_spy.mkdir(parents=True, exist_ok=True)
+            spy = start_py_spy(pids["gateway"], options.py_spy / "sidecar.txt", 3600)
+            await asyncio.sleep(1.0)  # py-spy attaches
+        busy_before = machine_busy_s()
+        threads_before = threads_cpu_s(pids["gateway"])
+        for round_ in range(options.rounds):
+            order = list(paths.items())
+            if round_ % 2:  # the two sidecars take turns going first
+                order.reverse()
+            for key, call in order:
+                pid = pids.get(key[0])
+                cpu_before = cpu_s(pid) if pid else 0.0
+                wall_before = time.perf_counter()
+                for _ in range(per_round):
+                    started = time.perf_counter()
+                    first = await call()
+                    latencies[key].append(time.perf_counter() - started)
+                    if first:
+                        ttft[key].append(first)
+                if pid:
+                    cpu_by_path[key] += cpu_s(pid) - cpu_before
+                if key[0] in wall_by_sidecar:
+                    wall_by_sidecar[key[0]] += time.perf_counter() - wall_before
+        busy_s = machine_busy_s() - busy_before
+        if spy is not None:
+            spy.send_signal(2)  # SIGINT: py-spy writes what it recorded
+            _, err = await asyncio.to_thread(spy.communicate)
+            log(f"py-spy: {err.decode(errors='replace')[-300:].strip()}")
+        threads_after = threads_cpu_s(pids["gateway"])
+        calls_per_sidecar = per_round * options.rounds * len(streams)
+        by_thread = {
+            name: round((spent - threads_before.get(name, 0.0)) / calls_per_sidecar * 1e6, 1)
+            for name, spent in threads_after.items()
+            if spent - threads_before.get(name, 0.0) > 0
+        }
+        idle_cpu_s: dict[str, float] = {}
+        idle_wait_s = min(max(wall_by_sidecar.values()), 10.0)
+        idle_before = {name: cpu_s(pids[name]) for name in sidecars}
+        await asyncio.sleep(idle_wait_s)
+        for name in sidecars:
+            idle_cpu_s[name] = (cpu_s(pids[name]) - idle_before[name]) * wall_by_sidecar[name] / max(idle_wait_s, 1e-9)
     finally:
+        for session in sessions:
+            await session.close()
         for child in reversed(children):
             await child.stop()
 
@@ -287,37 +345,45 @@ async def measure(options: argparse.Namespace) -> dict[str, object]:
             "p99_ms": round(percentile(values, 99) * 1000, 3),
         }
 
+    calls = per_round * options.rounds
+    names = list(urls)
+    kinds = {"non_streaming": False, "streaming": True}
+    kinds = {label: stream for label, stream in kinds.items() if stream in streams}
+    # idle work is spread over both kinds of call by their share of the calls (equal here)
+    cpu = {
+        name: {
+            label: round((cpu_by_path[(name, stream)] - idle_cpu_s.get(name, 0.0) / len(streams)) / calls * 1e6, 1)
+            for label, stream in kinds.items()
+        }
+        for name in [*sidecars, "relay"]
+    }
     result: dict[str, object] = {
-        "calls_per_path": per_round * options.rounds,
-        "non_streaming": {p: figures(latencies[(p, False)]) for p in ("direct", "relay", "gateway")},
-        "streaming_total": {p: figures(latencies[(p, True)]) for p in ("direct", "relay", "gateway")},
-        "streaming_ttft": {p: figures(ttft[(p, True)]) for p in ("direct", "relay", "gateway")},
-        "relay_cpu_us_per_call": {
-            "non_streaming": round(relay_cpu[False] / (gateway_calls / 2) * 1e6, 1),
-            "streaming": round(relay_cpu[True] / (gateway_calls / 2) * 1e6, 1),
+        "calls_per_path": calls,
+        "gateway_transport": {
+            "gateway": "unix socket" if options.unix else "tcp loopback",
+            **({"base": "unix socket" if options.base_unix else "tcp loopback"} if options.ab_tree else {}),
         },
-        # idle work is spread over both kinds of call by their share of the calls (equal here)
-        "sidecar_cpu_us_per_call": {
-            "non_streaming": round((cpu_by_path[False] - idle_cpu_s / 2) / (gateway_calls / 2) * 1e6, 1),
-            "streaming": round((cpu_by_path[True] - idle_cpu_s / 2) / (gateway_calls / 2) * 1e6, 1),
-        },
-        "sidecar_idle_cpu_us_per_call": round(idle_cpu_s / gateway_calls * 1e6, 1),
+        "non_streaming": {p: figures(latencies[(p, False)]) for p in names},
+        "cpu_us_per_call": cpu,
+        "sidecar_idle_cpu_us_per_call": {n: round(idle_cpu_s[n] / calls_per_sidecar * 1e6, 1) for n in sidecars},
         "sidecar_cpu_us_per_call_by_thread": by_thread,
         "machine_busy_s_meanwhile": round(busy_s, 1),
     }
-    added = {
-        "non_streaming_p50_ms": round(
-            statistics.median(latencies[("gateway", False)]) - statistics.median(latencies[("direct", False)]), 6
-        )
-        * 1000,
-        "ttft_p50_ms": round(statistics.median(ttft[("gateway", True)]) - statistics.median(ttft[("direct", True)]), 6)
-        * 1000,
-        "non_streaming_p50_ms_over_relay": round(
-            statistics.median(latencies[("gateway", False)]) - statistics.median(latencies[("relay", False)]), 6
-        )
-        * 1000,
+    if True in streams:
+        result["streaming_total"] = {p: figures(latencies[(p, True)]) for p in names}
+        result["streaming_ttft"] = {p: figures(ttft[(p, True)]) for p in names}
+
+    def added(path: str, stream: bool, over: str, data: dict[tuple[str, bool], list[float]]) -> float:
+        return round((statistics.median(data[(path, stream)]) - statistics.median(data[(over, stream)])) * 1000, 3)
+
+    result["added_p50_ms"] = {
+        f"{name}_over_{over}": {
+            "non_streaming": added(name, False, over, latencies),
+            **({"ttft": added(name, True, over, ttft)} if True in streams else {}),
+        }
+        for name in sidecars
+        for over in ("direct", "relay")
     }
-    result["added_by_gateway"] = {k: round(v, 3) for k, v in added.items()}
     shutil.rmtree(work, ignore_errors=True)
     return result
 
@@ -327,26 +393,27 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=1000, help="calls per path (default 1000)")
     parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds (default 10)")
     parser.add_argument("--output", choices=["table", "json"], default="table")
-    parser.add_argument("--profile", type=Path, default=None, help="run the sidecar under cProfile, writing here")
+    parser.add_argument("--ab-tree", default="", help="a checkout: a second sidecar (path `base`) runs its code")
+    parser.add_argument("--unix", action="store_true", help="the sidecar's gateway on a Unix socket")
+    parser.add_argument("--base-unix", action="store_true", help="the base sidecar's gateway on a Unix socket")
+    parser.add_argument("--no-stream", action="store_true", help="non-streamed calls only")
+    parser.add_argument("--py-spy", type=Path, default=None, help="record the sidecar with py-spy into this directory")
     options = parser.parse_args()
     result = asyncio.run(measure(options))
     if options.output == "json":
         print(json.dumps(result, indent=2))
         return 0
-    log(f"{result['calls_per_path']} calls per path, concurrency 1, interleaved rounds")
+    log(f"{result['calls_per_path']} calls per path, concurrency 1, interleaved rounds, {result['gateway_transport']}")
     for section in ("non_streaming", "streaming_ttft", "streaming_total"):
-        for path, values in result[section].items():  # type: ignore[attr-defined]
+        for path, values in result.get(section, {}).items():  # type: ignore[attr-defined]
             print(
                 f"{section:<16} {path:<8} p50 {values['p50_ms']:>8.3f} ms  p90 {values['p90_ms']:>8.3f} ms  p99 {values['p99_ms']:>8.3f} ms"
             )
-    print(f"added by the gateway: {result['added_by_gateway']}")
+    print(f"added p50 (ms): {result['added_p50_ms']}")
+    print(f"CPU per call (µs, idle work subtracted): {result['cpu_us_per_call']}")
     print(
-        f"sidecar CPU per gateway call by thread (µs, both kinds of call): {result['sidecar_cpu_us_per_call_by_thread']}"
-    )
-    print(
-        f"sidecar CPU per gateway call (µs): {result['sidecar_cpu_us_per_call']} "
-        f"(idle work subtracted: {result['sidecar_idle_cpu_us_per_call']} µs a call); "
-        f"bare relay's CPU per call (µs): {result['relay_cpu_us_per_call']}; "
+        f"sidecar CPU per call by thread (µs, every kind of call): {result['sidecar_cpu_us_per_call_by_thread']}; "
+        f"idle work per call (µs): {result['sidecar_idle_cpu_us_per_call']}; "
         f"machine busy meanwhile (other processes): {result['machine_busy_s_meanwhile']} s"
     )
     return 0

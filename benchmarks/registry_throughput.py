@@ -13,12 +13,18 @@ gRPC API and `app.serve`): run it with PYTHONPATH pointing at an older checkout 
 
     .venv/bin/python -m benchmarks.registry_throughput --instances 2000 --batches 10
     .venv/bin/python -m benchmarks.registry_throughput --store postgresql://USER@HOST:PORT/DB   # migrated, empty
+    .venv/bin/python -m benchmarks.registry_throughput --store postgresql://... --replicas 3
+
+With --replicas N (PostgreSQL only), N registry processes serve the one store and the calls of
+each phase go round-robin to them (the loop figures are the worst replica's); receipts and
+listings go to the first.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -160,28 +166,38 @@ def receipts(spiffe_id: str, start: int, count: int, prev: str) -> list[receipts
 
 
 async def drive(options: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory() as data_dir:
+    with contextlib.ExitStack() as stack:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "benchmarks.registry_throughput",
-            "--serve",
-            data_dir,
-            *(["--store", options.store] if options.store else []),
-            stdout=asyncio.subprocess.PIPE,
-            env=env,
-        )
-        child = Child(process)
+        processes = []
+        for _ in range(options.replicas):  # several only on one PostgreSQL store
+            data_dir = stack.enter_context(tempfile.TemporaryDirectory())
+            processes.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "benchmarks.registry_throughput",
+                    "--serve",
+                    data_dir,
+                    *(["--store", options.store] if options.store else []),
+                    stdout=asyncio.subprocess.PIPE,
+                    env=env,
+                )
+            )
+            if len(processes) == 1:
+                await asyncio.sleep(2.0)  # the first replica stores the CA the others then use
+        children = [Child(p) for p in processes]
         try:
-            await run_phases(child, options)
+            await run_phases(children, options)
         finally:
-            process.terminate()
-            await process.wait()
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                await process.wait()
 
 
-async def run_phases(child: Child, options: argparse.Namespace) -> None:
-    ready = await child.line()
+async def run_phases(children: list[Child], options: argparse.Namespace) -> None:
+    readies = [await child.line() for child in children]
+    ready = readies[0]
     trust = RegistryTrust(ready["td"], ready["bundle"].encode())
     key = new_key_and_csr()
     async with registry_channel(ready["listen"], trust) as channel:
@@ -197,14 +213,17 @@ async def run_phases(child: Child, options: argparse.Namespace) -> None:
     )
     ids: list[str] = []
     print(f"{'phase':<10} {'ops/s':>9} {'loop max ms':>12} {'loop p99 ms':>12} {'stalls >10ms':>13}")
-    async with registry_channel(ready["mtls"], RegistryTrust(ready["td"], ready["bundle"].encode(), svid)) as channel:
-        stub, shipper = registry_stub(channel), receipts_pb2_grpc.ReceiptsStub(channel)
+    channels = [registry_channel(r["mtls"], RegistryTrust(r["td"], r["bundle"].encode(), svid)) for r in readies]
+    try:
+        stubs = [registry_stub(c) for c in channels]  # call n goes to replica n mod replicas
+        stub, shipper = stubs[0], receipts_pb2_grpc.ReceiptsStub(channels[0])
 
-        async def register(_: int) -> None:
-            ids.append((await stub.Register(registry_pb2.RegisterRequest(instance=instance))).instance_id)
+        async def register(n: int) -> None:
+            request = registry_pb2.RegisterRequest(instance=instance)
+            ids.append((await stubs[n % len(stubs)].Register(request)).instance_id)
 
         async def renew(n: int) -> None:
-            await stub.Renew(registry_pb2.RenewRequest(instance_id=ids[n]))
+            await stubs[n % len(stubs)].Renew(registry_pb2.RenewRequest(instance_id=ids[n]))
 
         head = [""]
 
@@ -226,8 +245,14 @@ async def run_phases(child: Child, options: argparse.Namespace) -> None:
         ]
         for name, count, concurrency, one in phases:
             rate = await timed(count, concurrency, one)
-            lag = await child.lag()
-            print(f"{name:<10} {rate:>9.1f} {lag['max_ms']:>12.1f} {lag['p99_ms']:>12.2f} {lag['over_10ms']:>13.0f}")
+            lags = [await child.lag() for child in children]
+            worst = {k: max(lag[k] for lag in lags) for k in lags[0]}
+            print(
+                f"{name:<10} {rate:>9.1f} {worst['max_ms']:>12.1f} {worst['p99_ms']:>12.2f} {worst['over_10ms']:>13.0f}"
+            )
+    finally:
+        for channel in channels:
+            await channel.close()
 
 
 def main() -> None:
@@ -237,6 +262,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=10, help="ShipReceipts batches of 1,000 receipts")
     parser.add_argument("--lists", type=int, default=20)
     parser.add_argument("--store", default="", help="postgresql://... (a migrated, empty database); default SQLite")
+    parser.add_argument("--replicas", type=int, default=1, help="registry processes on the one --store (PostgreSQL)")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.serve is not None:

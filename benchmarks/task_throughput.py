@@ -1,16 +1,22 @@
 """Tasks per second through one registry, lease latency, and what checking a fencing claim costs.
 
     PYTHONPATH=. .venv/bin/python benchmarks/task_throughput.py [--tasks 2000] [--workers 16]
-        [--output table|json]
+        [--batch 16] [--store postgresql://...] [--output table|json]
 
 Starts a real registry process, enrols one agent and registers one instance serving the task
-kind, then over real gRPC (TLS for the operator, mTLS with the agent's SVID):
-  submit    `--tasks` SubmitTask calls, `--workers` at a time (operator token)
-  work      `--workers` loops of LeaseTask, StartTask, CompleteTask until the queue is empty
-and reports tasks per second for each phase and for the whole cycle (submit + lease + start +
-complete, four registry writes per task), and the p50/p99 latency of LeaseTask. The registry's
-writes run on its SQLite writer thread, batched: what queued while a transaction ran commits in
-the next one (registry.store.sqlite.database.write_batched).
+kind, then over real gRPC (TLS for the operator, mTLS with the agent's SVID), twice on the same
+registry, `--tasks` tasks each time:
+  one call per step (the `single_` figures):
+    submit  SubmitTask calls, `--workers` at a time (operator token)
+    work    `--workers` loops of LeaseTask, StartTask, CompleteTask until the queue is empty
+  batched (the `batch_` figures), `--batch` tasks per call:
+    submit  SubmitTasks calls, `--workers` at a time
+    work    `--workers` loops of LeaseTask(max_tasks=--batch, start=true) and CompleteTasks
+and reports tasks per second for each phase and for the whole cycle (submit, lease, start,
+complete: four registry writes per task either way), and the p50/p99 latency of LeaseTask.
+The registry's writes run on its SQLite writer thread, batched: what queued while a
+transaction ran commits in the next one (registry.store.sqlite.database.write_batched), so a
+batched call's tasks commit together.
 
 Store alone (in this process, no gRPC): the same submit and lease/start/complete cycle straight
 on registry.task_queue over the SQLite store, `--workers` coroutines at a time: what the
@@ -28,6 +34,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -65,16 +72,21 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
 
 
-async def start_registry(work: Path) -> Child:
+async def start_registry(work: Path, store: str = "") -> Child:
     argv = meshwarden_argv(
         "registry", "serve", "--listen", "127.0.0.1:0", "--admin-listen", "off",
         "--data-dir", str(work / "registry"), "--heartbeat-interval-s", "30",
+        *(("--store", store) if store else ()),
     )  # fmt: skip
+    if store:
+        await asyncio.to_thread(
+            subprocess.run, meshwarden_argv("registry", "migrate", "--store", store), check=True, capture_output=True
+        )
     unverified = {"MESHWARDEN_REGISTRY_ALLOW_UNVERIFIED_BUNDLES": "true"}  # older checkouts ignore it
     return await start("registry", argv, log_dir=work / "logs", env=unverified, health_tls=registry_health_tls)
 
 
-async def measure(registry: Child, work: Path, tasks: int, workers: int) -> dict[str, float]:
+async def measure(registry: Child, work: Path, tasks: int, workers: int, batch: int) -> dict[str, float]:
     ready = registry.addresses
     learned = await asyncio.to_thread(learn_registry_ca, parse_host_port(ready["listen"]), pin=ready["ca_fingerprint"])
     trust = RegistryTrust(ready["trust_domain"], learned.bundle_pem)
@@ -108,14 +120,24 @@ async def measure(registry: Child, work: Path, tasks: int, workers: int) -> dict
             agent = tasks_pb2_grpc.TasksStub(ch)
             submit_s = await _submit_all(operator, metadata, tasks, workers)
             work_s, lease_ms = await _work_all(agent, registered.instance_id, workers)
+            batch_submit_s = await _submit_batches(operator, metadata, tasks, workers, batch)
+            batch_work_s, batch_lease_ms = await _work_batches(agent, registered.instance_id, workers, batch)
     return {
         "tasks": tasks,
         "workers": workers,
-        "submit_per_s": round(tasks / submit_s),
-        "lease_start_complete_per_s": round(tasks / work_s),
-        "full_cycle_per_s": round(tasks / (submit_s + work_s)),
-        "lease_p50_ms": round(statistics.median(lease_ms), 2),
-        "lease_p99_ms": round(percentile(lease_ms, 0.99), 2),
+        "batch": batch,
+        **_figures("single_", tasks, submit_s, work_s, lease_ms),
+        **_figures("batch_", tasks, batch_submit_s, batch_work_s, batch_lease_ms),
+    }
+
+
+def _figures(prefix: str, tasks: int, submit_s: float, work_s: float, lease_ms: list[float]) -> dict[str, float]:
+    return {
+        f"{prefix}submit_per_s": round(tasks / submit_s),
+        f"{prefix}lease_start_complete_per_s": round(tasks / work_s),
+        f"{prefix}full_cycle_per_s": round(tasks / (submit_s + work_s)),
+        f"{prefix}lease_p50_ms": round(statistics.median(lease_ms), 2),
+        f"{prefix}lease_p99_ms": round(percentile(lease_ms, 0.99), 2),
     }
 
 
@@ -152,6 +174,60 @@ async def _work_all(stub: tasks_pb2_grpc.TasksStub, instance_id: str, c: int) ->
                 ),
                 timeout=30,
             )
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(c)))
+    return time.perf_counter() - started, lease_ms
+
+
+async def _submit_batches(
+    stub: tasks_pb2_grpc.TasksStub, metadata: tuple[tuple[str, str], ...], n: int, c: int, batch: int
+) -> float:
+    starts = iter(range(0, n, batch))
+
+    async def worker() -> None:
+        for first in starts:
+            request = tasks_pb2.SubmitTasksRequest(
+                tasks=[
+                    tasks_pb2.SubmitTaskRequest(kind=KIND, input_json=json.dumps({"n": i}), idempotency_key=f"m{i}")
+                    for i in range(first, min(first + batch, n))
+                ]
+            )
+            await stub.SubmitTasks(request, metadata=metadata, timeout=30)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(c)))
+    return time.perf_counter() - started
+
+
+async def _work_batches(
+    stub: tasks_pb2_grpc.TasksStub, instance_id: str, c: int, batch: int
+) -> tuple[float, list[float]]:
+    lease_ms: list[float] = []
+    request = tasks_pb2.LeaseTaskRequest(instance_id=instance_id, kinds=[KIND], max_tasks=batch, start=True)
+
+    async def worker() -> None:
+        while True:
+            began = time.perf_counter()
+            leased = await stub.LeaseTask(request, timeout=30)
+            lease_ms.append((time.perf_counter() - began) * 1000)
+            if not leased.HasField("task"):
+                return
+            held = [leased.task, *(lease.task for lease in leased.more)]
+            done = await stub.CompleteTasks(
+                tasks_pb2.CompleteTasksRequest(
+                    completions=[
+                        tasks_pb2.CompleteTaskRequest(
+                            task_id=t.id, instance_id=instance_id, fencing_token=t.fencing_token, succeeded=True
+                        )
+                        for t in held
+                    ]
+                ),
+                timeout=30,
+            )
+            refused = [r.refused.message for r in done.results if r.HasField("refused")]
+            if refused:
+                raise RuntimeError(f"completions refused: {refused[:3]}")
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(c)))
@@ -216,11 +292,13 @@ async def store_alone(tasks: int, workers: int) -> dict[str, float]:
 async def run(args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="mw-tasks-bench-") as tmp:
         work = Path(tmp)
-        registry = await start_registry(work)
+        registry = await start_registry(work, args.store)
         try:
-            figures = await measure(registry, work, args.tasks, args.workers)
+            figures = await measure(registry, work, args.tasks, args.workers, args.batch)
         finally:
             await registry.stop()
+    if args.store:  # the store-alone figures are SQLite's
+        return {**figures, **fencing_cost_us()}
     return {**figures, **await store_alone(args.tasks, args.workers), **fencing_cost_us()}
 
 
@@ -228,6 +306,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=16, help="tasks per batched call (at most 64)")
+    parser.add_argument(
+        "--store", default="", help="a postgresql:// URL for the registry (migrated here; an empty database)"
+    )
     parser.add_argument("--output", choices=["table", "json"], default="table")
     args = parser.parse_args(argv)
     summary = asyncio.run(run(args))
@@ -235,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(summary, indent=2))
         return 0
     for name, value in summary.items():
-        print(f"{name:<28} {value}")
+        print(f"{name:<34} {value}")
     return 0
 
 

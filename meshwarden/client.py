@@ -223,11 +223,14 @@ class Client:
         reply: tasks_pb2.SubmitTaskResponse = await self._task_call(self._stub.SubmitTask, request, timeout)
         return reply
 
-    async def lease_task(self, *kinds: str, timeout: float = OUTCOME_TIMEOUT_S) -> tasks_pb2.LeaseTaskResponse:
+    async def lease_task(
+        self, *kinds: str, start: bool = False, timeout: float = OUTCOME_TIMEOUT_S
+    ) -> tasks_pb2.LeaseTaskResponse:
         """The oldest queued task of `kinds`, now held by this agent's instance (its `task` field
-        is unset when none is queued). Keep it with heartbeat_task within its lease_ttl."""
+        is unset when none is queued); with `start`, already RUNNING (no start_task needed).
+        Keep it with heartbeat_task within its lease_ttl."""
         reply: tasks_pb2.LeaseTaskResponse = await self._task_call(
-            self._stub.LeaseTask, tasks_pb2.LeaseTaskRequest(kinds=kinds), timeout
+            self._stub.LeaseTask, tasks_pb2.LeaseTaskRequest(kinds=kinds, start=start), timeout
         )
         return reply
 

@@ -1,8 +1,9 @@
 """The SDK's task worker: `@agent.task("kind")` handlers take tasks through the sidecar, one at
 a time per kind, and keep their lease alive while they run.
 
-For each task: lease, start, run the handler with a TaskContext while a heartbeat goes out
-every third of the lease TTL, then complete (succeeded with the handler's result, or failed
+For each task: lease and start in one call (the registry moves it to RUNNING with the lease),
+run the handler with a TaskContext while a heartbeat goes out every third of the lease TTL,
+then complete (succeeded with the handler's result, or failed
 with its error). When a heartbeat answers LeaseLost, the lease has passed to another holder:
 the handler is cancelled (it sees asyncio.CancelledError) and nothing more is reported. Before
 a side effect, a handler can `await ctx.confirm_lease()`: a heartbeat that raises LeaseLost when
@@ -103,7 +104,7 @@ async def work_forever(
     """Takes tasks of `kind` until cancelled; a failed lease is logged and tried again."""
     while True:
         try:
-            leased = await client.lease_task(kind)
+            leased = await client.lease_task(kind, start=True)
         except MeshError as err:
             log.warning("could not lease a %s task: %s", kind, err)
             await asyncio.sleep(poll_s)
@@ -127,7 +128,8 @@ async def run_one(client: Client, leased: tasks_pb2.LeaseTaskResponse, handler: 
         _gateway=gateway,
     )
     try:
-        await client.start_task(task.id, task.fencing_token)
+        if task.state != tasks_pb2.TASK_STATE_RUNNING:  # leased without start
+            await client.start_task(task.id, task.fencing_token)
     except MeshError as err:
         log.warning("task %s could not start: %s", task.id, err)
         return

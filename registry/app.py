@@ -51,7 +51,7 @@ from meshwarden.registry.config import RegistryConfig
 from meshwarden.registry.console import ConsoleBindError, ConsoleServer, Sources
 from meshwarden.registry.control_acks import Acknowledgements
 from meshwarden.registry.controls import Controls
-from meshwarden.registry.errors import RegistryError, StoreError
+from meshwarden.registry.errors import RegistryError
 from meshwarden.registry.health_reports import HealthReports
 from meshwarden.registry.issuer import CA_CERT_FILE, CA_DIR_NAME, CA_KEY_FILE, Issuer
 from meshwarden.registry.join_tokens import JoinTokens
@@ -66,7 +66,6 @@ from meshwarden.registry.session_queries import SessionQueries
 from meshwarden.registry.store import Stores
 from meshwarden.registry.store.sqlite import stores_over
 from meshwarden.registry.store.sqlite.database import Database
-from meshwarden.registry.store.sqlite.tasks import SqliteTasks
 from meshwarden.registry.task_queue import TaskQueue
 from meshwarden.registry.watch_hub import WatchHub
 from meshwarden.standard_services import add_standard_services, set_serving
@@ -126,8 +125,8 @@ def announce(ready: Ready) -> None:
 
 async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on_ready: OnReady = announce) -> None:
     """Serves until `stop` is set. Raises StoreError, CaError or StartError when it cannot start."""
-    # SQLite in the data dir: the whole store, or (with --store postgresql://) only tasks, which
-    # have no PostgreSQL store yet and are this replica's own.
+    # SQLite in the data dir: the whole store; with --store postgresql:// it is opened only for
+    # the data dir (created 0700) and its lock, which keeps two replicas off one data dir.
     db = await asyncio.to_thread(Database.open, config.data_dir)
     try:
         stores = await _open_stores(config, db)
@@ -160,7 +159,8 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
         receipts = Receipts(stores.receipts, clock, trust_bundle_pem=issuer.bundle_pem)
         outcomes = Outcomes(stores.outcomes, clock)
         task_queue = TaskQueue(stores.tasks, clock)
-        await task_queue.forgive_downtime()
+        if stores.leadership is None:
+            await task_queue.forgive_downtime()  # with replicas: whoever takes the lead does it
         controls = Controls(stores.controls, clock, audit, hub.publish)
         await controls.load()
         routes = Routes(stores.routes, clock, audit, hub.publish)
@@ -184,7 +184,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             receipts=receipts,
             sessions=SessionQueries(receipts, outcomes, stores.sessions, clock),
             controls=controls,
-            acks=Acknowledgements(clock),
+            acks=Acknowledgements(clock, stores.control_watchers),
             audit=audit,
             clock=clock,
             health=health,
@@ -210,23 +210,24 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             ("lease-reaper", lambda: leases.reap_expired_leases(parts.catalog, config.heartbeat_interval_s)),
             ("kill-switch-expiry", parts.controls.expire_forever),
             ("budget-slice-expiry", parts.budgets.reap_forever),
+            ("task-lease-reaper", task_queue.reap_forever),
         ]
-        # Tasks are still in this process's SQLite file, even with a shared store (their
-        # PostgreSQL store is not written yet): their expiry runs here, on what only it holds.
-        this_replica_only = [tasks.supervise("task-lease-reaper", task_queue.reap_forever)]
+        if config.receipts_retention_s:
+            retention = config.receipts_retention_s
+            once_in_mesh.append(("receipts-retention", lambda: receipts.retain_forever(retention)))
         background = [
-            *this_replica_only,
             tasks.supervise("registry-svid-rotation", own_svid.rotate_forever),
             tasks.supervise(
                 "work-once-in-mesh",
-                lambda: singletons.run_once_in_mesh(once_in_mesh, stores.leadership, _on_lead(stores, catalog)),
+                lambda: singletons.run_once_in_mesh(
+                    once_in_mesh, stores.leadership, _on_lead(stores, catalog, task_queue)
+                ),
             ),
         ]
         if parts.follower is not None:
             background.append(tasks.supervise("replica-follower", parts.follower.follow_forever))
-        if config.receipts_retention_s:
-            retention = config.receipts_retention_s
-            background.append(tasks.supervise("receipts-retention", lambda: receipts.retain_forever(retention)))
+        if stores.control_watchers is not None:
+            background.append(tasks.supervise("control-watchers-sharing", parts.acks.share_forever))
         try:
             await _serve(config, parts, own_svid.current, stop, on_ready)
         finally:
@@ -252,15 +253,7 @@ async def _open_stores(config: RegistryConfig, db: Database) -> Stores:
         return stores_over(db, event_log_retention=config.event_log_retention)
     from meshwarden.registry.store.postgres import open_postgres  # asyncpg only when asked for
 
-    if config.receipts_retention_s:
-        raise StoreError(
-            "--receipts-retention is not available with a PostgreSQL store yet (it needs chain "
-            "checkpoints only the SQLite store writes); leave it out, or use the SQLite store"
-        )
-
-    return await open_postgres(
-        config.store, event_log_retention=config.event_log_retention, tasks=SqliteTasks(db)
-    )
+    return await open_postgres(config.store, event_log_retention=config.event_log_retention)
 
 
 def _make_shared_files(config: RegistryConfig, clock: Clock) -> None:
@@ -270,12 +263,14 @@ def _make_shared_files(config: RegistryConfig, clock: Clock) -> None:
     task_key.load_or_create(config.data_dir)
 
 
-def _on_lead(stores: Stores, catalog: Catalog) -> Callable[[], Awaitable[None]]:
-    """What a replica does when it takes the lead: forgive the time no replica renewed leases."""
+def _on_lead(stores: Stores, catalog: Catalog, task_queue: TaskQueue) -> Callable[[], Awaitable[None]]:
+    """What a replica does when it takes the lead: forgive the time no replica renewed leases
+    (instances' and tasks')."""
 
     async def forgive() -> None:
         if stores.leadership is not None:
             await leases.forgive_downtime(catalog)
+            await task_queue.forgive_downtime()
 
     return forgive
 
@@ -383,7 +378,7 @@ def _add_services(server: grpc.aio.Server, config: RegistryConfig, parts: _Parts
         budgets=api.BudgetsApi(parts.budgets),
         tools=api.ToolsApi(parts.receipts, parts.clock),
         bundle_history=api.BundleHistoryApi(parts.bundles),
-        tasks=api.TasksApi(parts.task_queue, parts.catalog, parts.task_key, parts.receipts, parts.clock),
+        tasks=api.TasksApi(parts.task_queue, parts.catalog, parts.task_key, parts.receipts),
     )
 
 

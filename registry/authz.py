@@ -110,6 +110,8 @@ REQUIRED: Final[Mapping[str, Need]] = MappingProxyType(
         method(_TASKS, "HeartbeatTask"): Need.AGENT,  # plus: the caller's instance holds the task
         method(_TASKS, "StartTask"): Need.AGENT,  # plus: as HeartbeatTask
         method(_TASKS, "CompleteTask"): Need.AGENT,  # plus: as HeartbeatTask
+        method(_TASKS, "SubmitTasks"): Need.AGENT_OR_OPERATOR,  # as SubmitTask, each
+        method(_TASKS, "CompleteTasks"): Need.AGENT,  # plus: as HeartbeatTask, each
         method(_TASKS, "CancelTask"): Need.OPERATOR,
         method(_TASKS, "RequeueTask"): Need.OPERATOR,
         method(_TASKS, "ListTasks"): Need.OPERATOR,

@@ -19,6 +19,12 @@ every event after the last one published here, from the store's log. A change co
 whose revision is not the next one (another replica committed in between) publishes the
 events in between first, so the watchers of every replica see every change in revision order.
 
+Registrations under a fresh id are the common change and, under load, many arrive at once:
+they are queued and added a batch at a time (`store.add_all`, one transaction and one commit
+for all that arrived while the previous batch was written), still one batch at a time under
+the same lock, so a burst shares commits instead of queuing for one each (PostgreSQL's commit,
+a few milliseconds, was what capped registrations per second).
+
 Which agent may touch an instance is decided here too (registry.authz.require_agent), since
 only the catalog knows whose instance an id is.
 """
@@ -27,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 import uuid
 from collections import Counter
@@ -56,6 +61,8 @@ from meshwarden.registry.validation import validate_agent_name, validate_capabil
 log = logging.getLogger(__name__)
 
 INSTANCE_ID_HEX_CHARS: Final = 12
+# Registrations added in one store transaction at most (registry.catalog.Catalog._add).
+MAX_ADD_BATCH: Final = 256
 
 Publish = Callable[[CatalogEvent], None]
 Resync = Callable[[str], None]
@@ -95,6 +102,8 @@ class Catalog:
         self._changing = asyncio.Lock()
         self._revision = 0
         self._agents: dict[str, str] = {}  # instance id -> agent, as of `_revision`
+        self._adding: list[tuple[Instance, asyncio.Future[Upserted | None]]] = []
+        self._adder: asyncio.Task[None] | None = None
 
     async def load(self) -> None:
         snapshot = await self._store.snapshot()
@@ -156,7 +165,7 @@ class Catalog:
         if spec.instance_id:
             event = await self._change(replace_or_add)
         while event is None:  # a fresh id: added only if no instance holds it, else another is drawn
-            event = await self._change(functools.partial(self._store.add, new_instance(_new_id(), None)))
+            event = await self._add(new_instance(_new_id(), None))
         if not isinstance(event, Upserted):  # an upsert always changes the catalog
             raise RuntimeError(f"registering {spec.instance_id or 'an instance'} committed no upsert")
         instance = event.instance
@@ -279,6 +288,34 @@ class Catalog:
                 return event
 
         return await tasks.to_completion(commit_and_publish())
+
+    async def _add(self, instance: Instance) -> Upserted | None:
+        """Adds `instance` with the next batch (None when its id was taken); shielded like
+        `_change`: a caller that goes away does not take the batch with it."""
+        added: asyncio.Future[Upserted | None] = asyncio.get_running_loop().create_future()
+        self._adding.append((instance, added))
+        if self._adder is None or self._adder.done():
+            self._adder = asyncio.create_task(self._add_queued())
+        return await asyncio.shield(added)
+
+    async def _add_queued(self) -> None:
+        """Adds what was queued, up to MAX_ADD_BATCH a transaction, until nothing is left."""
+        while self._adding:
+            batch, self._adding = self._adding[:MAX_ADD_BATCH], self._adding[MAX_ADD_BATCH:]
+            try:
+                async with self._changing:
+                    events = await self._store.add_all([instance for instance, _ in batch])
+                    for event in events:
+                        if event is not None:
+                            await self._publish_through(event)
+            except Exception as exc:  # noqa: BLE001 -- whatever failed the batch fails each of its callers
+                for _, waiting in batch:
+                    if not waiting.done():
+                        waiting.set_exception(exc)
+                continue
+            for (_, waiting), event in zip(batch, events, strict=True):
+                if not waiting.done():
+                    waiting.set_result(event)
 
     async def catch_up(self) -> None:
         """Publishes every change other replicas committed since the last one published here."""

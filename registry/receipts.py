@@ -82,6 +82,10 @@ class Receipts:
         """Receipts with since <= started_at < until (Unix seconds), ordered by started_at."""
         return await self._store.between(since, until)
 
+    async def for_task(self, task_id: str, limit: int) -> list[receipts_pb2.Receipt]:
+        """The receipts of calls made for a task (both sidecars' of each), by started_at."""
+        return await self._store.for_task(task_id, limit)
+
     async def count(self) -> int:
         return await self._store.count()
 

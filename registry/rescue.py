@@ -6,8 +6,9 @@ naming the field, no usable identity UNAUTHENTICATED, an identity without the ri
 PERMISSION_DENIED, an unknown or
 expired lease NOT_FOUND, a watcher cut off or a storage failure UNAVAILABLE (clients retry);
 anything else is a bug: INTERNAL with a generic message, while the full traceback goes to
-the registry's log. Each refusal is logged once, with its reason and never a secret. No
-exception ends the process.
+the registry's log (a storage failure is logged as its message, which names the database
+and the cause: while a database is down every call fails alike). Each refusal is logged
+once, with its reason and never a secret. No exception ends the process.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, "registry fault; the registry log has the details"
 
 
-def _as_mesh_error(exc: Exception) -> errors.MeshError | None:
+def as_mesh_error(exc: Exception) -> errors.MeshError | None:
     """Task refusals a sidecar relays to its agent, typed on the wire (google.rpc.ErrorInfo)."""
     if isinstance(exc, task_queue.LeaseLost):
         return errors.LeaseLost(str(exc))
@@ -70,7 +71,7 @@ def _as_mesh_error(exc: Exception) -> errors.MeshError | None:
 
 
 async def abort(context: Context, exc: Exception, rpc: str) -> NoReturn:
-    mesh = _as_mesh_error(exc)
+    mesh = as_mesh_error(exc)
     if mesh is not None:
         await error_status.abort(context, mesh)
     code, message = status_for(exc)
@@ -78,6 +79,8 @@ async def abort(context: Context, exc: Exception, rpc: str) -> NoReturn:
         log.info("watch stream ended: %s", exc)
     elif code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
         log.warning("refused %s from %s (%s): %s", rpc, context.peer(), code.name, message)
+    elif isinstance(exc, StoreError):  # says what failed and where; a traceback per call would bury it
+        log.error("%s failed: %s", rpc, exc)
     elif code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE):
         log.error("%s failed", rpc, exc_info=exc)
     await context.abort(code, fit(message))

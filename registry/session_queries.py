@@ -46,7 +46,7 @@ class SessionQueries:
     def __init__(
         self, receipts: ReceiptSource, outcomes: Outcomes, sessions: SessionStore | None, clock: Clock
     ) -> None:
-        # sessions: the per-session totals; None (PostgreSQL, for now) reads every receipt instead
+        # sessions: the per-session totals (both stores keep them); None reads every receipt instead
         self._receipts, self._outcomes, self._sessions, self._clock = receipts, outcomes, sessions, clock
 
     async def report_outcome(

@@ -1,5 +1,5 @@
 """Work that must run on one replica at a time: lease expiry, kill-switch expiry, budget slice
-expiry (and task leases, once their store is shared rather than each replica's SQLite file).
+expiry, task lease expiry, receipt retention.
 
 With one registry process (SQLite) it simply runs. With several replicas on PostgreSQL it
 runs only while this replica holds the store's leadership (an advisory lock,

@@ -18,7 +18,8 @@ registry.leases does for instances: no holder could heartbeat while the registry
 
 Over 300 lines because the operators' moves, the holders' reports and the reaper apply one
 transition table and one holder check to the same rows; apart, each would need the others'
-internals. Field limits are in registry.task_input, SQL in registry.store.sqlite.tasks.
+internals. Field limits are in registry.task_input, SQL in registry.store.sqlite.tasks and
+registry.store.postgres.tasks.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ALLOWED",
     "CANCELLED",
+    "Completion",
     "EXPIRED",
     "FAILED",
     "FINISHED",
@@ -96,6 +98,7 @@ ALLOWED: Final[Mapping[int, frozenset[int]]] = MappingProxyType(
 )
 
 REAPER: Final = "registry"
+MAX_LEASE_BATCH: Final = 64  # tasks one lease call may take
 _REAP_AT_LEAST_EVERY_S: Final = 1.0
 
 
@@ -142,6 +145,17 @@ class Submission:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Completion:
+    """A holder's report that its task ended, under the token it holds."""
+
+    task_id: str
+    token: int
+    succeeded: bool
+    result_json: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Holder:
     instance_id: str
     agent: str
@@ -156,8 +170,28 @@ class TaskQueue:
     async def submit(self, submission: Submission, submitted_by: str) -> tuple[StoredTask, bool]:
         """The new task and True, or the first task with that idempotency key and False."""
         check_submission(submission)
+        task = self._new_task(submission, submitted_by)
+        stored, created = await self._store.add(task, _transition(task, 0, submitted_by, "submitted", task.created_at))
+        if created:
+            log.debug("task %s (%s) submitted by %s", stored.id, stored.kind, submitted_by)
+        return stored, created
+
+    async def submit_many(self, submissions: list[Submission], submitted_by: str) -> list[tuple[StoredTask, bool]]:
+        """`submit` for each, in one transaction; every one is checked before any is stored
+        (InvalidInput names the first bad one: "tasks[2].kind ...")."""
+        for n, submission in enumerate(submissions):
+            try:
+                check_submission(submission)
+            except InvalidInput as exc:
+                raise InvalidInput(f"tasks[{n}].{exc.field}", exc.problem) from exc
+        tasks = [self._new_task(s, submitted_by) for s in submissions]
+        return await self._store.add_many(
+            [(task, _transition(task, 0, submitted_by, "submitted", task.created_at)) for task in tasks]
+        )
+
+    def _new_task(self, submission: Submission, submitted_by: str) -> StoredTask:
         now = self._clock.wall()
-        task = StoredTask(
+        return StoredTask(
             id="task-" + secrets.token_hex(8),
             kind=submission.kind,
             workflow_id=submission.workflow_id,
@@ -177,16 +211,23 @@ class TaskQueue:
             created_at=now,
             updated_at=now,
         )
-        stored, created = await self._store.add(task, _transition(task, 0, submitted_by, "submitted", now))
-        if created:
-            log.debug("task %s (%s) submitted by %s", stored.id, stored.kind, submitted_by)
-        return stored, created
 
     async def lease(self, holder: Holder, kinds: tuple[str, ...]) -> StoredTask | None:
         """The oldest queued task of those kinds, now leased to `holder` under the next token."""
+        leased = await self.lease_many(holder, kinds, 1)
+        return leased[0] if leased else None
+
+    async def lease_many(
+        self, holder: Holder, kinds: tuple[str, ...], limit: int, *, start: bool = False
+    ) -> list[StoredTask]:
+        """Up to `limit` of the oldest queued tasks of those kinds, each now leased to `holder`
+        under its next token, in one transaction; with `start`, also RUNNING (both moves
+        recorded), which saves the holder a StartTask per task."""
+        if not 0 < limit <= MAX_LEASE_BATCH:
+            raise InvalidInput("max_tasks", f"must be between 1 and {MAX_LEASE_BATCH}")
         now = self._clock.wall()
 
-        def take(task: StoredTask) -> tuple[StoredTask, TaskTransition]:
+        def take(task: StoredTask) -> tuple[StoredTask, tuple[TaskTransition, ...]]:
             leased = replace(
                 task,
                 state=LEASED,
@@ -197,27 +238,31 @@ class TaskQueue:
                 attempts=task.attempts + 1,
                 updated_at=now,
             )
-            return leased, _transition(leased, task.state, holder.instance_id, f"attempt {leased.attempts}", now)
+            took = _transition(leased, task.state, holder.instance_id, f"attempt {leased.attempts}", now)
+            if not start:
+                return leased, (took,)
+            running, (started,) = _move(leased, RUNNING, "start", holder.instance_id, "started", now)
+            return running, (took, started)
 
-        leased = await self._store.lease_oldest(QUEUED, kinds, take)
-        if leased is not None and leased.lease_expires_at < self._next_reap_at:
-            self._wake.set()  # this lease ends before the reaper would look again
+        leased = await self._store.lease_oldest(QUEUED, kinds, take, limit)
+        if any(task.lease_expires_at < self._next_reap_at for task in leased):
+            self._wake.set()  # a lease ends before the reaper would look again
         return leased
 
     async def heartbeat(self, task_id: str, holder: Holder, token: int) -> StoredTask:
         """Extends the holder's lease by the task's TTL; not a transition, so not recorded."""
         now = self._clock.wall()
 
-        def renew(task: StoredTask) -> tuple[StoredTask, TaskTransition | None]:
+        def renew(task: StoredTask) -> tuple[StoredTask, tuple[TaskTransition, ...]]:
             _check_held(task, holder, token, now)
-            return replace(task, lease_expires_at=now + task.lease_ttl_s, updated_at=now), None
+            return replace(task, lease_expires_at=now + task.lease_ttl_s, updated_at=now), ()
 
         return await self._change(task_id, renew)
 
     async def start(self, task_id: str, holder: Holder, token: int) -> StoredTask:
         now = self._clock.wall()
 
-        def start(task: StoredTask) -> tuple[StoredTask, TaskTransition | None]:
+        def start(task: StoredTask) -> tuple[StoredTask, tuple[TaskTransition, ...]]:
             _check_held(task, holder, token, now)
             return _move(task, RUNNING, "start", holder.instance_id, "started", now)
 
@@ -227,22 +272,38 @@ class TaskQueue:
         self, task_id: str, holder: Holder, token: int, *, succeeded: bool, result_json: str, error: str
     ) -> StoredTask:
         check_outcome(result_json, error)
+        report = Completion(task_id=task_id, token=token, succeeded=succeeded, result_json=result_json, error=error)
+        return await self._change(task_id, _completing(report, holder, self._clock.wall()))
+
+    async def complete_many(self, reports: list[Completion], holder: Holder) -> list[StoredTask | RegistryError]:
+        """`complete` for each (of different tasks), in one transaction; each answer is the
+        completed task or the error `complete` would have raised for it alone."""
         now = self._clock.wall()
-        to = SUCCEEDED if succeeded else FAILED
-        reason = "succeeded" if succeeded else f"failed: {error}" if error else "failed"
-
-        def complete(task: StoredTask) -> tuple[StoredTask, TaskTransition | None]:
-            _check_held(task, holder, token, now)
-            done = replace(task, result_json=result_json, error=error)
-            return _move(done, to, "complete", holder.instance_id, reason, now)
-
-        return await self._change(task_id, complete)
+        refused: dict[int, RegistryError] = {}
+        changes: list[tuple[str, TaskChange]] = []
+        for n, report in enumerate(reports):
+            try:
+                check_id("task_id", report.task_id)
+                check_outcome(report.result_json, report.error)
+            except InvalidInput as exc:
+                refused[n] = exc
+                continue
+            changes.append((report.task_id, _completing(report, holder, now)))
+        done = iter(await self._store.change_many(changes))
+        answers: list[StoredTask | RegistryError] = []
+        for n, report in enumerate(reports):
+            if n in refused:
+                answers.append(refused[n])
+                continue
+            result = next(done)
+            answers.append(UnknownTask(report.task_id) if result is None else result)
+        return answers
 
     async def cancel(self, task_id: str, operator: str, reason: str) -> StoredTask:
         check_text("reason", reason)
         now = self._clock.wall()
 
-        def cancel(task: StoredTask) -> tuple[StoredTask, TaskTransition | None]:
+        def cancel(task: StoredTask) -> tuple[StoredTask, tuple[TaskTransition, ...]]:
             return _move(task, CANCELLED, "cancel", operator, reason or "cancelled by an operator", now)
 
         return await self._change(task_id, cancel)
@@ -252,7 +313,7 @@ class TaskQueue:
         check_text("reason", reason)
         now = self._clock.wall()
 
-        def requeue(task: StoredTask) -> tuple[StoredTask, TaskTransition | None]:
+        def requeue(task: StoredTask) -> tuple[StoredTask, tuple[TaskTransition, ...]]:
             fresh = replace(task, attempts=0, result_json="", error="")
             return _move(fresh, QUEUED, "requeue", operator, reason or "requeued by an operator", now)
 
@@ -293,7 +354,7 @@ class TaskQueue:
         """Every lease that lapsed: queued again while attempts remain, else expired."""
         now = self._clock.wall()
 
-        def lapse(task: StoredTask) -> tuple[StoredTask, TaskTransition | None]:
+        def lapse(task: StoredTask) -> tuple[StoredTask, tuple[TaskTransition, ...]]:
             to = QUEUED if task.attempts < task.max_attempts else EXPIRED
             reason = f"lease expired (no heartbeat from {task.holder_instance_id}); " + (
                 "queued again" if to == QUEUED else f"no attempts left of {task.max_attempts}"
@@ -334,6 +395,19 @@ class TaskQueue:
         return changed
 
 
+def _completing(report: Completion, holder: Holder, now: float) -> TaskChange:
+    """The change that completes the task for `holder`, if it still holds it under the token."""
+    to = SUCCEEDED if report.succeeded else FAILED
+    reason = "succeeded" if report.succeeded else f"failed: {report.error}" if report.error else "failed"
+
+    def complete(task: StoredTask) -> tuple[StoredTask, tuple[TaskTransition, ...]]:
+        _check_held(task, holder, report.token, now)
+        done = replace(task, result_json=report.result_json, error=report.error)
+        return _move(done, to, "complete", holder.instance_id, reason, now)
+
+    return complete
+
+
 def _scope_filter(scope_kind: int, value: str) -> TaskFilter | None:
     unfinished = (QUEUED, LEASED, RUNNING)
     if scope_kind in (controls_pb2.SCOPE_KIND_INSTANCE, controls_pb2.SCOPE_KIND_AGENT):
@@ -362,13 +436,13 @@ def _check_held(task: StoredTask, holder: Holder, token: int, now: float) -> Non
 
 def _move(
     task: StoredTask, to: int, action: str, executor: str, reason: str, now: float
-) -> tuple[StoredTask, TaskTransition]:
+) -> tuple[StoredTask, tuple[TaskTransition]]:
     if to not in ALLOWED[task.state]:
         raise InvalidTransition(task, action)
     moved = replace(task, state=to, updated_at=now)
     if to not in HELD:
         moved = replace(moved, holder_instance_id="", holder_agent="", lease_expires_at=0.0)
-    return moved, _transition(moved, task.state, executor, reason, now, lease_expires_at=task.lease_expires_at)
+    return moved, (_transition(moved, task.state, executor, reason, now, lease_expires_at=task.lease_expires_at),)
 
 
 def _transition(

@@ -16,6 +16,7 @@ from typing import Literal, TypeVar, dataclass_transform
 
 from meshwarden.sidecar.catalog import Endpoint
 from meshwarden.sidecar.model_call import ModelOutcome, ModelRequest
+from meshwarden.sidecar.payload_facts import PayloadFacts
 from meshwarden.usage import Usage  # the SDK's: one type for what a call consumed, both sides
 
 _T = TypeVar("_T")
@@ -138,6 +139,24 @@ class Call:
     approval_wait: bool = True
     # Shared by every replace() of this call; see CallRecord.
     record: CallRecord = field(default_factory=CallRecord, compare=False, repr=False)
+    # Shared likewise: the payload's digest and parsed forms, each worked out once (payload_facts.py).
+    payload_facts: PayloadFacts = field(default_factory=PayloadFacts, compare=False, repr=False)
+
+    @property
+    def payload_sha256(self) -> str:
+        """The payload's digest, "sha256:<hex>", as receipts, approvals and the tool check name it."""
+        return self.payload_facts.sha256(self.payload)
+
+    @property
+    def payload_value(self) -> object:
+        """The payload as strict JSON (strict_json.loads); raises its ValueError. Do not change it."""
+        return self.payload_facts.json(self.payload)
+
+    def cedar_arguments(self) -> dict[str, object]:
+        """The payload as Cedar's mapping reads it (cedar_values.parse_arguments); raises its
+        ArgumentsNotMappable. Do not change it. A method, so that the policy stage can hand
+        it to a decision that parses only when some policy reads the arguments."""
+        return self.payload_facts.cedar_arguments(self.payload)
 
 
 @dataclass(frozen=True, slots=True)

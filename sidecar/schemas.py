@@ -54,7 +54,12 @@ def parse_payload(payload: bytes, capability: str, what: str = "arguments") -> o
     try:
         return strict_json.loads(payload)
     except ValueError as exc:  # UnicodeDecodeError is one
-        raise BadPayload(fit(f"{what} for {capability} are not valid UTF-8 JSON: {exc}")) from exc
+        raise not_json(exc, capability, what) from exc
+
+
+def not_json(problem: ValueError, capability: str, what: str = "arguments") -> BadPayload:
+    """The refusal of a payload strict_json.loads refused with `problem`."""
+    return BadPayload(fit(f"{what} for {capability} are not valid UTF-8 JSON: {problem}"))
 
 
 class SchemaCache:

@@ -36,11 +36,18 @@ class TaskRelay:
         self._may_submit = may_submit
 
     async def lease(self, request: tasks_pb2.LeaseTaskRequest, timeout_s: float | None) -> tasks_pb2.LeaseTaskResponse:
-        mine = tasks_pb2.LeaseTaskRequest(instance_id=self._own(request.instance_id), kinds=request.kinds)
+        mine = tasks_pb2.LeaseTaskRequest(
+            instance_id=self._own(request.instance_id),
+            kinds=request.kinds,
+            max_tasks=request.max_tasks,
+            start=request.start,
+        )
         leased: tasks_pb2.LeaseTaskResponse = await self._relay(
             "lease", lambda t: self._registry.tasks().LeaseTask(mine, timeout=t), timeout_s
         )
         self._learn(leased.signed_token)
+        for lease in leased.more:
+            self._learn(lease.signed_token)
         return leased
 
     async def heartbeat(self, request: tasks_pb2.TaskReport, timeout_s: float | None) -> tasks_pb2.LeaseTaskResponse:

@@ -6,6 +6,7 @@ run them; under CI=true they fail instead (tests/system_tools)."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -29,6 +30,7 @@ class Cluster:
     port: int
     bin_dir: Path
     run_as: str
+    home: Path
 
     def url(self, database: str) -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
@@ -43,6 +45,18 @@ class Cluster:
         if done.returncode != 0:
             raise RuntimeError(f"psql {sql!r}: {done.stderr.strip()}")
         return done.stdout.strip()
+
+    def stop(self, mode: str = "fast") -> None:
+        """`pg_ctl stop -m mode`: fast ends every session and shuts down cleanly; immediate is a crash."""
+        subprocess.run(
+            _as(self.run_as or None, [str(self.bin_dir / "pg_ctl"), "-D", str(self.home / "data"), "-m", mode, "stop"]),
+            capture_output=True,
+            check=False,
+        )
+
+    def start(self) -> bool:
+        """Starts the server again on its port; False when it did not start."""
+        return _pg_ctl_start(self.bin_dir, self.home, self.port, self.run_as or None)
 
 
 def _bin_dir() -> Path:
@@ -75,31 +89,36 @@ def _as(user: str | None, argv: list[str]) -> list[str]:
     return ["runuser", "-u", user, "--", *argv] if user else argv
 
 
-@pytest.fixture(scope="session")
-def postgres_cluster() -> Iterator[Cluster]:
+def _pg_ctl_start(bin_dir: Path, home: Path, port: int, user: str | None) -> bool:
+    options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300"
+    started = subprocess.run(
+        _as(
+            user,
+            [str(bin_dir / "pg_ctl"), "-D", str(home / "data"), "-o", options, "-l", str(home / "log"), "-w", "start"],
+        ),
+        capture_output=True,
+        check=False,
+    )
+    return started.returncode == 0
+
+
+@contextlib.contextmanager
+def throwaway_cluster(first_port: int = _FIRST_PORT) -> Iterator[Cluster]:
+    """A cluster of its own, initialised in a temporary directory and removed afterwards."""
     bin_dir = _bin_dir()
     user = _non_root_user() if os.geteuid() == 0 else None
     home = Path(tempfile.mkdtemp(prefix="meshwarden-pg-"))
     if user is not None:
         shutil.chown(home, user)
-    data = home / "data"
     subprocess.run(
-        _as(user, [str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", SUPERUSER, "--no-sync"]),
+        _as(user, [str(bin_dir / "initdb"), "-D", str(home / "data"), "-A", "trust", "-U", SUPERUSER, "--no-sync"]),
         check=True,
         capture_output=True,
     )
     cluster = None
-    for port in range(_FIRST_PORT + os.getpid() % 1000, _FIRST_PORT + os.getpid() % 1000 + 20):
-        options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300"
-        started = subprocess.run(
-            _as(
-                user, [str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(home / "log"), "-w", "start"]
-            ),
-            capture_output=True,
-            check=False,
-        )
-        if started.returncode == 0:
-            cluster = Cluster(port=port, bin_dir=bin_dir, run_as=user or "")
+    for port in range(first_port + os.getpid() % 1000, first_port + os.getpid() % 1000 + 20):
+        if _pg_ctl_start(bin_dir, home, port, user):
+            cluster = Cluster(port=port, bin_dir=bin_dir, run_as=user or "", home=home)
             break
     if cluster is None:
         log = (home / "log").read_text(errors="replace") if (home / "log").exists() else ""
@@ -108,12 +127,14 @@ def postgres_cluster() -> Iterator[Cluster]:
     try:
         yield cluster
     finally:
-        subprocess.run(
-            _as(user, [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-            capture_output=True,
-            check=False,
-        )
+        cluster.stop("immediate")
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Cluster]:
+    with throwaway_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

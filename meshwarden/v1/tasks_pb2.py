@@ -27,15 +27,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from meshwarden.v1 import receipts_pb2 as meshwarden_dot_v1_dot_receipts__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19meshwarden/v1/tasks.proto\x12\rmeshwarden.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cmeshwarden/v1/receipts.proto\"\xfa\x03\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x03 \x01(\t\x12\x12\n\ninput_json\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\'\n\x05state\x18\x06 \x01(\x0e\x32\x18.meshwarden.v1.TaskState\x12\x1a\n\x12holder_instance_id\x18\x07 \x01(\t\x12\x14\n\x0cholder_agent\x18\x08 \x01(\t\x12\x15\n\rfencing_token\x18\t \x01(\x04\x12\x34\n\x10lease_expires_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61ttempts\x18\x0b \x01(\r\x12\x14\n\x0cmax_attempts\x18\x0c \x01(\r\x12,\n\tlease_ttl\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bresult_json\x18\x0e \x01(\t\x12\r\n\x05\x65rror\x18\x0f \x01(\t\x12\x14\n\x0csubmitted_by\x18\x10 \x01(\t\x12.\n\ncreated_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x81\x02\n\x0eTaskTransition\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\nfrom_state\x18\x02 \x01(\x0e\x32\x18.meshwarden.v1.TaskState\x12*\n\x08to_state\x18\x03 \x01(\x0e\x32\x18.meshwarden.v1.TaskState\x12\x10\n\x08\x65xecutor\x18\x04 \x01(\t\x12\x15\n\rfencing_token\x18\x05 \x01(\x04\x12\x34\n\x10lease_expires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x07 \x01(\t\"\xa7\x01\n\x11SubmitTaskRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x12\n\ninput_json\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\r\x12,\n\tlease_ttl\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"H\n\x12SubmitTaskResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.meshwarden.v1.Task\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"6\n\x10LeaseTaskRequest\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\r\n\x05kinds\x18\x02 \x03(\t\"L\n\x11LeaseTaskResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.meshwarden.v1.Task\x12\x14\n\x0csigned_token\x18\x02 \x01(\x0c\"\x9e\x01\n\x0c\x46\x65ncingClaim\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x15\n\rfencing_token\x18\x02 \x01(\x04\x12\x1a\n\x12holder_instance_id\x18\x03 \x01(\t\x12\x14\n\x0cholder_agent\x18\x04 \x01(\t\x12\x34\n\x10lease_expires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"6\n\x12SignedFencingClaim\x12\r\n\x05\x63laim\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"I\n\nTaskReport\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\x15\n\rfencing_token\x18\x03 \x01(\x04\"\x89\x01\n\x13\x43ompleteTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\x15\n\rfencing_token\x18\x03 \x01(\x04\x12\x11\n\tsucceeded\x18\x04 \x01(\x08\x12\x13\n\x0bresult_json\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"6\n\x13OperatorTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"1\n\x0cTaskResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.meshwarden.v1.Task\"}\n\x10ListTasksRequest\x12\'\n\x05state\x18\x01 \x01(\x0e\x32\x18.meshwarden.v1.TaskState\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x03 \x01(\t\x12\x0e\n\x06holder\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\r\"7\n\x11ListTasksResponse\x12\"\n\x05tasks\x18\x01 \x03(\x0b\x32\x13.meshwarden.v1.Task\"\"\n\x0fShowTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\xa9\x01\n\x10ShowTaskResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.meshwarden.v1.Task\x12\x32\n\x0btransitions\x18\x02 \x03(\x0b\x32\x1d.meshwarden.v1.TaskTransition\x12%\n\x05\x63\x61lls\x18\x03 \x03(\x0b\x32\x16.meshwarden.v1.Receipt\x12\x17\n\x0f\x63\x61lls_truncated\x18\x04 \x01(\x08\"\x16\n\x14GetFencingKeyRequest\"3\n\x15GetFencingKeyResponse\x12\x1a\n\x12\x65\x64\x32\x35\x35\x31\x39_public_key\x18\x01 \x01(\x0c*\xd0\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11TASK_STATE_QUEUED\x10\x01\x12\x15\n\x11TASK_STATE_LEASED\x10\x02\x12\x16\n\x12TASK_STATE_RUNNING\x10\x03\x12\x18\n\x14TASK_STATE_SUCCEEDED\x10\x04\x12\x15\n\x11TASK_STATE_FAILED\x10\x05\x12\x16\n\x12TASK_STATE_EXPIRED\x10\x06\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x07\x32\xa6\x06\n\x05Tasks\x12Q\n\nSubmitTask\x12 .meshwarden.v1.SubmitTaskRequest\x1a!.meshwarden.v1.SubmitTaskResponse\x12N\n\tLeaseTask\x12\x1f.meshwarden.v1.LeaseTaskRequest\x1a .meshwarden.v1.LeaseTaskResponse\x12L\n\rHeartbeatTask\x12\x19.meshwarden.v1.TaskReport\x1a .meshwarden.v1.LeaseTaskResponse\x12\x43\n\tStartTask\x12\x19.meshwarden.v1.TaskReport\x1a\x1b.meshwarden.v1.TaskResponse\x12O\n\x0c\x43ompleteTask\x12\".meshwarden.v1.CompleteTaskRequest\x1a\x1b.meshwarden.v1.TaskResponse\x12M\n\nCancelTask\x12\".meshwarden.v1.OperatorTaskRequest\x1a\x1b.meshwarden.v1.TaskResponse\x12N\n\x0bRequeueTask\x12\".meshwarden.v1.OperatorTaskRequest\x1a\x1b.meshwarden.v1.TaskResponse\x12N\n\tListTasks\x12\x1f.meshwarden.v1.ListTasksRequest\x1a .meshwarden.v1.ListTasksResponse\x12K\n\x08ShowTask\x12\x1e.meshwarden.v1.ShowTaskRequest\x1a\x1f.meshwarden.v1.ShowTaskResponse\x12Z\n\rGetFencingKey\x12#.meshwarden.v1.GetFencingKeyRequest\x1a$.meshwarden.v1.GetFencingKeyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19meshwarden/v1/tasks.proto\x12\rmeshwarden.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cmeshwarden/v1/receipts.proto\"\xfa\x03\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x03 \x01(\t\x12\x12\n\ninput_json\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\'\n\x05state\x18\x06 \x01(\x0e\x32\x18.meshwarden.v1.TaskState\x12\x1a\n\x12holder_instance_id\x18\x07 \x01(\t\x12\x14\n\x0cholder_agent\x18\x08 \x01(\t\x12\x15\n\rfencing_token\x18\t \x01(\x04\x12\x34\n\x10lease_expires_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61ttempts\x18\x0b \x01(\r\x12\x14\n\x0cmax_attempts\x18\x0c \x01(\r\x12,\n\tlease_ttl\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bresult_json\x18\x0e \x01(\t\x12\r\n\x05\x65rror\x18\x0f \x01(\t\x12\x14\n\x0csubmitted_by\x18\x10 \x01(\t\x12.\n\ncreated_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x81\x02\n\x0eTaskTransition\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\nfrom_state\x18\x02 \x01(\x0e\x32\x18.meshwarden.v1.TaskState\x12*\n\x08to_state\x18\x03 \x01(\x0e\x32\x18.meshwarden.v1.TaskState\x12\x10\n\x08\x65xecutor\x18\x04 \x01(\t\x12\x15\n\rfencing_token\x18\x05 \x01(\x04\x12\x34\n\x10lease_expires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x07 \x01(\t\"\xa7\x01\n\x11SubmitTaskRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x12\n\ninput_json\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\r\x12,\n\tlease_ttl\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"H\n\x12SubmitTaskResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.meshwarden.v1.Task\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"Z\n\x10LeaseTaskRequest\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\r\n\x05kinds\x18\x02 \x03(\t\x12\x12\n\tmax_tasks\x18\xfa\x01 \x01(\r\x12\x0e\n\x05start\x18\xfb\x01 \x01(\x08\"u\n\x11LeaseTaskResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.meshwarden.v1.Task\x12\x14\n\x0csigned_token\x18\x02 \x01(\x0c\x12\'\n\x04more\x18\xfa\x01 \x03(\x0b\x32\x18.meshwarden.v1.TaskLease\"D\n\tTaskLease\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.meshwarden.v1.Task\x12\x14\n\x0csigned_token\x18\x02 \x01(\x0c\"E\n\x12SubmitTasksRequest\x12/\n\x05tasks\x18\x01 \x03(\x0b\x32 .meshwarden.v1.SubmitTaskRequest\"G\n\x13SubmitTasksResponse\x12\x30\n\x05tasks\x18\x01 \x03(\x0b\x32!.meshwarden.v1.SubmitTaskResponse\"O\n\x14\x43ompleteTasksRequest\x12\x37\n\x0b\x63ompletions\x18\x01 \x03(\x0b\x32\".meshwarden.v1.CompleteTaskRequest\"K\n\x15\x43ompleteTasksResponse\x12\x32\n\x07results\x18\x01 \x03(\x0b\x32!.meshwarden.v1.CompleteTaskResult\"d\n\x12\x43ompleteTaskResult\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.meshwarden.v1.Task\x12+\n\x07refused\x18\x02 \x01(\x0b\x32\x1a.meshwarden.v1.TaskRefusal\"<\n\x0bTaskRefusal\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x9e\x01\n\x0c\x46\x65ncingClaim\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x15\n\rfencing_token\x18\x02 \x01(\x04\x12\x1a\n\x12holder_instance_id\x18\x03 \x01(\t\x12\x14\n\x0cholder_agent\x18\x04 \x01(\t\x12\x34\n\x10lease_expires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"6\n\x12SignedFencingClaim\x12\r\n\x05\x63laim\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"I\n\nTaskReport\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\x15\n\rfencing_token\x18\x03 \x01(\x04\"\x89\x01\n\x13\x43ompleteTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\x15\n\rfencing_token\x18\x03 \x01(\x04\x12\x11\n\tsucceeded\x18\x04 \x01(\x08\x12\x13\n\x0bresult_json\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"6\n\x13OperatorTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"1\n\x0cTaskResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.meshwarden.v1.Task\"}\n\x10ListTasksRequest\x12\'\n\x05state\x18\x01 \x01(\x0e\x32\x18.meshwarden.v1.TaskState\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x03 \x01(\t\x12\x0e\n\x06holder\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\r\"7\n\x11ListTasksResponse\x12\"\n\x05tasks\x18\x01 \x03(\x0b\x32\x13.meshwarden.v1.Task\"\"\n\x0fShowTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\xa9\x01\n\x10ShowTaskResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.meshwarden.v1.Task\x12\x32\n\x0btransitions\x18\x02 \x03(\x0b\x32\x1d.meshwarden.v1.TaskTransition\x12%\n\x05\x63\x61lls\x18\x03 \x03(\x0b\x32\x16.meshwarden.v1.Receipt\x12\x17\n\x0f\x63\x61lls_truncated\x18\x04 \x01(\x08\"\x16\n\x14GetFencingKeyRequest\"3\n\x15GetFencingKeyResponse\x12\x1a\n\x12\x65\x64\x32\x35\x35\x31\x39_public_key\x18\x01 \x01(\x0c*\xd0\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11TASK_STATE_QUEUED\x10\x01\x12\x15\n\x11TASK_STATE_LEASED\x10\x02\x12\x16\n\x12TASK_STATE_RUNNING\x10\x03\x12\x18\n\x14TASK_STATE_SUCCEEDED\x10\x04\x12\x15\n\x11TASK_STATE_FAILED\x10\x05\x12\x16\n\x12TASK_STATE_EXPIRED\x10\x06\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x07\x32\xd8\x07\n\x05Tasks\x12Q\n\nSubmitTask\x12 .meshwarden.v1.SubmitTaskRequest\x1a!.meshwarden.v1.SubmitTaskResponse\x12N\n\tLeaseTask\x12\x1f.meshwarden.v1.LeaseTaskRequest\x1a .meshwarden.v1.LeaseTaskResponse\x12T\n\x0bSubmitTasks\x12!.meshwarden.v1.SubmitTasksRequest\x1a\".meshwarden.v1.SubmitTasksResponse\x12Z\n\rCompleteTasks\x12#.meshwarden.v1.CompleteTasksRequest\x1a$.meshwarden.v1.CompleteTasksResponse\x12L\n\rHeartbeatTask\x12\x19.meshwarden.v1.TaskReport\x1a .meshwarden.v1.LeaseTaskResponse\x12\x43\n\tStartTask\x12\x19.meshwarden.v1.TaskReport\x1a\x1b.meshwarden.v1.TaskResponse\x12O\n\x0c\x43ompleteTask\x12\".meshwarden.v1.CompleteTaskRequest\x1a\x1b.meshwarden.v1.TaskResponse\x12M\n\nCancelTask\x12\".meshwarden.v1.OperatorTaskRequest\x1a\x1b.meshwarden.v1.TaskResponse\x12N\n\x0bRequeueTask\x12\".meshwarden.v1.OperatorTaskRequest\x1a\x1b.meshwarden.v1.TaskResponse\x12N\n\tListTasks\x12\x1f.meshwarden.v1.ListTasksRequest\x1a .meshwarden.v1.ListTasksResponse\x12K\n\x08ShowTask\x12\x1e.meshwarden.v1.ShowTaskRequest\x1a\x1f.meshwarden.v1.ShowTaskResponse\x12Z\n\rGetFencingKey\x12#.meshwarden.v1.GetFencingKeyRequest\x1a$.meshwarden.v1.GetFencingKeyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'meshwarden.v1.tasks_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKSTATE']._serialized_start=2295
-  _globals['_TASKSTATE']._serialized_end=2503
+  _globals['_TASKSTATE']._serialized_start=2908
+  _globals['_TASKSTATE']._serialized_end=3116
   _globals['_TASK']._serialized_start=140
   _globals['_TASK']._serialized_end=646
   _globals['_TASKTRANSITION']._serialized_start=649
@@ -45,33 +45,47 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITTASKRESPONSE']._serialized_start=1078
   _globals['_SUBMITTASKRESPONSE']._serialized_end=1150
   _globals['_LEASETASKREQUEST']._serialized_start=1152
-  _globals['_LEASETASKREQUEST']._serialized_end=1206
-  _globals['_LEASETASKRESPONSE']._serialized_start=1208
-  _globals['_LEASETASKRESPONSE']._serialized_end=1284
-  _globals['_FENCINGCLAIM']._serialized_start=1287
-  _globals['_FENCINGCLAIM']._serialized_end=1445
-  _globals['_SIGNEDFENCINGCLAIM']._serialized_start=1447
-  _globals['_SIGNEDFENCINGCLAIM']._serialized_end=1501
-  _globals['_TASKREPORT']._serialized_start=1503
-  _globals['_TASKREPORT']._serialized_end=1576
-  _globals['_COMPLETETASKREQUEST']._serialized_start=1579
-  _globals['_COMPLETETASKREQUEST']._serialized_end=1716
-  _globals['_OPERATORTASKREQUEST']._serialized_start=1718
-  _globals['_OPERATORTASKREQUEST']._serialized_end=1772
-  _globals['_TASKRESPONSE']._serialized_start=1774
-  _globals['_TASKRESPONSE']._serialized_end=1823
-  _globals['_LISTTASKSREQUEST']._serialized_start=1825
-  _globals['_LISTTASKSREQUEST']._serialized_end=1950
-  _globals['_LISTTASKSRESPONSE']._serialized_start=1952
-  _globals['_LISTTASKSRESPONSE']._serialized_end=2007
-  _globals['_SHOWTASKREQUEST']._serialized_start=2009
-  _globals['_SHOWTASKREQUEST']._serialized_end=2043
-  _globals['_SHOWTASKRESPONSE']._serialized_start=2046
-  _globals['_SHOWTASKRESPONSE']._serialized_end=2215
-  _globals['_GETFENCINGKEYREQUEST']._serialized_start=2217
-  _globals['_GETFENCINGKEYREQUEST']._serialized_end=2239
-  _globals['_GETFENCINGKEYRESPONSE']._serialized_start=2241
-  _globals['_GETFENCINGKEYRESPONSE']._serialized_end=2292
-  _globals['_TASKS']._serialized_start=2506
-  _globals['_TASKS']._serialized_end=3312
+  _globals['_LEASETASKREQUEST']._serialized_end=1242
+  _globals['_LEASETASKRESPONSE']._serialized_start=1244
+  _globals['_LEASETASKRESPONSE']._serialized_end=1361
+  _globals['_TASKLEASE']._serialized_start=1363
+  _globals['_TASKLEASE']._serialized_end=1431
+  _globals['_SUBMITTASKSREQUEST']._serialized_start=1433
+  _globals['_SUBMITTASKSREQUEST']._serialized_end=1502
+  _globals['_SUBMITTASKSRESPONSE']._serialized_start=1504
+  _globals['_SUBMITTASKSRESPONSE']._serialized_end=1575
+  _globals['_COMPLETETASKSREQUEST']._serialized_start=1577
+  _globals['_COMPLETETASKSREQUEST']._serialized_end=1656
+  _globals['_COMPLETETASKSRESPONSE']._serialized_start=1658
+  _globals['_COMPLETETASKSRESPONSE']._serialized_end=1733
+  _globals['_COMPLETETASKRESULT']._serialized_start=1735
+  _globals['_COMPLETETASKRESULT']._serialized_end=1835
+  _globals['_TASKREFUSAL']._serialized_start=1837
+  _globals['_TASKREFUSAL']._serialized_end=1897
+  _globals['_FENCINGCLAIM']._serialized_start=1900
+  _globals['_FENCINGCLAIM']._serialized_end=2058
+  _globals['_SIGNEDFENCINGCLAIM']._serialized_start=2060
+  _globals['_SIGNEDFENCINGCLAIM']._serialized_end=2114
+  _globals['_TASKREPORT']._serialized_start=2116
+  _globals['_TASKREPORT']._serialized_end=2189
+  _globals['_COMPLETETASKREQUEST']._serialized_start=2192
+  _globals['_COMPLETETASKREQUEST']._serialized_end=2329
+  _globals['_OPERATORTASKREQUEST']._serialized_start=2331
+  _globals['_OPERATORTASKREQUEST']._serialized_end=2385
+  _globals['_TASKRESPONSE']._serialized_start=2387
+  _globals['_TASKRESPONSE']._serialized_end=2436
+  _globals['_LISTTASKSREQUEST']._serialized_start=2438
+  _globals['_LISTTASKSREQUEST']._serialized_end=2563
+  _globals['_LISTTASKSRESPONSE']._serialized_start=2565
+  _globals['_LISTTASKSRESPONSE']._serialized_end=2620
+  _globals['_SHOWTASKREQUEST']._serialized_start=2622
+  _globals['_SHOWTASKREQUEST']._serialized_end=2656
+  _globals['_SHOWTASKRESPONSE']._serialized_start=2659
+  _globals['_SHOWTASKRESPONSE']._serialized_end=2828
+  _globals['_GETFENCINGKEYREQUEST']._serialized_start=2830
+  _globals['_GETFENCINGKEYREQUEST']._serialized_end=2852
+  _globals['_GETFENCINGKEYRESPONSE']._serialized_start=2854
+  _globals['_GETFENCINGKEYRESPONSE']._serialized_end=2905
+  _globals['_TASKS']._serialized_start=3119
+  _globals['_TASKS']._serialized_end=4103
 # @@protoc_insertion_point(module_scope)

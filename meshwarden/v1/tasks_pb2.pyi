@@ -114,20 +114,76 @@ class SubmitTaskResponse(_message.Message):
     def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
 
 class LeaseTaskRequest(_message.Message):
-    __slots__ = ("instance_id", "kinds")
+    __slots__ = ("instance_id", "kinds", "max_tasks", "start")
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     KINDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TASKS_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
     instance_id: str
     kinds: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, instance_id: _Optional[str] = ..., kinds: _Optional[_Iterable[str]] = ...) -> None: ...
+    max_tasks: int
+    start: bool
+    def __init__(self, instance_id: _Optional[str] = ..., kinds: _Optional[_Iterable[str]] = ..., max_tasks: _Optional[int] = ..., start: _Optional[bool] = ...) -> None: ...
 
 class LeaseTaskResponse(_message.Message):
+    __slots__ = ("task", "signed_token", "more")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    task: Task
+    signed_token: bytes
+    more: _containers.RepeatedCompositeFieldContainer[TaskLease]
+    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., signed_token: _Optional[bytes] = ..., more: _Optional[_Iterable[_Union[TaskLease, _Mapping]]] = ...) -> None: ...
+
+class TaskLease(_message.Message):
     __slots__ = ("task", "signed_token")
     TASK_FIELD_NUMBER: _ClassVar[int]
     SIGNED_TOKEN_FIELD_NUMBER: _ClassVar[int]
     task: Task
     signed_token: bytes
     def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., signed_token: _Optional[bytes] = ...) -> None: ...
+
+class SubmitTasksRequest(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[SubmitTaskRequest]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[SubmitTaskRequest, _Mapping]]] = ...) -> None: ...
+
+class SubmitTasksResponse(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[SubmitTaskResponse]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[SubmitTaskResponse, _Mapping]]] = ...) -> None: ...
+
+class CompleteTasksRequest(_message.Message):
+    __slots__ = ("completions",)
+    COMPLETIONS_FIELD_NUMBER: _ClassVar[int]
+    completions: _containers.RepeatedCompositeFieldContainer[CompleteTaskRequest]
+    def __init__(self, completions: _Optional[_Iterable[_Union[CompleteTaskRequest, _Mapping]]] = ...) -> None: ...
+
+class CompleteTasksResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[CompleteTaskResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[CompleteTaskResult, _Mapping]]] = ...) -> None: ...
+
+class CompleteTaskResult(_message.Message):
+    __slots__ = ("task", "refused")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    task: Task
+    refused: TaskRefusal
+    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., refused: _Optional[_Union[TaskRefusal, _Mapping]] = ...) -> None: ...
+
+class TaskRefusal(_message.Message):
+    __slots__ = ("code", "reason", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    reason: str
+    message: str
+    def __init__(self, code: _Optional[int] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class FencingClaim(_message.Message):
     __slots__ = ("task_id", "fencing_token", "holder_instance_id", "holder_agent", "lease_expires_at")

@@ -44,6 +44,16 @@ class TasksStub:
                 request_serializer=meshwarden_dot_v1_dot_tasks__pb2.LeaseTaskRequest.SerializeToString,
                 response_deserializer=meshwarden_dot_v1_dot_tasks__pb2.LeaseTaskResponse.FromString,
                 _registered_method=True)
+        self.SubmitTasks = channel.unary_unary(
+                '/meshwarden.v1.Tasks/SubmitTasks',
+                request_serializer=meshwarden_dot_v1_dot_tasks__pb2.SubmitTasksRequest.SerializeToString,
+                response_deserializer=meshwarden_dot_v1_dot_tasks__pb2.SubmitTasksResponse.FromString,
+                _registered_method=True)
+        self.CompleteTasks = channel.unary_unary(
+                '/meshwarden.v1.Tasks/CompleteTasks',
+                request_serializer=meshwarden_dot_v1_dot_tasks__pb2.CompleteTasksRequest.SerializeToString,
+                response_deserializer=meshwarden_dot_v1_dot_tasks__pb2.CompleteTasksResponse.FromString,
+                _registered_method=True)
         self.HeartbeatTask = channel.unary_unary(
                 '/meshwarden.v1.Tasks/HeartbeatTask',
                 request_serializer=meshwarden_dot_v1_dot_tasks__pb2.TaskReport.SerializeToString,
@@ -98,8 +108,24 @@ class TasksServicer:
         raise NotImplementedError('Method not implemented!')
 
     def LeaseTask(self, request, context):
-        """Takes the oldest queued task of one of `kinds` for `instance_id` (agent SVID); the answer
-        has no task when none is queued.
+        """Takes the oldest queued task of one of `kinds` for `instance_id` (agent SVID), or up to
+        `max_tasks` of them; the answer has no task when none is queued.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitTasks(self, request, context):
+        """Several submissions in one round trip (as SubmitTask each; all are checked before any is
+        queued, so a bad one queues none of them).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteTasks(self, request, context):
+        """Several completions in one round trip (agent SVID), each checked as CompleteTask checks
+        it: one refused (a stale token) does not refuse the others.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -173,6 +199,16 @@ def add_TasksServicer_to_server(servicer, server):
                     servicer.LeaseTask,
                     request_deserializer=meshwarden_dot_v1_dot_tasks__pb2.LeaseTaskRequest.FromString,
                     response_serializer=meshwarden_dot_v1_dot_tasks__pb2.LeaseTaskResponse.SerializeToString,
+            ),
+            'SubmitTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitTasks,
+                    request_deserializer=meshwarden_dot_v1_dot_tasks__pb2.SubmitTasksRequest.FromString,
+                    response_serializer=meshwarden_dot_v1_dot_tasks__pb2.SubmitTasksResponse.SerializeToString,
+            ),
+            'CompleteTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteTasks,
+                    request_deserializer=meshwarden_dot_v1_dot_tasks__pb2.CompleteTasksRequest.FromString,
+                    response_serializer=meshwarden_dot_v1_dot_tasks__pb2.CompleteTasksResponse.SerializeToString,
             ),
             'HeartbeatTask': grpc.unary_unary_rpc_method_handler(
                     servicer.HeartbeatTask,
@@ -269,6 +305,60 @@ class Tasks:
             '/meshwarden.v1.Tasks/LeaseTask',
             meshwarden_dot_v1_dot_tasks__pb2.LeaseTaskRequest.SerializeToString,
             meshwarden_dot_v1_dot_tasks__pb2.LeaseTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwarden.v1.Tasks/SubmitTasks',
+            meshwarden_dot_v1_dot_tasks__pb2.SubmitTasksRequest.SerializeToString,
+            meshwarden_dot_v1_dot_tasks__pb2.SubmitTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwarden.v1.Tasks/CompleteTasks',
+            meshwarden_dot_v1_dot_tasks__pb2.CompleteTasksRequest.SerializeToString,
+            meshwarden_dot_v1_dot_tasks__pb2.CompleteTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -19,31 +19,29 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from meshwarden import task_fence
-from meshwarden.clock import Clock
 from meshwarden.registry.api.service import Handler
 from meshwarden.registry.authz import current_caller
 from meshwarden.registry.catalog import Catalog
-from meshwarden.registry.errors import InvalidInput
+from meshwarden.registry.errors import InvalidInput, RegistryError
 from meshwarden.registry.receipts import Receipts
+from meshwarden.registry.rescue import as_mesh_error, status_for
 from meshwarden.registry.task_calls import calls_for
 from meshwarden.registry.task_holders import holder_of, operator_name, reporter, submitter
 from meshwarden.registry.task_input import MAX_ID_CHARS
-from meshwarden.registry.task_queue import StoredTask, Submission, TaskFilter, TaskQueue, TaskTransition
+from meshwarden.registry.task_queue import Completion, StoredTask, Submission, TaskFilter, TaskQueue, TaskTransition
 from meshwarden.registry.wire import duration, timestamp
 from meshwarden.v1 import tasks_pb2
 
 MAX_KINDS: Final = 32
+MAX_BATCH: Final = 256  # submissions or completions in one SubmitTasks or CompleteTasks
 DEFAULT_LIST: Final = 100
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class TasksApi:
-    def __init__(
-        self, queue: TaskQueue, catalog: Catalog, key: Ed25519PrivateKey, receipts: Receipts, clock: Clock
-    ) -> None:
-        self._queue, self._catalog, self._key = queue, catalog, key
-        self._receipts, self._clock = receipts, clock
+    def __init__(self, queue: TaskQueue, catalog: Catalog, key: Ed25519PrivateKey, receipts: Receipts) -> None:
+        self._queue, self._catalog, self._key, self._receipts = queue, catalog, key, receipts
         self._public_key = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
     def handlers(self) -> Mapping[str, Handler]:
@@ -53,6 +51,8 @@ class TasksApi:
             "HeartbeatTask": self.HeartbeatTask,
             "StartTask": self.StartTask,
             "CompleteTask": self.CompleteTask,
+            "SubmitTasks": self.SubmitTasks,
+            "CompleteTasks": self.CompleteTasks,
             "CancelTask": self.CancelTask,
             "RequeueTask": self.RequeueTask,
             "ListTasks": self.ListTasks,
@@ -66,23 +66,28 @@ class TasksApi:
         return tasks_pb2.GetFencingKeyResponse(ed25519_public_key=self._public_key)
 
     async def SubmitTask(self, request: tasks_pb2.SubmitTaskRequest, _: Context) -> tasks_pb2.SubmitTaskResponse:
-        submission = Submission(
-            kind=request.kind,
-            workflow_id=request.workflow_id,
-            input_json=request.input_json,
-            idempotency_key=request.idempotency_key,
-            max_attempts=request.max_attempts,
-            lease_ttl_s=request.lease_ttl.ToTimedelta().total_seconds() if request.HasField("lease_ttl") else 0.0,
-        )
-        task, created = await self._queue.submit(submission, submitter(current_caller()))
+        task, created = await self._queue.submit(_submission(request), submitter(current_caller()))
         return tasks_pb2.SubmitTaskResponse(task=task_to_proto(task), created=created)
+
+    async def SubmitTasks(self, request: tasks_pb2.SubmitTasksRequest, _: Context) -> tasks_pb2.SubmitTasksResponse:
+        """Every submission is checked before any is queued; then all are queued in one transaction."""
+        _check_batch("tasks", len(request.tasks))
+        submissions = [_submission(r) for r in request.tasks]
+        submitted = await self._queue.submit_many(submissions, submitter(current_caller()))
+        return tasks_pb2.SubmitTasksResponse(
+            tasks=[tasks_pb2.SubmitTaskResponse(task=task_to_proto(t), created=c) for t, c in submitted]
+        )
 
     async def LeaseTask(self, request: tasks_pb2.LeaseTaskRequest, _: Context) -> tasks_pb2.LeaseTaskResponse:
         kinds = tuple(request.kinds)
         if not kinds or len(kinds) > MAX_KINDS or any(not k or len(k) > MAX_ID_CHARS for k in kinds):
             raise InvalidInput("kinds", f"must name 1 to {MAX_KINDS} task kinds of 1 to {MAX_ID_CHARS} characters")
         holder = await holder_of(self._catalog, request.instance_id, current_caller(), "lease tasks", kinds)
-        return self._leased(await self._queue.lease(holder, kinds))
+        leased = await self._queue.lease_many(holder, kinds, request.max_tasks or 1, start=request.start)
+        if not leased:
+            return tasks_pb2.LeaseTaskResponse()
+        first, *more = (self._lease(task) for task in leased)
+        return tasks_pb2.LeaseTaskResponse(task=first.task, signed_token=first.signed_token, more=more)
 
     async def HeartbeatTask(self, request: tasks_pb2.TaskReport, _: Context) -> tasks_pb2.LeaseTaskResponse:
         holder = reporter(request.instance_id, current_caller(), "heartbeat tasks")
@@ -105,6 +110,37 @@ class TasksApi:
         )
         return tasks_pb2.TaskResponse(task=task_to_proto(task))
 
+    async def CompleteTasks(
+        self, request: tasks_pb2.CompleteTasksRequest, _: Context
+    ) -> tasks_pb2.CompleteTasksResponse:
+        """Each completion as CompleteTask does it, all in one transaction; a refused one is
+        answered in its place and does not refuse the others."""
+        completions = request.completions
+        _check_batch("completions", len(completions))
+        if len({c.task_id for c in completions}) != len(completions):
+            raise InvalidInput("completions", "name a task more than once")
+        if len({c.instance_id for c in completions}) != 1:
+            raise InvalidInput("completions", "must all name one instance_id (the holder; one call per instance)")
+        holder = reporter(completions[0].instance_id, current_caller(), "complete tasks")
+        reports = [
+            Completion(
+                task_id=c.task_id,
+                token=c.fencing_token,
+                succeeded=c.succeeded,
+                result_json=c.result_json,
+                error=c.error,
+            )
+            for c in completions
+        ]
+        return tasks_pb2.CompleteTasksResponse(
+            results=[
+                tasks_pb2.CompleteTaskResult(refused=_refusal(done))
+                if isinstance(done, RegistryError)
+                else tasks_pb2.CompleteTaskResult(task=task_to_proto(done))
+                for done in await self._queue.complete_many(reports, holder)
+            ]
+        )
+
     async def CancelTask(self, request: tasks_pb2.OperatorTaskRequest, _: Context) -> tasks_pb2.TaskResponse:
         task = await self._queue.cancel(request.task_id, operator_name(current_caller()), request.reason)
         return tasks_pb2.TaskResponse(task=task_to_proto(task))
@@ -125,7 +161,7 @@ class TasksApi:
 
     async def ShowTask(self, request: tasks_pb2.ShowTaskRequest, _: Context) -> tasks_pb2.ShowTaskResponse:
         task, transitions = await self._queue.show(request.task_id)
-        calls, truncated = await calls_for(self._receipts, task, self._clock.wall())
+        calls, truncated = await calls_for(self._receipts, task)
         return tasks_pb2.ShowTaskResponse(
             task=task_to_proto(task),
             transitions=[transition_to_proto(t) for t in transitions],
@@ -133,9 +169,11 @@ class TasksApi:
             calls_truncated=truncated,
         )
 
-    def _leased(self, task: StoredTask | None) -> tasks_pb2.LeaseTaskResponse:
-        if task is None:
-            return tasks_pb2.LeaseTaskResponse()
+    def _leased(self, task: StoredTask) -> tasks_pb2.LeaseTaskResponse:
+        lease = self._lease(task)
+        return tasks_pb2.LeaseTaskResponse(task=lease.task, signed_token=lease.signed_token)
+
+    def _lease(self, task: StoredTask) -> tasks_pb2.TaskLease:
         fence = task_fence.Fence(
             task_id=task.id,
             token=task.fencing_token,
@@ -143,7 +181,30 @@ class TasksApi:
             holder_agent=task.holder_agent,
             lease_expires_at=task.lease_expires_at,
         )
-        return tasks_pb2.LeaseTaskResponse(task=task_to_proto(task), signed_token=task_fence.sign(self._key, fence))
+        return tasks_pb2.TaskLease(task=task_to_proto(task), signed_token=task_fence.sign(self._key, fence))
+
+
+def _submission(request: tasks_pb2.SubmitTaskRequest) -> Submission:
+    return Submission(
+        kind=request.kind,
+        workflow_id=request.workflow_id,
+        input_json=request.input_json,
+        idempotency_key=request.idempotency_key,
+        max_attempts=request.max_attempts,
+        lease_ttl_s=request.lease_ttl.ToTimedelta().total_seconds() if request.HasField("lease_ttl") else 0.0,
+    )
+
+
+def _check_batch(field: str, count: int) -> None:
+    if not 0 < count <= MAX_BATCH:
+        raise InvalidInput(field, f"must hold 1 to {MAX_BATCH}, not {count}")
+
+
+def _refusal(exc: RegistryError) -> tasks_pb2.TaskRefusal:
+    """What CompleteTask's status would have said about `exc`, as one result of a batch."""
+    code, message = status_for(exc)
+    typed = as_mesh_error(exc)
+    return tasks_pb2.TaskRefusal(code=code.value[0], reason=typed.kind if typed else "", message=message)
 
 
 def task_to_proto(task: StoredTask) -> tasks_pb2.Task:

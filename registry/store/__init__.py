@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from meshwarden.registry.errors import RegistryError
 from meshwarden.registry.model import CatalogEvent, Instance, RemovalReason, Removed, Snapshot, Upserted
 from meshwarden.registry.store.records import (
     AuditEntry,
@@ -30,6 +31,7 @@ from meshwarden.registry.store.records import (
     ChainHead,
     ChainVerdict,
     ControlsSet,
+    ControlWatcher,
     CostTotal,
     Isolation,
     JoinTokenRecord,
@@ -73,6 +75,12 @@ class CatalogStore(Protocol):
     async def add(self, instance: Instance) -> Upserted | None:
         """Adds an instance under an id not in the catalog, logging the event at the next
         revision; None (nothing written, no revision used) when the id is taken."""
+        ...
+
+    async def add_all(self, instances: Sequence[Instance]) -> list[Upserted | None]:
+        """`add` for each instance in order, in one transaction (one commit for all): an
+        answer per instance, None for each whose id was taken (by the catalog or earlier in
+        the list)."""
         ...
 
     async def remove(self, instance_id: str, reason: RemovalReason) -> Removed | None:
@@ -205,6 +213,11 @@ class ReceiptStore(Protocol):
         """Receipts with since <= started_at < until, by started_at."""
         ...
 
+    async def for_task(self, task_id: str, limit: int) -> list[receipts_pb2.Receipt]:
+        """The receipts of calls made for the task (its task_id column, indexed), by started_at,
+        at most `limit`; only those whose hashed body names the task."""
+        ...
+
     async def count(self) -> int: ...
 
     async def tool_calls(self, query: ToolCallQuery) -> tuple[list[receipts_pb2.Receipt], bool]:
@@ -303,6 +316,23 @@ class HealthReportStore(Protocol):
 
     async def after(self, position: int) -> tuple[list[StoredHealthReport], int]:
         """Reports stored after `position` (0: all), and the position to ask from next."""
+        ...
+
+
+class ControlWatcherStore(Protocol):
+    """The sidecars watching each replica and what they acknowledged, for "enforced by N/N"
+    to count every replica's sidecars (registry.control_acks). Each replica publishes its own
+    in-memory list, whole; a replica that stops publishing drops out of the count."""
+
+    async def publish(
+        self, replica_id: str, watchers: Sequence[ControlWatcher], now: float, *, forget_before: float
+    ) -> None:
+        """Replaces `replica_id`'s watchers and marks it seen at `now`; forgets the watchers of
+        replicas not seen since `forget_before`."""
+        ...
+
+    async def live(self, seen_since: float) -> list[ControlWatcher]:
+        """The watchers of every replica seen at or after `seen_since`."""
         ...
 
 
@@ -433,8 +463,21 @@ class TaskStore(Protocol):
         written and the first task with that key comes back with False."""
         ...
 
-    async def lease_oldest(self, state: int, kinds: tuple[str, ...], change: TaskChange) -> StoredTask | None:
-        """Applies `change` to the oldest task in `state` of one of `kinds`; None when there is none."""
+    async def add_many(self, tasks: Sequence[tuple[StoredTask, TaskTransition]]) -> list[tuple[StoredTask, bool]]:
+        """`add` for each (task, its first move), in one transaction, answers in order."""
+        ...
+
+    async def change_many(self, changes: Sequence[tuple[str, TaskChange]]) -> list[StoredTask | RegistryError | None]:
+        """`change` for each (task id, change) of different tasks, in one transaction: the
+        changed task, None for an unknown id, or the domain error its change raised (that one
+        writes nothing; the others are written)."""
+        ...
+
+    async def lease_oldest(
+        self, state: int, kinds: tuple[str, ...], change: TaskChange, limit: int
+    ) -> list[StoredTask]:
+        """Applies `change` to each of the `limit` oldest tasks in `state` of one of `kinds`
+        (fewer when fewer are there), oldest first; two callers at once never get one task."""
         ...
 
     async def change(self, task_id: str, change: TaskChange) -> StoredTask | None:
@@ -486,8 +529,10 @@ class Stores:
     shared_files: SharedFiles | None = None
     # None: health reports stay in this process's memory (one registry).
     health_reports: HealthReportStore | None = None
-    # None: no per-session totals (PostgreSQL, for now): session and cost queries read receipts.
+    # None: no per-session totals: session and cost queries read receipts.
     sessions: SessionStore | None = None
+    # None: every sidecar watches this process (one registry), which counts acknowledgements alone.
+    control_watchers: ControlWatcherStore | None = None
 
 
 __all__ = [
@@ -503,6 +548,8 @@ __all__ = [
     "ChainHead",
     "ChainVerdict",
     "ControlStore",
+    "ControlWatcher",
+    "ControlWatcherStore",
     "ControlsSet",
     "HealthReportStore",
     "Isolation",

@@ -61,6 +61,18 @@ def columns_of(receipt: receipts_pb2.Receipt, body: bytes) -> Row:
     )
 
 
+# Copied out at ingest for lookups alone (the task column: `tasks show` finds a task's calls
+# through its index). Not in COLUMNS, so `receipts verify` does not compare it: receipts stored
+# before the column existed keep "" there. Readers keep only receipts whose hashed body names
+# the task, so an edited column can hide a call from `tasks show`, never add one to it.
+LOOKUP_COLUMNS: Final = ("task_id",)
+
+
+def stored_row(receipt: receipts_pb2.Receipt) -> Row:
+    """What a store inserts for `receipt`: COLUMNS, then LOOKUP_COLUMNS."""
+    return (*columns_of(receipt, receipt.SerializeToString(deterministic=True)), receipt.task_id)
+
+
 def seconds(timestamp: timestamp_pb2.Timestamp) -> float:
     """A google.protobuf.Timestamp as Unix seconds (the registry's time unit on disk)."""
     return float(timestamp.seconds) + timestamp.nanos / 1e9

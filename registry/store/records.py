@@ -257,6 +257,16 @@ class Positions:
     approvals: int = 0  # bumped by every approval decided (or used) through any replica
 
 
+@dataclass(frozen=True, slots=True)
+class ControlWatcher:
+    """A sidecar watching the controls on some replica (its instance id and the SPIFFE ID it
+    watches with), and the highest controls revision it acknowledged."""
+
+    instance_id: str
+    spiffe_id: str
+    acknowledged: int
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class StoredHealthReport:
     """One sidecar's last health report, as replicas share it (registry.health_reports)."""

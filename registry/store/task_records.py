@@ -59,6 +59,6 @@ class TaskFilter:
 
 
 # The domain's decision about one stored task, run by the store inside the transaction that
-# read it: the row to write and the move to record (None: write the row, record no move, as a
-# heartbeat does). It may raise the domain's errors; then nothing is written.
-TaskChange = Callable[[StoredTask], "tuple[StoredTask, TaskTransition | None]"]
+# read it: the row to write and the moves to record, in order (none for a heartbeat; two for a
+# lease that also starts the task). It may raise the domain's errors; then nothing is written.
+TaskChange = Callable[[StoredTask], "tuple[StoredTask, tuple[TaskTransition, ...]]"]

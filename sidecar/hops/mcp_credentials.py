@@ -20,6 +20,7 @@ from meshwarden.policy_bundle.mcp_servers import CredentialRef
 
 if TYPE_CHECKING:  # `mcp` (and its pydantic models, ~40 MB) loads once a server is connected, not at start
     import httpx2
+    from mcp.client.auth import OAuthClientProvider
     from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 MAX_SECRET_BYTES = 16 * 1024
@@ -31,13 +32,39 @@ class CredentialSource:
     environment: Mapping[str, str] = field(default_factory=dict, repr=False)  # NAME -> secret
 
 
+class OAuthBearer:
+    """The OAuth access token the sidecar holds for one server, for requests it sends itself
+    (sidecar/hops/mcp_http_calls.py). Getting and renewing tokens stays with the `mcp`
+    package's OAuth flow, which runs on the `mcp` client's requests: a call finding no valid
+    token here goes through that client, and the token the flow obtains then serves the next
+    calls. A token the server refused is dropped, so the flow asks for a new one at once
+    rather than sending the refused one again."""
+
+    def __init__(self, provider: OAuthClientProvider) -> None:
+        self._context = provider.context
+
+    def token(self) -> str | None:
+        """The access token, while it is within its announced lifetime; None: none held."""
+        context = self._context
+        if not context.is_token_valid() or context.current_tokens is None:
+            return None
+        return context.current_tokens.access_token
+
+    def refused(self, token: str) -> None:
+        tokens = self._context.current_tokens
+        if tokens is not None and tokens.access_token == token:
+            self._context.clear_tokens()
+
+
 @dataclass(frozen=True, slots=True)
 class Upstream:
     """What goes upstream with every request to one server: headers (HTTP), an httpx auth
-    flow (OAuth client credentials), or environment variables (stdio)."""
+    flow (OAuth client credentials) and its token for the sidecar's own requests, or
+    environment variables (stdio)."""
 
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     auth: httpx2.Auth | None = field(default=None, repr=False)
+    bearer: OAuthBearer | None = field(default=None, repr=False)
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
@@ -92,7 +119,7 @@ def upstream_for(ref: CredentialRef | None, secret: str, server_url: str) -> Ups
         scope=ref.scope or None,
         issuer=ref.issuer,
     )
-    return Upstream(auth=provider)
+    return Upstream(auth=provider, bearer=OAuthBearer(provider))
 
 
 class _MemoryTokens:

@@ -8,6 +8,16 @@ POST (no session, no handshake), so the sidecar can send it itself: the argument
 agent sent them, the result comes back as the server wrote it. The `mcp` client still
 connects, discovers the revision, lists the tools (drift) and carries every call to stdio
 servers and to servers of the revision before.
+
+A server behind OAuth is called the same way, with the access token the sidecar holds for it
+(hops/mcp_credentials.py `OAuthBearer`). Getting a token stays with the `mcp` client's OAuth
+flow: while the sidecar holds no valid token, or when the server refuses the one sent (401, or
+403 `insufficient_scope`), `call` raises `TokenNeeded` before anything ran, and the call goes
+through the `mcp` client, whose flow gets a new token for the calls after it.
+
+The result is relayed as the server wrote it: its JSON is decoded once, to check it and read
+`isError`, and the agent gets the server's own bytes (no second encoding), whenever the answer
+is the plain `{"jsonrpc":"2.0","id":N,"result":...}` that servers write.
 """
 
 from __future__ import annotations
@@ -20,12 +30,22 @@ from typing import Final
 
 import aiohttp
 
+from meshwarden.sidecar.hops.mcp_credentials import OAuthBearer
+
 PROTOCOL: Final = "2026-07-28"
 _META: Final = (
     b'"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",'
     b'"io.modelcontextprotocol/clientCapabilities":{},'
     b'"io.modelcontextprotocol/clientInfo":{"name":"meshwarden-sidecar","version":"1"}}'
 )
+
+
+_DECODER: Final = json.JSONDecoder()
+
+
+class TokenNeeded(Exception):
+    """The sidecar holds no token the OAuth server takes: the call was not made; send it
+    through the `mcp` client, whose OAuth flow gets one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +57,10 @@ class CallAnswer:
 
 
 class HttpToolCaller:
-    """POSTs tools/call to one server, with the sidecar's headers (its credential)."""
+    """POSTs tools/call to one server, with the sidecar's headers (its credential) or the
+    OAuth token it holds."""
 
-    def __init__(self, url: str, headers: Mapping[str, str]) -> None:
+    def __init__(self, url: str, headers: Mapping[str, str], bearer: OAuthBearer | None = None) -> None:
         self._url = url
         self._headers = {
             **headers,
@@ -48,11 +69,19 @@ class HttpToolCaller:
             "MCP-Protocol-Version": PROTOCOL,
             "Mcp-Method": "tools/call",
         }
+        self._bearer = bearer
         self._ids = itertools.count(1)
         self._session: aiohttp.ClientSession | None = None
 
     async def call(self, tool: str, arguments_json: bytes, timeout_s: float) -> CallAnswer:
-        """Raises aiohttp.ClientError (or TimeoutError) when the server cannot be reached."""
+        """Raises aiohttp.ClientError (or TimeoutError) when the server cannot be reached, and
+        TokenNeeded when an OAuth server needs a token first."""
+        headers = {**self._headers, "Mcp-Name": tool}
+        token = self._bearer.token() if self._bearer is not None else None
+        if self._bearer is not None:
+            if token is None:
+                raise TokenNeeded
+            headers["Authorization"] = f"Bearer {token}"
         if self._session is None:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
         request_id = next(self._ids)
@@ -63,13 +92,18 @@ class HttpToolCaller:
             _META,
         )
         async with self._session.post(
-            self._url,
-            data=body,
-            headers={**self._headers, "Mcp-Name": tool},
-            timeout=aiohttp.ClientTimeout(total=timeout_s),
+            self._url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
         ) as response:
+            if token is not None and _refuses_token(response):
+                assert self._bearer is not None  # a token was sent
+                self._bearer.refused(token)
+                raise TokenNeeded
             raw = await response.read()
             content_type = response.headers.get("Content-Type", "")
+        if not content_type.startswith("text/event-stream"):
+            relayed = relayed_result(raw, request_id)
+            if relayed is not None:
+                return relayed
         message = _sse_message(raw, request_id) if content_type.startswith("text/event-stream") else _json(raw)
         error = message.get("error")
         if isinstance(error, dict):
@@ -87,6 +121,32 @@ class HttpToolCaller:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _refuses_token(response: aiohttp.ClientResponse) -> bool:
+    """HTTP 401, or 403 asking for more scope (RFC 6750 §3.1): the token was not taken."""
+    if response.status == 401:
+        return True
+    return response.status == 403 and "insufficient_scope" in response.headers.get("WWW-Authenticate", "")
+
+
+def relayed_result(raw: bytes, request_id: int) -> CallAnswer | None:
+    """The result as the server wrote it, from an answer laid out as `{"jsonrpc":"2.0","id":N,
+    "result":{...}}` and nothing after the result; None for any other answer (the caller reads
+    it the general way). The result is decoded once, where it stands, so its end is known
+    exactly: a second key after it, or anything else, is not relayed from here."""
+    prefix = b'{"jsonrpc":"2.0","id":%d,"result":' % request_id
+    if not raw.startswith(prefix):
+        return None
+    try:
+        text = raw.decode()
+        result, end = _DECODER.raw_decode(text, len(prefix))  # the prefix is ASCII: one byte a character
+    except ValueError:  # not UTF-8, or not JSON
+        return None
+    if not isinstance(result, dict) or text[end:].strip() != "}":
+        return None
+    relayed = raw[len(prefix) : end] if len(text) == len(raw) else text[len(prefix) : end].encode()
+    return CallAnswer(relayed, bool(result.get("isError")))
 
 
 def _json(raw: bytes) -> dict[str, object]:

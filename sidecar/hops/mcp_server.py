@@ -2,7 +2,9 @@
 connection to it (sidecar/hops/mcp_upstreams.py), with only the tool's name and arguments.
 
 A server that speaks 2026-07-28 over HTTP gets the call as one POST (sidecar/hops/mcp_http_calls.py
-says why); others through the `mcp` client. The server's answer goes back as the JSON of its
+says why), with the OAuth token the sidecar holds for a server behind OAuth; others through the
+`mcp` client, and so does a call to an OAuth server while the sidecar holds no token it takes
+(the client's OAuth flow gets one). The server's answer goes back as the JSON of its
 CallToolResult, whatever it holds: a result
 with `isError` is the tool's own failure (the call still worked) and is classed "tool_error"
 for the receipt. A JSON-RPC error from the server about the arguments is the caller's to fix
@@ -23,10 +25,11 @@ from typing import Final
 import aiohttp
 
 from meshwarden.clock import Clock
-from meshwarden.errors import BadPayload, DeadlineExceeded, ToolServerUnavailable
+from meshwarden.errors import BadPayload, DeadlineExceeded, MeshError, ToolServerUnavailable
 from meshwarden.policy_bundle.mcp_servers import McpServers
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call import Call, Reply, ToolUse
+from meshwarden.sidecar.hops.mcp_http_calls import TokenNeeded
 from meshwarden.sidecar.hops.mcp_upstreams import McpConnection, McpUpstreams
 from meshwarden.usage import Usage
 
@@ -54,7 +57,10 @@ class ToMcpServer:
         try:
             client = await connection.client()
             if connection.http_calls is not None:
-                return await self._post(call, tool, connection, timeout_s, server.timeout_s)
+                try:
+                    return await self._post(call, tool, connection, timeout_s, server.timeout_s)
+                except TokenNeeded:  # the `mcp` client's OAuth flow gets one; later calls take the POST again
+                    timeout_s = min(server.timeout_s, call.deadline - self._clock.monotonic())
             async with asyncio.timeout(timeout_s):
                 result = await client.call_tool(tool.tool, json.loads(call.payload) if call.payload else {})
         except MCPError as exc:
@@ -69,7 +75,7 @@ class ToMcpServer:
             raise ToolServerUnavailable(
                 f"MCP server {tool.server} did not answer {tool.tool} within its timeout of {server.timeout_s:g} s"
             ) from exc
-        except ToolServerUnavailable:
+        except MeshError:  # said by the POST path already (the arguments refused, the deadline, the server)
             raise
         except Exception as exc:  # the transport failed: the server is down or the connection broke
             await connection.broken(exc)

@@ -67,8 +67,9 @@ class McpConnection:
 
     @property
     def http_calls(self) -> HttpToolCaller | None:
-        """tools/call as a plain POST, when the server speaks 2026-07-28 over HTTP (and its
-        credential is a header); None: calls go through the `mcp` client."""
+        """tools/call as a plain POST, when the server speaks 2026-07-28 over HTTP (with its
+        credential as a header, or the OAuth token the sidecar holds); None: calls go through
+        the `mcp` client."""
         return self._fast
 
     async def client(self) -> Client:
@@ -129,8 +130,8 @@ class McpConnection:
                     )
                 client = await stack.enter_async_context(Client(server, cache=None))
                 self._tools = await _list_tools(client)
-                if self.decl.url and client.protocol_version == PROTOCOL and upstream.auth is None:
-                    self._fast = HttpToolCaller(self.decl.url, upstream.headers)
+                if self.decl.url and client.protocol_version == PROTOCOL:
+                    self._fast = HttpToolCaller(self.decl.url, upstream.headers, upstream.bearer)
                     stack.push_async_callback(self._fast.close)
                 self._client = client
                 ready.set_result(client)

@@ -118,13 +118,11 @@ class Send:
             headers.setdefault("anthropic-version", anthropic.API_VERSION)
         else:
             headers["Authorization"] = f"Bearer {api_key}"
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=min(10.0, provider.timeout_s), sock_read=provider.timeout_s
-        )
+        timeout = self._upstream.timeouts(provider.timeout_s)
         url = provider.base_url + path
         try:
             response = await self._upstream.session().post(
-                url,
+                self._upstream.url(url),
                 proxy=self._upstream.proxy_for(url),
                 data=body,
                 headers=headers,

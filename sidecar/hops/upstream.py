@@ -7,6 +7,8 @@ start-up and resolved once per provider URL: aiohttp's own `trust_env=True` woul
 up, and ~/.netrc, in a worker thread on every request (two thread hops a call, measured in
 benchmarks/README.md), and a netrc entry could put other credentials on a provider request.
 The session is made on first use (inside the running loop) and closed when the gateway stops.
+It keeps its connections alive between calls (a pool per provider host) and keeps no cookies:
+a provider's Set-Cookie never reaches another call, or another agent's.
 """
 
 from __future__ import annotations
@@ -25,6 +27,16 @@ class Upstream:
         self._session: aiohttp.ClientSession | None = None
         self._contexts: dict[str, ssl.SSLContext] = {}
         self._proxies: dict[str, str | None] = {}
+        self._urls: dict[str, URL] = {}
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+
+    def url(self, url: str) -> URL:
+        """`url` parsed once (a provider's few URLs serve every call; parsing one per call showed
+        in the gateway's profile)."""
+        found = self._urls.get(url)
+        if found is None:
+            found = self._urls[url] = URL(url)
+        return found
 
     def proxy_for(self, url: str) -> str | None:
         """The proxy the standard variables name for `url` (None: connect directly)."""
@@ -38,6 +50,14 @@ class Upstream:
         self._proxies[url] = proxy
         return proxy
 
+    def timeouts(self, timeout_s: float) -> aiohttp.ClientTimeout:
+        """A provider's timeouts: connecting (10 s at most) and between two reads of its answer."""
+        found = self._timeouts.get(timeout_s)
+        if found is None:
+            found = aiohttp.ClientTimeout(total=None, sock_connect=min(10.0, timeout_s), sock_read=timeout_s)
+            self._timeouts[timeout_s] = found
+        return found
+
     def _variable(self, name: str) -> str:
         return (self._environ.get(name) or self._environ.get(name.upper()) or "").strip()
 
@@ -45,7 +65,11 @@ class Upstream:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=256, ttl_dns_cache=60, enable_cleanup_closed=True)
             self._session = aiohttp.ClientSession(
-                connector=connector, trust_env=False, auto_decompress=True, skip_auto_headers=("User-Agent",)
+                connector=connector,
+                trust_env=False,
+                auto_decompress=True,
+                skip_auto_headers=("User-Agent",),
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 

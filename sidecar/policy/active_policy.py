@@ -62,7 +62,14 @@ from meshwarden.policy_bundle.model_catalog import EMPTY as EMPTY_CATALOG
 from meshwarden.policy_bundle.model_catalog import parse_catalog
 from meshwarden.policy_bundle.schema_shape import RecordOf, SchemaShapeError, read_call_action, read_schema
 from meshwarden.policy_bundle.verify import VerifiedBundle
-from meshwarden.sidecar.policy.cedar_values import LONG_MAX, LONG_MIN, ArgumentsNotMappable, parse_arguments, project
+from meshwarden.sidecar.policy.cedar_values import (
+    LONG_MAX,
+    LONG_MIN,
+    ArgumentsNotMappable,
+    ArgumentsSource,
+    arguments_of,
+    project,
+)
 from meshwarden.sidecar.policy.decision import Caller, CallFacts, Decision, Direction
 from meshwarden.sidecar.policy.model_policy import ModelPolicy, ModelRule
 from meshwarden.sidecar.policy.outcome import Outcomes
@@ -202,7 +209,7 @@ class ActivePolicy:
         self._decision_cache_size = decision_cache_size
 
     def decide(
-        self, direction: Direction, caller: Caller, capability: str, args_json: bytes, facts: CallFacts
+        self, direction: Direction, caller: Caller, capability: str, args_json: ArgumentsSource, facts: CallFacts
     ) -> Decision:
         """Whether `caller` may call `capability` with these arguments, and why.
 
@@ -251,7 +258,7 @@ class ActivePolicy:
         """The MCP servers and tools this revision lets agents reach (mcp_servers.toml)."""
         return self._tools.servers
 
-    def decide_tool(self, caller: Caller, tool: ToolDecl, args_json: bytes, facts: CallFacts) -> Decision:
+    def decide_tool(self, caller: Caller, tool: ToolDecl, args_json: ArgumentsSource, facts: CallFacts) -> Decision:
         """Whether `caller` may call the MCP tool with these arguments (Action::"CallTool"), and
         why. The arguments must already match the tool's input schema. Raises
         ArgumentsNotMappable as `decide` does."""
@@ -354,13 +361,11 @@ class ActivePolicy:
             found = self._evaluators[indexes] = _build_evaluator([self._policies[i] for i in sorted(indexes)])
         return found
 
-    def _context(self, plan: tuple[tuple[str, Reads], ...], args_json: bytes, facts: CallFacts) -> str:
+    def _context(self, plan: tuple[tuple[str, Reads], ...], args_json: ArgumentsSource, facts: CallFacts) -> str:
         context: dict[str, object] = {}
         for name, part in plan:
             if name == ARGS:
-                context[ARGS] = (
-                    True if part.presence_only else project(parse_arguments(args_json), part, self._args_type)
-                )
+                context[ARGS] = True if part.presence_only else project(arguments_of(args_json), part, self._args_type)
             elif name == SESSION_ID:
                 context[SESSION_ID] = facts.session_id
             elif name == WORKFLOW_ID:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from meshwarden.policy_bundle.schema_shape import Attribute, CedarType, Named, Primitive, RecordOf, SetOf
@@ -44,6 +44,16 @@ class ArgumentsNotMappable(ValueError):
 
 class _JsonNumberText(str):
     """A JSON number Cedar cannot represent (12.5, 1e3, NaN), kept as written for the message."""
+
+
+# The arguments as their JSON text, or a function giving them already parsed by parse_arguments
+# (a call parses its payload once for every decision and check that reads it: payload_facts.py).
+ArgumentsSource = bytes | Callable[[], dict[str, object]]
+
+
+def arguments_of(source: ArgumentsSource) -> dict[str, object]:
+    """parse_arguments of the text, or the parsed arguments the function gives."""
+    return parse_arguments(source) if isinstance(source, bytes) else source()
 
 
 def parse_arguments(args_json: bytes) -> dict[str, object]:

@@ -33,7 +33,14 @@ from meshwarden.policy_bundle.model import (
     WORKFLOW_ID,
 )
 from meshwarden.policy_bundle.schema_shape import RecordOf, SchemaShape
-from meshwarden.sidecar.policy.cedar_values import LONG_MAX, LONG_MIN, ArgumentsNotMappable, parse_arguments, project
+from meshwarden.sidecar.policy.cedar_values import (
+    LONG_MAX,
+    LONG_MIN,
+    ArgumentsNotMappable,
+    ArgumentsSource,
+    arguments_of,
+    project,
+)
 from meshwarden.sidecar.policy.decision import CallFacts, Decision
 from meshwarden.sidecar.policy.outcome import Outcomes
 from meshwarden.sidecar.policy.reads import EVERYTHING, Reads, context_reads
@@ -109,7 +116,7 @@ class ToolPolicy:
     def servers(self) -> McpServers:
         return self._servers
 
-    def decide(self, agent: str, tool: ToolDecl, args_json: bytes, facts: CallFacts) -> Decision:
+    def decide(self, agent: str, tool: ToolDecl, args_json: ArgumentsSource, facts: CallFacts) -> Decision:
         """Whether `agent` may call `tool` with these (schema-valid) arguments, and why.
         ArgumentsNotMappable when an argument a policy reads cannot be given to Cedar."""
         if self._policy_set is None or self._entities is None:
@@ -139,7 +146,7 @@ class ToolPolicy:
         result = cedarpy.is_authorized(request, self._policy_set, self._entities)
         return result.decision is cedarpy.Decision.Allow or bool(result.diagnostics.errors)
 
-    def _context(self, agent: str, args_json: bytes, facts: CallFacts, *, with_args: bool = True) -> str:
+    def _context(self, agent: str, args_json: ArgumentsSource, facts: CallFacts, *, with_args: bool = True) -> str:
         context: dict[str, object] = {}
         for name, part in self._plan:
             if name == ARGS and not with_args:
@@ -147,7 +154,7 @@ class ToolPolicy:
             if name == ARGS:
                 try:
                     context[ARGS] = (
-                        True if part.presence_only else project(parse_arguments(args_json), part, self._args_type)
+                        True if part.presence_only else project(arguments_of(args_json), part, self._args_type)
                     )
                 except ArgumentsNotMappable as exc:
                     raise exc.for_bundle(self._label) from None

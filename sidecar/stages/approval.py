@@ -10,10 +10,9 @@ carrying the id, and retries the same call later with `x-meshwarden-approval-id`
 
 from __future__ import annotations
 
-import hashlib
-
 from meshwarden.clock import Clock
 from meshwarden.errors import ApprovalDenied, ApprovalPending, PolicyDenied
+from meshwarden.receipt_hash import HASH_PREFIX
 from meshwarden.sidecar.approval_desk import ApprovalDesk
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call import Call, Handler, Layer, Reply
@@ -84,7 +83,7 @@ class Approval:
             agent=call.caller.agent,
             call_kind=call.kind,
             capability=call.capability,
-            arguments_sha256=hashlib.sha256(call.payload).hexdigest(),
+            arguments_sha256=call.payload_sha256.removeprefix(HASH_PREFIX),
             arguments_json=call.payload.decode("utf-8", "replace") if shown else "",
             risk_factors=call.record.approval_risks,
             policy_ids=call.record.policy_ids,

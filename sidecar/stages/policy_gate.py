@@ -42,12 +42,12 @@ class PolicyGate:
             if call.kind == "tool":  # Action::"CallTool" on the declared Tool (the tool check found it)
                 tool = active.mcp_servers.tool(call.capability)
                 decision = (
-                    active.decide_tool(caller, tool, call.payload, facts)
+                    active.decide_tool(caller, tool, call.cedar_arguments, facts)
                     if tool is not None
                     else Decision(False, (), f"{active.label} declares no MCP tool {call.capability}")
                 )
             else:
-                decision = active.decide(self.direction, caller, call.capability, call.payload, facts)
+                decision = active.decide(self.direction, caller, call.capability, call.cedar_arguments, facts)
         except ArgumentsNotMappable as exc:
             raise BadPayload(str(exc)) from exc
         call.record.policy_decision = "allow" if decision.allowed else "deny"

@@ -20,7 +20,6 @@ from google.protobuf import timestamp_pb2
 from meshwarden import task_fence
 from meshwarden.clock import Clock
 from meshwarden.errors import AgentFailed, ReceiptSpoolFull
-from meshwarden.receipt_hash import payload_digest
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call import Call, Handler, Layer, Reply
 from meshwarden.sidecar.call_end import SERVED, call_end_of
@@ -140,7 +139,7 @@ class Receipts:
             callee_instance_id=callee_instance,
             capability=call.capability,
             version=version,
-            arguments_sha256=payload_digest(call.payload),
+            arguments_sha256=call.payload_sha256,
             arguments_json=(
                 call.payload
                 if active and active.store_raw_arguments and len(call.payload) <= MAX_KEPT_ARGUMENTS_BYTES

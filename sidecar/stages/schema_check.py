@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from meshwarden.errors import BadPayload
 from meshwarden.sidecar.call import Call, Handler, Layer, Reply
-from meshwarden.sidecar.schemas import InvalidSchema, SchemaCache, check, parse_payload
+from meshwarden.sidecar.schemas import InvalidSchema, SchemaCache, check, not_json
 
 
 class SchemaCheck:
@@ -23,7 +23,10 @@ class SchemaCheck:
             validator = self._schemas.validator((spec.schema_hash, "input"), spec.input_schema_json)
         except InvalidSchema as exc:
             raise BadPayload(f"{call.capability} on {call.target.agent} has an unusable schema: {exc}") from exc
-        value = parse_payload(call.payload, call.capability)
+        try:
+            value = call.payload_value  # parsed once per call, however many attempts check it
+        except ValueError as exc:
+            raise not_json(exc, call.capability) from exc
         check(validator, value, call.capability, "arguments")
         return await self._next(call)
 

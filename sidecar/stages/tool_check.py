@@ -21,7 +21,6 @@ from jsonschema.exceptions import SchemaError
 
 from meshwarden.clock import Clock
 from meshwarden.errors import BadPayload, DeadlineExceeded, PolicyDenied, ToolSchemaDrift, UnknownTool
-from meshwarden.receipt_hash import payload_digest
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call import Call, Handler, Layer, Reply, ToolUse
 from meshwarden.sidecar.hops.mcp_upstreams import LiveTool, McpUpstreams
@@ -67,7 +66,7 @@ class ToolCheck:
             tool=declared.name,
             schema_sha256=declared.input_schema_sha256,
             risk=declared.risk,
-            arguments_sha256=payload_digest(call.payload),
+            arguments_sha256=call.payload_sha256,
             cost_micro_usd=declared.cost_micro_usd,
         )
         if declared.cost_micro_usd is not None:  # the bundle's price: what a budget stage reserves
@@ -76,7 +75,7 @@ class ToolCheck:
 
     def _validate(self, call: Call, live: LiveTool) -> None:
         try:
-            arguments = parse_arguments(call.payload or b"{}")
+            arguments = call.cedar_arguments() if call.payload else parse_arguments(b"{}")
         except ArgumentsNotMappable as exc:
             raise BadPayload(f"arguments of {call.capability}: {exc}") from exc
         validator = self._validator(live)

@@ -1,7 +1,9 @@
 """Three registry replicas on one PostgreSQL (a throwaway cluster, tests/postgres_cluster), as
 real processes: one CA for all, a real sidecar registered through one replica seen by a
-watcher on another, registrations through two replicas reaching it in revision order, and the work done once in the mesh (lease expiry) moving to another
-replica when the one doing it is killed -9."""
+watcher on another, registrations through two replicas reaching it in revision order, a kill
+switch through one replica counted as enforced by the sidecar watching another, and the work
+done once in the mesh (lease expiry) moving to another replica when the one doing it is
+killed -9."""
 
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2
 
 from meshwarden.local_mesh import sidecar_argv
 from meshwarden.supervise import meshwarden_argv, start
-from meshwarden.v1 import catalog_pb2, registry_pb2, sidecar_pb2, sidecar_pb2_grpc
+from meshwarden.v1 import catalog_pb2, controls_pb2, controls_pb2_grpc, registry_pb2, sidecar_pb2, sidecar_pb2_grpc
 from tests.integration.registry_process import RegistryProcess, start_registry
 from tests.postgres_cluster import Cluster
 
@@ -152,6 +155,18 @@ async def test_replicas_share_one_ca_one_catalog_in_order_and_hand_over_singleto
         expected = list(range(registered.revision + 1, registered.revision + 4))
         assert [e.revision for e in seen] == [r.revision for r in made] == expected
         assert [e.upserted.instance_id for e in seen] == [r.instance_id for r in made]
+        # A kill switch through the third replica counts the sidecar watching the first.
+        killed = await controls_pb2_grpc.ControlsStub(third.channel(None, mtls=False)).Kill(
+            controls_pb2.KillRequest(
+                scope_kind=controls_pb2.SCOPE_KIND_AGENT,
+                scope_value="nobody",
+                reason="replicas test",
+                wait=duration_pb2.Duration(seconds=10),
+            ),
+            metadata=third.operator_metadata(),
+            timeout=20,
+        )
+        assert (killed.enforcement.enforced, killed.enforcement.expected) == (1, 1), killed.enforcement
     finally:
         await sidecar.stop()
         print(sidecar.stderr_text())

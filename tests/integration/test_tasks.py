@@ -265,3 +265,61 @@ async def test_cli_submits_lists_shows_cancels_and_requeues(registry: RegistryPr
     assert code == 0, err
     code, out, _ = await _cli("tasks", "list", "--workflow", "wf-k", *operator, "--output", "json")
     assert [(t["state"], t["workflow_id"]) for t in json.loads(out)] == [("cancelled", "wf-k")]
+
+
+async def test_batched_calls_submit_lease_start_and_complete_many_each_checked_alone(registry: RegistryProcess) -> None:
+    operator, metadata = _operator(registry), registry.operator_metadata()
+    instance = await _register(registry, "batcher", "batch.run")
+    agent = await _agent(registry, "batcher")
+
+    def submission(kind: str, n: int) -> tasks_pb2.SubmitTaskRequest:
+        return tasks_pb2.SubmitTaskRequest(kind=kind, input_json=json.dumps({"n": n}), idempotency_key=f"k{n}")
+
+    bad = tasks_pb2.SubmitTasksRequest(tasks=[submission("batch.run", 0), submission("", 1)])
+    refused = await _refused(operator.SubmitTasks(bad, metadata=metadata, timeout=5))
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT and "tasks[1].kind" in (refused.details() or "")
+    listed = await operator.ListTasks(tasks_pb2.ListTasksRequest(kind="batch.run"), metadata=metadata, timeout=5)
+    assert list(listed.tasks) == []  # a bad one queues none of them
+
+    good = tasks_pb2.SubmitTasksRequest(tasks=[submission("batch.run", n) for n in range(3)])
+    submitted = await operator.SubmitTasks(good, metadata=metadata, timeout=5)
+    assert [s.created for s in submitted.tasks] == [True, True, True]
+
+    leased = await agent.LeaseTask(
+        tasks_pb2.LeaseTaskRequest(instance_id=instance, kinds=["batch.run"], max_tasks=2, start=True), timeout=5
+    )
+    held = [tasks_pb2.TaskLease(task=leased.task, signed_token=leased.signed_token), *leased.more]
+    assert [h.task.id for h in held] == [s.task.id for s in submitted.tasks[:2]]  # the oldest two
+    assert {(h.task.state, h.task.fencing_token) for h in held} == {(tasks_pb2.TASK_STATE_RUNNING, 1)}
+    key = await _public_key(agent)
+    assert [task_fence.verify(key, h.signed_token, now=0.0).task_id for h in held] == [h.task.id for h in held]
+
+    # An operator requeues the second while its holder works: its token 1 is stale from now on.
+    await operator.RequeueTask(
+        tasks_pb2.OperatorTaskRequest(task_id=held[1].task.id, reason="moved"), metadata=metadata, timeout=5
+    )
+    done = await agent.CompleteTasks(
+        tasks_pb2.CompleteTasksRequest(
+            completions=[
+                tasks_pb2.CompleteTaskRequest(task_id=h.task.id, instance_id=instance, fencing_token=1, succeeded=True)
+                for h in held
+            ]
+        ),
+        timeout=5,
+    )
+    first, second = done.results
+    assert first.task.state == tasks_pb2.TASK_STATE_SUCCEEDED and not first.HasField("refused")
+    assert not second.HasField("task")
+    assert (second.refused.code, second.refused.reason) == (grpc.StatusCode.FAILED_PRECONDITION.value[0], "lease_lost")
+    assert f"lease lost: task {held[1].task.id}" in second.refused.message
+
+    shown = await operator.ShowTask(tasks_pb2.ShowTaskRequest(task_id=held[0].task.id), metadata=metadata, timeout=5)
+    assert [t.to_state for t in shown.transitions] == [
+        tasks_pb2.TASK_STATE_QUEUED,
+        tasks_pb2.TASK_STATE_LEASED,
+        tasks_pb2.TASK_STATE_RUNNING,
+        tasks_pb2.TASK_STATE_SUCCEEDED,
+    ]
+    too_many = tasks_pb2.LeaseTaskRequest(instance_id=instance, kinds=["batch.run"], max_tasks=65)
+    refused = await _refused(agent.LeaseTask(too_many, timeout=5))
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT and "max_tasks" in (refused.details() or "")

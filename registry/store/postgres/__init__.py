@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from meshwarden.registry.store import Stores, TaskStore
+from meshwarden.registry.store import Stores
 from meshwarden.registry.store.postgres import migrations
 from meshwarden.registry.store.postgres.approvals import PostgresApprovals
 from meshwarden.registry.store.postgres.audit import PostgresAudit
@@ -15,6 +15,7 @@ from meshwarden.registry.store.postgres.budgets import PostgresBudgets
 from meshwarden.registry.store.postgres.bundles import PostgresBundles
 from meshwarden.registry.store.postgres.catalog import PostgresCatalog, PostgresLeases
 from meshwarden.registry.store.postgres.changes import PostgresChangeFeed
+from meshwarden.registry.store.postgres.control_watchers import PostgresControlWatchers
 from meshwarden.registry.store.postgres.controls import PostgresControls
 from meshwarden.registry.store.postgres.database import Database, redacted
 from meshwarden.registry.store.postgres.health_reports import PostgresHealthReports
@@ -24,14 +25,16 @@ from meshwarden.registry.store.postgres.migrations import SCHEMA_VERSION, STEPS
 from meshwarden.registry.store.postgres.outcomes import PostgresOutcomes
 from meshwarden.registry.store.postgres.receipts import PostgresReceipts
 from meshwarden.registry.store.postgres.routes import PostgresRoutes
+from meshwarden.registry.store.postgres.sessions import PostgresSessions, fill_missing
 from meshwarden.registry.store.postgres.shared_files import PostgresSharedFiles
+from meshwarden.registry.store.postgres.tasks import PostgresTasks
 
 log = logging.getLogger(__name__)
 
 __all__ = ["SCHEMA_VERSION", "STEPS", "Database", "PostgresLeadership", "open_postgres", "redacted", "stores_over"]
 
 
-async def open_postgres(url: str, *, event_log_retention: int, tasks: TaskStore, migrate: bool = False) -> Stores:
+async def open_postgres(url: str, *, event_log_retention: int, migrate: bool = False) -> Stores:
     """Connects to the database at `url` ("" for the PG* variables) and checks its schema (or
     brings it up to date with `migrate`). Raises StoreError when it cannot be used."""
     db = await Database.connect(url)
@@ -40,17 +43,19 @@ async def open_postgres(url: str, *, event_log_retention: int, tasks: TaskStore,
             await migrations.migrate(db)
         else:
             await migrations.check(db)
+        filled = await fill_missing(db)
     except BaseException:
         await db.close()
         raise
-    stores = stores_over(db, event_log_retention=event_log_retention, tasks=tasks)
+    if filled:
+        log.info("computed the aggregates of %d sessions stored before they were kept", filled)
+    stores = stores_over(db, event_log_retention=event_log_retention)
     log.info("opened %s at catalog revision %d", db.location, await stores.catalog.revision())
     return stores
 
 
-def stores_over(db: Database, *, event_log_retention: int, tasks: TaskStore) -> Stores:
-    """Every aggregate's store over `db`, but tasks, which have no PostgreSQL store yet and
-    come from this replica's own SQLite file (`tasks`); closing them closes `db`."""
+def stores_over(db: Database, *, event_log_retention: int) -> Stores:
+    """Every aggregate's store over `db`; closing them closes `db`."""
     feed = PostgresChangeFeed(db)
 
     async def close() -> None:
@@ -66,10 +71,12 @@ def stores_over(db: Database, *, event_log_retention: int, tasks: TaskStore) -> 
         audit=PostgresAudit(db),
         receipts=PostgresReceipts(db),
         outcomes=PostgresOutcomes(db),
+        sessions=PostgresSessions(db),
+        control_watchers=PostgresControlWatchers(db),
         join_tokens=PostgresJoinTokens(db),
         approvals=PostgresApprovals(db),
         budgets=PostgresBudgets(db),
-        tasks=tasks,
+        tasks=PostgresTasks(db),
         feed=feed,
         leadership=PostgresLeadership(db),
         shared_files=PostgresSharedFiles(db),

@@ -18,6 +18,7 @@ decoding thousands of JSON bodies on the event loop would stall it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import replace
 
 from meshwarden.registry.model import CatalogEvent, Instance, RemovalReason, Removed, Snapshot, Upserted
@@ -39,6 +40,22 @@ row AS (
 event AS (INSERT INTO events (revision, instance_id, kind, body) SELECT value, $1, 'upserted', $6 FROM rev),
 trim AS (DELETE FROM events WHERE revision <= (SELECT value FROM rev) - $7)
 SELECT value, pg_notify('{CHANNEL}', '') FROM rev
+"""
+
+# $1..$5 the instances' columns, $6 their revisions, $7 their event bodies, $8 the last
+# revision, $9 retention (the rows are new: add_all checked their ids under the lock).
+_WRITE_ALL = f"""
+WITH row AS (
+    INSERT INTO instances (instance_id, agent, lease_expires_at, svid_expires_at, body)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[], $5::text[])
+),
+event AS (
+    INSERT INTO events (revision, instance_id, kind, body)
+    SELECT r, i, 'upserted', b FROM unnest($6::bigint[], $1::text[], $7::text[]) AS t(r, i, b)
+),
+rev AS (UPDATE meta SET value = $8 WHERE key = 'revision'),
+trim AS (DELETE FROM events WHERE revision <= $8::bigint - $9)
+SELECT pg_notify('{CHANNEL}', '')
 """
 
 
@@ -91,6 +108,44 @@ class PostgresCatalog:
                 instance.instance_id,
             )
             return None if taken else await self._write(connection, instance)
+
+        return await self._db.write(work)
+
+    async def add_all(self, instances: Sequence[Instance]) -> list[Upserted | None]:
+        """Four round trips for the whole list: lock the revision and find the ids taken, then
+        one statement writes every row, every event, the revision, the trim and the wake-up."""
+        ids = [i.instance_id for i in instances]
+
+        async def work(connection: Connection) -> list[Upserted | None]:
+            row = await connection.fetchrow(
+                "SELECT value, ARRAY(SELECT instance_id FROM instances WHERE instance_id = ANY($1::text[])) "
+                "FROM meta WHERE key = 'revision' FOR UPDATE OF meta",
+                ids,
+            )
+            revision, taken = int(row[0]), set(row[1])
+            added: list[Upserted | None] = []
+            for instance in instances:
+                if instance.instance_id in taken:
+                    added.append(None)
+                    continue
+                taken.add(instance.instance_id)
+                revision += 1
+                added.append(Upserted(revision=revision, instance=instance))
+            new = [a.instance for a in added if a is not None]
+            if new:
+                await connection.execute(
+                    _WRITE_ALL,
+                    [i.instance_id for i in new],
+                    [i.agent for i in new],
+                    [i.lease_expires_at for i in new],
+                    [i.svid_expires_at for i in new],
+                    [instance_body(i) for i in new],
+                    [a.revision for a in added if a is not None],
+                    [instance_body(i, with_lease=True) for i in new],
+                    revision,
+                    self._retention,
+                )
+            return added
 
         return await self._db.write(work)
 
@@ -169,7 +224,10 @@ class PostgresLeases:
             values.append(agent)
             conditions.append(f"agent = ${len(values)}")
         if live_at is not None:
-            values.append(live_at)
+            # A lease that lapsed while this replica could not reach the database (no renewal
+            # could be written) counts as live if it was live when the database went away.
+            lost_at = self._db.lost_since(live_at)
+            values.append(live_at if lost_at is None else min(live_at, lost_at))
             conditions.append(f"lease_expires_at > ${len(values)}")
         sql = f"UPDATE instances SET {', '.join(sets)} WHERE {' AND '.join(conditions)}"
 

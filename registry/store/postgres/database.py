@@ -14,13 +14,16 @@ ordered (catalog and controls revisions) lock their counter row in `meta` first,
 commit in the order they were taken, without gaps. `read(work)` runs in a REPEATABLE READ,
 READ ONLY transaction: what it reads together was committed together. Failures of the
 database (unreachable, restarted, a constraint) become StoreError naming the database without
-its password; errors the work raises itself (a domain rule) pass through unchanged.
+its password; errors the work raises itself (a domain rule) pass through unchanged. The
+database also remembers when this replica last lost it (`lost_since`): a lease that lapsed
+while no sidecar could renew it is not held against the sidecar when it renews afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -41,7 +44,16 @@ CONNECT_TIMEOUT_S: Final = 5.0
 # A statement that takes longer is abandoned (the caller gets StoreError, the server UNAVAILABLE).
 COMMAND_TIMEOUT_S: Final = 30.0
 # The database's own failures, as asyncpg and the socket raise them.
-DATABASE_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+DATABASE_ERRORS: Final = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a connection the server closed mid-operation, at times
+    OSError,
+    TimeoutError,
+)
+# How long after the database answers again a lease that was live when it stopped answering
+# still counts as live (`lost_since`): long enough for every sidecar to renew once.
+OUTAGE_GRACE_S: Final = 60.0
 
 
 def redacted(url: str) -> str:
@@ -62,6 +74,11 @@ class Database:
     def __init__(self, pool: Any, url: str) -> None:
         self._pool, self._url = pool, url
         self.location = redacted(url)
+        # When this replica last lost the database (its first failure after an answer), and
+        # when it answered again after that; wall-clock seconds.
+        self._lost_at: float | None = None
+        self._back_at: float | None = None
+        self._answering = True
 
     @classmethod
     async def connect(cls, url: str, *, min_size: int = POOL_MIN, max_size: int = POOL_MAX) -> Database:
@@ -85,18 +102,24 @@ class Database:
     async def write(self, work: Work[T]) -> T:
         try:
             async with self._pool.acquire() as connection, connection.transaction():
-                return await work(connection)
+                done = await work(connection)
         except DATABASE_ERRORS as exc:
+            self._failed()
             raise StoreError(f"{self.location}: write failed: {_describe(exc)}") from exc
+        self._answered()
+        return done
 
     async def statement(self, work: Work[T]) -> T:
         """`work` that runs one statement (atomic on its own): no BEGIN and COMMIT around it,
         two round trips fewer than `write` (a lease renewal, a catalog upsert)."""
         try:
             async with self._pool.acquire() as connection:
-                return await work(connection)
+                done = await work(connection)
         except DATABASE_ERRORS as exc:
+            self._failed()
             raise StoreError(f"{self.location}: write failed: {_describe(exc)}") from exc
+        self._answered()
+        return done
 
     async def read(self, work: Work[T]) -> T:
         try:
@@ -104,9 +127,30 @@ class Database:
                 self._pool.acquire() as connection,
                 connection.transaction(isolation="repeatable_read", readonly=True),
             ):
-                return await work(connection)
+                done = await work(connection)
         except DATABASE_ERRORS as exc:
+            self._failed()
             raise StoreError(f"{self.location}: read failed: {_describe(exc)}") from exc
+        self._answered()
+        return done
+
+    def lost_since(self, now: float) -> float | None:
+        """When this replica lost the database, while it is lost and for OUTAGE_GRACE_S after
+        it answers again; else None. Nobody could renew a lease meanwhile, so one that was live
+        then is not held against its sidecar (registry.store.postgres.catalog, set_lease)."""
+        if self._lost_at is None:
+            return None
+        if self._back_at is not None and now - self._back_at > OUTAGE_GRACE_S:
+            return None
+        return self._lost_at
+
+    def _failed(self) -> None:
+        if self._answering:
+            self._answering, self._lost_at, self._back_at = False, time.time(), None
+
+    def _answered(self) -> None:
+        if not self._answering:
+            self._answering, self._back_at = True, time.time()
 
     async def connection(self) -> Connection:
         """A connection of its own, outside the pool (the change feed's LISTEN, the singleton's

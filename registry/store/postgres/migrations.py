@@ -257,6 +257,124 @@ CREATE INDEX budget_slices_by_expiry ON budget_slices (live, expires_at);
 INSERT INTO meta (key, value) VALUES ('budgets_revision', 0), ('approvals_revision', 0);
 """,
     ),
+    Step(
+        "receipts: the task each call was made for, indexed, so `tasks show` finds a task's calls "
+        "without reading every receipt (receipts stored before this step keep task_id '')",
+        """
+ALTER TABLE receipts ADD COLUMN task_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX receipts_by_task ON receipts (task_id, started_at) WHERE task_id <> '';
+""",
+    ),
+    Step(
+        "tasks: tasks with their leases and fencing tokens, and every transition (shared by the "
+        "replicas; before this step each replica kept its tasks in its own SQLite file)",
+        """
+CREATE TABLE tasks (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    workflow_id TEXT NOT NULL,
+    input_json TEXT NOT NULL,
+    idempotency_key TEXT,
+    state INTEGER NOT NULL,
+    holder_instance_id TEXT NOT NULL,
+    holder_agent TEXT NOT NULL,
+    fencing_token BIGINT NOT NULL,
+    lease_expires_at DOUBLE PRECISION NOT NULL,
+    attempts INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    lease_ttl_s DOUBLE PRECISION NOT NULL,
+    result_json TEXT NOT NULL,
+    error TEXT NOT NULL,
+    submitted_by TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    position BIGINT GENERATED ALWAYS AS IDENTITY  -- submission order where created_at ties (SQLite's rowid)
+);
+CREATE UNIQUE INDEX tasks_by_idempotency_key ON tasks (idempotency_key);
+CREATE INDEX tasks_queued ON tasks (state, kind, created_at, position);
+CREATE INDEX tasks_by_lease ON tasks (state, lease_expires_at);
+CREATE TABLE task_transitions (
+    task_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    from_state INTEGER NOT NULL,
+    to_state INTEGER NOT NULL,
+    executor TEXT NOT NULL,
+    fencing_token BIGINT NOT NULL,
+    lease_expires_at DOUBLE PRECISION NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (task_id, seq)
+);
+""",
+    ),
+    Step(
+        "session aggregates: each session's totals and cost shares, kept as its receipts arrive; receipt checkpoints",
+        """
+CREATE TABLE session_aggregates (
+    session_id TEXT PRIMARY KEY,
+    workflow_id TEXT NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL,
+    last_activity_at DOUBLE PRECISION NOT NULL,
+    calls BIGINT NOT NULL,
+    failures BIGINT NOT NULL,
+    cost_micro_usd BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    agents TEXT NOT NULL,
+    teams TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    activity_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX session_aggregates_by_activity ON session_aggregates (activity_at, session_id);
+CREATE INDEX session_aggregates_by_outcome ON session_aggregates (outcome, activity_at, session_id);
+CREATE INDEX session_aggregates_by_workflow ON session_aggregates (workflow_id);
+CREATE TABLE session_members (
+    role TEXT NOT NULL CHECK (role IN ('agent', 'team')),
+    name TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    PRIMARY KEY (role, name, session_id)
+);
+CREATE INDEX session_members_by_session ON session_members (session_id);
+CREATE TABLE session_cost_shares (
+    by_key TEXT NOT NULL,
+    key TEXT NOT NULL,
+    in_session BOOLEAN NOT NULL,
+    session_id TEXT NOT NULL,
+    calls BIGINT NOT NULL,
+    failures BIGINT NOT NULL,
+    cost_micro_usd BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    PRIMARY KEY (by_key, key, in_session, session_id)
+);
+CREATE INDEX session_cost_shares_by_session ON session_cost_shares (session_id, in_session);
+CREATE INDEX receipts_without_session ON receipts (call_id) WHERE session_id = '';
+CREATE TABLE receipt_checkpoints (
+    sidecar_instance_id TEXT PRIMARY KEY,
+    seq BIGINT NOT NULL,
+    hash TEXT NOT NULL,
+    cut_at DOUBLE PRECISION NOT NULL,
+    digest TEXT NOT NULL
+);
+INSERT INTO meta (key, value) SELECT 'session_aggregates_filled', CASE WHEN EXISTS (SELECT 1 FROM receipts) THEN 0 ELSE 1 END;
+""",
+    ),
+    Step(
+        "control watchers: the sidecars watching each replica and the controls revision each acknowledged",
+        """
+CREATE TABLE registry_replicas (
+    replica_id TEXT PRIMARY KEY,
+    seen_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE control_watchers (
+    replica_id TEXT NOT NULL REFERENCES registry_replicas (replica_id) ON DELETE CASCADE,
+    instance_id TEXT NOT NULL,
+    spiffe_id TEXT NOT NULL,
+    acknowledged BIGINT NOT NULL,
+    PRIMARY KEY (replica_id, instance_id, spiffe_id)
+);
+""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(STEPS)

@@ -1,5 +1,6 @@
 """Session outcomes in PostgreSQL (`session_outcomes`, one row per session; the first report
-stands: `ON CONFLICT DO NOTHING` decides it, whichever replica each report reached)."""
+stands: `ON CONFLICT DO NOTHING` decides it, whichever replica each report reached). A new
+outcome is copied into the session's aggregate under the session's lock (.sessions)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from meshwarden.registry.store.postgres.database import Connection, Database
+from meshwarden.registry.store.postgres.sessions import lock_sessions, note_outcome
 from meshwarden.registry.store.records import StoredOutcome
 
 _COLUMNS: Final = "session_id, outcome, detail, reported_by, reported_at"
@@ -18,6 +20,7 @@ class PostgresOutcomes:
 
     async def add_first(self, outcome: StoredOutcome) -> StoredOutcome | None:
         async def work(connection: Connection) -> StoredOutcome | None:
+            await lock_sessions(connection, [outcome.session_id])
             inserted = await connection.execute(
                 f"INSERT INTO session_outcomes ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5) "
                 "ON CONFLICT (session_id) DO NOTHING",
@@ -28,6 +31,7 @@ class PostgresOutcomes:
                 outcome.reported_at,
             )
             if inserted == "INSERT 0 1":
+                await note_outcome(connection, outcome.session_id, outcome.outcome, outcome.reported_at)
                 return None
             first = await connection.fetchrow(
                 f"SELECT {_COLUMNS} FROM session_outcomes WHERE session_id = $1", outcome.session_id

@@ -20,16 +20,20 @@ from google.protobuf.message import DecodeError
 
 from meshwarden.registry import receipt_chain
 from meshwarden.registry.errors import StoreError
-from meshwarden.registry.receipt_verification import verify_chain
+from meshwarden.registry.receipt_verification import checkpoint_digest, verify_chain
 from meshwarden.registry.store.postgres.database import Connection, Database
-from meshwarden.registry.store.receipt_columns import COLUMNS, Row, columns_of
-from meshwarden.registry.store.records import ChainHead, ChainVerdict, StoredHead, ToolCallQuery
+from meshwarden.registry.store.postgres.sessions import store_aggregates
+from meshwarden.registry.store.receipt_columns import COLUMNS, LOOKUP_COLUMNS, Row, stored_row
+from meshwarden.registry.store.records import ChainHead, ChainVerdict, ReceiptCheckpoint, StoredHead, ToolCallQuery
 from meshwarden.v1 import receipts_pb2
 
 _PAGE: Final = 1000
+# Receipts deleted per transaction by retention.
+_RETENTION_BATCH: Final = 5000
 _HEAD: Final = "SELECT sidecar_instance_id, sidecar_spiffe_id, head_seq, head_hash, shipped_at FROM receipt_chains"
+_STORED: Final = (*COLUMNS, *LOOKUP_COLUMNS)
 _INSERT: Final = (
-    f"INSERT INTO receipts ({', '.join(COLUMNS)}) VALUES ({', '.join(f'${n}' for n in range(1, len(COLUMNS) + 1))})"
+    f"INSERT INTO receipts ({', '.join(_STORED)}) VALUES ({', '.join(f'${n}' for n in range(1, len(_STORED) + 1))})"
 )
 
 
@@ -57,9 +61,7 @@ class PostgresReceipts:
             )
             added = receipt_chain.continue_chain(shipper_spiffe_id, chain, head, receipts, held.get)
             if added.new:
-                await connection.executemany(
-                    _INSERT, [columns_of(r, r.SerializeToString(deterministic=True)) for r in added.new]
-                )
+                await connection.executemany(_INSERT, [stored_row(r) for r in added.new])
             await connection.execute(
                 "INSERT INTO receipt_chains (sidecar_instance_id, sidecar_spiffe_id, head_seq, head_hash, shipped_at) "
                 "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sidecar_instance_id) DO UPDATE SET "
@@ -72,14 +74,25 @@ class PostgresReceipts:
             )
             if added.new:
                 await _record_signed_head(connection, signed_head, shipper_spiffe_id)
+                await store_aggregates(connection, added.new)
             return added.head_seq
 
         return await self._db.write(work)
 
     async def forget_before(self, cutoff: float, now: float) -> int:
-        """Receipt retention needs the chain checkpoints the SQLite store keeps; they are not
-        written for PostgreSQL yet, and the registry refuses --receipts-retention with it."""
-        raise StoreError("--receipts-retention is not available with a PostgreSQL store yet; keep every receipt")
+        """Cuts each chain in transactions of at most _RETENTION_BATCH deletions, each moving the
+        chain's checkpoint to its last deleted receipt, so no lock is held for long (a sidecar
+        shipping to the chain waits for one batch at most) and `verify` finds the chain whole
+        from its checkpoint between any two batches."""
+        chains = await self._db.read(lambda c: c.fetch("SELECT sidecar_instance_id FROM receipt_chains"))
+        forgotten = 0
+        for (chain,) in chains:
+            while True:
+                deleted = await self._db.write(functools.partial(_cut, chain=chain, cutoff=cutoff, now=now))
+                forgotten += deleted
+                if deleted < _RETENTION_BATCH:
+                    break
+        return forgotten
 
     async def head(self, sidecar_instance_id: str) -> ChainHead | None:
         return await self._db.read(lambda connection: _head(connection, sidecar_instance_id))
@@ -112,6 +125,19 @@ class PostgresReceipts:
 
         bodies = await self._db.read(work)
         return await asyncio.to_thread(_parse_all, bodies)
+
+    async def for_task(self, task_id: str, limit: int) -> list[receipts_pb2.Receipt]:
+        async def work(connection: Connection) -> list[bytes]:
+            rows = await connection.fetch(
+                # "task_id <> ''" lets a generic (prepared) plan use the partial index receipts_by_task
+                "SELECT body FROM receipts WHERE task_id = $1 AND task_id <> '' "
+                "ORDER BY started_at, sidecar_instance_id, seq LIMIT $2",
+                task_id,
+                limit,
+            )
+            return [r[0] for r in rows]
+
+        return [r for r in _parse_all(await self._db.read(work)) if r.task_id == task_id]
 
     async def count(self) -> int:
         return await self._db.read(lambda connection: _count(connection))
@@ -172,9 +198,11 @@ class PostgresReceipts:
         heads, names = await self._db.read(chains)
         verdicts = []
         for chain in names:
-            rows, signed = await self._db.read(functools.partial(_chain_rows, chain=chain))
+            rows, signed, checkpoint = await self._db.read(functools.partial(_chain_rows, chain=chain))
             verdicts.append(
-                await asyncio.to_thread(verify_chain, chain, rows, heads.get(chain), signed, trust_bundle_pem)
+                await asyncio.to_thread(
+                    verify_chain, chain, rows, heads.get(chain), signed, trust_bundle_pem, checkpoint
+                )
             )
         return verdicts
 
@@ -195,8 +223,11 @@ async def _heads(connection: Connection, only: str) -> list[ChainHead]:
     return [ChainHead(*row) for row in rows]
 
 
-async def _chain_rows(connection: Connection, *, chain: str) -> tuple[list[Row], StoredHead | None]:
-    """The chain's rows by seq (read a page at a time) and its signed head, read together."""
+async def _chain_rows(
+    connection: Connection, *, chain: str
+) -> tuple[list[Row], StoredHead | None, ReceiptCheckpoint | None]:
+    """The chain's rows by seq (read a page at a time), its signed head and its retention
+    checkpoint, read together."""
     rows: list[Row] = []
     after = 0
     while True:
@@ -215,7 +246,47 @@ async def _chain_rows(connection: Connection, *, chain: str) -> tuple[list[Row],
         chain,
     )
     head = None if signed is None else StoredHead(int(signed[0]), str(signed[1]), str(signed[2]), bytes(signed[3]))
-    return rows, head
+    cut = await connection.fetchrow(
+        "SELECT seq, hash, cut_at, digest FROM receipt_checkpoints WHERE sidecar_instance_id = $1", chain
+    )
+    checkpoint = None if cut is None else ReceiptCheckpoint(int(cut[0]), str(cut[1]), float(cut[2]), str(cut[3]))
+    return rows, head, checkpoint
+
+
+async def _cut(connection: Connection, *, chain: str, cutoff: float, now: float) -> int:
+    """Deletes at most _RETENTION_BATCH of the chain's oldest receipts among those before its
+    first one started at or after `cutoff` (a prefix: the chain stays whole from there),
+    recording the last deleted one as its checkpoint. Holds the chain's lock, as a batch
+    being stored does, so the two never interleave."""
+    await connection.execute("SELECT pg_advisory_xact_lock(hashtext('receipts:' || $1))", chain)
+    young = await connection.fetchval(
+        "SELECT min(seq) FROM receipts WHERE sidecar_instance_id = $1 AND started_at >= $2", chain, cutoff
+    )
+    last = await connection.fetchrow(
+        "SELECT seq, hash FROM receipts WHERE sidecar_instance_id = $1 AND seq < $2 ORDER BY seq LIMIT 1 OFFSET $3",
+        chain,
+        young if young is not None else 2**62,
+        _RETENTION_BATCH - 1,
+    ) or await connection.fetchrow(
+        "SELECT seq, hash FROM receipts WHERE sidecar_instance_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT 1",
+        chain,
+        young if young is not None else 2**62,
+    )
+    if last is None:
+        return 0
+    seq, hash_ = int(last[0]), str(last[1])
+    deleted = await connection.execute("DELETE FROM receipts WHERE sidecar_instance_id = $1 AND seq <= $2", chain, seq)
+    await connection.execute(
+        "INSERT INTO receipt_checkpoints (sidecar_instance_id, seq, hash, cut_at, digest) VALUES ($1, $2, $3, $4, $5) "
+        "ON CONFLICT (sidecar_instance_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, "
+        "cut_at = excluded.cut_at, digest = excluded.digest",
+        chain,
+        seq,
+        hash_,
+        now,
+        checkpoint_digest(chain, seq, hash_, now),
+    )
+    return int(deleted.rpartition(" ")[2])
 
 
 async def _record_signed_head(connection: Connection, head: receipts_pb2.SignedHead, signer_spiffe_id: str) -> None:

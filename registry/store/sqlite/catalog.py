@@ -15,6 +15,7 @@ holds the interpreter (which the event loop needs too) that much less.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import replace
 
 from meshwarden.registry.model import (
@@ -57,6 +58,17 @@ class SqliteCatalog:
             if db.execute(sql, (instance.instance_id,)).fetchone() is not None:
                 return None
             return self._write(db, "INSERT", instance)
+
+        return await self._db.write(work)
+
+    async def add_all(self, instances: Sequence[Instance]) -> list[Upserted | None]:
+        def work(db: sqlite3.Connection) -> list[Upserted | None]:
+            added: list[Upserted | None] = []
+            for instance in instances:
+                sql = "SELECT 1 FROM instances WHERE instance_id = ?"
+                taken = db.execute(sql, (instance.instance_id,)).fetchone() is not None
+                added.append(None if taken else self._write(db, "INSERT", instance))
+            return added
 
         return await self._db.write(work)
 

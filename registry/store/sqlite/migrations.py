@@ -345,6 +345,14 @@ CREATE TABLE IF NOT EXISTS receipt_checkpoints (
 );
 """,
     ),
+    Step(
+        "receipts: the task each call was made for, indexed, so `tasks show` finds a task's calls "
+        "without reading every receipt (receipts stored before this step keep task_id '')",
+        """
+ALTER TABLE receipts ADD COLUMN task_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX IF NOT EXISTS receipts_by_task ON receipts (task_id, started_at) WHERE task_id != '';
+""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(STEPS)

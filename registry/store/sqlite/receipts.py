@@ -12,7 +12,7 @@ from google.protobuf.message import DecodeError
 from meshwarden.registry import receipt_chain
 from meshwarden.registry.errors import StoreError
 from meshwarden.registry.receipt_verification import checkpoint_digest, verify_chain
-from meshwarden.registry.store.receipt_columns import COLUMNS, Row, columns_of
+from meshwarden.registry.store.receipt_columns import COLUMNS, LOOKUP_COLUMNS, Row, stored_row
 from meshwarden.registry.store.records import ChainHead, ChainVerdict, ReceiptCheckpoint, StoredHead, ToolCallQuery
 from meshwarden.registry.store.sqlite.database import Database
 from meshwarden.registry.store.sqlite.sessions import store_aggregates
@@ -20,7 +20,8 @@ from meshwarden.v1 import receipts_pb2
 
 _PAGE: Final = 1000
 _HEAD: Final = "SELECT sidecar_instance_id, sidecar_spiffe_id, head_seq, head_hash, shipped_at FROM receipt_chains"
-_INSERT: Final = f"INSERT INTO receipts ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+_STORED: Final = (*COLUMNS, *LOOKUP_COLUMNS)
+_INSERT: Final = f"INSERT INTO receipts ({', '.join(_STORED)}) VALUES ({', '.join('?' * len(_STORED))})"
 
 
 class SqliteReceipts:
@@ -44,7 +45,7 @@ class SqliteReceipts:
                 return None if row is None else str(row[0])
 
             added = receipt_chain.continue_chain(shipper_spiffe_id, chain, head, receipts, held_hash)
-            db.executemany(_INSERT, [columns_of(r, r.SerializeToString(deterministic=True)) for r in added.new])
+            db.executemany(_INSERT, [stored_row(r) for r in added.new])
             db.execute(
                 "INSERT INTO receipt_chains (sidecar_instance_id, sidecar_spiffe_id, head_seq, head_hash, shipped_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sidecar_instance_id) DO UPDATE SET "
@@ -87,6 +88,18 @@ class SqliteReceipts:
             return [_parse(body) for (body,) in rows]
 
         return await self._db.read_apart(work)
+
+    async def for_task(self, task_id: str, limit: int) -> list[receipts_pb2.Receipt]:
+        def work(db: sqlite3.Connection) -> list[receipts_pb2.Receipt]:
+            rows = db.execute(
+                # "task_id != ''" lets SQLite use the partial index receipts_by_task
+                "SELECT body FROM receipts WHERE task_id = ? AND task_id != '' "
+                "ORDER BY started_at, sidecar_instance_id, seq LIMIT ?",
+                (task_id, limit),
+            )
+            return [r for r in (_parse(body) for (body,) in rows) if r.task_id == task_id]
+
+        return await self._db.read(work)
 
     async def count(self) -> int:
         return await self._db.read(lambda db: int(db.execute("SELECT COUNT(*) FROM receipts").fetchone()[0]))

@@ -11,15 +11,20 @@ column).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any, Final
 
+from meshwarden.registry.errors import RegistryError, StoreError
 from meshwarden.registry.store.sqlite.database import Database
 from meshwarden.registry.store.task_records import StoredTask, TaskChange, TaskFilter, TaskTransition
 
 _TASK_FIELDS: Final = tuple(f.name for f in fields(StoredTask))
 _TASK_COLUMNS: Final = ", ".join(_TASK_FIELDS)
-_INSERT_TASK: Final = f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({', '.join('?' * len(_TASK_FIELDS))})"
+_INSERT_TASK: Final = (
+    f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({', '.join('?' * len(_TASK_FIELDS))}) "
+    "ON CONFLICT (idempotency_key) DO NOTHING"
+)
 _TRANSITION_FIELDS: Final = tuple(f.name for f in fields(TaskTransition))
 _TRANSITION_COLUMNS: Final = ", ".join(_TRANSITION_FIELDS)
 # seq is the task's next, taken in the same statement: (task_id, seq) is the primary key
@@ -34,24 +39,37 @@ class SqliteTasks:
         self._db = db
 
     async def add(self, task: StoredTask, submitted: TaskTransition) -> tuple[StoredTask, bool]:
-        def work(db: sqlite3.Connection) -> tuple[StoredTask, bool]:
-            if task.idempotency_key is not None:
-                first = _one(db, "idempotency_key = ?", (task.idempotency_key,))
-                if first is not None:
-                    return first, False
-            db.execute(_INSERT_TASK, _values(task, _TASK_FIELDS))
-            _record(db, submitted)
-            return task, True
+        return await self._db.write_batched(lambda db: _add(db, task, submitted))
+
+    async def add_many(self, tasks: Sequence[tuple[StoredTask, TaskTransition]]) -> list[tuple[StoredTask, bool]]:
+        return await self._db.write_batched(lambda db: [_add(db, task, submitted) for task, submitted in tasks])
+
+    async def change_many(self, changes: Sequence[tuple[str, TaskChange]]) -> list[StoredTask | RegistryError | None]:
+        def work(db: sqlite3.Connection) -> list[StoredTask | RegistryError | None]:
+            results: list[StoredTask | RegistryError | None] = []
+            for task_id, change in changes:
+                task = _one(db, "id = ?", (task_id,))
+                try:
+                    results.append(None if task is None else _apply(db, task, change))
+                except RegistryError as exc:  # raised by the change, before it wrote anything
+                    results.append(exc)
+            return results
 
         return await self._db.write_batched(work)
 
-    async def lease_oldest(self, state: int, kinds: tuple[str, ...], change: TaskChange) -> StoredTask | None:
+    async def lease_oldest(
+        self, state: int, kinds: tuple[str, ...], change: TaskChange, limit: int
+    ) -> list[StoredTask]:
         marks = ", ".join("?" * len(kinds))
 
-        def work(db: sqlite3.Connection) -> StoredTask | None:
+        def work(db: sqlite3.Connection) -> list[StoredTask]:
             # tasks_queued (state, kind, created_at): one index range per kind
-            oldest = _one(db, f"state = ? AND kind IN ({marks}) ORDER BY created_at, rowid LIMIT 1", (state, *kinds))
-            return None if oldest is None else _apply(db, oldest, change)
+            rows = db.execute(
+                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE state = ? AND kind IN ({marks}) "
+                "ORDER BY created_at, rowid LIMIT ?",
+                (state, *kinds, limit),
+            ).fetchall()
+            return [_apply(db, _task(row), change) for row in rows]
 
         return await self._db.write_batched(work)
 
@@ -121,15 +139,26 @@ class SqliteTasks:
         return await self._db.read(work)
 
 
+def _add(db: sqlite3.Connection, task: StoredTask, submitted: TaskTransition) -> tuple[StoredTask, bool]:
+    # one statement for the usual case (a new key); the first task's row only when taken
+    if db.execute(_INSERT_TASK, _values(task, _TASK_FIELDS)).rowcount == 0:
+        first = _one(db, "idempotency_key = ?", (task.idempotency_key,))
+        if first is None:  # nothing removes tasks
+            raise StoreError(f"task with idempotency key {task.idempotency_key!r} vanished")
+        return first, False
+    _record(db, submitted)
+    return task, True
+
+
 def _apply(db: sqlite3.Connection, task: StoredTask, change: TaskChange) -> StoredTask:
-    changed, transition = change(task)
+    changed, transitions = change(task)
     moved = [name for name in _TASK_FIELDS[1:] if getattr(changed, name) != getattr(task, name)]
     if moved:
         db.execute(
             f"UPDATE tasks SET {', '.join(f'{name} = ?' for name in moved)} WHERE id = ?",
             (*_values(changed, tuple(moved)), task.id),
         )
-    if transition is not None:
+    for transition in transitions:
         _record(db, transition)
     return changed
 

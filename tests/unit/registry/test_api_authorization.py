@@ -54,6 +54,8 @@ EXPECTED = {
         "HeartbeatTask": AGENT,
         "StartTask": AGENT,
         "CompleteTask": AGENT,
+        "SubmitTasks": EITHER,
+        "CompleteTasks": AGENT,
         "CancelTask": OPERATOR,
         "RequeueTask": OPERATOR,
         "ListTasks": OPERATOR,

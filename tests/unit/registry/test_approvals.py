@@ -19,6 +19,7 @@ from meshwarden.registry.authz import Caller
 from meshwarden.registry.errors import Conflict, InvalidInput, PermissionDenied, Unauthenticated
 from meshwarden.registry.store import Stores
 from meshwarden.registry.store.sqlite import DB_NAME, SCHEMA_VERSION, open_sqlite
+from tests.unit.registry.conftest import WITHOUT_RECEIPT_TASK_COLUMN
 from tests.unit.sidecar.fakes import FakeClock
 
 OPERATOR = Caller(None, 0.0, True, False, "ipv4:127.0.0.1:1", operator_id="operator:sha256:abc", claimed_user="ann")
@@ -115,7 +116,7 @@ async def test_requests_and_decisions_are_checked_at_the_edge(setup: Setup) -> N
 async def test_a_version_7_database_gains_the_approvals_table(tmp_path: Path) -> None:
     await (await open_sqlite(tmp_path, event_log_retention=10)).close()
     db = sqlite3.connect(tmp_path / DB_NAME)
-    db.executescript("DROP TABLE approvals; PRAGMA user_version = 7;")
+    db.executescript(WITHOUT_RECEIPT_TASK_COLUMN + "DROP TABLE approvals; PRAGMA user_version = 7;")
     db.close()
     stores = await open_sqlite(tmp_path, event_log_retention=10)
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -242,9 +242,9 @@ async def test_a_change_is_published_even_when_its_caller_is_cancelled(tmp_path:
         def __getattr__(self, name: str) -> object:
             return getattr(stores.catalog, name)
 
-        async def add(self, instance: Instance) -> Upserted | None:
+        async def add_all(self, instances: Sequence[Instance]) -> list[Upserted | None]:
             writing.set()
-            return await stores.catalog.add(instance)
+            return await stores.catalog.add_all(instances)
 
     catalog = Catalog(SignallingStore(), stores.leases, FakeClock(), lease_ttl_s=TTL_S, publish=published.append)  # type: ignore[arg-type]
     try:

@@ -15,6 +15,7 @@ from meshwarden.registry.errors import InvalidInput, PermissionDenied, UnknownCo
 from meshwarden.registry.store import Stores
 from meshwarden.registry.store.sqlite import DB_NAME, SCHEMA_VERSION, open_sqlite
 from meshwarden.v1 import controls_pb2 as K
+from tests.unit.registry.conftest import WITHOUT_RECEIPT_TASK_COLUMN
 from tests.unit.sidecar.fakes import FakeClock
 
 OPERATOR = Caller(None, 0.0, True, False, "ipv4:127.0.0.1:1", operator_id="operator:sha256:abc", claimed_user="ann")
@@ -92,7 +93,7 @@ async def test_a_version_6_database_gains_the_controls_tables(tmp_path: Path) ->
     await (await open_sqlite(tmp_path, event_log_retention=10)).close()
     db = sqlite3.connect(tmp_path / DB_NAME)
     db.executescript(
-        "DROP TABLE kill_switches; DROP TABLE isolations; DROP TABLE audit_log; "
+        WITHOUT_RECEIPT_TASK_COLUMN + "DROP TABLE kill_switches; DROP TABLE isolations; DROP TABLE audit_log; "
         "DELETE FROM meta WHERE key = 'controls_revision'; PRAGMA user_version = 6;"
     )
     db.close()

@@ -11,6 +11,7 @@ from meshwarden.registry.errors import Conflict, InvalidInput
 from meshwarden.registry.outcomes import Outcomes
 from meshwarden.registry.store import Stores
 from meshwarden.registry.store.sqlite import DB_NAME, SCHEMA_VERSION, open_sqlite
+from tests.unit.registry.conftest import WITHOUT_RECEIPT_TASK_COLUMN
 from tests.unit.sidecar.fakes import FakeClock
 
 
@@ -57,7 +58,7 @@ async def test_many_sessions_are_looked_up_in_chunks(stores: Stores) -> None:
 async def test_a_version_5_database_gains_the_outcomes_table(tmp_path: Path) -> None:
     await (await open_sqlite(tmp_path, event_log_retention=10)).close()
     db = sqlite3.connect(tmp_path / DB_NAME)
-    db.executescript("DROP TABLE session_outcomes; PRAGMA user_version = 5;")
+    db.executescript(WITHOUT_RECEIPT_TASK_COLUMN + "DROP TABLE session_outcomes; PRAGMA user_version = 5;")
     db.close()
     stores = await open_sqlite(tmp_path, event_log_retention=10)
     try:

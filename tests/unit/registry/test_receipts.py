@@ -41,9 +41,10 @@ async def _ship(receipts: Receipts, shipper: str, batch: list[receipts_pb2.Recei
 
 
 def chain(
-    count: int, *, instance: str = "billing-1", spiffe_id: str = BILLING, start: int = 1
+    count: int, *, instance: str = "billing-1", spiffe_id: str = BILLING, start: int = 1, task_id: str = ""
 ) -> list[receipts_pb2.Receipt]:
-    """`count` receipts of one chain from seq `start`, linked as a sidecar links them."""
+    """`count` receipts of one chain from seq `start`, linked as a sidecar links them; every
+    fourth made for `task_id` when given."""
     receipts: list[receipts_pb2.Receipt] = []
     prev = "" if start == 1 else f"sha256:{start - 1:064x}"
     for seq in range(start, start + count):
@@ -64,6 +65,8 @@ def chain(
             usage=receipts_pb2.Usage(model="m", cost_micro_usd=seq),
         )
         receipt.started_at.FromSeconds(1000 + seq)
+        if task_id and seq % 4 == 0:
+            receipt.task_id, receipt.fencing_token = task_id, seq // 4
         receipt.hash = receipt_hash(receipt)
         prev = receipt.hash
         receipts.append(receipt)
@@ -162,6 +165,21 @@ async def test_for_session_and_between_read_receipts_in_time_order(receipts: Rec
     assert len(window) == 599 + 2  # billing seq 1 to 599, kb seq 1 and 2
     assert [r.started_at.seconds for r in window] == sorted(r.started_at.seconds for r in window)
     assert await receipts.for_session("nobody") == []
+
+
+async def test_for_task_reads_the_receipts_of_calls_made_for_that_task(receipts: Receipts, raw_sql: RawSql) -> None:
+    await _ship(receipts, BILLING, chain(40, task_id="task-a"))
+    await _ship(receipts, KB, chain(8, instance="kb-1", spiffe_id=KB, task_id="task-b"))
+    assert [r.seq for r in await receipts.for_task("task-a", 100)] == list(range(4, 41, 4))
+    assert [r.seq for r in await receipts.for_task("task-a", 3)] == [4, 8, 12]
+    assert [(r.sidecar_instance_id, r.seq) for r in await receipts.for_task("task-b", 100)] == [
+        ("kb-1", 4),
+        ("kb-1", 8),
+    ]
+    assert await receipts.for_task("task-c", 100) == []
+    # the column is for lookups; what comes back is what the hashed receipt says
+    raw_sql("UPDATE receipts SET task_id = 'task-b' WHERE sidecar_instance_id = 'billing-1' AND seq = 5")
+    assert [r.sidecar_instance_id for r in await receipts.for_task("task-b", 100)] == ["kb-1", "kb-1"]
 
 
 async def test_verify_names_an_edited_column(receipts: Receipts, raw_sql: RawSql) -> None:
@@ -274,7 +292,6 @@ async def test_verify_catches_a_chain_rewritten_with_every_hash_recomputed(recei
     assert unsigned.problems == ("no signed head: nothing proves its sidecar wrote this chain",)
 
 
-@pytest.mark.usefixtures("sqlite_only")  # retention is not written for PostgreSQL yet
 async def test_retention_cuts_a_prefix_that_verify_checks_from_its_checkpoint(
     receipts: Receipts, stores: Stores, raw_sql: RawSql
 ) -> None:
@@ -293,10 +310,26 @@ async def test_retention_cuts_a_prefix_that_verify_checks_from_its_checkpoint(
     )
 
 
-@pytest.mark.usefixtures("sqlite_only")
 async def test_retention_of_a_whole_chain_keeps_it_verifiable(receipts: Receipts, stores: Stores) -> None:
     await _ship(receipts, BILLING, chain(3))
     assert await stores.receipts.forget_before(5000.0, now=6000.0) == 3
     assert await stores.receipts.forget_before(5000.0, now=6000.0) == 0
     [verdict] = await receipts.verify()
     assert verdict.intact and verdict.receipts == 0
+
+
+async def test_retention_on_postgresql_deletes_in_batches_each_leaving_a_checkpoint(
+    receipts: Receipts, stores: Stores, raw_sql: RawSql, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each batch is its own short transaction: the chain verifies from the checkpoint it
+    leaves, whichever batch ran last."""
+    from meshwarden.registry.store.postgres import receipts as pg_receipts
+
+    if not isinstance(stores.receipts, pg_receipts.PostgresReceipts):
+        pytest.skip("batches are how the PostgreSQL store deletes")
+    monkeypatch.setattr(pg_receipts, "_RETENTION_BATCH", 3)
+    await _ship(receipts, BILLING, chain(10))  # started at 1001 to 1010
+    assert await stores.receipts.forget_before(1009.0, now=2000.0) == 8
+    assert raw_sql.rows("SELECT seq FROM receipt_checkpoints") == [(8,)]
+    [verdict] = await receipts.verify()
+    assert verdict.intact and verdict.receipts == 2

@@ -5,10 +5,8 @@ registry processes would be. PostgreSQL only (a throwaway cluster, tests/postgre
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -28,7 +26,6 @@ from meshwarden.registry.store import Stores
 from meshwarden.registry.store.postgres import PostgresLeadership, open_postgres
 from meshwarden.registry.store.postgres.database import Database
 from meshwarden.registry.store.records import APPROVED, PENDING, AuditEntry, StoredApproval
-from meshwarden.registry.store.sqlite import open_sqlite
 from meshwarden.registry.watch_hub import HubEvent
 from meshwarden.v1 import budgets_pb2, catalog_pb2, controls_pb2
 from tests.postgres_cluster import Cluster, fresh_database
@@ -36,16 +33,6 @@ from tests.unit.registry.test_catalog import FakeClock
 
 OPERATOR = Caller(None, 0.0, True, False, "ipv4:127.0.0.1:1", operator_id="operator:sha256:abc", claimed_user="ann")
 HASH = "sha256:" + "cd" * 32
-
-
-def _closing_both(
-    first: Callable[[], Awaitable[None]], second: Callable[[], Awaitable[None]]
-) -> Callable[[], Awaitable[None]]:
-    async def close() -> None:
-        await first()
-        await second()
-
-    return close
 
 
 @dataclass
@@ -66,11 +53,8 @@ class Replica:
         return events
 
 
-async def _replica(url: str, tasks_dir: Path) -> Replica:
-    # Tasks have no PostgreSQL store yet: each replica keeps them in its own SQLite file.
-    local = await open_sqlite(tasks_dir, event_log_retention=100)
-    stores = await open_postgres(url, event_log_retention=100, tasks=local.tasks)
-    stores = dataclasses.replace(stores, close=_closing_both(stores.close, local.close))
+async def _replica(url: str) -> Replica:
+    stores = await open_postgres(url, event_log_retention=100)
     clock = FakeClock()
     published: list[HubEvent] = []
     audit = Audit(stores.audit, clock)
@@ -99,11 +83,9 @@ async def _replica(url: str, tasks_dir: Path) -> Replica:
 
 
 @pytest.fixture
-async def replicas(
-    postgres_cluster: Cluster, postgres_template: str, tmp_path: Path
-) -> AsyncIterator[tuple[Replica, Replica]]:
+async def replicas(postgres_cluster: Cluster, postgres_template: str) -> AsyncIterator[tuple[Replica, Replica]]:
     url = fresh_database(postgres_cluster, postgres_template)
-    first, second = await _replica(url, tmp_path / "first"), await _replica(url, tmp_path / "second")
+    first, second = await _replica(url), await _replica(url)
     yield first, second
     for replica in (first, second):
         await replica.stores.close()

@@ -11,6 +11,7 @@ from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.routes import RouteChanged, Routes
 from meshwarden.registry.store import Stores
 from meshwarden.registry.store.sqlite import DB_NAME, SCHEMA_VERSION, open_sqlite
+from tests.unit.registry.conftest import WITHOUT_RECEIPT_TASK_COLUMN
 from tests.unit.sidecar.fakes import FakeClock
 
 
@@ -63,7 +64,7 @@ async def test_bad_routes_are_refused(stores: Stores, weights: dict[str, int], m
 async def test_a_version_3_database_gains_the_routes_table(tmp_path: Path) -> None:
     await (await open_sqlite(tmp_path, event_log_retention=10)).close()
     db = sqlite3.connect(tmp_path / DB_NAME)
-    db.executescript("DROP TABLE routes; PRAGMA user_version = 3;")
+    db.executescript(WITHOUT_RECEIPT_TASK_COLUMN + "DROP TABLE routes; PRAGMA user_version = 3;")
     db.close()
     stores = await open_sqlite(tmp_path, event_log_retention=10)
     try:

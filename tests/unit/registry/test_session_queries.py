@@ -1,27 +1,36 @@
-"""SessionQueries over a receipt source and a real SQLite store (outcomes, and the session
-aggregates kept from the same receipts): windows, cursors, refusals, NOT_FOUND."""
+"""SessionQueries over a receipt source and a real store, SQLite and PostgreSQL (outcomes, and
+the session aggregates kept from the same receipts): windows, cursors, refusals, NOT_FOUND."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from meshwarden.identity.spiffe_ids import Identity
 from meshwarden.receipt_calls import calls_of
+from meshwarden.receipt_hash import receipt_hash
 from meshwarden.registry import session_views
 from meshwarden.registry.authz import Caller
 from meshwarden.registry.errors import InvalidInput, PermissionDenied, UnknownSession
 from meshwarden.registry.outcomes import Outcomes
+from meshwarden.registry.receipts import Receipts as Receipts_
+from meshwarden.registry.session_aggregates import aggregate
 from meshwarden.registry.session_queries import SessionQueries
+from meshwarden.registry.store import Stores
 from meshwarden.registry.store.receipt_columns import COLUMNS, columns_of
 from meshwarden.registry.store.records import SessionQuery
 from meshwarden.registry.store.sqlite import Database, stores_over
 from meshwarden.registry.store.sqlite.sessions import SqliteSessions, fill_missing, store_aggregates
 from meshwarden.v1 import receipts_pb2
+from tests.postgres_cluster import Cluster, fresh_database
 from tests.unit.receipt_fixtures import both_sides, stamp
+from tests.unit.registry.test_receipts import BILLING, ISSUER, KB, chain
+from tests.unit.registry.test_receipts import _ship as ship
 from tests.unit.sidecar.fakes import FakeClock
 
 OPERATOR = Caller(identity=None, svid_expires_at=0.0, operator=True, sent_bad_operator_token=False, peer="t")
@@ -53,25 +62,68 @@ def insert_rows(connection: sqlite3.Connection, receipts: list[receipts_pb2.Rece
     """The rows `ship` would write, without a chain (each receipt a chain of its own)."""
     connection.executemany(
         f"INSERT INTO receipts ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-        [(f"chain-{i}", *columns_of(r, r.SerializeToString())[1:]) for i, r in enumerate(receipts)],
+        _rows(receipts),
     )
 
 
-@pytest.fixture
-async def queries(tmp_path: Path) -> AsyncIterator[SessionQueries]:
+async def insert_rows_pg(connection: Any, receipts: list[receipts_pb2.Receipt]) -> None:
+    await connection.executemany(
+        f"INSERT INTO receipts ({', '.join(COLUMNS)}) VALUES ({', '.join(f'${n + 1}' for n in range(len(COLUMNS)))})",
+        _rows(receipts),
+    )
+
+
+def _rows(receipts: list[receipts_pb2.Receipt]) -> list[tuple[Any, ...]]:
+    return [(f"chain-{i}", *columns_of(r, r.SerializeToString())[1:]) for i, r in enumerate(receipts)]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[_Store]:
+    """The receipts of stored_receipts() written as `ship` writes them, with their session
+    aggregates kept, on each store."""
     receipts = stored_receipts()
-    db = Database.open(tmp_path)
-    stores = stores_over(db, event_log_retention=10)
+    if request.param == "sqlite":
+        db = Database.open(tmp_path)
+        stores = stores_over(db, event_log_retention=10)
 
-    def keep(connection: sqlite3.Connection) -> None:
-        insert_rows(connection, receipts)
-        store_aggregates(connection, receipts, receipts_pb2.Receipt.FromString)
+        def keep(connection: sqlite3.Connection) -> None:
+            insert_rows(connection, receipts)
+            store_aggregates(connection, receipts, receipts_pb2.Receipt.FromString)
 
-    await db.write(keep)
+        await db.write(keep)
+        try:
+            yield _Store(stores, receipts)
+        finally:
+            await stores.close()
+        return
+    from meshwarden.registry.store.postgres import Database as PgDatabase
+    from meshwarden.registry.store.postgres import sessions as pg_sessions
+    from meshwarden.registry.store.postgres import stores_over as pg_stores_over
+
+    url = fresh_database(request.getfixturevalue("postgres_cluster"), request.getfixturevalue("postgres_template"))
+    pg = await PgDatabase.connect(url)
+    stores = pg_stores_over(pg, event_log_retention=10)
+
+    async def keep_pg(connection: Any) -> None:
+        await insert_rows_pg(connection, receipts)
+        await pg_sessions.store_aggregates(connection, receipts)
+
+    await pg.write(keep_pg)
     try:
-        yield SessionQueries(Receipts(receipts), Outcomes(stores.outcomes, FakeClock()), stores.sessions, FakeClock())
+        yield _Store(stores, receipts)
     finally:
         await stores.close()
+
+
+class _Store:
+    def __init__(self, stores: Stores, receipts: list[receipts_pb2.Receipt]) -> None:
+        self.stores, self.receipts = stores, receipts
+
+
+@pytest.fixture
+def queries(store: _Store) -> SessionQueries:
+    outcomes = Outcomes(store.stores.outcomes, FakeClock())
+    return SessionQueries(Receipts(store.receipts), outcomes, store.stores.sessions, FakeClock())
 
 
 def agent(name: str) -> Caller:
@@ -183,6 +235,58 @@ async def test_receipts_stored_before_the_aggregates_are_filled_in_once(tmp_path
         ]
     finally:
         db.close()
+
+
+async def test_receipts_stored_before_the_aggregates_are_filled_in_once_on_postgresql(
+    postgres_cluster: Cluster, postgres_template: str
+) -> None:
+    from meshwarden.registry.store.postgres import Database as PgDatabase
+    from meshwarden.registry.store.postgres.sessions import PostgresSessions
+    from meshwarden.registry.store.postgres.sessions import fill_missing as pg_fill_missing
+
+    db = await PgDatabase.connect(fresh_database(postgres_cluster, postgres_template))
+    try:
+        await db.write(lambda c: insert_rows_pg(c, stored_receipts()))
+        assert await pg_fill_missing(db) == 3
+        assert await pg_fill_missing(db) == 0
+        sessions = PostgresSessions(db)
+        assert [s.aggregate.session_id for s in await sessions.find(SessionQuery())] == ["late", "early"]
+        assert sorted((t.key, t.cost_micro_usd) for t in await sessions.cost_totals("agent")) == [
+            ("billing", 30),
+            ("kb", 7),
+        ]
+    finally:
+        await db.close()
+
+
+def _relabelled(receipts: list[receipts_pb2.Receipt], prefix: str) -> list[receipts_pb2.Receipt]:
+    """The chain with call ids of its own (chain() numbers calls alike in every chain), relinked."""
+    prev = ""
+    for receipt in receipts:
+        receipt.call_id, receipt.prev_hash = f"{prefix}-{receipt.call_id}", prev
+        receipt.hash = receipt_hash(receipt)
+        prev = receipt.hash
+    return receipts
+
+
+async def test_two_chains_shipped_at_once_into_the_same_sessions_are_all_counted(stores: Stores) -> None:
+    """Two sidecars' batches for the same sessions, committed together (through two replicas
+    on PostgreSQL): each recomputes the sessions, and neither may miss the other's receipts."""
+    receipts = Receipts_(stores.receipts, FakeClock(), trust_bundle_pem=ISSUER.bundle_pem)
+    billing = _relabelled(chain(40, instance="billing-1", spiffe_id=BILLING), "b")
+    kb = _relabelled(chain(40, instance="kb-1", spiffe_id=KB), "k")
+    for start in range(0, 40, 4):
+        await asyncio.gather(
+            ship(receipts, BILLING, billing[start : start + 4]), ship(receipts, KB, kb[start : start + 4])
+        )
+    assert stores.sessions is not None
+    listed = {s.aggregate.session_id: s.aggregate for s in await stores.sessions.find(SessionQuery())}
+    for session_id in ("s0", "s1", "s2"):
+        expected = aggregate(session_id, await receipts.for_session(session_id))
+        assert listed[session_id].calls == expected.calls == len(await receipts.for_session(session_id))
+        assert listed[session_id].cost_micro_usd == expected.cost_micro_usd
+    totals = {t.key: t.cost_micro_usd for t in await stores.sessions.cost_totals("agent")}
+    assert sum(totals.values()) == sum(r.usage.cost_micro_usd for r in billing + kb)
 
 
 @pytest.mark.parametrize(

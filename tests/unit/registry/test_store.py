@@ -255,3 +255,18 @@ async def test_the_audit_log_pages_newest_first_by_id(stores: Stores) -> None:
     second = await stores.audit.before(first[-1].id, 2)
     assert [e.target for e in second] == ["agent a2", "agent a1"]
     assert [e.target for e in await stores.audit.before(second[-1].id, 2)] == ["agent a0"]
+
+
+async def test_add_all_adds_in_order_in_one_go_and_skips_ids_taken(stores: Stores) -> None:
+    await stores.catalog.upsert(_instance("a1"))
+    added = await stores.catalog.add_all([_instance("b2"), _instance("a1"), _instance("c3"), _instance("b2")])
+    assert [None if a is None else (a.revision, a.instance.instance_id) for a in added] == [
+        (2, "b2"),
+        None,
+        (3, "c3"),
+        None,
+    ]
+    assert await stores.catalog.revision() == 3
+    logged = await stores.catalog.events_after(1) or []
+    assert [(e.revision, e.instance.instance_id) for e in logged if isinstance(e, Upserted)] == [(2, "b2"), (3, "c3")]
+    assert [i.instance_id for i in (await stores.catalog.snapshot()).instances] == ["a1", "b2", "c3"]

@@ -3,6 +3,7 @@ idempotency key, bad input, and a restart that keeps leases and tokens."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from meshwarden.registry.task_queue import (
     QUEUED,
     RUNNING,
     SUCCEEDED,
+    Completion,
     Holder,
     InvalidTransition,
     LeaseLost,
@@ -27,10 +29,8 @@ from meshwarden.registry.task_queue import (
     UnknownTask,
 )
 from meshwarden.v1 import controls_pb2
+from tests.unit.registry.conftest import WITHOUT_RECEIPT_TASK_COLUMN
 from tests.unit.sidecar.fakes import FakeClock
-
-# The task store has no PostgreSQL implementation yet: the tests run on SQLite alone.
-pytestmark = pytest.mark.usefixtures("sqlite_only")
 
 A = Holder(instance_id="worker-a", agent="worker")
 B = Holder(instance_id="worker-b", agent="worker")
@@ -67,6 +67,82 @@ async def test_a_task_runs_queued_leased_running_succeeded_and_each_move_is_reco
     ]
     assert timeline[1].lease_expires_at == pytest.approx(clock.wall() + 5.0)
     assert task.result_json == '{"refunded": true}'
+
+
+async def test_concurrent_leases_take_each_task_once_and_reports_on_one_task_take_turns(stores: Stores) -> None:
+    queue = TaskQueue(stores.tasks, FakeClock())
+    submitted = {await _submit(queue) for _ in range(6)}
+    holders = [Holder(instance_id=f"worker-{n}", agent="worker") for n in range(10)]
+    leased = await asyncio.gather(*(queue.lease(h, ("refund",)) for h in holders))
+    taken = [t for t in leased if t is not None]
+    assert sorted(t.id for t in taken) == sorted(submitted)  # six tasks, six holders, none twice
+    first = taken[0]
+    holder = Holder(instance_id=first.holder_instance_id, agent="worker")
+    # the holder's heartbeats and its start race; every one sees the others' writes
+    results = await asyncio.gather(
+        *(queue.heartbeat(first.id, holder, first.fencing_token) for _ in range(4)),
+        queue.start(first.id, holder, first.fencing_token),
+    )
+    assert results[-1].state == RUNNING
+    _, timeline = await queue.show(first.id)
+    assert [t.seq for t in timeline] == [1, 2, 3]
+
+
+async def test_lease_many_takes_the_oldest_in_one_call_and_can_start_them(stores: Stores) -> None:
+    queue = TaskQueue(stores.tasks, FakeClock())
+    submitted = [await _submit(queue) for _ in range(3)]
+    taken = await queue.lease_many(A, ("refund",), 2, start=True)
+    assert [(t.id, t.state, t.fencing_token, t.holder_instance_id) for t in taken] == [
+        (task_id, RUNNING, 1, "worker-a") for task_id in submitted[:2]
+    ]
+    _, timeline = await queue.show(submitted[0])
+    assert [(t.seq, t.from_state, t.to_state, t.fencing_token) for t in timeline] == [
+        (1, 0, QUEUED, 0),
+        (2, QUEUED, LEASED, 1),
+        (3, LEASED, RUNNING, 1),
+    ]
+    assert [t.id for t in await queue.lease_many(B, ("refund",), 5)] == submitted[2:]  # fewer than asked
+    assert await queue.lease_many(B, ("refund",), 5) == []
+    with pytest.raises(InvalidInput, match="max_tasks"):
+        await queue.lease_many(B, ("refund",), 65)
+
+
+async def test_many_submissions_and_completions_in_one_call_each_checked_alone(stores: Stores) -> None:
+    queue = TaskQueue(stores.tasks, FakeClock())
+
+    def submission(kind: str, key: str) -> Submission:
+        return Submission(kind=kind, workflow_id="wf-2", input_json="{}", idempotency_key=key)
+
+    with pytest.raises(InvalidInput) as bad:
+        await queue.submit_many([submission("refund", "a"), submission("", "b")], "operator")
+    assert bad.value.field == "tasks[1].kind"
+    assert await queue.find(TaskFilter(workflow_id="wf-2")) == []  # a bad one stores none of them
+    added = await queue.submit_many([submission("refund", k) for k in ("a", "b", "a", "c")], "operator")
+    assert [created for _, created in added] == [True, True, False, True]
+    assert added[2][0].id == added[0][0].id  # the repeated key answers the first task
+
+    held = await queue.lease_many(A, ("refund",), 3, start=True)
+    await queue.requeue(held[1].id, "operator", "moved")  # its token 1 is stale from now on
+    done = await queue.complete_many(
+        [
+            Completion(task_id=held[0].id, token=1, succeeded=True, result_json='{"ok": true}'),
+            Completion(task_id=held[1].id, token=1, succeeded=True),
+            Completion(task_id="task-nope", token=1, succeeded=True),
+            Completion(task_id=held[2].id, token=1, succeeded=False, result_json="not json"),
+            Completion(task_id=held[2].id.upper(), token=1, succeeded=False, error="gave up"),
+        ],
+        A,
+    )
+    assert [type(d).__name__ for d in done] == [
+        "StoredTask",
+        "LeaseLost",
+        "UnknownTask",
+        "InvalidInput",
+        "UnknownTask",
+    ]
+    assert (await queue.show(held[0].id))[0].state == SUCCEEDED
+    assert (await queue.show(held[1].id))[0].state == QUEUED  # the stale completion wrote nothing
+    assert (await queue.show(held[2].id))[0].state == RUNNING
 
 
 async def test_a_lapsed_lease_is_queued_again_the_old_token_is_refused_and_the_last_attempt_expires(
@@ -172,6 +248,19 @@ async def test_list_filters_by_state_kind_workflow_and_holder(stores: Stores) ->
     assert await queue.find(TaskFilter(kind="other")) == []
 
 
+async def test_forgiving_downtime_gives_every_live_lease_its_full_ttl(stores: Stores) -> None:
+    clock = FakeClock()
+    queue = TaskQueue(stores.tasks, clock)
+    held, queued = await _submit(queue, ttl=5.0), await _submit(queue, ttl=5.0)
+    await queue.lease(A, ("refund",))
+    clock.now += 60.0  # nobody could heartbeat meanwhile (a restart, or no replica leading)
+    assert await queue.forgive_downtime() == 1  # the held one; the queued one has no lease
+    assert await queue.expire_lapsed() == []
+    task = await queue.heartbeat(held, A, 1)
+    assert task.lease_expires_at == pytest.approx(clock.wall() + 5.0)
+    assert (await queue.show(queued))[0].lease_expires_at == 0.0
+
+
 async def test_a_restart_keeps_leases_and_tokens_and_forgives_the_downtime(tmp_path: Path) -> None:
     clock = FakeClock()
     stores = await open_sqlite(tmp_path, event_log_retention=10)
@@ -194,7 +283,9 @@ async def test_a_restart_keeps_leases_and_tokens_and_forgives_the_downtime(tmp_p
 async def test_an_older_database_gains_the_task_tables(tmp_path: Path) -> None:
     await (await open_sqlite(tmp_path, event_log_retention=10)).close()
     db = sqlite3.connect(tmp_path / DB_NAME)
-    db.executescript("DROP TABLE tasks; DROP TABLE task_transitions; PRAGMA user_version = 7;")
+    db.executescript(
+        WITHOUT_RECEIPT_TASK_COLUMN + "DROP TABLE tasks; DROP TABLE task_transitions; PRAGMA user_version = 7;"
+    )
     db.close()
     stores = await open_sqlite(tmp_path, event_log_retention=10)
     try:

@@ -22,6 +22,7 @@ from meshwarden.sidecar.policy import (
     Slicing,
 )
 from tests.policy_helpers import verified
+from tests.unit.sidecar.fakes import call
 
 FACTS = CallFacts(now_unix_s=1_763_700_000, session_id="s-1")  # Friday 2025-11-21, 04:40 UTC
 OUT, IN = Direction.OUTBOUND, Direction.INBOUND
@@ -281,3 +282,20 @@ def test_a_policy_leaves_no_cyclic_garbage(bundle: VerifiedBundle) -> None:
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def test_arguments_given_parsed_decide_as_their_text_and_are_parsed_only_when_read(bundle: VerifiedBundle) -> None:
+    """The policy stage hands a call's cached parse (Call.cedar_arguments), not the text."""
+    engine = ActivePolicy(bundle, local_agent="support", local_capabilities=[])
+    caller = Caller("support", "spiffe://meshwarden.local/agent/support")
+    for amount in (5000, 15000):
+        text = json.dumps({"customer_id": "C7", "amount_cents": amount}).encode()
+        parsed = call(payload=text)
+        assert engine.decide(OUT, caller, "billing.refund", parsed.cedar_arguments, FACTS) == engine.decide(
+            OUT, caller, "billing.refund", text, FACTS
+        )
+    not_read = call(payload=b"{not json")  # kb.search's policies read no argument: never parsed
+    assert engine.decide(OUT, caller, "kb.search", not_read.cedar_arguments, FACTS).allowed
+    with pytest.raises(ArgumentsNotMappable) as info:
+        engine.decide(OUT, caller, "billing.refund", call(payload=b'{"amount_cents": 12.5}').cedar_arguments, FACTS)
+    assert info.value.path == "$.amount_cents" and str(info.value).endswith("(policy bundle demo rev 1)")

@@ -1,0 +1,372 @@
+"""Session aggregates in PostgreSQL: the same tables as SQLite's (registry.store.sqlite.sessions):
+`session_aggregates` (one row per session), `session_members` (its agents and teams, for
+filtering) and `session_cost_shares` (what it adds to each cost table's rows; a call made
+outside any session has rows of its own, `in_session` false and its call id in place of a
+session id). `store_aggregates` rewrites the rows of the sessions a receipt batch touched,
+inside that batch's transaction (registry.store.postgres.receipts).
+
+Why a lock per session: the two sides of a call reach the registry from two sidecars, maybe
+through two replicas at once. Each batch recomputes its sessions from the receipts it can
+see; without the lock, two batches committing together would each miss the other's receipts
+and the last write would leave the totals short. So a batch takes a transaction-level
+advisory lock on each session (and sessionless call) it touches, in one order (no deadlock),
+before reading; under READ COMMITTED the next statement then sees what the other committed.
+An outcome's report takes the same lock, so its copy into the aggregate is never lost.
+The rows are written with INSERT ... ON CONFLICT DO UPDATE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+from meshwarden.registry.session_aggregates import aggregate
+from meshwarden.registry.store.postgres.database import Connection, Database
+from meshwarden.registry.store.records import (
+    CostShare,
+    CostTotal,
+    ListedSession,
+    SessionAggregate,
+    SessionQuery,
+    StoredOutcome,
+)
+from meshwarden.v1 import receipts_pb2
+
+# The first key of the two-key advisory locks (the second is hashtext of the id): a session,
+# a call outside any session. The one-key locks (receipt chains, migrations) are another space.
+SESSION_LOCK: Final = 7_400_010
+SESSIONLESS_CALL_LOCK: Final = 7_400_011
+# Sessions filled per transaction when aggregates are computed for receipts stored before them.
+_FILL_PAGE: Final = 200
+
+_AGGREGATE_COLUMNS: Final = (
+    "session_id",
+    "workflow_id",
+    "started_at",
+    "last_activity_at",
+    "calls",
+    "failures",
+    "cost_micro_usd",
+    "input_tokens",
+    "output_tokens",
+    "agents",
+    "teams",
+    "outcome",
+    "activity_at",
+)
+_UPSERT: Final = (
+    f"INSERT INTO session_aggregates ({', '.join(_AGGREGATE_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${n}' for n in range(1, len(_AGGREGATE_COLUMNS) + 1))}) "
+    "ON CONFLICT (session_id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _AGGREGATE_COLUMNS[1:])
+)
+_SHARE_COLUMNS: Final = (
+    "by_key, key, in_session, session_id, calls, failures, cost_micro_usd, input_tokens, output_tokens"
+)
+_FAILED_OUTCOMES: Final = "('failed', 'abandoned')"
+
+
+async def lock_sessions(connection: Connection, session_ids: Iterable[str]) -> None:
+    """Takes the advisory lock of each session, in one order every transaction follows."""
+    await _lock(connection, SESSION_LOCK, session_ids)
+
+
+async def _lock(connection: Connection, space: int, ids: Iterable[str]) -> None:
+    keys = sorted(set(ids))
+    if keys:
+        await connection.execute(
+            "SELECT count(pg_advisory_xact_lock($1, k)) FROM "
+            "(SELECT DISTINCT hashtext(id) AS k FROM unnest($2::text[]) AS id ORDER BY k) AS ordered",
+            space,
+            keys,
+        )
+
+
+async def store_aggregates(connection: Connection, added: Sequence[receipts_pb2.Receipt]) -> None:
+    """Recomputes the rows of the sessions (and sessionless calls) of the `added` receipts from
+    every receipt stored for them, inside the caller's transaction."""
+    session_ids = sorted({r.session_id for r in added if r.session_id})
+    call_ids = sorted({r.call_id for r in added if not r.session_id})
+    await _lock(connection, SESSION_LOCK, session_ids)
+    await _lock(connection, SESSIONLESS_CALL_LOCK, call_ids)
+    in_sessions = await connection.fetch(
+        "SELECT session_id, body FROM receipts WHERE session_id = ANY($1::text[]) "
+        "ORDER BY session_id, started_at, sidecar_instance_id, seq",
+        session_ids,
+    )
+    outside = (
+        await connection.fetch(
+            "SELECT call_id, body FROM receipts WHERE session_id = '' AND call_id = ANY($1::text[])", call_ids
+        )
+        if call_ids
+        else []
+    )
+    ended = {
+        r[0]: (str(r[1]), float(r[2]))
+        for r in await connection.fetch(
+            "SELECT session_id, outcome, reported_at FROM session_outcomes WHERE session_id = ANY($1::text[])",
+            session_ids,
+        )
+    }
+    rows = await asyncio.to_thread(_rows_of, in_sessions, outside, ended)
+    await _write(connection, session_ids, call_ids, rows)
+
+
+class _Rows:
+    def __init__(self) -> None:
+        self.aggregates: list[tuple[Any, ...]] = []
+        self.members: list[tuple[str, str, str]] = []
+        self.shares: list[tuple[Any, ...]] = []
+
+
+def _rows_of(in_sessions: Sequence[Any], outside: Sequence[Any], ended: dict[str, tuple[str, float]]) -> _Rows:
+    """The rows to write, computed off the event loop (decoding a session's receipts)."""
+    rows = _Rows()
+    for session_id, bodies in _grouped(in_sessions).items():
+        found = aggregate(session_id, [receipts_pb2.Receipt.FromString(b) for b in bodies])
+        outcome, reported_at = ended.get(session_id, ("", 0.0))
+        rows.aggregates.append(_aggregate_row(found, outcome, max(found.last_activity_at, reported_at)))
+        rows.members += [("agent", a, session_id) for a in found.agents] + [
+            ("team", t, session_id) for t in found.teams
+        ]
+        rows.shares += [_share_row(session_id, share, True) for share in found.cost_shares]
+    for call_id, bodies in _grouped(outside).items():
+        shares = aggregate("", [receipts_pb2.Receipt.FromString(b) for b in bodies]).cost_shares
+        rows.shares += [_share_row(call_id, share, False) for share in shares]
+    return rows
+
+
+def _grouped(rows: Sequence[Any]) -> dict[str, list[bytes]]:
+    grouped: dict[str, list[bytes]] = {}
+    for owner, body in rows:
+        grouped.setdefault(str(owner), []).append(bytes(body))
+    return grouped
+
+
+async def _write(connection: Connection, session_ids: list[str], call_ids: list[str], rows: _Rows) -> None:
+    if rows.aggregates:
+        await connection.executemany(_UPSERT, rows.aggregates)
+    if session_ids:
+        await connection.execute("DELETE FROM session_members WHERE session_id = ANY($1::text[])", session_ids)
+    if rows.members:
+        await connection.executemany(
+            "INSERT INTO session_members (role, name, session_id) VALUES ($1, $2, $3)", rows.members
+        )
+    await connection.execute(
+        "DELETE FROM session_cost_shares WHERE (in_session AND session_id = ANY($1::text[])) "
+        "OR (NOT in_session AND session_id = ANY($2::text[]))",
+        session_ids,
+        call_ids,
+    )
+    if rows.shares:
+        await connection.executemany(
+            f"INSERT INTO session_cost_shares ({_SHARE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+            "ON CONFLICT (by_key, key, in_session, session_id) DO UPDATE SET calls = excluded.calls, "
+            "failures = excluded.failures, cost_micro_usd = excluded.cost_micro_usd, "
+            "input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens",
+            rows.shares,
+        )
+
+
+async def note_outcome(connection: Connection, session_id: str, outcome: str, reported_at: float) -> None:
+    """Copies a new outcome into the session's aggregate (inside the outcome's transaction,
+    which holds the session's lock: lock_sessions)."""
+    await connection.execute(
+        "UPDATE session_aggregates SET outcome = $2, activity_at = greatest(activity_at, $3) WHERE session_id = $1",
+        session_id,
+        outcome,
+        reported_at,
+    )
+
+
+async def fill_missing(db: Database) -> int:
+    """Once per database: the aggregates of receipts stored before the aggregates existed (a
+    database upgraded in place), a page of sessions per transaction; returns how many
+    sessions and sessionless calls it filled. Replicas starting together may both fill: the
+    work is the same recomputation a batch does, under the same locks, so they agree."""
+
+    async def filled(connection: Connection) -> bool:
+        value = await connection.fetchval("SELECT value FROM meta WHERE key = 'session_aggregates_filled'")
+        return value is None or int(value) == 1
+
+    if await db.read(filled):
+        return 0
+    count = 0
+    for sessionless in (False, True):
+        after = ""
+        while True:
+            page = await db.write(functools.partial(_fill_page, after=after, sessionless=sessionless))
+            count += len(page)
+            if len(page) < _FILL_PAGE:
+                break
+            after = page[-1]
+
+    async def mark(connection: Connection) -> None:
+        await connection.execute("UPDATE meta SET value = 1 WHERE key = 'session_aggregates_filled'")
+
+    await db.write(mark)
+    return count
+
+
+async def _fill_page(connection: Connection, *, after: str, sessionless: bool) -> list[str]:
+    """Recomputes the next page of sessions (or sessionless calls) after `after`; returns their ids."""
+    if sessionless:
+        owners = await connection.fetch(
+            "SELECT DISTINCT call_id FROM receipts WHERE session_id = '' AND call_id > $1 ORDER BY call_id LIMIT $2",
+            after,
+            _FILL_PAGE,
+        )
+    else:
+        owners = await connection.fetch(
+            "SELECT DISTINCT session_id FROM receipts WHERE session_id > $1 ORDER BY session_id LIMIT $2",
+            after,
+            _FILL_PAGE,
+        )
+    ids = [str(r[0]) for r in owners]
+    stand_ins = [
+        receipts_pb2.Receipt(session_id="", call_id=i) if sessionless else receipts_pb2.Receipt(session_id=i)
+        for i in ids
+    ]
+    await store_aggregates(connection, stand_ins)
+    return ids
+
+
+class PostgresSessions:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def find(self, query: SessionQuery) -> list[ListedSession]:
+        where, params = _where(query)
+        order = "ASC" if query.oldest_first else "DESC"
+        if query.after is not None:
+            params += [query.after[0], query.after[1]]
+            n = len(params)
+            where.append(f"(a.activity_at, a.session_id) {'>' if query.oldest_first else '<'} (${n - 1}, ${n})")
+        params.append(query.limit)
+        sql = (
+            f"SELECT {', '.join('a.' + c for c in _AGGREGATE_COLUMNS)}, "
+            "o.outcome, o.detail, o.reported_by, o.reported_at "
+            "FROM session_aggregates a LEFT JOIN session_outcomes o ON o.session_id = a.session_id "
+            f"WHERE {' AND '.join(where) or 'TRUE'} ORDER BY a.activity_at {order}, a.session_id {order} "
+            f"LIMIT ${len(params)}"
+        )
+
+        async def work(connection: Connection) -> list[ListedSession]:
+            return [_listed(row) for row in await connection.fetch(sql, *params)]
+
+        return await self._db.read(work)
+
+    async def cost_totals(self, by: str) -> list[CostTotal]:
+        sql = (
+            "SELECT c.key, sum(c.calls), sum(c.failures), sum(c.cost_micro_usd), sum(c.input_tokens), "
+            "sum(c.output_tokens), count(*) FILTER (WHERE c.in_session), "
+            "count(*) FILTER (WHERE o.outcome = 'succeeded'), "
+            f"sum(CASE WHEN o.outcome IN {_FAILED_OUTCOMES} THEN c.cost_micro_usd ELSE 0 END) "
+            "FROM session_cost_shares c LEFT JOIN session_outcomes o ON o.session_id = c.session_id AND c.in_session "
+            "WHERE c.by_key = $1 GROUP BY c.key"
+        )
+
+        async def work(connection: Connection) -> list[CostTotal]:
+            return [
+                CostTotal(
+                    key=str(row[0]),
+                    calls=int(row[1]),
+                    failures=int(row[2]),
+                    cost_micro_usd=int(row[3]),
+                    input_tokens=int(row[4]),
+                    output_tokens=int(row[5]),
+                    sessions=int(row[6]),
+                    successful_outcomes=int(row[7] or 0),
+                    failed_session_cost_micro_usd=int(row[8] or 0),
+                )
+                for row in await connection.fetch(sql, by)
+            ]
+
+        return await self._db.read(work)
+
+
+def _where(query: SessionQuery) -> tuple[list[str], list[object]]:
+    where: list[str] = []
+    params: list[object] = []
+
+    def param(value: object) -> str:
+        params.append(value)
+        return f"${len(params)}"
+
+    if query.state == "running":
+        where.append("a.outcome = ''")
+    elif query.state == "finished":
+        where.append("a.outcome != ''")
+    elif query.state:
+        where.append(f"a.outcome = {param(query.state)}")
+    if query.workflow_id:
+        where.append(f"a.workflow_id = {param(query.workflow_id)}")
+    for role, name in (("agent", query.agent), ("agent", query.participant), ("team", query.team)):
+        if name:
+            where.append(
+                f"a.session_id IN (SELECT session_id FROM session_members WHERE role = {param(role)} "
+                f"AND name = {param(name)})"
+            )
+    return where, params
+
+
+def _aggregate_row(found: SessionAggregate, outcome: str, activity_at: float) -> tuple[Any, ...]:
+    return (
+        found.session_id,
+        found.workflow_id,
+        found.started_at,
+        found.last_activity_at,
+        found.calls,
+        found.failures,
+        found.cost_micro_usd,
+        found.input_tokens,
+        found.output_tokens,
+        json.dumps(found.agents),
+        json.dumps(found.teams),
+        outcome,
+        activity_at,
+    )
+
+
+def _share_row(owner: str, share: CostShare, in_session: bool) -> tuple[Any, ...]:
+    return (
+        share.by,
+        share.key,
+        in_session,
+        owner,
+        share.calls,
+        share.failures,
+        share.cost_micro_usd,
+        share.input_tokens,
+        share.output_tokens,
+    )
+
+
+def _listed(row: Any) -> ListedSession:
+    found = SessionAggregate(
+        session_id=str(row[0]),
+        workflow_id=str(row[1]),
+        started_at=float(row[2]),
+        last_activity_at=float(row[12]),
+        calls=int(row[4]),
+        failures=int(row[5]),
+        cost_micro_usd=int(row[6]),
+        input_tokens=int(row[7]),
+        output_tokens=int(row[8]),
+        agents=tuple(json.loads(str(row[9]))),
+        teams=tuple(json.loads(str(row[10]))),
+    )
+    outcome = (
+        None
+        if row[13] is None
+        else StoredOutcome(
+            session_id=str(row[0]),
+            outcome=str(row[13]),
+            detail=str(row[14]),
+            reported_by=str(row[15]),
+            reported_at=float(row[16]),
+        )
+    )
+    return ListedSession(aggregate=found, outcome=outcome)
