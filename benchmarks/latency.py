@@ -51,6 +51,7 @@ import asyncio
 import contextlib
 import datetime
 import functools
+import itertools
 import json
 import math
 import os
@@ -586,13 +587,21 @@ def agent_invoke(channel: grpc.aio.Channel, payload: bytes) -> Invoke:
     return invoke
 
 
-def sidecar_invoke(channel: grpc.aio.Channel, payload: bytes) -> Invoke:
-    """meshwarden.v1.Sidecar/Invoke, as the SDK's Client.invoke calls it."""
+def sidecar_invoke(channel: grpc.aio.Channel, payload: bytes, *, keyed: bool = False) -> Invoke:
+    """meshwarden.v1.Sidecar/Invoke, as the SDK's Client.invoke calls it; `keyed`: each call
+    with a fresh idempotency key, as the SDK gives it by default (else none)."""
     call = sidecar_pb2_grpc.SidecarStub(channel).Invoke
     request = sidecar_pb2.InvokeRequest(capability="echo", payload_json=payload)
+    keys = itertools.count()
+    prefix = os.urandom(4).hex()
 
     async def invoke() -> int:
-        reply: sidecar_pb2.InvokeResponse = await call(request, timeout=CALL_TIMEOUT_S)
+        sent = request
+        if keyed:
+            sent = sidecar_pb2.InvokeRequest(
+                capability="echo", payload_json=payload, idempotency_key=f"{prefix}-{next(keys)}"
+            )
+        reply: sidecar_pb2.InvokeResponse = await call(sent, timeout=CALL_TIMEOUT_S)
         return len(reply.result_json)
 
     return invoke

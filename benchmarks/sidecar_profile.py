@@ -2,7 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python benchmarks/sidecar_profile.py [--seconds 20] [--rounds 6]
         [--concurrency 16] [--py-spy DIR] [--calls-for-memory 10000,100000]
-        [--ab-tree CHECKOUT | --ab-env K=V,...] [--keep-logs]
+        [--ab-tree CHECKOUT | --ab-env K=V,...] [--keyed] [--keep-logs]
 
 Starts the same mesh as latency.py (a real registry, two sidecars, the echo agent; an allow-all
 signed bundle that both sidecars evaluate on every call), reads each sidecar's RSS idle, then
@@ -112,12 +112,14 @@ class Variant:
         }
 
 
-async def start_variant(fleet: Fleet, name: str, env: dict[str, str] | None, payload_bytes: int) -> Variant:
+async def start_variant(
+    fleet: Fleet, name: str, env: dict[str, str] | None, payload_bytes: int, keyed: bool
+) -> Variant:
     known = set(fleet.groups)
     mesh = await start_mesh(fleet, name, (), env)
     channel = channel_to(mesh.caller_sidecar)
     fleet.on_exit(channel.close)
-    invoke = sidecar_invoke(channel, payload_of(payload_bytes))
+    invoke = sidecar_invoke(channel, payload_of(payload_bytes), keyed=keyed)
     await first_answer(name or "mesh", invoke, payload_bytes)
     prefix = f"{name}-" if name else ""
     pids = {
@@ -129,12 +131,12 @@ async def start_variant(fleet: Fleet, name: str, env: dict[str, str] | None, pay
 async def measure(args: argparse.Namespace, fleet: Fleet) -> dict[str, object]:
     report: dict[str, object] = {}
     async with fleet:
-        variants = [await start_variant(fleet, "", None, args.payload_bytes)]
+        variants = [await start_variant(fleet, "", None, args.payload_bytes, args.keyed)]
         if args.ab_env or args.ab_tree:
             env = dict(kv.split("=", 1) for kv in args.ab_env.split(",") if kv)
             if args.ab_tree:  # its sidecars import meshwarden from that checkout, not from the current directory
                 env |= {"PYTHONSAFEPATH": "1", "PYTHONPATH": str(Path(args.ab_tree).resolve())}
-            variants.append(await start_variant(fleet, "b", env, args.payload_bytes))
+            variants.append(await start_variant(fleet, "b", env, args.payload_bytes, args.keyed))
         await asyncio.sleep(2.0)
         report["rss_idle_mb"] = {v.name: {s: round(rss_mb(v.pids[s]), 1) for s in SIDECARS} for v in variants}
         log(f"idle RSS: {report['rss_idle_mb']}")
@@ -177,6 +179,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=6, help="slices the load alternates between meshes in")
     parser.add_argument("--ab-env", default="", help="K=V,K=V: a second mesh whose sidecars get this environment")
     parser.add_argument("--ab-tree", default="", help="a checkout: a second mesh whose sidecars run its code")
+    parser.add_argument(
+        "--keyed", action="store_true", help="each call with a fresh idempotency key, as the SDK sends it by default"
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the work directory with every log")
     parser.add_argument("--calls-for-memory", default="", help="comma-separated call counts at which to read RSS")
     args = parser.parse_args()

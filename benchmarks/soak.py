@@ -1,7 +1,8 @@
 """Soak: the mesh at a fixed call rate for ten minutes, with a registry restart and a callee
 killed midway; every process's memory, every call's fate and every receipt accounted for.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/soak.py [--duration-s 600] [--rate 20] [--output json]
+    PYTHONPATH=. .venv/bin/python benchmarks/soak.py [--duration-s 600] [--rate 20]
+        [--sample-interval-s 30] [--output json]
 
 The mesh is the integration tests' (tests/integration/mesh.py): a registry, the caller's
 sidecar (`support`), two `billing` instances (sidecar and probe agent each), all real
@@ -10,8 +11,11 @@ runs once. At a third of the run the registry is stopped and started again on th
 addresses; at half the run one billing instance is killed -9 (sidecar and agent).
 
 Reported: calls made, answered, and failed by error kind (failures other than the transient
-kinds a kill explains are "unexpected"); latency p50/p99; each process's RSS after warm-up
-(a tenth of the run) and at the end; and receipts: every answered call must have its
+kinds a kill explains are "unexpected"); latency p50/p99; a memory series per process (RSS
+every `--sample-interval-s`, printed as it is taken, one series per pid, so the restarted
+registry and the two billing instances are told apart) with its least-squares slope in MiB
+per hour over the samples after warm-up (a tenth of the run): two points cannot tell growth
+that follows the load from a leak, a slope over the series can; and receipts: every answered call must have its
 outbound receipt in the registry, and its inbound one when its callee survived (the killed
 instance's unshipped receipts are gone with its data only if its spool was: it is kept, so
 they count too once it is restarted at the end to ship them). `receipts verify` must say intact.
@@ -24,12 +28,14 @@ import argparse
 import asyncio
 import json
 import sqlite3
+import statistics
 import tempfile
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import meshwarden
 from meshwarden import errors
@@ -83,14 +89,62 @@ async def call_at_rate(client: meshwarden.Client, rate: float, until: float, tal
     await asyncio.gather(*pending)
 
 
-async def sample_memory(mesh: LocalMesh, samples: dict[str, list[int]], until: float) -> None:
-    """RSS of every live process every 5 s (the restarted registry under its own name)."""
-    while time.monotonic() < until:
+class MemoryReport(TypedDict):
+    name: str
+    pid: int
+    samples: list[tuple[float, float]]  # (seconds since the load started, MiB)
+    slope_mib_per_h_after_warmup: float | None
+
+
+@dataclass
+class Series:
+    """One process's RSS over the run: (seconds since the load started, MiB) every interval."""
+
+    name: str
+    pid: int
+    points: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} (pid {self.pid})"
+
+    def slope_mib_per_h(self, after_s: float) -> float | None:
+        """Least-squares slope of RSS against time over the samples from `after_s` on, in MiB
+        per hour; None with fewer than three such samples (two points are no trend)."""
+        later = [(t, mib) for t, mib in self.points if t >= after_s]
+        if len(later) < 3:
+            return None
+        fit = statistics.linear_regression([t for t, _ in later], [mib for _, mib in later])
+        return fit.slope * 3600
+
+    def report(self, after_s: float) -> MemoryReport:
+        slope = self.slope_mib_per_h(after_s)
+        return {
+            "name": self.name,
+            "pid": self.pid,
+            "samples": [(round(t, 1), round(mib, 2)) for t, mib in self.points],
+            "slope_mib_per_h_after_warmup": round(slope, 2) if slope is not None else None,
+        }
+
+
+async def sample_memory(
+    mesh: LocalMesh, series: dict[int, Series], start: float, until: float, interval_s: float
+) -> None:
+    """RSS of every live process every `interval_s` from the start of the load (on a fixed
+    schedule, so a slow sample does not shift the next), one series per pid; each sample printed."""
+    at = start
+    while at <= until:
+        await asyncio.sleep(max(0.0, at - time.monotonic()))
+        t = time.monotonic() - start
+        taken = []
         for child in list(mesh.children):
             kib = rss_kib(child.process.pid) if child.running else 0
             if kib:
-                samples.setdefault(child.name, []).append(kib)
-        await asyncio.sleep(5)
+                one = series.setdefault(child.process.pid, Series(child.name, child.process.pid))
+                one.points.append((t, kib / 1024))
+                taken.append(f"{child.name}[{child.process.pid}] {kib / 1024:.1f}")
+        print(f"{t:6.0f} s: RSS MiB " + ", ".join(taken), flush=True)
+        at += interval_s
 
 
 def stored_receipts(mesh: LocalMesh) -> set[tuple[str, str]]:
@@ -101,7 +155,10 @@ def stored_receipts(mesh: LocalMesh) -> set[tuple[str, str]]:
         db.close()
 
 
-async def soak(duration_s: float, rate: float, workdir: Path) -> dict[str, object]:
+async def soak(
+    duration_s: float, rate: float, interval_s: float, workdir: Path
+) -> tuple[dict[str, object], list[MemoryReport]]:
+    """The run's figures, and its memory series per process."""
     mesh = LocalMesh(workdir)
     await mesh.start_registry()
     try:
@@ -111,7 +168,7 @@ async def soak(duration_s: float, rate: float, workdir: Path) -> dict[str, objec
         first_agent = await mesh.agent(first)
         second = await mesh.sidecar("billing", "--receipt-ship-interval-s", "0.5")
         await mesh.agent(second)
-        tally, samples = Tally(), dict[str, list[int]]()
+        tally, series = Tally(), dict[int, Series]()
         async with meshwarden.Client(caller.addresses["listen"]) as client:
             for _ in range(100):
                 try:
@@ -122,7 +179,7 @@ async def soak(duration_s: float, rate: float, workdir: Path) -> dict[str, objec
             start = time.monotonic()
             end = start + duration_s
             load = asyncio.create_task(call_at_rate(client, rate, end, tally))
-            memory = asyncio.create_task(sample_memory(mesh, samples, end))
+            sampling = asyncio.create_task(sample_memory(mesh, series, start, end, interval_s))
             await asyncio.sleep(duration_s / 3)
             print(f"{time.monotonic() - start:6.0f} s: restarting the registry", flush=True)
             await mesh.restart_registry()
@@ -132,7 +189,7 @@ async def soak(duration_s: float, rate: float, workdir: Path) -> dict[str, objec
             )
             first_agent.process.kill()
             first.process.kill()
-            await asyncio.gather(load, memory)
+            await asyncio.gather(load, sampling)
         # The killed instance's receipts are in its spool: restart it to ship them.
         await mesh.sidecar("billing", "--receipt-ship-interval-s", "0.5", data_dir=first_dir)
         answered = set(tally.answered)
@@ -145,8 +202,8 @@ async def soak(duration_s: float, rate: float, workdir: Path) -> dict[str, objec
             await asyncio.sleep(1)
         verdict = await mesh.verify_receipts()
         latencies = sorted(tally.latencies_s)
-        warm = max(1, len(next(iter(samples.values()), [])) // 10)
         unexpected = {k: v for k, v in tally.failures.items() if k not in TRANSIENT}
+        memory = [one.report(duration_s / 10) for one in series.values()]
         return {
             "duration_s": duration_s,
             "rate_per_s": rate,
@@ -156,12 +213,11 @@ async def soak(duration_s: float, rate: float, workdir: Path) -> dict[str, objec
             "unexpected_failures": unexpected,
             "p50_ms": round(latencies[len(latencies) // 2] * 1000, 2) if latencies else None,
             "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2) if latencies else None,
-            "rss_kib_after_warmup_and_end": {
-                name: (values[min(warm, len(values) - 1)], values[-1]) for name, values in samples.items() if values
-            },
+            "sample_interval_s": interval_s,
+            "warmup_s": duration_s / 10,
             "answered_without_outbound_receipt": len(missing_out),
             "receipts_intact": verdict.intact,
-        }
+        }, memory
     finally:
         await mesh.close()
 
@@ -170,21 +226,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration-s", type=float, default=600.0)
     parser.add_argument("--rate", type=float, default=20.0, help="calls per second")
+    parser.add_argument("--sample-interval-s", type=float, default=30.0, help="RSS of every process this often")
     parser.add_argument("--output", choices=("table", "json"), default="table")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="meshwarden-soak-") as directory:
-        report = asyncio.run(soak(args.duration_s, args.rate, Path(directory)))
+        report, memory = asyncio.run(soak(args.duration_s, args.rate, args.sample_interval_s, Path(directory)))
     if args.output == "json":
-        print(json.dumps(report, indent=2))
+        print(json.dumps({**report, "memory": memory}, indent=2))
         return
     for key, value in report.items():
-        if isinstance(value, dict) and key.startswith("rss"):
-            print(f"{key}:")
-            for name, (warm, end) in value.items():
-                growth = (end - warm) / warm * 100 if warm else 0.0
-                print(f"  {name:<28} {warm / 1024:7.1f} MiB -> {end / 1024:7.1f} MiB ({growth:+.1f}%)")
-        else:
-            print(f"{key}: {value}")
+        print(f"{key}: {value}")
+    print_memory(memory)
+
+
+def print_memory(memory: list[MemoryReport]) -> None:
+    """Per process: how many samples, the first and last RSS, and the slope after warm-up."""
+    print(f"{'process':<32} {'samples':>7} {'first MiB':>10} {'last MiB':>9} {'slope MiB/h':>12}")
+    for one in memory:
+        points, slope = one["samples"], one["slope_mib_per_h_after_warmup"]
+        shown = f"{slope:+.2f}" if slope is not None else "n/a"
+        label = f"{one['name']} ({one['pid']})"
+        print(f"{label:<32} {len(points):>7} {points[0][1]:>10.1f} {points[-1][1]:>9.1f} {shown:>12}")
 
 
 if __name__ == "__main__":

@@ -489,7 +489,10 @@ class _Servicer(agent_pb2_grpc.AgentServicer):
         cap = self._agent._capabilities.get(request.capability)
         if cap is None:
             await _fail(context, grpc.StatusCode.NOT_FOUND, f"this agent does not serve {request.capability!r}")
-        ctx = self._context(request, context.time_remaining())
+        # A keyed call may run past its caller's deadline (its sidecar's bound is the RPC's): the
+        # handler is told the caller's, which its nested calls inherit.
+        remaining = request.caller_timeout_ms / 1000 if request.caller_timeout_ms else context.time_remaining()
+        ctx = self._context(request, remaining)
         # The trace context the sidecar passed is current while the handler runs: its calls
         # continue this trace (no OpenTelemetry SDK needed in the agent).
         trace_token = attach_headers(*headers_from_metadata(context.invocation_metadata()))

@@ -20,6 +20,7 @@ raises the same class in the agent). Branched by what the caller can do about th
         ApprovalPending       FAILED_PRECONDITION a person must approve first; retry with its approval_id once approved
         ApprovalDenied        PERMISSION_DENIED  a person denied it, nobody decided in time, or the approval is for other arguments
         PrincipalMismatch     PERMISSION_DENIED  the session was started for someone else; an agent cannot change that
+        KeyInDoubt            FAILED_PRECONDITION a call under this idempotency key may or may not have taken effect; use a new key
       Unreachable             transient; a later attempt may succeed
         NoHealthyInstance     UNAVAILABLE        nothing live matches right now
         PeerUnavailable       UNAVAILABLE        the chosen instance could not be reached
@@ -472,6 +473,42 @@ class PrincipalMismatch(Refused):
     @classmethod
     def rebuilt(cls, message: str, metadata: Metadata) -> PrincipalMismatch:
         return cls(message, session_id=metadata.get("session_id", ""), started_for=metadata.get("started_for", ""))
+
+
+class KeyInDoubt(Refused):
+    """A call under this idempotency key was handed to the agent and how it ended can never be
+    known (the agent's connection dropped mid-call, say), so the callee's sidecar will not run
+    the key again: it may already have taken effect. `reason` says why, as a stable word:
+    agent_connection_lost, agent_deadline (it ran past the sidecar's bound), cancelled, or
+    sidecar_fault."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    kind = "key_in_doubt"
+
+    def __init__(self, *, idempotency_key: str, capability: str, agent: str, reason: str, what_happened: str) -> None:
+        super().__init__(
+            f"the call to {capability} under idempotency key {idempotency_key!r} was handed to agent {agent} and "
+            f"its outcome cannot be known ({what_happened}), so it is not run again under this key: check whether "
+            f"it took effect (the agent's own records, or its receipts), then call again with a new key if it did not"
+        )
+        self.idempotency_key, self.capability, self.agent, self.reason = idempotency_key, capability, agent, reason
+
+    def metadata(self) -> dict[str, str]:
+        return {
+            **super().metadata(),
+            "idempotency_key": self.idempotency_key,
+            "capability": self.capability,
+            "agent": self.agent,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def rebuilt(cls, message: str, metadata: Metadata) -> KeyInDoubt:
+        err = cls.__new__(cls)
+        MeshError.__init__(err, message, instance_id=metadata.get("instance_id", ""))
+        err.idempotency_key, err.capability = metadata.get("idempotency_key", ""), metadata.get("capability", "")
+        err.agent, err.reason = metadata.get("agent", ""), metadata.get("reason", "")
+        return err
 
 
 class NoHealthyInstance(Unreachable):

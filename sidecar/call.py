@@ -98,6 +98,9 @@ class Call:
     # Absolute deadline on the sidecar's monotonic clock; every call has one (a default
     # applies when the agent sets none), so nothing waits forever.
     deadline: float
+    # Inbound, keyed: the caller's own deadline, when the idempotency stage let the delivery run
+    # past it (`deadline` is then the stage's bound); 0.0 when `deadline` is the caller's.
+    caller_deadline: float = 0.0
     version_range: str = ""
     schema_hash: str = ""
     session_id: str = ""

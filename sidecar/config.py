@@ -252,6 +252,14 @@ OPTIONS: list[Option[Any]] = [
         metavar="SECONDS",
     ),
     Option(
+        "idempotency_run_limit_s",
+        positive_float,
+        300.0,
+        "how long a call with an idempotency key may run at this sidecar's agent once handed to it, "
+        "when its caller's deadline is sooner (it finishes even when its caller stops waiting)",
+        metavar="SECONDS",
+    ),
+    Option(
         "receipts",
         boolean,
         True,
@@ -405,6 +413,7 @@ class SidecarConfig:
     retry_max_attempts: int
     retry_budget_ratio: float
     idempotency_ttl_s: float
+    idempotency_run_limit_s: float
     receipts: bool
     receipt_sync: Literal["normal", "full"]
     receipt_ship_interval_s: float

@@ -135,8 +135,14 @@ def inbound_layers(rt: Runtime) -> list[Layer]:
         inbound_policy.layer(rt.policy, rt.clock, rt.config.allow_without_policy),  # again, with the mTLS caller
         schema_check.layer(rt.schemas),  # zero trust: check again what the caller checked
         result_contract.layer(rt.schemas),  # the agent's result matches its output schema
-        deadline.layer(rt.clock),
-        idempotency.layer(rt.config.idempotency_ttl_s, rt.clock),  # a key runs once; repeats get its result
+        deadline.layer(rt.clock),  # the caller's wait ends with its deadline; a keyed delivery goes on
+        # a key runs once; its run stays within reach of kill switches after its caller left
+        idempotency.layer(
+            _idempotency_settings(rt),
+            rt.clock,
+            _agent_connection(rt),
+            kill_switch.inbound_runs(rt.controls, rt.local, rt.policy),
+        ),
     ]
 
 
@@ -183,6 +189,17 @@ def _serves(rt: Runtime) -> metrics.Known:
         return registration is not None and capability in registration.capabilities
 
     return serves
+
+
+def _idempotency_settings(rt: Runtime) -> idempotency.IdempotencySettings:
+    return idempotency.IdempotencySettings(
+        ttl_s=rt.config.idempotency_ttl_s, run_limit_s=rt.config.idempotency_run_limit_s
+    )
+
+
+def _agent_connection(rt: Runtime) -> idempotency.AgentConnection:
+    """The state of the channel to the agent now (it changes when the agent registers anew)."""
+    return lambda: rt.agent_app.channel.get_state(try_to_connect=False)
 
 
 def _retry_settings(rt: Runtime) -> retries.RetrySettings:

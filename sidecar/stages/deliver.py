@@ -32,7 +32,7 @@ class ToAgent:
     async def __call__(self, call: Call) -> Reply:
         try:
             outcome = await self._app.stub.Handle(
-                delivery.to_delivery(call),
+                delivery.to_delivery(call, self._clock.monotonic()),
                 timeout=deadlines.next_hop_timeout_s(call, self._clock.monotonic()),
                 metadata=metadata_for(call.traceparent, call.tracestate) + self._app.auth,
             )

@@ -16,8 +16,9 @@ the switch, and writes the switch id into the call's record for spans and receip
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
+from typing import Any
 
 from meshwarden.errors import KillSwitchEngaged
 from meshwarden.sidecar.bundle_loader import PolicyHolder
@@ -153,9 +154,47 @@ class Outbound(_KillSwitch):
 
 class Inbound(_KillSwitch):
     def known_facts(self, call: Call) -> Iterator[Fact]:
-        yield from self._facts.call(call)
-        yield from self._facts.local()
-        yield from self._facts.agent(call.caller.instance_id, call.caller.agent, "")
+        return _inbound_facts(self._facts, call)
+
+
+def _inbound_facts(facts: _Facts, call: Call) -> Iterator[Fact]:
+    yield from facts.call(call)
+    yield from facts.local()
+    yield from facts.agent(call.caller.instance_id, call.caller.agent, "")
+
+
+class TrackedRun:
+    """A task delivering an inbound call apart from the call's own task, within reach of the
+    kill switches that match the call until `stop_tracking`."""
+
+    __slots__ = ("_controls", "_entry")
+
+    def __init__(self, controls: Controls, entry: InFlight) -> None:
+        self._controls, self._entry = controls, entry
+
+    def stop_tracking(self) -> None:
+        self._controls.untrack(self._entry)
+
+    @property
+    def killed_by_switch(self) -> str:
+        """The id of the kill switch that cancelled the task ("" when none did)."""
+        return self._entry.killed_by.id if self._entry.killed_by is not None else ""
+
+
+def inbound_runs(
+    controls: Controls, local: LocalAgent, policy: PolicyHolder
+) -> Callable[[Call, asyncio.Task[Any]], TrackedRun]:
+    """Tracks a task that delivers an inbound call apart from the call's own (a keyed call that
+    goes on after its caller left, stages/idempotency.py), so that a kill switch matching the
+    call cancels it as it cancels the call: an operator's stop reaches the agent either way."""
+    facts = _Facts(local, policy)
+
+    def track(call: Call, task: asyncio.Task[Any]) -> TrackedRun:
+        entry = InFlight(lambda c: _inbound_facts(facts, c), call, task)
+        controls.track(entry)
+        return TrackedRun(controls, entry)
+
+    return track
 
 
 def outbound(controls: Controls, local: LocalAgent, policy: PolicyHolder, catalog: Catalog) -> Layer:

@@ -3,14 +3,17 @@ agent's side of these messages is the SDK's (meshwarden/agent.py)."""
 
 from __future__ import annotations
 
+import math
+
 from meshwarden import task_fence
 from meshwarden.sidecar import usage
 from meshwarden.sidecar.call import Call, Reply
 from meshwarden.v1 import agent_pb2
 
 
-def to_delivery(call: Call) -> agent_pb2.Delivery:
+def to_delivery(call: Call, now: float) -> agent_pb2.Delivery:
     task_id, fencing_token = task_fence.claimed_task(call.task_token)  # verified by the task_fence stage
+    caller_left_s = call.caller_deadline - now if call.caller_deadline else 0.0
     return agent_pb2.Delivery(
         call_id=call.call_id,
         capability=call.capability,
@@ -26,6 +29,7 @@ def to_delivery(call: Call) -> agent_pb2.Delivery:
         fencing_token=fencing_token,
         task_token=call.task_token if task_id else b"",
         on_behalf_of=call.record.on_behalf_of,
+        caller_timeout_ms=max(math.ceil(caller_left_s * 1000), 1) if call.caller_deadline else 0,
     )
 
 

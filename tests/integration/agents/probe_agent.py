@@ -129,6 +129,32 @@ async def waits(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
     return {"started": started, "cancelled": cancelled, "instance_id": agent.instance_id}
 
 
+held: dict[str, int] = {}
+releases: dict[str, asyncio.Event] = {}
+
+
+@agent.capability("probe.hold")
+async def hold(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
+    """Counts its runs per `tag`, then holds the call until probe.release frees that tag: a
+    handler that outlives its caller's deadline for as long as a test wants."""
+    tag = args.get("tag", "")
+    held[tag] = held.get(tag, 0) + 1
+    await releases.setdefault(tag, asyncio.Event()).wait()
+    return {"tag": tag, "runs": held[tag], "key": ctx.idempotency_key}
+
+
+@agent.capability("probe.release")
+async def release(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
+    """Frees the calls probe.hold holds under `tag` (and any that arrive later)."""
+    releases.setdefault(args.get("tag", ""), asyncio.Event()).set()
+    return {"held": held}
+
+
+@agent.capability("probe.held")
+async def held_runs(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
+    return {"held": held, "pid": os.getpid()}
+
+
 @agent.capability("probe.fail")
 async def fail(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
     if args.get("how") == "refuse":
