@@ -33,7 +33,9 @@ from typing import Final
 # No keepalive setting below this is accepted (sidecar/config.py), so servers' floor holds.
 MIN_KEEPALIVE_S: Final = 1.0
 _FIRST_RECONNECT_BACKOFF_S: Final = 0.25
-_MAX_RECONNECT_BACKOFF_S: Final = 5.0
+MAX_RECONNECT_BACKOFF_S: Final = 5.0
+# gRPC core spreads each backoff by up to this fraction either way.
+RECONNECT_JITTER: Final = 0.2
 
 SERVER_OPTIONS: Final[list[tuple[str, int]]] = [
     ("grpc.http2.min_recv_ping_interval_without_data_ms", int(MIN_KEEPALIVE_S * 1000)),
@@ -51,5 +53,5 @@ def channel_options(keepalive_s: float, connect_timeout_s: float) -> list[tuple[
         ("grpc.http2.max_pings_without_data", 0),  # a long call sends no data: keep pinging anyway
         ("grpc.min_reconnect_backoff_ms", int(connect_timeout_s * 1000)),
         ("grpc.initial_reconnect_backoff_ms", int(_FIRST_RECONNECT_BACKOFF_S * 1000)),
-        ("grpc.max_reconnect_backoff_ms", int(max(_MAX_RECONNECT_BACKOFF_S, connect_timeout_s) * 1000)),
+        ("grpc.max_reconnect_backoff_ms", int(max(MAX_RECONNECT_BACKOFF_S, connect_timeout_s) * 1000)),
     ]

@@ -239,9 +239,10 @@ class Catalog:
             await self._remove(instance_id, LEASE_EXPIRED)
         return expired
 
-    async def extend_all_leases(self) -> int:
-        """Gives every stored lease a full TTL from now; returns how many were extended."""
-        return await self._leases.extend_all(self._clock.wall() + self._ttl_s)
+    async def extend_all_leases(self, *, grace_s: float = 0.0) -> int:
+        """Gives every stored lease a full TTL (plus `grace_s`) from now; returns how many were
+        extended."""
+        return await self._leases.extend_all(self._clock.wall() + self._ttl_s + grace_s)
 
     async def seconds_until_next_expiry(self) -> float | None:
         earliest = await self._leases.earliest_expiry()

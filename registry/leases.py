@@ -10,9 +10,10 @@ logged with its traceback and retried after a backoff that starts short and doub
 heartbeat_interval/2, and resets after a pass that succeeds. Without it, one transient error
 would stop lease expiry until the registry restarts.
 
-On start, every persisted lease is first extended to now + lease_ttl. While the registry was
-down, no sidecar could renew; expiring their leases at once would evict live instances that
-never had a chance to. A sidecar that really is gone stops renewing and expires one TTL later.
+On start, every persisted lease is first extended to now + lease_ttl + RECONNECT_GRACE_S. While
+the registry was down, no sidecar could renew; expiring their leases at once would evict live
+instances that never had a chance to. A sidecar that really is gone stops renewing and expires
+that much later.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import asyncio
 import logging
 from typing import Final
 
+from meshwarden.connection_liveness import MAX_RECONNECT_BACKOFF_S, RECONNECT_JITTER
 from meshwarden.registry.catalog import Catalog
 
 log = logging.getLogger(__name__)
@@ -28,11 +30,22 @@ log = logging.getLogger(__name__)
 FIRST_RETRY_S: Final = 0.05
 
 
+# How long after the registry is back a live sidecar may take to notice: its channel to the
+# registry may have just begun its longest reconnect backoff when the registry came back.
+RECONNECT_GRACE_S: Final = MAX_RECONNECT_BACKOFF_S * (1 + RECONNECT_JITTER)
+
+
 async def forgive_downtime(catalog: Catalog) -> None:
-    """Run once at registry start, before serving: every stored lease gets a full TTL."""
-    extended = await catalog.extend_all_leases()
+    """Run once at registry start, before serving (or by the replica that takes the lead):
+    every stored lease gets a full TTL plus the time a sidecar's channel may still be backing
+    off. With a TTL alone, a sidecar whose reconnect backoff outlasted the TTL (5 s at most,
+    against the default TTL of 5 s and 1.25 s in the tests) lost its lease after every long
+    outage, and its instance left routing for a moment for nothing."""
+    extended = await catalog.extend_all_leases(grace_s=RECONNECT_GRACE_S)
     if extended:
-        log.info("extended %d persisted lease(s) by %.3g s after start", extended, catalog.lease_ttl_s)
+        log.info(
+            "extended %d persisted lease(s) by %.3g s after start", extended, catalog.lease_ttl_s + RECONNECT_GRACE_S
+        )
 
 
 async def reap_expired_leases(catalog: Catalog, heartbeat_interval_s: float) -> None:

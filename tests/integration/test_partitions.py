@@ -110,17 +110,28 @@ async def delayed_mesh(tmp_path: object, namespace: Namespace) -> AsyncIterator[
     # Calls that fail here would soon open the caller's circuit breaker, which then fails the
     # rest at once without sending them; these tests want them sent, so it opens much later.
     breaker = ("--breaker-failures", "1000", "--breaker-min-calls", "1000")
-    async with FaultProxy() as proxy, _split(tmp_path, namespace, proxy, *breaker) as (mesh, caller):
+    # Billing renews its lease across the lossy link too: with the tests' 0.5 s heartbeat (a
+    # 1.25 s lease) a renewal that meets 25% loss each way on a loaded machine can miss, and the
+    # registry rightly drops billing. The product's default heartbeat (2 s, a 5 s lease) keeps
+    # these tests about deadlines and keys, not about leases.
+    async with (
+        FaultProxy() as proxy,
+        _split(tmp_path, namespace, proxy, *breaker, heartbeat_interval_s=2.0) as (mesh, caller),
+    ):
         yield mesh, caller, proxy
 
 
 @contextlib.asynccontextmanager
 async def _split(
-    tmp_path: object, namespace: Namespace, proxy: FaultProxy | None = None, *caller_flags: str
+    tmp_path: object,
+    namespace: Namespace,
+    proxy: FaultProxy | None = None,
+    *caller_flags: str,
+    heartbeat_interval_s: float = 0.5,
 ) -> AsyncIterator[tuple[LocalMesh, Child]]:
     from pathlib import Path
 
-    mesh = LocalMesh(Path(str(tmp_path)))
+    mesh = LocalMesh(Path(str(tmp_path)), heartbeat_interval_s=heartbeat_interval_s)
     await mesh.start_registry(f"{namespace.host_address}:0")
     try:
         caller = await mesh.sidecar("support", "--join-token", await _token(mesh, "support"), *caller_flags)
