@@ -288,7 +288,13 @@ async def test_killed_instance_stays_killed_and_a_reconnecting_sidecar_applies_s
                 await asyncio.sleep(0.05)
             else:
                 raise AssertionError("the reconnected sidecar never applied the switch")
-        log = support.stderr_text()
-        reconnected = log.index("catalog watch lost")
+        # The switch is in force once a call is refused; the routes that follow it on the new
+        # stream may be logged a moment later, so wait for their line rather than read at once.
+        for _ in range(200):
+            log = support.stderr_text()
+            reconnected = log.index("catalog watch lost")
+            if "weighted routes" in log[reconnected:]:
+                break
+            await asyncio.sleep(0.05)
         engaged = log.index(f"kill switch(es) engaged: {cut_off.kill_switch.id}", reconnected)
         assert engaged < log.index("weighted routes", reconnected)  # the switches came first on the new stream
