@@ -21,7 +21,7 @@ from typing import Any, Final
 from meshwarden.cli import exit_codes, registry_access
 from meshwarden.cli.receipts_query import ask_insights
 from meshwarden.cli.session_render import table, usd
-from meshwarden.cli.time_window import parse_time, timestamp
+from meshwarden.cli.time_window import set_window
 from meshwarden.clock import iso_utc
 from meshwarden.v1 import session_insights_pb2
 
@@ -73,12 +73,7 @@ def request_of(args: argparse.Namespace, now: float) -> session_insights_pb2.Lis
     request = session_insights_pb2.ListChangesRequest(
         kind=args.kind, subject=args.subject, alpha=args.alpha, limit=args.limit, cursor=args.cursor
     )
-    for flag, text in (("since", args.since), ("until", args.until)):
-        if text:
-            try:
-                getattr(request, flag).CopyFrom(timestamp(parse_time(text, now=now)))
-            except ValueError as exc:
-                raise ValueError(f"--{flag}: {exc}") from exc
+    set_window(request, since=args.since, until=args.until, now=now)
     return request
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from meshwarden.cli import exit_codes, registry_access, session_render
 from meshwarden.cli.receipts_query import ask_receipts
-from meshwarden.cli.time_window import parse_time, timestamp
+from meshwarden.cli.time_window import set_window
 from meshwarden.v1 import receipts_pb2
 
 KEYS = ("agent", "team", "workflow", "capability", "model", "provider", "version", "caller", "agent-model", "refusal")
@@ -46,12 +46,7 @@ def add_to(commands: Any) -> None:
 
 def costs_request(by: str, since: str, now: float, until: str = "") -> receipts_pb2.CostsRequest:
     request = receipts_pb2.CostsRequest(by=by)
-    for flag, text in (("since", since), ("until", until)):
-        if text:
-            try:
-                getattr(request, flag).CopyFrom(timestamp(parse_time(text, now=now)))
-            except ValueError as exc:
-                raise ValueError(f"--{flag}: {exc}") from exc
+    set_window(request, since=since, until=until, now=now)
     return request
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from meshwarden.cli import exit_codes, registry_access, session_render, sessions_suspect
 from meshwarden.cli.receipts_query import ask_receipts
-from meshwarden.cli.time_window import parse_time, timestamp
+from meshwarden.cli.time_window import set_window
 from meshwarden.v1 import receipts_pb2
 
 
@@ -89,12 +89,7 @@ def list_request(args: argparse.Namespace, now: float) -> receipts_pb2.ListSessi
         cursor=args.cursor,
         started_for=args.started_for,
     )
-    for flag, text in (("since", args.since), ("until", args.until)):
-        if text:
-            try:
-                getattr(request, flag).CopyFrom(timestamp(parse_time(text, now=now)))
-            except ValueError as exc:
-                raise ValueError(f"--{flag}: {exc}") from exc
+    set_window(request, since=args.since, until=args.until, now=now)
     return request
 
 

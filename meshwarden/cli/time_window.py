@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from typing import Final
+from typing import Final, Protocol
 
 from google.protobuf import timestamp_pb2
 
@@ -43,3 +43,23 @@ def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
     stamp = timestamp_pb2.Timestamp()
     stamp.FromNanoseconds(int(seconds * 1e9))
     return stamp
+
+
+class Windowed(Protocol):
+    """A request with `since` and `until` timestamps (sessions, costs, changes)."""
+
+    @property
+    def since(self) -> timestamp_pb2.Timestamp: ...
+    @property
+    def until(self) -> timestamp_pb2.Timestamp: ...
+
+
+def set_window(request: Windowed, *, since: str, until: str, now: float) -> None:
+    """Fills the request's `since` and `until` from the flags given (empty: left unset);
+    ValueError naming the flag."""
+    for flag, text in (("since", since), ("until", until)):
+        if text:
+            try:
+                getattr(request, flag).CopyFrom(timestamp(parse_time(text, now=now)))
+            except ValueError as exc:
+                raise ValueError(f"--{flag}: {exc}") from exc
