@@ -7,8 +7,15 @@ drives it:
   renew      Renew calls of those instances, as many at a time
   ship       ShipReceipts batches of 1,000 receipts of one chain (each re-hashed, fsync'd)
   list       ListInstances of the whole catalog
-Per phase: operations per second, and the registry loop's longest stall and how many stalls
-went over 10 ms. The same script measures any version of the registry (it uses only the
+Per phase: operations per second, the registry's CPU per operation (from /proc/<pid>/schedstat,
+all replicas together: the rate one registry core allows, whatever else loads the machine),
+and the registry loop's longest stall and how many stalls went over 10 ms.
+
+With --watchers N, a child process (benchmarks/watch_fanout.py) holds N Watch streams while
+the instances are registered, and reports how far behind the registrations they were: per
+stream and sampled registration, the time from Register's answer to the first message that
+brought the stream to that revision; and when the last stream was current after the last
+registration. The same script measures any version of the registry (it uses only the
 gRPC API and `app.serve`): run it with PYTHONPATH pointing at an older checkout for "before".
 
     .venv/bin/python -m benchmarks.registry_throughput --instances 2000 --batches 10
@@ -28,8 +35,10 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +55,7 @@ from meshwarden.schema_hash import schema_hash
 from meshwarden.v1 import catalog_pb2, identity_pb2, identity_pb2_grpc, receipts_pb2, receipts_pb2_grpc, registry_pb2
 
 TICK_S = 0.002
+MAX_MARKS = 500  # registrations whose watch lag is measured, evenly spread
 STALL_S = 0.010
 
 
@@ -72,7 +82,7 @@ class LoopLag:
         }
 
 
-async def serve_child(data_dir: Path, store: str) -> None:
+async def serve_child(data_dir: Path, store: str, coalesce_s: float | None) -> None:
     """The registry under test, printing its ports, then a lag report on each SIGUSR1."""
     from meshwarden.addresses import HostPort
     from meshwarden.clock import SystemClock
@@ -107,6 +117,8 @@ async def serve_child(data_dir: Path, store: str) -> None:
     extra: dict[str, Any] = {"allow_unverified_bundles": True} if "allow_unverified_bundles" in known else {}
     if store:
         extra["store"] = store
+    if coalesce_s is not None and "watch_coalesce_s" in known:
+        extra["watch_coalesce_s"] = coalesce_s
     config = RegistryConfig(listen=HostPort("127.0.0.1", 0), data_dir=data_dir, heartbeat_interval_s=30.0, **extra)
     await app.serve(config, SystemClock(), stop=stop, on_ready=ready)
     watcher.cancel()
@@ -166,6 +178,29 @@ def receipts(spiffe_id: str, start: int, count: int, prev: str) -> list[receipts
     return batch
 
 
+def cpu_ns(pid: int) -> int:
+    """Nanoseconds process `pid` has run on a CPU (all its threads), from /proc/<pid>/schedstat."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total
+
+
+def machine_busy_ns() -> int:
+    """Nanoseconds every CPU of the machine was busy (not idle nor iowait), from /proc/stat."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    ticks = sum(fields) - fields[3] - fields[4]
+    return ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+def start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy recording `pid` (collapsed stacks, as `--format raw`) until sent SIGINT."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    argv = [py_spy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--output", str(out)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 async def drive(options: argparse.Namespace) -> None:
     with contextlib.ExitStack() as stack:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -180,6 +215,11 @@ async def drive(options: argparse.Namespace) -> None:
                     "--serve",
                     data_dir,
                     *(["--store", options.store] if options.store else []),
+                    *(
+                        [f"--watch-coalesce-s={options.watch_coalesce_s}"]
+                        if options.watch_coalesce_s is not None
+                        else []
+                    ),
                     stdout=asyncio.subprocess.PIPE,
                     env=env,
                 )
@@ -187,17 +227,40 @@ async def drive(options: argparse.Namespace) -> None:
             if len(processes) == 1:
                 await asyncio.sleep(2.0)  # the first replica stores the CA the others then use
         children = [Child(p) for p in processes]
+        watchers: asyncio.subprocess.Process | None = None
         try:
-            await run_phases(children, options)
+            readies = [await child.line() for child in children]
+            if options.watchers:
+                spec = {
+                    "listen": readies[0]["listen"],
+                    "mtls": [r["mtls"] for r in readies],
+                    "bundle": readies[0]["bundle"],
+                    "td": readies[0]["td"],
+                    "count": options.watchers,
+                }
+                watchers = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "benchmarks.watch_fanout",
+                    json.dumps(spec),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    env=env,
+                )
+            await run_phases(children, readies, Child(watchers) if watchers else None, options)
         finally:
-            for process in processes:
-                process.terminate()
+            for process in [*processes, *([watchers] if watchers else [])]:
+                if process.returncode is None:
+                    process.terminate()
             for process in processes:
                 await process.wait()
+            if watchers is not None:
+                await watchers.wait()
 
 
-async def run_phases(children: list[Child], options: argparse.Namespace) -> None:
-    readies = [await child.line() for child in children]
+async def run_phases(
+    children: list[Child], readies: list[dict[str, Any]], watchers: Child | None, options: argparse.Namespace
+) -> None:
     ready = readies[0]
     trust = RegistryTrust(ready["td"], ready["bundle"].encode())
     key = new_key_and_csr()
@@ -213,15 +276,27 @@ async def run_phases(children: list[Child], options: argparse.Namespace) -> None
         capabilities=[catalog_pb2.Capability(name=f"bench.c{n}", schema_hash=schema_hash({}, {})) for n in range(5)],
     )
     ids: list[str] = []
-    print(f"{'phase':<10} {'ops/s':>9} {'loop max ms':>12} {'loop p99 ms':>12} {'stalls >10ms':>13}")
+    marks: list[tuple[float, int]] = []
+    if watchers is not None:
+        print(f"watchers: {(await watchers.line())['ready']} streams open", flush=True)
+    print(f"load average before: {Path('/proc/loadavg').read_text().split()[0]}", flush=True)
+    print(
+        f"{'phase':<10} {'ops/s':>9} {'registry CPU us/op':>19} {'others, cores':>14} {'loop max ms':>12} "
+        f"{'loop p99 ms':>12} {'stalls >10ms':>13}"
+    )
     channels = [registry_channel(r["mtls"], RegistryTrust(r["td"], r["bundle"].encode(), svid)) for r in readies]
     try:
         stubs = [registry_stub(c) for c in channels]  # call n goes to replica n mod replicas
         stub, shipper = stubs[0], receipts_pb2_grpc.ReceiptsStub(channels[0])
+        every, top = max(1, options.instances // MAX_MARKS), [0]
 
         async def register(n: int) -> None:
             request = registry_pb2.RegisterRequest(instance=instance)
-            ids.append((await stubs[n % len(stubs)].Register(request)).instance_id)
+            reply = await stubs[n % len(stubs)].Register(request)
+            ids.append(reply.instance_id)
+            top[0] = max(top[0], reply.revision)
+            if n % every == 0:
+                marks.append((time.monotonic(), reply.revision))
 
         async def renew(n: int) -> None:
             await stubs[n % len(stubs)].Renew(registry_pb2.RenewRequest(instance_id=ids[n]))
@@ -244,16 +319,53 @@ async def run_phases(children: list[Child], options: argparse.Namespace) -> None
             ("ship", options.batches, 1, ship),
             ("list", options.lists, 4, list_all),
         ]
+        pids = [c.process.pid for c in children]
+        ours = [os.getpid(), *([watchers.process.pid] if watchers else [])]  # the load generator
         for name, count, concurrency, one in phases:
+            if name not in options.phases.split(",") and name != "register":
+                continue
+            spy = start_py_spy(pids[0], options.py_spy) if options.py_spy and name == "register" else None
+            cpu_before, busy_before, started = sum(cpu_ns(p) for p in pids), machine_busy_ns(), time.perf_counter()
+            ours_before = sum(cpu_ns(p) for p in ours)
             rate = await timed(count, concurrency, one)
+            cpu, busy = sum(cpu_ns(p) for p in pids) - cpu_before, machine_busy_ns() - busy_before
+            busy -= sum(cpu_ns(p) for p in ours) - ours_before
+            elapsed = time.perf_counter() - started
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait()
             lags = [await child.lag() for child in children]
             worst = {k: max(lag[k] for lag in lags) for k in lags[0]}
             print(
-                f"{name:<10} {rate:>9.1f} {worst['max_ms']:>12.1f} {worst['p99_ms']:>12.2f} {worst['over_10ms']:>13.0f}"
+                f"{name:<10} {rate:>9.1f} {cpu / 1000 / count:>19.0f} {(busy - cpu) / 1e9 / elapsed:>14.2f} "
+                f"{worst['max_ms']:>12.1f} {worst['p99_ms']:>12.2f} {worst['over_10ms']:>13.0f}",
+                flush=True,
             )
+            if name == "register" and watchers is not None:
+                await report_watchers(watchers, marks, top[0], pids)
     finally:
         for channel in channels:
             await channel.close()
+    print(f"load average after: {Path('/proc/loadavg').read_text().split()[0]}", flush=True)
+
+
+async def report_watchers(watchers: Child, marks: list[tuple[float, int]], final: int, pids: list[int]) -> None:
+    """Tells the watchers where the registrations ended and prints how far behind they were."""
+    stdin = watchers.process.stdin
+    assert stdin is not None
+    cpu_before = sum(cpu_ns(p) for p in pids)
+    stdin.write((json.dumps({"marks": marks, "final": final}) + "\n").encode())
+    await stdin.drain()
+    report = await watchers.line()
+    lag = report["lag"]
+    print(
+        f"watch lag after Register answered: p50 {lag['p50_ms']:.0f} ms, p99 {lag['p99_ms']:.0f} ms, "
+        f"max {lag['max_ms']:.0f} ms; all streams current {report['all_current_after_last_ms']} ms after the last "
+        f"registration ({report['streams_not_current']} not current); {report['messages']} messages, "
+        f"{report['reopened']} streams reopened; registry CPU while they caught up "
+        f"{(sum(cpu_ns(p) for p in pids) - cpu_before) / 1e6:.0f} ms",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -264,10 +376,14 @@ def main() -> None:
     parser.add_argument("--lists", type=int, default=20)
     parser.add_argument("--store", default="", help="postgresql://... (a migrated, empty database); default SQLite")
     parser.add_argument("--replicas", type=int, default=1, help="registry processes on the one --store (PostgreSQL)")
+    parser.add_argument("--watchers", type=int, default=0, help="Watch streams held while registering")
+    parser.add_argument("--py-spy", type=Path, help="record the (first) registry's profile while registering")
+    parser.add_argument("--watch-coalesce-s", type=float, help="the registry's watch_coalesce_s (default: its own)")
+    parser.add_argument("--phases", default="register,renew,ship,list", help="which phases to run (register always)")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.serve is not None:
-        asyncio.run(serve_child(options.serve, options.store))
+        asyncio.run(serve_child(options.serve, options.store, options.watch_coalesce_s))
     else:
         asyncio.run(drive(options))
 

@@ -143,7 +143,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
         # The seam for SPIRE: with a Workload API source (meshwarden/identity/workload_source.py)
         # `current_svid` would come from it instead; the embedded issuer still serves Identity.
         own_svid = EmbeddedRegistrySvid(issuer, config.svid_ttl_s, clock)
-        hub = WatchHub(config.watch_queue_events)
+        hub = WatchHub(config.watch_queue_events, coalesce_s=config.watch_coalesce_s)
         catalog = Catalog(
             stores.catalog,
             stores.leases,

@@ -30,6 +30,9 @@ DEFAULT_TTL_PER_HEARTBEAT: Final = 2.5
 MAX_TTL_PER_HEARTBEAT: Final = 3.0
 DEFAULT_EVENT_LOG_RETENTION: Final = 10_000
 DEFAULT_WATCH_QUEUE_EVENTS: Final = 1024
+# Catalog changes wait this long for others to share one message per watcher (registry.watch_hub).
+DEFAULT_WATCH_COALESCE_S: Final = 0.05
+MAX_WATCH_COALESCE_S: Final = 1.0
 DEFAULT_SVID_TTL_S: Final = 3600.0
 MIN_SVID_TTL_S: Final = 10.0
 MAX_SVID_TTL_S: Final = 30 * 24 * 3600.0
@@ -56,6 +59,13 @@ def retention_s(value: str) -> float:
     return int(match.group(1)) * _RETENTION_UNITS[match.group(2)]
 
 
+def _coalesce_s(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= MAX_WATCH_COALESCE_S:
+        raise ValueError(f"must be a number of seconds from 0 to {MAX_WATCH_COALESCE_S:g}, got {text}")
+    return value
+
+
 def default_lease_ttl_s(heartbeat_interval_s: float) -> float:
     return DEFAULT_TTL_PER_HEARTBEAT * heartbeat_interval_s
 
@@ -73,8 +83,10 @@ class RegistryConfig:
     # Receipts older than this are deleted (a hashed checkpoint keeps each cut chain
     # verifiable); 0 keeps them forever.
     receipts_retention_s: float = 0.0
-    # Events queued for one watcher before it is cut off (it resumes by revision).
+    # Messages queued for one watcher before it is cut off (it resumes by revision).
     watch_queue_events: int = DEFAULT_WATCH_QUEUE_EVENTS
+    # How long a catalog change waits for others to go to the watchers in the same message.
+    watch_coalesce_s: float = DEFAULT_WATCH_COALESCE_S
     # Where SVID holders call the registry over mTLS. gRPC Python cannot ask for a client
     # certificate without requiring one, so `listen` (TLS, no client certificate: enrolment,
     # trust bundle, operators, health) and this port (mTLS required) are separate. Left unset,
@@ -129,6 +141,10 @@ class RegistryConfig:
             raise ConfigError(f"event_log_retention must be at least 1, got {self.event_log_retention}")
         if self.watch_queue_events < 1:
             raise ConfigError(f"watch_queue_events must be at least 1, got {self.watch_queue_events}")
+        if not 0 <= self.watch_coalesce_s <= MAX_WATCH_COALESCE_S:
+            raise ConfigError(
+                f"watch_coalesce_s must be from 0 to {MAX_WATCH_COALESCE_S:g} seconds, got {self.watch_coalesce_s:g}"
+            )
         if not 0 < 4 * self.budget_sync_s <= self.budget_slice_ttl_s <= 3600:
             raise ConfigError(
                 f"budget_slice_ttl_s must be at least 4 x budget_sync_s ({self.budget_sync_s:g}) and at most 3600, "
@@ -276,8 +292,16 @@ OPTIONS: Final[tuple[Option[Any], ...]] = (
         "watch_queue_events",
         positive_int,
         DEFAULT_WATCH_QUEUE_EVENTS,
-        "events queued for one slow watcher before it is disconnected",
+        "messages queued for one slow watcher before it is disconnected (catalog changes that piled up share one)",
         metavar="EVENTS",
+    ),
+    Option(
+        "watch_coalesce",
+        _coalesce_s,
+        DEFAULT_WATCH_COALESCE_S,
+        "how long a catalog change waits for others to reach each watcher in one message (0: the same "
+        f"turn of the event loop; at most {MAX_WATCH_COALESCE_S:g})",
+        metavar="SECONDS",
     ),
     Option(
         "mtls_listen",
@@ -379,6 +403,7 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> 
         event_log_retention=values["event_log_retention"],
         receipts_retention_s=values["receipts_retention"],
         watch_queue_events=values["watch_queue_events"],
+        watch_coalesce_s=values["watch_coalesce"],
         mtls_listen=values["mtls_listen"],
         mtls_advertise=values["mtls_advertise"],
         trust_domain=values["trust_domain"],

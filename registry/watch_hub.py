@@ -4,6 +4,14 @@ Each watcher owns a bounded asyncio queue. `publish` never waits: when a watcher
 full, the watcher is cut off (its queue is emptied and it is told why). It reconnects with the
 last revision it applied and the registry replays what it missed from the event log, so
 cutting it off loses nothing, whereas waiting for it would stall every registration.
+
+Catalog changes are coalesced: those published within `coalesce_s` of the first go to every
+watcher as one `CatalogBatch` (one queue entry, one object shared by all watchers, so its
+wire form is made once: registry.api.watch), and a watcher sends what piled up in its queue
+as one message. A change per watcher per message was 1,000 messages per registration with
+1,000 watchers; the registry could not make more than a few hundred a second. Any other event
+(bundle, routes, controls) first flushes the changes before it, so every watcher still sees
+everything in the order it was published; controls are never delayed.
 """
 
 from __future__ import annotations
@@ -19,11 +27,35 @@ from meshwarden.registry.controls import ControlsChanged
 from meshwarden.registry.model import CatalogEvent
 from meshwarden.registry.routes import RouteChanged
 
-# What watchers receive: catalog changes, new policy bundle revisions, route changes, and
-# the controls (kill switches, isolations) in force.
+# What is published: catalog changes, new policy bundle revisions, route changes, and the
+# controls (kill switches, isolations) in force.
 HubEvent = CatalogEvent | BundlePublished | RouteChanged | ControlsChanged
 
+# A coalesced batch holds at most this many catalog changes (a replica catching up publishes
+# thousands at once; one batch's wire form is made on the loop).
+MAX_BATCH_CHANGES: Final = 256
+
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False, slots=True, weakref_slot=True)
+class CatalogBatch:
+    """Catalog changes in revision order, shared by every watcher (compared by identity, so
+    registry.api.watch can keep its encoding per batch)."""
+
+    changes: tuple[CatalogEvent, ...]
+
+    @property
+    def first_revision(self) -> int:
+        return self.changes[0].revision
+
+    @property
+    def revision(self) -> int:
+        return self.changes[-1].revision
+
+
+# What a watcher receives.
+WatchItem = CatalogBatch | BundlePublished | RouteChanged | ControlsChanged
 
 
 class WatchEnded(Exception):
@@ -42,7 +74,7 @@ class Subscription:
     """One watcher's feed. Get events with `await next()`; leave with `WatchHub.unsubscribe`."""
 
     def __init__(self, max_queued: int) -> None:
-        self._queue: asyncio.Queue[HubEvent | _Ended] = asyncio.Queue(max_queued + 1)
+        self._queue: asyncio.Queue[WatchItem | _Ended] = asyncio.Queue(max_queued + 1)
         self._max_queued = max_queued
         self._ended = False
 
@@ -50,20 +82,32 @@ class Subscription:
     def ended(self) -> bool:
         return self._ended
 
-    async def next(self) -> HubEvent:
-        """The next event; raises WatchEnded once the hub cut this watcher off or shut down."""
+    async def next(self) -> WatchItem:
+        """The next item; raises WatchEnded once the hub cut this watcher off or shut down."""
         item = await self._queue.get()
         if isinstance(item, _Ended):
             raise WatchEnded(item.reason)
         return item
 
-    def _offer(self, event: HubEvent) -> bool:
+    async def pending(self) -> list[WatchItem]:
+        """Every item queued now (waiting for one if none is): what piled up since the last
+        call, to be sent together. Raises WatchEnded as `next` does, once nothing precedes it."""
+        items = [await self.next()]
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, _Ended):
+                self._queue.put_nowait(item)  # raised by the next call, after these are sent
+                break
+            items.append(item)
+        return items
+
+    def _offer(self, event: WatchItem) -> bool:
         """Queues `event`; False (and the watcher ended) when its queue was full."""
         if self._ended:
             return True
         if self._queue.qsize() >= self._max_queued:
             self._end(
-                f"watcher fell behind by {self._max_queued} events and was disconnected; "
+                f"watcher fell behind by {self._max_queued} messages and was disconnected; "
                 f"reconnect with since_revision set to the last revision applied"
             )
             return False
@@ -79,12 +123,18 @@ class Subscription:
 
 
 class WatchHub:
-    def __init__(self, max_queued_per_watcher: int) -> None:
+    def __init__(self, max_queued_per_watcher: int, *, coalesce_s: float = 0.0) -> None:
+        """`coalesce_s`: how long catalog changes wait for others to share their message
+        (0: those published in the same turn of the event loop)."""
         if max_queued_per_watcher < 1:
             raise ValueError(f"max_queued_per_watcher must be at least 1, got {max_queued_per_watcher}")
-        self._max_queued = max_queued_per_watcher
+        if coalesce_s < 0:
+            raise ValueError(f"coalesce_s must be 0 or more, got {coalesce_s}")
+        self._max_queued, self._coalesce_s = max_queued_per_watcher, coalesce_s
         self._subscriptions: set[Subscription] = set()
         self._closed = False
+        self._changes: list[CatalogEvent] = []  # published, not yet offered to the watchers
+        self._flush_at: asyncio.TimerHandle | asyncio.Handle | None = None
         # Events published and watchers cut off since start, by event type (read by /metrics).
         self.published: Counter[str] = Counter()
         self.disconnected_slow = 0
@@ -95,6 +145,7 @@ class WatchHub:
 
     def subscribe(self) -> Subscription:
         """A new feed of every event published from now on."""
+        self.flush()  # what was published before goes to the watchers before this one
         subscription = Subscription(self._max_queued)
         if self._closed:
             subscription._end(_SHUTTING_DOWN)
@@ -106,8 +157,30 @@ class WatchHub:
         self._subscriptions.discard(subscription)
 
     def publish(self, event: HubEvent) -> None:
-        """Queues `event` for every watcher, cutting off those whose queue is full. Never blocks."""
+        """Queues `event` for every watcher (a catalog change within `coalesce_s`), cutting off
+        those whose queue is full. Never blocks."""
         self.published[type(event).__name__] += 1
+        if isinstance(event, (BundlePublished, RouteChanged, ControlsChanged)):
+            self.flush()
+            self._offer(event)
+            return
+        self._changes.append(event)
+        if self._flush_at is None:
+            loop = asyncio.get_running_loop()
+            self._flush_at = (
+                loop.call_later(self._coalesce_s, self.flush) if self._coalesce_s else loop.call_soon(self.flush)
+            )
+
+    def flush(self) -> None:
+        """Offers the catalog changes published so far to every watcher now."""
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush_at = None
+        changes, self._changes = self._changes, []
+        for start in range(0, len(changes), MAX_BATCH_CHANGES):
+            self._offer(CatalogBatch(tuple(changes[start : start + MAX_BATCH_CHANGES])))
+
+    def _offer(self, event: WatchItem) -> None:
         for subscription in list(self._subscriptions):
             if not subscription._offer(event):
                 self._subscriptions.discard(subscription)
@@ -124,6 +197,7 @@ class WatchHub:
 
     def disconnect_all(self, reason: str) -> None:
         """Ends every feed now (they resume by revision); later subscriptions are served."""
+        self._changes.clear()  # in the store: the watchers resume from it
         for subscription in self._subscriptions:
             subscription._end(reason)
         self._subscriptions.clear()
@@ -131,6 +205,10 @@ class WatchHub:
     def close(self) -> None:
         """Ends every feed (shutdown); later subscriptions end at once."""
         self._closed = True
+        self._changes.clear()
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush_at = None
         for subscription in self._subscriptions:
             subscription._end(_SHUTTING_DOWN)
         self._subscriptions.clear()

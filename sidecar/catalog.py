@@ -66,6 +66,18 @@ class Catalog:
         return frozenset((i.peer_address, i.spiffe_id) for i in self._instances.values())
 
     def apply(self, event: registry_pb2.WatchEvent) -> None:
+        """Applies one watch event: a snapshot, one change, or a batch of changes (re-indexed
+        once for the whole batch: with 10,000 instances a re-index is milliseconds)."""
+        if event.WhichOneof("change") == "changes":
+            for change in event.changes.events:
+                self._apply_one(change)
+        else:
+            self._apply_one(event)
+        self.revision = max(self.revision, event.revision)
+        self.synced = True
+        self._reindex()
+
+    def _apply_one(self, event: registry_pb2.WatchEvent) -> None:
         change = event.WhichOneof("change")
         if change == "snapshot":
             self._instances = {i.instance_id: i for i in event.snapshot.instances}
@@ -75,9 +87,6 @@ class Catalog:
             self._instances.pop(event.removed.instance_id, None)
         else:
             log.warning("ignoring a watch event of unknown kind %r at revision %d", change, event.revision)
-        self.revision = max(self.revision, event.revision)
-        self.synced = True
-        self._reindex()
 
     def replace(self, instances: Iterable[catalog_pb2.Instance], *, complete: bool = True) -> None:
         """The whole view at once, from a discovery that keeps no revisions (Consul); `complete`

@@ -49,7 +49,10 @@ async def run(
     while True:
         try:
             request = registry_pb2.WatchRequest(
-                since_revision=catalog.revision, bundle_revision=bundle_revision(), instance_id=instance_id
+                since_revision=catalog.revision,
+                bundle_revision=bundle_revision(),
+                instance_id=instance_id,
+                batched=True,  # catalog changes that piled up come as one message
             )
             async for event in registry().Watch(request):
                 change = event.WhichOneof("change")

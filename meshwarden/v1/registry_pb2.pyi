@@ -229,14 +229,16 @@ class ListInstancesResponse(_message.Message):
     def __init__(self, instances: _Optional[_Iterable[_Union[_catalog_pb2.Instance, _Mapping]]] = ..., revision: _Optional[int] = ..., health: _Optional[_Iterable[_Union[_catalog_pb2.InstanceHealth, _Mapping]]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
-    __slots__ = ("since_revision", "bundle_revision", "instance_id")
+    __slots__ = ("since_revision", "bundle_revision", "instance_id", "batched")
     SINCE_REVISION_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_REVISION_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    BATCHED_FIELD_NUMBER: _ClassVar[int]
     since_revision: int
     bundle_revision: int
     instance_id: str
-    def __init__(self, since_revision: _Optional[int] = ..., bundle_revision: _Optional[int] = ..., instance_id: _Optional[str] = ...) -> None: ...
+    batched: bool
+    def __init__(self, since_revision: _Optional[int] = ..., bundle_revision: _Optional[int] = ..., instance_id: _Optional[str] = ..., batched: _Optional[bool] = ...) -> None: ...
 
 class CatalogSnapshot(_message.Message):
     __slots__ = ("instances",)
@@ -253,7 +255,7 @@ class InstanceRemoved(_message.Message):
     def __init__(self, instance_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class WatchEvent(_message.Message):
-    __slots__ = ("revision", "snapshot", "upserted", "removed", "bundle", "routes", "controls")
+    __slots__ = ("revision", "snapshot", "upserted", "removed", "bundle", "routes", "controls", "changes")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     UPSERTED_FIELD_NUMBER: _ClassVar[int]
@@ -261,6 +263,7 @@ class WatchEvent(_message.Message):
     BUNDLE_FIELD_NUMBER: _ClassVar[int]
     ROUTES_FIELD_NUMBER: _ClassVar[int]
     CONTROLS_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
     revision: int
     snapshot: CatalogSnapshot
     upserted: _catalog_pb2.Instance
@@ -268,4 +271,11 @@ class WatchEvent(_message.Message):
     bundle: PolicyBundle
     routes: RouteUpdate
     controls: _controls_pb2.ControlsUpdate
-    def __init__(self, revision: _Optional[int] = ..., snapshot: _Optional[_Union[CatalogSnapshot, _Mapping]] = ..., upserted: _Optional[_Union[_catalog_pb2.Instance, _Mapping]] = ..., removed: _Optional[_Union[InstanceRemoved, _Mapping]] = ..., bundle: _Optional[_Union[PolicyBundle, _Mapping]] = ..., routes: _Optional[_Union[RouteUpdate, _Mapping]] = ..., controls: _Optional[_Union[_controls_pb2.ControlsUpdate, _Mapping]] = ...) -> None: ...
+    changes: CatalogChanges
+    def __init__(self, revision: _Optional[int] = ..., snapshot: _Optional[_Union[CatalogSnapshot, _Mapping]] = ..., upserted: _Optional[_Union[_catalog_pb2.Instance, _Mapping]] = ..., removed: _Optional[_Union[InstanceRemoved, _Mapping]] = ..., bundle: _Optional[_Union[PolicyBundle, _Mapping]] = ..., routes: _Optional[_Union[RouteUpdate, _Mapping]] = ..., controls: _Optional[_Union[_controls_pb2.ControlsUpdate, _Mapping]] = ..., changes: _Optional[_Union[CatalogChanges, _Mapping]] = ...) -> None: ...
+
+class CatalogChanges(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[WatchEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[WatchEvent, _Mapping]]] = ...) -> None: ...

@@ -146,9 +146,12 @@ class Gate:
             self._hub.publish(event)
 
     def release(self) -> None:
+        """Publishes what was held, each change as a batch of its own (so each takes a place
+        in every watcher's queue, as changes published in separate turns do)."""
         self.holding = False
         for event in self.held:
             self._hub.publish(event)
+            self._hub.flush()
         self.held.clear()
 
 
@@ -224,6 +227,37 @@ async def test_a_watcher_that_falls_behind_is_cut_off_with_unavailable(direct: D
     resumed = direct.stub.Watch(registry_pb2.WatchRequest(since_revision=first.revision))
     replayed = [(await asyncio.wait_for(resumed.read(), 5)) for _ in range(8)]
     assert [e.revision for e in replayed if e.WhichOneof("change") == "upserted"] == [2, 3, 4, 5, 6, 7]
+    resumed.cancel()
+
+
+async def test_batched_watchers_get_what_piled_up_in_one_message_each_change_encoded_once(
+    direct: Direct, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await direct.catalog.register(spec_from_proto(_instance()))
+    watchers = [direct.stub.Watch(registry_pb2.WatchRequest(since_revision=0, batched=True)) for _ in range(2)]
+    for call in watchers:
+        await _first_catalog_event(call)  # the snapshot at revision 1
+        assert (await asyncio.wait_for(call.read(), 5)).WhichOneof("change") == "routes"
+    encoded = []
+    real = wire.event_to_proto
+    monkeypatch.setattr(wire, "event_to_proto", lambda event: encoded.append(event.revision) or real(event))
+    direct.gate.holding = True
+    for _ in range(3):
+        await direct.catalog.register(spec_from_proto(_instance()))
+    direct.gate.release()  # three batches queued for each watcher before either stream runs
+    for call in watchers:
+        event = await asyncio.wait_for(call.read(), 5)
+        assert event.WhichOneof("change") == "changes" and event.revision == 4
+        assert [(e.revision, e.WhichOneof("change")) for e in event.changes.events] == [
+            (2, "upserted"),
+            (3, "upserted"),
+            (4, "upserted"),
+        ]
+        call.cancel()
+    assert sorted(encoded) == [2, 3, 4]  # once for both watchers
+    resumed = direct.stub.Watch(registry_pb2.WatchRequest(since_revision=2, batched=True))
+    replay = await _first_catalog_event(resumed)
+    assert replay.revision == 4 and [e.revision for e in replay.changes.events] == [3, 4]
     resumed.cancel()
 
 

@@ -1,4 +1,5 @@
-"""registry.watch_hub: fan-out, and cutting off a slow watcher without blocking anyone."""
+"""registry.watch_hub: fan-out, coalescing catalog changes, and cutting off a slow watcher
+without blocking anyone."""
 
 from __future__ import annotations
 
@@ -6,42 +7,83 @@ import asyncio
 
 import pytest
 
+from meshwarden.registry.controls import ControlsChanged, ControlsSet
 from meshwarden.registry.model import Removed
-from meshwarden.registry.watch_hub import WatchEnded, WatchHub
+from meshwarden.registry.watch_hub import MAX_BATCH_CHANGES, CatalogBatch, WatchEnded, WatchHub, WatchItem
 
 
 def _event(revision: int) -> Removed:
     return Removed(revision=revision, instance_id=f"i{revision}", reason="deregistered")
 
 
-async def test_every_watcher_gets_every_event_in_order() -> None:
+def _no_controls() -> ControlsSet:
+    return ControlsSet(revision=1, kill_switches=(), isolations=())
+
+
+def _revisions(item: WatchItem) -> list[int]:
+    assert isinstance(item, CatalogBatch)
+    return [change.revision for change in item.changes]
+
+
+async def test_changes_of_one_turn_reach_every_watcher_as_one_shared_batch_in_order() -> None:
     hub = WatchHub(max_queued_per_watcher=10)
     first, second = hub.subscribe(), hub.subscribe()
     for revision in (1, 2, 3):
         hub.publish(_event(revision))
-    assert [(await first.next()).revision for _ in range(3)] == [1, 2, 3]
-    assert [(await second.next()).revision for _ in range(3)] == [1, 2, 3]
+    got_first, got_second = await first.next(), await second.next()
+    assert _revisions(got_first) == [1, 2, 3] and got_second is got_first  # one object, encoded once
+
+
+async def test_changes_within_the_window_share_a_batch_and_later_ones_do_not() -> None:
+    hub = WatchHub(max_queued_per_watcher=10, coalesce_s=0.05)
+    watcher = hub.subscribe()
+    hub.publish(_event(1))
+    await asyncio.sleep(0.01)
+    hub.publish(_event(2))
+    assert _revisions(await watcher.next()) == [1, 2]
+    hub.publish(_event(3))
+    assert _revisions(await watcher.next()) == [3]
+
+
+async def test_a_burst_is_cut_into_batches_of_at_most_the_maximum() -> None:
+    hub = WatchHub(max_queued_per_watcher=10)
+    watcher = hub.subscribe()
+    for revision in range(1, MAX_BATCH_CHANGES + 2):
+        hub.publish(_event(revision))
+    sizes = [len(item.changes) for item in await watcher.pending() if isinstance(item, CatalogBatch)]
+    assert sizes == [MAX_BATCH_CHANGES, 1]
+
+
+async def test_other_events_flush_the_changes_before_them_and_keep_their_order() -> None:
+    hub = WatchHub(max_queued_per_watcher=10, coalesce_s=1.0)
+    watcher = hub.subscribe()
+    hub.publish(_event(1))
+    hub.publish(ControlsChanged(controls=_no_controls()))  # not held for the window: a kill switch
+    items = await asyncio.wait_for(watcher.pending(), 0.5)
+    assert _revisions(items[0]) == [1] and isinstance(items[1], ControlsChanged) and len(items) == 2
 
 
 async def test_a_watcher_only_sees_events_published_after_it_subscribed() -> None:
     hub = WatchHub(max_queued_per_watcher=10)
+    early = hub.subscribe()
     hub.publish(_event(1))
-    late = hub.subscribe()
+    late = hub.subscribe()  # change 1 goes to the watchers before it, not in a batch with 2
     hub.publish(_event(2))
-    assert (await late.next()).revision == 2
+    assert _revisions(await late.next()) == [2]
+    assert [_revisions(item) for item in await early.pending()] == [[1], [2]]
 
 
 async def test_a_slow_watcher_is_cut_off_and_the_others_keep_going() -> None:
     hub = WatchHub(max_queued_per_watcher=2)
     slow, fast = hub.subscribe(), hub.subscribe()
     hub.publish(_event(1))
-    assert (await fast.next()).revision == 1
+    assert _revisions(await fast.next()) == [1]
     hub.publish(_event(2))
-    assert (await fast.next()).revision == 2
-    hub.publish(_event(3))  # slow now has 1, 2 queued: full, so it is cut off
-    assert (await fast.next()).revision == 3
+    assert _revisions(await fast.next()) == [2]
+    hub.publish(_event(3))  # slow now has two batches queued: full, so it is cut off
+    assert _revisions(await fast.next()) == [3]
     assert slow.ended and hub.watcher_count == 1
-    with pytest.raises(WatchEnded, match="fell behind by 2 events.*since_revision"):
+    with pytest.raises(WatchEnded, match="fell behind by 2 messages.*since_revision"):
         await slow.next()
 
 
@@ -64,10 +106,14 @@ async def test_unsubscribed_watchers_get_nothing_more() -> None:
     gone = hub.subscribe()
     hub.unsubscribe(gone)
     hub.publish(_event(1))
-    hub.publish(_event(2))  # would overflow `gone` if it were still subscribed
+    hub.flush()
+    hub.publish(_event(2))
+    hub.flush()  # would overflow `gone` if it were still subscribed
     assert not gone.ended and hub.watcher_count == 0
 
 
-def test_queue_size_must_be_positive() -> None:
+def test_queue_size_must_be_positive_and_the_window_not_negative() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         WatchHub(max_queued_per_watcher=0)
+    with pytest.raises(ValueError, match="0 or more"):
+        WatchHub(max_queued_per_watcher=1, coalesce_s=-0.1)
