@@ -4,6 +4,8 @@ A registry runs in a child process (`registry.app.serve`, the code under test, w
 that measures how late the loop wakes it every 2 ms); this process enrols as an agent and
 drives it:
   register   Register calls, `--concurrency` at a time (each a catalog change: a revision)
+  health     grpc.health.v1 Check calls on the mTLS port, as many at a time: what a call costs
+             the registry before any of its code runs (gRPC, TLS, HTTP/2)
   renew      Renew calls of those instances, as many at a time
   ship       ShipReceipts batches of 1,000 receipts of one chain (each re-hashed, fsync'd)
   list       ListInstances of the whole catalog
@@ -45,6 +47,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meshwarden.identity.csr import new_key_and_csr
 from meshwarden.identity.svid import svid_from_pem
@@ -195,9 +199,10 @@ def machine_busy_ns() -> int:
 
 
 def start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
-    """py-spy recording `pid` (collapsed stacks, as `--format raw`) until sent SIGINT."""
+    """py-spy recording `pid` (collapsed stacks, as `--format raw`) until sent SIGINT; only the
+    thread holding the interpreter is sampled (--gil): where the registry's Python time goes."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    argv = [py_spy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--output", str(out)]
+    argv = [py_spy, "record", "--pid", str(pid), "--rate", "200", "--gil", "--format", "raw", "--output", str(out)]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -313,8 +318,14 @@ async def run_phases(
         async def list_all(_: int) -> None:
             await stub.ListInstances(registry_pb2.ListInstancesRequest())
 
+        checkers = [health_pb2_grpc.HealthStub(c) for c in channels]
+
+        async def check(n: int) -> None:  # the floor: a gRPC call over mTLS that none of our code serves
+            await checkers[n % len(checkers)].Check(health_pb2.HealthCheckRequest())
+
         phases: list[tuple[str, int, int, Callable[[int], Awaitable[None]]]] = [
             ("register", options.instances, options.concurrency, register),
+            ("health", options.instances, options.concurrency, check),
             ("renew", options.instances, options.concurrency, renew),
             ("ship", options.batches, 1, ship),
             ("list", options.lists, 4, list_all),
@@ -324,7 +335,7 @@ async def run_phases(
         for name, count, concurrency, one in phases:
             if name not in options.phases.split(",") and name != "register":
                 continue
-            spy = start_py_spy(pids[0], options.py_spy) if options.py_spy and name == "register" else None
+            spy = start_py_spy(pids[0], options.py_spy) if options.py_spy and name == options.py_spy_phase else None
             cpu_before, busy_before, started = sum(cpu_ns(p) for p in pids), machine_busy_ns(), time.perf_counter()
             ours_before = sum(cpu_ns(p) for p in ours)
             rate = await timed(count, concurrency, one)
@@ -377,9 +388,12 @@ def main() -> None:
     parser.add_argument("--store", default="", help="postgresql://... (a migrated, empty database); default SQLite")
     parser.add_argument("--replicas", type=int, default=1, help="registry processes on the one --store (PostgreSQL)")
     parser.add_argument("--watchers", type=int, default=0, help="Watch streams held while registering")
-    parser.add_argument("--py-spy", type=Path, help="record the (first) registry's profile while registering")
+    parser.add_argument("--py-spy", type=Path, help="record the (first) registry's profile (py-spy, raw format)")
+    parser.add_argument("--py-spy-phase", default="register", help="the phase --py-spy records")
     parser.add_argument("--watch-coalesce-s", type=float, help="the registry's watch_coalesce_s (default: its own)")
-    parser.add_argument("--phases", default="register,renew,ship,list", help="which phases to run (register always)")
+    parser.add_argument(
+        "--phases", default="register,health,renew,ship,list", help="which phases to run (register always)"
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.serve is not None:

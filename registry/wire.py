@@ -7,7 +7,9 @@ the catalog never sees protobuf and the wire never sees a domain object.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from meshwarden.registry.bundles import SidecarBundleStatus, StoredBundle
 from meshwarden.registry.health_reports import InstanceHealth
@@ -55,9 +57,9 @@ def instance_to_proto(instance: Instance) -> catalog_pb2.Instance:
             for c in instance.capabilities
         ],
         spiffe_id=instance.spiffe_id,
-        registered_at=timestamp(instance.registered_at),
-        lease_expires_at=timestamp(instance.lease_expires_at),
-        svid_expires_at=timestamp(instance.svid_expires_at) if instance.svid_expires_at > 0 else None,
+        registered_at=timestamp_message(instance.registered_at),
+        lease_expires_at=timestamp_message(instance.lease_expires_at),
+        svid_expires_at=timestamp_message(instance.svid_expires_at) if instance.svid_expires_at > 0 else None,
     )
 
 
@@ -86,8 +88,19 @@ def timestamp(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
-def duration(seconds: float) -> timedelta:
-    return timedelta(seconds=seconds)
+def timestamp_message(seconds: float) -> timestamp_pb2.Timestamp:
+    """As `timestamp` (to the microsecond), built directly: protobuf takes 20 us to convert a
+    datetime and 2 us for this, and every instance sent to a watcher has three."""
+    message = timestamp_pb2.Timestamp()
+    message.FromMicroseconds(round(seconds * 1_000_000))
+    return message
+
+
+def duration(seconds: float) -> duration_pb2.Duration:
+    """A Duration message, built directly (from a timedelta, protobuf takes 8 us per field)."""
+    message = duration_pb2.Duration()
+    message.FromMicroseconds(round(seconds * 1_000_000))
+    return message
 
 
 def bundle_to_proto(bundle: StoredBundle, *, with_artifact: bool = True) -> registry_pb2.PolicyBundle:

@@ -5,7 +5,8 @@ of the seam, so SQLite and PostgreSQL store and read the same bodies."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import fields
+from typing import Final
 
 from meshwarden.registry.errors import StoreError
 from meshwarden.registry.model import (
@@ -18,12 +19,20 @@ from meshwarden.registry.model import (
     Upserted,
 )
 
+# Every field of each, read once: the bodies are made field by field, without
+# `dataclasses.asdict` (which deep-copies; it was most of a registration's store work).
+_INSTANCE_FIELDS: Final = tuple(f.name for f in fields(Instance))
+_CAPABILITY_FIELDS: Final = tuple(f.name for f in fields(Capability))
+_LEASE_FIELDS: Final = frozenset({"lease_expires_at", "svid_expires_at"})  # columns of their own
+
 
 def instance_body(instance: Instance, *, with_lease: bool = False) -> str:
-    data = asdict(instance)
-    if not with_lease:
-        del data["lease_expires_at"]  # kept in their own columns: renewals update only those
-        del data["svid_expires_at"]
+    """The instance as sorted JSON (what `asdict` would give), without its lease unless asked:
+    renewals update the lease columns only."""
+    data: dict[str, object] = {
+        name: getattr(instance, name) for name in _INSTANCE_FIELDS if with_lease or name not in _LEASE_FIELDS
+    }
+    data["capabilities"] = [{name: getattr(c, name) for name in _CAPABILITY_FIELDS} for c in instance.capabilities]
     return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
 

@@ -158,7 +158,10 @@ class SqliteLeases:
         def work(db: sqlite3.Connection) -> bool:
             return bool(db.execute(sql, values).rowcount == 1)
 
-        return await self._db.write(work)
+        # Renewals are the registry's most frequent write (every sidecar, every heartbeat) and
+        # nothing a crash must keep (a restart forgives every lease): those that arrive while
+        # the writer is busy share one transaction and one hop to its thread.
+        return await self._db.write_batched(work)
 
     async def extend_all(self, until: float) -> int:
         def work(db: sqlite3.Connection) -> int:
