@@ -9,6 +9,7 @@ duplicate capabilities, schemas that are not JSON.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Final, NoReturn
@@ -61,10 +62,41 @@ def validate_capability_name(name: str, field: str) -> None:
 
 
 def _check_version(version: str) -> None:
+    if not _is_semantic_version(version):
+        _refuse("instance.version", "must be a semantic version such as 2.3.1", version)
+
+
+# The instances of one agent register the same versions and schemas again and again (a whole
+# fleet after a restart): what passed once is remembered, bounded, so a registration does not
+# parse them again. Only pure functions of the texts are cached; a refusal is not.
+@functools.lru_cache(maxsize=1024)
+def _is_semantic_version(version: str) -> bool:
     try:
         semantic_version.Version(version)
     except ValueError:
-        _refuse("instance.version", "must be a semantic version such as 2.3.1", version)
+        return False
+    return True
+
+
+def _hash_of_schemas(input_text: str, output_text: str) -> str | None:
+    """The schema hash of the two schema texts, or None unless both are JSON Schemas; kept
+    for schemas up to _CACHED_SCHEMA_CHARS (at most 256 x 16 KiB remembered)."""
+    if len(input_text) + len(output_text) > _CACHED_SCHEMA_CHARS:
+        return _hash_of_valid_schemas(input_text, output_text)
+    return _cached_hash_of_valid_schemas(input_text, output_text)
+
+
+_CACHED_SCHEMA_CHARS: Final = 16 * 1024
+
+
+def _hash_of_valid_schemas(input_text: str, output_text: str) -> str | None:
+    try:
+        return schema_hash(_check_schema("", input_text), _check_schema("", output_text))
+    except InvalidInput:
+        return None
+
+
+_cached_hash_of_valid_schemas: Final = functools.lru_cache(maxsize=256)(_hash_of_valid_schemas)
 
 
 def _check_peer_address(address: str) -> None:
@@ -81,11 +113,14 @@ MAX_DEFAULT_TIMEOUT_MS = 3_600_000
 
 def _check_capability(capability: Capability, where: str) -> None:
     validate_capability_name(capability.name, f"{where}.name")
-    input_schema = _check_schema(f"{where}.input_schema_json", capability.input_schema_json)
-    output_schema = _check_schema(f"{where}.output_schema_json", capability.output_schema_json)
+    expected = _hash_of_schemas(capability.input_schema_json, capability.output_schema_json)
+    if expected is None:  # says which schema is wrong, and how
+        _check_schema(f"{where}.input_schema_json", capability.input_schema_json)
+        _check_schema(f"{where}.output_schema_json", capability.output_schema_json)
+        raise AssertionError("unreachable: a schema failed to hash but passes its check")
     if not SCHEMA_HASH.fullmatch(capability.schema_hash):
         _refuse(f"{where}.schema_hash", "is required, as sha256:<64 lowercase hex digits>", capability.schema_hash)
-    if capability.schema_hash != (expected := schema_hash(input_schema, output_schema)):
+    if capability.schema_hash != expected:
         # Sidecars key compiled validators by this hash: a wrong one would lend these schemas
         # to every other capability that has the hash it claims.
         _refuse(f"{where}.schema_hash", f"does not match the schemas, which hash to {expected}", capability.schema_hash)

@@ -100,3 +100,17 @@ def test_long_values_are_shortened_in_messages() -> None:
     with pytest.raises(InvalidInput) as info:
         validate_spec(_spec(agent="A" * 5000))
     assert len(str(info.value)) < 300
+
+
+def test_schemas_and_versions_that_passed_once_are_still_checked_against_each_request() -> None:
+    validate_spec(_spec())  # remembered: these schemas hash to HASH, and 2.3.1 is a version
+    other = schema_hash({"type": "string"}, {})
+    with pytest.raises(InvalidInput, match=r"capabilities\[0\]\.schema_hash.*does not match"):
+        validate_spec(_spec(capabilities=(_capability(schema_hash=other),)))
+    with pytest.raises(InvalidInput, match=r"capabilities\[0\]\.output_schema_json.*not valid JSON"):
+        validate_spec(_spec(capabilities=(_capability(output_schema_json="{"),)))
+    big = '{"description": "' + "x" * 20_000 + '"}'  # beyond what is remembered: checked all the same
+    with pytest.raises(InvalidInput, match="does not match"):
+        validate_spec(_spec(capabilities=(_capability(input_schema_json=big),)))
+    with pytest.raises(InvalidInput, match="semantic version"):
+        validate_spec(_spec(version="2.3"))
