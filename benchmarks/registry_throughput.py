@@ -354,6 +354,7 @@ async def run_phases(
             )
             if name == "register" and watchers is not None:
                 await report_watchers(watchers, marks, top[0], pids)
+                ours = [os.getpid()]  # the watchers' process has exited
     finally:
         for channel in channels:
             await channel.close()
