@@ -202,7 +202,20 @@ def start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
     """py-spy recording `pid` (collapsed stacks, as `--format raw`) until sent SIGINT; only the
     thread holding the interpreter is sampled (--gil): where the registry's Python time goes."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    argv = [py_spy, "record", "--pid", str(pid), "--rate", "200", "--gil", *(["--native"] if os.environ.get("PY_SPY_NATIVE") else []), "--format", "raw", "--output", str(out)]
+    argv = [
+        py_spy,
+        "record",
+        "--pid",
+        str(pid),
+        "--rate",
+        "200",
+        "--gil",
+        *(["--native"] if os.environ.get("PY_SPY_NATIVE") else []),
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+    ]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
