@@ -28,6 +28,9 @@ Paths, all on loopback, all ending at the same echo agent process (examples/echo
   pyrelay-mtls  the same with mTLS on the hop between the relays only, as the mesh has it
            (SVIDs of a throwaway CA, the sidecars' credentials, the caller's SPIFFE ID read
            on every call): pyrelay-mtls - pyrelay is what identity costs per call
+  pyrelay-mtls-DESIGN  the same relays built another way (grpc_relay.py --design: aio-bytes,
+           sync, sync-bytes, sync-bridge), only when --paths names them: what the hop's
+           design costs against grpc.aio's
 
 The handshake, paid once per connection, is measured apart (--handshakes): a fresh channel
 to relay B and its first call, plaintext against mTLS.
@@ -111,7 +114,19 @@ CALLBACK_TOKEN = secrets.token_urlsafe(32)
 CALLBACK_METADATA = (("authorization", f"Bearer {CALLBACK_TOKEN}"),)
 RELAY = HERE / "grpc_relay.py"
 OTLP_SINK = HERE / "otlp_sink.py"
-PATHS = ("direct", "mesh", "mesh-noreceipts", "mesh-traced", "mesh-traced-0", "nginx", "pyrelay", "pyrelay-mtls")
+# Other designs of the bare relay's hop (grpc_relay.py --design), each as a pyrelay-mtls path.
+RELAY_DESIGNS = ("aio-bytes", "sync", "sync-bytes", "sync-bridge")
+PATHS = (
+    "direct",
+    "mesh",
+    "mesh-noreceipts",
+    "mesh-traced",
+    "mesh-traced-0",
+    "nginx",
+    "pyrelay",
+    "pyrelay-mtls",
+    *(f"pyrelay-mtls-{design}" for design in RELAY_DESIGNS),
+)
 DEFAULT_PATHS = ("direct", "mesh", "nginx", "pyrelay", "pyrelay-mtls")
 CALL_TIMEOUT_S = 10.0
 FIRST_ANSWER_TIMEOUT_S = 30.0  # sidecar A answers once its catalog holds the echo agent
@@ -149,6 +164,16 @@ def machine_busy_s() -> float:
         return 0.0
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields)
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def on_cpu_ns(process: Path) -> int:
+    """Nanoseconds every thread of a process (its /proc directory) has spent on a CPU; a
+    thread that ends between the listing and the read is left out."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in (process / "task").iterdir():
+            total += int(read_text(task / "schedstat").split(" ", 1)[0] or 0)
+    return total
 
 
 def read_text(path: Path) -> str:
@@ -216,16 +241,16 @@ class Fleet:
         return child
 
     def cpu_seconds(self) -> dict[str, float]:
-        """User + system CPU seconds so far of each child's whole process group (in clock
-        ticks), and of this process (the client, to the microsecond) under "client"."""
-        tick = os.sysconf("SC_CLK_TCK")
+        """CPU seconds so far of each child's whole process group (every thread's time on a
+        CPU, in ns from /proc/PID/task/*/schedstat: /proc/PID/stat counts 10 ms ticks), and of
+        this process (the client, to the microsecond) under "client"."""
         totals = dict.fromkeys(self.groups.values(), 0.0)
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             fields = read_text(entry / "stat").rpartition(")")[2].split()
             if len(fields) > 12 and int(fields[2]) in self.groups:
-                totals[self.groups[int(fields[2])]] += (int(fields[11]) + int(fields[12])) / tick
+                totals[self.groups[int(fields[2])]] += on_cpu_ns(entry) / 1e9
         usage = resource.getrusage(resource.RUSAGE_SELF)
         totals["client"] = usage.ru_utime + usage.ru_stime
         return totals
@@ -409,11 +434,13 @@ class Relays:
     last_id: str = ""  # relay B's SPIFFE ID when it serves mTLS
 
 
-async def start_pyrelays(fleet: Fleet, agent: str, ca: ThrowawayCa | None = None) -> Relays:
-    """Relay B then relay A, ending at `agent`. With `ca`, the hop A -> B is mTLS: B serves
-    with its SVID and requires the caller's, A presents its own and checks B's SPIFFE ID."""
-    name = "pyrelay" if ca is None else "pyrelay-mtls"
-    relay = [sys.executable, str(RELAY)]
+async def start_pyrelays(
+    fleet: Fleet, agent: str, ca: ThrowawayCa | None = None, design: str = "aio", name: str = ""
+) -> Relays:
+    """Relay B then relay A, ending at `agent`, both of `design`. With `ca`, the hop A -> B is
+    mTLS: B serves with its SVID and requires the caller's, A presents its own and checks B's SPIFFE ID."""
+    name = name or ("pyrelay" if ca is None else "pyrelay-mtls")
+    relay = [sys.executable, str(RELAY), "--design", design]
     if ca is None:
         relay_b = await fleet.start(f"{name}-b", [*relay, "--upstream", agent])
         relay_a = await fleet.start(f"{name}-a", [*relay, "--upstream", relay_b.addresses["listen"]])
@@ -1023,6 +1050,10 @@ async def measure(args: argparse.Namespace, fleet: Fleet) -> int:
         if ca is not None:
             relays["pyrelay-mtls"] = await start_pyrelays(fleet, mesh.agent, ca)
             log(f"pyrelay-mtls: relay B is {relays['pyrelay-mtls'].last_id}, SVIDs of a throwaway CA")
+        for design in RELAY_DESIGNS:
+            if (path := f"pyrelay-mtls-{design}") in paths:
+                ca = ca or ThrowawayCa(fleet.work / "svids")
+                relays[path] = await start_pyrelays(fleet, mesh.agent, ca, design, path)
         targets.update({path: r.entry for path, r in relays.items()})
         invokes: dict[str, Invoke] = {}
         for path in paths:
