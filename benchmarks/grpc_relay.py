@@ -22,6 +22,8 @@ of meshwarden.identity.credentials:
 How the hop is built (--design), to compare what a Python sidecar's hop could cost:
   aio          grpc.aio server and client, messages parsed and re-serialized (the sidecar today)
   aio-bytes    grpc.aio with a generic handler and a multicallable without serializers: bytes
+  aio-thread-client  the grpc.aio server forwarding on a sync channel from a thread pool
+               (loop.run_in_executor), as a sidecar could make its outbound calls
   sync         grpc.server on a thread pool (--workers), a sync channel called from the handler
   sync-bytes   the same relaying bytes
   sync-bridge  the sync server whose handler runs the forwarding in an asyncio loop
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +54,7 @@ from meshwarden.v1 import agent_pb2, agent_pb2_grpc
 
 AGENT_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["Agent"].full_name
 HANDLE = f"/{AGENT_SERVICE}/Handle"
-DESIGNS = ("aio", "aio-bytes", "sync", "sync-bytes", "sync-bridge")
+DESIGNS = ("aio", "aio-bytes", "aio-thread-client", "sync", "sync-bytes", "sync-bridge")
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -132,11 +135,14 @@ class SyncRelay:
             else channel.unary_unary(HANDLE)
         )
 
+    def forward(self, request: object, timeout: float | None, metadata: tuple[tuple[str, str | bytes], ...]) -> Any:
+        return self._upstream(request, timeout=timeout, metadata=metadata)
+
     def handle(self, request: object, context: grpc.ServicerContext) -> object:
         if problem := refusal(context, self._trust_domain):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, problem)
         try:
-            return self._upstream(request, timeout=context.time_remaining(), metadata=passed_on(context))
+            return self.forward(request, context.time_remaining(), passed_on(context))
         except grpc.RpcError as err:
             context.abort(err.code(), err.details() or "")  # type: ignore[attr-defined]  # a call's error is also a Call
 
@@ -164,6 +170,29 @@ class BridgeRelay:
         self, request: agent_pb2.Delivery, timeout: float | None, metadata: tuple[tuple[str, str | bytes], ...]
     ) -> agent_pb2.Outcome:
         outcome: agent_pb2.Outcome = await self._upstream.Handle(request, timeout=timeout, metadata=metadata)
+        return outcome
+
+
+class ThreadClientRelay(agent_pb2_grpc.AgentServicer):
+    """aio-thread-client: the grpc.aio server; the forwarding call is a sync channel's, made
+    on a thread of `threads` while the loop waits for it."""
+
+    def __init__(self, channel: grpc.Channel, threads: ThreadPoolExecutor, trust_domain: str | None) -> None:
+        self._upstream = SyncRelay(channel, None, parse=True)
+        self._threads, self._trust_domain = threads, trust_domain
+
+    async def Handle(
+        self, request: agent_pb2.Delivery, context: grpc.aio.ServicerContext[agent_pb2.Delivery, agent_pb2.Outcome]
+    ) -> agent_pb2.Outcome:
+        if problem := refusal(context, self._trust_domain):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, problem)
+        forward = functools.partial(
+            self._upstream.forward, request, timeout=context.time_remaining(), metadata=passed_on(context)
+        )
+        try:
+            outcome: agent_pb2.Outcome = await asyncio.get_running_loop().run_in_executor(self._threads, forward)
+        except grpc.RpcError as err:
+            await context.abort(err.code(), err.details() or "")  # type: ignore[attr-defined]  # also a Call
         return outcome
 
 
@@ -226,10 +255,15 @@ def sync_channel(setup: Setup) -> grpc.Channel:
     return grpc.secure_channel(setup.upstream, credentials, options=setup.channel_options())
 
 
-async def serve_aio(setup: Setup, design: str) -> None:
+async def serve_aio(setup: Setup, design: str, workers: int) -> None:
     channel = aio_channel(setup)
     server = grpc.aio.server(options=OPTIONS)
-    if design == "aio":
+    sync: grpc.Channel | None = None
+    if design == "aio-thread-client":
+        sync = sync_channel(setup)
+        relay_on_threads = ThreadClientRelay(sync, ThreadPoolExecutor(max_workers=workers), setup.trust_domain)
+        agent_pb2_grpc.add_AgentServicer_to_server(relay_on_threads, server)
+    elif design == "aio":
         agent_pb2_grpc.add_AgentServicer_to_server(Relay(agent_pb2_grpc.AgentStub(channel), setup.trust_domain), server)
     else:  # aio-bytes
         relay = BytesRelay(channel.unary_unary(HANDLE), setup.trust_domain)
@@ -243,6 +277,8 @@ async def serve_aio(setup: Setup, design: str) -> None:
     await stop_on_signals().wait()
     await server.stop(grace=1.0)
     await channel.close()
+    if sync is not None:
+        sync.close()
 
 
 async def serve_sync(setup: Setup, design: str, workers: int) -> None:
@@ -296,7 +332,7 @@ async def serve(
     trust_domain = svid.spiffe_id.removeprefix("spiffe://").partition("/")[0] if svid and mtls_listen else None
     setup = Setup(listen, upstream, svid, trust_domain, upstream_id if svid else None)
     if design.startswith("aio"):
-        await serve_aio(setup, design)
+        await serve_aio(setup, design, workers)
     else:
         await serve_sync(setup, design, workers)
 

@@ -21,6 +21,9 @@ Paths, all on loopback, all ending at the same echo agent process (examples/echo
   mesh-traced-0  the same with the sampler's ratio at 0 (OTEL_TRACES_SAMPLER_ARG=0): every
            span is recorded and none exported, since no call fails: what tracing costs
            when a production sampler keeps few traces (only when --paths names it)
+  mesh-tree  the same on a mesh of its own whose sidecars import meshwarden from another
+           checkout (--tree DIR, `git archive COMMIT | tar -x -C DIR`): a change against the
+           code before it in one run (only when --paths names it)
   nginx    client -> nginx A -> nginx B -> agent (grpc_pass, cleartext HTTP/2), only when
            `nginx` is on PATH: the plain-proxy reference for two relays in series
   pyrelay  client -> relay A -> relay B -> agent, two bare grpc.aio relays
@@ -29,7 +32,7 @@ Paths, all on loopback, all ending at the same echo agent process (examples/echo
            (SVIDs of a throwaway CA, the sidecars' credentials, the caller's SPIFFE ID read
            on every call): pyrelay-mtls - pyrelay is what identity costs per call
   pyrelay-mtls-DESIGN  the same relays built another way (grpc_relay.py --design: aio-bytes,
-           sync, sync-bytes, sync-bridge), only when --paths names them: what the hop's
+           aio-thread-client, sync, sync-bytes, sync-bridge), only when --paths names them: what the hop's
            design costs against grpc.aio's
 
 The handshake, paid once per connection, is measured apart (--handshakes): a fresh channel
@@ -115,13 +118,14 @@ CALLBACK_METADATA = (("authorization", f"Bearer {CALLBACK_TOKEN}"),)
 RELAY = HERE / "grpc_relay.py"
 OTLP_SINK = HERE / "otlp_sink.py"
 # Other designs of the bare relay's hop (grpc_relay.py --design), each as a pyrelay-mtls path.
-RELAY_DESIGNS = ("aio-bytes", "sync", "sync-bytes", "sync-bridge")
+RELAY_DESIGNS = ("aio-bytes", "aio-thread-client", "sync", "sync-bytes", "sync-bridge")
 PATHS = (
     "direct",
     "mesh",
     "mesh-noreceipts",
     "mesh-traced",
     "mesh-traced-0",
+    "mesh-tree",
     "nginx",
     "pyrelay",
     "pyrelay-mtls",
@@ -1034,6 +1038,10 @@ async def measure(args: argparse.Namespace, fleet: Fleet) -> int:
         sink: Child | None = None
         if {"mesh-traced", "mesh-traced-0"} & set(paths):
             sink = await fleet.start("otlp-sink", [sys.executable, str(OTLP_SINK), "--listen", "127.0.0.1:0"])
+        if "mesh-tree" in paths:
+            log(f"starting mesh-tree: a mesh whose sidecars run the code in {args.tree}")
+            tree_env = {"PYTHONSAFEPATH": "1", "PYTHONPATH": str(Path(args.tree).resolve())}
+            targets["mesh-tree"] = (await start_mesh(fleet, "tree", (), tree_env)).caller_sidecar
         for path, ratio in (("mesh-traced", "1"), ("mesh-traced-0", "0")):
             if path in paths and sink is not None:
                 log(f"starting {path}: a mesh whose sidecars trace with ratio {ratio}, to {sink.addresses['listen']}")
@@ -1144,6 +1152,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "(needs the pyrelay and pyrelay-mtls paths; 0: none)",
     )
     parser.add_argument("--paths", default=",".join(DEFAULT_PATHS), help="comma-separated subset of " + ",".join(PATHS))
+    parser.add_argument("--tree", default="", help="the checkout the mesh-tree path's sidecars run")
     parser.add_argument(
         "--output",
         choices=["table", "json"],
@@ -1159,6 +1168,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name, least in (("calls", 1), ("warmup", 0), ("rounds", 1), ("concurrency", 1), ("handshakes", 0)):
         if getattr(args, name) < least:
             parser.error(f"--{name} must be at least {least}, got {getattr(args, name)}")
+    if "mesh-tree" in args.paths and not args.tree:
+        parser.error("the mesh-tree path needs --tree CHECKOUT")
     if args.rounds > args.calls:
         parser.error("--rounds must not exceed --calls")
     if args.duration_s <= 0:
