@@ -49,6 +49,7 @@ class AgentRow:
     versions: tuple[str, ...]
     health: str  # healthy | degraded | isolated
     health_reason: str
+    enrolled_by: tuple[str, ...]  # who let its instances in (Enrolment.label), each once
     served: Flow
     made: Flow
 
@@ -135,9 +136,10 @@ class Reads:
         listing = await self._s.catalog.list_instances()
         seen = await self._recent_traffic(window_s)
         healths = self._s.health.health([i.instance_id for i in listing.instances], listing.registered.__contains__)
-        by_agent: dict[str, list[tuple[str, int, str]]] = {}
+        by_agent: dict[str, list[tuple[str, int, str, str]]] = {}
         for instance, health in zip(listing.instances, healths, strict=True):
-            by_agent.setdefault(instance.agent, []).append((instance.version, health.state, health.reason))
+            found = (instance.version, health.state, health.reason, instance.enrolment.label)
+            by_agent.setdefault(instance.agent, []).append(found)
         names = sorted(by_agent)
         page = [n for n in names if n > after][:PAGE]
         rows = tuple(_agent_row(name, by_agent[name], seen) for name in page)
@@ -229,15 +231,16 @@ class Reads:
         return AuditView(entries=tuple(entries), next_before=entries[-1].id if more else 0)
 
 
-def _agent_row(name: str, instances: list[tuple[str, int, str]], seen: Traffic) -> AgentRow:
+def _agent_row(name: str, instances: list[tuple[str, int, str, str]], seen: Traffic) -> AgentRow:
     worst = max(instances, key=lambda found: found[1])
     state = catalog_pb2.HealthState.Name(worst[1]).removeprefix("HEALTH_STATE_").lower()  # type: ignore[arg-type]
     return AgentRow(
         name=name,
         instances=len(instances),
-        versions=tuple(sorted({version for version, _, _ in instances})),
+        versions=tuple(sorted({version for version, _, _, _ in instances})),
         health=state,
         health_reason=worst[2],
+        enrolled_by=tuple(sorted({label for _, _, _, label in instances})),
         served=seen.served.get(name, NO_FLOW),
         made=seen.made.get(name, NO_FLOW),
     )

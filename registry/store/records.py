@@ -159,6 +159,10 @@ class JoinTokenRecord:
     created_at: float
     expires_at: float
     used_at: float | None = None
+    # The operator credential that made it (its id, as the audit log names it) and the name its
+    # CLI claimed: who enrolls the sidecar that uses it. "" for tokens made before they were kept.
+    created_by: str = ""
+    created_by_claim: str = ""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

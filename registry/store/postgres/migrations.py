@@ -375,6 +375,14 @@ CREATE TABLE control_watchers (
 );
 """,
     ),
+    Step(
+        "join tokens: the operator credential that made each, so an enrolment records who let the agent in "
+        "(tokens made before this step keep '')",
+        """
+ALTER TABLE join_tokens ADD COLUMN created_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE join_tokens ADD COLUMN created_by_claim TEXT NOT NULL DEFAULT '';
+""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(STEPS)

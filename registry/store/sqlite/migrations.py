@@ -393,6 +393,14 @@ CREATE INDEX IF NOT EXISTS call_facts_by_start ON call_facts (started_at);
 DELETE FROM meta WHERE key = 'session_aggregates_filled';
 """,
     ),
+    Step(
+        "join tokens: the operator credential that made each, so an enrolment records who let the agent in "
+        "(tokens made before this step keep '')",
+        """
+ALTER TABLE join_tokens ADD COLUMN created_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE join_tokens ADD COLUMN created_by_claim TEXT NOT NULL DEFAULT '';
+""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(STEPS)

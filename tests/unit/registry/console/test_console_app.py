@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from meshwarden.registry.approvals import ApprovalAsk
-from meshwarden.registry.model import Capability, InstanceSpec
+from meshwarden.registry.model import JOIN_TOKEN, NOT_RECORDED, Capability, Enrolment, InstanceSpec
 from meshwarden.registry.task_queue import Submission
 from meshwarden.schema_hash import schema_hash
 from tests.unit.registry.console.conftest import Served
@@ -72,12 +72,14 @@ async def test_a_login_sets_a_strict_http_only_cookie_and_a_wrong_token_is_audit
 async def test_every_view_answers_and_the_map_pages_fifty_agents_at_a_time(
     served: Served, http: aiohttp.ClientSession
 ) -> None:
+    by_token = Enrolment(how=JOIN_TOKEN, principal="operator:sha256:0123456789abcdef", claimed_user=HOSTILE[:64])
     for n in range(120):
         spec = InstanceSpec(
             agent=f"agent-{n:03d}",
             version="1.0.0",
             peer_address="127.0.0.1:7411",
             capabilities=(Capability(name=f"cap.{n}", schema_hash=schema_hash({}, {})),),
+            enrolment=by_token if n == 0 else NOT_RECORDED,
         )
         await served.sources.catalog.register(spec)
     await log_in(http, served, served.operator_token)
@@ -88,6 +90,9 @@ async def test_every_view_answers_and_the_map_pages_fifty_agents_at_a_time(
         first = await reply.text()
     assert "120 agent(s), 120 instance(s)" in first and first.count('class="agent"') == 50
     assert "agent-000" in first and "agent-049" in first and "agent-050" not in first
+    # who enrolled each agent's instances, the claimed name escaped like everything agents bring
+    assert "operator:sha256:0123456789abcdef (claims &lt;script&gt;alert(1)&lt;/script&gt;" in first
+    assert HOSTILE[:64] not in first and first.count('<td class="enrolled-by">unrecorded</td>') == 49
     async with http.get(f"{served.url}/map?after=agent-099") as reply:
         last = await reply.text()
     assert last.count('class="agent"') == 20 and "agent-119" in last and "Next agents" not in last
