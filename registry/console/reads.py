@@ -68,7 +68,7 @@ class MapView:
 @dataclass(frozen=True, slots=True)
 class SessionsView:
     sessions: tuple[receipts_pb2.SessionSummary, ...]
-    next_before: str  # "" on the last page
+    next_cursor: str  # "" on the last page
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,19 +168,28 @@ class Reads:
         return seen
 
     async def sessions(
-        self, reader: Caller, *, state: str, agent: str, team: str, workflow: str, window: str, before: str
+        self,
+        reader: Caller,
+        *,
+        state: str,
+        agent: str,
+        team: str,
+        workflow: str,
+        window: str,
+        order: str = "newest",
+        cursor: str = "",
     ) -> SessionsView:
+        """A page of the sessions active in the window, newest activity first or (`order`
+        "oldest") the longest idle first: stuck work on top. Pages with the store's keyset
+        cursor, as `meshwarden sessions list` does, so every session is reachable."""
         request = receipts_pb2.ListSessionsRequest(
-            state=state, agent=agent, team=team, workflow_id=workflow, limit=1000
+            state=state, agent=agent, team=team, workflow_id=workflow, limit=PAGE, order=order, cursor=cursor
         )
         window_s = SESSION_WINDOWS_S.get(window, SESSION_WINDOWS_S["24h"])
         if window_s:
             request.since.FromDatetime(timestamp(self._s.clock.wall() - window_s))
-        listed = (await self._s.sessions.list_sessions(request, reader)).sessions
-        after = _session_cursor(before)
-        kept = [s for s in listed if after is None or _position(s) > after][:PAGE]
-        more = len(kept) == PAGE and _position(kept[-1]) < _position(listed[-1])
-        return SessionsView(sessions=tuple(kept), next_before=_cursor_text(kept[-1]) if more else "")
+        listed = await self._s.sessions.list_sessions(request, reader)
+        return SessionsView(sessions=tuple(listed.sessions), next_cursor=listed.next_cursor)
 
     async def session(self, reader: Caller, session_id: str) -> SessionView:
         found = await self._s.sessions.get_session(receipts_pb2.GetSessionRequest(session_id=session_id), reader)
@@ -244,22 +253,6 @@ def _agent_row(name: str, instances: list[tuple[str, int, str, str]], seen: Traf
         served=seen.served.get(name, NO_FLOW),
         made=seen.made.get(name, NO_FLOW),
     )
-
-
-def _position(summary: receipts_pb2.SessionSummary) -> tuple[int, str]:
-    """Where a session sits in the newest-first list, as a growing key."""
-    return (-summary.last_activity_at.ToNanoseconds(), summary.session_id)
-
-
-def _cursor_text(summary: receipts_pb2.SessionSummary) -> str:
-    return f"{summary.last_activity_at.ToNanoseconds()}~{summary.session_id}"
-
-
-def _session_cursor(text: str) -> tuple[int, str] | None:
-    nanos, _, session_id = text.partition("~")
-    if not nanos.isdigit():
-        return None
-    return (-int(nanos), session_id)
 
 
 def _keyset(text: str) -> tuple[float, str] | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sqlite3
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -13,9 +14,13 @@ import pytest
 
 from meshwarden.registry.approvals import ApprovalAsk
 from meshwarden.registry.model import JOIN_TOKEN, NOT_RECORDED, Capability, Enrolment, InstanceSpec
+from meshwarden.registry.store.sqlite.sessions import store_aggregates
 from meshwarden.registry.task_queue import Submission
 from meshwarden.schema_hash import schema_hash
+from meshwarden.v1 import receipts_pb2
+from tests.unit.receipt_fixtures import both_sides
 from tests.unit.registry.console.conftest import Served
+from tests.unit.registry.test_session_queries import insert_rows
 
 HOSTILE = '<script>alert(1)</script><img src=x onerror="alert(2)">'
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -218,3 +223,38 @@ async def test_the_task_list_and_the_approval_queue_page_fifty_at_a_time(
         assert [len(p) for p in pages] == [50, 10], path
         seen[path] = [item for p in pages for item in p]
     assert len(set(seen["/tasks"])) == len(set(seen["/approvals"])) == 60
+
+
+async def test_sessions_filter_sort_stuck_work_first_and_page_with_a_cursor(
+    served: Served, http: aiohttp.ClientSession
+) -> None:
+    receipts = [
+        *both_sides("stuck-call", "frontdesk", "kb", "kb.search", session="s-stuck", at=10.0),
+        *(
+            r
+            for n in range(60)
+            for r in both_sides(f"c{n}", "frontdesk", "billing", "billing.refund", session=f"s{n:02d}", at=1000.0 + n)
+        ),
+    ]
+
+    def keep(connection: sqlite3.Connection) -> None:
+        insert_rows(connection, receipts)
+        store_aggregates(connection, receipts, receipts_pb2.Receipt.FromString)
+
+    await served.db.write(keep)
+    await log_in(http, served, served.operator_token)
+    async with http.get(f"{served.url}/sessions?window=all") as reply:
+        first = await reply.text()
+    assert first.count('class="session"') == 50 and "s59" in first and "s-stuck" not in first  # newest first
+    cursor = re.search(r'href="/sessions\?cursor=([^&"]+)', first)
+    assert cursor is not None
+    async with http.get(f"{served.url}/sessions?window=all&cursor={cursor.group(1)}") as reply:
+        rest = await reply.text()
+    assert rest.count('class="session"') == 11 and "s-stuck" in rest and "Next sessions" not in rest
+    async with http.get(f"{served.url}/sessions?window=all&order=oldest&state=running") as reply:
+        oldest = await reply.text()
+    rows = re.findall(r'<tr class="session"><td><a href="/sessions/([^"]+)"', oldest)
+    assert rows[:2] == ["s-stuck", "s00"]  # the longest idle on top
+    async with http.get(f"{served.url}/sessions?window=all&agent=kb") as reply:
+        only_kb = await reply.text()
+    assert re.findall(r'<tr class="session"><td><a href="/sessions/([^"]+)"', only_kb) == ["s-stuck"]
