@@ -12,7 +12,10 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from meshwarden.budget_scopes import MONTH, TEAM
+from meshwarden.identity.spiffe_ids import Identity, agent_id
 from meshwarden.registry.approvals import ApprovalAsk
+from meshwarden.registry.authz import Caller
 from meshwarden.registry.model import JOIN_TOKEN, NOT_RECORDED, Capability, Enrolment, InstanceSpec
 from meshwarden.registry.store.sqlite.sessions import store_aggregates
 from meshwarden.registry.task_queue import Submission
@@ -258,3 +261,44 @@ async def test_sessions_filter_sort_stuck_work_first_and_page_with_a_cursor(
     async with http.get(f"{served.url}/sessions?window=all&agent=kb") as reply:
         only_kb = await reply.text()
     assert re.findall(r'<tr class="session"><td><a href="/sessions/([^"]+)"', only_kb) == ["s-stuck"]
+
+
+async def test_costs_carry_failures_success_rate_tokens_and_spend_on_failed_sessions_beside_budgets(
+    served: Served, http: aiohttp.ClientSession
+) -> None:
+    receipts = [
+        *both_sides("ok", "frontdesk", "billing", "billing.refund", session="s-bad", at=1000.0, usage=("m", 5, 7, 30)),
+        *both_sides(
+            "broke",
+            "frontdesk",
+            "billing",
+            "billing.refund",
+            session="s-bad",
+            at=1001.0,
+            status="INTERNAL",
+            usage=("m", 2, 3, 10),
+        ),
+    ]
+
+    def keep(connection: sqlite3.Connection) -> None:
+        insert_rows(connection, receipts)
+        store_aggregates(connection, receipts, receipts_pb2.Receipt.FromString)
+
+    await served.db.write(keep)
+    billing = Identity(
+        spiffe_id=agent_id("meshwarden.local", "billing"), trust_domain="meshwarden.local", kind="agent", name="billing"
+    )
+    await served.sources.sessions.report_outcome(
+        receipts_pb2.ReportOutcomeRequest(session_id="s-bad", outcome="failed"),
+        Caller(billing, 0.0, operator=False, sent_bad_operator_token=False, peer="t"),
+    )
+    operator = Caller(None, 0.0, True, False, "t", operator_id=served.operator.identity)
+    await served.sources.budgets.set(TEAM, "finance", MONTH, 50_000_000, 0, "q4", operator)
+    await log_in(http, served, served.operator_token)
+    async with http.get(f"{served.url}/costs?by=agent&window=all") as reply:
+        text = await reply.text()
+    rows = re.findall(r'<tr class="cost">(.*?)</tr>', text, re.S)
+    cells = [re.sub(r"<[^>]+>", "|", row).replace("\n", "") for row in rows]
+    # billing: 2 calls, 1 failed (50.0%), 7 in / 10 out tokens, $0.000040 spent, all of it in a failed session
+    assert any("|billing||2||1||50.0%||7 / 10||$0.000040||0||-||$0.000040|" in c for c in cells), cells
+    assert "team finance" in text and "$50.000000" in text  # the budget, beside the spend
