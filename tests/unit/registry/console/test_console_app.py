@@ -302,3 +302,10 @@ async def test_costs_carry_failures_success_rate_tokens_and_spend_on_failed_sess
     # billing: 2 calls, 1 failed (50.0%), 7 in / 10 out tokens, $0.000040 spent, all of it in a failed session
     assert any("|billing||2||1||50.0%||7 / 10||$0.000040||0||-||$0.000040|" in c for c in cells), cells
     assert "team finance" in text and "$50.000000" in text  # the budget, beside the spend
+    for by, key in (
+        ("version", "billing@1.0.0"),
+        ("caller", "frontdesk -&gt; billing"),
+        ("agent-model", "billing x m"),
+    ):
+        async with http.get(f"{served.url}/costs?by={by}&window=all") as reply:
+            assert f'<tr class="cost"><td>{key}</td><td>2</td><td>1</td>' in await reply.text(), by
