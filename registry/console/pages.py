@@ -18,7 +18,7 @@ from multidict import MultiDictProxy
 
 from meshwarden.control_scopes import KIND_BY_NAME, KIND_NAMES
 from meshwarden.registry.authz import Caller
-from meshwarden.registry.console.actions import Actions
+from meshwarden.registry.console.actions import Actions, effect_text
 from meshwarden.registry.console.guard import login_of
 from meshwarden.registry.console.logins import Login
 from meshwarden.registry.console.reads import SESSION_WINDOWS_S, WINDOWS_S, Reads
@@ -173,7 +173,10 @@ class Pages:
 
     async def kills(self, request: web.Request) -> web.Response:
         controls = await self._reads.controls()
-        values = {"controls": controls, "kinds": list(KIND_BY_NAME), "effects": self._actions.effects}
+        stored = await self._reads.kill_effects()  # however engaged: this page, the CLI, another replica
+        effects = {switch_id: str(effect) for switch_id, effect in self._actions.effects.items()}
+        effects.update({switch_id: effect_text(e) for switch_id, e in stored.items()})
+        values = {"controls": controls, "kinds": list(KIND_BY_NAME), "effects": effects}
         return self._page(request, "kills.html", values)
 
     async def kill(self, request: web.Request) -> web.StreamResponse:

@@ -24,7 +24,7 @@ from meshwarden.registry.bundles import Bundles, StoredBundle
 from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.console.timeline import Step, tree
 from meshwarden.registry.console.traffic import NO_FLOW, Edge, Flow, Traffic, traffic
-from meshwarden.registry.controls import Controls, ControlsSet
+from meshwarden.registry.controls import Controls, ControlsSet, KillEffect
 from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.health_reports import HealthReports
 from meshwarden.registry.receipts import Receipts
@@ -220,6 +220,10 @@ class Reads:
 
     async def controls(self) -> ControlsSet:
         return await self._s.controls.current()
+
+    async def kill_effects(self) -> dict[str, KillEffect]:
+        """Each switch in force's time to effect, as the servicer that engaged it measured."""
+        return await self._s.controls.effects()
 
     async def tasks(self, states: Sequence[int], after: str = "") -> TasksView:
         """A page of the tasks in `states`, newest first, with a cursor to the next."""

@@ -72,6 +72,17 @@ class KillSwitch:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class KillEffect:
+    """How an engaged switch reached the sidecars, as the servicer that engaged it measured:
+    `enforced` of `expected` live sidecars acknowledged it `took_s` after it was stored."""
+
+    switch_id: str
+    enforced: int
+    expected: int
+    took_s: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Isolation:
     agent: str
     version: str

@@ -16,10 +16,12 @@ from meshwarden.budget_scopes import MONTH, TEAM
 from meshwarden.identity.spiffe_ids import Identity, agent_id
 from meshwarden.registry.approvals import ApprovalAsk
 from meshwarden.registry.authz import Caller
+from meshwarden.registry.controls import KillEffect
 from meshwarden.registry.model import JOIN_TOKEN, NOT_RECORDED, Capability, Enrolment, InstanceSpec
 from meshwarden.registry.store.sqlite.sessions import store_aggregates
 from meshwarden.registry.task_queue import Submission
 from meshwarden.schema_hash import schema_hash
+from meshwarden.v1 import controls_pb2 as K
 from meshwarden.v1 import receipts_pb2
 from tests.unit.receipt_fixtures import both_sides
 from tests.unit.registry.console.conftest import Served
@@ -309,3 +311,16 @@ async def test_costs_carry_failures_success_rate_tokens_and_spend_on_failed_sess
     ):
         async with http.get(f"{served.url}/costs?by={by}&window=all") as reply:
             assert f'<tr class="cost"><td>{key}</td><td>2</td><td>1</td>' in await reply.text(), by
+
+
+async def test_a_switch_engaged_elsewhere_shows_its_stored_time_to_effect(
+    served: Served, http: aiohttp.ClientSession
+) -> None:
+    operator = Caller(None, 0.0, True, False, "t", operator_id=served.operator.identity)
+    switch, _ = await served.sources.controls.kill(K.SCOPE_KIND_AGENT, "billing", "from the CLI", 0, operator)
+    await served.sources.controls.record_effect(KillEffect(switch_id=switch.id, enforced=6, expected=6, took_s=0.0142))
+    await log_in(http, served, served.operator_token)
+    async with http.get(f"{served.url}/kills") as reply:
+        page = await reply.text()
+    row = re.search(rf'<tr class="switch" data-switch="{switch.id}">.*?</tr>', page, re.S)
+    assert row is not None and "in force at 6 of 6 live sidecar(s) after 0.014 s" in row.group(0)
