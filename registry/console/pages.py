@@ -220,7 +220,7 @@ class Pages:
         return self._page(request, "tasks.html", values)
 
     async def bundles(self, request: web.Request) -> web.Response:
-        return self._page(request, "bundles.html", {"view": await self._reads.bundles()})
+        return self._page(request, "bundles.html", {"view": await self._reads.bundles(_query(request, "after"))})
 
     async def audit(self, request: web.Request) -> web.Response:
         before = _query(request, "before")

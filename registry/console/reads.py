@@ -87,7 +87,11 @@ class CostsView:
 @dataclass(frozen=True, slots=True)
 class BundlesView:
     latest: StoredBundle | None
-    statuses: tuple[SidecarBundleStatus, ...]
+    statuses: tuple[SidecarBundleStatus, ...]  # this page: those refusing a revision first, then by instance id
+    sidecars: int  # every sidecar that reported
+    on_latest: int
+    refusing: int
+    next_after: str  # "" on the last page
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,14 +238,37 @@ class Reads:
             tasks=tuple(found), next_after=keyset.encode(found[-1].created_at, found[-1].id) if more else ""
         )
 
-    async def bundles(self) -> BundlesView:
-        return BundlesView(latest=await self._s.bundles.latest(), statuses=tuple(await self._s.bundles.statuses()))
+    async def bundles(self, after: str = "") -> BundlesView:
+        """What each sidecar runs, fifty a page: those refusing a revision first (what needs a
+        person), then by instance id; with counts over all of them."""
+        latest = await self._s.bundles.latest()
+        statuses = sorted(await self._s.bundles.statuses(), key=_bundle_position)
+        kept = [s for s in statuses if not after or _bundle_position(s) > _bundle_cursor(after)][:PAGE]
+        more = len(kept) == PAGE and kept[-1] is not statuses[-1]
+        return BundlesView(
+            latest=latest,
+            statuses=tuple(kept),
+            sidecars=len(statuses),
+            on_latest=sum(1 for s in statuses if latest is not None and s.active_revision == latest.revision),
+            refusing=sum(1 for s in statuses if s.refusal),
+            next_after=("1~" if kept[-1].refusal else "0~") + kept[-1].instance_id if more else "",
+        )
 
     async def audit(self, before: int) -> AuditView:
         entries = await self._s.audit.page(before, PAGE + 1)
         more = len(entries) > PAGE
         entries = entries[:PAGE]
         return AuditView(entries=tuple(entries), next_before=entries[-1].id if more else 0)
+
+
+def _bundle_position(status: SidecarBundleStatus) -> tuple[int, str]:
+    return (0 if status.refusal else 1, status.instance_id)
+
+
+def _bundle_cursor(text: str) -> tuple[int, str]:
+    """The page's last (refusing, instance id), as `next_after` wrote it: "1~ID" refusing, "0~ID" not."""
+    refusing, _, instance_id = text.partition("~")
+    return (0 if refusing == "1" else 1, instance_id)
 
 
 def _agent_row(name: str, instances: list[tuple[str, int, str, str]], seen: Traffic) -> AgentRow:

@@ -18,6 +18,7 @@ from meshwarden.registry.approvals import ApprovalAsk
 from meshwarden.registry.authz import Caller
 from meshwarden.registry.controls import KillEffect
 from meshwarden.registry.model import JOIN_TOKEN, NOT_RECORDED, Capability, Enrolment, InstanceSpec
+from meshwarden.registry.store.records import SidecarBundleStatus
 from meshwarden.registry.store.sqlite.sessions import store_aggregates
 from meshwarden.registry.task_queue import Submission
 from meshwarden.schema_hash import schema_hash
@@ -324,3 +325,35 @@ async def test_a_switch_engaged_elsewhere_shows_its_stored_time_to_effect(
         page = await reply.text()
     row = re.search(rf'<tr class="switch" data-switch="{switch.id}">.*?</tr>', page, re.S)
     assert row is not None and "in force at 6 of 6 live sidecar(s) after 0.014 s" in row.group(0)
+
+
+async def test_bundle_status_pages_fifty_sidecars_with_those_refusing_first(
+    served: Served, http: aiohttp.ClientSession
+) -> None:
+    for n in range(120):
+        refusing = n in (7, 99)
+        await served.stores.bundles.put_status(
+            SidecarBundleStatus(
+                instance_id=f"i-{n:03d}",
+                agent=f"agent-{n:03d}",
+                active_revision=1,
+                active_digest="sha256:" + "a" * 64,
+                refused_revision=2 if refusing else 0,
+                refusal=f"bad signature {HOSTILE}" if refusing else "",
+                reported_at=served.clock.wall(),
+            )
+        )
+    await log_in(http, served, served.operator_token)
+    async with http.get(f"{served.url}/bundles") as reply:
+        first = await reply.text()
+    assert "120 sidecar(s) reported: 0 on the latest revision, 2 refusing one." in first
+    rows = re.findall(r"<td>(i-\d{3})</td>", first)
+    assert len(rows) == 50 and rows[:3] == ["i-007", "i-099", "i-000"]  # what needs a person on top
+    assert HOSTILE not in first and "bad signature &lt;script&gt;" in first
+    pages = [rows]
+    while (after := re.search(r'href="/bundles\?after=([^"]+)"', first)) is not None:
+        async with http.get(f"{served.url}/bundles?after={after.group(1)}") as reply:
+            first = await reply.text()
+        pages.append(re.findall(r"<td>(i-\d{3})</td>", first))
+    seen = [instance for page in pages for instance in page]
+    assert [len(p) for p in pages] == [50, 50, 20] and sorted(seen) == [f"i-{n:03d}" for n in range(120)]
