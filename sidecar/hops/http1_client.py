@@ -393,31 +393,51 @@ class Http1Client:
         return found
 
 
+class _TunnelOpening(asyncio.Protocol):
+    """The proxy's answer to CONNECT: bytes up to the blank line, nothing parsed before it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.head = bytearray()
+        self.answered: asyncio.Future[bytes] = loop.create_future()
+
+    def data_received(self, data: bytes) -> None:
+        self.head += data
+        if self.answered.done():
+            return
+        if b"\r\n\r\n" in self.head:
+            self.answered.set_result(bytes(self.head))
+        elif len(self.head) > _MAX_HEAD:
+            self.answered.set_exception(ConnectFailed(f"the proxy's answer to CONNECT is over {_MAX_HEAD} bytes"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answered.done():
+            self.answered.set_exception(ConnectFailed("the proxy closed the connection before it answered CONNECT"))
+
+
 async def _tunnel(loop: asyncio.AbstractEventLoop, target: _Target, via: _Proxy, tls: ssl.SSLContext) -> _Connection:
     """A TCP connection to the proxy, CONNECT to the origin, then TLS with the origin inside it."""
-    reader, writer = await asyncio.open_connection(via.host, via.port, limit=_MAX_HEAD)
+    transport, opening = await loop.create_connection(lambda: _TunnelOpening(loop), via.host, via.port)
     try:
         authority = f"{_bracketed(target.host)}:{target.port}"
         lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
         if via.authorization:
             lines.append(f"Proxy-Authorization: {via.authorization}")
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            raise ConnectFailed(f"the proxy {via.host}:{via.port} closed or garbled its answer to CONNECT") from None
+        transport.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        head = await opening.answered
         status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
         parts = status_line.split(" ", 2)
         if len(parts) < 2 or not parts[1].startswith("2"):
             raise ConnectFailed(f"the proxy {via.host}:{via.port} refused CONNECT {authority}: {status_line[:200]!r}")
+        if not head.endswith(b"\r\n\r\n"):
+            raise ConnectFailed(f"the proxy {via.host}:{via.port} sent bytes after its answer to CONNECT")
         connection = _Connection(loop)
-        transport = await loop.start_tls(writer.transport, connection, tls, server_hostname=target.host)
-        if transport is None:
+        secured = await loop.start_tls(transport, connection, tls, server_hostname=target.host)
+        if secured is None:
             raise ConnectFailed(f"the TLS handshake with {target.host} through the proxy did not complete")
-        connection.connection_made(transport)
+        connection.connection_made(secured)
         return connection
     except BaseException:
-        writer.close()
+        transport.close()
         raise
 
 
