@@ -276,6 +276,7 @@ class Response:
         if self._released:
             return
         self._released = True
+        self._client._slots.release()
         if self._connection.reusable() and not self._connection.chunks:
             self._client._give_back(self._key, self._connection)
         else:
@@ -289,8 +290,12 @@ class Response:
 
 
 class Http1Client:
-    def __init__(self, *, idle_s: float = 15.0, max_idle_per_origin: int = 32) -> None:
+    """`max_requests` at once (as aiohttp's connector's limit of the same default): the next
+    waits for one to be released, so a burst of calls cannot open a socket each without end."""
+
+    def __init__(self, *, idle_s: float = 15.0, max_idle_per_origin: int = 32, max_requests: int = 256) -> None:
         self._idle_s, self._max_idle = idle_s, max_idle_per_origin
+        self._slots = asyncio.Semaphore(max_requests)
         self._idle: dict[object, list[_Connection]] = {}
         self._targets: dict[str, _Target] = {}
         self._proxies: dict[str, _Proxy] = {}
@@ -314,13 +319,17 @@ class Http1Client:
             raise ValueError(f"{url} is https: give the TLS context that verifies it")
         head = _head(target, via, headers, len(body))
         key = (target.scheme, target.host, target.port, proxy, id(tls) if target.scheme == "https" else 0)
-        connection = self._reused(key) or await self._connect(target, via, tls, connect_timeout_s)
-        connection.send(head, body)
+        await self._slots.acquire()
+        connection: _Connection | None = None
         try:
+            connection = self._reused(key) or await self._connect(target, via, tls, connect_timeout_s)
+            connection.send(head, body)
             while not connection.headers_done:
                 await connection.wait(read_timeout_s)
         except BaseException:
-            connection.close()
+            self._slots.release()
+            if connection is not None:
+                connection.close()
             raise
         return Response(self, key, connection, read_timeout_s)
 

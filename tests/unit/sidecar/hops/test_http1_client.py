@@ -319,3 +319,18 @@ async def test_header_values_cannot_smuggle_lines() -> None:
             connect_timeout_s=1,
             read_timeout_s=1,
         )
+
+
+async def test_requests_over_the_limit_wait_for_one_to_be_released() -> None:
+    client = Http1Client(max_requests=1)
+    async with _aiohttp_server(_provider_app()) as (base, peers):
+        first = await _post(client, base + "/sized")
+        second = asyncio.ensure_future(_post(client, base + "/sized"))
+        await asyncio.sleep(0.2)
+        assert not second.done() and len(peers) == 1
+        await first.read(10_000)
+        first.release()
+        async with await second as answer:
+            assert answer.status == 200
+        assert len(set(peers)) == 1  # and it took the released connection
+    await client.close()
