@@ -3,6 +3,7 @@ calling the provider directly, in the same run.
 
     PYTHONPATH=. .venv/bin/python benchmarks/model_gateway.py [--calls 1000] [--rounds 10] [--output json]
         [--ab-tree CHECKOUT] [--unix] [--base-unix] [--no-stream] [--py-spy DIR]
+        [--relays app+aiohttp,lowlevel+aiohttp,httptools+aiohttp,app+http1,lowlevel+http1,httptools+http1]
 
 One stand-in provider process (meshwarden.demo.model_provider), a registry, and one sidecar
 whose signed bundle declares the stand-in in models.json (an allow-all policy, so Cedar still
@@ -13,6 +14,9 @@ difference is the gateway's alone):
   relay    client -> bare aiohttp relay -> provider (benchmarks/http_relay.py): the floor of
            one Python HTTP hop, deciding nothing
   gateway  client -> sidecar -> provider  the same body, with the sidecar's API token
+
+`--relays` runs more bare relays beside the first, each a path of its own (`relay:SERVER+CLIENT`):
+the same relay on other HTTP machinery, agent side and provider side (http_relay.py lists them).
 
 Measured at concurrency 1, the paths taking turns round by round (a noisy neighbour slows
 both alike): non-streaming latency, and time to first token when streaming (from the request
