@@ -243,17 +243,26 @@ class Response:
         connection = self._connection
         while True:
             if connection.chunks:
-                data = connection.take()
-                if self._decoder is not None:
-                    data = self._decoder.decompress(data)
+                data = self._decoded(connection.take())
                 if data:
                     yield data
                 continue
             if connection.complete:
-                if self._decoder is not None and (rest := self._decoder.flush()):
+                if self._decoder is not None and (rest := self._decoded(b"", flush=True)):
                     yield rest
                 return
             await connection.wait(self._read_timeout_s)
+
+    def _decoded(self, data: bytes, *, flush: bool = False) -> bytes:
+        if self._decoder is None:
+            return data
+        try:
+            return self._decoder.flush() if flush else self._decoder.decompress(data)
+        except zlib.error as exc:
+            self._connection.close()
+            raise ConnectionCut(
+                f"the answer's {self.headers.get('content-encoding')} encoding is broken ({exc})"
+            ) from None
 
     async def read(self, limit: int) -> bytes:
         """The whole body; BodyTooLarge past `limit` bytes."""

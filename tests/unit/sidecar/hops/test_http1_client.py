@@ -96,6 +96,9 @@ def _provider_app() -> web.Application:
     async def gzipped(request: web.Request) -> web.Response:
         return web.Response(body=gzip.compress(b'{"a": "' + b"y" * 5000 + b'"}'), headers={"Content-Encoding": "gzip"})
 
+    async def broken_gzip(request: web.Request) -> web.Response:
+        return web.Response(body=b"not gzip at all", headers={"Content-Encoding": "gzip"})
+
     async def closing(request: web.Request) -> web.Response:
         return web.Response(body=b"bye", headers={"Connection": "close"})
 
@@ -104,6 +107,7 @@ def _provider_app() -> web.Application:
     app.router.add_post("/chunked", chunked)
     app.router.add_post("/gzip", gzipped)
     app.router.add_post("/close", closing)
+    app.router.add_post("/broken-gzip", broken_gzip)
     return app
 
 
@@ -134,6 +138,9 @@ async def test_bodies_of_each_framing_arrive_whole_and_one_connection_serves_cal
         async with await _post(client, base + "/sized") as answer:
             await answer.read(10_000)
         assert len(set(peers)) == 3  # a body left unread is not reused
+        async with await _post(client, base + "/broken-gzip") as answer:
+            with pytest.raises(ConnectionCut, match="gzip encoding is broken"):
+                await answer.read(100)
     await client.close()
 
 
