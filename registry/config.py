@@ -296,7 +296,7 @@ OPTIONS: Final[tuple[Option[Any], ...]] = (
         metavar="EVENTS",
     ),
     Option(
-        "watch_coalesce",
+        "watch_coalesce_s",
         _coalesce_s,
         DEFAULT_WATCH_COALESCE_S,
         "how long a catalog change waits for others to reach each watcher in one message (0: the same "
@@ -403,7 +403,7 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> 
         event_log_retention=values["event_log_retention"],
         receipts_retention_s=values["receipts_retention"],
         watch_queue_events=values["watch_queue_events"],
-        watch_coalesce_s=values["watch_coalesce"],
+        watch_coalesce_s=values["watch_coalesce_s"],
         mtls_listen=values["mtls_listen"],
         mtls_advertise=values["mtls_advertise"],
         trust_domain=values["trust_domain"],

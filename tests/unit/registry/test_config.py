@@ -25,6 +25,7 @@ def test_defaults() -> None:
     assert config.heartbeat_interval_s == 2.0
     assert config.lease_ttl_s == 5.0
     assert config.event_log_retention == 10_000
+    assert config.watch_coalesce_s == 0.05
 
 
 def test_lease_ttl_follows_the_heartbeat_interval_unless_set() -> None:
@@ -50,6 +51,8 @@ def test_flags_override_env_override_file(tmp_path: Path) -> None:
         (["--heartbeat-interval-s", "0"], "--heartbeat-interval-s: must be a number greater than 0"),
         (["--listen", "nowhere"], "--listen: listen address must be HOST:PORT"),
         (["--event-log-retention", "0"], "--event-log-retention: must be a whole number"),
+        (["--watch-coalesce-s", "2"], "--watch-coalesce-s: must be a number of seconds from 0 to 1"),
+        (["--watch-coalesce-s", "-0.1"], "--watch-coalesce-s: must be a number of seconds from 0 to 1"),
     ],
 )
 def test_bad_values_name_the_setting(argv: list[str], message: str) -> None:
