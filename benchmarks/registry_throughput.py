@@ -86,8 +86,14 @@ class LoopLag:
         }
 
 
-async def serve_child(data_dir: Path, store: str, coalesce_s: float | None) -> None:
-    """The registry under test, printing its ports, then a lag report on each SIGUSR1."""
+async def serve_child(data_dir: Path, store: str, coalesce_s: float | None, log_to: Path | None) -> None:
+    """The registry under test, printing its ports, then a lag report on each SIGUSR1; with
+    `log_to`, logging at INFO into that file as `meshwarden registry serve` logs to stderr."""
+    if log_to is not None:
+        from meshwarden import logs
+
+        sys.stderr = log_to.open("a")  # noqa: SIM115 -- the child's stderr until it exits
+        logs.configure("info")
     from meshwarden.addresses import HostPort
     from meshwarden.clock import SystemClock
     from meshwarden.registry import app
@@ -238,6 +244,7 @@ async def drive(options: argparse.Namespace) -> None:
                         if options.watch_coalesce_s is not None
                         else []
                     ),
+                    *([f"--registry-log={options.registry_log}"] if options.registry_log else []),
                     stdout=asyncio.subprocess.PIPE,
                     env=env,
                 )
@@ -408,10 +415,11 @@ def main() -> None:
     parser.add_argument(
         "--phases", default="register,health,renew,ship,list", help="which phases to run (register always)"
     )
+    parser.add_argument("--registry-log", type=Path, help="the registries log at INFO into this file, as in production")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.serve is not None:
-        asyncio.run(serve_child(options.serve, options.store, options.watch_coalesce_s))
+        asyncio.run(serve_child(options.serve, options.store, options.watch_coalesce_s, options.registry_log))
     else:
         asyncio.run(drive(options))
 
