@@ -63,7 +63,7 @@ def start_recording(output: Path, loop_threads: Sequence[int]) -> subprocess.Pop
     """Starts recording every context switch and wake-up of the machine, and the system calls
     of `loop_threads` (needs root)."""
     only = " || ".join(f"common_pid == {tid}" for tid in loop_threads)
-    argv = ["perf", "record", "-q", "-a", "-k", "CLOCK_MONOTONIC", "-o", str(output)]
+    argv = ["perf", "record", "-q", "-a", "-m", "2048", "-k", "CLOCK_MONOTONIC", "-o", str(output)]
     argv += ["-e", "sched:sched_switch", "-e", "sched:sched_waking"]
     argv += ["-e", "raw_syscalls:sys_enter", "--filter", only, "-e", "raw_syscalls:sys_exit", "--filter", only]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -267,14 +267,35 @@ def lag_records(directory: Path, pid: int, since: float, until: float) -> list[d
 
 
 def summarize(attributed: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Per process: how many lags over 10 ms, the longest, and how many each cause explains."""
+    """Per process: how many lags over 10 ms, the longest, how many each cause explains (the
+    largest part of a lag), and the milliseconds of all of them by kind of cause."""
     by_process: dict[str, dict[str, Any]] = {}
     for lag in attributed:
-        entry = by_process.setdefault(lag["process"], {"lags_over_10ms": 0, "longest_ms": 0.0, "causes": Counter()})
+        entry = by_process.setdefault(
+            lag["process"], {"lags_over_10ms": 0, "longest_ms": 0.0, "causes": Counter(), "ms_by_kind": {}}
+        )
         entry["lags_over_10ms"] += 1
         entry["longest_ms"] = max(entry["longest_ms"], lag["lag_ms"])
         entry["causes"][_kind(lag["cause"])] += 1
+        for part, ms in lag["parts_ms"].items():
+            kind = kind_of(part)
+            entry["ms_by_kind"][kind] = round(entry["ms_by_kind"].get(kind, 0.0) + ms, 1)
     return {name: {**entry, "causes": dict(entry["causes"])} for name, entry in by_process.items()}
+
+
+def kind_of(part: str) -> str:
+    """The kind of a part of a lag: the loop's work, a core, the GIL (by what its holder did), or else."""
+    if part == "loop running":
+        return "loop running"
+    if part == "loop waiting for a core":
+        return "loop waiting for a core"
+    if part.startswith("waiting for the GIL"):
+        if part.endswith("(it ran)"):
+            return "GIL: holder running"
+        if part.endswith("(it waited for a core)"):
+            return "GIL: holder waiting for a core"
+        return "GIL: holder not running"
+    return "loop asleep otherwise"
 
 
 def _kind(cause: str) -> str:
