@@ -23,6 +23,7 @@ from __future__ import annotations
 import bisect
 import json
 import re
+import shutil
 import signal
 import subprocess
 from collections import Counter, defaultdict
@@ -62,6 +63,8 @@ class Schedule:
 def start_recording(output: Path, loop_threads: Sequence[int]) -> subprocess.Popen[bytes]:
     """Starts recording every context switch and wake-up of the machine, and the system calls
     of `loop_threads` (needs root)."""
+    if shutil.which("perf") is None:
+        raise RuntimeError("--attribute-lags needs `perf` (Debian: linux-perf) and root, for the scheduler's events")
     only = " || ".join(f"common_pid == {tid}" for tid in loop_threads)
     argv = ["perf", "record", "-q", "-a", "-m", "2048", "-k", "CLOCK_MONOTONIC", "-o", str(output)]
     argv += ["-e", "sched:sched_switch", "-e", "sched:sched_waking"]
