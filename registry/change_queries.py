@@ -24,12 +24,7 @@ _ROUTE_ENTRIES: Final = 10_000  # route.set audit entries read per request, at m
 
 class ChangeQueries:
     def __init__(
-        self,
-        receipts: ReceiptSource,
-        outcomes: Outcomes,
-        audit: Audit,
-        sessions: SessionSignalStore | None,
-        clock: Clock,
+        self, receipts: ReceiptSource, outcomes: Outcomes, audit: Audit, sessions: SessionSignalStore | None, clock: Clock
     ) -> None:
         # sessions: the call facts kept as receipts arrive; None reads every receipt instead
         self._receipts, self._outcomes, self._audit, self._sessions = receipts, outcomes, audit, sessions
