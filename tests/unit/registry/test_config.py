@@ -25,7 +25,7 @@ def test_defaults() -> None:
     assert config.heartbeat_interval_s == 2.0
     assert config.lease_ttl_s == 5.0
     assert config.event_log_retention == 10_000
-    assert config.watch_coalesce_s == 0.05
+    assert config.watch_coalesce_s == 0.0
 
 
 def test_lease_ttl_follows_the_heartbeat_interval_unless_set() -> None:
