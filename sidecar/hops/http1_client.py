@@ -330,8 +330,9 @@ class Response:
 
 
 class Http1Client:
-    """`max_requests` at once (as aiohttp's connector's limit of the same default): the next
-    waits for one to be released, so a burst of calls cannot open a socket each without end."""
+    """`max_requests` at once (256, the connector limit the aiohttp session here had; aiohttp's
+    own default is 100): the next waits for one to be released, so a burst of calls cannot
+    open a socket each without end."""
 
     def __init__(self, *, idle_s: float = 15.0, max_idle_per_origin: int = 32, max_requests: int = 256) -> None:
         self._idle_s, self._max_idle = idle_s, max_idle_per_origin
