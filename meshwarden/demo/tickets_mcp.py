@@ -50,7 +50,7 @@ def main() -> None:
         return
     import uvicorn
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # proto 6: asyncio then sets TCP_NODELAY
     sock.bind(("127.0.0.1", args.http))
     print(f"ready http://127.0.0.1:{sock.getsockname()[1]}/mcp", flush=True)
     starlette_app = app.streamable_http_app(json_response=True, stateless_http=True)

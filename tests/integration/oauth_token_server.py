@@ -169,7 +169,7 @@ def main() -> None:
     parser.add_argument("--valid-s", type=float, default=600.0, help="how long a token stays valid")
     parser.add_argument("--log", required=True, type=Path)
     args = parser.parse_args()
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # proto 6: asyncio then sets TCP_NODELAY
     sock.bind(("127.0.0.1", 0))
     issuer = f"http://127.0.0.1:{sock.getsockname()[1]}"
     server = TokenServer(
