@@ -46,13 +46,14 @@ class ToolCheck:
         if declared is None or server is None:
             raise UnknownTool(call.capability, active.label)
         connection = self._upstreams.connection(server)
-        try:
-            async with asyncio.timeout(max(call.deadline - self._clock.monotonic(), 0.001)):
-                await connection.client()  # connects (and lists the tools) on first use
-        except TimeoutError as exc:
-            raise DeadlineExceeded(
-                f"MCP server {server.name} did not finish connecting within the deadline of {call.capability}"
-            ) from exc
+        if not connection.connected:  # connects (and lists the tools) on first use, within the deadline
+            try:
+                async with asyncio.timeout(max(call.deadline - self._clock.monotonic(), 0.001)):
+                    await connection.client()
+            except TimeoutError as exc:
+                raise DeadlineExceeded(
+                    f"MCP server {server.name} did not finish connecting within the deadline of {call.capability}"
+                ) from exc
         live = connection.tools.get(declared.name)
         if live is None:
             raise ToolSchemaDrift(
