@@ -53,12 +53,6 @@ class PayloadFacts:
             raise self._json_error
         return self._json
 
-    def parsed(self, payload: bytes, value: object) -> None:
-        """`value` is `payload` as strict JSON already (an edge parsed the request around it and
-        encoded `payload` from `value`): `json` answers with it instead of parsing again."""
-        self._forget(payload)
-        self._json = value
-
     def cedar_arguments(self, payload: bytes) -> dict[str, object]:
         """The payload as the arguments object Cedar's mapping reads (cedar_values.parse_arguments):
         its value, or the same ArgumentsNotMappable on every ask. Shared: readers must not change it."""

@@ -91,7 +91,6 @@ MAX_TIMEOUT_S: Final = 3600.0  # a call's own deadline (meshwarden/timeout_s), a
 TIMEOUT_HEADER: Final = (
     "x-meshwarden-timeout-s"  # a server that does not list its tools in time is left out of tools/list
 )
-_ARGUMENTS: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # json.dumps(...) builds one per call
 _ID: Final = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII, no spaces
 _FALLBACK_ERA: Final = Era(PREVIOUS, False)
 
@@ -208,11 +207,10 @@ class McpEndpoint:
             raise RpcError(INVALID_PARAMS, str(exc)) from None
         approval = _approval_options(request, era)
         local = self._rt.local
-        payload = _ARGUMENTS.encode(arguments).encode()
         call = Call(
             call_id=uuid.uuid4().hex,
             capability=name,
-            payload=payload,
+            payload=json.dumps(arguments, separators=(",", ":"), ensure_ascii=False).encode(),
             caller=Caller(local.name, local.instance_id, local.spiffe_id),
             deadline=self._rt.clock.monotonic() + _timeout_s(request, era, self._rt.config.default_timeout_s),
             session_id=attribution["session_id"],
@@ -226,7 +224,6 @@ class McpEndpoint:
             approval_id=approval.approval_id,
             approval_wait=approval.wait,
         )
-        call.payload_facts.parsed(payload, arguments)  # parsed once, with the request: not again per stage
         try:
             reply = await self._tools(call)
         except MeshError as err:

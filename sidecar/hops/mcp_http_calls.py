@@ -22,7 +22,6 @@ is the plain `{"jsonrpc":"2.0","id":N,"result":...}` that servers write.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 from collections.abc import Mapping
@@ -42,9 +41,6 @@ _META: Final = (
 
 
 _DECODER: Final = json.JSONDecoder()
-# aiohttp's own timeouts, all off: each would schedule and cancel a timer per request besides
-# the call's asyncio.timeout, which covers connecting, sending and reading alike.
-_NO_TIMERS: Final = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None)
 
 
 class TokenNeeded(Exception):
@@ -86,8 +82,8 @@ class HttpToolCaller:
             if token is None:
                 raise TokenNeeded
             headers["Authorization"] = f"Bearer {token}"
-        if self._session is None:  # no timers of its own: the call's one asyncio.timeout bounds it all
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64), timeout=_NO_TIMERS)
+        if self._session is None:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
         request_id = next(self._ids)
         body = b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":%s,"arguments":%s,%s}}' % (
             request_id,
@@ -95,7 +91,9 @@ class HttpToolCaller:
             arguments_json or b"{}",
             _META,
         )
-        async with asyncio.timeout(timeout_s), self._session.post(self._url, data=body, headers=headers) as response:
+        async with self._session.post(
+            self._url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
+        ) as response:
             if token is not None and _refuses_token(response):
                 assert self._bearer is not None  # a token was sent
                 self._bearer.refused(token)

@@ -72,11 +72,6 @@ class McpConnection:
         the `mcp` client."""
         return self._fast
 
-    @property
-    def connected(self) -> bool:
-        """Open now: `client()` returns at once (no timer needed around it on the call path)."""
-        return self._client is not None
-
     async def client(self) -> Client:
         """The open client, connecting first if needed; ToolServerUnavailable when it cannot."""
         if self._client is not None:

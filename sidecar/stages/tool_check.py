@@ -12,6 +12,7 @@ sits inside the server's breaker.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -23,6 +24,7 @@ from meshwarden.errors import BadPayload, DeadlineExceeded, PolicyDenied, ToolSc
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call import Call, Handler, Layer, Reply, ToolUse
 from meshwarden.sidecar.hops.mcp_upstreams import LiveTool, McpUpstreams
+from meshwarden.sidecar.policy.cedar_values import ArgumentsNotMappable, parse_arguments
 
 MAX_VALIDATORS = 1024
 
@@ -44,14 +46,13 @@ class ToolCheck:
         if declared is None or server is None:
             raise UnknownTool(call.capability, active.label)
         connection = self._upstreams.connection(server)
-        if not connection.connected:  # connects (and lists the tools) on first use, within the deadline
-            try:
-                async with asyncio.timeout(max(call.deadline - self._clock.monotonic(), 0.001)):
-                    await connection.client()
-            except TimeoutError as exc:
-                raise DeadlineExceeded(
-                    f"MCP server {server.name} did not finish connecting within the deadline of {call.capability}"
-                ) from exc
+        try:
+            async with asyncio.timeout(max(call.deadline - self._clock.monotonic(), 0.001)):
+                await connection.client()  # connects (and lists the tools) on first use
+        except TimeoutError as exc:
+            raise DeadlineExceeded(
+                f"MCP server {server.name} did not finish connecting within the deadline of {call.capability}"
+            ) from exc
         live = connection.tools.get(declared.name)
         if live is None:
             raise ToolSchemaDrift(
@@ -74,13 +75,11 @@ class ToolCheck:
 
     def _validate(self, call: Call, live: LiveTool) -> None:
         try:
-            arguments = call.payload_value if call.payload else {}  # the edge's own parse, as a rule
-        except ValueError as exc:
-            raise BadPayload(f"arguments of {call.capability} are not JSON: {exc}") from exc
-        if not isinstance(arguments, dict):
-            raise BadPayload(f"arguments of {call.capability} must be a JSON object")
+            arguments = call.cedar_arguments() if call.payload else parse_arguments(b"{}")
+        except ArgumentsNotMappable as exc:
+            raise BadPayload(f"arguments of {call.capability}: {exc}") from exc
         validator = self._validator(live)
-        error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+        error = jsonschema.exceptions.best_match(validator.iter_errors(_plain(arguments)))
         if error is not None:
             where = "$" + "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
             raise BadPayload(
@@ -100,6 +99,18 @@ class ToolCheck:
                 self._validators.pop(next(iter(self._validators)))
             self._validators[live.schema_sha256] = found
         return found
+
+
+def _plain(value: object) -> object:
+    """parse_arguments keeps numbers with a fraction as text (Cedar has no floats); JSON Schema
+    must see them as numbers."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, str) and type(value) is not str:  # _JsonNumberText
+        return float(value)
+    return value
 
 
 def layer(policy: PolicyHolder, upstreams: McpUpstreams, clock: Clock) -> Layer:

@@ -60,13 +60,3 @@ def test_a_replaced_payload_is_parsed_and_hashed_afresh() -> None:
     assert changed.payload_value == {"amount": 7}
     assert changed.payload_sha256 == payload_digest(b'{"amount": 7}')
     assert first.payload_value == {"amount": 50}  # the original still answers for its own bytes
-
-
-def test_a_value_the_edge_parsed_is_answered_for_its_own_bytes_only() -> None:
-    payload = b'{"ticket_id":1001}'
-    known = call(payload=payload)
-    value = {"ticket_id": 1001}
-    known.payload_facts.parsed(payload, value)
-    assert replace(known, attempt=2).payload_value is value  # not parsed again
-    other = replace(known, payload=b'{"ticket_id":7}')
-    assert other.payload_value == {"ticket_id": 7}  # other bytes: parsed, not the edge's value
