@@ -3,17 +3,22 @@ per session by the SQLite store, and answered by the servicer's domain objects."
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
+import re
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 
+from meshwarden.metrics_registry import MetricsRegistry
 from meshwarden.registry import change_tests, session_changes, session_principal, session_signals
 from meshwarden.registry.call_facts import facts_of
 from meshwarden.registry.errors import InvalidInput
+from meshwarden.registry.metrics import _SuspectState
 from meshwarden.registry.outcomes import Outcomes
 from meshwarden.registry.session_suspects import SessionSuspects
 from meshwarden.registry.store.records import AuditEntry, SessionQuery, SuspectThresholds
@@ -218,3 +223,22 @@ async def test_the_store_keeps_one_fact_per_call_as_the_receipts_give_them(
     from_receipts = facts_of(suspects._receipts._all)  # type: ignore[attr-defined]
     assert sorted(kept, key=lambda f: f.call_id) == sorted(from_receipts, key=lambda f: f.call_id)
     assert {f.call_id for f in await suspects._sessions.call_facts(500.0, 2000.0)} == {"a1", "c1"}  # type: ignore[union-attr]
+
+
+async def test_the_suspects_are_counted_for_a_gauge_per_reason(stored: tuple[SessionSuspects, Database]) -> None:
+    """Question 7's metric: detected while sessions run, exported per reason (default thresholds)."""
+    suspects, _ = stored
+    gauge = MetricsRegistry()
+    gauge.register(_SuspectState(suspects))
+    assert "meshwarden_sessions_suspect{" not in (await asyncio.to_thread(generate_latest, gauge)).decode()
+    counting = asyncio.create_task(suspects.count_forever(every_s=3600))
+    try:
+        async with asyncio.timeout(10):
+            while not suspects.counted:  # the first count runs at once; then every_s
+                await asyncio.sleep(0.01)
+    finally:
+        counting.cancel()
+    text = (await asyncio.to_thread(generate_latest, gauge)).decode()
+    samples = dict(re.findall(r'^meshwarden_sessions_suspect\{reason="(\w+)"\} (\S+)$', text, re.M))
+    # "quiet" has had no call for 1,000 s; "busy" spent $2 with no outcome, its last call 10 s ago
+    assert samples == {"repeating": "0.0", "retrying": "0.0", "spending": "1.0", "idle": "1.0"}
