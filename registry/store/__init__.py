@@ -272,8 +272,8 @@ class SessionStore(Protocol):
 class SessionSignalStore(Protocol):
     """What the receipt store keeps per session beside its aggregate for the operator's
     questions 7 and 10 (registry.session_signals, registry.call_facts): kept apart from
-    SessionStore so a store can add it on its own (SQLite has it; without it the registry
-    computes the same answers from the receipts)."""
+    SessionStore so a store can add it on its own (both stores have it; without it the
+    registry computes the same answers from the receipts)."""
 
     async def suspects(
         self, limits: SuspectThresholds, now: float, after: tuple[float, str] | None, limit: int, reason: str = ""

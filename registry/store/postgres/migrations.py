@@ -375,6 +375,47 @@ CREATE TABLE control_watchers (
 );
 """,
     ),
+    Step(
+        "session principals, signals and call facts: who each session was started for, signs it loops, "
+        "what each call changed (issue 19), kept as receipts arrive as SQLite keeps them",
+        """
+CREATE TABLE session_principals (
+    session_id TEXT PRIMARY KEY,
+    started_for TEXT NOT NULL,
+    launched_by TEXT NOT NULL,
+    conflict TEXT NOT NULL
+);
+CREATE INDEX session_principals_by_principal ON session_principals (started_for);
+CREATE TABLE session_signals (
+    session_id TEXT PRIMARY KEY,
+    max_repeats BIGINT NOT NULL,
+    repeated_capability TEXT NOT NULL,
+    retries BIGINT NOT NULL,
+    successes BIGINT NOT NULL
+);
+CREATE TABLE call_facts (
+    call_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL,
+    latency_us BIGINT NOT NULL,
+    ok BOOLEAN NOT NULL,
+    cost_micro_usd BIGINT NOT NULL,
+    capability TEXT NOT NULL,
+    call_kind TEXT NOT NULL,
+    callee_agent TEXT NOT NULL,
+    version TEXT NOT NULL,
+    spender_agent TEXT NOT NULL,
+    model TEXT NOT NULL,
+    bundle_revision BIGINT NOT NULL,
+    tool TEXT NOT NULL,
+    tool_schema TEXT NOT NULL
+);
+CREATE INDEX call_facts_by_session ON call_facts (session_id);
+CREATE INDEX call_facts_by_start ON call_facts (started_at);
+UPDATE meta SET value = CASE WHEN EXISTS (SELECT 1 FROM receipts) THEN 0 ELSE 1 END
+    WHERE key = 'session_aggregates_filled';
+""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(STEPS)

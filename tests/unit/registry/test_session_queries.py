@@ -233,6 +233,7 @@ async def test_receipts_stored_before_the_aggregates_are_filled_in_once(tmp_path
             ("billing", 30),
             ("kb", 7),
         ]
+        assert sorted(f.call_id for f in await sessions.call_facts(0.0, 1e10)) == ["c1", "c2", "c3"]
     finally:
         db.close()
 
@@ -255,6 +256,7 @@ async def test_receipts_stored_before_the_aggregates_are_filled_in_once_on_postg
             ("billing", 30),
             ("kb", 7),
         ]
+        assert sorted(f.call_id for f in await sessions.call_facts(0.0, 1e10)) == ["c1", "c2", "c3"]
     finally:
         await db.close()
 
@@ -287,6 +289,9 @@ async def test_two_chains_shipped_at_once_into_the_same_sessions_are_all_counted
         assert listed[session_id].cost_micro_usd == expected.cost_micro_usd
     totals = {t.key: t.cost_micro_usd for t in await stores.sessions.cost_totals("agent")}
     assert sum(totals.values()) == sum(r.usage.cost_micro_usd for r in billing + kb)
+    assert stores.session_signals is not None  # one fact per call, whichever batch came last
+    facts = await stores.session_signals.call_facts(0.0, 1e10)
+    assert sorted(f.call_id for f in facts) == sorted({r.call_id for r in billing + kb})
 
 
 @pytest.mark.parametrize(
