@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+
 import pytest
 
 from meshwarden.receipt_hash import receipt_hash
@@ -13,8 +14,8 @@ from meshwarden.registry.call_facts import facts_of
 from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.outcomes import Outcomes
 from meshwarden.registry.session_suspects import SessionSuspects
-from meshwarden.registry.store.records import AuditEntry, SessionQuery, SuspectThresholds
 from meshwarden.registry.store import Stores
+from meshwarden.registry.store.records import AuditEntry, SessionQuery, SuspectThresholds
 from meshwarden.v1 import receipts_pb2, session_insights_pb2
 from tests.unit.receipt_fixtures import both_sides, receipt
 from tests.unit.registry.test_session_queries import Receipts
@@ -229,7 +230,9 @@ async def test_an_outcome_ends_suspicion_and_loops_are_found_by_the_stores_condi
     the same call failing again and again is repeating and retrying; an outcome clears it."""
     loop = both_sides("l0", "planner", "search", "search.query", session="loop", at=1001.0, status="UNAVAILABLE")
     for n in range(1, 6):
-        loop += both_sides(f"l{n}", "planner", "search", "search.query", session="loop", at=1001.0 + n, status="UNAVAILABLE")
+        loop += both_sides(
+            f"l{n}", "planner", "search", "search.query", session="loop", at=1001.0 + n, status="UNAVAILABLE"
+        )
     for r in loop:
         r.arguments_sha256 = "sha256:same"
     await ship_as_sidecars(stores, loop)
