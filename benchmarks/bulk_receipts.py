@@ -149,17 +149,33 @@ _COPIED: Final = {
 }
 
 
-def _copy_sql(table: str, columns: list[str], series: str, not_a_copy: str) -> str:
-    renamed = _COPIED[table]
-    chosen = [f"CASE WHEN {c} = '' THEN '' ELSE {c} || '~' || g.n END" if c in renamed else c for c in columns]
+# The columns holding a time: copy N is moved N spans back, so the copies lie one after the
+# other in the past, as a mesh's history would (the bodies keep the original's times).
+_SHIFTED: Final = {
+    "receipts": ("started_at",),
+    "session_aggregates": ("started_at", "last_activity_at", "activity_at"),
+    "session_outcomes": ("reported_at",),
+    "call_facts": ("started_at",),
+}
+
+
+def _copy_sql(table: str, columns: list[str], series: str, not_a_copy: str, span_s: float) -> str:
+    renamed, shifted = _COPIED[table], _SHIFTED.get(table, ())
+
+    def chosen(c: str) -> str:
+        if c in renamed:
+            return f"CASE WHEN {c} = '' THEN '' ELSE {c} || '~' || g.n END"
+        return f"{c} - g.n * {span_s!r}" if c in shifted else c
+
     return (
-        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(chosen)} FROM {table}, {series} "
-        f"WHERE {not_a_copy.format(renamed[0])}"
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(chosen(c) for c in columns)} "
+        f"FROM {table}, {series} WHERE {not_a_copy.format(renamed[0])}"
     )
 
 
-def copy_sqlite(path: str, copies: int) -> None:
-    """Copies every session's rows `copies` times under new ids, in one transaction (the
+def copy_sqlite(path: str, copies: int, span_s: float) -> None:
+    """Copies every session's rows `copies` times under new ids, copy N `span_s` * N seconds
+    earlier, in one transaction (the
     registry's store may be open: WAL lets it read meanwhile). A copy's receipt bodies are the
     original's: only the columns queries read carry the new ids."""
     db = sqlite3.connect(path, isolation_level=None)
@@ -168,14 +184,14 @@ def copy_sqlite(path: str, copies: int) -> None:
         series = f"(WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {int(copies)}) SELECT n FROM s) g"
         for table in _COPIED:
             columns = [str(row[1]) for row in db.execute(f"PRAGMA table_info({table})")]
-            db.execute(_copy_sql(table, columns, series, "instr({}, '~') = 0"))
+            db.execute(_copy_sql(table, columns, series, "instr({}, '~') = 0", span_s))
         db.execute("COMMIT")
         db.execute("ANALYZE")
     finally:
         db.close()
 
 
-async def copy_postgres(url: str, copies: int) -> None:
+async def copy_postgres(url: str, copies: int, span_s: float) -> None:
     """copy_sqlite on PostgreSQL, then VACUUM ANALYZE (the planner's statistics)."""
     connection = await asyncpg.connect(url)
     try:
@@ -186,7 +202,9 @@ async def copy_postgres(url: str, copies: int) -> None:
                     table,
                 )
                 series = f"generate_series(1, {int(copies)}) AS g(n)"
-                await connection.execute(_copy_sql(table, [str(r[0]) for r in rows], series, "position('~' IN {}) = 0"))
+                await connection.execute(
+                    _copy_sql(table, [str(r[0]) for r in rows], series, "position('~' IN {}) = 0", span_s)
+                )
         await connection.execute("VACUUM ANALYZE")
     finally:
         await connection.close()

@@ -8,11 +8,12 @@ as one `meshwarden` command, CLI start-up included, against a real registry proc
 The store is filled first (benchmarks/bulk_receipts.py): `--ingest` sessions of four calls
 (seven receipts) through the receipt store's ingest path, which keeps every session's
 aggregates, principal, signals and call facts in each batch's transaction; then, to reach the
-size asked for, every row of those sessions is copied under new ids by SQL (the ingest path
-recomputes each session once per sidecar chain: a million receipts through it would take the
-better part of an hour on this machine). The sessions started in the last ten minutes: none
-is idle or spending yet, so `sessions suspect` reads every running session and finds none
-(its worst case), and `changes` (last 7 days by default) reads every call. Then `meshwarden
+size asked for, every row of those sessions is copied under new ids by SQL, each copy moved
+one span of sessions further back in time (the ingest path recomputes each session once per
+sidecar chain: a million receipts through it would take the better part of an hour on this
+machine). The last session started a minute ago; at 1,000,000 receipts the history spans
+about an hour and a half, so `changes` (last 7 days by default) reads every call and
+`sessions suspect` finds the sessions idle for 15 minutes. Then `meshwarden
 registry serve` starts on the store and every command runs as a fresh process with the
 operator token, as an operator runs it, in table and in JSON; and once more in this process
 (`warm`: the CLI's main with its imports done: the registry's answer, the TLS handshake and
@@ -79,7 +80,8 @@ async def filled(data_dir: Path, store: str, sessions: int, ingest: int) -> None
         if await stores.receipts.count():
             raise SystemExit("the store holds receipts already: give a migrated, empty database")
         started = time.perf_counter()
-        first_at = time.time() - 600.0
+        span_s = ingest * bulk_receipts.SESSION_SPACING_S
+        first_at = time.time() - 60.0 - span_s  # the last session a minute ago
         await bulk_receipts.load(stores, ingest, first_at)
         took = time.perf_counter() - started
         print(
@@ -92,9 +94,9 @@ async def filled(data_dir: Path, store: str, sessions: int, ingest: int) -> None
     if copies:
         started = time.perf_counter()
         if store:
-            await bulk_receipts.copy_postgres(store, copies)
+            await bulk_receipts.copy_postgres(store, copies, span_s)
         else:
-            await asyncio.to_thread(bulk_receipts.copy_sqlite, str(data_dir / DB_NAME), copies)
+            await asyncio.to_thread(bulk_receipts.copy_sqlite, str(data_dir / DB_NAME), copies, span_s)
         print(f"copied {copies} times by SQL in {time.perf_counter() - started:.1f} s")
     print(f"stored {sessions} sessions, {sessions * bulk_receipts.RECEIPTS_PER_SESSION} receipts")
 
