@@ -86,7 +86,7 @@ def _session(n: int, chains: dict[str, _Chain], total: int, first_at: float) -> 
             "status": "OK",
             "policy_decision": "allow",
             "attempt": 1,
-            "latency_us": 3000,
+            "latency_us": 2000 + call * 7919 % 20_000,  # spread, as real latencies are
         }
         started = receipts_pb2.Receipt(direction="outbound", **common)  # type: ignore[arg-type]
         started.started_at.FromNanoseconds(int((at + position * 0.01) * 1e9))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, Final
 
 from meshwarden.registry.call_facts import facts_of
@@ -32,6 +32,7 @@ from meshwarden.registry.store.postgres import call_facts, session_signals
 from meshwarden.registry.store.postgres.database import Connection, Database
 from meshwarden.registry.store.records import (
     CallFact,
+    ChangeSide,
     CostShare,
     CostTotal,
     ListedSession,
@@ -316,8 +317,13 @@ class PostgresSessions:
 
         return await self._db.read(work)
 
-    async def call_facts(self, since: float, until: float) -> list[CallFact]:
-        return await self._db.read(lambda connection: call_facts.between(connection, since, until))
+    async def call_facts(
+        self, since: float, until: float, capabilities: Collection[str] | None = None
+    ) -> list[CallFact]:
+        return await self._db.read(lambda connection: call_facts.between(connection, since, until, capabilities))
+
+    async def change_sides(self, since: float, until: float) -> list[ChangeSide]:
+        return await self._db.read(lambda connection: call_facts.change_sides(connection, since, until))
 
     async def cost_totals(self, by: str) -> list[CostTotal]:
         sql = (

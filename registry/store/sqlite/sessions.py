@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any, Final
 
 from meshwarden.registry.call_facts import facts_of
@@ -20,6 +20,7 @@ from meshwarden.registry.session_principal import principal_of
 from meshwarden.registry.session_signals import signals_of
 from meshwarden.registry.store.records import (
     CallFact,
+    ChangeSide,
     CostShare,
     CostTotal,
     ListedSession,
@@ -137,8 +138,13 @@ class SqliteSessions:
     async def suspect_counts(self, limits: SuspectThresholds, now: float) -> dict[str, int]:
         return await self._db.read(lambda db: session_signals.counts(db, limits, now))
 
-    async def call_facts(self, since: float, until: float) -> list[CallFact]:
-        return await self._db.read(lambda db: call_facts.between(db, since, until))
+    async def call_facts(
+        self, since: float, until: float, capabilities: Collection[str] | None = None
+    ) -> list[CallFact]:
+        return await self._db.read(lambda db: call_facts.between(db, since, until, capabilities))
+
+    async def change_sides(self, since: float, until: float) -> list[ChangeSide]:
+        return await self._db.read_apart(lambda db: call_facts.change_sides(db, since, until))
 
     async def cost_totals(self, by: str) -> list[CostTotal]:
         sql = (

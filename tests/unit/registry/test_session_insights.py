@@ -249,3 +249,38 @@ async def test_an_outcome_ends_suspicion_and_loops_are_found_by_the_stores_condi
     await stored._outcomes.report("quiet", "abandoned", "", reported_by="operator")
     left = await stored.list(session_insights_pb2.ListSuspectSessionsRequest())
     assert [s.summary.session_id for s in left.sessions] == ["busy", "loop"]
+
+
+async def test_the_stores_change_sides_are_the_sums_of_the_facts(stored: SessionSuspects, stores: Stores) -> None:
+    """What each store sums in SQL (counts, distinct succeeded sessions, latencies to three
+    significant digits) is what registry.session_changes sums from the facts themselves."""
+    calls = []
+    for n in range(24):
+        calls += both_sides(
+            f"v{n}",
+            "planner",
+            "ledger",
+            "ledger.post",
+            session=f"v-s{n % 6}",
+            at=1100.0 + n,
+            latency_us=(123, 4567, 98_765, 1_234_567)[n % 4] + n,
+            status="OK" if n % 5 else "INTERNAL",
+            version="1.0.0" if n < 12 else "1.1.0",
+            usage=("m", 1, 1, 10 + n),
+        )
+    await ship_as_sidecars(stores, calls)
+    await stored._outcomes.report("v-s1", "succeeded", "", reported_by="planner")
+    await stored._outcomes.report("v-s2", "failed", "", reported_by="planner")
+    everything = [*stored._receipts._all, *calls]  # type: ignore[attr-defined]
+    facts = facts_of(everything)
+    outcomes = await stored._outcomes.for_sessions({f.session_id for f in facts})
+    assert stores.session_signals is not None
+    kept = await stores.session_signals.change_sides(0.0, 2000.0)
+    made = session_changes.sides_of(facts, outcomes)
+    key = lambda side: (side.kind, side.subject, side.value)  # noqa: E731
+    assert sorted(kept, key=key) == sorted(made, key=key)
+    ledger = {s.value: s for s in kept if s.subject == "ledger"}
+    assert (ledger["1.0.0"].calls, ledger["1.0.0"].failures, ledger["1.0.0"].successful_sessions) == (12, 3, 1)
+    assert (4560, 1) in ledger["1.0.0"].latencies  # 4568 to three significant digits
+    (change,) = session_changes.changes_of(kept, [], outcomes, [], kind="version", subject="ledger")
+    assert (change.before, change.after, change.before_side.calls) == ("1.0.0", "1.1.0", 12)
