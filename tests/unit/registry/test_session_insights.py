@@ -284,3 +284,5 @@ async def test_the_stores_change_sides_are_the_sums_of_the_facts(stored: Session
     assert (4560, 1) in ledger["1.0.0"].latencies  # 4568 to three significant digits
     (change,) = session_changes.changes_of(kept, [], outcomes, [], kind="version", subject="ledger")
     assert (change.before, change.after, change.before_side.calls) == ("1.0.0", "1.1.0", 12)
+    routed = await stores.session_signals.call_facts(0.0, 2000.0, {"ledger.post"})  # a route change's calls
+    assert sorted(f.call_id for f in routed) == [f"v{n}" for n in sorted(range(24), key=str)]
