@@ -4,7 +4,11 @@ filtering) and `session_cost_shares` (what it adds to each cost table's rows; a 
 outside any session has rows of its own, `in_session` false and its call id in place of a
 session id). `store_aggregates` rewrites the rows of the sessions a receipt batch touched,
 inside that batch's transaction (registry.store.postgres.receipts), with who each session was
-started for and its loop signals (.session_signals) and one fact per call (.call_facts).
+started for and its loop signals (.session_signals) and one fact per call (.call_facts);
+every change to the cost shares moves `cost_totals` by its difference
+(registry.store.cost_total_deltas), so a cost table reads one row per key. Those rows are
+shared by every batch: each updates them in one order (cost_total_deltas.rows_of), so two
+batches wait for each other, never deadlock.
 
 Why a lock per session: the two sides of a call reach the registry from two sidecars, maybe
 through two replicas at once. Each batch recomputes its sessions from the receipts it can
@@ -28,6 +32,7 @@ from meshwarden.registry.call_facts import facts_of
 from meshwarden.registry.session_aggregates import aggregate
 from meshwarden.registry.session_principal import principal_of
 from meshwarden.registry.session_signals import signals_of
+from meshwarden.registry.store import cost_total_deltas
 from meshwarden.registry.store.postgres import call_facts, session_signals
 from meshwarden.registry.store.postgres.database import Connection, Database
 from meshwarden.registry.store.records import (
@@ -74,7 +79,13 @@ _UPSERT: Final = (
 _SHARE_COLUMNS: Final = (
     "by_key, key, in_session, session_id, calls, failures, cost_micro_usd, input_tokens, output_tokens"
 )
-_FAILED_OUTCOMES: Final = "('failed', 'abandoned')"
+_SHARE_VALUES: Final = "by_key, key, in_session, calls, failures, cost_micro_usd, input_tokens, output_tokens"
+_ADD_TO_TOTALS: Final = (
+    f"INSERT INTO cost_totals (by_key, key, {', '.join(cost_total_deltas.TOTAL_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${n}' for n in range(1, 3 + len(cost_total_deltas.TOTAL_COLUMNS)))}) "
+    "ON CONFLICT (by_key, key) DO UPDATE SET "
+    + ", ".join(f"{c} = cost_totals.{c} + excluded.{c}" for c in cost_total_deltas.TOTAL_COLUMNS)
+)
 _LISTED_COLUMNS: Final = (
     f"{', '.join('a.' + c for c in _AGGREGATE_COLUMNS)}, o.outcome, o.detail, o.reported_by, o.reported_at, "
     f"{session_signals.PRINCIPAL_COLUMNS}"
@@ -130,7 +141,7 @@ async def store_aggregates(connection: Connection, added: Sequence[receipts_pb2.
         )
     }
     rows = await asyncio.to_thread(_rows_of, in_sessions, outside, ended)
-    await _write(connection, session_ids, call_ids, rows)
+    await _write(connection, session_ids, call_ids, rows, {s: outcome for s, (outcome, _) in ended.items()})
 
 
 class _Rows:
@@ -172,7 +183,9 @@ def _grouped(rows: Sequence[Any]) -> dict[str, list[bytes]]:
     return grouped
 
 
-async def _write(connection: Connection, session_ids: list[str], call_ids: list[str], rows: _Rows) -> None:
+async def _write(
+    connection: Connection, session_ids: list[str], call_ids: list[str], rows: _Rows, outcomes: dict[str, str]
+) -> None:
     if rows.aggregates:
         await connection.executemany(_UPSERT, rows.aggregates)
     if session_ids:
@@ -181,6 +194,18 @@ async def _write(connection: Connection, session_ids: list[str], call_ids: list[
         await connection.executemany(
             "INSERT INTO session_members (role, name, session_id) VALUES ($1, $2, $3)", rows.members
         )
+    old = await connection.fetch(
+        f"SELECT {_SHARE_VALUES}, session_id FROM session_cost_shares WHERE (in_session AND session_id = ANY($1::text[])) "
+        "OR (NOT in_session AND session_id = ANY($2::text[]))",
+        session_ids,
+        call_ids,
+    )
+    deltas: cost_total_deltas.Deltas = {}
+    for share in old:
+        cost_total_deltas.add_shares(deltas, [tuple(share)[:8]], outcomes.get(share[8], "") if share[2] else "", -1)
+    for row in rows.shares:  # (by_key, key, in_session, owner, calls, ...)
+        cost_total_deltas.add_shares(deltas, [(*row[:3], *row[4:])], outcomes.get(row[3], "") if row[2] else "", 1)
+    await connection.executemany(_ADD_TO_TOTALS, cost_total_deltas.rows_of(deltas))
     await connection.execute(
         "DELETE FROM session_cost_shares WHERE (in_session AND session_id = ANY($1::text[])) "
         "OR (NOT in_session AND session_id = ANY($2::text[]))",
@@ -203,14 +228,25 @@ async def _write(connection: Connection, session_ids: list[str], call_ids: list[
 
 
 async def note_outcome(connection: Connection, session_id: str, outcome: str, reported_at: float) -> None:
-    """Copies a new outcome into the session's aggregate (inside the outcome's transaction,
-    which holds the session's lock: lock_sessions)."""
+    """Copies a new outcome into the session's aggregate, and counts its shares' spend as
+    succeeded or failed in the cost totals (inside the outcome's transaction, which holds the
+    session's lock: lock_sessions)."""
     await connection.execute(
         "UPDATE session_aggregates SET outcome = $2, activity_at = greatest(activity_at, $3) WHERE session_id = $1",
         session_id,
         outcome,
         reported_at,
     )
+    shares = [
+        tuple(r)
+        for r in await connection.fetch(
+            f"SELECT {_SHARE_VALUES} FROM session_cost_shares WHERE session_id = $1 AND in_session", session_id
+        )
+    ]
+    deltas: cost_total_deltas.Deltas = {}
+    cost_total_deltas.add_shares(deltas, shares, "", -1)
+    cost_total_deltas.add_shares(deltas, shares, outcome, 1)
+    await connection.executemany(_ADD_TO_TOTALS, cost_total_deltas.rows_of(deltas))
 
 
 async def fill_missing(db: Database) -> int:
@@ -327,12 +363,8 @@ class PostgresSessions:
 
     async def cost_totals(self, by: str) -> list[CostTotal]:
         sql = (
-            "SELECT c.key, sum(c.calls), sum(c.failures), sum(c.cost_micro_usd), sum(c.input_tokens), "
-            "sum(c.output_tokens), count(*) FILTER (WHERE c.in_session), "
-            "count(*) FILTER (WHERE o.outcome = 'succeeded'), "
-            f"sum(CASE WHEN o.outcome IN {_FAILED_OUTCOMES} THEN c.cost_micro_usd ELSE 0 END) "
-            "FROM session_cost_shares c LEFT JOIN session_outcomes o ON o.session_id = c.session_id AND c.in_session "
-            "WHERE c.by_key = $1 GROUP BY c.key"
+            "SELECT key, calls, failures, cost_micro_usd, input_tokens, output_tokens, sessions, successful_outcomes, "
+            "failed_session_cost_micro_usd FROM cost_totals WHERE by_key = $1 AND shares > 0"
         )
 
         async def work(connection: Connection) -> list[CostTotal]:
@@ -345,8 +377,8 @@ class PostgresSessions:
                     input_tokens=int(row[4]),
                     output_tokens=int(row[5]),
                     sessions=int(row[6]),
-                    successful_outcomes=int(row[7] or 0),
-                    failed_session_cost_micro_usd=int(row[8] or 0),
+                    successful_outcomes=int(row[7]),
+                    failed_session_cost_micro_usd=int(row[8]),
                 )
                 for row in await connection.fetch(sql, by)
             ]
