@@ -27,7 +27,9 @@ from meshwarden.receipt_hash import receipt_hash
 from meshwarden.receipt_signing import sign_head
 from meshwarden.registry.issuer import Issuer
 from meshwarden.registry.store import Stores
+from meshwarden.registry.store.postgres import migrations as postgres_migrations
 from meshwarden.registry.store.records import StoredOutcome
+from meshwarden.registry.store.sqlite import migrations as sqlite_migrations
 from meshwarden.v1 import receipts_pb2
 
 CALLS_PER_SESSION = 4
@@ -185,6 +187,9 @@ def copy_sqlite(path: str, copies: int, span_s: float) -> None:
         for table in _COPIED:
             columns = [str(row[1]) for row in db.execute(f"PRAGMA table_info({table})")]
             db.execute(_copy_sql(table, columns, series, "instr({}, '~') = 0", span_s))
+        for statement in sqlite_migrations.REBUILD_COST_TOTALS.split(";"):  # the totals of the copies too
+            if statement.strip():
+                db.execute(statement)
         db.execute("COMMIT")
         db.execute("ANALYZE")
     finally:
@@ -205,6 +210,7 @@ async def copy_postgres(url: str, copies: int, span_s: float) -> None:
                 await connection.execute(
                     _copy_sql(table, [str(r[0]) for r in rows], series, "position('~' IN {}) = 0", span_s)
                 )
+            await connection.execute(postgres_migrations.REBUILD_COST_TOTALS)  # the totals of the copies too
         await connection.execute("VACUUM ANALYZE")
     finally:
         await connection.close()
