@@ -279,6 +279,9 @@ async def test_the_stores_change_sides_are_the_sums_of_the_facts(stored: Session
     made = session_changes.sides_of(facts, outcomes)
     key = lambda side: (side.kind, side.subject, side.value)  # noqa: E731
     assert sorted(kept, key=key) == sorted(made, key=key)
+    early = [f for f in facts if 1100.0 <= f.started_at < 1106.0]  # a narrow window: read through the index
+    narrow = await stores.session_signals.change_sides(1100.0, 1106.0)
+    assert sorted(narrow, key=key) == sorted(session_changes.sides_of(early, outcomes), key=key)
     ledger = {s.value: s for s in kept if s.subject == "ledger"}
     assert (ledger["1.0.0"].calls, ledger["1.0.0"].failures, ledger["1.0.0"].successful_sessions) == (12, 3, 1)
     assert (4560, 1) in ledger["1.0.0"].latencies  # 4568 to three significant digits
