@@ -48,7 +48,20 @@ from meshwarden.registry.store.sqlite import open_sqlite
 from meshwarden.registry.task_queue import TaskQueue
 from meshwarden.schema_hash import schema_hash
 
-PAGES = ("/map", "/map?window=1h", "/sessions", "/costs", "/approvals", "/kills", "/tasks", "/bundles", "/audit")
+PAGES = (
+    "/map",
+    "/map?window=1h",
+    "/sessions",  # the last 24 hours by default: read from the receipts of the window
+    "/sessions?window=all",  # from the session aggregates
+    "/sessions/s7",
+    "/costs",
+    "/costs?window=all",
+    "/approvals",
+    "/kills",
+    "/tasks",
+    "/bundles",
+    "/audit",
+)
 
 
 async def measure(
@@ -155,9 +168,9 @@ def main() -> None:
         f"{options.agents} agents, {sessions} sessions ({sessions * bulk_receipts.RECEIPTS_PER_SESSION} receipts) "
         f"on {'PostgreSQL' if options.store else 'SQLite'}; median seconds"
     )
-    print(f"{'page':<18} {'first':>8} {'whole':>8} {'live':>8}")
+    print(f"{'page':<22} {'first':>8} {'whole':>8} {'live':>8}")
     for page, first, whole, live in rows:
-        print(f"{page:<18} {first:>8.4f} {whole:>8.4f} {live:>8.4f}")
+        print(f"{page:<22} {first:>8.4f} {whole:>8.4f} {live:>8.4f}")
 
 
 if __name__ == "__main__":
