@@ -21,6 +21,9 @@ Paths, all on loopback, all ending at the same echo agent process (examples/echo
   mesh-traced-0  the same with the sampler's ratio at 0 (OTEL_TRACES_SAMPLER_ARG=0): every
            span is recorded and none exported, since no call fails: what tracing costs
            when a production sampler keeps few traces (only when --paths names it)
+  mesh-tree  the same on a mesh of its own whose sidecars import meshwarden from another
+           checkout (--tree DIR, `git archive COMMIT | tar -x -C DIR`): a change against the
+           code before it in one run (only when --paths names it)
   nginx    client -> nginx A -> nginx B -> agent (grpc_pass, cleartext HTTP/2), only when
            `nginx` is on PATH: the plain-proxy reference for two relays in series
   pyrelay  client -> relay A -> relay B -> agent, two bare grpc.aio relays
@@ -28,6 +31,9 @@ Paths, all on loopback, all ending at the same echo agent process (examples/echo
   pyrelay-mtls  the same with mTLS on the hop between the relays only, as the mesh has it
            (SVIDs of a throwaway CA, the sidecars' credentials, the caller's SPIFFE ID read
            on every call): pyrelay-mtls - pyrelay is what identity costs per call
+  pyrelay-mtls-DESIGN  the same relays built another way (grpc_relay.py --design: aio-bytes,
+           aio-thread-client, sync, sync-bytes, sync-bridge), only when --paths names them: what the hop's
+           design costs against grpc.aio's
 
 The handshake, paid once per connection, is measured apart (--handshakes): a fresh channel
 to relay B and its first call, plaintext against mTLS.
@@ -111,7 +117,20 @@ CALLBACK_TOKEN = secrets.token_urlsafe(32)
 CALLBACK_METADATA = (("authorization", f"Bearer {CALLBACK_TOKEN}"),)
 RELAY = HERE / "grpc_relay.py"
 OTLP_SINK = HERE / "otlp_sink.py"
-PATHS = ("direct", "mesh", "mesh-noreceipts", "mesh-traced", "mesh-traced-0", "nginx", "pyrelay", "pyrelay-mtls")
+# Other designs of the bare relay's hop (grpc_relay.py --design), each as a pyrelay-mtls path.
+RELAY_DESIGNS = ("aio-bytes", "aio-thread-client", "sync", "sync-bytes", "sync-bridge")
+PATHS = (
+    "direct",
+    "mesh",
+    "mesh-noreceipts",
+    "mesh-traced",
+    "mesh-traced-0",
+    "mesh-tree",
+    "nginx",
+    "pyrelay",
+    "pyrelay-mtls",
+    *(f"pyrelay-mtls-{design}" for design in RELAY_DESIGNS),
+)
 DEFAULT_PATHS = ("direct", "mesh", "nginx", "pyrelay", "pyrelay-mtls")
 CALL_TIMEOUT_S = 10.0
 FIRST_ANSWER_TIMEOUT_S = 30.0  # sidecar A answers once its catalog holds the echo agent
@@ -149,6 +168,16 @@ def machine_busy_s() -> float:
         return 0.0
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields)
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def on_cpu_ns(process: Path) -> int:
+    """Nanoseconds every thread of a process (its /proc directory) has spent on a CPU; a
+    thread that ends between the listing and the read is left out."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in (process / "task").iterdir():
+            total += int(read_text(task / "schedstat").split(" ", 1)[0] or 0)
+    return total
 
 
 def read_text(path: Path) -> str:
@@ -216,16 +245,16 @@ class Fleet:
         return child
 
     def cpu_seconds(self) -> dict[str, float]:
-        """User + system CPU seconds so far of each child's whole process group (in clock
-        ticks), and of this process (the client, to the microsecond) under "client"."""
-        tick = os.sysconf("SC_CLK_TCK")
+        """CPU seconds so far of each child's whole process group (every thread's time on a
+        CPU, in ns from /proc/PID/task/*/schedstat: /proc/PID/stat counts 10 ms ticks), and of
+        this process (the client, to the microsecond) under "client"."""
         totals = dict.fromkeys(self.groups.values(), 0.0)
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             fields = read_text(entry / "stat").rpartition(")")[2].split()
             if len(fields) > 12 and int(fields[2]) in self.groups:
-                totals[self.groups[int(fields[2])]] += (int(fields[11]) + int(fields[12])) / tick
+                totals[self.groups[int(fields[2])]] += on_cpu_ns(entry) / 1e9
         usage = resource.getrusage(resource.RUSAGE_SELF)
         totals["client"] = usage.ru_utime + usage.ru_stime
         return totals
@@ -409,11 +438,13 @@ class Relays:
     last_id: str = ""  # relay B's SPIFFE ID when it serves mTLS
 
 
-async def start_pyrelays(fleet: Fleet, agent: str, ca: ThrowawayCa | None = None) -> Relays:
-    """Relay B then relay A, ending at `agent`. With `ca`, the hop A -> B is mTLS: B serves
-    with its SVID and requires the caller's, A presents its own and checks B's SPIFFE ID."""
-    name = "pyrelay" if ca is None else "pyrelay-mtls"
-    relay = [sys.executable, str(RELAY)]
+async def start_pyrelays(
+    fleet: Fleet, agent: str, ca: ThrowawayCa | None = None, design: str = "aio", name: str = ""
+) -> Relays:
+    """Relay B then relay A, ending at `agent`, both of `design`. With `ca`, the hop A -> B is
+    mTLS: B serves with its SVID and requires the caller's, A presents its own and checks B's SPIFFE ID."""
+    name = name or ("pyrelay" if ca is None else "pyrelay-mtls")
+    relay = [sys.executable, str(RELAY), "--design", design]
     if ca is None:
         relay_b = await fleet.start(f"{name}-b", [*relay, "--upstream", agent])
         relay_a = await fleet.start(f"{name}-a", [*relay, "--upstream", relay_b.addresses["listen"]])
@@ -1007,6 +1038,10 @@ async def measure(args: argparse.Namespace, fleet: Fleet) -> int:
         sink: Child | None = None
         if {"mesh-traced", "mesh-traced-0"} & set(paths):
             sink = await fleet.start("otlp-sink", [sys.executable, str(OTLP_SINK), "--listen", "127.0.0.1:0"])
+        if "mesh-tree" in paths:
+            log(f"starting mesh-tree: a mesh whose sidecars run the code in {args.tree}")
+            tree_env = {"PYTHONSAFEPATH": "1", "PYTHONPATH": str(Path(args.tree).resolve())}
+            targets["mesh-tree"] = (await start_mesh(fleet, "tree", (), tree_env)).caller_sidecar
         for path, ratio in (("mesh-traced", "1"), ("mesh-traced-0", "0")):
             if path in paths and sink is not None:
                 log(f"starting {path}: a mesh whose sidecars trace with ratio {ratio}, to {sink.addresses['listen']}")
@@ -1023,6 +1058,10 @@ async def measure(args: argparse.Namespace, fleet: Fleet) -> int:
         if ca is not None:
             relays["pyrelay-mtls"] = await start_pyrelays(fleet, mesh.agent, ca)
             log(f"pyrelay-mtls: relay B is {relays['pyrelay-mtls'].last_id}, SVIDs of a throwaway CA")
+        for design in RELAY_DESIGNS:
+            if (path := f"pyrelay-mtls-{design}") in paths:
+                ca = ca or ThrowawayCa(fleet.work / "svids")
+                relays[path] = await start_pyrelays(fleet, mesh.agent, ca, design, path)
         targets.update({path: r.entry for path, r in relays.items()})
         invokes: dict[str, Invoke] = {}
         for path in paths:
@@ -1113,6 +1152,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "(needs the pyrelay and pyrelay-mtls paths; 0: none)",
     )
     parser.add_argument("--paths", default=",".join(DEFAULT_PATHS), help="comma-separated subset of " + ",".join(PATHS))
+    parser.add_argument("--tree", default="", help="the checkout the mesh-tree path's sidecars run")
     parser.add_argument(
         "--output",
         choices=["table", "json"],
@@ -1128,6 +1168,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name, least in (("calls", 1), ("warmup", 0), ("rounds", 1), ("concurrency", 1), ("handshakes", 0)):
         if getattr(args, name) < least:
             parser.error(f"--{name} must be at least {least}, got {getattr(args, name)}")
+    if "mesh-tree" in args.paths and not args.tree:
+        parser.error("the mesh-tree path needs --tree CHECKOUT")
     if args.rounds > args.calls:
         parser.error("--rounds must not exceed --calls")
     if args.duration_s <= 0:

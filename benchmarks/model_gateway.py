@@ -3,6 +3,7 @@ calling the provider directly, in the same run.
 
     PYTHONPATH=. .venv/bin/python benchmarks/model_gateway.py [--calls 1000] [--rounds 10] [--output json]
         [--ab-tree CHECKOUT] [--unix] [--base-unix] [--no-stream] [--py-spy DIR]
+        [--relays app+aiohttp,lowlevel+aiohttp,httptools+aiohttp,app+http1,lowlevel+http1,httptools+http1]
 
 One stand-in provider process (meshwarden.demo.model_provider), a registry, and one sidecar
 whose signed bundle declares the stand-in in models.json (an allow-all policy, so Cedar still
@@ -13,6 +14,9 @@ difference is the gateway's alone):
   relay    client -> bare aiohttp relay -> provider (benchmarks/http_relay.py): the floor of
            one Python HTTP hop, deciding nothing
   gateway  client -> sidecar -> provider  the same body, with the sidecar's API token
+
+`--relays` runs more bare relays beside the first, each a path of its own (`relay:SERVER+CLIENT`):
+the same relay on other HTTP machinery, agent side and provider side (http_relay.py lists them).
 
 Measured at concurrency 1, the paths taking turns round by round (a noisy neighbour slows
 both alike): non-streaming latency, and time to first token when streaming (from the request
@@ -251,24 +255,28 @@ async def measure(options: argparse.Namespace) -> dict[str, object]:
             env = {"PYTHONSAFEPATH": "1", "PYTHONPATH": str(Path(options.ab_tree).resolve())}
             sidecars["base"] = await start_sidecar("sidecar-base", work, registry, trusted, env, options.base_unix)
             children.append(sidecars["base"])
-        relay = await start(
-            "relay",
-            [
-                sys.executable,
-                str(Path(__file__).with_name("http_relay.py")),
-                *("--upstream", f"http://{provider.addresses['listen']}", "--key", KEY),
-            ],
-            log_dir=logs,
-            health_address_key=None,
-        )
-        children.append(relay)
+        relays: dict[str, Child] = {}
+        for variant in options.relays.split(","):
+            server, _, client = variant.partition("+")
+            name = "relay" if variant == "app+aiohttp" else f"relay:{variant}"
+            relays[name] = await start(
+                name.replace(":", "-").replace("+", "-"),
+                [
+                    sys.executable,
+                    str(Path(__file__).with_name("http_relay.py")),
+                    *("--upstream", f"http://{provider.addresses['listen']}", "--key", KEY),
+                    *("--server", server, "--client", client or "aiohttp"),
+                ],
+                log_dir=logs,
+                health_address_key=None,
+            )
+            children.append(relays[name])
         log(f"provider {provider.addresses['listen']}, sidecar gateway {sidecars['gateway'].addresses['gateway']}")
         plain = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4))
         sessions.append(plain)
-        urls = {
-            "direct": (plain, f"http://{provider.addresses['listen']}", KEY),
-            "relay": (plain, f"http://{relay.addresses['listen']}", TOKEN),
-        }
+        urls = {"direct": (plain, f"http://{provider.addresses['listen']}", KEY)}
+        for name, relay in relays.items():
+            urls[name] = (plain, f"http://{relay.addresses['listen']}", TOKEN)
         for name, sidecar in sidecars.items():
             session, base = gateway_session(sidecar)
             sessions.append(session)
@@ -288,7 +296,8 @@ async def measure(options: argparse.Namespace) -> dict[str, object]:
         wall_by_sidecar: dict[str, float] = dict.fromkeys(sidecars, 0.0)
         per_round = max(1, options.calls // options.rounds)
         pids = {name: child.process.pid for name, child in sidecars.items()}
-        pids["relay"] = relay.process.pid
+        for name, relay in relays.items():
+            pids[name] = relay.process.pid
         spy = None
         if options.py_spy:
             options.py_spy.mkdir(parents=True, exist_ok=True)
@@ -355,7 +364,7 @@ async def measure(options: argparse.Namespace) -> dict[str, object]:
             label: round((cpu_by_path[(name, stream)] - idle_cpu_s.get(name, 0.0) / len(streams)) / calls * 1e6, 1)
             for label, stream in kinds.items()
         }
-        for name in [*sidecars, "relay"]
+        for name in [*sidecars, *relays]
     }
     result: dict[str, object] = {
         "calls_per_path": calls,
@@ -381,8 +390,9 @@ async def measure(options: argparse.Namespace) -> dict[str, object]:
             "non_streaming": added(name, False, over, latencies),
             **({"ttft": added(name, True, over, ttft)} if True in streams else {}),
         }
-        for name in sidecars
+        for name in [*sidecars, *relays]
         for over in ("direct", "relay")
+        if name != over and over in urls
     }
     shutil.rmtree(work, ignore_errors=True)
     return result
@@ -396,6 +406,12 @@ def main() -> int:
     parser.add_argument("--ab-tree", default="", help="a checkout: a second sidecar (path `base`) runs its code")
     parser.add_argument("--unix", action="store_true", help="the sidecar's gateway on a Unix socket")
     parser.add_argument("--base-unix", action="store_true", help="the base sidecar's gateway on a Unix socket")
+    parser.add_argument(
+        "--relays",
+        default="app+aiohttp",
+        help="bare relays to run, comma-separated SERVER+CLIENT (app|lowlevel|httptools + aiohttp|http1; "
+        "default app+aiohttp, the path named `relay`)",
+    )
     parser.add_argument("--no-stream", action="store_true", help="non-streamed calls only")
     parser.add_argument("--py-spy", type=Path, default=None, help="record the sidecar with py-spy into this directory")
     options = parser.parse_args()
@@ -407,7 +423,7 @@ def main() -> int:
     for section in ("non_streaming", "streaming_ttft", "streaming_total"):
         for path, values in result.get(section, {}).items():  # type: ignore[attr-defined]
             print(
-                f"{section:<16} {path:<8} p50 {values['p50_ms']:>8.3f} ms  p90 {values['p90_ms']:>8.3f} ms  p99 {values['p99_ms']:>8.3f} ms"
+                f"{section:<16} {path:<26} p50 {values['p50_ms']:>8.3f} ms  p90 {values['p90_ms']:>8.3f} ms  p99 {values['p99_ms']:>8.3f} ms"
             )
     print(f"added p50 (ms): {result['added_p50_ms']}")
     print(f"CPU per call (µs, idle work subtracted): {result['cpu_us_per_call']}")

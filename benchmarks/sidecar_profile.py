@@ -1,7 +1,7 @@
 """Where a sidecar's CPU and memory go: a mesh under steady load, both sidecars measured.
 
     PYTHONPATH=. .venv/bin/python benchmarks/sidecar_profile.py [--seconds 20] [--rounds 6]
-        [--concurrency 16] [--py-spy DIR] [--calls-for-memory 10000,100000]
+        [--concurrency 16] [--py-spy DIR] [--calls-for-memory 10000,100000] [--idle-only]
         [--ab-tree CHECKOUT | --ab-env K=V,...] [--keyed] [--keep-logs]
 
 Starts the same mesh as latency.py (a real registry, two sidecars, the echo agent; an allow-all
@@ -50,6 +50,7 @@ from latency import (  # noqa: E402  (a script beside latency.py, run by path)
     sidecar_invoke,
     start_mesh,
 )
+from process_memory import by_mapping, rollup, threads  # noqa: E402
 
 SIDECARS = ("sidecar-a", "sidecar-b")
 
@@ -65,6 +66,15 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def idle_memory(pid: int) -> dict[str, object]:
+    """RSS, PSS and private memory of an idle sidecar, its threads, and its largest mappings."""
+    return {
+        **rollup(pid).as_dict(),
+        "threads": threads(pid),
+        "largest_mappings": {m.name: [round(m.rss_mb, 1), round(m.private_mb, 1)] for m in by_mapping(pid, 12)},
+    }
 
 
 def start_py_spy(pid: int, out: Path, seconds: float, *extra: str) -> subprocess.Popen[bytes]:
@@ -140,6 +150,9 @@ async def measure(args: argparse.Namespace, fleet: Fleet) -> dict[str, object]:
         await asyncio.sleep(2.0)
         report["rss_idle_mb"] = {v.name: {s: round(rss_mb(v.pids[s]), 1) for s in SIDECARS} for v in variants}
         log(f"idle RSS: {report['rss_idle_mb']}")
+        report["idle_memory_mb"] = {v.name: {s: idle_memory(v.pids[s]) for s in SIDECARS} for v in variants}
+        if args.idle_only:
+            return report
         for v in variants:
             await concurrent(v.invoke, args.concurrency, 2.0, Samples())  # warm-up
         spies: list[subprocess.Popen[bytes]] = []
@@ -183,6 +196,9 @@ def main() -> int:
         "--keyed", action="store_true", help="each call with a fresh idempotency key, as the SDK sends it by default"
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the work directory with every log")
+    parser.add_argument(
+        "--idle-only", action="store_true", help="report each sidecar's idle memory (RSS, PSS, mappings) and stop"
+    )
     parser.add_argument("--calls-for-memory", default="", help="comma-separated call counts at which to read RSS")
     args = parser.parse_args()
     args.calls_for_memory = [int(c) for c in args.calls_for_memory.split(",") if c.strip()]

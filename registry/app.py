@@ -382,6 +382,7 @@ def _add_services(server: grpc.aio.Server, config: RegistryConfig, parts: _Parts
             svid_ttl_s=config.svid_ttl_s,
             mtls_address=mtls_advertised,
             audit=parts.audit,
+            clock=parts.clock,
         ),
         receipts=api.ReceiptsApi(parts.receipts, parts.sessions),
         approvals=api.ApprovalsApi(parts.approvals),
@@ -404,7 +405,9 @@ async def _serve(
     listen = _bind(server, config.listen, server_credentials(current_svid, require_client_auth=False))
     mtls = _bind(server, config.mtls_address, server_credentials(current_svid, require_client_auth=True))
     mtls_advertised = config.mtls_advertise or _advertised(mtls)
-    authorizer = Authorizer(config.trust_domain, parts.operators, mtls_address=mtls_advertised)
+    authorizer = Authorizer(
+        config.trust_domain, parts.operators, mtls_address=mtls_advertised, ca_key_id=parts.issuer.key_id
+    )
     authorization.use(authorizer)
     services = _add_services(server, config, parts, mtls_advertised)
     health = add_standard_services(server, services)

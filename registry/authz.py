@@ -36,7 +36,9 @@ from cryptography import x509
 from meshwarden.identity.peer import CLAIMED_IDENTITY_HEADER, peer_identity
 from meshwarden.identity.peer import Unauthenticated as PeerUnauthenticated
 from meshwarden.identity.spiffe_ids import Identity
+from meshwarden.registry.enrolment_extension import enrolment_of
 from meshwarden.registry.errors import PermissionDenied, Unauthenticated
+from meshwarden.registry.model import Enrolment
 from meshwarden.registry.operators import OPERATOR_USER_HEADER, OperatorCredential, bearer_token
 from meshwarden.v1 import (
     approvals_pb2,
@@ -150,6 +152,8 @@ class Caller:
     operator_id: str = ""
     # Who the client says runs it (metadata meshwarden-operator-user); a claim, never proof.
     claimed_user: str = ""
+    # Who let the certificate's identity in, as the certificate says (None without one).
+    enrolment: Enrolment | None = None
 
     def __str__(self) -> str:
         if self.identity is not None:
@@ -158,21 +162,24 @@ class Caller:
 
 
 class Authorizer:
-    def __init__(self, trust_domain: str, operators: OperatorCredential, *, mtls_address: str) -> None:
+    def __init__(
+        self, trust_domain: str, operators: OperatorCredential, *, mtls_address: str, ca_key_id: bytes
+    ) -> None:
         self._trust_domain, self._operators, self._mtls_address = trust_domain, operators, mtls_address
+        self._ca_key_id = ca_key_id  # the embedded CA's: tells its certificates from another CA's
 
     def caller(self, context: Context) -> Caller:
         """Who is calling, as the handshake and the operator token prove it; raises
         Unauthenticated for a certificate the mesh does not accept or a false metadata claim."""
         auth = context.auth_context()
-        identity, expires_at = None, 0.0
+        identity, expires_at, enrolment = None, 0.0, None
         certificates = list(auth.get("x509_pem_cert", []))
         if certificates:
             try:
                 identity = peer_identity(context, self._trust_domain)
             except PeerUnauthenticated as exc:
                 raise Unauthenticated(str(exc)) from None
-            expires_at = _not_after(certificates[0])
+            expires_at, enrolment = _facts(certificates[0], self._ca_key_id)
         else:
             claimed = _metadata(context, CLAIMED_IDENTITY_HEADER)
             if claimed:
@@ -190,6 +197,7 @@ class Authorizer:
             context.peer(),
             operator_id=self._operators.identity if accepted else "",
             claimed_user=_metadata(context, OPERATOR_USER_HEADER)[:64],
+            enrolment=enrolment,
         )
 
     def check(self, rpc: str, caller: Caller) -> None:
@@ -258,8 +266,10 @@ def require_agent(caller: Caller, agent: str, action: str) -> Identity:
 
 
 @functools.lru_cache(maxsize=1024)  # a sidecar presents the same certificate on every call until it rotates
-def _not_after(pem: bytes) -> float:
-    return x509.load_pem_x509_certificate(pem).not_valid_after_utc.timestamp()
+def _facts(pem: bytes, ca_key_id: bytes) -> tuple[float, Enrolment]:
+    """The certificate's notAfter and who let its identity in."""
+    certificate = x509.load_pem_x509_certificate(pem)
+    return certificate.not_valid_after_utc.timestamp(), enrolment_of(certificate, ca_key_id)
 
 
 def _metadata(context: Context, key: str) -> str:

@@ -47,6 +47,7 @@ from meshwarden.registry.errors import InvalidInput, UnknownInstance
 from meshwarden.registry.model import (
     DEREGISTERED,
     LEASE_EXPIRED,
+    NOT_RECORDED,
     CatalogEvent,
     Instance,
     InstanceSpec,
@@ -128,12 +129,17 @@ class Catalog:
         (a sidecar re-registering after NOT_FOUND keeps its id; registered_at is kept).
 
         With a `caller` (the server's case), the instance is the caller's agent's: its SPIFFE
-        ID and SVID expiry are the caller's certificate's, and an instance id registered by
+        ID, SVID expiry and enrolment (who let it in) are the caller's certificate's, and an instance id registered by
         another agent is refused."""
         validate_agent_name(spec.agent, "instance.agent")
         if caller is not None:
             identity = require_agent(caller, spec.agent, "register instances")
-            spec = dataclasses.replace(spec, spiffe_id=identity.spiffe_id, svid_expires_at=caller.svid_expires_at)
+            spec = dataclasses.replace(
+                spec,
+                spiffe_id=identity.spiffe_id,
+                svid_expires_at=caller.svid_expires_at,
+                enrolment=caller.enrolment or NOT_RECORDED,
+            )
         validate_spec(spec)
         replaced: list[Instance] = []
 
@@ -149,6 +155,7 @@ class Catalog:
                 registered_at=existing.registered_at if existing else now,
                 lease_expires_at=now + self._ttl_s,
                 svid_expires_at=spec.svid_expires_at,
+                enrolment=spec.enrolment,
             )
 
         async def replace_or_add() -> Upserted:

@@ -30,7 +30,7 @@ from meshwarden.registry.audit import Audit, logged
 from meshwarden.registry.authz import Caller
 from meshwarden.registry.errors import InvalidInput, UnknownControl
 from meshwarden.registry.store import ControlStore
-from meshwarden.registry.store.records import AuditEntry, ControlsSet, Isolation, KillSwitch
+from meshwarden.registry.store.records import AuditEntry, ControlsSet, Isolation, KillEffect, KillSwitch
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ MIN_TTL_S: Final = 1.0
 MAX_TTL_S: Final = 30 * 24 * 3600.0
 _EXPIRY_POLL_S: Final = 1.0
 
-__all__ = ["Controls", "ControlsChanged", "ControlsSet", "Isolation", "KillSwitch"]
+__all__ = ["Controls", "ControlsChanged", "ControlsSet", "Isolation", "KillEffect", "KillSwitch"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -78,6 +78,14 @@ class Controls:
 
     async def kills(self) -> list[KillSwitch]:
         return list((await self._store.current()).kill_switches)
+
+    async def record_effect(self, effect: KillEffect) -> None:
+        """Keeps how an engaged switch reached the sidecars, for `kill list` and the console."""
+        await self._store.record_effect(effect)
+
+    async def effects(self) -> dict[str, KillEffect]:
+        """The time to effect of each switch in force that has one, by switch id."""
+        return await self._store.effects()
 
     async def isolations(self) -> list[Isolation]:
         return list((await self._store.current()).isolations)

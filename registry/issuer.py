@@ -36,7 +36,9 @@ from meshwarden.clock import Clock
 from meshwarden.identity.bootstrap import fingerprint
 from meshwarden.identity.spiffe_ids import IdentityError, check_trust_domain, dns_name, parse
 from meshwarden.identity.svid import Svid
+from meshwarden.registry import enrolment_extension
 from meshwarden.registry.errors import CaError, InvalidInput
+from meshwarden.registry.model import Enrolment
 from meshwarden.registry.private_files import PrivateFileError, make_private_dir, read_private, write_private
 
 log = logging.getLogger(__name__)
@@ -164,12 +166,19 @@ class Issuer:
             "gRPC's TLS cannot use Ed25519 certificates",
         )
 
-    def sign_csr(self, csr_pem: bytes, spiffe_id: str, ttl_s: float) -> Issued:
-        """An SVID for `spiffe_id` (of this trust domain) on the CSR's key, valid `ttl_s` from now."""
+    @property
+    def key_id(self) -> bytes:
+        """The CA's subject key identifier: what the SVIDs it signs carry as authority key id."""
+        return x509.SubjectKeyIdentifier.from_public_key(self._key.public_key()).digest
+
+    def sign_csr(self, csr_pem: bytes, spiffe_id: str, ttl_s: float, *, enrolment: Enrolment | None = None) -> Issued:
+        """An SVID for `spiffe_id` (of this trust domain) on the CSR's key, valid `ttl_s` from now,
+        recording `enrolment` (who let it in: registry.enrolment_extension) when given."""
         self._require_own(spiffe_id)
         public_key = self.check_csr(csr_pem)
         now = self._clock.wall()
-        cert = self._sign_leaf(public_key, spiffe_id, dns_name(spiffe_id), now - CLOCK_SKEW_S, now + ttl_s)
+        extra = () if enrolment is None else (enrolment_extension.extension(enrolment),)
+        cert = self._sign_leaf(public_key, spiffe_id, dns_name(spiffe_id), now - CLOCK_SKEW_S, now + ttl_s, extra)
         return Issued(spiffe_id, cert.public_bytes(serialization.Encoding.PEM), cert.not_valid_after_utc.timestamp())
 
     def issue(self, spiffe_id: str, ttl_s: float) -> Svid:
@@ -195,7 +204,13 @@ class Issuer:
         )
 
     def _sign_leaf(
-        self, public_key: CsrKey, spiffe_id: str, dns: str, not_before: float, not_after: float
+        self,
+        public_key: CsrKey,
+        spiffe_id: str,
+        dns: str,
+        not_before: float,
+        not_after: float,
+        extra: tuple[x509.UnrecognizedExtension, ...] = (),
     ) -> x509.Certificate:
         not_after = min(not_after, self.ca_not_after)  # an SVID never outlives its CA
         is_rsa = isinstance(public_key, rsa.RSAPublicKey)
@@ -220,6 +235,8 @@ class Issuer:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), critical=False)
         )
+        for extension in extra:
+            builder = builder.add_extension(extension, critical=False)
         return builder.sign(self._key, hashes.SHA256())
 
     def _require_own(self, spiffe_id: str) -> None:

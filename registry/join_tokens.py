@@ -49,7 +49,11 @@ class JoinTokens:
     def __init__(self, store: JoinTokenStore, clock: Clock, *, ca_fingerprint: str) -> None:
         self._store, self._clock, self._ca_fingerprint = store, clock, ca_fingerprint
 
-    async def create(self, agent: str, ttl_s: int = DEFAULT_TTL_S) -> CreatedToken:
+    async def create(
+        self, agent: str, ttl_s: int = DEFAULT_TTL_S, *, created_by: str = "", claimed_user: str = ""
+    ) -> CreatedToken:
+        """A new token for `agent`; `created_by` is the operator credential asking (kept with the
+        token, so the enrolment that uses it can say who let the agent in)."""
         validate_agent_name(agent, "agent")
         if not MIN_TTL_S <= ttl_s <= MAX_TTL_S:
             raise InvalidInput("ttl_s", f"must be from {MIN_TTL_S} s to {MAX_TTL_S} s (7 days), got {ttl_s}")
@@ -61,13 +65,16 @@ class JoinTokens:
             agent=agent,
             created_at=now,
             expires_at=now + ttl_s,
+            created_by=created_by,
+            created_by_claim=claimed_user,
         )
         await self._store.add(record, forget_expired_before=now - KEPT_AFTER_EXPIRY_S)
         log.info("created join token %s for agent %s, valid until %s", token.token_id, agent, iso_utc(now + ttl_s))
         return CreatedToken(join_token.render(token), token.token_id, agent, now + ttl_s)
 
-    async def consume(self, text: str, agent: str) -> str:
-        """Marks the token used for enrolling `agent`; returns its id. Raises JoinTokenRefused."""
+    async def consume(self, text: str, agent: str) -> JoinTokenRecord:
+        """Marks the token used for enrolling `agent`; returns it as stored (who made it
+        included). Raises JoinTokenRefused."""
         try:
             token = join_token.parse(text)
         except join_token.JoinTokenError as exc:
@@ -102,7 +109,7 @@ class JoinTokens:
             )
         if not await self._store.mark_used(token.token_id, now):
             raise JoinTokenRefused(f"join token {token.token_id} was already used; join tokens are single-use")
-        return token.token_id
+        return stored
 
 
 def _digest(secret: str) -> str:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from meshwarden.registry.bundles import SidecarBundleStatus, StoredBundle
 from meshwarden.registry.health_reports import InstanceHealth
-from meshwarden.registry.model import Capability, CatalogEvent, Instance, InstanceSpec, Snapshot, Upserted
+from meshwarden.registry.model import Capability, CatalogEvent, Enrolment, Instance, InstanceSpec, Snapshot, Upserted
 from meshwarden.registry.routes import StoredRoute
 from meshwarden.v1 import catalog_pb2, registry_pb2
 
@@ -37,7 +37,8 @@ def spec_from_proto(message: catalog_pb2.Instance) -> InstanceSpec:
     )
 
 
-def instance_to_proto(instance: Instance) -> catalog_pb2.Instance:
+def instance_to_proto(instance: Instance, *, with_enrolment: bool = False) -> catalog_pb2.Instance:
+    """The instance on the wire; `with_enrolment` for listings (the watch stream leaves it out)."""
     return catalog_pb2.Instance(
         instance_id=instance.instance_id,
         agent=instance.agent,
@@ -58,6 +59,17 @@ def instance_to_proto(instance: Instance) -> catalog_pb2.Instance:
         registered_at=timestamp(instance.registered_at),
         lease_expires_at=timestamp(instance.lease_expires_at),
         svid_expires_at=timestamp(instance.svid_expires_at) if instance.svid_expires_at > 0 else None,
+        enrolment=enrolment_to_proto(instance.enrolment) if with_enrolment else None,
+    )
+
+
+def enrolment_to_proto(enrolment: Enrolment) -> catalog_pb2.Enrolment:
+    return catalog_pb2.Enrolment(
+        how=enrolment.how,
+        principal=enrolment.principal,
+        token_id=enrolment.token_id,
+        claimed_user=enrolment.claimed_user,
+        enrolled_at=timestamp(enrolment.enrolled_at) if enrolment.enrolled_at > 0 else None,
     )
 
 
@@ -77,8 +89,8 @@ def snapshot_to_proto(snapshot: Snapshot) -> registry_pb2.WatchEvent:
     )
 
 
-def instances_to_proto(instances: Iterable[Instance]) -> list[catalog_pb2.Instance]:
-    return [instance_to_proto(i) for i in instances]
+def instances_to_proto(instances: Iterable[Instance], *, with_enrolment: bool = False) -> list[catalog_pb2.Instance]:
+    return [instance_to_proto(i, with_enrolment=with_enrolment) for i in instances]
 
 
 def timestamp(seconds: float) -> datetime:

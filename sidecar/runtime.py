@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from meshwarden.clock import Clock, SystemClock
 from meshwarden.sidecar.agent_app import AgentApp
@@ -29,7 +30,9 @@ from meshwarden.sidecar.schemas import SchemaCache
 from meshwarden.sidecar.session_principals import SessionPrincipals
 from meshwarden.sidecar.stages.breaker import BreakerBoard
 from meshwarden.sidecar.stages.task_fence import Fences
-from meshwarden.sidecar.tracing_setup import SidecarTracing
+
+if TYPE_CHECKING:  # the OpenTelemetry SDK is imported only when tracing is on (runtime_setup)
+    from meshwarden.sidecar.tracing_setup import SidecarTracing
 
 
 @dataclass(frozen=True, kw_only=True)

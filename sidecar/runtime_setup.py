@@ -6,12 +6,11 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meshwarden.addresses import UnixSocket
 from meshwarden.clock import Clock
 from meshwarden.identity.svid import Svid
-from meshwarden.sidecar import tracing_setup
 from meshwarden.sidecar.agent_app import AgentApp
 from meshwarden.sidecar.approval_desk import ApprovalDesk
 from meshwarden.sidecar.budget_ledger import BudgetLedger
@@ -34,6 +33,9 @@ from meshwarden.sidecar.runtime import Runtime
 from meshwarden.sidecar.schemas import SchemaCache
 from meshwarden.sidecar.stages.breaker import BreakerBoard
 from meshwarden.sidecar.start_errors import StartError
+
+if TYPE_CHECKING:
+    from meshwarden.sidecar.tracing_setup import SidecarTracing
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +75,7 @@ def build_runtime(
         ),
         latency=LatencyBoard(clock.monotonic),
         receipts=spool,
-        tracing=tracing_setup.build(config.tracing, agent=config.agent, instance_id=config.instance_id),
+        tracing=build_tracing(config),
         metrics=SidecarMetrics(),
         controls=Controls(config.data_dir, clock.wall),
         # the model gateway's: provider keys, the client to providers, a breaker per provider endpoint
@@ -110,6 +112,16 @@ def build_runtime(
     # A departed instance's channel is closed (after a grace period), not kept for ever.
     rt.catalog.on_change(lambda: rt.peer_channels.keep_only(rt.catalog.peer_endpoints()))
     return rt
+
+
+def build_tracing(config: SidecarConfig) -> SidecarTracing | None:
+    """The OpenTelemetry SDK (about 1.2 MB of an idle sidecar) is imported here, at start-up,
+    only when tracing is on; the tracing stage needs only the API."""
+    if not config.tracing.enabled:
+        return None
+    from meshwarden.sidecar import tracing_setup
+
+    return tracing_setup.build(config.tracing, agent=config.agent, instance_id=config.instance_id)
 
 
 def open_spool(config: SidecarConfig, spiffe_id: str) -> ReceiptSpool | None:

@@ -3,8 +3,10 @@
 A table for people; `--output json` for scripts (a JSON list of instances, stable keys).
 Each instance shows the SPIFFE ID of its sidecar, when the SVID it last presented to the
 registry expires, and its health as its callers' sidecars report it (HEALTH, WHY: the worst
-state a live caller reports, HEALTHY with "no reports" when none does). The CLI calls the registry over TLS with the operator token
-(meshwarden.cli.registry_access).
+state a live caller reports, HEALTHY with "no reports" when none does), and who let it in
+(ENROLLED-BY, from the SVID it registered with: the operator credential that made the join
+token it enrolled with, or open_enrolment, ca_key, spire, unrecorded). The CLI calls the
+registry over TLS with the operator token (meshwarden.cli.registry_access).
 Exit codes: 0 listed, 2 bad flags, filters or trust settings, 3 registry unreachable, 1 any
 other failure (a refused operator token included).
 """

@@ -31,6 +31,7 @@ TABLE_COLUMNS: Final = (
     "LEASE-EXPIRES-IN",
     "SVID-EXPIRES-IN",
     "SPIFFE-ID",
+    "ENROLLED-BY",
     "WHY",
 )
 HEALTH_NAMES: Final = {
@@ -38,6 +39,7 @@ HEALTH_NAMES: Final = {
     catalog_pb2.HEALTH_STATE_DEGRADED: "DEGRADED",
     catalog_pb2.HEALTH_STATE_ISOLATED: "ISOLATED",
 }
+UNRECORDED: Final = "unrecorded"
 NO_REPORTS: Final = catalog_pb2.InstanceHealth(state=catalog_pb2.HEALTH_STATE_HEALTHY, reason="no reports")
 
 
@@ -100,6 +102,7 @@ def instance_json(
         "registered_at": instance.registered_at.ToJsonString(),
         "lease_expires_at": instance.lease_expires_at.ToJsonString(),
         "svid_expires_at": instance.svid_expires_at.ToJsonString() if instance.HasField("svid_expires_at") else None,
+        "enrolled_by": enrolment_json(instance),
         "health": {
             "state": HEALTH_NAMES.get(health.state, "HEALTHY"),
             "reason": health.reason,
@@ -127,11 +130,30 @@ def render_table(
             _expires_in(i.lease_expires_at.ToNanoseconds() / 1e9 - now),
             _svid_expires_in(i.svid_expires_at, now) if i.HasField("svid_expires_at") else "-",
             i.spiffe_id or "-",
+            enrolled_by(i),
             health.get(i.instance_id, NO_REPORTS).reason or "-",
         )
         for i in instances
     ]
     return table(rows)
+
+
+def enrolled_by(instance: catalog_pb2.Instance) -> str:
+    """Who let the instance in, for a table cell: "operator:sha256:1a2b… (claims alice)", "spire"."""
+    enrolment = instance.enrolment
+    principal = enrolment.principal or UNRECORDED  # a registry that does not record enrolments
+    return f"{principal} (claims {enrolment.claimed_user})" if enrolment.claimed_user else principal
+
+
+def enrolment_json(instance: catalog_pb2.Instance) -> dict[str, object]:
+    enrolment = instance.enrolment
+    return {
+        "how": enrolment.how or UNRECORDED,
+        "principal": enrolment.principal or UNRECORDED,
+        "token_id": enrolment.token_id or None,
+        "claimed_user": enrolment.claimed_user or None,
+        "enrolled_at": enrolment.enrolled_at.ToJsonString() if enrolment.HasField("enrolled_at") else None,
+    }
 
 
 def _expires_in(seconds: float) -> str:

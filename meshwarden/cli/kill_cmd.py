@@ -1,6 +1,7 @@
 """`meshwarden kill`: engage a kill switch at one scope and wait until every live sidecar
-enforces it; `kill list` and `kill lift ID`. Operator token; the registry records who, when
-and why (`meshwarden audit list`)."""
+enforces it; `kill list` (with each switch's time to effect: the live sidecars enforcing it,
+of those expected, and how soon after it was stored) and `kill lift ID`. Operator token; the
+registry records who, when and why (`meshwarden audit list`)."""
 
 from __future__ import annotations
 
@@ -120,16 +121,24 @@ async def _list(stub: controls_pb2_grpc.ControlsStub, args: argparse.Namespace, 
     reply: controls_pb2.ListKillsResponse = await stub.ListKills(
         controls_pb2.ListKillsRequest(), metadata=metadata, timeout=10
     )
+    effects = reply.time_to_effect
     if args.output == "json":
-        print(json.dumps([_switch_json(k) for k in reply.kill_switches], indent=2))
+        listed = [
+            {**_switch_json(k), "time_to_effect": _effect_json(effects[k.id]) if k.id in effects else None}
+            for k in reply.kill_switches
+        ]
+        print(json.dumps(listed, indent=2))
         return exit_codes.OK
     if not reply.kill_switches:
         print("no kill switches in force")
         return exit_codes.OK
-    rows = [("ID", "SCOPE", "SINCE", "UNTIL", "BY", "REASON")]
+    rows = [("ID", "SCOPE", "SINCE", "UNTIL", "BY", "TIME-TO-EFFECT", "REASON")]
     for k in reply.kill_switches:
         until = when(k.expires_at) if k.HasField("expires_at") else "lifted"
-        rows.append((k.id, describe(k.scope_kind, k.scope_value), when(k.created_at), until, k.created_by, k.reason))
+        took = _effect_text(effects[k.id]) if k.id in effects else "not measured"
+        rows.append(
+            (k.id, describe(k.scope_kind, k.scope_value), when(k.created_at), until, k.created_by, took, k.reason)
+        )
     print(table(rows))
     return exit_codes.OK
 
@@ -144,6 +153,15 @@ def _switch_json(k: controls_pb2.KillSwitch) -> dict[str, object]:
         "created_at": when(k.created_at),
         "expires_at": when(k.expires_at) if k.HasField("expires_at") else None,
     }
+
+
+def _effect_json(e: controls_pb2.Enforcement) -> dict[str, object]:
+    return {"enforced": e.enforced, "expected": e.expected, "took_ms": round(e.took.ToMicroseconds() / 1000, 1)}
+
+
+def _effect_text(e: controls_pb2.Enforcement) -> str:
+    """ "6/6 in 14.2ms": live sidecars enforcing it of those expected, and how soon after it was stored."""
+    return f"{e.enforced}/{e.expected} in {e.took.ToMicroseconds() / 1000:.1f}ms"
 
 
 def _enforcement_json(e: controls_pb2.Enforcement) -> dict[str, object]:

@@ -35,6 +35,9 @@ class Member:
     bundle_revision: int
     refused: str  # "rev N: why", "" when none
     live: bool
+    # Who let it in (agents list's ENROLLED-BY); a pure caller is not in the catalog, and the
+    # registry keeps no enrolment for it: "unrecorded".
+    enrolled_by: str = "unrecorded"
 
 
 def add_to(commands: Any) -> None:
@@ -64,7 +67,19 @@ def _list(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps([asdict(m) for m in found], indent=2))
         return exit_codes.OK
-    rows = [("INSTANCE", "AGENT", "ROLE", "VERSION", "PEER", "CAPABILITIES", "BUNDLE", "LIVE", "REFUSED")] + [
+    headings = (
+        "INSTANCE",
+        "AGENT",
+        "ROLE",
+        "VERSION",
+        "PEER",
+        "CAPABILITIES",
+        "BUNDLE",
+        "LIVE",
+        "ENROLLED-BY",
+        "REFUSED",
+    )
+    rows = [headings] + [
         (
             m.instance_id,
             m.agent,
@@ -74,6 +89,7 @@ def _list(args: argparse.Namespace) -> int:
             ",".join(m.capabilities) or "-",
             str(m.bundle_revision) if m.bundle_revision else "none",
             "yes" if m.live else "no",
+            m.enrolled_by,
             m.refused or "-",
         )
         for m in found
@@ -87,6 +103,8 @@ def _list(args: argparse.Namespace) -> int:
 
 def members(view: MeshView) -> list[Member]:
     """The catalog's instances joined with every bundle report, by instance id."""
+    from meshwarden.cli.agents_list import enrolled_by  # grpc and the stubs: only once listed
+
     reports = {s.instance_id: s for s in view.bundles.sidecars}
     found: dict[str, Member] = {}
     for i in view.catalog.instances:
@@ -101,6 +119,7 @@ def members(view: MeshView) -> list[Member]:
             report.active_revision if report else 0,
             _refused(report),
             True,
+            enrolled_by(i),
         )
     for s in view.bundles.sidecars:
         if s.instance_id not in found:

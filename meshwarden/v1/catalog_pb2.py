@@ -25,19 +25,21 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmeshwarden/v1/catalog.proto\x12\rmeshwarden.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\x01\n\nCapability\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x19\n\x11input_schema_json\x18\x02 \x01(\t\x12\x1a\n\x12output_schema_json\x18\x03 \x01(\t\x12\x13\n\x0bschema_hash\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x1a\n\x12\x64\x65\x66\x61ult_timeout_ms\x18\x06 \x01(\r\"\xb7\x02\n\x08Instance\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x14\n\x0cpeer_address\x18\x04 \x01(\t\x12/\n\x0c\x63\x61pabilities\x18\x05 \x03(\x0b\x32\x19.meshwarden.v1.Capability\x12\x11\n\tspiffe_id\x18\x06 \x01(\t\x12\x31\n\rregistered_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10lease_expires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fsvid_expires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa3\x01\n\x0eInstanceHealth\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12)\n\x05state\x18\x02 \x01(\x0e\x32\x1a.meshwarden.v1.HealthState\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\treporters\x18\x04 \x01(\r\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*{\n\x0bHealthState\x12\x1c\n\x18HEALTH_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14HEALTH_STATE_HEALTHY\x10\x01\x12\x19\n\x15HEALTH_STATE_DEGRADED\x10\x02\x12\x19\n\x15HEALTH_STATE_ISOLATED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmeshwarden/v1/catalog.proto\x12\rmeshwarden.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\x01\n\nCapability\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x19\n\x11input_schema_json\x18\x02 \x01(\t\x12\x1a\n\x12output_schema_json\x18\x03 \x01(\t\x12\x13\n\x0bschema_hash\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x1a\n\x12\x64\x65\x66\x61ult_timeout_ms\x18\x06 \x01(\r\"\xe5\x02\n\x08Instance\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x14\n\x0cpeer_address\x18\x04 \x01(\t\x12/\n\x0c\x63\x61pabilities\x18\x05 \x03(\x0b\x32\x19.meshwarden.v1.Capability\x12\x11\n\tspiffe_id\x18\x06 \x01(\t\x12\x31\n\rregistered_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10lease_expires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fsvid_expires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\tenrolment\x18\xd4\x02 \x01(\x0b\x32\x18.meshwarden.v1.Enrolment\"\x84\x01\n\tEnrolment\x12\x0b\n\x03how\x18\x01 \x01(\t\x12\x11\n\tprincipal\x18\x02 \x01(\t\x12\x10\n\x08token_id\x18\x03 \x01(\t\x12\x14\n\x0c\x63laimed_user\x18\x04 \x01(\t\x12/\n\x0b\x65nrolled_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa3\x01\n\x0eInstanceHealth\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12)\n\x05state\x18\x02 \x01(\x0e\x32\x1a.meshwarden.v1.HealthState\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\treporters\x18\x04 \x01(\r\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*{\n\x0bHealthState\x12\x1c\n\x18HEALTH_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14HEALTH_STATE_HEALTHY\x10\x01\x12\x19\n\x15HEALTH_STATE_DEGRADED\x10\x02\x12\x19\n\x15HEALTH_STATE_ISOLATED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'meshwarden.v1.catalog_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_HEALTHSTATE']._serialized_start=713
-  _globals['_HEALTHSTATE']._serialized_end=836
+  _globals['_HEALTHSTATE']._serialized_start=894
+  _globals['_HEALTHSTATE']._serialized_end=1017
   _globals['_CAPABILITY']._serialized_start=80
   _globals['_CAPABILITY']._serialized_end=231
   _globals['_INSTANCE']._serialized_start=234
-  _globals['_INSTANCE']._serialized_end=545
-  _globals['_INSTANCEHEALTH']._serialized_start=548
-  _globals['_INSTANCEHEALTH']._serialized_end=711
+  _globals['_INSTANCE']._serialized_end=591
+  _globals['_ENROLMENT']._serialized_start=594
+  _globals['_ENROLMENT']._serialized_end=726
+  _globals['_INSTANCEHEALTH']._serialized_start=729
+  _globals['_INSTANCEHEALTH']._serialized_end=892
 # @@protoc_insertion_point(module_scope)

@@ -38,7 +38,7 @@ class Capability(_message.Message):
     def __init__(self, name: _Optional[str] = ..., input_schema_json: _Optional[str] = ..., output_schema_json: _Optional[str] = ..., schema_hash: _Optional[str] = ..., description: _Optional[str] = ..., default_timeout_ms: _Optional[int] = ...) -> None: ...
 
 class Instance(_message.Message):
-    __slots__ = ("instance_id", "agent", "version", "peer_address", "capabilities", "spiffe_id", "registered_at", "lease_expires_at", "svid_expires_at")
+    __slots__ = ("instance_id", "agent", "version", "peer_address", "capabilities", "spiffe_id", "registered_at", "lease_expires_at", "svid_expires_at", "enrolment")
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,7 @@ class Instance(_message.Message):
     REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
     LEASE_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     SVID_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    ENROLMENT_FIELD_NUMBER: _ClassVar[int]
     instance_id: str
     agent: str
     version: str
@@ -57,7 +58,22 @@ class Instance(_message.Message):
     registered_at: _timestamp_pb2.Timestamp
     lease_expires_at: _timestamp_pb2.Timestamp
     svid_expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, instance_id: _Optional[str] = ..., agent: _Optional[str] = ..., version: _Optional[str] = ..., peer_address: _Optional[str] = ..., capabilities: _Optional[_Iterable[_Union[Capability, _Mapping]]] = ..., spiffe_id: _Optional[str] = ..., registered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., svid_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    enrolment: Enrolment
+    def __init__(self, instance_id: _Optional[str] = ..., agent: _Optional[str] = ..., version: _Optional[str] = ..., peer_address: _Optional[str] = ..., capabilities: _Optional[_Iterable[_Union[Capability, _Mapping]]] = ..., spiffe_id: _Optional[str] = ..., registered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., svid_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., enrolment: _Optional[_Union[Enrolment, _Mapping]] = ...) -> None: ...
+
+class Enrolment(_message.Message):
+    __slots__ = ("how", "principal", "token_id", "claimed_user", "enrolled_at")
+    HOW_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    CLAIMED_USER_FIELD_NUMBER: _ClassVar[int]
+    ENROLLED_AT_FIELD_NUMBER: _ClassVar[int]
+    how: str
+    principal: str
+    token_id: str
+    claimed_user: str
+    enrolled_at: _timestamp_pb2.Timestamp
+    def __init__(self, how: _Optional[str] = ..., principal: _Optional[str] = ..., token_id: _Optional[str] = ..., claimed_user: _Optional[str] = ..., enrolled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class InstanceHealth(_message.Message):
     __slots__ = ("instance_id", "state", "reason", "reporters", "updated_at")

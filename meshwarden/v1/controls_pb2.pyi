@@ -123,12 +123,21 @@ class ListKillsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListKillsResponse(_message.Message):
-    __slots__ = ("kill_switches", "revision")
+    __slots__ = ("kill_switches", "revision", "time_to_effect")
+    class TimeToEffectEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Enforcement
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Enforcement, _Mapping]] = ...) -> None: ...
     KILL_SWITCHES_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    TIME_TO_EFFECT_FIELD_NUMBER: _ClassVar[int]
     kill_switches: _containers.RepeatedCompositeFieldContainer[KillSwitch]
     revision: int
-    def __init__(self, kill_switches: _Optional[_Iterable[_Union[KillSwitch, _Mapping]]] = ..., revision: _Optional[int] = ...) -> None: ...
+    time_to_effect: _containers.MessageMap[str, Enforcement]
+    def __init__(self, kill_switches: _Optional[_Iterable[_Union[KillSwitch, _Mapping]]] = ..., revision: _Optional[int] = ..., time_to_effect: _Optional[_Mapping[str, Enforcement]] = ...) -> None: ...
 
 class LiftKillRequest(_message.Message):
     __slots__ = ("id", "reason", "wait")

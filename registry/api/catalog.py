@@ -61,7 +61,7 @@ class CatalogApi:
         # in a worker thread, answered as bytes (registry.api.service).
         return await asyncio.to_thread(
             lambda: registry_pb2.ListInstancesResponse(
-                instances=wire.instances_to_proto(instances),
+                instances=wire.instances_to_proto(instances, with_enrolment=True),
                 revision=listing.revision,
                 health=[wire.health_to_proto(h) for h in health],
                 next_cursor=next_cursor,

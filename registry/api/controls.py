@@ -21,7 +21,7 @@ from meshwarden.registry.api.service import Handler
 from meshwarden.registry.audit import Audit, AuditEntry
 from meshwarden.registry.authz import current_caller
 from meshwarden.registry.control_acks import Acknowledgements, Enforcement
-from meshwarden.registry.controls import Controls, ControlsSet, Isolation, KillSwitch
+from meshwarden.registry.controls import Controls, ControlsSet, Isolation, KillEffect, KillSwitch
 from meshwarden.registry.errors import InvalidInput, Unauthenticated, UnknownInstance
 from meshwarden.registry.task_queue import TaskQueue
 from meshwarden.registry.wire import duration, timestamp
@@ -62,6 +62,10 @@ class ControlsApi:
         if self._tasks is not None:  # the tasks in its scope end too (registry.task_queue)
             await self._tasks.cancel_in_scope(switch.scope_kind, switch.scope_value, switch.created_by, switch.reason)
         enforcement = await self._acks.wait_for(revision, started, _wait_s(request))
+        effect = KillEffect(
+            switch_id=switch.id, enforced=enforcement.enforced, expected=enforcement.expected, took_s=enforcement.took_s
+        )
+        await self._controls.record_effect(effect)  # `kill list` shows it for as long as the switch is in force
         return controls_pb2.KillResponse(kill_switch=kill_to_proto(switch), enforcement=_enforcement(enforcement))
 
     async def LiftKill(self, request: controls_pb2.LiftKillRequest, _: Context) -> controls_pb2.LiftKillResponse:
@@ -94,8 +98,14 @@ class ControlsApi:
 
     async def ListKills(self, _request: controls_pb2.ListKillsRequest, _: Context) -> controls_pb2.ListKillsResponse:
         current = await self._controls.current()
+        effects = await self._controls.effects()
         return controls_pb2.ListKillsResponse(
-            kill_switches=[kill_to_proto(k) for k in current.kill_switches], revision=current.revision
+            kill_switches=[kill_to_proto(k) for k in current.kill_switches],
+            revision=current.revision,
+            time_to_effect={
+                switch_id: controls_pb2.Enforcement(enforced=e.enforced, expected=e.expected, took=duration(e.took_s))
+                for switch_id, e in effects.items()
+            },
         )
 
     async def ListIsolations(

@@ -5,7 +5,8 @@ servicer, registry.api.controls, which also cancels the tasks in a switch's scop
 for the sidecars' acknowledgements), as the logged-in operator, so the audit log names the
 operator credential and, beside it, the name typed at login (as the CLI's $USER).
 A kill switch's time to effect is what the servicer measured: from the change being stored
-to the last live sidecar acknowledging it, kept here for the kill switches page.
+to the last live sidecar acknowledging it. The servicer stores it with an engaged switch (the
+page reads it from there, whoever engaged it); a lift's is kept here for the page's notice.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from meshwarden.control_scopes import describe
 from meshwarden.registry.api.controls import ControlsApi
 from meshwarden.registry.approvals import Approvals, StoredApproval
 from meshwarden.registry.authz import Caller, reset_current_caller, set_current_caller
+from meshwarden.registry.store.records import KillEffect
 from meshwarden.v1 import controls_pb2
 
 ENFORCEMENT_WAIT_S: Final = 5
@@ -37,7 +39,11 @@ class Effect:
     took_s: float
 
     def __str__(self) -> str:
-        return f"in force at {self.enforced} of {self.expected} live sidecar(s) after {self.took_s:.3f} s"
+        return effect_text(self)
+
+
+def effect_text(effect: Effect | KillEffect) -> str:
+    return f"in force at {effect.enforced} of {effect.expected} live sidecar(s) after {effect.took_s:.3f} s"
 
 
 class Actions:

@@ -18,7 +18,7 @@ from multidict import MultiDictProxy
 
 from meshwarden.control_scopes import KIND_BY_NAME, KIND_NAMES
 from meshwarden.registry.authz import Caller
-from meshwarden.registry.console.actions import Actions
+from meshwarden.registry.console.actions import Actions, effect_text
 from meshwarden.registry.console.guard import login_of
 from meshwarden.registry.console.logins import Login
 from meshwarden.registry.console.reads import SESSION_WINDOWS_S, WINDOWS_S, Reads
@@ -31,7 +31,7 @@ from meshwarden.registry.errors import (
     UnknownControl,
     UnknownSession,
 )
-from meshwarden.registry.session_views import COST_KEYS
+from meshwarden.registry.session_views import COST_KEYS, STATES
 from meshwarden.registry.task_queue import ALLOWED, state_name
 
 MAX_FIELD_CHARS: Final = 256
@@ -47,6 +47,8 @@ VIEWS: Final = (
     ("/audit", "Audit log"),
 )
 TASK_STATES: Final = {state_name(s): s for s in ALLOWED}
+SESSION_STATES: Final = STATES  # "": any
+SESSION_ORDERS: Final = ("newest", "oldest")  # oldest: the longest idle first (stuck work)
 _STATUS: Final[tuple[tuple[type[RegistryError], int], ...]] = (
     (InvalidInput, 400),
     (UnknownControl, 404),
@@ -110,15 +112,24 @@ class Pages:
     async def sessions(self, request: web.Request) -> web.Response:
         login = login_of(request)
         filters = {name: _query(request, name) for name in ("agent", "team", "workflow")}
-        state = _choice(request, "state", {"": 0, "running": 0, "finished": 0}, "")
+        state = _choice(request, "state", dict.fromkeys(SESSION_STATES, 0), "")
+        order = _choice(request, "order", dict.fromkeys(SESSION_ORDERS, 0), "newest")
         window = _choice(request, "window", SESSION_WINDOWS_S, "24h")
         try:
             view = await self._reads.sessions(
-                reader(login), state=state, window=window, before=_query(request, "before"), **filters
+                reader(login), state=state, window=window, order=order, cursor=_query(request, "cursor"), **filters
             )
         except RegistryError as exc:
             return self._problem(request, exc)
-        values = {"view": view, "state": state, "window": window, "windows": list(SESSION_WINDOWS_S), **filters}
+        values = {
+            "view": view,
+            "state": state,
+            "states": SESSION_STATES,
+            "order": order,
+            "window": window,
+            "windows": list(SESSION_WINDOWS_S),
+            **filters,
+        }
         return self._page(request, "sessions.html", values)
 
     async def session(self, request: web.Request) -> web.Response:
@@ -162,7 +173,10 @@ class Pages:
 
     async def kills(self, request: web.Request) -> web.Response:
         controls = await self._reads.controls()
-        values = {"controls": controls, "kinds": list(KIND_BY_NAME), "effects": self._actions.effects}
+        stored = await self._reads.kill_effects()  # however engaged: this page, the CLI, another replica
+        effects = {switch_id: str(effect) for switch_id, effect in self._actions.effects.items()}
+        effects.update({switch_id: effect_text(e) for switch_id, e in stored.items()})
+        values = {"controls": controls, "kinds": list(KIND_BY_NAME), "effects": effects}
         return self._page(request, "kills.html", values)
 
     async def kill(self, request: web.Request) -> web.StreamResponse:
@@ -206,7 +220,7 @@ class Pages:
         return self._page(request, "tasks.html", values)
 
     async def bundles(self, request: web.Request) -> web.Response:
-        return self._page(request, "bundles.html", {"view": await self._reads.bundles()})
+        return self._page(request, "bundles.html", {"view": await self._reads.bundles(_query(request, "after"))})
 
     async def audit(self, request: web.Request) -> web.Response:
         before = _query(request, "before")

@@ -24,7 +24,7 @@ from meshwarden.registry.bundles import Bundles, StoredBundle
 from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.console.timeline import Step, tree
 from meshwarden.registry.console.traffic import NO_FLOW, Edge, Flow, Traffic, traffic
-from meshwarden.registry.controls import Controls, ControlsSet
+from meshwarden.registry.controls import Controls, ControlsSet, KillEffect
 from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.health_reports import HealthReports
 from meshwarden.registry.receipts import Receipts
@@ -49,6 +49,7 @@ class AgentRow:
     versions: tuple[str, ...]
     health: str  # healthy | degraded | isolated
     health_reason: str
+    enrolled_by: tuple[str, ...]  # who let its instances in (Enrolment.label), each once
     served: Flow
     made: Flow
 
@@ -67,7 +68,7 @@ class MapView:
 @dataclass(frozen=True, slots=True)
 class SessionsView:
     sessions: tuple[receipts_pb2.SessionSummary, ...]
-    next_before: str  # "" on the last page
+    next_cursor: str  # "" on the last page
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +87,11 @@ class CostsView:
 @dataclass(frozen=True, slots=True)
 class BundlesView:
     latest: StoredBundle | None
-    statuses: tuple[SidecarBundleStatus, ...]
+    statuses: tuple[SidecarBundleStatus, ...]  # this page: those refusing a revision first, then by instance id
+    sidecars: int  # every sidecar that reported
+    on_latest: int
+    refusing: int
+    next_after: str  # "" on the last page
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +140,10 @@ class Reads:
         listing = await self._s.catalog.list_instances()
         seen = await self._recent_traffic(window_s)
         healths = self._s.health.health([i.instance_id for i in listing.instances], listing.registered.__contains__)
-        by_agent: dict[str, list[tuple[str, int, str]]] = {}
+        by_agent: dict[str, list[tuple[str, int, str, str]]] = {}
         for instance, health in zip(listing.instances, healths, strict=True):
-            by_agent.setdefault(instance.agent, []).append((instance.version, health.state, health.reason))
+            found = (instance.version, health.state, health.reason, instance.enrolment.label)
+            by_agent.setdefault(instance.agent, []).append(found)
         names = sorted(by_agent)
         page = [n for n in names if n > after][:PAGE]
         rows = tuple(_agent_row(name, by_agent[name], seen) for name in page)
@@ -166,19 +172,28 @@ class Reads:
         return seen
 
     async def sessions(
-        self, reader: Caller, *, state: str, agent: str, team: str, workflow: str, window: str, before: str
+        self,
+        reader: Caller,
+        *,
+        state: str,
+        agent: str,
+        team: str,
+        workflow: str,
+        window: str,
+        order: str = "newest",
+        cursor: str = "",
     ) -> SessionsView:
+        """A page of the sessions active in the window, newest activity first or (`order`
+        "oldest") the longest idle first: stuck work on top. Pages with the store's keyset
+        cursor, as `meshwarden sessions list` does, so every session is reachable."""
         request = receipts_pb2.ListSessionsRequest(
-            state=state, agent=agent, team=team, workflow_id=workflow, limit=1000
+            state=state, agent=agent, team=team, workflow_id=workflow, limit=PAGE, order=order, cursor=cursor
         )
         window_s = SESSION_WINDOWS_S.get(window, SESSION_WINDOWS_S["24h"])
         if window_s:
             request.since.FromDatetime(timestamp(self._s.clock.wall() - window_s))
-        listed = (await self._s.sessions.list_sessions(request, reader)).sessions
-        after = _session_cursor(before)
-        kept = [s for s in listed if after is None or _position(s) > after][:PAGE]
-        more = len(kept) == PAGE and _position(kept[-1]) < _position(listed[-1])
-        return SessionsView(sessions=tuple(kept), next_before=_cursor_text(kept[-1]) if more else "")
+        listed = await self._s.sessions.list_sessions(request, reader)
+        return SessionsView(sessions=tuple(listed.sessions), next_cursor=listed.next_cursor)
 
     async def session(self, reader: Caller, session_id: str) -> SessionView:
         found = await self._s.sessions.get_session(receipts_pb2.GetSessionRequest(session_id=session_id), reader)
@@ -210,6 +225,10 @@ class Reads:
     async def controls(self) -> ControlsSet:
         return await self._s.controls.current()
 
+    async def kill_effects(self) -> dict[str, KillEffect]:
+        """Each switch in force's time to effect, as the servicer that engaged it measured."""
+        return await self._s.controls.effects()
+
     async def tasks(self, states: Sequence[int], after: str = "") -> TasksView:
         """A page of the tasks in `states`, newest first, with a cursor to the next."""
         found = await self._s.task_queue.find(TaskFilter(states=tuple(states), limit=PAGE + 1, after=_keyset(after)))
@@ -219,8 +238,21 @@ class Reads:
             tasks=tuple(found), next_after=keyset.encode(found[-1].created_at, found[-1].id) if more else ""
         )
 
-    async def bundles(self) -> BundlesView:
-        return BundlesView(latest=await self._s.bundles.latest(), statuses=tuple(await self._s.bundles.statuses()))
+    async def bundles(self, after: str = "") -> BundlesView:
+        """What each sidecar runs, fifty a page: those refusing a revision first (what needs a
+        person), then by instance id; with counts over all of them."""
+        latest = await self._s.bundles.latest()
+        statuses = sorted(await self._s.bundles.statuses(), key=_bundle_position)
+        kept = [s for s in statuses if not after or _bundle_position(s) > _bundle_cursor(after)][:PAGE]
+        more = len(kept) == PAGE and kept[-1] is not statuses[-1]
+        return BundlesView(
+            latest=latest,
+            statuses=tuple(kept),
+            sidecars=len(statuses),
+            on_latest=sum(1 for s in statuses if latest is not None and s.active_revision == latest.revision),
+            refusing=sum(1 for s in statuses if s.refusal),
+            next_after=("1~" if kept[-1].refusal else "0~") + kept[-1].instance_id if more else "",
+        )
 
     async def audit(self, before: int) -> AuditView:
         entries = await self._s.audit.page(before, PAGE + 1)
@@ -229,34 +261,29 @@ class Reads:
         return AuditView(entries=tuple(entries), next_before=entries[-1].id if more else 0)
 
 
-def _agent_row(name: str, instances: list[tuple[str, int, str]], seen: Traffic) -> AgentRow:
+def _bundle_position(status: SidecarBundleStatus) -> tuple[int, str]:
+    return (0 if status.refusal else 1, status.instance_id)
+
+
+def _bundle_cursor(text: str) -> tuple[int, str]:
+    """The page's last (refusing, instance id), as `next_after` wrote it: "1~ID" refusing, "0~ID" not."""
+    refusing, _, instance_id = text.partition("~")
+    return (0 if refusing == "1" else 1, instance_id)
+
+
+def _agent_row(name: str, instances: list[tuple[str, int, str, str]], seen: Traffic) -> AgentRow:
     worst = max(instances, key=lambda found: found[1])
     state = catalog_pb2.HealthState.Name(worst[1]).removeprefix("HEALTH_STATE_").lower()  # type: ignore[arg-type]
     return AgentRow(
         name=name,
         instances=len(instances),
-        versions=tuple(sorted({version for version, _, _ in instances})),
+        versions=tuple(sorted({version for version, _, _, _ in instances})),
         health=state,
         health_reason=worst[2],
+        enrolled_by=tuple(sorted({label for _, _, _, label in instances})),
         served=seen.served.get(name, NO_FLOW),
         made=seen.made.get(name, NO_FLOW),
     )
-
-
-def _position(summary: receipts_pb2.SessionSummary) -> tuple[int, str]:
-    """Where a session sits in the newest-first list, as a growing key."""
-    return (-summary.last_activity_at.ToNanoseconds(), summary.session_id)
-
-
-def _cursor_text(summary: receipts_pb2.SessionSummary) -> str:
-    return f"{summary.last_activity_at.ToNanoseconds()}~{summary.session_id}"
-
-
-def _session_cursor(text: str) -> tuple[int, str] | None:
-    nanos, _, session_id = text.partition("~")
-    if not nanos.isdigit():
-        return None
-    return (-int(nanos), session_id)
 
 
 def _keyset(text: str) -> tuple[float, str] | None:

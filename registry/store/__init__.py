@@ -37,6 +37,7 @@ from meshwarden.registry.store.records import (
     CostTotal,
     Isolation,
     JoinTokenRecord,
+    KillEffect,
     KillSwitch,
     ListedSession,
     Positions,
@@ -165,7 +166,16 @@ class ControlStore(Protocol):
     async def add_kill(self, switch: KillSwitch, audit: AuditEntry) -> ControlsSet: ...
 
     async def remove_kill(self, switch_id: str, audit: AuditEntry) -> ControlsSet | None:
-        """None (nothing written) when no such switch is in force."""
+        """None (nothing written) when no such switch is in force. Its time to effect goes too."""
+        ...
+
+    async def record_effect(self, effect: KillEffect) -> None:
+        """Keeps a switch's time to effect (no control change, no revision); none when it is
+        no longer in force."""
+        ...
+
+    async def effects(self) -> dict[str, KillEffect]:
+        """The time to effect of each switch in force that has one, by switch id."""
         ...
 
     async def put_isolation(self, isolation: Isolation, audit: AuditEntry) -> ControlsSet: ...
@@ -596,6 +606,7 @@ __all__ = [
     "Isolation",
     "JoinTokenRecord",
     "JoinTokenStore",
+    "KillEffect",
     "KillSwitch",
     "Leadership",
     "LeaseStore",

@@ -11,8 +11,10 @@ from meshwarden.registry.errors import StoreError
 from meshwarden.registry.model import (
     DEREGISTERED,
     LEASE_EXPIRED,
+    NOT_RECORDED,
     Capability,
     CatalogEvent,
+    Enrolment,
     Instance,
     Removed,
     Upserted,
@@ -45,6 +47,22 @@ def _instance_from_json(data: dict[str, object], lease_expires_at: float, svid_e
         registered_at=_number(data["registered_at"]),
         lease_expires_at=float(lease_expires_at),
         svid_expires_at=float(svid_expires_at),
+        enrolment=_enrolment(data.get("enrolment")),
+    )
+
+
+def _enrolment(data: object) -> Enrolment:
+    """An instance's enrolment as stored; instances stored before enrolments were kept have none."""
+    if data is None:
+        return NOT_RECORDED
+    if not isinstance(data, dict):
+        raise StoreError(f"corrupt instance record: enrolment is {data!r}")
+    return Enrolment(
+        how=str(data["how"]),
+        principal=str(data["principal"]),
+        token_id=str(data.get("token_id", "")),
+        claimed_user=str(data.get("claimed_user", "")),
+        enrolled_at=_number(data.get("enrolled_at", 0.0)),
     )
 
 

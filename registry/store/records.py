@@ -72,6 +72,17 @@ class KillSwitch:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class KillEffect:
+    """How an engaged switch reached the sidecars, as the servicer that engaged it measured:
+    `enforced` of `expected` live sidecars acknowledged it `took_s` after it was stored."""
+
+    switch_id: str
+    enforced: int
+    expected: int
+    took_s: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Isolation:
     agent: str
     version: str
@@ -159,6 +170,10 @@ class JoinTokenRecord:
     created_at: float
     expires_at: float
     used_at: float | None = None
+    # The operator credential that made it (its id, as the audit log names it) and the name its
+    # CLI claimed: who enrolls the sidecar that uses it. "" for tokens made before they were kept.
+    created_by: str = ""
+    created_by_claim: str = ""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

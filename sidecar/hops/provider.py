@@ -35,12 +35,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Final
 
-import aiohttp
 import pybreaker
 
 from meshwarden.errors import BadPayload, ProviderRefused, ProvidersUnavailable, Unreachable
 from meshwarden.policy_bundle.model_catalog import ModelCatalog, ModelEntry, Provider
 from meshwarden.sidecar.call import Call, Reply
+from meshwarden.sidecar.hops.http1_client import HttpClientError, Response
 from meshwarden.sidecar.hops.upstream import Upstream
 from meshwarden.sidecar.model_call import ModelApi, ModelOutcome, ModelRequest
 from meshwarden.sidecar.model_wire import anthropic, openai
@@ -118,28 +118,21 @@ class Send:
             headers.setdefault("anthropic-version", anthropic.API_VERSION)
         else:
             headers["Authorization"] = f"Bearer {api_key}"
-        timeout = self._upstream.timeouts(provider.timeout_s)
-        url = provider.base_url + path
         try:
-            response = await self._upstream.session().post(
-                self._upstream.url(url),
-                proxy=self._upstream.proxy_for(url),
-                data=body,
-                headers=headers,
-                ssl=await self._upstream.tls(provider.ca_file) if provider.base_url.startswith("https:") else True,
-                timeout=timeout,
-                allow_redirects=False,
+            response = await self._upstream.post(
+                provider.base_url + path, body, headers, ca_file=provider.ca_file, timeout_s=provider.timeout_s
             )
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
-            raise ProviderFailed(f"could not reach {provider.base_url} ({type(exc).__name__})") from None
+        except HttpClientError as exc:
+            raise ProviderFailed(f"could not reach {provider.base_url} ({exc})") from None
         async with response:
             if response.status != 200:
                 await self._refuse(response, provider)
             if request.stream and request.sink is not None:
                 return await self._relay(call, request, entry, provider, outcome, response)
-            raw = await response.content.read(MAX_ANSWER_BYTES + 1)
-            if len(raw) > MAX_ANSWER_BYTES:
-                raise ProviderFailed(f"answered with over {MAX_ANSWER_BYTES} bytes")
+            try:
+                raw = await response.read(MAX_ANSWER_BYTES)
+            except HttpClientError as exc:
+                raise ProviderFailed(f"answered HTTP 200 but its answer did not arrive whole ({exc})") from None
             try:
                 answer = json.loads(raw)
             except ValueError:
@@ -148,11 +141,11 @@ class Send:
             usage = _settle(call, entry, outcome, measured)
             return Reply(result=raw, instance_id="", agent=provider.name, version=measured.model, usage=usage)
 
-    async def _refuse(self, response: aiohttp.ClientResponse, provider: Provider) -> None:
+    async def _refuse(self, response: Response, provider: Provider) -> None:
         status = response.status
         try:
-            raw = await response.content.read(1024 * 1024)
-        except (aiohttp.ClientError, OSError):
+            raw = await response.read(1024 * 1024)
+        except HttpClientError:
             raw = b""
         text = redact(raw.decode("utf-8", "replace"), self._credentials.known_keys())
         if status == 429 or status >= 500:
@@ -168,7 +161,7 @@ class Send:
         entry: ModelEntry,
         provider: Provider,
         outcome: ModelOutcome,
-        response: aiohttp.ClientResponse,
+        response: Response,
     ) -> Reply:
         sink = request.sink
         assert sink is not None  # checked by the caller; narrows the type
@@ -177,13 +170,13 @@ class Send:
         finished = False
         await sink.open()
         try:
-            async for chunk in response.content.iter_any():
+            async for chunk in response.chunks():
                 # The events that arrived together leave together: one write, not one per event.
                 passed = [event for event in splitter.feed(chunk) if meter.observe(event_data(event))]
                 if passed:
                     await sink.send(b"".join(passed))
             finished = not splitter.rest.strip()
-        except (aiohttp.ClientError, OSError, ValueError):
+        except (HttpClientError, OSError, ValueError):
             finished = False  # the provider cut the stream: charge what came
         finally:
             measured = meter.measured()

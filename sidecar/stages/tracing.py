@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import grpc
 from opentelemetry import trace
@@ -37,9 +37,11 @@ from opentelemetry.util.types import AttributeValue
 from meshwarden.sidecar.call import Call, Handler, Layer, Reply
 from meshwarden.sidecar.call_end import SERVED, CallEnd, call_end_of
 from meshwarden.sidecar.model_call import measured_usage
-from meshwarden.sidecar.tracing_setup import SidecarTracing
 from meshwarden.trace_context import context_from_headers, session_trace_id
 from meshwarden.v1 import peer_pb2
+
+if TYPE_CHECKING:  # the OpenTelemetry SDK is imported only when tracing is on (runtime_setup)
+    from meshwarden.sidecar.tracing_setup import SidecarTracing
 
 Direction = Literal["outbound", "inbound"]
 KindOf = Callable[[str], str]  # the bundle's kind of a capability ("tool", "capability" or "")

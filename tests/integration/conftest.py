@@ -31,3 +31,19 @@ async def mesh(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[
         await local.close()
         if request.node.stash.get(_FAILED, False):
             print(local.logs())
+
+
+@pytest.fixture
+async def bare_mesh(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[LocalMesh]:
+    """A mesh with nothing started, for tests that start the registry their own way.
+
+    Like `mesh`, it stops everything afterwards and prints every process's log when the test
+    failed, so a failure in such a test can be read after the fact.
+    """
+    local = LocalMesh(tmp_path)
+    try:
+        yield local
+    finally:
+        await local.close()
+        if request.node.stash.get(_FAILED, False):
+            print(local.logs())

@@ -135,6 +135,8 @@ async def test_an_operator_logs_in_and_every_view_opens(console: Console) -> Non
         agents = page.locator("#agents tr.agent")
         assert await agents.count() == 1  # billing; support is a pure caller with no instance
         assert "billing" in await agents.nth(0).inner_text()
+        # who let billing's instances in, from their SVIDs: this loopback mesh enrols openly
+        assert await agents.nth(0).locator("td.enrolled-by").inner_text() == "open_enrolment"
         await page.wait_for_selector("#edges tr.edge")  # support -> billing, from the warm-up call's receipts
         assert "support" in await page.inner_text("#edges")
         await page.goto("/bundles")

@@ -186,6 +186,9 @@ async def test_cli_kill_cancels_in_flight_calls_isolate_and_audit(mesh: LocalMes
         assert (await spared).value["tag"] == "k1"  # outside the scope: untouched, in flight too
         listed = await cli(mesh, "kill", "list")
         assert switch_id in listed and "agent billing" in listed and "runaway refunds" in listed
+        assert "TIME-TO-EFFECT" in listed and " 3/3 in " in listed  # kept from the kill, shown while in force
+        (as_json,) = json.loads(await cli(mesh, "kill", "list", "--output", "json"))
+        assert as_json["id"] == switch_id and as_json["time_to_effect"]["enforced"] == 3
         assert "lifted" in await cli(mesh, "kill", "lift", switch_id)
         waits = (await fd.invoke("probe.waits", {}, timeout=5, version="^1")).value
         assert waits["cancelled"] == ["t1"]  # the agent's handler saw asyncio.CancelledError

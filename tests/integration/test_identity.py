@@ -5,6 +5,7 @@ the registry keeps serving through every refusal."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import os
 import time
@@ -16,12 +17,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meshwarden.cli import exit_codes
+from meshwarden.identity import join_token
 from meshwarden.identity.csr import new_key_and_csr
 from meshwarden.identity.peer import CLAIMED_IDENTITY_HEADER
 from meshwarden.identity.spiffe_ids import agent_id
-from meshwarden.identity.svid import Svid
+from meshwarden.identity.svid import Svid, svid_from_pem
 from meshwarden.registry.issuer import Issuer
-from meshwarden.registry.operators import OPERATOR_TOKEN_FILE
+from meshwarden.registry.operators import OPERATOR_TOKEN_FILE, OperatorCredential
 from meshwarden.registry_client import mtls_address, registry_stub
 from meshwarden.schema_hash import schema_hash
 from meshwarden.supervise import meshwarden_argv
@@ -143,14 +145,47 @@ async def test_a_join_token_makes_one_sidecar_that_agent_once(registry: Registry
     assert reply.instance_id
 
 
-async def test_renewal_over_mtls_keeps_the_spiffe_id(registry: RegistryProcess) -> None:
-    svid = await enrol(registry.listen, registry.trust(), "billing", await _token(registry, "billing"))
+async def test_renewal_over_mtls_keeps_the_spiffe_id_and_who_enrolled_it(registry: RegistryProcess) -> None:
+    token = await _token(registry, "billing")
+    svid = await enrol(registry.listen, registry.trust(), "billing", token)
     csr = new_key_and_csr()
     renewed = await identity_pb2_grpc.IdentityStub(registry.channel(svid)).Renew(
         identity_pb2.RenewSvidRequest(csr_pem=csr.csr_pem.decode()), timeout=5
     )
     assert renewed.spiffe_id == svid.spiffe_id and renewed.cert_chain_pem != svid.cert_chain_pem.decode()
     assert renewed.registry_mtls_address == registry.mtls
+    # An instance registered with the renewed SVID still names the operator credential that made
+    # the token it enrolled with: `agents list` reads it from the certificate, not the sidecar.
+    renewed_svid = svid_from_pem(
+        renewed.cert_chain_pem.encode(), csr.private_key_pem, renewed.trust_bundle_pem.encode()
+    )
+    stub = registry_stub(registry.channel(renewed_svid))
+    registered = await stub.Register(registry_pb2.RegisterRequest(instance=_instance("billing")), timeout=5)
+    operator = OperatorCredential.load_or_create(registry.data_dir).identity
+    listing = ("agents", "list", "--registry", registry.listen, "--ca-pin", registry.ca_fingerprint)
+    token_file = ("--operator-token-file", str(registry.data_dir / OPERATOR_TOKEN_FILE))
+
+    async def renew_forever() -> None:  # as its sidecar would, while the CLI starts (slow under load)
+        while True:
+            await stub.Renew(registry_pb2.RenewRequest(instance_id=registered.instance_id), timeout=5)
+            await asyncio.sleep(0.25)
+
+    renewer = asyncio.create_task(renew_forever())
+    try:
+        (code, out, err), (table_code, table, table_err) = await asyncio.gather(
+            _cli(*listing, *token_file, "--output", "json"), _cli(*listing, *token_file)
+        )
+    finally:
+        renewer.cancel()
+    assert code == exit_codes.OK, err
+    (entry,) = json.loads(out)
+    assert entry["instance_id"] == registered.instance_id
+    enrolled = entry["enrolled_by"]
+    assert enrolled["how"] == "join_token" and enrolled["principal"] == operator
+    assert enrolled["token_id"] == join_token.parse(token).token_id
+    assert enrolled["claimed_user"] == (getpass.getuser() or None)  # the CLI sends $USER, kept as a claim
+    assert table_code == exit_codes.OK, table_err
+    assert "ENROLLED-BY" in table.splitlines()[0] and operator in table.splitlines()[1]
     # Without an SVID there is nothing to renew.
     await _refused(
         identity_pb2_grpc.IdentityStub(registry.channel(None, mtls=False)).Renew(

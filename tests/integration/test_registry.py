@@ -315,6 +315,10 @@ async def test_agents_list_prints_json_and_a_table_with_identities(registry: Reg
     assert all(c["schema_hash"] == HASH for c in entry["capabilities"])
     assert entry["lease_expires_at"].endswith("Z") and "T" in entry["lease_expires_at"]
     assert entry["health"] == {"state": "HEALTHY", "reason": "no reports", "reporters": 0, "updated_at": None}
+    # This registry admits by open enrolment (loopback): its SVID says so, and so does the listing.
+    enrolled = entry["enrolled_by"]
+    assert (enrolled["how"], enrolled["principal"], enrolled["token_id"]) == ("open_enrolment", "open_enrolment", None)
+    assert enrolled["enrolled_at"].endswith("Z")
 
     assert table_code == exit_codes.OK, table_err
     lines = table.splitlines()
@@ -328,12 +332,14 @@ async def test_agents_list_prints_json_and_a_table_with_identities(registry: Reg
         "LEASE-EXPIRES-IN",
         "SVID-EXPIRES-IN",
         "SPIFFE-ID",
+        "ENROLLED-BY",
         "WHY",
     ]
     billing_line = next(line for line in lines[1:] if "billing.refund,billing.quote" in line)
     assert billing_line.split()[3] == "HEALTHY" and billing_line.endswith("no reports")  # no caller reported
-    assert billing_line.split()[-3] == "spiffe://meshwarden.local/agent/billing"
-    assert billing_line.split()[-4].startswith("59m")
+    assert billing_line.split()[-3] == "open_enrolment"
+    assert billing_line.split()[-4] == "spiffe://meshwarden.local/agent/billing"
+    assert billing_line.split()[-5].startswith("59m")
     assert len(lines) == 3
     assert registry.ca_fingerprint in table_err  # the CA trusted on first use is named, to be pinned
 

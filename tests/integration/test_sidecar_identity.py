@@ -200,35 +200,30 @@ async def test_a_caller_checks_the_callee_is_who_the_catalog_says(mesh: LocalMes
     assert sent.value.instance_id == "i-1"
 
 
-async def test_embedded_svids_renew_without_dropping_calls(tmp_path: Path) -> None:
-    mesh = LocalMesh(tmp_path)
-    try:
-        await mesh.start_registry("127.0.0.1:0", "", "--svid-ttl-s", "10")
-        caller = await mesh.sidecar("frontdesk")
-        callee, _ = await mesh.pair("echoer")
-        chain = next(tmp_path.glob("sidecars/echoer-*/identity")) / "svid.pem"
-        first = chain.read_bytes()
-        async with meshwarden.Client(caller.addresses["listen"]) as client:
-            await routable(client, "echo")
-            deadline = time.monotonic() + 12  # the SVIDs (10 s) renew at half-life: twice here
-            long_calls = [
-                asyncio.create_task(client.invoke("probe.sleep", {"seconds": 3}, timeout=10)) for _ in range(3)
-            ]
-            count = 0
-            while time.monotonic() < deadline:
-                await client.invoke("echo", {"n": count}, timeout=5)  # raises on any failure
-                count += 1
-                if count % 50 == 0:
-                    long_calls.append(asyncio.create_task(client.invoke("probe.sleep", {"seconds": 3}, timeout=10)))
-                await asyncio.sleep(0.01)
-            results = await asyncio.gather(*long_calls)
-        assert all(r.value == {"slept": 3} for r in results)
-        assert chain.read_bytes() != first, "the callee's SVID was never renewed"
-        assert "SVID renewed" in callee.stderr_text()
-        listed = {i.agent: i for i in await mesh.list_instances()}
-        assert listed["echoer"].svid_expires_at.seconds > 0
-    finally:
-        await mesh.close()
+async def test_embedded_svids_renew_without_dropping_calls(bare_mesh: LocalMesh, tmp_path: Path) -> None:
+    mesh = bare_mesh
+    await mesh.start_registry("127.0.0.1:0", "", "--svid-ttl-s", "10")
+    caller = await mesh.sidecar("frontdesk")
+    callee, _ = await mesh.pair("echoer")
+    chain = next(tmp_path.glob("sidecars/echoer-*/identity")) / "svid.pem"
+    first = chain.read_bytes()
+    async with meshwarden.Client(caller.addresses["listen"]) as client:
+        await routable(client, "echo")
+        deadline = time.monotonic() + 12  # the SVIDs (10 s) renew at half-life: twice here
+        long_calls = [asyncio.create_task(client.invoke("probe.sleep", {"seconds": 3}, timeout=10)) for _ in range(3)]
+        count = 0
+        while time.monotonic() < deadline:
+            await client.invoke("echo", {"n": count}, timeout=5)  # raises on any failure
+            count += 1
+            if count % 50 == 0:
+                long_calls.append(asyncio.create_task(client.invoke("probe.sleep", {"seconds": 3}, timeout=10)))
+            await asyncio.sleep(0.01)
+        results = await asyncio.gather(*long_calls)
+    assert all(r.value == {"slept": 3} for r in results)
+    assert chain.read_bytes() != first, "the callee's SVID was never renewed"
+    assert "SVID renewed" in callee.stderr_text()
+    listed = {i.agent: i for i in await mesh.list_instances()}
+    assert listed["echoer"].svid_expires_at.seconds > 0
 
 
 async def test_workload_api_path_like_a_spire_agent(mesh: LocalMesh) -> None:
@@ -300,54 +295,51 @@ async def test_a_sidecar_whose_workload_api_names_another_agent_refuses_to_start
         await spire.stop()
 
 
-async def test_join_tokens_beyond_open_enrolment(tmp_path: Path) -> None:
-    mesh = LocalMesh(tmp_path)
+async def test_join_tokens_beyond_open_enrolment(bare_mesh: LocalMesh, tmp_path: Path) -> None:
+    mesh = bare_mesh
+    registry = await mesh.start_registry("127.0.0.1:0", "", "--open-enrollment", "off")
+    with pytest.raises(StartError, match="refused to enrol agent billing"):
+        await mesh.sidecar("billing")
+    ready = registry.addresses
+    made = await asyncio.to_thread(
+        subprocess.run,
+        meshwarden_argv(
+            "identity",
+            "token",
+            "create",
+            "--agent",
+            "billing",
+            "--registry",
+            ready["listen"],
+            "--ca-pin",
+            ready["ca_fingerprint"],
+            "--operator-token-file",
+            str(mesh.registry_data_dir / "operator.token"),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip().splitlines()[-1]
+    data_dir = tmp_path / "billing-data"
+    env_token = {"MESHWARDEN_SIDECAR_JOIN_TOKEN": token}
+    os.environ.update(env_token)
     try:
-        registry = await mesh.start_registry("127.0.0.1:0", "", "--open-enrollment", "off")
-        with pytest.raises(StartError, match="refused to enrol agent billing"):
-            await mesh.sidecar("billing")
-        ready = registry.addresses
-        made = await asyncio.to_thread(
-            subprocess.run,
-            meshwarden_argv(
-                "identity",
-                "token",
-                "create",
-                "--agent",
-                "billing",
-                "--registry",
-                ready["listen"],
-                "--ca-pin",
-                ready["ca_fingerprint"],
-                "--operator-token-file",
-                str(mesh.registry_data_dir / "operator.token"),
-            ),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert made.returncode == 0, made.stderr
-        token = made.stdout.strip().splitlines()[-1]
-        data_dir = tmp_path / "billing-data"
-        env_token = {"MESHWARDEN_SIDECAR_JOIN_TOKEN": token}
-        os.environ.update(env_token)
-        try:
-            first = await mesh.sidecar("billing", data_dir=data_dir)
-            with pytest.raises(StartError, match="refused to enrol"):  # single use
-                await mesh.sidecar("billing", data_dir=tmp_path / "second-billing")
-        finally:
-            for key in env_token:
-                os.environ.pop(key)
-        assert first.addresses["spiffe_id"] == agent_id(TD, "billing")
-        key_file = data_dir / "identity" / "svid.key"
-        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-        assert token not in first.stderr_text() and "PRIVATE KEY" not in first.stderr_text()
-        # A restart renews with the persisted SVID: no new token needed.
-        await first.stop()
-        again = await mesh.sidecar("billing", data_dir=data_dir)
-        assert again.addresses["spiffe_id"] == agent_id(TD, "billing")
+        first = await mesh.sidecar("billing", data_dir=data_dir)
+        with pytest.raises(StartError, match="refused to enrol"):  # single use
+            await mesh.sidecar("billing", data_dir=tmp_path / "second-billing")
     finally:
-        await mesh.close()
+        for key in env_token:
+            os.environ.pop(key)
+    assert first.addresses["spiffe_id"] == agent_id(TD, "billing")
+    key_file = data_dir / "identity" / "svid.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert token not in first.stderr_text() and "PRIVATE KEY" not in first.stderr_text()
+    # A restart renews with the persisted SVID: no new token needed.
+    await first.stop()
+    again = await mesh.sidecar("billing", data_dir=data_dir)
+    assert again.addresses["spiffe_id"] == agent_id(TD, "billing")
 
 
 async def test_local_api_on_a_unix_socket_with_a_token(mesh: LocalMesh) -> None:

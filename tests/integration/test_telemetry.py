@@ -6,7 +6,6 @@ import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -192,29 +191,26 @@ async def test_metrics_count_calls_at_both_sidecars_and_the_registry(mesh: Local
     assert missing == set(), f"deploy/ queries metrics no admin port exports: {sorted(missing)}"
 
 
-async def test_readyz_turns_ready_when_a_policy_bundle_becomes_active(tmp_path: Path) -> None:
-    mesh = LocalMesh(tmp_path)
-    try:
-        await mesh.start_registry(allow_all=False)
-        side = await mesh.sidecar("late", wait_ready=False)
-        admin = side.addresses["admin"]
-        assert await scrape(admin, "/healthz") == (200, "ok\n")
-        status, body = await scrape(admin, "/readyz")
-        assert status == 503 and "no policy bundle is active" in body
-        _, text = await scrape(admin)
-        assert sample(text, "meshwarden_sidecar_bundle_revision") == 0
+async def test_readyz_turns_ready_when_a_policy_bundle_becomes_active(bare_mesh: LocalMesh) -> None:
+    mesh = bare_mesh
+    await mesh.start_registry(allow_all=False)
+    side = await mesh.sidecar("late", wait_ready=False)
+    admin = side.addresses["admin"]
+    assert await scrape(admin, "/healthz") == (200, "ok\n")
+    status, body = await scrape(admin, "/readyz")
+    assert status == 503 and "no policy bundle is active" in body
+    _, text = await scrape(admin)
+    assert sample(text, "meshwarden_sidecar_bundle_revision") == 0
 
-        await mesh.push_bundle(mesh.bundles.make(1, {"allow-all.cedar": ALLOW_ALL}))
-        for _ in range(200):
-            status, body = await scrape(admin, "/readyz")
-            if status == 200:
-                break
-            await asyncio.sleep(0.05)
-        assert (status, body) == (200, "ready\n")
-        _, text = await scrape(admin)
-        assert sample(text, "meshwarden_sidecar_bundle_revision") == 1
-    finally:
-        await mesh.close()
+    await mesh.push_bundle(mesh.bundles.make(1, {"allow-all.cedar": ALLOW_ALL}))
+    for _ in range(200):
+        status, body = await scrape(admin, "/readyz")
+        if status == 200:
+            break
+        await asyncio.sleep(0.05)
+    assert (status, body) == (200, "ready\n")
+    _, text = await scrape(admin)
+    assert sample(text, "meshwarden_sidecar_bundle_revision") == 1
 
 
 async def test_a_collector_that_is_gone_holds_no_call_up_and_no_shutdown(mesh: LocalMesh) -> None:

@@ -74,3 +74,18 @@ def test_a_sidecar_loads_the_mcp_client_only_once_it_connects_to_an_mcp_server()
         "import asyncio\nfrom meshwarden.sidecar.hops import mcp_upstreams\n"
         "try:\n    asyncio.run(mcp_upstreams.McpConnection._hold(None, None))\nexcept Exception:\n    pass"
     )
+
+
+def test_a_sidecar_loads_the_opentelemetry_sdk_only_when_tracing_is_on() -> None:
+    """The SDK is about 1 MB of an idle sidecar's RSS (benchmarks/README.md, "Cheaper calls",
+    memory): start-up imports it when an OTLP endpoint is configured, and only then."""
+    start = (
+        "import argparse\nfrom meshwarden.sidecar import app, config, runtime_setup\n"
+        "cfg = config.load(argparse.Namespace(agent='a', data_dir='/nonexistent'), {ENV})\n"
+        "assert (runtime_setup.build_tracing(cfg) is not None) is {ON}\n"
+    )
+    off = loaded_after(start.replace("{ENV}", "{}").replace("{ON}", "False"))
+    assert among(off, ("opentelemetry.sdk",)) == []
+    endpoint = "{'OTEL_EXPORTER_OTLP_ENDPOINT': 'http://127.0.0.1:4317'}"
+    on = loaded_after(start.replace("{ENV}", endpoint).replace("{ON}", "True"))
+    assert "opentelemetry.sdk.trace" in on

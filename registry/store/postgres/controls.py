@@ -13,7 +13,7 @@ from typing import Any
 from meshwarden.registry.store.postgres import audit
 from meshwarden.registry.store.postgres.changes import notify
 from meshwarden.registry.store.postgres.database import Connection, Database
-from meshwarden.registry.store.records import AuditEntry, ControlsSet, Isolation, KillSwitch
+from meshwarden.registry.store.records import AuditEntry, ControlsSet, Isolation, KillEffect, KillSwitch
 
 Change = Callable[[Connection], Awaitable[bool]]
 
@@ -48,6 +48,7 @@ class PostgresControls:
 
     async def remove_kill(self, switch_id: str, entry: AuditEntry) -> ControlsSet | None:
         async def change(connection: Connection) -> bool:
+            await connection.execute("DELETE FROM kill_effects WHERE switch_id = $1", switch_id)
             return bool(await connection.execute("DELETE FROM kill_switches WHERE id = $1", switch_id) == "DELETE 1")
 
         return await self._change(change, entry)
@@ -67,6 +68,34 @@ class PostgresControls:
             return True
 
         return _required(await self._change(change, entry))
+
+    async def record_effect(self, effect: KillEffect) -> None:
+        async def work(connection: Connection) -> None:
+            await connection.execute(
+                "INSERT INTO kill_effects (switch_id, enforced, expected, took_s) "
+                "SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM kill_switches WHERE id = $1) "
+                "ON CONFLICT (switch_id) DO UPDATE SET enforced = excluded.enforced, expected = excluded.expected, "
+                "took_s = excluded.took_s",
+                effect.switch_id,
+                effect.enforced,
+                effect.expected,
+                effect.took_s,
+            )
+
+        await self._db.write(work)
+
+    async def effects(self) -> dict[str, KillEffect]:
+        async def work(connection: Connection) -> dict[str, KillEffect]:
+            rows = await connection.fetch(
+                "SELECT e.switch_id, e.enforced, e.expected, e.took_s FROM kill_effects e "
+                "JOIN kill_switches k ON k.id = e.switch_id"
+            )
+            return {
+                r[0]: KillEffect(switch_id=r[0], enforced=int(r[1]), expected=int(r[2]), took_s=float(r[3]))
+                for r in rows
+            }
+
+        return await self._db.read(work)
 
     async def remove_isolation(self, agent: str, version: str, entry: AuditEntry) -> ControlsSet | None:
         async def change(connection: Connection) -> bool:

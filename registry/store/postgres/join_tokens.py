@@ -6,7 +6,7 @@ from __future__ import annotations
 from meshwarden.registry.store.postgres.database import Connection, Database
 from meshwarden.registry.store.records import JoinTokenRecord
 
-_COLUMNS = "token_id, secret_sha256, agent, created_at, expires_at, used_at"
+_COLUMNS = "token_id, secret_sha256, agent, created_at, expires_at, used_at, created_by, created_by_claim"
 
 
 class PostgresJoinTokens:
@@ -17,13 +17,15 @@ class PostgresJoinTokens:
         async def work(connection: Connection) -> None:
             await connection.execute("DELETE FROM join_tokens WHERE expires_at < $1", forget_expired_before)
             await connection.execute(
-                f"INSERT INTO join_tokens ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)",
+                f"INSERT INTO join_tokens ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 token.token_id,
                 token.secret_sha256,
                 token.agent,
                 token.created_at,
                 token.expires_at,
                 token.used_at,
+                token.created_by,
+                token.created_by_claim,
             )
 
         await self._db.write(work)
@@ -40,6 +42,8 @@ class PostgresJoinTokens:
                 created_at=row[3],
                 expires_at=row[4],
                 used_at=row[5],
+                created_by=row[6],
+                created_by_claim=row[7],
             )
 
         return await self._db.read(work)

@@ -388,6 +388,25 @@ CREATE TABLE control_watchers (
 """,
     ),
     Step(
+        "join tokens: the operator credential that made each, so an enrolment records who let the agent in "
+        "(tokens made before this step keep '')",
+        """
+ALTER TABLE join_tokens ADD COLUMN created_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE join_tokens ADD COLUMN created_by_claim TEXT NOT NULL DEFAULT '';
+""",
+    ),
+    Step(
+        "kill effects: each switch's time to effect, as the servicer that engaged it measured, for `kill list`",
+        """
+CREATE TABLE kill_effects (
+    switch_id TEXT PRIMARY KEY,
+    enforced INTEGER NOT NULL,
+    expected INTEGER NOT NULL,
+    took_s DOUBLE PRECISION NOT NULL
+);
+""",
+    ),
+    Step(
         "session principals, signals and call facts: who each session was started for, signs it loops, "
         "what each call changed (issue 19), kept as receipts arrive as SQLite keeps them; cost totals: each cost "
         "table's rows kept as running totals (issue 18 item 7: a cost table reads one row per key)",

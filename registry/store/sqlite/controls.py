@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from meshwarden.registry.store.records import AuditEntry, ControlsSet, Isolation, KillSwitch
+from meshwarden.registry.store.records import AuditEntry, ControlsSet, Isolation, KillEffect, KillSwitch
 from meshwarden.registry.store.sqlite import audit
 from meshwarden.registry.store.sqlite.database import Database
 
@@ -43,9 +43,30 @@ class SqliteControls:
 
     async def remove_kill(self, switch_id: str, entry: AuditEntry) -> ControlsSet | None:
         def change(db: sqlite3.Connection) -> bool:
+            db.execute("DELETE FROM kill_effects WHERE switch_id = ?", (switch_id,))
             return bool(db.execute("DELETE FROM kill_switches WHERE id = ?", (switch_id,)).rowcount)
 
         return await self._change(change, entry)
+
+    async def record_effect(self, effect: KillEffect) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT OR REPLACE INTO kill_effects (switch_id, enforced, expected, took_s) "
+                "SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM kill_switches WHERE id = ?)",
+                (effect.switch_id, effect.enforced, effect.expected, effect.took_s, effect.switch_id),
+            )
+
+        await self._db.write(work)
+
+    async def effects(self) -> dict[str, KillEffect]:
+        def work(db: sqlite3.Connection) -> dict[str, KillEffect]:
+            rows = db.execute(
+                "SELECT e.switch_id, e.enforced, e.expected, e.took_s FROM kill_effects e "
+                "JOIN kill_switches k ON k.id = e.switch_id"
+            ).fetchall()
+            return {r[0]: KillEffect(switch_id=r[0], enforced=r[1], expected=r[2], took_s=r[3]) for r in rows}
+
+        return await self._db.read(work)
 
     async def put_isolation(self, isolation: Isolation, entry: AuditEntry) -> ControlsSet:
         def change(db: sqlite3.Connection) -> bool:

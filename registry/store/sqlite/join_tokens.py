@@ -7,6 +7,8 @@ import sqlite3
 from meshwarden.registry.store.records import JoinTokenRecord
 from meshwarden.registry.store.sqlite.database import Database
 
+_COLUMNS = "token_id, secret_sha256, agent, created_at, expires_at, used_at, created_by, created_by_claim"
+
 
 class SqliteJoinTokens:
     def __init__(self, db: Database) -> None:
@@ -16,20 +18,24 @@ class SqliteJoinTokens:
         def work(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM join_tokens WHERE expires_at < ?", (forget_expired_before,))
             db.execute(
-                "INSERT INTO join_tokens (token_id, secret_sha256, agent, created_at, expires_at, used_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (token.token_id, token.secret_sha256, token.agent, token.created_at, token.expires_at, token.used_at),
+                f"INSERT INTO join_tokens ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    token.token_id,
+                    token.secret_sha256,
+                    token.agent,
+                    token.created_at,
+                    token.expires_at,
+                    token.used_at,
+                    token.created_by,
+                    token.created_by_claim,
+                ),
             )
 
         await self._db.write(work)
 
     async def get(self, token_id: str) -> JoinTokenRecord | None:
         def work(db: sqlite3.Connection) -> JoinTokenRecord | None:
-            row = db.execute(
-                "SELECT token_id, secret_sha256, agent, created_at, expires_at, used_at FROM join_tokens "
-                "WHERE token_id = ?",
-                (token_id,),
-            ).fetchone()
+            row = db.execute(f"SELECT {_COLUMNS} FROM join_tokens WHERE token_id = ?", (token_id,)).fetchone()
             if row is None:
                 return None
             return JoinTokenRecord(
@@ -39,6 +45,8 @@ class SqliteJoinTokens:
                 created_at=row[3],
                 expires_at=row[4],
                 used_at=row[5],
+                created_by=row[6],
+                created_by_claim=row[7],
             )
 
         return await self._db.read(work)

@@ -406,6 +406,25 @@ DELETE FROM meta WHERE key = 'session_aggregates_filled';
 """,
     ),
     Step(
+        "join tokens: the operator credential that made each, so an enrolment records who let the agent in "
+        "(tokens made before this step keep '')",
+        """
+ALTER TABLE join_tokens ADD COLUMN created_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE join_tokens ADD COLUMN created_by_claim TEXT NOT NULL DEFAULT '';
+""",
+    ),
+    Step(
+        "kill effects: each switch's time to effect, as the servicer that engaged it measured, for `kill list`",
+        """
+CREATE TABLE IF NOT EXISTS kill_effects (
+    switch_id TEXT PRIMARY KEY,
+    enforced INTEGER NOT NULL,
+    expected INTEGER NOT NULL,
+    took_s REAL NOT NULL
+) WITHOUT ROWID;
+""",
+    ),
+    Step(
         "cost totals: each cost table's rows kept as running totals, moved by every change to the cost shares "
         "(issue 18 item 7: a cost table reads one row per key, not a share per session)",
         """

@@ -36,7 +36,13 @@ def test_instance_json_carries_the_reported_health_and_default_timeout() -> None
 
 
 def _instance(
-    agent: str, instance_id: str, capabilities: list[str], expires_at_s: int, svid_expires_at_s: int = 0
+    agent: str,
+    instance_id: str,
+    capabilities: list[str],
+    expires_at_s: int,
+    svid_expires_at_s: int = 0,
+    *,
+    enrolled: bool = True,
 ) -> catalog_pb2.Instance:
     message = catalog_pb2.Instance(
         instance_id=instance_id,
@@ -50,6 +56,10 @@ def _instance(
     message.lease_expires_at.FromSeconds(expires_at_s)
     if svid_expires_at_s:
         message.svid_expires_at.FromSeconds(svid_expires_at_s)
+    if enrolled:
+        message.enrolment.how, message.enrolment.principal = "join_token", "operator:sha256:0123456789abcdef"
+        message.enrolment.token_id, message.enrolment.claimed_user = "jt-5f1c", "ann"
+        message.enrolment.enrolled_at.FromSeconds(1_699_999_990)
     return message
 
 
@@ -68,15 +78,31 @@ def test_instance_json_has_the_documented_keys() -> None:
         "lease_expires_at": "2023-11-14T22:13:25Z",
         "svid_expires_at": "2023-11-14T23:13:20Z",
         "health": {"state": "HEALTHY", "reason": "no reports", "reporters": 0, "updated_at": None},
+        "enrolled_by": {
+            "how": "join_token",
+            "principal": "operator:sha256:0123456789abcdef",
+            "token_id": "jt-5f1c",
+            "claimed_user": "ann",
+            "enrolled_at": "2023-11-14T22:13:10Z",
+        },
     }
-    assert agents_list.instance_json(_instance("billing", "abc", [], 1_700_000_005))["svid_expires_at"] is None
+    bare = agents_list.instance_json(_instance("billing", "abc", [], 1_700_000_005, enrolled=False))
+    assert bare["svid_expires_at"] is None
+    # a registry that records no enrolment: said so, never blank
+    assert bare["enrolled_by"] == {
+        "how": "unrecorded",
+        "principal": "unrecorded",
+        "token_id": None,
+        "claimed_user": None,
+        "enrolled_at": None,
+    }
 
 
 def test_table_aligns_columns_and_joins_capabilities() -> None:
     table = agents_list.render_table(
         [
             _instance("billing", "abc123def456", ["billing.refund", "billing.quote"], 1_700_000_004, 1_700_003_599),
-            _instance("search", "0123", [], 1_699_999_999),
+            _instance("search", "0123", [], 1_699_999_999, enrolled=False),
             _instance("kb", "4567", ["kb.search"], 1_700_000_004, 1_700_000_042),
         ],
         now=1_700_000_000.0,
@@ -93,6 +119,7 @@ def test_table_aligns_columns_and_joins_capabilities() -> None:
         "LEASE-EXPIRES-IN",
         "SVID-EXPIRES-IN",
         "SPIFFE-ID",
+        "ENROLLED-BY",
         "WHY",
     ]
     assert first.split() == [
@@ -105,6 +132,9 @@ def test_table_aligns_columns_and_joins_capabilities() -> None:
         "4.0s",
         "59m59s",
         "spiffe://mesh.local/agent/billing",
+        "operator:sha256:0123456789abcdef",
+        "(claims",
+        "ann)",
         "5",
         "consecutive",
         "failures",
@@ -119,6 +149,7 @@ def test_table_aligns_columns_and_joins_capabilities() -> None:
         "expired",
         "-",
         "spiffe://mesh.local/agent/search",
+        "unrecorded",
         "no",
         "reports",
     ]

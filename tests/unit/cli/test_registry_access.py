@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from pathlib import Path
 
+import grpc
 import pytest
 
 from meshwarden.cli import exit_codes, registry_access
@@ -75,3 +77,33 @@ def test_trust_problems_say_what_to_fix(argv: list[str], message: str, code: int
     with pytest.raises(AccessError, match=message) as info:
         registry_access.resolve(_args(*argv), {"MESHWARDEN_OPERATOR_TOKEN": "t"})
     assert info.value.exit_code == code
+
+
+async def test_a_slow_answer_is_reported_as_a_timeout_and_a_closed_port_as_unreachable(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 19: a registry that is reached but slow must not read as one that is down."""
+    answered = asyncio.Event()
+
+    async def slow(_request: bytes, _context: object) -> bytes:
+        await answered.wait()  # never set: the caller's deadline ends the call
+        return b""
+
+    server = grpc.aio.server()
+    handler = grpc.method_handlers_generic_handler("test.Slow", {"Call": grpc.unary_unary_rpc_method_handler(slow)})
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as slow_error:
+                await channel.unary_unary("/test.Slow/Call")(b"", timeout=0.2)
+    finally:
+        await server.stop(None)
+    assert registry_access.report_rpc_error("meshwarden costs", slow_error.value, "r:1") == exit_codes.TIMED_OUT
+    assert "did not answer in time" in capsys.readouterr().err
+    async with grpc.aio.insecure_channel("127.0.0.1:1") as channel:  # tcpmux: privileged, nothing listens
+        with pytest.raises(grpc.aio.AioRpcError) as closed_error:
+            await channel.unary_unary("/test.Slow/Call")(b"", timeout=5)
+    assert registry_access.report_rpc_error("meshwarden costs", closed_error.value, "r:1") == exit_codes.UNREACHABLE
+    assert "cannot reach the registry at r:1" in capsys.readouterr().err

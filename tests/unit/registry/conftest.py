@@ -22,7 +22,14 @@ _URL = pytest.StashKey[str]()
 
 # What a test that fakes a database from before the receipts' task column (the last SQLite
 # step) runs too, since that step adds a column, which no statement adds only if missing.
-WITHOUT_RECEIPT_TASK_COLUMN = "DROP INDEX receipts_by_task; ALTER TABLE receipts DROP COLUMN task_id; "
+# What the later steps that ADD COLUMN did, undone, so a test can make an older database (an
+# ALTER TABLE ... ADD COLUMN cannot run twice): receipts.task_id, join_tokens.created_by(_claim).
+WITHOUT_JOIN_TOKEN_MAKER = (
+    "ALTER TABLE join_tokens DROP COLUMN created_by; ALTER TABLE join_tokens DROP COLUMN created_by_claim; "
+)
+WITHOUT_RECEIPT_TASK_COLUMN = (
+    "DROP INDEX receipts_by_task; ALTER TABLE receipts DROP COLUMN task_id; " + WITHOUT_JOIN_TOKEN_MAKER
+)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -120,7 +120,9 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[grpc.aio.Channel, Seen, 
     """A server with the interceptor, a served RPC in the table (ListRoutes, agent or operator),
     one that is not (/meshwarden.v1.Registry/Bogus), and one that fails."""
     operators = OperatorCredential.load_or_create(tmp_path)
-    server = grpc.aio.server(interceptors=[api.Authorization(Authorizer("mesh.test", operators, mtls_address="x"))])
+    server = grpc.aio.server(
+        interceptors=[api.Authorization(Authorizer("mesh.test", operators, mtls_address="x", ca_key_id=b""))]
+    )
     seen: Seen = []
     unary = grpc.unary_unary_rpc_method_handler
     options = {

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from meshwarden.identity.csr import new_key_and_csr
 from meshwarden.identity.peer import CLAIMED_IDENTITY_HEADER
 from meshwarden.identity.spiffe_ids import agent_id, operator_id, registry_id
-from meshwarden.identity.svid import Svid, leaf_of
+from meshwarden.identity.svid import Svid, leaf_of, svid_from_pem
 from meshwarden.registry.authz import REQUIRED, Authorizer, Caller, method, require_agent
 from meshwarden.registry.errors import PermissionDenied, Unauthenticated
 from meshwarden.registry.issuer import Issuer
+from meshwarden.registry.model import CA_KEY, JOIN_TOKEN, Enrolment
 from meshwarden.registry.operators import OPERATOR_TOKEN_FILE, OperatorCredential
 from meshwarden.v1 import (
     approvals_pb2,
@@ -63,8 +65,10 @@ def issuer() -> Issuer:
 
 
 @pytest.fixture
-def authorizer(tmp_path: Path) -> Authorizer:
-    return Authorizer(TD, OperatorCredential.load_or_create(tmp_path), mtls_address="127.0.0.1:7401")
+def authorizer(tmp_path: Path, issuer: Issuer) -> Authorizer:
+    return Authorizer(
+        TD, OperatorCredential.load_or_create(tmp_path), mtls_address="127.0.0.1:7401", ca_key_id=issuer.key_id
+    )
 
 
 @pytest.fixture
@@ -110,6 +114,18 @@ def test_an_agent_svid_is_who_the_caller_is(authorizer: Authorizer, issuer: Issu
     assert require_agent(caller, "billing", "register instances").spiffe_id == svid.spiffe_id
     with pytest.raises(PermissionDenied, match=r"spiffe://mesh.test/agent/billing may not .* of agent 'search'"):
         require_agent(caller, "search", "register instances")
+
+
+def test_who_enrolled_the_caller_comes_from_its_certificate(authorizer: Authorizer, issuer: Issuer) -> None:
+    by_token = Enrolment(how=JOIN_TOKEN, principal="operator:sha256:0123456789abcdef", token_id="jt-1")
+    key = new_key_and_csr()
+    issued = issuer.sign_csr(key.csr_pem, agent_id(TD, "billing"), 600, enrolment=by_token)
+    enrolled = svid_from_pem(issued.chain_pem, key.private_key_pem, issuer.bundle_pem)
+    assert _caller(authorizer, FakeContext(enrolled)).enrolment == by_token
+    made_with_the_ca_key = _caller(authorizer, FakeContext(issuer.issue(agent_id(TD, "billing"), 600)))
+    assert made_with_the_ca_key.enrolment == Enrolment(how=CA_KEY, principal=CA_KEY)
+    # Without a certificate there is nothing to read it from.
+    assert _caller(authorizer, FakeContext()).enrolment is None
 
 
 def test_without_a_certificate_only_enrolment_and_the_operator_token_work(

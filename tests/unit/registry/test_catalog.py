@@ -15,9 +15,12 @@ from meshwarden.registry.catalog import Catalog
 from meshwarden.registry.errors import InvalidInput, PermissionDenied, UnknownInstance
 from meshwarden.registry.model import (
     DEREGISTERED,
+    JOIN_TOKEN,
     LEASE_EXPIRED,
+    NOT_RECORDED,
     Capability,
     CatalogEvent,
+    Enrolment,
     Instance,
     InstanceSpec,
     Removed,
@@ -25,7 +28,9 @@ from meshwarden.registry.model import (
 )
 from meshwarden.registry.store import Stores
 from meshwarden.registry.store.sqlite import open_sqlite
+from meshwarden.registry.wire import spec_from_proto
 from meshwarden.schema_hash import schema_hash
+from meshwarden.v1 import catalog_pb2
 
 TTL_S = 5.0
 HASH = schema_hash({}, {})
@@ -233,6 +238,19 @@ async def test_with_a_caller_an_agent_touches_only_its_own_instances(h: Harness)
     with pytest.raises(PermissionDenied):
         await h.catalog.deregister(billing.instance_id, search)
     assert len(h.published) == 1 and await h.catalog.instance(billing.instance_id) == billing
+
+
+async def test_who_enrolled_an_instance_is_its_certificates_never_the_sidecars(h: Harness) -> None:
+    sent = catalog_pb2.Instance(agent="billing", version="1.0.0", peer_address="127.0.0.1:7411")
+    sent.enrolment.how, sent.enrolment.principal = "join_token", "operator:sha256:forged"
+    assert spec_from_proto(sent).enrolment == NOT_RECORDED  # what the sidecar sends is not read at all
+    by_token = Enrolment(how=JOIN_TOKEN, principal="operator:sha256:0123456789abcdef", token_id="jt-1")
+    caller = replace(_caller("billing"), enrolment=by_token)
+    forged = replace(_spec(), enrolment=Enrolment(how=JOIN_TOKEN, principal="operator:sha256:forged"))
+    registered = (await h.catalog.register(forged, caller)).instance
+    assert registered.enrolment == by_token
+    stored = await h.catalog.instance(registered.instance_id)
+    assert stored is not None and stored.enrolment == by_token
 
 
 async def test_a_change_is_published_even_when_its_caller_is_cancelled(tmp_path: Path) -> None:

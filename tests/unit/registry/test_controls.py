@@ -12,7 +12,7 @@ from meshwarden.registry.authz import Caller
 from meshwarden.registry.control_acks import Acknowledgements
 from meshwarden.registry.controls import Controls, ControlsChanged
 from meshwarden.registry.errors import InvalidInput, PermissionDenied, UnknownControl
-from meshwarden.registry.store import Stores
+from meshwarden.registry.store import KillEffect, Stores
 from meshwarden.registry.store.sqlite import DB_NAME, SCHEMA_VERSION, open_sqlite
 from meshwarden.v1 import controls_pb2 as K
 from tests.unit.registry.conftest import WITHOUT_RECEIPT_TASK_COLUMN
@@ -48,6 +48,21 @@ async def test_kill_lift_isolate_bump_the_revision_publish_the_whole_set_and_are
     ]
     assert entries[0].reason == "runaway refunds" and switch.id in entries[0].detail
     assert {(e.actor, e.claimed_user) for e in entries} == {("operator:sha256:abc", "ann")}
+
+
+async def test_a_switch_keeps_its_time_to_effect_while_in_force(stores: Stores) -> None:
+    controls = _controls(stores)
+    switch, _ = await controls.kill(K.SCOPE_KIND_AGENT, "billing", "runaway refunds", 0, OPERATOR)
+    other, _ = await controls.kill(K.SCOPE_KIND_AGENT, "kb", "slow", 0, OPERATOR)
+    assert await controls.effects() == {}  # engaged, not measured yet
+    effect = KillEffect(switch_id=switch.id, enforced=5, expected=6, took_s=0.0142)
+    await controls.record_effect(effect)
+    await controls.record_effect(KillEffect(switch_id="ks-gone", enforced=1, expected=1, took_s=0.1))  # not in force
+    assert await controls.effects() == {switch.id: effect}
+    await controls.lift(switch.id, "fixed", OPERATOR)
+    await controls.lift(other.id, "fixed", OPERATOR)
+    assert await controls.effects() == {}
+    assert (await controls.current()).revision == 4  # keeping an effect is no control change
 
 
 async def test_a_ttl_ends_by_the_clock_and_is_audited_as_the_registry(stores: Stores) -> None:

@@ -33,6 +33,7 @@ def test_public_modules_name_what_they_export() -> None:
         "console",
         "control_acks",
         "controls",
+        "enrolment_extension",
         "errors",
         "health_reports",
         "issuer",

@@ -25,10 +25,17 @@ def tokens(stores: Stores, clock: FakeClock) -> JoinTokens:
     return JoinTokens(stores.join_tokens, clock, ca_fingerprint=PIN)
 
 
+async def test_a_token_keeps_the_operator_credential_that_made_it(tokens: JoinTokens) -> None:
+    created = await tokens.create("billing", 600, created_by="operator:sha256:0123456789abcdef", claimed_user="ann")
+    used = await tokens.consume(created.text, "billing")
+    assert (used.token_id, used.agent) == (created.token_id, "billing")
+    assert (used.created_by, used.created_by_claim) == ("operator:sha256:0123456789abcdef", "ann")
+
+
 async def test_a_token_enrols_its_agent_once(tokens: JoinTokens) -> None:
     created = await tokens.create("billing", 600)
     assert join_token.parse(created.text).ca_pin == PIN
-    assert await tokens.consume(created.text, "billing") == created.token_id
+    assert (await tokens.consume(created.text, "billing")).token_id == created.token_id
     with pytest.raises(JoinTokenRefused, match=f"{created.token_id} was already used.*single-use"):
         await tokens.consume(created.text, "billing")
 

@@ -17,7 +17,7 @@ from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.store import Stores
 from meshwarden.registry.store.sqlite import DB_NAME, open_sqlite
 from meshwarden.v1 import receipts_pb2
-from tests.unit.registry.conftest import RawSql
+from tests.unit.registry.conftest import WITHOUT_JOIN_TOKEN_MAKER, RawSql
 from tests.unit.registry.test_catalog import FakeClock
 
 BILLING = "spiffe://mesh.test/agent/billing"
@@ -233,7 +233,9 @@ async def test_verify_names_a_rewritten_link(receipts: Receipts, raw_sql: RawSql
 async def test_a_version_4_database_gains_the_receipt_tables(tmp_path: Path) -> None:
     await (await open_sqlite(tmp_path, event_log_retention=10)).close()
     db = sqlite3.connect(tmp_path / DB_NAME)
-    db.executescript("DROP TABLE receipts; DROP TABLE receipt_chains; PRAGMA user_version = 4;")
+    db.executescript(
+        WITHOUT_JOIN_TOKEN_MAKER + "DROP TABLE receipts; DROP TABLE receipt_chains; PRAGMA user_version = 4;"
+    )
     db.close()
     stores = await open_sqlite(tmp_path, event_log_retention=10)
     try:

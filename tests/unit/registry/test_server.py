@@ -182,7 +182,7 @@ async def direct(tmp_path: Path) -> AsyncIterator[Direct]:
     issuer = Issuer.ephemeral("mesh.test", FakeClock(time.time()))
     receipts = Receipts(stores.receipts, clock, trust_bundle_pem=issuer.bundle_pem)
     registry_svid = issuer.issue(registry_id("mesh.test"), 600)
-    authorizer = Authorizer("mesh.test", OperatorCredential.load_or_create(tmp_path), mtls_address="")
+    authorizer = Authorizer("mesh.test", OperatorCredential.load_or_create(tmp_path), mtls_address="", ca_key_id=b"")
     server = grpc.aio.server(interceptors=[api.Authorization(authorizer)])
     handlers = api.service.handlers_of(
         api.CatalogApi(catalog, health, heartbeat_interval_s=2.0).handlers(),

@@ -3,15 +3,20 @@ per session by each store as receipts are shipped, and answered by the servicer'
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
+import re
 
 import pytest
+from prometheus_client import generate_latest
 
+from meshwarden.metrics_registry import MetricsRegistry
 from meshwarden.receipt_hash import receipt_hash
 from meshwarden.registry import change_tests, session_changes, session_principal, session_signals
 from meshwarden.registry.call_facts import facts_of
 from meshwarden.registry.errors import InvalidInput
+from meshwarden.registry.metrics import _SuspectState
 from meshwarden.registry.outcomes import Outcomes
 from meshwarden.registry.session_suspects import SessionSuspects
 from meshwarden.registry.store import Stores
@@ -289,3 +294,22 @@ async def test_the_stores_change_sides_are_the_sums_of_the_facts(stored: Session
     assert (change.before, change.after, change.before_side.calls) == ("1.0.0", "1.1.0", 12)
     routed = await stores.session_signals.call_facts(0.0, 2000.0, {"ledger.post"})  # a route change's calls
     assert sorted(f.call_id for f in routed) == [f"v{n}" for n in sorted(range(24), key=str)]
+
+
+async def test_the_suspects_are_counted_for_a_gauge_per_reason(stored: SessionSuspects) -> None:
+    """Question 7's metric: detected while sessions run, exported per reason (default thresholds)."""
+    suspects = stored
+    gauge = MetricsRegistry()
+    gauge.register(_SuspectState(suspects))
+    assert "meshwarden_sessions_suspect{" not in (await asyncio.to_thread(generate_latest, gauge)).decode()
+    counting = asyncio.create_task(suspects.count_forever(every_s=3600))
+    try:
+        async with asyncio.timeout(10):
+            while not suspects.counted:  # the first count runs at once; then every_s
+                await asyncio.sleep(0.01)
+    finally:
+        counting.cancel()
+    text = (await asyncio.to_thread(generate_latest, gauge)).decode()
+    samples = dict(re.findall(r'^meshwarden_sessions_suspect\{reason="(\w+)"\} (\S+)$', text, re.M))
+    # "quiet" has had no call for 1,000 s; "busy" spent $2 with no outcome, its last call 10 s ago
+    assert samples == {"repeating": "0.0", "retrying": "0.0", "spending": "1.0", "idle": "1.0"}

@@ -13,8 +13,20 @@ from pathlib import Path
 import pytest
 
 from meshwarden.registry.errors import StoreError
-from meshwarden.registry.model import DEREGISTERED, LEASE_EXPIRED, Capability, Instance, Removed, Upserted
+from meshwarden.registry.model import (
+    DEREGISTERED,
+    JOIN_TOKEN,
+    LEASE_EXPIRED,
+    NOT_RECORDED,
+    SPIRE,
+    Capability,
+    Enrolment,
+    Instance,
+    Removed,
+    Upserted,
+)
 from meshwarden.registry.store import AuditEntry, Stores
+from meshwarden.registry.store.instance_codec import instance_body, instance_from_row
 from meshwarden.registry.store.sqlite import DB_NAME, SCHEMA_VERSION, STEPS, Database, open_sqlite
 from meshwarden.registry.store.sqlite.migrations import Step, migrate
 
@@ -57,6 +69,31 @@ async def test_upsert_takes_the_next_revision_from_the_store(stores: Stores) -> 
     snapshot = await stores.catalog.snapshot()
     assert snapshot.revision == 1 and snapshot.instances == (instance,)
     assert await stores.catalog.events_after(0) == [Upserted(revision=1, instance=instance)]
+
+
+async def test_an_instance_keeps_who_enrolled_it(stores: Stores) -> None:
+    enrolment = Enrolment(
+        how=JOIN_TOKEN,
+        principal="operator:sha256:0123456789abcdef",
+        token_id="jt-1",
+        claimed_user="ann",
+        enrolled_at=800.5,
+    )
+    instance = replace(_instance("a1"), enrolment=enrolment)
+    await stores.catalog.upsert(instance)
+    assert await stores.catalog.instance("a1") == instance
+    assert (await stores.catalog.snapshot()).instances == (instance,)
+    assert await stores.catalog.events_after(0) == [Upserted(revision=1, instance=instance)]
+    await stores.catalog.upsert(_instance("a2"))  # registered without one: said so, not blank
+    stored = await stores.catalog.instance("a2")
+    assert stored is not None and stored.enrolment == NOT_RECORDED and stored.enrolment.principal == "unrecorded"
+
+
+def test_an_instance_stored_before_enrolments_were_kept_reads_as_unrecorded() -> None:
+    body = json.loads(instance_body(replace(_instance("a1"), enrolment=Enrolment(how=SPIRE, principal=SPIRE))))
+    assert body["enrolment"]["principal"] == SPIRE
+    del body["enrolment"]
+    assert instance_from_row(json.dumps(body), 1000.0, 0.0).enrolment == NOT_RECORDED
 
 
 async def test_concurrent_changes_get_distinct_consecutive_revisions(stores: Stores) -> None:

@@ -42,6 +42,7 @@ class Served:
     viewer: OperatorCredential
     stores: Stores
     data_dir: Path
+    db: Database  # for tests that write receipts' rows directly
 
     @property
     def operator_token(self) -> str:
@@ -89,7 +90,14 @@ async def serve_console(tmp_path: Path, tls_files: tuple[Path, Path] | None = No
     try:
         bound = await server.start(HostPort("127.0.0.1", 0))
         yield Served(
-            f"{'https' if tls_files else 'http'}://{bound}", sources, clock, operator, viewer, stores, tmp_path / "data"
+            f"{'https' if tls_files else 'http'}://{bound}",
+            sources,
+            clock,
+            operator,
+            viewer,
+            stores,
+            tmp_path / "data",
+            db,
         )
     finally:
         await server.stop()

@@ -6,16 +6,27 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sqlite3
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
+from meshwarden.budget_scopes import MONTH, TEAM
+from meshwarden.identity.spiffe_ids import Identity, agent_id
 from meshwarden.registry.approvals import ApprovalAsk
-from meshwarden.registry.model import Capability, InstanceSpec
+from meshwarden.registry.authz import Caller
+from meshwarden.registry.controls import KillEffect
+from meshwarden.registry.model import JOIN_TOKEN, NOT_RECORDED, Capability, Enrolment, InstanceSpec
+from meshwarden.registry.store.records import SidecarBundleStatus
+from meshwarden.registry.store.sqlite.sessions import store_aggregates
 from meshwarden.registry.task_queue import Submission
 from meshwarden.schema_hash import schema_hash
+from meshwarden.v1 import controls_pb2 as K
+from meshwarden.v1 import receipts_pb2
+from tests.unit.receipt_fixtures import both_sides
 from tests.unit.registry.console.conftest import Served
+from tests.unit.registry.test_session_queries import insert_rows
 
 HOSTILE = '<script>alert(1)</script><img src=x onerror="alert(2)">'
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -72,12 +83,14 @@ async def test_a_login_sets_a_strict_http_only_cookie_and_a_wrong_token_is_audit
 async def test_every_view_answers_and_the_map_pages_fifty_agents_at_a_time(
     served: Served, http: aiohttp.ClientSession
 ) -> None:
+    by_token = Enrolment(how=JOIN_TOKEN, principal="operator:sha256:0123456789abcdef", claimed_user=HOSTILE[:64])
     for n in range(120):
         spec = InstanceSpec(
             agent=f"agent-{n:03d}",
             version="1.0.0",
             peer_address="127.0.0.1:7411",
             capabilities=(Capability(name=f"cap.{n}", schema_hash=schema_hash({}, {})),),
+            enrolment=by_token if n == 0 else NOT_RECORDED,
         )
         await served.sources.catalog.register(spec)
     await log_in(http, served, served.operator_token)
@@ -88,6 +101,9 @@ async def test_every_view_answers_and_the_map_pages_fifty_agents_at_a_time(
         first = await reply.text()
     assert "120 agent(s), 120 instance(s)" in first and first.count('class="agent"') == 50
     assert "agent-000" in first and "agent-049" in first and "agent-050" not in first
+    # who enrolled each agent's instances, the claimed name escaped like everything agents bring
+    assert "operator:sha256:0123456789abcdef (claims &lt;script&gt;alert(1)&lt;/script&gt;" in first
+    assert HOSTILE[:64] not in first and first.count('<td class="enrolled-by">unrecorded</td>') == 49
     async with http.get(f"{served.url}/map?after=agent-099") as reply:
         last = await reply.text()
     assert last.count('class="agent"') == 20 and "agent-119" in last and "Next agents" not in last
@@ -213,3 +229,131 @@ async def test_the_task_list_and_the_approval_queue_page_fifty_at_a_time(
         assert [len(p) for p in pages] == [50, 10], path
         seen[path] = [item for p in pages for item in p]
     assert len(set(seen["/tasks"])) == len(set(seen["/approvals"])) == 60
+
+
+async def test_sessions_filter_sort_stuck_work_first_and_page_with_a_cursor(
+    served: Served, http: aiohttp.ClientSession
+) -> None:
+    receipts = [
+        *both_sides("stuck-call", "frontdesk", "kb", "kb.search", session="s-stuck", at=10.0),
+        *(
+            r
+            for n in range(60)
+            for r in both_sides(f"c{n}", "frontdesk", "billing", "billing.refund", session=f"s{n:02d}", at=1000.0 + n)
+        ),
+    ]
+
+    def keep(connection: sqlite3.Connection) -> None:
+        insert_rows(connection, receipts)
+        store_aggregates(connection, receipts, receipts_pb2.Receipt.FromString)
+
+    await served.db.write(keep)
+    await log_in(http, served, served.operator_token)
+    async with http.get(f"{served.url}/sessions?window=all") as reply:
+        first = await reply.text()
+    assert first.count('class="session"') == 50 and "s59" in first and "s-stuck" not in first  # newest first
+    cursor = re.search(r'href="/sessions\?cursor=([^&"]+)', first)
+    assert cursor is not None
+    async with http.get(f"{served.url}/sessions?window=all&cursor={cursor.group(1)}") as reply:
+        rest = await reply.text()
+    assert rest.count('class="session"') == 11 and "s-stuck" in rest and "Next sessions" not in rest
+    async with http.get(f"{served.url}/sessions?window=all&order=oldest&state=running") as reply:
+        oldest = await reply.text()
+    rows = re.findall(r'<tr class="session"><td><a href="/sessions/([^"]+)"', oldest)
+    assert rows[:2] == ["s-stuck", "s00"]  # the longest idle on top
+    async with http.get(f"{served.url}/sessions?window=all&agent=kb") as reply:
+        only_kb = await reply.text()
+    assert re.findall(r'<tr class="session"><td><a href="/sessions/([^"]+)"', only_kb) == ["s-stuck"]
+
+
+async def test_costs_carry_failures_success_rate_tokens_and_spend_on_failed_sessions_beside_budgets(
+    served: Served, http: aiohttp.ClientSession
+) -> None:
+    receipts = [
+        *both_sides("ok", "frontdesk", "billing", "billing.refund", session="s-bad", at=1000.0, usage=("m", 5, 7, 30)),
+        *both_sides(
+            "broke",
+            "frontdesk",
+            "billing",
+            "billing.refund",
+            session="s-bad",
+            at=1001.0,
+            status="INTERNAL",
+            usage=("m", 2, 3, 10),
+        ),
+    ]
+
+    def keep(connection: sqlite3.Connection) -> None:
+        insert_rows(connection, receipts)
+        store_aggregates(connection, receipts, receipts_pb2.Receipt.FromString)
+
+    await served.db.write(keep)
+    billing = Identity(
+        spiffe_id=agent_id("meshwarden.local", "billing"), trust_domain="meshwarden.local", kind="agent", name="billing"
+    )
+    await served.sources.sessions.report_outcome(
+        receipts_pb2.ReportOutcomeRequest(session_id="s-bad", outcome="failed"),
+        Caller(billing, 0.0, operator=False, sent_bad_operator_token=False, peer="t"),
+    )
+    operator = Caller(None, 0.0, True, False, "t", operator_id=served.operator.identity)
+    await served.sources.budgets.set(TEAM, "finance", MONTH, 50_000_000, 0, "q4", operator)
+    await log_in(http, served, served.operator_token)
+    async with http.get(f"{served.url}/costs?by=agent&window=all") as reply:
+        text = await reply.text()
+    rows = re.findall(r'<tr class="cost">(.*?)</tr>', text, re.S)
+    cells = [re.sub(r"<[^>]+>", "|", row).replace("\n", "") for row in rows]
+    # billing: 2 calls, 1 failed (50.0%), 7 in / 10 out tokens, $0.000040 spent, all of it in a failed session
+    assert any("|billing||2||1||50.0%||7 / 10||$0.000040||0||-||$0.000040|" in c for c in cells), cells
+    assert "team finance" in text and "$50.000000" in text  # the budget, beside the spend
+    for by, key in (
+        ("version", "billing@1.0.0"),
+        ("caller", "frontdesk -&gt; billing"),
+        ("agent-model", "billing x m"),
+    ):
+        async with http.get(f"{served.url}/costs?by={by}&window=all") as reply:
+            assert f'<tr class="cost"><td>{key}</td><td>2</td><td>1</td>' in await reply.text(), by
+
+
+async def test_a_switch_engaged_elsewhere_shows_its_stored_time_to_effect(
+    served: Served, http: aiohttp.ClientSession
+) -> None:
+    operator = Caller(None, 0.0, True, False, "t", operator_id=served.operator.identity)
+    switch, _ = await served.sources.controls.kill(K.SCOPE_KIND_AGENT, "billing", "from the CLI", 0, operator)
+    await served.sources.controls.record_effect(KillEffect(switch_id=switch.id, enforced=6, expected=6, took_s=0.0142))
+    await log_in(http, served, served.operator_token)
+    async with http.get(f"{served.url}/kills") as reply:
+        page = await reply.text()
+    row = re.search(rf'<tr class="switch" data-switch="{switch.id}">.*?</tr>', page, re.S)
+    assert row is not None and "in force at 6 of 6 live sidecar(s) after 0.014 s" in row.group(0)
+
+
+async def test_bundle_status_pages_fifty_sidecars_with_those_refusing_first(
+    served: Served, http: aiohttp.ClientSession
+) -> None:
+    for n in range(120):
+        refusing = n in (7, 99)
+        await served.stores.bundles.put_status(
+            SidecarBundleStatus(
+                instance_id=f"i-{n:03d}",
+                agent=f"agent-{n:03d}",
+                active_revision=1,
+                active_digest="sha256:" + "a" * 64,
+                refused_revision=2 if refusing else 0,
+                refusal=f"bad signature {HOSTILE}" if refusing else "",
+                reported_at=served.clock.wall(),
+            )
+        )
+    await log_in(http, served, served.operator_token)
+    async with http.get(f"{served.url}/bundles") as reply:
+        first = await reply.text()
+    assert "120 sidecar(s) reported: 0 on the latest revision, 2 refusing one." in first
+    rows = re.findall(r"<td>(i-\d{3})</td>", first)
+    assert len(rows) == 50 and rows[:3] == ["i-007", "i-099", "i-000"]  # what needs a person on top
+    assert HOSTILE not in first and "bad signature &lt;script&gt;" in first
+    pages = [rows]
+    while (after := re.search(r'href="/bundles\?after=([^"]+)"', first)) is not None:
+        async with http.get(f"{served.url}/bundles?after={after.group(1)}") as reply:
+            first = await reply.text()
+        pages.append(re.findall(r"<td>(i-\d{3})</td>", first))
+    seen = [instance for page in pages for instance in page]
+    assert [len(p) for p in pages] == [50, 50, 20] and sorted(seen) == [f"i-{n:03d}" for n in range(120)]

@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from meshwarden.addresses import HostPort, UnixSocket
@@ -71,3 +72,26 @@ async def test_a_unix_socket_is_private_to_its_user(tmp_path: Path) -> None:
             assert ok.status == 200
     finally:
         await server.stop()
+
+
+async def test_unknown_routes_and_methods_under_a_family_are_refused_in_its_shape() -> None:
+    server, bound = await _started()
+    auth = {"Authorization": f"Bearer {TOKEN.decode()}"}
+    try:
+        async with aiohttp.ClientSession(f"http://{bound}") as http:
+            missing = await http.post("/v1/nothing", data=b"{}", headers=auth)
+            assert missing.status == 404 and "/v1/nothing" in (await missing.json())["error"]["message"]
+            wrong = await http.get("/v1/echo", headers=auth)
+            assert wrong.status == 405 and wrong.headers["Allow"] == "POST"
+            assert (await wrong.json())["error"]["type"] == "refused"
+    finally:
+        await server.stop()
+
+
+def test_a_family_with_a_variable_path_is_refused_at_construction() -> None:
+    async def echo(request: web.Request) -> web.Response:
+        return web.Response()
+
+    family = RouteFamily("test", "/v1/", [web.get("/v1/items/{id}", echo)], lambda s, m: web.Response(status=s))
+    with pytest.raises(ValueError, match="not an exact path under /v1/"):
+        GatewayServer([family], TOKEN, max_body_bytes=1024)
