@@ -68,9 +68,7 @@ class SessionQueries:
             wanted = dataclasses.replace(wanted, participant=session_access.agent_of(caller))
         if self._sessions is not None and not request.HasField("since") and not request.HasField("until"):
             listed = await self._sessions.find(wanted.as_query())
-            found = [
-                session_principal.fill(session_views.summary_of(s.aggregate, s.outcome), s.principal) for s in listed
-            ]
+            found = [session_principal.fill(session_views.summary_of(s.aggregate, s.outcome), s.principal) for s in listed]
         else:
             since, until = self._window(
                 request.since if request.HasField("since") else None,

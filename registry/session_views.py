@@ -149,9 +149,7 @@ def list_sessions(
     receipts = list(receipts)
     principals = session_principal.by_session(receipts)
     summaries = [
-        session_principal.fill(
-            summarize(s.session_id, s.calls, outcomes.get(s.session_id)), principals.get(s.session_id)
-        )
+        session_principal.fill(summarize(s.session_id, s.calls, outcomes.get(s.session_id)), principals.get(s.session_id))
         for s in _sessions(receipts)
     ]
     kept = [s for s in summaries if _matches(s, wanted)]

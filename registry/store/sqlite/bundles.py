@@ -54,9 +54,7 @@ class SqliteBundles:
             if row is None:
                 return None
             name, number, digest, artifact, pushed_at = row
-            return StoredBundle(
-                name=name, revision=number, digest=digest, artifact=bytes(artifact), pushed_at=pushed_at
-            )
+            return StoredBundle(name=name, revision=number, digest=digest, artifact=bytes(artifact), pushed_at=pushed_at)
 
         return await self._db.read(work)
 
