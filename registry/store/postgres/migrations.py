@@ -394,6 +394,12 @@ CREATE TABLE kill_effects (
 );
 """,
     ),
+    Step(
+        "tasks by holder: the tasks each agent holds, counted from an index for `agents list`",
+        """
+CREATE INDEX tasks_by_holder_agent ON tasks (holder_agent, state);
+""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(STEPS)

@@ -412,6 +412,12 @@ CREATE TABLE IF NOT EXISTS kill_effects (
 ) WITHOUT ROWID;
 """,
     ),
+    Step(
+        "tasks by holder: the tasks each agent holds, counted from an index for `agents list`",
+        """
+CREATE INDEX IF NOT EXISTS tasks_by_holder_agent ON tasks (holder_agent, state);
+""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(STEPS)
