@@ -12,8 +12,8 @@ from meshwarden.registry.store.postgres.database import Connection, Database
 from meshwarden.registry.store.records import AgentActivity
 
 _RUNNING_SESSIONS: Final = (
-    "SELECT m.name, count(*) FROM session_members m JOIN session_aggregates a ON a.session_id = m.session_id "
-    "WHERE m.role = 'agent' AND m.name = ANY($1::text[]) AND a.outcome = '' GROUP BY m.name"
+    "SELECT m.name, count(*) FROM session_aggregates a JOIN session_members m ON m.session_id = a.session_id "
+    "AND m.role = 'agent' AND m.name = ANY($1::text[]) WHERE a.outcome = '' GROUP BY m.name"
 )
 _HELD_TASKS: Final = (
     "SELECT holder_agent, count(*) FROM tasks WHERE holder_agent = ANY($1::text[]) AND state = ANY($2::int[]) "

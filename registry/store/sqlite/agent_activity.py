@@ -1,22 +1,29 @@
 """What each agent has in progress, in SQLite (registry.store.AgentActivityStore): running
-sessions counted from `session_members` (primary key by role and name) joined to their
-aggregate's `outcome`, held tasks from the `tasks_by_holder_agent` index. Both read only the
-rows of the agents asked about, so a page of `agents list` costs the same with 10 or 100,000
-sessions stored beside it."""
+sessions counted from the aggregates with no outcome (`session_aggregates_by_outcome`), each
+joined to its members of the agents asked about (`session_members_by_session`), held tasks from
+the `tasks_by_holder_agent` index. The first reads the running sessions, not every session an
+agent ever took part in: with 10,000 sessions stored, a third of them running and four agents
+in all of them, 13 ms, against 30 ms reading the agents' memberships first (one run, loaded
+machine). The CROSS JOIN keeps SQLite's planner on that order."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from typing import Final
 
 from meshwarden.registry.store.records import AgentActivity
 from meshwarden.registry.store.sqlite.database import Database
 
-_RUNNING_SESSIONS = (
-    "SELECT count(*) FROM session_members m JOIN session_aggregates a ON a.session_id = m.session_id "
-    "WHERE m.role = 'agent' AND m.name = ? AND a.outcome = ''"
+_RUNNING_SESSIONS: Final = (
+    "SELECT m.name, count(*) FROM session_aggregates a CROSS JOIN session_members m "
+    "ON m.session_id = a.session_id AND m.role = 'agent' AND m.name IN ({agents}) "
+    "WHERE a.outcome = '' GROUP BY m.name"
 )
-_HELD_TASKS = "SELECT count(*) FROM tasks WHERE holder_agent = ? AND state = ?"
+_HELD_TASKS: Final = (
+    "SELECT holder_agent, count(*) FROM tasks WHERE holder_agent IN ({agents}) AND state IN ({held}) "
+    "GROUP BY holder_agent"
+)
 
 
 class SqliteAgentActivity:
@@ -24,13 +31,20 @@ class SqliteAgentActivity:
         self._db = db
 
     async def in_progress(self, agents: Sequence[str], held: tuple[int, ...]) -> list[AgentActivity]:
+        marks = ", ".join("?" * len(agents))  # at most 10,000 (registry.agent_activity): within SQLite's 32,766
+        running = _RUNNING_SESSIONS.format(agents=marks)
+        holding = _HELD_TASKS.format(agents=marks, held=", ".join("?" * len(held)))
+
         def work(db: sqlite3.Connection) -> list[AgentActivity]:
-            return [_of(db, agent, held) for agent in agents]
+            sessions = dict(db.execute(running, tuple(agents)).fetchall())
+            tasks = dict(db.execute(holding, (*agents, *held)).fetchall())
+            return [
+                AgentActivity(
+                    agent=agent,
+                    sessions_running=int(sessions.get(agent, 0)),
+                    tasks_in_progress=int(tasks.get(agent, 0)),
+                )
+                for agent in agents
+            ]
 
-        return await self._db.read(work)
-
-
-def _of(db: sqlite3.Connection, agent: str, held: tuple[int, ...]) -> AgentActivity:
-    (sessions,) = db.execute(_RUNNING_SESSIONS, (agent,)).fetchone()
-    tasks = sum(int(db.execute(_HELD_TASKS, (agent, state)).fetchone()[0]) for state in held)
-    return AgentActivity(agent=agent, sessions_running=int(sessions), tasks_in_progress=tasks)
+        return await self._db.read(work) if agents else []
