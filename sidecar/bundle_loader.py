@@ -3,7 +3,8 @@
 For each revision offered (from the watch stream, or from disk at start-up):
 1. refuse it unless it is newer than the active one;
 2. verify it against the trusted Ed25519 keys (policy_bundle.verify);
-3. build an immutable ActivePolicy for this agent (Cedar parsed once, only its slice);
+3. build an immutable ActivePolicy for this agent (Cedar parsed once, only its slice; policy
+   files whose text the active revision has too are taken parsed from it);
 4. swap it in with one reference assignment (calls in flight keep the one they started with);
 5. persist the raw bundle as last good (temp file, fsync, rename);
 6. report what is active, or why a revision was refused, to the registry.
@@ -39,6 +40,7 @@ from meshwarden.policy_bundle.keys import load_public_key
 from meshwarden.policy_bundle.verify import VerifiedBundle, verify
 from meshwarden.secure_files import ensure_private_dir, write_atomically
 from meshwarden.sidecar.policy import ActivePolicy
+from meshwarden.sidecar.policy.active_policy import ParsedFiles
 from meshwarden.sidecar.policy.retirement import sole_reference, take_apart
 
 log = logging.getLogger(__name__)
@@ -143,7 +145,7 @@ class BundleLoader:
                 return
             capabilities = self._capabilities()  # read on the loop, where the agent registers
             with build_window():
-                active = await asyncio.to_thread(self._build, verified, capabilities)
+                active = await asyncio.to_thread(self._build, verified, capabilities, self._parsed())
             self._swap(active, verified)
 
     async def _activate(self, raw: bytes, *, persist: bool) -> None:
@@ -154,7 +156,7 @@ class BundleLoader:
             newer_than = current.manifest.revision if current else None
             capabilities = self._capabilities()
             with build_window():
-                verified, active = await asyncio.to_thread(self._prepare, raw, newer_than, capabilities)
+                verified, active = await asyncio.to_thread(self._prepare, raw, newer_than, capabilities, self._parsed())
             self._swap(active, verified)
             self._holder.status.active_revision = verified.manifest.revision
             self._holder.status.active_digest = verified.digest
@@ -190,15 +192,23 @@ class BundleLoader:
             with _loop_first():
                 await asyncio.to_thread(take_apart, replaced)
 
+    def _parsed(self) -> ParsedFiles:
+        """The active policy's parsed files, which a build reuses where a file is unchanged."""
+        return self._holder.active.parsed_files if self._holder.active is not None else {}
+
     def _prepare(
-        self, raw: bytes, newer_than: int | None, capabilities: list[str]
+        self,
+        raw: bytes,
+        newer_than: int | None,
+        capabilities: list[str],
+        parsed: ParsedFiles,
     ) -> tuple[VerifiedBundle, ActivePolicy]:
         """In a worker thread: verify, then build (touches nothing the loop reads)."""
         verified = verify(raw, self._keys, newer_than=newer_than)
-        return verified, self._build(verified, capabilities)
+        return verified, self._build(verified, capabilities, parsed)
 
-    def _build(self, verified: VerifiedBundle, capabilities: list[str]) -> ActivePolicy:
-        return ActivePolicy(verified, local_agent=self._agent, local_capabilities=capabilities)
+    def _build(self, verified: VerifiedBundle, capabilities: list[str], parsed: ParsedFiles) -> ActivePolicy:
+        return ActivePolicy(verified, local_agent=self._agent, local_capabilities=capabilities, parsed=parsed)
 
 
 @contextlib.contextmanager

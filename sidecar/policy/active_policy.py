@@ -80,6 +80,7 @@ from meshwarden.sidecar.policy.tool_policy import ToolPolicy
 
 _ACTION: Final = {"type": "Action", "id": CALL_ACTION}
 _Pair = tuple[Direction, str, str]  # (direction, caller agent, capability)
+ParsedFiles = Mapping[str, tuple[pst.Template, ...]]  # a policy file's text -> its policies, parsed
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"))  # built once: json.dumps(separators=...) builds one per call
 DEFAULT_DECISION_CACHE: Final = 4096
 _PARSE_STEP_STATEMENTS: Final = 20  # about 2 ms of cedarpy parsing per step
@@ -129,7 +130,10 @@ class ActivePolicy:
         local_capabilities: Collection[str],
         slicing: Slicing = Slicing.SCOPE,
         decision_cache_size: int = DEFAULT_DECISION_CACHE,
+        parsed: ParsedFiles | None = None,
     ) -> None:
+        """`parsed`: the `parsed_files` of the policy this one replaces; a policy file whose
+        text is the same is not parsed again (its templates are immutable, so they are shared)."""
         contents = bundle.contents
         self.label = contents.manifest.label
         self.name, self.revision, self.digest = contents.manifest.name, contents.manifest.revision, bundle.digest
@@ -137,7 +141,8 @@ class ActivePolicy:
         self._local_capabilities = frozenset(local_capabilities)
         try:
             schema = cedarpy.Schema.from_str(contents.schema_text, release_gil=True)
-            templates = _parse_policies(f.text for f in contents.policy_files)
+            self.parsed_files = _parse_policies([f.text for f in contents.policy_files], parsed or {})
+            templates = [t for f in contents.policy_files for t in self.parsed_files[f.text]]
             self._entities = cedarpy.Entities.from_json_str(contents.entities_text, schema, release_gil=True)
             args_type = read_call_action(contents.schema_text).context.attributes.get(ARGS)
             shape = read_schema(contents.schema_text)
@@ -179,6 +184,7 @@ class ActivePolicy:
                 servers=contents.mcp_servers,
                 teams=self._teams,
                 approvals=approvals,
+                decision_cache_size=decision_cache_size,
             )
         except ValueError as exc:
             raise BundleError(
@@ -320,7 +326,8 @@ class ActivePolicy:
 
     @property
     def decision_cache_entries(self) -> int:
-        return len(self._decisions)
+        """Decisions kept under their context, capability and tool calls alike."""
+        return len(self._decisions) + self._tools.decision_cache_entries
 
     def _foreseen_pairs(self, entity_names: Mapping[str, frozenset[str]]) -> dict[_Pair, _Evaluator]:
         """Every pair this agent can be part of whose policies differ from an unknown name's:
@@ -377,17 +384,27 @@ class ActivePolicy:
         return _ENCODER.encode(context)
 
 
-def _parse_policies(texts: Iterable[str]) -> list[pst.Template]:
-    """The policies of every file, parsed a few statements at a time: a cedarpy call holds the
-    GIL throughout, so a 1,000-policy bundle parsed in one call would stall the event loop for
-    tens of milliseconds even from a worker thread; in steps, the loop runs between them."""
-    templates: list[pst.Template] = []
+def _parse_policies(texts: Iterable[str], parsed: ParsedFiles) -> dict[str, tuple[pst.Template, ...]]:
+    """The policies of every file by its text, parsed a few statements at a time: a cedarpy
+    call holds the GIL throughout, so a 1,000-policy bundle parsed in one call would stall the
+    event loop for tens of milliseconds even from a worker thread; in steps, the loop runs
+    between them. A text in `parsed` is taken from there: splitting statements and converting
+    them to syntax trees is a quarter of a build's CPU, all of it holding the GIL, and a new
+    revision usually changes few files (benchmarks/README.md, issue 13's wall-time lags)."""
+    found: dict[str, tuple[pst.Template, ...]] = {}
     for text in texts:
+        if text in found:
+            continue
+        if text in parsed:
+            found[text] = parsed[text]
+            continue
+        templates: list[pst.Template] = []
         statements = split_statements(text)
         for start in range(0, len(statements), _PARSE_STEP_STATEMENTS):
             chunk = "\n".join(s.text for s in statements[start : start + _PARSE_STEP_STATEMENTS])
             templates.extend(cedarpy.PolicySet.from_str(chunk, release_gil=True).to_pst().static_policies.values())
-    return templates
+        found[text] = tuple(templates)
+    return found
 
 
 def _policies(templates: Iterable[pst.Template], label: str) -> list[_Policy]:

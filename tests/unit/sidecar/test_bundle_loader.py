@@ -17,6 +17,7 @@ from meshwarden.policy_bundle.verify import VerifiedBundle
 from meshwarden.sidecar import bundle_loader
 from meshwarden.sidecar.bundle_loader import BundleLoader, BundleStatus, PolicyHolder
 from meshwarden.sidecar.policy import ActivePolicy, retirement
+from meshwarden.sidecar.policy.active_policy import ParsedFiles
 from tests.policy_helpers import KEY_ID, signed_bytes, write_bundle
 
 
@@ -70,10 +71,10 @@ async def test_a_rebuild_never_undoes_a_newer_revision(tmp_path: Path) -> None:
     release = threading.Event()
     real_build = loader._build
 
-    def slow_for_revision_2(verified: VerifiedBundle, capabilities: list[str]) -> ActivePolicy:
+    def slow_for_revision_2(verified: VerifiedBundle, capabilities: list[str], parsed: ParsedFiles) -> ActivePolicy:
         if verified.manifest.revision == 2:
             release.wait(10)
-        return real_build(verified, capabilities)
+        return real_build(verified, capabilities, parsed)
 
     loader._build = slow_for_revision_2  # type: ignore[method-assign]
     rebuild = asyncio.create_task(loader.rebuild_for_capabilities())

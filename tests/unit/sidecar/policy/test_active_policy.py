@@ -299,3 +299,22 @@ def test_arguments_given_parsed_decide_as_their_text_and_are_parsed_only_when_re
     with pytest.raises(ArgumentsNotMappable) as info:
         engine.decide(OUT, caller, "billing.refund", call(payload=b'{"amount_cents": 12.5}').cedar_arguments, FACTS)
     assert info.value.path == "$.amount_cents" and str(info.value).endswith("(policy bundle demo rev 1)")
+
+
+def test_a_rebuild_reuses_the_parse_of_unchanged_files_and_parses_changed_ones(tmp_path: Path) -> None:
+    first = ActivePolicy(verified(tmp_path / "a"), local_agent="billing", local_capabilities=[])
+    weekend = (
+        '@id("no-risky-weekends")\nforbid (principal, action == Action::"call", resource)\n'
+        "when { resource.risk_tier == 3 && context.time.weekday >= 6 };\n"
+    )
+    changed = verified(tmp_path / "b", {"policies/weekend.cedar": weekend})
+    second = ActivePolicy(changed, local_agent="billing", local_capabilities=[], parsed=first.parsed_files)
+    unchanged = [text for text in second.parsed_files if text in first.parsed_files]
+    assert unchanged and all(second.parsed_files[t] is first.parsed_files[t] for t in unchanged)
+    assert weekend in second.parsed_files and weekend not in first.parsed_files
+    saturday = CallFacts(now_unix_s=1_763_800_000)
+    fresh = ActivePolicy(changed, local_agent="billing", local_capabilities=[])
+    for engine in (second, fresh):  # reused or parsed anew, the same decisions
+        assert engine.policy_count == 6
+        refund = engine.decide(OUT, Caller("billing"), "billing.refund", b'{"amount_cents": 5}', saturday)
+        assert refund.policy_ids == ("no-risky-weekends",)
