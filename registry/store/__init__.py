@@ -18,7 +18,7 @@ What every implementation guarantees:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -32,6 +32,7 @@ from meshwarden.registry.store.records import (
     CallFact,
     ChainHead,
     ChainVerdict,
+    ChangeSide,
     ControlsSet,
     ControlWatcher,
     CostTotal,
@@ -283,8 +284,8 @@ class SessionStore(Protocol):
 class SessionSignalStore(Protocol):
     """What the receipt store keeps per session beside its aggregate for the operator's
     questions 7 and 10 (registry.session_signals, registry.call_facts): kept apart from
-    SessionStore so a store can add it on its own (SQLite has it; without it the registry
-    computes the same answers from the receipts)."""
+    SessionStore so a store can add it on its own (both stores have it; without it the
+    registry computes the same answers from the receipts)."""
 
     async def suspects(
         self, limits: SuspectThresholds, now: float, after: tuple[float, str] | None, limit: int, reason: str = ""
@@ -294,8 +295,16 @@ class SessionSignalStore(Protocol):
         strictly after the `after` keyset cursor."""
         ...
 
-    async def call_facts(self, since: float, until: float) -> list[CallFact]:
-        """One row per call that started in [since, until) (registry.call_facts)."""
+    async def call_facts(
+        self, since: float, until: float, capabilities: Collection[str] | None = None
+    ) -> list[CallFact]:
+        """One row per call that started in [since, until) (registry.call_facts), of the
+        `capabilities` only when given."""
+        ...
+
+    async def change_sides(self, since: float, until: float) -> list[ChangeSide]:
+        """The calls that started in [since, until) summed per kind, subject and value, as
+        registry.session_changes.sides_of sums them (latencies by latency_bucket)."""
         ...
 
     async def suspect_counts(self, limits: SuspectThresholds, now: float) -> dict[str, int]:
