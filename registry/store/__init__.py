@@ -26,6 +26,7 @@ from typing import Protocol, TypeVar
 from meshwarden.registry.errors import RegistryError
 from meshwarden.registry.model import CatalogEvent, Instance, RemovalReason, Removed, Snapshot, Upserted
 from meshwarden.registry.store.records import (
+    AgentActivity,
     AuditEntry,
     BudgetRow,
     CallFact,
@@ -555,6 +556,18 @@ class TaskStore(Protocol):
     async def earliest_lease_expiry(self, held: tuple[int, ...]) -> float | None: ...
 
 
+class AgentActivityStore(Protocol):
+    """What each agent has in progress, for `meshwarden agents list` (the operator's question 1),
+    counted from indexed tables, never from receipts: a session is running for an agent when no
+    outcome was reported for it and the agent made or served one of its calls (the agent is
+    one of the session aggregate's members); a task is in progress for an agent when one of
+    its instances holds the task's lease (its state is one of `held`)."""
+
+    async def in_progress(self, agents: Sequence[str], held: tuple[int, ...]) -> list[AgentActivity]:
+        """One row per agent of `agents` (zeros included), in the order given."""
+        ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class Stores:
     """Every aggregate's store over one database, and how to close it."""
@@ -571,6 +584,7 @@ class Stores:
     tasks: TaskStore
     approvals: ApprovalStore
     budgets: BudgetStore
+    agent_activity: AgentActivityStore
     location: str  # where the data lives, for log lines (a path, or a database URL without secrets)
     close: Callable[[], Awaitable[None]]
     # None: this process is the store's only user (SQLite); else other replicas' changes arrive here.
@@ -587,6 +601,8 @@ class Stores:
 
 
 __all__ = [
+    "AgentActivity",
+    "AgentActivityStore",
     "ApprovalStore",
     "AuditEntry",
     "AuditStore",

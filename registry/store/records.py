@@ -446,3 +446,12 @@ class SpendRow:
     subject: str
     spent_micro_usd: int
     soft_crossed: bool
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AgentActivity:
+    """What one agent has in progress (registry.store.AgentActivityStore says how it is counted)."""
+
+    agent: str
+    sessions_running: int
+    tasks_in_progress: int

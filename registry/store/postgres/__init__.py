@@ -9,6 +9,7 @@ import logging
 
 from meshwarden.registry.store import Stores
 from meshwarden.registry.store.postgres import migrations
+from meshwarden.registry.store.postgres.agent_activity import PostgresAgentActivity
 from meshwarden.registry.store.postgres.approvals import PostgresApprovals
 from meshwarden.registry.store.postgres.audit import PostgresAudit
 from meshwarden.registry.store.postgres.budgets import PostgresBudgets
@@ -76,6 +77,7 @@ def stores_over(db: Database, *, event_log_retention: int) -> Stores:
         control_watchers=PostgresControlWatchers(db),
         join_tokens=PostgresJoinTokens(db),
         approvals=PostgresApprovals(db),
+        agent_activity=PostgresAgentActivity(db),
         budgets=PostgresBudgets(db),
         tasks=PostgresTasks(db),
         feed=feed,

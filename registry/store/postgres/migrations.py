@@ -463,6 +463,12 @@ UPDATE meta SET value = CASE WHEN EXISTS (SELECT 1 FROM receipts) THEN 0 ELSE 1 
 """
         + REBUILD_COST_TOTALS,
     ),
+    Step(
+        "tasks by holder: the tasks each agent holds, counted from an index for `agents list`",
+        """
+CREATE INDEX tasks_by_holder_agent ON tasks (holder_agent, state);
+""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(STEPS)

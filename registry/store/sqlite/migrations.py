@@ -445,6 +445,12 @@ CREATE TABLE IF NOT EXISTS cost_totals (
 """
         + REBUILD_COST_TOTALS,
     ),
+    Step(
+        "tasks by holder: the tasks each agent holds, counted from an index for `agents list`",
+        """
+CREATE INDEX IF NOT EXISTS tasks_by_holder_agent ON tasks (holder_agent, state);
+""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(STEPS)

@@ -322,7 +322,10 @@ async def test_two_chains_shipped_at_once_into_the_same_sessions_are_all_counted
         ({}, "(not refused)"),
         ({"status": "PERMISSION_DENIED", "decision": "deny"}, "policy no-refunds"),
         ({"status": "UNAVAILABLE", "error_kind": "killed", "kill_switch_id": "k-1"}, "kill switch k-1"),
-        ({"status": "RESOURCE_EXHAUSTED", "error_kind": "budget_exhausted"}, "budget"),
+        ({"status": "RESOURCE_EXHAUSTED", "error_kind": "budget_exhausted"}, "budget"),  # an older sidecar's
+        ({"status": "RESOURCE_EXHAUSTED", "error_kind": "budget_exhausted", "short": "b-9"}, "budget b-9"),
+        # not refused, changed: a budget made it run on a cheaper model
+        ({"short": "b-9", "downgraded_to": "gpt-small"}, "downgrade by budget b-9"),
         ({"status": "PERMISSION_DENIED", "error_kind": "approval_denied"}, "approval denied"),
     ],
 )
@@ -332,5 +335,6 @@ def test_refusals_are_split_by_cause(changes: dict[str, str], cause: str) -> Non
     outbound.policy_ids.append("no-refunds")
     outbound.error_kind = changes.get("error_kind", "")
     outbound.kill_switch_id = changes.get("kill_switch_id", "")
+    outbound.budget_short, outbound.budget_downgraded_to = changes.get("short", ""), changes.get("downgraded_to", "")
     (call,) = calls_of([outbound, inbound])
     assert session_views.refusal_cause(call) == cause
