@@ -1,9 +1,12 @@
 """How long the web console takes to answer its main pages with 1,000 agents registered and
-a store of receipts: the console served in-process over real registry parts (SQLite, WAL),
-fetched over HTTP on loopback as a logged-in operator. The receipts are session_queries.py's
-(four agents, sessions of four calls), shipped within the map's window.
+10,000 sessions (or 1,000,000 receipts) stored: the console served in-process over real
+registry parts (SQLite, or PostgreSQL with --store), fetched over HTTP on loopback as a
+logged-in operator. The store is filled as benchmarks/operator_questions.py fills it
+(bulk_receipts.py: `--ingest` sessions through the receipt store's ingest path, copied by SQL,
+each copy further back in time, up to the size asked; the last session a minute ago).
 
-    PYTHONPATH=. .venv/bin/python benchmarks/console_pages.py [--agents 1000] [--calls 10000] [--repeat 5]
+    PYTHONPATH=. .venv/bin/python benchmarks/console_pages.py [--agents 1000] [--sessions 10000 | --receipts 1000000] \
+        [--ingest 2000] [--store postgresql://...] [--repeat 5]
 
 Prints, for each page, the seconds of its first fetch and the median of `--repeat` fetches of
 the whole page and of the live part the page polls (the map's reading of the window's
@@ -20,9 +23,10 @@ import time
 from pathlib import Path
 
 import aiohttp
-from session_queries import T0, fill  # beside this script: python puts its folder on sys.path
+import bulk_receipts  # beside this script: python puts its folder on sys.path
 
 from meshwarden.addresses import HostPort
+from meshwarden.clock import SystemClock
 from meshwarden.registry.api.controls import ControlsApi
 from meshwarden.registry.approvals import Approvals
 from meshwarden.registry.audit import Audit
@@ -39,33 +43,40 @@ from meshwarden.registry.operators import OperatorCredential
 from meshwarden.registry.outcomes import Outcomes
 from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.session_queries import SessionQueries
-from meshwarden.registry.store.sqlite import stores_over
-from meshwarden.registry.store.sqlite.database import Database
+from meshwarden.registry.store import Stores
+from meshwarden.registry.store.sqlite import open_sqlite
 from meshwarden.registry.task_queue import TaskQueue
 from meshwarden.schema_hash import schema_hash
 
-PAGES = ("/map", "/map?window=1h", "/sessions", "/costs", "/approvals", "/kills", "/tasks", "/bundles", "/audit")
+PAGES = (
+    "/map",
+    "/map?window=1h",
+    "/sessions",  # the last 24 hours by default: read from the receipts of the window
+    "/sessions?window=all",  # from the session aggregates
+    "/sessions/s7",
+    "/costs",
+    "/costs?window=all",
+    "/approvals",
+    "/kills",
+    "/tasks",
+    "/bundles",
+    "/audit",
+)
 
 
-class _Clock:
-    """Wall time just after the synthetic receipts, so that they fall in the pages' windows."""
-
-    def __init__(self) -> None:
-        self.wall_at = T0
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def wall(self) -> float:
-        return self.wall_at
-
-
-async def measure(agents: int, calls: int, repeat: int) -> list[tuple[str, float, float, float]]:
+async def measure(
+    agents: int, sessions: int, ingest: int, store: str, repeat: int
+) -> list[tuple[str, float, float, float]]:
     with tempfile.TemporaryDirectory() as directory:
         data = Path(directory)
-        db = await asyncio.to_thread(Database.open, data)
-        stores = stores_over(db, event_log_retention=100)
-        clock = _Clock()
+        stores: Stores
+        if store:
+            from meshwarden.registry.store.postgres import open_postgres
+
+            stores = await open_postgres(store, event_log_retention=100, migrate=True)
+        else:
+            stores = await open_sqlite(data, event_log_retention=100)
+        clock = SystemClock()
         try:
             audit = Audit(stores.audit, clock)
             catalog = Catalog(stores.catalog, stores.leases, clock, lease_ttl_s=86400.0, publish=lambda e: None)
@@ -82,7 +93,13 @@ async def measure(agents: int, calls: int, repeat: int) -> list[tuple[str, float
             issuer = Issuer.ephemeral("meshwarden.local", clock)
             receipts = Receipts(stores.receipts, clock, trust_bundle_pem=issuer.bundle_pem)
             outcomes = Outcomes(stores.outcomes, clock)
-            clock.wall_at = await fill(receipts, outcomes, issuer, calls) + 1.0
+            span_s = ingest * bulk_receipts.SESSION_SPACING_S
+            await bulk_receipts.load(stores, ingest, time.time() - 60.0 - span_s)
+            if sessions // ingest > 1:
+                if store:
+                    await bulk_receipts.copy_postgres(store, sessions // ingest - 1, span_s)
+                else:
+                    await asyncio.to_thread(bulk_receipts.copy_sqlite, stores.location, sessions // ingest - 1, span_s)
             controls = Controls(stores.controls, clock, audit, lambda e: None)
             tasks = TaskQueue(stores.tasks, clock)
             sources = Sources(
@@ -137,14 +154,23 @@ async def _median(http: aiohttp.ClientSession, url: str, headers: dict[str, str]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", type=int, default=1000)
-    parser.add_argument("--calls", type=int, default=10_000)
+    parser.add_argument("--sessions", type=int, default=10_000)
+    parser.add_argument("--receipts", type=int, default=0, help="instead of --sessions: this many receipts (about)")
+    parser.add_argument("--ingest", type=int, default=2000, help="sessions through the ingest path (the rest copied)")
+    parser.add_argument("--store", default="", help="postgresql://... (a migrated or empty database); default SQLite")
     parser.add_argument("--repeat", type=int, default=5)
     options = parser.parse_args()
-    rows = asyncio.run(measure(options.agents, options.calls, options.repeat))
-    print(f"{options.agents} agents, {options.calls} calls ({options.calls * 2} receipts); median seconds")
-    print(f"{'page':<18} {'first':>8} {'whole':>8} {'live':>8}")
+    sessions = -(-options.receipts // bulk_receipts.RECEIPTS_PER_SESSION) if options.receipts else options.sessions
+    ingest = min(options.ingest, sessions)
+    sessions = -(-sessions // ingest) * ingest
+    rows = asyncio.run(measure(options.agents, sessions, ingest, options.store, options.repeat))
+    print(
+        f"{options.agents} agents, {sessions} sessions ({sessions * bulk_receipts.RECEIPTS_PER_SESSION} receipts) "
+        f"on {'PostgreSQL' if options.store else 'SQLite'}; median seconds"
+    )
+    print(f"{'page':<22} {'first':>8} {'whole':>8} {'live':>8}")
     for page, first, whole, live in rows:
-        print(f"{page:<18} {first:>8.4f} {whole:>8.4f} {live:>8.4f}")
+        print(f"{page:<22} {first:>8.4f} {whole:>8.4f} {live:>8.4f}")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ path (Receipts.ship: chains, signatures, the session aggregates kept in each bat
 transaction; the shape of benchmarks/session_queries.py: sessions of four calls, usage on the
 callee's side, an outcome on two sessions in three), which also measures ingest. Then one
 INSERT ... SELECT over generate_series per table copies those rows `--copies` times under new
-session and chain ids (receipts, session_aggregates, session_members, session_cost_shares,
-session_outcomes), so every copy's aggregates match its receipts, without a million API calls.
+session and chain ids (bulk_receipts.copy_postgres: receipts and every per-session table, then
+the cost totals rebuilt), so every copy's aggregates match its receipts, without a million
+API calls.
 
     PYTHONPATH=. .venv/bin/python benchmarks/session_queries_pg.py --store postgresql://USER@HOST:PORT/DB \
         [--calls 2000] [--copies 250] [--repeat 5]
@@ -19,7 +20,8 @@ import argparse
 import asyncio
 import time
 
-from session_queries import (  # beside this script: python puts its folder on sys.path
+import bulk_receipts  # beside this script: python puts its folder on sys.path
+from session_queries import (
     OPERATOR,
     LoopWatch,
     fill,
@@ -34,50 +36,11 @@ from meshwarden.registry.session_queries import SessionQueries
 from meshwarden.registry.store.postgres import Database, stores_over
 from meshwarden.v1 import receipts_pb2
 
-# Each copy g gets ids suffixed "~g": sessions, chains and calls stay unique.
-_COPY = (
-    """
-INSERT INTO receipts SELECT sidecar_instance_id || '~' || g, seq, prev_hash, hash, direction, call_id || '~' || g,
-    CASE WHEN session_id = '' THEN '' ELSE session_id || '~' || g END, workflow_id, caller_agent, caller_team,
-    callee_agent, callee_team, capability, status, model, cost_micro_usd, started_at, body
-FROM receipts, generate_series(1, $1) AS g WHERE position('~' IN sidecar_instance_id) = 0
-""",
-    """
-INSERT INTO session_aggregates SELECT session_id || '~' || g, workflow_id, started_at, last_activity_at, calls,
-    failures, cost_micro_usd, input_tokens, output_tokens, agents, teams, outcome, activity_at
-FROM session_aggregates, generate_series(1, $1) AS g WHERE position('~' IN session_id) = 0
-""",
-    """
-INSERT INTO session_members SELECT role, name, session_id || '~' || g
-FROM session_members, generate_series(1, $1) AS g WHERE position('~' IN session_id) = 0
-""",
-    """
-INSERT INTO session_cost_shares SELECT by_key, key, in_session, session_id || '~' || g, calls, failures,
-    cost_micro_usd, input_tokens, output_tokens
-FROM session_cost_shares, generate_series(1, $1) AS g WHERE position('~' IN session_id) = 0
-""",
-    """
-INSERT INTO session_outcomes SELECT session_id || '~' || g, outcome, detail, reported_by, reported_at
-FROM session_outcomes, generate_series(1, $1) AS g WHERE position('~' IN session_id) = 0
-""",
-)
-
 
 async def copy_rows(url: str, copies: int) -> float:
-    db = await Database.connect(url)
-    try:
-        started = time.perf_counter()
-        connection = await db.connection()  # no command timeout: a copy takes minutes
-        try:
-            async with connection.transaction():
-                for statement in _COPY:
-                    await connection.execute(statement, copies)
-            await connection.execute("VACUUM ANALYZE")
-        finally:
-            await connection.close()
-        return time.perf_counter() - started
-    finally:
-        await db.close()
+    started = time.perf_counter()
+    await bulk_receipts.copy_postgres(url, copies, 0.0)
+    return time.perf_counter() - started
 
 
 async def measure(url: str, calls: int, copies: int, repeat: int) -> None:

@@ -23,8 +23,9 @@ transport with `uds=`; `--base-unix` the base sidecar's (`--ab-tree .` with `--u
 a Unix socket, same code). `--oauth` puts the server behind OAuth client credentials (the tests'
 authorization server stand-in and their ticket server, which introspects each token at it): only
 the sidecars hold a token, so there is no direct path, and "added" is against the base sidecar
-(or nothing). `--py-spy DIR` records the sidecar over the measured rounds (it slows
-the sidecar: take CPU figures from a run without it).
+(or nothing). `--py-spy DIR` records the sidecar over the measured rounds (1,000 samples a
+second, without pausing it; the samples are wall clock, so a `send()` that wakes its receiver
+shows up as time spent there; it still slows the sidecar: take CPU figures from a run without it).
 """
 
 from __future__ import annotations
@@ -216,7 +217,19 @@ def sidecar_client(sidecar: Child, token: str) -> Client:
 
 def start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    argv = [py_spy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--output", str(out), "--native"]
+    argv = [
+        py_spy,
+        "record",
+        "--pid",
+        str(pid),
+        "--rate",
+        "1000",
+        "--nonblocking",
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+    ]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

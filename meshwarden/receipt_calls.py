@@ -63,6 +63,10 @@ class ReceiptCall:
     # The person's approval the call needed, and its decision ("" when it needed none).
     approval_id: str = ""
     approval_decision: str = ""
+    # A budget that had no room for the call as asked (it refused it, or it ran as the cheaper
+    # `budget_downgraded_to`), recorded by the caller's sidecar.
+    budget_short: str = ""
+    budget_downgraded_to: str = ""
 
     @property
     def usage_measured_by(self) -> str:
@@ -139,6 +143,8 @@ def _merge(receipts: list[receipts_pb2.Receipt]) -> ReceiptCall:
         tool_result_class=first.tool_result_class,
         approval_id=first.approval_id or callee.approval_id,
         approval_decision=first.approval_decision or callee.approval_decision,
+        budget_short=first.budget_short,
+        budget_downgraded_to=first.budget_downgraded_to,
     )
 
 

@@ -41,6 +41,7 @@ from meshwarden.policy_bundle.errors import BundleError
 from meshwarden.policy_bundle.trusted_keys import load_trusted_keys
 from meshwarden.ready import announce_ready
 from meshwarden.registry import api, leases, singletons, task_key
+from meshwarden.registry.agent_activity import AgentActivities
 from meshwarden.registry.approvals import Approvals
 from meshwarden.registry.audit import Audit
 from meshwarden.registry.authz import Authorizer
@@ -187,6 +188,7 @@ async def serve(config: RegistryConfig, clock: Clock, *, stop: asyncio.Event, on
             sessions=SessionQueries(receipts, outcomes, stores.sessions, clock),
             suspects=SessionSuspects(receipts, outcomes, stores.session_signals, clock),
             session_store=stores.session_signals,
+            agent_activity=AgentActivities(stores.agent_activity),
             outcomes=outcomes,
             controls=controls,
             acks=Acknowledgements(clock, stores.control_watchers),
@@ -322,6 +324,7 @@ class _Parts:
     sessions: SessionQueries
     suspects: SessionSuspects
     session_store: SessionSignalStore | None  # signals and call facts per session (None: from receipts)
+    agent_activity: AgentActivities
     outcomes: Outcomes
     controls: Controls
     acks: Acknowledgements
@@ -392,6 +395,7 @@ def _add_services(server: grpc.aio.Server, config: RegistryConfig, parts: _Parts
         session_insights=api.SessionInsightsApi(
             parts.suspects,
             ChangeQueries(parts.receipts, parts.outcomes, parts.audit, parts.session_store, parts.clock),
+            parts.agent_activity,
         ),
         tasks=api.TasksApi(parts.task_queue, parts.catalog, parts.task_key, parts.receipts),
     )

@@ -137,6 +137,7 @@ REQUIRED: Final[Mapping[str, Need]] = MappingProxyType(
         method(_BUNDLE_HISTORY, "GetBundle"): Need.OPERATOR,
         method(_INSIGHTS, "ListSuspectSessions"): Need.OPERATOR,  # spans every agent's sessions
         method(_INSIGHTS, "ListChanges"): Need.OPERATOR,
+        method(_INSIGHTS, "ListAgentActivity"): Need.OPERATOR,  # every agent's sessions and tasks
     }
 )
 

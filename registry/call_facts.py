@@ -2,9 +2,9 @@
 started, how it ended, what it cost and took, and the values a change is read from (the
 callee's version, the model, the bundle revision, the tool's schema hash).
 
-The SQLite store keeps these rows beside each session's aggregate, written as receipts arrive
-(registry.store.sqlite.call_facts), so comparing before and after reads small rows instead of
-parsing every receipt; without them (PostgreSQL, for now) they are made from the receipts.
+Both stores keep these rows beside each session's aggregate, written as receipts arrive
+(registry.store.sqlite.call_facts, registry.store.postgres.call_facts), so comparing before and
+after reads small rows instead of parsing every receipt.
 """
 
 from __future__ import annotations

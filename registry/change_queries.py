@@ -1,10 +1,13 @@
 """Which change caused a regression (SessionInsights.ListChanges, `meshwarden changes`): the
-request checked, the calls of its window read (the store's call facts, or made from the
-receipts when the store keeps none), and registry.session_changes run in a worker thread."""
+request checked, the calls of its window summed per value where the store keeps them (its
+change sides, one row per value: a million calls stay a few thousand rows; the calls
+themselves only for capabilities whose route was set), or made from the receipts when the
+store keeps none, and registry.session_changes run in a worker thread."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Final
 
 from meshwarden.clock import Clock
@@ -24,7 +27,12 @@ _ROUTE_ENTRIES: Final = 10_000  # route.set audit entries read per request, at m
 
 class ChangeQueries:
     def __init__(
-        self, receipts: ReceiptSource, outcomes: Outcomes, audit: Audit, sessions: SessionSignalStore | None, clock: Clock
+        self,
+        receipts: ReceiptSource,
+        outcomes: Outcomes,
+        audit: Audit,
+        sessions: SessionSignalStore | None,
+        clock: Clock,
     ) -> None:
         # sessions: the call facts kept as receipts arrive; None reads every receipt instead
         self._receipts, self._outcomes, self._audit, self._sessions = receipts, outcomes, audit, sessions
@@ -44,21 +52,33 @@ class ChangeQueries:
         until = request.until.ToNanoseconds() / 1e9 if request.HasField("until") else self._clock.wall() + _FUTURE_S
         if until <= since:
             raise InvalidInput("until", "is not after since; give a window that ends after it starts")
-        if self._sessions is not None:  # one small row per call, kept as receipts arrive
-            facts = await self._sessions.call_facts(since, until)
+        route_sets = [e for e in await self._audit.list(since, _ROUTE_ENTRIES) if e.at < until]
+        kind, subject, alpha = request.kind, request.subject, request.alpha or session_changes.DEFAULT_ALPHA
+        if self._sessions is not None:  # summed where the call facts lie, as receipts arrived
+            sides = await self._sessions.change_sides(since, until)
+            routed = session_changes.route_capabilities(route_sets, request.subject)
+            facts = await self._sessions.call_facts(since, until, routed) if routed else []
+            outcomes = await self._outcomes.for_sessions({f.session_id for f in facts if f.session_id})
+            found = await asyncio.to_thread(
+                functools.partial(
+                    session_changes.changes_of,
+                    sides,
+                    facts,
+                    outcomes,
+                    route_sets,
+                    kind=kind,
+                    subject=subject,
+                    alpha=alpha,
+                )
+            )
         else:
             facts = await asyncio.to_thread(call_facts.facts_of, await self._receipts.between(since, until))
-        outcomes = await self._outcomes.for_sessions({f.session_id for f in facts if f.session_id})
-        route_sets = [e for e in await self._audit.list(since, _ROUTE_ENTRIES) if e.at < until]
-        found = await asyncio.to_thread(
-            session_changes.changes,
-            facts,
-            outcomes,
-            route_sets,
-            kind=request.kind,
-            subject=request.subject,
-            alpha=request.alpha or session_changes.DEFAULT_ALPHA,
-        )
+            outcomes = await self._outcomes.for_sessions({f.session_id for f in facts if f.session_id})
+            found = await asyncio.to_thread(
+                functools.partial(
+                    session_changes.changes, facts, outcomes, route_sets, kind=kind, subject=subject, alpha=alpha
+                )
+            )
         if after is not None:
             found = [c for c in found if session_changes.position(c) < after]
         limit = request.limit or DEFAULT_LIMIT

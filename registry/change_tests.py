@@ -8,7 +8,8 @@ or more a side needs before a flag means anything. Too few calls: p = 1 (never f
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 MIN_CALLS: Final = 10  # per side, before either test says anything
@@ -29,21 +30,23 @@ def two_proportion_p(successes_a: int, calls_a: int, successes_b: int, calls_b: 
 def mann_whitney_p(a: Sequence[float], b: Sequence[float]) -> float:
     """Two-sided p-value that a and b come from the same distribution (ties get mean ranks,
     and the variance their correction)."""
-    n_a, n_b = len(a), len(b)
+    return mann_whitney_counted_p(Counter(a), Counter(b))
+
+
+def mann_whitney_counted_p(a: Mapping[float, int], b: Mapping[float, int]) -> float:
+    """mann_whitney_p over how many times each value occurs on each side: the work grows with
+    the distinct values, not the calls (a store hands over latencies counted that way)."""
+    n_a, n_b = sum(a.values()), sum(b.values())
     if n_a < MIN_CALLS or n_b < MIN_CALLS:
         return 1.0
-    pooled = sorted([(x, 0) for x in a] + [(x, 1) for x in b])
     n = n_a + n_b
-    rank_sum_a, tie_term, i = 0.0, 0.0, 0
-    while i < n:
-        j = i
-        while j + 1 < n and pooled[j + 1][0] == pooled[i][0]:
-            j += 1
-        mean_rank = (i + j) / 2 + 1
-        rank_sum_a += mean_rank * sum(1 for k in range(i, j + 1) if pooled[k][1] == 0)
-        tied = j - i + 1
+    rank_sum_a, tie_term, below = 0.0, 0.0, 0
+    for value in sorted(set(a) | set(b)):
+        in_a, tied = a.get(value, 0), a.get(value, 0) + b.get(value, 0)
+        mean_rank = below + (tied + 1) / 2  # the ranks below+1 .. below+tied, averaged
+        rank_sum_a += mean_rank * in_a
         tie_term += tied**3 - tied
-        i = j + 1
+        below += tied
     u = rank_sum_a - n_a * (n_a + 1) / 2
     variance = n_a * n_b / 12 * ((n + 1) - tie_term / (n * (n - 1)))
     if variance <= 0:

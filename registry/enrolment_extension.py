@@ -49,13 +49,16 @@ def extension(enrolment: Enrolment) -> x509.UnrecognizedExtension:
 def enrolment_of(certificate: x509.Certificate, ca_key_id: bytes) -> Enrolment:
     """What `certificate` (verified by the TLS handshake) says about how it came to be.
 
-    `ca_key_id` is the subject key identifier of this registry's CA: a certificate without the
-    extension that it signed was made with the CA key outside an enrolment; one it did not
-    sign comes from another CA the registry trusts (SPIRE)."""
+    `ca_key_id` is the subject key identifier of this registry's CA. Only a certificate it
+    signed speaks for an enrolment here: one another CA the registry trusts signed (SPIRE) is
+    shown as that CA's, extension or not, since only this registry's issuer writes it; one it
+    signed without the extension was made with the CA key outside an enrolment."""
+    if _issuer_key_id(certificate) != ca_key_id:
+        return Enrolment(how=SPIRE, principal=SPIRE)
     try:
         value = certificate.extensions.get_extension_for_oid(OID).value
     except x509.ExtensionNotFound:
-        return _unrecorded(certificate, ca_key_id)
+        return Enrolment(how=CA_KEY, principal=CA_KEY)
     recorded = _parse(value.value) if isinstance(value, x509.UnrecognizedExtension) else None
     if recorded is None:  # signed by a CA the registry trusts, so a bug rather than an attack
         log.warning(
@@ -65,13 +68,11 @@ def enrolment_of(certificate: x509.Certificate, ca_key_id: bytes) -> Enrolment:
     return recorded
 
 
-def _unrecorded(certificate: x509.Certificate, ca_key_id: bytes) -> Enrolment:
+def _issuer_key_id(certificate: x509.Certificate) -> bytes | None:
     try:
-        issuer_key_id = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+        return certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
     except x509.ExtensionNotFound:
-        issuer_key_id = None
-    how = CA_KEY if issuer_key_id == ca_key_id else SPIRE
-    return Enrolment(how=how, principal=how)
+        return None
 
 
 def _parse(der: bytes) -> Enrolment | None:

@@ -1,9 +1,9 @@
 """Which running sessions look stuck, looping or burning money (SessionInsights.
 ListSuspectSessions, `meshwarden sessions suspect`, and the gauge the registry exports).
 
-With the session aggregates (SQLite) the store answers from one row per session: the signals
-(registry.session_signals) are kept as receipts arrive. Without them (PostgreSQL, for now) the
-same answer is computed from every stored receipt in a worker thread: correct, slower.
+Both stores answer from one row per session: the signals (registry.session_signals) are kept
+beside each session's aggregate as receipts arrive. A store that kept none would have the same
+answer computed from every stored receipt in a worker thread: correct, slower.
 """
 
 from __future__ import annotations

@@ -70,13 +70,19 @@ NOT_REFUSED: Final = "(not refused)"
 
 
 def refusal_cause(call: ReceiptCall) -> str:
-    """What refused a call: a kill switch (its id), a budget, an approval, or a policy (its ids)."""
+    """What refused a call or changed it: a kill switch (its id), a budget (its id when the
+    receipt names it), an approval, a policy (its ids), or a budget that made it run on a
+    cheaper model ("downgrade by budget B-1")."""
     if call.kill_switch_id or call.error_kind == "killed":
         return f"kill switch {call.kill_switch_id or '?'}"
+    if call.error_kind == "budget_exhausted" and call.budget_short:
+        return f"budget {call.budget_short}"
     if call.error_kind in _REFUSED_BY_KIND:
         return _REFUSED_BY_KIND[call.error_kind]
     if call.policy_decision == "deny" or call.error_kind == "policy_denied":
         return f"policy {','.join(call.policy_ids) or '(no policy id)'}"
+    if call.budget_downgraded_to:
+        return f"downgrade by budget {call.budget_short or '?'}"
     return NOT_REFUSED
 
 

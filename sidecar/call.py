@@ -82,6 +82,7 @@ class CallRecord:
     budget_reserved_micro_usd: int = 0  # budget: its worst case, reserved before it left
     budget_settled_micro_usd: int = 0  # budget: what it was charged once it ended
     budget_downgraded_to: str = ""  # budget: what ran instead, when a budget made the call run cheaper
+    budget_short: str = ""  # budget: the budget that refused the call as asked (then a downgrade may run)
     on_behalf_of: str = ""  # session_principal: who the session was started for
     on_behalf_of_source: str = ""  # session_principal: "agent", "session" or "peer"
     on_behalf_of_refused: str = ""  # session_principal: another principal the agent claimed (refused)

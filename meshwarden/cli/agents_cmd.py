@@ -5,7 +5,9 @@ Each instance shows the SPIFFE ID of its sidecar, when the SVID it last presente
 registry expires, and its health as its callers' sidecars report it (HEALTH, WHY: the worst
 state a live caller reports, HEALTHY with "no reports" when none does), and who let it in
 (ENROLLED-BY, from the SVID it registered with: the operator credential that made the join
-token it enrolled with, or open_enrolment, ca_key, spire, unrecorded). The CLI calls the
+token it enrolled with, or open_enrolment, ca_key, spire, unrecorded). A second table has one
+row per agent of the page with what it has in progress (SESSIONS-RUNNING, TASKS-RUNNING; in
+JSON `agent_activity` on each instance; registry.store.AgentActivityStore defines them). The CLI calls the
 registry over TLS with the operator token (meshwarden.cli.registry_access).
 Exit codes: 0 listed, 2 bad flags, filters or trust settings, 3 registry unreachable, 1 any
 other failure (a refused operator token included).

@@ -1,6 +1,7 @@
 """What `meshwarden agents list` does once its flags are parsed: ask the registry for the
-instances, then print them as a table or as JSON (agents_cmd.py holds the flags, so that
-`--help` imports none of this)."""
+instances and for what their agents have in progress (running sessions, tasks held), then
+print them as tables or as JSON (agents_cmd.py holds the flags, so that `--help` imports none
+of this)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from google.protobuf import timestamp_pb2
 from meshwarden.cli import exit_codes, registry_access
 from meshwarden.cli.session_render import table
 from meshwarden.registry_client import registry_channel, registry_stub
-from meshwarden.v1 import catalog_pb2, registry_pb2
+from meshwarden.v1 import catalog_pb2, registry_pb2, session_insights_pb2, session_insights_pb2_grpc
 
 TABLE_COLUMNS: Final = (
     "AGENT",
@@ -39,6 +40,7 @@ HEALTH_NAMES: Final = {
     catalog_pb2.HEALTH_STATE_DEGRADED: "DEGRADED",
     catalog_pb2.HEALTH_STATE_ISOLATED: "ISOLATED",
 }
+ACTIVITY_COLUMNS: Final = ("AGENT", "INSTANCES", "SESSIONS-RUNNING", "TASKS-RUNNING")
 UNRECORDED: Final = "unrecorded"
 NO_REPORTS: Final = catalog_pb2.InstanceHealth(state=catalog_pb2.HEALTH_STATE_HEALTHY, reason="no reports")
 
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         request = registry_pb2.ListInstancesRequest(
             agent=args.agent, capability=args.capability, limit=max(args.limit, 0), cursor=args.cursor
         )
-        reply = asyncio.run(_fetch(access, request, args.timeout))
+        reply, activity = asyncio.run(_fetch(access, request, args.timeout))
     except grpc.aio.AioRpcError as err:
         return registry_access.report_rpc_error("meshwarden agents list", err, access.address)
     instances = list(reply.instances)
@@ -61,29 +63,46 @@ def run(args: argparse.Namespace) -> int:
         print(f"more: --cursor {reply.next_cursor}", file=sys.stderr)
     health = {h.instance_id: h for h in reply.health}
     if args.output == "json":
-        print(json.dumps([instance_json(i, health.get(i.instance_id)) for i in instances], indent=2))
+        listed = [instance_json(i, health.get(i.instance_id), activity.get(i.agent)) for i in instances]
+        print(json.dumps(listed, indent=2))
     else:
         print(render_table(instances, now=time.time(), health=health))
-        if not instances:
+        if instances:
+            print()
+            print(render_activity(instances, activity))
+        else:
             print("(no instances match)", file=sys.stderr)
     return exit_codes.OK
 
 
 async def _fetch(
     access: registry_access.RegistryAccess, request: registry_pb2.ListInstancesRequest, timeout_s: float
-) -> registry_pb2.ListInstancesResponse:
+) -> tuple[registry_pb2.ListInstancesResponse, dict[str, session_insights_pb2.AgentActivity]]:
+    """The page of instances, then what the page's agents have in progress (one call each)."""
     async with registry_channel(access.address, access.trust) as channel:
         reply: registry_pb2.ListInstancesResponse = await registry_stub(channel).ListInstances(
             request, timeout=timeout_s, metadata=access.metadata()
         )
-        return reply
+        agents = sorted({i.agent for i in reply.instances})
+        if not agents:
+            return reply, {}
+        activity: session_insights_pb2.ListAgentActivityResponse = await session_insights_pb2_grpc.SessionInsightsStub(
+            channel
+        ).ListAgentActivity(
+            session_insights_pb2.ListAgentActivityRequest(agents=agents), timeout=timeout_s, metadata=access.metadata()
+        )
+        return reply, {a.agent: a for a in activity.agents}
 
 
 def instance_json(
-    instance: catalog_pb2.Instance, health: catalog_pb2.InstanceHealth | None = None
+    instance: catalog_pb2.Instance,
+    health: catalog_pb2.InstanceHealth | None = None,
+    activity: session_insights_pb2.AgentActivity | None = None,
 ) -> dict[str, object]:
-    """The JSON object `--output json` prints for one instance (keys are a stable interface)."""
+    """The JSON object `--output json` prints for one instance (keys are a stable interface);
+    `agent_activity` is its agent's, the same on every instance of the agent."""
     health = health or NO_REPORTS
+    activity = activity or session_insights_pb2.AgentActivity(agent=instance.agent)
     return {
         "agent": instance.agent,
         "version": instance.version,
@@ -109,7 +128,28 @@ def instance_json(
             "reporters": health.reporters,
             "updated_at": health.updated_at.ToJsonString() if health.HasField("updated_at") else None,
         },
+        "agent_activity": {"sessions_running": activity.sessions_running, "tasks_running": activity.tasks_in_progress},
     }
+
+
+def render_activity(
+    instances: Sequence[catalog_pb2.Instance], activity: Mapping[str, session_insights_pb2.AgentActivity]
+) -> str:
+    """One row per agent of the page: its instances listed, the sessions running that it took
+    part in, the tasks its instances hold (leased or running)."""
+    counts: dict[str, int] = {}
+    for instance in instances:
+        counts[instance.agent] = counts.get(instance.agent, 0) + 1
+    rows = [ACTIVITY_COLUMNS] + [
+        (
+            agent,
+            str(count),
+            str(activity[agent].sessions_running) if agent in activity else "-",
+            str(activity[agent].tasks_in_progress) if agent in activity else "-",
+        )
+        for agent, count in sorted(counts.items())
+    ]
+    return table(rows)
 
 
 def render_table(

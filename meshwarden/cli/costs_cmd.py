@@ -29,7 +29,7 @@ def add_to(commands: Any) -> None:
         help="spend, calls and cost per successful outcome",
         description="Groups the calls' usage by agent, team, workflow, capability, model, provider, agent "
         "version, caller -> callee, agent x model, or refusal cause (kill switch, budget, approval, policy "
-        "ids): model calls through the gateway count for their caller, with usage the gateway measured; agent "
+        "ids, or a budget's downgrade to a cheaper model): model calls through the gateway count for their caller, with usage the gateway measured; agent "
         "calls for their callee, with usage the agent reported. A successful outcome is a session that "
         "reported 'succeeded' and has a call in the group; spend on failed sessions is the spend of sessions "
         "that reported 'failed' or 'abandoned'. Without --since/--until the registry answers from totals it "

@@ -30,13 +30,17 @@ class MeshView:
         return MeshInventory({agent: frozenset(caps) for agent, caps in agents.items()})
 
 
-async def fetch(access: RegistryAccess) -> MeshView:
+async def fetch(access: RegistryAccess, *, limit: int = 0, cursor: str = "", live_only: bool = False) -> MeshView:
+    """Everything, or (`limit`) the first `limit` instances and reports after `cursor` by agent
+    then instance id, for a caller that merges the two pages (`sidecars list`)."""
     async with registry_channel(access.address, access.trust) as channel:
         stub = registry_stub(channel)
         catalog: registry_pb2.ListInstancesResponse = await stub.ListInstances(
-            registry_pb2.ListInstancesRequest(), timeout=TIMEOUT_S, metadata=access.metadata()
+            registry_pb2.ListInstancesRequest(limit=limit, cursor=cursor), timeout=TIMEOUT_S, metadata=access.metadata()
         )
         bundles: registry_pb2.ListBundleStatusResponse = await stub.ListBundleStatus(
-            registry_pb2.ListBundleStatusRequest(), timeout=TIMEOUT_S, metadata=access.metadata()
+            registry_pb2.ListBundleStatusRequest(limit=limit, cursor=cursor, live_only=live_only),
+            timeout=TIMEOUT_S,
+            metadata=access.metadata(),
         )
         return MeshView(catalog, bundles)

@@ -1,6 +1,8 @@
 """`meshwarden sidecars list`: every sidecar the registry knows, like `consul members`: those
 whose agent serves capabilities (in the catalog, with version, peer address and health) and
-pure callers (known by their bundle reports), with the bundle revision each enforces.
+pure callers (known by their bundle reports), with the bundle revision each enforces. By agent,
+then instance id; `--limit N` prints a page and `more: --cursor CURSOR` on stderr when another
+follows (the cursor is the registry's keyset of the last row, as `agents list` pages).
 
 Exit codes: 0 listed; 1 the registry refused; 2 bad flags; 3 the registry could not be reached.
 """
@@ -46,6 +48,8 @@ def add_to(commands: Any) -> None:
     listing = actions.add_parser("list", help=HELP, description=HELP + " (like `consul members`).")
     listing.add_argument("--all", action="store_true", help="also sidecars that stopped reporting (live no)")
     listing.add_argument("--output", choices=["table", "json"], default="table", help="table (default) or json")
+    listing.add_argument("--limit", type=int, default=0, metavar="N", help="a page of N sidecars (default 0: all)")
+    listing.add_argument("--cursor", default="", metavar="CURSOR", help="the next page: the cursor a page printed")
     registry_access.add_registry_flags(listing)
     listing.set_defaults(run=_list)
 
@@ -55,15 +59,20 @@ def _list(args: argparse.Namespace) -> int:
 
     from meshwarden.cli import mesh_inventory
 
+    if args.limit < 0:
+        print("meshwarden sidecars list: --limit must be 0 (all) or more", file=sys.stderr)
+        return exit_codes.USAGE
     try:
         access = registry_access.resolve(args, os.environ)
-        view = asyncio.run(mesh_inventory.fetch(access))
+        view = asyncio.run(mesh_inventory.fetch(access, limit=args.limit, cursor=args.cursor, live_only=not args.all))
     except registry_access.AccessError as exc:
         print(f"meshwarden sidecars list: {exc}", file=sys.stderr)
         return exc.exit_code
     except grpc.aio.AioRpcError as err:
         return registry_access.report_rpc_error("meshwarden sidecars list", err, access.address)
-    found = [m for m in members(view) if m.live or args.all]
+    found, next_cursor = page_of([m for m in members(view) if m.live or args.all], view, args.limit)
+    if next_cursor:  # stderr, so the table and the JSON stay what they were
+        print(f"more: --cursor {next_cursor}", file=sys.stderr)
     if args.output == "json":
         print(json.dumps([asdict(m) for m in found], indent=2))
         return exit_codes.OK
@@ -127,6 +136,22 @@ def members(view: MeshView) -> list[Member]:
                 s.instance_id, s.agent, "caller", "", "", [], s.active_revision, _refused(s), s.live
             )
     return sorted(found.values(), key=lambda m: (m.agent, m.instance_id))
+
+
+def page_of(found: list[Member], view: MeshView, limit: int) -> tuple[list[Member], str]:
+    """The first `limit` sidecars of the two pages merged (0: all) and the cursor after them.
+
+    The catalog's page and the reports' page each hold their first `limit` rows after the same
+    cursor, by the same key: any sidecar among the first `limit` of the union is in one of them,
+    and its report (same key) in the reports' page. More follow when the union is longer than
+    `limit` or either page said so."""
+    from meshwarden.registry import keyset  # the registry's cursor: JSON of the last row's key
+
+    if not limit:
+        return found, ""
+    page = found[:limit]
+    more = len(found) > limit or bool(view.catalog.next_cursor or view.bundles.next_cursor)
+    return page, keyset.encode(page[-1].agent, page[-1].instance_id) if more and page else ""
 
 
 def _refused(report: registry_pb2.BundleStatus | None) -> str:

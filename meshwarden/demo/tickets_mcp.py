@@ -50,7 +50,9 @@ def main() -> None:
         return
     import uvicorn
 
-    sock = socket.socket()
+    # Protocol IPPROTO_TCP, not socket.socket()'s 0: asyncio sets TCP_NODELAY only then, and without
+    # it Nagle held each answer's body for the client's delayed ACK (~40 ms a call).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", args.http))
     print(f"ready http://127.0.0.1:{sock.getsockname()[1]}/mcp", flush=True)
     starlette_app = app.streamable_http_app(json_response=True, stateless_http=True)

@@ -133,8 +133,14 @@ class BundleStatusAck(_message.Message):
     def __init__(self) -> None: ...
 
 class ListBundleStatusRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("limit", "cursor", "live_only")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    LIVE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    cursor: str
+    live_only: bool
+    def __init__(self, limit: _Optional[int] = ..., cursor: _Optional[str] = ..., live_only: _Optional[bool] = ...) -> None: ...
 
 class BundleStatus(_message.Message):
     __slots__ = ("instance_id", "agent", "active_revision", "active_digest", "refused_revision", "refusal", "reported_at", "live")
@@ -157,12 +163,14 @@ class BundleStatus(_message.Message):
     def __init__(self, instance_id: _Optional[str] = ..., agent: _Optional[str] = ..., active_revision: _Optional[int] = ..., active_digest: _Optional[str] = ..., refused_revision: _Optional[int] = ..., refusal: _Optional[str] = ..., reported_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., live: _Optional[bool] = ...) -> None: ...
 
 class ListBundleStatusResponse(_message.Message):
-    __slots__ = ("latest", "sidecars")
+    __slots__ = ("latest", "sidecars", "next_cursor")
     LATEST_FIELD_NUMBER: _ClassVar[int]
     SIDECARS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
     latest: PolicyBundle
     sidecars: _containers.RepeatedCompositeFieldContainer[BundleStatus]
-    def __init__(self, latest: _Optional[_Union[PolicyBundle, _Mapping]] = ..., sidecars: _Optional[_Iterable[_Union[BundleStatus, _Mapping]]] = ...) -> None: ...
+    next_cursor: str
+    def __init__(self, latest: _Optional[_Union[PolicyBundle, _Mapping]] = ..., sidecars: _Optional[_Iterable[_Union[BundleStatus, _Mapping]]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
     __slots__ = ("instance",)

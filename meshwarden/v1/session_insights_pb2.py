@@ -26,27 +26,33 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from meshwarden.v1 import receipts_pb2 as meshwarden_dot_v1_dot_receipts__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$meshwarden/v1/session_insights.proto\x12\rmeshwarden.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cmeshwarden/v1/receipts.proto\"\xbd\x01\n\x1aListSuspectSessionsRequest\x12\x0f\n\x07repeats\x18\x01 \x01(\r\x12\x1b\n\x13retries_per_success\x18\x02 \x01(\x01\x12\x17\n\x0fspend_micro_usd\x18\x03 \x01(\x04\x12\x19\n\x11spending_within_s\x18\x04 \x01(\r\x12\x0e\n\x06idle_s\x18\x05 \x01(\r\x12\r\n\x05limit\x18\x06 \x01(\r\x12\x0e\n\x06\x63ursor\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\"\xa7\x01\n\x0eSuspectSession\x12.\n\x07summary\x18\x01 \x01(\x0b\x32\x1d.meshwarden.v1.SessionSummary\x12\x0f\n\x07reasons\x18\x02 \x03(\t\x12\x13\n\x0bmax_repeats\x18\x03 \x01(\r\x12\x1b\n\x13repeated_capability\x18\x04 \x01(\t\x12\x0f\n\x07retries\x18\x05 \x01(\r\x12\x11\n\tsuccesses\x18\x06 \x01(\r\"c\n\x1bListSuspectSessionsResponse\x12/\n\x08sessions\x18\x01 \x03(\x0b\x32\x1d.meshwarden.v1.SuspectSession\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"\xb7\x01\n\x12ListChangesRequest\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\r\n\x05\x61lpha\x18\x05 \x01(\x01\x12\r\n\x05limit\x18\x06 \x01(\r\x12\x0e\n\x06\x63ursor\x18\x07 \x01(\t\"\xb6\x01\n\nChangeSide\x12\r\n\x05\x63\x61lls\x18\x01 \x01(\r\x12\x10\n\x08\x66\x61ilures\x18\x02 \x01(\r\x12\x16\n\x0e\x63ost_micro_usd\x18\x03 \x01(\x04\x12\x1b\n\x13successful_outcomes\x18\x04 \x01(\r\x12\"\n\x1a\x63ost_per_success_micro_usd\x18\x05 \x01(\x04\x12\x16\n\x0elatency_p50_us\x18\x06 \x01(\x04\x12\x16\n\x0elatency_p99_us\x18\x07 \x01(\x04\"\x95\x02\n\x06\x43hange\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x0e\n\x06\x62\x65\x66ore\x18\x03 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x04 \x01(\t\x12.\n\nchanged_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x0b\x62\x65\x66ore_side\x18\x06 \x01(\x0b\x32\x19.meshwarden.v1.ChangeSide\x12-\n\nafter_side\x18\x07 \x01(\x0b\x32\x19.meshwarden.v1.ChangeSide\x12\x16\n\x0esuccess_rate_p\x18\x08 \x01(\x01\x12\x11\n\tlatency_p\x18\t \x01(\x01\x12\x13\n\x0bsignificant\x18\n \x03(\t\"R\n\x13ListChangesResponse\x12&\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x15.meshwarden.v1.Change\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t2\xd5\x01\n\x0fSessionInsights\x12l\n\x13ListSuspectSessions\x12).meshwarden.v1.ListSuspectSessionsRequest\x1a*.meshwarden.v1.ListSuspectSessionsResponse\x12T\n\x0bListChanges\x12!.meshwarden.v1.ListChangesRequest\x1a\".meshwarden.v1.ListChangesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$meshwarden/v1/session_insights.proto\x12\rmeshwarden.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cmeshwarden/v1/receipts.proto\"*\n\x18ListAgentActivityRequest\x12\x0e\n\x06\x61gents\x18\x01 \x03(\t\"S\n\rAgentActivity\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x18\n\x10sessions_running\x18\x02 \x01(\r\x12\x19\n\x11tasks_in_progress\x18\x03 \x01(\r\"I\n\x19ListAgentActivityResponse\x12,\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x1c.meshwarden.v1.AgentActivity\"\xbd\x01\n\x1aListSuspectSessionsRequest\x12\x0f\n\x07repeats\x18\x01 \x01(\r\x12\x1b\n\x13retries_per_success\x18\x02 \x01(\x01\x12\x17\n\x0fspend_micro_usd\x18\x03 \x01(\x04\x12\x19\n\x11spending_within_s\x18\x04 \x01(\r\x12\x0e\n\x06idle_s\x18\x05 \x01(\r\x12\r\n\x05limit\x18\x06 \x01(\r\x12\x0e\n\x06\x63ursor\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\"\xa7\x01\n\x0eSuspectSession\x12.\n\x07summary\x18\x01 \x01(\x0b\x32\x1d.meshwarden.v1.SessionSummary\x12\x0f\n\x07reasons\x18\x02 \x03(\t\x12\x13\n\x0bmax_repeats\x18\x03 \x01(\r\x12\x1b\n\x13repeated_capability\x18\x04 \x01(\t\x12\x0f\n\x07retries\x18\x05 \x01(\r\x12\x11\n\tsuccesses\x18\x06 \x01(\r\"c\n\x1bListSuspectSessionsResponse\x12/\n\x08sessions\x18\x01 \x03(\x0b\x32\x1d.meshwarden.v1.SuspectSession\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"\xb7\x01\n\x12ListChangesRequest\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\r\n\x05\x61lpha\x18\x05 \x01(\x01\x12\r\n\x05limit\x18\x06 \x01(\r\x12\x0e\n\x06\x63ursor\x18\x07 \x01(\t\"\xb6\x01\n\nChangeSide\x12\r\n\x05\x63\x61lls\x18\x01 \x01(\r\x12\x10\n\x08\x66\x61ilures\x18\x02 \x01(\r\x12\x16\n\x0e\x63ost_micro_usd\x18\x03 \x01(\x04\x12\x1b\n\x13successful_outcomes\x18\x04 \x01(\r\x12\"\n\x1a\x63ost_per_success_micro_usd\x18\x05 \x01(\x04\x12\x16\n\x0elatency_p50_us\x18\x06 \x01(\x04\x12\x16\n\x0elatency_p99_us\x18\x07 \x01(\x04\"\x95\x02\n\x06\x43hange\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x0e\n\x06\x62\x65\x66ore\x18\x03 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x04 \x01(\t\x12.\n\nchanged_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x0b\x62\x65\x66ore_side\x18\x06 \x01(\x0b\x32\x19.meshwarden.v1.ChangeSide\x12-\n\nafter_side\x18\x07 \x01(\x0b\x32\x19.meshwarden.v1.ChangeSide\x12\x16\n\x0esuccess_rate_p\x18\x08 \x01(\x01\x12\x11\n\tlatency_p\x18\t \x01(\x01\x12\x13\n\x0bsignificant\x18\n \x03(\t\"R\n\x13ListChangesResponse\x12&\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x15.meshwarden.v1.Change\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t2\xbd\x02\n\x0fSessionInsights\x12l\n\x13ListSuspectSessions\x12).meshwarden.v1.ListSuspectSessionsRequest\x1a*.meshwarden.v1.ListSuspectSessionsResponse\x12T\n\x0bListChanges\x12!.meshwarden.v1.ListChangesRequest\x1a\".meshwarden.v1.ListChangesResponse\x12\x66\n\x11ListAgentActivity\x12\'.meshwarden.v1.ListAgentActivityRequest\x1a(.meshwarden.v1.ListAgentActivityResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'meshwarden.v1.session_insights_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LISTSUSPECTSESSIONSREQUEST']._serialized_start=119
-  _globals['_LISTSUSPECTSESSIONSREQUEST']._serialized_end=308
-  _globals['_SUSPECTSESSION']._serialized_start=311
-  _globals['_SUSPECTSESSION']._serialized_end=478
-  _globals['_LISTSUSPECTSESSIONSRESPONSE']._serialized_start=480
-  _globals['_LISTSUSPECTSESSIONSRESPONSE']._serialized_end=579
-  _globals['_LISTCHANGESREQUEST']._serialized_start=582
-  _globals['_LISTCHANGESREQUEST']._serialized_end=765
-  _globals['_CHANGESIDE']._serialized_start=768
-  _globals['_CHANGESIDE']._serialized_end=950
-  _globals['_CHANGE']._serialized_start=953
-  _globals['_CHANGE']._serialized_end=1230
-  _globals['_LISTCHANGESRESPONSE']._serialized_start=1232
-  _globals['_LISTCHANGESRESPONSE']._serialized_end=1314
-  _globals['_SESSIONINSIGHTS']._serialized_start=1317
-  _globals['_SESSIONINSIGHTS']._serialized_end=1530
+  _globals['_LISTAGENTACTIVITYREQUEST']._serialized_start=118
+  _globals['_LISTAGENTACTIVITYREQUEST']._serialized_end=160
+  _globals['_AGENTACTIVITY']._serialized_start=162
+  _globals['_AGENTACTIVITY']._serialized_end=245
+  _globals['_LISTAGENTACTIVITYRESPONSE']._serialized_start=247
+  _globals['_LISTAGENTACTIVITYRESPONSE']._serialized_end=320
+  _globals['_LISTSUSPECTSESSIONSREQUEST']._serialized_start=323
+  _globals['_LISTSUSPECTSESSIONSREQUEST']._serialized_end=512
+  _globals['_SUSPECTSESSION']._serialized_start=515
+  _globals['_SUSPECTSESSION']._serialized_end=682
+  _globals['_LISTSUSPECTSESSIONSRESPONSE']._serialized_start=684
+  _globals['_LISTSUSPECTSESSIONSRESPONSE']._serialized_end=783
+  _globals['_LISTCHANGESREQUEST']._serialized_start=786
+  _globals['_LISTCHANGESREQUEST']._serialized_end=969
+  _globals['_CHANGESIDE']._serialized_start=972
+  _globals['_CHANGESIDE']._serialized_end=1154
+  _globals['_CHANGE']._serialized_start=1157
+  _globals['_CHANGE']._serialized_end=1434
+  _globals['_LISTCHANGESRESPONSE']._serialized_start=1436
+  _globals['_LISTCHANGESRESPONSE']._serialized_end=1518
+  _globals['_SESSIONINSIGHTS']._serialized_start=1521
+  _globals['_SESSIONINSIGHTS']._serialized_end=1838
 # @@protoc_insertion_point(module_scope)

@@ -10,6 +10,28 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ListAgentActivityRequest(_message.Message):
+    __slots__ = ("agents",)
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    agents: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, agents: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AgentActivity(_message.Message):
+    __slots__ = ("agent", "sessions_running", "tasks_in_progress")
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    TASKS_IN_PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    agent: str
+    sessions_running: int
+    tasks_in_progress: int
+    def __init__(self, agent: _Optional[str] = ..., sessions_running: _Optional[int] = ..., tasks_in_progress: _Optional[int] = ...) -> None: ...
+
+class ListAgentActivityResponse(_message.Message):
+    __slots__ = ("agents",)
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    agents: _containers.RepeatedCompositeFieldContainer[AgentActivity]
+    def __init__(self, agents: _Optional[_Iterable[_Union[AgentActivity, _Mapping]]] = ...) -> None: ...
+
 class ListSuspectSessionsRequest(_message.Message):
     __slots__ = ("repeats", "retries_per_success", "spend_micro_usd", "spending_within_s", "idle_s", "limit", "cursor", "reason")
     REPEATS_FIELD_NUMBER: _ClassVar[int]

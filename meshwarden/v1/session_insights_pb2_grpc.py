@@ -44,6 +44,11 @@ class SessionInsightsStub:
                 request_serializer=meshwarden_dot_v1_dot_session__insights__pb2.ListChangesRequest.SerializeToString,
                 response_deserializer=meshwarden_dot_v1_dot_session__insights__pb2.ListChangesResponse.FromString,
                 _registered_method=True)
+        self.ListAgentActivity = channel.unary_unary(
+                '/meshwarden.v1.SessionInsights/ListAgentActivity',
+                request_serializer=meshwarden_dot_v1_dot_session__insights__pb2.ListAgentActivityRequest.SerializeToString,
+                response_deserializer=meshwarden_dot_v1_dot_session__insights__pb2.ListAgentActivityResponse.FromString,
+                _registered_method=True)
 
 
 class SessionInsightsServicer:
@@ -63,6 +68,13 @@ class SessionInsightsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAgentActivity(self, request, context):
+        """What each named agent has in progress (question 1, beside `agents list`'s instances).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionInsightsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +87,11 @@ def add_SessionInsightsServicer_to_server(servicer, server):
                     servicer.ListChanges,
                     request_deserializer=meshwarden_dot_v1_dot_session__insights__pb2.ListChangesRequest.FromString,
                     response_serializer=meshwarden_dot_v1_dot_session__insights__pb2.ListChangesResponse.SerializeToString,
+            ),
+            'ListAgentActivity': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAgentActivity,
+                    request_deserializer=meshwarden_dot_v1_dot_session__insights__pb2.ListAgentActivityRequest.FromString,
+                    response_serializer=meshwarden_dot_v1_dot_session__insights__pb2.ListAgentActivityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +148,33 @@ class SessionInsights:
             '/meshwarden.v1.SessionInsights/ListChanges',
             meshwarden_dot_v1_dot_session__insights__pb2.ListChangesRequest.SerializeToString,
             meshwarden_dot_v1_dot_session__insights__pb2.ListChangesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAgentActivity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwarden.v1.SessionInsights/ListAgentActivity',
+            meshwarden_dot_v1_dot_session__insights__pb2.ListAgentActivityRequest.SerializeToString,
+            meshwarden_dot_v1_dot_session__insights__pb2.ListAgentActivityResponse.FromString,
             options,
             channel_credentials,
             insecure,

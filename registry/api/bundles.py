@@ -8,11 +8,12 @@ from typing import Any, Final
 
 import grpc
 
-from meshwarden.registry import wire
+from meshwarden.registry import keyset, wire
 from meshwarden.registry.api.service import Handler
 from meshwarden.registry.authz import current_caller
 from meshwarden.registry.bundles import Bundles
 from meshwarden.registry.catalog import Catalog
+from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.receipts import Receipts
 from meshwarden.registry.watch_hub import WatchHub
 from meshwarden.v1 import registry_pb2
@@ -20,6 +21,7 @@ from meshwarden.v1 import registry_pb2
 # Sidecars report their bundle status at least this often (sidecar/app.py), so a report this
 # recent means the sidecar is alive even when it is not in the catalog (a pure caller).
 REPORT_FRESH_S: Final = 45.0
+MAX_STATUS_PAGE: Final = 10_000  # as ListInstances
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -60,15 +62,25 @@ class BundlesApi:
         return registry_pb2.BundleStatusAck()
 
     async def ListBundleStatus(
-        self, _request: registry_pb2.ListBundleStatusRequest, _: Context
+        self, request: registry_pb2.ListBundleStatusRequest, _: Context
     ) -> registry_pb2.ListBundleStatusResponse:
+        if request.limit > MAX_STATUS_PAGE:
+            raise InvalidInput("limit", f"is {request.limit}; at most {MAX_STATUS_PAGE} reports per page (0: all)")
+        after = keyset.decode(request.cursor, str, str) if request.cursor else None
         latest = await self._bundles.latest()
         in_catalog = (await self._catalog.list_instances()).registered
         recent = self._bundles.now() - REPORT_FRESH_S
+        listed = [
+            (s, s.instance_id in in_catalog or s.reported_at >= recent)
+            for s in sorted(await self._bundles.statuses(), key=lambda s: (s.agent, s.instance_id))
+            if after is None or (s.agent, s.instance_id) > after
+        ]
+        if request.live_only:
+            listed = [(s, live) for s, live in listed if live]
+        page = listed[: request.limit] if request.limit else listed
+        more = len(page) < len(listed)
         return registry_pb2.ListBundleStatusResponse(
             latest=wire.bundle_to_proto(latest, with_artifact=False) if latest else None,
-            sidecars=[
-                wire.bundle_status_to_proto(s, live=s.instance_id in in_catalog or s.reported_at >= recent)
-                for s in await self._bundles.statuses()
-            ],
+            sidecars=[wire.bundle_status_to_proto(s, live=live) for s, live in page],
+            next_cursor=keyset.encode(page[-1][0].agent, page[-1][0].instance_id) if more else "",
         )

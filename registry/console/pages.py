@@ -21,7 +21,7 @@ from meshwarden.registry.authz import Caller
 from meshwarden.registry.console.actions import Actions, effect_text
 from meshwarden.registry.console.guard import login_of
 from meshwarden.registry.console.logins import Login
-from meshwarden.registry.console.reads import SESSION_WINDOWS_S, WINDOWS_S, Reads
+from meshwarden.registry.console.reads import SESSION_WINDOW_DEFAULT, SESSION_WINDOWS_S, WINDOWS_S, Reads
 from meshwarden.registry.console.render import page
 from meshwarden.registry.errors import (
     Conflict,
@@ -114,7 +114,7 @@ class Pages:
         filters = {name: _query(request, name) for name in ("agent", "team", "workflow")}
         state = _choice(request, "state", dict.fromkeys(SESSION_STATES, 0), "")
         order = _choice(request, "order", dict.fromkeys(SESSION_ORDERS, 0), "newest")
-        window = _choice(request, "window", SESSION_WINDOWS_S, "24h")
+        window = _choice(request, "window", SESSION_WINDOWS_S, SESSION_WINDOW_DEFAULT)
         try:
             view = await self._reads.sessions(
                 reader(login), state=state, window=window, order=order, cursor=_query(request, "cursor"), **filters
@@ -145,7 +145,7 @@ class Pages:
 
     async def costs(self, request: web.Request) -> web.Response:
         by = _choice(request, "by", COST_KEYS, "agent")
-        window = _choice(request, "window", SESSION_WINDOWS_S, "24h")
+        window = _choice(request, "window", SESSION_WINDOWS_S, SESSION_WINDOW_DEFAULT)
         view = await self._reads.costs(reader(login_of(request)), by=by, window=window)
         values = {"view": view, "by": by, "keys": list(COST_KEYS), "window": window, "windows": list(SESSION_WINDOWS_S)}
         return self._page(request, "costs.html", values)

@@ -40,6 +40,9 @@ TRAFFIC_FRESH_S: Final = 2.0
 MAX_EDGES: Final = 100
 WINDOWS_S: Final = {"1m": 60.0, "5m": 300.0, "15m": 900.0, "1h": 3600.0}
 SESSION_WINDOWS_S: Final = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0, "all": 0.0}
+# "all" reads the totals the registry keeps per session (milliseconds at 1,000,000 receipts);
+# a window reads that window's receipts (seconds at that size), so it is asked for, not the default.
+SESSION_WINDOW_DEFAULT: Final = "all"
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +192,7 @@ class Reads:
         request = receipts_pb2.ListSessionsRequest(
             state=state, agent=agent, team=team, workflow_id=workflow, limit=PAGE, order=order, cursor=cursor
         )
-        window_s = SESSION_WINDOWS_S.get(window, SESSION_WINDOWS_S["24h"])
+        window_s = SESSION_WINDOWS_S.get(window, SESSION_WINDOWS_S[SESSION_WINDOW_DEFAULT])
         if window_s:
             request.since.FromDatetime(timestamp(self._s.clock.wall() - window_s))
         listed = await self._s.sessions.list_sessions(request, reader)
@@ -202,7 +205,7 @@ class Reads:
 
     async def costs(self, reader: Caller, *, by: str, window: str) -> CostsView:
         request = receipts_pb2.CostsRequest(by=by)
-        window_s = SESSION_WINDOWS_S.get(window, SESSION_WINDOWS_S["24h"])
+        window_s = SESSION_WINDOWS_S.get(window, SESSION_WINDOWS_S[SESSION_WINDOW_DEFAULT])
         if window_s:
             request.since.FromDatetime(timestamp(self._s.clock.wall() - window_s))
         rows = (await self._s.sessions.costs(request, reader)).rows

@@ -18,7 +18,7 @@ What every implementation guarantees:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -26,11 +26,13 @@ from typing import Protocol, TypeVar
 from meshwarden.registry.errors import RegistryError
 from meshwarden.registry.model import CatalogEvent, Instance, RemovalReason, Removed, Snapshot, Upserted
 from meshwarden.registry.store.records import (
+    AgentActivity,
     AuditEntry,
     BudgetRow,
     CallFact,
     ChainHead,
     ChainVerdict,
+    ChangeSide,
     ControlsSet,
     ControlWatcher,
     CostTotal,
@@ -282,8 +284,8 @@ class SessionStore(Protocol):
 class SessionSignalStore(Protocol):
     """What the receipt store keeps per session beside its aggregate for the operator's
     questions 7 and 10 (registry.session_signals, registry.call_facts): kept apart from
-    SessionStore so a store can add it on its own (SQLite has it; without it the registry
-    computes the same answers from the receipts)."""
+    SessionStore so a store can add it on its own (both stores have it; without it the
+    registry computes the same answers from the receipts)."""
 
     async def suspects(
         self, limits: SuspectThresholds, now: float, after: tuple[float, str] | None, limit: int, reason: str = ""
@@ -293,8 +295,16 @@ class SessionSignalStore(Protocol):
         strictly after the `after` keyset cursor."""
         ...
 
-    async def call_facts(self, since: float, until: float) -> list[CallFact]:
-        """One row per call that started in [since, until) (registry.call_facts)."""
+    async def call_facts(
+        self, since: float, until: float, capabilities: Collection[str] | None = None
+    ) -> list[CallFact]:
+        """One row per call that started in [since, until) (registry.call_facts), of the
+        `capabilities` only when given."""
+        ...
+
+    async def change_sides(self, since: float, until: float) -> list[ChangeSide]:
+        """The calls that started in [since, until) summed per kind, subject and value, as
+        registry.session_changes.sides_of sums them (latencies by latency_bucket)."""
         ...
 
     async def suspect_counts(self, limits: SuspectThresholds, now: float) -> dict[str, int]:
@@ -546,6 +556,18 @@ class TaskStore(Protocol):
     async def earliest_lease_expiry(self, held: tuple[int, ...]) -> float | None: ...
 
 
+class AgentActivityStore(Protocol):
+    """What each agent has in progress, for `meshwarden agents list` (the operator's question 1),
+    counted from indexed tables, never from receipts: a session is running for an agent when no
+    outcome was reported for it and the agent made or served one of its calls (the agent is
+    one of the session aggregate's members); a task is in progress for an agent when one of
+    its instances holds the task's lease (its state is one of `held`)."""
+
+    async def in_progress(self, agents: Sequence[str], held: tuple[int, ...]) -> list[AgentActivity]:
+        """One row per agent of `agents` (zeros included), in the order given."""
+        ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class Stores:
     """Every aggregate's store over one database, and how to close it."""
@@ -562,6 +584,7 @@ class Stores:
     tasks: TaskStore
     approvals: ApprovalStore
     budgets: BudgetStore
+    agent_activity: AgentActivityStore
     location: str  # where the data lives, for log lines (a path, or a database URL without secrets)
     close: Callable[[], Awaitable[None]]
     # None: this process is the store's only user (SQLite); else other replicas' changes arrive here.
@@ -578,6 +601,8 @@ class Stores:
 
 
 __all__ = [
+    "AgentActivity",
+    "AgentActivityStore",
     "ApprovalStore",
     "AuditEntry",
     "AuditStore",

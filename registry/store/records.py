@@ -283,6 +283,24 @@ class CallFact:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ChangeSide:
+    """The calls of a window that carried one value of a subject, as `meshwarden changes`
+    compares them (registry.session_changes): summed where they are stored, so a comparison
+    reads one row per value, not one per call."""
+
+    kind: str  # version, model, bundle or tool_schema (registry.session_changes.KINDS)
+    subject: str
+    value: str
+    first_at: float  # the start of the first call that carried it, in the window
+    calls: int
+    failures: int
+    cost_micro_usd: int
+    successful_sessions: int  # distinct sessions of these calls that reported "succeeded"
+    # (latency rounded to 3 significant digits, calls): registry.session_changes.latency_bucket
+    latencies: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SuspectThresholds:
     """When a running session is a suspect (registry.session_signals says why each)."""
 
@@ -428,3 +446,12 @@ class SpendRow:
     subject: str
     spent_micro_usd: int
     soft_crossed: bool
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AgentActivity:
+    """What one agent has in progress (registry.store.AgentActivityStore says how it is counted)."""
+
+    agent: str
+    sessions_running: int
+    tasks_in_progress: int

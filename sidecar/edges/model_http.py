@@ -215,7 +215,7 @@ class ModelGateway:
                 provider=entry.provider if entry is not None else "",
                 task_id=task_id,
                 attributed_to_agent_only=not (session_id or workflow_id or task_id),
-                passthrough_headers={h: request.headers[h][:256] for h in _PASSTHROUGH if h in request.headers},
+                passthrough_headers=_passthrough(request.headers),
             ),
         )
 
@@ -225,6 +225,21 @@ def _output_cap(api: ModelApi, facts: RequestFacts, default: int, ceiling: int) 
         return 0
     asked = facts.max_output_tokens if facts.max_output_tokens is not None else default
     return min(asked, ceiling) if ceiling else asked
+
+
+def _passthrough(headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers a client chooses for its provider (`_PASSTHROUGH`), first 256 characters.
+    They go onto the provider's request as they are, so only printable ASCII: aiohttp hands
+    other bytes over as surrogates, which would fail the provider hop as a sidecar fault."""
+    found: dict[str, str] = {}
+    for name in _PASSTHROUGH:
+        value = headers.get(name)
+        if value is None:
+            continue
+        if not (value.isascii() and value.isprintable()):
+            raise BadModelRequest(f"header {name} must be printable ASCII, got {value[:60]!r}")
+        found[name] = value[:256]
+    return found
 
 
 def _header_id(headers: Mapping[str, str], name: str) -> str:

@@ -23,6 +23,10 @@ What it does, and what it leaves out on purpose:
 - Proxies: http:// proxies only; an https:// target is reached through a CONNECT tunnel, an
   http:// one by sending the absolute URL to the proxy. Credentials in the proxy URL go as
   `Proxy-Authorization: Basic`, and only to the proxy.
+- Limits against a hostile or broken upstream: 64 KiB for the status line and headers; a
+  compressed body inflates 256 KiB at a time, so a reader's byte limit holds against a gzip
+  bomb; bytes after a complete answer (a second message) end the connection rather than being
+  read into this answer or the next.
 - No redirects, no cookies, no 100-continue, no HTTP/2.
 """
 
@@ -42,7 +46,8 @@ from urllib.parse import unquote, urlsplit
 import httptools
 
 _HIGH_WATER: Final = 256 * 1024  # buffered answer bytes before the socket stops being read
-_MAX_HEAD: Final = 64 * 1024  # a proxy's answer to CONNECT
+_MAX_HEAD: Final = 64 * 1024  # status line and headers (interim answers too), or a proxy's to CONNECT
+_DECODED_PIECE: Final = 256 * 1024  # the most a compressed piece inflates to at once: a gzip bomb stops at a limit
 
 
 class HttpClientError(Exception):
@@ -95,11 +100,13 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
+        self._head_bytes = 0
         self._waiter: asyncio.Future[None] | None = None
         self._reset()
 
     def _reset(self) -> None:
         self.status = 0
+        self._head_bytes = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.headers_done = False
         self.complete = False
@@ -118,8 +125,16 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self.error = ConnectionCut(f"the answer is not valid HTTP/1.1 ({exc})")
+            self.error = self.error or ConnectionCut(f"the answer is not valid HTTP/1.1 ({exc})")
             self._close()
+        else:
+            # httptools gathers a header line in memory until it ends: cap what a peer may send
+            # before the final status and headers, or a server that never ends them grows us without end.
+            if not self.headers_done:
+                self._head_bytes += len(data)
+                if self._head_bytes > _MAX_HEAD:
+                    self.error = ConnectionCut(f"the answer's status line and headers are over {_MAX_HEAD} bytes")
+                    self._close()
         self._wake()
 
     def eof_received(self) -> bool:
@@ -134,6 +149,13 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     # httptools' callbacks
+    def on_message_begin(self) -> None:
+        if self.complete:
+            # Bytes after the answer, or while idle, are no answer to a request of ours: a second
+            # message must not be read into this response or the next (response splitting).
+            self.keep_alive = False
+            raise ConnectionCut("the peer sent more after its answer")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
 
@@ -239,25 +261,34 @@ class Response:
         self._released = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives (decoded), in the pieces it arrives in."""
+        """The body as it arrives (decoded), in the pieces it arrives in; a compressed piece
+        inflates in parts of at most `_DECODED_PIECE` bytes, so a reader's limit holds."""
         connection = self._connection
         while True:
             if connection.chunks:
-                data = self._decoded(connection.take())
-                if data:
+                data = connection.take()
+                if self._decoder is None:
                     yield data
+                    continue
+                while data:
+                    piece, data = self._inflated(data)
+                    if piece:
+                        yield piece
                 continue
             if connection.complete:
-                if self._decoder is not None and (rest := self._decoded(b"", flush=True)):
-                    yield rest
+                if self._decoder is not None and (rest := self._inflated(b"", flush=True)[0]):
+                    yield rest  # all input is taken by now: flush gives back only what zlib held
                 return
             await connection.wait(self._read_timeout_s)
 
-    def _decoded(self, data: bytes, *, flush: bool = False) -> bytes:
-        if self._decoder is None:
-            return data
+    def _inflated(self, data: bytes, *, flush: bool = False) -> tuple[bytes, bytes]:
+        """At most `_DECODED_PIECE` bytes inflated from `data`, and the compressed bytes still
+        to inflate (zlib's unconsumed tail)."""
+        assert self._decoder is not None
         try:
-            return self._decoder.flush() if flush else self._decoder.decompress(data)
+            if flush:
+                return self._decoder.flush(), b""
+            return self._decoder.decompress(data, _DECODED_PIECE), self._decoder.unconsumed_tail
         except zlib.error as exc:
             self._connection.close()
             raise ConnectionCut(
@@ -299,8 +330,9 @@ class Response:
 
 
 class Http1Client:
-    """`max_requests` at once (as aiohttp's connector's limit of the same default): the next
-    waits for one to be released, so a burst of calls cannot open a socket each without end."""
+    """`max_requests` at once (256, the connector limit the aiohttp session here had; aiohttp's
+    own default is 100): the next waits for one to be released, so a burst of calls cannot
+    open a socket each without end."""
 
     def __init__(self, *, idle_s: float = 15.0, max_idle_per_origin: int = 32, max_requests: int = 256) -> None:
         self._idle_s, self._max_idle = idle_s, max_idle_per_origin

@@ -1,4 +1,7 @@
-"""`tools/call` to a streamable HTTP server that speaks MCP 2026-07-28, as one aiohttp POST.
+"""`tools/call` to a streamable HTTP server that speaks MCP 2026-07-28, as one POST on a
+kept-alive connection of the sidecar's small HTTP/1.1 client (hops/http1_client.py, the
+model gateway's provider hop's): measured against aiohttp's client on this path, it took the
+sidecar's CPU per tool call down by a tenth (benchmarks/README.md, "tool_gateway.py").
 
 Why not the `mcp` client for this one request: measured on this machine (benchmarks/README.md,
 "tool_gateway.py"), its call path (anyio memory streams, a task per request, pydantic
@@ -22,14 +25,15 @@ is the plain `{"jsonrpc":"2.0","id":N,"result":...}` that servers write.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-import aiohttp
-
+from meshwarden.sidecar.hops.http1_client import Http1Client, Response
 from meshwarden.sidecar.hops.mcp_credentials import OAuthBearer
 
 PROTOCOL: Final = "2026-07-28"
@@ -41,6 +45,7 @@ _META: Final = (
 
 
 _DECODER: Final = json.JSONDecoder()
+MAX_ANSWER_BYTES: Final = 64 * 1024 * 1024  # a tool's answer past this is the server's failure, not relayed
 
 
 class TokenNeeded(Exception):
@@ -71,19 +76,20 @@ class HttpToolCaller:
         }
         self._bearer = bearer
         self._ids = itertools.count(1)
-        self._session: aiohttp.ClientSession | None = None
+        self._client = Http1Client()
+        self._tls: ssl.SSLContext | None = None  # the system's trust store, for an https:// server
 
     async def call(self, tool: str, arguments_json: bytes, timeout_s: float) -> CallAnswer:
-        """Raises aiohttp.ClientError (or TimeoutError) when the server cannot be reached, and
-        TokenNeeded when an OAuth server needs a token first."""
+        """Raises HttpClientError (an OSError when the server cannot be reached, a TimeoutError
+        when it does not answer in time), and TokenNeeded when an OAuth server needs a token first."""
         headers = {**self._headers, "Mcp-Name": tool}
         token = self._bearer.token() if self._bearer is not None else None
         if self._bearer is not None:
             if token is None:
                 raise TokenNeeded
             headers["Authorization"] = f"Bearer {token}"
-        if self._session is None:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
+        if self._tls is None and self._url.startswith("https:"):
+            self._tls = await asyncio.to_thread(ssl.create_default_context)  # reads the trust store
         request_id = next(self._ids)
         body = b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":%s,"arguments":%s,%s}}' % (
             request_id,
@@ -91,15 +97,23 @@ class HttpToolCaller:
             arguments_json or b"{}",
             _META,
         )
-        async with self._session.post(
-            self._url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
-        ) as response:
-            if token is not None and _refuses_token(response):
-                assert self._bearer is not None  # a token was sent
-                self._bearer.refused(token)
-                raise TokenNeeded
-            raw = await response.read()
-            content_type = response.headers.get("Content-Type", "")
+        async with asyncio.timeout(timeout_s):  # the whole exchange; the client's own bound each step
+            response = await self._client.post(
+                self._url,
+                body,
+                headers,
+                tls=self._tls,
+                proxy=None,
+                connect_timeout_s=timeout_s,
+                read_timeout_s=timeout_s,
+            )
+            async with response:
+                if token is not None and _refuses_token(response):
+                    assert self._bearer is not None  # a token was sent
+                    self._bearer.refused(token)
+                    raise TokenNeeded
+                raw = await response.read(MAX_ANSWER_BYTES)
+                content_type = response.headers.get("content-type", "")
         if not content_type.startswith("text/event-stream"):
             relayed = relayed_result(raw, request_id)
             if relayed is not None:
@@ -118,16 +132,14 @@ class HttpToolCaller:
         return CallAnswer(encoded, bool(result.get("isError")))
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._client.close()
 
 
-def _refuses_token(response: aiohttp.ClientResponse) -> bool:
+def _refuses_token(response: Response) -> bool:
     """HTTP 401, or 403 asking for more scope (RFC 6750 §3.1): the token was not taken."""
     if response.status == 401:
         return True
-    return response.status == 403 and "insufficient_scope" in response.headers.get("WWW-Authenticate", "")
+    return response.status == 403 and "insufficient_scope" in response.headers.get("www-authenticate", "")
 
 
 def relayed_result(raw: bytes, request_id: int) -> CallAnswer | None:

@@ -22,13 +22,12 @@ import asyncio
 import json
 from typing import Final
 
-import aiohttp
-
 from meshwarden.clock import Clock
 from meshwarden.errors import BadPayload, DeadlineExceeded, MeshError, ToolServerUnavailable
 from meshwarden.policy_bundle.mcp_servers import McpServers
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call import Call, Reply, ToolUse
+from meshwarden.sidecar.hops.http1_client import HttpClientError
 from meshwarden.sidecar.hops.mcp_http_calls import TokenNeeded
 from meshwarden.sidecar.hops.mcp_upstreams import McpConnection, McpUpstreams
 from meshwarden.usage import Usage
@@ -101,7 +100,7 @@ class ToMcpServer:
             raise ToolServerUnavailable(
                 f"MCP server {tool.server} did not answer {tool.tool} within its timeout of {server_timeout_s:g} s"
             ) from exc
-        except (aiohttp.ClientError, OSError) as exc:
+        except (HttpClientError, OSError) as exc:  # no connection, the connection cut, an answer too large
             await connection.broken(exc)
             raise ToolServerUnavailable(
                 f"MCP server {tool.server} could not be reached for {tool.tool}: {type(exc).__name__}; check that it runs"

@@ -184,6 +184,7 @@ class ActivePolicy:
                 servers=contents.mcp_servers,
                 teams=self._teams,
                 approvals=approvals,
+                decision_cache_size=decision_cache_size,
             )
         except ValueError as exc:
             raise BundleError(
@@ -325,7 +326,8 @@ class ActivePolicy:
 
     @property
     def decision_cache_entries(self) -> int:
-        return len(self._decisions)
+        """Decisions kept under their context, capability and tool calls alike."""
+        return len(self._decisions) + self._tools.decision_cache_entries
 
     def _foreseen_pairs(self, entity_names: Mapping[str, frozenset[str]]) -> dict[_Pair, _Evaluator]:
         """Every pair this agent can be part of whose policies differ from an unknown name's:

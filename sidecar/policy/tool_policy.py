@@ -3,7 +3,11 @@ attributes (server, name, risk) come from the bundle's mcp_servers.toml.
 
 Built once per bundle revision beside ActivePolicy's capability decisions. Tool calls are far
 fewer than agent calls and tool policies few, so this keeps it simple: one policy set (the
-policies whose action can be CallTool), the context fields those policies read, no memo.
+policies whose action can be CallTool) and the context fields those policies read. Decisions
+are kept as ActivePolicy keeps them: Cedar is deterministic, so the same agent calling the
+same tool with the same context (the exact JSON Cedar would see; none when no policy reads
+any) gets the decision it got before, without Cedar (about a tenth of the sidecar's CPU per
+tool call, benchmarks/README.md "tool_gateway.py"), first in, first out beyond the bound.
 The same fail-closed rules hold: default deny, a forbid that cannot be evaluated denies.
 """
 
@@ -81,8 +85,11 @@ class ToolPolicy:
         servers: McpServers,
         teams: Mapping[str, str],
         approvals: Mapping[str, ApprovalRule] | None = None,  # the permits' @approval rules, by @id
+        decision_cache_size: int = 4096,  # decisions kept; 0 turns the memo off
     ) -> None:
         self._label, self._servers, self._teams = label, servers, teams
+        self._decisions: dict[tuple[str, str, str | None], Decision] = {}
+        self._decision_cache_size = decision_cache_size
         action = shape.actions.get(CALL_TOOL_ACTION)
         self._enabled = action is not None and TOOL_TYPE in shape.entities
         applicable = {pid: t for pid, t in templates.items() if may_be_call_tool(t.action)} if self._enabled else {}
@@ -121,15 +128,29 @@ class ToolPolicy:
         ArgumentsNotMappable when an argument a policy reads cannot be given to Cedar."""
         if self._policy_set is None or self._entities is None:
             return self._outcomes.default_deny(agent, tool.qualified)
+        context = self._context(agent, args_json, facts) if self._plan else None
+        key = (agent, tool.qualified, context)
+        kept = self._decisions.get(key)
+        if kept is not None:
+            return kept
         request: dict[str, object] = {
             "principal": {"type": AGENT_TYPE, "id": agent},
             "action": _ACTION,
             "resource": {"type": TOOL_TYPE, "id": tool.qualified},
         }
-        if self._plan:
-            request["context"] = self._context(agent, args_json, facts)
+        if context is not None:
+            request["context"] = context
         result = cedarpy.is_authorized(request, self._policy_set, self._entities)
-        return self._outcomes.decision(result, self._forbids, agent, tool.qualified)
+        decision = self._outcomes.decision(result, self._forbids, agent, tool.qualified)
+        if self._decision_cache_size:
+            if len(self._decisions) >= self._decision_cache_size:
+                self._decisions.pop(next(iter(self._decisions)), None)
+            self._decisions[key] = decision
+        return decision
+
+    @property
+    def decision_cache_entries(self) -> int:
+        return len(self._decisions)
 
     def visible(self, agent: str, tool: ToolDecl, facts: CallFacts) -> bool:
         """Whether `tools/list` shows the tool to `agent`: some call to it may be permitted.

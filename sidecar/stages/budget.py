@@ -46,6 +46,7 @@ class Budget:
         try:
             reservation = await self._ledger.reserve(targets, amount, call.deadline, call.capability)
         except BudgetExhausted as refusal:
+            call.record.budget_short = refusal.budget_id  # refused, or downgraded: the receipt says which
             call, targets, reservation = await self._downgraded(call, refusal)
         record = call.record
         record.budget_ids = reservation.budget_ids

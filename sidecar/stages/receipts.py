@@ -159,6 +159,7 @@ class Receipts:
             budget_reserved_micro_usd=record.budget_reserved_micro_usd,
             budget_settled_micro_usd=record.budget_settled_micro_usd,
             budget_downgraded_to=record.budget_downgraded_to,
+            budget_short=record.budget_short,
             started_at=_timestamp(started_ns),
             ended_at=_timestamp(started_ns + int(latency_s * 1e9)),
             latency_us=int(latency_s * 1e6),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,24 +24,23 @@ _FAILED = pytest.StashKey[bool]()
 @pytest.fixture
 async def mesh(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[LocalMesh]:
     """A registry (heartbeat 0.5 s) plus whatever the test starts; all stopped afterwards."""
-    local = LocalMesh(tmp_path)
-    await local.start_registry()
-    try:
+    async with _stopped_after(LocalMesh(tmp_path), request) as local:
+        await local.start_registry()
         yield local
-    finally:
-        await local.close()
-        if request.node.stash.get(_FAILED, False):
-            print(local.logs())
 
 
 @pytest.fixture
 async def bare_mesh(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[LocalMesh]:
-    """A mesh with nothing started, for tests that start the registry their own way.
+    """A mesh with nothing started, for tests that start the registry their own way; stopped
+    and its logs printed on failure like `mesh`'s."""
+    async with _stopped_after(LocalMesh(tmp_path), request) as local:
+        yield local
 
-    Like `mesh`, it stops everything afterwards and prints every process's log when the test
-    failed, so a failure in such a test can be read after the fact.
-    """
-    local = LocalMesh(tmp_path)
+
+@contextlib.asynccontextmanager
+async def _stopped_after(local: LocalMesh, request: pytest.FixtureRequest) -> AsyncIterator[LocalMesh]:
+    """Stops every process of `local` at the end, and prints their logs when the test failed
+    (read after the fact: the processes are gone by then)."""
     try:
         yield local
     finally:

@@ -169,7 +169,9 @@ def main() -> None:
     parser.add_argument("--valid-s", type=float, default=600.0, help="how long a token stays valid")
     parser.add_argument("--log", required=True, type=Path)
     args = parser.parse_args()
-    sock = socket.socket()
+    # Protocol IPPROTO_TCP, not socket.socket()'s 0: asyncio sets TCP_NODELAY only then, and without
+    # it Nagle held each answer's body for the client's delayed ACK (~40 ms a call).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     issuer = f"http://127.0.0.1:{sock.getsockname()[1]}"
     server = TokenServer(

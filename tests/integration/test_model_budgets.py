@@ -5,13 +5,17 @@ policy allows it, the call runs on that model instead and its receipt says so.""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import openai
 import pytest
 
 from meshwarden.budget_scopes import DAY, MODEL, TOTAL, WORKFLOW
+from meshwarden.supervise import meshwarden_argv
 from meshwarden.v1 import receipts_pb2
 from tests.integration.test_budgets import set_budget, states
 from tests.integration.test_model_gateway import POLICIES, SESSION, Gateway, _prices, catalog
@@ -89,3 +93,17 @@ async def test_a_cheaper_declared_fallback_runs_when_the_budget_is_short(gateway
     assert downgraded[0].capability == "big-test"  # what was asked
     assert list(downgraded[0].budget_ids) == [budget.id]
     assert 0 < downgraded[0].budget_settled_micro_usd <= downgraded[0].budget_reserved_micro_usd
+    assert downgraded[0].budget_short == budget.id  # the budget that had no room for big-test
+    # Question 12: the decision that changed the call, by the budget that made it, beside the refusals.
+    flags = ["--registry", mesh.registry_address, "--ca-pin", mesh.registry.addresses["ca_fingerprint"]]  # type: ignore[union-attr]
+    costs = await asyncio.to_thread(
+        subprocess.run,
+        meshwarden_argv("costs", "--by", "refusal", "--output", "json", *flags),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MESHWARDEN_OPERATOR_TOKEN": mesh.operator_token()},
+        timeout=60,
+    )
+    assert costs.returncode == 0, costs.stderr
+    causes = {row["key"]: row["calls"] for row in json.loads(costs.stdout)}
+    assert causes[f"downgrade by budget {budget.id}"] >= 1, causes

@@ -130,9 +130,18 @@ async def test_sidecars_list_shows_servers_and_pure_callers(ops: Ops) -> None:
     assert by_agent["frontdesk"]["role"] == "caller" and by_agent["frontdesk"]["bundle_revision"] == 2
     table = await cli("sidecars", "list", *ops.registry_flags())
     assert table.stdout.splitlines()[0].split() == [
-        "INSTANCE", "AGENT", "ROLE", "VERSION", "PEER", "CAPABILITIES", "BUNDLE", "LIVE", "REFUSED",
+        "INSTANCE", "AGENT", "ROLE", "VERSION", "PEER", "CAPABILITIES", "BUNDLE", "LIVE", "ENROLLED-BY", "REFUSED",
     ]  # fmt: skip
     assert any(line.split()[1:3] == ["frontdesk", "caller"] for line in table.stdout.splitlines()[1:])
+    # A page at a time, by agent then instance id: the same sidecars, none twice, then no cursor.
+    first = await cli("sidecars", "list", "--output", "json", "--limit", "1", *ops.registry_flags())
+    assert first.returncode == 0 and "more: --cursor " in first.stderr, first.stderr
+    cursor = first.stderr.split("more: --cursor ")[1].strip()
+    rest = await cli("sidecars", "list", "--output", "json", "--limit", "5", "--cursor", cursor, *ops.registry_flags())
+    assert rest.returncode == 0 and "more:" not in rest.stderr, rest.stderr
+    paged = [m["instance_id"] for m in json.loads(first.stdout) + json.loads(rest.stdout)]
+    assert paged == [m["instance_id"] for m in json.loads(done.stdout)] and len(paged) == 2
+    assert (await cli("sidecars", "list", "--cursor", "nonsense", *ops.registry_flags())).returncode == 2
 
 
 async def test_sidecar_status_and_config_read_the_admin_port(ops: Ops) -> None:

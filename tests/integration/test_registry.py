@@ -319,6 +319,7 @@ async def test_agents_list_prints_json_and_a_table_with_identities(registry: Reg
     enrolled = entry["enrolled_by"]
     assert (enrolled["how"], enrolled["principal"], enrolled["token_id"]) == ("open_enrolment", "open_enrolment", None)
     assert enrolled["enrolled_at"].endswith("Z")
+    assert entry["agent_activity"] == {"sessions_running": 0, "tasks_running": 0}
 
     assert table_code == exit_codes.OK, table_err
     lines = table.splitlines()
@@ -340,7 +341,9 @@ async def test_agents_list_prints_json_and_a_table_with_identities(registry: Reg
     assert billing_line.split()[-3] == "open_enrolment"
     assert billing_line.split()[-4] == "spiffe://meshwarden.local/agent/billing"
     assert billing_line.split()[-5].startswith("59m")
-    assert len(lines) == 3
+    # then what each agent has in progress: nothing here
+    assert lines[3] == "" and lines[4].split() == ["AGENT", "INSTANCES", "SESSIONS-RUNNING", "TASKS-RUNNING"]
+    assert [line.split() for line in lines[5:]] == [["billing", "1", "0", "0"], ["search", "1", "0", "0"]]
     assert registry.ca_fingerprint in table_err  # the CA trusted on first use is named, to be pinned
 
 

@@ -215,6 +215,19 @@ async def test_sessions_timelines_and_costs_from_the_receipts(mesh: LocalMesh) -
     assert refusals.returncode == 0 and "SPEND-ON-FAILED-SESSIONS" in refusals.stdout
     assert "(not refused)" in refusals.stdout
     assert (await cli("costs", "--by", "colour")).returncode == 2
+    # Question 1 in one command: each agent's instances and what it has in progress; only s-c
+    # runs (frontdesk -> kb), s-a and s-b reported their outcomes.
+    running = await cli("agents", "list")
+    assert running.returncode == 0, running.stderr
+    activity = running.stdout.split("\n\n")[1].splitlines()
+    assert activity[0].split() == ["AGENT", "INSTANCES", "SESSIONS-RUNNING", "TASKS-RUNNING"]
+    assert {line.split()[0]: line.split()[1:] for line in activity[1:]} == {
+        "billing": ["1", "0", "0"],
+        "kb": ["1", "1", "0"],
+        "support": ["1", "0", "0"],
+    }
+    listed = json.loads((await cli("agents", "list", "--agent", "kb", "--output", "json")).stdout)
+    assert [i["agent_activity"] for i in listed] == [{"sessions_running": 1, "tasks_running": 0}]
     bad_cursor = await cli("sessions", "list", "--cursor", "nonsense")
     assert bad_cursor.returncode == 2 and "cursor" in bad_cursor.stderr
     piped = await asyncio.to_thread(

@@ -9,6 +9,7 @@ import logging
 
 from meshwarden.registry.store import Stores
 from meshwarden.registry.store.postgres import migrations
+from meshwarden.registry.store.postgres.agent_activity import PostgresAgentActivity
 from meshwarden.registry.store.postgres.approvals import PostgresApprovals
 from meshwarden.registry.store.postgres.audit import PostgresAudit
 from meshwarden.registry.store.postgres.budgets import PostgresBudgets
@@ -71,10 +72,12 @@ def stores_over(db: Database, *, event_log_retention: int) -> Stores:
         audit=PostgresAudit(db),
         receipts=PostgresReceipts(db),
         outcomes=PostgresOutcomes(db),
-        sessions=PostgresSessions(db),
+        sessions=(sessions := PostgresSessions(db)),
+        session_signals=sessions,
         control_watchers=PostgresControlWatchers(db),
         join_tokens=PostgresJoinTokens(db),
         approvals=PostgresApprovals(db),
+        agent_activity=PostgresAgentActivity(db),
         budgets=PostgresBudgets(db),
         tasks=PostgresTasks(db),
         feed=feed,

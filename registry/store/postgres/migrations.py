@@ -34,6 +34,18 @@ class Step:
     sql: str
 
 
+# cost_totals from the shares, whole: the step that adds it, and a benchmark that copied shares by SQL.
+REBUILD_COST_TOTALS: Final = """
+DELETE FROM cost_totals;
+INSERT INTO cost_totals (by_key, key, shares, calls, failures, cost_micro_usd, input_tokens, output_tokens, sessions,
+    successful_outcomes, failed_session_cost_micro_usd)
+SELECT c.by_key, c.key, count(*), sum(c.calls), sum(c.failures), sum(c.cost_micro_usd), sum(c.input_tokens),
+    sum(c.output_tokens), count(*) FILTER (WHERE c.in_session), count(*) FILTER (WHERE o.outcome = 'succeeded'),
+    coalesce(sum(c.cost_micro_usd) FILTER (WHERE o.outcome IN ('failed', 'abandoned')), 0)
+FROM session_cost_shares c LEFT JOIN session_outcomes o ON o.session_id = c.session_id AND c.in_session
+GROUP BY c.by_key, c.key;
+"""
+
 STEPS: Final[tuple[Step, ...]] = (
     Step(
         "catalog: instances with their leases, the event log, the counters",
@@ -392,6 +404,69 @@ CREATE TABLE kill_effects (
     expected INTEGER NOT NULL,
     took_s DOUBLE PRECISION NOT NULL
 );
+""",
+    ),
+    Step(
+        "session principals, signals and call facts: who each session was started for, signs it loops, "
+        "what each call changed (issue 19), kept as receipts arrive as SQLite keeps them; cost totals: each cost "
+        "table's rows kept as running totals (issue 18 item 7: a cost table reads one row per key)",
+        """
+CREATE TABLE session_principals (
+    session_id TEXT PRIMARY KEY,
+    started_for TEXT NOT NULL,
+    launched_by TEXT NOT NULL,
+    conflict TEXT NOT NULL
+);
+CREATE INDEX session_principals_by_principal ON session_principals (started_for);
+CREATE TABLE session_signals (
+    session_id TEXT PRIMARY KEY,
+    max_repeats BIGINT NOT NULL,
+    repeated_capability TEXT NOT NULL,
+    retries BIGINT NOT NULL,
+    successes BIGINT NOT NULL
+);
+CREATE TABLE call_facts (
+    call_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL,
+    latency_us BIGINT NOT NULL,
+    ok BOOLEAN NOT NULL,
+    cost_micro_usd BIGINT NOT NULL,
+    capability TEXT NOT NULL,
+    call_kind TEXT NOT NULL,
+    callee_agent TEXT NOT NULL,
+    version TEXT NOT NULL,
+    spender_agent TEXT NOT NULL,
+    model TEXT NOT NULL,
+    bundle_revision BIGINT NOT NULL,
+    tool TEXT NOT NULL,
+    tool_schema TEXT NOT NULL
+);
+CREATE INDEX call_facts_by_session ON call_facts (session_id);
+CREATE INDEX call_facts_by_start ON call_facts (started_at);
+CREATE TABLE cost_totals (
+    by_key TEXT NOT NULL,
+    key TEXT NOT NULL,
+    shares BIGINT NOT NULL,
+    calls BIGINT NOT NULL,
+    failures BIGINT NOT NULL,
+    cost_micro_usd BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    sessions BIGINT NOT NULL,
+    successful_outcomes BIGINT NOT NULL,
+    failed_session_cost_micro_usd BIGINT NOT NULL,
+    PRIMARY KEY (by_key, key)
+);
+UPDATE meta SET value = CASE WHEN EXISTS (SELECT 1 FROM receipts) THEN 0 ELSE 1 END
+    WHERE key = 'session_aggregates_filled';
+"""
+        + REBUILD_COST_TOTALS,
+    ),
+    Step(
+        "tasks by holder: the tasks each agent holds, counted from an index for `agents list`",
+        """
+CREATE INDEX tasks_by_holder_agent ON tasks (holder_agent, state);
 """,
     ),
 )

@@ -3,7 +3,12 @@
 filtering) and `session_cost_shares` (what it adds to each cost table's rows; a call made
 outside any session has rows of its own, `in_session` false and its call id in place of a
 session id). `store_aggregates` rewrites the rows of the sessions a receipt batch touched,
-inside that batch's transaction (registry.store.postgres.receipts).
+inside that batch's transaction (registry.store.postgres.receipts), with who each session was
+started for and its loop signals (.session_signals) and one fact per call (.call_facts);
+every change to the cost shares moves `cost_totals` by its difference
+(registry.store.cost_total_deltas), so a cost table reads one row per key. Those rows are
+shared by every batch: each updates them in one order (cost_total_deltas.rows_of), so two
+batches wait for each other, never deadlock.
 
 Why a lock per session: the two sides of a call reach the registry from two sidecars, maybe
 through two replicas at once. Each batch recomputes its sessions from the receipts it can
@@ -20,18 +25,27 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, Final
 
+from meshwarden.registry.call_facts import facts_of
 from meshwarden.registry.session_aggregates import aggregate
+from meshwarden.registry.session_principal import principal_of
+from meshwarden.registry.session_signals import signals_of
+from meshwarden.registry.store import cost_total_deltas
+from meshwarden.registry.store.postgres import call_facts, session_signals
 from meshwarden.registry.store.postgres.database import Connection, Database
 from meshwarden.registry.store.records import (
+    CallFact,
+    ChangeSide,
     CostShare,
     CostTotal,
     ListedSession,
     SessionAggregate,
     SessionQuery,
     StoredOutcome,
+    SuspectSession,
+    SuspectThresholds,
 )
 from meshwarden.v1 import receipts_pb2
 
@@ -65,7 +79,23 @@ _UPSERT: Final = (
 _SHARE_COLUMNS: Final = (
     "by_key, key, in_session, session_id, calls, failures, cost_micro_usd, input_tokens, output_tokens"
 )
-_FAILED_OUTCOMES: Final = "('failed', 'abandoned')"
+_SHARE_VALUES: Final = "by_key, key, in_session, calls, failures, cost_micro_usd, input_tokens, output_tokens"
+_ADD_TO_TOTALS: Final = (
+    f"INSERT INTO cost_totals (by_key, key, {', '.join(cost_total_deltas.TOTAL_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${n}' for n in range(1, 3 + len(cost_total_deltas.TOTAL_COLUMNS)))}) "
+    "ON CONFLICT (by_key, key) DO UPDATE SET "
+    + ", ".join(f"{c} = cost_totals.{c} + excluded.{c}" for c in cost_total_deltas.TOTAL_COLUMNS)
+)
+_LISTED_COLUMNS: Final = (
+    f"{', '.join('a.' + c for c in _AGGREGATE_COLUMNS)}, o.outcome, o.detail, o.reported_by, o.reported_at, "
+    f"{session_signals.PRINCIPAL_COLUMNS}"
+)
+_PRINCIPAL_AT: Final = 17  # where PRINCIPAL_COLUMNS start in a listed row
+_SIGNALS_AT: Final = _PRINCIPAL_AT + 3
+_LISTED_TABLES: Final = (
+    "session_aggregates a LEFT JOIN session_outcomes o ON o.session_id = a.session_id "
+    "LEFT JOIN session_principals p ON p.session_id = a.session_id"
+)
 
 
 async def lock_sessions(connection: Connection, session_ids: Iterable[str]) -> None:
@@ -111,7 +141,7 @@ async def store_aggregates(connection: Connection, added: Sequence[receipts_pb2.
         )
     }
     rows = await asyncio.to_thread(_rows_of, in_sessions, outside, ended)
-    await _write(connection, session_ids, call_ids, rows)
+    await _write(connection, session_ids, call_ids, rows, {s: outcome for s, (outcome, _) in ended.items()})
 
 
 class _Rows:
@@ -119,22 +149,30 @@ class _Rows:
         self.aggregates: list[tuple[Any, ...]] = []
         self.members: list[tuple[str, str, str]] = []
         self.shares: list[tuple[Any, ...]] = []
+        self.principals: list[tuple[Any, ...]] = []
+        self.signals: list[tuple[Any, ...]] = []
+        self.facts: list[tuple[Any, ...]] = []
 
 
 def _rows_of(in_sessions: Sequence[Any], outside: Sequence[Any], ended: dict[str, tuple[str, float]]) -> _Rows:
     """The rows to write, computed off the event loop (decoding a session's receipts)."""
     rows = _Rows()
     for session_id, bodies in _grouped(in_sessions).items():
-        found = aggregate(session_id, [receipts_pb2.Receipt.FromString(b) for b in bodies])
+        receipts = [receipts_pb2.Receipt.FromString(b) for b in bodies]
+        found = aggregate(session_id, receipts)
         outcome, reported_at = ended.get(session_id, ("", 0.0))
         rows.aggregates.append(_aggregate_row(found, outcome, max(found.last_activity_at, reported_at)))
         rows.members += [("agent", a, session_id) for a in found.agents] + [
             ("team", t, session_id) for t in found.teams
         ]
         rows.shares += [_share_row(session_id, share, True) for share in found.cost_shares]
+        rows.principals.append(session_signals.principal_row(principal_of(session_id, receipts)))
+        rows.signals.append(session_signals.signals_row(signals_of(session_id, receipts)))
+        rows.facts += [call_facts.row_of(f) for f in facts_of(receipts)]
     for call_id, bodies in _grouped(outside).items():
-        shares = aggregate("", [receipts_pb2.Receipt.FromString(b) for b in bodies]).cost_shares
-        rows.shares += [_share_row(call_id, share, False) for share in shares]
+        receipts = [receipts_pb2.Receipt.FromString(b) for b in bodies]
+        rows.shares += [_share_row(call_id, share, False) for share in aggregate("", receipts).cost_shares]
+        rows.facts += [call_facts.row_of(f) for f in facts_of(receipts)]
     return rows
 
 
@@ -145,7 +183,9 @@ def _grouped(rows: Sequence[Any]) -> dict[str, list[bytes]]:
     return grouped
 
 
-async def _write(connection: Connection, session_ids: list[str], call_ids: list[str], rows: _Rows) -> None:
+async def _write(
+    connection: Connection, session_ids: list[str], call_ids: list[str], rows: _Rows, outcomes: dict[str, str]
+) -> None:
     if rows.aggregates:
         await connection.executemany(_UPSERT, rows.aggregates)
     if session_ids:
@@ -154,6 +194,18 @@ async def _write(connection: Connection, session_ids: list[str], call_ids: list[
         await connection.executemany(
             "INSERT INTO session_members (role, name, session_id) VALUES ($1, $2, $3)", rows.members
         )
+    old = await connection.fetch(
+        f"SELECT {_SHARE_VALUES}, session_id FROM session_cost_shares WHERE (in_session AND session_id = ANY($1::text[])) "
+        "OR (NOT in_session AND session_id = ANY($2::text[]))",
+        session_ids,
+        call_ids,
+    )
+    deltas: cost_total_deltas.Deltas = {}
+    for share in old:
+        cost_total_deltas.add_shares(deltas, [tuple(share)[:8]], outcomes.get(share[8], "") if share[2] else "", -1)
+    for row in rows.shares:  # (by_key, key, in_session, owner, calls, ...)
+        cost_total_deltas.add_shares(deltas, [(*row[:3], *row[4:])], outcomes.get(row[3], "") if row[2] else "", 1)
+    await connection.executemany(_ADD_TO_TOTALS, cost_total_deltas.rows_of(deltas))
     await connection.execute(
         "DELETE FROM session_cost_shares WHERE (in_session AND session_id = ANY($1::text[])) "
         "OR (NOT in_session AND session_id = ANY($2::text[]))",
@@ -168,17 +220,33 @@ async def _write(connection: Connection, session_ids: list[str], call_ids: list[
             "input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens",
             rows.shares,
         )
+    if rows.principals:
+        await connection.executemany(session_signals.UPSERT_PRINCIPAL, rows.principals)
+    if rows.signals:
+        await connection.executemany(session_signals.UPSERT_SIGNALS, rows.signals)
+    await call_facts.put(connection, session_ids, call_ids, rows.facts)
 
 
 async def note_outcome(connection: Connection, session_id: str, outcome: str, reported_at: float) -> None:
-    """Copies a new outcome into the session's aggregate (inside the outcome's transaction,
-    which holds the session's lock: lock_sessions)."""
+    """Copies a new outcome into the session's aggregate, and counts its shares' spend as
+    succeeded or failed in the cost totals (inside the outcome's transaction, which holds the
+    session's lock: lock_sessions)."""
     await connection.execute(
         "UPDATE session_aggregates SET outcome = $2, activity_at = greatest(activity_at, $3) WHERE session_id = $1",
         session_id,
         outcome,
         reported_at,
     )
+    shares = [
+        tuple(r)
+        for r in await connection.fetch(
+            f"SELECT {_SHARE_VALUES} FROM session_cost_shares WHERE session_id = $1 AND in_session", session_id
+        )
+    ]
+    deltas: cost_total_deltas.Deltas = {}
+    cost_total_deltas.add_shares(deltas, shares, "", -1)
+    cost_total_deltas.add_shares(deltas, shares, outcome, 1)
+    await connection.executemany(_ADD_TO_TOTALS, cost_total_deltas.rows_of(deltas))
 
 
 async def fill_missing(db: Database) -> int:
@@ -246,9 +314,7 @@ class PostgresSessions:
             where.append(f"(a.activity_at, a.session_id) {'>' if query.oldest_first else '<'} (${n - 1}, ${n})")
         params.append(query.limit)
         sql = (
-            f"SELECT {', '.join('a.' + c for c in _AGGREGATE_COLUMNS)}, "
-            "o.outcome, o.detail, o.reported_by, o.reported_at "
-            "FROM session_aggregates a LEFT JOIN session_outcomes o ON o.session_id = a.session_id "
+            f"SELECT {_LISTED_COLUMNS} FROM {_LISTED_TABLES} "
             f"WHERE {' AND '.join(where) or 'TRUE'} ORDER BY a.activity_at {order}, a.session_id {order} "
             f"LIMIT ${len(params)}"
         )
@@ -258,14 +324,47 @@ class PostgresSessions:
 
         return await self._db.read(work)
 
+    async def suspects(
+        self, limits: SuspectThresholds, now: float, after: tuple[float, str] | None, limit: int, reason: str = ""
+    ) -> list[SuspectSession]:
+        where = session_signals.suspect_where(reason)
+        params = [*session_signals.parameters(limits, now), limit]
+        if after is not None:
+            params += [after[0], after[1]]
+            where += f" AND (a.activity_at, a.session_id) > (${len(params) - 1}, ${len(params)})"
+        sql = (
+            f"SELECT {_LISTED_COLUMNS}, {session_signals.SIGNAL_COLUMNS} FROM {_LISTED_TABLES} "
+            f"JOIN session_signals s ON s.session_id = a.session_id CROSS JOIN {session_signals.THRESHOLDS} "
+            f"WHERE {where} ORDER BY a.activity_at, a.session_id LIMIT ${session_signals.PARAMETERS + 1}"
+        )
+
+        async def work(connection: Connection) -> list[SuspectSession]:
+            return [
+                SuspectSession(listed=_listed(row), signals=session_signals.signals_of(str(row[0]), row[_SIGNALS_AT:]))
+                for row in await connection.fetch(sql, *params)
+            ]
+
+        return await self._db.read(work)
+
+    async def suspect_counts(self, limits: SuspectThresholds, now: float) -> dict[str, int]:
+        async def work(connection: Connection) -> dict[str, int]:
+            row = await connection.fetchrow(session_signals.COUNTS, *session_signals.parameters(limits, now))
+            return session_signals.counts_of(row)
+
+        return await self._db.read(work)
+
+    async def call_facts(
+        self, since: float, until: float, capabilities: Collection[str] | None = None
+    ) -> list[CallFact]:
+        return await self._db.read(lambda connection: call_facts.between(connection, since, until, capabilities))
+
+    async def change_sides(self, since: float, until: float) -> list[ChangeSide]:
+        return await self._db.read(lambda connection: call_facts.change_sides(connection, since, until))
+
     async def cost_totals(self, by: str) -> list[CostTotal]:
         sql = (
-            "SELECT c.key, sum(c.calls), sum(c.failures), sum(c.cost_micro_usd), sum(c.input_tokens), "
-            "sum(c.output_tokens), count(*) FILTER (WHERE c.in_session), "
-            "count(*) FILTER (WHERE o.outcome = 'succeeded'), "
-            f"sum(CASE WHEN o.outcome IN {_FAILED_OUTCOMES} THEN c.cost_micro_usd ELSE 0 END) "
-            "FROM session_cost_shares c LEFT JOIN session_outcomes o ON o.session_id = c.session_id AND c.in_session "
-            "WHERE c.by_key = $1 GROUP BY c.key"
+            "SELECT key, calls, failures, cost_micro_usd, input_tokens, output_tokens, sessions, successful_outcomes, "
+            "failed_session_cost_micro_usd FROM cost_totals WHERE by_key = $1 AND shares > 0"
         )
 
         async def work(connection: Connection) -> list[CostTotal]:
@@ -278,8 +377,8 @@ class PostgresSessions:
                     input_tokens=int(row[4]),
                     output_tokens=int(row[5]),
                     sessions=int(row[6]),
-                    successful_outcomes=int(row[7] or 0),
-                    failed_session_cost_micro_usd=int(row[8] or 0),
+                    successful_outcomes=int(row[7]),
+                    failed_session_cost_micro_usd=int(row[8]),
                 )
                 for row in await connection.fetch(sql, by)
             ]
@@ -303,6 +402,8 @@ def _where(query: SessionQuery) -> tuple[list[str], list[object]]:
         where.append(f"a.outcome = {param(query.state)}")
     if query.workflow_id:
         where.append(f"a.workflow_id = {param(query.workflow_id)}")
+    if query.started_for:
+        where.append(f"p.started_for = {param(query.started_for)}")
     for role, name in (("agent", query.agent), ("agent", query.participant), ("team", query.team)):
         if name:
             where.append(
@@ -369,4 +470,5 @@ def _listed(row: Any) -> ListedSession:
             reported_at=float(row[16]),
         )
     )
-    return ListedSession(aggregate=found, outcome=outcome)
+    principal = session_signals.principal_of(str(row[0]), row[_PRINCIPAL_AT:_SIGNALS_AT])
+    return ListedSession(aggregate=found, outcome=outcome, principal=principal)

@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 from meshwarden.registry.store import Stores
+from meshwarden.registry.store.sqlite.agent_activity import SqliteAgentActivity
 from meshwarden.registry.store.sqlite.approvals import SqliteApprovals
 from meshwarden.registry.store.sqlite.audit import SqliteAudit
 from meshwarden.registry.store.sqlite.budgets import SqliteBudgets
@@ -61,6 +62,7 @@ def stores_over(db: Database, *, event_log_retention: int) -> Stores:
         session_signals=sessions,
         join_tokens=SqliteJoinTokens(db),
         approvals=SqliteApprovals(db),
+        agent_activity=SqliteAgentActivity(db),
         budgets=SqliteBudgets(db),
         tasks=SqliteTasks(db),
         location=str(db.path),

@@ -26,6 +26,18 @@ class Step:
     sql: str
 
 
+# cost_totals from the shares, whole: the step that adds it, and a benchmark that copied shares by SQL.
+REBUILD_COST_TOTALS: Final = """
+DELETE FROM cost_totals;
+INSERT INTO cost_totals (by_key, key, shares, calls, failures, cost_micro_usd, input_tokens, output_tokens, sessions,
+    successful_outcomes, failed_session_cost_micro_usd)
+SELECT c.by_key, c.key, count(*), sum(c.calls), sum(c.failures), sum(c.cost_micro_usd), sum(c.input_tokens),
+    sum(c.output_tokens), sum(c.in_session), coalesce(sum(o.outcome = 'succeeded'), 0),
+    coalesce(sum(CASE WHEN o.outcome IN ('failed', 'abandoned') THEN c.cost_micro_usd ELSE 0 END), 0)
+FROM session_cost_shares c LEFT JOIN session_outcomes o ON o.session_id = c.session_id AND c.in_session
+GROUP BY c.by_key, c.key;
+"""
+
 STEPS: Final[tuple[Step, ...]] = (
     Step(
         "catalog: instances with their leases, the event log, the catalog revision",
@@ -410,6 +422,33 @@ CREATE TABLE IF NOT EXISTS kill_effects (
     expected INTEGER NOT NULL,
     took_s REAL NOT NULL
 ) WITHOUT ROWID;
+""",
+    ),
+    Step(
+        "cost totals: each cost table's rows kept as running totals, moved by every change to the cost shares "
+        "(issue 18 item 7: a cost table reads one row per key, not a share per session)",
+        """
+CREATE TABLE IF NOT EXISTS cost_totals (
+    by_key TEXT NOT NULL,
+    key TEXT NOT NULL,
+    shares INTEGER NOT NULL,
+    calls INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    cost_micro_usd INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    sessions INTEGER NOT NULL,
+    successful_outcomes INTEGER NOT NULL,
+    failed_session_cost_micro_usd INTEGER NOT NULL,
+    PRIMARY KEY (by_key, key)
+) WITHOUT ROWID;
+"""
+        + REBUILD_COST_TOTALS,
+    ),
+    Step(
+        "tasks by holder: the tasks each agent holds, counted from an index for `agents list`",
+        """
+CREATE INDEX IF NOT EXISTS tasks_by_holder_agent ON tasks (holder_agent, state);
 """,
     ),
 )

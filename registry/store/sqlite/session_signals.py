@@ -2,7 +2,7 @@
 `session_principals` and `session_signals` (one row per session each), rewritten beside the
 session's aggregate in the transaction of every receipt batch that touches it
 (registry.store.sqlite.sessions.store_aggregates). Kept apart from the aggregates so each
-store can add them on its own (the PostgreSQL aggregates do not have them yet).
+store can add them on its own (PostgreSQL keeps the same: registry.store.postgres.session_signals).
 
 Suspects are running sessions past a threshold (registry.session_signals); the conditions are
 written once here, as SQL, for the list and for the gauge's counts.

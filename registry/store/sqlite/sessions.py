@@ -5,21 +5,25 @@ its call id in place of a session id, so cost tables still count every call).
 `store_aggregates` rewrites the rows of the sessions a receipt batch touched, inside that
 batch's transaction (registry.store.sqlite.receipts), so listing sessions and summing costs
 read these small tables instead of every receipt. Who each session was started for and its
-loop signals are written beside them (registry.store.sqlite.session_signals)."""
+loop signals are written beside them (registry.store.sqlite.session_signals), and every change
+to the cost shares moves `cost_totals` by its difference (registry.store.cost_total_deltas), so
+a cost table reads one row per key."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any, Final
 
 from meshwarden.registry.call_facts import facts_of
 from meshwarden.registry.session_aggregates import aggregate
 from meshwarden.registry.session_principal import principal_of
 from meshwarden.registry.session_signals import signals_of
+from meshwarden.registry.store import cost_total_deltas
 from meshwarden.registry.store.records import (
     CallFact,
+    ChangeSide,
     CostShare,
     CostTotal,
     ListedSession,
@@ -51,7 +55,12 @@ _LISTED_TABLES: Final = (
     "session_aggregates a LEFT JOIN session_outcomes o ON o.session_id = a.session_id "
     "LEFT JOIN session_principals p ON p.session_id = a.session_id"
 )
-_FAILED_OUTCOMES: Final = "('failed', 'abandoned')"
+_SHARE_VALUES: Final = "by_key, key, in_session, calls, failures, cost_micro_usd, input_tokens, output_tokens"
+_ADD_TO_TOTALS: Final = (
+    f"INSERT INTO cost_totals (by_key, key, {', '.join(cost_total_deltas.TOTAL_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * (2 + len(cost_total_deltas.TOTAL_COLUMNS)))}) ON CONFLICT (by_key, key) DO UPDATE SET "
+    + ", ".join(f"{c} = {c} + excluded.{c}" for c in cost_total_deltas.TOTAL_COLUMNS)
+)
 
 
 def store_aggregates(
@@ -137,16 +146,18 @@ class SqliteSessions:
     async def suspect_counts(self, limits: SuspectThresholds, now: float) -> dict[str, int]:
         return await self._db.read(lambda db: session_signals.counts(db, limits, now))
 
-    async def call_facts(self, since: float, until: float) -> list[CallFact]:
-        return await self._db.read(lambda db: call_facts.between(db, since, until))
+    async def call_facts(
+        self, since: float, until: float, capabilities: Collection[str] | None = None
+    ) -> list[CallFact]:
+        return await self._db.read(lambda db: call_facts.between(db, since, until, capabilities))
+
+    async def change_sides(self, since: float, until: float) -> list[ChangeSide]:
+        return await self._db.read_apart(lambda db: call_facts.change_sides(db, since, until))
 
     async def cost_totals(self, by: str) -> list[CostTotal]:
         sql = (
-            "SELECT c.key, sum(c.calls), sum(c.failures), sum(c.cost_micro_usd), sum(c.input_tokens), "
-            "sum(c.output_tokens), sum(c.in_session), sum(o.outcome = 'succeeded'), "
-            f"sum(CASE WHEN o.outcome IN {_FAILED_OUTCOMES} THEN c.cost_micro_usd ELSE 0 END) "
-            "FROM session_cost_shares c LEFT JOIN session_outcomes o ON o.session_id = c.session_id AND c.in_session "
-            "WHERE c.by_key = ? GROUP BY c.key"
+            "SELECT key, calls, failures, cost_micro_usd, input_tokens, output_tokens, sessions, successful_outcomes, "
+            "failed_session_cost_micro_usd FROM cost_totals WHERE by_key = ? AND shares > 0"
         )
 
         def work(db: sqlite3.Connection) -> list[CostTotal]:
@@ -159,8 +170,8 @@ class SqliteSessions:
                     input_tokens=row[4],
                     output_tokens=row[5],
                     sessions=row[6],
-                    successful_outcomes=row[7] or 0,
-                    failed_session_cost_micro_usd=row[8] or 0,
+                    successful_outcomes=row[7],
+                    failed_session_cost_micro_usd=row[8],
                 )
                 for row in db.execute(sql, (by,))
             ]
@@ -192,11 +203,19 @@ def _where(query: SessionQuery) -> tuple[list[str], list[object]]:
 
 
 def note_outcome(db: sqlite3.Connection, session_id: str, outcome: str, reported_at: float) -> None:
-    """Copies a new outcome into the session's aggregate (inside the outcome's transaction)."""
+    """Copies a new outcome into the session's aggregate, and counts its shares' spend as
+    succeeded or failed in the cost totals (inside the outcome's transaction)."""
     db.execute(
         "UPDATE session_aggregates SET outcome = ?, activity_at = max(activity_at, ?) WHERE session_id = ?",
         (outcome, reported_at, session_id),
     )
+    shares = db.execute(
+        f"SELECT {_SHARE_VALUES} FROM session_cost_shares WHERE session_id = ? AND in_session", (session_id,)
+    ).fetchall()
+    deltas: cost_total_deltas.Deltas = {}
+    cost_total_deltas.add_shares(deltas, shares, "", -1)
+    cost_total_deltas.add_shares(deltas, shares, outcome, 1)
+    db.executemany(_ADD_TO_TOTALS, cost_total_deltas.rows_of(deltas))
 
 
 def _put(db: sqlite3.Connection, found: SessionAggregate) -> None:
@@ -228,15 +247,26 @@ def _put(db: sqlite3.Connection, found: SessionAggregate) -> None:
         "INSERT INTO session_members (role, name, session_id) VALUES (?, ?, ?)",
         [("agent", a, found.session_id) for a in found.agents] + [("team", t, found.session_id) for t in found.teams],
     )
-    _put_shares(db, found.session_id, found.cost_shares, in_session=True)
+    _put_shares(db, found.session_id, found.cost_shares, in_session=True, outcome=outcome)
 
 
-def _put_shares(db: sqlite3.Connection, owner: str, shares: Iterable[CostShare], *, in_session: bool) -> None:
+def _put_shares(
+    db: sqlite3.Connection, owner: str, shares: Iterable[CostShare], *, in_session: bool, outcome: str = ""
+) -> None:
+    """Replaces the owner's shares, moving the cost totals by the difference."""
+    rows = [_share_row(owner, share, in_session) for share in shares]
+    old = db.execute(
+        f"SELECT {_SHARE_VALUES} FROM session_cost_shares WHERE session_id = ? AND in_session = ?", (owner, in_session)
+    ).fetchall()
+    deltas: cost_total_deltas.Deltas = {}
+    cost_total_deltas.add_shares(deltas, old, outcome, -1)
+    cost_total_deltas.add_shares(deltas, [(r[0], r[1], r[2], *r[4:]) for r in rows], outcome, 1)
+    db.executemany(_ADD_TO_TOTALS, cost_total_deltas.rows_of(deltas))
     db.execute("DELETE FROM session_cost_shares WHERE session_id = ? AND in_session = ?", (owner, in_session))
     db.executemany(
         "INSERT INTO session_cost_shares (by_key, key, in_session, session_id, calls, failures, cost_micro_usd, "
         "input_tokens, output_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [_share_row(owner, share, in_session) for share in shares],
+        rows,
     )
 
 

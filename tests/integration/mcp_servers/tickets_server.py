@@ -108,7 +108,9 @@ def main() -> None:
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
 
-    sock = socket.socket()
+    # Protocol IPPROTO_TCP, not socket.socket()'s 0: asyncio sets TCP_NODELAY only then, and without
+    # it Nagle held each answer's body for the client's delayed ACK (~40 ms a call).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", args.http))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
     app = build(args.drift, args.oauth_issuer, url, args.oauth_scope)

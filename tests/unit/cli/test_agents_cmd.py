@@ -6,7 +6,7 @@ import argparse
 import json
 
 from meshwarden.cli import agents_cmd, agents_list
-from meshwarden.v1 import catalog_pb2
+from meshwarden.v1 import catalog_pb2, session_insights_pb2
 
 HASH = "sha256:" + "e" * 64
 ISOLATED = catalog_pb2.InstanceHealth(
@@ -85,6 +85,7 @@ def test_instance_json_has_the_documented_keys() -> None:
             "claimed_user": "ann",
             "enrolled_at": "2023-11-14T22:13:10Z",
         },
+        "agent_activity": {"sessions_running": 0, "tasks_running": 0},
     }
     bare = agents_list.instance_json(_instance("billing", "abc", [], 1_700_000_005, enrolled=False))
     assert bare["svid_expires_at"] is None
@@ -96,6 +97,21 @@ def test_instance_json_has_the_documented_keys() -> None:
         "claimed_user": None,
         "enrolled_at": None,
     }
+
+
+def test_activity_is_the_agents_in_json_and_one_row_per_agent_in_the_table() -> None:
+    busy = session_insights_pb2.AgentActivity(agent="billing", sessions_running=12, tasks_in_progress=3)
+    instances = [_instance("billing", "b1", [], 1), _instance("billing", "b2", [], 1), _instance("kb", "k1", [], 1)]
+    assert agents_list.instance_json(instances[0], None, busy)["agent_activity"] == {
+        "sessions_running": 12,
+        "tasks_running": 3,
+    }
+    lines = agents_list.render_activity(instances, {"billing": busy}).splitlines()
+    assert [line.split() for line in lines] == [
+        ["AGENT", "INSTANCES", "SESSIONS-RUNNING", "TASKS-RUNNING"],
+        ["billing", "2", "12", "3"],
+        ["kb", "1", "-", "-"],  # not answered: never shown as 0
+    ]
 
 
 def test_table_aligns_columns_and_joins_capabilities() -> None:

@@ -87,7 +87,11 @@ EXPECTED = {
     },
     "meshwarden.v1.Tools": {"ListToolCalls": OPERATOR},
     api.BUNDLE_HISTORY.full_name: {"ListBundles": OPERATOR, "GetBundle": OPERATOR},  # whole bundles: operators
-    api.SESSION_INSIGHTS.full_name: {"ListSuspectSessions": OPERATOR, "ListChanges": OPERATOR},  # every agent's
+    api.SESSION_INSIGHTS.full_name: {
+        "ListSuspectSessions": OPERATOR,
+        "ListChanges": OPERATOR,
+        "ListAgentActivity": OPERATOR,
+    },  # every agent's
 }
 
 

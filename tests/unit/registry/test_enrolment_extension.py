@@ -64,6 +64,12 @@ def test_without_the_extension_the_signer_says_how_the_certificate_came_to_be(is
     assert enrolment_of(_signed(other_ca, None), issuer.key_id) == Enrolment(how=SPIRE, principal=SPIRE)
 
 
+def test_another_cas_certificate_does_not_speak_for_an_enrolment_here(issuer: Issuer) -> None:
+    other_ca = Issuer.ephemeral(TD, FakeClock())  # trusted too (SPIRE), but not the one that enrols
+    forged = Enrolment(how=JOIN_TOKEN, principal="operator:sha256:someone-else", token_id="jt-1")
+    assert enrolment_of(_signed(other_ca, forged), issuer.key_id) == Enrolment(how=SPIRE, principal=SPIRE)
+
+
 def test_only_an_enrolment_is_written_into_an_svid() -> None:
     with pytest.raises(ValueError, match="not 'spire'"):
         enrolment_extension.extension(Enrolment(how=SPIRE, principal="operator:sha256:forged"))
@@ -91,6 +97,7 @@ def test_a_damaged_extension_is_shown_as_made_with_the_ca_key(issuer: Issuer, va
         .not_valid_before(certificate.not_valid_before_utc)
         .not_valid_after(certificate.not_valid_after_utc)
         .add_extension(x509.UnrecognizedExtension(enrolment_extension.OID, value), critical=False)
+        .add_extension(certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value, False)
     )
     damaged = builder.sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())  # read, not verified, here
     assert enrolment_of(damaged, issuer.key_id) == Enrolment(how=CA_KEY, principal=CA_KEY)

@@ -21,6 +21,7 @@ def test_public_modules_name_what_they_export() -> None:
         "replicas",
         "singletons",
         "store_migration",
+        "agent_activity",
         "app",
         "approval_store",
         "approvals",

@@ -109,6 +109,30 @@ async def test_errors_become_statuses(running: Running) -> None:
     assert "lease expired or unknown; register again" in (info.value.details() or "")
 
 
+async def test_bundle_reports_page_by_agent_and_instance_and_gone_sidecars_can_be_left_out(running: Running) -> None:
+    ids = [(await running.stub.Register(registry_pb2.RegisterRequest(instance=_instance()))).instance_id for _ in "abc"]
+    for instance_id in ids:
+        await running.stub.ReportBundleStatus(registry_pb2.BundleStatusReport(instance_id=instance_id))
+    await running.stub.Deregister(registry_pb2.DeregisterRequest(instance_id=ids[0]))
+    running.clock.now += 60  # its report is stale and it left the catalog: not live
+
+    async def listed(**paging: object) -> tuple[list[tuple[str, bool]], str]:
+        reply = await running.stub.ListBundleStatus(registry_pb2.ListBundleStatusRequest(**paging))
+        return [(s.instance_id, s.live) for s in reply.sidecars], reply.next_cursor
+
+    everything, none = await listed()
+    assert everything == sorted((i, i != ids[0]) for i in ids) and not none
+    first, cursor = await listed(limit=2)
+    rest, after_rest = await listed(limit=2, cursor=cursor)
+    assert first + rest == everything and cursor and not after_rest
+    live, _ = await listed(live_only=True)
+    assert live == [(i, True) for i in sorted(ids[1:])]
+    for bad in ({"cursor": "nonsense"}, {"limit": 10_001}):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await listed(**bad)
+        assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
 async def test_an_agent_registers_only_itself(running: Running) -> None:
     claimed = _instance("search")
     claimed.spiffe_id = "spiffe://meshwarden.local/agent/search"

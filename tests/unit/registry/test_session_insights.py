@@ -1,5 +1,5 @@
 """Who a session was started for, suspect sessions and changes: computed from receipts, kept
-per session by the SQLite store, and answered by the servicer's domain objects."""
+per session by each store as receipts are shipped, and answered by the servicer's domain objects."""
 
 from __future__ import annotations
 
@@ -7,26 +7,23 @@ import asyncio
 import math
 import random
 import re
-import sqlite3
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
 
 from meshwarden.metrics_registry import MetricsRegistry
+from meshwarden.receipt_hash import receipt_hash
 from meshwarden.registry import change_tests, session_changes, session_principal, session_signals
 from meshwarden.registry.call_facts import facts_of
 from meshwarden.registry.errors import InvalidInput
 from meshwarden.registry.metrics import _SuspectState
 from meshwarden.registry.outcomes import Outcomes
 from meshwarden.registry.session_suspects import SessionSuspects
+from meshwarden.registry.store import Stores
 from meshwarden.registry.store.records import AuditEntry, SessionQuery, SuspectThresholds
-from meshwarden.registry.store.sqlite import Database, stores_over
-from meshwarden.registry.store.sqlite.sessions import store_aggregates
 from meshwarden.v1 import receipts_pb2, session_insights_pb2
 from tests.unit.receipt_fixtures import both_sides, receipt
-from tests.unit.registry.test_session_queries import Receipts, insert_rows
+from tests.unit.registry.test_session_queries import Receipts
 
 
 class WallClock:
@@ -154,8 +151,23 @@ def test_a_route_change_compares_the_capabilitys_calls_before_and_after() -> Non
         session_changes.parse_cursor("nope")
 
 
+async def ship_as_sidecars(stores: Stores, receipts: list[receipts_pb2.Receipt]) -> None:
+    """Ships `receipts` through the store as their sidecars would: one chain per sidecar, one
+    batch per chain (the session aggregates are kept in each batch's transaction)."""
+    chains: dict[str, list[receipts_pb2.Receipt]] = {}
+    for r in receipts:
+        chains.setdefault(r.sidecar_spiffe_id, []).append(r)
+    for spiffe_id, own in chains.items():
+        prev, instance = "", spiffe_id.rpartition("/")[2] + "-1"
+        for seq, r in enumerate(own, 1):
+            r.sidecar_instance_id, r.seq, r.prev_hash = instance, seq, prev
+            r.hash = prev = receipt_hash(r)
+        await stores.receipts.ship(spiffe_id, instance, own, receipts_pb2.SignedHead(), 1000.0)
+
+
 @pytest.fixture
-async def stored(tmp_path: Path) -> AsyncIterator[tuple[SessionSuspects, Database]]:
+async def stored(stores: Stores) -> SessionSuspects:
+    """Three running sessions shipped to each store: one busy and spending, one idle, one fine."""
     receipts = [
         *with_principal(
             both_sides(
@@ -165,26 +177,17 @@ async def stored(tmp_path: Path) -> AsyncIterator[tuple[SessionSuspects, Databas
         ),
         *both_sides("b1", "frontdesk", "kb", "kb.search", session="quiet", at=10.0),
         *both_sides("c1", "frontdesk", "kb", "kb.search", session="fine", at=1000.0),
+        *both_sides("d1", "frontdesk", "kb", "kb.search", session="", at=1005.0),  # outside any session
     ]
-    db = Database.open(tmp_path)
-    stores = stores_over(db, event_log_retention=10)
-
-    def keep(connection: sqlite3.Connection) -> None:
-        insert_rows(connection, receipts)
-        store_aggregates(connection, receipts, receipts_pb2.Receipt.FromString)
-
-    await db.write(keep)
+    await ship_as_sidecars(stores, receipts)
     clock = WallClock(1010.0)
-    try:
-        yield SessionSuspects(Receipts(receipts), Outcomes(stores.outcomes, clock), stores.sessions, clock), db
-    finally:
-        await stores.close()
+    return SessionSuspects(Receipts(receipts), Outcomes(stores.outcomes, clock), stores.session_signals, clock)
 
 
 async def test_the_store_lists_suspects_longest_idle_first_with_a_cursor(
-    stored: tuple[SessionSuspects, Database],
+    stored: SessionSuspects,
 ) -> None:
-    suspects, _ = stored
+    suspects = stored
     first = await suspects.list(session_insights_pb2.ListSuspectSessionsRequest(limit=1))
     assert [(s.summary.session_id, list(s.reasons)) for s in first.sessions] == [("quiet", ["idle"])]
     rest = await suspects.list(session_insights_pb2.ListSuspectSessionsRequest(cursor=first.next_cursor))
@@ -195,8 +198,8 @@ async def test_the_store_lists_suspects_longest_idle_first_with_a_cursor(
     assert [s.summary.session_id for s in spending.sessions] == ["busy"]
 
 
-async def test_the_receipts_alone_give_the_same_suspects(stored: tuple[SessionSuspects, Database]) -> None:
-    suspects, _ = stored
+async def test_the_receipts_alone_give_the_same_suspects(stored: SessionSuspects) -> None:
+    suspects = stored
     from_store = await suspects.list(session_insights_pb2.ListSuspectSessionsRequest())
     suspects._sessions = None  # the PostgreSQL path: every receipt, in a worker thread
     from_receipts = await suspects.list(session_insights_pb2.ListSuspectSessionsRequest())
@@ -205,8 +208,8 @@ async def test_the_receipts_alone_give_the_same_suspects(stored: tuple[SessionSu
     ]
 
 
-async def test_the_store_filters_by_principal(stored: tuple[SessionSuspects, Database]) -> None:
-    suspects, _ = stored
+async def test_the_store_filters_by_principal(stored: SessionSuspects) -> None:
+    suspects = stored
     found = await suspects._sessions.find(SessionQuery(started_for="user:alice"))  # type: ignore[union-attr]
     assert [(s.aggregate.session_id, s.principal.launched_by if s.principal else "") for s in found] == [
         ("busy", "frontdesk")
@@ -216,18 +219,86 @@ async def test_the_store_filters_by_principal(stored: tuple[SessionSuspects, Dat
 
 
 async def test_the_store_keeps_one_fact_per_call_as_the_receipts_give_them(
-    stored: tuple[SessionSuspects, Database],
+    stored: SessionSuspects,
 ) -> None:
-    suspects, _ = stored
+    suspects = stored
     kept = await suspects._sessions.call_facts(0.0, 2000.0)  # type: ignore[union-attr]
     from_receipts = facts_of(suspects._receipts._all)  # type: ignore[attr-defined]
     assert sorted(kept, key=lambda f: f.call_id) == sorted(from_receipts, key=lambda f: f.call_id)
-    assert {f.call_id for f in await suspects._sessions.call_facts(500.0, 2000.0)} == {"a1", "c1"}  # type: ignore[union-attr]
+    assert {f.call_id for f in await suspects._sessions.call_facts(500.0, 2000.0)} == {"a1", "c1", "d1"}  # type: ignore[union-attr]
 
 
-async def test_the_suspects_are_counted_for_a_gauge_per_reason(stored: tuple[SessionSuspects, Database]) -> None:
+async def test_an_outcome_ends_suspicion_and_loops_are_found_by_the_stores_conditions(
+    stored: SessionSuspects, stores: Stores
+) -> None:
+    """The reasons as each store's SQL states them (not the Python of registry.session_signals):
+    the same call failing again and again is repeating and retrying; an outcome clears it."""
+    loop = both_sides("l0", "planner", "search", "search.query", session="loop", at=1001.0, status="UNAVAILABLE")
+    for n in range(1, 6):
+        loop += both_sides(
+            f"l{n}", "planner", "search", "search.query", session="loop", at=1001.0 + n, status="UNAVAILABLE"
+        )
+    for r in loop:
+        r.arguments_sha256 = "sha256:same"
+    await ship_as_sidecars(stores, loop)
+    found = await stored.list(session_insights_pb2.ListSuspectSessionsRequest(reason="repeating"))
+    assert [(s.summary.session_id, list(s.reasons), s.max_repeats, s.retries) for s in found.sessions] == [
+        ("loop", ["repeating", "retrying"], 6, 5)
+    ]
+    assert await stores.session_signals.suspect_counts(SuspectThresholds(), 1010.0) == {  # type: ignore[union-attr]
+        "repeating": 1,
+        "retrying": 1,
+        "spending": 1,
+        "idle": 1,
+    }
+    await stored._outcomes.report("quiet", "abandoned", "", reported_by="operator")
+    left = await stored.list(session_insights_pb2.ListSuspectSessionsRequest())
+    assert [s.summary.session_id for s in left.sessions] == ["busy", "loop"]
+
+
+async def test_the_stores_change_sides_are_the_sums_of_the_facts(stored: SessionSuspects, stores: Stores) -> None:
+    """What each store sums in SQL (counts, distinct succeeded sessions, latencies to three
+    significant digits) is what registry.session_changes sums from the facts themselves."""
+    calls = []
+    for n in range(24):
+        calls += both_sides(
+            f"v{n}",
+            "planner",
+            "ledger",
+            "ledger.post",
+            session=f"v-s{n % 6}",
+            at=1100.0 + n,
+            latency_us=(123, 4567, 98_765, 1_234_567)[n % 4] + n,
+            status="OK" if n % 5 else "INTERNAL",
+            version="1.0.0" if n < 12 else "1.1.0",
+            usage=("m", 1, 1, 10 + n),
+        )
+    await ship_as_sidecars(stores, calls)
+    await stored._outcomes.report("v-s1", "succeeded", "", reported_by="planner")
+    await stored._outcomes.report("v-s2", "failed", "", reported_by="planner")
+    everything = [*stored._receipts._all, *calls]  # type: ignore[attr-defined]
+    facts = facts_of(everything)
+    outcomes = await stored._outcomes.for_sessions({f.session_id for f in facts})
+    assert stores.session_signals is not None
+    kept = await stores.session_signals.change_sides(0.0, 2000.0)
+    made = session_changes.sides_of(facts, outcomes)
+    key = lambda side: (side.kind, side.subject, side.value)  # noqa: E731
+    assert sorted(kept, key=key) == sorted(made, key=key)
+    early = [f for f in facts if 1100.0 <= f.started_at < 1106.0]  # a narrow window: read through the index
+    narrow = await stores.session_signals.change_sides(1100.0, 1106.0)
+    assert sorted(narrow, key=key) == sorted(session_changes.sides_of(early, outcomes), key=key)
+    ledger = {s.value: s for s in kept if s.subject == "ledger"}
+    assert (ledger["1.0.0"].calls, ledger["1.0.0"].failures, ledger["1.0.0"].successful_sessions) == (12, 3, 1)
+    assert (4560, 1) in ledger["1.0.0"].latencies  # 4568 to three significant digits
+    (change,) = session_changes.changes_of(kept, [], outcomes, [], kind="version", subject="ledger")
+    assert (change.before, change.after, change.before_side.calls) == ("1.0.0", "1.1.0", 12)
+    routed = await stores.session_signals.call_facts(0.0, 2000.0, {"ledger.post"})  # a route change's calls
+    assert sorted(f.call_id for f in routed) == [f"v{n}" for n in sorted(range(24), key=str)]
+
+
+async def test_the_suspects_are_counted_for_a_gauge_per_reason(stored: SessionSuspects) -> None:
     """Question 7's metric: detected while sessions run, exported per reason (default thresholds)."""
-    suspects, _ = stored
+    suspects = stored
     gauge = MetricsRegistry()
     gauge.register(_SuspectState(suspects))
     assert "meshwarden_sessions_suspect{" not in (await asyncio.to_thread(generate_latest, gauge)).decode()

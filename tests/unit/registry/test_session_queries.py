@@ -233,6 +233,7 @@ async def test_receipts_stored_before_the_aggregates_are_filled_in_once(tmp_path
             ("billing", 30),
             ("kb", 7),
         ]
+        assert sorted(f.call_id for f in await sessions.call_facts(0.0, 1e10)) == ["c1", "c2", "c3"]
     finally:
         db.close()
 
@@ -255,8 +256,18 @@ async def test_receipts_stored_before_the_aggregates_are_filled_in_once_on_postg
             ("billing", 30),
             ("kb", 7),
         ]
+        assert sorted(f.call_id for f in await sessions.call_facts(0.0, 1e10)) == ["c1", "c2", "c3"]
     finally:
         await db.close()
+
+
+def _relinked(receipts: list[receipts_pb2.Receipt]) -> list[receipts_pb2.Receipt]:
+    """The receipts hashed again after the first's prev_hash was set, each linked to the last."""
+    for n, receipt in enumerate(receipts):
+        if n:
+            receipt.prev_hash = receipts[n - 1].hash
+        receipt.hash = receipt_hash(receipt)
+    return receipts
 
 
 def _relabelled(receipts: list[receipts_pb2.Receipt], prefix: str) -> list[receipts_pb2.Receipt]:
@@ -287,6 +298,22 @@ async def test_two_chains_shipped_at_once_into_the_same_sessions_are_all_counted
         assert listed[session_id].cost_micro_usd == expected.cost_micro_usd
     totals = {t.key: t.cost_micro_usd for t in await stores.sessions.cost_totals("agent")}
     assert sum(totals.values()) == sum(r.usage.cost_micro_usd for r in billing + kb)
+    # the running cost totals, moved by each batch's difference and by each outcome (some
+    # reported before a session's last batch, some after), are what the receipts sum to
+    queries = SessionQueries(receipts, Outcomes(stores.outcomes, FakeClock()), stores.sessions, FakeClock())
+    for session_id, outcome in (("s0", "succeeded"), ("s1", "failed")):
+        await queries._outcomes.report(session_id, outcome, "", reported_by="billing")
+    later = _relabelled(chain(8, instance="billing-1", spiffe_id=BILLING, start=41), "late")
+    later[0].prev_hash = billing[-1].hash
+    await ship(receipts, BILLING, _relinked(later))
+    await queries._outcomes.report("s2", "abandoned", "", reported_by="billing")
+    for by in session_views.COST_KEYS:
+        kept = await queries.costs(receipts_pb2.CostsRequest(by=by), OPERATOR)
+        summed = await queries.costs(receipts_pb2.CostsRequest(by=by, since=stamp(0.0)), OPERATOR)
+        assert sorted(map(str, kept.rows)) == sorted(map(str, summed.rows)), by
+    assert stores.session_signals is not None  # one fact per call, whichever batch came last
+    facts = await stores.session_signals.call_facts(0.0, 1e10)
+    assert sorted(f.call_id for f in facts) == sorted({r.call_id for r in billing + kb + later})
 
 
 @pytest.mark.parametrize(
@@ -295,7 +322,10 @@ async def test_two_chains_shipped_at_once_into_the_same_sessions_are_all_counted
         ({}, "(not refused)"),
         ({"status": "PERMISSION_DENIED", "decision": "deny"}, "policy no-refunds"),
         ({"status": "UNAVAILABLE", "error_kind": "killed", "kill_switch_id": "k-1"}, "kill switch k-1"),
-        ({"status": "RESOURCE_EXHAUSTED", "error_kind": "budget_exhausted"}, "budget"),
+        ({"status": "RESOURCE_EXHAUSTED", "error_kind": "budget_exhausted"}, "budget"),  # an older sidecar's
+        ({"status": "RESOURCE_EXHAUSTED", "error_kind": "budget_exhausted", "short": "b-9"}, "budget b-9"),
+        # not refused, changed: a budget made it run on a cheaper model
+        ({"short": "b-9", "downgraded_to": "gpt-small"}, "downgrade by budget b-9"),
         ({"status": "PERMISSION_DENIED", "error_kind": "approval_denied"}, "approval denied"),
     ],
 )
@@ -305,5 +335,6 @@ def test_refusals_are_split_by_cause(changes: dict[str, str], cause: str) -> Non
     outbound.policy_ids.append("no-refunds")
     outbound.error_kind = changes.get("error_kind", "")
     outbound.kill_switch_id = changes.get("kill_switch_id", "")
+    outbound.budget_short, outbound.budget_downgraded_to = changes.get("short", ""), changes.get("downgraded_to", "")
     (call,) = calls_of([outbound, inbound])
     assert session_views.refusal_cause(call) == cause

@@ -252,6 +252,10 @@ async def test_sessions_filter_sort_stuck_work_first_and_page_with_a_cursor(
     async with http.get(f"{served.url}/sessions?window=all") as reply:
         first = await reply.text()
     assert first.count('class="session"') == 50 and "s59" in first and "s-stuck" not in first  # newest first
+    async with http.get(f"{served.url}/sessions") as reply:  # no window asked: every session, from the totals
+        default = await reply.text()  # (these sessions are decades old: any window but "all" shows none)
+    listed = re.compile(r'<tr class="session"><td><a href="/sessions/([^"]+)"')
+    assert listed.findall(default) == listed.findall(first) and len(listed.findall(first)) == 50
     cursor = re.search(r'href="/sessions\?cursor=([^&"]+)', first)
     assert cursor is not None
     async with http.get(f"{served.url}/sessions?window=all&cursor={cursor.group(1)}") as reply:

@@ -176,6 +176,69 @@ async def test_a_stream_cut_midway_gives_what_came_then_says_it_was_cut() -> Non
     await client.close()
 
 
+async def test_headers_that_never_end_are_cut_at_the_limit() -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Long: ")
+        with contextlib.suppress(ConnectionError):
+            for _ in range(64):  # 1 MiB of one header value, as a hostile upstream might send
+                writer.write(b"a" * 16384)
+                await writer.drain()
+        writer.close()
+
+    server, base = await _raw_server(handle)
+    client = Http1Client()
+    async with server:
+        with pytest.raises(ConnectionCut, match="headers are over"):
+            await _post(client, base + "/")
+    await client.close()
+
+
+async def test_a_compressed_answer_inflates_in_bounded_pieces_and_stops_at_the_limit() -> None:
+    bomb = gzip.compress(b"\0" * (8 * 1024 * 1024), compresslevel=9)  # 8 MiB from about 8 KiB
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:  # one kept-alive connection serves both requests
+                await _head(reader)
+                head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(bomb)
+                writer.write(head + bomb)
+                await writer.drain()
+        writer.close()
+
+    server, base = await _raw_server(handle)
+    client = Http1Client()
+    async with server:
+        async with await _post(client, base + "/") as answer:
+            sizes = [len(piece) async for piece in answer.chunks()]
+        assert sum(sizes) == 8 * 1024 * 1024 and max(sizes) <= 256 * 1024
+        async with await _post(client, base + "/") as answer:
+            with pytest.raises(BodyTooLarge):
+                await answer.read(1024 * 1024)
+    await client.close()
+
+
+async def test_a_second_message_after_the_answer_is_not_read_into_it_nor_into_the_next() -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _head(reader)
+        smuggled = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil"
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + smuggled)
+        await writer.drain()
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            await _head(reader)  # a client that reused this connection would get the smuggled answer
+            writer.write(smuggled)
+            await writer.drain()
+        writer.close()
+
+    server, base = await _raw_server(handle)
+    client = Http1Client()
+    async with server:
+        for _ in range(2):
+            async with await _post(client, base + "/") as answer:
+                assert await answer.read(100) == b"ok"
+    await client.close()
+
+
 async def test_a_silent_peer_times_out_and_a_closed_port_fails_to_connect() -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _head(reader)

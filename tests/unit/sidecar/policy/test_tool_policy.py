@@ -101,3 +101,30 @@ when { context.args has ticket_id && context.args.ticket_id >= 100 };
     assert big.allowed and big.approval_risks == ("closes a ticket for good",) and big.approval_ttl_s == 60
     small = policy.decide_tool(Caller("support"), close, b'{"ticket_id": 5}', FACTS)
     assert small.allowed and small.approval_risks == ()  # a plain permit decided it
+
+
+def test_kept_decisions_are_the_ones_cedar_gives(tmp_path: Path) -> None:
+    """The memo keys on the exact context Cedar would see: another argument, session or tool
+    is decided anew, a repeat is answered from the memo, and both agree with no memo at all."""
+    bundle = verified(
+        tmp_path,
+        {"mcp_servers.toml": SERVERS, "schema.cedarschema": SCHEMA + TOOL_SCHEMA, "policies/tools.cedar": POLICIES},
+    )
+    kept = ActivePolicy(bundle, local_agent="support", local_capabilities=[])
+    fresh = ActivePolicy(bundle, local_agent="support", local_capabilities=[], decision_cache_size=0)
+    read, close = kept.mcp_servers.tool("tickets.read_ticket"), kept.mcp_servers.tool("desk.close_ticket")
+    assert read is not None and close is not None
+    calls = [
+        (read, b'{"ticket_id": 1}', FACTS),
+        (close, b'{"ticket_id": 5}', FACTS),
+        (close, b'{"ticket_id": 500}', FACTS),
+        (read, b'{"ticket_id": 1}', CallFacts(now_unix_s=1, session_id="x")),
+    ]
+    for _ in range(2):
+        for tool, args, facts in calls:
+            assert kept.decide_tool(Caller("support"), tool, args, facts) == fresh.decide_tool(
+                Caller("support"), tool, args, facts
+            )
+    assert [kept.decide_tool(Caller("support"), t, a, f).allowed for t, a, f in calls] == [True, True, False, False]
+    assert kept.decision_cache_entries == 4  # one per distinct (tool, context); the repeats added none
+    assert fresh.decision_cache_entries == 0

@@ -203,9 +203,11 @@ async def test_the_refusal_names_the_budget_and_a_downgrade_runs_instead(registr
     callee = Callee(cost=900)
     stage = budget.layer(ledger, PolicyHolder())(callee)
     await stage(call("big", kind="model", cost_estimate_micro_usd=900))
+    short = call("big", kind="model", cost_estimate_micro_usd=900)
     with pytest.raises(BudgetExhausted) as refused:
-        await stage(call("big", kind="model", cost_estimate_micro_usd=900))
+        await stage(short)
     err = refused.value
+    assert short.record.budget_short == model.id  # the receipt names the budget that refused
     assert (err.budget_id, err.scope, err.limit_micro_usd, err.spent_micro_usd) == (model.id, "model big", 1000, 900)
     assert err.remaining_micro_usd == 100 and err.code is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "meshwarden budget set --model big --per total --limit-usd N" in err.message
@@ -222,6 +224,7 @@ async def test_the_refusal_names_the_budget_and_a_downgrade_runs_instead(registr
     await downgrading(c)
     assert asked == [100] and callee.calls[-1].capability == "small"
     assert (c.record.budget_downgraded_to, c.record.budget_ids, c.record.budget_settled_micro_usd) == ("small", (), 20)
+    assert c.record.budget_short == model.id  # ... and the one that made it run cheaper
 
 
 async def test_a_budget_lifted_meanwhile_draws_nothing_and_a_bad_session_id_is_named(registry: Budgets) -> None:
