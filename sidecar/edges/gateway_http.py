@@ -2,8 +2,9 @@
 unchanged model clients (OpenAI, Anthropic) and MCP clients reach their sidecar.
 
 Each family of routes brings its own error shape (`refuse`), so a client that is refused for
-its token or for an oversized body reads the error the way its own SDK expects. The server
-only authenticates and bounds bodies; what a request means is the family's business.
+its token, an oversized body, an unknown path or a wrong method (404, 405) reads the error the
+way its own SDK expects. The server authenticates, bounds bodies and finds each exact path's
+handler; what a request means is the family's business.
 
 It is aiohttp's low-level server (`web.Server`), not a `web.Application`: the routes are a few
 exact paths, so one dict lookup replaces the router, the middleware chain and the application's
