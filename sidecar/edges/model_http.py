@@ -17,7 +17,8 @@ catalog's prices (`Call.cost_estimate_micro_usd`).
 
 Attribution comes from headers the SDK's call context sets on the clients it hands a handler
 (`x-meshwarden-session-id`, `-workflow-id`, `-task-id`, `-parent-call-id`, and at a session's
-entry point `-on-behalf-of`: who it is started for); a call without
+entry point `-on-behalf-of`: who it is started for, and `-session-labels`: what it works on,
+`repository=acme/api,resource=db-prod`, meshwarden.session_labels); a call without
 them is attributed to the agent alone, and its receipt says so. A call made for a task also
 carries the task's signed fencing token (`x-meshwarden-task-token`, sidecar.edges.task_claim):
 the task_fence stage refuses it once the token is stale ("lease lost", a 403). A policy's
@@ -42,7 +43,7 @@ from typing import Final
 import grpc
 from aiohttp import web
 
-from meshwarden import strict_json
+from meshwarden import session_labels, strict_json
 from meshwarden.errors import MeshError, PayloadTooLarge, ProviderRefused
 from meshwarden.policy_bundle.model_catalog import ModelCatalog
 from meshwarden.sidecar.bundle_loader import PolicyHolder
@@ -179,6 +180,10 @@ class ModelGateway:
             token = task_token(request.headers)  # checked by the task_fence stage
         except BadTaskToken as exc:
             raise BadModelRequest(str(exc)) from None
+        try:
+            labels = session_labels.from_header(request.headers.get(session_labels.HEADER, ""))
+        except session_labels.InvalidLabels as exc:
+            raise BadModelRequest(exc.message) from None
         approval = approval_headers.from_metadata(
             [(h, request.headers.get(h, "")) for h in (approval_headers.WAIT_HEADER, approval_headers.ID_HEADER)]
         )
@@ -199,6 +204,7 @@ class ModelGateway:
             workflow_id=workflow_id,
             parent_call_id=parent,
             on_behalf_of=on_behalf_of,
+            session_labels=labels,
             cost_estimate_micro_usd=cost,
             traceparent=request.headers.get("traceparent", "")[:256],
             tracestate=request.headers.get("tracestate", "")[:512],
