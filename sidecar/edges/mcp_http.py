@@ -220,7 +220,7 @@ class McpEndpoint:
             workflow_id=attribution["workflow_id"],
             parent_call_id=attribution["parent_call_id"],
             on_behalf_of=attribution["on_behalf_of"],
-            session_labels=_session_labels(request),
+            session_labels=_session_labels(request.headers),
             traceparent=request.headers.get("traceparent", "")[:256],
             tracestate=request.headers.get("tracestate", "")[:512],
             kind="tool",
@@ -280,10 +280,10 @@ def _attribution(request: web.Request, era: Era) -> dict[str, str]:
     return found
 
 
-def _session_labels(request: web.Request) -> Labels:
+def _session_labels(headers: Mapping[str, str]) -> Labels:
     """The session's free labels from x-meshwarden-session-labels (key=value,key=value)."""
     try:
-        return session_labels.from_header(request.headers.get(session_labels.HEADER, ""))
+        return session_labels.from_header(headers.get(session_labels.HEADER, ""))
     except session_labels.InvalidLabels as exc:
         raise RpcError(INVALID_PARAMS, exc.message, data={"kind": "bad_session_labels", "label": exc.label}) from None
 

@@ -46,6 +46,7 @@ from aiohttp import web
 from meshwarden import session_labels, strict_json
 from meshwarden.errors import MeshError, PayloadTooLarge, ProviderRefused
 from meshwarden.policy_bundle.model_catalog import ModelCatalog
+from meshwarden.session_labels import Labels
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call import Call, Caller, Handler
 from meshwarden.sidecar.edges.gateway_http import RouteFamily
@@ -180,10 +181,7 @@ class ModelGateway:
             token = task_token(request.headers)  # checked by the task_fence stage
         except BadTaskToken as exc:
             raise BadModelRequest(str(exc)) from None
-        try:
-            labels = session_labels.from_header(request.headers.get(session_labels.HEADER, ""))
-        except session_labels.InvalidLabels as exc:
-            raise BadModelRequest(exc.message) from None
+        labels = _session_labels(request.headers)
         approval = approval_headers.from_metadata(
             [(h, request.headers.get(h, "")) for h in (approval_headers.WAIT_HEADER, approval_headers.ID_HEADER)]
         )
@@ -246,6 +244,14 @@ def _passthrough(headers: Mapping[str, str]) -> dict[str, str]:
             raise BadModelRequest(f"header {name} must be printable ASCII, got {value[:60]!r}")
         found[name] = value[:256]
     return found
+
+
+def _session_labels(headers: Mapping[str, str]) -> Labels:
+    """The session's free labels from x-meshwarden-session-labels; a bad one is the API's 400."""
+    try:
+        return session_labels.from_header(headers.get(session_labels.HEADER, ""))
+    except session_labels.InvalidLabels as exc:
+        raise BadModelRequest(exc.message) from None
 
 
 def _header_id(headers: Mapping[str, str], name: str) -> str:
