@@ -1,5 +1,7 @@
 """Who each session was started for and the signs that it loops, in SQLite: the tables
-`session_principals` and `session_signals` (one row per session each), rewritten beside the
+`session_principals` and `session_signals` (one row per session each; a session's free labels
+both as JSON in session_principals.labels, for showing, and as rows of `session_labels`, whose
+(key, value) index answers `--label key=value`), rewritten beside the
 session's aggregate in the transaction of every receipt batch that touches it
 (registry.store.sqlite.sessions.store_aggregates). Kept apart from the aggregates so each
 store can add them on its own (PostgreSQL keeps the same: registry.store.postgres.session_signals).
@@ -10,10 +12,12 @@ written once here, as SQL, for the list and for the gauge's counts.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import Final
 
 from meshwarden.registry.store.records import SessionPrincipal, SessionSignals, SuspectThresholds
+from meshwarden.session_labels import Labels
 
 # Each reason's condition over session_aggregates `a` and session_signals `s` (running sessions).
 CONDITIONS: Final = {
@@ -22,15 +26,27 @@ CONDITIONS: Final = {
     "spending": "(a.cost_micro_usd >= :spend AND a.activity_at >= :now - :within)",
     "idle": "a.activity_at < :now - :idle",
 }
-PRINCIPAL_COLUMNS: Final = "p.started_for, p.launched_by, p.conflict"
+PRINCIPAL_COLUMNS: Final = "p.started_for, p.launched_by, p.conflict, p.labels"
 SIGNAL_COLUMNS: Final = "s.max_repeats, s.repeated_capability, s.retries, s.successes"
 
 
 def put(db: sqlite3.Connection, principal: SessionPrincipal, signals: SessionSignals) -> None:
     """Rewrites one session's rows (inside the caller's transaction)."""
     db.execute(
-        "INSERT OR REPLACE INTO session_principals (session_id, started_for, launched_by, conflict) VALUES (?, ?, ?, ?)",
-        (principal.session_id, principal.started_for, principal.launched_by, principal.conflict),
+        "INSERT OR REPLACE INTO session_principals (session_id, started_for, launched_by, conflict, labels) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (
+            principal.session_id,
+            principal.started_for,
+            principal.launched_by,
+            principal.conflict,
+            labels_json(principal.labels),
+        ),
+    )
+    db.execute("DELETE FROM session_labels WHERE session_id = ?", (principal.session_id,))
+    db.executemany(
+        "INSERT INTO session_labels (session_id, key, value) VALUES (?, ?, ?)",
+        [(principal.session_id, key, value) for key, value in principal.labels],
     )
     db.execute(
         "INSERT OR REPLACE INTO session_signals (session_id, max_repeats, repeated_capability, retries, successes) "
@@ -71,8 +87,26 @@ def principal_of(session_id: str, row: tuple[object, ...]) -> SessionPrincipal |
     if row[0] is None:
         return None
     return SessionPrincipal(
-        session_id=session_id, started_for=str(row[0]), launched_by=str(row[1]), conflict=str(row[2])
+        session_id=session_id,
+        started_for=str(row[0]),
+        launched_by=str(row[1]),
+        conflict=str(row[2]),
+        labels=labels_of(str(row[3])),
     )
+
+
+def labels_json(labels: Labels) -> str:
+    return json.dumps([list(pair) for pair in labels], separators=(",", ":"))
+
+
+def labels_of(text: str) -> Labels:
+    return tuple((str(key), str(value)) for key, value in json.loads(text))
+
+
+def label_filter(count: int) -> str:
+    """The condition that a listed session (`a`) has one label: `count` of them, AND-ed."""
+    one = "EXISTS (SELECT 1 FROM session_labels l WHERE l.session_id = a.session_id AND l.key = ? AND l.value = ?)"
+    return " AND ".join([one] * count)
 
 
 def signals_of(session_id: str, row: tuple[object, ...]) -> SessionSignals:
