@@ -413,8 +413,8 @@ def _where(query: SessionQuery) -> tuple[list[str], list[object]]:
         where.append(f"p.started_for = {param(query.started_for)}")
     for key, value in query.labels:
         where.append(
-            f"EXISTS (SELECT 1 FROM session_labels l WHERE l.session_id = a.session_id AND l.key = {param(key)} "
-            f"AND l.value = {param(value)})"
+            f"a.session_id IN (SELECT session_id FROM session_labels WHERE key = {param(key)} "
+            f"AND value = {param(value)})"  # the (key, value) index
         )
     for role, name in (("agent", query.agent), ("agent", query.participant), ("team", query.team)):
         if name:

@@ -452,10 +452,9 @@ CREATE INDEX IF NOT EXISTS tasks_by_holder_agent ON tasks (holder_agent, state);
 """,
     ),
     Step(
-        "session labels: the free labels each session was started with (issue 19 question 3), shown from "
-        "session_principals.labels and filtered through session_labels' index",
+        "session labels: the free labels each session was started with (issue 19 question 3), one row per "
+        "label, filtered through the (key, value) index",
         """
-ALTER TABLE session_principals ADD COLUMN labels TEXT NOT NULL DEFAULT '[]';
 CREATE TABLE IF NOT EXISTS session_labels (
     session_id TEXT NOT NULL,
     key TEXT NOT NULL,

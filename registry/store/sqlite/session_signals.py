@@ -1,7 +1,6 @@
 """Who each session was started for and the signs that it loops, in SQLite: the tables
-`session_principals` and `session_signals` (one row per session each; a session's free labels
-both as JSON in session_principals.labels, for showing, and as rows of `session_labels`, whose
-(key, value) index answers `--label key=value`), rewritten beside the
+`session_principals` and `session_signals` (one row per session each; its free labels one row
+per label in `session_labels`, whose (key, value) index answers `--label key=value`), rewritten beside the
 session's aggregate in the transaction of every receipt batch that touches it
 (registry.store.sqlite.sessions.store_aggregates). Kept apart from the aggregates so each
 store can add them on its own (PostgreSQL keeps the same: registry.store.postgres.session_signals).
@@ -26,22 +25,18 @@ CONDITIONS: Final = {
     "spending": "(a.cost_micro_usd >= :spend AND a.activity_at >= :now - :within)",
     "idle": "a.activity_at < :now - :idle",
 }
-PRINCIPAL_COLUMNS: Final = "p.started_for, p.launched_by, p.conflict, p.labels"
+PRINCIPAL_COLUMNS: Final = (
+    "p.started_for, p.launched_by, p.conflict, (SELECT json_group_array(json_array(l.key, l.value)) "
+    "FROM session_labels l WHERE l.session_id = p.session_id)"
+)
 SIGNAL_COLUMNS: Final = "s.max_repeats, s.repeated_capability, s.retries, s.successes"
 
 
 def put(db: sqlite3.Connection, principal: SessionPrincipal, signals: SessionSignals) -> None:
     """Rewrites one session's rows (inside the caller's transaction)."""
     db.execute(
-        "INSERT OR REPLACE INTO session_principals (session_id, started_for, launched_by, conflict, labels) "
-        "VALUES (?, ?, ?, ?, ?)",
-        (
-            principal.session_id,
-            principal.started_for,
-            principal.launched_by,
-            principal.conflict,
-            labels_json(principal.labels),
-        ),
+        "INSERT OR REPLACE INTO session_principals (session_id, started_for, launched_by, conflict) VALUES (?, ?, ?, ?)",
+        (principal.session_id, principal.started_for, principal.launched_by, principal.conflict),
     )
     db.execute("DELETE FROM session_labels WHERE session_id = ?", (principal.session_id,))
     db.executemany(
@@ -95,17 +90,14 @@ def principal_of(session_id: str, row: tuple[object, ...]) -> SessionPrincipal |
     )
 
 
-def labels_json(labels: Labels) -> str:
-    return json.dumps([list(pair) for pair in labels], separators=(",", ":"))
-
-
 def labels_of(text: str) -> Labels:
-    return tuple((str(key), str(value)) for key, value in json.loads(text))
+    """Labels from the JSON array of [key, value] pairs PRINCIPAL_COLUMNS builds, by key."""
+    return tuple(sorted((str(key), str(value)) for key, value in json.loads(text)))
 
 
 def label_filter(count: int) -> str:
     """The condition that a listed session (`a`) has one label: `count` of them, AND-ed."""
-    one = "EXISTS (SELECT 1 FROM session_labels l WHERE l.session_id = a.session_id AND l.key = ? AND l.value = ?)"
+    one = "a.session_id IN (SELECT session_id FROM session_labels WHERE key = ? AND value = ?)"  # its index
     return " AND ".join([one] * count)
 
 
