@@ -122,9 +122,10 @@ class Bundles:
     def now(self) -> float:
         return self._clock.wall()
 
-    async def history(self, limit: int) -> list[StoredBundle]:
-        """The newest `limit` revisions, newest first (artifacts left out)."""
-        return await self._store.history(limit)
+    async def history(self, limit: int, before: int = 0) -> list[StoredBundle]:
+        """The newest `limit` revisions older than `before` (0: the newest), newest first
+        (artifacts left out)."""
+        return await self._store.history(limit, before)
 
     async def revision(self, revision: int) -> StoredBundle | None:
         """Revision `revision` with its artifact (0: the latest); None when never pushed."""

@@ -6,11 +6,16 @@ the next page starts strictly after it, so rows written meanwhile neither repeat
 from __future__ import annotations
 
 import json
-from typing import Final
+from collections.abc import Callable, Iterable
+from typing import Final, TypeVar
 
 from meshwarden.registry.errors import InvalidInput
 
 MAX_CURSOR_CHARS: Final = 600
+# The largest page of a list the registry holds whole (`page`), as ListInstances.
+MAX_PAGE: Final = 10_000
+
+T = TypeVar("T")
 
 
 def encode(*key: float | int | str) -> str:
@@ -31,3 +36,23 @@ def decode(text: str, *types: type) -> tuple[float | int | str, ...]:
         return tuple(kind(part) for kind, part in zip(types, parts, strict=True))
     except (ValueError, TypeError):
         raise InvalidInput("cursor", "is not one this registry gave; pass the page's next_cursor unchanged") from None
+
+
+def page(
+    rows: Iterable[T],
+    key: Callable[[T], tuple[float | int | str, ...]],
+    types: tuple[type, ...],
+    cursor: str,
+    limit: int,
+    most: int,
+) -> tuple[list[T], str]:
+    """Rows sorted by `key` (its parts of `types`), the `limit` (0: all) after `cursor`, and the
+    cursor after them ("" at the end). For the lists the registry holds whole (kill switches,
+    isolations, routes, budgets): paging bounds the answer, not the work. InvalidInput for a
+    limit past `most` or a cursor this registry did not give."""
+    if limit > most:
+        raise InvalidInput("limit", f"is {limit}; at most {most} per page (0: all)")
+    after = decode(cursor, *types) if cursor else None
+    listed = [r for r in sorted(rows, key=key) if after is None or key(r) > after]
+    found = listed[:limit] if limit else listed
+    return found, encode(*key(found[-1])) if len(found) < len(listed) else ""

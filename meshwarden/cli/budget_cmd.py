@@ -27,7 +27,7 @@ from meshwarden.budget_scopes import (
     parse_usd,
     usd,
 )
-from meshwarden.cli import controls_access, exit_codes, registry_access, session_render
+from meshwarden.cli import controls_access, exit_codes, list_paging, registry_access, session_render
 from meshwarden.cli.controls_output import when
 from meshwarden.v1 import budgets_pb2, budgets_pb2_grpc
 
@@ -57,6 +57,7 @@ def add_to(commands: Any) -> None:
 
     listing = actions.add_parser("list", help="every budget: limit, spent, reserved, remaining in its current period")
     listing.add_argument("--session-id", default="", metavar="ID", help="per-session budgets: this session's figures")
+    list_paging.add_flags(listing, "budgets", "by budget id, then subject")
     _common(listing, _list)
 
     lift = actions.add_parser("lift", help="remove a budget by id (calls stop drawing on it)")
@@ -114,12 +115,15 @@ async def _send_set(stub: budgets_pb2_grpc.BudgetsStub, args: argparse.Namespace
 
 
 def _list(args: argparse.Namespace) -> int:
+    if not list_paging.check_limit("meshwarden budget list", args.limit):
+        return exit_codes.USAGE
     return controls_access.call_service("meshwarden budget list", args, budgets_pb2_grpc.BudgetsStub, _send_list)
 
 
 async def _send_list(stub: budgets_pb2_grpc.BudgetsStub, args: argparse.Namespace, metadata: Any) -> int:
-    request = budgets_pb2.ListBudgetsRequest(session_id=args.session_id)
+    request = budgets_pb2.ListBudgetsRequest(session_id=args.session_id, limit=args.limit, cursor=args.cursor)
     reply: budgets_pb2.ListBudgetsResponse = await stub.ListBudgets(request, metadata=metadata, timeout=10)
+    list_paging.print_more(reply.next_cursor)
     if args.output == "json":
         print(json.dumps([state_json(s) for s in reply.budgets], indent=2))
         return exit_codes.OK

@@ -23,17 +23,27 @@ from typing import Any
 
 import grpc
 
-from meshwarden.cli import exit_codes, registry_access
+from meshwarden.cli import exit_codes, list_paging, registry_access
 from meshwarden.registry_client import registry_channel
 from meshwarden.secure_files import write_atomically
 from meshwarden.v1 import bundle_history_pb2, bundle_history_pb2_grpc, registry_pb2
 
 TIMEOUT_S = 10.0
+MAX_HISTORY_PAGE = 1000  # the registry's (registry/api/bundle_history.py MAX_LIMIT)
 
 
 def add_actions(actions: Any) -> None:
     history = actions.add_parser("history", help="the revisions the registry stores, newest first")
-    history.add_argument("--limit", type=int, default=20, metavar="N", help="at most N (default 20, at most 1000)")
+    history.add_argument(
+        "--limit",
+        type=int,
+        default=20,
+        metavar="N",
+        help="a page of N revisions, newest first (default 20, at most 1000)",
+    )
+    history.add_argument(
+        "--cursor", default="", metavar="CURSOR", help="the next (older) page: the cursor a page printed"
+    )
     history.add_argument("--output", choices=["table", "json"], default="table", help="table (default) or json")
     registry_access.add_registry_flags(history)
     history.set_defaults(run=_history)
@@ -68,23 +78,32 @@ async def fetch_revision(access: registry_access.RegistryAccess, revision: int) 
         return reply
 
 
-async def _list(access: registry_access.RegistryAccess, limit: int) -> bundle_history_pb2.ListBundlesResponse:
+async def _list(
+    access: registry_access.RegistryAccess, limit: int, cursor: str
+) -> bundle_history_pb2.ListBundlesResponse:
     async with registry_channel(access.address, access.trust) as channel:
         reply: bundle_history_pb2.ListBundlesResponse = await bundle_history_pb2_grpc.BundleHistoryStub(
             channel
-        ).ListBundles(bundle_history_pb2.ListBundlesRequest(limit=limit), timeout=TIMEOUT_S, metadata=access.metadata())
+        ).ListBundles(
+            bundle_history_pb2.ListBundlesRequest(limit=limit, cursor=cursor),
+            timeout=TIMEOUT_S,
+            metadata=access.metadata(),
+        )
         return reply
 
 
 def _history(args: argparse.Namespace) -> int:
     command = "meshwarden bundle history"
+    if not 1 <= args.limit <= MAX_HISTORY_PAGE:
+        return _fail(command, f"--limit must be from 1 to {MAX_HISTORY_PAGE}, got {args.limit}", exit_codes.USAGE)
     try:
         access = registry_access.resolve(args, os.environ)
-        listing = asyncio.run(_list(access, args.limit))
+        listing = asyncio.run(_list(access, args.limit, args.cursor))
     except registry_access.AccessError as exc:
         return _fail(command, str(exc), exc.exit_code)
     except grpc.aio.AioRpcError as err:
         return registry_access.report_rpc_error(command, err, access.address)
+    list_paging.print_more(listing.next_cursor)
     rows = [
         {
             "revision": b.revision,

@@ -9,7 +9,7 @@ import json
 import sys
 from typing import Any
 
-from meshwarden.cli import controls_access, exit_codes, registry_access
+from meshwarden.cli import controls_access, exit_codes, list_paging, registry_access
 from meshwarden.cli.controls_output import enforcement_line, when
 from meshwarden.cli.session_render import table
 from meshwarden.control_scopes import ScopeError, check_reason, parse_version_target
@@ -31,6 +31,7 @@ def add_to(commands: Any) -> None:
         "--wait-s", type=float, default=5.0, metavar="SECONDS", help="how long to wait for sidecars (default 5)"
     )
     isolate.add_argument("--output", choices=["table", "json"], default="table", help="table (default) or json")
+    list_paging.add_flags(isolate, "isolations (isolate list)", "by isolated time, then agent, then version")
     registry_access.add_registry_flags(isolate)
     isolate.set_defaults(run=_run)
 
@@ -39,6 +40,8 @@ def _run(args: argparse.Namespace) -> int:
     command = "meshwarden isolate"
     try:
         if args.target == "list":
+            if not list_paging.check_limit(f"{command} list", args.limit):
+                return exit_codes.USAGE
             return controls_access.call(f"{command} list", args, _list())
         if args.target == "lift":
             target = parse_version_target(args.lift_target or "", "isolate lift")
@@ -89,8 +92,9 @@ def _lift(request: controls_pb2.LiftIsolationRequest) -> controls_access.Action:
 def _list() -> controls_access.Action:
     async def run(stub: controls_pb2_grpc.ControlsStub, args: argparse.Namespace, metadata: Any) -> int:
         reply: controls_pb2.ListIsolationsResponse = await stub.ListIsolations(
-            controls_pb2.ListIsolationsRequest(), metadata=metadata, timeout=10
+            controls_pb2.ListIsolationsRequest(limit=args.limit, cursor=args.cursor), metadata=metadata, timeout=10
         )
+        list_paging.print_more(reply.next_cursor)
         if args.output == "json":
             print(
                 json.dumps(

@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any
 
-from meshwarden.cli import controls_access, exit_codes, registry_access
+from meshwarden.cli import controls_access, exit_codes, list_paging, registry_access
 from meshwarden.cli.controls_output import enforcement_line, parse_duration, when
 from meshwarden.cli.session_render import table
 from meshwarden.control_scopes import KIND_BY_NAME, KIND_NAMES, ScopeError, check_reason, check_scope, describe
@@ -50,12 +50,15 @@ def add_to(commands: Any) -> None:
         "--wait-s", type=float, default=5.0, metavar="SECONDS", help="how long to wait for sidecars (default 5)"
     )
     kill.add_argument("--output", choices=["table", "json"], default="table", help="table (default) or json")
+    list_paging.add_flags(kill, "switches (kill list)", "by engaged time, then id")
     registry_access.add_registry_flags(kill)
     kill.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.action == "list":
+        if not list_paging.check_limit("meshwarden kill list", args.limit):
+            return exit_codes.USAGE
         return controls_access.call("meshwarden kill list", args, _list)
     if args.action == "lift":
         if not args.id:
@@ -119,8 +122,9 @@ async def _lift(stub: controls_pb2_grpc.ControlsStub, args: argparse.Namespace, 
 
 async def _list(stub: controls_pb2_grpc.ControlsStub, args: argparse.Namespace, metadata: Any) -> int:
     reply: controls_pb2.ListKillsResponse = await stub.ListKills(
-        controls_pb2.ListKillsRequest(), metadata=metadata, timeout=10
+        controls_pb2.ListKillsRequest(limit=args.limit, cursor=args.cursor), metadata=metadata, timeout=10
     )
+    list_paging.print_more(reply.next_cursor)
     effects = reply.time_to_effect
     if args.output == "json":
         listed = [

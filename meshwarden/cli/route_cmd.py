@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 
-from meshwarden.cli import exit_codes, registry_access, route_targets
+from meshwarden.cli import exit_codes, list_paging, registry_access, route_targets
 from meshwarden.cli.session_render import table
 from meshwarden.registry_client import registry_channel, registry_stub
 from meshwarden.v1 import registry_pb2
@@ -51,6 +51,7 @@ def add_to(commands: Any) -> None:
 
     listing = actions.add_parser("list", help="every route")
     listing.add_argument("--output", choices=["table", "json"], default="table", help="table (default) or json")
+    list_paging.add_flags(listing, "routes", "by capability")
     registry_access.add_registry_flags(listing)
     listing.set_defaults(run=_list)
 
@@ -120,14 +121,17 @@ async def _set_route(
 
 
 def _list(args: argparse.Namespace) -> int:
+    if not list_paging.check_limit("meshwarden route list", args.limit):
+        return exit_codes.USAGE
     try:
         access = registry_access.resolve(args, os.environ)
-        listing = asyncio.run(_list_routes(access))
+        listing = asyncio.run(_list_routes(access, args.limit, args.cursor))
     except registry_access.AccessError as exc:
         print(f"meshwarden route list: {exc}", file=sys.stderr)
         return exc.exit_code
     except grpc.aio.AioRpcError as err:
         return registry_access.report_rpc_error("meshwarden route list", err, args.registry or "the registry")
+    list_paging.print_more(listing.next_cursor)
     if args.output == "json":
         print(json.dumps([{"capability": r.capability, "weights": dict(r.weights)} for r in listing.routes], indent=2))
         return exit_codes.OK
@@ -138,9 +142,11 @@ def _list(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-async def _list_routes(access: registry_access.RegistryAccess) -> registry_pb2.ListRoutesResponse:
+async def _list_routes(
+    access: registry_access.RegistryAccess, limit: int, cursor: str
+) -> registry_pb2.ListRoutesResponse:
     async with registry_channel(access.address, access.trust) as channel:
         reply: registry_pb2.ListRoutesResponse = await registry_stub(channel).ListRoutes(
-            registry_pb2.ListRoutesRequest(), timeout=10, metadata=access.metadata()
+            registry_pb2.ListRoutesRequest(limit=limit, cursor=cursor), timeout=10, metadata=access.metadata()
         )
         return reply

@@ -26,17 +26,17 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmeshwarden/v1/budgets.proto\x12\rmeshwarden.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x02\n\x06\x42udget\x12\n\n\x02id\x18\x01 \x01(\t\x12)\n\x05scope\x18\x02 \x01(\x0e\x32\x1a.meshwarden.v1.BudgetScope\x12\x13\n\x0bscope_value\x18\x03 \x01(\t\x12+\n\x06period\x18\x04 \x01(\x0e\x32\x1b.meshwarden.v1.BudgetPeriod\x12\x17\n\x0flimit_micro_usd\x18\x05 \x01(\x04\x12\x1c\n\x14soft_limit_micro_usd\x18\x06 \x01(\x04\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x12\n\ncreated_by\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa8\x02\n\x0b\x42udgetState\x12%\n\x06\x62udget\x18\x01 \x01(\x0b\x32\x15.meshwarden.v1.Budget\x12\x12\n\nperiod_key\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x17\n\x0fspent_micro_usd\x18\x04 \x01(\x04\x12\x1a\n\x12reserved_micro_usd\x18\x05 \x01(\x04\x12\x1b\n\x13in_flight_micro_usd\x18\x06 \x01(\x04\x12\x1b\n\x13remaining_micro_usd\x18\x07 \x01(\x04\x12\x0e\n\x06slices\x18\x08 \x01(\r\x12\x1a\n\x12soft_limit_crossed\x18\t \x01(\x08\x12\x32\n\x0eperiod_ends_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc6\x01\n\x10SetBudgetRequest\x12)\n\x05scope\x18\x01 \x01(\x0e\x32\x1a.meshwarden.v1.BudgetScope\x12\x13\n\x0bscope_value\x18\x02 \x01(\t\x12+\n\x06period\x18\x03 \x01(\x0e\x32\x1b.meshwarden.v1.BudgetPeriod\x12\x17\n\x0flimit_micro_usd\x18\x04 \x01(\x04\x12\x1c\n\x14soft_limit_micro_usd\x18\x05 \x01(\x04\x12\x0e\n\x06reason\x18\x06 \x01(\t\"K\n\x11SetBudgetResponse\x12%\n\x06\x62udget\x18\x01 \x01(\x0b\x32\x15.meshwarden.v1.Budget\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"(\n\x12ListBudgetsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"B\n\x13ListBudgetsResponse\x12+\n\x07\x62udgets\x18\x01 \x03(\x0b\x32\x1a.meshwarden.v1.BudgetState\"/\n\x11LiftBudgetRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\";\n\x12LiftBudgetResponse\x12%\n\x06\x62udget\x18\x01 \x01(\x0b\x32\x15.meshwarden.v1.Budget\"\x15\n\x13WatchBudgetsRequest\"E\n\tBudgetSet\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12&\n\x07\x62udgets\x18\x02 \x03(\x0b\x32\x15.meshwarden.v1.Budget\"\x8e\x01\n\x11LeaseSliceRequest\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x11\n\tbudget_id\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x10\n\x08slice_id\x18\x04 \x01(\t\x12\x16\n\x0eneed_micro_usd\x18\x05 \x01(\x04\x12\x16\n\x0ewant_micro_usd\x18\x06 \x01(\x04\"\x86\x02\n\x12LeaseSliceResponse\x12\x10\n\x08slice_id\x18\x01 \x01(\t\x12\x19\n\x11granted_micro_usd\x18\x02 \x01(\x04\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\nsync_every\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\texhausted\x18\x05 \x01(\x08\x12.\n\x0bretry_after\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x05state\x18\x07 \x01(\x0b\x32\x1a.meshwarden.v1.BudgetState\"\xa1\x01\n\x0bSliceReport\x12\x10\n\x08slice_id\x18\x01 \x01(\t\x12\x11\n\tbudget_id\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x16\n\x0eused_micro_usd\x18\x04 \x01(\x04\x12\x1b\n\x13in_flight_micro_usd\x18\x05 \x01(\x04\x12\x16\n\x0ekeep_micro_usd\x18\x06 \x01(\x04\x12\x0f\n\x07release\x18\x07 \x01(\x08\"T\n\x11SyncSlicesRequest\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12*\n\x06slices\x18\x02 \x03(\x0b\x32\x1a.meshwarden.v1.SliceReport\"\x82\x01\n\x0bSliceStatus\x12\x10\n\x08slice_id\x18\x01 \x01(\t\x12\x0c\n\x04live\x18\x02 \x01(\x08\x12\x10\n\x08recalled\x18\x03 \x01(\x08\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11granted_micro_usd\x18\x05 \x01(\x04\"o\n\x12SyncSlicesResponse\x12*\n\x06slices\x18\x01 \x03(\x0b\x32\x1a.meshwarden.v1.SliceStatus\x12-\n\nsync_every\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration*\xa7\x01\n\x0b\x42udgetScope\x12\x1c\n\x18\x42UDGET_SCOPE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x42UDGET_SCOPE_TEAM\x10\x01\x12\x19\n\x15\x42UDGET_SCOPE_WORKFLOW\x10\x02\x12\x16\n\x12\x42UDGET_SCOPE_AGENT\x10\x03\x12\x16\n\x12\x42UDGET_SCOPE_MODEL\x10\x04\x12\x18\n\x14\x42UDGET_SCOPE_SESSION\x10\x05*v\n\x0c\x42udgetPeriod\x12\x1d\n\x19\x42UDGET_PERIOD_UNSPECIFIED\x10\x00\x12\x15\n\x11\x42UDGET_PERIOD_DAY\x10\x01\x12\x17\n\x13\x42UDGET_PERIOD_MONTH\x10\x02\x12\x17\n\x13\x42UDGET_PERIOD_TOTAL\x10\x03\x32\xf8\x03\n\x07\x42udgets\x12N\n\tSetBudget\x12\x1f.meshwarden.v1.SetBudgetRequest\x1a .meshwarden.v1.SetBudgetResponse\x12T\n\x0bListBudgets\x12!.meshwarden.v1.ListBudgetsRequest\x1a\".meshwarden.v1.ListBudgetsResponse\x12Q\n\nLiftBudget\x12 .meshwarden.v1.LiftBudgetRequest\x1a!.meshwarden.v1.LiftBudgetResponse\x12N\n\x0cWatchBudgets\x12\".meshwarden.v1.WatchBudgetsRequest\x1a\x18.meshwarden.v1.BudgetSet0\x01\x12Q\n\nLeaseSlice\x12 .meshwarden.v1.LeaseSliceRequest\x1a!.meshwarden.v1.LeaseSliceResponse\x12Q\n\nSyncSlices\x12 .meshwarden.v1.SyncSlicesRequest\x1a!.meshwarden.v1.SyncSlicesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmeshwarden/v1/budgets.proto\x12\rmeshwarden.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x02\n\x06\x42udget\x12\n\n\x02id\x18\x01 \x01(\t\x12)\n\x05scope\x18\x02 \x01(\x0e\x32\x1a.meshwarden.v1.BudgetScope\x12\x13\n\x0bscope_value\x18\x03 \x01(\t\x12+\n\x06period\x18\x04 \x01(\x0e\x32\x1b.meshwarden.v1.BudgetPeriod\x12\x17\n\x0flimit_micro_usd\x18\x05 \x01(\x04\x12\x1c\n\x14soft_limit_micro_usd\x18\x06 \x01(\x04\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x12\n\ncreated_by\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa8\x02\n\x0b\x42udgetState\x12%\n\x06\x62udget\x18\x01 \x01(\x0b\x32\x15.meshwarden.v1.Budget\x12\x12\n\nperiod_key\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x17\n\x0fspent_micro_usd\x18\x04 \x01(\x04\x12\x1a\n\x12reserved_micro_usd\x18\x05 \x01(\x04\x12\x1b\n\x13in_flight_micro_usd\x18\x06 \x01(\x04\x12\x1b\n\x13remaining_micro_usd\x18\x07 \x01(\x04\x12\x0e\n\x06slices\x18\x08 \x01(\r\x12\x1a\n\x12soft_limit_crossed\x18\t \x01(\x08\x12\x32\n\x0eperiod_ends_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc6\x01\n\x10SetBudgetRequest\x12)\n\x05scope\x18\x01 \x01(\x0e\x32\x1a.meshwarden.v1.BudgetScope\x12\x13\n\x0bscope_value\x18\x02 \x01(\t\x12+\n\x06period\x18\x03 \x01(\x0e\x32\x1b.meshwarden.v1.BudgetPeriod\x12\x17\n\x0flimit_micro_usd\x18\x04 \x01(\x04\x12\x1c\n\x14soft_limit_micro_usd\x18\x05 \x01(\x04\x12\x0e\n\x06reason\x18\x06 \x01(\t\"K\n\x11SetBudgetResponse\x12%\n\x06\x62udget\x18\x01 \x01(\x0b\x32\x15.meshwarden.v1.Budget\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"I\n\x12ListBudgetsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x05limit\x18\xa4\x03 \x01(\r\x12\x0f\n\x06\x63ursor\x18\xa5\x03 \x01(\t\"X\n\x13ListBudgetsResponse\x12+\n\x07\x62udgets\x18\x01 \x03(\x0b\x32\x1a.meshwarden.v1.BudgetState\x12\x14\n\x0bnext_cursor\x18\xa4\x03 \x01(\t\"/\n\x11LiftBudgetRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\";\n\x12LiftBudgetResponse\x12%\n\x06\x62udget\x18\x01 \x01(\x0b\x32\x15.meshwarden.v1.Budget\"\x15\n\x13WatchBudgetsRequest\"E\n\tBudgetSet\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12&\n\x07\x62udgets\x18\x02 \x03(\x0b\x32\x15.meshwarden.v1.Budget\"\x8e\x01\n\x11LeaseSliceRequest\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x11\n\tbudget_id\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x10\n\x08slice_id\x18\x04 \x01(\t\x12\x16\n\x0eneed_micro_usd\x18\x05 \x01(\x04\x12\x16\n\x0ewant_micro_usd\x18\x06 \x01(\x04\"\x86\x02\n\x12LeaseSliceResponse\x12\x10\n\x08slice_id\x18\x01 \x01(\t\x12\x19\n\x11granted_micro_usd\x18\x02 \x01(\x04\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\nsync_every\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\texhausted\x18\x05 \x01(\x08\x12.\n\x0bretry_after\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x05state\x18\x07 \x01(\x0b\x32\x1a.meshwarden.v1.BudgetState\"\xa1\x01\n\x0bSliceReport\x12\x10\n\x08slice_id\x18\x01 \x01(\t\x12\x11\n\tbudget_id\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x16\n\x0eused_micro_usd\x18\x04 \x01(\x04\x12\x1b\n\x13in_flight_micro_usd\x18\x05 \x01(\x04\x12\x16\n\x0ekeep_micro_usd\x18\x06 \x01(\x04\x12\x0f\n\x07release\x18\x07 \x01(\x08\"T\n\x11SyncSlicesRequest\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12*\n\x06slices\x18\x02 \x03(\x0b\x32\x1a.meshwarden.v1.SliceReport\"\x82\x01\n\x0bSliceStatus\x12\x10\n\x08slice_id\x18\x01 \x01(\t\x12\x0c\n\x04live\x18\x02 \x01(\x08\x12\x10\n\x08recalled\x18\x03 \x01(\x08\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11granted_micro_usd\x18\x05 \x01(\x04\"o\n\x12SyncSlicesResponse\x12*\n\x06slices\x18\x01 \x03(\x0b\x32\x1a.meshwarden.v1.SliceStatus\x12-\n\nsync_every\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration*\xa7\x01\n\x0b\x42udgetScope\x12\x1c\n\x18\x42UDGET_SCOPE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x42UDGET_SCOPE_TEAM\x10\x01\x12\x19\n\x15\x42UDGET_SCOPE_WORKFLOW\x10\x02\x12\x16\n\x12\x42UDGET_SCOPE_AGENT\x10\x03\x12\x16\n\x12\x42UDGET_SCOPE_MODEL\x10\x04\x12\x18\n\x14\x42UDGET_SCOPE_SESSION\x10\x05*v\n\x0c\x42udgetPeriod\x12\x1d\n\x19\x42UDGET_PERIOD_UNSPECIFIED\x10\x00\x12\x15\n\x11\x42UDGET_PERIOD_DAY\x10\x01\x12\x17\n\x13\x42UDGET_PERIOD_MONTH\x10\x02\x12\x17\n\x13\x42UDGET_PERIOD_TOTAL\x10\x03\x32\xf8\x03\n\x07\x42udgets\x12N\n\tSetBudget\x12\x1f.meshwarden.v1.SetBudgetRequest\x1a .meshwarden.v1.SetBudgetResponse\x12T\n\x0bListBudgets\x12!.meshwarden.v1.ListBudgetsRequest\x1a\".meshwarden.v1.ListBudgetsResponse\x12Q\n\nLiftBudget\x12 .meshwarden.v1.LiftBudgetRequest\x1a!.meshwarden.v1.LiftBudgetResponse\x12N\n\x0cWatchBudgets\x12\".meshwarden.v1.WatchBudgetsRequest\x1a\x18.meshwarden.v1.BudgetSet0\x01\x12Q\n\nLeaseSlice\x12 .meshwarden.v1.LeaseSliceRequest\x1a!.meshwarden.v1.LeaseSliceResponse\x12Q\n\nSyncSlices\x12 .meshwarden.v1.SyncSlicesRequest\x1a!.meshwarden.v1.SyncSlicesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'meshwarden.v1.budgets_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BUDGETSCOPE']._serialized_start=2180
-  _globals['_BUDGETSCOPE']._serialized_end=2347
-  _globals['_BUDGETPERIOD']._serialized_start=2349
-  _globals['_BUDGETPERIOD']._serialized_end=2467
+  _globals['_BUDGETSCOPE']._serialized_start=2235
+  _globals['_BUDGETSCOPE']._serialized_end=2402
+  _globals['_BUDGETPERIOD']._serialized_start=2404
+  _globals['_BUDGETPERIOD']._serialized_end=2522
   _globals['_BUDGET']._serialized_start=112
   _globals['_BUDGET']._serialized_end=380
   _globals['_BUDGETSTATE']._serialized_start=383
@@ -46,29 +46,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SETBUDGETRESPONSE']._serialized_start=882
   _globals['_SETBUDGETRESPONSE']._serialized_end=957
   _globals['_LISTBUDGETSREQUEST']._serialized_start=959
-  _globals['_LISTBUDGETSREQUEST']._serialized_end=999
-  _globals['_LISTBUDGETSRESPONSE']._serialized_start=1001
-  _globals['_LISTBUDGETSRESPONSE']._serialized_end=1067
-  _globals['_LIFTBUDGETREQUEST']._serialized_start=1069
-  _globals['_LIFTBUDGETREQUEST']._serialized_end=1116
-  _globals['_LIFTBUDGETRESPONSE']._serialized_start=1118
-  _globals['_LIFTBUDGETRESPONSE']._serialized_end=1177
-  _globals['_WATCHBUDGETSREQUEST']._serialized_start=1179
-  _globals['_WATCHBUDGETSREQUEST']._serialized_end=1200
-  _globals['_BUDGETSET']._serialized_start=1202
-  _globals['_BUDGETSET']._serialized_end=1271
-  _globals['_LEASESLICEREQUEST']._serialized_start=1274
-  _globals['_LEASESLICEREQUEST']._serialized_end=1416
-  _globals['_LEASESLICERESPONSE']._serialized_start=1419
-  _globals['_LEASESLICERESPONSE']._serialized_end=1681
-  _globals['_SLICEREPORT']._serialized_start=1684
-  _globals['_SLICEREPORT']._serialized_end=1845
-  _globals['_SYNCSLICESREQUEST']._serialized_start=1847
-  _globals['_SYNCSLICESREQUEST']._serialized_end=1931
-  _globals['_SLICESTATUS']._serialized_start=1934
-  _globals['_SLICESTATUS']._serialized_end=2064
-  _globals['_SYNCSLICESRESPONSE']._serialized_start=2066
-  _globals['_SYNCSLICESRESPONSE']._serialized_end=2177
-  _globals['_BUDGETS']._serialized_start=2470
-  _globals['_BUDGETS']._serialized_end=2974
+  _globals['_LISTBUDGETSREQUEST']._serialized_end=1032
+  _globals['_LISTBUDGETSRESPONSE']._serialized_start=1034
+  _globals['_LISTBUDGETSRESPONSE']._serialized_end=1122
+  _globals['_LIFTBUDGETREQUEST']._serialized_start=1124
+  _globals['_LIFTBUDGETREQUEST']._serialized_end=1171
+  _globals['_LIFTBUDGETRESPONSE']._serialized_start=1173
+  _globals['_LIFTBUDGETRESPONSE']._serialized_end=1232
+  _globals['_WATCHBUDGETSREQUEST']._serialized_start=1234
+  _globals['_WATCHBUDGETSREQUEST']._serialized_end=1255
+  _globals['_BUDGETSET']._serialized_start=1257
+  _globals['_BUDGETSET']._serialized_end=1326
+  _globals['_LEASESLICEREQUEST']._serialized_start=1329
+  _globals['_LEASESLICEREQUEST']._serialized_end=1471
+  _globals['_LEASESLICERESPONSE']._serialized_start=1474
+  _globals['_LEASESLICERESPONSE']._serialized_end=1736
+  _globals['_SLICEREPORT']._serialized_start=1739
+  _globals['_SLICEREPORT']._serialized_end=1900
+  _globals['_SYNCSLICESREQUEST']._serialized_start=1902
+  _globals['_SYNCSLICESREQUEST']._serialized_end=1986
+  _globals['_SLICESTATUS']._serialized_start=1989
+  _globals['_SLICESTATUS']._serialized_end=2119
+  _globals['_SYNCSLICESRESPONSE']._serialized_start=2121
+  _globals['_SYNCSLICESRESPONSE']._serialized_end=2232
+  _globals['_BUDGETS']._serialized_start=2525
+  _globals['_BUDGETS']._serialized_end=3029
 # @@protoc_insertion_point(module_scope)

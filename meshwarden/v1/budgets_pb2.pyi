@@ -108,16 +108,22 @@ class SetBudgetResponse(_message.Message):
     def __init__(self, budget: _Optional[_Union[Budget, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
 
 class ListBudgetsRequest(_message.Message):
-    __slots__ = ("session_id",)
+    __slots__ = ("session_id", "limit", "cursor")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
     session_id: str
-    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+    limit: int
+    cursor: str
+    def __init__(self, session_id: _Optional[str] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ...) -> None: ...
 
 class ListBudgetsResponse(_message.Message):
-    __slots__ = ("budgets",)
+    __slots__ = ("budgets", "next_cursor")
     BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
     budgets: _containers.RepeatedCompositeFieldContainer[BudgetState]
-    def __init__(self, budgets: _Optional[_Iterable[_Union[BudgetState, _Mapping]]] = ...) -> None: ...
+    next_cursor: str
+    def __init__(self, budgets: _Optional[_Iterable[_Union[BudgetState, _Mapping]]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
 
 class LiftBudgetRequest(_message.Message):
     __slots__ = ("id", "reason")

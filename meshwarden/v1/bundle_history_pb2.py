@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from meshwarden.v1 import registry_pb2 as meshwarden_dot_v1_dot_registry__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"meshwarden/v1/bundle_history.proto\x12\rmeshwarden.v1\x1a\x1cmeshwarden/v1/registry.proto\"#\n\x12ListBundlesRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"C\n\x13ListBundlesResponse\x12,\n\x07\x62undles\x18\x01 \x03(\x0b\x32\x1b.meshwarden.v1.PolicyBundle\"$\n\x10GetBundleRequest\x12\x10\n\x08revision\x18\x01 \x01(\x04\x32\xb0\x01\n\rBundleHistory\x12T\n\x0bListBundles\x12!.meshwarden.v1.ListBundlesRequest\x1a\".meshwarden.v1.ListBundlesResponse\x12I\n\tGetBundle\x12\x1f.meshwarden.v1.GetBundleRequest\x1a\x1b.meshwarden.v1.PolicyBundleb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"meshwarden/v1/bundle_history.proto\x12\rmeshwarden.v1\x1a\x1cmeshwarden/v1/registry.proto\"4\n\x12ListBundlesRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x0f\n\x06\x63ursor\x18\xa4\x03 \x01(\t\"Y\n\x13ListBundlesResponse\x12,\n\x07\x62undles\x18\x01 \x03(\x0b\x32\x1b.meshwarden.v1.PolicyBundle\x12\x14\n\x0bnext_cursor\x18\xa4\x03 \x01(\t\"$\n\x10GetBundleRequest\x12\x10\n\x08revision\x18\x01 \x01(\x04\x32\xb0\x01\n\rBundleHistory\x12T\n\x0bListBundles\x12!.meshwarden.v1.ListBundlesRequest\x1a\".meshwarden.v1.ListBundlesResponse\x12I\n\tGetBundle\x12\x1f.meshwarden.v1.GetBundleRequest\x1a\x1b.meshwarden.v1.PolicyBundleb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,11 +33,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'meshwarden.v1.bundle_histor
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LISTBUNDLESREQUEST']._serialized_start=83
-  _globals['_LISTBUNDLESREQUEST']._serialized_end=118
-  _globals['_LISTBUNDLESRESPONSE']._serialized_start=120
-  _globals['_LISTBUNDLESRESPONSE']._serialized_end=187
-  _globals['_GETBUNDLEREQUEST']._serialized_start=189
-  _globals['_GETBUNDLEREQUEST']._serialized_end=225
-  _globals['_BUNDLEHISTORY']._serialized_start=228
-  _globals['_BUNDLEHISTORY']._serialized_end=404
+  _globals['_LISTBUNDLESREQUEST']._serialized_end=135
+  _globals['_LISTBUNDLESRESPONSE']._serialized_start=137
+  _globals['_LISTBUNDLESRESPONSE']._serialized_end=226
+  _globals['_GETBUNDLEREQUEST']._serialized_start=228
+  _globals['_GETBUNDLEREQUEST']._serialized_end=264
+  _globals['_BUNDLEHISTORY']._serialized_start=267
+  _globals['_BUNDLEHISTORY']._serialized_end=443
 # @@protoc_insertion_point(module_scope)

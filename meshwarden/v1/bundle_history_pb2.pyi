@@ -8,16 +8,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ListBundlesRequest(_message.Message):
-    __slots__ = ("limit",)
+    __slots__ = ("limit", "cursor")
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
     limit: int
-    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+    cursor: str
+    def __init__(self, limit: _Optional[int] = ..., cursor: _Optional[str] = ...) -> None: ...
 
 class ListBundlesResponse(_message.Message):
-    __slots__ = ("bundles",)
+    __slots__ = ("bundles", "next_cursor")
     BUNDLES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
     bundles: _containers.RepeatedCompositeFieldContainer[_registry_pb2.PolicyBundle]
-    def __init__(self, bundles: _Optional[_Iterable[_Union[_registry_pb2.PolicyBundle, _Mapping]]] = ...) -> None: ...
+    next_cursor: str
+    def __init__(self, bundles: _Optional[_Iterable[_Union[_registry_pb2.PolicyBundle, _Mapping]]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
 
 class GetBundleRequest(_message.Message):
     __slots__ = ("revision",)

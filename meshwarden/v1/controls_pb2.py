@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmeshwarden/v1/controls.proto\x12\rmeshwarden.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x01\n\nKillSwitch\x12\n\n\x02id\x18\x01 \x01(\t\x12,\n\nscope_kind\x18\x02 \x01(\x0e\x32\x18.meshwarden.v1.ScopeKind\x12\x13\n\x0bscope_value\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x12\n\ncreated_by\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x7f\n\tIsolation\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\ncreated_by\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x82\x01\n\x0e\x43ontrolsUpdate\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12\x30\n\rkill_switches\x18\x02 \x03(\x0b\x32\x19.meshwarden.v1.KillSwitch\x12,\n\nisolations\x18\x03 \x03(\x0b\x32\x18.meshwarden.v1.Isolation\"\x86\x01\n\x0b\x45nforcement\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12\x10\n\x08\x65nforced\x18\x02 \x01(\r\x12\x10\n\x08\x65xpected\x18\x03 \x01(\r\x12\'\n\x04took\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x18\n\x10not_acknowledged\x18\x05 \x03(\t\"\xb1\x01\n\x0bKillRequest\x12,\n\nscope_kind\x18\x01 \x01(\x0e\x32\x18.meshwarden.v1.ScopeKind\x12\x13\n\x0bscope_value\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x04wait\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"o\n\x0cKillResponse\x12.\n\x0bkill_switch\x18\x01 \x01(\x0b\x32\x19.meshwarden.v1.KillSwitch\x12/\n\x0b\x65nforcement\x18\x02 \x01(\x0b\x32\x1a.meshwarden.v1.Enforcement\"\x12\n\x10ListKillsRequest\"\xf5\x01\n\x11ListKillsResponse\x12\x30\n\rkill_switches\x18\x01 \x03(\x0b\x32\x19.meshwarden.v1.KillSwitch\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12K\n\x0etime_to_effect\x18\xd4\x02 \x03(\x0b\x32\x32.meshwarden.v1.ListKillsResponse.TimeToEffectEntry\x1aO\n\x11TimeToEffectEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.meshwarden.v1.Enforcement:\x02\x38\x01\"V\n\x0fLiftKillRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\'\n\x04wait\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"s\n\x10LiftKillResponse\x12.\n\x0bkill_switch\x18\x01 \x01(\x0b\x32\x19.meshwarden.v1.KillSwitch\x12/\n\x0b\x65nforcement\x18\x02 \x01(\x0b\x32\x1a.meshwarden.v1.Enforcement\"Y\n\x0eIsolateRequest\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\'\n\x04wait\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"o\n\x0fIsolateResponse\x12+\n\tisolation\x18\x01 \x01(\x0b\x32\x18.meshwarden.v1.Isolation\x12/\n\x0b\x65nforcement\x18\x02 \x01(\x0b\x32\x1a.meshwarden.v1.Enforcement\"_\n\x14LiftIsolationRequest\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\'\n\x04wait\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"u\n\x15LiftIsolationResponse\x12+\n\tisolation\x18\x01 \x01(\x0b\x32\x18.meshwarden.v1.Isolation\x12/\n\x0b\x65nforcement\x18\x02 \x01(\x0b\x32\x1a.meshwarden.v1.Enforcement\"\x17\n\x15ListIsolationsRequest\"X\n\x16ListIsolationsResponse\x12,\n\nisolations\x18\x01 \x03(\x0b\x32\x18.meshwarden.v1.Isolation\x12\x10\n\x08revision\x18\x02 \x01(\x04\"\xa5\x01\n\nAuditEntry\x12\n\n\x02id\x18\x01 \x01(\x04\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x14\n\x0c\x63laimed_user\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x0e\n\x06target\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x08 \x01(\t\"]\n\x10ListAuditRequest\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x0f\n\x06\x63ursor\x18\x8e\x02 \x01(\t\"U\n\x11ListAuditResponse\x12*\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x19.meshwarden.v1.AuditEntry\x12\x14\n\x0bnext_cursor\x18\x8e\x02 \x01(\t\"4\n\x0b\x43ontrolsAck\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x04\"\x15\n\x13\x43ontrolsAckResponse*\xc2\x02\n\tScopeKind\x12\x1a\n\x16SCOPE_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13SCOPE_KIND_INSTANCE\x10\x01\x12\x14\n\x10SCOPE_KIND_AGENT\x10\x02\x12\x16\n\x12SCOPE_KIND_VERSION\x10\x03\x12\x16\n\x12SCOPE_KIND_SESSION\x10\x04\x12\x17\n\x13SCOPE_KIND_WORKFLOW\x10\x05\x12\x19\n\x15SCOPE_KIND_CAPABILITY\x10\x06\x12\x13\n\x0fSCOPE_KIND_TEAM\x10\x07\x12\x12\n\x0eSCOPE_KIND_ALL\x10\x08\x12\x14\n\x10SCOPE_KIND_MODEL\x10\t\x12\x17\n\x13SCOPE_KIND_PROVIDER\x10\n\x12\x13\n\x0fSCOPE_KIND_TOOL\x10\x0b\x12\x19\n\x15SCOPE_KIND_MCP_SERVER\x10\x0c\x32\x96\x05\n\x08\x43ontrols\x12?\n\x04Kill\x12\x1a.meshwarden.v1.KillRequest\x1a\x1b.meshwarden.v1.KillResponse\x12N\n\tListKills\x12\x1f.meshwarden.v1.ListKillsRequest\x1a .meshwarden.v1.ListKillsResponse\x12K\n\x08LiftKill\x12\x1e.meshwarden.v1.LiftKillRequest\x1a\x1f.meshwarden.v1.LiftKillResponse\x12H\n\x07Isolate\x12\x1d.meshwarden.v1.IsolateRequest\x1a\x1e.meshwarden.v1.IsolateResponse\x12Z\n\rLiftIsolation\x12#.meshwarden.v1.LiftIsolationRequest\x1a$.meshwarden.v1.LiftIsolationResponse\x12]\n\x0eListIsolations\x12$.meshwarden.v1.ListIsolationsRequest\x1a%.meshwarden.v1.ListIsolationsResponse\x12N\n\tListAudit\x12\x1f.meshwarden.v1.ListAuditRequest\x1a .meshwarden.v1.ListAuditResponse\x12W\n\x13\x41\x63knowledgeControls\x12\x1a.meshwarden.v1.ControlsAck\x1a\".meshwarden.v1.ControlsAckResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmeshwarden/v1/controls.proto\x12\rmeshwarden.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x01\n\nKillSwitch\x12\n\n\x02id\x18\x01 \x01(\t\x12,\n\nscope_kind\x18\x02 \x01(\x0e\x32\x18.meshwarden.v1.ScopeKind\x12\x13\n\x0bscope_value\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x12\n\ncreated_by\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x7f\n\tIsolation\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\ncreated_by\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x82\x01\n\x0e\x43ontrolsUpdate\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12\x30\n\rkill_switches\x18\x02 \x03(\x0b\x32\x19.meshwarden.v1.KillSwitch\x12,\n\nisolations\x18\x03 \x03(\x0b\x32\x18.meshwarden.v1.Isolation\"\x86\x01\n\x0b\x45nforcement\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12\x10\n\x08\x65nforced\x18\x02 \x01(\r\x12\x10\n\x08\x65xpected\x18\x03 \x01(\r\x12\'\n\x04took\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x18\n\x10not_acknowledged\x18\x05 \x03(\t\"\xb1\x01\n\x0bKillRequest\x12,\n\nscope_kind\x18\x01 \x01(\x0e\x32\x18.meshwarden.v1.ScopeKind\x12\x13\n\x0bscope_value\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x04wait\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"o\n\x0cKillResponse\x12.\n\x0bkill_switch\x18\x01 \x01(\x0b\x32\x19.meshwarden.v1.KillSwitch\x12/\n\x0b\x65nforcement\x18\x02 \x01(\x0b\x32\x1a.meshwarden.v1.Enforcement\"3\n\x10ListKillsRequest\x12\x0e\n\x05limit\x18\xa4\x03 \x01(\r\x12\x0f\n\x06\x63ursor\x18\xa5\x03 \x01(\t\"\x8b\x02\n\x11ListKillsResponse\x12\x30\n\rkill_switches\x18\x01 \x03(\x0b\x32\x19.meshwarden.v1.KillSwitch\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12K\n\x0etime_to_effect\x18\xd4\x02 \x03(\x0b\x32\x32.meshwarden.v1.ListKillsResponse.TimeToEffectEntry\x12\x14\n\x0bnext_cursor\x18\xa4\x03 \x01(\t\x1aO\n\x11TimeToEffectEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.meshwarden.v1.Enforcement:\x02\x38\x01\"V\n\x0fLiftKillRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\'\n\x04wait\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"s\n\x10LiftKillResponse\x12.\n\x0bkill_switch\x18\x01 \x01(\x0b\x32\x19.meshwarden.v1.KillSwitch\x12/\n\x0b\x65nforcement\x18\x02 \x01(\x0b\x32\x1a.meshwarden.v1.Enforcement\"Y\n\x0eIsolateRequest\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\'\n\x04wait\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"o\n\x0fIsolateResponse\x12+\n\tisolation\x18\x01 \x01(\x0b\x32\x18.meshwarden.v1.Isolation\x12/\n\x0b\x65nforcement\x18\x02 \x01(\x0b\x32\x1a.meshwarden.v1.Enforcement\"_\n\x14LiftIsolationRequest\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\'\n\x04wait\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"u\n\x15LiftIsolationResponse\x12+\n\tisolation\x18\x01 \x01(\x0b\x32\x18.meshwarden.v1.Isolation\x12/\n\x0b\x65nforcement\x18\x02 \x01(\x0b\x32\x1a.meshwarden.v1.Enforcement\"8\n\x15ListIsolationsRequest\x12\x0e\n\x05limit\x18\xa4\x03 \x01(\r\x12\x0f\n\x06\x63ursor\x18\xa5\x03 \x01(\t\"n\n\x16ListIsolationsResponse\x12,\n\nisolations\x18\x01 \x03(\x0b\x32\x18.meshwarden.v1.Isolation\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12\x14\n\x0bnext_cursor\x18\xa4\x03 \x01(\t\"\xa5\x01\n\nAuditEntry\x12\n\n\x02id\x18\x01 \x01(\x04\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x14\n\x0c\x63laimed_user\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x0e\n\x06target\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x08 \x01(\t\"]\n\x10ListAuditRequest\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x0f\n\x06\x63ursor\x18\x8e\x02 \x01(\t\"U\n\x11ListAuditResponse\x12*\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x19.meshwarden.v1.AuditEntry\x12\x14\n\x0bnext_cursor\x18\x8e\x02 \x01(\t\"4\n\x0b\x43ontrolsAck\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x04\"\x15\n\x13\x43ontrolsAckResponse*\xc2\x02\n\tScopeKind\x12\x1a\n\x16SCOPE_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13SCOPE_KIND_INSTANCE\x10\x01\x12\x14\n\x10SCOPE_KIND_AGENT\x10\x02\x12\x16\n\x12SCOPE_KIND_VERSION\x10\x03\x12\x16\n\x12SCOPE_KIND_SESSION\x10\x04\x12\x17\n\x13SCOPE_KIND_WORKFLOW\x10\x05\x12\x19\n\x15SCOPE_KIND_CAPABILITY\x10\x06\x12\x13\n\x0fSCOPE_KIND_TEAM\x10\x07\x12\x12\n\x0eSCOPE_KIND_ALL\x10\x08\x12\x14\n\x10SCOPE_KIND_MODEL\x10\t\x12\x17\n\x13SCOPE_KIND_PROVIDER\x10\n\x12\x13\n\x0fSCOPE_KIND_TOOL\x10\x0b\x12\x19\n\x15SCOPE_KIND_MCP_SERVER\x10\x0c\x32\x96\x05\n\x08\x43ontrols\x12?\n\x04Kill\x12\x1a.meshwarden.v1.KillRequest\x1a\x1b.meshwarden.v1.KillResponse\x12N\n\tListKills\x12\x1f.meshwarden.v1.ListKillsRequest\x1a .meshwarden.v1.ListKillsResponse\x12K\n\x08LiftKill\x12\x1e.meshwarden.v1.LiftKillRequest\x1a\x1f.meshwarden.v1.LiftKillResponse\x12H\n\x07Isolate\x12\x1d.meshwarden.v1.IsolateRequest\x1a\x1e.meshwarden.v1.IsolateResponse\x12Z\n\rLiftIsolation\x12#.meshwarden.v1.LiftIsolationRequest\x1a$.meshwarden.v1.LiftIsolationResponse\x12]\n\x0eListIsolations\x12$.meshwarden.v1.ListIsolationsRequest\x1a%.meshwarden.v1.ListIsolationsResponse\x12N\n\tListAudit\x12\x1f.meshwarden.v1.ListAuditRequest\x1a .meshwarden.v1.ListAuditResponse\x12W\n\x13\x41\x63knowledgeControls\x12\x1a.meshwarden.v1.ControlsAck\x1a\".meshwarden.v1.ControlsAckResponse(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LISTKILLSRESPONSE_TIMETOEFFECTENTRY']._loaded_options = None
   _globals['_LISTKILLSRESPONSE_TIMETOEFFECTENTRY']._serialized_options = b'8\001'
-  _globals['_SCOPEKIND']._serialized_start=2466
-  _globals['_SCOPEKIND']._serialized_end=2788
+  _globals['_SCOPEKIND']._serialized_start=2576
+  _globals['_SCOPEKIND']._serialized_end=2898
   _globals['_KILLSWITCH']._serialized_start=113
   _globals['_KILLSWITCH']._serialized_end=336
   _globals['_ISOLATION']._serialized_start=338
@@ -50,37 +50,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_KILLRESPONSE']._serialized_start=917
   _globals['_KILLRESPONSE']._serialized_end=1028
   _globals['_LISTKILLSREQUEST']._serialized_start=1030
-  _globals['_LISTKILLSREQUEST']._serialized_end=1048
-  _globals['_LISTKILLSRESPONSE']._serialized_start=1051
-  _globals['_LISTKILLSRESPONSE']._serialized_end=1296
-  _globals['_LISTKILLSRESPONSE_TIMETOEFFECTENTRY']._serialized_start=1217
-  _globals['_LISTKILLSRESPONSE_TIMETOEFFECTENTRY']._serialized_end=1296
-  _globals['_LIFTKILLREQUEST']._serialized_start=1298
-  _globals['_LIFTKILLREQUEST']._serialized_end=1384
-  _globals['_LIFTKILLRESPONSE']._serialized_start=1386
-  _globals['_LIFTKILLRESPONSE']._serialized_end=1501
-  _globals['_ISOLATEREQUEST']._serialized_start=1503
-  _globals['_ISOLATEREQUEST']._serialized_end=1592
-  _globals['_ISOLATERESPONSE']._serialized_start=1594
-  _globals['_ISOLATERESPONSE']._serialized_end=1705
-  _globals['_LIFTISOLATIONREQUEST']._serialized_start=1707
-  _globals['_LIFTISOLATIONREQUEST']._serialized_end=1802
-  _globals['_LIFTISOLATIONRESPONSE']._serialized_start=1804
-  _globals['_LIFTISOLATIONRESPONSE']._serialized_end=1921
-  _globals['_LISTISOLATIONSREQUEST']._serialized_start=1923
-  _globals['_LISTISOLATIONSREQUEST']._serialized_end=1946
-  _globals['_LISTISOLATIONSRESPONSE']._serialized_start=1948
-  _globals['_LISTISOLATIONSRESPONSE']._serialized_end=2036
-  _globals['_AUDITENTRY']._serialized_start=2039
-  _globals['_AUDITENTRY']._serialized_end=2204
-  _globals['_LISTAUDITREQUEST']._serialized_start=2206
-  _globals['_LISTAUDITREQUEST']._serialized_end=2299
-  _globals['_LISTAUDITRESPONSE']._serialized_start=2301
-  _globals['_LISTAUDITRESPONSE']._serialized_end=2386
-  _globals['_CONTROLSACK']._serialized_start=2388
-  _globals['_CONTROLSACK']._serialized_end=2440
-  _globals['_CONTROLSACKRESPONSE']._serialized_start=2442
-  _globals['_CONTROLSACKRESPONSE']._serialized_end=2463
-  _globals['_CONTROLS']._serialized_start=2791
-  _globals['_CONTROLS']._serialized_end=3453
+  _globals['_LISTKILLSREQUEST']._serialized_end=1081
+  _globals['_LISTKILLSRESPONSE']._serialized_start=1084
+  _globals['_LISTKILLSRESPONSE']._serialized_end=1351
+  _globals['_LISTKILLSRESPONSE_TIMETOEFFECTENTRY']._serialized_start=1272
+  _globals['_LISTKILLSRESPONSE_TIMETOEFFECTENTRY']._serialized_end=1351
+  _globals['_LIFTKILLREQUEST']._serialized_start=1353
+  _globals['_LIFTKILLREQUEST']._serialized_end=1439
+  _globals['_LIFTKILLRESPONSE']._serialized_start=1441
+  _globals['_LIFTKILLRESPONSE']._serialized_end=1556
+  _globals['_ISOLATEREQUEST']._serialized_start=1558
+  _globals['_ISOLATEREQUEST']._serialized_end=1647
+  _globals['_ISOLATERESPONSE']._serialized_start=1649
+  _globals['_ISOLATERESPONSE']._serialized_end=1760
+  _globals['_LIFTISOLATIONREQUEST']._serialized_start=1762
+  _globals['_LIFTISOLATIONREQUEST']._serialized_end=1857
+  _globals['_LIFTISOLATIONRESPONSE']._serialized_start=1859
+  _globals['_LIFTISOLATIONRESPONSE']._serialized_end=1976
+  _globals['_LISTISOLATIONSREQUEST']._serialized_start=1978
+  _globals['_LISTISOLATIONSREQUEST']._serialized_end=2034
+  _globals['_LISTISOLATIONSRESPONSE']._serialized_start=2036
+  _globals['_LISTISOLATIONSRESPONSE']._serialized_end=2146
+  _globals['_AUDITENTRY']._serialized_start=2149
+  _globals['_AUDITENTRY']._serialized_end=2314
+  _globals['_LISTAUDITREQUEST']._serialized_start=2316
+  _globals['_LISTAUDITREQUEST']._serialized_end=2409
+  _globals['_LISTAUDITRESPONSE']._serialized_start=2411
+  _globals['_LISTAUDITRESPONSE']._serialized_end=2496
+  _globals['_CONTROLSACK']._serialized_start=2498
+  _globals['_CONTROLSACK']._serialized_end=2550
+  _globals['_CONTROLSACKRESPONSE']._serialized_start=2552
+  _globals['_CONTROLSACKRESPONSE']._serialized_end=2573
+  _globals['_CONTROLS']._serialized_start=2901
+  _globals['_CONTROLS']._serialized_end=3563
 # @@protoc_insertion_point(module_scope)

@@ -119,11 +119,15 @@ class KillResponse(_message.Message):
     def __init__(self, kill_switch: _Optional[_Union[KillSwitch, _Mapping]] = ..., enforcement: _Optional[_Union[Enforcement, _Mapping]] = ...) -> None: ...
 
 class ListKillsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("limit", "cursor")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    cursor: str
+    def __init__(self, limit: _Optional[int] = ..., cursor: _Optional[str] = ...) -> None: ...
 
 class ListKillsResponse(_message.Message):
-    __slots__ = ("kill_switches", "revision", "time_to_effect")
+    __slots__ = ("kill_switches", "revision", "time_to_effect", "next_cursor")
     class TimeToEffectEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -134,10 +138,12 @@ class ListKillsResponse(_message.Message):
     KILL_SWITCHES_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     TIME_TO_EFFECT_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
     kill_switches: _containers.RepeatedCompositeFieldContainer[KillSwitch]
     revision: int
     time_to_effect: _containers.MessageMap[str, Enforcement]
-    def __init__(self, kill_switches: _Optional[_Iterable[_Union[KillSwitch, _Mapping]]] = ..., revision: _Optional[int] = ..., time_to_effect: _Optional[_Mapping[str, Enforcement]] = ...) -> None: ...
+    next_cursor: str
+    def __init__(self, kill_switches: _Optional[_Iterable[_Union[KillSwitch, _Mapping]]] = ..., revision: _Optional[int] = ..., time_to_effect: _Optional[_Mapping[str, Enforcement]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
 
 class LiftKillRequest(_message.Message):
     __slots__ = ("id", "reason", "wait")
@@ -194,16 +200,22 @@ class LiftIsolationResponse(_message.Message):
     def __init__(self, isolation: _Optional[_Union[Isolation, _Mapping]] = ..., enforcement: _Optional[_Union[Enforcement, _Mapping]] = ...) -> None: ...
 
 class ListIsolationsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("limit", "cursor")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    cursor: str
+    def __init__(self, limit: _Optional[int] = ..., cursor: _Optional[str] = ...) -> None: ...
 
 class ListIsolationsResponse(_message.Message):
-    __slots__ = ("isolations", "revision")
+    __slots__ = ("isolations", "revision", "next_cursor")
     ISOLATIONS_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
     isolations: _containers.RepeatedCompositeFieldContainer[Isolation]
     revision: int
-    def __init__(self, isolations: _Optional[_Iterable[_Union[Isolation, _Mapping]]] = ..., revision: _Optional[int] = ...) -> None: ...
+    next_cursor: str
+    def __init__(self, isolations: _Optional[_Iterable[_Union[Isolation, _Mapping]]] = ..., revision: _Optional[int] = ..., next_cursor: _Optional[str] = ...) -> None: ...
 
 class AuditEntry(_message.Message):
     __slots__ = ("id", "at", "actor", "claimed_user", "action", "target", "reason", "detail")

@@ -65,14 +65,20 @@ class SetRouteResponse(_message.Message):
     def __init__(self, route: _Optional[_Union[Route, _Mapping]] = ..., watchers: _Optional[int] = ...) -> None: ...
 
 class ListRoutesRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("limit", "cursor")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    cursor: str
+    def __init__(self, limit: _Optional[int] = ..., cursor: _Optional[str] = ...) -> None: ...
 
 class ListRoutesResponse(_message.Message):
-    __slots__ = ("routes",)
+    __slots__ = ("routes", "next_cursor")
     ROUTES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
     routes: _containers.RepeatedCompositeFieldContainer[Route]
-    def __init__(self, routes: _Optional[_Iterable[_Union[Route, _Mapping]]] = ...) -> None: ...
+    next_cursor: str
+    def __init__(self, routes: _Optional[_Iterable[_Union[Route, _Mapping]]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
 
 class RouteUpdate(_message.Message):
     __slots__ = ("full", "routes")

@@ -14,6 +14,7 @@ from typing import Any, Final
 import grpc
 
 from meshwarden.budget_scopes import MAX_MICRO_USD
+from meshwarden.registry import keyset
 from meshwarden.registry.api.service import Handler
 from meshwarden.registry.authz import current_caller
 from meshwarden.registry.budgets import BudgetRow, Budgets, BudgetState, SliceReport
@@ -66,8 +67,15 @@ class BudgetsApi:
 
     async def ListBudgets(self, request: budgets_pb2.ListBudgetsRequest, _: Context) -> budgets_pb2.ListBudgetsResponse:
         _check_id("session_id", request.session_id)
-        states = await self._budgets.states(request.session_id)
-        return budgets_pb2.ListBudgetsResponse(budgets=[state_to_proto(s) for s in states])
+        states, next_cursor = keyset.page(
+            await self._budgets.states(request.session_id),
+            lambda s: (s.budget.id, s.subject),
+            (str, str),
+            request.cursor,
+            request.limit,
+            keyset.MAX_PAGE,
+        )
+        return budgets_pb2.ListBudgetsResponse(budgets=[state_to_proto(s) for s in states], next_cursor=next_cursor)
 
     async def LiftBudget(self, request: budgets_pb2.LiftBudgetRequest, _: Context) -> budgets_pb2.LiftBudgetResponse:
         if not request.id:

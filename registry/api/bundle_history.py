@@ -8,7 +8,7 @@ from typing import Any, Final
 
 import grpc
 
-from meshwarden.registry import wire
+from meshwarden.registry import keyset, wire
 from meshwarden.registry.api.service import Handler
 from meshwarden.registry.bundles import Bundles
 from meshwarden.registry.errors import InvalidInput, UnknownBundleRevision
@@ -32,9 +32,13 @@ class BundleHistoryApi:
     ) -> bundle_history_pb2.ListBundlesResponse:
         if request.limit > MAX_LIMIT:
             raise InvalidInput("limit", f"must be at most {MAX_LIMIT}, got {request.limit}")
-        stored = await self._bundles.history(request.limit or DEFAULT_LIMIT)
+        before = int(keyset.decode(request.cursor, int)[0]) if request.cursor else 0
+        limit = request.limit or DEFAULT_LIMIT
+        stored = await self._bundles.history(limit + 1, before)  # one more: is there a next page?
+        page = stored[:limit]
         return bundle_history_pb2.ListBundlesResponse(
-            bundles=[wire.bundle_to_proto(b, with_artifact=False) for b in stored]
+            bundles=[wire.bundle_to_proto(b, with_artifact=False) for b in page],
+            next_cursor=keyset.encode(page[-1].revision) if len(stored) > limit else "",
         )
 
     async def GetBundle(self, request: bundle_history_pb2.GetBundleRequest, _: Context) -> registry_pb2.PolicyBundle:

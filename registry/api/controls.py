@@ -96,24 +96,43 @@ class ControlsApi:
             isolation=isolation_to_proto(isolation), enforcement=_enforcement(enforcement)
         )
 
-    async def ListKills(self, _request: controls_pb2.ListKillsRequest, _: Context) -> controls_pb2.ListKillsResponse:
+    async def ListKills(self, request: controls_pb2.ListKillsRequest, _: Context) -> controls_pb2.ListKillsResponse:
         current = await self._controls.current()
+        switches, next_cursor = keyset.page(
+            current.kill_switches,
+            lambda k: (k.created_at, k.id),
+            (float, str),
+            request.cursor,
+            request.limit,
+            keyset.MAX_PAGE,
+        )
         effects = await self._controls.effects()
+        listed = {k.id for k in switches}
         return controls_pb2.ListKillsResponse(
-            kill_switches=[kill_to_proto(k) for k in current.kill_switches],
+            kill_switches=[kill_to_proto(k) for k in switches],
             revision=current.revision,
             time_to_effect={
                 switch_id: controls_pb2.Enforcement(enforced=e.enforced, expected=e.expected, took=duration(e.took_s))
                 for switch_id, e in effects.items()
+                if switch_id in listed
             },
+            next_cursor=next_cursor,
         )
 
     async def ListIsolations(
-        self, _request: controls_pb2.ListIsolationsRequest, _: Context
+        self, request: controls_pb2.ListIsolationsRequest, _: Context
     ) -> controls_pb2.ListIsolationsResponse:
         current = await self._controls.current()
+        isolations, next_cursor = keyset.page(
+            current.isolations,
+            lambda i: (i.created_at, i.agent, i.version),
+            (float, str, str),
+            request.cursor,
+            request.limit,
+            keyset.MAX_PAGE,
+        )
         return controls_pb2.ListIsolationsResponse(
-            isolations=[isolation_to_proto(i) for i in current.isolations], revision=current.revision
+            isolations=[isolation_to_proto(i) for i in isolations], revision=current.revision, next_cursor=next_cursor
         )
 
     async def ListAudit(self, request: controls_pb2.ListAuditRequest, _: Context) -> controls_pb2.ListAuditResponse:

@@ -7,7 +7,7 @@ from typing import Any
 
 import grpc
 
-from meshwarden.registry import wire
+from meshwarden.registry import keyset, wire
 from meshwarden.registry.api.service import Handler
 from meshwarden.registry.authz import current_caller
 from meshwarden.registry.routes import Routes
@@ -29,5 +29,8 @@ class RoutesApi:
         stored = await self._routes.set(request.capability, dict(request.weights), current_caller())
         return registry_pb2.SetRouteResponse(route=wire.route_to_proto(stored), watchers=watchers)
 
-    async def ListRoutes(self, _request: registry_pb2.ListRoutesRequest, _: Context) -> registry_pb2.ListRoutesResponse:
-        return registry_pb2.ListRoutesResponse(routes=[wire.route_to_proto(r) for r in await self._routes.list()])
+    async def ListRoutes(self, request: registry_pb2.ListRoutesRequest, _: Context) -> registry_pb2.ListRoutesResponse:
+        routes, next_cursor = keyset.page(
+            await self._routes.list(), lambda r: (r.capability,), (str,), request.cursor, request.limit, keyset.MAX_PAGE
+        )
+        return registry_pb2.ListRoutesResponse(routes=[wire.route_to_proto(r) for r in routes], next_cursor=next_cursor)

@@ -133,8 +133,9 @@ class BundleStore(Protocol):
 
     async def latest(self) -> StoredBundle | None: ...
 
-    async def history(self, limit: int) -> list[StoredBundle]:
-        """The newest `limit` revisions, newest first, with empty artifacts."""
+    async def history(self, limit: int, before: int = 0) -> list[StoredBundle]:
+        """The newest `limit` revisions (older than revision `before` when not 0), newest first,
+        with empty artifacts."""
         ...
 
     async def revision(self, revision: int) -> StoredBundle | None:

@@ -50,10 +50,13 @@ class PostgresBundles:
 
         return await self._db.read(work)
 
-    async def history(self, limit: int) -> list[StoredBundle]:
+    async def history(self, limit: int, before: int = 0) -> list[StoredBundle]:
         async def work(connection: Connection) -> list[StoredBundle]:
             rows = await connection.fetch(
-                "SELECT name, revision, digest, pushed_at FROM policy_bundles ORDER BY revision DESC LIMIT $1", limit
+                "SELECT name, revision, digest, pushed_at FROM policy_bundles WHERE ($2::bigint = 0 OR revision < $2)"
+                " ORDER BY revision DESC LIMIT $1",
+                limit,
+                before,
             )
             return [StoredBundle(name=r[0], revision=r[1], digest=r[2], artifact=b"", pushed_at=r[3]) for r in rows]
 

@@ -37,10 +37,12 @@ class SqliteBundles:
 
         return await self._db.read(work)
 
-    async def history(self, limit: int) -> list[StoredBundle]:
+    async def history(self, limit: int, before: int = 0) -> list[StoredBundle]:
         def work(db: sqlite3.Connection) -> list[StoredBundle]:
             rows = db.execute(
-                "SELECT name, revision, digest, pushed_at FROM policy_bundles ORDER BY revision DESC LIMIT ?", (limit,)
+                "SELECT name, revision, digest, pushed_at FROM policy_bundles WHERE (? = 0 OR revision < ?)"
+                " ORDER BY revision DESC LIMIT ?",
+                (before, before, limit),
             ).fetchall()
             return [StoredBundle(name=n, revision=r, digest=d, artifact=b"", pushed_at=at) for n, r, d, at in rows]
 
@@ -54,7 +56,9 @@ class SqliteBundles:
             if row is None:
                 return None
             name, number, digest, artifact, pushed_at = row
-            return StoredBundle(name=name, revision=number, digest=digest, artifact=bytes(artifact), pushed_at=pushed_at)
+            return StoredBundle(
+                name=name, revision=number, digest=digest, artifact=bytes(artifact), pushed_at=pushed_at
+            )
 
         return await self._db.read(work)
 
