@@ -90,6 +90,14 @@ def database_pids(cluster: Cluster | None) -> list[int]:
     return pids
 
 
+def database_transactions(cluster: Cluster | None) -> int:
+    """Transactions committed in the benchmark's database so far (pg_stat_database; 0 for a
+    database the caller gave): how many the registries run per change."""
+    if cluster is None:
+        return 0
+    return int(cluster.psql("SELECT xact_commit FROM pg_stat_database WHERE datname = 'killbench'"))
+
+
 def group_cpu_s(registries: list[Child], sidecars: list[Child], database: list[int]) -> tuple[float, float, float]:
     """CPU seconds so far of all registry replicas, all sidecars, the database's processes."""
     return (
@@ -315,10 +323,12 @@ async def run_on(args: argparse.Namespace, store: str, cluster: Cluster | None) 
         idle = await idle_cpu_ms_per_s(registries, sidecars, database, args.idle_s)
         before = (*group_cpu_s(registries, sidecars, database), machine_busy_s())
         load_before = os.getloadavg()[0]
+        transactions = await asyncio.to_thread(database_transactions, cluster)
         wall = time.perf_counter()
         figures = await measure(registries[0], token_file, args.sidecars, args.rounds, args.pause_s)
         wall = time.perf_counter() - wall
         after = (*group_cpu_s(registries, sidecars, database), machine_busy_s())
+        transactions = await asyncio.to_thread(database_transactions, cluster) - transactions
         changes = 2 * args.rounds + 2  # kills and lifts, and the warm-up pair
         spent = [after[i] - before[i] for i in range(3)]
         cpu = {
@@ -331,6 +341,7 @@ async def run_on(args: argparse.Namespace, store: str, cluster: Cluster | None) 
             "sidecars_net_cpu_ms_per_change": round((spent[1] * 1000 - idle[1] * wall) / changes, 1),
             "registry_net_cpu_ms_per_change": round((spent[0] * 1000 - idle[0] * wall) / changes, 1),
             "database_net_cpu_ms_per_change": round((spent[2] * 1000 - idle[2] * wall) / changes, 1),
+            "database_transactions_per_change": round(transactions / changes, 1),
             "other_work_cores": round(((after[3] - before[3]) - sum(spent)) / wall, 2),
             "load_average": f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after",
         }
@@ -410,7 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(
         f"database (a throwaway cluster's processes only): {summary['database_cpu_ms_per_change']} ms per change, "
-        f"{summary['database_net_cpu_ms_per_change']} ms net of idle ({summary['database_idle_cpu_ms_per_s']} ms/s)"
+        f"{summary['database_net_cpu_ms_per_change']} ms net of idle ({summary['database_idle_cpu_ms_per_s']} ms/s), "
+        f"{summary['database_transactions_per_change']} transactions per change (idle ones included)"
     )
     print(
         f"other work on the machine meanwhile: {summary['other_work_cores']} cores busy; "
