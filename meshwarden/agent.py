@@ -39,7 +39,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NoReturn
@@ -103,6 +103,8 @@ class CallContext:
     # Who the session was started for, as the sidecars carried it from its entry point ("" for
     # none). Informational: this agent's sidecar puts it on every call of the session itself.
     on_behalf_of: str = ""
+    # The free labels the session was started with (repository, resource...), as carried.
+    session_labels: Mapping[str, str] = field(default_factory=dict)
     _gateway: str = field(default="", repr=False)  # the sidecar's model gateway, "" for the default
     # The agent's one blocking client (its channel shared by every plain-`def` handler's
     # calls); None: one of its own per call.
@@ -536,6 +538,7 @@ class _Servicer(agent_pb2_grpc.AgentServicer):
             fencing_token=request.fencing_token,
             _task_token=request.task_token,
             on_behalf_of=request.on_behalf_of,
+            session_labels=dict(request.session_labels),
             deadline=None if remaining is None else time.monotonic() + remaining,
             _client=agent.client,
             _sidecar=agent.sidecar,

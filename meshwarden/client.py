@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -24,7 +25,7 @@ from typing import Any, TypedDict, Unpack
 
 import grpc
 
-from meshwarden import outcomes
+from meshwarden import outcomes, session_labels
 from meshwarden.error_status import from_rpc_error
 from meshwarden.errors import DeadlineExceeded, MeshError, PeerUnavailable
 from meshwarden.trace_context import outgoing_metadata
@@ -72,6 +73,10 @@ class CallOptions(TypedDict, total=False):
     # Who the session is started for ("user:alice@example.com"), said where it enters the mesh;
     # the sidecars carry it to every later call of the session (leave it out below the entry).
     on_behalf_of: str | None
+    # What the session works on ({"repository": "acme/api", "resource": "db-prod"}), said where
+    # it enters the mesh: at most 8, keys [a-z][a-z0-9_.-]{0,31}, values 1-128 printable
+    # characters (InvalidLabels, a ValueError, otherwise). The sidecars carry the first ones.
+    session_labels: Mapping[str, str] | None
     cost_estimate_micro_usd: int | None  # policies see it; absent is not zero
     idempotent: bool  # True (default): a fresh idempotency key, so the mesh may retry the call
     idempotency_key: str | None  # reuse your own key across calls
@@ -102,6 +107,7 @@ def request(capability: str, payload: object, **options: Unpack[CallOptions]) ->
         parent_call_id=options.get("parent_call_id") or "",
         task_token=options.get("task_token") or b"",
         on_behalf_of=options.get("on_behalf_of") or "",
+        session_labels=dict(session_labels.checked(options.get("session_labels"))),
     )
     cost = options.get("cost_estimate_micro_usd")
     if cost is not None:  # policies see it; absent is not zero

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Mapping
 from typing import Any, Final
+
+from meshwarden import session_labels
 
 DEFAULT_GATEWAY: Final = "http://127.0.0.1:7413"  # the sidecar's --gateway-listen default
 SESSION_HEADER: Final = "x-meshwarden-session-id"
@@ -51,16 +54,23 @@ def _over_socket(gateway: str, package: Any, sync: bool, options: dict[str, Any]
 
 
 def attribution(
-    session_id: str = "", workflow_id: str = "", task_id: str = "", parent_call_id: str = "", on_behalf_of: str = ""
+    session_id: str = "",
+    workflow_id: str = "",
+    task_id: str = "",
+    parent_call_id: str = "",
+    on_behalf_of: str = "",
+    labels: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The headers that attribute a model call to a session, workflow, task and parent call,
-    and (at a session's entry point only) who the session is started for."""
+    and (at a session's entry point only) who the session is started for and its free labels
+    (meshwarden.session_labels: raises InvalidLabels naming what is wrong)."""
     pairs = (
         (SESSION_HEADER, session_id),
         (WORKFLOW_HEADER, workflow_id),
         (TASK_HEADER, task_id),
         (PARENT_CALL_HEADER, parent_call_id),
         (ON_BEHALF_OF_HEADER, on_behalf_of),
+        (session_labels.HEADER, session_labels.to_header(labels or {})),
     )
     return {name: value for name, value in pairs if value}
 

@@ -8,7 +8,8 @@ time, the entry sidecar's side first. Any other principal a receipt names, carri
 is kept as the conflict, so the operator sees it; it is never adopted.
 
 `launched_by` is the agent whose sidecar the session entered through: the caller of its
-earliest call.
+earliest call. The session's free labels (meshwarden.session_labels) are its first receipt's
+that carries any, by the same order; later ones are not kept (the sidecars carry the first).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def principal_of(session_id: str, receipts: Iterable[receipts_pb2.Receipt]) -> S
         started_for=started_for,
         launched_by=ordered[0].caller_agent if ordered else "",
         conflict=next((name for name in named if name != started_for), ""),
+        labels=next((tuple(sorted(r.session_labels.items())) for r in ordered if r.session_labels), ()),
     )
 
 
@@ -49,4 +51,5 @@ def fill(summary: receipts_pb2.SessionSummary, found: SessionPrincipal | None) -
     if found is not None:
         summary.started_for, summary.launched_by = found.started_for, found.launched_by
         summary.started_for_conflict = found.conflict
+        summary.labels.update(found.labels)
     return summary

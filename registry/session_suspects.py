@@ -9,18 +9,21 @@ answer computed from every stored receipt in a worker thread: correct, slower.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Final
 
 from meshwarden.clock import Clock
 from meshwarden.receipt_calls import calls_of
 from meshwarden.registry import session_principal, session_signals, session_views
-from meshwarden.registry.errors import InvalidInput
+from meshwarden.registry.errors import InvalidInput, StoreError
 from meshwarden.registry.outcomes import Outcomes, StoredOutcome
 from meshwarden.registry.session_queries import ReceiptSource
 from meshwarden.registry.store import SessionSignalStore
 from meshwarden.registry.store.records import SessionSignals, SuspectThresholds
 from meshwarden.v1 import receipts_pb2, session_insights_pb2
+
+log = logging.getLogger(__name__)
 
 GAUGE_EVERY_S: Final = 15.0  # how often the gauge's counts are taken (a scrape reads the last ones)
 DEFAULT_LIMIT: Final = 100
@@ -75,8 +78,16 @@ class SessionSuspects:
         (with the session aggregates only: without them a count reads every receipt)."""
         if self._sessions is None:
             return
+        store_answers = True
         while True:
-            self.counted = await self._sessions.suspect_counts(session_signals.DEFAULTS, self._clock.wall())
+            try:
+                self.counted = await self._sessions.suspect_counts(session_signals.DEFAULTS, self._clock.wall())
+            except StoreError as exc:  # the database is away (PostgreSQL restarting): keep the last count
+                if store_answers:
+                    log.warning("cannot count suspect sessions (%s): the gauge keeps its last count", exc)
+                store_answers = False
+            else:
+                store_answers = True
             await asyncio.sleep(every_s)
 
 

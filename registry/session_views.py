@@ -29,6 +29,7 @@ from typing import Final
 
 from google.protobuf import timestamp_pb2
 
+from meshwarden import session_labels
 from meshwarden.identifiers import identifier_problem
 from meshwarden.receipt_calls import ReceiptCall, calls_of
 from meshwarden.registry import session_principal
@@ -106,6 +107,7 @@ class SessionFilter:
     # Set by the registry (never from the request) when an agent asks: only its own sessions.
     participant: str = ""
     started_for: str = ""  # only the sessions started for this principal
+    labels: tuple[tuple[str, str], ...] = ()  # only the sessions started with every one of these
 
     @classmethod
     def from_proto(cls, request: receipts_pb2.ListSessionsRequest) -> SessionFilter:
@@ -126,6 +128,7 @@ class SessionFilter:
             oldest_first=request.order == OLDEST,
             after=_parse_cursor(request.cursor) if request.cursor else None,
             started_for=_principal(request.started_for),
+            labels=_labels(request.labels),
         )
 
     def as_query(self) -> SessionQuery:
@@ -139,6 +142,7 @@ class SessionFilter:
             after=self.after,
             limit=self.limit,
             started_for=self.started_for,
+            labels=self.labels,
         )
 
 
@@ -155,7 +159,9 @@ def list_sessions(
     receipts = list(receipts)
     principals = session_principal.by_session(receipts)
     summaries = [
-        session_principal.fill(summarize(s.session_id, s.calls, outcomes.get(s.session_id)), principals.get(s.session_id))
+        session_principal.fill(
+            summarize(s.session_id, s.calls, outcomes.get(s.session_id)), principals.get(s.session_id)
+        )
         for s in _sessions(receipts)
     ]
     kept = [s for s in summaries if _matches(s, wanted)]
@@ -195,6 +201,13 @@ def _principal(text: str) -> str:
     if problem is not None:
         raise InvalidInput("started_for", problem)
     return text
+
+
+def _labels(labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    try:
+        return session_labels.checked(labels)
+    except session_labels.InvalidLabels as exc:
+        raise InvalidInput("labels", exc.message) from None
 
 
 def _parse_cursor(text: str) -> tuple[float, str]:
@@ -320,6 +333,8 @@ def _matches(summary: receipts_pb2.SessionSummary, wanted: SessionFilter) -> boo
     if wanted.team and wanted.team not in summary.teams:
         return False
     if wanted.started_for and wanted.started_for != summary.started_for:
+        return False
+    if any(summary.labels.get(key) != value for key, value in wanted.labels):
         return False
     return not (wanted.workflow_id and wanted.workflow_id != summary.workflow_id)
 

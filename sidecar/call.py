@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar, dataclass_transform
 
+from meshwarden.session_labels import Labels
 from meshwarden.sidecar.catalog import Endpoint
 from meshwarden.sidecar.model_call import ModelOutcome, ModelRequest
 from meshwarden.sidecar.payload_facts import PayloadFacts
@@ -86,6 +87,7 @@ class CallRecord:
     on_behalf_of: str = ""  # session_principal: who the session was started for
     on_behalf_of_source: str = ""  # session_principal: "agent", "session" or "peer"
     on_behalf_of_refused: str = ""  # session_principal: another principal the agent claimed (refused)
+    session_labels: Labels = ()  # session_principal: the labels the session was started with
 
 
 @_immutable
@@ -144,6 +146,8 @@ class Call:
     # Who the session was started for: as the agent (or the calling sidecar) said it, then as the
     # session_principal stage settled it (the session's first, carried to the peer).
     on_behalf_of: str = ""
+    # Free labels the session is started with (meshwarden.session_labels), settled the same way.
+    session_labels: Labels = ()
     # Shared by every replace() of this call; see CallRecord.
     record: CallRecord = field(default_factory=CallRecord, compare=False, repr=False)
     # Shared likewise: the payload's digest and parsed forms, each worked out once (payload_facts.py).

@@ -8,7 +8,7 @@ import logging
 
 import grpc
 
-from meshwarden import identifiers
+from meshwarden import identifiers, session_labels
 from meshwarden.clock import Clock
 from meshwarden.errors import BadPayload, MeshError, Unidentified
 from meshwarden.identity.peer import Unauthenticated, peer_identity
@@ -76,6 +76,8 @@ class PeerApi(peer_pb2_grpc.PeerServicer):
                     "on_behalf_of": request.on_behalf_of,
                 }
             )
+            labels = session_labels.problem(request.session_labels)
+            found = found or (labels.message if labels is not None else None)
             if found is not None or not CAPABILITY_NAME.fullmatch(request.capability):
                 raise BadPayload(f"call from {caller.agent}: {found or 'capability is not a capability name'}")
         traceparent, tracestate = headers_from_metadata(context.invocation_metadata())

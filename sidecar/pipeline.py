@@ -59,7 +59,9 @@ def outer_layers(
         tracing.layer(rt.tracing, "outbound", _kind_of(rt)),  # a CLIENT span, continuing the agent's trace
         metrics.layer(rt.metrics, "outbound", _known(rt), rt.clock),  # counted and timed once it ends
         receipts.layer("outbound", rt.receipts, rt.policy, rt.local, rt.clock),  # every call, however it ends
-        session_principal.outbound(rt.principals),  # who the session is for: the entry point's, never changed
+        session_principal.outbound(
+            rt.principals, rt.session_labels
+        ),  # who the session is for: the entry point's, never changed
         # an operator's stop, before anything else is spent on the call; steers away from killed callees
         kill_switch.outbound(rt.controls, rt.local, rt.policy, rt.catalog),
         task_fence.layer(rt.fences),  # a call under a task's stale fencing token never leaves
@@ -127,7 +129,9 @@ def inbound_layers(rt: Runtime) -> list[Layer]:
         metrics.layer(rt.metrics, "inbound", _serves(rt), rt.clock),
         receipts.layer("inbound", rt.receipts, rt.policy, rt.local, rt.clock),
         peer_identity.layer(),  # the caller is its certificate's SPIFFE ID, whatever it claims
-        session_principal.inbound(rt.principals),  # the session's principal, carried for this agent's own calls
+        session_principal.inbound(
+            rt.principals, rt.session_labels
+        ),  # the session's principal, carried for this agent's own calls
         kill_switch.inbound(rt.controls, rt.local, rt.policy),  # an operator's stop, matched on the mTLS caller too
         task_fence.layer(rt.fences),  # the task token checked again: a stale one is never delivered
         target_check.layer(rt.local),  # for this instance and a capability it serves?

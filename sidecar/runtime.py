@@ -27,7 +27,7 @@ from meshwarden.sidecar.provider_credentials import ProviderCredentials
 from meshwarden.sidecar.receipt_spool import ReceiptSpool
 from meshwarden.sidecar.routes import RouteTable, SessionPins
 from meshwarden.sidecar.schemas import SchemaCache
-from meshwarden.sidecar.session_principals import SessionPrincipals
+from meshwarden.sidecar.session_principals import SessionLabels, SessionPrincipals
 from meshwarden.sidecar.stages.breaker import BreakerBoard
 from meshwarden.sidecar.stages.task_fence import Fences
 
@@ -52,6 +52,7 @@ class Runtime:
     routes: RouteTable = field(default_factory=RouteTable)
     sessions: SessionPins = field(default_factory=SessionPins)
     principals: SessionPrincipals = field(default_factory=SessionPrincipals)  # who each session is for
+    session_labels: SessionLabels = field(default_factory=SessionLabels)  # what each session works on
     receipts: ReceiptSpool | None = None  # None: receipts turned off (--receipts false)
     latency: LatencyBoard = field(default_factory=lambda: LatencyBoard(time.monotonic))
     tracing: SidecarTracing | None = None  # None: tracing is off (no OTLP endpoint configured)

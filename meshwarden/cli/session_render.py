@@ -12,6 +12,7 @@ from typing import Final
 
 from google.protobuf import json_format, timestamp_pb2
 
+from meshwarden import session_labels
 from meshwarden.clock import iso_utc
 from meshwarden.receipt_calls import ReceiptCall, calls_of
 from meshwarden.v1 import receipts_pb2
@@ -22,6 +23,7 @@ SESSION_COLUMNS: Final = (
     "STARTED-FOR",
     "LAUNCHED-BY",
     "WORKFLOW",
+    "LABELS",
     "CALLS",
     "FAILED",
     "TOKENS",
@@ -67,6 +69,7 @@ def sessions_table(sessions: Sequence[receipts_pb2.SessionSummary]) -> str:
             started_for(s),
             s.launched_by or "-",
             s.workflow_id or "-",
+            session_labels.shown(dict(s.labels)),
             str(s.calls),
             str(s.failures),
             f"{s.input_tokens}+{s.output_tokens}",
@@ -95,6 +98,7 @@ def session_json(summary: receipts_pb2.SessionSummary) -> dict[str, object]:
         "started_for": summary.started_for,
         "launched_by": summary.launched_by,
         "started_for_conflict": summary.started_for_conflict,
+        "labels": dict(sorted(summary.labels.items())),
         "agents": list(summary.agents),
         "teams": list(summary.teams),
         "calls": summary.calls,

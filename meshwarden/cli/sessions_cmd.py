@@ -15,6 +15,7 @@ import sys
 import time
 from typing import Any
 
+from meshwarden import session_labels
 from meshwarden.cli import exit_codes, registry_access, session_render, sessions_suspect
 from meshwarden.cli.receipts_query import ask_receipts
 from meshwarden.cli.time_window import set_window
@@ -48,6 +49,13 @@ def add_to(commands: Any) -> None:
     listing.add_argument("--workflow", default="", metavar="ID", help="only sessions of this workflow")
     listing.add_argument(
         "--started-for", default="", metavar="PRINCIPAL", help="only sessions started for this user or service"
+    )
+    listing.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only sessions started with this label (e.g. repository=acme/api); repeat: all must match",
     )
     listing.add_argument("--since", default="", metavar="AGE|TIME", help="e.g. 1h, 30m, 2026-11-21T08:00Z")
     listing.add_argument("--until", default="", metavar="AGE|TIME", help="e.g. 5m, 2026-11-21T09:00Z")
@@ -88,9 +96,23 @@ def list_request(args: argparse.Namespace, now: float) -> receipts_pb2.ListSessi
         order=args.order,
         cursor=args.cursor,
         started_for=args.started_for,
+        labels=dict(_labels(args.label)),
     )
     set_window(request, since=args.since, until=args.until, now=now)
     return request
+
+
+def _labels(given: list[str]) -> session_labels.Labels:
+    """--label KEY=VALUE flags as labels; InvalidLabels (a ValueError) naming a bad one."""
+    pairs: dict[str, str] = {}
+    for text in given:
+        key, equals, value = text.partition("=")
+        if not equals:
+            raise session_labels.InvalidLabels(f"--label {text[:40]!r} is not KEY=VALUE (e.g. repository=acme/api)")
+        if key in pairs:
+            raise session_labels.InvalidLabels(f"--label {key[:40]!r} is given twice; a session has one value per key")
+        pairs[key] = value
+    return session_labels.checked(pairs)
 
 
 def _list(args: argparse.Namespace) -> int:

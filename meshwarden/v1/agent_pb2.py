@@ -25,17 +25,21 @@ _sym_db = _symbol_database.Default()
 from meshwarden.v1 import receipts_pb2 as meshwarden_dot_v1_dot_receipts__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19meshwarden/v1/agent.proto\x12\rmeshwarden.v1\x1a\x1cmeshwarden/v1/receipts.proto\"\xcf\x02\n\x08\x44\x65livery\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x12\n\ncapability\x18\x02 \x01(\t\x12\x14\n\x0cpayload_json\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63\x61ller_agent\x18\x04 \x01(\t\x12\x18\n\x10\x63\x61ller_spiffe_id\x18\x05 \x01(\t\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x07 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\r\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12\x16\n\x0eparent_call_id\x18\n \x01(\t\x12\x0f\n\x07task_id\x18Z \x01(\t\x12\x15\n\rfencing_token\x18[ \x01(\x04\x12\x12\n\ntask_token\x18\\ \x01(\x0c\x12\x15\n\x0con_behalf_of\x18\x8e\x02 \x01(\t\x12\x1a\n\x11\x63\x61ller_timeout_ms\x18\xd2\x01 \x01(\x04\"C\n\x07Outcome\x12\x13\n\x0bresult_json\x18\x01 \x01(\x0c\x12#\n\x05usage\x18\x02 \x01(\x0b\x32\x14.meshwarden.v1.Usage2B\n\x05\x41gent\x12\x39\n\x06Handle\x12\x17.meshwarden.v1.Delivery\x1a\x16.meshwarden.v1.Outcomeb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19meshwarden/v1/agent.proto\x12\rmeshwarden.v1\x1a\x1cmeshwarden/v1/receipts.proto\"\xca\x03\n\x08\x44\x65livery\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x12\n\ncapability\x18\x02 \x01(\t\x12\x14\n\x0cpayload_json\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63\x61ller_agent\x18\x04 \x01(\t\x12\x18\n\x10\x63\x61ller_spiffe_id\x18\x05 \x01(\t\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x07 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\r\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12\x16\n\x0eparent_call_id\x18\n \x01(\t\x12\x0f\n\x07task_id\x18Z \x01(\t\x12\x15\n\rfencing_token\x18[ \x01(\x04\x12\x12\n\ntask_token\x18\\ \x01(\x0c\x12\x15\n\x0con_behalf_of\x18\x8e\x02 \x01(\t\x12\x43\n\x0esession_labels\x18\x9a\x03 \x03(\x0b\x32*.meshwarden.v1.Delivery.SessionLabelsEntry\x12\x1a\n\x11\x63\x61ller_timeout_ms\x18\xd2\x01 \x01(\x04\x1a\x34\n\x12SessionLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"C\n\x07Outcome\x12\x13\n\x0bresult_json\x18\x01 \x01(\x0c\x12#\n\x05usage\x18\x02 \x01(\x0b\x32\x14.meshwarden.v1.Usage2B\n\x05\x41gent\x12\x39\n\x06Handle\x12\x17.meshwarden.v1.Delivery\x1a\x16.meshwarden.v1.Outcomeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'meshwarden.v1.agent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_DELIVERY_SESSIONLABELSENTRY']._loaded_options = None
+  _globals['_DELIVERY_SESSIONLABELSENTRY']._serialized_options = b'8\001'
   _globals['_DELIVERY']._serialized_start=75
-  _globals['_DELIVERY']._serialized_end=410
-  _globals['_OUTCOME']._serialized_start=412
-  _globals['_OUTCOME']._serialized_end=479
-  _globals['_AGENT']._serialized_start=481
-  _globals['_AGENT']._serialized_end=547
+  _globals['_DELIVERY']._serialized_end=533
+  _globals['_DELIVERY_SESSIONLABELSENTRY']._serialized_start=481
+  _globals['_DELIVERY_SESSIONLABELSENTRY']._serialized_end=533
+  _globals['_OUTCOME']._serialized_start=535
+  _globals['_OUTCOME']._serialized_end=602
+  _globals['_AGENT']._serialized_start=604
+  _globals['_AGENT']._serialized_end=670
 # @@protoc_insertion_point(module_scope)

@@ -25,17 +25,21 @@ _sym_db = _symbol_database.Default()
 from meshwarden.v1 import receipts_pb2 as meshwarden_dot_v1_dot_receipts__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18meshwarden/v1/peer.proto\x12\rmeshwarden.v1\x1a\x1cmeshwarden/v1/receipts.proto\"\x80\x03\n\x08PeerCall\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x12\n\ncapability\x18\x02 \x01(\t\x12\x14\n\x0cpayload_json\x18\x03 \x01(\x0c\x12\x1a\n\x12target_instance_id\x18\x04 \x01(\t\x12\x13\n\x0bschema_hash\x18\x05 \x01(\t\x12\x14\n\x0c\x63\x61ller_agent\x18\x06 \x01(\t\x12\x1a\n\x12\x63\x61ller_instance_id\x18\x07 \x01(\t\x12\x12\n\nsession_id\x18\x08 \x01(\t\x12\x13\n\x0bworkflow_id\x18\t \x01(\t\x12\x0f\n\x07\x61ttempt\x18\n \x01(\r\x12$\n\x17\x63ost_estimate_micro_usd\x18\x0b \x01(\x03H\x00\x88\x01\x01\x12\x17\n\x0fidempotency_key\x18\x0c \x01(\t\x12\x16\n\x0eparent_call_id\x18\r \x01(\t\x12\x12\n\ntask_token\x18Z \x01(\x0c\x12\x15\n\x0con_behalf_of\x18\x8e\x02 \x01(\tB\x1a\n\x18_cost_estimate_micro_usd\"z\n\tPeerReply\x12\x13\n\x0bresult_json\x18\x01 \x01(\x0c\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12#\n\x05usage\x18\x05 \x01(\x0b\x32\x14.meshwarden.v1.Usage2D\n\x04Peer\x12<\n\x07\x44\x65liver\x12\x17.meshwarden.v1.PeerCall\x1a\x18.meshwarden.v1.PeerReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18meshwarden/v1/peer.proto\x12\rmeshwarden.v1\x1a\x1cmeshwarden/v1/receipts.proto\"\xfb\x03\n\x08PeerCall\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x12\n\ncapability\x18\x02 \x01(\t\x12\x14\n\x0cpayload_json\x18\x03 \x01(\x0c\x12\x1a\n\x12target_instance_id\x18\x04 \x01(\t\x12\x13\n\x0bschema_hash\x18\x05 \x01(\t\x12\x14\n\x0c\x63\x61ller_agent\x18\x06 \x01(\t\x12\x1a\n\x12\x63\x61ller_instance_id\x18\x07 \x01(\t\x12\x12\n\nsession_id\x18\x08 \x01(\t\x12\x13\n\x0bworkflow_id\x18\t \x01(\t\x12\x0f\n\x07\x61ttempt\x18\n \x01(\r\x12$\n\x17\x63ost_estimate_micro_usd\x18\x0b \x01(\x03H\x00\x88\x01\x01\x12\x17\n\x0fidempotency_key\x18\x0c \x01(\t\x12\x16\n\x0eparent_call_id\x18\r \x01(\t\x12\x12\n\ntask_token\x18Z \x01(\x0c\x12\x15\n\x0con_behalf_of\x18\x8e\x02 \x01(\t\x12\x43\n\x0esession_labels\x18\x9a\x03 \x03(\x0b\x32*.meshwarden.v1.PeerCall.SessionLabelsEntry\x1a\x34\n\x12SessionLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x1a\n\x18_cost_estimate_micro_usd\"z\n\tPeerReply\x12\x13\n\x0bresult_json\x18\x01 \x01(\x0c\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12#\n\x05usage\x18\x05 \x01(\x0b\x32\x14.meshwarden.v1.Usage2D\n\x04Peer\x12<\n\x07\x44\x65liver\x12\x17.meshwarden.v1.PeerCall\x1a\x18.meshwarden.v1.PeerReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'meshwarden.v1.peer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PEERCALL_SESSIONLABELSENTRY']._loaded_options = None
+  _globals['_PEERCALL_SESSIONLABELSENTRY']._serialized_options = b'8\001'
   _globals['_PEERCALL']._serialized_start=74
-  _globals['_PEERCALL']._serialized_end=458
-  _globals['_PEERREPLY']._serialized_start=460
-  _globals['_PEERREPLY']._serialized_end=582
-  _globals['_PEER']._serialized_start=584
-  _globals['_PEER']._serialized_end=652
+  _globals['_PEERCALL']._serialized_end=581
+  _globals['_PEERCALL_SESSIONLABELSENTRY']._serialized_start=501
+  _globals['_PEERCALL_SESSIONLABELSENTRY']._serialized_end=553
+  _globals['_PEERREPLY']._serialized_start=583
+  _globals['_PEERREPLY']._serialized_end=705
+  _globals['_PEER']._serialized_start=707
+  _globals['_PEER']._serialized_end=775
 # @@protoc_insertion_point(module_scope)

@@ -22,7 +22,14 @@ class Usage(_message.Message):
     def __init__(self, model: _Optional[str] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_micro_usd: _Optional[int] = ...) -> None: ...
 
 class Receipt(_message.Message):
-    __slots__ = ("sidecar_instance_id", "sidecar_spiffe_id", "seq", "prev_hash", "hash", "direction", "call_id", "parent_call_id", "session_id", "workflow_id", "trace_id", "span_id", "caller_agent", "caller_spiffe_id", "caller_team", "callee_agent", "callee_spiffe_id", "callee_team", "callee_instance_id", "capability", "version", "arguments_sha256", "arguments_json", "status", "error_kind", "error_message", "attempt", "policy_decision", "policy_ids", "bundle_revision", "breaker_state", "kill_switch_id", "usage", "started_at", "ended_at", "latency_us", "task_id", "fencing_token", "call_kind", "model_provider", "model_requested", "model_response", "cached_input_tokens", "model_fallback_from", "model_api", "model_streamed", "model_stream_cut", "max_output_tokens", "attributed_to_agent_only", "model_task_id", "approval_id", "approval_decision", "approver", "tool_server", "tool_name", "tool_schema_sha256", "tool_risk", "tool_result_class", "budget_ids", "budget_reserved_micro_usd", "budget_settled_micro_usd", "budget_downgraded_to", "budget_short", "input_tokens_estimated", "output_tokens_estimated", "on_behalf_of", "on_behalf_of_source", "on_behalf_of_refused")
+    __slots__ = ("sidecar_instance_id", "sidecar_spiffe_id", "seq", "prev_hash", "hash", "direction", "call_id", "parent_call_id", "session_id", "workflow_id", "trace_id", "span_id", "caller_agent", "caller_spiffe_id", "caller_team", "callee_agent", "callee_spiffe_id", "callee_team", "callee_instance_id", "capability", "version", "arguments_sha256", "arguments_json", "status", "error_kind", "error_message", "attempt", "policy_decision", "policy_ids", "bundle_revision", "breaker_state", "kill_switch_id", "usage", "started_at", "ended_at", "latency_us", "task_id", "fencing_token", "call_kind", "model_provider", "model_requested", "model_response", "cached_input_tokens", "model_fallback_from", "model_api", "model_streamed", "model_stream_cut", "max_output_tokens", "attributed_to_agent_only", "model_task_id", "approval_id", "approval_decision", "approver", "tool_server", "tool_name", "tool_schema_sha256", "tool_risk", "tool_result_class", "budget_ids", "budget_reserved_micro_usd", "budget_settled_micro_usd", "budget_downgraded_to", "budget_short", "input_tokens_estimated", "output_tokens_estimated", "on_behalf_of", "on_behalf_of_source", "on_behalf_of_refused", "session_labels")
+    class SessionLabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     SIDECAR_INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     SIDECAR_SPIFFE_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +98,7 @@ class Receipt(_message.Message):
     ON_BEHALF_OF_FIELD_NUMBER: _ClassVar[int]
     ON_BEHALF_OF_SOURCE_FIELD_NUMBER: _ClassVar[int]
     ON_BEHALF_OF_REFUSED_FIELD_NUMBER: _ClassVar[int]
+    SESSION_LABELS_FIELD_NUMBER: _ClassVar[int]
     sidecar_instance_id: str
     sidecar_spiffe_id: str
     seq: int
@@ -159,7 +167,8 @@ class Receipt(_message.Message):
     on_behalf_of: str
     on_behalf_of_source: str
     on_behalf_of_refused: str
-    def __init__(self, sidecar_instance_id: _Optional[str] = ..., sidecar_spiffe_id: _Optional[str] = ..., seq: _Optional[int] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ..., direction: _Optional[str] = ..., call_id: _Optional[str] = ..., parent_call_id: _Optional[str] = ..., session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., caller_agent: _Optional[str] = ..., caller_spiffe_id: _Optional[str] = ..., caller_team: _Optional[str] = ..., callee_agent: _Optional[str] = ..., callee_spiffe_id: _Optional[str] = ..., callee_team: _Optional[str] = ..., callee_instance_id: _Optional[str] = ..., capability: _Optional[str] = ..., version: _Optional[str] = ..., arguments_sha256: _Optional[str] = ..., arguments_json: _Optional[bytes] = ..., status: _Optional[str] = ..., error_kind: _Optional[str] = ..., error_message: _Optional[str] = ..., attempt: _Optional[int] = ..., policy_decision: _Optional[str] = ..., policy_ids: _Optional[_Iterable[str]] = ..., bundle_revision: _Optional[int] = ..., breaker_state: _Optional[str] = ..., kill_switch_id: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., latency_us: _Optional[int] = ..., task_id: _Optional[str] = ..., fencing_token: _Optional[int] = ..., call_kind: _Optional[str] = ..., model_provider: _Optional[str] = ..., model_requested: _Optional[str] = ..., model_response: _Optional[str] = ..., cached_input_tokens: _Optional[int] = ..., model_fallback_from: _Optional[str] = ..., model_api: _Optional[str] = ..., model_streamed: _Optional[bool] = ..., model_stream_cut: _Optional[bool] = ..., max_output_tokens: _Optional[int] = ..., attributed_to_agent_only: _Optional[bool] = ..., model_task_id: _Optional[str] = ..., approval_id: _Optional[str] = ..., approval_decision: _Optional[str] = ..., approver: _Optional[str] = ..., tool_server: _Optional[str] = ..., tool_name: _Optional[str] = ..., tool_schema_sha256: _Optional[str] = ..., tool_risk: _Optional[str] = ..., tool_result_class: _Optional[str] = ..., budget_ids: _Optional[_Iterable[str]] = ..., budget_reserved_micro_usd: _Optional[int] = ..., budget_settled_micro_usd: _Optional[int] = ..., budget_downgraded_to: _Optional[str] = ..., budget_short: _Optional[str] = ..., input_tokens_estimated: _Optional[bool] = ..., output_tokens_estimated: _Optional[bool] = ..., on_behalf_of: _Optional[str] = ..., on_behalf_of_source: _Optional[str] = ..., on_behalf_of_refused: _Optional[str] = ...) -> None: ...
+    session_labels: _containers.ScalarMap[str, str]
+    def __init__(self, sidecar_instance_id: _Optional[str] = ..., sidecar_spiffe_id: _Optional[str] = ..., seq: _Optional[int] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ..., direction: _Optional[str] = ..., call_id: _Optional[str] = ..., parent_call_id: _Optional[str] = ..., session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., caller_agent: _Optional[str] = ..., caller_spiffe_id: _Optional[str] = ..., caller_team: _Optional[str] = ..., callee_agent: _Optional[str] = ..., callee_spiffe_id: _Optional[str] = ..., callee_team: _Optional[str] = ..., callee_instance_id: _Optional[str] = ..., capability: _Optional[str] = ..., version: _Optional[str] = ..., arguments_sha256: _Optional[str] = ..., arguments_json: _Optional[bytes] = ..., status: _Optional[str] = ..., error_kind: _Optional[str] = ..., error_message: _Optional[str] = ..., attempt: _Optional[int] = ..., policy_decision: _Optional[str] = ..., policy_ids: _Optional[_Iterable[str]] = ..., bundle_revision: _Optional[int] = ..., breaker_state: _Optional[str] = ..., kill_switch_id: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., latency_us: _Optional[int] = ..., task_id: _Optional[str] = ..., fencing_token: _Optional[int] = ..., call_kind: _Optional[str] = ..., model_provider: _Optional[str] = ..., model_requested: _Optional[str] = ..., model_response: _Optional[str] = ..., cached_input_tokens: _Optional[int] = ..., model_fallback_from: _Optional[str] = ..., model_api: _Optional[str] = ..., model_streamed: _Optional[bool] = ..., model_stream_cut: _Optional[bool] = ..., max_output_tokens: _Optional[int] = ..., attributed_to_agent_only: _Optional[bool] = ..., model_task_id: _Optional[str] = ..., approval_id: _Optional[str] = ..., approval_decision: _Optional[str] = ..., approver: _Optional[str] = ..., tool_server: _Optional[str] = ..., tool_name: _Optional[str] = ..., tool_schema_sha256: _Optional[str] = ..., tool_risk: _Optional[str] = ..., tool_result_class: _Optional[str] = ..., budget_ids: _Optional[_Iterable[str]] = ..., budget_reserved_micro_usd: _Optional[int] = ..., budget_settled_micro_usd: _Optional[int] = ..., budget_downgraded_to: _Optional[str] = ..., budget_short: _Optional[str] = ..., input_tokens_estimated: _Optional[bool] = ..., output_tokens_estimated: _Optional[bool] = ..., on_behalf_of: _Optional[str] = ..., on_behalf_of_source: _Optional[str] = ..., on_behalf_of_refused: _Optional[str] = ..., session_labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ShipReceiptsRequest(_message.Message):
     __slots__ = ("receipts", "head")
@@ -230,7 +239,14 @@ class ReportOutcomeResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class SessionSummary(_message.Message):
-    __slots__ = ("session_id", "workflow_id", "state", "agents", "teams", "calls", "cost_micro_usd", "started_at", "last_activity_at", "failures", "input_tokens", "output_tokens", "started_for", "launched_by", "started_for_conflict")
+    __slots__ = ("session_id", "workflow_id", "state", "agents", "teams", "calls", "cost_micro_usd", "started_at", "last_activity_at", "failures", "input_tokens", "output_tokens", "started_for", "launched_by", "started_for_conflict", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -246,6 +262,7 @@ class SessionSummary(_message.Message):
     STARTED_FOR_FIELD_NUMBER: _ClassVar[int]
     LAUNCHED_BY_FIELD_NUMBER: _ClassVar[int]
     STARTED_FOR_CONFLICT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     workflow_id: str
     state: str
@@ -261,10 +278,18 @@ class SessionSummary(_message.Message):
     started_for: str
     launched_by: str
     started_for_conflict: str
-    def __init__(self, session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., state: _Optional[str] = ..., agents: _Optional[_Iterable[str]] = ..., teams: _Optional[_Iterable[str]] = ..., calls: _Optional[int] = ..., cost_micro_usd: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_activity_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failures: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., started_for: _Optional[str] = ..., launched_by: _Optional[str] = ..., started_for_conflict: _Optional[str] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., state: _Optional[str] = ..., agents: _Optional[_Iterable[str]] = ..., teams: _Optional[_Iterable[str]] = ..., calls: _Optional[int] = ..., cost_micro_usd: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_activity_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failures: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., started_for: _Optional[str] = ..., launched_by: _Optional[str] = ..., started_for_conflict: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ListSessionsRequest(_message.Message):
-    __slots__ = ("state", "agent", "team", "workflow_id", "since", "until", "limit", "order", "cursor", "started_for")
+    __slots__ = ("state", "agent", "team", "workflow_id", "since", "until", "limit", "order", "cursor", "started_for", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     STATE_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
     TEAM_FIELD_NUMBER: _ClassVar[int]
@@ -275,6 +300,7 @@ class ListSessionsRequest(_message.Message):
     ORDER_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     STARTED_FOR_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     state: str
     agent: str
     team: str
@@ -285,7 +311,8 @@ class ListSessionsRequest(_message.Message):
     order: str
     cursor: str
     started_for: str
-    def __init__(self, state: _Optional[str] = ..., agent: _Optional[str] = ..., team: _Optional[str] = ..., workflow_id: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[int] = ..., order: _Optional[str] = ..., cursor: _Optional[str] = ..., started_for: _Optional[str] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, state: _Optional[str] = ..., agent: _Optional[str] = ..., team: _Optional[str] = ..., workflow_id: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[int] = ..., order: _Optional[str] = ..., cursor: _Optional[str] = ..., started_for: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ListSessionsResponse(_message.Message):
     __slots__ = ("sessions", "next_cursor")

@@ -46,7 +46,14 @@ class CheckRegistrationResponse(_message.Message):
     def __init__(self, current: _Optional[bool] = ...) -> None: ...
 
 class InvokeRequest(_message.Message):
-    __slots__ = ("capability", "payload_json", "version_range", "schema_hash", "session_id", "workflow_id", "cost_estimate_micro_usd", "idempotency_key", "parent_call_id", "task_token", "on_behalf_of")
+    __slots__ = ("capability", "payload_json", "version_range", "schema_hash", "session_id", "workflow_id", "cost_estimate_micro_usd", "idempotency_key", "parent_call_id", "task_token", "on_behalf_of", "session_labels")
+    class SessionLabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
     VERSION_RANGE_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +65,7 @@ class InvokeRequest(_message.Message):
     PARENT_CALL_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_TOKEN_FIELD_NUMBER: _ClassVar[int]
     ON_BEHALF_OF_FIELD_NUMBER: _ClassVar[int]
+    SESSION_LABELS_FIELD_NUMBER: _ClassVar[int]
     capability: str
     payload_json: bytes
     version_range: str
@@ -69,7 +77,8 @@ class InvokeRequest(_message.Message):
     parent_call_id: str
     task_token: bytes
     on_behalf_of: str
-    def __init__(self, capability: _Optional[str] = ..., payload_json: _Optional[bytes] = ..., version_range: _Optional[str] = ..., schema_hash: _Optional[str] = ..., session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., cost_estimate_micro_usd: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., parent_call_id: _Optional[str] = ..., task_token: _Optional[bytes] = ..., on_behalf_of: _Optional[str] = ...) -> None: ...
+    session_labels: _containers.ScalarMap[str, str]
+    def __init__(self, capability: _Optional[str] = ..., payload_json: _Optional[bytes] = ..., version_range: _Optional[str] = ..., schema_hash: _Optional[str] = ..., session_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., cost_estimate_micro_usd: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., parent_call_id: _Optional[str] = ..., task_token: _Optional[bytes] = ..., on_behalf_of: _Optional[str] = ..., session_labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class InvokeResponse(_message.Message):
     __slots__ = ("result_json", "instance_id", "agent", "version", "call_id", "usage")

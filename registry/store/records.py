@@ -238,6 +238,7 @@ class SessionQuery:
     after: tuple[float, str] | None = None  # the keyset cursor: (last activity, session id)
     limit: int = 100
     started_for: str = ""  # only sessions started for this principal (registry.session_principal)
+    labels: tuple[tuple[str, str], ...] = ()  # only sessions started with every one of these labels
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -248,6 +249,7 @@ class SessionPrincipal:
     started_for: str = ""
     launched_by: str = ""
     conflict: str = ""  # another principal a receipt of the session named ("" for none)
+    labels: tuple[tuple[str, str], ...] = ()  # the free labels it was started with, by key
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -16,7 +16,9 @@ the client everywhere: upstream here, and in the tests downstream.
 Attribution: `x-meshwarden-session-id`, `-workflow-id`, `-task-id`, `-parent-call-id` and
 `-on-behalf-of` headers, or the same under `_meta` as `meshwarden/session_id`,
 `meshwarden/workflow_id`, `meshwarden/task_id`, `meshwarden/parent_call_id`,
-`meshwarden/on_behalf_of` (which win: they are per request). A call
+`meshwarden/on_behalf_of` (which win: they are per request). At a session's entry point,
+`x-meshwarden-session-labels: repository=acme/api,resource=db-prod` names what the session
+works on (meshwarden.session_labels; a bad one is a JSON-RPC invalid-params error). A call
 made for a task carries the task's signed fencing token in `x-meshwarden-task-token`
 (sidecar.edges.task_claim); the task_fence stage refuses a stale one ("lease lost").
 Approvals, as for agent calls: `x-meshwarden-approval-wait: none` (or `_meta`
@@ -39,7 +41,7 @@ from typing import Final
 
 from aiohttp import web
 
-from meshwarden import strict_json
+from meshwarden import session_labels, strict_json
 from meshwarden.errors import (
     BadPayload,
     MeshError,
@@ -49,6 +51,7 @@ from meshwarden.errors import (
     Unreachable,
 )
 from meshwarden.names import QUALIFIED_TOOL, QUALIFIED_TOOL_RULE
+from meshwarden.session_labels import Labels
 from meshwarden.sidecar.call import Call, Caller, Handler
 from meshwarden.sidecar.edges.gateway_http import RouteFamily
 from meshwarden.sidecar.edges.mcp_protocol import (
@@ -217,6 +220,7 @@ class McpEndpoint:
             workflow_id=attribution["workflow_id"],
             parent_call_id=attribution["parent_call_id"],
             on_behalf_of=attribution["on_behalf_of"],
+            session_labels=_session_labels(request.headers),
             traceparent=request.headers.get("traceparent", "")[:256],
             tracestate=request.headers.get("tracestate", "")[:512],
             kind="tool",
@@ -274,6 +278,14 @@ def _attribution(request: web.Request, era: Era) -> dict[str, str]:
             raise RpcError(INVALID_PARAMS, f"{key} must be 1-{MAX_ID_CHARS} printable ASCII characters without spaces")
         found[key] = value
     return found
+
+
+def _session_labels(headers: Mapping[str, str]) -> Labels:
+    """The session's free labels from x-meshwarden-session-labels (key=value,key=value)."""
+    try:
+        return session_labels.from_header(headers.get(session_labels.HEADER, ""))
+    except session_labels.InvalidLabels as exc:
+        raise RpcError(INVALID_PARAMS, exc.message, data={"kind": "bad_session_labels", "label": exc.label}) from None
 
 
 def _timeout_s(request: web.Request, era: Era, default_s: float) -> float:

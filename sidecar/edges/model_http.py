@@ -17,7 +17,8 @@ catalog's prices (`Call.cost_estimate_micro_usd`).
 
 Attribution comes from headers the SDK's call context sets on the clients it hands a handler
 (`x-meshwarden-session-id`, `-workflow-id`, `-task-id`, `-parent-call-id`, and at a session's
-entry point `-on-behalf-of`: who it is started for); a call without
+entry point `-on-behalf-of`: who it is started for, and `-session-labels`: what it works on,
+`repository=acme/api,resource=db-prod`, meshwarden.session_labels); a call without
 them is attributed to the agent alone, and its receipt says so. A call made for a task also
 carries the task's signed fencing token (`x-meshwarden-task-token`, sidecar.edges.task_claim):
 the task_fence stage refuses it once the token is stale ("lease lost", a 403). A policy's
@@ -42,9 +43,10 @@ from typing import Final
 import grpc
 from aiohttp import web
 
-from meshwarden import strict_json
+from meshwarden import session_labels, strict_json
 from meshwarden.errors import MeshError, PayloadTooLarge, ProviderRefused
 from meshwarden.policy_bundle.model_catalog import ModelCatalog
+from meshwarden.session_labels import Labels
 from meshwarden.sidecar.bundle_loader import PolicyHolder
 from meshwarden.sidecar.call import Call, Caller, Handler
 from meshwarden.sidecar.edges.gateway_http import RouteFamily
@@ -179,6 +181,7 @@ class ModelGateway:
             token = task_token(request.headers)  # checked by the task_fence stage
         except BadTaskToken as exc:
             raise BadModelRequest(str(exc)) from None
+        labels = _session_labels(request.headers)
         approval = approval_headers.from_metadata(
             [(h, request.headers.get(h, "")) for h in (approval_headers.WAIT_HEADER, approval_headers.ID_HEADER)]
         )
@@ -199,6 +202,7 @@ class ModelGateway:
             workflow_id=workflow_id,
             parent_call_id=parent,
             on_behalf_of=on_behalf_of,
+            session_labels=labels,
             cost_estimate_micro_usd=cost,
             traceparent=request.headers.get("traceparent", "")[:256],
             tracestate=request.headers.get("tracestate", "")[:512],
@@ -240,6 +244,14 @@ def _passthrough(headers: Mapping[str, str]) -> dict[str, str]:
             raise BadModelRequest(f"header {name} must be printable ASCII, got {value[:60]!r}")
         found[name] = value[:256]
     return found
+
+
+def _session_labels(headers: Mapping[str, str]) -> Labels:
+    """The session's free labels from x-meshwarden-session-labels; a bad one is the API's 400."""
+    try:
+        return session_labels.from_header(headers.get(session_labels.HEADER, ""))
+    except session_labels.InvalidLabels as exc:
+        raise BadModelRequest(exc.message) from None
 
 
 def _header_id(headers: Mapping[str, str], name: str) -> str:

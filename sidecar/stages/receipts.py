@@ -170,6 +170,7 @@ class Receipts:
             on_behalf_of=record.on_behalf_of,
             on_behalf_of_source=record.on_behalf_of_source,
             on_behalf_of_refused=record.on_behalf_of_refused,
+            session_labels=dict(record.session_labels),
         )
         if call.model is not None:
             _add_model_fields(receipt, call)

@@ -7,6 +7,10 @@ here: the agent's on_behalf_of, if any, is learned (source "agent"). Inbound (a 
 call): the envelope's principal is learned for the session (source "peer"), so the calls this
 agent makes while handling it carry it too. What was decided goes in the call's record for
 the receipt, and in the call itself for the peer hop (sidecar.wire.peer_call).
+
+The session's free labels (meshwarden.session_labels) go the same way, first wins; labels an
+agent sends for a session that already has some are ignored, not refused: they describe what
+the session works on, and the entry point's say that.
 """
 
 from __future__ import annotations
@@ -17,14 +21,21 @@ from typing import Literal
 from meshwarden.errors import PrincipalMismatch
 from meshwarden.identifiers import shown
 from meshwarden.sidecar.call import Call, Handler, Layer, Reply
-from meshwarden.sidecar.session_principals import SessionPrincipals
+from meshwarden.sidecar.session_principals import SessionLabels, SessionPrincipals
 
 
 class SessionPrincipal:
-    def __init__(self, next: Handler, known: SessionPrincipals, direction: Literal["outbound", "inbound"]) -> None:
-        self._next, self._known, self._direction = next, known, direction
+    def __init__(
+        self,
+        next: Handler,
+        known: SessionPrincipals,
+        labels: SessionLabels,
+        direction: Literal["outbound", "inbound"],
+    ) -> None:
+        self._next, self._known, self._labels, self._direction = next, known, labels, direction
 
     async def __call__(self, call: Call) -> Reply:
+        call = self._with_labels(call)
         record, claimed = call.record, call.on_behalf_of
         if self._direction == "inbound":
             record.on_behalf_of, record.on_behalf_of_source = claimed, "peer" if claimed else ""
@@ -48,10 +59,16 @@ class SessionPrincipal:
         principal = record.on_behalf_of
         return await self._next(call if principal == claimed else dataclasses.replace(call, on_behalf_of=principal))
 
+    def _with_labels(self, call: Call) -> Call:
+        """`call` carrying its session's first labels (learned from it when it has the first)."""
+        labels = self._labels.learn(call.session_id, call.session_labels) if call.session_id else call.session_labels
+        call.record.session_labels = labels
+        return call if labels == call.session_labels else dataclasses.replace(call, session_labels=labels)
 
-def outbound(known: SessionPrincipals) -> Layer:
-    return lambda next: SessionPrincipal(next, known, "outbound")
+
+def outbound(known: SessionPrincipals, labels: SessionLabels) -> Layer:
+    return lambda next: SessionPrincipal(next, known, labels, "outbound")
 
 
-def inbound(known: SessionPrincipals) -> Layer:
-    return lambda next: SessionPrincipal(next, known, "inbound")
+def inbound(known: SessionPrincipals, labels: SessionLabels) -> Layer:
+    return lambda next: SessionPrincipal(next, known, labels, "inbound")

@@ -29,6 +29,7 @@ def to_delivery(call: Call, now: float) -> agent_pb2.Delivery:
         fencing_token=fencing_token,
         task_token=call.task_token if task_id else b"",
         on_behalf_of=call.record.on_behalf_of,
+        session_labels=dict(call.record.session_labels),
         caller_timeout_ms=max(math.ceil(caller_left_s * 1000), 1) if call.caller_deadline else 0,
     )
 

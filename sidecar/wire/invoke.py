@@ -5,8 +5,9 @@ have length limits, and a message says what to send instead."""
 
 from __future__ import annotations
 
-from meshwarden import identifiers
+from meshwarden import identifiers, session_labels
 from meshwarden.errors import BadPayload
+from meshwarden.session_labels import Labels
 from meshwarden.sidecar import usage
 from meshwarden.sidecar.call import Call, Caller, Reply
 from meshwarden.sidecar.local_agent import CAPABILITY_NAME
@@ -51,6 +52,7 @@ def to_call(
         approval_id=approval.approval_id,
         approval_wait=approval.wait,
         on_behalf_of=request.on_behalf_of,
+        session_labels=_labels(request),
     )
 
 
@@ -63,6 +65,13 @@ def to_response(reply: Reply, call_id: str) -> sidecar_pb2.InvokeResponse:
         call_id=call_id,
         usage=usage.to_proto(reply.usage),
     )
+
+
+def _labels(request: sidecar_pb2.InvokeRequest) -> Labels:
+    try:
+        return session_labels.checked(request.session_labels)
+    except session_labels.InvalidLabels as exc:
+        raise BadPayload(f"call to {request.capability}: {exc.message}") from None
 
 
 def _check(request: sidecar_pb2.InvokeRequest) -> None:

@@ -26,6 +26,7 @@ def to_peer_call(call: Call, target: Endpoint) -> peer_pb2.PeerCall:
         parent_call_id=call.parent_call_id,
         task_token=call.task_token,
         on_behalf_of=call.on_behalf_of,
+        session_labels=dict(call.session_labels),
     )
 
 
@@ -62,6 +63,7 @@ def to_call(
         tracestate=tracestate,
         task_token=request.task_token,
         on_behalf_of=request.on_behalf_of,
+        session_labels=tuple(sorted(request.session_labels.items())),  # checked by peer_api
     )
 
 

@@ -18,6 +18,7 @@ import pytest
 import meshwarden
 from meshwarden import errors
 from meshwarden.receipt_calls import calls_of
+from meshwarden.session_labels import InvalidLabels
 from meshwarden.supervise import meshwarden_argv
 from meshwarden.v1 import receipts_pb2
 from tests.integration.mesh import LocalMesh
@@ -51,6 +52,7 @@ async def test_an_outcome_is_stored_once_and_a_second_is_refused_naming_the_firs
 # Deterministic usage, one model per agent, so every sum below is exact.
 SUPPORT_USAGE = {"model": "gpt-4o-mini", "input_tokens": 500, "output_tokens": 100, "cost_micro_usd": 1000}
 BILLING_USAGE = {"model": "claude-3-5-haiku", "input_tokens": 4000, "output_tokens": 1000, "cost_micro_usd": 20000}
+LABELS = {"repository": "acme/api", "resource": "db-prod"}  # what session s-p works on
 KB_USAGE = {"model": "text-embedding-3-small", "input_tokens": 1500, "output_tokens": 0, "cost_micro_usd": 30}
 
 
@@ -257,16 +259,18 @@ async def test_sessions_timelines_and_costs_from_the_receipts(mesh: LocalMesh) -
 
 
 async def test_who_a_session_was_started_for_is_carried_and_cannot_be_changed_downstream(mesh: LocalMesh) -> None:
-    """frontdesk starts s-p for user:alice -> support, which calls billing twice: once plainly
-    (billing's handler sees user:alice), once claiming user:mallory (support's sidecar refuses
-    it). The registry lists s-p as started for user:alice, launched by frontdesk, with the
-    refused claim flagged; the same arguments twice make it a suspect at --repeats 2."""
+    """frontdesk starts s-p for user:alice, labelled repository=acme/api, -> support, which calls
+    billing twice: once plainly but naming other labels (billing's handler sees user:alice and
+    the first labels), once claiming user:mallory (support's sidecar refuses it). The registry
+    lists s-p as started for user:alice, launched by frontdesk, with the refused claim flagged,
+    and with its first labels (filtered by --label); the same arguments twice make it a suspect
+    at --repeats 2."""
     top = await mesh.sidecar("frontdesk")
     await mesh.pair("support", "1.0.0", "--work-as", "plan.work")
     await mesh.pair("billing", "2.4.0", "--work-as", "bill.work")
     tree = {
         "calls": [
-            {"capability": "bill.work", "args": {}},
+            {"capability": "bill.work", "args": {}, "session_labels": {"repository": "other/repo"}},
             {"capability": "bill.work", "args": {}, "on_behalf_of": "user:mallory", "catch": True},
         ]
     }
@@ -275,9 +279,14 @@ async def test_who_a_session_was_started_for_is_carried_and_cannot_be_changed_do
             await routable(client, capability, {})
         with pytest.raises(errors.BadPayload):  # bounded and printable, like every identifier
             await client.invoke("plan.work", {}, session_id="s-bad", on_behalf_of="user:\n", timeout=10)
-        reply = await client.invoke("plan.work", tree, session_id="s-p", on_behalf_of="user:alice", timeout=10)
+        with pytest.raises(InvalidLabels, match="not a label key"):  # the SDK refuses before sending
+            await client.invoke("plan.work", {}, session_id="s-bad", session_labels={"Repo": "x"}, timeout=10)
+        reply = await client.invoke(
+            "plan.work", tree, session_id="s-p", on_behalf_of="user:alice", session_labels=LABELS, timeout=10
+        )
     plain, forged = reply.value["children"]
     assert plain["value"]["on_behalf_of"] == "user:alice" and forged == {"refused": "principal_mismatch"}
+    assert reply.value["session_labels"] == plain["value"]["session_labels"] == LABELS
 
     async def listed() -> receipts_pb2.SessionSummary | None:
         request = receipts_pb2.ListSessionsRequest(started_for="user:alice")
@@ -292,6 +301,7 @@ async def test_who_a_session_was_started_for_is_carried_and_cannot_be_changed_do
         "frontdesk",
         "user:mallory",
     )
+    assert dict(summary.labels) == LABELS
 
     flags = ["--registry", mesh.registry_address, "--ca-pin", mesh.registry.addresses["ca_fingerprint"]]  # type: ignore[union-attr]
     env = {**os.environ, "MESHWARDEN_OPERATOR_TOKEN": mesh.operator_token()}
@@ -304,6 +314,12 @@ async def test_who_a_session_was_started_for_is_carried_and_cannot_be_changed_do
     table = await cli("sessions", "list", "--started-for", "user:alice")
     assert table.returncode == 0, table.stderr
     assert "STARTED-FOR" in table.stdout and "user:alice (also named: user:mallory)" in table.stdout
+    assert "LABELS" in table.stdout and "repository=acme/api,resource=db-prod" in table.stdout
+    labelled = await cli("sessions", "list", "--label", "repository=acme/api", "--output", "json")
+    assert labelled.returncode == 0, labelled.stderr
+    assert [(s["session_id"], s["labels"]) for s in json.loads(labelled.stdout)] == [("s-p", LABELS)]
+    other = await cli("sessions", "list", "--label", "repository=acme/api", "--label", "resource=db-test")
+    assert other.returncode == 0 and "s-p" not in other.stdout, other.stderr
     suspects = await cli("sessions", "suspect", "--repeats", "2", "--reason", "repeating", "--output", "json")
     assert suspects.returncode == 8, suspects.stderr  # found: a script can alert on it
     [suspect] = [s for s in json.loads(suspects.stdout) if s["session_id"] == "s-p"]

@@ -469,6 +469,19 @@ UPDATE meta SET value = CASE WHEN EXISTS (SELECT 1 FROM receipts) THEN 0 ELSE 1 
 CREATE INDEX tasks_by_holder_agent ON tasks (holder_agent, state);
 """,
     ),
+    Step(
+        "session labels: the free labels each session was started with (issue 19 question 3), one row per "
+        "label, filtered through the (key, value) index",
+        """
+CREATE TABLE session_labels (
+    session_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (session_id, key)
+);
+CREATE INDEX session_labels_by_label ON session_labels (key, value);
+""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(STEPS)

@@ -1,5 +1,6 @@
 """Who each session was started for and the signs that it loops, in PostgreSQL: the tables
-`session_principals` and `session_signals` (one row per session each), the same as SQLite's
+`session_principals` and `session_signals` (one row per session each; its labels one row per label
+in `session_labels`), the same as SQLite's
 (registry.store.sqlite.session_signals), rewritten beside the session's aggregate in the
 transaction of every receipt batch that touches it, under the session's advisory lock
 (registry.store.postgres.sessions.store_aggregates), so replicas never lose one another's.
@@ -11,9 +12,11 @@ list and for the gauge's counts.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Final
 
 from meshwarden.registry.store.records import SessionPrincipal, SessionSignals, SuspectThresholds
+from meshwarden.session_labels import Labels
 
 # The thresholds as one row `t` of numbered parameters (every statement names them all, typed,
 # whichever conditions it uses); the caller's own parameters start at $7.
@@ -29,13 +32,18 @@ CONDITIONS: Final = {
     "spending": "(a.cost_micro_usd >= t.spend AND a.activity_at >= t.now - t.within)",
     "idle": "a.activity_at < t.now - t.idle",
 }
-PRINCIPAL_COLUMNS: Final = "p.started_for, p.launched_by, p.conflict"
+PRINCIPAL_COLUMNS: Final = (
+    "p.started_for, p.launched_by, p.conflict, (SELECT coalesce(json_agg(json_build_array(l.key, l.value)), "
+    "'[]')::text FROM session_labels l WHERE l.session_id = p.session_id)"
+)
 SIGNAL_COLUMNS: Final = "s.max_repeats, s.repeated_capability, s.retries, s.successes"
 UPSERT_PRINCIPAL: Final = (
     "INSERT INTO session_principals (session_id, started_for, launched_by, conflict) VALUES ($1, $2, $3, $4) "
     "ON CONFLICT (session_id) DO UPDATE SET started_for = excluded.started_for, "
     "launched_by = excluded.launched_by, conflict = excluded.conflict"
 )
+INSERT_LABEL: Final = "INSERT INTO session_labels (session_id, key, value) VALUES ($1, $2, $3)"
+DELETE_LABELS: Final = "DELETE FROM session_labels WHERE session_id = ANY($1::text[])"
 UPSERT_SIGNALS: Final = (
     "INSERT INTO session_signals (session_id, max_repeats, repeated_capability, retries, successes) "
     "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (session_id) DO UPDATE SET max_repeats = excluded.max_repeats, "
@@ -45,6 +53,15 @@ UPSERT_SIGNALS: Final = (
 
 def principal_row(principal: SessionPrincipal) -> tuple[Any, ...]:
     return (principal.session_id, principal.started_for, principal.launched_by, principal.conflict)
+
+
+def label_rows(principal: SessionPrincipal) -> list[tuple[str, str, str]]:
+    return [(principal.session_id, key, value) for key, value in principal.labels]
+
+
+def labels_of(text: str) -> Labels:
+    """Labels from the JSON array of [key, value] pairs PRINCIPAL_COLUMNS builds, by key."""
+    return tuple(sorted((str(key), str(value)) for key, value in json.loads(text)))
 
 
 def signals_row(signals: SessionSignals) -> tuple[Any, ...]:
@@ -91,7 +108,11 @@ def principal_of(session_id: str, row: Any) -> SessionPrincipal | None:
     if row[0] is None:
         return None
     return SessionPrincipal(
-        session_id=session_id, started_for=str(row[0]), launched_by=str(row[1]), conflict=str(row[2])
+        session_id=session_id,
+        started_for=str(row[0]),
+        launched_by=str(row[1]),
+        conflict=str(row[2]),
+        labels=labels_of(str(row[3])),
     )
 
 

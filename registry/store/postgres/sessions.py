@@ -91,7 +91,7 @@ _LISTED_COLUMNS: Final = (
     f"{session_signals.PRINCIPAL_COLUMNS}"
 )
 _PRINCIPAL_AT: Final = 17  # where PRINCIPAL_COLUMNS start in a listed row
-_SIGNALS_AT: Final = _PRINCIPAL_AT + 3
+_SIGNALS_AT: Final = _PRINCIPAL_AT + 4
 _LISTED_TABLES: Final = (
     "session_aggregates a LEFT JOIN session_outcomes o ON o.session_id = a.session_id "
     "LEFT JOIN session_principals p ON p.session_id = a.session_id"
@@ -150,6 +150,7 @@ class _Rows:
         self.members: list[tuple[str, str, str]] = []
         self.shares: list[tuple[Any, ...]] = []
         self.principals: list[tuple[Any, ...]] = []
+        self.labels: list[tuple[str, str, str]] = []
         self.signals: list[tuple[Any, ...]] = []
         self.facts: list[tuple[Any, ...]] = []
 
@@ -166,7 +167,9 @@ def _rows_of(in_sessions: Sequence[Any], outside: Sequence[Any], ended: dict[str
             ("team", t, session_id) for t in found.teams
         ]
         rows.shares += [_share_row(session_id, share, True) for share in found.cost_shares]
-        rows.principals.append(session_signals.principal_row(principal_of(session_id, receipts)))
+        principal = principal_of(session_id, receipts)
+        rows.principals.append(session_signals.principal_row(principal))
+        rows.labels += session_signals.label_rows(principal)
         rows.signals.append(session_signals.signals_row(signals_of(session_id, receipts)))
         rows.facts += [call_facts.row_of(f) for f in facts_of(receipts)]
     for call_id, bodies in _grouped(outside).items():
@@ -222,6 +225,10 @@ async def _write(
         )
     if rows.principals:
         await connection.executemany(session_signals.UPSERT_PRINCIPAL, rows.principals)
+    if session_ids:
+        await connection.execute(session_signals.DELETE_LABELS, session_ids)
+    if rows.labels:
+        await connection.executemany(session_signals.INSERT_LABEL, rows.labels)
     if rows.signals:
         await connection.executemany(session_signals.UPSERT_SIGNALS, rows.signals)
     await call_facts.put(connection, session_ids, call_ids, rows.facts)
@@ -404,6 +411,11 @@ def _where(query: SessionQuery) -> tuple[list[str], list[object]]:
         where.append(f"a.workflow_id = {param(query.workflow_id)}")
     if query.started_for:
         where.append(f"p.started_for = {param(query.started_for)}")
+    for key, value in query.labels:
+        where.append(
+            f"a.session_id IN (SELECT session_id FROM session_labels WHERE key = {param(key)} "
+            f"AND value = {param(value)})"  # the (key, value) index
+        )
     for role, name in (("agent", query.agent), ("agent", query.participant), ("team", query.team)):
         if name:
             where.append(

@@ -451,6 +451,19 @@ CREATE TABLE IF NOT EXISTS cost_totals (
 CREATE INDEX IF NOT EXISTS tasks_by_holder_agent ON tasks (holder_agent, state);
 """,
     ),
+    Step(
+        "session labels: the free labels each session was started with (issue 19 question 3), one row per "
+        "label, filtered through the (key, value) index",
+        """
+CREATE TABLE IF NOT EXISTS session_labels (
+    session_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (session_id, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS session_labels_by_label ON session_labels (key, value);
+""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(STEPS)

@@ -1,5 +1,6 @@
 """Who each session was started for and the signs that it loops, in SQLite: the tables
-`session_principals` and `session_signals` (one row per session each), rewritten beside the
+`session_principals` and `session_signals` (one row per session each; its free labels one row
+per label in `session_labels`, whose (key, value) index answers `--label key=value`), rewritten beside the
 session's aggregate in the transaction of every receipt batch that touches it
 (registry.store.sqlite.sessions.store_aggregates). Kept apart from the aggregates so each
 store can add them on its own (PostgreSQL keeps the same: registry.store.postgres.session_signals).
@@ -10,10 +11,12 @@ written once here, as SQL, for the list and for the gauge's counts.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import Final
 
 from meshwarden.registry.store.records import SessionPrincipal, SessionSignals, SuspectThresholds
+from meshwarden.session_labels import Labels
 
 # Each reason's condition over session_aggregates `a` and session_signals `s` (running sessions).
 CONDITIONS: Final = {
@@ -22,7 +25,10 @@ CONDITIONS: Final = {
     "spending": "(a.cost_micro_usd >= :spend AND a.activity_at >= :now - :within)",
     "idle": "a.activity_at < :now - :idle",
 }
-PRINCIPAL_COLUMNS: Final = "p.started_for, p.launched_by, p.conflict"
+PRINCIPAL_COLUMNS: Final = (
+    "p.started_for, p.launched_by, p.conflict, (SELECT json_group_array(json_array(l.key, l.value)) "
+    "FROM session_labels l WHERE l.session_id = p.session_id)"
+)
 SIGNAL_COLUMNS: Final = "s.max_repeats, s.repeated_capability, s.retries, s.successes"
 
 
@@ -31,6 +37,11 @@ def put(db: sqlite3.Connection, principal: SessionPrincipal, signals: SessionSig
     db.execute(
         "INSERT OR REPLACE INTO session_principals (session_id, started_for, launched_by, conflict) VALUES (?, ?, ?, ?)",
         (principal.session_id, principal.started_for, principal.launched_by, principal.conflict),
+    )
+    db.execute("DELETE FROM session_labels WHERE session_id = ?", (principal.session_id,))
+    db.executemany(
+        "INSERT INTO session_labels (session_id, key, value) VALUES (?, ?, ?)",
+        [(principal.session_id, key, value) for key, value in principal.labels],
     )
     db.execute(
         "INSERT OR REPLACE INTO session_signals (session_id, max_repeats, repeated_capability, retries, successes) "
@@ -71,8 +82,23 @@ def principal_of(session_id: str, row: tuple[object, ...]) -> SessionPrincipal |
     if row[0] is None:
         return None
     return SessionPrincipal(
-        session_id=session_id, started_for=str(row[0]), launched_by=str(row[1]), conflict=str(row[2])
+        session_id=session_id,
+        started_for=str(row[0]),
+        launched_by=str(row[1]),
+        conflict=str(row[2]),
+        labels=labels_of(str(row[3])),
     )
+
+
+def labels_of(text: str) -> Labels:
+    """Labels from the JSON array of [key, value] pairs PRINCIPAL_COLUMNS builds, by key."""
+    return tuple(sorted((str(key), str(value)) for key, value in json.loads(text)))
+
+
+def label_filter(count: int) -> str:
+    """The condition that a listed session (`a`) has one label: `count` of them, AND-ed."""
+    one = "a.session_id IN (SELECT session_id FROM session_labels WHERE key = ? AND value = ?)"  # its index
+    return " AND ".join([one] * count)
 
 
 def signals_of(session_id: str, row: tuple[object, ...]) -> SessionSignals:

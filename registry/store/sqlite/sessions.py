@@ -50,7 +50,7 @@ _LISTED_COLUMNS: Final = (
     f"o.outcome, o.detail, o.reported_by, o.reported_at, {session_signals.PRINCIPAL_COLUMNS}"
 )
 _PRINCIPAL_AT: Final = 16  # where PRINCIPAL_COLUMNS start in a listed row
-_SIGNALS_AT: Final = _PRINCIPAL_AT + 3
+_SIGNALS_AT: Final = _PRINCIPAL_AT + 4
 _LISTED_TABLES: Final = (
     "session_aggregates a LEFT JOIN session_outcomes o ON o.session_id = a.session_id "
     "LEFT JOIN session_principals p ON p.session_id = a.session_id"
@@ -195,6 +195,9 @@ def _where(query: SessionQuery) -> tuple[list[str], list[object]]:
     if query.started_for:
         where.append("p.started_for = ?")
         params.append(query.started_for)
+    if query.labels:
+        where.append(session_signals.label_filter(len(query.labels)))
+        params += [part for pair in query.labels for part in pair]
     for role, name in (("agent", query.agent), ("agent", query.participant), ("team", query.team)):
         if name:
             where.append("a.session_id IN (SELECT session_id FROM session_members WHERE role = ? AND name = ?)")

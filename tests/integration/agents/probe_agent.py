@@ -187,7 +187,10 @@ async def work(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
     for nested in args.get("calls", []):
         try:  # on_behalf_of: a principal this agent claims for the session (its sidecar must refuse another)
             result = await ctx.invoke(
-                nested["capability"], nested.get("args", {}), on_behalf_of=nested.get("on_behalf_of")
+                nested["capability"],
+                nested.get("args", {}),
+                on_behalf_of=nested.get("on_behalf_of"),
+                session_labels=nested.get("session_labels"),  # later labels: the sidecar keeps the first
             )
         except meshwarden.Refused as refused:
             if not nested.get("catch"):
@@ -207,6 +210,7 @@ async def work(args: Any, ctx: meshwarden.CallContext) -> dict[str, Any]:
         "session_id": ctx.session_id,
         "workflow_id": ctx.workflow_id,
         "on_behalf_of": ctx.on_behalf_of,
+        "session_labels": dict(ctx.session_labels),
         "children": children,
     }
 

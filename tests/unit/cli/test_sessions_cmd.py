@@ -150,11 +150,34 @@ def test_bad_flags_are_refused_naming_the_flag() -> None:
         order="newest",
         cursor="",
         started_for="",
+        label=[],
     )
     with pytest.raises(ValueError, match="--until"):
         list_request(args, NOW)
     with pytest.raises(ValueError, match="--limit"):
         list_request(argparse.Namespace(**{**vars(args), "until": "", "limit": 0}), NOW)
+
+
+@pytest.mark.parametrize(
+    ("labels", "words"),
+    [(["repository"], "is not KEY=VALUE"), (["a=1", "a=2"], "given twice"), (["Repo=x"], "not a label key")],
+)
+def test_a_bad_label_flag_is_refused_naming_it(labels: list[str], words: str) -> None:
+    args = build_parser().parse_args(["sessions", "list", *(f"--label={label}" for label in labels)])
+    with pytest.raises(ValueError, match=words):
+        list_request(args, NOW)
+
+
+def test_labels_filter_all_at_once_and_show_in_the_table_and_json() -> None:
+    args = build_parser().parse_args(
+        ["sessions", "list", "--label", "repository=acme/api", "--label", "resource=db-prod"]
+    )
+    assert dict(list_request(args, NOW).labels) == {"repository": "acme/api", "resource": "db-prod"}
+    labelled = receipts_pb2.SessionSummary(session_id="s1", labels={"resource": "db-prod", "repository": "acme/api"})
+    plain = receipts_pb2.SessionSummary(session_id="s2")
+    header, first, second = session_render.sessions_table([labelled, plain]).splitlines()
+    assert "LABELS" in header and "repository=acme/api,resource=db-prod" in first and " - " in second
+    assert session_render.session_json(labelled)["labels"] == {"repository": "acme/api", "resource": "db-prod"}
 
 
 def test_the_commands_parse() -> None:
