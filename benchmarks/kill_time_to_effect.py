@@ -379,8 +379,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=50, help="kills, each followed by its lift")
     parser.add_argument(
         "--store",
-        default="sqlite",
-        help="sqlite (default), postgresql (a throwaway cluster) or postgresql://USER@HOST:PORT/DB",
+        default="",
+        help="sqlite, postgresql (a throwaway cluster) or postgresql://USER@HOST:PORT/DB; "
+        "by default SQLite with one replica and a throwaway cluster with several",
     )
     parser.add_argument(
         "--replicas",
