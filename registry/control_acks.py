@@ -122,14 +122,16 @@ class Acknowledgements:
 
     async def _everywhere(self) -> dict[_Key, int]:
         """Every live watcher with what it acknowledged: this replica's from memory, the others'
-        from the store (only this replica's when the store does not answer)."""
-        found = {key: w.acknowledged for key, w in self._live.items()}
+        from the store (only this replica's when the store does not answer). Memory is read after
+        the store's answer: an acknowledgement that arrives while the store is read is counted now,
+        not a poll later (its wake-up is cleared by `wait_for` before it waits again)."""
         if self._shared is None:
-            return found
+            return {key: w.acknowledged for key, w in self._live.items()}
         try:
             shared = await self._shared.live(self._clock.wall() - REPLICA_TTL_S)
         except StoreError:
-            return found
+            shared = []
+        found = {key: w.acknowledged for key, w in self._live.items()}
         for w in shared:
             key = (w.instance_id, w.spiffe_id)
             found[key] = max(found.get(key, 0), w.acknowledged)
