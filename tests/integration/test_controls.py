@@ -189,6 +189,10 @@ async def test_cli_kill_cancels_in_flight_calls_isolate_and_audit(mesh: LocalMes
         assert "TIME-TO-EFFECT" in listed and " 3/3 in " in listed  # kept from the kill, shown while in force
         (as_json,) = json.loads(await cli(mesh, "kill", "list", "--output", "json"))
         assert as_json["id"] == switch_id and as_json["time_to_effect"]["enforced"] == 3
+        paged = await cli(mesh, "kill", "list", "--limit", "1")  # the only switch: a page with no `more:`
+        assert switch_id in paged and "more: --cursor" not in paged
+        refused = await cli(mesh, "kill", "list", "--cursor", "nonsense", expect=2)
+        assert "INVALID_ARGUMENT" in refused and "pass the page's next_cursor unchanged" in refused
         assert "lifted" in await cli(mesh, "kill", "lift", switch_id)
         waits = (await fd.invoke("probe.waits", {}, timeout=5, version="^1")).value
         assert waits["cancelled"] == ["t1"]  # the agent's handler saw asyncio.CancelledError
