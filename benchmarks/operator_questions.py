@@ -47,7 +47,7 @@ QUESTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("1 running agents", ("agents", "list")),
     ("1 running sessions", ("sessions", "list", "--state", "running")),
     ("1 tasks in progress", ("tasks", "list", "--state", "leased")),
-    ("2 who enrolled (audit)", ("audit", "list")),
+    ("2 who enrolled each agent", ("agents", "list")),  # ENROLLED-BY, read from each SVID at Register
     ("2 started for, launched by", ("sessions", "list", "--started-for", "user:u7")),
     ("3 sessions of a workflow", ("sessions", "list", "--workflow", "w3")),
     ("4 model per agent", ("costs", "--by", "agent-model")),
