@@ -12,11 +12,9 @@ list and for the gauge's counts.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final
 
 from meshwarden.registry.store.records import SessionPrincipal, SessionSignals, SuspectThresholds
-from meshwarden.session_labels import Labels
 
 # The thresholds as one row `t` of numbered parameters (every statement names them all, typed,
 # whichever conditions it uses); the caller's own parameters start at $7.
@@ -59,11 +57,6 @@ def label_rows(principal: SessionPrincipal) -> list[tuple[str, str, str]]:
     return [(principal.session_id, key, value) for key, value in principal.labels]
 
 
-def labels_of(text: str) -> Labels:
-    """Labels from the JSON array of [key, value] pairs PRINCIPAL_COLUMNS builds, by key."""
-    return tuple(sorted((str(key), str(value)) for key, value in json.loads(text)))
-
-
 def signals_row(signals: SessionSignals) -> tuple[Any, ...]:
     return (
         signals.session_id,
@@ -101,26 +94,3 @@ COUNTS: Final = (
 
 def counts_of(row: Any) -> dict[str, int]:
     return {reason: int(value) for reason, value in zip(CONDITIONS, row, strict=True)}
-
-
-def principal_of(session_id: str, row: Any) -> SessionPrincipal | None:
-    """The principal from PRINCIPAL_COLUMNS of a LEFT JOIN (None: no row yet)."""
-    if row[0] is None:
-        return None
-    return SessionPrincipal(
-        session_id=session_id,
-        started_for=str(row[0]),
-        launched_by=str(row[1]),
-        conflict=str(row[2]),
-        labels=labels_of(str(row[3])),
-    )
-
-
-def signals_of(session_id: str, row: Any) -> SessionSignals:
-    return SessionSignals(
-        session_id=session_id,
-        max_repeats=int(row[0]),
-        repeated_capability=str(row[1]),
-        retries=int(row[2]),
-        successes=int(row[3]),
-    )

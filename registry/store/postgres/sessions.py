@@ -32,7 +32,7 @@ from meshwarden.registry.call_facts import facts_of
 from meshwarden.registry.session_aggregates import aggregate
 from meshwarden.registry.session_principal import principal_of
 from meshwarden.registry.session_signals import signals_of
-from meshwarden.registry.store import cost_total_deltas
+from meshwarden.registry.store import cost_total_deltas, session_rows
 from meshwarden.registry.store.postgres import call_facts, session_signals
 from meshwarden.registry.store.postgres.database import Connection, Database
 from meshwarden.registry.store.records import (
@@ -43,7 +43,6 @@ from meshwarden.registry.store.records import (
     ListedSession,
     SessionAggregate,
     SessionQuery,
-    StoredOutcome,
     SuspectSession,
     SuspectThresholds,
 )
@@ -56,21 +55,7 @@ SESSIONLESS_CALL_LOCK: Final = 7_400_011
 # Sessions filled per transaction when aggregates are computed for receipts stored before them.
 _FILL_PAGE: Final = 200
 
-_AGGREGATE_COLUMNS: Final = (
-    "session_id",
-    "workflow_id",
-    "started_at",
-    "last_activity_at",
-    "calls",
-    "failures",
-    "cost_micro_usd",
-    "input_tokens",
-    "output_tokens",
-    "agents",
-    "teams",
-    "outcome",
-    "activity_at",
-)
+_AGGREGATE_COLUMNS: Final = (*session_rows.AGGREGATE_COLUMNS, "outcome", "activity_at")
 _UPSERT: Final = (
     f"INSERT INTO session_aggregates ({', '.join(_AGGREGATE_COLUMNS)}) "
     f"VALUES ({', '.join(f'${n}' for n in range(1, len(_AGGREGATE_COLUMNS) + 1))}) "
@@ -86,12 +71,7 @@ _ADD_TO_TOTALS: Final = (
     "ON CONFLICT (by_key, key) DO UPDATE SET "
     + ", ".join(f"{c} = cost_totals.{c} + excluded.{c}" for c in cost_total_deltas.TOTAL_COLUMNS)
 )
-_LISTED_COLUMNS: Final = (
-    f"{', '.join('a.' + c for c in _AGGREGATE_COLUMNS)}, o.outcome, o.detail, o.reported_by, o.reported_at, "
-    f"{session_signals.PRINCIPAL_COLUMNS}"
-)
-_PRINCIPAL_AT: Final = 17  # where PRINCIPAL_COLUMNS start in a listed row
-_SIGNALS_AT: Final = _PRINCIPAL_AT + 4
+_LISTED_COLUMNS: Final = session_rows.listed_columns(session_signals.PRINCIPAL_COLUMNS)
 _LISTED_TABLES: Final = (
     "session_aggregates a LEFT JOIN session_outcomes o ON o.session_id = a.session_id "
     "LEFT JOIN session_principals p ON p.session_id = a.session_id"
@@ -327,7 +307,7 @@ class PostgresSessions:
         )
 
         async def work(connection: Connection) -> list[ListedSession]:
-            return [_listed(row) for row in await connection.fetch(sql, *params)]
+            return [session_rows.listed_session(row) for row in await connection.fetch(sql, *params)]
 
         return await self._db.read(work)
 
@@ -347,7 +327,10 @@ class PostgresSessions:
 
         async def work(connection: Connection) -> list[SuspectSession]:
             return [
-                SuspectSession(listed=_listed(row), signals=session_signals.signals_of(str(row[0]), row[_SIGNALS_AT:]))
+                SuspectSession(
+                    listed=session_rows.listed_session(row),
+                    signals=session_rows.signals_of(str(row[0]), row[session_rows.SIGNALS_AT :]),
+                )
                 for row in await connection.fetch(sql, *params)
             ]
 
@@ -455,32 +438,3 @@ def _share_row(owner: str, share: CostShare, in_session: bool) -> tuple[Any, ...
         share.input_tokens,
         share.output_tokens,
     )
-
-
-def _listed(row: Any) -> ListedSession:
-    found = SessionAggregate(
-        session_id=str(row[0]),
-        workflow_id=str(row[1]),
-        started_at=float(row[2]),
-        last_activity_at=float(row[12]),
-        calls=int(row[4]),
-        failures=int(row[5]),
-        cost_micro_usd=int(row[6]),
-        input_tokens=int(row[7]),
-        output_tokens=int(row[8]),
-        agents=tuple(json.loads(str(row[9]))),
-        teams=tuple(json.loads(str(row[10]))),
-    )
-    outcome = (
-        None
-        if row[13] is None
-        else StoredOutcome(
-            session_id=str(row[0]),
-            outcome=str(row[13]),
-            detail=str(row[14]),
-            reported_by=str(row[15]),
-            reported_at=float(row[16]),
-        )
-    )
-    principal = session_signals.principal_of(str(row[0]), row[_PRINCIPAL_AT:_SIGNALS_AT])
-    return ListedSession(aggregate=found, outcome=outcome, principal=principal)

@@ -11,12 +11,10 @@ written once here, as SQL, for the list and for the gauge's counts.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Final
 
 from meshwarden.registry.store.records import SessionPrincipal, SessionSignals, SuspectThresholds
-from meshwarden.session_labels import Labels
 
 # Each reason's condition over session_aggregates `a` and session_signals `s` (running sessions).
 CONDITIONS: Final = {
@@ -77,35 +75,7 @@ def counts(db: sqlite3.Connection, limits: SuspectThresholds, now: float) -> dic
     return {reason: int(value) for reason, value in zip(CONDITIONS, row, strict=True)}
 
 
-def principal_of(session_id: str, row: tuple[object, ...]) -> SessionPrincipal | None:
-    """The principal from PRINCIPAL_COLUMNS of a LEFT JOIN (None: no row yet)."""
-    if row[0] is None:
-        return None
-    return SessionPrincipal(
-        session_id=session_id,
-        started_for=str(row[0]),
-        launched_by=str(row[1]),
-        conflict=str(row[2]),
-        labels=labels_of(str(row[3])),
-    )
-
-
-def labels_of(text: str) -> Labels:
-    """Labels from the JSON array of [key, value] pairs PRINCIPAL_COLUMNS builds, by key."""
-    return tuple(sorted((str(key), str(value)) for key, value in json.loads(text)))
-
-
 def label_filter(count: int) -> str:
     """The condition that a listed session (`a`) has one label: `count` of them, AND-ed."""
     one = "a.session_id IN (SELECT session_id FROM session_labels WHERE key = ? AND value = ?)"  # its index
     return " AND ".join([one] * count)
-
-
-def signals_of(session_id: str, row: tuple[object, ...]) -> SessionSignals:
-    return SessionSignals(
-        session_id=session_id,
-        max_repeats=int(str(row[0])),
-        repeated_capability=str(row[1]),
-        retries=int(str(row[2])),
-        successes=int(str(row[3])),
-    )

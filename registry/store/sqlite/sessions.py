@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Collection, Iterable
-from typing import Any, Final
+from typing import Final
 
 from meshwarden.registry.call_facts import facts_of
 from meshwarden.registry.session_aggregates import aggregate
 from meshwarden.registry.session_principal import principal_of
 from meshwarden.registry.session_signals import signals_of
-from meshwarden.registry.store import cost_total_deltas
+from meshwarden.registry.store import cost_total_deltas, session_rows
 from meshwarden.registry.store.records import (
     CallFact,
     ChangeSide,
@@ -29,7 +29,6 @@ from meshwarden.registry.store.records import (
     ListedSession,
     SessionAggregate,
     SessionQuery,
-    StoredOutcome,
     SuspectSession,
     SuspectThresholds,
 )
@@ -37,20 +36,12 @@ from meshwarden.registry.store.sqlite import call_facts, session_signals
 from meshwarden.registry.store.sqlite.database import Database
 from meshwarden.v1 import receipts_pb2
 
-_AGGREGATE_COLUMNS: Final = (
-    "session_id, workflow_id, started_at, last_activity_at, calls, failures, cost_micro_usd, "
-    "input_tokens, output_tokens, agents, teams"
-)
+_AGGREGATE_COLUMNS: Final = ", ".join(session_rows.AGGREGATE_COLUMNS)
 # `outcome` ("" while running) and `activity_at` (the later of the last call's end and the
 # outcome's report) are copied from session_outcomes, here and by the outcome store when an
 # outcome arrives, so filtering by state and sorting by activity read an index.
 _ACTIVITY: Final = "a.activity_at"
-_LISTED_COLUMNS: Final = (
-    f"{', '.join('a.' + c for c in _AGGREGATE_COLUMNS.split(', '))}, {_ACTIVITY}, "
-    f"o.outcome, o.detail, o.reported_by, o.reported_at, {session_signals.PRINCIPAL_COLUMNS}"
-)
-_PRINCIPAL_AT: Final = 16  # where PRINCIPAL_COLUMNS start in a listed row
-_SIGNALS_AT: Final = _PRINCIPAL_AT + 4
+_LISTED_COLUMNS: Final = session_rows.listed_columns(session_signals.PRINCIPAL_COLUMNS)
 _LISTED_TABLES: Final = (
     "session_aggregates a LEFT JOIN session_outcomes o ON o.session_id = a.session_id "
     "LEFT JOIN session_principals p ON p.session_id = a.session_id"
@@ -117,7 +108,7 @@ class SqliteSessions:
         )
 
         def work(db: sqlite3.Connection) -> list[ListedSession]:
-            return [_listed(row) for row in db.execute(sql, (*params, query.limit))]
+            return [session_rows.listed_session(row) for row in db.execute(sql, (*params, query.limit))]
 
         return await self._db.read(work)
 
@@ -137,7 +128,10 @@ class SqliteSessions:
 
         def work(db: sqlite3.Connection) -> list[SuspectSession]:
             return [
-                SuspectSession(listed=_listed(row), signals=session_signals.signals_of(str(row[0]), row[_SIGNALS_AT:]))
+                SuspectSession(
+                    listed=session_rows.listed_session(row),
+                    signals=session_rows.signals_of(str(row[0]), row[session_rows.SIGNALS_AT :]),
+                )
                 for row in db.execute(sql, params)
             ]
 
@@ -285,32 +279,3 @@ def _share_row(owner: str, share: CostShare, in_session: bool) -> tuple[object, 
         share.input_tokens,
         share.output_tokens,
     )
-
-
-def _listed(row: tuple[Any, ...]) -> ListedSession:
-    aggregate_row = SessionAggregate(
-        session_id=str(row[0]),
-        workflow_id=str(row[1]),
-        started_at=float(row[2]),
-        last_activity_at=float(row[11]),
-        calls=int(row[4]),
-        failures=int(row[5]),
-        cost_micro_usd=int(row[6]),
-        input_tokens=int(row[7]),
-        output_tokens=int(row[8]),
-        agents=tuple(json.loads(str(row[9]))),
-        teams=tuple(json.loads(str(row[10]))),
-    )
-    outcome = (
-        None
-        if row[12] is None
-        else StoredOutcome(
-            session_id=str(row[0]),
-            outcome=str(row[12]),
-            detail=str(row[13]),
-            reported_by=str(row[14]),
-            reported_at=float(row[15]),
-        )
-    )
-    principal = session_signals.principal_of(str(row[0]), row[_PRINCIPAL_AT:_SIGNALS_AT])
-    return ListedSession(aggregate=aggregate_row, outcome=outcome, principal=principal)
