@@ -10,26 +10,11 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any, Final
 
+from meshwarden.registry.store import call_fact_rows
 from meshwarden.registry.store.postgres.database import Connection
 from meshwarden.registry.store.records import CallFact, ChangeSide
 
-_COLUMNS: Final = (
-    "call_id",
-    "session_id",
-    "started_at",
-    "latency_us",
-    "ok",
-    "cost_micro_usd",
-    "capability",
-    "call_kind",
-    "callee_agent",
-    "version",
-    "spender_agent",
-    "model",
-    "bundle_revision",
-    "tool",
-    "tool_schema",
-)
+_COLUMNS: Final = call_fact_rows.COLUMNS
 _INSERT: Final = (
     f"INSERT INTO call_facts ({', '.join(_COLUMNS)}) "
     f"VALUES ({', '.join(f'${n}' for n in range(1, len(_COLUMNS) + 1))}) "
@@ -39,7 +24,7 @@ _INSERT: Final = (
 
 async def put(connection: Connection, session_ids: list[str], call_ids: list[str], rows: list[tuple[Any, ...]]) -> None:
     """Replaces the rows of the sessions `session_ids` and of the calls outside any session
-    `call_ids` with `rows` (row_of each fact), inside the caller's transaction."""
+    `call_ids` with `rows` (call_fact_rows.row_of each fact), inside the caller's transaction."""
     await connection.execute(
         "DELETE FROM call_facts WHERE session_id = ANY($1::text[]) OR (session_id = '' AND call_id = ANY($2::text[]))",
         session_ids,
@@ -57,7 +42,7 @@ async def between(
         rows = await connection.fetch(sql, since, until)
     else:
         rows = await connection.fetch(sql + " AND capability = ANY($3::text[])", since, until, sorted(capabilities))
-    return [_fact(row) for row in rows]
+    return [call_fact_rows.fact_of(row) for row in rows]
 
 
 # Each kind's (subject, value, which calls carry one) as registry.session_changes._VALUES says.
@@ -95,57 +80,4 @@ async def change_sides(connection: Connection, since: float, until: float) -> li
     counted: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
     for kind, subject, value, bucket, calls in await connection.fetch(_LATENCIES, since, until):
         counted.setdefault((kind, subject, value), []).append((int(bucket), int(calls)))
-    return [
-        ChangeSide(
-            kind=str(row[0]),
-            subject=str(row[1]),
-            value=str(row[2]),
-            first_at=float(row[3]),
-            calls=int(row[4]),
-            failures=int(row[5]),
-            cost_micro_usd=int(row[6]),
-            successful_sessions=int(row[7]),
-            latencies=tuple(counted.get((row[0], row[1], row[2]), ())),
-        )
-        for row in await connection.fetch(_SIDES, since, until)
-    ]
-
-
-def row_of(f: CallFact) -> tuple[Any, ...]:
-    return (
-        f.call_id,
-        f.session_id,
-        f.started_at,
-        f.latency_us,
-        f.ok,
-        f.cost_micro_usd,
-        f.capability,
-        f.call_kind,
-        f.callee_agent,
-        f.version,
-        f.spender_agent,
-        f.model,
-        f.bundle_revision,
-        f.tool,
-        f.tool_schema,
-    )
-
-
-def _fact(row: Any) -> CallFact:
-    return CallFact(
-        call_id=str(row[0]),
-        session_id=str(row[1]),
-        started_at=float(row[2]),
-        latency_us=int(row[3]),
-        ok=bool(row[4]),
-        cost_micro_usd=int(row[5]),
-        capability=str(row[6]),
-        call_kind=str(row[7]),
-        callee_agent=str(row[8]),
-        version=str(row[9]),
-        spender_agent=str(row[10]),
-        model=str(row[11]),
-        bundle_revision=int(row[12]),
-        tool=str(row[13]),
-        tool_schema=str(row[14]),
-    )
+    return [call_fact_rows.side_of(row, counted) for row in await connection.fetch(_SIDES, since, until)]

@@ -32,7 +32,7 @@ from meshwarden.registry.call_facts import facts_of
 from meshwarden.registry.session_aggregates import aggregate
 from meshwarden.registry.session_principal import principal_of
 from meshwarden.registry.session_signals import signals_of
-from meshwarden.registry.store import cost_total_deltas, session_rows
+from meshwarden.registry.store import call_fact_rows, cost_total_deltas, session_rows
 from meshwarden.registry.store.postgres import call_facts, session_signals
 from meshwarden.registry.store.postgres.database import Connection, Database
 from meshwarden.registry.store.records import (
@@ -151,11 +151,11 @@ def _rows_of(in_sessions: Sequence[Any], outside: Sequence[Any], ended: dict[str
         rows.principals.append(session_signals.principal_row(principal))
         rows.labels += session_signals.label_rows(principal)
         rows.signals.append(session_signals.signals_row(signals_of(session_id, receipts)))
-        rows.facts += [call_facts.row_of(f) for f in facts_of(receipts)]
+        rows.facts += [call_fact_rows.row_of(f) for f in facts_of(receipts)]
     for call_id, bodies in _grouped(outside).items():
         receipts = [receipts_pb2.Receipt.FromString(b) for b in bodies]
         rows.shares += [_share_row(call_id, share, False) for share in aggregate("", receipts).cost_shares]
-        rows.facts += [call_facts.row_of(f) for f in facts_of(receipts)]
+        rows.facts += [call_fact_rows.row_of(f) for f in facts_of(receipts)]
     return rows
 
 

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Collection, Iterable
-from typing import Any, Final
+from typing import Final
 
+from meshwarden.registry.store import call_fact_rows
 from meshwarden.registry.store.records import CallFact, ChangeSide
 
-COLUMNS: Final = (
-    "call_id, session_id, started_at, latency_us, ok, cost_micro_usd, capability, call_kind, callee_agent, "
-    "version, spender_agent, model, bundle_revision, tool, tool_schema"
-)
+COLUMNS: Final = ", ".join(call_fact_rows.COLUMNS)
 
 
 def put(db: sqlite3.Connection, owner: str, facts: Iterable[CallFact], *, in_session: bool) -> None:
@@ -26,8 +24,8 @@ def put(db: sqlite3.Connection, owner: str, facts: Iterable[CallFact], *, in_ses
     else:
         db.execute("DELETE FROM call_facts WHERE call_id = ? AND session_id = ''", (owner,))
     db.executemany(
-        f"INSERT OR REPLACE INTO call_facts ({COLUMNS}) VALUES ({', '.join('?' * len(COLUMNS.split(', ')))})",
-        [_row(f) for f in facts],
+        f"INSERT OR REPLACE INTO call_facts ({COLUMNS}) VALUES ({', '.join('?' * len(call_fact_rows.COLUMNS))})",
+        [call_fact_rows.row_of(f) for f in facts],
     )
 
 
@@ -38,7 +36,7 @@ def between(
     if capabilities is not None:
         sql += f" AND capability IN ({', '.join('?' * len(capabilities))})"
     rows = db.execute(sql, (since, until, *(capabilities or ())))
-    return [_fact(row) for row in rows]
+    return [call_fact_rows.fact_of(row) for row in rows]
 
 
 # Each kind's (subject, value, which calls carry one) as registry.session_changes._VALUES says.
@@ -85,57 +83,4 @@ def change_sides(db: sqlite3.Connection, since: float, until: float) -> list[Cha
     counted: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
     for kind, subject, value, bucket, calls in db.execute(_LATENCIES.format(start=start), window):
         counted.setdefault((kind, subject, value), []).append((int(bucket), int(calls)))
-    return [
-        ChangeSide(
-            kind=row[0],
-            subject=row[1],
-            value=row[2],
-            first_at=float(row[3]),
-            calls=int(row[4]),
-            failures=int(row[5]),
-            cost_micro_usd=int(row[6]),
-            successful_sessions=int(row[7]),
-            latencies=tuple(counted.get((row[0], row[1], row[2]), ())),
-        )
-        for row in db.execute(_SIDES.format(start=start), window)
-    ]
-
-
-def _row(f: CallFact) -> tuple[object, ...]:
-    return (
-        f.call_id,
-        f.session_id,
-        f.started_at,
-        f.latency_us,
-        f.ok,
-        f.cost_micro_usd,
-        f.capability,
-        f.call_kind,
-        f.callee_agent,
-        f.version,
-        f.spender_agent,
-        f.model,
-        f.bundle_revision,
-        f.tool,
-        f.tool_schema,
-    )
-
-
-def _fact(row: tuple[Any, ...]) -> CallFact:
-    return CallFact(
-        call_id=row[0],
-        session_id=row[1],
-        started_at=row[2],
-        latency_us=row[3],
-        ok=bool(row[4]),
-        cost_micro_usd=row[5],
-        capability=row[6],
-        call_kind=row[7],
-        callee_agent=row[8],
-        version=row[9],
-        spender_agent=row[10],
-        model=row[11],
-        bundle_revision=row[12],
-        tool=row[13],
-        tool_schema=row[14],
-    )
+    return [call_fact_rows.side_of(row, counted) for row in db.execute(_SIDES.format(start=start), window)]
